@@ -300,8 +300,17 @@ std::string ProxyFailure(const ExplainHop& hop) {
     return absl::StrCat("unknown destination: no route matched the request",
                         hop.route.empty() ? "" : absl::StrCat(" (route ", hop.route, ")"));
   }
-  if (HasFlag(f, "NC"))
+  if (HasFlag(f, "NC")) {
+    // A backend the control plane could not resolve (a Gateway API backendRef to a Service that
+    // does not exist: 500, and the route's status says ResolvedRefs False), else a cluster this
+    // sidecar lacks.
+    if (absl::StrContains(reason, "backend does not exist")) {
+      return absl::StrCat("the route's backend does not exist (the share of backendRefs the control "
+                          "plane could not resolve: see the route's ResolvedRefs status)",
+                          RouteClause(hop));
+    }
     return absl::StrCat("the route names a cluster the sidecar has not got", RouteClause(hop));
+  }
   if (HasFlag(f, "UF")) {
     // "upstream TLS handshake failed": the upstream's certificate or identity was refused.
     return absl::StrCat(absl::StrContains(reason, "TLS") ? "the TLS handshake with " : "connecting to ",

@@ -176,6 +176,13 @@ TEST(ExplainTest, EachProxyMadeErrorKind) {
   EXPECT_EQ(Verdict("404", "NR", "no route", {{"meshlet.route", "no-service"}}),
             "404 at productpage.default's outbound sidecar: unknown destination: no route matched "
             "the request (route no-service)");
+  EXPECT_EQ(Verdict("500", "NC", "route backend does not exist", route),
+            "500 at productpage.default's outbound sidecar: the route's backend does not exist "
+            "(the share of backendRefs the control plane could not resolve: see the route's "
+            "ResolvedRefs status) (route Service/default/reviews)");
+  EXPECT_EQ(Verdict("503", "NC", "route cluster not found", route),
+            "503 at productpage.default's outbound sidecar: the route names a cluster the sidecar "
+            "has not got (route Service/default/reviews)");
   EXPECT_EQ(Verdict("502", "NM", "unknown destination 203.0.113.9:80"),
             "502 at productpage.default's sidecar: unknown destination (unknown destination "
             "203.0.113.9:80)");

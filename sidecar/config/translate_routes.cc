@@ -215,7 +215,9 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
         const std::string& name = list[i].name();
         if (name.empty()) {
           scope.Add(Join(item, "name"), "must not be empty");
-        } else if (!clusters.contains(name)) {
+        } else if (!clusters.contains(name) && name != route::kMissingBackendCluster) {
+          // The missing-backend name stands for backendRefs the control plane could not
+          // resolve: the router answers its share with 500.
           scope.Add("", absl::StrCat(Join(item, "name"), " ", Quote(name), " names no Cluster"));
         } else if (auto [it, inserted] = seen.emplace(name, i); !inserted) {
           scope.Add(Join(item, "name"),

@@ -8,7 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
+#include "sidecar/route/route_config.h"
 #include "tests/contract/contract_fixtures.h"
+#include "xds/gateway.pb.h"
 
 namespace meshlet::contract {
 namespace {
@@ -148,6 +150,57 @@ TEST(TranslatorContractTest, ScopedNodesStillGetEveryClusterTheirRoutesName) {
   node.set_id("client-1");
   cp::translate::NodeResources resources = cp::translate::Translate(policy, registry, node);
   ExpectSidecarAccepts(resources, "client-1 scoped");
+}
+
+// A Gateway API route whose backendRefs name a Service that does not exist: the control plane
+// sends their share of the weight to a cluster no configuration defines, which the sidecar
+// answers with 500 (Gateway API's rule). The sidecar must accept that name; it refused the whole
+// route configuration ("names no Cluster"), so one such route kept every caller of the Service
+// on its previous configuration.
+TEST(TranslatorContractTest, AGatewayRouteWithMissingBackendsIsAccepted) {
+  cp::policy::PolicySnapshot policy;
+  AddPolicies(R"(
+kind: Service
+metadata: {name: echo}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+)",
+              "echo.yaml", policy);
+  gateway::HTTPRoute route;
+  ASSERT_TRUE(config::YamlToProto(R"(
+kind: HTTPRoute
+metadata: {name: partly-missing, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /half}}]
+    backendRefs: [{name: echo, port: 80, weight: 1}, {name: nowhere, port: 80, weight: 1}]
+  - matches: [{path: {type: PathPrefix, value: /none}}]
+    backendRefs: [{name: nowhere, port: 80}]
+)",
+                                  route)
+                  .ok());
+  policy.gateway_http_routes.push_back(route);
+  cp::registry::RegistrySnapshot registry;
+  registry.workloads = {Workload("echo-0", "echo", "10.1.0.1", {8080}),
+                        Workload("client-1", "", "10.1.0.4", {})};
+  xds::Node node;
+  node.set_id("client-1");
+  cp::translate::NodeResources resources = cp::translate::Translate(policy, registry, node);
+  int missing = 0;
+  for (const auto& config : resources.routes) {
+    for (const auto& host : config.virtual_hosts()) {
+      for (const auto& r : host.routes()) {
+        for (const auto& c : r.route().weighted_clusters().clusters()) {
+          missing += c.name() == sidecar::route::kMissingBackendCluster;
+        }
+      }
+    }
+  }
+  // The translation holds what this test is about, by the name the sidecar knows (a rule with no
+  // backend left is a direct 500 instead).
+  EXPECT_EQ(missing, 1);
+  ExpectSidecarAccepts(resources, "client-1");
 }
 
 // The harness itself: a translation missing one cluster its routes name is refused, so the tests

@@ -245,6 +245,11 @@ ERROR_KINDS = [
     ("/limited", 429, "RL", "local rate limit exceeded",
      r"rate limited by TrafficPolicy/default/limits \(route limited\)"),
     ("/nowhere", 404, "NR", "no route", r"unknown destination: no route matched the request"),
+    # A Gateway API backendRef the control plane could not resolve: its share of the rule's
+    # weight goes to a cluster no configuration defines, answered 500.
+    ("/no-backend", 500, "NC", "route backend does not exist",
+     r"the route's backend does not exist \(the share of backendRefs the control plane could not "
+     r"resolve: see the route's ResolvedRefs status\) \(route HTTPRoute/default/edge rule 2\)"),
     ("/fault", 503, "FI", "fault injected",
      r"fault injection aborted the request \(route fault\)"),
     # The hop is the listener's side, outbound here, whatever refused the request.
@@ -282,6 +287,10 @@ def edge_config(port, access_log, ok, slow, reset, failing, closed, ca_file, otl
         route("/refused", "route:", "          cluster: gone\n" + no_retries),
         route("/tls", "route:", "          cluster: tls\n" + no_retries),
         route("/no-hosts", "route: {cluster: empty}"),
+        route("/no-backend", "route:",
+              "          weighted_clusters: {clusters: [{name: \"meshlet:missing-backend\", "
+              "weight: 1}]}\n" + no_retries
+              + "        source: {kind: HTTPRoute, namespace: default, name: edge, rule: 2}\n"),
         route("/overflow", "route:", "          cluster: narrow\n" + no_retries),
         route("/breaker", "route:", "          cluster: flaky\n" + no_retries),
         route("/limited", "route: {cluster: ok}",
