@@ -22,3 +22,11 @@ void* operator new(std::size_t size) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// The nothrow forms too: libstdc++'s own route them through the replaced operator new, but a
+// sanitizer's runtime replaces them with its own allocator, whose blocks the delete above would
+// then free() as a mismatch (nghttp2's session memory allocates with new(std::nothrow)).
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(size == 0 ? 1 : size);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
