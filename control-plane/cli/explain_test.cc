@@ -283,15 +283,16 @@ TEST_F(ExplainCommandTest, UnsampledFailuresNameTheirPolicyObjectsAndFiles) {
   AnswerObject("MeshConfig", "mesh", "policies/mesh.yaml");
   AnswerObject("HTTPRoute", "ratings", "policies/ratings-timeout.yaml");
   // An unknown destination under REGISTRY_ONLY.
-  api_.Answer("GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
-              ExplanationOf(unsampled({Span(
-                  1, 0, "client.default", SpanKind::kServer, 0, 1,
-                  {{"http.response.status_code", "502"},
-                   {"meshlet.response_flags", "NM"},
-                   {"meshlet.error.reason", "destination 198.18.0.9:8080 is not in the mesh registry"},
-                   {"meshlet.policy.destination", "MeshConfig/mesh"},
-                   {"meshlet.request_id", "r-nm"},
-                   {"meshlet.source.node", "client-0.default"}})})));
+  api_.Answer(
+      "GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
+      ExplanationOf(unsampled({Span(
+          1, 0, "client.default", SpanKind::kServer, 0, 1,
+          {{"http.response.status_code", "502"},
+           {"meshlet.response_flags", "NM"},
+           {"meshlet.error.reason", "destination 198.18.0.9:8080 is not in the mesh registry"},
+           {"meshlet.policy.destination", "MeshConfig/mesh"},
+           {"meshlet.request_id", "r-nm"},
+           {"meshlet.source.node", "client-0.default"}})})));
   ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
   EXPECT_TRUE(absl::StrContains(out_.str(),
                                 "(not sampled: only the sidecars that failed the request, or "
@@ -312,37 +313,36 @@ TEST_F(ExplainCommandTest, UnsampledFailuresNameTheirPolicyObjectsAndFiles) {
   // A route timeout set by an HTTPRoute rule, fired first at the callee (its caller's deadline).
   api_.Answer(
       "GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
-      ExplanationOf(unsampled(
-          {Span(1, 0, "client.default", SpanKind::kServer, 0, 301,
-                {{"http.response.status_code", "504"},
-                 {"meshlet.policy.route", "HTTPRoute/default/ratings"},
-                 {"meshlet.route.rule", "0"},
-                 {"meshlet.cluster", "outbound|9080||ratings.default"},
-                 {"meshlet.policy.traffic", "TrafficPolicy/default/ratings"},
-                 {"meshlet.timeout.request_ms", "300"},
-                 {"meshlet.timeout.origin", "route"},
-                 {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
-                 {"meshlet.request_id", "r-504"},
-                 {"meshlet.source.node", "client-0.default"}}),
-           Span(2, 1, "ratings.default", SpanKind::kServer, 1, 290,
-                {{"http.response.status_code", "504"},
-                 {"meshlet.cluster", "inbound|9080"},
-                 {"meshlet.timeout.request_ms", "290"},
-                 {"meshlet.timeout.origin", "caller"},
-                 {"meshlet.response_flags", "UT"},
-                 {"meshlet.error.reason", "upstream request timeout"},
-                 {"meshlet.source.node", "ratings-v1-0.default"}})})));
+      ExplanationOf(unsampled({Span(1, 0, "client.default", SpanKind::kServer, 0, 301,
+                                    {{"http.response.status_code", "504"},
+                                     {"meshlet.policy.route", "HTTPRoute/default/ratings"},
+                                     {"meshlet.route.rule", "0"},
+                                     {"meshlet.cluster", "outbound|9080||ratings.default"},
+                                     {"meshlet.policy.traffic", "TrafficPolicy/default/ratings"},
+                                     {"meshlet.timeout.request_ms", "300"},
+                                     {"meshlet.timeout.origin", "route"},
+                                     {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
+                                     {"meshlet.request_id", "r-504"},
+                                     {"meshlet.source.node", "client-0.default"}}),
+                               Span(2, 1, "ratings.default", SpanKind::kServer, 1, 290,
+                                    {{"http.response.status_code", "504"},
+                                     {"meshlet.cluster", "inbound|9080"},
+                                     {"meshlet.timeout.request_ms", "290"},
+                                     {"meshlet.timeout.origin", "caller"},
+                                     {"meshlet.response_flags", "UT"},
+                                     {"meshlet.error.reason", "upstream request timeout"},
+                                     {"meshlet.source.node", "ratings-v1-0.default"}})})));
   ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
-  for (const std::string expected : {
-           "1. client.default outbound sidecar (client-0.default): GET /reviews/1 -> 504 in "
-           "301.00ms   <- its timeout set the deadline\n",
-           "     timeouts  request 300ms from HTTPRoute/default/ratings (from "
-           "policies/ratings-timeout.yaml)\n",
-           "       timeouts  request 290ms (the caller's deadline)\n",
-           "Verdict: 504 at ratings.default's inbound sidecar (ratings-v1-0.default): the deadline "
-           "of client.default's outbound sidecar (client-0.default) ran out: request timeout "
-           "300ms from HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) (route "
-           "HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) rule 0) expired\n"}) {
+  for (const std::string expected :
+       {"1. client.default outbound sidecar (client-0.default): GET /reviews/1 -> 504 in "
+        "301.00ms   <- its timeout set the deadline\n",
+        "     timeouts  request 300ms from HTTPRoute/default/ratings (from "
+        "policies/ratings-timeout.yaml)\n",
+        "       timeouts  request 290ms (the caller's deadline)\n",
+        "Verdict: 504 at ratings.default's inbound sidecar (ratings-v1-0.default): the deadline "
+        "of client.default's outbound sidecar (client-0.default) ran out: request timeout "
+        "300ms from HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) (route "
+        "HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) rule 0) expired\n"}) {
     EXPECT_TRUE(absl::StrContains(out_.str(), expected)) << expected << "\nin\n" << out_.str();
   }
 }

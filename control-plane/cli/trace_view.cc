@@ -257,9 +257,9 @@ std::string WithFiles(const std::string& text,
     const std::string note = absl::StrCat(" (from ", file, ")");
     for (size_t at = out.find(ref); at != std::string::npos; at = out.find(ref, at)) {
       const size_t end = at + ref.size();
-      const bool whole = end == out.size() || !(absl::ascii_isalnum(out[end]) ||
-                                                out[end] == '-' || out[end] == '.' ||
-                                                out[end] == '/' || out[end] == '_');
+      const bool whole =
+          end == out.size() || !(absl::ascii_isalnum(out[end]) || out[end] == '-' ||
+                                 out[end] == '.' || out[end] == '/' || out[end] == '_');
       if (whole && out.compare(end, note.size(), note) != 0) {
         out.insert(end, note);
         at = end + note.size();
@@ -312,8 +312,7 @@ absl::StatusOr<std::string> FormatExplanation(
                       Scalar(hop["operation"]), " -> ", status.empty() ? "no response" : status,
                       " in ", FormatNanos(hop["durationNanos"].as<int64_t>(0)),
                       hop["failedFirst"].as<bool>(false) ? "   <- failed first" : "",
-                      index == deadline_from ? "   <- its timeout set the deadline" : "",
-                      "\n");
+                      index == deadline_from ? "   <- its timeout set the deadline" : "", "\n");
       auto line = [&](absl::string_view label, const std::string& text) {
         if (!text.empty()) absl::StrAppend(&out, pad, absl::StrFormat("%-9s ", label), text, "\n");
       };
@@ -330,17 +329,17 @@ absl::StatusOr<std::string> FormatExplanation(
       const std::string subset = Scalar(hop["subset"]);
       line("cluster", absl::StrCat(Scalar(hop["cluster"]),
                                    subset.empty() ? "" : absl::StrCat(" (subset ", subset, ")")));
-      line("policy", Scalar(hop["trafficPolicy"]).empty() ? ""
-                                                           : policy(Scalar(hop["trafficPolicy"])));
+      line("policy",
+           Scalar(hop["trafficPolicy"]).empty() ? "" : policy(Scalar(hop["trafficPolicy"])));
       // Each timeout with the object that set it ("the caller's deadline": its caller's).
       std::vector<std::string> timeouts;
       if (!Scalar(hop["requestTimeoutMs"]).empty()) {
         const std::string from = Scalar(hop["timeoutPolicy"]);
-        timeouts.push_back(absl::StrCat(
-            "request ", Scalar(hop["requestTimeoutMs"]), "ms",
-            Scalar(hop["timeoutOrigin"]) == "caller" ? " (the caller's deadline)"
-            : from.empty()                           ? ""
-                                                     : absl::StrCat(" from ", policy(from))));
+        timeouts.push_back(absl::StrCat("request ", Scalar(hop["requestTimeoutMs"]), "ms",
+                                        Scalar(hop["timeoutOrigin"]) == "caller"
+                                            ? " (the caller's deadline)"
+                                        : from.empty() ? ""
+                                                       : absl::StrCat(" from ", policy(from))));
       }
       if (!Scalar(hop["perTryTimeoutMs"]).empty()) {
         const std::string from = Scalar(hop["perTryTimeoutPolicy"]);

@@ -256,14 +256,13 @@ std::string ProxyFailure(const ExplainHop& hop) {
     return absl::StrCat(RequestTimeout(hop), " expired", AttemptsClause(hop));
   }
   if (HasFlag(f, "UPT")) {
-    return absl::StrCat(
-        "per-try timeout",
-        hop.timeout_per_try_ms.empty() ? "" : " " + Millis(hop.timeout_per_try_ms),
-        FromPerTryPolicy(hop), RouteClause(hop),
-        AttemptCount(hop) == 0   ? " expired on the last attempt"
-        : AttemptCount(hop) == 1 ? " expired on its only attempt"
-                                 : absl::StrCat(" expired on the last of ", AttemptCount(hop),
-                                                " attempts"));
+    return absl::StrCat("per-try timeout",
+                        hop.timeout_per_try_ms.empty() ? "" : " " + Millis(hop.timeout_per_try_ms),
+                        FromPerTryPolicy(hop), RouteClause(hop),
+                        AttemptCount(hop) == 0   ? " expired on the last attempt"
+                        : AttemptCount(hop) == 1 ? " expired on its only attempt"
+                                                 : absl::StrCat(" expired on the last of ",
+                                                                AttemptCount(hop), " attempts"));
   }
   if (HasFlag(f, "UH")) {
     return absl::StrCat("no healthy endpoint in ", ClusterText(hop), RouteClause(hop));
@@ -288,13 +287,12 @@ std::string ProxyFailure(const ExplainHop& hop) {
         RouteClause(hop));
   }
   if (HasFlag(f, "NM")) {
-    return absl::StrCat(
-        reason.empty() ? "unknown destination: the mesh does not know it"
-                       : absl::StrCat("unknown destination (", reason, ")"),
-        hop.policy_destination.empty()
-            ? ""
-            : absl::StrCat(": refused by ", hop.policy_destination,
-                           " (outboundTrafficPolicy REGISTRY_ONLY)"));
+    return absl::StrCat(reason.empty() ? "unknown destination: the mesh does not know it"
+                                       : absl::StrCat("unknown destination (", reason, ")"),
+                        hop.policy_destination.empty()
+                            ? ""
+                            : absl::StrCat(": refused by ", hop.policy_destination,
+                                           " (outboundTrafficPolicy REGISTRY_ONLY)"));
   }
   if (HasFlag(f, "NR")) {
     return absl::StrCat("unknown destination: no route matched the request",
@@ -305,16 +303,18 @@ std::string ProxyFailure(const ExplainHop& hop) {
     // does not exist: 500, and the route's status says ResolvedRefs False), else a cluster this
     // sidecar lacks.
     if (absl::StrContains(reason, "backend does not exist")) {
-      return absl::StrCat("the route's backend does not exist (the share of backendRefs the control "
-                          "plane could not resolve: see the route's ResolvedRefs status)",
-                          RouteClause(hop));
+      return absl::StrCat(
+          "the route's backend does not exist (the share of backendRefs the control "
+          "plane could not resolve: see the route's ResolvedRefs status)",
+          RouteClause(hop));
     }
     return absl::StrCat("the route names a cluster the sidecar has not got", RouteClause(hop));
   }
   if (HasFlag(f, "UF")) {
     // "upstream TLS handshake failed": the upstream's certificate or identity was refused.
-    return absl::StrCat(absl::StrContains(reason, "TLS") ? "the TLS handshake with " : "connecting to ",
-                        ClusterText(hop), " failed", AttemptsClause(hop), RouteClause(hop));
+    return absl::StrCat(
+        absl::StrContains(reason, "TLS") ? "the TLS handshake with " : "connecting to ",
+        ClusterText(hop), " failed", AttemptsClause(hop), RouteClause(hop));
   }
   if (HasFlag(f, "UR")) {
     return absl::StrCat("the upstream reset the stream", AttemptsClause(hop), RouteClause(hop));
@@ -488,8 +488,8 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     if (out.deadline_from >= 0) {
       const ExplainHop& origin = out.hops[out.deadline_from];
       out.verdict =
-          absl::StrCat(at, "the deadline of ", HopLabel(origin), " ran out: ",
-                       RequestTimeout(origin), " expired", AttemptsClause(origin));
+          absl::StrCat(at, "the deadline of ", HopLabel(origin),
+                       " ran out: ", RequestTimeout(origin), " expired", AttemptsClause(origin));
     } else {
       out.verdict = absl::StrCat(at, ProxyFailure(hop));
     }

@@ -66,9 +66,9 @@ struct ExplainHop {
   std::string cluster, subset;
   std::string policy_traffic;  // "TrafficPolicy/ns/name"
   std::string timeout_request_ms, timeout_per_try_ms;
-  std::string timeout_origin;   // "route" (the route's own), "caller" (the caller's deadline)
-  std::string policy_timeout;   // who set the route timeout: "HTTPRoute/ns/name", ...
-  std::string policy_per_try;   // who set the per-try timeout
+  std::string timeout_origin;      // "route" (the route's own), "caller" (the caller's deadline)
+  std::string policy_timeout;      // who set the route timeout: "HTTPRoute/ns/name", ...
+  std::string policy_per_try;      // who set the per-try timeout
   std::string policy_destination;  // NM: who refuses unknown destinations ("MeshConfig/mesh")
   std::string policy_rate_limit;   // RL: the limit's policy object
   // OL: which overload limit shed the request and its setting ("resident memory above

@@ -257,14 +257,15 @@ TEST(ExplainTest, ATimeoutNamesTheObjectThatSetIt) {
   EXPECT_EQ(Verdict("504", "UT", "upstream request timeout", own),
             "504 at productpage.default's sidecar: request timeout 300ms (route "
             "HTTPRoute/default/ratings rule 0) expired");
-  absl::StatusOr<Explanation> e = Explain(
-      kTrace, {Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5,
-                    {{"http.response.status_code", "504"},
-                     {"meshlet.response_flags", "UT"},
-                     {"meshlet.error.reason", "upstream request timeout"},
-                     {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
-                     {"meshlet.policy.per_try_timeout", "MeshConfig/mesh"}}),
-               });
+  absl::StatusOr<Explanation> e =
+      Explain(kTrace, {
+                          Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5,
+                               {{"http.response.status_code", "504"},
+                                {"meshlet.response_flags", "UT"},
+                                {"meshlet.error.reason", "upstream request timeout"},
+                                {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
+                                {"meshlet.policy.per_try_timeout", "MeshConfig/mesh"}}),
+                      });
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->policies,
             (std::vector<std::string>{"HTTPRoute/default/ratings", "MeshConfig/mesh"}));
@@ -289,8 +290,7 @@ TEST(ExplainTest, ADeadlineFromTheCallerIsBlamedOnTheHopWhoseTimeoutSetIt) {
             {"meshlet.timeout.origin", "route"},
             {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
             {"meshlet.request_id", "req-slow"},
-            {"meshlet.attempts",
-             "endpoint=10.0.0.9:9080 outcome=504 duration_ms=300 next=done"},
+            {"meshlet.attempts", "endpoint=10.0.0.9:9080 outcome=504 duration_ms=300 next=done"},
             {"meshlet.source.node", "client-0.default"}}),
       Span(2, 1, "ratings.default", SpanKind::kServer, 1, 290,
            {{"http.response.status_code", "504"},
@@ -355,8 +355,7 @@ TEST(ExplainTest, RefusalsNameTheirPolicyObjects) {
                      {"meshlet.policy.destination", "MeshConfig/mesh"}})});
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->policies, std::vector<std::string>{"MeshConfig/mesh"});
-  EXPECT_TRUE(
-      absl::StrContains(ExplanationJson(*e), R"("destinationPolicy":"MeshConfig/mesh")"));
+  EXPECT_TRUE(absl::StrContains(ExplanationJson(*e), R"("destinationPolicy":"MeshConfig/mesh")"));
 }
 
 // The hop's direction is what its sidecar says (its listener's), not guessed from what happened:

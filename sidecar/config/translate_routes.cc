@@ -237,8 +237,8 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
   ReadDuration(scope, Join(path, "timeout"), in.has_timeout(), in.timeout(),
                DurationRule::kNonNegative, &out.timeout);
   if (in.has_timeout_source()) {
-    out.timeout_source = PolicySourceName(scope, Join(path, "timeout_source"),
-                                          in.timeout_source(), /*route=*/false);
+    out.timeout_source =
+        PolicySourceName(scope, Join(path, "timeout_source"), in.timeout_source(), /*route=*/false);
   }
   if (in.has_per_try_timeout_source()) {
     out.per_try_timeout_source = PolicySourceName(scope, Join(path, "per_try_timeout_source"),
@@ -646,8 +646,8 @@ void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds
   if (rl.has_source()) {
     source = PolicySourceName(scope, Join(path, "source"), rl.source(), /*route=*/false);
   }
-  limiter = std::make_shared<resilience::LocalRateLimiter>(*config, max_principals,
-                                                           std::move(source));
+  limiter =
+      std::make_shared<resilience::LocalRateLimiter>(*config, max_principals, std::move(source));
 }
 
 void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes) {

@@ -680,10 +680,12 @@ TEST_F(ActiveStreamTest, RequestsRefusedBeforeRoutingAreExplainedToo) {
   hcm_options_.original_destination.clear();
   listener_config_.authorizer = DenyPath("/denied");
   listener_config_.direction = config::TrafficDirection::kInbound;
-  const std::string denied = Exchange(
-      "GET /denied HTTP/1.1\r\nhost: x\r\nx-request-id: caller-7\r\n"
-      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
-      "connection: close\r\n\r\n").first;
+  const std::string denied =
+      Exchange(
+          "GET /denied HTTP/1.1\r\nhost: x\r\nx-request-id: caller-7\r\n"
+          "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+          "connection: close\r\n\r\n")
+          .first;
   loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
   loop_.RunUntilIdle();
   hcm_context_ = &context_;

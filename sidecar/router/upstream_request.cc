@@ -147,8 +147,9 @@ void UpstreamRequest::OnResetStream(http::StreamResetReason reason, absl::string
   // The pool's details start with the connection's close reason: a transport error before the
   // handshake finished is a failed TLS handshake (cluster/conn_pool.cc).
   router_.OnUpstreamReset(
-      reason, reason == http::StreamResetReason::kConnectionFailure &&
-                  absl::StartsWith(details, net::CloseReasonName(net::CloseReason::kTransportError)));
+      reason,
+      reason == http::StreamResetReason::kConnectionFailure &&
+          absl::StartsWith(details, net::CloseReasonName(net::CloseReason::kTransportError)));
 }
 
 void UpstreamRequest::OnAboveWriteBufferHighWatermark() {

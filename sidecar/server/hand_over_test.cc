@@ -8,7 +8,6 @@
 
 #include "sidecar/server/hand_over.h"
 
-#include <cerrno>
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -21,6 +20,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include <algorithm>
 #include <atomic>

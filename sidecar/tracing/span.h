@@ -90,18 +90,18 @@ struct Span {
 
   // The decision record (server spans; docs/tracing.md "Decision records"): views of
   // configuration text like `route` above, or literals.
-  absl::string_view policy_route;    // meshlet.policy.route
-  int32_t route_rule = -1;           // meshlet.route.rule, with meshlet.route.match; -1: unset
-  int32_t route_match = -1;          // meshlet.route.match (-1 with a rule: no match list)
-  absl::string_view subset;          // meshlet.subset
-  absl::string_view policy_traffic;  // meshlet.policy.traffic
-  absl::string_view authz;           // meshlet.authz: "allow", "deny", "none"
-  absl::string_view policy_authz;    // meshlet.policy.authz
-  int64_t timeout_request_ms = -1;   // meshlet.timeout.request_ms; -1: unset
-  int64_t timeout_per_try_ms = -1;   // meshlet.timeout.per_try_ms; -1: unset
-  absl::string_view timeout_origin;  // meshlet.timeout.origin: "route", "caller"
-  absl::string_view policy_timeout;  // meshlet.policy.timeout
-  absl::string_view policy_per_try;  // meshlet.policy.per_try_timeout
+  absl::string_view policy_route;        // meshlet.policy.route
+  int32_t route_rule = -1;               // meshlet.route.rule, with meshlet.route.match; -1: unset
+  int32_t route_match = -1;              // meshlet.route.match (-1 with a rule: no match list)
+  absl::string_view subset;              // meshlet.subset
+  absl::string_view policy_traffic;      // meshlet.policy.traffic
+  absl::string_view authz;               // meshlet.authz: "allow", "deny", "none"
+  absl::string_view policy_authz;        // meshlet.policy.authz
+  int64_t timeout_request_ms = -1;       // meshlet.timeout.request_ms; -1: unset
+  int64_t timeout_per_try_ms = -1;       // meshlet.timeout.per_try_ms; -1: unset
+  absl::string_view timeout_origin;      // meshlet.timeout.origin: "route", "caller"
+  absl::string_view policy_timeout;      // meshlet.policy.timeout
+  absl::string_view policy_per_try;      // meshlet.policy.per_try_timeout
   absl::string_view policy_destination;  // meshlet.policy.destination
   absl::string_view policy_rate_limit;   // meshlet.policy.rate_limit
   // Load shedding refused the request: meshlet.shed.reason ("active_requests", "memory"; a
@@ -110,7 +110,7 @@ struct Span {
   absl::string_view shed_reason;
   int64_t shed_limit = -1;
   int64_t shed_worker_limit = -1;
-  std::string attempts;              // meshlet.attempts
+  std::string attempts;  // meshlet.attempts
   // False: an unsampled request's server span, exported because the proxy failed the request
   // (Tracer::BeginErrorSpan); its OTLP flags say not sampled.
   bool sampled = true;
