@@ -101,6 +101,22 @@ Flag SwitchFlag(std::string name, bool* out, std::string help) {
           }};
 }
 
+Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
+                          std::string example) {
+  return {.name = std::move(name),
+          .value = "DURATION",
+          .help = std::move(help),
+          .set = [out, example = std::move(example)](absl::string_view v) {
+            absl::Duration d;
+            if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("must be a positive duration such as ", example));
+            }
+            *out = d;
+            return absl::OkStatus();
+          }};
+}
+
 Flag BoolFlag(std::string name, bool* out, std::string help) {
   return {.name = std::move(name), .help = std::move(help), .set = [out](absl::string_view v) {
             if (!v.empty() && v != "true" && v != "false") {

@@ -28,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace meshlet::flags {
 
@@ -60,6 +61,10 @@ Flag SwitchFlag(std::string name, bool* out, std::string help);
 Flag BoolFlag(std::string name, bool* out, std::string help);
 // `flag`, required.
 Flag Required(Flag flag);
+// A DURATION ("30s", "1m30s") greater than zero into `*out`; the error names `example` ("must
+// be a positive duration such as 30s").
+Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
+                          std::string example = "30s");
 // "-h, --help": stops parsing and sets `*requested`.
 Flag HelpFlag(bool* requested, std::string help);
 // A whole number from `min` to `max` into `*out`; the error says which ("must be a positive

@@ -235,19 +235,10 @@ std::vector<flags::Flag> KubernetesFlagTable(KubernetesFlags& flags) {
       flags::StringFlag("--kubernetes-token-file", "FILE", &flags.token_file,
                         "with --kubernetes-api: a bearer token (default: the pod's "
                         "service-account token)"),
-      {.name = "--kubernetes-exec-timeout",
-       .value = "DURATION",
-       .help = "how long the kubeconfig user's exec credential plugin (aws eks get-token, "
-               "gke-gcloud-auth-plugin, kubelogin) may run before it is killed (default 30s)",
-       .set =
-           [&flags](absl::string_view v) {
-             absl::Duration d;
-             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-               return absl::InvalidArgumentError("must be a positive duration such as 30s");
-             }
-             flags.exec_timeout = d;
-             return absl::OkStatus();
-           }},
+      flags::PositiveDurationFlag(
+          "--kubernetes-exec-timeout", &flags.exec_timeout,
+          "how long the kubeconfig user's exec credential plugin (aws eks get-token, "
+          "gke-gcloud-auth-plugin, kubelogin) may run before it is killed (default 30s)"),
   };
 }
 

@@ -299,18 +299,9 @@ class Upgrade final : public Command {
                "names, which must be that revision's: --revision implies its identity) that each "
                "moved pod's "
                "proxy is connected to it and has ACKed its configuration"),
-        {.name = "--rollout-timeout",
-         .value = "DURATION",
-         .help = "how long one namespace may take to be on the revision (default 5m)",
-         .set =
-             [this](absl::string_view v) {
-               absl::Duration d;
-               if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-                 return absl::InvalidArgumentError("must be a positive duration such as 5m");
-               }
-               timeout_ = d;
-               return absl::OkStatus();
-             }},
+        flags::PositiveDurationFlag(
+            "--rollout-timeout", &timeout_,
+            "how long one namespace may take to be on the revision (default 5m)", "5m"),
     };
     for (flags::Flag& flag : KubernetesFlagTable(kubernetes_)) table.push_back(std::move(flag));
     return table;
