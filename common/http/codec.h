@@ -136,6 +136,11 @@ class ServerConnectionCallbacks : public ConnectionCallbacks {
   // A request stream began. Returns the decoder that receives the request; the response is
   // written through `response_encoder`.
   virtual StreamDecoder& NewStream(StreamEncoder& response_encoder) = 0;
+  // The client passed an abuse limit and the codec takes no new streams (HTTP/2:
+  // GOAWAY(ENHANCE_YOUR_CALM), h2::Http2Options::drain_on_flood), but the streams in flight may
+  // finish: the owner bounds how long, and closes once they are done. Fires once, from inside
+  // Dispatch after the read that found it; a client that goes on makes a later Dispatch fail.
+  virtual void OnFloodDrain() {}
 };
 
 // One codec instance per network connection.

@@ -85,6 +85,9 @@ int ConnectionImpl::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame,
   if (s == nullptr) {
     if (!c->server_ || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     const int32_t id = frame->hd.stream_id;
+    // Above the last stream a flood's GOAWAY names (queued; nghttp2 ignores such streams only
+    // once it is sent): never handed to the user. nghttp2 closes it when the GOAWAY goes out.
+    if (c->flood_draining_) return c->RefuseAfterGoAway(id);
     if (id > c->max_client_stream_ + 2) {
       auto& skipped = c->skipped_client_streams_;
       if (skipped.size() == 16) skipped.erase(skipped.begin());
@@ -163,7 +166,9 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
       break;
     }
     case NGHTTP2_RST_STREAM: {
-      ++c->counters_.rst_stream_received[ErrorCodeSlot(frame->rst_stream.error_code)];
+      const size_t slot = ErrorCodeSlot(frame->rst_stream.error_code);
+      ++c->counters_.rst_stream_received[slot];
+      c->stats_.rst_stream_received[slot].Inc();
       if (c->server_) c->reset_by_peer_.Add(frame->hd.stream_id);
       StreamImpl* s = c->Find(frame->hd.stream_id);
       if (s != nullptr) {
@@ -171,12 +176,16 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
         // Cancelled before its response was complete: the work it started is wasted, and a
         // premature reset frees the stream's slot for another at once (rapid reset).
         if (!s->tx_end_) c->JudgeReset(*s);
+      } else if (c->flood_draining_ && frame->hd.stream_id > c->flood_last_stream_) {
+        // A stream opened after the flood's GOAWAY and reset at once, unanswered: the client
+        // goes on with what the GOAWAY was for.
+        c->PrematureReset(nullptr);
       }
       if (c->abuse_ != Http2Flood::kNone) return NGHTTP2_ERR_CALLBACK_FAILURE;
       break;
     }
     case NGHTTP2_GOAWAY: {
-      ++c->counters_.goaway_received;
+      c->CountGoAway(/*sent=*/false, frame->goaway.error_code);
       bool first = !c->goaway_received_;
       c->goaway_received_ = true;
       // Client streams above last_stream_id were never processed: nghttp2 closes them with
@@ -274,10 +283,13 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
   auto* c = static_cast<ConnectionImpl*>(user_data);
   switch (frame->hd.type) {
     case NGHTTP2_RST_STREAM:
-      ++c->counters_.rst_stream_sent[ErrorCodeSlot(frame->rst_stream.error_code)];
+      c->CountRstSent(frame->rst_stream.error_code);
       if (c->server_) c->reset_by_us_.Add(frame->hd.stream_id);
       // A stream refused (beyond max_concurrent_streams) costs like one the client reset.
-      if (frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM) c->ChargeReset();
+      if (frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM && c->server_) {
+        c->stats_.streams_refused_over_limit.Inc();
+        c->ChargeReset();
+      }
       c->unsent_control_ends_.push_back(c->bytes_out_ + c->out_.length());
       break;
     case NGHTTP2_PING:
@@ -288,8 +300,14 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
       }
       break;
     case NGHTTP2_GOAWAY:
-      ++c->counters_.goaway_sent;
-      if (frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+      c->CountGoAway(/*sent=*/true, frame->goaway.error_code);
+      // nghttp2 ignores new streams above it from now on (RFC 9113 6.8).
+      c->goaway_sent_last_stream_ =
+          std::min(c->goaway_sent_last_stream_, frame->goaway.last_stream_id);
+      // A flood's drain goes on after its GOAWAY; any other error ends the connection.
+      if (frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+          !(c->flood_draining_ && c->abuse_ == Http2Flood::kNone &&
+            frame->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM)) {
         c->sent_goaway_error_ = frame->goaway.error_code;
       }
       break;
@@ -399,6 +417,18 @@ void ConnectionImpl::HandleStreamClose(StreamImpl& s, uint32_t error_code) {
   }
   NotifyReset(s, reason, details);
   MaybeRetire(s);
+}
+
+void ConnectionImpl::CountRstSent(uint32_t error_code) {
+  const size_t slot = ErrorCodeSlot(error_code);
+  ++counters_.rst_stream_sent[slot];
+  stats_.rst_stream_sent[slot].Inc();
+}
+
+void ConnectionImpl::CountGoAway(bool sent, uint32_t error_code) {
+  const size_t slot = ErrorCodeSlot(error_code);
+  ++(sent ? counters_.goaway_sent : counters_.goaway_received);
+  (sent ? stats_.goaway_sent : stats_.goaway_received)[slot].Inc();
 }
 
 }  // namespace meshlet::http::h2::codec_internal

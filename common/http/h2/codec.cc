@@ -19,6 +19,11 @@ namespace {
 
 constexpr uint32_t kMaxWindow = (1u << 31) - 1;
 
+const Http2Stats& NoStats() {
+  static const Http2Stats* const stats = new Http2Stats();
+  return *stats;
+}
+
 }  // namespace
 
 absl::Status ValidateOptions(const Http2Options& o) {
@@ -104,7 +109,8 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
       callbacks_(callbacks),
       server_callbacks_(server_callbacks),
       options_(options),
-      loop_(loop) {
+      loop_(loop),
+      stats_(options.stats != nullptr ? *options.stats : NoStats()) {
   CHECK_OK(ValidateOptions(options_));
   nghttp2_session_callbacks* cbs;
   CHECK(nghttp2_session_callbacks_new(&cbs) == 0);
@@ -346,7 +352,12 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
   }
   if (abuse_ != Http2Flood::kNone || (fatal == 0 && sent_goaway_error_ == NGHTTP2_NO_ERROR)) {
     auto [kind, what] = FindFlood();
-    return kind == Http2Flood::kNone ? absl::OkStatus() : EndFlood(kind, what);
+    if (kind != Http2Flood::kNone) return EndFlood(kind, what);
+    if (flood_drain_due_) {
+      flood_drain_due_ = false;
+      server_callbacks_->OnFloodDrain();
+    }
+    return absl::OkStatus();
   }
   Entry entry(*this);
   ++counters_.connection_protocol_errors;
@@ -496,6 +507,7 @@ void ServerCodec::OnUnderlyingWriteHighWatermark() { impl_->OnUnderlyingWriteHig
 void ServerCodec::OnUnderlyingWriteLowWatermark() { impl_->OnUnderlyingWriteLowWatermark(); }
 const Http2Counters& ServerCodec::counters() const { return impl_->counters(); }
 Http2Flood ServerCodec::flood() const { return impl_->flood(); }
+bool ServerCodec::flood_draining() const { return impl_->FloodDraining(); }
 bool ServerCodec::WantsClose() const { return impl_->WantsClose(); }
 bool ServerCodec::request_headers_in_progress() const { return impl_->RequestHeadersInProgress(); }
 absl::Status ServerCodec::OnEndOfStream() {

@@ -24,6 +24,8 @@
 // - Stream::ReadDisable(false) may deliver the stream's buffered data before it returns.
 // - EncodeHeaders on a client stream may call OnResetStream(kRemoteRefusedStream) before it
 //   returns if no new stream can be started (GOAWAY received, stream ids exhausted).
+// - OnFloodDrain fires from inside Dispatch, once its input is consumed (Http2Options::
+//   drain_on_flood).
 // - Destroying the codec resets every stream that has not ended with kConnectionTermination.
 // - A server stream whose response completes before its request sends RST_STREAM(NO_ERROR)
 //   (RFC 9113 8.1): the rest of the request is dropped and the stream ends without a reset.
@@ -56,12 +58,15 @@
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/http/codec.h"
+#include "common/stats/stats.h"
 
 namespace meshlet::event {
 class Loop;
 }
 
 namespace meshlet::http::h2 {
+
+struct Http2Stats;
 
 struct Http2Options {
   // SETTINGS_MAX_CONCURRENT_STREAMS we advertise; streams beyond it are refused.
@@ -143,6 +148,21 @@ struct Http2Options {
   // no limit.
   uint32_t control_frame_burst = 1000;
   uint32_t control_frames_per_second = 100;
+  // Server only. Past a flood limit that leaves the connection usable — rapid reset, PRIORITY,
+  // empty DATA frames, PING/SETTINGS rate — while streams the user accepted are in flight, the
+  // connection drains instead of ending: GOAWAY(ENHANCE_YOUR_CALM) names the last stream
+  // accepted, later streams are refused (not handed to the user; RFC 9113 6.8), the streams in
+  // flight may finish, and ServerConnectionCallbacks::OnFloodDrain fires (after the read that
+  // found it). The limits stay in force meanwhile, and a rapid reset leaves its bucket empty:
+  // a client that goes on (a premature reset, a stream it opens and resets, more refused
+  // streams than max_concurrent_streams, any limit passed) has the connection ended as below,
+  // by the next Dispatch. The codec has no timer: the owner bounds the drain. Off, or with
+  // nothing in flight, or past the other limits (replies left unread, WINDOW_UPDATEs,
+  // CONTINUATION), the connection ends at once.
+  bool drain_on_flood = false;
+  // Where the codec counts what it does besides its own Http2Counters (a worker's stats shard);
+  // not owned, must outlive the codec. Null: counted only in Http2Counters.
+  const Http2Stats* stats = nullptr;
 };
 
 // Checks ranges RFC 9113 imposes (window sizes, frame size) and basic sanity.
@@ -182,11 +202,33 @@ struct Http2Counters {
   uint64_t streams_refused_by_goaway = 0;   // client streams the peer's GOAWAY refused
   uint64_t keepalive_timeouts = 0;  // either keepalive (after a GOAWAY too) closed the connection
   uint64_t streams_started = 0;
-  uint64_t floods = 0;  // connections ended with ENHANCE_YOUR_CALM (Http2Options limits)
+  // Connections ended or drained with ENHANCE_YOUR_CALM (Http2Options limits): at most one.
+  uint64_t floods = 0;
   // Server: client resets before the response was complete, told apart as in Http2Options'
-  // rapid-reset limit (refused streams are counted in rst_stream_sent).
+  // rapid-reset limit (refused streams are counted in rst_stream_sent). A stream refused after a
+  // flood's GOAWAY that the client then resets is premature too.
   uint64_t premature_resets = 0;
   uint64_t late_resets = 0;
+  // Server: new streams after this side's GOAWAY (the final one of a drain, or a flood's), which
+  // never reach the user (RFC 9113 6.8: ignored, the client retries them elsewhere).
+  uint64_t streams_refused_after_goaway = 0;
+};
+
+// Counter handles (common/stats) the server codec adds to where it counts in Http2Counters, so
+// that its owner exports totals over every connection while they run (the sidecar: HttpStats,
+// docs/stats.md). Default handles count nothing. Used on the codec's thread only, like any
+// handle of a worker's shard; the codec keeps a pointer (Http2Options::stats).
+struct Http2Stats {
+  std::array<Counter, kErrorCodeSlots> rst_stream_sent;      // by error code slot
+  std::array<Counter, kErrorCodeSlots> rst_stream_received;  // by error code slot
+  // GOAWAY frames, by error code slot (a graceful drain sends two: the notice and the final one).
+  std::array<Counter, kErrorCodeSlots> goaway_sent;
+  std::array<Counter, kErrorCodeSlots> goaway_received;
+  Counter premature_resets;
+  Counter late_resets;
+  Counter streams_refused_after_goaway;
+  // Streams refused (REFUSED_STREAM) beyond max_concurrent_streams.
+  Counter streams_refused_over_limit;
 };
 
 namespace codec_internal {
@@ -215,8 +257,12 @@ class ServerCodec final : public ServerConnection {
   void OnUnderlyingWriteLowWatermark() override;
 
   const Http2Counters& counters() const;
-  // The limit that ended the connection (Dispatch returned ResourceExhausted); kNone before.
+  // The limit that ended the connection (Dispatch returned ResourceExhausted), or that made it
+  // drain (Http2Options::drain_on_flood): the first one passed. kNone before.
   Http2Flood flood() const;
+  // A flood's GOAWAY went out and the streams in flight finish: no new stream reaches the user.
+  // False again once the connection ended (Dispatch failed).
+  bool flood_draining() const;
   // Neither side will send or accept anything more (GOAWAY done, no streams): close it.
   bool WantsClose() const;
   // A request's HEADERS arrived without END_HEADERS and its CONTINUATION frames have not ended

@@ -76,6 +76,22 @@ inline int64_t LastGoAwayError(const net::Buffer& out) {
   return LastErrorCode(out, NGHTTP2_GOAWAY);
 }
 
+// The last-stream-id of the last GOAWAY in a server's output, or -1.
+inline int64_t LastGoAwayStream(const net::Buffer& out) {
+  std::string bytes = out.ToString();
+  int64_t last = -1;
+  for (size_t pos = 0; pos + 9 <= bytes.size();) {
+    const auto* b = reinterpret_cast<const uint8_t*>(bytes.data() + pos);
+    const size_t length = (size_t{b[0]} << 16) | (size_t{b[1]} << 8) | b[2];
+    if (pos + 9 + length > bytes.size()) break;
+    if (b[3] == NGHTTP2_GOAWAY && length >= 8) {
+      last = ((int64_t{b[9]} & 0x7f) << 24) | (b[10] << 16) | (b[11] << 8) | b[12];
+    }
+    pos += 9 + length;
+  }
+  return last;
+}
+
 // A client that asks for more PING acknowledgements than it reads: once more than
 
 inline int64_t LastResetError(const net::Buffer& out, uint32_t stream_id) {

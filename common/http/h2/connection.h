@@ -82,6 +82,7 @@ class ConnectionImpl {
   StreamEncoder& NewClientStream(StreamDecoder& decoder);
   bool CanOpenStream() const;
   Http2Flood flood() const { return flood_; }
+  bool FloodDraining() const { return flood_draining_ && !dead_; }
   bool WantsClose() const {
     return dead_ || (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));
   }
@@ -134,19 +135,39 @@ class ConnectionImpl {
   std::pair<Http2Flood, absl::string_view> FindFlood();
   // Ends the connection with GOAWAY(ENHANCE_YOUR_CALM); returns Dispatch's error.
   absl::Status EndFlood(Http2Flood kind, absl::string_view what);
-  // Server abuse limits found inside nghttp2's callbacks (which then stop the read); Dispatch
-  // ends the connection. Returns the callback's result.
-  int Abuse(Http2Flood kind, const char* what);
+  // The client passed a server abuse limit, found inside nghttp2's callbacks. Drains the
+  // connection (StartFloodDrain) when Http2Options::drain_on_flood allows it, `may_drain` (the
+  // connection can go on after the frame that passed it) and streams other than `closing` are in
+  // flight; returns true then. Otherwise (and during a drain) sets abuse_ and returns false: the
+  // callback stops the read and Dispatch ends the connection.
+  bool FloodFound(Http2Flood kind, const char* what, bool may_drain,
+                  const StreamImpl* closing = nullptr);
+  // FloodFound from a callback; returns the callback's result (0 while draining).
+  int Abuse(Http2Flood kind, const char* what, bool may_drain = true);
+  // GOAWAY(ENHANCE_YOUR_CALM) naming the last stream accepted; later streams are refused.
+  void StartFloodDrain(Http2Flood kind, const char* what);
+  // Server: a new stream (`id`) after this side's GOAWAY, which the user never sees. Counted once
+  // per stream; during a flood's drain, more than max_concurrent_streams of them end the
+  // connection. Returns the callback's result.
+  int RefuseAfterGoAway(int32_t id);
   // A DATA, HEADERS or CONTINUATION frame arrived, with or without payload (padding aside) and
   // END_STREAM: counts frames that carry nothing, one after another
-  // (max_consecutive_inbound_empty_frames). Returns the callback's result.
-  int CountEmptyFrame(bool has_payload, bool end_stream);
+  // (max_consecutive_inbound_empty_frames). `in_header_block`: HEADERS or CONTINUATION, after
+  // which no other frame may come (the connection cannot drain). Returns the callback's result.
+  int CountEmptyFrame(bool has_payload, bool end_stream, bool in_header_block = false);
   // Server: the client reset `s` before its response was complete. Premature (within
   // stream_reset_min_lifetime of its HEADERS, no response headers yet): takes a token
   // (stream_reset_burst), like a refused stream (ChargeReset); otherwise gives one back, like a
   // completed response (resets_.Credit()).
   void JudgeReset(const StreamImpl& s);
-  void ChargeReset();
+  // A premature reset (of `s`; null: a stream refused after a flood's GOAWAY), counted and
+  // charged.
+  void PrematureReset(const StreamImpl* s);
+  // A premature reset or a refusal takes a token; with none left, a flood (FloodFound, `closing`
+  // the stream being reset).
+  void ChargeReset(const StreamImpl* closing = nullptr);
+  void CountRstSent(uint32_t error_code);
+  void CountGoAway(bool sent, uint32_t error_code);
   void SendFinalGoAway();
   // The keepalive in force now: after the peer's GOAWAY, with streams in flight, the closer watch
   // of Http2Options::goaway_keepalive_interval; otherwise keepalive_interval. Zero: none.
@@ -195,6 +216,7 @@ class ConnectionImpl {
   event::Loop* const loop_;
   nghttp2_session* session_ = nullptr;
   Http2Counters counters_;
+  const Http2Stats& stats_;  // Http2Options::stats, or handles that count nothing
 
   // Every stream object alive; `retired_` holds ended ones until the outermost call returns, so
   // a stream is never freed while a frame of its own call stack still uses it.
@@ -217,6 +239,17 @@ class ConnectionImpl {
   Http2Flood abuse_ = Http2Flood::kNone;
   const char* abuse_what_ = "";
   Http2Flood flood_ = Http2Flood::kNone;
+  // A flood's GOAWAY is queued or sent (Http2Options::drain_on_flood): new streams are refused,
+  // those up to flood_last_stream_ go on. OnFloodDrain is due after the current read.
+  bool flood_draining_ = false;
+  bool flood_drain_due_ = false;
+  int32_t flood_last_stream_ = 0;
+  // Server: the highest new stream refused after a GOAWAY (each is counted once), the lowest
+  // last-stream-id of the GOAWAYs sent (nghttp2 ignores new streams above it), and the streams
+  // refused during a flood's drain.
+  int32_t refused_max_stream_ = 0;
+  int32_t goaway_sent_last_stream_ = INT32_MAX;
+  uint64_t refused_in_flood_drain_ = 0;
   AbuseBucket resets_;
   AbuseBucket control_frames_;
   MonotonicTime Now() const {

@@ -56,21 +56,69 @@ std::pair<Http2Flood, absl::string_view> ConnectionImpl::FindFlood() {
   return {Http2Flood::kNone, {}};
 }
 
-int ConnectionImpl::Abuse(Http2Flood kind, const char* what) {
-  if (abuse_ == Http2Flood::kNone) {
-    abuse_ = kind;
-    abuse_what_ = what;
+bool ConnectionImpl::FloodFound(Http2Flood kind, const char* what, bool may_drain,
+                                const StreamImpl* closing) {
+  if (abuse_ != Http2Flood::kNone) return false;
+  if (!flood_draining_ && may_drain && options_.drain_on_flood && !RequestHeadersInProgress()) {
+    // Streams the user has and will still have once the frame being read is handled.
+    size_t in_flight = active_streams_;
+    if (closing != nullptr && closing->surfaced_ && !closing->done_) --in_flight;
+    if (in_flight > 0) {
+      StartFloodDrain(kind, what);
+      return true;
+    }
   }
-  // Stops nghttp2 at once: nothing more of what the client sent is processed.
-  return NGHTTP2_ERR_CALLBACK_FAILURE;
+  // Nothing worth draining for, or the client went on during the drain: ended by Dispatch.
+  abuse_ = kind;
+  abuse_what_ = what;
+  return false;
 }
 
-int ConnectionImpl::CountEmptyFrame(bool has_payload, bool end_stream) {
+int ConnectionImpl::Abuse(Http2Flood kind, const char* what, bool may_drain) {
+  // Stops nghttp2 at once when the connection ends: nothing more of what the client sent is
+  // processed. Draining, the read goes on: streams in flight may still send frames.
+  return FloodFound(kind, what, may_drain) ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+void ConnectionImpl::StartFloodDrain(Http2Flood kind, const char* what) {
+  ++counters_.floods;
+  flood_ = kind;
+  flood_draining_ = true;
+  flood_drain_due_ = true;
+  // Streams created before it are the ones accepted; OnBeginHeaders refuses those after it
+  // until the GOAWAY is out, nghttp2 itself from then on. No other GOAWAY follows (GoAway()).
+  flood_last_stream_ = max_client_stream_;
+  goaway_started_ = true;
+  goaway_final_sent_ = true;
+  LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what
+                           << "): GOAWAY ENHANCE_YOUR_CALM, draining the streams up to "
+                           << flood_last_stream_;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, flood_last_stream_, NGHTTP2_ENHANCE_YOUR_CALM,
+                        nullptr, 0);
+}
+
+int ConnectionImpl::RefuseAfterGoAway(int32_t id) {
+  if (id <= refused_max_stream_) return 0;  // a later frame of a stream already refused
+  refused_max_stream_ = id;
+  ++counters_.streams_refused_after_goaway;
+  stats_.streams_refused_after_goaway.Inc();
+  if (flood_draining_ && ++refused_in_flood_drain_ > options_.max_concurrent_streams) {
+    // More than a client that respects the stream limit could have had open when it learned of
+    // the GOAWAY: it keeps opening streams.
+    return Abuse(flood_,
+                 "new streams after GOAWAY(ENHANCE_YOUR_CALM) beyond max_concurrent_streams",
+                 /*may_drain=*/false);
+  }
+  return 0;
+}
+
+int ConnectionImpl::CountEmptyFrame(bool has_payload, bool end_stream, bool in_header_block) {
   if (has_payload) {
     consecutive_empty_frames_ = 0;
   } else if (!end_stream &&
              ++consecutive_empty_frames_ > options_.max_consecutive_inbound_empty_frames) {
-    return Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+    return Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another",
+                 !in_header_block);
   }
   return 0;
 }
@@ -78,26 +126,36 @@ int ConnectionImpl::CountEmptyFrame(bool has_payload, bool end_stream) {
 void ConnectionImpl::JudgeReset(const StreamImpl& s) {
   if (!server_) return;
   if (!s.tx_headers_ && Now() - s.opened_ < options_.stream_reset_min_lifetime) {
-    ++counters_.premature_resets;
-    ChargeReset();
+    PrematureReset(&s);
   } else {
     // It held its slot for a while, or was answered in part: what a caller's timeout looks like.
     ++counters_.late_resets;
+    stats_.late_resets.Inc();
     resets_.Credit();
   }
 }
 
-void ConnectionImpl::ChargeReset() {
+void ConnectionImpl::PrematureReset(const StreamImpl* s) {
+  ++counters_.premature_resets;
+  stats_.premature_resets.Inc();
+  ChargeReset(s);
+}
+
+void ConnectionImpl::ChargeReset(const StreamImpl* closing) {
   if (!server_ || abuse_ != Http2Flood::kNone || resets_.Take(Now())) return;
-  // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
-  abuse_ = Http2Flood::kResets;
-  abuse_what_ = "streams reset prematurely or refused, beyond stream_reset_burst";
+  // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends the
+  // connection, or it drains.
+  FloodFound(Http2Flood::kResets, "streams reset prematurely or refused, beyond stream_reset_burst",
+             /*may_drain=*/true, closing);
 }
 
 absl::Status ConnectionImpl::EndFlood(Http2Flood kind, absl::string_view what) {
-  ++counters_.floods;
-  flood_ = kind;
-  LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what << "): GOAWAY ENHANCE_YOUR_CALM";
+  if (flood_ == Http2Flood::kNone) {
+    ++counters_.floods;
+    flood_ = kind;
+  }
+  LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what << "): GOAWAY ENHANCE_YOUR_CALM"
+                           << (flood_draining_ ? " during the drain" : "");
   {
     Entry entry(*this);
     // Nothing the peer sends is read any more; the GOAWAY goes behind what it has not read yet.
@@ -119,9 +177,15 @@ int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, v
       // HEADERS only: DATA on a stream nghttp2 no longer has is dropped without a callback, and
       // judged in Receive instead.
       if (c->ClientStreamGone(hd->stream_id)) c->OnFrameOnGoneStream(hd->stream_id);
+      if (hd->stream_id > c->goaway_sent_last_stream_ && hd->stream_id > c->max_client_stream_ &&
+          (hd->stream_id & 1) == 1) {
+        // A new stream after the GOAWAY went out: nghttp2 ignores it (RFC 9113 6.8).
+        if (int rv = c->RefuseAfterGoAway(hd->stream_id); rv != 0) return rv;
+      }
       [[fallthrough]];
     case NGHTTP2_CONTINUATION:
-      if (int rv = c->CountEmptyFrame(hd->length > 0, (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0);
+      if (int rv = c->CountEmptyFrame(hd->length > 0, (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0,
+                                      /*in_header_block=*/true);
           rv != 0) {
         return rv;
       }
@@ -129,13 +193,22 @@ int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, v
     case NGHTTP2_PING:
     case NGHTTP2_SETTINGS:
       if ((hd->flags & NGHTTP2_FLAG_ACK) == 0 && !c->control_frames_.Take(c->Now())) {
-        return c->Abuse(Http2Flood::kPingSettings, "PING or SETTINGS frames faster than allowed");
+        // Draining, this one is still answered; the bucket is empty, so the next one ends it.
+        if (int rv =
+                c->Abuse(Http2Flood::kPingSettings, "PING or SETTINGS frames faster than allowed");
+            rv != 0) {
+          return rv;
+        }
       }
       break;
     case NGHTTP2_PRIORITY:
       if (++c->priority_frames_received_ >
           uint64_t{o.max_inbound_priority_frames_per_stream} * (1 + c->client_streams_opened_)) {
-        return c->Abuse(Http2Flood::kPriority, "PRIORITY frames out of proportion to streams");
+        if (int rv =
+                c->Abuse(Http2Flood::kPriority, "PRIORITY frames out of proportion to streams");
+            rv != 0) {
+          return rv;
+        }
       }
       break;
     default:

@@ -1,4 +1,7 @@
 // The HTTP/2 server's flood and abuse limits (Http2Options), driven by a raw or a codec client.
+// Every case runs twice: with connections cut at once, and with Http2Options::drain_on_flood (the
+// sidecar's setting). The attacks end the connection as fast either way; the drain matters only
+// to requests in flight, which the cases at the end follow.
 #include <nghttp2/nghttp2.h>
 
 #include <string>
@@ -10,6 +13,7 @@
 #include "common/http/h2/codec_test_helpers.h"
 #include "common/http/h2/test_util.h"
 #include "common/net/buffer.h"
+#include "common/stats/stats.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::http::h2 {
@@ -21,13 +25,31 @@ using testing::CodecPair;
 using testing::kCancel;
 using testing::kGetBlock;
 using testing::LastGoAwayError;
+using testing::LastGoAwayStream;
+using testing::Pattern;
 using testing::Request;
 using testing::Respond;
 using testing::ServerRequest;
 
+class FloodTest : public ::testing::TestWithParam<bool> {
+ protected:
+  // The defaults, draining or not.
+  Http2Options Options() const {
+    Http2Options options;
+    options.drain_on_flood = GetParam();
+    return options;
+  }
+  bool draining() const { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Limits, FloodTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Draining" : "CutAtOnce";
+                         });
+
 // GOAWAY(ENHANCE_YOUR_CALM) and a ResourceExhausted error.
-TEST(Http2CodecTest, PingsThePeerDoesNotReadEndTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, PingsThePeerDoesNotReadEndTheConnection) {
+  Http2Options options = Options();
   options.max_outbound_control_frames = 100;
   CodecPair p({}, options);
   ASSERT_TRUE(p.Pump().ok());
@@ -59,8 +81,8 @@ TEST(Http2CodecTest, PingsThePeerDoesNotReadEndTheConnection) {
 
 // More unanswered acknowledgements than the limit in a single read: nghttp2's own count, the same
 // limit, gives the same answer.
-TEST(Http2CodecTest, OneReadOfTooManySettingsIsAFlood) {
-  Http2Options options;
+TEST_P(FloodTest, OneReadOfTooManySettingsIsAFlood) {
+  Http2Options options = Options();
   options.max_outbound_control_frames = 100;
   CodecPair p({}, options);
   ASSERT_TRUE(p.Pump().ok());
@@ -73,8 +95,8 @@ TEST(Http2CodecTest, OneReadOfTooManySettingsIsAFlood) {
 }
 
 // RST_STREAMs owed for requests the codec refuses count as replies the peer must read.
-TEST(Http2CodecTest, ResetsThePeerDoesNotReadEndTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, ResetsThePeerDoesNotReadEndTheConnection) {
+  Http2Options options = Options();
   options.max_outbound_control_frames = 50;
   CodecPair p({}, options);
   for (int i = 0; i < 60; ++i) {
@@ -89,8 +111,8 @@ TEST(Http2CodecTest, ResetsThePeerDoesNotReadEndTheConnection) {
 }
 
 // WINDOW_UPDATE frames are worth sending only for data the other side sends.
-TEST(Http2CodecTest, WindowUpdatesWithoutDataEndTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, WindowUpdatesWithoutDataEndTheConnection) {
+  Http2Options options = Options();
   options.max_inbound_window_update_frames_per_data_frame_sent = 2;
   CodecPair p({}, options);
   ASSERT_TRUE(p.Pump().ok());
@@ -115,8 +137,8 @@ TEST(Http2CodecTest, WindowUpdatesWithoutDataEndTheConnection) {
 
 // Rapid reset (CVE-2023-44487): streams the client resets before their response drain the
 // bucket; once it is empty the connection ends with ENHANCE_YOUR_CALM.
-TEST(Http2CodecTest, RapidResetEndsTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, RapidResetEndsTheConnection) {
+  Http2Options options = Options();
   options.stream_reset_burst = 10;
   options.stream_resets_per_second = 0;
   CodecPair p({}, options);
@@ -145,10 +167,10 @@ TEST(Http2CodecTest, RapidResetEndsTheConnection) {
 
 // The attack with the default limits, on a worker's clock: HEADERS and RST_STREAM at once,
 // 10,000 a second, with one request in eleven answered in full. Ended in the third read.
-TEST(Http2CodecTest, RapidResetWithDefaultLimitsEndsTheConnectionQuickly) {
+TEST_P(FloodTest, RapidResetWithDefaultLimitsEndsTheConnectionQuickly) {
   FakeClock clock;
   event::Loop loop(&clock);
-  CodecPair p({}, {}, &loop);
+  CodecPair p({}, Options(), &loop);
   ASSERT_TRUE(p.Pump().ok());
   uint32_t id = 1;
   size_t answered = 0;
@@ -176,8 +198,10 @@ TEST(Http2CodecTest, RapidResetWithDefaultLimitsEndsTheConnectionQuickly) {
   }
   EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
   // 200 tokens; 100 taken and 10 given back a read (and 0.2 by time): 221 in the third.
+  // Draining, the 221st drains instead (a request of the read is in flight), and the next stream
+  // the client opens and resets in the same read ends the connection.
   EXPECT_EQ(reads, 3);
-  EXPECT_EQ(p.server->counters().premature_resets, 221u);
+  EXPECT_EQ(p.server->counters().premature_resets, draining() ? 222u : 221u);
   EXPECT_EQ(p.server->counters().late_resets, 0u);
   EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
   EXPECT_EQ(p.server->counters().floods, 1u);
@@ -189,10 +213,10 @@ TEST(Http2CodecTest, RapidResetWithDefaultLimitsEndsTheConnectionQuickly) {
 // high rate. None of these resets is premature: the connection stays, and the requests that do
 // get answered complete. (Before ADR 0078 every one of them took a token: the bucket emptied
 // in round 66 and the connection ended with ENHANCE_YOUR_CALM.)
-TEST(Http2CodecTest, CallerTimeoutResetsKeepTheConnection) {
+TEST_P(FloodTest, CallerTimeoutResetsKeepTheConnection) {
   FakeClock clock;
   event::Loop loop(&clock);
-  Http2Options options;
+  Http2Options options = Options();
   options.stream_reset_burst = 200;
   options.stream_resets_per_second = 0;  // nothing given back by time alone
   CodecPair p({}, options, &loop);
@@ -231,10 +255,10 @@ TEST(Http2CodecTest, CallerTimeoutResetsKeepTheConnection) {
 
 // The same resets within the minimum lifetime, with no response begun, are premature: four for
 // every response completed empty the bucket.
-TEST(Http2CodecTest, EarlyResetsOutnumberingResponsesEndTheConnection) {
+TEST_P(FloodTest, EarlyResetsOutnumberingResponsesEndTheConnection) {
   FakeClock clock;
   event::Loop loop(&clock);
-  Http2Options options;
+  Http2Options options = Options();
   options.stream_reset_burst = 200;
   options.stream_resets_per_second = 0;
   options.stream_reset_min_lifetime = std::chrono::milliseconds(50);
@@ -262,8 +286,8 @@ TEST(Http2CodecTest, EarlyResetsOutnumberingResponsesEndTheConnection) {
 }
 
 // A client that cancels now and then, among responses that complete, never runs out.
-TEST(Http2CodecTest, CompletedResponsesEarnResetsBack) {
-  Http2Options options;
+TEST_P(FloodTest, CompletedResponsesEarnResetsBack) {
+  Http2Options options = Options();
   options.stream_reset_burst = 5;
   options.stream_resets_per_second = 0;
   CodecPair p({}, options);
@@ -284,8 +308,8 @@ TEST(Http2CodecTest, CompletedResponsesEarnResetsBack) {
 // Streams refused beyond max_concurrent_streams cost like resets. (nghttp2 refuses them with
 // REFUSED_STREAM while our SETTINGS are unacknowledged, and ends the connection after; a client
 // that never acknowledges them can be refused forever.)
-TEST(Http2CodecTest, RefusedStreamsDrainTheResetBucket) {
-  Http2Options options;
+TEST_P(FloodTest, RefusedStreamsDrainTheResetBucket) {
+  Http2Options options = Options();
   options.max_concurrent_streams = 1;
   options.stream_reset_burst = 5;
   options.stream_resets_per_second = 0;
@@ -302,15 +326,18 @@ TEST(Http2CodecTest, RefusedStreamsDrainTheResetBucket) {
   }
   EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
   EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
-  // Stream 1 open, then five refusals within the burst, the sixth beyond it.
-  EXPECT_EQ(sent, 7);
+  // Stream 1 open, then five refusals within the burst, the sixth beyond it. Draining (stream 1
+  // is in flight), the streams after the GOAWAY are ignored, at no cost, up to
+  // max_concurrent_streams; the next one ends the connection.
+  EXPECT_EQ(sent, draining() ? 7 + 1 + 1 : 7);
   EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)], 6u);
+  EXPECT_EQ(p.server->counters().streams_refused_after_goaway, draining() ? 2u : 0u);
 }
 
 // A client that reads its acknowledgements still may not make the server answer PINGs and
 // SETTINGS at line rate.
-TEST(Http2CodecTest, PingAndSettingsRateEndsTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, PingAndSettingsRateEndsTheConnection) {
+  Http2Options options = Options();
   options.control_frame_burst = 10;
   options.control_frames_per_second = 0;
   CodecPair p({}, options);
@@ -328,8 +355,8 @@ TEST(Http2CodecTest, PingAndSettingsRateEndsTheConnection) {
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
-TEST(Http2CodecTest, PriorityFloodEndsTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, PriorityFloodEndsTheConnection) {
+  Http2Options options = Options();
   options.max_inbound_priority_frames_per_stream = 5;
   CodecPair p({}, options);
   ASSERT_TRUE(p.Pump().ok());
@@ -343,8 +370,8 @@ TEST(Http2CodecTest, PriorityFloodEndsTheConnection) {
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
-TEST(Http2CodecTest, PriorityFramesAllowedInProportionToStreams) {
-  Http2Options options;
+TEST_P(FloodTest, PriorityFramesAllowedInProportionToStreams) {
+  Http2Options options = Options();
   options.max_inbound_priority_frames_per_stream = 2;
   CodecPair p({}, options);
   ASSERT_TRUE(p.Pump().ok());
@@ -358,12 +385,23 @@ TEST(Http2CodecTest, PriorityFramesAllowedInProportionToStreams) {
   ASSERT_TRUE(p.server->Dispatch(in).ok());
   EXPECT_EQ(p.server->counters().floods, 0u);
   AppendFrame(in, NGHTTP2_PRIORITY, 0, 3, priority);
+  if (draining()) {
+    // Both requests are in flight (never answered): GOAWAY, and they may finish...
+    ASSERT_TRUE(p.server->Dispatch(in).ok());
+    EXPECT_EQ(p.server->counters().floods, 1u);
+    EXPECT_EQ(p.server_callbacks.flood_drains, 1);
+    EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+    EXPECT_EQ(testing::LastGoAwayStream(p.server_io.out), 3);
+    // ...unless the client goes on.
+    AppendFrame(in, NGHTTP2_PRIORITY, 0, 3, priority);
+  }
   EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->counters().floods, 1u);
   EXPECT_EQ(p.server->flood(), Http2Flood::kPriority);
 }
 
-TEST(Http2CodecTest, EmptyDataFramesInARowEndTheConnection) {
-  CodecPair p;  // default: one empty frame in a row
+TEST_P(FloodTest, EmptyDataFramesInARowEndTheConnection) {
+  CodecPair p({}, Options());  // default: one empty frame in a row
   ASSERT_TRUE(p.Pump().ok());
   net::Buffer in;
   AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, kGetBlock);
@@ -373,13 +411,22 @@ TEST(Http2CodecTest, EmptyDataFramesInARowEndTheConnection) {
   ASSERT_TRUE(p.server->Dispatch(in).ok());  // never two empty ones in a row
   // Padding only (pad length 0) is no payload either.
   AppendFrame(in, NGHTTP2_DATA, NGHTTP2_FLAG_PADDED, 1, std::string(1, '\0'));
+  if (draining()) {
+    // Stream 1 is in flight: it may finish, but the next empty frame ends the connection.
+    ASSERT_TRUE(p.server->Dispatch(in).ok());
+    EXPECT_TRUE(p.server->flood_draining());
+    EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+    AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  }
   EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_FALSE(p.server->flood_draining());
+  EXPECT_EQ(p.server->counters().floods, 1u);
   EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
-TEST(Http2CodecTest, EmptyContinuationFramesEndTheConnection) {
-  CodecPair p;
+TEST_P(FloodTest, EmptyContinuationFramesEndTheConnection) {
+  CodecPair p({}, Options());
   ASSERT_TRUE(p.Pump().ok());
   net::Buffer in;
   AppendFrame(in, NGHTTP2_HEADERS, 0, 1, kGetBlock);
@@ -392,8 +439,8 @@ TEST(Http2CodecTest, EmptyContinuationFramesEndTheConnection) {
 
 // CONTINUATION flood (2024): a header block split into more frames than allowed ends the
 // connection before the block is complete.
-TEST(Http2CodecTest, TooManyContinuationFramesEndTheConnection) {
-  Http2Options options;
+TEST_P(FloodTest, TooManyContinuationFramesEndTheConnection) {
+  Http2Options options = Options();
   options.max_continuation_frames = 4;
   CodecPair p({}, options);
   ASSERT_TRUE(p.Pump().ok());
@@ -408,6 +455,266 @@ TEST(Http2CodecTest, TooManyContinuationFramesEndTheConnection) {
   EXPECT_EQ(p.server->flood(), Http2Flood::kContinuation);
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
   EXPECT_TRUE(p.server_callbacks.requests.empty());
+}
+
+// ----- draining: the requests in flight when a client passes a limit ------------------------
+
+// Http2Stats over a registry of its own, for reading back what the codec counted there.
+struct TestStats {
+  TestStats() {
+    auto counter = [&](absl::string_view name, LabelSet labels) {
+      CounterId id = *registry.RegisterCounter(name, "test", labels);
+      return std::make_pair(id, shard->Get(id));
+    };
+    std::tie(premature, h2.premature_resets) = counter("meshlet_t_resets_total", {{"k", "p"}});
+    std::tie(late, h2.late_resets) = counter("meshlet_t_resets_total", {{"k", "l"}});
+    std::tie(refused, h2.streams_refused_after_goaway) = counter("meshlet_t_refused_total", {});
+    const size_t calm = ErrorCodeSlot(NGHTTP2_ENHANCE_YOUR_CALM);
+    std::tie(goaway_calm, h2.goaway_sent[calm]) = counter("meshlet_t_goaway_total", {});
+    std::tie(cancels, h2.rst_stream_received[ErrorCodeSlot(NGHTTP2_CANCEL)]) =
+        counter("meshlet_t_rst_total", {});
+  }
+  uint64_t operator[](CounterId id) const { return registry.CounterValue(id); }
+
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  Http2Stats h2;
+  CounterId premature, late, refused, goaway_calm, cancels;
+};
+
+Http2Options DrainingResets(uint32_t burst) {
+  Http2Options options;
+  options.drain_on_flood = true;
+  options.stream_reset_burst = burst;
+  options.stream_resets_per_second = 0;
+  return options;
+}
+
+// A long request is in flight when the client opens and resets streams beyond the burst (in one
+// read with two new requests): GOAWAY(ENHANCE_YOUR_CALM) names the last stream accepted, the new
+// requests never reach the user and the client learns they were refused, the request in flight
+// gets its whole response, and then nothing is left to keep the connection.
+TEST(Http2FloodDrainTest, RapidResetLetsTheRequestsInFlightFinish) {
+  FakeClock clock;
+  event::Loop loop(&clock);
+  TestStats stats;
+  Http2Options options = DrainingResets(10);
+  options.stats = &stats.h2;
+  CodecPair p({}, options, &loop);
+  ASSERT_TRUE(p.Pump().ok());
+  ClientRequest& slow = p.Start(Request("GET", "/slow"), true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  std::vector<ClientRequest*> flood;
+  for (int i = 0; i < 11; ++i) flood.push_back(&p.Start(Request(), true));
+  ASSERT_TRUE(p.ClientToServer().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 12u);  // streams 1, 3 .. 23
+  for (ClientRequest* r : flood)
+    r->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+  ClientRequest& after1 = p.Start(Request(), true);
+  ClientRequest& after2 = p.Start(Request(), true);
+  ASSERT_TRUE(p.ClientToServer().ok());
+
+  EXPECT_EQ(p.server_callbacks.flood_drains, 1);
+  EXPECT_TRUE(p.server->flood_draining());
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_EQ(LastGoAwayStream(p.server_io.out), 23);
+  EXPECT_EQ(p.server_callbacks.requests.size(), 12u);
+  EXPECT_EQ(p.server->ActiveStreams(), 1u);
+  ASSERT_TRUE(p.Pump().ok());  // the client reads the GOAWAY
+  for (ClientRequest* r : {&after1, &after2}) {
+    EXPECT_EQ(r->callbacks.reason, StreamResetReason::kRemoteRefusedStream);
+  }
+  EXPECT_FALSE(p.client->CanOpenStream());
+
+  // More than the stream's window (256 KiB): the client's WINDOW_UPDATEs come during the drain.
+  const std::string body = Pattern(600 * 1024);
+  Respond(*p.server_callbacks.requests[0], body);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_NE(slow.decoder.headers, nullptr);
+  EXPECT_EQ(slow.decoder.headers->Get(":status"), "200");
+  EXPECT_TRUE(slow.decoder.body == body) << slow.decoder.body.size() << " bytes";
+  EXPECT_TRUE(slow.decoder.end);
+  EXPECT_EQ(slow.callbacks.resets, 0);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_TRUE(p.server->WantsClose());
+
+  const Http2Counters& c = p.server->counters();
+  EXPECT_EQ(c.floods, 1u);
+  EXPECT_EQ(c.premature_resets, 11u);
+  EXPECT_EQ(c.late_resets, 0u);
+  EXPECT_EQ(c.streams_refused_after_goaway, 2u);
+  EXPECT_EQ(c.goaway_sent, 1u);
+  EXPECT_EQ(stats[stats.premature], 11u);
+  EXPECT_EQ(stats[stats.late], 0u);
+  EXPECT_EQ(stats[stats.refused], 2u);
+  EXPECT_EQ(stats[stats.goaway_calm], 1u);
+  EXPECT_EQ(stats[stats.cancels], 11u);
+}
+
+// The same flood, but the client also resets the two streams it opens after it, in the same read
+// (as a flooder does: it has not read the GOAWAY): cut off there, the request in flight with it.
+TEST(Http2FloodDrainTest, AClientThatGoesOnResettingIsCutOff) {
+  FakeClock clock;
+  event::Loop loop(&clock);
+  CodecPair p({}, DrainingResets(10), &loop);
+  ASSERT_TRUE(p.Pump().ok());
+  ClientRequest& slow = p.Start(Request("GET", "/slow"), true);
+  ASSERT_TRUE(p.Pump().ok());
+  std::vector<ClientRequest*> flood;
+  for (int i = 0; i < 11; ++i) flood.push_back(&p.Start(Request(), true));
+  ASSERT_TRUE(p.ClientToServer().ok());
+  for (ClientRequest* r : flood)
+    r->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+  for (int i = 0; i < 2; ++i) {
+    p.Start(Request(), true).encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+  }
+  absl::Status status = p.ClientToServer();
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_FALSE(p.server->flood_draining());
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  // The 11th reset drained; the next, of the first stream refused after the GOAWAY, ended it.
+  EXPECT_EQ(p.server->counters().premature_resets, 12u);
+  EXPECT_EQ(p.server->counters().streams_refused_after_goaway, 1u);
+  EXPECT_EQ(p.server_callbacks.requests[0]->callbacks.reason, StreamResetReason::kProtocolError);
+  EXPECT_TRUE(slow.decoder.body.empty());
+}
+
+// During the drain a request in flight may still be cancelled late (a caller's timeout), which
+// gives a token back as always; a premature reset, with the bucket empty, ends the connection.
+TEST(Http2FloodDrainTest, APrematureResetEndsTheDrainALateOneDoesNot) {
+  for (bool premature : {false, true}) {
+    SCOPED_TRACE(premature ? "premature" : "late");
+    FakeClock clock;
+    event::Loop loop(&clock);
+    CodecPair p({}, DrainingResets(3), &loop);
+    ASSERT_TRUE(p.Pump().ok());
+    ClientRequest& old_request = p.Start(Request("GET", "/old"), true);
+    ASSERT_TRUE(p.Pump().ok());
+    clock.Advance(std::chrono::milliseconds(20));  // past stream_reset_min_lifetime (10 ms)
+    p.Start(Request("GET", "/recent"), true);
+    std::vector<ClientRequest*> flood;
+    for (int i = 0; i < 4; ++i) flood.push_back(&p.Start(Request(), true));
+    ASSERT_TRUE(p.ClientToServer().ok());
+    for (ClientRequest* r : flood)
+      r->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    ASSERT_TRUE(p.Pump().ok());
+    ASSERT_TRUE(p.server->flood_draining());
+    EXPECT_EQ(p.server->ActiveStreams(), 2u);
+    if (premature) {
+      p.client_requests[1]->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+      absl::Status status = p.Pump();
+      EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+      EXPECT_EQ(p.server->counters().premature_resets, 5u);
+      EXPECT_EQ(p.server->counters().floods, 1u);
+      continue;
+    }
+    old_request.encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    ASSERT_TRUE(p.Pump().ok());
+    EXPECT_TRUE(p.server->flood_draining());
+    EXPECT_EQ(p.server->counters().late_resets, 1u);
+    Respond(*p.server_callbacks.requests[1], "recent");
+    ASSERT_TRUE(p.Pump().ok());
+    EXPECT_EQ(p.client_requests[1]->decoder.body, "recent");
+    EXPECT_TRUE(p.server->WantsClose());
+    EXPECT_EQ(p.server->counters().premature_resets, 4u);
+  }
+}
+
+// New streams after the GOAWAY are ignored, at no cost, up to what a client that respects the
+// stream limit could have had open when it read the GOAWAY; one more ends the connection.
+TEST(Http2FloodDrainTest, NewStreamsAfterTheGoAwayBeyondTheStreamLimitEndTheConnection) {
+  Http2Options options = DrainingResets(3);
+  options.max_concurrent_streams = 4;
+  CodecPair p({}, options);
+  net::Buffer in;
+  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              kGetBlock);
+  for (uint32_t id = 3; id <= 9; id += 2) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+  }
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  ASSERT_TRUE(p.server->flood_draining());
+  EXPECT_EQ(LastGoAwayStream(p.server_io.out), 9);
+  for (uint32_t id = 11; id <= 17; id += 2) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, id,
+                kGetBlock);
+  }
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_EQ(p.server->counters().streams_refused_after_goaway, 4u);
+  EXPECT_EQ(p.server_callbacks.requests.size(), 5u);
+  EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)], 0u);
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 19,
+              kGetBlock);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(p.server_callbacks.requests.size(), 5u);
+}
+
+// Past the limits after which the connection cannot go on, it ends at once even with requests
+// in flight: replies the client leaves unread (a response would not be read either), and a
+// CONTINUATION flood (no other frame may come inside a header block).
+TEST(Http2FloodDrainTest, UnreadRepliesAndContinuationFloodsEndAtOnce) {
+  {
+    Http2Options options = DrainingResets(10);
+    options.max_outbound_control_frames = 100;
+    CodecPair p({}, options);
+    ASSERT_TRUE(p.Pump().ok());
+    p.Start(Request(), true);
+    ASSERT_TRUE(p.Pump().ok());
+    ASSERT_EQ(p.server->ActiveStreams(), 1u);
+    p.server_io.peer_reads = false;
+    net::Buffer in;
+    for (int i = 0; i < 150; ++i) AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+    EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+    EXPECT_EQ(p.server->flood(), Http2Flood::kControlFrames);
+    EXPECT_EQ(p.server_callbacks.flood_drains, 0);
+  }
+  {
+    Http2Options options = DrainingResets(10);
+    options.max_continuation_frames = 2;
+    CodecPair p({}, options);
+    net::Buffer in;
+    in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+                kGetBlock);
+    ASSERT_TRUE(p.server->Dispatch(in).ok());
+    ASSERT_EQ(p.server->ActiveStreams(), 1u);
+    const std::string field = std::string("\x00\x01x\x03", 4) + "vvv";
+    AppendFrame(in, NGHTTP2_HEADERS, 0, 3, kGetBlock);
+    for (char c : field) AppendFrame(in, NGHTTP2_CONTINUATION, 0, 3, std::string(1, c));
+    EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+    EXPECT_EQ(p.server->flood(), Http2Flood::kContinuation);
+    EXPECT_EQ(p.server_callbacks.flood_drains, 0);
+  }
+}
+
+// PING and SETTINGS beyond the rate with a request in flight: the frame that passed the limit
+// is still answered and the connection drains; the next one ends it.
+TEST(Http2FloodDrainTest, PingRateDrainsThenEnds) {
+  Http2Options options = DrainingResets(10);
+  options.control_frame_burst = 5;
+  options.control_frames_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());  // the client's SETTINGS took one token
+  p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  for (int i = 0; i < 5; ++i) AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_TRUE(p.server->flood_draining());
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPingSettings);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+  AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->counters().floods, 1u);
 }
 
 }  // namespace

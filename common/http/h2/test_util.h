@@ -121,10 +121,12 @@ class RecordingServerCallbacks : public ServerConnectionCallbacks {
     return r.decoder;
   }
   void OnGoAway() override { ++goaways; }
+  void OnFloodDrain() override { ++flood_drains; }
 
   std::vector<std::unique_ptr<ServerRequest>> requests;
   std::function<void(ServerRequest&)> on_new_stream;
   int goaways = 0;
+  int flood_drains = 0;
 };
 
 class RecordingConnectionCallbacks : public ConnectionCallbacks {
