@@ -17,6 +17,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kOverload, "overload", "0.2.0"},
     {Capability::kPolicySource, "policy-source", "0.2.0"},
     {Capability::kStreamResetLifetime, "stream-reset-lifetime", "0.2.0"},
+    {Capability::kFloodDrain, "flood-drain", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

@@ -47,8 +47,10 @@ enum class Capability {
   kPolicySource,
   // HttpOptions.stream_reset_min_lifetime (which client resets count as rapid reset).
   kStreamResetLifetime,
+  // HttpOptions.flood_drain_timeout (requests in flight finish after a flood's GOAWAY).
+  kFloodDrain,
 };
-inline constexpr size_t kCapabilityCount = 6;
+inline constexpr size_t kCapabilityCount = 7;
 
 // A release as X.Y.Z with an optional pre-release suffix ("0.2.0-dev"), which orders before the
 // release itself.

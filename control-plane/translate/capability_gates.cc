@@ -183,6 +183,8 @@ const std::vector<CapabilityGate>& Gates() {
       // An older sidecar counts every reset before the response ends, as it always did.
       {C::kStreamResetLifetime, "meshlet.xds.HttpOptions.stream_reset_min_lifetime",
        Fallback::kClear},
+      // An older sidecar ends a flooding connection at once, its requests in flight too.
+      {C::kFloodDrain, "meshlet.xds.HttpOptions.flood_drain_timeout", Fallback::kClear},
   };
   return *kGates;
 }

@@ -79,6 +79,7 @@ spec:
     }
     for (const xds::Listener& l : r.listeners) {
       n += what == "stream-reset-lifetime" && l.http().has_stream_reset_min_lifetime();
+      n += what == "flood-drain" && l.http().has_flood_drain_timeout();
       n += what == "policy-source" && l.has_unmatched_destination_source();
       for (const xds::AuthorizationPolicy& p : l.authorization().policies()) {
         n += what == "policy-source" && p.has_source();
@@ -98,8 +99,11 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
   const NodeResources all = For("meshlet-sidecar 9.0.0");
   for (const xds::CapabilityInfo& info : xds::Capabilities()) {
     // The translator sets no HttpOptions: only static configurations and bootstraps do
-    // (StreamResetLifetimeIsClearedForOlderSidecars gates one by hand).
-    if (info.capability == xds::Capability::kStreamResetLifetime) continue;
+    // (GatedHttpOptionsAreClearedForOlderSidecars sets them by hand).
+    if (info.capability == xds::Capability::kStreamResetLifetime ||
+        info.capability == xds::Capability::kFloodDrain) {
+      continue;
+    }
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -195,22 +199,27 @@ TEST_F(CapabilityGatesTest, ANodeListingCapabilitiesGetsWhatItLists) {
   EXPECT_GT(Count(r, "mesh-http2"), 0);
 }
 
-TEST_F(CapabilityGatesTest, StreamResetLifetimeIsClearedForOlderSidecars) {
-  auto with_lifetime = [&](const xds::CapabilitySet& reads) {
+// HttpOptions the translator does not set (static configurations and bootstraps do): set by hand
+// on every listener, each is left out for a 0.1.0 sidecar, the others kept.
+TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
+  auto with_options = [&](const xds::CapabilitySet& reads) {
     NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
     for (xds::Listener& l : r.listeners) {
       l.mutable_http()->mutable_stream_reset_min_lifetime()->set_seconds(1);
+      l.mutable_http()->mutable_flood_drain_timeout()->set_seconds(3);
       l.mutable_http()->mutable_stream_reset_burst()->set_value(50);
     }
     ApplyCapabilityGates(reads, r);
     return r;
   };
-  const NodeResources current = with_lifetime(xds::CapabilitySet::All());
+  const NodeResources current = with_options(xds::CapabilitySet::All());
   ASSERT_FALSE(current.listeners.empty());
-  EXPECT_EQ(Count(current, "stream-reset-lifetime"), static_cast<int>(current.listeners.size()));
   const NodeResources old =
-      with_lifetime(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
-  EXPECT_EQ(Count(old, "stream-reset-lifetime"), 0);
+      with_options(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  for (const char* capability : {"stream-reset-lifetime", "flood-drain"}) {
+    EXPECT_EQ(Count(current, capability), static_cast<int>(current.listeners.size())) << capability;
+    EXPECT_EQ(Count(old, capability), 0) << capability;
+  }
   for (const xds::Listener& l : old.listeners)
     EXPECT_EQ(l.http().stream_reset_burst().value(), 50u);
 }

@@ -86,6 +86,10 @@ struct HttpOptionsConfig {
   uint32_t connection_buffer_kb = 4096;
   uint32_t control_frame_burst = 1000;  // HTTP/2 PING and SETTINGS frames; 0: no limit
   uint32_t control_frames_per_second = 100;
+  // HTTP/2: how long the requests in flight on a connection that passed a flood limit may take
+  // to finish after its GOAWAY(ENHANCE_YOUR_CALM) (http::h2::Http2Options::drain_on_flood);
+  // zero: no drain, the connection ends at once.
+  Duration flood_drain_timeout = std::chrono::seconds(5);
 };
 
 // Capture listeners (use_original_destination): how connections to one set of original

@@ -82,6 +82,8 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
   ReadDuration(scope, "http.stream_reset_min_lifetime", in.has_stream_reset_min_lifetime(),
                in.stream_reset_min_lifetime(), DurationRule::kNonNegative,
                &out.stream_reset_min_lifetime);
+  ReadDuration(scope, "http.flood_drain_timeout", in.has_flood_drain_timeout(),
+               in.flood_drain_timeout(), DurationRule::kNonNegative, &out.flood_drain_timeout);
   ReadDuration(scope, "http.request_body_timeout", in.has_request_body_timeout(),
                in.request_body_timeout(), DurationRule::kNonNegative, &out.request_body_timeout);
   bounded("min_request_body_bytes_per_second", in.min_request_body_bytes_per_second(), 1u << 30,

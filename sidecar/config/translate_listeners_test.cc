@@ -57,6 +57,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
     EXPECT_EQ(http.connection_buffer_kb, 4096u);
     EXPECT_EQ(http.control_frame_burst, 1000u);
     EXPECT_EQ(http.control_frames_per_second, 100u);
+    EXPECT_EQ(http.flood_drain_timeout, std::chrono::seconds(5));
   }
   auto* options = set.listeners.Mutable(0).mutable_http();
   options->mutable_stream_reset_burst()->set_value(0);  // zero is meaningful: off
@@ -67,6 +68,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   options->set_max_continuation_frames(3);
   options->set_connection_buffer_kb(512);
   options->mutable_control_frame_burst()->set_value(0);
+  options->mutable_flood_drain_timeout()->set_seconds(0);  // an explicit 0s: no drain
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
@@ -78,6 +80,13 @@ TEST(TranslateTest, Http2AbuseLimits) {
   EXPECT_EQ(http.max_continuation_frames, 3u);
   EXPECT_EQ(http.connection_buffer_kb, 512u);
   EXPECT_EQ(http.control_frame_burst, 0u);
+  EXPECT_EQ(http.flood_drain_timeout, Duration::zero());
+  options->mutable_flood_drain_timeout()->set_seconds(-1);
+  auto negative = BuildSnapshot(set);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_THAT(std::string(negative.status().message()),
+              ::testing::HasSubstr("http.flood_drain_timeout"));
+  options->mutable_flood_drain_timeout()->set_seconds(2);
   options->set_max_continuation_frames(5000);
   auto refused = BuildSnapshot(set);
   ASSERT_FALSE(refused.ok());
