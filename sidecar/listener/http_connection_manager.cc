@@ -31,7 +31,7 @@ http::h1::CodecOptions H1Options(const config::HttpOptionsConfig& http, bool tls
   return options;
 }
 
-http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
+http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http, const HttpStats& stats) {
   http::h2::Http2Options options;
   options.max_concurrent_streams = std::max<uint32_t>(http.max_concurrent_streams, 1);
   options.max_header_list_size = http.max_request_headers_kb * 1024;
@@ -47,6 +47,8 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
   options.connection_buffer_limit = http.connection_buffer_kb * 1024;
   options.control_frame_burst = http.control_frame_burst;
   options.control_frames_per_second = http.control_frames_per_second;
+  options.drain_on_flood = http.flood_drain_timeout > Duration::zero();
+  options.stats = &stats.h2;
   return options;
 }
 
@@ -72,7 +74,8 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       idle_timer_(context.loop, [this] { OnIdleTimeout(); }),
       request_headers_timer_(context.loop, [this] { OnRequestHeadersTimeout(); }),
       stream_idle_timer_(context.loop, [this] { OnStreamIdleTimer(); }),
-      drain_close_timer_(context.loop, [this] { CheckIdle(); }) {
+      drain_close_timer_(context.loop, [this] { CheckIdle(); }),
+      flood_drain_timer_(context.loop, [this] { OnFloodDrainTimeout(); }) {
   CHECK(connection_ != nullptr);
   listener_destination_port_ = listener.destination_port;
   if (options_.refuse) {
@@ -90,7 +93,8 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
   };
   connection_->SetCallbacks(this);
   if (options_.protocol == http::Protocol::kHttp2) {
-    auto codec = std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_));
+    auto codec =
+        std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_, stats));
     h2_codec_ = codec.get();
     codec_ = std::move(codec);
   } else {
@@ -108,6 +112,7 @@ HttpConnectionManager::~HttpConnectionManager() {
   request_headers_timer_.Disable();
   stream_idle_timer_.Disable();
   drain_close_timer_.Disable();
+  flood_drain_timer_.Disable();
   if (!closed_) {
     closed_ = true;
     connection_->SetCallbacks(nullptr);
@@ -220,9 +225,15 @@ void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
     return;
   }
   if (absl::IsResourceExhausted(status)) {
-    // Only the HTTP/2 codec says this: it sent GOAWAY(ENHANCE_YOUR_CALM) for a limit it names.
-    if (h2_codec_ != nullptr)
+    // Only the HTTP/2 codec says this: it sent GOAWAY(ENHANCE_YOUR_CALM) for a limit it names,
+    // now, or when the drain began (OnFloodDrain, counted there).
+    if (h2_codec_ == nullptr) return;
+    if (flood_state_ == FloodState::kNone) {
       stats_.downstream_cx_flood[static_cast<size_t>(h2_codec_->flood())].Inc();
+      EndFlood(FloodEnd::kAtOnce);
+    } else {
+      EndFlood(FloodEnd::kFloodedOn);
+    }
     return;
   }
   stats_.downstream_cx_protocol_error.Inc();
@@ -284,6 +295,8 @@ void HttpConnectionManager::OnClose(net::CloseReason reason, const absl::Status&
   request_headers_timer_.Disable();
   stream_idle_timer_.Disable();
   drain_close_timer_.Disable();
+  // A flood's drain that ended otherwise was counted before the close.
+  EndFlood(FloodEnd::kPeerClosed);
   codec_->OnConnectionClosed();
   // HTTP/2 streams survive OnConnectionClosed until the codec goes; end them now.
   std::vector<ActiveStream*> open;
@@ -413,8 +426,16 @@ void HttpConnectionManager::CheckIdle() {
   if (draining_) {
     // HTTP/2 responses whose last DATA frames wait for the client's window are not out yet:
     // closing now would cut them short. The client's WINDOW_UPDATEs (OnData) and the socket
-    // draining (OnWriteLowWatermark) check again; the process's drain time bounds the wait.
+    // draining (OnWriteLowWatermark) check again; the process's drain time (a flood's:
+    // flood_drain_timeout) bounds the wait.
     if (codec_->HasUnsentOutput()) return;
+    if (flood_state_ == FloodState::kDraining) {
+      // Every request in flight when the flood's GOAWAY went out is answered. The client read
+      // that GOAWAY long ago; one that floods on meanwhile is read no more after a little.
+      EndFlood(FloodEnd::kDrained);
+      CloseConnection(net::CloseMode::kFlushBriefly);
+      return;
+    }
     stats_.downstream_cx_drain_close.Inc();
     // HTTP/2: the second GOAWAY names the last stream processed. The client may still be reading
     // the last responses, and it answers what it reads with WINDOW_UPDATEs: a close() before it
@@ -433,6 +454,36 @@ void HttpConnectionManager::OnIdleTimeout() {
   stats_.downstream_cx_idle_timeout.Inc();
   codec_->GoAway();
   CloseConnection(net::CloseMode::kFlush);
+}
+
+void HttpConnectionManager::OnFloodDrain() {
+  if (h2_codec_ == nullptr || flood_state_ != FloodState::kNone) return;
+  flood_state_ = FloodState::kDraining;
+  stats_.downstream_cx_flood[static_cast<size_t>(h2_codec_->flood())].Inc();
+  LOG(DEBUG) << "downstream " << connection_->remote_address().ToString() << " http2 flood ("
+             << http::h2::Http2FloodName(h2_codec_->flood()) << "): draining " << streams_.size()
+             << " streams";
+  // The codec already sent its GOAWAY; the connection closes once the streams are done
+  // (OnStreamDone, CheckIdle), or when the timer fires.
+  draining_ = true;
+  flood_drain_timer_.Enable(http_options_.flood_drain_timeout);
+  if (streams_.empty() && !drain_close_timer_.enabled()) drain_close_timer_.Enable(Duration(0));
+}
+
+void HttpConnectionManager::OnFloodDrainTimeout() {
+  if (closed_ || flood_state_ != FloodState::kDraining) return;
+  LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
+             << " http2 flood: drain timeout with " << streams_.size() << " streams in flight";
+  EndFlood(FloodEnd::kDrainTimeout);
+  CloseConnection(net::CloseMode::kFlushBriefly);
+}
+
+void HttpConnectionManager::EndFlood(FloodEnd how) {
+  if (flood_state_ == FloodState::kEnded) return;
+  if (flood_state_ == FloodState::kNone && how != FloodEnd::kAtOnce) return;  // no flood
+  flood_state_ = FloodState::kEnded;
+  flood_drain_timer_.Disable();
+  stats_.downstream_cx_flood_end[static_cast<size_t>(how)].Inc();
 }
 
 void HttpConnectionManager::BeginDrain() {

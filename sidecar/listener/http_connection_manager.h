@@ -39,7 +39,11 @@
 // Draining: Drain(), or a stream starting while WorkerContext::draining is set, makes the codec
 // stop taking new streams (HTTP/2 GOAWAY, HTTP/1 `Connection: close` on the next response); the
 // connection closes once its streams are done. The server calls Drain() on every live HCM when a
-// drain starts.
+// drain starts. An HTTP/2 client past a flood limit with requests in flight drains the same way
+// after the codec's GOAWAY(ENHANCE_YOUR_CALM) (OnFloodDrain), for at most
+// HttpOptionsConfig::flood_drain_timeout; one that goes on meanwhile makes Dispatch fail and is
+// cut off at once. Every such connection counts once in downstream_cx_flood (by limit) and once in
+// downstream_cx_flood_end (how it ended).
 //
 // Ownership and lifetime: the owner (the server's listener) creates the HCM with the accepted
 // connection, keeps it, and calls Start() once it has stored it. The close callback fires exactly
@@ -153,6 +157,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   http::StreamDecoder& NewStream(http::StreamEncoder& response_encoder) override;
   // The client sent GOAWAY (HTTP/2): once no stream is left the connection closes (CheckIdle).
   void OnGoAway() override { peer_goaway_ = true; }
+  // The HTTP/2 client passed a flood limit; the codec sent GOAWAY and refuses new streams: drain.
+  void OnFloodDrain() override;
 
  private:
   // The request streams (active_stream.h) read the connection's settings, stat handles and
@@ -184,6 +190,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   void MaybeArmRequestHeadersTimer();
   void BeginDrain();
   void CloseConnection(net::CloseMode mode);
+  void OnFloodDrainTimeout();
+  // Counts how a flood's connection ended (once) and stops its drain timer.
+  void EndFlood(FloodEnd how);
 
   WorkerContext& context_;
   const HttpStats& stats_;
@@ -221,6 +230,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   // Closes a draining connection on a later turn: closing from inside the codec's own call
   // would drop frames it has not written yet.
   event::Timer drain_close_timer_;
+  // Bounds a flood's drain (HttpOptionsConfig::flood_drain_timeout).
+  event::Timer flood_drain_timer_;
 
   const config::Snapshot* cached_snapshot_ = nullptr;
   std::shared_ptr<const route::RouteTable> cached_route_table_;
@@ -231,6 +242,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   bool started_ = false;
   bool draining_ = false;
   bool peer_goaway_ = false;  // the client sent GOAWAY
+  // An HTTP/2 flood: none; GOAWAY sent, requests in flight finishing; counted and over.
+  enum class FloodState : uint8_t { kNone, kDraining, kEnded };
+  FloodState flood_state_ = FloodState::kNone;
   bool closed_ = false;
   bool destroying_ = false;
 };

@@ -11,7 +11,70 @@ namespace {
 constexpr std::array<absl::string_view, kHttpProtocolCount> kProtocolLabels = {"http1.0", "http1.1",
                                                                                "http2"};
 
+// The HTTP/2 server codec's counters (http::h2::Http2Stats), for downstream connections.
+absl::Status RegisterHttp2Stats(StatsShard& shard, http::h2::Http2Stats& h2) {
+  struct ByCode {
+    std::array<Counter, http::h2::kErrorCodeSlots>* counters;
+    const char* name;
+    const char* help;
+  };
+  const ByCode by_code[] = {
+      {&h2.rst_stream_sent, "meshlet_http2_downstream_rst_stream_sent_total",
+       "RST_STREAM frames sent to HTTP/2 clients, by error code."},
+      {&h2.rst_stream_received, "meshlet_http2_downstream_rst_stream_received_total",
+       "RST_STREAM frames received from HTTP/2 clients, by error code."},
+      {&h2.goaway_sent, "meshlet_http2_downstream_goaway_sent_total",
+       "GOAWAY frames sent to HTTP/2 clients, by error code (a graceful drain sends two)."},
+      {&h2.goaway_received, "meshlet_http2_downstream_goaway_received_total",
+       "GOAWAY frames received from HTTP/2 clients, by error code."},
+  };
+  for (const ByCode& metric : by_code) {
+    for (size_t slot = 0; slot < http::h2::kErrorCodeSlots; ++slot) {
+      ASSIGN_OR_RETURN(
+          (*metric.counters)[slot],
+          shard.RegisterCounter(metric.name, metric.help,
+                                {{"code", std::string(http::h2::ErrorCodeSlotName(slot))}}));
+    }
+  }
+  constexpr absl::string_view kResetsHelp =
+      "HTTP/2 client resets of streams whose response was not complete: premature (before any "
+      "response headers and within http.stream_reset_min_lifetime of the request, or of a "
+      "stream refused after a flood's GOAWAY; rapid reset) or late.";
+  ASSIGN_OR_RETURN(h2.premature_resets,
+                   shard.RegisterCounter("meshlet_http2_downstream_client_resets_total",
+                                         kResetsHelp, {{"kind", "premature"}}));
+  ASSIGN_OR_RETURN(h2.late_resets,
+                   shard.RegisterCounter("meshlet_http2_downstream_client_resets_total",
+                                         kResetsHelp, {{"kind", "late"}}));
+  constexpr absl::string_view kRefusedHelp =
+      "HTTP/2 streams refused: opened after the sidecar's GOAWAY (a drain, or a flood's), or "
+      "beyond max_concurrent_streams (REFUSED_STREAM).";
+  ASSIGN_OR_RETURN(h2.streams_refused_after_goaway,
+                   shard.RegisterCounter("meshlet_http2_downstream_streams_refused_total",
+                                         kRefusedHelp, {{"reason", "goaway"}}));
+  ASSIGN_OR_RETURN(h2.streams_refused_over_limit,
+                   shard.RegisterCounter("meshlet_http2_downstream_streams_refused_total",
+                                         kRefusedHelp, {{"reason", "max_concurrent_streams"}}));
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::string_view FloodEndName(FloodEnd end) {
+  switch (end) {
+    case FloodEnd::kAtOnce:
+      return "at_once";
+    case FloodEnd::kDrained:
+      return "drained";
+    case FloodEnd::kDrainTimeout:
+      return "drain_timeout";
+    case FloodEnd::kFloodedOn:
+      return "flooded_on";
+    case FloodEnd::kPeerClosed:
+      return "peer_closed";
+  }
+  return "at_once";
+}
 
 size_t ProtocolIndex(http::Protocol protocol) {
   switch (protocol) {
@@ -90,6 +153,18 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
             {{"limit",
               std::string(http::h2::Http2FloodName(static_cast<http::h2::Http2Flood>(k)))}}));
   }
+  for (size_t e = 0; e < kFloodEndCount; ++e) {
+    ASSIGN_OR_RETURN(
+        s.downstream_cx_flood_end[e],
+        shard.RegisterCounter(
+            "meshlet_http_downstream_cx_flood_end_total",
+            "How HTTP/2 connections that passed a flood limit ended: at_once (nothing in flight, "
+            "or a limit after which the connection cannot go on), or after GOAWAY: drained "
+            "(every request in flight finished), drain_timeout (http.flood_drain_timeout "
+            "passed), flooded_on (the client went on and was cut off), peer_closed.",
+            {{"outcome", std::string(FloodEndName(static_cast<FloodEnd>(e)))}}));
+  }
+  RETURN_IF_ERROR(RegisterHttp2Stats(shard, s.h2));
   for (size_t r = 0; r < 2; ++r) {
     ASSIGN_OR_RETURN(s.downstream_rq_overload_shed[r],
                      shard.RegisterCounter(

@@ -25,6 +25,18 @@ size_t ProtocolIndex(http::Protocol protocol);
 // StreamResetReason values, in declaration order.
 inline constexpr size_t kResetReasonCount = 7;
 
+// How an HTTP/2 connection that passed a flood limit ended
+// (meshlet_http_downstream_cx_flood_end_total).
+enum class FloodEnd {
+  kAtOnce,        // nothing in flight to drain, or a limit after which the connection cannot go on
+  kDrained,       // GOAWAY, then every request in flight finished
+  kDrainTimeout,  // GOAWAY, then flood_drain_timeout passed with requests still in flight
+  kFloodedOn,     // GOAWAY, then the client went on and was cut off
+  kPeerClosed,    // GOAWAY, then the client closed the connection (or it failed) first
+};
+inline constexpr size_t kFloodEndCount = 5;
+absl::string_view FloodEndName(FloodEnd end);
+
 struct HttpStats {
   static absl::StatusOr<HttpStats> Create(StatsShard& shard);
 
@@ -46,6 +58,11 @@ struct HttpStats {
   // meshlet_http_downstream_cx_flood_total{limit}: HTTP/2 connections ended with
   // ENHANCE_YOUR_CALM, by the limit passed (index: http::h2::Http2Flood; kNone unused).
   std::array<Counter, http::h2::kHttp2FloodKinds> downstream_cx_flood;
+  // meshlet_http_downstream_cx_flood_end_total{outcome}: how those connections ended.
+  std::array<Counter, kFloodEndCount> downstream_cx_flood_end;
+  // The HTTP/2 server codec's own counts (meshlet_http2_downstream_*): RST_STREAM and GOAWAY
+  // frames by error code, client resets by kind, refused streams.
+  http::h2::Http2Stats h2;
   // meshlet_http_downstream_rq_overload_shed_total{reason}: requests answered 503 (OL) by load
   // shedding; [0] memory, [1] active_requests.
   std::array<Counter, 2> downstream_rq_overload_shed;

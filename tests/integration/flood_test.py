@@ -14,11 +14,17 @@ taking the sidecar's replies early, and sends without ever reading:
   Http2AbuseTest   clients that read but abuse HTTP/2: rapid reset through a real upstream,
                    a CONTINUATION flood, empty DATA frames, PRIORITY frames: each gets
                    GOAWAY(ENHANCE_YOUR_CALM), counted by the limit passed, with bounded work.
+  Http2FloodDrainTest  a rapid reset on a connection with a slow request in flight: GOAWAY
+                   names the last stream accepted, later streams are refused, the slow request
+                   gets its whole response, then the connection closes; a client that goes on
+                   is cut off at once, and the drain is bounded by http.flood_drain_timeout;
+                   each counted (flood, how it ended, resets, refused streams, GOAWAY).
   Http1FloodTest   pipelined requests for a direct response: the sidecar stops reading once its
                    replies pass the write buffer's high watermark, so RSS stays bounded; it
                    serves the rest once the client reads.
 """
 
+import json
 import os
 import socket
 import struct
@@ -28,11 +34,11 @@ import time
 import unittest
 
 import sidecar_test as base
-from h2_frames import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING, PREFACE,
-                       PRIORITY, RST_STREAM, SETTINGS, WINDOW_UPDATE, frame, hpack_literal,
-                       read_goaway, request_block)
-from sidecar_test import (ROUTES, config_yaml, free_port, http_listener, rss_kib, static_cluster,
-                          wait_for)
+from h2_frames import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING,
+                       PREFACE, PRIORITY, RST_STREAM, SETTINGS, WINDOW_UPDATE, frame,
+                       goaway_fields, hpack_literal, read_frames, read_goaway, request_block)
+from sidecar_test import (ROUTES, config_yaml, free_port, http_listener, rss_kib, stat_with,
+                          static_cluster, wait_for)
 
 class Flooder:
     """One client connection that writes from a thread and never reads until told to."""
@@ -247,6 +253,12 @@ class Http2AbuseTest(FloodTestCase):
         self.abuse(self.app_sidecar, self.app_port, frames(), "resets")
         time.sleep(0.3)
         self.assertLess(len(self.upstream.paths), 400, "the cancelled requests were not bounded")
+        # Nothing was in flight to drain for: cut off at once.
+        self.assertEqual(stat_with(self.app_sidecar, "meshlet_http_downstream_cx_flood_end_total",
+                                   'outcome="at_once"'), 1)
+        self.assertGreaterEqual(stat_with(self.app_sidecar,
+                                          "meshlet_http2_downstream_client_resets_total",
+                                          'kind="premature"'), 200)
         self.assertIn('"upstream": "app"', base.curl(f"http://127.0.0.1:{self.app_port}/after"))
 
     def test_continuation_flood(self):
@@ -307,6 +319,139 @@ class Http2AbuseTest(FloodTestCase):
         sidecar = self.start(config_yaml(listener, static_cluster("unused", free_port()), ROUTES))
         priorities = (frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 16)) for i in range(4))
         self.assertEqual(self.abuse(sidecar, port, priorities, "priority"), 4)
+
+
+class Http2FloodDrainTest(base.SidecarTestCase):
+    """A client that passes the rapid-reset limit while a slow request of its is in flight: the
+    request finishes unless the client goes on or the drain time runs out. The burst is 10 and
+    nothing comes back by time, so the 11th stream opened and reset at once passes it."""
+
+    ENHANCE_YOUR_CALM = 0xb
+    LIMITS = "stream_reset_burst: 10, stream_resets_per_second: 0"
+
+    def setUp(self):
+        super().setUp()
+        self.upstream = base.HttpUpstream()
+        self.addCleanup(self.upstream.close)
+        self.port = free_port()
+        self.short_port = free_port()
+        listeners = (
+            http_listener("drain", self.port) + f"    http: {{{self.LIMITS}}}\n" +
+            http_listener("short", self.short_port) +
+            f"    http: {{{self.LIMITS}, flood_drain_timeout: 1s}}\n")
+        self.sidecar = self.start(config_yaml(listeners, static_cluster("app", self.upstream.port),
+                                              base.app_routes()), concurrency=1)
+
+    def slow_request(self, port, path):
+        """A connection with one request for `path` in flight at the upstream (stream 1)."""
+        sock = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(PREFACE + frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0) +
+                     frame(HEADERS, END_STREAM | END_HEADERS, 1, request_block(path)))
+        self.assertTrue(wait_for(lambda: path.decode() in self.upstream.paths, 5))
+        return sock
+
+    @staticmethod
+    def opened_and_reset(first, count):
+        """`count` streams from `first` on, each opened and reset at once (CANCEL)."""
+        return b"".join(frame(HEADERS, END_STREAM | END_HEADERS, sid, request_block(b"/flood")) +
+                        frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+                        for sid in range(first, first + 2 * count, 2))
+
+    def goaway(self, frames):
+        goaways = [goaway_fields(f[4]) for f in frames if f[1] == GOAWAY]
+        self.assertTrue(goaways, "no GOAWAY")
+        return goaways[0]
+
+    def test_the_request_in_flight_finishes(self):
+        sock = self.slow_request(self.port, b"/slow/1.5")
+        started = time.time()
+        # Streams 3 .. 23 opened and reset (the 11th passes the limit), then two new requests.
+        sock.sendall(self.opened_and_reset(3, 11) +
+                     frame(HEADERS, END_STREAM | END_HEADERS, 25, request_block(b"/after")) +
+                     frame(HEADERS, END_STREAM | END_HEADERS, 27, request_block(b"/after")))
+        frames, ended = read_frames(sock, timeout=10)
+        self.assertTrue(ended, "the connection stayed open after the drain")
+        self.assertEqual(self.goaway(frames), (23, self.ENHANCE_YOUR_CALM))
+        # The slow request's whole response, after its 1.5 s, then the close.
+        mine = [f for f in frames if f[3] == 1]
+        self.assertEqual([f[1] for f in mine][:1], [HEADERS], mine)
+        body = b"".join(f[4] for f in mine if f[1] == DATA)
+        self.assertTrue(mine[-1][2] & END_STREAM, "the response did not end")
+        self.assertEqual(json.loads(body)["path"], "/slow/1.5")
+        self.assertGreaterEqual(time.time() - started, 1.4)
+        # The requests after the GOAWAY were refused: never answered, never sent upstream.
+        self.assertFalse([f for f in frames if f[3] in (25, 27)])
+        self.assertNotIn("/after", self.upstream.paths)
+        s = self.sidecar
+        self.assertTrue(wait_for(
+            lambda: s.stat("meshlet_http_downstream_cx_flood_end_total") == 1, 5))
+        for name, labels, value in [
+                ("meshlet_http_downstream_cx_flood_end_total", 'outcome="drained"', 1),
+                ("meshlet_http_downstream_cx_flood_total", 'limit="resets"', 1),
+                ("meshlet_http_downstream_cx_flood_total", "", 1),
+                ("meshlet_http2_downstream_client_resets_total", 'kind="premature"', 11),
+                ("meshlet_http2_downstream_client_resets_total", 'kind="late"', 0),
+                ("meshlet_http2_downstream_streams_refused_total", 'reason="goaway"', 2),
+                ("meshlet_http2_downstream_goaway_sent_total", 'code="ENHANCE_YOUR_CALM"', 1),
+                ("meshlet_http2_downstream_rst_stream_received_total", 'code="CANCEL"', 11)]:
+            self.assertEqual(stat_with(s, name, labels), value, f"{name}{{{labels}}}")
+        self.assertEqual(s.stat("meshlet_http_downstream_cx_protocol_error_total"), 0)
+
+    def test_a_client_that_goes_on_is_cut_off(self):
+        sock = self.slow_request(self.port, b"/slow/3")
+        started = time.time()
+        sock.sendall(self.opened_and_reset(3, 11))
+        sock.settimeout(5)
+        self.assertEqual(goaway_fields(self.read_goaway_frame(sock)), (23, self.ENHANCE_YOUR_CALM))
+        # The flooder has read the GOAWAY and floods on: new streams, opened and reset.
+        try:
+            sock.sendall(self.opened_and_reset(25, 11))
+        except OSError:
+            pass
+        frames, ended = read_frames(sock, timeout=5)
+        self.assertTrue(ended)
+        self.assertLess(time.time() - started, 2.5, "not cut off before the slow response")
+        self.assertFalse([f for f in frames if f[3] == 1], "the slow request was answered")
+        self.assertTrue(wait_for(lambda: self.sidecar.stat(
+            "meshlet_http_downstream_cx_flood_end_total") == 1, 5))
+        self.assertEqual(stat_with(self.sidecar, "meshlet_http_downstream_cx_flood_end_total",
+                                   'outcome="flooded_on"'), 1)
+        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_flood_total"), 1)
+
+    def test_the_drain_is_bounded(self):
+        # flood_drain_timeout 1s on this listener; the request takes 4 s.
+        sock = self.slow_request(self.short_port, b"/slow/4")
+        started = time.time()
+        sock.sendall(self.opened_and_reset(3, 11))
+        frames, ended = read_frames(sock, timeout=10)
+        closed_after = time.time() - started
+        self.assertTrue(ended)
+        self.assertEqual(self.goaway(frames), (23, self.ENHANCE_YOUR_CALM))
+        self.assertGreaterEqual(closed_after, 0.9)
+        self.assertLess(closed_after, 3, "the drain outlasted flood_drain_timeout")
+        self.assertFalse([f for f in frames if f[3] == 1], "the slow request was answered")
+        self.assertTrue(wait_for(lambda: self.sidecar.stat(
+            "meshlet_http_downstream_cx_flood_end_total") == 1, 5))
+        self.assertEqual(stat_with(self.sidecar, "meshlet_http_downstream_cx_flood_end_total",
+                                   'outcome="drain_timeout"'), 1)
+
+    @staticmethod
+    def read_goaway_frame(sock):
+        """Reads frames until a GOAWAY; its payload."""
+        data = bytearray()
+        while True:
+            while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+                length = int.from_bytes(data[:3], "big")
+                kind, payload = data[3], bytes(data[9:9 + length])
+                del data[:9 + length]
+                if kind == GOAWAY:
+                    return payload
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise AssertionError("closed before a GOAWAY")
+            data += chunk
 
 
 class Http1FloodTest(FloodTestCase):

@@ -26,7 +26,8 @@ import unittest
 
 import sidecar_test as base
 from control_upstream import ControlUpstream
-from sidecar_test import config_yaml, free_port, http_listener, static_cluster, wait_for
+from sidecar_test import (config_yaml, free_port, http_listener, stat_with,
+                         static_cluster, wait_for)
 
 
 def get(port, path, headers=None, timeout=10):
@@ -37,21 +38,6 @@ def get(port, path, headers=None, timeout=10):
         return resp.status, resp.read().decode(), {k.lower(): v for k, v in resp.getheaders()}
     finally:
         conn.close()
-
-
-def stat_series(sidecar, name):
-    """{labels-text: value} for every series of `name`."""
-    out = {}
-    for line in sidecar.stat_lines(name):
-        series, _, value = line.rpartition(": ")
-        labels = series[len(name):]
-        out[labels] = int(value)
-    return out
-
-
-def stat_with(sidecar, name, *label_parts):
-    return sum(v for labels, v in stat_series(sidecar, name).items()
-               if all(part in labels for part in label_parts))
 
 
 class GuardsTestCase(base.SidecarTestCase):

@@ -306,6 +306,22 @@ class Sidecar:
             self.stderr.close()
 
 
+def stat_series(sidecar, name):
+    """{labels-text: value} for every series of `name`."""
+    out = {}
+    for line in sidecar.stat_lines(name):
+        series, _, value = line.rpartition(": ")
+        labels = series[len(name):]
+        out[labels] = int(value)
+    return out
+
+
+def stat_with(sidecar, name, *label_parts):
+    """The sum of the series of `name` whose labels hold every part (`'kind="late"'`)."""
+    return sum(v for labels, v in stat_series(sidecar, name).items()
+               if all(part in labels for part in label_parts))
+
+
 def rss_kib(pid):
     """Resident memory of process `pid` in KiB (VmRSS)."""
     with open(f"/proc/{pid}/status") as f:
