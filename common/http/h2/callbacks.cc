@@ -176,9 +176,11 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
         // Cancelled before its response was complete: the work it started is wasted, and a
         // premature reset frees the stream's slot for another at once (rapid reset).
         if (!s->tx_end_) c->JudgeReset(*s);
-      } else if (c->flood_draining_ && frame->hd.stream_id > c->flood_last_stream_) {
-        // A stream opened after the flood's GOAWAY and reset at once, unanswered: the client
-        // goes on with what the GOAWAY was for.
+      } else if (c->flood_draining_ && c->refused_this_read_ != 0 &&
+                 frame->hd.stream_id >= c->refused_this_read_) {
+        // A stream opened after the flood's GOAWAY and reset in the same read, unanswered: the
+        // client goes on with what the GOAWAY was for. (A client that read the GOAWAY may cancel
+        // the streams it refused, as Go's transport does: those come in a later read.)
         c->PrematureReset(nullptr);
       }
       if (c->abuse_ != Http2Flood::kNone) return NGHTTP2_ERR_CALLBACK_FAILURE;

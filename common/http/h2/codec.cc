@@ -321,6 +321,7 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
     return absl::FailedPreconditionError("http2 connection already failed");
   }
   int fatal = 0;
+  refused_this_read_ = 0;
   {
     Entry entry(*this);
     in_recv_ = true;

@@ -154,11 +154,12 @@ struct Http2Options {
   // accepted, later streams are refused (not handed to the user; RFC 9113 6.8), the streams in
   // flight may finish, and ServerConnectionCallbacks::OnFloodDrain fires (after the read that
   // found it). The limits stay in force meanwhile, and a rapid reset leaves its bucket empty:
-  // a client that goes on (a premature reset, a stream it opens and resets, more refused
-  // streams than max_concurrent_streams, any limit passed) has the connection ended as below,
-  // by the next Dispatch. The codec has no timer: the owner bounds the drain. Off, or with
-  // nothing in flight, or past the other limits (replies left unread, WINDOW_UPDATEs,
-  // CONTINUATION), the connection ends at once.
+  // a client that goes on (a premature reset, a stream it opens and resets in one read, more
+  // refused streams than max_concurrent_streams, any limit passed) has the connection ended as
+  // below, in the read that carries it. Resets of refused streams in a later read (a client that
+  // read the GOAWAY cancelling them) are not charged. The codec has no timer: the owner bounds
+  // the drain. Off, or with nothing in flight, or past the other limits (replies left unread,
+  // WINDOW_UPDATEs, CONTINUATION), the connection ends at once.
   bool drain_on_flood = false;
   // Where the codec counts what it does besides its own Http2Counters (a worker's stats shard);
   // not owned, must outlive the codec. Null: counted only in Http2Counters.

@@ -244,10 +244,12 @@ class ConnectionImpl {
   bool flood_draining_ = false;
   bool flood_drain_due_ = false;
   int32_t flood_last_stream_ = 0;
-  // Server: the highest new stream refused after a GOAWAY (each is counted once), the lowest
+  // Server: the highest new stream refused after a GOAWAY (each is counted once), the first one
+  // refused in the current read (a reset of it in that read is premature), the lowest
   // last-stream-id of the GOAWAYs sent (nghttp2 ignores new streams above it), and the streams
   // refused during a flood's drain.
   int32_t refused_max_stream_ = 0;
+  int32_t refused_this_read_ = 0;  // the first new stream refused during this Dispatch; 0: none
   int32_t goaway_sent_last_stream_ = INT32_MAX;
   uint64_t refused_in_flood_drain_ = 0;
   AbuseBucket resets_;

@@ -100,6 +100,7 @@ void ConnectionImpl::StartFloodDrain(Http2Flood kind, const char* what) {
 int ConnectionImpl::RefuseAfterGoAway(int32_t id) {
   if (id <= refused_max_stream_) return 0;  // a later frame of a stream already refused
   refused_max_stream_ = id;
+  if (refused_this_read_ == 0) refused_this_read_ = id;
   ++counters_.streams_refused_after_goaway;
   stats_.streams_refused_after_goaway.Inc();
   if (flood_draining_ && ++refused_in_flood_drain_ > options_.max_concurrent_streams) {

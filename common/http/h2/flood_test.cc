@@ -657,6 +657,40 @@ TEST(Http2FloodDrainTest, NewStreamsAfterTheGoAwayBeyondTheStreamLimitEndTheConn
   EXPECT_EQ(p.server_callbacks.requests.size(), 5u);
 }
 
+// A client that read the GOAWAY may cancel the streams it refused (Go's transport sends
+// RST_STREAM(CANCEL) for each): that comes in a later read than their HEADERS and is no reason to
+// end the drain. A stream opened and reset in one read still is.
+TEST(Http2FloodDrainTest, CancellingTheRefusedStreamsLaterIsNoFlood) {
+  CodecPair p({}, DrainingResets(3));
+  net::Buffer in;
+  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              kGetBlock);
+  for (uint32_t id = 3; id <= 9; id += 2) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+  }
+  // Sent before the client could read the GOAWAY: refused.
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 11, kGetBlock);
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 13, kGetBlock);
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  ASSERT_TRUE(p.server->flood_draining());
+  EXPECT_EQ(LastGoAwayStream(p.server_io.out), 9);
+  EXPECT_EQ(p.server->counters().streams_refused_after_goaway, 2u);
+  AppendFrame(in, NGHTTP2_RST_STREAM, 0, 11, kCancel);
+  AppendFrame(in, NGHTTP2_RST_STREAM, 0, 13, kCancel);
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_TRUE(p.server->flood_draining());
+  EXPECT_EQ(p.server->counters().premature_resets, 4u);
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 15, kGetBlock);
+  AppendFrame(in, NGHTTP2_RST_STREAM, 0, 15, kCancel);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->counters().premature_resets, 5u);
+  EXPECT_EQ(p.server_callbacks.requests.size(), 5u);
+}
+
 // Past the limits after which the connection cannot go on, it ends at once even with requests
 // in flight: replies the client leaves unread (a response would not be read either), and a
 // CONTINUATION flood (no other frame may come inside a header block).
