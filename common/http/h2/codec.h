@@ -258,8 +258,8 @@ class ServerCodec final : public ServerConnection {
   void OnUnderlyingWriteLowWatermark() override;
 
   const Http2Counters& counters() const;
-  // The limit that ended the connection (Dispatch returned ResourceExhausted), or that made it
-  // drain (Http2Options::drain_on_flood): the first one passed. kNone before.
+  // The limit that ended the connection (Dispatch returned ResourceExhausted), or while it drains
+  // (Http2Options::drain_on_flood), the one that made it drain. kNone before.
   Http2Flood flood() const;
   // A flood's GOAWAY went out and the streams in flight finish: no new stream reaches the user.
   // False again once the connection ended (Dispatch failed).

@@ -151,10 +151,8 @@ void ConnectionImpl::ChargeReset(const StreamImpl* closing) {
 }
 
 absl::Status ConnectionImpl::EndFlood(Http2Flood kind, absl::string_view what) {
-  if (flood_ == Http2Flood::kNone) {
-    ++counters_.floods;
-    flood_ = kind;
-  }
+  if (!flood_draining_) ++counters_.floods;  // a drain counted it when it began
+  flood_ = kind;
   LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what << "): GOAWAY ENHANCE_YOUR_CALM"
                            << (flood_draining_ ? " during the drain" : "");
   {

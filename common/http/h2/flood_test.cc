@@ -730,6 +730,33 @@ TEST(Http2FloodDrainTest, UnreadRepliesAndContinuationFloodsEndAtOnce) {
   }
 }
 
+// A drain ended by another limit names that one (the owner closes by it: a client that stops
+// reading its replies is held unread), counted once.
+TEST(Http2FloodDrainTest, TheLimitThatEndsTheDrainIsTheOneReported) {
+  Http2Options options = DrainingResets(3);
+  options.max_outbound_control_frames = 20;
+  CodecPair p({}, options);
+  net::Buffer in;
+  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              kGetBlock);
+  for (uint32_t id = 3; id <= 9; id += 2) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+  }
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  ASSERT_TRUE(p.server->flood_draining());
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  p.server_io.peer_reads = false;
+  for (int i = 0; i < 30; ++i) AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kControlFrames);
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_FALSE(p.server->flood_draining());
+}
+
 // PING and SETTINGS beyond the rate with a request in flight: the frame that passed the limit
 // is still answered and the connection drains; the next one ends it.
 TEST(Http2FloodDrainTest, PingRateDrainsThenEnds) {
