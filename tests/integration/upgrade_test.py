@@ -17,8 +17,9 @@ Shown:
 - a rollout that does not finish ends with the exit code 1, what it waits for and the command
   that goes back;
 - the kubeconfig's token is what the API server sees; a wrong one is an HTTP 401 error;
-- a token from the kubeconfig user's exec credential plugin is sent; a failing plugin's error
-  names the user, the command and its stderr;
+- a token from the kubeconfig user's exec credential plugin is sent, also when the plugin leaves
+  a process behind holding its output; a failing plugin's error names the user, the command and
+  its stderr;
 - --check-proxies refuses a control plane of another revision than the target's.
 """
 
@@ -312,6 +313,30 @@ class UpgradeTest(Cluster):
                 "certificate-authority"]), "rb") as f:
             self.assertEqual(base64.b64decode(request["spec"]["cluster"][
                 "certificate-authority-data"]), f.read())
+        # A plugin that leaves a process behind holding its stdout and stderr: meshctl goes on
+        # when the plugin exits, not when that process ends (within --kubernetes-exec-timeout).
+        child_pid = os.path.join(self.tmp, "exec-child.pid")
+        with open(plugin) as f:
+            answering = f.read()
+        with open(plugin, "w") as f:
+            f.write(answering.replace("#!/bin/sh\n", "#!/bin/sh\nsleep 30 &\necho $! > %s\n"
+                                      % child_pid, 1))
+        try:
+            started = time.monotonic()
+            p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run",
+                             "--kubernetes-exec-timeout", "20s", kubeconfig=exec_kubeconfig)
+            took = time.monotonic() - started
+        finally:
+            if os.path.exists(child_pid):
+                with open(child_pid) as f:
+                    try:
+                        os.kill(int(f.read()), 9)
+                    except ProcessLookupError:
+                        pass  # gone with the plugin's process group (a timeout kills it)
+            with open(plugin, "w") as f:
+                f.write(answering)
+        self.assertIn("deployment/web: restart (2 on 0-2-0)", p.stdout)
+        self.assertLess(took, 5)
         # A plugin that fails: the error names the user, the command and its stderr.
         config["users"][0]["user"]["exec"]["env"] = []
         with open(exec_kubeconfig, "w") as f:
