@@ -169,6 +169,17 @@ TEST(CommandLineTest, ErrorsNameTheFlag) {
             "--trace-store-max-bytes=\"0\": must be a positive integer"},
            {{"--golden-retention=5s"},
             "--golden-retention=\"5s\": must be a duration of at least 10s"},
+           {{"--webhook-ca-bundle-interval=0s"},
+            "--webhook-ca-bundle-interval=\"0s\": must be a positive duration such as 30s"},
+           {{"--trust-bundle-interval=often"},
+            "--trust-bundle-interval=\"often\": must be a positive duration such as 30s"},
+           {{"--kubernetes-timeout=inf"}, "--kubernetes-timeout=\"inf\": must be at most 876000h"},
+           {{"--etcd-timeout=-5s"},
+            "--etcd-timeout=\"-5s\": must be a positive duration such as 5s"},
+           {{"--http-idle-timeout=-1s"},
+            "--http-idle-timeout=\"-1s\": must be a duration of 0 or more such as 120s"},
+           {{"--deregister-grace=-30s"},
+            "--deregister-grace=\"-30s\": must be a duration of 0 or more such as 30s"},
        }) {
     absl::StatusOr<CommandLine> parsed = ParseCommandLine(c.args);
     ASSERT_FALSE(parsed.ok()) << c.expected;

@@ -101,20 +101,62 @@ Flag SwitchFlag(std::string name, bool* out, std::string help) {
           }};
 }
 
-Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
-                          std::string example) {
+namespace {
+
+// The longest DURATION a flag takes: std::chrono::nanoseconds holds about 292 years, and a
+// clock's now plus the duration must not overflow.
+constexpr absl::Duration kMaxDuration = absl::Hours(24 * 365 * 100);
+
+// A DURATION flag whose value is at least zero (`zero_allowed`) or above it, and at most
+// kMaxDuration (absl reads "inf", which no timeout or interval means).
+Flag DurationFlag(std::string name, std::string help, std::string example, bool zero_allowed,
+                  std::function<void(absl::Duration)> store) {
   return {.name = std::move(name),
           .value = "DURATION",
           .help = std::move(help),
-          .set = [out, example = std::move(example)](absl::string_view v) {
+          .set = [example = std::move(example), zero_allowed,
+                  store = std::move(store)](absl::string_view v) {
             absl::Duration d;
-            if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+            if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
+                (!zero_allowed && d == absl::ZeroDuration())) {
               return absl::InvalidArgumentError(
-                  absl::StrCat("must be a positive duration such as ", example));
+                  absl::StrCat(zero_allowed ? "must be a duration of 0 or more such as "
+                                            : "must be a positive duration such as ",
+                               example));
             }
-            *out = d;
+            if (d > kMaxDuration) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("must be at most ", absl::FormatDuration(kMaxDuration)));
+            }
+            store(d);
             return absl::OkStatus();
           }};
+}
+
+}  // namespace
+
+Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
+                          std::string example) {
+  return DurationFlag(std::move(name), std::move(help), std::move(example), false,
+                      [out](absl::Duration d) { *out = d; });
+}
+
+Flag PositiveDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
+                          std::string example) {
+  return DurationFlag(std::move(name), std::move(help), std::move(example), false,
+                      [out](absl::Duration d) { *out = absl::ToChronoNanoseconds(d); });
+}
+
+Flag NonNegativeDurationFlag(std::string name, absl::Duration* out, std::string help,
+                             std::string example) {
+  return DurationFlag(std::move(name), std::move(help), std::move(example), true,
+                      [out](absl::Duration d) { *out = d; });
+}
+
+Flag NonNegativeDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
+                             std::string example) {
+  return DurationFlag(std::move(name), std::move(help), std::move(example), true,
+                      [out](absl::Duration d) { *out = absl::ToChronoNanoseconds(d); });
 }
 
 Flag BoolFlag(std::string name, bool* out, std::string help) {

@@ -16,6 +16,7 @@
 // Value types, single-threaded; a table's setters write wherever they were bound, so the target
 // must outlive the parse.
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <limits>
@@ -61,10 +62,19 @@ Flag SwitchFlag(std::string name, bool* out, std::string help);
 Flag BoolFlag(std::string name, bool* out, std::string help);
 // `flag`, required.
 Flag Required(Flag flag);
-// A DURATION ("30s", "1m30s") greater than zero into `*out`; the error names `example` ("must
-// be a positive duration such as 30s").
+// A DURATION ("30s", "1m30s", "500ms") greater than zero and at most 100 years (876000h; not
+// "inf") into `*out`; the error names `example` ("must be a positive duration such as 30s").
+// The std::chrono form is for options kept as common/base's Duration.
 Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
                           std::string example = "30s");
+Flag PositiveDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
+                          std::string example = "30s");
+// The same, also taking 0 (which, by the flag's help, turns something off): "must be a duration
+// of 0 or more such as 30s".
+Flag NonNegativeDurationFlag(std::string name, absl::Duration* out, std::string help,
+                             std::string example = "30s");
+Flag NonNegativeDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
+                             std::string example = "30s");
 // "-h, --help": stops parsing and sets `*requested`.
 Flag HelpFlag(bool* requested, std::string help);
 // A whole number from `min` to `max` into `*out`; the error says which ("must be a positive

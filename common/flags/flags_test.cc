@@ -1,5 +1,6 @@
 #include "common/flags/flags.h"
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -202,6 +203,41 @@ TEST(FlagsTest, IntFlagsSayWhichNumbersTheyTake) {
   EXPECT_EQ(error({"--pushes=1", "--runs=-1"}), "--runs=\"-1\": must be an integer of at least 0");
   EXPECT_EQ(error({"--runs=1"}), "--pushes is required (see --help)");
   EXPECT_EQ(workers, 256);  // a refused value leaves the old one
+}
+
+TEST(FlagsTest, DurationFlagsSayWhatTheyTake) {
+  absl::Duration timeout = absl::Seconds(30);
+  std::chrono::nanoseconds interval = std::chrono::seconds(30);
+  absl::Duration grace = absl::Seconds(30);
+  std::chrono::nanoseconds idle = std::chrono::minutes(5);
+  std::vector<Flag> table = {PositiveDurationFlag("--timeout", &timeout, "how long", "5m"),
+                             PositiveDurationFlag("--interval", &interval, "how often"),
+                             NonNegativeDurationFlag("--grace", &grace, "kept for"),
+                             NonNegativeDurationFlag("--idle", &idle, "idle for", "5m")};
+  ASSERT_TRUE(
+      Parse(table, {"--timeout=1m30s", "--interval", "250ms", "--grace=0", "--idle=0s"}).ok());
+  EXPECT_EQ(timeout, absl::Seconds(90));
+  EXPECT_EQ(interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(grace, absl::ZeroDuration());
+  EXPECT_EQ(idle, std::chrono::nanoseconds(0));
+  auto error = [&table](std::vector<std::string> args) {
+    return std::string(Parse(table, args).status().message());
+  };
+  EXPECT_EQ(error({"--timeout=0s"}), "--timeout=\"0s\": must be a positive duration such as 5m");
+  EXPECT_EQ(error({"--timeout=-1s"}), "--timeout=\"-1s\": must be a positive duration such as 5m");
+  EXPECT_EQ(error({"--interval=30"}), "--interval=\"30\": must be a positive duration such as 30s");
+  EXPECT_EQ(error({"--interval=soon"}),
+            "--interval=\"soon\": must be a positive duration such as 30s");
+  EXPECT_EQ(error({"--grace=-1ms"}),
+            "--grace=\"-1ms\": must be a duration of 0 or more such as 30s");
+  EXPECT_EQ(error({"--idle="}), "--idle=\"\": must be a duration of 0 or more such as 5m");
+  // Nothing unbounded: "inf" and what std::chrono cannot hold added to a clock's now.
+  EXPECT_EQ(error({"--timeout=inf"}), "--timeout=\"inf\": must be at most 876000h");
+  EXPECT_EQ(error({"--interval=3000000h"}), "--interval=\"3000000h\": must be at most 876000h");
+  EXPECT_EQ(error({"--idle=inf"}), "--idle=\"inf\": must be at most 876000h");
+  ASSERT_TRUE(Parse(table, {"--interval=876000h"}).ok());
+  EXPECT_EQ(interval, std::chrono::hours(876000));
+  EXPECT_EQ(timeout, absl::Seconds(90));  // a refused value leaves the old one
 }
 
 TEST(FlagsTest, ATableSpellingAFlagTwiceIsAMistake) {

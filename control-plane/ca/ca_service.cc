@@ -17,22 +17,6 @@ CaServiceOptions DefaultCaServiceOptions() {
   return options;
 }
 
-namespace {
-
-// A positive duration ("24h") into `out`.
-std::function<absl::Status(absl::string_view)> PositiveDuration(absl::Duration* out) {
-  return [out](absl::string_view v) {
-    absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
-    if (!d.ok() || *d <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("must be a positive duration such as 24h");
-    }
-    *out = *d;
-    return absl::OkStatus();
-  };
-}
-
-}  // namespace
-
 std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
   return {
       flags::StringFlag("--ca-cert", "FILE", &options.cert_chain_file,
@@ -43,14 +27,11 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
                         "extra trusted roots (root rotation; the root if not in the chain)"),
       flags::StringFlag("--trust-domain", "NAME", &options.authority.trust_domain,
                         "SPIFFE trust domain (default cluster.local)"),
-      {.name = "--cert-ttl",
-       .value = "DURATION",
-       .help = "default certificate lifetime, also of the discovery port's own (default 24h)",
-       .set = PositiveDuration(&options.authority.default_ttl)},
-      {.name = "--cert-max-ttl",
-       .value = "DURATION",
-       .help = "longest lifetime a workload may ask for (default 24h)",
-       .set = PositiveDuration(&options.authority.max_ttl)},
+      flags::PositiveDurationFlag(
+          "--cert-ttl", &options.authority.default_ttl,
+          "default certificate lifetime, also of the discovery port's own (default 24h)", "24h"),
+      flags::PositiveDurationFlag("--cert-max-ttl", &options.authority.max_ttl,
+                                  "longest lifetime a workload may ask for (default 24h)", "24h"),
   };
 }
 
@@ -74,10 +55,8 @@ std::vector<flags::Flag> KubernetesAttestationFlags(CaServiceOptions& options) {
              options.token_review.audience = std::string(v);
              return absl::OkStatus();
            }},
-      {.name = "--kubernetes-timeout",
-       .value = "DURATION",
-       .help = "deadline of one TokenReview (default 5s)",
-       .set = PositiveDuration(&options.kubernetes.timeout)},
+      flags::PositiveDurationFlag("--kubernetes-timeout", &options.kubernetes.timeout,
+                                  "deadline of one TokenReview (default 5s)", "5s"),
   };
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,11 @@ namespace meshlet::controlplane::cli {
 namespace {
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+// How often a running plugin is checked for its exit while its output is quiet (ms).
+constexpr int64_t kExitCheckInterval = 10;
+// After it exited, how long what is in its pipes may take to read: bounds a process it left
+// behind that keeps writing.
+constexpr absl::Duration kExitDrain = absl::Milliseconds(100);
 
 bool Executable(const std::string& path) {
   struct stat st;
@@ -213,36 +219,44 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPluginConfig& config,
   absl::Status failure;
   int status = 0;
   bool exited = false;
+  // Once the plugin has exited, what it wrote is in the pipes: read it, but do not wait for them
+  // to close, which a process it left behind (a cache agent, a background helper) may never do.
+  absl::Time drain_until;
   char buffer[16 << 10];
-  while (failure.ok() && !exited) {
+  while (failure.ok()) {
+    if (!exited) {
+      const pid_t done = ::waitpid(pid, &status, WNOHANG);
+      if (done == pid) {
+        exited = true;
+        drain_until = absl::Now() + kExitDrain;
+      } else if (done < 0 && errno != EINTR) {
+        failure = absl::InternalError(absl::StrCat(who, "waitpid: ", std::strerror(errno)));
+        break;
+      }
+    }
     const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (left_ms <= 0) {
+    if (!exited && left_ms <= 0) {
       failure = absl::DeadlineExceededError(absl::StrCat(who, "did not finish within ",
                                                          absl::FormatDuration(limits.timeout),
                                                          " (--kubernetes-exec-timeout)"));
       break;
     }
+    if (exited && absl::Now() >= drain_until) break;
     pollfd polled[2];
     nfds_t n = 0;
     for (int i : {0, 2}) {
       if (fds.fd[i] >= 0) polled[n++] = {.fd = fds.fd[i], .events = POLLIN, .revents = 0};
     }
-    if (n == 0) {
-      // Both streams closed: wait for the exit, a little at a time, until the deadline.
-      const pid_t done = ::waitpid(pid, &status, WNOHANG);
-      if (done == pid) {
-        exited = true;
-      } else if (done < 0 && errno != EINTR) {
-        failure = absl::InternalError(absl::StrCat(who, "waitpid: ", std::strerror(errno)));
-      } else {
-        ::usleep(static_cast<useconds_t>(std::min<int64_t>(left_ms, 5) * 1000));
-      }
-      continue;
-    }
-    const int ready = ::poll(polled, n, static_cast<int>(std::min<int64_t>(left_ms, 1000)));
+    if (n == 0 && exited) break;
+    // Until it exits, wake up now and then to see whether it did; after, only take what is
+    // there already.
+    const int wait_ms =
+        exited ? 0 : static_cast<int>(std::min<int64_t>(left_ms, kExitCheckInterval));
+    const int ready = ::poll(n == 0 ? nullptr : polled, n, wait_ms);
     if (ready < 0 && errno != EINTR) {
       failure = absl::InternalError(absl::StrCat(who, "poll: ", std::strerror(errno)));
     }
+    if (exited && ready == 0) break;
     for (nfds_t k = 0; ready > 0 && k < n; ++k) {
       if (polled[k].revents == 0) continue;
       const bool is_out = polled[k].fd == fds.fd[0];

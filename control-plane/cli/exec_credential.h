@@ -66,7 +66,9 @@ std::string ExecCredentialRequest(const ExecPluginConfig& config, absl::string_v
 absl::StatusOr<ExecCredential> ParseExecCredential(absl::string_view output,
                                                    absl::string_view api_version);
 
-// Runs the plugin and reads its answer. Errors start "user USER: exec plugin COMMAND: ":
+// Runs the plugin and reads its answer. The run ends when the plugin exits: what it wrote to
+// stdout and stderr until then is read (for at most 100 ms more), and a process it left behind
+// holding them is neither waited for nor killed. Errors start "user USER: exec plugin COMMAND: ":
 // NotFound when the command is not there (with the install hint), DeadlineExceeded after
 // limits.timeout, ResourceExhausted for too much output, Unauthenticated for a non-zero exit or
 // an answer ParseExecCredential refuses; the plugin's stderr ends the message.

@@ -20,7 +20,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/base/file.h"
 #include "common/http/server.h"
@@ -339,6 +341,38 @@ TEST_F(ExecPluginTest, BoundedInTimeAndOutput) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(c.status().message()),
               HasSubstr("printed more than 1048576 bytes on stdout"));
+}
+
+// A plugin that leaves a process of its own behind holding its stdout and stderr (a credential
+// cache agent, a helper it started in the background): the run ends when the plugin exits, with
+// what it printed, not when the pipes close.
+TEST_F(ExecPluginTest, EndsWhenThePluginExitsThoughItsChildHoldsItsOutput) {
+  const std::string pid_file = dir_ + "/child.pid";
+  const absl::Time start = absl::Now();
+  absl::StatusOr<ExecCredential> c =
+      Run(absl::StrCat(kV1Token, "echo a warning >&2\nsleep 30 &\necho $! > ", pid_file, "\n"),
+          {.timeout = absl::Seconds(10)});
+  const absl::Duration took = absl::Now() - start;
+  // The child is the test's to end (it is in the plugin's process group, which outlived it).
+  int child = 0;
+  if (absl::SimpleAtoi(absl::StripAsciiWhitespace(Read(pid_file)), &child) && child > 0) {
+    ::kill(child, SIGKILL);
+  }
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->token, "from-plugin");
+  EXPECT_LT(took, absl::Seconds(2));
+  ASSERT_GT(child, 0);
+  // A failing plugin with such a child: its exit status and stderr, as promptly.
+  const absl::Time again = absl::Now();
+  c = Run(absl::StrCat("echo 'token expired' >&2\nsleep 30 &\necho $! > ", pid_file, "\nexit 4\n"),
+          {.timeout = absl::Seconds(10)});
+  if (absl::SimpleAtoi(absl::StripAsciiWhitespace(Read(pid_file)), &child) && child > 0) {
+    ::kill(child, SIGKILL);
+  }
+  EXPECT_LT(absl::Now() - again, absl::Seconds(2));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("exited with status 4; its stderr: \"token expired\""));
 }
 
 // An API server on 127.0.0.1 that accepts the tokens in `valid_`, recording what it was sent.

@@ -25,6 +25,7 @@
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/kubernetes_client.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/cli/webhook_overlap.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/revision.h"
 #include "control-plane/install/install.h"
@@ -159,8 +160,10 @@ class Tag final : public Command {
         Switch("--overwrite", "", &overwrite_,
                "tag set: move a tag that points at another revision"),
         Switch("--force", "", &force_,
-               "tag remove: even while namespaces use the tag (their new pods get no sidecar "
-               "unless another configuration selects them)"),
+               "tag set: even when another meshlet webhook configuration selects pods the "
+               "tag's would (each such pod is sent to both webhooks; the first called injects "
+               "it); tag remove: even while namespaces use the tag (their new pods get no "
+               "sidecar unless another configuration selects them)"),
         DryRunFlag(&dry_run_,
                    "tag set, remove: print what would be written or deleted, change nothing"),
     };
@@ -254,6 +257,42 @@ class Tag final : public Command {
     return client_->Fetch("PATCH", WebhookConfigurationPath(name), patch).status();
   }
 
+  // FailedPrecondition naming both configurations, their webhooks and the namespaces affected
+  // when another meshlet configuration's webhooks select pods that `configuration`'s (the tag's)
+  // would: each such pod would be sent to both. The tag's own configuration (replaced) and, for
+  // the tag default, the unnamed revision's (deactivated next) do not count. With --force, the
+  // same as a warning on stderr.
+  absl::Status RefuseOverlaps(Session& session, const std::string& tag,
+                              const YAML::Node& configuration) {
+    ASSIGN_OR_RETURN(std::vector<InjectionWebhook> ours, InjectionWebhooks(configuration));
+    ASSIGN_OR_RETURN(std::vector<InjectionWebhook> cluster, ClusterInjectionWebhooks(*client_));
+    std::vector<InjectionWebhook> others;
+    for (InjectionWebhook& hook : cluster) {
+      if (hook.configuration == inject::TagConfigurationName(tag)) continue;
+      if (tag == inject::kDefaultTag &&
+          hook.configuration == inject::InjectorConfigurationName("")) {
+        continue;
+      }
+      others.push_back(std::move(hook));
+    }
+    const std::vector<WebhookOverlap> overlaps = Overlaps(ours, others);
+    if (overlaps.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(std::vector<NamespaceLabels> namespaces, ClusterNamespaces(*client_));
+    const std::string what = absl::StrCat(
+        "tag ", tag, ": its MutatingWebhookConfiguration ", inject::TagConfigurationName(tag),
+        " would select pods another meshlet webhook configuration selects; the API server "
+        "would send each such pod to both webhooks, and the first called would inject it:\n",
+        DescribeOverlaps(overlaps, namespaces));
+    if (force_) {
+      session.io().err << "warning: " << what << "written anyway (--force)\n";
+      return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        what,
+        "remove the other configuration or narrow its selectors (a revision installed under the "
+        "tag's name?), or give --force"));
+  }
+
   int Set(Session& session, const std::string& tag) {
     std::ostream& out = session.io().out;
     const std::string revision = revision_;
@@ -304,6 +343,8 @@ class Tag final : public Command {
       (*configuration)["metadata"]["resourceVersion"] =
           StringNode(Scalar(At(**existing, {"metadata", "resourceVersion"})));
     }
+    // Nothing else may select the pods the tag's configuration selects (ADR 0082).
+    if (absl::Status s = RefuseOverlaps(session, tag, *configuration); !s.ok()) return fail(s);
     if (dry_run_) {
       out << inject::ToYaml(*configuration);
     } else {
@@ -451,7 +492,9 @@ CommandSpec TagCommand() {
           "workloads restart (meshctl upgrade --revision TAG -n NS). The tag default stands for "
           "the namespaces labelled meshlet.io/inject=enabled and pods labelled "
           "sidecar.meshlet.io/inject=true without meshlet.io/rev: setting it deactivates the "
-          "unnamed revision's own configuration, removing it activates that again. tag list "
+          "unnamed revision's own configuration, removing it activates that again. tag set "
+          "refuses a tag whose configuration would select pods another meshlet webhook "
+          "configuration selects, naming both and the namespaces (--force). tag list "
           "shows each tag, its revision and the namespaces using it; tag remove refuses while "
           "namespaces use the tag and nothing else would inject them (--force). Talks to the "
           "Kubernetes API server like meshctl upgrade (needs get, list, create, update, patch "

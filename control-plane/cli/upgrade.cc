@@ -31,6 +31,7 @@
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/cli/webhook_overlap.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/revision.h"
 
@@ -148,6 +149,9 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
   NamespaceState state;
   state.name = Scalar(At(*ns, {"metadata", "name"}));
   const YAML::Node labels = At(*ns, {"metadata", "labels"});
+  for (auto it = labels.begin(); labels.IsMap() && it != labels.end(); ++it) {
+    state.labels[Scalar(it->first)] = Scalar(it->second);
+  }
   if (At(labels, {inject::kRevisionLabel})) {
     state.revision = Scalar(At(labels, {inject::kRevisionLabel}));
   } else if (Scalar(At(labels, {kInjectLabel})) == "enabled") {
@@ -263,6 +267,17 @@ std::string NamespaceRevisionPatch(absl::string_view target) {
                       JsonQuote(target), "}}}");
 }
 
+std::map<std::string, std::string> LabelsOnRevision(std::map<std::string, std::string> labels,
+                                                    absl::string_view target) {
+  if (target.empty()) {
+    labels.erase(inject::kRevisionLabel);
+    labels[kInjectLabel] = "enabled";
+  } else {
+    labels[inject::kRevisionLabel] = std::string(target);
+  }
+  return labels;
+}
+
 std::string RestartPatch(absl::string_view at) {
   return absl::StrCat(R"({"spec":{"template":{"metadata":{"annotations":{)",
                       JsonQuote(kRestartedAtAnnotation), ":", JsonQuote(at), "}}}}}");
@@ -299,6 +314,10 @@ class Upgrade final : public Command {
                "names, which must be that revision's: --revision implies its identity) that each "
                "moved pod's "
                "proxy is connected to it and has ACKed its configuration"),
+        Switch("--force", "", &force_,
+               "move a namespace even when more than one meshlet webhook configuration would "
+               "select its pods (each such pod is sent to every one of them; the first called "
+               "injects it)"),
         flags::PositiveDurationFlag(
             "--rollout-timeout", &timeout_,
             "how long one namespace may take to be on the revision (default 5m)", "5m"),
@@ -313,7 +332,7 @@ class Upgrade final : public Command {
     absl::StatusOr<KubernetesClient> client = KubernetesClient::Connect(
         kubernetes_, session.environment(),
         "meshctl upgrade needs get, list and patch on namespaces, deployments, statefulsets and "
-        "daemonsets, list on pods, and get on mutatingwebhookconfigurations");
+        "daemonsets, list on pods, and get and list on mutatingwebhookconfigurations");
     if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});
     // A tag stands for the revision it points at; namespaces are labelled with the tag.
     absl::StatusOr<std::optional<std::string>> tagged =
@@ -363,6 +382,13 @@ class Upgrade final : public Command {
                           inject::ControlPlaneName(resolved_), ")")});
       }
     }
+    // The webhooks that would inject the namespaces' pods (ADR 0082).
+    absl::StatusOr<std::vector<InjectionWebhook>> webhooks = ClusterInjectionWebhooks(*client);
+    if (!webhooks.ok()) {
+      return session.Fail({absl::IsUnavailable(webhooks.status()) ? kExitUnreachable : kExitFailed,
+                           std::string(webhooks.status().message())});
+    }
+    webhooks_ = *std::move(webhooks);
     out << "revision " << target << tag_text << ": " << *available
         << (dry_run_ ? "; dry run: nothing is changed" : "") << "\n";
     for (const std::string& ns : namespaces_) {
@@ -387,6 +413,38 @@ class Upgrade final : public Command {
         client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns, "/pods"));
     if (!pods.ok()) return pods.status();
     return ReadNamespace(*namespace_json, lists, *pods);
+  }
+
+  // kExitOk when at most one meshlet webhook configuration selects the namespace's pods without
+  // a meshlet.io/rev label of their own once it is labelled for the revision (or --force, with
+  // a warning); otherwise the failure naming the configurations, their webhooks and the pods.
+  int RefuseOverlaps(Session& session, const NamespaceState& state) {
+    std::map<std::string, std::string> labels = LabelsOnRevision(state.labels, revision_);
+    labels.emplace("kubernetes.io/metadata.name", state.name);
+    std::vector<InjectionWebhook> selecting;
+    for (const InjectionWebhook& hook : webhooks_) {
+      if (hook.namespaces.Matches(labels)) selecting.push_back(hook);
+    }
+    const std::vector<WebhookOverlap> overlaps =
+        OverlapsAmong(selecting, LabelSelector::Parse(absl::StrCat("!", inject::kRevisionLabel)));
+    if (overlaps.empty()) return kExitOk;
+    const std::string what =
+        absl::StrCat("namespace ", state.name,
+                     ": more than one meshlet webhook configuration selects its pods "
+                     "on ",
+                     TargetName(revision_),
+                     "; the API server would send each such pod to all of them, "
+                     "and the first called would inject it:\n",
+                     DescribeOverlaps(overlaps, {{state.name, labels}}));
+    if (force_) {
+      session.io().err << "warning: " << what << "moved anyway (--force)\n";
+      return kExitOk;
+    }
+    return session.Fail(
+        {kExitFailed, absl::StrCat(what,
+                                   "remove or narrow the configuration that should not "
+                                   "select them (meshctl tag list shows the tags), or "
+                                   "give --force")});
   }
 
   int MoveNamespace(Session& session, const KubernetesClient& client, const std::string& ns) {
@@ -419,6 +477,7 @@ class Upgrade final : public Command {
         restart.push_back(&w);
       }
     }
+    if (int code = RefuseOverlaps(session, *state); code != kExitOk) return code;
     if (dry_run_) return kExitOk;
     if (relabel) {
       absl::StatusOr<std::string> patched = client.Fetch(
@@ -511,7 +570,9 @@ class Upgrade final : public Command {
   std::vector<std::string> namespaces_;
   bool dry_run_ = false;
   bool check_proxies_ = false;
+  bool force_ = false;
   absl::Duration timeout_ = absl::Minutes(5);
+  std::vector<InjectionWebhook> webhooks_;  // every meshlet injection webhook in the cluster
   KubernetesFlags kubernetes_;
 };
 
@@ -531,11 +592,14 @@ CommandSpec UpgradeCommand() {
           "with maxUnavailable 0 starts each new pod before an old one stops), and waits until "
           "every pod of each is on the revision and ready (its proxy connected to that control "
           "plane) before the next namespace. Workloads whose pods carry their own "
-          "meshlet.io/rev label, or opt out of injection, are left alone. Rolling back is the "
+          "meshlet.io/rev label, or opt out of injection, are left alone. A namespace whose pods "
+          "more than one meshlet webhook configuration would select on the revision is refused "
+          "before it is changed (--force). Rolling back is the "
           "same command with the old revision. Talks to the Kubernetes API server, by the "
           "kubeconfig (its context's server, CA and token or client certificate), "
           "--kubernetes-api, or inside a pod its service account (needs get, list and patch "
-          "on namespaces, deployments, statefulsets and daemonsets, list on pods), not to the "
+          "on namespaces, deployments, statefulsets and daemonsets, list on pods, get and list on "
+          "mutatingwebhookconfigurations), not to the "
           "control plane; meshctl's context file is not read.",
       .examples = {{"see what would change", "meshctl upgrade --revision canary -n shop --dry-run"},
                    {"move two namespaces, one after the other",

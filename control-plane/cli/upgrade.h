@@ -65,6 +65,7 @@ struct WorkloadState {
 
 struct NamespaceState {
   std::string name;
+  std::map<std::string, std::string> labels;  // the Namespace's
   // The namespace's revision by its labels: meshlet.io/rev's value, "default" for a namespace
   // labelled meshlet.io/inject=enabled without it, "" for one with neither (not injected).
   std::string revision;
@@ -90,6 +91,9 @@ std::string ProxiesNotConnected(absl::string_view proxies_json,
 // The JSON merge patch that puts a Namespace on `target`: meshlet.io/rev=<target>, or for the
 // unnamed revision ("") the label removed and meshlet.io/inject=enabled.
 std::string NamespaceRevisionPatch(absl::string_view target);
+// `labels` as that patch leaves them.
+std::map<std::string, std::string> LabelsOnRevision(std::map<std::string, std::string> labels,
+                                                    absl::string_view target);
 // The JSON merge patch of a Deployment that restarts its pods (kRestartedAtAnnotation = `at`).
 std::string RestartPatch(absl::string_view at);
 

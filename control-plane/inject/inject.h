@@ -170,9 +170,11 @@ struct Options {
   // namespaces: the MutatingWebhookConfiguration's namespaceSelector does that part.
   std::map<std::string, std::string> namespace_revisions;
   // The webhook: a pod whose revision is another one is left as it is (Outcome::kSkipped, that
-  // revision's webhook injects it). Otherwise (meshctl inject) such a pod gets a sidecar for its
-  // revision: meshlet-control-plane-<revision>.<control_plane_namespace>.svc:15012 and that
-  // service account.
+  // revision's webhook injects it), and so is a pod another revision injected already (its
+  // status and kRevisionAnnotation say so: two webhook configurations select it, and the API
+  // server called the other first), with a warning. Otherwise (meshctl inject) such a pod gets
+  // a sidecar for its revision: meshlet-control-plane-<revision>.<control_plane_namespace>.svc:
+  // 15012 and that service account, replacing an earlier injection.
   bool own_revision_only = false;
   // Tags (revision.h) and the revisions they point at ("" the unnamed one). A pod whose label
   // (its own, else its namespace's) names a tag gets the tag's revision; with the tag

@@ -100,6 +100,22 @@ absl::StatusOr<Plan> PodReader::Read() {
   }
   RETURN_IF_ERROR(ReadRevision(plan));
   if (plan.outcome != Outcome::kInjected) return plan;
+  // The webhook: a pod another revision's webhook injected already keeps that sidecar. Two
+  // webhook configurations select it (ADR 0082) and the API server called that one first;
+  // injecting again would replace the sidecar, so that the last webhook called would win,
+  // unseen.
+  if (options_.own_revision_only && Field(annotations_, kStatusAnnotation)) {
+    const std::string earlier = Text(Field(annotations_, kRevisionAnnotation));
+    if (!earlier.empty() && earlier != RevisionDisplayName(plan.revision)) {
+      plan.outcome = Outcome::kSkipped;
+      plan.reason = absl::StrCat("revision ", earlier, "'s webhook injected it already (its ",
+                                 kRevisionAnnotation, ")");
+      plan.warnings.push_back(
+          absl::StrCat("not injected again: ", plan.reason,
+                       "; two webhook configurations select the pod (check their selectors)"));
+      return plan;
+    }
+  }
   RETURN_IF_ERROR(ReadStatus(plan));
   RETURN_IF_ERROR(ReadContainers(plan));
   RETURN_IF_ERROR(ReadAnnotations(plan));

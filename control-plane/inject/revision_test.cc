@@ -178,6 +178,56 @@ TEST(RevisionTest, WebhookLeavesOtherRevisionsPodsAlone) {
   EXPECT_TRUE(InjectText(kPod, unnamed)->changed);
 }
 
+// Two webhook configurations selecting one pod (ADR 0082): the API server calls both, one after
+// the other, the second seeing what the first made. The second revision's webhook leaves the
+// pod as the first injected it, saying so; injecting again would replace that sidecar, so that
+// the last webhook called would win, unseen.
+TEST(RevisionTest, TheWebhookLeavesAPodAnotherRevisionInjectedAlready) {
+  Options first = RevisionOptions("0-2-0");
+  first.own_revision_only = true;
+  const YAML::Node pod = Injected(kPod, first);
+  Options second = RevisionOptions("canary");
+  second.own_revision_only = true;
+  absl::StatusOr<Result> again = Inject(pod, second);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->changed);
+  ASSERT_EQ(again->pods.size(), 1u);
+  EXPECT_EQ(again->pods[0].outcome, Outcome::kSkipped);
+  EXPECT_EQ(again->pods[0].reason,
+            "revision 0-2-0's webhook injected it already (its sidecar.meshlet.io/revision)");
+  ASSERT_EQ(again->pods[0].warnings.size(), 1u);
+  EXPECT_EQ(again->pods[0].warnings[0],
+            "not injected again: revision 0-2-0's webhook injected it already (its "
+            "sidecar.meshlet.io/revision); two webhook configurations select the pod (check "
+            "their selectors)");
+  // The unnamed revision's webhook second, and first.
+  Options unnamed = RevisionOptions("");
+  unnamed.own_revision_only = true;
+  absl::StatusOr<Result> by_unnamed = Inject(pod, unnamed);
+  ASSERT_TRUE(by_unnamed.ok()) << by_unnamed.status();
+  EXPECT_EQ(by_unnamed->pods[0].outcome, Outcome::kSkipped);
+  absl::StatusOr<Result> after_unnamed = Inject(Injected(kPod, unnamed), first);
+  ASSERT_TRUE(after_unnamed.ok()) << after_unnamed.status();
+  EXPECT_EQ(after_unnamed->pods[0].reason,
+            "revision default's webhook injected it already (its sidecar.meshlet.io/revision)");
+  // The same revision twice (its own configuration and a tag's): the second changes nothing.
+  Options tagged = first;
+  tagged.tags = {{"prod", "0-2-0"}};
+  absl::StatusOr<Result> same = Inject(pod, tagged);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_FALSE(same->changed);
+  EXPECT_EQ(same->pods[0].outcome, Outcome::kUnchanged);
+  // meshctl inject, told another revision, moves the pod: one sidecar, the new revision's.
+  absl::StatusOr<Result> moved = Inject(pod, RevisionOptions("canary"));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  ASSERT_TRUE(moved->changed);
+  const YAML::Node out = moved->document;
+  EXPECT_EQ(out["metadata"]["annotations"][kRevisionAnnotation].Scalar(), "canary");
+  EXPECT_EQ(Names(out["spec"]["initContainers"]),
+            (std::vector<std::string>{kInitContainerName, kProxyContainerName}));
+  EXPECT_EQ(Names(out["spec"]["containers"]), std::vector<std::string>{"app"});
+}
+
 // Tags (ADR 0076): a label naming a tag stands for the tag's revision; the tag "default" moves
 // the pods no label puts on a revision; the webhook, given its configuration's tag, takes the
 // tag's pods as its own and still leaves others' alone.

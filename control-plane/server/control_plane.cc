@@ -44,23 +44,6 @@ flags::Flag StringOption(std::string name, std::string value, std::string help, 
           }};
 }
 
-// A DURATION flag that must be positive, or (`zero_allowed`: 0 turns it off) not negative.
-flags::Flag DurationOption(std::string name, std::string help, Duration& out, bool zero_allowed) {
-  return {.name = std::move(name),
-          .value = "DURATION",
-          .help = std::move(help),
-          .set = [&out, zero_allowed](absl::string_view v) {
-            absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
-            if (!d.ok()) return d.status();
-            if (*d < absl::ZeroDuration() || (!zero_allowed && *d == absl::ZeroDuration())) {
-              return absl::InvalidArgumentError(zero_allowed ? "must not be negative"
-                                                             : "must be positive");
-            }
-            out = absl::ToChronoNanoseconds(*d);
-            return absl::OkStatus();
-          }};
-}
-
 absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path) {
   absl::StatusOr<std::string> content = tls::ReadSmallFile(path);
   if (!content.ok()) return Annotate(content.status(), flag);
@@ -202,19 +185,21 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
       flags::BoolFlag("--etcd-insecure-plaintext", &options.etcd_insecure_plaintext,
                       "allow an http:// store: etcd in plaintext, readable and writable by anyone "
                       "on the network path (local tests only; logged as INSECURE)"),
-      DurationOption("--etcd-timeout",
-                     "per etcd call and member: how long an API request waits for an answer "
-                     "before trying the next member or answering 503 (default 5s)",
-                     options.etcd_timeout, /*zero_allowed=*/false),
-      DurationOption("--http-request-timeout",
-                     "every control-plane HTTP server (API, webhook, telemetry): a request must "
-                     "arrive whole within this of its first byte, or the connection is closed "
-                     "(408 on HTTP/1; default 30s, 0: no limit)",
-                     options.http_request_timeout, /*zero_allowed=*/true),
-      DurationOption("--http-idle-timeout",
-                     "every control-plane HTTP server: a connection with no request arriving or "
-                     "being answered is closed after this long (default 120s, 0: never)",
-                     options.http_idle_timeout, /*zero_allowed=*/true),
+      flags::PositiveDurationFlag(
+          "--etcd-timeout", &options.etcd_timeout,
+          "per etcd call and member: how long an API request waits for an answer before trying "
+          "the next member or answering 503 (default 5s)",
+          "5s"),
+      flags::NonNegativeDurationFlag(
+          "--http-request-timeout", &options.http_request_timeout,
+          "every control-plane HTTP server (API, webhook, telemetry): a request must arrive "
+          "whole within this of its first byte, or the connection is closed (408 on HTTP/1; "
+          "default 30s, 0: no limit)"),
+      flags::NonNegativeDurationFlag(
+          "--http-idle-timeout", &options.http_idle_timeout,
+          "every control-plane HTTP server: a connection with no request arriving or being "
+          "answered is closed after this long (default 120s, 0: never)",
+          "120s"),
       {.name = "--store-max-pending",
        .value = "N",
        .help = "store calls (API requests, policy reloads, join tokens) that may wait for a slow "
@@ -273,16 +258,9 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
       flags::SwitchFlag("--api-plaintext", &options.api_plaintext,
                         "serve the API over plain HTTP instead of TLS: API tokens then cross the "
                         "network in clear (local tests only)"),
-      {.name = "--deregister-grace",
-       .value = "DURATION",
-       .help = "keep a disconnected sidecar's workload this long (default 30s)",
-       .set =
-           [&options](absl::string_view v) {
-             absl::StatusOr<absl::Duration> grace = config::ParseDurationText(v);
-             if (!grace.ok()) return grace.status();
-             options.deregister_grace = absl::ToChronoNanoseconds(*grace);
-             return absl::OkStatus();
-           }},
+      flags::NonNegativeDurationFlag(
+          "--deregister-grace", &options.deregister_grace,
+          "keep a disconnected sidecar's workload this long (default 30s; 0: not at all)"),
       {.name = "--log-level",
        .value = "LEVEL",
        .help = "trace, debug, info, warn, error, critical, off (default info)",

@@ -10,7 +10,9 @@
 //   - a Pod, or a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job or
 //     CronJob (their pod template) on CREATE: injected, allowed with the patch; already injected
 //     with the same options, opted out (sidecar.meshlet.io/inject: "false") or on the host
-//     network: allowed with no patch;
+//     network: allowed with no patch; labelled for another revision, or injected already by
+//     another revision's webhook (two configurations select it): allowed with no patch and a
+//     warning saying why;
 //   - any request in an excluded namespace (kube-system and the control plane's own), any other
 //     operation (UPDATE, DELETE, CONNECT) and any other kind: allowed with no patch, untouched;
 //   - an object injection refuses (a bad sidecar.meshlet.io/* annotation, a pod field the

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "control-plane/inject/node.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::webhook {
 namespace {
@@ -30,6 +31,17 @@ ReviewOptions TestOptions() {
   return options;
 }
 
+// The options of revision `revision`'s webhook, as its control plane sets them.
+ReviewOptions RevisionWebhookOptions(const std::string& revision) {
+  ReviewOptions options = TestOptions();
+  options.inject.revision = revision;
+  options.inject.control_plane_address =
+      inject::ControlPlaneDiscoveryAddress(revision, "meshlet-system");
+  options.inject.control_plane_service_account = inject::ControlPlaneName(revision);
+  options.inject.own_revision_only = true;
+  return options;
+}
+
 std::string ReviewJson(const std::string& object, const std::string& ns = "shop",
                        const std::string& operation = "CREATE", const std::string& extra = "") {
   return absl::StrCat(
@@ -46,6 +58,23 @@ YAML::Node ResponseOf(const ReviewResult& result) {
   EXPECT_EQ(Text(Field(review, "apiVersion")), "admission.k8s.io/v1");
   EXPECT_EQ(Text(Field(review, "kind")), "AdmissionReview");
   return Field(review, "response");
+}
+
+// The one warning of an answer that allows the object unchanged ("" and a test failure when
+// the answer is anything else).
+std::string WarningOfUnchanged(const ReviewResult& result) {
+  EXPECT_EQ(result.verdict, Verdict::kUntouched) << result.reason;
+  const YAML::Node response = ResponseOf(result);
+  EXPECT_EQ(Text(Field(response, "allowed")), "true");
+  EXPECT_FALSE(Field(response, "patch").IsDefined()) << result.body;
+  const YAML::Node warnings = Field(response, "warnings");
+  if (!warnings.IsSequence() || warnings.size() != 1) {
+    ADD_FAILURE() << "not one warning: " << result.body;
+    return "";
+  }
+  // Kubernetes shows warnings of up to 256 characters whole.
+  EXPECT_LE(Text(warnings[0]).size(), 256u);
+  return Text(warnings[0]);
 }
 
 TEST(AdmissionTest, APodIsInjectedWithAJsonPatch) {
@@ -284,32 +313,47 @@ TEST(AdmissionTest, WhatIsNeverTouched) {
 // through) is allowed unchanged, and the answer says why: kubectl prints the warning to whoever
 // created the pod, not only the control plane's log.
 TEST(AdmissionTest, AnotherRevisionsPodIsAllowedUnchangedWithTheReasonAsAWarning) {
-  ReviewOptions options = TestOptions();
-  options.inject.revision = "canary";
-  options.inject.control_plane_address = "meshlet-control-plane-canary.meshlet-system.svc:15012";
-  options.inject.control_plane_service_account = "meshlet-control-plane-canary";
-  options.inject.own_revision_only = true;
+  const ReviewOptions options = RevisionWebhookOptions("canary");
   std::string other = kPod;
   other.replace(other.find("\"labels\":{"), 10, "\"labels\":{\"meshlet.io/rev\":\"0-2-0\",");
-  const ReviewResult result = Review(ReviewJson(other), options);
-  ASSERT_EQ(result.verdict, Verdict::kUntouched) << result.reason;
-  const YAML::Node response = ResponseOf(result);
-  EXPECT_EQ(Text(Field(response, "allowed")), "true");
-  EXPECT_FALSE(Field(response, "patch").IsDefined());
-  const YAML::Node warnings = Field(response, "warnings");
-  ASSERT_TRUE(warnings.IsSequence() && warnings.size() == 1) << result.body;
-  EXPECT_EQ(Text(warnings[0]),
+  EXPECT_EQ(WarningOfUnchanged(Review(ReviewJson(other), options)),
             "meshlet: not injected: the pod's label meshlet.io/rev names revision 0-2-0, not "
             "this control plane's (canary); that revision's webhook injects it (check the "
             "webhook configurations' selectors)");
-  // Kubernetes shows warnings of up to 256 characters whole.
-  EXPECT_LE(Text(warnings[0]).size(), 256u);
   // Its own pod: injected, no warning.
   std::string own = kPod;
   own.replace(own.find("\"labels\":{"), 10, "\"labels\":{\"meshlet.io/rev\":\"canary\",");
   const ReviewResult injected = Review(ReviewJson(own), options);
   EXPECT_EQ(injected.verdict, Verdict::kInjected) << injected.reason;
   EXPECT_FALSE(Field(ResponseOf(injected), "warnings").IsDefined()) << injected.body;
+}
+
+// Two webhook configurations select a pod (ADR 0082): revision 0-2-0's webhook ran first; revision
+// canary's leaves its sidecar and says why. A pod carrying a container of injection's name
+// without injection's status (not ours to replace) is refused, never given a second one.
+TEST(AdmissionTest, APodAnotherRevisionInjectedIsNotInjectedAgain) {
+  const ReviewOptions first = RevisionWebhookOptions("0-2-0");
+  absl::StatusOr<inject::Result> injected = inject::Inject(YAML::Load(kPod), first.inject);
+  ASSERT_TRUE(injected.ok()) << injected.status();
+  const std::string pod = inject::ToCompactJson(injected->document);
+  const ReviewOptions second = RevisionWebhookOptions("canary");
+  EXPECT_EQ(WarningOfUnchanged(Review(ReviewJson(pod), second)),
+            "meshlet: not injected again: revision 0-2-0's webhook injected it already (its "
+            "sidecar.meshlet.io/revision); two webhook configurations select the pod (check "
+            "their selectors)");
+  // The same revision's webhook again: nothing to change.
+  const ReviewResult same = Review(ReviewJson(pod), first);
+  EXPECT_EQ(same.verdict, Verdict::kUntouched) << same.reason;
+  EXPECT_FALSE(Field(ResponseOf(same), "patch").IsDefined()) << same.body;
+
+  std::string hand_made = kPod;
+  hand_made.replace(hand_made.find("\"containers\":["), 14,
+                    "\"containers\":[{\"name\":\"meshlet-proxy\",\"image\":\"p:1\"},");
+  const ReviewResult refused = Review(ReviewJson(hand_made), second);
+  EXPECT_EQ(refused.verdict, Verdict::kRefused) << refused.reason;
+  EXPECT_NE(refused.reason.find("\"meshlet-proxy\" is the name of a container injection adds"),
+            std::string::npos)
+      << refused.reason;
 }
 
 TEST(AdmissionTest, ADryRunGetsTheSameAnswer) {

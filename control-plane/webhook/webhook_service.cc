@@ -25,21 +25,6 @@ tls::TlsContextConfig ServerConfig(std::string certificate_chain_pem, std::strin
           .alpn_protocols = {"h2", "http/1.1"}};
 }
 
-// A DURATION flag ("30s", "500ms") that must be positive.
-flags::Flag PositiveDurationFlag(std::string name, std::string help, Duration* out) {
-  return {.name = std::move(name),
-          .value = "DURATION",
-          .help = std::move(help),
-          .set = [out](absl::string_view v) {
-            absl::Duration d;
-            if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-              return absl::InvalidArgumentError("must be a positive duration such as 30s");
-            }
-            *out = absl::ToChronoNanoseconds(d);
-            return absl::OkStatus();
-          }};
-}
-
 }  // namespace
 
 std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
@@ -69,17 +54,15 @@ std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
                         "the MutatingWebhookConfiguration whose caBundle the control plane keeps "
                         "equal to its CA's trust bundle, in a cluster (default "
                         "meshlet-sidecar-injector); empty: none"),
-      PositiveDurationFlag("--webhook-ca-bundle-interval",
-                           "how often that caBundle is checked (default 30s)",
-                           &options.ca_bundle.check_interval),
+      flags::PositiveDurationFlag("--webhook-ca-bundle-interval", &options.ca_bundle.check_interval,
+                                  "how often that caBundle is checked (default 30s)"),
       flags::StringFlag("--trust-bundle-namespaces", "SELECTOR",
                         &options.trust_bundle.namespace_selector,
                         "in a cluster, the namespaces (a label selector) that get the "
                         "meshlet-trust ConfigMap injected pods mount, kept equal to the CA's "
                         "trust bundle (default meshlet.io/inject=enabled); empty: none"),
-      PositiveDurationFlag("--trust-bundle-interval",
-                           "how often those ConfigMaps are checked (default 30s)",
-                           &options.trust_bundle.interval),
+      flags::PositiveDurationFlag("--trust-bundle-interval", &options.trust_bundle.interval,
+                                  "how often those ConfigMaps are checked (default 30s)"),
       flags::StringFlag("--inject-proxy-image", "IMAGE", &options.proxy_image,
                         "the proxy image injected pods run (default meshlet-proxy:<version>); "
                         "a pod's sidecar.meshlet.io/proxyImage annotation overrides it"),

@@ -20,20 +20,6 @@
 namespace meshlet::controlplane::ads {
 
 std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
-  // "must be a duration such as 30s"; zero is allowed when `zero_ok`.
-  auto duration = [](Duration* out, bool zero_ok, absl::string_view example) {
-    return [=](absl::string_view v) {
-      absl::Duration d;
-      if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
-          (!zero_ok && d == absl::ZeroDuration())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            zero_ok ? "must be a duration such as " : "must be a positive duration such as ",
-            example));
-      }
-      *out = absl::ToChronoNanoseconds(d);
-      return absl::OkStatus();
-    };
-  };
   return {
       {.name = "--xds-address",
        .value = "IP:PORT",
@@ -52,10 +38,8 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
                       "serve h2c without TLS (local tests and demos only)"),
       flags::IntFlag<size_t>("--xds-max-concurrent-pushes", "N", &options.ads.max_concurrent_pushes,
                              "pushes in flight at once (default 100)"),
-      {.name = "--xds-debounce",
-       .value = "DURATION",
-       .help = "quiet period before a push (default 100ms)",
-       .set = duration(&options.ads.debounce_quiet, true, "100ms")},
+      flags::NonNegativeDurationFlag("--xds-debounce", &options.ads.debounce_quiet,
+                                     "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",
        .value = "IP",
        .help = "the address sidecar inbound listeners bind (default 0.0.0.0; 127.0.0.1 for "
@@ -67,23 +51,20 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
              options.translate.listen_host = std::string(v);
              return absl::OkStatus();
            }},
-      {.name = "--xds-keepalive-interval",
-       .value = "DURATION",
-       .help = "PING a connection idle this long (default 30s; 0: never)",
-       .set = duration(&options.keepalive_interval, true, "30s (0: off)")},
-      {.name = "--xds-keepalive-timeout",
-       .value = "DURATION",
-       .help = "close it when the PING is not answered within this (default 10s)",
-       .set = duration(&options.keepalive_timeout, false, "10s")},
-      {.name = "--xds-handshake-timeout",
-       .value = "DURATION",
-       .help = "close a connection that has not finished its TLS handshake and opened a call "
-               "within this (default 10s; 0: no limit)",
-       .set = duration(&options.handshake_timeout, true, "10s (0: off)")},
-      {.name = "--xds-idle-timeout",
-       .value = "DURATION",
-       .help = "send GOAWAY to a connection without calls for this long (default 5m; 0: never)",
-       .set = duration(&options.idle_timeout, true, "5m (0: off)")},
+      flags::NonNegativeDurationFlag("--xds-keepalive-interval", &options.keepalive_interval,
+                                     "PING a connection idle this long (default 30s; 0: never)",
+                                     "30s"),
+      flags::PositiveDurationFlag(
+          "--xds-keepalive-timeout", &options.keepalive_timeout,
+          "close it when the PING is not answered within this (default 10s)", "10s"),
+      flags::NonNegativeDurationFlag(
+          "--xds-handshake-timeout", &options.handshake_timeout,
+          "close a connection that has not finished its TLS handshake and opened a call "
+          "within this (default 10s; 0: no limit)",
+          "10s"),
+      flags::NonNegativeDurationFlag(
+          "--xds-idle-timeout", &options.idle_timeout,
+          "send GOAWAY to a connection without calls for this long (default 5m; 0: never)", "5m"),
   };
 }
 

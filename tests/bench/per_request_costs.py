@@ -53,6 +53,9 @@ both proxies, as at a low rate, but without depending on when the client gets a 
 request has loop turns of its own, so strace and wakeups show what a request costs when nothing
 shares a turn with it (the CPU per 1000 requests/s and the p99 of two_hop.py).
 
+--pin places the processes as two_hop.py does: the measured proxies on core 0, the upstream and
+the load generator on core 1, so the proxies of a hop share one core and batch as they do there.
+
 With --connection-per-request the figures are per connection too; the difference to plain (same
 protocol) is what a handshake costs. Each hop run also prints A's upstream connections and B's
 resumed handshakes per request, which show the case ran as asked.
@@ -65,6 +68,8 @@ Examples:
   tests/bench/per_request_costs.py --proxy haproxy --hop mtls --tool callgrind
   tests/bench/per_request_costs.py --sidecar bazel-bin/sidecar/sidecar --hop mtls --tool wakeups \\
       --rate 1000 --loadgen bazel-bin/tests/bench/loadgen/loadgen
+  tests/bench/per_request_costs.py --sidecar bazel-bin/sidecar/sidecar --hop mtls --pin \\
+      --tool perf-record --loadgen bazel-bin/tests/bench/loadgen/loadgen --duration 10
 """
 
 import argparse
@@ -103,13 +108,15 @@ def h2load(proto, port, n, conns, streams):
     return n
 
 
-def loadgen_run(loadgen, port, duration, out_file, rate=None, connections=None):
+def loadgen_run(loadgen, port, duration, out_file, rate=None, connections=None, cpu=None):
     """HTTP/1.1 requests for `duration` s, no warm-up of its own: open loop at `rate`/s (over 16
     connections unless told), or closed loop (over 8, as h2load --h1 -c 8, unless told); returns
     how many completed (all must succeed)."""
     load = ["--connections", str(connections or (16 if rate else 8))]
     if rate:
         load += ["--rate", str(rate)]
+    if cpu is not None:
+        load += ["--cpu", str(cpu)]
     subprocess.run([loadgen, "--address", f"127.0.0.1:{port}", "--protocol", "http/1.1",
                     "--duration", f"{duration}s", "--warmup", "0s", "--quiet", "--output",
                     out_file] + load, check=True)
@@ -140,6 +147,20 @@ def thread_counts(pids):
             entry[0] += switches
             entry[1] += ns
     return counts
+
+
+def perf_shares(data, sort):
+    """[(key, share of samples)] of a perf.data, largest first, sorted by `sort`."""
+    text = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-q",
+                           "--percent-limit", "0.5", "--sort", sort], capture_output=True,
+                          text=True).stdout
+    shares = []
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
+        if m:
+            key = " ".join(m.group(2).split())
+            shares.append((key, float(m.group(1)) / 100))
+    return shares
 
 
 def build_alloc_lib(workdir):
@@ -217,6 +238,31 @@ def tool_results(tool, measured, counts_file, out, run, label, file_label):
                                    "process: nginx's worker runs as another user)")
             figures.append((name, best / n, f"{best / n:.0f}"))
         what = "instructions/request"
+    elif tool == "perf-record":
+        recorders, datas = [], []
+        for name, pids in measured:
+            data = os.path.join(out, f"perf.{name}.{file_label}.data")
+            datas.append(data)
+            recorders.append(subprocess.Popen(
+                ["perf", "record", "-q", "--no-buildid-cache", "-e", "cpu-clock", "-F", "4999",
+                 "-o", data, "-p", ",".join(map(str, pids))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)
+        before = [[pc.cpu_seconds(p) for p in pids] for _, pids in measured]
+        n = run()
+        for rec in recorders:
+            rec.send_signal(signal.SIGINT)
+            rec.wait()
+        after = [[pc.cpu_seconds(p) for p in pids] for _, pids in measured]
+        for (name, _), data, b, a in zip(measured, datas, before, after):
+            cpu_us = sum(y[k] - x[k] for x, y in zip(b, a) for k in (0, 1)) * 1e6 / n
+            shares = perf_shares(data, "dso")
+            symbols = perf_shares(data, "dso,sym")
+            by_dso = ", ".join(f"{d} {share * cpu_us:.2f}" for d, share in shares[:8])
+            hot = "; ".join(f"{sym} {share * cpu_us:.2f}" for sym, share in symbols[:14])
+            figures.append((name, cpu_us, f"{cpu_us:.1f} us CPU: {by_dso}\n    hottest (us): "
+                                          f"{hot}"))
+        what = "CPU per request (perf record -e cpu-clock)"
     else:
         traces, tracers = [], []
         for name, pids in measured:
@@ -261,7 +307,9 @@ def tool_results(tool, measured, counts_file, out, run, label, file_label):
 
 def where(tool, out, measured, file_label):
     """The line (or lines) naming where the tool's output went."""
-    if tool in ("strace", "perf-trace"):
+    if tool == "perf-record":
+        print(f"profiles in {out} (perf report -i FILE)")
+    elif tool in ("strace", "perf-trace"):
         for name, _ in measured:
             print(f"{tool} summary in {os.path.join(out, f'{tool}.{name}.{file_label}.txt')}")
     elif tool == "callgrind" and len(measured) > 1:
@@ -274,7 +322,8 @@ def main():
     ap.add_argument("--proxy", default="meshlet", choices=["meshlet", "haproxy", "nginx"])
     ap.add_argument("--proto", default="h1", choices=["h1", "h2"])
     ap.add_argument("--tool", default="alloc",
-                    choices=["alloc", "callgrind", "strace", "perf-trace", "wakeups"])
+                    choices=["alloc", "callgrind", "strace", "perf-trace", "perf-record",
+                             "wakeups"])
     ap.add_argument("-n", type=int, default=20000, help="measured requests")
     ap.add_argument("--rate", type=int, help="open loop: measured requests at this many per "
                     "second instead (needs --loadgen)")
@@ -293,6 +342,9 @@ def main():
                     help="a new connection between the sidecars for every request")
     ap.add_argument("--full-handshakes", action="store_true",
                     help="mtls: no session resumption between the sidecars")
+    ap.add_argument("--pin", action="store_true",
+                    help="as two_hop.py: the measured proxies on core 0, the upstream and "
+                         "--loadgen on core 1")
     ap.add_argument("--alloc-lib", help="a prebuilt malloc_counter.so")
     ap.add_argument("--out", help="where callgrind and strace output go (default: a new "
                                   "temporary directory, kept and named at the end)")
@@ -308,6 +360,10 @@ def main():
         ap.error("--rate needs a positive rate and --loadgen")
     if args.loadgen and args.proto != "h1":
         ap.error("--loadgen sends HTTP/1.1 (--proto h1)")
+    if args.pin and not args.loadgen:
+        ap.error("--pin needs --loadgen (h2load is not pinned)")
+    if args.pin and not {0, 1} <= os.sched_getaffinity(0):
+        ap.error("--pin needs cores 0 and 1")
     if args.connections is not None and (args.connections < 1 or not args.loadgen):
         ap.error("--connections needs --loadgen and at least 1")
     if not args.hop and (args.hop_protocol or args.connection_per_request):
@@ -328,7 +384,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="per-request-")
     os.chmod(workdir, 0o1777)
     out = None
-    if args.tool in ("callgrind", "strace", "perf-trace"):
+    if args.tool in ("callgrind", "strace", "perf-trace", "perf-record"):
         out = os.path.abspath(args.out) if args.out else tempfile.mkdtemp(
             prefix=f"per-request-{args.tool}-")
         os.makedirs(out, exist_ok=True)
@@ -353,7 +409,7 @@ def main():
         os.environ.clear()
         os.environ.update(env)
         try:
-            return pc.Proc(name, prefix + argv, workdir)
+            return pc.Proc(name, prefix + argv, workdir, 0 if args.pin else None)
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -370,7 +426,7 @@ def main():
         upstream = pc.Proc("upstream-nginx", [tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
                            pc.render("upstream-nginx.conf", workdir,
                                      {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2,
-                                      "BODY": body})], workdir)
+                                      "BODY": body})], workdir, 1 if args.pin else None)
         pc.wait_ready(upstream, up_h1)
         port = port_h2 = pc.free_port()
         admin = {}
@@ -437,7 +493,8 @@ def main():
         target = port if args.proto == "h1" else port_h2
         loadgen_file = os.path.join(workdir, "loadgen.json")
         if args.loadgen:
-            loadgen_run(args.loadgen, target, 1.0, loadgen_file)  # warm-up
+            loadgen_run(args.loadgen, target, 1.0, loadgen_file,
+                        cpu=1 if args.pin else None)  # warm-up
         else:
             h2load(args.proto, target, max(2000, args.n // 10), conns, streams)  # warm-up
         # A (outbound) first, as the request goes.
@@ -456,8 +513,10 @@ def main():
                 label += f", {args.connections} connection{'s' if args.connections > 1 else ''}"
 
             def measured_run():
-                return loadgen_run(args.loadgen, target, args.duration, loadgen_file, args.rate,
-                                   args.connections)
+                n = loadgen_run(args.loadgen, target, args.duration, loadgen_file, args.rate,
+                                args.connections, 1 if args.pin else None)
+                print(f"{n} requests in {args.duration:g} s: {n / args.duration:.0f}/s")
+                return n
         else:
             def measured_run():
                 return h2load(args.proto, target, args.n, conns, streams)

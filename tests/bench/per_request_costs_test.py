@@ -107,6 +107,34 @@ class PerRequestCostsOutputTest(unittest.TestCase):
         # The wake-up tool writes no files: nothing but the temporary directory's absence.
         self.assertEqual(os.listdir(self.tmp), [])
 
+    def test_perf_record_pinned_names_each_sidecars_cpu_by_shared_object(self):
+        if not perf_record_works():
+            self.skipTest("perf cannot record cpu-clock here")
+        out = os.path.join(self.tmp, "profiles")
+        text = self.run_script("--hop", "mtls", "--loadgen", LOADGEN, "--pin", "--duration", "1",
+                               "--out", out, tool="perf-record")
+        self.assertIn("CPU per request (perf record -e cpu-clock)", text)
+        self.assertRegex(text, r"\d+ requests in 1 s: \d+/s")
+        figures = re.findall(r"^  (outbound|inbound): (\d+\.\d+) us CPU: (.*)$", text, re.MULTILINE)
+        self.assertEqual([name for name, _, _ in figures], ["outbound", "inbound"], text)
+        for name, cpu, by_dso in figures:
+            self.assertGreater(float(cpu), 0.0, f"{name}: {text}")
+            # The sidecar's own code and the kernel both show up, each with a time per request.
+            self.assertRegex(by_dso, r"sidecar \d+\.\d+", f"{name}: {text}")
+            self.assertRegex(by_dso, r"\[kernel\.kallsyms\] \d+\.\d+", f"{name}: {text}")
+        self.assertEqual(sorted(os.listdir(out)), ["perf.inbound.h1.mtls.data",
+                                                   "perf.outbound.h1.mtls.data"])
+
+
+def perf_record_works():
+    """perf may be missing, or not allowed to sample (perf_event_paranoid, no perf events)."""
+    if shutil.which("perf") is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(["perf", "record", "-q", "--no-buildid-cache", "-e", "cpu-clock", "-o",
+                            os.path.join(tmp, "perf.data"), "true"], capture_output=True)
+    return r.returncode == 0
+
 
 def strace_works():
     """strace may be installed but not allowed to trace (no ptrace in some sandboxes)."""

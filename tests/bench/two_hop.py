@@ -174,7 +174,8 @@ def loadgen(args, chain, out, label, rate=None):
     if rate is None:
         argv += ["--concurrency", str(args.concurrency)]
     else:
-        argv += ["--rate", f"{rate:.0f}"]
+        # Where the tail falls in time, in the kept JSON: spread over the run, or one stall.
+        argv += ["--rate", f"{rate:.0f}", "--slowest", "50"]
     cpu_before, wall_before = cpu_total(chain), time.monotonic()
     run = subprocess.run(argv, capture_output=True, text=True)
     cpu, wall = cpu_total(chain) - cpu_before, time.monotonic() - wall_before

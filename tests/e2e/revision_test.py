@@ -500,18 +500,35 @@ class RevisionMesh:
         """The tag stable pointed at 0-2-0 (meshctl tag set, against the fake API server, which
         holds 0-2-0's webhook configuration as its control plane would keep it), then shop moved
         back by the tag."""
-        self.cluster.kube_put("mutatingwebhookconfigurations", {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "meshlet-sidecar-injector-" + OLD},
-            "webhooks": [{"name": "namespace.%s.sidecar.meshlet.io" % OLD,
+        # Its webhooks select as the install's do: meshctl tag set and upgrade check that no
+        # two configurations select the same pods (ADR 0082).
+        not_the_mesh = {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                        "values": ["kube-system", CONTROL_PLANE_NAMESPACE]}
+        on_old = {"key": "meshlet.io/rev", "operator": "In", "values": [OLD]}
+        not_off = {"key": "sidecar.meshlet.io/inject", "operator": "NotIn", "values": ["false"]}
+        hooks = []
+        for kind, namespaces, pods in (
+                ("namespace", [on_old, not_the_mesh],
+                 [{"key": "meshlet.io/rev", "operator": "DoesNotExist"}, not_off]),
+                ("object", [not_the_mesh], [on_old, not_off])):
+            hooks.append({"name": "%s.%s.sidecar.meshlet.io" % (kind, OLD),
                           "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                          "rules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                     "operations": ["CREATE"], "resources": ["pods"]}],
+                          "namespaceSelector": {"matchExpressions": namespaces},
+                          "objectSelector": {"matchExpressions": pods},
                           "clientConfig": {
                               "service": {"name": control_plane_name(OLD),
                                           "namespace": CONTROL_PLANE_NAMESPACE,
                                           "path": "/inject", "port": 443},
                               "caBundle": base64.b64encode(
-                                  self.cluster.trust_pem.encode()).decode()}}]})
+                                  self.cluster.trust_pem.encode()).decode()}})
+        self.cluster.kube_put("mutatingwebhookconfigurations", {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "meshlet-sidecar-injector-" + OLD,
+                         "labels": {"app.kubernetes.io/part-of": "meshlet"}},
+            "webhooks": hooks})
         out = self.meshctl(OLD, "tag", "set", "stable", "--revision", OLD, *self.kube_flags())
         if "tag stable -> revision %s" % OLD not in out:
             raise harness.E2EError("meshctl tag set: %s" % out)

@@ -19,7 +19,8 @@ here.
   like the rest: what `meshctl upgrade` reads and patches (labels, the pod template's restart
   annotation). Nothing acts on them: a test plays the Deployment controller.
 - admissionregistration.k8s.io/v1 MutatingWebhookConfigurations (cluster-scoped): what
-  `meshctl tag` writes and the control plane lists for the revision tags; nothing calls them.
+  `meshctl tag` writes, what it and `meshctl upgrade` list to find overlapping selectors, and
+  what the control plane lists for the revision tags; nothing calls them.
 - Policy kept in Kubernetes, as custom resources (RESOURCES): meshlet.io Services and
   TrafficPolicies, Gateway API HTTPRoutes and GRPCRoutes (v1) and ReferenceGrants (v1beta1) are
   listed and watched like the kinds above; other meshlet.io kinds answer 404 (their CRDs are

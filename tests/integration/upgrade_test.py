@@ -17,9 +17,13 @@ Shown:
 - a rollout that does not finish ends with the exit code 1, what it waits for and the command
   that goes back;
 - the kubeconfig's token is what the API server sees; a wrong one is an HTTP 401 error;
-- a token from the kubeconfig user's exec credential plugin is sent; a failing plugin's error
-  names the user, the command and its stderr;
-- --check-proxies refuses a control plane of another revision than the target's.
+- a token from the kubeconfig user's exec credential plugin is sent, also when the plugin leaves
+  a process behind holding its output; a failing plugin's error names the user, the command and
+  its stderr;
+- --check-proxies refuses a control plane of another revision than the target's;
+- tag set refuses a tag whose configuration another meshlet configuration would overlap, and
+  upgrade a namespace two configurations would inject, both before anything changes, unless
+  --force (ADR 0082).
 """
 
 import base64
@@ -312,6 +316,30 @@ class UpgradeTest(Cluster):
                 "certificate-authority"]), "rb") as f:
             self.assertEqual(base64.b64decode(request["spec"]["cluster"][
                 "certificate-authority-data"]), f.read())
+        # A plugin that leaves a process behind holding its stdout and stderr: meshctl goes on
+        # when the plugin exits, not when that process ends (within --kubernetes-exec-timeout).
+        child_pid = os.path.join(self.tmp, "exec-child.pid")
+        with open(plugin) as f:
+            answering = f.read()
+        with open(plugin, "w") as f:
+            f.write(answering.replace("#!/bin/sh\n", "#!/bin/sh\nsleep 30 &\necho $! > %s\n"
+                                      % child_pid, 1))
+        try:
+            started = time.monotonic()
+            p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run",
+                             "--kubernetes-exec-timeout", "20s", kubeconfig=exec_kubeconfig)
+            took = time.monotonic() - started
+        finally:
+            if os.path.exists(child_pid):
+                with open(child_pid) as f:
+                    try:
+                        os.kill(int(f.read()), 9)
+                    except ProcessLookupError:
+                        pass  # gone with the plugin's process group (a timeout kills it)
+            with open(plugin, "w") as f:
+                f.write(answering)
+        self.assertIn("deployment/web: restart (2 on 0-2-0)", p.stdout)
+        self.assertLess(took, 5)
         # A plugin that fails: the error names the user, the command and its stderr.
         config["users"][0]["user"]["exec"]["env"] = []
         with open(exec_kubeconfig, "w") as f:
@@ -323,22 +351,55 @@ class UpgradeTest(Cluster):
         self.assertEqual(self.writes(), [])
 
 
-def injector(revision):
-    """A revision's own MutatingWebhookConfiguration as its control plane keeps it (caBundle
-    filled in)."""
-    name = "meshlet-sidecar-injector" + ("-" + revision if revision else "")
+POD_RULES = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+              "resources": ["pods"], "scope": "Namespaced"}]
+NOT_THE_MESH = {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                "values": ["kube-system", "meshlet-system"]}
+
+
+def injector(revision, name=None):
+    """A revision's own MutatingWebhookConfiguration as the install renders it and its control
+    plane keeps it (caBundle filled in): for the unnamed revision ("") namespaces labelled
+    meshlet.io/inject=enabled and pods labelled sidecar.meshlet.io/inject=true, neither labelled
+    meshlet.io/rev; for a named one namespaces and pods labelled meshlet.io/rev=REVISION. `name`
+    replaces the configuration's name."""
+    name = name or "meshlet-sidecar-injector" + ("-" + revision if revision else "")
     service = "meshlet-control-plane" + ("-" + revision if revision else "")
-    hook = {"admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
-            "timeoutSeconds": 7,
-            "clientConfig": {"service": {"name": service, "namespace": "meshlet-system",
-                                         "path": "/inject", "port": 443},
-                             "caBundle": "Q0EgUEVN"},
-            "namespaceSelector": {"matchExpressions": [
-                {"key": "meshlet.io/inject", "operator": "In", "values": ["enabled"]}]}}
+    no_rev = {"key": "meshlet.io/rev", "operator": "DoesNotExist"}
+    not_off = {"key": "sidecar.meshlet.io/inject", "operator": "NotIn", "values": ["false"]}
+    if revision:
+        rev = {"key": "meshlet.io/rev", "operator": "In", "values": [revision]}
+        selectors = [({"matchExpressions": [rev, NOT_THE_MESH]},
+                      {"matchExpressions": [no_rev, not_off]}),
+                     ({"matchExpressions": [NOT_THE_MESH]}, {"matchExpressions": [rev, not_off]})]
+        names = ["namespace.%s.sidecar.meshlet.io" % revision,
+                 "object.%s.sidecar.meshlet.io" % revision]
+    else:
+        selectors = [({"matchExpressions": [
+                          {"key": "meshlet.io/inject", "operator": "In", "values": ["enabled"]},
+                          no_rev, NOT_THE_MESH]},
+                      {"matchExpressions": [not_off, no_rev]}),
+                     ({"matchExpressions": [
+                          {"key": "meshlet.io/inject", "operator": "DoesNotExist"}, no_rev,
+                          NOT_THE_MESH]},
+                      {"matchExpressions": [
+                          {"key": "sidecar.meshlet.io/inject", "operator": "In",
+                           "values": ["true"]}, no_rev]})]
+        names = ["namespace.sidecar.meshlet.io", "object.sidecar.meshlet.io"]
+    hooks = []
+    for hook_name, (namespaces, pods) in zip(names, selectors):
+        hooks.append({"name": hook_name, "admissionReviewVersions": ["v1"],
+                      "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 7,
+                      "reinvocationPolicy": "Never",
+                      "clientConfig": {"service": {"name": service, "namespace": "meshlet-system",
+                                                   "path": "/inject", "port": 443},
+                                       "caBundle": "Q0EgUEVN"},
+                      "rules": copy.deepcopy(POD_RULES), "namespaceSelector": namespaces,
+                      "objectSelector": pods})
     return {"apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration", "metadata": {"name": name},
-            "webhooks": [dict(copy.deepcopy(hook), name="namespace.sidecar.meshlet.io"),
-                         dict(copy.deepcopy(hook), name="object.sidecar.meshlet.io")]}
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "meshlet"}},
+            "webhooks": hooks}
 
 
 class TagTest(Cluster):
@@ -466,15 +527,109 @@ class TagTest(Cluster):
         p = self.tag("set", "default", "--revision", "default")
         self.assertIn("meshlet-sidecar-injector: active again", p.stdout)
         self.assertIsNone(self.configuration("meshlet-revision-tag-default"))
-        for hook in self.configuration("meshlet-sidecar-injector")["webhooks"]:
-            self.assertNotIn(never, hook["namespaceSelector"]["matchExpressions"])
-            self.assertIn({"key": "meshlet.io/inject", "operator": "In", "values": ["enabled"]},
-                          hook["namespaceSelector"]["matchExpressions"])
+        # Its selectors as they were.
+        self.assertEqual([hook["namespaceSelector"] for hook in
+                          self.configuration("meshlet-sidecar-injector")["webhooks"]],
+                         [hook["namespaceSelector"] for hook in injector("")["webhooks"]])
         methods = [(m, path.rsplit("/", 1)[1]) for m, path, _ in self.writes()]
         self.assertEqual(methods, [("POST", "mutatingwebhookconfigurations"),
                                    ("PATCH", "meshlet-sidecar-injector"),
                                    ("PATCH", "meshlet-sidecar-injector"),
                                    ("DELETE", "meshlet-revision-tag-default")])
+
+    def test_a_tag_another_configuration_would_overlap_is_refused_unless_forced(self):
+        """A configuration of a revision named like the tag (left behind, or installed while its
+        control plane is not) selects the same namespaces and pods: tag set refuses, naming both
+        configurations, their webhooks, the pods and the namespaces, and writes nothing (the dry
+        run too); --force writes it, with the same as a warning. The unnamed revision's
+        configuration edited to select every namespace labelled for injection overlaps a new
+        tag too, before any namespace uses it."""
+        self.label_shop("prod")
+        self.fake.put("mutatingwebhookconfigurations", injector("prod"))
+        with self.fake.cond:
+            self.fake.writes.clear()
+        for dry_run in ((), ("--dry-run",)):
+            p = self.tag("set", "prod", "--revision", "canary", *dry_run, expect=1)
+            self.assertIn("tag prod: its MutatingWebhookConfiguration meshlet-revision-tag-prod "
+                          "would select pods another meshlet webhook configuration selects; the "
+                          "API server would send each such pod to both webhooks, and the first "
+                          "called would inject it:", p.stderr)
+            self.assertIn("MutatingWebhookConfiguration meshlet-revision-tag-prod (webhook "
+                          "namespace.tag-prod.sidecar.meshlet.io) and meshlet-sidecar-injector-"
+                          "prod (webhook namespace.prod.sidecar.meshlet.io) both select pods "
+                          "(!meshlet.io/rev,sidecar.meshlet.io/inject notin (false)) in "
+                          "namespaces (kubernetes.io/metadata.name notin (kube-system,"
+                          "meshlet-system),meshlet.io/rev=prod): now shop", p.stderr)
+            self.assertIn("(webhook object.tag-prod.sidecar.meshlet.io) and meshlet-sidecar-"
+                          "injector-prod (webhook object.prod.sidecar.meshlet.io) both select "
+                          "pods (meshlet.io/rev=prod,sidecar.meshlet.io/inject notin (false))",
+                          p.stderr)
+            self.assertIn("or give --force", p.stderr)
+        self.assertEqual(self.writes(), [])
+        p = self.tag("set", "prod", "--revision", "canary", "--force")
+        self.assertIn("warning: tag prod: its MutatingWebhookConfiguration", p.stderr)
+        self.assertIn("written anyway (--force)", p.stderr)
+        self.assertIn("tag prod -> revision canary", p.stdout)
+        self.assertIsNotNone(self.configuration("meshlet-revision-tag-prod"))
+
+        self.fake.delete("mutatingwebhookconfigurations", "", "meshlet-sidecar-injector-prod")
+        broad = injector("")
+        broad["webhooks"][0]["namespaceSelector"] = {
+            "matchLabels": {"meshlet.io/inject": "enabled"}}
+        self.fake.put("mutatingwebhookconfigurations", broad)
+        p = self.tag("set", "stable", "--revision", "0-2-0", expect=1)
+        self.assertIn("meshlet-revision-tag-stable (webhook namespace.tag-stable.sidecar."
+                      "meshlet.io) and meshlet-sidecar-injector (webhook namespace.sidecar."
+                      "meshlet.io) both select pods (!meshlet.io/rev,sidecar.meshlet.io/inject "
+                      "notin (false)) in namespaces (kubernetes.io/metadata.name notin "
+                      "(kube-system,meshlet-system),meshlet.io/inject=enabled,"
+                      "meshlet.io/rev=stable): none yet", p.stderr)
+        self.assertIsNone(self.configuration("meshlet-revision-tag-stable"))
+
+    def test_upgrade_refuses_a_namespace_two_configurations_would_inject(self):
+        """The unnamed revision's configuration as 0.1.0 installed it selects every namespace
+        labelled meshlet.io/inject=enabled, also one labelled for a revision: moving such a
+        namespace to canary is refused before anything changes, naming both configurations, and
+        its object webhook selects pods labelled sidecar.meshlet.io/inject=true in any revision's
+        namespace; --force goes on with the same as a warning. With the configuration as this
+        release renders it, the namespaces move."""
+        old = injector("")
+        for hook in old["webhooks"]:
+            hook["namespaceSelector"]["matchExpressions"] = [
+                e for e in hook["namespaceSelector"]["matchExpressions"]
+                if e["key"] != "meshlet.io/rev"]
+        self.fake.put("mutatingwebhookconfigurations", old)
+        ns = json.loads(json.dumps(self.fake.objects["namespaces"][("", "shop")]))
+        ns["metadata"]["labels"] = {"meshlet.io/inject": "enabled"}
+        self.fake.put("namespaces", ns)
+        with self.fake.cond:
+            self.fake.writes.clear()
+        p = self.meshctl("--revision", "canary", "-n", "shop", expect=1)
+        self.assertIn("namespace shop: more than one meshlet webhook configuration selects its "
+                      "pods on canary; the API server would send each such pod to all of them, "
+                      "and the first called would inject it:", p.stderr)
+        self.assertIn("MutatingWebhookConfiguration meshlet-sidecar-injector (webhook "
+                      "namespace.sidecar.meshlet.io) and meshlet-sidecar-injector-canary "
+                      "(webhook namespace.canary.sidecar.meshlet.io) both select pods "
+                      "(!meshlet.io/rev,sidecar.meshlet.io/inject notin (false)) in namespaces "
+                      "(kubernetes.io/metadata.name notin (kube-system,meshlet-system),"
+                      "meshlet.io/inject=enabled,meshlet.io/rev=canary): now shop", p.stderr)
+        self.assertEqual(self.writes(), [])
+        p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run", "--force")
+        self.assertIn("moved anyway (--force)", p.stderr)
+        self.assertIn("deployment/web: restart (2 on 0-2-0)", p.stdout)
+        # Its object webhook selects pods labelled sidecar.meshlet.io/inject=true in any
+        # namespace without meshlet.io/inject, on a revision or not.
+        p = self.meshctl("--revision", "canary", "-n", "pay", "--dry-run", expect=1)
+        self.assertIn("MutatingWebhookConfiguration meshlet-sidecar-injector (webhook "
+                      "object.sidecar.meshlet.io) and meshlet-sidecar-injector-canary (webhook "
+                      "namespace.canary.sidecar.meshlet.io) both select pods (!meshlet.io/rev,"
+                      "sidecar.meshlet.io/inject=true) in namespaces", p.stderr)
+        # With the unnamed revision's configuration as this release has it, both move.
+        self.fake.put("mutatingwebhookconfigurations", injector(""))
+        p = self.meshctl("--revision", "canary", "-n", "shop", "-n", "pay", "--dry-run")
+        self.assertEqual(p.stderr, "")
+        self.assertEqual(self.writes(), [])
 
     def test_upgrade_to_a_tag_restarts_without_relabelling(self):
         self.label_shop("prod")

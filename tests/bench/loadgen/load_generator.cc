@@ -192,6 +192,8 @@ class Generator {
   void Release(Request& request, bool dispatch_now);
   void Sweep();
   void MaybeFinish();
+  // Keeps the response among the options_.slowest slowest so far (a min-heap by latency).
+  void KeepIfSlowest(MonotonicTime intended, MonotonicTime done);
 
   event::Loop& loop_;
   const LoadOptions options_;
@@ -478,6 +480,7 @@ void Generator::OnResponse(Request& request) {
   const MonotonicTime now = Clock::now();
   if (InWindow(request.intended) && counting_) {
     result_.latency.Record(Nanos(now - request.intended));
+    if (options_.slowest > 0) KeepIfSlowest(request.intended, now);
     if (request.status >= 200 && request.status <= 299 && (!options_.grpc || request.grpc_ok)) {
       ++result_.ok;
     } else {
@@ -485,6 +488,20 @@ void Generator::OnResponse(Request& request) {
     }
   }
   Release(request, /*dispatch_now=*/true);
+}
+
+void Generator::KeepIfSlowest(MonotonicTime intended, MonotonicTime done) {
+  auto faster = [](const SlowResponse& a, const SlowResponse& b) { return a.latency > b.latency; };
+  const SlowResponse response{intended - window_begin_, done - intended};
+  std::vector<SlowResponse>& heap = result_.slowest;
+  if (heap.size() < options_.slowest) {
+    heap.push_back(response);  // within the capacity reserved before the run
+    std::push_heap(heap.begin(), heap.end(), faster);
+  } else if (response.latency > heap.front().latency) {
+    std::pop_heap(heap.begin(), heap.end(), faster);
+    heap.back() = response;
+    std::push_heap(heap.begin(), heap.end(), faster);
+  }
 }
 
 void Generator::OnRequestFailed(Request& request, RequestError error) {
@@ -611,6 +628,7 @@ absl::StatusOr<LoadResult> Generator::Run() {
                                               : std::string(last_connect_error_.message())));
   }
 
+  result_.slowest.reserve(options_.slowest);
   start_ = Clock::now();
   window_begin_ = start_ + options_.warmup;
   window_end_ = window_begin_ + options_.duration;
@@ -645,6 +663,8 @@ absl::StatusOr<LoadResult> Generator::Run() {
   loop_.RunUntilIdle();
   conns_.clear();
   loop_.RunUntilIdle();
+  std::sort(result_.slowest.begin(), result_.slowest.end(),
+            [](const SlowResponse& a, const SlowResponse& b) { return a.at < b.at; });
   return std::move(result_);
 }
 
@@ -730,6 +750,10 @@ absl::Status ValidateOptions(const LoadOptions& options) {
   if (options.grpc && options.body_bytes > UINT32_MAX) {
     return absl::InvalidArgumentError("--body-bytes: a gRPC message is at most 4 GiB");
   }
+  if (options.slowest > kMaxSlowest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--slowest: at most ", kMaxSlowest, " responses are listed"));
+  }
   if (options.max_queued == 0) {
     return absl::InvalidArgumentError("--max-queued: must be at least 1");
   }
@@ -811,6 +835,17 @@ std::string ResultJson(const LoadOptions& options, const LoadResult& result) {
   bool first = true;
   for (const auto& [value, count] : result.latency.NonEmptyBuckets()) {
     absl::StrAppend(&out, first ? "" : ",", "[", value, ",", count, "]");
+    first = false;
+  }
+  out += "],\"slowest\":[";
+  first = true;
+  for (const SlowResponse& slow : result.slowest) {
+    absl::StrAppend(
+        &out, first ? "" : ",", "{\"at_ms\":",
+        absl::StrFormat("%.3f", std::chrono::duration<double, std::milli>(slow.at).count()),
+        ",\"latency_us\":",
+        absl::StrFormat("%.1f", std::chrono::duration<double, std::micro>(slow.latency).count()),
+        "}");
     first = false;
   }
   out += "]}";

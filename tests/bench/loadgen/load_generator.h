@@ -52,6 +52,8 @@ struct TlsOptions {
   std::string server_name;
 };
 
+inline constexpr size_t kMaxSlowest = 100'000;
+
 struct LoadOptions {
   net::Address address;
   // :authority / Host; empty: the address as host:port.
@@ -91,6 +93,10 @@ struct LoadOptions {
   size_t max_queued = 1'000'000;
   // Seeds the Poisson arrivals.
   uint64_t seed = 1;
+  // The slowest responses of the measured window to list with their intended send times, so a
+  // latency tail can be placed in time (0: none; at most kMaxSlowest). Kept in a heap made
+  // before the run.
+  size_t slowest = 0;
 };
 
 // Why a request sent got no response.
@@ -102,6 +108,12 @@ enum class RequestError {
 inline constexpr size_t kRequestErrorKinds = 3;
 // "reset", "timeout", "protocol".
 const char* RequestErrorName(RequestError error);
+
+// One of LoadResult::slowest.
+struct SlowResponse {
+  Duration at{0};       // intended send time, from the start of the measured window
+  Duration latency{0};  // intended send time → the end of the response
+};
 
 struct LoadResult {
   // Counts of requests whose intended send time fell in the measured window.
@@ -123,6 +135,8 @@ struct LoadResult {
   Duration measured{0};       // the measured window (the duration)
   LatencyHistogram latency;   // ns, intended send time → end of response
   LatencyHistogram send_lag;  // ns, intended send time → written to a connection
+  // The LoadOptions::slowest slowest responses of the window, in order of intended send time.
+  std::vector<SlowResponse> slowest;
 
   // Responses per second of the measured window.
   double AchievedRate() const;

@@ -140,6 +140,7 @@ TEST_P(LoadGeneratorTest, OpenLoopChargesAServerStallToEveryRequestScheduledDuri
   options.warmup = milliseconds(500);
   options.duration = milliseconds(2000);
   options.late_threshold = milliseconds(2);
+  options.slowest = 10;
   event::Loop loop;
   const LoadResult result = ValueOrDie(RunLoad(loop, options));
   SCOPED_TRACE(ResultJson(options, result).substr(0, 1500));
@@ -170,6 +171,22 @@ TEST_P(LoadGeneratorTest, OpenLoopChargesAServerStallToEveryRequestScheduledDuri
   // time (R × S = 100, less the 16 in flight); most of the others could.
   EXPECT_GE(result.late, 70u);
   EXPECT_LE(result.late, result.scheduled * 3 / 4);
+
+  // The slowest responses place the stall in time: all were scheduled while it lasted, 500 ms
+  // into the window (the server's first request came at the start of the 500 ms warm-up), and
+  // they are listed in order of intended send time.
+  ASSERT_EQ(result.slowest.size(), 10u);
+  for (size_t i = 0; i < result.slowest.size(); ++i) {
+    const SlowResponse& slow = result.slowest[i];
+    EXPECT_GE(slow.at, milliseconds(450)) << i;
+    EXPECT_LE(slow.at, milliseconds(1050)) << i;
+    EXPECT_GE(slow.latency, kStall / 2) << i;
+    if (i > 0) {
+      EXPECT_GE(slow.at, result.slowest[i - 1].at) << i;
+    }
+  }
+  const std::string json = ResultJson(options, result);
+  EXPECT_NE(json.find("\"slowest\":[{\"at_ms\":"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -335,6 +352,9 @@ TEST(LoadOptionsTest, BadOptionsNameTheFlag) {
   bad = options;
   bad.address = ValueOrDie(net::Address::Parse("127.0.0.1:0"));
   EXPECT_NE(ValidateOptions(bad).message().find("--address"), std::string::npos);
+  bad = options;
+  bad.slowest = kMaxSlowest + 1;
+  EXPECT_NE(ValidateOptions(bad).message().find("--slowest"), std::string::npos);
 }
 
 }  // namespace

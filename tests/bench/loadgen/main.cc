@@ -107,6 +107,10 @@ struct CommandLine {
                           "SNI, and the name the server certificate must carry (default: the "
                           "address's IP)"),
         flags::IntFlag<uint64_t>("--seed", "N", &load.seed, "seeds the Poisson arrivals", 0),
+        flags::IntFlag<size_t>("--slowest", "N", &load.slowest,
+                               "lists the N slowest responses with their intended send times "
+                               "in the JSON (default 0)",
+                               0),
         flags::IntFlag<int>("--cpu", "N", &cpu, "pins the generator's thread to CPU N", 0),
         flags::StringFlag("--output", "FILE", &output,
                           "writes the JSON result there instead of stdout"),
