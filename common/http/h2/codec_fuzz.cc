@@ -12,6 +12,9 @@
 //                  lists) to reach flow-control and limit paths with short inputs
 //   mode bits 3-4  client: how many requests to start before the first byte arrives (1-4)
 //   mode bits 5-6  how the connection ends: OnEndOfStream, OnConnectionClosed, or neither
+//   mode bit 7     server: abuse limits a few frames away (2 premature resets, 3 PING/SETTINGS,
+//                  2 PRIORITY per stream) with drain_on_flood, so floods, their drain and the
+//                  cut-off during it are reached
 // Invariants (on top of no crash, leak or sanitizer report): the stream checks of
 // common/http/codec_fuzz_user.h, and once the codec is destroyed every stream has either
 // completed or been reset.
@@ -94,6 +97,14 @@ void FuzzOne(const uint8_t* data, size_t size) {
     options.max_header_list_size = 1024;
     options.stream_buffer_limit = 64;
     options.assumed_peer_max_concurrent_streams = 2;
+  }
+  if (mode & 0x80) {
+    // Abuse limits within reach of short inputs, and the drain after them (the sidecar's).
+    options.drain_on_flood = true;
+    options.stream_reset_burst = 2;
+    options.stream_resets_per_second = 0;
+    options.control_frame_burst = 3;
+    options.max_inbound_priority_frames_per_stream = 2;
   }
   fuzzing::CodecFuzzUser user(fuzzing::ClientCompletion::kBothEnded,
                               data[1] * 2654435761u + static_cast<uint32_t>(size));
