@@ -17,8 +17,9 @@ taking the sidecar's replies early, and sends without ever reading:
   Http2FloodDrainTest  a rapid reset on a connection with a slow request in flight: GOAWAY
                    names the last stream accepted, later streams are refused, the slow request
                    gets its whole response, then the connection closes; a client that goes on
-                   is cut off at once, and the drain is bounded by http.flood_drain_timeout;
-                   each counted (flood, how it ended, resets, refused streams, GOAWAY).
+                   is cut off at once, the drain is bounded by http.flood_drain_timeout, and a
+                   client may leave during it; each counted (flood, how it ended, resets,
+                   refused streams, GOAWAY).
   Http1FloodTest   pipelined requests for a direct response: the sidecar stops reading once its
                    replies pass the write buffer's high watermark, so RSS stays bounded; it
                    serves the rest once the client reads.
@@ -436,6 +437,17 @@ class Http2FloodDrainTest(base.SidecarTestCase):
             "meshlet_http_downstream_cx_flood_end_total") == 1, 5))
         self.assertEqual(stat_with(self.sidecar, "meshlet_http_downstream_cx_flood_end_total",
                                    'outcome="drain_timeout"'), 1)
+
+    def test_a_client_that_leaves_during_the_drain(self):
+        sock = self.slow_request(self.port, b"/slow/3")
+        sock.sendall(self.opened_and_reset(3, 11))
+        sock.settimeout(5)
+        self.assertEqual(goaway_fields(self.read_goaway_frame(sock)), (23, self.ENHANCE_YOUR_CALM))
+        sock.close()
+        self.assertTrue(wait_for(lambda: self.sidecar.stat(
+            "meshlet_http_downstream_cx_flood_end_total") == 1, 5))
+        self.assertEqual(stat_with(self.sidecar, "meshlet_http_downstream_cx_flood_end_total",
+                                   'outcome="peer_closed"'), 1)
 
     @staticmethod
     def read_goaway_frame(sock):
