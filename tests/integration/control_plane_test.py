@@ -473,7 +473,7 @@ COMMAND_FLAGS = {
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
                "--identity", "--trace-collector", "--podman", "--revision", "--tag",
                "-o, --output"],
-    "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--check-proxies",
+    "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--check-proxies", "--force",
                 "--rollout-timeout", "--control-plane-namespace", "--kubeconfig", "--context",
                 "--kubernetes-api", "--kubernetes-ca-file", "--kubernetes-token-file",
                 "--kubernetes-exec-timeout"],
