@@ -490,6 +490,21 @@ Http2Options DrainingResets(uint32_t burst) {
   return options;
 }
 
+// What a client sends raw: the preface and SETTINGS, a request on stream 1 (left in flight), then
+// streams 3 to 9 each opened and reset at once. With DrainingResets(3) the fourth reset passes
+// the burst: the connection drains, its GOAWAY naming stream 9.
+void AppendRequestThenFourRapidResets(net::Buffer& in) {
+  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              kGetBlock);
+  for (uint32_t id = 3; id <= 9; id += 2) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+  }
+}
+
 // A long request is in flight when the client opens and resets streams beyond the burst (in one
 // read with two new requests): GOAWAY(ENHANCE_YOUR_CALM) names the last stream accepted, the new
 // requests never reach the user and the client learns they were refused, the request in flight
@@ -630,15 +645,7 @@ TEST(Http2FloodDrainTest, NewStreamsAfterTheGoAwayBeyondTheStreamLimitEndTheConn
   options.max_concurrent_streams = 4;
   CodecPair p({}, options);
   net::Buffer in;
-  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
-  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
-  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
-              kGetBlock);
-  for (uint32_t id = 3; id <= 9; id += 2) {
-    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
-    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
-  }
+  AppendRequestThenFourRapidResets(in);
   ASSERT_TRUE(p.server->Dispatch(in).ok());
   ASSERT_TRUE(p.server->flood_draining());
   EXPECT_EQ(LastGoAwayStream(p.server_io.out), 9);
@@ -663,15 +670,7 @@ TEST(Http2FloodDrainTest, NewStreamsAfterTheGoAwayBeyondTheStreamLimitEndTheConn
 TEST(Http2FloodDrainTest, CancellingTheRefusedStreamsLaterIsNoFlood) {
   CodecPair p({}, DrainingResets(3));
   net::Buffer in;
-  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
-  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
-  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
-              kGetBlock);
-  for (uint32_t id = 3; id <= 9; id += 2) {
-    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
-    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
-  }
+  AppendRequestThenFourRapidResets(in);
   // Sent before the client could read the GOAWAY: refused.
   AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 11, kGetBlock);
   AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 13, kGetBlock);
@@ -737,15 +736,7 @@ TEST(Http2FloodDrainTest, TheLimitThatEndsTheDrainIsTheOneReported) {
   options.max_outbound_control_frames = 20;
   CodecPair p({}, options);
   net::Buffer in;
-  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
-  AppendFrame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, "");
-  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
-              kGetBlock);
-  for (uint32_t id = 3; id <= 9; id += 2) {
-    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
-    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
-  }
+  AppendRequestThenFourRapidResets(in);
   ASSERT_TRUE(p.server->Dispatch(in).ok());
   ASSERT_TRUE(p.server->flood_draining());
   EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
