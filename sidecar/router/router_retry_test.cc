@@ -174,7 +174,10 @@ TEST_F(RouterRetryTest, RouteTimeoutIncludesRetriesAndBackoff) {
   action.timeout = milliseconds(200);
   // Two 70 ms tries end by ~142 ms; the third then has less than 70 ms left, so it gets no
   // per-try timer of its own and the route timeout ends it (UT). With a per-try timeout that
-  // divides the route timeout evenly, which timer fires first would be a race.
+  // divides the route timeout evenly, which timer fires first would be a race. On a loaded
+  // machine a per-try timer may fire late, so that the second try already has less than 70 ms
+  // left and is the one the route timeout ends: two or three tries, never more, and the route
+  // timeout always ends the last one.
   action.retry_policy.per_try_timeout = milliseconds(70);
   Configure({up.address()}, action);
   const MonotonicTime start = RealClock::Get().Now();
@@ -184,8 +187,11 @@ TEST_F(RouterRetryTest, RouteTimeoutIncludesRetriesAndBackoff) {
   EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kUpstreamRequestTimeout));
   EXPECT_GE(elapsed, milliseconds(195));
   EXPECT_LT(elapsed, milliseconds(1000));
-  EXPECT_EQ(up.requests().size(), 3u);
+  EXPECT_GE(up.requests().size(), 2u);
+  EXPECT_LE(up.requests().size(), 3u);
   EXPECT_EQ(Count("meshlet_upstream_rq_timeout_total"), 1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_total", {{"reason", "per_try_timeout"}}),
+            up.requests().size() - 1);
 }
 
 TEST_F(RouterRetryTest, SpentBudgetMeansNoRetry) {

@@ -29,8 +29,13 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
 
     // The link `meshctl dashboard` prints: the token travels in the fragment.
     await page.goto(`${url}/dashboard/#token=${encodeURIComponent(token)}`);
+    // The traffic was sent once before the browser started, which on a loaded machine can take
+    // longer than the default 1m window: the 10m window keeps it in the graph (choosing it
+    // redraws the graph), and the wait is for the node, however long the page takes to load.
+    await page.waitForSelector('#window');
+    await page.selectOption('#window', '10m');
     // Service graph: the three services and golden metrics on the measured edges.
-    await page.waitForSelector('#graph .node[data-service="db"]');
+    await page.waitForSelector('#graph .node[data-service="db"]', {timeout: 90000});
     for (const s of ['frontend', 'backend', 'db', 'app']) {
       assert.ok(await page.$(`#graph .node[data-service="${s}"]`), `graph node ${s}`);
     }

@@ -171,7 +171,7 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
         r = subprocess.run(["node", SCRIPT, f"https://127.0.0.1:{self.api_port}",
                             link[len(prefix):], traces[0]["traceId"], shots,
                             self.api_certificate_spki(), TIMEOUT_TRACE_ID, SHED_TRACE_ID],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=240)
         print(r.stdout, r.stderr)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("PASS dashboard", r.stdout)
