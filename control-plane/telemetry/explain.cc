@@ -105,6 +105,23 @@ std::string ShedText(const SpanRecord& span) {
   return reason;
 }
 
+// The upstream host a span names, "ip:port": meshlet.upstream.address; from a sidecar before it,
+// server.address, which then held the same (now the request's authority, without a port).
+std::string UpstreamAddress(const SpanRecord& span) {
+  std::string address = Attribute(span, "meshlet.upstream.address");
+  if (address.empty()) address = Attribute(span, "meshlet.upstream");
+  if (address.empty() && Attribute(span, "server.port").empty()) {
+    address = Attribute(span, "server.address");
+  }
+  return address;
+}
+
+// An upstream attempt's span (a CLIENT span with its attempt number), rather than a request's:
+// an outbound sidecar's span of a request it did not retry is a CLIENT span too, and a hop.
+bool IsAttemptSpan(const SpanRecord& span) {
+  return span.kind == SpanKind::kClient && !Attribute(span, "meshlet.retry_attempt").empty();
+}
+
 ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>& attempt_spans) {
   ExplainHop hop;
   hop.span_id = span.span_id;
@@ -136,8 +153,7 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   hop.policy_authz = Attribute(span, "meshlet.policy.authz");
   hop.peer = Attribute(span, "meshlet.peer.identity");
   if (hop.peer.empty()) hop.peer = Attribute(span, "meshlet.peer");
-  hop.upstream = Attribute(span, "meshlet.upstream");
-  if (hop.upstream.empty()) hop.upstream = Attribute(span, "server.address");
+  hop.upstream = UpstreamAddress(span);
   hop.request_id = Attribute(span, kRequestIdAttribute);
   hop.response_flags = Attribute(span, "meshlet.response_flags");
   hop.error_reason = Attribute(span, "meshlet.error.reason");
@@ -158,7 +174,7 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
     // Without a decision record, the attempts' client spans (retried requests export one each).
     for (const SpanRecord* a : attempt_spans) {
       ExplainAttempt attempt;
-      attempt.endpoint = Attribute(*a, "server.address");
+      attempt.endpoint = UpstreamAddress(*a);
       attempt.outcome = Attribute(*a, "http.response.status_code");
       if (attempt.outcome.empty()) attempt.outcome = a->status_message;
       attempt.duration_ms = a->duration_nanos() / 1000000;
@@ -342,11 +358,10 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
   out.trace_id = trace_id;
   std::map<std::string, const SpanRecord*> by_id;
   for (const SpanRecord& span : spans) by_id[span.span_id] = &span;
-  // A hop is a sidecar's span that is not a client span (a server span; kind unspecified from a
-  // sender that did not say); its attempts are its child client spans of the same service.
-  auto is_hop = [](const SpanRecord& span) {
-    return span.kind != SpanKind::kClient && IsSidecarSpan(span);
-  };
+  // A hop is a sidecar's span of a request: a server span, an outbound sidecar's client span of
+  // the call (docs/tracing.md), kind unspecified from a sender that did not say; its attempts are
+  // its child attempt spans of the same service.
+  auto is_hop = [](const SpanRecord& span) { return !IsAttemptSpan(span) && IsSidecarSpan(span); };
   // The client span ids of each hop's attempts, from its decision record: an unsampled request's
   // attempts export no client spans, so a next hop's span names a parent that is not there, and
   // is linked to the hop that made the attempt instead.
@@ -388,9 +403,8 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     }
     if (is_hop(span)) {
       (parent == nullptr ? roots : children[parent->span_id]).push_back(&span);
-    } else if (span.kind == SpanKind::kClient && parent != nullptr &&
-               span.parent_span_id == parent->span_id && span.service == parent->service &&
-               !Attribute(span, "meshlet.retry_attempt").empty()) {
+    } else if (IsAttemptSpan(span) && parent != nullptr && span.parent_span_id == parent->span_id &&
+               span.service == parent->service) {
       attempts[parent->span_id].push_back(&span);
     }
   }

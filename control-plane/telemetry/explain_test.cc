@@ -232,6 +232,41 @@ TEST(ExplainTest, AnApplicationErrorPassesThrough) {
   EXPECT_TRUE(e->hops[1].failed_first);
 }
 
+// An outbound sidecar's span of a request it did not retry is a CLIENT span (the call to the next
+// hop, its attempt folded into it): a hop, not an attempt, with the next hop's SERVER span under
+// it. Its upstream is meshlet.upstream.address (server.address is the request's authority); a
+// span from an earlier sidecar names it in server.address, without a server.port.
+TEST(ExplainTest, AnOutboundClientSpanIsAHop) {
+  std::vector<SpanRecord> spans = {
+      Span(1, 0, "frontend.default", SpanKind::kClient, 0, 20,
+           {{"http.response.status_code", "503"},
+            {"meshlet.listener.direction", "outbound"},
+            {"meshlet.cluster", "outbound|80||backend.default"},
+            {"server.address", "backend"},
+            {"server.port", "80"},
+            {"peer.service", "backend.default"},
+            {"meshlet.upstream.address", "10.0.0.7:15006"}}),
+      Span(2, 1, "backend.default", SpanKind::kServer, 2, 10,
+           {{"http.response.status_code", "503"},
+            {"meshlet.listener.direction", "inbound"},
+            {"meshlet.cluster", "inbound|80"},
+            {"server.address", "10.0.0.9:8080"}}),
+  };
+  absl::StatusOr<Explanation> e = Explain(kTrace, spans);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 2u);
+  EXPECT_EQ(e->hops[0].service, "frontend.default");
+  EXPECT_EQ(e->hops[0].direction, "outbound");
+  EXPECT_EQ(e->hops[0].upstream, "10.0.0.7:15006");
+  EXPECT_EQ(e->hops[0].depth, 0);
+  EXPECT_EQ(e->hops[1].service, "backend.default");
+  EXPECT_EQ(e->hops[1].depth, 1);
+  EXPECT_EQ(e->hops[1].upstream, "10.0.0.9:8080");  // an earlier sidecar's
+  EXPECT_EQ(e->verdict,
+            "503 from the application behind backend.default's inbound sidecar: no proxy made it "
+            "(an upstream response passed through)");
+}
+
 // The timeout's own policy object (meshlet.policy.timeout) is named rather than the cluster's
 // TrafficPolicy when the sidecar says where its timeouts came from: here the HTTPRoute rule set
 // 300 ms while a TrafficPolicy (with retries) applies to the cluster. Without it (the sidecar's

@@ -553,11 +553,13 @@ void ActiveStream::DescribeServerSpan(const http::HeaderMap& headers) {
   info_.server_span = server_span_.get();
   tracing::Span& span = *server_span_;
   // One pass for both (a Get each would walk the headers twice).
-  absl::string_view method, path;
+  absl::string_view method, path, authority;
   headers.ForEachPseudo([&](const http::HeaderView header) {
     if (header.name == ":method" && method.data() == nullptr) method = header.value;
     if (header.name == ":path" && path.data() == nullptr) path = header.value;
+    if (header.name == ":authority" && authority.data() == nullptr) authority = header.value;
   });
+  if (authority.data() == nullptr) authority = headers.Get("host").value_or("");
   // Bounded, without the query (memchr: absl's find is an out-of-line call before it).
   path = path.substr(0, tracing::Span::kMaxPathBytes);
   if (const void* query = path.empty() ? nullptr : std::memchr(path.data(), '?', path.size())) {
@@ -565,6 +567,7 @@ void ActiveStream::DescribeServerSpan(const http::HeaderMap& headers) {
   }
   tracing::SetText(span.method, method);
   tracing::SetText(span.path, path);
+  tracing::SetServerAuthority(span, authority);
   span.protocol = http::ProtocolName(info_.protocol);
   span.peer_identity = hcm_.options_.peer_identity;
   span.direction = hcm_.inbound_ ? "inbound" : "outbound";
@@ -593,10 +596,18 @@ inline void ActiveStream::Finish() {
     info_.server_span = nullptr;
     server_span_->end_ns = hcm_.context_.tracer->WallNanosAt(now);
     stream::FillServerSpan(info_, *server_span_);
+    // The attempts' own spans went out (a sampled request's, unless its only one is held).
+    const bool attempts_exported =
+        info_.trace.sampled && info_.trace.attempts > 0 && info_.held_attempt_span == nullptr;
     if (info_.held_attempt_span != nullptr) {
       // One attempt: this span describes it and takes its id, the upstream's parent.
       tracing::FoldSingleAttempt(*server_span_, *info_.held_attempt_span);
       hcm_.context_.tracer->Discard(info_.held_attempt_span);
+    }
+    server_span_->kind = tracing::RequestSpanKind(!hcm_.inbound_, attempts_exported);
+    if (server_span_->kind == tracing::SpanKind::kClient) {
+      server_span_->peer_service =
+          tracing::PeerService(info_.cluster_name, hcm_.context_.tracer->service_name());
     }
     hcm_.context_.tracer->End(server_span_);
   }

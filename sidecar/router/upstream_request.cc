@@ -259,9 +259,15 @@ inline void UpstreamRequest::FillClientSpanText(tracing::Span& span,
                                     : router_.request_headers_->Get(":method").value_or(""));
   span.route = info.route_name;
   span.cluster = info.cluster_name;
+  span.peer_service =
+      tracing::PeerService(info.cluster_name, router_.context_.tracer->service_name());
   tracing::SetText(span.endpoint, endpoint);
-  // The attempt passes on the tracestate its server span received.
-  if (server != nullptr) tracing::SetText(span.trace_state, server->trace_state);
+  // The attempt passes on the tracestate its server span received, to the same authority.
+  if (server != nullptr) {
+    tracing::SetText(span.trace_state, server->trace_state);
+    tracing::SetText(span.server_host, server->server_host);
+    span.server_port = server->server_port;
+  }
 }
 
 }  // namespace meshlet::sidecar::router

@@ -1,8 +1,11 @@
 #pragma once
 
-// Span: one recorded operation of one request at this hop — a server span per downstream
+// Span: one recorded operation of one request at this hop — a request span per downstream
 // request (the connection manager's stream) and a client span per upstream attempt (the
-// router's UpstreamRequest; each retry attempt is its own client span). Only sampled requests get
+// router's UpstreamRequest; each retry attempt is its own client span). The request span is
+// SERVER, except on an outbound listener when it is the request's only span there (its single
+// attempt folded into it, or no attempt): then it is the caller's side of the call to the next
+// hop, CLIENT (RequestSpanKind). Only sampled requests get
 // a Span: its owner holds it by pointer (SpanPtr), taken from the worker's Tracer pool, filled in
 // place as the request runs and encoded by the worker's exporter when it ends, after which the
 // tracer reuses it. Unsampled requests carry only a RequestTrace (ids and the decision), which
@@ -54,7 +57,8 @@ struct Span {
   // of docs/tracing.md); empty when the caller sent none. OTLP Span.trace_state.
   std::string trace_state;
   SpanKind kind = SpanKind::kServer;
-  std::string name;  // empty: "METHOD path" (server) or "METHOD cluster" (client), at export
+  // empty: "METHOD path" (the request's span) or "METHOD cluster" (an attempt's), at export
+  std::string name;
   // Wall-clock time in Unix nanoseconds, as exported (Tracer::WallNanos); end 0: not stamped yet.
   int64_t start_ns = 0;
   int64_t end_ns = 0;
@@ -75,8 +79,16 @@ struct Span {
   absl::string_view direction;      // meshlet.listener.direction: "inbound", "outbound" (literals)
   absl::string_view route;          // meshlet.route
   absl::string_view cluster;        // meshlet.cluster
-  std::string endpoint;             // server.address (the upstream host, "ip:port")
-  std::string response_flags;       // meshlet.response_flags ("UF,URX")
+  std::string endpoint;             // meshlet.upstream.address (the upstream host, "ip:port")
+  // server.address and server.port: the request's authority (`:authority`, else `Host`), its
+  // host without brackets and its port (0: none given), as OpenTelemetry's HTTP conventions
+  // name the server a request is for, on both sides of a call.
+  std::string server_host;
+  uint16_t server_port = 0;
+  // peer.service (CLIENT spans): the service called, as its callee's sidecar names itself in
+  // `service.name` (PeerService); a view of configuration text or the tracer's service name.
+  absl::string_view peer_service;
+  std::string response_flags;  // meshlet.response_flags ("UF,URX")
   // meshlet.error.reason: why the proxy answered itself (a local reply's message), as the
   // x-meshlet-error field says; a literal or text of the connection, like the views above.
   absl::string_view error_reason;
@@ -85,8 +97,9 @@ struct Span {
   uint64_t bytes_in = 0;           // meshlet.bytes_received
   uint64_t bytes_out = 0;          // meshlet.bytes_sent
   int64_t upstream_ready_us = -1;  // meshlet.upstream.ready_us: pool wait incl. connect + TLS
-  uint32_t retry_attempt = 0;      // meshlet.retry_attempt (client spans: 1 = first try)
-  std::string request_id;          // meshlet.request_id (x-request-id)
+  // meshlet.retry_attempt: 1 = first try; set on an attempt's span only (IsAttempt).
+  uint32_t retry_attempt = 0;
+  std::string request_id;  // meshlet.request_id (x-request-id)
 
   // The decision record (server spans; docs/tracing.md "Decision records"): views of
   // configuration text like `route` above, or literals.
@@ -119,6 +132,9 @@ struct Span {
   // Reset() keeps string buffers up to this size: a rare long value is not kept in the pool.
   static constexpr size_t kKeptCapacity = 512;
 
+  // An upstream attempt's span (the router's), rather than the request's.
+  bool IsAttempt() const { return retry_attempt != 0; }
+
   // Back to a new span's state, for reuse, keeping the strings' buffers (see kKeptCapacity).
   void Reset() {
     Clear(name);
@@ -126,6 +142,9 @@ struct Span {
     Clear(method);
     Clear(path);
     Clear(endpoint);
+    Clear(server_host);
+    server_port = 0;
+    peer_service = {};
     Clear(response_flags);
     Clear(request_id);
     Clear(trace_state);
@@ -213,7 +232,10 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (!span.direction.empty()) string_attr("meshlet.listener.direction", span.direction);
   if (!span.route.empty()) string_attr("meshlet.route", span.route);
   if (!span.cluster.empty()) string_attr("meshlet.cluster", span.cluster);
-  if (!span.endpoint.empty()) string_attr("server.address", span.endpoint);
+  if (!span.server_host.empty()) string_attr("server.address", span.server_host);
+  if (span.server_port != 0) int_attr("server.port", span.server_port);
+  if (!span.peer_service.empty()) string_attr("peer.service", span.peer_service);
+  if (!span.endpoint.empty()) string_attr("meshlet.upstream.address", span.endpoint);
   if (!span.response_flags.empty()) string_attr("meshlet.response_flags", span.response_flags);
   if (!span.error_reason.empty()) string_attr("meshlet.error.reason", span.error_reason);
   if (span.bytes_in != 0) int_attr("meshlet.bytes_received", static_cast<int64_t>(span.bytes_in));

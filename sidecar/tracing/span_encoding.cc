@@ -191,7 +191,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutIntAttribute(char* p, uint32_t fiel
 }
 
 // The span's name without composing it: `name` when set, else the pieces of "METHOD path"
-// (server) or "METHOD cluster" (client).
+// (a request's span, of either kind) or "METHOD cluster" (an attempt's).
 struct NameParts {
   absl::string_view whole;  // `name` when set; else method, ' ', target
   absl::string_view method;
@@ -200,7 +200,7 @@ struct NameParts {
 };
 NameParts NameOf(const Span& span) {
   if (!span.name.empty()) return {span.name, {}, {}};
-  return {{}, span.method, span.kind == SpanKind::kServer ? span.path : span.cluster};
+  return {{}, span.method, span.IsAttempt() ? span.cluster : span.path};
 }
 
 // Span { bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4;
@@ -364,7 +364,14 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
                   R"(","timestamp":)", start_us, R"(,"duration":)", duration_us,
                   R"(,"localEndpoint":{"serviceName":)");
   AppendJsonString(out, service_name);
-  out->append(R"(},"tags":{)");
+  out->push_back('}');
+  // The service called, as Zipkin's dependency linker and servicegraph tools read a CLIENT span.
+  if (!span.peer_service.empty()) {
+    out->append(R"(,"remoteEndpoint":{"serviceName":)");
+    AppendJsonString(out, span.peer_service);
+    out->push_back('}');
+  }
+  out->append(R"(,"tags":{)");
   bool first_tag = true;
   auto tag = [&](absl::string_view key, absl::string_view value) {
     if (!first_tag) out->push_back(',');
@@ -386,18 +393,18 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
 // head at its widest (tag and a 10-byte varint), every attribute key at its longest.
 size_t MaxSpanSize(const Span& span) {
   constexpr size_t kHead = 11;
-  constexpr size_t kAttributes = 34;                  // ForEachAttribute's
+  constexpr size_t kAttributes = 37;                  // ForEachAttribute's
   constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
   return 5 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + kFixed32Field16Size + span.trace_state.size() +
          NameOf(span).size() + 3 * kHead + span.status_message.size() + kAttributes * kAttribute +
          span.method.size() + span.path.size() + span.protocol.size() + span.peer_identity.size() +
          span.direction.size() + span.shed_reason.size() + span.route.size() + span.cluster.size() +
-         span.endpoint.size() + span.response_flags.size() + span.request_id.size() +
-         span.error_reason.size() + span.policy_route.size() + span.subset.size() +
-         span.policy_traffic.size() + span.authz.size() + span.policy_authz.size() +
-         span.attempts.size() + span.timeout_origin.size() + span.policy_timeout.size() +
-         span.policy_per_try.size() + span.policy_destination.size() +
-         span.policy_rate_limit.size();
+         span.endpoint.size() + span.server_host.size() + span.peer_service.size() +
+         span.response_flags.size() + span.request_id.size() + span.error_reason.size() +
+         span.policy_route.size() + span.subset.size() + span.policy_traffic.size() +
+         span.authz.size() + span.policy_authz.size() + span.attempts.size() +
+         span.timeout_origin.size() + span.policy_timeout.size() + span.policy_per_try.size() +
+         span.policy_destination.size() + span.policy_rate_limit.size();
 }
 
 // One span as a ScopeSpans.spans field (tag, length, Span), written in one pass: the Span goes

@@ -63,6 +63,53 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
             std::string::npos);
 }
 
+// An outbound sidecar's span of a call (CLIENT, the request's own span, not an attempt's): named
+// by its path, with the peer attributes service-graph tools pair CLIENT and SERVER spans by, and
+// Zipkin's remoteEndpoint naming the service called; a SERVER span has no remoteEndpoint.
+TEST(SpanEncodingTest, ClientSpanOfACallNamesItsPeer) {
+  Span span;
+  span.trace_id = TraceId{1, 2};
+  span.span_id = 3;
+  span.kind = SpanKind::kClient;
+  span.method = "GET";
+  span.path = "/products";
+  span.cluster = "outbound|8080||products.default";
+  span.peer_service = "products.default";
+  span.server_host = "products";
+  span.server_port = 8080;
+  span.endpoint = "10.0.0.7:8080";
+  span.start_ns = 1000;
+  span.end_ns = 5000;
+  std::string out;
+  EncodeOtlpJson({&span}, "client.default", &out);
+  EXPECT_NE(out.find(R"("name":"GET /products")"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("kind":3)"), std::string::npos);
+  EXPECT_NE(out.find(R"({"key":"server.address","value":{"stringValue":"products"}})"),
+            std::string::npos);
+  EXPECT_NE(out.find(R"({"key":"server.port","value":{"intValue":"8080"}})"), std::string::npos);
+  EXPECT_NE(out.find(R"({"key":"peer.service","value":{"stringValue":"products.default"}})"),
+            std::string::npos);
+  EXPECT_NE(
+      out.find(R"({"key":"meshlet.upstream.address","value":{"stringValue":"10.0.0.7:8080"}})"),
+      std::string::npos);
+
+  out.clear();
+  EncodeZipkinJson({&span}, "client.default", &out);
+  EXPECT_NE(out.find(R"("name":"GET /products","kind":"CLIENT")"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("localEndpoint":{"serviceName":"client.default"},)"
+                     R"("remoteEndpoint":{"serviceName":"products.default"},"tags":{)"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find(R"("peer.service":"products.default")"), std::string::npos);
+
+  span.kind = SpanKind::kServer;
+  span.peer_service = {};
+  out.clear();
+  EncodeZipkinJson({&span}, "products.default", &out);
+  EXPECT_NE(out.find(R"("kind":"SERVER")"), std::string::npos) << out;
+  EXPECT_EQ(out.find("remoteEndpoint"), std::string::npos) << out;
+}
+
 // A protobuf wire-format reader, enough to take an OTLP export apart again.
 struct ProtoField {
   uint32_t number = 0;
@@ -142,7 +189,14 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     span.trace_id = TraceId{0x0102030405060708ULL, 0x1112131415161718ULL + i};
     span.span_id = 0xa1a2a3a4a5a6a7a8ULL + i;
     span.parent_span_id = i % 2 == 0 ? 0 : 0x55;
+    // Request spans of both kinds, and attempts' (CLIENT).
     span.kind = i % 2 == 0 ? SpanKind::kServer : SpanKind::kClient;
+    if (i % 4 == 1) span.retry_attempt = 1;
+    if (i % 4 == 3) {
+      span.peer_service = "backend.default";
+      span.server_host = std::string(i * 3, 'h');
+      span.server_port = static_cast<uint16_t>(i * 1000);
+    }
     span.start_ns = 1'700'000'000'000'000'000 + i;
     span.end_ns = span.start_ns + 1234;
     span.method = "GET";
@@ -239,8 +293,7 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     const std::string name =
         !span.name.empty()
             ? span.name
-            : absl::StrCat(span.method, " ",
-                           span.kind == SpanKind::kServer ? span.path : span.cluster);
+            : absl::StrCat(span.method, " ", span.IsAttempt() ? span.cluster : span.path);
     EXPECT_EQ(FieldsNumbered(message, 5).at(0).bytes, name);
     EXPECT_EQ(FieldsNumbered(message, 6).at(0).varint, span.kind == SpanKind::kServer ? 2u : 3u);
     EXPECT_EQ(FieldsNumbered(message, 7).at(0).varint, static_cast<uint64_t>(span.start_ns));
@@ -327,6 +380,9 @@ TEST(SpanTest, ResetSpanIsANewSpan) {
   used.route = "r";
   used.cluster = "c";
   used.endpoint = "10.0.0.1:80";
+  used.server_host = "backend";
+  used.server_port = 8080;
+  used.peer_service = "backend.default";
   used.response_flags = "UF";
   used.bytes_in = 5;
   used.bytes_out = 6;

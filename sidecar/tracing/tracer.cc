@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "common/base/logging.h"
 #include "common/http/header_map.h"
 #include "common/stats/or_discard.h"
@@ -41,9 +43,9 @@ TracerStats TracerStats::Create(StatsShard& shard) {
   stats.spans_dropped_full =
       CounterOrDiscard(shard, "meshlet_tracing_spans_dropped_total",
                        "Recorded spans that were never exported.", {{"reason", "queue_full"}});
-  stats.error_spans = CounterOrDiscard(
-      shard, "meshlet_tracing_error_spans_total",
-      "Server spans of unsampled requests the proxy failed, recorded for export.");
+  stats.error_spans =
+      CounterOrDiscard(shard, "meshlet_tracing_error_spans_total",
+                       "Server spans of unsampled requests the proxy failed, recorded for export.");
   stats.error_spans_limited =
       CounterOrDiscard(shard, "meshlet_tracing_spans_dropped_total",
                        "Recorded spans that were never exported.", {{"reason", "error_rate"}});
@@ -283,8 +285,8 @@ bool Tracer::TakeErrorSpanToken() {
   const MonotonicTime now = clock_.Now();
   if (error_span_refill_.has_value()) {
     const double elapsed = std::chrono::duration<double>(now - *error_span_refill_).count();
-    error_span_tokens_ = std::min(error_spans_per_second_,
-                                  error_span_tokens_ + elapsed * error_spans_per_second_);
+    error_span_tokens_ =
+        std::min(error_spans_per_second_, error_span_tokens_ + elapsed * error_spans_per_second_);
   }
   error_span_refill_ = now;
   if (error_span_tokens_ < 1) return false;
@@ -321,6 +323,37 @@ void Tracer::Discard(SpanPtr& span) {
     pool_.push_back(std::move(span));
   }
   span.reset();
+}
+
+absl::string_view PeerService(absl::string_view cluster, absl::string_view own_service) {
+  if (absl::ConsumePrefix(&cluster, "outbound|")) {
+    // PORT|SUBSET|SERVICE: the service follows the last '|'.
+    const size_t bar = cluster.rfind('|');
+    return bar == absl::string_view::npos ? absl::string_view() : cluster.substr(bar + 1);
+  }
+  if (cluster == "inbound" || absl::StartsWith(cluster, "inbound|")) return own_service;
+  return cluster;
+}
+
+void SetServerAuthority(Span& span, absl::string_view authority) {
+  absl::string_view host = authority;
+  absl::string_view port;
+  if (absl::StartsWith(host, "[")) {
+    const size_t close = host.find(']');
+    if (close != absl::string_view::npos) {
+      if (host.size() > close + 1 && host[close + 1] == ':') port = host.substr(close + 2);
+      host = host.substr(1, close - 1);
+    }
+  } else if (const size_t colon = host.rfind(':');
+             colon != absl::string_view::npos && host.find(':') == colon) {
+    port = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  SetText(span.server_host, host);
+  uint32_t number = 0;
+  span.server_port = absl::SimpleAtoi(port, &number) && number > 0 && number <= 65535
+                         ? static_cast<uint16_t>(number)
+                         : 0;
 }
 
 void FoldSingleAttempt(Span& server, const Span& attempt) {

@@ -59,6 +59,25 @@ bool DecideSampling(const ParentContext& parent, bool forced, double rate, uint6
 // parent the upstream saw) and its upstream timing.
 void FoldSingleAttempt(Span& server, const Span& attempt);
 
+// The kind of a request's span (not an attempt's, which is CLIENT): CLIENT on an outbound
+// listener when none of the request's attempts is exported as a span of its own (one attempt
+// folded into it, or none made), so that the call to the next hop is a CLIENT span whose id the
+// callee's SERVER span names as its parent, as Envoy marks an egress span; SERVER otherwise (an
+// inbound listener, or attempts exported as CLIENT spans under it).
+inline SpanKind RequestSpanKind(bool outbound, bool attempts_exported) {
+  return outbound && !attempts_exported ? SpanKind::kClient : SpanKind::kServer;
+}
+
+// peer.service of a CLIENT span sent through `cluster`: the service of an outbound cluster
+// ("outbound|9080|version=v2|reviews.default" → "reviews.default", the callee's service.name);
+// `own_service` for an inbound one ("inbound", "inbound|8080": the local application, this
+// service); any other name (a static configuration's) as it is. A view of its arguments.
+absl::string_view PeerService(absl::string_view cluster, absl::string_view own_service);
+
+// server.address and server.port of `span` from a request's authority ("host", "host:port",
+// "[v6]:port"): the host without brackets, the port when it is one (else 0).
+void SetServerAuthority(Span& span, absl::string_view authority);
+
 // Counters the workers record into (from the worker's own stats shard).
 struct TracerStats {
   Counter spans_started;       // meshlet_tracing_spans_started_total

@@ -602,5 +602,51 @@ TEST_F(TracerTest, FullQueueDropsAndCounts) {
   EXPECT_EQ(sink_.spans.size(), 4u);
 }
 
+// The peer attributes of a CLIENT span: the service an outbound cluster names (as its sidecar
+// names itself), this service for the local application, a static cluster's own name.
+TEST(SpanPeerTest, PeerServiceFromTheCluster) {
+  EXPECT_EQ(PeerService("outbound|9080||reviews.default", "me.default"), "reviews.default");
+  EXPECT_EQ(PeerService("outbound|9080|version=v2|reviews.default", "me.default"),
+            "reviews.default");
+  EXPECT_EQ(PeerService("outbound|9080||", "me.default"), "");
+  EXPECT_EQ(PeerService("inbound|8080", "me.default"), "me.default");
+  EXPECT_EQ(PeerService("inbound", "me.default"), "me.default");
+  EXPECT_EQ(PeerService("backend", "me.default"), "backend");
+  EXPECT_EQ(PeerService("", "me.default"), "");
+}
+
+TEST(SpanPeerTest, ServerAddressAndPortFromTheAuthority) {
+  struct Case {
+    const char* authority;
+    const char* host;
+    uint16_t port;
+  };
+  for (const Case& c : std::vector<Case>{{"products", "products", 0},
+                                         {"products.default:8080", "products.default", 8080},
+                                         {"10.0.0.7:80", "10.0.0.7", 80},
+                                         {"[fd00::5]:9080", "fd00::5", 9080},
+                                         {"[fd00::5]", "fd00::5", 0},
+                                         {"fd00::5", "fd00::5", 0},
+                                         {"a:99999", "a", 0},
+                                         {"a:x", "a", 0},
+                                         {"", "", 0}}) {
+    SCOPED_TRACE(c.authority);
+    Span span;
+    span.server_port = 1;
+    SetServerAuthority(span, c.authority);
+    EXPECT_EQ(span.server_host, c.host);
+    EXPECT_EQ(span.server_port, c.port);
+  }
+}
+
+// Outbound, the request's span is the call to the next hop (CLIENT) unless its attempts have
+// CLIENT spans of their own under it; inbound it is always SERVER.
+TEST(SpanPeerTest, RequestSpanKindByDirection) {
+  EXPECT_EQ(RequestSpanKind(/*outbound=*/true, /*attempts_exported=*/false), SpanKind::kClient);
+  EXPECT_EQ(RequestSpanKind(true, true), SpanKind::kServer);
+  EXPECT_EQ(RequestSpanKind(false, false), SpanKind::kServer);
+  EXPECT_EQ(RequestSpanKind(false, true), SpanKind::kServer);
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::tracing

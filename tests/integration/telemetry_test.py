@@ -199,12 +199,16 @@ class ControlPlaneCase(base.SidecarTestCase):
         self.addCleanup(up.close)
         db_port, backend_port, frontend_port = free_port(), free_port(), free_port()
         retry = "retry_policy: {num_retries: 1, base_interval: 0.001s}"
+        # backend and db: inbound sidecars (their spans SERVER); frontend: an outbound one (its
+        # span of the call CLIENT).
         self.sidecar("db",
-                     base.config_yaml(http_listener("in", db_port), cluster("app", up.port),
+                     base.config_yaml(http_listener("in", db_port, direction="INBOUND"),
+                                      cluster("app", up.port),
                                       routes("app", retry))
                      + tracing(self.otlp_port, "OTLP_PROTO", "db") + self.metrics_report())
         self.sidecar("backend",
-                     base.config_yaml(http_listener("in", backend_port), cluster("db", db_port),
+                     base.config_yaml(http_listener("in", backend_port, direction="INBOUND"),
+                                      cluster("db", db_port),
                                       routes("db"))
                      + tracing(self.otlp_port, "OTLP_PROTO", "backend") + self.metrics_report())
         self.sidecar("frontend",
@@ -715,7 +719,8 @@ class TelemetryTest(ControlPlaneCase):
     def test_a_trace_through_three_services_with_a_retry(self):
         self.three_services()
         # One span per request at frontend and backend (their single attempts are folded into
-        # their server spans, attempt_spans: RETRIED by default); db: server + two attempts.
+        # their request spans, attempt_spans: RETRIED by default): frontend's outbound one is
+        # CLIENT, backend's inbound one SERVER; db: server + two attempts.
         traces = []
 
         def complete():
@@ -739,16 +744,21 @@ class TelemetryTest(ControlPlaneCase):
         by = lambda service, kind: sorted(
             (s for s in spans.values() if s["service"] == service and s["kind"] == kind),
             key=lambda s: s["attributes"].get("meshlet.retry_attempt", ""))
-        f_server, = by("frontend", "server")
+        f_client, = by("frontend", "client")
         b_server, = by("backend", "server")
         d_server, = by("db", "server")
         d_clients = by("db", "client")
-        self.assertEqual(by("frontend", "client") + by("backend", "client"), [])
-        self.assertEqual(f_server["parentSpanId"], "")
-        self.assertEqual(b_server["parentSpanId"], f_server["spanId"])
+        self.assertEqual(by("frontend", "server") + by("backend", "client"), [])
+        self.assertEqual(f_client["parentSpanId"], "")
+        # The call frontend → backend as service-graph tools pair it: a CLIENT span, the SERVER
+        # span whose parent it is, naming the service it called.
+        self.assertEqual(b_server["parentSpanId"], f_client["spanId"])
+        self.assertEqual(f_client["attributes"]["peer.service"], "backend")
+        self.assertRegex(f_client["attributes"]["meshlet.upstream.address"], r"^127\.0\.0\.1:\d+$")
+        self.assertNotIn("peer.service", b_server["attributes"])
         self.assertEqual(d_server["parentSpanId"], b_server["spanId"])
         # A folded span keeps what its attempt measured.
-        self.assertIn("meshlet.upstream.ready_us", f_server["attributes"])
+        self.assertIn("meshlet.upstream.ready_us", f_client["attributes"])
         self.assertEqual([c["parentSpanId"] for c in d_clients], [d_server["spanId"]] * 2)
         self.assertEqual([c["attributes"]["meshlet.retry_attempt"] for c in d_clients], ["1", "2"])
         self.assertEqual([c["attributes"]["http.response.status_code"] for c in d_clients],
@@ -757,7 +767,7 @@ class TelemetryTest(ControlPlaneCase):
         # The OTLP span flags, as the collector stored them: sampled, with a remote parent for
         # the server spans continuing another sidecar's context (0x301), not for the trace's
         # root or the attempts, whose parent is their own server span (0x101).
-        self.assertEqual([s["flags"] for s in (f_server, b_server, d_server)],
+        self.assertEqual([s["flags"] for s in (f_client, b_server, d_server)],
                          [0x101, 0x301, 0x301])
         self.assertEqual([c["flags"] for c in d_clients], [0x101, 0x101])
 
@@ -768,9 +778,10 @@ class TelemetryTest(ControlPlaneCase):
         self.assertEqual(len(rows), 5, waterfall)
         depth = lambda line: len(line) - len(line.lstrip(" "))
         self.assertEqual([depth(r) for r in rows], [0, 2, 4, 6, 6], waterfall)
-        self.assertIn("frontend", rows[0])
-        self.assertIn("backend", rows[1])
-        self.assertIn("db", rows[2])
+        # The kinds as the waterfall shows them: frontend's outbound call, the servers under it.
+        self.assertRegex(rows[0], r"frontend\s+client\s")
+        self.assertRegex(rows[1], r"backend\s+server\s")
+        self.assertRegex(rows[2], r"db\s+server\s")
         self.assertIn("meshlet.retry_attempt=2", waterfall)
         self.assertIn("http.response.status_code=503", waterfall)
         self.assertIn(f"span {d_server['spanId']} parent {b_server['spanId']}", waterfall)

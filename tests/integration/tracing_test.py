@@ -14,6 +14,9 @@ process that accepts OTLP/HTTP (JSON and protobuf, POST /v1/traces) and Zipkin v
   Http2Test        streams of one h2c connection (nghttp) are separate server spans.
   RetryTest        a retried 503 is two client spans (meshlet.retry_attempt 1 and 2), each the
                    parent named by the traceparent of its own upstream request.
+  TwoHopPairsTest  an outbound sidecar's CLIENT span and the next hop's inbound SERVER span pair
+                   as service-graph tools pair them (OTLP JSON, OTLP protobuf, Zipkin), with
+                   server.address, server.port, peer.service and Zipkin's remoteEndpoint.
   ExportTest       Zipkin v2 JSON and OTLP protobuf bodies; a collector that is down makes the
                    sidecar drop and count spans while requests stay fast.
 """
@@ -59,6 +62,8 @@ class Collector:
                     collector.bodies.append((self.path, ctype, body))
                     if self.path == "/v1/traces" and ctype == "application/json":
                         collector.spans.extend(otlp_spans(json.loads(body)))
+                    elif self.path == "/v1/traces" and ctype == "application/x-protobuf":
+                        collector.spans.extend(otlp_proto_spans(body))
                     elif self.path == "/api/v2/spans":
                         collector.spans.extend(zipkin_spans(json.loads(body)))
                 self.send_response(200)
@@ -106,13 +111,50 @@ def otlp_spans(body):
     return out
 
 
+def otlp_proto_spans(body):
+    """The spans of an OTLP protobuf body, normalised as otlp_spans does."""
+    exported = otlp_proto_request_class()()
+    exported.ParseFromString(body)
+    out = []
+    for rs in exported.resource_spans:
+        service = {a.key: a.value.string_value for a in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                # The subset's AnyValue has no oneof: a string attribute is never empty.
+                attrs = {a.key: a.value.string_value or str(a.value.int_value)
+                         for a in s.attributes}
+                out.append({"trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
+                            "parent_id": s.parent_span_id.hex(), "name": s.name,
+                            "kind": {2: "SERVER", 3: "CLIENT"}[s.kind], "attributes": attrs,
+                            "error": s.status.code == 2, "service": service["service.name"],
+                            "start": s.start_time_unix_nano, "end": s.end_time_unix_nano,
+                            "trace_state": s.trace_state, "flags": s.flags})
+    return out
+
+
 def zipkin_spans(body):
     return [{"trace_id": s["traceId"], "span_id": s["id"], "parent_id": s.get("parentId", ""),
              "name": s["name"], "kind": s["kind"], "attributes": s.get("tags", {}),
              "error": "error" in s.get("tags", {}),
              "service": s["localEndpoint"]["serviceName"],
+             "remote_service": s.get("remoteEndpoint", {}).get("serviceName"),
              "start": s["timestamp"] * 1000, "end": (s["timestamp"] + s["duration"]) * 1000}
             for s in body]
+
+
+def service_graph_edges(spans):
+    """The edges a service graph draws from `spans`, paired as the OpenTelemetry Collector's
+    servicegraph connector, Grafana Tempo's service graph and Jaeger's SPM pair them: a CLIENT
+    span and the SERVER span whose parent it is, in the same trace. (client service, server
+    service, client span, server span) per pair; a span of another kind, or one without its
+    partner, forms no edge."""
+    servers = {(s["trace_id"], s["parent_id"]): s for s in spans if s["kind"] == "SERVER"}
+    edges = []
+    for client in spans:
+        server = servers.get((client["trace_id"], client["span_id"]))
+        if client["kind"] == "CLIENT" and server is not None:
+            edges.append((client["service"], server["service"], client, server))
+    return edges
 
 
 def otlp_proto_request_class():
@@ -184,11 +226,13 @@ def routes(route_extra=""):
     return text
 
 
-def tracing_yaml(collector_port, protocol="OTLP_JSON", extra="", attempt_spans="EVERY_ATTEMPT"):
-    """Most tests look at every span a hop can make: a client span for every attempt."""
+def tracing_yaml(collector_port, protocol="OTLP_JSON", extra="", attempt_spans="EVERY_ATTEMPT",
+                 service="frontend"):
+    """Most tests look at every span a hop can make: a client span for every attempt
+    (attempt_spans None: the default)."""
     return (f"tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:{collector_port}\n"
-            f"  protocol: {protocol}\n  flush_interval: 0.05s\n  service_name: frontend\n"
-            f"  attempt_spans: {attempt_spans}\n{extra}")
+            f"  protocol: {protocol}\n  flush_interval: 0.05s\n  service_name: {service}\n"
+            + (f"  attempt_spans: {attempt_spans}\n" if attempt_spans else "") + extra)
 
 
 def request(port, path="/", headers=None):
@@ -266,11 +310,20 @@ class PropagationTest(TracingTestCase):
         self.assertEqual(server["attributes"]["http.response.status_code"], "200")
         self.assertEqual(server["attributes"]["meshlet.route"], "catch-all")
         self.assertEqual(server["attributes"]["meshlet.cluster"], "app")
-        self.assertEqual(server["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        self.assertEqual(server["attributes"]["meshlet.upstream.address"],
+                         f"127.0.0.1:{self.up.port}")
+        # The authority the request was for (http.client sends Host: 127.0.0.1:PORT).
+        self.assertEqual(server["attributes"]["server.address"], "127.0.0.1")
+        self.assertEqual(server["attributes"]["server.port"], str(port))
         self.assertEqual(server["attributes"]["url.path"], "/items")
         self.assertIn("meshlet.request_id", server["attributes"])
         self.assertEqual(client["attributes"]["meshlet.retry_attempt"], "1")
-        self.assertEqual(client["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        self.assertEqual(client["attributes"]["meshlet.upstream.address"],
+                         f"127.0.0.1:{self.up.port}")
+        self.assertEqual(client["attributes"]["server.address"], "127.0.0.1")
+        # The attempt's peer: its cluster (a static one, not named by a service).
+        self.assertEqual(client["attributes"]["peer.service"], "app")
+        self.assertNotIn("peer.service", server["attributes"])
         # The span contexts' tracestate (the caller's, passed on) and flags: sampled, and the
         # server span's parent is remote (the caller's), the client span's local.
         self.assertEqual(server["trace_state"], "congo=t61rcWkgMzE")
@@ -397,13 +450,17 @@ class AttemptSpansRetriedTest(TracingTestCase):
         spans = self.collector.wait_spans(1)
         time.sleep(0.2)  # nothing else comes
         span, = self.collector.snapshot()
+        # An outbound listener's only span of the request is the call upstream: CLIENT.
         self.assertEqual((span["kind"], span["trace_id"], span["parent_id"]),
-                         ("SERVER", CALLER_TRACE, CALLER_SPAN))
+                         ("CLIENT", CALLER_TRACE, CALLER_SPAN))
+        self.assertEqual(span["name"], "GET /one")
+        self.assertEqual(span["attributes"]["peer.service"], "app")
         # The upstream's parent is this span: the attempt's id went to it.
         seen = self.up.stats()["last_headers"]
         self.assertEqual(traceparent_parts(seen["traceparent"])[2], span["span_id"])
         # What the attempt measured is on it.
-        self.assertEqual(span["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        self.assertEqual(span["attributes"]["meshlet.upstream.address"],
+                         f"127.0.0.1:{self.up.port}")
         self.assertEqual(span["attributes"]["meshlet.cluster"], "app")
         self.assertIn("meshlet.upstream.ready_us", span["attributes"])
         self.assertEqual(sidecar.stat("meshlet_tracing_spans_sampled_total"), 1)
@@ -430,6 +487,78 @@ class AttemptSpansRetriedTest(TracingTestCase):
         self.assertLessEqual(clients[0]["end"], clients[1]["start"])
         sent = [traceparent_parts(h["traceparent"])[2] for h in self.up.stats()["headers_log"]]
         self.assertEqual(sent, [clients[0]["span_id"], clients[1]["span_id"]])
+
+
+class TwoHopPairsTest(TracingTestCase):
+    """A call from service client.default to products.default through both sidecars, with
+    attempt_spans at its default: the client's outbound sidecar exports a CLIENT span, the
+    products' inbound sidecar a SERVER span whose parent it is, and they pair into the edge
+    client.default → products.default, with the peer attributes those tools key on, in each
+    export format."""
+
+    def two_hops(self, protocol):
+        """Sends GET /products?x=1 for products:8080 through both sidecars; returns their spans,
+        once both are exported, and the inbound sidecar's port."""
+        inbound, outbound = free_port(), free_port()
+
+        def sidecar(listener, cluster_name, port, service):
+            routes_text = routes().replace("cluster: app", f'cluster: "{cluster_name}"')
+            clusters = cluster(port).replace("name: app", f'name: "{cluster_name}"')
+            return self.start(base.config_yaml(listener, clusters, routes_text)
+                              + tracing_yaml(self.collector.port, protocol=protocol,
+                                             attempt_spans=None, service=service),
+                              concurrency=1)
+
+        sidecar(http_listener("inbound", inbound, direction="INBOUND"), "inbound|8080",
+                self.up.port, "products.default")
+        sidecar(http_listener("outbound", outbound), "outbound|8080||products.default", inbound,
+                "client.default")
+        status, _ = request(outbound, "/products?x=1", {"host": "products:8080"})
+        self.assertEqual(status, 200)
+        self.collector.wait_spans(2)
+        time.sleep(0.2)  # nothing else comes
+        spans = self.collector.snapshot()
+        self.assertEqual(len(spans), 2, spans)
+        return spans, inbound
+
+    def test_the_outbound_client_span_pairs_with_the_inbound_server_span(self):
+        for protocol in ("OTLP_JSON", "OTLP_PROTO", "ZIPKIN"):
+            with self.subTest(protocol=protocol):
+                with self.collector.lock:
+                    self.collector.spans.clear()
+                spans, inbound = self.two_hops(protocol)
+                edges = service_graph_edges(spans)
+                self.assertEqual([(caller, callee) for caller, callee, _, _ in edges],
+                                 [("client.default", "products.default")], spans)
+                _, _, client, server = edges[0]
+                self.assertEqual(client["trace_id"], server["trace_id"])
+                self.assertEqual(server["parent_id"], client["span_id"])
+                self.assertEqual(client["parent_id"], "")  # the caller sent no context
+                # Each sidecar's one span, named by the request; the direction says whose.
+                self.assertEqual((client["name"], server["name"]),
+                                 ("GET /products", "GET /products"))
+                self.assertEqual(client["attributes"]["meshlet.listener.direction"], "outbound")
+                self.assertEqual(server["attributes"]["meshlet.listener.direction"], "inbound")
+                # The peer: the service called (its sidecar's service.name) and the authority.
+                for span in (client, server):
+                    self.assertEqual(span["attributes"]["server.address"], "products")
+                    self.assertEqual(str(span["attributes"]["server.port"]), "8080")
+                self.assertEqual(client["attributes"]["peer.service"], "products.default")
+                self.assertNotIn("peer.service", server["attributes"])
+                self.assertEqual(client["attributes"]["meshlet.upstream.address"],
+                                 f"127.0.0.1:{inbound}")
+                self.assertEqual(server["attributes"]["meshlet.upstream.address"],
+                                 f"127.0.0.1:{self.up.port}")
+                if protocol == "ZIPKIN":
+                    self.assertEqual(client["remote_service"], "products.default")
+                    self.assertIsNone(server["remote_service"])
+                # The app's parent is the inbound span (its single attempt folded into it).
+                seen = self.up.stats()["last_headers"]
+                self.assertEqual(traceparent_parts(seen["traceparent"])[1:3],
+                                 (server["trace_id"], server["span_id"]))
+                for sidecar in self.sidecars:
+                    sidecar.stop()
+                self.sidecars.clear()
 
 
 class ExportTest(TracingTestCase):
