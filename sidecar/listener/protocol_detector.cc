@@ -53,6 +53,35 @@ bool IsTokenChar(unsigned char c) {
   }
 }
 
+// SP or HTAB: what an attempt at a request line separates its fields with. RFC 9112 3 wants SP;
+// the HTTP/1 codec answers a request line with HTAB 400, which is why it must be the one to see it.
+bool IsLineWhitespace(unsigned char c) { return c == ' ' || c == '\t'; }
+
+// How many bytes of empty lines (CRLF, or a bare LF) begin `bytes`, and whether they end in a
+// CR whose LF has not come yet.
+struct LeadingEmptyLines {
+  size_t bytes = 0;
+  bool pending_cr = false;
+};
+
+LeadingEmptyLines SkipEmptyLines(absl::string_view bytes) {
+  LeadingEmptyLines leading;
+  while (leading.bytes < bytes.size()) {
+    const char c = bytes[leading.bytes];
+    if (c == '\n') {
+      ++leading.bytes;
+    } else if (c == '\r' && leading.bytes + 1 == bytes.size()) {
+      leading.pending_cr = true;
+      break;
+    } else if (c == '\r' && bytes[leading.bytes + 1] == '\n') {
+      leading.bytes += 2;
+    } else {
+      break;
+    }
+  }
+  return leading;
+}
+
 // DetectHttp1RequestLine, fed the first bytes a piece at a time.
 class RequestLineScanner {
  public:
@@ -68,6 +97,26 @@ class RequestLineScanner {
 
  private:
   void Step(unsigned char c) {
+    if (leading_) {  // empty lines before the request line (RFC 9112 2.2)
+      if (++line_bytes_ > max_line_bytes_) {
+        decision_ = DetectedProtocol::kHttp1;  // the HTTP/1 codec skips them all
+        return;
+      }
+      if (pending_cr_) {
+        pending_cr_ = false;
+        if (c == '\n') return;
+        decision_ = DetectedProtocol::kOpaque;  // a CR that ends no line
+        return;
+      }
+      if (c == '\r') {
+        pending_cr_ = true;
+        return;
+      }
+      if (c == '\n') return;  // a bare LF: the codec's 400
+      leading_ = false;
+      line_start_ = line_bytes_ - 1;
+      --line_bytes_;  // counted again below
+    }
     if (c == '\n') {
       decision_ = spaces_ >= 2 && EndsInHttp1Version() ? DetectedProtocol::kHttp1
                                                        : DetectedProtocol::kOpaque;
@@ -78,14 +127,14 @@ class RequestLineScanner {
       return;
     }
     if (spaces_ == 0) {  // the method
-      if (c == ' ' && line_bytes_ > 1) {
+      if (IsLineWhitespace(c) && line_bytes_ > line_start_ + 1) {
         spaces_ = 1;
       } else if (!IsTokenChar(c)) {
         decision_ = DetectedProtocol::kOpaque;
       }
       return;
     }
-    if (c == ' ') {
+    if (IsLineWhitespace(c)) {
       ++spaces_;
       field_bytes_ = 0;
       return;
@@ -106,7 +155,10 @@ class RequestLineScanner {
 
   const size_t max_line_bytes_;
   DetectedProtocol decision_ = DetectedProtocol::kNeedMoreBytes;
-  size_t line_bytes_ = 0;  // before the LF
+  bool leading_ = true;      // still in the empty lines before the request line
+  bool pending_cr_ = false;  // a leading CR, whose LF has not come yet
+  size_t line_bytes_ = 0;    // of the empty lines and the request line before its LF
+  size_t line_start_ = 0;    // where the request line begins
   size_t spaces_ = 0;
   std::array<char, 9> field_{};  // "HTTP/1.1\r"
   size_t field_bytes_ = 0;
@@ -145,13 +197,22 @@ DetectedProtocol DetectProtocol(absl::string_view bytes) {
   bool could_be_http2 = IsPrefixOf(bytes, kHttp2Preface);
   if (could_be_http2 && bytes.size() >= kHttp2Preface.size()) return DetectedProtocol::kHttp2;
 
+  // HTTP/1 servers skip empty lines before a request line (RFC 9112 2.2); the preface and a
+  // ClientHello have none.
+  const LeadingEmptyLines leading = SkipEmptyLines(bytes);
+  if (leading.bytes > kMaxLeadingEmptyLineBytes) return DetectedProtocol::kOpaque;
+  if (leading.pending_cr) return DetectedProtocol::kNeedMoreBytes;
+  const absl::string_view line = bytes.substr(leading.bytes);
+  if (line.empty()) return DetectedProtocol::kNeedMoreBytes;
+
   bool could_be_http1 = false;
   for (absl::string_view method : kMethods) {
-    if (bytes.size() > method.size()) {
-      if (bytes.substr(0, method.size()) == method && bytes[method.size()] == ' ') {
+    if (line.size() > method.size()) {
+      if (line.substr(0, method.size()) == method &&
+          IsLineWhitespace(static_cast<unsigned char>(line[method.size()]))) {
         return DetectedProtocol::kHttp1;
       }
-    } else if (IsPrefixOf(bytes, method)) {
+    } else if (IsPrefixOf(line, method)) {
       could_be_http1 = true;  // "GE": still possibly "GET "
     }
   }

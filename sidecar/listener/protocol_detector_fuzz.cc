@@ -85,6 +85,8 @@ std::vector<std::string> SeedCorpus() {
           std::string("\x16\x03\x03\x00\x10\x02", 6),
           "PROPFIND /x HTTP/1.1",
           "PURGE /x HTTP/1.1\r\n",
+          "\r\nGET / HTTP/1.1\r\n",
+          "GET\t/ HTTP/1.1\r\n",
           "INVALID CONNECTION PREFACE\r\n\r\n",
           "SSH-2.0-OpenSSH_9.2\r\n",
           "G",
@@ -98,7 +100,9 @@ std::vector<std::string> Dictionary() {
           "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
           std::string("\x16\x03", 2),
           std::string("\x01", 1),
-          " "};
+          " ",
+          "\t",
+          "\r\n"};
 }
 
 }  // namespace meshlet::fuzz

@@ -92,7 +92,49 @@ TEST(ProtocolDetectorTest, FirstLinesThatAreNotHttp1) {
   // Known at the first byte that cannot begin a method, or end one.
   EXPECT_EQ(DetectHttp1RequestLine(absl::string_view("\0\x01", 2), 8192), P::kOpaque);
   EXPECT_EQ(DetectHttp1RequestLine(" GET", 8192), P::kOpaque);
-  EXPECT_EQ(DetectHttp1RequestLine("GE\tT", 8192), P::kOpaque);
+  EXPECT_EQ(DetectHttp1RequestLine("G\x01T", 8192), P::kOpaque);
+  EXPECT_EQ(DetectHttp1RequestLine("\rGET", 8192), P::kOpaque);  // a CR that ends no line
+}
+
+// RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request line.
+TEST(ProtocolDetectorTest, EmptyLinesBeforeTheRequestLine) {
+  EXPECT_EQ(DetectIncrementally("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally("\r\n\r\nPOST / HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally("\nGET / HTTP/1.1\r\n"), P::kHttp1);  // the codec's 400
+  EXPECT_EQ(DetectProtocol("\r"), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectProtocol("\r\n"), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectProtocol("\r\nGE"), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectIncrementally("\rGET / HTTP/1.1\r\n"), P::kOpaque);
+  // The preface and a ClientHello come first or not at all.
+  EXPECT_EQ(DetectIncrementally("\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), P::kOpaque);
+  EXPECT_EQ(DetectIncrementally(std::string("\r\n\x16\x03\x01\x02\x00\x01", 8)), P::kOpaque);
+  // Opaque streams made of line ends stay opaque past the bound, and are decided within
+  // kMaxDetectBytes.
+  std::string empties;
+  for (size_t i = 0; i < kMaxLeadingEmptyLineBytes / 2; ++i) empties += "\r\n";
+  EXPECT_EQ(DetectIncrementally(empties + "GET / HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally(empties + "\r\nGET / HTTP/1.1\r\n"), P::kOpaque);
+  EXPECT_EQ(DetectProtocol(empties + "PROPPATCH"), P::kNeedMoreBytes);
+  EXPECT_LE(empties.size() + std::string("PROPPATCH ").size(), kMaxDetectBytes);
+
+  // The first-line check skips them too, up to its line limit.
+  EXPECT_EQ(LineIncrementally("\r\nPURGE /x HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(LineIncrementally(empties + empties + "PURGE /x HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(LineIncrementally("\r\n\r\nhello\r\n"), P::kOpaque);
+  EXPECT_EQ(DetectHttp1RequestLine(empties, 8192), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectHttp1RequestLine(empties, 16), P::kHttp1);  // the codec skips them all
+}
+
+// A request line with HTAB between its fields is an attempt at HTTP/1 (the codec's 400), never
+// the HTTP/2 codec's bad preface.
+TEST(ProtocolDetectorTest, TabsInTheRequestLine) {
+  EXPECT_EQ(DetectIncrementally("GET\t/ HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally("\r\nDELETE\t/x HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectProtocol("PURGE\t/x HTTP/1.1\r\n"), P::kOpaque);
+  EXPECT_EQ(LineIncrementally("PURGE\t/x HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(LineIncrementally("PURGE /x\tHTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(LineIncrementally("PURGE\t/x\r\n"), P::kOpaque);
+  EXPECT_EQ(DetectHttp1RequestLine("\tGET", 8192), P::kOpaque);
 }
 
 TEST(ProtocolDetectorTest, ARequestLineLongerThanTheLimitIsHttp1sToRefuse) {

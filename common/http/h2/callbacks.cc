@@ -160,7 +160,14 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
         }
       }
       StreamImpl* s = c->Find(frame->hd.stream_id);
-      if (s == nullptr || s->done_) break;
+      if (s == nullptr) break;
+      if (s->done_) {
+        // The rest of a request whose response is out: dropped, and its window kept.
+        if (s->tx_end_sent_ && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+          c->DeclineRestOnceOutOfWindow(*s);
+        }
+        break;
+      }
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) s->rx_end_ = true;
       s->DeliverPending();
       break;
@@ -280,8 +287,7 @@ void ConnectionImpl::HandleHeadersFrame(const nghttp2_frame& frame, StreamImpl& 
   s.DeliverPending();
 }
 
-int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame,
-                                void* user_data) {
+int ConnectionImpl::OnFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   auto* c = static_cast<ConnectionImpl*>(user_data);
   switch (frame->hd.type) {
     case NGHTTP2_RST_STREAM:
@@ -319,12 +325,15 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
       if (!c->server_ || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
       c->resets_.Credit();  // a response completed
       StreamImpl* s = c->Find(frame->hd.stream_id);
-      // The response is complete but the request is not: tell the client to stop sending
-      // (RFC 9113 8.1) rather than accept a body nobody will read.
-      if (s != nullptr && !s->rx_end_ && !s->rst_no_error_sent_ && !s->closed_) {
-        s->rst_no_error_sent_ = true;
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_NO_ERROR);
-      }
+      if (s == nullptr) break;
+      // The response is complete; the request may not be. The stream stays half-closed (local)
+      // while the client may still send the rest: DATA or HEADERS after its END_STREAM, a
+      // second HEADERS, a body longer or shorter than its content-length, pseudo-header fields
+      // in trailers, a WINDOW_UPDATE past 2^31-1 are errors as on any stream (RFC 9113 5.1,
+      // 6.9.1, 8.1.1), whether the response went out first or not.
+      s->tx_end_sent_ = true;
+      // A request the codec refused before its user saw it (431) is declined at once.
+      c->DeclineRestOnceOutOfWindow(*s, /*at_once=*/!s->surfaced_);
       break;
     }
     default:
@@ -379,6 +388,10 @@ int ConnectionImpl::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t 
 void ConnectionImpl::HandleStreamClose(StreamImpl& s, uint32_t error_code) {
   s.closed_ = true;
   if (s.done_) {
+    // The rest of a request whose response went out first, found malformed by nghttp2.
+    if (server_ && s.tx_end_sent_ && !s.rst_received_ && error_code != NGHTTP2_NO_ERROR) {
+      ++counters_.stream_protocol_errors;
+    }
     MaybeRetire(s);
     return;
   }
@@ -419,6 +432,16 @@ void ConnectionImpl::HandleStreamClose(StreamImpl& s, uint32_t error_code) {
   }
   NotifyReset(s, reason, details);
   MaybeRetire(s);
+}
+
+void ConnectionImpl::DeclineRestOnceOutOfWindow(StreamImpl& s, bool at_once) {
+  if (s.rst_no_error_sent_ || s.closed_ || s.rx_end_ ||
+      nghttp2_session_get_stream_remote_close(session_, s.id_) != 0) {
+    return;
+  }
+  if (!at_once && nghttp2_session_get_stream_local_window_size(session_, s.id_) > 0) return;
+  s.rst_no_error_sent_ = true;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_NO_ERROR);
 }
 
 void ConnectionImpl::CountRstSent(uint32_t error_code) {

@@ -221,7 +221,8 @@ void ConnectionImpl::MarkDone(StreamImpl& s) {
 bool ConnectionImpl::HasUnsentOutput() const {
   if (dead_) return false;
   for (const auto& s : streams_) {
-    if (s->done_ && s->id_ != 0 && !s->closed_) return true;
+    // (A stream whose response is out and whose request is not has nothing more to send.)
+    if (s->done_ && s->id_ != 0 && !s->closed_ && !s->tx_end_sent_) return true;
   }
   return false;
 }

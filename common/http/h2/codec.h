@@ -27,8 +27,13 @@
 // - OnFloodDrain fires from inside Dispatch, once its input is consumed (Http2Options::
 //   drain_on_flood).
 // - Destroying the codec resets every stream that has not ended with kConnectionTermination.
-// - A server stream whose response completes before its request sends RST_STREAM(NO_ERROR)
-//   (RFC 9113 8.1): the rest of the request is dropped and the stream ends without a reset.
+// - A server stream whose response completes before its request ends for its user with the
+//   response; the rest of the request is dropped, its stream window kept. The stream stays
+//   half-closed (local) in the codec, so what the client still sends on it is judged as on any
+//   open stream (RFC 9113 5.1, 8.1.1: content-length, trailers, WINDOW_UPDATE overflow; after its
+//   END_STREAM, frames on a closed stream), until the request ends or the client runs out of
+//   stream window; then RST_STREAM(NO_ERROR) asks it to stop (RFC 9113 8.1). A request the codec
+//   answers itself (431) is told to stop at once.
 // - Server: HEADERS or DATA on a client stream that is gone (RFC 9113 5.1) end the connection
 //   (GOAWAY STREAM_CLOSED, or PROTOCOL_ERROR for a skipped id) unless the client reset that
 //   stream (RST_STREAM(STREAM_CLOSED) for it) or this side did (ignored); Dispatch then returns

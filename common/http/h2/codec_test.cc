@@ -291,6 +291,10 @@ TEST(Http2CodecTest, ResponseBeforeRequestEndsStopsUpload) {
     };
   };
   ClientRequest& c = p.Start(Request("POST"), false);
+  // More than the stream window: the server reads none of it, so the client runs out of window
+  // and is asked to stop.
+  Send(*c.encoder, Pattern(Http2Options().initial_stream_window_size + 1024),
+       /*end_stream=*/false);
   ASSERT_TRUE(p.Pump().ok());
   EXPECT_EQ(c.decoder.headers->Get(":status"), "413");
   EXPECT_TRUE(c.decoder.end);
@@ -708,9 +712,10 @@ TEST(Http2CodecTest, DecodedFieldsArriveCheckedAndTrusted) {
   // HPACK: :method GET, :scheme http, :path / (static table), :authority "a", then a literal
   // field without indexing.
   const auto request = [](absl::string_view field) {
-    return absl::StrCat("\x82\x86\x84\x41\x01"
-                        "a",
-                        field);
+    return absl::StrCat(
+        "\x82\x86\x84\x41\x01"
+        "a",
+        field);
   };
   net::Buffer frames;
   AppendFrame(frames, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 1,

@@ -38,9 +38,9 @@ inline void Respond(ServerRequest& r, absl::string_view body, bool trailers = fa
 // Appends one frame header (RFC 9113 4.1) and its payload.
 inline void AppendFrame(net::Buffer& out, uint8_t type, uint8_t flags, uint32_t stream_id,
                         absl::string_view payload) {
-  const char header[] = {0,
-                         0,
-                         static_cast<char>(payload.size()),
+  const char header[] = {static_cast<char>((payload.size() >> 16) & 0xff),
+                         static_cast<char>((payload.size() >> 8) & 0xff),
+                         static_cast<char>(payload.size() & 0xff),
                          static_cast<char>(type),
                          static_cast<char>(flags),
                          static_cast<char>((stream_id >> 24) & 0x7f),

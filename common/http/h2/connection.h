@@ -167,6 +167,12 @@ class ConnectionImpl {
   // the stream being reset).
   void ChargeReset(const StreamImpl* closing = nullptr);
   void CountRstSent(uint32_t error_code);
+  // Server, for a stream whose response is out and whose request is not: once the client has
+  // no stream window left for the rest of it (nobody reads it), RST_STREAM(NO_ERROR) asks it to
+  // stop (RFC 9113 8.1) instead of leaving it blocked. Until then the stream stays half-closed
+  // (local) and its frames are judged as on any open stream (RFC 9113 5.1, 8.1.1). `at_once`:
+  // whatever the window.
+  void DeclineRestOnceOutOfWindow(StreamImpl& s, bool at_once = false);
   void CountGoAway(bool sent, uint32_t error_code);
   void SendFinalGoAway();
   // The keepalive in force now: after the peer's GOAWAY, with streams in flight, the closer watch
@@ -420,7 +426,10 @@ class StreamImpl final : public Stream, public StreamEncoder, public ThreadRecyc
   bool conn_above_ = false;      // counted the underlying connection's high watermark
   bool buffered_above_ = false;  // counted the connection-wide buffer's high watermark
   int high_watermarks_ = 0;
-  bool rst_no_error_sent_ = false;
+  // Server: the response's END_STREAM went out. Until the request ends too the stream is
+  // half-closed (local) and what the client sends on it is still read and checked.
+  bool tx_end_sent_ = false;
+  bool rst_no_error_sent_ = false;  // server: the rest of the request declined (RFC 9113 8.1)
 
   // Lifecycle.
   MonotonicTime opened_{};      // server: when its HEADERS began (the loop's turn clock)
