@@ -26,6 +26,20 @@ TEST(CommandLineTest, Defaults) {
   EXPECT_FALSE(parsed->telemetry.otlp_address_explicit);
 }
 
+// The golden metrics' per-report cluster limit: 1000 unless set, at least 1.
+TEST(CommandLineTest, GoldenMaxClustersPerReport) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->telemetry.golden_limits.max_clusters_per_report, 1000u);
+  parsed = ParseCommandLine({"--golden-max-clusters-per-report", "5000"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->telemetry.golden_limits.max_clusters_per_report, 5000u);
+  parsed = ParseCommandLine({"--golden-max-clusters-per-report=0"});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("--golden-max-clusters-per-report"), std::string::npos)
+      << parsed.status();
+}
+
 // One command line mixes the control plane's own flags with every service's, in any order.
 TEST(CommandLineTest, EveryTableInOneCommandLine) {
   absl::StatusOr<CommandLine> parsed = ParseCommandLine(

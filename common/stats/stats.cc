@@ -196,6 +196,7 @@ struct StatsRegistry::Declaration {
   MetricType type;
   GaugeMerge merge = GaugeMerge::kSum;
   const HistogramOptions* histogram = nullptr;
+  bool exempt = false;  // the registry's own refusal counters: in no budget
 };
 
 StatsRegistry::StatsRegistry() : StatsRegistry(Options()) {}
@@ -235,12 +236,45 @@ absl::StatusOr<HistogramId> StatsRegistry::RegisterHistogram(absl::string_view n
   return HistogramId(index);
 }
 
-absl::Status StatsRegistry::SeriesLimitError(absl::string_view name) const {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "cannot register \"", name, "\": the ", options_.max_series, "-series limit is reached"));
+absl::Status StatsRegistry::CheckBudgetLocked(absl::string_view name, bool scoped,
+                                              bool exempt) const {
+  if (exempt) return absl::OkStatus();
+  if (scoped && scoped_series_ >= options_.max_scoped_series) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot register \"", name, "\": the ", options_.max_scoped_series,
+                     "-series limit of ", options_.scoped_label, " series is reached"));
+  }
+  if (!scoped && fixed_series_ >= options_.max_series) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot register \"", name, "\": the ", options_.max_series, "-series limit is reached"));
+  }
+  return absl::OkStatus();
+}
+
+void StatsRegistry::CountRefused(bool scoped) {
+  const std::string name = absl::StrCat(options_.name_prefix, "stats_series_refused_total");
+  const LabelSet labels = {{"budget", scoped ? "scoped" : "fixed"}};
+  bool unused;
+  absl::StatusOr<uint32_t> index = RegisterUncounted(
+      {.name = name,
+       .help = "Series not registered because their budget (max_series, or max_scoped_series "
+               "for per-cluster series) was used up.",
+       .labels = labels,
+       .type = MetricType::kCounter,
+       .exempt = true},
+      &unused);
+  // Only a prefix the metric-name rules refuse can fail here; the refusal itself was returned.
+  if (index.ok()) shared_shard_->Get(CounterId(*index)).Inc();
 }
 
 absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
+  bool scoped = false;
+  absl::StatusOr<uint32_t> index = RegisterUncounted(d, &scoped);
+  if (absl::IsResourceExhausted(index.status())) CountRefused(scoped);
+  return index;
+}
+
+absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, bool* scoped) {
   // Everything that does not depend on existing registrations is checked before locking.
   RETURN_IF_ERROR(stats_internal::ValidateMetricName(d.name, d.type, options_.name_prefix));
   RETURN_IF_ERROR(Annotate(stats_internal::ValidateHelp(d.help), d.name));
@@ -266,11 +300,15 @@ absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
     layout = std::make_unique<const HistogramLayout>(*std::move(created));
   }
 
+  *scoped = !options_.scoped_label.empty() &&
+            std::any_of(d.labels.begin(), d.labels.end(),
+                        [&](const auto& label) { return label.first == options_.scoped_label; });
+
   MutexLock lock(&mu_);
   auto it = families_.find(d.name);
   if (it == families_.end()) {
     // A new metric always brings a new series; refuse before the name is taken.
-    if (series_.size() >= options_.max_series) return SeriesLimitError(d.name);
+    RETURN_IF_ERROR(CheckBudgetLocked(d.name, *scoped, d.exempt));
     auto family = std::make_unique<Family>();
     family->name = std::string(d.name);
     family->help = std::string(d.help);
@@ -318,7 +356,7 @@ absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
   if (auto found = family.series.find(values); found != family.series.end()) {
     return found->second;
   }
-  if (series_.size() >= options_.max_series) return SeriesLimitError(d.name);
+  RETURN_IF_ERROR(CheckBudgetLocked(d.name, *scoped, d.exempt));
 
   auto series = std::make_unique<Series>();
   series->family = &family;
@@ -333,6 +371,7 @@ absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
   if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
     series->global_cell = global_cells_.Allocate(1);
   }
+  if (!d.exempt) ++(*scoped ? scoped_series_ : fixed_series_);
   const auto index = static_cast<uint32_t>(series_.size());
   series_.push_back(std::move(series));
   family.series.emplace(std::move(values), index);
@@ -430,6 +469,16 @@ HistogramSnapshot StatsRegistry::HistogramValue(HistogramId id) const {
 size_t StatsRegistry::series_count() const {
   MutexLock lock(&mu_);
   return series_.size();
+}
+
+size_t StatsRegistry::fixed_series_count() const {
+  MutexLock lock(&mu_);
+  return fixed_series_;
+}
+
+size_t StatsRegistry::scoped_series_count() const {
+  MutexLock lock(&mu_);
+  return scoped_series_;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -277,7 +277,14 @@ class StatsRegistry {
     // Every metric name must start with this.
     std::string name_prefix = "meshlet_";
     // Registration of a new series beyond this fails: a guard against unbounded label values.
+    // Series carrying `scoped_label` do not count here, so however many clusters are
+    // configured, the process's fixed series (listeners, server, overload) always find room.
     size_t max_series = 100000;
+    // Series with this label (the sidecar's per-cluster series carry `cluster`) are one of a set
+    // that grows with the configuration; they have their own budget, max_scoped_series.
+    // Empty: every series counts against max_series.
+    std::string scoped_label = "cluster";
+    size_t max_scoped_series = 100000;
   };
 
   StatsRegistry();
@@ -290,7 +297,10 @@ class StatsRegistry {
   // Registering an existing series again returns the same id (the first help text is kept).
   // Errors: InvalidArgument for a bad name, help or labels; AlreadyExists when the name is taken
   // by another type, or with different label names, gauge merge or histogram options;
-  // ResourceExhausted past Options::max_series.
+  // ResourceExhausted past Options::max_series (or max_scoped_series for a scoped series). Each
+  // series refused at a limit is counted in `<prefix>stats_series_refused_total{budget}`
+  // (budget "fixed" or "scoped"), a series registered on the first refusal and exempt from both
+  // limits.
   absl::StatusOr<CounterId> RegisterCounter(absl::string_view name, absl::string_view help,
                                             const LabelSet& labels = {});
   absl::StatusOr<GaugeId> RegisterGauge(absl::string_view name, absl::string_view help,
@@ -312,6 +322,9 @@ class StatsRegistry {
   HistogramSnapshot HistogramValue(HistogramId id) const;
 
   size_t series_count() const;
+  // Series registered in each budget (the refusal counters are in neither).
+  size_t fixed_series_count() const;
+  size_t scoped_series_count() const;
   const Options& options() const { return options_; }
 
  private:
@@ -321,7 +334,12 @@ class StatsRegistry {
   struct Declaration;
 
   absl::StatusOr<uint32_t> Register(const Declaration& declaration);
-  absl::Status SeriesLimitError(absl::string_view name) const;
+  // Register() without the refusal count; `*scoped` tells which budget the series is in.
+  absl::StatusOr<uint32_t> RegisterUncounted(const Declaration& declaration, bool* scoped);
+  // Checks the budget a new series of `name` would be taken from.
+  absl::Status CheckBudgetLocked(absl::string_view name, bool scoped, bool exempt) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountRefused(bool scoped);
   // Sums the series' cells over retired values, the global cell and every live shard.
   void MergeLocked(uint32_t index, std::vector<uint64_t>* total) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -332,6 +350,8 @@ class StatsRegistry {
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
   // Indexed by series id; entries are never removed, so ids and pointers stay valid.
   std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  size_t fixed_series_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t scoped_series_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<StatsShard*> shards_ ABSL_GUARDED_BY(mu_);
   // Cells of kGlobal gauges.
   stats_internal::CellArena global_cells_ ABSL_GUARDED_BY(mu_);

@@ -170,6 +170,49 @@ TEST(StatsRegistryTest, CustomPrefixAndSeriesLimit) {
               StatusIs(absl::StatusCode::kResourceExhausted, "2-series limit"));
 }
 
+// Per-cluster series grow with the configuration; however many there are, the process's fixed
+// series still register, and each refusal is counted.
+TEST(StatsRegistryTest, ScopedSeriesHaveTheirOwnBudget) {
+  StatsRegistry registry({.max_series = 2, .max_scoped_series = 3});
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<CounterId> id = registry.RegisterCounter("meshlet_upstream_rq_total", "h",
+                                                            {{"cluster", absl::StrCat("c", i)}});
+    if (i < 3) {
+      EXPECT_TRUE(id.ok()) << id.status();
+    } else {
+      EXPECT_THAT(id.status(),
+                  StatusIs(absl::StatusCode::kResourceExhausted, "3-series limit of cluster"));
+    }
+  }
+  // The fixed series (a listener's) are not starved by the clusters.
+  EXPECT_TRUE(registry.RegisterCounter("meshlet_listener_cx_total", "h", {{"listener", "a"}}).ok());
+  EXPECT_TRUE(registry.RegisterCounter("meshlet_listener_cx_total", "h", {{"listener", "b"}}).ok());
+  EXPECT_THAT(
+      registry.RegisterCounter("meshlet_listener_cx_total", "h", {{"listener", "c"}}).status(),
+      StatusIs(absl::StatusCode::kResourceExhausted, "2-series limit"));
+  EXPECT_EQ(registry.scoped_series_count(), 3u);
+  EXPECT_EQ(registry.fixed_series_count(), 2u);
+
+  const StatsSnapshot snapshot = registry.Snapshot();
+  const SeriesSnapshot* scoped =
+      snapshot.Find("meshlet_stats_series_refused_total", {{"budget", "scoped"}});
+  const SeriesSnapshot* fixed =
+      snapshot.Find("meshlet_stats_series_refused_total", {{"budget", "fixed"}});
+  ASSERT_NE(scoped, nullptr);
+  ASSERT_NE(fixed, nullptr);
+  EXPECT_EQ(scoped->counter, 2u);
+  EXPECT_EQ(fixed->counter, 1u);
+  // The refusal counters are in neither budget.
+  EXPECT_EQ(registry.series_count(), 7u);
+}
+
+TEST(StatsRegistryTest, EmptyScopedLabelPutsEverySeriesInOneBudget) {
+  StatsRegistry registry({.max_series = 1, .scoped_label = ""});
+  EXPECT_TRUE(registry.RegisterCounter("meshlet_a_total", "h", {{"cluster", "x"}}).ok());
+  EXPECT_THAT(registry.RegisterCounter("meshlet_b_total", "h").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, "1-series limit"));
+}
+
 TEST(Utf8Test, AcceptsValidAndRejectsMalformed) {
   using stats_internal::IsValidUtf8;
   EXPECT_TRUE(IsValidUtf8(""));

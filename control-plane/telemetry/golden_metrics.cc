@@ -131,6 +131,7 @@ struct GoldenMetrics::Node {
 
 struct GoldenMetrics::Stats {
   Counter accepted, invalid, partial, stale;
+  Counter dropped_report_limit, dropped_series_limit;
   Gauge series;
 };
 
@@ -140,17 +141,28 @@ GoldenMetrics::GoldenMetrics(const Clock& clock, GoldenMetricsLimits limits, Sta
   stats_ = std::make_unique<Stats>();
   StatsShard& shard = stats->shared_shard();
   auto counter = [&](absl::string_view result) {
-    auto c = shard.RegisterCounter("meshlet_cp_golden_reports_total",
-                                   "Golden-metrics reports from sidecars, by result (accepted, "
-                                   "invalid, partial: some clusters over the series limit, stale: "
-                                   "not newer than one already recorded).",
-                                   {{"result", std::string(result)}});
+    auto c =
+        shard.RegisterCounter("meshlet_cp_golden_reports_total",
+                              "Golden-metrics reports from sidecars, by result (accepted, "
+                              "invalid, partial: some clusters over a limit and left out, stale: "
+                              "not newer than one already recorded).",
+                              {{"result", std::string(result)}});
     return c.ok() ? *c : Counter();
   };
   stats_->accepted = counter("accepted");
   stats_->invalid = counter("invalid");
   stats_->partial = counter("partial");
   stats_->stale = counter("stale");
+  auto dropped = [&](absl::string_view reason) {
+    auto c = shard.RegisterCounter(
+        "meshlet_cp_golden_clusters_dropped_total",
+        "Clusters of golden-metrics reports left out, by reason (report_limit: past "
+        "--golden-max-clusters-per-report, series_limit: past --golden-max-series).",
+        {{"reason", std::string(reason)}});
+    return c.ok() ? *c : Counter();
+  };
+  stats_->dropped_report_limit = dropped("report_limit");
+  stats_->dropped_series_limit = dropped("series_limit");
   auto gauge = shard.RegisterGauge("meshlet_cp_golden_series",
                                    "(sidecar, cluster) pairs the golden metrics track.", {},
                                    GaugeMerge::kGlobal);
@@ -177,9 +189,6 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   } else if (report.service().size() > kMaxNameBytes ||
              report.namespace_().size() > kMaxNameBytes) {
     valid = absl::InvalidArgumentError("service, namespace: at most 512 bytes");
-  } else if (static_cast<size_t>(report.clusters_size()) > limits_.max_clusters_per_report) {
-    valid = absl::InvalidArgumentError(
-        absl::StrCat("clusters: at most ", limits_.max_clusters_per_report));
   }
   for (int i = 0; valid.ok() && i < report.clusters_size(); ++i) {
     const metrics::v1::ClusterStats& c = report.clusters(i);
@@ -214,12 +223,18 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
                                          : SourceService(report.service(), report.namespace_());
   node.last_report = now;
   const Duration coarse = limits_.retention / kCoarseSamples;
-  bool partial = false;
-  for (const metrics::v1::ClusterStats& c : report.clusters()) {
+  // Past the per-report limit, the first clusters are kept and the rest counted, rather than the
+  // whole report refused: a sidecar with more clusters still gets most of its edges recorded.
+  const size_t kept =
+      std::min(static_cast<size_t>(report.clusters_size()), limits_.max_clusters_per_report);
+  const size_t over_report_limit = static_cast<size_t>(report.clusters_size()) - kept;
+  size_t over_series_limit = 0;
+  for (size_t i = 0; i < kept; ++i) {
+    const metrics::v1::ClusterStats& c = report.clusters(static_cast<int>(i));
     auto it = node.series.find(c.cluster());
     if (it == node.series.end()) {
       if (series_count_ >= limits_.max_series) {
-        partial = true;
+        ++over_series_limit;
         continue;
       }
       it = node.series.emplace(c.cluster(), Series{}).first;
@@ -265,14 +280,24 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
     while (samples.size() > 1 && samples[1].at <= now - limits_.retention) samples.pop_front();
     while (samples.size() > kMaxSamplesPerSeries) samples.pop_front();
   }
+  const bool partial = over_report_limit > 0 || over_series_limit > 0;
   if (stats_ != nullptr) {
     (partial ? stats_->partial : stats_->accepted).Inc();
     stats_->series.Set(static_cast<int64_t>(series_count_));
+    stats_->dropped_report_limit.Inc(over_report_limit);
+    stats_->dropped_series_limit.Inc(over_series_limit);
   }
-  if (partial) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("golden metrics track at most ", limits_.max_series,
-                     " (sidecar, cluster) pairs; some clusters of this report were left out"));
+  if (over_report_limit > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "clusters: at most ", limits_.max_clusters_per_report, " per report; the last ",
+        over_report_limit, " of ", report.clusters_size(), " were left out",
+        over_series_limit > 0 ? absl::StrCat(", and ", over_series_limit, " over the series limit")
+                              : ""));
+  }
+  if (over_series_limit > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "golden metrics track at most ", limits_.max_series, " (sidecar, cluster) pairs; ",
+        over_series_limit, " clusters of this report were left out"));
   }
   return absl::OkStatus();
 }

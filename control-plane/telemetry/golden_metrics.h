@@ -9,10 +9,11 @@
 //
 //   GET /api/v1/stat?window=1m&service=S   (15014, behind the API token)
 //
-// Bounded: at most `max_series` (sidecar, cluster) pairs are tracked (a report naming more is
-// refused in part and counted); each keeps at most kMaxSamplesPerSeries samples (every 5 s for
-// the last 70 s, then retention / 10 apart); a sidecar silent for `retention` is forgotten.
-// Labels are services, never pods or paths.
+// Bounded: at most `max_series` (sidecar, cluster) pairs are tracked and at most
+// `max_clusters_per_report` clusters of one report recorded (the clusters past either limit are
+// left out and counted, the rest of the report is kept); each keeps at most kMaxSamplesPerSeries
+// samples (every 5 s for the last 70 s, then retention / 10 apart); a sidecar silent for
+// `retention` is forgotten. Labels are services, never pods or paths.
 //
 // Threading: the control plane's loop thread only.
 
@@ -38,6 +39,8 @@ inline constexpr char kMetricsReportMethod[] = "/meshlet.metrics.v1.MetricsServi
 struct GoldenMetricsLimits {
   size_t max_series = 10000;                      // (sidecar, cluster) pairs
   Duration retention = std::chrono::minutes(10);  // longest query window
+  // Clusters recorded from one report, the first ones; the rest are left out and counted.
+  // Sidecars send only clusters with traffic, split into parts of at most 500.
   size_t max_clusters_per_report = 1000;
 };
 
@@ -73,7 +76,8 @@ class GoldenMetrics {
   ~GoldenMetrics();
 
   // Stores one report. InvalidArgument for a malformed one (nothing stored);
-  // ResourceExhausted when some clusters were left out at the series limit (the rest is stored).
+  // ResourceExhausted when some clusters were left out at the per-report or the series limit
+  // (the rest is stored).
   absl::Status Record(const metrics::v1::MetricsReport& report);
 
   // Edges with traffic in the last `window` (clamped to the retention), sorted by source then

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/stats/histogram_buckets.h"
 #include "gtest/gtest.h"
@@ -229,6 +230,63 @@ TEST(GoldenMetricsTest, RestartsSilenceAndLimits) {
   clock.Advance(std::chrono::minutes(5));
   ASSERT_TRUE(golden.Record(Report("be-1", "backend", 9, {})).ok());
   EXPECT_EQ(golden.series_count(), 0u);
+}
+
+// A report naming more clusters than the per-report limit keeps the first ones and counts the
+// rest, instead of losing the whole sidecar's golden metrics.
+TEST(GoldenMetricsTest, AReportPastTheClusterLimitKeepsWhatFits) {
+  FakeClock clock;
+  StatsRegistry stats;
+  GoldenMetricsLimits limits;
+  limits.max_clusters_per_report = 3;
+  GoldenMetrics golden(clock, limits, &stats);
+  Counters c;
+  c.Add(1000, true, 10);
+  std::map<std::string, Counters> clusters;
+  for (int i = 0; i < 5; ++i) clusters[absl::StrCat("outbound|80||s", i, ".default")] = c;
+  absl::Status status = golden.Record(Report("fe-1", "frontend", 1, clusters));
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_NE(status.message().find("the last 2 of 5"), std::string::npos) << status;
+  EXPECT_EQ(golden.series_count(), 3u);
+  clock.Advance(seconds(1));
+  std::vector<EdgeStats> edges = golden.Query(seconds(60));
+  ASSERT_EQ(edges.size(), 3u);
+  EXPECT_EQ(edges[0].destination, "s0.default");
+  EXPECT_EQ(edges[2].destination, "s2.default");
+
+  StatsSnapshot snapshot = stats.Snapshot();
+  const SeriesSnapshot* dropped =
+      snapshot.Find("meshlet_cp_golden_clusters_dropped_total", {{"reason", "report_limit"}});
+  ASSERT_NE(dropped, nullptr);
+  EXPECT_EQ(dropped->counter, 2u);
+  const SeriesSnapshot* partial =
+      snapshot.Find("meshlet_cp_golden_reports_total", {{"result", "partial"}});
+  ASSERT_NE(partial, nullptr);
+  EXPECT_EQ(partial->counter, 1u);
+}
+
+// A sidecar splits a large report into parts read at the same time, each part a nanosecond after
+// the one before (sidecar/telemetry/report_builder.h): every part is recorded, none is stale.
+TEST(GoldenMetricsTest, ThePartsOfASplitReportAreAllRecorded) {
+  FakeClock clock;
+  StatsRegistry stats;
+  GoldenMetrics golden(clock, {}, &stats);
+  Counters c;
+  c.Add(1000, true, 10);
+  metrics::v1::MetricsReport first = Report("fe-1", "frontend", 1, {{kBackend, c}});
+  metrics::v1::MetricsReport second =
+      Report("fe-1", "frontend", 1, {{"outbound|80||db.default", c}});
+  first.set_time_unix_nano(1'000'000'000'000);
+  second.set_time_unix_nano(1'000'000'000'001);
+  ASSERT_TRUE(golden.Record(first).ok());
+  ASSERT_TRUE(golden.Record(second).ok());
+  clock.Advance(seconds(1));
+  EXPECT_EQ(golden.Query(seconds(60)).size(), 2u);
+  StatsSnapshot snapshot = stats.Snapshot();
+  const SeriesSnapshot* stale =
+      snapshot.Find("meshlet_cp_golden_reports_total", {{"result", "stale"}});
+  ASSERT_NE(stale, nullptr);
+  EXPECT_EQ(stale->counter, 0u);
 }
 
 }  // namespace

@@ -63,6 +63,10 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
                              "the ring's size on disk (default 268435456)"),
       flags::IntFlag<size_t>("--golden-max-series", "N", &options.golden_limits.max_series,
                              "(sidecar, cluster) pairs tracked for golden metrics (default 10000)"),
+      flags::IntFlag<size_t>("--golden-max-clusters-per-report", "N",
+                             &options.golden_limits.max_clusters_per_report,
+                             "clusters recorded from one golden-metrics report; the rest are left "
+                             "out and counted (default 1000)"),
       {.name = "--golden-retention",
        .value = "DURATION",
        .help = "longest golden-metrics query window, e.g. 10m (default 10m)",

@@ -14,6 +14,8 @@
 //   --trace-store-dir DIR          keep spans in an on-disk ring there too (default: none)
 //   --trace-store-disk-bytes N     the ring's size (default 268435456)
 //   --golden-max-series N          (sidecar, cluster) pairs for golden metrics (default 10000)
+//   --golden-max-clusters-per-report N  clusters recorded from one report, the rest counted
+//                                  (default 1000)
 //   --golden-retention DURATION    longest golden-metrics window (default 10m)
 //   --replica-address IP[:PORT]    with etcd: where other replicas reach this one's discovery port
 //                                  (an IP alone: with the discovery port's port)

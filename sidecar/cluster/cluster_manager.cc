@@ -48,6 +48,8 @@ absl::string_view ThresholdName(resilience::ResourceKind kind) {
 void SharedClusterLimits::PublishStats(StatsShard& shard) {
   MutexLock lock(&mu_);
   for (const auto& [name, thresholds] : by_name_) {
+    // Idle clusters get no series (docs/stats.md): their capacity is their configured limit.
+    if (!active_.contains(name)) continue;
     Published& published = published_[name];
     for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
       const auto kind = static_cast<resilience::ResourceKind>(i);
@@ -78,6 +80,11 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
   }
 }
 
+void SharedClusterLimits::MarkActive(absl::string_view cluster) {
+  MutexLock lock(&mu_);
+  active_.emplace(cluster);
+}
+
 void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster) {
   out += "\"circuit_breakers\":";
   std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds;
@@ -102,14 +109,16 @@ void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster
 }
 
 struct WorkerClusterManager::Entry {
-  template <typename... Args>
-  Entry(std::shared_ptr<const ClusterConfig> config_in, UpstreamStats stats_in, Args&&... args)
+  Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config_in,
+        EndpointTransportFactory transport)
       : config(std::move(config_in)),
-        stats(std::move(stats_in)),
-        cluster(std::forward<Args>(args)...) {}
+        cluster(manager.loop_, *config, manager.limits_.For(*config), manager.random_,
+                manager.clock_, manager.MakeCodecFactories(*this), std::move(transport)) {}
 
   std::shared_ptr<const ClusterConfig> config;
-  const UpstreamStats stats;
+  // Registered by the first request (InitStats); null before, and when the registry refused it.
+  std::unique_ptr<const UpstreamStats> stats;
+  bool stats_initialized = false;
   Cluster cluster;
 };
 
@@ -147,21 +156,22 @@ void WorkerClusterManager::ApplyActiveHealth(absl::string_view name) {
   }
 }
 
-CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& stats) const {
+CodecFactories WorkerClusterManager::MakeCodecFactories(const Entry& entry) const {
   event::Loop* loop = &loop_;
-  const Counter cx_total = stats.cx_total;
+  const Entry* counted = &entry;  // owns the cluster that owns these factories
   // The pool calls a factory once per upstream connection it opens: the place to count them.
+  // Pools open connections for requests, so the cluster's stats exist by then.
   return CodecFactories{
-      .http1 = [loop, cx_total, options = options_.http1](http::CodecIo& io,
-                                                          http::ConnectionCallbacks& callbacks)
+      .http1 = [loop, counted, options = options_.http1](http::CodecIo& io,
+                                                         http::ConnectionCallbacks& callbacks)
           -> std::unique_ptr<http::ClientConnection> {
-        cx_total.Inc();
+        if (counted->stats != nullptr) counted->stats->cx_total.Inc();
         return std::make_unique<http::h1::ClientCodec>(*loop, io, callbacks, options);
       },
-      .http2 = [loop, cx_total, options = options_.http2](http::CodecIo& io,
-                                                          http::ConnectionCallbacks& callbacks)
+      .http2 = [loop, counted, options = options_.http2](http::CodecIo& io,
+                                                         http::ConnectionCallbacks& callbacks)
           -> std::unique_ptr<http::ClientConnection> {
-        cx_total.Inc();
+        if (counted->stats != nullptr) counted->stats->cx_total.Inc();
         return std::make_unique<http::h2::ClientCodec>(io, callbacks, options, loop);
       },
   };
@@ -169,30 +179,35 @@ CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& sta
 
 std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
     const std::shared_ptr<const ClusterConfig>& config) {
-  absl::StatusOr<UpstreamStats> stats = UpstreamStats::Create(stats_, config->name, worker_label_);
-  if (!stats.ok()) {
-    // Only the series limit can refuse registration; the cluster still serves, uncounted.
-    LOG(ERROR) << "cluster " << config->name << ": stats not registered: " << stats.status();
-    stats = UpstreamStats();
-  }
   EndpointTransportFactory transport;
   if (options_.transport_factory) transport = options_.transport_factory(*config);
-  CodecFactories codecs = MakeCodecFactories(*stats);
-  auto entry =
-      std::make_shared<Entry>(config, *std::move(stats), loop_, *config, limits_.For(*config),
-                              random_, clock_, std::move(codecs), std::move(transport));
-  entry->cluster.SetStatHandles(Cluster::StatHandles{
-      .breaker_state = entry->stats.cf_breaker_state,
-      .breaker_opened = entry->stats.cf_breaker_opened,
-      .ejections_active = entry->stats.outlier_ejections_active,
-      .ejections_total = entry->stats.outlier_ejections,
-      .tls_handshake_failures = entry->stats.cx_tls_handshake_fail,
-      .overload_responses = entry->stats.overload_responses,
-      .overload_ejections = entry->stats.overload_ejections,
-      .overload_ejections_skipped = entry->stats.overload_ejections_skipped,
-      .overload_ejections_active = entry->stats.overload_ejections_active,
+  return std::make_shared<Entry>(*this, config, std::move(transport));
+}
+
+void WorkerClusterManager::InitStats(Entry& entry) {
+  entry.stats_initialized = true;
+  limits_.MarkActive(entry.config->name);
+  absl::StatusOr<UpstreamStats> stats =
+      UpstreamStats::Create(stats_, entry.config->name, worker_label_);
+  if (!stats.ok()) {
+    // Only the series limit can refuse registration (counted in
+    // meshlet_stats_series_refused_total); the cluster still serves, uncounted.
+    LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << entry.config->name
+                               << ": stats not registered: " << stats.status();
+    return;
+  }
+  entry.stats = std::make_unique<const UpstreamStats>(*std::move(stats));
+  entry.cluster.SetStatHandles(Cluster::StatHandles{
+      .breaker_state = entry.stats->cf_breaker_state,
+      .breaker_opened = entry.stats->cf_breaker_opened,
+      .ejections_active = entry.stats->outlier_ejections_active,
+      .ejections_total = entry.stats->outlier_ejections,
+      .tls_handshake_failures = entry.stats->cx_tls_handshake_fail,
+      .overload_responses = entry.stats->overload_responses,
+      .overload_ejections = entry.stats->overload_ejections,
+      .overload_ejections_skipped = entry.stats->overload_ejections_skipped,
+      .overload_ejections_active = entry.stats->overload_ejections_active,
   });
-  return entry;
 }
 
 void WorkerClusterManager::Update(const ClusterSet& clusters) {
@@ -249,13 +264,16 @@ ClusterRef WorkerClusterManager::Get(absl::string_view name) {
   auto it = clusters_.find(name);
   if (it == clusters_.end()) return {};
   const std::shared_ptr<Entry>& entry = it->second;
+  // The cluster's first request on this worker registers its stats; later ones pay one branch.
+  if (!entry->stats_initialized) [[unlikely]]
+    InitStats(*entry);
   // Aliasing: the reference owns the whole entry, so `stats` lives as long as `cluster`.
-  return {std::shared_ptr<Cluster>(entry, &entry->cluster), &entry->stats};
+  return {std::shared_ptr<Cluster>(entry, &entry->cluster), entry->stats.get()};
 }
 
 const UpstreamStats* WorkerClusterManager::FindStats(absl::string_view name) const {
   auto it = clusters_.find(name);
-  return it == clusters_.end() ? nullptr : &it->second->stats;
+  return it == clusters_.end() ? nullptr : it->second->stats.get();
 }
 
 }  // namespace meshlet::sidecar::cluster

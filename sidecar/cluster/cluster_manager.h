@@ -12,8 +12,11 @@
 // stays alive for as long as a request in flight holds its ClusterRef, so nothing is pulled out
 // from under a request.
 //
-// Per-cluster stats (UpstreamStats) are registered on the worker's StatsShard when a cluster is
-// first created; the codec factories count every upstream connection they make.
+// Per-cluster stats (UpstreamStats) are registered on the worker's StatsShard when the cluster
+// carries its first request on that worker (Get()), not when it is configured: an idle cluster
+// costs no series, no cells and no histogram buckets on any worker (docs/stats.md). That first
+// Get() takes the registry's mutex and allocates once; later ones test one flag. The codec
+// factories count every upstream connection they make.
 //
 // Circuit-breaker limits are per cluster for the whole process, not per worker (see
 // resilience/circuit_breaker.h), so every worker's manager takes its thresholds from one
@@ -33,6 +36,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
@@ -59,9 +63,12 @@ class SharedClusterLimits {
 
   // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
   // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
-  // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}). The admin API calls it
-  // before it reads stats, so a scrape sees current values without any per-request stats work.
+  // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}), for the clusters that
+  // carried traffic (MarkActive) only. The admin API calls it before it reads stats, so a scrape
+  // sees current values without any per-request stats work.
   void PublishStats(StatsShard& shard);
+  // `cluster` carried a request on some worker: PublishStats includes it from now on.
+  void MarkActive(absl::string_view cluster);
 
   SharedHostHealth& host_health() { return host_health_; }
 
@@ -81,6 +88,7 @@ class SharedClusterLimits {
   absl::flat_hash_map<std::string, std::shared_ptr<resilience::CircuitBreakerThresholds>> by_name_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Published> published_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> active_ ABSL_GUARDED_BY(mu_);
   SharedHostHealth host_health_;
 };
 
@@ -114,12 +122,13 @@ class WorkerClusterManager final : public ClusterManager {
   // Mirrors the shared active health-check results of `cluster` onto its hosts.
   void ApplyActiveHealth(absl::string_view cluster);
 
-  // ClusterManager
+  // ClusterManager. Get() registers the cluster's stats on its first call for that cluster.
   Cluster* Find(absl::string_view name) override;
   ClusterRef Get(absl::string_view name) override;
 
   size_t size() const { return clusters_.size(); }
-  // The stats of a cluster currently configured; null if absent.
+  // The stats of a cluster currently configured; null if absent, or if it never carried a request
+  // on this worker.
   const UpstreamStats* FindStats(absl::string_view name) const;
 
  private:
@@ -127,7 +136,9 @@ class WorkerClusterManager final : public ClusterManager {
   struct Entry;
 
   std::shared_ptr<Entry> Create(const std::shared_ptr<const ClusterConfig>& config);
-  CodecFactories MakeCodecFactories(const UpstreamStats& stats) const;
+  // Factories counting connections in `entry`'s stats (once it has them).
+  CodecFactories MakeCodecFactories(const Entry& entry) const;
+  void InitStats(Entry& entry);
 
   event::Loop& loop_;
   Random& random_;

@@ -2,14 +2,14 @@
 
 // MetricsReporter: sends the control plane the sidecar's golden metrics — per outbound cluster,
 // the request-duration histograms by outcome, body bytes, connections opened and requests in
-// flight — as one meshlet.metrics.v1.MetricsService/Report call every interval
+// flight — every interval, as meshlet.metrics.v1.MetricsService/Report calls
 // (docs/golden-metrics.md, ADR 0019). Values are cumulative; the control plane turns them into
 // rates and percentiles over its windows, so a lost report costs resolution, not counts.
 //
-// Inbound clusters ("inbound|...", the local application) are left out: the caller's sidecar
-// reports that edge. A report is skipped while the previous one is still in flight.
-//
-// The protobuf messages (xds/metrics.proto) stay in metrics_reporter.cc.
+// Only clusters whose values changed since the control plane last accepted them are sent, in
+// parts of bounded size sent one after another (ReportBuilder, report_builder.h). A failed part
+// ends the round; its clusters and those of the parts after it go in the next report. A report is
+// skipped while the previous one's parts are still in flight.
 //
 // Threading: the main loop's thread. The reporter reads the StatsRegistry (which takes its lock
 // briefly); the workers never wait for it.
@@ -27,6 +27,8 @@
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
+#include "sidecar/telemetry/report_builder.h"
+#include "xds/metrics.pb.h"
 
 namespace meshlet::sidecar::telemetry {
 
@@ -41,6 +43,8 @@ struct MetricsReporterOptions {
   std::string node_id;
   std::string service;
   std::string namespace_;
+  // Size of each report message (metrics_report.max_clusters_per_message).
+  ReportSplitOptions split;
 };
 
 class MetricsReporter {
@@ -63,10 +67,15 @@ class MetricsReporter {
   const MetricsReporterOptions options_;
   const uint64_t instance_;
   const absl::Time start_;
+  ReportBuilder builder_;
   std::unique_ptr<http::grpc::Channel> channel_;
   size_t server_index_ = 0;  // channel_ goes to server_addresses[server_index_]
   void MakeChannel();
   event::Timer timer_;
+  void SendNextPart();
+  // The parts of the report in flight; parts_[next_part_] is being sent.
+  std::vector<metrics::v1::MetricsReport> parts_;
+  size_t next_part_ = 0;
   bool in_flight_ = false;
   uint64_t failures_ = 0;
   // Callbacks that outlive the reporter see it expired.

@@ -1,0 +1,107 @@
+#include "sidecar/telemetry/report_builder.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/match.h"
+
+namespace meshlet::sidecar::telemetry {
+namespace {
+
+absl::string_view Label(const SeriesSnapshot& series, absl::string_view name) {
+  if (series.labels == nullptr) return "";
+  for (const auto& [key, value] : *series.labels) {
+    if (key == name) return value;
+  }
+  return "";
+}
+
+void FillHistogram(const HistogramSnapshot& from, metrics::v1::Histogram* to) {
+  for (const HistogramSnapshot::Bucket& bucket : from.buckets()) {
+    to->add_bucket(bucket.index);
+    to->add_count(bucket.count);
+  }
+  to->set_sum(from.sum());
+}
+
+uint64_t Count(const metrics::v1::Histogram& histogram) {
+  uint64_t total = 0;
+  for (uint64_t count : histogram.count()) total += count;
+  return total;
+}
+
+// Every outbound cluster that has series, by name.
+std::map<absl::string_view, metrics::v1::ClusterStats> ReadClusters(const StatsSnapshot& snapshot) {
+  std::map<absl::string_view, metrics::v1::ClusterStats> clusters;
+  auto cluster_for = [&](const SeriesSnapshot& series) -> metrics::v1::ClusterStats* {
+    absl::string_view name = Label(series, "cluster");
+    if (name.empty() || absl::StartsWith(name, "inbound|")) return nullptr;
+    auto [it, inserted] = clusters.try_emplace(name);
+    if (inserted) it->second.set_cluster(std::string(name));
+    return &it->second;
+  };
+  for (const SeriesSnapshot& series : snapshot.series) {
+    if (!absl::StartsWith(series.name, "meshlet_upstream_")) continue;
+    const absl::string_view name = series.name.substr(17);
+    if (name == "rq_duration_seconds") {
+      metrics::v1::ClusterStats* cluster = cluster_for(series);
+      if (cluster == nullptr || series.histogram.count() == 0) continue;
+      FillHistogram(series.histogram, Label(series, "outcome") == "failure"
+                                          ? cluster->mutable_failure()
+                                          : cluster->mutable_success());
+    } else if (name == "tx_bytes_total" || name == "rx_bytes_total" || name == "cx_total") {
+      metrics::v1::ClusterStats* cluster = cluster_for(series);
+      if (cluster == nullptr) continue;
+      if (name == "tx_bytes_total") cluster->set_tx_bytes(series.counter);
+      if (name == "rx_bytes_total") cluster->set_rx_bytes(series.counter);
+      if (name == "cx_total") cluster->set_cx_total(series.counter);
+    } else if (name == "rq_active") {
+      metrics::v1::ClusterStats* cluster = cluster_for(series);
+      if (cluster != nullptr) cluster->set_rq_active(series.gauge);
+    }
+  }
+  return clusters;
+}
+
+}  // namespace
+
+ReportBuilder::Fingerprint ReportBuilder::Of(const metrics::v1::ClusterStats& cluster) {
+  return Fingerprint{.requests = Count(cluster.success()) + Count(cluster.failure()),
+                     .latency_sum = cluster.success().sum() + cluster.failure().sum(),
+                     .tx_bytes = cluster.tx_bytes(),
+                     .rx_bytes = cluster.rx_bytes(),
+                     .cx_total = cluster.cx_total(),
+                     .rq_active = cluster.rq_active()};
+}
+
+std::vector<metrics::v1::MetricsReport> ReportBuilder::Build(const StatsSnapshot& snapshot,
+                                                             int64_t time_unix_nano) const {
+  std::vector<metrics::v1::MetricsReport> parts(1);
+  size_t part_bytes = 0;
+  for (auto& [name, cluster] : ReadClusters(snapshot)) {
+    const Fingerprint now = Of(cluster);
+    auto known = accepted_.find(name);
+    const bool unchanged = known != accepted_.end() ? known->second == now : now == Fingerprint{};
+    if (unchanged && now.rq_active == 0) continue;
+    const size_t bytes = cluster.ByteSizeLong();
+    const size_t count = static_cast<size_t>(parts.back().clusters_size());
+    if (count > 0 && (count >= options_.max_clusters || part_bytes + bytes > options_.max_bytes)) {
+      parts.emplace_back();
+      part_bytes = 0;
+    }
+    *parts.back().add_clusters() = std::move(cluster);
+    part_bytes += bytes;
+  }
+  for (size_t i = 0; i < parts.size(); ++i) {
+    parts[i].set_time_unix_nano(time_unix_nano + static_cast<int64_t>(i));
+  }
+  return parts;
+}
+
+void ReportBuilder::Accepted(const metrics::v1::MetricsReport& part) {
+  for (const metrics::v1::ClusterStats& cluster : part.clusters()) {
+    accepted_[cluster.cluster()] = Of(cluster);
+  }
+}
+
+}  // namespace meshlet::sidecar::telemetry

@@ -1,0 +1,121 @@
+#include "sidecar/telemetry/report_builder.h"
+
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar::telemetry {
+namespace {
+
+// The series MetricsReporter reads, for one cluster, as UpstreamStats registers them.
+struct ClusterSeries {
+  ClusterSeries(StatsShard& shard, const std::string& cluster) {
+    HistogramOptions seconds;
+    seconds.exposition_divisor = 1e6;
+    success = *shard.RegisterHistogram("meshlet_upstream_rq_duration_seconds", "h",
+                                       {{"cluster", cluster}, {"outcome", "success"}}, seconds);
+    tx_bytes =
+        *shard.RegisterCounter("meshlet_upstream_tx_bytes_total", "h", {{"cluster", cluster}});
+    rq_active = *shard.RegisterGauge("meshlet_upstream_rq_active", "h", {{"cluster", cluster}});
+  }
+  Histogram success;
+  Counter tx_bytes;
+  Gauge rq_active;
+};
+
+std::set<std::string> Names(const std::vector<metrics::v1::MetricsReport>& parts) {
+  std::set<std::string> names;
+  for (const auto& part : parts) {
+    for (const auto& cluster : part.clusters()) names.insert(cluster.cluster());
+  }
+  return names;
+}
+
+class ReportBuilderTest : public ::testing::Test {
+ protected:
+  StatsRegistry registry_;
+  std::unique_ptr<StatsShard> shard_ = registry_.CreateShard();
+};
+
+TEST_F(ReportBuilderTest, ReportsOnlyClustersActiveSinceTheLastAcceptedReport) {
+  ClusterSeries busy(*shard_, "outbound|80||busy.default");
+  ClusterSeries idle(*shard_, "outbound|80||idle.default");
+  ClusterSeries pending(*shard_, "outbound|80||pending.default");
+  ClusterSeries inbound(*shard_, "inbound|8080||");
+  ReportBuilder builder;
+
+  // Nothing happened yet: one empty part, which keeps the sidecar known to the control plane.
+  std::vector<metrics::v1::MetricsReport> parts = builder.Build(registry_.Snapshot(), 1000);
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ(parts[0].clusters_size(), 0);
+  EXPECT_EQ(parts[0].time_unix_nano(), 1000);
+
+  busy.success.Record(2000);
+  busy.tx_bytes.Inc(100);
+  pending.rq_active.Inc();
+  inbound.success.Record(10);
+  parts = builder.Build(registry_.Snapshot(), 2000);
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ(Names(parts),
+            (std::set<std::string>{"outbound|80||busy.default", "outbound|80||pending.default"}));
+  builder.Accepted(parts[0]);
+
+  // Unchanged since accepted: left out; requests in flight keep a cluster in.
+  parts = builder.Build(registry_.Snapshot(), 3000);
+  EXPECT_EQ(Names(parts), (std::set<std::string>{"outbound|80||pending.default"}));
+  // Not accepted (the call failed): the clusters go again.
+  busy.tx_bytes.Inc(1);
+  parts = builder.Build(registry_.Snapshot(), 4000);
+  EXPECT_EQ(Names(parts),
+            (std::set<std::string>{"outbound|80||busy.default", "outbound|80||pending.default"}));
+  parts = builder.Build(registry_.Snapshot(), 5000);
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ(parts[0].clusters_size(), 2);
+  builder.Accepted(parts[0]);
+  pending.rq_active.Dec();
+  // Its request ended without a response yet counted elsewhere: the change to 0 is reported once.
+  parts = builder.Build(registry_.Snapshot(), 6000);
+  EXPECT_EQ(Names(parts), (std::set<std::string>{"outbound|80||pending.default"}));
+  builder.Accepted(parts[0]);
+  parts = builder.Build(registry_.Snapshot(), 7000);
+  EXPECT_EQ(parts[0].clusters_size(), 0);
+  EXPECT_EQ(builder.known_clusters(), 2u);
+}
+
+TEST_F(ReportBuilderTest, SplitsALargeReportIntoOrderedParts) {
+  constexpr int kClusters = 2500;
+  std::vector<std::unique_ptr<ClusterSeries>> clusters;
+  for (int i = 0; i < kClusters; ++i) {
+    clusters.push_back(
+        std::make_unique<ClusterSeries>(*shard_, absl::StrCat("outbound|80||s", i, ".default")));
+    for (int r = 0; r < 20; ++r) clusters.back()->success.Record(100 + 37 * r);
+  }
+  ReportBuilder builder({.max_clusters = 1000, .max_bytes = 1 << 20});
+  std::vector<metrics::v1::MetricsReport> parts = builder.Build(registry_.Snapshot(), 5000);
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].clusters_size(), 1000);
+  EXPECT_EQ(parts[2].clusters_size(), 500);
+  EXPECT_EQ(Names(parts).size(), static_cast<size_t>(kClusters));
+  for (size_t i = 0; i < parts.size(); ++i) {
+    EXPECT_EQ(parts[i].time_unix_nano(), 5000 + static_cast<int64_t>(i));
+  }
+
+  // The byte bound splits too, each part within it.
+  const size_t one = parts[0].clusters(0).ByteSizeLong();
+  ReportBuilder small({.max_clusters = 1000, .max_bytes = 100 * one});
+  parts = small.Build(registry_.Snapshot(), 5000);
+  EXPECT_GE(parts.size(), static_cast<size_t>(kClusters / 100));
+  size_t total = 0;
+  for (const auto& part : parts) {
+    size_t bytes = 0;
+    for (const auto& cluster : part.clusters()) bytes += cluster.ByteSizeLong();
+    EXPECT_LE(bytes, 100 * one + one);  // names differ in length by a few bytes
+    total += static_cast<size_t>(part.clusters_size());
+  }
+  EXPECT_EQ(total, static_cast<size_t>(kClusters));
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::telemetry
