@@ -480,7 +480,13 @@ def propagation(args, fake, cp, scoped, work):
     text = "\n".join(lines)
     if p.returncode != 0:
         with open(stderr_path) as f:
-            raise CaseFailed("xds_load: " + f.read().strip()[-400:])
+            text = f.read().strip()
+        # Its first line says what failed; a client's status names its last stream error.
+        m = re.search(r'"last_stream_error":"([^"]*)"', text)
+        raise CaseFailed("xds_load: %s%s" % (text.splitlines()[0][:300] if text else "exited %d"
+                                             % p.returncode,
+                                             "; a client's last stream error: " + m.group(1)
+                                             if m else ""))
 
     def number(pattern):
         m = re.search(pattern, text)
@@ -660,7 +666,7 @@ def main():
     p.add_argument("--connect-timeout", type=int, default=180,
                    help="seconds all clients may take to get their first configuration")
     p.add_argument("--start-timeout", type=int, default=300)
-    p.add_argument("--ready-timeout", type=int, default=60)
+    p.add_argument("--ready-timeout", type=int, default=120)
     p.add_argument("--apply-timeout", type=int, default=300,
                    help="seconds the whole-mesh apply may take (0: skip it)")
     p.add_argument("--json", help="also write the figures to this file")
