@@ -49,6 +49,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -672,6 +673,8 @@ def main():
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args()
+    # Stopped from outside: the cases' cleanup (processes, temporary directories) still runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("mesh_scale: terminated"))
     if args.smoke:
         args.services, args.modes = "10", "default,scoped"
         args.changes, args.clients, args.rounds = 3, 20, 2
