@@ -372,6 +372,9 @@ int main(int argc, char** argv) {
   }
   const bool validate = !no_validate;
   meshlet::SetLogLevel(meshlet::LogLevel::kError);
+  // A write to a stream the control plane reset (an overloaded one closes some) must end that
+  // client's stream, not the whole tool, as in the sidecar and the control plane.
+  ::signal(SIGPIPE, SIG_IGN);
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);
   limit.rlim_cur = limit.rlim_max;
