@@ -11,6 +11,14 @@
 //     translator → ADS, and the round ends when every client applied the route table carrying the
 //     new weight.
 //
+//   driver mode (--driver-stdio): something else changes the mesh (tests/bench/mesh_scale.py
+//     changes an EndpointSlice in a fake Kubernetes API server). Each round xds_load prints
+//     "change N" on stdout and reads one line from stdin; the change is made when that line is
+//     "ok". With --endpoint-marker CLUSTER the round a configuration carries is read from that
+//     cluster's load assignment: the endpoint whose address is 10.255.X.Y:PORT marks round
+//     X * 256 + Y. The clients register under --node-namespace / --node-service (no app ports,
+//     so they add no endpoints), with --dependencies as their meshlet.io/dependencies label.
+//
 // Prints p50/p99 of the per-round "all applied" time and of the per-client apply latency, and
 // the control plane's CPU time and RSS (from /proc).
 //
@@ -31,6 +39,8 @@
 //                 [--clients 1000] [--rounds 20] [--delta] [--no-validate]
 //                 [--tls-ca FILE --tls-cert FILE --tls-key FILE [--server-identity ID]]
 //                 [--service-account NAME]
+//        xds_load ... --driver-stdio --endpoint-marker CLUSTER [--node-namespace NS]
+//                 [--node-service NAME] [--dependencies LIST]
 //
 // --scoped applies a MeshConfig with scopeToDependencies and gives every client the label
 // meshlet.io/dependencies=svc-0, so each gets only its own service and svc-0.
@@ -58,6 +68,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/base/logging.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
@@ -168,6 +179,25 @@ std::string PolicyYaml(int services, int round, bool scoped) {
   return text;
 }
 
+// The round `cluster`'s load assignment in `set` carries: its endpoint 10.255.X.Y:PORT marks
+// round X * 256 + Y. Empty when absent.
+std::string EndpointMarkerOf(const config::ResourceSet& set, const std::string& cluster) {
+  for (const auto& assignment : set.endpoints) {
+    if (assignment.cluster_name() != cluster) continue;
+    for (const auto& endpoint : assignment.endpoints()) {
+      absl::string_view address = endpoint.address();
+      if (!absl::ConsumePrefix(&address, "10.255.")) continue;
+      std::vector<absl::string_view> parts = absl::StrSplit(address, absl::ByAnyChar(".:"));
+      int high = 0, low = 0;
+      if (parts.size() >= 2 && absl::SimpleAtoi(parts[0], &high) &&
+          absl::SimpleAtoi(parts[1], &low)) {
+        return absl::StrCat("round-", high * 256 + low);
+      }
+    }
+  }
+  return "";
+}
+
 // The round a configuration carries: in file mode the marker virtual host's body, in policy
 // mode the split route's first weight (1000 + round). Empty when absent.
 std::string MarkerOf(const config::ResourceSet& set, bool policy_mode) {
@@ -250,6 +280,8 @@ int main(int argc, char** argv) {
   bool help = false;
   std::string address, resources, meshctl, api, token_file, ca_file, work_dir = "/tmp";
   std::string tls_ca, tls_cert, tls_key, server_identity, service_account = "load";
+  bool driver_stdio = false;
+  std::string endpoint_marker, node_namespace = "default", node_service = "load", dependencies;
   const std::vector<flags::Flag> table = {
       flags::Required(
           flags::StringFlag("--server-pid", "PID[,PID...]", &server_pids_text,
@@ -285,6 +317,16 @@ int main(int argc, char** argv) {
                         "TLS: the SPIFFE id the control plane's certificate must carry"),
       flags::StringFlag("--service-account", "NAME", &service_account,
                         "policy mode: the clients' service account (default load)"),
+      flags::SwitchFlag("--driver-stdio", &driver_stdio,
+                        "driver mode: print \"change N\" per round, wait for \"ok\" on stdin"),
+      flags::StringFlag("--endpoint-marker", "CLUSTER", &endpoint_marker,
+                        "driver mode: read the round from this cluster's endpoint 10.255.X.Y"),
+      flags::StringFlag("--node-namespace", "NS", &node_namespace,
+                        "driver mode: the clients' namespace (default default)"),
+      flags::StringFlag("--node-service", "NAME", &node_service,
+                        "driver mode: the clients' service (default load)"),
+      flags::StringFlag("--dependencies", "LIST", &dependencies,
+                        "driver mode: the clients' meshlet.io/dependencies label"),
       flags::HelpFlag(&help, "this help"),
   };
   absl::StatusOr<flags::ParsedArgs> parsed =
@@ -305,11 +347,16 @@ int main(int argc, char** argv) {
     }
   }
   const bool policy_mode = !meshctl.empty();
-  if (parsed.ok() &&
-      (policy_mode ? api.empty() || token_file.empty() || ca_file.empty() : resources.empty())) {
+  if (parsed.ok() && driver_stdio) {
+    if (policy_mode || !resources.empty() || endpoint_marker.empty()) {
+      parsed = absl::InvalidArgumentError(
+          "--driver-stdio needs --endpoint-marker and neither --resources nor --meshctl");
+    }
+  } else if (parsed.ok() && (policy_mode ? api.empty() || token_file.empty() || ca_file.empty()
+                                         : resources.empty())) {
     parsed = absl::InvalidArgumentError(
         "give --resources FILE, or --meshctl PATH --api HOST:PORT --token-file FILE --ca-file "
-        "FILE");
+        "FILE, or --driver-stdio --endpoint-marker CLUSTER");
   }
   const bool use_tls = !tls_ca.empty();
   if (parsed.ok() && (use_tls != !tls_cert.empty() || use_tls != !tls_key.empty())) {
@@ -325,6 +372,9 @@ int main(int argc, char** argv) {
   }
   const bool validate = !no_validate;
   meshlet::SetLogLevel(meshlet::LogLevel::kError);
+  // A write to a stream the control plane reset (an overloaded one closes some) must end that
+  // client's stream, not the whole tool, as in the sidecar and the control plane.
+  ::signal(SIGPIPE, SIG_IGN);
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);
   limit.rlim_cur = limit.rlim_max;
@@ -358,6 +408,14 @@ int main(int argc, char** argv) {
   pid_t apply_pid = -1;
   auto change = [&](int round) {
     const std::string marker = absl::StrCat("round-", round);
+    if (driver_stdio) {
+      // The driver makes the change, then answers; the clients wait meanwhile (a few ms).
+      std::printf("change %d\n", round);
+      std::fflush(stdout);
+      char answer[64] = {};
+      return std::fgets(answer, sizeof(answer), stdin) != nullptr &&
+             absl::string_view(answer) == "ok\n";
+    }
     if (!policy_mode) {
       WriteFile(resources, ResourcesYaml(marker));
       return kill(server_pids[0], SIGHUP) == 0;
@@ -397,7 +455,17 @@ int main(int argc, char** argv) {
     }
     options.node.set_id(absl::StrCat("load-", i));
     options.transport_factory = transport;
-    if (policy_mode) {
+    if (driver_stdio) {
+      // A workload without app ports: it adds no endpoint to any service.
+      options.node.set_service(node_service);
+      options.node.set_namespace_(node_namespace);
+      options.node.set_service_account(service_account);
+      options.node.add_addresses(
+          absl::StrCat("10.", i / 65536, ".", (i / 256) % 256, ".", i % 256));
+      if (!dependencies.empty()) {
+        (*options.node.mutable_labels())["meshlet.io/dependencies"] = dependencies;
+      }
+    } else if (policy_mode) {
       // A workload of svc-(i % services), versions alternating, at its own address.
       options.node.set_service(absl::StrCat("svc-", i % services));
       options.node.set_namespace_("default");
@@ -414,15 +482,17 @@ int main(int argc, char** argv) {
     options.delta = delta;
     raw->client = std::make_unique<config::XdsClient>(
         loop, options, config::ResourceSet{},
-        [raw, &applied, &expected_marker, validate,
-         policy_mode](const config::ResourceSet& set) -> absl::Status {
+        [raw, &applied, &expected_marker, validate, policy_mode,
+         &endpoint_marker](const config::ResourceSet& set) -> absl::Status {
           // The real validation a sidecar does; listeners are not bound here.
           if (validate) {
             auto snapshot = config::BuildSnapshot(set, raw->snapshot.get());
             if (!snapshot.ok()) return snapshot.status();
             raw->snapshot = *std::move(snapshot);
           }
-          const std::string marker = MarkerOf(set, policy_mode);
+          const std::string marker = endpoint_marker.empty()
+                                         ? MarkerOf(set, policy_mode)
+                                         : EndpointMarkerOf(set, endpoint_marker);
           if (marker == expected_marker && raw->marker != marker) {
             raw->marker = marker;
             raw->applied_at = std::chrono::steady_clock::now();
@@ -461,7 +531,7 @@ int main(int argc, char** argv) {
   }
   // In policy mode every registration changed the endpoints of its service: let the pushes
   // those caused finish before measuring.
-  if (policy_mode) run_for(std::chrono::seconds(3));
+  if (policy_mode || driver_stdio) run_for(std::chrono::seconds(3));
   const auto servers_before = usage(server_pids);
   const auto etcd_before = usage(etcd_pids);
   const double own_cpu_before = ProcessUsage(getpid()).first;
@@ -494,10 +564,11 @@ int main(int argc, char** argv) {
   getloadavg(&load_after, 1);
   std::printf("clients=%d mode=%s transport=%s driver=%s rounds=%d validate=%s\n", clients,
               delta ? "delta" : "sotw", use_tls ? "TLS, client certificate" : "plaintext h2c",
-              policy_mode ? absl::StrCat("meshctl apply (", services, " services",
-                                         scoped ? ", scoped to dependencies" : "", ")")
-                                .c_str()
-                          : "file+SIGHUP",
+              driver_stdio  ? "external (stdio)"
+              : policy_mode ? absl::StrCat("meshctl apply (", services, " services",
+                                           scoped ? ", scoped to dependencies" : "", ")")
+                                  .c_str()
+                            : "file+SIGHUP",
               rounds, validate ? "yes" : "no");
   double servers_connect_cpu = 0;
   for (size_t r = 0; r < servers_connected.size(); ++r) {

@@ -1,0 +1,714 @@
+"""What a sidecar and the control plane cost as the mesh grows: meshes of N services.
+
+Usage: mesh_scale.py --control-plane BIN --sidecar BIN --meshctl BIN --xds-load BIN
+                     [--services 100,1000,5000] [--modes default,scoped] [--smoke] [--help]
+
+Each service (namespace `bench`) has --endpoints-per-service pods (default 10: half labelled
+version=v1, half v2) and one EndpointSlice, in the tests' fake Kubernetes API server
+(tests/integration/fake_kubernetes_api.py), which the control plane discovers as in a cluster;
+an HTTPRoute sending requests with `x-canary: always` to the subset version=v2 (the rest take the
+default route to the whole service), and a TrafficPolicy (timeouts, retries, outlier detection).
+So every service is two clusters of a caller, and 5 000 services are 50 000 endpoints. The
+policy is written into the store's directory before the control plane starts, as a restarted
+control plane finds it (in the form the API stores: each kind's body is taken from a control
+plane started for that and written to through its API), because writing it through the API one resource at
+a time takes minutes at 1 000 services; what such writes cost is measured on its own.
+
+Modes: `default` (the whole mesh to every sidecar) and `scoped` (MeshConfig
+scopeToDependencies, each sidecar declaring 10 dependencies, svc-0 to svc-9, in its
+meshlet.io/dependencies label).
+
+Per mesh size and mode:
+- the control plane: start to its first publication of the Kubernetes Services, RSS then;
+- one real sidecar (--sidecar-workers workers, plaintext xDS): start to /ready answering 200
+  (bounded by --ready-timeout; when it never gets there, what /ready and its log say), its
+  RssAnon from /proc/PID/status once ready (after a second);
+- --changes endpoint changes (a pod of one of svc-0..svc-9 made not ready in its EndpointSlice,
+  or ready again): bytes the sidecar read per change (/proc/PID/io rchar: with plaintext xDS
+  and no traffic that is what the control plane pushed it), the control plane's CPU time per
+  change (utime + stime, from the change until it and the sidecar are quiet again) and its RSS
+  after the changes;
+- a policy write: `meshctl apply` of one changed TrafficPolicy (median of 3), and, in the
+  default mode, of the whole mesh's HTTPRoutes and TrafficPolicies changed (one apply of all
+  documents, bounded by --apply-timeout: past it, how many were written);
+- endpoint-change propagation to --clients simulated sidecars (//tests/bench/xds_load, the
+  sidecar's real XdsClient, --no-validate: parsing only, one thread) besides the real one: per
+  round an endpoint of svc-0 changes in the fake API server, and the round ends when every
+  client applied svc-0's assignment carrying it; p50/p99 of change → all applied, p99 of change
+  → one client applied, the control plane's CPU per round. Skipped when the real sidecar was
+  never ready (the clients would not be either).
+Every wait is bounded; a case that cannot finish says what failed and the run goes on.
+One line per case, then a Markdown table of all of them (--json FILE: the figures as JSON).
+--smoke: 10 services, both modes, 20 clients, 2 rounds, failing unless every figure is present
+and sane (not timed).
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+import cp_api  # noqa: E402
+from fake_kubernetes_api import FakeApiServer  # noqa: E402
+from mesh_util import make_ca, make_server_cert  # noqa: E402
+from ports import free_port  # noqa: E402
+
+NAMESPACE = "bench"
+PORT = 8080
+TOKEN = "bench-token"
+DEPENDENCIES = 10  # the scoped sidecar's declared dependencies: svc-0 .. svc-9
+STORE_MAGIC = "meshlet-store-v1"  # control-plane/store/file_store.h
+
+
+class CaseFailed(Exception):
+    """A case that cannot go on; the message says what failed."""
+
+
+def wait_until(predicate, timeout, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def proc_status(pid, field):
+    """A /proc/PID/status field in KiB (VmRSS, RssAnon), 0 when the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            m = re.search(r"^%s:\s+(\d+)" % field, f.read(), re.M)
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+def cpu_seconds(pid):
+    """utime + stime of `pid` in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rchar(pid):
+    with open("/proc/%d/io" % pid) as f:
+        return int(re.search(r"^rchar:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def settle(samplers, quiet=0.3, timeout=15):
+    """Waits until every sampler's value has not moved for `quiet` seconds; False on timeout."""
+    deadline = time.monotonic() + timeout
+    last = [s() for s in samplers]
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = [s() for s in samplers]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+    return False
+
+
+# The mesh: Kubernetes objects in the fake API server.
+
+def service_name(s):
+    return "svc-%d" % s
+
+
+def pod_ip(s, i):
+    return "10.%d.%d.%d" % (1 + s // 250, s % 250, 1 + i)
+
+
+def pod(s, i, per_service):
+    """A Pod as discovery reads it (metadata only): labels app and version."""
+    name = "%s-%d" % (service_name(s), i)
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE, "uid": "uid-" + name,
+                         "labels": {"app": service_name(s),
+                                    "version": "v1" if i < per_service // 2 else "v2"}},
+            "spec": {"serviceAccountName": service_name(s)},
+            "status": {"phase": "Running", "podIP": pod_ip(s, i)}}
+
+
+def endpoint_slice(s, per_service, not_ready=(), marker=None):
+    """svc-s's EndpointSlice: its pods (those in `not_ready` not ready), plus with `marker` an
+    address 10.255.X.Y without a Pod that marks xds_load's round X * 256 + Y."""
+    endpoints = [{"addresses": [pod_ip(s, i)], "conditions": {"ready": i not in not_ready},
+                  "targetRef": {"kind": "Pod", "namespace": NAMESPACE,
+                                "name": "%s-%d" % (service_name(s), i)}}
+                 for i in range(per_service)]
+    if marker is not None:
+        endpoints.append({"addresses": ["10.255.%d.%d" % (marker // 256, marker % 256)],
+                          "conditions": {"ready": True}})
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": service_name(s) + "-abcde", "namespace": NAMESPACE,
+                         "labels": {"kubernetes.io/service-name": service_name(s)}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": PORT, "protocol": "TCP"}],
+            "endpoints": endpoints}
+
+
+def fill_cluster(fake, services, per_service):
+    for s in range(services):
+        for i in range(per_service):
+            fake.put("pods", pod(s, i, per_service), announce=False)
+        fake.put("services", {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": service_name(s), "namespace": NAMESPACE},
+            "spec": {"clusterIP": "10.96.%d.%d" % (s // 250, s % 250 + 1),
+                     "ports": [{"name": "http", "port": PORT, "targetPort": PORT}],
+                     "selector": {"app": service_name(s)}}}, announce=False)
+        fake.put("endpointslices", endpoint_slice(s, per_service), announce=False)
+
+
+# The policy: YAML for meshctl, JSON for the store.
+
+def http_route(s):
+    name = service_name(s)
+    return ("apiVersion: meshlet.io/v1\nkind: HTTPRoute\n"
+            "metadata: {name: %s, namespace: %s}\nspec:\n  target: %s\n  rules:\n"
+            "  - name: canary\n    matches:\n    - headers: [{name: x-canary, value: always}]\n"
+            "    backends: [{service: %s, subset: {version: v2}}]\n"
+            % (name, NAMESPACE, name, name))
+
+
+def traffic_policy(s, attempts=2):
+    name = service_name(s)
+    return ("apiVersion: meshlet.io/v1\nkind: TrafficPolicy\n"
+            "metadata: {name: %s, namespace: %s}\nspec:\n  target: %s\n"
+            "  timeouts: {request: 2s, perTry: 500ms}\n  retries: {attempts: %d}\n"
+            "  outlierDetection: {consecutive5xx: 5, baseEjectionTime: 30s}\n"
+            % (name, NAMESPACE, name, attempts))
+
+
+MESH_CONFIG = ("apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
+               "spec: {scopeToDependencies: true}\n")
+
+
+class ControlPlane:
+    """The control-plane binary with its data in `tmp`/data, plaintext xDS, Kubernetes
+    discovery from `fake` when given; every address on 127.0.0.1, ports from its log."""
+
+    def __init__(self, binary, tmp, fake=None, ca_file=None, timeout=300):
+        self.data = os.path.join(tmp, "data")
+        self.log_path = os.path.join(tmp, "cp.log")
+        args = [binary, "--data-dir", self.data, "--api-address", "127.0.0.1:0",
+                "--xds-plaintext", "--xds-address", "127.0.0.1:0", "--webhook-address=off",
+                "--otlp-address=", "--zipkin-address=", "--webhook-configuration="]
+        if fake is not None:
+            token = os.path.join(tmp, "kubernetes-token")
+            with open(token, "w") as f:
+                f.write(TOKEN)
+            args += ["--kubernetes-api", fake.address, "--kubernetes-ca-file", ca_file,
+                     "--kubernetes-token-file", token]
+        else:
+            args += ["--kubernetes-api="]
+        started = time.monotonic()
+        with open(self.log_path, "w") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=out)
+        self.api = self.ads = None
+        ready_text = "are mesh destinations" if fake is not None else "ca: issuing"
+
+        def up():
+            text = self.log()
+            if self.proc.poll() is not None:
+                raise CaseFailed("the control plane exited: " + text[-2000:])
+            if self.api is None:
+                m = re.search(r"API on (127\.0\.0\.1:\d+)", text)
+                if m:
+                    self.api = m.group(1)
+                    cp_api.trust(self.api, self.ca_file())
+            if self.ads is None:
+                m = re.search(r"ADS on (127\.0\.0\.1:\d+)", text)
+                self.ads = m.group(1) if m else None
+            return self.api and self.ads and ready_text in text
+
+        if not wait_until(up, timeout):
+            self.stop()
+            raise CaseFailed("the control plane did not publish within %d s: %s"
+                             % (timeout, self.log()[-2000:]))
+        self.start_seconds = time.monotonic() - started
+        with open(os.path.join(self.data, "api-token")) as f:
+            self.token = f.read().strip()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def ca_file(self):
+        return cp_api.root_file(self.data)
+
+    def stored_body(self, yaml_text, path, kind, namespace, name):
+        """Writes `yaml_text` through the API (PUT `path`) and returns the body the store holds."""
+        req = urllib.request.Request(
+            cp_api.url(self.api, "/apis/meshlet.io/v1/" + path), method="PUT",
+            data=yaml_text.encode(), headers={"Authorization": "Bearer " + self.token,
+                                              "Content-Type": "application/yaml"})
+        with cp_api.urlopen(req, timeout=10) as r:
+            r.read()
+        with open(os.path.join(self.data, "store", "resources", kind, namespace, name)) as f:
+            return f.read().split("\n", 1)[1]
+
+    def meshctl(self, meshctl, path, timeout):
+        """(seconds, documents written, error text) of `meshctl apply -f path`."""
+        started = time.monotonic()
+        try:
+            p = subprocess.Popen([meshctl, "apply", "-f", path, "--server", self.api,
+                                  "--token-file", os.path.join(self.data, "api-token"),
+                                  "--ca-file", self.ca_file()],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as e:
+            return 0, 0, "meshctl: %s" % e
+        try:
+            out, err = p.communicate(timeout=timeout)
+            error = "" if p.returncode == 0 else "meshctl apply exited %d: %s" % (
+                p.returncode, err[-500:])
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            error = "not done after %d s" % timeout
+        return time.monotonic() - started, len(out.splitlines()), error
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def store_templates(control_plane_bin):
+    """Each kind's stored body for svc-0 (and the MeshConfig's), as a control plane stores them."""
+    tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    cp = None
+    try:
+        cp = ControlPlane(control_plane_bin, tmp, timeout=30)
+        ns = "namespaces/%s/" % NAMESPACE
+        return {"HTTPRoute": cp.stored_body(http_route(0), ns + "httproutes/svc-0", "HTTPRoute",
+                                            NAMESPACE, "svc-0"),
+                "TrafficPolicy": cp.stored_body(traffic_policy(0), ns + "trafficpolicies/svc-0",
+                                                "TrafficPolicy", NAMESPACE, "svc-0"),
+                "MeshConfig": cp.stored_body(MESH_CONFIG, "meshconfigs/mesh", "MeshConfig",
+                                             "_cluster", "mesh")}
+    finally:
+        if cp is not None:
+            cp.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def seed_store(data, templates, services, scoped):
+    """Writes the mesh's policy into the file store in `data` (<data-dir>/store, as
+    control-plane/store/file_store.h lays it out:
+    one file per resource, a header line with its revision)."""
+    revision = 0
+
+    def put(kind, namespace, name, body):
+        nonlocal revision
+        revision += 1
+        directory = os.path.join(data, "resources", kind, namespace)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name), "w") as f:
+            f.write("%s %d %d\n%s" % (STORE_MAGIC, revision, revision, body))
+
+    for s in range(services):
+        for kind in ("HTTPRoute", "TrafficPolicy"):
+            put(kind, NAMESPACE, service_name(s),
+                templates[kind].replace('"svc-0"', '"%s"' % service_name(s)))
+    if scoped:
+        put("MeshConfig", "_cluster", "mesh", templates["MeshConfig"])
+    with open(os.path.join(data, "revision"), "w") as f:
+        f.write("%d\n" % revision)
+
+
+class ProbeSidecar:
+    """One real sidecar registered as node `probe` in the bench namespace."""
+
+    def __init__(self, binary, tmp, ads, workers, dependencies):
+        self.admin = free_port()
+        self.log_path = os.path.join(tmp, "sidecar.log")
+        config = os.path.join(tmp, "sidecar.yaml")
+        with open(config, "w") as f:
+            f.write("{}\n")
+        args = [binary, "--config", config, "--admin-address=127.0.0.1:%d" % self.admin,
+                "--concurrency=%d" % workers, "--xds=" + ads, "--xds-plaintext=true",
+                "--node-id=probe", "--node-namespace=" + NAMESPACE,
+                "--node-address=127.0.0.1",
+                "--node-label=meshlet.io/inbound-port=%d" % free_port(),
+                "--node-label=meshlet.io/outbound-port=%d" % free_port()]
+        if dependencies:
+            args.append("--node-label=meshlet.io/dependencies=" + dependencies)
+        self.started = time.monotonic()
+        with open(self.log_path, "w") as out:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
+
+    def get(self, path, timeout=5):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.admin, path),
+                                        timeout=timeout) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+        except (OSError, urllib.error.URLError) as e:
+            return 0, str(e)
+
+    def wait_ready(self, timeout):
+        """Seconds from start to /ready 200, or None (then .why says what /ready and the log
+        said)."""
+        def ready():
+            if self.proc.poll() is not None:
+                return True
+            return self.get("/ready")[0] == 200
+        wait_until(ready, timeout, interval=0.01)
+        if self.proc.poll() is None and self.get("/ready")[0] == 200:
+            return time.monotonic() - self.started
+        status, body = self.get("/ready")
+        with open(self.log_path, errors="replace") as f:
+            lines = [l for l in f.read().splitlines() if " E " in l or "error" in l.lower()]
+        self.why = "not ready after %d s (%s): /ready %d %s; log: %s" % (
+            timeout, "exited %s" % self.proc.returncode if self.proc.poll() is not None
+            else "running", status, body.strip()[:200], " | ".join(lines[-2:])[:400])
+        return None
+
+    def configured(self):
+        """(outbound clusters, routes with a header match) in its /config_dump: what the
+        seeded policy gave it; (None, None) when the dump does not come within a minute."""
+        status, body = self.get("/config_dump", timeout=60)
+        if status != 200:
+            return None, None
+        resources = json.loads(body).get("resources", {})
+        clusters = sum(1 for c in resources.get("clusters", [])
+                       if c.get("name", "").startswith("outbound|"))
+        header_routes = sum(1 for table in resources.get("routes", [])
+                            for vhost in table.get("virtual_hosts", [])
+                            for route in vhost.get("routes", [])
+                            if route.get("match", {}).get("headers"))
+        return clusters, header_routes
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def endpoint_changes(fake, cp, sidecar, count, per_service, ready):
+    """Bytes pushed to the sidecar and control-plane CPU per endpoint change (lists)."""
+    not_ready = {}
+    pushed, cpu = [], []
+    for k in range(count):
+        s = k % DEPENDENCIES
+        not_ready[s] = () if not_ready.get(s) else (0,)
+        before_bytes = rchar(sidecar.proc.pid) if ready else 0
+        before_cpu = cpu_seconds(cp.proc.pid)
+        fake.put("endpointslices", endpoint_slice(s, per_service, not_ready=not_ready[s]))
+        if ready:
+            # Something arrives (a change of a dependency reaches every mode's sidecar) ...
+            wait_until(lambda: rchar(sidecar.proc.pid) > before_bytes, 10)
+        # ... then both are quiet again.
+        samplers = [lambda: cpu_seconds(cp.proc.pid)]
+        if ready:
+            samplers.append(lambda: rchar(sidecar.proc.pid))
+        if not settle(samplers):
+            raise CaseFailed("change %d: the control plane or the sidecar still busy after 15 s"
+                             % k)
+        cpu.append(cpu_seconds(cp.proc.pid) - before_cpu)
+        if ready:
+            pushed.append(rchar(sidecar.proc.pid) - before_bytes)
+    return pushed, cpu
+
+
+def propagation(args, fake, cp, scoped, work):
+    """Runs xds_load with --clients clients, driving its rounds by changing svc-0's endpoints;
+    returns its figures (dict), or raises CaseFailed with its error."""
+    cmd = [args.xds_load, "--server-pid", str(cp.proc.pid), "--address", cp.ads,
+           "--driver-stdio", "--endpoint-marker", "outbound|%d||svc-0.%s" % (PORT, NAMESPACE),
+           "--node-namespace", NAMESPACE, "--node-service", "load", "--clients",
+           str(args.clients), "--rounds", str(args.rounds), "--no-validate",
+           "--connect-timeout", str(args.connect_timeout)]
+    if scoped:
+        cmd += ["--dependencies", dependency_list()]
+    stderr_path = os.path.join(work, "xds_load.stderr")
+    deadline = time.monotonic() + args.connect_timeout + 70 * (args.rounds + 1) + 30
+    lines = []
+    with open(stderr_path, "w") as err:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                             text=True, bufsize=1)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CaseFailed("xds_load not done in time")
+            readable, _, _ = select.select([p.stdout], [], [], min(remaining, 1))
+            if not readable:
+                continue
+            line = p.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"change (\d+)$", line.strip())
+            if m:
+                fake.put("endpointslices", endpoint_slice(0, args.endpoints_per_service,
+                                                          marker=int(m.group(1))))
+                p.stdin.write("ok\n")
+                p.stdin.flush()
+            else:
+                lines.append(line.rstrip())
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = "\n".join(lines)
+    if p.returncode != 0:
+        with open(stderr_path) as f:
+            text = f.read().strip()
+        # Its first line says what failed; a client's status names its last stream error.
+        m = re.search(r'"last_stream_error":"([^"]*)"', text)
+        raise CaseFailed("xds_load: %s%s" % (text.splitlines()[0][:300] if text else "exited %d"
+                                             % p.returncode,
+                                             "; a client's last stream error: " + m.group(1)
+                                             if m else ""))
+
+    def number(pattern):
+        m = re.search(pattern, text)
+        if not m:
+            raise CaseFailed("xds_load printed no %r: %s" % (pattern, text[-400:]))
+        return float(m.group(1))
+
+    return {"clients": args.clients, "rounds": args.rounds,
+            "connect_s": number(r"initial connect\+configure all: ([\d.]+) s"),
+            "all_p50_s": number(r"all applied\+ACKed: p50 ([\d.]+) s"),
+            "all_p99_s": number(r"all applied\+ACKed: p50 [\d.]+ s, p99 ([\d.]+) s"),
+            "one_p99_s": number(r"one client applied: p50 [\d.]+ s, p99 ([\d.]+) s"),
+            "cp_cpu_per_round_s": number(r"\(([\d.]+) s per round\)"),
+            "cp_rss_mib": number(r"control plane: RSS ([\d.]+) MiB")}
+
+
+def dependency_list():
+    return ",".join("%s.%s" % (service_name(s), NAMESPACE) for s in range(DEPENDENCIES))
+
+
+def run_case(args, templates, services, mode):
+    """One mesh size in one mode: a dict of figures, with "failed" set to what failed if the
+    case could not finish."""
+    scoped = mode == "scoped"
+    result = {"services": services, "mode": mode,
+              "endpoints": services * args.endpoints_per_service}
+    tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    fake = cp = sidecar = None
+    try:
+        ca = make_ca(tmp, "cluster-ca")
+        fake = FakeApiServer(make_server_cert(tmp, "apiserver", ca), TOKEN)
+        fill_cluster(fake, services, args.endpoints_per_service)
+        seed_store(os.path.join(tmp, "data", "store"), templates, services, scoped)
+        cp = ControlPlane(args.control_plane, tmp, fake, ca[0], timeout=args.start_timeout)
+        result["cp_start_s"] = cp.start_seconds
+        result["cp_rss_start_mib"] = proc_status(cp.proc.pid, "VmRSS") / 1024
+        sidecar = ProbeSidecar(args.sidecar, tmp, cp.ads, args.sidecar_workers,
+                               dependency_list() if scoped else "")
+        ready = sidecar.wait_ready(args.ready_timeout)
+        if ready is None:
+            result["failed"] = "sidecar " + sidecar.why
+        else:
+            result["ready_s"] = ready
+            time.sleep(1)
+            result["rss_anon_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
+            result["clusters"], result["header_routes"] = sidecar.configured()
+        # The control plane's side of an endpoint change is measured either way (a sidecar that
+        # is not ready may still be connected, and is pushed to).
+        pushed, cpu = endpoint_changes(fake, cp, sidecar, args.changes,
+                                       args.endpoints_per_service, ready is not None)
+        if pushed:
+            result["bytes_per_change"] = statistics.median(pushed)
+        result["cp_cpu_per_change_s"] = statistics.median(cpu)
+        result["cp_rss_after_changes_mib"] = proc_status(cp.proc.pid, "VmRSS") / 1024
+        # One policy write: a TrafficPolicy that changes each time.
+        one = os.path.join(tmp, "one.yaml")
+        times = []
+        for attempt in range(3):
+            with open(one, "w") as f:
+                f.write(traffic_policy(0, attempts=3 + attempt))
+            seconds, _, error = cp.meshctl(args.meshctl, one, 60)
+            if error:
+                result["apply_one_failed"] = error
+                break
+            times.append(seconds)
+        if times:
+            result["apply_one_s"] = statistics.median(times)
+        if ready is not None and args.clients > 0:
+            try:
+                result["propagation"] = propagation(args, fake, cp, scoped, tmp)
+            except CaseFailed as e:
+                result["propagation_failed"] = str(e)
+        if mode == "default" and args.apply_timeout > 0:
+            whole = os.path.join(tmp, "whole.yaml")
+            with open(whole, "w") as f:
+                f.write("---\n".join(doc for s in range(services)
+                                     for doc in (http_route(s), traffic_policy(s, attempts=4))))
+            seconds, written, error = cp.meshctl(args.meshctl, whole, args.apply_timeout)
+            result["apply_whole"] = {"seconds": seconds, "written": written,
+                                     "documents": 2 * services, "error": error}
+    except CaseFailed as e:
+        result["failed"] = (result.get("failed", "") + "; " if "failed" in result else "") + str(e)
+    finally:
+        if sidecar is not None:
+            sidecar.stop()
+        if cp is not None:
+            cp.stop()
+        if fake is not None:
+            fake.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def cell(value, fmt):
+    return "—" if value is None else fmt % value
+
+
+def row(r):
+    p = r.get("propagation") or {}
+    whole = r.get("apply_whole")
+    if whole is None:
+        whole_text = "—"
+    elif whole["error"]:
+        whole_text = "%s (%d of %d written)" % (whole["error"], whole["written"],
+                                                 whole["documents"])
+    else:
+        whole_text = "%.1f s (%d documents)" % (whole["seconds"], whole["documents"])
+    rss = r.get("rss_anon_kib")
+    return [
+        "{:,}".format(r["services"]).replace(",", " "), r["mode"],
+        cell(rss / 1024 if rss is not None else None, "%.1f MB"),
+        cell(r.get("ready_s"), "%.2f s"),
+        cell(r["bytes_per_change"] / 1024 if "bytes_per_change" in r else None, "%.1f KB"),
+        cell(r["cp_cpu_per_change_s"] * 1000 if "cp_cpu_per_change_s" in r else None,
+             "%.0f ms"),
+        cell(r.get("cp_rss_after_changes_mib"), "%.0f MiB"),
+        cell(r["apply_one_s"] * 1000 if "apply_one_s" in r else None, "%.0f ms"),
+        whole_text,
+        cell(p.get("all_p99_s"), "%.2f s") if p else r.get("propagation_failed", "—"),
+        cell(p.get("cp_cpu_per_round_s"), "%.3f s") if p else "—",
+        r.get("failed", ""),
+    ]
+
+
+HEADER = ["services", "mode", "sidecar RssAnon", "ready", "bytes per endpoint change",
+          "CP CPU per change", "CP RSS", "apply one", "apply whole mesh",
+          "change → %s applied, p99", "CP CPU per round (%s streams)", "failed"]
+
+
+def check_smoke(results):
+    """--smoke: every figure present and sane."""
+    problems = []
+    for r in results:
+        name = "%d services, %s" % (r["services"], r["mode"])
+        reached = r["services"] if r["mode"] == "default" else min(DEPENDENCIES, r["services"])
+        if "failed" in r:
+            problems.append("%s: %s" % (name, r["failed"]))
+            continue
+        checks = [
+            ("ready", 0 < r.get("ready_s", -1) < 30),
+            ("RssAnon", 100 < r.get("rss_anon_kib", 0) < 512 * 1024),
+            ("bytes per change", 0 < r.get("bytes_per_change", 0) < 1024 * 1024),
+            ("CP CPU per change", 0 <= r.get("cp_cpu_per_change_s", -1) < 5),
+            ("CP RSS", 1 < r.get("cp_rss_after_changes_mib", 0) < 4096),
+            ("apply one", 0 < r.get("apply_one_s", -1) < 30),
+            # Two clusters of every service it reaches, and each service's header match.
+            ("clusters", r.get("clusters") == 2 * reached),
+            ("header-match routes", r.get("header_routes", 0) >= reached),
+            ("propagation", "propagation" in r and
+             0 < r["propagation"]["all_p99_s"] < 30 and
+             r["propagation"]["one_p99_s"] <= r["propagation"]["all_p99_s"]),
+        ]
+        if r["mode"] == "default":
+            whole = r.get("apply_whole") or {}
+            checks.append(("apply whole mesh", not whole.get("error", "missing") and
+                           whole.get("written") == whole.get("documents")))
+        problems += ["%s: %s missing or not sane: %s" % (name, what, json.dumps(r))
+                     for what, ok in checks if not ok]
+    return problems
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--control-plane", required=True)
+    p.add_argument("--sidecar", required=True)
+    p.add_argument("--meshctl", required=True)
+    p.add_argument("--xds-load", required=True)
+    p.add_argument("--services", default="100,1000,5000",
+                   help="comma-separated mesh sizes (default 100,1000,5000)")
+    p.add_argument("--modes", default="default,scoped")
+    p.add_argument("--endpoints-per-service", type=int, default=10)
+    p.add_argument("--sidecar-workers", type=int, default=2)
+    p.add_argument("--changes", type=int, default=10, help="endpoint changes measured")
+    p.add_argument("--clients", type=int, default=1000,
+                   help="simulated sidecars for propagation (0: skip)")
+    p.add_argument("--rounds", type=int, default=5, help="propagation rounds")
+    p.add_argument("--connect-timeout", type=int, default=180,
+                   help="seconds all clients may take to get their first configuration")
+    p.add_argument("--start-timeout", type=int, default=300)
+    p.add_argument("--ready-timeout", type=int, default=120)
+    p.add_argument("--apply-timeout", type=int, default=300,
+                   help="seconds the whole-mesh apply may take (0: skip it)")
+    p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args()
+    # Stopped from outside: the cases' cleanup (processes, temporary directories) still runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("mesh_scale: terminated"))
+    if args.smoke:
+        args.services, args.modes = "10", "default,scoped"
+        args.changes, args.clients, args.rounds = 3, 20, 2
+        args.connect_timeout, args.ready_timeout, args.apply_timeout = 20, 20, 30
+    sizes = [int(x) for x in args.services.split(",") if x]
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in ("default", "scoped"):
+            p.error("--modes: %r is not default or scoped" % m)
+    print("mesh_scale: %s; sidecar %d workers; %d endpoints per service; load average %s"
+          % (args.sidecar, args.sidecar_workers, args.endpoints_per_service,
+             open("/proc/loadavg").read().split()[0]), flush=True)
+    templates = store_templates(args.control_plane)
+    results = []
+    for services in sizes:
+        for mode in modes:
+            r = run_case(args, templates, services, mode)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    header = [h % ("{:,}".format(args.clients).replace(",", " ")) if "%s" in h else h
+              for h in HEADER]
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in results:
+        print("| " + " | ".join(row(r)) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.smoke:
+        problems = check_smoke(results)
+        if problems:
+            raise SystemExit("smoke:\n" + "\n".join(problems))
+        print("smoke: every figure present and sane")
+
+
+if __name__ == "__main__":
+    main()
