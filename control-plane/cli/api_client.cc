@@ -164,6 +164,17 @@ absl::StatusOr<HttpResponse> ApiClient::SendPlain(absl::string_view method,
       {.server = server_, .method = std::string(method), .path = path, .timeout = timeout_});
 }
 
+Failure ApiClient::PlainFailure(absl::string_view what,
+                                const absl::StatusOr<HttpResponse>& response) const {
+  if (!response.ok() && absl::IsFailedPrecondition(response.status())) {
+    return {kExitUsage, std::string(response.status().message())};
+  }
+  return {kExitUnreachable, absl::StrCat(what, " (",
+                                         response.ok() ? absl::StrCat("HTTP ", response->status)
+                                                       : Explain(response.status()),
+                                         ")")};
+}
+
 std::string ResourcePath(const policy::KindInfo& info, absl::string_view namespace_,
                          absl::string_view name) {
   std::string path =

@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "common/http/client.h"
 #include "common/tls/tls_context.h"
+#include "control-plane/cli/failure.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/policy/kinds.h"
 
@@ -100,6 +101,10 @@ class ApiClient {
 
   // `method` `path` without the token or any judgement: for /healthz and /version.
   absl::StatusOr<HttpResponse> SendPlain(absl::string_view method, const std::string& path);
+  // How a command ends when `response` (from SendPlain) failed or is not 200: without a CA to
+  // verify the server with, a usage error saying how to pin one (kExitUsage, as Call); otherwise
+  // "`what` (REASON)" with kExitUnreachable, REASON the HTTP status or Explain's text.
+  Failure PlainFailure(absl::string_view what, const absl::StatusOr<HttpResponse>& response) const;
 
   // A transport failure as the operator should read it: what failed and, for a server that did
   // not verify, which CA and identity meshctl expected and how to pin a new CA; for no CA, how to

@@ -80,11 +80,8 @@ int Check(Session& session) {
   int exit_code = kExitOk;
   absl::StatusOr<HttpResponse> health = api.SendPlain("GET", "/healthz");
   if (!health.ok() || health->status != 200) {
-    return session.Fail(
-        {kExitUnreachable, absl::StrCat("control plane at ", api.server(), ": not reachable (",
-                                        health.ok() ? absl::StrCat("HTTP ", health->status)
-                                                    : api.Explain(health.status()),
-                                        ")")});
+    return session.Fail(api.PlainFailure(
+        absl::StrCat("control plane at ", api.server(), ": not reachable"), health));
   }
   out << "control plane  " << api.server() << "  reachable\n";
   absl::StatusOr<HttpResponse> version = api.SendPlain("GET", "/version");
@@ -193,10 +190,7 @@ class Version final : public Command {
     absl::StatusOr<HttpResponse> version = session.api().SendPlain("GET", "/version");
     if (!version.ok() || version->status != 200) {
       return session.Fail(
-          {kExitUnreachable, absl::StrCat("server ", server, ": unreachable (",
-                                          version.ok() ? absl::StrCat("HTTP ", version->status)
-                                                       : session.api().Explain(version.status()),
-                                          ")")});
+          session.api().PlainFailure(absl::StrCat("server ", server, ": unreachable"), version));
     }
     YAML::Node v = YAML::Load(version->body);
     session.io().out << "control-plane " << Scalar(v["server"])

@@ -173,7 +173,7 @@ class ContextRun final : public Command {
             {kExitUsage, absl::StrCat("--ca-fingerprint: ", wanted.status().message())});
       }
       absl::StatusOr<std::string> root = FetchRoot(session, first_server, *wanted);
-      if (!root.ok()) return session.Fail({kExitFailed, std::string(root.status().message())});
+      if (!root.ok()) return session.Fail(ServerFailure(root.status()));
       context->set_certificateauthoritydata(*root);
       context->clear_certificateauthority();
     } else if (!plaintext && context->certificateauthority().empty() &&
@@ -181,12 +181,13 @@ class ContextRun final : public Command {
       // Nothing pinned: say what the server presents, pin nothing.
       absl::StatusOr<std::string> bundle = FetchTrustBundleUnverified(first_server, flags.timeout);
       if (!bundle.ok()) {
-        return session.Fail({kExitFailed, absl::StrCat("no CA pinned, and fetching the control "
-                                                       "plane's: ",
-                                                       bundle.status().message())});
+        return session.Fail(ServerFailure(absl::Status(
+            bundle.status().code(), absl::StrCat("no CA pinned, and fetching the control plane's: ",
+                                                 bundle.status().message()))));
       }
+      // No CA to verify the server with: a setting to give, as for any other command.
       return session.Fail(
-          {kExitFailed,
+          {kExitUsage,
            absl::StrCat("no CA pinned: the control plane at ", first_server, " presents ",
                         Fingerprints(*bundle),
                         "; check that against a trusted source (the control plane logs its CA's "
@@ -209,7 +210,7 @@ class ContextRun final : public Command {
         ca_pem = *std::move(pem);
       }
       if (absl::Status verified = Verify(session, first_server, ca_pem, identity); !verified.ok()) {
-        return session.Fail({kExitFailed, std::string(verified.message())});
+        return session.Fail(ServerFailure(verified));
       }
     }
     if (absl::Status s = WriteFileAtomically(path.path, config::ProtoToYaml(*context),
@@ -225,7 +226,18 @@ class ContextRun final : public Command {
     return kExitOk;
   }
 
-  // The root of the control plane's trust bundle whose fingerprint is `wanted`, PEM.
+  // How talking to the server to pin its CA failed, as the exit-code table has it: a server,
+  // CA or identity meshctl cannot use (InvalidArgument) is a usage error, an answer other than
+  // 200 (FailedPrecondition) a failure, anything else a server not reached or not verified.
+  static Failure ServerFailure(const absl::Status& status) {
+    const int code = absl::IsInvalidArgument(status)      ? kExitUsage
+                     : absl::IsFailedPrecondition(status) ? kExitFailed
+                                                          : kExitUnreachable;
+    return {code, std::string(status.message())};
+  }
+
+  // The root of the control plane's trust bundle whose fingerprint is `wanted`, PEM; an
+  // UnauthenticatedError when the server presents no such root.
   absl::StatusOr<std::string> FetchRoot(Session& session, const std::string& server,
                                         const std::string& wanted) {
     absl::StatusOr<std::string> bundle =
@@ -236,7 +248,7 @@ class ContextRun final : public Command {
     }
     absl::StatusOr<tls::CertificateChain> roots = tls::ParsePemCertificates(*bundle);
     if (!roots.ok()) {
-      return absl::FailedPreconditionError(
+      return absl::UnauthenticatedError(
           absl::StrCat("the control plane at ", server, " sent no PEM trust bundle"));
     }
     for (const auto& root : *roots) {
@@ -246,7 +258,7 @@ class ContextRun final : public Command {
         if (pem.ok()) return pem;
       }
     }
-    return absl::FailedPreconditionError(
+    return absl::UnauthenticatedError(
         absl::StrCat("the control plane at ", server, " presents the CA ", Fingerprints(*bundle),
                      ", not the pinned ", wanted,
                      ": pinned nothing (a wrong fingerprint, another control "
@@ -258,7 +270,7 @@ class ContextRun final : public Command {
                       const std::string& identity) {
     absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
         ServerTrustContext(ca_pem, identity);
-    if (!context.ok()) return context.status();
+    if (!context.ok()) return absl::InvalidArgumentError(context.status().message());
     HttpRequestOptions options;
     options.timeout = session.connection_flags().timeout;
     options.tls = *context;

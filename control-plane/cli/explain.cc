@@ -320,7 +320,10 @@ class Explain final : public Command {
       line("  balancer", c.lb_policy);
       line("  limits",
            absl::StrCat("connections ", c.max_connections, ", pending ", c.max_pending_requests,
-                        ", requests ", c.max_requests, ", retries ", c.max_retries));
+                        ", requests ", c.max_requests, ", retries ",
+                        c.max_retries == sidecar::config::kDryRunUnlimited
+                            ? "unlimited"
+                            : absl::StrCat(c.max_retries)));
       line("  outlier", c.outlier_detection.empty() ? "off" : c.outlier_detection);
       line("  breaker",
            c.consecutive_failure_breaker.empty() ? "off" : c.consecutive_failure_breaker);

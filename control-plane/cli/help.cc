@@ -44,8 +44,9 @@ std::string GlobalHelp() {
                   flags::Wrap("Exit codes: 0 success; 1 the operation failed (invalid or refused "
                               "resource, not found, diff found differences); 2 usage error "
                               "(unknown command, flag or kind, missing argument, unreadable or "
-                              "invalid context file); 3 the control plane cannot be reached or "
-                              "refused the token.",
+                              "invalid context file, no CA to verify the control plane with); 3 "
+                              "the control plane cannot be reached, did not verify or refused "
+                              "the token.",
                               0),
                   "\n");
   return out;

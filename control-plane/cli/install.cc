@@ -121,6 +121,12 @@ class Install final : public Command {
   }
 
  private:
+  // An API server that gave no answer is one meshctl could not reach (exit 3, as tag and upgrade
+  // have it); an answer refusing the request is a failure (exit 1).
+  static int ApiServerExit(const kubernetes::ApiResult& result) {
+    return result.http_status == 0 ? kExitUnreachable : kExitFailed;
+  }
+
   int RunCrds(Session& session) {
     if (secrets_) return session.Fail({kExitUsage, "--crds and --secrets go separately"});
     if (keep_data_) {
@@ -168,8 +174,9 @@ class Install final : public Command {
       if (got.body.ok()) {
         existing.insert(name);
       } else if (got.http_status != 404) {
-        return session.Fail({kExitFailed, absl::StrCat("reading Secret ", options_.namespace_, "/",
-                                                       name, ": ", got.body.status().message())});
+        return session.Fail(
+            {ApiServerExit(got), absl::StrCat("reading Secret ", options_.namespace_, "/", name,
+                                              ": ", got.body.status().message())});
       }
     }
     for (const YAML::Node& secret : *secrets) {
@@ -206,8 +213,8 @@ class Install final : public Command {
         session.io().out << "secret/" << name << " created\n";
       } else {
         return session.Fail(
-            {kExitFailed, absl::StrCat("creating Secret ", options_.namespace_, "/", name, ": ",
-                                       created.body.status().message())});
+            {ApiServerExit(created), absl::StrCat("creating Secret ", options_.namespace_, "/",
+                                                  name, ": ", created.body.status().message())});
       }
     }
     return kExitOk;

@@ -447,6 +447,27 @@ TEST_F(MeshctlTest, AnUnreachableControlPlaneIsExit3) {
             "Connection refused)\n");
 }
 
+// docs/meshctl.md#exit-codes: no CA to verify an HTTPS server with is a usage error (2) for every
+// command that asks the control plane, those that send no token (check, version) included.
+TEST_F(MeshctlTest, NoCaIsExit2ForEveryCommandThatAsksTheControlPlane) {
+  const std::string no_ca =
+      "no CA to verify the control plane at 127.0.0.1:15014 with: pin its CA with meshctl "
+      "context set --ca-fingerprint SHA256";
+  api_.FailWith(absl::FailedPreconditionError(no_ca));
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "svc"},
+                                             {"check"},
+                                             {"version"},
+                                             {"trust-bundle"},
+                                             {"proxy-status"},
+                                             {"traces"},
+                                             {"stat"},
+                                             {"operator-token", "list"}}) {
+    EXPECT_EQ(Run(args), 2) << absl::StrJoin(args, " ") << ": " << err_.str();
+    EXPECT_EQ(err_.str(), absl::StrCat("meshctl: ", no_ca, "\n")) << absl::StrJoin(args, " ");
+  }
+}
+
 TEST_F(MeshctlTest, CheckListsGatewayRoutesWithTheirConditionsPerParent) {
   api_.Answer("GET", "/healthz", 200, "ok\n");
   api_.Answer("GET", "/version", 200, R"({"server":"1.2.3","apiVersion":"v1"})");

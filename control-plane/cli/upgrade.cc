@@ -360,11 +360,9 @@ class Upgrade final : public Command {
       absl::StatusOr<HttpResponse> version = session.api().SendPlain("GET", "/version");
       if (!version.ok() || version->status != 200) {
         return session.Fail(
-            {kExitUnreachable, absl::StrCat("--check-proxies: the control plane at ",
-                                            session.api().server(), ": unreachable (",
-                                            version.ok() ? absl::StrCat("HTTP ", version->status)
-                                                         : session.api().Explain(version.status()),
-                                            ")")});
+            session.api().PlainFailure(absl::StrCat("--check-proxies: the control plane at ",
+                                                    session.api().server(), ": unreachable"),
+                                       version));
       }
       std::string api_revision;
       try {

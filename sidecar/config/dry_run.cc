@@ -4,9 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/http/header_map.h"
+#include "sidecar/resilience/circuit_breaker.h"
 #include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::config {
+
+static_assert(kDryRunUnlimited == resilience::kUnlimitedRetries);
+
 namespace {
 
 int64_t Millis(Duration d) {

@@ -28,12 +28,16 @@ struct DryRunRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // lowercase names
 };
 
+// A limit with no bound (max_retries under an enabled retry budget: resilience::kUnlimitedRetries).
+inline constexpr uint32_t kDryRunUnlimited = 0xffffffffu;
+
 struct DryRunCluster {
   std::string name;
   uint32_t weight = 0;  // of a weighted route; 0 for a single cluster
   bool known = false;   // the resources hold it (else the sidecar would answer 503 NC)
   std::string lb_policy;
   std::vector<std::string> endpoints;  // IP:PORT, with " (weight N)" when not 1
+  // The circuit-breaker limits; kDryRunUnlimited for none.
   uint32_t max_connections = 0, max_pending_requests = 0, max_requests = 0, max_retries = 0;
   std::string outlier_detection;            // "eject after 5 consecutive 5xx ..." or empty: off
   std::string consecutive_failure_breaker;  // or empty: off

@@ -140,27 +140,30 @@ class TlsTest(ApiTestCase):
                          "svc", expect=3)
         self.assertIn("is not allowed; expected one of [spiffe://cluster.local/ns/default/sa/web]",
                       p.stderr)
-        # No CA at all: a usage error saying how to pin one.
+        # No CA at all: a usage error saying how to pin one, for the commands that send no token
+        # (check, version) as for the others (docs/meshctl.md#exit-codes).
         env = {k: v for k, v in os.environ.items() if k != "MESHCTL_CONFIG"}
         env["HOME"] = self.tmp
-        p = subprocess.run([MESHCTL, "--server", self.api, "--token-file", self.token_file,
-                            "get", "svc"], capture_output=True, text=True, env=env, timeout=30)
-        self.assertEqual(p.returncode, 2, p.stderr)
-        self.assertIn("no CA to verify the control plane", p.stderr)
-        self.assertIn("meshctl context set --ca-fingerprint", p.stderr)
+        for command in (["get", "svc"], ["check"], ["version"], ["trust-bundle"]):
+            p = subprocess.run([MESHCTL, "--server", self.api, "--token-file", self.token_file,
+                                *command], capture_output=True, text=True, env=env, timeout=30)
+            self.assertEqual(p.returncode, 2, f"{command}: {p.stderr}")
+            self.assertIn("no CA to verify the control plane", p.stderr)
+            self.assertIn("meshctl context set --ca-fingerprint", p.stderr)
 
     def test_context_set_pins_the_ca_by_its_fingerprint(self):
         context = os.path.join(self.tmp, "pinned.yaml")
         base = ["--context-file", context, "context", "set", "--server", self.api,
                 "--token-file", self.token_file]
-        # Nothing pinned and no fingerprint: it says what the server presents, writes nothing.
-        p = self.meshctl(*base, context=context, expect=1)
+        # Nothing pinned and no fingerprint: it says what the server presents, writes nothing;
+        # no CA to verify the server with is exit 2, as for any command.
+        p = self.meshctl(*base, context=context, expect=2)
         fingerprint = cp_api.logged_fingerprints(self.log)[0]
         self.assertIn(f"presents {fingerprint}", p.stderr)
         self.assertFalse(os.path.exists(context))
-        # A wrong fingerprint: refused, nothing written.
+        # A wrong fingerprint: a server that did not verify (exit 3), nothing written.
         p = self.meshctl(*base, "--ca-fingerprint", "sha256:" + "ab" * 32, context=context,
-                         expect=1)
+                         expect=3)
         self.assertIn(f"presents the CA {fingerprint}, not the pinned sha256:{'ab' * 32}",
                       p.stderr)
         self.assertFalse(os.path.exists(context))

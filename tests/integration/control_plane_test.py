@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -594,6 +595,24 @@ class MeshctlCommandLineTest(unittest.TestCase):
         p = self.meshctl(expect=2)
         self.assertIn("Commands:", p.stderr)
         self.assertEqual(p.stdout, "")
+
+    def test_a_kubernetes_api_server_not_reached_is_exit_3(self):
+        # As tag and upgrade have it (docs/meshctl.md#exit-codes): install --create writes
+        # Secrets through the API server, here a port nothing listens on.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        token, ca = os.path.join(self.tmp.name, "token"), os.path.join(self.tmp.name, "ca.pem")
+        with open(token, "w") as f:
+            f.write("t\n")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=api", "-days", "1",
+                        "-keyout", os.path.join(self.tmp.name, "ca.key"), "-out", ca],
+                       check=True, capture_output=True)
+        p = self.meshctl("install", "--set", "etcd=bundled", "--secrets", "--create",
+                         "--kubernetes-api", "https://127.0.0.1:%d" % port,
+                         "--kubernetes-ca-file", ca, "--kubernetes-token-file", token, expect=3)
+        self.assertIn("reading Secret meshlet-system/", p.stderr)
 
     def test_inject_sample_pods(self):
         """The real binary on examples/pods: every workload gets the sidecar, the rest is as it

@@ -692,6 +692,9 @@ class TelemetryTest(ControlPlaneCase):
         self.assertRegex(text, r"cluster +outbound\|9080\|version=v2\|reviews\.default\n")
         self.assertRegex(text, r"outlier +eject after 5 consecutive 5xx")
         self.assertRegex(text, r"endpoints +none \(503 no healthy upstream\)")
+        # The retry budget is on by default, so no concurrent-retry limit: said in words.
+        self.assertRegex(
+            text, r"limits +connections \d+, pending \d+, requests \d+, retries unlimited\n")
 
         # Without the header: the weighted split, the sidecar's own rule order.
         text = self.meshctl("explain", "--from", "frontend", "--to", "http://reviews:9080/r/1")
