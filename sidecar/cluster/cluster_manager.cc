@@ -123,6 +123,12 @@ WorkerClusterManager::WorkerClusterManager(event::Loop& loop, Random& random, co
       limits_(limits),
       options_(std::move(options)),
       alive_(std::make_shared<WorkerClusterManager*>(this)) {
+  if (absl::Status registered = RegisterHttp2Stats(stats_, Http2Side::kUpstream, http2_stats_);
+      !registered.ok()) {
+    // Only the series limit can refuse registration; the codecs still work, uncounted.
+    LOG(ERROR) << "upstream HTTP/2 stats not registered: " << registered;
+    http2_stats_ = http::h2::Http2Stats();
+  }
   health_subscription_ = limits_.host_health().Subscribe(
       loop_, [alive = std::weak_ptr<WorkerClusterManager*>(alive_)](const std::string& cluster) {
         // Runs on this manager's loop, where it is also destroyed: no race with the check.
@@ -147,6 +153,12 @@ void WorkerClusterManager::ApplyActiveHealth(absl::string_view name) {
   }
 }
 
+http::h2::Http2Options WorkerClusterManager::Http2Options() const {
+  http::h2::Http2Options options = options_.http2;
+  options.stats = &http2_stats_;
+  return options;
+}
+
 CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& stats) const {
   event::Loop* loop = &loop_;
   const Counter cx_total = stats.cx_total;
@@ -158,7 +170,7 @@ CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& sta
         cx_total.Inc();
         return std::make_unique<http::h1::ClientCodec>(*loop, io, callbacks, options);
       },
-      .http2 = [loop, cx_total, options = options_.http2](http::CodecIo& io,
+      .http2 = [loop, cx_total, options = Http2Options()](http::CodecIo& io,
                                                           http::ConnectionCallbacks& callbacks)
           -> std::unique_ptr<http::ClientConnection> {
         cx_total.Inc();

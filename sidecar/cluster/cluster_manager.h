@@ -13,7 +13,9 @@
 // from under a request.
 //
 // Per-cluster stats (UpstreamStats) are registered on the worker's StatsShard when a cluster is
-// first created; the codec factories count every upstream connection they make.
+// first created; the codec factories count every upstream connection they make. The HTTP/2
+// client codecs of every pool count their frames in the worker's meshlet_http2_upstream_*
+// series (http2_stats.h), registered with the manager.
 //
 // Circuit-breaker limits are per cluster for the whole process, not per worker (see
 // resilience/circuit_breaker.h), so every worker's manager takes its thresholds from one
@@ -46,6 +48,7 @@
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/cluster/cluster_ref.h"
 #include "sidecar/cluster/health_checker.h"
+#include "sidecar/cluster/http2_stats.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/resilience/circuit_breaker.h"
 
@@ -128,6 +131,8 @@ class WorkerClusterManager final : public ClusterManager {
 
   std::shared_ptr<Entry> Create(const std::shared_ptr<const ClusterConfig>& config);
   CodecFactories MakeCodecFactories(const UpstreamStats& stats) const;
+  // options_.http2, counting in http2_stats_.
+  http::h2::Http2Options Http2Options() const;
 
   event::Loop& loop_;
   Random& random_;
@@ -135,6 +140,9 @@ class WorkerClusterManager final : public ClusterManager {
   StatsShard& stats_;
   SharedClusterLimits& limits_;
   const ClusterManagerOptions options_;
+  // The upstream HTTP/2 codecs' counters (meshlet_http2_upstream_*), which the codecs of every
+  // cluster's pools point at: they live no longer than the manager.
+  http::h2::Http2Stats http2_stats_;
   std::string worker_label_ = "0";
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> clusters_;
   // Health-check notifications posted to this loop reach the manager only while it lives.
