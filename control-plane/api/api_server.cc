@@ -26,8 +26,8 @@
 #include "common/base/status.h"
 #include "common/config/field_path.h"
 #include "common/stats/exposition.h"
-#include "control-plane/access/operator_token_api.h"
 #include "control-plane/api/api_internal.h"
+#include "control-plane/api/operator_token_api.h"
 #include "control-plane/api/status.h"
 #include "control-plane/api/stored_services.h"
 #include "control-plane/policy/codec.h"
@@ -355,7 +355,7 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     if (operator_tokens_ == nullptr || caller == nullptr) {
       return Error(503, "ServiceUnavailable", "operator tokens are not enabled on this API");
     }
-    return access::HandleOperatorTokenRequest(*operator_tokens_, request, *caller);
+    return HandleOperatorTokenRequest(*operator_tokens_, request, *caller);
   }
   if (rest == "/whoami") {
     if (request.method() != "GET") {

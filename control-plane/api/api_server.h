@@ -130,10 +130,10 @@ class PolicyApi {
 
   // Not owned; null clears it. Call on the loop thread (or before serving).
   void SetProxyStatusProvider(ProxyStatusProvider* provider) { proxies_ = provider; }
-  // Serves /api/v1/tokens and below (join tokens: control-plane/identity/token_api.h) once set;
+  // Serves /api/v1/tokens and below (join tokens: token_api.h) once set;
   // without it those paths answer 503. Call on the loop thread (or before serving).
   void SetTokenHandler(http::RequestHandler handler) { tokens_ = std::move(handler); }
-  // Serves /api/v1/operator-tokens and below (access/operator_token_api.h) once set; without it
+  // Serves /api/v1/operator-tokens and below (operator_token_api.h) once set; without it
   // those paths answer 503. Not owned. Call before serving.
   void SetOperatorTokens(access::OperatorTokens* tokens) { operator_tokens_ = tokens; }
   // Serves `pem` (the CA's trust bundle: every root sidecars trust) at /api/v1/trust-bundle as

@@ -7,7 +7,7 @@
 #include "absl/strings/strip.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
-#include "control-plane/identity/token_api.h"
+#include "control-plane/api/token_api.h"
 
 namespace meshlet::controlplane::ca {
 
@@ -130,7 +130,7 @@ absl::Status CaService::Init() {
       CertificateServiceOptions{.token_review = options_.token_review,
                                 .store_worker = &control_plane_.store_worker()});
   control_plane_.api().SetTokenHandler([this](const http::ServerRequest& request) {
-    return identity::HandleTokenRequest(*join_tokens_, request);
+    return api::HandleTokenRequest(*join_tokens_, request);
   });
   control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
   purge_timer_ = std::make_unique<event::Timer>(control_plane_.loop(), [this] {

@@ -7,11 +7,17 @@
 
 #include <algorithm>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/translate/translation.h"
 #include "google/protobuf/util/time_util.h"
@@ -649,6 +655,37 @@ bool RuleSetsPerTryTimeout(const gw::HTTPRouteRule& rule) {
 bool RuleSetsTimeout(const gw::GRPCRouteRule&) { return false; }
 bool RuleSetsPerTryTimeout(const gw::GRPCRouteRule&) { return false; }
 
+// The path a route's match covers as a cookie's Path: its exact path or prefix, "/" for a regular
+// expression (which may match under any path).
+absl::string_view MatchedPath(const xds::RouteMatch& match) {
+  if (!match.path().empty()) return match.path();
+  if (!match.prefix().empty()) return match.prefix();
+  if (!match.path_separated_prefix().empty()) return match.path_separated_prefix();
+  return "/";
+}
+
+// The one cookie Path of a rule whose matches are the routes `entries`: the longest path, by
+// whole segments, that every match lies under ("/cart" for /cart and /cart/items, "/" for /cart
+// and /api), so that one session spans the rule, whichever of its paths a request takes (ADR
+// 0062). A cookie's Path matches by segments (RFC 6265 5.1.4), as path_separated_prefix does.
+std::string RuleCookiePath(absl::Span<const Entry> entries) {
+  std::vector<absl::string_view> common;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    std::vector<absl::string_view> segments =
+        absl::StrSplit(MatchedPath(entries[i].route.match()), '/', absl::SkipEmpty());
+    if (i == 0) {
+      common = std::move(segments);
+      continue;
+    }
+    size_t same = 0;
+    while (same < common.size() && same < segments.size() && common[same] == segments[same]) {
+      ++same;
+    }
+    common.resize(same);
+  }
+  return absl::StrCat("/", absl::StrJoin(common, "/"));
+}
+
 // The routes of every rule of `route` (one per match), unordered.
 template <typename Route>
 void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const ServiceView& service,
@@ -660,6 +697,7 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Ser
     const std::string where = absl::StrCat(RouteLabel(kind, route), " spec.rules[", i, "]");
     const xds::Route base = RuleRoute(ctx, out, service, port, route, rule, where);
     const int matches = std::max(1, rule.matches_size());
+    const size_t first = entries.size();
     for (int m = 0; m < matches; ++m) {
       const auto* match = rule.matches_size() == 0 ? nullptr : &rule.matches(m);
       Entry e;
@@ -680,6 +718,15 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Ser
                           RuleSetsPerTryTimeout(rule), *e.route.mutable_route());
       }
       entries.push_back(std::move(e));
+    }
+    // A rule's session is one, whichever match a request takes: its cookie has one Path for
+    // all of them (a single match's own path is the sidecar's default).
+    if (matches > 1 && base.route().has_session_persistence() &&
+        base.route().session_persistence().type() == xds::SessionPersistence::COOKIE) {
+      const std::string path = RuleCookiePath(absl::MakeConstSpan(entries).subspan(first, matches));
+      for (size_t k = first; k < entries.size(); ++k) {
+        entries[k].route.mutable_route()->mutable_session_persistence()->set_cookie_path(path);
+      }
     }
   }
 }

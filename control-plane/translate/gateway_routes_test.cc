@@ -713,6 +713,19 @@ TEST_F(GatewayTest, SessionPersistenceBecomesTheRoutesStickySessions) {
     sessionPersistence: {type: Header}
   - name: plain
     backendRefs: [{name: echo-v1, port: 80}]
+  - name: shop
+    matches:
+    - {path: {type: PathPrefix, value: /shop/cart}}
+    - {path: {type: Exact, value: /shop/cart/items}}
+    - {path: {type: PathPrefix, value: /shop/checkout}}
+    backendRefs: [{name: echo-v1, port: 80}, {name: echo-v2, port: 80}]
+    sessionPersistence: {sessionName: shop-session}
+  - name: anywhere
+    matches:
+    - {path: {type: PathPrefix, value: /account}}
+    - {path: {type: RegularExpression, value: "/account/[0-9]+"}}
+    backendRefs: [{name: echo-v1, port: 80}, {name: echo-v2, port: 80}]
+    sessionPersistence: {sessionName: account-session}
 )"));
   AddGrpc(R"(
 kind: GRPCRoute
@@ -733,7 +746,20 @@ spec:
   EXPECT_EQ(cart.absolute_timeout().seconds(), 3600);
   EXPECT_EQ(cart.idle_timeout().seconds(), 600);
   EXPECT_EQ(cart.cookie_lifetime(), xds::SessionPersistence::PERMANENT);
-  EXPECT_EQ(cart.cookie_path(), "");  // the sidecar takes each route's path match
+  EXPECT_EQ(cart.cookie_path(), "");  // one match: the sidecar takes the route's path match
+  // Several matches: one cookie Path that every match lies under, so the rule has one session
+  // whichever path a request takes (ADR 0062), by whole segments; "/" when a regular expression
+  // is among them.
+  for (int m = 0; m < 3; ++m) {
+    const xds::Route* shop = RouteNamed(vh, absl::StrCat("default/sticky/shop/", m));
+    ASSERT_NE(shop, nullptr) << m;
+    EXPECT_EQ(shop->route().session_persistence().cookie_path(), "/shop") << m;
+  }
+  for (int m = 0; m < 2; ++m) {
+    const xds::Route* account = RouteNamed(vh, absl::StrCat("default/sticky/anywhere/", m));
+    ASSERT_NE(account, nullptr) << m;
+    EXPECT_EQ(account->route().session_persistence().cookie_path(), "/") << m;
+  }
 
   const xds::RouteAction& api = RouteNamed(vh, "default/sticky/api")->route();
   ASSERT_TRUE(api.has_session_persistence());

@@ -132,6 +132,12 @@ WorkerClusterManager::WorkerClusterManager(event::Loop& loop, Random& random, co
       limits_(limits),
       options_(std::move(options)),
       alive_(std::make_shared<WorkerClusterManager*>(this)) {
+  if (absl::Status registered = RegisterHttp2Stats(stats_, Http2Side::kUpstream, http2_stats_);
+      !registered.ok()) {
+    // Only the series limit can refuse registration; the codecs still work, uncounted.
+    LOG(ERROR) << "upstream HTTP/2 stats not registered: " << registered;
+    http2_stats_ = http::h2::Http2Stats();
+  }
   health_subscription_ = limits_.host_health().Subscribe(
       loop_, [alive = std::weak_ptr<WorkerClusterManager*>(alive_)](const std::string& cluster) {
         // Runs on this manager's loop, where it is also destroyed: no race with the check.
@@ -156,6 +162,12 @@ void WorkerClusterManager::ApplyActiveHealth(absl::string_view name) {
   }
 }
 
+http::h2::Http2Options WorkerClusterManager::Http2Options() const {
+  http::h2::Http2Options options = options_.http2;
+  options.stats = &http2_stats_;
+  return options;
+}
+
 CodecFactories WorkerClusterManager::MakeCodecFactories(const Entry& entry) const {
   event::Loop* loop = &loop_;
   const Entry* counted = &entry;  // owns the cluster that owns these factories
@@ -168,7 +180,7 @@ CodecFactories WorkerClusterManager::MakeCodecFactories(const Entry& entry) cons
         if (counted->stats != nullptr) counted->stats->cx_total.Inc();
         return std::make_unique<http::h1::ClientCodec>(*loop, io, callbacks, options);
       },
-      .http2 = [loop, counted, options = options_.http2](http::CodecIo& io,
+      .http2 = [loop, counted, options = Http2Options()](http::CodecIo& io,
                                                          http::ConnectionCallbacks& callbacks)
           -> std::unique_ptr<http::ClientConnection> {
         if (counted->stats != nullptr) counted->stats->cx_total.Inc();

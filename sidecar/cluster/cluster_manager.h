@@ -17,6 +17,8 @@
 // costs no series, no cells and no histogram buckets on any worker (docs/stats.md). That first
 // Get() takes the registry's mutex and allocates once; later ones test one flag. The codec
 // factories count every upstream connection they make.
+// The HTTP/2 client codecs of every pool count their frames in the worker's
+// meshlet_http2_upstream_* series (http2_stats.h), registered with the manager.
 //
 // Circuit-breaker limits are per cluster for the whole process, not per worker (see
 // resilience/circuit_breaker.h), so every worker's manager takes its thresholds from one
@@ -50,6 +52,7 @@
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/cluster/cluster_ref.h"
 #include "sidecar/cluster/health_checker.h"
+#include "sidecar/cluster/http2_stats.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/resilience/circuit_breaker.h"
 
@@ -139,6 +142,8 @@ class WorkerClusterManager final : public ClusterManager {
   // Factories counting connections in `entry`'s stats (once it has them).
   CodecFactories MakeCodecFactories(const Entry& entry) const;
   void InitStats(Entry& entry);
+  // options_.http2, counting in http2_stats_.
+  http::h2::Http2Options Http2Options() const;
 
   event::Loop& loop_;
   Random& random_;
@@ -146,6 +151,9 @@ class WorkerClusterManager final : public ClusterManager {
   StatsShard& stats_;
   SharedClusterLimits& limits_;
   const ClusterManagerOptions options_;
+  // The upstream HTTP/2 codecs' counters (meshlet_http2_upstream_*), which the codecs of every
+  // cluster's pools point at: they live no longer than the manager.
+  http::h2::Http2Stats http2_stats_;
   std::string worker_label_ = "0";
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> clusters_;
   // Health-check notifications posted to this loop reach the manager only while it lives.

@@ -4,11 +4,15 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/event/loop.h"
+#include "common/net/listener.h"
+#include "common/net/test_util.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 
@@ -72,6 +76,94 @@ TEST_F(ClusterManagerTest, BuildsClustersWithStats) {
   series = stats.Find("meshlet_upstream_rq_timeout_total", {{"cluster", "b"}});
   ASSERT_NE(series, nullptr);
   EXPECT_EQ(series->counter, 1u);
+}
+
+// An HTTP/2 frame (RFC 9113 4.1) of up to 255 bytes of payload.
+std::string Frame(uint8_t type, uint8_t flags, uint32_t stream_id, const std::string& payload) {
+  std::string frame = {0,
+                       0,
+                       static_cast<char>(payload.size()),
+                       static_cast<char>(type),
+                       static_cast<char>(flags),
+                       static_cast<char>(stream_id >> 24),
+                       static_cast<char>(stream_id >> 16),
+                       static_cast<char>(stream_id >> 8),
+                       static_cast<char>(stream_id)};
+  return frame + payload;
+}
+
+// A request that only waits for its pool's answer.
+struct WaitingRequest : ConnPoolCallbacks, http::StreamDecoder {
+  void OnPoolReady(http::StreamEncoder& encoder, Host&) override {
+    http::HeaderMap headers{{":method", "GET"}, {":path", "/"}, {":authority", "x"}};
+    encoder.EncodeHeaders(headers, true);
+  }
+  void OnPoolFailure(PoolFailureReason, absl::string_view, Host&) override {}
+  void DecodeHeaders(http::HeaderMapPtr, bool) override {}
+  void DecodeData(net::Buffer& data, bool) override { data.Drain(data.length()); }
+  void DecodeTrailers(http::HeaderMapPtr) override {}
+};
+
+// The HTTP/2 codecs of the pools count their frames in the worker's meshlet_http2_upstream_*
+// series, as the downstream codecs do in meshlet_http2_downstream_*: here a GOAWAY and a
+// RST_STREAM from an upstream that refuses the request, by error code. The server's counters
+// (client resets, refused streams) have no upstream series.
+TEST_F(ClusterManagerTest, UpstreamHttp2FramesAreCounted) {
+  std::vector<std::unique_ptr<net::Connection>> accepted;
+  net::testing::RecordingCallbacks upstream;
+  std::string received;
+  bool answered = false;
+  upstream.on_data = [&](net::Buffer& data, bool) {
+    received += data.ToString();
+    data.Drain(data.length());
+    // Once the request's HEADERS (stream 1) arrived after the client preface: SETTINGS, the
+    // stream refused (RST_STREAM REFUSED_STREAM), then GOAWAY(last stream 1, NO_ERROR).
+    for (size_t at = 24; !answered && at + 9 <= received.size();) {
+      const size_t length = (static_cast<uint8_t>(received[at]) << 16) |
+                            (static_cast<uint8_t>(received[at + 1]) << 8) |
+                            static_cast<uint8_t>(received[at + 2]);
+      if (received[at + 3] == 1) {
+        answered = true;
+        accepted.back()->Write(Frame(4, 0, 0, "") + Frame(3, 0, 1, std::string("\0\0\0\x07", 4)) +
+                               Frame(7, 0, 0, std::string("\0\0\0\x01\0\0\0\0", 8)));
+      }
+      at += 9 + length;
+    }
+  };
+  auto listener = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
+                                        [&](std::unique_ptr<net::Connection> c) {
+                                          c->SetCallbacks(&upstream);
+                                          accepted.push_back(std::move(c));
+                                        });
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  auto config = std::make_shared<ClusterConfig>(*Config("h2", {(*listener)->address().ToString()}));
+  config->protocol = UpstreamProtocol::kHttp2;
+  ClusterSet clusters;
+  clusters["h2"] = config;
+  manager_->Update(clusters);
+  Cluster* cluster = manager_->Find("h2");
+  ASSERT_NE(cluster, nullptr);
+  WaitingRequest request;
+  ConnPool& pool = cluster->PoolFor(*cluster->host_set().hosts()[0], http::Protocol::kHttp2);
+  ASSERT_EQ(pool.protocol(), http::Protocol::kHttp2);
+  pool.NewStream(request, request);
+  const auto counter = [&](const std::string& name, const std::string& code) -> uint64_t {
+    StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* series = stats.Find(name, {{"code", code}});
+    return series == nullptr ? 0 : series->counter;
+  };
+  ASSERT_TRUE(loop_.RunUntil(
+      [&] { return counter("meshlet_http2_upstream_goaway_received_total", "NO_ERROR") > 0; },
+      std::chrono::seconds(5)));
+  EXPECT_EQ(counter("meshlet_http2_upstream_goaway_received_total", "NO_ERROR"), 1u);
+  EXPECT_EQ(counter("meshlet_http2_upstream_rst_stream_received_total", "REFUSED_STREAM"), 1u);
+  StatsSnapshot stats = registry_.Snapshot();
+  EXPECT_EQ(stats.Find("meshlet_http2_downstream_goaway_received_total", {{"code", "NO_ERROR"}}),
+            nullptr);
+  EXPECT_EQ(stats.Find("meshlet_http2_upstream_client_resets_total", {{"kind", "late"}}), nullptr);
+  pool.Drain();
+  for (auto& c : accepted) c->Close(net::CloseMode::kNoFlush);
+  loop_.RunUntilIdle();
 }
 
 TEST_F(ClusterManagerTest, UpdateKeepsClustersAndTheirHosts) {

@@ -10,6 +10,7 @@
 #include "common/base/logging.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
+#include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/active_stream.h"
 
@@ -31,8 +32,10 @@ http::h1::CodecOptions H1Options(const config::HttpOptionsConfig& http, bool tls
   return options;
 }
 
-http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http, const HttpStats& stats) {
+http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http, const HttpStats& stats,
+                                 const Clock& clock) {
   http::h2::Http2Options options;
+  options.clock = &clock;  // the worker's turn clock: no clock reading of its own per request
   options.max_concurrent_streams = std::max<uint32_t>(http.max_concurrent_streams, 1);
   options.max_header_list_size = http.max_request_headers_kb * 1024;
   options.max_outbound_control_frames = http.max_outbound_control_frames;
@@ -93,8 +96,8 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
   };
   connection_->SetCallbacks(this);
   if (options_.protocol == http::Protocol::kHttp2) {
-    auto codec =
-        std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_, stats));
+    auto codec = std::make_unique<http::h2::ServerCodec>(
+        *this, *this, H2Options(http_options_, stats, context.clock));
     h2_codec_ = codec.get();
     codec_ = std::move(codec);
   } else {
@@ -220,6 +223,11 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
 }
 
 void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
+  if (h1_codec_ != nullptr && h1_codec_->local_reply_status() != 0) {
+    // The codec answered the request itself (no stream reached us): counted like any reply.
+    const int code = h1_codec_->local_reply_status();
+    stats_.downstream_rq[ProtocolIndex(codec_->protocol())][cluster::StatusClassIndex(code)].Inc();
+  }
   if (absl::IsPermissionDenied(status)) {
     stats_.downstream_rq_connect_refused.Inc();  // the HTTP/1 codec answered CONNECT with 403
     return;

@@ -5,6 +5,7 @@
 
 #include "sidecar/listener/http_connection_manager.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -248,6 +249,74 @@ TEST_F(HttpConnectionManagerTest, DrainingHttp2ConnectionAnswersOrRefusesEverySt
     connection->Close(net::CloseMode::kNoFlush);
     loop_.RunUntilIdle();
   }
+}
+
+// The HTTP/2 codec measures a stream's lifetime (premature against late resets, ADR 0078) on the
+// worker's turn clock, not on a clock of its own: a request held an hour by that clock before
+// its client reset it is a late reset, though far less real time passed.
+TEST_F(HttpConnectionManagerTest, Http2StreamLifetimeIsMeasuredOnTheWorkersClock) {
+  SteppedWorker worker(*this, context_.snapshot, /*span_per_attempt=*/false,
+                       /*sampling_percent=*/0);
+  worker.source.AdvanceOnEveryRead(Duration::zero());
+  hcm_context_ = &worker.context;
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  listener_config_.http.stream_reset_min_lifetime = std::chrono::hours(1);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write(kH2Preface +
+           H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1, kH2RequestStart + H2Path("/hang")));
+  ASSERT_TRUE(loop_.RunUntil(
+      [&] { return hcms_.size() == 1 && hcms_.begin()->second->active_streams() == 1; },
+      seconds(5)));
+  worker.source.Advance(std::chrono::hours(2));
+  c->Write(H2Frame(kH2RstStream, 0, 1, std::string("\0\0\0\x08", 4)));  // CANCEL
+  ASSERT_TRUE(loop_.RunUntil(
+      [&] { return hcms_.size() == 1 && hcms_.begin()->second->active_streams() == 0; },
+      seconds(5)));
+  EXPECT_EQ(Counter("meshlet_http2_downstream_client_resets_total", {{"kind", "late"}}), 1u);
+  EXPECT_EQ(Counter("meshlet_http2_downstream_client_resets_total", {{"kind", "premature"}}), 0u);
+  c->Close(net::CloseMode::kNoFlush);
+  hcms_.clear();
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+}
+
+// A request the codec answers itself, its header section over http.max_request_headers_kb (431),
+// is counted among the requests answered, by its status class, like any other reply: over
+// HTTP/1.1 (the connection then closes) and over HTTP/2 (only that stream ends).
+TEST_F(HttpConnectionManagerTest, RequestsTheCodecAnswers431AreCounted) {
+  listener_config_.http.max_request_headers_kb = 1;
+  const std::string big(2048, 'a');
+  const std::string h1 =
+      Exchange(absl::StrCat("GET /direct HTTP/1.1\r\nhost: x\r\nx-big: ", big, "\r\n\r\n")).first;
+  EXPECT_TRUE(absl::StartsWith(h1, "HTTP/1.1 431")) << h1;
+  EXPECT_EQ(
+      Counter("meshlet_http_downstream_rq_total", {{"protocol", "http1.1"}, {"code_class", "4xx"}}),
+      1u);
+
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  // x-big as a literal field without indexing, its 2048-byte value's length an HPACK integer
+  // (the 7-bit prefix full, then 1921 as 0x81 0x0f).
+  const std::string block =
+      kH2RequestStart + H2Path("/direct") + std::string("\x00\x05x-big\x7f\x81\x0f", 10) + big;
+  c->Write(kH2Preface + H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1, block));
+  ASSERT_TRUE(loop_.RunUntil([&] { return H2StreamEnded(client.received, 1); }, seconds(5)));
+  const std::vector<H2ReceivedFrame> frames = H2Frames(client.received);
+  const auto headers = std::find_if(frames.begin(), frames.end(), [](const H2ReceivedFrame& f) {
+    return f.type == kH2Headers && f.stream_id == 1;
+  });
+  ASSERT_NE(headers, frames.end());
+  // :status 431 has no static-table entry: a literal, its three digits shorter raw than Huffman.
+  EXPECT_TRUE(absl::StrContains(headers->payload, "431"));
+  EXPECT_EQ(
+      Counter("meshlet_http_downstream_rq_total", {{"protocol", "http2"}, {"code_class", "4xx"}}),
+      1u);
+  EXPECT_EQ(client.closes, 0);
+  c->Close(net::CloseMode::kNoFlush);
+  hcms_.clear();
+  loop_.RunUntilIdle();
 }
 
 // Policies reach connections opened before them: the first request after a new snapshot on a

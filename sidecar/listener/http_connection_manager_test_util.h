@@ -254,9 +254,9 @@ class HttpConnectionManagerTest : public ::testing::Test {
 // A hand-built HTTP/2 frame (RFC 9113 4.1).
 inline std::string H2Frame(uint8_t type, uint8_t flags, uint32_t stream_id,
                            absl::string_view payload) {
-  std::string frame = {0,
-                       0,
-                       static_cast<char>(payload.size()),
+  std::string frame = {static_cast<char>((payload.size() >> 16) & 0xff),
+                       static_cast<char>((payload.size() >> 8) & 0xff),
+                       static_cast<char>(payload.size() & 0xff),
                        static_cast<char>(type),
                        static_cast<char>(flags),
                        static_cast<char>((stream_id >> 24) & 0x7f),

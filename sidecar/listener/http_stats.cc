@@ -3,6 +3,7 @@
 #include <string>
 
 #include "common/base/status.h"
+#include "sidecar/cluster/http2_stats.h"
 #include "sidecar/cluster/upstream_stats.h"
 
 namespace meshlet::sidecar::listener {
@@ -10,53 +11,6 @@ namespace {
 
 constexpr std::array<absl::string_view, kHttpProtocolCount> kProtocolLabels = {"http1.0", "http1.1",
                                                                                "http2"};
-
-// The HTTP/2 server codec's counters (http::h2::Http2Stats), for downstream connections.
-absl::Status RegisterHttp2Stats(StatsShard& shard, http::h2::Http2Stats& h2) {
-  struct ByCode {
-    std::array<Counter, http::h2::kErrorCodeSlots>* counters;
-    const char* name;
-    const char* help;
-  };
-  const ByCode by_code[] = {
-      {&h2.rst_stream_sent, "meshlet_http2_downstream_rst_stream_sent_total",
-       "RST_STREAM frames sent to HTTP/2 clients, by error code."},
-      {&h2.rst_stream_received, "meshlet_http2_downstream_rst_stream_received_total",
-       "RST_STREAM frames received from HTTP/2 clients, by error code."},
-      {&h2.goaway_sent, "meshlet_http2_downstream_goaway_sent_total",
-       "GOAWAY frames sent to HTTP/2 clients, by error code (a graceful drain sends two)."},
-      {&h2.goaway_received, "meshlet_http2_downstream_goaway_received_total",
-       "GOAWAY frames received from HTTP/2 clients, by error code."},
-  };
-  for (const ByCode& metric : by_code) {
-    for (size_t slot = 0; slot < http::h2::kErrorCodeSlots; ++slot) {
-      ASSIGN_OR_RETURN(
-          (*metric.counters)[slot],
-          shard.RegisterCounter(metric.name, metric.help,
-                                {{"code", std::string(http::h2::ErrorCodeSlotName(slot))}}));
-    }
-  }
-  constexpr absl::string_view kResetsHelp =
-      "HTTP/2 client resets of streams whose response was not complete: premature (before any "
-      "response headers and within http.stream_reset_min_lifetime of the request, or of a "
-      "stream refused after a flood's GOAWAY; rapid reset) or late.";
-  ASSIGN_OR_RETURN(h2.premature_resets,
-                   shard.RegisterCounter("meshlet_http2_downstream_client_resets_total",
-                                         kResetsHelp, {{"kind", "premature"}}));
-  ASSIGN_OR_RETURN(h2.late_resets,
-                   shard.RegisterCounter("meshlet_http2_downstream_client_resets_total",
-                                         kResetsHelp, {{"kind", "late"}}));
-  constexpr absl::string_view kRefusedHelp =
-      "HTTP/2 streams refused: opened after the sidecar's GOAWAY (a drain, or a flood's), or "
-      "beyond max_concurrent_streams (REFUSED_STREAM).";
-  ASSIGN_OR_RETURN(h2.streams_refused_after_goaway,
-                   shard.RegisterCounter("meshlet_http2_downstream_streams_refused_total",
-                                         kRefusedHelp, {{"reason", "goaway"}}));
-  ASSIGN_OR_RETURN(h2.streams_refused_over_limit,
-                   shard.RegisterCounter("meshlet_http2_downstream_streams_refused_total",
-                                         kRefusedHelp, {{"reason", "max_concurrent_streams"}}));
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -164,7 +118,10 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
             "passed), flooded_on (the client went on and was cut off), peer_closed.",
             {{"outcome", std::string(FloodEndName(static_cast<FloodEnd>(e)))}}));
   }
-  RETURN_IF_ERROR(RegisterHttp2Stats(shard, s.h2));
+  RETURN_IF_ERROR(cluster::RegisterHttp2Stats(shard, cluster::Http2Side::kDownstream, s.h2));
+  // The HTTP/2 codec's own 431 replies are answered requests like any other.
+  s.h2.requests_answered_431 =
+      s.downstream_rq[ProtocolIndex(http::Protocol::kHttp2)][cluster::StatusClassIndex(431)];
   for (size_t r = 0; r < 2; ++r) {
     ASSIGN_OR_RETURN(s.downstream_rq_overload_shed[r],
                      shard.RegisterCounter(

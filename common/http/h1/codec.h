@@ -342,6 +342,9 @@ class ServerCodec final : public ServerConnection, public codec_internal::CodecB
   // A partial request head is buffered (a header-read timeout then answers 408; otherwise the
   // connection was idle).
   bool request_head_in_progress() const { return head_in_progress(); }
+  // The status of the reply the codec wrote itself (a protocol error's 400/414/431/501/505, a
+  // refused CONNECT's 403; Dispatch() then returned the error); 0 while it wrote none.
+  int local_reply_status() const { return local_reply_status_; }
 
  private:
   void Encode1xx(const HeaderMap& headers) override;
@@ -366,6 +369,7 @@ class ServerCodec final : public ServerConnection, public codec_internal::CodecB
 
   ServerConnectionCallbacks& callbacks_;
   Protocol protocol_ = Protocol::kHttp11;
+  int local_reply_status_ = 0;
 
   // Per-request state.
   bool authority_set_ = false;

@@ -297,6 +297,7 @@ void ServerCodec::OnLocalMessageComplete() {
 
 void ServerCodec::WriteLocalReply(int status, absl::string_view body) {
   ++counters_->responses;
+  local_reply_status_ = status;
   out_headers_sent_ = true;
   WriteBlock(out_, body.size() + kBlockOverhead, [&](auto& sink) {
     char buf[20];

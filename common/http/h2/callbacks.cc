@@ -235,6 +235,7 @@ void ConnectionImpl::HandleHeadersFrame(const nghttp2_frame& frame, StreamImpl& 
       s.rx_end_ = end_stream;
       nghttp2_nv nv[] = {MakeNv(":status", "431")};
       nghttp2_submit_response(session_, s.id_, nv, 1, nullptr);
+      stats_.requests_answered_431.Inc();
       MarkDone(s);
       return;
     }

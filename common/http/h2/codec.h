@@ -169,6 +169,10 @@ struct Http2Options {
   // Where the codec counts what it does besides its own Http2Counters (a worker's stats shard);
   // not owned, must outlive the codec. Null: counted only in Http2Counters.
   const Http2Stats* stats = nullptr;
+  // The time a stream's lifetime and the abuse buckets are measured on: a worker's
+  // event::TurnClock, one reading per loop turn (ADR 0027). Not owned, must outlive the codec.
+  // Null: the loop's time, or steady_clock without a loop.
+  const Clock* clock = nullptr;
 };
 
 // Checks ranges RFC 9113 imposes (window sizes, frame size) and basic sanity.
@@ -235,6 +239,9 @@ struct Http2Stats {
   Counter streams_refused_after_goaway;
   // Streams refused (REFUSED_STREAM) beyond max_concurrent_streams.
   Counter streams_refused_over_limit;
+  // Server: requests the codec answered 431 itself (header list over max_header_list_size);
+  // they never reach the user, whose count of answered requests this belongs to.
+  Counter requests_answered_431;
 };
 
 namespace codec_internal {

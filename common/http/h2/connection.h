@@ -261,6 +261,7 @@ class ConnectionImpl {
   AbuseBucket resets_;
   AbuseBucket control_frames_;
   MonotonicTime Now() const {
+    if (options_.clock != nullptr) return options_.clock->Now();
     return loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
   }
   uint64_t priority_frames_received_ = 0;

@@ -1,4 +1,4 @@
-#include "control-plane/identity/token_api.h"
+#include "control-plane/api/token_api.h"
 
 #include <string>
 #include <vector>
@@ -10,11 +10,15 @@
 #include "control-plane/api/status.h"
 #include "control-plane/identity/json_fields.h"
 
-namespace meshlet::controlplane::identity {
+namespace meshlet::controlplane::api {
 namespace {
 
 using http::ServerRequest;
 using http::ServerResponse;
+using identity::CreatedJoinToken;
+using identity::JoinTokens;
+using identity::JoinTokenSpec;
+using identity::JsonObject;
 
 // The API's Status object; with a field, its cause.
 ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
@@ -98,4 +102,4 @@ ServerResponse HandleTokenRequest(JoinTokens& tokens, const ServerRequest& reque
   return response;
 }
 
-}  // namespace meshlet::controlplane::identity
+}  // namespace meshlet::controlplane::api

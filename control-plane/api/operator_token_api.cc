@@ -1,4 +1,4 @@
-#include "control-plane/access/operator_token_api.h"
+#include "control-plane/api/operator_token_api.h"
 
 #include <string>
 
@@ -11,9 +11,17 @@
 #include "control-plane/api/status.h"
 #include "control-plane/identity/json_fields.h"
 
-namespace meshlet::controlplane::access {
+namespace meshlet::controlplane::api {
 namespace {
 
+using access::CreatedOperatorToken;
+using access::OperatorTokenInfo;
+using access::OperatorTokens;
+using access::OperatorTokenSpec;
+using access::ParseRole;
+using access::Principal;
+using access::Role;
+using access::RoleName;
 using http::ServerRequest;
 using http::ServerResponse;
 
@@ -127,4 +135,4 @@ ServerResponse HandleOperatorTokenRequest(OperatorTokens& tokens, const ServerRe
   return response;
 }
 
-}  // namespace meshlet::controlplane::access
+}  // namespace meshlet::controlplane::api

@@ -1,4 +1,4 @@
-#include "control-plane/identity/token_api.h"
+#include "control-plane/api/token_api.h"
 
 #include <cstdlib>
 #include <memory>
@@ -11,8 +11,13 @@
 #include "control-plane/store/file_store.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::controlplane::identity {
+namespace meshlet::controlplane::api {
 namespace {
+
+using identity::JoinTokens;
+using identity::JsonObject;
+using identity::kJoinTokenKind;
+using identity::WorkloadIdentity;
 
 class TokenApiTest : public ::testing::Test {
  protected:
@@ -114,4 +119,4 @@ TEST_F(TokenApiTest, ErrorsNameTheField) {
 }
 
 }  // namespace
-}  // namespace meshlet::controlplane::identity
+}  // namespace meshlet::controlplane::api

@@ -1,7 +1,7 @@
 #pragma once
 
-// The HTTP face of operator tokens (operator_tokens.h), mounted by the control plane's API under
-// /api/v1/operator-tokens for admins (meshctl operator-token):
+// The HTTP face of operator tokens (control-plane/access/operator_tokens.h), mounted by the control
+// plane's API under /api/v1/operator-tokens for admins (meshctl operator-token):
 //
 //   POST   /api/v1/operator-tokens         {"name": "alice", "role": "editor", "ttl": "720h"}
 //          201 {"kind": "OperatorToken", "token": "mot1.alice....", "name", "role", "createdAt",
@@ -23,14 +23,14 @@
 #include "control-plane/access/operator_tokens.h"
 #include "control-plane/access/roles.h"
 
-namespace meshlet::controlplane::access {
+namespace meshlet::controlplane::api {
 
 inline constexpr char kOperatorTokensPath[] = "/api/v1/operator-tokens";
 
 // Handles a request whose path is kOperatorTokensPath or below it, made by `caller` (recorded as
 // the creator).
-http::ServerResponse HandleOperatorTokenRequest(OperatorTokens& tokens,
+http::ServerResponse HandleOperatorTokenRequest(access::OperatorTokens& tokens,
                                                 const http::ServerRequest& request,
-                                                const Principal& caller);
+                                                const access::Principal& caller);
 
-}  // namespace meshlet::controlplane::access
+}  // namespace meshlet::controlplane::api

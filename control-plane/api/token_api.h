@@ -19,11 +19,12 @@
 #include "common/http/server.h"
 #include "control-plane/identity/join_tokens.h"
 
-namespace meshlet::controlplane::identity {
+namespace meshlet::controlplane::api {
 
 inline constexpr char kTokensPath[] = "/api/v1/tokens";
 
 // Handles a request whose path is kTokensPath or below it.
-http::ServerResponse HandleTokenRequest(JoinTokens& tokens, const http::ServerRequest& request);
+http::ServerResponse HandleTokenRequest(identity::JoinTokens& tokens,
+                                        const http::ServerRequest& request);
 
-}  // namespace meshlet::controlplane::identity
+}  // namespace meshlet::controlplane::api
