@@ -32,10 +32,6 @@ std::string NamespaceOf(const pb::Service& service) {
                                                  : service.metadata().namespace_();
 }
 
-bool SameService(const pb::Service& a, const pb::Service& b) {
-  return a.metadata().name() == b.metadata().name() && NamespaceOf(a) == NamespaceOf(b);
-}
-
 // The configured ranges: IPv4 always (the default when unset), IPv6 when set. A stored
 // MeshConfig was validated when written; a range that does not parse all the same is skipped.
 std::vector<IpPrefix> ConfiguredRanges(const Store& store) {
@@ -165,15 +161,11 @@ absl::Status ServiceAddresses::Assign(pb::Service& service, const pb::Service* p
     }
     std::set<IpAddress> used = own;
     AddParsed(cursors.reserved(), used);
-    ASSIGN_OR_RETURN(std::vector<StoredResource> stored, store_.List("Service", ""));
-    for (const StoredResource& stored_service : stored) {
-      absl::StatusOr<policy::ParsedResource> parsed =
-          policy::ParseStoredResource("Service", stored_service.body);
-      if (!parsed.ok()) continue;
-      const auto& other = static_cast<const pb::Service&>(*parsed->message);
-      if (SameService(other, service)) continue;
-      AddParsed(other.spec().addresses(), used);
-      AddParsed(other.status().addresses(), used);
+    RETURN_IF_ERROR(RefreshStoredAddresses());
+    const std::string own_key = absl::StrCat(NamespaceOf(service), "/", service.metadata().name());
+    for (const auto& [key, stored_service] : stored_addresses_) {
+      if (key == own_key) continue;
+      used.insert(stored_service.addresses.begin(), stored_service.addresses.end());
     }
 
     size_t taken = 0, exhausted = 0;
@@ -219,6 +211,35 @@ absl::Status ServiceAddresses::Assign(pb::Service& service, const pb::Service* p
       return Annotate(written.status(), "saving the service address cursors");
     }
   }
+}
+
+absl::Status ServiceAddresses::RefreshStoredAddresses() {
+  ASSIGN_OR_RETURN(std::vector<StoredResource> stored, store_.List("Service", ""));
+  absl::flat_hash_map<std::string, StoredAddresses> fresh;
+  fresh.reserve(stored.size());
+  for (StoredResource& s : stored) {
+    std::string key = absl::StrCat(
+        s.key.namespace_.empty() ? policy::kDefaultNamespace : absl::string_view(s.key.namespace_),
+        "/", s.key.name);
+    auto known = stored_addresses_.find(key);
+    if (known != stored_addresses_.end() && known->second.revision == s.revision) {
+      fresh.emplace(std::move(key), std::move(known->second));
+      continue;
+    }
+    ++services_parsed_;
+    StoredAddresses entry{.revision = s.revision};
+    absl::StatusOr<policy::ParsedResource> parsed = policy::ParseStoredResource("Service", s.body);
+    if (parsed.ok()) {
+      const auto& other = static_cast<const pb::Service&>(*parsed->message);
+      std::set<IpAddress> addresses;
+      AddParsed(other.spec().addresses(), addresses);
+      AddParsed(other.status().addresses(), addresses);
+      entry.addresses.assign(addresses.begin(), addresses.end());
+    }
+    fresh.emplace(std::move(key), std::move(entry));
+  }
+  stored_addresses_ = std::move(fresh);
+  return absl::OkStatus();
 }
 
 void ServiceAddresses::Settle() {

@@ -30,11 +30,14 @@
 // Threading: not thread-safe. The API calls it on its loop thread, which also serialises the
 // writes of the Services it assigns to.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/net/ip_prefix.h"
 #include "common/stats/stats.h"
 #include "control-plane/store/store.h"
 #include "xds/policy.pb.h"
@@ -60,9 +63,10 @@ class ServiceAddresses {
   // Sets `service`'s status.addresses before it is written: none when it declares
   // spec.addresses (what it had is released); else what `previous` (its stored version, null
   // when new) was given, plus an address from each configured range it has none of. The stored
-  // Services' addresses (read from the store when an address is needed) and the reserved ones
-  // are in use. `dry_run`: the answer is what the write would store, but no cursor moves. A full
-  // range adds a warning; a store failure is the error.
+  // Services' addresses (listed from the store when an address is needed; only the Services
+  // written since the last listing are parsed again) and the reserved ones are in use. `dry_run`:
+  // the answer is what the write would store, but no cursor moves. A full range adds a warning; a
+  // store failure is the error.
   absl::Status Assign(meshlet::policy::Service& service, const meshlet::policy::Service* previous,
                       bool dry_run, std::vector<std::string>& warnings);
   // After the write of the Service the last Assign gave addresses, whether it succeeded or not:
@@ -79,11 +83,26 @@ class ServiceAddresses {
   // IPv6 range was configured), writing each back.
   absl::StatusOr<Backfill> AssignMissing();
 
+  // Stored Services parsed for their addresses so far (each once per revision), for tests.
+  uint64_t services_parsed() const { return services_parsed_; }
+
  private:
+  // The addresses (spec and status) of a stored Service at a revision.
+  struct StoredAddresses {
+    int64_t revision = 0;
+    std::vector<net::IpAddress> addresses;  // none when it does not parse
+  };
+  // Lists the stored Services and brings stored_addresses_ up to date with them, parsing those
+  // whose revision changed.
+  absl::Status RefreshStoredAddresses();
+
   Store& store_;
   Counter allocated_;
   Counter exhausted_;
   std::vector<std::string> reserved_;  // by the last Assign, until Settle
+  // By "<namespace>/<name>", as of the last listing.
+  absl::flat_hash_map<std::string, StoredAddresses> stored_addresses_;
+  uint64_t services_parsed_ = 0;
 };
 
 }  // namespace meshlet::controlplane::addresses

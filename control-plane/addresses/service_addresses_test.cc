@@ -255,5 +255,34 @@ TEST_F(ServiceAddressesTest, AssignMissingBackfillsStoredServices) {
   EXPECT_EQ(absl::StrJoin(Find("old-b")->status().addresses(), ","), "240.240.0.2,fd00::2");
 }
 
+// A bulk load parses each stored Service once, not every stored Service again at every write
+// (which made loading N Services cost N^2/2 parses).
+TEST_F(ServiceAddressesTest, EachWriteParsesOnlyTheServicesWrittenSinceTheLastOne) {
+  constexpr int kServices = 200;
+  for (int i = 0; i < kServices; ++i) {
+    EXPECT_EQ(Apply(absl::StrCat("s", i)),
+              absl::StrCat("240.240.", (i + 1) / 256, ".", (i + 1) % 256));
+  }
+  // Each write's listing parses the one Service written since the one before.
+  EXPECT_LE(addresses_->services_parsed(), static_cast<uint64_t>(kServices));
+}
+
+// A Service whose addresses changed since the last listing is parsed again: its new address is
+// in use, its old one no longer.
+TEST_F(ServiceAddressesTest, AServiceChangedSinceTheLastListingIsReadAgain) {
+  SetRanges("10.200.0.0/29");  // .1 to .6 usable
+  EXPECT_EQ(Apply("a"), "10.200.0.1");
+  // Written by hand (or another replica) with .2, the next address the cursor gives.
+  pb::Service moved = *Find("a");
+  moved.mutable_status()->set_addresses(0, "10.200.0.2");
+  ASSERT_TRUE(store_->Put({"Service", "default", "a"}, policy::ToJson(moved), kAnyRevision).ok());
+  EXPECT_EQ(Apply("b"), "10.200.0.3");  // .2 is a's now
+  // Past the end of the range the lowest free address comes back: .1, which a gave up.
+  EXPECT_EQ(Apply("c"), "10.200.0.4");
+  EXPECT_EQ(Apply("d"), "10.200.0.5");
+  EXPECT_EQ(Apply("e"), "10.200.0.6");
+  EXPECT_EQ(Apply("f"), "10.200.0.1");
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::addresses

@@ -44,11 +44,13 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
@@ -59,6 +61,7 @@
 #include "control-plane/access/roles.h"
 #include "control-plane/addresses/service_addresses.h"
 #include "control-plane/policy/kinds.h"
+#include "control-plane/policy/live_policy.h"
 #include "control-plane/policy/validate.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/store/store.h"
@@ -148,6 +151,11 @@ class PolicyApi {
   // token itself: control-plane/telemetry/dashboard.h). Call on the loop thread.
   void SetDashboardHandler(http::RequestHandler handler) { dashboard_ = std::move(handler); }
 
+  // The policy kept current from the store's watch (policy/live_policy.h), which GET and LIST of
+  // Gateway API routes compute their status from instead of reading the whole store; null (the
+  // default) reads the store. Any thread.
+  void SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live);
+
   // The allocator of Service addresses the writes use (for the start-up backfill).
   addresses::ServiceAddresses& service_addresses() { return *addresses_; }
 
@@ -187,11 +195,13 @@ class PolicyApi {
                               const ResourceKey& key);
   // The computed status of the Gateway API routes (translate/route_status.h), by (kind, namespace,
   // name): what GET and LIST of an HTTPRoute or GRPCRoute of gateway.networking.k8s.io show as
-  // `status` (the store holds none). Empty for other kinds. Reads the whole policy store (a
-  // snapshot) and the registry: one snapshot per answer, not per route.
+  // `status` (the store holds none). Empty for other kinds. Reads the live policy (SetLivePolicy;
+  // without one, the whole policy store) and the registry, once per answer; `only`, when given,
+  // is the one route a GET shows (the others' status is not computed).
   using RouteStatuses =
       std::map<std::tuple<std::string, std::string, std::string>, meshlet::gateway::RouteStatus>;
-  RouteStatuses ComputedRouteStatuses(const policy::KindInfo& info) const;
+  RouteStatuses ComputedRouteStatuses(const policy::KindInfo& info,
+                                      const ResourceKey* only = nullptr) const;
   // The stored resource as JSON, with its resourceVersion and, for a Gateway API route, its
   // status from `statuses`.
   std::string ObjectJson(const StoredResource& stored,
@@ -215,6 +225,8 @@ class PolicyApi {
   std::string trust_bundle_pem_;
   http::RequestHandler traces_;
   http::RequestHandler dashboard_;
+  mutable std::mutex live_policy_mu_;
+  std::shared_ptr<const policy::LivePolicy> live_policy_ ABSL_GUARDED_BY(live_policy_mu_);
 };
 
 // Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.

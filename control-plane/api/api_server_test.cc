@@ -213,6 +213,87 @@ spec:
   }
 }
 
+// A store that counts its listings.
+class ListCountingStore final : public Store {
+ public:
+  explicit ListCountingStore(Store& store) : store_(store) {}
+  absl::StatusOr<StoredResource> Get(const ResourceKey& key) const override {
+    return store_.Get(key);
+  }
+  absl::StatusOr<std::vector<StoredResource>> List(absl::string_view kind,
+                                                   absl::string_view ns) const override {
+    ++lists;
+    return store_.List(kind, ns);
+  }
+  absl::StatusOr<int64_t> Put(const ResourceKey& key, absl::string_view body,
+                              int64_t expected) override {
+    return store_.Put(key, body, expected);
+  }
+  absl::StatusOr<int64_t> Delete(const ResourceKey& key, int64_t expected) override {
+    return store_.Delete(key, expected);
+  }
+  int64_t Revision() const override { return store_.Revision(); }
+  std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override {
+    return store_.Watch(std::move(callback));
+  }
+  mutable int lists = 0;
+
+ private:
+  Store& store_;
+};
+
+// With the control plane's live policy, a GET of a Gateway API route computes its status from it
+// instead of listing and parsing the whole store for every read.
+TEST_F(PolicyApiTest, AGatewayRouteIsReadWithTheLivePolicyWithoutListingTheStore) {
+  constexpr char kRoute[] = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r";
+  ASSERT_EQ(Call("PUT", "/apis/meshlet.io/v1/namespaces/default/services/echo",
+                 "apiVersion: meshlet.io/v1\nkind: Service\nmetadata: {name: echo}\n"
+                 "spec: {ports: [{name: http, port: 80}]}\n")
+                .status,
+            201);
+  ASSERT_EQ(Call("PUT", kRoute, R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: echo, port: 80}, {kind: Service, name: ghost}]
+)")
+                .status,
+            201);
+  ListCountingStore counting(*store_);
+  PolicyApi api(counting, registry_.get(), clock_, ApiOptions{}, nullptr);
+  auto get = [&] {
+    http::ServerRequest request;
+    request.headers.Add(":method", "GET");
+    request.headers.Add(":path", kRoute);
+    return api.Handle(request, &caller_);
+  };
+  constexpr char kGhostMissing[] = "Service default/ghost does not exist";
+  http::ServerResponse read = get();
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(kGhostMissing), std::string::npos) << read.body;
+  EXPECT_GT(counting.lists, 0);  // without a live policy: the whole store
+
+  auto live =
+      std::make_shared<policy::LivePolicy>(*store_, nullptr, policy::LivePolicyOptions{}, nullptr);
+  ASSERT_TRUE(live->Load().ok());
+  api.SetLivePolicy(live);
+  counting.lists = 0;
+  read = get();
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("type":"Accepted","status":"True")"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find(kGhostMissing), std::string::npos) << read.body;
+  // The Service written next is in the next read's status.
+  ASSERT_EQ(Call("PUT", "/apis/meshlet.io/v1/namespaces/default/services/ghost",
+                 "apiVersion: meshlet.io/v1\nkind: Service\nmetadata: {name: ghost}\n"
+                 "spec: {ports: [{name: http, port: 80}]}\n")
+                .status,
+            201);
+  read = get();
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(read.body.find(kGhostMissing), std::string::npos) << read.body;
+  EXPECT_EQ(counting.lists, 0);
+}
+
 TEST_F(PolicyApiTest, GatewayApiKindsLiveBesideMeshletsUnderTheirOwnGroup) {
   constexpr char kGatewayRoute[] =
       "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/reviews";

@@ -4,6 +4,10 @@
 // TrafficPolicy that names one of them, as a dry run (validation, no store write) and unchanged
 // (the same body again: read and compared, not written), so that fsync does not hide the work that
 // grows with the Services.
+//
+// Also: a new Service, as a dry run (its address assigned against the stored Services' addresses),
+// and a GET of a Gateway API HTTPRoute (its status computed from the policy), reading the whole
+// store (no live policy) or the live policy (policy/live_policy.h) as the control plane does.
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -18,6 +22,7 @@
 #include "common/base/logging.h"
 #include "common/stats/stats.h"
 #include "control-plane/api/api_server.h"
+#include "control-plane/policy/live_policy.h"
 #include "control-plane/store/file_store.h"
 
 namespace meshlet::controlplane::api {
@@ -51,12 +56,18 @@ class Fixture {
   ~Fixture() { std::filesystem::remove_all(dir_); }
 
   http::ServerResponse Put(const std::string& path, const std::string& body) {
+    return Call("PUT", path, body);
+  }
+  http::ServerResponse Call(const std::string& method, const std::string& path,
+                            const std::string& body = "") {
     http::ServerRequest request;
-    request.headers.Add(":method", "PUT");
+    request.headers.Add(":method", method);
     request.headers.Add(":path", path);
     request.body = body;
     return api_->Handle(request);
   }
+  Store& store() { return *store_; }
+  PolicyApi& api() { return *api_; }
 
  private:
   std::string dir_;
@@ -88,6 +99,45 @@ void BM_UnchangedWrite(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_UnchangedWrite)->Arg(10)->Arg(100)->Arg(1000);
+
+void BM_ServiceDryRunCreate(benchmark::State& state) {
+  Fixture fixture(static_cast<int>(state.range(0)));
+  const std::string path = "/apis/meshlet.io/v1/namespaces/default/services/new?dryRun=All";
+  const std::string body =
+      R"({"apiVersion":"meshlet.io/v1","kind":"Service","metadata":{"name":"new"},)"
+      R"("spec":{"ports":[{"name":"http","port":8080}]}})";
+  for (auto _ : state) {
+    http::ServerResponse r = fixture.Put(path, body);
+    if (r.status != 201) state.SkipWithError(r.body.c_str());
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_ServiceDryRunCreate)->Arg(10)->Arg(1000)->Arg(5000);
+
+// range(1): 1 with the live policy, 0 reading the store.
+void BM_GatewayRouteGet(benchmark::State& state) {
+  Fixture fixture(static_cast<int>(state.range(0)));
+  const std::string path = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r";
+  http::ServerResponse put = fixture.Put(
+      path, R"({"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute",)"
+            R"("metadata":{"name":"r"},"spec":{"parentRefs":[{"kind":"Service","name":"svc-0",)"
+            R"("port":8080}],"rules":[{"backendRefs":[{"name":"svc-0","port":8080}]}]}})");
+  CHECK(put.status == 201) << put.body;
+  if (state.range(1) == 1) {
+    auto live = std::make_shared<policy::LivePolicy>(fixture.store(), nullptr,
+                                                     policy::LivePolicyOptions{}, nullptr);
+    CHECK(live->Load().ok());
+    fixture.api().SetLivePolicy(live);
+  }
+  for (auto _ : state) {
+    http::ServerResponse r = fixture.Call("GET", path);
+    if (r.status != 200 || r.body.find("\"Accepted\"") == std::string::npos) {
+      state.SkipWithError(r.body.c_str());
+    }
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_GatewayRouteGet)->ArgsProduct({{10, 1000, 5000}, {0, 1}});
 
 }  // namespace
 }  // namespace meshlet::controlplane::api

@@ -125,18 +125,50 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
   return method_not_allowed("GET, PUT, DELETE");
 }
 
-PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info) const {
+void PolicyApi::SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live) {
+  std::lock_guard<std::mutex> lock(live_policy_mu_);
+  live_policy_ = std::move(live);
+}
+
+PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info,
+                                                          const ResourceKey* only) const {
   RouteStatuses out;
   if (info.group != policy::kGatewayGroup ||
       (info.kind != "HTTPRoute" && info.kind != "GRPCRoute")) {
     return out;
   }
-  absl::StatusOr<policy::PolicySnapshot> snapshot = policy::LoadPolicySnapshot(store_);
-  if (!snapshot.ok()) return out;  // the routes are shown without status
+  std::shared_ptr<const policy::LivePolicy> live;
+  {
+    std::lock_guard<std::mutex> lock(live_policy_mu_);
+    live = live_policy_;
+  }
+  std::shared_ptr<const policy::PolicySnapshot> current =
+      live != nullptr ? live->Current() : nullptr;
+  policy::PolicySnapshot snapshot;
+  if (current != nullptr) {
+    snapshot = *current;  // shares the resources: a copy of pointers
+  } else if (absl::StatusOr<policy::PolicySnapshot> loaded = policy::LoadPolicySnapshot(store_);
+             loaded.ok()) {
+    snapshot = *std::move(loaded);
+  } else {
+    return out;  // the routes are shown without status
+  }
+  if (only != nullptr) {
+    // Only that route's status: the other routes of both kinds are left out (a route's status
+    // depends on the Services and ReferenceGrants, not on other routes).
+    auto keep_only = [only](auto& routes, absl::string_view kind) {
+      const auto* route = only->kind == kind ? routes.Find(only->namespace_, only->name) : nullptr;
+      auto kept = route != nullptr ? std::optional(*route) : std::nullopt;
+      routes.clear();
+      if (kept.has_value()) routes.push_back(*std::move(kept));
+    };
+    keep_only(snapshot.gateway_http_routes, "GatewayHTTPRoute");
+    keep_only(snapshot.grpc_routes, "GatewayGRPCRoute");
+  }
   std::shared_ptr<const registry::RegistrySnapshot> registry =
       registry_ != nullptr ? registry_->Snapshot()
                            : std::make_shared<const registry::RegistrySnapshot>();
-  for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(*snapshot, *registry)) {
+  for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(snapshot, *registry)) {
     out[{u.kind, u.namespace_, u.name}] = std::move(u.status);
   }
   return out;
@@ -174,7 +206,7 @@ ServerResponse PolicyApi::Get(const KindInfo& info, const ResourceKey& key) {
   if (!stored.ok()) {
     return StoreFailure(stored.status());
   }
-  const RouteStatuses statuses = ComputedRouteStatuses(info);
+  const RouteStatuses statuses = ComputedRouteStatuses(info, &key);
   return ServerResponse::Json(200, ObjectJson(*stored, &statuses) + "\n");
 }
 

@@ -24,7 +24,7 @@ const policy::PolicySnapshot& StoredServices::Current(const Store& store) {
   }
   if (unchanged) return snapshot_;
 
-  std::vector<meshlet::policy::Service> services;
+  policy::ResourceList<meshlet::policy::Service> services;
   services.reserve(stored->size());
   absl::flat_hash_map<std::string, Parsed> parsed;
   parsed.reserve(stored->size());
@@ -33,17 +33,15 @@ const policy::PolicySnapshot& StoredServices::Current(const Store& store) {
     Parsed entry{.revision = s.revision};
     auto old = parsed_.find(key);
     if (old != parsed_.end() && old->second.revision == s.revision) {
-      if (old->second.index >= 0) {
-        entry.index = static_cast<int>(services.size());
-        services.push_back(std::move(snapshot_.services[old->second.index]));
-      }
+      entry.service = std::move(old->second.service);
     } else if (absl::StatusOr<policy::ParsedResource> p =
                    policy::ParseStoredResource(s.key.kind, s.body);
                p.ok()) {
-      entry.index = static_cast<int>(services.size());
-      services.push_back(std::move(static_cast<meshlet::policy::Service&>(*p->message)));
+      entry.service = std::shared_ptr<meshlet::policy::Service>(
+          static_cast<meshlet::policy::Service*>(p->message.release()));
     }
-    parsed.insert_or_assign(std::move(key), entry);
+    if (entry.service != nullptr) services.push_back(entry.service);
+    parsed.insert_or_assign(std::move(key), std::move(entry));
   }
   snapshot_.services = std::move(services);
   parsed_ = std::move(parsed);

@@ -10,6 +10,7 @@
 // at a time (api_server.h).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -28,7 +29,7 @@ class StoredServices {
  private:
   struct Parsed {
     int64_t revision = 0;
-    int index = -1;  // in snapshot_.services; -1: it did not parse
+    std::shared_ptr<meshlet::policy::Service> service;  // null: it did not parse
   };
   policy::PolicySnapshot snapshot_;
   absl::flat_hash_map<std::string, Parsed> parsed_;  // by namespace/name

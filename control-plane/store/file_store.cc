@@ -176,6 +176,7 @@ absl::Status FileStore::Load() {
       }
     }
   }
+  reserved_revision_ = revision_;
   return absl::OkStatus();
 }
 
@@ -228,21 +229,19 @@ absl::StatusOr<int64_t> FileStore::Put(const ResourceKey& key, absl::string_view
     }
     updated.key = key;
     updated.body = std::string(body);
-    updated.revision = revision_ + 1;
+    updated.revision = reserved_revision_ + 1;
     updated.create_revision =
         it == resources_.end() ? updated.revision : it->second.create_revision;
   }
   RETURN_IF_ERROR(ReserveRevision(updated.revision));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    revision_ = updated.revision;
-  }
+  reserved_revision_ = updated.revision;
   const std::string path = PathFor(key);
   RETURN_IF_ERROR(MakeDirs(Parent(path)));
   RETURN_IF_ERROR(WriteFileAtomically(path, absl::StrCat(kHeaderMagic, " ", updated.revision, " ",
                                                          updated.create_revision, "\n", body)));
   {
     std::lock_guard<std::mutex> lock(mu_);
+    revision_ = updated.revision;
     resources_[key] = updated;
   }
   Notify({WatchEvent::Type::kPut, updated});
@@ -264,9 +263,10 @@ absl::StatusOr<int64_t> FileStore::Delete(const ResourceKey& key, int64_t expect
                                                         it->second.revision));
     }
     deleted = it->second;
-    deleted.revision = revision_ + 1;
+    deleted.revision = reserved_revision_ + 1;
   }
   RETURN_IF_ERROR(ReserveRevision(deleted.revision));
+  reserved_revision_ = deleted.revision;
   const std::string path = PathFor(key);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", path);
   RETURN_IF_ERROR(FsyncPath(Parent(path), O_RDONLY | O_DIRECTORY));

@@ -44,8 +44,12 @@ class FileStore final : public Store {
   void Notify(const WatchEvent& event);
 
   const std::string dir_;
-  // Serialises writers so revisions are assigned and made durable in order.
+  // Serialises writers so revisions are assigned and made durable in order, and watch callbacks
+  // run in revision order.
   std::mutex write_mu_;
+  // The highest revision reserved in <dir>/revision (guarded by write_mu_). revision_ follows it
+  // once the write is in resources_, so a reader that sees a revision sees its write.
+  int64_t reserved_revision_ = 0;
   mutable std::mutex mu_;  // guards the fields below
   std::map<ResourceKey, StoredResource> resources_;
   int64_t revision_ = 0;

@@ -7,7 +7,9 @@
 // etcd backend can implement the same interface.
 //
 // Thread-safety: every method may be called from any thread. Watch callbacks run on the thread
-// that made the change, after it is durable, with no store lock held; they must not block.
+// that made the change (or the store's own), after it is durable, with no store lock held, one
+// at a time and in revision order, each change reported once (so a watcher may apply changes to
+// what it read at a revision, skipping those not later than it); they must not block.
 
 #include <cstdint>
 #include <functional>

@@ -36,15 +36,17 @@ size_t SpanRecord::ApproximateBytes() const {
 
 AddResult TraceStore::Add(std::vector<SpanRecord> spans) {
   AddResult result;
+  // The traces this batch adds to leave the indexes when first touched and return once, at the
+  // end, with all their new spans: a batch costs the index work of the spans it adds (plus one
+  // pass over each touched trace's earlier spans), not that times the trace's length.
+  absl::flat_hash_set<std::string> touched;
   for (SpanRecord& span : spans) {
     const size_t bytes = span.ApproximateBytes();
     auto it = traces_.find(span.trace_id);
     if (it != traces_.end()) {
       const Trace& trace = it->second;
-      const bool duplicate =
-          std::any_of(trace.spans.begin(), trace.spans.end(),
-                      [&](const SpanRecord& s) { return s.span_id == span.span_id; });
-      if (duplicate || trace.spans.size() >= limits_.max_spans_per_trace) {
+      if (trace.span_ids.contains(span.span_id) ||
+          trace.spans.size() >= limits_.max_spans_per_trace) {
         ++result.rejected;
         continue;
       }
@@ -57,7 +59,7 @@ AddResult TraceStore::Add(std::vector<SpanRecord> spans) {
       // Never evict the trace this span joins: it is the newest activity, and evicting it would
       // leave the span orphaned. If it is the only trace left, the span does not fit.
       if (traces_.size() == 1 && traces_.count(span.trace_id) == 1) break;
-      EvictOldest(result);
+      EvictOldest(result, touched);
     }
     if (span_count_ + 1 > limits_.max_spans || byte_count_ + bytes > limits_.max_bytes) {
       ++result.rejected;
@@ -70,18 +72,23 @@ AddResult TraceStore::Add(std::vector<SpanRecord> spans) {
       it->second.start = span.start_unix_nanos;
       it->second.end = span.end_unix_nanos;
       by_arrival_.emplace(it->second.arrival, span.trace_id);
-    } else {
+      touched.insert(span.trace_id);
+    } else if (touched.insert(it->first).second) {
       Unindex(it->first, it->second);
     }
     Trace& trace = it->second;
     trace.start = std::min(trace.start, span.start_unix_nanos);
     trace.end = std::max(trace.end, span.end_unix_nanos);
     trace.bytes += bytes;
+    trace.span_ids.insert(span.span_id);
     trace.spans.push_back(std::move(span));
-    Index(it->first, trace);
     span_count_ += 1;
     byte_count_ += bytes;
     ++result.accepted;
+  }
+  for (const std::string& id : touched) {
+    auto it = traces_.find(id);
+    if (it != traces_.end()) Index(it->first, it->second);
   }
   return result;
 }
@@ -101,10 +108,11 @@ std::vector<SpanRecord> TraceStore::Chunk(uint64_t* cursor, uint64_t end, size_t
   return out;
 }
 
-void TraceStore::EvictOldest(AddResult& result) {
+void TraceStore::EvictOldest(AddResult& result, absl::flat_hash_set<std::string>& touched) {
   auto oldest = by_arrival_.begin();
   auto it = traces_.find(oldest->second);
-  Unindex(it->first, it->second);
+  // A trace the running batch touched is out of the indexes already.
+  if (touched.erase(it->first) == 0) Unindex(it->first, it->second);
   span_count_ -= it->second.spans.size();
   byte_count_ -= it->second.bytes;
   result.evicted_spans += it->second.spans.size();

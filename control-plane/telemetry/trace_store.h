@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -161,9 +162,10 @@ class TraceStore {
  private:
   struct Trace {
     std::vector<SpanRecord> spans;
-    uint64_t arrival = 0;  // sequence number of the first span's arrival
-    int64_t start = 0;     // earliest span start
-    int64_t end = 0;       // latest span end
+    absl::flat_hash_set<std::string> span_ids;  // of `spans`: duplicates are refused
+    uint64_t arrival = 0;                       // sequence number of the first span's arrival
+    int64_t start = 0;                          // earliest span start
+    int64_t end = 0;                            // latest span end
     size_t bytes = 0;
   };
   using TimeKey = std::pair<int64_t, std::string>;  // (trace start, trace id)
@@ -172,7 +174,8 @@ class TraceStore {
   bool Matches(const Trace& trace, const TraceQuery& query) const;
   void Index(const std::string& id, const Trace& trace);
   void Unindex(const std::string& id, const Trace& trace);
-  void EvictOldest(AddResult& result);
+  // Evicts the oldest trace; `touched`: the traces the running Add took out of the indexes.
+  void EvictOldest(AddResult& result, absl::flat_hash_set<std::string>& touched);
 
   const TraceStoreLimits limits_;
   absl::flat_hash_map<std::string, Trace> traces_;

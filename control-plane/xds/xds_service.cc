@@ -109,8 +109,9 @@ XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
   for (const bool ok : {true, false}) {
     absl::StatusOr<CounterId> reloads = control_plane_.stats().RegisterCounter(
         "meshlet_cp_policy_reloads_total",
-        "Policy loads from the store after a change, by result (a failed one is retried; "
-        "sidecars keep the last policy meanwhile).",
+        "Loads of the whole policy from the store, by result: one at start, more only when "
+        "that failed (retried; sidecars keep the last policy meanwhile). Changes are applied "
+        "one at a time (meshlet_cp_policy_changes_applied_total).",
         {{"result", ok ? "ok" : "failed"}});
     CHECK(reloads.ok()) << reloads.status().message();
     (ok ? policy_reloads_ok_ : policy_reloads_failed_) =
@@ -119,7 +120,8 @@ XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
 }
 
 XdsService::~XdsService() {
-  store_watch_.reset();
+  if (live_policy_ != nullptr) control_plane_.api().SetLivePolicy(nullptr);
+  live_policy_.reset();
   reload_retry_timer_.reset();
   registry_watch_.reset();
   if (ads_ != nullptr) {
@@ -213,27 +215,26 @@ absl::Status XdsService::Start() {
     return absl::Status(status.code(),
                         absl::StrCat("xDS address ", options_.address, ": ", status.message()));
   }
-  // The policy as it stands now (start-up may wait for the store); after this, every change
-  // reloads it on the store worker and pushes once it is loaded, so the loop never waits.
-  if (absl::StatusOr<policy::PolicySnapshot> loaded =
-          policy::LoadPolicySnapshot(control_plane_.store());
-      loaded.ok()) {
-    policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
-  } else {
-    LOG(WARN) << "xds: loading the policy: " << loaded.status().message() << "; retrying";
-  }
-  reload_retry_timer_ = std::make_unique<event::Timer>(loop, [this] { ReloadPolicy(); });
-  store_watch_ = control_plane_.store().Watch(
-      [this, &loop, alive = std::weak_ptr<bool>(alive_)](const WatchEvent& event) {
-        // The store also keeps records that are not policy (join tokens); those change no
-        // sidecar's configuration, so they must not cost a translation round for every node.
-        if (policy::FindStoredKind(event.resource.key.kind) == nullptr) return;
-        // The store's thread (etcd) or the writer's (the file store): reload from the loop.
+  // The policy as it stands now (start-up may wait for the store); after this, each change is
+  // applied to it as the store's watch reports it, and pushed from the loop.
+  live_policy_ = std::make_shared<policy::LivePolicy>(
+      control_plane_.store(), &control_plane_.stats(), policy::LivePolicyOptions{},
+      [&loop, posted = change_posted_, alive = std::weak_ptr<bool>(alive_), this] {
+        // The writer's thread (the file store) or the store's (etcd).
+        if (posted->exchange(true)) return;
         loop.Post([this, alive] {
-          if (!alive.expired()) ReloadPolicy();
+          if (!alive.expired()) OnPolicyChanged();
         });
       });
-  if (policy_ == nullptr) ReloadPolicy();
+  reload_retry_timer_ = std::make_unique<event::Timer>(loop, [this] { ReloadPolicy(); });
+  if (absl::Status loaded = live_policy_->Load(); loaded.ok()) {
+    policy_reloads_ok_.Inc();
+    policy_ = live_policy_->Current();
+  } else {
+    LOG(WARN) << "xds: loading the policy: " << loaded.message() << "; retrying";
+    ReloadPolicy();
+  }
+  control_plane_.api().SetLivePolicy(live_policy_);
   registry_watch_ = control_plane_.registry().Watch([this](uint64_t) { ads_->NotifyChanged(); });
   control_plane_.api().SetProxyStatusProvider(this);
   control_plane_.OnShutdown([this] {
@@ -345,17 +346,13 @@ absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
 }
 
 void XdsService::ReloadPolicy() {
-  if (reload_running_) {
-    reload_again_ = true;
-    return;
-  }
-  reload_again_ = false;
+  if (reload_running_) return;
   reload_running_ = true;
   reload_retry_timer_->Disable();
-  Store& store = control_plane_.store();
-  const bool queued = control_plane_.store_worker().Run<absl::StatusOr<policy::PolicySnapshot>>(
-      [&store] { return policy::LoadPolicySnapshot(store); },
-      [this, alive = std::weak_ptr<bool>(alive_)](absl::StatusOr<policy::PolicySnapshot> loaded) {
+  std::shared_ptr<policy::LivePolicy> live = live_policy_;
+  const bool queued = control_plane_.store_worker().Run<absl::Status>(
+      [live] { return live->Load(); },
+      [this, alive = std::weak_ptr<bool>(alive_)](absl::Status loaded) {
         if (!alive.expired()) OnPolicyLoaded(std::move(loaded));
       });
   if (!queued) {
@@ -363,29 +360,30 @@ void XdsService::ReloadPolicy() {
   }
 }
 
-void XdsService::OnPolicyLoaded(absl::StatusOr<policy::PolicySnapshot> loaded) {
+void XdsService::OnPolicyLoaded(absl::Status loaded) {
   reload_running_ = false;
   if (!loaded.ok()) {
     policy_reloads_failed_.Inc();
-    // Keep pushing what was loaded last; try again with backoff (a change meanwhile tries at
-    // once).
+    // Keep pushing what was loaded last; try again with backoff.
     reload_backoff_ = std::clamp<Duration>(reload_backoff_ * 2, std::chrono::milliseconds(200),
                                            std::chrono::seconds(5));
-    LOG_EVERY_N_SEC(WARN, 5) << "xds: reloading the policy: " << loaded.status().message()
+    LOG_EVERY_N_SEC(WARN, 5) << "xds: loading the policy: " << loaded.message()
                              << "; sidecars keep the last one, retrying";
-    if (reload_again_) {
-      ReloadPolicy();
-    } else {
-      reload_retry_timer_->Enable(reload_backoff_);
-    }
+    reload_retry_timer_->Enable(reload_backoff_);
     return;
   }
   policy_reloads_ok_.Inc();
   reload_backoff_ = Duration::zero();
-  policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
+  OnPolicyChanged();
+}
+
+void XdsService::OnPolicyChanged() {
+  change_posted_->store(false);
+  std::shared_ptr<const policy::PolicySnapshot> current = live_policy_->Current();
+  if (current == nullptr || current == policy_) return;
+  policy_ = std::move(current);
   ads_->NotifyChanged();
   for (const PolicyListener& listener : policy_listeners_) listener(policy_);
-  if (reload_again_) ReloadPolicy();
 }
 
 void XdsService::AddPolicyListener(PolicyListener listener) {

@@ -6,8 +6,9 @@
 // translator from the stored policy and the registry; registers connecting sidecars in the
 // registry and records their readiness reports there (ProxyObserver: a draining sidecar's
 // endpoints leave every caller's configuration with the next push, debounced like any registry
-// change); pushes after every store change (once the policy is reloaded on the store worker, so
-// the loop never waits for the store) or registry change (debounced by the ADS server); answers the
+// change); pushes after every store change (each applied to the policy it holds, which is read
+// from the store once, on the store worker when that must be retried, so the loop never waits
+// for the store: policy::LivePolicy) or registry change (debounced by the ADS server); answers the
 // API's proxy status (ProxyStatusProvider); and sends GOAWAY to every sidecar when the control
 // plane shuts down.
 //
@@ -28,6 +29,7 @@
 //
 // Threading: the ControlPlane's loop thread.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -44,6 +46,7 @@
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
 #include "control-plane/api/api_server.h"
+#include "control-plane/policy/live_policy.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/server/control_plane.h"
@@ -143,8 +146,11 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // Counts one refusal by `reason`, logs it, and returns `status`.
   absl::Status RefuseStream(const http::grpc::ServerCall& call, const xds::Node& node,
                             absl::string_view reason, absl::Status status);
+  // Loads the whole policy on the store worker (after a failed load at start).
   void ReloadPolicy();
-  void OnPolicyLoaded(absl::StatusOr<policy::PolicySnapshot> loaded);
+  void OnPolicyLoaded(absl::Status loaded);
+  // Loop thread: takes the live policy's current snapshot and pushes it, if it is new.
+  void OnPolicyChanged();
   // A server context for `certificate` (ServerTlsConfig) that, once there is a trust bundle,
   // requests client certificates and verifies them against it.
   static absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ServerContext(
@@ -160,15 +166,19 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   tls::TlsContextConfig tls_config_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
   std::unique_ptr<AdsServer> ads_;
-  std::unique_ptr<Store::WatchHandle> store_watch_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
-  // The policy translation uses (loop thread), reloaded on the store worker after each change:
-  // one load at a time, and one more if a change came meanwhile; a failed one retries with
-  // backoff while sidecars keep what they have.
+  // The stored policy, kept current by the store's watch (each change applied on its own); the
+  // whole store is read once, and again only when that fails (on the store worker, with backoff,
+  // while sidecars keep what they have).
+  // Shared with the API (route status), which may still hold it while a request finishes.
+  std::shared_ptr<policy::LivePolicy> live_policy_;
+  // The snapshot translation uses (loop thread): the live policy's, taken after each change.
   std::shared_ptr<const policy::PolicySnapshot> policy_;
   std::vector<PolicyListener> policy_listeners_;
+  // Set by a change until the loop takes it: changes that come faster than the loop turns cost
+  // one push.
+  std::shared_ptr<std::atomic<bool>> change_posted_ = std::make_shared<std::atomic<bool>>(false);
   bool reload_running_ = false;
-  bool reload_again_ = false;
   Duration reload_backoff_{0};
   std::unique_ptr<event::Timer> reload_retry_timer_;
   Counter policy_reloads_ok_;
