@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "sidecar/router/router.h"
+#include "sidecar/resilience/retry_state.h"
 #include "sidecar/router/router_test_util.h"
 #include "sidecar/stream/decision_record.h"
 
@@ -44,6 +45,38 @@ std::string WithoutDurations(std::string text) {
   return text;
 }
 
+// The cause names the retry_on condition that admitted the retry: the default policy retries a
+// 503 because retriable_status_codes lists it (`status`), `5xx` any 5xx, `gateway-error` 502-504.
+TEST_F(RouterDecisionTest, RetryCauseNamesTheConditionThatAdmittedIt) {
+  struct Case {
+    uint32_t retry_on;
+    int status;
+    const char* cause;
+  };
+  for (const Case& c :
+       {Case{resilience::RetryOn::kRetriableStatusCodes, 503, "status"},
+        Case{resilience::RetryOn::k5xx, 503, "5xx"}, Case{resilience::RetryOn::k5xx, 500, "5xx"},
+        Case{resilience::RetryOn::kGatewayError, 502, "gateway-error"},
+        Case{resilience::RetryOn::kGatewayError | resilience::RetryOn::kRetriableStatusCodes, 503,
+             "gateway-error"}}) {
+    SCOPED_TRACE(c.cause);
+    FakeUpstream& up = AddUpstream();
+    up.auto_respond = false;
+    up.on_request = [&up, status = c.status](const FakeUpstream::Request& r) {
+      if (r.ended) up.Respond(up.requests().size() - 1, up.requests().size() == 1 ? status : 200);
+    };
+    RouteAction action = Retrying(1);
+    action.retry_policy.retry_on = c.retry_on;
+    Configure({up.address()}, action);
+    RecordingCallbacks& client = Send("GET");
+    EXPECT_EQ(client.status, "200");
+    EXPECT_EQ(WithoutDurations(Attempts(client.info)),
+              absl::StrCat("endpoint=", up.address().ToString(), " outcome=", c.status,
+                           " duration_ms=* next=retry(", c.cause, "); endpoint=",
+                           up.address().ToString(), " outcome=200 duration_ms=* next=done"));
+  }
+}
+
 TEST_F(RouterDecisionTest, RetriedServerErrorThenSuccessShowsTwoAttempts) {
   FakeUpstream& up = AddUpstream();
   up.auto_respond = false;
@@ -60,7 +93,7 @@ TEST_F(RouterDecisionTest, RetriedServerErrorThenSuccessShowsTwoAttempts) {
   EXPECT_EQ(client.status, "200");
   const std::string endpoint = up.address().ToString();
   EXPECT_EQ(WithoutDurations(Attempts(client.info)),
-            absl::StrCat("endpoint=", endpoint, " outcome=503 duration_ms=* next=retry(5xx); ",
+            absl::StrCat("endpoint=", endpoint, " outcome=503 duration_ms=* next=retry(status); ",
                          "endpoint=", endpoint, " outcome=200 duration_ms=* next=done"));
   const stream::DecisionRecord& d = client.info.decision;
   EXPECT_EQ(d.policy_route, "HTTPRoute/default/reviews-split");

@@ -67,7 +67,10 @@ stream::AttemptOutcome OutcomeOf(AttemptResult::Kind kind) {
   return stream::AttemptOutcome::kResponse;
 }
 
-stream::RetryCause RetryCauseOf(const AttemptResult& result) {
+// A response's cause is the retry_on condition that admitted it: `5xx`, else `gateway-error`
+// (502, 503, 504), else the status retriable_status_codes lists (`status`, the default policy's
+// 503 among them).
+stream::RetryCause RetryCauseOf(const AttemptResult& result, uint32_t retry_on) {
   switch (result.kind) {
     case AttemptResult::Kind::kConnectFailure:
       return stream::RetryCause::kConnectFailure;
@@ -82,7 +85,13 @@ stream::RetryCause RetryCauseOf(const AttemptResult& result) {
       break;
   }
   if (result.grpc_status.value_or(0) != 0) return stream::RetryCause::kGrpc;
-  return result.http_status >= 500 ? stream::RetryCause::k5xx : stream::RetryCause::kStatus;
+  const uint32_t status = result.http_status;
+  if ((retry_on & resilience::RetryOn::k5xx) != 0 && status >= 500) return stream::RetryCause::k5xx;
+  if ((retry_on & resilience::RetryOn::kGatewayError) != 0 &&
+      (status == 502 || status == 503 || status == 504)) {
+    return stream::RetryCause::kGatewayError;
+  }
+  return stream::RetryCause::kStatus;
 }
 
 stream::NoRetryCause NoRetryCauseOf(NoRetryReason reason) {
@@ -157,7 +166,9 @@ bool Router::MaybeRetry(const AttemptResult& result) {
     CountNoRetry(decision.reason);
     return false;
   }
-  info_.decision.SetNext(stream::AttemptNext::kRetry, static_cast<uint8_t>(RetryCauseOf(result)));
+  info_.decision.SetNext(
+      stream::AttemptNext::kRetry,
+      static_cast<uint8_t>(RetryCauseOf(result, route_->route_action()->retry_policy.retry_on)));
   stats_->rq_retry[RetryReasonIndex(result.kind)].Inc();
   LOG(DEBUG) << "retrying after " << absl::FormatDuration(absl::FromChrono(decision.delay))
              << " (attempt " << retry_state_->attempts() << " failed)";

@@ -90,6 +90,8 @@ absl::string_view RetryCauseName(RetryCause cause) {
       return "status";
     case RetryCause::kGrpc:
       return "grpc";
+    case RetryCause::kGatewayError:
+      return "gateway-error";
   }
   return "unknown";
 }

@@ -48,9 +48,10 @@ enum class RetryCause : uint8_t {
   kRefusedStream,   // refused-stream
   kReset,           // reset
   kTimeout,         // timeout (per-try)
-  k5xx,             // 5xx
-  kStatus,          // status: a listed retriable status below 500
+  k5xx,             // 5xx: retry_on 5xx
+  kStatus,          // status: a status retriable_status_codes lists (retriable-status-codes)
   kGrpc,            // grpc: a gRPC status retry_on names
+  kGatewayError,    // gateway-error: retry_on gateway-error (502, 503, 504)
 };
 
 // Why a failed attempt was not retried: `no-retry(<why>)`.
