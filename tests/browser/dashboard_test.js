@@ -98,7 +98,7 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
     // Its explanation: nothing failed; db's sidecar needed a second attempt.
     await page.waitForSelector('#explanation:not([hidden]) .verdict');
     assert.match(await page.textContent('#explanation .verdict'),
-        /^200: no hop failed \(db\S*'s outbound sidecar needed 2 attempts\)$/);
+        /^200: no hop failed \(db\S*'s inbound sidecar needed 2 attempts\)$/);
     assert.strictEqual(await page.$$eval('#explanation .hop', (h) => h.length), 3);
     await page.screenshot({path: path.join(shots, 'dashboard-trace.png'), fullPage: true});
 
