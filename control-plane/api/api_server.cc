@@ -221,10 +221,10 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request, const access::Pri
     response = ServerResponse::Text(200, "ok\n");
   } else if (path == "/version") {
     response = ServerResponse::Json(
-        200, absl::StrCat(R"({"server":)", JsonQuote(options_.server_version), R"(,"apiVersion":)",
-                          JsonQuote(policy::kApiVersion), R"(,"revision":)",
-                          JsonQuote(options_.revision.empty() ? "default" : options_.revision),
-                          "}\n"));
+        200,
+        absl::StrCat(R"({"server":)", JsonQuote(options_.server_version), R"(,"apiVersion":)",
+                     JsonQuote(policy::kApiVersion), R"(,"revision":)",
+                     JsonQuote(options_.revision.empty() ? "default" : options_.revision), "}\n"));
   } else if (path == "/metrics" && stats_registry_ != nullptr) {
     response = ServerResponse::Text(200, FormatPrometheus(stats_registry_->Snapshot()));
     response.headers.Set("content-type", "text/plain; version=0.0.4; charset=utf-8");

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "sidecar/router/router.h"
 #include "sidecar/resilience/retry_state.h"
+#include "sidecar/router/router.h"
 #include "sidecar/router/router_test_util.h"
 #include "sidecar/stream/decision_record.h"
 
