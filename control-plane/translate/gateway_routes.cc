@@ -4,6 +4,10 @@
 // (in another namespace) to callers of their namespace only, and for them replace the producer
 // routes of the Service port. All the rules that apply to one Service port are ordered by the
 // Gateway API's precedence (ADR 0060) and end with a 404 for requests none matches.
+//
+// One file: its parts (route selection and precedence, matches, filters, backends, session
+// persistence) all turn one rule into one RouteConfiguration entry and share the rule's helpers;
+// split apart, each would re-export most of them. The filters are the part to move out first.
 
 #include <algorithm>
 #include <optional>
