@@ -62,6 +62,7 @@
 #include "control-plane/addresses/service_addresses.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/live_policy.h"
+#include "control-plane/policy/managed_by.h"
 #include "control-plane/policy/validate.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/store/store.h"
@@ -88,14 +89,11 @@ class ProxyStatusProvider {
   }
 };
 
-// Objects mirrored from Kubernetes (control-plane/kubernetes/policy_mirror.h) carry the
-// annotation kManagedByAnnotation: kManagedByKubernetes. Writes and deletes of such a stored
-// object are refused (409, pointing at kubectl) unless the request carries the header
-// kMirrorHeader: kManagedByKubernetes, as the mirror's own do: on Kubernetes the cluster's object
-// wins.
-inline constexpr char kManagedByAnnotation[] = "meshlet.io/managed-by";
-inline constexpr char kManagedByKubernetes[] = "kubernetes";
-inline constexpr char kMirrorHeader[] = "x-meshlet-mirror";
+// Objects mirrored from Kubernetes are written only with the mirror's header
+// (control-plane/policy/managed_by.h).
+using policy::kManagedByAnnotation;
+using policy::kManagedByKubernetes;
+using policy::kMirrorHeader;
 
 struct ApiOptions {
   std::string server_version = kMeshletVersion;

@@ -48,18 +48,18 @@
 #include "common/event/timer.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
-#include "control-plane/api/api_server.h"
 #include "control-plane/kubernetes/api_client.h"
 #include "control-plane/kubernetes/reflector.h"
+#include "control-plane/policy/managed_by.h"
 #include "control-plane/policy/route_status.h"
 
 namespace meshlet::controlplane::kubernetes {
 
-// The mirror's marks (api::kManagedByAnnotation, api::kMirrorHeader: control-plane/api refuses
-// to change a mirrored object without the header), and the generation Kubernetes gave the object.
-using api::kManagedByAnnotation;
-using api::kManagedByKubernetes;
-using api::kMirrorHeader;
+// The mirror's marks (policy/managed_by.h: control-plane/api refuses to change a mirrored object
+// without the header), and the generation Kubernetes gave the object.
+using policy::kManagedByAnnotation;
+using policy::kManagedByKubernetes;
+using policy::kMirrorHeader;
 inline constexpr char kKubernetesGenerationAnnotation[] = "meshlet.io/kubernetes-generation";
 
 // One request to the policy API (control-plane/api/api_server.h) and its answer.

@@ -1,0 +1,16 @@
+#pragma once
+
+// The marks of policy mirrored from Kubernetes (control-plane/kubernetes/policy_mirror.h), which
+// both the mirror and the policy API (control-plane/api) read: objects mirrored from Kubernetes
+// carry the annotation kManagedByAnnotation: kManagedByKubernetes, and the API refuses writes and
+// deletes of such a stored object (409, pointing at kubectl) unless the request carries the header
+// kMirrorHeader: kManagedByKubernetes, as the mirror's own do: on Kubernetes the cluster's object
+// wins. Constants only, below both.
+
+namespace meshlet::controlplane::policy {
+
+inline constexpr char kManagedByAnnotation[] = "meshlet.io/managed-by";
+inline constexpr char kManagedByKubernetes[] = "kubernetes";
+inline constexpr char kMirrorHeader[] = "x-meshlet-mirror";
+
+}  // namespace meshlet::controlplane::policy
