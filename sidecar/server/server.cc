@@ -215,6 +215,16 @@ absl::Status Server::Init() {
   init_started_ = RealClock::Get().Now();
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   node_name_ = bootstrap.node.id();
+  // Before taking over: a SIGTERM that arrives while a predecessor's sockets are held must end
+  // the wait cleanly (FinishTakeOver), not kill this process with its default action. The loop
+  // runs the handlers only once it runs, after Init.
+  for (int signum : {SIGTERM, SIGINT, SIGHUP}) {
+    ASSIGN_OR_RETURN(std::unique_ptr<event::Signal> signal,
+                     event::Signal::Create(loop_, signum, [this](int s) { OnSignal(s); }));
+    signals_.push_back(std::move(signal));
+  }
+  // A peer closing while we write must be an error return, not a dead process.
+  ::signal(SIGPIPE, SIG_IGN);
   if (!options_.hand_over_path.empty()) RETURN_IF_ERROR(TakeOver());
   if (options_.workload_identity()) {
     if (absl::Status status = InitWorkloadCertificate(bootstrap); !status.ok()) return status;
@@ -232,20 +242,13 @@ absl::Status Server::Init() {
     ASSIGN_OR_RETURN(global_access_log_, access_logs_.Get(options_.access_log_path));
   }
 
-  for (int signum : {SIGTERM, SIGINT, SIGHUP}) {
-    ASSIGN_OR_RETURN(std::unique_ptr<event::Signal> signal,
-                     event::Signal::Create(loop_, signum, [this](int s) { OnSignal(s); }));
-    signals_.push_back(std::move(signal));
-  }
-  // A peer closing while we write must be an error return, not a dead process.
-  ::signal(SIGPIPE, SIG_IGN);
-
   if (bootstrap.tracing.enabled && tracing_ == nullptr) {
     // Tracing settings take effect at start (a reload keeps the running ones).
     if (absl::Status status = InitTracing(bootstrap); !status.ok()) {
       return Annotate(status, "tracing");
     }
   }
+  if (stopped_before_start_) return absl::CancelledError("stopped by a signal before start");
   // Before the workers: the reporter's creation marks when the counters started.
   if (absl::Status status = InitMetricsReport(bootstrap); !status.ok()) {
     return Annotate(status, "metrics_report");
@@ -397,6 +400,17 @@ absl::Status Server::Reload() {
 }
 
 void Server::OnSignal(int signum) {
+  if (workers_.empty() && !shut_down_) {
+    // Still in Init (the handlers are installed before the hand-over and the certificate wait):
+    // there is nothing to reload or drain yet.
+    if (signum == SIGHUP) {
+      LOG(WARN) << "SIGHUP before the proxy started: ignored";
+      return;
+    }
+    LOG(INFO) << (signum == SIGTERM ? "SIGTERM" : "SIGINT") << " before the proxy started: stopping";
+    stopped_before_start_ = true;
+    return;
+  }
   if (signum == SIGHUP) {
     LOG(INFO) << "SIGHUP: reloading " << options_.config_path;
     (void)Reload();

@@ -312,6 +312,9 @@ class Server final : public admin::AdminBackend {
   uint64_t snapshots_sent_ = 0;
   mutable uint64_t snapshots_needed_for_ready_ = 0;
   bool draining_ = false;
+  // SIGTERM or SIGINT arrived before the workers started (while Init waits for the workload
+  // certificate): Init stops with an error instead of starting.
+  bool stopped_before_start_ = false;
   MonotonicTime draining_since_{};
   bool exit_when_drained_ = false;
   bool shut_down_ = false;

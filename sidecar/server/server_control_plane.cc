@@ -85,17 +85,21 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
   certificate_manager_->Start();
   // Listeners and clusters that present the workload certificate cannot be built without it, so
   // start-up waits for it (retries with backoff run meanwhile).
-  if (!loop_.RunUntil([this] { return certificate_manager_->current() != nullptr; },
-                      options_.ca_startup_timeout)) {
-    const std::string error = certificate_manager_->last_error();
-    certificate_manager_.reset();
-    ca_signer_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "no workload certificate for ", identity->ToString(), " from the CA at ", address,
-        " within ", absl::FormatDuration(absl::FromChrono(options_.ca_startup_timeout)),
-        error.empty() ? "" : ": ", error));
+  // A SIGTERM meanwhile ends the wait (OnSignal).
+  const bool got = loop_.RunUntil(
+      [this] { return certificate_manager_->current() != nullptr || stopped_before_start_; },
+      options_.ca_startup_timeout);
+  if (got && !stopped_before_start_) return absl::OkStatus();
+  const std::string error = certificate_manager_->last_error();
+  certificate_manager_.reset();
+  ca_signer_.reset();
+  if (stopped_before_start_) {
+    return absl::CancelledError("stopped by a signal while waiting for the workload certificate");
   }
-  return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "no workload certificate for ", identity->ToString(), " from the CA at ", address, " within ",
+      absl::FormatDuration(absl::FromChrono(options_.ca_startup_timeout)),
+      error.empty() ? "" : ": ", error));
 }
 
 void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certificate) {

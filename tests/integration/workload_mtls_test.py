@@ -424,6 +424,39 @@ class WorkloadMtlsTest(unittest.TestCase):
                       r.stderr)
         self.assertIn("PERMISSION_DENIED", r.stderr)
 
+    def test_sigterm_while_waiting_for_the_certificate_stops_at_once(self):
+        yaml_text = config(inbound_listener(free_port(), [A_ID]),
+                           static_cluster("app", self.app.port), app_routes())
+        workdir = tempfile.mkdtemp(dir=self.tmp)
+        path = os.path.join(workdir, "sidecar.yaml")
+        with open(path, "w") as f:
+            f.write(yaml_text)
+        token_file = os.path.join(workdir, "bad-token")
+        with open(token_file, "w") as f:
+            f.write("mjt1.0000000000000000.bogus\n")
+        log_path = os.path.join(workdir, "stderr")
+        with open(log_path, "w") as err:
+            proc = subprocess.Popen(
+                [sidecar_test.SIDECAR, "--config", path, "--admin-address=127.0.0.1:0",
+                 f"--join-token-file={token_file}", f"--ca-address={self.ads}",
+                 "--ca-plaintext=true", f"--node-namespace={NAMESPACE}",
+                 "--node-service-account=backend", "--ca-startup-timeout=60s"],
+                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            def log():
+                with open(log_path) as f:
+                    return f.read()
+            # The CA refuses the token: start-up keeps retrying until --ca-startup-timeout.
+            self.assertTrue(wait_for(lambda: "PERMISSION_DENIED" in log(), timeout=15), log())
+            proc.send_signal(signal.SIGTERM)
+            # A clean stop with the reason, long before the 60 s, not death by the signal.
+            self.assertEqual(proc.wait(timeout=5), 1, log())
+            self.assertIn("stopped by a signal while waiting for the workload certificate", log())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
     def get_through_a(self, path):
         """(status, body) of GET `path` through A, on a connection of its own."""
         conn = http.client.HTTPConnection("127.0.0.1", self.a_port, timeout=10)
