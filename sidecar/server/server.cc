@@ -407,7 +407,8 @@ void Server::OnSignal(int signum) {
       LOG(WARN) << "SIGHUP before the proxy started: ignored";
       return;
     }
-    LOG(INFO) << (signum == SIGTERM ? "SIGTERM" : "SIGINT") << " before the proxy started: stopping";
+    LOG(INFO) << (signum == SIGTERM ? "SIGTERM" : "SIGINT")
+              << " before the proxy started: stopping";
     stopped_before_start_ = true;
     return;
   }
