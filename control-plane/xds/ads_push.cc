@@ -24,6 +24,16 @@ namespace {
 
 uint64_t Micros(Duration d) { return d.count() <= 0 ? 0 : static_cast<uint64_t>(d.count() / 1000); }
 
+// What a delta response carries besides its resources: type URL, nonce, system version.
+constexpr size_t kResponseOverhead = 256;
+
+// Bytes a resource adds to a DeltaDiscoveryResponse: the Resource message (name, version, Any) and
+// its field header; an upper bound of the protobuf framing, which is all the split needs.
+size_t DeltaEntryBytes(const NamedResource& resource) {
+  return resource.name.size() + resource.version.size() + resource.resource.type_url().size() +
+         resource.resource.value().size() + 32;
+}
+
 }  // namespace
 
 void AdsServer::NotifyChanged() {
@@ -118,37 +128,92 @@ void AdsServer::Push(Stream& stream) {
     std::string nonce = stream.NextNonce();
     response.set_nonce(nonce);
     for (const auto& [name, resource] : set) *response.add_resources() = resource->resource;
+    const size_t bytes = response.ByteSizeLong();
+    if (bytes > options_.max_message_bytes) {
+      Withhold(stream, type, version, bytes, "");
+      return;
+    }
     if (!stream.call->SendProto(response)) return;
     sub.RecordSent(std::move(nonce), version, set, changed_at);
     metrics_->pushes[static_cast<size_t>(type)].Inc();
     ++sent;
   };
+  // Delta: one response, or several of at most max_response_bytes each (updates, then removals)
+  // when the change is large. Every chunk gets its own nonce; only the last records the state the
+  // sidecar holds afterwards (TypeSubscription::RecordPartSent).
   auto send_delta = [&](ResourceType type, const ResourceMap& updates,
-                        const std::vector<std::string>& removed, const ResourceMap& state_after) {
+                        const std::vector<std::string>& removed, ResourceMap state_after) {
     TypeSubscription& sub = stream.of(type);
     // Nothing to say, except to a subscriber that holds nothing and heard nothing yet: it gets
     // an empty response, so it knows the type is empty rather than still coming (a sidecar is
     // not ready before its first complete configuration).
     const bool first_answer = sub.sent_version().empty() && sub.assumed_state().empty();
     if (updates.empty() && removed.empty() && !first_answer) return;
-    const std::string version = TypeVersion(state_after);
-    if (!sub.ShouldSend(version)) return;
-    xds::DeltaDiscoveryResponse response;
-    response.set_type_url(std::string(TypeUrl(type)));
-    response.set_system_version_info(options_.system_version_info);
-    std::string nonce = stream.NextNonce();
-    response.set_nonce(nonce);
+    // A resource the sidecar could not receive stays out of the push, and out of what it holds.
+    std::vector<const NamedResource*> entries;
+    entries.reserve(updates.size());
+    std::string oversized;  // the largest one's name
+    size_t oversized_bytes = 0;
     for (const auto& [name, resource] : updates) {
-      xds::Resource* out = response.add_resources();
-      out->set_name(name);
-      out->set_version(resource->version);
-      *out->mutable_resource() = resource->resource;
+      const size_t bytes = DeltaEntryBytes(*resource);
+      if (bytes + kResponseOverhead <= options_.max_message_bytes) {
+        entries.push_back(resource.get());
+        continue;
+      }
+      if (bytes > oversized_bytes) {
+        oversized = name;
+        oversized_bytes = bytes;
+      }
+      auto held = sub.assumed_state().find(name);
+      if (held == sub.assumed_state().end()) {
+        state_after.erase(name);
+      } else {
+        state_after[name] = held->second;
+      }
     }
-    for (const std::string& name : removed) response.add_removed_resources(name);
-    if (!stream.call->SendProto(response)) return;
-    sub.RecordSent(std::move(nonce), version, state_after, changed_at);
-    metrics_->pushes[static_cast<size_t>(type)].Inc();
-    ++sent;
+    const std::string version = TypeVersion(state_after);
+    if (!oversized.empty()) Withhold(stream, type, version, oversized_bytes, oversized);
+    if (entries.empty() && removed.empty() && !first_answer) return;
+    if (!sub.ShouldSend(version)) return;
+    size_t next_entry = 0;
+    size_t next_removal = 0;
+    bool first_chunk = true;
+    while (first_chunk || next_entry < entries.size() || next_removal < removed.size()) {
+      xds::DeltaDiscoveryResponse response;
+      response.set_type_url(std::string(TypeUrl(type)));
+      response.set_system_version_info(options_.system_version_info);
+      size_t bytes = 0;
+      for (; next_entry < entries.size(); ++next_entry) {
+        const NamedResource& resource = *entries[next_entry];
+        const size_t entry = DeltaEntryBytes(resource);
+        if (response.resources_size() > 0 && bytes + entry > options_.max_response_bytes) break;
+        bytes += entry;
+        xds::Resource* out = response.add_resources();
+        out->set_name(resource.name);
+        out->set_version(resource.version);
+        *out->mutable_resource() = resource.resource;
+      }
+      for (; next_entry == entries.size() && next_removal < removed.size(); ++next_removal) {
+        const size_t entry = removed[next_removal].size() + 8;
+        if (bytes > 0 && bytes + entry > options_.max_response_bytes) break;
+        bytes += entry;
+        response.add_removed_resources(removed[next_removal]);
+      }
+      const bool last = next_entry == entries.size() && next_removal == removed.size();
+      std::string nonce = stream.NextNonce();
+      response.set_nonce(nonce);
+      if (!stream.call->SendProto(response)) return;
+      if (last) {
+        sub.RecordSent(std::move(nonce), version, std::move(state_after), changed_at);
+      } else {
+        sub.RecordPartSent(std::move(nonce), version, changed_at);
+      }
+      metrics_->pushes[static_cast<size_t>(type)].Inc();
+      if (!first_chunk) metrics_->response_chunks[static_cast<size_t>(type)].Inc();
+      first_chunk = false;
+      ++sent;
+      if (last) break;
+    }
   };
 
   // Pass 1, in dependency order: every type becomes new ∪ old (the last type, listeners, is
@@ -201,7 +266,7 @@ void AdsServer::Push(Stream& stream) {
           }
         }
       }
-      send_delta(type, updates, removed, state_after);
+      send_delta(type, updates, removed, std::move(state_after));
     }
   }
   // Pass 2, in reverse order: drop what nothing names any more.
@@ -218,7 +283,7 @@ void AdsServer::Push(Stream& stream) {
       }
       ResourceMap state_after = stream.of(type).assumed_state();
       for (const std::string& name : removed) state_after.erase(name);
-      send_delta(type, {}, removed, state_after);
+      send_delta(type, {}, removed, std::move(state_after));
     }
   }
 
@@ -232,6 +297,23 @@ void AdsServer::Push(Stream& stream) {
   stream.push_changed_at = changed_at;
   stream.push_saw_nack = false;
   ++pushes_in_flight_;
+}
+
+void AdsServer::Withhold(Stream& stream, ResourceType type, const std::string& version,
+                         size_t bytes, absl::string_view resource) {
+  TypeSubscription& sub = stream.of(type);
+  // Counted and logged once per version, not on every push that finds it unchanged.
+  if (sub.withheld_version() == version) return;
+  sub.RecordWithheld(version, bytes);
+  metrics_->oversized_responses[static_cast<size_t>(type)].Inc();
+  LOG_EVERY_N_SEC(ERROR, 1) << "xds: not sending " << TypeLabel(type) << " to " << stream.node.id()
+                            << ": "
+                            << (resource.empty() ? std::string("the response")
+                                                 : absl::StrCat("resource \"", resource, "\""))
+                            << " is " << bytes << " bytes, above the message limit of "
+                            << options_.max_message_bytes << " bytes"
+                            << (stream.delta ? "" : "; a delta stream (--xds-delta) splits pushes")
+                            << "; the sidecar keeps what it runs";
 }
 
 void AdsServer::OnPushMaybeDone(Stream& stream) {

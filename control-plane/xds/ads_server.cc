@@ -40,6 +40,16 @@ AdsServer::Metrics::Metrics(StatsShard& shard) {
         "meshlet_xds_nacks_total", "Responses sidecars refused (NACK), by type.", labels));
     acks[i] = MustStat(shard.RegisterCounter("meshlet_xds_acks_total",
                                              "Responses sidecars applied (ACK), by type.", labels));
+    oversized_responses[i] = MustStat(shard.RegisterCounter(
+        "meshlet_xds_oversized_responses_total",
+        "Responses (state of the world) or resources (delta) not sent because they are above the "
+        "stream's message limit, by type; counted once per version.",
+        labels));
+    response_chunks[i] = MustStat(shard.RegisterCounter(
+        "meshlet_xds_response_chunks_total",
+        "Delta responses after the first of a push split under the response size budget, by "
+        "type.",
+        labels));
   }
   stale_nonces = MustStat(shard.RegisterCounter(
       "meshlet_xds_stale_nonces_total",

@@ -78,6 +78,14 @@ struct AdsServerOptions {
   Duration push_timeout = std::chrono::seconds(10);
   // Streams open at once; more are refused with RESOURCE_EXHAUSTED.
   size_t max_streams = 20000;
+  // A delta push of one type is split into responses of at most this many bytes (a single larger
+  // resource goes alone), so a push of 50 000 endpoints stays far below the message limit.
+  size_t max_response_bytes = 2 * 1024 * 1024;
+  // The stream's gRPC message limit (the sidecar's receive limit). A response above it is not
+  // sent: a state-of-the-world response of the type, or a single delta resource, is withheld,
+  // counted (meshlet_xds_oversized_responses_total) and shown TOO_LARGE in proxy-status; the
+  // sidecar keeps what it runs instead of reconnecting forever.
+  size_t max_message_bytes = http::grpc::kDefaultMaxMessageSize;
   // Sent in every response's system_version_info.
   std::string system_version_info = "meshlet-control-plane 0.1.0";
 };
@@ -130,7 +138,8 @@ struct TypeStatus {
   std::string sent_nonce;
   std::string acked_version;  // empty: nothing ACKed yet
   // "ACKED" (the sidecar runs what was sent last), "NACKED" (it refused the last answered
-  // response and runs acked_version), "PENDING" (awaiting an answer), "NOT_SENT", "UNSUBSCRIBED".
+  // response and runs acked_version), "PENDING" (awaiting an answer), "TOO_LARGE" (a response or
+  // resource above the message limit was not sent; it runs the rest), "NOT_SENT", "UNSUBSCRIBED".
   std::string state;
   std::optional<TypeSubscription::Nack> last_nack;  // kept after later ACKs
   size_t resources = 0;                             // in the state the sidecar is assumed to hold
@@ -235,6 +244,10 @@ class AdsServer {
                     const std::string& nonce, const meshlet::xds::ErrorDetail* error);
   void OnPushMaybeDone(Stream& stream);
   void FinishPush(Stream& stream, bool timed_out);
+  // A response (or, named by `resource`, one resource of a delta response) of `type` too large to
+  // send: recorded on the subscription, counted and logged once per version.
+  void Withhold(Stream& stream, ResourceType type, const std::string& version, size_t bytes,
+                absl::string_view resource);
   void OnDebounceFired();
   void SweepTimeouts();
   MonotonicTime Now() const { return loop_.Now(); }

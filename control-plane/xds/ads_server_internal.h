@@ -32,6 +32,8 @@ struct AdsServer::Metrics {
   std::array<Counter, kResourceTypeCount> pushes;
   std::array<Counter, kResourceTypeCount> nacks;
   std::array<Counter, kResourceTypeCount> acks;
+  std::array<Counter, kResourceTypeCount> oversized_responses;
+  std::array<Counter, kResourceTypeCount> response_chunks;
   Counter stale_nonces;
   Counter generate_errors;
   Counter push_timeouts;

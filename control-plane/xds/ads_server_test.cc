@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -438,6 +439,186 @@ TEST_F(AdsServerTest, DeltaSendsOnlyChangesAndRemovals) {
   EXPECT_EQ(client.responses[2].resources_size(), 0);
   ASSERT_EQ(client.responses[2].removed_resources_size(), 1);
   EXPECT_EQ(client.responses[2].removed_resources(0), "a");
+}
+
+// Endpoint sets of `count` clusters with `per_cluster` endpoints each (about 40 bytes each).
+NodeResourceSet ManyEndpoints(int count, int per_cluster, int port = 80) {
+  NodeResourceSet set;
+  for (int c = 0; c < count; ++c) {
+    xds::ClusterLoadAssignment assignment;
+    assignment.set_cluster_name(absl::StrCat("svc-", c, ".default:80"));
+    for (int e = 0; e < per_cluster; ++e) {
+      auto* endpoint = assignment.add_endpoints();
+      endpoint->set_address(absl::StrCat("198.18.", (c * per_cluster + e) / 250, ".",
+                                         (c * per_cluster + e) % 250, ":", port));
+    }
+    set.Add(ResourceType::kEndpoint, assignment.cluster_name(), assignment);
+  }
+  return set;
+}
+
+// 5 000 Services × 10 endpoints: far above the 4 MiB message limit in one response. The push is
+// split into responses under the budget, each with its own nonce; the state is complete once the
+// last one is ACKed.
+TEST_F(AdsServerTest, DeltaPushOf50000EndpointsSplitUnderTheBudget) {
+  constexpr size_t kBudget = 512 * 1024;
+  StartServer({.max_response_bytes = kBudget});
+  resources_ = ManyEndpoints(5000, 10);
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(ResourceType::kEndpoint, "node-d");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() >= 2; }));
+  RunFor(milliseconds(100));
+  size_t total = 0;
+  std::set<std::string> nonces;
+  for (const auto& response : client.responses) {
+    EXPECT_LE(response.ByteSizeLong(), kBudget + 1024);
+    total += response.resources_size();
+    nonces.insert(response.nonce());
+  }
+  EXPECT_EQ(total, 5000u);
+  EXPECT_EQ(nonces.size(), client.responses.size());
+  const size_t chunks = client.responses.size();
+  EXPECT_GE(chunks, 3u);
+  EXPECT_EQ(Counter("meshlet_xds_response_chunks_total", {{"type", "endpoints"}}), chunks - 1);
+  // ACKs of the first chunks leave the known state as it was; the last one completes it.
+  for (size_t i = 0; i + 1 < chunks; ++i) client.Ack(client.responses[i]);
+  ASSERT_TRUE(
+      RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->acks == chunks - 1; }));
+  EXPECT_EQ(Status("node-d", ResourceType::kEndpoint)->state, "PENDING");
+  EXPECT_TRUE(Status("node-d", ResourceType::kEndpoint)->acked_version.empty());
+  client.Ack(client.responses.back());
+  ASSERT_TRUE(
+      RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->state == "ACKED"; }));
+  EXPECT_EQ(Status("node-d", ResourceType::kEndpoint)->acked_version,
+            TypeVersion(resources_.of(ResourceType::kEndpoint)));
+  EXPECT_EQ(Status("node-d", ResourceType::kEndpoint)->resources, 5000u);
+
+  // A change of every endpoint set goes out split again, diffed against the whole state.
+  resources_ = ManyEndpoints(5000, 10, 81);
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() >= 2 * chunks; }));
+  RunFor(milliseconds(100));
+  EXPECT_EQ(client.responses.size(), 2 * chunks);
+}
+
+// The sidecar refuses a chunk in the middle: the push counts as NACKed, and the next push diffs
+// against what it held before the split push, so it re-sends every resource of it.
+TEST_F(AdsServerTest, NackOfAMiddleChunkResendsFromTheAckedState) {
+  StartServer({.max_response_bytes = 64 * 1024});
+  resources_ = ManyEndpoints(1000, 10);
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(ResourceType::kEndpoint, "node-d");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() >= 3; }));
+  RunFor(milliseconds(100));
+  const size_t chunks = client.responses.size();
+  ASSERT_GE(chunks, 3u);
+  client.Ack(client.responses[0]);
+  {
+    xds::DeltaDiscoveryRequest nack;
+    nack.set_type_url(client.responses[1].type_url());
+    nack.set_response_nonce(client.responses[1].nonce());
+    nack.mutable_error_detail()->set_code(3);
+    nack.mutable_error_detail()->set_message("refused");
+    client.call->SendProto(nack);
+  }
+  for (size_t i = 2; i < chunks; ++i) client.Ack(client.responses[i]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->nacks == 1; }));
+  RunFor(milliseconds(100));
+  EXPECT_EQ(Status("node-d", ResourceType::kEndpoint)->resources, 0u);
+  // One endpoint set changes: everything is sent again, not only that one.
+  resources_ = ManyEndpoints(1000, 10);
+  xds::ClusterLoadAssignment changed;
+  changed.set_cluster_name("svc-0.default:80");
+  changed.add_endpoints()->set_address("198.18.99.1:80");
+  resources_.of(ResourceType::kEndpoint).erase("svc-0.default:80");
+  resources_.Add(ResourceType::kEndpoint, "svc-0.default:80", changed);
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() > chunks; }));
+  RunFor(milliseconds(200));
+  size_t resent = 0;
+  for (size_t i = chunks; i < client.responses.size(); ++i) {
+    resent += client.responses[i].resources_size();
+  }
+  EXPECT_EQ(resent, 1000u);
+}
+
+// A state-of-the-world response above the message limit is not sent (the gRPC layer would end
+// the stream and the sidecar would reconnect into the same response forever): counted once,
+// shown TOO_LARGE, and the stream stays up for the types that fit.
+TEST_F(AdsServerTest, SotwResponseOverTheLimitIsNotSentAndCounted) {
+  StartServer({.max_message_bytes = 256 * 1024});
+  resources_ = ManyEndpoints(1000, 10);
+  resources_.Add(kClusters, "a", Cluster("a"));
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters, ResourceType::kEndpoint}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  client.Answer(client.responses[0]);
+  RunFor(milliseconds(200));
+  ASSERT_EQ(client.responses.size(), 1u);
+  EXPECT_EQ(client.responses[0].type_url(), TypeUrl(kClusters));
+  EXPECT_FALSE(client.finished);
+  EXPECT_EQ(Status("node-1", ResourceType::kEndpoint)->state, "TOO_LARGE");
+  EXPECT_EQ(Status("node-1", kClusters)->state, "ACKED");
+  EXPECT_EQ(Counter("meshlet_xds_oversized_responses_total", {{"type", "endpoints"}}), 1u);
+  // An unrelated change pushes again; the same oversized version is not counted twice.
+  resources_.of(kClusters).clear();
+  resources_.Add(kClusters, "a", Cluster("a", 7));
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 2; }));
+  EXPECT_EQ(Counter("meshlet_xds_oversized_responses_total", {{"type", "endpoints"}}), 1u);
+  client.Answer(client.responses[1]);
+  // Once it fits, it goes out and the state is ordinary again.
+  resources_.of(ResourceType::kEndpoint) = ManyEndpoints(10, 10).of(ResourceType::kEndpoint);
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
+  EXPECT_EQ(client.responses[2].type_url(), TypeUrl(ResourceType::kEndpoint));
+  EXPECT_EQ(Status("node-1", ResourceType::kEndpoint)->state, "PENDING");
+}
+
+// On a delta stream only the one resource above the limit stays out; the rest of the push goes.
+TEST_F(AdsServerTest, DeltaResourceOverTheLimitIsWithheldAlone) {
+  StartServer({.max_message_bytes = 64 * 1024});
+  resources_ = ManyEndpoints(3, 10);
+  resources_.of(ResourceType::kEndpoint).erase("svc-1.default:80");
+  xds::ClusterLoadAssignment big;  // about 100 KiB
+  big.set_cluster_name("svc-1.default:80");
+  for (int e = 0; e < 5000; ++e) {
+    big.add_endpoints()->set_address(absl::StrCat("198.19.", e / 250, ".", e % 250, ":80"));
+  }
+  resources_.Add(ResourceType::kEndpoint, "svc-1.default:80", big);
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(ResourceType::kEndpoint, "node-d");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  std::vector<std::string> names;
+  for (const auto& r : client.responses[0].resources()) names.push_back(r.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"svc-0.default:80", "svc-2.default:80"}));
+  client.Ack(client.responses[0]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->acks == 1; }));
+  EXPECT_EQ(Status("node-d", ResourceType::kEndpoint)->state, "TOO_LARGE");
+  EXPECT_EQ(Status("node-d", ResourceType::kEndpoint)->resources, 2u);
+  EXPECT_EQ(Counter("meshlet_xds_oversized_responses_total", {{"type", "endpoints"}}), 1u);
+}
+
+// A delta sidecar reconnecting (to a restarted control plane) with what it holds: nothing is sent
+// for a type it holds in full, and proxy-status shows that type ACKED at its version.
+TEST_F(AdsServerTest, ReconnectingDeltaClientHoldingTheCurrentSetIsAcked) {
+  StartServer();
+  SetResources({Cluster("a"), Cluster("b")}, {}, {});
+  DeltaClient& client = NewDeltaClient();
+  xds::DeltaDiscoveryRequest request;
+  request.mutable_node()->set_id("node-d");
+  request.set_type_url(std::string(TypeUrl(kClusters)));
+  for (const auto& [name, resource] : resources_.of(kClusters)) {
+    (*request.mutable_initial_resource_versions())[name] = resource->version;
+  }
+  client.call->SendProto(request);
+  RunFor(milliseconds(200));
+  EXPECT_TRUE(client.responses.empty());
+  const TypeStatus* status = Status("node-d", kClusters);
+  ASSERT_NE(status, nullptr);
+  EXPECT_EQ(status->state, "ACKED");
+  EXPECT_EQ(status->acked_version, TypeVersion(resources_.of(kClusters)));
+  EXPECT_EQ(status->resources, 2u);
 }
 
 TEST_F(AdsServerTest, ReconnectingSotwClientWithCurrentVersionGetsNothing) {

@@ -104,6 +104,8 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
         t.state = "PENDING";
       } else if (sub.nacked()) {
         t.state = "NACKED";
+      } else if (!sub.withheld_version().empty()) {
+        t.state = "TOO_LARGE";
       } else if (sub.sent_version().empty()) {
         t.state = "NOT_SENT";
       } else {

@@ -54,6 +54,7 @@ void TypeSubscription::RecordSent(std::string nonce, std::string version, Resour
                                   MonotonicTime changed_at) {
   if (outstanding_.size() >= kMaxOutstanding) outstanding_.pop_front();
   reported_version_.clear();
+  if (withheld_version_ != version) withheld_version_.clear();
   sent_nonce_ = nonce;
   sent_version_ = version;
   assumed_state_ = state_after;
@@ -61,6 +62,23 @@ void TypeSubscription::RecordSent(std::string nonce, std::string version, Resour
                               .version = std::move(version),
                               .state_after = std::move(state_after),
                               .changed_at = changed_at});
+}
+
+void TypeSubscription::RecordPartSent(std::string nonce, std::string version,
+                                      MonotonicTime changed_at) {
+  if (outstanding_.size() >= kMaxOutstanding) outstanding_.pop_front();
+  reported_version_.clear();
+  if (withheld_version_ != version) withheld_version_.clear();
+  sent_nonce_ = nonce;
+  outstanding_.push_back(Sent{.nonce = std::move(nonce),
+                              .version = std::move(version),
+                              .changed_at = changed_at,
+                              .part = true});
+}
+
+void TypeSubscription::RecordWithheld(std::string version, size_t bytes) {
+  withheld_version_ = std::move(version);
+  withheld_bytes_ = bytes;
 }
 
 TypeSubscription::Answer TypeSubscription::OnAnswer(absl::string_view nonce,
@@ -76,6 +94,9 @@ TypeSubscription::Answer TypeSubscription::OnAnswer(absl::string_view nonce,
   if (!nack.has_value()) {
     ++acks_;
     last_answer_was_nack_ = false;
+    // Part of a split push: the sidecar holds the state before it plus some of the push; the
+    // last chunk's ACK records the whole.
+    if (answered.part) return Answer::kAck;
     acked_version_ = answered.version;
     if (answered.valid_state) {
       acked_state_ = std::move(answered.state_after);
@@ -105,6 +126,13 @@ bool TypeSubscription::ShouldSend(absl::string_view version) const {
 void TypeSubscription::SetInitialVersions(const ResourceMap& state) {
   assumed_state_ = state;
   acked_state_ = state;
+  // What it holds is what it runs: as if sent and ACKed (proxy-status says ACKED, not NOT_SENT,
+  // for a type a restarted control plane has no reason to send again). A sidecar holding nothing
+  // of the type still gets its first (possibly empty) answer.
+  if (!state.empty()) {
+    sent_version_ = TypeVersion(state);
+    acked_version_ = sent_version_;
+  }
 }
 
 void TypeSubscription::SetReportedVersion(const std::string& version) {

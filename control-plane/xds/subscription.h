@@ -41,7 +41,9 @@ class TypeSubscription {
 
   // At most this many responses await an answer; older ones are forgotten (their answers become
   // stale). A sidecar answers in order, so only a stuck one reaches it.
-  static constexpr size_t kMaxOutstanding = 16;
+  // A split delta push sends one response per chunk: up to 32 MiB of one type at the default
+  // 2 MiB per response beside earlier responses.
+  static constexpr size_t kMaxOutstanding = 64;
 
   // Subscribes to `names` (empty: every resource of the type, "wildcard"). Replaces an earlier
   // subscription's names.
@@ -60,6 +62,17 @@ class TypeSubscription {
   // applies it. `changed_at` is when the change it carries happened (for convergence time).
   void RecordSent(std::string nonce, std::string version, ResourceMap state_after,
                   MonotonicTime changed_at);
+  // Records a response that is one chunk of a split delta push, before its last: its ACK says the
+  // sidecar applied part of the push and changes no known state (the last chunk's ACK does); its
+  // NACK is a NACK of the push, as for any response.
+  void RecordPartSent(std::string nonce, std::string version, MonotonicTime changed_at);
+  // A response of `version` was not sent: it (or one resource of it) is `bytes` long, above the
+  // message limit. Shown until a response of another version of the type goes out (a delta
+  // response without the resource carries the withheld version itself).
+  void RecordWithheld(std::string version, size_t bytes);
+  // The version last withheld as too large, if nothing was sent since.
+  const std::string& withheld_version() const { return withheld_version_; }
+  size_t withheld_bytes() const { return withheld_bytes_; }
   // A request that names `nonce`. `nack` holds the error detail of a NACK.
   Answer OnAnswer(absl::string_view nonce, std::optional<Nack> nack);
 
@@ -67,7 +80,8 @@ class TypeSubscription {
   // last one NACKed.
   bool ShouldSend(absl::string_view version) const;
 
-  // Delta: the sidecar reconnected holding these resource versions.
+  // Delta: the sidecar reconnected holding these resource versions (non-empty: they count as sent
+  // and ACKed, their type version as the version sent).
   void SetInitialVersions(const ResourceMap& state);
   // State of the world: the sidecar reconnected running `version` of this type (its first
   // request's version_info). A push of that same version is then skipped, so a restarted
@@ -111,6 +125,7 @@ class TypeSubscription {
     ResourceMap state_after;
     MonotonicTime changed_at;
     bool valid_state = true;  // false when sent before a NACK that came later
+    bool part = false;        // a chunk before the last of a split delta push
   };
 
   bool subscribed_ = false;
@@ -124,6 +139,8 @@ class TypeSubscription {
   std::string sent_nonce_;
   std::string acked_version_;
   std::string reported_version_;
+  std::string withheld_version_;
+  size_t withheld_bytes_ = 0;
   std::optional<Nack> last_nack_;
   bool last_answer_was_nack_ = false;
   std::optional<MonotonicTime> last_acked_change_;

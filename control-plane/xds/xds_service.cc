@@ -38,6 +38,10 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
                       "serve h2c without TLS (local tests and demos only)"),
       flags::IntFlag<size_t>("--xds-max-concurrent-pushes", "N", &options.ads.max_concurrent_pushes,
                              "pushes in flight at once (default 100)"),
+      flags::IntFlag<size_t>(
+          "--xds-max-response-bytes", "N", &options.ads.max_response_bytes,
+          "split a delta push of one type into responses of at most N bytes (default 2097152; "
+          "65536 to 4128768, below the 4 MiB message limit)"),
       flags::NonNegativeDurationFlag("--xds-debounce", &options.ads.debounce_quiet,
                                      "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",
@@ -69,6 +73,14 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
 }
 
 absl::Status CheckXdsFlags(const XdsServiceOptions& options) {
+  constexpr size_t kMinResponse = 64 * 1024;
+  const size_t max_response = options.ads.max_message_bytes - kMinResponse;
+  if (options.ads.max_response_bytes < kMinResponse ||
+      options.ads.max_response_bytes > max_response) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--xds-max-response-bytes=", options.ads.max_response_bytes, ": must be ", kMinResponse,
+        " to ", max_response, " (64 KiB below the 4 MiB gRPC message limit)"));
+  }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--xds-tls-cert and --xds-tls-key go together");
   }

@@ -369,7 +369,9 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Talk to the control plane without TLS (h2c). For local tests and demos only.",
            TrueOrFalse(&o.xds_plaintext)),
       flag("--xds-delta", "true|false",
-           "Use the incremental (delta) stream instead of state of the world. Default false.",
+           "Use the incremental (delta) stream: changes only, large pushes split under the "
+           "message limit. Default true; false: state of the world (every resource of a type in "
+           "each response).",
            TrueOrFalse(&o.xds_delta)),
       flag("--xds-cache-dir", "DIR",
            "Keep the last good xDS configuration here and start from it when the control plane is "

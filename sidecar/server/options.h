@@ -88,7 +88,7 @@ struct ServerOptions {
   std::string xds_server_name;      // --xds-server-name: :authority / SNI
   std::string xds_server_identity;  // --xds-server-identity: the control plane's SPIFFE id
   bool xds_plaintext = false;       // --xds-plaintext: h2c, for local tests and demos
-  bool xds_delta = false;           // --xds-delta: incremental stream
+  bool xds_delta = true;            // --xds-delta: incremental stream (false: state of the world)
   std::string xds_cache_dir;        // --xds-cache-dir: last good configuration
   // --node-*: this sidecar's identity, sent on the stream.
   std::string node_id;

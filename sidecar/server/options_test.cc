@@ -50,7 +50,7 @@ TEST(OptionsTest, EveryFlagBothSpellings) {
 
 TEST(OptionsTest, XdsFlags) {
   absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(
-      {"--xds=cp.mesh:15012", "--xds-ca", "ca.pem", "--xds-delta=true", "--xds-cache-dir=/var/x",
+      {"--xds=cp.mesh:15012", "--xds-ca", "ca.pem", "--xds-delta=false", "--xds-cache-dir=/var/x",
        "--node-id=web-1", "--node-service=web", "--node-label=app=web", "--node-label=v=2",
        "--node-address=10.0.0.5", "--node-port=8080", "--node-port=9090"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -58,7 +58,11 @@ TEST(OptionsTest, XdsFlags) {
   EXPECT_TRUE(o.config_path.empty());
   EXPECT_EQ(o.xds_address, "cp.mesh:15012");
   EXPECT_EQ(o.xds_ca_file, "ca.pem");
-  EXPECT_TRUE(o.xds_delta);
+  EXPECT_FALSE(o.xds_delta);  // state of the world, asked for
+  // The incremental stream is the default.
+  absl::StatusOr<ParsedCommandLine> by_default = ParseCommandLine({"--xds=cp.mesh:15012"});
+  ASSERT_TRUE(by_default.ok()) << by_default.status();
+  EXPECT_TRUE(by_default->options.xds_delta);
   EXPECT_FALSE(o.xds_plaintext);
   EXPECT_EQ(o.xds_cache_dir, "/var/x");
   EXPECT_EQ(o.node_id, "web-1");

@@ -123,7 +123,7 @@ class ControlPlaneRestartTest(unittest.TestCase):
                 self.tmp, self.ads, f"reviews-{version}-0", "default", "--node-service=reviews",
                 f"--node-port={app.port}", f"--node-label=version={version}"))
         callers = [start_xds_sidecar(self.tmp, self.ads, "frontend-sotw", "default",
-                                     "--node-service=frontend"),
+                                     "--node-service=frontend", "--xds-delta=false"),
                    start_xds_sidecar(self.tmp, self.ads, "frontend-delta", "default",
                                      "--node-service=frontend", "--xds-delta=true")]
         self.sidecars += callers

@@ -89,7 +89,7 @@ class XdsTest(unittest.TestCase):
         self.procs.append(cp)
         return cp
 
-    def sidecar(self, xds_port, node_id="web-1", delta=False):
+    def sidecar(self, xds_port, node_id="web-1", delta=None):
         sidecar = XdsSidecar(SIDECAR, self.dir, xds_port, node_id, ca=self.ca, delta=delta,
                              cache_dir=self.cache, extra=[
                                  "--xds-server-identity="
@@ -119,7 +119,8 @@ class XdsTest(unittest.TestCase):
         self.assert_converged(cp, sidecar)
         proxy = cp.proxy("web-1")
         self.assertEqual(proxy["service"], "web")
-        self.assertEqual(proxy["mode"], "sotw")
+        # The sidecar's default stream.
+        self.assertEqual(proxy["mode"], "delta")
         self.assertTrue(proxy["connected_since"])
         self.assertTrue(sidecar.xds()["connected"])
         self.assertIn('meshlet_xds_connected_proxies 1', cp.metrics())

@@ -199,7 +199,7 @@ class ControlPlane:
 class XdsSidecar:
     """The sidecar binary streaming its configuration from a control plane."""
 
-    def __init__(self, binary, workdir, xds_port, node_id, ca=None, delta=False, cache_dir=None,
+    def __init__(self, binary, workdir, xds_port, node_id, ca=None, delta=None, cache_dir=None,
                  extra=(), wait_ready=True):
         self.binary = binary
         self.admin_port = free_port()
@@ -207,7 +207,9 @@ class XdsSidecar:
         args = [binary, f"--xds=127.0.0.1:{xds_port}", f"--node-id={node_id}",
                 "--node-service=web", "--node-namespace=default",
                 f"--admin-address=127.0.0.1:{self.admin_port}", "--concurrency=1",
-                "--drain-time=1s", f"--xds-delta={'true' if delta else 'false'}"]
+                "--drain-time=1s"]
+        # None: the sidecar's default stream (delta).
+        args += [] if delta is None else [f"--xds-delta={'true' if delta else 'false'}"]
         args += [f"--xds-ca={ca}"] if ca else ["--xds-plaintext=true"]
         if cache_dir:
             args.append(f"--xds-cache-dir={cache_dir}")
