@@ -361,9 +361,12 @@ absl::StatusOr<std::string> FormatExplanation(
         const std::string next = Scalar(a["next"]);
         const std::string duration =
             a["durationMs"].IsDefined() ? absl::StrCat(" ", Scalar(a["durationMs"]), "ms") : "";
+        // "connect-failure(refused)": why there was no connection, when the sidecar said.
+        const std::string connect = Scalar(a["connect"]);
         line(absl::StrCat("attempt ", ++attempt),
              absl::StrCat(Scalar(a["endpoint"]).empty() ? "-" : Scalar(a["endpoint"]), " ",
-                          Scalar(a["outcome"]).empty() ? "?" : Scalar(a["outcome"]), duration,
+                          Scalar(a["outcome"]).empty() ? "?" : Scalar(a["outcome"]),
+                          connect.empty() ? "" : absl::StrCat("(", connect, ")"), duration,
                           next.empty() ? "" : absl::StrCat(" -> ", next)));
       }
       const std::string authz = Scalar(hop["authz"]);

@@ -50,6 +50,8 @@ ExplainAttempt ParseAttempt(absl::string_view text) {
       attempt.endpoint = value;
     } else if (key == "outcome") {
       attempt.outcome = value;
+    } else if (key == "connect") {
+      attempt.connect = value;
     } else if (key == "duration_ms") {
       if (!absl::SimpleAtoi(value, &attempt.duration_ms)) attempt.duration_ms = -1;
     } else if (key == "next") {
@@ -222,6 +224,16 @@ std::string AttemptsClause(const ExplainHop& hop) {
                       AttemptCount(hop) == 1 ? " attempt" : " attempts");
 }
 
+// ": connection refused": why the last attempt got no connection, as its sidecar recorded it.
+std::string ConnectFailureClause(const ExplainHop& hop) {
+  if (hop.attempts.empty()) return "";
+  const std::string& why = hop.attempts.back().connect;
+  if (why == "refused") return ": connection refused";
+  if (why == "timeout") return ": no connection within the connect timeout";
+  if (why == "closed") return ": the connection closed before carrying the request";
+  return "";
+}
+
 std::string ClusterText(const ExplainHop& hop) {
   if (hop.cluster.empty()) return "the cluster";
   return absl::StrCat("cluster ", hop.cluster,
@@ -330,7 +342,8 @@ std::string ProxyFailure(const ExplainHop& hop) {
     // "upstream TLS handshake failed": the upstream's certificate or identity was refused.
     return absl::StrCat(
         absl::StrContains(reason, "TLS") ? "the TLS handshake with " : "connecting to ",
-        ClusterText(hop), " failed", AttemptsClause(hop), RouteClause(hop));
+        ClusterText(hop), " failed", ConnectFailureClause(hop), AttemptsClause(hop),
+        RouteClause(hop));
   }
   if (HasFlag(f, "UR")) {
     return absl::StrCat("the upstream reset the stream", AttemptsClause(hop), RouteClause(hop));
@@ -576,6 +589,7 @@ std::string ExplanationJson(const Explanation& e) {
       std::vector<std::string> af;
       field(af, "endpoint", a.endpoint);
       field(af, "outcome", a.outcome);
+      field(af, "connect", a.connect);
       if (a.duration_ms >= 0) af.push_back(absl::StrCat(R"("durationMs":)", a.duration_ms));
       field(af, "next", a.next);
       field(af, "spanId", a.span_id);

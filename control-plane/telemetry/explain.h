@@ -44,6 +44,7 @@ namespace meshlet::controlplane::telemetry {
 struct ExplainAttempt {
   std::string endpoint;      // IP:PORT
   std::string outcome;       // a status code, reset, connect-failure, timeout, ...
+  std::string connect;       // connect-failure: refused, timeout, closed; empty: not said
   int64_t duration_ms = -1;  // -1: not recorded
   std::string next;          // retry(<reason>), no-retry(<why>), done; empty: not recorded
   std::string span_id;       // the attempt's client span id (16 hex); empty: not recorded

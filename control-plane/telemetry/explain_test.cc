@@ -196,6 +196,25 @@ TEST(ExplainTest, EachProxyMadeErrorKind) {
   EXPECT_EQ(Verdict("503", "UF,URX", "upstream connect error", route),
             "503 at productpage.default's outbound sidecar: connecting to cluster "
             "outbound|9080||reviews.default failed (route Service/default/reviews)");
+  // The sidecar recorded why the last attempt got no connection.
+  std::vector<std::pair<std::string, std::string>> refused = route;
+  refused.emplace_back("meshlet.attempts",
+                       "endpoint=10.0.0.5:9080 outcome=connect-failure connect=refused "
+                       "duration_ms=0 next=retry(connect-failure); endpoint=10.0.0.6:9080 "
+                       "outcome=connect-failure connect=refused duration_ms=0 "
+                       "next=no-retry(attempts-exhausted)");
+  EXPECT_EQ(Verdict("503", "UF,URX", "upstream connect error", refused),
+            "503 at productpage.default's outbound sidecar: connecting to cluster "
+            "outbound|9080||reviews.default failed: connection refused after 2 attempts (route "
+            "Service/default/reviews)");
+  std::vector<std::pair<std::string, std::string>> timed_out = route;
+  timed_out.emplace_back("meshlet.attempts",
+                         "endpoint=10.0.0.5:9080 outcome=connect-failure connect=timeout "
+                         "duration_ms=1000 next=no-retry(attempts-exhausted)");
+  EXPECT_EQ(Verdict("503", "UF", "upstream connect error", timed_out),
+            "503 at productpage.default's outbound sidecar: connecting to cluster "
+            "outbound|9080||reviews.default failed: no connection within the connect timeout "
+            "after 1 attempt (route Service/default/reviews)");
   EXPECT_EQ(Verdict("503", "UF", "upstream TLS handshake failed", route),
             "503 at productpage.default's outbound sidecar: the TLS handshake with cluster "
             "outbound|9080||reviews.default failed (route Service/default/reviews)");

@@ -517,6 +517,11 @@ void Router::OnUpstreamPoolFailure(PoolFailureReason reason, const Host& host) {
     return;
   }
   // Nothing reached the host (refused, timed out, waited too long, or the pool is draining).
+  info_.decision.SetConnectFailure(
+      reason == PoolFailureReason::kConnectRefused ? stream::ConnectFailure::kRefused
+      : reason == PoolFailureReason::kTimeout      ? stream::ConnectFailure::kTimeout
+      : reason == PoolFailureReason::kRemoteClose  ? stream::ConnectFailure::kClosed
+                                                   : stream::ConnectFailure::kOther);
   AttemptResult result{.kind = AttemptResult::Kind::kConnectFailure};
   // The app behind this sidecar is not listening (stopped, restarting): nothing on this
   // machine will answer the retry either.

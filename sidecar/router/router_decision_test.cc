@@ -162,7 +162,8 @@ TEST_F(RouterDecisionTest, AConnectFailureRetriedToAnotherHost) {
   EXPECT_EQ(
       WithoutDurations(Attempts(client.info)),
       absl::StrCat("endpoint=", dead.address().ToString(),
-                   " outcome=connect-failure duration_ms=* next=retry(connect-failure); ",
+                   " outcome=connect-failure connect=refused duration_ms=* "
+                   "next=retry(connect-failure); ",
                    "endpoint=", up.address().ToString(), " outcome=200 duration_ms=* next=done"));
 }
 

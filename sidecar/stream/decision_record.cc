@@ -74,6 +74,20 @@ absl::string_view AttemptOutcomeName(AttemptOutcome outcome) {
   return "unknown";
 }
 
+absl::string_view ConnectFailureName(ConnectFailure why) {
+  switch (why) {
+    case ConnectFailure::kOther:
+      return "";
+    case ConnectFailure::kRefused:
+      return "refused";
+    case ConnectFailure::kTimeout:
+      return "timeout";
+    case ConnectFailure::kClosed:
+      return "closed";
+  }
+  return "";
+}
+
 absl::string_view RetryCauseName(RetryCause cause) {
   switch (cause) {
     case RetryCause::kConnectFailure:
@@ -164,6 +178,10 @@ void AppendAttempts(const DecisionRecord& record, std::string* out) {
       absl::StrAppend(out, a.status);
     } else {
       absl::StrAppend(out, AttemptOutcomeName(a.outcome));
+      if (a.outcome == AttemptOutcome::kConnectFailure &&
+          a.connect_failure != ConnectFailure::kOther) {
+        absl::StrAppend(out, " connect=", ConnectFailureName(a.connect_failure));
+      }
     }
     absl::StrAppend(out, " duration_ms=", AttemptDurationMs(a), " next=");
     switch (a.next) {

@@ -39,6 +39,15 @@ enum class AttemptOutcome : uint8_t {
   kCancelled,       // cancelled: the request ended otherwise
 };
 
+// Why a connect-failure attempt got no connection (`connect=`): what meshctl explain's verdict
+// names. kOther writes nothing.
+enum class ConnectFailure : uint8_t {
+  kOther,    // a TLS handshake or another transport error
+  kRefused,  // refused: the host answered the connect with RST (nothing listens on the port)
+  kTimeout,  // timeout: the cluster's connect_timeout passed
+  kClosed,   // closed: the connection closed before carrying the request, or the host went away
+};
+
 // What the router did after an attempt (`next=`).
 enum class AttemptNext : uint8_t { kPending, kDone, kRetry, kNoRetry };
 
@@ -91,7 +100,8 @@ struct AttemptRecord {
   uint16_t status;               // kResponse
   AttemptOutcome outcome;
   AttemptNext next;
-  uint8_t cause;  // RetryCause (kRetry) or NoRetryCause (kNoRetry)
+  uint8_t cause;                   // RetryCause (kRetry) or NoRetryCause (kNoRetry)
+  ConnectFailure connect_failure;  // kConnectFailure
 };
 
 // Which overload limit shed the request (`meshlet.shed.reason`; docs/operations.md "Overload").
@@ -158,6 +168,7 @@ struct DecisionRecord {
     a.outcome = AttemptOutcome::kPending;
     a.next = AttemptNext::kPending;
     a.cause = 0;
+    a.connect_failure = ConnectFailure::kOther;
     return true;
   }
   // The last kept attempt, when it is the current one (null: none, or beyond kMaxAttempts).
@@ -177,6 +188,11 @@ struct DecisionRecord {
     a->status = static_cast<uint16_t>(status);
     a->end_ticks = now.time_since_epoch().count();
   }
+  // Why the current, still pending, attempt got no connection (before it ends kConnectFailure).
+  void SetConnectFailure(ConnectFailure why) {
+    AttemptRecord* a = current();
+    if (a != nullptr && a->outcome == AttemptOutcome::kPending) a->connect_failure = why;
+  }
   // Says what followed the current attempt, unless that is said already.
   void SetNext(AttemptNext next, uint8_t cause = 0) {
     AttemptRecord* a = current();
@@ -194,6 +210,7 @@ struct DecisionRecord {
 int64_t AttemptDurationMs(const AttemptRecord& attempt);
 
 absl::string_view AttemptOutcomeName(AttemptOutcome outcome);
+absl::string_view ConnectFailureName(ConnectFailure why);  // "" for kOther
 absl::string_view RetryCauseName(RetryCause cause);
 absl::string_view NoRetryCauseName(NoRetryCause cause);
 absl::string_view AuthzResultName(AuthzResult result);  // "" for kUnknown

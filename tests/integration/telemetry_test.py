@@ -235,7 +235,7 @@ ERROR_KINDS = [
     ("/reset", 503, "UR", "upstream reset before response",
      r"the upstream reset the stream after 1 attempt \(route reset\)"),
     ("/refused", 503, "UF", "upstream connect error",
-     r"connecting to cluster gone failed after 1 attempt \(route refused\)"),
+     r"connecting to cluster gone failed: connection refused after 1 attempt \(route refused\)"),
     ("/tls", 503, "UF", "upstream TLS handshake failed",
      r"the TLS handshake with cluster tls failed after 1 attempt \(route tls\)"),
     ("/no-hosts", 503, "UH", "no healthy upstream",
@@ -553,8 +553,8 @@ class TelemetryTest(ControlPlaneCase):
             return len(found) == 1
         self.assertTrue(wait_for(arrived, 10), found)
         text = self.meshctl("explain", "ex-503")
-        self.assertIn("Verdict: 503 at lonely's outbound sidecar: connecting to cluster gone failed",
-                      text)
+        self.assertIn("Verdict: 503 at lonely's outbound sidecar: connecting to cluster gone "
+                      "failed: connection refused", text)
         self.assertIn("(the proxy answered itself)", text)
 
     def test_explain_keeps_an_unsampled_retried_request_one_chain(self):
@@ -599,8 +599,12 @@ class TelemetryTest(ControlPlaneCase):
         self.assertNotRegex(text, r"\n\d\. backend")
         self.assertEqual(len(re.findall(r"\n     attempt \d 127\.0\.0\.1:\d+ 503 \d+ms -> ", text)),
                          3, text)
+        # Each backend hop's attempt says why it got no connection.
+        self.assertEqual(len(re.findall(
+            r"\n       attempt 1 127\.0\.0\.1:\d+ connect-failure\(refused\) \d+ms -> ", text)), 3, text)
         self.assertRegex(text, r"\nVerdict: 503 at backend's outbound sidecar: connecting to "
-                               r"cluster app failed after 1 attempt \(route catch-all\)\n")
+                               r"cluster app failed: connection refused after 1 attempt "
+                               r"\(route catch-all\)\n")
 
     def test_explain_shows_the_file_of_the_gateway_api_route_that_decided(self):
         # meshlet's HTTPRoute "ratings" and the Gateway API's HTTPRoute "ratings", applied from
