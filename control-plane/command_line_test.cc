@@ -40,6 +40,22 @@ TEST(CommandLineTest, GoldenMaxClustersPerReport) {
       << parsed.status();
 }
 
+// The trace receivers mark spans from unverified senders unless told to refuse them.
+TEST(CommandLineTest, TraceRefuseUnverified) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->telemetry.refuse_unverified_spans);
+  parsed = ParseCommandLine({"--trace-refuse-unverified"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->telemetry.refuse_unverified_spans);
+  parsed = ParseCommandLine({"--trace-refuse-unverified=false"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->telemetry.refuse_unverified_spans);
+  parsed = ParseCommandLine({"--trace-refuse-unverified=yes"});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(), "--trace-refuse-unverified=\"yes\": must be true or false");
+}
+
 // One command line mixes the control plane's own flags with every service's, in any order.
 TEST(CommandLineTest, EveryTableInOneCommandLine) {
   absl::StatusOr<CommandLine> parsed = ParseCommandLine(
