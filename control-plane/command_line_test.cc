@@ -40,6 +40,22 @@ TEST(CommandLineTest, GoldenMaxClustersPerReport) {
       << parsed.status();
 }
 
+// The trace receivers mark spans from unverified senders unless told to refuse them.
+TEST(CommandLineTest, TraceRefuseUnverified) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->telemetry.refuse_unverified_spans);
+  parsed = ParseCommandLine({"--trace-refuse-unverified"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->telemetry.refuse_unverified_spans);
+  parsed = ParseCommandLine({"--trace-refuse-unverified=false"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->telemetry.refuse_unverified_spans);
+  parsed = ParseCommandLine({"--trace-refuse-unverified=yes"});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(), "--trace-refuse-unverified=\"yes\": must be true or false");
+}
+
 // One command line mixes the control plane's own flags with every service's, in any order.
 TEST(CommandLineTest, EveryTableInOneCommandLine) {
   absl::StatusOr<CommandLine> parsed = ParseCommandLine(
@@ -188,6 +204,10 @@ TEST(CommandLineTest, ErrorsNameTheFlag) {
            {{"--trust-bundle-interval=often"},
             "--trust-bundle-interval=\"often\": must be a positive duration such as 30s"},
            {{"--kubernetes-timeout=inf"}, "--kubernetes-timeout=\"inf\": must be at most 876000h"},
+           {{"--kubernetes-watch-timeout=inf"},
+            "--kubernetes-watch-timeout=\"inf\": must be at most 876000h"},
+           {{"--kubernetes-watch-timeout=500ms"},
+            "--kubernetes-watch-timeout=\"500ms\": must be a duration of at least 1s such as 5m"},
            {{"--etcd-timeout=-5s"},
             "--etcd-timeout=\"-5s\": must be a positive duration such as 5s"},
            {{"--http-idle-timeout=-1s"},

@@ -107,23 +107,17 @@ namespace {
 // clock's now plus the duration must not overflow.
 constexpr absl::Duration kMaxDuration = absl::Hours(24 * 365 * 100);
 
-// A DURATION flag whose value is at least zero (`zero_allowed`) or above it, and at most
-// kMaxDuration (absl reads "inf", which no timeout or interval means).
-Flag DurationFlag(std::string name, std::string help, std::string example, bool zero_allowed,
+// A DURATION flag whose value is at least `min` and at most kMaxDuration (absl reads "inf",
+// which no timeout or interval means); `needed` is the error for one that does not parse or is
+// below `min`.
+Flag DurationFlag(std::string name, std::string help, absl::Duration min, std::string needed,
                   std::function<void(absl::Duration)> store) {
   return {.name = std::move(name),
           .value = "DURATION",
           .help = std::move(help),
-          .set = [example = std::move(example), zero_allowed,
-                  store = std::move(store)](absl::string_view v) {
+          .set = [min, needed = std::move(needed), store = std::move(store)](absl::string_view v) {
             absl::Duration d;
-            if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
-                (!zero_allowed && d == absl::ZeroDuration())) {
-              return absl::InvalidArgumentError(
-                  absl::StrCat(zero_allowed ? "must be a duration of 0 or more such as "
-                                            : "must be a positive duration such as ",
-                               example));
-            }
+            if (!absl::ParseDuration(v, &d) || d < min) return absl::InvalidArgumentError(needed);
             if (d > kMaxDuration) {
               return absl::InvalidArgumentError(
                   absl::StrCat("must be at most ", absl::FormatDuration(kMaxDuration)));
@@ -133,30 +127,63 @@ Flag DurationFlag(std::string name, std::string help, std::string example, bool 
           }};
 }
 
+std::function<void(absl::Duration)> Store(absl::Duration* out) {
+  return [out](absl::Duration d) { *out = d; };
+}
+
+std::function<void(absl::Duration)> Store(std::chrono::nanoseconds* out) {
+  return [out](absl::Duration d) { *out = absl::ToChronoNanoseconds(d); };
+}
+
+std::string PositiveNeeded(absl::string_view example) {
+  return absl::StrCat("must be a positive duration such as ", example);
+}
+
+std::string NonNegativeNeeded(absl::string_view example) {
+  return absl::StrCat("must be a duration of 0 or more such as ", example);
+}
+
+std::string AtLeastNeeded(absl::Duration min, absl::string_view example) {
+  return absl::StrCat("must be a duration of at least ", absl::FormatDuration(min), " such as ",
+                      example);
+}
+
 }  // namespace
 
 Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
                           std::string example) {
-  return DurationFlag(std::move(name), std::move(help), std::move(example), false,
-                      [out](absl::Duration d) { *out = d; });
+  return DurationFlag(std::move(name), std::move(help), absl::Nanoseconds(1),
+                      PositiveNeeded(example), Store(out));
 }
 
 Flag PositiveDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
                           std::string example) {
-  return DurationFlag(std::move(name), std::move(help), std::move(example), false,
-                      [out](absl::Duration d) { *out = absl::ToChronoNanoseconds(d); });
+  return DurationFlag(std::move(name), std::move(help), absl::Nanoseconds(1),
+                      PositiveNeeded(example), Store(out));
 }
 
 Flag NonNegativeDurationFlag(std::string name, absl::Duration* out, std::string help,
                              std::string example) {
-  return DurationFlag(std::move(name), std::move(help), std::move(example), true,
-                      [out](absl::Duration d) { *out = d; });
+  return DurationFlag(std::move(name), std::move(help), absl::ZeroDuration(),
+                      NonNegativeNeeded(example), Store(out));
 }
 
 Flag NonNegativeDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
                              std::string example) {
-  return DurationFlag(std::move(name), std::move(help), std::move(example), true,
-                      [out](absl::Duration d) { *out = absl::ToChronoNanoseconds(d); });
+  return DurationFlag(std::move(name), std::move(help), absl::ZeroDuration(),
+                      NonNegativeNeeded(example), Store(out));
+}
+
+Flag DurationAtLeastFlag(std::string name, absl::Duration min, absl::Duration* out,
+                         std::string help, std::string example) {
+  return DurationFlag(std::move(name), std::move(help), min, AtLeastNeeded(min, example),
+                      Store(out));
+}
+
+Flag DurationAtLeastFlag(std::string name, absl::Duration min, std::chrono::nanoseconds* out,
+                         std::string help, std::string example) {
+  return DurationFlag(std::move(name), std::move(help), min, AtLeastNeeded(min, example),
+                      Store(out));
 }
 
 Flag BoolFlag(std::string name, bool* out, std::string help) {

@@ -62,8 +62,9 @@ Flag SwitchFlag(std::string name, bool* out, std::string help);
 Flag BoolFlag(std::string name, bool* out, std::string help);
 // `flag`, required.
 Flag Required(Flag flag);
-// A DURATION ("30s", "1m30s", "500ms") greater than zero and at most 100 years (876000h; not
-// "inf") into `*out`; the error names `example` ("must be a positive duration such as 30s").
+// A DURATION ("30s", "1m30s", "500ms") greater than zero (at least 1ns) and at most 100 years
+// (876000h; not "inf") into `*out`; the error names `example` ("must be a positive duration such
+// as 30s").
 // The std::chrono form is for options kept as common/base's Duration.
 Flag PositiveDurationFlag(std::string name, absl::Duration* out, std::string help,
                           std::string example = "30s");
@@ -75,6 +76,12 @@ Flag NonNegativeDurationFlag(std::string name, absl::Duration* out, std::string 
                              std::string example = "30s");
 Flag NonNegativeDurationFlag(std::string name, std::chrono::nanoseconds* out, std::string help,
                              std::string example = "30s");
+// The same, from `min` (a floor below which the thing timed cannot work): "must be a duration of
+// at least 1s such as 30s".
+Flag DurationAtLeastFlag(std::string name, absl::Duration min, absl::Duration* out,
+                         std::string help, std::string example = "30s");
+Flag DurationAtLeastFlag(std::string name, absl::Duration min, std::chrono::nanoseconds* out,
+                         std::string help, std::string example = "30s");
 // "-h, --help": stops parsing and sets `*requested`.
 Flag HelpFlag(bool* requested, std::string help);
 // A whole number from `min` to `max` into `*out`; the error says which ("must be a positive

@@ -240,6 +240,31 @@ TEST(FlagsTest, DurationFlagsSayWhatTheyTake) {
   EXPECT_EQ(timeout, absl::Seconds(90));  // a refused value leaves the old one
 }
 
+TEST(FlagsTest, DurationAtLeastFlagsTakeTheirFloorAndSayIt) {
+  absl::Duration ttl = absl::Hours(24);
+  std::chrono::nanoseconds wait = std::chrono::seconds(60);
+  std::vector<Flag> table = {
+      DurationAtLeastFlag("--ttl", absl::Seconds(1), &ttl, "lifetime", "24h"),
+      DurationAtLeastFlag("--wait", absl::Milliseconds(100), &wait, "wait")};
+  ASSERT_TRUE(Parse(table, {"--ttl=1s", "--wait", "100ms"}).ok());
+  EXPECT_EQ(ttl, absl::Seconds(1));
+  EXPECT_EQ(wait, std::chrono::milliseconds(100));
+  auto error = [&table](std::vector<std::string> args) {
+    return std::string(Parse(table, args).status().message());
+  };
+  EXPECT_EQ(error({"--ttl=999ms"}),
+            "--ttl=\"999ms\": must be a duration of at least 1s such as 24h");
+  EXPECT_EQ(error({"--ttl=-1s"}), "--ttl=\"-1s\": must be a duration of at least 1s such as 24h");
+  EXPECT_EQ(error({"--ttl=a day"}),
+            "--ttl=\"a day\": must be a duration of at least 1s such as 24h");
+  EXPECT_EQ(error({"--wait=99ms"}),
+            "--wait=\"99ms\": must be a duration of at least 100ms such as 30s");
+  EXPECT_EQ(error({"--ttl=inf"}), "--ttl=\"inf\": must be at most 876000h");
+  EXPECT_EQ(error({"--wait=876001h"}), "--wait=\"876001h\": must be at most 876000h");
+  EXPECT_EQ(ttl, absl::Seconds(1));  // a refused value leaves the old one
+  EXPECT_EQ(wait, std::chrono::milliseconds(100));
+}
+
 TEST(FlagsTest, ATableSpellingAFlagTwiceIsAMistake) {
   bool a = false, b = false;
   EXPECT_DEATH(Parse({SwitchFlag("--x", &a, ""), SwitchFlag("--x", &b, "")}, {}).IgnoreError(),

@@ -205,18 +205,9 @@ std::vector<flags::Flag> DiscoveryFlags(DiscoveryOptions& options) {
       flags::BoolFlag("--kubernetes-discovery", &options.enabled,
                       "make the cluster's Services mesh destinations (default true when an API "
                       "server is known; =false turns it off)"),
-      {.name = "--kubernetes-watch-timeout",
-       .value = "DURATION",
-       .help = "how long the API server keeps each watch before it is renewed (default 5m)",
-       .set =
-           [&options](absl::string_view v) {
-             absl::Duration d;
-             if (!absl::ParseDuration(v, &d) || d < absl::Seconds(1)) {
-               return absl::InvalidArgumentError("must be a duration of at least 1s");
-             }
-             options.watch_timeout = d;
-             return absl::OkStatus();
-           }},
+      flags::DurationAtLeastFlag(
+          "--kubernetes-watch-timeout", absl::Seconds(1), &options.watch_timeout,
+          "how long the API server keeps each watch before it is renewed (default 5m)", "5m"),
       flags::IntFlag("--kubernetes-list-page-size", "N", &options.page_size,
                      "objects per list page (default 500)", 1, 100000),
       flags::IntFlag("--kubernetes-max-response-bytes", "BYTES", &options.max_response_bytes,

@@ -257,9 +257,10 @@ ServerResponse Collector::Reject(Receiver receiver, int status, absl::string_vie
   if (stats_ != nullptr) stats_->RequestRejected(otlp, reason).Inc();
   LOG_EVERY_N_SEC(WARN, 10) << ReceiverName(otlp) << " receiver: refused a request: " << message;
   if (otlp) {
-    // google.rpc.Status in its JSON form, as OTLP/HTTP describes for failures.
-    return ServerResponse::Json(status,
-                                absl::StrCat(R"({"code":3,"message":)", JsonQuote(message), "}\n"));
+    // google.rpc.Status in its JSON form, as OTLP/HTTP describes for failures: PERMISSION_DENIED
+    // for a sender refused, INVALID_ARGUMENT for a request this receiver cannot take.
+    return ServerResponse::Json(status, absl::StrCat(R"({"code":)", status == 403 ? 7 : 3,
+                                                     R"(,"message":)", JsonQuote(message), "}\n"));
   }
   return ServerResponse::Text(status, absl::StrCat(message, "\n"));
 }
@@ -277,6 +278,15 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
                                      absl::StrCat(request.method(), " is not allowed; use POST"));
     response.headers.Add("allow", "POST");
     return response;
+  }
+  if (refuse_unverified_) {
+    // Refused before the body is read: nothing a sender writes here can make it verified.
+    return Reject(receiver, 403, "unverified",
+                  absl::StrCat("spans from unverified senders are refused here "
+                               "(--trace-refuse-unverified): the ",
+                               otlp ? "OTLP/HTTP" : "Zipkin",
+                               " receiver cannot authenticate its sender; export OTLP/gRPC to the "
+                               "discovery port with the workload's certificate instead"));
   }
   std::optional<absl::string_view> encoding = request.headers.Get("content-encoding");
   if (encoding.has_value() && !absl::EqualsIgnoreCase(*encoding, "identity")) {

@@ -19,7 +19,9 @@
 // Every span stored is marked with where it came from (trace_store.h, kSource*Attribute): the
 // authenticated sender of an OTLP/gRPC export (its SPIFFE id and registered node, and the
 // registration's service name replacing the sender's), or the receiver that took it from a sender
-// nobody authenticated. Whatever a sender wrote under those attribute names is dropped.
+// nobody authenticated. Whatever a sender wrote under those attribute names is dropped. With
+// SetRefuseUnverified(true) the OTLP/HTTP and Zipkin receivers, which authenticate no one, take
+// nothing: each POST is answered 403 with the reason and counted under reason "unverified".
 //
 // Threading: the control plane's loop thread only.
 
@@ -92,6 +94,11 @@ class Collector {
   }
   void AddFromPeer(std::vector<SpanRecord> spans);
 
+  // Whether the OTLP/HTTP and Zipkin receivers refuse their requests (their senders cannot be
+  // verified) instead of storing the spans marked unverified. Default false.
+  void SetRefuseUnverified(bool refuse) { refuse_unverified_ = refuse; }
+  bool refuses_unverified() const { return refuse_unverified_; }
+
  private:
   struct Stats;
   enum class Receiver { kOtlp, kZipkin };
@@ -112,6 +119,7 @@ class Collector {
   std::unique_ptr<Stats> stats_;
   TraceRing* ring_ = nullptr;
   std::function<void(const std::vector<SpanRecord>&)> forward_;
+  bool refuse_unverified_ = false;
 };
 
 }  // namespace meshlet::controlplane::telemetry

@@ -523,6 +523,66 @@ TEST(CollectorTest, ReceiverSpansAreMarkedUnverified) {
   EXPECT_TRUE(absl::StrContains(r.body, R"("errors":0,"unverifiedCalls":1)")) << r.body;
 }
 
+// With SetRefuseUnverified the OTLP/HTTP and Zipkin receivers take nothing: 403 with the reason,
+// counted per receiver under "unverified", nothing stored or forwarded to other replicas. Without
+// it, the same requests are stored marked unverified.
+TEST(CollectorTest, RefusingUnverifiedSendersStoresNothingFromTheReceivers) {
+  StatsRegistry stats;
+  Collector collector({}, &stats);
+  EXPECT_FALSE(collector.refuses_unverified());
+  collector.SetRefuseUnverified(true);
+  size_t forwarded = 0;
+  collector.SetForward(
+      [&forwarded](const std::vector<SpanRecord>& spans) { forwarded += spans.size(); });
+  const std::vector<http::ServerRequest> otlp_requests = {
+      Request("POST", "/v1/traces", "application/json", kOtlpJson),
+      Request("POST", "/v1/traces", "application/x-protobuf", ProtoRequest().SerializeAsString()),
+  };
+  for (const http::ServerRequest& request : otlp_requests) {
+    http::ServerResponse r = collector.HandleOtlp(request);
+    EXPECT_EQ(r.status, 403) << r.body;
+    EXPECT_TRUE(absl::StartsWith(r.body, R"({"code":7,"message":)"))
+        << r.body;  // PERMISSION_DENIED
+    EXPECT_TRUE(absl::StrContains(r.body, "unverified senders are refused")) << r.body;
+    EXPECT_TRUE(absl::StrContains(r.body, "--trace-refuse-unverified")) << r.body;
+    EXPECT_TRUE(absl::StrContains(r.body, "OTLP/HTTP receiver cannot authenticate")) << r.body;
+  }
+  http::ServerResponse r =
+      collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin));
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, "Zipkin receiver cannot authenticate")) << r.body;
+  // What is not a span export at all keeps its own answer.
+  EXPECT_EQ(collector.HandleZipkin(Request("GET", "/api/v2/spans", "", "")).status, 405);
+
+  EXPECT_EQ(collector.store().span_count(), 0u);
+  EXPECT_EQ(forwarded, 0u);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_requests_rejected_total",
+                         {{"receiver", "otlp"}, {"reason", "unverified"}}),
+            2u);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_requests_rejected_total",
+                         {{"receiver", "zipkin"}, {"reason", "unverified"}}),
+            1u);
+  EXPECT_EQ(
+      CounterValue(stats, "meshlet_cp_telemetry_spans_received_total", {{"receiver", "otlp"}}), 0u);
+
+  // Today's default: the same requests are taken and their spans marked.
+  StatsRegistry default_stats;
+  Collector marking({}, &default_stats);
+  for (const http::ServerRequest& request : otlp_requests) {
+    EXPECT_EQ(marking.HandleOtlp(request).status, 200);
+  }
+  EXPECT_EQ(
+      marking.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin)).status,
+      202);
+  EXPECT_GT(marking.store().span_count(), 0u);
+  std::optional<std::vector<SpanRecord>> trace = marking.store().Get(kTraceHex);
+  ASSERT_TRUE(trace.has_value());
+  for (const SpanRecord& span : *trace) EXPECT_FALSE(SourceVerified(span));
+  EXPECT_EQ(CounterValue(default_stats, "meshlet_cp_telemetry_requests_rejected_total",
+                         {{"receiver", "otlp"}, {"reason", "unverified"}}),
+            0u);
+}
+
 // A caller's client span and the callee's server span under it, `ago` before the clock's now.
 std::string ZipkinCall(const FakeClock& clock, absl::Duration ago, absl::string_view trace,
                        absl::string_view caller, absl::string_view callee) {

@@ -47,6 +47,10 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
        .value = "HOST:PORT",
        .help = "Zipkin v2 receiver, POST /api/v2/spans; empty disables (default 0.0.0.0:9411)",
        .set = address(&options.zipkin_address, &options.zipkin_address_explicit)},
+      flags::BoolFlag("--trace-refuse-unverified", &options.refuse_unverified_spans,
+                      "the OTLP/HTTP and Zipkin receivers, which cannot authenticate a sender, "
+                      "answer 403 and store nothing instead of storing spans marked unverified "
+                      "(default false)"),
       flags::IntFlag<size_t>("--telemetry-max-body-bytes", "N", &options.max_request_body_bytes,
                              "largest receiver request body (default 4194304)"),
       flags::IntFlag<size_t>("--trace-store-max-spans", "N", &options.store_limits.max_spans,
@@ -171,6 +175,7 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
   peer_accepted_ = counter("accepted");
   peer_unauthenticated_ = counter("unauthenticated");
   peer_invalid_ = counter("invalid");
+  collector_.SetRefuseUnverified(options_.refuse_unverified_spans);
 }
 
 TelemetryService::~TelemetryService() {

@@ -7,6 +7,8 @@
 // Flags (TelemetryFlags):
 //   --otlp-address HOST:PORT       OTLP/HTTP receiver; empty disables (default 0.0.0.0:4318)
 //   --zipkin-address HOST:PORT     Zipkin v2 receiver; empty disables (default 0.0.0.0:9411)
+//   --trace-refuse-unverified      those two receivers answer 403 and store nothing, rather than
+//                                  store spans marked unverified (default false; collector.h)
 //   --telemetry-max-body-bytes N   per receiver request (default 4194304)
 //   --trace-store-max-spans N      (default 100000)
 //   --trace-store-max-bytes N      (default 67108864)
@@ -72,6 +74,8 @@ struct TelemetryOptions {
   bool otlp_address_explicit = false;
   std::string zipkin_address = "0.0.0.0:9411";
   bool zipkin_address_explicit = false;
+  // The OTLP/HTTP and Zipkin receivers refuse every export (Collector::SetRefuseUnverified).
+  bool refuse_unverified_spans = false;
   size_t max_request_body_bytes = 4 << 20;
   size_t max_connections = 256;
   TraceStoreLimits store_limits;

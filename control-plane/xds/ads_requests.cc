@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/base/logging.h"
+#include "common/base/time_text.h"
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
 #include "xds/protocol.h"
@@ -125,7 +126,7 @@ void AdsServer::OnConfigDump(Stream& stream, const std::string& nonce,
   }
   stream.dump = dump;
   stream.dump_answer_nonce = nonce;
-  stream.dump_received_at = ads_internal::TimeText(absl::Now());
+  stream.dump_received_at = Rfc3339Text(absl::Now());
 }
 
 }  // namespace meshlet::controlplane::ads

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/stats/must_stat.h"
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
 #include "xds/protocol.h"
@@ -21,12 +22,6 @@ namespace {
 
 using http::grpc::ServerCall;
 using http::grpc::StatusCode;
-
-template <typename T>
-T MustStat(absl::StatusOr<T> handle) {
-  CHECK_OK(handle.status());
-  return *handle;
-}
 
 }  // namespace
 

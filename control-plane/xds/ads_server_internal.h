@@ -94,10 +94,4 @@ class AdsServer::Stream {
   }
 };
 
-namespace ads_internal {
-
-// RFC 3339 with fractions, UTC; empty for InfinitePast (never).
-std::string TimeText(absl::Time t);
-
-}  // namespace ads_internal
 }  // namespace meshlet::controlplane::ads

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 #include "common/base/sync.h"
+#include "common/base/time_text.h"
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
 #include "google/protobuf/util/json_util.h"
@@ -24,17 +25,6 @@
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::ads {
-
-using ads_internal::TimeText;
-
-namespace ads_internal {
-
-std::string TimeText(absl::Time t) {
-  if (t == absl::InfinitePast()) return "";
-  return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
-}
-
-}  // namespace ads_internal
 
 namespace {
 
@@ -378,7 +368,7 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     out += ",\"mode\":";
     AppendJsonString(&out, status.mode);
     out += ",\"connected_since\":";
-    AppendJsonString(&out, TimeText(status.connected_since));
+    AppendJsonString(&out, Rfc3339Text(status.connected_since));
     out += ",\"types\":[";
     bool first_type = true;
     for (const TypeStatus& type : status.types) {
@@ -404,7 +394,7 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
         absl::StrAppend(&out, ",\"code\":", type.last_nack->code, ",\"message\":");
         AppendJsonString(&out, type.last_nack->message);
         out += ",\"at\":";
-        AppendJsonString(&out, TimeText(type.last_nack->at));
+        AppendJsonString(&out, Rfc3339Text(type.last_nack->at));
         out += "}";
       } else {
         out += "null";

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/base/time_text.h"
+#include "common/stats/must_stat.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
 
@@ -17,16 +19,9 @@ using xds_client_internal::kClusters;
 using xds_client_internal::kEndpoints;
 using xds_client_internal::kRoutes;
 using xds_client_internal::kSecrets;
-using xds_client_internal::TimeText;
 using xds_client_internal::WithTypeList;
 
 namespace {
-
-template <typename T>
-T MustStat(absl::StatusOr<T> handle) {
-  CHECK_OK(handle.status());
-  return *handle;
-}
 
 // Appends `names` as JSON strings separated by commas.
 template <typename Names>
@@ -40,15 +35,6 @@ void AppendNames(std::string* out, const Names& names) {
 }
 
 }  // namespace
-
-namespace xds_client_internal {
-
-std::string TimeText(absl::Time t) {
-  if (t == absl::InfinitePast()) return "";
-  return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
-}
-
-}  // namespace xds_client_internal
 
 XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet static_resources,
                      ApplyFn apply, StatsShard& stats, Random& random)
@@ -101,7 +87,7 @@ std::string XdsClient::StatusJson() const {
   AppendJsonString(&out, CurrentServer().ToString());
   absl::StrAppend(&out, ",\"mode\":\"", options_.delta ? "delta" : "sotw",
                   "\",\"connected\":", connected() ? "true" : "false", ",\"connected_since\":");
-  AppendJsonString(&out, connected() ? TimeText(connected_since_) : "");
+  AppendJsonString(&out, connected() ? Rfc3339Text(connected_since_) : "");
   absl::StrAppend(&out, ",\"streams_started\":", streams_started_, ",\"last_stream_error\":");
   AppendJsonString(&out, last_stream_error_);
   absl::StrAppend(&out, ",\"updates_accepted\":", accepted_, ",\"updates_refused\":", rejected_,
@@ -124,7 +110,7 @@ std::string XdsClient::StatusJson() const {
       AppendNames(&out, plan_.unmatched);
     }
     out += "],\"last_update\":";
-    AppendJsonString(&out, TimeText(type.last_update));
+    AppendJsonString(&out, Rfc3339Text(type.last_update));
     out += ",\"last_error\":";
     AppendJsonString(&out, type.last_error);
     out += "}";

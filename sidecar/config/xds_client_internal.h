@@ -84,9 +84,6 @@ void WithTypeList(size_t index, F f) {
   }
 }
 
-// RFC 3339 with fractions, UTC; empty for InfinitePast (never).
-std::string TimeText(absl::Time t);
-
 }  // namespace meshlet::sidecar::config::xds_client_internal
 
 namespace meshlet::sidecar::config {

@@ -23,6 +23,7 @@
 #include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/base/time_text.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
 #include "xds/protocol.h"
@@ -32,7 +33,6 @@ namespace meshlet::sidecar::config {
 
 using xds_client_internal::ParsedResource;
 using xds_client_internal::ParseResource;
-using xds_client_internal::TimeText;
 
 namespace {
 
@@ -53,7 +53,7 @@ void XdsClient::Persist() {
 std::string XdsClient::SavedConfiguration() const {
   xds::CachedConfiguration cache;
   *cache.mutable_node() = options_.node;
-  cache.set_saved_at(TimeText(absl::Now()));
+  cache.set_saved_at(Rfc3339Text(absl::Now()));
   for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
     xds::DiscoveryResponse* type = cache.add_types();
     type->set_type_url(xds::kResourceTypeUrls[i]);

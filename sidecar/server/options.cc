@@ -118,16 +118,6 @@ Setter PodIpPort(std::optional<net::Address>* out) {
   };
 }
 
-// An absl duration ("30s", "500ms") of at least `min`; `why` otherwise.
-Setter DurationAtLeast(Duration* out, absl::Duration min, const char* why) {
-  return [out, min, why](absl::string_view v) {
-    absl::Duration d;
-    if (!absl::ParseDuration(v, &d) || d < min) return absl::InvalidArgumentError(why);
-    *out = absl::ToChronoNanoseconds(d);
-    return absl::OkStatus();
-  };
-}
-
 flags::Flag MakeFlag(std::string name, std::string value, std::string help, Setter set) {
   return {.name = std::move(name),
           .value = std::move(value),
@@ -226,35 +216,35 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.log_level = *level;
              return absl::OkStatus();
            }),
-      flag("--drain-time", "DURATION",
-           "On SIGTERM, how long to let connections finish before exiting anyway (\"30s\", "
-           "\"500ms\"). Default 30s.",
-           DurationAtLeast(&o.drain_time, absl::ZeroDuration(),
-                           "must be a non-negative duration such as 30s")),
-      flag("--drain-listen-time", "DURATION",
-           "On SIGTERM (or POST /drain), how long inbound listeners keep accepting, with every "
-           "connection told to close after its request, while the control plane takes this "
-           "workload out of its callers' endpoints; then they stop accepting. Default 1s; at most "
-           "--drain-time.",
-           DurationAtLeast(&o.drain_listen_time, absl::ZeroDuration(),
-                           "must be a non-negative duration such as 1s")),
+      flags::NonNegativeDurationFlag(
+          "--drain-time", &o.drain_time,
+          "On SIGTERM, how long to let connections finish before exiting anyway (\"30s\", "
+          "\"500ms\"). Default 30s.",
+          "30s"),
+      flags::NonNegativeDurationFlag(
+          "--drain-listen-time", &o.drain_listen_time,
+          "On SIGTERM (or POST /drain), how long inbound listeners keep accepting, with every "
+          "connection told to close after its request, while the control plane takes this "
+          "workload out of its callers' endpoints; then they stop accepting. Default 1s; at most "
+          "--drain-time.",
+          "1s"),
       flag("--hand-over", "PATH",
            "A unix socket for replacing this process in place (a new binary, or a restart): a "
            "sidecar started with it takes over the listening sockets, configuration and workload "
            "certificate of the sidecar serving PATH, if any, and serves PATH itself once ready "
            "(docs/upgrades.md). Default: none.",
            Text(&o.hand_over_path, true)),
-      flag("--hand-over-timeout", "DURATION",
-           "How long a sidecar taking over waits to be ready before it gives up (exit 1; the "
-           "running one serves on). Default 60s.",
-           DurationAtLeast(&o.hand_over_timeout, absl::Seconds(1),
-                           "must be a duration of at least 1s")),
-      flag("--hand-over-confirm-timeout", "DURATION",
-           "How long a sidecar taking over, once ready, waits for the running one to confirm that "
-           "it stopped accepting; then it serves on without (and, should the running one still "
-           "hold the --hand-over socket, without serving it for a next one). Default 10s.",
-           DurationAtLeast(&o.hand_over_confirm_timeout, absl::Seconds(1),
-                           "must be a duration of at least 1s")),
+      flags::DurationAtLeastFlag(
+          "--hand-over-timeout", absl::Seconds(1), &o.hand_over_timeout,
+          "How long a sidecar taking over waits to be ready before it gives up (exit 1; the "
+          "running one serves on). Default 60s.",
+          "60s"),
+      flags::DurationAtLeastFlag(
+          "--hand-over-confirm-timeout", absl::Seconds(1), &o.hand_over_confirm_timeout,
+          "How long a sidecar taking over, once ready, waits for the running one to confirm that "
+          "it stopped accepting; then it serves on without (and, should the running one still "
+          "hold the --hand-over socket, without serving it for a next one). Default 10s.",
+          "10s"),
       flag("--malloc-trim-threshold", "BYTES",
            "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
            "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "
@@ -456,14 +446,15 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.trust_domain = std::string(v);
              return absl::OkStatus();
            }),
-      flag("--cert-ttl", "DURATION",
-           "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
-           DurationAtLeast(&o.cert_ttl, absl::Seconds(1), "must be a duration of at least 1s")),
-      flag("--ca-startup-timeout", "DURATION",
-           "How long start-up waits for the first workload certificate (retrying with backoff) "
-           "before giving up with an error. Default 30s.",
-           DurationAtLeast(&o.ca_startup_timeout, absl::Nanoseconds(1),
-                           "must be a positive duration such as 30s")),
+      flags::DurationAtLeastFlag(
+          "--cert-ttl", absl::Seconds(1), &o.cert_ttl,
+          "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
+          "24h"),
+      flags::PositiveDurationFlag(
+          "--ca-startup-timeout", &o.ca_startup_timeout,
+          "How long start-up waits for the first workload certificate (retrying with backoff) "
+          "before giving up with an error. Default 30s.",
+          "30s"),
       {.name = "--help",
        .shorthand = "-h",
        .help = "Print this text and exit.",

@@ -238,7 +238,39 @@ TEST(OptionsTest, WorkloadCertificateFlags) {
                 .rfind("--trust-domain=\"Bad Domain\": ", 0),
             0u);
   EXPECT_EQ(error({"--config=c", "--join-token-file=a", "--cert-ttl=0s"}),
-            "--cert-ttl=\"0s\": must be a duration of at least 1s");
+            "--cert-ttl=\"0s\": must be a duration of at least 1s such as 24h");
+}
+
+// Every DURATION flag names itself, the value and what it takes, and none takes "inf" or more than
+// a clock's now can have added to it.
+TEST(OptionsTest, DurationFlagsSayWhatTheyTakeAndRefuseUnboundedValues) {
+  auto error = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "--config=c");
+    absl::StatusOr<ParsedCommandLine> p = ParseCommandLine(args);
+    return p.ok() ? std::string("ok") : std::string(p.status().message());
+  };
+  EXPECT_EQ(error({"--drain-time=-1s"}),
+            "--drain-time=\"-1s\": must be a duration of 0 or more such as 30s");
+  EXPECT_EQ(error({"--drain-listen-time=soon"}),
+            "--drain-listen-time=\"soon\": must be a duration of 0 or more such as 1s");
+  EXPECT_EQ(error({"--hand-over-timeout=500ms"}),
+            "--hand-over-timeout=\"500ms\": must be a duration of at least 1s such as 60s");
+  EXPECT_EQ(error({"--hand-over-confirm-timeout=0"}),
+            "--hand-over-confirm-timeout=\"0\": must be a duration of at least 1s such as 10s");
+  EXPECT_EQ(error({"--ca-startup-timeout=0s"}),
+            "--ca-startup-timeout=\"0s\": must be a positive duration such as 30s");
+  for (const char* flag : {"--drain-time", "--drain-listen-time", "--hand-over-timeout",
+                           "--hand-over-confirm-timeout", "--cert-ttl", "--ca-startup-timeout"}) {
+    EXPECT_EQ(error({absl::StrCat(flag, "=inf")}),
+              absl::StrCat(flag, "=\"inf\": must be at most 876000h"));
+    EXPECT_EQ(error({absl::StrCat(flag, "=3000000h")}),
+              absl::StrCat(flag, "=\"3000000h\": must be at most 876000h"));
+  }
+  absl::StatusOr<ParsedCommandLine> parsed =
+      ParseCommandLine({"--config=c", "--drain-time=0", "--hand-over-timeout=1s"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.drain_time, Duration(0));
+  EXPECT_EQ(parsed->options.hand_over_timeout, std::chrono::seconds(1));
 }
 
 }  // namespace

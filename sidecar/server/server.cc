@@ -19,6 +19,7 @@
 #include "common/base/malloc_tuning.h"
 #include "common/base/random.h"
 #include "common/base/status.h"
+#include "common/stats/must_stat.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
 #include "common/tls/tls_transport.h"
@@ -43,12 +44,6 @@ namespace {
 constexpr Duration kWorkerQueryTimeout = std::chrono::seconds(1);
 // How often a drain checks whether the last connection has gone.
 constexpr Duration kDrainPollInterval = std::chrono::milliseconds(100);
-
-template <typename T>
-T MustStat(absl::StatusOr<T> handle) {
-  CHECK_OK(handle);
-  return *handle;
-}
 
 }  // namespace
 

@@ -19,7 +19,6 @@
 #include "common/tls/tls_context_provider.h"
 #include "common/tls/tls_transport.h"
 #include "tests/bench/loadgen/delay_server.h"
-#include "tests/bench/loadgen/duration_flag.h"
 #include "tests/bench/loadgen/load_generator.h"
 
 namespace meshlet::loadgen {
@@ -38,11 +37,13 @@ int Main(int argc, char** argv) {
   bool help = false;
   const std::vector<flags::Flag> table = {
       flags::StringFlag("--listen", "IP:PORT", &listen, "where to listen (default 127.0.0.1:0)"),
-      DurationFlag("--delay", &options.delay,
-                   "each answer this long after its request (default 0)"),
-      DurationFlag("--stall", &options.stall, "stall once for this long (default: never)"),
-      DurationFlag("--stall-after", &options.stall_after,
-                   "the stall begins this long after the first request (default 0)"),
+      flags::NonNegativeDurationFlag("--delay", &options.delay,
+                                     "each answer this long after its request (default 0)", "10ms"),
+      flags::NonNegativeDurationFlag("--stall", &options.stall,
+                                     "stall once for this long (default: never)", "10ms"),
+      flags::NonNegativeDurationFlag(
+          "--stall-after", &options.stall_after,
+          "the stall begins this long after the first request (default 0)", "10ms"),
       flags::IntFlag<size_t>("--response-bytes", "N", &options.response_bytes,
                              "response body size (default 0)", 0),
       flags::StringFlag("--grpc-method", "/PKG.SERVICE/METHOD", &options.grpc_method,

@@ -16,7 +16,6 @@
 #include "common/event/loop.h"
 #include "common/flags/flags.h"
 #include "common/net/address.h"
-#include "tests/bench/loadgen/duration_flag.h"
 #include "tests/bench/loadgen/load_generator.h"
 
 namespace meshlet::loadgen {
@@ -60,17 +59,23 @@ struct CommandLine {
                                  "h2: streams in flight per connection at most (default 100)"),
         flags::IntFlag<size_t>("--concurrency", "C", &load.concurrency,
                                "closed loop: requests in flight (default: connections x streams)"),
-        DurationFlag("--duration", &load.duration, "the measured period (default 10s)"),
-        DurationFlag("--warmup", &load.warmup,
-                     "load sent before the measured period and not counted (default 1s)"),
-        DurationFlag("--request-timeout", &load.request_timeout,
-                     "a request without its whole response this long after it was sent fails "
-                     "(default 10s)"),
-        DurationFlag("--connect-timeout", &load.connect_timeout,
-                     "for each connection attempt (default 2s)"),
-        DurationFlag("--late-threshold", &load.late_threshold,
-                     "a request sent more than this after its intended time counts as late "
-                     "(default 1ms)"),
+        flags::NonNegativeDurationFlag("--duration", &load.duration,
+                                       "the measured period (default 10s)", "10s"),
+        flags::NonNegativeDurationFlag(
+            "--warmup", &load.warmup,
+            "load sent before the measured period and not counted (default 1s)", "1s"),
+        flags::NonNegativeDurationFlag(
+            "--request-timeout", &load.request_timeout,
+            "a request without its whole response this long after it was sent fails "
+            "(default 10s)",
+            "10s"),
+        flags::NonNegativeDurationFlag("--connect-timeout", &load.connect_timeout,
+                                       "for each connection attempt (default 2s)", "2s"),
+        flags::NonNegativeDurationFlag(
+            "--late-threshold", &load.late_threshold,
+            "a request sent more than this after its intended time counts as late "
+            "(default 1ms)",
+            "1ms"),
         flags::IntFlag<size_t>("--max-queued", "N", &load.max_queued,
                                "requests waiting for a connection at most; more are dropped "
                                "(default 1000000)"),
