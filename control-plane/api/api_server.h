@@ -122,8 +122,9 @@ class PolicyApi {
   http::ServerResponse Handle(const http::ServerRequest& request,
                               const access::Principal* caller = nullptr);
   // Answers `request` from the Kubernetes mirror (control-plane/kubernetes/policy_mirror.h) of
-  // this process, as an editor named kMirrorPrincipal: the one way in to change or delete an
-  // object marked kManagedByAnnotation: kManagedByKubernetes. No network request reaches it.
+  // this process, as an editor named kMirrorPrincipal: the one way in to write an object marked
+  // kManagedByAnnotation: kManagedByKubernetes (to set the mark, to change or delete such an
+  // object). No network request reaches it.
   // Threading as Handle().
   http::ServerResponse HandleFromMirror(const http::ServerRequest& request);
 

@@ -681,6 +681,15 @@ TEST_F(PolicyApiTest, MirroredObjectsChangeOnlyThroughTheMirrorNeverByItsHeader)
   const std::string metrics = Call("GET", "/metrics", "", "").body;
   EXPECT_TRUE(absl::StrContains(metrics, "meshlet_cp_api_forged_mirror_header_total 2")) << metrics;
 
+  // Nor may a network request set the mark on an object of its own: it would pass for mirrored.
+  http::ServerRequest marked = request("PUT", "1");
+  marked.headers.Set(":path", absl::StrCat(kPolicy, "-own"));
+  absl::StrReplaceAll({{"name: reviews,", "name: reviews-own,"}}, &marked.body);
+  http::ServerResponse refused = api_->Handle(marked, &editor);
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_TRUE(absl::StrContains(refused.body, "meshlet.io/managed-by")) << refused.body;
+  EXPECT_EQ(Call("GET", absl::StrCat(kPolicy, "-own")).status, 404);
+
   // The mirror itself still writes and deletes it.
   EXPECT_EQ(api_->HandleFromMirror(request("PUT", "3")).status, 200);
   EXPECT_EQ(api_->HandleFromMirror(request("DELETE", "")).status, 200);

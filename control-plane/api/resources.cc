@@ -375,6 +375,21 @@ std::optional<ServerResponse> PolicyApi::CheckStoredState(PendingWrite& write) {
       return Conflict(write, why);
     }
   }
+  if (!write.from_mirror) {
+    // The mark is the mirror's to set: an object written with it elsewhere would pass for
+    // mirrored, refused to every later change through the API.
+    const auto& annotations = write.meta->annotations();
+    if (auto it = annotations.find(kManagedByAnnotation);
+        it != annotations.end() && it->second == kManagedByKubernetes) {
+      const std::string field =
+          absl::StrCat("metadata.annotations[\"", kManagedByAnnotation, "\"]");
+      return Invalid(write, 422,
+                     absl::StrCat(field, ": \"", kManagedByKubernetes,
+                                  "\" is set by the control plane's Kubernetes mirror only; "
+                                  "leave the annotation out (or apply the object with kubectl)"),
+                     {{field, "set by the Kubernetes mirror only"}}, name);
+    }
+  }
   if (write.create && write.existing) {
     return Conflict(write, absl::StrCat(info.kind, " \"", name, "\" already exists"));
   }

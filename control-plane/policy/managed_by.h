@@ -5,9 +5,9 @@
 // carry the annotation kManagedByAnnotation: kManagedByKubernetes, and the API refuses writes and
 // deletes of such a stored object (409, pointing at kubectl) unless they come from the mirror of
 // the same process (PolicyApi::HandleFromMirror, which no network request reaches): on
-// Kubernetes the cluster's object wins. kMirrorHeader proves nothing: a network request that
-// carries it is answered as without it, and counted and logged as a caller claiming to be the
-// mirror. Constants only, below both.
+// Kubernetes the cluster's object wins. Nor may anyone else set the annotation (422).
+// kMirrorHeader proves nothing: a network request that carries it is answered as without it,
+// and counted and logged as a caller claiming to be the mirror. Constants only, below both.
 
 namespace meshlet::controlplane::policy {
 
