@@ -20,6 +20,7 @@ struct PolicyApi::Stats {
   std::map<std::string, Counter> requests;  // by status class: "2xx", "4xx", "5xx"
   std::map<std::string, Counter> writes;    // by result: "created", "updated", ...
   Counter invalid, conflicts, store_errors;
+  Counter forged_mirror_header;  // a network request carrying kMirrorHeader
 };
 
 // `bytes` random bytes (BoringSSL's RAND_bytes), hex-encoded.

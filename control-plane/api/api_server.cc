@@ -118,6 +118,10 @@ PolicyApi::Stats::Stats(StatsRegistry& registry) {
   store_errors =
       MakeCounter(registry, "meshlet_cp_api_store_errors_total",
                   "API requests that failed in the store (500; 503 when it is unavailable).");
+  forged_mirror_header = MakeCounter(
+      registry, "meshlet_cp_api_forged_mirror_header_total",
+      "API requests over the network carrying x-meshlet-mirror, which only the control plane's "
+      "own Kubernetes mirror may claim (answered as without it).");
 }
 
 PolicyApi::PolicyApi(Store& store, registry::Registry* registry, const Clock& clock,
@@ -215,6 +219,28 @@ ServerResponse PolicyApi::Refusal(const absl::Status& status) {
 }
 
 ServerResponse PolicyApi::Handle(const ServerRequest& request, const access::Principal* caller) {
+  // Only the mirror in this process writes mirrored objects (HandleFromMirror): kMirrorHeader
+  // proves nothing over the network, any editor can send it.
+  if (request.headers.Get(kMirrorHeader).has_value()) {
+    if (stats_ != nullptr) stats_->forged_mirror_header.Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "API: " << request.method() << " " << request.path() << " from "
+                             << (caller == nullptr
+                                     ? std::string("a caller without a token")
+                                     : absl::StrCat(caller->credential, " \"",
+                                                    absl::CEscape(caller->name), "\""))
+                             << " carries " << kMirrorHeader
+                             << ", which only the control plane's own Kubernetes mirror may "
+                                "claim: ignored (the request is answered as without it)";
+  }
+  return Serve(request, caller, Origin::kNetwork);
+}
+
+ServerResponse PolicyApi::HandleFromMirror(const ServerRequest& request) {
+  return Serve(request, &kMirrorPrincipal, Origin::kKubernetesMirror);
+}
+
+ServerResponse PolicyApi::Serve(const ServerRequest& request, const access::Principal* caller,
+                                Origin origin) {
   const absl::string_view path = request.path();
   ServerResponse response;
   if (path == "/healthz") {
@@ -236,7 +262,7 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request, const access::Pri
     // (meshctl context set --ca-fingerprint) before it sends any token.
     response = HandleRegistry(request, "/trust-bundle", caller);
   } else {
-    response = HandleAuthenticated(request, caller);
+    response = HandleAuthenticated(request, caller, origin);
   }
   if (stats_ != nullptr) {
     auto it = stats_->requests.find(CodeClass(response.status));
@@ -246,11 +272,11 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request, const access::Pri
 }
 
 ServerResponse PolicyApi::HandleAuthenticated(const ServerRequest& request,
-                                              const access::Principal* caller) {
+                                              const access::Principal* caller, Origin origin) {
   const absl::string_view path = request.path();
   absl::string_view rest;
   if (absl::string_view prefix = ResourcePrefixOf(path, &rest); !prefix.empty()) {
-    return HandleResources(request, prefix, rest);
+    return HandleResources(request, prefix, rest, origin);
   }
   if (Under(path, kRegistryPrefix, &rest)) return HandleRegistry(request, rest, caller);
   return Error(404, "NotFound", absl::StrCat("no such path: ", path));

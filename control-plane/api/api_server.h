@@ -89,11 +89,15 @@ class ProxyStatusProvider {
   }
 };
 
-// Objects mirrored from Kubernetes are written only with the mirror's header
+// Objects mirrored from Kubernetes are written only by the mirror, through HandleFromMirror
 // (control-plane/policy/managed_by.h).
 using policy::kManagedByAnnotation;
 using policy::kManagedByKubernetes;
 using policy::kMirrorHeader;
+
+// Who HandleFromMirror's requests are made by.
+inline const access::Principal kMirrorPrincipal{
+    .name = "kubernetes-mirror", .credential = "in-process", .role = access::Role::kEditor};
 
 struct ApiOptions {
   std::string server_version = kMeshletVersion;
@@ -112,9 +116,17 @@ class PolicyApi {
   ~PolicyApi();
 
   // Answers `request`, made by `caller` (null for a request RequiredRole() lets in without a
-  // token).
+  // token), as one that arrived over the network: a kMirrorHeader it carries counts for nothing
+  // (it is answered exactly as without it), and is counted
+  // (meshlet_cp_api_forged_mirror_header_total) and logged with the caller's name.
   http::ServerResponse Handle(const http::ServerRequest& request,
                               const access::Principal* caller = nullptr);
+  // Answers `request` from the Kubernetes mirror (control-plane/kubernetes/policy_mirror.h) of
+  // this process, as an editor named kMirrorPrincipal: the one way in to write an object marked
+  // kManagedByAnnotation: kManagedByKubernetes (to set the mark, to change or delete such an
+  // object). No network request reaches it.
+  // Threading as Handle().
+  http::ServerResponse HandleFromMirror(const http::ServerRequest& request);
 
   // The role `request` needs (the table above); nullopt: none, not even a token.
   static std::optional<access::Role> RequiredRole(const http::ServerRequest& request);
@@ -159,11 +171,15 @@ class PolicyApi {
 
  private:
   struct Stats;
+  // Where a request came from: only the mirror's may change a mirrored object.
+  enum class Origin { kNetwork, kKubernetesMirror };
+  http::ServerResponse Serve(const http::ServerRequest& request, const access::Principal* caller,
+                             Origin origin);
   http::ServerResponse HandleAuthenticated(const http::ServerRequest& request,
-                                           const access::Principal* caller);
+                                           const access::Principal* caller, Origin origin);
   // `prefix`: the group and version the path names ("/apis/meshlet.io/v1"); `rest` what follows.
   http::ServerResponse HandleResources(const http::ServerRequest& request, absl::string_view prefix,
-                                       absl::string_view rest);
+                                       absl::string_view rest, Origin origin);
   http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest,
                                       const access::Principal* caller);
   http::ServerResponse RequestSidecarConfig(const http::ServerRequest& request,
@@ -173,7 +189,8 @@ class PolicyApi {
   http::ServerResponse Get(const policy::KindInfo& info, const ResourceKey& key);
   http::ServerResponse List(const policy::KindInfo& info, absl::string_view namespace_);
   http::ServerResponse Write(const http::ServerRequest& request, const policy::KindInfo& info,
-                             absl::string_view namespace_, absl::string_view name, bool create);
+                             absl::string_view namespace_, absl::string_view name, bool create,
+                             Origin origin);
   // Write's steps (resources.cc): each either refuses the write (its answer) or lets it on.
   struct PendingWrite;
   std::optional<http::ServerResponse> ReadDocument(const http::ServerRequest& request,
@@ -190,7 +207,7 @@ class PolicyApi {
   http::ServerResponse Answer(PendingWrite& write, int status, absl::string_view result,
                               int64_t revision);
   http::ServerResponse Remove(const http::ServerRequest& request, const policy::KindInfo& info,
-                              const ResourceKey& key);
+                              const ResourceKey& key, Origin origin);
   // The computed status of the Gateway API routes (translate/route_status.h), by (kind, namespace,
   // name): what GET and LIST of an HTTPRoute or GRPCRoute of gateway.networking.k8s.io show as
   // `status` (the store holds none). Empty for other kinds. Reads the live policy (SetLivePolicy;

@@ -651,6 +651,51 @@ TEST_F(PolicyApiTest, MetricsCountOutcomes) {
   EXPECT_NE(metrics.body.find("meshlet_cp_api_invalid_total 1"), std::string::npos);
 }
 
+TEST_F(PolicyApiTest, MirroredObjectsChangeOnlyThroughTheMirrorNeverByItsHeader) {
+  auto request = [](absl::string_view method, absl::string_view retries) {
+    http::ServerRequest r;
+    r.headers.Add(":method", method);
+    r.headers.Add(":path", kPolicy);
+    if (!retries.empty()) {
+      r.body = absl::StrCat(
+          "kind: TrafficPolicy\nmetadata: {name: reviews, annotations: {meshlet.io/managed-by: "
+          "kubernetes}}\nspec: {target: reviews, retries: {attempts: ",
+          retries, "}}\n");
+    }
+    return r;
+  };
+  ASSERT_EQ(api_->HandleFromMirror(request("PUT", "2")).status, 201);
+
+  // An editor over the network, claiming to be the mirror with its header: refused as without
+  // it, and counted.
+  const access::Principal editor{
+      .name = "ed", .credential = "operator-token", .role = access::Role::kEditor};
+  for (http::ServerRequest forged : {request("PUT", "5"), request("DELETE", "")}) {
+    forged.headers.Add(kMirrorHeader, kManagedByKubernetes);
+    http::ServerResponse refused = api_->Handle(forged, &editor);
+    EXPECT_EQ(refused.status, 409) << forged.method() << ": " << refused.body;
+    EXPECT_TRUE(absl::StrContains(refused.body, "kubectl")) << refused.body;
+  }
+  http::ServerResponse stored = Call("GET", kPolicy);
+  EXPECT_TRUE(absl::StrContains(stored.body, R"("attempts":2)")) << stored.body;
+  const std::string metrics = Call("GET", "/metrics", "", "").body;
+  EXPECT_TRUE(absl::StrContains(metrics, "meshlet_cp_api_forged_mirror_header_total 2")) << metrics;
+
+  // Nor may a network request set the mark on an object of its own: it would pass for mirrored.
+  http::ServerRequest marked = request("PUT", "1");
+  marked.headers.Set(":path", absl::StrCat(kPolicy, "-own"));
+  absl::StrReplaceAll({{"name: reviews,", "name: reviews-own,"}}, &marked.body);
+  http::ServerResponse refused = api_->Handle(marked, &editor);
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_TRUE(absl::StrContains(refused.body, "meshlet.io/managed-by")) << refused.body;
+  EXPECT_EQ(Call("GET", absl::StrCat(kPolicy, "-own")).status, 404);
+
+  // The mirror itself still writes and deletes it.
+  EXPECT_EQ(api_->HandleFromMirror(request("PUT", "3")).status, 200);
+  EXPECT_EQ(api_->HandleFromMirror(request("DELETE", "")).status, 200);
+  EXPECT_EQ(Call("GET", kPolicy).status, 404);
+}
+
 TEST_F(PolicyApiTest, OnlyResourcesAndTokensCallTheStore) {
   auto calls_store = [](absl::string_view path) {
     http::ServerRequest request;

@@ -44,7 +44,7 @@ bool IsDryRun(const ServerRequest& request) {
 }  // namespace
 
 ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::string_view prefix,
-                                          absl::string_view rest) {
+                                          absl::string_view rest, Origin origin) {
   std::vector<std::string> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
   const absl::string_view method = request.method();
   auto method_not_allowed = [&](absl::string_view allowed) {
@@ -114,14 +114,14 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
                    absl::StrCat("create ", info->plural, " under ", prefix,
                                 "/namespaces/{namespace}/", info->plural));
     }
-    if (method == "POST") return Write(request, *info, namespace_, "", /*create=*/true);
+    if (method == "POST") return Write(request, *info, namespace_, "", /*create=*/true, origin);
     return method_not_allowed("GET, POST");
   }
   const std::string& name = segments[1];
   ResourceKey key{std::string(info->store_kind), namespace_, name};
   if (method == "GET") return Get(*info, key);
-  if (method == "PUT") return Write(request, *info, namespace_, name, /*create=*/false);
-  if (method == "DELETE") return Remove(request, *info, key);
+  if (method == "PUT") return Write(request, *info, namespace_, name, /*create=*/false, origin);
+  if (method == "DELETE") return Remove(request, *info, key, origin);
   return method_not_allowed("GET, PUT, DELETE");
 }
 
@@ -242,14 +242,10 @@ struct PolicyApi::PendingWrite {
   std::optional<StoredResource> existing;               // as stored, if it is
   std::unique_ptr<google::protobuf::Message> previous;  // existing, parsed (when it parses)
   std::string body;                                     // what to store
-  bool from_mirror = false;  // the Kubernetes mirror's write (kMirrorHeader)
+  bool from_mirror = false;  // the Kubernetes mirror's write (HandleFromMirror)
 };
 
 namespace {
-
-bool FromMirror(const ServerRequest& request) {
-  return request.headers.Get(kMirrorHeader).value_or("") == kManagedByKubernetes;
-}
 
 // Why `existing` may not be changed by this request: it is mirrored from Kubernetes and the
 // request is not the mirror's (empty: it may).
@@ -276,11 +272,11 @@ std::string MirroredRefusal(const StoredResource& existing, bool from_mirror,
 
 ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& info,
                                 absl::string_view url_namespace, absl::string_view url_name,
-                                bool create) {
+                                bool create, Origin origin) {
   PendingWrite write{.info = info,
                      .create = create,
                      .dry_run = IsDryRun(request),
-                     .from_mirror = FromMirror(request)};
+                     .from_mirror = origin == Origin::kKubernetesMirror};
   if (auto refused = ReadDocument(request, url_namespace, url_name, write)) return *refused;
   if (auto refused = ValidateDocument(write)) return *refused;
   if (auto refused = CheckStoredState(write)) return *refused;
@@ -377,6 +373,21 @@ std::optional<ServerResponse> PolicyApi::CheckStoredState(PendingWrite& write) {
     if (std::string why = MirroredRefusal(*write.existing, write.from_mirror, "change");
         !why.empty()) {
       return Conflict(write, why);
+    }
+  }
+  if (!write.from_mirror) {
+    // The mark is the mirror's to set: an object written with it elsewhere would pass for
+    // mirrored, refused to every later change through the API.
+    const auto& annotations = write.meta->annotations();
+    if (auto it = annotations.find(kManagedByAnnotation);
+        it != annotations.end() && it->second == kManagedByKubernetes) {
+      const std::string field =
+          absl::StrCat("metadata.annotations[\"", kManagedByAnnotation, "\"]");
+      return Invalid(write, 422,
+                     absl::StrCat(field, ": \"", kManagedByKubernetes,
+                                  "\" is set by the control plane's Kubernetes mirror only; "
+                                  "leave the annotation out (or apply the object with kubectl)"),
+                     {{field, "set by the Kubernetes mirror only"}}, name);
     }
   }
   if (write.create && write.existing) {
@@ -487,7 +498,7 @@ ServerResponse PolicyApi::Commit(PendingWrite& write) {
 }
 
 ServerResponse PolicyApi::Remove(const ServerRequest& request, const KindInfo& info,
-                                 const ResourceKey& key) {
+                                 const ResourceKey& key, Origin origin) {
   absl::StatusOr<StoredResource> existing = store_.Get(key);
   if (absl::IsNotFound(existing.status())) {
     return Error(404, "NotFound", absl::StrCat(info.kind, " \"", key.name, "\" not found"), {},
@@ -496,7 +507,8 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const KindInfo& i
   if (!existing.ok()) {
     return StoreFailure(existing.status());
   }
-  if (std::string why = MirroredRefusal(*existing, FromMirror(request), "delete"); !why.empty()) {
+  if (std::string why = MirroredRefusal(*existing, origin == Origin::kKubernetesMirror, "delete");
+      !why.empty()) {
     if (stats_ != nullptr) stats_->conflicts.Inc();
     return Error(409, "Conflict", why, {}, key.kind, key.name);
   }

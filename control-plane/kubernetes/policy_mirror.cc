@@ -277,7 +277,6 @@ void PolicyMirror::Next() {
       request.headers.Add(":path", absl::StrCat(r.api_path, "/", r.plural));
       break;
   }
-  request.headers.Add(kMirrorHeader, kManagedByKubernetes);
   write_(std::move(request),
          [this, alive = alive_, action = std::move(action)](http::ServerResponse response) {
            if (!*alive) return;

@@ -23,9 +23,10 @@
 // (options.refused_route). A write that fails otherwise (the
 // store unavailable) is tried again after a backoff.
 //
-// Writes carry the header x-meshlet-mirror: kubernetes. The API refuses writes and deletes of a
-// stored object marked managed-by kubernetes without it (409, naming kubectl): on Kubernetes the
-// cluster's object wins, and `meshctl apply` of such an object is refused.
+// `write` hands each request to the API as the mirror's own (PolicyApi::HandleFromMirror): the
+// API refuses writes and deletes of a stored object marked managed-by kubernetes from anyone else
+// (409, naming kubectl): on Kubernetes the cluster's object wins, and `meshctl apply` of such an
+// object is refused.
 //
 // Run only by the elected replica (leader_election.h): Start() when elected, Stop() when not.
 //
@@ -55,14 +56,14 @@
 
 namespace meshlet::controlplane::kubernetes {
 
-// The mirror's marks (policy/managed_by.h: control-plane/api refuses to change a mirrored object
-// without the header), and the generation Kubernetes gave the object.
+// The mirror's mark (policy/managed_by.h: control-plane/api refuses to change a mirrored object
+// but for the mirror), and the generation Kubernetes gave the object.
 using policy::kManagedByAnnotation;
 using policy::kManagedByKubernetes;
-using policy::kMirrorHeader;
 inline constexpr char kKubernetesGenerationAnnotation[] = "meshlet.io/kubernetes-generation";
 
-// One request to the policy API (control-plane/api/api_server.h) and its answer.
+// One request to the policy API (control-plane/api/api_server.h), answered as the mirror's
+// (PolicyApi::HandleFromMirror), and its answer.
 using PolicyWriteFn = std::function<void(http::ServerRequest request,
                                          std::function<void(http::ServerResponse response)> done)>;
 

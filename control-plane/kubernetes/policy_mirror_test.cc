@@ -88,7 +88,7 @@ class PolicyMirrorTest : public ::testing::Test {
     mirror_ = std::make_unique<PolicyMirror>(
         loop_, *api_,
         [this](http::ServerRequest request, std::function<void(http::ServerResponse)> done) {
-          done(policy_api_->Handle(request, &caller_));
+          done(policy_api_->HandleFromMirror(request));
         },
         stats_, clock_,
         PolicyMirrorOptions{
@@ -164,7 +164,8 @@ TEST_F(PolicyMirrorTest, CreatesUpdatesDeletesAndRefusesInvalidWithAnEvent) {
   EXPECT_TRUE(absl::StrContains(event, R"("uid":"uid-bad")"));
   EXPECT_TRUE(absl::StrContains(event, R"("reportingInstance":"cp-0")"));
 
-  // `meshctl apply` of a mirrored object (no mirror header) is refused, pointing at kubectl.
+  // `meshctl apply` of a mirrored object is refused, pointing at kubectl; so is a request that
+  // claims to be the mirror with its header (any editor can send one).
   http::ServerRequest apply;
   apply.headers.Add(":method", "PUT");
   apply.headers.Add(":path", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/good");
@@ -175,6 +176,10 @@ TEST_F(PolicyMirrorTest, CreatesUpdatesDeletesAndRefusesInvalidWithAnEvent) {
   http::ServerRequest remove;
   remove.headers.Add(":method", "DELETE");
   remove.headers.Add(":path", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/good");
+  EXPECT_EQ(policy_api_->Handle(remove, &caller_).status, 409);
+  apply.headers.Add(api::kMirrorHeader, api::kManagedByKubernetes);
+  remove.headers.Add(api::kMirrorHeader, api::kManagedByKubernetes);
+  EXPECT_EQ(policy_api_->Handle(apply, &caller_).status, 409);
   EXPECT_EQ(policy_api_->Handle(remove, &caller_).status, 409);
 
   // Updated, then deleted, by watch events.
@@ -242,10 +247,9 @@ TEST_F(PolicyMirrorTest, ListsPruneWhatKubernetesNoLongerHas) {
   http::ServerRequest put;
   put.headers.Add(":method", "PUT");
   put.headers.Add(":path", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/stale");
-  put.headers.Add(api::kMirrorHeader, api::kManagedByKubernetes);
   put.body =
       R"({"kind":"TrafficPolicy","metadata":{"name":"stale","annotations":{"meshlet.io/managed-by":"kubernetes"}},"spec":{"target":"reviews"}})";
-  ASSERT_EQ(policy_api_->Handle(put, &caller_).status, 201);
+  ASSERT_EQ(policy_api_->HandleFromMirror(put).status, 201);
   put.headers = {};
   put.headers.Add(":method", "PUT");
   put.headers.Add(":path", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/own");

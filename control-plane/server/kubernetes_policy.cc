@@ -6,7 +6,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "control-plane/access/roles.h"
 #include "control-plane/inject/revision.h"
 #include "control-plane/translate/route_status.h"
 
@@ -76,17 +75,16 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
   out->status_writer_ = std::make_unique<kubernetes::RouteStatusWriter>(
       control_plane.loop(), *out->api_, control_plane.stats(), control_plane.clock());
   kubernetes::RouteStatusWriter* writer = out->status_writer_.get();
-  // The mirror's writes are API writes, on the store worker like meshctl's.
+  // The mirror's writes are API writes, on the store worker like meshctl's, and the only ones
+  // that may change what it mirrored (HandleFromMirror: no network request takes this path).
   ControlPlane* cp = &control_plane;
   out->mirror_ = std::make_unique<kubernetes::PolicyMirror>(
       control_plane.loop(), *out->api_,
       [cp](http::ServerRequest request, std::function<void(http::ServerResponse)> done) {
-        static const access::Principal kMirror{
-            .name = "kubernetes", .credential = "kubernetes", .role = access::Role::kEditor};
         auto shared_done =
             std::make_shared<std::function<void(http::ServerResponse)>>(std::move(done));
         if (!cp->store_worker().Run<http::ServerResponse>(
-                [cp, request = std::move(request)] { return cp->api().Handle(request, &kMirror); },
+                [cp, request = std::move(request)] { return cp->api().HandleFromMirror(request); },
                 [shared_done](http::ServerResponse response) {
                   (*shared_done)(std::move(response));
                 })) {

@@ -185,6 +185,7 @@ const std::vector<CapabilityGate>& Gates() {
        Fallback::kClear},
       // An older sidecar ends a flooding connection at once, its requests in flight too.
       {C::kFloodDrain, "meshlet.xds.HttpOptions.flood_drain_timeout", Fallback::kClear},
+      {C::kFloodDrain, "meshlet.xds.HttpOptions.max_flood_drains", Fallback::kClear},
   };
   return *kGates;
 }

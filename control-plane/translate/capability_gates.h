@@ -19,8 +19,9 @@
 //                              per_try_timeout_source, RateLimit.source and
 //                              Listener.unmatched_destination_source left out (decision records
 //                              name less)
-//   flood-drain                HttpOptions.flood_drain_timeout left out (the sidecar ends a
-//                              flooding connection at once, its requests in flight too)
+//   flood-drain                HttpOptions.flood_drain_timeout and max_flood_drains left out
+//                              (the sidecar ends a flooding connection at once, its requests in
+//                              flight too)
 //   stream-reset-lifetime      HttpOptions.stream_reset_min_lifetime left out (the sidecar counts
 //                              every client reset before the response ends as rapid reset)
 //

@@ -80,6 +80,7 @@ spec:
     for (const xds::Listener& l : r.listeners) {
       n += what == "stream-reset-lifetime" && l.http().has_stream_reset_min_lifetime();
       n += what == "flood-drain" && l.http().has_flood_drain_timeout();
+      n += what == "flood-drain" && l.http().has_max_flood_drains();
       n += what == "policy-source" && l.has_unmatched_destination_source();
       for (const xds::AuthorizationPolicy& p : l.authorization().policies()) {
         n += what == "policy-source" && p.has_source();
@@ -207,6 +208,7 @@ TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
     for (xds::Listener& l : r.listeners) {
       l.mutable_http()->mutable_stream_reset_min_lifetime()->set_seconds(1);
       l.mutable_http()->mutable_flood_drain_timeout()->set_seconds(3);
+      l.mutable_http()->mutable_max_flood_drains()->set_value(8);
       l.mutable_http()->mutable_stream_reset_burst()->set_value(50);
     }
     ApplyCapabilityGates(reads, r);
@@ -217,7 +219,9 @@ TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
   const NodeResources old =
       with_options(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
   for (const char* capability : {"stream-reset-lifetime", "flood-drain"}) {
-    EXPECT_EQ(Count(current, capability), static_cast<int>(current.listeners.size())) << capability;
+    const int per_listener = absl::string_view(capability) == "flood-drain" ? 2 : 1;
+    EXPECT_EQ(Count(current, capability), per_listener * static_cast<int>(current.listeners.size()))
+        << capability;
     EXPECT_EQ(Count(old, capability), 0) << capability;
   }
   for (const xds::Listener& l : old.listeners)

@@ -90,6 +90,9 @@ struct HttpOptionsConfig {
   // to finish after its GOAWAY(ENHANCE_YOUR_CALM) (http::h2::Http2Options::drain_on_flood);
   // zero: no drain, the connection ends at once.
   Duration flood_drain_timeout = std::chrono::seconds(5);
+  // HTTP/2: connections of one worker draining after a flood at once; a connection past a flood
+  // limit while that many drain is cut off at once (FloodEnd::kDrainLimit). Zero: none drains.
+  uint32_t max_flood_drains = 64;
 };
 
 // Capture listeners (use_original_destination): how connections to one set of original

@@ -64,6 +64,8 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
           in.stream_resets_per_second().value(), 1u << 20, &out.stream_resets_per_second);
   wrapped("control_frame_burst", in.has_control_frame_burst(), in.control_frame_burst().value(),
           1u << 20, &out.control_frame_burst);
+  wrapped("max_flood_drains", in.has_max_flood_drains(), in.max_flood_drains().value(), 1u << 20,
+          &out.max_flood_drains);
   wrapped("control_frames_per_second", in.has_control_frames_per_second(),
           in.control_frames_per_second().value(), 1u << 20, &out.control_frames_per_second);
   wrapped("max_consecutive_inbound_empty_frames", in.has_max_consecutive_inbound_empty_frames(),

@@ -58,6 +58,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
     EXPECT_EQ(http.control_frame_burst, 1000u);
     EXPECT_EQ(http.control_frames_per_second, 100u);
     EXPECT_EQ(http.flood_drain_timeout, std::chrono::seconds(5));
+    EXPECT_EQ(http.max_flood_drains, 64u);
   }
   auto* options = set.listeners.Mutable(0).mutable_http();
   options->mutable_stream_reset_burst()->set_value(0);  // zero is meaningful: off
@@ -69,6 +70,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   options->set_connection_buffer_kb(512);
   options->mutable_control_frame_burst()->set_value(0);
   options->mutable_flood_drain_timeout()->set_seconds(0);  // an explicit 0s: no drain
+  options->mutable_max_flood_drains()->set_value(0);       // an explicit 0: none drains
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
@@ -81,6 +83,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   EXPECT_EQ(http.connection_buffer_kb, 512u);
   EXPECT_EQ(http.control_frame_burst, 0u);
   EXPECT_EQ(http.flood_drain_timeout, Duration::zero());
+  EXPECT_EQ(http.max_flood_drains, 0u);
   options->mutable_flood_drain_timeout()->set_seconds(-1);
   auto negative = BuildSnapshot(set);
   ASSERT_FALSE(negative.ok());

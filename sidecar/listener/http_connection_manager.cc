@@ -116,6 +116,7 @@ HttpConnectionManager::~HttpConnectionManager() {
   stream_idle_timer_.Disable();
   drain_close_timer_.Disable();
   flood_drain_timer_.Disable();
+  if (flood_state_ == FloodState::kDraining) --context_.flood_drains;  // never counted as ended
   if (!closed_) {
     closed_ = true;
     connection_->SetCallbacks(nullptr);
@@ -468,6 +469,21 @@ void HttpConnectionManager::OnFloodDrain() {
   if (h2_codec_ == nullptr || flood_state_ != FloodState::kNone) return;
   flood_state_ = FloodState::kDraining;
   stats_.downstream_cx_flood[static_cast<size_t>(h2_codec_->flood())].Inc();
+  if (context_.flood_drains >= http_options_.max_flood_drains) {
+    // Flooders each holding a request of their own in flight would otherwise keep that many
+    // connections for flood_drain_timeout each: past the worker's cap, cut off as without a
+    // drain (the GOAWAY is queued already).
+    LOG_EVERY_N_SEC(INFO, 1) << "downstream " << connection_->remote_address().ToString()
+                             << " http2 flood (" << http::h2::Http2FloodName(h2_codec_->flood())
+                             << "): cut off with " << streams_.size() << " streams in flight, "
+                             << context_.flood_drains
+                             << " connections draining already (http.max_flood_drains)";
+    flood_state_ = FloodState::kEnded;
+    stats_.downstream_cx_flood_end[static_cast<size_t>(FloodEnd::kDrainLimit)].Inc();
+    CloseConnection(net::CloseMode::kFlushBriefly);
+    return;
+  }
+  ++context_.flood_drains;
   LOG(DEBUG) << "downstream " << connection_->remote_address().ToString() << " http2 flood ("
              << http::h2::Http2FloodName(h2_codec_->flood()) << "): draining " << streams_.size()
              << " streams";
@@ -489,6 +505,7 @@ void HttpConnectionManager::OnFloodDrainTimeout() {
 void HttpConnectionManager::EndFlood(FloodEnd how) {
   if (flood_state_ == FloodState::kEnded) return;
   if (flood_state_ == FloodState::kNone && how != FloodEnd::kAtOnce) return;  // no flood
+  if (flood_state_ == FloodState::kDraining) --context_.flood_drains;
   flood_state_ = FloodState::kEnded;
   flood_drain_timer_.Disable();
   stats_.downstream_cx_flood_end[static_cast<size_t>(how)].Inc();

@@ -40,10 +40,12 @@
 // stop taking new streams (HTTP/2 GOAWAY, HTTP/1 `Connection: close` on the next response); the
 // connection closes once its streams are done. The server calls Drain() on every live HCM when a
 // drain starts. An HTTP/2 client past a flood limit with requests in flight drains the same way
-// after the codec's GOAWAY(ENHANCE_YOUR_CALM) (OnFloodDrain), for at most
-// HttpOptionsConfig::flood_drain_timeout; one that goes on meanwhile makes Dispatch fail and is
-// cut off at once. Every such connection counts once in downstream_cx_flood (by limit) and once in
-// downstream_cx_flood_end (how it ended).
+// after the codec's GOAWAY(ENHANCE_YOUR_CALM) (OnFloodDrain), once, for at most
+// HttpOptionsConfig::flood_drain_timeout, waiting only for the streams accepted before it; one
+// that goes on meanwhile makes Dispatch fail and is cut off at once, and so is one that floods
+// while HttpOptionsConfig::max_flood_drains connections of the worker drain already
+// (WorkerContext::flood_drains). Every such connection counts once in downstream_cx_flood (by
+// limit) and once in downstream_cx_flood_end (how it ended).
 //
 // Ownership and lifetime: the owner (the server's listener) creates the HCM with the accepted
 // connection, keeps it, and calls Start() once it has stored it. The close callback fires exactly
@@ -191,7 +193,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   void BeginDrain();
   void CloseConnection(net::CloseMode mode);
   void OnFloodDrainTimeout();
-  // Counts how a flood's connection ended (once) and stops its drain timer.
+  // Counts how a flood's connection ended (once), stops its drain timer and gives its place among
+  // the worker's drains back.
   void EndFlood(FloodEnd how);
 
   WorkerContext& context_;

@@ -281,6 +281,66 @@ TEST_F(HttpConnectionManagerTest, Http2StreamLifetimeIsMeasuredOnTheWorkersClock
   hcm_context_ = &context_;
 }
 
+// Flooders that each keep a request of their own in flight would hold a connection apiece for
+// http.flood_drain_timeout: past http.max_flood_drains draining on the worker, the next is cut
+// off at once (drain_limit), request and all; a drain that ends gives its place back.
+TEST_F(HttpConnectionManagerTest, FloodDrainsPastTheWorkersCapAreCutOffAtOnce) {
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  listener_config_.http.stream_reset_burst = 3;
+  listener_config_.http.stream_resets_per_second = 0;
+  listener_config_.http.max_flood_drains = 1;
+  // A request left in flight (its upstream never answers), then four streams opened and reset at
+  // once: the fourth passes the burst with stream 1 in flight.
+  const std::string hang = kH2RequestStart + H2Path("/hang");
+  std::string flood = kH2Preface + H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1, hang);
+  for (uint32_t id = 3; id <= 9; id += 2) {
+    flood += H2Frame(kH2Headers, kH2EndHeaders, id, hang);
+    flood += H2Frame(kH2RstStream, 0, id, std::string("\0\0\0\x08", 4));  // CANCEL
+  }
+  auto flood_end = [&](const char* outcome) {
+    return Counter("meshlet_http_downstream_cx_flood_end_total", {{"outcome", outcome}});
+  };
+  auto floods = [&] {
+    return Counter("meshlet_http_downstream_cx_flood_total", {{"limit", "resets"}});
+  };
+
+  net::testing::RecordingCallbacks first_client, second_client, third_client;
+  auto first = Connect(first_client);
+  first->Write(flood);
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return HasFrame(first_client.received, kH2Goaway); }, seconds(5)));
+  ASSERT_EQ(floods(), 1u);
+  EXPECT_EQ(context_.flood_drains, 1u);  // draining: stream 1 is still in flight
+  EXPECT_EQ(first_client.closes, 0);
+
+  auto second = Connect(second_client);
+  second->Write(flood);
+  ASSERT_TRUE(loop_.RunUntil([&] { return second_client.end_stream || second_client.closes > 0; },
+                             seconds(2)))
+      << "a second flooder kept its connection while the first drains";
+  EXPECT_TRUE(HasFrame(second_client.received, kH2Goaway));
+  EXPECT_FALSE(H2StreamEnded(second_client.received, 1));
+  EXPECT_EQ(floods(), 2u);
+  EXPECT_EQ(flood_end("drain_limit"), 1u);
+  EXPECT_EQ(context_.flood_drains, 1u);
+  EXPECT_EQ(first_client.closes, 0);  // the first still drains
+
+  // The first client goes: its drain ends, and the next flooder drains again.
+  first->Close(net::CloseMode::kNoFlush);
+  ASSERT_TRUE(loop_.RunUntil([&] { return flood_end("peer_closed") == 1; }, seconds(5)));
+  EXPECT_EQ(context_.flood_drains, 0u);
+  auto third = Connect(third_client);
+  third->Write(flood);
+  ASSERT_TRUE(loop_.RunUntil([&] { return floods() == 3; }, seconds(5)));
+  EXPECT_EQ(context_.flood_drains, 1u);
+  EXPECT_EQ(flood_end("drain_limit"), 1u);
+  // A connection that goes while it drains gives its place back too.
+  hcms_.clear();
+  EXPECT_EQ(context_.flood_drains, 0u);
+  for (auto* c : {&second, &third}) (*c)->Close(net::CloseMode::kNoFlush);
+  loop_.RunUntilIdle();
+}
+
 // A request the codec answers itself, its header section over http.max_request_headers_kb (431),
 // is counted among the requests answered, by its status class, like any other reply: over
 // HTTP/1.1 (the connection then closes) and over HTTP/2 (only that stream ends).

@@ -26,6 +26,8 @@ absl::string_view FloodEndName(FloodEnd end) {
       return "flooded_on";
     case FloodEnd::kPeerClosed:
       return "peer_closed";
+    case FloodEnd::kDrainLimit:
+      return "drain_limit";
   }
   return "at_once";
 }
@@ -115,7 +117,9 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
             "How HTTP/2 connections that passed a flood limit ended: at_once (nothing in flight, "
             "or a limit after which the connection cannot go on), or after GOAWAY: drained "
             "(every request in flight finished), drain_timeout (http.flood_drain_timeout "
-            "passed), flooded_on (the client went on and was cut off), peer_closed.",
+            "passed), flooded_on (the client went on and was cut off), peer_closed; "
+            "drain_limit: cut off with requests in flight, http.max_flood_drains connections of "
+            "the worker draining already.",
             {{"outcome", std::string(FloodEndName(static_cast<FloodEnd>(e)))}}));
   }
   RETURN_IF_ERROR(cluster::RegisterHttp2Stats(shard, cluster::Http2Side::kDownstream, s.h2));

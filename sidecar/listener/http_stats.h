@@ -33,8 +33,9 @@ enum class FloodEnd {
   kDrainTimeout,  // GOAWAY, then flood_drain_timeout passed with requests still in flight
   kFloodedOn,     // GOAWAY, then the client went on and was cut off
   kPeerClosed,    // GOAWAY, then the client closed the connection (or it failed) first
+  kDrainLimit,    // GOAWAY with requests in flight, but max_flood_drains already drain: cut off
 };
-inline constexpr size_t kFloodEndCount = 5;
+inline constexpr size_t kFloodEndCount = 6;
 absl::string_view FloodEndName(FloodEnd end);
 
 struct HttpStats {

@@ -33,6 +33,9 @@ struct WorkerContext : stream::StreamContext {
   std::shared_ptr<const config::Snapshot> snapshot;
   // The worker's request mirroring (router/mirror.h); null: mirror copies are skipped.
   router::Mirrors* mirrors = nullptr;
+  // The worker's HTTP/2 connections draining after a flood now, across its listeners (each
+  // compares it with its http.max_flood_drains; HttpConnectionManager keeps it).
+  uint32_t flood_drains = 0;
 };
 
 }  // namespace meshlet::sidecar::listener

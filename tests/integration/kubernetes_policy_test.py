@@ -12,8 +12,9 @@ its own bearer token and its own store (a data directory), so what a replica wro
 and in its store, is told apart. Shown:
 - exactly one replica holds the Lease; only it writes (status patches, Events, its store);
 - a TrafficPolicy created in Kubernetes appears in the leader's API (`meshctl get`), marked as
-  mirrored, and `meshctl apply` of it is refused with a pointer at kubectl; deleting it in
-  Kubernetes deletes it from the store;
+  mirrored, and `meshctl apply` of it is refused with a pointer at kubectl, as are an editor's
+  writes claiming to be the mirror's with its header (counted); deleting it in Kubernetes
+  deletes it from the store;
 - a valid HTTPRoute appears in the leader's API and in the configuration of a sidecar connected
   to it (its route), gets its computed status (Accepted, ResolvedRefs) with observedGeneration
   its Kubernetes generation, and leaves the sidecar's configuration when deleted; an invalid one is not stored, gets a Warning
@@ -152,6 +153,23 @@ class KubernetesPolicyTest(unittest.TestCase):
             headers={"Content-Type": "application/yaml"})
         self.assertEqual(code, 409, text)
         self.assertIn("kubectl", text)
+        # So is an editor's that claims to be the mirror with its header: only the mirror inside
+        # the control plane changes what it mirrored; the claim is counted and logged by name.
+        code, text = cp_api.request(cp["api"], "POST", "/api/v1/operator-tokens",
+                                    token=cp["token"], body='{"name":"ed","role":"editor"}',
+                                    headers={"Content-Type": "application/json"})
+        self.assertEqual(code, 201, text)
+        editor = json.loads(text)["token"]
+        for method, body in (("PUT", "kind: TrafficPolicy\nmetadata: {name: ratings}\n"
+                                     "spec: {target: ratings}\n"), ("DELETE", None)):
+            code, text = cp_api.request(
+                cp["api"], method, policy, token=editor, body=body,
+                headers={"Content-Type": "application/yaml", "x-meshlet-mirror": "kubernetes"})
+            self.assertEqual(code, 409, f"{method}: {text}")
+        self.assertEqual(self.metric(leader, "meshlet_cp_api_forged_mirror_header_total"), 2)
+        with open(cp["log"]) as f:
+            self.assertIn('from operator-token "ed" carries x-meshlet-mirror', f.read())
+        self.assertEqual(json.loads(self.get(leader, policy)[1])["spec"]["retries"]["attempts"], 3)
 
         # Gateway API routes: a valid one is stored, an invalid one gets an Event and status.
         # A Service the route attaches to (through service discovery), and the route at a
