@@ -18,6 +18,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kPolicySource, "policy-source", "0.2.0"},
     {Capability::kStreamResetLifetime, "stream-reset-lifetime", "0.2.0"},
     {Capability::kFloodDrain, "flood-drain", "0.2.0"},
+    {Capability::kLargeXdsMessages, "large-xds-messages", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

@@ -49,8 +49,11 @@ enum class Capability {
   kStreamResetLifetime,
   // HttpOptions.flood_drain_timeout (requests in flight finish after a flood's GOAWAY).
   kFloodDrain,
+  // Discovery responses up to kLargeXdsMessageBytes (xds/protocol.h), not only the 4 MiB of gRPC's
+  // default: a whole-mesh route table of more than about 3 850 Services.
+  kLargeXdsMessages,
 };
-inline constexpr size_t kCapabilityCount = 7;
+inline constexpr size_t kCapabilityCount = 8;
 
 // A release as X.Y.Z with an optional pre-release suffix ("0.2.0-dev"), which orders before the
 // release itself.

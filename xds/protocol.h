@@ -27,6 +27,11 @@ inline constexpr char kDeltaMethod[] =
 // The debug type the control plane asks a sidecar for its SidecarConfigDump with, and the type of
 // the sidecar's answer.
 inline constexpr char kConfigDumpTypeUrl[] = "type.googleapis.com/meshlet.xds.SidecarConfigDump";
+// The largest discovery response a sidecar with capability large-xds-messages receives
+// (xds/capabilities.h); others receive gRPC's default 4 MiB. A 5 000-Service whole-mesh route
+// table is about 5.5 MiB.
+inline constexpr size_t kLargeXdsMessageBytes = 64 * 1024 * 1024;
+
 // The type of a request that only reports the sidecar's readiness (WorkloadReadiness).
 inline constexpr char kReadinessTypeUrl[] = "type.googleapis.com/meshlet.xds.WorkloadReadiness";
 

@@ -129,7 +129,7 @@ void AdsServer::Push(Stream& stream) {
     response.set_nonce(nonce);
     for (const auto& [name, resource] : set) *response.add_resources() = resource->resource;
     const size_t bytes = response.ByteSizeLong();
-    if (bytes > options_.max_message_bytes) {
+    if (bytes > stream.max_message_bytes) {
       Withhold(stream, type, version, bytes, "");
       return;
     }
@@ -156,7 +156,7 @@ void AdsServer::Push(Stream& stream) {
     size_t oversized_bytes = 0;
     for (const auto& [name, resource] : updates) {
       const size_t bytes = DeltaEntryBytes(*resource);
-      if (bytes + kResponseOverhead <= options_.max_message_bytes) {
+      if (bytes + kResponseOverhead <= stream.max_message_bytes) {
         entries.push_back(resource.get());
         continue;
       }
@@ -311,7 +311,7 @@ void AdsServer::Withhold(Stream& stream, ResourceType type, const std::string& v
                             << (resource.empty() ? std::string("the response")
                                                  : absl::StrCat("resource \"", resource, "\""))
                             << " is " << bytes << " bytes, above the message limit of "
-                            << options_.max_message_bytes << " bytes"
+                            << stream.max_message_bytes << " bytes"
                             << (stream.delta ? "" : "; a delta stream (--xds-delta) splits pushes")
                             << "; the sidecar keeps what it runs";
 }

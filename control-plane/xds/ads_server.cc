@@ -15,6 +15,7 @@
 #include "common/stats/must_stat.h"
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
+#include "xds/capabilities.h"
 #include "xds/protocol.h"
 
 namespace meshlet::controlplane::ads {
@@ -175,6 +176,10 @@ bool AdsServer::AcceptNode(Stream& stream, const xds::Node& node) {
   }
   stream.has_node = true;
   stream.node = node;
+  stream.max_message_bytes =
+      xds::CapabilitiesOf(stream.node).Has(xds::Capability::kLargeXdsMessages)
+          ? options_.max_large_message_bytes
+          : options_.max_message_bytes;
   stream.first_push_timer = std::make_unique<event::Timer>(loop_, [this, &stream] {
     stream.first_push_timer->Disable();
     RequestPush(stream, stream.pending_change.value_or(Now()));

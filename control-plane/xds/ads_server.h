@@ -86,6 +86,9 @@ struct AdsServerOptions {
   // counted (meshlet_xds_oversized_responses_total) and shown TOO_LARGE in proxy-status; the
   // sidecar keeps what it runs instead of reconnecting forever.
   size_t max_message_bytes = http::grpc::kDefaultMaxMessageSize;
+  // The same for a sidecar with capability large-xds-messages (0.2.0 on); the gRPC server's send
+  // limit must allow it.
+  size_t max_large_message_bytes = xds::kLargeXdsMessageBytes;
   // Sent in every response's system_version_info.
   std::string system_version_info = "meshlet-control-plane 0.1.0";
 };

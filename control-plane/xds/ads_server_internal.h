@@ -59,6 +59,8 @@ class AdsServer::Stream {
   const bool delta;
   bool has_node = false;
   xds::Node node;
+  // The largest response this stream's sidecar receives (its capabilities tell).
+  size_t max_message_bytes = 0;
   StreamGrant grant;
   // When the grant expires, on the loop's clock.
   MonotonicTime expires = MonotonicTime::max();

@@ -18,6 +18,7 @@
 #include "common/net/address.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
+#include "xds/capabilities.h"
 #include "xds/discovery.pb.h"
 #include "xds/protocol.h"
 #include "xds/resources.pb.h"
@@ -573,6 +574,32 @@ TEST_F(AdsServerTest, SotwResponseOverTheLimitIsNotSentAndCounted) {
   ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
   EXPECT_EQ(client.responses[2].type_url(), TypeUrl(ResourceType::kEndpoint));
   EXPECT_EQ(Status("node-1", ResourceType::kEndpoint)->state, "PENDING");
+}
+
+// A sidecar that reads large messages (capability large-xds-messages) gets a response above the
+// default limit, up to the larger one; one that does not say so gets it withheld.
+TEST_F(AdsServerTest, LargeResponsesOnlyToSidecarsThatReadThem) {
+  StartServer({.max_message_bytes = 64 * 1024, .max_large_message_bytes = 1024 * 1024});
+  resources_ = ManyEndpoints(1000, 10);  // about 300 KiB
+  SotwClient& old_client = NewClient();
+  old_client.Subscribe({ResourceType::kEndpoint}, "old");
+  SotwClient& new_client = NewClient();
+  {
+    xds::DiscoveryRequest request;
+    request.mutable_node()->set_id("new");
+    for (const xds::CapabilityInfo& info : xds::Capabilities()) {
+      request.mutable_node()->add_capabilities(std::string(info.name));
+    }
+    request.set_type_url(std::string(TypeUrl(ResourceType::kEndpoint)));
+    new_client.call->SendProto(request);
+  }
+  ASSERT_TRUE(RunUntil([&] { return new_client.responses.size() == 1; }));
+  EXPECT_EQ(new_client.responses[0].resources_size(), 1000);
+  EXPECT_GT(new_client.responses[0].ByteSizeLong(), 64u * 1024);
+  RunFor(milliseconds(100));
+  EXPECT_TRUE(old_client.responses.empty());
+  EXPECT_EQ(Status("old", ResourceType::kEndpoint)->state, "TOO_LARGE");
+  EXPECT_EQ(Status("new", ResourceType::kEndpoint)->state, "PENDING");
 }
 
 // On a delta stream only the one resource above the limit stays out; the rest of the push goes.

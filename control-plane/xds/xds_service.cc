@@ -42,6 +42,11 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
           "--xds-max-response-bytes", "N", &options.ads.max_response_bytes,
           "split a delta push of one type into responses of at most N bytes (default 2097152; "
           "65536 to 4128768, below the 4 MiB message limit)"),
+      flags::IntFlag<size_t>(
+          "--xds-max-message-bytes", "N", &options.ads.max_large_message_bytes,
+          "the largest discovery response sent to a sidecar of 0.2.0 or later (capability "
+          "large-xds-messages; default 67108864, 4194304 to 67108864); older ones get at most "
+          "4194304"),
       flags::NonNegativeDurationFlag("--xds-debounce", &options.ads.debounce_quiet,
                                      "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",
@@ -73,6 +78,13 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
 }
 
 absl::Status CheckXdsFlags(const XdsServiceOptions& options) {
+  if (options.ads.max_large_message_bytes < http::grpc::kDefaultMaxMessageSize ||
+      options.ads.max_large_message_bytes > xds::kLargeXdsMessageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--xds-max-message-bytes=", options.ads.max_large_message_bytes, ": must be ",
+                     http::grpc::kDefaultMaxMessageSize, " to ", xds::kLargeXdsMessageBytes,
+                     " (what sidecars of 0.2.0 and later receive)"));
+  }
   constexpr size_t kMinResponse = 64 * 1024;
   const size_t max_response = options.ads.max_message_bytes - kMinResponse;
   if (options.ads.max_response_bytes < kMinResponse ||
@@ -191,6 +203,10 @@ absl::Status XdsService::Start() {
   grpc_options.handshake_timeout = options_.handshake_timeout;
   grpc_options.max_connection_idle = options_.idle_timeout;
   grpc_options.timeouts = control_plane_.HttpServerOptionsFor("xds").timeouts;
+  // What the ADS server may send a sidecar that reads large messages (it checks each stream's own
+  // limit before sending).
+  grpc_options.max_send_message_size =
+      std::max(options_.ads.max_message_bytes, options_.ads.max_large_message_bytes);
   if (!options_.tls_cert_file.empty()) {
     absl::StatusOr<tls::TlsContextConfig> config =
         ServerTlsConfigFromFiles(options_.tls_cert_file, options_.tls_key_file);

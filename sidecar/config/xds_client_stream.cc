@@ -47,6 +47,8 @@ void XdsClient::MakeChannel() {
   channel_options.keepalive_timeout = options_.keepalive_timeout;
   channel_options.connect_timeout = options_.connect_timeout;
   channel_options.user_agent = "meshlet-sidecar";
+  // Announced as capability large-xds-messages: the control plane sends responses up to this.
+  channel_options.max_receive_message_size = xds::kLargeXdsMessageBytes;
   channel_ = std::make_unique<http::grpc::Channel>(loop_, options_.server_addresses[server_index_],
                                                    std::move(channel_options));
 }
