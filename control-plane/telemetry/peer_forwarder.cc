@@ -179,6 +179,12 @@ void PeerForwarder::OnEvents(const std::vector<LeasedKeyEvent>& events) {
     SendHistory(it->second.get());
   }
   if (stats_ != nullptr) stats_->peers.Set(static_cast<int64_t>(peers_.size()));
+  absl::flat_hash_set<absl::string_view> names = {options_.replica_name};
+  for (const auto& [owner, state] : peers_) names.insert(state->peer.name);
+  if (names.size() != replicas_) {
+    replicas_ = names.size();
+    if (on_replicas_changed_) on_replicas_changed_(replicas_);
+  }
   if (peers_.empty()) {
     pending_.Clear();
     pending_bytes_ = 0;

@@ -26,10 +26,16 @@
 // Golden-metrics reports are not handed over: a restarted replica's figures fill in within one
 // window as the sidecars report. Counted in meshlet_cp_peer_telemetry_history_total{result}.
 //
+// Counting: the live replicas, this one included, are the distinct names among the records seen
+// and its own (a replica listed under an old and a new lease counts once); the per-identity
+// telemetry limits are divided by that number (telemetry_gate.h, ADR 0087). A replica that dies
+// is counted until its lease runs out.
+//
 // Threading: construct, use and destroy on the loop's thread; the store's watch callbacks are
 // handed to the loop. `keys` and `stats` (may be null) must outlive this.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -104,6 +110,12 @@ class PeerForwarder {
   };
   // The other replicas known now, by name.
   std::vector<Peer> peers() const;
+  // The live replicas known now, this one included (see Counting above); at least 1.
+  size_t replicas() const { return replicas_; }
+  // Called on the loop's thread with replicas() each time it changes (not at registration).
+  void OnReplicasChanged(std::function<void(size_t)> callback) {
+    on_replicas_changed_ = std::move(callback);
+  }
 
  private:
   struct PeerState;
@@ -133,6 +145,8 @@ class PeerForwarder {
   size_t pending_bytes_ = 0;
   std::unique_ptr<Stats> stats_;
   const TraceStore* history_ = nullptr;
+  size_t replicas_ = 1;
+  std::function<void(size_t)> on_replicas_changed_;
   // Checked by tasks posted to the loop: false once this is destroyed.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -162,6 +162,31 @@ TEST_F(PeerForwarderTest, AReplicaListedUnderTwoLeasesGetsOneCopy) {
   EXPECT_EQ(b.batches.size(), 1u);
 }
 
+// The count the per-identity limits are divided by: each replica once, itself included.
+TEST_F(PeerForwarderTest, CountsTheLiveReplicasEachOnce) {
+  std::unique_ptr<PeerForwarder> forwarder = Make({.advertise_address = "127.0.0.1:15012"});
+  std::vector<size_t> changes;
+  forwarder->OnReplicasChanged([&](size_t replicas) { changes.push_back(replicas); });
+  EXPECT_EQ(forwarder->replicas(), 1u);
+  keys_.Put("lease-b", ReplicaKey("cp-b"), Record("cp-b", "127.0.0.1:2"));
+  loop_.RunUntilIdle();
+  EXPECT_EQ(forwarder->replicas(), 2u);
+  // B restarted on another address before its old lease ran out; C appears; A's own older
+  // lease, at another address, is still there too.
+  keys_.Put("lease-b-new", ReplicaKey("cp-b"), Record("cp-b", "127.0.0.1:3"));
+  keys_.Put("lease-c", ReplicaKey("cp-c"), Record("cp-c", "127.0.0.1:4"));
+  keys_.Put("lease-a-old", ReplicaKey("cp-a"), Record("cp-a", "127.0.0.1:5"));
+  loop_.RunUntilIdle();
+  EXPECT_EQ(forwarder->replicas(), 3u);
+  keys_.Expire("lease-b");
+  loop_.RunUntilIdle();
+  EXPECT_EQ(forwarder->replicas(), 3u);
+  keys_.Expire("lease-c");
+  loop_.RunUntilIdle();
+  EXPECT_EQ(forwarder->replicas(), 2u);
+  EXPECT_EQ(changes, (std::vector<size_t>{2, 3, 2}));
+}
+
 TEST_F(PeerForwarderTest, NothingIsKeptWithoutPeersAndItselfIsNoPeer) {
   std::unique_ptr<PeerForwarder> forwarder = Make({.advertise_address = "127.0.0.1:15012"});
   // The same replica under an older lease that has not run out yet.

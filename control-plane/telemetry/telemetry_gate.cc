@@ -2,14 +2,27 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 
 namespace meshlet::controlplane::telemetry {
+namespace {
+
+// One replica's share of a burst of `burst` units among `replicas`: whole units, at least one.
+double BurstShare(double burst, size_t replicas) {
+  if (replicas <= 1) return burst;
+  return std::max(std::ceil(burst / static_cast<double>(replicas)), 1.0);
+}
+
+}  // namespace
 
 TelemetryGate::TelemetryGate(const Clock& clock, TelemetryGateOptions options, StatsRegistry* stats)
-    : clock_(clock), options_(std::move(options)) {
+    : clock_(clock),
+      options_(std::move(options)),
+      share_per_second_(options_.limits.per_second),
+      share_burst_(options_.limits.burst) {
   if (stats == nullptr) return;
   std::vector<std::string> reasons = {"no_certificate", "certificate_expired", "not_a_workload",
                                       "unknown_node",   "not_its_pod",         "rate_limited",
@@ -28,12 +41,35 @@ absl::Status TelemetryGate::Refuse(absl::string_view reason, absl::Status status
   return status;
 }
 
+Duration TelemetryGate::UnitsTime(double units) const {
+  const std::chrono::duration<double> interval(1.0 / std::max(share_per_second_, 1e-9));
+  return std::chrono::duration_cast<Duration>(interval * units);
+}
+
+void TelemetryGate::SetReplicas(size_t replicas) {
+  replicas = std::max<size_t>(replicas, 1);
+  if (replicas == replicas_) return;
+  const Duration old_depth = UnitsTime(share_burst_);
+  replicas_ = replicas;
+  share_per_second_ = options_.limits.per_second / static_cast<double>(replicas);
+  share_burst_ = BurstShare(options_.limits.burst, replicas);
+  const Duration new_depth = UnitsTime(share_burst_);
+  // Each caller keeps the fraction of its burst it has used: its debt (how far its next arrival
+  // time lies ahead) scales with the depth.
+  const double scale = static_cast<double>(new_depth.count()) /
+                       static_cast<double>(std::max<Duration::rep>(old_depth.count(), 1));
+  const MonotonicTime now = clock_.Now();
+  for (auto& [key, tat] : buckets_) {
+    if (tat <= now) continue;
+    tat = now + std::chrono::duration_cast<Duration>((tat - now) * scale);
+  }
+}
+
 TelemetryGate::Taken TelemetryGate::TakeTokens(const std::string& key, double cost) {
   const MonotonicTime now = clock_.Now();
-  const std::chrono::duration<double> interval(1.0 / std::max(options_.limits.per_second, 1e-9));
-  // The bucket's depth: `burst` units arriving at once.
-  const auto depth = std::chrono::duration_cast<Duration>(interval * options_.limits.burst);
-  const auto increment = std::chrono::duration_cast<Duration>(interval * cost);
+  // The bucket's depth: this replica's share of the burst arriving at once.
+  const Duration depth = UnitsTime(share_burst_);
+  const Duration increment = UnitsTime(cost);
   auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= options_.limits.max_callers) {
@@ -44,7 +80,10 @@ TelemetryGate::Taken TelemetryGate::TakeTokens(const std::string& key, double co
     it = buckets_.emplace(key, now).first;
   }
   const MonotonicTime tat = std::max(it->second, now) + increment;
-  if (tat - now > depth) return Taken::kLimited;
+  // A call above this replica's share (Take bounds it by the configured burst) passes a full
+  // bucket only; the debt it leaves drains at the share's rate.
+  const bool full_bucket_takes_it = cost > share_burst_ && it->second <= now;
+  if (tat - now > depth && !full_bucket_takes_it) return Taken::kLimited;
   it->second = tat;
   return Taken::kOk;
 }
@@ -84,9 +123,13 @@ absl::Status TelemetryGate::Take(const std::optional<identity::Caller>& caller,
     case Taken::kLimited:
       break;
   }
-  return Refuse("rate_limited", absl::ResourceExhaustedError(
-                                    absl::StrCat("more than ", options_.limits.per_second,
-                                                 " per second (", options_.what, "s) from ", key)));
+  std::string limit =
+      absl::StrCat(share_per_second_, " per second (", options_.what, "s) from ", key);
+  if (replicas_ > 1) {
+    absl::StrAppend(&limit, " on this replica, its share of ", options_.limits.per_second,
+                    " across ", replicas_, " control-plane replicas");
+  }
+  return Refuse("rate_limited", absl::ResourceExhaustedError(absl::StrCat("more than ", limit)));
 }
 
 absl::StatusOr<const registry::Workload*> TelemetryGate::Registration(

@@ -11,6 +11,14 @@
 // the control plane's memory or drown others' figures. On a plaintext port (local tests) only the
 // limits apply, per key the caller chooses (a node id).
 //
+// Several replicas (etcd): each keeps its own buckets, so the configured rate and burst are the
+// mesh's and each replica admits its share, per_second / N and burst / N (rounded up, at least
+// 1 unit), N being the live replicas it knows, itself included (SetReplicas; ADR 0087). A change
+// of N rescales every bucket's debt to the new depth, so a caller keeps the fraction of its burst
+// it had used rather than starting full. The size check stays on the configured burst: a call up
+// to that size passes a replica whose share is smaller when that caller's bucket there is full,
+// and the debt it leaves drains at the share's rate.
+//
 // A call goes through the steps in order, each refusing with a status that is already counted:
 //   Authenticate   who sends (nullopt on a plaintext port)
 //   CheckSize      bytes against max_bytes
@@ -98,15 +106,28 @@ class TelemetryGate {
   // (rate-limited) and returns `status`.
   absl::Status Refuse(absl::string_view reason, absl::Status status);
 
+  // The live control-plane replicas (>= 1, itself included) the configured limits are shared
+  // among: this replica's rate and burst become its share, and every bucket is rescaled to them.
+  void SetReplicas(size_t replicas);
+
+  // The configured (mesh-wide) limits, and this replica's share of the rate and burst.
   const TelemetryLimits& limits() const { return options_.limits; }
+  size_t replicas() const { return replicas_; }
+  double share_per_second() const { return share_per_second_; }
+  double share_burst() const { return share_burst_; }
   bool authenticates() const { return options_.authenticate; }
 
  private:
   enum class Taken { kOk, kLimited, kFull };
   Taken TakeTokens(const std::string& key, double cost);
+  // How long `units` take to drain at this replica's rate.
+  Duration UnitsTime(double units) const;
 
   const Clock& clock_;
   const TelemetryGateOptions options_;
+  size_t replicas_ = 1;
+  double share_per_second_;
+  double share_burst_;
   // GCRA: the theoretical arrival time of the next unit per caller.
   absl::flat_hash_map<std::string, MonotonicTime> buckets_;
   absl::flat_hash_map<std::string, Counter> refusals_;

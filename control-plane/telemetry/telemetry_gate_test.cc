@@ -201,6 +201,62 @@ TEST_F(SpanGateTest, TakesOneUnitPerSpan) {
   EXPECT_EQ(Refused("rate_limited"), 2u);
 }
 
+// Several replicas: each admits its share of the configured rate and burst, rescaled as replicas
+// come and go without handing anyone a full bucket.
+TEST_F(SpanGateTest, EachReplicaAdmitsItsShareOfTheLimits) {
+  TelemetryGate gate(clock_, Options({.per_second = 100, .burst = 100}), &stats_);
+  absl::StatusOr<std::optional<identity::Caller>> cart =
+      gate.Authenticate(Certificate("spiffe://cluster.local/ns/shop/sa/cart"));
+  ASSERT_TRUE(cart.ok() && cart->has_value());
+  gate.SetReplicas(3);
+  EXPECT_EQ(gate.replicas(), 3u);
+  EXPECT_DOUBLE_EQ(gate.share_per_second(), 100.0 / 3);
+  EXPECT_EQ(gate.share_burst(), 34);  // rounded up
+  // A third of the burst at once, not the whole.
+  EXPECT_TRUE(gate.Take(*cart, "", 34).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 1)));
+  // A third of the rate: 10 units take 300 ms to come back.
+  clock_.Advance(std::chrono::milliseconds(290));
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 10)));
+  clock_.Advance(std::chrono::milliseconds(20));
+  EXPECT_TRUE(gate.Take(*cart, "", 10).ok());
+  EXPECT_EQ(Refused("rate_limited"), 2u);
+
+  // Another replica goes: the share grows to half, and cart's bucket, empty, stays empty
+  // rather than starting over with 50.
+  gate.SetReplicas(2);
+  EXPECT_DOUBLE_EQ(gate.share_per_second(), 50);
+  EXPECT_EQ(gate.share_burst(), 50);
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 1)));
+  // It refills at the new share: 25 units in half a second.
+  clock_.Advance(std::chrono::milliseconds(500));
+  EXPECT_TRUE(gate.Take(*cart, "", 25).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 1)));
+  // About half used (24.5 of 50) when back to one replica: about half of the whole burst is
+  // left, not the 75 the units owed would leave.
+  clock_.Advance(std::chrono::milliseconds(500));
+  gate.SetReplicas(1);
+  EXPECT_DOUBLE_EQ(gate.share_per_second(), 100);
+  EXPECT_EQ(gate.share_burst(), 100);
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 53)));
+  EXPECT_TRUE(gate.Take(*cart, "", 50).ok());
+
+  // A call above a replica's share but within the configured burst passes a full bucket there,
+  // and its debt drains at the share's rate (a 100-unit call with ten replicas: 10 s).
+  clock_.Advance(std::chrono::seconds(10));
+  gate.SetReplicas(10);
+  EXPECT_EQ(gate.share_burst(), 10);
+  EXPECT_TRUE(gate.Take(*cart, "", 100).ok());
+  clock_.Advance(std::chrono::milliseconds(9000));
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 1)));
+  clock_.Advance(std::chrono::milliseconds(1100));
+  EXPECT_TRUE(gate.Take(*cart, "", 1).ok());
+  // Above the configured burst is still too large.
+  clock_.Advance(std::chrono::seconds(10));
+  EXPECT_TRUE(absl::IsResourceExhausted(gate.Take(*cart, "", 101)));
+  EXPECT_EQ(Refused("too_large"), 1u);
+}
+
 TEST_F(SpanGateTest, CountsTheCallersOwnReasons) {
   TelemetryGate gate(clock_, Options({}), &stats_);
   EXPECT_TRUE(absl::IsInvalidArgument(

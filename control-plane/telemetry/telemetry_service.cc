@@ -115,7 +115,8 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
                              "size (default 1048576)"),
       {.name = "--report-rate-per-identity",
        .value = "N",
-       .help = "golden-metrics reports accepted per second per workload identity (default 100)",
+       .help = "golden-metrics reports accepted per second per workload identity across the mesh; "
+               "each of N replicas admits 1/N of it and of the burst (default 100)",
        .set = positive(&options.report_limits.per_second)},
       {.name = "--report-burst",
        .value = "N",
@@ -126,7 +127,8 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       {.name = "--span-rate-per-identity",
        .value = "N",
        .help = "spans accepted per second per workload identity over OTLP/gRPC on the discovery "
-               "port (default 10000)",
+               "port across the mesh; each of N replicas admits 1/N of it and of the burst "
+               "(default 10000)",
        .set = positive(&options.span_limits.per_second)},
       {.name = "--span-burst",
        .value = "N",
@@ -175,6 +177,13 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
   peer_accepted_ = counter("accepted");
   peer_unauthenticated_ = counter("unauthenticated");
   peer_invalid_ = counter("invalid");
+  auto gauge = shard.RegisterGauge(
+      "meshlet_cp_identity_limit_replicas",
+      "Control-plane replicas the per-identity report and span limits are divided among (this "
+      "one included): each admits the configured rate and burst divided by this.",
+      {}, GaugeMerge::kGlobal);
+  if (gauge.ok()) limit_replicas_ = *gauge;
+  limit_replicas_.Set(1);
   collector_.SetRefuseUnverified(options_.refuse_unverified_spans);
 }
 
@@ -471,11 +480,23 @@ absl::Status TelemetryService::StartForwarder(const http::grpc::Server& grpc_ser
   if (options_.peer_identity.empty()) forwarder_->SetToken(control_plane_.api_token());
   forwarder_->SetHistory(&collector_.store());
   forwarder_->SetTransport(peer_transport_);
+  forwarder_->OnReplicasChanged([this](size_t replicas) { SetLimitReplicas(replicas); });
   RETURN_IF_ERROR(forwarder_->Start());
   collector_.SetForward(
       [this](const std::vector<SpanRecord>& spans) { forwarder_->AddSpans(spans); });
   LOG(INFO) << "telemetry: shared with the other replicas, which reach this one at " << advertised;
   return absl::OkStatus();
+}
+
+void TelemetryService::SetLimitReplicas(size_t replicas) {
+  report_gate_.SetReplicas(replicas);
+  span_gate_.SetReplicas(replicas);
+  limit_replicas_.Set(static_cast<int64_t>(replicas));
+  LOG(INFO) << "telemetry: per-identity limits shared among " << replicas
+            << " replicas: this one admits " << span_gate_.share_per_second()
+            << " spans a second (burst " << span_gate_.share_burst() << ") and "
+            << report_gate_.share_per_second() << " reports a second (burst "
+            << report_gate_.share_burst() << ") per identity";
 }
 
 const net::Address* TelemetryService::otlp_address() const {

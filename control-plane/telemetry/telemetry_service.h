@@ -24,10 +24,12 @@
 //   --peer-telemetry-interval D    with etcd: how often telemetry goes to them (default 1s)
 //   --peer-telemetry-max-batch-bytes N  a batch goes out early at this size (default 1048576)
 //
-//   --report-rate-per-identity N   golden-metrics reports per second per identity (default 100)
+//   --report-rate-per-identity N   golden-metrics reports per second per identity, mesh-wide (each
+//                                  replica its share, below; default 100)
 //   --report-burst N               above that rate (default 200)
 //   --report-max-bytes N           largest report (default 262144)
-//   --span-rate-per-identity N     spans per second per identity, OTLP/gRPC (default 10000)
+//   --span-rate-per-identity N     spans per second per identity, OTLP/gRPC, mesh-wide (default
+//                                  10000)
 //   --span-burst N                 above that rate (default 20000)
 //   --span-batch-max-bytes N       largest OTLP/gRPC export (default 4194304)
 //
@@ -37,6 +39,10 @@
 // them, for its own registered node, and they are recorded under that registration's names: the
 // report's service and namespace, every span's service (and its source marks, collector.h). An
 // export names its node in each resource's `service.instance.id`.
+//
+// With etcd the per-identity report and span limits are the mesh's: each replica admits its share,
+// the configured rate and burst divided by the live replicas the forwarder knows (ADR 0087),
+// exported as meshlet_cp_identity_limit_replicas.
 //
 // With etcd (several replicas), what the receivers and the golden-metrics method take in is also
 // forwarded to every other replica (peer_forwarder.h) and what they forward is stored here, so
@@ -148,6 +154,8 @@ class TelemetryService {
   // Whether a Forward call comes from another replica (see the file comment).
   absl::Status AuthenticatePeer(const http::grpc::ServerCall& call) const;
   absl::Status StartForwarder(const http::grpc::Server& grpc_server);
+  // Shares the per-identity limits among `replicas` live replicas.
+  void SetLimitReplicas(size_t replicas);
 
   ControlPlane& control_plane_;
   const TelemetryOptions options_;
@@ -161,6 +169,7 @@ class TelemetryService {
   net::TransportFactory peer_transport_;  // null: plaintext
   std::unique_ptr<PeerForwarder> forwarder_;
   Counter peer_accepted_, peer_unauthenticated_, peer_invalid_;
+  Gauge limit_replicas_;
 };
 
 }  // namespace meshlet::controlplane::telemetry

@@ -32,6 +32,9 @@ connected to B only.
 10. A replica without the store key (no --store-encryption-key-file, or another key) refuses to
    start, naming the key that encrypted them.
 11. Secrets an older version stored in plaintext are read, encrypted in place and logged.
+12. The per-identity report limit is the mesh's: two replicas E and F (a mesh of their own) each
+   admit half of --report-burst from one sender, and refuse the rest saying so; when F stops,
+   E admits the whole rate again.
 
 Without the etcd binary the test prints SKIP.
 """
@@ -39,6 +42,7 @@ Without the etcd binary the test prints SKIP.
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -46,6 +50,8 @@ import sys
 import time
 import unittest
 import urllib.request
+
+import grpc
 
 import sidecar_test
 from mesh_util import make_ca, reviews_route_to, reviews_subset_cluster, start_xds_sidecar
@@ -266,7 +272,8 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
 
         def peers(replica):
             status, metrics = replica.request("GET", "/metrics")
-            return status == 200 and "meshlet_cp_peer_replicas 1" in metrics
+            return (status == 200 and "meshlet_cp_peer_replicas 1" in metrics
+                    and "meshlet_cp_identity_limit_replicas 2" in metrics)
 
         self.assertTrue(wait_for(lambda: peers(c) and peers(d), timeout=10))
         self.assertTrue(sent())
@@ -337,6 +344,56 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
             self.assertTrue(value.startswith("meshlet-sealed:v1:"), value[:80])
         self.assertNotIn("PRIVATE KEY", self.raw("/migrate-test/", "ca-root"))
         replica.stop()
+
+    def test_12_the_report_limit_is_divided_among_the_replicas(self):
+        # A rate so low that nothing refills while the reports are sent: each replica admits its
+        # share of the burst, 10 of 20.
+        replicas = []
+        for name in ("e", "f"):
+            replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, name, self.etcd,
+                              "--etcd-prefix", "/limit-test/", "--replica-name", name,
+                              "--otlp-address=", "--zipkin-address=",
+                              "--report-rate-per-identity=0.01", "--report-burst=20")
+            self.replicas.append(replica)  # stopped with the mesh
+            replicas.append(replica)
+
+        def divisor(replica):
+            status, metrics = replica.request("GET", "/metrics")
+            found = re.search(r"^meshlet_cp_identity_limit_replicas (\d+)$", metrics, re.M)
+            return int(found.group(1)) if status == 200 and found else None
+
+        self.assertTrue(wait_for(lambda: all(divisor(r) == 2 for r in replicas), timeout=10))
+        # A MetricsReport naming only its node (field 1): on a plaintext port the node is the key.
+        node = b"limit-probe"
+        report = bytes([0x0A, len(node)]) + node
+        for replica in replicas:
+            codes, details = [], set()
+            with grpc.insecure_channel(replica.ads) as channel:
+                call = channel.unary_unary("/meshlet.metrics.v1.MetricsService/Report")
+                for _ in range(20):
+                    try:
+                        call(report, timeout=10)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as e:
+                        codes.append(e.code())
+                        details.add(e.details())
+            self.assertEqual(codes.count(grpc.StatusCode.OK), 10, f"{replica.name}: {codes}")
+            self.assertEqual(codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED), 10)
+            self.assertEqual(details, {
+                "more than 0.005 per second (metrics reports) from limit-probe on this replica, "
+                "its share of 0.01 across 2 control-plane replicas"})
+        # F stops: once its lease is gone E shares with nobody, and its bucket (full at 10 of 10)
+        # is full at 20 of 20, not reset.
+        replicas[1].stop()
+        self.assertTrue(wait_for(lambda: divisor(replicas[0]) == 1, timeout=20))
+        with grpc.insecure_channel(replicas[0].ads) as channel:
+            call = channel.unary_unary("/meshlet.metrics.v1.MetricsService/Report")
+            with self.assertRaises(grpc.RpcError) as refused:
+                call(report, timeout=10)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(refused.exception.details(),
+                         "more than 0.01 per second (metrics reports) from limit-probe")
+        replicas[0].stop()
 
     def test_0_the_replicas_share_the_api_token_and_the_ca_root(self):
         self.assertEqual(self.a.token, self.b.token)
