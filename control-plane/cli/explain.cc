@@ -17,7 +17,7 @@
 #include "control-plane/cli/documents.h"
 #include "control-plane/cli/output.h"
 #include "control-plane/cli/trace_view.h"
-#include "sidecar/config/dry_run.h"
+#include "sidecar/dryrun/dry_run.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::cli {
@@ -176,7 +176,7 @@ class Explain final : public Command {
   }
 
   // explain --from SVC --to URL: the resources the control plane sent a connected sidecar of SVC,
-  // run through the sidecar's own translation and route matching (sidecar/config/dry_run.h).
+  // run through the sidecar's own translation and route matching (sidecar/dryrun/dry_run.h).
   int DryRunCommand(Session& session) {
     if (from_.empty() || to_.empty()) {
       return session.Fail({kExitUsage, "a dry run needs both --from SERVICE and --to URL"});
@@ -188,7 +188,7 @@ class Explain final : public Command {
       return session.Fail(
           {kExitUsage, "-o json goes with REQUEST_ID|TRACE_ID; a dry run prints text"});
     }
-    absl::StatusOr<sidecar::config::DryRunRequest> request = ParseUrl(to_);
+    absl::StatusOr<sidecar::dryrun::Request> request = ParseUrl(to_);
     if (!request.ok()) {
       return session.Fail({kExitUsage, absl::StrCat("--to: ", request.status().message())});
     }
@@ -222,13 +222,13 @@ class Explain final : public Command {
         Get(session, absl::StrCat("/api/v1/proxies/", QueryEscape(proxy), "/config"), &exit_code);
     if (!config.has_value()) return exit_code;
     if (config->http.status != 200) return session.Fail({kExitFailed, config->ErrorMessage()});
-    absl::StatusOr<sidecar::config::ResourceSet> resources = ResourcesOf(config->http.body);
+    absl::StatusOr<sidecar::dryrun::Resources> resources = ResourcesOf(config->http.body);
     if (!resources.ok()) {
       return session.Fail({kExitFailed, absl::StrCat("the configuration of ", proxy, ": ",
                                                      resources.status().message())});
     }
-    absl::StatusOr<sidecar::config::DryRunResult> result =
-        sidecar::config::DryRun(*resources, "outbound", *request);
+    absl::StatusOr<sidecar::dryrun::Result> result =
+        sidecar::dryrun::Decide(*std::move(resources), "outbound", *request);
     if (!result.ok()) {
       return session.Fail({kExitFailed, absl::StrCat("the configuration of ", proxy, ": ",
                                                      result.status().message())});
@@ -238,8 +238,8 @@ class Explain final : public Command {
   }
 
   // "http://reviews:9080/a?b" → authority "reviews:9080", path "/a?b".
-  static absl::StatusOr<sidecar::config::DryRunRequest> ParseUrl(absl::string_view url) {
-    sidecar::config::DryRunRequest request;
+  static absl::StatusOr<sidecar::dryrun::Request> ParseUrl(absl::string_view url) {
+    sidecar::dryrun::Request request;
     if (!absl::ConsumePrefix(&url, "http://")) {
       return absl::InvalidArgumentError("expected http://HOST[:PORT][/PATH]");
     }
@@ -251,8 +251,8 @@ class Explain final : public Command {
   }
 
   // The xds resources of a GET /api/v1/proxies/{id}/config reply (what the control plane sent).
-  static absl::StatusOr<sidecar::config::ResourceSet> ResourcesOf(const std::string& json) {
-    sidecar::config::ResourceSet set;
+  static absl::StatusOr<sidecar::dryrun::Resources> ResourcesOf(const std::string& json) {
+    sidecar::dryrun::Resources set;
     try {
       for (const YAML::Node& t : YAML::Load(json)["types"]) {
         const std::string type = Scalar(t["type"]);
@@ -290,9 +290,8 @@ class Explain final : public Command {
     return set;
   }
 
-  static std::string FormatDryRun(const std::string& proxy,
-                                  const sidecar::config::DryRunRequest& request,
-                                  const sidecar::config::DryRunResult& r) {
+  static std::string FormatDryRun(const std::string& proxy, const sidecar::dryrun::Request& request,
+                                  const sidecar::dryrun::Result& r) {
     std::string out =
         absl::StrCat("Dry run: ", request.method, " http://", request.authority, request.path,
                      " from ", proxy, " (its outbound routes, as the control plane sent them)\n");
@@ -311,19 +310,19 @@ class Explain final : public Command {
     }
     if (r.has_rate_limit) line("rate limit", "yes (the route's)");
     if (r.has_fault) line("fault", "the route injects faults");
-    for (const sidecar::config::DryRunCluster& c : r.clusters) {
+    for (const sidecar::dryrun::TargetCluster& c : r.clusters) {
       line("cluster", absl::StrCat(c.name, c.weight == 0 ? "" : absl::StrCat(" weight ", c.weight),
                                    c.known ? "" : " (not in the configuration: 503 NC)"));
       if (!c.known) continue;
       line("  endpoints", c.endpoints.empty() ? "none (503 no healthy upstream)"
                                               : absl::StrJoin(c.endpoints, ", "));
       line("  balancer", c.lb_policy);
-      line("  limits",
-           absl::StrCat("connections ", c.max_connections, ", pending ", c.max_pending_requests,
-                        ", requests ", c.max_requests, ", retries ",
-                        c.max_retries == sidecar::config::kDryRunUnlimited
-                            ? "unlimited"
-                            : absl::StrCat(c.max_retries)));
+      line(
+          "  limits",
+          absl::StrCat("connections ", c.max_connections, ", pending ", c.max_pending_requests,
+                       ", requests ", c.max_requests, ", retries ",
+                       c.max_retries == sidecar::dryrun::kUnlimited ? "unlimited"
+                                                                    : absl::StrCat(c.max_retries)));
       line("  outlier", c.outlier_detection.empty() ? "off" : c.outlier_detection);
       line("  breaker",
            c.consecutive_failure_breaker.empty() ? "off" : c.consecutive_failure_breaker);

@@ -1,29 +1,43 @@
-#include "sidecar/config/dry_run.h"
+#include "sidecar/dryrun/dry_run.h"
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/translate_test_util.h"
+#include "xds/resources.pb.h"
 
-namespace meshlet::sidecar::config {
+namespace meshlet::sidecar::dryrun {
 namespace {
 
-using translate_testing::Base;
-using translate_testing::RouteAt;
+// The translation tests' small valid resource set (routes "local": /a, /b split, /).
+Resources Base() {
+  const auto r = config::translate_testing::Parse<xds::Bootstrap::StaticResources>(
+      config::translate_testing::kBaseYaml);
+  Resources out;
+  out.routes.assign(r.routes().begin(), r.routes().end());
+  out.clusters.assign(r.clusters().begin(), r.clusters().end());
+  out.endpoints.assign(r.endpoints().begin(), r.endpoints().end());
+  out.secrets.assign(r.secrets().begin(), r.secrets().end());
+  return out;
+}
 
-DryRunRequest Get(const std::string& path) {
-  DryRunRequest request;
+xds::Route& RouteAt(Resources& set, int i) {
+  return *set.routes[0].mutable_virtual_hosts(0)->mutable_routes(i);
+}
+
+Request Get(const std::string& path) {
+  Request request;
   request.authority = "svc";
   request.path = path;
   return request;
 }
 
 TEST(DryRunTest, MatchesWithTheRouteTableAndDescribesTheClusters) {
-  ResourceSet set = Base();
+  Resources set = Base();
   RouteAt(set, 0).set_name("to-a");
   RouteAt(set, 0).mutable_route()->mutable_timeout()->set_nanos(300000000);
   RouteAt(set, 0).mutable_route()->mutable_retry_policy()->mutable_num_retries()->set_value(4);
   RouteAt(set, 1).set_name("split");
-  absl::StatusOr<DryRunResult> r = DryRun(set, "local", Get("/a/1"));
+  absl::StatusOr<Result> r = Decide(set, "local", Get("/a/1"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->virtual_host, "default");
   EXPECT_EQ(r->route, "to-a");
@@ -35,7 +49,7 @@ TEST(DryRunTest, MatchesWithTheRouteTableAndDescribesTheClusters) {
   EXPECT_EQ(r->clusters[0].endpoints, std::vector<std::string>{"127.0.0.1:8080"});
   EXPECT_EQ(r->clusters[0].max_requests, 1024u);
 
-  r = DryRun(set, "local", Get("/b"));
+  r = Decide(set, "local", Get("/b"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->route, "split");
   ASSERT_EQ(r->clusters.size(), 2u);
@@ -44,24 +58,24 @@ TEST(DryRunTest, MatchesWithTheRouteTableAndDescribesTheClusters) {
 
   // The sidecar's own matching: methods and headers decide as they do in the proxy.
   RouteAt(set, 0).mutable_match()->add_methods("POST");
-  r = DryRun(set, "local", Get("/a/1"));
+  r = Decide(set, "local", Get("/a/1"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NE(r->route, "to-a");
-  DryRunRequest post = Get("/a/1");
+  Request post = Get("/a/1");
   post.method = "POST";
-  r = DryRun(set, "local", post);
+  r = Decide(set, "local", post);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->route, "to-a");
 }
 
 TEST(DryRunTest, ErrorsNameTheProblem) {
-  ResourceSet set = Base();
-  EXPECT_EQ(DryRun(set, "nosuch", Get("/")).status().code(), absl::StatusCode::kNotFound);
+  Resources set = Base();
+  EXPECT_EQ(Decide(set, "nosuch", Get("/")).status().code(), absl::StatusCode::kNotFound);
   RouteAt(set, 0).mutable_route()->set_cluster("missing");
-  absl::StatusOr<DryRunResult> r = DryRun(set, "local", Get("/"));
+  absl::StatusOr<Result> r = Decide(set, "local", Get("/"));
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(absl::StrContains(r.status().message(), "missing")) << r.status();
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar::config
+}  // namespace meshlet::sidecar::dryrun

@@ -1,17 +1,26 @@
-#include "sidecar/config/dry_run.h"
+#include "sidecar/dryrun/dry_run.h"
 
 #include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
 #include "common/http/header_map.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/config/translate.h"
 #include "sidecar/resilience/circuit_breaker.h"
 #include "sidecar/route/route_table.h"
 
-namespace meshlet::sidecar::config {
+namespace meshlet::sidecar::dryrun {
 
-static_assert(kDryRunUnlimited == resilience::kUnlimitedRetries);
+static_assert(kUnlimited == resilience::kUnlimitedRetries);
 
 namespace {
+
+using config::Snapshot;
 
 int64_t Millis(Duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
@@ -31,8 +40,8 @@ const char* LbPolicyName(cluster::LbPolicy policy) {
   return "?";
 }
 
-DryRunCluster Describe(const Snapshot& snapshot, const std::string& name, uint32_t weight) {
-  DryRunCluster out;
+TargetCluster Describe(const Snapshot& snapshot, const std::string& name, uint32_t weight) {
+  TargetCluster out;
   out.name = name;
   out.weight = weight;
   const cluster::ClusterConfig* c = snapshot.FindCluster(name);
@@ -62,18 +71,29 @@ DryRunCluster Describe(const Snapshot& snapshot, const std::string& name, uint32
   return out;
 }
 
+template <typename Message>
+void MoveInto(std::vector<Message>& from, config::ResourceList<Message>& to) {
+  to.reserve(from.size());
+  for (Message& message : from) to.push_back(std::move(message));
+}
+
 }  // namespace
 
-absl::StatusOr<DryRunResult> DryRun(const ResourceSet& resources, absl::string_view route_config,
-                                    const DryRunRequest& request) {
-  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(resources);
+absl::StatusOr<Result> Decide(Resources resources, absl::string_view route_config,
+                              const Request& request) {
+  config::ResourceSet set;
+  MoveInto(resources.routes, set.routes);
+  MoveInto(resources.clusters, set.clusters);
+  MoveInto(resources.endpoints, set.endpoints);
+  MoveInto(resources.secrets, set.secrets);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = config::BuildSnapshot(set);
   if (!snapshot.ok()) return snapshot.status();
   const route::RouteTable* table = (*snapshot)->FindRouteTable(route_config);
   if (table == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("no RouteConfiguration \"", route_config, "\" among the resources"));
   }
-  DryRunResult out;
+  Result out;
   out.route_config = std::string(route_config);
   http::HeaderMap headers;
   headers.Add(":method", request.method);
@@ -113,4 +133,4 @@ absl::StatusOr<DryRunResult> DryRun(const ResourceSet& resources, absl::string_v
   return out;
 }
 
-}  // namespace meshlet::sidecar::config
+}  // namespace meshlet::sidecar::dryrun
