@@ -32,9 +32,9 @@ Per mesh size and mode:
   default mode, of the whole mesh's HTTPRoutes and TrafficPolicies changed (one apply of all
   documents, bounded by --apply-timeout: past it, how many were written);
 - endpoint-change propagation to --clients simulated sidecars (//tests/bench/xds_load, the
-  sidecar's real XdsClient, --no-validate: parsing only, one thread) besides the real one: per
-  round an endpoint of svc-0 changes in the fake API server, and the round ends when every
-  client applied svc-0's assignment carrying it; p50/p99 of change → all applied, p99 of change
+  sidecar's real XdsClient on delta streams, --no-validate: parsing only, one thread) besides the
+  real one: per round an endpoint of svc-0 changes in the fake API server, and the round ends
+  when every client applied svc-0's assignment carrying it; p50/p99 of change → all applied, p99 of change
   → one client applied, the control plane's CPU per round. Skipped when the real sidecar was
   never ready (the clients would not be either).
 Every wait is bounded; a case that cannot finish says what failed and the run goes on.
@@ -444,7 +444,7 @@ def propagation(args, fake, cp, scoped, work):
            "--driver-stdio", "--endpoint-marker", "outbound|%d||svc-0.%s" % (PORT, NAMESPACE),
            "--node-namespace", NAMESPACE, "--node-service", "load", "--clients",
            str(args.clients), "--rounds", str(args.rounds), "--no-validate",
-           "--connect-timeout", str(args.connect_timeout)]
+           "--connect-timeout", str(args.connect_timeout), "--delta"]
     if scoped:
         cmd += ["--dependencies", dependency_list()]
     stderr_path = os.path.join(work, "xds_load.stderr")

@@ -71,6 +71,7 @@
 #include "absl/strings/strip.h"
 #include "common/base/logging.h"
 #include "common/base/random.h"
+#include "common/base/version.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/flags/flags.h"
@@ -81,6 +82,7 @@
 #include "common/tls/tls_transport.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/xds_client.h"
+#include "xds/capabilities.h"
 
 namespace {
 
@@ -454,6 +456,13 @@ int main(int argc, char** argv) {
       options.server_addresses.push_back((*server_addresses)[(i + r) % replicas]);
     }
     options.node.set_id(absl::StrCat("load-", i));
+    // This release's sidecar, reading what it reads (large responses included), as its bootstrap
+    // says.
+    options.node.set_sidecar_version(
+        absl::StrCat(meshlet::xds::kSidecarVersionPrefix, meshlet::kMeshletVersion));
+    for (const std::string& name : meshlet::xds::CapabilitySet::All().Names()) {
+      options.node.add_capabilities(name);
+    }
     options.transport_factory = transport;
     if (driver_stdio) {
       // A workload without app ports: it adds no endpoint to any service.
