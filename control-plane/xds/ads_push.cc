@@ -178,7 +178,8 @@ void AdsServer::Push(Stream& stream) {
     size_t next_entry = 0;
     size_t next_removal = 0;
     bool first_chunk = true;
-    while (first_chunk || next_entry < entries.size() || next_removal < removed.size()) {
+    bool last = false;
+    while (!last) {
       xds::DeltaDiscoveryResponse response;
       response.set_type_url(std::string(TypeUrl(type)));
       response.set_system_version_info(options_.system_version_info);
@@ -199,7 +200,7 @@ void AdsServer::Push(Stream& stream) {
         bytes += entry;
         response.add_removed_resources(removed[next_removal]);
       }
-      const bool last = next_entry == entries.size() && next_removal == removed.size();
+      last = next_entry == entries.size() && next_removal == removed.size();
       std::string nonce = stream.NextNonce();
       response.set_nonce(nonce);
       if (!stream.call->SendProto(response)) return;
@@ -212,7 +213,6 @@ void AdsServer::Push(Stream& stream) {
       if (!first_chunk) metrics_->response_chunks[static_cast<size_t>(type)].Inc();
       first_chunk = false;
       ++sent;
-      if (last) break;
     }
   };
 
@@ -304,7 +304,7 @@ void AdsServer::Withhold(Stream& stream, ResourceType type, const std::string& v
   TypeSubscription& sub = stream.of(type);
   // Counted and logged once per version, not on every push that finds it unchanged.
   if (sub.withheld_version() == version) return;
-  sub.RecordWithheld(version, bytes);
+  sub.RecordWithheld(version);
   metrics_->oversized_responses[static_cast<size_t>(type)].Inc();
   LOG_EVERY_N_SEC(ERROR, 1) << "xds: not sending " << TypeLabel(type) << " to " << stream.node.id()
                             << ": "

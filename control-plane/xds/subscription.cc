@@ -76,9 +76,8 @@ void TypeSubscription::RecordPartSent(std::string nonce, std::string version,
                               .part = true});
 }
 
-void TypeSubscription::RecordWithheld(std::string version, size_t bytes) {
+void TypeSubscription::RecordWithheld(std::string version) {
   withheld_version_ = std::move(version);
-  withheld_bytes_ = bytes;
 }
 
 TypeSubscription::Answer TypeSubscription::OnAnswer(absl::string_view nonce,

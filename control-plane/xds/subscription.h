@@ -66,13 +66,12 @@ class TypeSubscription {
   // sidecar applied part of the push and changes no known state (the last chunk's ACK does); its
   // NACK is a NACK of the push, as for any response.
   void RecordPartSent(std::string nonce, std::string version, MonotonicTime changed_at);
-  // A response of `version` was not sent: it (or one resource of it) is `bytes` long, above the
-  // message limit. Shown until a response of another version of the type goes out (a delta
-  // response without the resource carries the withheld version itself).
-  void RecordWithheld(std::string version, size_t bytes);
+  // A response of `version` was not sent: it (or one resource of it) is above the message limit.
+  // Shown until a response of another version of the type goes out (a delta response without the
+  // resource carries the withheld version itself).
+  void RecordWithheld(std::string version);
   // The version last withheld as too large, if nothing was sent since.
   const std::string& withheld_version() const { return withheld_version_; }
-  size_t withheld_bytes() const { return withheld_bytes_; }
   // A request that names `nonce`. `nack` holds the error detail of a NACK.
   Answer OnAnswer(absl::string_view nonce, std::optional<Nack> nack);
 
@@ -140,7 +139,6 @@ class TypeSubscription {
   std::string acked_version_;
   std::string reported_version_;
   std::string withheld_version_;
-  size_t withheld_bytes_ = 0;
   std::optional<Nack> last_nack_;
   bool last_answer_was_nack_ = false;
   std::optional<MonotonicTime> last_acked_change_;

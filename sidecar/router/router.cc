@@ -1,3 +1,8 @@
+// Router (router.h): one request's upstream side, from the route's cluster to the response,
+// CONNECT and Upgrade tunnels included. Retries and their decisions are in router_retry.cc,
+// mirroring in mirror.cc, an attempt's stream in upstream_request.cc; what stays here is one state
+// machine whose handlers share its fields, so it stays one file.
+
 #include "sidecar/router/router.h"
 
 #include <algorithm>

@@ -243,7 +243,6 @@ absl::Status Server::Init() {
       return Annotate(status, "tracing");
     }
   }
-  if (stopped_before_start_) return absl::CancelledError("stopped by a signal before start");
   // Before the workers: the reporter's creation marks when the counters started.
   if (absl::Status status = InitMetricsReport(bootstrap); !status.ok()) {
     return Annotate(status, "metrics_report");
