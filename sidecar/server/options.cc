@@ -276,6 +276,19 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "older ones are overwritten, counted in "
                      "meshlet_decision_records_overwritten_total. Default 256; 0: none kept.",
                      uint64_t{0}, uint64_t{1} << 16),
+      flags::IntFlag("--stats-max-series", "N", &o.stats_max_series,
+                     "Series without a cluster label (server, listeners, HTTP, TLS, xDS) the "
+                     "stats registry accepts; past it new ones are refused and counted in "
+                     "meshlet_stats_series_refused_total{budget=\"fixed\"}. Default 100000; "
+                     "at least 10000, so the process's own series always register.",
+                     uint64_t{10000}, uint64_t{1} << 24),
+      flags::IntFlag("--stats-max-cluster-series", "N", &o.stats_max_cluster_series,
+                     "Series with a cluster label (each cluster registers about 60 with its "
+                     "first request on a worker) the stats registry accepts; past it a cluster "
+                     "still serves, uncounted, and the refusals are counted in "
+                     "meshlet_stats_series_refused_total{budget=\"scoped\"}. Default 100000; "
+                     "0: no per-cluster series.",
+                     uint64_t{0}, uint64_t{1} << 24),
       flags::IntFlag("--mirror-max-in-flight", "N", &o.mirror_max_in_flight,
                      "Request mirror copies (route request_mirror_policies) each worker may "
                      "have in flight, those still receiving the request's body included; copies "

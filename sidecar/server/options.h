@@ -68,6 +68,10 @@ struct ServerOptions {
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.
   uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;
+  // --stats-max-series / --stats-max-cluster-series: the stats registry's two budgets
+  // (StatsRegistry::Options max_series and max_scoped_series, docs/stats.md "Series budgets").
+  uint64_t stats_max_series = 100000;
+  uint64_t stats_max_cluster_series = 100000;
   // --decision-ring-size: decision records each worker keeps of failed and sampled requests
   // (stream/decision_ring.h), for GET /debug/decisions; 0: none.
   uint64_t decision_ring_size = 256;

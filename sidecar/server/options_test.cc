@@ -33,6 +33,23 @@ TEST(OptionsTest, MallocTrimThresholdTakesSizes) {
   }
 }
 
+TEST(OptionsTest, StatsBudgets) {
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine({"--config=a.yaml"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.stats_max_series, 100000u);
+  EXPECT_EQ(parsed->options.stats_max_cluster_series, 100000u);
+  parsed = ParseCommandLine(
+      {"--config=a.yaml", "--stats-max-series=20000", "--stats-max-cluster-series", "0"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.stats_max_series, 20000u);
+  EXPECT_EQ(parsed->options.stats_max_cluster_series, 0u);
+  // Below 10000 the process's own series might not fit.
+  parsed = ParseCommandLine({"--config=a.yaml", "--stats-max-series=9999"});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("--stats-max-series"), std::string::npos)
+      << parsed.status();
+}
+
 TEST(OptionsTest, EveryFlagBothSpellings) {
   absl::StatusOr<ParsedCommandLine> parsed =
       ParseCommandLine({"--config=a.yaml", "--concurrency", "4", "--admin_address=127.0.0.1:0",

@@ -45,10 +45,19 @@ constexpr Duration kWorkerQueryTimeout = std::chrono::seconds(1);
 // How often a drain checks whether the last connection has gone.
 constexpr Duration kDrainPollInterval = std::chrono::milliseconds(100);
 
+StatsRegistry::Options StatsOptions(const ServerOptions& options) {
+  StatsRegistry::Options stats;
+  stats.max_series = options.stats_max_series;
+  stats.max_scoped_series = options.stats_max_cluster_series;
+  return stats;
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options)
-    : options_(std::move(options)), access_logs_(stats_.shared_shard()) {
+    : options_(std::move(options)),
+      stats_(StatsOptions(options_)),
+      access_logs_(stats_.shared_shard()) {
   readiness_check_ = std::make_unique<event::Timer>(loop_, [this] { ReportReadiness(); });
   StatsShard& shard = stats_.shared_shard();
   draining_gauge_ = MustStat(shard.RegisterGauge(

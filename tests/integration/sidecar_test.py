@@ -798,6 +798,24 @@ class HttpTest(SidecarTestCase):
                 self.assertEqual(curl(*flags, f"http://127.0.0.1:{http_port}/index.html"),
                                  "hello from an HTTP/1.0 server\n")
 
+    def test_cluster_series_budget_from_the_command_line(self):
+        # --stats-max-cluster-series bounds the per-cluster series: with room for 5, the first
+        # request registers 5 of the cluster's series and the rest are refused and counted,
+        # while the listener's own series still register and the request is served.
+        http_port = free_port()
+        sidecar = self.start(config_yaml(http_listener("outbound", http_port),
+                                         static_cluster("app", self.app.port), app_routes()),
+                             "--stats-max-cluster-series=5", concurrency=1)
+        self.assertIn('"path": "/budget"', curl(f"http://127.0.0.1:{http_port}/budget"))
+        self.assertEqual(sidecar.stat("meshlet_http_downstream_rq_total"), 1)
+        [refused] = sidecar.stat_lines("meshlet_stats_series_refused_total")
+        self.assertTrue(refused.startswith(
+            'meshlet_stats_series_refused_total{budget="scoped"}: '), refused)
+        self.assertGreater(int(refused.rpartition(": ")[2]), 0)
+        # The first five were registered: the cluster is not left without any series.
+        _, body, _ = sidecar.get("/stats?filter=meshlet_upstream_")
+        self.assertIn('cluster="app"', body)
+
     def test_http1_and_h2c_through_the_sidecar(self):
         http_port, auto_port = free_port(), free_port()
         log_path = os.path.join(self.tmp, "access.log")
