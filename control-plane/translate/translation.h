@@ -201,6 +201,9 @@ struct TranslationOutput {
   std::map<std::string, xds::Cluster> clusters;
   std::map<std::string, xds::ClusterLoadAssignment> endpoints;
   NodeResources resources;
+  // When set, UseCluster records where each outbound cluster comes from (MeshTranslator callers
+  // that re-translate single clusters later).
+  std::map<std::string, ClusterOrigin>* origins = nullptr;
 };
 
 // Where a resource came from, for decision records (xds PolicySource): the policy object's kind,
