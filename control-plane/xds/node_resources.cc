@@ -155,17 +155,20 @@ NodeResourceSet NodeResourceGenerator::Generate(
   } else {
     ++stats_.outbound_shared;
   }
-  NodeResourceSet out = PackNodeResources(mesh_->TranslateLocal(node));
+  NodeResourceSet local = PackNodeResources(mesh_->TranslateLocal(node));
+  NodeResourceSet out;
   for (ResourceType type : kPushOrder) {
-    // Local names ("inbound", "inbound|PORT", listeners) never collide with outbound ones.
-    for (const auto& [name, resource] : shared->resources.of(type)) {
-      out.of(type).emplace(name, resource);
+    // A copy of the shared part's tree (no comparisons), then the few local resources. Local
+    // names ("inbound", "inbound|PORT", listeners) never collide with outbound ones but the
+    // trust bundle, which both parts carry alike.
+    out.of(type) = shared->resources.of(type);
+    for (auto& [name, resource] : local.of(type)) {
+      out.of(type).insert_or_assign(name, std::move(resource));
     }
   }
   // The translator's order: the outbound part's warnings, then the node's own.
-  std::vector<std::string> warnings = shared->resources.warnings;
-  warnings.insert(warnings.end(), out.warnings.begin(), out.warnings.end());
-  out.warnings = std::move(warnings);
+  out.warnings = shared->resources.warnings;
+  out.warnings.insert(out.warnings.end(), local.warnings.begin(), local.warnings.end());
   return out;
 }
 
