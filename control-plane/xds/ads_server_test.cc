@@ -143,6 +143,14 @@ struct DeltaClient {
     request.set_response_nonce(response.nonce());
     call->SendProto(request);
   }
+  void Nack(const xds::DeltaDiscoveryResponse& response) {
+    xds::DeltaDiscoveryRequest request;
+    request.set_type_url(response.type_url());
+    request.set_response_nonce(response.nonce());
+    request.mutable_error_detail()->set_code(3);
+    request.mutable_error_detail()->set_message("refused");
+    call->SendProto(request);
+  }
 };
 
 class AdsServerTest : public ::testing::Test {
@@ -514,14 +522,7 @@ TEST_F(AdsServerTest, NackOfAMiddleChunkResendsFromTheAckedState) {
   const size_t chunks = client.responses.size();
   ASSERT_GE(chunks, 3u);
   client.Ack(client.responses[0]);
-  {
-    xds::DeltaDiscoveryRequest nack;
-    nack.set_type_url(client.responses[1].type_url());
-    nack.set_response_nonce(client.responses[1].nonce());
-    nack.mutable_error_detail()->set_code(3);
-    nack.mutable_error_detail()->set_message("refused");
-    client.call->SendProto(nack);
-  }
+  client.Nack(client.responses[1]);
   for (size_t i = 2; i < chunks; ++i) client.Ack(client.responses[i]);
   ASSERT_TRUE(RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->nacks == 1; }));
   RunFor(milliseconds(100));
@@ -556,14 +557,7 @@ TEST_F(AdsServerTest, EndpointChangeReachesEachDeltaStreamAsItsOwnDiff) {
   ASSERT_TRUE(
       RunUntil([&] { return current.responses.size() == 1 && behind.responses.size() == 1; }));
   current.Ack(current.responses[0]);
-  {
-    xds::DeltaDiscoveryRequest nack;
-    nack.set_type_url(behind.responses[0].type_url());
-    nack.set_response_nonce(behind.responses[0].nonce());
-    nack.mutable_error_detail()->set_code(3);
-    nack.mutable_error_detail()->set_message("refused");
-    behind.call->SendProto(nack);
-  }
+  behind.Nack(behind.responses[0]);
   ASSERT_TRUE(RunUntil([&] {
     return Status("node-current", ResourceType::kEndpoint)->state == "ACKED" &&
            Status("node-behind", ResourceType::kEndpoint)->nacks == 1;
