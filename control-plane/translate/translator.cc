@@ -35,8 +35,8 @@ std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
     absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
   }
   if (!ctx.mesh.scope_to_dependencies()) return key + "*";
-  for (const auto& [service_key, service] : ctx.index.services) {
-    if (ctx.Reachable(service)) absl::StrAppend(&key, service.Fqdn(), ",");
+  for (const ServiceKey& service : ctx.ReachableKeys()) {
+    absl::StrAppend(&key, service.second, ".", service.first, ",");
   }
   return key;
 }
