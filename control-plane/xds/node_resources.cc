@@ -9,10 +9,11 @@ namespace meshlet::controlplane::ads {
 struct NodeResourceGenerator::Outbound {
   NodeResourceSet resources;
   // Each outbound cluster by name, where it comes from, by service: what an endpoint change of
-  // the service translates again.
-  std::map<translate::MeshTranslator::ServiceName,
-           std::vector<std::pair<std::string, translate::ClusterOrigin>>>
-      clusters_by_service;
+  // the service translates again. The same for every part updated from this one (an update
+  // changes no cluster's origin), so shared with them.
+  using ClustersByService = std::map<translate::MeshTranslator::ServiceName,
+                                     std::vector<std::pair<std::string, translate::ClusterOrigin>>>;
+  std::shared_ptr<const ClustersByService> clusters_by_service;
 };
 
 NodeResourceGenerator::NodeResourceGenerator(translate::TranslateOptions options)
@@ -88,9 +89,11 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Bu
   const translate::NodeResources resources = mesh_->TranslateOutbound(node, &origins);
   AddOutbound(resources, *out);
   out->resources.warnings = resources.warnings;
+  auto by_service = std::make_shared<Outbound::ClustersByService>();
   for (auto& [name, origin] : origins) {
-    out->clusters_by_service[origin.service].emplace_back(name, std::move(origin));
+    (*by_service)[origin.service].emplace_back(name, std::move(origin));
   }
+  out->clusters_by_service = std::move(by_service);
   ++stats_.outbound_builds;
   return out;
 }
@@ -100,8 +103,8 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
   std::vector<std::string> names;
   std::vector<translate::ClusterOrigin> origins;
   for (const auto& service : *changed_) {
-    auto it = previous.clusters_by_service.find(service);
-    if (it == previous.clusters_by_service.end()) continue;
+    auto it = previous.clusters_by_service->find(service);
+    if (it == previous.clusters_by_service->end()) continue;
     for (const auto& [name, origin] : it->second) {
       names.push_back(name);
       origins.push_back(origin);
