@@ -167,6 +167,9 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
     cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
   }
   out.endpoints[name] = LoadAssignment(ctx, name, s, port, subset, mtls, mode);
+  if (out.origins != nullptr) {
+    out.origins->emplace(name, ClusterOrigin{{s.namespace_, s.name}, port.port(), subset, opaque});
+  }
   return out.clusters.emplace(name, std::move(cluster)).first->first;
 }
 

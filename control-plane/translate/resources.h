@@ -4,7 +4,10 @@
 // resources, the names of their types on the wire and of the trust bundle Secret. Plain data, no
 // behaviour; shared by the translator's interface and the files of its steps (translation.h).
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -38,6 +41,15 @@ struct NodeResources {
   std::vector<std::string> warnings;
 };
 
+// Where an outbound cluster "outbound|<port>|<subset>|<svc>.<ns>" comes from: what
+// MeshTranslator::TranslateClusters needs to build it again.
+struct ClusterOrigin {
+  std::pair<std::string, std::string> service;  // (namespace, name)
+  uint32_t port = 0;
+  std::map<std::string, std::string> subset;
+  bool opaque = false;  // the TCP twin of an AUTO port
+};
+
 struct TranslateOptions {
   std::string cluster_domain = "cluster.local";
   // Host the inbound listener forwards to (the local app).
@@ -49,6 +61,8 @@ struct TranslateOptions {
   // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
   // them over xDS. Empty: they verify against the bundle that came with their certificate.
   std::string trust_bundle_pem;
+
+  bool operator==(const TranslateOptions&) const = default;
 };
 
 // The Secret carrying TranslateOptions::trust_bundle_pem.

@@ -41,20 +41,46 @@ TranslationContext::TranslationContext(const PolicySnapshot& policy,
   }
   if (policy.mesh_config.has_value()) mesh = policy.mesh_config->spec();
   capabilities = xds::CapabilitiesOf(node);
+  if (!mesh.scope_to_dependencies()) return;
+  dependencies_.insert({self.namespace_, self.service});
+  auto it = self.labels.find(std::string(kDependenciesLabel));
+  if (it == self.labels.end()) return;
+  for (absl::string_view dep : absl::StrSplit(it->second, ',', absl::SkipWhitespace())) {
+    dep = absl::StripAsciiWhitespace(dep);
+    std::vector<std::string> parts = absl::StrSplit(dep, absl::MaxSplits('.', 1));
+    std::string ns = parts.size() > 1 ? parts[1] : self.namespace_;
+    if (parts[0] == "*") {
+      dependency_namespaces_.insert(std::move(ns));
+    } else {
+      dependencies_.insert({std::move(ns), parts[0]});
+    }
+  }
 }
 
 bool TranslationContext::Reachable(const ServiceView& service) const {
   if (!mesh.scope_to_dependencies()) return true;
-  if (service.namespace_ == self.namespace_ && service.name == self.service) return true;
-  auto it = self.labels.find(std::string(kDependenciesLabel));
-  if (it == self.labels.end()) return false;
-  for (absl::string_view dep : absl::StrSplit(it->second, ',', absl::SkipWhitespace())) {
-    dep = absl::StripAsciiWhitespace(dep);
-    std::vector<std::string> parts = absl::StrSplit(dep, absl::MaxSplits('.', 1));
-    const std::string ns = parts.size() > 1 ? parts[1] : self.namespace_;
-    if (ns == service.namespace_ && (parts[0] == "*" || parts[0] == service.name)) return true;
+  return dependency_namespaces_.contains(service.namespace_) ||
+         dependencies_.contains({service.namespace_, service.name});
+}
+
+std::vector<ServiceKey> TranslationContext::ReachableKeys() const {
+  std::vector<ServiceKey> keys;
+  if (!mesh.scope_to_dependencies()) {
+    keys.reserve(index.services.size());
+    for (const auto& [key, service] : index.services) keys.push_back(key);
+    return keys;
   }
-  return false;
+  std::set<ServiceKey> found;
+  for (const ServiceKey& key : dependencies_) {
+    if (index.services.contains(key)) found.insert(key);
+  }
+  for (const std::string& ns : dependency_namespaces_) {
+    for (auto it = index.services.lower_bound({ns, ""});
+         it != index.services.end() && it->first.first == ns; ++it) {
+      found.insert(it->first);
+    }
+  }
+  return {found.begin(), found.end()};
 }
 
 const pb::TrafficPolicySpec* TranslationContext::PolicyFor(const ServiceView& s) const {

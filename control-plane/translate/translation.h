@@ -167,6 +167,9 @@ struct TranslationContext {
   // Whether this node's configuration includes `service` (MeshConfig scope_to_dependencies: its
   // own service and those its label meshlet.io/dependencies lists).
   bool Reachable(const ServiceView& service) const;
+  // The keys of the services Reachable() admits, in key order (every service when configuration
+  // is not scoped); a lookup per dependency rather than a pass over the mesh.
+  std::vector<ServiceKey> ReachableKeys() const;
   // The TrafficPolicy of a service (null: none), and its HTTPRoutes ordered by name.
   const pb::TrafficPolicySpec* PolicyFor(const ServiceView& s) const;
   // The same TrafficPolicy as an object (its name, for decision records); null: none.
@@ -191,6 +194,12 @@ struct TranslationContext {
   // What the node's sidecar reads (from its Node on this stream, not the registration: a
   // sidecar handing over to its successor shares its node id); translator.cc gates the rest.
   xds::CapabilitySet capabilities;
+
+ private:
+  // meshlet.io/dependencies, parsed once when configuration is scoped: services by key, and the
+  // namespaces listed as "*.ns".
+  std::set<ServiceKey> dependencies_;
+  std::set<std::string> dependency_namespaces_;
 };
 
 // What one node's translation builds: clusters and their endpoints by name (each created once,
@@ -201,6 +210,9 @@ struct TranslationOutput {
   std::map<std::string, xds::Cluster> clusters;
   std::map<std::string, xds::ClusterLoadAssignment> endpoints;
   NodeResources resources;
+  // When set, UseCluster records where each outbound cluster comes from (MeshTranslator callers
+  // that re-translate single clusters later).
+  std::map<std::string, ClusterOrigin>* origins = nullptr;
 };
 
 // Where a resource came from, for decision records (xds PolicySource): the policy object's kind,

@@ -21,10 +21,13 @@ enum class Part { kAll, kOutbound, kLocal };
 
 // What the outbound part depends on besides this node's reachable services: the inputs'
 // versions and the options it reads. Reachable services are listed when scoping applies.
-std::string CacheKey(const TranslationContext& ctx) {
+// `versions`: with the inputs' versions (a TranslationCache's key, shared across inputs);
+// without, the node's choices only (MeshTranslator::OutboundKey).
+std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
   std::string key =
-      absl::StrCat(ctx.policy.revision, "|", ctx.registry.version, "|", ctx.options.cluster_domain,
-                   "|", MeshTlsKey(ctx), "|", ctx.self.capture ? "capture|" : "");
+      versions ? absl::StrCat(ctx.policy.revision, "|", ctx.registry.version, "|") : std::string();
+  absl::StrAppend(&key, ctx.options.cluster_domain, "|", MeshTlsKey(ctx), "|",
+                  ctx.self.capture ? "capture|" : "");
   // Nodes that lack capabilities get the older forms (capability_gates.h).
   if (!ctx.capabilities.all()) absl::StrAppend(&key, "capabilities:", ctx.capabilities.Key(), "|");
   // Consumer routes (Gateway API) apply to callers of their namespace only.
@@ -32,8 +35,8 @@ std::string CacheKey(const TranslationContext& ctx) {
     absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
   }
   if (!ctx.mesh.scope_to_dependencies()) return key + "*";
-  for (const auto& [service_key, service] : ctx.index.services) {
-    if (ctx.Reachable(service)) absl::StrAppend(&key, service.Fqdn(), ",");
+  for (const ServiceKey& service : ctx.ReachableKeys()) {
+    absl::StrAppend(&key, service.second, ".", service.first, ",");
   }
   return key;
 }
@@ -79,8 +82,10 @@ NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out) {
   return std::move(out.resources);
 }
 
-NodeResources Run(const TranslationContext& ctx, Part part, TranslationCache* cache = nullptr) {
+NodeResources Run(const TranslationContext& ctx, Part part, TranslationCache* cache = nullptr,
+                  std::map<std::string, ClusterOrigin>* origins = nullptr) {
   TranslationOutput out;
+  out.origins = origins;
   if (part != Part::kLocal) BuildOutbound(ctx, out, cache);
   if (part != Part::kOutbound) {
     BuildOutboundListener(ctx, out);
@@ -113,12 +118,90 @@ MeshTranslator::MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
 MeshTranslator::~MeshTranslator() = default;
 
 std::string MeshTranslator::OutboundKey(const xds::Node& node) const {
-  return CacheKey(TranslationContext(*policy_, *registry_, index_->index, node, options_));
+  return CacheKey(TranslationContext(*policy_, *registry_, index_->index, node, options_),
+                  /*versions=*/false);
 }
 
-NodeResources MeshTranslator::TranslateOutbound(const xds::Node& node) const {
+NodeResources MeshTranslator::TranslateOutbound(
+    const xds::Node& node, std::map<std::string, ClusterOrigin>* origins) const {
   return Run(TranslationContext(*policy_, *registry_, index_->index, node, options_),
-             Part::kOutbound);
+             Part::kOutbound, /*cache=*/nullptr, origins);
+}
+
+std::optional<NodeResources> MeshTranslator::TranslateClusters(
+    const xds::Node& node, const std::vector<ClusterOrigin>& origins) const {
+  const TranslationContext ctx(*policy_, *registry_, index_->index, node, options_);
+  TranslationOutput out;
+  for (const ClusterOrigin& origin : origins) {
+    auto service = index_->index.services.find(origin.service);
+    if (service == index_->index.services.end()) return std::nullopt;
+    const std::vector<pb::ServicePort>& ports = service->second.ports;
+    auto port = std::find_if(ports.begin(), ports.end(),
+                             [&](const pb::ServicePort& p) { return p.port() == origin.port; });
+    if (port == ports.end()) return std::nullopt;
+    UseCluster(ctx, out, service->second, *port, origin.subset, origin.opaque);
+  }
+  NodeResources resources;
+  for (auto& [name, cluster] : out.clusters) resources.clusters.push_back(std::move(cluster));
+  for (auto& [name, assignment] : out.endpoints) {
+    resources.endpoints.push_back(std::move(assignment));
+  }
+  ApplyCapabilityGates(ctx.capabilities, resources);
+  return resources;
+}
+
+namespace {
+
+// What an outbound part reads of a member (clusters.cc, tls.cc); the registration's times and
+// stream counts are left out.
+bool SameMember(const Workload& a, const Workload& b) {
+  return a.id == b.id && a.service == b.service && a.namespace_ == b.namespace_ &&
+         a.service_account == b.service_account && a.labels == b.labels &&
+         a.addresses == b.addresses && a.ports == b.ports && a.inbound_port == b.inbound_port &&
+         a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
+         a.capture == b.capture && a.ready == b.ready;
+}
+
+bool SameMembers(const ServiceView& a, const ServiceView& b) {
+  if (a.members.size() != b.members.size()) return false;
+  for (size_t i = 0; i < a.members.size(); ++i) {
+    if (!SameMember(*a.members[i], *b.members[i])) return false;
+  }
+  return true;
+}
+
+// Everything of a service but its members: what routes, listeners and cluster names read.
+bool SameShape(const ServiceView& a, const ServiceView& b) {
+  if (a.namespace_ != b.namespace_ || a.name != b.name ||
+      (a.resource == nullptr) != (b.resource == nullptr) ||
+      (a.kubernetes == nullptr) != (b.kubernetes == nullptr) || a.selector != b.selector ||
+      a.service_accounts != b.service_accounts || a.addresses != b.addresses ||
+      a.ports.size() != b.ports.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.ports.size(); ++i) {
+    if (a.ports[i].SerializeAsString() != b.ports[i].SerializeAsString()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChangesSince(
+    const MeshTranslator& previous) const {
+  if (policy_->revision != previous.policy_->revision || !(options_ == previous.options_) ||
+      registry_->kubernetes_pending != previous.registry_->kubernetes_pending) {
+    return std::nullopt;
+  }
+  const auto& now = index_->index.services;
+  const auto& before = previous.index_->index.services;
+  if (now.size() != before.size()) return std::nullopt;
+  std::set<ServiceName> changed;
+  for (auto a = now.begin(), b = before.begin(); a != now.end(); ++a, ++b) {
+    if (a->first != b->first || !SameShape(a->second, b->second)) return std::nullopt;
+    if (!SameMembers(a->second, b->second)) changed.insert(a->first);
+  }
+  return changed;
 }
 
 NodeResources MeshTranslator::TranslateLocal(const xds::Node& node) const {

@@ -79,7 +79,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control-plane/policy/snapshot.h"
@@ -139,19 +142,40 @@ NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& re
 //   - the local part (listeners, route "inbound", inbound clusters): the node's own, small.
 // Callers translate the outbound part once per distinct key and share it between nodes;
 // TranslateOutbound(node) + TranslateLocal(node) is exactly Translate(policy, registry, node).
+//
+// Across inputs: when a newer MeshTranslator differs from an older one only in the members
+// (endpoints) of some services (MemberChangesSince), a node's outbound part differs from the
+// one the older translator built for the same OutboundKey only in those services' clusters and
+// their assignments, which TranslateClusters builds alone: an endpoint change costs the
+// translation of what it changes, not of the mesh (ADR 0088).
 // Immutable after construction; const methods may run on any thread.
 class MeshTranslator {
  public:
+  using ServiceName = std::pair<std::string, std::string>;  // (namespace, name)
+
   MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
                  std::shared_ptr<const RegistrySnapshot> registry, TranslateOptions options);
   ~MeshTranslator();
   MeshTranslator(const MeshTranslator&) = delete;
   MeshTranslator& operator=(const MeshTranslator&) = delete;
 
-  // Equal keys (within one MeshTranslator) give identical outbound parts.
+  // Equal keys (within one MeshTranslator) give identical outbound parts. The key does not name
+  // the inputs' versions: between translators, equal keys mean the same node-dependent choices.
   std::string OutboundKey(const xds::Node& node) const;
-  NodeResources TranslateOutbound(const xds::Node& node) const;
+  // `origins` (optional): filled with where each outbound cluster comes from, by cluster name.
+  NodeResources TranslateOutbound(const xds::Node& node,
+                                  std::map<std::string, ClusterOrigin>* origins = nullptr) const;
   NodeResources TranslateLocal(const xds::Node& node) const;
+  // The outbound clusters `origins` name with their assignments (only those: no routes, no
+  // secret), as TranslateOutbound(node) builds them; nullopt when an origin names a service or
+  // port these inputs do not have.
+  std::optional<NodeResources> TranslateClusters(const xds::Node& node,
+                                                 const std::vector<ClusterOrigin>& origins) const;
+  // The services whose members differ from those `previous` indexed, when that is all that
+  // differs in what outbound parts read: the same policy revision and options, the same
+  // services with the same ports, addresses, selectors and accounts. nullopt otherwise (the
+  // caller translates everything).
+  std::optional<std::set<ServiceName>> MemberChangesSince(const MeshTranslator& previous) const;
 
   const PolicySnapshot& policy() const { return *policy_; }
   const RegistrySnapshot& registry() const { return *registry_; }

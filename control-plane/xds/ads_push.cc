@@ -218,21 +218,30 @@ void AdsServer::Push(Stream& stream) {
 
   // Pass 1, in dependency order: every type becomes new ∪ old (the last type, listeners, is
   // named by nothing and goes out exact), so nothing still in use disappears.
-  std::array<ResourceMap, kResourceTypeCount> desired;
+  // What the node should hold of each type: the generated set itself for a wildcard subscription
+  // (no copy), else the names asked for.
+  std::array<ResourceMap, kResourceTypeCount> filtered;
+  std::array<const ResourceMap*, kResourceTypeCount> desired{};
   std::array<bool, kResourceTypeCount> has_leftovers{};
   for (ResourceType type : kPushOrder) {
     const size_t t = static_cast<size_t>(type);
     TypeSubscription& sub = stream.of(type);
     if (!sub.subscribed()) continue;
-    desired[t] = sub.Filter(generated->of(type));
+    if (sub.wildcard()) {
+      desired[t] = &generated->of(type);
+    } else {
+      filtered[t] = sub.Filter(generated->of(type));
+      desired[t] = &filtered[t];
+    }
+    const ResourceMap& want = *desired[t];
     const bool keep_old = type != ResourceType::kListener;
     if (!stream.delta) {
       // A sidecar that reconnected running this very version holds this very set: what it
       // holds is known again (delta streams say it in initial_resource_versions).
-      if (!sub.reported_version().empty() && sub.reported_version() == TypeVersion(desired[t])) {
-        sub.SetReportedState(desired[t]);
+      if (!sub.reported_version().empty() && sub.reported_version() == TypeVersion(want)) {
+        sub.SetReportedState(want);
       }
-      ResourceMap set = desired[t];
+      ResourceMap set = want;
       if (keep_old) {
         for (const ResourceMap* old : {&sub.assumed_state(), &sub.acked_state()}) {
           for (const auto& [name, resource] : *old) {
@@ -245,27 +254,36 @@ void AdsServer::Push(Stream& stream) {
       }
       send_sotw(type, set);
     } else {
+      // Both sets are ordered by name: one walk over the two finds what is new or changed and
+      // what went, without a lookup per resource (a resource that is the very object the
+      // sidecar holds needs no comparison either).
       const ResourceMap& held = sub.assumed_state();
       ResourceMap updates;
-      ResourceMap state_after = held;
-      for (const auto& [name, resource] : desired[t]) {
-        auto it = held.find(name);
-        if (it == held.end() || it->second->version != resource->version) {
-          updates.emplace(name, resource);
-          state_after[name] = resource;
-        }
-      }
       std::vector<std::string> removed;
-      for (const auto& [name, resource] : held) {
-        if (!desired[t].contains(name)) {
+      auto h = held.begin();
+      for (auto d = want.begin(); d != want.end(); ++d) {
+        for (; h != held.end() && h->first < d->first; ++h) {
           if (keep_old) {
             has_leftovers[t] = true;
           } else {
-            removed.push_back(name);
-            state_after.erase(name);
+            removed.push_back(h->first);
           }
         }
+        const bool same = h != held.end() && h->first == d->first &&
+                          (h->second == d->second || h->second->version == d->second->version);
+        if (!same) updates.emplace_hint(updates.end(), d->first, d->second);
+        if (h != held.end() && h->first == d->first) ++h;
       }
+      for (; h != held.end(); ++h) {
+        if (keep_old) {
+          has_leftovers[t] = true;
+        } else {
+          removed.push_back(h->first);
+        }
+      }
+      ResourceMap state_after = held;
+      for (const auto& [name, resource] : updates) state_after.insert_or_assign(name, resource);
+      for (const std::string& name : removed) state_after.erase(name);
       send_delta(type, updates, removed, std::move(state_after));
     }
   }
@@ -275,11 +293,11 @@ void AdsServer::Push(Stream& stream) {
     const size_t t = static_cast<size_t>(type);
     if (!has_leftovers[t]) continue;
     if (!stream.delta) {
-      send_sotw(type, desired[t]);
+      send_sotw(type, *desired[t]);
     } else {
       std::vector<std::string> removed;
       for (const auto& [name, resource] : stream.of(type).assumed_state()) {
-        if (!desired[t].contains(name)) removed.push_back(name);
+        if (!desired[t]->contains(name)) removed.push_back(name);
       }
       ResourceMap state_after = stream.of(type).assumed_state();
       for (const std::string& name : removed) state_after.erase(name);

@@ -143,6 +143,14 @@ struct DeltaClient {
     request.set_response_nonce(response.nonce());
     call->SendProto(request);
   }
+  void Nack(const xds::DeltaDiscoveryResponse& response) {
+    xds::DeltaDiscoveryRequest request;
+    request.set_type_url(response.type_url());
+    request.set_response_nonce(response.nonce());
+    request.mutable_error_detail()->set_code(3);
+    request.mutable_error_detail()->set_message("refused");
+    call->SendProto(request);
+  }
 };
 
 class AdsServerTest : public ::testing::Test {
@@ -514,14 +522,7 @@ TEST_F(AdsServerTest, NackOfAMiddleChunkResendsFromTheAckedState) {
   const size_t chunks = client.responses.size();
   ASSERT_GE(chunks, 3u);
   client.Ack(client.responses[0]);
-  {
-    xds::DeltaDiscoveryRequest nack;
-    nack.set_type_url(client.responses[1].type_url());
-    nack.set_response_nonce(client.responses[1].nonce());
-    nack.mutable_error_detail()->set_code(3);
-    nack.mutable_error_detail()->set_message("refused");
-    client.call->SendProto(nack);
-  }
+  client.Nack(client.responses[1]);
   for (size_t i = 2; i < chunks; ++i) client.Ack(client.responses[i]);
   ASSERT_TRUE(RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->nacks == 1; }));
   RunFor(milliseconds(100));
@@ -541,6 +542,67 @@ TEST_F(AdsServerTest, NackOfAMiddleChunkResendsFromTheAckedState) {
     resent += client.responses[i].resources_size();
   }
   EXPECT_EQ(resent, 1000u);
+}
+
+// An endpoint change of one service among many: a delta stream holding the previous set gets
+// exactly the changed and the new assignment, then the removal; a stream that is behind (it
+// NACKed its first push) gets everything again; a new stream gets the whole current set.
+TEST_F(AdsServerTest, EndpointChangeReachesEachDeltaStreamAsItsOwnDiff) {
+  StartServer();
+  resources_ = ManyEndpoints(200, 3);
+  DeltaClient& current = NewDeltaClient();
+  DeltaClient& behind = NewDeltaClient();
+  current.Subscribe(ResourceType::kEndpoint, "node-current");
+  behind.Subscribe(ResourceType::kEndpoint, "node-behind");
+  ASSERT_TRUE(
+      RunUntil([&] { return current.responses.size() == 1 && behind.responses.size() == 1; }));
+  current.Ack(current.responses[0]);
+  behind.Nack(behind.responses[0]);
+  ASSERT_TRUE(RunUntil([&] {
+    return Status("node-current", ResourceType::kEndpoint)->state == "ACKED" &&
+           Status("node-behind", ResourceType::kEndpoint)->nacks == 1;
+  }));
+
+  ResourceMap& endpoints = resources_.of(ResourceType::kEndpoint);
+  xds::ClusterLoadAssignment changed;
+  changed.set_cluster_name("svc-7.default:80");
+  changed.add_endpoints()->set_address("198.18.99.1:80");
+  endpoints.erase("svc-7.default:80");
+  resources_.Add(ResourceType::kEndpoint, "svc-7.default:80", changed);
+  xds::ClusterLoadAssignment added;
+  added.set_cluster_name("svc-new.default:80");
+  added.add_endpoints()->set_address("198.18.99.2:80");
+  resources_.Add(ResourceType::kEndpoint, "svc-new.default:80", added);
+  endpoints.erase("svc-3.default:80");
+  ads_->NotifyChanged();
+  ASSERT_TRUE(
+      RunUntil([&] { return current.responses.size() == 3 && behind.responses.size() == 2; }));
+
+  auto names = [](const xds::DeltaDiscoveryResponse& r) {
+    std::vector<std::string> out;
+    for (const xds::Resource& resource : r.resources()) out.push_back(resource.name());
+    return out;
+  };
+  EXPECT_EQ(names(current.responses[1]),
+            (std::vector<std::string>{"svc-7.default:80", "svc-new.default:80"}));
+  EXPECT_EQ(current.responses[1].removed_resources_size(), 0);
+  EXPECT_EQ(current.responses[2].resources_size(), 0);
+  ASSERT_EQ(current.responses[2].removed_resources_size(), 1);
+  EXPECT_EQ(current.responses[2].removed_resources(0), "svc-3.default:80");
+  // Behind: it holds nothing it ACKed, so the whole current set, and nothing to remove.
+  EXPECT_EQ(behind.responses[1].resources_size(), 200);
+  EXPECT_EQ(behind.responses[1].removed_resources_size(), 0);
+
+  current.Ack(current.responses[1]);
+  current.Ack(current.responses[2]);
+  ASSERT_TRUE(
+      RunUntil([&] { return Status("node-current", ResourceType::kEndpoint)->state == "ACKED"; }));
+  EXPECT_EQ(Status("node-current", ResourceType::kEndpoint)->acked_version, TypeVersion(endpoints));
+
+  DeltaClient& late = NewDeltaClient();
+  late.Subscribe(ResourceType::kEndpoint, "node-late");
+  ASSERT_TRUE(RunUntil([&] { return late.responses.size() == 1; }));
+  EXPECT_EQ(late.responses[0].resources_size(), 200);
 }
 
 // A state-of-the-world response above the message limit is not sent (the gRPC layer would end

@@ -1,11 +1,19 @@
 #include "control-plane/xds/node_resources.h"
 
+#include <array>
 #include <utility>
+#include <vector>
 
 namespace meshlet::controlplane::ads {
 
 struct NodeResourceGenerator::Outbound {
   NodeResourceSet resources;
+  // Each outbound cluster by name, where it comes from, by service: what an endpoint change of
+  // the service translates again. The same for every part updated from this one (an update
+  // changes no cluster's origin), so shared with them.
+  using ClustersByService = std::map<translate::MeshTranslator::ServiceName,
+                                     std::vector<std::pair<std::string, translate::ClusterOrigin>>>;
+  std::shared_ptr<const ClustersByService> clusters_by_service;
 };
 
 NodeResourceGenerator::NodeResourceGenerator(translate::TranslateOptions options)
@@ -23,14 +31,26 @@ void NodeResourceGenerator::StartGeneration(
     std::shared_ptr<const registry::RegistrySnapshot> registry) {
   policy_revision_ = policy->revision;
   registry_version_ = registry->version;
-  mesh_ =
+  auto next =
       std::make_unique<translate::MeshTranslator>(std::move(policy), std::move(registry), options_);
+  changed_.reset();
+  previous_outbound_.clear();
+  if (mesh_ != nullptr) changed_ = next->MemberChangesSince(*mesh_);
+  mesh_ = std::move(next);
+  ++stats_.generations;
+  if (changed_) {
+    // Parts are updated from the previous generation's; what the reuse maps hold stays (the
+    // resources replaced leave them as they are replaced).
+    previous_outbound_ = std::move(outbound_);
+    outbound_.clear();
+    ++stats_.member_only_generations;
+    return;
+  }
   outbound_.clear();
   // What the last generation packed stays available for reuse; older ones are dropped (the ADS
   // server keeps its own references to whatever sidecars still hold).
   previous_ = std::move(current_);
   for (auto& by_name : current_) by_name.clear();
-  ++stats_.generations;
 }
 
 ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {
@@ -51,14 +71,73 @@ ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {
   return fresh;
 }
 
+void NodeResourceGenerator::AddOutbound(const translate::NodeResources& resources, Outbound& out) {
+  stats_.clusters_translated += resources.clusters.size();
+  stats_.assignments_translated += resources.endpoints.size();
+  const NodeResourceSet packed = PackNodeResources(resources);
+  for (ResourceType type : kPushOrder) {
+    for (const auto& [name, resource] : packed.of(type)) {
+      out.resources.of(type).insert_or_assign(name, Reuse(type, resource));
+    }
+  }
+}
+
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::BuildOutbound(
     const xds::Node& node) {
   auto out = std::make_shared<Outbound>();
-  out->resources = PackNodeResources(mesh_->TranslateOutbound(node));
-  for (ResourceType type : kPushOrder) {
-    for (auto& [name, resource] : out->resources.of(type)) resource = Reuse(type, resource);
+  std::map<std::string, translate::ClusterOrigin> origins;
+  const translate::NodeResources resources = mesh_->TranslateOutbound(node, &origins);
+  AddOutbound(resources, *out);
+  out->resources.warnings = resources.warnings;
+  auto by_service = std::make_shared<Outbound::ClustersByService>();
+  for (auto& [name, origin] : origins) {
+    (*by_service)[origin.service].emplace_back(name, std::move(origin));
   }
+  out->clusters_by_service = std::move(by_service);
   ++stats_.outbound_builds;
+  return out;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::UpdateOutbound(
+    const Outbound& previous, const xds::Node& node) {
+  std::vector<std::string> names;
+  std::vector<translate::ClusterOrigin> origins;
+  for (const auto& service : *changed_) {
+    auto it = previous.clusters_by_service->find(service);
+    if (it == previous.clusters_by_service->end()) continue;
+    for (const auto& [name, origin] : it->second) {
+      names.push_back(name);
+      origins.push_back(origin);
+    }
+  }
+  std::optional<translate::NodeResources> fresh = mesh_->TranslateClusters(node, origins);
+  if (!fresh) return nullptr;
+  // Shares the unchanged resources (pointers, not their bytes) with the previous part.
+  auto out = std::make_shared<Outbound>(previous);
+  std::array<std::vector<ResourcePtr>, kResourceTypeCount> replaced;
+  for (const std::string& name : names) {
+    for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
+      auto old = out->resources.of(type).find(name);
+      if (old == out->resources.of(type).end()) continue;
+      replaced[static_cast<size_t>(type)].push_back(old->second);
+      out->resources.of(type).erase(old);
+    }
+  }
+  AddOutbound(*fresh, *out);
+  // The reuse maps forget the versions replaced (the ADS server keeps what it still sends), so
+  // they do not grow with every endpoint change.
+  for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
+    const size_t t = static_cast<size_t>(type);
+    for (const ResourcePtr& old : replaced[t]) {
+      auto now = out->resources.of(type).find(old->name);
+      if (now != out->resources.of(type).end() && now->second == old) continue;
+      for (auto* reuse : {&current_[t], &previous_[t]}) {
+        auto entry = reuse->find({old->name, old->version});
+        if (entry != reuse->end() && entry->second == old) reuse->erase(entry);
+      }
+    }
+  }
+  ++stats_.outbound_updates;
   return out;
 }
 
@@ -72,21 +151,27 @@ NodeResourceSet NodeResourceGenerator::Generate(
   const std::string key = mesh_->OutboundKey(node);
   std::shared_ptr<const Outbound>& shared = outbound_[key];
   if (shared == nullptr) {
-    shared = BuildOutbound(node);
+    if (auto it = previous_outbound_.find(key); changed_ && it != previous_outbound_.end()) {
+      shared = UpdateOutbound(*it->second, node);
+    }
+    if (shared == nullptr) shared = BuildOutbound(node);
   } else {
     ++stats_.outbound_shared;
   }
-  NodeResourceSet out = PackNodeResources(mesh_->TranslateLocal(node));
+  NodeResourceSet local = PackNodeResources(mesh_->TranslateLocal(node));
+  NodeResourceSet out;
   for (ResourceType type : kPushOrder) {
-    // Local names ("inbound", "inbound|PORT", listeners) never collide with outbound ones.
-    for (const auto& [name, resource] : shared->resources.of(type)) {
-      out.of(type).emplace(name, resource);
+    // A copy of the shared part's tree (no comparisons), then the few local resources. Local
+    // names ("inbound", "inbound|PORT", listeners) never collide with outbound ones but the
+    // trust bundle, which both parts carry alike.
+    out.of(type) = shared->resources.of(type);
+    for (auto& [name, resource] : local.of(type)) {
+      out.of(type).insert_or_assign(name, std::move(resource));
     }
   }
   // The translator's order: the outbound part's warnings, then the node's own.
-  std::vector<std::string> warnings = shared->resources.warnings;
-  warnings.insert(warnings.end(), out.warnings.begin(), out.warnings.end());
-  out.warnings = std::move(warnings);
+  out.warnings = shared->resources.warnings;
+  out.warnings.insert(out.warnings.end(), local.warnings.begin(), local.warnings.end());
   return out;
 }
 

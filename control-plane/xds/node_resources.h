@@ -17,11 +17,21 @@
 // the previous generation, so the states the ADS server keeps for ACKed and sent configuration
 // share memory instead of holding two copies.
 //
+// Endpoint changes (ADR 0088): when a new generation differs from the previous one only in the
+// members of some services (MeshTranslator::MemberChangesSince: same policy revision, options
+// and service shapes), an outbound part the previous generation built for the same key is
+// carried over, and only the changed services' clusters and assignments are translated and
+// packed again; every other resource keeps its ResourcePtr. Anything else (a policy change, a
+// service added, removed or reshaped, a key the previous generation did not build) translates
+// the outbound part in full. Either way the result is exactly what a full translation gives.
+//
 // Threading: one thread (the control plane's loop).
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "control-plane/policy/snapshot.h"
@@ -35,10 +45,16 @@ namespace meshlet::controlplane::ads {
 class NodeResourceGenerator {
  public:
   struct Stats {
-    uint64_t generations = 0;       // distinct (policy revision, registry version) seen
-    uint64_t outbound_builds = 0;   // outbound parts translated and packed
+    uint64_t generations = 0;  // distinct (policy revision, registry version) seen
+    // Generations that differed from the previous one in services' members only.
+    uint64_t member_only_generations = 0;
+    uint64_t outbound_builds = 0;   // outbound parts translated and packed in full
+    uint64_t outbound_updates = 0;  // outbound parts carried over, changed services re-translated
     uint64_t outbound_shared = 0;   // nodes served an outbound part built for another node
     uint64_t resources_reused = 0;  // packed resources kept from the previous generation
+    // Outbound clusters and assignments translated and packed, in full builds and updates.
+    uint64_t clusters_translated = 0;
+    uint64_t assignments_translated = 0;
   };
 
   explicit NodeResourceGenerator(translate::TranslateOptions options);
@@ -60,8 +76,13 @@ class NodeResourceGenerator {
   void StartGeneration(std::shared_ptr<const policy::PolicySnapshot> policy,
                        std::shared_ptr<const registry::RegistrySnapshot> registry);
   std::shared_ptr<const Outbound> BuildOutbound(const xds::Node& node);
+  // `previous` with the clusters and assignments of changed_ services translated again; null
+  // when that cannot be done (BuildOutbound then does it all).
+  std::shared_ptr<const Outbound> UpdateOutbound(const Outbound& previous, const xds::Node& node);
   // The previous generation's pointer for an identical resource, else `fresh`.
   ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
+  // Adds `resources` (outbound clusters and assignments) to `out`, counting them.
+  void AddOutbound(const translate::NodeResources& resources, Outbound& out);
 
   translate::TranslateOptions options_;
   std::unique_ptr<translate::MeshTranslator> mesh_;
@@ -69,6 +90,10 @@ class NodeResourceGenerator {
   uint64_t registry_version_ = 0;
   // This generation's outbound parts by OutboundKey.
   std::map<std::string, std::shared_ptr<const Outbound>> outbound_;
+  // When this generation differs from the previous one in members only: the services whose
+  // members changed, and the previous generation's outbound parts to update.
+  std::optional<std::set<translate::MeshTranslator::ServiceName>> changed_;
+  std::map<std::string, std::shared_ptr<const Outbound>> previous_outbound_;
   // Every packed outbound resource of the previous and the current generation, by type and
   // (name, version).
   std::array<std::map<std::pair<std::string, std::string>, ResourcePtr>, kResourceTypeCount>

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "control-plane/translate/gateway_test_util.h"
+#include "control-plane/translate/translator_test_util.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
@@ -170,6 +175,243 @@ TEST(NodeResourceGeneratorTest, NodesShareOutboundResourcesAndUnchangedOnesSurvi
             after.of(ResourceType::kRoute).at("outbound").get());
   EXPECT_NE(grown_set.of(ResourceType::kEndpoint).at("outbound|8080||b.default")->version,
             after.of(ResourceType::kEndpoint).at("outbound|8080||b.default")->version);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoint changes (ADR 0088): only the changed services' clusters and assignments are translated
+// again, and the result is what a full translation of the new inputs gives.
+
+// Registry changes that touch services' members only, each applied to a copy of the snapshot.
+using MemberChange = std::function<void(registry::RegistrySnapshot&)>;
+
+registry::Workload* Member(registry::RegistrySnapshot& r, const std::string& id) {
+  for (registry::Workload& w : r.workloads) {
+    if (w.id == id) return &w;
+  }
+  ADD_FAILURE() << "no workload " << id;
+  static registry::Workload none;
+  return &none;
+}
+
+std::vector<MemberChange> ReviewsChanges() {
+  return {
+      [](registry::RegistrySnapshot& r) { Member(r, "reviews-v2-0")->ready = false; },
+      [](registry::RegistrySnapshot& r) { Member(r, "reviews-v2-0")->ready = true; },
+      [](registry::RegistrySnapshot& r) { Member(r, "reviews-v1-1")->labels["version"] = "v2"; },
+      [](registry::RegistrySnapshot& r) { Member(r, "reviews-v1-0")->workload_certificate = true; },
+      [](registry::RegistrySnapshot& r) { Member(r, "reviews-v1-1")->addresses = {"10.0.1.9"}; },
+      [](registry::RegistrySnapshot& r) {
+        registry::Workload added = *Member(r, "reviews-v2-0");
+        added.id = "reviews-v2-1";
+        added.addresses = {"10.0.2.2"};
+        r.workloads.push_back(added);
+        std::sort(r.workloads.begin(), r.workloads.end(),
+                  [](const auto& a, const auto& b) { return a.id < b.id; });
+      },
+      [](registry::RegistrySnapshot& r) {
+        std::erase_if(r.workloads, [](const auto& w) { return w.id == "reviews-v1-1"; });
+      },
+  };
+}
+
+// Each node of the mesh (every workload, with every capability and with none) as the generator
+// gives it, compared with translating it alone; the generator keeps running across `changes`.
+// Returns the generator's stats.
+NodeResourceGenerator::Stats ExpectSameAsTranslatingAlone(
+    const policy::PolicySnapshot& policy_in, const registry::RegistrySnapshot& registry_in,
+    const std::vector<MemberChange>& changes) {
+  auto policy = std::make_shared<const policy::PolicySnapshot>(policy_in);
+  auto registry = std::make_shared<registry::RegistrySnapshot>(registry_in);
+  registry->version = 1;
+  NodeResourceGenerator generator({});
+  auto check = [&](const std::string& when) {
+    for (const registry::Workload& w : registry->workloads) {
+      for (bool current : {true, false}) {
+        xds::Node node;
+        node.set_id(w.id);
+        if (current) {
+          for (const std::string& name : xds::CapabilitySet::All().Names()) {
+            node.add_capabilities(name);
+          }
+        }
+        const NodeResourceSet got = generator.Generate(policy, registry, node);
+        const NodeResourceSet alone =
+            PackNodeResources(translate::Translate(*policy, *registry, node));
+        for (ResourceType type : kPushOrder) {
+          EXPECT_EQ(Versions(got.of(type)), Versions(alone.of(type)))
+              << when << ", " << w.id << (current ? "" : " (older sidecar)") << ", "
+              << TypeLabel(type);
+        }
+        EXPECT_EQ(got.warnings, alone.warnings) << when << ", " << w.id;
+      }
+    }
+  };
+  check("before any change");
+  for (size_t i = 0; i < changes.size(); ++i) {
+    auto next = std::make_shared<registry::RegistrySnapshot>(*registry);
+    changes[i](*next);
+    next->version = registry->version + 1;
+    registry = next;
+    check(absl::StrCat("after change ", i));
+  }
+  return generator.stats();
+}
+
+class EndpointChangeTest : public translate::TranslatorTest {};
+
+TEST_F(EndpointChangeTest, WholeMeshUpdatesEqualFullTranslations) {
+  const auto stats = ExpectSameAsTranslatingAlone(policy_, registry_, ReviewsChanges());
+  EXPECT_EQ(stats.member_only_generations, ReviewsChanges().size());
+  // One outbound part per capability set, built once and updated by each change; from the 4th
+  // change on, reviews-v1-0 has a workload certificate and, as a caller, parts of its own (built
+  // in full once, then updated): 3 × 2 + (2 + 0) + 3 × 4 updates.
+  EXPECT_EQ(stats.outbound_builds, 4u);
+  EXPECT_EQ(stats.outbound_updates, 20u);
+}
+
+TEST_F(EndpointChangeTest, ScopedUpdatesEqualFullTranslations) {
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_scope_to_dependencies(true);
+  policy_.mesh_config = mesh;
+  registry_.workloads[0].labels["meshlet.io/dependencies"] = "reviews";
+  const auto stats = ExpectSameAsTranslatingAlone(policy_, registry_, ReviewsChanges());
+  EXPECT_EQ(stats.member_only_generations, ReviewsChanges().size());
+  EXPECT_GT(stats.outbound_updates, 0u);
+}
+
+class EndpointChangeCaptureTest : public translate::KubernetesServicesTest {};
+
+// Captured nodes, Kubernetes Services whose EndpointSlices change, mTLS that follows the members'
+// certificates, an opaque port's TCP twin.
+TEST_F(EndpointChangeCaptureTest, KubernetesAndCaptureUpdatesEqualFullTranslations) {
+  std::vector<MemberChange> changes = ReviewsChanges();
+  changes.push_back([](registry::RegistrySnapshot& r) {
+    auto services = std::make_shared<registry::KubernetesServices>(*r.kubernetes);
+    for (registry::KubernetesService& s : services->services) {
+      if (s.name == "ratings") s.endpoints.pop_back();  // ratings-b left the EndpointSlice
+    }
+    r.kubernetes = services;
+  });
+  changes.push_back([](registry::RegistrySnapshot& r) {
+    auto services = std::make_shared<registry::KubernetesServices>(*r.kubernetes);
+    for (registry::KubernetesService& s : services->services) {
+      if (s.name == "ratings") s.endpoints.push_back({.address = "10.1.0.8", .pod = "ratings-c"});
+    }
+    r.kubernetes = services;
+  });
+  changes.push_back([](registry::RegistrySnapshot& r) { Member(r, "store-db-0")->ready = false; });
+  const auto stats = ExpectSameAsTranslatingAlone(policy_, registry_, changes);
+  EXPECT_EQ(stats.member_only_generations, changes.size());
+  EXPECT_GT(stats.outbound_updates, 0u);
+}
+
+class EndpointChangeGatewayTest : public translate::GatewayTest {};
+
+// A consumer route gives the callers of its namespace an outbound part of their own.
+TEST_F(EndpointChangeGatewayTest, ConsumerRouteUpdatesEqualFullTranslations) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mine, namespace: consumer}
+spec:
+  parentRefs: [{kind: Service, group: core, name: echo, namespace: default, port: 80}]
+  rules:
+  - backendRefs: [{name: echo, namespace: default, port: 80}]
+)");
+  const std::vector<MemberChange> changes = {
+      [](registry::RegistrySnapshot& r) { Member(r, "echo-0")->ready = false; },
+      [](registry::RegistrySnapshot& r) { Member(r, "echo-v2-0")->addresses = {"10.0.3.9"}; },
+  };
+  const auto stats = ExpectSameAsTranslatingAlone(policy_, registry_, changes);
+  EXPECT_EQ(stats.member_only_generations, changes.size());
+  // Two caller namespaces, two capability sets: four parts, updated on each change.
+  EXPECT_EQ(stats.outbound_builds, 4u);
+  EXPECT_EQ(stats.outbound_updates, 4 * changes.size());
+}
+
+// One endpoint of reviews goes: its assignments are the only resources translated again, and
+// every other outbound resource is the very object the previous generation had.
+TEST_F(EndpointChangeTest, OnlyTheChangedServicesAssignmentsAreTranslatedAgain) {
+  auto policy = std::make_shared<const policy::PolicySnapshot>(policy_);
+  auto before = std::make_shared<registry::RegistrySnapshot>(registry_);
+  before->version = 1;
+  NodeResourceGenerator generator({});
+  const NodeResourceSet first = generator.Generate(policy, before, node_);
+  const auto built = generator.stats();
+
+  auto after = std::make_shared<registry::RegistrySnapshot>(*before);
+  Member(*after, "reviews-v2-0")->ready = false;
+  after->version = 2;
+  const NodeResourceSet second = generator.Generate(policy, after, node_);
+  const auto& stats = generator.stats();
+  EXPECT_EQ(stats.outbound_builds, built.outbound_builds);
+  EXPECT_EQ(stats.outbound_updates, 1u);
+  // reviews' clusters: the whole service, v1 and v2 (the HTTPRoute's subsets).
+  EXPECT_EQ(stats.assignments_translated - built.assignments_translated, 3u);
+  EXPECT_EQ(stats.clusters_translated - built.clusters_translated, 3u);
+
+  std::set<std::string> changed;
+  for (ResourceType type : kPushOrder) {
+    for (const auto& [name, resource] : second.of(type)) {
+      // The node's own part (listeners, "inbound", "inbound|PORT") is translated per node.
+      if (type == ResourceType::kListener || !absl::StartsWith(name, "outbound")) continue;
+      ASSERT_TRUE(first.of(type).contains(name)) << name;
+      if (first.of(type).at(name).get() != resource.get()) {
+        changed.insert(absl::StrCat(TypeLabel(type), " ", name));
+      }
+    }
+  }
+  // The assignments the endpoint was in; reviews' clusters did not change and stay shared.
+  EXPECT_EQ(changed, (std::set<std::string>{"endpoints outbound|9080|version=v2|reviews.default",
+                                            "endpoints outbound|9080||reviews.default"}));
+}
+
+// What is not a change of members translates everything: a policy change, a new service, a
+// service whose ports changed.
+TEST_F(EndpointChangeTest, OtherChangesTranslateTheWholeOutboundPart) {
+  auto policy = std::make_shared<policy::PolicySnapshot>(policy_);
+  policy->revision = 1;
+  auto registry = std::make_shared<registry::RegistrySnapshot>(registry_);
+  registry->version = 1;
+  NodeResourceGenerator generator({});
+  uint64_t builds = 0;
+  auto generate = [&](const std::string& when) {
+    const NodeResourceSet got = generator.Generate(policy, registry, node_);
+    const NodeResourceSet alone =
+        PackNodeResources(translate::Translate(*policy, *registry, node_));
+    for (ResourceType type : kPushOrder) {
+      EXPECT_EQ(Versions(got.of(type)), Versions(alone.of(type))) << when << TypeLabel(type);
+    }
+    EXPECT_EQ(generator.stats().outbound_builds, ++builds) << when;
+    EXPECT_EQ(generator.stats().outbound_updates, 0u) << when;
+  };
+  generate("first");
+  auto next_registry = [&](const std::function<void(registry::RegistrySnapshot&)>& change) {
+    auto next = std::make_shared<registry::RegistrySnapshot>(*registry);
+    change(*next);
+    next->version = registry->version + 1;
+    registry = next;
+  };
+
+  policy = std::make_shared<policy::PolicySnapshot>(*policy);
+  policy->traffic_policies[0].mutable_spec()->mutable_retries()->mutable_attempts()->set_value(7);
+  policy->revision = 2;
+  generate("policy changed");
+
+  next_registry([](registry::RegistrySnapshot& r) {
+    registry::Workload extra = r.workloads[0];
+    extra.id = "zz-extra-0";
+    extra.service = "extra";  // a service only the registry knows
+    extra.addresses = {"10.0.7.1"};
+    extra.ports = {7000};
+    r.workloads.push_back(extra);
+  });
+  generate("service added");
+
+  next_registry([](registry::RegistrySnapshot& r) { Member(r, "zz-extra-0")->ports = {7001}; });
+  generate("service ports changed");
+
+  EXPECT_EQ(generator.stats().member_only_generations, 0u);
 }
 
 }  // namespace

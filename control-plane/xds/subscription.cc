@@ -57,10 +57,10 @@ void TypeSubscription::RecordSent(std::string nonce, std::string version, Resour
   if (withheld_version_ != version) withheld_version_.clear();
   sent_nonce_ = nonce;
   sent_version_ = version;
-  assumed_state_ = state_after;
+  assumed_state_ = std::make_shared<const ResourceMap>(std::move(state_after));
   outstanding_.push_back(Sent{.nonce = std::move(nonce),
                               .version = std::move(version),
-                              .state_after = std::move(state_after),
+                              .state_after = assumed_state_,
                               .changed_at = changed_at});
 }
 
@@ -123,8 +123,8 @@ bool TypeSubscription::ShouldSend(absl::string_view version) const {
 }
 
 void TypeSubscription::SetInitialVersions(const ResourceMap& state) {
-  assumed_state_ = state;
-  acked_state_ = state;
+  assumed_state_ = std::make_shared<const ResourceMap>(state);
+  acked_state_ = assumed_state_;
   // What it holds is what it runs: as if sent and ACKed (proxy-status says ACKED, not NOT_SENT,
   // for a type a restarted control plane has no reason to send again). A sidecar holding nothing
   // of the type still gets its first (possibly empty) answer.
@@ -141,8 +141,8 @@ void TypeSubscription::SetReportedVersion(const std::string& version) {
 }
 
 void TypeSubscription::SetReportedState(const ResourceMap& state) {
-  assumed_state_ = state;
-  acked_state_ = state;
+  assumed_state_ = std::make_shared<const ResourceMap>(state);
+  acked_state_ = assumed_state_;
   reported_version_.clear();
 }
 

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -105,8 +106,8 @@ class TypeSubscription {
 
   // What the sidecar will hold once it applies everything sent so far (after a NACK: what it
   // held before).
-  const ResourceMap& assumed_state() const { return assumed_state_; }
-  const ResourceMap& acked_state() const { return acked_state_; }
+  const ResourceMap& assumed_state() const { return *assumed_state_; }
+  const ResourceMap& acked_state() const { return *acked_state_; }
   const std::string& sent_version() const { return sent_version_; }
   const std::string& sent_nonce() const { return sent_nonce_; }
   const std::string& acked_version() const { return acked_version_; }
@@ -121,7 +122,9 @@ class TypeSubscription {
   struct Sent {
     std::string nonce;
     std::string version;
-    ResourceMap state_after;
+    // Shared with assumed_state_ and, once ACKed, acked_state_: recording a push or an answer
+    // copies no map.
+    std::shared_ptr<const ResourceMap> state_after;
     MonotonicTime changed_at;
     bool valid_state = true;  // false when sent before a NACK that came later
     bool part = false;        // a chunk before the last of a split delta push
@@ -132,8 +135,9 @@ class TypeSubscription {
   absl::flat_hash_set<std::string> names_;
 
   std::deque<Sent> outstanding_;
-  ResourceMap assumed_state_;
-  ResourceMap acked_state_;
+  // Immutable once recorded (never null).
+  std::shared_ptr<const ResourceMap> assumed_state_ = std::make_shared<const ResourceMap>();
+  std::shared_ptr<const ResourceMap> acked_state_ = assumed_state_;
   std::string sent_version_;
   std::string sent_nonce_;
   std::string acked_version_;
