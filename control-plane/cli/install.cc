@@ -3,18 +3,24 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <map>
 #include <optional>
 #include <set>
+#include <variant>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/event/loop.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/documents.h"
+#include "control-plane/cli/kubernetes_client.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/install/install.h"
 #include "control-plane/install/secrets.h"
+#include "control-plane/install/store_key_rotation.h"
 #include "control-plane/kubernetes/api_client.h"
+#include "control-plane/store/store_keys.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -90,21 +96,47 @@ class Install final : public Command {
                          "with --secrets: create them through the Kubernetes API (in a pod: "
                          "its service account), keeping those that exist; what the install "
                          "Job runs"));
+    out.push_back(Switch("--rotate-store-key", "", &rotate_store_key_,
+                         "with --secrets: put a fresh store key first in Secret "
+                         "meshlet-store-key (or --store-key-file), keeping the older keys after "
+                         "it; the control plane takes it without a restart and seals its "
+                         "records again with it"));
+    out.push_back(Switch("--finish", "", &finish_,
+                         "with --rotate-store-key: drop every store key but the first, once the "
+                         "control plane (meshctl's context) reports no record sealed with "
+                         "another; refused before, naming the records"));
+    out.push_back(flags::StringFlag("--store-key-file", "FILE", &store_key_file_,
+                                    "with --rotate-store-key: the key file off Kubernetes "
+                                    "(--store-encryption-key-file), rewritten atomically, its "
+                                    "mode kept, instead of the Secret"));
     out.push_back(flags::StringFlag("--kubernetes-api", "HOST:PORT", &kubernetes_.api,
-                                    "with --create: the API server (default: in a pod, "
-                                    "KUBERNETES_SERVICE_HOST and _PORT)"));
+                                    "with --create or --rotate-store-key: the API server "
+                                    "(default: in a pod, KUBERNETES_SERVICE_HOST and _PORT; "
+                                    "with --rotate-store-key otherwise the kubeconfig's)"));
     out.push_back(flags::StringFlag("--kubernetes-token-file", "FILE", &kubernetes_.token_file,
-                                    "with --create: the bearer token (default: the pod's "
-                                    "service-account token)"));
+                                    "with --kubernetes-api: the bearer token (default: the "
+                                    "pod's service-account token)"));
     out.push_back(flags::StringFlag("--kubernetes-ca-file", "FILE", &kubernetes_.ca_file,
-                                    "with --create: the CA of the API server's certificate "
-                                    "(default: the pod's)"));
+                                    "with --kubernetes-api: the CA of the API server's "
+                                    "certificate (default: the pod's)"));
+    out.push_back(flags::StringFlag("--kubeconfig", "FILE", &kubeconfig_,
+                                    "with --rotate-store-key: the kubeconfig whose current "
+                                    "context reaches the cluster (default: $KUBECONFIG, else "
+                                    "~/.kube/config)"));
     return out;
   }
 
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
     if (create_ && !secrets_) return session.Fail({kExitUsage, "--create goes with --secrets"});
+    if (rotate_store_key_ && (!secrets_ || create_)) {
+      return session.Fail(
+          {kExitUsage, "--rotate-store-key goes with --secrets, and without --create"});
+    }
+    if ((finish_ || !store_key_file_.empty()) && !rotate_store_key_) {
+      return session.Fail({kExitUsage, "--finish and --store-key-file go with --rotate-store-key"});
+    }
+    if (rotate_store_key_) return RunRotateStoreKey(session);
     if (crds_) return RunCrds(session);
     if (secrets_) return RunSecrets(session);
     absl::StatusOr<std::vector<YAML::Node>> objects = install::Render(options_, kMeshctlVersion);
@@ -220,6 +252,118 @@ class Install final : public Command {
     return kExitOk;
   }
 
+  // Which key seals each ControlPlaneSecret record, from the control plane's /metrics through
+  // meshctl's context; a Failure when it cannot be read.
+  std::variant<std::map<std::string, std::string>, Failure> SealedRecords(Session& session) {
+    if (std::optional<Failure> f = session.Connect()) return *f;
+    absl::StatusOr<HttpResponse> metrics = session.api().SendPlain("GET", "/metrics");
+    if (!metrics.ok() || metrics->status != 200) {
+      Failure f = session.api().PlainFailure("reading the control plane's /metrics", metrics);
+      f.message = absl::StrCat("--finish: ", f.message,
+                               "; finishing needs the control plane to say which key seals each "
+                               "record (meshctl context, or --server)");
+      return f;
+    }
+    return install::SealedRecordsFromMetrics(metrics->body);
+  }
+
+  int RunRotateStoreKey(Session& session) {
+    std::ostream& out = session.io().out;
+    if (!store_key_file_.empty()) {
+      if (!finish_) {
+        absl::StatusOr<std::string> id = install::RotateKeyFile(store_key_file_);
+        if (!id.ok()) return session.Fail({kExitFailed, std::string(id.status().message())});
+        out << store_key_file_ << ": key " << *id
+            << " first, the older keys kept after it. The control plane takes it within "
+               "--store-key-check-interval; then run again with --finish\n";
+        return kExitOk;
+      }
+      auto sealed = SealedRecords(session);
+      if (auto* f = std::get_if<Failure>(&sealed)) return session.Fail(*f);
+      absl::Status finished = install::FinishKeyFile(
+          store_key_file_, std::get<std::map<std::string, std::string>>(sealed));
+      if (!finished.ok()) return session.Fail({kExitFailed, std::string(finished.message())});
+      out << store_key_file_ << ": the older keys dropped\n";
+      return kExitOk;
+    }
+    // The Secret, through the Kubernetes API.
+    KubernetesFlags flags;
+    flags.kubeconfig = kubeconfig_;
+    flags.api = kubernetes_.api;
+    flags.ca_file = kubernetes_.ca_file;
+    flags.token_file = kubernetes_.token_file;
+    absl::StatusOr<KubernetesClient> client = KubernetesClient::Connect(
+        flags, session.environment(),
+        absl::StrCat("meshctl install --rotate-store-key needs get and update on Secret ",
+                     install::kStoreKeySecret, " in ", options_.namespace_));
+    if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});
+    const std::string name = absl::StrCat(options_.namespace_, "/", install::kStoreKeySecret);
+    const std::string path = absl::StrCat("/api/v1/namespaces/", options_.namespace_, "/secrets/",
+                                          install::kStoreKeySecret);
+    absl::StatusOr<std::string> got = client->Fetch("GET", path);
+    if (!got.ok()) {
+      return session.Fail({absl::IsUnavailable(got.status()) ? kExitUnreachable : kExitFailed,
+                           absl::StrCat("reading Secret ", name, ": ", got.status().message())});
+    }
+    YAML::Node secret;
+    try {
+      secret = YAML::Load(*got);
+    } catch (const YAML::Exception& e) {
+      return session.Fail(
+          {kExitFailed, absl::StrCat("Secret ", name, ": not a JSON object: ", e.what())});
+    }
+    const std::string where = absl::StrCat("Secret ", name, ", ", install::kStoreKeyFile);
+    std::string text;
+    const YAML::Node data = secret.IsMap() ? secret["data"] : YAML::Node();
+    if (!data.IsMap() || !data[install::kStoreKeyFile].IsScalar() ||
+        !absl::Base64Unescape(data[install::kStoreKeyFile].Scalar(), &text)) {
+      return session.Fail({kExitFailed, absl::StrCat(where,
+                                                     ": missing, or not base64; nothing "
+                                                     "changed")});
+    }
+    absl::StatusOr<std::string> changed = absl::InternalError("unset");
+    if (finish_) {
+      auto sealed = SealedRecords(session);
+      if (auto* f = std::get_if<Failure>(&sealed)) return session.Fail(*f);
+      changed = install::FinishedKeyText(text, where,
+                                         std::get<std::map<std::string, std::string>>(sealed));
+    } else {
+      changed = StoreKeys::WithNewFirstKey(text, where);
+    }
+    if (!changed.ok()) {
+      return session.Fail(
+          {kExitFailed, absl::StrCat(changed.status().message(), "; nothing changed")});
+    }
+    const std::vector<std::string> ids = StoreKeys::Parse(*changed, where)->key_ids();
+    // Replaced as read: the resourceVersion makes a concurrent change a conflict (409).
+    secret["data"][install::kStoreKeyFile] = inject::StringNode(absl::Base64Escape(*changed));
+    absl::StatusOr<HttpResponse> put = client->Call("PUT", path, inject::ToCompactJson(secret));
+    if (!put.ok()) {
+      return session.Fail(
+          {kExitUnreachable, absl::StrCat("updating Secret ", name, ": ", put.status().message())});
+    }
+    if (put->status == 409) {
+      return session.Fail({kExitFailed, absl::StrCat("Secret ", name,
+                                                     " changed while meshctl updated it; "
+                                                     "nothing changed, run again")});
+    }
+    if (put->status / 100 != 2) {
+      return session.Fail({kExitFailed, absl::StrCat("updating Secret ", name, ": HTTP ",
+                                                     put->status, ": ", put->body)});
+    }
+    if (finish_) {
+      out << "secret/" << install::kStoreKeySecret << ": key " << ids.front()
+          << " alone, the older keys dropped\n";
+    } else {
+      out << "secret/" << install::kStoreKeySecret << ": key " << ids.front() << " first, keys "
+          << absl::StrJoin(ids.begin() + 1, ids.end(), ", ")
+          << " kept after it. The control plane takes it once the kubelet updated the mounted "
+             "Secret (a minute or two) and seals its records again; then run again with "
+             "--finish\n";
+    }
+    return kExitOk;
+  }
+
   const bool uninstall_;
   install::InstallOptions options_;
   std::string output_ = "yaml";
@@ -227,6 +371,10 @@ class Install final : public Command {
   bool secrets_ = false;
   bool create_ = false;
   bool crds_ = false;
+  bool rotate_store_key_ = false;
+  bool finish_ = false;
+  std::string store_key_file_;
+  std::string kubeconfig_;
   kubernetes::KubernetesApiOptions kubernetes_;
 };
 
@@ -271,7 +419,9 @@ CommandSpec InstallCommand() {
               "nothing itself; the control plane fills in the webhook's "
               "caBundle once it runs (docs/kubernetes.md). Needs no control plane. With etcd "
               "the install holds a Job that makes its Secrets (keys, certificates) once; "
-              "--secrets prints them instead, for those who keep Secrets elsewhere.",
+              "--secrets prints them instead, for those who keep Secrets elsewhere; "
+              "--secrets --rotate-store-key rotates the store key (docs/control-plane.md, "
+              "\"Secrets in the store\").",
           .examples = {{"install",
                         "meshctl install --crds | kubectl apply -f - && meshctl "
                         "install | kubectl apply -f -"},
@@ -286,7 +436,10 @@ CommandSpec InstallCommand() {
                         "meshctl install --set replicas=3 --set etcd=bundled | kubectl apply "
                         "-f -"},
                        {"the Secrets made offline",
-                        "meshctl install --secrets --set etcd=bundled | kubectl create -f -"}},
+                        "meshctl install --secrets --set etcd=bundled | kubectl create -f -"},
+                       {"rotate the store key, then drop the old one once re-sealed",
+                        "meshctl install --secrets --rotate-store-key && meshctl install "
+                        "--secrets --rotate-store-key --finish"}},
           .needs_context = false,
           .make = [] { return std::make_unique<Install>(false); }};
 }

@@ -180,8 +180,15 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
       StringOption("--store-encryption-key-file", "FILE",
                    "with etcd: the key file (base64 keys of 32 bytes, one a line, the first "
                    "encrypting) that encrypts the API token and CA root the replicas share through "
-                   "etcd; required with etcd, the same file for every replica",
+                   "etcd; required with etcd, the same file for every replica; read again every "
+                   "--store-key-check-interval",
                    options.store_encryption_key_file),
+      flags::PositiveDurationFlag(
+          "--store-key-check-interval", &options.store_key_check_interval,
+          "with etcd: how often the store key file is read again (a changed one is taken "
+          "without a restart) and the records sealed with an older key are sealed again with "
+          "the first (default 10s)",
+          "10s"),
       flags::BoolFlag("--etcd-insecure-plaintext", &options.etcd_insecure_plaintext,
                       "allow an http:// store: etcd in plaintext, readable and writable by anyone "
                       "on the network path (local tests only; logged as INSECURE)"),
@@ -286,6 +293,7 @@ ControlPlane::~ControlPlane() {
   // Handles belong to the loop: close them before it goes, then let it finish closing.
   signals_.clear();
   expiry_timer_.reset();
+  store_key_timer_.reset();
   shared_registrations_.reset();
   api_server_.reset();
   gate_.reset();
@@ -311,9 +319,10 @@ absl::Status ControlPlane::Init() {
           "control plane alone, one base64 key of 32 random bytes: `meshctl install --secrets` "
           "makes one, or `head -c 32 /dev/urandom | base64`)");
     }
-    absl::StatusOr<StoreKeys> keys = StoreKeys::FromFile(options_.store_encryption_key_file);
-    if (!keys.ok()) return Annotate(keys.status(), "--store-encryption-key-file");
-    store_keys_ = std::make_unique<const StoreKeys>(*std::move(keys));
+    absl::StatusOr<std::unique_ptr<StoreKeyRing>> ring =
+        StoreKeyRing::Open(options_.store_encryption_key_file, &stats_);
+    if (!ring.ok()) return Annotate(ring.status(), "--store-encryption-key-file");
+    store_key_ring_ = *std::move(ring);
   }
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
@@ -328,7 +337,7 @@ absl::Status ControlPlane::Init() {
     // Replicas share one token (the first replica's), so that meshctl may use any of them; each
     // data directory holds it.
     absl::StatusOr<std::string> shared =
-        LoadOrCreateSharedValue(*store_, *store_keys_, "api-token",
+        LoadOrCreateSharedValue(*store_, *store_key_ring_->keys(), "api-token",
                                 [&]() -> absl::StatusOr<std::string> { return token_; });
     if (!shared.ok()) return Annotate(shared.status(), "API token");
     if (*shared != token_) {
@@ -398,6 +407,7 @@ absl::Status ControlPlane::Init() {
         }
       });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
+  if (store_key_ring_ != nullptr) StartStoreKeyChecks();
   if (shared_keys != nullptr) {
     shared_registrations_ =
         std::make_unique<registry::SharedRegistrations>(loop_, *registry_, *shared_keys);
@@ -604,6 +614,30 @@ void ControlPlane::Dispatch(const http::ServerRequest& request,
   }
 }
 
+void ControlPlane::StartStoreKeyChecks() {
+  auto check = [this] {
+    if (store_key_check_running_) return;
+    store_key_check_running_ = true;
+    StoreKeyRing* ring = store_key_ring_.get();
+    Store* store = store_.get();
+    const bool queued = store_worker_->Run<bool>(
+        [ring, store]() -> bool {
+          ring->Reload();
+          absl::StatusOr<std::vector<SealedRecord>> records = ring->ResealAndCount(*store);
+          if (!records.ok()) {
+            LOG_EVERY_N_SEC(WARN, 60) << "store key check: " << records.status().message()
+                                      << " (tried again in --store-key-check-interval)";
+          }
+          return records.ok();
+        },
+        [this](bool) { store_key_check_running_ = false; });
+    if (!queued) store_key_check_running_ = false;  // the worker is busy: next tick
+  };
+  store_key_timer_ = std::make_unique<event::Timer>(loop_, check);
+  store_key_timer_->EnableRepeating(options_.store_key_check_interval);
+  check();  // publishes which key seals each record now
+}
+
 http::HttpServerOptions ControlPlane::HttpServerOptionsFor(absl::string_view server) {
   http::HttpServerOptions options;
   options.request_timeout = options_.http_request_timeout;
@@ -625,6 +659,7 @@ void ControlPlane::BeginShutdown() {
   for (auto& hook : shutdown_hooks_) hook();
   if (api_server_ != nullptr) api_server_->Shutdown();
   expiry_timer_.reset();
+  store_key_timer_.reset();
   loop_.Stop();
 }
 

@@ -18,12 +18,20 @@ What a cluster would run is taken from meshctl's output and run here with Debian
   is refused;
 - the Deployment's store flags (--store, --etcd-*, --store-encryption-key-file), mapped the same
   way: a control plane stores a Service through its API, and another one started on the same
-  store serves it.
+  store serves it;
+- the store key rotated with `meshctl install --secrets --rotate-store-key` against the fake API
+  server, the Secret's new data swapped into the mount as the kubelet does (the `..data`
+  symlink): both running control planes take it without a restart and seal the ControlPlaneSecret
+  records again (read back from etcd: the envelopes' key id); `--finish` is refused while a
+  record is under the old key and then drops it; a control plane started with the new key alone
+  serves. A malformed key file in the mount is refused by the running control planes (counted,
+  the old keys kept), and a Secret with a broken key is refused by the rotation, unchanged.
 
 Without the etcd binary the test prints SKIP.
 """
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -38,7 +46,7 @@ import urllib.request
 import yaml
 
 import cp_api
-from etcd_util import ETCD, etcd_installed
+from etcd_util import ETCD, ETCDCTL, etcd_installed
 from fake_kubernetes_api import JsonApiHandler
 from mesh_util import (make_ca, make_server_cert, put_resource, serve_https,
                        start_plaintext_control_plane, stop_process)
@@ -52,11 +60,13 @@ MOUNTS = {"/etc/etcd/tls": "meshlet-etcd-member", "/etc/meshlet/etcd": "meshlet-
 
 
 class SecretsApi:
-    """The part of a Kubernetes API server the install Job uses: GET and POST of Secrets in one
-    namespace, with a bearer token, over HTTPS for 127.0.0.1. .secrets: name -> the Secret."""
+    """The part of a Kubernetes API server the install Job and the store key rotation use: GET,
+    POST and PUT of Secrets in one namespace (PUT conditional on metadata.resourceVersion), with
+    a bearer token, over HTTPS for 127.0.0.1. .secrets: name -> the Secret."""
 
     def __init__(self, directory):
         self.secrets = {}
+        self.revision = 0
         self.token = os.urandom(16).hex()
         ca = make_ca(directory, "kube-ca")
         self.ca_file = ca[0]
@@ -91,8 +101,25 @@ class SecretsApi:
                 if name in api.secrets:
                     return self.answer(409, {"kind": "Status", "code": 409,
                                              "reason": "AlreadyExists"})
+                api.revision += 1
+                body["metadata"]["resourceVersion"] = str(api.revision)
                 api.secrets[name] = body
                 self.answer(201, body)
+
+            def do_PUT(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.allowed():
+                    return
+                name = self.path[len(base) + 1:] if self.path.startswith(base + "/") else None
+                if name not in api.secrets or body["metadata"].get("name") != name:
+                    return self.answer(404, {"kind": "Status", "code": 404})
+                if body["metadata"].get("resourceVersion") != \
+                        api.secrets[name]["metadata"]["resourceVersion"]:
+                    return self.answer(409, {"kind": "Status", "code": 409, "reason": "Conflict"})
+                api.revision += 1
+                body["metadata"]["resourceVersion"] = str(api.revision)
+                api.secrets[name] = body
+                self.answer(200, body)
 
         self.server, url = serve_https(Handler, make_server_cert(directory, "kube-api", ca))
         self.address = url[len("https://"):]
@@ -170,18 +197,24 @@ class BundledEtcdTest(unittest.TestCase):
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("401", refused.stderr)
 
-    def test_the_rendered_members_form_a_cluster_over_tls_the_control_plane_uses(self):
-        # The Secrets, as the Job makes them and the kubelet mounts them.
-        api = SecretsApi(self.tmp)
-        self.addCleanup(api.stop)
-        made = self.run_job(api)
-        self.assertEqual(made.returncode, 0, made.stderr)
-        for name, secret in api.secrets.items():
-            os.makedirs(os.path.join(self.tmp, name))
-            for key, value in secret["data"].items():
-                with open(os.path.join(self.tmp, name, key), "wb") as f:
-                    f.write(base64.b64decode(value))
+    def mount(self, api, name, data=None):
+        """Secret `name`'s data (or `data`) written as the kubelet mounts and updates it: the
+        files in a new directory, then the `..data` symlink swapped to it in one rename."""
+        directory = os.path.join(self.tmp, name)
+        os.makedirs(directory, exist_ok=True)
+        self.versions = getattr(self, "versions", 0) + 1
+        version = f"..{self.versions}"
+        os.makedirs(os.path.join(directory, version))
+        for key, value in (data or api.secrets[name]["data"]).items():
+            with open(os.path.join(directory, version, key), "wb") as f:
+                f.write(base64.b64decode(value))
+            if not os.path.islink(os.path.join(directory, key)):
+                os.symlink(os.path.join("..data", key), os.path.join(directory, key))
+        os.symlink(version, os.path.join(directory, "..data_tmp"))
+        os.rename(os.path.join(directory, "..data_tmp"), os.path.join(directory, "..data"))
 
+    def start_members(self):
+        """The StatefulSet's three pods, on the mounted Secrets; waits until each is ready."""
         etcd = self.one("StatefulSet")
         pod = etcd["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -211,6 +244,40 @@ class BundledEtcdTest(unittest.TestCase):
                         "every member passes its readiness probe: "
                         + open(os.path.join(self.tmp, "meshlet-etcd-0.log")).read()[-2000:])
 
+    def store_flags(self):
+        """The Deployment's store flags (--store, --etcd-*, the store key), mapped to here."""
+        args = self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        store = [self.local(a, "meshlet-etcd-0") for a in args
+                 if a.startswith(("--store", "--etcd-"))]
+        self.assertTrue(any(a.startswith("--store=https://") for a in store), store)
+        self.assertNotIn("--etcd-insecure-plaintext", store)
+        return store
+
+    def start_replica(self, name, *extra):
+        """A control plane on the bundled etcd: (API address, token)."""
+        directory = os.path.join(self.tmp, name)
+        os.makedirs(directory)
+        proc, api_address, _, token = start_plaintext_control_plane(
+            CONTROL_PLANE, directory, *self.store_flags(), *extra, "--replica-name", name,
+            "--otlp-address=", "--zipkin-address=")
+        self.addCleanup(stop_process, proc)
+        return api_address, token
+
+    def start_cluster(self):
+        """The Secrets, as the Job makes them and the kubelet mounts them, and the members on
+        them: the fake API server holding the Secrets."""
+        api = SecretsApi(self.tmp)
+        self.addCleanup(api.stop)
+        made = self.run_job(api)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        for name in api.secrets:
+            self.mount(api, name)
+        self.start_members()
+        return api
+
+    def test_the_rendered_members_form_a_cluster_over_tls_the_control_plane_uses(self):
+        self.start_cluster()
+
         # A client that trusts the members but has no client certificate is refused.
         context = ssl.create_default_context(
             cafile=os.path.join(self.tmp, "meshlet-etcd-member", "ca.crt"))
@@ -219,21 +286,7 @@ class BundledEtcdTest(unittest.TestCase):
                 f"https://127.0.0.1:{self.ports[('meshlet-etcd-0', 2379)]}/version",
                 timeout=5, context=context).read()
 
-        args = self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-        # The store's flags as rendered (--store, --etcd-*, the store key), mapped the same way.
-        store = [self.local(a, "meshlet-etcd-0") for a in args
-                 if a.startswith(("--store", "--etcd-"))]
-        self.assertTrue(any(a.startswith("--store=https://") for a in store), store)
-        self.assertNotIn("--etcd-insecure-plaintext", store)
-        replicas = []
-        for name in ("a", "b"):
-            directory = os.path.join(self.tmp, name)
-            os.makedirs(directory)
-            proc, api_address, _, token = start_plaintext_control_plane(
-                CONTROL_PLANE, directory, *store, "--replica-name", name,
-                "--otlp-address=", "--zipkin-address=")
-            self.addCleanup(stop_process, proc)
-            replicas.append((api_address, token))
+        replicas = [self.start_replica(name) for name in ("a", "b")]
         with open(SERVICES) as f:
             first = next(d for d in yaml.safe_load_all(f) if d and d["kind"] == "Service")
         put_resource(replicas[0][0], replicas[0][1],
@@ -245,6 +298,121 @@ class BundledEtcdTest(unittest.TestCase):
             token=replicas[1][1])
         self.assertEqual(status, 200, body)
 
+    def sealed_in_etcd(self):
+        """ControlPlaneSecret name -> the key id its envelope in etcd names."""
+        client = os.path.join(self.tmp, "meshlet-etcd-client")
+        got = subprocess.run(
+            [ETCDCTL, "--endpoints", f"https://127.0.0.1:{self.ports[('meshlet-etcd-0', 2379)]}",
+             "--cacert", os.path.join(client, "ca.crt"), "--cert", os.path.join(client, "tls.crt"),
+             "--key", os.path.join(client, "tls.key"), "get", "--prefix", "/", "-w", "json"],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        sealed = {}
+        for kv in json.loads(got.stdout).get("kvs", []):
+            key = base64.b64decode(kv["key"]).decode()
+            if "/ControlPlaneSecret/" in key:
+                value = base64.b64decode(kv["value"]).decode()
+                self.assertTrue(value.startswith("meshlet-sealed:v1:"), value)
+                sealed[key.rsplit("/", 1)[1]] = value.split(":")[2]
+        return sealed
+
+    def metric(self, api_address, line_start):
+        """The value of the first /metrics line of `api_address` starting with `line_start`."""
+        status, body = cp_api.request(api_address, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        for line in (body.decode() if isinstance(body, bytes) else body).splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def rotate(self, api, *extra, finish=False):
+        """`meshctl install --secrets --rotate-store-key extra` against `api`."""
+        return subprocess.run(
+            [MESHCTL, *extra, "install", "--set", f"namespace={NAMESPACE}", "--secrets",
+             "--rotate-store-key", "--kubernetes-api", api.address, "--kubernetes-token-file",
+             api.token_file, "--kubernetes-ca-file", api.ca_file]
+            + (["--finish"] if finish else []),
+            capture_output=True, text=True, timeout=30, env={**os.environ, "HOME": self.tmp})
+
+    def key_ids(self, api):
+        """The key ids of Secret meshlet-store-key, in order."""
+        lines = base64.b64decode(api.secrets["meshlet-store-key"]["data"]["store-key"]).decode()
+        return [hashlib.sha256(base64.b64decode(k)).hexdigest()[:16]
+                for k in lines.split() if k and not k.startswith("#")]
+
+    def test_the_store_key_is_rotated_without_restarting_the_control_planes(self):
+        api = self.start_cluster()
+        interval = "--store-key-check-interval=200ms"
+        replicas = [self.start_replica(name, interval) for name in ("a", "b")]
+        [old] = self.key_ids(api)
+        sealed = self.sealed_in_etcd()
+        self.assertIn("api-token", sealed)
+        self.assertEqual(set(sealed.values()), {old}, sealed)
+        record = '{record="ControlPlaneSecret/api-token",key_id="%s"}'
+        self.assertTrue(wait_for(lambda: self.metric(
+            replicas[0][0], "meshlet_cp_store_sealed_records" + record % old) == 1, timeout=10))
+
+        # A Secret with a broken key: refused, said where, left as it is.
+        good = api.secrets["meshlet-store-key"]["data"]["store-key"]
+        api.secrets["meshlet-store-key"]["data"]["store-key"] = base64.b64encode(
+            base64.b64decode(good)[:20]).decode()
+        broken = self.rotate(api)
+        self.assertNotEqual(broken.returncode, 0)
+        self.assertIn(f"Secret {NAMESPACE}/meshlet-store-key, store-key: line 1: not a key",
+                      broken.stderr)
+        self.assertEqual(len(base64.b64decode(api.secrets["meshlet-store-key"]["data"]
+                                              ["store-key"])), 20)
+        api.secrets["meshlet-store-key"]["data"]["store-key"] = good
+
+        rotated = self.rotate(api)
+        self.assertEqual(rotated.returncode, 0, rotated.stderr)
+        new, kept = self.key_ids(api)
+        self.assertEqual(kept, old)
+        self.assertIn(f"key {new} first", rotated.stdout)
+        # Finishing before the control plane re-sealed: refused, naming the records.
+        server = ["--server", replicas[0][0], "--ca-file", cp_api.ca_file_for(replicas[0][0]),
+                  "--token", replicas[0][1]]
+        early = self.rotate(api, *server, finish=True)
+        self.assertNotEqual(early.returncode, 0)
+        self.assertIn(f"not finishing: ControlPlaneSecret/api-token (key {old})", early.stderr)
+        self.assertEqual(self.key_ids(api), [new, old])
+
+        # A malformed key file in the mount: refused by the running replicas, old keys kept.
+        self.mount(api, "meshlet-store-key", {"store-key": base64.b64encode(
+            f"{base64.b64encode(os.urandom(32)).decode()}\nnot a key\n".encode()).decode()})
+        for replica, _ in replicas:
+            self.assertTrue(wait_for(lambda: self.metric(
+                replica, 'meshlet_cp_store_key_reloads_total{result="failed"}') == 1, timeout=10))
+        self.assertEqual(set(self.sealed_in_etcd().values()), {old})
+
+        # The kubelet updates the mount: taken live by both, the records sealed again.
+        self.mount(api, "meshlet-store-key")
+        for replica, _ in replicas:
+            self.assertTrue(wait_for(lambda: self.metric(
+                replica, 'meshlet_cp_store_key_reloads_total{result="ok"}') == 1, timeout=10))
+        self.assertTrue(wait_for(lambda: set(self.sealed_in_etcd().values()) == {new},
+                                 timeout=10), self.sealed_in_etcd())
+        resealed = sum(self.metric(r, "meshlet_cp_store_resealed_records_total") for r, _ in
+                       replicas)
+        self.assertEqual(resealed, len(self.sealed_in_etcd()))  # each record once
+        self.assertTrue(wait_for(lambda: self.metric(
+            replicas[1][0], "meshlet_cp_store_sealed_records" + record % new) == 1, timeout=10))
+        self.assertEqual(self.metric(replicas[1][0],
+                                     "meshlet_cp_store_sealed_records" + record % old), 0)
+
+        finished = self.rotate(api, *server, finish=True)
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual(self.key_ids(api), [new])
+        self.mount(api, "meshlet-store-key")
+        # A control plane with the new key alone starts on the store and serves its token.
+        address, token = self.start_replica("c", interval)
+        self.assertEqual(token, replicas[0][1])
+        status, body = cp_api.request(address, "GET", "/apis/meshlet.io/v1/namespaces/default/"
+                                      "services", token=token)
+        self.assertEqual(status, 200, body)
+        for replica, _ in replicas:
+            self.assertTrue(wait_for(lambda: self.metric(
+                replica, 'meshlet_cp_store_key_reloads_total{result="ok"}') == 2, timeout=10))
 
 if __name__ == "__main__":
     CONTROL_PLANE, MESHCTL, _, SERVICES = (os.path.abspath(a) for a in sys.argv[1:5])
