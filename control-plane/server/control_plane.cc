@@ -1,5 +1,7 @@
 #include "control-plane/server/control_plane.h"
 
+#include <openssl/sha.h>
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,9 +52,10 @@ absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::stri
   return content;
 }
 
-// TLS to etcd from --etcd-cacert, --etcd-cert and --etcd-key.
-absl::StatusOr<std::shared_ptr<const tls::TlsContextProvider>> EtcdTls(
-    const ControlPlaneOptions& options) {
+// TLS to etcd from --etcd-cacert, --etcd-cert and --etcd-key; `*digest` (when given) becomes the
+// SHA-256 of what was read, even when it makes no valid context.
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> EtcdTlsContext(
+    const ControlPlaneOptions& options, std::string* digest) {
   tls::TlsContextConfig config;
   ASSIGN_OR_RETURN(config.trust_bundle_pem, ReadFlagFile("--etcd-cacert", options.etcd_ca_file));
   if (!options.etcd_cert_file.empty()) {
@@ -60,15 +63,26 @@ absl::StatusOr<std::shared_ptr<const tls::TlsContextProvider>> EtcdTls(
                      ReadFlagFile("--etcd-cert", options.etcd_cert_file));
     ASSIGN_OR_RETURN(config.private_key_pem, ReadFlagFile("--etcd-key", options.etcd_key_file));
   }
+  if (digest != nullptr) {
+    uint8_t sha[SHA256_DIGEST_LENGTH];
+    const std::string all =
+        absl::StrCat(config.trust_bundle_pem.size(), ":", config.trust_bundle_pem,
+                     config.certificate_chain_pem.size(), ":", config.certificate_chain_pem,
+                     config.private_key_pem);
+    SHA256(reinterpret_cast<const uint8_t*>(all.data()), all.size(), sha);
+    *digest = std::string(reinterpret_cast<const char*>(sha), sizeof(sha));
+  }
   config.alpn_protocols = {"h2"};
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
       tls::TlsContext::CreateClient(config);
   if (!context.ok()) return Annotate(context.status(), "TLS to etcd");
-  return std::make_shared<tls::TlsContextProvider>(*context);
+  return context;
 }
 
 // The store the options name: the file store in the data directory, or etcd.
-absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& options) {
+// `*etcd_tls` (when given) is set to the provider of TLS to etcd, when there is one.
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(
+    const ControlPlaneOptions& options, std::shared_ptr<tls::TlsContextProvider>* etcd_tls) {
   const bool tls_flags = !options.etcd_ca_file.empty() || !options.etcd_cert_file.empty() ||
                          !options.etcd_key_file.empty();
   const bool etcd_flags = tls_flags || options.etcd_insecure_plaintext ||
@@ -102,7 +116,11 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& opti
           ": etcd over TLS needs --etcd-cacert (the CA that signed the members' certificates), "
           "and --etcd-cert/--etcd-key when etcd asks for client certificates"));
     }
-    ASSIGN_OR_RETURN(etcd.tls, EtcdTls(options));
+    ASSIGN_OR_RETURN(std::shared_ptr<const tls::TlsContext> context,
+                     EtcdTlsContext(options, nullptr));
+    auto provider = std::make_shared<tls::TlsContextProvider>(std::move(context));
+    if (etcd_tls != nullptr) *etcd_tls = provider;
+    etcd.tls = std::move(provider);
     if (options.etcd_cert_file.empty() && options.etcd_username.empty()) {
       LOG(WARN) << "etcd: this replica presents no client certificate (--etcd-cert) and no user "
                    "(--etcd-username); only an etcd that authenticates nobody lets it in";
@@ -187,7 +205,8 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
           "--store-key-check-interval", &options.store_key_check_interval,
           "with etcd: how often the store key file is read again (a changed one is taken "
           "without a restart) and the records sealed with an older key are sealed again with "
-          "the first (default 10s)",
+          "the first; the --etcd-cacert/--etcd-cert/--etcd-key files are read again at the same "
+          "interval, for new connections to etcd (default 10s)",
           "10s"),
       flags::BoolFlag("--etcd-insecure-plaintext", &options.etcd_insecure_plaintext,
                       "allow an http:// store: etcd in plaintext, readable and writable by anyone "
@@ -324,7 +343,7 @@ absl::Status ControlPlane::Init() {
     if (!ring.ok()) return Annotate(ring.status(), "--store-encryption-key-file");
     store_key_ring_ = *std::move(ring);
   }
-  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_, &etcd_tls_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
   store_worker_ = std::make_unique<StoreWorker>(
@@ -614,14 +633,57 @@ void ControlPlane::Dispatch(const http::ServerRequest& request,
   }
 }
 
+void ControlPlane::ReloadEtcdTls() {
+  std::string digest;
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      EtcdTlsContext(options_, &digest);
+  if (!digest.empty() && digest == etcd_tls_digest_) return;
+  if (!context.ok()) {
+    // Refused once per content of the files (or per error while they cannot be read).
+    const std::string error(context.status().message());
+    if (!digest.empty()) etcd_tls_digest_ = digest;
+    if (error == etcd_tls_error_) return;
+    etcd_tls_error_ = error;
+    etcd_tls_reloads_failed_.Inc();
+    LOG(ERROR) << "TLS to etcd: the changed --etcd-cacert/--etcd-cert/--etcd-key are refused: "
+               << error << "; new connections keep the files read before";
+    return;
+  }
+  etcd_tls_error_.clear();
+  etcd_tls_digest_ = std::move(digest);
+  etcd_tls_->Update(*std::move(context));
+  etcd_tls_reloads_ok_.Inc();
+  LOG(INFO) << "TLS to etcd: --etcd-cacert/--etcd-cert/--etcd-key changed; new connections to "
+               "etcd use them (generation "
+            << etcd_tls_->generation() << ")";
+}
+
 void ControlPlane::StartStoreKeyChecks() {
+  if (etcd_tls_ != nullptr) {
+    constexpr char kName[] = "meshlet_cp_etcd_tls_reloads_total";
+    constexpr char kHelp[] =
+        "Changes of --etcd-cacert, --etcd-cert or --etcd-key taken for new connections to etcd "
+        "(ok), or refused (failed: unreadable, or not a valid certificate, key and CA; the files "
+        "read before stay in use).";
+    absl::StatusOr<Counter> ok =
+        stats_.shared_shard().RegisterCounter(kName, kHelp, {{"result", "ok"}});
+    absl::StatusOr<Counter> failed =
+        stats_.shared_shard().RegisterCounter(kName, kHelp, {{"result", "failed"}});
+    CHECK_OK(ok);
+    CHECK_OK(failed);
+    etcd_tls_reloads_ok_ = *ok;
+    etcd_tls_reloads_failed_ = *failed;
+    // What the store was opened with, so that the first check takes nothing.
+    EtcdTlsContext(options_, &etcd_tls_digest_).IgnoreError();
+  }
   auto check = [this] {
     if (store_key_check_running_) return;
     store_key_check_running_ = true;
     StoreKeyRing* ring = store_key_ring_.get();
     Store* store = store_.get();
     const bool queued = store_worker_->Run<bool>(
-        [ring, store]() -> bool {
+        [this, ring, store]() -> bool {
+          if (etcd_tls_ != nullptr) ReloadEtcdTls();
           ring->Reload();
           absl::StatusOr<std::vector<SealedRecord>> records = ring->ResealAndCount(*store);
           if (!records.ok()) {

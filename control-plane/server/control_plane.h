@@ -200,8 +200,12 @@ class ControlPlane {
   };
   void SaveRegistry(SaveReason reason);
   // With etcd: the key file read again and the records re-sealed every
-  // --store-key-check-interval, and once now.
+  // --store-key-check-interval, and once now; the etcd TLS files read again at the same time.
   void StartStoreKeyChecks();
+  // Reads --etcd-cacert, --etcd-cert and --etcd-key again; a change that makes a valid context
+  // is published to etcd_tls_ for new connections, an invalid one logged once and counted. On the
+  // store worker (file reads).
+  void ReloadEtcdTls();
 
   const ControlPlaneOptions options_;
   const Clock& clock_;
@@ -212,6 +216,12 @@ class ControlPlane {
   // Reads the key file again and re-seals (on the store worker), one check at a time.
   std::unique_ptr<event::Timer> store_key_timer_;
   bool store_key_check_running_ = false;
+  // TLS to etcd (null without it), its files' SHA-256 when last read, and the error last logged;
+  // the last two touched on the store worker only.
+  std::shared_ptr<tls::TlsContextProvider> etcd_tls_;
+  std::string etcd_tls_digest_;
+  std::string etcd_tls_error_;
+  Counter etcd_tls_reloads_ok_, etcd_tls_reloads_failed_;
   std::unique_ptr<StoreWorker> store_worker_;  // after store_: stops before it goes
   std::string token_;
   std::string replica_name_;
