@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -96,6 +97,10 @@ class Install final : public Command {
                          "with --secrets: create them through the Kubernetes API (in a pod: "
                          "its service account), keeping those that exist; what the install "
                          "Job runs"));
+    out.push_back(Switch("--renew-etcd-certificates", "", &renew_etcd_certificates_,
+                         "with --secrets and --set etcd=bundled: as --create, and re-issue the "
+                         "etcd members' and the control plane's certificates under the kept CA "
+                         "now rather than within etcd.renewBeforeDays of their end"));
     out.push_back(Switch("--rotate-store-key", "", &rotate_store_key_,
                          "with --secrets: put a fresh store key first in Secret "
                          "meshlet-store-key (or --store-key-file), keeping the older keys after "
@@ -128,7 +133,17 @@ class Install final : public Command {
 
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
-    if (create_ && !secrets_) return session.Fail({kExitUsage, "--create goes with --secrets"});
+    if ((create_ || renew_etcd_certificates_) && !secrets_) {
+      return session.Fail({kExitUsage, "--create and --renew-etcd-certificates go with --secrets"});
+    }
+    if (renew_etcd_certificates_) {
+      if (options_.etcd != install::kBundledEtcd || rotate_store_key_) {
+        return session.Fail({kExitUsage,
+                             "--renew-etcd-certificates: the bundled etcd's (--set etcd=bundled), "
+                             "without --rotate-store-key"});
+      }
+      create_ = true;
+    }
     if (rotate_store_key_ && (!secrets_ || create_)) {
       return session.Fail(
           {kExitUsage, "--rotate-store-key goes with --secrets, and without --create"});
@@ -179,7 +194,10 @@ class Install final : public Command {
                            "etcd=bundled or --set etcd=https://HOST:PORT)"});
     }
     absl::StatusOr<std::vector<YAML::Node>> secrets = install::MakeSecrets(options_, absl::Now());
-    if (!secrets.ok()) return session.Fail({kExitFailed, std::string(secrets.status().message())});
+    if (!secrets.ok()) {
+      return session.Fail({absl::IsInvalidArgument(secrets.status()) ? kExitUsage : kExitFailed,
+                           std::string(secrets.status().message())});
+    }
     if (!create_) {
       Print(session.io().out, *secrets, output_);
       return kExitOk;
@@ -196,35 +214,50 @@ class Install final : public Command {
     const std::string base = absl::StrCat("/api/v1/namespaces/", options_.namespace_, "/secrets");
     const std::string hint = absl::StrCat("get and create on secrets in ", options_.namespace_,
                                           " (the Role meshlet-install)");
-    // Which exist: those are kept.
-    std::set<std::string> existing;
+    // Which exist, as read: those are kept.
+    std::map<std::string, YAML::Node> existing;
     for (const YAML::Node& secret : *secrets) {
       const std::string name = SecretName(secret);
       kubernetes::ApiResult got =
           CallApi(loop, **api,
                   {.method = "GET", .path = absl::StrCat(base, "/", name), .forbidden_hint = hint});
       if (got.body.ok()) {
-        existing.insert(name);
+        try {
+          existing[name] = YAML::Load(*got.body);
+        } catch (const YAML::Exception& e) {
+          return session.Fail({kExitFailed, absl::StrCat("Secret ", options_.namespace_, "/", name,
+                                                         ": not a JSON object: ", e.what())});
+        }
       } else if (got.http_status != 404) {
         return session.Fail(
             {ApiServerExit(got), absl::StrCat("reading Secret ", options_.namespace_, "/", name,
                                               ": ", got.body.status().message())});
       }
     }
+    // The certificates of an install made before the CA was kept: no CA to make (it would not be
+    // theirs); renewal says what to do.
+    const bool certificates_exist = existing.count(install::kEtcdMemberSecret) > 0 &&
+                                    existing.count(install::kEtcdClientSecret) > 0;
     for (const YAML::Node& secret : *secrets) {
       const std::string name = SecretName(secret);
       if (existing.count(name) > 0) continue;
-      for (const std::string& other : existing) {
-        if (install::SecretsShareACa(name, other)) {
-          return session.Fail(
-              {kExitFailed,
-               absl::StrCat("Secret ", options_.namespace_, "/", other, " exists but ", name,
-                            " does not: they hold certificates of one CA, whose key is gone. "
-                            "Delete ",
-                            other,
-                            " too to make a new pair (then restart etcd and the control "
-                            "plane)")});
-        }
+      if (name == install::kEtcdCaSecret && certificates_exist) continue;
+      std::vector<std::string> others;
+      for (const auto& [other, unused] : existing) {
+        if (install::SecretsShareACa(name, other)) others.push_back(other);
+      }
+      if (!others.empty()) {
+        // A certificate named first: the CA alone says less.
+        std::sort(others.begin(), others.end(), [](const std::string& a, const std::string& b) {
+          return (a == install::kEtcdCaSecret) < (b == install::kEtcdCaSecret);
+        });
+        return session.Fail(
+            {kExitFailed,
+             absl::StrCat("Secret ", options_.namespace_, "/", others.front(), " exists but ", name,
+                          " does not: they belong to one CA. Delete ",
+                          absl::StrJoin(others, " and "),
+                          " too to make a new CA and certificates (then restart etcd and the "
+                          "control plane)")});
       }
     }
     for (const YAML::Node& secret : *secrets) {
@@ -233,6 +266,7 @@ class Install final : public Command {
         session.io().out << "secret/" << name << " exists, kept\n";
         continue;
       }
+      if (name == install::kEtcdCaSecret && certificates_exist) continue;
       kubernetes::ApiResult created = CallApi(loop, **api,
                                               {.method = "POST",
                                                .path = base,
@@ -248,6 +282,80 @@ class Install final : public Command {
             {ApiServerExit(created), absl::StrCat("creating Secret ", options_.namespace_, "/",
                                                   name, ": ", created.body.status().message())});
       }
+    }
+    if (options_.etcd != install::kBundledEtcd || !certificates_exist) return kExitOk;
+    return RenewEtcdCertificates(session, loop, **api, base, existing);
+  }
+
+  // The bundled etcd's certificates in `existing` (name -> the Secret as read) renewed under the
+  // kept CA when due (or with --renew-etcd-certificates), each Secret replaced as read: its
+  // resourceVersion makes a concurrent change a conflict.
+  int RenewEtcdCertificates(Session& session, event::Loop& loop, kubernetes::KubernetesApi& api,
+                            const std::string& base,
+                            const std::map<std::string, YAML::Node>& existing) {
+    auto decoded = [&](const std::string& name) -> absl::StatusOr<install::SecretData> {
+      install::SecretData data;
+      const YAML::Node node = existing.at(name)["data"];
+      if (!node.IsMap()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Secret ", options_.namespace_, "/", name, ": no data"));
+      }
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (!it->second.IsScalar() ||
+            !absl::Base64Unescape(it->second.Scalar(), &data[it->first.Scalar()])) {
+          return absl::InvalidArgumentError(absl::StrCat("Secret ", options_.namespace_, "/", name,
+                                                         ": ", it->first.Scalar(), " not base64"));
+        }
+      }
+      return data;
+    };
+    install::EtcdSecrets secrets;
+    for (const auto& [name, field] : {std::pair{install::kEtcdMemberSecret, &secrets.member},
+                                      std::pair{install::kEtcdClientSecret, &secrets.client}}) {
+      absl::StatusOr<install::SecretData> data = decoded(name);
+      if (!data.ok()) return session.Fail({kExitFailed, std::string(data.status().message())});
+      *field = *std::move(data);
+    }
+    if (existing.count(install::kEtcdCaSecret) > 0) {
+      absl::StatusOr<install::SecretData> data = decoded(install::kEtcdCaSecret);
+      if (!data.ok()) return session.Fail({kExitFailed, std::string(data.status().message())});
+      secrets.ca = *std::move(data);
+    }
+    absl::StatusOr<install::EtcdRenewal> renewal =
+        install::RenewEtcdCertificates(options_, secrets, absl::Now(), renew_etcd_certificates_);
+    if (!renewal.ok()) return session.Fail({kExitFailed, std::string(renewal.status().message())});
+    const std::string hint = absl::StrCat("get and update on Secrets ", install::kEtcdMemberSecret,
+                                          " and ", install::kEtcdClientSecret, " in ",
+                                          options_.namespace_, " (the Role meshlet-install)");
+    for (const auto& [name, data] : renewal->renewed) {
+      YAML::Node secret = YAML::Clone(existing.at(name));
+      secret["data"] = YAML::Node(YAML::NodeType::Map);
+      for (const auto& [key, value] : data) {
+        secret["data"][key] = inject::StringNode(absl::Base64Escape(value));
+      }
+      kubernetes::ApiResult put = CallApi(loop, api,
+                                          {.method = "PUT",
+                                           .path = absl::StrCat(base, "/", name),
+                                           .content_type = "application/json",
+                                           .body = inject::ToCompactJson(secret),
+                                           .forbidden_hint = hint});
+      if (put.http_status == 409) {
+        return session.Fail(
+            {kExitFailed, absl::StrCat("Secret ", options_.namespace_, "/", name,
+                                       " changed while meshctl renewed it; it is as it was, run "
+                                       "again")});
+      }
+      if (!put.body.ok()) {
+        return session.Fail(
+            {ApiServerExit(put), absl::StrCat("updating Secret ", options_.namespace_, "/", name,
+                                              ": ", put.body.status().message())});
+      }
+    }
+    for (const std::string& line : renewal->report) session.io().out << line << "\n";
+    if (!renewal->renewed.empty()) {
+      session.io().out << "The kubelet updates the mounted files within a minute or two; etcd and "
+                          "the control plane take them for new connections, without a restart "
+                          "(ca.crt unchanged)\n";
     }
     return kExitOk;
   }
@@ -372,6 +480,7 @@ class Install final : public Command {
   bool create_ = false;
   bool crds_ = false;
   bool rotate_store_key_ = false;
+  bool renew_etcd_certificates_ = false;
   bool finish_ = false;
   std::string store_key_file_;
   std::string kubeconfig_;
@@ -437,6 +546,10 @@ CommandSpec InstallCommand() {
                         "-f -"},
                        {"the Secrets made offline",
                         "meshctl install --secrets --set etcd=bundled | kubectl create -f -"},
+                       {"renew the bundled etcd's certificates now (in a pod of the install's "
+                        "ServiceAccount)",
+                        "meshctl install --secrets --renew-etcd-certificates --set "
+                        "etcd=bundled"},
                        {"rotate the store key, then drop the old one once re-sealed",
                         "meshctl install --secrets --rotate-store-key && meshctl install "
                         "--secrets --rotate-store-key --finish"}},

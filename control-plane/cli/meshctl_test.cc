@@ -1002,6 +1002,27 @@ TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {
             "meshctl: /nonexistent/app.yaml: no such file or directory\nnothing written\n");
 }
 
+// install --secrets --renew-etcd-certificates: the bundled etcd's, through the Kubernetes API.
+TEST_F(MeshctlTest, RenewingTheEtcdCertificatesIsForTheBundledEtcdsSecrets) {
+  EXPECT_EQ(Run({"install", "--renew-etcd-certificates", "--set", "etcd=bundled"}), kExitUsage);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "go with --secrets")) << err_.str();
+  err_.str("");
+  EXPECT_EQ(Run({"install", "--secrets", "--renew-etcd-certificates", "--set",
+                 "etcd=https://etcd.example:2379", "--set", "etcd.tlsSecret=etcd-client"}),
+            kExitUsage);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "--set etcd=bundled")) << err_.str();
+  err_.str("");
+  EXPECT_EQ(Run({"install", "--secrets", "--renew-etcd-certificates", "--rotate-store-key", "--set",
+                 "etcd=bundled"}),
+            kExitUsage);
+  // A renewal window no shorter than the certificates: refused before anything is read.
+  err_.str("");
+  EXPECT_EQ(
+      Run({"install", "--secrets", "--set", "etcd=bundled", "--set", "etcd.certificateDays=20"}),
+      kExitUsage);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "etcd.renewBeforeDays=30")) << err_.str();
+}
+
 // install --secrets --rotate-store-key on a key file: the finish asks the control plane.
 TEST_F(MeshctlTest, RotatingAStoreKeyFileFinishesOnlyOnceTheControlPlaneResealed) {
   const char* tmp = std::getenv("TEST_TMPDIR");

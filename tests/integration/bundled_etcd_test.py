@@ -7,9 +7,11 @@ What a cluster would run is taken from meshctl's output and run here with Debian
 
 - the install Job: its command (`meshctl install --secrets --create ...`) against a small
   Kubernetes API server of the test's own (HTTPS, a bearer token, Secrets get and create in the
-  namespace). It creates the three Secrets (store key, the members' and the control plane's
-  certificates); run again, it keeps them as they are; with only one of the two certificates
-  left, it refuses, saying why. Their data is written to directories as the kubelet mounts them;
+  namespace). It creates the four Secrets (store key, the etcd CA, the members' and the control
+  plane's certificates); run again, it keeps them as they are; with only one of the two
+  certificates left, it refuses, saying why; without the CA (an install made before it was kept)
+  it makes none and a renewal is refused, saying what to do. Their data is written to
+  directories as the kubelet mounts them;
 - the StatefulSet's command, arguments and environment, three times, as the three pods: each
   pod's stable name and port mapped to a loopback port of its own (what the headless Service's
   DNS gives in a cluster), the data directory moved to a temporary one, the Secret mounted. Every
@@ -26,6 +28,10 @@ What a cluster would run is taken from meshctl's output and run here with Debian
   record is under the old key and then drops it; a control plane started with the new key alone
   serves. A malformed key file in the mount is refused by the running control planes (counted,
   the old keys kept), and a Secret with a broken key is refused by the rotation, unchanged.
+- the certificates renewed with `meshctl install --secrets --renew-etcd-certificates` under the
+  kept CA, the new data mounted as the kubelet does: every member, not restarted, presents its
+  new certificate to new connections; the control plane takes its new client certificate and
+  keeps writing and reading; the old client certificate still gets in (same CA, not expired).
 
 Without the etcd binary the test prints SKIP.
 """
@@ -36,6 +42,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -176,13 +183,31 @@ class BundledEtcdTest(unittest.TestCase):
         self.addCleanup(api.stop)
         made = self.run_job(api)
         self.assertEqual(made.returncode, 0, made.stderr)
-        names = ["meshlet-store-key", "meshlet-etcd-member", "meshlet-etcd-client"]
+        names = ["meshlet-store-key", "meshlet-etcd-ca", "meshlet-etcd-member",
+                 "meshlet-etcd-client"]
         self.assertEqual(sorted(api.secrets), sorted(names))
         self.assertEqual(made.stdout.splitlines(), [f"secret/{n} created" for n in names])
         before = json.dumps(api.secrets, sort_keys=True)
         again = self.run_job(api)
         self.assertEqual(again.returncode, 0, again.stderr)
-        self.assertEqual(again.stdout.splitlines(), [f"secret/{n} exists, kept" for n in names])
+        # Kept, the certificates too: a year left, renewed only in the last 30 days.
+        self.assertEqual(again.stdout.splitlines()[:4],
+                         [f"secret/{n} exists, kept" for n in names])
+        self.assertIn("secret/meshlet-etcd-member: certificate kept", again.stdout)
+        self.assertEqual(json.dumps(api.secrets, sort_keys=True), before)
+        # An install made before the CA was kept: the Job makes no CA (it would not be the
+        # certificates'), says they cannot be renewed; a forced renewal is refused, nothing
+        # changed, saying what to do.
+        ca = api.secrets.pop("meshlet-etcd-ca")
+        old = self.run_job(api)
+        self.assertEqual(old.returncode, 0, old.stderr)
+        self.assertNotIn("meshlet-etcd-ca", api.secrets)
+        self.assertIn("cannot be renewed (no Secret meshlet-etcd-ca", old.stdout)
+        forced = self.renew(api)
+        self.assertNotEqual(forced.returncode, 0)
+        self.assertIn(f"Secret {NAMESPACE}/meshlet-etcd-ca does not exist", forced.stderr)
+        self.assertIn("restart the etcd members and the control plane", forced.stderr)
+        api.secrets["meshlet-etcd-ca"] = ca
         self.assertEqual(json.dumps(api.secrets, sort_keys=True), before)
         # Half of a pair of certificates is refused: a new client certificate would come from a
         # CA the members do not trust.
@@ -197,6 +222,14 @@ class BundledEtcdTest(unittest.TestCase):
         refused = self.run_job(api)
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("401", refused.stderr)
+
+    def renew(self, api):
+        """`meshctl install --secrets --renew-etcd-certificates` against `api`."""
+        return subprocess.run(
+            [MESHCTL, "install", "--set", f"namespace={NAMESPACE}", "--set", "etcd=bundled",
+             "--secrets", "--renew-etcd-certificates", "--kubernetes-api", api.address,
+             "--kubernetes-token-file", api.token_file, "--kubernetes-ca-file", api.ca_file],
+            capture_output=True, text=True, timeout=30)
 
     def mount(self, api, name, data=None):
         """Secret `name`'s data (or `data`) written as the kubelet mounts and updates it: the
@@ -274,9 +307,30 @@ class BundledEtcdTest(unittest.TestCase):
         made = self.run_job(api)
         self.assertEqual(made.returncode, 0, made.stderr)
         for name in api.secrets:
-            self.mount(api, name)
+            if name in MOUNTS.values():  # the CA's is mounted by nothing
+                self.mount(api, name)
         self.start_members()
         return api
+
+    def presented(self, member, client_dir):
+        """The certificate (DER) `member` presents to a new connection from a client with the
+        client certificate in `client_dir`."""
+        context = ssl.create_default_context(cafile=os.path.join(client_dir, "ca.crt"))
+        context.load_cert_chain(os.path.join(client_dir, "tls.crt"),
+                                os.path.join(client_dir, "tls.key"))
+        with socket.create_connection(("127.0.0.1", self.ports[(member, 2379)]), timeout=5) as s:
+            with context.wrap_socket(s, server_hostname="localhost") as tls:
+                return tls.getpeercert(binary_form=True)
+
+    def etcd_version(self, member, client_dir):
+        """GET /version of `member` with the client certificate in `client_dir`: the status."""
+        context = ssl.create_default_context(cafile=os.path.join(client_dir, "ca.crt"))
+        context.load_cert_chain(os.path.join(client_dir, "tls.crt"),
+                                os.path.join(client_dir, "tls.key"))
+        with urllib.request.urlopen(
+                f"https://localhost:{self.ports[(member, 2379)]}/version", timeout=5,
+                context=context) as r:
+            return r.status
 
     def test_the_rendered_members_form_a_cluster_over_tls_the_control_plane_uses(self):
         self.start_cluster()
@@ -417,15 +471,21 @@ class BundledEtcdTest(unittest.TestCase):
             self.assertTrue(wait_for(lambda: self.metric(
                 replica, 'meshlet_cp_store_key_reloads_total{result="ok"}') == 2, timeout=10))
 
-    def test_the_control_plane_takes_changed_etcd_certificates_without_a_restart(self):
-        # What Debian's etcd (3.4) does with changed files, and the test relies on: it reads its
-        # certificate and key again for each new connection, but its trusted CA only at start.
+    def cluster_with_a_service(self):
+        """The cluster, a control plane on it checking its files every 200ms, a Service stored
+        through it: (fake API, control plane address, token, the Service, its API path)."""
         api = self.start_cluster()
         address, token = self.start_replica("a", "--store-key-check-interval=200ms")
         with open(SERVICES) as f:
             service = next(d for d in yaml.safe_load_all(f) if d and d["kind"] == "Service")
         path = f"namespaces/default/services/{service['metadata']['name']}"
         put_resource(address, token, path, yaml.safe_dump(service))
+        return api, address, token, service, path
+
+    def test_the_control_plane_takes_changed_etcd_certificates_without_a_restart(self):
+        # What Debian's etcd (3.4) does with changed files, and the test relies on: it reads its
+        # certificate and key again for each new connection, but its trusted CA only at start.
+        api, address, token, service, path = self.cluster_with_a_service()
 
         # A CA of its own signs the members' new certificate; both bundles carry old and new.
         other = os.path.join(self.tmp, "other-ca")
@@ -468,6 +528,50 @@ class BundledEtcdTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         service["metadata"]["labels"] = {"renewed": "yes"}
         put_resource(address, token, path, yaml.safe_dump(service))
+
+    def test_the_certificates_are_renewed_under_the_kept_ca_without_restarts(self):
+        api, address, token, service, path = self.cluster_with_a_service()
+        client_dir = os.path.join(self.tmp, "meshlet-etcd-client")
+        old_client = os.path.join(self.tmp, "old-client")
+        shutil.copytree(client_dir, old_client, symlinks=False)
+        before = {m: self.presented(m, client_dir) for m in self.members}
+        pids = {m: p.pid for m, p in self.member_procs.items()}
+        old_data = {n: dict(api.secrets[n]["data"]) for n in MOUNTS.values()}
+
+        renewed = self.renew(api)
+        self.assertEqual(renewed.returncode, 0, renewed.stderr)
+        self.assertIn("secret/meshlet-etcd-member: certificate renewed", renewed.stdout)
+        self.assertIn("secret/meshlet-etcd-client: certificate renewed", renewed.stdout)
+        for name in ("meshlet-etcd-member", "meshlet-etcd-client"):
+            data = api.secrets[name]["data"]
+            self.assertEqual(data["ca.crt"], old_data[name]["ca.crt"])
+            self.assertNotEqual(data["tls.crt"], old_data[name]["tls.crt"])
+            self.assertNotEqual(data["tls.key"], old_data[name]["tls.key"])
+        self.assertEqual(api.secrets["meshlet-store-key"]["data"], old_data["meshlet-store-key"])
+        new_member = ssl.PEM_cert_to_DER_cert(base64.b64decode(
+            api.secrets["meshlet-etcd-member"]["data"]["tls.crt"]).decode())
+
+        # The kubelet updates the mounts; nothing restarts.
+        self.mount(api, "meshlet-etcd-member")
+        self.mount(api, "meshlet-etcd-client")
+        for member in self.members:
+            self.assertTrue(wait_for(lambda: self.presented(member, client_dir) == new_member,
+                                     timeout=10), member)
+            self.assertNotEqual(before[member], new_member)
+        self.assertEqual({m: p.pid for m, p in self.member_procs.items()}, pids)
+        self.assertTrue(all(p.poll() is None for p in self.member_procs.values()))
+        # The control plane took the new client certificate and keeps writing and reading.
+        self.assertTrue(wait_for(lambda: self.metric(
+            address, 'meshlet_cp_etcd_tls_reloads_total{result="ok"}') == 1, timeout=10))
+        service["metadata"]["labels"] = {"renewed": "yes"}
+        put_resource(address, token, path, yaml.safe_dump(service))
+        status, body = cp_api.request(address, "GET", f"/apis/meshlet.io/v1/{path}", token=token)
+        self.assertEqual(status, 200, body)
+        self.assertIn("renewed", body.decode() if isinstance(body, bytes) else body)
+        # Both the old client certificate (same CA, not expired) and the new one get in.
+        for member in self.members:
+            self.assertEqual(self.etcd_version(member, old_client), 200)
+            self.assertEqual(self.etcd_version(member, client_dir), 200)
 
 
 if __name__ == "__main__":
