@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -53,9 +54,11 @@ absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::stri
 }
 
 // TLS to etcd from --etcd-cacert, --etcd-cert and --etcd-key; `*digest` (when given) becomes the
-// SHA-256 of what was read, even when it makes no valid context.
+// SHA-256 of what was read, even when it makes no valid context; `*client_not_after` (when
+// given) the end of the client certificate read (unset without one or when unreadable).
 absl::StatusOr<std::shared_ptr<const tls::TlsContext>> EtcdTlsContext(
-    const ControlPlaneOptions& options, std::string* digest) {
+    const ControlPlaneOptions& options, std::string* digest,
+    std::optional<absl::Time>* client_not_after = nullptr) {
   tls::TlsContextConfig config;
   ASSIGN_OR_RETURN(config.trust_bundle_pem, ReadFlagFile("--etcd-cacert", options.etcd_ca_file));
   if (!options.etcd_cert_file.empty()) {
@@ -71,6 +74,11 @@ absl::StatusOr<std::shared_ptr<const tls::TlsContext>> EtcdTlsContext(
                      config.private_key_pem);
     SHA256(reinterpret_cast<const uint8_t*>(all.data()), all.size(), sha);
     *digest = std::string(reinterpret_cast<const char*>(sha), sizeof(sha));
+  }
+  if (client_not_after != nullptr && !config.certificate_chain_pem.empty()) {
+    absl::StatusOr<tls::CertificateChain> chain =
+        tls::ParsePemCertificates(config.certificate_chain_pem);
+    if (chain.ok() && !chain->empty()) *client_not_after = tls::NotAfter(*chain->front());
   }
   config.alpn_protocols = {"h2"};
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
@@ -635,8 +643,9 @@ void ControlPlane::Dispatch(const http::ServerRequest& request,
 
 void ControlPlane::ReloadEtcdTls() {
   std::string digest;
+  std::optional<absl::Time> client_not_after;
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-      EtcdTlsContext(options_, &digest);
+      EtcdTlsContext(options_, &digest, &client_not_after);
   if (!digest.empty() && digest == etcd_tls_digest_) return;
   if (!context.ok()) {
     // Refused once per content of the files (or per error while they cannot be read).
@@ -653,6 +662,9 @@ void ControlPlane::ReloadEtcdTls() {
   etcd_tls_digest_ = std::move(digest);
   etcd_tls_->Update(*std::move(context));
   etcd_tls_reloads_ok_.Inc();
+  if (client_not_after.has_value()) {
+    etcd_client_certificate_expiry_.Set(absl::ToUnixSeconds(*client_not_after));
+  }
   LOG(INFO) << "TLS to etcd: --etcd-cacert/--etcd-cert/--etcd-key changed; new connections to "
                "etcd use them (generation "
             << etcd_tls_->generation() << ")";
@@ -673,8 +685,19 @@ void ControlPlane::StartStoreKeyChecks() {
     CHECK_OK(failed);
     etcd_tls_reloads_ok_ = *ok;
     etcd_tls_reloads_failed_ = *failed;
+    absl::StatusOr<Gauge> expiry = stats_.shared_shard().RegisterGauge(
+        "meshlet_cp_etcd_client_certificate_expiry_seconds",
+        "When the client certificate this replica presents to etcd for new connections "
+        "(--etcd-cert) expires, in Unix seconds; 0 without one.",
+        {}, GaugeMerge::kGlobal);
+    CHECK_OK(expiry);
+    etcd_client_certificate_expiry_ = *expiry;
     // What the store was opened with, so that the first check takes nothing.
-    EtcdTlsContext(options_, &etcd_tls_digest_).IgnoreError();
+    std::optional<absl::Time> client_not_after;
+    EtcdTlsContext(options_, &etcd_tls_digest_, &client_not_after).IgnoreError();
+    if (client_not_after.has_value()) {
+      etcd_client_certificate_expiry_.Set(absl::ToUnixSeconds(*client_not_after));
+    }
   }
   auto check = [this] {
     if (store_key_check_running_) return;

@@ -222,6 +222,8 @@ class ControlPlane {
   std::string etcd_tls_digest_;
   std::string etcd_tls_error_;
   Counter etcd_tls_reloads_ok_, etcd_tls_reloads_failed_;
+  // The end of the client certificate new connections to etcd present (Unix seconds).
+  Gauge etcd_client_certificate_expiry_;
   std::unique_ptr<StoreWorker> store_worker_;  // after store_: stops before it goes
   std::string token_;
   std::string replica_name_;

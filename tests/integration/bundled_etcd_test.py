@@ -30,8 +30,9 @@ What a cluster would run is taken from meshctl's output and run here with Debian
   the old keys kept), and a Secret with a broken key is refused by the rotation, unchanged.
 - the certificates renewed with `meshctl install --secrets --renew-etcd-certificates` under the
   kept CA, the new data mounted as the kubelet does: every member, not restarted, presents its
-  new certificate to new connections; the control plane takes its new client certificate and
-  keeps writing and reading; the old client certificate still gets in (same CA, not expired).
+  new certificate to new connections; the control plane takes its new client certificate (its
+  meshlet_cp_etcd_client_certificate_expiry_seconds follows) and keeps writing and reading; the
+  old client certificate still gets in (same CA, not expired).
 
 Without the etcd binary the test prints SKIP.
 """
@@ -322,6 +323,12 @@ class BundledEtcdTest(unittest.TestCase):
             with context.wrap_socket(s, server_hostname="localhost") as tls:
                 return tls.getpeercert(binary_form=True)
 
+    def not_after(self, cert):
+        """When the certificate in file `cert` expires, in Unix seconds."""
+        end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", cert],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return ssl.cert_time_to_seconds(end.strip().split("=", 1)[1])
+
     def etcd_version(self, member, client_dir):
         """GET /version of `member` with the client certificate in `client_dir`: the status."""
         context = ssl.create_default_context(cafile=os.path.join(client_dir, "ca.crt"))
@@ -534,6 +541,9 @@ class BundledEtcdTest(unittest.TestCase):
         client_dir = os.path.join(self.tmp, "meshlet-etcd-client")
         old_client = os.path.join(self.tmp, "old-client")
         shutil.copytree(client_dir, old_client, symlinks=False)
+        self.assertEqual(self.metric(
+            address, "meshlet_cp_etcd_client_certificate_expiry_seconds"),
+            self.not_after(os.path.join(client_dir, "tls.crt")))
         before = {m: self.presented(m, client_dir) for m in self.members}
         pids = {m: p.pid for m, p in self.member_procs.items()}
         old_data = {n: dict(api.secrets[n]["data"]) for n in MOUNTS.values()}
@@ -563,6 +573,9 @@ class BundledEtcdTest(unittest.TestCase):
         # The control plane took the new client certificate and keeps writing and reading.
         self.assertTrue(wait_for(lambda: self.metric(
             address, 'meshlet_cp_etcd_tls_reloads_total{result="ok"}') == 1, timeout=10))
+        self.assertEqual(self.metric(
+            address, "meshlet_cp_etcd_client_certificate_expiry_seconds"),
+            self.not_after(os.path.join(client_dir, "tls.crt")))
         service["metadata"]["labels"] = {"renewed": "yes"}
         put_resource(address, token, path, yaml.safe_dump(service))
         status, body = cp_api.request(address, "GET", f"/apis/meshlet.io/v1/{path}", token=token)
