@@ -3,7 +3,6 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -238,23 +237,30 @@ class Install final : public Command {
     // theirs); renewal says what to do.
     const bool certificates_exist = existing.count(install::kEtcdMemberSecret) > 0 &&
                                     existing.count(install::kEtcdClientSecret) > 0;
+    // A kept CA: a missing certificate is issued under it.
+    const bool ca_exists = existing.count(install::kEtcdCaSecret) > 0;
+    if (ca_exists && !certificates_exist) {
+      absl::StatusOr<install::SecretData> ca = DecodedData(existing, install::kEtcdCaSecret);
+      if (!ca.ok()) return session.Fail({kExitFailed, std::string(ca.status().message())});
+      secrets = install::MakeSecrets(options_, absl::Now(), *std::move(ca));
+      if (!secrets.ok()) {
+        return session.Fail({kExitFailed, std::string(secrets.status().message())});
+      }
+    }
     for (const YAML::Node& secret : *secrets) {
       const std::string name = SecretName(secret);
-      if (existing.count(name) > 0) continue;
-      if (name == install::kEtcdCaSecret && certificates_exist) continue;
+      // Without a kept CA, a missing certificate beside an existing one is refused (a missing CA
+      // alone is an older install's).
+      if (existing.count(name) > 0 || ca_exists || name == install::kEtcdCaSecret) continue;
       std::vector<std::string> others;
       for (const auto& [other, unused] : existing) {
         if (install::SecretsShareACa(name, other)) others.push_back(other);
       }
       if (!others.empty()) {
-        // A certificate named first: the CA alone says less.
-        std::sort(others.begin(), others.end(), [](const std::string& a, const std::string& b) {
-          return (a == install::kEtcdCaSecret) < (b == install::kEtcdCaSecret);
-        });
         return session.Fail(
             {kExitFailed,
              absl::StrCat("Secret ", options_.namespace_, "/", others.front(), " exists but ", name,
-                          " does not: they belong to one CA. Delete ",
+                          " does not and the CA that signed it is gone. Delete ",
                           absl::StrJoin(others, " and "),
                           " too to make a new CA and certificates (then restart etcd and the "
                           "control plane)")});
@@ -287,28 +293,32 @@ class Install final : public Command {
     return RenewEtcdCertificates(session, loop, **api, base, existing);
   }
 
+  // The decoded data of Secret `name` in `existing` (name -> the Secret as read).
+  absl::StatusOr<install::SecretData> DecodedData(const std::map<std::string, YAML::Node>& existing,
+                                                  const std::string& name) {
+    install::SecretData data;
+    const YAML::Node node = existing.at(name)["data"];
+    if (!node.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Secret ", options_.namespace_, "/", name, ": no data"));
+    }
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it->second.IsScalar() ||
+          !absl::Base64Unescape(it->second.Scalar(), &data[it->first.Scalar()])) {
+        return absl::InvalidArgumentError(absl::StrCat("Secret ", options_.namespace_, "/", name,
+                                                       ": ", it->first.Scalar(), " not base64"));
+      }
+    }
+    return data;
+  }
+
   // The bundled etcd's certificates in `existing` (name -> the Secret as read) renewed under the
   // kept CA when due (or with --renew-etcd-certificates), each Secret replaced as read: its
   // resourceVersion makes a concurrent change a conflict.
   int RenewEtcdCertificates(Session& session, event::Loop& loop, kubernetes::KubernetesApi& api,
                             const std::string& base,
                             const std::map<std::string, YAML::Node>& existing) {
-    auto decoded = [&](const std::string& name) -> absl::StatusOr<install::SecretData> {
-      install::SecretData data;
-      const YAML::Node node = existing.at(name)["data"];
-      if (!node.IsMap()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("Secret ", options_.namespace_, "/", name, ": no data"));
-      }
-      for (auto it = node.begin(); it != node.end(); ++it) {
-        if (!it->second.IsScalar() ||
-            !absl::Base64Unescape(it->second.Scalar(), &data[it->first.Scalar()])) {
-          return absl::InvalidArgumentError(absl::StrCat("Secret ", options_.namespace_, "/", name,
-                                                         ": ", it->first.Scalar(), " not base64"));
-        }
-      }
-      return data;
-    };
+    auto decoded = [&](const std::string& name) { return DecodedData(existing, name); };
     install::EtcdSecrets secrets;
     for (const auto& [name, field] : {std::pair{install::kEtcdMemberSecret, &secrets.member},
                                       std::pair{install::kEtcdClientSecret, &secrets.client}}) {

@@ -86,7 +86,8 @@ std::vector<std::string> BundledEtcdDnsNames(absl::string_view namespace_) {
   return names;
 }
 
-absl::StatusOr<std::vector<YAML::Node>> MakeSecrets(const InstallOptions& options, absl::Time now) {
+absl::StatusOr<std::vector<YAML::Node>> MakeSecrets(const InstallOptions& options, absl::Time now,
+                                                    const std::optional<SecretData>& kept_ca) {
   std::vector<YAML::Node> secrets;
   if (options.etcd.empty()) return secrets;
   const std::string& ns = options.namespace_;
@@ -94,6 +95,20 @@ absl::StatusOr<std::vector<YAML::Node>> MakeSecrets(const InstallOptions& option
                            {{kStoreKeyFile, absl::StrCat(StoreKeys::GenerateKeyText(), "\n")}}));
   if (options.etcd != kBundledEtcd) return secrets;
   RETURN_IF_ERROR(CheckEtcdCertificateDays(options));
+
+  if (kept_ca.has_value()) {
+    // Certificates that do not exist yet, issued as a renewal would.
+    const auto ca_pem = kept_ca->find("ca.crt");
+    const SecretData fresh = {{"ca.crt", ca_pem != kept_ca->end() ? ca_pem->second : ""}};
+    ASSIGN_OR_RETURN(EtcdRenewal issued,
+                     RenewEtcdCertificates(options, {kept_ca, fresh, fresh}, now, true));
+    secrets.push_back(Secret(kEtcdCaSecret, "Opaque", ns, {kept_ca->begin(), kept_ca->end()}));
+    for (const char* name : {kEtcdMemberSecret, kEtcdClientSecret}) {
+      const SecretData& data = issued.renewed.at(name);
+      secrets.push_back(Secret(name, "kubernetes.io/tls", ns, {data.begin(), data.end()}));
+    }
+    return secrets;
+  }
 
   const absl::Time not_before = now - absl::Hours(1);
   const absl::Time not_after = now + absl::Hours(24) * options.etcd_certificate_days;

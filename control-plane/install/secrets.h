@@ -45,14 +45,18 @@ namespace meshlet::controlplane::install {
 // headless Service, and the Service, each with and without .svc.cluster.local.
 std::vector<std::string> BundledEtcdDnsNames(absl::string_view namespace_);
 
+// The decoded data of one Secret: key -> value.
+using SecretData = std::map<std::string, std::string>;
+
 // The Secrets `options` needs, in the order to create them: none without etcd; the store key
 // with any etcd; the CA, the members' and the client's certificates with the bundled one. Fresh
 // keys and certificates every call, valid from `now` (backdated an hour): the CA for
-// etcd_ca_days, the others for etcd_certificate_days.
-absl::StatusOr<std::vector<YAML::Node>> MakeSecrets(const InstallOptions& options, absl::Time now);
-
-// The decoded data of one Secret: key -> value.
-using SecretData = std::map<std::string, std::string>;
+// etcd_ca_days, the others for etcd_certificate_days. With `kept_ca` (the data of an existing
+// meshlet-etcd-ca), the certificates are issued under it and the CA's Secret holds it as it is;
+// errors as RenewEtcdCertificates's.
+absl::StatusOr<std::vector<YAML::Node>> MakeSecrets(
+    const InstallOptions& options, absl::Time now,
+    const std::optional<SecretData>& kept_ca = std::nullopt);
 
 // The bundled etcd's Secrets as read from the cluster. `ca` is empty for an install made before
 // the CA was kept.

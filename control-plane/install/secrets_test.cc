@@ -226,6 +226,35 @@ TEST(SecretsTest, CertificatesAreRenewedUnderTheKeptCaInsideTheWindowOnly) {
   EXPECT_TRUE(absl::IsFailedPrecondition(too_late.status())) << too_late.status();
 }
 
+TEST(SecretsTest, WithAKeptCaTheCertificatesAreIssuedUnderIt) {
+  InstallOptions options;
+  ASSERT_TRUE(SetOption(options, "namespace=mesh").ok());
+  ASSERT_TRUE(SetOption(options, "etcd=bundled").ok());
+  const absl::Time now = absl::Now();
+  const SecretData kept = Made(options, now)[kEtcdCaSecret];
+  absl::StatusOr<std::vector<YAML::Node>> secrets = MakeSecrets(options, now, kept);
+  ASSERT_TRUE(secrets.ok()) << secrets.status();
+  std::map<std::string, SecretData> made;
+  for (const YAML::Node& s : *secrets) {
+    auto& data = made[Text(s["metadata"]["name"])];
+    for (auto it = s["data"].begin(); it != s["data"].end(); ++it) {
+      ASSERT_TRUE(absl::Base64Unescape(it->second.Scalar(), &data[it->first.Scalar()]));
+    }
+  }
+  ASSERT_EQ(made.size(), 4u);
+  EXPECT_EQ(made[kEtcdCaSecret], kept);
+  for (const char* name : {kEtcdMemberSecret, kEtcdClientSecret}) {
+    EXPECT_EQ(made[name].at("ca.crt"), kept.at("ca.crt")) << name;
+    EXPECT_TRUE(Verifies(kept.at("ca.crt"), made[name].at("tls.crt"), X509_PURPOSE_SSL_CLIENT))
+        << name;
+  }
+  EXPECT_TRUE(Verifies(kept.at("ca.crt"), made[kEtcdMemberSecret].at("tls.crt"),
+                       X509_PURPOSE_SSL_SERVER, "meshlet-etcd-1.meshlet-etcd.mesh.svc"));
+  // A CA Secret without its key: refused.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      MakeSecrets(options, now, SecretData{{"ca.crt", kept.at("ca.crt")}}).status()));
+}
+
 TEST(SecretsTest, CertificatesOfAnotherCaOrWithoutTheKeptCaAreNotRenewed) {
   InstallOptions options;
   ASSERT_TRUE(SetOption(options, "namespace=mesh").ok());

@@ -210,9 +210,19 @@ class BundledEtcdTest(unittest.TestCase):
         self.assertIn("restart the etcd members and the control plane", forced.stderr)
         api.secrets["meshlet-etcd-ca"] = ca
         self.assertEqual(json.dumps(api.secrets, sort_keys=True), before)
-        # Half of a pair of certificates is refused: a new client certificate would come from a
-        # CA the members do not trust.
+        # A certificate gone: issued again under the kept CA, the others as they were.
         del api.secrets["meshlet-etcd-client"]
+        again = self.run_job(api)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("secret/meshlet-etcd-client created", again.stdout)
+        self.assertEqual(api.secrets["meshlet-etcd-client"]["data"]["ca.crt"],
+                         api.secrets["meshlet-etcd-ca"]["data"]["ca.crt"])
+        for name in ("meshlet-store-key", "meshlet-etcd-ca", "meshlet-etcd-member"):
+            self.assertEqual(api.secrets[name], json.loads(before)[name])
+        # Without the CA, half of a pair of certificates is refused: a new client certificate
+        # would come from a CA the members do not trust.
+        del api.secrets["meshlet-etcd-client"]
+        del api.secrets["meshlet-etcd-ca"]
         half = self.run_job(api)
         self.assertNotEqual(half.returncode, 0)
         self.assertIn(f"Secret {NAMESPACE}/meshlet-etcd-member exists but meshlet-etcd-client "
