@@ -30,6 +30,8 @@ using inject::StringNode;
 using inject::Text;
 
 constexpr char kDefaultNamespace[] = "meshlet-system";
+// The install Job's Role (k8s/etcd/secrets-job.yaml).
+constexpr char kInstallRole[] = "meshlet-install";
 
 const char* Manifest(absl::string_view name) {
   for (const EmbeddedFile* f = kManifests; f->name != nullptr; ++f) {
@@ -389,6 +391,22 @@ void SetUpSecretsJob(YAML::Node job, const InstallOptions& options, const std::s
   }
 }
 
+// The install Job's Role for an etcd of one's own: create, and get on the store key alone (the
+// bundled etcd's CA and certificates are not made, so not read nor renewed).
+void KeepStoreKeyRulesOnly(YAML::Node role) {
+  YAML::Node rules(YAML::NodeType::Sequence);
+  for (YAML::Node rule : role["rules"]) {
+    const std::string verb = Text(rule["verbs"][0]);
+    if (verb == "update") continue;
+    if (verb == "get") {
+      rule["resourceNames"] = YAML::Node(YAML::NodeType::Sequence);
+      rule["resourceNames"].push_back(StringNode(kStoreKeySecret));
+    }
+    rules.push_back(rule);
+  }
+  role["rules"] = rules;
+}
+
 // The bundled etcd's StatefulSet.
 void SetUpBundledEtcd(YAML::Node etcd, const InstallOptions& options, const YAML::Node& labels) {
   AddLabels(Child(Child(etcd["spec"], "selector"), "matchLabels"), labels);
@@ -564,6 +582,9 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     } else if (kind == "CronJob") {
       YAML::Node job = object["spec"]["jobTemplate"];
       SetUpSecretsJob(job, options, ImageOf(base, options, version, FirstContainer(job)));
+    } else if (kind == "Role" && Text(object["metadata"]["name"]) == kInstallRole &&
+               options.etcd != kBundledEtcd) {
+      KeepStoreKeyRulesOnly(object);
     } else if (kind == "StatefulSet") {
       SetUpBundledEtcd(object, options, labels);
     } else if (kind == "Deployment") {

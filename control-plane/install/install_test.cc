@@ -170,6 +170,17 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   bool deployment = false;
   for (const YAML::Node& o : *objects) {
     EXPECT_NE(Text(o["kind"]), "PersistentVolumeClaim");  // the state is in etcd
+    EXPECT_NE(Text(o["kind"]), "CronJob");                // nothing to renew
+    if (Text(o["kind"]) == "Role" && Text(o["metadata"]["name"]) == "meshlet-install") {
+      // The Job makes the store key alone: it reads that Secret only, updates none.
+      std::vector<std::string> verbs, names;
+      for (const YAML::Node& rule : o["rules"]) {
+        for (const YAML::Node& v : rule["verbs"]) verbs.push_back(v.Scalar());
+        for (const YAML::Node& n : rule["resourceNames"]) names.push_back(n.Scalar());
+      }
+      EXPECT_EQ(verbs, (std::vector<std::string>{"create", "get"}));
+      EXPECT_EQ(names, (std::vector<std::string>{"meshlet-store-key"}));
+    }
     if (Text(o["kind"]) != "Deployment") continue;
     deployment = true;
     EXPECT_EQ(o["spec"]["replicas"].as<int>(), 3);
