@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -58,6 +59,30 @@ kubernetes::ApiResult CallApi(event::Loop& loop, kubernetes::KubernetesApi& api,
     return {.result = "timeout", .body = absl::UnavailableError("no answer in time")};
   }
   return *std::move(result);
+}
+
+// One request to the Kubernetes API, through whichever client reaches it.
+using ApiCall = std::function<kubernetes::ApiResult(kubernetes::ApiRequest)>;
+
+// One request through `client`, answered as KubernetesApi answers.
+kubernetes::ApiResult CallClient(const KubernetesClient& client,
+                                 const kubernetes::ApiRequest& request) {
+  absl::StatusOr<HttpResponse> response = client.Call(request.method, request.path, request.body);
+  if (!response.ok()) return {.result = "unreachable", .body = response.status()};
+  kubernetes::ApiResult result;
+  result.result = absl::StrCat(response->status);
+  result.http_status = response->status;
+  if (response->status / 100 == 2) {
+    result.body = response->body;
+  } else {
+    const bool forbidden = response->status == 401 || response->status == 403;
+    result.body = absl::UnavailableError(
+        absl::StrCat("HTTP ", response->status, ": ", response->body,
+                     forbidden && !request.forbidden_hint.empty()
+                         ? absl::StrCat(" (needs ", request.forbidden_hint, ")")
+                         : ""));
+  }
+  return result;
 }
 
 std::string SecretName(const YAML::Node& secret) {
@@ -124,7 +149,8 @@ class Install final : public Command {
                                     "with --kubernetes-api: the CA of the API server's "
                                     "certificate (default: the pod's)"));
     out.push_back(flags::StringFlag("--kubeconfig", "FILE", &kubeconfig_,
-                                    "with --rotate-store-key: the kubeconfig whose current "
+                                    "with --rotate-store-key or --renew-etcd-certificates: the "
+                                    "kubeconfig whose current "
                                     "context reaches the cluster (default: $KUBECONFIG, else "
                                     "~/.kube/config)"));
     return out;
@@ -201,15 +227,38 @@ class Install final : public Command {
       Print(session.io().out, *secrets, output_);
       return kExitOk;
     }
-    if (kubernetes_.api.empty()) kubernetes_.api = kubernetes::InClusterApiFromEnvironment();
-    if (kubernetes_.api.empty()) {
-      return session.Fail(
-          {kExitUsage, "--create: no API server (not in a pod; give --kubernetes-api)"});
-    }
     event::Loop loop;
-    absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
-        kubernetes::KubernetesApi::Create(loop, kubernetes_);
-    if (!api.ok()) return session.Fail({kExitUsage, std::string(api.status().message())});
+    std::unique_ptr<kubernetes::KubernetesApi> in_cluster;
+    std::optional<KubernetesClient> client;
+    ApiCall call;
+    if (renew_etcd_certificates_) {
+      // Run by an operator as well as in a pod: the kubeconfig's context too, as
+      // --rotate-store-key.
+      absl::StatusOr<KubernetesClient> connected = KubernetesClient::Connect(
+          ClientFlags(), session.environment(),
+          absl::StrCat("meshctl install --renew-etcd-certificates needs get on Secrets ",
+                       install::kEtcdCaSecret, ", ", install::kEtcdMemberSecret, " and ",
+                       install::kEtcdClientSecret, " and update on the last two in ",
+                       options_.namespace_));
+      if (!connected.ok()) {
+        return session.Fail({kExitUsage, std::string(connected.status().message())});
+      }
+      client = *std::move(connected);
+      call = [&client](kubernetes::ApiRequest request) { return CallClient(*client, request); };
+    } else {
+      if (kubernetes_.api.empty()) kubernetes_.api = kubernetes::InClusterApiFromEnvironment();
+      if (kubernetes_.api.empty()) {
+        return session.Fail(
+            {kExitUsage, "--create: no API server (not in a pod; give --kubernetes-api)"});
+      }
+      absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
+          kubernetes::KubernetesApi::Create(loop, kubernetes_);
+      if (!api.ok()) return session.Fail({kExitUsage, std::string(api.status().message())});
+      in_cluster = *std::move(api);
+      call = [&loop, &in_cluster](kubernetes::ApiRequest request) {
+        return CallApi(loop, *in_cluster, std::move(request));
+      };
+    }
     const std::string base = absl::StrCat("/api/v1/namespaces/", options_.namespace_, "/secrets");
     const std::string hint = absl::StrCat("get and create on secrets in ", options_.namespace_,
                                           " (the Role meshlet-install)");
@@ -218,8 +267,7 @@ class Install final : public Command {
     for (const YAML::Node& secret : *secrets) {
       const std::string name = SecretName(secret);
       kubernetes::ApiResult got =
-          CallApi(loop, **api,
-                  {.method = "GET", .path = absl::StrCat(base, "/", name), .forbidden_hint = hint});
+          call({.method = "GET", .path = absl::StrCat(base, "/", name), .forbidden_hint = hint});
       if (got.body.ok()) {
         try {
           existing[name] = YAML::Load(*got.body);
@@ -273,12 +321,11 @@ class Install final : public Command {
         continue;
       }
       if (name == install::kEtcdCaSecret && certificates_exist) continue;
-      kubernetes::ApiResult created = CallApi(loop, **api,
-                                              {.method = "POST",
-                                               .path = base,
-                                               .content_type = "application/json",
-                                               .body = inject::ToCompactJson(secret),
-                                               .forbidden_hint = hint});
+      kubernetes::ApiResult created = call({.method = "POST",
+                                            .path = base,
+                                            .content_type = "application/json",
+                                            .body = inject::ToCompactJson(secret),
+                                            .forbidden_hint = hint});
       if (created.http_status == 409) {
         session.io().out << "secret/" << name << " exists, kept\n";
       } else if (created.body.ok()) {
@@ -290,7 +337,23 @@ class Install final : public Command {
       }
     }
     if (options_.etcd != install::kBundledEtcd || !certificates_exist) return kExitOk;
-    return RenewEtcdCertificates(session, loop, **api, base, existing);
+    return RenewEtcdCertificates(session, call, base, existing);
+  }
+
+  // How KubernetesClient reaches the API server: --kubernetes-api (in a pod, its service
+  // account), else --kubeconfig or the default kubeconfig. For --rotate-store-key and
+  // --renew-etcd-certificates, which operators run.
+  KubernetesFlags ClientFlags() const {
+    KubernetesFlags flags;
+    flags.kubeconfig = kubeconfig_;
+    flags.api = kubernetes_.api;
+    // The in-pod defaults of KubernetesApiOptions are KubernetesClient's own with --kubernetes-api
+    // and refused without it.
+    if (kubernetes_.ca_file != kubernetes::kInClusterCaFile) flags.ca_file = kubernetes_.ca_file;
+    if (kubernetes_.token_file != kubernetes::kInClusterTokenFile) {
+      flags.token_file = kubernetes_.token_file;
+    }
+    return flags;
   }
 
   // The decoded data of Secret `name` in `existing` (name -> the Secret as read).
@@ -315,8 +378,7 @@ class Install final : public Command {
   // The bundled etcd's certificates in `existing` (name -> the Secret as read) renewed under the
   // kept CA when due (or with --renew-etcd-certificates), each Secret replaced as read: its
   // resourceVersion makes a concurrent change a conflict.
-  int RenewEtcdCertificates(Session& session, event::Loop& loop, kubernetes::KubernetesApi& api,
-                            const std::string& base,
+  int RenewEtcdCertificates(Session& session, const ApiCall& call, const std::string& base,
                             const std::map<std::string, YAML::Node>& existing) {
     auto decoded = [&](const std::string& name) { return DecodedData(existing, name); };
     install::EtcdSecrets secrets;
@@ -343,12 +405,11 @@ class Install final : public Command {
       for (const auto& [key, value] : data) {
         secret["data"][key] = inject::StringNode(absl::Base64Escape(value));
       }
-      kubernetes::ApiResult put = CallApi(loop, api,
-                                          {.method = "PUT",
-                                           .path = absl::StrCat(base, "/", name),
-                                           .content_type = "application/json",
-                                           .body = inject::ToCompactJson(secret),
-                                           .forbidden_hint = hint});
+      kubernetes::ApiResult put = call({.method = "PUT",
+                                        .path = absl::StrCat(base, "/", name),
+                                        .content_type = "application/json",
+                                        .body = inject::ToCompactJson(secret),
+                                        .forbidden_hint = hint});
       if (put.http_status == 409) {
         return session.Fail(
             {kExitFailed, absl::StrCat("Secret ", options_.namespace_, "/", name,
@@ -405,13 +466,8 @@ class Install final : public Command {
       return kExitOk;
     }
     // The Secret, through the Kubernetes API.
-    KubernetesFlags flags;
-    flags.kubeconfig = kubeconfig_;
-    flags.api = kubernetes_.api;
-    flags.ca_file = kubernetes_.ca_file;
-    flags.token_file = kubernetes_.token_file;
     absl::StatusOr<KubernetesClient> client = KubernetesClient::Connect(
-        flags, session.environment(),
+        ClientFlags(), session.environment(),
         absl::StrCat("meshctl install --rotate-store-key needs get and update on Secret ",
                      install::kStoreKeySecret, " in ", options_.namespace_));
     if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});

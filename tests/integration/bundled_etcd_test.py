@@ -210,6 +210,27 @@ class BundledEtcdTest(unittest.TestCase):
         self.assertIn("restart the etcd members and the control plane", forced.stderr)
         api.secrets["meshlet-etcd-ca"] = ca
         self.assertEqual(json.dumps(api.secrets, sort_keys=True), before)
+        # Renewed now by an operator, through a kubeconfig: both certificates, under the same CA.
+        kubeconfig = os.path.join(self.tmp, "kubeconfig")
+        with open(kubeconfig, "w") as f:
+            yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "test",
+                "clusters": [{"name": "test", "cluster": {
+                    "server": f"https://{api.address}", "certificate-authority": api.ca_file}}],
+                "users": [{"name": "test", "user": {"token": api.token}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}, f)
+        renewed = subprocess.run(
+            [MESHCTL, "install", "--set", f"namespace={NAMESPACE}", "--set", "etcd=bundled",
+             "--secrets", "--renew-etcd-certificates", "--kubeconfig", kubeconfig],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "HOME": self.tmp})
+        self.assertEqual(renewed.returncode, 0, renewed.stderr)
+        for name in ("meshlet-etcd-member", "meshlet-etcd-client"):
+            self.assertIn(f"secret/{name}: certificate renewed", renewed.stdout)
+            self.assertNotEqual(api.secrets[name]["data"]["tls.crt"],
+                                json.loads(before)[name]["data"]["tls.crt"])
+            self.assertEqual(api.secrets[name]["data"]["ca.crt"],
+                             json.loads(before)[name]["data"]["ca.crt"])
+        before = json.dumps(api.secrets, sort_keys=True)
         # A certificate gone: issued again under the kept CA, the others as they were.
         del api.secrets["meshlet-etcd-client"]
         again = self.run_job(api)
@@ -240,7 +261,7 @@ class BundledEtcdTest(unittest.TestCase):
             [MESHCTL, "install", "--set", f"namespace={NAMESPACE}", "--set", "etcd=bundled",
              "--secrets", "--renew-etcd-certificates", "--kubernetes-api", api.address,
              "--kubernetes-token-file", api.token_file, "--kubernetes-ca-file", api.ca_file],
-            capture_output=True, text=True, timeout=30)
+            capture_output=True, text=True, timeout=30, env={**os.environ, "HOME": self.tmp})
 
     def mount(self, api, name, data=None):
         """Secret `name`'s data (or `data`) written as the kubelet mounts and updates it: the
