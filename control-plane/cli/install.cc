@@ -6,7 +6,6 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <set>
 #include <variant>
 
 #include "absl/strings/escaping.h"
@@ -139,9 +138,11 @@ class Install final : public Command {
                                     "(--store-encryption-key-file), rewritten atomically, its "
                                     "mode kept, instead of the Secret"));
     out.push_back(flags::StringFlag("--kubernetes-api", "HOST:PORT", &kubernetes_.api,
-                                    "with --create or --rotate-store-key: the API server "
+                                    "with --create, --renew-etcd-certificates or "
+                                    "--rotate-store-key: the API server "
                                     "(default: in a pod, KUBERNETES_SERVICE_HOST and _PORT; "
-                                    "with --rotate-store-key otherwise the kubeconfig's)"));
+                                    "with --rotate-store-key or --renew-etcd-certificates "
+                                    "otherwise the kubeconfig's)"));
     out.push_back(flags::StringFlag("--kubernetes-token-file", "FILE", &kubernetes_.token_file,
                                     "with --kubernetes-api: the bearer token (default: the "
                                     "pod's service-account token)"));
@@ -612,8 +613,7 @@ CommandSpec InstallCommand() {
                         "-f -"},
                        {"the Secrets made offline",
                         "meshctl install --secrets --set etcd=bundled | kubectl create -f -"},
-                       {"renew the bundled etcd's certificates now (in a pod of the install's "
-                        "ServiceAccount)",
+                       {"renew the bundled etcd's certificates now (the kubeconfig's context)",
                         "meshctl install --secrets --renew-etcd-certificates --set "
                         "etcd=bundled"},
                        {"rotate the store key, then drop the old one once re-sealed",
