@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/store/file_store.h"
+#include "control-plane/store/forwarding_store.h"
 
 namespace meshlet::controlplane::addresses {
 namespace {
@@ -91,32 +92,17 @@ class ServiceAddressesTest : public ::testing::Test {
 
 // The store as two replicas share it: before this replica's first write of the cursor record,
 // `before_first_cursor_write` runs (another replica allocating in between).
-class RacingStore final : public Store {
+class RacingStore final : public ForwardingStore {
  public:
   RacingStore(Store& store, std::function<void()> before_first_cursor_write)
-      : store_(store), hook_(std::move(before_first_cursor_write)) {}
-  absl::StatusOr<StoredResource> Get(const ResourceKey& key) const override {
-    return store_.Get(key);
-  }
-  absl::StatusOr<std::vector<StoredResource>> List(absl::string_view kind,
-                                                   absl::string_view ns) const override {
-    return store_.List(kind, ns);
-  }
+      : ForwardingStore(store), hook_(std::move(before_first_cursor_write)) {}
   absl::StatusOr<int64_t> Put(const ResourceKey& key, absl::string_view body,
                               int64_t expected) override {
     if (key.kind == kAllocationKind && hook_ != nullptr) std::exchange(hook_, nullptr)();
-    return store_.Put(key, body, expected);
-  }
-  absl::StatusOr<int64_t> Delete(const ResourceKey& key, int64_t expected) override {
-    return store_.Delete(key, expected);
-  }
-  int64_t Revision() const override { return store_.Revision(); }
-  std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override {
-    return store_.Watch(std::move(callback));
+    return inner().Put(key, body, expected);
   }
 
  private:
-  Store& store_;
   std::function<void()> hook_;
 };
 

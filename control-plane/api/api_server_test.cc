@@ -14,6 +14,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/base/fake_clock.h"
 #include "control-plane/store/file_store.h"
+#include "control-plane/store/forwarding_store.h"
 
 namespace meshlet::controlplane::api {
 namespace {
@@ -214,32 +215,15 @@ spec:
 }
 
 // A store that counts its listings.
-class ListCountingStore final : public Store {
+class ListCountingStore final : public ForwardingStore {
  public:
-  explicit ListCountingStore(Store& store) : store_(store) {}
-  absl::StatusOr<StoredResource> Get(const ResourceKey& key) const override {
-    return store_.Get(key);
-  }
+  explicit ListCountingStore(Store& store) : ForwardingStore(store) {}
   absl::StatusOr<std::vector<StoredResource>> List(absl::string_view kind,
                                                    absl::string_view ns) const override {
     ++lists;
-    return store_.List(kind, ns);
-  }
-  absl::StatusOr<int64_t> Put(const ResourceKey& key, absl::string_view body,
-                              int64_t expected) override {
-    return store_.Put(key, body, expected);
-  }
-  absl::StatusOr<int64_t> Delete(const ResourceKey& key, int64_t expected) override {
-    return store_.Delete(key, expected);
-  }
-  int64_t Revision() const override { return store_.Revision(); }
-  std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override {
-    return store_.Watch(std::move(callback));
+    return inner().List(kind, ns);
   }
   mutable int lists = 0;
-
- private:
-  Store& store_;
 };
 
 // With the control plane's live policy, a GET of a Gateway API route computes its status from it

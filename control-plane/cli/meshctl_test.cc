@@ -3,14 +3,19 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/version.h"
 #include "control-plane/cli/fake_api_transport.h"
+#include "control-plane/store/store_keys.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::controlplane::cli {
@@ -995,6 +1000,71 @@ TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {
   EXPECT_EQ(Run({"inject", "-f", "/nonexistent/app.yaml"}), 1);
   EXPECT_EQ(err_.str(),
             "meshctl: /nonexistent/app.yaml: no such file or directory\nnothing written\n");
+}
+
+// install --secrets --renew-etcd-certificates: the bundled etcd's, through the Kubernetes API.
+TEST_F(MeshctlTest, RenewingTheEtcdCertificatesIsForTheBundledEtcdsSecrets) {
+  EXPECT_EQ(Run({"install", "--renew-etcd-certificates", "--set", "etcd=bundled"}), kExitUsage);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "go with --secrets")) << err_.str();
+  err_.str("");
+  EXPECT_EQ(Run({"install", "--secrets", "--renew-etcd-certificates", "--set",
+                 "etcd=https://etcd.example:2379", "--set", "etcd.tlsSecret=etcd-client"}),
+            kExitUsage);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "--set etcd=bundled")) << err_.str();
+  err_.str("");
+  EXPECT_EQ(Run({"install", "--secrets", "--renew-etcd-certificates", "--rotate-store-key", "--set",
+                 "etcd=bundled"}),
+            kExitUsage);
+  // A renewal window no shorter than the certificates: refused before anything is read.
+  err_.str("");
+  EXPECT_EQ(
+      Run({"install", "--secrets", "--set", "etcd=bundled", "--set", "etcd.certificateDays=20"}),
+      kExitUsage);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "etcd.renewBeforeDays=30")) << err_.str();
+}
+
+// install --secrets --rotate-store-key on a key file: the finish asks the control plane.
+TEST_F(MeshctlTest, RotatingAStoreKeyFileFinishesOnlyOnceTheControlPlaneResealed) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string path = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/meshctl-store-key");
+  const std::string old_key = StoreKeys::GenerateKeyText();
+  { std::ofstream(path) << old_key << "\n"; }
+  const std::string old_id = StoreKeys::Parse(old_key, "k")->current_key_id();
+  auto key_ids = [&] {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return StoreKeys::Parse(text.str(), path)->key_ids();
+  };
+  EXPECT_EQ(Run({"install", "--finish"}), kExitUsage);
+  EXPECT_EQ(Run({"install", "--rotate-store-key"}), kExitUsage);  // without --secrets
+  ASSERT_EQ(Run({"install", "--secrets", "--rotate-store-key", "--store-key-file", path}), 0)
+      << err_.str();
+  const std::vector<std::string> rotated = key_ids();
+  ASSERT_EQ(rotated.size(), 2u);
+  EXPECT_EQ(rotated[1], old_id);
+  EXPECT_TRUE(absl::StrContains(out_.str(), absl::StrCat("key ", rotated[0], " first")))
+      << out_.str();
+
+  auto metrics = [&](const std::string& key_id) {
+    api_.Answer("GET", "/metrics", 200,
+                absl::StrCat("meshlet_cp_store_sealed_records{record=\"ControlPlaneSecret/"
+                             "api-token\",key_id=\"",
+                             key_id, "\"} 1\n"));
+  };
+  const std::vector<std::string> finish = {"--server", "10.0.0.5:15014",   "--token=t",
+                                           "install",  "--secrets",        "--rotate-store-key",
+                                           "--finish", "--store-key-file", path};
+  metrics(old_id);
+  EXPECT_EQ(Run(finish), kExitFailed);
+  EXPECT_TRUE(absl::StrContains(
+      err_.str(), absl::StrCat("not finishing: ControlPlaneSecret/api-token (key ", old_id, ")")))
+      << err_.str();
+  EXPECT_EQ(key_ids(), rotated);
+  metrics(rotated[0]);
+  ASSERT_EQ(Run(finish), 0) << err_.str();
+  EXPECT_EQ(key_ids(), std::vector<std::string>{rotated[0]});
+  std::remove(path.c_str());
 }
 
 }  // namespace

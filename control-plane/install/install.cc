@@ -30,6 +30,8 @@ using inject::StringNode;
 using inject::Text;
 
 constexpr char kDefaultNamespace[] = "meshlet-system";
+// The install Job's Role (k8s/etcd/secrets-job.yaml).
+constexpr char kInstallRole[] = "meshlet-install";
 
 const char* Manifest(absl::string_view name) {
   for (const EmbeddedFile* f = kManifests; f->name != nullptr; ++f) {
@@ -113,8 +115,12 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"etcd.image", "the bundled etcd's image (registry.k8s.io/etcd:3.5.16-0)"},
           {"etcd.storageSize", "each bundled etcd member's claim (1Gi)"},
           {"etcd.certificateDays",
-           "the lifetime of the bundled etcd's certificates, made once by the install Job "
-           "(3650)"},
+           "the lifetime of the bundled etcd's member and client certificates, renewed "
+           "under the kept CA by the install Job and its CronJob (365)"},
+          {"etcd.caDays", "the lifetime of the bundled etcd's CA, made once (3650)"},
+          {"etcd.renewBeforeDays",
+           "renew a bundled etcd certificate when less than this many days of it are left "
+           "(30; below etcd.certificateDays)"},
           {"etcd.tlsSecret",
            "a Secret with ca.crt, tls.crt and tls.key: TLS with a client certificate to an "
            "https:// etcd"},
@@ -134,6 +140,18 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
            "a Secret with tls.crt (the signing certificate and its chain) and tls.key the "
            "workload CA signs with; revisions side by side need the same one (default: a root "
            "generated on first start)"}};
+}
+
+absl::Status CheckEtcdCertificateDays(const InstallOptions& options) {
+  if (options.etcd_renew_before_days >= options.etcd_certificate_days ||
+      options.etcd_certificate_days > options.etcd_ca_days) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "etcd.renewBeforeDays=", options.etcd_renew_before_days, ", etcd.certificateDays=",
+        options.etcd_certificate_days, ", etcd.caDays=", options.etcd_ca_days,
+        ": a certificate must outlast its renewal window (renewBeforeDays below "
+        "certificateDays) and no longer than its CA (certificateDays at most caDays)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
@@ -185,6 +203,12 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
       return bad("must be a whole number of days from 1 to 36500");
     }
     options.etcd_certificate_days = days;
+  } else if (key == "etcd.caDays" || key == "etcd.renewBeforeDays") {
+    int days = 0;
+    if (!absl::SimpleAtoi(value, &days) || days < 1 || days > 36500) {
+      return bad("must be a whole number of days from 1 to 36500");
+    }
+    (key == "etcd.caDays" ? options.etcd_ca_days : options.etcd_renew_before_days) = days;
   } else if (key == "etcd.insecurePlaintext") {
     if (value != "true" && value != "false") return bad("must be true or false");
     options.etcd_insecure_plaintext = value == "true";
@@ -227,6 +251,7 @@ namespace {
 // Options that do not go together, refused before anything is rendered.
 absl::Status CheckRenderOptions(const InstallOptions& options) {
   const bool bundled = options.etcd == kBundledEtcd;
+  RETURN_IF_ERROR(CheckEtcdCertificateDays(options));
   if (options.replicas > 1 && options.etcd.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "replicas=", options.replicas,
@@ -361,7 +386,25 @@ void SetUpSecretsJob(YAML::Node job, const InstallOptions& options, const std::s
   AddArg(container, absl::StrCat("--set=etcd=", options.etcd));
   if (options.etcd == kBundledEtcd) {
     AddArg(container, absl::StrCat("--set=etcd.certificateDays=", options.etcd_certificate_days));
+    AddArg(container, absl::StrCat("--set=etcd.caDays=", options.etcd_ca_days));
+    AddArg(container, absl::StrCat("--set=etcd.renewBeforeDays=", options.etcd_renew_before_days));
   }
+}
+
+// The install Job's Role for an etcd of one's own: create, and get on the store key alone (the
+// bundled etcd's CA and certificates are not made, so not read nor renewed).
+void KeepStoreKeyRulesOnly(YAML::Node role) {
+  YAML::Node rules(YAML::NodeType::Sequence);
+  for (YAML::Node rule : role["rules"]) {
+    const std::string verb = Text(rule["verbs"][0]);
+    if (verb == "update") continue;
+    if (verb == "get") {
+      rule["resourceNames"] = YAML::Node(YAML::NodeType::Sequence);
+      rule["resourceNames"].push_back(StringNode(kStoreKeySecret));
+    }
+    rules.push_back(rule);
+  }
+  role["rules"] = rules;
 }
 
 // The bundled etcd's StatefulSet.
@@ -536,6 +579,12 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     const std::string kind = Text(object["kind"]);
     if (kind == "Job") {
       SetUpSecretsJob(object, options, ImageOf(base, options, version, FirstContainer(object)));
+    } else if (kind == "CronJob") {
+      YAML::Node job = object["spec"]["jobTemplate"];
+      SetUpSecretsJob(job, options, ImageOf(base, options, version, FirstContainer(job)));
+    } else if (kind == "Role" && Text(object["metadata"]["name"]) == kInstallRole &&
+               options.etcd != kBundledEtcd) {
+      KeepStoreKeyRulesOnly(object);
     } else if (kind == "StatefulSet") {
       SetUpBundledEtcd(object, options, labels);
     } else if (kind == "Deployment") {

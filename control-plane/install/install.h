@@ -56,8 +56,11 @@ struct InstallOptions {
   // TLS with a client certificate to an https:// etcd (required with one).
   std::string etcd_tls_secret;
   bool etcd_insecure_plaintext = false;
-  // The bundled etcd's certificates (secrets.h): their lifetime in days.
-  int etcd_certificate_days = 3650;
+  // The bundled etcd's certificates (secrets.h): the members' and the client's lifetime in
+  // days, their CA's, and how close to its end a certificate is renewed.
+  int etcd_certificate_days = 365;
+  int etcd_ca_days = 3650;
+  int etcd_renew_before_days = 30;
   std::string cpu = "100m";  // the control plane's requests and memory limit
   std::string memory = "128Mi";
   std::string memory_limit = "1Gi";
@@ -79,6 +82,10 @@ struct InstallOptions {
 
 // The --set keys, in the order help lists them, with what each takes.
 std::vector<std::pair<std::string, std::string>> SetKeys();
+
+// InvalidArgument unless the bundled etcd's certificates outlast their renewal window and do not
+// outlive their CA.
+absl::Status CheckEtcdCertificateDays(const InstallOptions& options);
 
 // Applies "KEY=VALUE". Errors say what was wrong and list the keys for an unknown one.
 absl::Status SetOption(InstallOptions& options, absl::string_view assignment);

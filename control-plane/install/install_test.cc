@@ -170,6 +170,17 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   bool deployment = false;
   for (const YAML::Node& o : *objects) {
     EXPECT_NE(Text(o["kind"]), "PersistentVolumeClaim");  // the state is in etcd
+    EXPECT_NE(Text(o["kind"]), "CronJob");                // nothing to renew
+    if (Text(o["kind"]) == "Role" && Text(o["metadata"]["name"]) == "meshlet-install") {
+      // The Job makes the store key alone: it reads that Secret only, updates none.
+      std::vector<std::string> verbs, names;
+      for (const YAML::Node& rule : o["rules"]) {
+        for (const YAML::Node& v : rule["verbs"]) verbs.push_back(v.Scalar());
+        for (const YAML::Node& n : rule["resourceNames"]) names.push_back(n.Scalar());
+      }
+      EXPECT_EQ(verbs, (std::vector<std::string>{"create", "get"}));
+      EXPECT_EQ(names, (std::vector<std::string>{"meshlet-store-key"}));
+    }
     if (Text(o["kind"]) != "Deployment") continue;
     deployment = true;
     EXPECT_EQ(o["spec"]["replicas"].as<int>(), 3);
@@ -311,15 +322,32 @@ TEST(InstallTest, ABundledEtcdIsRenderedBeforeTheReplicasThatUseIt) {
                   Text(it->second));
       }
     }
-    if (kind == "Job") {
+    if (kind == "Job" || kind == "CronJob") {
+      // The install Job, and the CronJob that renews the certificates with the same command.
       kinds.push_back(kind);
+      const YAML::Node job = kind == "Job" ? o : o["spec"]["jobTemplate"];
+      const YAML::Node pod = job["spec"]["template"]["spec"];
+      EXPECT_EQ(Text(pod["serviceAccountName"]), "meshlet-install");
+      EXPECT_EQ(Text(pod["containers"][0]["image"]), "meshlet-control-plane:0.1.0");
       std::vector<std::string> args;
-      for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
-        args.push_back(a.Scalar());
+      for (const YAML::Node& a : pod["containers"][0]["args"]) args.push_back(a.Scalar());
+      EXPECT_EQ(args, (std::vector<std::string>{
+                          "install", "--secrets", "--create", "--set=namespace=mesh",
+                          "--set=etcd=bundled", "--set=etcd.certificateDays=365",
+                          "--set=etcd.caDays=3650", "--set=etcd.renewBeforeDays=30"}));
+    }
+    if (kind == "Role" && Text(o["metadata"]["name"]) == "meshlet-install") {
+      // Update on the two certificates' Secrets alone; the CA's read, never updated.
+      std::vector<std::string> updated;
+      for (const YAML::Node& rule : o["rules"]) {
+        for (const YAML::Node& verb : rule["verbs"]) {
+          if (verb.Scalar() != "update") continue;
+          for (const YAML::Node& name : rule["resourceNames"]) updated.push_back(name.Scalar());
+          EXPECT_EQ(rule["resources"].size(), 1u);
+          EXPECT_EQ(Text(rule["resources"][0]), "secrets");
+        }
       }
-      EXPECT_EQ(args, (std::vector<std::string>{"install", "--secrets", "--create",
-                                                "--set=namespace=mesh", "--set=etcd=bundled",
-                                                "--set=etcd.certificateDays=3650"}));
+      EXPECT_EQ(updated, (std::vector<std::string>{"meshlet-etcd-member", "meshlet-etcd-client"}));
     }
     if (kind == "RoleBinding") {
       EXPECT_EQ(Text(o["subjects"][0]["namespace"]), "mesh");
@@ -338,8 +366,9 @@ TEST(InstallTest, ABundledEtcdIsRenderedBeforeTheReplicasThatUseIt) {
     if (kind == "Deployment") {
       // Everything of the store exists before the replicas start, the Job that makes its
       // Secrets first.
-      EXPECT_EQ(kinds, (std::vector<std::string>{"Job", "Service", "StatefulSet",
-                                                 "PodDisruptionBudget", "NetworkPolicy"}));
+      EXPECT_EQ(kinds,
+                (std::vector<std::string>{"Job", "Service", "StatefulSet", "PodDisruptionBudget",
+                                          "NetworkPolicy", "CronJob"}));
       const YAML::Node pod = o["spec"]["template"]["spec"];
       std::vector<std::string> args;
       for (const YAML::Node& a : pod["containers"][0]["args"]) args.push_back(a.Scalar());
@@ -356,7 +385,7 @@ TEST(InstallTest, ABundledEtcdIsRenderedBeforeTheReplicasThatUseIt) {
     }
     EXPECT_NE(kind, "PersistentVolumeClaim");  // the control plane's state is in etcd
   }
-  EXPECT_EQ(kinds.size(), 5u);
+  EXPECT_EQ(kinds.size(), 6u);
   EXPECT_TRUE(CheckInstall(*objects).empty());
 
   // A client Secret is for an etcd of one's own; the etcd.* settings only for the bundled one.

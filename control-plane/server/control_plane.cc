@@ -1,5 +1,7 @@
 #include "control-plane/server/control_plane.h"
 
+#include <openssl/sha.h>
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -50,9 +53,12 @@ absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::stri
   return content;
 }
 
-// TLS to etcd from --etcd-cacert, --etcd-cert and --etcd-key.
-absl::StatusOr<std::shared_ptr<const tls::TlsContextProvider>> EtcdTls(
-    const ControlPlaneOptions& options) {
+// TLS to etcd from --etcd-cacert, --etcd-cert and --etcd-key; `*digest` (when given) becomes the
+// SHA-256 of what was read, even when it makes no valid context; `*client_not_after` (when
+// given) the end of the client certificate read (unset without one or when unreadable).
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> EtcdTlsContext(
+    const ControlPlaneOptions& options, std::string* digest,
+    std::optional<absl::Time>* client_not_after = nullptr) {
   tls::TlsContextConfig config;
   ASSIGN_OR_RETURN(config.trust_bundle_pem, ReadFlagFile("--etcd-cacert", options.etcd_ca_file));
   if (!options.etcd_cert_file.empty()) {
@@ -60,15 +66,31 @@ absl::StatusOr<std::shared_ptr<const tls::TlsContextProvider>> EtcdTls(
                      ReadFlagFile("--etcd-cert", options.etcd_cert_file));
     ASSIGN_OR_RETURN(config.private_key_pem, ReadFlagFile("--etcd-key", options.etcd_key_file));
   }
+  if (digest != nullptr) {
+    uint8_t sha[SHA256_DIGEST_LENGTH];
+    const std::string all =
+        absl::StrCat(config.trust_bundle_pem.size(), ":", config.trust_bundle_pem,
+                     config.certificate_chain_pem.size(), ":", config.certificate_chain_pem,
+                     config.private_key_pem);
+    SHA256(reinterpret_cast<const uint8_t*>(all.data()), all.size(), sha);
+    *digest = std::string(reinterpret_cast<const char*>(sha), sizeof(sha));
+  }
+  if (client_not_after != nullptr && !config.certificate_chain_pem.empty()) {
+    absl::StatusOr<tls::CertificateChain> chain =
+        tls::ParsePemCertificates(config.certificate_chain_pem);
+    if (chain.ok() && !chain->empty()) *client_not_after = tls::NotAfter(*chain->front());
+  }
   config.alpn_protocols = {"h2"};
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
       tls::TlsContext::CreateClient(config);
   if (!context.ok()) return Annotate(context.status(), "TLS to etcd");
-  return std::make_shared<tls::TlsContextProvider>(*context);
+  return context;
 }
 
 // The store the options name: the file store in the data directory, or etcd.
-absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& options) {
+// `*etcd_tls` (when given) is set to the provider of TLS to etcd, when there is one.
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(
+    const ControlPlaneOptions& options, std::shared_ptr<tls::TlsContextProvider>* etcd_tls) {
   const bool tls_flags = !options.etcd_ca_file.empty() || !options.etcd_cert_file.empty() ||
                          !options.etcd_key_file.empty();
   const bool etcd_flags = tls_flags || options.etcd_insecure_plaintext ||
@@ -102,7 +124,11 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& opti
           ": etcd over TLS needs --etcd-cacert (the CA that signed the members' certificates), "
           "and --etcd-cert/--etcd-key when etcd asks for client certificates"));
     }
-    ASSIGN_OR_RETURN(etcd.tls, EtcdTls(options));
+    ASSIGN_OR_RETURN(std::shared_ptr<const tls::TlsContext> context,
+                     EtcdTlsContext(options, nullptr));
+    auto provider = std::make_shared<tls::TlsContextProvider>(std::move(context));
+    if (etcd_tls != nullptr) *etcd_tls = provider;
+    etcd.tls = std::move(provider);
     if (options.etcd_cert_file.empty() && options.etcd_username.empty()) {
       LOG(WARN) << "etcd: this replica presents no client certificate (--etcd-cert) and no user "
                    "(--etcd-username); only an etcd that authenticates nobody lets it in";
@@ -180,8 +206,16 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
       StringOption("--store-encryption-key-file", "FILE",
                    "with etcd: the key file (base64 keys of 32 bytes, one a line, the first "
                    "encrypting) that encrypts the API token and CA root the replicas share through "
-                   "etcd; required with etcd, the same file for every replica",
+                   "etcd; required with etcd, the same file for every replica; read again every "
+                   "--store-key-check-interval",
                    options.store_encryption_key_file),
+      flags::PositiveDurationFlag(
+          "--store-key-check-interval", &options.store_key_check_interval,
+          "with etcd: how often the store key file is read again (a changed one is taken "
+          "without a restart) and the records sealed with an older key are sealed again with "
+          "the first; the --etcd-cacert/--etcd-cert/--etcd-key files are read again at the same "
+          "interval, for new connections to etcd (default 10s)",
+          "10s"),
       flags::BoolFlag("--etcd-insecure-plaintext", &options.etcd_insecure_plaintext,
                       "allow an http:// store: etcd in plaintext, readable and writable by anyone "
                       "on the network path (local tests only; logged as INSECURE)"),
@@ -286,6 +320,7 @@ ControlPlane::~ControlPlane() {
   // Handles belong to the loop: close them before it goes, then let it finish closing.
   signals_.clear();
   expiry_timer_.reset();
+  store_key_timer_.reset();
   shared_registrations_.reset();
   api_server_.reset();
   gate_.reset();
@@ -311,11 +346,12 @@ absl::Status ControlPlane::Init() {
           "control plane alone, one base64 key of 32 random bytes: `meshctl install --secrets` "
           "makes one, or `head -c 32 /dev/urandom | base64`)");
     }
-    absl::StatusOr<StoreKeys> keys = StoreKeys::FromFile(options_.store_encryption_key_file);
-    if (!keys.ok()) return Annotate(keys.status(), "--store-encryption-key-file");
-    store_keys_ = std::make_unique<const StoreKeys>(*std::move(keys));
+    absl::StatusOr<std::unique_ptr<StoreKeyRing>> ring =
+        StoreKeyRing::Open(options_.store_encryption_key_file, &stats_);
+    if (!ring.ok()) return Annotate(ring.status(), "--store-encryption-key-file");
+    store_key_ring_ = *std::move(ring);
   }
-  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_, &etcd_tls_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
   store_worker_ = std::make_unique<StoreWorker>(
@@ -328,7 +364,7 @@ absl::Status ControlPlane::Init() {
     // Replicas share one token (the first replica's), so that meshctl may use any of them; each
     // data directory holds it.
     absl::StatusOr<std::string> shared =
-        LoadOrCreateSharedValue(*store_, *store_keys_, "api-token",
+        LoadOrCreateSharedValue(*store_, *store_key_ring_->keys(), "api-token",
                                 [&]() -> absl::StatusOr<std::string> { return token_; });
     if (!shared.ok()) return Annotate(shared.status(), "API token");
     if (*shared != token_) {
@@ -398,6 +434,7 @@ absl::Status ControlPlane::Init() {
         }
       });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
+  if (store_key_ring_ != nullptr) StartStoreKeyChecks();
   if (shared_keys != nullptr) {
     shared_registrations_ =
         std::make_unique<registry::SharedRegistrations>(loop_, *registry_, *shared_keys);
@@ -604,6 +641,88 @@ void ControlPlane::Dispatch(const http::ServerRequest& request,
   }
 }
 
+void ControlPlane::ReloadEtcdTls() {
+  std::string digest;
+  std::optional<absl::Time> client_not_after;
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      EtcdTlsContext(options_, &digest, &client_not_after);
+  if (!digest.empty() && digest == etcd_tls_digest_) return;
+  if (!context.ok()) {
+    // Refused once per content of the files (or per error while they cannot be read).
+    const std::string error(context.status().message());
+    if (!digest.empty()) etcd_tls_digest_ = digest;
+    if (error == etcd_tls_error_) return;
+    etcd_tls_error_ = error;
+    etcd_tls_reloads_failed_.Inc();
+    LOG(ERROR) << "TLS to etcd: the changed --etcd-cacert/--etcd-cert/--etcd-key are refused: "
+               << error << "; new connections keep the files read before";
+    return;
+  }
+  etcd_tls_error_.clear();
+  etcd_tls_digest_ = std::move(digest);
+  etcd_tls_->Update(*std::move(context));
+  etcd_tls_reloads_ok_.Inc();
+  if (client_not_after.has_value()) {
+    etcd_client_certificate_expiry_.Set(absl::ToUnixSeconds(*client_not_after));
+  }
+  LOG(INFO) << "TLS to etcd: --etcd-cacert/--etcd-cert/--etcd-key changed; new connections to "
+               "etcd use them (generation "
+            << etcd_tls_->generation() << ")";
+}
+
+void ControlPlane::StartStoreKeyChecks() {
+  if (etcd_tls_ != nullptr) {
+    constexpr char kName[] = "meshlet_cp_etcd_tls_reloads_total";
+    constexpr char kHelp[] =
+        "Changes of --etcd-cacert, --etcd-cert or --etcd-key taken for new connections to etcd "
+        "(ok), or refused (failed: unreadable, or not a valid certificate, key and CA; the files "
+        "read before stay in use).";
+    absl::StatusOr<Counter> ok =
+        stats_.shared_shard().RegisterCounter(kName, kHelp, {{"result", "ok"}});
+    absl::StatusOr<Counter> failed =
+        stats_.shared_shard().RegisterCounter(kName, kHelp, {{"result", "failed"}});
+    CHECK_OK(ok);
+    CHECK_OK(failed);
+    etcd_tls_reloads_ok_ = *ok;
+    etcd_tls_reloads_failed_ = *failed;
+    absl::StatusOr<Gauge> expiry = stats_.shared_shard().RegisterGauge(
+        "meshlet_cp_etcd_client_certificate_expiry_seconds",
+        "When the client certificate this replica presents to etcd for new connections "
+        "(--etcd-cert) expires, in Unix seconds; 0 without one.",
+        {}, GaugeMerge::kGlobal);
+    CHECK_OK(expiry);
+    etcd_client_certificate_expiry_ = *expiry;
+    // What the store was opened with, so that the first check takes nothing.
+    std::optional<absl::Time> client_not_after;
+    EtcdTlsContext(options_, &etcd_tls_digest_, &client_not_after).IgnoreError();
+    if (client_not_after.has_value()) {
+      etcd_client_certificate_expiry_.Set(absl::ToUnixSeconds(*client_not_after));
+    }
+  }
+  auto check = [this] {
+    if (store_key_check_running_) return;
+    store_key_check_running_ = true;
+    StoreKeyRing* ring = store_key_ring_.get();
+    Store* store = store_.get();
+    const bool queued = store_worker_->Run<bool>(
+        [this, ring, store]() -> bool {
+          if (etcd_tls_ != nullptr) ReloadEtcdTls();
+          ring->Reload();
+          absl::StatusOr<std::vector<SealedRecord>> records = ring->ResealAndCount(*store);
+          if (!records.ok()) {
+            LOG_EVERY_N_SEC(WARN, 60) << "store key check: " << records.status().message()
+                                      << " (tried again in --store-key-check-interval)";
+          }
+          return records.ok();
+        },
+        [this](bool) { store_key_check_running_ = false; });
+    if (!queued) store_key_check_running_ = false;  // the worker is busy: next tick
+  };
+  store_key_timer_ = std::make_unique<event::Timer>(loop_, check);
+  store_key_timer_->EnableRepeating(options_.store_key_check_interval);
+  check();  // publishes which key seals each record now
+}
+
 http::HttpServerOptions ControlPlane::HttpServerOptionsFor(absl::string_view server) {
   http::HttpServerOptions options;
   options.request_timeout = options_.http_request_timeout;
@@ -625,6 +744,7 @@ void ControlPlane::BeginShutdown() {
   for (auto& hook : shutdown_hooks_) hook();
   if (api_server_ != nullptr) api_server_->Shutdown();
   expiry_timer_.reset();
+  store_key_timer_.reset();
   loop_.Stop();
 }
 

@@ -47,6 +47,7 @@
 #include "control-plane/registry/shared_registrations.h"
 #include "control-plane/store/leased_keys.h"
 #include "control-plane/store/store.h"
+#include "control-plane/store/store_key_ring.h"
 #include "control-plane/store/store_keys.h"
 #include "control-plane/store/store_worker.h"
 
@@ -66,8 +67,11 @@ struct ControlPlaneOptions {
   std::string etcd_key_file;
   bool etcd_insecure_plaintext = false;
   // With etcd: the key file that encrypts the secrets replicas share through the store
-  // (control-plane/store/store_keys.h); required with etcd.
+  // (control-plane/store/store_keys.h); required with etcd. Read again every
+  // store_key_check_interval: a changed file is taken without a restart, and the records under
+  // an older key are sealed again (control-plane/store/store_key_ring.h).
   std::string store_encryption_key_file;
+  Duration store_key_check_interval = std::chrono::seconds(10);
   std::string etcd_username;
   std::string etcd_password_file;
   // Per etcd call and endpoint; an API request waits at most this long for each member tried.
@@ -154,7 +158,10 @@ class ControlPlane {
   const std::string& api_token() const { return token_; }
   // Valid after Init(). With a store shared by replicas (etcd): the keys that encrypt the
   // secrets kept there (--store-encryption-key-file). Otherwise null.
-  const StoreKeys* store_keys() const { return store_keys_.get(); }
+  // The keys now (they change when the key file does).
+  std::shared_ptr<const StoreKeys> store_keys() const {
+    return store_key_ring_ == nullptr ? nullptr : store_key_ring_->keys();
+  }
   // Valid after Init(). With a store shared by replicas (etcd): the store's leased keys and this
   // replica's name (--replica-name, or the host name). Otherwise null and empty.
   LeasedKeys* leased_keys() { return store_ != nullptr ? store_->leased_keys() : nullptr; }
@@ -192,13 +199,31 @@ class ControlPlane {
     kStop,      // a clean stop (logged)
   };
   void SaveRegistry(SaveReason reason);
+  // With etcd: the key file read again and the records re-sealed every
+  // --store-key-check-interval, and once now; the etcd TLS files read again at the same time.
+  void StartStoreKeyChecks();
+  // Reads --etcd-cacert, --etcd-cert and --etcd-key again; a change that makes a valid context
+  // is published to etcd_tls_ for new connections, an invalid one logged once and counted. On the
+  // store worker (file reads).
+  void ReloadEtcdTls();
 
   const ControlPlaneOptions options_;
   const Clock& clock_;
   event::Loop loop_;
   StatsRegistry stats_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<const StoreKeys> store_keys_;
+  std::unique_ptr<StoreKeyRing> store_key_ring_;
+  // Reads the key file again and re-seals (on the store worker), one check at a time.
+  std::unique_ptr<event::Timer> store_key_timer_;
+  bool store_key_check_running_ = false;
+  // TLS to etcd (null without it), its files' SHA-256 when last read, and the error last logged;
+  // the last two touched on the store worker only.
+  std::shared_ptr<tls::TlsContextProvider> etcd_tls_;
+  std::string etcd_tls_digest_;
+  std::string etcd_tls_error_;
+  Counter etcd_tls_reloads_ok_, etcd_tls_reloads_failed_;
+  // The end of the client certificate new connections to etcd present (Unix seconds).
+  Gauge etcd_client_certificate_expiry_;
   std::unique_ptr<StoreWorker> store_worker_;  // after store_: stops before it goes
   std::string token_;
   std::string replica_name_;

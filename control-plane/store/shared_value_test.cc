@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "control-plane/store/file_store.h"
+#include "control-plane/store/forwarding_store.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -148,6 +149,108 @@ TEST_F(SharedValueTest, AValueUnderAnOlderKeyIsSealedAgainWithTheCurrentOne) {
   // The old key alone no longer opens it.
   EXPECT_TRUE(absl::IsFailedPrecondition(
       LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make("other")).status()));
+}
+
+TEST_F(SharedValueTest, ResealSealsEveryRecordUnderAnOlderKeyOnceAndSaysWhichKeySealsEach) {
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "api-token", Make("token")).ok());
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make("root")).ok());
+  ASSERT_TRUE(store_->Put({kSharedValueKind, "", "legacy"}, "plain", kMustNotExist).ok());
+  // A record sealed with a key no replica here has: left as it is, and reported.
+  const StoreKeys stranger = NewKeys();
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, stranger, "foreign", Make("x")).ok());
+  // An unrelated kind is not touched.
+  ASSERT_TRUE(store_->Put({"Service", "default", "web"}, "{}", kMustNotExist).ok());
+
+  int resealed = 0;
+  absl::StatusOr<std::vector<SealedRecord>> before = ResealSharedValues(*store_, keys_, &resealed);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(resealed, 1);  // the plaintext one
+  const std::string old_id = keys_.current_key_id();
+  EXPECT_EQ(*before, (std::vector<SealedRecord>{{"api-token", old_id},
+                                                {"ca-root", old_id},
+                                                {"foreign", stranger.current_key_id()},
+                                                {"legacy", old_id}}));
+
+  const StoreKeys rotated = NewKeys(*StoreKeys::WithNewFirstKey(key_text_, "key file"));
+  const std::string new_id = rotated.current_key_id();
+  resealed = 0;
+  absl::StatusOr<std::vector<SealedRecord>> after = ResealSharedValues(*store_, rotated, &resealed);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(resealed, 3);
+  EXPECT_EQ(*after, (std::vector<SealedRecord>{{"api-token", new_id},
+                                               {"ca-root", new_id},
+                                               {"foreign", stranger.current_key_id()},
+                                               {"legacy", new_id}}));
+  EXPECT_EQ(StoreKeys::KeyIdOf(Raw("api-token")), new_id);
+  EXPECT_EQ(*rotated.Open("ca-root", Raw("ca-root")), "root");
+  // Another replica with the same keys, after: nothing left to write.
+  resealed = 0;
+  ASSERT_TRUE(ResealSharedValues(*store_, rotated, &resealed).ok());
+  EXPECT_EQ(resealed, 0);
+  // The new key alone (the rotation finished) opens them all.
+  const StoreKeys finished =
+      NewKeys(*StoreKeys::WithFirstKeyOnly(*StoreKeys::WithNewFirstKey(key_text_, "k"), "k"));
+  EXPECT_EQ(finished.size(), 1u);
+}
+
+TEST_F(SharedValueTest, ResealWritesOnceWhenReplicasRace) {
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "api-token", Make("token")).ok());
+  const StoreKeys rotated = NewKeys(absl::StrCat(StoreKeys::GenerateKeyText(), "\n", key_text_));
+  // A store that lets another replica re-seal the record between this one's read and write.
+  class RacingStore final : public ForwardingStore {
+   public:
+    RacingStore(Store& inner, const StoreKeys& keys) : ForwardingStore(inner), keys_(keys) {}
+    absl::StatusOr<StoredResource> Get(const ResourceKey& key) const override {
+      absl::StatusOr<StoredResource> got = inner().Get(key);
+      if (!raced_ && got.ok()) {
+        raced_ = true;
+        EXPECT_TRUE(ResealSharedValues(inner(), keys_).ok());
+      }
+      return got;
+    }
+
+   private:
+    const StoreKeys& keys_;
+    mutable bool raced_ = false;
+  };
+  RacingStore racing(*store_, rotated);
+  const int64_t revision = store_->Revision();
+  int resealed = 0;
+  absl::StatusOr<std::vector<SealedRecord>> records =
+      ResealSharedValues(racing, rotated, &resealed);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(resealed, 0);  // the other replica's write landed; this one's was refused
+  EXPECT_EQ(store_->Revision(), revision + 1);
+  EXPECT_EQ(*records, (std::vector<SealedRecord>{{"api-token", rotated.current_key_id()}}));
+  EXPECT_EQ(*rotated.Open("api-token", Raw("api-token")), "token");
+}
+
+TEST(StoreKeysTest, RotationTextsKeepTheOtherLinesAndRefuseABadFile) {
+  const std::string a = StoreKeys::GenerateKeyText();
+  const std::string b = StoreKeys::GenerateKeyText();
+  const std::string file = absl::StrCat("# the mesh's store key\n", a, "\n");
+  absl::StatusOr<std::string> rotated = StoreKeys::WithNewFirstKey(file, "key file");
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_TRUE(absl::EndsWith(*rotated, absl::StrCat("\n", file))) << *rotated;
+  const StoreKeys both = NewKeys(*rotated);
+  EXPECT_EQ(both.size(), 2u);
+  EXPECT_EQ(both.key_ids()[1], NewKeys(a).current_key_id());
+  // Without a final newline the new text still has one line per key.
+  EXPECT_EQ(NewKeys(*StoreKeys::WithNewFirstKey(a, "k")).size(), 2u);
+
+  absl::StatusOr<std::string> finished =
+      StoreKeys::WithFirstKeyOnly(absl::StrCat(b, "\n# the mesh's store key\n", a, "\n"), "k");
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(*finished, absl::StrCat(b, "\n# the mesh's store key\n"));
+  EXPECT_EQ(NewKeys(*finished).current_key_id(), NewKeys(b).current_key_id());
+
+  // A malformed line: an error naming the file and line, no text to write.
+  for (auto* edit : {&StoreKeys::WithNewFirstKey, &StoreKeys::WithFirstKeyOnly}) {
+    absl::StatusOr<std::string> bad = (*edit)(absl::StrCat(a, "\nAAAA\n"), "store-key");
+    EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+    EXPECT_TRUE(absl::StartsWith(bad.status().message(), "store-key: line 2: not a key"))
+        << bad.status();
+  }
 }
 
 TEST(StoreKeysTest, EnvelopeRoundTripAndKeyFileForms) {

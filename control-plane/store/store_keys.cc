@@ -90,6 +90,46 @@ std::string StoreKeys::GenerateKeyText() {
   return text;
 }
 
+absl::StatusOr<std::string> StoreKeys::WithNewFirstKey(absl::string_view text,
+                                                       absl::string_view where) {
+  absl::StatusOr<StoreKeys> keys = Parse(text, where);
+  if (!keys.ok()) return keys.status();
+  std::string out = absl::StrCat(GenerateKeyText(), "\n", text);
+  if (!absl::EndsWith(out, "\n")) out.push_back('\n');
+  return out;
+}
+
+absl::StatusOr<std::string> StoreKeys::WithFirstKeyOnly(absl::string_view text,
+                                                        absl::string_view where) {
+  absl::StatusOr<StoreKeys> keys = Parse(text, where);
+  if (!keys.ok()) return keys.status();
+  std::vector<absl::string_view> kept;
+  bool first_seen = false;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    const absl::string_view stripped = absl::StripAsciiWhitespace(line);
+    if (!stripped.empty() && !absl::StartsWith(stripped, "#")) {
+      if (first_seen) continue;
+      first_seen = true;
+    }
+    kept.push_back(line);
+  }
+  return absl::StrJoin(kept, "\n");
+}
+
+std::vector<std::string> StoreKeys::key_ids() const {
+  std::vector<std::string> ids;
+  ids.reserve(keys_.size());
+  for (const Key& key : keys_) ids.push_back(key.id);
+  return ids;
+}
+
+bool StoreKeys::HasKey(absl::string_view key_id) const {
+  for (const Key& key : keys_) {
+    if (key.id == key_id) return true;
+  }
+  return false;
+}
+
 bool StoreKeys::IsSealed(absl::string_view value) {
   return absl::StartsWith(value, kEnvelopePrefix);
 }
@@ -138,12 +178,10 @@ absl::StatusOr<std::string> StoreKeys::Open(absl::string_view name,
     if (k.id == key_id) key = &k;
   }
   if (key == nullptr) {
-    std::vector<std::string> ids;
-    for (const Key& k : keys_) ids.push_back(k.id);
     return absl::FailedPreconditionError(absl::StrCat("encrypted with key ", key_id,
                                                       ", which this replica does not have (its "
                                                       "keys: ",
-                                                      absl::StrJoin(ids, ", "), ")"));
+                                                      absl::StrJoin(key_ids(), ", "), ")"));
   }
   std::string bytes;
   if (!absl::Base64Unescape(sealed.substr(Header(key_id).size()), &bytes) ||

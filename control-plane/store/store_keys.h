@@ -8,8 +8,9 @@
 // Key file: one key per line, each the base64 of 32 random bytes (what `meshctl install
 // --secrets` writes; by hand: `head -c 32 /dev/urandom | base64`). The first line's key
 // encrypts; every line's decrypts, so a key is replaced by putting the new one first and keeping
-// the old one after it until every replica has started once (each re-encrypts what it reads
-// under an older key). Empty lines and lines starting with '#' are ignored.
+// the old one after it until no record is sealed with the old one (`meshctl install --secrets
+// --rotate-store-key` does both steps; the replicas reload the file and re-seal, see
+// store_key_ring.h). Empty lines and lines starting with '#' are ignored.
 //
 // A key's id: the first 8 bytes of SHA-256 of the key, in hex. It names the key in envelopes and
 // errors and reveals nothing useful about it.
@@ -46,6 +47,15 @@ class StoreKeys {
   // One new random key, as a key file's line (base64, no newline).
   static std::string GenerateKeyText();
 
+  // Key file texts for a rotation, each checked first as Parse does (`where` starts errors):
+  // `text` with a fresh key on a line of its own before every other line (all kept, comments
+  // included);
+  static absl::StatusOr<std::string> WithNewFirstKey(absl::string_view text,
+                                                     absl::string_view where);
+  // `text` without the key lines after the first one (comments and empty lines kept).
+  static absl::StatusOr<std::string> WithFirstKeyOnly(absl::string_view text,
+                                                      absl::string_view where);
+
   // `plaintext` sealed for the record `name` with the first key.
   absl::StatusOr<std::string> Seal(absl::string_view name, absl::string_view plaintext) const;
   // The plaintext of `sealed`, the record `name`'s value. FailedPrecondition naming the key id
@@ -61,6 +71,9 @@ class StoreKeys {
   // The id of the key that seals.
   const std::string& current_key_id() const { return keys_.front().id; }
   size_t size() const { return keys_.size(); }
+  // Every key's id, the sealing one first.
+  std::vector<std::string> key_ids() const;
+  bool HasKey(absl::string_view key_id) const;
 
  private:
   struct Key {

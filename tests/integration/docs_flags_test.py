@@ -24,6 +24,7 @@ PAGES = []
 OTHER_TOOLS = {
     "--client-cert-auth": "etcd",
     "--peer-client-cert-auth": "etcd",
+    "--trusted-ca-file": "etcd",
     "--dport": "iptables",
     "--line-numbers": "iptables -L",
     "--format": "podman image inspect",

@@ -1,0 +1,146 @@
+#include "control-plane/store/store_key_ring.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/stats/stats.h"
+#include "control-plane/store/file_store.h"
+
+namespace meshlet::controlplane {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A directory laid out as the kubelet mounts a Secret: `store-key` is a symlink to
+// `..data/store-key`, `..data` a symlink to a timestamped directory, and an update writes a new
+// directory and swaps `..data` to it with one rename.
+class MountedSecret {
+ public:
+  explicit MountedSecret(std::string dir) : dir_(std::move(dir)) {
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  ~MountedSecret() { fs::remove_all(dir_); }
+
+  std::string path() const { return dir_ + "/store-key"; }
+
+  void Write(const std::string& text) {
+    const std::string version = absl::StrCat("..version_", ++versions_);
+    fs::create_directories(absl::StrCat(dir_, "/", version));
+    std::ofstream(absl::StrCat(dir_, "/", version, "/store-key")) << text;
+    fs::create_symlink(version, dir_ + "/..data_tmp");
+    fs::rename(dir_ + "/..data_tmp", dir_ + "/..data");
+    if (!fs::is_symlink(path())) fs::create_symlink("..data/store-key", path());
+  }
+
+ private:
+  const std::string dir_;
+  int versions_ = 0;
+};
+
+std::string TmpDir(absl::string_view name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
+}
+
+std::string IdOf(const std::string& key_text) {
+  return StoreKeys::Parse(key_text, "test")->current_key_id();
+}
+
+class StoreKeyRingTest : public ::testing::Test {
+ protected:
+  uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
+    StatsSnapshot snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? 0 : series->counter;
+  }
+  std::optional<int64_t> Gauge(absl::string_view name, const LabelSet& labels = {}) {
+    StatsSnapshot snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    if (series == nullptr) return std::nullopt;
+    return series->gauge;
+  }
+
+  StatsRegistry stats_;
+  MountedSecret secret_{TmpDir("store_key_ring_test")};
+  const std::string old_key_ = StoreKeys::GenerateKeyText();
+};
+
+TEST_F(StoreKeyRingTest, ASwappedSecretIsTakenWithoutRestartAndRecordsAreSealedAgain) {
+  secret_.Write(absl::StrCat(old_key_, "\n"));
+  absl::StatusOr<std::unique_ptr<StoreKeyRing>> ring = StoreKeyRing::Open(secret_.path(), &stats_);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  const std::string store_dir = TmpDir("store_key_ring_test_store");
+  fs::remove_all(store_dir);
+  auto store = FileStore::Open(store_dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE(LoadOrCreateSharedValue(**store, *(*ring)->keys(), "api-token", [] {
+                return absl::StatusOr<std::string>("token");
+              }).ok());
+  ASSERT_TRUE((*ring)->ResealAndCount(**store).ok());
+  const LabelSet under_old = {{"record", "ControlPlaneSecret/api-token"},
+                              {"key_id", IdOf(old_key_)}};
+  EXPECT_EQ(Gauge("meshlet_cp_store_sealed_records", under_old), 1);
+
+  // Unchanged: nothing to take.
+  EXPECT_FALSE((*ring)->Reload());
+  // The rotation: a new first key, the old one kept, written as the kubelet does.
+  const std::shared_ptr<const StoreKeys> held = (*ring)->keys();
+  secret_.Write(*StoreKeys::WithNewFirstKey(absl::StrCat(old_key_, "\n"), "key"));
+  EXPECT_TRUE((*ring)->Reload());
+  const std::string new_id = (*ring)->keys()->current_key_id();
+  EXPECT_NE(new_id, IdOf(old_key_));
+  EXPECT_EQ((*ring)->keys()->size(), 2u);
+  EXPECT_EQ(held->size(), 1u);  // a holder of the old keys keeps them
+  EXPECT_EQ(Counter("meshlet_cp_store_key_reloads_total", {{"result", "ok"}}), 1u);
+  EXPECT_EQ(Gauge("meshlet_cp_store_keys"), 2);
+
+  absl::StatusOr<std::vector<SealedRecord>> records = (*ring)->ResealAndCount(**store);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(*records, (std::vector<SealedRecord>{{"api-token", new_id}}));
+  EXPECT_EQ(StoreKeys::KeyIdOf((*store)->Get({kSharedValueKind, "", "api-token"})->body), new_id);
+  EXPECT_EQ(Counter("meshlet_cp_store_resealed_records_total"), 1u);
+  EXPECT_EQ(Gauge("meshlet_cp_store_sealed_records", under_old), 0);
+  EXPECT_EQ(Gauge("meshlet_cp_store_sealed_records",
+                  {{"record", "ControlPlaneSecret/api-token"}, {"key_id", new_id}}),
+            1);
+  store->reset();
+  fs::remove_all(store_dir);
+}
+
+TEST_F(StoreKeyRingTest, ABadOrMissingFileIsRefusedOnceAndTheKeysInUseStay) {
+  secret_.Write(absl::StrCat(old_key_, "\n"));
+  absl::StatusOr<std::unique_ptr<StoreKeyRing>> ring = StoreKeyRing::Open(secret_.path(), &stats_);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  const std::string id = (*ring)->keys()->current_key_id();
+  for (const std::string& bad :
+       {absl::StrCat(StoreKeys::GenerateKeyText(), "\nnot a key\n", old_key_, "\n"),
+        std::string("# emptied\n"), old_key_.substr(0, 20)}) {
+    secret_.Write(bad);
+    EXPECT_FALSE((*ring)->Reload());
+    EXPECT_FALSE((*ring)->Reload());  // the same file again: neither taken nor counted again
+    EXPECT_EQ((*ring)->keys()->current_key_id(), id);
+    EXPECT_EQ((*ring)->keys()->size(), 1u);
+  }
+  EXPECT_EQ(Counter("meshlet_cp_store_key_reloads_total", {{"result", "failed"}}), 3u);
+  EXPECT_EQ(Counter("meshlet_cp_store_key_reloads_total", {{"result", "ok"}}), 0u);
+  // Gone altogether (the Secret deleted): refused the same way.
+  fs::remove(fs::path(secret_.path()));
+  EXPECT_FALSE((*ring)->Reload());
+  EXPECT_EQ((*ring)->keys()->current_key_id(), id);
+  EXPECT_EQ(Counter("meshlet_cp_store_key_reloads_total", {{"result", "failed"}}), 4u);
+  // A good file again is taken.
+  secret_.Write(*StoreKeys::WithNewFirstKey(old_key_, "key"));
+  EXPECT_TRUE((*ring)->Reload());
+  EXPECT_EQ((*ring)->keys()->size(), 2u);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane
