@@ -1,7 +1,8 @@
 // KubernetesDiscovery against FakeApiServer: Services, EndpointSlices and Pods listed, then what
 // the registry receives (ports and their protocols, named target ports resolved through the
 // slices, ready endpoints with their Pods' labels, ExternalName Services and UDP ports left out),
-// nothing before all three kinds are listed, and a watch event applied.
+// nothing before all three kinds are listed, and a watch event applied; per-Service publication
+// (a slice event replaces only the entries of the Services it touches, equal to a fresh list's).
 
 #include "control-plane/kubernetes/discovery.h"
 
@@ -209,56 +210,93 @@ std::string OneLine(std::string json) {
   return json;
 }
 
-std::string Slice(absl::string_view namespace_, absl::string_view service,
+// An EndpointSlice named `name` of `service`, one endpoint per address.
+std::string Slice(absl::string_view namespace_, absl::string_view name, absl::string_view service,
                   const std::vector<std::string>& addresses) {
   std::string endpoints;
   for (const std::string& address : addresses) {
     absl::StrAppend(&endpoints, endpoints.empty() ? "" : ",", R"({"addresses":[")", address,
                     R"("]})");
   }
-  return absl::StrCat(R"({"metadata":{"namespace":")", namespace_, R"(","name":")", service,
-                      R"(-x","resourceVersion":"12","labels":{"kubernetes.io/service-name":")",
+  return absl::StrCat(R"({"metadata":{"namespace":")", namespace_, R"(","name":")", name,
+                      R"(","resourceVersion":"12","labels":{"kubernetes.io/service-name":")",
                       service, R"("}},"addressType":"IPv4","ports":[{"port":80}],"endpoints":[)",
                       endpoints, "]}");
 }
 
-TEST_F(DiscoveryTest, AnEndpointChangeReplacesOnlyItsServicesEntry) {
-  services_ = kThreeServices;
-  slices_ = absl::StrCat(Slice("default", "details", {"10.1.0.1"}), ",",
-                         Slice("default", "ratings", {"10.1.0.2"}), ",",
-                         Slice("shop", "ratings", {"10.2.0.2"}));
-  const std::string changed = Slice("default", "ratings", {"10.1.0.3", "10.1.0.2"});
-  auto discovery = Discovery();
-  discovery->Start();
-  ASSERT_TRUE(RunUntil(loop_, [&] { return discovery->synced(); }));
-  std::shared_ptr<const registry::KubernetesServices> before = registry_.Snapshot()->kubernetes;
-  ASSERT_EQ(before->services.size(), 3u);
+// Three Services with a slice each (default/details, default/ratings, shop/ratings), published;
+// then one slice event, after which the published Services are compared with what a discovery
+// listing the changed cluster publishes.
+class PerServiceTest : public DiscoveryTest {
+ protected:
+  void SetUp() override {
+    DiscoveryTest::SetUp();
+    services_ = kThreeServices;
+    slices_ = absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}), ",",
+                           Slice("default", "ratings-x", "ratings", {"10.1.0.2"}), ",",
+                           Slice("shop", "ratings-x", "ratings", {"10.2.0.2"}));
+    discovery_ = Discovery();
+    discovery_->Start();
+    ASSERT_TRUE(RunUntil(loop_, [&] { return discovery_->synced(); }));
+    before_ = registry_.Snapshot()->kubernetes;
+    ASSERT_EQ(before_->services.size(), 3u);
+  }
 
-  // The slices' watch delivers one event changing default/ratings.
-  ASSERT_TRUE(RunUntil(loop_, [&] { return !slice_watches_.empty(); }));
-  slice_watches_.back()(http::ServerResponse::Json(
-      200,
-      absl::StrCat(OneLine(absl::StrCat(R"({"type":"MODIFIED","object":)", changed, "}")), "\n")));
-  slices_ = absl::StrCat(Slice("default", "details", {"10.1.0.1"}), ",", changed, ",",
-                         Slice("shop", "ratings", {"10.2.0.2"}));
-  ASSERT_TRUE(RunUntil(loop_, [&] { return registry_.Snapshot()->kubernetes != before; }));
-  std::shared_ptr<const registry::KubernetesServices> after = registry_.Snapshot()->kubernetes;
+  // The slices' watch delivers `slice` as MODIFIED (the cluster's list then says the same, given
+  // as `slices`); returns the publication that follows.
+  std::shared_ptr<const registry::KubernetesServices> Modified(const std::string& slice,
+                                                               std::string slices) {
+    EXPECT_TRUE(RunUntil(loop_, [&] { return !slice_watches_.empty(); }));
+    slice_watches_.back()(http::ServerResponse::Json(
+        200,
+        absl::StrCat(OneLine(absl::StrCat(R"({"type":"MODIFIED","object":)", slice, "}")), "\n")));
+    slices_ = std::move(slices);
+    EXPECT_TRUE(RunUntil(loop_, [&] { return registry_.Snapshot()->kubernetes != before_; }));
+    return registry_.Snapshot()->kubernetes;
+  }
+
+  // What a discovery listing the cluster now publishes.
+  std::shared_ptr<const registry::KubernetesServices> Listed() {
+    registry::Registry fresh_registry(RealClock::Get());
+    auto fresh = Discovery(fresh_registry);
+    fresh->Start();
+    EXPECT_TRUE(RunUntil(loop_, [&] { return fresh->synced(); }));
+    return fresh_registry.Snapshot()->kubernetes;
+  }
+
+  std::unique_ptr<KubernetesDiscovery> discovery_;
+  std::shared_ptr<const registry::KubernetesServices> before_;
+};
+
+TEST_F(PerServiceTest, AnEndpointChangeReplacesOnlyItsServicesEntry) {
+  const std::string changed = Slice("default", "ratings-x", "ratings", {"10.1.0.3", "10.1.0.2"});
+  std::shared_ptr<const registry::KubernetesServices> after = Modified(
+      changed, absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}), ",", changed,
+                            ",", Slice("shop", "ratings-x", "ratings", {"10.2.0.2"})));
   ASSERT_EQ(after->services.size(), 3u);
   // default/ratings is a new entry with both addresses in order; the other two are the very
   // objects published before.
-  EXPECT_EQ(after->services[0], before->services[0]);  // default/details
-  EXPECT_NE(after->services[1], before->services[1]);
+  EXPECT_EQ(after->services[0], before_->services[0]);  // default/details
+  EXPECT_NE(after->services[1], before_->services[1]);
   ASSERT_EQ(after->services[1]->endpoints.size(), 2u);
   EXPECT_EQ(after->services[1]->endpoints[0].address, "10.1.0.2");
   EXPECT_EQ(after->services[1]->endpoints[1].address, "10.1.0.3");
-  EXPECT_EQ(after->services[2], before->services[2]);  // shop/ratings
+  EXPECT_EQ(after->services[2], before_->services[2]);  // shop/ratings
+  EXPECT_EQ(*Listed(), *after);
+}
 
-  // The same as what a discovery listing the changed cluster publishes.
-  registry::Registry fresh_registry(RealClock::Get());
-  auto fresh = Discovery(fresh_registry);
-  fresh->Start();
-  ASSERT_TRUE(RunUntil(loop_, [&] { return fresh->synced(); }));
-  EXPECT_EQ(*fresh_registry.Snapshot()->kubernetes, *after);
+// A slice relabelled to another Service: the one it left and the one it joined are rebuilt.
+TEST_F(PerServiceTest, ASliceMovedToAnotherServiceRebuildsBoth) {
+  const std::string moved = Slice("default", "ratings-x", "details", {"10.1.0.2"});
+  std::shared_ptr<const registry::KubernetesServices> after = Modified(
+      moved, absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}), ",", moved, ",",
+                          Slice("shop", "ratings-x", "ratings", {"10.2.0.2"})));
+  ASSERT_EQ(after->services.size(), 3u);
+  ASSERT_EQ(after->services[0]->endpoints.size(), 2u);  // default/details
+  EXPECT_EQ(after->services[0]->endpoints[1].address, "10.1.0.2");
+  EXPECT_TRUE(after->services[1]->endpoints.empty());  // default/ratings
+  EXPECT_EQ(after->services[2], before_->services[2]);
+  EXPECT_EQ(*Listed(), *after);
 }
 
 }  // namespace
