@@ -292,74 +292,133 @@ void KubernetesDiscovery::Changed() {
   publish_timer_.Enable(Duration::zero());
 }
 
-void KubernetesDiscovery::Publish() {
-  auto out = std::make_shared<registry::KubernetesServices>();
-  // EndpointSlices by the Service they belong to, in slice-name order.
-  std::map<std::pair<std::string, std::string>, std::vector<const SliceObject*>> slices;
-  for (const auto& [key, object] : slices_->objects()) {
-    const SliceObject& slice = std::get<SliceObject>(object);
-    const std::string namespace_ = key.substr(0, key.find('/'));
-    slices[{namespace_, slice.service}].push_back(&slice);
-  }
-  for (const auto& [key, object] : services_->objects()) {
-    const ServiceObject& service = std::get<ServiceObject>(object);
-    const size_t slash = key.find('/');
-    registry::KubernetesService& ks = out->services.emplace_back();
-    ks.namespace_ = key.substr(0, slash);
-    ks.name = key.substr(slash + 1);
-    ks.cluster_ips = service.cluster_ips;
-    auto found = slices.find({ks.namespace_, ks.name});
-    static const std::vector<const SliceObject*> kNone;
-    const std::vector<const SliceObject*>& mine = found == slices.end() ? kNone : found->second;
-    for (const ServicePortObject& port : service.ports) {
-      if (port.protocol != "TCP") continue;
-      uint32_t target = port.target_port;
-      for (const SliceObject* slice : mine) {
-        auto p = slice->ports.find(port.name);
-        if (p != slice->ports.end()) {
-          target = p->second;
-          break;
-        }
-      }
-      ks.ports.push_back({.name = port.name,
-                          .port = port.port,
-                          .protocol = MeshProtocol(port),
-                          .target_port = target});
+std::string KubernetesDiscovery::IndexSlice(const std::string& key) {
+  auto it = slices_->objects().find(key);
+  if (it == slices_->objects().end()) return "";
+  std::string service =
+      absl::StrCat(key.substr(0, key.find('/')), "/", std::get<SliceObject>(it->second).service);
+  service_slices_[service].insert(key);
+  slice_service_[key] = service;
+  return service;
+}
+
+registry::KubernetesService KubernetesDiscovery::BuildService(const std::string& key,
+                                                              const ServiceObject& service) {
+  registry::KubernetesService ks;
+  const size_t slash = key.find('/');
+  ks.namespace_ = key.substr(0, slash);
+  ks.name = key.substr(slash + 1);
+  ks.cluster_ips = service.cluster_ips;
+  // Its EndpointSlices in slice-name order.
+  std::vector<const SliceObject*> mine;
+  if (auto found = service_slices_.find(key); found != service_slices_.end()) {
+    for (const std::string& slice_key : found->second) {
+      mine.push_back(&std::get<SliceObject>(slices_->objects().at(slice_key)));
     }
-    std::sort(ks.ports.begin(), ks.ports.end(),
-              [](const auto& a, const auto& b) { return a.port < b.port; });
-    std::set<std::string> seen;
+  }
+  for (const ServicePortObject& port : service.ports) {
+    if (port.protocol != "TCP") continue;
+    uint32_t target = port.target_port;
     for (const SliceObject* slice : mine) {
-      for (const SliceObject::Endpoint& e : slice->endpoints) {
-        if (!e.ready) continue;
-        const PodObject* pod = nullptr;
-        if (!e.pod.empty()) {
-          auto p = pods_->objects().find(absl::StrCat(ks.namespace_, "/", e.pod));
-          if (p != pods_->objects().end()) pod = &std::get<PodObject>(p->second);
-        }
-        for (const std::string& address : e.addresses) {
-          if (!seen.insert(address).second) continue;
-          registry::KubernetesEndpoint& endpoint = ks.endpoints.emplace_back();
-          endpoint.address = address;
-          endpoint.pod = e.pod;
-          if (pod != nullptr) {
-            endpoint.service_account = pod->service_account;
-            endpoint.labels = pod->labels;
-            endpoint.sidecar = pod->sidecar;
-          }
+      auto p = slice->ports.find(port.name);
+      if (p != slice->ports.end()) {
+        target = p->second;
+        break;
+      }
+    }
+    ks.ports.push_back({.name = port.name,
+                        .port = port.port,
+                        .protocol = MeshProtocol(port),
+                        .target_port = target});
+  }
+  std::sort(ks.ports.begin(), ks.ports.end(),
+            [](const auto& a, const auto& b) { return a.port < b.port; });
+  std::set<std::string> seen;
+  for (const SliceObject* slice : mine) {
+    for (const SliceObject::Endpoint& e : slice->endpoints) {
+      if (!e.ready) continue;
+      const PodObject* pod = nullptr;
+      if (!e.pod.empty()) {
+        auto p = pods_->objects().find(absl::StrCat(ks.namespace_, "/", e.pod));
+        if (p != pods_->objects().end()) pod = &std::get<PodObject>(p->second);
+      }
+      for (const std::string& address : e.addresses) {
+        if (!seen.insert(address).second) continue;
+        registry::KubernetesEndpoint& endpoint = ks.endpoints.emplace_back();
+        endpoint.address = address;
+        endpoint.pod = e.pod;
+        if (pod != nullptr) {
+          endpoint.service_account = pod->service_account;
+          endpoint.labels = pod->labels;
+          endpoint.sidecar = pod->sidecar;
         }
       }
     }
-    std::sort(ks.endpoints.begin(), ks.endpoints.end(),
-              [](const auto& a, const auto& b) { return a.address < b.address; });
   }
-  if (published_ && last_ != nullptr && *last_ == *out) return;  // nothing that matters changed
+  std::sort(ks.endpoints.begin(), ks.endpoints.end(),
+            [](const auto& a, const auto& b) { return a.address < b.address; });
+  return ks;
+}
+
+void KubernetesDiscovery::Publish() {
+  using Changes = Reflector<Object>::Changes;
+  const Changes services = services_->TakeChanges();
+  const Changes slices = slices_->TakeChanges();
+  const Changes pods = pods_->TakeChanges();
+  // A Pod is not indexed by the Services whose endpoints it backs: its change rebuilds them all.
+  const bool all =
+      !published_ || services.relisted || slices.relisted || pods.relisted || !pods.keys.empty();
+  std::set<std::string> dirty = services.keys;
+  if (all) {
+    service_slices_.clear();
+    slice_service_.clear();
+    for (const auto& [key, object] : slices_->objects()) IndexSlice(key);
+  } else {
+    for (const std::string& key : slices.keys) {
+      // The Service the slice belonged to, and the one it belongs to now.
+      if (auto old = slice_service_.find(key); old != slice_service_.end()) {
+        dirty.insert(old->second);
+        auto filed = service_slices_.find(old->second);
+        filed->second.erase(key);
+        if (filed->second.empty()) service_slices_.erase(filed);
+        slice_service_.erase(old);
+      }
+      if (std::string now = IndexSlice(key); !now.empty()) dirty.insert(std::move(now));
+    }
+  }
+  bool changed = false;
+  auto rebuild = [&](const std::string& key) {
+    auto object = services_->objects().find(key);
+    auto entry = entries_.find(key);
+    if (object == services_->objects().end()) {
+      if (entry != entries_.end()) {
+        entries_.erase(entry);
+        changed = true;
+      }
+      return;
+    }
+    registry::KubernetesService built = BuildService(key, std::get<ServiceObject>(object->second));
+    if (entry != entries_.end() && *entry->second == built) return;  // keeps its object
+    entries_[key] = std::make_shared<const registry::KubernetesService>(std::move(built));
+    changed = true;
+  };
+  if (all) {
+    changed |= std::erase_if(entries_, [&](const auto& entry) {
+                 return services_->objects().count(entry.first) == 0;
+               }) > 0;
+    for (const auto& [key, object] : services_->objects()) rebuild(key);
+  } else {
+    for (const std::string& key : dirty) rebuild(key);
+  }
+  if (published_ && !changed) return;  // nothing that matters changed
+  auto out = std::make_shared<registry::KubernetesServices>();
+  out->services.reserve(entries_.size());
+  for (const auto& [key, entry] : entries_) out->services.push_back(entry);
   if (!published_) {
     LOG(INFO) << "kubernetes: " << out->services.size()
               << " Service(s) are mesh destinations; configuration is served from now on";
   }
   published_ = true;
-  last_ = out;
   publications_.Inc();
   published_services_.Set(static_cast<int64_t>(out->services.size()));
   registry_.SetKubernetesServices(std::move(out));

@@ -12,6 +12,13 @@
 // discovery reads (not a Pod's status, say) is published on the next loop turn (changes arriving
 // together make one publication), unless the result is what was published last.
 //
+// A publication is per Service: watch events of Services and EndpointSlices rebuild only the
+// entries of the Services they touch (the slice's Service before and after), and every other
+// entry of the published KubernetesServices is the previous publication's object, so an
+// endpoint change costs one Service's endpoints, not the cluster's. A list (the first, or after
+// a 410) or a change of a Pod's labels or annotations rebuilds every entry; one whose value did
+// not change still keeps its previous object.
+//
 // What is published: every Service but ExternalName ones, with its TCP ports (UDP and SCTP left
 // out), the protocol of each from appProtocol, else the port name's prefix, else AUTO (HTTP when
 // the first bytes are, else opaque TCP);
@@ -33,6 +40,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -104,6 +112,11 @@ class KubernetesDiscovery {
   // A reflector's cache changed: publish on the next loop turn.
   void Changed();
   void Publish();
+  // Files the EndpointSlice `key` (if still cached) under its Service in service_slices_;
+  // returns that Service's key, or empty.
+  std::string IndexSlice(const std::string& key);
+  // The entry of the Service `key` from the caches.
+  registry::KubernetesService BuildService(const std::string& key, const ServiceObject& service);
 
   event::Loop& loop_;
   std::unique_ptr<KubernetesApi> api_;
@@ -115,7 +128,11 @@ class KubernetesDiscovery {
   std::unique_ptr<Reflector<Object>> pods_;
   event::Timer publish_timer_;
   bool published_ = false;
-  std::shared_ptr<const registry::KubernetesServices> last_;  // what was published last
+  // What was published last, by Service key ("namespace/name").
+  std::map<std::string, std::shared_ptr<const registry::KubernetesService>> entries_;
+  // EndpointSlice keys by their Service's key, and the reverse, as of the last publication.
+  std::map<std::string, std::set<std::string>> service_slices_;
+  std::map<std::string, std::string> slice_service_;
   Gauge published_services_;
   Counter publications_;
 };

@@ -1,7 +1,8 @@
 // KubernetesDiscovery against FakeApiServer: Services, EndpointSlices and Pods listed, then what
 // the registry receives (ports and their protocols, named target ports resolved through the
 // slices, ready endpoints with their Pods' labels, ExternalName Services and UDP ports left out),
-// nothing before all three kinds are listed, and a watch event applied.
+// nothing before all three kinds are listed, and a watch event applied; per-Service publication
+// (a slice event replaces only the entries of the Services it touches, equal to a fresh list's).
 
 #include "control-plane/kubernetes/discovery.h"
 
@@ -64,14 +65,18 @@ class DiscoveryTest : public ::testing::Test {
           respond(http::ServerResponse::Json(200, event + "\n"));
           return;
         }
+        if (path == "/apis/discovery.k8s.io/v1/endpointslices") {
+          slice_watches_.push_back(std::move(respond));
+          return;
+        }
         watches_.push_back(std::move(respond));
         return;
       }
       if (path == "/api/v1/services") {
-        respond(http::ServerResponse::Json(200, kServices));
+        respond(http::ServerResponse::Json(200, services_));
       } else if (path == "/apis/discovery.k8s.io/v1/endpointslices") {
         respond(http::ServerResponse::Json(
-            200, absl::StrCat(R"({"metadata":{"resourceVersion":"12"},"items":[)", kSlice, "]}")));
+            200, absl::StrCat(R"({"metadata":{"resourceVersion":"12"},"items":[)", slices_, "]}")));
       } else if (path == "/api/v1/pods") {
         if (hold_pods_) {
           held_pods_.push_back(std::move(respond));
@@ -84,9 +89,10 @@ class DiscoveryTest : public ::testing::Test {
     });
   }
 
-  std::unique_ptr<KubernetesDiscovery> Discovery() {
+  std::unique_ptr<KubernetesDiscovery> Discovery() { return Discovery(registry_); }
+  std::unique_ptr<KubernetesDiscovery> Discovery(registry::Registry& registry) {
     absl::StatusOr<std::unique_ptr<KubernetesDiscovery>> discovery =
-        KubernetesDiscovery::Create(loop_, server_.Options(), registry_, stats_, {});
+        KubernetesDiscovery::Create(loop_, server_.Options(), registry, stats_, {});
     EXPECT_TRUE(discovery.ok()) << discovery.status();
     return discovery.ok() ? *std::move(discovery) : nullptr;
   }
@@ -94,8 +100,8 @@ class DiscoveryTest : public ::testing::Test {
   const registry::KubernetesService* Reviews() {
     std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_.Snapshot();
     if (snapshot->kubernetes == nullptr) return nullptr;
-    for (const registry::KubernetesService& s : snapshot->kubernetes->services) {
-      if (s.namespace_ == "default" && s.name == "reviews") return &s;
+    for (const auto& s : snapshot->kubernetes->services) {
+      if (s->namespace_ == "default" && s->name == "reviews") return s.get();
     }
     return nullptr;
   }
@@ -105,7 +111,10 @@ class DiscoveryTest : public ::testing::Test {
   registry::Registry registry_{RealClock::Get()};
   FakeApiServer server_{loop_};
   std::vector<http::Responder> watches_;
+  std::vector<http::Responder> slice_watches_;
   std::vector<http::Responder> held_pods_;
+  std::string services_ = kServices;
+  std::string slices_ = kSlice;  // the list's items
   std::string slice_event_;
   bool hold_pods_ = false;
 };
@@ -119,7 +128,7 @@ TEST_F(DiscoveryTest, PublishesTheServicesWithTheirPortsAndReadyEndpoints) {
   EXPECT_FALSE(snapshot->kubernetes_pending);
   ASSERT_NE(snapshot->kubernetes, nullptr);
   ASSERT_EQ(snapshot->kubernetes->services.size(), 1u);  // ExternalName left out
-  const registry::KubernetesService& reviews = snapshot->kubernetes->services[0];
+  const registry::KubernetesService& reviews = *snapshot->kubernetes->services[0];
   EXPECT_EQ(reviews.namespace_, "default");
   EXPECT_EQ(reviews.name, "reviews");
   EXPECT_EQ(reviews.cluster_ips, std::vector<std::string>{"10.96.0.10"});
@@ -187,6 +196,107 @@ TEST_F(DiscoveryTest, AWatchEventChangesWhatIsPublished) {
   ASSERT_NE(reviews, nullptr);
   EXPECT_EQ(reviews->ports[1].name, "http");
   EXPECT_EQ(reviews->ports[1].target_port, 0u);
+}
+
+// One Service per slice, and one watch event changing one slice.
+constexpr char kThreeServices[] = R"({"kind":"ServiceList","metadata":{"resourceVersion":"10"},
+  "items":[
+   {"metadata":{"namespace":"default","name":"details"},"spec":{"ports":[{"port":80}]}},
+   {"metadata":{"namespace":"default","name":"ratings"},"spec":{"ports":[{"port":80}]}},
+   {"metadata":{"namespace":"shop","name":"ratings"},"spec":{"ports":[{"port":80}]}}]})";
+
+std::string OneLine(std::string json) {
+  json.erase(std::remove(json.begin(), json.end(), '\n'), json.end());
+  return json;
+}
+
+// An EndpointSlice named `name` of `service`, one endpoint per address.
+std::string Slice(absl::string_view namespace_, absl::string_view name, absl::string_view service,
+                  const std::vector<std::string>& addresses) {
+  std::string endpoints;
+  for (const std::string& address : addresses) {
+    absl::StrAppend(&endpoints, endpoints.empty() ? "" : ",", R"({"addresses":[")", address,
+                    R"("]})");
+  }
+  return absl::StrCat(R"({"metadata":{"namespace":")", namespace_, R"(","name":")", name,
+                      R"(","resourceVersion":"12","labels":{"kubernetes.io/service-name":")",
+                      service, R"("}},"addressType":"IPv4","ports":[{"port":80}],"endpoints":[)",
+                      endpoints, "]}");
+}
+
+// Three Services with a slice each (default/details, default/ratings, shop/ratings), published;
+// then one slice event, after which the published Services are compared with what a discovery
+// listing the changed cluster publishes.
+class PerServiceTest : public DiscoveryTest {
+ protected:
+  void SetUp() override {
+    DiscoveryTest::SetUp();
+    services_ = kThreeServices;
+    slices_ = absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}), ",",
+                           Slice("default", "ratings-x", "ratings", {"10.1.0.2"}), ",",
+                           Slice("shop", "ratings-x", "ratings", {"10.2.0.2"}));
+    discovery_ = Discovery();
+    discovery_->Start();
+    ASSERT_TRUE(RunUntil(loop_, [&] { return discovery_->synced(); }));
+    before_ = registry_.Snapshot()->kubernetes;
+    ASSERT_EQ(before_->services.size(), 3u);
+  }
+
+  // The slices' watch delivers `slice` as MODIFIED (the cluster's list then says the same, given
+  // as `slices`); returns the publication that follows.
+  std::shared_ptr<const registry::KubernetesServices> Modified(const std::string& slice,
+                                                               std::string slices) {
+    EXPECT_TRUE(RunUntil(loop_, [&] { return !slice_watches_.empty(); }));
+    slice_watches_.back()(http::ServerResponse::Json(
+        200,
+        absl::StrCat(OneLine(absl::StrCat(R"({"type":"MODIFIED","object":)", slice, "}")), "\n")));
+    slices_ = std::move(slices);
+    EXPECT_TRUE(RunUntil(loop_, [&] { return registry_.Snapshot()->kubernetes != before_; }));
+    return registry_.Snapshot()->kubernetes;
+  }
+
+  // What a discovery listing the cluster now publishes.
+  std::shared_ptr<const registry::KubernetesServices> Listed() {
+    registry::Registry fresh_registry(RealClock::Get());
+    auto fresh = Discovery(fresh_registry);
+    fresh->Start();
+    EXPECT_TRUE(RunUntil(loop_, [&] { return fresh->synced(); }));
+    return fresh_registry.Snapshot()->kubernetes;
+  }
+
+  std::unique_ptr<KubernetesDiscovery> discovery_;
+  std::shared_ptr<const registry::KubernetesServices> before_;
+};
+
+TEST_F(PerServiceTest, AnEndpointChangeReplacesOnlyItsServicesEntry) {
+  const std::string changed = Slice("default", "ratings-x", "ratings", {"10.1.0.3", "10.1.0.2"});
+  std::shared_ptr<const registry::KubernetesServices> after = Modified(
+      changed, absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}), ",", changed,
+                            ",", Slice("shop", "ratings-x", "ratings", {"10.2.0.2"})));
+  ASSERT_EQ(after->services.size(), 3u);
+  // default/ratings is a new entry with both addresses in order; the other two are the very
+  // objects published before.
+  EXPECT_EQ(after->services[0], before_->services[0]);  // default/details
+  EXPECT_NE(after->services[1], before_->services[1]);
+  ASSERT_EQ(after->services[1]->endpoints.size(), 2u);
+  EXPECT_EQ(after->services[1]->endpoints[0].address, "10.1.0.2");
+  EXPECT_EQ(after->services[1]->endpoints[1].address, "10.1.0.3");
+  EXPECT_EQ(after->services[2], before_->services[2]);  // shop/ratings
+  EXPECT_EQ(*Listed(), *after);
+}
+
+// A slice relabelled to another Service: the one it left and the one it joined are rebuilt.
+TEST_F(PerServiceTest, ASliceMovedToAnotherServiceRebuildsBoth) {
+  const std::string moved = Slice("default", "ratings-x", "details", {"10.1.0.2"});
+  std::shared_ptr<const registry::KubernetesServices> after = Modified(
+      moved, absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}), ",", moved, ",",
+                          Slice("shop", "ratings-x", "ratings", {"10.2.0.2"})));
+  ASSERT_EQ(after->services.size(), 3u);
+  ASSERT_EQ(after->services[0]->endpoints.size(), 2u);  // default/details
+  EXPECT_EQ(after->services[0]->endpoints[1].address, "10.1.0.2");
+  EXPECT_TRUE(after->services[1]->endpoints.empty());  // default/ratings
+  EXPECT_EQ(after->services[2], before_->services[2]);
+  EXPECT_EQ(*Listed(), *after);
 }
 
 }  // namespace

@@ -38,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -135,6 +136,22 @@ class Reflector final : public ReflectorBase {
 
   const std::map<std::string, T>& objects() const { return objects_; }
 
+  // What changed in the cache since the last TakeChanges(): the keys of objects added, changed
+  // or removed by watch events, or `relisted` when a list replaced the whole cache since (keys
+  // then empty: anything may have changed). Starts relisted. Kept only for a reflector whose
+  // owner calls this (after its first call), so an unread set cannot grow.
+  struct Changes {
+    bool relisted = false;
+    std::set<std::string> keys;
+  };
+  Changes TakeChanges() {
+    tracking_ = true;
+    Changes out{.relisted = relisted_, .keys = std::move(changed_keys_)};
+    relisted_ = false;
+    changed_keys_.clear();
+    return out;
+  }
+
  private:
   void BeginList() override { pending_.clear(); }
   void ListItem(const std::string& key, const YAML::Node& object) override {
@@ -144,23 +161,37 @@ class Reflector final : public ReflectorBase {
   size_t EndList() override {
     objects_ = std::move(pending_);
     pending_.clear();
+    relisted_ = true;
+    changed_keys_.clear();
     return objects_.size();
   }
   bool Update(const std::string& key, const YAML::Node& object) override {
     std::optional<T> parsed = parse_(object);
-    if (!parsed.has_value()) return objects_.erase(key) > 0;
+    if (!parsed.has_value()) return Remove(key);
     auto [it, inserted] = objects_.try_emplace(key, *parsed);
-    if (inserted) return true;
-    if (it->second == *parsed) return false;
-    it->second = *std::move(parsed);
+    if (!inserted) {
+      if (it->second == *parsed) return false;
+      it->second = *std::move(parsed);
+    }
+    KeyChanged(key);
     return true;
   }
-  bool Remove(const std::string& key) override { return objects_.erase(key) > 0; }
+  bool Remove(const std::string& key) override {
+    if (objects_.erase(key) == 0) return false;
+    KeyChanged(key);
+    return true;
+  }
+  void KeyChanged(const std::string& key) {
+    if (tracking_ && !relisted_) changed_keys_.insert(key);
+  }
   size_t size() const override { return objects_.size(); }
 
   const ParseFn parse_;
   std::map<std::string, T> objects_;
   std::map<std::string, T> pending_;  // pages of a list in progress
+  bool tracking_ = false;             // TakeChanges() was called
+  bool relisted_ = true;
+  std::set<std::string> changed_keys_;
 };
 
 }  // namespace meshlet::controlplane::kubernetes

@@ -36,6 +36,13 @@ Workload WorkloadFromNode(const xds::Node& node) {
   return w;
 }
 
+bool KubernetesServices::operator==(const KubernetesServices& other) const {
+  return std::equal(services.begin(), services.end(), other.services.begin(), other.services.end(),
+                    [](const auto& a, const auto& b) {
+                      return a == b || (a != nullptr && b != nullptr && *a == *b);
+                    });
+}
+
 const Workload* RegistrySnapshot::Find(absl::string_view id) const {
   auto it = std::lower_bound(workloads.begin(), workloads.end(), id,
                              [](const Workload& w, absl::string_view key) { return w.id < key; });

@@ -139,10 +139,14 @@ struct KubernetesService {
   bool operator==(const KubernetesService&) const = default;
 };
 
-// Everything Kubernetes discovery saw at one moment, ordered by (namespace, name).
+// Everything Kubernetes discovery saw at one moment, ordered by "namespace/name". Each Service
+// is shared and immutable: a publication that changes some Services' entries keeps the very
+// objects of the others (discovery.h), so a reader may skip an entry pointer-identical to one
+// it has seen. Entries are never null.
 struct KubernetesServices {
-  std::vector<KubernetesService> services;
-  bool operator==(const KubernetesServices&) const = default;
+  std::vector<std::shared_ptr<const KubernetesService>> services;
+  // Compares the Services' values (an identical pointer is equal without a look).
+  bool operator==(const KubernetesServices& other) const;
 };
 
 // An immutable view of the registry at one version, ordered by workload id.

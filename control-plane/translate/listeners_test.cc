@@ -212,8 +212,8 @@ TEST_F(CaptureTest, InboundListenerRoutesByTheAppPortCalled) {
 
 TEST_F(KubernetesServicesTest, APortDeclaringNoProtocolIsDetected) {
   // ratings' port 80 declares nothing (no appProtocol, no name prefix): AUTO.
-  kubernetes_->services[0].ports[0].name = "web";
-  kubernetes_->services[0].ports[0].protocol = "AUTO";
+  MutableService(0).ports[0].name = "web";
+  MutableService(0).ports[0].protocol = "AUTO";
   NodeResources r = Translate(policy_, registry_, node_);  // frontend-0, captured
   // Routed as HTTP by Host, like an HTTP port...
   ASSERT_NE(Host(r, "outbound", "ratings.shop:80"), nullptr);

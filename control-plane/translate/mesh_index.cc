@@ -149,8 +149,8 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
         by_address.emplace(std::make_pair(w.namespace_, address), &w);
       }
     }
-    for (const registry::KubernetesService& ks : registry.kubernetes->services) {
-      AddKubernetesService(ks, by_address, index);
+    for (const auto& ks : registry.kubernetes->services) {
+      AddKubernetesService(*ks, by_address, index);
     }
   }
   for (const Workload& w : registry.workloads) {

@@ -87,7 +87,9 @@ TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) 
 // both (ADR 0069).
 TEST_F(KubernetesServicesTest, APodOfAnotherRevisionIsReachedOverMtls) {
   auto services = std::make_shared<registry::KubernetesServices>(*kubernetes_);
-  services->services[0].endpoints[0].sidecar = true;  // ratings-a, service account ratings
+  auto ratings = std::make_shared<registry::KubernetesService>(*services->services[0]);
+  ratings->endpoints[0].sidecar = true;  // ratings-a, service account ratings
+  services->services[0] = ratings;
   registry_.kubernetes = services;
   NodeResources r = Translate(policy_, registry_, node_);
   const xds::ClusterLoadAssignment* a = Assignment(r, "outbound|80||ratings.shop");
@@ -100,7 +102,7 @@ TEST_F(KubernetesServicesTest, APodOfAnotherRevisionIsReachedOverMtls) {
   ASSERT_NE(http, nullptr);
   EXPECT_TRUE(http->tls().enabled());
   // Without its service account (a Pod injected before these annotations) it stays plaintext.
-  services->services[0].endpoints[0].service_account.clear();
+  ratings->endpoints[0].service_account.clear();
   r = Translate(policy_, registry_, node_);
   EXPECT_TRUE(Assignment(r, "outbound|80||ratings.shop")->endpoints(0).plaintext());
 }
@@ -138,7 +140,8 @@ spec:
 
   // An endpoint removed from the slices leaves the configuration; a Service removed leaves it
   // whole.
-  kubernetes_->services[0].endpoints.erase(kubernetes_->services[0].endpoints.begin());
+  std::vector<registry::KubernetesEndpoint>& endpoints = MutableService(0).endpoints;
+  endpoints.erase(endpoints.begin());
   r = Translate(policy_, registry_, node_);
   ASSERT_EQ(Assignment(r, "outbound|80||ratings.shop")->endpoints_size(), 1);
   kubernetes_->services.erase(kubernetes_->services.begin());
@@ -227,11 +230,11 @@ TEST_F(KubernetesServicesTest, AnEndpointOfARegisteredPodIsThatWorkloadOnce) {
   ASSERT_NE(b, nullptr);
   b->addresses.push_back("fd00:1::6");
   b->labels["version"] = "registered";
-  kubernetes_->services[0].endpoints.push_back(
+  MutableService(0).endpoints.push_back(
       {.address = "fd00:1::6", .pod = "ratings-b", .labels = {{"zone", "a"}}});
   const MeshIndex index = BuildIndex(policy_, registry_);
   const ServiceView& ratings = index.services.at({"shop", "ratings"});
-  EXPECT_EQ(ratings.kubernetes, &kubernetes_->services[0]);
+  EXPECT_EQ(ratings.kubernetes, kubernetes_->services[0].get());
   EXPECT_EQ(ratings.addresses, std::vector<std::string>{"10.96.0.30"});
   ASSERT_EQ(ratings.members.size(), 2u);
   const registry::Workload* plain = ratings.members[0];

@@ -234,7 +234,8 @@ class KubernetesServicesTest : public CaptureTest {
          .service_account = "ratings",
          .labels = {{"app", "ratings"}, {"version", "v2"}}},
     };
-    services->services.push_back(ratings);
+    services->services.push_back(
+        std::make_shared<const registry::KubernetesService>(std::move(ratings)));
     // A Kubernetes Service of the same name as a Service resource: the resource's ports win.
     registry::KubernetesService reviews;
     reviews.namespace_ = "default";
@@ -243,7 +244,8 @@ class KubernetesServicesTest : public CaptureTest {
     reviews.ports = {{.name = "", .port = 9080, .protocol = "TCP", .target_port = 9080}};
     reviews.endpoints = {{.address = "10.0.1.1", .pod = "reviews-v1-0"},
                          {.address = "10.0.1.7", .pod = "reviews-plain"}};
-    services->services.push_back(reviews);
+    services->services.push_back(
+        std::make_shared<const registry::KubernetesService>(std::move(reviews)));
     kubernetes_ = services;
     registry_.kubernetes = services;
     // ratings-b's sidecar is connected (a captured pod with a workload certificate).
@@ -264,6 +266,12 @@ class KubernetesServicesTest : public CaptureTest {
   }
   static bool Has(const std::vector<std::string>& list, absl::string_view item) {
     return std::find(list.begin(), list.end(), item) != list.end();
+  }
+  // Service `i` of kubernetes_ (0 ratings, 1 reviews), replaced by a copy the test may change.
+  registry::KubernetesService& MutableService(size_t i) {
+    auto copy = std::make_shared<registry::KubernetesService>(*kubernetes_->services[i]);
+    kubernetes_->services[i] = copy;
+    return *copy;
   }
   std::shared_ptr<registry::KubernetesServices> kubernetes_;
 };

@@ -288,15 +288,21 @@ TEST_F(EndpointChangeCaptureTest, KubernetesAndCaptureUpdatesEqualFullTranslatio
   std::vector<MemberChange> changes = ReviewsChanges();
   changes.push_back([](registry::RegistrySnapshot& r) {
     auto services = std::make_shared<registry::KubernetesServices>(*r.kubernetes);
-    for (registry::KubernetesService& s : services->services) {
-      if (s.name == "ratings") s.endpoints.pop_back();  // ratings-b left the EndpointSlice
+    for (auto& s : services->services) {
+      if (s->name != "ratings") continue;
+      auto changed = std::make_shared<registry::KubernetesService>(*s);
+      changed->endpoints.pop_back();  // ratings-b left the EndpointSlice
+      s = std::move(changed);
     }
     r.kubernetes = services;
   });
   changes.push_back([](registry::RegistrySnapshot& r) {
     auto services = std::make_shared<registry::KubernetesServices>(*r.kubernetes);
-    for (registry::KubernetesService& s : services->services) {
-      if (s.name == "ratings") s.endpoints.push_back({.address = "10.1.0.8", .pod = "ratings-c"});
+    for (auto& s : services->services) {
+      if (s->name != "ratings") continue;
+      auto changed = std::make_shared<registry::KubernetesService>(*s);
+      changed->endpoints.push_back({.address = "10.1.0.8", .pod = "ratings-c"});
+      s = std::move(changed);
     }
     r.kubernetes = services;
   });
