@@ -286,6 +286,16 @@ class Install final : public Command {
     // theirs); renewal says what to do.
     const bool certificates_exist = existing.count(install::kEtcdMemberSecret) > 0 &&
                                     existing.count(install::kEtcdClientSecret) > 0;
+    // A renewal run by hand in the wrong namespace must not install a second set of Secrets
+    // there and report success: it renews what exists or nothing.
+    if (renew_etcd_certificates_ && !certificates_exist) {
+      return session.Fail(
+          {kExitFailed,
+           absl::StrCat("--renew-etcd-certificates: no Secrets ", install::kEtcdMemberSecret,
+                        " and ", install::kEtcdClientSecret, " in namespace ", options_.namespace_,
+                        "; nothing created. Give the install's --set namespace= (and its other "
+                        "etcd.* values)")});
+    }
     // A kept CA: a missing certificate is issued under it.
     const bool ca_exists = existing.count(install::kEtcdCaSecret) > 0;
     if (ca_exists && !certificates_exist) {
@@ -322,6 +332,7 @@ class Install final : public Command {
         continue;
       }
       if (name == install::kEtcdCaSecret && certificates_exist) continue;
+      if (renew_etcd_certificates_) continue;  // renews; creates nothing
       kubernetes::ApiResult created = call({.method = "POST",
                                             .path = base,
                                             .content_type = "application/json",

@@ -2,6 +2,7 @@
 
 #include <openssl/mem.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -41,6 +42,8 @@ struct KeyFile {
   std::string path;  // symlinks resolved
   std::string text;
   mode_t mode = 0600;
+  uid_t uid = 0;
+  gid_t gid = 0;
   ~KeyFile() { OPENSSL_cleanse(text.data(), text.size()); }
 };
 
@@ -56,6 +59,17 @@ absl::StatusOr<KeyFile> ReadKeyFile(const std::string& path) {
     return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
   }
   file.mode = st.st_mode & 07777;
+  file.uid = st.st_uid;
+  file.gid = st.st_gid;
+  // The file is written anew and renamed over the old one, so it would belong to whoever runs
+  // this: only its owner (or root, which gives it back) may, or the control plane running as
+  // that owner could no longer read its keys.
+  if (::geteuid() != 0 && ::geteuid() != st.st_uid) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(path, ": belongs to uid ", st.st_uid, ", not to this user (uid ", ::geteuid(),
+                     "); rotate it as its owner or as root, so that the rewritten "
+                     "file keeps its owner"));
+  }
   absl::StatusOr<std::string> text = ReadFile(file.path, kMaxKeyFileBytes);
   if (!text.ok()) return text.status();
   file.text = *std::move(text);
@@ -109,13 +123,27 @@ absl::StatusOr<std::string> FinishedKeyText(absl::string_view text, absl::string
   return StoreKeys::WithFirstKeyOnly(text, where);
 }
 
+// `text` written in place of `file`, with its mode, owner and group.
+absl::Status WriteKeyFile(const KeyFile& file, absl::string_view text) {
+  absl::Status written = WriteFileAtomically(file.path, text, {.mode = file.mode});
+  if (!written.ok()) return written;
+  // Root gives the file back to its owner; an owner keeps it, and keeps its group if a member.
+  if (::chown(file.path.c_str(), ::geteuid() == 0 ? file.uid : static_cast<uid_t>(-1), file.gid) !=
+      0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        file.path, ": written, but its group could not be set back to gid ", file.gid, ": ",
+        std::strerror(errno), "; set it (chgrp) so that the control plane can read it"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> RotateKeyFile(const std::string& path) {
   absl::StatusOr<KeyFile> file = ReadKeyFile(path);
   if (!file.ok()) return file.status();
   absl::StatusOr<std::string> rotated = StoreKeys::WithNewFirstKey(file->text, path);
   if (!rotated.ok()) return rotated.status();
   absl::StatusOr<StoreKeys> keys = StoreKeys::Parse(*rotated, path);
-  absl::Status written = WriteFileAtomically(file->path, *rotated, {.mode = file->mode});
+  absl::Status written = WriteKeyFile(*file, *rotated);
   OPENSSL_cleanse(rotated->data(), rotated->size());
   if (!written.ok()) return written;
   return keys->current_key_id();
@@ -127,7 +155,7 @@ absl::Status FinishKeyFile(const std::string& path,
   if (!file.ok()) return file.status();
   absl::StatusOr<std::string> finished = FinishedKeyText(file->text, path, sealed);
   if (!finished.ok()) return finished.status();
-  absl::Status written = WriteFileAtomically(file->path, *finished, {.mode = file->mode});
+  absl::Status written = WriteKeyFile(*file, *finished);
   OPENSSL_cleanse(finished->data(), finished->size());
   return written;
 }

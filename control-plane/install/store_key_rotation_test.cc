@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -103,6 +106,19 @@ TEST_F(StoreKeyRotationTest, ASymlinkedFileIsWrittenWhereItPoints) {
   ASSERT_TRUE(RotateKeyFile(link).ok());
   EXPECT_TRUE(fs::is_symlink(link));
   EXPECT_EQ(StoreKeys::Parse(Read(path_), "k")->size(), 2u);
+}
+
+TEST_F(StoreKeyRotationTest, RootRotatingAnotherUsersFileKeepsItsOwnerAndGroup) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the file to another user";
+  // The control plane's user (65532, as in the images) owns the file; an operator rotates it
+  // with sudo: the rewritten file must stay readable by the control plane.
+  ASSERT_EQ(::chown(path_.c_str(), 65532, 65533), 0) << std::strerror(errno);
+  ASSERT_TRUE(RotateKeyFile(path_).ok());
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65532u);
+  EXPECT_EQ(st.st_gid, 65533u);
+  EXPECT_EQ(Mode(), 0640u);
 }
 
 TEST_F(StoreKeyRotationTest, AMalformedFileIsRefusedAndLeftAsItWas) {

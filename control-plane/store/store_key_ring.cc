@@ -89,10 +89,29 @@ bool StoreKeyRing::Reload() {
   } else {
     parsed = text.status();
   }
+  // A file that parses but lacks a key still sealing a record (the older keys dropped before
+  // every record was sealed again) would leave no replica able to start: refused, and read
+  // again at the next check, since the records may be sealed again meanwhile.
+  bool lacks_a_sealing_key = false;
+  if (parsed.ok()) {
+    std::vector<std::string> still_sealing;
+    for (const auto& [record, key_id] : sealed_) {
+      if (!key_id.empty() && !parsed->HasKey(key_id)) {
+        still_sealing.push_back(absl::StrCat(record, " (key ", key_id, ")"));
+      }
+    }
+    if (!still_sealing.empty()) {
+      lacks_a_sealing_key = true;
+      parsed = absl::FailedPreconditionError(absl::StrCat(
+          path_, " lacks the key that still seals ", absl::StrJoin(still_sealing, ", "),
+          "; keep the older keys after the first one until every record is sealed with it "
+          "(meshctl install --secrets --rotate-store-key --finish says when)"));
+    }
+  }
   if (!parsed.ok()) {
     // Unreadable: logged once per error; unparsable: once per content.
     const std::string error(parsed.status().message());
-    if (!digest.empty()) digest_ = digest;
+    if (!digest.empty() && !lacks_a_sealing_key) digest_ = digest;
     if (error == last_error_) return false;
     last_error_ = error;
     reloads_failed_.Inc();

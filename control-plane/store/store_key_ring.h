@@ -5,8 +5,9 @@
 //
 // Reload() reads the file again and takes its keys when its content changed (the file is opened
 // by name each time, so the kubelet's update of a mounted Secret, a swap of the `..data`
-// symlink, is seen as any other change). A file that cannot be read or does not parse leaves the
-// keys in use as they were: logged once per version of the file and counted. ResealAndCount()
+// symlink, is seen as any other change). A file that cannot be read, does not parse, or lacks a
+// key that sealed a record at the last ResealAndCount() leaves the keys in use as they were:
+// logged once per version of the file and counted. ResealAndCount()
 // then seals again with the first key every ControlPlaneSecret record under an older one
 // (ResealSharedValues) and publishes which key seals each record, so the operator can tell when
 // the older keys may go (`meshctl install --secrets --rotate-store-key --finish` reads it).

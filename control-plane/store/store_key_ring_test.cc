@@ -68,7 +68,26 @@ class StoreKeyRingTest : public ::testing::Test {
     return series->gauge;
   }
 
+  // A file store in directory `name` holding ControlPlaneSecret/api-token sealed with `ring`'s
+  // keys, checked once (the sealed-records gauge set); removed with the test.
+  std::unique_ptr<FileStore> StoreWithApiToken(const std::string& name, StoreKeyRing& ring) {
+    store_dir_ = TmpDir(name);
+    fs::remove_all(store_dir_);
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(store_dir_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return nullptr;
+    EXPECT_TRUE(LoadOrCreateSharedValue(**store, *ring.keys(), "api-token", [] {
+                  return absl::StatusOr<std::string>("token");
+                }).ok());
+    EXPECT_TRUE(ring.ResealAndCount(**store).ok());
+    return *std::move(store);
+  }
+  void TearDown() override {
+    if (!store_dir_.empty()) fs::remove_all(store_dir_);
+  }
+
   StatsRegistry stats_;
+  std::string store_dir_;
   MountedSecret secret_{TmpDir("store_key_ring_test")};
   const std::string old_key_ = StoreKeys::GenerateKeyText();
 };
@@ -77,14 +96,8 @@ TEST_F(StoreKeyRingTest, ASwappedSecretIsTakenWithoutRestartAndRecordsAreSealedA
   secret_.Write(absl::StrCat(old_key_, "\n"));
   absl::StatusOr<std::unique_ptr<StoreKeyRing>> ring = StoreKeyRing::Open(secret_.path(), &stats_);
   ASSERT_TRUE(ring.ok()) << ring.status();
-  const std::string store_dir = TmpDir("store_key_ring_test_store");
-  fs::remove_all(store_dir);
-  auto store = FileStore::Open(store_dir);
-  ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_TRUE(LoadOrCreateSharedValue(**store, *(*ring)->keys(), "api-token", [] {
-                return absl::StatusOr<std::string>("token");
-              }).ok());
-  ASSERT_TRUE((*ring)->ResealAndCount(**store).ok());
+  std::unique_ptr<FileStore> store = StoreWithApiToken("store_key_ring_test_store", **ring);
+  ASSERT_NE(store, nullptr);
   const LabelSet under_old = {{"record", "ControlPlaneSecret/api-token"},
                               {"key_id", IdOf(old_key_)}};
   EXPECT_EQ(Gauge("meshlet_cp_store_sealed_records", under_old), 1);
@@ -102,17 +115,15 @@ TEST_F(StoreKeyRingTest, ASwappedSecretIsTakenWithoutRestartAndRecordsAreSealedA
   EXPECT_EQ(Counter("meshlet_cp_store_key_reloads_total", {{"result", "ok"}}), 1u);
   EXPECT_EQ(Gauge("meshlet_cp_store_keys"), 2);
 
-  absl::StatusOr<std::vector<SealedRecord>> records = (*ring)->ResealAndCount(**store);
+  absl::StatusOr<std::vector<SealedRecord>> records = (*ring)->ResealAndCount(*store);
   ASSERT_TRUE(records.ok()) << records.status();
   EXPECT_EQ(*records, (std::vector<SealedRecord>{{"api-token", new_id}}));
-  EXPECT_EQ(StoreKeys::KeyIdOf((*store)->Get({kSharedValueKind, "", "api-token"})->body), new_id);
+  EXPECT_EQ(StoreKeys::KeyIdOf(store->Get({kSharedValueKind, "", "api-token"})->body), new_id);
   EXPECT_EQ(Counter("meshlet_cp_store_resealed_records_total"), 1u);
   EXPECT_EQ(Gauge("meshlet_cp_store_sealed_records", under_old), 0);
   EXPECT_EQ(Gauge("meshlet_cp_store_sealed_records",
                   {{"record", "ControlPlaneSecret/api-token"}, {"key_id", new_id}}),
             1);
-  store->reset();
-  fs::remove_all(store_dir);
 }
 
 TEST_F(StoreKeyRingTest, ABadOrMissingFileIsRefusedOnceAndTheKeysInUseStay) {
@@ -140,6 +151,31 @@ TEST_F(StoreKeyRingTest, ABadOrMissingFileIsRefusedOnceAndTheKeysInUseStay) {
   secret_.Write(*StoreKeys::WithNewFirstKey(old_key_, "key"));
   EXPECT_TRUE((*ring)->Reload());
   EXPECT_EQ((*ring)->keys()->size(), 2u);
+}
+
+TEST_F(StoreKeyRingTest, AFileWithoutTheKeyThatStillSealsARecordIsRefused) {
+  secret_.Write(absl::StrCat(old_key_, "\n"));
+  absl::StatusOr<std::unique_ptr<StoreKeyRing>> ring = StoreKeyRing::Open(secret_.path(), &stats_);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  std::unique_ptr<FileStore> store = StoreWithApiToken("store_key_ring_test_drop", **ring);
+  ASSERT_NE(store, nullptr);
+  // The old key dropped by hand before the record was sealed with the new one: refused, the
+  // old key stays in use, and the same file is looked at again at each check.
+  const std::string new_key = StoreKeys::GenerateKeyText();
+  secret_.Write(absl::StrCat(new_key, "\n"));
+  EXPECT_FALSE((*ring)->Reload());
+  EXPECT_FALSE((*ring)->Reload());
+  EXPECT_EQ((*ring)->keys()->current_key_id(), IdOf(old_key_));
+  EXPECT_EQ(Counter("meshlet_cp_store_key_reloads_total", {{"result", "failed"}}), 1u);
+  // The rotation done as it should be: both keys, the record sealed again, then the old key
+  // dropped.
+  secret_.Write(absl::StrCat(new_key, "\n", old_key_, "\n"));
+  EXPECT_TRUE((*ring)->Reload());
+  ASSERT_TRUE((*ring)->ResealAndCount(*store).ok());
+  secret_.Write(absl::StrCat(new_key, "\n"));
+  EXPECT_TRUE((*ring)->Reload());
+  EXPECT_EQ((*ring)->keys()->size(), 1u);
+  EXPECT_EQ((*ring)->keys()->current_key_id(), IdOf(new_key));
 }
 
 }  // namespace

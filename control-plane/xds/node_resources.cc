@@ -38,19 +38,29 @@ void NodeResourceGenerator::StartGeneration(
   if (mesh_ != nullptr) changed_ = next->MemberChangesSince(*mesh_);
   mesh_ = std::move(next);
   ++stats_.generations;
-  if (changed_) {
-    // Parts are updated from the previous generation's; what the reuse maps hold stays (the
-    // resources replaced leave them as they are replaced).
-    previous_outbound_ = std::move(outbound_);
-    outbound_.clear();
-    ++stats_.member_only_generations;
-    return;
-  }
-  outbound_.clear();
   // What the last generation packed stays available for reuse; older ones are dropped (the ADS
   // server keeps its own references to whatever sidecars still hold).
   previous_ = std::move(current_);
   for (auto& by_name : current_) by_name.clear();
+  if (changed_) {
+    // Parts are updated from the previous generation's, whose resources are this generation's
+    // too until replaced: a part built in full now (a node whose key the last generation did
+    // not serve) shares them. Only the parts carried over are kept, so the maps hold what live
+    // parts hold, however many endpoint changes go by without a full generation.
+    previous_outbound_ = std::move(outbound_);
+    outbound_.clear();
+    for (const auto& [key, part] : previous_outbound_) {
+      for (ResourceType type : kPushOrder) {
+        auto& reuse = current_[static_cast<size_t>(type)];
+        for (const auto& [name, resource] : part->resources.of(type)) {
+          reuse.emplace(std::make_pair(resource->name, resource->version), resource);
+        }
+      }
+    }
+    ++stats_.member_only_generations;
+    return;
+  }
+  outbound_.clear();
 }
 
 ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {

@@ -70,6 +70,15 @@ class NodeResourceGenerator {
   void SetOptions(translate::TranslateOptions options);
 
   const Stats& stats() const { return stats_; }
+  // Entries of the maps that let identical packed resources share one object: bounded by what
+  // the parts of the last two generations hold.
+  size_t reuse_entries() const {
+    size_t n = 0;
+    for (const auto* maps : {&previous_, &current_}) {
+      for (const auto& by_name : *maps) n += by_name.size();
+    }
+    return n;
+  }
 
  private:
   struct Outbound;

@@ -372,6 +372,34 @@ TEST_F(EndpointChangeTest, OnlyTheChangedServicesAssignmentsAreTranslatedAgain) 
                                             "endpoints outbound|9080||reviews.default"}));
 }
 
+// Endpoint changes with no full generation between them: the reuse maps keep only what the
+// parts of the last generations hold, also when a node's part is built in full again (its key
+// was not served in the generation before) and when a node goes.
+TEST_F(EndpointChangeTest, ReuseMapsStayBoundedAcrossEndpointChanges) {
+  auto policy = std::make_shared<const policy::PolicySnapshot>(policy_);
+  auto registry = std::make_shared<registry::RegistrySnapshot>(registry_);
+  registry->version = 1;
+  NodeResourceGenerator generator({});
+  xds::Node older = node_;  // no capabilities: an outbound part of its own
+  older.clear_capabilities();
+  std::vector<size_t> entries;
+  for (int round = 0; round < 24; ++round) {
+    auto next = std::make_shared<registry::RegistrySnapshot>(*registry);
+    Member(*next, "reviews-v1-1")->addresses = {absl::StrCat("10.0.1.", 10 + round)};
+    next->version = registry->version + 1;
+    registry = next;
+    generator.Generate(policy, registry, node_);
+    // The older sidecar's stream is pushed every other change, then not at all (it went).
+    if (round % 2 == 0 && round < 16) generator.Generate(policy, registry, older);
+    entries.push_back(generator.reuse_entries());
+  }
+  EXPECT_GT(generator.stats().member_only_generations, 20u);
+  EXPECT_GT(generator.stats().outbound_builds, 3u);  // the older node's part rebuilt in full
+  // Once the older node went, what is kept does not grow with more changes.
+  EXPECT_EQ(entries[23], entries[19]);
+  EXPECT_LE(entries[23], entries[1]);
+}
+
 // What is not a change of members translates everything: a policy change, a new service, a
 // service whose ports changed.
 TEST_F(EndpointChangeTest, OtherChangesTranslateTheWholeOutboundPart) {

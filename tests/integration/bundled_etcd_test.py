@@ -182,6 +182,13 @@ class BundledEtcdTest(unittest.TestCase):
     def test_the_job_makes_the_secrets_once(self):
         api = SecretsApi(self.tmp)
         self.addCleanup(api.stop)
+        # A renewal where the install's Secrets are not (the wrong namespace): refused, and no
+        # second set of Secrets made there.
+        nothing = self.renew(api)
+        self.assertNotEqual(nothing.returncode, 0)
+        self.assertIn("no Secrets meshlet-etcd-member and meshlet-etcd-client in namespace",
+                      nothing.stderr)
+        self.assertEqual(api.secrets, {})
         made = self.run_job(api)
         self.assertEqual(made.returncode, 0, made.stderr)
         names = ["meshlet-store-key", "meshlet-etcd-ca", "meshlet-etcd-member",
