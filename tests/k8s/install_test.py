@@ -243,9 +243,14 @@ class InstallTest(unittest.TestCase):
         self.assertEqual([(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"], o["type"])
                           for o in secrets],
                          [("Secret", "meshlet-store-key", "mesh", "Opaque"),
+                          ("Secret", "meshlet-etcd-ca", "mesh", "Opaque"),
                           ("Secret", "meshlet-etcd-member", "mesh", "kubernetes.io/tls"),
                           ("Secret", "meshlet-etcd-client", "mesh", "kubernetes.io/tls")])
-        self.assertEqual(sorted(secrets[1]["data"]), ["ca.crt", "tls.crt", "tls.key"])
+        # The CA kept to renew the certificates, which carry its certificate alone.
+        self.assertEqual(sorted(secrets[1]["data"]), ["ca.crt", "ca.key"])
+        for certificate in secrets[2:]:
+            self.assertEqual(sorted(certificate["data"]), ["ca.crt", "tls.crt", "tls.key"])
+            self.assertEqual(certificate["data"]["ca.crt"], secrets[1]["data"]["ca.crt"])
         # Fresh every time: nothing in them comes from the binary.
         again = objects_of(meshctl("install", "--secrets", "--set", "etcd=bundled").stdout)
         self.assertNotEqual(again[0]["data"], secrets[0]["data"])
@@ -254,7 +259,7 @@ class InstallTest(unittest.TestCase):
                                       "etcd=https://etcd.example:2379").stdout)
         self.assertEqual([o["metadata"]["name"] for o in external], ["meshlet-store-key"])
         self.assertIn("only with etcd", meshctl("install", "--secrets", expect=2).stderr)
-        self.assertIn("--create goes with --secrets",
+        self.assertIn("--create and --renew-etcd-certificates go with --secrets",
                       meshctl("install", "--create", expect=2).stderr)
 
     def test_bad_values_are_usage_errors(self):
