@@ -231,11 +231,15 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.assertEqual(accepted["observedGeneration"], 3)
         self.assertIn("spec.rules[0].matches[0]", accepted["message"])
         self.assertEqual(self.get(leader, route + "broken")[0], 404)
+        # The Event is written on its own, after the status it explains: waited for, not
+        # expected at once.
+        def invalid_event():
+            with self.fake.cond:
+                return any(e["reason"] == "Invalid" and e["regarding"]["name"] == "broken"
+                           for _, e in self.fake.events)
+        self.assertTrue(wait_for(invalid_event, 10), self.fake.events)
         with self.fake.cond:
-            events = list(self.fake.events)
             writes = list(self.fake.writes)
-        self.assertTrue(any(e["reason"] == "Invalid" and e["regarding"]["name"] == "broken"
-                            for _, e in events), events)
         # Only the leader wrote: status, Events; the follower's store has nothing mirrored.
         non_lease = [(who, method, path) for who, method, path, _ in writes
                      if "/leases" not in path]
