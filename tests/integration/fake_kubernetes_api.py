@@ -151,6 +151,10 @@ class FakeApiServer:
         self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
         self.watch_generation = {kind: 0 for kind in KINDS.values()}  # the newest watch, per kind
         self.pages = {}
+        # Set by stop(): open watches end, so that no handler thread is still writing to an SSL
+        # socket while the interpreter exits (a daemon thread doing so can crash it).
+        self.stopping = False
+        self.watches = 0        # watch streams open
         server = self
 
         class Handler(JsonApiHandler):
@@ -264,6 +268,16 @@ class FakeApiServer:
                 self.wfile.flush()
 
             def watch(self, kind, query, where=None):
+                with server.cond:
+                    server.watches += 1
+                try:
+                    return self.watch_stream(kind, query, where)
+                finally:
+                    with server.cond:
+                        server.watches -= 1
+                        server.cond.notify_all()
+
+            def watch_stream(self, kind, query, where):
                 since = int(query["resourceVersion"])
                 deadline = time.time() + int(query.get("timeoutSeconds", "60"))
                 self.send_response(200)
@@ -284,7 +298,8 @@ class FakeApiServer:
                     if where is None:
                         server.watch_generation[kind] += 1
                     generation = server.watch_generation[kind]
-                    while time.time() < deadline and generation == server.watch_generation[kind]:
+                    while (time.time() < deadline and generation == server.watch_generation[kind]
+                           and not server.stopping):
                         for rv, k, type_, obj in server.history:
                             if k == kind and rv > sent:
                                 if where is None or where(obj):
@@ -608,6 +623,15 @@ class FakeApiServer:
             return [q for k, q in self.requests if k == kind and (q.get("watch") == "true") == watch]
 
     def stop(self):
+        self.stopping = True
+        # Each watch sees the flag at its next wake-up. Bounded both ways: a watch holds the lock
+        # while it writes, and a write to a client that stopped reading may never return.
+        if self.cond.acquire(timeout=5):
+            try:
+                self.cond.notify_all()
+                self.cond.wait_for(lambda: self.watches == 0, timeout=5)
+            finally:
+                self.cond.release()
         self.httpd.shutdown()
 
 
