@@ -1,3 +1,7 @@
+// The control plane's composition root: it opens the store, builds every service on it, wires
+// their callbacks and owns their lifetimes and timers; each piece lives in its own library, and
+// what stays here is the order they are made and torn down in, which reads best in one file.
+
 #include "control-plane/server/control_plane.h"
 
 #include <openssl/sha.h>
@@ -19,6 +23,7 @@
 #include "common/base/file.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
+#include "common/stats/must_stat.h"
 #include "common/tls/certificate.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_transport.h"
@@ -677,21 +682,15 @@ void ControlPlane::StartStoreKeyChecks() {
         "Changes of --etcd-cacert, --etcd-cert or --etcd-key taken for new connections to etcd "
         "(ok), or refused (failed: unreadable, or not a valid certificate, key and CA; the files "
         "read before stay in use).";
-    absl::StatusOr<Counter> ok =
-        stats_.shared_shard().RegisterCounter(kName, kHelp, {{"result", "ok"}});
-    absl::StatusOr<Counter> failed =
-        stats_.shared_shard().RegisterCounter(kName, kHelp, {{"result", "failed"}});
-    CHECK_OK(ok);
-    CHECK_OK(failed);
-    etcd_tls_reloads_ok_ = *ok;
-    etcd_tls_reloads_failed_ = *failed;
-    absl::StatusOr<Gauge> expiry = stats_.shared_shard().RegisterGauge(
+    StatsShard& shard = stats_.shared_shard();
+    etcd_tls_reloads_ok_ = MustStat(shard.RegisterCounter(kName, kHelp, {{"result", "ok"}}));
+    etcd_tls_reloads_failed_ =
+        MustStat(shard.RegisterCounter(kName, kHelp, {{"result", "failed"}}));
+    etcd_client_certificate_expiry_ = MustStat(shard.RegisterGauge(
         "meshlet_cp_etcd_client_certificate_expiry_seconds",
         "When the client certificate this replica presents to etcd for new connections "
         "(--etcd-cert) expires, in Unix seconds; 0 without one.",
-        {}, GaugeMerge::kGlobal);
-    CHECK_OK(expiry);
-    etcd_client_certificate_expiry_ = *expiry;
+        {}, GaugeMerge::kGlobal));
     // What the store was opened with, so that the first check takes nothing.
     std::optional<absl::Time> client_not_after;
     EtcdTlsContext(options_, &etcd_tls_digest_, &client_not_after).IgnoreError();

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
+#include "common/stats/must_stat.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -18,12 +19,6 @@ std::string Digest(absl::string_view text) {
   uint8_t digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const uint8_t*>(text.data()), text.size(), digest);
   return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
-}
-
-template <typename T>
-T Registered(absl::StatusOr<T> metric) {
-  CHECK(metric.ok()) << metric.status().message();
-  return *metric;
 }
 
 }  // namespace
@@ -50,19 +45,17 @@ StoreKeyRing::StoreKeyRing(std::string path, StatsRegistry* stats,
   constexpr char kReloadsHelp[] =
       "Changes of --store-encryption-key-file: taken (ok), or refused because the new file "
       "could not be read or parsed (failed; the keys in use stay).";
-  reloads_ok_ = Registered(shard.RegisterCounter(kReloads, kReloadsHelp, {{"result", "ok"}}));
-  reloads_failed_ =
-      Registered(shard.RegisterCounter(kReloads, kReloadsHelp, {{"result", "failed"}}));
+  reloads_ok_ = MustStat(shard.RegisterCounter(kReloads, kReloadsHelp, {{"result", "ok"}}));
+  reloads_failed_ = MustStat(shard.RegisterCounter(kReloads, kReloadsHelp, {{"result", "failed"}}));
   resealed_ =
-      Registered(shard.RegisterCounter("meshlet_cp_store_resealed_records_total",
-                                       "ControlPlaneSecret records this replica sealed again with "
-                                       "the first key of its key file."));
-  check_errors_ =
-      Registered(shard.RegisterCounter("meshlet_cp_store_key_check_errors_total",
-                                       "Checks of which key seals the ControlPlaneSecret "
-                                       "records that failed (store errors, a record that "
-                                       "does not authenticate)."));
-  key_count_ = Registered(shard.RegisterGauge(
+      MustStat(shard.RegisterCounter("meshlet_cp_store_resealed_records_total",
+                                     "ControlPlaneSecret records this replica sealed again with "
+                                     "the first key of its key file."));
+  check_errors_ = MustStat(shard.RegisterCounter("meshlet_cp_store_key_check_errors_total",
+                                                 "Checks of which key seals the ControlPlaneSecret "
+                                                 "records that failed (store errors, a record that "
+                                                 "does not authenticate)."));
+  key_count_ = MustStat(shard.RegisterGauge(
       "meshlet_cp_store_keys", "Keys of --store-encryption-key-file in use (the first seals).", {},
       GaugeMerge::kGlobal));
   key_count_.Set(static_cast<int64_t>(keys_->size()));
