@@ -25,6 +25,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/base/file.h"
+#include "common/tls/digest.h"
 
 namespace meshlet::tls {
 namespace {
@@ -358,10 +359,8 @@ std::string Sha256Fingerprint(const X509& cert) {
     return "";
   }
   bssl::UniquePtr<uint8_t> owned(der);
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(der, static_cast<size_t>(length), digest);
-  return absl::StrCat("sha256:", absl::BytesToHexString(absl::string_view(
-                                     reinterpret_cast<const char*>(digest), sizeof(digest))));
+  return absl::StrCat("sha256:", Sha256Hex(absl::string_view(reinterpret_cast<const char*>(der),
+                                                             static_cast<size_t>(length))));
 }
 
 absl::StatusOr<std::string> ParseSha256Fingerprint(absl::string_view text) {

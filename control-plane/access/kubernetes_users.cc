@@ -2,7 +2,6 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <utility>
@@ -15,6 +14,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
+#include "common/tls/digest.h"
 
 namespace meshlet::controlplane::access {
 namespace {
@@ -72,12 +72,6 @@ std::string JsonList(const std::vector<std::string>& items) {
   std::vector<std::string> quoted;
   for (const std::string& item : items) quoted.push_back(JsonQuote(item));
   return absl::StrCat("[", absl::StrJoin(quoted, ","), "]");
-}
-
-std::string Sha256(absl::string_view data) {
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
 }
 
 }  // namespace
@@ -259,7 +253,7 @@ void KubernetesApiUsers::Later(std::function<void(absl::StatusOr<Principal>)> do
 
 void KubernetesApiUsers::Authorize(const std::string& bearer, Role needed,
                                    std::function<void(absl::StatusOr<Principal>)> done) {
-  const std::string key = Sha256(bearer);
+  const std::string key = tls::Sha256(bearer);
   if (auto it = tokens_.find(key); it != tokens_.end() && it->second.expires > clock_.WallNow()) {
     if (!it->second.user.ok()) return Later(std::move(done), it->second.user.status());
     const KubernetesUser user = *it->second.user;

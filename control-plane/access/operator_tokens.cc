@@ -2,7 +2,6 @@
 
 #include <openssl/mem.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <utility>
 
@@ -14,6 +13,7 @@
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/config/field_path.h"
+#include "common/tls/digest.h"
 #include "control-plane/identity/json_fields.h"
 
 namespace meshlet::controlplane::access {
@@ -21,13 +21,6 @@ namespace {
 
 constexpr absl::string_view kTokenPrefix = "mot1";
 constexpr size_t kSecretBytes = 32;
-
-std::string Sha256Hex(absl::string_view data) {
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), digest);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
-}
 
 bool SameSecret(absl::string_view a, absl::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
@@ -187,7 +180,7 @@ absl::StatusOr<Principal> OperatorTokens::Authenticate(absl::string_view bearer)
         absl::StrCat("operator token \"", parts[1], "\" does not exist (revoked?)"));
   }
   const Record& record = it->second;
-  if (!SameSecret(Sha256Hex(parts[2]), record.secret_sha256)) {
+  if (!SameSecret(tls::Sha256Hex(parts[2]), record.secret_sha256)) {
     return absl::UnauthenticatedError(
         absl::StrCat("operator token \"", parts[1], "\": wrong secret"));
   }
@@ -224,7 +217,7 @@ absl::StatusOr<CreatedOperatorToken> OperatorTokens::Create(const OperatorTokenS
     info.expires_at = absl::FromUnixSeconds(absl::ToUnixSeconds(now + spec.ttl));
   }
   absl::StatusOr<int64_t> revision =
-      store_.Put(KeyFor(spec.name), EncodeRecord(info, Sha256Hex(secret)), kMustNotExist);
+      store_.Put(KeyFor(spec.name), EncodeRecord(info, tls::Sha256Hex(secret)), kMustNotExist);
   if (absl::IsAlreadyExists(revision.status()) || absl::IsFailedPrecondition(revision.status())) {
     return absl::AlreadyExistsError(
         absl::StrCat("name: an operator token \"", spec.name, "\" exists already"));
@@ -232,7 +225,7 @@ absl::StatusOr<CreatedOperatorToken> OperatorTokens::Create(const OperatorTokenS
   if (!revision.ok()) return revision.status();
   // Valid here at once, whenever the store's watch delivers it (etcd: a moment later).
   Apply({.key = KeyFor(spec.name),
-         .body = EncodeRecord(info, Sha256Hex(secret)),
+         .body = EncodeRecord(info, tls::Sha256Hex(secret)),
          .revision = *revision},
         /*deleted=*/false);
   created_.Inc();

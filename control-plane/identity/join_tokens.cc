@@ -3,7 +3,6 @@
 #include <openssl/base64.h>
 #include <openssl/mem.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <optional>
 #include <utility>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/tls/digest.h"
 #include "control-plane/identity/json_fields.h"
 
 namespace meshlet::controlplane::identity {
@@ -30,13 +30,6 @@ std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
   RAND_bytes(reinterpret_cast<uint8_t*>(out.data()), n);
   return out;
-}
-
-std::string Sha256Hex(absl::string_view data) {
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), digest);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
 }
 
 ResourceKey KeyFor(absl::string_view id) {
@@ -138,7 +131,7 @@ absl::StatusOr<CreatedJoinToken> JoinTokens::Create(const JoinTokenSpec& spec) {
 
   const absl::Time now = clock_.WallNow();
   TokenRecord record{.identity = {spec.namespace_, spec.service_account},
-                     .secret_sha256 = Sha256Hex(secret),
+                     .secret_sha256 = tls::Sha256Hex(secret),
                      // Whole seconds: the stored form has second precision.
                      .expires_at = absl::FromUnixSeconds(absl::ToUnixSeconds(now + spec.ttl)),
                      .single_use = spec.single_use};
@@ -172,7 +165,7 @@ absl::StatusOr<WorkloadIdentity> JoinTokens::Redeem(absl::string_view token,
     return absl::InternalError(absl::StrCat("join token ", id, ": stored record unreadable"));
   }
   // Constant-time comparison: the hash is not secret, but timing must not guide a guesser.
-  const std::string presented = Sha256Hex(parts[2]);
+  const std::string presented = tls::Sha256Hex(parts[2]);
   if (presented.size() != record->secret_sha256.size() ||
       CRYPTO_memcmp(presented.data(), record->secret_sha256.data(), presented.size()) != 0) {
     return Refuse("unknown", absl::StrCat("token ", id, ": wrong secret"));

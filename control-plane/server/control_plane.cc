@@ -4,8 +4,6 @@
 
 #include "control-plane/server/control_plane.h"
 
-#include <openssl/sha.h>
-
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +23,7 @@
 #include "common/config/yaml_proto.h"
 #include "common/stats/must_stat.h"
 #include "common/tls/certificate.h"
+#include "common/tls/digest.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_transport.h"
 #include "control-plane/registry/saved_registry.h"
@@ -72,13 +71,9 @@ absl::StatusOr<std::shared_ptr<const tls::TlsContext>> EtcdTlsContext(
     ASSIGN_OR_RETURN(config.private_key_pem, ReadFlagFile("--etcd-key", options.etcd_key_file));
   }
   if (digest != nullptr) {
-    uint8_t sha[SHA256_DIGEST_LENGTH];
-    const std::string all =
-        absl::StrCat(config.trust_bundle_pem.size(), ":", config.trust_bundle_pem,
-                     config.certificate_chain_pem.size(), ":", config.certificate_chain_pem,
-                     config.private_key_pem);
-    SHA256(reinterpret_cast<const uint8_t*>(all.data()), all.size(), sha);
-    *digest = std::string(reinterpret_cast<const char*>(sha), sizeof(sha));
+    *digest = tls::Sha256(absl::StrCat(config.trust_bundle_pem.size(), ":", config.trust_bundle_pem,
+                                       config.certificate_chain_pem.size(), ":",
+                                       config.certificate_chain_pem, config.private_key_pem));
   }
   if (client_not_after != nullptr && !config.certificate_chain_pem.empty()) {
     absl::StatusOr<tls::CertificateChain> chain =

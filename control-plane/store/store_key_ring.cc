@@ -1,25 +1,19 @@
 #include "control-plane/store/store_key_ring.h"
 
 #include <openssl/mem.h>
-#include <openssl/sha.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/stats/must_stat.h"
+#include "common/tls/digest.h"
 
 namespace meshlet::controlplane {
 namespace {
 
 // Bigger than any key file (a key line is 45 bytes); what FromFile reads too.
 constexpr size_t kMaxKeyFileBytes = 64 * 1024;
-
-std::string Digest(absl::string_view text) {
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const uint8_t*>(text.data()), text.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
-}
 
 }  // namespace
 
@@ -28,7 +22,7 @@ absl::StatusOr<std::unique_ptr<StoreKeyRing>> StoreKeyRing::Open(std::string pat
   absl::StatusOr<std::string> text = ReadFile(path, kMaxKeyFileBytes);
   if (!text.ok()) return text.status();
   absl::StatusOr<StoreKeys> keys = StoreKeys::Parse(*text, path);
-  std::string digest = Digest(*text);
+  std::string digest = tls::Sha256(*text);
   OPENSSL_cleanse(text->data(), text->size());
   if (!keys.ok()) return keys.status();
   return std::unique_ptr<StoreKeyRing>(
@@ -71,7 +65,7 @@ bool StoreKeyRing::Reload() {
   absl::StatusOr<StoreKeys> parsed = absl::UnknownError("unread");
   std::string digest;
   if (text.ok()) {
-    digest = Digest(*text);
+    digest = tls::Sha256(*text);
     if (digest == digest_) {
       OPENSSL_cleanse(text->data(), text->size());
       last_error_.clear();
