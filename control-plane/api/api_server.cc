@@ -114,7 +114,9 @@ PolicyApi::Stats::Stats(StatsRegistry& registry) {
   invalid = MakeCounter(registry, "meshlet_cp_api_invalid_total",
                         "Writes refused because the document did not parse or validate.");
   conflicts = MakeCounter(registry, "meshlet_cp_api_conflicts_total",
-                          "Writes refused because metadata.resourceVersion was stale (409).");
+                          "Writes refused with 409: the resource already exists (create), its "
+                          "resourceVersion is stale, it changed during the write, or only the "
+                          "Kubernetes mirror may change it.");
   store_errors =
       MakeCounter(registry, "meshlet_cp_api_store_errors_total",
                   "API requests that failed in the store (500; 503 when it is unavailable).");
