@@ -31,11 +31,19 @@ void NodeResourceGenerator::StartGeneration(
     std::shared_ptr<const registry::RegistrySnapshot> registry) {
   policy_revision_ = policy->revision;
   registry_version_ = registry->version;
-  auto next =
-      std::make_unique<translate::MeshTranslator>(std::move(policy), std::move(registry), options_);
+  auto next = std::make_unique<translate::MeshTranslator>(std::move(policy), std::move(registry),
+                                                          options_, mesh_.get());
+  const translate::MeshTranslator::IndexStats index = next->index_stats();
+  stats_.services_indexed += index.services_built;
+  stats_.services_shared += index.services_shared;
+  stats_.index_members_built += index.members_built;
   changed_.reset();
   previous_outbound_.clear();
-  if (mesh_ != nullptr) changed_ = next->MemberChangesSince(*mesh_);
+  if (mesh_ != nullptr) {
+    size_t compared = 0;
+    changed_ = next->MemberChangesSince(*mesh_, &compared);
+    stats_.services_compared += compared;
+  }
   mesh_ = std::move(next);
   ++stats_.generations;
   // What the last generation packed stays available for reuse; older ones are dropped (the ADS

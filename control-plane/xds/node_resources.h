@@ -55,6 +55,13 @@ class NodeResourceGenerator {
     // Outbound clusters and assignments translated and packed, in full builds and updates.
     uint64_t clusters_translated = 0;
     uint64_t assignments_translated = 0;
+    // The service index of each generation: views built, views shared with the previous
+    // generation's index, Workloads made for Kubernetes endpoints, and services compared with
+    // the previous index (MeshTranslator::IndexStats, MemberChangesSince).
+    uint64_t services_indexed = 0;
+    uint64_t services_shared = 0;
+    uint64_t index_members_built = 0;
+    uint64_t services_compared = 0;
   };
 
   explicit NodeResourceGenerator(translate::TranslateOptions options);
