@@ -24,6 +24,9 @@
 // packed again; every other resource keeps its ResourcePtr. Anything else (a policy change, a
 // service added, removed or reshaped, a key the previous generation did not build) translates
 // the outbound part in full. Either way the result is exactly what a full translation gives.
+// Each generation's MeshTranslator is built from the previous one, sharing the views of the
+// Kubernetes Services that did not change (translation.h BuildIndex), so an EndpointSlice change
+// indexes and compares one service (Stats::services_indexed, services_compared).
 //
 // Threading: one thread (the control plane's loop).
 
