@@ -61,7 +61,7 @@ void NodeResourceGenerator::StartGeneration(
       for (ResourceType type : kPushOrder) {
         auto& reuse = current_[static_cast<size_t>(type)];
         for (const auto& [name, resource] : part->resources.of(type)) {
-          reuse.emplace(std::make_pair(resource->name, resource->version), resource);
+          reuse.emplace(KeyOf(*resource), resource);
         }
       }
     }
@@ -73,7 +73,8 @@ void NodeResourceGenerator::StartGeneration(
 
 ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {
   const size_t index = static_cast<size_t>(type);
-  const std::pair<std::string, std::string> key{fresh->name, fresh->version};
+  // Views into `fresh`: an entry stored under it must hold `fresh` itself.
+  const ReuseKey key = KeyOf(*fresh);
   if (auto it = current_[index].find(key); it != current_[index].end()) {
     if (it->second->resource.value() == fresh->resource.value()) return it->second;
   }
@@ -81,7 +82,7 @@ ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {
     // The version is a 64-bit hash: compare the bytes before sharing.
     if (it->second->resource.value() == fresh->resource.value()) {
       ++stats_.resources_reused;
-      current_[index].emplace(key, it->second);
+      current_[index].emplace(KeyOf(*it->second), it->second);
       return it->second;
     }
   }
@@ -150,7 +151,7 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
       auto now = out->resources.of(type).find(old->name);
       if (now != out->resources.of(type).end() && now->second == old) continue;
       for (auto* reuse : {&current_[t], &previous_[t]}) {
-        auto entry = reuse->find({old->name, old->version});
+        auto entry = reuse->find(KeyOf(*old));
         if (entry != reuse->end() && entry->second == old) reuse->erase(entry);
       }
     }

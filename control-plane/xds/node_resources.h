@@ -36,6 +36,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
@@ -114,9 +115,11 @@ class NodeResourceGenerator {
   std::optional<std::set<translate::MeshTranslator::ServiceName>> changed_;
   std::map<std::string, std::shared_ptr<const Outbound>> previous_outbound_;
   // Every packed outbound resource of the previous and the current generation, by type and
-  // (name, version).
-  std::array<std::map<std::pair<std::string, std::string>, ResourcePtr>, kResourceTypeCount>
-      previous_, current_;
+  // (name, version). A key views the name and version of its entry's own resource (ReuseKey),
+  // which the entry keeps alive: no strings are copied per entry.
+  using ReuseKey = std::pair<std::string_view, std::string_view>;
+  static ReuseKey KeyOf(const NamedResource& r) { return {r.name, r.version}; }
+  std::array<std::map<ReuseKey, ResourcePtr>, kResourceTypeCount> previous_, current_;
   Stats stats_;
 };
 
