@@ -118,12 +118,12 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Bu
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::UpdateOutbound(
-    const Outbound& previous, const xds::Node& node) {
+    std::shared_ptr<const Outbound>& previous, const xds::Node& node) {
   std::vector<std::string> names;
   std::vector<translate::ClusterOrigin> origins;
   for (const auto& service : *changed_) {
-    auto it = previous.clusters_by_service->find(service);
-    if (it == previous.clusters_by_service->end()) continue;
+    auto it = previous->clusters_by_service->find(service);
+    if (it == previous->clusters_by_service->end()) continue;
     for (const auto& [name, origin] : it->second) {
       names.push_back(name);
       origins.push_back(origin);
@@ -131,8 +131,12 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
   }
   std::optional<translate::NodeResources> fresh = mesh_->TranslateClusters(node, origins);
   if (!fresh) return nullptr;
-  // Shares the unchanged resources (pointers, not their bytes) with the previous part.
-  auto out = std::make_shared<Outbound>(previous);
+  // Shares the unchanged resources (pointers, not their bytes) with the previous part. That part
+  // is not needed once updated: when nothing else holds it, its maps are taken rather than
+  // copied (every part is made here as a mutable object and only shared as const).
+  std::shared_ptr<Outbound> out = previous.use_count() == 1
+                                      ? std::const_pointer_cast<Outbound>(std::move(previous))
+                                      : std::make_shared<Outbound>(*previous);
   std::array<std::vector<ResourcePtr>, kResourceTypeCount> replaced;
   for (const std::string& name : names) {
     for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
@@ -170,8 +174,9 @@ NodeResourceSet NodeResourceGenerator::Generate(
   const std::string key = mesh_->OutboundKey(node);
   std::shared_ptr<const Outbound>& shared = outbound_[key];
   if (shared == nullptr) {
-    if (auto it = previous_outbound_.find(key); changed_ && it != previous_outbound_.end()) {
-      shared = UpdateOutbound(*it->second, node);
+    if (auto it = previous_outbound_.find(key);
+        changed_ && it != previous_outbound_.end() && it->second != nullptr) {
+      shared = UpdateOutbound(it->second, node);
     }
     if (shared == nullptr) shared = BuildOutbound(node);
   } else {

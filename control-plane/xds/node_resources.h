@@ -97,8 +97,10 @@ class NodeResourceGenerator {
                        std::shared_ptr<const registry::RegistrySnapshot> registry);
   std::shared_ptr<const Outbound> BuildOutbound(const xds::Node& node);
   // `previous` with the clusters and assignments of changed_ services translated again; null
-  // when that cannot be done (BuildOutbound then does it all).
-  std::shared_ptr<const Outbound> UpdateOutbound(const Outbound& previous, const xds::Node& node);
+  // when that cannot be done (BuildOutbound then does it all). On success `previous` may be
+  // left null: its maps moved into the result when nothing else held it.
+  std::shared_ptr<const Outbound> UpdateOutbound(std::shared_ptr<const Outbound>& previous,
+                                                 const xds::Node& node);
   // The previous generation's pointer for an identical resource, else `fresh`.
   ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
   // Adds `resources` (outbound clusters and assignments) to `out`, counting them.
