@@ -57,11 +57,18 @@ void NodeResourceGenerator::StartGeneration(
     // parts hold, however many endpoint changes go by without a full generation.
     previous_outbound_ = std::move(outbound_);
     outbound_.clear();
+    // Each entry moves from the last generation's map when it is there (no allocation), and a
+    // part's resources come in key order (the hint makes each insertion constant time).
     for (const auto& [key, part] : previous_outbound_) {
       for (ResourceType type : kPushOrder) {
-        auto& reuse = current_[static_cast<size_t>(type)];
+        const size_t t = static_cast<size_t>(type);
         for (const auto& [name, resource] : part->resources.of(type)) {
-          reuse.emplace(KeyOf(*resource), resource);
+          auto entry = previous_[t].find(KeyOf(*resource));
+          if (entry != previous_[t].end() && entry->second == resource) {
+            current_[t].insert(current_[t].end(), previous_[t].extract(entry));
+          } else {
+            current_[t].emplace_hint(current_[t].end(), KeyOf(*resource), resource);
+          }
         }
       }
     }
