@@ -69,7 +69,7 @@ bool SelectsSelf(const TranslationContext& ctx, const std::string& target) {
   if (target.empty() || target == ctx.self.service) return true;
   auto it = ctx.index.services.find({ctx.self.namespace_, target});
   if (it == ctx.index.services.end()) return false;
-  const auto& members = it->second.members;
+  const auto& members = it->second->members;
   return std::any_of(members.begin(), members.end(),
                      [&ctx](const Workload* w) { return w->id == ctx.self.id; });
 }

@@ -116,7 +116,7 @@ spec:
 )"));
   const MeshIndex index = BuildIndex(policy_, registry_);
   const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
-  const std::vector<pb::ServicePort> ports = index.services.at({"default", "frontend"}).ports;
+  const std::vector<pb::ServicePort> ports = index.services.at({"default", "frontend"})->ports;
   xds::Listener listener;
   // frontend-0 registered another app port than the target port: 8080 stands for that one.
   BuildAuthorization(ctx, ports, {18081}, listener);

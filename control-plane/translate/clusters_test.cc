@@ -138,7 +138,7 @@ TEST_F(TranslatorTest, AClusterIsBuiltOnceWhateverTheNumberOfRoutesNamingIt) {
   const MeshIndex index = BuildIndex(policy_, registry_);
   const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
   TranslationOutput out;
-  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  const ServiceView& reviews = *index.services.at({"default", "reviews"});
   const std::string& first = UseCluster(ctx, out, reviews, reviews.ports[0], {{"version", "v1"}});
   EXPECT_EQ(first, "outbound|9080|version=v1|reviews.default");
   out.endpoints.clear();  // a second use finds the cluster and builds nothing
@@ -157,7 +157,7 @@ TEST_F(TranslatorTest, EndpointsCarryTheMembersLabelsButNotTheMeshsOwn) {
   const MeshIndex index = BuildIndex(policy_, registry_);
   const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
   TranslationOutput out;
-  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  const ServiceView& reviews = *index.services.at({"default", "reviews"});
   UseCluster(ctx, out, reviews, reviews.ports[0], {{"version", "v1"}});
   const xds::ClusterLoadAssignment& v1 =
       out.endpoints.at("outbound|9080|version=v1|reviews.default");

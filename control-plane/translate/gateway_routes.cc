@@ -901,7 +901,7 @@ ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& in
     out.message = absl::StrCat("backend Service ", ns, "/", ref.name(), " does not exist");
     return out;
   }
-  const ServiceView& s = it->second;
+  const ServiceView& s = *it->second;
   const uint32_t wanted = ref.has_port() ? static_cast<uint32_t>(ref.port())
                           : &s == parent ? parent_port
                                          : 0;

@@ -49,7 +49,8 @@ void SetCaptureCommon(const TranslationContext& ctx, xds::Listener& listener, ui
 // whose virtual hosts answer to the addresses too), opaque ones go to the port's cluster as
 // bytes. Anything else follows MeshConfig outboundTrafficPolicy.
 void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& listener) {
-  for (const auto& [key, service] : ctx.index.services) {
+  for (const auto& [key, view] : ctx.index.services) {
+    const ServiceView& service = *view;
     if (service.addresses.empty() || !ctx.Reachable(service)) continue;
     for (const pb::ServicePort& port : service.ports) {
       xds::ListenerDestination* d = listener.add_destinations();
@@ -84,7 +85,7 @@ std::vector<pb::ServicePort> ServedPorts(const TranslationContext& ctx, const Se
   own = nullptr;
   if (auto it = ctx.index.services.find({ctx.self.namespace_, ctx.self.service});
       it != ctx.index.services.end()) {
-    own = &it->second;
+    own = it->second.get();
     ports = own->ports;
   }
   if (ports.empty()) {
@@ -208,8 +209,8 @@ void BuildInbound(const TranslationContext& ctx, TranslationOutput& out) {
   if (ports.empty()) return;  // nothing to serve: the sidecar only carries outbound calls
   const std::vector<uint32_t> registered = SortedPorts(ctx.self.ports);
   const pb::TrafficPolicySpec* tp = own != nullptr ? ctx.PolicyFor(*own) : nullptr;
-  AppPorts app =
-      AddAppPorts(ctx, out, ports, registered, own, own != nullptr ? ctx.TrafficPolicyFor(*own) : nullptr);
+  AppPorts app = AddAppPorts(ctx, out, ports, registered, own,
+                             own != nullptr ? ctx.TrafficPolicyFor(*own) : nullptr);
 
   xds::Listener listener;
   listener.set_name(std::string(kInboundName));

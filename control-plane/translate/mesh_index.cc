@@ -3,6 +3,7 @@
 // TrafficPolicy and HTTPRoutes of each; the names and addresses derived from them.
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_join.h"
 #include "control-plane/translate/translation.h"
@@ -10,22 +11,18 @@
 namespace meshlet::controlplane::translate {
 namespace {
 
-// Adds a Kubernetes Service to the index: its ports (unless a Service resource of the same name
-// declares them), its ClusterIPs as addresses, and its ready endpoints as members. An endpoint
-// whose address a registered workload of the namespace has is that workload (its sidecar, with
-// its certificate and readiness); any other is a member without a sidecar, reached in plaintext
-// on its port.
-void AddKubernetesService(
-    const registry::KubernetesService& ks,
-    const std::map<std::pair<std::string, std::string>, const Workload*>& by_address,
-    MeshIndex& index) {
-  auto [it, inserted] = index.services.try_emplace({ks.namespace_, ks.name});
-  ServiceView& view = it->second;
+using ByAddress = std::map<std::pair<std::string, std::string>, const Workload*>;
+
+// A Kubernetes Service's view: its ports (unless a Service resource of the same name declares
+// them: `view` has it already), its ClusterIPs as addresses, and its ready endpoints as members.
+// An endpoint whose address a registered workload of the namespace has is that workload (its
+// sidecar, with its certificate and readiness); any other is a member without a sidecar, reached
+// in plaintext on its port. Members are the view's own (owned_members). Returns how many.
+size_t AddKubernetesService(const registry::KubernetesService& ks, const ByAddress& by_address,
+                            ServiceView& view) {
   view.kubernetes = &ks;
-  if (inserted) {
-    view.namespace_ = ks.namespace_;
-    view.name = ks.name;
-  }
+  view.namespace_ = ks.namespace_;
+  view.name = ks.name;
   if (view.resource == nullptr) {
     view.ports.clear();
     for (const registry::KubernetesPort& kp : ks.ports) {
@@ -49,20 +46,14 @@ void AddKubernetesService(
   for (const registry::KubernetesEndpoint& e : ks.endpoints) {
     auto found = by_address.find({ks.namespace_, e.address});
     if (found != by_address.end()) {
-      const Workload* member = found->second;
-      if (!registered.insert(member).second) continue;  // another address of the same pod
+      if (!registered.insert(found->second).second) continue;  // another address of the same pod
       // The Pod's labels count for subsets as well as those its sidecar registered (which win).
-      bool more_labels = false;
-      for (const auto& [key, value] : e.labels) more_labels |= !member->labels.contains(key);
-      if (more_labels) {
-        Workload& labelled = index.kubernetes_members.emplace_back(*member);
-        labelled.labels.insert(e.labels.begin(), e.labels.end());
-        member = &labelled;
-      }
-      view.members.push_back(member);
+      Workload& member = view.owned_members.emplace_back(*found->second);
+      member.labels.insert(e.labels.begin(), e.labels.end());
+      view.members.push_back(&member);
       continue;
     }
-    Workload& w = index.kubernetes_members.emplace_back();
+    Workload& w = view.owned_members.emplace_back();
     w.id = absl::StrCat("kubernetes/", ks.namespace_, "/", e.pod.empty() ? e.address : e.pod);
     w.service = ks.name;
     w.namespace_ = ks.namespace_;
@@ -77,10 +68,74 @@ void AddKubernetesService(
   }
   std::sort(view.members.begin(), view.members.end(),
             [](const Workload* a, const Workload* b) { return a->id < b->id; });
+  return view.owned_members.size();
 }
 
-std::string RouteNamespace(const pb::HTTPRoute& route) {
-  return route.metadata().namespace_().empty() ? "default" : route.metadata().namespace_();
+// (namespace, address) of every registered workload that differs between two snapshots: added,
+// removed, or changed in what translation reads. Both are ordered by id (an unordered one only
+// makes the answer larger).
+std::set<std::pair<std::string, std::string>> ChangedAddresses(const RegistrySnapshot& before,
+                                                               const RegistrySnapshot& now) {
+  std::set<std::pair<std::string, std::string>> changed;
+  auto add = [&changed](const Workload& w) {
+    for (const std::string& address : w.addresses) changed.emplace(w.namespace_, address);
+  };
+  auto a = before.workloads.begin();
+  auto b = now.workloads.begin();
+  while (a != before.workloads.end() || b != now.workloads.end()) {
+    if (b == now.workloads.end() || (a != before.workloads.end() && a->id < b->id)) {
+      add(*a++);
+    } else if (a == before.workloads.end() || b->id < a->id) {
+      add(*b++);
+    } else {
+      if (!SameMember(*a, *b)) {
+        add(*a);
+        add(*b);
+      }
+      ++a;
+      ++b;
+    }
+  }
+  return changed;
+}
+
+bool AtAny(const registry::KubernetesService& ks,
+           const std::set<std::pair<std::string, std::string>>& addresses) {
+  if (addresses.empty()) return false;
+  for (const registry::KubernetesEndpoint& e : ks.endpoints) {
+    if (addresses.contains({ks.namespace_, e.address})) return true;
+  }
+  return false;
+}
+
+std::shared_ptr<const PolicyTargets> IndexTargets(const PolicySnapshot& policy) {
+  auto targets = std::make_shared<PolicyTargets>();
+  // Several TrafficPolicies for one Service: the one with the greatest name wins (documented),
+  // whatever order the snapshot lists them in.
+  for (const pb::TrafficPolicy& tp : policy.traffic_policies) {
+    const ServiceKey key{
+        tp.metadata().namespace_().empty() ? "default" : tp.metadata().namespace_(),
+        tp.spec().target()};
+    auto [it, inserted] = targets->traffic_policies.emplace(key, &tp);
+    if (!inserted && it->second->metadata().name() < tp.metadata().name()) it->second = &tp;
+  }
+  // HTTPRoutes by the Service they target, each list ordered by route name.
+  for (const pb::HTTPRoute& route : policy.http_routes) {
+    const std::string& ns =
+        route.metadata().namespace_().empty() ? "default" : route.metadata().namespace_();
+    targets->routes[{ns, route.spec().target()}].push_back(&route);
+  }
+  for (auto& [key, routes] : targets->routes) {
+    std::sort(routes.begin(), routes.end(), [](const pb::HTTPRoute* a, const pb::HTTPRoute* b) {
+      return a->metadata().name() < b->metadata().name();
+    });
+  }
+  return targets;
+}
+
+uint64_t NextSerial() {
+  static std::atomic<uint64_t> serial{0};
+  return ++serial;
 }
 
 }  // namespace
@@ -126,95 +181,116 @@ bool Matches(const std::map<std::string, std::string>& selector,
   return true;
 }
 
-MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry) {
+bool SameMember(const Workload& a, const Workload& b) {
+  return a.id == b.id && a.service == b.service && a.namespace_ == b.namespace_ &&
+         a.service_account == b.service_account && a.labels == b.labels &&
+         a.addresses == b.addresses && a.ports == b.ports && a.inbound_port == b.inbound_port &&
+         a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
+         a.capture == b.capture && a.ready == b.ready;
+}
+
+MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry,
+                     const PreviousIndex& previous) {
   MeshIndex index;
+  index.serial = NextSerial();
+  // Views point into the policy snapshot: only an index of the same snapshot object shares them.
+  const MeshIndex* base =
+      previous.index != nullptr && previous.policy == &policy && previous.registry != nullptr
+          ? previous.index
+          : nullptr;
+  if (base != nullptr) index.built_from = base->serial;
+  // The views built here, completed in the passes below; shared ones go straight to the index.
+  std::map<ServiceKey, std::shared_ptr<ServiceView>> views;
   for (const pb::Service& s : policy.services) {
-    ServiceView view;
-    view.namespace_ = s.metadata().namespace_().empty() ? "default" : s.metadata().namespace_();
-    view.name = s.metadata().name();
-    view.resource = &s;
-    view.ports.assign(s.spec().ports().begin(), s.spec().ports().end());
-    view.selector.insert(s.spec().selector().begin(), s.spec().selector().end());
-    view.service_accounts.insert(s.spec().service_accounts().begin(),
-                                 s.spec().service_accounts().end());
+    auto view = std::make_shared<ServiceView>();
+    view->namespace_ = s.metadata().namespace_().empty() ? "default" : s.metadata().namespace_();
+    view->name = s.metadata().name();
+    view->resource = &s;
+    view->ports.assign(s.spec().ports().begin(), s.spec().ports().end());
+    view->selector.insert(s.spec().selector().begin(), s.spec().selector().end());
+    view->service_accounts.insert(s.spec().service_accounts().begin(),
+                                  s.spec().service_accounts().end());
     const auto& addresses =
         s.spec().addresses().empty() ? s.status().addresses() : s.spec().addresses();
-    view.addresses.assign(addresses.begin(), addresses.end());
-    index.services[{view.namespace_, view.name}] = std::move(view);
+    view->addresses.assign(addresses.begin(), addresses.end());
+    ServiceKey key{view->namespace_, view->name};
+    views[std::move(key)] = std::move(view);
   }
   if (registry.kubernetes != nullptr) {
-    std::map<std::pair<std::string, std::string>, const Workload*> by_address;
+    ByAddress by_address;
     for (const Workload& w : registry.workloads) {
       for (const std::string& address : w.addresses) {
         by_address.emplace(std::make_pair(w.namespace_, address), &w);
       }
     }
+    std::set<std::pair<std::string, std::string>> changed;
+    if (base != nullptr) changed = ChangedAddresses(*previous.registry, registry);
     for (const auto& ks : registry.kubernetes->services) {
-      AddKubernetesService(*ks, by_address, index);
+      ServiceKey key{ks->namespace_, ks->name};
+      if (base != nullptr) {
+        // A Service resource of the same name is the same object too (same policy snapshot).
+        auto shared = base->services.find(key);
+        if (shared != base->services.end() && shared->second->kubernetes == ks.get() &&
+            !AtAny(*ks, changed)) {
+          views.erase(key);
+          index.services.emplace(std::move(key), shared->second);
+          continue;
+        }
+      }
+      std::shared_ptr<ServiceView>& view = views[std::move(key)];
+      if (view == nullptr) view = std::make_shared<ServiceView>();
+      index.members_built += AddKubernetesService(*ks, by_address, *view);
     }
   }
   for (const Workload& w : registry.workloads) {
     if (w.service.empty()) continue;
     ServiceKey key{w.namespace_, w.service};
-    auto [it, inserted] = index.services.try_emplace(key);
-    ServiceView& view = it->second;
-    if (inserted) {
-      view.namespace_ = w.namespace_;
-      view.name = w.service;
+    if (index.services.contains(key)) continue;  // a shared Kubernetes Service's view
+    std::shared_ptr<ServiceView>& view = views[std::move(key)];
+    if (view == nullptr) {
+      view = std::make_shared<ServiceView>();
+      view->namespace_ = w.namespace_;
+      view->name = w.service;
     }
-    if (view.resource != nullptr || view.kubernetes != nullptr) continue;
+    if (view->resource != nullptr || view->kubernetes != nullptr) continue;
     for (uint32_t port : w.ports) {
       bool known = false;
-      for (const auto& p : view.ports) known |= p.port() == port;
+      for (const auto& p : view->ports) known |= p.port() == port;
       if (known) continue;
       pb::ServicePort p;
       p.set_port(port);
       p.set_protocol("HTTP");
-      view.ports.push_back(std::move(p));
+      view->ports.push_back(std::move(p));
     }
   }
   // Membership once per translation rather than a registry scan per cluster.
   for (const Workload& w : registry.workloads) {
     if (w.service.empty()) continue;
-    auto it = index.services.find({w.namespace_, w.service});
-    if (it != index.services.end() && it->second.kubernetes == nullptr && it->second.Admits(w)) {
-      it->second.members.push_back(&w);
+    auto it = views.find({w.namespace_, w.service});
+    if (it != views.end() && it->second->kubernetes == nullptr && it->second->Admits(w)) {
+      it->second->members.push_back(&w);
     }
   }
-  for (auto& [key, view] : index.services) {
-    if (view.selector.empty() || view.kubernetes != nullptr) continue;
+  for (auto& [key, view] : views) {
+    if (view->selector.empty() || view->kubernetes != nullptr) continue;
     for (const Workload& w : registry.workloads) {
-      if (w.namespace_ == view.namespace_ && w.service != view.name &&
-          Matches(view.selector, w.labels) && view.Admits(w)) {
-        view.members.push_back(&w);
+      if (w.namespace_ == view->namespace_ && w.service != view->name &&
+          Matches(view->selector, w.labels) && view->Admits(w)) {
+        view->members.push_back(&w);
       }
     }
-    std::sort(view.members.begin(), view.members.end(),
+    std::sort(view->members.begin(), view->members.end(),
               [](const Workload* a, const Workload* b) { return a->id < b->id; });
   }
-  for (auto& [key, view] : index.services) {
+  index.built.reserve(views.size());
+  for (auto& [key, view] : views) {
     std::sort(
-        view.ports.begin(), view.ports.end(),
+        view->ports.begin(), view->ports.end(),
         [](const pb::ServicePort& a, const pb::ServicePort& b) { return a.port() < b.port(); });
+    index.built.push_back(key);
+    index.services.emplace(key, std::move(view));
   }
-  // Several TrafficPolicies for one Service: the one with the greatest name wins (documented),
-  // whatever order the snapshot lists them in.
-  for (const pb::TrafficPolicy& tp : policy.traffic_policies) {
-    const ServiceKey key{
-        tp.metadata().namespace_().empty() ? "default" : tp.metadata().namespace_(),
-        tp.spec().target()};
-    auto [it, inserted] = index.traffic_policies.emplace(key, &tp);
-    if (!inserted && it->second->metadata().name() < tp.metadata().name()) it->second = &tp;
-  }
-  // HTTPRoutes by the Service they target, each list ordered by route name.
-  for (const pb::HTTPRoute& route : policy.http_routes) {
-    index.routes_by_target[{RouteNamespace(route), route.spec().target()}].push_back(&route);
-  }
-  for (auto& [key, routes] : index.routes_by_target) {
-    std::sort(routes.begin(), routes.end(), [](const pb::HTTPRoute* a, const pb::HTTPRoute* b) {
-      return a->metadata().name() < b->metadata().name();
-    });
-  }
+  index.by_target = base != nullptr ? base->by_target : IndexTargets(policy);
   IndexGatewayRoutes(policy, index);
   return index;
 }

@@ -162,7 +162,7 @@ TEST_F(TranslatorTest, RegisteredPortsAreHttpPortsOfServicesOnlyTheRegistryKnows
   registry_.workloads[1].ports = {7000};  // reviews-v1-0: its Service resource keeps its ports
   const MeshIndex index = BuildIndex(policy_, registry_);
 
-  const ServiceView& implied = index.services.at({"default", "ratings"});
+  const ServiceView& implied = *index.services.at({"default", "ratings"});
   EXPECT_EQ(implied.resource, nullptr);
   std::vector<std::string> ports;
   for (const pb::ServicePort& p : implied.ports) {
@@ -173,7 +173,7 @@ TEST_F(TranslatorTest, RegisteredPortsAreHttpPortsOfServicesOnlyTheRegistryKnows
   ASSERT_EQ(implied.members.size(), 2u);
   EXPECT_EQ(implied.members[0]->id, "ratings-0");
 
-  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  const ServiceView& reviews = *index.services.at({"default", "reviews"});
   EXPECT_EQ(reviews.resource, &policy_.services[0]);
   ASSERT_EQ(reviews.ports.size(), 1u);
   EXPECT_EQ(reviews.ports[0].port(), 9080u);
@@ -193,7 +193,7 @@ TEST_F(TranslatorTest, SelectorsJoinWorkloadsOfTheServiceNamespaceOrderedById) {
   registry_.workloads.push_back(unlabelled);
   const MeshIndex index = BuildIndex(policy_, registry_);
   std::vector<std::string> members;
-  for (const registry::Workload* w : index.services.at({"default", "reviews"}).members) {
+  for (const registry::Workload* w : index.services.at({"default", "reviews"})->members) {
     members.push_back(w->id);
   }
   EXPECT_EQ(members, (std::vector<std::string>{"a-labelled", "reviews-v1-0", "reviews-v1-1",
@@ -211,10 +211,11 @@ TEST_F(TranslatorTest, PoliciesAndRoutesAreIndexedByTheServiceTheyTarget) {
   policy_.http_routes.push_back(second);
   const MeshIndex index = BuildIndex(policy_, registry_);
   // Several TrafficPolicies for one Service: the greatest name, whatever the order.
-  ASSERT_EQ(index.traffic_policies.size(), 1u);
-  EXPECT_EQ(index.traffic_policies.at({"default", "reviews"})->metadata().name(), "zz-reviews");
+  ASSERT_EQ(index.by_target->traffic_policies.size(), 1u);
+  EXPECT_EQ(index.by_target->traffic_policies.at({"default", "reviews"})->metadata().name(),
+            "zz-reviews");
   const std::vector<const pb::HTTPRoute*>& routes =
-      index.routes_by_target.at({"default", "reviews"});
+      index.by_target->routes.at({"default", "reviews"});
   ASSERT_EQ(routes.size(), 2u);
   EXPECT_EQ(routes[0]->metadata().name(), "a-first");
   EXPECT_EQ(routes[1]->metadata().name(), "reviews");
@@ -233,7 +234,7 @@ TEST_F(KubernetesServicesTest, AnEndpointOfARegisteredPodIsThatWorkloadOnce) {
   MutableService(0).endpoints.push_back(
       {.address = "fd00:1::6", .pod = "ratings-b", .labels = {{"zone", "a"}}});
   const MeshIndex index = BuildIndex(policy_, registry_);
-  const ServiceView& ratings = index.services.at({"shop", "ratings"});
+  const ServiceView& ratings = *index.services.at({"shop", "ratings"});
   EXPECT_EQ(ratings.kubernetes, kubernetes_->services[0].get());
   EXPECT_EQ(ratings.addresses, std::vector<std::string>{"10.96.0.30"});
   ASSERT_EQ(ratings.members.size(), 2u);
@@ -246,6 +247,96 @@ TEST_F(KubernetesServicesTest, AnEndpointOfARegisteredPodIsThatWorkloadOnce) {
   EXPECT_TRUE(registered->workload_certificate);
   EXPECT_EQ(registered->labels.at("version"), "registered");
   EXPECT_EQ(registered->labels.at("app"), "ratings");
+}
+
+// An index built from the previous one shares the views of the Kubernetes Services that did not
+// change: the same objects, not rebuilt. A changed EndpointSlice's Service, a Service with an
+// endpoint at the address of a registered workload that changed, and the views that read the
+// registry are built again; the result is the index built from nothing.
+TEST_F(KubernetesServicesTest, ANewerIndexSharesTheViewsOfUnchangedKubernetesServices) {
+  const RegistrySnapshot before = registry_;
+  const MeshIndex first = BuildIndex(policy_, before);
+  const PreviousIndex previous{&first, &policy_, &before};
+  auto keys = [](const MeshIndex& index) {
+    std::vector<std::string> out;
+    for (const auto& [key, view] : index.services) out.push_back(key.first + "/" + key.second);
+    return out;
+  };
+  auto built = [](const MeshIndex& index) {
+    std::vector<std::string> out;
+    for (const ServiceKey& key : index.built) out.push_back(key.first + "/" + key.second);
+    return out;
+  };
+  // Views of Service resources and of registered workloads read the registry: built each time.
+  std::vector<std::string> registry_views;
+  for (const auto& [key, view] : first.services) {
+    if (view->kubernetes == nullptr) registry_views.push_back(key.first + "/" + key.second);
+  }
+  ASSERT_EQ(first.services.size() - registry_views.size(), 2u);  // ratings, reviews
+
+  // Nothing changed but the version.
+  RegistrySnapshot same = before;
+  same.version = before.version + 1;
+  const MeshIndex unchanged = BuildIndex(policy_, same, previous);
+  EXPECT_EQ(unchanged.built_from, first.serial);
+  EXPECT_EQ(built(unchanged), registry_views);
+  EXPECT_EQ(unchanged.members_built, 0u);
+  EXPECT_EQ(unchanged.services.at({"shop", "ratings"}).get(),
+            first.services.at({"shop", "ratings"}).get());
+  EXPECT_EQ(unchanged.by_target.get(), first.by_target.get());
+
+  // ratings' EndpointSlice changed (an endpoint left): its view alone is built again.
+  RegistrySnapshot sliced = before;
+  auto services = std::make_shared<registry::KubernetesServices>(*before.kubernetes);
+  auto ratings_slice = std::make_shared<registry::KubernetesService>(*services->services[0]);
+  ratings_slice->endpoints.pop_back();
+  services->services[0] = ratings_slice;
+  sliced.kubernetes = services;
+  const MeshIndex after_slice = BuildIndex(policy_, sliced, previous);
+  std::vector<std::string> expected = registry_views;
+  expected.push_back("shop/ratings");
+  EXPECT_EQ(built(after_slice), expected);
+  EXPECT_EQ(after_slice.services.at({"default", "reviews"}).get(),
+            first.services.at({"default", "reviews"}).get());
+  EXPECT_EQ(after_slice.members_built, 1u);
+  EXPECT_EQ(after_slice.services.at({"shop", "ratings"})->members.size(), 1u);
+
+  // ratings-b's sidecar (registered at a ratings endpoint's address) is not ready: ratings is
+  // built again with it, reviews (whose endpoints are elsewhere) is not.
+  RegistrySnapshot not_ready = before;
+  for (registry::Workload& w : not_ready.workloads) {
+    if (w.id == "ratings-b.shop") w.ready = false;
+  }
+  const MeshIndex after_ready = BuildIndex(policy_, not_ready, previous);
+  EXPECT_EQ(built(after_ready), expected);
+  const ServiceView& ratings = *after_ready.services.at({"shop", "ratings"});
+  ASSERT_EQ(ratings.members.size(), 2u);
+  EXPECT_FALSE(ratings.members[1]->ready);
+
+  // Another policy snapshot object: nothing is shared.
+  const PolicySnapshot other_policy = policy_;
+  const MeshIndex fresh = BuildIndex(other_policy, same, previous);
+  EXPECT_EQ(fresh.built_from, 0u);
+  EXPECT_EQ(fresh.built.size(), fresh.services.size());
+
+  // Each equals the index built from nothing, view by view.
+  for (const auto& [index, registry] :
+       std::vector<std::pair<const MeshIndex*, const RegistrySnapshot*>>{
+           {&unchanged, &same}, {&after_slice, &sliced}, {&after_ready, &not_ready}}) {
+    const MeshIndex alone = BuildIndex(policy_, *registry);
+    ASSERT_EQ(keys(*index), keys(alone));
+    for (const auto& [key, view] : index->services) {
+      const ServiceView& a = *view;
+      const ServiceView& b = *alone.services.at(key);
+      EXPECT_EQ(a.kubernetes, b.kubernetes) << key.second;
+      EXPECT_EQ(a.resource, b.resource) << key.second;
+      EXPECT_EQ(a.addresses, b.addresses) << key.second;
+      ASSERT_EQ(a.members.size(), b.members.size()) << key.second;
+      for (size_t i = 0; i < a.members.size(); ++i) {
+        EXPECT_TRUE(SameMember(*a.members[i], *b.members[i])) << key.second << " " << i;
+      }
+    }
+  }
 }
 
 TEST(AppPortTest, TheTargetPortUnlessOtherPortsAreRegistered) {

@@ -72,7 +72,7 @@ policy::RouteStatusUpdate StatusOf(const PolicySnapshot& policy, const MeshIndex
       no_parent = absl::StrCat("Service ", service_ns, "/", ref.name(), " does not exist");
     } else if (ref.has_port()) {
       bool exists = false;
-      for (const pb::ServicePort& p : it->second.ports)
+      for (const pb::ServicePort& p : it->second->ports)
         exists |= static_cast<int64_t>(p.port()) == ref.port();
       if (!exists) {
         no_parent =

@@ -60,7 +60,7 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, const 
                             "\" does not exist; its share of traffic gets 503"));
       continue;
     }
-    const ServiceView& backend = it->second;
+    const ServiceView& backend = *it->second;
     const pb::ServicePort* port = nullptr;
     const uint32_t wanted = b.port() != 0 ? b.port() : &backend == &target ? target_port.port() : 0;
     for (const pb::ServicePort& p : backend.ports) {
@@ -259,7 +259,8 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
   xds::RouteConfiguration routes;
   routes.set_name(std::string(kOutboundName));
   std::set<std::string> used_domains;
-  for (const auto& [key, service] : ctx.index.services) {
+  for (const auto& [key, view] : ctx.index.services) {
+    const ServiceView& service = *view;
     if (!ctx.Reachable(service)) continue;
     bool first_http_port = true;
     for (const pb::ServicePort& port : service.ports) {
@@ -372,8 +373,8 @@ xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicy* policy)
     // A bucket per calling workload (its SPIFFE id), so one noisy caller cannot spend the
     // others' budget.
     route.mutable_rate_limit()->set_per_principal(tp->rate_limit().per_source_identity());
-    SetPolicySource("TrafficPolicy", policy->metadata().namespace_(), policy->metadata().name(),
-                    -1, -1, *route.mutable_rate_limit()->mutable_source());
+    SetPolicySource("TrafficPolicy", policy->metadata().namespace_(), policy->metadata().name(), -1,
+                    -1, *route.mutable_rate_limit()->mutable_source());
   }
   return route;
 }

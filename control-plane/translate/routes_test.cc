@@ -224,7 +224,7 @@ TEST_F(TranslatorTest, StatusCodesImplyRetryingOnThem) {
 TEST_F(TranslatorTest, RouteDefaultsRuleOverTrafficPolicy) {
   const MeshIndex index = BuildIndex(policy_, registry_);
   const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
-  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  const ServiceView& reviews = *index.services.at({"default", "reviews"});
   pb::HTTPRouteRule rule;
   rule.mutable_timeout()->set_seconds(7);
   rule.mutable_retries()->mutable_attempts()->set_value(1);
@@ -237,7 +237,7 @@ TEST_F(TranslatorTest, RouteDefaultsRuleOverTrafficPolicy) {
   // A service without TrafficPolicy or mesh defaults: no timeout, no retry policy (the
   // sidecar's defaults apply).
   xds::RouteAction plain;
-  ApplyRouteDefaults(ctx, index.services.at({"default", "frontend"}), plain, nullptr);
+  ApplyRouteDefaults(ctx, *index.services.at({"default", "frontend"}), plain, nullptr);
   EXPECT_FALSE(plain.has_timeout());
   EXPECT_FALSE(plain.has_retry_policy());
 }
@@ -248,7 +248,7 @@ TEST_F(TranslatorTest, HostNamesOfAServicePort) {
   TranslateOptions options;
   options.cluster_domain = "example.org";
   const TranslationContext ctx(policy_, registry_, index, node_, options);
-  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  const ServiceView& reviews = *index.services.at({"default", "reviews"});
   EXPECT_EQ(
       Domains(ctx, reviews, 9080, false),
       (std::vector<std::string>{"reviews:9080", "reviews.default:9080", "reviews.default.svc:9080",

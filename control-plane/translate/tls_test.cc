@@ -143,7 +143,7 @@ class TlsStepsTest : public TranslatorTest {
     const MeshIndex index = BuildIndex(policy_, registry_);
     const TranslationContext ctx(policy_, registry_, index, node_, options);
     xds::Cluster cluster;
-    if (!SetUpstreamMtls(ctx, index.services.at({"default", "reviews"}), {{"version", version}},
+    if (!SetUpstreamMtls(ctx, *index.services.at({"default", "reviews"}), {{"version", version}},
                          mode, cluster)) {
       EXPECT_FALSE(cluster.has_tls());
       return "plaintext";

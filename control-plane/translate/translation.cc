@@ -84,13 +84,13 @@ std::vector<ServiceKey> TranslationContext::ReachableKeys() const {
 }
 
 const pb::TrafficPolicySpec* TranslationContext::PolicyFor(const ServiceView& s) const {
-  auto it = index.traffic_policies.find({s.namespace_, s.name});
-  return it == index.traffic_policies.end() ? nullptr : &it->second->spec();
+  auto it = index.by_target->traffic_policies.find({s.namespace_, s.name});
+  return it == index.by_target->traffic_policies.end() ? nullptr : &it->second->spec();
 }
 
 const pb::TrafficPolicy* TranslationContext::TrafficPolicyFor(const ServiceView& s) const {
-  auto it = index.traffic_policies.find({s.namespace_, s.name});
-  return it == index.traffic_policies.end() ? nullptr : it->second;
+  auto it = index.by_target->traffic_policies.find({s.namespace_, s.name});
+  return it == index.by_target->traffic_policies.end() ? nullptr : it->second;
 }
 
 void SetPolicySource(absl::string_view kind, absl::string_view ns, absl::string_view name, int rule,
@@ -142,8 +142,8 @@ void SetTimeoutSources(const TranslationContext& ctx, const ServiceView& s,
 
 const std::vector<const pb::HTTPRoute*>& TranslationContext::RoutesFor(const ServiceView& s) const {
   static const std::vector<const pb::HTTPRoute*> kNone;
-  auto it = index.routes_by_target.find({s.namespace_, s.name});
-  return it == index.routes_by_target.end() ? kNone : it->second;
+  auto it = index.by_target->routes.find({s.namespace_, s.name});
+  return it == index.by_target->routes.end() ? kNone : it->second;
 }
 
 pb::Timeouts TranslationContext::EffectiveTimeouts(const pb::TrafficPolicySpec* tp) const {

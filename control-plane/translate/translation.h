@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -77,8 +78,22 @@ struct ServiceView {
   // Virtual addresses: spec.addresses, else those the control plane allocated (none for
   // services only the registry knows).
   std::vector<std::string> addresses;
-  // Registered workloads of the service (by service name or selector), ordered by id.
+  // Registered workloads of the service (by service name or selector), ordered by id; for a
+  // Kubernetes Service its endpoints, which point into `owned_members`.
   std::vector<const registry::Workload*> members;
+  // A Kubernetes Service's members as this view holds them: endpoints without a connected
+  // sidecar, and copies of the registered workloads at its endpoints' addresses (with the Pod's
+  // labels). Owned, so the view does not point into the registry snapshot and a later index can
+  // share it (BuildIndex). A deque: `members` point at its elements.
+  std::deque<Workload> owned_members;
+
+  ServiceView() = default;
+  // `members` may point into `owned_members`: a copy would point into the original, so there is
+  // none. A move keeps them valid (a deque's elements stay where they are).
+  ServiceView(const ServiceView&) = delete;
+  ServiceView& operator=(const ServiceView&) = delete;
+  ServiceView(ServiceView&&) = default;
+  ServiceView& operator=(ServiceView&&) = default;
 
   std::string Fqdn() const { return absl::StrCat(name, ".", namespace_); }
 };
@@ -97,24 +112,57 @@ struct GatewayAttachment {
   bool consumer = false;
 };
 
+// The TrafficPolicy and HTTPRoutes of each Service: a function of the policy snapshot alone, so
+// indexes of one policy snapshot share it.
+struct PolicyTargets {
+  std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies;
+  std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes;  // each ordered by name
+};
+
 // What every node's translation reads from the inputs: services with their members, the
 // TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
-// pointers into both snapshots, which must outlive it.
+// pointers into both snapshots, which must outlive it. Every view is immutable and may be shared
+// with the index of newer inputs (BuildIndex).
 struct MeshIndex {
-  std::map<ServiceKey, ServiceView> services;
-  std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies;
-  std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes_by_target;
+  std::map<ServiceKey, std::shared_ptr<const ServiceView>> services;
+  std::shared_ptr<const PolicyTargets> by_target;
   // Accepted Gateway API routes by the Service a parentRef names, in snapshot order (HTTPRoutes,
   // then GRPCRoutes); and the namespaces holding a consumer route (their callers' outbound part
   // differs from everybody else's).
   std::map<ServiceKey, std::vector<GatewayAttachment>> gateway_routes;
   std::set<std::string> consumer_namespaces;
-  // Members standing for Kubernetes endpoints without a connected sidecar (a deque: the views
-  // point at its elements).
-  std::deque<Workload> kubernetes_members;
+
+  // How it was built. `serial` is unique per index; `built_from` is the serial of the previous
+  // index BuildIndex was given (0: none), and `built` the keys of the views built here (in key
+  // order): every other view is the very object of that index.
+  uint64_t serial = 0;
+  uint64_t built_from = 0;
+  std::vector<ServiceKey> built;
+  size_t members_built = 0;  // Workloads made for Kubernetes endpoints (owned_members)
 };
 
-MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry);
+// Inputs a newer index may share views with: an index and the snapshots it was built from
+// (alive while BuildIndex runs).
+struct PreviousIndex {
+  const MeshIndex* index = nullptr;
+  const PolicySnapshot* policy = nullptr;
+  const RegistrySnapshot* registry = nullptr;
+};
+
+// The index of `policy` and `registry`. With a `previous` index of the same policy snapshot
+// object, a Kubernetes Service whose entry is the very KubernetesService object that index saw
+// (Kubernetes discovery keeps an unchanged Service's object, registry.h) and none of whose
+// endpoints' addresses belongs to a registered workload that changed (added, removed, or changed
+// in what translation reads) shares that index's view instead of being built again, and the
+// policy's targets are shared; so an EndpointSlice change builds one view. Views of Service
+// resources and registered workloads read the registry snapshot and are built each time.
+// Whatever is shared, the result equals BuildIndex without `previous`.
+MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry,
+                     const PreviousIndex& previous = {});
+
+// Whether two members are the same in everything translation reads of a member (the
+// registration's times and stream counts are left out).
+bool SameMember(const Workload& a, const Workload& b);
 
 // "outbound|<port>|<subset>|<svc>.<ns>"; `opaque`: the TCP twin of an AUTO port's cluster, for
 // the connections that are not HTTP ("outbound|<port>|tcp|<svc>.<ns>"; a subset is "k=v", so the

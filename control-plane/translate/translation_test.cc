@@ -101,9 +101,9 @@ TEST_F(TranslatorTest, RetriesMergeFieldByFieldRuleOverPolicyOverMesh) {
   policy_.mesh_config = mesh;
   const MeshIndex index = BuildIndex(policy_, registry_);
   const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
-  const pb::TrafficPolicySpec* tp = ctx.PolicyFor(index.services.at({"default", "reviews"}));
+  const pb::TrafficPolicySpec* tp = ctx.PolicyFor(*index.services.at({"default", "reviews"}));
   ASSERT_NE(tp, nullptr);  // attempts 3, retryOn [connect-failure, reset], budgetPercent 25
-  EXPECT_EQ(ctx.PolicyFor(index.services.at({"default", "frontend"})), nullptr);
+  EXPECT_EQ(ctx.PolicyFor(*index.services.at({"default", "frontend"})), nullptr);
 
   pb::Retries rule;
   rule.mutable_attempts()->set_value(1);

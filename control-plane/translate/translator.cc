@@ -109,11 +109,15 @@ struct MeshTranslator::Index {
 
 MeshTranslator::MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
                                std::shared_ptr<const RegistrySnapshot> registry,
-                               TranslateOptions options)
+                               TranslateOptions options, const MeshTranslator* previous)
     : policy_(std::move(policy)),
       registry_(std::move(registry)),
       options_(std::move(options)),
-      index_(std::make_unique<const Index>(Index{BuildIndex(*policy_, *registry_)})) {}
+      index_(std::make_unique<const Index>(Index{BuildIndex(
+          *policy_, *registry_,
+          previous == nullptr ? PreviousIndex{}
+                              : PreviousIndex{&previous->index_->index, previous->policy_.get(),
+                                              previous->registry_.get()})})) {}
 
 MeshTranslator::~MeshTranslator() = default;
 
@@ -135,11 +139,11 @@ std::optional<NodeResources> MeshTranslator::TranslateClusters(
   for (const ClusterOrigin& origin : origins) {
     auto service = index_->index.services.find(origin.service);
     if (service == index_->index.services.end()) return std::nullopt;
-    const std::vector<pb::ServicePort>& ports = service->second.ports;
+    const std::vector<pb::ServicePort>& ports = service->second->ports;
     auto port = std::find_if(ports.begin(), ports.end(),
                              [&](const pb::ServicePort& p) { return p.port() == origin.port; });
     if (port == ports.end()) return std::nullopt;
-    UseCluster(ctx, out, service->second, *port, origin.subset, origin.opaque);
+    UseCluster(ctx, out, *service->second, *port, origin.subset, origin.opaque);
   }
   NodeResources resources;
   for (auto& [name, cluster] : out.clusters) resources.clusters.push_back(std::move(cluster));
@@ -151,16 +155,6 @@ std::optional<NodeResources> MeshTranslator::TranslateClusters(
 }
 
 namespace {
-
-// What an outbound part reads of a member (clusters.cc, tls.cc); the registration's times and
-// stream counts are left out.
-bool SameMember(const Workload& a, const Workload& b) {
-  return a.id == b.id && a.service == b.service && a.namespace_ == b.namespace_ &&
-         a.service_account == b.service_account && a.labels == b.labels &&
-         a.addresses == b.addresses && a.ports == b.ports && a.inbound_port == b.inbound_port &&
-         a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
-         a.capture == b.capture && a.ready == b.ready;
-}
 
 bool SameMembers(const ServiceView& a, const ServiceView& b) {
   if (a.members.size() != b.members.size()) return false;
@@ -188,20 +182,49 @@ bool SameShape(const ServiceView& a, const ServiceView& b) {
 }  // namespace
 
 std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChangesSince(
-    const MeshTranslator& previous) const {
+    const MeshTranslator& previous, size_t* compared) const {
   if (policy_->revision != previous.policy_->revision || !(options_ == previous.options_) ||
       registry_->kubernetes_pending != previous.registry_->kubernetes_pending) {
     return std::nullopt;
   }
-  const auto& now = index_->index.services;
-  const auto& before = previous.index_->index.services;
-  if (now.size() != before.size()) return std::nullopt;
+  const MeshIndex& now = index_->index;
+  const MeshIndex& before = previous.index_->index;
+  if (now.services.size() != before.services.size()) return std::nullopt;
   std::set<ServiceName> changed;
-  for (auto a = now.begin(), b = before.begin(); a != now.end(); ++a, ++b) {
-    if (a->first != b->first || !SameShape(a->second, b->second)) return std::nullopt;
-    if (!SameMembers(a->second, b->second)) changed.insert(a->first);
+  size_t count = 0;
+  // Whether the service `key` (whose view is `a`) is another service now, or has other members.
+  auto compare = [&](const ServiceName& key, const ServiceView& a, const ServiceView& b) {
+    ++count;
+    if (!SameShape(a, b)) return false;
+    if (!SameMembers(a, b)) changed.insert(key);
+    return true;
+  };
+  if (now.built_from == before.serial) {
+    // Every view but those built is `before`'s own, and the sizes agree: the same services.
+    for (const ServiceName& key : now.built) {
+      auto b = before.services.find(key);
+      if (b == before.services.end() || !compare(key, *now.services.at(key), *b->second)) {
+        return std::nullopt;
+      }
+    }
+  } else {
+    for (auto a = now.services.begin(), b = before.services.begin(); a != now.services.end();
+         ++a, ++b) {
+      if (a->first != b->first) return std::nullopt;
+      if (a->second != b->second && !compare(a->first, *a->second, *b->second)) {
+        return std::nullopt;
+      }
+    }
   }
+  if (compared != nullptr) *compared = count;
   return changed;
+}
+
+MeshTranslator::IndexStats MeshTranslator::index_stats() const {
+  const MeshIndex& index = index_->index;
+  return {.services_built = index.built.size(),
+          .services_shared = index.services.size() - index.built.size(),
+          .members_built = index.members_built};
 }
 
 NodeResources MeshTranslator::TranslateLocal(const xds::Node& node) const {

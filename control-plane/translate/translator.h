@@ -153,8 +153,13 @@ class MeshTranslator {
  public:
   using ServiceName = std::pair<std::string, std::string>;  // (namespace, name)
 
+  // `previous` (optional, only read during construction): the translator of the inputs before
+  // these, whose service index this one shares what did not change with (BuildIndex in
+  // translation.h: with the same policy snapshot object, every Kubernetes Service whose entry
+  // is the object that index saw), so an EndpointSlice change builds one service's view.
   MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
-                 std::shared_ptr<const RegistrySnapshot> registry, TranslateOptions options);
+                 std::shared_ptr<const RegistrySnapshot> registry, TranslateOptions options,
+                 const MeshTranslator* previous = nullptr);
   ~MeshTranslator();
   MeshTranslator(const MeshTranslator&) = delete;
   MeshTranslator& operator=(const MeshTranslator&) = delete;
@@ -174,8 +179,20 @@ class MeshTranslator {
   // The services whose members differ from those `previous` indexed, when that is all that
   // differs in what outbound parts read: the same policy revision and options, the same
   // services with the same ports, addresses, selectors and accounts. nullopt otherwise (the
-  // caller translates everything).
-  std::optional<std::set<ServiceName>> MemberChangesSince(const MeshTranslator& previous) const;
+  // caller translates everything). A service whose view this translator shares with `previous`
+  // is not looked at: when this one was constructed from `previous`, only the views it built are
+  // compared. `compared` (optional): set to how many services were compared.
+  std::optional<std::set<ServiceName>> MemberChangesSince(const MeshTranslator& previous,
+                                                          size_t* compared = nullptr) const;
+
+  // How the service index was built: services whose view was built for these inputs, services
+  // whose view is the previous translator's, and Workloads made for Kubernetes endpoints.
+  struct IndexStats {
+    size_t services_built = 0;
+    size_t services_shared = 0;
+    size_t members_built = 0;
+  };
+  IndexStats index_stats() const;
 
   const PolicySnapshot& policy() const { return *policy_; }
   const RegistrySnapshot& registry() const { return *registry_; }

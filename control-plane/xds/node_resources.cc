@@ -31,11 +31,19 @@ void NodeResourceGenerator::StartGeneration(
     std::shared_ptr<const registry::RegistrySnapshot> registry) {
   policy_revision_ = policy->revision;
   registry_version_ = registry->version;
-  auto next =
-      std::make_unique<translate::MeshTranslator>(std::move(policy), std::move(registry), options_);
+  auto next = std::make_unique<translate::MeshTranslator>(std::move(policy), std::move(registry),
+                                                          options_, mesh_.get());
+  const translate::MeshTranslator::IndexStats index = next->index_stats();
+  stats_.services_indexed += index.services_built;
+  stats_.services_shared += index.services_shared;
+  stats_.index_members_built += index.members_built;
   changed_.reset();
   previous_outbound_.clear();
-  if (mesh_ != nullptr) changed_ = next->MemberChangesSince(*mesh_);
+  if (mesh_ != nullptr) {
+    size_t compared = 0;
+    changed_ = next->MemberChangesSince(*mesh_, &compared);
+    stats_.services_compared += compared;
+  }
   mesh_ = std::move(next);
   ++stats_.generations;
   // What the last generation packed stays available for reuse; older ones are dropped (the ADS
@@ -49,11 +57,18 @@ void NodeResourceGenerator::StartGeneration(
     // parts hold, however many endpoint changes go by without a full generation.
     previous_outbound_ = std::move(outbound_);
     outbound_.clear();
+    // Each entry moves from the last generation's map when it is there (no allocation), and a
+    // part's resources come in key order (the hint makes each insertion constant time).
     for (const auto& [key, part] : previous_outbound_) {
       for (ResourceType type : kPushOrder) {
-        auto& reuse = current_[static_cast<size_t>(type)];
+        const size_t t = static_cast<size_t>(type);
         for (const auto& [name, resource] : part->resources.of(type)) {
-          reuse.emplace(std::make_pair(resource->name, resource->version), resource);
+          auto entry = previous_[t].find(KeyOf(*resource));
+          if (entry != previous_[t].end() && entry->second == resource) {
+            current_[t].insert(current_[t].end(), previous_[t].extract(entry));
+          } else {
+            current_[t].emplace_hint(current_[t].end(), KeyOf(*resource), resource);
+          }
         }
       }
     }
@@ -65,7 +80,8 @@ void NodeResourceGenerator::StartGeneration(
 
 ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {
   const size_t index = static_cast<size_t>(type);
-  const std::pair<std::string, std::string> key{fresh->name, fresh->version};
+  // Views into `fresh`: an entry stored under it must hold `fresh` itself.
+  const ReuseKey key = KeyOf(*fresh);
   if (auto it = current_[index].find(key); it != current_[index].end()) {
     if (it->second->resource.value() == fresh->resource.value()) return it->second;
   }
@@ -73,7 +89,7 @@ ResourcePtr NodeResourceGenerator::Reuse(ResourceType type, ResourcePtr fresh) {
     // The version is a 64-bit hash: compare the bytes before sharing.
     if (it->second->resource.value() == fresh->resource.value()) {
       ++stats_.resources_reused;
-      current_[index].emplace(key, it->second);
+      current_[index].emplace(KeyOf(*it->second), it->second);
       return it->second;
     }
   }
@@ -109,12 +125,12 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Bu
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::UpdateOutbound(
-    const Outbound& previous, const xds::Node& node) {
+    std::shared_ptr<const Outbound>& previous, const xds::Node& node) {
   std::vector<std::string> names;
   std::vector<translate::ClusterOrigin> origins;
   for (const auto& service : *changed_) {
-    auto it = previous.clusters_by_service->find(service);
-    if (it == previous.clusters_by_service->end()) continue;
+    auto it = previous->clusters_by_service->find(service);
+    if (it == previous->clusters_by_service->end()) continue;
     for (const auto& [name, origin] : it->second) {
       names.push_back(name);
       origins.push_back(origin);
@@ -122,8 +138,12 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
   }
   std::optional<translate::NodeResources> fresh = mesh_->TranslateClusters(node, origins);
   if (!fresh) return nullptr;
-  // Shares the unchanged resources (pointers, not their bytes) with the previous part.
-  auto out = std::make_shared<Outbound>(previous);
+  // Shares the unchanged resources (pointers, not their bytes) with the previous part. That part
+  // is not needed once updated: when nothing else holds it, its maps are taken rather than
+  // copied (every part is made here as a mutable object and only shared as const).
+  std::shared_ptr<Outbound> out = previous.use_count() == 1
+                                      ? std::const_pointer_cast<Outbound>(std::move(previous))
+                                      : std::make_shared<Outbound>(*previous);
   std::array<std::vector<ResourcePtr>, kResourceTypeCount> replaced;
   for (const std::string& name : names) {
     for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
@@ -142,7 +162,7 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
       auto now = out->resources.of(type).find(old->name);
       if (now != out->resources.of(type).end() && now->second == old) continue;
       for (auto* reuse : {&current_[t], &previous_[t]}) {
-        auto entry = reuse->find({old->name, old->version});
+        auto entry = reuse->find(KeyOf(*old));
         if (entry != reuse->end() && entry->second == old) reuse->erase(entry);
       }
     }
@@ -161,8 +181,9 @@ NodeResourceSet NodeResourceGenerator::Generate(
   const std::string key = mesh_->OutboundKey(node);
   std::shared_ptr<const Outbound>& shared = outbound_[key];
   if (shared == nullptr) {
-    if (auto it = previous_outbound_.find(key); changed_ && it != previous_outbound_.end()) {
-      shared = UpdateOutbound(*it->second, node);
+    if (auto it = previous_outbound_.find(key);
+        changed_ && it != previous_outbound_.end() && it->second != nullptr) {
+      shared = UpdateOutbound(it->second, node);
     }
     if (shared == nullptr) shared = BuildOutbound(node);
   } else {

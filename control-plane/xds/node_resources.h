@@ -24,6 +24,9 @@
 // packed again; every other resource keeps its ResourcePtr. Anything else (a policy change, a
 // service added, removed or reshaped, a key the previous generation did not build) translates
 // the outbound part in full. Either way the result is exactly what a full translation gives.
+// Each generation's MeshTranslator is built from the previous one, sharing the views of the
+// Kubernetes Services that did not change (translation.h BuildIndex), so an EndpointSlice change
+// indexes and compares one service (Stats::services_indexed, services_compared).
 //
 // Threading: one thread (the control plane's loop).
 
@@ -33,6 +36,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
@@ -55,6 +59,13 @@ class NodeResourceGenerator {
     // Outbound clusters and assignments translated and packed, in full builds and updates.
     uint64_t clusters_translated = 0;
     uint64_t assignments_translated = 0;
+    // The service index of each generation: views built, views shared with the previous
+    // generation's index, Workloads made for Kubernetes endpoints, and services compared with
+    // the previous index (MeshTranslator::IndexStats, MemberChangesSince).
+    uint64_t services_indexed = 0;
+    uint64_t services_shared = 0;
+    uint64_t index_members_built = 0;
+    uint64_t services_compared = 0;
   };
 
   explicit NodeResourceGenerator(translate::TranslateOptions options);
@@ -86,8 +97,10 @@ class NodeResourceGenerator {
                        std::shared_ptr<const registry::RegistrySnapshot> registry);
   std::shared_ptr<const Outbound> BuildOutbound(const xds::Node& node);
   // `previous` with the clusters and assignments of changed_ services translated again; null
-  // when that cannot be done (BuildOutbound then does it all).
-  std::shared_ptr<const Outbound> UpdateOutbound(const Outbound& previous, const xds::Node& node);
+  // when that cannot be done (BuildOutbound then does it all). On success `previous` may be
+  // left null: its maps moved into the result when nothing else held it.
+  std::shared_ptr<const Outbound> UpdateOutbound(std::shared_ptr<const Outbound>& previous,
+                                                 const xds::Node& node);
   // The previous generation's pointer for an identical resource, else `fresh`.
   ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
   // Adds `resources` (outbound clusters and assignments) to `out`, counting them.
@@ -104,9 +117,11 @@ class NodeResourceGenerator {
   std::optional<std::set<translate::MeshTranslator::ServiceName>> changed_;
   std::map<std::string, std::shared_ptr<const Outbound>> previous_outbound_;
   // Every packed outbound resource of the previous and the current generation, by type and
-  // (name, version).
-  std::array<std::map<std::pair<std::string, std::string>, ResourcePtr>, kResourceTypeCount>
-      previous_, current_;
+  // (name, version). A key views the name and version of its entry's own resource (ReuseKey),
+  // which the entry keeps alive: no strings are copied per entry.
+  using ReuseKey = std::pair<std::string_view, std::string_view>;
+  static ReuseKey KeyOf(const NamedResource& r) { return {r.name, r.version}; }
+  std::array<std::map<ReuseKey, ResourcePtr>, kResourceTypeCount> previous_, current_;
   Stats stats_;
 };
 

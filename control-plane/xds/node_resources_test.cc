@@ -399,6 +399,83 @@ TEST_F(EndpointChangeTest, ReuseMapsStayBoundedAcrossEndpointChanges) {
   EXPECT_EQ(generator.reuse_entries(), alone.reuse_entries());
 }
 
+// An EndpointSlice change in a mesh of many Kubernetes Services costs work for its Service
+// alone, counted: one view of the index built (the others shared with the previous index), its
+// endpoints made into members, one service compared, its assignment translated again. The result
+// is a full translation's.
+TEST(NodeResourceGeneratorScaleTest, AnEndpointSliceChangeIndexesAndComparesOneService) {
+  constexpr int kServices = 300;
+  constexpr int kEndpoints = 10;
+  auto policy = std::make_shared<policy::PolicySnapshot>();
+  policy->revision = 1;
+  auto kubernetes = std::make_shared<registry::KubernetesServices>();
+  for (int s = 0; s < kServices; ++s) {
+    registry::KubernetesService ks;
+    ks.namespace_ = "bench";
+    ks.name = absl::StrCat("svc-", s);
+    ks.ports = {{.name = "http", .port = 80, .protocol = "HTTP", .target_port = 8080}};
+    for (int e = 0; e < kEndpoints; ++e) {
+      ks.endpoints.push_back({.address = absl::StrCat("10.", s / 200, ".", s % 200, ".", e),
+                              .pod = absl::StrCat(ks.name, "-", e)});
+    }
+    kubernetes->services.push_back(std::make_shared<const registry::KubernetesService>(ks));
+  }
+  auto registry = std::make_shared<registry::RegistrySnapshot>();
+  registry->version = 1;
+  registry->kubernetes = kubernetes;
+  // A sidecar registered at an endpoint's address of svc-7.
+  registry::Workload sidecar;
+  sidecar.id = "svc-7-0.bench";
+  sidecar.service = "svc-7";
+  sidecar.namespace_ = "bench";
+  sidecar.addresses = {"10.0.7.0"};
+  sidecar.ports = {8080};
+  registry->workloads.push_back(sidecar);
+  NodeResourceGenerator generator({});
+  const xds::Node node = Inputs::Node(sidecar.id);
+  auto generate = [&](const std::string& when) {
+    const NodeResourceSet got = generator.Generate(policy, registry, node);
+    const NodeResourceSet alone = PackNodeResources(translate::Translate(*policy, *registry, node));
+    for (ResourceType type : kPushOrder) {
+      EXPECT_EQ(Versions(got.of(type)), Versions(alone.of(type))) << when << TypeLabel(type);
+    }
+  };
+  generate("first");
+  EXPECT_EQ(generator.stats().services_indexed, static_cast<uint64_t>(kServices));
+  EXPECT_EQ(generator.stats().index_members_built, static_cast<uint64_t>(kServices * kEndpoints));
+
+  // svc-3's EndpointSlice loses an endpoint.
+  NodeResourceGenerator::Stats before = generator.stats();
+  auto services = std::make_shared<registry::KubernetesServices>(*kubernetes);
+  auto changed = std::make_shared<registry::KubernetesService>(*services->services[3]);
+  changed->endpoints.pop_back();
+  services->services[3] = changed;
+  auto next = std::make_shared<registry::RegistrySnapshot>(*registry);
+  next->kubernetes = services;
+  next->version = 2;
+  registry = next;
+  generate("a slice changed");
+  NodeResourceGenerator::Stats after = generator.stats();
+  EXPECT_EQ(after.member_only_generations - before.member_only_generations, 1u);
+  EXPECT_EQ(after.services_indexed - before.services_indexed, 1u);
+  EXPECT_EQ(after.services_shared - before.services_shared, kServices - 1u);
+  EXPECT_EQ(after.index_members_built - before.index_members_built, kEndpoints - 1u);
+  EXPECT_EQ(after.services_compared - before.services_compared, 1u);
+  EXPECT_EQ(after.assignments_translated - before.assignments_translated, 1u);
+
+  // The sidecar at svc-7's endpoint is not ready: svc-7 alone is indexed again.
+  before = after;
+  next = std::make_shared<registry::RegistrySnapshot>(*registry);
+  next->workloads[0].ready = false;
+  next->version = 3;
+  registry = next;
+  generate("a registered member not ready");
+  after = generator.stats();
+  EXPECT_EQ(after.services_indexed - before.services_indexed, 1u);
+  EXPECT_EQ(after.services_compared - before.services_compared, 1u);
+  EXPECT_EQ(after.assignments_translated - before.assignments_translated, 1u);
+}
+
 // What is not a change of members translates everything: a policy change, a new service, a
 // service whose ports changed.
 TEST_F(EndpointChangeTest, OtherChangesTranslateTheWholeOutboundPart) {
