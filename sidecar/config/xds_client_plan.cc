@@ -29,6 +29,7 @@ using xds_client_internal::kEndpoints;
 using xds_client_internal::kListeners;
 using xds_client_internal::kRoutes;
 using xds_client_internal::kSecrets;
+using xds_client_internal::kServiceRoutes;
 using xds_client_internal::ParsedResource;
 using xds_client_internal::WithTypeList;
 
@@ -51,16 +52,18 @@ absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobu
     return ParsedResource{.name = std::move(name), .message = std::move(parsed)};
   };
   switch (index) {
-    case 0:
+    case kSecrets:
       return parse(xds::Secret(), [](const xds::Secret& m) { return m.name(); });
-    case 1:
+    case kClusters:
       return parse(xds::Cluster(), [](const xds::Cluster& m) { return m.name(); });
-    case 2:
+    case kEndpoints:
       return parse(xds::ClusterLoadAssignment(),
                    [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
-    case 3:
+    case kRoutes:
       return parse(xds::RouteConfiguration(),
                    [](const xds::RouteConfiguration& m) { return m.name(); });
+    case kServiceRoutes:
+      return parse(xds::ServiceRoute(), [](const xds::ServiceRoute& m) { return m.name(); });
     default:
       return parse(xds::Listener(), [](const xds::Listener& m) { return m.name(); });
   }
