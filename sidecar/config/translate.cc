@@ -86,11 +86,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
   // In the order kinds refer to each other by name: a step sees what the earlier ones built.
   translate_internal::AddSecrets(build, resources.secrets);
   translate_internal::AddClusters(build, resources.clusters, resources.endpoints);
-  if (!resources.service_routes.empty()) {
-    Errors::Scope scope(build.errors, "service_routes");
-    scope.Add("", absl::StrCat(resources.service_routes.size(),
-                               " ServiceRoutes, a resource type this release does not read yet"));
-  }
+  translate_internal::AddServiceRoutes(build, resources.service_routes, resources.routes);
   translate_internal::AddRouteTables(build, resources.routes);
   translate_internal::AddListeners(build, resources.listeners);
   RETURN_IF_ERROR(build.errors.ToStatus());

@@ -187,8 +187,8 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
     }
   };
   if (references_changed) {
-    // What names what, in the order kinds name each other: listeners name route
-    // configurations, both name clusters, clusters and listeners name secrets.
+    // What names what, in the order kinds name each other: listeners and ServiceRoutes name
+    // route configurations, those three name clusters, clusters and listeners name secrets.
     References names;
     auto add = [&](size_t index, const auto& statics) {
       using Message = typename std::decay_t<decltype(statics)>::const_iterator::value_type;
@@ -198,6 +198,7 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
       }
     };
     add(kListeners, static_resources_.listeners);
+    add(kServiceRoutes, static_resources_.service_routes);
     for (const std::string& name : names.routes) retain(kRoutes, name);
     add(kRoutes, static_resources_.routes);
     for (const std::string& name : names.clusters) retain(kClusters, name);

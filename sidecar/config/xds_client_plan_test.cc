@@ -25,6 +25,7 @@ using xds_client_testing::XdsClientTest;
 constexpr size_t kClusters = 1;
 constexpr size_t kEndpoints = 2;
 constexpr size_t kRoutes = 3;
+constexpr size_t kServiceRoutes = 4;
 constexpr size_t kListeners = 5;
 static_assert(kListeners == xds::kResourceTypeCount - 1);
 
@@ -221,6 +222,42 @@ TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) 
   EXPECT_EQ(Gauge("meshlet_xds_client_retained_resources", {{"type", "clusters"}}), 0);
   EXPECT_EQ(client_->rejected_updates(), 0u);
   EXPECT_TRUE(BuildSnapshot(client_->CurrentResources()).ok());
+}
+
+// A ServiceRoute names clusters as a route configuration does: a cluster only a ServiceRoute
+// names runs on after the control plane removed it, and goes with the ServiceRoute.
+TEST_P(XdsRetentionTest, ClusterNamedOnlyByServiceRouteIsRetained) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  ASSERT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}),
+            "");
+  ASSERT_EQ(Push(kRoutes, {Routes(kAll)}), "");
+  xds::ServiceRoute ratings;
+  ratings.set_name("ratings.default:9080");
+  ratings.set_route_config_name("outbound");
+  ratings.mutable_virtual_host()->set_name("ratings.default:9080");
+  ratings.mutable_virtual_host()->add_domains("ratings");
+  xds::Route* route = ratings.mutable_virtual_host()->add_routes();
+  route->mutable_match()->set_prefix("/");
+  route->mutable_route()->set_cluster(kV1);
+  ASSERT_EQ(Push(kServiceRoutes, {Pack(ratings.name(), ratings)}), "");
+  ASSERT_EQ(Push(kListeners, {Listener()}), "");
+  ASSERT_EQ(applied_.back().service_routes.size(), 1u);
+
+  // The control plane drops v1 while the ServiceRoute still names it: applied, v1 kept.
+  EXPECT_EQ(Push(kClusters, {EdsCluster(kAll)}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kAll}));
+  EXPECT_EQ(client_->retained(kClusters), std::vector<std::string>{kV1});
+  EXPECT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080")}), "");
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kAll}));
+  // The ServiceRoute goes: nothing names v1 any more.
+  EXPECT_EQ(Push(kServiceRoutes, {}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kAll}));
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kAll}));
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    EXPECT_TRUE(client_->retained(i).empty()) << i;
+  }
+  EXPECT_EQ(client_->rejected_updates(), 0u);
 }
 
 // Endpoints may come before their cluster (its update refused, or another order): they are held
