@@ -19,6 +19,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kStreamResetLifetime, "stream-reset-lifetime", "0.2.0"},
     {Capability::kFloodDrain, "flood-drain", "0.2.0"},
     {Capability::kLargeXdsMessages, "large-xds-messages", "0.2.0"},
+    {Capability::kServiceRoutes, "service-routes", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {
@@ -30,6 +31,11 @@ bool ParseNumber(absl::string_view text, int* out) {
 }
 
 }  // namespace
+
+std::optional<Capability> CapabilityOfType(absl::string_view type_url) {
+  if (type_url == "type.googleapis.com/meshlet.xds.ServiceRoute") return Capability::kServiceRoutes;
+  return std::nullopt;
+}
 
 std::optional<Release> Release::Parse(absl::string_view text) {
   Release release;

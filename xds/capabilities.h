@@ -52,8 +52,16 @@ enum class Capability {
   // Discovery responses up to kLargeXdsMessageBytes (xds/protocol.h), not only the 4 MiB of gRPC's
   // default: a whole-mesh route table of more than about 3 850 Services.
   kLargeXdsMessages,
+  // The ServiceRoute resource type (a Service port's virtual host and capture destination,
+  // joining the route configuration it names): the control plane may split a route table into
+  // them. Not a field gate: a node without it gets the table inline.
+  kServiceRoutes,
 };
-inline constexpr size_t kCapabilityCount = 8;
+inline constexpr size_t kCapabilityCount = 9;
+
+// The capability a resource type added since the oldest supported release needs (a node without
+// it is never sent the type); nullopt for the types every supported release reads.
+std::optional<Capability> CapabilityOfType(absl::string_view type_url);
 
 // A release as X.Y.Z with an optional pre-release suffix ("0.2.0-dev"), which orders before the
 // release itself.

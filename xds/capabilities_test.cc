@@ -90,7 +90,7 @@ TEST(CapabilitiesTest, SetOperations) {
   CapabilitySet old = CapabilitySet::OfRelease(*Release::Parse("0.1.0"));
   EXPECT_EQ(all.Minus(old).Names(),
             (std::vector<std::string>{"overload", "policy-source", "stream-reset-lifetime",
-                                      "flood-drain", "large-xds-messages"}));
+                                      "flood-drain", "large-xds-messages", "service-routes"}));
   EXPECT_EQ(old.Minus(all).Names(), std::vector<std::string>{});
   EXPECT_NE(all.Key(), old.Key());
   CapabilitySet copy = old;

@@ -1,12 +1,89 @@
 #include "xds/protocol.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
 namespace meshlet::xds {
+namespace {
+
+// Characters of a host as a request may carry it: a name, an IPv4 or bracketed IPv6 literal, and
+// a ":port" suffix.
+bool IsHostChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+         c == ':' || c == '[' || c == ']';
+}
+
+}  // namespace
 
 std::optional<size_t> ResourceTypeIndex(absl::string_view type_url) {
   for (size_t i = 0; i < kResourceTypeCount; ++i) {
     if (type_url == kResourceTypeUrls[i]) return i;
   }
   return std::nullopt;
+}
+
+bool IsLookupKey(absl::string_view name) {
+  return absl::StartsWith(name, kLookupAddressPrefix) || absl::StartsWith(name, kLookupHostPrefix);
+}
+
+std::optional<std::string> LookupKeyForAddress(absl::string_view ip, uint32_t port) {
+  if (port == 0 || port > 65535) return std::nullopt;
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  if (ip.empty() || ip.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+  const std::string text(ip);  // inet_pton needs a terminated string
+  char out[INET6_ADDRSTRLEN];
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    inet_ntop(AF_INET, &v4, out, sizeof(out));
+    return absl::StrCat(kLookupAddressPrefix, out, ":", port);
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return std::nullopt;
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    std::memcpy(&v4, &v6.s6_addr[12], sizeof(v4));
+    inet_ntop(AF_INET, &v4, out, sizeof(out));
+    return absl::StrCat(kLookupAddressPrefix, out, ":", port);
+  }
+  inet_ntop(AF_INET6, &v6, out, sizeof(out));
+  return absl::StrCat(kLookupAddressPrefix, "[", out, "]:", port);
+}
+
+std::optional<std::string> LookupKeyForHost(absl::string_view host) {
+  if (host.empty() || kLookupHostPrefix.size() + host.size() > kMaxLookupKeyBytes) {
+    return std::nullopt;
+  }
+  for (char c : host) {
+    if (!IsHostChar(c)) return std::nullopt;
+  }
+  // The name ends where the port starts: the last ':' after a bracketed literal's ']', or the
+  // only ':' of a name.
+  absl::string_view name = host;
+  absl::string_view port;
+  const size_t bracket = host.rfind(']');
+  const size_t colon = host.rfind(':');
+  if (colon != absl::string_view::npos && (bracket == absl::string_view::npos || colon > bracket)) {
+    name = host.substr(0, colon);
+    port = host.substr(colon);  // ":9080"
+  }
+  if (!port.empty() &&
+      (port.size() < 2 || port.size() > 6 ||
+       !std::all_of(port.begin() + 1, port.end(), [](char c) { return absl::ascii_isdigit(c); }))) {
+    return std::nullopt;
+  }
+  const bool literal = absl::StartsWith(name, "[") && absl::EndsWith(name, "]");
+  if (!literal && absl::StrContains(name, ':')) return std::nullopt;
+  if (absl::EndsWith(name, ".")) name.remove_suffix(1);
+  if (name.empty()) return std::nullopt;
+  std::string key = absl::StrCat(kLookupHostPrefix, name, port);
+  absl::AsciiStrToLower(&key);
+  return key;
 }
 
 }  // namespace meshlet::xds

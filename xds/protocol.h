@@ -11,7 +11,9 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <string>
 #include <type_traits>
 
 #include "absl/strings/string_view.h"
@@ -36,23 +38,48 @@ inline constexpr size_t kLargeXdsMessageBytes = 64 * 1024 * 1024;
 inline constexpr char kReadinessTypeUrl[] = "type.googleapis.com/meshlet.xds.WorkloadReadiness";
 
 // The resource types in push order: each names only types before it (a listener names route
-// configurations and clusters, a route configuration names clusters, a load assignment names its
-// cluster, a cluster names a secret). The client subscribes in this order; the server pushes in
-// it.
-inline constexpr size_t kResourceTypeCount = 5;
+// configurations and clusters, a ServiceRoute names the route configuration it joins and
+// clusters, a route configuration names clusters, a load assignment names its cluster, a cluster
+// names a secret). Listeners stay last, so a sidecar that applied listeners holds a complete
+// configuration. The client subscribes in this order; the server pushes in it.
+inline constexpr size_t kResourceTypeCount = 6;
 inline constexpr std::array<const char*, kResourceTypeCount> kResourceTypeUrls = {
     "type.googleapis.com/meshlet.xds.Secret",
     "type.googleapis.com/meshlet.xds.Cluster",
     "type.googleapis.com/meshlet.xds.ClusterLoadAssignment",
     "type.googleapis.com/meshlet.xds.RouteConfiguration",
+    "type.googleapis.com/meshlet.xds.ServiceRoute",
     "type.googleapis.com/meshlet.xds.Listener",
 };
 // Metric labels and status keys, by the same position.
 inline constexpr std::array<const char*, kResourceTypeCount> kResourceTypeLabels = {
-    "secrets", "clusters", "endpoints", "routes", "listeners"};
+    "secrets", "clusters", "endpoints", "routes", "service_routes", "listeners"};
 
 // The position of `type_url` in kResourceTypeUrls; nullopt for any other type.
 std::optional<size_t> ResourceTypeIndex(absl::string_view type_url);
+
+// Lookup keys (ADR 0086): names a delta subscription to the ServiceRoute type may carry besides
+// resource names, answered by the ServiceRoute that serves them (Resource.aliases). A key names
+// an original destination, "addr:10.96.0.5:80" ("addr:[fd00::5]:80"), or a request's host,
+// "host:reviews.shop:9080". Resource names never start with either prefix. Both ends build keys
+// with the functions below only, so the same destination is always the same key.
+inline constexpr absl::string_view kLookupAddressPrefix = "addr:";
+inline constexpr absl::string_view kLookupHostPrefix = "host:";
+// The longest key, prefix included.
+inline constexpr size_t kMaxLookupKeyBytes = 300;
+
+// Whether `name` is a lookup key (has one of the prefixes), not a resource name.
+bool IsLookupKey(absl::string_view name);
+// The key of an original destination: the address in its canonical text (IPv6 in brackets,
+// lower-case and shortest form; an IPv4-mapped IPv6 address as its IPv4 address) and the port.
+// nullopt when `ip` is not an IP address literal (brackets allowed around IPv6) or `port` is not
+// 1..65535.
+std::optional<std::string> LookupKeyForAddress(absl::string_view ip, uint32_t port);
+// The key of a request's host (:authority or Host): lower-cased, one trailing dot of the name
+// removed, a port kept as sent ("Reviews.Shop.:9080" gives "host:reviews.shop:9080"). nullopt
+// when the host is empty, holds a character no host name, address literal or port has, or the key
+// would be longer than kMaxLookupKeyBytes.
+std::optional<std::string> LookupKeyForHost(absl::string_view host);
 
 // Whether `Message` belongs to the incremental variant.
 template <typename Message>

@@ -30,6 +30,7 @@ using std::chrono::milliseconds;
 
 constexpr auto kClusters = ResourceType::kCluster;
 constexpr auto kRoutes = ResourceType::kRoute;
+constexpr auto kServiceRoutes = ResourceType::kServiceRoute;
 constexpr auto kListeners = ResourceType::kListener;
 
 xds::Cluster Cluster(const std::string& name, int timeout_seconds = 1) {
@@ -448,6 +449,56 @@ TEST_F(AdsServerTest, DeltaSendsOnlyChangesAndRemovals) {
   EXPECT_EQ(client.responses[2].resources_size(), 0);
   ASSERT_EQ(client.responses[2].removed_resources_size(), 1);
   EXPECT_EQ(client.responses[2].removed_resources(0), "a");
+}
+
+// A sidecar that reads ServiceRoutes subscribes to them although this control plane sends none
+// yet: the delta stream answers with an empty response, so the sidecar knows the type is empty
+// rather than still coming, and proxy-status shows the type ACKed.
+TEST_F(AdsServerTest, DeltaSubscriptionToServiceRoutesGetsAnEmptyFirstAnswer) {
+  StartServer();
+  SetResources({Cluster("a")}, {Route("r", "a")}, {Listener("l", "r")});
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(kServiceRoutes, "node-d");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  EXPECT_EQ(client.responses[0].type_url(), "type.googleapis.com/meshlet.xds.ServiceRoute");
+  EXPECT_EQ(client.responses[0].resources_size(), 0);
+  EXPECT_EQ(client.responses[0].removed_resources_size(), 0);
+  client.Ack(client.responses[0]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", kServiceRoutes)->state == "ACKED"; }));
+  EXPECT_EQ(Counter("meshlet_xds_acks_total", {{"type", "service_routes"}}), 1u);
+  // Nothing changed for it: a change round sends nothing more.
+  ads_->NotifyChanged();
+  RunFor(milliseconds(300));
+  EXPECT_EQ(client.responses.size(), 1u);
+}
+
+// ServiceRoutes go after the route configurations they join and before listeners; a sidecar that
+// does not subscribe to them (an older release) gets exactly the other types.
+TEST_F(AdsServerTest, ServiceRoutesArePushedBetweenRoutesAndListeners) {
+  StartServer();
+  SetResources({Cluster("a")}, {Route("r", "a")}, {Listener("l", "r")});
+  xds::ServiceRoute service_route;
+  service_route.set_name("a.default:80");
+  service_route.set_route_config_name("r");
+  resources_.Add(kServiceRoutes, service_route.name(), service_route);
+  SotwClient& current = NewClient();
+  current.Subscribe({kListeners, kServiceRoutes, kRoutes, kClusters}, "node-new");
+  SotwClient& older = NewClient();
+  older.Subscribe({kListeners, kRoutes, kClusters}, "node-old");
+  ASSERT_TRUE(
+      RunUntil([&] { return current.responses.size() == 4 && older.responses.size() == 3; }));
+  std::vector<std::string> order;
+  for (const auto& response : current.responses) order.push_back(response.type_url());
+  EXPECT_EQ(order, (std::vector<std::string>{
+                       std::string(TypeUrl(kClusters)), std::string(TypeUrl(kRoutes)),
+                       std::string(TypeUrl(kServiceRoutes)), std::string(TypeUrl(kListeners))}));
+  ASSERT_EQ(current.responses[2].resources_size(), 1);
+  order.clear();
+  for (const auto& response : older.responses) order.push_back(response.type_url());
+  EXPECT_EQ(order, (std::vector<std::string>{std::string(TypeUrl(kClusters)),
+                                             std::string(TypeUrl(kRoutes)),
+                                             std::string(TypeUrl(kListeners))}));
+  EXPECT_EQ(Status("node-old", kServiceRoutes)->state, "UNSUBSCRIBED");
 }
 
 // Endpoint sets of `count` clusters with `per_cluster` endpoints each (about 40 bytes each).

@@ -35,6 +35,8 @@ std::string ResourceJson(const google::protobuf::Any& any) {
     message = std::make_unique<xds::Listener>();
   } else if (any.type_url() == TypeUrl(ResourceType::kRoute)) {
     message = std::make_unique<xds::RouteConfiguration>();
+  } else if (any.type_url() == TypeUrl(ResourceType::kServiceRoute)) {
+    message = std::make_unique<xds::ServiceRoute>();
   } else if (any.type_url() == TypeUrl(ResourceType::kCluster)) {
     message = std::make_unique<xds::Cluster>();
   } else if (any.type_url() == TypeUrl(ResourceType::kEndpoint)) {

@@ -117,6 +117,7 @@ absl::StatusOr<NodeResourceSet> LoadResources(const std::string& path) {
   for (const auto& x : r.clusters()) out.Add(ResourceType::kCluster, x.name(), x);
   for (const auto& x : r.endpoints()) out.Add(ResourceType::kEndpoint, x.cluster_name(), x);
   for (const auto& x : r.routes()) out.Add(ResourceType::kRoute, x.name(), x);
+  for (const auto& x : r.service_routes()) out.Add(ResourceType::kServiceRoute, x.name(), x);
   for (const auto& x : r.listeners()) out.Add(ResourceType::kListener, x.name(), x);
   return out;
 }

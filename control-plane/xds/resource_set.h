@@ -28,19 +28,21 @@
 namespace meshlet::controlplane::ads {
 
 // In push order: every type only names types before it (a listener names route configurations
-// and clusters, a route configuration names clusters, an endpoint set names its cluster, a
-// cluster names a secret), so a sidecar that validates the whole set never sees a dangling name.
+// and clusters, a ServiceRoute names its route configuration and clusters, a route configuration
+// names clusters, an endpoint set names its cluster, a cluster names a secret), so a sidecar that
+// validates the whole set never sees a dangling name.
 // The values are the positions in xds::kResourceTypeUrls.
-enum class ResourceType { kSecret = 0, kCluster, kEndpoint, kRoute, kListener };
+enum class ResourceType { kSecret = 0, kCluster, kEndpoint, kRoute, kServiceRoute, kListener };
 inline constexpr size_t kResourceTypeCount = xds::kResourceTypeCount;
 inline constexpr std::array<ResourceType, kResourceTypeCount> kPushOrder = {
-    ResourceType::kSecret, ResourceType::kCluster, ResourceType::kEndpoint, ResourceType::kRoute,
-    ResourceType::kListener};
+    ResourceType::kSecret, ResourceType::kCluster,      ResourceType::kEndpoint,
+    ResourceType::kRoute,  ResourceType::kServiceRoute, ResourceType::kListener};
 
 // "type.googleapis.com/meshlet.xds.Cluster", ...
 absl::string_view TypeUrl(ResourceType type);
 std::optional<ResourceType> ParseTypeUrl(absl::string_view type_url);
-// "secrets", "clusters", "endpoints", "routes", "listeners": metric labels and status keys.
+// "secrets", "clusters", "endpoints", "routes", "service_routes", "listeners": metric labels and
+// status keys.
 absl::string_view TypeLabel(ResourceType type);
 
 struct NamedResource {
@@ -71,7 +73,8 @@ struct NodeResourceSet {
 };
 
 // Packs any struct with `listeners`, `routes`, `clusters`, `endpoints` vectors of the xds types
-// (and optionally `secrets` and `warnings`), such as the translator's NodeResources.
+// (and optionally `secrets`, `service_routes` and `warnings`), such as the translator's
+// NodeResources.
 template <typename Resources>
 NodeResourceSet PackNodeResources(const Resources& in) {
   NodeResourceSet out;
@@ -79,6 +82,9 @@ NodeResourceSet PackNodeResources(const Resources& in) {
   for (const auto& r : in.endpoints) out.Add(ResourceType::kEndpoint, r.cluster_name(), r);
   for (const auto& r : in.routes) out.Add(ResourceType::kRoute, r.name(), r);
   for (const auto& r : in.listeners) out.Add(ResourceType::kListener, r.name(), r);
+  if constexpr (requires { in.service_routes; }) {
+    for (const auto& r : in.service_routes) out.Add(ResourceType::kServiceRoute, r.name(), r);
+  }
   if constexpr (requires { in.secrets; }) {
     for (const auto& r : in.secrets) out.Add(ResourceType::kSecret, r.name(), r);
   }

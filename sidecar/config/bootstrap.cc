@@ -94,6 +94,8 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
   }
   out.resources.listeners.assign(resources->listeners().begin(), resources->listeners().end());
   out.resources.routes.assign(resources->routes().begin(), resources->routes().end());
+  out.resources.service_routes.assign(resources->service_routes().begin(),
+                                      resources->service_routes().end());
   out.resources.clusters.assign(resources->clusters().begin(), resources->clusters().end());
   out.resources.endpoints.assign(resources->endpoints().begin(), resources->endpoints().end());
   out.resources.secrets.assign(resources->secrets().begin(), resources->secrets().end());

@@ -10,32 +10,44 @@ void AddName(const std::string& name, absl::flat_hash_set<std::string>& out) {
   if (!name.empty()) out.insert(name);
 }
 
+void AddReferences(const xds::ListenerDestination& destination, References& out) {
+  AddName(destination.route_config_name(), out.routes);
+  AddName(destination.tcp_cluster(), out.clusters);
+}
+
+void AddReferences(const xds::VirtualHost& host, References& out) {
+  for (const xds::Route& route : host.routes()) {
+    if (!route.has_route()) continue;
+    AddName(route.route().cluster(), out.clusters);
+    for (const auto& weighted : route.route().weighted_clusters().clusters()) {
+      AddName(weighted.name(), out.clusters);
+    }
+    for (const xds::RequestMirrorPolicy& mirror : route.route().request_mirror_policies()) {
+      AddName(mirror.cluster(), out.clusters);
+    }
+  }
+}
+
 }  // namespace
 
 void AddReferences(const xds::Listener& listener, References& out) {
   AddName(listener.route_config_name(), out.routes);
   AddName(listener.tcp_cluster(), out.clusters);
   for (const xds::ListenerDestination& destination : listener.destinations()) {
-    AddName(destination.route_config_name(), out.routes);
-    AddName(destination.tcp_cluster(), out.clusters);
+    AddReferences(destination, out);
   }
   AddName(listener.tls().secret_name(), out.secrets);
   AddName(listener.tls().trust_bundle_secret(), out.secrets);
 }
 
 void AddReferences(const xds::RouteConfiguration& routes, References& out) {
-  for (const xds::VirtualHost& host : routes.virtual_hosts()) {
-    for (const xds::Route& route : host.routes()) {
-      if (!route.has_route()) continue;
-      AddName(route.route().cluster(), out.clusters);
-      for (const auto& weighted : route.route().weighted_clusters().clusters()) {
-        AddName(weighted.name(), out.clusters);
-      }
-      for (const xds::RequestMirrorPolicy& mirror : route.route().request_mirror_policies()) {
-        AddName(mirror.cluster(), out.clusters);
-      }
-    }
-  }
+  for (const xds::VirtualHost& host : routes.virtual_hosts()) AddReferences(host, out);
+}
+
+void AddReferences(const xds::ServiceRoute& service_route, References& out) {
+  AddName(service_route.route_config_name(), out.routes);
+  AddReferences(service_route.virtual_host(), out);
+  AddReferences(service_route.destination(), out);
 }
 
 void AddReferences(const xds::Cluster& cluster, References& out) {

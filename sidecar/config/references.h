@@ -2,8 +2,10 @@
 
 // The names by which xDS resources of one kind refer to resources of another (configuration.md):
 // a listener names a route configuration, clusters (tcp_cluster, also per destination) and
-// secrets (tls); a route configuration names clusters (cluster, weighted_clusters); a cluster
-// names secrets (tls) and, when EDS, the load assignment of its own name. Names are collected
+// secrets (tls); a route configuration names clusters (cluster, weighted_clusters); a
+// ServiceRoute names the route configuration it joins and clusters (its virtual host's and
+// destination's); a cluster names secrets (tls) and, when EDS, the load assignment of its own
+// name. Names are collected
 // whether or not the field that holds them is in use, so a collection may hold more than a
 // configuration needs, never less.
 //
@@ -27,6 +29,7 @@ struct References {
 // Adds the names `resource` refers to.
 void AddReferences(const xds::Listener& listener, References& out);
 void AddReferences(const xds::RouteConfiguration& routes, References& out);
+void AddReferences(const xds::ServiceRoute& service_route, References& out);
 void AddReferences(const xds::Cluster& cluster, References& out);
 
 // A load assignment checked on its own, as BuildSnapshot checks one that fills a cluster: OK, or

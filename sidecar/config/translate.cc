@@ -26,6 +26,7 @@ xds::Bootstrap::StaticResources ToMessage(const ResourceSet& resources) {
   xds::Bootstrap::StaticResources all;
   for (const auto& m : resources.listeners) *all.add_listeners() = m;
   for (const auto& m : resources.routes) *all.add_routes() = m;
+  for (const auto& m : resources.service_routes) *all.add_service_routes() = m;
   for (const auto& m : resources.clusters) *all.add_clusters() = m;
   for (const auto& m : resources.endpoints) *all.add_endpoints() = m;
   for (const auto& m : resources.secrets) *all.add_secrets() = m;
@@ -85,6 +86,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
   // In the order kinds refer to each other by name: a step sees what the earlier ones built.
   translate_internal::AddSecrets(build, resources.secrets);
   translate_internal::AddClusters(build, resources.clusters, resources.endpoints);
+  translate_internal::AddServiceRoutes(build, resources.service_routes, resources.routes);
   translate_internal::AddRouteTables(build, resources.routes);
   translate_internal::AddListeners(build, resources.listeners);
   RETURN_IF_ERROR(build.errors.ToStatus());

@@ -113,6 +113,7 @@ struct ResourceSet {
   std::string version;
   ResourceList<xds::Listener> listeners;
   ResourceList<xds::RouteConfiguration> routes;
+  ResourceList<xds::ServiceRoute> service_routes;
   ResourceList<xds::Cluster> clusters;
   ResourceList<xds::ClusterLoadAssignment> endpoints;
   ResourceList<xds::Secret> secrets;

@@ -8,7 +8,9 @@
 //   translate_endpoints.cc  endpoints, inline in a cluster or from a load assignment
 //   translate_clusters.cc   clusters: circuit breakers, outlier detection, health checks
 //   translate_routes.cc     route configurations: matches, actions, retries, faults, rate limits,
-//                           header mutations
+//                           header mutations; each table joined by its ServiceRoutes' hosts
+//   translate_service_routes.cc  ServiceRoutes: a Service port's virtual host and capture
+//                           destination, joining a route configuration
 //   translate_listeners.cc  listeners: HTTP options, authorization
 //   translate_tracing.cc    the bootstrap's tracing section
 //   translate_fields.cc     the error collector and the checks of single fields
@@ -48,11 +50,22 @@ struct TranslationMemo {
   };
   struct RouteTable {
     ResourceList<xds::RouteConfiguration>::Pointer source;
+    // The ServiceRoutes whose virtual hosts joined it, in name order.
+    std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
     std::shared_ptr<const route::RouteTable> table;
+  };
+  // A ServiceRoute translated: its virtual host (null: none) and capture destination.
+  struct ServiceRoute {
+    ResourceList<xds::ServiceRoute>::Pointer source;
+    std::shared_ptr<const route::VirtualHostConfig> virtual_host;
+    std::optional<ListenerDestinationConfig> destination;
   };
   absl::flat_hash_map<std::string, Cluster> clusters;
   absl::flat_hash_map<std::string, RouteTable> route_tables;
+  absl::flat_hash_map<std::string, ServiceRoute> service_routes;
   absl::flat_hash_set<std::string> cluster_names;
+  // The names of the set's route configurations (what a ServiceRoute may join).
+  absl::flat_hash_set<std::string> route_config_names;
   absl::flat_hash_map<std::string, bool> secret_has_trust_bundle;
   size_t clusters_reused = 0;
   size_t route_tables_reused = 0;
@@ -144,6 +157,18 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
 std::vector<cluster::EndpointConfig> TranslateEndpoints(
     Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment);
 
+// translate_routes.cc: one virtual host of a route configuration or ServiceRoute; `path` leads
+// to it ("virtual_hosts[2]", "virtual_host"). Domains are checked and lower-cased here.
+route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::string& path,
+                                              const xds::VirtualHost& in,
+                                              const ClusterNames& clusters);
+
+// translate_listeners.cc: one capture destination of a listener or ServiceRoute, without the
+// check that its name is unique (the listener's); `path` leads to it.
+ListenerDestinationConfig TranslateListenerDestination(
+    Errors::Scope& scope, const std::string& path, const xds::ListenerDestination& in,
+    const absl::flat_hash_set<std::string>& routes, const ClusterNames& clusters);
+
 // translate_routes.cc: a route's or listener's RateLimit: one shared bucket, or one per caller
 // identity.
 void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds::RateLimit& rl,
@@ -164,6 +189,9 @@ struct SnapshotBuild {
   bool secrets_as_before = false;
   // Set by AddRouteTables: the route configurations listeners may name.
   absl::flat_hash_set<std::string> route_names;
+  // Set by AddServiceRoutes: per route configuration, the names of the usable ServiceRoutes that
+  // join it (in memo->service_routes), in name order.
+  absl::flat_hash_map<std::string, std::vector<std::string>> joined;
 
   // Names are checked per kind first: later kinds refer to earlier ones by name. Returns the
   // label errors of the resource lead with ('cluster "backend"'), or nullopt (the error
@@ -189,8 +217,16 @@ std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignme
 void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
                  const ResourceList<xds::ClusterLoadAssignment>& assignments);
 
-// translate_routes.cc: a route table per route configuration; unchanged ones (the same resource,
-// the same cluster names) are taken from the previous snapshot.
+// translate_service_routes.cc: every ServiceRoute, checked and translated (its virtual host and
+// destination), and noted under the route configuration it joins (`routes`); unchanged ones
+// (the same resource, the same cluster and route configuration names) are taken from the
+// previous snapshot.
+void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute>& service_routes,
+                      const ResourceList<xds::RouteConfiguration>& routes);
+
+// translate_routes.cc: a route table per route configuration, its own virtual hosts followed by
+// those of the ServiceRoutes joining it; unchanged ones (the same resources, the same cluster
+// names) are taken from the previous snapshot.
 void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes);
 
 // translate_listeners.cc: every listener (few, each depending on routes, clusters and secrets).

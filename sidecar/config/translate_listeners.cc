@@ -252,44 +252,13 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
   for (int i = 0; i < in.destinations_size(); ++i) {
     const xds::ListenerDestination& d = in.destinations(i);
     const std::string path = Index("destinations", i);
-    ListenerDestinationConfig destination;
-    destination.name = d.name();
-    if (d.name().empty()) {
-      scope.Add(Join(path, "name"), "must not be empty");
-    } else if (!ValidName(d.name())) {
-      scope.Add(Join(path, "name"), "must not contain spaces or control characters");
-    } else if (auto [it, inserted] = names.emplace(d.name(), i); !inserted) {
-      scope.Add(Join(path, "name"), absl::StrCat(Quote(d.name()), " is already used by ",
-                                                 Index("destinations", it->second)));
-    }
-    for (int a = 0; a < d.addresses_size(); ++a) {
-      absl::StatusOr<net::IpPrefix> prefix = net::IpPrefix::Parse(d.addresses(a));
-      if (!prefix.ok()) {
-        scope.Add(Index(Join(path, "addresses"), a), prefix.status());
-        continue;
+    if (ValidName(d.name())) {
+      if (auto [it, inserted] = names.emplace(d.name(), i); !inserted) {
+        scope.Add(Join(path, "name"), absl::StrCat(Quote(d.name()), " is already used by ",
+                                                   Index("destinations", it->second)));
       }
-      destination.addresses.push_back(*prefix);
     }
-    if (d.port() > 65535) {
-      scope.Add(Join(path, "port"), "must be at most 65535");
-    } else {
-      destination.port = static_cast<uint16_t>(d.port());
-    }
-    std::optional<ListenerProtocol> protocol = TranslateProtocol(d.protocol());
-    if (!protocol.has_value()) {
-      scope.Add(Join(path, "protocol"), absl::StrCat("unknown value ", d.protocol()));
-    } else {
-      destination.protocol = *protocol;
-      CheckTargets(scope, path, d.protocol(), d.route_config_name(), d.tcp_cluster(), routes,
-                   clusters);
-    }
-    destination.route_config_name = d.route_config_name();
-    destination.tcp_cluster = d.tcp_cluster();
-    if (d.destination_port() > 65535) {
-      scope.Add(Join(path, "destination_port"), "must be at most 65535");
-    }
-    destination.destination_port = d.destination_port();
-    out.destinations.push_back(std::move(destination));
+    out.destinations.push_back(TranslateListenerDestination(scope, path, d, routes, clusters));
   }
   switch (in.unmatched_destination()) {
     case xds::PASSTHROUGH:
@@ -398,6 +367,72 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
 
 }  // namespace
 
+ListenerDestinationConfig TranslateListenerDestination(
+    Errors::Scope& scope, const std::string& path, const xds::ListenerDestination& d,
+    const absl::flat_hash_set<std::string>& routes, const ClusterNames& clusters) {
+  ListenerDestinationConfig destination;
+  destination.name = d.name();
+  if (d.name().empty()) {
+    scope.Add(Join(path, "name"), "must not be empty");
+  } else if (!ValidName(d.name())) {
+    scope.Add(Join(path, "name"), "must not contain spaces or control characters");
+  }
+  for (int a = 0; a < d.addresses_size(); ++a) {
+    absl::StatusOr<net::IpPrefix> prefix = net::IpPrefix::Parse(d.addresses(a));
+    if (!prefix.ok()) {
+      scope.Add(Index(Join(path, "addresses"), a), prefix.status());
+      continue;
+    }
+    destination.addresses.push_back(*prefix);
+  }
+  if (d.port() > 65535) {
+    scope.Add(Join(path, "port"), "must be at most 65535");
+  } else {
+    destination.port = static_cast<uint16_t>(d.port());
+  }
+  std::optional<ListenerProtocol> protocol = TranslateProtocol(d.protocol());
+  if (!protocol.has_value()) {
+    scope.Add(Join(path, "protocol"), absl::StrCat("unknown value ", d.protocol()));
+  } else {
+    destination.protocol = *protocol;
+    CheckTargets(scope, path, d.protocol(), d.route_config_name(), d.tcp_cluster(), routes,
+                 clusters);
+  }
+  destination.route_config_name = d.route_config_name();
+  destination.tcp_cluster = d.tcp_cluster();
+  if (d.destination_port() > 65535) {
+    scope.Add(Join(path, "destination_port"), "must be at most 65535");
+  }
+  destination.destination_port = d.destination_port();
+  return destination;
+}
+
+// Appends to a capture listener `out` the destinations of the ServiceRoutes joining its route
+// configuration, after its own; a name it already has is refused, naming both.
+void AppendJoinedDestinations(Errors::Scope& scope, const SnapshotBuild& build,
+                              ListenerConfig& out) {
+  auto joined = build.joined.find(out.route_config_name);
+  if (!out.use_original_destination || joined == build.joined.end()) return;
+  absl::flat_hash_map<std::string, std::string> names;  // name → who has it
+  for (size_t i = 0; i < out.destinations.size(); ++i) {
+    names.emplace(out.destinations[i].name, Index("destinations", static_cast<int>(i)));
+  }
+  out.destinations.reserve(out.destinations.size() + joined->second.size());
+  for (const std::string& name : joined->second) {
+    const TranslationMemo::ServiceRoute& service_route = build.memo->service_routes.at(name);
+    if (!service_route.destination.has_value()) continue;
+    const std::string holder = absl::StrCat("service_route ", Quote(name));
+    auto [it, inserted] = names.emplace(service_route.destination->name, holder);
+    if (!inserted) {
+      scope.Add(
+          absl::StrCat(holder, ": destination.name"),
+          absl::StrCat(Quote(service_route.destination->name), " is already used by ", it->second));
+      continue;
+    }
+    out.destinations.push_back(*service_route.destination);
+  }
+}
+
 void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& listeners) {
   absl::flat_hash_map<std::string, size_t> seen;
   absl::flat_hash_map<std::string, std::string> bound;  // address → listener name
@@ -410,6 +445,9 @@ void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& liste
     std::optional<ListenerConfig> out = TranslateListener(
         scope, listener, build.route_names, build.memo->cluster_names, build.snapshot->secrets);
     if (!out.has_value()) continue;
+    const size_t errors = scope.count();
+    AppendJoinedDestinations(scope, build, *out);
+    if (scope.count() != errors) continue;
     // Port 0 asks the kernel for a free port, so those never collide.
     bool collides = false;
     auto claim = [&](const net::Address& address, const std::string& field,

@@ -239,6 +239,65 @@ unmatched_destination_source: {kind: MeshConfig, name: mesh}
   return listener;
 }
 
+// A ServiceRoute with a capture destination (and no virtual host: a TCP port) joining "local".
+xds::ServiceRoute TcpServiceRoute(const std::string& name, const std::string& destination_name,
+                                  const std::string& address, uint32_t port) {
+  xds::ServiceRoute out;
+  out.set_name(name);
+  out.set_route_config_name("local");
+  xds::ListenerDestination* d = out.mutable_destination();
+  d->set_name(destination_name);
+  d->add_addresses(address);
+  d->set_port(port);
+  d->set_protocol(xds::PROTOCOL_TCP);
+  d->set_tcp_cluster("other");
+  return out;
+}
+
+TEST(TranslateTest, CaptureListenerServesServiceRouteDestinationsAfterItsOwn) {
+  ResourceSet set = Base();
+  CaptureListener(set);
+  // Out of name order on purpose: they join in name order.
+  set.service_routes.push_back(
+      TcpServiceRoute("redis.shop:6379", "redis.shop:6379", "10.96.0.31", 6379));
+  set.service_routes.push_back(
+      TcpServiceRoute("mysql.shop:3306", "mysql.shop:3306", "10.96.0.30", 3306));
+  xds::ServiceRoute http = TcpServiceRoute("reviews.shop:80", "reviews.shop:80", "10.96.0.5", 80);
+  http.mutable_destination()->set_protocol(xds::PROTOCOL_HTTP);
+  http.mutable_destination()->clear_tcp_cluster();
+  http.mutable_destination()->set_route_config_name("local");
+  set.service_routes.push_back(http);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  std::vector<std::string> names;
+  for (const ListenerDestinationConfig& d : (*snapshot)->listeners[0].destinations) {
+    names.push_back(d.name);
+  }
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"db.shop:3306", "reviews.shop:9080", "any-8080",
+                                      "mysql.shop:3306", "redis.shop:6379", "reviews.shop:80"}));
+  const ListenerDestinationConfig& mysql = (*snapshot)->listeners[0].destinations[3];
+  ASSERT_EQ(mysql.addresses.size(), 1u);
+  EXPECT_EQ(mysql.addresses[0].ToString(), "10.96.0.30/32");
+  EXPECT_EQ(mysql.port, 3306);
+  EXPECT_EQ(mysql.protocol, ListenerProtocol::kTcp);
+  EXPECT_EQ(mysql.tcp_cluster, "other");
+  EXPECT_EQ((*snapshot)->listeners[0].destinations[5].route_config_name, "local");
+  // A listener of the same routes that does not capture gets none.
+  EXPECT_TRUE((*snapshot)->listeners[1].destinations.empty());
+
+  // A destination name the listener has already, or a bad destination: refused by path.
+  set.service_routes.push_back(TcpServiceRoute("db.shop:3306", "db.shop:3306", "10.96.0.20", 3306));
+  set.service_routes.push_back(TcpServiceRoute("x.shop:1", "x.shop:1", "10.96.0.300", 1));
+  auto refused = BuildSnapshot(set);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("listener \"outbound\": service_route \"db.shop:3306\": "
+                        "destination.name: \"db.shop:3306\" is already used by destinations[0]"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("service_route \"x.shop:1\": destination.addresses[0]: "));
+}
+
 TEST(TranslateTest, CaptureListener) {
   ResourceSet set = Base();
   CaptureListener(set);

@@ -584,49 +584,126 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
   for (int v = 0; v < in.virtual_hosts_size(); ++v) {
     const xds::VirtualHost& vh = in.virtual_hosts(v);
     const std::string path = Index("virtual_hosts", v);
-    route::VirtualHostConfig vhost;
-    vhost.name = vh.name();
-    if (!ValidName(vh.name())) {
-      scope.Add(Join(path, "name"), vh.name().empty()
-                                        ? "must not be empty"
-                                        : "must not contain spaces or control characters");
-    } else if (auto [it, inserted] = vhost_names.emplace(vh.name(), v); !inserted) {
-      scope.Add(Join(path, "name"), absl::StrCat(Quote(vh.name()), " is already used by ",
-                                                 Index("virtual_hosts", it->second)));
-    }
-    if (vh.domains().empty()) scope.Add(Join(path, "domains"), "must not be empty");
-    vhost.domains.assign(vh.domains().begin(), vh.domains().end());
-    if (vh.destination_port() > 65535) {
-      scope.Add(Join(path, "destination_port"), "must be at most 65535");
-    }
-    vhost.destination_port = vh.destination_port();
-    for (int d = 0; d < vh.destinations_size(); ++d) {
-      absl::StatusOr<net::Address> address = net::Address::Parse(vh.destinations(d));
-      if (!address.ok() || address->port() == 0) {
-        scope.Add(Index(Join(path, "destinations"), d),
-                  absl::StrCat(Quote(vh.destinations(d)),
-                               " is not an address with a port (\"10.96.0.5:80\", "
-                               "\"[fd00::5]:80\")"));
-        continue;
+    if (ValidName(vh.name())) {
+      if (auto [it, inserted] = vhost_names.emplace(vh.name(), v); !inserted) {
+        scope.Add(Join(path, "name"), absl::StrCat(Quote(vh.name()), " is already used by ",
+                                                   Index("virtual_hosts", it->second)));
       }
-      vhost.destinations.push_back(address->ToString());
     }
-    resilience::RetryPolicyConfig vhost_retry;
-    if (vh.has_retry_policy()) {
-      vhost_retry = TranslateRetryPolicy(scope, Join(path, "retry_policy"), vh.retry_policy());
-    }
-    for (int r = 0; r < vh.routes_size(); ++r) {
-      vhost.routes.push_back(TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r),
-                                            clusters, vhost_retry));
-    }
-    vhost.headers = TranslateMutations(scope, path, vh);
-    out.virtual_hosts.push_back(std::move(vhost));
+    out.virtual_hosts.push_back(TranslateVirtualHost(scope, path, vh, clusters));
   }
   if (scope.count() != before) return std::nullopt;
   return out;
 }
 
+// Who holds a domain, destination or virtual host name of a route table being joined, for the
+// message that names both holders.
+struct Holder {
+  const std::string* service_route = nullptr;  // null: the route configuration's own
+  size_t index = 0;                            // own: its position in virtual_hosts
+};
+
+std::string HolderText(const Holder& holder, const std::string& route_config) {
+  if (holder.service_route != nullptr) {
+    return absl::StrCat("service_route ", Quote(*holder.service_route));
+  }
+  return absl::StrCat("route_config ", Quote(route_config), " ",
+                      Index("virtual_hosts", static_cast<int>(holder.index)));
+}
+
+// Appends to `config` (a route configuration's own virtual hosts) those of the ServiceRoutes
+// `joined` (names in name order, translated in memo.service_routes). A domain, destination or
+// virtual host name a ServiceRoute's host shares with another host of the table is refused under
+// the ServiceRoute, naming the other holder; duplicates among the own hosts are left to
+// RouteTable::Create. Returns whether nothing was refused.
+bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joined,
+                       route::RouteConfig& config) {
+  const TranslationMemo& memo = *build.memo;
+  absl::flat_hash_map<std::string, Holder> domains, destinations, names;
+  for (size_t v = 0; v < config.virtual_hosts.size(); ++v) {
+    const route::VirtualHostConfig& vhost = config.virtual_hosts[v];
+    for (const std::string& domain : vhost.domains) {
+      domains.emplace(absl::AsciiStrToLower(domain), Holder{nullptr, v});
+    }
+    for (const std::string& destination : vhost.destinations) {
+      destinations.emplace(destination, Holder{nullptr, v});
+    }
+    names.emplace(vhost.name, Holder{nullptr, v});
+  }
+  bool ok = true;
+  config.virtual_hosts.reserve(config.virtual_hosts.size() + joined.size());
+  for (const std::string& name : joined) {
+    const TranslationMemo::ServiceRoute& service_route = memo.service_routes.at(name);
+    if (service_route.virtual_host == nullptr) continue;
+    const route::VirtualHostConfig& vhost = *service_route.virtual_host;
+    Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
+    const Holder self{&name, 0};
+    auto claim = [&](absl::flat_hash_map<std::string, Holder>& held, const std::string& key,
+                     const std::string& path, absl::string_view what) {
+      auto [it, inserted] = held.emplace(key, self);
+      if (inserted) return;
+      scope.Add(path, absl::StrCat(Quote(key), " is already ", what, " of ",
+                                   HolderText(it->second, config.name)));
+      ok = false;
+    };
+    claim(names, vhost.name, "virtual_host.name", "the name of a virtual host");
+    for (size_t d = 0; d < vhost.domains.size(); ++d) {
+      claim(domains, vhost.domains[d], Index("virtual_host.domains", static_cast<int>(d)),
+            "a domain");
+    }
+    for (size_t d = 0; d < vhost.destinations.size(); ++d) {
+      claim(destinations, vhost.destinations[d],
+            Index("virtual_host.destinations", static_cast<int>(d)), "a destination");
+    }
+    config.virtual_hosts.push_back(vhost);
+  }
+  return ok;
+}
+
 }  // namespace
+
+route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::string& path,
+                                              const xds::VirtualHost& vh,
+                                              const ClusterNames& clusters) {
+  route::VirtualHostConfig vhost;
+  vhost.name = vh.name();
+  if (!ValidName(vh.name())) {
+    scope.Add(Join(path, "name"), vh.name().empty()
+                                      ? "must not be empty"
+                                      : "must not contain spaces or control characters");
+  }
+  if (vh.domains().empty()) scope.Add(Join(path, "domains"), "must not be empty");
+  for (int d = 0; d < vh.domains_size(); ++d) {
+    std::string domain = absl::AsciiStrToLower(vh.domains(d));
+    scope.Add(Index(Join(path, "domains"), d), route::ValidateDomain(domain));
+    vhost.domains.push_back(std::move(domain));
+  }
+  if (vh.destination_port() > 65535) {
+    scope.Add(Join(path, "destination_port"), "must be at most 65535");
+  }
+  vhost.destination_port = vh.destination_port();
+  for (int d = 0; d < vh.destinations_size(); ++d) {
+    absl::StatusOr<net::Address> address = net::Address::Parse(vh.destinations(d));
+    if (!address.ok() || address->port() == 0) {
+      scope.Add(Index(Join(path, "destinations"), d),
+                absl::StrCat(Quote(vh.destinations(d)),
+                             " is not an address with a port (\"10.96.0.5:80\", "
+                             "\"[fd00::5]:80\")"));
+      continue;
+    }
+    vhost.destinations.push_back(address->ToString());
+  }
+  resilience::RetryPolicyConfig vhost_retry;
+  if (vh.has_retry_policy()) {
+    vhost_retry = TranslateRetryPolicy(scope, Join(path, "retry_policy"), vh.retry_policy());
+  }
+  for (int r = 0; r < vh.routes_size(); ++r) {
+    vhost.routes.push_back(
+        TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r), clusters, vhost_retry));
+  }
+  vhost.headers = TranslateMutations(scope, path, vh);
+  return vhost;
+}
 
 void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds::RateLimit& rl,
                         std::optional<resilience::TokenBucketConfig>& config,
@@ -653,9 +730,10 @@ void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds
 void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes) {
   TranslationMemo& memo = *build.memo;
   const TranslationMemo* before = build.before;
-  // A route table depends on its resource and on which clusters exist.
+  // A route table depends on its resource, the ServiceRoutes joining it and which clusters exist.
   const bool cluster_names_as_before =
       before != nullptr && before->cluster_names == memo.cluster_names;
+  static const std::vector<std::string> kNone;
   absl::flat_hash_map<std::string, size_t> seen;
   for (size_t i = 0; i < routes.size(); ++i) {
     const xds::RouteConfiguration& route_config = routes[i];
@@ -664,9 +742,18 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     if (!label) continue;
     build.route_names.insert(route_config.name());
     const ResourceList<xds::RouteConfiguration>::Pointer& source = routes.shared(i);
+    auto joined_names = build.joined.find(route_config.name());
+    const std::vector<std::string>& joined_here =
+        joined_names == build.joined.end() ? kNone : joined_names->second;
+    std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
+    joined.reserve(joined_here.size());
+    for (const std::string& name : joined_here) {
+      joined.push_back(memo.service_routes.at(name).source);
+    }
     if (cluster_names_as_before) {
       auto it = before->route_tables.find(route_config.name());
-      if (it != before->route_tables.end() && it->second.source == source) {
+      if (it != before->route_tables.end() && it->second.source == source &&
+          it->second.joined == joined) {
         memo.route_tables.emplace(route_config.name(), it->second);
         build.snapshot->route_tables.emplace(route_config.name(), it->second.table);
         ++memo.route_tables_reused;
@@ -677,6 +764,7 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     std::optional<route::RouteConfig> out =
         TranslateRouteConfig(scope, route_config, memo.cluster_names);
     if (!out.has_value()) continue;
+    if (!JoinServiceRoutes(build, joined_here, *out)) continue;
     absl::StatusOr<std::unique_ptr<route::RouteTable>> table =
         route::RouteTable::Create(*std::move(out));
     if (!table.ok()) {
@@ -685,7 +773,7 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     }
     std::shared_ptr<const route::RouteTable> shared_table = std::move(table).value();
     memo.route_tables.emplace(route_config.name(),
-                              TranslationMemo::RouteTable{source, shared_table});
+                              TranslationMemo::RouteTable{source, std::move(joined), shared_table});
     build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));
   }
 }

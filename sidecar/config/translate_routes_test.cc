@@ -1,9 +1,10 @@
-// Routes: retry policies inherited from the virtual host, faults and rate limits, and the
-// Gateway API features (RE2 and segment matches, query parameters, rewrites, redirects by prefix,
-// request mirroring) with what each refuses.
+// Routes: retry policies inherited from the virtual host, faults and rate limits, the Gateway API
+// features (RE2 and segment matches, query parameters, rewrites, redirects by prefix, request
+// mirroring) with what each refuses, and ServiceRoutes joining their route table.
 #include <functional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/cluster/session_key.h"
@@ -16,6 +17,127 @@ namespace {
 
 using namespace ::meshlet::sidecar::config::translate_testing;  // NOLINT: the fixtures
 using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+// A ServiceRoute joining "local" whose virtual host sends every request for `domains` (and the
+// captured connections to `destination`, when given) to `cluster`.
+xds::ServiceRoute JoiningLocal(const std::string& name, const std::string& domains,
+                               const std::string& cluster, const std::string& destination = "") {
+  return Parse<xds::ServiceRoute>(absl::StrCat(
+      "name: \"", name, "\"\nroute_config_name: local\nvirtual_host:\n  name: \"", name,
+      "\"\n  domains: ", domains, "\n",
+      destination.empty() ? "" : absl::StrCat("  destinations: [\"", destination, "\"]\n"),
+      "  routes:\n  - match: {prefix: /}\n    route: {cluster: ", cluster, "}\n"));
+}
+
+// The name of the cluster `table` sends a GET of `path` on `host` to; "" when no route.
+std::string ClusterFor(const route::RouteTable& table, absl::string_view host,
+                       absl::string_view path = "/") {
+  const route::RouteEntry* entry = table.Match(Request(host, path));
+  if (entry == nullptr || entry->route_action() == nullptr) return "";
+  return entry->route_action()->cluster;
+}
+
+TEST(ServiceRouteTest, ServiceRouteVirtualHostAnswersItsDomainsAndDestinations) {
+  ResourceSet set = Base();
+  // "local" keeps only its catch-all, which answers /a with backend and /z with nothing.
+  set.routes.Mutable(0).mutable_virtual_hosts(0)->mutable_routes()->DeleteSubrange(1, 2);
+  set.service_routes.push_back(
+      JoiningLocal("reviews.shop:80", "[reviews, \"reviews.shop:80\"]", "other", "10.96.0.5:80"));
+  set.service_routes.push_back(JoiningLocal("ratings.shop:80", "[Ratings.Shop]", "eds-cluster"));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  EXPECT_EQ(ClusterFor(*table, "reviews", "/z"), "other");
+  EXPECT_EQ(ClusterFor(*table, "reviews.shop:80", "/z"), "other");
+  EXPECT_EQ(ClusterFor(*table, "ratings.shop", "/z"), "eds-cluster");  // lower-cased
+  EXPECT_EQ(ClusterFor(*table, "ratings.shop:8080", "/z"), "eds-cluster");
+  EXPECT_EQ(ClusterFor(*table, "details", "/a"), "backend");  // the table's own "*"
+  EXPECT_EQ(ClusterFor(*table, "details", "/z"), "");
+  const route::VirtualHostConfig* captured = table->MatchDestination("10.96.0.5:80");
+  ASSERT_NE(captured, nullptr);
+  EXPECT_EQ(captured->name, "reviews.shop:80");
+  // The table's own hosts first, then the ServiceRoutes' in name order.
+  std::vector<std::string> hosts;
+  for (const route::VirtualHostConfig& vhost : table->config().virtual_hosts) {
+    hosts.push_back(vhost.name);
+  }
+  EXPECT_EQ(hosts, (std::vector<std::string>{"default", "ratings.shop:80", "reviews.shop:80"}));
+
+  // Unchanged, the table is taken from the running snapshot; a changed ServiceRoute rebuilds it.
+  auto same = BuildSnapshot(set, snapshot->get());
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(TranslationReuseOf(**same).route_tables, 1u);
+  EXPECT_EQ((*same)->FindRouteTable("local"), table);
+  set.service_routes.Mutable(1)
+      .mutable_virtual_host()
+      ->mutable_routes(0)
+      ->mutable_route()
+      ->set_cluster("backend");
+  auto changed = BuildSnapshot(set, same->get());
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(TranslationReuseOf(**changed).route_tables, 0u);
+  EXPECT_EQ(ClusterFor(*(*changed)->FindRouteTable("local"), "ratings.shop", "/z"), "backend");
+  // One gone: its host goes with it.
+  ResourceSet fewer = set;
+  fewer.service_routes.clear();
+  fewer.service_routes.push_back(set.service_routes.shared(0));
+  auto without = BuildSnapshot(fewer, changed->get());
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_EQ(ClusterFor(*(*without)->FindRouteTable("local"), "ratings.shop", "/z"), "");
+  EXPECT_EQ(ClusterFor(*(*without)->FindRouteTable("local"), "reviews", "/z"), "other");
+}
+
+TEST(ServiceRouteTest, DuplicateDomainAcrossServiceRoutesRefusedNamingBoth) {
+  ResourceSet set = Base();
+  set.service_routes.push_back(JoiningLocal("a.shop:80", "[reviews]", "other", "10.96.0.5:80"));
+  set.service_routes.push_back(
+      JoiningLocal("reviews.shop:80", "[Reviews, \"*\"]", "other", "10.96.0.5:80"));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  EXPECT_THAT(message, HasSubstr("service_route \"reviews.shop:80\": virtual_host.domains[0]: "
+                                 "\"reviews\" is already a domain of service_route \"a.shop:80\""));
+  EXPECT_THAT(message,
+              HasSubstr("service_route \"reviews.shop:80\": virtual_host.domains[1]: \"*\" is "
+                        "already a domain of route_config \"local\" virtual_hosts[0]"));
+  EXPECT_THAT(message, HasSubstr("service_route \"reviews.shop:80\": virtual_host.destinations[0]: "
+                                 "\"10.96.0.5:80\" is already a destination of service_route "
+                                 "\"a.shop:80\""));
+  // A host of the table's own with a ServiceRoute's name.
+  ResourceSet named = Base();
+  named.service_routes.push_back(JoiningLocal("default", "[reviews]", "other"));
+  auto refused = BuildSnapshot(named);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("service_route \"default\": virtual_host.name: \"default\" is already the "
+                        "name of a virtual host of route_config \"local\" virtual_hosts[0]"));
+}
+
+TEST(ServiceRouteTest, ServiceRouteNamingUnknownRouteConfigurationRefused) {
+  ResourceSet set = Base();
+  xds::ServiceRoute elsewhere = JoiningLocal("reviews.shop:80", "[reviews]", "other");
+  elsewhere.set_route_config_name("outbound");
+  set.service_routes.push_back(elsewhere);
+  xds::ServiceRoute broken = JoiningLocal("ratings.shop:80", "[ratings]", "missing");
+  set.service_routes.push_back(broken);
+  xds::ServiceRoute empty;
+  empty.set_name("details.shop:80");
+  empty.set_route_config_name("local");
+  set.service_routes.push_back(empty);
+  set.service_routes.push_back(JoiningLocal("bad name", "[x]", "other"));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  EXPECT_THAT(message, HasSubstr("service_route \"reviews.shop:80\": route_config_name "
+                                 "\"outbound\" names no RouteConfiguration"));
+  EXPECT_THAT(message, HasSubstr("service_route \"ratings.shop:80\": virtual_host.routes[0].route."
+                                 "cluster \"missing\" names no Cluster"));
+  EXPECT_THAT(message, HasSubstr("service_route \"details.shop:80\": needs a virtual_host, a "
+                                 "destination or both"));
+  EXPECT_THAT(message, HasSubstr("service_routes[3]: name: must not contain spaces"));
+}
 
 TEST(TranslateTest, RetryPolicyInheritanceAndOverrides) {
   ResourceSet set = Base();

@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/net/address.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/translate_test_util.h"
+#include "sidecar/listener/destination_matcher.h"
 #include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::config {
@@ -572,5 +574,89 @@ TEST(TranslateTest, ConfigDumpRedactsPrivateKeys) {
   EXPECT_THAT(dump, Not(HasSubstr("MIIE")));
   EXPECT_THAT(dump, HasSubstr("MIIB"));  // certificates are public
 }
+// The split table as a captured sidecar runs it (ADR 0086): the route configuration "outbound"
+// holds only the catch-all (404), and each Service port comes as a ServiceRoute. A request is
+// routed by its Host to the Service's cluster, and a captured connection by its original
+// destination: the capture listener's destination, then the virtual host bound to the address.
+TEST(TranslateTest, RequestsAndCapturedConnectionsRouteThroughServiceRoutes) {
+  const ResourceSet set = ToSet(Parse<xds::Bootstrap::StaticResources>(R"yaml(
+clusters:
+- {name: "outbound|9080||reviews.shop", load_assignment: {endpoints: [{address: 127.0.0.1:9080}]}}
+- {name: "outbound|9080||ratings.shop", load_assignment: {endpoints: [{address: 127.0.0.1:9081}]}}
+- {name: "outbound|5432||db.shop", load_assignment: {endpoints: [{address: 127.0.0.1:5432}]}}
+routes:
+- name: outbound
+  virtual_hosts:
+  - name: catch-all
+    domains: ["*"]
+    routes: [{match: {prefix: /}, direct_response: {status: 404}}]
+service_routes:
+- name: reviews.shop:9080
+  route_config_name: outbound
+  virtual_host:
+    name: reviews.shop:9080
+    domains: [reviews, "reviews:9080", reviews.shop, "reviews.shop:9080"]
+    destinations: ["10.96.0.5:9080"]
+    routes: [{match: {prefix: /}, route: {cluster: "outbound|9080||reviews.shop"}}]
+  destination: {name: reviews.shop:9080, addresses: [10.96.0.5], port: 9080,
+                protocol: PROTOCOL_AUTO, route_config_name: outbound}
+- name: ratings.shop:9080
+  route_config_name: outbound
+  virtual_host:
+    name: ratings.shop:9080
+    domains: [ratings, "ratings:9080", ratings.shop, "ratings.shop:9080"]
+    destinations: ["10.96.0.6:9080"]
+    routes: [{match: {prefix: /}, route: {cluster: "outbound|9080||ratings.shop"}}]
+  destination: {name: ratings.shop:9080, addresses: [10.96.0.6], port: 9080,
+                protocol: PROTOCOL_AUTO, route_config_name: outbound}
+- name: db.shop:5432
+  route_config_name: outbound
+  destination: {name: db.shop:5432, addresses: [10.96.0.7], port: 5432, protocol: PROTOCOL_TCP,
+                tcp_cluster: "outbound|5432||db.shop"}
+listeners:
+- name: outbound
+  address: 127.0.0.1:15001
+  protocol: PROTOCOL_HTTP
+  route_config_name: outbound
+  use_original_destination: true
+)yaml"));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("outbound");
+  ASSERT_NE(table, nullptr);
+  auto cluster_of = [](const route::RouteEntry* entry) -> std::string {
+    if (entry == nullptr) return "(no route)";
+    if (entry->direct_response() != nullptr) {
+      return absl::StrCat("(", entry->direct_response()->status, ")");
+    }
+    return entry->route_action()->cluster;
+  };
+  // By Host.
+  EXPECT_EQ(cluster_of(table->Match(Request("ratings:9080", "/"))), "outbound|9080||ratings.shop");
+  EXPECT_EQ(cluster_of(table->Match(Request("reviews.shop", "/"))), "outbound|9080||reviews.shop");
+  EXPECT_EQ(cluster_of(table->Match(Request("details", "/"))), "(404)");
+
+  // By original destination, whatever the requests' Host says.
+  const ListenerConfig& listener = (*snapshot)->listeners[0];
+  const listener::DestinationMatcher matcher(listener);
+  auto captured = [&](const char* original) -> std::string {
+    const net::Address address = *net::Address::Parse(original);
+    const listener::CaptureDecision decision = matcher.Match(address, 15001);
+    if (decision.action != listener::CaptureDecision::Action::kDestination) {
+      return listener::CaptureActionName(decision.action);
+    }
+    if (!decision.destination->is_http()) return decision.destination->tcp_cluster;
+    const route::RouteTable* routes =
+        (*snapshot)->FindRouteTable(decision.destination->route_config_name);
+    const route::VirtualHostConfig* vhost = routes->MatchDestination(address.ToString());
+    if (vhost == nullptr) return "(no virtual host)";
+    return cluster_of(route::RouteTable::MatchRoute(*vhost, Request("reviews", "/")));
+  };
+  EXPECT_EQ(captured("10.96.0.6:9080"), "outbound|9080||ratings.shop");
+  EXPECT_EQ(captured("10.96.0.5:9080"), "outbound|9080||reviews.shop");
+  EXPECT_EQ(captured("10.96.0.7:5432"), "outbound|5432||db.shop");
+  EXPECT_EQ(captured("10.96.0.9:9080"), std::string("passthrough"));
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::config

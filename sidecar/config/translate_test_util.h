@@ -89,6 +89,7 @@ inline ResourceSet ToSet(const xds::Bootstrap::StaticResources& r) {
   ResourceSet set;
   set.listeners.assign(r.listeners().begin(), r.listeners().end());
   set.routes.assign(r.routes().begin(), r.routes().end());
+  set.service_routes.assign(r.service_routes().begin(), r.service_routes().end());
   set.clusters.assign(r.clusters().begin(), r.clusters().end());
   set.endpoints.assign(r.endpoints().begin(), r.endpoints().end());
   set.secrets.assign(r.secrets().begin(), r.secrets().end());

@@ -151,7 +151,9 @@ std::vector<std::string> XdsApplySeeds() {
       [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
   AddAll<xds::RouteConfiguration>(r.routes(), xds::kResourceTypeUrls[3], sotw[3], delta[3],
                                   [](const xds::RouteConfiguration& m) { return m.name(); });
-  AddAll<xds::Listener>(r.listeners(), xds::kResourceTypeUrls[4], sotw[4], delta[4],
+  AddAll<xds::ServiceRoute>(r.service_routes(), xds::kResourceTypeUrls[4], sotw[4], delta[4],
+                            [](const xds::ServiceRoute& m) { return m.name(); });
+  AddAll<xds::Listener>(r.listeners(), xds::kResourceTypeUrls[5], sotw[5], delta[5],
                         [](const xds::Listener& m) { return m.name(); });
 
   std::string all_sotw(1, '\0'), all_delta(1, '\1');

@@ -93,7 +93,7 @@ TEST_F(XdsClientTest, CompleteOnceListenersOrEveryTypeWereApplied) {
   listener.set_address("127.0.0.1:0");
   listener.set_protocol(xds::PROTOCOL_HTTP);
   listener.set_route_config_name("missing");
-  ASSERT_TRUE(respond(xds::kResourceTypeUrls[4], "n2", &listener));
+  ASSERT_TRUE(respond(xds::kResourceTypeUrls[5], "n2", &listener));
   EXPECT_TRUE(server_->requests.back().has_error_detail());
   EXPECT_FALSE(client_->has_complete_config());
   // The other types, empty: every type answered once is complete too.
@@ -101,8 +101,9 @@ TEST_F(XdsClientTest, CompleteOnceListenersOrEveryTypeWereApplied) {
   ASSERT_TRUE(respond(xds::kResourceTypeUrls[2], "n4", nullptr));
   EXPECT_FALSE(client_->has_complete_config());
   ASSERT_TRUE(respond(xds::kResourceTypeUrls[3], "n5", nullptr));
-  EXPECT_FALSE(client_->has_complete_config());  // listeners still refused
   ASSERT_TRUE(respond(xds::kResourceTypeUrls[4], "n6", nullptr));
+  EXPECT_FALSE(client_->has_complete_config());  // listeners still refused
+  ASSERT_TRUE(respond(xds::kResourceTypeUrls[5], "n7", nullptr));
   EXPECT_TRUE(client_->has_complete_config());
 }
 

@@ -36,7 +36,8 @@ inline constexpr size_t kSecrets = 0;
 inline constexpr size_t kClusters = 1;
 inline constexpr size_t kEndpoints = 2;
 inline constexpr size_t kRoutes = 3;
-inline constexpr size_t kListeners = 4;
+inline constexpr size_t kServiceRoutes = 4;
+inline constexpr size_t kListeners = 5;
 
 // A resource of the type at `index` parsed from its Any, and the name it is known by.
 struct ParsedResource {
@@ -79,6 +80,8 @@ void WithTypeList(size_t index, F f) {
                [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
     case kRoutes:
       return f(&ResourceSet::routes, [](const xds::RouteConfiguration& m) { return m.name(); });
+    case kServiceRoutes:
+      return f(&ResourceSet::service_routes, [](const xds::ServiceRoute& m) { return m.name(); });
     default:
       return f(&ResourceSet::listeners, [](const xds::Listener& m) { return m.name(); });
   }

@@ -29,6 +29,7 @@ using xds_client_internal::kEndpoints;
 using xds_client_internal::kListeners;
 using xds_client_internal::kRoutes;
 using xds_client_internal::kSecrets;
+using xds_client_internal::kServiceRoutes;
 using xds_client_internal::ParsedResource;
 using xds_client_internal::WithTypeList;
 
@@ -51,16 +52,18 @@ absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobu
     return ParsedResource{.name = std::move(name), .message = std::move(parsed)};
   };
   switch (index) {
-    case 0:
+    case kSecrets:
       return parse(xds::Secret(), [](const xds::Secret& m) { return m.name(); });
-    case 1:
+    case kClusters:
       return parse(xds::Cluster(), [](const xds::Cluster& m) { return m.name(); });
-    case 2:
+    case kEndpoints:
       return parse(xds::ClusterLoadAssignment(),
                    [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
-    case 3:
+    case kRoutes:
       return parse(xds::RouteConfiguration(),
                    [](const xds::RouteConfiguration& m) { return m.name(); });
+    case kServiceRoutes:
+      return parse(xds::ServiceRoute(), [](const xds::ServiceRoute& m) { return m.name(); });
     default:
       return parse(xds::Listener(), [](const xds::Listener& m) { return m.name(); });
   }
@@ -184,8 +187,8 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
     }
   };
   if (references_changed) {
-    // What names what, in the order kinds name each other: listeners name route
-    // configurations, both name clusters, clusters and listeners name secrets.
+    // What names what, in the order kinds name each other: listeners and ServiceRoutes name
+    // route configurations, those three name clusters, clusters and listeners name secrets.
     References names;
     auto add = [&](size_t index, const auto& statics) {
       using Message = typename std::decay_t<decltype(statics)>::const_iterator::value_type;
@@ -195,6 +198,7 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
       }
     };
     add(kListeners, static_resources_.listeners);
+    add(kServiceRoutes, static_resources_.service_routes);
     for (const std::string& name : names.routes) retain(kRoutes, name);
     add(kRoutes, static_resources_.routes);
     for (const std::string& name : names.clusters) retain(kClusters, name);

@@ -21,6 +21,14 @@ namespace {
 using xds_client_testing::ClusterAny;
 using xds_client_testing::XdsClientTest;
 
+// Positions of the types in xds::kResourceTypeUrls (push order).
+constexpr size_t kClusters = 1;
+constexpr size_t kEndpoints = 2;
+constexpr size_t kRoutes = 3;
+constexpr size_t kServiceRoutes = 4;
+constexpr size_t kListeners = 5;
+static_assert(kListeners == xds::kResourceTypeCount - 1);
+
 TEST_F(XdsClientTest, DynamicNamesMustNotCollideWithStaticOnes) {
   ResourceSet static_resources;
   xds::Cluster cluster;
@@ -152,10 +160,12 @@ class XdsRetentionTest : public XdsClientTest, public ::testing::WithParamInterf
   // The sidecar holds a route to v2 (with its cluster and endpoints), then its stream ends and a
   // new one starts.
   void HoldRouteToV2ThenReconnect() {
-    ASSERT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV2)}), "");
-    ASSERT_EQ(Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV2, "127.0.0.2:9080")}), "");
-    ASSERT_EQ(Push(3, {Routes(kV2)}), "");
-    ASSERT_EQ(Push(4, {Listener()}), "");
+    ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV2)}), "");
+    ASSERT_EQ(
+        Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV2, "127.0.0.2:9080")}),
+        "");
+    ASSERT_EQ(Push(kRoutes, {Routes(kV2)}), "");
+    ASSERT_EQ(Push(kListeners, {Listener()}), "");
     server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "restarting");
     ASSERT_TRUE(RunUntil([&] { return Answers() == 2 * xds::kResourceTypeCount + 4; }));
   }
@@ -190,20 +200,21 @@ TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) 
   // Clusters without v2 (the route still names it) and with v1: applied, v2 kept as it ran.
   const std::shared_ptr<const xds::Cluster> v2 = applied_.back().clusters.shared(0);
   ASSERT_EQ(v2->name(), kV2);
-  EXPECT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  EXPECT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
   EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kV2, kAll}));
   EXPECT_EQ(applied_.back().clusters.shared(2), v2);  // after the held ones, as it ran
   EXPECT_EQ(client_->retained(1), std::vector<std::string>{kV2});
   EXPECT_EQ(Gauge("meshlet_xds_client_retained_resources", {{"type", "clusters"}}), 1);
   // Endpoints without v2's and with v1's: v2 keeps those it ran with.
-  EXPECT_EQ(Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}), "");
+  EXPECT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}),
+            "");
   EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kV2, kAll}));
   EXPECT_EQ(client_->retained(2), std::vector<std::string>{kV2});
   EXPECT_NE(client_->StatusJson().find(absl::StrCat("\"retained\":[\"", kV2, "\"]")),
             std::string::npos)
       << client_->StatusJson();
   // The route moves to v1: v2 is named by nothing any more and goes, with its endpoints.
-  EXPECT_EQ(Push(3, {Routes(kV1)}), "");
+  EXPECT_EQ(Push(kRoutes, {Routes(kV1)}), "");
   EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kAll}));
   EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kAll}));
   for (size_t i = 0; i < xds::kResourceTypeCount; ++i)
@@ -213,6 +224,42 @@ TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) 
   EXPECT_TRUE(BuildSnapshot(client_->CurrentResources()).ok());
 }
 
+// A ServiceRoute names clusters as a route configuration does: a cluster only a ServiceRoute
+// names runs on after the control plane removed it, and goes with the ServiceRoute.
+TEST_P(XdsRetentionTest, ClusterNamedOnlyByServiceRouteIsRetained) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  ASSERT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}),
+            "");
+  ASSERT_EQ(Push(kRoutes, {Routes(kAll)}), "");
+  xds::ServiceRoute ratings;
+  ratings.set_name("ratings.default:9080");
+  ratings.set_route_config_name("outbound");
+  ratings.mutable_virtual_host()->set_name("ratings.default:9080");
+  ratings.mutable_virtual_host()->add_domains("ratings");
+  xds::Route* route = ratings.mutable_virtual_host()->add_routes();
+  route->mutable_match()->set_prefix("/");
+  route->mutable_route()->set_cluster(kV1);
+  ASSERT_EQ(Push(kServiceRoutes, {Pack(ratings.name(), ratings)}), "");
+  ASSERT_EQ(Push(kListeners, {Listener()}), "");
+  ASSERT_EQ(applied_.back().service_routes.size(), 1u);
+
+  // The control plane drops v1 while the ServiceRoute still names it: applied, v1 kept.
+  EXPECT_EQ(Push(kClusters, {EdsCluster(kAll)}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kAll}));
+  EXPECT_EQ(client_->retained(kClusters), std::vector<std::string>{kV1});
+  EXPECT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080")}), "");
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kAll}));
+  // The ServiceRoute goes: nothing names v1 any more.
+  EXPECT_EQ(Push(kServiceRoutes, {}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kAll}));
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kAll}));
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    EXPECT_TRUE(client_->retained(i).empty()) << i;
+  }
+  EXPECT_EQ(client_->rejected_updates(), 0u);
+}
+
 // Endpoints may come before their cluster (its update refused, or another order): they are held
 // aside, not refused, and used once the cluster arrives. A route to a cluster that is not there
 
@@ -220,25 +267,27 @@ TEST_P(XdsRetentionTest, EndpointsOfAnUnknownClusterWaitForItButARouteToItIsRefu
   ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_NO_FATAL_FAILURE(HoldRouteToV2ThenReconnect());
 
-  EXPECT_EQ(Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}), "");
+  EXPECT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}),
+            "");
   EXPECT_EQ(client_->unmatched_assignments(), std::vector<std::string>{kV1});
   EXPECT_EQ(Gauge("meshlet_xds_client_unmatched_load_assignments"), 1);
   EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV2, kAll}));  // v2 still named
 
-  const std::string refused = Push(3, {Routes(kV1)});
+  const std::string refused = Push(kRoutes, {Routes(kV1)});
   EXPECT_NE(refused.find(absl::StrCat("\"", kV1, "\" names no Cluster")), std::string::npos)
       << refused;
 
   // Held aside, the endpoints are still checked.
-  const std::string bad = Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "nowhere")});
+  const std::string bad =
+      Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "nowhere")});
   EXPECT_NE(bad.find(absl::StrCat("cluster_load_assignment \"", kV1, "\": endpoints[0].address")),
             std::string::npos)
       << bad;
 
-  EXPECT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  EXPECT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
   EXPECT_TRUE(client_->unmatched_assignments().empty());
   EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kV2, kAll}));
-  EXPECT_EQ(Push(3, {Routes(kV1)}), "");
+  EXPECT_EQ(Push(kRoutes, {Routes(kV1)}), "");
   EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kAll}));
   EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kAll}));
   EXPECT_EQ(Gauge("meshlet_xds_client_unmatched_load_assignments"), 0);
@@ -247,7 +296,7 @@ TEST_P(XdsRetentionTest, EndpointsOfAnUnknownClusterWaitForItButARouteToItIsRefu
 TEST_P(XdsRetentionTest, RetainedResourcesAreSavedAndLoaded) {
   ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_NO_FATAL_FAILURE(HoldRouteToV2ThenReconnect());
-  ASSERT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
   client_.reset();
   applied_.clear();
 

@@ -188,6 +188,62 @@ TEST_F(XdsClientTest, ReportsReadinessOnEveryStreamAndAtOnceWhenItChanges) {
   EXPECT_EQ(server_->requests.back().readiness().reason(), "");
 }
 
+// Both variants subscribe to the six types in push order, ServiceRoutes between route
+// configurations and listeners, each in a request of its own.
+TEST_F(XdsClientTest, SubscribesSixTypesInPushOrder) {
+  const std::vector<std::string> expected = {
+      "type.googleapis.com/meshlet.xds.Secret",
+      "type.googleapis.com/meshlet.xds.Cluster",
+      "type.googleapis.com/meshlet.xds.ClusterLoadAssignment",
+      "type.googleapis.com/meshlet.xds.RouteConfiguration",
+      "type.googleapis.com/meshlet.xds.ServiceRoute",
+      "type.googleapis.com/meshlet.xds.Listener",
+  };
+  for (const bool delta : {false, true}) {
+    SCOPED_TRACE(delta ? "delta" : "state of the world");
+    client_ = MakeClient({}, delta);
+    client_->Start();
+    std::vector<std::string> subscribed;
+    ASSERT_TRUE(RunUntil([&] {
+      return (delta ? server_->delta_requests.size() : server_->requests.size()) >= expected.size();
+    }));
+    for (size_t i = 0; i < expected.size(); ++i) {
+      if (delta) {
+        EXPECT_TRUE(server_->delta_requests[i].resource_names_subscribe().empty());
+        subscribed.push_back(server_->delta_requests[i].type_url());
+      } else {
+        EXPECT_TRUE(server_->requests[i].resource_names().empty());
+        subscribed.push_back(server_->requests[i].type_url());
+      }
+    }
+    EXPECT_EQ(subscribed, expected);
+    client_.reset();
+    loop_.RunUntilIdle();
+  }
+}
+
+// A control plane of the previous release ignores the subscription to a type it does not know
+// and never answers it: the configuration is complete once its listeners are applied, and the
+// sidecar ready, without a ServiceRoute answer.
+TEST_F(XdsClientTest, CompleteWithoutAnAnswerForServiceRoutes) {
+  client_ = MakeClient({}, /*delta=*/true);
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  size_t answers = xds::kResourceTypeCount;
+  for (const char* type_url : xds::kResourceTypeUrls) {
+    if (std::string(type_url) == "type.googleapis.com/meshlet.xds.ServiceRoute") continue;
+    xds::DeltaDiscoveryResponse response;
+    response.set_type_url(type_url);
+    response.set_nonce(absl::StrCat("n-", answers));
+    server_->Send(response);
+    ++answers;
+    ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == answers; }));
+    EXPECT_FALSE(server_->delta_requests.back().has_error_detail());
+  }
+  EXPECT_TRUE(client_->has_complete_config());
+  EXPECT_TRUE(client_->connected());
+}
+
 TEST_F(XdsClientTest, DeltaReportsReadinessTheSameWay) {
   client_ = MakeClient({}, /*delta=*/true);
   // Before any stream: the first request carries it.

@@ -20,6 +20,8 @@ bool IsDomainChar(char c) {
          c == ':' || c == '[' || c == ']';
 }
 
+}  // namespace
+
 absl::Status ValidateDomain(absl::string_view domain) {
   if (domain.empty()) return absl::InvalidArgumentError("must not be empty");
   if (domain == "*") return absl::OkStatus();
@@ -38,6 +40,8 @@ absl::Status ValidateDomain(absl::string_view domain) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 // The path without its query string or fragment.
 absl::string_view PathOnly(absl::string_view path) {

@@ -46,6 +46,10 @@
 
 namespace meshlet::sidecar::route {
 
+// Whether `domain` (lower-case) may be a virtual host's domain: "api.example.com",
+// "api.example.com:8080", "*.example.com" or "*"; InvalidArgument saying why not.
+absl::Status ValidateDomain(absl::string_view domain);
+
 class RouteTable {
  public:
   // Indexes `config`. Fails (InvalidArgument, message led by the field path inside the route

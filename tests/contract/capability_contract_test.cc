@@ -17,6 +17,7 @@
 #include "tests/contract/baseline_schema.h"
 #include "tests/contract/contract_fixtures.h"
 #include "xds/capabilities.h"
+#include "xds/protocol.h"
 
 namespace meshlet::contract {
 namespace {
@@ -38,8 +39,8 @@ class CapabilityContractTest : public ::testing::Test {
     std::set<const Descriptor*> out;
     std::vector<const Descriptor*> todo = {
         xds::Listener::descriptor(), xds::RouteConfiguration::descriptor(),
-        xds::Cluster::descriptor(), xds::ClusterLoadAssignment::descriptor(),
-        xds::Secret::descriptor()};
+        xds::Cluster::descriptor(),  xds::ClusterLoadAssignment::descriptor(),
+        xds::Secret::descriptor(),   xds::ServiceRoute::descriptor()};
     while (!todo.empty()) {
       const Descriptor* d = todo.back();
       todo.pop_back();
@@ -133,6 +134,27 @@ TEST_F(CapabilityContractTest, EveryFieldAndValueAddedSinceIsGated) {
                                << " without a capability gate (xds/capabilities.h, "
                                << "control-plane/translate/capability_gates.h): "
                                << absl::StrJoin(ungated, ", ");
+}
+
+// A resource type the previous release does not know is tied to a capability that release lacks,
+// so the control plane never sends it one (it does not subscribe to the type either).
+TEST_F(CapabilityContractTest, EveryResourceTypeAddedSinceNeedsACapability) {
+  const xds::CapabilitySet previous =
+      xds::CapabilitySet::OfRelease(*xds::Release::Parse(kPreviousRelease));
+  int added = 0;
+  for (const char* url : xds::kResourceTypeUrls) {
+    const std::string name = std::string(url).substr(std::string(url).rfind('/') + 1);
+    std::optional<xds::Capability> capability = xds::CapabilityOfType(url);
+    if (schema_->Find(name) != nullptr) {
+      EXPECT_FALSE(capability.has_value()) << name << " is read by " << kPreviousRelease;
+      continue;
+    }
+    ++added;
+    ASSERT_TRUE(capability.has_value()) << name << " (" << url << ") is new since "
+                                        << kPreviousRelease << " and needs a capability";
+    EXPECT_FALSE(previous.Has(*capability)) << name;
+  }
+  EXPECT_GT(added, 0);  // 0.2.0 added ServiceRoute: the comparison sees it
 }
 
 // The skew supported is one release: the oldest supported release, whose capabilities a node that

@@ -1,0 +1,77 @@
+// ServiceRoutes (docs/xds.md, "Service routes"): one Service port's virtual host and capture
+// destination, joining the route configuration it names. Checked and translated here, once per
+// resource while it and the names it depends on stay the same; AddRouteTables
+// (translate_routes.cc) appends the virtual hosts to their table and AddListeners
+// (translate_listeners.cc) the destinations to the capture listeners of that table.
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "sidecar/config/translate_internal.h"
+
+namespace meshlet::sidecar::config::translate_internal {
+
+void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute>& service_routes,
+                      const ResourceList<xds::RouteConfiguration>& routes) {
+  TranslationMemo& memo = *build.memo;
+  const TranslationMemo* before = build.before;
+  for (const xds::RouteConfiguration& route_config : routes) {
+    memo.route_config_names.insert(route_config.name());
+  }
+  // A ServiceRoute depends on its resource, the clusters it may name and the route
+  // configurations it may join.
+  const bool names_as_before = before != nullptr && before->cluster_names == memo.cluster_names &&
+                               before->route_config_names == memo.route_config_names;
+  // In name order, which is the order they join their tables and listeners in.
+  std::vector<size_t> order(service_routes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return service_routes[a].name() < service_routes[b].name();
+  });
+  absl::flat_hash_map<std::string, size_t> seen;
+  for (size_t i : order) {
+    const xds::ServiceRoute& in = service_routes[i];
+    std::optional<std::string> label =
+        build.Named("service_route", "service_routes", i, in.name(), seen);
+    if (!label) continue;
+    const ResourceList<xds::ServiceRoute>::Pointer& source = service_routes.shared(i);
+    if (names_as_before) {
+      auto it = before->service_routes.find(in.name());
+      if (it != before->service_routes.end() && it->second.source == source) {
+        memo.service_routes.emplace(in.name(), it->second);
+        build.joined[in.route_config_name()].push_back(in.name());
+        continue;
+      }
+    }
+    Errors::Scope scope(build.errors, *label);
+    const size_t errors = scope.count();
+    if (in.route_config_name().empty()) {
+      scope.Add("route_config_name", "must not be empty");
+    } else if (!memo.route_config_names.contains(in.route_config_name())) {
+      scope.Add("", absl::StrCat("route_config_name ", Quote(in.route_config_name()),
+                                 " names no RouteConfiguration"));
+    }
+    if (!in.has_virtual_host() && !in.has_destination()) {
+      scope.Add("", "needs a virtual_host, a destination or both");
+    }
+    TranslationMemo::ServiceRoute out{.source = source};
+    if (in.has_virtual_host()) {
+      out.virtual_host = std::make_shared<const route::VirtualHostConfig>(
+          TranslateVirtualHost(scope, "virtual_host", in.virtual_host(), memo.cluster_names));
+    }
+    if (in.has_destination()) {
+      out.destination = TranslateListenerDestination(scope, "destination", in.destination(),
+                                                     memo.route_config_names, memo.cluster_names);
+    }
+    if (scope.count() != errors) continue;
+    memo.service_routes.emplace(in.name(), std::move(out));
+    build.joined[in.route_config_name()].push_back(in.name());
+  }
+}
+
+}  // namespace meshlet::sidecar::config::translate_internal
