@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
 
 #include "absl/strings/str_join.h"
 #include "control-plane/translate/translation.h"
@@ -71,14 +75,16 @@ size_t AddKubernetesService(const registry::KubernetesService& ks, const ByAddre
   return view.owned_members.size();
 }
 
-// (namespace, address) of every registered workload that differs between two snapshots: added,
-// removed, or changed in what translation reads. Both are ordered by id (an unordered one only
-// makes the answer larger).
-std::set<std::pair<std::string, std::string>> ChangedAddresses(const RegistrySnapshot& before,
-                                                               const RegistrySnapshot& now) {
-  std::set<std::pair<std::string, std::string>> changed;
+// Namespace -> addresses of every registered workload that differs between two snapshots:
+// added, removed, or changed in what translation reads. Both are ordered by id (an unordered one
+// only makes the answer larger).
+using AddressesByNamespace = std::map<std::string, std::set<std::string>, std::less<>>;
+AddressesByNamespace ChangedAddresses(const RegistrySnapshot& before, const RegistrySnapshot& now) {
+  AddressesByNamespace changed;
   auto add = [&changed](const Workload& w) {
-    for (const std::string& address : w.addresses) changed.emplace(w.namespace_, address);
+    if (w.addresses.empty()) return;
+    std::set<std::string>& addresses = changed[w.namespace_];
+    addresses.insert(w.addresses.begin(), w.addresses.end());
   };
   auto a = before.workloads.begin();
   auto b = now.workloads.begin();
@@ -99,11 +105,12 @@ std::set<std::pair<std::string, std::string>> ChangedAddresses(const RegistrySna
   return changed;
 }
 
-bool AtAny(const registry::KubernetesService& ks,
-           const std::set<std::pair<std::string, std::string>>& addresses) {
-  if (addresses.empty()) return false;
+// Whether an endpoint of `ks` is at one of `changed`'s addresses (no allocation).
+bool AtAny(const registry::KubernetesService& ks, const AddressesByNamespace& changed) {
+  auto in_namespace = changed.find(ks.namespace_);
+  if (in_namespace == changed.end()) return false;
   for (const registry::KubernetesEndpoint& e : ks.endpoints) {
-    if (addresses.contains({ks.namespace_, e.address})) return true;
+    if (in_namespace->second.contains(e.address)) return true;
   }
   return false;
 }
@@ -223,7 +230,7 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
         by_address.emplace(std::make_pair(w.namespace_, address), &w);
       }
     }
-    std::set<std::pair<std::string, std::string>> changed;
+    AddressesByNamespace changed;
     if (base != nullptr) changed = ChangedAddresses(*previous.registry, registry);
     for (const auto& ks : registry.kubernetes->services) {
       ServiceKey key{ks->namespace_, ks->name};

@@ -313,6 +313,28 @@ TEST_F(KubernetesServicesTest, ANewerIndexSharesTheViewsOfUnchangedKubernetesSer
   ASSERT_EQ(ratings.members.size(), 2u);
   EXPECT_FALSE(ratings.members[1]->ready);
 
+  // ratings-a's pod gets a sidecar (registered at its address, which was a plaintext endpoint):
+  // ratings is built again and reaches it as a registered member; reviews is shared.
+  RegistrySnapshot joined = before;
+  registry::Workload a = MakeWorkload("ratings-a.shop", "ratings", "10.1.0.5");
+  a.namespace_ = "shop";
+  a.ports = {9080, 6379};
+  a.workload_certificate = true;
+  joined.workloads.push_back(a);
+  std::sort(joined.workloads.begin(), joined.workloads.end(),
+            [](const auto& x, const auto& y) { return x.id < y.id; });
+  const MeshIndex after_join = BuildIndex(policy_, joined, previous);
+  EXPECT_EQ(built(after_join), expected);
+  EXPECT_EQ(after_join.services.at({"default", "reviews"}).get(),
+            first.services.at({"default", "reviews"}).get());
+
+  // ratings-b's sidecar goes away (its registration ends): ratings is built again.
+  RegistrySnapshot left = before;
+  std::erase_if(left.workloads,
+                [](const registry::Workload& w) { return w.id == "ratings-b.shop"; });
+  const MeshIndex after_leave = BuildIndex(policy_, left, previous);
+  EXPECT_EQ(built(after_leave), expected);
+
   // Another policy snapshot object: nothing is shared.
   const PolicySnapshot other_policy = policy_;
   const MeshIndex fresh = BuildIndex(other_policy, same, previous);
@@ -321,8 +343,11 @@ TEST_F(KubernetesServicesTest, ANewerIndexSharesTheViewsOfUnchangedKubernetesSer
 
   // Each equals the index built from nothing, view by view.
   for (const auto& [index, registry] :
-       std::vector<std::pair<const MeshIndex*, const RegistrySnapshot*>>{
-           {&unchanged, &same}, {&after_slice, &sliced}, {&after_ready, &not_ready}}) {
+       std::vector<std::pair<const MeshIndex*, const RegistrySnapshot*>>{{&unchanged, &same},
+                                                                         {&after_slice, &sliced},
+                                                                         {&after_ready, &not_ready},
+                                                                         {&after_join, &joined},
+                                                                         {&after_leave, &left}}) {
     const MeshIndex alone = BuildIndex(policy_, *registry);
     ASSERT_EQ(keys(*index), keys(alone));
     for (const auto& [key, view] : index->services) {
@@ -331,6 +356,12 @@ TEST_F(KubernetesServicesTest, ANewerIndexSharesTheViewsOfUnchangedKubernetesSer
       EXPECT_EQ(a.kubernetes, b.kubernetes) << key.second;
       EXPECT_EQ(a.resource, b.resource) << key.second;
       EXPECT_EQ(a.addresses, b.addresses) << key.second;
+      EXPECT_EQ(a.selector, b.selector) << key.second;
+      EXPECT_EQ(a.service_accounts, b.service_accounts) << key.second;
+      ASSERT_EQ(a.ports.size(), b.ports.size()) << key.second;
+      for (size_t i = 0; i < a.ports.size(); ++i) {
+        EXPECT_EQ(a.ports[i].SerializeAsString(), b.ports[i].SerializeAsString()) << key.second;
+      }
       ASSERT_EQ(a.members.size(), b.members.size()) << key.second;
       for (size_t i = 0; i < a.members.size(); ++i) {
         EXPECT_TRUE(SameMember(*a.members[i], *b.members[i])) << key.second << " " << i;

@@ -26,7 +26,8 @@
 // the outbound part in full. Either way the result is exactly what a full translation gives.
 // Each generation's MeshTranslator is built from the previous one, sharing the views of the
 // Kubernetes Services that did not change (translation.h BuildIndex), so an EndpointSlice change
-// indexes and compares one service (Stats::services_indexed, services_compared).
+// indexes and compares one Kubernetes Service (Stats::services_indexed, services_compared); Service
+// resources and services known only from registrations are indexed again each generation.
 //
 // Threading: one thread (the control plane's loop).
 
