@@ -183,6 +183,14 @@ bool SameShape(const ServiceView& a, const ServiceView& b) {
 
 std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChangesSince(
     const MeshTranslator& previous, size_t* compared) const {
+  size_t count = 0;
+  std::optional<std::set<ServiceName>> result = MemberChanges(previous, count);
+  if (compared != nullptr) *compared = count;
+  return result;
+}
+
+std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChanges(
+    const MeshTranslator& previous, size_t& count) const {
   if (policy_->revision != previous.policy_->revision || !(options_ == previous.options_) ||
       registry_->kubernetes_pending != previous.registry_->kubernetes_pending) {
     return std::nullopt;
@@ -191,7 +199,6 @@ std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChang
   const MeshIndex& before = previous.index_->index;
   if (now.services.size() != before.services.size()) return std::nullopt;
   std::set<ServiceName> changed;
-  size_t count = 0;
   // Whether the service `key` (whose view is `a`) is another service now, or has other members.
   auto compare = [&](const ServiceName& key, const ServiceView& a, const ServiceView& b) {
     ++count;
@@ -216,7 +223,6 @@ std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChang
       }
     }
   }
-  if (compared != nullptr) *compared = count;
   return changed;
 }
 

@@ -181,7 +181,8 @@ class MeshTranslator {
   // services with the same ports, addresses, selectors and accounts. nullopt otherwise (the
   // caller translates everything). A service whose view this translator shares with `previous`
   // is not looked at: when this one was constructed from `previous`, only the views it built are
-  // compared. `compared` (optional): set to how many services were compared.
+  // compared. `compared` (optional): set to how many services were compared, also when the
+  // answer is nullopt.
   std::optional<std::set<ServiceName>> MemberChangesSince(const MeshTranslator& previous,
                                                           size_t* compared = nullptr) const;
 
@@ -199,6 +200,10 @@ class MeshTranslator {
 
  private:
   struct Index;
+  // MemberChangesSince's work; `count` counts the services compared.
+  std::optional<std::set<ServiceName>> MemberChanges(const MeshTranslator& previous,
+                                                     size_t& count) const;
+
   const std::shared_ptr<const PolicySnapshot> policy_;
   const std::shared_ptr<const RegistrySnapshot> registry_;
   const TranslateOptions options_;

@@ -474,6 +474,22 @@ TEST(NodeResourceGeneratorScaleTest, AnEndpointSliceChangeIndexesAndComparesOneS
   EXPECT_EQ(after.services_indexed - before.services_indexed, 1u);
   EXPECT_EQ(after.services_compared - before.services_compared, 1u);
   EXPECT_EQ(after.assignments_translated - before.assignments_translated, 1u);
+
+  // svc-5 gets another port: compared (and counted), found reshaped, translated in full.
+  before = after;
+  services = std::make_shared<registry::KubernetesServices>(*registry->kubernetes);
+  auto reshaped = std::make_shared<registry::KubernetesService>(*services->services[5]);
+  reshaped->ports.push_back(
+      {.name = "extra", .port = 9999, .protocol = "TCP", .target_port = 9999});
+  services->services[5] = reshaped;
+  next = std::make_shared<registry::RegistrySnapshot>(*registry);
+  next->kubernetes = services;
+  next->version = 4;
+  registry = next;
+  generate("a service reshaped");
+  after = generator.stats();
+  EXPECT_EQ(after.member_only_generations, before.member_only_generations);
+  EXPECT_EQ(after.services_compared - before.services_compared, 1u);
 }
 
 // What is not a change of members translates everything: a policy change, a new service, a
