@@ -1,14 +1,14 @@
 #include "xds/protocol.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
+#include <array>
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/net/ip_prefix.h"
 
 namespace meshlet::xds {
 namespace {
@@ -36,23 +36,19 @@ bool IsLookupKey(absl::string_view name) {
 std::optional<std::string> LookupKeyForAddress(absl::string_view ip, uint32_t port) {
   if (port == 0 || port > 65535) return std::nullopt;
   if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  if (ip.empty() || ip.size() >= INET6_ADDRSTRLEN) return std::nullopt;
-  const std::string text(ip);  // inet_pton needs a terminated string
-  char out[INET6_ADDRSTRLEN];
-  in_addr v4;
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
-    inet_ntop(AF_INET, &v4, out, sizeof(out));
-    return absl::StrCat(kLookupAddressPrefix, out, ":", port);
+  absl::StatusOr<net::IpAddress> address = net::IpAddress::Parse(ip);
+  if (!address.ok()) return std::nullopt;
+  if (!address->is_v4()) {
+    // An IPv4-mapped IPv6 address (::ffff:10.96.0.5) is its IPv4 address.
+    const std::array<uint8_t, 16>& b = address->bytes();
+    if (std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; }) && b[10] == 0xff &&
+        b[11] == 0xff) {
+      address = net::IpAddress::FromV4Bytes(&b[12]);
+    }
   }
-  in6_addr v6;
-  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return std::nullopt;
-  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
-    std::memcpy(&v4, &v6.s6_addr[12], sizeof(v4));
-    inet_ntop(AF_INET, &v4, out, sizeof(out));
-    return absl::StrCat(kLookupAddressPrefix, out, ":", port);
-  }
-  inet_ntop(AF_INET6, &v6, out, sizeof(out));
-  return absl::StrCat(kLookupAddressPrefix, "[", out, "]:", port);
+  return address->is_v4()
+             ? absl::StrCat(kLookupAddressPrefix, address->ToString(), ":", port)
+             : absl::StrCat(kLookupAddressPrefix, "[", address->ToString(), "]:", port);
 }
 
 std::optional<std::string> LookupKeyForHost(absl::string_view host) {

@@ -622,9 +622,8 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joi
   absl::flat_hash_map<std::string, Holder> domains, destinations, names;
   for (size_t v = 0; v < config.virtual_hosts.size(); ++v) {
     const route::VirtualHostConfig& vhost = config.virtual_hosts[v];
-    for (const std::string& domain : vhost.domains) {
-      domains.emplace(absl::AsciiStrToLower(domain), Holder{nullptr, v});
-    }
+    // (TranslateVirtualHost lower-cased them.)
+    for (const std::string& domain : vhost.domains) domains.emplace(domain, Holder{nullptr, v});
     for (const std::string& destination : vhost.destinations) {
       destinations.emplace(destination, Holder{nullptr, v});
     }

@@ -185,8 +185,7 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   allow->set_name("shop/all");
   allow->add_rules();
   source(allow->mutable_source(), "AuthorizationPolicy", "all", -1, -1);
-  source(RouteAt(set, 0).mutable_route()->mutable_timeout_source(), "HTTPRoute", "reviews", -1,
-         -1);
+  source(RouteAt(set, 0).mutable_route()->mutable_timeout_source(), "HTTPRoute", "reviews", -1, -1);
   RouteAt(set, 0).mutable_route()->mutable_per_try_timeout_source()->set_kind("MeshConfig");
   RouteAt(set, 0).mutable_route()->mutable_per_try_timeout_source()->set_name("mesh");
   RouteAt(set, 0).mutable_rate_limit()->set_requests_per_second(5);
@@ -211,8 +210,7 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   EXPECT_EQ((*snapshot)->listeners[0].authorization.policies[0].source,
             "AuthorizationPolicy/shop/all");
   // Without sources: empty, and -1 indexes.
-  const route::RouteEntry* other =
-      (*snapshot)->FindRouteTable("local")->Match(Request("x", "/b"));
+  const route::RouteEntry* other = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/b"));
   ASSERT_NE(other, nullptr);
   EXPECT_EQ(other->source, "");
   EXPECT_EQ(other->source_rule, -1);
