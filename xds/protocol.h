@@ -54,6 +54,12 @@ inline constexpr std::array<const char*, kResourceTypeCount> kResourceTypeUrls =
 // Metric labels and status keys, by the same position.
 inline constexpr std::array<const char*, kResourceTypeCount> kResourceTypeLabels = {
     "secrets", "clusters", "endpoints", "routes", "service_routes", "listeners"};
+// Whether a resource of another type may name resources of this type (a cluster its load
+// assignment, by the cluster's own name), by the same position:
+// listeners and ServiceRoutes are named by nothing, so a make-before-break push sends them exact
+// at once instead of keeping what the sidecar holds until the types naming it went out.
+inline constexpr std::array<bool, kResourceTypeCount> kResourceTypeNamedByOthers = {
+    true, true, true, true, false, false};
 
 // The position of `type_url` in kResourceTypeUrls; nullopt for any other type.
 std::optional<size_t> ResourceTypeIndex(absl::string_view type_url);

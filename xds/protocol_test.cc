@@ -86,6 +86,15 @@ TEST(ResourceTypeOrderTest, EveryTypeNamesOnlyEarlierTypes) {
       EXPECT_LT(position[other], i) << kResourceTypeLabels[i] << " names " << other;
     }
   }
+  for (size_t i = 0; i < kResourceTypeCount; ++i) {
+    bool named_by_others = false;
+    for (const auto& [type, names] : named) {
+      named_by_others |= names.contains(kResourceTypeLabels[i]);
+    }
+    // A cluster runs with the load assignment of its own name.
+    named_by_others |= std::string(kResourceTypeLabels[i]) == "endpoints";
+    EXPECT_EQ(kResourceTypeNamedByOthers[i], named_by_others) << kResourceTypeLabels[i];
+  }
   EXPECT_EQ(named["service_routes"], (std::set<std::string>{"clusters", "routes"}));
   EXPECT_EQ(named["listeners"], (std::set<std::string>{"clusters", "routes", "secrets"}));
   // Readiness: the last type pushed is the one a complete configuration ends with.

@@ -248,11 +248,18 @@ std::string ProxiesNotConnected(absl::string_view proxies_json,
           absl::StrCat("proxy ", id, " reports revision ", revision.empty() ? "none" : revision));
       continue;
     }
+    // Every type the sidecar subscribed to: an older sidecar does not subscribe to the types
+    // added since its release (service_routes shows UNSUBSCRIBED for it).
     const YAML::Node types = At(it->second, {"types"});
-    bool acked = types.IsMap() && types.size() > 0;
+    bool acked = types.IsMap();
+    size_t subscribed = 0;
     for (auto t = types.begin(); acked && t != types.end(); ++t) {
-      acked = Scalar(At(t->second, {"state"})) == "ACKED";
+      const std::string state = Scalar(At(t->second, {"state"}));
+      if (state == "UNSUBSCRIBED") continue;
+      ++subscribed;
+      acked = state == "ACKED";
     }
+    acked = acked && subscribed > 0;
     if (!acked) missing.push_back(absl::StrCat("proxy ", id, " has not ACKed its configuration"));
   }
   return absl::StrJoin(missing, ", ");

@@ -238,18 +238,26 @@ TEST(UpgradeTest, OddShapesAreReadWithoutThrowing) {
 }
 
 // --check-proxies: each moved pod's proxy connected to the revision's control plane, reporting
-// that revision, with every type ACKED.
+// that revision, with every type it subscribed to ACKED.
 TEST(UpgradeTest, ProxiesConnectedToTheRevision) {
   const std::string proxies = R"({"items":[
     {"id":"web-1.shop","revision":"canary","types":{"a":{"state":"ACKED"},"b":{"state":"ACKED"}}},
     {"id":"web-2.shop","revision":"canary","types":{"a":{"state":"ACKED"},"b":{"state":"PENDING"}}},
     {"id":"web-3.shop","revision":"0-2-0","types":{"a":{"state":"ACKED"}}},
-    {"id":"web-4.other","revision":"canary","types":{"a":{"state":"ACKED"}}}]})";
+    {"id":"web-4.other","revision":"canary","types":{"a":{"state":"ACKED"}}},
+    {"id":"web-5.shop","revision":"canary",
+     "types":{"a":{"state":"ACKED"},"service_routes":{"state":"UNSUBSCRIBED"}}},
+    {"id":"web-6.shop","revision":"canary","types":{"a":{"state":"UNSUBSCRIBED"}}}]})";
   EXPECT_EQ(ProxiesNotConnected(proxies, {"web-1"}, "shop", "canary"), "");
   EXPECT_EQ(ProxiesNotConnected(proxies, {"web-1", "web-2", "web-3", "web-4"}, "shop", "canary"),
             "proxy web-2.shop has not ACKed its configuration, proxy web-3.shop reports revision "
             "0-2-0, proxy web-4.shop not connected");
   EXPECT_EQ(ProxiesNotConnected(proxies, {"web-3"}, "shop", "0-2-0"), "");
+  // A sidecar of an older release does not subscribe to the types added since: those do not
+  // count; one that subscribed to nothing has ACKed nothing.
+  EXPECT_EQ(ProxiesNotConnected(proxies, {"web-5"}, "shop", "canary"), "");
+  EXPECT_EQ(ProxiesNotConnected(proxies, {"web-6"}, "shop", "canary"),
+            "proxy web-6.shop has not ACKed its configuration");
   EXPECT_EQ(ProxiesNotConnected(R"({"items":[{"id":"a.x"}]})", {"a"}, "x", ""),
             "proxy a.x reports revision none");
   EXPECT_NE(ProxiesNotConnected("[", {"a"}, "x", ""), "");

@@ -179,7 +179,10 @@ void PeerForwarder::OnEvents(const std::vector<LeasedKeyEvent>& events) {
     SendHistory(it->second.get());
   }
   if (stats_ != nullptr) stats_->peers.Set(static_cast<int64_t>(peers_.size()));
-  absl::flat_hash_set<absl::string_view> names = {options_.replica_name};
+  // Not `= {options_.replica_name}`: that list would be of std::string copies, gone (and the
+  // views into them dangling) at the end of the statement.
+  absl::flat_hash_set<absl::string_view> names;
+  names.insert(options_.replica_name);
   for (const auto& [owner, state] : peers_) names.insert(state->peer.name);
   if (names.size() != replicas_) {
     replicas_ = names.size();

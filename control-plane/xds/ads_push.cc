@@ -125,15 +125,15 @@ void AdsServer::Push(Stream& stream) {
     response.set_version_info(version);
     response.set_type_url(std::string(TypeUrl(type)));
     response.set_system_version_info(options_.system_version_info);
-    std::string nonce = stream.NextNonce();
-    response.set_nonce(nonce);
+    stream.SetNextNonce(response);
+    std::string nonce = response.nonce();
     for (const auto& [name, resource] : set) *response.add_resources() = resource->resource;
     const size_t bytes = response.ByteSizeLong();
     if (bytes > stream.max_message_bytes) {
       Withhold(stream, type, version, bytes, "");
       return;
     }
-    if (!stream.call->SendProto(response)) return;
+    if (!stream.Send(response)) return;
     sub.RecordSent(std::move(nonce), version, set, changed_at);
     metrics_->pushes[static_cast<size_t>(type)].Inc();
     ++sent;
@@ -201,9 +201,9 @@ void AdsServer::Push(Stream& stream) {
         response.add_removed_resources(removed[next_removal]);
       }
       last = next_entry == entries.size() && next_removal == removed.size();
-      std::string nonce = stream.NextNonce();
-      response.set_nonce(nonce);
-      if (!stream.call->SendProto(response)) return;
+      stream.SetNextNonce(response);
+      std::string nonce = response.nonce();
+      if (!stream.Send(response)) return;
       if (last) {
         sub.RecordSent(std::move(nonce), version, std::move(state_after), changed_at);
       } else {
@@ -216,8 +216,8 @@ void AdsServer::Push(Stream& stream) {
     }
   };
 
-  // Pass 1, in dependency order: every type becomes new ∪ old (the last type, listeners, is
-  // named by nothing and goes out exact), so nothing still in use disappears.
+  // Pass 1, in dependency order: every type that others name becomes new ∪ old, so nothing still
+  // in use disappears; the types named by nothing (ServiceRoutes, listeners) go out exact.
   // What the node should hold of each type: the generated set itself for a wildcard subscription
   // (no copy), else the names asked for.
   std::array<ResourceMap, kResourceTypeCount> filtered;
@@ -234,7 +234,7 @@ void AdsServer::Push(Stream& stream) {
       desired[t] = &filtered[t];
     }
     const ResourceMap& want = *desired[t];
-    const bool keep_old = type != ResourceType::kListener;
+    const bool keep_old = xds::kResourceTypeNamedByOthers[t];
     if (!stream.delta) {
       // A sidecar that reconnected running this very version holds this very set: what it
       // holds is known again (delta streams say it in initial_resource_versions).

@@ -25,6 +25,7 @@
 #include "control-plane/xds/subscription.h"
 #include "xds/discovery.pb.h"
 #include "xds/node.pb.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::ads {
 
@@ -75,6 +76,7 @@ class AdsServer::Stream {
   bool push_saw_nack = false;
   std::optional<MonotonicTime> pending_change;  // earliest change not yet pushed
   uint64_t next_nonce = 0;
+  bool served_types_sent = false;
   std::vector<std::string> warnings;
   // Until it fires, subscriptions gather (initial_subscription_window).
   std::unique_ptr<event::Timer> first_push_timer;
@@ -88,6 +90,21 @@ class AdsServer::Stream {
   TypeSubscription& of(ResourceType type) { return types[static_cast<size_t>(type)]; }
   const TypeSubscription& of(ResourceType type) const { return types[static_cast<size_t>(type)]; }
   std::string NextNonce() { return absl::StrCat(absl::Hex(id), "-", ++next_nonce); }
+  // The nonce of the next response of either variant; until one went out (Send), the response
+  // also lists the types this control plane serves (served_types): a sidecar drops what it holds
+  // of any other type when a stream's first response arrives.
+  template <typename Response>
+  void SetNextNonce(Response& response) {
+    response.set_nonce(NextNonce());
+    if (served_types_sent) return;
+    for (const char* type_url : xds::kResourceTypeUrls) response.add_served_types(type_url);
+  }
+  template <typename Response>
+  bool Send(const Response& response) {
+    if (!call->SendProto(response)) return false;
+    served_types_sent = true;
+    return true;
+  }
   bool AwaitingAnswers() const {
     for (const TypeSubscription& type : types) {
       if (type.awaiting_answer()) return true;

@@ -265,6 +265,12 @@ TEST_F(AdsServerTest, PushesInDependencyOrderAndTracksAcks) {
   EXPECT_EQ(client.responses[1].type_url(), TypeUrl(kRoutes));
   EXPECT_EQ(client.responses[2].type_url(), TypeUrl(kListeners));
   EXPECT_EQ(client.responses[0].version_info(), TypeVersion(resources_.of(kClusters)));
+  // The stream's first response says which types this control plane serves; no other does.
+  EXPECT_EQ(std::vector<std::string>(client.responses[0].served_types().begin(),
+                                     client.responses[0].served_types().end()),
+            std::vector<std::string>(xds::kResourceTypeUrls.begin(), xds::kResourceTypeUrls.end()));
+  EXPECT_EQ(client.responses[1].served_types_size(), 0);
+  EXPECT_EQ(client.responses[2].served_types_size(), 0);
   EXPECT_EQ(observer_.connected, std::vector<std::string>{"node-1"});
   EXPECT_EQ(Status("node-1", kClusters)->state, "PENDING");
   for (const auto& response : client.responses) client.Answer(response);
@@ -461,6 +467,7 @@ TEST_F(AdsServerTest, DeltaSubscriptionToServiceRoutesGetsAnEmptyFirstAnswer) {
   client.Subscribe(kServiceRoutes, "node-d");
   ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
   EXPECT_EQ(client.responses[0].type_url(), "type.googleapis.com/meshlet.xds.ServiceRoute");
+  EXPECT_EQ(client.responses[0].served_types_size(), static_cast<int>(xds::kResourceTypeCount));
   EXPECT_EQ(client.responses[0].resources_size(), 0);
   EXPECT_EQ(client.responses[0].removed_resources_size(), 0);
   client.Ack(client.responses[0]);
@@ -499,6 +506,41 @@ TEST_F(AdsServerTest, ServiceRoutesArePushedBetweenRoutesAndListeners) {
                                              std::string(TypeUrl(kRoutes)),
                                              std::string(TypeUrl(kListeners))}));
   EXPECT_EQ(Status("node-old", kServiceRoutes)->state, "UNSUBSCRIBED");
+}
+
+// Nothing names a ServiceRoute, so a push that drops one sends the type exact in the first pass,
+// once: the sidecar never holds a leftover that might share a domain with the new table.
+TEST_F(AdsServerTest, RemovedServiceRouteGoesOutExactInOneResponse) {
+  StartServer();
+  auto with_service_routes = [&](std::initializer_list<const char*> names) {
+    SetResources({Cluster("a")}, {Route("r", "a")}, {Listener("l", "r")});
+    for (const char* name : names) {
+      xds::ServiceRoute service_route;
+      service_route.set_name(name);
+      service_route.set_route_config_name("r");
+      resources_.Add(kServiceRoutes, service_route.name(), service_route);
+    }
+  };
+  with_service_routes({"a.default:80", "b.default:80"});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters, kRoutes, kServiceRoutes, kListeners}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 4; }));
+  for (const auto& response : client.responses) client.Answer(response);
+  ASSERT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+
+  with_service_routes({"a.default:80"});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 5; }));
+  client.Answer(client.responses[4]);
+  ASSERT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+  RunFor(milliseconds(200));
+  ASSERT_EQ(client.responses.size(), 5u);
+  EXPECT_EQ(client.responses[4].type_url(), TypeUrl(kServiceRoutes));
+  ASSERT_EQ(client.responses[4].resources_size(), 1);
+  xds::ServiceRoute sent;
+  ASSERT_TRUE(client.responses[4].resources(0).UnpackTo(&sent));
+  EXPECT_EQ(sent.name(), "a.default:80");
+  EXPECT_EQ(Status("node-1", kServiceRoutes)->state, "ACKED");
 }
 
 // Endpoint sets of `count` clusters with `per_cluster` endpoints each (about 40 bytes each).

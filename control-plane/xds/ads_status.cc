@@ -129,13 +129,14 @@ absl::StatusOr<std::string> AdsServer::RequestConfigDump(absl::string_view node_
   if (stream == nullptr) {
     return absl::NotFoundError(absl::StrCat("no sidecar \"", node_id, "\" is connected"));
   }
-  std::string nonce = stream->NextNonce();
+  std::string nonce;
   // A response without resources, of the debug type, in the stream's variant.
   const bool sent = xds::WithResponse(stream->delta, [&](auto& response) {
     response.set_type_url(xds::kConfigDumpTypeUrl);
     response.set_system_version_info(options_.system_version_info);
-    response.set_nonce(nonce);
-    return stream->call->SendProto(response);
+    stream->SetNextNonce(response);
+    nonce = response.nonce();
+    return stream->Send(response);
   });
   if (!sent) return absl::UnavailableError("the sidecar's stream is closing");
   stream->dump_nonce = nonce;

@@ -212,6 +212,9 @@ class XdsClient {
   // nothing more to do (a dump request, an unknown type).
   template <typename Response>
   std::optional<size_t> BeginResponse(const Response& response);
+  // At a stream's first response: drops what is held of the types the control plane does not
+  // serve (`served`, DiscoveryResponse.served_types; empty: a release from before the field).
+  void DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::string>& served);
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
   // Builds the full set with `type_index` replaced by `entries` and applies it; accepted, the

@@ -125,6 +125,7 @@ class XdsRetentionTest : public XdsClientTest, public ::testing::WithParamInterf
       xds::DeltaDiscoveryResponse response;
       response.set_type_url(xds::kResourceTypeUrls[index]);
       response.set_nonce(nonce);
+      for (const std::string& type_url : served_types_) response.add_served_types(type_url);
       std::map<std::string, google::protobuf::Any> next(resources.begin(), resources.end());
       for (const auto& [name, any] : last) {
         if (!next.contains(name)) response.add_removed_resources(name);
@@ -141,6 +142,7 @@ class XdsRetentionTest : public XdsClientTest, public ::testing::WithParamInterf
       response.set_type_url(xds::kResourceTypeUrls[index]);
       response.set_version_info(absl::StrCat("version-", nonce));
       response.set_nonce(nonce);
+      for (const std::string& type_url : served_types_) response.add_served_types(type_url);
       for (const auto& [name, any] : resources) *response.add_resources() = any;
       server_->Send(response);
     }
@@ -189,8 +191,41 @@ class XdsRetentionTest : public XdsClientTest, public ::testing::WithParamInterf
     return series == nullptr ? -1 : series->gauge;
   }
 
+  // The ServiceRoute of ratings:9080, joining "outbound", to kV1.
+  static xds::ServiceRoute Ratings() {
+    xds::ServiceRoute ratings;
+    ratings.set_name("ratings.default:9080");
+    ratings.set_route_config_name("outbound");
+    xds::VirtualHost* vhost = ratings.mutable_virtual_host();
+    vhost->set_name("ratings.default:9080");
+    vhost->add_domains("ratings");
+    xds::Route* route = vhost->add_routes();
+    route->mutable_match()->set_prefix("/");
+    route->mutable_route()->set_cluster(kV1);
+    return ratings;
+  }
+  // Clusters kAll and kV1 with their endpoints, the table "outbound" to kAll, `service_routes`
+  // and the listener.
+  void PushWithServiceRoutes(std::vector<Named> service_routes) {
+    ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+    ASSERT_EQ(
+        Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}),
+        "");
+    ASSERT_EQ(Push(kRoutes, {Routes(kAll)}), "");
+    ASSERT_EQ(Push(kServiceRoutes, std::move(service_routes)), "");
+    ASSERT_EQ(Push(kListeners, {Listener()}), "");
+  }
+  // Ends the stream; the client opens a new one and subscribes again.
+  void Reconnect() {
+    const size_t before = Answers();
+    server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "restarting");
+    ASSERT_TRUE(RunUntil([&] { return Answers() == before + xds::kResourceTypeCount; }));
+  }
+
   int nonces_ = 0;
   std::array<std::map<std::string, google::protobuf::Any>, xds::kResourceTypeCount> sent_;
+  // served_types of every response Push sends (empty: a control plane from before the field).
+  std::vector<std::string> served_types_;
 };
 
 TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) {
@@ -228,20 +263,8 @@ TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) 
 // names runs on after the control plane removed it, and goes with the ServiceRoute.
 TEST_P(XdsRetentionTest, ClusterNamedOnlyByServiceRouteIsRetained) {
   ASSERT_NO_FATAL_FAILURE(StartClient());
-  ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
-  ASSERT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}),
-            "");
-  ASSERT_EQ(Push(kRoutes, {Routes(kAll)}), "");
-  xds::ServiceRoute ratings;
-  ratings.set_name("ratings.default:9080");
-  ratings.set_route_config_name("outbound");
-  ratings.mutable_virtual_host()->set_name("ratings.default:9080");
-  ratings.mutable_virtual_host()->add_domains("ratings");
-  xds::Route* route = ratings.mutable_virtual_host()->add_routes();
-  route->mutable_match()->set_prefix("/");
-  route->mutable_route()->set_cluster(kV1);
-  ASSERT_EQ(Push(kServiceRoutes, {Pack(ratings.name(), ratings)}), "");
-  ASSERT_EQ(Push(kListeners, {Listener()}), "");
+  const xds::ServiceRoute ratings = Ratings();
+  ASSERT_NO_FATAL_FAILURE(PushWithServiceRoutes({Pack(ratings.name(), ratings)}));
   ASSERT_EQ(applied_.back().service_routes.size(), 1u);
 
   // The control plane drops v1 while the ServiceRoute still names it: applied, v1 kept.
@@ -258,6 +281,36 @@ TEST_P(XdsRetentionTest, ClusterNamedOnlyByServiceRouteIsRetained) {
     EXPECT_TRUE(client_->retained(i).empty()) << i;
   }
   EXPECT_EQ(client_->rejected_updates(), 0u);
+}
+
+// ServiceRoutes held from a control plane that serves them are dropped when a stream's first
+// response comes from one that does not (the previous release, which sends every host inline in
+// the route table): its table then does not collide with them. A control plane that lists the
+// type in served_types keeps them.
+TEST_P(XdsRetentionTest, HeldServiceRoutesDroppedByAControlPlaneThatDoesNotServeThem) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  served_types_.assign(xds::kResourceTypeUrls.begin(), xds::kResourceTypeUrls.end());
+  const xds::ServiceRoute ratings = Ratings();
+  ASSERT_NO_FATAL_FAILURE(PushWithServiceRoutes({Pack(ratings.name(), ratings)}));
+
+  // A control plane of this release: kept.
+  ASSERT_NO_FATAL_FAILURE(Reconnect());
+  ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  ASSERT_EQ(applied_.back().service_routes.size(), 1u);
+
+  // One of the previous release: the first response drops them; its table, with ratings inline,
+  // is accepted.
+  served_types_.clear();
+  ASSERT_NO_FATAL_FAILURE(Reconnect());
+  ASSERT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  EXPECT_TRUE(applied_.back().service_routes.empty());
+  Named inline_table = Routes(kAll);
+  xds::RouteConfiguration table;
+  ASSERT_TRUE(inline_table.second.UnpackTo(&table));
+  *table.add_virtual_hosts() = ratings.virtual_host();
+  EXPECT_EQ(Push(kRoutes, {Pack("outbound", table)}), "");
+  EXPECT_EQ(client_->rejected_updates(), 0u);
+  EXPECT_TRUE(BuildSnapshot(client_->CurrentResources()).ok());
 }
 
 // Endpoints may come before their cluster (its update refused, or another order): they are held

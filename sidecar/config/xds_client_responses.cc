@@ -10,11 +10,13 @@
 #include <string>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
+#include "xds/capabilities.h"
 #include "xds/protocol.h"
 #include "xds/version.h"
 
@@ -31,6 +33,7 @@ std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
     connected_gauge_.Set(1);
     LOG(INFO) << "xds: connected to " << CurrentServer().ToString()
               << (xds::kIsDelta<Response> ? " (delta)" : "");
+    DropUnservedTypes(response.served_types());
   }
   if (response.type_url() == xds::kConfigDumpTypeUrl) {
     SendConfigDump(response.nonce());
@@ -41,6 +44,21 @@ std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
     LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();
   }
   return index;
+}
+
+void XdsClient::DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::string>& served) {
+  for (size_t index = 0; index < xds::kResourceTypeCount; ++index) {
+    const absl::string_view type_url = xds::kResourceTypeUrls[index];
+    // A control plane that does not list them serves what every supported release reads.
+    const bool is_served = served.empty() ? !xds::CapabilityOfType(type_url).has_value()
+                                          : absl::c_linear_search(served, type_url);
+    if (is_served || types_[index].entries.empty()) continue;
+    LOG(WARN) << "xds: the control plane does not serve " << xds::kResourceTypeLabels[index]
+              << " (a release from before them): dropping the " << types_[index].entries.size()
+              << " held";
+    // Nothing names resources of such a type, so the configuration without them is valid.
+    (void)TryApply(index, EntryMap(), "");
+  }
 }
 
 void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
