@@ -31,11 +31,13 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "control-plane/translate/resources.h"
@@ -325,10 +327,45 @@ std::string MeshTlsKey(const TranslationContext& ctx);
 // ---------------------------------------------------------------------------------------------
 // Routes (routes.cc)
 
+// Whether the node gets its outbound route table split into ServiceRoutes (capability
+// service-routes): one per Service port, each with its virtual host and capture destination. A
+// node without it gets them inline, in the route configuration and the capture listener.
+inline bool SplitsRouteTable(const TranslationContext& ctx) {
+  return ctx.capabilities.Has(xds::Capability::kServiceRoutes);
+}
+
 // The route configuration "outbound", with the clusters its routes name: one virtual host per
 // reachable Service port, HTTPRoute rules first, then a default route; a last "*" host answers
-// 404. Also the clusters captured connections to Services' addresses need.
+// 404. Also the clusters captured connections to Services' addresses need. For a node that
+// SplitsRouteTable, the Service ports' virtual hosts and destinations are ServiceRoutes instead
+// (the table keeps the "*" host).
 void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
+
+// Host name → the Service port ("<service>.<namespace>:<port>") that owns it: the first that
+// claims it, in (namespace, name, port) order over the whole mesh, so that every node, whichever
+// services it reaches and whichever form its table takes, sends a host name to the same Service
+// and no two Service ports' virtual hosts share a domain (the sidecar refuses that across
+// ServiceRoutes). Depends on whether the node is captured (its hosts include Service addresses).
+using HostOwners = absl::flat_hash_map<std::string, std::string>;
+HostOwners OwnHostNames(const TranslationContext& ctx);
+
+// What one Service port gives a node's outbound routing: its virtual host (HTTP and AUTO ports
+// that own some host name) and, on a captured node, the capture destination of its addresses.
+struct ServicePortRoute {
+  std::string name;  // "<service>.<namespace>:<port>"
+  std::optional<xds::VirtualHost> virtual_host;
+  std::optional<xds::ListenerDestination> destination;
+};
+// The Service ports of `service` that route anything for this node, in port order, with the
+// clusters they name added to `out` (and the warnings of what is left out).
+std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
+                                                const HostOwners& owners,
+                                                const ServiceView& service, TranslationOutput& out);
+// `route` as the ServiceRoute joining "outbound". One above TranslateOptions::max_resource_bytes
+// is replaced by one whose virtual host answers 503 "route table of S:P too large" (a warning,
+// counted in NodeResources::oversized_service_routes).
+xds::ServiceRoute ToServiceRoute(const TranslationContext& ctx, ServicePortRoute route,
+                                 TranslationOutput& out);
 // The host names of a Service port, bare too with `bare`; with `addresses`, its virtual
 // addresses too (what a client that called the address sends as Host).
 std::vector<std::string> Domains(const TranslationContext& ctx, const ServiceView& s, uint32_t port,
@@ -402,7 +439,13 @@ bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
 // ---------------------------------------------------------------------------------------------
 // Listeners (listeners.cc)
 
-// The listener "outbound" (with capture destinations for a captured node).
+// The capture destination of a Service port: its addresses and port, HTTP and AUTO ports routed
+// by the route configuration "outbound", TCP ports (and AUTO ports' other bytes) to the port's
+// cluster.
+xds::ListenerDestination ServiceDestination(const ServiceView& service,
+                                            const pb::ServicePort& port);
+// The listener "outbound" (with capture destinations for a captured node that does not get them
+// in ServiceRoutes).
 void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out);
 // The listener "inbound" with its route configurations and clusters to the app's ports; nothing
 // when the workload serves no ports.
