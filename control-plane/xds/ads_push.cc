@@ -216,8 +216,9 @@ void AdsServer::Push(Stream& stream) {
     }
   };
 
-  // Pass 1, in dependency order: every type becomes new ∪ old (the last type, listeners, is
-  // named by nothing and goes out exact), so nothing still in use disappears.
+  // Pass 1, in dependency order: every type becomes new ∪ old (but service_routes and the last
+  // type, listeners, which nothing names and which go out exact), so nothing still in use
+  // disappears.
   // What the node should hold of each type: the generated set itself for a wildcard subscription
   // (no copy), else the names asked for.
   std::array<ResourceMap, kResourceTypeCount> filtered;
@@ -234,7 +235,9 @@ void AdsServer::Push(Stream& stream) {
       desired[t] = &filtered[t];
     }
     const ResourceMap& want = *desired[t];
-    const bool keep_old = type != ResourceType::kListener;
+    // Listeners and ServiceRoutes are named by nothing: they go out exact (a ServiceRoute kept
+    // beside the one taking over its host names would be refused for the shared domain).
+    const bool keep_old = type != ResourceType::kListener && type != ResourceType::kServiceRoute;
     if (!stream.delta) {
       // A sidecar that reconnected running this very version holds this very set: what it
       // holds is known again (delta streams say it in initial_resource_versions).
