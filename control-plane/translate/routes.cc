@@ -299,9 +299,8 @@ void AnswerEverything(xds::VirtualHost& vhost, absl::string_view route_name, uin
   route->mutable_direct_response()->set_body(std::string(body));
 }
 
-}  // namespace
-
-HostOwners OwnHostNames(const TranslationContext& ctx) {
+// The host-name owners of the mesh for a node of this variant (OwnHostNames).
+HostOwners BuildHostOwners(const TranslationContext& ctx) {
   HostOwners owners;
   // Every Service, reachable or not: a node scoped to some of them sees the owners any other
   // node sees, so the virtual host of a Service port is the same for every node that reaches it.
@@ -315,6 +314,21 @@ HostOwners OwnHostNames(const TranslationContext& ctx) {
     });
   }
   return owners;
+}
+
+}  // namespace
+
+const HostOwners& HostOwnersCache::Get(bool capture, const std::string& cluster_domain,
+                                       const std::function<HostOwners()>& build) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_ptr<const HostOwners>& owners = owners_[{capture, cluster_domain}];
+  if (owners == nullptr) owners = std::make_unique<const HostOwners>(build());
+  return *owners;
+}
+
+const HostOwners& OwnHostNames(const TranslationContext& ctx) {
+  return ctx.index.host_owners->Get(ctx.self.capture, ctx.options.cluster_domain,
+                                    [&ctx] { return BuildHostOwners(ctx); });
 }
 
 std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
@@ -431,7 +445,7 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
   xds::RouteConfiguration routes;
   routes.set_name(std::string(kOutboundName));
   const bool split = SplitsRouteTable(ctx);
-  const HostOwners owners = OwnHostNames(ctx);
+  const HostOwners& owners = OwnHostNames(ctx);
   for (const auto& [key, view] : ctx.index.services) {
     const ServiceView& service = *view;
     if (!ctx.Reachable(service)) continue;

@@ -457,6 +457,27 @@ spec:
   }
 }
 
+// The owners are a function of the index and the variant: built once, whatever the number of
+// nodes (scoped ones too) that read them.
+TEST_F(CaptureTest, HostOwnersBuiltOncePerIndexAndVariant) {
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  xds::Node other = node_;
+  other.set_id("reviews-v1-0");
+  const TranslationContext a(policy_, registry_, index, node_, kDefaultOptions);
+  const TranslationContext b(policy_, registry_, index, other, kDefaultOptions);
+  EXPECT_EQ(&OwnHostNames(a), &OwnHostNames(b));
+  EXPECT_EQ(OwnHostNames(a).at("reviews.example.com"), "reviews.default:9080");
+  EXPECT_FALSE(OwnHostNames(a).contains("240.240.0.1:9080"));
+  Capture(registry_.workloads[0]);  // frontend-0: its hosts include Service addresses
+  const TranslationContext captured(policy_, registry_, index, node_, kDefaultOptions);
+  EXPECT_NE(&OwnHostNames(captured), &OwnHostNames(a));
+  EXPECT_EQ(OwnHostNames(captured).at("240.240.0.1:9080"), "reviews.default:9080");
+  // Another index (the next generation) builds its own.
+  const MeshIndex next = BuildIndex(policy_, registry_);
+  const TranslationContext c(policy_, registry_, next, node_, kDefaultOptions);
+  EXPECT_NE(&OwnHostNames(c), &OwnHostNames(a));
+}
+
 TEST_F(CaptureTest, OversizedServiceRouteBecomes503WithWarning) {
   Capture(registry_.workloads[0]);  // frontend-0: its ServiceRoutes carry destinations
   TranslateOptions unlimited;

@@ -29,8 +29,10 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -125,6 +127,23 @@ struct PolicyTargets {
 // TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
 // pointers into both snapshots, which must outlive it. Every view is immutable and may be shared
 // with the index of newer inputs (BuildIndex).
+// Host name → the Service port that owns it (OwnHostNames).
+using HostOwners = absl::flat_hash_map<std::string, std::string>;
+
+// The host-name owners of one index, built on first use per variant (captured or not, cluster
+// domain) and kept with the index: every node's outbound part reads the same table instead of
+// walking the mesh again. Any thread (a mutex guards the variants; a table never changes once
+// built).
+class HostOwnersCache {
+ public:
+  const HostOwners& Get(bool capture, const std::string& cluster_domain,
+                        const std::function<HostOwners()>& build);
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<bool, std::string>, std::unique_ptr<const HostOwners>> owners_;
+};
+
 struct MeshIndex {
   std::map<ServiceKey, std::shared_ptr<const ServiceView>> services;
   std::shared_ptr<const PolicyTargets> by_target;
@@ -133,6 +152,8 @@ struct MeshIndex {
   // differs from everybody else's).
   std::map<ServiceKey, std::vector<GatewayAttachment>> gateway_routes;
   std::set<std::string> consumer_namespaces;
+  // Host-name owners, filled in as translations ask (OwnHostNames).
+  std::shared_ptr<HostOwnersCache> host_owners = std::make_shared<HostOwnersCache>();
 
   // How it was built. `serial` is unique per index; `built_from` is the serial of the previous
   // index BuildIndex was given (0: none), and `built` the keys of the views built here (in key
@@ -346,8 +367,8 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
 // services it reaches and whichever form its table takes, sends a host name to the same Service
 // and no two Service ports' virtual hosts share a domain (the sidecar refuses that across
 // ServiceRoutes). Depends on whether the node is captured (its hosts include Service addresses).
-using HostOwners = absl::flat_hash_map<std::string, std::string>;
-HostOwners OwnHostNames(const TranslationContext& ctx);
+// Built once per index and variant (MeshIndex::host_owners).
+const HostOwners& OwnHostNames(const TranslationContext& ctx);
 
 // What one Service port gives a node's outbound routing: its virtual host (HTTP and AUTO ports
 // that own some host name) and, on a captured node, the capture destination of its addresses.
