@@ -181,12 +181,12 @@ TEST(TranslatorScaleTest, NoResourceAbove64KiBForACapableNodeOf5000Services) {
   const NodeResources r = Translate(policy, registry, node);
   EXPECT_EQ(r.service_routes.size(), 5000u);
   size_t largest = 0;
-  std::string name;
+  std::string name;  // its type
   auto check = [&](const auto& list) {
     for (const auto& m : list) {
       if (m.ByteSizeLong() > largest) {
         largest = m.ByteSizeLong();
-        name = TranslatorTest::Content(m).substr(0, 40);
+        name = m.GetTypeName();
       }
     }
   };
