@@ -308,8 +308,8 @@ HostOwners BuildHostOwners(const TranslationContext& ctx) {
     const ServiceView& service = *view;
     ForEachHttpPort(service, [&](const pb::ServicePort& port, bool first_http_port) {
       const std::string owner = PortName(service, port.port());
-      for (std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
-        owners.try_emplace(std::move(domain), owner);
+      for (const std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
+        owners.try_emplace(absl::AsciiStrToLower(domain), owner);
       }
     });
   }
@@ -364,10 +364,12 @@ std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
     }
     xds::VirtualHost vhost;
     vhost.set_name(route.name);
-    absl::flat_hash_set<std::string> added;
+    absl::flat_hash_set<std::string> added;  // lower-cased, as owners are
     for (std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
-      auto owner = owners.find(domain);
-      if (owner != owners.end() && owner->second == vhost.name() && added.insert(domain).second) {
+      std::string key = absl::AsciiStrToLower(domain);
+      auto owner = owners.find(key);
+      if (owner != owners.end() && owner->second == vhost.name() &&
+          added.insert(std::move(key)).second) {
         vhost.add_domains(std::move(domain));
       } else {
         out.Warn(absl::StrCat("host name \"", domain, "\" of ", vhost.name(),

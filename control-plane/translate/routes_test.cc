@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -417,16 +418,17 @@ TEST_F(GatewayTest, ServiceRoutesCarryWhatTheInlineTableCarried) {
   ExpectEveryNodeCarriesTheInlineTable(policy_, registry_, node_);
 }
 
-// A host name two Services claim belongs to the first of them (by namespace and name) for every
-// node: one that reaches only the second does not get it either (the virtual host of a Service
-// port is the same for every node that reaches it, and no two ServiceRoutes share a domain).
+// A host name two Services claim (in any case) belongs to the first of them (by namespace and
+// name) for every node: one that reaches only the second does not get it either (the virtual host
+// of a Service port is the same for every node that reaches it, and no two ServiceRoutes share a
+// domain).
 TEST_F(TranslatorTest, HostnameClaimedTwiceHasOneOwnerForEveryNode) {
   policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
 kind: HTTPRoute
 metadata: {name: frontend}
 spec:
   target: frontend
-  hostnames: [reviews.example.com]
+  hostnames: [Reviews.Example.com]
 )"));
   policy_.mesh_config.emplace();
   policy_.mesh_config->mutable_spec()->set_scope_to_dependencies(true);
@@ -444,7 +446,9 @@ spec:
       std::vector<std::string> owners;
       for (const xds::VirtualHost* vh : JoinedHosts(r, "outbound")) {
         for (const std::string& domain : vh->domains()) {
-          if (domain == "reviews.example.com") owners.push_back(vh->name());
+          if (absl::AsciiStrToLower(domain) == "reviews.example.com") {
+            owners.push_back(vh->name());
+          }
         }
       }
       const bool reaches_frontend = std::string(id) != "reviews-v1-0";

@@ -362,7 +362,8 @@ inline bool SplitsRouteTable(const TranslationContext& ctx) {
 // (the table keeps the "*" host).
 void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
 
-// Host name → the Service port ("<service>.<namespace>:<port>") that owns it: the first that
+// Lower-cased host name → the Service port ("<service>.<namespace>:<port>") that owns it (host
+// names match whatever their case, as the sidecar compares them): the first that
 // claims it, in (namespace, name, port) order over the whole mesh, so that every node, whichever
 // services it reaches and whichever form its table takes, sends a host name to the same Service
 // and no two Service ports' virtual hosts share a domain (the sidecar refuses that across
