@@ -250,9 +250,12 @@ class Explain final : public Command {
     return request;
   }
 
-  // The xds resources of a GET /api/v1/proxies/{id}/config reply (what the control plane sent).
+  // The xds resources of a GET /api/v1/proxies/{id}/config reply (what the control plane sent),
+  // with the virtual hosts of ServiceRoutes joined to their route configurations as the sidecar
+  // joins them (after the table's own, by ServiceRoute name).
   static absl::StatusOr<sidecar::dryrun::Resources> ResourcesOf(const std::string& json) {
     sidecar::dryrun::Resources set;
+    std::map<std::string, xds::ServiceRoute> service_routes;
     try {
       for (const YAML::Node& t : YAML::Load(json)["types"]) {
         const std::string type = Scalar(t["type"]);
@@ -277,6 +280,10 @@ class Explain final : public Command {
             xds::Secret m;
             status = config::YamlToProto(yaml, m);
             set.secrets.push_back(std::move(m));
+          } else if (type == "service_routes") {
+            xds::ServiceRoute m;
+            status = config::YamlToProto(yaml, m);
+            service_routes[m.name()] = std::move(m);
           }
           if (!status.ok()) {
             return absl::DataLossError(
@@ -286,6 +293,15 @@ class Explain final : public Command {
       }
     } catch (const YAML::Exception& e) {
       return absl::DataLossError(absl::StrCat("unexpected reply: ", e.what()));
+    }
+    for (auto& [name, service_route] : service_routes) {
+      if (!service_route.has_virtual_host()) continue;
+      for (xds::RouteConfiguration& table : set.routes) {
+        if (table.name() == service_route.route_config_name()) {
+          *table.add_virtual_hosts() = std::move(*service_route.mutable_virtual_host());
+          break;
+        }
+      }
     }
     return set;
   }

@@ -453,6 +453,41 @@ TEST_F(ExplainCommandTest, ClearErrors) {
   EXPECT_TRUE(absl::StrContains(err_.str(), "cannot reach the control plane")) << err_.str();
 }
 
+// A sidecar that reads ServiceRoutes gets its outbound table split: the dry run joins each
+// ServiceRoute's virtual host to the table it names, as the sidecar does.
+TEST_F(ExplainCommandTest, ADryRunReadsTheVirtualHostsOfServiceRoutes) {
+  api_.Answer("GET", "/api/v1/proxies", 200,
+              R"({"items":[{"id":"frontend-0","service":"frontend","namespace":"default"}]})");
+  api_.Answer(
+      "GET", "/api/v1/proxies/frontend-0/config", 200,
+      R"({"types":[)"
+      R"({"type":"routes","resources":[{"name":"outbound","resource":{"name":"outbound",)"
+      R"("virtual_hosts":[{"name":"unknown-host","domains":["*"],"routes":[{"name":"no-service",)"
+      R"("match":{"prefix":"/"},"direct_response":{"status":404}}]}]}}]},)"
+      R"({"type":"service_routes","resources":[)"
+      R"({"name":"ratings.default:9080","resource":{"name":"ratings.default:9080",)"
+      R"("route_config_name":"outbound","destination":{"name":"ratings.default:9080"}}},)"
+      R"({"name":"reviews.default:9080","resource":{"name":"reviews.default:9080",)"
+      R"("route_config_name":"outbound","virtual_host":{"name":"reviews.default:9080",)"
+      R"("domains":["reviews:9080"],"routes":[{"name":"default","match":{"prefix":"/"},)"
+      R"("route":{"cluster":"outbound|9080||reviews.default"}}]}}}]},)"
+      R"({"type":"clusters","resources":[{"name":"outbound|9080||reviews.default",)"
+      R"("resource":{"name":"outbound|9080||reviews.default","type":"EDS"}}]},)"
+      R"({"type":"endpoints","resources":[{"name":"outbound|9080||reviews.default",)"
+      R"("resource":{"cluster_name":"outbound|9080||reviews.default",)"
+      R"("endpoints":[{"address":"10.0.1.1:15006"}]}}]}]})");
+  EXPECT_EQ(Run({"explain", "--from", "frontend", "--to", "http://reviews:9080/r/1"}), 0)
+      << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "virtual host    reviews.default:9080"))
+      << out_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "cluster         outbound|9080||reviews.default"))
+      << out_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "10.0.1.1:15006")) << out_.str();
+  // A host no ServiceRoute answers gets the table's own "*" host.
+  EXPECT_EQ(Run({"explain", "--from", "frontend", "--to", "http://nowhere/"}), 0) << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "virtual host    unknown-host")) << out_.str();
+}
+
 // apply -f FILE records the file in each object; stdin leaves the documents as they are; diff
 // compares what apply would store.
 TEST_F(ExplainCommandTest, ApplyRecordsTheFileEachObjectCameFrom) {

@@ -196,6 +196,7 @@ void ApplyCapabilityGates(const xds::CapabilitySet& node_reads, NodeResources& r
   const GatePlan& plan = PlanFor(missing);
   ApplyToAll(plan, resources.listeners);
   ApplyToAll(plan, resources.routes);
+  ApplyToAll(plan, resources.service_routes);
   ApplyToAll(plan, resources.clusters);
   ApplyToAll(plan, resources.endpoints);
   ApplyToAll(plan, resources.secrets);

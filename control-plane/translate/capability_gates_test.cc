@@ -67,14 +67,12 @@ spec:
         n += what == "endpoint-plaintext" && e.plaintext();
       }
     }
-    for (const xds::RouteConfiguration& rc : r.routes) {
-      for (const xds::VirtualHost& vh : rc.virtual_hosts()) {
-        n += what == "virtual-host-destinations" && vh.destinations_size() > 0;
-        for (const xds::Route& route : vh.routes()) {
-          n += what == "policy-source" &&
-               (route.has_source() || route.route().has_timeout_source() ||
-                route.route().has_per_try_timeout_source() || route.rate_limit().has_source());
-        }
+    for (const xds::VirtualHost* vh : JoinedHosts(r, "outbound")) {
+      n += what == "virtual-host-destinations" && vh->destinations_size() > 0;
+      for (const xds::Route& route : vh->routes()) {
+        n += what == "policy-source" &&
+             (route.has_source() || route.route().has_timeout_source() ||
+              route.route().has_per_try_timeout_source() || route.rate_limit().has_source());
       }
     }
     for (const xds::Listener& l : r.listeners) {
@@ -119,7 +117,10 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
 // A 0.1.0 sidecar (it reports no capabilities) gets exactly the newest configuration without the
 // fields 0.1.0 does not read: cleared here by hand, the bytes are the same.
 TEST_F(CapabilityGatesTest, A010SidecarGetsTheNewestFormWithoutWhatItCannotRead) {
-  NodeResources expected = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+  // The newest form of the table 0.1.0 reads: inline, not split into ServiceRoutes.
+  xds::CapabilitySet inline_table = xds::CapabilitySet::All();
+  inline_table.Remove(xds::Capability::kServiceRoutes);
+  NodeResources expected = For("meshlet-sidecar 0.2.0", inline_table.Names());
   for (xds::Cluster& c : expected.clusters) {
     c.clear_overload();
     c.clear_traffic_policy();

@@ -89,16 +89,11 @@ spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
     for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
     return translations_.emplace_back(Translate(policy_, registry_, node));
   }
-  // The virtual host "<svc>.<ns>:<port>" of the node's route configuration "outbound".
+  // The virtual host "<svc>.<ns>:<port>" of the node's route configuration "outbound" (inline or
+  // in its ServiceRoute).
   using TranslatorTest::Host;
   static const xds::VirtualHost* Host(const NodeResources& r, absl::string_view name) {
-    for (const xds::RouteConfiguration& rc : r.routes) {
-      if (rc.name() != "outbound") continue;
-      for (const xds::VirtualHost& vh : rc.virtual_hosts()) {
-        if (vh.name() == name) return &vh;
-      }
-    }
-    return nullptr;
+    return TranslatorTest::Host(r, "outbound", name);
   }
   static std::vector<std::string> RouteNames(const xds::VirtualHost* vh) {
     std::vector<std::string> out;

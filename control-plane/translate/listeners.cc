@@ -45,28 +45,16 @@ void SetCaptureCommon(const TranslationContext& ctx, xds::Listener& listener, ui
 }
 
 // Captured outbound connections: one destination per reachable Service port, matched by the
-// Service's addresses and the port. HTTP ports are routed by the "outbound" routes (by Host,
-// whose virtual hosts answer to the addresses too), opaque ones go to the port's cluster as
-// bytes. Anything else follows MeshConfig outboundTrafficPolicy.
+// Service's addresses and the port (ServiceDestination), in the listener itself for a node that
+// reads no ServiceRoutes (a node that does gets each in its Service port's ServiceRoute,
+// routes.cc). Anything else follows MeshConfig outboundTrafficPolicy.
 void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& listener) {
-  for (const auto& [key, view] : ctx.index.services) {
-    const ServiceView& service = *view;
-    if (service.addresses.empty() || !ctx.Reachable(service)) continue;
-    for (const pb::ServicePort& port : service.ports) {
-      xds::ListenerDestination* d = listener.add_destinations();
-      d->set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
-      for (const std::string& address : service.addresses) d->add_addresses(address);
-      d->set_port(port.port());
-      if (IsAutoProtocol(port.protocol())) {
-        d->set_protocol(xds::PROTOCOL_AUTO);
-        d->set_route_config_name(std::string(kOutboundName));
-        d->set_tcp_cluster(ClusterName(service, port.port(), {}, /*opaque=*/true));
-      } else if (IsHttpProtocol(port.protocol())) {
-        d->set_protocol(xds::PROTOCOL_HTTP);
-        d->set_route_config_name(std::string(kOutboundName));
-      } else {
-        d->set_protocol(xds::PROTOCOL_TCP);
-        d->set_tcp_cluster(ClusterName(service, port.port(), {}));
+  if (!SplitsRouteTable(ctx)) {
+    for (const auto& [key, view] : ctx.index.services) {
+      const ServiceView& service = *view;
+      if (service.addresses.empty() || !ctx.Reachable(service)) continue;
+      for (const pb::ServicePort& port : service.ports) {
+        *listener.add_destinations() = ServiceDestination(service, port);
       }
     }
   }
@@ -186,6 +174,26 @@ AppPorts AddAppPorts(const TranslationContext& ctx, TranslationOutput& out,
 }
 
 }  // namespace
+
+xds::ListenerDestination ServiceDestination(const ServiceView& service,
+                                            const pb::ServicePort& port) {
+  xds::ListenerDestination d;
+  d.set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
+  for (const std::string& address : service.addresses) d.add_addresses(address);
+  d.set_port(port.port());
+  if (IsAutoProtocol(port.protocol())) {
+    d.set_protocol(xds::PROTOCOL_AUTO);
+    d.set_route_config_name(std::string(kOutboundName));
+    d.set_tcp_cluster(ClusterName(service, port.port(), {}, /*opaque=*/true));
+  } else if (IsHttpProtocol(port.protocol())) {
+    d.set_protocol(xds::PROTOCOL_HTTP);
+    d.set_route_config_name(std::string(kOutboundName));
+  } else {
+    d.set_protocol(xds::PROTOCOL_TCP);
+    d.set_tcp_cluster(ClusterName(service, port.port(), {}));
+  }
+  return d;
+}
 
 void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out) {
   xds::Listener listener;

@@ -101,7 +101,7 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
   EXPECT_EQ(outbound->protocol(), xds::PROTOCOL_HTTP);
   EXPECT_EQ(outbound->route_config_name(), "outbound");
   EXPECT_EQ(
-      DestinationSummary(*outbound),
+      DestinationSummary(r, "outbound"),
       (std::vector<std::string>{
           "db.default:3306 [10.96.0.20,fd00::20]:3306 PROTOCOL_TCP outbound|3306||db.default 0",
           "db.default:8080 [10.96.0.20,fd00::20]:8080 PROTOCOL_HTTP outbound 0",
@@ -167,7 +167,9 @@ TEST_F(CaptureTest, OnlyReachableServicesWithAddressesAreDestinations) {
   registry_.workloads[0].labels["meshlet.io/dependencies"] = "db, ratings";
   NodeResources r = Translate(policy_, registry_, node_);
   std::vector<std::string> names;
-  for (const auto& d : Named(r.listeners, "outbound")->destinations()) names.push_back(d.name());
+  for (const auto& d : JoinedDestinations(r, *Named(r.listeners, "outbound"))) {
+    names.push_back(d.name());
+  }
   EXPECT_EQ(names, (std::vector<std::string>{"db.default:3306", "db.default:8080",
                                              "frontend.default:8080"}));
 }
@@ -220,7 +222,7 @@ TEST_F(KubernetesServicesTest, APortDeclaringNoProtocolIsDetected) {
   ASSERT_NE(Named(r.clusters, "outbound|80||ratings.shop"), nullptr);
   // ...and captured connections to the ClusterIP detected: what is not HTTP goes as bytes to
   // the TCP twin, which has the same endpoints and is never HTTP/2 over mTLS.
-  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  std::vector<std::string> destinations = DestinationSummary(r, "outbound");
   EXPECT_TRUE(
       Has(destinations,
           "ratings.shop:80 [10.96.0.30]:80 PROTOCOL_AUTO outboundoutbound|80|tcp|ratings.shop"

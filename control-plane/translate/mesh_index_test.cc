@@ -74,7 +74,7 @@ TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) 
   for (const char* domain : {"ratings.shop.svc.cluster.local", "10.96.0.30", "10.96.0.30:80"}) {
     EXPECT_TRUE(Has(domains, domain)) << domain;
   }
-  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  std::vector<std::string> destinations = DestinationSummary(r, "outbound");
   EXPECT_TRUE(Has(destinations, "ratings.shop:80 [10.96.0.30]:80 PROTOCOL_HTTP outbound 0"))
       << absl::StrJoin(destinations, "\n");
   EXPECT_TRUE(Has(destinations,
@@ -118,7 +118,7 @@ TEST_F(KubernetesServicesTest, EndpointSlicesDecideMembershipAndServiceResources
   EXPECT_EQ(reviews->endpoints(0).address(), "10.0.1.1:15006");
   EXPECT_EQ(reviews->endpoints(1).address(), "10.0.1.7:9080");
   EXPECT_NE(Host(r, "outbound", "reviews.default:9080"), nullptr);
-  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  std::vector<std::string> destinations = DestinationSummary(r, "outbound");
   EXPECT_TRUE(Has(destinations,
                   "reviews.default:9080 [10.96.0.9,240.240.0.1,fd00:240::1]:9080 PROTOCOL_HTTP "
                   "outbound 0"))

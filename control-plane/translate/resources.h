@@ -33,12 +33,17 @@ inline constexpr absl::string_view kSecretType = "type.googleapis.com/meshlet.xd
 struct NodeResources {
   std::vector<xds::Listener> listeners;
   std::vector<xds::RouteConfiguration> routes;
+  // For a node that reads them (capability service-routes): one per Service port, joining the
+  // route configuration "outbound" and its capture listener (docs/xds.md, "Service routes").
+  std::vector<xds::ServiceRoute> service_routes;
   std::vector<xds::Cluster> clusters;
   std::vector<xds::ClusterLoadAssignment> endpoints;
   std::vector<xds::Secret> secrets;
   // Warnings that did not stop translation (e.g. an HTTPRoute backend naming a missing Service:
   // that rule answers 503 until the Service exists). Ordered, for logs and proxy-config.
   std::vector<std::string> warnings;
+  // ServiceRoutes above TranslateOptions::max_resource_bytes, replaced by one answering 503.
+  uint64_t oversized_service_routes = 0;
 };
 
 // Where an outbound cluster "outbound|<port>|<subset>|<svc>.<ns>" comes from: what
@@ -49,6 +54,8 @@ struct ClusterOrigin {
   std::map<std::string, std::string> subset;
   bool opaque = false;  // the TCP twin of an AUTO port
 };
+
+inline constexpr size_t kDefaultMaxResourceBytes = 1 << 20;
 
 struct TranslateOptions {
   std::string cluster_domain = "cluster.local";
@@ -61,6 +68,9 @@ struct TranslateOptions {
   // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
   // them over xDS. Empty: they verify against the bundle that came with their certificate.
   std::string trust_bundle_pem;
+  // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
+  // Service port) is replaced by one answering 503. 0: no limit.
+  size_t max_resource_bytes = kDefaultMaxResourceBytes;
 
   bool operator==(const TranslateOptions&) const = default;
 };

@@ -1,12 +1,15 @@
 // Routes: the route configuration "outbound" — one virtual host per reachable Service port, the
 // HTTPRoute rules of the Service (matches, backends, redirects, direct responses, rewrites, header
 // edits, faults) and a default route, with the timeouts and retries TrafficPolicy and MeshConfig
-// give them — and the inbound route to the local app.
+// give them; inline, or one ServiceRoute per Service port for a node that reads them — and the
+// inbound route to the local app.
 
 #include <algorithm>
 #include <set>
+#include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "control-plane/translate/translation.h"
 
@@ -255,98 +258,213 @@ std::vector<std::string> Domains(const TranslationContext& ctx, const ServiceVie
   return out;
 }
 
+namespace {
+
+// The host names a Service port claims: Domains() (bare too on its first HTTP port, its
+// addresses too for a captured node) and, on its first HTTP port, its HTTPRoutes' hostnames.
+std::vector<std::string> ClaimedDomains(const TranslationContext& ctx, const ServiceView& service,
+                                        uint32_t port, bool first_http_port) {
+  std::vector<std::string> domains = Domains(ctx, service, port, first_http_port, ctx.self.capture);
+  if (first_http_port) {
+    for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {
+      for (const std::string& host : route->spec().hostnames()) domains.push_back(host);
+    }
+  }
+  return domains;
+}
+
+// Calls `f(port, first_http_port)` for each HTTP port of `service`, in port order.
+template <typename F>
+void ForEachHttpPort(const ServiceView& service, F f) {
+  bool first_http_port = true;
+  for (const pb::ServicePort& port : service.ports) {
+    if (!IsHttpProtocol(port.protocol())) continue;
+    f(port, first_http_port);
+    first_http_port = false;
+  }
+}
+
+std::string PortName(const ServiceView& service, uint32_t port) {
+  return absl::StrCat(service.Fqdn(), ":", port);
+}
+
+// A virtual host that answers everything with `status` and `body` (direct response).
+void AnswerEverything(xds::VirtualHost& vhost, absl::string_view route_name, uint32_t status,
+                      absl::string_view body) {
+  vhost.clear_routes();
+  xds::Route* route = vhost.add_routes();
+  route->set_name(std::string(route_name));
+  route->mutable_match()->set_prefix("/");
+  route->mutable_direct_response()->set_status(status);
+  route->mutable_direct_response()->set_body(std::string(body));
+}
+
+// The host-name owners of the mesh for a node of this variant (OwnHostNames).
+HostOwners BuildHostOwners(const TranslationContext& ctx) {
+  HostOwners owners;
+  // Every Service, reachable or not: a node scoped to some of them sees the owners any other
+  // node sees, so the virtual host of a Service port is the same for every node that reaches it.
+  for (const auto& [key, view] : ctx.index.services) {
+    const ServiceView& service = *view;
+    ForEachHttpPort(service, [&](const pb::ServicePort& port, bool first_http_port) {
+      const std::string owner = PortName(service, port.port());
+      for (const std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
+        owners.try_emplace(absl::AsciiStrToLower(domain), owner);
+      }
+    });
+  }
+  return owners;
+}
+
+}  // namespace
+
+const HostOwners& HostOwnersCache::Get(bool capture, const std::string& cluster_domain,
+                                       const std::function<HostOwners()>& build) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_ptr<const HostOwners>& owners = owners_[{capture, cluster_domain}];
+  if (owners == nullptr) owners = std::make_unique<const HostOwners>(build());
+  return *owners;
+}
+
+const HostOwners& OwnHostNames(const TranslationContext& ctx) {
+  return ctx.index.host_owners->Get(ctx.self.capture, ctx.options.cluster_domain,
+                                    [&ctx] { return BuildHostOwners(ctx); });
+}
+
+std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
+                                                const HostOwners& owners,
+                                                const ServiceView& service,
+                                                TranslationOutput& out) {
+  std::vector<ServicePortRoute> routes;
+  // Captured connections to the Service's addresses are matched by address and port.
+  const bool destinations = ctx.self.capture && !service.addresses.empty();
+  bool first_http_port = true;
+  for (const pb::ServicePort& port : service.ports) {
+    ServicePortRoute route;
+    route.name = PortName(service, port.port());
+    if (destinations) route.destination = ServiceDestination(service, port);
+    if (!IsHttpProtocol(port.protocol())) {
+      if (!ctx.self.capture) {
+        out.Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
+                              port.port(), ": TCP ports are not routed by the outbound listener"));
+      } else if (service.addresses.empty()) {
+        out.Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
+                              port.port(),
+                              ": TCP, and the Service has no address to recognise it by"));
+      } else {
+        // Captured connections to the Service's addresses on this port (the destination).
+        UseCluster(ctx, out, service, port, {});
+        routes.push_back(std::move(route));
+      }
+      continue;
+    }
+    if (IsAutoProtocol(port.protocol()) && destinations) {
+      // Captured connections to the address that turn out not to be HTTP.
+      UseCluster(ctx, out, service, port, {}, /*opaque=*/true);
+    }
+    xds::VirtualHost vhost;
+    vhost.set_name(route.name);
+    absl::flat_hash_set<std::string> added;  // lower-cased, as owners are
+    for (std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
+      std::string key = absl::AsciiStrToLower(domain);
+      auto owner = owners.find(key);
+      if (owner != owners.end() && owner->second == vhost.name() &&
+          added.insert(std::move(key)).second) {
+        vhost.add_domains(std::move(domain));
+      } else {
+        out.Warn(absl::StrCat("host name \"", domain, "\" of ", vhost.name(),
+                              " is already used by another service; ignored"));
+      }
+    }
+    first_http_port = false;
+    if (vhost.domains().empty()) {
+      if (route.destination) routes.push_back(std::move(route));
+      continue;
+    }
+    if (ctx.self.capture) {
+      // The Service port is the frontend (GAMMA): connections captured on their way to its
+      // addresses use this virtual host whatever their Host says.
+      for (const std::string& address : service.addresses) {
+        vhost.add_destinations(absl::StrCat(AddressHost(address), ":", port.port()));
+      }
+    }
+    if (AddGatewayRoutes(ctx, out, service, port, vhost)) {
+      // Gateway API routes own the port; the Service's own HTTPRoutes stand aside (ADR 0060).
+      for (const pb::HTTPRoute* http_route : ctx.RoutesFor(service)) {
+        out.Warn(absl::StrCat("HTTPRoute ", service.namespace_, "/", http_route->metadata().name(),
+                              ": Gateway API routes are attached to ", vhost.name(),
+                              " and win; this HTTPRoute is ignored for that port"));
+      }
+      route.virtual_host = std::move(vhost);
+      routes.push_back(std::move(route));
+      continue;
+    }
+    for (const pb::HTTPRoute* http_route : ctx.RoutesFor(service)) {
+      for (int i = 0; i < http_route->spec().rules_size(); ++i) {
+        AddRuleRoutes(ctx, out, service, port, *http_route, i, vhost);
+      }
+    }
+    xds::Route fallback;
+    fallback.set_name("default");
+    fallback.mutable_match()->set_prefix("/");
+    SetPolicySource("Service", service.namespace_, service.name, -1, -1,
+                    *fallback.mutable_source());
+    xds::RouteAction* action = fallback.mutable_route();
+    action->set_cluster(UseCluster(ctx, out, service, port, {}));
+    ApplyRouteDefaults(ctx, service, *action, nullptr);
+    SetTimeoutSources(ctx, service, nullptr, false, false, *action);
+    *vhost.add_routes() = std::move(fallback);
+    route.virtual_host = std::move(vhost);
+    routes.push_back(std::move(route));
+  }
+  return routes;
+}
+
+xds::ServiceRoute ToServiceRoute(const TranslationContext& ctx, ServicePortRoute route,
+                                 TranslationOutput& out) {
+  xds::ServiceRoute resource;
+  resource.set_name(route.name);
+  resource.set_route_config_name(std::string(kOutboundName));
+  if (route.virtual_host) *resource.mutable_virtual_host() = std::move(*route.virtual_host);
+  if (route.destination) *resource.mutable_destination() = std::move(*route.destination);
+  const size_t limit = ctx.options.max_resource_bytes;
+  if (limit != 0 && resource.has_virtual_host() && resource.ByteSizeLong() > limit) {
+    // Sent as it is, it would be refused with the whole response (or hold back every other
+    // change of the type); the rest of the mesh keeps working without it.
+    const size_t size = resource.ByteSizeLong();
+    AnswerEverything(*resource.mutable_virtual_host(), "too-large", 503,
+                     absl::StrCat("meshlet: route table of ", route.name, " too large\n"));
+    out.Warn(absl::StrCat("ServiceRoute ", route.name, ": ", size,
+                          " bytes, more than the limit of ", limit,
+                          " (--xds-max-resource-bytes); its requests get 503 until its routes "
+                          "shrink"));
+    ++out.resources.oversized_service_routes;
+  }
+  return resource;
+}
+
 void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) {
   xds::RouteConfiguration routes;
   routes.set_name(std::string(kOutboundName));
-  std::set<std::string> used_domains;
+  const bool split = SplitsRouteTable(ctx);
+  const HostOwners& owners = OwnHostNames(ctx);
   for (const auto& [key, view] : ctx.index.services) {
     const ServiceView& service = *view;
     if (!ctx.Reachable(service)) continue;
-    bool first_http_port = true;
-    for (const pb::ServicePort& port : service.ports) {
-      if (!IsHttpProtocol(port.protocol())) {
-        if (!ctx.self.capture) {
-          out.Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
-                                port.port(),
-                                ": TCP ports are not routed by the outbound listener"));
-        } else if (service.addresses.empty()) {
-          out.Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
-                                port.port(),
-                                ": TCP, and the Service has no address to recognise it by"));
-        } else {
-          // Captured connections to the Service's addresses on this port (the capture
-          // listener's destination).
-          UseCluster(ctx, out, service, port, {});
-        }
-        continue;
+    for (ServicePortRoute& route : RouteServicePorts(ctx, owners, service, out)) {
+      if (split) {
+        out.resources.service_routes.push_back(ToServiceRoute(ctx, std::move(route), out));
+      } else if (route.virtual_host) {
+        // The destination goes into the capture listener (listeners.cc).
+        *routes.add_virtual_hosts() = std::move(*route.virtual_host);
       }
-      if (IsAutoProtocol(port.protocol()) && ctx.self.capture && !service.addresses.empty()) {
-        // Captured connections to the address that turn out not to be HTTP.
-        UseCluster(ctx, out, service, port, {}, /*opaque=*/true);
-      }
-      xds::VirtualHost vhost;
-      vhost.set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
-      std::vector<std::string> domains =
-          Domains(ctx, service, port.port(), first_http_port, ctx.self.capture);
-      if (first_http_port) {
-        for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {
-          for (const std::string& host : route->spec().hostnames()) domains.push_back(host);
-        }
-      }
-      first_http_port = false;
-      for (const std::string& domain : domains) {
-        if (used_domains.insert(domain).second) {
-          vhost.add_domains(domain);
-        } else {
-          out.Warn(absl::StrCat("host name \"", domain, "\" of ", vhost.name(),
-                                " is already used by another service; ignored"));
-        }
-      }
-      if (vhost.domains().empty()) continue;
-      if (ctx.self.capture) {
-        // The Service port is the frontend (GAMMA): connections captured on their way to its
-        // addresses use this virtual host whatever their Host says.
-        for (const std::string& address : service.addresses) {
-          vhost.add_destinations(absl::StrCat(AddressHost(address), ":", port.port()));
-        }
-      }
-      if (AddGatewayRoutes(ctx, out, service, port, vhost)) {
-        // Gateway API routes own the port; the Service's own HTTPRoutes stand aside (ADR 0060).
-        for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {
-          out.Warn(absl::StrCat("HTTPRoute ", service.namespace_, "/", route->metadata().name(),
-                                ": Gateway API routes are attached to ", vhost.name(),
-                                " and win; this HTTPRoute is ignored for that port"));
-        }
-        *routes.add_virtual_hosts() = std::move(vhost);
-        continue;
-      }
-      for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {
-        for (int i = 0; i < route->spec().rules_size(); ++i) {
-          AddRuleRoutes(ctx, out, service, port, *route, i, vhost);
-        }
-      }
-      xds::Route fallback;
-      fallback.set_name("default");
-      fallback.mutable_match()->set_prefix("/");
-      SetPolicySource("Service", service.namespace_, service.name, -1, -1,
-                      *fallback.mutable_source());
-      xds::RouteAction* action = fallback.mutable_route();
-      action->set_cluster(UseCluster(ctx, out, service, port, {}));
-      ApplyRouteDefaults(ctx, service, *action, nullptr);
-      SetTimeoutSources(ctx, service, nullptr, false, false, *action);
-      *vhost.add_routes() = std::move(fallback);
-      *routes.add_virtual_hosts() = std::move(vhost);
     }
   }
   xds::VirtualHost unknown;
   unknown.set_name("unknown-host");
   unknown.add_domains("*");
-  xds::Route* not_found = unknown.add_routes();
-  not_found->set_name("no-service");
-  not_found->mutable_match()->set_prefix("/");
-  not_found->mutable_direct_response()->set_status(404);
-  not_found->mutable_direct_response()->set_body(
-      "meshlet: no service for this host (known to this sidecar)\n");
+  AnswerEverything(unknown, "no-service", 404,
+                   "meshlet: no service for this host (known to this sidecar)\n");
   *routes.add_virtual_hosts() = std::move(unknown);
   out.resources.routes.push_back(std::move(routes));
 }

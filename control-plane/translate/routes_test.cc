@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "control-plane/translate/gateway_test_util.h"
 #include "control-plane/translate/translation.h"
 #include "control-plane/translate/translator.h"
 #include "control-plane/translate/translator_test_util.h"
@@ -279,6 +281,245 @@ TEST_F(CaptureTest, ServiceAddressesBindTheirPortsVirtualHost) {
   EXPECT_EQ(destinations(r, "db.default:8080"),
             (std::vector<std::string>{"10.96.0.20:8080", "[fd00::20]:8080"}));
   EXPECT_EQ(destinations(r, "unknown-host"), std::vector<std::string>{});
+}
+
+// Split and inline tables (ADR 0086) -------------------------------------------------------------
+
+// Serialized messages by name.
+template <typename T>
+std::map<std::string, std::string> ByName(const std::vector<T>& list) {
+  std::map<std::string, std::string> out;
+  for (const T& m : list) {
+    EXPECT_TRUE(out.emplace(m.name(), TranslatorTest::Content(m)).second) << m.name();
+  }
+  return out;
+}
+std::vector<xds::VirtualHost> Copies(const std::vector<const xds::VirtualHost*>& hosts) {
+  std::vector<xds::VirtualHost> out;
+  for (const xds::VirtualHost* vh : hosts) out.push_back(*vh);
+  return out;
+}
+
+xds::Node WithoutServiceRoutes(const xds::Node& node) {
+  xds::Node out = node;
+  out.clear_capabilities();
+  xds::CapabilitySet reads = xds::CapabilitySet::All();
+  reads.Remove(xds::Capability::kServiceRoutes);
+  for (const std::string& name : reads.Names()) out.add_capabilities(name);
+  return out;
+}
+
+// What a node that reads ServiceRoutes gets, joined as the sidecar joins them, is what the same
+// node gets inline: the same virtual hosts and capture destinations, the same everything else;
+// and no domain is served twice.
+void ExpectServiceRoutesCarryTheInlineTable(const policy::PolicySnapshot& policy,
+                                            const registry::RegistrySnapshot& registry,
+                                            const xds::Node& node) {
+  SCOPED_TRACE(node.id());
+  xds::Node reads_all = node;
+  reads_all.clear_capabilities();
+  for (const std::string& name : xds::CapabilitySet::All().Names())
+    reads_all.add_capabilities(name);
+  const NodeResources split = Translate(policy, registry, reads_all);
+  const NodeResources inline_table = Translate(policy, registry, WithoutServiceRoutes(node));
+  EXPECT_TRUE(inline_table.service_routes.empty());
+  for (const xds::ServiceRoute& sr : split.service_routes) {
+    EXPECT_EQ(sr.route_config_name(), "outbound") << sr.name();
+    EXPECT_TRUE(sr.has_virtual_host() || sr.has_destination()) << sr.name();
+    if (sr.has_virtual_host()) {
+      EXPECT_EQ(sr.virtual_host().name(), sr.name());
+    }
+    if (sr.has_destination()) {
+      EXPECT_EQ(sr.destination().name(), sr.name());
+    }
+  }
+  // The route table: its own hosts plus the ServiceRoutes' ("*" stays in the table).
+  EXPECT_EQ(ByName(Copies(TranslatorTest::JoinedHosts(split, "outbound"))),
+            ByName(Copies(TranslatorTest::JoinedHosts(inline_table, "outbound"))));
+  const xds::RouteConfiguration* table = TranslatorTest::Named(split.routes, "outbound");
+  ASSERT_NE(table, nullptr);
+  ASSERT_EQ(table->virtual_hosts_size(), 1);
+  EXPECT_EQ(table->virtual_hosts(0).name(), "unknown-host");
+  std::map<std::string, std::string> owner;
+  for (const xds::VirtualHost* vh : TranslatorTest::JoinedHosts(split, "outbound")) {
+    for (const std::string& domain : vh->domains()) {
+      auto [it, fresh] = owner.emplace(domain, vh->name());
+      EXPECT_TRUE(fresh) << domain << " of " << vh->name() << " and " << it->second;
+    }
+  }
+  // Listeners: the capture destinations move, nothing else differs.
+  ASSERT_EQ(split.listeners.size(), inline_table.listeners.size());
+  for (size_t i = 0; i < split.listeners.size(); ++i) {
+    xds::Listener a = split.listeners[i];
+    xds::Listener b = inline_table.listeners[i];
+    EXPECT_EQ(ByName(TranslatorTest::JoinedDestinations(split, a)),
+              ByName(TranslatorTest::JoinedDestinations(inline_table, b)))
+        << a.name();
+    if (a.name() == "outbound") {
+      EXPECT_EQ(a.destinations_size(), 0);
+    }
+    a.clear_destinations();
+    b.clear_destinations();
+    EXPECT_EQ(TranslatorTest::Content(a), TranslatorTest::Content(b)) << a.name();
+  }
+  // Every other route configuration, the clusters (the same ones: nothing names fewer) and
+  // their endpoints, the warnings.
+  auto others = [](const NodeResources& r) {
+    std::vector<xds::RouteConfiguration> out;
+    for (const xds::RouteConfiguration& rc : r.routes) {
+      if (rc.name() != "outbound") out.push_back(rc);
+    }
+    return out;
+  };
+  EXPECT_EQ(ByName(others(split)), ByName(others(inline_table)));
+  EXPECT_EQ(TranslatorTest::Content(split.clusters),
+            TranslatorTest::Content(inline_table.clusters));
+  EXPECT_EQ(TranslatorTest::Content(split.endpoints),
+            TranslatorTest::Content(inline_table.endpoints));
+  EXPECT_EQ(split.warnings, inline_table.warnings);
+}
+
+// Each node of a fixture, captured and not, whole mesh and scoped to one dependency.
+void ExpectEveryNodeCarriesTheInlineTable(policy::PolicySnapshot policy,
+                                          registry::RegistrySnapshot registry,
+                                          const xds::Node& base) {
+  for (const bool scoped : {false, true}) {
+    if (!policy.mesh_config) policy.mesh_config.emplace();
+    policy.mesh_config->mutable_spec()->set_scope_to_dependencies(scoped);
+    for (const bool capture : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(scoped ? "scoped" : "whole mesh", capture ? ", captured" : ""));
+      registry::RegistrySnapshot r = registry;
+      for (registry::Workload& w : r.workloads) {
+        if (capture) {
+          w.labels[registry::kCaptureLabel] = registry::kCaptureIptables;
+          w.capture = true;
+        }
+        w.labels[std::string(kDependenciesLabel)] = "reviews";
+      }
+      for (const registry::Workload& w : r.workloads) {
+        xds::Node node = base;
+        node.set_id(w.id);
+        ExpectServiceRoutesCarryTheInlineTable(policy, r, node);
+      }
+    }
+  }
+}
+
+TEST_F(TranslatorTest, ServiceRoutesCarryWhatTheInlineTableCarried) {
+  ExpectEveryNodeCarriesTheInlineTable(policy_, registry_, node_);
+}
+TEST_F(CaptureTest, ServiceRoutesCarryWhatTheInlineTableCarried) {
+  ExpectEveryNodeCarriesTheInlineTable(policy_, registry_, node_);
+}
+TEST_F(KubernetesServicesTest, ServiceRoutesCarryWhatTheInlineTableCarried) {
+  ExpectEveryNodeCarriesTheInlineTable(policy_, registry_, node_);
+}
+TEST_F(GatewayTest, ServiceRoutesCarryWhatTheInlineTableCarried) {
+  ExpectEveryNodeCarriesTheInlineTable(policy_, registry_, node_);
+}
+
+// A host name two Services claim (in any case) belongs to the first of them (by namespace and
+// name) for every node: one that reaches only the second does not get it either (the virtual host
+// of a Service port is the same for every node that reaches it, and no two ServiceRoutes share a
+// domain).
+TEST_F(TranslatorTest, HostnameClaimedTwiceHasOneOwnerForEveryNode) {
+  policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: frontend}
+spec:
+  target: frontend
+  hostnames: [Reviews.Example.com]
+)"));
+  policy_.mesh_config.emplace();
+  policy_.mesh_config->mutable_spec()->set_scope_to_dependencies(true);
+  registry_.workloads[0].labels[std::string(kDependenciesLabel)] = "reviews";  // frontend-0
+  // reviews-v1-0 reaches its own service only; reviews-v2-0 reaches frontend too.
+  registry_.workloads[3].labels[std::string(kDependenciesLabel)] = "frontend";
+  for (const char* id : {"frontend-0", "reviews-v1-0", "reviews-v2-0"}) {
+    for (const bool split : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(id, split ? " split" : " inline"));
+      xds::Node node = node_;
+      node.set_id(id);
+      if (!split) node = WithoutServiceRoutes(node);
+      const NodeResources r = Translate(policy_, registry_, node);
+      EXPECT_EQ(r.service_routes.empty(), !split);
+      std::vector<std::string> owners;
+      for (const xds::VirtualHost* vh : JoinedHosts(r, "outbound")) {
+        for (const std::string& domain : vh->domains()) {
+          if (absl::AsciiStrToLower(domain) == "reviews.example.com") {
+            owners.push_back(vh->name());
+          }
+        }
+      }
+      const bool reaches_frontend = std::string(id) != "reviews-v1-0";
+      EXPECT_EQ(owners, reaches_frontend ? std::vector<std::string>{"frontend.default:8080"}
+                                         : std::vector<std::string>{});
+      const xds::VirtualHost* reviews = Host(r, "outbound", "reviews.default:9080");
+      ASSERT_NE(reviews, nullptr);
+      EXPECT_EQ(reviews->routes_size(), 5);  // its routes stay; only the host name went
+    }
+  }
+}
+
+// The owners are a function of the index and the variant: built once, whatever the number of
+// nodes (scoped ones too) that read them.
+TEST_F(CaptureTest, HostOwnersBuiltOncePerIndexAndVariant) {
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  xds::Node other = node_;
+  other.set_id("reviews-v1-0");
+  const TranslationContext a(policy_, registry_, index, node_, kDefaultOptions);
+  const TranslationContext b(policy_, registry_, index, other, kDefaultOptions);
+  EXPECT_EQ(&OwnHostNames(a), &OwnHostNames(b));
+  EXPECT_EQ(OwnHostNames(a).at("reviews.example.com"), "reviews.default:9080");
+  EXPECT_FALSE(OwnHostNames(a).contains("240.240.0.1:9080"));
+  Capture(registry_.workloads[0]);  // frontend-0: its hosts include Service addresses
+  const TranslationContext captured(policy_, registry_, index, node_, kDefaultOptions);
+  EXPECT_NE(&OwnHostNames(captured), &OwnHostNames(a));
+  EXPECT_EQ(OwnHostNames(captured).at("240.240.0.1:9080"), "reviews.default:9080");
+  // Another index (the next generation) builds its own.
+  const MeshIndex next = BuildIndex(policy_, registry_);
+  const TranslationContext c(policy_, registry_, next, node_, kDefaultOptions);
+  EXPECT_NE(&OwnHostNames(c), &OwnHostNames(a));
+}
+
+TEST_F(CaptureTest, OversizedServiceRouteBecomes503WithWarning) {
+  Capture(registry_.workloads[0]);  // frontend-0: its ServiceRoutes carry destinations
+  TranslateOptions unlimited;
+  unlimited.max_resource_bytes = 0;
+  const NodeResources full = Translate(policy_, registry_, node_, unlimited);
+  const xds::ServiceRoute* reviews = Named(full.service_routes, "reviews.default:9080");
+  const xds::ServiceRoute* frontend = Named(full.service_routes, "frontend.default:8080");
+  ASSERT_NE(reviews, nullptr);
+  ASSERT_NE(frontend, nullptr);
+  ASSERT_GT(reviews->ByteSizeLong(), frontend->ByteSizeLong());
+  EXPECT_EQ(full.oversized_service_routes, 0u);
+
+  TranslateOptions limited;
+  limited.max_resource_bytes = reviews->ByteSizeLong() - 1;
+  const NodeResources r = Translate(policy_, registry_, node_, limited);
+  EXPECT_EQ(r.oversized_service_routes, 1u);
+  const xds::ServiceRoute* replaced = Named(r.service_routes, "reviews.default:9080");
+  ASSERT_NE(replaced, nullptr);
+  EXPECT_LE(replaced->ByteSizeLong(), limited.max_resource_bytes);
+  // Its host names and destinations stay (requests for it are answered, not sent elsewhere).
+  EXPECT_EQ(Content(replaced->destination()), Content(reviews->destination()));
+  EXPECT_EQ(std::vector<std::string>(replaced->virtual_host().domains().begin(),
+                                     replaced->virtual_host().domains().end()),
+            std::vector<std::string>(reviews->virtual_host().domains().begin(),
+                                     reviews->virtual_host().domains().end()));
+  ASSERT_EQ(replaced->virtual_host().routes_size(), 1);
+  const xds::Route& route = replaced->virtual_host().routes(0);
+  EXPECT_EQ(route.match().prefix(), "/");
+  EXPECT_EQ(route.direct_response().status(), 503u);
+  EXPECT_EQ(route.direct_response().body(),
+            "meshlet: route table of reviews.default:9080 too large\n");
+  const std::string all = absl::StrJoin(r.warnings, "\n");
+  EXPECT_TRUE(absl::StrContains(
+      all, absl::StrCat("ServiceRoute reviews.default:9080: ", reviews->ByteSizeLong(),
+                        " bytes, more than the limit of ", limited.max_resource_bytes)))
+      << all;
+  // The others are untouched.
+  EXPECT_EQ(Content(*Named(r.service_routes, "frontend.default:8080")), Content(*frontend));
 }
 
 TEST(AppRouteTest, TheInboundHopAddsNoDeadlineAndRetriesOnlyWhatNeverReachedTheApp) {

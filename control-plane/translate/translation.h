@@ -29,13 +29,17 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "control-plane/translate/resources.h"
@@ -123,6 +127,23 @@ struct PolicyTargets {
 // TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
 // pointers into both snapshots, which must outlive it. Every view is immutable and may be shared
 // with the index of newer inputs (BuildIndex).
+// Host name → the Service port that owns it (OwnHostNames).
+using HostOwners = absl::flat_hash_map<std::string, std::string>;
+
+// The host-name owners of one index, built on first use per variant (captured or not, cluster
+// domain) and kept with the index: every node's outbound part reads the same table instead of
+// walking the mesh again. Any thread (a mutex guards the variants; a table never changes once
+// built).
+class HostOwnersCache {
+ public:
+  const HostOwners& Get(bool capture, const std::string& cluster_domain,
+                        const std::function<HostOwners()>& build);
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<bool, std::string>, std::unique_ptr<const HostOwners>> owners_;
+};
+
 struct MeshIndex {
   std::map<ServiceKey, std::shared_ptr<const ServiceView>> services;
   std::shared_ptr<const PolicyTargets> by_target;
@@ -131,6 +152,8 @@ struct MeshIndex {
   // differs from everybody else's).
   std::map<ServiceKey, std::vector<GatewayAttachment>> gateway_routes;
   std::set<std::string> consumer_namespaces;
+  // Host-name owners, filled in as translations ask (OwnHostNames).
+  std::shared_ptr<HostOwnersCache> host_owners = std::make_shared<HostOwnersCache>();
 
   // How it was built. `serial` is unique per index; `built_from` is the serial of the previous
   // index BuildIndex was given (0: none), and `built` the keys of the views built here (in key
@@ -325,10 +348,46 @@ std::string MeshTlsKey(const TranslationContext& ctx);
 // ---------------------------------------------------------------------------------------------
 // Routes (routes.cc)
 
+// Whether the node gets its outbound route table split into ServiceRoutes (capability
+// service-routes): one per Service port, each with its virtual host and capture destination. A
+// node without it gets them inline, in the route configuration and the capture listener.
+inline bool SplitsRouteTable(const TranslationContext& ctx) {
+  return ctx.capabilities.Has(xds::Capability::kServiceRoutes);
+}
+
 // The route configuration "outbound", with the clusters its routes name: one virtual host per
 // reachable Service port, HTTPRoute rules first, then a default route; a last "*" host answers
-// 404. Also the clusters captured connections to Services' addresses need.
+// 404. Also the clusters captured connections to Services' addresses need. For a node that
+// SplitsRouteTable, the Service ports' virtual hosts and destinations are ServiceRoutes instead
+// (the table keeps the "*" host).
 void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
+
+// Lower-cased host name → the Service port ("<service>.<namespace>:<port>") that owns it (host
+// names match whatever their case, as the sidecar compares them): the first that
+// claims it, in (namespace, name, port) order over the whole mesh, so that every node, whichever
+// services it reaches and whichever form its table takes, sends a host name to the same Service
+// and no two Service ports' virtual hosts share a domain (the sidecar refuses that across
+// ServiceRoutes). Depends on whether the node is captured (its hosts include Service addresses).
+// Built once per index and variant (MeshIndex::host_owners).
+const HostOwners& OwnHostNames(const TranslationContext& ctx);
+
+// What one Service port gives a node's outbound routing: its virtual host (HTTP and AUTO ports
+// that own some host name) and, on a captured node, the capture destination of its addresses.
+struct ServicePortRoute {
+  std::string name;  // "<service>.<namespace>:<port>"
+  std::optional<xds::VirtualHost> virtual_host;
+  std::optional<xds::ListenerDestination> destination;
+};
+// The Service ports of `service` that route anything for this node, in port order, with the
+// clusters they name added to `out` (and the warnings of what is left out).
+std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
+                                                const HostOwners& owners,
+                                                const ServiceView& service, TranslationOutput& out);
+// `route` as the ServiceRoute joining "outbound". One above TranslateOptions::max_resource_bytes
+// is replaced by one whose virtual host answers 503 "route table of S:P too large" (a warning,
+// counted in NodeResources::oversized_service_routes).
+xds::ServiceRoute ToServiceRoute(const TranslationContext& ctx, ServicePortRoute route,
+                                 TranslationOutput& out);
 // The host names of a Service port, bare too with `bare`; with `addresses`, its virtual
 // addresses too (what a client that called the address sends as Host).
 std::vector<std::string> Domains(const TranslationContext& ctx, const ServiceView& s, uint32_t port,
@@ -402,7 +461,13 @@ bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
 // ---------------------------------------------------------------------------------------------
 // Listeners (listeners.cc)
 
-// The listener "outbound" (with capture destinations for a captured node).
+// The capture destination of a Service port: its addresses and port, HTTP and AUTO ports routed
+// by the route configuration "outbound", TCP ports (and AUTO ports' other bytes) to the port's
+// cluster.
+xds::ListenerDestination ServiceDestination(const ServiceView& service,
+                                            const pb::ServicePort& port);
+// The listener "outbound" (with capture destinations for a captured node that does not get them
+// in ServiceRoutes).
 void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out);
 // The listener "inbound" with its route configurations and clusters to the app's ports; nothing
 // when the workload serves no ports.

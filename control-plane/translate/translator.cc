@@ -53,12 +53,14 @@ void BuildOutbound(const TranslationContext& ctx, TranslationOutput& out, Transl
     BuildOutboundRoutes(ctx, out);
     auto fresh = std::make_shared<TranslationCache::Outbound>();
     fresh->routes = out.resources.routes;
+    fresh->service_routes = out.resources.service_routes;
     for (const auto& [name, cluster] : out.clusters) fresh->clusters.push_back(cluster);
     for (const auto& [name, assignment] : out.endpoints) fresh->endpoints.push_back(assignment);
     fresh->warnings = out.resources.warnings;
     cache->Insert(key, std::move(fresh));
   } else {
     out.resources.routes = shared->routes;
+    out.resources.service_routes = shared->service_routes;
     for (const xds::Cluster& c : shared->clusters) out.clusters.emplace(c.name(), c);
     for (const xds::ClusterLoadAssignment& a : shared->endpoints) {
       out.endpoints.emplace(a.cluster_name(), a);
@@ -77,6 +79,7 @@ NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out) {
   auto by_name = [](const auto& a, const auto& b) { return a.name() < b.name(); };
   std::sort(out.resources.listeners.begin(), out.resources.listeners.end(), by_name);
   std::sort(out.resources.routes.begin(), out.resources.routes.end(), by_name);
+  std::sort(out.resources.service_routes.begin(), out.resources.service_routes.end(), by_name);
   // clusters and endpoints come from std::maps: already ordered by name.
   ApplyCapabilityGates(ctx.capabilities, out.resources);
   return std::move(out.resources);

@@ -103,6 +103,7 @@ class TranslationCache {
  public:
   struct Outbound {
     std::vector<xds::RouteConfiguration> routes;
+    std::vector<xds::ServiceRoute> service_routes;
     std::vector<xds::Cluster> clusters;
     std::vector<xds::ClusterLoadAssignment> endpoints;
     std::vector<std::string> warnings;

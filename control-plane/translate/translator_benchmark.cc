@@ -9,58 +9,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "control-plane/translate/translator.h"
+#include "control-plane/translate/translator_test_util.h"
 
 namespace meshlet::controlplane::translate {
 namespace {
 
-// `services` Services with a TrafficPolicy and a two-way HTTPRoute each, `per_service`
-// workloads per service.
-void BuildMesh(int services, int per_service, policy::PolicySnapshot& policy,
-               registry::RegistrySnapshot& registry) {
-  for (int s = 0; s < services; ++s) {
-    const std::string name = absl::StrCat("svc-", s);
-    meshlet::policy::Service service;
-    service.mutable_metadata()->set_name(name);
-    service.mutable_metadata()->set_namespace_("default");
-    service.mutable_spec()->add_ports()->set_port(8080);
-    policy.services.push_back(service);
-    meshlet::policy::TrafficPolicy tp;
-    tp.mutable_metadata()->set_name(name);
-    tp.mutable_metadata()->set_namespace_("default");
-    tp.mutable_spec()->set_target(name);
-    tp.mutable_spec()->mutable_retries()->mutable_attempts()->set_value(2);
-    policy.traffic_policies.push_back(tp);
-    meshlet::policy::HTTPRoute route;
-    route.mutable_metadata()->set_name(name);
-    route.mutable_metadata()->set_namespace_("default");
-    route.mutable_spec()->set_target(name);
-    auto* rule = route.mutable_spec()->add_rules();
-    for (const char* version : {"v1", "v2"}) {
-      auto* backend = rule->add_backends();
-      backend->set_service(name);
-      backend->set_weight(50);
-      (*backend->mutable_subset())["version"] = version;
-    }
-    policy.http_routes.push_back(route);
-    for (int w = 0; w < per_service; ++w) {
-      registry::Workload workload;
-      workload.id = absl::StrCat(name, "-", w);
-      workload.service = name;
-      workload.namespace_ = "default";
-      workload.addresses = {absl::StrCat("10.", s / 250, ".", s % 250, ".", w + 1)};
-      workload.ports = {8080};
-      workload.labels = {{"version", w % 2 == 0 ? "v1" : "v2"}};
-      registry.workloads.push_back(workload);
-    }
-  }
-  std::sort(registry.workloads.begin(), registry.workloads.end(),
-            [](const registry::Workload& a, const registry::Workload& b) { return a.id < b.id; });
-}
-
 void BM_TranslateOneNode(benchmark::State& state) {
   policy::PolicySnapshot policy;
   registry::RegistrySnapshot registry;
-  BuildMesh(static_cast<int>(state.range(0)), 10, policy, registry);
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, policy, registry);
   xds::Node node;
   node.set_id("svc-0-0");
   for (auto _ : state) {
@@ -76,7 +33,7 @@ BENCHMARK(BM_TranslateOneNode)->Arg(10)->Arg(100)->Unit(benchmark::kMicrosecond)
 void BM_TranslateWithCache(benchmark::State& state) {
   policy::PolicySnapshot policy;
   registry::RegistrySnapshot registry;
-  BuildMesh(static_cast<int>(state.range(0)), 10, policy, registry);
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, policy, registry);
   policy.revision = 1;
   registry.version = 1;
   TranslationCache cache;
@@ -95,7 +52,7 @@ BENCHMARK(BM_TranslateWithCache)->Arg(100)->Unit(benchmark::kMicrosecond);
 void BM_MeshTranslatorPerNode(benchmark::State& state) {
   auto policy = std::make_shared<policy::PolicySnapshot>();
   auto registry = std::make_shared<registry::RegistrySnapshot>();
-  BuildMesh(static_cast<int>(state.range(0)), 10, *policy, *registry);
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, *policy, *registry);
   MeshTranslator mesh(policy, registry, {});
   xds::Node node;
   size_t i = 0;
@@ -112,7 +69,7 @@ BENCHMARK(BM_MeshTranslatorPerNode)->Arg(100)->Unit(benchmark::kMicrosecond);
 void BM_MeshTranslatorPerChange(benchmark::State& state) {
   auto policy = std::make_shared<policy::PolicySnapshot>();
   auto registry = std::make_shared<registry::RegistrySnapshot>();
-  BuildMesh(static_cast<int>(state.range(0)), 10, *policy, *registry);
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, *policy, *registry);
   xds::Node node;
   node.set_id("svc-0-0");
   for (auto _ : state) {
@@ -126,7 +83,7 @@ BENCHMARK(BM_MeshTranslatorPerChange)->Arg(100)->Unit(benchmark::kMicrosecond);
 void BM_TranslateScopedNode(benchmark::State& state) {
   policy::PolicySnapshot policy;
   registry::RegistrySnapshot registry;
-  BuildMesh(static_cast<int>(state.range(0)), 10, policy, registry);
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, policy, registry);
   meshlet::policy::MeshConfig mesh;
   mesh.mutable_metadata()->set_name("mesh");
   mesh.mutable_spec()->set_scope_to_dependencies(true);
@@ -140,6 +97,47 @@ void BM_TranslateScopedNode(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_TranslateScopedNode)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+// The largest resource and the total bytes one node gets (serialized), in the inline form (a node
+// reading everything but service-routes) and split (one reading everything).
+void BM_ResourceSizes(benchmark::State& state) {
+  policy::PolicySnapshot policy;
+  registry::RegistrySnapshot registry;
+  BuildScaleMesh(static_cast<int>(state.range(0)), 5, policy, registry);
+  xds::Node node;
+  node.set_id("svc-0-0");
+  xds::CapabilitySet reads = xds::CapabilitySet::All();
+  if (state.range(1) == 0) reads.Remove(xds::Capability::kServiceRoutes);
+  for (const std::string& name : reads.Names()) node.add_capabilities(name);
+  size_t largest = 0;
+  size_t total = 0;
+  for (auto _ : state) {
+    const NodeResources r = Translate(policy, registry, node);
+    largest = 0;
+    total = 0;
+    auto add = [&](const auto& list) {
+      for (const auto& m : list) {
+        largest = std::max(largest, m.ByteSizeLong());
+        total += m.ByteSizeLong();
+      }
+    };
+    add(r.listeners);
+    add(r.routes);
+    add(r.service_routes);
+    add(r.clusters);
+    add(r.endpoints);
+  }
+  state.counters["largest_bytes"] = static_cast<double>(largest);
+  state.counters["total_bytes"] = static_cast<double>(total);
+  state.SetLabel(absl::StrCat(state.range(0), " services, ", state.range(1) ? "split" : "inline"));
+}
+BENCHMARK(BM_ResourceSizes)
+    ->Args({1000, 0})
+    ->Args({1000, 1})
+    ->Args({5000, 0})
+    ->Args({5000, 1})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace meshlet::controlplane::translate

@@ -169,5 +169,34 @@ TEST_F(CaptureTest, CapturedAndOtherNodesShareNoOutboundPart) {
   EXPECT_EQ(cache.stats().misses, 2u);
 }
 
+// A sidecar of a 5 000-Service mesh that reads ServiceRoutes gets no resource that grows with the
+// mesh (the inline table passes 4 MiB at about 3 850 Services): every one stays under 64 KiB.
+TEST(TranslatorScaleTest, NoResourceAbove64KiBForACapableNodeOf5000Services) {
+  policy::PolicySnapshot policy;
+  registry::RegistrySnapshot registry;
+  BuildScaleMesh(5000, 1, policy, registry);
+  xds::Node node;
+  node.set_id("svc-0-0");
+  for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+  const NodeResources r = Translate(policy, registry, node);
+  EXPECT_EQ(r.service_routes.size(), 5000u);
+  size_t largest = 0;
+  std::string name;  // its type
+  auto check = [&](const auto& list) {
+    for (const auto& m : list) {
+      if (m.ByteSizeLong() > largest) {
+        largest = m.ByteSizeLong();
+        name = m.GetTypeName();
+      }
+    }
+  };
+  check(r.listeners);
+  check(r.routes);
+  check(r.service_routes);
+  check(r.clusters);
+  check(r.endpoints);
+  EXPECT_LE(largest, 64u * 1024) << name;
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::translate

@@ -51,6 +51,50 @@ inline registry::Workload MakeWorkload(std::string id, std::string service, std:
   return w;
 }
 
+// A mesh for scale tests and benchmarks: `services` Services (svc-N, port 8080) with a
+// TrafficPolicy and a two-way HTTPRoute each, `per_service` workloads per service.
+inline void BuildScaleMesh(int services, int per_service, policy::PolicySnapshot& policy,
+                           registry::RegistrySnapshot& registry) {
+  for (int s = 0; s < services; ++s) {
+    const std::string name = absl::StrCat("svc-", s);
+    meshlet::policy::Service service;
+    service.mutable_metadata()->set_name(name);
+    service.mutable_metadata()->set_namespace_("default");
+    service.mutable_spec()->add_ports()->set_port(8080);
+    policy.services.push_back(service);
+    meshlet::policy::TrafficPolicy tp;
+    tp.mutable_metadata()->set_name(name);
+    tp.mutable_metadata()->set_namespace_("default");
+    tp.mutable_spec()->set_target(name);
+    tp.mutable_spec()->mutable_retries()->mutable_attempts()->set_value(2);
+    policy.traffic_policies.push_back(tp);
+    meshlet::policy::HTTPRoute route;
+    route.mutable_metadata()->set_name(name);
+    route.mutable_metadata()->set_namespace_("default");
+    route.mutable_spec()->set_target(name);
+    auto* rule = route.mutable_spec()->add_rules();
+    for (const char* version : {"v1", "v2"}) {
+      auto* backend = rule->add_backends();
+      backend->set_service(name);
+      backend->set_weight(50);
+      (*backend->mutable_subset())["version"] = version;
+    }
+    policy.http_routes.push_back(route);
+    for (int w = 0; w < per_service; ++w) {
+      registry::Workload workload;
+      workload.id = absl::StrCat(name, "-", w);
+      workload.service = name;
+      workload.namespace_ = "default";
+      workload.addresses = {absl::StrCat("10.", s / 250, ".", s % 250, ".", w + 1)};
+      workload.ports = {8080};
+      workload.labels = {{"version", w % 2 == 0 ? "v1" : "v2"}};
+      registry.workloads.push_back(workload);
+    }
+  }
+  std::sort(registry.workloads.begin(), registry.workloads.end(),
+            [](const registry::Workload& a, const registry::Workload& b) { return a.id < b.id; });
+}
+
 class TranslatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -118,6 +162,7 @@ spec:
     for (const std::string& name : xds::CapabilitySet::All().Names()) node_.add_capabilities(name);
   }
 
+ public:
   // The deterministic serialization of `m`: what the discovery server versions (docs/xds.md).
   static std::string Content(const google::protobuf::Message& m) {
     std::string bytes;
@@ -137,7 +182,7 @@ spec:
   }
   static std::string Bytes(const NodeResources& r) {
     return absl::StrCat(Content(r.listeners), Content(r.routes), Content(r.clusters),
-                        Content(r.endpoints));
+                        Content(r.endpoints), Content(r.service_routes));
   }
 
   template <typename T>
@@ -154,6 +199,7 @@ spec:
     }
     return nullptr;
   }
+  // A virtual host of a route configuration, inline or joining it in a ServiceRoute.
   static const xds::VirtualHost* Host(const NodeResources& r, absl::string_view route_config,
                                       absl::string_view vhost) {
     const xds::RouteConfiguration* rc = Named(r.routes, route_config);
@@ -161,9 +207,45 @@ spec:
     for (const auto& vh : rc->virtual_hosts()) {
       if (vh.name() == vhost) return &vh;
     }
+    for (const xds::ServiceRoute& sr : r.service_routes) {
+      if (sr.route_config_name() == route_config && sr.has_virtual_host() &&
+          sr.virtual_host().name() == vhost) {
+        return &sr.virtual_host();
+      }
+    }
     return nullptr;
   }
+  // The virtual hosts of a route configuration as the sidecar joins them: its own, then those of
+  // the ServiceRoutes joining it, by ServiceRoute name.
+  static std::vector<const xds::VirtualHost*> JoinedHosts(const NodeResources& r,
+                                                          absl::string_view route_config) {
+    std::vector<const xds::VirtualHost*> out;
+    const xds::RouteConfiguration* rc = Named(r.routes, route_config);
+    if (rc == nullptr) return out;
+    for (const auto& vh : rc->virtual_hosts()) out.push_back(&vh);
+    for (const xds::ServiceRoute& sr : r.service_routes) {
+      if (sr.route_config_name() == route_config && sr.has_virtual_host()) {
+        out.push_back(&sr.virtual_host());
+      }
+    }
+    return out;
+  }
+  // The destinations of a listener as the sidecar joins them: its own, then those of the
+  // ServiceRoutes joining its route configuration, by ServiceRoute name.
+  static std::vector<xds::ListenerDestination> JoinedDestinations(const NodeResources& r,
+                                                                  const xds::Listener& listener) {
+    std::vector<xds::ListenerDestination> out(listener.destinations().begin(),
+                                              listener.destinations().end());
+    if (!listener.use_original_destination()) return out;
+    for (const xds::ServiceRoute& sr : r.service_routes) {
+      if (sr.route_config_name() == listener.route_config_name() && sr.has_destination()) {
+        out.push_back(sr.destination());
+      }
+    }
+    return out;
+  }
 
+ protected:
   policy::PolicySnapshot policy_;
   registry::RegistrySnapshot registry_;
   xds::Node node_;
@@ -199,8 +281,18 @@ spec:
   }
 
   std::vector<std::string> DestinationSummary(const xds::Listener& listener) {
+    return Summary(std::vector<xds::ListenerDestination>(listener.destinations().begin(),
+                                                         listener.destinations().end()));
+  }
+  // The destinations a listener of `r` serves, its own and those ServiceRoutes join to it.
+  std::vector<std::string> DestinationSummary(const NodeResources& r, absl::string_view listener) {
+    const xds::Listener* l = Named(r.listeners, listener);
+    EXPECT_NE(l, nullptr) << listener;
+    return l == nullptr ? std::vector<std::string>{} : Summary(JoinedDestinations(r, *l));
+  }
+  static std::vector<std::string> Summary(const std::vector<xds::ListenerDestination>& list) {
     std::vector<std::string> out;
-    for (const xds::ListenerDestination& d : listener.destinations()) {
+    for (const xds::ListenerDestination& d : list) {
       out.push_back(absl::StrCat(d.name(), " [", absl::StrJoin(d.addresses(), ","), "]:", d.port(),
                                  " ", xds::ListenerProtocol_Name(d.protocol()), " ",
                                  d.route_config_name(), d.tcp_cluster(), " ",

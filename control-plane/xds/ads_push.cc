@@ -234,6 +234,8 @@ void AdsServer::Push(Stream& stream) {
       desired[t] = &filtered[t];
     }
     const ResourceMap& want = *desired[t];
+    // (A ServiceRoute kept beside the one taking over its host names would be refused for the
+    // shared domain.)
     const bool keep_old = xds::kResourceTypeNamedByOthers[t];
     if (!stream.delta) {
       // A sidecar that reconnected running this very version holds this very set: what it

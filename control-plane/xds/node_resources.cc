@@ -114,6 +114,7 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Bu
   std::map<std::string, translate::ClusterOrigin> origins;
   const translate::NodeResources resources = mesh_->TranslateOutbound(node, &origins);
   AddOutbound(resources, *out);
+  stats_.oversized_service_routes += resources.oversized_service_routes;
   out->resources.warnings = resources.warnings;
   auto by_service = std::make_shared<Outbound::ClustersByService>();
   for (auto& [name, origin] : origins) {

@@ -67,6 +67,9 @@ class NodeResourceGenerator {
     uint64_t services_shared = 0;
     uint64_t index_members_built = 0;
     uint64_t services_compared = 0;
+    // ServiceRoutes above TranslateOptions::max_resource_bytes, replaced in the parts built
+    // (translate::NodeResources::oversized_service_routes).
+    uint64_t oversized_service_routes = 0;
   };
 
   explicit NodeResourceGenerator(translate::TranslateOptions options);

@@ -60,6 +60,35 @@ std::map<std::string, std::string> Versions(const ResourceMap& map) {
   return out;
 }
 
+// A sidecar that reads ServiceRoutes gets one per Service port, shared like the rest of the
+// outbound part; those above the limit are replaced once per part built, and counted.
+TEST(NodeResourceGeneratorTest, ServiceRoutesSharedAndOversizedOnesCounted) {
+  Inputs in;
+  translate::TranslateOptions options;
+  options.max_resource_bytes = 64;  // smaller than either Service port's virtual host
+  NodeResourceGenerator generator(options);
+  std::vector<NodeResourceSet> sets;
+  for (const char* id : {"a-0", "b-0"}) {
+    xds::Node node = Inputs::Node(id);
+    for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+    sets.push_back(generator.Generate(in.policy, in.registry, node));
+    const NodeResourceSet alone =
+        PackNodeResources(translate::Translate(*in.policy, *in.registry, node, options));
+    EXPECT_EQ(Versions(sets.back().of(ResourceType::kServiceRoute)),
+              Versions(alone.of(ResourceType::kServiceRoute)));
+  }
+  const ResourceMap& routes = sets[0].of(ResourceType::kServiceRoute);
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes.begin()->first, "a.default:8080");
+  EXPECT_EQ(routes.begin()->second, sets[1].of(ResourceType::kServiceRoute).begin()->second);
+  EXPECT_EQ(generator.stats().oversized_service_routes, 2u);
+  int warned = 0;
+  for (const std::string& w : sets[1].warnings) {
+    warned += absl::StrContains(w, "bytes, more than the limit of 64");
+  }
+  EXPECT_EQ(warned, 2);
+}
+
 TEST(NodeResourceGeneratorTest, SameResourcesAsTranslatingEachNodeAlone) {
   Inputs in;
   NodeResourceGenerator generator({});

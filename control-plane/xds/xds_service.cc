@@ -47,6 +47,10 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
           "the largest discovery response sent to a sidecar of 0.2.0 or later (capability "
           "large-xds-messages; default 67108864, 4194304 to 67108864); older ones get at most "
           "4194304"),
+      flags::IntFlag<size_t>(
+          "--xds-max-resource-bytes", "N", &options.translate.max_resource_bytes,
+          "the largest ServiceRoute sent; a larger one (its Service port's routes) is replaced by "
+          "one answering 503 and counted (default 1048576; 0: no limit)"),
       flags::NonNegativeDurationFlag("--xds-debounce", &options.ads.debounce_quiet,
                                      "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",
@@ -116,6 +120,13 @@ XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
       "what the oldest supported release reads.");
   CHECK(id.ok()) << id.status().message();
   nodes_unversioned_ = control_plane_.stats().shared_shard().Get(*id);
+  id = control_plane_.stats().RegisterCounter(
+      "meshlet_xds_oversized_resources_total",
+      "Resources larger than --xds-max-resource-bytes, replaced when translated: a ServiceRoute "
+      "by one whose virtual host answers 503 (its Service port's route table is too large).",
+      {{"type", "service_routes"}});
+  CHECK(id.ok()) << id.status().message();
+  oversized_service_routes_ = control_plane_.stats().shared_shard().Get(*id);
   for (const char* reason :
        {"no_certificate", "certificate_expired", "not_a_workload", "namespace_mismatch",
         "service_account_mismatch", "node_id_taken", "not_its_pod", "service_not_allowed"}) {
@@ -430,7 +441,10 @@ absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
     return absl::UnavailableError(
         "waiting for Kubernetes discovery's first list of Services, EndpointSlices and Pods");
   }
-  return resources_.Generate(policy_, std::move(registry), node);
+  const uint64_t oversized = resources_.stats().oversized_service_routes;
+  NodeResourceSet out = resources_.Generate(policy_, std::move(registry), node);
+  oversized_service_routes_.Inc(resources_.stats().oversized_service_routes - oversized);
+  return out;
 }
 
 void XdsService::OnProxyConnected(const xds::Node& node) {

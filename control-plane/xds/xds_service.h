@@ -191,6 +191,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   Counter readiness_unregistered_;
   // Streams of nodes that say nothing about their release (xds::CapabilitiesAssumed).
   Counter nodes_unversioned_;
+  // meshlet_xds_oversized_resources_total{type="service_routes"}.
+  Counter oversized_service_routes_;
   // meshlet_cp_xds_stream_refusals_total by reason.
   absl::flat_hash_map<std::string, Counter> stream_refusals_;
 };

@@ -35,6 +35,8 @@ CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 V1 = reviews_subset_cluster("v1")
 V2 = reviews_subset_cluster("v2")
 ROUTES = "type.googleapis.com/meshlet.xds.RouteConfiguration"
+# Sidecars of this release get their Service ports' virtual hosts as ServiceRoutes.
+SERVICE_ROUTES = "type.googleapis.com/meshlet.xds.ServiceRoute"
 
 
 class ControlPlaneRestartTest(unittest.TestCase):
@@ -92,8 +94,9 @@ class ControlPlaneRestartTest(unittest.TestCase):
             version != routes_before.get(id) for id, version in self.routes_acked().items())
 
     def routes_acked(self):
-        """The route configuration version each sidecar ACKed, by node id."""
-        return {id: p["types"][ROUTES]["acked"] for id, p in self.proxies().items()}
+        """The route configuration and ServiceRoute versions each sidecar ACKed, by node id."""
+        return {id: (p["types"][ROUTES]["acked"], p["types"].get(SERVICE_ROUTES, {}).get("acked"))
+                for id, p in self.proxies().items()}
 
     def nacks(self):
         """NACKs the control plane saw on the current streams (text by node and type), and the
