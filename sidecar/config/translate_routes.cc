@@ -621,7 +621,10 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joi
                        const route::RouteConfig& config,
                        std::vector<std::shared_ptr<const route::VirtualHostConfig>>& attached) {
   const TranslationMemo& memo = *build.memo;
-  absl::flat_hash_map<std::string, Holder> domains, destinations, names;
+  // Keys view the hosts' strings, which outlive the join.
+  absl::flat_hash_map<absl::string_view, Holder> domains, destinations, names;
+  domains.reserve(config.virtual_hosts.size() + joined.size());
+  names.reserve(config.virtual_hosts.size() + joined.size());
   for (size_t v = 0; v < config.virtual_hosts.size(); ++v) {
     const route::VirtualHostConfig& vhost = config.virtual_hosts[v];
     // (TranslateVirtualHost lower-cased them.)
@@ -637,24 +640,27 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joi
     const TranslationMemo::ServiceRoute& service_route = memo.service_routes.at(name);
     if (service_route.virtual_host == nullptr) continue;
     const route::VirtualHostConfig& vhost = *service_route.virtual_host;
-    Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
     const Holder self{&name, 0};
-    auto claim = [&](absl::flat_hash_map<std::string, Holder>& held, const std::string& key,
-                     const std::string& path, absl::string_view what) {
+    // `field` of the host, its item `d` when it is a list (-1: not); the path is spelt only for
+    // an error.
+    auto claim = [&](absl::flat_hash_map<absl::string_view, Holder>& held, const std::string& key,
+                     absl::string_view field, int d, absl::string_view what) {
       auto [it, inserted] = held.emplace(key, self);
       if (inserted) return;
-      scope.Add(path, absl::StrCat(Quote(key), " is already ", what, " of ",
-                                   HolderText(it->second, config.name)));
+      const std::string path = absl::StrCat("virtual_host.", field);
+      Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
+      scope.Add(d < 0 ? path : Index(path, d),
+                absl::StrCat(Quote(key), " is already ", what, " of ",
+                             HolderText(it->second, config.name)));
       ok = false;
     };
-    claim(names, vhost.name, "virtual_host.name", "the name of a virtual host");
+    claim(names, vhost.name, "name", -1, "the name of a virtual host");
     for (size_t d = 0; d < vhost.domains.size(); ++d) {
-      claim(domains, vhost.domains[d], Index("virtual_host.domains", static_cast<int>(d)),
-            "a domain");
+      claim(domains, vhost.domains[d], "domains", static_cast<int>(d), "a domain");
     }
     for (size_t d = 0; d < vhost.destinations.size(); ++d) {
-      claim(destinations, vhost.destinations[d],
-            Index("virtual_host.destinations", static_cast<int>(d)), "a destination");
+      claim(destinations, vhost.destinations[d], "destinations", static_cast<int>(d),
+            "a destination");
     }
     attached.push_back(service_route.virtual_host);
   }
