@@ -293,8 +293,9 @@ absl::Status RouteTable::Index() {
   }
   for (size_t a = 0; a < attached_.size(); ++a) {
     const VirtualHostConfig* vhost = attached_[a].get();
-    if (vhost == nullptr)
+    if (vhost == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(HostPath(hosts_.size()), ": null"));
+    }
     // Its routes apply the header mutations it was built under: they must be the table's.
     const HeaderMutations* built_under = vhost->config_headers.get();
     if (built_under != &config_.headers &&
