@@ -54,9 +54,13 @@ struct TranslationMemo {
     std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
     std::shared_ptr<const route::RouteTable> table;
   };
-  // A ServiceRoute translated: its virtual host (null: none) and capture destination.
+  // A ServiceRoute translated: its virtual host (null: none; shared by every route table it
+  // joins, route::ShareVirtualHost) and capture destination.
   struct ServiceRoute {
     ResourceList<xds::ServiceRoute>::Pointer source;
+    // The header mutations of the route configuration it joins, as of its translation (the
+    // virtual host's routes apply them): reused only while config_headers holds the same object.
+    std::shared_ptr<const route::HeaderMutations> config_headers;
     std::shared_ptr<const route::VirtualHostConfig> virtual_host;
     std::optional<ListenerDestinationConfig> destination;
   };
@@ -66,6 +70,8 @@ struct TranslationMemo {
   absl::flat_hash_set<std::string> cluster_names;
   // The names of the set's route configurations (what a ServiceRoute may join).
   absl::flat_hash_set<std::string> route_config_names;
+  // Per route configuration, its header mutations; the previous object while they are equal.
+  absl::flat_hash_map<std::string, std::shared_ptr<const route::HeaderMutations>> config_headers;
   absl::flat_hash_map<std::string, bool> secret_has_trust_bundle;
   size_t clusters_reused = 0;
   size_t route_tables_reused = 0;
@@ -157,6 +163,11 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
 std::vector<cluster::EndpointConfig> TranslateEndpoints(
     Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment);
 
+// translate_routes.cc: the header mutations of a route configuration (its own level);
+// `path` leads to it ("" for the route configuration's errors).
+route::HeaderMutations TranslateConfigHeaders(Errors::Scope& scope, const std::string& path,
+                                              const xds::RouteConfiguration& in);
+
 // translate_routes.cc: one virtual host of a route configuration or ServiceRoute; `path` leads
 // to it ("virtual_hosts[2]", "virtual_host"). Domains are checked and lower-cased here.
 route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::string& path,
@@ -219,8 +230,8 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
 
 // translate_service_routes.cc: every ServiceRoute, checked and translated (its virtual host and
 // destination), and noted under the route configuration it joins (`routes`); unchanged ones
-// (the same resource, the same cluster and route configuration names) are taken from the
-// previous snapshot.
+// (the same resource, the same cluster and route configuration names, the same header
+// mutations of the route configuration joined) are taken from the previous snapshot.
 void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute>& service_routes,
                       const ResourceList<xds::RouteConfiguration>& routes);
 

@@ -579,7 +579,7 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
   const size_t before = scope.count();
   route::RouteConfig out;
   out.name = in.name();
-  out.headers = TranslateMutations(scope, "", in);
+  out.headers = TranslateConfigHeaders(scope, "", in);
   absl::flat_hash_map<std::string, int> vhost_names;
   for (int v = 0; v < in.virtual_hosts_size(); ++v) {
     const xds::VirtualHost& vh = in.virtual_hosts(v);
@@ -611,15 +611,20 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
                       Index("virtual_hosts", static_cast<int>(holder.index)));
 }
 
-// Appends to `config` (a route configuration's own virtual hosts) those of the ServiceRoutes
-// `joined` (names in name order, translated in memo.service_routes). A domain, destination or
-// virtual host name a ServiceRoute's host shares with another host of the table is refused under
-// the ServiceRoute, naming the other holder; duplicates among the own hosts are left to
-// RouteTable::Create. Returns whether nothing was refused.
+// The shared virtual hosts of the ServiceRoutes `joined` (names in name order, translated in
+// memo.service_routes) that join `config` (a route configuration's own virtual hosts), into
+// `attached`. A domain, destination or virtual host name a ServiceRoute's host shares with
+// another host of the table is refused under the ServiceRoute, naming the other holder;
+// duplicates among the own hosts are left to RouteTable::Create. Returns whether nothing was
+// refused.
 bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joined,
-                       route::RouteConfig& config) {
+                       const route::RouteConfig& config,
+                       std::vector<std::shared_ptr<const route::VirtualHostConfig>>& attached) {
   const TranslationMemo& memo = *build.memo;
-  absl::flat_hash_map<std::string, Holder> domains, destinations, names;
+  // Keys view the hosts' strings, which outlive the join.
+  absl::flat_hash_map<absl::string_view, Holder> domains, destinations, names;
+  domains.reserve(config.virtual_hosts.size() + joined.size());
+  names.reserve(config.virtual_hosts.size() + joined.size());
   for (size_t v = 0; v < config.virtual_hosts.size(); ++v) {
     const route::VirtualHostConfig& vhost = config.virtual_hosts[v];
     // (TranslateVirtualHost lower-cased them.)
@@ -630,36 +635,44 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joi
     names.emplace(vhost.name, Holder{nullptr, v});
   }
   bool ok = true;
-  config.virtual_hosts.reserve(config.virtual_hosts.size() + joined.size());
+  attached.reserve(joined.size());
   for (const std::string& name : joined) {
     const TranslationMemo::ServiceRoute& service_route = memo.service_routes.at(name);
     if (service_route.virtual_host == nullptr) continue;
     const route::VirtualHostConfig& vhost = *service_route.virtual_host;
-    Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
     const Holder self{&name, 0};
-    auto claim = [&](absl::flat_hash_map<std::string, Holder>& held, const std::string& key,
-                     const std::string& path, absl::string_view what) {
+    // `field` of the host, its item `d` when it is a list (-1: not); the path is spelt only for
+    // an error.
+    auto claim = [&](absl::flat_hash_map<absl::string_view, Holder>& held, const std::string& key,
+                     absl::string_view field, int d, absl::string_view what) {
       auto [it, inserted] = held.emplace(key, self);
       if (inserted) return;
-      scope.Add(path, absl::StrCat(Quote(key), " is already ", what, " of ",
-                                   HolderText(it->second, config.name)));
+      const std::string path = absl::StrCat("virtual_host.", field);
+      Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
+      scope.Add(d < 0 ? path : Index(path, d),
+                absl::StrCat(Quote(key), " is already ", what, " of ",
+                             HolderText(it->second, config.name)));
       ok = false;
     };
-    claim(names, vhost.name, "virtual_host.name", "the name of a virtual host");
+    claim(names, vhost.name, "name", -1, "the name of a virtual host");
     for (size_t d = 0; d < vhost.domains.size(); ++d) {
-      claim(domains, vhost.domains[d], Index("virtual_host.domains", static_cast<int>(d)),
-            "a domain");
+      claim(domains, vhost.domains[d], "domains", static_cast<int>(d), "a domain");
     }
     for (size_t d = 0; d < vhost.destinations.size(); ++d) {
-      claim(destinations, vhost.destinations[d],
-            Index("virtual_host.destinations", static_cast<int>(d)), "a destination");
+      claim(destinations, vhost.destinations[d], "destinations", static_cast<int>(d),
+            "a destination");
     }
-    config.virtual_hosts.push_back(vhost);
+    attached.push_back(service_route.virtual_host);
   }
   return ok;
 }
 
 }  // namespace
+
+route::HeaderMutations TranslateConfigHeaders(Errors::Scope& scope, const std::string& path,
+                                              const xds::RouteConfiguration& in) {
+  return TranslateMutations(scope, path, in);
+}
 
 route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::string& path,
                                               const xds::VirtualHost& vh,
@@ -763,9 +776,10 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     std::optional<route::RouteConfig> out =
         TranslateRouteConfig(scope, route_config, memo.cluster_names);
     if (!out.has_value()) continue;
-    if (!JoinServiceRoutes(build, joined_here, *out)) continue;
+    std::vector<std::shared_ptr<const route::VirtualHostConfig>> attached;
+    if (!JoinServiceRoutes(build, joined_here, *out, attached)) continue;
     absl::StatusOr<std::unique_ptr<route::RouteTable>> table =
-        route::RouteTable::Create(*std::move(out));
+        route::RouteTable::Create(*std::move(out), std::move(attached));
     if (!table.ok()) {
       scope.Add("", table.status());
       continue;

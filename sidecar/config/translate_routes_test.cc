@@ -2,6 +2,7 @@
 // features (RE2 and segment matches, query parameters, rewrites, redirects by prefix, request
 // mirroring) with what each refuses, and ServiceRoutes joining their route table.
 #include <functional>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -60,9 +61,7 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostAnswersItsDomainsAndDestinations) 
   EXPECT_EQ(captured->name, "reviews.shop:80");
   // The table's own hosts first, then the ServiceRoutes' in name order.
   std::vector<std::string> hosts;
-  for (const route::VirtualHostConfig& vhost : table->config().virtual_hosts) {
-    hosts.push_back(vhost.name);
-  }
+  for (const route::VirtualHostConfig* vhost : table->virtual_hosts()) hosts.push_back(vhost->name);
   EXPECT_EQ(hosts, (std::vector<std::string>{"default", "ratings.shop:80", "reviews.shop:80"}));
 
   // Unchanged, the table is taken from the running snapshot; a changed ServiceRoute rebuilds it.
@@ -87,6 +86,54 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostAnswersItsDomainsAndDestinations) 
   ASSERT_TRUE(without.ok()) << without.status();
   EXPECT_EQ(ClusterFor(*(*without)->FindRouteTable("local"), "ratings.shop", "/z"), "");
   EXPECT_EQ(ClusterFor(*(*without)->FindRouteTable("local"), "reviews", "/z"), "other");
+}
+
+TEST(ServiceRouteTest, AddingOneServiceRouteReusesTheOthers) {
+  constexpr int kServiceRoutes = 2000;
+  ResourceSet set = Base();
+  xds::HeaderValueOption* edit = set.routes.Mutable(0).add_request_headers_to_add();
+  edit->set_name("x-table");
+  edit->set_value("local");
+  for (int i = 0; i < kServiceRoutes; ++i) {
+    const std::string name = absl::StrCat("svc", i, ".shop:80");
+    set.service_routes.push_back(JoiningLocal(name, absl::StrCat("[\"", name, "\"]"), "other"));
+  }
+  auto first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::vector<const route::VirtualHostConfig*> before =
+      (*first)->FindRouteTable("local")->virtual_hosts();
+  ASSERT_EQ(before.size(), kServiceRoutes + 1u);  // the own "default" first
+
+  set.service_routes.push_back(JoiningLocal("added.shop:80", "[\"added.shop:80\"]", "backend"));
+  auto second = BuildSnapshot(set, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  const route::RouteTable& table = *(*second)->FindRouteTable("local");
+  EXPECT_NE(&table, (*first)->FindRouteTable("local"));
+  std::map<std::string, const route::VirtualHostConfig*> after;
+  for (const route::VirtualHostConfig* vhost : table.virtual_hosts()) after[vhost->name] = vhost;
+  ASSERT_EQ(after.size(), kServiceRoutes + 2u);
+  size_t reused = 0;
+  for (size_t v = 1; v < before.size(); ++v) reused += after.at(before[v]->name) == before[v];
+  EXPECT_EQ(reused, static_cast<size_t>(kServiceRoutes));
+  EXPECT_EQ(ClusterFor(table, "added.shop:80"), "backend");
+  EXPECT_EQ(ClusterFor(table, "svc1999.shop:80"), "other");
+  // The table's own header edits reach requests through the reused hosts.
+  const route::RouteEntry* entry = table.Match(Request("svc7.shop:80", "/"));
+  ASSERT_NE(entry, nullptr);
+  http::HeaderMap upstream = Request("svc7.shop:80", "/");
+  route::ApplyRequestHeaderMutations(*entry, upstream);
+  EXPECT_EQ(upstream.Get("x-table"), "local");
+
+  // Other header edits of the table: the hosts are built again under them.
+  set.routes.Mutable(0).mutable_request_headers_to_add(0)->set_value("edited");
+  auto third = BuildSnapshot(set, second->get());
+  ASSERT_TRUE(third.ok()) << third.status();
+  entry = (*third)->FindRouteTable("local")->Match(Request("svc7.shop:80", "/"));
+  ASSERT_NE(entry, nullptr);
+  EXPECT_NE(entry->virtual_host, after.at("svc7.shop:80"));
+  upstream = Request("svc7.shop:80", "/");
+  route::ApplyRequestHeaderMutations(*entry, upstream);
+  EXPECT_EQ(upstream.Get("x-table"), "edited");
 }
 
 TEST(ServiceRouteTest, DuplicateDomainAcrossServiceRoutesRefusedNamingBoth) {

@@ -15,6 +15,31 @@
 #include "sidecar/config/translate_internal.h"
 
 namespace meshlet::sidecar::config::translate_internal {
+namespace {
+
+// Notes in memo.config_headers the header mutations of every route configuration that has
+// some: the previous build's object while equal, so that the shared hosts built under them stay
+// reusable. Errors are AddRouteTables' to report.
+void NoteConfigHeaders(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes) {
+  TranslationMemo& memo = *build.memo;
+  for (const xds::RouteConfiguration& route_config : routes) {
+    Errors ignored;
+    Errors::Scope scope(ignored, "");
+    route::HeaderMutations headers = TranslateConfigHeaders(scope, "", route_config);
+    if (headers.empty()) continue;
+    std::shared_ptr<const route::HeaderMutations>& slot = memo.config_headers[route_config.name()];
+    if (build.before != nullptr) {
+      auto it = build.before->config_headers.find(route_config.name());
+      if (it != build.before->config_headers.end() && *it->second == headers) {
+        slot = it->second;
+        continue;
+      }
+    }
+    slot = std::make_shared<const route::HeaderMutations>(std::move(headers));
+  }
+}
+
+}  // namespace
 
 void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute>& service_routes,
                       const ResourceList<xds::RouteConfiguration>& routes) {
@@ -23,6 +48,7 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
   for (const xds::RouteConfiguration& route_config : routes) {
     memo.route_config_names.insert(route_config.name());
   }
+  NoteConfigHeaders(build, routes);
   // A ServiceRoute depends on its resource, the clusters it may name and the route
   // configurations it may join.
   const bool names_as_before = before != nullptr && before->cluster_names == memo.cluster_names &&
@@ -40,9 +66,13 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
         build.Named("service_route", "service_routes", i, in.name(), seen);
     if (!label) continue;
     const ResourceList<xds::ServiceRoute>::Pointer& source = service_routes.shared(i);
+    auto headers_it = memo.config_headers.find(in.route_config_name());
+    const std::shared_ptr<const route::HeaderMutations> config_headers =
+        headers_it == memo.config_headers.end() ? nullptr : headers_it->second;
     if (names_as_before) {
       auto it = before->service_routes.find(in.name());
-      if (it != before->service_routes.end() && it->second.source == source) {
+      if (it != before->service_routes.end() && it->second.source == source &&
+          it->second.config_headers == config_headers) {
         memo.service_routes.emplace(in.name(), it->second);
         build.joined[in.route_config_name()].push_back(in.name());
         continue;
@@ -59,10 +89,11 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
     if (!in.has_virtual_host() && !in.has_destination()) {
       scope.Add("", "needs a virtual_host, a destination or both");
     }
-    TranslationMemo::ServiceRoute out{.source = source};
+    TranslationMemo::ServiceRoute out{.source = source, .config_headers = config_headers};
     if (in.has_virtual_host()) {
-      out.virtual_host = std::make_shared<const route::VirtualHostConfig>(
-          TranslateVirtualHost(scope, "virtual_host", in.virtual_host(), memo.cluster_names));
+      out.virtual_host = route::ShareVirtualHost(
+          TranslateVirtualHost(scope, "virtual_host", in.virtual_host(), memo.cluster_names),
+          config_headers);
     }
     if (in.has_destination()) {
       out.destination = TranslateListenerDestination(scope, "destination", in.destination(),

@@ -34,6 +34,8 @@ struct HeaderValueOption {
   std::string name;  // lowercase
   std::string value;
   bool append = false;
+
+  bool operator==(const HeaderValueOption&) const = default;
 };
 
 // Header changes at one level (route configuration, virtual host or route). Within a level,
@@ -48,6 +50,7 @@ struct HeaderMutations {
     return request_headers_to_add.empty() && request_headers_to_remove.empty() &&
            response_headers_to_add.empty() && response_headers_to_remove.empty();
   }
+  bool operator==(const HeaderMutations&) const = default;
 };
 
 // A compiled RE2 pattern, shared (RouteConfig stays copyable). Compiled once, when sidecar/config
@@ -210,9 +213,10 @@ struct RouteEntry {
   int32_t source_rule = -1;
   int32_t source_match = -1;
 
-  // Set by RouteTable when it takes ownership; let header mutation helpers reach the outer levels.
+  // Set by RouteTable when it takes ownership (by ShareVirtualHost for a shared host); let header
+  // mutation helpers reach the outer levels: the host, and the route configuration's mutations.
   const VirtualHostConfig* virtual_host = nullptr;
-  const RouteConfig* route_config = nullptr;
+  const HeaderMutations* config_headers = nullptr;
 
   const RouteAction* route_action() const { return std::get_if<RouteAction>(&action); }
   const RedirectAction* redirect() const { return std::get_if<RedirectAction>(&action); }
@@ -234,6 +238,9 @@ struct VirtualHostConfig {
   // ("10.96.0.5:80", "[fd00::5]:80"): connections to them use this host whatever the request's
   // host says (RouteTable::MatchDestination).
   std::vector<std::string> destinations;
+  // Only on a host shared between route tables (ShareVirtualHost): the header mutations of the
+  // route configuration it joins, which its routes' `config_headers` point at.
+  std::shared_ptr<const HeaderMutations> config_headers;
 };
 
 struct RouteConfig {

@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
@@ -256,42 +257,81 @@ bool RouteTable::CaseInsensitiveEq::operator()(absl::string_view a, absl::string
   return absl::EqualsIgnoreCase(a, b);
 }
 
-absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::Create(RouteConfig config) {
-  std::unique_ptr<RouteTable> table(new RouteTable(std::move(config)));
+absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::Create(
+    RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached) {
+  std::unique_ptr<RouteTable> table(new RouteTable(std::move(config), std::move(attached)));
   absl::Status status = table->Index();
   if (!status.ok()) return status;
   return table;
 }
 
+std::shared_ptr<const VirtualHostConfig> ShareVirtualHost(
+    VirtualHostConfig vhost, std::shared_ptr<const HeaderMutations> config_headers) {
+  auto shared = std::make_shared<VirtualHostConfig>(std::move(vhost));
+  shared->config_headers = std::move(config_headers);
+  for (RouteEntry& route : shared->routes) {
+    route.virtual_host = shared.get();
+    route.config_headers = shared->config_headers.get();
+  }
+  return shared;
+}
+
+std::string RouteTable::HostPath(size_t i) const {
+  const size_t own = config_.virtual_hosts.size();
+  return i < own ? absl::StrCat("virtual_hosts[", i, "]") : absl::StrCat("attached[", i - own, "]");
+}
+
 absl::Status RouteTable::Index() {
-  // Where each domain was first seen, for the duplicate message.
-  absl::flat_hash_map<std::string, size_t> owner;
-  for (size_t v = 0; v < config_.virtual_hosts.size(); ++v) {
-    VirtualHostConfig& vhost = config_.virtual_hosts[v];
+  hosts_.reserve(config_.virtual_hosts.size() + attached_.size());
+  for (VirtualHostConfig& vhost : config_.virtual_hosts) {
     for (RouteEntry& route : vhost.routes) {
       route.virtual_host = &vhost;
-      route.route_config = &config_;
+      route.config_headers = &config_.headers;
     }
+    for (std::string& domain : vhost.domains) absl::AsciiStrToLower(&domain);
+    hosts_.push_back(&vhost);
+  }
+  for (size_t a = 0; a < attached_.size(); ++a) {
+    const VirtualHostConfig* vhost = attached_[a].get();
+    if (vhost == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(HostPath(hosts_.size()), ": null"));
+    }
+    // Its routes apply the header mutations it was built under: they must be the table's.
+    const HeaderMutations* built_under = vhost->config_headers.get();
+    if (built_under != &config_.headers &&
+        !(built_under == nullptr ? config_.headers.empty() : *built_under == config_.headers)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(HostPath(hosts_.size()), ": virtual host \"", vhost->name,
+                       "\" was built under other route configuration header mutations"));
+    }
+    hosts_.push_back(vhost);
+  }
+  // Where each domain was first seen, for the duplicate message.
+  absl::flat_hash_map<absl::string_view, size_t> owner;
+  for (size_t v = 0; v < hosts_.size(); ++v) {
+    const VirtualHostConfig& vhost = *hosts_[v];
     for (size_t d = 0; d < vhost.destinations.size(); ++d) {
       auto [it, inserted] = destinations_.emplace(vhost.destinations[d], &vhost);
       if (!inserted) {
         return absl::InvalidArgumentError(
-            absl::StrCat("virtual_hosts[", v, "].destinations[", d, "]: \"", vhost.destinations[d],
+            absl::StrCat(HostPath(v), ".destinations[", d, "]: \"", vhost.destinations[d],
                          "\" is already a destination of virtual host \"", it->second->name, "\""));
       }
     }
     for (size_t d = 0; d < vhost.domains.size(); ++d) {
-      std::string& domain = vhost.domains[d];
-      absl::AsciiStrToLower(&domain);
-      const std::string path = absl::StrCat("virtual_hosts[", v, "].domains[", d, "]");
+      const std::string& domain = vhost.domains[d];
+      const std::string path = absl::StrCat(HostPath(v), ".domains[", d, "]");
       absl::Status valid = ValidateDomain(domain);
       if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
+      if (absl::c_any_of(domain, absl::ascii_isupper)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": \"", domain, "\" is not lower-case"));
+      }
       auto [it, inserted] = owner.emplace(domain, v);
       if (!inserted) {
-        const VirtualHostConfig& first = config_.virtual_hosts[it->second];
         return absl::InvalidArgumentError(
             absl::StrCat(path, ": \"", domain, "\" is already a domain of virtual host \"",
-                         first.name, "\" (virtual_hosts[", it->second, "])"));
+                         hosts_[it->second]->name, "\" (", HostPath(it->second), ")"));
       }
       if (domain == "*") {
         catch_all_ = &vhost;
@@ -432,8 +472,8 @@ const HeaderMutations* BackendHeaders(const RouteAction& action, absl::string_vi
 bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers,
                                  const HeaderMutations* backend) {
   bool added = false;
-  if (route.route_config != nullptr) {
-    const HeaderMutations& m = route.route_config->headers;
+  if (route.config_headers != nullptr) {
+    const HeaderMutations& m = *route.config_headers;
     added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {
@@ -451,8 +491,8 @@ bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& heade
 
 void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers,
                                   const HeaderMutations* backend) {
-  if (route.route_config != nullptr) {
-    const HeaderMutations& m = route.route_config->headers;
+  if (route.config_headers != nullptr) {
+    const HeaderMutations& m = *route.config_headers;
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {

@@ -27,6 +27,12 @@
 // virtual host, then route — so the more specific level has the last word (a route's `set`
 // replaces what the virtual host added). Within a level, removals run before additions.
 //
+// A table holds its own virtual hosts (the RouteConfig's) and, after them, attached ones: hosts
+// made by ShareVirtualHost, immutable and shared (std::shared_ptr<const VirtualHostConfig>) by
+// every table built with them, so that a table rebuilt for one changed host reuses the others
+// as they are (ServiceRoutes, docs/xds.md). An attached host carries the route configuration's
+// header mutations it was built under; Create refuses it when they differ from the table's.
+//
 // Ownership and threading: immutable once created; share it as std::shared_ptr<const RouteTable>
 // (the configuration snapshot does). Any number of threads may match concurrently. Pointers it
 // returns stay valid while the table lives. Not copyable or movable, because routes point back at
@@ -55,7 +61,11 @@ class RouteTable {
   // Indexes `config`. Fails (InvalidArgument, message led by the field path inside the route
   // configuration, e.g. "virtual_hosts[1].domains[0]: ...") when a domain is empty or malformed
   // or appears in two virtual hosts. Other fields are validated by sidecar/config.
-  static absl::StatusOr<std::unique_ptr<RouteTable>> Create(RouteConfig config);
+  // Attached hosts (lower-case domains, from ShareVirtualHost) follow the own ones; their paths
+  // in errors are "attached[i]". Fails also when an attached host was built under other header
+  // mutations than `config.headers`.
+  static absl::StatusOr<std::unique_ptr<RouteTable>> Create(
+      RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached = {});
 
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
@@ -71,8 +81,11 @@ class RouteTable {
   static const RouteEntry* MatchRoute(const VirtualHostConfig& virtual_host,
                                       const http::HeaderMap& request);
 
+  // The own virtual hosts only; virtual_hosts() has the attached ones too.
   const RouteConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
+  // Every virtual host, own ones first, then attached ones in the order given.
+  const std::vector<const VirtualHostConfig*>& virtual_hosts() const { return hosts_; }
 
  private:
   // Transparent case-insensitive hashing so lookups take a view of the request's host as is.
@@ -93,16 +106,27 @@ class RouteTable {
     DomainMap suffixes;
   };
 
-  explicit RouteTable(RouteConfig config) : config_(std::move(config)) {}
+  RouteTable(RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached)
+      : config_(std::move(config)), attached_(std::move(attached)) {}
   absl::Status Index();
+  // "virtual_hosts[i]" or "attached[j]", for the host at hosts_[i].
+  std::string HostPath(size_t i) const;
   const VirtualHostConfig* MatchSuffix(absl::string_view host) const;
 
   RouteConfig config_;
+  std::vector<std::shared_ptr<const VirtualHostConfig>> attached_;
+  std::vector<const VirtualHostConfig*> hosts_;
   DomainMap exact_;
   std::vector<SuffixGroup> suffix_groups_;  // longest suffix first
   const VirtualHostConfig* catch_all_ = nullptr;
   absl::flat_hash_map<std::string, const VirtualHostConfig*> destinations_;
 };
+
+// `vhost` made shareable between route tables for RouteTable::Create's `attached`: its routes
+// point back at it and at `config_headers` (the header mutations of the route configuration it
+// joins; null: none), which it keeps alive. Domains must already be lower-case.
+std::shared_ptr<const VirtualHostConfig> ShareVirtualHost(
+    VirtualHostConfig vhost, std::shared_ptr<const HeaderMutations> config_headers);
 
 // The host of a request: ":authority", else "Host"; empty when neither is present.
 absl::string_view RequestHost(const http::HeaderMap& request);

@@ -344,6 +344,74 @@ TEST(RouteTableTest, HeaderMutationOrderGeneralToSpecific) {
   EXPECT_EQ(response.GetAll("server"), (absl::InlinedVector<absl::string_view, 4>{"route"}));
 }
 
+TEST(RouteTableTest, ConfigHeaderEditsApplyThroughSharedVirtualHosts) {
+  HeaderMutations edits;
+  edits.request_headers_to_add = {{"x-config", "mesh", false}};
+  edits.request_headers_to_remove = {"x-internal"};
+  edits.response_headers_to_add = {{"x-served-by", "config", false}};
+  VirtualHostConfig own_host{.name = "own", .domains = {"own"}};
+  own_host.routes.push_back(Prefix("own", "/", "c"));
+  VirtualHostConfig host{.name = "shared", .domains = {"shared"}};
+  host.routes.push_back(Prefix("r", "/", "c"));
+  host.headers.request_headers_to_add = {{"x-config", "vhost", true}};
+  std::shared_ptr<const VirtualHostConfig> shared =
+      ShareVirtualHost(host, std::make_shared<const HeaderMutations>(edits));
+
+  // Two tables (two snapshots) with the same edits: one host object, the edits applied by both.
+  std::vector<std::unique_ptr<RouteTable>> tables;
+  for (const char* name : {"first", "second"}) {
+    RouteConfig config{.name = name, .virtual_hosts = {own_host}, .headers = edits};
+    auto table = RouteTable::Create(std::move(config), {shared});
+    ASSERT_TRUE(table.ok()) << table.status();
+    tables.push_back(*std::move(table));
+  }
+  for (const std::unique_ptr<RouteTable>& table : tables) {
+    EXPECT_EQ(table->virtual_hosts().back(), shared.get());
+    for (const char* name : {"shared", "own"}) {
+      http::HeaderMap request = Request(name, "/");
+      request.Add("x-internal", "secret");
+      const RouteEntry* matched = table->Match(request);
+      ASSERT_NE(matched, nullptr) << name;
+      ApplyRequestHeaderMutations(*matched, request);
+      EXPECT_FALSE(request.Has("x-internal")) << name;
+      // The host's own level (an appended value on the shared one) follows the table's.
+      const absl::InlinedVector<absl::string_view, 4> expected =
+          std::string(name) == "shared" ? absl::InlinedVector<absl::string_view, 4>{"mesh", "vhost"}
+                                        : absl::InlinedVector<absl::string_view, 4>{"mesh"};
+      EXPECT_EQ(request.GetAll("x-config"), expected) << name;
+      http::HeaderMap response{{":status", "200"}};
+      ApplyResponseHeaderMutations(*matched, response);
+      EXPECT_EQ(response.Get("x-served-by"), "config") << name;
+    }
+  }
+  // A table whose edits differ from those the host was built under refuses it, naming it.
+  HeaderMutations other = edits;
+  other.request_headers_to_add[0].value = "other";
+  auto refused = RouteTable::Create(RouteConfig{.name = "third", .headers = other}, {shared});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(),
+              ::testing::HasSubstr("attached[0]: virtual host \"shared\" was built under other"));
+  // A host built under none fits only a table with none.
+  std::shared_ptr<const VirtualHostConfig> bare = ShareVirtualHost(host, nullptr);
+  EXPECT_TRUE(RouteTable::Create(RouteConfig{.name = "plain"}, {bare}).ok());
+  EXPECT_FALSE(RouteTable::Create(RouteConfig{.name = "edited", .headers = edits}, {bare}).ok());
+}
+
+TEST(RouteTableTest, AttachedHostsShareDomainChecksWithOwnHosts) {
+  VirtualHostConfig own{.name = "own", .domains = {"api"}};
+  VirtualHostConfig host{.name = "shared", .domains = {"api"}};
+  auto table = RouteTable::Create(RouteConfig{.name = "t", .virtual_hosts = {own}},
+                                  {ShareVirtualHost(host, nullptr)});
+  ASSERT_FALSE(table.ok());
+  EXPECT_EQ(table.status().message(),
+            "attached[0].domains[0]: \"api\" is already a domain of virtual host \"own\" "
+            "(virtual_hosts[0])");
+  host.domains = {"API"};
+  table = RouteTable::Create(RouteConfig{.name = "t"}, {ShareVirtualHost(host, nullptr)});
+  ASSERT_FALSE(table.ok());
+  EXPECT_EQ(table.status().message(), "attached[0].domains[0]: \"API\" is not lower-case");
+}
+
 TEST(RouteTableTest, RedirectLocation) {
   http::HeaderMap request = Request("shop.example.com", "/cart?id=7");
   EXPECT_EQ(RedirectLocation({.scheme = "https"}, request), "https://shop.example.com/cart?id=7");
@@ -611,7 +679,7 @@ TEST(RouteTableTest, RoutesPointBackAtTheirLevels) {
   const RouteEntry* route = table->Match(Request("b", "/"));
   ASSERT_NE(route, nullptr);
   EXPECT_EQ(route->virtual_host, &table->config().virtual_hosts[1]);
-  EXPECT_EQ(route->route_config, &table->config());
+  EXPECT_EQ(route->config_headers, &table->config().headers);
 }
 
 }  // namespace

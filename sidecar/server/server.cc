@@ -536,7 +536,8 @@ void Server::PublishRateLimiterStats() {
     }
   }
   for (const auto& [table_name, table] : snapshot_->route_tables) {
-    for (const route::VirtualHostConfig& host : table->config().virtual_hosts) {
+    for (const route::VirtualHostConfig* vhost : table->virtual_hosts()) {
+      const route::VirtualHostConfig& host = *vhost;
       for (size_t i = 0; i < host.routes.size(); ++i) {
         const route::RouteEntry& route = host.routes[i];
         if (!per_caller(route.rate_limiter)) continue;

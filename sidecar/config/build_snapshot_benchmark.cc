@@ -1,0 +1,66 @@
+// BuildSnapshot cost with one route table joined by N ServiceRoutes (ADR 0086): the first build,
+// and a build from the running snapshot after one ServiceRoute was added (what a sidecar does
+// when the mesh gains a Service port). Reports time per BuildSnapshot.
+//
+//   bazel run -c opt //sidecar/config:build_snapshot_benchmark
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "sidecar/config/translate.h"
+#include "sidecar/config/translate_test_util.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+using translate_testing::Base;
+using translate_testing::Parse;
+
+// A ServiceRoute joining the fixture's "local" table: one host, two routes.
+xds::ServiceRoute Joining(int i) {
+  const std::string name = absl::StrCat("svc", i, ".shop:80");
+  return Parse<xds::ServiceRoute>(
+      absl::StrCat("name: \"", name, "\"\nroute_config_name: local\nvirtual_host:\n  name: \"",
+                   name, "\"\n  domains: [\"", name, "\", \"svc", i, ".shop\"]\n  routes:\n",
+                   "  - match: {prefix: /api/}\n    route: {cluster: other, timeout: 3s}\n",
+                   "  - match: {prefix: /}\n    route: {cluster: other}\n"));
+}
+
+ResourceSet WithServiceRoutes(int count) {
+  ResourceSet set = Base();
+  for (int i = 0; i < count; ++i) set.service_routes.push_back(Joining(i));
+  return set;
+}
+
+void BM_FirstBuild(benchmark::State& state) {
+  const ResourceSet set = WithServiceRoutes(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    auto snapshot = BuildSnapshot(set);
+    if (!snapshot.ok()) state.SkipWithError(std::string(snapshot.status().message()).c_str());
+    benchmark::DoNotOptimize(snapshot);
+  }
+}
+BENCHMARK(BM_FirstBuild)->Arg(5000)->Unit(benchmark::kMillisecond);
+
+void BM_OneServiceRouteAdded(benchmark::State& state) {
+  const int count = static_cast<int>(state.range(0));
+  const ResourceSet set = WithServiceRoutes(count);
+  auto running = BuildSnapshot(set);
+  if (!running.ok()) {
+    state.SkipWithError(std::string(running.status().message()).c_str());
+    return;
+  }
+  ResourceSet added = set;
+  added.service_routes.push_back(Joining(count));
+  for (auto _ : state) {
+    auto snapshot = BuildSnapshot(added, running->get());
+    if (!snapshot.ok()) state.SkipWithError(std::string(snapshot.status().message()).c_str());
+    benchmark::DoNotOptimize(snapshot);
+  }
+}
+BENCHMARK(BM_OneServiceRouteAdded)->Arg(5000)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace meshlet::sidecar::config
