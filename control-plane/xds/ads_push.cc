@@ -179,26 +179,41 @@ void AdsServer::Push(Stream& stream) {
     size_t next_removal = 0;
     bool first_chunk = true;
     bool last = false;
+    // Split over several responses, a type others name sends its updates first (what they name
+    // arrives before anything goes); a type named by nothing its removals first, so one that
+    // hands a host name (or a listener its port) to a new one never runs beside it in between.
+    const bool removals_first = !xds::kResourceTypeNamedByOthers[static_cast<size_t>(type)];
     while (!last) {
       xds::DeltaDiscoveryResponse response;
       response.set_type_url(std::string(TypeUrl(type)));
       response.set_system_version_info(options_.system_version_info);
       size_t bytes = 0;
-      for (; next_entry < entries.size(); ++next_entry) {
-        const NamedResource& resource = *entries[next_entry];
-        const size_t entry = DeltaEntryBytes(resource);
-        if (response.resources_size() > 0 && bytes + entry > options_.max_response_bytes) break;
-        bytes += entry;
-        xds::Resource* out = response.add_resources();
-        out->set_name(resource.name);
-        out->set_version(resource.version);
-        *out->mutable_resource() = resource.resource;
-      }
-      for (; next_entry == entries.size() && next_removal < removed.size(); ++next_removal) {
-        const size_t entry = removed[next_removal].size() + 8;
-        if (bytes > 0 && bytes + entry > options_.max_response_bytes) break;
-        bytes += entry;
-        response.add_removed_resources(removed[next_removal]);
+      auto add_updates = [&] {
+        for (; next_entry < entries.size(); ++next_entry) {
+          const NamedResource& resource = *entries[next_entry];
+          const size_t entry = DeltaEntryBytes(resource);
+          if (bytes > 0 && bytes + entry > options_.max_response_bytes) break;
+          bytes += entry;
+          xds::Resource* out = response.add_resources();
+          out->set_name(resource.name);
+          out->set_version(resource.version);
+          *out->mutable_resource() = resource.resource;
+        }
+      };
+      auto add_removals = [&] {
+        for (; next_removal < removed.size(); ++next_removal) {
+          const size_t entry = removed[next_removal].size() + 8;
+          if (bytes > 0 && bytes + entry > options_.max_response_bytes) break;
+          bytes += entry;
+          response.add_removed_resources(removed[next_removal]);
+        }
+      };
+      if (removals_first) {
+        add_removals();
+        if (next_removal == removed.size()) add_updates();
+      } else {
+        add_updates();
+        if (next_entry == entries.size()) add_removals();
       }
       last = next_entry == entries.size() && next_removal == removed.size();
       stream.SetNextNonce(response);

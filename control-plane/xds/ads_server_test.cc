@@ -560,6 +560,50 @@ NodeResourceSet ManyEndpoints(int count, int per_cluster, int port = 80) {
   return set;
 }
 
+// Split over several delta responses, ServiceRoutes (named by nothing) lose their removed ones
+// first: a host name handed from one to another never has both holders between two chunks.
+TEST_F(AdsServerTest, SplitServiceRoutePushRemovesBeforeItAdds) {
+  StartServer({.max_response_bytes = 4 * 1024});
+  auto service_routes = [&](int first, int count) {
+    resources_ = NodeResourceSet();
+    for (int i = first; i < first + count; ++i) {
+      xds::ServiceRoute sr;
+      sr.set_name(absl::StrCat("svc-", i, ".default:80"));
+      sr.set_route_config_name("outbound");
+      sr.mutable_virtual_host()->set_name(sr.name());
+      // The host name of svc-i, whichever Service holds it: 200 bytes each.
+      sr.mutable_virtual_host()->add_domains(absl::StrCat("host-", i % 100, std::string(190, 'x')));
+      resources_.Add(kServiceRoutes, sr.name(), sr);
+    }
+  };
+  service_routes(0, 100);
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(kServiceRoutes, "node-d");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() >= 2; }));
+  RunFor(milliseconds(100));
+  for (const auto& response : client.responses) client.Ack(response);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", kServiceRoutes)->state == "ACKED"; }));
+  const size_t before = client.responses.size();
+
+  // svc-100..199 take over the host names of svc-0..99.
+  service_routes(100, 100);
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() >= before + 3; }));
+  RunFor(milliseconds(100));
+  bool added = false;
+  size_t removed = 0;
+  for (size_t i = before; i < client.responses.size(); ++i) {
+    const xds::DeltaDiscoveryResponse& response = client.responses[i];
+    if (response.removed_resources_size() > 0) {
+      EXPECT_FALSE(added) << "chunk " << i - before;
+    }
+    removed += response.removed_resources_size();
+    added |= response.resources_size() > 0;
+  }
+  EXPECT_EQ(removed, 100u);
+  EXPECT_TRUE(added);
+}
+
 // 5 000 Services × 10 endpoints: far above the 4 MiB message limit in one response. The push is
 // split into responses under the budget, each with its own nonce; the state is complete once the
 // last one is ACKed.
