@@ -120,6 +120,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
                                              const GetEnv& getenv);
 
 std::string Usage();
-inline constexpr absl::string_view kVersion = kMeshletVersion;
+// With the length given: string_view's constructor from a pointer compares it with null, which
+// is not a constant expression under -fsanitize=address.
+inline constexpr absl::string_view kVersion(kMeshletVersion, sizeof(kMeshletVersion) - 1);
 
 }  // namespace meshlet::testapp
