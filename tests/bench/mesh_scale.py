@@ -401,9 +401,12 @@ class ProbeSidecar:
         resources = json.loads(body).get("resources", {})
         clusters = sum(1 for c in resources.get("clusters", [])
                        if c.get("name", "").startswith("outbound|"))
-        header_routes = sum(1 for table in resources.get("routes", [])
-                            for vhost in table.get("virtual_hosts", [])
-                            for route in vhost.get("routes", [])
+        # A route table's own hosts and those of its ServiceRoutes (one per Service port).
+        vhosts = [vhost for table in resources.get("routes", [])
+                  for vhost in table.get("virtual_hosts", [])]
+        vhosts += [sr["virtual_host"] for sr in resources.get("service_routes", [])
+                   if "virtual_host" in sr]
+        header_routes = sum(1 for vhost in vhosts for route in vhost.get("routes", [])
                             if route.get("match", {}).get("headers"))
         return clusters, header_routes
 

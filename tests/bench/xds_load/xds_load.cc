@@ -200,21 +200,31 @@ std::string EndpointMarkerOf(const config::ResourceSet& set, const std::string& 
   return "";
 }
 
-// The round a configuration carries: in file mode the marker virtual host's body, in policy
-// mode the split route's first weight (1000 + round). Empty when absent.
+// The round a virtual host carries: in file mode the marker host's body, in policy mode the
+// split route's first weight (1000 + round). Empty when absent.
+std::string MarkerOf(const meshlet::xds::VirtualHost& vhost, bool policy_mode) {
+  for (const auto& r : vhost.routes()) {
+    if (policy_mode) {
+      if (r.name() != kSplitRoute || r.route().weighted_clusters().clusters_size() == 0) continue;
+      return absl::StrCat("round-", r.route().weighted_clusters().clusters(0).weight() - 1000);
+    }
+    if (vhost.name() == "marker") return r.direct_response().body();
+  }
+  return "";
+}
+
+// The round a configuration carries, in a route table's own hosts or a ServiceRoute's (the
+// control plane splits the table for clients that announce service-routes).
 std::string MarkerOf(const config::ResourceSet& set, bool policy_mode) {
   for (const auto& route : set.routes) {
     for (const auto& vhost : route.virtual_hosts()) {
-      for (const auto& r : vhost.routes()) {
-        if (policy_mode) {
-          if (r.name() != kSplitRoute || r.route().weighted_clusters().clusters_size() == 0) {
-            continue;
-          }
-          return absl::StrCat("round-", r.route().weighted_clusters().clusters(0).weight() - 1000);
-        }
-        if (vhost.name() == "marker") return r.direct_response().body();
-      }
+      std::string marker = MarkerOf(vhost, policy_mode);
+      if (!marker.empty()) return marker;
     }
+  }
+  for (const auto& service_route : set.service_routes) {
+    std::string marker = MarkerOf(service_route.virtual_host(), policy_mode);
+    if (!marker.empty()) return marker;
   }
   return "";
 }
