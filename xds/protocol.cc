@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/net/ip_prefix.h"
 
@@ -52,9 +53,7 @@ std::optional<std::string> LookupKeyForAddress(absl::string_view ip, uint32_t po
 }
 
 std::optional<std::string> LookupKeyForHost(absl::string_view host) {
-  if (host.empty() || kLookupHostPrefix.size() + host.size() > kMaxLookupKeyBytes) {
-    return std::nullopt;
-  }
+  if (host.empty()) return std::nullopt;
   for (char c : host) {
     if (!IsHostChar(c)) return std::nullopt;
   }
@@ -68,16 +67,26 @@ std::optional<std::string> LookupKeyForHost(absl::string_view host) {
     name = host.substr(0, colon);
     port = host.substr(colon);  // ":9080"
   }
-  if (!port.empty() &&
-      (port.size() < 2 || port.size() > 6 ||
-       !std::all_of(port.begin() + 1, port.end(), [](char c) { return absl::ascii_isdigit(c); }))) {
+  if (!port.empty()) {
+    uint32_t number = 0;
+    if (port.size() < 2 || port.size() > 6 ||
+        !std::all_of(port.begin() + 1, port.end(), [](char c) { return absl::ascii_isdigit(c); }) ||
+        !absl::SimpleAtoi(port.substr(1), &number) || number == 0 || number > 65535) {
+      return std::nullopt;
+    }
+  }
+  // Brackets only around a whole IPv6 literal; a name has no ':' of its own.
+  const bool literal = absl::StartsWith(name, "[") && absl::EndsWith(name, "]");
+  if (literal) {
+    if (!net::IpAddress::Parse(name.substr(1, name.size() - 2)).ok()) return std::nullopt;
+  } else if (absl::StrContains(name, ':') || absl::StrContains(name, '[') ||
+             absl::StrContains(name, ']')) {
     return std::nullopt;
   }
-  const bool literal = absl::StartsWith(name, "[") && absl::EndsWith(name, "]");
-  if (!literal && absl::StrContains(name, ':')) return std::nullopt;
   if (absl::EndsWith(name, ".")) name.remove_suffix(1);
   if (name.empty()) return std::nullopt;
   std::string key = absl::StrCat(kLookupHostPrefix, name, port);
+  if (key.size() > kMaxLookupKeyBytes) return std::nullopt;
   absl::AsciiStrToLower(&key);
   return key;
 }

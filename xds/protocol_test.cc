@@ -125,6 +125,17 @@ TEST(LookupKeyTest, LookupKeysAreNormalisedOnce) {
   EXPECT_EQ(LookupKeyForHost("fd00::5"), std::nullopt);
   EXPECT_EQ(LookupKeyForHost("re views"), std::nullopt);
   EXPECT_EQ(LookupKeyForHost("reviews/x"), std::nullopt);
+  // Ports 1..65535 only; brackets only around a whole IPv6 literal.
+  EXPECT_EQ(LookupKeyForHost("reviews:0"), std::nullopt);
+  EXPECT_EQ(LookupKeyForHost("reviews:99999"), std::nullopt);
+  EXPECT_EQ(LookupKeyForHost("reviews:65535"), "host:reviews:65535");
+  EXPECT_EQ(LookupKeyForHost("re[views]"), std::nullopt);
+  EXPECT_EQ(LookupKeyForHost("[reviews]:80"), std::nullopt);
+  EXPECT_EQ(LookupKeyForHost("[10.0.0.1"), std::nullopt);
+  // The length is that of the key built: a trailing dot does not count.
+  EXPECT_EQ(LookupKeyForHost(std::string(kMaxLookupKeyBytes - kLookupHostPrefix.size(), 'a') + ".")
+                ->size(),
+            kMaxLookupKeyBytes);
   EXPECT_EQ(
       LookupKeyForHost(std::string(kMaxLookupKeyBytes - kLookupHostPrefix.size(), 'a'))->size(),
       kMaxLookupKeyBytes);
