@@ -478,8 +478,7 @@ TEST_F(ExplainCommandTest, ADryRunReadsTheVirtualHostsOfServiceRoutes) {
       R"("endpoints":[{"address":"10.0.1.1:15006"}]}}]}]})");
   EXPECT_EQ(Run({"explain", "--from", "frontend", "--to", "http://reviews:9080/r/1"}), 0)
       << err_.str();
-  EXPECT_TRUE(absl::StrContains(out_.str(), "virtual host    reviews.default:9080"))
-      << out_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "virtual host    reviews.default:9080")) << out_.str();
   EXPECT_TRUE(absl::StrContains(out_.str(), "cluster         outbound|9080||reviews.default"))
       << out_.str();
   EXPECT_TRUE(absl::StrContains(out_.str(), "10.0.1.1:15006")) << out_.str();

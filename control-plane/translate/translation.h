@@ -123,10 +123,6 @@ struct PolicyTargets {
   std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes;  // each ordered by name
 };
 
-// What every node's translation reads from the inputs: services with their members, the
-// TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
-// pointers into both snapshots, which must outlive it. Every view is immutable and may be shared
-// with the index of newer inputs (BuildIndex).
 // Host name → the Service port that owns it (OwnHostNames).
 using HostOwners = absl::flat_hash_map<std::string, std::string>;
 
@@ -144,6 +140,10 @@ class HostOwnersCache {
   std::map<std::pair<bool, std::string>, std::unique_ptr<const HostOwners>> owners_;
 };
 
+// What every node's translation reads from the inputs: services with their members, the
+// TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
+// pointers into both snapshots, which must outlive it. Every view is immutable and may be shared
+// with the index of newer inputs (BuildIndex).
 struct MeshIndex {
   std::map<ServiceKey, std::shared_ptr<const ServiceView>> services;
   std::shared_ptr<const PolicyTargets> by_target;
