@@ -544,7 +544,8 @@ void ConnPool::UpdateClientState(Client& client) {
   using State = Client::State;
   if (client.state_ == State::kClosed || client.state_ == State::kConnecting) return;
   if (client.state_ != State::kDraining) {
-    if (client.goaway_ || client.expired_ || draining_pool_) {
+    // A draining pool's connection serves the requests that waited for it before it retires.
+    if (client.goaway_ || client.expired_ || (draining_pool_ && pending_.empty())) {
       client.Retire(nullptr);
       return;
     }
@@ -672,6 +673,13 @@ void ConnPool::ProcessPending() {
     AttachStream(*client, request->decoder_, request->callbacks_,
                  std::move(request->request_guard_), std::move(request->host_guard_));
   }
+  if (draining_pool_) {
+    // No new connection: what the connections still being made cannot take fails now.
+    FailPendingNoConnectionCanServe();
+    ArmPendingTimer();
+    MaybeFireIdle();
+    return;
+  }
   while (!pending_.empty() && ConnectingCapacity() < pending_.size()) {
     if (TryCreateClient()) continue;
     if (connections() == 0) {
@@ -742,21 +750,31 @@ void ConnPool::OnPendingTimer() {
 void ConnPool::Drain() {
   if (draining_pool_) return;
   draining_pool_ = true;
-  while (!pending_.empty()) {
-    FailPending(pending_.begin(), PoolFailureReason::kRemoteClose, "host removed from cluster");
+  // Requests waiting for a connection keep waiting for the connections being made for them,
+  // which serve them and then close: failing them would only hand them to a retry (and count a
+  // connect failure nobody had). Those no connection in progress can take fail now, newest
+  // first, and so do the connections in progress nobody waits for.
+  FailPendingNoConnectionCanServe();
+  const uint64_t per_connection = StreamsPerConnection();
+  const size_t needed = (pending_.size() + per_connection - 1) / per_connection;
+  std::vector<Client*> surplus, clients;
+  for (auto it = connecting_.rbegin(); it != connecting_.rend(); ++it) {
+    if (connecting_.size() - surplus.size() <= needed) break;
+    surplus.push_back(it->get());
   }
-  std::vector<Client*> clients;
-  for (ClientList* list : {&connecting_, &ready_, &busy_}) {
+  for (ClientList* list : {&ready_, &busy_}) {
     for (auto& client : *list) clients.push_back(client.get());
   }
-  for (Client* client : clients) {
-    if (client->state_ == Client::State::kConnecting) {
-      client->CloseConnection(net::CloseMode::kNoFlush);
-    } else {
-      client->Retire(nullptr);
-    }
-  }
+  for (Client* client : surplus) client->CloseConnection(net::CloseMode::kNoFlush);
+  for (Client* client : clients) client->Retire(nullptr);
   MaybeFireIdle();
+}
+
+void ConnPool::FailPendingNoConnectionCanServe() {
+  while (pending_.size() > ConnectingCapacity()) {
+    FailPending(std::prev(pending_.end()), PoolFailureReason::kRemoteClose,
+                "connection pool drained (host removed or its settings changed)");
+  }
 }
 
 void ConnPool::CloseIdleConnections() {

@@ -143,8 +143,11 @@ class ConnPool {
   // Asks for a stream whose response goes to `response_decoder`. See the header comment.
   Cancellable* NewStream(http::StreamDecoder& response_decoder, ConnPoolCallbacks& callbacks);
 
-  // Stops using the pool for good: queued requests fail with kRemoteClose, idle connections
-  // close, busy ones close when their streams end. The idle callback fires once nothing is left.
+  // Stops using the pool for good: new requests fail with kRemoteClose; queued requests are
+  // served by the connections being made for them, which then close (those none of them can take
+  // fail with kRemoteClose, as do the queued requests of a connection that fails); idle
+  // connections close, busy ones when their streams end. The idle callback fires once nothing is
+  // left.
   void Drain();
   // Called (once per time the pool becomes empty after Drain()) when the pool has no connection
   // and no queued request; from inside pool callbacks, so destroy the pool with DeferDelete.
@@ -198,6 +201,8 @@ class ConnPool {
   // A connection failed to connect; `refused`: the host refused it (kConnectRefused).
   void OnClientConnectFailure(absl::string_view details, bool refused);
   void FailPending(PendingList::iterator it, PoolFailureReason reason, absl::string_view details);
+  // Draining: fails the newest queued requests the connections still being made cannot take.
+  void FailPendingNoConnectionCanServe();
   void CancelPending(PendingRequest& request);
   void ArmPendingTimer();
   void OnPendingTimer();

@@ -629,6 +629,36 @@ TEST_F(ConnPoolTest, DrainFailsPendingAndReportsIdle) {
   EXPECT_EQ(pool->connections(), 0u);
 }
 
+TEST_F(ConnPoolTest, DrainLetsTheConnectionBeingMadeServeTheRequestWaitingForIt) {
+  // A cluster's settings change while a request waits for its connection (every request does,
+  // with max_requests_per_connection 1): the request is served, not failed into a retry.
+  upstream_.auto_respond = false;
+  auto pool = MakePool();
+  bool idle = false;
+  pool->SetIdleCallback([&] { idle = true; });
+  TestRequest a, b;
+  Start(*pool, a);
+  Start(*pool, b);
+  ASSERT_NE(b.handle, nullptr);
+  EXPECT_EQ(pool->connecting(), 2u);
+  b.handle->Cancel();  // one connection in progress that nobody waits for any more
+  pool->Drain();
+  EXPECT_FALSE(a.failure.has_value());
+  TestRequest c;
+  Start(*pool, c);  // a drained pool takes nothing new
+  ASSERT_TRUE(c.failure.has_value());
+  EXPECT_EQ(*c.failure, PoolFailureReason::kRemoteClose);
+  ASSERT_TRUE(RunUntil([&] { return upstream_.unanswered() == 1; }));
+  EXPECT_EQ(pool->connections(), 1u);  // the surplus connection was closed
+  upstream_.Respond(0);
+  ASSERT_TRUE(RunUntil([&] { return idle; }));
+  EXPECT_EQ(a.status, 200);
+  EXPECT_FALSE(a.failure.has_value());
+  EXPECT_EQ(pool->stats().rq_pending_failure, 0u);
+  EXPECT_EQ(pool->connections(), 0u);
+  EXPECT_EQ(thresholds_->Active(resilience::ResourceKind::kConnection), 0u);
+}
+
 TEST_F(ConnPoolTest, DestroyingThePoolWithWorkInFlightIsQuiet) {
   upstream_.auto_respond = false;
   auto pool = MakePool(Http2Options(10));

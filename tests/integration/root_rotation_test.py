@@ -205,6 +205,14 @@ class RootRotationTest(unittest.TestCase):
                    for line in s.stat_lines("meshlet_downstream_cx_rejected_total")
                    if 'reason="tls_handshake_error"' in line)
 
+    def diagnostics(self):
+        """What a failed check prints: each sidecar's retries, connection failures and log."""
+        return "\n".join(
+            f"--- {s.name}: {s.stat_lines('meshlet_upstream_rq_retry_total')}\n"
+            f"{s.stat_lines('meshlet_upstream_cx_tls_handshake_fail_total')}\n"
+            f"{s.stat_lines('meshlet_downstream_cx_rejected_total')}\n"
+            f"clusters: {s.get('/clusters')[1]}\n{s.log()}" for s in self.sidecars.values())
+
     def enter(self, step):
         self.trickle.step = step
         print(f"step {step} at {time.time() - self.started:.1f} s", file=sys.stderr)
@@ -319,9 +327,9 @@ class RootRotationTest(unittest.TestCase):
         self.assertGreater(self.handshake_refusals() - refusals_before, 0)  # the old-root peer
         # Nothing was hidden by a retry or a failed connection.
         for s in self.sidecars.values():
-            self.assertEqual(s.stat("meshlet_upstream_rq_retry_total"), 0,
-                             (s.name, s.stat_lines("meshlet_upstream_rq_retry_total"), s.log()))
-            self.assertEqual(s.stat("meshlet_upstream_rq_connect_fail_total"), 0, s.name)
+            self.assertEqual(s.stat("meshlet_upstream_rq_retry_total"), 0, self.diagnostics())
+            self.assertEqual(s.stat("meshlet_upstream_rq_connect_fail_total"), 0,
+                             self.diagnostics())
         with open(self.cp_log) as f:
             self.assertIn("restored 2 workload(s)", f.read())
         total = sum(self.trickle.ok.values())
