@@ -102,21 +102,33 @@ std::optional<DiscoveryMode> DiscoveryModeOfLabel(absl::string_view value) {
   return std::nullopt;
 }
 
-DiscoveryMode ConfiguredMode(const registry::Workload& node,
-                             const ::meshlet::policy::MeshConfigSpec& mesh) {
-  if (auto label = node.labels.find(std::string(kDiscoveryLabel)); label != node.labels.end()) {
-    if (std::optional<DiscoveryMode> mode = DiscoveryModeOfLabel(label->second)) return *mode;
-  }
+namespace {
+
+// MeshConfig's mode, without the node's label.
+DiscoveryMode MeshMode(const ::meshlet::policy::MeshConfigSpec& mesh) {
   if (std::optional<DiscoveryMode> mode = DiscoveryModeOfConfig(mesh.discovery().mode())) {
     return *mode;
   }
   return mesh.scope_to_dependencies() ? DiscoveryMode::kDeclared : DiscoveryMode::kWholeMesh;
 }
 
+}  // namespace
+
+DiscoveryMode ConfiguredMode(const registry::Workload& node,
+                             const ::meshlet::policy::MeshConfigSpec& mesh) {
+  if (auto label = node.labels.find(std::string(kDiscoveryLabel)); label != node.labels.end()) {
+    if (std::optional<DiscoveryMode> mode = DiscoveryModeOfLabel(label->second)) return *mode;
+  }
+  return MeshMode(mesh);
+}
+
 DiscoveryMode EffectiveMode(const registry::Workload& node,
                             const ::meshlet::policy::MeshConfigSpec& mesh, bool looks_up) {
   const DiscoveryMode mode = ConfiguredMode(node, mesh);
-  return mode == DiscoveryMode::kOnDemand && !looks_up ? DiscoveryMode::kWholeMesh : mode;
+  if (mode != DiscoveryMode::kOnDemand || looks_up) return mode;
+  // What the node got before it asked for OnDemand.
+  const DiscoveryMode fallback = MeshMode(mesh);
+  return fallback == DiscoveryMode::kOnDemand ? DiscoveryMode::kWholeMesh : fallback;
 }
 
 absl::string_view LookupReasonName(LookupReason reason) {

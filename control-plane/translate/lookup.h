@@ -44,9 +44,10 @@ std::optional<DiscoveryMode> DiscoveryModeOfLabel(absl::string_view value);
 // scopeToDependencies is set, else WholeMesh.
 DiscoveryMode ConfiguredMode(const registry::Workload& node,
                              const ::meshlet::policy::MeshConfigSpec& mesh);
-// The mode `node` gets: ConfiguredMode, except that OnDemand becomes WholeMesh for a node that
-// cannot look Services up (`looks_up`: its sidecar reads lookups, over a delta stream), so it
-// keeps receiving what it receives today. Declared stays Declared.
+// The mode `node` gets: ConfiguredMode, except that a node that cannot look Services up
+// (`looks_up`: its sidecar reads lookups, over a delta stream) and is configured OnDemand gets
+// what it would get without asking for it: MeshConfig's mode when its label asked (Declared in a
+// Declared mesh), else WholeMesh. Declared stays Declared.
 DiscoveryMode EffectiveMode(const registry::Workload& node,
                             const ::meshlet::policy::MeshConfigSpec& mesh, bool looks_up);
 

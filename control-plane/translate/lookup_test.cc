@@ -232,9 +232,17 @@ TEST(DiscoveryModeTest, EffectiveMode) {
   EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kWholeMesh);
   node.labels[std::string(kDiscoveryLabel)] = "on-demand";
   EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kOnDemand);
-  EXPECT_EQ(EffectiveMode(node, mesh, false), DiscoveryMode::kWholeMesh);
   node.labels[std::string(kDiscoveryLabel)] = "OnDemand";
   EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kDeclared);
+  // A node asking for OnDemand by label that cannot look up keeps what the mesh gives it.
+  node.labels[std::string(kDiscoveryLabel)] = "on-demand";
+  EXPECT_EQ(EffectiveMode(node, mesh, false), DiscoveryMode::kDeclared);
+  mesh.mutable_discovery()->set_mode("OnDemand");
+  EXPECT_EQ(EffectiveMode(node, mesh, false), DiscoveryMode::kWholeMesh);
+  mesh.clear_discovery();
+  mesh.set_scope_to_dependencies(true);
+  EXPECT_EQ(EffectiveMode(node, mesh, false), DiscoveryMode::kDeclared);
+  EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kOnDemand);
 }
 
 TEST_F(LookupTest, UnknownDiscoveryLabelIsIgnoredWithAWarning) {
