@@ -732,6 +732,37 @@ class Checker {
     }
   }
 
+  // MeshConfig's discovery (ADR 0086): the mode (which scopeToDependencies, its older alias for
+  // Declared, must not contradict), the wait's bounds, the idle time and the address ranges.
+  void Discovery(absl::string_view path, const pb::MeshConfigSpec& spec) {
+    const pb::Discovery& d = spec.discovery();
+    const std::string mode = Join(path, "mode");
+    if (!d.mode().empty() && d.mode() != "OnDemand" && d.mode() != "WholeMesh" &&
+        d.mode() != "Declared") {
+      Error(mode, absl::StrCat(Quote(d.mode()), " is not one of OnDemand, WholeMesh, Declared"));
+    } else if (spec.scope_to_dependencies() && !d.mode().empty() && d.mode() != "Declared") {
+      Error(mode, absl::StrCat(Quote(d.mode()),
+                               " contradicts spec.scopeToDependencies: true (which means "
+                               "Declared); set one of them"));
+    }
+    if (d.has_timeout()) {
+      const double seconds = Seconds(d.timeout());
+      if (d.timeout().seconds() < 0 || d.timeout().nanos() < 0 || seconds < 0.010 || seconds > 30) {
+        Error(Join(path, "timeout"), "must be between 10ms and 30s");
+      }
+    }
+    if (d.has_idle_time() &&
+        (d.idle_time().seconds() < 0 || d.idle_time().nanos() < 0 || Seconds(d.idle_time()) < 10)) {
+      Error(Join(path, "idleTime"), "must be at least 10s");
+    }
+    for (int i = 0; i < d.address_ranges_size(); ++i) {
+      absl::StatusOr<net::IpPrefix> range = net::IpPrefix::Parse(d.address_ranges(i));
+      if (!range.ok()) {
+        Error(Index(Join(path, "addressRanges"), i), std::string(range.status().message()));
+      }
+    }
+  }
+
   void MeshConfig(const pb::MeshConfig& mc) {
     const pb::MeshConfigSpec& spec = mc.spec();
     if (!spec.trust_domain().empty() && !IsDnsSubdomain(spec.trust_domain())) {
@@ -748,6 +779,7 @@ class Checker {
                  net::IpAddress::Family::kIPv4);
     AddressRange("spec.serviceAddressRangeV6", spec.service_address_range_v6(),
                  net::IpAddress::Family::kIPv6);
+    if (spec.has_discovery()) Discovery("spec.discovery", spec);
     if (spec.has_default_timeouts()) Timeouts("spec.defaultTimeouts", spec.default_timeouts());
     if (spec.has_default_retries()) Retries("spec.defaultRetries", spec.default_retries());
     if (spec.has_tracing()) {

@@ -299,6 +299,50 @@ spec:
   }
 }
 
+TEST(ValidateTest, MeshConfigDiscovery) {
+  for (const char* spec : {
+           "{discovery: {mode: OnDemand, timeout: 10ms, idleTime: 10s, addressRanges: "
+           "[10.96.0.0/12, \"fd00::/48\"]}}",
+           "{discovery: {mode: WholeMesh, timeout: 30s}}",
+           "{discovery: {mode: Declared}, scopeToDependencies: true}",
+           "{discovery: {timeout: 1s}, scopeToDependencies: true}",
+       }) {
+    ValidationResult r =
+        ValidateYaml(absl::StrCat("kind: MeshConfig\nmetadata: {name: mesh}\nspec: ", spec));
+    EXPECT_TRUE(r.ok()) << spec << "\n" << r.ErrorText();
+  }
+  struct Case {
+    const char* spec;
+    const char* field;
+    const char* error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"{discovery: {mode: Lazy}}", "spec.discovery.mode",
+            "\"Lazy\" is not one of OnDemand, WholeMesh, Declared"},
+           {"{discovery: {mode: ondemand}}", "spec.discovery.mode",
+            "\"ondemand\" is not one of OnDemand, WholeMesh, Declared"},
+           {"{discovery: {mode: OnDemand}, scopeToDependencies: true}", "spec.discovery.mode",
+            "\"OnDemand\" contradicts spec.scopeToDependencies: true (which means Declared); set "
+            "one of them"},
+           {"{discovery: {mode: WholeMesh}, scopeToDependencies: true}", "spec.discovery.mode",
+            "\"WholeMesh\" contradicts spec.scopeToDependencies: true (which means Declared); set "
+            "one of them"},
+           {"{discovery: {timeout: 9ms}}", "spec.discovery.timeout",
+            "must be between 10ms and 30s"},
+           {"{discovery: {timeout: 31s}}", "spec.discovery.timeout",
+            "must be between 10ms and 30s"},
+           {"{discovery: {idleTime: 9.999s}}", "spec.discovery.idleTime", "must be at least 10s"},
+           {"{discovery: {addressRanges: [10.0.0.0/8, ten/8]}}", "spec.discovery.addressRanges[1]",
+            "\"ten/8\" is not an address range (10.0.0.0/8, fd00::/64)"},
+           {"{discovery: {addressRanges: [10.0.0.1/8]}}", "spec.discovery.addressRanges[0]",
+            "\"10.0.0.1/8\" has bits set past the prefix length; the range is 10.0.0.0/8"},
+       }) {
+    ValidationResult r =
+        ValidateYaml(absl::StrCat("kind: MeshConfig\nmetadata: {name: mesh}\nspec: ", c.spec));
+    EXPECT_EQ(ErrorFor(r, c.field), c.error) << c.spec << "\n" << r.ErrorText();
+  }
+}
+
 TEST(ValidateTest, MeshConfigIsOneClusterWideResource) {
   ValidationResult r = ValidateYaml(
       "kind: MeshConfig\nmetadata: {name: other, namespace: default}\nspec: {tracing: "

@@ -196,6 +196,13 @@ xds::ListenerDestination ServiceDestination(const ServiceView& service,
 }
 
 void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out) {
+  if (auto label = ctx.self.labels.find(std::string(kDiscoveryLabel));
+      label != ctx.self.labels.end() && !DiscoveryModeOfLabel(label->second)) {
+    out.Warn(absl::StrCat("label ", kDiscoveryLabel, ": \"", label->second,
+                          "\" is not one of on-demand, whole-mesh, declared and is ignored; the "
+                          "node's discovery mode is ",
+                          DiscoveryModeName(ctx.mode), " (MeshConfig)"));
+  }
   xds::Listener listener;
   listener.set_name(std::string(kOutboundName));
   const uint32_t port =

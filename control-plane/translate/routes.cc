@@ -307,7 +307,7 @@ HostOwners BuildHostOwners(const TranslationContext& ctx) {
   for (const auto& [key, view] : ctx.index.services) {
     const ServiceView& service = *view;
     ForEachHttpPort(service, [&](const pb::ServicePort& port, bool first_http_port) {
-      const std::string owner = PortName(service, port.port());
+      const ServicePortRef owner{&service, port.port()};
       for (const std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
         owners.try_emplace(absl::AsciiStrToLower(domain), owner);
       }
@@ -324,6 +324,12 @@ const HostOwners& HostOwnersCache::Get(bool capture, const std::string& cluster_
   std::unique_ptr<const HostOwners>& owners = owners_[{capture, cluster_domain}];
   if (owners == nullptr) owners = std::make_unique<const HostOwners>(build());
   return *owners;
+}
+
+const AddressOwners& HostOwnersCache::Addresses(const std::function<AddressOwners()>& build) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (addresses_ == nullptr) addresses_ = std::make_unique<const AddressOwners>(build());
+  return *addresses_;
 }
 
 const HostOwners& OwnHostNames(const TranslationContext& ctx) {
@@ -368,8 +374,8 @@ std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
     for (std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
       std::string key = absl::AsciiStrToLower(domain);
       auto owner = owners.find(key);
-      if (owner != owners.end() && owner->second == vhost.name() &&
-          added.insert(std::move(key)).second) {
+      if (owner != owners.end() && owner->second.service == &service &&
+          owner->second.port == port.port() && added.insert(std::move(key)).second) {
         vhost.add_domains(std::move(domain));
       } else {
         out.Warn(absl::StrCat("host name \"", domain, "\" of ", vhost.name(),

@@ -462,7 +462,7 @@ spec:
 }
 
 // The owners are a function of the index and the variant: built once, whatever the number of
-// nodes (scoped ones too) that read them.
+// nodes (scoped ones too) that read them. Address owners (lookup.cc) depend on the index alone.
 TEST_F(CaptureTest, HostOwnersBuiltOncePerIndexAndVariant) {
   const MeshIndex index = BuildIndex(policy_, registry_);
   xds::Node other = node_;
@@ -470,16 +470,20 @@ TEST_F(CaptureTest, HostOwnersBuiltOncePerIndexAndVariant) {
   const TranslationContext a(policy_, registry_, index, node_, kDefaultOptions);
   const TranslationContext b(policy_, registry_, index, other, kDefaultOptions);
   EXPECT_EQ(&OwnHostNames(a), &OwnHostNames(b));
-  EXPECT_EQ(OwnHostNames(a).at("reviews.example.com"), "reviews.default:9080");
+  EXPECT_EQ(&OwnAddresses(a), &OwnAddresses(b));
+  EXPECT_EQ(OwnAddresses(a).at("addr:[fd00::20]:3306").Name(), "db.default:3306");
+  EXPECT_EQ(OwnAddresses(a).size(), 7u);  // addresses × ports: reviews 2 × 1, frontend 1, db 2 × 2
+  EXPECT_EQ(OwnHostNames(a).at("reviews.example.com").Name(), "reviews.default:9080");
   EXPECT_FALSE(OwnHostNames(a).contains("240.240.0.1:9080"));
   Capture(registry_.workloads[0]);  // frontend-0: its hosts include Service addresses
   const TranslationContext captured(policy_, registry_, index, node_, kDefaultOptions);
   EXPECT_NE(&OwnHostNames(captured), &OwnHostNames(a));
-  EXPECT_EQ(OwnHostNames(captured).at("240.240.0.1:9080"), "reviews.default:9080");
+  EXPECT_EQ(OwnHostNames(captured).at("240.240.0.1:9080").Name(), "reviews.default:9080");
   // Another index (the next generation) builds its own.
   const MeshIndex next = BuildIndex(policy_, registry_);
   const TranslationContext c(policy_, registry_, next, node_, kDefaultOptions);
   EXPECT_NE(&OwnHostNames(c), &OwnHostNames(a));
+  EXPECT_NE(&OwnAddresses(c), &OwnAddresses(a));
 }
 
 TEST_F(CaptureTest, OversizedServiceRouteBecomes503WithWarning) {

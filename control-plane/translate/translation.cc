@@ -41,7 +41,7 @@ TranslationContext::TranslationContext(const PolicySnapshot& policy,
   }
   if (policy.mesh_config.has_value()) mesh = policy.mesh_config->spec();
   capabilities = xds::CapabilitiesOf(node);
-  if (!mesh.scope_to_dependencies()) return;
+  mode = EffectiveMode(self, mesh, /*looks_up=*/false);
   dependencies_.insert({self.namespace_, self.service});
   auto it = self.labels.find(std::string(kDependenciesLabel));
   if (it == self.labels.end()) return;
@@ -58,14 +58,18 @@ TranslationContext::TranslationContext(const PolicySnapshot& policy,
 }
 
 bool TranslationContext::Reachable(const ServiceView& service) const {
-  if (!mesh.scope_to_dependencies()) return true;
+  if (mode == DiscoveryMode::kWholeMesh) return true;
   return dependency_namespaces_.contains(service.namespace_) ||
          dependencies_.contains({service.namespace_, service.name});
 }
 
+bool TranslationContext::MayDiscover(const ServiceView& service) const {
+  return mode == DiscoveryMode::kOnDemand || Reachable(service);
+}
+
 std::vector<ServiceKey> TranslationContext::ReachableKeys() const {
   std::vector<ServiceKey> keys;
-  if (!mesh.scope_to_dependencies()) {
+  if (mode == DiscoveryMode::kWholeMesh) {
     keys.reserve(index.services.size());
     for (const auto& [key, service] : index.services) keys.push_back(key);
     return keys;

@@ -18,6 +18,7 @@
 //   gateway_routes.cc Gateway API HTTPRoutes and GRPCRoutes attached to a Service (GAMMA): which
 //                     apply to a caller, their precedence, as the routes of a virtual host; the
 //                     checks their status reports (route_status.cc)
+//   lookup.cc         discovery modes; lookup keys resolved to the Service port answering them
 //   listeners.cc      the outbound and inbound listeners, capture destinations, the inbound
 //                     route configurations and clusters of the app's ports
 //   authorization.cc  the AuthorizationPolicies that select the workload, as the inbound
@@ -42,6 +43,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "control-plane/translate/lookup.h"
 #include "control-plane/translate/resources.h"
 #include "google/protobuf/duration.pb.h"
 #include "xds/capabilities.h"
@@ -123,21 +125,34 @@ struct PolicyTargets {
   std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes;  // each ordered by name
 };
 
-// Host name → the Service port that owns it (OwnHostNames).
-using HostOwners = absl::flat_hash_map<std::string, std::string>;
+// A port of a Service of the index (the view is the index's, alive as long as it is).
+struct ServicePortRef {
+  const ServiceView* service = nullptr;
+  uint32_t port = 0;
+  // "<service>.<namespace>:<port>": its virtual host's and ServiceRoute's name.
+  std::string Name() const { return absl::StrCat(service->Fqdn(), ":", port); }
+};
+
+// Lower-cased host name → the Service port that owns it (OwnHostNames).
+using HostOwners = absl::flat_hash_map<std::string, ServicePortRef>;
+// Lookup key "addr:<ip>:<port>" (as xds::LookupKeyForAddress writes it) → the Service port
+// whose capture destination matches that address and port (OwnAddresses).
+using AddressOwners = absl::flat_hash_map<std::string, ServicePortRef>;
 
 // The host-name owners of one index, built on first use per variant (captured or not, cluster
-// domain) and kept with the index: every node's outbound part reads the same table instead of
-// walking the mesh again. Any thread (a mutex guards the variants; a table never changes once
-// built).
+// domain), and its address owners, built on the first lookup: kept with the index, so every
+// node's outbound part and every lookup read the same table instead of walking the mesh again.
+// Any thread (a mutex guards the tables; a table never changes once built).
 class HostOwnersCache {
  public:
   const HostOwners& Get(bool capture, const std::string& cluster_domain,
                         const std::function<HostOwners()>& build);
+  const AddressOwners& Addresses(const std::function<AddressOwners()>& build);
 
  private:
   std::mutex mu_;
   std::map<std::pair<bool, std::string>, std::unique_ptr<const HostOwners>> owners_;
+  std::unique_ptr<const AddressOwners> addresses_;
 };
 
 // What every node's translation reads from the inputs: services with their members, the
@@ -152,7 +167,8 @@ struct MeshIndex {
   // differs from everybody else's).
   std::map<ServiceKey, std::vector<GatewayAttachment>> gateway_routes;
   std::set<std::string> consumer_namespaces;
-  // Host-name owners, filled in as translations ask (OwnHostNames).
+  // Host-name and address owners, filled in as translations and lookups ask (OwnHostNames,
+  // OwnAddresses).
   std::shared_ptr<HostOwnersCache> host_owners = std::make_shared<HostOwnersCache>();
 
   // How it was built. `serial` is unique per index; `built_from` is the serial of the previous
@@ -235,11 +251,14 @@ struct TranslationContext {
   TranslationContext(const PolicySnapshot&, const RegistrySnapshot&, const MeshIndex&,
                      const xds::Node&, TranslateOptions&&) = delete;
 
-  // Whether this node's configuration includes `service` (MeshConfig scope_to_dependencies: its
-  // own service and those its label meshlet.io/dependencies lists).
+  // Whether this node is pushed `service`: every service in mode WholeMesh, else its own
+  // service and those its label meshlet.io/dependencies lists.
   bool Reachable(const ServiceView& service) const;
-  // The keys of the services Reachable() admits, in key order (every service when configuration
-  // is not scoped); a lookup per dependency rather than a pass over the mesh.
+  // Whether a lookup key of this node may resolve to `service`: any service in mode OnDemand,
+  // else those it is pushed (a Declared node discovers nothing it did not declare).
+  bool MayDiscover(const ServiceView& service) const;
+  // The keys of the services Reachable() admits, in key order (every service in mode
+  // WholeMesh); a lookup per dependency rather than a pass over the mesh.
   std::vector<ServiceKey> ReachableKeys() const;
   // The TrafficPolicy of a service (null: none), and its HTTPRoutes ordered by name.
   const pb::TrafficPolicySpec* PolicyFor(const ServiceView& s) const;
@@ -265,10 +284,13 @@ struct TranslationContext {
   // What the node's sidecar reads (from its Node on this stream, not the registration: a
   // sidecar handing over to its successor shares its node id); translator.cc gates the rest.
   xds::CapabilitySet capabilities;
+  // The node's discovery mode (EffectiveMode). No sidecar looks Services up yet (that comes with
+  // the on-demand capability), so OnDemand is taken as WholeMesh; tests of what OnDemand
+  // allows set it.
+  DiscoveryMode mode = DiscoveryMode::kWholeMesh;
 
  private:
-  // meshlet.io/dependencies, parsed once when configuration is scoped: services by key, and the
-  // namespaces listed as "*.ns".
+  // meshlet.io/dependencies, parsed once: services by key, and the namespaces listed as "*.ns".
   std::set<ServiceKey> dependencies_;
   std::set<std::string> dependency_namespaces_;
 };
@@ -457,6 +479,22 @@ ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& in
 bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
                       const ServiceView& service, const pb::ServicePort& port,
                       xds::VirtualHost& vhost);
+
+// ---------------------------------------------------------------------------------------------
+// Lookups (lookup.cc)
+
+// Address and port of every Service with addresses (lookup key "addr:<ip>:<port>") → its Service
+// port, the first in (namespace, name) order (validation keeps addresses unique). Built once per
+// index (MeshIndex::host_owners).
+const AddressOwners& OwnAddresses(const TranslationContext& ctx);
+
+// The Service port whose ServiceRoute, as this node's translation writes it, answers `key`: a
+// `host:` key's host name by OwnHostNames (exact with port, exact without, wildcards longest
+// suffix first); an `addr:` key's address and port by OwnAddresses, on a captured node only
+// (others have no capture destinations). The key is normalised as xds::LookupKeyFor* would
+// (case, a trailing dot, an IPv4-mapped IPv6 address); what they refuse is kMalformed. A Service
+// the node may not discover (MayDiscover) is kNotVisible.
+LookupResult Resolve(const TranslationContext& ctx, absl::string_view key);
 
 // ---------------------------------------------------------------------------------------------
 // Listeners (listeners.cc)

@@ -34,7 +34,7 @@ std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
   if (ctx.index.consumer_namespaces.contains(ctx.self.namespace_)) {
     absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
   }
-  if (!ctx.mesh.scope_to_dependencies()) return key + "*";
+  if (ctx.mode == DiscoveryMode::kWholeMesh) return key + "*";
   for (const ServiceKey& service : ctx.ReachableKeys()) {
     absl::StrAppend(&key, service.second, ".", service.first, ",");
   }
@@ -234,6 +234,11 @@ MeshTranslator::IndexStats MeshTranslator::index_stats() const {
   return {.services_built = index.built.size(),
           .services_shared = index.services.size() - index.built.size(),
           .members_built = index.members_built};
+}
+
+LookupResult MeshTranslator::Resolve(const xds::Node& node, absl::string_view key) const {
+  return translate::Resolve(TranslationContext(*policy_, *registry_, index_->index, node, options_),
+                            key);
 }
 
 NodeResources MeshTranslator::TranslateLocal(const xds::Node& node) const {

@@ -33,9 +33,10 @@
 //
 // Services: every Service resource, plus services only the registry knows (a workload registered
 // with a service name and app ports is discoverable without a Service resource; its ports count
-// as HTTP). Reachable: all of them, or, when MeshConfig.spec.scope_to_dependencies is set, the
-// node's own service and those its registration label meshlet.io/dependencies lists ("svc",
-// "svc.ns", "*.ns", comma-separated).
+// as HTTP). Reachable: all of them, or, in discovery mode Declared (MeshConfig
+// spec.discovery.mode, or spec.scopeToDependencies; the node label meshlet.io/discovery
+// overrides it, lookup.h), the node's own service and those its registration label
+// meshlet.io/dependencies lists ("svc", "svc.ns", "*.ns", comma-separated).
 //
 // Kubernetes Services (RegistrySnapshot::kubernetes, discovery in a cluster) are services too:
 // their ports (protocol from appProtocol or the port name; a port declaring none is AUTO: routed
@@ -87,6 +88,7 @@
 
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
+#include "control-plane/translate/lookup.h"
 #include "control-plane/translate/resources.h"
 #include "xds/node.pb.h"
 #include "xds/resources.pb.h"
@@ -186,6 +188,11 @@ class MeshTranslator {
   // answer is nullopt.
   std::optional<std::set<ServiceName>> MemberChangesSince(const MeshTranslator& previous,
                                                           size_t* compared = nullptr) const;
+
+  // What lookup key `key` resolves to for `node` (lookup.h): the Service port whose ServiceRoute
+  // in this node's translation answers it. The host-name and address owner tables it reads are
+  // built on first use and kept with the index.
+  LookupResult Resolve(const xds::Node& node, absl::string_view key) const;
 
   // How the service index was built: services whose view was built for these inputs, services
   // whose view is the previous translator's, and Workloads made for Kubernetes endpoints.
