@@ -2,7 +2,7 @@
 """What configured clusters cost a sidecar's workers: start-up, reload and memory at N clusters.
 
 Usage: cluster_scale.py --sidecar BIN [--clusters 1000,5000] [--workers 1,2] [--endpoints 5]
-                        [--used 0] [--json FILE]
+                        [--used 0] [--json FILE] [--smoke]
 
 Per cluster count and worker count, one sidecar with a static configuration: N clusters of
 --endpoints endpoints each (127.0.0.1 on ports nothing listens on; never connected to unless
@@ -17,7 +17,9 @@ used), and one outbound HTTP listener whose route table has one virtual host per
   - reload: SIGHUP with every cluster's endpoints changed (a new port each), until every worker
     counted the new snapshot (meshlet_worker_config_updates_total), and the CPU time the worker
     threads spent meanwhile (the main thread's parsing and translation are not theirs).
+  - the clusters the workers built (meshlet_worker_clusters_built, summed): the used ones only.
 Every wait is bounded (60 s). The configuration lives in a temporary directory removed at the end.
+--smoke: 50 clusters, 3 used, failing unless exactly those 3 were built (not timed).
 """
 
 import argparse
@@ -89,10 +91,14 @@ def cpu_ms_by_thread(pid):
     return {"workers": workers / 1e6, "process": total / 1e6}
 
 
-def config_updates(admin_port):
-    _, body = get(admin_port, "/stats?filter=meshlet_worker_config_updates_total")
+def stat_sum(admin_port, name):
+    _, body = get(admin_port, "/stats?filter=" + name)
     return sum(int(line.rpartition(": ")[2]) for line in body.splitlines()
-               if line.startswith("meshlet_worker_config_updates_total"))
+               if line.split("{")[0].split(":")[0] == name)
+
+
+def config_updates(admin_port):
+    return stat_sum(admin_port, "meshlet_worker_config_updates_total")
 
 
 def wait(predicate, what, timeout=60.0):
@@ -134,6 +140,7 @@ def run_case(binary, clusters, workers, endpoints, used, workdir):
                 pass  # 503: nothing listens there
         time.sleep(1)
         rss = rss_anon_kib(proc.pid)
+        built = stat_sum(admin_port, "meshlet_worker_clusters_built")
         with open(path, "w") as f:
             f.write(config_yaml(clusters, endpoints, listener_port, 30000))
         before = config_updates(admin_port)
@@ -146,6 +153,7 @@ def run_case(binary, clusters, workers, endpoints, used, workdir):
         return {"clusters": clusters, "workers": workers, "used": used,
                 "ready_s": round(ready_s, 3), "ready_cpu_ms": round(ready_cpu["process"]),
                 "ready_workers_cpu_ms": round(ready_cpu["workers"]), "rss_anon_kib": rss,
+                "clusters_built": built,
                 "reload_s": round(reload_s, 3),
                 "reload_workers_cpu_ms": round(cpu_after["workers"] - cpu_before["workers"])}
     finally:
@@ -162,7 +170,12 @@ def main():
     parser.add_argument("--endpoints", type=int, default=5)
     parser.add_argument("--used", type=int, default=0)
     parser.add_argument("--json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="50 clusters, 3 used: fail unless exactly the used clusters were "
+                             "built, once each, and every figure is present")
     args = parser.parse_args()
+    if args.smoke:
+        args.clusters, args.used = "50", 3
     results = []
     workdir = tempfile.mkdtemp(prefix="cluster-scale-")
     try:
@@ -173,8 +186,13 @@ def main():
                       f"{r['ready_s']:.3f} s (CPU {r['ready_cpu_ms']} ms, workers "
                       f"{r['ready_workers_cpu_ms']} ms), RssAnon "
                       f"{r['rss_anon_kib'] / 1024:.1f} MiB, reload {r['reload_s']:.3f} s "
-                      f"(workers' CPU {r['reload_workers_cpu_ms']} ms)", flush=True)
+                      f"(workers' CPU {r['reload_workers_cpu_ms']} ms), clusters built "
+                      f"{r['clusters_built']}", flush=True)
                 results.append(r)
+                # Each used cluster got one request, on one connection: built by one worker.
+                if args.smoke and (r["clusters_built"] != args.used or r["rss_anon_kib"] <= 0):
+                    print(f"FAIL: {r}", file=sys.stderr)
+                    return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
