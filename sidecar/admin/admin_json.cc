@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/base/json.h"
@@ -13,10 +14,12 @@
 namespace meshlet::sidecar::admin {
 
 using cluster::AppendHealthCheckJson;
+using cluster::ClusterConfig;
 using cluster::HealthCheckManager;
 using cluster::Host;
 using cluster::HostStats;
 using cluster::SharedClusterLimits;
+using cluster::SharedHostHealth;
 
 namespace {
 
@@ -52,6 +55,23 @@ std::vector<std::string> HealthFlagNames(uint32_t flags) {
 
 }  // namespace
 
+ClusterStatus UnbuiltClusterStatus(const ClusterConfig& config, const SharedHostHealth& health) {
+  ClusterStatus status{.name = config.name};
+  const absl::flat_hash_set<net::Address> unhealthy = health.Unhealthy(config.name);
+  absl::flat_hash_set<net::Address> seen;
+  for (const cluster::EndpointConfig& endpoint : config.endpoints) {
+    if (!seen.insert(endpoint.address).second) continue;  // as HostSet keeps the first
+    uint32_t flags = Host::EdsHealthFlags(endpoint.health);
+    if (unhealthy.contains(endpoint.address)) flags |= Host::kFailedActiveHealthCheck;
+    status.hosts.push_back(HostStatus{.address = endpoint.address.ToString(),
+                                      .weight = std::max<uint32_t>(endpoint.weight, 1),
+                                      .health_flags = flags,
+                                      .tls = cluster::UsesTls(config, endpoint.tls),
+                                      .identity = endpoint.tls.identity});
+  }
+  return status;
+}
+
 std::string ClustersJson(const std::vector<std::optional<std::vector<ClusterStatus>>>& workers,
                          SharedClusterLimits& limits, const HealthCheckManager* health_checks) {
   struct Merged {
@@ -63,13 +83,19 @@ std::string ClustersJson(const std::vector<std::optional<std::vector<ClusterStat
     HostStats stats;
   };
   // cluster → address → merged view, in name order; host order as the first worker lists it.
-  std::map<std::string, std::vector<std::pair<std::string, Merged>>> clusters;
+  struct MergedCluster {
+    int workers_built = 0;
+    std::vector<std::pair<std::string, Merged>> hosts;
+  };
+  std::map<std::string, MergedCluster> clusters;
   int answered = 0;
   for (const std::optional<std::vector<ClusterStatus>>& status : workers) {
     if (!status) continue;
     ++answered;
     for (const ClusterStatus& cluster : *status) {
-      auto& hosts = clusters[cluster.name];
+      MergedCluster& merged = clusters[cluster.name];
+      merged.workers_built += cluster.built;
+      auto& hosts = merged.hosts;
       for (const HostStatus& host : cluster.hosts) {
         auto it = std::find_if(hosts.begin(), hosts.end(),
                                [&](const auto& h) { return h.first == host.address; });
@@ -95,18 +121,18 @@ std::string ClustersJson(const std::vector<std::optional<std::vector<ClusterStat
   std::string out = absl::StrCat("{\"workers\":", workers.size(),
                                  ",\"workers_answered\":", answered, ",\"clusters\":[");
   bool first_cluster = true;
-  for (const auto& [name, hosts] : clusters) {
+  for (const auto& [name, merged] : clusters) {
     if (!first_cluster) out += ",";
     first_cluster = false;
     out += "{\"name\":";
     AppendJsonString(&out, name);
-    out += ",";
+    absl::StrAppend(&out, ",\"workers_built\":", merged.workers_built, ",");
     limits.AppendJson(out, name);
     out += ",";
     AppendHealthCheckJson(out, health_checks == nullptr ? nullptr : health_checks->Find(name));
     out += ",\"hosts\":[";
     bool first_host = true;
-    for (const auto& [address, m] : hosts) {
+    for (const auto& [address, m] : merged.hosts) {
       if (!first_host) out += ",";
       first_host = false;
       out += "{\"address\":";

@@ -35,7 +35,15 @@ struct HostStatus {
 struct ClusterStatus {
   std::string name;
   std::vector<HostStatus> hosts;
+  // The worker built the cluster (a request on it used the cluster); false: configured only, the
+  // hosts are the configured endpoints and nothing is counted.
+  bool built = false;
 };
+
+// What a worker reports of a cluster it never built: `config`'s endpoints (first of each address)
+// with the control plane's health flags and the failed active health checks of `health`.
+ClusterStatus UnbuiltClusterStatus(const cluster::ClusterConfig& config,
+                                   const cluster::SharedHostHealth& health);
 
 // A listener as a worker runs it.
 struct ListenerStatus {
@@ -45,9 +53,9 @@ struct ListenerStatus {
 };
 
 // /clusters: the workers' reports merged per cluster and endpoint (flags or-ed, counts summed),
-// with each cluster's breaker capacity from `limits` and its health check from `health_checks`
-// (null: none). A worker that did not answer is nullopt: counted in "workers", not in
-// "workers_answered".
+// with the number of workers that built the cluster ("workers_built"), each cluster's breaker
+// capacity from `limits` and its health check from `health_checks` (null: none). A worker that did
+// not answer is nullopt: counted in "workers", not in "workers_answered".
 std::string ClustersJson(const std::vector<std::optional<std::vector<ClusterStatus>>>& workers,
                          cluster::SharedClusterLimits& limits,
                          const cluster::HealthCheckManager* health_checks);

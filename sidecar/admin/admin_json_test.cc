@@ -44,6 +44,45 @@ TEST(ClustersJsonTest, MergesTheWorkersReportsPerEndpoint) {
                               "\"rq_total\":7,"));
 }
 
+// A worker that never used a cluster reports its configured endpoints: the control plane's and
+// the health checks' view, no requests; merged with a worker that built it, the counts are that
+// worker's and "workers_built" says how many did.
+TEST(ClustersJsonTest, ReportsClustersAWorkerNeverBuilt) {
+  cluster::ClusterConfig config;
+  config.name = "backend";
+  config.tls.enabled = true;
+  for (const char* address : {"10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"}) {
+    config.endpoints.push_back({.address = Parse(address), .weight = 0});
+  }
+  config.endpoints[1].health = cluster::EndpointHealth::kDraining;
+  config.endpoints[1].tls = {.plaintext = true};
+  config.endpoints[0].tls.identity = "spiffe://td/ns/default/sa/backend";
+  SharedClusterLimits limits;
+  limits.host_health().Set("backend", Parse("10.0.0.1:80"), /*healthy=*/false);
+  const ClusterStatus unbuilt = UnbuiltClusterStatus(config, limits.host_health());
+  EXPECT_FALSE(unbuilt.built);
+  ASSERT_EQ(unbuilt.hosts.size(), 2u);  // the first of each address, as a built cluster keeps
+  EXPECT_EQ(unbuilt.hosts[0].address, "10.0.0.1:80");
+  EXPECT_EQ(unbuilt.hosts[0].weight, 1u);
+  EXPECT_EQ(unbuilt.hosts[0].health_flags, Host::kFailedActiveHealthCheck);
+  EXPECT_TRUE(unbuilt.hosts[0].tls);
+  EXPECT_EQ(unbuilt.hosts[0].identity, "spiffe://td/ns/default/sa/backend");
+  EXPECT_EQ(unbuilt.hosts[1].health_flags, Host::kDraining);
+  EXPECT_FALSE(unbuilt.hosts[1].tls);
+
+  HostStatus used{.address = "10.0.0.2:80", .health_flags = Host::kDraining};
+  used.stats.rq_total = 5;
+  std::vector<std::optional<std::vector<ClusterStatus>>> workers = {
+      std::vector<ClusterStatus>{unbuilt},
+      std::vector<ClusterStatus>{{.name = "backend", .hosts = {used}, .built = true}},
+  };
+  const std::string json = ClustersJson(workers, limits, /*health_checks=*/nullptr);
+  EXPECT_THAT(json, HasSubstr("{\"name\":\"backend\",\"workers_built\":1,"));
+  EXPECT_THAT(json, HasSubstr("{\"address\":\"10.0.0.2:80\",\"weight\":1,\"healthy\":false,"
+                              "\"health_flags\":[\"eds_draining\"],\"active_requests\":0,"
+                              "\"rq_total\":5,"));
+}
+
 TEST(ListenersJsonTest, ListsTheSnapshotsListenersWithWhatTheWorkersBound) {
   config::Snapshot snapshot;
   snapshot.version = "v7";

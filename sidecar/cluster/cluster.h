@@ -24,11 +24,11 @@
 // to one host's TLS settings for that host's pools. The cluster's own TLS settings never change
 // (the owner replaces a cluster whose tls changed, see cluster_manager.h).
 //
-// Ownership and threading: one Cluster per cluster per worker, on that worker's loop; the Loop,
-// Random and Clock must outlive it. The CircuitBreakerThresholds are shared by every worker's
-// Cluster of the same name (limits are per cluster, not per worker): the owner that builds
-// clusters from config calls SetLimits() on them, once. Destroying the Cluster destroys its pools
-// without calling anyone (worker shutdown).
+// Ownership and threading: one Cluster per cluster per worker that used it (built on first use,
+// cluster_manager.h), on that worker's loop; the Loop, Random and Clock must outlive it. The
+// CircuitBreakerThresholds are shared by every worker's Cluster of the same name (limits are per
+// cluster, not per worker): the owner that builds clusters from config calls SetLimits() on them.
+// Destroying the Cluster destroys its pools without calling anyone (worker shutdown).
 
 #include <cstdint>
 #include <memory>

@@ -22,6 +22,11 @@ bool SameTransport(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
 std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
     const ClusterConfig& config) {
   MutexLock lock(&mu_);
+  return ForLocked(config);
+}
+
+std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::ForLocked(
+    const ClusterConfig& config) {
   std::shared_ptr<resilience::CircuitBreakerThresholds>& slot = by_name_[config.name];
   if (slot == nullptr) {
     slot = std::make_shared<resilience::CircuitBreakerThresholds>(config.circuit_breakers);
@@ -29,6 +34,25 @@ std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
     slot->SetLimits(config.circuit_breakers);
   }
   return slot;
+}
+
+void SharedClusterLimits::Update(const ClusterSet& clusters) {
+  MutexLock lock(&mu_);
+  for (const auto& [name, config] : clusters) {
+    if (config == nullptr) continue;
+    std::shared_ptr<const ClusterConfig>& applied = applied_[name];
+    if (applied == config) continue;
+    applied = config;
+    ForLocked(*config);
+  }
+  // Removed clusters keep their thresholds (requests may still hold them), not their configs.
+  for (auto it = applied_.begin(); it != applied_.end();) {
+    if (clusters.find(it->first) == clusters.end()) {
+      applied_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
 }
 
 absl::string_view ThresholdName(resilience::ResourceKind kind) {
@@ -153,8 +177,8 @@ WorkerClusterManager::~WorkerClusterManager() {
 }
 
 void WorkerClusterManager::ApplyActiveHealth(absl::string_view name) {
-  auto it = clusters_.find(name);
-  if (it == clusters_.end()) return;
+  auto it = built_.find(name);
+  if (it == built_.end()) return;
   Cluster& cluster = it->second->cluster;
   const absl::flat_hash_set<net::Address> unhealthy = limits_.host_health().Unhealthy(name);
   for (const HostSharedPtr& host : cluster.host_set().hosts()) {
@@ -189,12 +213,33 @@ CodecFactories WorkerClusterManager::MakeCodecFactories(const Entry& entry) cons
   };
 }
 
-std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
-    const std::shared_ptr<const ClusterConfig>& config) {
+const std::shared_ptr<WorkerClusterManager::Entry>* WorkerClusterManager::FindOrBuild(
+    absl::string_view name) {
+  if (auto it = built_.find(name); it != built_.end()) return &it->second;
+  // The cluster's first use on this worker (or no such cluster): one lookup in the shared set.
+  auto configured = configured_->find(name);
+  if (configured == configured_->end() || configured->second == nullptr) return nullptr;
+  const std::shared_ptr<const ClusterConfig>& config = configured->second;
   EndpointTransportFactory transport;
   if (options_.transport_factory) transport = options_.transport_factory(*config);
-  return std::make_shared<Entry>(*this, config, std::move(transport));
+  std::shared_ptr<Entry>& slot = built_[configured->first];
+  slot = std::make_shared<Entry>(*this, config, std::move(transport));
+  ApplyActiveHealth(configured->first);
+  PublishBuilt();
+  return &slot;
 }
+
+void WorkerClusterManager::Retire(std::shared_ptr<Entry> entry) {
+  // Without endpoints every pool drains: idle connections close now, busy ones when their
+  // requests end. Requests still holding the cluster keep it alive until then.
+  ClusterConfig empty = *entry->config;
+  empty.endpoints.clear();
+  entry->cluster.Update(empty);
+  // Destroyed at the end of the loop turn at the earliest, never inside the caller's stack.
+  loop_.DeferDelete(std::make_unique<std::shared_ptr<Entry>>(std::move(entry)));
+}
+
+void WorkerClusterManager::PublishBuilt() { built_gauge_.Set(static_cast<int64_t>(built_.size())); }
 
 void WorkerClusterManager::InitStats(Entry& entry) {
   entry.stats_initialized = true;
@@ -223,59 +268,68 @@ void WorkerClusterManager::InitStats(Entry& entry) {
 }
 
 void WorkerClusterManager::Update(const ClusterSet& clusters) {
-  std::vector<std::string> removed;
-  for (const auto& [name, entry] : clusters_) {
-    auto it = clusters.find(name);
-    if (it == clusters.end()) {
-      removed.push_back(name);
-    } else if (it->second != nullptr && options_.transport_factory &&
-               !SameTransport(entry->config->tls, it->second->tls)) {
-      // Pools keep the transport factory they were made with: a cluster whose TLS settings
-      // changed is replaced (the old one drains) rather than updated in place.
-      removed.push_back(name);
+  Update(std::make_shared<const ClusterSet>(clusters));
+}
+
+void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters) {
+  CHECK(clusters != nullptr);
+  if (!built_gauge_registered_) {
+    built_gauge_registered_ = true;
+    absl::StatusOr<Gauge> gauge = stats_.RegisterGauge(
+        "meshlet_worker_clusters_built",
+        "Configured clusters a worker built (hosts, load balancer, pools) because a request used "
+        "them, by worker thread.",
+        {{"worker", worker_label_}});
+    if (gauge.ok()) {
+      built_gauge_ = *gauge;
+    } else {
+      LOG(ERROR) << "meshlet_worker_clusters_built not registered: " << gauge.status();
     }
   }
-  for (const std::string& name : removed) {
-    auto it = clusters_.find(name);
-    std::shared_ptr<Entry> entry = std::move(it->second);
-    clusters_.erase(it);
-    // Without endpoints every pool drains: idle connections close now, busy ones when their
-    // requests end. Requests still holding the cluster keep it alive until then.
-    ClusterConfig empty = *entry->config;
-    empty.endpoints.clear();
-    entry->cluster.Update(empty);
-    // Destroyed at the end of the loop turn at the earliest, never inside the caller's stack.
-    loop_.DeferDelete(std::make_unique<std::shared_ptr<Entry>>(std::move(entry)));
-  }
-  for (const auto& [name, config] : clusters) {
-    if (config == nullptr) continue;
-    auto it = clusters_.find(name);
-    if (it == clusters_.end()) {
-      clusters_.emplace(name, Create(config));
-      ApplyActiveHealth(name);
+  configured_ = std::move(clusters);
+  // Only the clusters built here have anything to update; the others are read from the shared
+  // set when first used.
+  std::vector<std::string> retired;
+  for (auto& [name, entry] : built_) {
+    auto it = configured_->find(name);
+    if (it == configured_->end() || (it->second != nullptr && options_.transport_factory &&
+                                     !SameTransport(entry->config->tls, it->second->tls))) {
+      // Removed; or its TLS settings changed, and pools keep the transport factory they were
+      // made with: replaced (the old one drains) rather than updated in place.
+      retired.push_back(name);
       continue;
     }
-    Entry& entry = *it->second;
+    const std::shared_ptr<const ClusterConfig>& config = it->second;
     // Configurations share unchanged cluster configs; a new object may still hold equal settings,
     // which Cluster::Update recognises (hosts and pools are kept).
-    if (entry.config == config) continue;
+    if (config == nullptr || entry->config == config) continue;
     limits_.For(*config);
-    entry.cluster.Update(*config);
-    entry.config = config;
+    entry->cluster.Update(*config);
+    entry->config = config;
     // New hosts start without the flag; they take the checker's current view.
     ApplyActiveHealth(name);
   }
+  for (const std::string& name : retired) {
+    auto node = built_.extract(name);
+    Retire(std::move(node.mapped()));
+  }
+  PublishBuilt();
 }
 
 Cluster* WorkerClusterManager::Find(absl::string_view name) {
-  auto it = clusters_.find(name);
-  return it == clusters_.end() ? nullptr : &it->second->cluster;
+  const std::shared_ptr<Entry>* entry = FindOrBuild(name);
+  return entry == nullptr ? nullptr : &(*entry)->cluster;
+}
+
+Cluster* WorkerClusterManager::FindBuilt(absl::string_view name) const {
+  auto it = built_.find(name);
+  return it == built_.end() ? nullptr : &it->second->cluster;
 }
 
 ClusterRef WorkerClusterManager::Get(absl::string_view name) {
-  auto it = clusters_.find(name);
-  if (it == clusters_.end()) return {};
-  const std::shared_ptr<Entry>& entry = it->second;
+  const std::shared_ptr<Entry>* slot = FindOrBuild(name);
+  if (slot == nullptr) return {};
+  const std::shared_ptr<Entry>& entry = *slot;
   // The cluster's first request on this worker registers its stats; later ones pay one branch.
   if (!entry->stats_initialized) [[unlikely]]
     InitStats(*entry);
@@ -284,8 +338,8 @@ ClusterRef WorkerClusterManager::Get(absl::string_view name) {
 }
 
 const UpstreamStats* WorkerClusterManager::FindStats(absl::string_view name) const {
-  auto it = clusters_.find(name);
-  return it == clusters_.end() ? nullptr : it->second->stats.get();
+  auto it = built_.find(name);
+  return it == built_.end() ? nullptr : it->second->stats.get();
 }
 
 }  // namespace meshlet::sidecar::cluster

@@ -3,14 +3,21 @@
 // WorkerClusterManager: one worker's clusters, built from the configured cluster set. It is the
 // concrete ClusterManager (cluster_ref.h) the router looks clusters up in.
 //
-// Update(clusters) keeps the Cluster object (hosts, pools, outlier state) of every cluster that
-// is still present, passing it the new config (Cluster::Update keeps what did not change), creates
-// new ones, and drains removed ones: their pools stop taking requests and close once their
-// streams end. A cluster whose TLS settings (UpstreamTlsConfig) changed is replaced the same way,
-// since its pools keep the transport factory they were made with; a change to one endpoint's TLS
-// settings (EndpointTlsConfig) only renews that host's pools (Cluster::Update). A removed cluster
-// stays alive for as long as a request in flight holds its ClusterRef, so nothing is pulled out
-// from under a request.
+// Clusters are built on this worker's first use (ADR 0091). Update(clusters) takes the
+// configuration's ClusterSet by shared pointer, the one the snapshot holds, and keeps nothing
+// else per cluster: the configs and their endpoint lists are shared read-only by every worker
+// and the main thread. A worker's Cluster object (hosts, load balancer, pools, outlier and breaker
+// state) is built by the first Get() (or Find()) of that cluster on this worker, from the config
+// current then; a cluster no request on this worker ever used costs this worker nothing, and an
+// Update that changes or removes only such clusters costs one pointer swap. Built clusters follow
+// Update as before: the Cluster of every built cluster still present is kept and given the new
+// config (Cluster::Update keeps what did not change), removed ones drain: their pools stop taking
+// requests and close once their streams end. A built cluster whose TLS settings
+// (UpstreamTlsConfig) changed is replaced the same way, since its pools keep the transport factory
+// they were made with (the next use builds the new one); a change to one endpoint's TLS settings
+// (EndpointTlsConfig) only renews that host's pools (Cluster::Update). A removed cluster stays
+// alive for as long as a request in flight holds its ClusterRef, so nothing is pulled out from
+// under a request. The number of built clusters is the gauge meshlet_worker_clusters_built{worker}.
 //
 // Per-cluster stats (UpstreamStats) are registered on the worker's StatsShard when the cluster
 // carries its first request on that worker (Get()), not when it is configured: an idle cluster
@@ -23,11 +30,15 @@
 // Circuit-breaker limits are per cluster for the whole process, not per worker (see
 // resilience/circuit_breaker.h), so every worker's manager takes its thresholds from one
 // SharedClusterLimits, which the server owns. It also carries the active health-check results
-// (SharedHostHealth, health_checker.h): each manager subscribes to them and mirrors them onto its
-// hosts as kFailedActiveHealthCheck, when a result changes and whenever it (re)builds a cluster.
+// (SharedHostHealth, health_checker.h): each manager subscribes to them and mirrors them onto the
+// hosts of its built clusters as kFailedActiveHealthCheck, when a result changes and whenever it
+// builds or updates a cluster, so a cluster built late starts with the current results. The
+// server applies each configuration's limits to SharedClusterLimits once (Update), so they hold
+// for clusters no worker built yet (admin /clusters); a worker building a cluster applies the
+// limits of the config it builds from.
 //
 // Threading: a WorkerClusterManager and everything it returns belong to one worker's loop thread.
-// SharedClusterLimits is thread-safe (a mutex, taken only when clusters are created or updated).
+// SharedClusterLimits is thread-safe (a mutex, taken only when clusters are built or updated).
 // Destroy the manager after the connections that use it, and after the loop ran the deferred
 // deletions they left (Loop::RunUntilIdle), so no request still refers to a cluster.
 
@@ -63,6 +74,10 @@ class SharedClusterLimits {
  public:
   // The thresholds of `config.name`, created on first use; their limits follow `config`.
   std::shared_ptr<resilience::CircuitBreakerThresholds> For(const ClusterConfig& config);
+  // Applies the limits of every cluster of a configuration (For() of each config it did not see
+  // last time), so clusters no worker built yet have them too. The server calls it once per
+  // configuration, on the main thread.
+  void Update(const ClusterSet& clusters);
 
   // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
   // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
@@ -80,6 +95,9 @@ class SharedClusterLimits {
   void AppendJson(std::string& out, absl::string_view cluster);
 
  private:
+  std::shared_ptr<resilience::CircuitBreakerThresholds> ForLocked(const ClusterConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   struct Published {
     std::array<Gauge, resilience::kResourceKindCount> remaining;
     std::array<Counter, resilience::kResourceKindCount> overflow;
@@ -89,6 +107,9 @@ class SharedClusterLimits {
 
   Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<resilience::CircuitBreakerThresholds>> by_name_
+      ABSL_GUARDED_BY(mu_);
+  // The config Update() last applied per cluster: an unchanged one costs a pointer comparison.
+  absl::flat_hash_map<std::string, std::shared_ptr<const ClusterConfig>> applied_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Published> published_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> active_ ABSL_GUARDED_BY(mu_);
@@ -115,21 +136,29 @@ class WorkerClusterManager final : public ClusterManager {
   WorkerClusterManager(const WorkerClusterManager&) = delete;
   WorkerClusterManager& operator=(const WorkerClusterManager&) = delete;
 
-  // Applies the configuration's clusters, the whole set (see the header comment). Call on the
-  // worker's thread.
+  // Applies the configuration's clusters, the whole set (see the header comment): shared, not
+  // copied; the set must not change while the manager holds it. Call on the worker's thread.
+  void Update(std::shared_ptr<const ClusterSet> clusters);
+  // The same for a set the caller does not share (tests): the map is copied, the configs shared.
   void Update(const ClusterSet& clusters);
 
   // Labels this manager's per-worker series ({worker="N"}); call before the first Update().
   void SetWorkerIndex(int index) { worker_label_ = std::to_string(index); }
 
-  // Mirrors the shared active health-check results of `cluster` onto its hosts.
+  // Mirrors the shared active health-check results of `cluster` onto its hosts, if built here.
   void ApplyActiveHealth(absl::string_view cluster);
 
-  // ClusterManager. Get() registers the cluster's stats on its first call for that cluster.
+  // ClusterManager. Both build the cluster on its first use on this worker; Get() also registers
+  // its stats on its first call for that cluster.
   Cluster* Find(absl::string_view name) override;
   ClusterRef Get(absl::string_view name) override;
 
-  size_t size() const { return clusters_.size(); }
+  // The cluster as this worker runs it, without building it: null if not configured, or if no
+  // request on this worker used it yet (admin, tests).
+  Cluster* FindBuilt(absl::string_view name) const;
+  // Clusters configured, and those of them built on this worker.
+  size_t size() const { return configured_->size(); }
+  size_t built_count() const { return built_.size(); }
   // The stats of a cluster currently configured; null if absent, or if it never carried a request
   // on this worker.
   const UpstreamStats* FindStats(absl::string_view name) const;
@@ -138,7 +167,12 @@ class WorkerClusterManager final : public ClusterManager {
   // A cluster with its stats, held by shared_ptr so requests can keep it alive after removal.
   struct Entry;
 
-  std::shared_ptr<Entry> Create(const std::shared_ptr<const ClusterConfig>& config);
+  // The entry of a configured cluster, built on its first use here from the current config, with
+  // the current health results mirrored onto its hosts; null if not configured.
+  const std::shared_ptr<Entry>* FindOrBuild(absl::string_view name);
+  // Takes `entry` out of service: its pools drain, and it is freed once no request holds it.
+  void Retire(std::shared_ptr<Entry> entry);
+  void PublishBuilt();
   // Factories counting connections in `entry`'s stats (once it has them).
   CodecFactories MakeCodecFactories(const Entry& entry) const;
   void InitStats(Entry& entry);
@@ -155,7 +189,12 @@ class WorkerClusterManager final : public ClusterManager {
   // cluster's pools point at: they live no longer than the manager.
   http::h2::Http2Stats http2_stats_;
   std::string worker_label_ = "0";
-  absl::flat_hash_map<std::string, std::shared_ptr<Entry>> clusters_;
+  // The configuration's clusters, shared with the snapshot (never null).
+  std::shared_ptr<const ClusterSet> configured_ = std::make_shared<const ClusterSet>();
+  // The clusters built on this worker, each still configured.
+  absl::flat_hash_map<std::string, std::shared_ptr<Entry>> built_;
+  Gauge built_gauge_;  // meshlet_worker_clusters_built{worker}; registered by the first Update
+  bool built_gauge_registered_ = false;
   // Health-check notifications posted to this loop reach the manager only while it lives.
   std::shared_ptr<WorkerClusterManager*> alive_;
   uint64_t health_subscription_ = 0;

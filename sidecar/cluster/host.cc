@@ -20,9 +20,19 @@ void Host::UpdateFrom(const EndpointConfig& endpoint) {
   weight_ = std::max<uint32_t>(endpoint.weight, 1);
   tls_ = endpoint.tls;
   labels_ = endpoint.labels;
-  health_flags_ &= ~(kFailedEds | kDraining);
-  if (endpoint.health == EndpointHealth::kUnhealthy) health_flags_ |= kFailedEds;
-  if (endpoint.health == EndpointHealth::kDraining) health_flags_ |= kDraining;
+  health_flags_ = (health_flags_ & ~(kFailedEds | kDraining)) | EdsHealthFlags(endpoint.health);
+}
+
+uint32_t Host::EdsHealthFlags(EndpointHealth health) {
+  switch (health) {
+    case EndpointHealth::kUnhealthy:
+      return kFailedEds;
+    case EndpointHealth::kDraining:
+      return kDraining;
+    case EndpointHealth::kHealthy:
+      break;
+  }
+  return 0;
 }
 
 void Host::RecordLatency(Duration latency, MonotonicTime now, Duration decay) {

@@ -86,6 +86,9 @@ class Host {
     Host* host_ = nullptr;
   };
 
+  // The flags the control plane's view of an endpoint sets (kFailedEds, kDraining).
+  static uint32_t EdsHealthFlags(EndpointHealth health);
+
   Host(uint64_t id, const EndpointConfig& endpoint);
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;

@@ -201,7 +201,7 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
-  UpdateHealthChecks();
+  UpdateSharedClusters();
   // Readiness may change with it (a first complete configuration, a capture listener): asked
   // again on the next loop turn, outside the xDS client's callback, once the workers have had
   // a moment to apply it.
@@ -338,7 +338,7 @@ absl::Status Server::Init() {
     }
     prometheus_ = *std::move(prometheus);
   }
-  UpdateHealthChecks();
+  UpdateSharedClusters();
   if (metrics_reporter_ != nullptr) metrics_reporter_->Start();
   overload_.Start();
   if (options_.capture_check.has_value()) {
@@ -396,7 +396,7 @@ absl::Status Server::Reload() {
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
-  UpdateHealthChecks();
+  UpdateSharedClusters();
   reload_success_.Inc();
   LOG(INFO) << "configuration reloaded: " << snapshot_->version;
   return absl::OkStatus();
@@ -654,8 +654,9 @@ std::string Server::ClustersJson() {
   return admin::ClustersJson(reports, cluster_limits_, health_checks_.get());
 }
 
-void Server::UpdateHealthChecks() {
+void Server::UpdateSharedClusters() {
   if (snapshot_ == nullptr || shut_down_) return;
+  cluster_limits_.Update(snapshot_->clusters);
   if (health_checks_ == nullptr) {
     health_checks_ = std::make_unique<HealthCheckManager>(
         loop_, RealRandom::ThreadLocal(), RealClock::Get(), stats_.shared_shard(),

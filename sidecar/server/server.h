@@ -173,8 +173,10 @@ class Server final : public admin::AdminBackend {
   Drained HandOverDrain();
   // How long inbound listeners keep accepting once a drain starts.
   Duration DrainListenTime() const;
-  // Starts, changes or stops active health checks for the current snapshot.
-  void UpdateHealthChecks();
+  // Applies the current snapshot's clusters to what the workers share about them: their
+  // circuit-breaker limits (also for clusters no worker built yet) and the active health checks,
+  // started, changed or stopped.
+  void UpdateSharedClusters();
   // Tells the control plane (over the xDS stream) what /ready says: ready, or not and why
   // ("draining" once draining). While not ready and not draining it asks again every
   // kReadinessCheckInterval: what /ready depends on changes on other threads (workers applying

@@ -244,10 +244,16 @@ std::optional<std::vector<admin::ClusterStatus>> Worker::CollectClusters(Duratio
   auto result = std::make_shared<Result>();
   loop_->Post([this, result] {
     for (const auto& [name, config] : context_->snapshot->clusters) {
-      Cluster* cluster = clusters_->Find(name);
-      if (cluster == nullptr) continue;
-      admin::ClusterStatus status;
-      status.name = name;
+      if (config == nullptr) continue;
+      Cluster* cluster = clusters_->FindBuilt(name);
+      if (cluster == nullptr) {
+        // Not used on this worker: its configured endpoints, with the shared health-check
+        // results, and nothing counted.
+        result->clusters.push_back(
+            admin::UnbuiltClusterStatus(*config, shared_.cluster_limits.host_health()));
+        continue;
+      }
+      admin::ClusterStatus status{.name = name, .built = true};
       for (const HostSharedPtr& host : cluster->host_set().hosts()) {
         status.hosts.push_back(admin::HostStatus{.address = host->address().ToString(),
                                                  .weight = host->weight(),
@@ -291,7 +297,8 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
   for (auto& [name, listener_context] : listener_worker_contexts_) {
     listener_context.context->snapshot = snapshot;
   }
-  clusters_->Update(snapshot->clusters);
+  // Shared with the snapshot, not copied: this worker builds a cluster when a request uses it.
+  clusters_->Update(std::shared_ptr<const cluster::ClusterSet>(snapshot, &snapshot->clusters));
   absl::Status first_error;
   std::set<std::string, std::less<>> names;
   for (const config::ListenerConfig& config : snapshot->listeners) {

@@ -13,8 +13,10 @@
 //
 // Configuration: the main thread posts each new snapshot (ApplySnapshot). The worker diffs the
 // listeners by name: new ones bind, removed ones stop accepting (their connections carry on),
-// changed ones take the new settings for connections accepted from then on. Clusters are updated
-// in place. Connections and requests in flight keep the snapshot they started with.
+// changed ones take the new settings for connections accepted from then on. The snapshot's cluster
+// set is shared with the cluster manager, which builds a cluster when a request on this worker
+// first uses it and updates the ones it built in place (cluster_manager.h). Connections and
+// requests in flight keep the snapshot they started with.
 //
 // Threading: the public methods are for the main thread (the thread that owns the Worker); they
 // talk to the worker thread through Loop::Post. Stop() (or the destructor) closes every listener
@@ -142,7 +144,8 @@ class Worker final : private listener::ConnectionOwner {
   uint64_t snapshots_applied() const { return snapshots_applied_.load(std::memory_order_acquire); }
   // Listener states as of the last snapshot applied (any thread).
   std::vector<admin::ListenerStatus> listeners() const;
-  // Asks the worker thread for its clusters' state; nullopt if it does not answer in `timeout`.
+  // Asks the worker thread for the state of every configured cluster (ClusterStatus::built says
+  // whether it built it); nullopt if it does not answer in `timeout`.
   std::optional<std::vector<admin::ClusterStatus>> CollectClusters(Duration timeout);
   // Asks the worker thread for its decision records matching `request_id` and `trace_id` (empty:
   // any), newest first, as JSON objects joined by ","; nullopt if it does not answer in `timeout`.

@@ -187,6 +187,57 @@ TEST_F(WorkerTest, ProxiesTcp) {
   EXPECT_EQ(accepted->counter, 1u);
 }
 
+// A worker builds a cluster when a connection first uses it: configured clusters cost it nothing
+// until then, and admin /clusters still reports them (configured endpoints, the shared
+// health-check results, nothing counted).
+TEST_F(WorkerTest, BuildsAClusterWhenAConnectionFirstUsesIt) {
+  std::string yaml = TcpConfig("tcp", "OUTBOUND", echo_.port());
+  for (int i = 0; i < 10; ++i) {
+    absl::StrAppend(
+        &yaml, "  - name: idle-", i,
+        "\n    load_assignment:\n      endpoints:\n      - address: 127.0.0.2:", 1000 + i, "\n");
+  }
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(yaml)).ok());
+  auto built = [&]() -> int64_t {
+    const StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* series = stats.Find("meshlet_worker_clusters_built", {{"worker", "0"}});
+    return series == nullptr ? -1 : series->gauge;
+  };
+  EXPECT_EQ(built(), 0);
+  const net::Address failed = *net::Address::Parse("127.0.0.2:1003");
+  limits_.host_health().Set("idle-3", failed, /*healthy=*/false);
+  std::optional<std::vector<admin::ClusterStatus>> clusters =
+      worker.CollectClusters(std::chrono::seconds(5));
+  ASSERT_TRUE(clusters.has_value());
+  ASSERT_EQ(clusters->size(), 11u);
+  for (const admin::ClusterStatus& cluster : *clusters) {
+    EXPECT_FALSE(cluster.built) << cluster.name;
+    ASSERT_EQ(cluster.hosts.size(), 1u) << cluster.name;
+    EXPECT_EQ(cluster.hosts[0].stats.rq_total, 0u);
+    EXPECT_EQ(cluster.hosts[0].health_flags,
+              cluster.name == "idle-3" ? cluster::Host::kFailedActiveHealthCheck : 0u)
+        << cluster.name;
+  }
+
+  int fd = Connect(PortOf(worker, "tcp"));
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Echo(fd, "hello"), "hello");
+  ::close(fd);
+  EXPECT_EQ(built(), 1);
+  clusters = worker.CollectClusters(std::chrono::seconds(5));
+  ASSERT_TRUE(clusters.has_value());
+  for (const admin::ClusterStatus& cluster : *clusters) {
+    EXPECT_EQ(cluster.built, cluster.name == "echo") << cluster.name;
+  }
+
+  // Removing the clusters it never built leaves the one it did.
+  worker.ApplySnapshot(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port())));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
+  EXPECT_EQ(built(), 1);
+  worker.Stop();
+}
+
 // A worker's thread carries its index in its name (what `top -H` and `ps -L` show).
 TEST_F(WorkerTest, NamesItsThread) {
   Worker worker(3, Shared());
