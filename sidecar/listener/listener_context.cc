@@ -1,5 +1,6 @@
 #include "sidecar/listener/listener_context.h"
 
+#include <functional>
 #include <utility>
 
 #include "absl/strings/string_view.h"
@@ -33,9 +34,13 @@ std::shared_ptr<ListenerContext> ListenerContext::Create(
     const config::ListenerConfig& config, std::shared_ptr<const config::Snapshot> snapshot,
     StatsShard& shard, std::shared_ptr<const tls::TlsContextProvider> tls_provider,
     TlsRefusalLog* tls_refusal_log) {
-  auto context = std::make_shared<ListenerContext>();
-  context->config = config;
-  context->snapshot = std::move(snapshot);
+  // Every worker's context of the snapshot reads the snapshot's own config: no copy per worker
+  // (a capture listener's destinations grow with the mesh).
+  const std::less<const config::ListenerConfig*> before;
+  CHECK(snapshot != nullptr && !before(&config, snapshot->listeners.data()) &&
+        before(&config, snapshot->listeners.data() + snapshot->listeners.size()))
+      << "listener " << config.name << ": its context must be made from its snapshot's config";
+  auto context = std::make_shared<ListenerContext>(config, std::move(snapshot));
   const LabelSet labels = {{"listener", config.name}};
   context->cx_total = OrDiscard(shard.RegisterCounter("meshlet_downstream_cx_total",
                                                       "Downstream connections accepted.", labels),

@@ -7,14 +7,17 @@
 // Ownership and threading: the worker builds one per listener and snapshot on its loop thread
 // (Create, then fills in the worker's parts) and shares it with the connections it accepts,
 // which keep the one they were accepted with. Immutable once shared. The counters are handles of
-// that worker's stats shard; `worker_context` and `tls_refusal_log` must outlive it. Never copied
-// or moved once made: `matcher` refers to `config`.
+// that worker's stats shard; `worker_context` and `tls_refusal_log` must outlive it. `config` is
+// the snapshot's own ListenerConfig, not a copy: every worker's context of one snapshot reads the
+// same one, which `snapshot` keeps alive. Never copied or moved once made: `matcher` refers to
+// `config`.
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
@@ -29,17 +32,24 @@
 namespace meshlet::sidecar::listener {
 
 struct ListenerContext {
-  // A context for `config` with its stats registered on `shard` (a registration that fails
-  // leaves a discarding handle and is logged). `tls_provider` is the listener's TLS context
-  // (ignored unless the listener has TLS; null there: its connections are refused);
-  // `tls_refusal_log` may be null.
+  // A context for `config`, which must be one of `snapshot`'s listeners (checked), with its stats
+  // registered on `shard` (a registration that fails leaves a discarding handle and is logged).
+  // `tls_provider` is the listener's TLS context (ignored unless the listener has TLS; null
+  // there: its connections are refused); `tls_refusal_log` may be null.
   static std::shared_ptr<ListenerContext> Create(
       const config::ListenerConfig& config, std::shared_ptr<const config::Snapshot> snapshot,
       StatsShard& shard, std::shared_ptr<const tls::TlsContextProvider> tls_provider,
       TlsRefusalLog* tls_refusal_log);
 
-  config::ListenerConfig config;
-  std::shared_ptr<const config::Snapshot> snapshot;
+  // Use Create(); `config` must live as long as `snapshot`.
+  ListenerContext(const config::ListenerConfig& config,
+                  std::shared_ptr<const config::Snapshot> snapshot)
+      : config(config), snapshot(std::move(snapshot)) {}
+  ListenerContext(const ListenerContext&) = delete;
+  ListenerContext& operator=(const ListenerContext&) = delete;
+
+  const config::ListenerConfig& config;  // an element of snapshot->listeners
+  const std::shared_ptr<const config::Snapshot> snapshot;
   std::shared_ptr<std::atomic<int64_t>> connection_count;  // process-wide, for max_connections
   std::shared_ptr<AccessLogSink> access_log;               // null: off
   WorkerContext* worker_context = nullptr;                 // for HTTP connections
