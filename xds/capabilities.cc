@@ -20,6 +20,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kFloodDrain, "flood-drain", "0.2.0"},
     {Capability::kLargeXdsMessages, "large-xds-messages", "0.2.0"},
     {Capability::kServiceRoutes, "service-routes", "0.2.0"},
+    {Capability::kOnDemand, "on-demand", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

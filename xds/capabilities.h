@@ -56,8 +56,11 @@ enum class Capability {
   // joining the route configuration it names): the control plane may split a route table into
   // them. Not a field gate: a node without it gets the table inline.
   kServiceRoutes,
+  // Listener.on_demand, lookup keys on the ServiceRoute subscription and Resource.aliases
+  // (ADR 0086): destinations discovered on first use. Announced only on a delta stream.
+  kOnDemand,
 };
-inline constexpr size_t kCapabilityCount = 9;
+inline constexpr size_t kCapabilityCount = 10;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

@@ -186,6 +186,8 @@ const std::vector<CapabilityGate>& Gates() {
       // An older sidecar ends a flooding connection at once, its requests in flight too.
       {C::kFloodDrain, "meshlet.xds.HttpOptions.flood_drain_timeout", Fallback::kClear},
       {C::kFloodDrain, "meshlet.xds.HttpOptions.max_flood_drains", Fallback::kClear},
+      // A sidecar that cannot look destinations up treats unknown ones at once, as before.
+      {C::kOnDemand, "meshlet.xds.Listener.on_demand", Fallback::kClear},
   };
   return *kGates;
 }

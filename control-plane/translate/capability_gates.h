@@ -24,6 +24,8 @@
 //                              flight too)
 //   stream-reset-lifetime      HttpOptions.stream_reset_min_lifetime left out (the sidecar counts
 //                              every client reset before the response ends as rapid reset)
+//   on-demand                  Listener.on_demand left out (an unknown destination is handled at
+//                              once, as unmatched_destination or the "*" host say)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.

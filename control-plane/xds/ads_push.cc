@@ -107,7 +107,8 @@ void AdsServer::Push(Stream& stream) {
   if (!stream.pending_change) return;
   const MonotonicTime changed_at = *stream.pending_change;
   stream.pending_change.reset();
-  absl::StatusOr<NodeResourceSet> generated = generator_(stream.node);
+  absl::StatusOr<NodeResourceSet> generated =
+      generator_(GenerateRequest{.node = stream.node, .delta = stream.delta});
   if (!generated.ok()) {
     metrics_->generate_errors.Inc();
     LOG_EVERY_N_SEC(ERROR, 1) << "xds: cannot generate resources for " << stream.node.id() << ": "

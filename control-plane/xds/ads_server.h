@@ -95,7 +95,8 @@ struct AdsServerOptions {
 
 // Resources for one node. An error skips this push for the node (counted and logged); the
 // sidecar keeps what it has.
-using ResourceGenerator = std::function<absl::StatusOr<NodeResourceSet>(const xds::Node& node)>;
+using ResourceGenerator =
+    std::function<absl::StatusOr<NodeResourceSet>(const GenerateRequest& request)>;
 
 // What a stream may do once its first request's Node is authorized (StreamAuthorizer).
 struct StreamGrant {

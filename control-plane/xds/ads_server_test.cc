@@ -160,7 +160,7 @@ class AdsServerTest : public ::testing::Test {
     grpc_server_ = std::make_unique<http::grpc::Server>(loop_);
     ads_ = std::make_unique<AdsServer>(
         loop_, stats_,
-        [this](const xds::Node&) -> absl::StatusOr<NodeResourceSet> {
+        [this](const GenerateRequest&) -> absl::StatusOr<NodeResourceSet> {
           ++generated_;
           return resources_;
         },

@@ -189,7 +189,8 @@ std::string AdsServer::SidecarViewJson(const Stream& stream) const {
 // as the next push would) and what the sidecar reported it runs: per type, the versions and the
 // resources present on one side only or with different contents. Types that agree are left out.
 std::string AdsServer::DiffJson(const Stream& stream) const {
-  absl::StatusOr<NodeResourceSet> wanted = generator_(stream.node);
+  absl::StatusOr<NodeResourceSet> wanted =
+      generator_(GenerateRequest{.node = stream.node, .delta = stream.delta});
   std::string out = "[";
   bool first_type = true;
   for (ResourceType type : kPushOrder) {

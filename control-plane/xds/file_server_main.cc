@@ -154,7 +154,9 @@ int Run(const Flags& flags) {
     http::grpc::Server grpc_server(loop, grpc_options);
     AdsServer ads(
         loop, stats,
-        [&resources](const xds::Node&) -> absl::StatusOr<NodeResourceSet> { return *resources; },
+        [&resources](const GenerateRequest&) -> absl::StatusOr<NodeResourceSet> {
+          return *resources;
+        },
         AdsServerOptions{.max_concurrent_pushes = flags.max_concurrent_pushes});
     CHECK_OK(ads.Register(grpc_server));
     if (absl::Status status = grpc_server.Start(*address); !status.ok()) {

@@ -174,7 +174,8 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
 
 NodeResourceSet NodeResourceGenerator::Generate(
     std::shared_ptr<const policy::PolicySnapshot> policy,
-    std::shared_ptr<const registry::RegistrySnapshot> registry, const xds::Node& node) {
+    std::shared_ptr<const registry::RegistrySnapshot> registry, const GenerateRequest& request) {
+  const xds::Node& node = request.node;
   if (mesh_ == nullptr || policy->revision != policy_revision_ ||
       registry->version != registry_version_) {
     StartGeneration(std::move(policy), std::move(registry));
@@ -204,6 +205,9 @@ NodeResourceSet NodeResourceGenerator::Generate(
   // The translator's order: the outbound part's warnings, then the node's own.
   out.warnings = shared->resources.warnings;
   out.warnings.insert(out.warnings.end(), local.warnings.begin(), local.warnings.end());
+  for (absl::string_view key : request.keys) {
+    out.key_answers.emplace(std::string(key), KeyAnswer{.result = KeyResult::kNotFound});
+  }
   return out;
 }
 

@@ -77,9 +77,16 @@ class NodeResourceGenerator {
 
   // `policy` and `registry` must identify their content by PolicySnapshot::revision and
   // RegistrySnapshot::version (LoadPolicySnapshot, Registry::Snapshot).
+  // Lookup keys of `request` are not resolved yet: each is answered kNotFound.
   NodeResourceSet Generate(std::shared_ptr<const policy::PolicySnapshot> policy,
                            std::shared_ptr<const registry::RegistrySnapshot> registry,
-                           const xds::Node& node);
+                           const GenerateRequest& request);
+  // The same for a node without lookup keys on a state-of-the-world stream.
+  NodeResourceSet Generate(std::shared_ptr<const policy::PolicySnapshot> policy,
+                           std::shared_ptr<const registry::RegistrySnapshot> registry,
+                           const xds::Node& node) {
+    return Generate(std::move(policy), std::move(registry), GenerateRequest{.node = node});
+  }
 
   // New options (a rotated trust bundle): the next Generate starts a new generation.
   void SetOptions(translate::TranslateOptions options);

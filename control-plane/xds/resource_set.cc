@@ -48,4 +48,20 @@ void NodeResourceSet::Add(ResourceType type, std::string name,
   map.emplace(std::move(name), std::move(packed));
 }
 
+absl::string_view KeyResultName(KeyResult result) {
+  switch (result) {
+    case KeyResult::kFound:
+      return "found";
+    case KeyResult::kNotFound:
+      return "not_found";
+    case KeyResult::kRefused:
+      return "refused";
+    case KeyResult::kMalformed:
+      return "malformed";
+    case KeyResult::kOverLimit:
+      return "over_limit";
+  }
+  return "unknown";
+}
+
 }  // namespace meshlet::controlplane::ads

@@ -22,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/message.h"
+#include "xds/node.pb.h"
 #include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
@@ -60,11 +61,43 @@ std::string TypeVersion(const ResourceMap& resources);
 
 NamedResource Pack(std::string name, const google::protobuf::Message& resource);
 
+// What a node's resources are generated for (ads_server.h ResourceGenerator,
+// NodeResourceGenerator::Generate).
+struct GenerateRequest {
+  const xds::Node& node;
+  // The stream is incremental: a node with capability on-demand may look Services up on it
+  // (ADR 0086), so the translator may serve it the OnDemand mode.
+  bool delta = false;
+  // The lookup keys (xds/protocol.h) the stream holds on the ServiceRoute type, in the order they
+  // were first subscribed; each is answered in NodeResourceSet::key_answers. Views into the
+  // caller's storage, valid for the call.
+  std::vector<absl::string_view> keys;
+};
+
+// How a lookup key was answered for one node (meshlet_xds_on_demand_lookups_total{result}).
+enum class KeyResult {
+  kFound,      // a ServiceRoute of the set answers it
+  kNotFound,   // nothing the node may reach answers it
+  kRefused,    // something answers it that the node may not discover (its mode, visibility);
+               // answered exactly as kNotFound on the wire
+  kMalformed,  // not a key a sidecar could send (xds::LookupKeyFor*)
+  kOverLimit,  // the node holds as many discovered Services as it may
+};
+// "found", "not_found", "refused", "malformed", "over_limit".
+absl::string_view KeyResultName(KeyResult result);
+
+struct KeyAnswer {
+  KeyResult result = KeyResult::kNotFound;
+  std::string service_route;  // the ServiceRoute answering it when kFound; empty otherwise
+};
+
 // Everything one node gets, per type.
 struct NodeResourceSet {
   std::array<ResourceMap, kResourceTypeCount> by_type;
   // Translation warnings, shown by proxy-config.
   std::vector<std::string> warnings;
+  // One answer per key of the GenerateRequest (none when it had none).
+  std::map<std::string, KeyAnswer, std::less<>> key_answers;
 
   ResourceMap& of(ResourceType type) { return by_type[static_cast<size_t>(type)]; }
   const ResourceMap& of(ResourceType type) const { return by_type[static_cast<size_t>(type)]; }

@@ -243,8 +243,8 @@ absl::Status XdsService::Start() {
   event::Loop& loop = control_plane_.loop();
   grpc_server_ = std::make_unique<http::grpc::Server>(loop, grpc_options);
   ads_ = std::make_unique<AdsServer>(
-      loop, control_plane_.stats(), [this](const xds::Node& node) { return Generate(node); },
-      options_.ads);
+      loop, control_plane_.stats(),
+      [this](const GenerateRequest& request) { return Generate(request); }, options_.ads);
   ads_->SetObserver(this);
   ads_->SetStreamAuthorizer([this](const http::grpc::ServerCall& call, const xds::Node& node) {
     return AuthorizeStream(call, node);
@@ -430,7 +430,7 @@ void XdsService::AddPolicyListener(PolicyListener listener) {
   policy_listeners_.push_back(std::move(listener));
 }
 
-absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
+absl::StatusOr<NodeResourceSet> XdsService::Generate(const GenerateRequest& request) {
   if (policy_ == nullptr) {
     return absl::UnavailableError("the policy is not loaded from the store yet");
   }
@@ -442,7 +442,7 @@ absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
         "waiting for Kubernetes discovery's first list of Services, EndpointSlices and Pods");
   }
   const uint64_t oversized = resources_.stats().oversized_service_routes;
-  NodeResourceSet out = resources_.Generate(policy_, std::move(registry), node);
+  NodeResourceSet out = resources_.Generate(policy_, std::move(registry), request);
   oversized_service_routes_.Inc(resources_.stats().oversized_service_routes - oversized);
   return out;
 }

@@ -139,7 +139,7 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   void OnProxyReadiness(const std::string& node_id, bool ready, const std::string& reason) override;
 
  private:
-  absl::StatusOr<NodeResourceSet> Generate(const xds::Node& node);
+  absl::StatusOr<NodeResourceSet> Generate(const GenerateRequest& request);
   // The AdsServer's StreamAuthorizer (see the file comment).
   absl::StatusOr<StreamGrant> AuthorizeStream(const http::grpc::ServerCall& call,
                                               const xds::Node& node);

@@ -199,6 +199,12 @@ void Worker::ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
   });
 }
 
+void Worker::OnLookupAnswers(std::vector<config::LookupAnswer> answers) {
+  if (!started_ || stopped_) return;
+  // Nothing waits for a lookup yet (ADR 0086, commit 11).
+  loop_->Post([answers = std::move(answers)] { (void)answers; });
+}
+
 void Worker::StartDrain(Duration accept_for, bool keep_idle_http1) {
   if (!started_ || stopped_) return;
   loop_->Post([this, accept_for, keep_idle_http1] { DrainOnThread(accept_for, keep_idle_http1); });

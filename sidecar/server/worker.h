@@ -44,6 +44,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/cluster/cluster_manager.h"
+#include "sidecar/config/lookup.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/access_log.h"
 #include "sidecar/listener/active_connection.h"
@@ -107,6 +108,10 @@ struct WorkerShared {
   // How many workers there are: the last one also takes the listening sockets a predecessor
   // handed over (net::AdoptListeningSockets) that the others did not, so none is left unserved.
   int worker_count = 1;
+  // Asks the main thread to look `key` up (ADR 0086; a key of xds/protocol.h); called on a worker
+  // thread, once per key a connection or request of that worker waits for. The answer comes back
+  // through Worker::OnLookupAnswers. Null: no lookups (every wait ends disconnected at once).
+  std::function<void(std::string key)> request_lookup;
 };
 
 class Worker final : private listener::ConnectionOwner {
@@ -121,6 +126,10 @@ class Worker final : private listener::ConnectionOwner {
   absl::Status Start(std::shared_ptr<const config::Snapshot> snapshot);
   // Applies a new snapshot on the worker thread (asynchronously).
   void ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot);
+  // Answers to lookups (WorkerShared::request_lookup), called after the snapshot that carries
+  // them was applied with ApplySnapshot, so the worker applies that snapshot first (Loop::Post is
+  // FIFO). Asynchronous.
+  void OnLookupAnswers(std::vector<config::LookupAnswer> answers);
   // HTTP connections are told to wind down (GOAWAY / Connection: close), and so is every one
   // accepted from now on; inbound listeners stop accepting after `accept_for` (while callers
   // learn that this workload is going, a connection they open still gets its request served,
