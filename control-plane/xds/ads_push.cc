@@ -5,15 +5,21 @@
 // state-of-the-world response (every resource) or a delta response (what changed and what went),
 // in two passes so a sidecar never sees a name it cannot resolve: dependency order with each type
 // as the union of new and old, then reverse order dropping what nothing names (docs/xds.md,
-// "Ordering: make before break"). Threading: the loop thread, except NotifyChanged.
+// "Ordering: make before break"). Lookup keys (ADR 0086) ride on the same pushes: a stream with
+// new keys is pushed from the on-demand queue ahead of the others, outside the slots, and its
+// delta ServiceRoute response carries the keys whose answer changed (aliases, removed_resources).
+// Threading: the loop thread, except NotifyChanged.
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "common/base/logging.h"
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
@@ -77,6 +83,15 @@ void AdsServer::RequestPush(Stream& stream, MonotonicTime changed_at) {
   ScheduleDrain();
 }
 
+void AdsServer::RequestOnDemandPush(Stream& stream) {
+  if (stream.first_push_timer != nullptr && stream.first_push_timer->enabled()) return;
+  if (!stream.on_demand_queued) {
+    stream.on_demand_queued = true;
+    on_demand_queue_.push_back(stream.id);
+  }
+  ScheduleDrain();
+}
+
 void AdsServer::ScheduleDrain() {
   // On a later turn, so the subscriptions a sidecar sends together are served in one push, in
   // dependency order, whatever order they arrived in.
@@ -90,6 +105,16 @@ void AdsServer::ScheduleDrain() {
 }
 
 void AdsServer::DrainQueue() {
+  // Lookups first, whatever the slots and the queue: a sidecar holds a connection or a request
+  // until its key is answered.
+  while (!on_demand_queue_.empty()) {
+    const uint64_t id = on_demand_queue_.front();
+    on_demand_queue_.pop_front();
+    auto it = streams_.find(id);
+    if (it == streams_.end()) continue;
+    it->second->on_demand_queued = false;
+    Push(*it->second, /*on_demand=*/true);
+  }
   while (pushes_in_flight_ < options_.max_concurrent_pushes && !push_queue_.empty()) {
     const uint64_t id = push_queue_.front();
     push_queue_.pop_front();
@@ -103,12 +128,12 @@ void AdsServer::DrainQueue() {
   metrics_->queued.Set(static_cast<int64_t>(push_queue_.size()));
 }
 
-void AdsServer::Push(Stream& stream) {
-  if (!stream.pending_change) return;
-  const MonotonicTime changed_at = *stream.pending_change;
-  stream.pending_change.reset();
-  absl::StatusOr<NodeResourceSet> generated =
-      generator_(GenerateRequest{.node = stream.node, .delta = stream.delta});
+void AdsServer::Push(Stream& stream, bool on_demand) {
+  if (!on_demand && !stream.pending_change) return;
+  const MonotonicTime changed_at = on_demand ? Now() : *stream.pending_change;
+  if (!on_demand) stream.pending_change.reset();
+  absl::StatusOr<NodeResourceSet> generated = generator_(
+      GenerateRequest{.node = stream.node, .delta = stream.delta, .keys = stream.LookupKeys()});
   if (!generated.ok()) {
     metrics_->generate_errors.Inc();
     LOG_EVERY_N_SEC(ERROR, 1) << "xds: cannot generate resources for " << stream.node.id() << ": "
@@ -117,6 +142,48 @@ void AdsServer::Push(Stream& stream) {
   }
   stream.warnings = generated->warnings;
   size_t sent = 0;
+
+  // Lookup keys (delta ServiceRoute subscription only): the answers that changed since last sent.
+  // A found key goes out as an alias of its ServiceRoute (sent even when the sidecar holds its
+  // version), a missing one in removed_resources, with the keys refused on arrival.
+  struct KeyChange {
+    absl::string_view key;
+    std::string answer;  // "" for missing
+    KeyResult result;
+  };
+  std::vector<KeyChange> key_changes;
+  absl::flat_hash_map<std::string, std::vector<std::string>> aliases;
+  std::vector<std::string> missing_keys = std::move(stream.refused_keys);
+  stream.refused_keys.clear();
+  absl::flat_hash_set<absl::string_view> answering;  // every ServiceRoute answering a key
+  TypeSubscription& lookups = stream.of(ResourceType::kServiceRoute);
+  for (const std::string& key : lookups.keys()) {
+    KeyChange change{.key = key, .result = KeyResult::kNotFound};
+    if (auto it = generated->key_answers.find(key); it != generated->key_answers.end()) {
+      change.result = it->second.result;
+      if (change.result == KeyResult::kFound) {
+        if (generated->of(ResourceType::kServiceRoute).contains(it->second.service_route)) {
+          change.answer = it->second.service_route;
+          answering.insert(it->second.service_route);
+        } else {
+          LOG_EVERY_N_SEC(ERROR, 1) << "xds: lookup key " << key << " of " << stream.node.id()
+                                    << " answered by ServiceRoute " << it->second.service_route
+                                    << ", which the node's resources lack; answered missing";
+          change.result = KeyResult::kNotFound;
+        }
+      }
+    }
+    const std::string* last = lookups.LastAnswer(key);
+    if (last != nullptr && *last == change.answer) continue;
+    if (change.answer.empty()) {
+      missing_keys.push_back(key);
+    } else {
+      aliases[change.answer].push_back(key);
+    }
+    key_changes.push_back(std::move(change));
+  }
+  const bool answers_keys = !aliases.empty() || !missing_keys.empty();
+  bool answers_sent = false;
 
   auto send_sotw = [&](ResourceType type, const ResourceMap& set) {
     TypeSubscription& sub = stream.of(type);
@@ -143,7 +210,8 @@ void AdsServer::Push(Stream& stream) {
   // when the change is large. Every chunk gets its own nonce; only the last records the state the
   // sidecar holds afterwards (TypeSubscription::RecordPartSent).
   auto send_delta = [&](ResourceType type, const ResourceMap& updates,
-                        const std::vector<std::string>& removed, ResourceMap state_after) {
+                        const std::vector<std::string>& removed, ResourceMap state_after,
+                        bool carries_answers = false) {
     TypeSubscription& sub = stream.of(type);
     // Nothing to say, except to a subscriber that holds nothing and heard nothing yet: it gets
     // an empty response, so it knows the type is empty rather than still coming (a sidecar is
@@ -175,7 +243,9 @@ void AdsServer::Push(Stream& stream) {
     const std::string version = TypeVersion(state_after);
     if (!oversized.empty()) Withhold(stream, type, version, oversized_bytes, oversized);
     if (entries.empty() && removed.empty() && !first_answer) return;
-    if (!sub.ShouldSend(version)) return;
+    // Key answers go out even when the type's version is unchanged (a second key of a
+    // ServiceRoute the sidecar holds).
+    if (!carries_answers && !sub.ShouldSend(version)) return;
     size_t next_entry = 0;
     size_t next_removal = 0;
     bool first_chunk = true;
@@ -192,13 +262,23 @@ void AdsServer::Push(Stream& stream) {
       auto add_updates = [&] {
         for (; next_entry < entries.size(); ++next_entry) {
           const NamedResource& resource = *entries[next_entry];
-          const size_t entry = DeltaEntryBytes(resource);
+          const std::vector<std::string>* keys = nullptr;
+          if (carries_answers) {
+            if (auto it = aliases.find(resource.name); it != aliases.end()) keys = &it->second;
+          }
+          size_t entry = DeltaEntryBytes(resource);
+          if (keys != nullptr) {
+            for (const std::string& key : *keys) entry += key.size() + 4;
+          }
           if (bytes > 0 && bytes + entry > options_.max_response_bytes) break;
           bytes += entry;
           xds::Resource* out = response.add_resources();
           out->set_name(resource.name);
           out->set_version(resource.version);
           *out->mutable_resource() = resource.resource;
+          if (keys != nullptr) {
+            for (const std::string& key : *keys) out->add_aliases(key);
+          }
         }
       };
       auto add_removals = [&] {
@@ -230,6 +310,7 @@ void AdsServer::Push(Stream& stream) {
       first_chunk = false;
       ++sent;
     }
+    if (carries_answers) answers_sent = true;
   };
 
   // Pass 1, in dependency order: every type that others name becomes new ∪ old, so nothing still
@@ -247,6 +328,13 @@ void AdsServer::Push(Stream& stream) {
       desired[t] = &generated->of(type);
     } else {
       filtered[t] = sub.Filter(generated->of(type));
+      // The ServiceRoutes answering keys belong to what the sidecar asked for.
+      if (type == ResourceType::kServiceRoute) {
+        for (absl::string_view name : answering) {
+          auto it = generated->of(type).find(name);
+          filtered[t].emplace(it->first, it->second);
+        }
+      }
       desired[t] = &filtered[t];
     }
     const ResourceMap& want = *desired[t];
@@ -299,10 +387,18 @@ void AdsServer::Push(Stream& stream) {
           removed.push_back(h->first);
         }
       }
+      const bool carries_answers = type == ResourceType::kServiceRoute && answers_keys;
+      if (carries_answers) {
+        for (const auto& [name, keys] : aliases) {
+          if (!updates.contains(name)) updates.emplace(name, want.at(name));
+        }
+      }
       ResourceMap state_after = held;
       for (const auto& [name, resource] : updates) state_after.insert_or_assign(name, resource);
       for (const std::string& name : removed) state_after.erase(name);
-      send_delta(type, updates, removed, std::move(state_after));
+      // Keys are never resource names: they leave the state as it is.
+      if (carries_answers) removed.insert(removed.end(), missing_keys.begin(), missing_keys.end());
+      send_delta(type, updates, removed, std::move(state_after), carries_answers);
     }
   }
   // Pass 2, in reverse order: drop what nothing names any more.
@@ -323,6 +419,19 @@ void AdsServer::Push(Stream& stream) {
     }
   }
 
+  // The answers handed to the stream.
+  if (answers_sent) {
+    const MonotonicTime now = std::chrono::steady_clock::now();  // as UpdateKeys' arrival time
+    for (KeyChange& change : key_changes) {
+      metrics_->lookup(change.result).Inc();
+      if (std::optional<MonotonicTime> asked =
+              lookups.RecordKeyAnswer(change.key, std::move(change.answer))) {
+        metrics_->on_demand_answer.Record(MicrosRoundedUp(now - *asked));
+      }
+    }
+  }
+  // Pushed for lookups: no slot, no convergence, and a pending change keeps its own push.
+  if (on_demand) return;
   if (sent == 0) {
     // Nothing changed for this node; a change that arrived meanwhile gets its own push.
     if (stream.pending_change) RequestPush(stream, *stream.pending_change);

@@ -7,12 +7,16 @@
 // stream; delta adds and removes names and reports the version of each resource it holds.
 // Threading: the loop thread.
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/base/time_text.h"
 #include "control-plane/xds/ads_server.h"
@@ -47,6 +51,7 @@ void AdsServer::OnRequest(Stream& stream, const xds::DiscoveryRequest& request) 
   if (request.response_nonce().empty()) {
     // A new subscription (or a reconnect): the sidecar says which version it runs.
     const bool first = !sub.subscribed();
+    RefuseMisplacedKeys(stream, request.resource_names(), "a state-of-the-world stream");
     sub.Subscribe(names);
     if (first && !request.version_info().empty()) {
       sub.SetReportedVersion(request.version_info());
@@ -57,6 +62,7 @@ void AdsServer::OnRequest(Stream& stream, const xds::DiscoveryRequest& request) 
   RecordAnswer(stream, sub, *type, request.response_nonce(),
                request.has_error_detail() ? &request.error_detail() : nullptr);
   if (!sub.SameNames(names)) {
+    RefuseMisplacedKeys(stream, request.resource_names(), "a state-of-the-world stream");
     sub.Subscribe(names);
     RequestPush(stream, Now());
   }
@@ -72,6 +78,23 @@ void AdsServer::OnDeltaRequest(Stream& stream, const xds::DeltaDiscoveryRequest&
                                            request.resource_names_subscribe().end());
   const std::vector<std::string> unsubscribe(request.resource_names_unsubscribe().begin(),
                                              request.resource_names_unsubscribe().end());
+  // Lookup keys are held apart from the names (TypeSubscription skips them); only new keys on a
+  // request that changes nothing else are left to the on-demand push alone.
+  bool keys_owed = false;
+  if (*type == ResourceType::kServiceRoute) {
+    keys_owed = UpdateKeys(stream, request);
+  } else {
+    RefuseMisplacedKeys(stream, request.resource_names_subscribe(),
+                        absl::StrCat("type ", TypeLabel(*type)));
+  }
+  auto only_new_keys = [&] {
+    if (first || !request.resource_names_unsubscribe().empty()) return false;
+    for (const std::string& name : request.resource_names_subscribe()) {
+      if (!xds::IsLookupKey(name)) return false;
+    }
+    return !request.resource_names_subscribe().empty();
+  };
+  const bool push = !only_new_keys();
   sub.UpdateDeltaSubscription(subscribe, unsubscribe);
   if (first && !request.initial_resource_versions().empty()) {
     ResourceMap held;
@@ -83,14 +106,89 @@ void AdsServer::OnDeltaRequest(Stream& stream, const xds::DeltaDiscoveryRequest&
     }
     sub.SetInitialVersions(held);
   }
+  if (keys_owed) RequestOnDemandPush(stream);
   if (request.response_nonce().empty()) {
-    RequestPush(stream, Now());
+    if (push) RequestPush(stream, Now());
     return;
   }
   RecordAnswer(stream, sub, *type, request.response_nonce(),
                request.has_error_detail() ? &request.error_detail() : nullptr);
-  if (!subscribe.empty() || !unsubscribe.empty()) RequestPush(stream, Now());
+  if (push && (!subscribe.empty() || !unsubscribe.empty())) RequestPush(stream, Now());
   OnPushMaybeDone(stream);
+}
+
+bool AdsServer::UpdateKeys(Stream& stream, const xds::DeltaDiscoveryRequest& request) {
+  TypeSubscription& sub = stream.of(ResourceType::kServiceRoute);
+  const size_t held_before = sub.keys().size();
+  bool owed = false;
+  // Unsubscribed keys first: they make room for the new ones.
+  for (const std::string& key : request.resource_names_unsubscribe()) {
+    if (xds::IsLookupKey(key)) sub.RemoveKey(key);
+  }
+  // The answer-time histogram measures within a loop turn or two: the exact time, not the loop's
+  // (cached per turn, millisecond resolution).
+  const MonotonicTime arrived = std::chrono::steady_clock::now();
+  auto refuse = [&](const std::string& key, KeyResult result, size_t counter) {
+    metrics_->lookups[counter].Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: " << stream.node.id() << ": lookup key \""
+                             << absl::CEscape(absl::string_view(key).substr(0, 64))
+                             << "\" answered missing: "
+                             << (counter == kRateLimited ? "rate_limited" : KeyResultName(result));
+    // Owed its answer on the next push; past the stream's key limit it is counted only.
+    if (stream.refused_keys.size() < options_.on_demand_max_keys) {
+      stream.refused_keys.push_back(key);
+    }
+    owed = true;
+  };
+  for (const std::string& key : request.resource_names_subscribe()) {
+    if (!xds::IsLookupKey(key) || sub.HasKey(key)) continue;
+    if (key.size() > xds::kMaxLookupKeyBytes) {
+      refuse(key, KeyResult::kMalformed, static_cast<size_t>(KeyResult::kMalformed));
+      continue;
+    }
+    if (sub.keys().size() >= options_.on_demand_max_keys) {
+      refuse(key, KeyResult::kOverLimit, static_cast<size_t>(KeyResult::kOverLimit));
+      continue;
+    }
+    // The token bucket: refilled at on_demand_rate a second up to on_demand_burst.
+    const MonotonicTime now = Now();
+    const double burst = static_cast<double>(options_.on_demand_burst);
+    stream.key_tokens =
+        stream.key_tokens_at
+            ? std::min(burst,
+                       stream.key_tokens +
+                           static_cast<double>(options_.on_demand_rate) *
+                               std::chrono::duration<double>(now - *stream.key_tokens_at).count())
+            : burst;
+    stream.key_tokens_at = now;
+    if (stream.key_tokens < 1) {
+      refuse(key, KeyResult::kOverLimit, kRateLimited);
+      continue;
+    }
+    stream.key_tokens -= 1;
+    sub.AddKey(key, arrived);
+    owed = true;
+  }
+  const size_t held_after = sub.keys().size();
+  if (held_after != held_before) {
+    on_demand_keys_ += held_after;
+    on_demand_keys_ -= held_before;
+    metrics_->on_demand_keys.Set(static_cast<int64_t>(on_demand_keys_));
+  }
+  return owed;
+}
+
+void AdsServer::RefuseMisplacedKeys(Stream& stream,
+                                    const google::protobuf::RepeatedPtrField<std::string>& names,
+                                    absl::string_view where) {
+  for (const std::string& name : names) {
+    if (!xds::IsLookupKey(name)) continue;
+    metrics_->lookup(KeyResult::kMalformed).Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: " << stream.node.id() << ": lookup key \""
+                             << absl::CEscape(absl::string_view(name).substr(0, 64))
+                             << "\" ignored: keys belong to a delta ServiceRoute subscription, not "
+                             << where;
+  }
 }
 
 // An ACK or NACK of a push (SotW and delta alike): counted, and a NACK is kept with its text.

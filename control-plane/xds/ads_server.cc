@@ -74,6 +74,24 @@ AdsServer::Metrics::Metrics(StatsShard& shard) {
                                            GaugeMerge::kGlobal));
   queued = MustStat(shard.RegisterGauge("meshlet_xds_push_queue", "Nodes waiting for a push slot.",
                                         {}, GaugeMerge::kGlobal));
+  for (size_t i = 0; i < kLookupResults; ++i) {
+    const std::string result = i == kRateLimited
+                                   ? std::string("rate_limited")
+                                   : std::string(KeyResultName(static_cast<KeyResult>(i)));
+    lookups[i] = MustStat(shard.RegisterCounter(
+        "meshlet_xds_on_demand_lookups_total",
+        "Lookup keys answered (ADR 0086), by result: found, not_found, refused (the node may not "
+        "discover what answers it), malformed, over_limit (the stream's key limit or the node's "
+        "discovered Services), rate_limited (the stream's key rate).",
+        {{"result", result}}));
+  }
+  on_demand_keys = MustStat(shard.RegisterGauge("meshlet_xds_on_demand_keys",
+                                                "Lookup keys held by all discovery streams.", {},
+                                                GaugeMerge::kGlobal));
+  on_demand_answer = MustStat(shard.RegisterHistogram(
+      "meshlet_xds_on_demand_answer_seconds",
+      "Time from a lookup key's arrival to its first answer handed to the stream.", {},
+      HistogramOptions{.exposition_divisor = 1e6}));
   convergence = MustStat(shard.RegisterHistogram(
       "meshlet_xds_convergence_seconds",
       "Time from a change to the sidecar's ACK of every response carrying it.", {},
@@ -104,6 +122,9 @@ void AdsServer::Stop() {
   }
   streams_.clear();
   push_queue_.clear();
+  on_demand_queue_.clear();
+  on_demand_keys_ = 0;
+  metrics_->on_demand_keys.Set(0);
   pushes_in_flight_ = 0;
   metrics_->connected.Set(0);
   metrics_->queued.Set(0);
@@ -202,6 +223,10 @@ void AdsServer::OnStreamEnded(uint64_t stream_id) {
   if (stream->in_flight) {
     --pushes_in_flight_;
     ScheduleDrain();
+  }
+  if (const size_t keys = stream->of(ResourceType::kServiceRoute).keys().size(); keys > 0) {
+    on_demand_keys_ -= keys;
+    metrics_->on_demand_keys.Set(static_cast<int64_t>(on_demand_keys_));
   }
   if (stream->has_node) {
     metrics_->connected.Set(static_cast<int64_t>(std::count_if(

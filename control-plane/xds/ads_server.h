@@ -23,6 +23,13 @@
 //     `debounce_quiet`, or `debounce_max_delay` after the first of a burst at the latest.
 //   - Throttling: at most `max_concurrent_pushes` nodes have a push awaiting its answers; others
 //     queue (FIFO). A push that is not fully answered within `push_timeout` frees its slot.
+//   - Lookups (ADR 0086): lookup keys a delta stream subscribes on the ServiceRoute type are
+//     passed to the generator (GenerateRequest::keys) and answered in one push on the loop turn
+//     after the request (no debounce, no queue, no slot): the found Service's clusters and
+//     endpoints, then its ServiceRoute with the key in Resource.aliases, or the key in
+//     removed_resources when nothing answers it. A key is answered again only when its answer
+//     changes (a Service created or removed later). Keys are bounded per stream
+//     (`on_demand_max_keys`, a token bucket of `on_demand_rate`/`on_demand_burst`).
 //
 // Observers: ProxyObserver hears about sidecars connecting (first request with a Node),
 // disconnecting (stream ended) and reporting their readiness (a request carrying
@@ -89,6 +96,14 @@ struct AdsServerOptions {
   // The same for a sidecar with capability large-xds-messages (0.2.0 on); the gRPC server's send
   // limit must allow it.
   size_t max_large_message_bytes = xds::kLargeXdsMessageBytes;
+  // Lookups (ADR 0086, docs/xds.md "Lookups"): the lookup keys one delta stream may hold on its
+  // ServiceRoute subscription; a key past it is answered missing and not held (over_limit).
+  size_t on_demand_max_keys = 4096;
+  // New keys a stream may send: a token bucket refilled at this many keys a second, holding at
+  // most `on_demand_burst`; a key finding it empty is answered missing and not held
+  // (rate_limited).
+  size_t on_demand_rate = 100;
+  size_t on_demand_burst = 500;
   // Sent in every response's system_version_info.
   std::string system_version_info = "meshlet-control-plane 0.1.0";
 };
@@ -151,6 +166,14 @@ struct TypeStatus {
   uint64_t nacks = 0;
 };
 
+// A stream's lookup keys (ADR 0086): held, answered found, answered missing (the rest await
+// their first answer).
+struct OnDemandStatus {
+  size_t keys = 0;
+  size_t found = 0;
+  size_t missing = 0;
+};
+
 struct ProxyStatus {
   std::string id;
   std::string service;
@@ -167,6 +190,7 @@ struct ProxyStatus {
   std::string mode;      // "sotw" or "delta"
   absl::Time connected_since;
   std::vector<TypeStatus> types;  // in push order
+  OnDemandStatus on_demand;
 };
 
 // JSON renderings for the API (`meshctl proxy-status`, `meshctl proxy-config NODE`).
@@ -241,9 +265,24 @@ class AdsServer {
   std::string SidecarViewJson(const Stream& stream) const;
   std::string DiffJson(const Stream& stream) const;
   void RequestPush(Stream& stream, MonotonicTime changed_at);
+  // New lookup keys (or keys refused and owed their answer): `stream` is pushed on the next
+  // drain, ahead of the push queue and outside its slots; its first push answers them instead
+  // while its first subscriptions gather.
+  void RequestOnDemandPush(Stream& stream);
   void ScheduleDrain();
   void DrainQueue();
-  void Push(Stream& stream);
+  // `on_demand`: a push for lookup keys (RequestOnDemandPush): it takes no slot, leaves the
+  // stream's pending change to its own push and records no convergence.
+  void Push(Stream& stream, bool on_demand = false);
+  // A delta ServiceRoute subscription's lookup keys: each new one is checked (length, the
+  // stream's limit, its token bucket) and held, or answered missing on the next push; an
+  // unsubscribed one is forgotten. Returns whether a key was held or refused (an answer is owed).
+  bool UpdateKeys(Stream& stream, const xds::DeltaDiscoveryRequest& request);
+  // Lookup keys where none may be (`where`: another type, a state-of-the-world stream): counted
+  // malformed and logged, never held or answered.
+  void RefuseMisplacedKeys(Stream& stream,
+                           const google::protobuf::RepeatedPtrField<std::string>& names,
+                           absl::string_view where);
   void RecordAnswer(Stream& stream, TypeSubscription& sub, ResourceType type,
                     const std::string& nonce, const meshlet::xds::ErrorDetail* error);
   void OnPushMaybeDone(Stream& stream);
@@ -266,6 +305,10 @@ class AdsServer {
   uint64_t next_stream_id_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Stream>> streams_;
   std::deque<uint64_t> push_queue_;
+  // Streams with lookup keys to answer, drained before push_queue_.
+  std::deque<uint64_t> on_demand_queue_;
+  // Lookup keys held by all streams (meshlet_xds_on_demand_keys).
+  size_t on_demand_keys_ = 0;
   size_t pushes_in_flight_ = 0;
   bool drain_posted_ = false;
   uint64_t push_rounds_ = 0;

@@ -29,6 +29,12 @@
 
 namespace meshlet::controlplane::ads {
 
+// The results meshlet_xds_on_demand_lookups_total counts: KeyResult's (the generator's answers,
+// and the server's own refusals as kMalformed and kOverLimit), then a key refused by the stream's
+// token bucket.
+inline constexpr size_t kRateLimited = static_cast<size_t>(KeyResult::kOverLimit) + 1;
+inline constexpr size_t kLookupResults = kRateLimited + 1;
+
 struct AdsServer::Metrics {
   std::array<Counter, kResourceTypeCount> pushes;
   std::array<Counter, kResourceTypeCount> nacks;
@@ -45,6 +51,12 @@ struct AdsServer::Metrics {
   Gauge connected;
   Gauge queued;
   Histogram convergence;
+  // meshlet_xds_on_demand_lookups_total by result: KeyResult's, then kRateLimited.
+  std::array<Counter, kLookupResults> lookups;
+  Gauge on_demand_keys;
+  Histogram on_demand_answer;
+
+  Counter& lookup(KeyResult result) { return lookups[static_cast<size_t>(result)]; }
 
   explicit Metrics(StatsShard& shard);
 };
@@ -78,6 +90,12 @@ class AdsServer::Stream {
   uint64_t next_nonce = 0;
   bool served_types_sent = false;
   std::vector<std::string> warnings;
+  // Lookup keys (ADR 0086): refused ones owed their "missing" answer on the next push, whether
+  // the stream waits on the on-demand queue, and its token bucket (tokens at `key_tokens_at`).
+  std::vector<std::string> refused_keys;
+  bool on_demand_queued = false;
+  double key_tokens = 0;
+  std::optional<MonotonicTime> key_tokens_at;
   // Until it fires, subscriptions gather (initial_subscription_window).
   std::unique_ptr<event::Timer> first_push_timer;
   // The sidecar's own view (RequestConfigDump): the nonce last asked with, and the latest
@@ -87,6 +105,11 @@ class AdsServer::Stream {
   std::string dump_answer_nonce;
   std::string dump_received_at;
 
+  // The keys the ServiceRoute subscription holds, as the generator takes them (views into it).
+  std::vector<absl::string_view> LookupKeys() const {
+    const std::vector<std::string>& keys = of(ResourceType::kServiceRoute).keys();
+    return std::vector<absl::string_view>(keys.begin(), keys.end());
+  }
   TypeSubscription& of(ResourceType type) { return types[static_cast<size_t>(type)]; }
   const TypeSubscription& of(ResourceType type) const { return types[static_cast<size_t>(type)]; }
   std::string NextNonce() { return absl::StrCat(absl::Hex(id), "-", ++next_nonce); }

@@ -4,6 +4,9 @@
 
 #include "control-plane/xds/ads_server.h"
 
+#include <chrono>
+#include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -29,6 +32,7 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr auto kClusters = ResourceType::kCluster;
+constexpr auto kEndpoints = ResourceType::kEndpoint;
 constexpr auto kRoutes = ResourceType::kRoute;
 constexpr auto kServiceRoutes = ResourceType::kServiceRoute;
 constexpr auto kListeners = ResourceType::kListener;
@@ -138,6 +142,20 @@ struct DeltaClient {
     if (readiness) *request.mutable_readiness() = *readiness;
     call->SendProto(request);
   }
+  // A later request on the stream: subscribes to `subscribe` and unsubscribes `unsubscribe` of
+  // `type` (a type's first request with neither is a wildcard subscription).
+  void SubscribeMore(ResourceType type, std::vector<std::string> subscribe,
+                     std::vector<std::string> unsubscribe = {}) {
+    xds::DeltaDiscoveryRequest request;
+    request.set_type_url(std::string(TypeUrl(type)));
+    for (std::string& name : subscribe) request.add_resource_names_subscribe(std::move(name));
+    for (std::string& name : unsubscribe) request.add_resource_names_unsubscribe(std::move(name));
+    call->SendProto(request);
+  }
+  // Lookup keys subscribed (ADR 0086).
+  void Lookup(std::vector<std::string> keys) {
+    SubscribeMore(ResourceType::kServiceRoute, std::move(keys));
+  }
   void Ack(const xds::DeltaDiscoveryResponse& response) {
     xds::DeltaDiscoveryRequest request;
     request.set_type_url(response.type_url());
@@ -160,9 +178,25 @@ class AdsServerTest : public ::testing::Test {
     grpc_server_ = std::make_unique<http::grpc::Server>(loop_);
     ads_ = std::make_unique<AdsServer>(
         loop_, stats_,
-        [this](const GenerateRequest&) -> absl::StatusOr<NodeResourceSet> {
+        [this](const GenerateRequest& request) -> absl::StatusOr<NodeResourceSet> {
           ++generated_;
-          return resources_;
+          generated_keys_.clear();
+          for (absl::string_view key : request.keys) generated_keys_.emplace_back(key);
+          NodeResourceSet out = resources_;
+          // Lookups: a key of lookups_ finds its ServiceRoute and adds its Service's resources.
+          for (absl::string_view key : request.keys) {
+            KeyAnswer& answer = out.key_answers[std::string(key)];
+            auto found = lookups_.find(key);
+            if (found == lookups_.end()) continue;
+            answer = KeyAnswer{.result = KeyResult::kFound, .service_route = found->second};
+            const NodeResourceSet& service = services_.at(found->second);
+            for (ResourceType type : kPushOrder) {
+              for (const auto& [name, resource] : service.of(type)) {
+                out.of(type).emplace(name, resource);
+              }
+            }
+          }
+          return out;
         },
         options);
     ads_->SetObserver(&observer_);
@@ -241,9 +275,59 @@ class AdsServerTest : public ::testing::Test {
     return series == nullptr ? 0 : series->counter;
   }
 
+  // A Service that lookups may find: its cluster and load assignment `<service>`, its
+  // ServiceRoute `<service>.shop:80`, found by the key `host:<service>.shop`.
+  std::string AddService(const std::string& service) {
+    const std::string route = service + ".shop:80";
+    NodeResourceSet set;
+    set.Add(kClusters, service, Cluster(service));
+    xds::ClusterLoadAssignment endpoints;
+    endpoints.set_cluster_name(service);
+    set.Add(kEndpoints, service, endpoints);
+    xds::ServiceRoute service_route;
+    service_route.set_name(route);
+    service_route.set_route_config_name("outbound");
+    service_route.mutable_virtual_host()->set_name(route);
+    service_route.mutable_virtual_host()->add_domains(service + ".shop");
+    set.Add(kServiceRoutes, route, service_route);
+    services_[route] = std::move(set);
+    lookups_["host:" + service + ".shop"] = route;
+    return route;
+  }
+
+  // A delta client subscribed (wildcard) to clusters, endpoints and ServiceRoutes, its first push
+  // answered: its three responses ACKed.
+  DeltaClient& ReadyDeltaClient(const std::string& node_id) {
+    DeltaClient& client = NewDeltaClient();
+    client.Subscribe(kClusters, node_id);
+    client.SubscribeMore(kEndpoints, {});
+    client.SubscribeMore(kServiceRoutes, {"*"});
+    EXPECT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
+    for (const auto& response : client.responses) client.Ack(response);
+    EXPECT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+    return client;
+  }
+
+  const ProxyStatus* StatusOf(const std::string& id) {
+    statuses_ = ads_->ProxyStatuses();
+    for (const ProxyStatus& s : statuses_) {
+      if (s.id == id) return &s;
+    }
+    return nullptr;
+  }
+
+  uint64_t Lookups(const std::string& result) {
+    return Counter("meshlet_xds_on_demand_lookups_total", {{"result", result}});
+  }
+
   event::Loop loop_;
   StatsRegistry stats_;
   NodeResourceSet resources_;
+  // What lookups find: key → ServiceRoute name, ServiceRoute name → its Service's resources.
+  std::map<std::string, std::string, std::less<>> lookups_;
+  std::map<std::string, NodeResourceSet> services_;
+  // The keys of the last GenerateRequest.
+  std::vector<std::string> generated_keys_;
   int generated_ = 0;
   RecordingObserver observer_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
@@ -991,6 +1075,275 @@ TEST_F(AdsServerTest, DeltaReadinessReportsLeaveSubscriptionsAlone) {
   ASSERT_TRUE(RunUntil([&] { return observer_.events.size() == 4; }));
   EXPECT_EQ(observer_.events.back(),
             "not ready node-d: " + std::string(ProxyObserver::kMaxReadinessReason, 'x'));
+}
+
+// --- Lookups on the delta ServiceRoute subscription (ADR 0086) ---
+
+std::vector<std::string> Aliases(const xds::Resource& resource) {
+  return std::vector<std::string>(resource.aliases().begin(), resource.aliases().end());
+}
+std::vector<std::string> Removed(const xds::DeltaDiscoveryResponse& response) {
+  return std::vector<std::string>(response.removed_resources().begin(),
+                                  response.removed_resources().end());
+}
+
+// A key is answered in one push on the loop turn after its request, with no debounce: the found
+// Service's cluster, then its load assignment, then its ServiceRoute carrying the key as an
+// alias. The push takes no slot.
+TEST_F(AdsServerTest, KeyAnsweredInOnePushWithinTheTurn) {
+  StartServer(
+      {.debounce_quiet = std::chrono::seconds(10), .debounce_max_delay = std::chrono::seconds(10)});
+  SetResources({Cluster("local")}, {}, {});
+  const std::string route = AddService("reviews");
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  const int generated_before = generated_;
+  const auto sent_at = std::chrono::steady_clock::now();
+  client.Lookup({"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 6; }));
+  const auto wall = std::chrono::steady_clock::now() - sent_at;
+  EXPECT_EQ(generated_ - generated_before, 1);
+  EXPECT_EQ(generated_keys_, std::vector<std::string>{"host:reviews.shop"});
+  ASSERT_EQ(client.responses[3].type_url(), TypeUrl(kClusters));
+  ASSERT_EQ(client.responses[3].resources_size(), 1);
+  EXPECT_EQ(client.responses[3].resources(0).name(), "reviews");
+  EXPECT_EQ(client.responses[3].resources(0).aliases_size(), 0);
+  ASSERT_EQ(client.responses[4].type_url(), TypeUrl(kEndpoints));
+  ASSERT_EQ(client.responses[4].resources_size(), 1);
+  EXPECT_EQ(client.responses[4].resources(0).name(), "reviews");
+  ASSERT_EQ(client.responses[5].type_url(), TypeUrl(kServiceRoutes));
+  ASSERT_EQ(client.responses[5].resources_size(), 1);
+  EXPECT_EQ(client.responses[5].resources(0).name(), route);
+  EXPECT_EQ(Aliases(client.responses[5].resources(0)),
+            std::vector<std::string>{"host:reviews.shop"});
+  EXPECT_EQ(ads_->pushes_in_flight(), 0u);
+  EXPECT_EQ(Lookups("found"), 1u);
+  const ProxyStatus* status = StatusOf("node-d");
+  ASSERT_NE(status, nullptr);
+  EXPECT_EQ(status->on_demand.keys, 1u);
+  EXPECT_EQ(status->on_demand.found, 1u);
+  EXPECT_EQ(status->on_demand.missing, 0u);
+  EXPECT_NE(ProxyStatusJson(statuses_).find(R"("onDemand":{"keys":1,"found":1,"missing":0})"),
+            std::string::npos);
+  StatsSnapshot snapshot = stats_.Snapshot();
+  const SeriesSnapshot* answer = snapshot.Find("meshlet_xds_on_demand_answer_seconds", {});
+  ASSERT_NE(answer, nullptr);
+  EXPECT_EQ(answer->histogram.count(), 1u);
+  std::cout << "key answered: " << answer->histogram.sum()
+            << " us by the server (request read to answer handed to the stream), "
+            << std::chrono::duration_cast<std::chrono::microseconds>(wall).count()
+            << " us by the client (request sent to the three responses read)\n";
+  // Answered once: a change round that changes nothing for the node sends nothing more.
+  ads_->NotifyChanged();
+  RunFor(milliseconds(200));
+  EXPECT_EQ(client.responses.size(), 6u);
+}
+
+// A key nothing answers is named in the ServiceRoute response's removed_resources, although the
+// type's version is unchanged; it is answered once.
+TEST_F(AdsServerTest, UnknownKeyAnsweredInRemovedResources) {
+  StartServer({.debounce_quiet = milliseconds(10)});
+  SetResources({Cluster("local")}, {}, {});
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  client.Lookup({"host:nothing.shop", "addr:10.0.0.9:80"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 4; }));
+  ASSERT_EQ(client.responses[3].type_url(), TypeUrl(kServiceRoutes));
+  EXPECT_EQ(client.responses[3].resources_size(), 0);
+  EXPECT_EQ(Removed(client.responses[3]),
+            (std::vector<std::string>{"host:nothing.shop", "addr:10.0.0.9:80"}));
+  EXPECT_EQ(Lookups("not_found"), 2u);
+  EXPECT_EQ(StatusOf("node-d")->on_demand.missing, 2u);
+  client.Ack(client.responses[3]);
+  ads_->NotifyChanged();
+  RunFor(milliseconds(200));
+  EXPECT_EQ(client.responses.size(), 4u);
+  EXPECT_EQ(Lookups("not_found"), 2u);
+}
+
+// Keys past the stream's limit or its rate, and keys too long to be keys, are answered missing
+// and not held (the generator never sees them).
+TEST_F(AdsServerTest, KeysPastTheLimitAndRate) {
+  StartServer({.on_demand_max_keys = 3, .on_demand_rate = 1, .on_demand_burst = 3});
+  SetResources({Cluster("local")}, {}, {});
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  const std::string too_long = "host:" + std::string(xds::kMaxLookupKeyBytes, 'a');
+  client.Lookup({"host:a", "host:b", "host:c", "host:d", too_long});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 4; }));
+  EXPECT_EQ(Removed(client.responses[3]),
+            (std::vector<std::string>{"host:d", too_long, "host:a", "host:b", "host:c"}));
+  EXPECT_EQ(Lookups("over_limit"), 1u);
+  EXPECT_EQ(Lookups("malformed"), 1u);
+  EXPECT_EQ(Lookups("not_found"), 3u);
+  EXPECT_EQ(generated_keys_, (std::vector<std::string>{"host:a", "host:b", "host:c"}));
+  // One key goes: there is room again, but the bucket (3 at once, 1 a second) is empty.
+  client.SubscribeMore(kServiceRoutes, {"host:e"}, {"host:a"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 5; }));
+  EXPECT_EQ(Removed(client.responses[4]), std::vector<std::string>{"host:e"});
+  EXPECT_EQ(Lookups("rate_limited"), 1u);
+  EXPECT_EQ(generated_keys_, (std::vector<std::string>{"host:b", "host:c"}));
+  EXPECT_EQ(StatusOf("node-d")->on_demand.keys, 2u);
+  StatsSnapshot snapshot = stats_.Snapshot();
+  ASSERT_NE(snapshot.Find("meshlet_xds_on_demand_keys", {}), nullptr);
+  EXPECT_EQ(snapshot.Find("meshlet_xds_on_demand_keys", {})->gauge, 2);
+  client.call->Cancel();
+  ASSERT_TRUE(RunUntil([&] { return ads_->connected_proxies() == 0; }));
+  snapshot = stats_.Snapshot();
+  EXPECT_EQ(snapshot.Find("meshlet_xds_on_demand_keys", {})->gauge, 0);
+}
+
+// Lookups jump the push queue and need no slot: a node whose push awaits its answers, with
+// another node queued behind it, gets its key answered at once.
+TEST_F(AdsServerTest, AnswerNotDelayedByAPushInFlightOrTheQueue) {
+  StartServer({.max_concurrent_pushes = 1});
+  SetResources({Cluster("local")}, {}, {});
+  AddService("reviews");
+  DeltaClient& busy = NewDeltaClient();
+  busy.Subscribe(kClusters, "node-busy");
+  busy.SubscribeMore(kServiceRoutes, {"*"});
+  ASSERT_TRUE(RunUntil([&] { return busy.responses.size() == 2; }));  // not answered
+  DeltaClient& waiting = NewDeltaClient();
+  waiting.Subscribe(kClusters, "node-waiting");
+  ASSERT_TRUE(RunUntil([&] { return ads_->queued_pushes() == 1; }));
+  ASSERT_EQ(ads_->pushes_in_flight(), 1u);
+
+  busy.Lookup({"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] { return busy.responses.size() == 4; }));
+  EXPECT_EQ(busy.responses[2].type_url(), TypeUrl(kClusters));
+  ASSERT_EQ(busy.responses[3].resources_size(), 1);
+  EXPECT_EQ(Aliases(busy.responses[3].resources(0)), std::vector<std::string>{"host:reviews.shop"});
+  EXPECT_EQ(ads_->pushes_in_flight(), 1u);
+  EXPECT_EQ(ads_->queued_pushes(), 1u);
+  EXPECT_TRUE(waiting.responses.empty());
+  // The busy node's push ends once it answers everything, the lookup's responses too.
+  for (const auto& response : busy.responses) busy.Ack(response);
+  ASSERT_TRUE(RunUntil([&] { return waiting.responses.size() == 1; }));
+}
+
+// A key answered missing is answered again when a Service created later answers it, and missing
+// again when that Service goes.
+TEST_F(AdsServerTest, ServiceCreatedLaterIsPushedToItsKey) {
+  StartServer({.debounce_quiet = milliseconds(10)});
+  SetResources({Cluster("local")}, {}, {});
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  client.Lookup({"host:ratings.shop"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 4; }));
+  EXPECT_EQ(Removed(client.responses[3]), std::vector<std::string>{"host:ratings.shop"});
+  client.Ack(client.responses[3]);
+
+  const std::string route = AddService("ratings");
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 7; }));
+  EXPECT_EQ(client.responses[4].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(client.responses[5].type_url(), TypeUrl(kEndpoints));
+  ASSERT_EQ(client.responses[6].resources_size(), 1);
+  EXPECT_EQ(client.responses[6].resources(0).name(), route);
+  EXPECT_EQ(Aliases(client.responses[6].resources(0)),
+            std::vector<std::string>{"host:ratings.shop"});
+  EXPECT_EQ(StatusOf("node-d")->on_demand.found, 1u);
+  for (size_t i = 4; i < 7; ++i) client.Ack(client.responses[i]);
+  ASSERT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+
+  // The Service goes: its ServiceRoute and the key leave together, then (pass 2) what it named.
+  lookups_.clear();
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 10; }));
+  EXPECT_EQ(client.responses[7].type_url(), TypeUrl(kServiceRoutes));
+  EXPECT_EQ(Removed(client.responses[7]), (std::vector<std::string>{route, "host:ratings.shop"}));
+  EXPECT_EQ(client.responses[8].type_url(), TypeUrl(kEndpoints));
+  EXPECT_EQ(client.responses[9].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(StatusOf("node-d")->on_demand.missing, 1u);
+  EXPECT_EQ(Lookups("found"), 1u);
+  EXPECT_EQ(Lookups("not_found"), 2u);
+}
+
+// An unsubscribed key is forgotten: no longer generated for, and answered afresh when subscribed
+// again.
+TEST_F(AdsServerTest, UnsubscribedKeyIsForgotten) {
+  StartServer();
+  SetResources({Cluster("local")}, {}, {});
+  const std::string route = AddService("reviews");
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  client.Lookup({"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 6; }));
+  for (size_t i = 3; i < 6; ++i) client.Ack(client.responses[i]);
+
+  client.SubscribeMore(kServiceRoutes, {}, {"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] {
+    return client.responses.size() == 9 && client.responses[6].removed_resources_size() == 1;
+  }));
+  EXPECT_TRUE(generated_keys_.empty());
+  EXPECT_EQ(client.responses[6].type_url(), TypeUrl(kServiceRoutes));
+  EXPECT_EQ(Removed(client.responses[6]), std::vector<std::string>{route});
+  EXPECT_EQ(StatusOf("node-d")->on_demand.keys, 0u);
+  for (size_t i = 6; i < 9; ++i) client.Ack(client.responses[i]);
+  ASSERT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+
+  client.Lookup({"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 12; }));
+  ASSERT_EQ(client.responses[11].resources_size(), 1);
+  EXPECT_EQ(Aliases(client.responses[11].resources(0)),
+            std::vector<std::string>{"host:reviews.shop"});
+  EXPECT_EQ(Lookups("found"), 2u);
+}
+
+// A sidecar reconnecting with keys and the ServiceRoute answering them: its first push answers
+// the key (the ServiceRoute re-sent with its alias although the sidecar holds that version) and
+// nothing else changes.
+TEST_F(AdsServerTest, ReconnectWithKeysGetsThemInTheFirstPush) {
+  StartServer();
+  SetResources({Cluster("local")}, {}, {});
+  const std::string route = AddService("reviews");
+  DeltaClient& client = NewDeltaClient();
+  xds::DeltaDiscoveryRequest request;
+  request.mutable_node()->set_id("node-d");
+  request.set_type_url(std::string(TypeUrl(kServiceRoutes)));
+  request.add_resource_names_subscribe("*");
+  request.add_resource_names_subscribe("host:reviews.shop");
+  (*request.mutable_initial_resource_versions())[route] =
+      services_.at(route).of(kServiceRoutes).at(route)->version;
+  client.call->SendProto(request);
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  RunFor(milliseconds(200));
+  EXPECT_EQ(generated_, 1);
+  ASSERT_EQ(client.responses.size(), 1u);
+  EXPECT_EQ(client.responses[0].type_url(), TypeUrl(kServiceRoutes));
+  ASSERT_EQ(client.responses[0].resources_size(), 1);
+  EXPECT_EQ(client.responses[0].resources(0).name(), route);
+  EXPECT_EQ(Aliases(client.responses[0].resources(0)),
+            std::vector<std::string>{"host:reviews.shop"});
+  EXPECT_EQ(client.responses[0].removed_resources_size(), 0);
+}
+
+// Keys belong to a delta ServiceRoute subscription: on a state-of-the-world stream or another
+// type they are counted malformed and neither held nor passed to the generator.
+TEST_F(AdsServerTest, KeysOnAStateOfTheWorldStreamAreRefused) {
+  StartServer();
+  SetResources({Cluster("local")}, {}, {});
+  AddService("reviews");
+  SotwClient& sotw = NewClient();
+  xds::DiscoveryRequest request;
+  request.mutable_node()->set_id("node-s");
+  request.set_type_url(std::string(TypeUrl(kServiceRoutes)));
+  request.add_resource_names("host:reviews.shop");
+  sotw.call->SendProto(request);
+  ASSERT_TRUE(RunUntil([&] { return sotw.responses.size() == 1; }));
+  EXPECT_EQ(sotw.responses[0].resources_size(), 0);
+  EXPECT_TRUE(generated_keys_.empty());
+  // The same list repeated with the ACK is not counted again.
+  request.clear_node();
+  request.set_response_nonce(sotw.responses[0].nonce());
+  request.set_version_info(sotw.responses[0].version_info());
+  sotw.call->SendProto(request);
+
+  DeltaClient& delta = NewDeltaClient();
+  delta.Subscribe(kClusters, "node-d");
+  delta.SubscribeMore(kClusters, {"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] { return delta.responses.size() == 1; }));
+  RunFor(milliseconds(100));
+  EXPECT_EQ(delta.responses.size(), 1u);
+  EXPECT_TRUE(generated_keys_.empty());
+  EXPECT_EQ(Lookups("malformed"), 2u);
+  EXPECT_EQ(StatusOf("node-s")->on_demand.keys, 0u);
+  EXPECT_EQ(StatusOf("node-d")->on_demand.keys, 0u);
 }
 
 }  // namespace

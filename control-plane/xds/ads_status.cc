@@ -77,6 +77,13 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     status.identity = stream->grant.identity;
     status.mode = stream->delta ? "delta" : "sotw";
     status.connected_since = stream->connected_since;
+    const TypeSubscription& lookups = stream->of(ResourceType::kServiceRoute);
+    status.on_demand.keys = lookups.keys().size();
+    for (const std::string& key : lookups.keys()) {
+      const std::string* answer = lookups.LastAnswer(key);
+      if (answer == nullptr) continue;
+      ++(answer->empty() ? status.on_demand.missing : status.on_demand.found);
+    }
     for (ResourceType type : kPushOrder) {
       const TypeSubscription& sub = stream->of(type);
       TypeStatus t;
@@ -189,8 +196,8 @@ std::string AdsServer::SidecarViewJson(const Stream& stream) const {
 // as the next push would) and what the sidecar reported it runs: per type, the versions and the
 // resources present on one side only or with different contents. Types that agree are left out.
 std::string AdsServer::DiffJson(const Stream& stream) const {
-  absl::StatusOr<NodeResourceSet> wanted =
-      generator_(GenerateRequest{.node = stream.node, .delta = stream.delta});
+  absl::StatusOr<NodeResourceSet> wanted = generator_(
+      GenerateRequest{.node = stream.node, .delta = stream.delta, .keys = stream.LookupKeys()});
   std::string out = "[";
   bool first_type = true;
   for (ResourceType type : kPushOrder) {
@@ -373,6 +380,9 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     AppendJsonString(&out, status.mode);
     out += ",\"connected_since\":";
     AppendJsonString(&out, Rfc3339Text(status.connected_since));
+    absl::StrAppend(&out, ",\"onDemand\":{\"keys\":", status.on_demand.keys,
+                    ",\"found\":", status.on_demand.found,
+                    ",\"missing\":", status.on_demand.missing, "}");
     out += ",\"types\":[";
     bool first_type = true;
     for (const TypeStatus& type : status.types) {

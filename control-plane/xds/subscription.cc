@@ -1,5 +1,9 @@
 #include "control-plane/xds/subscription.h"
 
+#include <algorithm>
+
+#include "xds/protocol.h"
+
 namespace meshlet::controlplane::ads {
 
 void TypeSubscription::Subscribe(const std::vector<std::string>& names) {
@@ -9,7 +13,7 @@ void TypeSubscription::Subscribe(const std::vector<std::string>& names) {
   for (const std::string& name : names) {
     if (name == "*") {
       wildcard_ = true;
-    } else {
+    } else if (!xds::IsLookupKey(name)) {
       names_.insert(name);
     }
   }
@@ -23,14 +27,14 @@ void TypeSubscription::UpdateDeltaSubscription(const std::vector<std::string>& s
   for (const std::string& name : subscribe) {
     if (name == "*") {
       wildcard_ = true;
-    } else {
+    } else if (!xds::IsLookupKey(name)) {
       names_.insert(name);
     }
   }
   for (const std::string& name : unsubscribe) {
     if (name == "*") {
       wildcard_ = false;
-    } else {
+    } else if (!xds::IsLookupKey(name)) {
       names_.erase(name);
     }
   }
@@ -48,6 +52,34 @@ ResourceMap TypeSubscription::Filter(const ResourceMap& all) const {
     if (names_.contains(name)) out.emplace(name, resource);
   }
   return out;
+}
+
+bool TypeSubscription::AddKey(absl::string_view key, MonotonicTime asked_at) {
+  auto [it, added] = answered_.try_emplace(key, KeyState{.asked_at = asked_at});
+  if (added) keys_.emplace_back(key);
+  return added;
+}
+
+bool TypeSubscription::RemoveKey(absl::string_view key) {
+  if (answered_.erase(key) == 0) return false;
+  keys_.erase(std::find(keys_.begin(), keys_.end(), key));
+  return true;
+}
+
+const std::string* TypeSubscription::LastAnswer(absl::string_view key) const {
+  auto it = answered_.find(key);
+  if (it == answered_.end() || !it->second.answer.has_value()) return nullptr;
+  return &*it->second.answer;
+}
+
+std::optional<MonotonicTime> TypeSubscription::RecordKeyAnswer(absl::string_view key,
+                                                               std::string answer) {
+  auto it = answered_.find(key);
+  if (it == answered_.end()) return std::nullopt;
+  const bool first = !it->second.answer.has_value();
+  it->second.answer = std::move(answer);
+  if (!first) return std::nullopt;
+  return it->second.asked_at;
 }
 
 void TypeSubscription::RecordSent(std::string nonce, std::string version, ResourceMap state_after,
@@ -153,7 +185,7 @@ bool TypeSubscription::SameNames(const std::vector<std::string>& names) const {
   for (const std::string& name : names) {
     if (name == "*") {
       wildcard = true;
-    } else {
+    } else if (!xds::IsLookupKey(name)) {
       set.insert(name);
     }
   }

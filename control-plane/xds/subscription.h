@@ -14,6 +14,13 @@
 // a resource the sidecar cannot apply is not pushed in a loop; the next different version goes
 // out normally. After a NACK the sidecar still runs its last ACKed state, so later diffs (delta)
 // are computed against that.
+//
+// Lookup keys (ADR 0086, xds/protocol.h): a delta stream's ServiceRoute subscription may name
+// keys ("addr:...", "host:...") beside resource names. They are never names: the stream adds
+// the ones it accepts with AddKey (it checks type, stream kind and limits first), Subscribe and
+// UpdateDeltaSubscription skip them. Keys are held in the order first subscribed, each with the
+// answer last sent for it (the ServiceRoute answering it, or "" for missing), so a key is
+// answered once and again only when its answer changes.
 
 #include <cstdint>
 #include <deque>
@@ -22,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
@@ -47,17 +55,35 @@ class TypeSubscription {
   static constexpr size_t kMaxOutstanding = 64;
 
   // Subscribes to `names` (empty: every resource of the type, "wildcard"). Replaces an earlier
-  // subscription's names.
+  // subscription's names. Lookup keys among them are skipped (a state-of-the-world stream holds
+  // none).
   void Subscribe(const std::vector<std::string>& names);
-  // Delta: adds and removes names ("*" means wildcard).
+  // Delta: adds and removes names ("*" means wildcard). Lookup keys among them are skipped
+  // (AddKey, RemoveKey).
   void UpdateDeltaSubscription(const std::vector<std::string>& subscribe,
                                const std::vector<std::string>& unsubscribe);
   bool subscribed() const { return subscribed_; }
   bool wildcard() const { return wildcard_; }
   // Whether `name` is among what the sidecar asked for.
   bool Wants(absl::string_view name) const;
-  // `all` restricted to what the sidecar asked for.
+  // `all` restricted to the names the sidecar asked for (keys play no part: the generator
+  // answers them, and the push adds the ServiceRoutes answering them).
   ResourceMap Filter(const ResourceMap& all) const;
+
+  // Holds `key` (a lookup key the stream accepted), asked at `asked_at`. False when it is held
+  // already (its place and answer stay).
+  bool AddKey(absl::string_view key, MonotonicTime asked_at);
+  // Forgets `key` and the answer sent for it. False when it was not held.
+  bool RemoveKey(absl::string_view key);
+  bool HasKey(absl::string_view key) const { return answered_.contains(key); }
+  // The keys held, in the order first subscribed.
+  const std::vector<std::string>& keys() const { return keys_; }
+  // The answer last sent for `key`: the ServiceRoute's name, "" for missing; null when none was
+  // sent yet (or the key is not held).
+  const std::string* LastAnswer(absl::string_view key) const;
+  // Records `answer` sent for the held `key`. Returns when the key was asked if this is its first
+  // answer (for the answer-time histogram), nullopt otherwise.
+  std::optional<MonotonicTime> RecordKeyAnswer(absl::string_view key, std::string answer);
 
   // Records a response going out: its nonce, version, and the resources the sidecar holds once it
   // applies it. `changed_at` is when the change it carries happened (for convergence time).
@@ -133,6 +159,13 @@ class TypeSubscription {
   bool subscribed_ = false;
   bool wildcard_ = false;
   absl::flat_hash_set<std::string> names_;
+
+  struct KeyState {
+    std::optional<std::string> answer;  // last sent; nullopt: not answered yet
+    MonotonicTime asked_at{};
+  };
+  std::vector<std::string> keys_;
+  absl::flat_hash_map<std::string, KeyState> answered_;
 
   std::deque<Sent> outstanding_;
   // Immutable once recorded (never null).

@@ -212,5 +212,59 @@ TEST(TypeSubscriptionTest, OutstandingResponsesAreBounded) {
             TypeSubscription::Answer::kAck);
 }
 
+// Lookup keys are never names: held apart in first-subscribed order, deduplicated, each with the
+// answer last sent, forgotten with their answer when unsubscribed.
+TEST(TypeSubscriptionTest, LookupKeysAreHeldApartFromNames) {
+  TypeSubscription sub;
+  sub.UpdateDeltaSubscription({"a", "host:reviews"}, {});
+  EXPECT_FALSE(sub.wildcard());
+  EXPECT_TRUE(sub.Wants("a"));
+  EXPECT_FALSE(sub.Wants("host:reviews"));
+  EXPECT_TRUE(sub.keys().empty());  // the stream decides which keys it holds
+  const MonotonicTime t1 = MonotonicTime{} + std::chrono::seconds(1);
+  const MonotonicTime t2 = MonotonicTime{} + std::chrono::seconds(2);
+  EXPECT_TRUE(sub.AddKey("host:reviews", t1));
+  EXPECT_TRUE(sub.AddKey("addr:10.0.0.1:80", t2));
+  EXPECT_FALSE(sub.AddKey("host:reviews", t2));
+  EXPECT_EQ(sub.keys(), (std::vector<std::string>{"host:reviews", "addr:10.0.0.1:80"}));
+  // Filter keeps the names asked for; keys play no part.
+  ResourceMap all = Clusters({{"a", 1}, {"b", 1}});
+  all.emplace("host:reviews", all.at("b"));
+  ResourceMap filtered = sub.Filter(all);
+  EXPECT_EQ(filtered.size(), 1u);
+  EXPECT_TRUE(filtered.contains("a"));
+
+  EXPECT_EQ(sub.LastAnswer("host:reviews"), nullptr);
+  EXPECT_EQ(sub.RecordKeyAnswer("host:reviews", "reviews.shop:80"), t1);  // first: asked at t1
+  EXPECT_EQ(sub.RecordKeyAnswer("host:reviews", ""), std::nullopt);
+  ASSERT_NE(sub.LastAnswer("host:reviews"), nullptr);
+  EXPECT_EQ(*sub.LastAnswer("host:reviews"), "");
+  EXPECT_EQ(sub.RecordKeyAnswer("host:unknown", ""), std::nullopt);  // not held: ignored
+  EXPECT_FALSE(sub.HasKey("host:unknown"));
+
+  // Unsubscribing a key as a name changes nothing; RemoveKey forgets it and its answer.
+  sub.UpdateDeltaSubscription({}, {"host:reviews"});
+  EXPECT_TRUE(sub.HasKey("host:reviews"));
+  EXPECT_TRUE(sub.RemoveKey("host:reviews"));
+  EXPECT_FALSE(sub.RemoveKey("host:reviews"));
+  EXPECT_EQ(sub.keys(), std::vector<std::string>{"addr:10.0.0.1:80"});
+  EXPECT_TRUE(sub.AddKey("host:reviews", t2));
+  EXPECT_EQ(sub.LastAnswer("host:reviews"), nullptr);
+  EXPECT_EQ(sub.keys(), (std::vector<std::string>{"addr:10.0.0.1:80", "host:reviews"}));
+}
+
+// A state-of-the-world list naming only keys subscribes to nothing (not the wildcard), and the
+// same list repeated is the same subscription.
+TEST(TypeSubscriptionTest, StateOfTheWorldKeysAreNotNames) {
+  TypeSubscription sub;
+  sub.Subscribe({"host:reviews"});
+  EXPECT_TRUE(sub.subscribed());
+  EXPECT_FALSE(sub.wildcard());
+  EXPECT_FALSE(sub.Wants("host:reviews"));
+  EXPECT_TRUE(sub.Filter(Clusters({{"a", 1}})).empty());
+  EXPECT_TRUE(sub.keys().empty());
+  EXPECT_TRUE(sub.SameNames({"host:reviews"}));
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::ads

@@ -51,6 +51,14 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
           "--xds-max-resource-bytes", "N", &options.translate.max_resource_bytes,
           "the largest ServiceRoute sent; a larger one (its Service port's routes) is replaced by "
           "one answering 503 and counted (default 1048576; 0: no limit)"),
+      flags::IntFlag<size_t>(
+          "--xds-on-demand-max-keys", "N", &options.ads.on_demand_max_keys,
+          "lookup keys one sidecar stream may hold; more are answered missing (default 4096)"),
+      flags::IntFlag<size_t>("--xds-on-demand-rate", "N", &options.ads.on_demand_rate,
+                             "new lookup keys a sidecar stream may send per second; more are "
+                             "answered missing (default 100)"),
+      flags::IntFlag<size_t>("--xds-on-demand-burst", "N", &options.ads.on_demand_burst,
+                             "new lookup keys a sidecar stream may send at once (default 500)"),
       flags::NonNegativeDurationFlag("--xds-debounce", &options.ads.debounce_quiet,
                                      "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",

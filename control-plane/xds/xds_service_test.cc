@@ -16,7 +16,10 @@
 #include "common/tls/tls_transport.h"
 #include "control-plane/server/control_plane.h"
 #include "gtest/gtest.h"
+#include "xds/capabilities.h"
+#include "xds/discovery.pb.h"
 #include "xds/node.pb.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
@@ -41,7 +44,10 @@ TEST(XdsFlagsTest, EveryFlag) {
                                    "--xds-keepalive-interval=2s",
                                    "--xds-keepalive-timeout",
                                    "500ms",
-                                   "--xds-listen-host=127.0.0.1"};
+                                   "--xds-listen-host=127.0.0.1",
+                                   "--xds-on-demand-max-keys=64",
+                                   "--xds-on-demand-rate=10",
+                                   "--xds-on-demand-burst=20"};
   absl::StatusOr<XdsServiceOptions> options = ParseXdsFlags(args);
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->address, "127.0.0.1:15012");
@@ -54,6 +60,9 @@ TEST(XdsFlagsTest, EveryFlag) {
   EXPECT_EQ(options->translate.listen_host, "127.0.0.1");
   EXPECT_EQ(options->keepalive_interval, std::chrono::seconds(2));
   EXPECT_EQ(options->keepalive_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(options->ads.on_demand_max_keys, 64u);
+  EXPECT_EQ(options->ads.on_demand_rate, 10u);
+  EXPECT_EQ(options->ads.on_demand_burst, 20u);
 }
 
 TEST(XdsFlagsTest, SelfIssuedUnlessTlsFilesOrPlaintextAreGiven) {
@@ -84,6 +93,7 @@ TEST(XdsFlagsTest, ErrorsNameTheFlag) {
            {{"--xds-plaintext=maybe"}, "--xds-plaintext=\"maybe\""},
            {{"--xds-max-concurrent-pushes=0"}, "--xds-max-concurrent-pushes"},
            {{"--xds-debounce=soon"}, "--xds-debounce"},
+           {{"--xds-on-demand-burst=0"}, "--xds-on-demand-burst=\"0\": must be a positive integer"},
            {{"--xds-keepalive-interval=-1s"}, "--xds-keepalive-interval"},
            {{"--xds-keepalive-timeout=0s"},
             "--xds-keepalive-timeout=\"0s\": must be a positive duration"},
@@ -315,6 +325,59 @@ TEST(XdsServiceTest, PolicyWritesAreAppliedWithoutReadingTheWholeStoreAgain) {
   EXPECT_EQ(seen->traffic_policies.size(), static_cast<size_t>(kWrites));
   EXPECT_EQ(counter("meshlet_cp_policy_reloads_total", {{"result", "ok"}}), 1u);
   EXPECT_EQ(counter("meshlet_cp_policy_changes_applied_total", {}), static_cast<uint64_t>(kWrites));
+  std::filesystem::remove_all(options.data_dir);
+}
+
+// A lookup key subscribed on a delta stream goes through the ADS server to the translator and
+// back on the wire: named in the ServiceRoute response's removed_resources when nothing answers
+// it, and shown in proxy-status.
+TEST(XdsServiceTest, LookupKeysOnTheDeltaStreamAreAnswered) {
+  ControlPlaneOptions options;
+  options.data_dir = ::testing::TempDir() + "/xds_service_test_lookups";
+  std::filesystem::remove_all(options.data_dir);
+  options.api_address = "127.0.0.1:0";
+  ControlPlane control_plane(options);
+  ASSERT_TRUE(control_plane.Init().ok());
+  XdsServiceOptions xds_options;
+  xds_options.address = "127.0.0.1:0";
+  xds_options.plaintext = true;
+  XdsService service(control_plane, xds_options);
+  ASSERT_TRUE(service.Start().ok());
+  event::Loop& loop = control_plane.loop();
+  {
+    http::grpc::Channel channel(loop, service.address());
+    std::shared_ptr<http::grpc::ClientCall> call = channel.StartCall(xds::kDeltaMethod);
+    std::vector<xds::DeltaDiscoveryResponse> responses;
+    call->OnProtoMessage<xds::DeltaDiscoveryResponse>(
+        [&](xds::DeltaDiscoveryResponse r) { responses.push_back(std::move(r)); });
+    xds::DeltaDiscoveryRequest request;
+    request.mutable_node()->set_id("reviews-0");
+    request.mutable_node()->set_service("reviews");
+    request.mutable_node()->add_addresses("10.0.0.7");
+    for (const std::string& name : xds::CapabilitySet::All().Names()) {
+      request.mutable_node()->add_capabilities(name);
+    }
+    request.set_type_url(std::string(TypeUrl(ResourceType::kServiceRoute)));
+    request.add_resource_names_subscribe("*");
+    request.add_resource_names_subscribe("host:nothing.default");
+    call->SendProto(request);
+    ASSERT_TRUE(loop.RunUntil(
+        [&] {
+          for (const auto& response : responses) {
+            for (const std::string& removed : response.removed_resources()) {
+              if (removed == "host:nothing.default") return true;
+            }
+          }
+          return false;
+        },
+        std::chrono::seconds(10)));
+    const std::vector<ProxyStatus> statuses = service.ads()->ProxyStatuses();
+    ASSERT_EQ(statuses.size(), 1u);
+    EXPECT_EQ(statuses[0].on_demand.keys, 1u);
+    EXPECT_EQ(statuses[0].on_demand.missing, 1u);
+    call->Cancel();
+    loop.RunUntil([&] { return service.ads()->connected_proxies() == 0; }, std::chrono::seconds(5));
+  }
   std::filesystem::remove_all(options.data_dir);
 }
 
