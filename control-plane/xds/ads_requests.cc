@@ -85,7 +85,7 @@ void AdsServer::OnDeltaRequest(Stream& stream, const xds::DeltaDiscoveryRequest&
     keys_owed = UpdateKeys(stream, request);
   } else {
     RefuseMisplacedKeys(stream, request.resource_names_subscribe(),
-                        absl::StrCat("type ", TypeLabel(*type)));
+                        "a delta subscription of another type");
   }
   auto only_new_keys = [&] {
     if (first || !request.resource_names_unsubscribe().empty()) return false;
@@ -128,12 +128,11 @@ bool AdsServer::UpdateKeys(Stream& stream, const xds::DeltaDiscoveryRequest& req
   // The answer-time histogram measures within a loop turn or two: the exact time, not the loop's
   // (cached per turn, millisecond resolution).
   const MonotonicTime arrived = std::chrono::steady_clock::now();
-  auto refuse = [&](const std::string& key, KeyResult result, size_t counter) {
-    metrics_->lookups[counter].Inc();
+  auto refuse = [&](const std::string& key, size_t result) {
+    metrics_->lookups[result].Inc();
     LOG_EVERY_N_SEC(WARN, 1) << "xds: " << stream.node.id() << ": lookup key \""
                              << absl::CEscape(absl::string_view(key).substr(0, 64))
-                             << "\" answered missing: "
-                             << (counter == kRateLimited ? "rate_limited" : KeyResultName(result));
+                             << "\" answered missing: " << LookupResultName(result);
     // Owed its answer on the next push; past the stream's key limit it is counted only.
     if (stream.refused_keys.size() < options_.on_demand_max_keys) {
       stream.refused_keys.push_back(key);
@@ -143,11 +142,11 @@ bool AdsServer::UpdateKeys(Stream& stream, const xds::DeltaDiscoveryRequest& req
   for (const std::string& key : request.resource_names_subscribe()) {
     if (!xds::IsLookupKey(key) || sub.HasKey(key)) continue;
     if (key.size() > xds::kMaxLookupKeyBytes) {
-      refuse(key, KeyResult::kMalformed, static_cast<size_t>(KeyResult::kMalformed));
+      refuse(key, static_cast<size_t>(KeyResult::kMalformed));
       continue;
     }
     if (sub.keys().size() >= options_.on_demand_max_keys) {
-      refuse(key, KeyResult::kOverLimit, static_cast<size_t>(KeyResult::kOverLimit));
+      refuse(key, static_cast<size_t>(KeyResult::kOverLimit));
       continue;
     }
     // The token bucket: refilled at on_demand_rate a second up to on_demand_burst.
@@ -162,7 +161,7 @@ bool AdsServer::UpdateKeys(Stream& stream, const xds::DeltaDiscoveryRequest& req
             : burst;
     stream.key_tokens_at = now;
     if (stream.key_tokens < 1) {
-      refuse(key, KeyResult::kOverLimit, kRateLimited);
+      refuse(key, kRateLimited);
       continue;
     }
     stream.key_tokens -= 1;

@@ -75,9 +75,7 @@ AdsServer::Metrics::Metrics(StatsShard& shard) {
   queued = MustStat(shard.RegisterGauge("meshlet_xds_push_queue", "Nodes waiting for a push slot.",
                                         {}, GaugeMerge::kGlobal));
   for (size_t i = 0; i < kLookupResults; ++i) {
-    const std::string result = i == kRateLimited
-                                   ? std::string("rate_limited")
-                                   : std::string(KeyResultName(static_cast<KeyResult>(i)));
+    const std::string result(LookupResultName(i));
     lookups[i] = MustStat(shard.RegisterCounter(
         "meshlet_xds_on_demand_lookups_total",
         "Lookup keys answered (ADR 0086), by result: found, not_found, refused (the node may not "

@@ -34,6 +34,10 @@ namespace meshlet::controlplane::ads {
 // token bucket.
 inline constexpr size_t kRateLimited = static_cast<size_t>(KeyResult::kOverLimit) + 1;
 inline constexpr size_t kLookupResults = kRateLimited + 1;
+// The metric's label for `result` (< kLookupResults).
+inline absl::string_view LookupResultName(size_t result) {
+  return result == kRateLimited ? "rate_limited" : KeyResultName(static_cast<KeyResult>(result));
+}
 
 struct AdsServer::Metrics {
   std::array<Counter, kResourceTypeCount> pushes;
