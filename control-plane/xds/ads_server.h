@@ -195,6 +195,8 @@ struct ProxyStatus {
 
 // JSON renderings for the API (`meshctl proxy-status`, `meshctl proxy-config NODE`).
 std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses);
+// Appends `,"onDemand":{"keys":N,"found":N,"missing":N}`.
+void AppendOnDemandJson(std::string* out, const OnDemandStatus& status);
 
 class AdsServer {
  public:

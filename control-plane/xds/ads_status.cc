@@ -352,6 +352,11 @@ std::optional<std::optional<std::string>> AdsServer::ProxyConfigJsonAnyThread(
   return *result;
 }
 
+void AppendOnDemandJson(std::string* out, const OnDemandStatus& status) {
+  absl::StrAppend(out, ",\"onDemand\":{\"keys\":", status.keys, ",\"found\":", status.found,
+                  ",\"missing\":", status.missing, "}");
+}
+
 std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
   std::string out = "{\"proxies\":[";
   bool first = true;
@@ -380,9 +385,7 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     AppendJsonString(&out, status.mode);
     out += ",\"connected_since\":";
     AppendJsonString(&out, Rfc3339Text(status.connected_since));
-    absl::StrAppend(&out, ",\"onDemand\":{\"keys\":", status.on_demand.keys,
-                    ",\"found\":", status.on_demand.found,
-                    ",\"missing\":", status.on_demand.missing, "}");
+    AppendOnDemandJson(&out, status.on_demand);
     out += ",\"types\":[";
     bool first_type = true;
     for (const TypeStatus& type : status.types) {

@@ -534,6 +534,8 @@ std::string XdsService::ProxiesJson() {
       out += ",\"identity\":";
       AppendJsonString(&out, proxy.identity);
     }
+    // Its lookup keys (ADR 0086): held, and as last answered.
+    AppendOnDemandJson(&out, proxy.on_demand);
     out += ",\"types\":{";
     bool first_type = true;
     for (const TypeStatus& type : proxy.types) {

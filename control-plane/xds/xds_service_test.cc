@@ -375,6 +375,9 @@ TEST(XdsServiceTest, LookupKeysOnTheDeltaStreamAreAnswered) {
     ASSERT_EQ(statuses.size(), 1u);
     EXPECT_EQ(statuses[0].on_demand.keys, 1u);
     EXPECT_EQ(statuses[0].on_demand.missing, 1u);
+    EXPECT_NE(service.ProxiesJson().find(R"("onDemand":{"keys":1,"found":0,"missing":1})"),
+              std::string::npos)
+        << service.ProxiesJson();
     call->Cancel();
     loop.RunUntil([&] { return service.ads()->connected_proxies() == 0; }, std::chrono::seconds(5));
   }
