@@ -57,6 +57,7 @@ void OnDemandDiscovery::Seed(const std::map<std::string, std::string>& held) {
     if (keys_.size() >= options_.max_keys) break;
     Key& entry = Insert(key)->second;
     entry.resource = resource;
+    entry.expires = clock_.Now() + options_.missing_ttl;
     if (!resource.empty()) SetState(entry, State::kFound);
   }
 }
@@ -85,7 +86,8 @@ void OnDemandDiscovery::Request(std::string key) {
     Key& entry = it->second;
     switch (entry.state) {
       case State::kPending:
-        return;
+        if (clock_.Now() < entry.expires) return;
+        break;  // unanswered for a whole ttl: asked again below
       case State::kFound:
         return Answer({{std::move(key), LookupOutcome::kFound}});
       case State::kMissing:
@@ -101,12 +103,14 @@ void OnDemandDiscovery::Request(std::string key) {
     if (keys_.size() >= options_.max_keys) return Answer({{std::move(key), LookupOutcome::kLimit}});
     it = Insert(key);
   } else {
-    // Missing past its ttl: the control plane is asked afresh (a subscribed key is answered once).
+    // Past its ttl: the control plane is asked afresh (a subscribed key is answered once).
     to_unsubscribe_.push_back(key);
     SetState(it->second, State::kPending);
   }
+  it->second.expires = clock_.Now() + options_.missing_ttl;
   to_subscribe_.push_back(std::move(key));
   ScheduleFlush();
+  ArmSweep();
 }
 
 void OnDemandDiscovery::ScheduleFlush() {
@@ -181,7 +185,7 @@ void OnDemandDiscovery::Sweep() {
   const MonotonicTime now = clock_.Now();
   std::vector<std::string> expired;
   for (auto it = keys_.begin(); it != keys_.end();) {
-    if (it->second.state == State::kMissing && it->second.expires <= now) {
+    if (it->second.state != State::kFound && it->second.expires <= now) {
       expired.push_back(it->first);
       Erase(it++);
     } else {
@@ -189,7 +193,8 @@ void OnDemandDiscovery::Sweep() {
     }
   }
   if (!expired.empty()) {
-    LOG(DEBUG) << "on-demand: asking " << expired.size() << " missing keys again on next use";
+    LOG(DEBUG) << "on-demand: " << expired.size()
+               << " keys missing or unanswered for the missing ttl: asked again on next use";
     for (std::string& key : expired) to_unsubscribe_.push_back(std::move(key));
     ScheduleFlush();
   }
@@ -197,10 +202,12 @@ void OnDemandDiscovery::Sweep() {
 }
 
 void OnDemandDiscovery::ArmSweep() {
-  if (sweep_timer_->enabled() || counts_[static_cast<size_t>(State::kMissing)] == 0) return;
+  if (sweep_timer_->enabled() || counts_[static_cast<size_t>(State::kFound)] == keys_.size()) {
+    return;
+  }
   MonotonicTime earliest = MonotonicTime::max();
   for (const auto& [key, entry] : keys_) {
-    if (entry.state == State::kMissing) earliest = std::min(earliest, entry.expires);
+    if (entry.state != State::kFound) earliest = std::min(earliest, entry.expires);
   }
   const Duration wait = earliest - clock_.Now();
   // At least a second apart: expiries close together are swept together.

@@ -7,15 +7,17 @@
 // Each key is pending (asked, no answer yet), found (the ServiceRoute answering it) or missing
 // (answered not found, until `missing_ttl` passes). Request(key), posted by a worker:
 //   found                      → answered found at once;
-//   pending                    → nothing (the answer is on its way);
+//   pending                    → nothing (the answer is on its way), unless it has been pending
+//                                for `missing_ttl` (then asked again, as below);
 //   missing, not expired       → answered not found at once;
 //   no stream to ask on        → answered disconnected at once;
 //   the table full (max_keys)  → answered limit at once;
 //   otherwise                  → pending, and every key that became pending in the loop turn
 //                                goes in one LookupStream::lookup call at the end of the turn.
-// A missing key whose ttl passed is unsubscribed and forgotten (Sweep, run by a timer), so the
-// next request asks the control plane again; a request that meets it before the sweep
-// unsubscribes and subscribes it again in the same way. Ageing out found keys is not done here.
+// A key missing, or pending without an answer, for `missing_ttl` is unsubscribed and forgotten
+// (Sweep, run by a timer), so the next request asks the control plane again; a request that
+// meets it before the sweep unsubscribes and subscribes it again. Ageing out found keys is not
+// done here.
 //
 // Answers (from the xDS client, OnAnswers, and those produced here) go to `deliver`, which hands
 // them to every worker after the snapshot that carries them: the xDS client calls OnAnswers only
@@ -78,7 +80,7 @@ class OnDemandDiscovery {
   void Request(std::string key);
   // The xDS client's answers, after it published the snapshot that carries them.
   void OnAnswers(std::vector<LookupAnswer> answers);
-  // Unsubscribes and forgets the missing keys whose ttl passed (run by a timer).
+  // Unsubscribes and forgets the keys missing or pending for the ttl (run by a timer).
   void Sweep();
 
   size_t size() const { return keys_.size(); }
@@ -90,7 +92,7 @@ class OnDemandDiscovery {
   struct Key {
     State state = State::kPending;
     std::string resource;     // kFound: the ServiceRoute answering the key
-    MonotonicTime expires{};  // kMissing: when it is asked again
+    MonotonicTime expires{};  // kMissing, kPending: when it is asked again
   };
 
   // Sends the keys of the turn (at the end of the turn).

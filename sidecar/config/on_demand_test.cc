@@ -177,6 +177,33 @@ TEST_F(OnDemandTest, TableFullAnswersLimit) {
   EXPECT_EQ(answers_.back().outcome, LookupOutcome::kFound);
 }
 
+// A control plane that never answers a key (one that drops lookups) does not leave it pending
+// for good: after the missing ttl it is asked again, and the sweep forgets it.
+TEST_F(OnDemandTest, UnansweredKeyAskedAgainAfterTtl) {
+  auto discovery = Make({.max_keys = 10, .missing_ttl = std::chrono::seconds(30)});
+  discovery->Request("addr:10.0.0.7:80");
+  loop_.RunUntilIdle();
+  ASSERT_EQ(sent_.size(), 1u);
+  clock_.Advance(std::chrono::seconds(29));
+  discovery->Request("addr:10.0.0.7:80");
+  loop_.RunUntilIdle();
+  EXPECT_EQ(sent_.size(), 1u);
+  clock_.Advance(std::chrono::seconds(2));
+  discovery->Request("addr:10.0.0.7:80");
+  loop_.RunUntilIdle();
+  ASSERT_EQ(sent_.size(), 3u);
+  EXPECT_EQ(sent_[1].unsubscribe, std::vector<std::string>{"addr:10.0.0.7:80"});
+  EXPECT_EQ(sent_[2].subscribe, std::vector<std::string>{"addr:10.0.0.7:80"});
+  EXPECT_TRUE(answers_.empty());
+  clock_.Advance(std::chrono::seconds(31));
+  discovery->Sweep();
+  loop_.RunUntilIdle();
+  ASSERT_EQ(sent_.size(), 4u);
+  EXPECT_EQ(sent_[3].unsubscribe, std::vector<std::string>{"addr:10.0.0.7:80"});
+  EXPECT_EQ(discovery->size(), 0u);
+  EXPECT_EQ(Keys("pending"), 0);
+}
+
 TEST_F(OnDemandTest, RefusedKeyIsForgottenAndAskedAgain) {
   auto discovery = Make();
   discovery->Request("host:reviews");
