@@ -243,9 +243,10 @@ class XdsClient {
   void DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::string>& served);
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
-  // The answers a ServiceRoute delta response gives the held keys, given `entries` (the type's
-  // resources once it is applied) and whether it was (`applied`); records them in lookups_ when
-  // applied.
+  // The answers a ServiceRoute delta response gives the held keys, `entries` being the type's
+  // resources with the response applied. `applied`: recorded in lookups_ (the caller restores
+  // them should the apply fail); otherwise each key the response names is answered refused and
+  // nothing is recorded.
   std::vector<LookupAnswer> AnswerLookups(const xds::DeltaDiscoveryResponse& response,
                                           const EntryMap& entries, bool applied);
   // Builds the full set with `type_index` replaced by `entries` and applies it; accepted, the

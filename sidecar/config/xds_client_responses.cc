@@ -159,10 +159,18 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     // The type's version as the server computes it, from the same per-resource versions.
     std::string version = xds::TypeVersion(
         entries, [](const Entry& entry) -> const std::string& { return entry.version; });
-    // Applied, `entries` moved into the type: answer against what it holds now.
+    // The answers are recorded first, so the configuration TryApply saves holds them, and taken
+    // back if it is refused.
+    std::map<std::string, std::string> before;
+    if (answers_keys) {
+      before = lookups_;
+      answers = AnswerLookups(response, entries, /*applied=*/true);
+    }
     status = TryApply(*index, std::move(entries), version);
-    if (answers_keys) answers = AnswerLookups(response, type.entries, status.ok());
-    if (status.ok() && !answers.empty()) Persist();
+    if (answers_keys && !status.ok()) {
+      lookups_ = std::move(before);
+      answers = AnswerLookups(response, type.entries, /*applied=*/false);
+    }
   } else if (answers_keys) {
     answers = AnswerLookups(response, type.entries, /*applied=*/false);
   }
