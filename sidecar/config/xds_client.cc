@@ -2,6 +2,7 @@
 // client shows of itself (StatusJson for the admin /config_dump). The other concerns live in the
 // xds_client_*.cc files (xds_client_internal.h lists them).
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -12,6 +13,7 @@
 #include "common/stats/must_stat.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
+#include "xds/capabilities.h"
 
 namespace meshlet::sidecar::config {
 
@@ -34,12 +36,23 @@ void AppendNames(std::string* out, const Names& names) {
   }
 }
 
+// `options` with capability on-demand left out of the node unless the stream is delta: lookups
+// need one (ADR 0086), and a node that announced it over state of the world would be given
+// listeners that look up.
+XdsClientOptions WithCapabilitiesOfTheStream(XdsClientOptions options) {
+  if (options.delta) return options;
+  auto* names = options.node.mutable_capabilities();
+  const absl::string_view on_demand = xds::Info(xds::Capability::kOnDemand).name;
+  names->erase(std::remove(names->begin(), names->end(), on_demand), names->end());
+  return options;
+}
+
 }  // namespace
 
 XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet static_resources,
                      ApplyFn apply, StatsShard& stats, Random& random)
     : loop_(loop),
-      options_(std::move(options)),
+      options_(WithCapabilitiesOfTheStream(std::move(options))),
       apply_(std::move(apply)),
       backoff_(
           resilience::BackoffConfig{.base = options_.backoff_base, .cap = options_.backoff_cap},

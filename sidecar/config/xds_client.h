@@ -41,6 +41,19 @@
 // change goes with the next stream's first request. The stream and the configuration stay as they
 // are.
 //
+// Lookups (ADR 0086, delta streams only): Lookup() subscribes and unsubscribes lookup keys
+// (xds/protocol.h) on the ServiceRoute type in one request (no nonce); every new stream's
+// ServiceRoute subscription carries "*" plus every held key. A ServiceRoute response answers the
+// held keys in its resources' aliases (found) and in its removed_resources (not found); a key
+// whose ServiceRoute is removed without another answering it becomes not found; a refused
+// response answers its keys refused. The answers go to on_lookup_answers after the response was
+// applied (its snapshot handed to the apply callback, which publishes it) and answered (ACK),
+// never before: whoever is told a key was found finds it in the configuration. A response that
+// changes nothing but key answers (the same resources at the same versions, with aliases)
+// builds no configuration. Held keys and their answers are saved with the configuration
+// (CachedConfiguration.lookups) and so survive a restart and a hand-over. On a state-of-the-world
+// stream keys are held but never sent (the control plane cannot answer them there).
+//
 // Types are indexed by their position in xds::kResourceTypeUrls (push order).
 //
 // The implementation is split by concern over xds_client*.cc (xds_client_internal.h lists them).
@@ -71,6 +84,7 @@
 #include "common/stats/stats.h"
 #include "common/tls/tls_context.h"
 #include "google/protobuf/message.h"
+#include "sidecar/config/lookup.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/resilience/backoff.h"
 #include "xds/discovery.pb.h"
@@ -103,6 +117,9 @@ struct XdsClientOptions {
   // A dump larger than this goes without resource contents and admin document (names and
   // versions only), so it never exceeds the stream's 4 MiB message limit.
   size_t config_dump_max_bytes = 3 * 1024 * 1024;
+  // Answers to held lookup keys (see the top of the file), on the client's thread, after the
+  // apply callback published the configuration that carries them; null: answers are dropped.
+  std::function<void(std::vector<LookupAnswer> answers)> on_lookup_answers;
 };
 
 class XdsClient {
@@ -134,6 +151,15 @@ class XdsClient {
   // ready. A change is reported to the control plane at once (see the top of this file).
   void SetReadiness(bool ready, std::string reason);
   bool ready() const { return ready_; }
+  // Holds `subscribe` and drops `unsubscribe` (lookup keys, xds/protocol.h) and, on an open delta
+  // stream, sends both in one ServiceRoute request (see the top of the file). A key in both is
+  // unsubscribed. Answers come through XdsClientOptions::on_lookup_answers.
+  void Lookup(std::vector<std::string> subscribe, std::vector<std::string> unsubscribe);
+  // Whether lookups can be sent now: a delta stream that answered.
+  bool can_look_up() const { return options_.delta && connected(); }
+  // The held lookup keys and the ServiceRoute answering each ("": none, not answered or not
+  // found).
+  const std::map<std::string, std::string>& lookups() const { return lookups_; }
   // Replaces the static part (SIGHUP re-read the bootstrap) and re-applies; an error keeps the
   // running configuration.
   absl::Status UpdateStaticResources(ResourceSet static_resources);
@@ -217,6 +243,12 @@ class XdsClient {
   void DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::string>& served);
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
+  // The answers a ServiceRoute delta response gives the held keys, `entries` being the type's
+  // resources with the response applied. `applied`: recorded in lookups_ (the caller restores
+  // them should the apply fail); otherwise each key the response names is answered refused and
+  // nothing is recorded.
+  std::vector<LookupAnswer> AnswerLookups(const xds::DeltaDiscoveryResponse& response,
+                                          const EntryMap& entries, bool applied);
   // Builds the full set with `type_index` replaced by `entries` and applies it; accepted, the
   // type moves to `entries` and `version`; refused, the reason is kept and counted.
   absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
@@ -286,6 +318,8 @@ class XdsClient {
   uint64_t streams_started_ = 0;
   uint64_t resources_parsed_ = 0;
   std::string last_stream_error_;
+  // Held lookup keys → the ServiceRoute answering each ("": none).
+  std::map<std::string, std::string> lookups_;
   absl::Time connected_since_ = absl::InfinitePast();
 
   Counter accepted_counter_;

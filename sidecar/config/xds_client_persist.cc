@@ -1,9 +1,9 @@
 // XdsClient's last good configuration on disk: every accepted configuration is saved to
 // <cache_dir>/xds-cache.pb (an xds::CachedConfiguration: the node, per type the control plane's
-// resources and version, and what was retained), written atomically (common/base/atomic_file.h:
-// temp file, fsync, rename, fsync of the directory) so a crash leaves the old file or the new one,
-// never a torn one. LoadCache applies it at start, so a sidecar restarted while the control plane
-// is away serves what it ran. A write error is counted
+// resources and version, what was retained, and the held lookup keys with their answers), written
+// atomically (common/base/atomic_file.h: temp file, fsync, rename, fsync of the directory) so a
+// crash leaves the old file or the new one, never a torn one. LoadCache applies it at start, so a
+// sidecar restarted while the control plane is away serves what it ran. A write error is counted
 // (meshlet_xds_client_cache_write_errors_total) and logged, and the sidecar runs on. Threading: the
 // client's loop thread.
 
@@ -66,6 +66,11 @@ std::string XdsClient::SavedConfiguration() const {
       *retained->add_resources() = entry.resource;
     }
   }
+  for (const auto& [key, resource] : lookups_) {
+    xds::LookupKey* lookup = cache.add_lookups();
+    lookup->set_key(key);
+    lookup->set_resource(resource);
+  }
   return cache.SerializeAsString();
 }
 
@@ -124,6 +129,15 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
   }
   plan_ = *std::move(plan);
   SetPlanGauges();
+  // Subscribed again on the first stream, with the answers they had meanwhile.
+  lookups_.clear();
+  for (const xds::LookupKey& lookup : cache.lookups()) {
+    if (!xds::IsLookupKey(lookup.key())) continue;
+    lookups_[lookup.key()] =
+        types_[xds_client_internal::kServiceRoutes].entries.count(lookup.resource()) > 0
+            ? lookup.resource()
+            : std::string();
+  }
   assembled_ = *std::move(set);
   has_dynamic_config_ = true;
   complete_config_ = true;

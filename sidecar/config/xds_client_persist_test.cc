@@ -2,6 +2,7 @@
 // client starts from it while the control plane is away, and without one LoadCache says so.
 
 #include <sys/stat.h>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace {
 
 using xds_client_testing::ClusterAny;
 using xds_client_testing::kClusterType;
+using xds_client_testing::kServiceRouteType;
+using xds_client_testing::ServiceRouteResource;
+using xds_client_testing::ServiceRouteResponse;
 using xds_client_testing::XdsClientTest;
 
 TEST_F(XdsClientTest, SavesTheLastGoodConfigurationAndStartsFromIt) {
@@ -58,6 +62,46 @@ TEST_F(XdsClientTest, WithoutASavedConfigurationLoadCacheSaysNotFound) {
   client_ = MakeClient();
   EXPECT_TRUE(absl::IsNotFound(client_->LoadCache()));
   EXPECT_FALSE(client_->has_dynamic_config());
+}
+
+// Held lookup keys and their answers are saved with the configuration: a restarted sidecar, and
+// one that takes over from a running one, holds them and subscribes them on its first stream.
+TEST_F(XdsClientTest, LookupsSurviveRestartAndHandOver) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  client_->Lookup({"host:reviews", "host:nope"}, {});
+  server_->Send(ServiceRouteResponse(
+      "n1", {ServiceRouteResource("reviews.shop:80", "reviews", {"host:reviews"})}, {"host:nope"}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 2; }));
+  // The lookup and the ACK.
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
+  const std::map<std::string, std::string> expected = {{"host:nope", ""},
+                                                       {"host:reviews", "reviews.shop:80"}};
+  ASSERT_EQ(client_->lookups(), expected);
+  const std::string handed = client_->SavedConfiguration();
+  client_.reset();
+
+  for (const bool hand_over : {false, true}) {
+    SCOPED_TRACE(hand_over ? "hand-over" : "restart");
+    client_ = MakeLookupClient();
+    ASSERT_TRUE((hand_over ? client_->LoadSavedConfiguration(handed, "the predecessor's")
+                           : client_->LoadCache())
+                    .ok());
+    EXPECT_EQ(client_->lookups(), expected);
+    const size_t before = server_->delta_requests.size();
+    client_->Start();
+    ASSERT_TRUE(RunUntil(
+        [&] { return server_->delta_requests.size() == before + xds::kResourceTypeCount; }));
+    const xds::DeltaDiscoveryRequest& subscription = server_->delta_requests[before + 4];
+    EXPECT_EQ(subscription.type_url(), kServiceRouteType);
+    EXPECT_EQ(std::vector<std::string>(subscription.resource_names_subscribe().begin(),
+                                       subscription.resource_names_subscribe().end()),
+              (std::vector<std::string>{"*", "host:nope", "host:reviews"}));
+    client_.reset();
+    loop_.RunUntilIdle();
+  }
 }
 
 }  // namespace

@@ -6,9 +6,12 @@
 // accepts or refuses and SendAnswer ACKs or NACKs (xds_client_ack.cc). Threading: the client's
 // loop thread.
 
+#include <algorithm>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
@@ -24,6 +27,19 @@ namespace meshlet::sidecar::config {
 
 using xds_client_internal::ParsedResource;
 using xds_client_internal::ReuseOrParse;
+
+namespace {
+
+// Whether two entry maps hold the same resources at the same versions.
+template <typename EntryMap>
+bool SameEntries(const EntryMap& a, const EntryMap& b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](const auto& x, const auto& y) {
+           return x.first == y.first && x.second.version == y.second.version;
+         });
+}
+
+}  // namespace
 
 template <typename Response>
 std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
@@ -133,13 +149,76 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
               .resource = any,
               .parsed = std::move(parsed->message)};
   }
-  if (status.ok()) {
+  const bool answers_keys = *index == xds_client_internal::kServiceRoutes && !lookups_.empty();
+  std::vector<LookupAnswer> answers;
+  if (status.ok() && answers_keys && type.applied && SameEntries(entries, type.entries)) {
+    // Only key answers: the configuration is the one running.
+    answers = AnswerLookups(response, entries, /*applied=*/true);
+    if (!answers.empty()) Persist();
+  } else if (status.ok()) {
     // The type's version as the server computes it, from the same per-resource versions.
     std::string version = xds::TypeVersion(
         entries, [](const Entry& entry) -> const std::string& { return entry.version; });
+    // The answers are recorded first, so the configuration TryApply saves holds them, and taken
+    // back if it is refused.
+    std::map<std::string, std::string> before;
+    if (answers_keys) {
+      before = lookups_;
+      answers = AnswerLookups(response, entries, /*applied=*/true);
+    }
     status = TryApply(*index, std::move(entries), version);
+    if (answers_keys && !status.ok()) {
+      lookups_ = std::move(before);
+      answers = AnswerLookups(response, type.entries, /*applied=*/false);
+    }
+  } else if (answers_keys) {
+    answers = AnswerLookups(response, type.entries, /*applied=*/false);
   }
   SendAnswer(*index, response.nonce(), status);
+  // After the configuration that carries them was published: whoever learns a key was found
+  // finds its ServiceRoute.
+  if (!answers.empty() && options_.on_lookup_answers) {
+    options_.on_lookup_answers(std::move(answers));
+  }
+}
+
+std::vector<LookupAnswer> XdsClient::AnswerLookups(const xds::DeltaDiscoveryResponse& response,
+                                                   const EntryMap& entries, bool applied) {
+  // Key → outcome, in key order; the last mention in the response wins.
+  std::map<std::string, LookupOutcome> outcomes;
+  std::map<std::string, std::string> found;
+  for (const xds::Resource& resource : response.resources()) {
+    for (const std::string& alias : resource.aliases()) {
+      if (lookups_.count(alias) == 0) continue;
+      outcomes[alias] = LookupOutcome::kFound;
+      found[alias] = resource.name();
+    }
+  }
+  for (const std::string& name : response.removed_resources()) {
+    if (xds::IsLookupKey(name) && lookups_.count(name) > 0) {
+      outcomes[name] = LookupOutcome::kNotFound;
+      found.erase(name);
+    }
+  }
+  if (applied) {
+    // A key whose ServiceRoute went without another answering it is no longer found.
+    for (auto& [key, resource] : lookups_) {
+      if (resource.empty() || outcomes.count(key) > 0 || entries.count(resource) > 0) continue;
+      outcomes[key] = LookupOutcome::kNotFound;
+      resource.clear();
+    }
+    for (const auto& [key, outcome] : outcomes) {
+      auto it = found.find(key);
+      lookups_[key] = it == found.end() ? std::string() : it->second;
+    }
+  }
+  std::vector<LookupAnswer> answers;
+  answers.reserve(outcomes.size());
+  for (const auto& [key, outcome] : outcomes) {
+    answers.push_back(
+        LookupAnswer{.key = key, .outcome = applied ? outcome : LookupOutcome::kRefused});
+  }
+  return answers;
 }
 
 }  // namespace meshlet::sidecar::config

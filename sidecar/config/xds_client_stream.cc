@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/file.h"
@@ -91,6 +92,12 @@ void XdsClient::OpenStream() {
         for (const auto& [name, entry] : types_[i].entries) {
           (*request.mutable_initial_resource_versions())[name] = entry.version;
         }
+        if (i == xds_client_internal::kServiceRoutes && !lookups_.empty()) {
+          // Names make the subscription explicit: the wildcard (the node's base set) plus
+          // every held key.
+          request.add_resource_names_subscribe("*");
+          for (const auto& [key, resource] : lookups_) request.add_resource_names_subscribe(key);
+        }
       } else {
         request.set_version_info(types_[i].version);
       }
@@ -121,6 +128,29 @@ void XdsClient::SetReadiness(bool ready, std::string reason) {
     request.set_type_url(xds::kReadinessTypeUrl);
     *request.mutable_readiness() = Readiness();
   });
+}
+
+void XdsClient::Lookup(std::vector<std::string> subscribe, std::vector<std::string> unsubscribe) {
+  std::vector<std::string> added;
+  added.reserve(subscribe.size());
+  const absl::flat_hash_set<std::string> dropped(unsubscribe.begin(), unsubscribe.end());
+  for (std::string& key : subscribe) {
+    if (dropped.contains(key)) continue;
+    if (lookups_.emplace(key, "").second) added.push_back(std::move(key));
+  }
+  std::vector<std::string> removed;
+  removed.reserve(unsubscribe.size());
+  for (std::string& key : unsubscribe) {
+    if (lookups_.erase(key) > 0) removed.push_back(std::move(key));
+  }
+  // Without a delta stream the keys go with the next one (OpenStream).
+  if ((added.empty() && removed.empty()) || stream_ == nullptr || !options_.delta) return;
+  LOG(DEBUG) << "xds: looking up " << added.size() << " keys, dropping " << removed.size();
+  xds::DeltaDiscoveryRequest request;
+  request.set_type_url(xds::kResourceTypeUrls[xds_client_internal::kServiceRoutes]);
+  for (std::string& key : added) request.add_resource_names_subscribe(std::move(key));
+  for (std::string& key : removed) request.add_resource_names_unsubscribe(std::move(key));
+  stream_->SendProto(request);
 }
 
 void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_test_util.h"
+#include "xds/capabilities.h"
 #include "xds/discovery.pb.h"
 #include "xds/protocol.h"
 #include "xds/resources.pb.h"
@@ -23,8 +25,18 @@ namespace {
 
 using xds_client_testing::ClusterAny;
 using xds_client_testing::kClusterType;
+using xds_client_testing::kServiceRouteType;
 using xds_client_testing::ScriptedServer;
+using xds_client_testing::ServiceRouteResource;
+using xds_client_testing::ServiceRouteResponse;
 using xds_client_testing::XdsClientTest;
+
+std::vector<std::string> Subscribed(const xds::DeltaDiscoveryRequest& request) {
+  return {request.resource_names_subscribe().begin(), request.resource_names_subscribe().end()};
+}
+std::vector<std::string> Unsubscribed(const xds::DeltaDiscoveryRequest& request) {
+  return {request.resource_names_unsubscribe().begin(), request.resource_names_unsubscribe().end()};
+}
 
 TEST_F(XdsClientTest, AnswersConfigDumpRequestsOnTheStream) {
   for (const size_t limit : {size_t{3 * 1024 * 1024}, size_t{64}}) {
@@ -272,6 +284,188 @@ TEST_F(XdsClientTest, DeltaReportsReadinessTheSameWay) {
       RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
   EXPECT_FALSE(server_->delta_requests.back().readiness().ready());
   EXPECT_EQ(server_->delta_requests.back().readiness().reason(), "draining");
+}
+
+// Lookups (ADR 0086): the keys of one Lookup call go in one ServiceRoute request of their own
+// (no nonce), subscribing and unsubscribing; a state-of-the-world stream sends none.
+TEST_F(XdsClientTest, LookupsOfOneTurnGoInOneRequest) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  client_->Lookup({"host:reviews", "addr:10.96.0.7:80"}, {});
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 1; }));
+  const xds::DeltaDiscoveryRequest& asked = server_->delta_requests.back();
+  EXPECT_EQ(asked.type_url(), kServiceRouteType);
+  EXPECT_EQ(asked.response_nonce(), "");
+  EXPECT_EQ(Subscribed(asked), (std::vector<std::string>{"host:reviews", "addr:10.96.0.7:80"}));
+  EXPECT_TRUE(asked.resource_names_unsubscribe().empty());
+  EXPECT_FALSE(asked.has_node());
+
+  // A held key is not subscribed twice; dropping one and adding another is one request.
+  client_->Lookup({"host:reviews", "host:ratings"}, {"addr:10.96.0.7:80"});
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
+  EXPECT_EQ(Subscribed(server_->delta_requests.back()), std::vector<std::string>{"host:ratings"});
+  EXPECT_EQ(Unsubscribed(server_->delta_requests.back()),
+            std::vector<std::string>{"addr:10.96.0.7:80"});
+  EXPECT_EQ(client_->lookups().size(), 2u);
+  // Nothing new: nothing sent.
+  client_->Lookup({"host:reviews"}, {"host:unknown"});
+  loop_.RunUntilIdle();
+  EXPECT_EQ(server_->delta_requests.size(), xds::kResourceTypeCount + 2);
+
+  // State of the world: the keys are held, never sent.
+  client_.reset();
+  loop_.RunUntilIdle();
+  client_ = MakeClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount; }));
+  client_->Lookup({"host:reviews"}, {});
+  loop_.RunUntilIdle();
+  EXPECT_EQ(server_->requests.size(), xds::kResourceTypeCount);
+  EXPECT_FALSE(client_->can_look_up());
+}
+
+TEST_F(XdsClientTest, ReconnectResubscribesEveryHeldKey) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  // Without held keys the ServiceRoute subscription is the implicit wildcard.
+  EXPECT_TRUE(server_->delta_requests[4].resource_names_subscribe().empty());
+  client_->Lookup({"host:reviews", "addr:10.96.0.7:80"}, {});
+  server_->Send(ServiceRouteResponse(
+      "n1", {ServiceRouteResource("reviews.shop:80", "reviews", {"host:reviews"})}));
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
+
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "restarting");
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == 2 * xds::kResourceTypeCount + 2; }));
+  const xds::DeltaDiscoveryRequest& again =
+      server_->delta_requests[xds::kResourceTypeCount + 2 + 4];
+  EXPECT_EQ(again.type_url(), kServiceRouteType);
+  // The wildcard (the base set) stays, named now that keys are named too.
+  EXPECT_EQ(Subscribed(again),
+            (std::vector<std::string>{"*", "addr:10.96.0.7:80", "host:reviews"}));
+  ASSERT_EQ(again.initial_resource_versions().size(), 1u);
+  EXPECT_EQ(again.initial_resource_versions().begin()->first, "reviews.shop:80");
+  // The other types subscribe as before.
+  EXPECT_TRUE(
+      server_->delta_requests[xds::kResourceTypeCount + 2 + 1].resource_names_subscribe().empty());
+}
+
+TEST_F(XdsClientTest, AnswersRunAfterTheSnapshotIsPosted) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  client_->Lookup({"host:reviews", "host:nope", "addr:10.96.0.7:80"}, {});
+  const size_t applied = applied_.size();
+  server_->Send(ServiceRouteResponse(
+      "n1",
+      {ServiceRouteResource("reviews.shop:80", "reviews", {"host:reviews", "host:not-asked"})},
+      {"host:nope"}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 2; }));
+  // Applied (one configuration with the ServiceRoute) before the answers were given.
+  ASSERT_EQ(applied_.size(), applied + 1);
+  ASSERT_EQ(applied_.back().service_routes.size(), 1u);
+  EXPECT_EQ(applied_before_answer_, (std::vector<size_t>{applied + 1, applied + 1}));
+  EXPECT_EQ(lookup_answers_[0].key, "host:nope");
+  EXPECT_EQ(lookup_answers_[0].outcome, LookupOutcome::kNotFound);
+  EXPECT_EQ(lookup_answers_[1].key, "host:reviews");
+  EXPECT_EQ(lookup_answers_[1].outcome, LookupOutcome::kFound);
+  // ACKed; a key removed is not taken for a resource name.
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
+  EXPECT_FALSE(server_->delta_requests.back().has_error_detail());
+  EXPECT_EQ(client_->lookups().at("host:reviews"), "reviews.shop:80");
+  EXPECT_EQ(client_->lookups().at("host:nope"), "");
+  EXPECT_EQ(client_->lookups().at("addr:10.96.0.7:80"), "");
+
+  // The ServiceRoute goes: the key it answered is answered not found, after that configuration.
+  server_->Send(ServiceRouteResponse("n2", {}, {"reviews.shop:80"}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 3; }));
+  EXPECT_EQ(lookup_answers_[2].key, "host:reviews");
+  EXPECT_EQ(lookup_answers_[2].outcome, LookupOutcome::kNotFound);
+  EXPECT_EQ(applied_before_answer_[2], applied + 2);
+  EXPECT_TRUE(applied_.back().service_routes.empty());
+}
+
+TEST_F(XdsClientTest, AliasOnlyResponseAnswersWithoutANewSnapshot) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  client_->Lookup({"host:reviews"}, {});
+  server_->Send(ServiceRouteResponse(
+      "n1", {ServiceRouteResource("reviews.shop:80", "reviews", {"host:reviews"})}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 1; }));
+  const size_t applied = applied_.size();
+  const uint64_t accepted = client_->accepted_updates();
+  const std::string version = client_->version(4);
+
+  // Another key of the same Service: the same resource, now with both aliases.
+  client_->Lookup({"host:reviews.shop"}, {});
+  server_->Send(ServiceRouteResponse(
+      "n2",
+      {ServiceRouteResource("reviews.shop:80", "reviews", {"host:reviews", "host:reviews.shop"})}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 3; }));
+  EXPECT_EQ(lookup_answers_[2].key, "host:reviews.shop");
+  EXPECT_EQ(lookup_answers_[2].outcome, LookupOutcome::kFound);
+  EXPECT_EQ(applied_.size(), applied);  // no configuration built
+  EXPECT_EQ(client_->accepted_updates(), accepted);
+  EXPECT_EQ(client_->version(4), version);
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 4; }));
+  EXPECT_EQ(server_->delta_requests.back().response_nonce(), "n2");
+  EXPECT_FALSE(server_->delta_requests.back().has_error_detail());
+  EXPECT_EQ(client_->lookups().at("host:reviews.shop"), "reviews.shop:80");
+}
+
+TEST_F(XdsClientTest, NackedResponseAnswersItsKeysRefused) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  client_->Lookup({"host:reviews", "host:nope"}, {});
+  // Joins a route configuration the sidecar does not have: refused.
+  server_->Send(ServiceRouteResponse(
+      "n1", {ServiceRouteResource("reviews.shop:80", "reviews", {"host:reviews"}, "elsewhere")},
+      {"host:nope"}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 2; }));
+  for (const LookupAnswer& answer : lookup_answers_) {
+    EXPECT_EQ(answer.outcome, LookupOutcome::kRefused) << answer.key;
+  }
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
+  EXPECT_EQ(server_->delta_requests.back().response_nonce(), "n1");
+  EXPECT_TRUE(server_->delta_requests.back().has_error_detail());
+  // Nothing recorded: both keys stay unanswered.
+  EXPECT_EQ(client_->lookups().at("host:reviews"), "");
+  EXPECT_EQ(client_->lookups().at("host:nope"), "");
+}
+
+// Capability on-demand needs a delta stream: a state-of-the-world stream's node leaves it out,
+// so the control plane gives that node no listener that looks up.
+TEST_F(XdsClientTest, StateOfTheWorldNodeDoesNotListOnDemand) {
+  const std::string on_demand(xds::Info(xds::Capability::kOnDemand).name);
+  for (const bool delta : {false, true}) {
+    SCOPED_TRACE(delta ? "delta" : "state of the world");
+    XdsClientOptions options = Options(delta);
+    for (const std::string& name : xds::CapabilitySet::All().Names()) {
+      options.node.add_capabilities(name);
+    }
+    client_ = MakeClient(std::move(options));
+    client_->Start();
+    ASSERT_TRUE(RunUntil([&] {
+      return (delta ? server_->delta_requests.size() : server_->requests.size()) >=
+             xds::kResourceTypeCount;
+    }));
+    const xds::Node& node = delta ? server_->delta_requests[0].node() : server_->requests[0].node();
+    std::vector<std::string> listed(node.capabilities().begin(), node.capabilities().end());
+    EXPECT_EQ(std::count(listed.begin(), listed.end(), on_demand), delta ? 1 : 0);
+    EXPECT_EQ(listed.size(), xds::kCapabilityCount - (delta ? 0 : 1));
+    client_.reset();
+    loop_.RunUntilIdle();
+  }
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "common/net/address.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
+#include "sidecar/config/lookup.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/xds_client.h"
 #include "xds/discovery.pb.h"
@@ -41,6 +42,55 @@ inline google::protobuf::Any ClusterAny(const std::string& name, int timeout_sec
   google::protobuf::Any any;
   any.PackFrom(cluster, "type.googleapis.com");
   return any;
+}
+
+inline constexpr char kServiceRouteType[] = "type.googleapis.com/meshlet.xds.ServiceRoute";
+
+// A ServiceRoute of `name` joining the static route configuration "outbound" (LookupStatics) for
+// host `domain`, to the static cluster "a"; `route_config` names another table (refused).
+inline xds::Resource ServiceRouteResource(const std::string& name, const std::string& domain,
+                                          std::vector<std::string> aliases,
+                                          const std::string& route_config = "outbound") {
+  xds::ServiceRoute route;
+  route.set_name(name);
+  route.set_route_config_name(route_config);
+  xds::VirtualHost* vhost = route.mutable_virtual_host();
+  vhost->set_name(name);
+  vhost->add_domains(domain);
+  xds::Route* r = vhost->add_routes();
+  r->mutable_match()->set_prefix("/");
+  r->mutable_route()->set_cluster("a");
+  xds::Resource resource;
+  resource.set_name(name);
+  resource.mutable_resource()->PackFrom(route, "type.googleapis.com");
+  for (std::string& alias : aliases) resource.add_aliases(std::move(alias));
+  return resource;
+}
+
+// What ServiceRouteResource's routes join: the route configuration "outbound" and cluster "a".
+inline ResourceSet LookupStatics() {
+  xds::RouteConfiguration outbound;
+  outbound.set_name("outbound");
+  xds::Cluster cluster;
+  ClusterAny("a").UnpackTo(&cluster);
+  const std::vector<xds::RouteConfiguration> routes = {outbound};
+  const std::vector<xds::Cluster> clusters = {cluster};
+  ResourceSet set;
+  set.routes.assign(routes.begin(), routes.end());
+  set.clusters.assign(clusters.begin(), clusters.end());
+  return set;
+}
+
+// A delta ServiceRoute response.
+inline xds::DeltaDiscoveryResponse ServiceRouteResponse(const std::string& nonce,
+                                                        std::vector<xds::Resource> resources,
+                                                        std::vector<std::string> removed = {}) {
+  xds::DeltaDiscoveryResponse response;
+  response.set_type_url(kServiceRouteType);
+  response.set_nonce(nonce);
+  for (xds::Resource& r : resources) *response.add_resources() = std::move(r);
+  for (std::string& name : removed) response.add_removed_resources(std::move(name));
+  return response;
 }
 
 // Records every request of every stream; the test sends responses on the latest stream.
@@ -114,6 +164,19 @@ class XdsClientTest : public ::testing::Test {
     return MakeClient(Options(delta), std::move(static_resources));
   }
 
+  // A delta client holding LookupStatics whose lookup answers go to lookup_answers_, each noted
+  // with how many configurations had been applied when it came.
+  std::unique_ptr<XdsClient> MakeLookupClient() {
+    XdsClientOptions options = Options(/*delta=*/true);
+    options.on_lookup_answers = [this](std::vector<LookupAnswer> answers) {
+      for (LookupAnswer& answer : answers) {
+        lookup_answers_.push_back(std::move(answer));
+        applied_before_answer_.push_back(applied_.size());
+      }
+    };
+    return MakeClient(std::move(options), LookupStatics());
+  }
+
   std::unique_ptr<XdsClient> MakeClient(XdsClientOptions options,
                                         ResourceSet static_resources = {}) {
     return std::make_unique<XdsClient>(
@@ -147,6 +210,8 @@ class XdsClientTest : public ::testing::Test {
   std::unique_ptr<ScriptedServer> server_;
   std::unique_ptr<XdsClient> client_;
   std::vector<ResourceSet> applied_;
+  std::vector<LookupAnswer> lookup_answers_;
+  std::vector<size_t> applied_before_answer_;
   size_t config_dump_max_bytes_ = 3 * 1024 * 1024;
 };
 

@@ -289,6 +289,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "meshlet_stats_series_refused_total{budget=\"scoped\"}. Default 100000; "
                      "0: no per-cluster series.",
                      uint64_t{0}, uint64_t{1} << 24),
+      flags::IntFlag("--on-demand-max-keys", "N", &o.on_demand_max_keys,
+                     "Lookup keys (destinations discovered on first use, ADR 0086) the sidecar "
+                     "holds, found, missing or pending; past it a new key is answered at once "
+                     "(counted in meshlet_on_demand_lookups_total{result=\"limit\"}) and the "
+                     "connection or request does what it does for an unknown destination. "
+                     "Default 4096.",
+                     uint64_t{1}, uint64_t{1} << 20),
       flags::IntFlag("--mirror-max-in-flight", "N", &o.mirror_max_in_flight,
                      "Request mirror copies (route request_mirror_policies) each worker may "
                      "have in flight, those still receiving the request's body included; copies "
@@ -463,6 +470,11 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
           "--cert-ttl", absl::Seconds(1), &o.cert_ttl,
           "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
           "24h"),
+      flags::DurationAtLeastFlag(
+          "--on-demand-missing-ttl", absl::Seconds(1), &o.on_demand_missing_ttl,
+          "How long a lookup key the control plane answered not found is answered so from the "
+          "sidecar's table before the control plane is asked again (\"30s\").",
+          "30s"),
       flags::PositiveDurationFlag(
           "--ca-startup-timeout", &o.ca_startup_timeout,
           "How long start-up waits for the first workload certificate (retrying with backoff) "

@@ -65,6 +65,11 @@ struct ServerOptions {
   // a local 503 (OL). 0: no such limit.
   uint64_t overload_max_rss_mb = 0;
   uint64_t overload_max_active_requests = 0;
+  // Destinations discovered on first use (ADR 0086, config/on_demand.h): --on-demand-max-keys,
+  // the lookup keys the sidecar holds (past it a new key is answered `limit`), and
+  // --on-demand-missing-ttl, how long a key answered not found stays so before it is asked again.
+  uint64_t on_demand_max_keys = 4096;
+  Duration on_demand_missing_ttl = std::chrono::seconds(30);
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.
   uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;

@@ -242,6 +242,7 @@ absl::Status Server::Init() {
     ASSIGN_OR_RETURN(snapshot_, LoadSnapshot(tls));
     tls_contexts_.Commit(std::move(tls));
   }
+  InitOnDemand();
   if (!options_.access_log_path.empty()) {
     ASSIGN_OR_RETURN(global_access_log_, access_logs_.Get(options_.access_log_path));
   }
@@ -276,7 +277,13 @@ absl::Status Server::Init() {
                         .error_header = options_.error_header,
                         .node_name = node_name_,
                         .decision_ring_size = options_.decision_ring_size,
-                        .worker_count = options_.concurrency});
+                        .worker_count = options_.concurrency,
+                        // A worker thread's ask, answered on the main thread.
+                        .request_lookup = [this](std::string key) {
+                          loop_.Post([this, key = std::move(key)]() mutable {
+                            if (on_demand_ != nullptr) on_demand_->Request(std::move(key));
+                          });
+                        }});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
@@ -668,7 +675,13 @@ void Server::UpdateSharedClusters() {
 }
 
 std::string Server::XdsStatusJson() {
-  return xds_client_ == nullptr ? "" : xds_client_->StatusJson();
+  if (xds_client_ == nullptr) return "";
+  std::string status = xds_client_->StatusJson();
+  // The lookup keys and their state join the stream's status object.
+  if (on_demand_ != nullptr && !status.empty() && status.back() == '}') {
+    status.insert(status.size() - 1, absl::StrCat(",\"on_demand\":", on_demand_->Json()));
+  }
+  return status;
 }
 
 std::string Server::CertsJson() {

@@ -21,6 +21,11 @@
 // next one (after a take-over, a failure to serve it is logged and counted, and the sidecar serves
 // its traffic without; without one, it is an Init() error). GET /hand_over shows both sides.
 //
+// Destinations discovered on first use (ADR 0086): a worker that meets an unknown destination
+// asks for its lookup key (WorkerShared::request_lookup, posted to the main thread's
+// OnDemandDiscovery, which subscribes the keys of a loop turn on the xDS stream); answers go to
+// every worker (Worker::OnLookupAnswers) after the snapshot that carries them.
+//
 // With xDS (--xds or the bootstrap's xds section; docs/xds.md) the configuration is the
 // bootstrap's static resources plus what the control plane streams. Every update goes through
 // the same path as SIGHUP (ApplyResources): build and validate a whole snapshot, then publish it
@@ -57,6 +62,7 @@
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/config/on_demand.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/identity/ca_client.h"
@@ -138,6 +144,12 @@ class Server final : public admin::AdminBackend {
   void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
+  // Creates on_demand_ (after InitXds, before the workers): without xDS every key is answered
+  // disconnected.
+  void InitOnDemand();
+  // Hands lookup answers to every worker; called after the snapshot that carries them was
+  // posted (ApplyResources), so each worker applies it first.
+  void DeliverLookupAnswers(std::vector<config::LookupAnswer> answers);
   // TLS to the control plane (xDS, golden-metrics reports, OTLP/gRPC spans): verifies it with the
   // bootstrap's
   // xDS CA file and --xds-server-identity, and presents the workload certificate, when there is
@@ -222,6 +234,8 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
+  // Lookup keys the workers asked for (ADR 0086); uses xds_client_, so declared after it.
+  std::unique_ptr<config::OnDemandDiscovery> on_demand_;
   // ControlPlaneTransport's settings (without the client certificate) and provider; null until
   // first used.
   tls::TlsContextConfig control_plane_tls_config_;

@@ -180,7 +180,12 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
     // certificate (which it already holds: InitWorkloadCertificate ran first).
     (*xds_options.node.mutable_labels())["meshlet.io/workload-certificate"] = "true";
   }
+  // Capability on-demand is announced only on a delta stream (the client leaves it out else).
   xds_options.delta = options_.xds_delta;
+  // After ApplyResources posted the snapshot that carries them.
+  xds_options.on_lookup_answers = [this](std::vector<config::LookupAnswer> answers) {
+    if (on_demand_ != nullptr) on_demand_->OnAnswers(std::move(answers));
+  };
   xds_options.cache_dir = bootstrap.data_dir;
   // The control plane may ask what this sidecar runs (meshctl proxy-config).
   xds_options.config_dump_json = [this] { return admin::ConfigDumpJson(*this); };
@@ -205,6 +210,38 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
     RETURN_IF_ERROR(ApplyResources(xds_client_->CurrentResources()));
   }
   return absl::OkStatus();
+}
+
+void Server::InitOnDemand() {
+  config::LookupStream stream;
+  if (xds_client_ != nullptr) {
+    stream.can_look_up = [this] { return xds_client_->can_look_up(); };
+    stream.lookup = [this](std::vector<std::string> subscribe,
+                           std::vector<std::string> unsubscribe) {
+      xds_client_->Lookup(std::move(subscribe), std::move(unsubscribe));
+    };
+    stream.resource_of = [this](const std::string& key) {
+      auto it = xds_client_->lookups().find(key);
+      return it == xds_client_->lookups().end() ? std::string() : it->second;
+    };
+  }
+  on_demand_ = std::make_unique<config::OnDemandDiscovery>(
+      loop_, RealClock::Get(),
+      config::OnDemandOptions{.max_keys = options_.on_demand_max_keys,
+                              .missing_ttl = options_.on_demand_missing_ttl},
+      std::move(stream),
+      [this](std::vector<config::LookupAnswer> answers) {
+        DeliverLookupAnswers(std::move(answers));
+      },
+      stats_.shared_shard());
+  // Keys held from a saved or handed-over configuration are subscribed on the first stream.
+  if (xds_client_ != nullptr) on_demand_->Seed(xds_client_->lookups());
+}
+
+void Server::DeliverLookupAnswers(std::vector<config::LookupAnswer> answers) {
+  if (workers_.empty()) return;
+  for (size_t i = 0; i + 1 < workers_.size(); ++i) workers_[i]->OnLookupAnswers(answers);
+  workers_.back()->OnLookupAnswers(std::move(answers));
 }
 
 absl::Status Server::InitTracing(const config::BootstrapConfig& bootstrap) {
