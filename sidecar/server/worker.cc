@@ -120,6 +120,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
       *loop_, *stats_,
       listener::OnDemandWaiters::Options{.request = shared_.request_lookup,
                                          .max_waiting = shared_.on_demand_max_waiting});
+  context_->on_demand = on_demand_.get();
   mirrors_ = std::make_unique<router::Mirrors>(*loop_, *clusters_, shared_.max_mirrors_in_flight);
   context_->mirrors = mirrors_.get();
   if (shared_.decision_ring_size > 0) {
