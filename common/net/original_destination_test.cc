@@ -30,13 +30,14 @@
 #include "absl/strings/str_join.h"
 #include "common/event/loop.h"
 #include "common/net/listener.h"
+#include "common/net/network_namespace_test_util.h"
 #include "common/net/test_util.h"
 #include "gtest/gtest.h"
 
-extern char** environ;
-
 namespace meshlet::net {
 namespace {
+
+using testing::InNewNetworkNamespace;
 
 // The port the rules redirect; nothing listens on it.
 constexpr uint16_t kCapturedPort = 4321;
@@ -175,72 +176,12 @@ TEST(OriginalDestinationTest, ConnectionsAreAskedThroughTheirSocket) {
 // ---------------------------------------------------------------------------------------------
 // Redirected by iptables, as root in a network namespace of the test's own
 
-std::string FindTool(const std::string& name) {
-  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"}) {
-    std::string path = absl::StrCat(dir, "/", name);
-    if (access(path.c_str(), X_OK) == 0) return path;
-  }
-  return "";
-}
-
-// Runs a tool (on the calling thread's network namespace); "" on success, else what failed.
-std::string Run(const std::vector<std::string>& args) {
-  std::string path = FindTool(args[0]);
-  if (path.empty()) return absl::StrCat(args[0], " is missing");
-  std::vector<char*> argv;
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid;
-  if (int error = posix_spawn(&pid, path.c_str(), nullptr, nullptr, argv.data(), environ);
-      error != 0) {
-    return absl::StrCat(path, ": ", strerror(error));
-  }
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::StrCat(absl::StrJoin(args, " "), " failed (status ", status, ")");
-  }
-  return "";
-}
-
 // `iptables -t nat -A OUTPUT` (or ip6tables) sending local TCP for `port` to `to_port`.
 std::string Redirect(const char* tool, uint16_t port, uint16_t to_port) {
-  return Run({tool, "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", absl::StrCat(port),
-              "-j", "REDIRECT", "--to-ports", absl::StrCat(to_port)});
+  return testing::RunTool({tool, "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport",
+                           absl::StrCat(port), "-j", "REDIRECT", "--to-ports",
+                           absl::StrCat(to_port)});
 }
-
-std::string BringUpLoopback() {
-  Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ifreq request{};
-  strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(fd.get(), SIOCGIFFLAGS, &request) != 0) return absl::StrCat("lo: ", strerror(errno));
-  request.ifr_flags |= IFF_UP;
-  if (ioctl(fd.get(), SIOCSIFFLAGS, &request) != 0) return absl::StrCat("lo up: ", strerror(errno));
-  return "";
-}
-
-// Runs `body` on a new thread inside a new network namespace with loopback up. Returns why it
-// could not run, or why `body` says it could not (the test is then skipped); "" when it ran.
-std::string InNewNetworkNamespace(const std::function<std::string()>& body) {
-  if (geteuid() != 0) return "needs root (a network namespace and iptables rules of its own)";
-  std::string why;
-  std::thread thread([&] {
-    if (unshare(CLONE_NEWNET) != 0) {
-      why = absl::StrCat("cannot create a network namespace here: ", strerror(errno));
-      return;
-    }
-    why = BringUpLoopback();
-    if (why.empty()) why = body();
-  });
-  thread.join();
-  return why;
-}
-
-#define SKIP_UNLESS_EMPTY(why)                               \
-  do {                                                       \
-    if (const std::string reason = (why); !reason.empty()) { \
-      GTEST_SKIP() << "SKIP: " << reason;                    \
-    }                                                        \
-  } while (0)
 
 // A listener on `listen` and a `tool` rule that redirects connections to port kCapturedPort to
 // it: one to `host`:kCapturedPort reads that as its original destination; one straight to the
@@ -261,23 +202,23 @@ std::string CheckRedirect(const char* tool, const std::string& listen, bool dual
 }
 
 TEST(OriginalDestinationTest, RedirectedIPv4) {
-  SKIP_UNLESS_EMPTY(InNewNetworkNamespace(
+  MESHLET_SKIP_UNLESS_EMPTY(InNewNetworkNamespace(
       [] { return CheckRedirect("iptables", "127.0.0.1:0", false, "127.0.0.1"); }));
 }
 
 TEST(OriginalDestinationTest, RedirectedIPv6) {
-  SKIP_UNLESS_EMPTY(
+  MESHLET_SKIP_UNLESS_EMPTY(
       InNewNetworkNamespace([] { return CheckRedirect("ip6tables", "[::1]:0", false, "[::1]"); }));
 }
 
 // The local address is ::ffff:127.0.0.1: asked with the IPv4 option, answered in IPv4.
 TEST(OriginalDestinationTest, RedirectedIPv4OnADualStackSocket) {
-  SKIP_UNLESS_EMPTY(InNewNetworkNamespace(
+  MESHLET_SKIP_UNLESS_EMPTY(InNewNetworkNamespace(
       [] { return CheckRedirect("iptables", "[::]:0", /*dual_stack=*/true, "127.0.0.1"); }));
 }
 
 TEST(OriginalDestinationTest, RedirectedConnectionOfAListener) {
-  SKIP_UNLESS_EMPTY(InNewNetworkNamespace([]() -> std::string {
+  MESHLET_SKIP_UNLESS_EMPTY(InNewNetworkNamespace([]() -> std::string {
     event::Loop loop;
     AcceptingListener listener(loop, Parse("127.0.0.1:0"));
     if (listener.listener == nullptr) return "";  // failed above

@@ -118,6 +118,32 @@ enum class UnmatchedDestination {
   kRefuse,       // HTTP clients get a local 502, anything else is closed
 };
 
+// Listener.on_demand (ADR 0086): destinations the listener does not know are looked up over the
+// control-plane stream on first use, and the connection or request waits for the answer before
+// what the listener does with an unknown destination applies.
+struct OnDemandConfig {
+  // Captured connections whose original address is in one of these wait (capture listeners
+  // only); empty: none does.
+  std::vector<net::IpPrefix> address_ranges;
+  bool hosts = false;  // HTTP requests only the "*" host answers wait for their host
+  // The longest wait of one connection or request.
+  Duration timeout = std::chrono::seconds(1);
+  static constexpr Duration kMinTimeout = std::chrono::milliseconds(10);
+  static constexpr Duration kMaxTimeout = std::chrono::seconds(30);
+  // Discovered destinations unused this long are dropped (at least kMinIdleTime).
+  Duration idle_time = std::chrono::minutes(15);
+  static constexpr Duration kMinIdleTime = std::chrono::seconds(10);
+  Duration missing_ttl = std::chrono::seconds(30);  // a key answered missing is asked again after
+
+  // Whether a captured connection to `address` waits for its lookup.
+  bool WaitsFor(const net::IpAddress& address) const {
+    for (const net::IpPrefix& range : address_ranges) {
+      if (range.Contains(address)) return true;
+    }
+    return false;
+  }
+};
+
 struct ListenerConfig {
   std::string name;
   net::Address address;
@@ -168,6 +194,8 @@ struct ListenerConfig {
   // More addresses served exactly as `address` (Listener.additional_addresses); IPv6 ones are
   // bound IPv6-only.
   std::vector<net::Address> additional_addresses;
+  // Listener.on_demand; none: unknown destinations get the listener's answer at once.
+  std::optional<OnDemandConfig> on_demand;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

@@ -289,6 +289,41 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
   }
 }
 
+// Listener.on_demand: address ranges (capture listeners only), hosts (HTTP), the wait's bounds.
+void TranslateOnDemand(Errors::Scope& scope, const xds::Listener& in, ListenerConfig& out) {
+  const xds::OnDemand& on_demand = in.on_demand();
+  OnDemandConfig config;
+  if (on_demand.address_ranges_size() > 0 && !in.use_original_destination()) {
+    scope.Add("on_demand.address_ranges", "only with use_original_destination: true");
+  }
+  for (int i = 0; i < on_demand.address_ranges_size(); ++i) {
+    absl::StatusOr<net::IpPrefix> range = net::IpPrefix::Parse(on_demand.address_ranges(i));
+    if (!range.ok()) {
+      scope.Add(Index("on_demand.address_ranges", i), range.status());
+      continue;
+    }
+    config.address_ranges.push_back(*range);
+  }
+  config.hosts = on_demand.hosts();
+  if (config.hosts && in.protocol() == xds::PROTOCOL_TCP && !in.use_original_destination()) {
+    scope.Add("on_demand.hosts", "not used with protocol TCP");
+  }
+  ReadDuration(scope, "on_demand.timeout", on_demand.has_timeout(), on_demand.timeout(),
+               DurationRule::kPositive, &config.timeout);
+  if (config.timeout < OnDemandConfig::kMinTimeout ||
+      config.timeout > OnDemandConfig::kMaxTimeout) {
+    scope.Add("on_demand.timeout", "must be 10ms to 30s");
+  }
+  ReadDuration(scope, "on_demand.idle_time", on_demand.has_idle_time(), on_demand.idle_time(),
+               DurationRule::kPositive, &config.idle_time);
+  if (config.idle_time < OnDemandConfig::kMinIdleTime) {
+    scope.Add("on_demand.idle_time", "must be at least 10s");
+  }
+  ReadDuration(scope, "on_demand.missing_ttl", on_demand.has_missing_ttl(), on_demand.missing_ttl(),
+               DurationRule::kPositive, &config.missing_ttl);
+  out.on_demand = std::move(config);
+}
+
 std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds::Listener& in,
                                                 const absl::flat_hash_set<std::string>& routes,
                                                 const ClusterNames& clusters,
@@ -361,6 +396,7 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
     out.authorizer = std::make_shared<const filters::Authorizer>(out.authorization);
   }
   TranslateCapture(scope, in, routes, clusters, out);
+  if (in.has_on_demand()) TranslateOnDemand(scope, in, out);
   if (scope.count() != before) return std::nullopt;
   return out;
 }

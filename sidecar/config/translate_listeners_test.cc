@@ -520,5 +520,97 @@ TEST(TranslateTest, CaptureDestinationErrorsNameTheField) {
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination: unknown value 7"));
 }
 
+TEST(TranslateTest, CaptureListenerOnDemand) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  {
+    auto snapshot = BuildSnapshot(set);
+    ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+    EXPECT_FALSE((*snapshot)->listeners[0].on_demand.has_value());  // absent: never waits
+  }
+  xds::OnDemand* on_demand = listener.mutable_on_demand();
+  on_demand->add_address_ranges("10.96.0.0/12");
+  on_demand->add_address_ranges("fd00::/108");
+  on_demand->set_hosts(true);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_TRUE((*snapshot)->listeners[0].on_demand.has_value());
+  const OnDemandConfig& config = *(*snapshot)->listeners[0].on_demand;
+  ASSERT_EQ(config.address_ranges.size(), 2u);
+  EXPECT_EQ(config.address_ranges[0].ToString(), "10.96.0.0/12");
+  EXPECT_EQ(config.address_ranges[1].ToString(), "fd00::/108");
+  EXPECT_TRUE(config.hosts);
+  EXPECT_EQ(config.timeout, 1s);  // the defaults
+  EXPECT_EQ(config.idle_time, 15min);
+  EXPECT_EQ(config.missing_ttl, 30s);
+  EXPECT_TRUE(config.WaitsFor(*net::IpAddress::Parse("10.100.3.4")));
+  EXPECT_TRUE(config.WaitsFor(*net::IpAddress::Parse("fd00::5")));
+  EXPECT_FALSE(config.WaitsFor(*net::IpAddress::Parse("10.112.0.1")));
+  EXPECT_FALSE(config.WaitsFor(*net::IpAddress::Parse("192.168.1.1")));
+
+  on_demand->mutable_timeout()->set_nanos(250'000'000);
+  on_demand->mutable_idle_time()->set_seconds(60);
+  on_demand->mutable_missing_ttl()->set_seconds(5);
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].on_demand->timeout, 250ms);
+  EXPECT_EQ((*snapshot)->listeners[0].on_demand->idle_time, 60s);
+  EXPECT_EQ((*snapshot)->listeners[0].on_demand->missing_ttl, 5s);
+  // The bounds are inclusive.
+  on_demand->mutable_timeout()->set_nanos(10'000'000);
+  ASSERT_TRUE(BuildSnapshot(set).ok());
+  on_demand->mutable_timeout()->set_nanos(0);
+  on_demand->mutable_timeout()->set_seconds(30);
+  ASSERT_TRUE(BuildSnapshot(set).ok());
+}
+
+TEST(TranslateTest, OnDemandErrorsNameTheField) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  xds::OnDemand* on_demand = listener.mutable_on_demand();
+  on_demand->add_address_ranges("10.96.0.0/12");
+  on_demand->add_address_ranges("10.96.0.1/12");
+  on_demand->add_address_ranges("reviews");
+  on_demand->mutable_timeout()->set_seconds(31);
+  on_demand->mutable_idle_time()->set_seconds(9);
+  on_demand->mutable_missing_ttl()->set_seconds(-1);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  std::string message(snapshot.status().message());
+  const std::string at = "listener \"outbound\": on_demand.";
+  EXPECT_THAT(message, HasSubstr(at + "address_ranges[1]: \"10.96.0.1/12\" has bits set past the "
+                                      "prefix length; the range is 10.96.0.0/12"));
+  EXPECT_THAT(message, HasSubstr(at + "address_ranges[2]: \"reviews\" is not an address range"));
+  EXPECT_THAT(message, HasSubstr(at + "timeout: must be 10ms to 30s"));
+  EXPECT_THAT(message, HasSubstr(at + "idle_time: must be at least 10s"));
+  EXPECT_THAT(message, HasSubstr(at + "missing_ttl: "));
+  EXPECT_THAT(message, ::testing::Not(HasSubstr("address_ranges[0]")));
+
+  // Shorter than 10ms is refused too; address ranges go with capture only.
+  on_demand->clear_address_ranges();
+  on_demand->mutable_timeout()->set_seconds(0);
+  on_demand->mutable_timeout()->set_nanos(9'000'000);
+  on_demand->clear_idle_time();
+  on_demand->clear_missing_ttl();
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr(at + "timeout: must be 10ms to 30s"));
+  on_demand->clear_timeout();
+  xds::OnDemand* plain = set.listeners.Mutable(1).mutable_on_demand();
+  plain->add_address_ranges("10.96.0.0/12");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  message = std::string(snapshot.status().message());
+  EXPECT_THAT(message, HasSubstr("on_demand.address_ranges: only with use_original_destination: "
+                                 "true"));
+  // Hosts alone are fine on a listener that serves HTTP.
+  plain->clear_address_ranges();
+  plain->set_hosts(true);
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_TRUE((*snapshot)->listeners[1].on_demand->hosts);
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::config

@@ -9,6 +9,7 @@
 #include "common/net/original_destination.h"
 #include "sidecar/filters/authorization.h"
 #include "sidecar/listener/downstream_tls.h"
+#include "xds/protocol.h"
 
 namespace meshlet::sidecar::listener {
 namespace {
@@ -33,6 +34,7 @@ ActiveConnection::ActiveConnection(ConnectionOwner& owner,
 
 ActiveConnection::~ActiveConnection() {
   // Handlers first: they may still use the connection counters' owners below.
+  lookup_.Reset();
   detect_timer_.reset();
   tcp_.reset();
   http_.reset();  // closes its connection without calling back
@@ -43,8 +45,16 @@ ActiveConnection::~ActiveConnection() {
 }
 
 void ActiveConnection::Start() {
+  if (listener_->matcher.has_value()) {
+    ResolveDestination();
+    if (WaitForLookup()) return;
+  }
+  Serve();
+}
+
+void ActiveConnection::Serve() {
   using config::ListenerProtocol;
-  if (listener_->matcher.has_value()) ResolveDestination();
+  if (listener_->matcher.has_value()) listener_->capture.Record(decision_.action);
   const bool tls = listener_->has_tls();
   if (tls && listener_->tls_provider == nullptr) {
     Reject(listener_->rejected_tls_unavailable, "tls_unavailable");
@@ -86,7 +96,6 @@ void ActiveConnection::Start() {
 }
 
 void ActiveConnection::ResolveDestination() {
-  using Action = CaptureDecision::Action;
   absl::StatusOr<std::optional<net::Address>> original = net::ReadOriginalDestination(*connection_);
   if (original.ok()) {
     original_destination_ = *std::move(original);
@@ -97,8 +106,15 @@ void ActiveConnection::ResolveDestination() {
                              << connection_->remote_address().ToString()
                              << " unknown, served as not redirected: " << original.status();
   }
+  Decide();
+}
+
+void ActiveConnection::Decide() {
+  using Action = CaptureDecision::Action;
+  protocol_ = listener_->config.protocol;
+  route_config_name_ = &listener_->config.route_config_name;
+  tcp_cluster_ = &listener_->config.tcp_cluster;
   decision_ = listener_->matcher->Match(original_destination_, connection_->local_address().port());
-  listener_->capture.Record(decision_.action);
   switch (decision_.action) {
     case Action::kListener:
       break;
@@ -117,12 +133,65 @@ void ActiveConnection::ResolveDestination() {
   }
 }
 
+bool ActiveConnection::WaitForLookup() {
+  using Action = CaptureDecision::Action;
+  if (decision_.action != Action::kPassthrough && decision_.action != Action::kRefuse) return false;
+  if (!original_destination_.has_value() ||
+      !listener_->matcher->WaitsForLookup(*original_destination_)) {
+    return false;
+  }
+  std::optional<std::string> key =
+      xds::LookupKeyForAddress(original_destination_->ip(), original_destination_->port());
+  if (!key.has_value()) return false;
+  OnDemandWaiters::Started started =
+      owner_.on_demand().Wait(*key, *this, listener_->config.on_demand->timeout);
+  if (!started.handle.waiting()) return false;  // served as decided, at once
+  lookup_ = std::move(started.handle);
+  return true;
+}
+
+void ActiveConnection::OnLookupDone(config::LookupOutcome outcome) {
+  if (paused_for_lookup_) {
+    paused_for_lookup_ = false;
+    connection_->ReadEnable();
+  }
+  if (outcome == config::LookupOutcome::kFound) {
+    // The worker applied the snapshot that serves the address before this answer: match again
+    // against the listener as it runs now.
+    std::shared_ptr<const ListenerContext> current =
+        owner_.CurrentListenerContext(listener_->config.name);
+    if (current != nullptr && current->matcher.has_value()) listener_ = std::move(current);
+    Decide();
+  }
+  Serve();
+  // Detection goes on with what arrived meanwhile (a handler took it if one was chosen).
+  if (detect_timer_ != nullptr && (!pending_.empty() || ended_while_waiting_)) {
+    net::Buffer none;
+    OnData(none, ended_while_waiting_);
+  }
+}
+
 void ActiveConnection::StartDrain(bool keep_idle_http1) {
   if (http_ != nullptr) http_->Drain(keep_idle_http1);
 }
 
 void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
   pending_.Move(data);
+  if (lookup_.waiting()) {
+    if (end_stream && pending_.empty()) {
+      // Gone before saying anything: nothing to serve.
+      lookup_.Reset();
+      listener_->closed_before_detect.Inc();
+      connection_->Close(net::CloseMode::kNoFlush);
+      return;
+    }
+    ended_while_waiting_ = ended_while_waiting_ || end_stream;
+    if (!paused_for_lookup_ && pending_.length() >= kMaxBytesWhileWaiting) {
+      paused_for_lookup_ = true;
+      connection_->ReadDisable();
+    }
+    return;
+  }
   if (protocol_ == config::ListenerProtocol::kTcp) {
     detect_timer_.reset();
     ToTcp();  // authorized TCP with TLS (Start): the handshake is done
@@ -161,7 +230,8 @@ void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
 }
 
 void ActiveConnection::OnClose(net::CloseReason, const absl::Status&) {
-  // Closed while detecting (or while being refused).
+  // Closed while waiting for a lookup, detecting (or while being refused).
+  lookup_.Reset();
   detect_timer_.reset();
   owner_.OnConnectionDone(*this);
 }

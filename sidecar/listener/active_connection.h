@@ -17,6 +17,14 @@
 // tls_handshake_timeout from accept. Every refusal is counted in
 // meshlet_downstream_cx_rejected_total.
 //
+// On a capture listener with on_demand, a connection whose original destination no destination
+// serves (passthrough or refuse) and whose address is inside on_demand.address_ranges first waits
+// for a lookup of that address (ADR 0086; the worker's OnDemandWaiters, up to on_demand.timeout):
+// bytes it sends meanwhile are kept (reading pauses past kMaxBytesWhileWaiting) and no detection
+// timer runs. Found: the original destination is matched again against the listener as the
+// worker runs it now (the snapshot that carries the answer) and served so; any other outcome: the
+// first decision is served, exactly as without on_demand. Closing while waiting cancels the wait.
+//
 // Ownership and threading: the ConnectionOwner (the worker) owns it and its loop thread is the
 // only one it runs on. While the protocol is being detected it is the connection's callbacks
 // object; afterwards it owns the handler (TcpProxy or HttpConnectionManager). When the connection
@@ -37,6 +45,7 @@
 #include "sidecar/listener/http_connection_manager.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/listener_context.h"
+#include "sidecar/listener/on_demand_waiters.h"
 #include "sidecar/listener/protocol_detector.h"
 #include "sidecar/listener/tcp_proxy.h"
 #include "sidecar/listener/worker_context.h"
@@ -58,12 +67,17 @@ class ConnectionOwner {
   virtual void CountConnection(int delta) = 0;
   // `connection` has ended: the owner forgets it and deletes it with Loop::DeferDelete.
   virtual void OnConnectionDone(ActiveConnection& connection) = 0;
+  // The worker's connections waiting for lookups (ADR 0086).
+  virtual OnDemandWaiters& on_demand() = 0;
+  // The context the worker gives connections the listener called `name` accepts now (of its
+  // latest snapshot); null when it runs no such listener any more.
+  virtual std::shared_ptr<const ListenerContext> CurrentListenerContext(absl::string_view name) = 0;
 
  protected:
   ~ConnectionOwner() = default;
 };
 
-class ActiveConnection final : public net::ConnectionCallbacks {
+class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
  public:
   ActiveConnection(ConnectionOwner& owner, std::shared_ptr<const ListenerContext> listener,
                    std::unique_ptr<net::Connection> connection);
@@ -75,7 +89,8 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   // On a capture listener (ListenerContext::matcher) it first reads the original destination and
   // picks what serves the connection: a matched destination's protocol, routes and tcp_cluster,
   // the listener's own, a plaintext passthrough to where the client was going, or a refusal
-  // (HTTP: a local 502 per request, flag NM; other bytes: closed as unmatched_destination).
+  // (HTTP: a local 502 per request, flag NM; other bytes: closed as unmatched_destination), after
+  // waiting for a lookup of the original destination when the listener's on_demand says so.
   void Start();
   // HTTP connections finish their streams and close (GOAWAY / Connection: close; an idle HTTP/1.1
   // one after its next request with `keep_idle_http1`, HttpConnectionManager::Drain); TCP proxies
@@ -90,8 +105,18 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   // The protocol settled without looking at the bytes: by the listener (HTTP1/HTTP2 listeners
   // with TLS wait here only for the handshake) or by ALPN.
   std::optional<DetectedProtocol> ChosenProtocol() const;
-  // Capture listeners: reads the original destination, sets decision_ and what follows from it.
+  // Capture listeners: reads the original destination, then Decide().
   void ResolveDestination();
+  // Capture listeners: sets decision_ and what follows from it from original_destination_.
+  void Decide();
+  // Capture listeners: starts waiting for a lookup of the original destination if decision_ and
+  // the listener's on_demand ask for one; false when the connection does not wait.
+  bool WaitForLookup();
+  // Waiter: the lookup ended (found: Decide() again with the worker's current listener), then
+  // Serve() and what arrived meanwhile.
+  void OnLookupDone(config::LookupOutcome outcome) override;
+  // What serves the connection as decided: a handler at once, or detection of its first bytes.
+  void Serve();
   // The HTTP version the client chose by ALPN in a completed TLS handshake, if any.
   std::optional<DetectedProtocol> NegotiatedProtocol() const;
   // What the connection's transport learned about the peer; empty before a TLS handshake
@@ -115,6 +140,8 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   // overloaded from waiting forever.
   static constexpr Duration kLateFloor = std::chrono::milliseconds(100);
   static constexpr int kMaxLateRestarts = 3;
+  // Bytes kept from a client while its connection waits for a lookup before reading pauses.
+  static constexpr size_t kMaxBytesWhileWaiting = 64 * 1024;
 
   ConnectionOwner& owner_;
   std::shared_ptr<const ListenerContext> listener_;
@@ -133,6 +160,9 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   MonotonicTime detect_deadline_{};  // when detect_timer_ is due
   Duration detect_window_{};         // what it was armed with
   net::Buffer pending_;              // bytes read while detecting
+  WaitHandle lookup_;                // while waiting for a lookup (WaitForLookup)
+  bool paused_for_lookup_ = false;   // reading disabled while waiting
+  bool ended_while_waiting_ = false;
   std::unique_ptr<TcpProxy> tcp_;
   std::unique_ptr<HttpConnectionManager> http_;
 };

@@ -17,6 +17,7 @@
 #include "sidecar/route/route_table.h"
 #include "sidecar/stream/decision_ring.h"
 #include "sidecar/tracing/tracer.h"
+#include "xds/protocol.h"
 
 namespace meshlet::sidecar::listener {
 namespace {
@@ -152,12 +153,61 @@ void ActiveStream::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
   if (route_.table != nullptr && route_.virtual_host == nullptr) {
     route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
   }
-  if (!end_stream && !connect_ && hcm_.http_options_.request_body_timeout.count() > 0) {
+  if (hcm_.host_lookup_timeout_.has_value() && route_.table != nullptr && !connect_ &&
+      (route_.virtual_host == nullptr || route_.virtual_host == route_.table->catch_all()))
+      [[unlikely]] {
+    if (StartHostLookup()) return;
+  }
+  StartBodyClock();
+  DecodeHeadersFrom(0);
+}
+
+inline void ActiveStream::StartBodyClock() {
+  if (!request_end_ && !connect_ && hcm_.http_options_.request_body_timeout.count() > 0) {
     body_clock_ = true;
     body_start_ = hcm_.context_.loop.Now();
     hcm_.ArmStreamTimer(hcm_.http_options_.request_body_timeout);
   }
-  DecodeHeadersFrom(0);
+}
+
+bool ActiveStream::StartHostLookup() {
+  OnDemandWaiters* waiters = hcm_.context_.on_demand;
+  if (waiters == nullptr) return false;
+  const std::optional<std::string> key =
+      xds::LookupKeyForHost(route::RequestHost(*request_headers_));
+  if (!key.has_value()) return false;  // no host, or not one a Service could have
+  lookup_started_ = hcm_.context_.clock.ExactNow();
+  OnDemandWaiters::Started started = waiters->Wait(*key, *this, *hcm_.host_lookup_timeout_);
+  if (!started.handle.waiting()) {
+    // Known missing, no control plane, or too many waiting: answered as without on_demand.
+    info_.decision.discovery = config::LookupOutcomeName(started.outcome);
+    info_.decision.discovery_wait_us = 0;
+    return false;
+  }
+  lookup_ = std::move(started.handle);
+  holding_ = true;
+  resume_at_ = 0;
+  return true;
+}
+
+void ActiveStream::OnLookupDone(config::LookupOutcome outcome) {
+  info_.decision.discovery = config::LookupOutcomeName(outcome);
+  info_.decision.discovery_wait_us =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                hcm_.context_.clock.ExactNow() - lookup_started_)
+                                .count());
+  if (done_) return;
+  if (outcome == config::LookupOutcome::kFound) {
+    // The worker applied the snapshot carrying the answer before the answer: its table serves
+    // the host now.
+    route_.table = hcm_.CurrentRouteTable();
+    route_.virtual_host =
+        route_.table != nullptr
+            ? route_.table->MatchVirtualHost(route::RequestHost(*request_headers_))
+            : nullptr;
+  }
+  StartBodyClock();
+  ContinueDecoding();
 }
 
 inline void ActiveStream::RememberRequestLine(const http::HeaderMap& headers) {

@@ -33,6 +33,7 @@
 #include "sidecar/filters/fault_filter.h"
 #include "sidecar/filters/rate_limit_filter.h"
 #include "sidecar/listener/http_connection_manager.h"
+#include "sidecar/listener/on_demand_waiters.h"
 #include "sidecar/router/router.h"
 #include "sidecar/stream/filter.h"
 #include "sidecar/stream/local_reply.h"
@@ -45,7 +46,8 @@ namespace meshlet::sidecar::listener {
 class ActiveStream final : public http::StreamDecoder,
                            public http::StreamCallbacks,
                            public stream::FilterCallbacks,
-                           public ThreadRecycled<ActiveStream> {
+                           public ThreadRecycled<ActiveStream>,
+                           private Waiter {
  public:
   // `encoder` is the codec's response side of this stream; `hcm` outlives the stream.
   ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& encoder);
@@ -179,6 +181,16 @@ class ActiveStream final : public http::StreamDecoder,
   filters::RateLimitFilter route_rate_limit_;
   filters::BreakerFilter breaker_;
   router::Router router_;
+  // A request whose host only the route table's "*" host (or none) answers, on a listener with
+  // on_demand.hosts, waits for its host's lookup before the filters (ADR 0086): holding_ is set,
+  // the body is held as for a filter's hold, and OnLookupDone matches the host again in the
+  // worker's current table and lets the request go on.
+  bool StartHostLookup();
+  void OnLookupDone(config::LookupOutcome outcome) override;
+  // Starts the body clock after the headers (or after the host's lookup).
+  void StartBodyClock();
+  WaitHandle lookup_;
+  MonotonicTime lookup_started_{};
   net::Buffer held_body_;  // while holding_
   size_t resume_at_ = 0;
   bool holding_ = false;

@@ -78,6 +78,11 @@ DestinationMatcher::DestinationMatcher(const config::ListenerConfig& listener)
   }
 }
 
+bool DestinationMatcher::WaitsForLookup(const net::Address& original) const {
+  if (!listener_.on_demand.has_value() || !original.is_ip()) return false;
+  return listener_.on_demand->WaitsFor(IpOf(original));
+}
+
 bool DestinationMatcher::AddressMatches(uint32_t index, const net::Address& address) const {
   const std::vector<net::IpPrefix>& prefixes = listener_.destinations[index].addresses;
   if (prefixes.empty()) return true;

@@ -57,6 +57,10 @@ class DestinationMatcher {
   // port, which differs from the configured one when that is 0). A listener without
   // use_original_destination always gets kListener.
   CaptureDecision Match(const std::optional<net::Address>& original, uint16_t local_port) const;
+  // Whether a connection to `original` that no destination serves (kPassthrough, kRefuse) waits
+  // for a lookup of its address first: the listener has on_demand and `original` is inside its
+  // address_ranges (ADR 0086).
+  bool WaitsForLookup(const net::Address& original) const;
 
  private:
   // Whether destination `index` covers `address` (its port already matched).

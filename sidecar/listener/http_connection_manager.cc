@@ -81,6 +81,9 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       flood_drain_timer_(context.loop, [this] { OnFloodDrainTimeout(); }) {
   CHECK(connection_ != nullptr);
   listener_destination_port_ = listener.destination_port;
+  if (listener.on_demand.has_value() && listener.on_demand->hosts) {
+    host_lookup_timeout_ = listener.on_demand->timeout;
+  }
   if (options_.refuse) {
     refusal_message_ =
         absl::StrCat("destination ", options_.original_destination, " is not in the mesh registry");

@@ -202,6 +202,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
   std::string refusal_message_;  // Options::refuse only
+  // Listener.on_demand with hosts: how long a request may wait for its host's lookup.
+  std::optional<Duration> host_lookup_timeout_;
   // Options::refuse only: the policy object that refuses unknown destinations ("MeshConfig/mesh"),
   // for decision records; may be empty.
   std::string refusal_source_;

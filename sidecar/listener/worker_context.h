@@ -26,6 +26,7 @@ class Mirrors;
 
 namespace meshlet::sidecar::listener {
 
+class OnDemandWaiters;
 using stream::AccessLogSink;
 
 struct WorkerContext : stream::StreamContext {
@@ -36,6 +37,8 @@ struct WorkerContext : stream::StreamContext {
   // The worker's HTTP/2 connections draining after a flood now, across its listeners (each
   // compares it with its http.max_flood_drains; HttpConnectionManager keeps it).
   uint32_t flood_drains = 0;
+  // The worker's requests and connections waiting for lookups (ADR 0086); null: no request waits.
+  OnDemandWaiters* on_demand = nullptr;
 };
 
 }  // namespace meshlet::sidecar::listener

@@ -74,6 +74,8 @@ class RouteTable {
   const RouteEntry* Match(const http::HeaderMap& request) const;
   // Step 1 alone. `host` as sent, possibly with a port.
   const VirtualHostConfig* MatchVirtualHost(absl::string_view host) const;
+  // The host whose domains hold "*" (what answers any host no other host does), or null.
+  const VirtualHostConfig* catch_all() const { return catch_all_; }
   // The virtual host bound to a captured connection's original destination (`destination` as
   // net::Address::ToString() writes it), or null when none is (step 1 then decides per request).
   const VirtualHostConfig* MatchDestination(absl::string_view destination) const;

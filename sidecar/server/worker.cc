@@ -116,6 +116,11 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
       *clusters_,
       snapshot,
   });
+  on_demand_ = std::make_unique<listener::OnDemandWaiters>(
+      *loop_, *stats_,
+      listener::OnDemandWaiters::Options{.request = shared_.request_lookup,
+                                         .max_waiting = shared_.on_demand_max_waiting});
+  context_->on_demand = on_demand_.get();
   mirrors_ = std::make_unique<router::Mirrors>(*loop_, *clusters_, shared_.max_mirrors_in_flight);
   context_->mirrors = mirrors_.get();
   if (shared_.decision_ring_size > 0) {
@@ -176,6 +181,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
   listener_worker_contexts_.clear();
   mirrors_.reset();
   loop_->RunUntilIdle();
+  on_demand_.reset();
   context_.reset();
   tracer_.reset();
   span_exporter_.reset();
@@ -201,8 +207,12 @@ void Worker::ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
 
 void Worker::OnLookupAnswers(std::vector<config::LookupAnswer> answers) {
   if (!started_ || stopped_) return;
-  // Nothing waits for a lookup yet (ADR 0086, commit 11).
-  loop_->Post([answers = std::move(answers)] { (void)answers; });
+  loop_->Post([this, answers = std::move(answers)] { on_demand_->OnLookupAnswers(answers); });
+}
+
+void Worker::ForgetMissingLookups(std::vector<std::string> keys) {
+  if (!started_ || stopped_) return;
+  loop_->Post([this, keys = std::move(keys)] { on_demand_->ForgetMissing(keys); });
 }
 
 void Worker::StartDrain(Duration accept_for, bool keep_idle_http1) {
@@ -436,6 +446,12 @@ void Worker::OnAccept(const std::shared_ptr<const listener::ListenerContext>& co
   listener::ActiveConnection* raw = active.get();
   connections_.emplace(raw, std::move(active));
   raw->Start();
+}
+
+std::shared_ptr<const listener::ListenerContext> Worker::CurrentListenerContext(
+    absl::string_view name) {
+  auto it = listeners_.find(name);
+  return it == listeners_.end() ? nullptr : it->second->context;
 }
 
 void Worker::OnConnectionDone(listener::ActiveConnection& connection) {

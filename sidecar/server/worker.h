@@ -51,6 +51,7 @@
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/listener_context.h"
+#include "sidecar/listener/on_demand_waiters.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/router/mirror.h"
 #include "sidecar/server/tls_contexts.h"
@@ -112,6 +113,9 @@ struct WorkerShared {
   // thread, once per key a connection or request of that worker waits for. The answer comes back
   // through Worker::OnLookupAnswers. Null: no lookups (every wait ends disconnected at once).
   std::function<void(std::string key)> request_lookup;
+  // Connections (and requests) each worker lets wait for lookups at once; past it they are served
+  // without waiting, counted as overflow (--on-demand-max-waiting).
+  size_t on_demand_max_waiting = listener::OnDemandWaiters::kDefaultMaxWaiting;
 };
 
 class Worker final : private listener::ConnectionOwner {
@@ -128,8 +132,11 @@ class Worker final : private listener::ConnectionOwner {
   void ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot);
   // Answers to lookups (WorkerShared::request_lookup), called after the snapshot that carries
   // them was applied with ApplySnapshot, so the worker applies that snapshot first (Loop::Post is
-  // FIFO). Asynchronous.
+  // FIFO). Asynchronous: the worker wakes the connections waiting for those keys.
   void OnLookupAnswers(std::vector<config::LookupAnswer> answers);
+  // Keys answered not found that the main thread asks for again from now on (their missing_ttl
+  // passed): the worker stops answering them not found itself. Asynchronous.
+  void ForgetMissingLookups(std::vector<std::string> keys);
   // HTTP connections are told to wind down (GOAWAY / Connection: close), and so is every one
   // accepted from now on; inbound listeners stop accepting after `accept_for` (while callers
   // learn that this workload is going, a connection they open still gets its request served,
@@ -183,6 +190,9 @@ class Worker final : private listener::ConnectionOwner {
     active_connections_.fetch_add(delta, std::memory_order_relaxed);
   }
   void OnConnectionDone(listener::ActiveConnection& connection) override;
+  listener::OnDemandWaiters& on_demand() override { return *on_demand_; }
+  std::shared_ptr<const listener::ListenerContext> CurrentListenerContext(
+      absl::string_view name) override;
   void DrainOnThread(Duration accept_for, bool keep_idle_http1);
   void StopAcceptingInbound();
   void ShutdownOnThread();
@@ -206,6 +216,8 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<cluster::WorkerClusterManager> clusters_;
   std::unique_ptr<router::Mirrors> mirrors_;         // copies in flight hold clusters: goes first
   std::unique_ptr<stream::DecisionRing> decisions_;  // null: --decision-ring-size 0
+  // Connections waiting for lookups hold handles into it: outlives them.
+  std::unique_ptr<listener::OnDemandWaiters> on_demand_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.
   std::unique_ptr<listener::WorkerContext> context_;
   // Copies of context_ that differ only in the access log, one per listener name ever configured,

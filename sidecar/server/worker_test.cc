@@ -1,5 +1,6 @@
 #include "sidecar/server/worker.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/logging.h"
+#include "common/base/sync.h"
+#include "common/net/network_namespace_test_util.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
@@ -20,10 +23,11 @@ using stream::AccessLogSink;
 
 namespace {
 
-// A blocking TCP echo server on its own thread, for the proxy to forward to.
+// A blocking TCP echo server on its own thread, for the proxy to forward to; it sends `banner`
+// first on each connection (a server-first protocol) when not empty.
 class EchoServer {
  public:
-  EchoServer() {
+  explicit EchoServer(std::string banner = "") {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -33,11 +37,15 @@ class EchoServer {
     socklen_t len = sizeof(addr);
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] {
+    thread_ = std::thread([this, banner = std::move(banner)] {
       while (true) {
         int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
-        std::thread([c] {
+        std::thread([c, banner = banner] {
+          if (!banner.empty() && ::write(c, banner.data(), banner.size()) < 0) {
+            ::close(c);
+            return;
+          }
           char buf[4096];
           ssize_t n;
           while ((n = ::read(c, buf, sizeof(buf))) > 0) {
@@ -61,12 +69,12 @@ class EchoServer {
   std::thread thread_;
 };
 
-// Connects to 127.0.0.1:port; -1 if refused.
-int Connect(uint16_t port) {
+// Connects to `ip`:port (IPv4); -1 if refused.
+int Connect(uint16_t port, const char* ip = "127.0.0.1") {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(::inet_pton(AF_INET, ip, &addr.sin_addr) == 1) << ip;
   addr.sin_port = htons(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     ::close(fd);
@@ -392,4 +400,260 @@ TEST_F(WorkerTest, ConnectFailureClosesDownstream) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// On-demand discovery (ADR 0086): captured connections wait for a lookup of their original
+// destination. As root, in a network namespace of the test's own where iptables redirects the
+// "service" ranges 127.10.0.0/16 and 127.20.0.0/16 to the capture listener; skipped otherwise.
+// Passthrough goes to 127.0.0.1 on the original port (passthrough_host), where `direct` listens;
+// the mesh's cluster is `mesh`. Each server greets with its name, so the client sees which one
+// served it.
+
+namespace {
+
+constexpr char kService[] = "127.10.0.5";  // inside on_demand.address_ranges
+constexpr char kOutside[] = "127.20.0.5";  // redirected, but outside them
+
+// The keys a worker asked for (WorkerShared::request_lookup, called on the worker thread).
+class Lookups {
+ public:
+  std::function<void(std::string)> Callback() {
+    return [this](std::string key) {
+      MutexLock lock(&mu_);
+      keys_.push_back(std::move(key));
+    };
+  }
+  std::vector<std::string> keys() {
+    MutexLock lock(&mu_);
+    return keys_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::string> keys_ ABSL_GUARDED_BY(mu_);
+};
+
+// A capture listener with on_demand for 127.10.0.0/16; with `destination_port`, the destination
+// the mesh's answer adds: kService on that port, served by cluster "mesh".
+std::string CaptureConfig(const std::string& unmatched, const std::string& timeout,
+                          uint16_t mesh_port, uint16_t destination_port = 0) {
+  std::string yaml = absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: capture
+    address: 127.0.0.1:0
+    protocol: PROTOCOL_TCP
+    tcp_cluster: mesh
+    use_original_destination: true
+    unmatched_destination: )",
+                                  unmatched, "\n");
+  if (unmatched == "PASSTHROUGH") absl::StrAppend(&yaml, "    passthrough_host: 127.0.0.1\n");
+  absl::StrAppend(&yaml, "    on_demand: {address_ranges: [\"127.10.0.0/16\"], timeout: ", timeout,
+                  "}\n");
+  if (destination_port != 0) {
+    absl::StrAppend(&yaml, "    destinations:\n    - {name: \"svc:", destination_port,
+                    "\", addresses: [", kService, "], port: ", destination_port,
+                    ", protocol: PROTOCOL_TCP, tcp_cluster: mesh}\n");
+  }
+  absl::StrAppend(&yaml, R"(  clusters:
+  - name: mesh
+    load_assignment:
+      endpoints:
+      - address: 127.0.0.1:)",
+                  mesh_port, "\n");
+  return yaml;
+}
+
+// Redirects local TCP to `range` (a CIDR) to the capture listener's port.
+std::string RedirectRange(const std::string& range, uint16_t to_port) {
+  return net::testing::RunTool({"iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d",
+                                range, "-j", "REDIRECT", "--to-ports", absl::StrCat(to_port)});
+}
+
+// Reads until `n` bytes came or the connection ends ("<eof>" appended) or times out.
+std::string Read(int fd, size_t n) {
+  std::string out;
+  char buf[256];
+  while (out.size() < n) {
+    ssize_t got = ::read(fd, buf, std::min(sizeof(buf), n - out.size()));
+    if (got <= 0) return out + "<eof>";
+    out.append(buf, got);
+  }
+  return out;
+}
+
+bool Send(int fd, absl::string_view bytes) {
+  return ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+}
+
+}  // namespace
+
+class OnDemandWorkerTest : public WorkerTest {
+ protected:
+  // On the namespace's thread: the two servers and a worker whose capture listener has
+  // `unmatched` and on_demand `timeout`, asking lookups_ (or, without `lookups`, nobody), with
+  // both ranges redirected to it. "" or why it could not (the test is skipped).
+  std::string StartCapturing(const std::string& unmatched, const std::string& timeout,
+                             bool lookups = true) {
+    direct_ = std::make_unique<EchoServer>("direct:");
+    mesh_ = std::make_unique<EchoServer>("mesh:");
+    unmatched_ = unmatched;
+    timeout_ = timeout;
+    WorkerShared shared = Shared();
+    if (lookups) shared.request_lookup = lookups_.Callback();
+    worker_ = std::make_unique<Worker>(0, std::move(shared));
+    absl::Status started =
+        worker_->Start(SnapshotFrom(CaptureConfig(unmatched, timeout, mesh_->port())));
+    if (!started.ok()) return std::string(started.message());
+    const uint16_t port = PortOf(*worker_, "capture");
+    if (port == 0) return "no capture listener";
+    for (const char* range : {"127.10.0.0/16", "127.20.0.0/16"}) {
+      if (std::string why = RedirectRange(range, port); !why.empty()) return why;
+    }
+    return "";
+  }
+  // Runs `body` in a network namespace of its own with StartCapturing's worker (then stopped);
+  // "" or why it could not.
+  std::string Captured(const std::string& unmatched, const std::string& timeout,
+                       const std::function<void()>& body, bool lookups = true) {
+    return net::testing::InNewNetworkNamespace([&]() -> std::string {
+      if (std::string why = StartCapturing(unmatched, timeout, lookups); !why.empty()) return why;
+      body();
+      Stop();
+      return "";
+    });
+  }
+  // What the main thread does when the mesh answers the key of kService on direct_'s port: the
+  // snapshot that serves it (through cluster "mesh"), then the answer.
+  void AnswerFound() {
+    worker_->ApplySnapshot(
+        SnapshotFrom(CaptureConfig(unmatched_, timeout_, mesh_->port(), direct_->port())));
+    worker_->OnLookupAnswers({{ServiceKey(), config::LookupOutcome::kFound}});
+  }
+  std::string ServiceKey() const { return absl::StrCat("addr:", kService, ":", direct_->port()); }
+  // A connection to `ip` on direct_'s port (redirected to the capture listener).
+  int ConnectAs(const char* ip) {
+    const int fd = Connect(direct_->port(), ip);
+    EXPECT_GE(fd, 0) << ip;
+    return fd;
+  }
+  // Stops the worker, then the servers.
+  void Stop() {
+    worker_->Stop();
+    worker_.reset();
+    mesh_.reset();
+    direct_.reset();
+  }
+  uint64_t Waits(const char* result) {
+    const StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* series =
+        stats.Find("meshlet_on_demand_waits_total", {{"kind", "address"}, {"result", result}});
+    return series == nullptr ? 0 : series->counter;
+  }
+
+  std::unique_ptr<EchoServer> direct_;  // where passthrough goes
+  std::unique_ptr<EchoServer> mesh_;    // the endpoint of cluster "mesh"
+  std::string unmatched_;
+  std::string timeout_;
+  Lookups lookups_;
+  std::unique_ptr<Worker> worker_;
+};
+
+// The first connection to a Service address the sidecar has not been told about waits for the
+// lookup and is served by the mesh (its cluster), not passed through; what the client sent while
+// it waited reaches the mesh's endpoint.
+TEST_F(OnDemandWorkerTest, UnknownServiceAddressRoutedThroughTheMeshOnFirstConnection) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("PASSTHROUGH", "5s", [&] {
+    const int fd = ConnectAs(kService);
+    EXPECT_TRUE(WaitFor([&] { return !lookups_.keys().empty(); }));
+    EXPECT_EQ(lookups_.keys(), std::vector<std::string>{ServiceKey()});
+    EXPECT_TRUE(Send(fd, "hello"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // read while it waits
+    AnswerFound();
+    EXPECT_EQ(Read(fd, 10), "mesh:hello");
+    ::close(fd);
+    EXPECT_TRUE(WaitFor([&] { return worker_->active_connections() == 0; }));
+  }));
+  EXPECT_EQ(Waits("found"), 1u);
+  EXPECT_EQ(lookups_.keys().size(), 1u);
+}
+
+// A server-first protocol: the client sends nothing, and the discovered Service's endpoint
+// speaks first, as soon as the wait ends (no detection window on top of the wait).
+TEST_F(OnDemandWorkerTest, TcpServiceDiscoveredForServerFirstProtocol) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("PASSTHROUGH", "5s", [&] {
+    const int fd = ConnectAs(kService);
+    EXPECT_TRUE(WaitFor([&] { return !lookups_.keys().empty(); }));
+    AnswerFound();
+    EXPECT_EQ(Read(fd, 5), "mesh:");
+    ::close(fd);
+  }));
+  EXPECT_EQ(Waits("found"), 1u);
+}
+
+// No answer within on_demand.timeout: passed through to the original destination, as without
+// on_demand, with the bytes sent meanwhile.
+TEST_F(OnDemandWorkerTest, TimeoutFallsBackToPassthrough) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("PASSTHROUGH", "0.1s", [&] {
+    const auto start = std::chrono::steady_clock::now();
+    const int fd = ConnectAs(kService);
+    EXPECT_TRUE(Send(fd, "hello"));
+    EXPECT_EQ(Read(fd, 12), "direct:hello");
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(90));
+    EXPECT_EQ(lookups_.keys(), std::vector<std::string>{ServiceKey()});
+    ::close(fd);
+  }));
+  EXPECT_EQ(Waits("timeout"), 1u);
+}
+
+// unmatched_destination: REFUSE: after the timeout the connection is refused, as it is at once
+// without on_demand.
+TEST_F(OnDemandWorkerTest, RefuseListenerRefusesAfterTimeout) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("REFUSE", "0.1s", [&] {
+    const auto start = std::chrono::steady_clock::now();
+    const int fd = ConnectAs(kService);
+    EXPECT_TRUE(Send(fd, std::string(32, '\x01')));  // opaque bytes
+    EXPECT_EQ(Read(fd, 1), "<eof>");
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(90));
+    EXPECT_EQ(lookups_.keys(), std::vector<std::string>{ServiceKey()});
+    ::close(fd);
+  }));
+  EXPECT_EQ(Waits("timeout"), 1u);
+}
+
+// Only original addresses inside on_demand.address_ranges wait; others are passed through at once.
+TEST_F(OnDemandWorkerTest, AddressOutsideRangesNeverWaits) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("PASSTHROUGH", "5s", [&] {
+    const int outside = ConnectAs(kOutside);
+    EXPECT_TRUE(Send(outside, "hello"));
+    EXPECT_EQ(Read(outside, 12), "direct:hello");
+    EXPECT_TRUE(lookups_.keys().empty());
+    // The same port inside the ranges does wait.
+    const int inside = ConnectAs(kService);
+    EXPECT_TRUE(WaitFor([&] { return !lookups_.keys().empty(); }));
+    EXPECT_EQ(lookups_.keys(), std::vector<std::string>{ServiceKey()});
+    worker_->OnLookupAnswers({{ServiceKey(), config::LookupOutcome::kNotFound}});
+    EXPECT_EQ(Read(inside, 7), "direct:");
+    ::close(outside);
+    ::close(inside);
+  }));
+  EXPECT_EQ(Waits("not_found"), 1u);
+}
+
+// Without a way to look up (no control-plane stream: request_lookup null) nothing waits: served
+// at once, counted disconnected.
+TEST_F(OnDemandWorkerTest, NoRequestLookupMeansNoWait) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured(
+      "PASSTHROUGH", "30s",
+      [&] {
+        const auto start = std::chrono::steady_clock::now();
+        const int fd = ConnectAs(kService);
+        EXPECT_EQ(Read(fd, 7), "direct:");
+        EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+        ::close(fd);
+      },
+      /*lookups=*/false));
+  EXPECT_EQ(Waits("disconnected"), 1u);
+}
+
 }  // namespace meshlet::sidecar::server

@@ -148,8 +148,13 @@ struct DecisionRecord {
   absl::string_view policy_destination;
   // A local rate limit refused the request (RL): the policy object the limit came from.
   absl::string_view policy_rate_limit;
-  uint64_t shed_limit;         // with `shed` only
-  uint64_t shed_worker_limit;  // with `shed` only
+  // The request waited for its host to be looked up (ADR 0086; `meshlet.discovery`): how the
+  // wait ended ("found", "not_found", "timeout", ...: config::LookupOutcomeName, a literal) and
+  // how long it took. Empty: it did not wait.
+  absl::string_view discovery;
+  uint64_t discovery_wait_us = 0;  // with `discovery` only
+  uint64_t shed_limit;             // with `shed` only
+  uint64_t shed_worker_limit;      // with `shed` only
 
   uint32_t attempt_count = 0;  // attempts begun (may exceed kMaxAttempts)
   std::array<AttemptRecord, kMaxAttempts> attempts;

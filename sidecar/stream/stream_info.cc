@@ -94,6 +94,10 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
       span.shed_worker_limit = static_cast<int64_t>(d.shed_worker_limit);
     }
   }
+  if (!d.discovery.empty()) {
+    span.discovery = d.discovery;
+    span.discovery_wait_us = static_cast<int64_t>(d.discovery_wait_us);
+  }
   AppendAttempts(d, &span.attempts);
   if (info.response_code >= 500 || info.response_code == 0) {
     span.error = true;

@@ -123,6 +123,10 @@ struct Span {
   absl::string_view shed_reason;
   int64_t shed_limit = -1;
   int64_t shed_worker_limit = -1;
+  // The request waited for its host's lookup (ADR 0086): meshlet.discovery (how it ended, a
+  // literal) and meshlet.discovery.wait_us; -1: it did not wait.
+  absl::string_view discovery;
+  int64_t discovery_wait_us = -1;
   std::string attempts;  // meshlet.attempts
   // False: an unsampled request's server span, exported because the proxy failed the request
   // (Tracer::BeginErrorSpan); its OTLP flags say not sampled.
@@ -166,6 +170,8 @@ struct Span {
     shed_reason = {};
     shed_limit = -1;
     shed_worker_limit = -1;
+    discovery = {};
+    discovery_wait_us = -1;
     sampled = true;
     protocol = {};
     peer_identity = {};
@@ -272,6 +278,8 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (!span.shed_reason.empty()) string_attr("meshlet.shed.reason", span.shed_reason);
   if (span.shed_limit >= 0) int_attr("meshlet.shed.limit", span.shed_limit);
   if (span.shed_worker_limit >= 0) int_attr("meshlet.shed.worker_limit", span.shed_worker_limit);
+  if (!span.discovery.empty()) string_attr("meshlet.discovery", span.discovery);
+  if (span.discovery_wait_us >= 0) int_attr("meshlet.discovery.wait_us", span.discovery_wait_us);
   if (!span.attempts.empty()) string_attr("meshlet.attempts", span.attempts);
 }
 

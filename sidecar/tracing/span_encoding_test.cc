@@ -377,6 +377,8 @@ TEST(SpanTest, ResetSpanIsANewSpan) {
   used.shed_reason = "memory";
   used.shed_limit = 512;
   used.shed_worker_limit = 256;
+  used.discovery = "found";
+  used.discovery_wait_us = 900;
   used.route = "r";
   used.cluster = "c";
   used.endpoint = "10.0.0.1:80";
