@@ -296,6 +296,12 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "connection or request does what it does for an unknown destination. "
                      "Default 4096.",
                      uint64_t{1}, uint64_t{1} << 20),
+      flags::IntFlag("--on-demand-max-waiting", "N", &o.on_demand_max_waiting,
+                     "Connections and requests one worker lets wait for lookups of unknown "
+                     "destinations at once (ADR 0086); past it one does what it does for an "
+                     "unknown destination at once (counted in "
+                     "meshlet_on_demand_waits_total{result=\"overflow\"}). Default 4096.",
+                     uint64_t{1}, uint64_t{1} << 20),
       flags::IntFlag("--mirror-max-in-flight", "N", &o.mirror_max_in_flight,
                      "Request mirror copies (route request_mirror_policies) each worker may "
                      "have in flight, those still receiving the request's body included; copies "

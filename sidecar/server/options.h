@@ -69,6 +69,8 @@ struct ServerOptions {
   // the lookup keys the sidecar holds (past it a new key is answered `limit`), and
   // --on-demand-missing-ttl, how long a key answered not found stays so before it is asked again.
   uint64_t on_demand_max_keys = 4096;
+  // --on-demand-max-waiting: connections and requests one worker lets wait for lookups at once.
+  uint64_t on_demand_max_waiting = 4096;
   Duration on_demand_missing_ttl = std::chrono::seconds(30);
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.

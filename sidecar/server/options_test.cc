@@ -55,13 +55,15 @@ TEST(OptionsTest, OnDemandFlags) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->options.on_demand_max_keys, 4096u);
   EXPECT_EQ(parsed->options.on_demand_missing_ttl, std::chrono::seconds(30));
-  parsed = ParseCommandLine(
-      {"--config=a.yaml", "--on-demand-max-keys=100", "--on-demand-missing-ttl", "5s"});
+  parsed = ParseCommandLine({"--config=a.yaml", "--on-demand-max-keys=100",
+                             "--on-demand-missing-ttl", "5s", "--on-demand-max-waiting=7"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->options.on_demand_max_keys, 100u);
+  EXPECT_EQ(parsed->options.on_demand_max_waiting, 7u);
   EXPECT_EQ(parsed->options.on_demand_missing_ttl, std::chrono::seconds(5));
   // A table of no keys could answer nothing; a ttl under a second would ask on every request.
-  for (const char* bad : {"--on-demand-max-keys=0", "--on-demand-missing-ttl=100ms"}) {
+  for (const char* bad :
+       {"--on-demand-max-keys=0", "--on-demand-missing-ttl=100ms", "--on-demand-max-waiting=0"}) {
     parsed = ParseCommandLine({"--config=a.yaml", bad});
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(parsed.status().message().find(std::string(bad).substr(0, 15)), std::string::npos)

@@ -279,11 +279,14 @@ absl::Status Server::Init() {
                         .decision_ring_size = options_.decision_ring_size,
                         .worker_count = options_.concurrency,
                         // A worker thread's ask, answered on the main thread.
-                        .request_lookup = [this](std::string key) {
-                          loop_.Post([this, key = std::move(key)]() mutable {
-                            if (on_demand_ != nullptr) on_demand_->Request(std::move(key));
-                          });
-                        }});
+                        .request_lookup =
+                            [this](std::string key) {
+                              loop_.Post([this, key = std::move(key)]() mutable {
+                                if (on_demand_ != nullptr) on_demand_->Request(std::move(key));
+                              });
+                            },
+                        .on_demand_max_waiting = options_.on_demand_max_waiting,
+                        .on_demand_missing_ttl = options_.on_demand_missing_ttl});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running

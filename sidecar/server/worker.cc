@@ -119,7 +119,8 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
   on_demand_ = std::make_unique<listener::OnDemandWaiters>(
       *loop_, *stats_,
       listener::OnDemandWaiters::Options{.request = shared_.request_lookup,
-                                         .max_waiting = shared_.on_demand_max_waiting});
+                                         .max_waiting = shared_.on_demand_max_waiting,
+                                         .missing_ttl = shared_.on_demand_missing_ttl});
   context_->on_demand = on_demand_.get();
   mirrors_ = std::make_unique<router::Mirrors>(*loop_, *clusters_, shared_.max_mirrors_in_flight);
   context_->mirrors = mirrors_.get();

@@ -116,6 +116,9 @@ struct WorkerShared {
   // Connections (and requests) each worker lets wait for lookups at once; past it they are served
   // without waiting, counted as overflow (--on-demand-max-waiting).
   size_t on_demand_max_waiting = listener::OnDemandWaiters::kDefaultMaxWaiting;
+  // How long a worker answers a key the control plane answered not found so itself
+  // (--on-demand-missing-ttl, as the main thread's table).
+  Duration on_demand_missing_ttl = std::chrono::seconds(30);
 };
 
 class Worker final : private listener::ConnectionOwner {
