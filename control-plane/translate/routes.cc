@@ -332,6 +332,15 @@ const AddressOwners& HostOwnersCache::Addresses(const std::function<AddressOwner
   return *addresses_;
 }
 
+const std::vector<std::string>& HostOwnersCache::OnDemandRanges(
+    const std::function<std::vector<std::string>()>& build) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (on_demand_ranges_ == nullptr) {
+    on_demand_ranges_ = std::make_unique<const std::vector<std::string>>(build());
+  }
+  return *on_demand_ranges_;
+}
+
 const HostOwners& OwnHostNames(const TranslationContext& ctx) {
   return ctx.index.host_owners->Get(ctx.self.capture, ctx.options.cluster_domain,
                                     [&ctx] { return BuildHostOwners(ctx); });

@@ -35,6 +35,7 @@ std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
     absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
   }
   if (ctx.mode == DiscoveryMode::kWholeMesh) return key + "*";
+  absl::StrAppend(&key, DiscoveryModeName(ctx.mode), ":");
   for (const ServiceKey& service : ctx.ReachableKeys()) {
     absl::StrAppend(&key, service.second, ".", service.first, ",");
   }
@@ -100,7 +101,7 @@ NodeResources Run(const TranslationContext& ctx, Part part, TranslationCache* ca
 }  // namespace
 
 NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& registry,
-                        const xds::Node& node, const TranslateOptions& options,
+                        const NodeInput& node, const TranslateOptions& options,
                         TranslationCache* cache) {
   const MeshIndex index = BuildIndex(policy, registry);
   return Run(TranslationContext(policy, registry, index, node, options), Part::kAll, cache);
@@ -124,19 +125,19 @@ MeshTranslator::MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
 
 MeshTranslator::~MeshTranslator() = default;
 
-std::string MeshTranslator::OutboundKey(const xds::Node& node) const {
+std::string MeshTranslator::OutboundKey(const NodeInput& node) const {
   return CacheKey(TranslationContext(*policy_, *registry_, index_->index, node, options_),
                   /*versions=*/false);
 }
 
 NodeResources MeshTranslator::TranslateOutbound(
-    const xds::Node& node, std::map<std::string, ClusterOrigin>* origins) const {
+    const NodeInput& node, std::map<std::string, ClusterOrigin>* origins) const {
   return Run(TranslationContext(*policy_, *registry_, index_->index, node, options_),
              Part::kOutbound, /*cache=*/nullptr, origins);
 }
 
 std::optional<NodeResources> MeshTranslator::TranslateClusters(
-    const xds::Node& node, const std::vector<ClusterOrigin>& origins) const {
+    const NodeInput& node, const std::vector<ClusterOrigin>& origins) const {
   const TranslationContext ctx(*policy_, *registry_, index_->index, node, options_);
   TranslationOutput out;
   for (const ClusterOrigin& origin : origins) {
@@ -236,13 +237,21 @@ MeshTranslator::IndexStats MeshTranslator::index_stats() const {
           .members_built = index.members_built};
 }
 
-LookupResult MeshTranslator::Resolve(const xds::Node& node, absl::string_view key) const {
+LookupResult MeshTranslator::Resolve(const NodeInput& node, absl::string_view key) const {
   return translate::Resolve(TranslationContext(*policy_, *registry_, index_->index, node, options_),
                             key);
 }
 
-NodeResources MeshTranslator::TranslateLocal(const xds::Node& node) const {
+NodeResources MeshTranslator::TranslateLocal(const NodeInput& node) const {
   return Run(TranslationContext(*policy_, *registry_, index_->index, node, options_), Part::kLocal);
+}
+
+DiscoveryMode MeshTranslator::Mode(const NodeInput& node) const {
+  return TranslationContext(*policy_, *registry_, index_->index, node, options_).mode;
+}
+
+std::vector<MeshTranslator::ServiceName> MeshTranslator::BaseSet(const NodeInput& node) const {
+  return TranslationContext(*policy_, *registry_, index_->index, node, options_).ReachableKeys();
 }
 
 std::shared_ptr<const TranslationCache::Outbound> TranslationCache::Find(const std::string& key) {

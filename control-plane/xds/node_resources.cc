@@ -1,5 +1,6 @@
 #include "control-plane/xds/node_resources.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 #include <vector>
@@ -109,7 +110,7 @@ void NodeResourceGenerator::AddOutbound(const translate::NodeResources& resource
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::BuildOutbound(
-    const xds::Node& node) {
+    const translate::NodeInput& node) {
   auto out = std::make_shared<Outbound>();
   std::map<std::string, translate::ClusterOrigin> origins;
   const translate::NodeResources resources = mesh_->TranslateOutbound(node, &origins);
@@ -126,7 +127,7 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Bu
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::UpdateOutbound(
-    std::shared_ptr<const Outbound>& previous, const xds::Node& node) {
+    std::shared_ptr<const Outbound>& previous, const translate::NodeInput& node) {
   std::vector<std::string> names;
   std::vector<translate::ClusterOrigin> origins;
   for (const auto& service : *changed_) {
@@ -175,11 +176,14 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
 NodeResourceSet NodeResourceGenerator::Generate(
     std::shared_ptr<const policy::PolicySnapshot> policy,
     std::shared_ptr<const registry::RegistrySnapshot> registry, const GenerateRequest& request) {
-  const xds::Node& node = request.node;
   if (mesh_ == nullptr || policy->revision != policy_revision_ ||
       registry->version != registry_version_) {
     StartGeneration(std::move(policy), std::move(registry));
   }
+  std::set<translate::MeshTranslator::ServiceName> discovered;
+  std::map<std::string, KeyAnswer, std::less<>> answers =
+      AnswerKeys(translate::NodeInput(request.node, request.delta), request.keys, discovered);
+  const translate::NodeInput node(request.node, request.delta, &discovered);
   const std::string key = mesh_->OutboundKey(node);
   std::shared_ptr<const Outbound>& shared = outbound_[key];
   if (shared == nullptr) {
@@ -205,10 +209,61 @@ NodeResourceSet NodeResourceGenerator::Generate(
   // The translator's order: the outbound part's warnings, then the node's own.
   out.warnings = shared->resources.warnings;
   out.warnings.insert(out.warnings.end(), local.warnings.begin(), local.warnings.end());
-  for (absl::string_view key : request.keys) {
-    out.key_answers.emplace(std::string(key), KeyAnswer{.result = KeyResult::kNotFound});
+  // A found key's ServiceRoute is among the node's resources by construction (Resolve's
+  // invariant); should it not be, the key is answered missing rather than with a name the
+  // sidecar would never receive.
+  const ResourceMap& service_routes = out.of(ResourceType::kServiceRoute);
+  for (auto& [name, answer] : answers) {
+    if (answer.result == KeyResult::kFound && !service_routes.contains(answer.service_route)) {
+      answer = KeyAnswer{.result = KeyResult::kNotFound};
+    }
   }
+  out.key_answers = std::move(answers);
   return out;
+}
+
+std::map<std::string, KeyAnswer, std::less<>> NodeResourceGenerator::AnswerKeys(
+    const translate::NodeInput& node, const std::vector<absl::string_view>& keys,
+    std::set<translate::MeshTranslator::ServiceName>& discovered) {
+  std::map<std::string, KeyAnswer, std::less<>> answers;
+  if (keys.empty()) return answers;
+  if (mesh_->Mode(node) != translate::DiscoveryMode::kOnDemand) {
+    // Its listeners carry no on_demand: nothing it could discover is pushed for a key.
+    for (absl::string_view key : keys) {
+      answers.emplace(std::string(key), KeyAnswer{.result = KeyResult::kRefused});
+    }
+    return answers;
+  }
+  const std::vector<translate::MeshTranslator::ServiceName> base = mesh_->BaseSet(node);
+  for (absl::string_view key : keys) {
+    if (answers.contains(key)) continue;
+    const translate::LookupResult found = mesh_->Resolve(node, key);
+    KeyAnswer answer;
+    switch (found.reason) {
+      case translate::LookupReason::kFound:
+        if (std::binary_search(base.begin(), base.end(), found.service) ||
+            discovered.contains(found.service)) {
+          answer = {.result = KeyResult::kFound, .service_route = found.service_route};
+        } else if (discovered.size() >= options_.max_on_demand_services) {
+          answer.result = KeyResult::kOverLimit;
+        } else {
+          discovered.insert(found.service);
+          answer = {.result = KeyResult::kFound, .service_route = found.service_route};
+        }
+        break;
+      case translate::LookupReason::kMalformed:
+        answer.result = KeyResult::kMalformed;
+        break;
+      case translate::LookupReason::kUnknown:
+        answer.result = KeyResult::kNotFound;
+        break;
+      case translate::LookupReason::kNotVisible:
+        answer.result = KeyResult::kRefused;
+        break;
+    }
+    answers.emplace(std::string(key), std::move(answer));
+  }
+  return answers;
 }
 
 }  // namespace meshlet::controlplane::ads

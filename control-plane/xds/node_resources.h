@@ -77,7 +77,14 @@ class NodeResourceGenerator {
 
   // `policy` and `registry` must identify their content by PolicySnapshot::revision and
   // RegistrySnapshot::version (LoadPolicySnapshot, Registry::Snapshot).
-  // Lookup keys of `request` are not resolved yet: each is answered kNotFound.
+  //
+  // Lookup keys (ADR 0086): a node served the OnDemand mode (capabilities on-demand and
+  // service-routes, `request.delta`, configured OnDemand) is pushed its own and declared
+  // Services and, beside them, the Services its keys resolve to (MeshTranslator::Resolve), taken
+  // in key order up to TranslateOptions::max_on_demand_services. Each key is answered: kFound
+  // with the ServiceRoute answering it (which the set holds, with its clusters and endpoints),
+  // kNotFound (nothing answers it), kRefused (something the node may not discover does; every
+  // key of a node not served OnDemand), kMalformed, kOverLimit (one more Service than the limit).
   NodeResourceSet Generate(std::shared_ptr<const policy::PolicySnapshot> policy,
                            std::shared_ptr<const registry::RegistrySnapshot> registry,
                            const GenerateRequest& request);
@@ -106,12 +113,16 @@ class NodeResourceGenerator {
   struct Outbound;
   void StartGeneration(std::shared_ptr<const policy::PolicySnapshot> policy,
                        std::shared_ptr<const registry::RegistrySnapshot> registry);
-  std::shared_ptr<const Outbound> BuildOutbound(const xds::Node& node);
+  std::shared_ptr<const Outbound> BuildOutbound(const translate::NodeInput& node);
   // `previous` with the clusters and assignments of changed_ services translated again; null
   // when that cannot be done (BuildOutbound then does it all). On success `previous` may be
   // left null: its maps moved into the result when nothing else held it.
   std::shared_ptr<const Outbound> UpdateOutbound(std::shared_ptr<const Outbound>& previous,
-                                                 const xds::Node& node);
+                                                 const translate::NodeInput& node);
+  // The answers to `keys` for `node` (Generate), adding the Services they discover.
+  std::map<std::string, KeyAnswer, std::less<>> AnswerKeys(
+      const translate::NodeInput& node, const std::vector<absl::string_view>& keys,
+      std::set<translate::MeshTranslator::ServiceName>& discovered);
   // The previous generation's pointer for an identical resource, else `fresh`.
   ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
   // Adds `resources` (outbound clusters and assignments) to `out`, counting them.

@@ -89,6 +89,165 @@ TEST(NodeResourceGeneratorTest, ServiceRoutesSharedAndOversizedOnesCounted) {
   EXPECT_EQ(warned, 2);
 }
 
+// Lookup keys (ADR 0086): the inputs with discovery OnDemand and a third Service "c"; node a-0
+// reads every capability.
+class LookupKeysTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pb::Service c;
+    c.mutable_metadata()->set_name("c");
+    c.mutable_metadata()->set_namespace_("default");
+    c.mutable_spec()->add_ports()->set_port(8080);
+    in_.policy->services.push_back(c);
+    in_.policy->mesh_config.emplace();
+    in_.policy->mesh_config->mutable_metadata()->set_name("mesh");
+    in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("OnDemand");
+    node_ = Inputs::Node("a-0");
+    for (const std::string& name : xds::CapabilitySet::All().Names()) node_.add_capabilities(name);
+  }
+
+  NodeResourceSet Generate(NodeResourceGenerator& generator, std::vector<absl::string_view> keys,
+                           bool delta = true) {
+    return generator.Generate(in_.policy, in_.registry,
+                              GenerateRequest{.node = node_, .delta = delta, .keys = keys});
+  }
+
+  // "result service_route" per key.
+  static std::map<std::string, std::string> Answers(const NodeResourceSet& set) {
+    std::map<std::string, std::string> out;
+    for (const auto& [key, answer] : set.key_answers) {
+      out[key] = absl::StrCat(KeyResultName(answer.result), " ", answer.service_route);
+    }
+    return out;
+  }
+
+  static std::vector<std::string> Names(const ResourceMap& map) {
+    std::vector<std::string> out;
+    for (const auto& [name, r] : map) out.push_back(name);
+    return out;
+  }
+
+  Inputs in_;
+  xds::Node node_;
+};
+
+// A key naming a Service the node did not declare adds that Service's ServiceRoute, clusters and
+// endpoints, exactly as the whole mesh's translation has them.
+TEST_F(LookupKeysTest, KeyOfAnUndeclaredServiceAddsItsPart) {
+  NodeResourceGenerator generator({});
+  const NodeResourceSet base = Generate(generator, {});
+  EXPECT_EQ(Names(base.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080"}));
+  EXPECT_TRUE(base.key_answers.empty());
+  const NodeResourceSet found = Generate(generator, {"host:b", "host:a.default:8080"});
+  EXPECT_EQ(Answers(found),
+            (std::map<std::string, std::string>{{"host:a.default:8080", "found a.default:8080"},
+                                                {"host:b", "found b.default:8080"}}));
+  EXPECT_EQ(Names(found.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080", "b.default:8080"}));
+  // The same resources as a node pushed the whole mesh, but c's.
+  const NodeResourceSet whole = Generate(generator, {}, /*delta=*/false);
+  for (ResourceType type :
+       {ResourceType::kCluster, ResourceType::kEndpoint, ResourceType::kServiceRoute}) {
+    std::map<std::string, std::string> expected = Versions(whole.of(type));
+    std::erase_if(expected, [](const auto& entry) {
+      return entry.first.find("c.default") != std::string::npos;
+    });
+    EXPECT_EQ(Versions(found.of(type)), expected) << TypeLabel(type);
+    EXPECT_TRUE(found.of(type).size() > base.of(type).size()) << TypeLabel(type);
+  }
+  // The listener carries on_demand; the key changes nothing of it.
+  EXPECT_EQ(Versions(found.of(ResourceType::kListener)),
+            Versions(base.of(ResourceType::kListener)));
+  xds::Listener outbound;
+  ASSERT_TRUE(found.of(ResourceType::kListener).at("outbound")->resource.UnpackTo(&outbound));
+  EXPECT_TRUE(outbound.has_on_demand());
+}
+
+TEST_F(LookupKeysTest, UnknownKeyAnsweredNotFound) {
+  NodeResourceGenerator generator({});
+  const NodeResourceSet base = Generate(generator, {});
+  EXPECT_EQ(Names(base.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080"}));
+  const NodeResourceSet set =
+      Generate(generator, {"host:nowhere", "host:b.elsewhere", "addr:10.9.9.9:80"});
+  EXPECT_EQ(Answers(set), (std::map<std::string, std::string>{{"addr:10.9.9.9:80", "not_found "},
+                                                              {"host:b.elsewhere", "not_found "},
+                                                              {"host:nowhere", "not_found "}}));
+  for (ResourceType type : kPushOrder) {
+    EXPECT_EQ(Versions(set.of(type)), Versions(base.of(type))) << TypeLabel(type);
+  }
+}
+
+// A node served another mode than OnDemand looks nothing up: each of its keys is refused and
+// adds nothing.
+TEST_F(LookupKeysTest, KeysOfANodeThatCannotLookUpAreRefused) {
+  const std::vector<absl::string_view> keys = {"host:b", "host:a", "host:nowhere"};
+  const std::map<std::string, std::string> refused = {
+      {"host:a", "refused "}, {"host:b", "refused "}, {"host:nowhere", "refused "}};
+  {
+    SCOPED_TRACE("state of the world");
+    NodeResourceGenerator generator({});
+    EXPECT_EQ(Answers(Generate(generator, keys, /*delta=*/false)), refused);
+  }
+  {
+    SCOPED_TRACE("without capability on-demand");
+    node_.clear_capabilities();
+    for (const std::string& name : xds::CapabilitySet::All().Names()) {
+      if (name != "on-demand") node_.add_capabilities(name);
+    }
+    NodeResourceGenerator generator({});
+    EXPECT_EQ(Answers(Generate(generator, keys)), refused);
+    node_.add_capabilities("on-demand");
+  }
+  {
+    SCOPED_TRACE("Declared");
+    in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("Declared");
+    NodeResourceGenerator generator({});
+    const NodeResourceSet set = Generate(generator, keys);
+    EXPECT_EQ(Answers(set), refused);
+    EXPECT_EQ(Names(set.of(ResourceType::kServiceRoute)),
+              (std::vector<std::string>{"a.default:8080"}));
+  }
+}
+
+// Services past TranslateOptions::max_on_demand_services are not added; keys of Services already
+// held still are answered.
+TEST_F(LookupKeysTest, KeysPastTheServiceLimitAreOverLimit) {
+  translate::TranslateOptions options;
+  options.max_on_demand_services = 1;
+  NodeResourceGenerator generator(options);
+  const NodeResourceSet set =
+      Generate(generator, {"host:b", "host:c", "host:b.default", "host:a", "host:nowhere"});
+  EXPECT_EQ(Answers(set),
+            (std::map<std::string, std::string>{{"host:a", "found a.default:8080"},
+                                                {"host:b", "found b.default:8080"},
+                                                {"host:b.default", "found b.default:8080"},
+                                                {"host:c", "over_limit "},
+                                                {"host:nowhere", "not_found "}}));
+  EXPECT_EQ(Names(set.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080", "b.default:8080"}));
+  // In key order: c first takes the one place.
+  EXPECT_EQ(Answers(Generate(generator, {"host:c", "host:b"})),
+            (std::map<std::string, std::string>{{"host:b", "over_limit "},
+                                                {"host:c", "found c.default:8080"}}));
+}
+
+TEST_F(LookupKeysTest, MalformedKeyAnsweredMalformed) {
+  NodeResourceGenerator generator({});
+  const NodeResourceSet base = Generate(generator, {});
+  const NodeResourceSet set =
+      Generate(generator, {"b", "host:", "host:b c", "addr:10.0.0.1", "addr:999.0.0.1:80"});
+  EXPECT_EQ(Answers(set), (std::map<std::string, std::string>{{"addr:10.0.0.1", "malformed "},
+                                                              {"addr:999.0.0.1:80", "malformed "},
+                                                              {"b", "malformed "},
+                                                              {"host:", "malformed "},
+                                                              {"host:b c", "malformed "}}));
+  for (ResourceType type : kPushOrder) {
+    EXPECT_EQ(Versions(set.of(type)), Versions(base.of(type))) << TypeLabel(type);
+  }
+}
+
 TEST(NodeResourceGeneratorTest, SameResourcesAsTranslatingEachNodeAlone) {
   Inputs in;
   NodeResourceGenerator generator({});

@@ -51,6 +51,10 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
           "--xds-max-resource-bytes", "N", &options.translate.max_resource_bytes,
           "the largest ServiceRoute sent; a larger one (its Service port's routes) is replaced by "
           "one answering 503 and counted (default 1048576; 0: no limit)"),
+      flags::IntFlag<size_t>(
+          "--xds-on-demand-max-services", "N", &options.translate.max_on_demand_services,
+          "the most Services a sidecar's lookup keys add to what it is pushed; a key of one "
+          "more is answered missing, counted over_limit (default 1024)"),
       flags::NonNegativeDurationFlag("--xds-debounce", &options.ads.debounce_quiet,
                                      "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",
