@@ -390,8 +390,14 @@ inline bool SplitsRouteTable(const TranslationContext& ctx) {
 // reachable Service port, HTTPRoute rules first, then a default route; a last "*" host answers
 // 404. Also the clusters captured connections to Services' addresses need. For a node that
 // SplitsRouteTable, the Service ports' virtual hosts and destinations are ServiceRoutes instead
-// (the table keeps the "*" host).
-void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
+// (the table keeps the "*" host). Without `services`, only the table and its "*" host (what a node
+// that SplitsRouteTable gets beside the Services' parts).
+void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out,
+                         bool services = true);
+// The ServiceRoutes of `service`'s ports (for a node that SplitsRouteTable), with the clusters
+// they name added to `out`.
+void BuildServiceRoutes(const TranslationContext& ctx, const ServiceView& service,
+                        TranslationOutput& out);
 
 // Lower-cased host name → the Service port ("<service>.<namespace>:<port>") that owns it (host
 // names match whatever their case, as the sidecar compares them): the first that

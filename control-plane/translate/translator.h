@@ -178,6 +178,19 @@ class MeshTranslator {
   // The node's listeners (for an OnDemand node with Listener.on_demand), inbound route and
   // clusters.
   NodeResources TranslateLocal(const NodeInput& node) const;
+  // Per-Service parts (ADR 0086): for a node that reads ServiceRoutes (SplitsOutbound), its
+  // outbound part is TranslateCommonPart + TranslateServicePart of every Service of BaseSet,
+  // merged by name (a cluster two parts name is the same in both). Equal PartVariants (within one
+  // MeshTranslator) give identical parts of every Service, whatever else the nodes reach.
+  bool SplitsOutbound(const NodeInput& node) const;
+  std::string PartVariant(const NodeInput& node) const;
+  // `service`'s ServiceRoutes, the clusters they name and their assignments, and the warnings of
+  // its translation; nothing for a Service these inputs do not have. `origins` as for
+  // TranslateOutbound.
+  NodeResources TranslateServicePart(const NodeInput& node, const ServiceName& service,
+                                     std::map<std::string, ClusterOrigin>* origins = nullptr) const;
+  // The route configuration "outbound" (its "*" host) and the trust bundle Secret.
+  NodeResources TranslateCommonPart(const NodeInput& node) const;
   // The discovery mode the node is served (EffectiveMode; OnDemand only for a node that may
   // look Services up).
   DiscoveryMode Mode(const NodeInput& node) const;

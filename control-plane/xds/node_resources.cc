@@ -15,7 +15,31 @@ struct NodeResourceGenerator::Outbound {
   using ClustersByService = std::map<translate::MeshTranslator::ServiceName,
                                      std::vector<std::pair<std::string, translate::ClusterOrigin>>>;
   std::shared_ptr<const ClustersByService> clusters_by_service;
+  // A merge of Service parts (a node that reads ServiceRoutes): the parts, by Service, the
+  // common part under kCommonPart.
+  std::optional<Parts> parts;
+  std::string variant;
 };
+
+// One Service's part in one variant, packed (MeshTranslator::TranslateServicePart), or the
+// variant's common part. Immutable once shared.
+struct NodeResourceGenerator::Part {
+  NodeResourceSet resources;
+  // Its outbound clusters and where each comes from.
+  std::vector<std::pair<std::string, translate::ClusterOrigin>> clusters;
+  // The services those clusters' assignments hold the members of.
+  std::set<ServiceName> reads;
+};
+
+namespace {
+
+// The key of a variant's common part among its Service parts (no Service has an empty name).
+const translate::MeshTranslator::ServiceName& CommonPart() {
+  static const auto* key = new translate::MeshTranslator::ServiceName();
+  return *key;
+}
+
+}  // namespace
 
 NodeResourceGenerator::NodeResourceGenerator(translate::TranslateOptions options)
     : options_(std::move(options)) {}
@@ -40,6 +64,8 @@ void NodeResourceGenerator::StartGeneration(
   stats_.index_members_built += index.members_built;
   changed_.reset();
   previous_outbound_.clear();
+  stale_parts_.clear();
+  stale_names_.clear();
   if (mesh_ != nullptr) {
     size_t compared = 0;
     changed_ = next->MemberChangesSince(*mesh_, &compared);
@@ -51,6 +77,37 @@ void NodeResourceGenerator::StartGeneration(
   // server keeps its own references to whatever sidecars still hold).
   previous_ = std::move(current_);
   for (auto& by_name : current_) by_name.clear();
+  if (!changed_) {
+    // Service parts may have been kept across several generations: what they hold is reusable
+    // too. Every part is translated again in this generation.
+    for (const auto& [variant, parts] : parts_) {
+      for (const auto& [service, part] : parts) {
+        for (ResourceType type : kPushOrder) {
+          const size_t t = static_cast<size_t>(type);
+          for (const auto& [name, resource] : part->resources.of(type)) {
+            previous_[t].emplace(KeyOf(*resource), resource);
+          }
+        }
+      }
+    }
+    parts_.clear();
+  } else {
+    // Only the parts reading a changed service are translated again (UpdatePart); the others
+    // stay as they are, pointers and all.
+    for (auto& [variant, parts] : parts_) {
+      for (auto it = parts.begin(); it != parts.end();) {
+        const std::set<ServiceName>& reads = it->second->reads;
+        const bool stale = std::any_of(changed_->begin(), changed_->end(),
+                                       [&](const ServiceName& s) { return reads.contains(s); });
+        if (stale) {
+          stale_names_[variant].insert(it->first);
+          stale_parts_[variant].insert(parts.extract(it++));
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
   if (changed_) {
     // Parts are updated from the previous generation's, whose resources are this generation's
     // too until replaced: a part built in full now (a node whose key the last generation did
@@ -61,6 +118,8 @@ void NodeResourceGenerator::StartGeneration(
     // Each entry moves from the last generation's map when it is there (no allocation), and a
     // part's resources come in key order (the hint makes each insertion constant time).
     for (const auto& [key, part] : previous_outbound_) {
+      // A merge of Service parts holds nothing the parts do not: they are kept as they are.
+      if (part->parts) continue;
       for (ResourceType type : kPushOrder) {
         const size_t t = static_cast<size_t>(type);
         for (const auto& [name, resource] : part->resources.of(type)) {
@@ -187,11 +246,15 @@ NodeResourceSet NodeResourceGenerator::Generate(
   const std::string key = mesh_->OutboundKey(node);
   std::shared_ptr<const Outbound>& shared = outbound_[key];
   if (shared == nullptr) {
-    if (auto it = previous_outbound_.find(key);
-        changed_ && it != previous_outbound_.end() && it->second != nullptr) {
-      shared = UpdateOutbound(it->second, node);
+    auto previous = previous_outbound_.find(key);
+    const bool carried =
+        changed_ && previous != previous_outbound_.end() && previous->second != nullptr;
+    if (mesh_->SplitsOutbound(node)) {
+      shared = MergeParts(node, carried ? std::move(previous->second) : nullptr);
+    } else {
+      if (carried) shared = UpdateOutbound(previous->second, node);
+      if (shared == nullptr) shared = BuildOutbound(node);
     }
-    if (shared == nullptr) shared = BuildOutbound(node);
   } else {
     ++stats_.outbound_shared;
   }
@@ -219,6 +282,144 @@ NodeResourceSet NodeResourceGenerator::Generate(
     }
   }
   out.key_answers = std::move(answers);
+  return out;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::BuildPart(
+    const translate::NodeInput& node, const ServiceName& service) {
+  auto part = std::make_shared<Part>();
+  std::map<std::string, translate::ClusterOrigin> origins;
+  const translate::NodeResources resources =
+      service == CommonPart() ? mesh_->TranslateCommonPart(node)
+                              : mesh_->TranslateServicePart(node, service, &origins);
+  stats_.clusters_translated += resources.clusters.size();
+  stats_.assignments_translated += resources.endpoints.size();
+  stats_.oversized_service_routes += resources.oversized_service_routes;
+  const NodeResourceSet packed = PackNodeResources(resources);
+  for (ResourceType type : kPushOrder) {
+    for (const auto& [name, resource] : packed.of(type)) {
+      part->resources.of(type).emplace(name, Reuse(type, resource));
+    }
+  }
+  part->resources.warnings = resources.warnings;
+  for (auto& [name, origin] : origins) {
+    part->reads.insert(origin.service);
+    part->clusters.emplace_back(name, std::move(origin));
+  }
+  ++stats_.parts_built;
+  return part;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::UpdatePart(
+    const Part& previous, const translate::NodeInput& node) {
+  std::vector<translate::ClusterOrigin> origins;
+  for (const auto& [name, origin] : previous.clusters) {
+    if (changed_->contains(origin.service)) origins.push_back(origin);
+  }
+  std::optional<translate::NodeResources> fresh = mesh_->TranslateClusters(node, origins);
+  if (!fresh) return nullptr;
+  stats_.clusters_translated += fresh->clusters.size();
+  stats_.assignments_translated += fresh->endpoints.size();
+  auto part = std::make_shared<Part>(previous);
+  const NodeResourceSet packed = PackNodeResources(*fresh);
+  for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
+    ResourceMap& mine = part->resources.of(type);
+    for (const auto& [name, resource] : packed.of(type)) {
+      // An unchanged resource keeps its pointer (a cluster whose members changed is the same
+      // Cluster; only its assignment differs).
+      auto old = mine.find(name);
+      if (old != mine.end() && old->second->version == resource->version &&
+          old->second->resource.value() == resource->resource.value()) {
+        continue;
+      }
+      mine.insert_or_assign(name, Reuse(type, resource));
+    }
+  }
+  ++stats_.parts_updated;
+  return part;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::GetPart(
+    const translate::NodeInput& node, const std::string& variant, const ServiceName& service) {
+  std::shared_ptr<const Part>& part = parts_[variant][service];
+  if (part != nullptr) {
+    ++stats_.parts_shared;
+    return part;
+  }
+  if (auto stale = stale_parts_.find(variant); stale != stale_parts_.end()) {
+    if (auto it = stale->second.find(service); it != stale->second.end()) {
+      part = UpdatePart(*it->second, node);
+      stale->second.erase(it);
+    }
+  }
+  if (part == nullptr) part = BuildPart(node, service);
+  return part;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::MergeParts(
+    const translate::NodeInput& node, std::shared_ptr<const Outbound> previous) {
+  std::shared_ptr<Outbound> out;
+  if (previous != nullptr && previous->parts) {
+    // The same Services as last generation (the key lists them): only the parts replaced since
+    // change, and they replace exactly their own resources (a resource two parts hold comes from
+    // a service both read, so both were replaced).
+    out = previous.use_count() == 1 ? std::const_pointer_cast<Outbound>(std::move(previous))
+                                    : std::make_shared<Outbound>(*previous);
+    std::vector<std::pair<std::shared_ptr<const Part>, std::shared_ptr<const Part>>> replaced;
+    if (auto stale = stale_names_.find(out->variant); stale != stale_names_.end()) {
+      for (const ServiceName& service : stale->second) {
+        auto it = out->parts->find(service);
+        if (it == out->parts->end()) continue;
+        std::shared_ptr<const Part> fresh = GetPart(node, out->variant, service);
+        replaced.emplace_back(it->second, fresh);
+        it->second = std::move(fresh);
+      }
+    }
+    for (const auto& [old, fresh] : replaced) {
+      for (ResourceType type : kPushOrder) {
+        ResourceMap& map = out->resources.of(type);
+        for (const auto& [name, resource] : old->resources.of(type)) {
+          auto it = map.find(name);
+          if (it != map.end() && it->second == resource) map.erase(it);
+        }
+      }
+    }
+    for (const auto& [old, fresh] : replaced) {
+      for (ResourceType type : kPushOrder) {
+        for (const auto& [name, resource] : fresh->resources.of(type)) {
+          out->resources.of(type).insert_or_assign(name, resource);
+        }
+      }
+    }
+    if (!replaced.empty()) {
+      out->resources.warnings.clear();
+      for (const auto& [service, part] : *out->parts) {
+        out->resources.warnings.insert(out->resources.warnings.end(),
+                                       part->resources.warnings.begin(),
+                                       part->resources.warnings.end());
+      }
+    }
+    ++stats_.outbound_updates;
+    return out;
+  }
+  out = std::make_shared<Outbound>();
+  out->variant = mesh_->PartVariant(node);
+  out->parts.emplace();
+  out->parts->emplace(CommonPart(), GetPart(node, out->variant, CommonPart()));
+  for (const ServiceName& service : mesh_->BaseSet(node)) {
+    out->parts->emplace(service, GetPart(node, out->variant, service));
+  }
+  for (const auto& [service, part] : *out->parts) {
+    for (ResourceType type : kPushOrder) {
+      ResourceMap& map = out->resources.of(type);
+      for (const auto& [name, resource] : part->resources.of(type)) {
+        map.insert_or_assign(name, resource);
+      }
+    }
+    out->resources.warnings.insert(out->resources.warnings.end(), part->resources.warnings.begin(),
+                                   part->resources.warnings.end());
+  }
+  ++stats_.outbound_builds;
   return out;
 }
 

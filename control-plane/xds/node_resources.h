@@ -70,6 +70,12 @@ class NodeResourceGenerator {
     // ServiceRoutes above TranslateOptions::max_resource_bytes, replaced in the parts built
     // (translate::NodeResources::oversized_service_routes).
     uint64_t oversized_service_routes = 0;
+    // Service parts (nodes that read ServiceRoutes): translated and packed in full, updated for
+    // an endpoint change (the changed services' clusters translated again), and served to a
+    // merge from those this generation already holds.
+    uint64_t parts_built = 0;
+    uint64_t parts_updated = 0;
+    uint64_t parts_shared = 0;
   };
 
   explicit NodeResourceGenerator(translate::TranslateOptions options);
@@ -111,6 +117,22 @@ class NodeResourceGenerator {
 
  private:
   struct Outbound;
+  struct Part;
+  using ServiceName = translate::MeshTranslator::ServiceName;
+  using Parts = std::map<ServiceName, std::shared_ptr<const Part>>;
+  // The part of `service` (the common part for kCommonPart) in `node`'s variant: this
+  // generation's, else the previous one's updated or kept, else built.
+  std::shared_ptr<const Part> GetPart(const translate::NodeInput& node, const std::string& variant,
+                                      const ServiceName& service);
+  std::shared_ptr<const Part> BuildPart(const translate::NodeInput& node,
+                                        const ServiceName& service);
+  // `previous` with the clusters of changed services translated again; null when that cannot be
+  // done.
+  std::shared_ptr<const Part> UpdatePart(const Part& previous, const translate::NodeInput& node);
+  // The outbound part of a node that reads ServiceRoutes: the merge of its parts, or `previous`
+  // (the merge of the same set the last generation made) with its changed parts replaced.
+  std::shared_ptr<const Outbound> MergeParts(const translate::NodeInput& node,
+                                             std::shared_ptr<const Outbound> previous);
   void StartGeneration(std::shared_ptr<const policy::PolicySnapshot> policy,
                        std::shared_ptr<const registry::RegistrySnapshot> registry);
   std::shared_ptr<const Outbound> BuildOutbound(const translate::NodeInput& node);
@@ -138,6 +160,14 @@ class NodeResourceGenerator {
   // members changed, and the previous generation's outbound parts to update.
   std::optional<std::set<translate::MeshTranslator::ServiceName>> changed_;
   std::map<std::string, std::shared_ptr<const Outbound>> previous_outbound_;
+  // Service parts by variant (MeshTranslator::PartVariant), then Service. Kept across
+  // generations that differ in members only, but for the parts that read a changed service,
+  // which move to stale_parts_ until updated.
+  std::map<std::string, Parts> parts_;
+  std::map<std::string, Parts> stale_parts_;
+  // The Services of stale_parts_ as this generation started: the parts a merge carried over
+  // from the last generation replaces.
+  std::map<std::string, std::set<ServiceName>> stale_names_;
   // Every packed outbound resource of the previous and the current generation, by type and
   // (name, version). A key views the name and version of its entry's own resource (ReuseKey),
   // which the entry keeps alive: no strings are copied per entry.

@@ -127,6 +127,14 @@ class LookupKeysTest : public ::testing::Test {
     return out;
   }
 
+  static registry::Workload* Member(registry::RegistrySnapshot& r, const std::string& id) {
+    for (registry::Workload& w : r.workloads) {
+      if (w.id == id) return &w;
+    }
+    ADD_FAILURE() << "no workload " << id;
+    return &r.workloads.front();
+  }
+
   Inputs in_;
   xds::Node node_;
 };
@@ -246,6 +254,90 @@ TEST_F(LookupKeysTest, MalformedKeyAnsweredMalformed) {
   for (ResourceType type : kPushOrder) {
     EXPECT_EQ(Versions(set.of(type)), Versions(base.of(type))) << TypeLabel(type);
   }
+}
+
+// Service parts (ADR 0086 commit 7): nodes whose sets overlap share the parts of the Services
+// they both reach, translated once.
+TEST_F(LookupKeysTest, NodesWithOverlappingDependenciesSharePartPointers) {
+  in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("Declared");
+  Member(*in_.registry, "a-0")->labels["meshlet.io/dependencies"] = "b";
+  Member(*in_.registry, "b-0")->labels["meshlet.io/dependencies"] = "c";
+  NodeResourceGenerator generator({});
+  const NodeResourceSet a = Generate(generator, {});
+  node_.set_id("b-0");
+  const NodeResourceSet b = Generate(generator, {});
+  EXPECT_EQ(Names(a.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080", "b.default:8080"}));
+  EXPECT_EQ(Names(b.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"b.default:8080", "c.default:8080"}));
+  for (ResourceType type :
+       {ResourceType::kServiceRoute, ResourceType::kCluster, ResourceType::kEndpoint}) {
+    for (const auto& [name, resource] : a.of(type)) {
+      if (name.find("b.default") == std::string::npos) continue;
+      ASSERT_TRUE(b.of(type).contains(name)) << name;
+      EXPECT_EQ(b.of(type).at(name), resource) << name;
+    }
+  }
+  // b's part was translated for a-0 and served to b-0: three Services, one cluster each.
+  EXPECT_EQ(generator.stats().clusters_translated, 3u);
+  EXPECT_EQ(generator.stats().parts_built, 3u + 1u);  // and the common part
+  EXPECT_EQ(generator.stats().parts_shared, 2u);      // b's and the common part
+}
+
+// Per generation, each Service's part is translated once per variant, whatever number of nodes
+// and sets read it; an endpoint change updates the parts reading the changed service and keeps
+// the others' pointers; any other change translates them all again.
+TEST_F(LookupKeysTest, OnePartPerServiceAndVariantPerGeneration) {
+  std::vector<xds::Node> nodes;
+  for (const registry::Workload& w : in_.registry->workloads) {
+    xds::Node node = node_;
+    node.set_id(w.id);
+    nodes.push_back(node);
+  }
+  xds::Node captured = node_;
+  captured.set_id("captured");
+  (*captured.mutable_labels())[registry::kCaptureLabel] = registry::kCaptureIptables;
+  nodes.push_back(captured);  // a variant of its own
+  in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("WholeMesh");
+  Member(*in_.registry, "b-1")->labels["meshlet.io/discovery"] = "declared";
+  Member(*in_.registry, "b-2")->labels["meshlet.io/discovery"] = "declared";
+  NodeResourceGenerator generator({});
+  auto round = [&] {
+    std::vector<NodeResourceSet> sets;
+    for (const xds::Node& node : nodes) {
+      sets.push_back(generator.Generate(in_.policy, in_.registry, node));
+    }
+    return sets;
+  };
+  const std::vector<NodeResourceSet> first = round();
+  const uint64_t per_generation = 2 * (3 + 1);  // two variants: three Services and the common part
+  EXPECT_EQ(generator.stats().parts_built, per_generation);
+  EXPECT_EQ(generator.stats().parts_updated, 0u);
+
+  auto next = std::make_shared<registry::RegistrySnapshot>(*in_.registry);
+  Member(*next, "b-1")->addresses = {"10.0.0.99"};
+  next->version = 2;
+  in_.registry = next;
+  const std::vector<NodeResourceSet> second = round();
+  EXPECT_EQ(generator.stats().parts_built, per_generation);
+  EXPECT_EQ(generator.stats().parts_updated, 2u);  // b's, in each variant
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (const auto& [name, resource] : first[i].of(ResourceType::kEndpoint)) {
+      if (!absl::StartsWith(name, "outbound|")) continue;
+      EXPECT_EQ(second[i].of(ResourceType::kEndpoint).at(name) == resource,
+                name.find("b.default") == std::string::npos)
+          << nodes[i].id() << " " << name;
+    }
+    for (const auto& [name, resource] : first[i].of(ResourceType::kServiceRoute)) {
+      EXPECT_EQ(second[i].of(ResourceType::kServiceRoute).at(name), resource) << name;
+    }
+  }
+
+  auto policy = std::make_shared<policy::PolicySnapshot>(*in_.policy);
+  policy->revision = 2;
+  in_.policy = policy;
+  round();
+  EXPECT_EQ(generator.stats().parts_built, 2 * per_generation);
 }
 
 TEST(NodeResourceGeneratorTest, SameResourcesAsTranslatingEachNodeAlone) {
@@ -446,6 +538,38 @@ NodeResourceGenerator::Stats ExpectSameAsTranslatingAlone(
 }
 
 class EndpointChangeTest : public translate::TranslatorTest {};
+class EndpointChangeCaptureTest : public translate::KubernetesServicesTest {};
+
+// A node's outbound part merged from Service parts is what translating the node alone gives, in
+// mode WholeMesh (one merge every such node shares) and Declared (a merge per set), on the
+// translator's fixtures.
+void ExpectMergedPartsEqualTheWholeTranslation(policy::PolicySnapshot policy,
+                                               registry::RegistrySnapshot registry) {
+  for (const char* mode : {"WholeMesh", "Declared"}) {
+    SCOPED_TRACE(mode);
+    policy.mesh_config.emplace();
+    policy.mesh_config->mutable_metadata()->set_name("mesh");
+    policy.mesh_config->mutable_spec()->mutable_discovery()->set_mode(mode);
+    for (size_t i = 0; i < registry.workloads.size(); ++i) {
+      // Overlapping sets: each workload declares the next one's Service.
+      registry.workloads[i].labels["meshlet.io/dependencies"] =
+          absl::StrCat(registry.workloads[(i + 1) % registry.workloads.size()].service, ".",
+                       registry.workloads[(i + 1) % registry.workloads.size()].namespace_);
+    }
+    const NodeResourceGenerator::Stats stats = ExpectSameAsTranslatingAlone(policy, registry, {});
+    EXPECT_GT(stats.parts_built, 0u);
+    // WholeMesh: one merge, every such node served it; Declared: parts served to several merges.
+    EXPECT_GT(std::string(mode) == "WholeMesh" ? stats.outbound_shared : stats.parts_shared, 0u);
+  }
+}
+
+TEST_F(EndpointChangeTest, MergedPartsEqualTheWholeTranslation) {
+  ExpectMergedPartsEqualTheWholeTranslation(policy_, registry_);
+}
+
+TEST_F(EndpointChangeCaptureTest, MergedPartsEqualTheWholeTranslation) {
+  ExpectMergedPartsEqualTheWholeTranslation(policy_, registry_);
+}
 
 TEST_F(EndpointChangeTest, WholeMeshUpdatesEqualFullTranslations) {
   const auto stats = ExpectSameAsTranslatingAlone(policy_, registry_, ReviewsChanges());
@@ -467,8 +591,6 @@ TEST_F(EndpointChangeTest, ScopedUpdatesEqualFullTranslations) {
   EXPECT_EQ(stats.member_only_generations, ReviewsChanges().size());
   EXPECT_GT(stats.outbound_updates, 0u);
 }
-
-class EndpointChangeCaptureTest : public translate::KubernetesServicesTest {};
 
 // Captured nodes, Kubernetes Services whose EndpointSlices change, mTLS that follows the members'
 // certificates, an opaque port's TCP twin.
