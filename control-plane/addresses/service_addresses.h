@@ -39,14 +39,13 @@
 #include "absl/status/statusor.h"
 #include "common/net/ip_prefix.h"
 #include "common/stats/stats.h"
+#include "control-plane/policy/kinds.h"
 #include "control-plane/store/store.h"
 #include "xds/policy.pb.h"
 
 namespace meshlet::controlplane::addresses {
 
-// MeshConfig spec.serviceAddressRange when unset: reserved ("future use") space that is never
-// routed, so an address from it reaches nothing but the mesh.
-inline constexpr char kDefaultServiceAddressRange[] = "240.240.0.0/16";
+using policy::kDefaultServiceAddressRange;  // serviceAddressRange when unset
 // The store record holding the ranges' cursors.
 inline constexpr char kAllocationKind[] = "AddressAllocation";
 inline constexpr char kAllocationName[] = "services";

@@ -30,6 +30,9 @@ inline constexpr absl::string_view kGatewayGroup = "gateway.networking.k8s.io";
 inline constexpr absl::string_view kDefaultNamespace = "default";
 // The only MeshConfig name accepted: there is one per mesh.
 inline constexpr absl::string_view kMeshConfigName = "mesh";
+// MeshConfig spec.serviceAddressRange when unset: reserved ("future use") space that is never
+// routed, so an address from it reaches nothing but the mesh.
+inline constexpr absl::string_view kDefaultServiceAddressRange = "240.240.0.0/16";
 
 struct KindInfo {
   absl::string_view kind;        // "HTTPRoute"

@@ -26,7 +26,9 @@ TEST(CapabilityGatesTableTest, EveryGateNamesAFieldOfTheResources) {
 
 // The capture fixture with mesh mTLS where every member but reviews-v1-1 has a workload
 // certificate (its endpoint is plaintext), frontend-0 captured (virtual hosts with
-// destinations), and an AuthorizationPolicy on frontend (a source on its listener's policy).
+// destinations), an AuthorizationPolicy on frontend (a source on its listener's policy), and
+// discovery OnDemand, frontend-0 declaring every other Service (a node that can look Services up
+// over its delta stream gets Listener.on_demand and the same Services as the others).
 class CapabilityGatesTest : public CaptureTest {
  protected:
   void SetUp() override {
@@ -44,6 +46,10 @@ spec:
   rules:
   - from: [{principals: ["spiffe://cluster.local/ns/default/sa/reviews"]}]
 )"));
+    policy_.mesh_config.emplace();
+    policy_.mesh_config->mutable_metadata()->set_name("mesh");
+    policy_.mesh_config->mutable_spec()->mutable_discovery()->set_mode("OnDemand");
+    registry_.workloads[0].labels["meshlet.io/dependencies"] = "reviews, db";
   }
 
   NodeResources For(const std::string& sidecar_version,
@@ -52,7 +58,7 @@ spec:
     node.set_sidecar_version(sidecar_version);
     node.clear_capabilities();
     for (const std::string& c : capabilities) node.add_capabilities(c);
-    return Translate(policy_, registry_, node);
+    return Translate(policy_, registry_, NodeInput(node, /*delta=*/true));
   }
 
   static int Count(const NodeResources& r, absl::string_view what) {
@@ -80,6 +86,7 @@ spec:
       n += what == "flood-drain" && l.http().has_flood_drain_timeout();
       n += what == "flood-drain" && l.http().has_max_flood_drains();
       n += what == "policy-source" && l.has_unmatched_destination_source();
+      n += what == "on-demand" && l.has_on_demand();
       for (const xds::AuthorizationPolicy& p : l.authorization().policies()) {
         n += what == "policy-source" && p.has_source();
       }
@@ -107,8 +114,6 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kLargeXdsMessages) continue;
     // A resource type, not a field: the translator switches to it (ADR 0086), no gate.
     if (info.capability == xds::Capability::kServiceRoutes) continue;
-    // Listener.on_demand is not written by the translator yet (ADR 0086, commit 9).
-    if (info.capability == xds::Capability::kOnDemand) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "common/net/ip_prefix.h"
+#include "control-plane/policy/kinds.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -64,6 +66,76 @@ void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& liste
   } else {
     listener.set_unmatched_destination(xds::PASSTHROUGH);
   }
+}
+
+// The missing-key TTL of Listener.on_demand: how long a sidecar takes a key answered missing as
+// missing before asking again.
+constexpr int64_t kOnDemandMissingTtlSeconds = 30;
+constexpr int64_t kOnDemandDefaultTimeoutSeconds = 1;
+constexpr int64_t kOnDemandDefaultIdleSeconds = 15 * 60;
+
+std::vector<std::string> BuildOnDemandRanges(const TranslationContext& ctx) {
+  std::vector<net::IpPrefix> ranges;
+  auto add = [&ranges](absl::string_view text) {
+    // A stored MeshConfig was validated, and Service addresses are addresses: what does not parse
+    // all the same is left out rather than sent.
+    if (absl::StatusOr<net::IpPrefix> range = net::IpPrefix::Parse(text); range.ok()) {
+      ranges.push_back(*range);
+    }
+  };
+  add(ctx.mesh.service_address_range().empty() ? policy::kDefaultServiceAddressRange
+                                               : ctx.mesh.service_address_range());
+  if (!ctx.mesh.service_address_range_v6().empty()) add(ctx.mesh.service_address_range_v6());
+  for (const auto& [key, service] : ctx.index.services) {
+    for (const std::string& address : service->addresses) {
+      absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(address);
+      if (ip.ok()) ranges.push_back(net::IpPrefix::Of(*ip, ip->is_v4() ? 16 : 48));
+    }
+  }
+  // By address, then the wider first: a range is left out when the last one kept holds it.
+  std::sort(ranges.begin(), ranges.end(), [](const net::IpPrefix& a, const net::IpPrefix& b) {
+    if (a.network() != b.network()) return a.network() < b.network();
+    return a.length() < b.length();
+  });
+  std::vector<std::string> out;
+  const net::IpPrefix* kept = nullptr;
+  for (const net::IpPrefix& range : ranges) {
+    if (kept != nullptr && kept->family() == range.family() && kept->length() <= range.length() &&
+        kept->Contains(range.network())) {
+      continue;
+    }
+    kept = &range;
+    out.push_back(range.ToString());
+  }
+  return out;
+}
+
+// Listener.on_demand of an OnDemand node's outbound listener: requests for unknown hosts are
+// looked up, and on a captured node connections to unknown addresses in the ranges.
+void SetOnDemand(const TranslationContext& ctx, xds::Listener& listener) {
+  const pb::Discovery& discovery = ctx.mesh.discovery();
+  xds::OnDemand* on_demand = listener.mutable_on_demand();
+  if (ctx.self.capture) {
+    if (discovery.address_ranges_size() > 0) {
+      *on_demand->mutable_address_ranges() = discovery.address_ranges();
+    } else {
+      for (const std::string& range : OnDemandAddressRanges(ctx)) {
+        on_demand->add_address_ranges(range);
+      }
+    }
+  }
+  on_demand->set_hosts(true);
+  if (discovery.has_timeout()) {
+    SetDuration(on_demand->mutable_timeout(), discovery.timeout());
+  } else {
+    on_demand->mutable_timeout()->set_seconds(kOnDemandDefaultTimeoutSeconds);
+  }
+  if (discovery.has_idle_time()) {
+    SetDuration(on_demand->mutable_idle_time(), discovery.idle_time());
+  } else {
+    on_demand->mutable_idle_time()->set_seconds(kOnDemandDefaultIdleSeconds);
+  }
+  on_demand->mutable_missing_ttl()->set_seconds(kOnDemandMissingTtlSeconds);
 }
 
 // The app's ports: its Service's ports, else those the workload registered. `own` is set to its
@@ -175,6 +247,10 @@ AppPorts AddAppPorts(const TranslationContext& ctx, TranslationOutput& out,
 
 }  // namespace
 
+const std::vector<std::string>& OnDemandAddressRanges(const TranslationContext& ctx) {
+  return ctx.index.host_owners->OnDemandRanges([&ctx] { return BuildOnDemandRanges(ctx); });
+}
+
 xds::ListenerDestination ServiceDestination(const ServiceView& service,
                                             const pb::ServicePort& port) {
   xds::ListenerDestination d;
@@ -215,6 +291,7 @@ void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out
     SetCaptureCommon(ctx, listener, port);
     AddOutboundDestinations(ctx, listener);
   }
+  if (ctx.mode == DiscoveryMode::kOnDemand) SetOnDemand(ctx, listener);
   out.resources.listeners.push_back(std::move(listener));
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -172,6 +173,84 @@ TEST_F(CaptureTest, OnlyReachableServicesWithAddressesAreDestinations) {
   }
   EXPECT_EQ(names, (std::vector<std::string>{"db.default:3306", "db.default:8080",
                                              "frontend.default:8080"}));
+}
+
+// Listener.on_demand goes to the outbound listener of a node served OnDemand: configured so,
+// reading capabilities on-demand and service-routes, over a delta stream. Its address ranges are
+// MeshConfig's when set, else derived from the Service address range and Services' addresses.
+TEST_F(CaptureTest, OnDemandOnlyForCapableDeltaNodes) {
+  Capture(registry_.workloads[0]);  // frontend-0
+  policy_.mesh_config.emplace();
+  policy_.mesh_config->mutable_metadata()->set_name("mesh");
+  pb::Discovery& discovery = *policy_.mesh_config->mutable_spec()->mutable_discovery();
+  discovery.set_mode("OnDemand");
+  discovery.mutable_timeout()->set_nanos(250'000'000);
+  // The outbound listener `node` is given over a stream of that kind; null when it has none.
+  auto outbound = [&](const xds::Node& node, bool delta) {
+    const MeshTranslator mesh(std::make_shared<const PolicySnapshot>(policy_),
+                              std::make_shared<const RegistrySnapshot>(registry_), kDefaultOptions);
+    NodeResources r = mesh.TranslateLocal(NodeInput(node, delta));
+    const xds::Listener* listener = Named(r.listeners, "outbound");
+    return listener == nullptr ? std::optional<xds::Listener>() : *listener;
+  };
+  std::optional<xds::Listener> listener = outbound(node_, true);
+  ASSERT_TRUE(listener.has_value());
+  ASSERT_TRUE(listener->has_on_demand());
+  const xds::OnDemand& on_demand = listener->on_demand();
+  // The default range (reviews' and frontend's 240.240.0.x are inside it), db's 10.96.0.20 and
+  // fd00::20, reviews' fd00:240::1: IPv4 first, each in address order.
+  EXPECT_EQ(
+      std::vector<std::string>(on_demand.address_ranges().begin(),
+                               on_demand.address_ranges().end()),
+      (std::vector<std::string>{"10.96.0.0/16", "240.240.0.0/16", "fd00::/48", "fd00:240::/48"}));
+  EXPECT_TRUE(on_demand.hosts());
+  EXPECT_EQ(on_demand.timeout().nanos(), 250'000'000);
+  EXPECT_EQ(on_demand.idle_time().seconds(), 15 * 60);
+  EXPECT_EQ(on_demand.missing_ttl().seconds(), 30);
+
+  // Configured ranges replace the derived ones; a configured IPv6 Service range joins them.
+  policy_.mesh_config->mutable_spec()->set_service_address_range_v6("fd00:240::/112");
+  policy_.mesh_config->mutable_spec()->set_service_address_range("10.96.0.0/12");
+  listener = outbound(node_, true);
+  EXPECT_EQ(
+      std::vector<std::string>(listener->on_demand().address_ranges().begin(),
+                               listener->on_demand().address_ranges().end()),
+      (std::vector<std::string>{"10.96.0.0/12", "240.240.0.0/16", "fd00::/48", "fd00:240::/48"}));
+  discovery.add_address_ranges("10.0.0.0/8");
+  discovery.mutable_idle_time()->set_seconds(60);
+  listener = outbound(node_, true);
+  EXPECT_EQ(std::vector<std::string>(listener->on_demand().address_ranges().begin(),
+                                     listener->on_demand().address_ranges().end()),
+            (std::vector<std::string>{"10.0.0.0/8"}));
+  EXPECT_EQ(listener->on_demand().idle_time().seconds(), 60);
+
+  // An uncaptured node looks up hosts only: it never sees an original destination.
+  registry_.workloads[0].capture = false;
+  registry_.workloads[0].labels.erase(std::string(registry::kCaptureLabel));
+  listener = outbound(node_, true);
+  ASSERT_TRUE(listener->has_on_demand());
+  EXPECT_EQ(listener->on_demand().address_ranges_size(), 0);
+  EXPECT_TRUE(listener->on_demand().hosts());
+  Capture(registry_.workloads[0]);
+
+  // Nodes that cannot look up: a state-of-the-world stream, a sidecar without on-demand or
+  // without service-routes.
+  EXPECT_FALSE(outbound(node_, false)->has_on_demand());
+  for (const char* missing : {"on-demand", "service-routes"}) {
+    SCOPED_TRACE(missing);
+    xds::Node older = node_;
+    older.clear_capabilities();
+    for (const std::string& name : xds::CapabilitySet::All().Names()) {
+      if (name != missing) older.add_capabilities(name);
+    }
+    EXPECT_FALSE(outbound(older, true)->has_on_demand());
+  }
+  // Nodes not configured OnDemand.
+  for (const char* mode : {"WholeMesh", "Declared"}) {
+    SCOPED_TRACE(mode);
+    discovery.set_mode(mode);
+    EXPECT_FALSE(outbound(node_, true)->has_on_demand());
+  }
 }
 
 TEST_F(CaptureTest, InboundListenerRoutesByTheAppPortCalled) {

@@ -201,10 +201,12 @@ TEST_F(LookupTest, OnDemandNodeMayDiscoverAnyService) {
   registry_.workloads[0].labels[std::string(kDependenciesLabel)] = "reviews";
   registry_.workloads[0].labels[std::string(kDiscoveryLabel)] = "on-demand";
   const MeshIndex index = BuildIndex(policy_, registry_);
-  TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
-  // No sidecar looks Services up yet: an OnDemand node is served the whole mesh.
-  EXPECT_EQ(ctx.mode, DiscoveryMode::kWholeMesh);
-  ctx.mode = DiscoveryMode::kOnDemand;  // a node that looks up (the on-demand capability)
+  // Over a state-of-the-world stream it cannot look Services up: it is served the whole mesh.
+  EXPECT_EQ(TranslationContext(policy_, registry_, index, node_, kDefaultOptions).mode,
+            DiscoveryMode::kWholeMesh);
+  TranslationContext ctx(policy_, registry_, index, NodeInput(node_, /*delta=*/true),
+                         kDefaultOptions);
+  EXPECT_EQ(ctx.mode, DiscoveryMode::kOnDemand);
   EXPECT_EQ(Answer(Resolve(ctx, "host:ratings.shop")), "ratings.shop:80");
   ServiceView ratings;
   ratings.namespace_ = "shop";

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
+#include "xds/node.pb.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::translate {
@@ -55,7 +57,26 @@ struct ClusterOrigin {
   bool opaque = false;  // the TCP twin of an AUTO port
 };
 
+// One node as a translation serves it: its Node and what its stream allows (ADR 0086). Views the
+// caller's objects, which must outlive the call it is passed to.
+struct NodeInput {
+  // A node on a state-of-the-world stream, holding no lookups. Implicit, so a Node stands for it.
+  NodeInput(const xds::Node& node) : node(node) {}  // NOLINT(google-explicit-constructor)
+  NodeInput(const xds::Node& node, bool delta,
+            const std::set<std::pair<std::string, std::string>>* discovered = nullptr)
+      : node(node), delta(delta), discovered(discovered) {}
+
+  const xds::Node& node;
+  // The stream is delta: a node reading capabilities on-demand and service-routes may then look
+  // Services up over it, and is served the OnDemand mode when configured so (EffectiveMode).
+  bool delta = false;
+  // The Services (namespace, name) the node's lookup keys discovered: an OnDemand node is pushed
+  // them beside its declared ones. Ignored in other modes. Null: none.
+  const std::set<std::pair<std::string, std::string>>* discovered = nullptr;
+};
+
 inline constexpr size_t kDefaultMaxResourceBytes = 1 << 20;
+inline constexpr size_t kDefaultMaxOnDemandServices = 1024;
 
 struct TranslateOptions {
   std::string cluster_domain = "cluster.local";
@@ -71,6 +92,9 @@ struct TranslateOptions {
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;
+  // The most Services an OnDemand node's lookup keys add to what it is pushed; a key of one more
+  // is answered missing (KeyResult::kOverLimit) until the node unsubscribes others.
+  size_t max_on_demand_services = kDefaultMaxOnDemandServices;
 
   bool operator==(const TranslateOptions&) const = default;
 };

@@ -332,6 +332,15 @@ const AddressOwners& HostOwnersCache::Addresses(const std::function<AddressOwner
   return *addresses_;
 }
 
+const std::vector<std::string>& HostOwnersCache::OnDemandRanges(
+    const std::function<std::vector<std::string>()>& build) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (on_demand_ranges_ == nullptr) {
+    on_demand_ranges_ = std::make_unique<const std::vector<std::string>>(build());
+  }
+  return *on_demand_ranges_;
+}
+
 const HostOwners& OwnHostNames(const TranslationContext& ctx) {
   return ctx.index.host_owners->Get(ctx.self.capture, ctx.options.cluster_domain,
                                     [&ctx] { return BuildHostOwners(ctx); });
@@ -449,21 +458,29 @@ xds::ServiceRoute ToServiceRoute(const TranslationContext& ctx, ServicePortRoute
   return resource;
 }
 
-void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) {
+void BuildServiceRoutes(const TranslationContext& ctx, const ServiceView& service,
+                        TranslationOutput& out) {
+  for (ServicePortRoute& route : RouteServicePorts(ctx, OwnHostNames(ctx), service, out)) {
+    out.resources.service_routes.push_back(ToServiceRoute(ctx, std::move(route), out));
+  }
+}
+
+void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out, bool services) {
   xds::RouteConfiguration routes;
   routes.set_name(std::string(kOutboundName));
   const bool split = SplitsRouteTable(ctx);
   const HostOwners& owners = OwnHostNames(ctx);
   for (const auto& [key, view] : ctx.index.services) {
     const ServiceView& service = *view;
+    if (!services) break;
     if (!ctx.Reachable(service)) continue;
+    if (split) {
+      BuildServiceRoutes(ctx, service, out);
+      continue;
+    }
     for (ServicePortRoute& route : RouteServicePorts(ctx, owners, service, out)) {
-      if (split) {
-        out.resources.service_routes.push_back(ToServiceRoute(ctx, std::move(route), out));
-      } else if (route.virtual_host) {
-        // The destination goes into the capture listener (listeners.cc).
-        *routes.add_virtual_hosts() = std::move(*route.virtual_host);
-      }
+      // The destination goes into the capture listener (listeners.cc).
+      if (route.virtual_host) *routes.add_virtual_hosts() = std::move(*route.virtual_host);
     }
   }
   xds::VirtualHost unknown;

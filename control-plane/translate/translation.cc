@@ -32,16 +32,22 @@ void MergeRetries(const pb::Retries& in, pb::Retries& out) {
 
 TranslationContext::TranslationContext(const PolicySnapshot& policy,
                                        const RegistrySnapshot& registry, const MeshIndex& index,
-                                       const xds::Node& node, const TranslateOptions& options)
-    : policy(policy), registry(registry), index(index), options(options) {
-  if (const Workload* registered = registry.Find(node.id())) {
+                                       const NodeInput& node, const TranslateOptions& options)
+    : policy(policy),
+      registry(registry),
+      index(index),
+      options(options),
+      discovered_(node.discovered) {
+  if (const Workload* registered = registry.Find(node.node.id())) {
     self = *registered;
   } else {
-    self = registry::WorkloadFromNode(node);
+    self = registry::WorkloadFromNode(node.node);
   }
   if (policy.mesh_config.has_value()) mesh = policy.mesh_config->spec();
-  capabilities = xds::CapabilitiesOf(node);
-  mode = EffectiveMode(self, mesh, /*looks_up=*/false);
+  capabilities = xds::CapabilitiesOf(node.node);
+  looks_up = node.delta && capabilities.Has(xds::Capability::kOnDemand) &&
+             capabilities.Has(xds::Capability::kServiceRoutes);
+  mode = EffectiveMode(self, mesh, looks_up);
   dependencies_.insert({self.namespace_, self.service});
   auto it = self.labels.find(std::string(kDependenciesLabel));
   if (it == self.labels.end()) return;
@@ -59,8 +65,9 @@ TranslationContext::TranslationContext(const PolicySnapshot& policy,
 
 bool TranslationContext::Reachable(const ServiceView& service) const {
   if (mode == DiscoveryMode::kWholeMesh) return true;
-  return dependency_namespaces_.contains(service.namespace_) ||
-         dependencies_.contains({service.namespace_, service.name});
+  const ServiceKey key(service.namespace_, service.name);
+  return dependency_namespaces_.contains(service.namespace_) || dependencies_.contains(key) ||
+         (mode == DiscoveryMode::kOnDemand && discovered_ != nullptr && discovered_->contains(key));
 }
 
 bool TranslationContext::MayDiscover(const ServiceView& service) const {
@@ -82,6 +89,11 @@ std::vector<ServiceKey> TranslationContext::ReachableKeys() const {
     for (auto it = index.services.lower_bound({ns, ""});
          it != index.services.end() && it->first.first == ns; ++it) {
       found.insert(it->first);
+    }
+  }
+  if (mode == DiscoveryMode::kOnDemand && discovered_ != nullptr) {
+    for (const ServiceKey& key : *discovered_) {
+      if (index.services.contains(key)) found.insert(key);
     }
   }
   return {found.begin(), found.end()};

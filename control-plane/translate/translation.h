@@ -148,11 +148,16 @@ class HostOwnersCache {
   const HostOwners& Get(bool capture, const std::string& cluster_domain,
                         const std::function<HostOwners()>& build);
   const AddressOwners& Addresses(const std::function<AddressOwners()>& build);
+  // The address ranges OnDemand capture listeners look up (OnDemandAddressRanges), built on
+  // first use.
+  const std::vector<std::string>& OnDemandRanges(
+      const std::function<std::vector<std::string>()>& build);
 
  private:
   std::mutex mu_;
   std::map<std::pair<bool, std::string>, std::unique_ptr<const HostOwners>> owners_;
   std::unique_ptr<const AddressOwners> addresses_;
+  std::unique_ptr<const std::vector<std::string>> on_demand_ranges_;
 };
 
 // What every node's translation reads from the inputs: services with their members, the
@@ -245,14 +250,15 @@ inline void SetDuration(google::protobuf::Duration* out, const google::protobuf:
 // Holds references to the inputs, which must outlive it.
 struct TranslationContext {
   TranslationContext(const PolicySnapshot& policy, const RegistrySnapshot& registry,
-                     const MeshIndex& index, const xds::Node& node,
+                     const MeshIndex& index, const NodeInput& node,
                      const TranslateOptions& options);
   // Held by reference: the options must outlive the context.
   TranslationContext(const PolicySnapshot&, const RegistrySnapshot&, const MeshIndex&,
-                     const xds::Node&, TranslateOptions&&) = delete;
+                     const NodeInput&, TranslateOptions&&) = delete;
 
   // Whether this node is pushed `service`: every service in mode WholeMesh, else its own
-  // service and those its label meshlet.io/dependencies lists.
+  // service and those its label meshlet.io/dependencies lists, and in mode OnDemand those its
+  // lookup keys discovered (NodeInput::discovered).
   bool Reachable(const ServiceView& service) const;
   // Whether a lookup key of this node may resolve to `service`: any service in mode OnDemand,
   // else those it is pushed (a Declared node discovers nothing it did not declare).
@@ -284,12 +290,15 @@ struct TranslationContext {
   // What the node's sidecar reads (from its Node on this stream, not the registration: a
   // sidecar handing over to its successor shares its node id); translator.cc gates the rest.
   xds::CapabilitySet capabilities;
-  // The node's discovery mode (EffectiveMode). No sidecar looks Services up yet (that comes with
-  // the on-demand capability), so OnDemand is taken as WholeMesh; tests of what OnDemand
-  // allows set it.
+  // Whether the node may look Services up: it reads capabilities on-demand and service-routes
+  // (lookups are subscriptions to ServiceRoutes) over a delta stream (NodeInput::delta).
+  bool looks_up = false;
+  // The node's discovery mode (EffectiveMode with looks_up).
   DiscoveryMode mode = DiscoveryMode::kWholeMesh;
 
  private:
+  // NodeInput::discovered (not owned; null: none).
+  const std::set<ServiceKey>* discovered_ = nullptr;
   // meshlet.io/dependencies, parsed once: services by key, and the namespaces listed as "*.ns".
   std::set<ServiceKey> dependencies_;
   std::set<std::string> dependency_namespaces_;
@@ -381,8 +390,14 @@ inline bool SplitsRouteTable(const TranslationContext& ctx) {
 // reachable Service port, HTTPRoute rules first, then a default route; a last "*" host answers
 // 404. Also the clusters captured connections to Services' addresses need. For a node that
 // SplitsRouteTable, the Service ports' virtual hosts and destinations are ServiceRoutes instead
-// (the table keeps the "*" host).
-void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
+// (the table keeps the "*" host). Without `services`, only the table and its "*" host (what a node
+// that SplitsRouteTable gets beside the Services' parts).
+void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out,
+                         bool services = true);
+// The ServiceRoutes of `service`'s ports (for a node that SplitsRouteTable), with the clusters
+// they name added to `out`.
+void BuildServiceRoutes(const TranslationContext& ctx, const ServiceView& service,
+                        TranslationOutput& out);
 
 // Lower-cased host name → the Service port ("<service>.<namespace>:<port>") that owns it (host
 // names match whatever their case, as the sidecar compares them): the first that
@@ -504,8 +519,14 @@ LookupResult Resolve(const TranslationContext& ctx, absl::string_view key);
 // cluster.
 xds::ListenerDestination ServiceDestination(const ServiceView& service,
                                             const pb::ServicePort& port);
+// Where a captured OnDemand node looks unknown original destinations up: MeshConfig
+// discovery.addressRanges when set, else the Service address ranges (serviceAddressRange, its
+// default, serviceAddressRangeV6) and the /16 (IPv4) or /48 (IPv6) of every Service address, a
+// range inside another left out; ordered by address, then length. Built once per index
+// (MeshIndex::host_owners).
+const std::vector<std::string>& OnDemandAddressRanges(const TranslationContext& ctx);
 // The listener "outbound" (with capture destinations for a captured node that does not get them
-// in ServiceRoutes).
+// in ServiceRoutes; for an OnDemand node, its Listener.on_demand).
 void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out);
 // The listener "inbound" with its route configurations and clusters to the app's ports; nothing
 // when the workload serves no ports.

@@ -23,7 +23,9 @@ enum class Part { kAll, kOutbound, kLocal };
 // versions and the options it reads. Reachable services are listed when scoping applies.
 // `versions`: with the inputs' versions (a TranslationCache's key, shared across inputs);
 // without, the node's choices only (MeshTranslator::OutboundKey).
-std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
+// What a Service's part depends on besides the inputs (MeshTranslator::PartVariant): the
+// beginning of the outbound part's key.
+std::string VariantKey(const TranslationContext& ctx, bool versions) {
   std::string key =
       versions ? absl::StrCat(ctx.policy.revision, "|", ctx.registry.version, "|") : std::string();
   absl::StrAppend(&key, ctx.options.cluster_domain, "|", MeshTlsKey(ctx), "|",
@@ -34,7 +36,13 @@ std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
   if (ctx.index.consumer_namespaces.contains(ctx.self.namespace_)) {
     absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
   }
+  return key;
+}
+
+std::string CacheKey(const TranslationContext& ctx, bool versions = true) {
+  std::string key = VariantKey(ctx, versions);
   if (ctx.mode == DiscoveryMode::kWholeMesh) return key + "*";
+  absl::StrAppend(&key, DiscoveryModeName(ctx.mode), ":");
   for (const ServiceKey& service : ctx.ReachableKeys()) {
     absl::StrAppend(&key, service.second, ".", service.first, ",");
   }
@@ -69,9 +77,11 @@ void BuildOutbound(const TranslationContext& ctx, TranslationOutput& out, Transl
   }
 }
 
-// Every list ordered by name, in the forms the node reads.
-NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out) {
-  AddTrustBundle(ctx, out.resources);
+// Every list ordered by name, in the forms the node reads; `trust_bundle`: with the trust bundle
+// Secret when the node gets one.
+NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out,
+                     bool trust_bundle = true) {
+  if (trust_bundle) AddTrustBundle(ctx, out.resources);
   for (auto& [name, cluster] : out.clusters) out.resources.clusters.push_back(std::move(cluster));
   for (auto& [name, assignment] : out.endpoints) {
     out.resources.endpoints.push_back(std::move(assignment));
@@ -100,7 +110,7 @@ NodeResources Run(const TranslationContext& ctx, Part part, TranslationCache* ca
 }  // namespace
 
 NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& registry,
-                        const xds::Node& node, const TranslateOptions& options,
+                        const NodeInput& node, const TranslateOptions& options,
                         TranslationCache* cache) {
   const MeshIndex index = BuildIndex(policy, registry);
   return Run(TranslationContext(policy, registry, index, node, options), Part::kAll, cache);
@@ -124,19 +134,19 @@ MeshTranslator::MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
 
 MeshTranslator::~MeshTranslator() = default;
 
-std::string MeshTranslator::OutboundKey(const xds::Node& node) const {
+std::string MeshTranslator::OutboundKey(const NodeInput& node) const {
   return CacheKey(TranslationContext(*policy_, *registry_, index_->index, node, options_),
                   /*versions=*/false);
 }
 
 NodeResources MeshTranslator::TranslateOutbound(
-    const xds::Node& node, std::map<std::string, ClusterOrigin>* origins) const {
+    const NodeInput& node, std::map<std::string, ClusterOrigin>* origins) const {
   return Run(TranslationContext(*policy_, *registry_, index_->index, node, options_),
              Part::kOutbound, /*cache=*/nullptr, origins);
 }
 
 std::optional<NodeResources> MeshTranslator::TranslateClusters(
-    const xds::Node& node, const std::vector<ClusterOrigin>& origins) const {
+    const NodeInput& node, const std::vector<ClusterOrigin>& origins) const {
   const TranslationContext ctx(*policy_, *registry_, index_->index, node, options_);
   TranslationOutput out;
   for (const ClusterOrigin& origin : origins) {
@@ -236,13 +246,48 @@ MeshTranslator::IndexStats MeshTranslator::index_stats() const {
           .members_built = index.members_built};
 }
 
-LookupResult MeshTranslator::Resolve(const xds::Node& node, absl::string_view key) const {
+LookupResult MeshTranslator::Resolve(const NodeInput& node, absl::string_view key) const {
   return translate::Resolve(TranslationContext(*policy_, *registry_, index_->index, node, options_),
                             key);
 }
 
-NodeResources MeshTranslator::TranslateLocal(const xds::Node& node) const {
+NodeResources MeshTranslator::TranslateLocal(const NodeInput& node) const {
   return Run(TranslationContext(*policy_, *registry_, index_->index, node, options_), Part::kLocal);
+}
+
+bool MeshTranslator::SplitsOutbound(const NodeInput& node) const {
+  return SplitsRouteTable(TranslationContext(*policy_, *registry_, index_->index, node, options_));
+}
+
+std::string MeshTranslator::PartVariant(const NodeInput& node) const {
+  return VariantKey(TranslationContext(*policy_, *registry_, index_->index, node, options_),
+                    /*versions=*/false);
+}
+
+NodeResources MeshTranslator::TranslateServicePart(
+    const NodeInput& node, const ServiceName& service,
+    std::map<std::string, ClusterOrigin>* origins) const {
+  const TranslationContext ctx(*policy_, *registry_, index_->index, node, options_);
+  TranslationOutput out;
+  out.origins = origins;
+  auto it = index_->index.services.find(service);
+  if (it != index_->index.services.end()) BuildServiceRoutes(ctx, *it->second, out);
+  return Finish(ctx, out, /*trust_bundle=*/false);
+}
+
+NodeResources MeshTranslator::TranslateCommonPart(const NodeInput& node) const {
+  const TranslationContext ctx(*policy_, *registry_, index_->index, node, options_);
+  TranslationOutput out;
+  BuildOutboundRoutes(ctx, out, /*services=*/false);
+  return Finish(ctx, out);
+}
+
+DiscoveryMode MeshTranslator::Mode(const NodeInput& node) const {
+  return TranslationContext(*policy_, *registry_, index_->index, node, options_).mode;
+}
+
+std::vector<MeshTranslator::ServiceName> MeshTranslator::BaseSet(const NodeInput& node) const {
+  return TranslationContext(*policy_, *registry_, index_->index, node, options_).ReachableKeys();
 }
 
 std::shared_ptr<const TranslationCache::Outbound> TranslationCache::Find(const std::string& key) {

@@ -133,7 +133,7 @@ class TranslationCache {
 // Translates for `node` (its registration in `registry` if present, else the Node itself).
 // `cache` (optional, not owned) reuses the node-independent part across nodes.
 NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& registry,
-                        const xds::Node& node, const TranslateOptions& options = {},
+                        const NodeInput& node, const TranslateOptions& options = {},
                         TranslationCache* cache = nullptr);
 
 // Translation of many nodes against one set of inputs (a push round). The service index is built
@@ -169,15 +169,38 @@ class MeshTranslator {
 
   // Equal keys (within one MeshTranslator) give identical outbound parts. The key does not name
   // the inputs' versions: between translators, equal keys mean the same node-dependent choices.
-  std::string OutboundKey(const xds::Node& node) const;
+  // The node's discovery mode among those the part depends on: nodes of different modes never
+  // share a key.
+  std::string OutboundKey(const NodeInput& node) const;
   // `origins` (optional): filled with where each outbound cluster comes from, by cluster name.
-  NodeResources TranslateOutbound(const xds::Node& node,
+  NodeResources TranslateOutbound(const NodeInput& node,
                                   std::map<std::string, ClusterOrigin>* origins = nullptr) const;
-  NodeResources TranslateLocal(const xds::Node& node) const;
+  // The node's listeners (for an OnDemand node with Listener.on_demand), inbound route and
+  // clusters.
+  NodeResources TranslateLocal(const NodeInput& node) const;
+  // Per-Service parts (ADR 0086): for a node that reads ServiceRoutes (SplitsOutbound), its
+  // outbound part is TranslateCommonPart + TranslateServicePart of every Service of BaseSet,
+  // merged by name (a cluster two parts name is the same in both). Equal PartVariants (within one
+  // MeshTranslator) give identical parts of every Service, whatever else the nodes reach.
+  bool SplitsOutbound(const NodeInput& node) const;
+  std::string PartVariant(const NodeInput& node) const;
+  // `service`'s ServiceRoutes, the clusters they name and their assignments, and the warnings of
+  // its translation; nothing for a Service these inputs do not have. `origins` as for
+  // TranslateOutbound.
+  NodeResources TranslateServicePart(const NodeInput& node, const ServiceName& service,
+                                     std::map<std::string, ClusterOrigin>* origins = nullptr) const;
+  // The route configuration "outbound" (its "*" host) and the trust bundle Secret.
+  NodeResources TranslateCommonPart(const NodeInput& node) const;
+  // The discovery mode the node is served (EffectiveMode; OnDemand only for a node that may
+  // look Services up).
+  DiscoveryMode Mode(const NodeInput& node) const;
+  // The Services the node is pushed (every one for WholeMesh; its own and its declared
+  // dependencies otherwise, and in mode OnDemand NodeInput::discovered), in key order.
+  std::vector<ServiceName> BaseSet(const NodeInput& node) const;
   // The outbound clusters `origins` name with their assignments (only those: no routes, no
   // secret), as TranslateOutbound(node) builds them; nullopt when an origin names a service or
   // port these inputs do not have.
-  std::optional<NodeResources> TranslateClusters(const xds::Node& node,
+  std::optional<NodeResources> TranslateClusters(const NodeInput& node,
                                                  const std::vector<ClusterOrigin>& origins) const;
   // The services whose members differ from those `previous` indexed, when that is all that
   // differs in what outbound parts read: the same policy revision and options, the same
@@ -192,7 +215,7 @@ class MeshTranslator {
   // What lookup key `key` resolves to for `node` (lookup.h): the Service port whose ServiceRoute
   // in this node's translation answers it. The host-name and address owner tables it reads are
   // built on first use and kept with the index.
-  LookupResult Resolve(const xds::Node& node, absl::string_view key) const;
+  LookupResult Resolve(const NodeInput& node, absl::string_view key) const;
 
   // How the service index was built: services whose view was built for these inputs, services
   // whose view is the previous translator's, and Workloads made for Kubernetes endpoints.

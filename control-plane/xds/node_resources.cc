@@ -1,5 +1,6 @@
 #include "control-plane/xds/node_resources.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 #include <vector>
@@ -14,7 +15,31 @@ struct NodeResourceGenerator::Outbound {
   using ClustersByService = std::map<translate::MeshTranslator::ServiceName,
                                      std::vector<std::pair<std::string, translate::ClusterOrigin>>>;
   std::shared_ptr<const ClustersByService> clusters_by_service;
+  // A merge of Service parts (a node that reads ServiceRoutes): the parts, by Service, the
+  // common part under kCommonPart.
+  std::optional<Parts> parts;
+  std::string variant;
 };
+
+// One Service's part in one variant, packed (MeshTranslator::TranslateServicePart), or the
+// variant's common part. Immutable once shared.
+struct NodeResourceGenerator::Part {
+  NodeResourceSet resources;
+  // Its outbound clusters and where each comes from.
+  std::vector<std::pair<std::string, translate::ClusterOrigin>> clusters;
+  // The services those clusters' assignments hold the members of.
+  std::set<ServiceName> reads;
+};
+
+namespace {
+
+// The key of a variant's common part among its Service parts (no Service has an empty name).
+const translate::MeshTranslator::ServiceName& CommonPart() {
+  static const auto* key = new translate::MeshTranslator::ServiceName();
+  return *key;
+}
+
+}  // namespace
 
 NodeResourceGenerator::NodeResourceGenerator(translate::TranslateOptions options)
     : options_(std::move(options)) {}
@@ -39,6 +64,8 @@ void NodeResourceGenerator::StartGeneration(
   stats_.index_members_built += index.members_built;
   changed_.reset();
   previous_outbound_.clear();
+  stale_parts_.clear();
+  stale_names_.clear();
   if (mesh_ != nullptr) {
     size_t compared = 0;
     changed_ = next->MemberChangesSince(*mesh_, &compared);
@@ -50,6 +77,37 @@ void NodeResourceGenerator::StartGeneration(
   // server keeps its own references to whatever sidecars still hold).
   previous_ = std::move(current_);
   for (auto& by_name : current_) by_name.clear();
+  if (!changed_) {
+    // Service parts may have been kept across several generations: what they hold is reusable
+    // too. Every part is translated again in this generation.
+    for (const auto& [variant, parts] : parts_) {
+      for (const auto& [service, part] : parts) {
+        for (ResourceType type : kPushOrder) {
+          const size_t t = static_cast<size_t>(type);
+          for (const auto& [name, resource] : part->resources.of(type)) {
+            previous_[t].emplace(KeyOf(*resource), resource);
+          }
+        }
+      }
+    }
+    parts_.clear();
+  } else {
+    // Only the parts reading a changed service are translated again (UpdatePart); the others
+    // stay as they are, pointers and all.
+    for (auto& [variant, parts] : parts_) {
+      for (auto it = parts.begin(); it != parts.end();) {
+        const std::set<ServiceName>& reads = it->second->reads;
+        const bool stale = std::any_of(changed_->begin(), changed_->end(),
+                                       [&](const ServiceName& s) { return reads.contains(s); });
+        if (stale) {
+          stale_names_[variant].insert(it->first);
+          stale_parts_[variant].insert(parts.extract(it++));
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
   if (changed_) {
     // Parts are updated from the previous generation's, whose resources are this generation's
     // too until replaced: a part built in full now (a node whose key the last generation did
@@ -60,6 +118,8 @@ void NodeResourceGenerator::StartGeneration(
     // Each entry moves from the last generation's map when it is there (no allocation), and a
     // part's resources come in key order (the hint makes each insertion constant time).
     for (const auto& [key, part] : previous_outbound_) {
+      // A merge of Service parts holds nothing the parts do not: they are kept as they are.
+      if (part->parts) continue;
       for (ResourceType type : kPushOrder) {
         const size_t t = static_cast<size_t>(type);
         for (const auto& [name, resource] : part->resources.of(type)) {
@@ -109,7 +169,7 @@ void NodeResourceGenerator::AddOutbound(const translate::NodeResources& resource
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::BuildOutbound(
-    const xds::Node& node) {
+    const translate::NodeInput& node) {
   auto out = std::make_shared<Outbound>();
   std::map<std::string, translate::ClusterOrigin> origins;
   const translate::NodeResources resources = mesh_->TranslateOutbound(node, &origins);
@@ -126,7 +186,7 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Bu
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::UpdateOutbound(
-    std::shared_ptr<const Outbound>& previous, const xds::Node& node) {
+    std::shared_ptr<const Outbound>& previous, const translate::NodeInput& node) {
   std::vector<std::string> names;
   std::vector<translate::ClusterOrigin> origins;
   for (const auto& service : *changed_) {
@@ -175,19 +235,26 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
 NodeResourceSet NodeResourceGenerator::Generate(
     std::shared_ptr<const policy::PolicySnapshot> policy,
     std::shared_ptr<const registry::RegistrySnapshot> registry, const GenerateRequest& request) {
-  const xds::Node& node = request.node;
   if (mesh_ == nullptr || policy->revision != policy_revision_ ||
       registry->version != registry_version_) {
     StartGeneration(std::move(policy), std::move(registry));
   }
+  std::set<translate::MeshTranslator::ServiceName> discovered;
+  std::map<std::string, KeyAnswer, std::less<>> answers =
+      AnswerKeys(translate::NodeInput(request.node, request.delta), request.keys, discovered);
+  const translate::NodeInput node(request.node, request.delta, &discovered);
   const std::string key = mesh_->OutboundKey(node);
   std::shared_ptr<const Outbound>& shared = outbound_[key];
   if (shared == nullptr) {
-    if (auto it = previous_outbound_.find(key);
-        changed_ && it != previous_outbound_.end() && it->second != nullptr) {
-      shared = UpdateOutbound(it->second, node);
+    auto previous = previous_outbound_.find(key);
+    const bool carried =
+        changed_ && previous != previous_outbound_.end() && previous->second != nullptr;
+    if (mesh_->SplitsOutbound(node)) {
+      shared = MergeParts(node, carried ? std::move(previous->second) : nullptr);
+    } else {
+      if (carried) shared = UpdateOutbound(previous->second, node);
+      if (shared == nullptr) shared = BuildOutbound(node);
     }
-    if (shared == nullptr) shared = BuildOutbound(node);
   } else {
     ++stats_.outbound_shared;
   }
@@ -205,10 +272,199 @@ NodeResourceSet NodeResourceGenerator::Generate(
   // The translator's order: the outbound part's warnings, then the node's own.
   out.warnings = shared->resources.warnings;
   out.warnings.insert(out.warnings.end(), local.warnings.begin(), local.warnings.end());
-  for (absl::string_view key : request.keys) {
-    out.key_answers.emplace(std::string(key), KeyAnswer{.result = KeyResult::kNotFound});
+  // A found key's ServiceRoute is among the node's resources by construction (Resolve's
+  // invariant); should it not be, the key is answered missing rather than with a name the
+  // sidecar would never receive.
+  const ResourceMap& service_routes = out.of(ResourceType::kServiceRoute);
+  for (auto& [name, answer] : answers) {
+    if (answer.result == KeyResult::kFound && !service_routes.contains(answer.service_route)) {
+      answer = KeyAnswer{.result = KeyResult::kNotFound};
+    }
   }
+  out.key_answers = std::move(answers);
   return out;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::BuildPart(
+    const translate::NodeInput& node, const ServiceName& service) {
+  auto part = std::make_shared<Part>();
+  std::map<std::string, translate::ClusterOrigin> origins;
+  const translate::NodeResources resources =
+      service == CommonPart() ? mesh_->TranslateCommonPart(node)
+                              : mesh_->TranslateServicePart(node, service, &origins);
+  stats_.clusters_translated += resources.clusters.size();
+  stats_.assignments_translated += resources.endpoints.size();
+  stats_.oversized_service_routes += resources.oversized_service_routes;
+  const NodeResourceSet packed = PackNodeResources(resources);
+  for (ResourceType type : kPushOrder) {
+    for (const auto& [name, resource] : packed.of(type)) {
+      part->resources.of(type).emplace(name, Reuse(type, resource));
+    }
+  }
+  part->resources.warnings = resources.warnings;
+  for (auto& [name, origin] : origins) {
+    part->reads.insert(origin.service);
+    part->clusters.emplace_back(name, std::move(origin));
+  }
+  ++stats_.parts_built;
+  return part;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::UpdatePart(
+    const Part& previous, const translate::NodeInput& node) {
+  std::vector<translate::ClusterOrigin> origins;
+  for (const auto& [name, origin] : previous.clusters) {
+    if (changed_->contains(origin.service)) origins.push_back(origin);
+  }
+  std::optional<translate::NodeResources> fresh = mesh_->TranslateClusters(node, origins);
+  if (!fresh) return nullptr;
+  stats_.clusters_translated += fresh->clusters.size();
+  stats_.assignments_translated += fresh->endpoints.size();
+  auto part = std::make_shared<Part>(previous);
+  const NodeResourceSet packed = PackNodeResources(*fresh);
+  for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
+    ResourceMap& mine = part->resources.of(type);
+    for (const auto& [name, resource] : packed.of(type)) {
+      // An unchanged resource keeps its pointer (a cluster whose members changed is the same
+      // Cluster; only its assignment differs).
+      auto old = mine.find(name);
+      if (old != mine.end() && old->second->version == resource->version &&
+          old->second->resource.value() == resource->resource.value()) {
+        continue;
+      }
+      mine.insert_or_assign(name, Reuse(type, resource));
+    }
+  }
+  ++stats_.parts_updated;
+  return part;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::GetPart(
+    const translate::NodeInput& node, const std::string& variant, const ServiceName& service) {
+  std::shared_ptr<const Part>& part = parts_[variant][service];
+  if (part != nullptr) {
+    ++stats_.parts_shared;
+    return part;
+  }
+  if (auto stale = stale_parts_.find(variant); stale != stale_parts_.end()) {
+    if (auto it = stale->second.find(service); it != stale->second.end()) {
+      part = UpdatePart(*it->second, node);
+      stale->second.erase(it);
+    }
+  }
+  if (part == nullptr) part = BuildPart(node, service);
+  return part;
+}
+
+std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::MergeParts(
+    const translate::NodeInput& node, std::shared_ptr<const Outbound> previous) {
+  std::shared_ptr<Outbound> out;
+  if (previous != nullptr && previous->parts) {
+    // The same Services as last generation (the key lists them): only the parts replaced since
+    // change, and they replace exactly their own resources (a resource two parts hold comes from
+    // a service both read, so both were replaced).
+    out = previous.use_count() == 1 ? std::const_pointer_cast<Outbound>(std::move(previous))
+                                    : std::make_shared<Outbound>(*previous);
+    std::vector<std::pair<std::shared_ptr<const Part>, std::shared_ptr<const Part>>> replaced;
+    if (auto stale = stale_names_.find(out->variant); stale != stale_names_.end()) {
+      for (const ServiceName& service : stale->second) {
+        auto it = out->parts->find(service);
+        if (it == out->parts->end()) continue;
+        std::shared_ptr<const Part> fresh = GetPart(node, out->variant, service);
+        replaced.emplace_back(it->second, fresh);
+        it->second = std::move(fresh);
+      }
+    }
+    for (const auto& [old, fresh] : replaced) {
+      for (ResourceType type : kPushOrder) {
+        ResourceMap& map = out->resources.of(type);
+        for (const auto& [name, resource] : old->resources.of(type)) {
+          auto it = map.find(name);
+          if (it != map.end() && it->second == resource) map.erase(it);
+        }
+      }
+    }
+    for (const auto& [old, fresh] : replaced) {
+      for (ResourceType type : kPushOrder) {
+        for (const auto& [name, resource] : fresh->resources.of(type)) {
+          out->resources.of(type).insert_or_assign(name, resource);
+        }
+      }
+    }
+    if (!replaced.empty()) {
+      out->resources.warnings.clear();
+      for (const auto& [service, part] : *out->parts) {
+        out->resources.warnings.insert(out->resources.warnings.end(),
+                                       part->resources.warnings.begin(),
+                                       part->resources.warnings.end());
+      }
+    }
+    ++stats_.outbound_updates;
+    return out;
+  }
+  out = std::make_shared<Outbound>();
+  out->variant = mesh_->PartVariant(node);
+  out->parts.emplace();
+  out->parts->emplace(CommonPart(), GetPart(node, out->variant, CommonPart()));
+  for (const ServiceName& service : mesh_->BaseSet(node)) {
+    out->parts->emplace(service, GetPart(node, out->variant, service));
+  }
+  for (const auto& [service, part] : *out->parts) {
+    for (ResourceType type : kPushOrder) {
+      ResourceMap& map = out->resources.of(type);
+      for (const auto& [name, resource] : part->resources.of(type)) {
+        map.insert_or_assign(name, resource);
+      }
+    }
+    out->resources.warnings.insert(out->resources.warnings.end(), part->resources.warnings.begin(),
+                                   part->resources.warnings.end());
+  }
+  ++stats_.outbound_builds;
+  return out;
+}
+
+std::map<std::string, KeyAnswer, std::less<>> NodeResourceGenerator::AnswerKeys(
+    const translate::NodeInput& node, const std::vector<absl::string_view>& keys,
+    std::set<translate::MeshTranslator::ServiceName>& discovered) {
+  std::map<std::string, KeyAnswer, std::less<>> answers;
+  if (keys.empty()) return answers;
+  if (mesh_->Mode(node) != translate::DiscoveryMode::kOnDemand) {
+    // Its listeners carry no on_demand: nothing it could discover is pushed for a key.
+    for (absl::string_view key : keys) {
+      answers.emplace(std::string(key), KeyAnswer{.result = KeyResult::kRefused});
+    }
+    return answers;
+  }
+  const std::vector<translate::MeshTranslator::ServiceName> base = mesh_->BaseSet(node);
+  for (absl::string_view key : keys) {
+    if (answers.contains(key)) continue;
+    const translate::LookupResult found = mesh_->Resolve(node, key);
+    KeyAnswer answer;
+    switch (found.reason) {
+      case translate::LookupReason::kFound:
+        if (std::binary_search(base.begin(), base.end(), found.service) ||
+            discovered.contains(found.service)) {
+          answer = {.result = KeyResult::kFound, .service_route = found.service_route};
+        } else if (discovered.size() >= options_.max_on_demand_services) {
+          answer.result = KeyResult::kOverLimit;
+        } else {
+          discovered.insert(found.service);
+          answer = {.result = KeyResult::kFound, .service_route = found.service_route};
+        }
+        break;
+      case translate::LookupReason::kMalformed:
+        answer.result = KeyResult::kMalformed;
+        break;
+      case translate::LookupReason::kUnknown:
+        answer.result = KeyResult::kNotFound;
+        break;
+      case translate::LookupReason::kNotVisible:
+        answer.result = KeyResult::kRefused;
+        break;
+    }
+    answers.emplace(std::string(key), std::move(answer));
+  }
+  return answers;
 }
 
 }  // namespace meshlet::controlplane::ads

@@ -70,6 +70,12 @@ class NodeResourceGenerator {
     // ServiceRoutes above TranslateOptions::max_resource_bytes, replaced in the parts built
     // (translate::NodeResources::oversized_service_routes).
     uint64_t oversized_service_routes = 0;
+    // Service parts (nodes that read ServiceRoutes): translated and packed in full, updated for
+    // an endpoint change (the changed services' clusters translated again), and served to a
+    // merge from those this generation already holds.
+    uint64_t parts_built = 0;
+    uint64_t parts_updated = 0;
+    uint64_t parts_shared = 0;
   };
 
   explicit NodeResourceGenerator(translate::TranslateOptions options);
@@ -77,7 +83,14 @@ class NodeResourceGenerator {
 
   // `policy` and `registry` must identify their content by PolicySnapshot::revision and
   // RegistrySnapshot::version (LoadPolicySnapshot, Registry::Snapshot).
-  // Lookup keys of `request` are not resolved yet: each is answered kNotFound.
+  //
+  // Lookup keys (ADR 0086): a node served the OnDemand mode (capabilities on-demand and
+  // service-routes, `request.delta`, configured OnDemand) is pushed its own and declared
+  // Services and, beside them, the Services its keys resolve to (MeshTranslator::Resolve), taken
+  // in key order up to TranslateOptions::max_on_demand_services. Each key is answered: kFound
+  // with the ServiceRoute answering it (which the set holds, with its clusters and endpoints),
+  // kNotFound (nothing answers it), kRefused (something the node may not discover does; every
+  // key of a node not served OnDemand), kMalformed, kOverLimit (one more Service than the limit).
   NodeResourceSet Generate(std::shared_ptr<const policy::PolicySnapshot> policy,
                            std::shared_ptr<const registry::RegistrySnapshot> registry,
                            const GenerateRequest& request);
@@ -104,14 +117,34 @@ class NodeResourceGenerator {
 
  private:
   struct Outbound;
+  struct Part;
+  using ServiceName = translate::MeshTranslator::ServiceName;
+  using Parts = std::map<ServiceName, std::shared_ptr<const Part>>;
+  // The part of `service` (the common part for kCommonPart) in `node`'s variant: this
+  // generation's, else the previous one's updated or kept, else built.
+  std::shared_ptr<const Part> GetPart(const translate::NodeInput& node, const std::string& variant,
+                                      const ServiceName& service);
+  std::shared_ptr<const Part> BuildPart(const translate::NodeInput& node,
+                                        const ServiceName& service);
+  // `previous` with the clusters of changed services translated again; null when that cannot be
+  // done.
+  std::shared_ptr<const Part> UpdatePart(const Part& previous, const translate::NodeInput& node);
+  // The outbound part of a node that reads ServiceRoutes: the merge of its parts, or `previous`
+  // (the merge of the same set the last generation made) with its changed parts replaced.
+  std::shared_ptr<const Outbound> MergeParts(const translate::NodeInput& node,
+                                             std::shared_ptr<const Outbound> previous);
   void StartGeneration(std::shared_ptr<const policy::PolicySnapshot> policy,
                        std::shared_ptr<const registry::RegistrySnapshot> registry);
-  std::shared_ptr<const Outbound> BuildOutbound(const xds::Node& node);
+  std::shared_ptr<const Outbound> BuildOutbound(const translate::NodeInput& node);
   // `previous` with the clusters and assignments of changed_ services translated again; null
   // when that cannot be done (BuildOutbound then does it all). On success `previous` may be
   // left null: its maps moved into the result when nothing else held it.
   std::shared_ptr<const Outbound> UpdateOutbound(std::shared_ptr<const Outbound>& previous,
-                                                 const xds::Node& node);
+                                                 const translate::NodeInput& node);
+  // The answers to `keys` for `node` (Generate), adding the Services they discover.
+  std::map<std::string, KeyAnswer, std::less<>> AnswerKeys(
+      const translate::NodeInput& node, const std::vector<absl::string_view>& keys,
+      std::set<translate::MeshTranslator::ServiceName>& discovered);
   // The previous generation's pointer for an identical resource, else `fresh`.
   ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
   // Adds `resources` (outbound clusters and assignments) to `out`, counting them.
@@ -127,6 +160,14 @@ class NodeResourceGenerator {
   // members changed, and the previous generation's outbound parts to update.
   std::optional<std::set<translate::MeshTranslator::ServiceName>> changed_;
   std::map<std::string, std::shared_ptr<const Outbound>> previous_outbound_;
+  // Service parts by variant (MeshTranslator::PartVariant), then Service. Kept across
+  // generations that differ in members only, but for the parts that read a changed service,
+  // which move to stale_parts_ until updated.
+  std::map<std::string, Parts> parts_;
+  std::map<std::string, Parts> stale_parts_;
+  // The Services of stale_parts_ as this generation started: the parts a merge carried over
+  // from the last generation replaces.
+  std::map<std::string, std::set<ServiceName>> stale_names_;
   // Every packed outbound resource of the previous and the current generation, by type and
   // (name, version). A key views the name and version of its entry's own resource (ReuseKey),
   // which the entry keeps alive: no strings are copied per entry.

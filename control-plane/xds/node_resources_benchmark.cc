@@ -3,14 +3,17 @@
 // publishes it), the service index built and compared with the previous one, the changed
 // service's clusters translated again, one node's resource set, and the previous generation
 // released. The ADS push per stream is not included.
-//   bazel run //control-plane/xds:node_resources_benchmark -- --benchmark_filter=Endpoint
+//   bazel run -c opt //control-plane/xds:node_resources_benchmark -- --benchmark_filter=Endpoint
 
 #include <benchmark/benchmark.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "control-plane/xds/node_resources.h"
+#include "xds/capabilities.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
@@ -61,18 +64,44 @@ void BuildMesh(int services, controlplane::policy::PolicySnapshot& policy,
   policy.revision = 1;
 }
 
+// Who the generator serves at each change: one node reading the whole mesh (as a sidecar naming no
+// release, the inline form; or as a current one, ServiceRoutes), or 100 current nodes, node i
+// declaring svc-10i..svc-10i+9 (discovery Declared by label).
+enum class Nodes { kWholeMeshInline = 0, kWholeMesh = 1, kHundredDeclared = 2 };
+
+std::vector<xds::Node> MakeNodes(Nodes kind) {
+  std::vector<xds::Node> nodes;
+  const int count = kind == Nodes::kHundredDeclared ? 100 : 1;
+  for (int i = 0; i < count; ++i) {
+    xds::Node& node = nodes.emplace_back();
+    node.set_id(absl::StrCat("client-", i));
+    if (kind == Nodes::kWholeMeshInline) continue;
+    for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+    if (kind != Nodes::kHundredDeclared) continue;
+    (*node.mutable_labels())["meshlet.io/discovery"] = "declared";
+    std::string deps;
+    for (int d = 0; d < 10; ++d) absl::StrAppend(&deps, d == 0 ? "" : ",", "svc-", 10 * i + d);
+    (*node.mutable_labels())["meshlet.io/dependencies"] = deps;
+    node.set_namespace_("bench");
+  }
+  return nodes;
+}
+
+// Args: services, Nodes.
 void BM_KubernetesEndpointChange(benchmark::State& state) {
   const int services = static_cast<int>(state.range(0));
+  const Nodes kind = static_cast<Nodes>(state.range(1));
   auto policy = std::make_shared<controlplane::policy::PolicySnapshot>();
   auto kubernetes = std::make_shared<registry::KubernetesServices>();
   BuildMesh(services, *policy, *kubernetes);
   auto registry = std::make_shared<registry::RegistrySnapshot>();
   registry->version = 1;
   registry->kubernetes = kubernetes;
-  xds::Node node;
-  node.set_id("client-0");
+  const std::vector<xds::Node> nodes = MakeNodes(kind);
   NodeResourceGenerator generator({});
-  benchmark::DoNotOptimize(generator.Generate(policy, registry, node));
+  for (const xds::Node& node : nodes) {
+    benchmark::DoNotOptimize(generator.Generate(policy, registry, node));
+  }
   uint64_t version = 1;
   for (auto _ : state) {
     // The first endpoint of one of svc-0..svc-9 leaves its Service, or comes back.
@@ -90,16 +119,20 @@ void BM_KubernetesEndpointChange(benchmark::State& state) {
     auto snapshot = std::make_shared<registry::RegistrySnapshot>();
     snapshot->version = ++version;
     snapshot->kubernetes = next;
-    benchmark::DoNotOptimize(generator.Generate(policy, snapshot, node));
+    for (const xds::Node& node : nodes) {
+      benchmark::DoNotOptimize(generator.Generate(policy, snapshot, node));
+    }
     kubernetes = std::move(next);
   }
+  static constexpr const char* kKinds[] = {"one whole-mesh node (inline)",
+                                           "one whole-mesh node (service-routes)",
+                                           "100 nodes declaring 10 services each"};
   state.SetLabel(absl::StrCat(services, " services, ", services * kEndpointsPerService,
-                              " endpoints; assignments translated ",
+                              " endpoints, ", kKinds[state.range(1)], "; assignments translated ",
                               generator.stats().assignments_translated));
 }
 BENCHMARK(BM_KubernetesEndpointChange)
-    ->Arg(1000)
-    ->Arg(5000)
+    ->ArgsProduct({{1000, 5000}, {0, 1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime();
 

@@ -89,6 +89,257 @@ TEST(NodeResourceGeneratorTest, ServiceRoutesSharedAndOversizedOnesCounted) {
   EXPECT_EQ(warned, 2);
 }
 
+// Lookup keys (ADR 0086): the inputs with discovery OnDemand and a third Service "c"; node a-0
+// reads every capability.
+class LookupKeysTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pb::Service c;
+    c.mutable_metadata()->set_name("c");
+    c.mutable_metadata()->set_namespace_("default");
+    c.mutable_spec()->add_ports()->set_port(8080);
+    in_.policy->services.push_back(c);
+    in_.policy->mesh_config.emplace();
+    in_.policy->mesh_config->mutable_metadata()->set_name("mesh");
+    in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("OnDemand");
+    node_ = Inputs::Node("a-0");
+    for (const std::string& name : xds::CapabilitySet::All().Names()) node_.add_capabilities(name);
+  }
+
+  NodeResourceSet Generate(NodeResourceGenerator& generator, std::vector<absl::string_view> keys,
+                           bool delta = true) {
+    return generator.Generate(in_.policy, in_.registry,
+                              GenerateRequest{.node = node_, .delta = delta, .keys = keys});
+  }
+
+  // "result service_route" per key.
+  static std::map<std::string, std::string> Answers(const NodeResourceSet& set) {
+    std::map<std::string, std::string> out;
+    for (const auto& [key, answer] : set.key_answers) {
+      out[key] = absl::StrCat(KeyResultName(answer.result), " ", answer.service_route);
+    }
+    return out;
+  }
+
+  static std::vector<std::string> Names(const ResourceMap& map) {
+    std::vector<std::string> out;
+    for (const auto& [name, r] : map) out.push_back(name);
+    return out;
+  }
+
+  static registry::Workload* Member(registry::RegistrySnapshot& r, const std::string& id) {
+    for (registry::Workload& w : r.workloads) {
+      if (w.id == id) return &w;
+    }
+    ADD_FAILURE() << "no workload " << id;
+    return &r.workloads.front();
+  }
+
+  Inputs in_;
+  xds::Node node_;
+};
+
+// A key naming a Service the node did not declare adds that Service's ServiceRoute, clusters and
+// endpoints, exactly as the whole mesh's translation has them.
+TEST_F(LookupKeysTest, KeyOfAnUndeclaredServiceAddsItsPart) {
+  NodeResourceGenerator generator({});
+  const NodeResourceSet base = Generate(generator, {});
+  EXPECT_EQ(Names(base.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080"}));
+  EXPECT_TRUE(base.key_answers.empty());
+  const NodeResourceSet found = Generate(generator, {"host:b", "host:a.default:8080"});
+  EXPECT_EQ(Answers(found),
+            (std::map<std::string, std::string>{{"host:a.default:8080", "found a.default:8080"},
+                                                {"host:b", "found b.default:8080"}}));
+  EXPECT_EQ(Names(found.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080", "b.default:8080"}));
+  // The same resources as a node pushed the whole mesh, but c's.
+  const NodeResourceSet whole = Generate(generator, {}, /*delta=*/false);
+  for (ResourceType type :
+       {ResourceType::kCluster, ResourceType::kEndpoint, ResourceType::kServiceRoute}) {
+    std::map<std::string, std::string> expected = Versions(whole.of(type));
+    std::erase_if(expected, [](const auto& entry) {
+      return entry.first.find("c.default") != std::string::npos;
+    });
+    EXPECT_EQ(Versions(found.of(type)), expected) << TypeLabel(type);
+    EXPECT_TRUE(found.of(type).size() > base.of(type).size()) << TypeLabel(type);
+  }
+  // The listener carries on_demand; the key changes nothing of it.
+  EXPECT_EQ(Versions(found.of(ResourceType::kListener)),
+            Versions(base.of(ResourceType::kListener)));
+  xds::Listener outbound;
+  ASSERT_TRUE(found.of(ResourceType::kListener).at("outbound")->resource.UnpackTo(&outbound));
+  EXPECT_TRUE(outbound.has_on_demand());
+}
+
+TEST_F(LookupKeysTest, UnknownKeyAnsweredNotFound) {
+  NodeResourceGenerator generator({});
+  const NodeResourceSet base = Generate(generator, {});
+  EXPECT_EQ(Names(base.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080"}));
+  const NodeResourceSet set =
+      Generate(generator, {"host:nowhere", "host:b.elsewhere", "addr:10.9.9.9:80"});
+  EXPECT_EQ(Answers(set), (std::map<std::string, std::string>{{"addr:10.9.9.9:80", "not_found "},
+                                                              {"host:b.elsewhere", "not_found "},
+                                                              {"host:nowhere", "not_found "}}));
+  for (ResourceType type : kPushOrder) {
+    EXPECT_EQ(Versions(set.of(type)), Versions(base.of(type))) << TypeLabel(type);
+  }
+}
+
+// A node served another mode than OnDemand looks nothing up: each of its keys is refused and
+// adds nothing.
+TEST_F(LookupKeysTest, KeysOfANodeThatCannotLookUpAreRefused) {
+  const std::vector<absl::string_view> keys = {"host:b", "host:a", "host:nowhere"};
+  const std::map<std::string, std::string> refused = {
+      {"host:a", "refused "}, {"host:b", "refused "}, {"host:nowhere", "refused "}};
+  {
+    SCOPED_TRACE("state of the world");
+    NodeResourceGenerator generator({});
+    EXPECT_EQ(Answers(Generate(generator, keys, /*delta=*/false)), refused);
+  }
+  {
+    SCOPED_TRACE("without capability on-demand");
+    node_.clear_capabilities();
+    for (const std::string& name : xds::CapabilitySet::All().Names()) {
+      if (name != "on-demand") node_.add_capabilities(name);
+    }
+    NodeResourceGenerator generator({});
+    EXPECT_EQ(Answers(Generate(generator, keys)), refused);
+    node_.add_capabilities("on-demand");
+  }
+  {
+    SCOPED_TRACE("Declared");
+    in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("Declared");
+    NodeResourceGenerator generator({});
+    const NodeResourceSet set = Generate(generator, keys);
+    EXPECT_EQ(Answers(set), refused);
+    EXPECT_EQ(Names(set.of(ResourceType::kServiceRoute)),
+              (std::vector<std::string>{"a.default:8080"}));
+  }
+}
+
+// Services past TranslateOptions::max_on_demand_services are not added; keys of Services already
+// held still are answered.
+TEST_F(LookupKeysTest, KeysPastTheServiceLimitAreOverLimit) {
+  translate::TranslateOptions options;
+  options.max_on_demand_services = 1;
+  NodeResourceGenerator generator(options);
+  const NodeResourceSet set =
+      Generate(generator, {"host:b", "host:c", "host:b.default", "host:a", "host:nowhere"});
+  EXPECT_EQ(Answers(set),
+            (std::map<std::string, std::string>{{"host:a", "found a.default:8080"},
+                                                {"host:b", "found b.default:8080"},
+                                                {"host:b.default", "found b.default:8080"},
+                                                {"host:c", "over_limit "},
+                                                {"host:nowhere", "not_found "}}));
+  EXPECT_EQ(Names(set.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080", "b.default:8080"}));
+  // In key order: c first takes the one place.
+  EXPECT_EQ(Answers(Generate(generator, {"host:c", "host:b"})),
+            (std::map<std::string, std::string>{{"host:b", "over_limit "},
+                                                {"host:c", "found c.default:8080"}}));
+}
+
+TEST_F(LookupKeysTest, MalformedKeyAnsweredMalformed) {
+  NodeResourceGenerator generator({});
+  const NodeResourceSet base = Generate(generator, {});
+  const NodeResourceSet set =
+      Generate(generator, {"b", "host:", "host:b c", "addr:10.0.0.1", "addr:999.0.0.1:80"});
+  EXPECT_EQ(Answers(set), (std::map<std::string, std::string>{{"addr:10.0.0.1", "malformed "},
+                                                              {"addr:999.0.0.1:80", "malformed "},
+                                                              {"b", "malformed "},
+                                                              {"host:", "malformed "},
+                                                              {"host:b c", "malformed "}}));
+  for (ResourceType type : kPushOrder) {
+    EXPECT_EQ(Versions(set.of(type)), Versions(base.of(type))) << TypeLabel(type);
+  }
+}
+
+// Service parts (ADR 0086 commit 7): nodes whose sets overlap share the parts of the Services
+// they both reach, translated once.
+TEST_F(LookupKeysTest, NodesWithOverlappingDependenciesSharePartPointers) {
+  in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("Declared");
+  Member(*in_.registry, "a-0")->labels["meshlet.io/dependencies"] = "b";
+  Member(*in_.registry, "b-0")->labels["meshlet.io/dependencies"] = "c";
+  NodeResourceGenerator generator({});
+  const NodeResourceSet a = Generate(generator, {});
+  node_.set_id("b-0");
+  const NodeResourceSet b = Generate(generator, {});
+  EXPECT_EQ(Names(a.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"a.default:8080", "b.default:8080"}));
+  EXPECT_EQ(Names(b.of(ResourceType::kServiceRoute)),
+            (std::vector<std::string>{"b.default:8080", "c.default:8080"}));
+  for (ResourceType type :
+       {ResourceType::kServiceRoute, ResourceType::kCluster, ResourceType::kEndpoint}) {
+    for (const auto& [name, resource] : a.of(type)) {
+      if (name.find("b.default") == std::string::npos) continue;
+      ASSERT_TRUE(b.of(type).contains(name)) << name;
+      EXPECT_EQ(b.of(type).at(name), resource) << name;
+    }
+  }
+  // b's part was translated for a-0 and served to b-0: three Services, one cluster each.
+  EXPECT_EQ(generator.stats().clusters_translated, 3u);
+  EXPECT_EQ(generator.stats().parts_built, 3u + 1u);  // and the common part
+  EXPECT_EQ(generator.stats().parts_shared, 2u);      // b's and the common part
+}
+
+// Per generation, each Service's part is translated once per variant, whatever number of nodes
+// and sets read it; an endpoint change updates the parts reading the changed service and keeps
+// the others' pointers; any other change translates them all again.
+TEST_F(LookupKeysTest, OnePartPerServiceAndVariantPerGeneration) {
+  std::vector<xds::Node> nodes;
+  for (const registry::Workload& w : in_.registry->workloads) {
+    xds::Node node = node_;
+    node.set_id(w.id);
+    nodes.push_back(node);
+  }
+  xds::Node captured = node_;
+  captured.set_id("captured");
+  (*captured.mutable_labels())[registry::kCaptureLabel] = registry::kCaptureIptables;
+  nodes.push_back(captured);  // a variant of its own
+  in_.policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("WholeMesh");
+  Member(*in_.registry, "b-1")->labels["meshlet.io/discovery"] = "declared";
+  Member(*in_.registry, "b-2")->labels["meshlet.io/discovery"] = "declared";
+  NodeResourceGenerator generator({});
+  auto round = [&] {
+    std::vector<NodeResourceSet> sets;
+    for (const xds::Node& node : nodes) {
+      sets.push_back(generator.Generate(in_.policy, in_.registry, node));
+    }
+    return sets;
+  };
+  const std::vector<NodeResourceSet> first = round();
+  const uint64_t per_generation = 2 * (3 + 1);  // two variants: three Services and the common part
+  EXPECT_EQ(generator.stats().parts_built, per_generation);
+  EXPECT_EQ(generator.stats().parts_updated, 0u);
+
+  auto next = std::make_shared<registry::RegistrySnapshot>(*in_.registry);
+  Member(*next, "b-1")->addresses = {"10.0.0.99"};
+  next->version = 2;
+  in_.registry = next;
+  const std::vector<NodeResourceSet> second = round();
+  EXPECT_EQ(generator.stats().parts_built, per_generation);
+  EXPECT_EQ(generator.stats().parts_updated, 2u);  // b's, in each variant
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (const auto& [name, resource] : first[i].of(ResourceType::kEndpoint)) {
+      if (!absl::StartsWith(name, "outbound|")) continue;
+      EXPECT_EQ(second[i].of(ResourceType::kEndpoint).at(name) == resource,
+                name.find("b.default") == std::string::npos)
+          << nodes[i].id() << " " << name;
+    }
+    for (const auto& [name, resource] : first[i].of(ResourceType::kServiceRoute)) {
+      EXPECT_EQ(second[i].of(ResourceType::kServiceRoute).at(name), resource) << name;
+    }
+  }
+
+  auto policy = std::make_shared<policy::PolicySnapshot>(*in_.policy);
+  policy->revision = 2;
+  in_.policy = policy;
+  round();
+  EXPECT_EQ(generator.stats().parts_built, 2 * per_generation);
+}
+
 TEST(NodeResourceGeneratorTest, SameResourcesAsTranslatingEachNodeAlone) {
   Inputs in;
   NodeResourceGenerator generator({});
@@ -287,6 +538,38 @@ NodeResourceGenerator::Stats ExpectSameAsTranslatingAlone(
 }
 
 class EndpointChangeTest : public translate::TranslatorTest {};
+class EndpointChangeCaptureTest : public translate::KubernetesServicesTest {};
+
+// A node's outbound part merged from Service parts is what translating the node alone gives, in
+// mode WholeMesh (one merge every such node shares) and Declared (a merge per set), on the
+// translator's fixtures.
+void ExpectMergedPartsEqualTheWholeTranslation(policy::PolicySnapshot policy,
+                                               registry::RegistrySnapshot registry) {
+  for (const char* mode : {"WholeMesh", "Declared"}) {
+    SCOPED_TRACE(mode);
+    policy.mesh_config.emplace();
+    policy.mesh_config->mutable_metadata()->set_name("mesh");
+    policy.mesh_config->mutable_spec()->mutable_discovery()->set_mode(mode);
+    for (size_t i = 0; i < registry.workloads.size(); ++i) {
+      // Overlapping sets: each workload declares the next one's Service.
+      registry.workloads[i].labels["meshlet.io/dependencies"] =
+          absl::StrCat(registry.workloads[(i + 1) % registry.workloads.size()].service, ".",
+                       registry.workloads[(i + 1) % registry.workloads.size()].namespace_);
+    }
+    const NodeResourceGenerator::Stats stats = ExpectSameAsTranslatingAlone(policy, registry, {});
+    EXPECT_GT(stats.parts_built, 0u);
+    // WholeMesh: one merge, every such node served it; Declared: parts served to several merges.
+    EXPECT_GT(std::string(mode) == "WholeMesh" ? stats.outbound_shared : stats.parts_shared, 0u);
+  }
+}
+
+TEST_F(EndpointChangeTest, MergedPartsEqualTheWholeTranslation) {
+  ExpectMergedPartsEqualTheWholeTranslation(policy_, registry_);
+}
+
+TEST_F(EndpointChangeCaptureTest, MergedPartsEqualTheWholeTranslation) {
+  ExpectMergedPartsEqualTheWholeTranslation(policy_, registry_);
+}
 
 TEST_F(EndpointChangeTest, WholeMeshUpdatesEqualFullTranslations) {
   const auto stats = ExpectSameAsTranslatingAlone(policy_, registry_, ReviewsChanges());
@@ -308,8 +591,6 @@ TEST_F(EndpointChangeTest, ScopedUpdatesEqualFullTranslations) {
   EXPECT_EQ(stats.member_only_generations, ReviewsChanges().size());
   EXPECT_GT(stats.outbound_updates, 0u);
 }
-
-class EndpointChangeCaptureTest : public translate::KubernetesServicesTest {};
 
 // Captured nodes, Kubernetes Services whose EndpointSlices change, mTLS that follows the members'
 // certificates, an opaque port's TCP twin.

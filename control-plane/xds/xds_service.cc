@@ -52,6 +52,10 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
           "the largest ServiceRoute sent; a larger one (its Service port's routes) is replaced by "
           "one answering 503 and counted (default 1048576; 0: no limit)"),
       flags::IntFlag<size_t>(
+          "--xds-on-demand-max-services", "N", &options.translate.max_on_demand_services,
+          "the most Services a sidecar's lookup keys add to what it is pushed; a key of one "
+          "more is answered missing, counted over_limit (default 1024)"),
+      flags::IntFlag<size_t>(
           "--xds-on-demand-max-keys", "N", &options.ads.on_demand_max_keys,
           "lookup keys one sidecar stream may hold; more are answered missing (default 4096)"),
       flags::IntFlag<size_t>("--xds-on-demand-rate", "N", &options.ads.on_demand_rate,
