@@ -11,6 +11,13 @@
 //   - the outbound part is translated and packed (serialized, hashed) once per distinct
 //     MeshTranslator::OutboundKey, and every node with that key gets the same immutable
 //     ResourcePtrs (no copy: the ADS server's per-stream state shares them too);
+//   - for nodes that read ServiceRoutes, that outbound part is the merge of Service parts (ADR
+//     0086): each Service's part (its ServiceRoutes, the clusters they name, their assignments,
+//     warnings) and a common part (the "outbound" table's "*" host, the trust bundle) are
+//     translated and packed once per MeshTranslator::PartVariant and shared by pointer among the
+//     merges of every set that holds the Service; a merge is made once per OutboundKey (every
+//     whole-mesh node of a variant shares one). Older nodes (the inline table) keep one
+//     translation per key;
 //   - only the node's local part (listeners, inbound route, inbound clusters) is translated per
 //     node, which is a handful of small messages.
 // Across input changes, a packed resource whose bytes did not change keeps the ResourcePtr of
@@ -24,6 +31,9 @@
 // packed again; every other resource keeps its ResourcePtr. Anything else (a policy change, a
 // service added, removed or reshaped, a key the previous generation did not build) translates
 // the outbound part in full. Either way the result is exactly what a full translation gives.
+// Service parts are kept across such generations except those whose clusters hold a changed
+// service's members, which are updated the same way, and a merge carried over replaces only
+// those parts' resources.
 // Each generation's MeshTranslator is built from the previous one, sharing the views of the
 // Kubernetes Services that did not change (translation.h BuildIndex), so an EndpointSlice change
 // indexes and compares one Kubernetes Service (Stats::services_indexed, services_compared); Service
