@@ -1,7 +1,8 @@
 """What a sidecar and the control plane cost as the mesh grows: meshes of N services.
 
 Usage: mesh_scale.py --control-plane BIN --sidecar BIN --meshctl BIN --xds-load BIN
-                     [--services 100,1000,5000] [--modes default,scoped] [--smoke] [--help]
+                     [--services 100,1000,5000] [--modes default,scoped,on-demand] [--smoke]
+                     [--help]
 
 Each service (namespace `bench`) has --endpoints-per-service pods (default 10: half labelled
 version=v1, half v2) and one EndpointSlice, in the tests' fake Kubernetes API server
@@ -14,15 +15,23 @@ control plane finds it (in the form the API stores: each kind's body is taken fr
 plane started for that and written to through its API), because writing it through the API one resource at
 a time takes minutes at 1 000 services; what such writes cost is measured on its own.
 
-Modes: `default` (the whole mesh to every sidecar) and `scoped` (MeshConfig
+Modes: `default` (the whole mesh to every sidecar), `scoped` (MeshConfig
 scopeToDependencies, each sidecar declaring 10 dependencies, svc-0 to svc-9, in its
-meshlet.io/dependencies label).
+meshlet.io/dependencies label) and `on-demand` (MeshConfig discovery.mode OnDemand: the real
+sidecar declares nothing and calls svc-0 to svc-9 once ready, each discovered by its host on
+first use; the simulated sidecars declare them as in `scoped`). Pod addresses are on loopback
+(127.x.y.z, where nothing answers port 8080): the on-demand calls end in a local connection
+refused, which is what a call costs the sidecar, and nothing leaves the machine.
 
 Per mesh size and mode:
 - the control plane: start to its first publication of the Kubernetes Services, RSS then;
 - one real sidecar (--sidecar-workers workers, plaintext xDS): start to /ready answering 200
   (bounded by --ready-timeout; when it never gets there, what /ready and its log say), its
-  RssAnon from /proc/PID/status once ready (after a second);
+  RssAnon from /proc/PID/status once ready (after a second); in `on-demand`, then one request
+  to each of svc-0..svc-9 through its outbound listener (Host svc-N.bench.svc.cluster.local:8080):
+  the first request's time per service (p50, max: the lookup's wait plus the refused
+  connection), a second request's (no wait), that no first request got the "*" host's 404, and
+  RssAnon after the calls;
 - --changes endpoint changes (a pod of one of svc-0..svc-9 made not ready in its EndpointSlice,
   or ready again): bytes the sidecar read per change (/proc/PID/io rchar: with plaintext xDS
   and no traffic that is what the control plane pushed it), the control plane's CPU time per
@@ -39,7 +48,7 @@ Per mesh size and mode:
   never ready (the clients would not be either).
 Every wait is bounded; a case that cannot finish says what failed and the run goes on.
 One line per case, then a Markdown table of all of them (--json FILE: the figures as JSON).
---smoke: 10 services, both modes, 20 clients, 2 rounds, failing unless every figure is present
+--smoke: 10 services, all three modes, 20 clients, 2 rounds, failing unless every figure is present
 and sane (not timed).
 """
 
@@ -132,7 +141,7 @@ def service_name(s):
 
 
 def pod_ip(s, i):
-    return "10.%d.%d.%d" % (1 + s // 250, s % 250, 1 + i)
+    return "127.%d.%d.%d" % (1 + s // 250, s % 250, 1 + i)
 
 
 def pod(s, i, per_service):
@@ -199,6 +208,8 @@ def traffic_policy(s, attempts=2):
 
 MESH_CONFIG = ("apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
                "spec: {scopeToDependencies: true}\n")
+MESH_CONFIG_ON_DEMAND = ("apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
+                         "spec: {discovery: {mode: OnDemand}}\n")
 
 
 class ControlPlane:
@@ -312,14 +323,16 @@ def store_templates(control_plane_bin):
                 "TrafficPolicy": cp.stored_body(traffic_policy(0), ns + "trafficpolicies/svc-0",
                                                 "TrafficPolicy", NAMESPACE, "svc-0"),
                 "MeshConfig": cp.stored_body(MESH_CONFIG, "meshconfigs/mesh", "MeshConfig",
-                                             "_cluster", "mesh")}
+                                             "_cluster", "mesh"),
+                "MeshConfigOnDemand": cp.stored_body(MESH_CONFIG_ON_DEMAND, "meshconfigs/mesh",
+                                                     "MeshConfig", "_cluster", "mesh")}
     finally:
         if cp is not None:
             cp.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def seed_store(data, templates, services, scoped):
+def seed_store(data, templates, services, mode):
     """Writes the mesh's policy into the file store in `data` (<data-dir>/store, as
     control-plane/store/file_store.h lays it out:
     one file per resource, a header line with its revision)."""
@@ -337,8 +350,10 @@ def seed_store(data, templates, services, scoped):
         for kind in ("HTTPRoute", "TrafficPolicy"):
             put(kind, NAMESPACE, service_name(s),
                 templates[kind].replace('"svc-0"', '"%s"' % service_name(s)))
-    if scoped:
+    if mode == "scoped":
         put("MeshConfig", "_cluster", "mesh", templates["MeshConfig"])
+    elif mode == "on-demand":
+        put("MeshConfig", "_cluster", "mesh", templates["MeshConfigOnDemand"])
     with open(os.path.join(data, "revision"), "w") as f:
         f.write("%d\n" % revision)
 
@@ -348,6 +363,7 @@ class ProbeSidecar:
 
     def __init__(self, binary, tmp, ads, workers, dependencies):
         self.admin = free_port()
+        self.outbound = free_port()
         self.log_path = os.path.join(tmp, "sidecar.log")
         config = os.path.join(tmp, "sidecar.yaml")
         with open(config, "w") as f:
@@ -357,7 +373,7 @@ class ProbeSidecar:
                 "--node-id=probe", "--node-namespace=" + NAMESPACE,
                 "--node-address=127.0.0.1",
                 "--node-label=meshlet.io/inbound-port=%d" % free_port(),
-                "--node-label=meshlet.io/outbound-port=%d" % free_port()]
+                "--node-label=meshlet.io/outbound-port=%d" % self.outbound]
         if dependencies:
             args.append("--node-label=meshlet.io/dependencies=" + dependencies)
         self.started = time.monotonic()
@@ -410,8 +426,43 @@ class ProbeSidecar:
                             if route.get("match", {}).get("headers"))
         return clusters, header_routes
 
+    def call(self, s):
+        """(HTTP status, seconds) of one GET to svc-s through the outbound listener (status 0:
+        no HTTP answer)."""
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/" % self.outbound,
+            headers={"Host": "%s.%s.svc.cluster.local:%d" % (service_name(s), NAMESPACE, PORT)})
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                r.read()
+                status = r.status
+        except urllib.error.HTTPError as e:
+            e.read()
+            status = e.code
+        except (OSError, urllib.error.URLError):
+            status = 0
+        return status, time.monotonic() - started
+
     def stop(self):
         stop_process(self.proc)
+
+
+def on_demand_calls(sidecar):
+    """One request to each of svc-0..svc-9, twice: figures of the first (discovering) and the
+    second requests."""
+    first, second, statuses = [], [], []
+    for s in range(DEPENDENCIES):
+        status, seconds = sidecar.call(s)
+        statuses.append(status)
+        first.append(seconds)
+    for s in range(DEPENDENCIES):
+        second.append(sidecar.call(s)[1])
+    return {"first_p50_ms": statistics.median(first) * 1000, "first_max_ms": max(first) * 1000,
+            "second_p50_ms": statistics.median(second) * 1000,
+            "first_statuses": statuses,
+            # The "*" host's 404 (or no answer) means the host was not discovered.
+            "undiscovered": sum(1 for st in statuses if st in (0, 404))}
 
 
 def endpoint_changes(fake, cp, sidecar, count, per_service, ready):
@@ -440,7 +491,7 @@ def endpoint_changes(fake, cp, sidecar, count, per_service, ready):
     return pushed, cpu
 
 
-def propagation(args, fake, cp, scoped, work):
+def propagation(args, fake, cp, declares, work):
     """Runs xds_load with --clients clients, driving its rounds by changing svc-0's endpoints;
     returns its figures (dict), or raises CaseFailed with its error."""
     cmd = [args.xds_load, "--server-pid", str(cp.proc.pid), "--address", cp.ads,
@@ -448,7 +499,7 @@ def propagation(args, fake, cp, scoped, work):
            "--node-namespace", NAMESPACE, "--node-service", "load", "--clients",
            str(args.clients), "--rounds", str(args.rounds), "--no-validate",
            "--connect-timeout", str(args.connect_timeout), "--delta"]
-    if scoped:
+    if declares:
         cmd += ["--dependencies", dependency_list()]
     stderr_path = os.path.join(work, "xds_load.stderr")
     deadline = time.monotonic() + args.connect_timeout + 70 * (args.rounds + 1) + 30
@@ -514,6 +565,7 @@ def run_case(args, templates, services, mode):
     """One mesh size in one mode: a dict of figures, with "failed" set to what failed if the
     case could not finish."""
     scoped = mode == "scoped"
+    on_demand = mode == "on-demand"
     result = {"services": services, "mode": mode,
               "endpoints": services * args.endpoints_per_service}
     tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
@@ -522,7 +574,7 @@ def run_case(args, templates, services, mode):
         ca = make_ca(tmp, "cluster-ca")
         fake = FakeApiServer(make_server_cert(tmp, "apiserver", ca), TOKEN)
         fill_cluster(fake, services, args.endpoints_per_service)
-        seed_store(os.path.join(tmp, "data", "store"), templates, services, scoped)
+        seed_store(os.path.join(tmp, "data", "store"), templates, services, mode)
         cp = ControlPlane(args.control_plane, tmp, fake, ca[0], timeout=args.start_timeout)
         result["cp_start_s"] = cp.start_seconds
         result["cp_rss_start_mib"] = proc_status(cp.proc.pid, "VmRSS") / 1024
@@ -535,6 +587,10 @@ def run_case(args, templates, services, mode):
             result["ready_s"] = ready
             time.sleep(1)
             result["rss_anon_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
+            if on_demand:
+                result["calls"] = on_demand_calls(sidecar)
+                time.sleep(1)
+                result["rss_anon_after_calls_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
             result["clusters"], result["header_routes"] = sidecar.configured()
         # The control plane's side of an endpoint change is measured either way (a sidecar that
         # is not ready may still be connected, and is pushed to).
@@ -559,7 +615,7 @@ def run_case(args, templates, services, mode):
             result["apply_one_s"] = statistics.median(times)
         if ready is not None and args.clients > 0:
             try:
-                result["propagation"] = propagation(args, fake, cp, scoped, tmp)
+                result["propagation"] = propagation(args, fake, cp, scoped or on_demand, tmp)
             except CaseFailed as e:
                 result["propagation_failed"] = str(e)
         if mode == "default" and args.apply_timeout > 0:
@@ -598,10 +654,15 @@ def row(r):
     else:
         whole_text = "%.1f s (%d documents)" % (whole["seconds"], whole["documents"])
     rss = r.get("rss_anon_kib")
+    calls = r.get("calls")
+    after = r.get("rss_anon_after_calls_kib")
     return [
         "{:,}".format(r["services"]).replace(",", " "), r["mode"],
         cell(rss / 1024 if rss is not None else None, "%.1f MB"),
         cell(r.get("ready_s"), "%.2f s"),
+        "%.1f MB; first call p50 %.1f ms, max %.1f ms (second %.1f ms)" % (
+            after / 1024, calls["first_p50_ms"], calls["first_max_ms"], calls["second_p50_ms"])
+        if calls and after is not None else "—",
         cell(r["bytes_per_change"] / 1024 if "bytes_per_change" in r else None, "%.1f KB"),
         cell(r["cp_cpu_per_change_s"] * 1000 if "cp_cpu_per_change_s" in r else None,
              "%.0f ms"),
@@ -614,7 +675,8 @@ def row(r):
     ]
 
 
-HEADER = ["services", "mode", "sidecar RssAnon", "ready", "bytes per endpoint change",
+HEADER = ["services", "mode", "sidecar RssAnon", "ready",
+          "after calling 10 services (on-demand)", "bytes per endpoint change",
           "CP CPU per change", "CP RSS", "apply one", "apply whole mesh",
           "change → %s applied, p99", "CP CPU per round (%s streams)", "failed"]
 
@@ -642,6 +704,11 @@ def check_smoke(results):
              0 < r["propagation"]["all_p99_s"] < 30 and
              r["propagation"]["one_p99_s"] <= r["propagation"]["all_p99_s"]),
         ]
+        if r["mode"] == "on-demand":
+            calls = r.get("calls") or {}
+            checks.append(("on-demand calls", calls.get("undiscovered") == 0 and
+                           0 < calls.get("first_max_ms", 0) < 5000))
+            checks.append(("RssAnon after calls", r.get("rss_anon_after_calls_kib", 0) > 100))
         if r["mode"] == "default":
             whole = r.get("apply_whole") or {}
             checks.append(("apply whole mesh", not whole.get("error", "missing") and
@@ -659,7 +726,7 @@ def main():
     p.add_argument("--xds-load", required=True)
     p.add_argument("--services", default="100,1000,5000",
                    help="comma-separated mesh sizes (default 100,1000,5000)")
-    p.add_argument("--modes", default="default,scoped")
+    p.add_argument("--modes", default="default,scoped,on-demand")
     p.add_argument("--endpoints-per-service", type=int, default=10)
     p.add_argument("--sidecar-workers", type=int, default=2)
     p.add_argument("--changes", type=int, default=10, help="endpoint changes measured")
@@ -678,14 +745,14 @@ def main():
     # Stopped from outside: the cases' cleanup (processes, temporary directories) still runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("mesh_scale: terminated"))
     if args.smoke:
-        args.services, args.modes = "10", "default,scoped"
+        args.services, args.modes = "10", "default,scoped,on-demand"
         args.changes, args.clients, args.rounds = 3, 20, 2
         args.connect_timeout, args.ready_timeout, args.apply_timeout = 20, 20, 30
     sizes = [int(x) for x in args.services.split(",") if x]
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
-        if m not in ("default", "scoped"):
-            p.error("--modes: %r is not default or scoped" % m)
+        if m not in ("default", "scoped", "on-demand"):
+            p.error("--modes: %r is not default, scoped or on-demand" % m)
     print("mesh_scale: %s; sidecar %d workers; %d endpoints per service; load average %s"
           % (args.sidecar, args.sidecar_workers, args.endpoints_per_service,
              open("/proc/loadavg").read().split()[0]), flush=True)
