@@ -77,7 +77,7 @@ spec:
 
 MESH_CONFIG = """apiVersion: meshlet.io/v1
 kind: MeshConfig
-metadata: {name: default, namespace: meshlet-system}
+metadata: {name: mesh}
 spec: {outboundTrafficPolicy: REGISTRY_ONLY}
 """
 
