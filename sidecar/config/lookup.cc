@@ -1,5 +1,8 @@
 #include "sidecar/config/lookup.h"
 
+#include "absl/strings/match.h"
+#include "xds/protocol.h"
+
 namespace meshlet::sidecar::config {
 
 absl::string_view LookupOutcomeName(LookupOutcome outcome) {
@@ -20,6 +23,14 @@ absl::string_view LookupOutcomeName(LookupOutcome outcome) {
       return "limit";
   }
   return "unknown";
+}
+
+LookupKind LookupKindOf(absl::string_view key) {
+  return absl::StartsWith(key, xds::kLookupHostPrefix) ? LookupKind::kHost : LookupKind::kAddress;
+}
+
+absl::string_view LookupKindName(LookupKind kind) {
+  return kind == LookupKind::kHost ? "host" : "address";
 }
 
 }  // namespace meshlet::sidecar::config

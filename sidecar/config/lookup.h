@@ -6,6 +6,7 @@
 // carries the answer, and each worker wakes the connections and requests waiting for those keys
 // (listener/on_demand_waiters.h). Plain values; any thread.
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,13 @@ enum class LookupOutcome {
 // "found", "not_found", "refused", "timeout", "disconnected", "overflow", "limit": the value of
 // the result label in stats.
 absl::string_view LookupOutcomeName(LookupOutcome outcome);
+
+// What a key names: a captured connection's original destination ("addr:...") or a request's
+// host ("host:..."); the value of the kind label in stats ("address", "host").
+enum class LookupKind { kAddress, kHost };
+inline constexpr size_t kLookupKindCount = 2;
+LookupKind LookupKindOf(absl::string_view key);
+absl::string_view LookupKindName(LookupKind kind);
 
 struct LookupAnswer {
   std::string key;

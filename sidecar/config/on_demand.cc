@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
@@ -18,8 +17,6 @@ constexpr const char* kStateNames[] = {"pending", "found", "missing"};
 constexpr LookupOutcome kCountedOutcomes[] = {LookupOutcome::kFound, LookupOutcome::kNotFound,
                                               LookupOutcome::kRefused, LookupOutcome::kDisconnected,
                                               LookupOutcome::kLimit};
-
-size_t KindOf(absl::string_view key) { return absl::StartsWith(key, "addr:") ? 0 : 1; }
 
 }  // namespace
 
@@ -44,7 +41,7 @@ OnDemandDiscovery::OnDemandDiscovery(event::Loop& loop, const Clock& clock, OnDe
       lookups_[kind][static_cast<size_t>(outcome)] = MustStat(stats.RegisterCounter(
           "meshlet_on_demand_lookups_total",
           "Lookups of destinations the sidecar did not know (ADR 0086), by key kind and result.",
-          {{"kind", kind == 0 ? "address" : "host"},
+          {{"kind", std::string(LookupKindName(static_cast<LookupKind>(kind)))},
            {"result", std::string(LookupOutcomeName(outcome))}}));
     }
   }
@@ -226,7 +223,7 @@ void OnDemandDiscovery::Answer(std::vector<LookupAnswer> answers) {
 }
 
 void OnDemandDiscovery::Count(const std::string& key, LookupOutcome outcome) {
-  lookups_[KindOf(key)][static_cast<size_t>(outcome)].Inc();
+  lookups_[static_cast<size_t>(LookupKindOf(key))][static_cast<size_t>(outcome)].Inc();
 }
 
 std::string OnDemandDiscovery::Json() const {

@@ -122,8 +122,8 @@ class OnDemandDiscovery {
 
   std::array<size_t, 3> counts_{};  // keys per State
   std::array<Gauge, 3> key_gauges_;
-  // [kind: address, host][outcome].
-  std::array<std::array<Counter, 7>, 2> lookups_;
+  // [LookupKind][outcome].
+  std::array<std::array<Counter, 7>, kLookupKindCount> lookups_;
 };
 
 }  // namespace meshlet::sidecar::config

@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "common/base/logging.h"
 #include "common/stats/or_discard.h"
 
@@ -71,23 +70,25 @@ OnDemandWaiters::OnDemandWaiters(event::Loop& loop, StatsShard& shard, Options o
       "meshlet_on_demand_waiting");
   HistogramOptions seconds;
   seconds.exposition_divisor = 1e6;
-  for (auto [kind, stats] : {std::pair{"address", &address_}, std::pair{"host", &host_}}) {
+  for (auto [kind, stats] : {std::pair{config::LookupKind::kAddress, &address_},
+                             std::pair{config::LookupKind::kHost, &host_}}) {
     stats->wait_seconds =
         OrDiscard(shard.RegisterHistogram(
                       "meshlet_on_demand_wait_seconds",
                       "How long connections and requests waited for a lookup, by key kind.",
-                      {{"kind", kind}}, seconds),
+                      {{"kind", std::string(config::LookupKindName(kind))}}, seconds),
                   "meshlet_on_demand_wait_seconds");
     for (size_t i = 0; i <= kCancelled; ++i) {
       const std::string result = i == kCancelled
                                      ? std::string("cancelled")
                                      : std::string(config::LookupOutcomeName(kOutcomes[i]));
-      stats->results[i] = OrDiscard(
-          shard.RegisterCounter("meshlet_on_demand_waits_total",
-                                "Waits for a lookup, by key kind and how they ended (cancelled: "
-                                "the connection or request went first).",
-                                {{"kind", kind}, {"result", result}}),
-          "meshlet_on_demand_waits_total");
+      stats->results[i] =
+          OrDiscard(shard.RegisterCounter(
+                        "meshlet_on_demand_waits_total",
+                        "Waits for a lookup, by key kind and how they ended (cancelled: "
+                        "the connection or request went first).",
+                        {{"kind", std::string(config::LookupKindName(kind))}, {"result", result}}),
+                    "meshlet_on_demand_waits_total");
     }
   }
 }
@@ -102,7 +103,7 @@ OnDemandWaiters::~OnDemandWaiters() {
 }
 
 OnDemandWaiters::KindStats& OnDemandWaiters::StatsFor(absl::string_view key) {
-  return absl::StartsWith(key, "host:") ? host_ : address_;
+  return config::LookupKindOf(key) == config::LookupKind::kHost ? host_ : address_;
 }
 
 OnDemandWaiters::Started OnDemandWaiters::Wait(absl::string_view key, Waiter& waiter,
