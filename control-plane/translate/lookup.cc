@@ -69,11 +69,12 @@ std::optional<std::string> NormalAddressKey(absl::string_view rest) {
 
 AddressOwners BuildAddressOwners(const MeshIndex& index) {
   AddressOwners owners;
-  for (const auto& [key, view] : index.services) {
-    for (const std::string& address : view->addresses) {
-      for (const pb::ServicePort& port : view->ports) {
+  for (uint32_t i = 0; i < index.ordered.size(); ++i) {
+    const ServiceView& view = *index.ordered[i];
+    for (const std::string& address : view.addresses) {
+      for (const pb::ServicePort& port : view.ports) {
         if (std::optional<std::string> lookup = xds::LookupKeyForAddress(address, port.port())) {
-          owners.try_emplace(std::move(*lookup), ServicePortRef{view.get(), port.port()});
+          owners.try_emplace(std::move(*lookup), ServicePortRef{i, port.port()});
         }
       }
     }
@@ -184,11 +185,11 @@ LookupResult Resolve(const TranslationContext& ctx, absl::string_view key) {
     result.reason = LookupReason::kUnknown;
     return result;
   }
-  result.service = {owner->service->namespace_, owner->service->name};
+  const ServiceView& service = ctx.index.service(*owner);
+  result.service = {service.namespace_, service.name};
   result.port = owner->port;
-  result.service_route = owner->Name();
-  result.reason =
-      ctx.MayDiscover(*owner->service) ? LookupReason::kFound : LookupReason::kNotVisible;
+  result.service_route = ctx.index.Name(*owner);
+  result.reason = ctx.MayDiscover(service) ? LookupReason::kFound : LookupReason::kNotVisible;
   return result;
 }
 

@@ -217,6 +217,39 @@ TEST_F(LookupTest, OnDemandNodeMayDiscoverAnyService) {
   EXPECT_EQ(Answer(Resolve(ctx, "host:ratings.shop")), "not_visible");
 }
 
+// A translator whose inputs differ from the previous one's in members only shares its lookup
+// tables (KeepLookupTables): what either builds serves both, nothing is built twice, and the
+// answers are those of tables built from nothing.
+TEST_F(LookupTest, MemberOnlyChangeSharesTheLookupTables) {
+  Capture(registry_.workloads[0]);  // frontend-0: address keys are looked up too
+  const auto policy = std::make_shared<const policy::PolicySnapshot>(policy_);
+  const NodeInput node(node_, /*delta=*/true);
+  const std::vector<std::string> keys = {"host:reviews",         "host:ratings.shop:9090",
+                                         "host:x.example.com",   "host:a.ratings.example.com",
+                                         "addr:10.96.0.30:80",   "addr:240.240.0.1:9080",
+                                         "host:nowhere.example", "addr:10.96.0.20:3306"};
+  const MeshTranslator before(policy, std::make_shared<const registry::RegistrySnapshot>(registry_),
+                              kDefaultOptions);
+  EXPECT_EQ(Answer(before.Resolve(node, "host:reviews")), "reviews.default:9080");
+  EXPECT_EQ(before.lookup_tables_built(), 1u);  // the host owners of a captured node
+
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.id == "reviews-v2-0") w.addresses = {"10.0.2.9"};
+  }
+  const auto registry = std::make_shared<const registry::RegistrySnapshot>(registry_);
+  MeshTranslator after(policy, registry, kDefaultOptions, &before);
+  ASSERT_TRUE(after.MemberChangesSince(before).has_value());
+  after.KeepLookupTables(before);
+  const MeshTranslator fresh(policy, registry, kDefaultOptions);
+  for (const std::string& key : keys) {
+    EXPECT_EQ(Answer(after.Resolve(node, key)), Answer(fresh.Resolve(node, key))) << key;
+  }
+  // The host owners were kept; the address owners, built for `after`, are `before`'s too.
+  EXPECT_EQ(after.lookup_tables_built(), 2u);
+  EXPECT_EQ(before.lookup_tables_built(), 2u);
+  EXPECT_EQ(fresh.lookup_tables_built(), 2u);
+}
+
 TEST(DiscoveryModeTest, EffectiveMode) {
   registry::Workload node;
   pb::MeshConfigSpec mesh;

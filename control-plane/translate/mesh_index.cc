@@ -297,6 +297,8 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     index.built.push_back(key);
     index.services.emplace(key, std::move(view));
   }
+  index.ordered.reserve(index.services.size());
+  for (const auto& [key, view] : index.services) index.ordered.push_back(view.get());
   index.by_target = base != nullptr ? base->by_target : IndexTargets(policy);
   IndexGatewayRoutes(policy, index);
   return index;

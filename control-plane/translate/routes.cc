@@ -304,10 +304,10 @@ HostOwners BuildHostOwners(const TranslationContext& ctx) {
   HostOwners owners;
   // Every Service, reachable or not: a node scoped to some of them sees the owners any other
   // node sees, so the virtual host of a Service port is the same for every node that reaches it.
-  for (const auto& [key, view] : ctx.index.services) {
-    const ServiceView& service = *view;
+  for (uint32_t i = 0; i < ctx.index.ordered.size(); ++i) {
+    const ServiceView& service = *ctx.index.ordered[i];
     ForEachHttpPort(service, [&](const pb::ServicePort& port, bool first_http_port) {
-      const ServicePortRef owner{&service, port.port()};
+      const ServicePortRef owner{i, port.port()};
       for (const std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
         owners.try_emplace(absl::AsciiStrToLower(domain), owner);
       }
@@ -322,13 +322,19 @@ const HostOwners& HostOwnersCache::Get(bool capture, const std::string& cluster_
                                        const std::function<HostOwners()>& build) {
   std::lock_guard<std::mutex> lock(mu_);
   std::unique_ptr<const HostOwners>& owners = owners_[{capture, cluster_domain}];
-  if (owners == nullptr) owners = std::make_unique<const HostOwners>(build());
+  if (owners == nullptr) {
+    owners = std::make_unique<const HostOwners>(build());
+    ++tables_built_;
+  }
   return *owners;
 }
 
 const AddressOwners& HostOwnersCache::Addresses(const std::function<AddressOwners()>& build) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (addresses_ == nullptr) addresses_ = std::make_unique<const AddressOwners>(build());
+  if (addresses_ == nullptr) {
+    addresses_ = std::make_unique<const AddressOwners>(build());
+    ++tables_built_;
+  }
   return *addresses_;
 }
 
@@ -337,6 +343,7 @@ const std::vector<std::string>& HostOwnersCache::OnDemandRanges(
   std::lock_guard<std::mutex> lock(mu_);
   if (on_demand_ranges_ == nullptr) {
     on_demand_ranges_ = std::make_unique<const std::vector<std::string>>(build());
+    ++tables_built_;
   }
   return *on_demand_ranges_;
 }
@@ -383,7 +390,7 @@ std::vector<ServicePortRoute> RouteServicePorts(const TranslationContext& ctx,
     for (std::string& domain : ClaimedDomains(ctx, service, port.port(), first_http_port)) {
       std::string key = absl::AsciiStrToLower(domain);
       auto owner = owners.find(key);
-      if (owner != owners.end() && owner->second.service == &service &&
+      if (owner != owners.end() && &ctx.index.service(owner->second) == &service &&
           owner->second.port == port.port() && added.insert(std::move(key)).second) {
         vhost.add_domains(std::move(domain));
       } else {

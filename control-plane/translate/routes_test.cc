@@ -471,14 +471,14 @@ TEST_F(CaptureTest, HostOwnersBuiltOncePerIndexAndVariant) {
   const TranslationContext b(policy_, registry_, index, other, kDefaultOptions);
   EXPECT_EQ(&OwnHostNames(a), &OwnHostNames(b));
   EXPECT_EQ(&OwnAddresses(a), &OwnAddresses(b));
-  EXPECT_EQ(OwnAddresses(a).at("addr:[fd00::20]:3306").Name(), "db.default:3306");
+  EXPECT_EQ(index.Name(OwnAddresses(a).at("addr:[fd00::20]:3306")), "db.default:3306");
   EXPECT_EQ(OwnAddresses(a).size(), 7u);  // addresses × ports: reviews 2 × 1, frontend 1, db 2 × 2
-  EXPECT_EQ(OwnHostNames(a).at("reviews.example.com").Name(), "reviews.default:9080");
+  EXPECT_EQ(index.Name(OwnHostNames(a).at("reviews.example.com")), "reviews.default:9080");
   EXPECT_FALSE(OwnHostNames(a).contains("240.240.0.1:9080"));
   Capture(registry_.workloads[0]);  // frontend-0: its hosts include Service addresses
   const TranslationContext captured(policy_, registry_, index, node_, kDefaultOptions);
   EXPECT_NE(&OwnHostNames(captured), &OwnHostNames(a));
-  EXPECT_EQ(OwnHostNames(captured).at("240.240.0.1:9080").Name(), "reviews.default:9080");
+  EXPECT_EQ(index.Name(OwnHostNames(captured).at("240.240.0.1:9080")), "reviews.default:9080");
   // Another index (the next generation) builds its own.
   const MeshIndex next = BuildIndex(policy_, registry_);
   const TranslationContext c(policy_, registry_, next, node_, kDefaultOptions);

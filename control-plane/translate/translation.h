@@ -125,12 +125,12 @@ struct PolicyTargets {
   std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes;  // each ordered by name
 };
 
-// A port of a Service of the index (the view is the index's, alive as long as it is).
+// A port of a Service of an index, the Service by its position in the index's key order
+// (MeshIndex::ordered). Indexes of the same services in the same shapes number them alike, so a
+// table of these is valid for each of them (MeshTranslator::KeepLookupTables).
 struct ServicePortRef {
-  const ServiceView* service = nullptr;
+  uint32_t service = 0;
   uint32_t port = 0;
-  // "<service>.<namespace>:<port>": its virtual host's and ServiceRoute's name.
-  std::string Name() const { return absl::StrCat(service->Fqdn(), ":", port); }
 };
 
 // Lower-cased host name → the Service port that owns it (OwnHostNames).
@@ -142,9 +142,16 @@ using AddressOwners = absl::flat_hash_map<std::string, ServicePortRef>;
 // The host-name owners of one index, built on first use per variant (captured or not, cluster
 // domain), and its address owners, built on the first lookup: kept with the index, so every
 // node's outbound part and every lookup read the same table instead of walking the mesh again.
+// The tables read only what MeshTranslator::MemberChangesSince calls a service's shape and the
+// policy, so an index differing from another in members only shares the other's cache.
 // Any thread (a mutex guards the tables; a table never changes once built).
 class HostOwnersCache {
  public:
+  // Tables built into this cache so far (owners per variant, addresses, ranges).
+  size_t tables_built() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tables_built_;
+  }
   const HostOwners& Get(bool capture, const std::string& cluster_domain,
                         const std::function<HostOwners()>& build);
   const AddressOwners& Addresses(const std::function<AddressOwners()>& build);
@@ -154,7 +161,8 @@ class HostOwnersCache {
       const std::function<std::vector<std::string>()>& build);
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  size_t tables_built_ = 0;
   std::map<std::pair<bool, std::string>, std::unique_ptr<const HostOwners>> owners_;
   std::unique_ptr<const AddressOwners> addresses_;
   std::unique_ptr<const std::vector<std::string>> on_demand_ranges_;
@@ -166,6 +174,13 @@ class HostOwnersCache {
 // with the index of newer inputs (BuildIndex).
 struct MeshIndex {
   std::map<ServiceKey, std::shared_ptr<const ServiceView>> services;
+  // The views of `services` in key order (ServicePortRef::service indexes it).
+  std::vector<const ServiceView*> ordered;
+  const ServiceView& service(ServicePortRef ref) const { return *ordered[ref.service]; }
+  // "<service>.<namespace>:<port>": the port's virtual host's and ServiceRoute's name.
+  std::string Name(ServicePortRef ref) const {
+    return absl::StrCat(service(ref).Fqdn(), ":", ref.port);
+  }
   std::shared_ptr<const PolicyTargets> by_target;
   // Accepted Gateway API routes by the Service a parentRef names, in snapshot order (HTTPRoutes,
   // then GRPCRoutes); and the namespaces holding a consumer route (their callers' outbound part
@@ -173,7 +188,8 @@ struct MeshIndex {
   std::map<ServiceKey, std::vector<GatewayAttachment>> gateway_routes;
   std::set<std::string> consumer_namespaces;
   // Host-name and address owners, filled in as translations and lookups ask (OwnHostNames,
-  // OwnAddresses).
+  // OwnAddresses); shared with the index a member-only change came from
+  // (MeshTranslator::KeepLookupTables).
   std::shared_ptr<HostOwnersCache> host_owners = std::make_shared<HostOwnersCache>();
 
   // How it was built. `serial` is unique per index; `built_from` is the serial of the previous

@@ -126,7 +126,7 @@ MeshTranslator::MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
     : policy_(std::move(policy)),
       registry_(std::move(registry)),
       options_(std::move(options)),
-      index_(std::make_unique<const Index>(Index{BuildIndex(
+      index_(std::make_unique<Index>(Index{BuildIndex(
           *policy_, *registry_,
           previous == nullptr ? PreviousIndex{}
                               : PreviousIndex{&previous->index_->index, previous->policy_.get(),
@@ -237,6 +237,14 @@ std::optional<std::set<MeshTranslator::ServiceName>> MeshTranslator::MemberChang
     }
   }
   return changed;
+}
+
+void MeshTranslator::KeepLookupTables(const MeshTranslator& previous) {
+  index_->index.host_owners = previous.index_->index.host_owners;
+}
+
+size_t MeshTranslator::lookup_tables_built() const {
+  return index_->index.host_owners->tables_built();
 }
 
 MeshTranslator::IndexStats MeshTranslator::index_stats() const {

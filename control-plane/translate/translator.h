@@ -211,6 +211,15 @@ class MeshTranslator {
   // answer is nullopt.
   std::optional<std::set<ServiceName>> MemberChangesSince(const MeshTranslator& previous,
                                                           size_t* compared = nullptr) const;
+  // Shares `previous`'s lookup tables (the host-name and address owners, the OnDemand address
+  // ranges: HostOwnersCache) instead of building them again on first use: they read only
+  // services' shapes and the policy. Only when MemberChangesSince(previous) had a value; call it
+  // before this translator is shared with other threads. Both translators then fill and read
+  // the same tables.
+  void KeepLookupTables(const MeshTranslator& previous);
+  // Lookup tables built into this translator's HostOwnersCache (shared ones count wherever
+  // they were built).
+  size_t lookup_tables_built() const;
 
   // What lookup key `key` resolves to for `node` (lookup.h): the Service port whose ServiceRoute
   // in this node's translation answers it. The host-name and address owner tables it reads are
@@ -238,7 +247,8 @@ class MeshTranslator {
   const std::shared_ptr<const PolicySnapshot> policy_;
   const std::shared_ptr<const RegistrySnapshot> registry_;
   const TranslateOptions options_;
-  std::unique_ptr<const Index> index_;
+  // Mutable only in KeepLookupTables.
+  std::unique_ptr<Index> index_;
 };
 
 }  // namespace meshlet::controlplane::translate

@@ -70,6 +70,10 @@ void NodeResourceGenerator::StartGeneration(
     size_t compared = 0;
     changed_ = next->MemberChangesSince(*mesh_, &compared);
     stats_.services_compared += compared;
+    if (changed_) {
+      next->KeepLookupTables(*mesh_);
+      ++stats_.lookup_tables_kept;
+    }
   }
   mesh_ = std::move(next);
   ++stats_.generations;

@@ -37,7 +37,9 @@
 // Each generation's MeshTranslator is built from the previous one, sharing the views of the
 // Kubernetes Services that did not change (translation.h BuildIndex), so an EndpointSlice change
 // indexes and compares one Kubernetes Service (Stats::services_indexed, services_compared); Service
-// resources and services known only from registrations are indexed again each generation.
+// resources and services known only from registrations are indexed again each generation. Such
+// a generation also keeps the previous one's lookup tables (the host-name and address owners an
+// OnDemand node's keys and every outbound route read), which a full one builds again.
 //
 // Threading: one thread (the control plane's loop).
 
@@ -77,6 +79,9 @@ class NodeResourceGenerator {
     uint64_t services_shared = 0;
     uint64_t index_members_built = 0;
     uint64_t services_compared = 0;
+    // Generations that kept the previous generation's lookup tables (host-name and address
+    // owners: MeshTranslator::KeepLookupTables) rather than building them again on first use.
+    uint64_t lookup_tables_kept = 0;
     // ServiceRoutes above TranslateOptions::max_resource_bytes, replaced in the parts built
     // (translate::NodeResources::oversized_service_routes).
     uint64_t oversized_service_routes = 0;

@@ -66,8 +66,9 @@ void BuildMesh(int services, controlplane::policy::PolicySnapshot& policy,
 
 // Who the generator serves at each change: one node reading the whole mesh (as a sidecar naming no
 // release, the inline form; or as a current one, ServiceRoutes), or 100 current nodes, node i
-// declaring svc-10i..svc-10i+9 (discovery Declared by label).
-enum class Nodes { kWholeMeshInline = 0, kWholeMesh = 1, kHundredDeclared = 2 };
+// declaring svc-10i..svc-10i+9 (discovery Declared by label), or one current node in discovery
+// OnDemand (by label) on a delta stream holding the lookup keys of svc-0..svc-9.
+enum class Nodes { kWholeMeshInline = 0, kWholeMesh = 1, kHundredDeclared = 2, kOnDemand = 3 };
 
 std::vector<xds::Node> MakeNodes(Nodes kind) {
   std::vector<xds::Node> nodes;
@@ -77,6 +78,10 @@ std::vector<xds::Node> MakeNodes(Nodes kind) {
     node.set_id(absl::StrCat("client-", i));
     if (kind == Nodes::kWholeMeshInline) continue;
     for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+    if (kind == Nodes::kOnDemand) {
+      (*node.mutable_labels())["meshlet.io/discovery"] = "on-demand";
+      node.set_namespace_("bench");
+    }
     if (kind != Nodes::kHundredDeclared) continue;
     (*node.mutable_labels())["meshlet.io/discovery"] = "declared";
     std::string deps;
@@ -98,10 +103,23 @@ void BM_KubernetesEndpointChange(benchmark::State& state) {
   registry->version = 1;
   registry->kubernetes = kubernetes;
   const std::vector<xds::Node> nodes = MakeNodes(kind);
-  NodeResourceGenerator generator({});
-  for (const xds::Node& node : nodes) {
-    benchmark::DoNotOptimize(generator.Generate(policy, registry, node));
+  std::vector<std::string> key_storage;
+  for (int s = 0; kind == Nodes::kOnDemand && s < 10; ++s) {
+    key_storage.push_back(absl::StrCat("host:svc-", s, ".bench"));
   }
+  NodeResourceGenerator generator({});
+  GenerateRequest request{.node = nodes.front(), .delta = kind == Nodes::kOnDemand};
+  request.keys.assign(key_storage.begin(), key_storage.end());
+  auto generate = [&](const std::shared_ptr<const registry::RegistrySnapshot>& snapshot) {
+    if (kind == Nodes::kOnDemand) {
+      benchmark::DoNotOptimize(generator.Generate(policy, snapshot, request));
+      return;
+    }
+    for (const xds::Node& node : nodes) {
+      benchmark::DoNotOptimize(generator.Generate(policy, snapshot, node));
+    }
+  };
+  generate(registry);
   uint64_t version = 1;
   for (auto _ : state) {
     // The first endpoint of one of svc-0..svc-9 leaves its Service, or comes back.
@@ -119,20 +137,18 @@ void BM_KubernetesEndpointChange(benchmark::State& state) {
     auto snapshot = std::make_shared<registry::RegistrySnapshot>();
     snapshot->version = ++version;
     snapshot->kubernetes = next;
-    for (const xds::Node& node : nodes) {
-      benchmark::DoNotOptimize(generator.Generate(policy, snapshot, node));
-    }
+    generate(snapshot);
     kubernetes = std::move(next);
   }
-  static constexpr const char* kKinds[] = {"one whole-mesh node (inline)",
-                                           "one whole-mesh node (service-routes)",
-                                           "100 nodes declaring 10 services each"};
+  static constexpr const char* kKinds[] = {
+      "one whole-mesh node (inline)", "one whole-mesh node (service-routes)",
+      "100 nodes declaring 10 services each", "one OnDemand node holding 10 keys"};
   state.SetLabel(absl::StrCat(services, " services, ", services * kEndpointsPerService,
                               " endpoints, ", kKinds[state.range(1)], "; assignments translated ",
                               generator.stats().assignments_translated));
 }
 BENCHMARK(BM_KubernetesEndpointChange)
-    ->ArgsProduct({{1000, 5000}, {0, 1, 2}})
+    ->ArgsProduct({{1000, 5000}, {0, 1, 2, 3}})
     ->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime();
 

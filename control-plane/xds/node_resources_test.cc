@@ -172,6 +172,37 @@ TEST_F(LookupKeysTest, KeyOfAnUndeclaredServiceAddsItsPart) {
   EXPECT_TRUE(outbound.has_on_demand());
 }
 
+// A generation that differs in members only keeps the lookup tables of the one before
+// (MeshTranslator::KeepLookupTables) and answers as a new generator does; any other change
+// builds them again.
+TEST_F(LookupKeysTest, EndpointChangeKeepsTheLookupTables) {
+  const std::vector<absl::string_view> keys = {"host:b", "host:c.default:8080", "host:nowhere"};
+  NodeResourceGenerator generator({});
+  Generate(generator, keys);
+  EXPECT_EQ(generator.stats().lookup_tables_kept, 0u);
+  auto expect_as_new = [&](const NodeResourceSet& set) {
+    NodeResourceGenerator fresh({});
+    const NodeResourceSet expected = Generate(fresh, keys);
+    EXPECT_EQ(Answers(set), Answers(expected));
+    for (ResourceType type : kPushOrder) {
+      EXPECT_EQ(Versions(set.of(type)), Versions(expected.of(type))) << TypeLabel(type);
+    }
+  };
+  auto next = std::make_shared<registry::RegistrySnapshot>(*in_.registry);
+  Member(*next, "b-1")->addresses = {"10.0.0.99"};
+  next->version = 2;
+  in_.registry = next;
+  const NodeResourceSet changed = Generate(generator, keys);
+  EXPECT_EQ(generator.stats().member_only_generations, 1u);
+  EXPECT_EQ(generator.stats().lookup_tables_kept, 1u);
+  expect_as_new(changed);
+  auto policy = std::make_shared<policy::PolicySnapshot>(*in_.policy);
+  ++policy->revision;
+  in_.policy = policy;
+  expect_as_new(Generate(generator, keys));
+  EXPECT_EQ(generator.stats().lookup_tables_kept, 1u);
+}
+
 TEST_F(LookupKeysTest, UnknownKeyAnsweredNotFound) {
   NodeResourceGenerator generator({});
   const NodeResourceSet base = Generate(generator, {});
