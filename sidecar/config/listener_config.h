@@ -17,6 +17,7 @@
 #include "sidecar/filters/authorization.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/token_bucket.h"
+#include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::config {
 
@@ -108,6 +109,9 @@ struct ListenerDestinationConfig {
   // The port authorization sees (connections to tcp_cluster; requests whose virtual host names
   // none); 0: the original destination's port.
   uint32_t destination_port = 0;
+  // Only on a ServiceRoute's destination: when it was last used (ActiveConnection touches it when
+  // a connection it serves opens and closes). Null: not tracked.
+  std::shared_ptr<route::UsageCell> usage;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

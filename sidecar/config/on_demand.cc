@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
@@ -21,12 +22,14 @@ constexpr LookupOutcome kCountedOutcomes[] = {LookupOutcome::kFound, LookupOutco
 }  // namespace
 
 OnDemandDiscovery::OnDemandDiscovery(event::Loop& loop, const Clock& clock, OnDemandOptions options,
-                                     LookupStream stream, DeliverFn deliver, StatsShard& stats)
+                                     LookupStream stream, DeliverFn deliver, ForgetFn forget,
+                                     StatsShard& stats)
     : loop_(loop),
       clock_(clock),
       options_(options),
       stream_(std::move(stream)),
       deliver_(std::move(deliver)),
+      forget_(std::move(forget)),
       self_(std::make_shared<OnDemandDiscovery*>(this)),
       sweep_timer_(std::make_unique<event::Timer>(loop, [this] { Sweep(); })) {
   for (size_t state = 0; state < key_gauges_.size(); ++state) {
@@ -36,6 +39,13 @@ OnDemandDiscovery::OnDemandDiscovery(event::Loop& loop, const Clock& clock, OnDe
         "found, asked again after the missing ttl).",
         {{"state", kStateNames[state]}}, GaugeMerge::kGlobal));
   }
+  constexpr const char* kExpiredHelp =
+      "Lookup keys the sidecar unsubscribed (found: its ServiceRoute unused for the idle time; "
+      "missing: answered not found, or not answered, for the missing ttl).";
+  expired_found_ = MustStat(stats.RegisterCounter("meshlet_xds_client_on_demand_expired_total",
+                                                  kExpiredHelp, {{"state", "found"}}));
+  expired_missing_ = MustStat(stats.RegisterCounter("meshlet_xds_client_on_demand_expired_total",
+                                                    kExpiredHelp, {{"state", "missing"}}));
   for (size_t kind = 0; kind < lookups_.size(); ++kind) {
     for (LookupOutcome outcome : kCountedOutcomes) {
       lookups_[kind][static_cast<size_t>(outcome)] = MustStat(stats.RegisterCounter(
@@ -55,7 +65,9 @@ void OnDemandDiscovery::Seed(const std::map<std::string, std::string>& held) {
     Key& entry = Insert(key)->second;
     entry.resource = resource;
     entry.expires = clock_.Now() + options_.missing_ttl;
+    entry.found = clock_.Now();
     if (!resource.empty()) SetState(entry, State::kFound);
+    ArmSweep(resource.empty() ? entry.expires : entry.found + options_.idle_time);
   }
 }
 
@@ -107,7 +119,7 @@ void OnDemandDiscovery::Request(std::string key) {
   it->second.expires = clock_.Now() + options_.missing_ttl;
   to_subscribe_.push_back(std::move(key));
   ScheduleFlush();
-  ArmSweep();
+  ArmSweep(it->second.expires);
 }
 
 void OnDemandDiscovery::ScheduleFlush() {
@@ -158,13 +170,15 @@ void OnDemandDiscovery::OnAnswers(std::vector<LookupAnswer> answers) {
     switch (answer.outcome) {
       case LookupOutcome::kFound:
         entry.resource = stream_.resource_of ? stream_.resource_of(answer.key) : std::string();
+        entry.found = clock_.Now();
         SetState(entry, State::kFound);
+        ArmSweep(entry.found + options_.idle_time);
         break;
       case LookupOutcome::kNotFound:
         entry.resource.clear();
         entry.expires = clock_.Now() + options_.missing_ttl;
         SetState(entry, State::kMissing);
-        ArmSweep();
+        ArmSweep(entry.expires);
         break;
       default:
         // Refused: forgotten, so the next request asks again.
@@ -180,35 +194,78 @@ void OnDemandDiscovery::OnAnswers(std::vector<LookupAnswer> answers) {
 
 void OnDemandDiscovery::Sweep() {
   const MonotonicTime now = clock_.Now();
+  // Found keys are judged per ServiceRoute (a key without one on its own): the latest use of
+  // the ServiceRoute or answer of any of its keys.
+  auto group = [](const std::string& key, const Key& entry) -> const std::string& {
+    return entry.resource.empty() ? key : entry.resource;
+  };
+  absl::flat_hash_map<std::string, MonotonicTime> last_use;
+  for (const auto& [key, entry] : keys_) {
+    if (entry.state != State::kFound) continue;
+    auto [it, added] = last_use.emplace(group(key, entry), LastUse(entry));
+    if (!added) it->second = std::max(it->second, entry.found);
+  }
   std::vector<std::string> expired;
+  std::vector<std::string> forgotten;
+  size_t idle = 0;
+  MonotonicTime next = MonotonicTime::max();
   for (auto it = keys_.begin(); it != keys_.end();) {
-    if (it->second.state != State::kFound && it->second.expires <= now) {
-      expired.push_back(it->first);
-      Erase(it++);
-    } else {
+    const Key& entry = it->second;
+    const MonotonicTime due = entry.state == State::kFound
+                                  ? last_use.at(group(it->first, entry)) + options_.idle_time
+                                  : entry.expires;
+    if (due > now) {
+      next = std::min(next, due);
       ++it;
+      continue;
     }
+    if (entry.state == State::kFound) {
+      ++idle;
+      expired_found_.Inc();
+    } else {
+      expired_missing_.Inc();
+      if (entry.state == State::kMissing) forgotten.push_back(it->first);
+    }
+    expired.push_back(it->first);
+    Erase(it++);
   }
   if (!expired.empty()) {
-    LOG(DEBUG) << "on-demand: " << expired.size()
-               << " keys missing or unanswered for the missing ttl: asked again on next use";
+    LOG(DEBUG) << "on-demand: unsubscribing " << idle << " keys unused for "
+               << std::chrono::duration_cast<std::chrono::seconds>(options_.idle_time).count()
+               << "s and " << expired.size() - idle
+               << " missing or unanswered for the missing ttl: asked again on next use";
     for (std::string& key : expired) to_unsubscribe_.push_back(std::move(key));
     ScheduleFlush();
   }
-  ArmSweep();
+  if (!forgotten.empty() && forget_) forget_(std::move(forgotten));
+  if (next != MonotonicTime::max()) ArmSweep(next);
 }
 
-void OnDemandDiscovery::ArmSweep() {
-  if (sweep_timer_->enabled() || counts_[static_cast<size_t>(State::kFound)] == keys_.size()) {
-    return;
+void OnDemandDiscovery::SetTimes(Duration idle_time, Duration missing_ttl) {
+  if (idle_time == options_.idle_time && missing_ttl == options_.missing_ttl) return;
+  options_.idle_time = idle_time;
+  options_.missing_ttl = missing_ttl;
+  // Found keys may be due sooner now: the sweep works out when.
+  if (counts_[static_cast<size_t>(State::kFound)] > 0) ArmSweep(clock_.Now());
+}
+
+MonotonicTime OnDemandDiscovery::LastUse(const Key& entry) const {
+  MonotonicTime last = entry.found;
+  if (stream_.last_use && !entry.resource.empty()) {
+    if (std::optional<MonotonicTime> used = stream_.last_use(entry.resource)) {
+      last = std::max(last, *used);
+    }
   }
-  MonotonicTime earliest = MonotonicTime::max();
-  for (const auto& [key, entry] : keys_) {
-    if (entry.state != State::kFound) earliest = std::min(earliest, entry.expires);
-  }
-  const Duration wait = earliest - clock_.Now();
+  return last;
+}
+
+void OnDemandDiscovery::ArmSweep(MonotonicTime at) {
+  const MonotonicTime now = clock_.Now();
   // At least a second apart: expiries close together are swept together.
-  sweep_timer_->Enable(std::max<Duration>(wait, std::chrono::seconds(1)));
+  at = std::max(at, now + std::chrono::seconds(1));
+  if (sweep_timer_->enabled() && sweep_at_ <= at) return;
+  sweep_at_ = at;
+  sweep_timer_->Enable(at - now);
 }
 
 void OnDemandDiscovery::SetState(Key& entry, State state) {
@@ -227,8 +284,13 @@ void OnDemandDiscovery::Count(const std::string& key, LookupOutcome outcome) {
 }
 
 std::string OnDemandDiscovery::Json() const {
+  const MonotonicTime now = clock_.Now();
+  auto seconds = [](Duration d) {
+    return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  };
   std::string out = "{\"max_keys\":";
-  absl::StrAppend(&out, options_.max_keys, ",\"keys\":[");
+  absl::StrAppend(&out, options_.max_keys, ",\"idle_time_s\":", seconds(options_.idle_time),
+                  ",\"missing_ttl_s\":", seconds(options_.missing_ttl), ",\"keys\":[");
   bool first = true;
   for (const auto& [key, entry] : keys_) {
     if (!first) out += ",";
@@ -239,6 +301,9 @@ std::string OnDemandDiscovery::Json() const {
     if (entry.state == State::kFound) {
       out += ",\"resource\":";
       AppendJsonString(&out, entry.resource);
+      absl::StrAppend(
+          &out, ",\"idle_s\":",
+          std::chrono::duration_cast<std::chrono::seconds>(now - LastUse(entry)).count());
     }
     out += "}";
   }

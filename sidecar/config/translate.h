@@ -133,6 +133,11 @@ struct TranslationReuse {
 };
 TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 
+// The usage cell of the snapshot's ServiceRoute `name` (route/usage_cell.h), which every later
+// snapshot holding that name shares; null when the snapshot has no such ServiceRoute. Valid while
+// the snapshot lives; the workers write it, any thread may read it.
+const route::UsageCell* ServiceRouteUsage(const Snapshot& snapshot, absl::string_view name);
+
 // The valid RetryPolicy.retry_on values, comma-separated, as error messages list them.
 absl::string_view ValidRetryOnValues();
 

@@ -63,6 +63,9 @@ struct TranslationMemo {
     std::shared_ptr<const route::HeaderMutations> config_headers;
     std::shared_ptr<const route::VirtualHostConfig> virtual_host;
     std::optional<ListenerDestinationConfig> destination;
+    // When the ServiceRoute was last used; the virtual host and the destination point at it.
+    // Kept while the name stays, through re-translations.
+    std::shared_ptr<route::UsageCell> usage;
   };
   absl::flat_hash_map<std::string, Cluster> clusters;
   absl::flat_hash_map<std::string, RouteTable> route_tables;

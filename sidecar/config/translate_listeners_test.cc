@@ -9,6 +9,8 @@
 #include "gtest/gtest.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
+#include "sidecar/route/route_table.h"
+#include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -296,6 +298,56 @@ TEST(TranslateTest, CaptureListenerServesServiceRouteDestinationsAfterItsOwn) {
                         "destination.name: \"db.shop:3306\" is already used by destinations[0]"));
   EXPECT_THAT(refused.status().message(),
               HasSubstr("service_route \"x.shop:1\": destination.addresses[0]: "));
+}
+
+TEST(TranslateTest, ServiceRouteUsageCellSharedByItsHostDestinationAndLaterSnapshots) {
+  ResourceSet set = Base();
+  CaptureListener(set);
+  set.service_routes.push_back(
+      TcpServiceRoute("redis.shop:6379", "redis.shop:6379", "10.96.0.31", 6379));
+  xds::ServiceRoute http = TcpServiceRoute("reviews.shop:80", "reviews.shop:80", "10.96.0.5", 80);
+  http.mutable_destination()->set_protocol(xds::PROTOCOL_HTTP);
+  http.mutable_destination()->clear_tcp_cluster();
+  http.mutable_destination()->set_route_config_name("local");
+  *http.mutable_virtual_host() = Parse<xds::VirtualHost>(
+      "name: \"reviews.shop:80\"\ndomains: [reviews]\n"
+      "routes:\n- match: {prefix: /}\n  route: {cluster: other}\n");
+  set.service_routes.push_back(http);
+  auto first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const route::UsageCell* reviews = ServiceRouteUsage(**first, "reviews.shop:80");
+  const route::UsageCell* redis = ServiceRouteUsage(**first, "redis.shop:6379");
+  ASSERT_NE(reviews, nullptr);
+  ASSERT_NE(redis, nullptr);
+  EXPECT_NE(reviews, redis);
+  EXPECT_EQ(ServiceRouteUsage(**first, "ratings.shop:80"), nullptr);
+  // The host the ServiceRoute joined its table with and its capture destination share the cell.
+  const std::vector<ListenerDestinationConfig>& destinations = (*first)->listeners[0].destinations;
+  auto destination = [&](const std::string& name) -> const ListenerDestinationConfig& {
+    return *std::find_if(destinations.begin(), destinations.end(),
+                         [&](const ListenerDestinationConfig& d) { return d.name == name; });
+  };
+  EXPECT_EQ(destination("reviews.shop:80").usage.get(), reviews);
+  EXPECT_EQ(destination("redis.shop:6379").usage.get(), redis);
+  EXPECT_EQ(destination("db.shop:3306").usage, nullptr);  // the listener's own: not tracked
+  const route::RouteTable* table = (*first)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  const route::VirtualHostConfig* host = table->MatchVirtualHost("reviews");
+  ASSERT_NE(host, nullptr);
+  EXPECT_EQ(host->usage.get(), reviews);
+  EXPECT_EQ(table->MatchVirtualHost("anything-else")->usage, nullptr);
+
+  // Re-translated (its route changed) or not, a ServiceRoute keeps its cell, and so its use.
+  set.service_routes.Mutable(1)
+      .mutable_virtual_host()
+      ->mutable_routes(0)
+      ->mutable_route()
+      ->set_cluster("backend");
+  auto second = BuildSnapshot(set, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(ServiceRouteUsage(**second, "reviews.shop:80"), reviews);
+  EXPECT_EQ(ServiceRouteUsage(**second, "redis.shop:6379"), redis);
+  EXPECT_EQ((*second)->FindRouteTable("local")->MatchVirtualHost("reviews")->usage.get(), reviews);
 }
 
 TEST(TranslateTest, CaptureListener) {

@@ -90,14 +90,22 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
       scope.Add("", "needs a virtual_host, a destination or both");
     }
     TranslationMemo::ServiceRoute out{.source = source, .config_headers = config_headers};
+    // A changed ServiceRoute keeps its use: the one it replaces had the same name.
+    if (before != nullptr) {
+      auto it = before->service_routes.find(in.name());
+      if (it != before->service_routes.end()) out.usage = it->second.usage;
+    }
+    if (out.usage == nullptr) out.usage = std::make_shared<route::UsageCell>();
     if (in.has_virtual_host()) {
-      out.virtual_host = route::ShareVirtualHost(
-          TranslateVirtualHost(scope, "virtual_host", in.virtual_host(), memo.cluster_names),
-          config_headers);
+      route::VirtualHostConfig vhost =
+          TranslateVirtualHost(scope, "virtual_host", in.virtual_host(), memo.cluster_names);
+      vhost.usage = out.usage;
+      out.virtual_host = route::ShareVirtualHost(std::move(vhost), config_headers);
     }
     if (in.has_destination()) {
       out.destination = TranslateListenerDestination(scope, "destination", in.destination(),
                                                      memo.route_config_names, memo.cluster_names);
+      out.destination->usage = out.usage;
     }
     if (scope.count() != errors) continue;
     memo.service_routes.emplace(in.name(), std::move(out));
@@ -106,3 +114,14 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
 }
 
 }  // namespace meshlet::sidecar::config::translate_internal
+
+namespace meshlet::sidecar::config {
+
+const route::UsageCell* ServiceRouteUsage(const Snapshot& snapshot, absl::string_view name) {
+  if (snapshot.translation_memo == nullptr) return nullptr;
+  const auto& routes = snapshot.translation_memo->service_routes;
+  auto it = routes.find(name);
+  return it == routes.end() ? nullptr : it->second.usage.get();
+}
+
+}  // namespace meshlet::sidecar::config

@@ -40,6 +40,7 @@ ActiveConnection::~ActiveConnection() {
   http_.reset();  // closes its connection without calling back
   if (connection_ != nullptr) connection_->SetCallbacks(nullptr);
   connection_.reset();
+  if (served_) NoteDestinationUse();
   listener_->connection_count->fetch_sub(1, std::memory_order_relaxed);
   owner_.CountConnection(-1);
 }
@@ -55,6 +56,7 @@ void ActiveConnection::Start() {
 void ActiveConnection::Serve() {
   using config::ListenerProtocol;
   if (listener_->matcher.has_value()) listener_->capture.Record(decision_.action);
+  NoteDestinationUse();
   const bool tls = listener_->has_tls();
   if (tls && listener_->tls_provider == nullptr) {
     Reject(listener_->rejected_tls_unavailable, "tls_unavailable");
@@ -92,6 +94,14 @@ void ActiveConnection::Serve() {
     connection_->transport().SetHandshakeCompleteCallback([this] {
       if (detect_timer_ != nullptr) ArmDetectTimer(listener_->config.detect_timeout);
     });
+  }
+}
+
+void ActiveConnection::NoteDestinationUse() {
+  served_ = true;
+  if (decision_.action == CaptureDecision::Action::kDestination &&
+      decision_.destination->usage != nullptr) {
+    decision_.destination->usage->Touch(owner_.loop().Now());
   }
 }
 

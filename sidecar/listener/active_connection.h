@@ -117,6 +117,9 @@ class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
   void OnLookupDone(config::LookupOutcome outcome) override;
   // What serves the connection as decided: a handler at once, or detection of its first bytes.
   void Serve();
+  // A captured connection served by a ServiceRoute's destination touches its usage cell when
+  // served and when it ends (ADR 0086: unused destinations age out).
+  void NoteDestinationUse();
   // The HTTP version the client chose by ALPN in a completed TLS handshake, if any.
   std::optional<DetectedProtocol> NegotiatedProtocol() const;
   // What the connection's transport learned about the peer; empty before a TLS handshake
@@ -163,6 +166,7 @@ class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
   WaitHandle lookup_;                // while waiting for a lookup (WaitForLookup)
   bool paused_for_lookup_ = false;   // reading disabled while waiting
   bool ended_while_waiting_ = false;
+  bool served_ = false;  // Serve() ran
   std::unique_ptr<TcpProxy> tcp_;
   std::unique_ptr<HttpConnectionManager> http_;
 };

@@ -153,6 +153,7 @@ void ActiveStream::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
   if (route_.table != nullptr && route_.virtual_host == nullptr) {
     route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
   }
+  NoteHostUse();
   if (hcm_.host_lookup_timeout_.has_value() && route_.table != nullptr && !connect_ &&
       (route_.virtual_host == nullptr || route_.virtual_host == route_.table->catch_all()))
       [[unlikely]] {
@@ -160,6 +161,13 @@ void ActiveStream::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
   }
   StartBodyClock();
   DecodeHeadersFrom(0);
+}
+
+// A discovered host (a ServiceRoute's) stays subscribed while requests use it (ADR 0086).
+inline void ActiveStream::NoteHostUse() {
+  if (route_.virtual_host != nullptr && route_.virtual_host->usage != nullptr) {
+    route_.virtual_host->usage->Touch(hcm_.context_.loop.Now());
+  }
 }
 
 inline void ActiveStream::StartBodyClock() {
@@ -205,6 +213,7 @@ void ActiveStream::OnLookupDone(config::LookupOutcome outcome) {
         route_.table != nullptr
             ? route_.table->MatchVirtualHost(route::RequestHost(*request_headers_))
             : nullptr;
+    NoteHostUse();
   }
   StartBodyClock();
   ContinueDecoding();

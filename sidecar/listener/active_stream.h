@@ -189,6 +189,8 @@ class ActiveStream final : public http::StreamDecoder,
   void OnLookupDone(config::LookupOutcome outcome) override;
   // Starts the body clock after the headers (or after the host's lookup).
   void StartBodyClock();
+  // Touches the matched virtual host's usage cell, if it has one (a ServiceRoute's).
+  void NoteHostUse();
   WaitHandle lookup_;
   MonotonicTime lookup_started_{};
   net::Buffer held_body_;  // while holding_

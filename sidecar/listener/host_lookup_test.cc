@@ -14,6 +14,7 @@
 #include "sidecar/listener/active_stream.h"
 #include "sidecar/listener/http_connection_manager_test_util.h"
 #include "sidecar/listener/on_demand_waiters.h"
+#include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::listener {
 namespace {
@@ -42,8 +43,10 @@ class HostLookupTest : public HttpConnectionManagerTest {
 
   // The fixture's snapshot with one more virtual host, `host`, whose every request gets a direct
   // 200 with `body`: what the control plane's answer to the lookup brings.
-  std::shared_ptr<const config::Snapshot> WithHost(const std::string& host,
-                                                   const std::string& body) {
+  // `usage`: the host's usage cell, as a ServiceRoute's host has.
+  std::shared_ptr<const config::Snapshot> WithHost(
+      const std::string& host, const std::string& body,
+      std::shared_ptr<route::UsageCell> usage = nullptr) {
     auto snapshot = std::make_shared<config::Snapshot>(*context_.snapshot);
     route::RouteConfig routes = context_.snapshot->route_tables.at("routes")->config();
     route::VirtualHostConfig vhost;
@@ -53,6 +56,7 @@ class HostLookupTest : public HttpConnectionManagerTest {
     entry.name = "found";
     entry.action = route::DirectResponseAction{200, body};
     vhost.routes.push_back(entry);
+    vhost.usage = std::move(usage);
     routes.virtual_hosts.push_back(vhost);
     auto table = route::RouteTable::Create(routes);
     EXPECT_TRUE(table.ok()) << table.status();
@@ -94,6 +98,32 @@ TEST_F(HostLookupTest, FirstRequestToAnUndiscoveredHostWaitsAndSucceeds) {
   EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 200")) << client.received;
   EXPECT_TRUE(absl::EndsWith(client.received, "found")) << client.received;
   EXPECT_EQ(Waits("found"), 1u);
+}
+
+// Unused destinations age out (ADR 0086): every request a ServiceRoute's host answers, known
+// at once or after the lookup, marks the host used.
+TEST_F(HostLookupTest, RequestsTouchTheUsageCellOfTheHostTheyMatch) {
+  auto reviews = std::make_shared<route::UsageCell>();
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET / HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return !requested_.empty(); }, seconds(5)));
+  EXPECT_FALSE(reviews->last_use().has_value());
+  const MonotonicTime before = loop_.Now();
+  Answer("host:reviews", LookupOutcome::kFound, WithHost("reviews", "found", reviews));
+  ASSERT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+  EXPECT_TRUE(absl::EndsWith(client.received, "found")) << client.received;
+  ASSERT_TRUE(reviews->last_use().has_value());
+  EXPECT_GT(*reviews->last_use(), before);
+
+  // A host known from the start: touched on its match.
+  auto ratings = std::make_shared<route::UsageCell>();
+  context_.snapshot = WithHost("ratings", "known", ratings);
+  const std::string response =
+      Exchange("GET / HTTP/1.1\r\nhost: ratings\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::EndsWith(response, "known")) << response;
+  ASSERT_TRUE(ratings->last_use().has_value());
+  EXPECT_GT(*ratings->last_use(), before);
 }
 
 TEST_F(HostLookupTest, AKnownHostNeverWaits) {

@@ -25,6 +25,7 @@
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/retry_state.h"
 #include "sidecar/resilience/token_bucket.h"
+#include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::route {
 
@@ -241,6 +242,9 @@ struct VirtualHostConfig {
   // Only on a host shared between route tables (ShareVirtualHost): the header mutations of the
   // route configuration it joins, which its routes' `config_headers` point at.
   std::shared_ptr<const HeaderMutations> config_headers;
+  // Only on a ServiceRoute's host: when it was last used (ActiveStream touches it on each match
+  // of this host). Null: not tracked.
+  std::shared_ptr<UsageCell> usage;
 };
 
 struct RouteConfig {

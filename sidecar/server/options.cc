@@ -479,8 +479,16 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
       flags::DurationAtLeastFlag(
           "--on-demand-missing-ttl", absl::Seconds(1), &o.on_demand_missing_ttl,
           "How long a lookup key the control plane answered not found is answered so from the "
-          "sidecar's table before the control plane is asked again (\"30s\").",
+          "sidecar's table before the control plane is asked again (\"30s\"). The outbound "
+          "listener's on_demand.missing_ttl, when a listener has on_demand, takes precedence.",
           "30s"),
+      flags::DurationAtLeastFlag(
+          "--on-demand-idle-time", absl::Seconds(10), &o.on_demand_idle_time,
+          "How long a discovered destination (a ServiceRoute) may go unused before the sidecar "
+          "unsubscribes it (\"15m\"; counted in meshlet_xds_client_on_demand_expired_total"
+          "{state=\"found\"}). The outbound listener's on_demand.idle_time, when a listener has "
+          "on_demand, takes precedence.",
+          "15m"),
       flags::PositiveDurationFlag(
           "--ca-startup-timeout", &o.ca_startup_timeout,
           "How long start-up waits for the first workload certificate (retrying with backoff) "

@@ -67,11 +67,15 @@ struct ServerOptions {
   uint64_t overload_max_active_requests = 0;
   // Destinations discovered on first use (ADR 0086, config/on_demand.h): --on-demand-max-keys,
   // the lookup keys the sidecar holds (past it a new key is answered `limit`), and
-  // --on-demand-missing-ttl, how long a key answered not found stays so before it is asked again.
+  // --on-demand-missing-ttl, how long a key answered not found stays so before it is asked again,
+  // and --on-demand-idle-time, how long a found key's ServiceRoute may go unused before it is
+  // unsubscribed. The outbound listener's on_demand.missing_ttl and idle_time (the control
+  // plane's) take precedence over the two times while a listener has on_demand.
   uint64_t on_demand_max_keys = 4096;
   // --on-demand-max-waiting: connections and requests one worker lets wait for lookups at once.
   uint64_t on_demand_max_waiting = 4096;
   Duration on_demand_missing_ttl = std::chrono::seconds(30);
+  Duration on_demand_idle_time = std::chrono::minutes(15);
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.
   uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;

@@ -55,15 +55,18 @@ TEST(OptionsTest, OnDemandFlags) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->options.on_demand_max_keys, 4096u);
   EXPECT_EQ(parsed->options.on_demand_missing_ttl, std::chrono::seconds(30));
-  parsed = ParseCommandLine({"--config=a.yaml", "--on-demand-max-keys=100",
-                             "--on-demand-missing-ttl", "5s", "--on-demand-max-waiting=7"});
+  EXPECT_EQ(parsed->options.on_demand_idle_time, std::chrono::minutes(15));
+  parsed =
+      ParseCommandLine({"--config=a.yaml", "--on-demand-max-keys=100", "--on-demand-missing-ttl",
+                        "5s", "--on-demand-max-waiting=7", "--on-demand-idle-time=90s"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->options.on_demand_max_keys, 100u);
   EXPECT_EQ(parsed->options.on_demand_max_waiting, 7u);
   EXPECT_EQ(parsed->options.on_demand_missing_ttl, std::chrono::seconds(5));
+  EXPECT_EQ(parsed->options.on_demand_idle_time, std::chrono::seconds(90));
   // A table of no keys could answer nothing; a ttl under a second would ask on every request.
-  for (const char* bad :
-       {"--on-demand-max-keys=0", "--on-demand-missing-ttl=100ms", "--on-demand-max-waiting=0"}) {
+  for (const char* bad : {"--on-demand-max-keys=0", "--on-demand-missing-ttl=100ms",
+                          "--on-demand-max-waiting=0", "--on-demand-idle-time=5s"}) {
     parsed = ParseCommandLine({"--config=a.yaml", bad});
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(parsed.status().message().find(std::string(bad).substr(0, 15)), std::string::npos)

@@ -202,6 +202,7 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
   UpdateSharedClusters();
+  ApplyOnDemandTimes();
   // Readiness may change with it (a first complete configuration, a capture listener): asked
   // again on the next loop turn, outside the xDS client's callback, once the workers have had
   // a moment to apply it.

@@ -236,6 +236,9 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<config::XdsClient> xds_client_;
   // Lookup keys the workers asked for (ADR 0086); uses xds_client_, so declared after it.
   std::unique_ptr<config::OnDemandDiscovery> on_demand_;
+  // Sets on_demand_'s idle time and missing ttl from the snapshot's listeners (the first with
+  // on_demand), or from the flags when none has it.
+  void ApplyOnDemandTimes();
   // ControlPlaneTransport's settings (without the client certificate) and provider; null until
   // first used.
   tls::TlsContextConfig control_plane_tls_config_;

@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <optional>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -16,6 +18,8 @@
 #include "common/tls/tls_transport.h"
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/config/translate.h"
+#include "sidecar/route/usage_cell.h"
 #include "sidecar/server/server.h"
 
 namespace meshlet::sidecar::server {
@@ -225,17 +229,43 @@ void Server::InitOnDemand() {
       return it == xds_client_->lookups().end() ? std::string() : it->second;
     };
   }
+  // The workers touch the cells of the running snapshot's ServiceRoutes (each name keeps its
+  // cell across snapshots), with the loop clock, which is the steady clock as here.
+  stream.last_use = [this](const std::string& service_route) -> std::optional<MonotonicTime> {
+    const route::UsageCell* cell =
+        snapshot_ == nullptr ? nullptr : config::ServiceRouteUsage(*snapshot_, service_route);
+    return cell == nullptr ? std::nullopt : cell->last_use();
+  };
   on_demand_ = std::make_unique<config::OnDemandDiscovery>(
       loop_, RealClock::Get(),
       config::OnDemandOptions{.max_keys = options_.on_demand_max_keys,
-                              .missing_ttl = options_.on_demand_missing_ttl},
+                              .missing_ttl = options_.on_demand_missing_ttl,
+                              .idle_time = options_.on_demand_idle_time},
       std::move(stream),
       [this](std::vector<config::LookupAnswer> answers) {
         DeliverLookupAnswers(std::move(answers));
       },
+      [this](std::vector<std::string> keys) {
+        for (auto& worker : workers_) worker->ForgetMissingLookups(keys);
+      },
       stats_.shared_shard());
+  ApplyOnDemandTimes();
   // Keys held from a saved or handed-over configuration are subscribed on the first stream.
   if (xds_client_ != nullptr) on_demand_->Seed(xds_client_->lookups());
+}
+
+void Server::ApplyOnDemandTimes() {
+  if (on_demand_ == nullptr) return;
+  // What the control plane says (MeshConfig discovery.idleTime and missingTtl, carried by the
+  // outbound listener's on_demand: the first listener that has one); the flags otherwise.
+  if (snapshot_ != nullptr) {
+    for (const config::ListenerConfig& listener : snapshot_->listeners) {
+      if (!listener.on_demand.has_value()) continue;
+      on_demand_->SetTimes(listener.on_demand->idle_time, listener.on_demand->missing_ttl);
+      return;
+    }
+  }
+  on_demand_->SetTimes(options_.on_demand_idle_time, options_.on_demand_missing_ttl);
 }
 
 void Server::DeliverLookupAnswers(std::vector<config::LookupAnswer> answers) {

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
+#include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::server {
 using stream::AccessLogSink;
@@ -243,6 +244,61 @@ TEST_F(WorkerTest, BuildsAClusterWhenAConnectionFirstUsesIt) {
   worker.ApplySnapshot(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port())));
   ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
   EXPECT_EQ(built(), 1);
+  worker.Stop();
+}
+
+// A discovered Service that ages out (ADR 0086) leaves as any removed configuration does: the
+// control plane removes its ServiceRoute and then its clusters, and the worker drops the cluster
+// it built on first use (ADR 0091), while a connection still open keeps that cluster until it
+// closes.
+TEST_F(WorkerTest, RemovedAfterIdleWhileAConnectionKeepsItsCluster) {
+  EchoServer other("other:");
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  auto built = [&]() -> int64_t {
+    const StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* series = stats.Find("meshlet_worker_clusters_built", {{"worker", "0"}});
+    return series == nullptr ? -1 : series->gauge;
+  };
+  const uint16_t port = PortOf(worker, "tcp");
+  int fd = Connect(port);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Echo(fd, "hello"), "hello");
+  EXPECT_EQ(built(), 1);
+
+  // Cluster "echo" removed: the listener now sends new connections to "other".
+  std::string without = absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: tcp
+    address: 127.0.0.1:)",
+                                     port, R"(
+    direction: OUTBOUND
+    protocol: PROTOCOL_TCP
+    tcp_cluster: other
+  clusters:
+  - name: other
+    load_assignment:
+      endpoints:
+      - address: 127.0.0.1:)",
+                                     other.port(), "\n");
+  worker.ApplySnapshot(SnapshotFrom(without));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
+  EXPECT_EQ(built(), 0);
+  std::optional<std::vector<admin::ClusterStatus>> clusters =
+      worker.CollectClusters(std::chrono::seconds(5));
+  ASSERT_TRUE(clusters.has_value());
+  ASSERT_EQ(clusters->size(), 1u);
+  EXPECT_EQ((*clusters)[0].name, "other");
+  // The open connection still goes through the removed cluster.
+  EXPECT_EQ(Echo(fd, "still there"), "still there");
+  ::close(fd);
+  EXPECT_TRUE(WaitFor([&] { return worker.active_connections() == 0; }));
+  // A new one takes the new configuration.
+  fd = Connect(PortOf(worker, "tcp"));
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(WaitFor([&] { return built() == 1; }));
+  ::close(fd);
   worker.Stop();
 }
 
@@ -589,6 +645,33 @@ TEST_F(OnDemandWorkerTest, TcpServiceDiscoveredForServerFirstProtocol) {
     ::close(fd);
   }));
   EXPECT_EQ(Waits("found"), 1u);
+}
+
+// A connection a ServiceRoute's destination serves marks the ServiceRoute used when it is served
+// and again when it ends (ADR 0086: unused destinations age out, used ones stay).
+TEST_F(OnDemandWorkerTest, ServedConnectionTouchesItsDestinationsUsageCell) {
+  auto usage = std::make_shared<route::UsageCell>();
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("PASSTHROUGH", "5s", [&] {
+    // The snapshot a ServiceRoute's answer brings: its destination carries the cell.
+    auto snapshot = std::make_shared<config::Snapshot>(
+        *SnapshotFrom(CaptureConfig(unmatched_, timeout_, mesh_->port(), direct_->port())));
+    ASSERT_EQ(snapshot->listeners[0].destinations.size(), 1u);
+    snapshot->listeners[0].destinations[0].usage = usage;
+    worker_->ApplySnapshot(snapshot);
+    ASSERT_TRUE(WaitFor([&] { return worker_->snapshots_applied() == 2; }));
+    const int fd = ConnectAs(kService);
+    EXPECT_TRUE(Send(fd, "hello"));
+    EXPECT_EQ(Read(fd, 10), "mesh:hello");
+    EXPECT_TRUE(lookups_.keys().empty());  // known: no lookup
+    ASSERT_TRUE(usage->last_use().has_value());
+    const MonotonicTime opened = *usage->last_use();
+    // Closed in a later second: touched again.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    ::close(fd);
+    EXPECT_TRUE(WaitFor([&] { return worker_->active_connections() == 0; }));
+    ASSERT_TRUE(usage->last_use().has_value());
+    EXPECT_GT(*usage->last_use(), opened);
+  }));
 }
 
 // No answer within on_demand.timeout: passed through to the original destination, as without

@@ -17,8 +17,10 @@ caller starts holding none of them; curl to ten of the addresses succeeds on its
 each connection having waited for its lookup (the sidecar's wait counters say found ten times);
 afterwards the sidecar holds exactly those ten ServiceRoutes, not svc-10 or svc-11; a second round
 does not wait. An address inside the range that no Service has waits, is answered not found and
-gets the listener's REGISTRY_ONLY refusal. Prints the first-call and second-call times (p50/max)
-beside the round trip to the control plane's address.
+gets the listener's REGISTRY_ONLY refusal. With MeshConfig discovery.idleTime 10s, svc-11, called
+once and then left alone, leaves the sidecar (ServiceRoute and clusters) about ten seconds later,
+and its next call looks it up again. Prints the first-call and second-call times (p50/max)
+beside the round trip to the control plane's address, and when the unused Service left.
 
 Needs root, ip, setpriv, iptables and curl; without them it prints "SKIP: needs root and
 iptables". Everything it creates (namespaces, the veth pair, processes) is removed at the end,
@@ -78,7 +80,7 @@ spec:
 MESH_CONFIG = """apiVersion: meshlet.io/v1
 kind: MeshConfig
 metadata: {name: mesh}
-spec: {outboundTrafficPolicy: REGISTRY_ONLY}
+spec: {outboundTrafficPolicy: REGISTRY_ONLY, discovery: {idleTime: 10s}}
 """
 
 
@@ -94,6 +96,15 @@ def curl(address):
                     "%{http_code} %{time_total}", f"http://{address}/")
     code, _, seconds = result.stdout.strip().partition(" ")
     return int(code or 0), float(seconds or 0)
+
+
+def wait_until(condition, timeout):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def teardown():
@@ -151,8 +162,12 @@ class CallerSidecar:
 
     def service_routes(self):
         """Names of the ServiceRoutes the sidecar holds (its /config_dump)."""
+        return self.resource_names("service_routes")
+
+    def resource_names(self, kind):
+        """Names of the resources of `kind` the sidecar holds (its /config_dump)."""
         dump = json.loads(self.admin("/config_dump")[1])
-        return sorted(r["name"] for r in dump.get("resources", {}).get("service_routes", []))
+        return sorted(r["name"] for r in dump.get("resources", {}).get(kind, []))
 
     def stop(self):
         stop_process(self.proc)
@@ -242,6 +257,36 @@ class OnDemandTest(unittest.TestCase):
               f"{statistics.median(second) * 1000:.1f} ms, max {max(second) * 1000:.1f} ms; "
               f"TCP connect to the control plane's address p50 "
               f"{statistics.median(rtt) * 1000:.2f} ms")
+
+    def test_unused_service_ages_out(self):
+        # MeshConfig discovery.idleTime 10s: a Service called once, then left alone, leaves the
+        # sidecar (its ServiceRoute and clusters), and its next call looks it up again.
+        unused = SERVICES - 1
+        name = f"svc-{unused}.default"
+        code, _ = curl(vip(unused))
+        self.assertEqual(code, 200, self.caller.log()[-3000:])
+        self.assertIn(f"{name}:80", self.caller.service_routes())
+        self.assertTrue(any(name in c for c in self.caller.resource_names("clusters")))
+        start = time.time()
+        deadline = start + 15
+        while f"{name}:80" in self.caller.service_routes() and time.time() < deadline:
+            time.sleep(0.2)
+        gone = time.time() - start
+        self.assertNotIn(f"{name}:80", self.caller.service_routes(),
+                         "still held 15 s after its last use")
+        self.assertGreaterEqual(gone, 9, "left before its idle time")
+        self.assertTrue(wait_until(
+            lambda: not any(name in c for c in self.caller.resource_names("clusters")), 5),
+            self.caller.resource_names("clusters"))
+        self.assertGreaterEqual(
+            self.caller.stat("meshlet_xds_client_on_demand_expired_total", state="found"), 1)
+        waits = self.caller.stat("meshlet_on_demand_waits_total", kind="address", result="found")
+        code, _ = curl(vip(unused))
+        self.assertEqual(code, 200)
+        self.assertEqual(self.caller.stat("meshlet_on_demand_waits_total", kind="address",
+                                          result="found"), waits + 1, "looked up again")
+        print(f"an unused Service left the sidecar {gone:.1f} s after its last call "
+              f"(idle time 10 s)")
 
     def test_unknown_address_in_the_range_is_refused_after_its_lookup(self):
         before = self.caller.stat("meshlet_on_demand_waits_total", kind="address",

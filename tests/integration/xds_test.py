@@ -231,8 +231,10 @@ class XdsTest(unittest.TestCase):
         self.assertTrue(wait_for(lambda: body_is(web, "v1") and body_is(extra, "v1")))
         self.assert_converged(cp, sidecar, "web-delta")
         self.assertEqual(cp.proxy("web-delta")["mode"], "delta")
-        # The lookup-key table (ADR 0086) joins the xDS status: nothing asked yet.
-        self.assertEqual(sidecar.xds()["on_demand"], {"max_keys": 4096, "keys": []})
+        # The lookup-key table (ADR 0086) joins the xDS status: nothing asked yet, and no listener
+        # with on_demand, so the flags' idle time and missing ttl.
+        self.assertEqual(sidecar.xds()["on_demand"],
+                         {"max_keys": 4096, "idle_time_s": 900, "missing_ttl_s": 30, "keys": []})
         # Remove the extra listener and add a cluster: the listener goes away, the rest updates.
         cp.reload(resources_yaml(web, "v2", cluster_port=upstream))
         self.assertTrue(wait_for(lambda: body_is(web, "v2")))
