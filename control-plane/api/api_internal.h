@@ -19,6 +19,8 @@ struct PolicyApi::Stats {
 
   std::map<std::string, Counter> requests;  // by status class: "2xx", "4xx", "5xx"
   std::map<std::string, Counter> writes;    // by result: "created", "updated", ...
+  // meshlet_cp_api_request_seconds, by operation (PolicyApi::Operation).
+  std::map<std::string, Histogram, std::less<>> durations;
   Counter invalid, conflicts, store_errors;
   Counter forged_mirror_header;  // a network request carrying kMirrorHeader
 };

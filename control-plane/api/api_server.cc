@@ -111,6 +111,15 @@ PolicyApi::Stats::Stats(StatsRegistry& registry) {
         MakeCounter(registry, "meshlet_cp_api_writes_total",
                     "Policy writes accepted by the API, by what they did.", {{"result", result}});
   }
+  for (const char* operation : {"get", "list", "create", "put", "delete", "other"}) {
+    absl::StatusOr<HistogramId> id = registry.RegisterHistogram(
+        "meshlet_cp_api_request_seconds",
+        "Time the control plane took to answer an API request, from its arrival to its answer "
+        "(access check, wait for the store worker, handling, store write), by operation.",
+        {{"operation", operation}}, HistogramOptions{.exposition_divisor = 1e6});
+    CHECK(id.ok()) << id.status().message();
+    durations.emplace(operation, registry.shared_shard().Get(*id));
+  }
   invalid = MakeCounter(registry, "meshlet_cp_api_invalid_total",
                         "Writes refused because the document did not parse or validate.");
   conflicts = MakeCounter(registry, "meshlet_cp_api_conflicts_total",
@@ -289,6 +298,31 @@ bool PolicyApi::CallsStore(const ServerRequest& request) {
   return !ResourcePrefixOf(request.path()).empty() ||
          (Under(request.path(), kRegistryPrefix, &rest) &&
           (Under(rest, "/tokens") || Under(rest, "/operator-tokens")));
+}
+
+absl::string_view PolicyApi::Operation(const ServerRequest& request) {
+  absl::string_view rest;
+  if (ResourcePrefixOf(request.path(), &rest).empty()) return "other";
+  const absl::string_view method = request.method();
+  if (method == "PUT") return "put";
+  if (method == "DELETE") return "delete";
+  if (method == "POST") return "create";
+  if (method != "GET" && method != "HEAD") return "other";
+  // .../{plural}/{name} reads one; shorter paths list (or name the kinds).
+  const std::vector<absl::string_view> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
+  const size_t name_at = !segments.empty() && segments[0] == "namespaces" ? 3 : 1;
+  return segments.size() > name_at ? "get" : "list";
+}
+
+http::Responder PolicyApi::Timed(const ServerRequest& request, http::Responder respond) {
+  if (stats_ == nullptr) return respond;
+  auto it = stats_->durations.find(Operation(request));
+  if (it == stats_->durations.end()) return respond;
+  return [histogram = it->second, clock = &clock_, started = clock_.ExactNow(),
+          respond = std::move(respond)](ServerResponse response) mutable {
+    histogram.Record(MicrosRoundedUp(clock->ExactNow() - started));
+    respond(std::move(response));
+  };
 }
 
 ServerResponse PolicyApi::StoreBusy(size_t pending) {

@@ -137,6 +137,16 @@ class PolicyApi {
   // Whether Handle() calls the store for `request`: /apis/..., /api/v1/tokens/... and
   // /api/v1/operator-tokens/....
   static bool CallsStore(const http::ServerRequest& request);
+  // What `request` does, as meshlet_cp_api_request_seconds labels it: for the policy resources
+  // "get", "list", "create" (POST), "put" (PUT: create or replace, what meshctl apply sends) and
+  // "delete"; "other" for everything else (health, metrics, registry, tokens, traces).
+  static absl::string_view Operation(const http::ServerRequest& request);
+  // `respond`, recording first how long the request took from this call to its answer in
+  // meshlet_cp_api_request_seconds{operation} (the access check, the wait for the store worker,
+  // the handling and any store write: the server's whole part of the request). Call it when the
+  // request arrives; the responder may run on any thread.
+  http::Responder Timed(const http::ServerRequest& request, http::Responder respond);
+
   // 503 for a request that CallsStore() when `pending` store calls are waiting already
   // (counted as a store error).
   http::ServerResponse StoreBusy(size_t pending);

@@ -76,6 +76,49 @@ class PolicyApiTest : public ::testing::Test {
   std::unique_ptr<PolicyApi> api_;
 };
 
+TEST_F(PolicyApiTest, RequestDurationIsRecordedByOperation) {
+  auto operation = [](absl::string_view method, absl::string_view path) {
+    http::ServerRequest request;
+    request.headers.Add(":method", method);
+    request.headers.Add(":path", path);
+    return std::string(PolicyApi::Operation(request));
+  };
+  EXPECT_EQ(operation("PUT", kPolicy), "put");
+  EXPECT_EQ(operation("GET", kPolicy), "get");
+  EXPECT_EQ(operation("DELETE", kPolicy), "delete");
+  EXPECT_EQ(operation("GET", kRoutes), "list");
+  EXPECT_EQ(operation("POST", kRoutes), "create");
+  EXPECT_EQ(operation("GET", "/apis/meshlet.io/v1/trafficpolicies"), "list");
+  EXPECT_EQ(operation("GET", "/apis/meshlet.io/v1/meshconfigs/mesh"), "get");
+  EXPECT_EQ(operation("GET", "/apis/meshlet.io/v1"), "list");
+  EXPECT_EQ(operation("GET", "/metrics"), "other");
+  EXPECT_EQ(operation("POST", "/api/v1/tokens"), "other");
+
+  // From Timed() to the answer, on the control plane's clock, in the operation's series.
+  http::ServerRequest request;
+  request.headers.Add(":method", "PUT");
+  request.headers.Add(":path", kPolicy);
+  request.body =
+      R"({"apiVersion":"meshlet.io/v1","kind":"TrafficPolicy","metadata":{"name":"reviews"},)"
+      R"("spec":{"target":"reviews","retries":{"attempts":3}}})";
+  std::optional<int> answered;
+  http::Responder respond =
+      api_->Timed(request, [&](http::ServerResponse response) { answered = response.status; });
+  clock_.Advance(std::chrono::milliseconds(7));
+  respond(api_->Handle(request, &caller_));
+  EXPECT_EQ(answered, 201);
+  const StatsSnapshot stats = stats_.Snapshot();
+  auto series = [&stats](absl::string_view operation) {
+    const SeriesSnapshot* found =
+        stats.Find("meshlet_cp_api_request_seconds", {{"operation", std::string(operation)}});
+    EXPECT_NE(found, nullptr) << operation;
+    return found != nullptr ? found->histogram : HistogramSnapshot();
+  };
+  EXPECT_EQ(series("put").count(), 1u);
+  EXPECT_EQ(series("put").sum(), 7000u);  // microseconds
+  EXPECT_EQ(series("get").count(), 0u);
+}
+
 TEST_F(PolicyApiTest, EveryPathNeedsTheRoleOfWhatItDoes) {
   auto needs = [](absl::string_view method, absl::string_view path) {
     http::ServerRequest request;

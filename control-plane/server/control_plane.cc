@@ -504,6 +504,7 @@ absl::Status ControlPlane::Init() {
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(
       loop_, address, server_options,
       [this](const http::ServerRequest& request, http::Responder respond) {
+        respond = api_->Timed(request, std::move(respond));
         // A web page of another origin may post a form here without a CORS preflight: writes
         // from one are refused before anything else (the dashboard, same-origin, only reads).
         if (access::AuditLog::Records(request)) {

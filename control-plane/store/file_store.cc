@@ -196,10 +196,19 @@ absl::StatusOr<std::vector<StoredResource>> FileStore::List(absl::string_view ki
                                                             absl::string_view namespace_) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<StoredResource> out;
-  for (const auto& [key, resource] : resources_) {
-    if (!kind.empty() && key.kind != kind) continue;
-    if (!namespace_.empty() && key.namespace_ != namespace_) continue;
-    out.push_back(resource);
+  if (kind.empty()) {
+    for (const auto& [key, resource] : resources_) {
+      if (namespace_.empty() || key.namespace_ == namespace_) out.push_back(resource);
+    }
+    return out;
+  }
+  // The map is ordered by kind, then namespace: only that range is visited.
+  for (auto it =
+           resources_.lower_bound(ResourceKey{std::string(kind), std::string(namespace_), ""});
+       it != resources_.end() && it->first.kind == kind &&
+       (namespace_.empty() || it->first.namespace_ == namespace_);
+       ++it) {
+    out.push_back(it->second);
   }
   return out;
 }
@@ -233,7 +242,9 @@ absl::StatusOr<int64_t> FileStore::Put(const ResourceKey& key, absl::string_view
     updated.create_revision =
         it == resources_.end() ? updated.revision : it->second.create_revision;
   }
-  RETURN_IF_ERROR(ReserveRevision(updated.revision));
+  // The resource's file records its revision, so <dir>/revision is not written (a put costs the
+  // two syncs of one file's replacement, not four): Load takes the highest of both. Handed out
+  // even if the write fails part-way, so it is never given twice.
   reserved_revision_ = updated.revision;
   const std::string path = PathFor(key);
   RETURN_IF_ERROR(MakeDirs(Parent(path)));
@@ -265,8 +276,8 @@ absl::StatusOr<int64_t> FileStore::Delete(const ResourceKey& key, int64_t expect
     deleted = it->second;
     deleted.revision = reserved_revision_ + 1;
   }
+  reserved_revision_ = deleted.revision;  // never given twice, as for a put
   RETURN_IF_ERROR(ReserveRevision(deleted.revision));
-  reserved_revision_ = deleted.revision;
   const std::string path = PathFor(key);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", path);
   RETURN_IF_ERROR(FsyncPath(Parent(path), O_RDONLY | O_DIRECTORY));

@@ -5,10 +5,13 @@
 //   <dir>/revision                              highest revision handed out
 //   <dir>/resources/<kind>/<namespace>/<name>   one file per resource ("_cluster" = no namespace)
 //
-// Each write reserves the next revision in <dir>/revision first, then replaces the resource file
-// by write-temp, fsync, rename, fsync-directory. A crash therefore leaves either the old or the
-// new file (never a torn one), and a reserved-but-unused revision is only a gap: revisions are
-// never reused. Everything is also held in memory, so reads touch no disk.
+// A put replaces the resource file by write-temp, fsync, rename, fsync-directory; the file's
+// header carries its revision. A delete records its revision in <dir>/revision first (no file is
+// left to carry it), then removes the file. On open the revision is the highest of <dir>/revision
+// and every file's. A crash therefore leaves either the old or the new file (never a torn one),
+// and a revision handed out to a write that did not finish is only a gap: revisions are never
+// reused. Everything is also held in memory, so reads touch no disk; a List of one kind visits
+// only that kind's resources.
 
 #include <map>
 #include <memory>
@@ -47,7 +50,7 @@ class FileStore final : public Store {
   // Serialises writers so revisions are assigned and made durable in order, and watch callbacks
   // run in revision order.
   std::mutex write_mu_;
-  // The highest revision reserved in <dir>/revision (guarded by write_mu_). revision_ follows it
+  // The highest revision handed out to a write (guarded by write_mu_). revision_ follows it
   // once the write is in resources_, so a reader that sees a revision sees its write.
   int64_t reserved_revision_ = 0;
   mutable std::mutex mu_;  // guards the fields below

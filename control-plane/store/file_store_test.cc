@@ -127,6 +127,30 @@ TEST_F(FileStoreTest, SurvivesReopenAndNeverReusesRevisions) {
   EXPECT_EQ(*store->Put(kRoute, "three", kAnyRevision), 4);
 }
 
+// A put makes one file durable (two syncs), not also <dir>/revision: the file's header carries the
+// revision, and a reopened store continues after the highest one.
+TEST_F(FileStoreTest, APutWritesOnlyItsOwnFile) {
+  const std::string revision_file = absl::StrCat(dir_, "/revision");
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store->Put(kRoute, "one", kMustNotExist).ok());
+    ASSERT_TRUE(store->Put({"Service", "default", "x"}, "two", kAnyRevision).ok());
+    ASSERT_TRUE(store->Put(kRoute, "three", kAnyRevision).ok());  // revision 3
+    EXPECT_FALSE(fs::exists(revision_file));
+  }
+  {
+    auto store = OpenStore();
+    EXPECT_EQ(store->Revision(), 3);
+    EXPECT_EQ(*store->Put({"Service", "default", "x"}, "four", kAnyRevision), 4);
+    // A delete leaves no file to carry its revision: it is recorded.
+    ASSERT_TRUE(store->Delete({"Service", "default", "x"}, kAnyRevision).ok());  // revision 5
+    EXPECT_TRUE(fs::exists(revision_file));
+  }
+  auto store = OpenStore();
+  EXPECT_EQ(store->Revision(), 5);
+  EXPECT_EQ(*store->Put(kRoute, "six", kAnyRevision), 6);
+}
+
 TEST_F(FileStoreTest, WatchSeesPutsAndDeletesUntilHandleDropped) {
   auto store = OpenStore();
   std::vector<WatchEvent> events;

@@ -91,6 +91,13 @@ using ::meshlet::config::Quote;
 // Cluster names a route or a listener may point at.
 using ClusterNames = absl::flat_hash_set<std::string>;
 
+// Whether every name in `before` is also in `now`. What was translated without errors against
+// `before` (every name it refers to resolved) translates the same against `now`: translation only
+// asks whether a name it refers to exists. So an update that only adds clusters (an answered
+// lookup brings a Service's clusters) keeps what refers to the others.
+bool NoNameGone(const absl::flat_hash_set<std::string>& before,
+                const absl::flat_hash_set<std::string>& now);
+
 // ---------------------------------------------------------------------------------------------
 // Errors and field checks (translate_fields.cc)
 

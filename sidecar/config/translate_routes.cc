@@ -742,9 +742,10 @@ void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds
 void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes) {
   TranslationMemo& memo = *build.memo;
   const TranslationMemo* before = build.before;
-  // A route table depends on its resource, the ServiceRoutes joining it and which clusters exist.
+  // A route table depends on its resource, the ServiceRoutes joining it and which clusters exist
+  // (only that none it names went: NoNameGone).
   const bool cluster_names_as_before =
-      before != nullptr && before->cluster_names == memo.cluster_names;
+      before != nullptr && NoNameGone(before->cluster_names, memo.cluster_names);
   static const std::vector<std::string> kNone;
   absl::flat_hash_map<std::string, size_t> seen;
   for (size_t i = 0; i < routes.size(); ++i) {

@@ -136,6 +136,56 @@ TEST(ServiceRouteTest, AddingOneServiceRouteReusesTheOthers) {
   EXPECT_EQ(upstream.Get("x-table"), "edited");
 }
 
+// What an answered lookup brings: a ServiceRoute and the clusters it names. The other
+// ServiceRoutes are not translated again (only names added); a cluster gone that one names
+// translates it again, and the update is refused naming it.
+TEST(ServiceRouteTest, ANewServiceRouteWithItsOwnClustersReusesTheOthers) {
+  constexpr int kServiceRoutes = 1000;
+  ResourceSet set = Base();
+  auto add_cluster = [&set](const std::string& name) {
+    xds::Cluster cluster = set.clusters[1];  // "other", static
+    cluster.set_name(name);
+    set.clusters.push_back(std::move(cluster));
+  };
+  for (int i = 0; i < kServiceRoutes; ++i) {
+    const std::string name = absl::StrCat("svc", i, ".shop:80");
+    add_cluster(absl::StrCat("outbound|svc", i));
+    set.service_routes.push_back(
+        JoiningLocal(name, absl::StrCat("[\"", name, "\"]"), absl::StrCat("outbound|svc", i)));
+  }
+  auto first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::vector<const route::VirtualHostConfig*> before =
+      (*first)->FindRouteTable("local")->virtual_hosts();
+  ASSERT_EQ(before.size(), kServiceRoutes + 1u);
+
+  add_cluster("outbound|added");
+  set.service_routes.push_back(
+      JoiningLocal("added.shop:80", "[\"added.shop:80\"]", "outbound|added"));
+  auto second = BuildSnapshot(set, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  const route::RouteTable& table = *(*second)->FindRouteTable("local");
+  std::map<std::string, const route::VirtualHostConfig*> after;
+  for (const route::VirtualHostConfig* vhost : table.virtual_hosts()) after[vhost->name] = vhost;
+  ASSERT_EQ(after.size(), kServiceRoutes + 2u);
+  size_t reused = 0;
+  for (size_t v = 1; v < before.size(); ++v) reused += after.at(before[v]->name) == before[v];
+  EXPECT_EQ(reused, static_cast<size_t>(kServiceRoutes));
+  EXPECT_EQ(ClusterFor(table, "added.shop:80"), "outbound|added");
+  EXPECT_EQ(ClusterFor(table, "svc999.shop:80"), "outbound|svc999");
+
+  // A cluster a kept ServiceRoute names goes: it is checked again, and the update refused.
+  ResourceSet gone = set;
+  gone.clusters.clear();
+  for (size_t c = 0; c < set.clusters.size(); ++c) {
+    if (set.clusters[c].name() != "outbound|svc7") gone.clusters.push_back(set.clusters.shared(c));
+  }
+  auto refused = BuildSnapshot(gone, second->get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("svc7.shop:80"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("outbound|svc7"));
+}
+
 TEST(ServiceRouteTest, DuplicateDomainAcrossServiceRoutesRefusedNamingBoth) {
   ResourceSet set = Base();
   set.service_routes.push_back(JoiningLocal("a.shop:80", "[reviews]", "other", "10.96.0.5:80"));

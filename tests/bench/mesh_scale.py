@@ -276,6 +276,21 @@ class ControlPlane:
         with open(os.path.join(self.data, "store", "resources", kind, namespace, name)) as f:
             return f.read().split("\n", 1)[1]
 
+    def api_seconds(self, operation):
+        """(sum of seconds, count) of meshlet_cp_api_request_seconds{operation}: the server's
+        part of the API requests of that operation so far."""
+        with cp_api.urlopen(cp_api.url(self.api, "/metrics"), timeout=10) as r:
+            text = r.read().decode()
+        figures = {}
+        for suffix in ("sum", "count"):
+            m = re.search(r'^meshlet_cp_api_request_seconds_%s\{operation="%s"\} (\S+)$'
+                          % (suffix, operation), text, re.M)
+            if m is None:
+                raise CaseFailed("no meshlet_cp_api_request_seconds_%s{operation=%s} in /metrics"
+                                 % (suffix, operation))
+            figures[suffix] = float(m.group(1))
+        return figures["sum"], figures["count"]
+
     def meshctl(self, meshctl, path, timeout):
         """(seconds, documents written, error text) of `meshctl apply -f path`."""
         started = time.monotonic()
@@ -448,21 +463,68 @@ class ProbeSidecar:
         stop_process(self.proc)
 
 
-def on_demand_calls(sidecar):
-    """One request to each of svc-0..svc-9, twice: figures of the first (discovering) and the
-    second requests."""
+def percentile(values, q):
+    """The ceil(q * n)-th smallest of `values` (q in (0, 1])."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-int(q * 1000) * len(ordered) // 1000) - 1)]
+
+
+def histogram(text, name, labels):
+    """(cumulative counts by upper bound, sum, count) of Prometheus histogram `name` with the
+    label text `labels` (e.g. 'kind="host"') in exposition `text`; None when absent."""
+    buckets = []
+    for m in re.finditer(r'^%s_bucket\{%s,le="([^"]+)"\} (\S+)$' % (name, labels), text, re.M):
+        buckets.append((float(m.group(1)), float(m.group(2))))
+    total = re.search(r'^%s_sum\{%s\} (\S+)$' % (name, labels), text, re.M)
+    count = re.search(r'^%s_count\{%s\} (\S+)$' % (name, labels), text, re.M)
+    if not buckets or total is None or count is None:
+        return None
+    return buckets, float(total.group(1)), float(count.group(1))
+
+
+def bucket_quantile(buckets, count, q):
+    """The upper bound of the bucket holding the q-quantile (Prometheus buckets: at most that)."""
+    for bound, cumulative in buckets:
+        if cumulative >= q * count:
+            return bound
+    return float("inf")
+
+
+def on_demand_calls(sidecar, calls):
+    """One request to each of svc-0..svc-(calls-1), twice: figures of the first (discovering) and
+    the second requests, and of the sidecar's own wait for the lookups
+    (meshlet_on_demand_wait_seconds{kind="host"}: the wait alone, without the refused connection
+    and the retry both requests meet)."""
     first, second, statuses = [], [], []
-    for s in range(DEPENDENCIES):
+    for s in range(calls):
         status, seconds = sidecar.call(s)
         statuses.append(status)
         first.append(seconds)
-    for s in range(DEPENDENCIES):
+    for s in range(calls):
         second.append(sidecar.call(s)[1])
-    return {"first_p50_ms": statistics.median(first) * 1000, "first_max_ms": max(first) * 1000,
-            "second_p50_ms": statistics.median(second) * 1000,
-            "first_statuses": statuses,
-            # The "*" host's 404 (or no answer) means the host was not discovered.
-            "undiscovered": sum(1 for st in statuses if st in (0, 404))}
+    extra = [f - s for f, s in zip(first, second)]
+    tenth = max(1, calls // 10)
+    result = {"calls": calls,
+              "first_p50_ms": statistics.median(first) * 1000,
+              "first_p99_ms": percentile(first, 0.99) * 1000, "first_max_ms": max(first) * 1000,
+              "second_p50_ms": statistics.median(second) * 1000,
+              "second_p99_ms": percentile(second, 0.99) * 1000,
+              # First minus second request to the same service, over the first and the last
+              # tenth of the calls: whether the wait grows with what the sidecar holds.
+              "extra_p50_first_tenth_ms": statistics.median(extra[:tenth]) * 1000,
+              "extra_p50_last_tenth_ms": statistics.median(extra[-tenth:]) * 1000,
+              "first_statuses": {str(k): statuses.count(k) for k in sorted(set(statuses))},
+              # The "*" host's 404 (or no answer) means the host was not discovered.
+              "undiscovered": sum(1 for st in statuses if st in (0, 404))}
+    status, text = sidecar.get("/stats/prometheus", timeout=30)
+    waits = histogram(text, "meshlet_on_demand_wait_seconds", 'kind="host"') \
+        if status == 200 else None
+    if waits is not None and waits[2] > 0:
+        buckets, total, count = waits
+        result.update({"waits": int(count), "wait_mean_ms": total / count * 1000,
+                       "wait_p50_le_ms": bucket_quantile(buckets, count, 0.5) * 1000,
+                       "wait_p99_le_ms": bucket_quantile(buckets, count, 0.99) * 1000})
+    return result
 
 
 def endpoint_changes(fake, cp, sidecar, count, per_service, ready):
@@ -588,7 +650,7 @@ def run_case(args, templates, services, mode):
             time.sleep(1)
             result["rss_anon_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
             if on_demand:
-                result["calls"] = on_demand_calls(sidecar)
+                result["calls"] = on_demand_calls(sidecar, min(args.calls, services))
                 time.sleep(1)
                 result["rss_anon_after_calls_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
             result["clusters"], result["header_routes"] = sidecar.configured()
@@ -600,19 +662,26 @@ def run_case(args, templates, services, mode):
             result["bytes_per_change"] = statistics.median(pushed)
         result["cp_cpu_per_change_s"] = statistics.median(cpu)
         result["cp_rss_after_changes_mib"] = proc_status(cp.proc.pid, "VmRSS") / 1024
-        # One policy write: a TrafficPolicy that changes each time.
+        # One policy write: a TrafficPolicy that changes each time; the server's part of it from
+        # its request-duration histogram (one PUT per apply).
         one = os.path.join(tmp, "one.yaml")
-        times = []
+        times, server = [], []
         for attempt in range(3):
             with open(one, "w") as f:
                 f.write(traffic_policy(0, attempts=3 + attempt))
+            before = cp.api_seconds("put")
             seconds, _, error = cp.meshctl(args.meshctl, one, 60)
             if error:
                 result["apply_one_failed"] = error
                 break
+            after = cp.api_seconds("put")
             times.append(seconds)
+            if after[1] == before[1] + 1:
+                server.append(after[0] - before[0])
         if times:
             result["apply_one_s"] = statistics.median(times)
+        if server:
+            result["apply_one_server_s"] = statistics.median(server)
         if ready is not None and args.clients > 0:
             try:
                 result["propagation"] = propagation(args, fake, cp, scoped or on_demand, tmp)
@@ -660,14 +729,19 @@ def row(r):
         "{:,}".format(r["services"]).replace(",", " "), r["mode"],
         cell(rss / 1024 if rss is not None else None, "%.1f MB"),
         cell(r.get("ready_s"), "%.2f s"),
-        "%.1f MB; first call p50 %.1f ms, max %.1f ms (second %.1f ms)" % (
-            after / 1024, calls["first_p50_ms"], calls["first_max_ms"], calls["second_p50_ms"])
+        "%.1f MB; first call p50 %.1f ms, p99 %.1f ms (second %.1f ms, %.1f ms); wait mean "
+        "%.1f ms, p99 ≤ %g ms" % (
+            after / 1024, calls["first_p50_ms"], calls["first_p99_ms"], calls["second_p50_ms"],
+            calls["second_p99_ms"], calls.get("wait_mean_ms", float("nan")),
+            calls.get("wait_p99_le_ms", float("nan")))
         if calls and after is not None else "—",
         cell(r["bytes_per_change"] / 1024 if "bytes_per_change" in r else None, "%.1f KB"),
         cell(r["cp_cpu_per_change_s"] * 1000 if "cp_cpu_per_change_s" in r else None,
              "%.0f ms"),
         cell(r.get("cp_rss_after_changes_mib"), "%.0f MiB"),
-        cell(r["apply_one_s"] * 1000 if "apply_one_s" in r else None, "%.0f ms"),
+        cell(r["apply_one_s"] * 1000 if "apply_one_s" in r else None, "%.0f ms") +
+        cell(r["apply_one_server_s"] * 1000 if "apply_one_server_s" in r else None,
+             " (server %.1f ms)"),
         whole_text,
         cell(p.get("all_p99_s"), "%.2f s") if p else r.get("propagation_failed", "—"),
         cell(p.get("cp_cpu_per_round_s"), "%.3f s") if p else "—",
@@ -676,8 +750,8 @@ def row(r):
 
 
 HEADER = ["services", "mode", "sidecar RssAnon", "ready",
-          "after calling 10 services (on-demand)", "bytes per endpoint change",
-          "CP CPU per change", "CP RSS", "apply one", "apply whole mesh",
+          "after calling %(calls)s services (on-demand)", "bytes per endpoint change",
+          "CP CPU per change", "CP RSS", "apply one (server)", "apply whole mesh",
           "change → %s applied, p99", "CP CPU per round (%s streams)", "failed"]
 
 
@@ -697,6 +771,7 @@ def check_smoke(results):
             ("CP CPU per change", 0 <= r.get("cp_cpu_per_change_s", -1) < 5),
             ("CP RSS", 1 < r.get("cp_rss_after_changes_mib", 0) < 4096),
             ("apply one", 0 < r.get("apply_one_s", -1) < 30),
+            ("apply one, server", 0 < r.get("apply_one_server_s", -1) <= r["apply_one_s"]),
             # Two clusters of every service it reaches, and each service's header match.
             ("clusters", r.get("clusters") == 2 * reached),
             ("header-match routes", r.get("header_routes", 0) >= reached),
@@ -708,6 +783,7 @@ def check_smoke(results):
             calls = r.get("calls") or {}
             checks.append(("on-demand calls", calls.get("undiscovered") == 0 and
                            0 < calls.get("first_max_ms", 0) < 5000))
+            checks.append(("on-demand waits", calls.get("waits", 0) >= calls.get("calls", 1)))
             checks.append(("RssAnon after calls", r.get("rss_anon_after_calls_kib", 0) > 100))
         if r["mode"] == "default":
             whole = r.get("apply_whole") or {}
@@ -739,6 +815,9 @@ def main():
     p.add_argument("--ready-timeout", type=int, default=120)
     p.add_argument("--apply-timeout", type=int, default=300,
                    help="seconds the whole-mesh apply may take (0: skip it)")
+    p.add_argument("--calls", type=int, default=DEPENDENCIES,
+                   help="on-demand mode: distinct services the real sidecar calls once ready "
+                        "(default 10; at most the mesh's size)")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args()
@@ -763,7 +842,8 @@ def main():
             r = run_case(args, templates, services, mode)
             results.append(r)
             print(json.dumps(r), flush=True)
-    header = [h % ("{:,}".format(args.clients).replace(",", " ")) if "%s" in h else h
+    header = [h % {"calls": args.calls} if "%(calls)s" in h
+              else h % ("{:,}".format(args.clients).replace(",", " ")) if "%s" in h else h
               for h in HEADER]
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
