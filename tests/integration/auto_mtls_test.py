@@ -146,6 +146,7 @@ class AutoMtlsTest(unittest.TestCase):
     def test_each_member_is_reached_as_its_endpoint_says(self):
         meshed = f"127.0.0.1:{self.backend.inbound}"
         legacy = f"127.0.0.1:{self.legacy_app.port}"
+        handshakes_before = self.backend.stat("meshlet_downstream_tls_handshakes_total")
         # frontend discovers backend on its first request to it (on-demand, the default), which
         # is answered.
         self.assertTrue(wait_for(lambda: self.call()[0] == 200, timeout=15))
@@ -160,7 +161,6 @@ class AutoMtlsTest(unittest.TestCase):
         self.assertTrue(endpoints[legacy].get("plaintext"), endpoints[legacy])
         self.assertNotIn("identity", endpoints[legacy])
 
-        handshakes_before = self.backend.stat("meshlet_downstream_tls_handshakes_total")
         seen = {"meshed-app": 0, "legacy-app": 0}
         for _ in range(40):
             status, body = self.call()
