@@ -18,7 +18,7 @@ checks what the demo tells its user to look at, one line each:
                  reviews -> ratings with requests and a success rate of 1 at the callers
   discovery      the sidecars discovered what they call on first use (on-demand, the default):
                  /api/v1/proxies shows lookup keys answered found for the client's,
-                 productpage's and reviews' sidecars
+                 productpage's and reviews-v2's sidecars (reviews v1 calls nothing)
   traces         /api/v1/traces (the dashboard's trace list) holds a trace across productpage,
                  reviews and ratings
   gateway routes the demo's routes deleted and applied again as Gateway API HTTPRoutes
@@ -193,7 +193,8 @@ class Demo:
     def discovery(self):
         proxies = self.api_get("/api/v1/proxies")["items"]
         found = {}
-        for pod in ("client-0", "productpage-v1-0", "reviews-v1-0", "reviews-v2-0"):
+        # The callers (reviews v1 calls nothing): client -> productpage -> reviews, v2 -> ratings.
+        for pod in ("client-0", "productpage-v1-0", "reviews-v2-0"):
             mine = [p for p in proxies if p["id"].startswith(pod)]
             check(mine, "%s not in /api/v1/proxies" % pod)
             on_demand = mine[0].get("onDemand", {})
