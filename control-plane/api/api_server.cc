@@ -33,6 +33,7 @@
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/store/file_store.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::api {
 
@@ -461,7 +462,25 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     }
     if (segments.size() == 1) return ServerResponse::Json(200, proxies_->ProxiesJson());
     if (segments.size() == 3 && segments[2] == "config") {
-      absl::StatusOr<std::string> config = proxies_->ProxyConfigJson(segments[1]);
+      // ?lookup=KEY[,KEY...]: as if the sidecar had looked those up (an on-demand sidecar's
+      // destination it has not called yet).
+      std::vector<std::string> lookups;
+      if (std::string lookup = request.QueryParams()["lookup"]; !lookup.empty()) {
+        lookups = absl::StrSplit(lookup, ',', absl::SkipEmpty());
+      }
+      if (lookups.size() > kMaxProxyConfigLookups) {
+        return Error(400, "BadRequest",
+                     absl::StrCat("lookup: at most ", kMaxProxyConfigLookups, " keys, got ",
+                                  lookups.size()));
+      }
+      for (const std::string& key : lookups) {
+        if (!xds::IsLookupKey(key) || key.size() > xds::kMaxLookupKeyBytes) {
+          return Error(400, "BadRequest",
+                       absl::StrCat("lookup: \"", key,
+                                    "\" is not a lookup key (host:HOST[:PORT] or addr:IP:PORT)"));
+        }
+      }
+      absl::StatusOr<std::string> config = proxies_->ProxyConfigJson(segments[1], lookups);
       if (absl::IsNotFound(config.status())) {
         return Error(404, "NotFound", absl::StrCat("no proxy \"", segments[1], "\""));
       }

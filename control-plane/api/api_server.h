@@ -72,6 +72,9 @@ namespace meshlet::controlplane::api {
 
 class StoredServices;
 
+// The most lookup keys one GET /api/v1/proxies/{id}/config?lookup= may name.
+inline constexpr size_t kMaxProxyConfigLookups = 16;
+
 // What the ADS server reports about connected sidecars (filled in by control-plane/xds).
 class ProxyStatusProvider {
  public:
@@ -79,8 +82,11 @@ class ProxyStatusProvider {
   // JSON object {"items": [{"id", "service", "namespace", "connectedSince", "types":
   // {"<type url>": {"sent": "<version>", "acked": "<version>", "nack": "<error text>"}}}]}.
   virtual std::string ProxiesJson() = 0;
-  // One sidecar's resources as last sent, as a JSON object; NotFound for an unknown id.
-  virtual absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id) = 0;
+  // One sidecar's resources as last sent, as a JSON object; NotFound for an unknown id. With
+  // `lookups` (lookup keys, at most kMaxProxyConfigLookups): the resources it would be sent now
+  // had it looked those up too, and each key's answer (AdsServer::ProxyConfigJson).
+  virtual absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id,
+                                                      absl::Span<const std::string> lookups) = 0;
   // Asks the sidecar for its own view of its configuration (answered asynchronously; the answer
   // appears in ProxyConfigJson). Returns the request's nonce; NotFound for an unknown id.
   virtual absl::StatusOr<std::string> RequestSidecarConfig(absl::string_view node_id) {

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/fake_clock.h"
 #include "control-plane/store/file_store.h"
@@ -25,8 +26,13 @@ constexpr char kBootstrap[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 class FakeProxies final : public ProxyStatusProvider {
  public:
   std::string ProxiesJson() override { return R"({"items":[{"id":"a"}]})"; }
-  absl::StatusOr<std::string> ProxyConfigJson(absl::string_view id) override {
+  absl::StatusOr<std::string> ProxyConfigJson(absl::string_view id,
+                                              absl::Span<const std::string> lookups) override {
     if (id != "a") return absl::NotFoundError("no");
+    if (!lookups.empty()) {
+      return absl::StrCat(R"({"listeners":[],"lookups":[")", absl::StrJoin(lookups, "\",\""),
+                          R"("]})");
+    }
     return std::string(R"({"listeners":[]})");
   }
 };
@@ -625,6 +631,19 @@ TEST_F(PolicyApiTest, RegistryAndProxies) {
   EXPECT_EQ(Call("GET", "/api/v1/proxies").status, 200);
   EXPECT_EQ(Call("GET", "/api/v1/proxies/a/config").status, 200);
   EXPECT_EQ(Call("GET", "/api/v1/proxies/b/config").status, 404);
+  // ?lookup= hands the keys on; what is not a lookup key, or too many, is refused.
+  http::ServerResponse looked_up =
+      Call("GET", "/api/v1/proxies/a/config?lookup=host%3Areviews%3A9080,addr%3A10.0.0.1%3A80");
+  EXPECT_EQ(looked_up.status, 200);
+  EXPECT_EQ(looked_up.body,
+            R"({"listeners":[],"lookups":["host:reviews:9080","addr:10.0.0.1:80"]})");
+  http::ServerResponse not_a_key = Call("GET", "/api/v1/proxies/a/config?lookup=reviews");
+  EXPECT_EQ(not_a_key.status, 400);
+  EXPECT_NE(not_a_key.body.find(R"(lookup: \"reviews\" is not a lookup key)"), std::string::npos)
+      << not_a_key.body;
+  std::string many = "host:a";
+  for (size_t i = 0; i < kMaxProxyConfigLookups; ++i) absl::StrAppend(&many, ",host:a", i);
+  EXPECT_EQ(Call("GET", absl::StrCat("/api/v1/proxies/a/config?lookup=", many)).status, 400);
   api_->SetProxyStatusProvider(nullptr);
 }
 

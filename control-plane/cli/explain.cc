@@ -18,6 +18,7 @@
 #include "control-plane/cli/output.h"
 #include "control-plane/cli/trace_view.h"
 #include "sidecar/dryrun/dry_run.h"
+#include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::cli {
@@ -175,8 +176,10 @@ class Explain final : public Command {
                         "}}\n");
   }
 
-  // explain --from SVC --to URL: the resources the control plane sent a connected sidecar of SVC,
-  // run through the sidecar's own translation and route matching (sidecar/dryrun/dry_run.h).
+  // explain --from SVC --to URL: the resources the control plane sends a connected sidecar of
+  // SVC, with the URL's host looked up as an on-demand sidecar's first request to it would
+  // (ADR 0086), run through the sidecar's own translation and route matching
+  // (sidecar/dryrun/dry_run.h).
   int DryRunCommand(Session& session) {
     if (from_.empty() || to_.empty()) {
       return session.Fail({kExitUsage, "a dry run needs both --from SERVICE and --to URL"});
@@ -218,8 +221,13 @@ class Explain final : public Command {
                         " is connected: the dry run uses the configuration the control plane "
                         "sends one (meshctl proxy-status lists them)")});
     }
-    std::optional<ApiReply> config =
-        Get(session, absl::StrCat("/api/v1/proxies/", QueryEscape(proxy), "/config"), &exit_code);
+    // A sidecar that discovers Services on first use holds only what it called so far: the
+    // control plane answers with what it would send once the host is looked up.
+    std::string path = absl::StrCat("/api/v1/proxies/", QueryEscape(proxy), "/config");
+    if (std::optional<std::string> key = xds::LookupKeyForHost(request->authority)) {
+      absl::StrAppend(&path, "?lookup=", QueryEscape(*key));
+    }
+    std::optional<ApiReply> config = Get(session, path, &exit_code);
     if (!config.has_value()) return exit_code;
     if (config->http.status != 200) return session.Fail({kExitFailed, config->ErrorMessage()});
     absl::StatusOr<sidecar::dryrun::Resources> resources = ResourcesOf(config->http.body);
@@ -310,7 +318,7 @@ class Explain final : public Command {
                                   const sidecar::dryrun::Result& r) {
     std::string out =
         absl::StrCat("Dry run: ", request.method, " http://", request.authority, request.path,
-                     " from ", proxy, " (its outbound routes, as the control plane sent them)\n");
+                     " from ", proxy, " (its outbound routes, as the control plane sends them)\n");
     auto line = [&](absl::string_view label, const std::string& text) {
       if (!text.empty()) absl::StrAppend(&out, absl::StrFormat("  %-16s", label), text, "\n");
     };

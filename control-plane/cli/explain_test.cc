@@ -454,30 +454,42 @@ TEST_F(ExplainCommandTest, ClearErrors) {
 }
 
 // A sidecar that reads ServiceRoutes gets its outbound table split: the dry run joins each
-// ServiceRoute's virtual host to the table it names, as the sidecar does.
+// ServiceRoute's virtual host to the table it names, as the sidecar does. It asks for the
+// configuration with the URL's host looked up (?lookup=host:...): an on-demand sidecar holds only
+// what it called so far, and the control plane answers with what it would send once it looked
+// the host up (ADR 0086).
 TEST_F(ExplainCommandTest, ADryRunReadsTheVirtualHostsOfServiceRoutes) {
   api_.Answer("GET", "/api/v1/proxies", 200,
               R"({"items":[{"id":"frontend-0","service":"frontend","namespace":"default"}]})");
-  api_.Answer(
-      "GET", "/api/v1/proxies/frontend-0/config", 200,
-      R"({"types":[)"
+  const std::string outbound =
       R"({"type":"routes","resources":[{"name":"outbound","resource":{"name":"outbound",)"
       R"("virtual_hosts":[{"name":"unknown-host","domains":["*"],"routes":[{"name":"no-service",)"
-      R"("match":{"prefix":"/"},"direct_response":{"status":404}}]}]}}]},)"
-      R"({"type":"service_routes","resources":[)"
-      R"({"name":"ratings.default:9080","resource":{"name":"ratings.default:9080",)"
-      R"("route_config_name":"outbound","destination":{"name":"ratings.default:9080"}}},)"
-      R"({"name":"reviews.default:9080","resource":{"name":"reviews.default:9080",)"
-      R"("route_config_name":"outbound","virtual_host":{"name":"reviews.default:9080",)"
-      R"("domains":["reviews:9080"],"routes":[{"name":"default","match":{"prefix":"/"},)"
-      R"("route":{"cluster":"outbound|9080||reviews.default"}}]}}}]},)"
-      R"({"type":"clusters","resources":[{"name":"outbound|9080||reviews.default",)"
-      R"("resource":{"name":"outbound|9080||reviews.default","type":"EDS"}}]},)"
-      R"({"type":"endpoints","resources":[{"name":"outbound|9080||reviews.default",)"
-      R"("resource":{"cluster_name":"outbound|9080||reviews.default",)"
-      R"("endpoints":[{"address":"10.0.1.1:15006"}]}}]}]})");
+      R"("match":{"prefix":"/"},"direct_response":{"status":404}}]}]}}]})";
+  // What was sent: reviews not called yet.
+  api_.Answer("GET", "/api/v1/proxies/frontend-0/config", 200,
+              absl::StrCat(R"({"types":[)", outbound, "]}"));
+  api_.Answer("GET", "/api/v1/proxies/frontend-0/config?lookup=host%3anowhere", 200,
+              absl::StrCat(R"({"types":[)", outbound, "]}"));
+  api_.Answer(
+      "GET", "/api/v1/proxies/frontend-0/config?lookup=host%3areviews%3a9080", 200,
+      R"({"types":[)" + outbound +
+          ","
+          R"({"type":"service_routes","resources":[)"
+          R"({"name":"ratings.default:9080","resource":{"name":"ratings.default:9080",)"
+          R"("route_config_name":"outbound","destination":{"name":"ratings.default:9080"}}},)"
+          R"({"name":"reviews.default:9080","resource":{"name":"reviews.default:9080",)"
+          R"("route_config_name":"outbound","virtual_host":{"name":"reviews.default:9080",)"
+          R"("domains":["reviews:9080"],"routes":[{"name":"default","match":{"prefix":"/"},)"
+          R"("route":{"cluster":"outbound|9080||reviews.default"}}]}}}]},)"
+          R"({"type":"clusters","resources":[{"name":"outbound|9080||reviews.default",)"
+          R"("resource":{"name":"outbound|9080||reviews.default","type":"EDS"}}]},)"
+          R"({"type":"endpoints","resources":[{"name":"outbound|9080||reviews.default",)"
+          R"("resource":{"cluster_name":"outbound|9080||reviews.default",)"
+          R"("endpoints":[{"address":"10.0.1.1:15006"}]}}]}]})");
   EXPECT_EQ(Run({"explain", "--from", "frontend", "--to", "http://reviews:9080/r/1"}), 0)
       << err_.str();
+  EXPECT_EQ(api_.requests().back().path,
+            "/api/v1/proxies/frontend-0/config?lookup=host%3areviews%3a9080");
   EXPECT_TRUE(absl::StrContains(out_.str(), "virtual host    reviews.default:9080")) << out_.str();
   EXPECT_TRUE(absl::StrContains(out_.str(), "cluster         outbound|9080||reviews.default"))
       << out_.str();

@@ -171,7 +171,11 @@ class ProxyConfig final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
     return {OutputFlag(&output_, {"yaml", "json"}, "both views in full"),
-            Switch("--control-plane-only", "", &control_plane_only_, "do not ask the sidecar")};
+            Switch("--control-plane-only", "", &control_plane_only_, "do not ask the sidecar"),
+            flags::StringFlag("--lookup", "KEY", &lookup_,
+                              "what the control plane would send once the sidecar looked KEY up "
+                              "(host:HOST[:PORT] or addr:IP:PORT; comma-separated for several): "
+                              "a destination an on-demand sidecar has not called yet")};
   }
 
   // What the control plane sent, and (unless --control-plane-only) what the sidecar reports it
@@ -193,7 +197,11 @@ class ProxyConfig final : public Command {
     std::optional<ApiReply> reply;
     const absl::Time give_up = absl::Now() + absl::Seconds(5);
     while (true) {
-      reply = session.api().Call("GET", path + "/config", "", &exit_code);
+      reply = session.api().Call("GET",
+                                 lookup_.empty()
+                                     ? path + "/config"
+                                     : absl::StrCat(path, "/config?lookup=", QueryEscape(lookup_)),
+                                 "", &exit_code);
       if (!reply.has_value()) return exit_code;
       if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
       if (nonce.empty()) break;
@@ -218,6 +226,7 @@ class ProxyConfig final : public Command {
  private:
   std::string output_ = "table";
   bool control_plane_only_ = false;
+  std::string lookup_;
 };
 
 }  // namespace
@@ -242,7 +251,8 @@ CommandSpec ProxyConfigCommand() {
               "by side, what the sidecar reports it runs (asked over its ADS stream; up to "
               "5s), with the differences.",
           .examples = {{"", "meshctl proxy-config frontend-0"},
-                       {"", "meshctl proxy-config frontend-0 -o json --control-plane-only"}},
+                       {"", "meshctl proxy-config frontend-0 -o json --control-plane-only"},
+                       {"", "meshctl proxy-config frontend-0 --lookup host:reviews:9080"}},
           .make = [] { return std::make_unique<ProxyConfig>(); }};
 }
 

@@ -110,7 +110,7 @@ DiscoveryMode MeshMode(const ::meshlet::policy::MeshConfigSpec& mesh) {
   if (std::optional<DiscoveryMode> mode = DiscoveryModeOfConfig(mesh.discovery().mode())) {
     return *mode;
   }
-  return mesh.scope_to_dependencies() ? DiscoveryMode::kDeclared : DiscoveryMode::kWholeMesh;
+  return mesh.scope_to_dependencies() ? DiscoveryMode::kDeclared : DiscoveryMode::kOnDemand;
 }
 
 }  // namespace

@@ -41,13 +41,14 @@ std::optional<DiscoveryMode> DiscoveryModeOfLabel(absl::string_view value);
 
 // The mode configured for `node`: its label meshlet.io/discovery when it names a mode (a label
 // naming none is ignored), else MeshConfig's discovery.mode, else Declared when
-// scopeToDependencies is set, else WholeMesh.
+// scopeToDependencies is set, else OnDemand (the default).
 DiscoveryMode ConfiguredMode(const registry::Workload& node,
                              const ::meshlet::policy::MeshConfigSpec& mesh);
 // The mode `node` gets: ConfiguredMode, except that a node that cannot look Services up
 // (`looks_up`: its sidecar reads lookups, over a delta stream) and is configured OnDemand gets
 // what it would get without asking for it: MeshConfig's mode when its label asked (Declared in a
-// Declared mesh), else WholeMesh. Declared stays Declared.
+// Declared mesh), else WholeMesh (a 0.1.0 sidecar, or one on a state-of-the-world stream, keeps
+// the whole mesh it always had). Declared stays Declared.
 DiscoveryMode EffectiveMode(const registry::Workload& node,
                             const ::meshlet::policy::MeshConfigSpec& mesh, bool looks_up);
 

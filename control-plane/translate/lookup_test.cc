@@ -253,7 +253,13 @@ TEST_F(LookupTest, MemberOnlyChangeSharesTheLookupTables) {
 TEST(DiscoveryModeTest, EffectiveMode) {
   registry::Workload node;
   pb::MeshConfigSpec mesh;
-  EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kWholeMesh);  // the default
+  EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kOnDemand);  // the default
+  // A sidecar that cannot look up (0.1.0, or a state-of-the-world stream) keeps the whole mesh.
+  EXPECT_EQ(EffectiveMode(node, mesh, false), DiscoveryMode::kWholeMesh);
+  EXPECT_EQ(ConfiguredMode(node, mesh), DiscoveryMode::kOnDemand);
+  mesh.mutable_discovery()->set_mode("WholeMesh");
+  EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kWholeMesh);
+  mesh.clear_discovery();
   mesh.set_scope_to_dependencies(true);
   EXPECT_EQ(EffectiveMode(node, mesh, true), DiscoveryMode::kDeclared);
   mesh.set_scope_to_dependencies(false);

@@ -58,6 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
@@ -225,7 +226,12 @@ class AdsServer {
   // The resources last sent to the newest stream of `node_id`, as JSON; nullopt: not connected.
   // Once the sidecar answered a RequestConfigDump, also its own view ("sidecar") and what
   // differs between the two ("diff"; docs/xds.md, "The sidecar's view").
-  std::optional<std::string> ProxyConfigJson(absl::string_view node_id) const;
+  // With `lookups` (lookup keys, xds/protocol.h): the resources the control plane would send
+  // that stream now had it also looked those keys up (generated afresh, as proxy-config and
+  // explain --from --to show a destination an on-demand sidecar has not called yet, ADR 0086),
+  // each key's answer in "lookups". Nothing is subscribed or sent.
+  std::optional<std::string> ProxyConfigJson(absl::string_view node_id,
+                                             absl::Span<const std::string> lookups = {}) const;
   // Asks the newest stream of `node_id` for the sidecar's view of its configuration
   // (SidecarConfigDump over the stream). Returns the request's nonce; NotFound when the node is
   // not connected. The answer replaces the stream's previous one.

@@ -1138,6 +1138,38 @@ TEST_F(AdsServerTest, KeyAnsweredInOnePushWithinTheTurn) {
   EXPECT_EQ(client.responses.size(), 6u);
 }
 
+// proxy-config with lookups shows what the node would hold had it looked them up (what
+// `meshctl explain --from --to` and `proxy-config --lookup` show for a destination an on-demand
+// sidecar has not called yet), without subscribing or sending anything.
+TEST_F(AdsServerTest, ProxyConfigWithLookupsShowsTheServiceAsIfLookedUp) {
+  StartServer({.debounce_quiet = milliseconds(10)});
+  SetResources({Cluster("local")}, {}, {});
+  const std::string route = AddService("reviews");
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  const std::optional<std::string> sent = ads_->ProxyConfigJson("node-d");
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ(sent->find(route), std::string::npos) << *sent;
+  EXPECT_EQ(sent->find("\"lookups\""), std::string::npos);
+
+  const std::vector<std::string> keys = {"host:reviews.shop", "host:nothing.shop"};
+  const std::optional<std::string> looked_up = ads_->ProxyConfigJson("node-d", keys);
+  ASSERT_TRUE(looked_up.has_value());
+  EXPECT_NE(looked_up->find(absl::StrCat("{\"name\":\"", route, "\"")), std::string::npos)
+      << *looked_up;
+  EXPECT_NE(looked_up->find(R"({"name":"reviews")"), std::string::npos) << *looked_up;
+  EXPECT_NE(looked_up->find(absl::StrCat(
+                R"("lookups":[{"key":"host:reviews.shop","result":"found","serviceRoute":")", route,
+                R"("},{"key":"host:nothing.shop","result":"not_found","serviceRoute":""}])")),
+            std::string::npos)
+      << *looked_up;
+  // Nothing was subscribed or sent.
+  RunFor(milliseconds(200));
+  EXPECT_EQ(client.responses.size(), 3u);
+  EXPECT_EQ(StatusOf("node-d")->on_demand.keys, 0u);
+  EXPECT_EQ(ads_->ProxyConfigJson("node-d"), sent);
+  EXPECT_FALSE(ads_->ProxyConfigJson("node-x", keys).has_value());
+}
+
 // A key nothing answers is named in the ServiceRoute response's removed_resources, although the
 // type's version is unchanged; it is answered once.
 TEST_F(AdsServerTest, UnknownKeyAnsweredInRemovedResources) {

@@ -265,9 +265,26 @@ std::string AdsServer::DiffJson(const Stream& stream) const {
   return out;
 }
 
-std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id) const {
+std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id,
+                                                      absl::Span<const std::string> lookups) const {
   const Stream* newest = NewestStream(node_id);
   if (newest == nullptr) return std::nullopt;
+  // With lookups: what the next push would carry had the stream also subscribed them.
+  std::optional<NodeResourceSet> looked_up;
+  std::string lookup_error;
+  if (!lookups.empty()) {
+    std::vector<absl::string_view> keys = newest->LookupKeys();
+    for (const std::string& key : lookups) {
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    }
+    absl::StatusOr<NodeResourceSet> generated = generator_(
+        GenerateRequest{.node = newest->node, .delta = newest->delta, .keys = std::move(keys)});
+    if (generated.ok()) {
+      looked_up = *std::move(generated);
+    } else {
+      lookup_error = std::string(generated.status().message());
+    }
+  }
   std::string out = "{\"node\":";
   {
     std::string node_json;
@@ -276,12 +293,36 @@ std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id)
     (void)google::protobuf::util::MessageToJsonString(newest->node, &node_json, options);
     out += node_json.empty() ? "{}" : node_json;
   }
+  const std::vector<std::string>& warnings = looked_up ? looked_up->warnings : newest->warnings;
   out += ",\"warnings\":[";
-  for (size_t i = 0; i < newest->warnings.size(); ++i) {
+  for (size_t i = 0; i < warnings.size(); ++i) {
     if (i > 0) out += ",";
-    AppendJsonString(&out, newest->warnings[i]);
+    AppendJsonString(&out, warnings[i]);
   }
-  out += "],\"types\":[";
+  out += "]";
+  if (!lookups.empty()) {
+    out += ",\"lookups\":[";
+    for (size_t i = 0; i < lookups.size(); ++i) {
+      if (i > 0) out += ",";
+      out += "{\"key\":";
+      AppendJsonString(&out, lookups[i]);
+      if (looked_up) {
+        const auto answer = looked_up->key_answers.find(lookups[i]);
+        const KeyAnswer found =
+            answer == looked_up->key_answers.end() ? KeyAnswer{} : answer->second;
+        out += ",\"result\":";
+        AppendJsonString(&out, KeyResultName(found.result));
+        out += ",\"serviceRoute\":";
+        AppendJsonString(&out, found.service_route);
+      } else {
+        out += ",\"error\":";
+        AppendJsonString(&out, lookup_error);
+      }
+      out += "}";
+    }
+    out += "]";
+  }
+  out += ",\"types\":[";
   bool first_type = true;
   for (ResourceType type : kPushOrder) {
     const TypeSubscription& sub = newest->of(type);
@@ -296,7 +337,7 @@ std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id)
     AppendJsonString(&out, sub.acked_version());
     out += ",\"resources\":[";
     bool first = true;
-    for (const auto& [name, resource] : sub.assumed_state()) {
+    for (const auto& [name, resource] : looked_up ? looked_up->of(type) : sub.assumed_state()) {
       if (!first) out += ",";
       first = false;
       out += "{\"name\":";

@@ -572,8 +572,9 @@ std::string XdsService::ProxiesJson() {
   return out;
 }
 
-absl::StatusOr<std::string> XdsService::ProxyConfigJson(absl::string_view node_id) {
-  std::optional<std::string> json = ads_->ProxyConfigJson(node_id);
+absl::StatusOr<std::string> XdsService::ProxyConfigJson(absl::string_view node_id,
+                                                        absl::Span<const std::string> lookups) {
+  std::optional<std::string> json = ads_->ProxyConfigJson(node_id, lookups);
   if (!json) return absl::NotFoundError(absl::StrCat("no sidecar \"", node_id, "\" is connected"));
   return *json;
 }

@@ -128,7 +128,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
 
   // api::ProxyStatusProvider
   std::string ProxiesJson() override;
-  absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id) override;
+  absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id,
+                                              absl::Span<const std::string> lookups) override;
   absl::StatusOr<std::string> RequestSidecarConfig(absl::string_view node_id) override;
 
   // ProxyObserver

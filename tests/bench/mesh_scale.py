@@ -1,7 +1,7 @@
 """What a sidecar and the control plane cost as the mesh grows: meshes of N services.
 
 Usage: mesh_scale.py --control-plane BIN --sidecar BIN --meshctl BIN --xds-load BIN
-                     [--services 100,1000,5000] [--modes default,scoped,on-demand] [--smoke]
+                     [--services 100,1000,5000] [--modes whole-mesh,scoped,on-demand] [--smoke]
                      [--help]
 
 Each service (namespace `bench`) has --endpoints-per-service pods (default 10: half labelled
@@ -15,7 +15,8 @@ control plane finds it (in the form the API stores: each kind's body is taken fr
 plane started for that and written to through its API), because writing it through the API one resource at
 a time takes minutes at 1 000 services; what such writes cost is measured on its own.
 
-Modes: `default` (the whole mesh to every sidecar), `scoped` (MeshConfig
+Modes: `whole-mesh` (MeshConfig discovery.mode WholeMesh: the whole mesh to every sidecar, the
+default before on-demand discovery), `scoped` (MeshConfig
 scopeToDependencies, each sidecar declaring 10 dependencies, svc-0 to svc-9, in its
 meshlet.io/dependencies label) and `on-demand` (MeshConfig discovery.mode OnDemand: the real
 sidecar declares nothing and calls svc-0 to svc-9 once ready, each discovered by its host on
@@ -38,7 +39,7 @@ Per mesh size and mode:
   change (utime + stime, from the change until it and the sidecar are quiet again) and its RSS
   after the changes;
 - a policy write: `meshctl apply` of one changed TrafficPolicy (median of 3), and, in the
-  default mode, of the whole mesh's HTTPRoutes and TrafficPolicies changed (one apply of all
+  whole-mesh mode, of the whole mesh's HTTPRoutes and TrafficPolicies changed (one apply of all
   documents, bounded by --apply-timeout: past it, how many were written);
 - endpoint-change propagation to --clients simulated sidecars (//tests/bench/xds_load, the
   sidecar's real XdsClient on delta streams, --no-validate: parsing only, one thread) besides the
@@ -208,6 +209,8 @@ def traffic_policy(s, attempts=2):
 
 MESH_CONFIG = ("apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
                "spec: {scopeToDependencies: true}\n")
+MESH_CONFIG_WHOLE_MESH = ("apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
+                          "spec: {discovery: {mode: WholeMesh}}\n")
 MESH_CONFIG_ON_DEMAND = ("apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
                          "spec: {discovery: {mode: OnDemand}}\n")
 
@@ -339,6 +342,8 @@ def store_templates(control_plane_bin):
                                                 "TrafficPolicy", NAMESPACE, "svc-0"),
                 "MeshConfig": cp.stored_body(MESH_CONFIG, "meshconfigs/mesh", "MeshConfig",
                                              "_cluster", "mesh"),
+                "MeshConfigWholeMesh": cp.stored_body(MESH_CONFIG_WHOLE_MESH, "meshconfigs/mesh",
+                                                      "MeshConfig", "_cluster", "mesh"),
                 "MeshConfigOnDemand": cp.stored_body(MESH_CONFIG_ON_DEMAND, "meshconfigs/mesh",
                                                      "MeshConfig", "_cluster", "mesh")}
     finally:
@@ -365,7 +370,9 @@ def seed_store(data, templates, services, mode):
         for kind in ("HTTPRoute", "TrafficPolicy"):
             put(kind, NAMESPACE, service_name(s),
                 templates[kind].replace('"svc-0"', '"%s"' % service_name(s)))
-    if mode == "scoped":
+    if mode == "whole-mesh":
+        put("MeshConfig", "_cluster", "mesh", templates["MeshConfigWholeMesh"])
+    elif mode == "scoped":
         put("MeshConfig", "_cluster", "mesh", templates["MeshConfig"])
     elif mode == "on-demand":
         put("MeshConfig", "_cluster", "mesh", templates["MeshConfigOnDemand"])
@@ -687,7 +694,7 @@ def run_case(args, templates, services, mode):
                 result["propagation"] = propagation(args, fake, cp, scoped or on_demand, tmp)
             except CaseFailed as e:
                 result["propagation_failed"] = str(e)
-        if mode == "default" and args.apply_timeout > 0:
+        if mode == "whole-mesh" and args.apply_timeout > 0:
             whole = os.path.join(tmp, "whole.yaml")
             with open(whole, "w") as f:
                 f.write("---\n".join(doc for s in range(services)
@@ -760,7 +767,7 @@ def check_smoke(results):
     problems = []
     for r in results:
         name = "%d services, %s" % (r["services"], r["mode"])
-        reached = r["services"] if r["mode"] == "default" else min(DEPENDENCIES, r["services"])
+        reached = r["services"] if r["mode"] == "whole-mesh" else min(DEPENDENCIES, r["services"])
         if "failed" in r:
             problems.append("%s: %s" % (name, r["failed"]))
             continue
@@ -785,7 +792,7 @@ def check_smoke(results):
                            0 < calls.get("first_max_ms", 0) < 5000))
             checks.append(("on-demand waits", calls.get("waits", 0) >= calls.get("calls", 1)))
             checks.append(("RssAnon after calls", r.get("rss_anon_after_calls_kib", 0) > 100))
-        if r["mode"] == "default":
+        if r["mode"] == "whole-mesh":
             whole = r.get("apply_whole") or {}
             checks.append(("apply whole mesh", not whole.get("error", "missing") and
                            whole.get("written") == whole.get("documents")))
@@ -802,7 +809,7 @@ def main():
     p.add_argument("--xds-load", required=True)
     p.add_argument("--services", default="100,1000,5000",
                    help="comma-separated mesh sizes (default 100,1000,5000)")
-    p.add_argument("--modes", default="default,scoped,on-demand")
+    p.add_argument("--modes", default="whole-mesh,scoped,on-demand")
     p.add_argument("--endpoints-per-service", type=int, default=10)
     p.add_argument("--sidecar-workers", type=int, default=2)
     p.add_argument("--changes", type=int, default=10, help="endpoint changes measured")
@@ -824,14 +831,14 @@ def main():
     # Stopped from outside: the cases' cleanup (processes, temporary directories) still runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("mesh_scale: terminated"))
     if args.smoke:
-        args.services, args.modes = "10", "default,scoped,on-demand"
+        args.services, args.modes = "10", "whole-mesh,scoped,on-demand"
         args.changes, args.clients, args.rounds = 3, 20, 2
         args.connect_timeout, args.ready_timeout, args.apply_timeout = 20, 20, 30
     sizes = [int(x) for x in args.services.split(",") if x]
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
-        if m not in ("default", "scoped", "on-demand"):
-            p.error("--modes: %r is not default, scoped or on-demand" % m)
+        if m not in ("whole-mesh", "scoped", "on-demand"):
+            p.error("--modes: %r is not whole-mesh, scoped or on-demand" % m)
     print("mesh_scale: %s; sidecar %d workers; %d endpoints per service; load average %s"
           % (args.sidecar, args.sidecar_workers, args.endpoints_per_service,
              open("/proc/loadavg").read().split()[0]), flush=True)

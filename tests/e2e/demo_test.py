@@ -16,6 +16,9 @@ checks what the demo tells its user to look at, one line each:
   dashboard      the dashboard's page answers from the host at the URL the demo printed
   golden metrics /api/v1/stat (what the dashboard draws) has the edges client -> productpage ->
                  reviews -> ratings with requests and a success rate of 1 at the callers
+  discovery      the sidecars discovered what they call on first use (on-demand, the default):
+                 /api/v1/proxies shows lookup keys answered found for the client's,
+                 productpage's and reviews-v2's sidecars (reviews v1 calls nothing)
   traces         /api/v1/traces (the dashboard's trace list) holds a trace across productpage,
                  reviews and ratings
   gateway routes the demo's routes deleted and applied again as Gateway API HTTPRoutes
@@ -187,6 +190,19 @@ class Demo:
             return get_json("/".join(self.api) + path, f.read().strip(),
                             api_context(self.state_dir))
 
+    def discovery(self):
+        proxies = self.api_get("/api/v1/proxies")["items"]
+        found = {}
+        # The callers (reviews v1 calls nothing): client -> productpage -> reviews, v2 -> ratings.
+        for pod in ("client-0", "productpage-v1-0", "reviews-v2-0"):
+            mine = [p for p in proxies if p["id"].startswith(pod)]
+            check(mine, "%s not in /api/v1/proxies" % pod)
+            on_demand = mine[0].get("onDemand", {})
+            check(on_demand.get("found", 0) >= 1,
+                  "%s did not discover what it calls on first use: %s" % (pod, on_demand))
+            found[pod] = "%d found, %d missing" % (on_demand["found"], on_demand.get("missing", 0))
+        return "lookup keys: %s" % ", ".join("%s %s" % (pod, n) for pod, n in found.items())
+
     def golden_metrics(self):
         want = [("client", "productpage"), ("productpage", "reviews"), ("reviews", "ratings")]
 
@@ -270,9 +286,10 @@ def main():
         if suite.scenario("start", demo.start):
             for name, fn in (("proxy-status", demo.proxy_status), ("app config", demo.app_config),
                              ("dashboard", demo.dashboard),
+                             ("discovery", demo.discovery),
                              ("golden metrics", demo.golden_metrics), ("traces", demo.traces),
                              ("gateway routes", demo.gateway_routes)):
-                if name in ("golden metrics", "traces") and not hasattr(demo, "api"):
+                if name in ("discovery", "golden metrics", "traces") and not hasattr(demo, "api"):
                     continue
                 suite.scenario(name, fn)
             suite.scenario("stop", demo.stop)

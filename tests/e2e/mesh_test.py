@@ -829,6 +829,24 @@ class Mesh:
         self.cluster.kube_put("endpointslices", endpoint_slice(
             "outside-k8s", {"name": "", "port": 8080, "protocol": "TCP"}, ["outside"]))
         try:
+            # client-0 discovers the Services on its first connection to each (on-demand, the
+            # default): once the control plane resolves their addresses (what the sidecar's
+            # lookup will be answered, as `meshctl proxy-config --lookup` shows it), the first
+            # calls are answered.
+            def resolved():
+                r = self.cluster.meshctl(
+                    "proxy-config", "client-0.%s" % self.cluster.namespace,
+                    "--control-plane-only", "-o", "json",
+                    "--lookup", "addr:240.241.0.10:80,addr:240.241.0.11:8080", check=False)
+                if r.returncode != 0:
+                    return False
+                lookups = json.loads(r.stdout).get("lookups", [])
+                return len(lookups) == 2 and all(k["result"] == "found" for k in lookups)
+            self.run.wait_until(resolved, 20, "the control plane to resolve both ClusterIPs")
+            by_ip = self.count("http://240.241.0.10/reviews", 20)
+            check(failures_of(by_ip) == 0, describe_failures(by_ip))
+            plain = self.get("http://240.241.0.11:8080/hello")
+            check(json.loads(plain.stdout)["service"] == "outside", plain.stdout)
             hosts = self.run.wait_until(
                 lambda: len(self.endpoints("client-0", "reviews-k8s")) == len(reviews) and
                 self.endpoints("client-0", "outside-k8s") and

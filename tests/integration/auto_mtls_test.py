@@ -118,8 +118,9 @@ class AutoMtlsTest(unittest.TestCase):
 
     def test_websocket_between_sidecars_goes_over_http11(self):
         chat = "outbound|9080||chat.default"
-        self.assertTrue(wait_for(lambda: chat in self.frontend_view_of(chat), timeout=15))
+        # frontend discovers chat on its first request to it (on-demand, the default).
         self.assertTrue(wait_for(lambda: self.call_host("chat:9080")[0] == 426, timeout=15))
+        self.assertEqual(self.frontend_view_of(chat), [chat])
         key = base64.b64encode(os.urandom(16)).decode()
         with socket.create_connection(("127.0.0.1", self.frontend.outbound), timeout=10) as conn:
             conn.sendall((f"GET /ws HTTP/1.1\r\nHost: chat:9080\r\nUpgrade: websocket\r\n"
@@ -145,6 +146,10 @@ class AutoMtlsTest(unittest.TestCase):
     def test_each_member_is_reached_as_its_endpoint_says(self):
         meshed = f"127.0.0.1:{self.backend.inbound}"
         legacy = f"127.0.0.1:{self.legacy_app.port}"
+        handshakes_before = self.backend.stat("meshlet_downstream_tls_handshakes_total")
+        # frontend discovers backend on its first request to it (on-demand, the default), which
+        # is answered.
+        self.assertTrue(wait_for(lambda: self.call()[0] == 200, timeout=15))
         self.assertTrue(wait_for(lambda: set(self.frontend_view()[1]) == {meshed, legacy},
                                  timeout=15), self.frontend_view())
         tls, endpoints = self.frontend_view()
@@ -156,7 +161,6 @@ class AutoMtlsTest(unittest.TestCase):
         self.assertTrue(endpoints[legacy].get("plaintext"), endpoints[legacy])
         self.assertNotIn("identity", endpoints[legacy])
 
-        handshakes_before = self.backend.stat("meshlet_downstream_tls_handshakes_total")
         seen = {"meshed-app": 0, "legacy-app": 0}
         for _ in range(40):
             status, body = self.call()

@@ -234,6 +234,11 @@ class KubernetesDiscoveryTest(unittest.TestCase):
         self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_lists_total",
                                             resource="pods", result="http_error"), 1)
         expected = [f"127.0.0.2:{self.port}", f"127.0.0.3:{self.port}"]
+        # The caller discovers the Service on its first request to it (on-demand, the default),
+        # which is answered.
+        self.assertTrue(wait_for(
+            lambda: call_service(self.caller.outbound, "ratings.shop", "/")[0] == 200, 10),
+            self.cp_log())
         self.assertTrue(wait_for(lambda: self.hosts() == expected, 10),
                         f"{self.hosts()}\n{self.cp_log()}")
         # Paged lists: 5 pods at 2 per page, the token percent-encoded on the way.

@@ -385,7 +385,10 @@ class RealControlPlaneTest(unittest.TestCase):
             f.write('static_resources:\n  clusters:\n  - name: "outbound|9090||api.default"\n'
                     '    connect_timeout: 1s\n    load_assignment:\n      endpoints:\n'
                     '      - address: 127.0.0.1:9\n')
-        sidecar = self.add_sidecar("web", extra=[f"--config={bootstrap}"])
+        # web declares api, so api's cluster is pushed to it unasked (on-demand, the default,
+        # pushes declared dependencies; others only once called).
+        sidecar = self.add_sidecar("web", extra=[f"--config={bootstrap}",
+                                                 "--node-label=meshlet.io/dependencies=api"])
 
         # In sync once the sidecar has reported ready and the push that follows (the endpoint of
         # web itself) has landed; one and the same answer is then judged below.
