@@ -32,6 +32,7 @@ import collections
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -292,7 +293,7 @@ class Conformance:
             self.start_grpc_echo(pod)
         phase("gRPC echoes")
         self.publish_services([d for d in documents if d["kind"] == "Service"])
-        phase("Services' endpoints in every proxy")
+        phase("Services and endpoints answered to every client's lookups")
         self.wait_acked()
         phase("ACKed")
         return ("control plane ready in %.1f s; pods %s ready %.1f s later; Services %s known "
@@ -333,6 +334,7 @@ class Conformance:
                              "labels": info["labels"]},
                 "spec": {"serviceAccountName": info["service_account"]},
                 "status": {"phase": "Running", "podIP": info["ip"]}})
+        pod_ips = {}  # host lookup key of a Service -> its pods' addresses
         for svc in services:
             name, ns = svc["metadata"]["name"], svc["metadata"].get("namespace", MESH_NS)
             obj = json.loads(json.dumps(svc))
@@ -345,6 +347,7 @@ class Conformance:
                         if info["namespace"] == ns and info["meshed"] and all(
                             info["labels"].get(k) == v
                             for k, v in svc["spec"]["selector"].items())]
+            pod_ips["host:%s.%s" % (name, ns)] = [c.pods[p]["ip"] for p in selected]
             ports = []
             for p in svc["spec"]["ports"]:
                 port = {"name": p["name"], "port": p.get("targetPort", p["port"]),
@@ -360,29 +363,29 @@ class Conformance:
                 "endpoints": [{"addresses": [c.pods[p]["ip"]], "conditions": {"ready": True},
                                "targetRef": {"kind": "Pod", "name": p, "namespace": ns}}
                               for p in selected]})
-        # Every client's proxy knows every Service's endpoints.
+        # The clients discover the Services on first use (on-demand, the default): once the
+        # control plane answers each client's lookup of every Service with its endpoints (what
+        # `meshctl proxy-config --lookup` shows without sending anything), the first requests
+        # are answered.
+        ids = [p["id"] for p in json.loads(c.meshctl("proxy-status", "-o", "json"))["items"]]
+        keys = sorted(pod_ips)
         for client in (CLIENT, CLIENT_V2, CONSUMER_CLIENT):
-            for name in CLUSTER_IPS:
-                self.run.wait_until(
-                    lambda: self.endpoints(client, name), 30,
-                    "%s's proxy to have %s's endpoints" % (client, name),
-                    lambda: self.admin(client, "/clusters?format=json")[-3000:])
+            node = next((i for i in ids if i.split(".")[0] == client), None)
+            if node is None:
+                raise harness.E2EError("no proxy of %s in proxy-status: %s" % (client, ids))
 
-    def endpoints(self, pod, service):
-        """The endpoints of `service`'s outbound cluster in `pod`'s proxy (its /clusters)."""
-        r = subprocess.run(["nsenter", "--target", str(self.pid(pod)), "--net", "curl", "-sf",
-                            "-m", "5", "http://127.0.0.1:15000/clusters?format=json"],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            return {}
-        body = r.stdout
-        found = {}
-        for c in json.loads(body).get("clusters", []):
-            if c["name"].startswith("outbound|") and c["name"].endswith(
-                    "|%s.%s" % (service, MESH_NS)):
-                for h in c.get("hosts", []):
-                    found[h["address"]] = h
-        return found
+            def answered():
+                r = c.meshctl("proxy-config", node, "--control-plane-only", "-o", "json",
+                              "--lookup", ",".join(keys), check=False)
+                if r.returncode != 0:
+                    return False
+                lookups = json.loads(r.stdout).get("lookups", [])
+                return (len(lookups) == len(keys) and
+                        all(k["result"] == "found" for k in lookups) and
+                        all(re.search(r'"%s[":]' % re.escape(ip), r.stdout)
+                            for ips in pod_ips.values() for ip in ips))
+            self.run.wait_until(answered, 30, "the control plane to answer %s's lookups of %s"
+                                % (client, ", ".join(keys)))
 
     def admin(self, pod, path):
         return self.cluster.pod_http(pod, "http://127.0.0.1:15000" + path)[1]

@@ -487,7 +487,7 @@ COMMAND_FLAGS = {
                 "--kubeconfig"],
     "uninstall": ["--set", "-o, --output", "--crds", "--keep-data"],
     "proxy-status": ["-o, --output"],
-    "proxy-config": ["-o, --output", "--control-plane-only"],
+    "proxy-config": ["-o, --output", "--control-plane-only", "--lookup"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
     "operator-token": ["--role", "--ttl", "-o, --output"],
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",

@@ -146,8 +146,11 @@ class DrainReadinessTest(unittest.TestCase):
                                      drain_time="30s")
                    for i, app in enumerate(self.apps)]
         self.sidecars += members
+        # The caller declares reviews (pushed, not discovered on first use): its hosts are read
+        # before it sends anything.
         caller = start_xds_sidecar(self.tmp, self.ads, "frontend-0", "default",
-                                   "--node-service=frontend")
+                                   "--node-service=frontend",
+                                   "--node-label=meshlet.io/dependencies=reviews")
         self.sidecars.append(caller)
         draining = members[1]
         endpoint = f"127.0.0.1:{draining.inbound}"
@@ -241,8 +244,11 @@ class DrainReadinessTest(unittest.TestCase):
                                     "--node-service=reviews", f"--node-port={self.apps[1].port}",
                                     f"--capture-check=127.0.0.1:{not_redirected.port}",
                                     config=capture, wait_ready=False)
+        # The caller declares reviews (pushed, not discovered on first use): its hosts are read
+        # before it sends anything.
         caller = start_xds_sidecar(self.tmp, self.ads, "frontend-0", "default",
-                                   "--node-service=frontend")
+                                   "--node-service=frontend",
+                                   "--node-label=meshlet.io/dependencies=reviews")
         self.sidecars += [ready, waiting, caller]
 
         def hosts():

@@ -187,9 +187,11 @@ class KubernetesPolicyTest(unittest.TestCase):
         route = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/"
         self.assertTrue(wait_for(lambda: self.get(leader, route + "ratings-v1")[0] == 200, 10),
                         self.logs())
-        # A sidecar in the namespace, connected to the leader, gets the route.
+        # A sidecar in the namespace, connected to the leader and declaring ratings as its
+        # dependency (pushed, not discovered on first use), gets the route.
         caller = start_xds_sidecar(self.tmp, self.cps[leader]["ads"], "caller-0", "shop",
-                                   "--node-service=caller")
+                                   "--node-service=caller",
+                                   "--node-label=meshlet.io/dependencies=ratings")
         self.sidecars.append(caller)
 
         def sent_config():
