@@ -109,7 +109,9 @@ void OnDemandDiscovery::Request(std::string key) {
     return Answer({{std::move(key), LookupOutcome::kDisconnected}});
   }
   if (it == keys_.end()) {
-    if (keys_.size() >= options_.max_keys) return Answer({{std::move(key), LookupOutcome::kLimit}});
+    if (keys_.size() >= options_.max_keys && !EvictIdleFound()) {
+      return Answer({{std::move(key), LookupOutcome::kLimit}});
+    }
     it = Insert(key);
   } else {
     // Past its ttl: the control plane is asked afresh (a subscribed key is answered once).
@@ -247,6 +249,28 @@ void OnDemandDiscovery::SetTimes(Duration idle_time, Duration missing_ttl) {
   options_.missing_ttl = missing_ttl;
   // Found keys may be due sooner now: the sweep works out when.
   if (counts_[static_cast<size_t>(State::kFound)] > 0) ArmSweep(clock_.Now());
+}
+
+bool OnDemandDiscovery::EvictIdleFound() {
+  const MonotonicTime now = clock_.Now();
+  auto oldest = keys_.end();
+  MonotonicTime oldest_use = MonotonicTime::max();
+  for (auto it = keys_.begin(); it != keys_.end(); ++it) {
+    if (it->second.state != State::kFound) continue;
+    const MonotonicTime used = LastUse(it->second);
+    if (now - used >= kEvictableAfter && used < oldest_use) {
+      oldest = it;
+      oldest_use = used;
+    }
+  }
+  if (oldest == keys_.end()) return false;
+  LOG(DEBUG) << "on-demand: the table is full (" << options_.max_keys << " keys): unsubscribing "
+             << oldest->first << ", unused the longest";
+  expired_found_.Inc();
+  to_unsubscribe_.push_back(oldest->first);
+  ScheduleFlush();
+  Erase(oldest);
+  return true;
 }
 
 MonotonicTime OnDemandDiscovery::LastUse(const Key& entry) const {

@@ -11,7 +11,9 @@
 //                                for `missing_ttl` (then asked again, as below);
 //   missing, not expired       → answered not found at once;
 //   no stream to ask on        → answered disconnected at once;
-//   the table full (max_keys)  → answered limit at once;
+//   the table full (max_keys)  → the found key unused the longest, if unused for a minute, is
+//                                unsubscribed to make room (counted expired found); else
+//                                answered limit at once;
 //   otherwise                  → pending, and every key that became pending in the loop turn
 //                                goes in one LookupStream::lookup call at the end of the turn.
 // A key missing, or pending without an answer, for `missing_ttl` is unsubscribed and forgotten
@@ -59,7 +61,8 @@
 namespace meshlet::sidecar::config {
 
 struct OnDemandOptions {
-  // Keys the table holds (--on-demand-max-keys); past it a new key is answered limit.
+  // Keys the table holds (--on-demand-max-keys); past it a new key takes the place of the found
+  // key unused the longest (if unused for a minute), else is answered limit.
   size_t max_keys = 4096;
   // How long a key answered not found stays so before it is asked again.
   Duration missing_ttl = std::chrono::seconds(30);
@@ -135,6 +138,10 @@ class OnDemandDiscovery {
   void Recount(State state, int change);
   // The last use of a found key's ServiceRoute: its usage cell or the answer, the later.
   MonotonicTime LastUse(const Key& entry) const;
+  // The table full: drops the found key unused the longest, if unused for kEvictableAfter
+  // (unsubscribed, counted expired found); false when there is none.
+  bool EvictIdleFound();
+  static constexpr Duration kEvictableAfter = std::chrono::minutes(1);
   // Makes the sweep run no later than `at` (a second from now at the earliest).
   void ArmSweep(MonotonicTime at);
 

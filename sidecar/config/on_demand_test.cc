@@ -211,6 +211,36 @@ TEST_F(OnDemandTest, TableFullAnswersLimit) {
   EXPECT_EQ(answers_.back().outcome, LookupOutcome::kFound);
 }
 
+// A full table makes room by dropping the found key unused the longest, once it has been unused
+// for a minute; keys in use are never dropped for a new one.
+TEST_F(OnDemandTest, FullTableDropsTheFoundKeyUnusedTheLongest) {
+  auto discovery = Make({.max_keys = 2, .idle_time = std::chrono::minutes(15)});
+  resources_ = {{"host:a", "a.shop:80"}, {"host:b", "b.shop:80"}};
+  cells_["a.shop:80"];
+  cells_["b.shop:80"];
+  Find(*discovery, {"host:a", "host:b"});
+  ASSERT_EQ(sent_.size(), 1u);
+
+  // Both answered 30 s ago: too recent to drop.
+  clock_.Advance(std::chrono::seconds(30));
+  discovery->Request("host:c");
+  EXPECT_EQ(answers_.back().key, "host:c");
+  EXPECT_EQ(answers_.back().outcome, LookupOutcome::kLimit);
+
+  // At 90 s, b was used 10 s ago and a never: a goes, c takes its place.
+  clock_.Advance(std::chrono::seconds(50));
+  cells_.at("b.shop:80").Touch(clock_.Now());
+  clock_.Advance(std::chrono::seconds(10));
+  discovery->Request("host:c");
+  loop_.RunUntilIdle();
+  ASSERT_EQ(sent_.size(), 2u);
+  EXPECT_EQ(sent_[1].subscribe, std::vector<std::string>{"host:c"});
+  EXPECT_EQ(sent_[1].unsubscribe, std::vector<std::string>{"host:a"});
+  EXPECT_EQ(discovery->size(), 2u);
+  EXPECT_EQ(Expired("found"), 1u);
+  EXPECT_EQ(Lookups("host", "limit"), 1u);
+}
+
 // A control plane that never answers a key (one that drops lookups) does not leave it pending
 // for good: after the missing ttl it is asked again, and the sweep forgets it.
 TEST_F(OnDemandTest, UnansweredKeyAskedAgainAfterTtl) {

@@ -291,7 +291,10 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      uint64_t{0}, uint64_t{1} << 24),
       flags::IntFlag("--on-demand-max-keys", "N", &o.on_demand_max_keys,
                      "Lookup keys (destinations discovered on first use, ADR 0086) the sidecar "
-                     "holds, found, missing or pending; past it a new key is answered at once "
+                     "holds, found, missing or pending; past it a new key takes the place of the "
+                     "found key unused the longest if unused for a minute (counted in "
+                     "meshlet_xds_client_on_demand_expired_total{state=\"found\"}), else is "
+                     "answered at once "
                      "(counted in meshlet_on_demand_lookups_total{result=\"limit\"}) and the "
                      "connection or request does what it does for an unknown destination. "
                      "Default 4096.",
