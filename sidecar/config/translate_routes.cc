@@ -1,3 +1,7 @@
+// Translation of RouteConfiguration messages into route tables: one file because its helpers
+// (matches, actions, policies, header mutations) are private to the one virtual-host walk that
+// AddRouteTables and the ServiceRoutes' translation share.
+
 #include "sidecar/config/translate_internal.h"
 
 #include <algorithm>
