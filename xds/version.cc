@@ -8,11 +8,14 @@ std::string Hex16(uint64_t hash) { return absl::StrCat(absl::Hex(hash, absl::kZe
 
 std::string ContentVersion(absl::string_view bytes) { return Hex16(Fnv1a64(bytes)); }
 
-void TypeVersionHash::Add(absl::string_view name, absl::string_view version) {
-  hash_ = Fnv1a64(name, hash_);
-  hash_ = Fnv1a64(absl::string_view("\0", 1), hash_);
-  hash_ = Fnv1a64(version, hash_);
-  hash_ = Fnv1a64("\n", hash_);
+uint64_t TypeVersionEntry(absl::string_view name, absl::string_view version) {
+  uint64_t hash = Fnv1a64(name);
+  hash = Fnv1a64(absl::string_view("\0", 1), hash);
+  hash = Fnv1a64(version, hash);
+  hash = Fnv1a64("\n", hash);
+  hash = (hash ^ (hash >> 30)) * 0xbf58476d1ce4e5b9ull;
+  hash = (hash ^ (hash >> 27)) * 0x94d049bb133111ebull;
+  return hash ^ (hash >> 31);
 }
 
 }  // namespace meshlet::xds

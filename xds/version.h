@@ -34,18 +34,30 @@ std::string Hex16(uint64_t hash);
 // The version of a resource whose (deterministic) serialization is `bytes`.
 std::string ContentVersion(absl::string_view bytes);
 
-// A type's version: FNV-1a 64 over "name\0version\n" for each resource, added in name order.
+// A type's version: the FNV-1a 64 offset basis plus, modulo 2^64, each resource's entry hash
+// (TypeVersionEntry). A sum, not a hash of the names in order, so that a set that changes by a
+// few resources gets its version by adding and subtracting those few (the control plane's
+// resource maps keep the sum per subtree). An empty type's version is the offset basis.
+//
+// A resource's entry hash: FNV-1a 64 over "name\0version\n", mixed (splitmix64's finalizer) so
+// that the sum of many spreads over all 64 bits.
+uint64_t TypeVersionEntry(absl::string_view name, absl::string_view version);
+
 class TypeVersionHash {
  public:
-  void Add(absl::string_view name, absl::string_view version);
-  std::string Hex() const { return Hex16(hash_); }
+  void Add(absl::string_view name, absl::string_view version) {
+    sum_ += TypeVersionEntry(name, version);
+  }
+  // Adds the sum of entry hashes of several resources (TypeVersionEntry).
+  void AddEntries(uint64_t sum) { sum_ += sum; }
+  std::string Hex() const { return Hex16(kFnv1aOffset + sum_); }
 
  private:
-  uint64_t hash_ = kFnv1aOffset;
+  uint64_t sum_ = 0;
 };
 
-// The version of the type whose resources are `by_name` (a map ordered by name);
-// `version_of(value)` gives a resource's version.
+// The version of the type whose resources are `by_name` (a map); `version_of(value)` gives a
+// resource's version.
 template <typename Map, typename VersionOf>
 std::string TypeVersion(const Map& by_name, VersionOf version_of) {
   TypeVersionHash hash;

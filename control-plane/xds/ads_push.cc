@@ -233,11 +233,10 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
         oversized = name;
         oversized_bytes = bytes;
       }
-      auto held = sub.assumed_state().find(name);
-      if (held == sub.assumed_state().end()) {
+      if (const ResourcePtr* held = sub.assumed_state().Get(name); held == nullptr) {
         state_after.erase(name);
       } else {
-        state_after[name] = held->second;
+        state_after.insert_or_assign(name, *held);
       }
     }
     const std::string version = TypeVersion(state_after);
@@ -347,55 +346,52 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
       if (!sub.reported_version().empty() && sub.reported_version() == TypeVersion(want)) {
         sub.SetReportedState(want);
       }
-      ResourceMap set = want;
+      ResourceMap set = want;  // shares want's nodes
       if (keep_old) {
         for (const ResourceMap* old : {&sub.assumed_state(), &sub.acked_state()}) {
-          for (const auto& [name, resource] : *old) {
-            if (!set.contains(name) && resource->resource.type_url() == TypeUrl(type)) {
-              set.emplace(name, resource);
-              has_leftovers[t] = true;
-            }
-          }
+          push_entries_compared_ += ResourceMap::Diff(
+              want, *old,
+              [&](const std::string& name, const ResourcePtr* now, const ResourcePtr* held) {
+                if (now != nullptr || held == nullptr) return;
+                if ((*held)->resource.type_url() != TypeUrl(type)) return;
+                if (set.emplace(name, *held)) has_leftovers[t] = true;
+              });
         }
       }
       send_sotw(type, set);
     } else {
-      // Both sets are ordered by name: one walk over the two finds what is new or changed and
-      // what went, without a lookup per resource (a resource that is the very object the
-      // sidecar holds needs no comparison either).
+      // What is new, changed or gone since what the sidecar holds. The held state is derived
+      // from earlier generated sets and the generated set from earlier ones (ResourceMap shares
+      // nodes between a map and the maps made from it), so the diff visits only where they
+      // differ. A resource that is the very object the sidecar holds, or of the same version, is
+      // no update.
       const ResourceMap& held = sub.assumed_state();
       ResourceMap updates;
       std::vector<std::string> removed;
-      auto h = held.begin();
-      for (auto d = want.begin(); d != want.end(); ++d) {
-        for (; h != held.end() && h->first < d->first; ++h) {
-          if (keep_old) {
-            has_leftovers[t] = true;
-          } else {
-            removed.push_back(h->first);
-          }
-        }
-        const bool same = h != held.end() && h->first == d->first &&
-                          (h->second == d->second || h->second->version == d->second->version);
-        if (!same) updates.emplace_hint(updates.end(), d->first, d->second);
-        if (h != held.end() && h->first == d->first) ++h;
-      }
-      for (; h != held.end(); ++h) {
-        if (keep_old) {
-          has_leftovers[t] = true;
-        } else {
-          removed.push_back(h->first);
-        }
-      }
+      // What the sidecar holds afterwards: what it should hold and, of a type others name, what
+      // it keeps until nothing names it (pass 2). Made from `want`, so that the next push's diff
+      // shares its subtrees.
+      ResourceMap state_after = want;
+      push_entries_compared_ += ResourceMap::Diff(
+          held, want,
+          [&](const std::string& name, const ResourcePtr* before, const ResourcePtr* after) {
+            if (after == nullptr) {
+              if (keep_old) {
+                has_leftovers[t] = true;
+                state_after.emplace(name, *before);
+              } else {
+                removed.push_back(name);
+              }
+            } else if (before == nullptr || (*before)->version != (*after)->version) {
+              updates.emplace(name, *after);
+            }
+          });
       const bool carries_answers = type == ResourceType::kServiceRoute && answers_keys;
       if (carries_answers) {
         for (const auto& [name, keys] : aliases) {
           if (!updates.contains(name)) updates.emplace(name, want.at(name));
         }
       }
-      ResourceMap state_after = held;
-      for (const auto& [name, resource] : updates) state_after.insert_or_assign(name, resource);
-      for (const std::string& name : removed) state_after.erase(name);
       // Keys are never resource names: they leave the state as it is.
       if (carries_answers) removed.insert(removed.end(), missing_keys.begin(), missing_keys.end());
       send_delta(type, updates, removed, std::move(state_after), carries_answers);
@@ -409,11 +405,14 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
     if (!stream.delta) {
       send_sotw(type, *desired[t]);
     } else {
+      const ResourceMap& held = stream.of(type).assumed_state();
       std::vector<std::string> removed;
-      for (const auto& [name, resource] : stream.of(type).assumed_state()) {
-        if (!desired[t]->contains(name)) removed.push_back(name);
-      }
-      ResourceMap state_after = stream.of(type).assumed_state();
+      push_entries_compared_ += ResourceMap::Diff(
+          *desired[t], held,
+          [&](const std::string& name, const ResourcePtr* wanted, const ResourcePtr* kept) {
+            if (wanted == nullptr && kept != nullptr) removed.push_back(name);
+          });
+      ResourceMap state_after = held;
       for (const std::string& name : removed) state_after.erase(name);
       send_delta(type, {}, removed, std::move(state_after));
     }

@@ -240,6 +240,9 @@ class AdsServer {
   size_t queued_pushes() const { return push_queue_.size(); }
   size_t pushes_in_flight() const { return pushes_in_flight_; }
   uint64_t push_rounds() const { return push_rounds_; }
+  // Entries the pushes compared between what a stream held and what it should hold
+  // (ResourceMap::Diff): proportional to what changed, not to the node's set.
+  uint64_t push_entries_compared() const { return push_entries_compared_; }
 
   // From any thread: runs the loop-thread reader there and waits (up to `timeout`).
   std::optional<std::vector<ProxyStatus>> ProxyStatusesAnyThread(Duration timeout) const;
@@ -320,6 +323,7 @@ class AdsServer {
   size_t pushes_in_flight_ = 0;
   bool drain_posted_ = false;
   uint64_t push_rounds_ = 0;
+  uint64_t push_entries_compared_ = 0;
 
   // Debounce: the first change of the current burst and the latest one.
   std::optional<MonotonicTime> burst_started_;

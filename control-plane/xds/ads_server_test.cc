@@ -827,6 +827,39 @@ TEST_F(AdsServerTest, EndpointChangeReachesEachDeltaStreamAsItsOwnDiff) {
   EXPECT_EQ(late.responses[0].resources_size(), 200);
 }
 
+// A push compares what the stream holds with what it should hold where they differ only: the
+// generated set and the state after the last push share every subtree where they agree
+// (ResourceMap), so one changed endpoint set of 5 000 costs a path, not 5 000 comparisons.
+TEST_F(AdsServerTest, AnEndpointChangeIsComparedPerChangeNotPerResource) {
+  StartServer();
+  resources_ = ManyEndpoints(5000, 2);
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(ResourceType::kEndpoint, "node-d");
+  ASSERT_TRUE(RunUntil([&] { return !client.responses.empty(); }));
+  for (const auto& response : client.responses) client.Ack(response);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->state == "ACKED"; }));
+  const size_t responses = client.responses.size();
+  for (int change = 0; change < 3; ++change) {
+    xds::ClusterLoadAssignment changed;
+    changed.set_cluster_name(absl::StrCat("svc-", 1000 * change + 7, ".default:80"));
+    changed.add_endpoints()->set_address(absl::StrCat("198.18.99.", change, ":80"));
+    resources_.of(ResourceType::kEndpoint).erase(changed.cluster_name());
+    resources_.Add(ResourceType::kEndpoint, changed.cluster_name(), changed);
+    const uint64_t compared = ads_->push_entries_compared();
+    ads_->NotifyChanged();
+    ASSERT_TRUE(RunUntil([&] { return client.responses.size() == responses + change + 1; }));
+    const xds::DeltaDiscoveryResponse& response = client.responses.back();
+    ASSERT_EQ(response.resources_size(), 1);
+    EXPECT_EQ(response.resources(0).name(), changed.cluster_name());
+    EXPECT_LT(ads_->push_entries_compared() - compared, 100u);  // a full walk compares 5 000
+    client.Ack(response);
+    ASSERT_TRUE(RunUntil([&] {
+      return Status("node-d", ResourceType::kEndpoint)->acked_version ==
+             TypeVersion(resources_.of(ResourceType::kEndpoint));
+    }));
+  }
+}
+
 // A state-of-the-world response above the message limit is not sent (the gRPC layer would end
 // the stream and the sidecar would reconnect into the same response forever): counted once,
 // shown TOO_LARGE, and the stream stays up for the types that fit.

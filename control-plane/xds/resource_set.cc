@@ -25,9 +25,9 @@ std::string ResourceVersion(const google::protobuf::Message& resource) {
 }
 
 std::string TypeVersion(const ResourceMap& resources) {
-  return xds::TypeVersion(resources, [](const ResourcePtr& resource) -> const std::string& {
-    return resource->version;
-  });
+  xds::TypeVersionHash hash;
+  hash.AddEntries(resources.VersionSum());
+  return hash.Hex();
 }
 
 NamedResource Pack(std::string name, const google::protobuf::Message& resource) {
@@ -43,7 +43,7 @@ NamedResource Pack(std::string name, const google::protobuf::Message& resource) 
 void NodeResourceSet::Add(ResourceType type, std::string name,
                           const google::protobuf::Message& resource) {
   ResourceMap& map = of(type);
-  if (map.count(name) > 0) return;
+  if (map.contains(name)) return;
   auto packed = std::make_shared<NamedResource>(Pack(name, resource));
   map.emplace(std::move(name), std::move(packed));
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "control-plane/xds/resource_map.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/message.h"
 #include "xds/node.pb.h"
@@ -51,12 +52,9 @@ struct NamedResource {
   std::string version;  // 16 hex digits, content hash
   google::protobuf::Any resource;
 };
-using ResourcePtr = std::shared_ptr<const NamedResource>;
-// name → resource, in name order.
-using ResourceMap = std::map<std::string, ResourcePtr, std::less<>>;
 
 std::string ResourceVersion(const google::protobuf::Message& resource);
-// Version of one type's set: FNV-1a 64 over "name\0version\n" for each resource in name order.
+// Version of one type's set (xds/version.h): kept by the map as it changes, so O(1).
 std::string TypeVersion(const ResourceMap& resources);
 
 NamedResource Pack(std::string name, const google::protobuf::Message& resource);
