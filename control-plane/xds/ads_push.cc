@@ -132,8 +132,14 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
   if (!on_demand && !stream.pending_change) return;
   const MonotonicTime changed_at = on_demand ? Now() : *stream.pending_change;
   if (!on_demand) stream.pending_change.reset();
-  absl::StatusOr<NodeResourceSet> generated = generator_(
-      GenerateRequest{.node = stream.node, .delta = stream.delta, .keys = stream.LookupKeys()});
+  std::optional<NodeResourceSet> previous = std::move(stream.generated);
+  stream.generated.reset();
+  absl::StatusOr<NodeResourceSet> generated =
+      generator_(GenerateRequest{.node = stream.node,
+                                 .delta = stream.delta,
+                                 .keys = stream.LookupKeys(),
+                                 .previous = previous ? &*previous : nullptr});
+  previous.reset();
   if (!generated.ok()) {
     metrics_->generate_errors.Inc();
     LOG_EVERY_N_SEC(ERROR, 1) << "xds: cannot generate resources for " << stream.node.id() << ": "
@@ -417,6 +423,9 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
       send_delta(type, {}, removed, std::move(state_after));
     }
   }
+
+  // Kept for the next push to extend; a set that cannot be extended is not worth its memory.
+  if (generated->basis != nullptr) stream.generated = std::move(*generated);
 
   // The answers handed to the stream.
   if (answers_sent) {

@@ -94,6 +94,10 @@ class AdsServer::Stream {
   uint64_t next_nonce = 0;
   bool served_types_sent = false;
   std::vector<std::string> warnings;
+  // The set last generated for the stream when its generator can extend it
+  // (NodeResourceSet::basis): handed back on the next push (GenerateRequest::previous), so a
+  // lookup costs the generator what it adds rather than what the node holds.
+  std::optional<NodeResourceSet> generated;
   // Lookup keys (ADR 0086): refused ones owed their "missing" answer on the next push, whether
   // the stream waits on the on-demand queue, and its token bucket (tokens at `key_tokens_at`).
   std::vector<std::string> refused_keys;

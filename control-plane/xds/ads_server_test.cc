@@ -180,6 +180,8 @@ class AdsServerTest : public ::testing::Test {
         loop_, stats_,
         [this](const GenerateRequest& request) -> absl::StatusOr<NodeResourceSet> {
           ++generated_;
+          previous_bases_.push_back(request.previous != nullptr ? request.previous->basis.get()
+                                                                : nullptr);
           generated_keys_.clear();
           for (absl::string_view key : request.keys) generated_keys_.emplace_back(key);
           NodeResourceSet out = resources_;
@@ -196,6 +198,7 @@ class AdsServerTest : public ::testing::Test {
               }
             }
           }
+          out.basis = basis_;
           return out;
         },
         options);
@@ -329,6 +332,10 @@ class AdsServerTest : public ::testing::Test {
   // The keys of the last GenerateRequest.
   std::vector<std::string> generated_keys_;
   int generated_ = 0;
+  // Left in every set generated (NodeResourceSet::basis), and the basis of each request's
+  // previous set (null: none handed back).
+  std::shared_ptr<GeneratorBasis> basis_;
+  std::vector<GeneratorBasis*> previous_bases_;
   RecordingObserver observer_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
   std::unique_ptr<AdsServer> ads_;
@@ -1169,6 +1176,29 @@ TEST_F(AdsServerTest, KeyAnsweredInOnePushWithinTheTurn) {
   ads_->NotifyChanged();
   RunFor(milliseconds(200));
   EXPECT_EQ(client.responses.size(), 6u);
+}
+
+// The set a push generated goes back to the generator with the stream's next push
+// (GenerateRequest::previous) when the generator left a basis in it, so a lookup extends it
+// instead of generating what the node holds again; a set without one is not kept, and a dry run
+// (proxy-config) hands nothing back and takes nothing.
+TEST_F(AdsServerTest, ThePreviousSetGoesBackToTheGeneratorWithTheNextPush) {
+  StartServer(
+      {.debounce_quiet = std::chrono::seconds(10), .debounce_max_delay = std::chrono::seconds(10)});
+  SetResources({Cluster("local")}, {}, {});
+  AddService("reviews");
+  AddService("ratings");
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  basis_ = std::make_shared<GeneratorBasis>();
+  previous_bases_.clear();
+  client.Lookup({"host:reviews.shop"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 6; }));
+  ASSERT_TRUE(ads_->ProxyConfigJson("node-d", {"host:ratings.shop"}).has_value());
+  client.Lookup({"host:ratings.shop"});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 9; }));
+  EXPECT_EQ(previous_bases_, (std::vector<GeneratorBasis*>{nullptr, nullptr, basis_.get()}));
+  EXPECT_EQ(Aliases(client.responses[8].resources(0)),
+            std::vector<std::string>{"host:ratings.shop"});
 }
 
 // proxy-config with lookups shows what the node would hold had it looked them up (what

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/util/message_differencer.h"
+
 namespace meshlet::controlplane::ads {
 
 struct NodeResourceGenerator::Outbound {
@@ -29,6 +31,27 @@ struct NodeResourceGenerator::Part {
   std::vector<std::pair<std::string, translate::ClusterOrigin>> clusters;
   // The services those clusters' assignments hold the members of.
   std::set<ServiceName> reads;
+};
+
+// What an OnDemand node's set carries to be extended on its stream's next request.
+struct NodeResourceGenerator::Basis : GeneratorBasis {
+  const NodeResourceGenerator* generator = nullptr;
+  uint64_t generation = 0;  // Stats::generations when made or last extended
+  xds::Node node;
+  bool delta = false;
+  // How many keys the set answers, and the last of them. Keys are only ever appended (in the
+  // order first subscribed) or removed: the last one still at its place means the first `keys`
+  // are the same.
+  size_t keys = 0;
+  std::string last_key;
+  std::set<ServiceName> discovered;
+  std::string variant;
+  // The parts merged, by Service, the common part under CommonPart().
+  Parts parts;
+  // The node's own resources (TranslateLocal) by type, by name, and how many of the set's
+  // warnings come before the node's own.
+  std::array<std::vector<std::string>, kResourceTypeCount> local;
+  size_t outbound_warnings = 0;
 };
 
 namespace {
@@ -243,13 +266,20 @@ NodeResourceSet NodeResourceGenerator::Generate(
       registry->version != registry_version_) {
     StartGeneration(std::move(policy), std::move(registry));
   }
-  std::set<translate::MeshTranslator::ServiceName> discovered;
-  std::map<std::string, KeyAnswer, std::less<>> answers =
-      AnswerKeys(translate::NodeInput(request.node, request.delta), request.keys, discovered);
+  if (std::optional<NodeResourceSet> extended = Extend(request)) return std::move(*extended);
+  std::set<ServiceName> discovered;
+  std::map<std::string, KeyAnswer, std::less<>> answers;
+  AnswerKeys(translate::NodeInput(request.node, request.delta), request.keys, answers, discovered);
   const translate::NodeInput node(request.node, request.delta, &discovered);
-  const std::string key = mesh_->OutboundKey(node);
-  std::shared_ptr<const Outbound>& shared = outbound_[key];
-  if (shared == nullptr) {
+  // A node that discovered Services holds a set of its own: its merge is not kept for others
+  // (one per key set would grow with every lookup; Extend grows the node's own set instead).
+  const bool own = !discovered.empty() && mesh_->SplitsOutbound(node);
+  std::shared_ptr<const Outbound> mine;
+  const std::string key = own ? std::string() : mesh_->OutboundKey(node);
+  std::shared_ptr<const Outbound>& shared = own ? mine : outbound_[key];
+  if (own) {
+    shared = MergeParts(node, nullptr);
+  } else if (shared == nullptr) {
     auto previous = previous_outbound_.find(key);
     const bool carried =
         changed_ && previous != previous_outbound_.end() && previous->second != nullptr;
@@ -265,10 +295,14 @@ NodeResourceSet NodeResourceGenerator::Generate(
   NodeResourceSet local = PackNodeResources(mesh_->TranslateLocal(node));
   NodeResourceSet out;
   for (ResourceType type : kPushOrder) {
-    // A copy of the shared part's tree (no comparisons), then the few local resources. Local
-    // names ("inbound", "inbound|PORT", listeners) never collide with outbound ones but the
-    // trust bundle, which both parts carry alike.
-    out.of(type) = shared->resources.of(type);
+    // A copy of the shared part's tree (no comparisons; the node's own merge is taken), then the
+    // few local resources. Local names ("inbound", "inbound|PORT", listeners) never collide with
+    // outbound ones but the trust bundle, which both parts carry alike.
+    if (own) {
+      out.of(type) = std::move(std::const_pointer_cast<Outbound>(mine)->resources.of(type));
+    } else {
+      out.of(type) = shared->resources.of(type);
+    }
     for (auto& [name, resource] : local.of(type)) {
       out.of(type).insert_or_assign(name, std::move(resource));
     }
@@ -286,7 +320,139 @@ NodeResourceSet NodeResourceGenerator::Generate(
     }
   }
   out.key_answers = std::move(answers);
+  // What the next lookup of this node extends.
+  if (shared->parts && mesh_->Mode(node) == translate::DiscoveryMode::kOnDemand) {
+    auto basis = std::make_shared<Basis>();
+    basis->generator = this;
+    basis->generation = stats_.generations;
+    basis->node = request.node;
+    basis->delta = request.delta;
+    basis->keys = request.keys.size();
+    if (!request.keys.empty()) basis->last_key = std::string(request.keys.back());
+    basis->discovered = std::move(discovered);
+    basis->variant = shared->variant;
+    basis->parts = *shared->parts;
+    for (ResourceType type : kPushOrder) {
+      for (const auto& [name, resource] : local.of(type)) {
+        basis->local[static_cast<size_t>(type)].push_back(name);
+      }
+    }
+    basis->outbound_warnings = shared->resources.warnings.size();
+    out.basis = std::move(basis);
+  }
   return out;
+}
+
+std::optional<NodeResourceSet> NodeResourceGenerator::Extend(const GenerateRequest& request) {
+  if (request.previous == nullptr) return std::nullopt;
+  auto* basis = dynamic_cast<Basis*>(request.previous->basis.get());
+  if (basis == nullptr || basis->generator != this || basis->delta != request.delta) {
+    return std::nullopt;
+  }
+  // This generation, or the one before when this one changed members only (its parts are then
+  // replaced below, as MergeParts replaces them in a merge carried over).
+  if (basis->generation != stats_.generations &&
+      !(changed_ && basis->generation + 1 == stats_.generations)) {
+    return std::nullopt;
+  }
+  if (request.keys.size() < basis->keys ||
+      (basis->keys > 0 && request.keys[basis->keys - 1] != basis->last_key)) {
+    return std::nullopt;
+  }
+  if (!google::protobuf::util::MessageDifferencer::Equals(basis->node, request.node)) {
+    return std::nullopt;
+  }
+  {
+    const translate::NodeInput node(request.node, request.delta, &basis->discovered);
+    if (mesh_->Mode(node) != translate::DiscoveryMode::kOnDemand || !mesh_->SplitsOutbound(node) ||
+        mesh_->PartVariant(node) != basis->variant) {
+      return std::nullopt;
+    }
+  }
+  NodeResourceSet out = std::move(*request.previous);
+  // A copy of the set shares its basis: extend a copy of that.
+  std::shared_ptr<GeneratorBasis> owned = std::move(out.basis);
+  if (owned.use_count() > 1) owned = std::make_shared<Basis>(*basis);
+  Basis& b = static_cast<Basis&>(*owned);
+  const translate::NodeInput node(request.node, request.delta, &b.discovered);
+  bool warnings_changed = false;
+  auto has_warnings = [](const std::shared_ptr<const Part>& part) {
+    return !part->resources.warnings.empty();
+  };
+  if (b.generation != stats_.generations) {
+    const std::vector<std::shared_ptr<const Part>> replaced =
+        ReplaceStaleParts(node, b.variant, b.parts, out);
+    // A replaced part's warnings may differ from the old one's (it may have had some).
+    warnings_changed = !replaced.empty();
+    b.generation = stats_.generations;
+  }
+  // The new keys alone; those answered before keep their answers (the same inputs but members).
+  std::vector<ServiceName> added;
+  AnswerKeys(translate::NodeInput(request.node, request.delta),
+             absl::MakeConstSpan(request.keys).subspan(b.keys), out.key_answers, b.discovered,
+             &added);
+  for (const ServiceName& service : added) {
+    std::shared_ptr<const Part> part = GetPart(node, b.variant, service);
+    MergePart(*part, out);
+    warnings_changed = warnings_changed || has_warnings(part);
+    b.parts.insert_or_assign(service, std::move(part));
+  }
+  // The node's own part, translated again: what went is dropped (the trust bundle, which the
+  // common part carries alike, is the common part's again), what is new put in.
+  NodeResourceSet local = PackNodeResources(mesh_->TranslateLocal(node));
+  const Part& common = *b.parts.at(CommonPart());
+  for (ResourceType type : kPushOrder) {
+    const size_t t = static_cast<size_t>(type);
+    ResourceMap& map = out.of(type);
+    for (const std::string& name : b.local[t]) {
+      if (local.of(type).contains(name)) continue;
+      map.erase(name);
+      if (auto it = common.resources.of(type).find(name); it != common.resources.of(type).end()) {
+        map.emplace(name, it->second);
+      }
+    }
+    b.local[t].clear();
+    for (auto& [name, resource] : local.of(type)) {
+      b.local[t].push_back(name);
+      map.insert_or_assign(name, std::move(resource));
+    }
+  }
+  // The translator's order: the parts' warnings (by Service), then the node's own.
+  if (warnings_changed) {
+    out.warnings.clear();
+    for (const auto& [service, part] : b.parts) {
+      out.warnings.insert(out.warnings.end(), part->resources.warnings.begin(),
+                          part->resources.warnings.end());
+    }
+    b.outbound_warnings = out.warnings.size();
+  } else {
+    out.warnings.resize(b.outbound_warnings);
+  }
+  out.warnings.insert(out.warnings.end(), local.warnings.begin(), local.warnings.end());
+  // The new keys' answers checked as Generate checks them.
+  const ResourceMap& service_routes = out.of(ResourceType::kServiceRoute);
+  for (size_t i = b.keys; i < request.keys.size(); ++i) {
+    auto answer = out.key_answers.find(request.keys[i]);
+    if (answer->second.result == KeyResult::kFound &&
+        !service_routes.contains(answer->second.service_route)) {
+      answer->second = KeyAnswer{.result = KeyResult::kNotFound};
+    }
+  }
+  b.keys = request.keys.size();
+  if (!request.keys.empty()) b.last_key = std::string(request.keys.back());
+  out.basis = std::move(owned);
+  ++stats_.sets_extended;
+  return out;
+}
+
+void NodeResourceGenerator::MergePart(const Part& part, NodeResourceSet& resources) {
+  for (ResourceType type : kPushOrder) {
+    ResourceMap& map = resources.of(type);
+    for (const auto& [name, resource] : part.resources.of(type)) {
+      map.insert_or_assign(name, resource);
+      ++stats_.resources_merged;
+    }
+  }
 }
 
 std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::BuildPart(
@@ -365,37 +531,10 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Me
   std::shared_ptr<Outbound> out;
   if (previous != nullptr && previous->parts) {
     // The same Services as last generation (the key lists them): only the parts replaced since
-    // change, and they replace exactly their own resources (a resource two parts hold comes from
-    // a service both read, so both were replaced).
+    // change.
     out = previous.use_count() == 1 ? std::const_pointer_cast<Outbound>(std::move(previous))
                                     : std::make_shared<Outbound>(*previous);
-    std::vector<std::pair<std::shared_ptr<const Part>, std::shared_ptr<const Part>>> replaced;
-    if (auto stale = stale_names_.find(out->variant); stale != stale_names_.end()) {
-      for (const ServiceName& service : stale->second) {
-        auto it = out->parts->find(service);
-        if (it == out->parts->end()) continue;
-        std::shared_ptr<const Part> fresh = GetPart(node, out->variant, service);
-        replaced.emplace_back(it->second, fresh);
-        it->second = std::move(fresh);
-      }
-    }
-    for (const auto& [old, fresh] : replaced) {
-      for (ResourceType type : kPushOrder) {
-        ResourceMap& map = out->resources.of(type);
-        for (const auto& [name, resource] : old->resources.of(type)) {
-          auto it = map.find(name);
-          if (it != map.end() && it->second == resource) map.erase(it);
-        }
-      }
-    }
-    for (const auto& [old, fresh] : replaced) {
-      for (ResourceType type : kPushOrder) {
-        for (const auto& [name, resource] : fresh->resources.of(type)) {
-          out->resources.of(type).insert_or_assign(name, resource);
-        }
-      }
-    }
-    if (!replaced.empty()) {
+    if (!ReplaceStaleParts(node, out->variant, *out->parts, out->resources).empty()) {
       out->resources.warnings.clear();
       for (const auto& [service, part] : *out->parts) {
         out->resources.warnings.insert(out->resources.warnings.end(),
@@ -414,12 +553,7 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Me
     out->parts->emplace(service, GetPart(node, out->variant, service));
   }
   for (const auto& [service, part] : *out->parts) {
-    for (ResourceType type : kPushOrder) {
-      ResourceMap& map = out->resources.of(type);
-      for (const auto& [name, resource] : part->resources.of(type)) {
-        map.insert_or_assign(name, resource);
-      }
-    }
+    MergePart(*part, out->resources);
     out->resources.warnings.insert(out->resources.warnings.end(), part->resources.warnings.begin(),
                                    part->resources.warnings.end());
   }
@@ -427,17 +561,51 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Me
   return out;
 }
 
-std::map<std::string, KeyAnswer, std::less<>> NodeResourceGenerator::AnswerKeys(
-    const translate::NodeInput& node, const std::vector<absl::string_view>& keys,
-    std::set<translate::MeshTranslator::ServiceName>& discovered) {
-  std::map<std::string, KeyAnswer, std::less<>> answers;
-  if (keys.empty()) return answers;
+std::vector<std::shared_ptr<const NodeResourceGenerator::Part>>
+NodeResourceGenerator::ReplaceStaleParts(const translate::NodeInput& node,
+                                         const std::string& variant, Parts& parts,
+                                         NodeResourceSet& resources) {
+  // Replaced parts replace exactly their own resources (a resource two parts hold comes from a
+  // service both read, so both were replaced).
+  std::vector<std::pair<std::shared_ptr<const Part>, std::shared_ptr<const Part>>> replaced;
+  if (auto stale = stale_names_.find(variant); stale != stale_names_.end()) {
+    for (const ServiceName& service : stale->second) {
+      auto it = parts.find(service);
+      if (it == parts.end()) continue;
+      std::shared_ptr<const Part> fresh = GetPart(node, variant, service);
+      replaced.emplace_back(it->second, fresh);
+      it->second = std::move(fresh);
+    }
+  }
+  for (const auto& [old, fresh] : replaced) {
+    for (ResourceType type : kPushOrder) {
+      ResourceMap& map = resources.of(type);
+      for (const auto& [name, resource] : old->resources.of(type)) {
+        auto it = map.find(name);
+        if (it != map.end() && it->second == resource) map.erase(it);
+      }
+    }
+  }
+  std::vector<std::shared_ptr<const Part>> fresh_parts;
+  for (auto& [old, fresh] : replaced) {
+    MergePart(*fresh, resources);
+    fresh_parts.push_back(std::move(fresh));
+  }
+  return fresh_parts;
+}
+
+void NodeResourceGenerator::AnswerKeys(const translate::NodeInput& node,
+                                       absl::Span<const absl::string_view> keys,
+                                       std::map<std::string, KeyAnswer, std::less<>>& answers,
+                                       std::set<ServiceName>& discovered,
+                                       std::vector<ServiceName>* added) {
+  if (keys.empty()) return;
   if (mesh_->Mode(node) != translate::DiscoveryMode::kOnDemand) {
     // Its listeners carry no on_demand: nothing it could discover is pushed for a key.
     for (absl::string_view key : keys) {
       answers.emplace(std::string(key), KeyAnswer{.result = KeyResult::kRefused});
     }
-    return answers;
+    return;
   }
   const std::vector<translate::MeshTranslator::ServiceName> base = mesh_->BaseSet(node);
   for (absl::string_view key : keys) {
@@ -453,6 +621,7 @@ std::map<std::string, KeyAnswer, std::less<>> NodeResourceGenerator::AnswerKeys(
           answer.result = KeyResult::kOverLimit;
         } else {
           discovered.insert(found.service);
+          if (added != nullptr) added->push_back(found.service);
           answer = {.result = KeyResult::kFound, .service_route = found.service_route};
         }
         break;
@@ -468,7 +637,6 @@ std::map<std::string, KeyAnswer, std::less<>> NodeResourceGenerator::AnswerKeys(
     }
     answers.emplace(std::string(key), std::move(answer));
   }
-  return answers;
 }
 
 }  // namespace meshlet::controlplane::ads

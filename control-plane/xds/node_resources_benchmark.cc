@@ -7,6 +7,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -150,6 +151,56 @@ void BM_KubernetesEndpointChange(benchmark::State& state) {
 BENCHMARK(BM_KubernetesEndpointChange)
     ->ArgsProduct({{1000, 5000}, {0, 1, 2, 3}})
     ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime();
+
+// What one lookup costs the generator for an OnDemand node (ADR 0086) that holds range(1) keys
+// already (svc-0.. looked up one by one): the set for its keys and one more, svc-N, as the ADS
+// server asks for it. range(2): 1 hands the stream's previous set back (GenerateRequest::previous,
+// what the server does), 0 generates the whole set each time. Each iteration looks up the next
+// Service, so the node holds range(1) + iterations keys at the end.
+//   bazel run -c opt //control-plane/xds:node_resources_benchmark -- --benchmark_filter=Lookup
+void BM_OnDemandLookup(benchmark::State& state) {
+  const int services = static_cast<int>(state.range(0));
+  const int held = static_cast<int>(state.range(1));
+  const bool extend = state.range(2) != 0;
+  auto policy = std::make_shared<controlplane::policy::PolicySnapshot>();
+  auto kubernetes = std::make_shared<registry::KubernetesServices>();
+  BuildMesh(services, *policy, *kubernetes);
+  policy->mesh_config.emplace();
+  policy->mesh_config->mutable_metadata()->set_name("mesh");
+  policy->mesh_config->mutable_spec()->mutable_discovery()->set_mode("OnDemand");
+  auto registry = std::make_shared<registry::RegistrySnapshot>();
+  registry->version = 1;
+  registry->kubernetes = kubernetes;
+  const xds::Node node = MakeNodes(Nodes::kOnDemand).front();
+  std::vector<std::string> storage;
+  storage.reserve(static_cast<size_t>(services));
+  std::vector<absl::string_view> keys;
+  translate::TranslateOptions options;
+  options.max_on_demand_services = static_cast<size_t>(services);
+  NodeResourceGenerator generator(options);
+  NodeResourceSet set;
+  auto lookup = [&] {
+    keys.push_back(storage.emplace_back(absl::StrCat("host:svc-", keys.size(), ".bench")));
+    set = generator.Generate(policy, registry,
+                             GenerateRequest{.node = node,
+                                             .delta = true,
+                                             .keys = keys,
+                                             .previous = extend ? &set : nullptr});
+  };
+  while (keys.size() < static_cast<size_t>(held)) lookup();
+  const uint64_t merged = generator.stats().resources_merged;
+  for (auto _ : state) lookup();
+  state.SetLabel(absl::StrCat(services, " services, node holding ", held, " keys, ",
+                              extend ? "extending its set" : "generating its set whole",
+                              "; resources merged per lookup ",
+                              (generator.stats().resources_merged - merged) /
+                                  std::max<uint64_t>(1, state.iterations())));
+}
+BENCHMARK(BM_OnDemandLookup)
+    ->ArgsProduct({{5000}, {10, 1000}, {0, 1}})
+    ->Iterations(200)
+    ->Unit(benchmark::kMicrosecond)
     ->MeasureProcessCPUTime();
 
 // What a change that is not an endpoint change (here a new policy revision) costs the generator

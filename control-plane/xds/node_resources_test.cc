@@ -172,6 +172,85 @@ TEST_F(LookupKeysTest, KeyOfAnUndeclaredServiceAddsItsPart) {
   EXPECT_TRUE(outbound.has_on_demand());
 }
 
+// A lookup extends the set the stream's previous request got (GenerateRequest::previous): it
+// merges the resources of the one Service it discovers, however many the node holds, keeps no
+// merge per key set, and gives what generating the whole set gives, across an endpoint change
+// too. A key removed, or a set not handed back, makes the whole set again.
+TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
+  constexpr int kServices = 40;
+  for (int i = 0; i < kServices; ++i) {
+    pb::Service service;
+    service.mutable_metadata()->set_name(absl::StrCat("s", i));
+    service.mutable_metadata()->set_namespace_("default");
+    service.mutable_spec()->add_ports()->set_port(8080);
+    in_.policy->services.push_back(service);
+    registry::Workload w;
+    w.id = absl::StrCat("s", i, "-0");
+    w.service = absl::StrCat("s", i);
+    w.namespace_ = "default";
+    w.addresses = {absl::StrCat("10.1.0.", i + 1)};
+    w.ports = {9000};
+    in_.registry->workloads.push_back(w);
+  }
+  std::vector<std::string> storage;
+  storage.reserve(kServices + 1);
+  std::vector<absl::string_view> keys;
+  auto expect_whole = [&](const NodeResourceSet& set, const std::string& when) {
+    NodeResourceGenerator whole({});
+    const NodeResourceSet expected = Generate(whole, keys);
+    EXPECT_EQ(Answers(set), Answers(expected)) << when;
+    EXPECT_EQ(set.warnings, expected.warnings) << when;
+    for (ResourceType type : kPushOrder) {
+      EXPECT_EQ(Versions(set.of(type)), Versions(expected.of(type))) << when << TypeLabel(type);
+    }
+  };
+  NodeResourceGenerator generator({});
+  NodeResourceSet set = Generate(generator, keys);
+  ASSERT_NE(set.basis, nullptr);
+  const uint64_t builds = generator.stats().outbound_builds;
+  std::vector<uint64_t> merged;  // resources merged per lookup
+  for (int i = 0; i < kServices; ++i) {
+    keys.push_back(storage.emplace_back(absl::StrCat("host:s", i)));
+    const uint64_t before = generator.stats().resources_merged;
+    set = generator.Generate(in_.policy, in_.registry,
+                             GenerateRequest{.node = node_, .delta = true, .keys = keys,
+                                             .previous = &set});
+    merged.push_back(generator.stats().resources_merged - before);
+    if (i == 0 || i == kServices / 2 || i == kServices - 1) {
+      expect_whole(set, absl::StrCat("after lookup ", i));
+    }
+  }
+  // A ServiceRoute, a cluster and its assignment per lookup (one port, no subsets), whether the
+  // node holds 1 key or 40.
+  EXPECT_EQ(merged.front(), 3u);
+  EXPECT_EQ(merged, std::vector<uint64_t>(kServices, merged.front()));
+  EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices));
+  EXPECT_EQ(generator.stats().outbound_builds, builds);
+  EXPECT_EQ(Answers(set).at("host:s39"), "found s39.default:8080");
+
+  // An endpoint change: the stale parts replaced, one more key added, as a whole set has them.
+  auto next = std::make_shared<registry::RegistrySnapshot>(*in_.registry);
+  Member(*next, "s3-0")->addresses = {"10.1.1.3"};
+  next->version = 2;
+  in_.registry = next;
+  keys.push_back(storage.emplace_back("host:b"));
+  set = generator.Generate(in_.policy, in_.registry,
+                           GenerateRequest{.node = node_, .delta = true, .keys = keys,
+                                           .previous = &set});
+  EXPECT_EQ(generator.stats().member_only_generations, 1u);
+  EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
+  expect_whole(set, "after an endpoint change");
+
+  // A key removed: the whole set again.
+  keys.erase(keys.begin() + 5);
+  set = generator.Generate(in_.policy, in_.registry,
+                           GenerateRequest{.node = node_, .delta = true, .keys = keys,
+                                           .previous = &set});
+  EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
+  EXPECT_FALSE(set.of(ResourceType::kServiceRoute).contains("s5.default:8080"));
+  expect_whole(set, "after a key removed");
+}
+
 // A generation that differs in members only keeps the lookup tables of the one before
 // (MeshTranslator::KeepLookupTables) and answers as a new generator does; any other change
 // builds them again.

@@ -59,6 +59,8 @@ std::string TypeVersion(const ResourceMap& resources);
 
 NamedResource Pack(std::string name, const google::protobuf::Message& resource);
 
+struct NodeResourceSet;
+
 // What a node's resources are generated for (ads_server.h ResourceGenerator,
 // NodeResourceGenerator::Generate).
 struct GenerateRequest {
@@ -70,6 +72,17 @@ struct GenerateRequest {
   // were first subscribed; each is answered in NodeResourceSet::key_answers. Views into the
   // caller's storage, valid for the call.
   std::vector<absl::string_view> keys;
+  // The set the same generator returned for this stream's previous request (null: none kept).
+  // A generator that left a basis in it (NodeResourceSet::basis) may take it apart to extend it
+  // rather than generate the whole set again, so a lookup costs what it adds, not what the node
+  // holds; `*previous` is unspecified afterwards.
+  NodeResourceSet* previous = nullptr;
+};
+
+// What the generator of a set keeps in it to extend it on the stream's next request
+// (GenerateRequest::previous). Opaque to everyone else.
+struct GeneratorBasis {
+  virtual ~GeneratorBasis() = default;
 };
 
 // How a lookup key was answered for one node (meshlet_xds_on_demand_lookups_total{result}).
@@ -96,6 +109,9 @@ struct NodeResourceSet {
   std::vector<std::string> warnings;
   // One answer per key of the GenerateRequest (none when it had none).
   std::map<std::string, KeyAnswer, std::less<>> key_answers;
+  // Set by a generator that can extend this set for the same stream's next request (handed
+  // back in GenerateRequest::previous); null otherwise. A copy of the set shares it.
+  std::shared_ptr<GeneratorBasis> basis;
 
   ResourceMap& of(ResourceType type) { return by_type[static_cast<size_t>(type)]; }
   const ResourceMap& of(ResourceType type) const { return by_type[static_cast<size_t>(type)]; }

@@ -31,8 +31,10 @@ Per mesh size and mode:
   RssAnon from /proc/PID/status once ready (after a second); in `on-demand`, then one request
   to each of svc-0..svc-9 through its outbound listener (Host svc-N.bench.svc.cluster.local:8080):
   the first request's time per service (p50, max: the lookup's wait plus the refused
-  connection), a second request's (no wait), that no first request got the "*" host's 404, and
-  RssAnon after the calls;
+  connection), a second request's (no wait), the first less the second over the first and the
+  last tenth of the services called (whether the wait grows with what the sidecar holds), the
+  control plane's CPU per first request over the same tenths and its RSS before and after the
+  calls, that no first request got the "*" host's 404, and RssAnon after the calls;
 - --changes endpoint changes (a pod of one of svc-0..svc-9 made not ready in its EndpointSlice,
   or ready again): bytes the sidecar read per change (/proc/PID/io rchar: with plaintext xDS
   and no traffic that is what the control plane pushed it), the control plane's CPU time per
@@ -527,14 +529,20 @@ def bucket_quantile(buckets, count, q):
     return float("inf")
 
 
-def on_demand_calls(sidecar, calls):
+def on_demand_calls(sidecar, calls, cp=None):
     """One request to each of svc-0..svc-(calls-1), twice: figures of the first (discovering) and
     the second requests, and of the sidecar's own wait for the lookups
     (meshlet_on_demand_wait_seconds{kind="host"}: the wait alone, without the refused connection
-    and the retry both requests meet)."""
-    first, second, statuses = [], [], []
+    and the retry both requests meet). With `cp`: the control plane's CPU per first request over
+    the first and the last tenth of the calls (what a lookup costs it as the sidecar holds more
+    keys) and its RSS before and after the calls."""
+    first, second, statuses, cp_cpu = [], [], [], []
+    cp_rss_before = proc_status(cp.proc.pid, "VmRSS") if cp is not None else None
     for s in range(calls):
+        cpu_before = cpu_seconds(cp.proc.pid) if cp is not None else 0
         status, seconds = sidecar.call(s)
+        if cp is not None:
+            cp_cpu.append(cpu_seconds(cp.proc.pid) - cpu_before)
         statuses.append(status)
         first.append(seconds)
     for s in range(calls):
@@ -550,9 +558,17 @@ def on_demand_calls(sidecar, calls):
               # tenth of the calls: whether the wait grows with what the sidecar holds.
               "extra_p50_first_tenth_ms": statistics.median(extra[:tenth]) * 1000,
               "extra_p50_last_tenth_ms": statistics.median(extra[-tenth:]) * 1000,
+              "extra_mean_first_tenth_ms": statistics.mean(extra[:tenth]) * 1000,
+              "extra_mean_last_tenth_ms": statistics.mean(extra[-tenth:]) * 1000,
               "first_statuses": {str(k): statuses.count(k) for k in sorted(set(statuses))},
               # The "*" host's 404 (or no answer) means the host was not discovered.
               "undiscovered": sum(1 for st in statuses if st in (0, 404))}
+    if cp is not None:
+        result.update({
+            "cp_cpu_per_first_call_first_tenth_ms": statistics.mean(cp_cpu[:tenth]) * 1000,
+            "cp_cpu_per_first_call_last_tenth_ms": statistics.mean(cp_cpu[-tenth:]) * 1000,
+            "cp_rss_before_calls_mib": cp_rss_before / 1024,
+            "cp_rss_after_calls_mib": proc_status(cp.proc.pid, "VmRSS") / 1024})
     status, text = sidecar.get("/stats/prometheus", timeout=30)
     waits = histogram(text, "meshlet_on_demand_wait_seconds", 'kind="host"') \
         if status == 200 else None
@@ -703,7 +719,7 @@ def run_case(args, templates, services, mode):
             time.sleep(1)
             result["rss_anon_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
             if on_demand:
-                result["calls"] = on_demand_calls(sidecar, min(args.calls, services))
+                result["calls"] = on_demand_calls(sidecar, min(args.calls, services), cp)
                 time.sleep(1)
                 result["rss_anon_after_calls_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
             result["clusters"], result["header_routes"] = sidecar.configured()
@@ -794,10 +810,16 @@ def row(r):
         cell(rss / 1024 if rss is not None else None, "%.1f MB"),
         cell(r.get("ready_s"), "%.2f s"),
         "%.1f MB; first call p50 %.1f ms, p99 %.1f ms (second %.1f ms, %.1f ms); wait mean "
-        "%.1f ms, p99 ≤ %g ms" % (
+        "%.1f ms, p99 ≤ %g ms; first less second, first/last tenth %.1f/%.1f ms; CP CPU per "
+        "first call %.1f/%.1f ms, CP RSS %.0f → %.0f MiB" % (
             after / 1024, calls["first_p50_ms"], calls["first_p99_ms"], calls["second_p50_ms"],
             calls["second_p99_ms"], calls.get("wait_mean_ms", float("nan")),
-            calls.get("wait_p99_le_ms", float("nan")))
+            calls.get("wait_p99_le_ms", float("nan")), calls["extra_p50_first_tenth_ms"],
+            calls["extra_p50_last_tenth_ms"],
+            calls.get("cp_cpu_per_first_call_first_tenth_ms", float("nan")),
+            calls.get("cp_cpu_per_first_call_last_tenth_ms", float("nan")),
+            calls.get("cp_rss_before_calls_mib", float("nan")),
+            calls.get("cp_rss_after_calls_mib", float("nan")))
         if calls and after is not None else "—",
         cell(r["bytes_per_change"] / 1024 if "bytes_per_change" in r else None, "%.1f KB"),
         cell(r.get("cp_cpu_per_change_ms"), "%.1f ms") +
