@@ -42,7 +42,7 @@ Per mesh size and mode:
   changes. CPU time is each thread's /proc/PID/task/TID/schedstat, in nanoseconds (utime and
   stime count 10 ms ticks), in ms with one decimal, until the work last moved it (the 0.3 s
   of quiet that follows is not counted); the median of the changes leaves out the few that
-  met the control plane's own timers (its idle CPU per second, over 2 s before the changes, is
+  met the control plane's periodic work (its idle CPU per second, over 2 s before the changes, is
   shown beside);
 - a policy write: `meshctl apply` of one changed TrafficPolicy (median of 3: its time, the
   server's part from meshlet_cp_api_request_seconds, the control plane's CPU until it and the
@@ -132,9 +132,9 @@ def cpu_ns(pid):
     return total
 
 
-# Below this much CPU per quiet window (settle) the control plane counts as idle: its timers run
-# tens of microseconds now and then (and a few milliseconds once a second, which a window
-# holding them counts as work: the window starts again).
+# Below this much CPU per quiet window (settle) the control plane counts as idle: its periodic
+# work runs tens of microseconds now and then (and a few milliseconds once a second, which a
+# window holding it counts as work: the window starts again).
 IDLE_CPU_NS = 200_000
 
 
@@ -609,7 +609,7 @@ def endpoint_changes(fake, cp, sidecar, count, per_service, ready):
 
 
 def idle_cpu(cp, seconds=2.0):
-    """The control plane's CPU milliseconds per second while nothing changes (its timers), shown
+    """The control plane's CPU milliseconds per second while nothing changes (its periodic work), shown
     beside the CPU figures: a change that meets them counts them too."""
     before = cpu_ns(cp.proc.pid)
     time.sleep(seconds)
