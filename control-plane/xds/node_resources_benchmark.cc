@@ -182,20 +182,18 @@ void BM_OnDemandLookup(benchmark::State& state) {
   NodeResourceSet set;
   auto lookup = [&] {
     keys.push_back(storage.emplace_back(absl::StrCat("host:svc-", keys.size(), ".bench")));
-    set = generator.Generate(policy, registry,
-                             GenerateRequest{.node = node,
-                                             .delta = true,
-                                             .keys = keys,
-                                             .previous = extend ? &set : nullptr});
+    set = generator.Generate(
+        policy, registry,
+        GenerateRequest{
+            .node = node, .delta = true, .keys = keys, .previous = extend ? &set : nullptr});
   };
   while (keys.size() < static_cast<size_t>(held)) lookup();
   const uint64_t merged = generator.stats().resources_merged;
   for (auto _ : state) lookup();
-  state.SetLabel(absl::StrCat(services, " services, node holding ", held, " keys, ",
-                              extend ? "extending its set" : "generating its set whole",
-                              "; resources merged per lookup ",
-                              (generator.stats().resources_merged - merged) /
-                                  std::max<uint64_t>(1, state.iterations())));
+  state.SetLabel(absl::StrCat(
+      services, " services, node holding ", held, " keys, ",
+      extend ? "extending its set" : "generating its set whole", "; resources merged per lookup ",
+      (generator.stats().resources_merged - merged) / std::max<uint64_t>(1, state.iterations())));
 }
 BENCHMARK(BM_OnDemandLookup)
     ->ArgsProduct({{5000}, {10, 1000}, {0, 1}})
