@@ -134,11 +134,12 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
   if (!on_demand) stream.pending_change.reset();
   std::optional<NodeResourceSet> previous = std::move(stream.generated);
   stream.generated.reset();
-  absl::StatusOr<NodeResourceSet> generated =
-      generator_(GenerateRequest{.node = stream.node,
-                                 .delta = stream.delta,
-                                 .keys = stream.LookupKeys(),
-                                 .previous = previous ? &*previous : nullptr});
+  absl::StatusOr<NodeResourceSet> generated = generator_(
+      GenerateRequest{.node = stream.node,
+                      .delta = stream.delta,
+                      .keys = stream.LookupKeys(),
+                      .keys_removed = stream.of(ResourceType::kServiceRoute).keys_removed(),
+                      .previous = previous ? &*previous : nullptr});
   previous.reset();
   if (!generated.ok()) {
     metrics_->generate_errors.Inc();

@@ -39,12 +39,13 @@ struct NodeResourceGenerator::Basis : GeneratorBasis {
   uint64_t generation = 0;  // Stats::generations when made or last extended
   xds::Node node;
   bool delta = false;
-  // How many keys the set answers, and the last of them. Keys are only ever appended (in the
-  // order first subscribed) or removed: the last one still at its place means the first `keys`
-  // are the same.
+  // How many keys the set answers, and how many the stream had removed then
+  // (GenerateRequest::keys_removed): with no removal since, they are the request's first keys.
   size_t keys = 0;
-  std::string last_key;
+  uint64_t keys_removed = 0;
   std::set<ServiceName> discovered;
+  // The Services it is pushed without keys (MeshTranslator::BaseSet), and its parts' variant.
+  std::vector<ServiceName> base;
   std::string variant;
   // The parts merged, by Service, the common part under CommonPart().
   Parts parts;
@@ -328,10 +329,13 @@ NodeResourceSet NodeResourceGenerator::Generate(
     basis->node = request.node;
     basis->delta = request.delta;
     basis->keys = request.keys.size();
-    if (!request.keys.empty()) basis->last_key = std::string(request.keys.back());
+    basis->keys_removed = request.keys_removed;
     basis->discovered = std::move(discovered);
+    basis->base = mesh_->BaseSet(translate::NodeInput(request.node, request.delta));
     basis->variant = shared->variant;
-    basis->parts = *shared->parts;
+    // The node's own merge is taken, a shared one copied (pointers to the parts).
+    basis->parts =
+        own ? std::move(*std::const_pointer_cast<Outbound>(mine)->parts) : *shared->parts;
     for (ResourceType type : kPushOrder) {
       for (const auto& [name, resource] : local.of(type)) {
         basis->local[static_cast<size_t>(type)].push_back(name);
@@ -355,17 +359,18 @@ std::optional<NodeResourceSet> NodeResourceGenerator::Extend(const GenerateReque
       !(changed_ && basis->generation + 1 == stats_.generations)) {
     return std::nullopt;
   }
-  if (request.keys.size() < basis->keys ||
-      (basis->keys > 0 && request.keys[basis->keys - 1] != basis->last_key)) {
+  if (request.keys_removed != basis->keys_removed || request.keys.size() < basis->keys) {
     return std::nullopt;
   }
   if (!google::protobuf::util::MessageDifferencer::Equals(basis->node, request.node)) {
     return std::nullopt;
   }
   {
+    // What the node is served besides its keys may change with its registration (labels).
     const translate::NodeInput node(request.node, request.delta, &basis->discovered);
     if (mesh_->Mode(node) != translate::DiscoveryMode::kOnDemand || !mesh_->SplitsOutbound(node) ||
-        mesh_->PartVariant(node) != basis->variant) {
+        mesh_->PartVariant(node) != basis->variant ||
+        mesh_->BaseSet(translate::NodeInput(request.node, request.delta)) != basis->base) {
       return std::nullopt;
     }
   }
@@ -439,7 +444,6 @@ std::optional<NodeResourceSet> NodeResourceGenerator::Extend(const GenerateReque
     }
   }
   b.keys = request.keys.size();
-  if (!request.keys.empty()) b.last_key = std::string(request.keys.back());
   out.basis = std::move(owned);
   ++stats_.sets_extended;
   return out;

@@ -193,7 +193,7 @@ TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
     in_.registry->workloads.push_back(w);
   }
   std::vector<std::string> storage;
-  storage.reserve(kServices + 1);
+  storage.reserve(kServices + 8);  // keys view its strings
   std::vector<absl::string_view> keys;
   auto expect_whole = [&](const NodeResourceSet& set, const std::string& when) {
     NodeResourceGenerator whole({});
@@ -241,14 +241,25 @@ TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
   EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
   expect_whole(set, "after an endpoint change");
 
-  // A key removed: the whole set again.
+  // A key removed: the whole set again, also when as many keys are held as before (the last
+  // one removed, another added), and extended again from there.
+  keys.pop_back();
   keys.erase(keys.begin() + 5);
+  keys.push_back(storage.emplace_back("host:c"));
+  keys.push_back(storage.emplace_back("host:a.default:8080"));
   set = generator.Generate(in_.policy, in_.registry,
                            GenerateRequest{.node = node_, .delta = true, .keys = keys,
-                                           .previous = &set});
+                                           .keys_removed = 2, .previous = &set});
   EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
   EXPECT_FALSE(set.of(ResourceType::kServiceRoute).contains("s5.default:8080"));
-  expect_whole(set, "after a key removed");
+  EXPECT_FALSE(set.of(ResourceType::kServiceRoute).contains("b.default:8080"));
+  expect_whole(set, "after keys removed");
+  keys.push_back(storage.emplace_back("host:s5"));
+  set = generator.Generate(in_.policy, in_.registry,
+                           GenerateRequest{.node = node_, .delta = true, .keys = keys,
+                                           .keys_removed = 2, .previous = &set});
+  EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 2);
+  expect_whole(set, "after a key added again");
 }
 
 // A generation that differs in members only keeps the lookup tables of the one before

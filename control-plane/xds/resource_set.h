@@ -72,6 +72,10 @@ struct GenerateRequest {
   // were first subscribed; each is answered in NodeResourceSet::key_answers. Views into the
   // caller's storage, valid for the call.
   std::vector<absl::string_view> keys;
+  // How many keys the stream has removed so far (TypeSubscription::keys_removed): keys are
+  // otherwise only appended, so with the same count the keys of an earlier request are the first
+  // of `keys`.
+  uint64_t keys_removed = 0;
   // The set the same generator returned for this stream's previous request (null: none kept).
   // A generator that left a basis in it (NodeResourceSet::basis) may take it apart to extend it
   // rather than generate the whole set again, so a lookup costs what it adds, not what the node

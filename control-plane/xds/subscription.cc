@@ -63,6 +63,7 @@ bool TypeSubscription::AddKey(absl::string_view key, MonotonicTime asked_at) {
 bool TypeSubscription::RemoveKey(absl::string_view key) {
   if (answered_.erase(key) == 0) return false;
   keys_.erase(std::find(keys_.begin(), keys_.end(), key));
+  ++keys_removed_;
   return true;
 }
 

@@ -78,6 +78,9 @@ class TypeSubscription {
   bool HasKey(absl::string_view key) const { return answered_.contains(key); }
   // The keys held, in the order first subscribed.
   const std::vector<std::string>& keys() const { return keys_; }
+  // Keys removed so far. Keys are otherwise only appended: while it is unchanged, the keys held
+  // earlier are the first of keys().
+  uint64_t keys_removed() const { return keys_removed_; }
   // The answer last sent for `key`: the ServiceRoute's name, "" for missing; null when none was
   // sent yet (or the key is not held).
   const std::string* LastAnswer(absl::string_view key) const;
@@ -166,6 +169,7 @@ class TypeSubscription {
   };
   std::vector<std::string> keys_;
   absl::flat_hash_map<std::string, KeyState> answered_;
+  uint64_t keys_removed_ = 0;
 
   std::deque<Sent> outstanding_;
   // Immutable once recorded (never null).

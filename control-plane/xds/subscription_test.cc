@@ -243,10 +243,13 @@ TEST(TypeSubscriptionTest, LookupKeysAreHeldApartFromNames) {
   EXPECT_FALSE(sub.HasKey("host:unknown"));
 
   // Unsubscribing a key as a name changes nothing; RemoveKey forgets it and its answer.
+  // Removals are counted (the generator extends a set only while there was none).
   sub.UpdateDeltaSubscription({}, {"host:reviews"});
   EXPECT_TRUE(sub.HasKey("host:reviews"));
+  EXPECT_EQ(sub.keys_removed(), 0u);
   EXPECT_TRUE(sub.RemoveKey("host:reviews"));
   EXPECT_FALSE(sub.RemoveKey("host:reviews"));
+  EXPECT_EQ(sub.keys_removed(), 1u);
   EXPECT_EQ(sub.keys(), std::vector<std::string>{"addr:10.0.0.1:80"});
   EXPECT_TRUE(sub.AddKey("host:reviews", t2));
   EXPECT_EQ(sub.LastAnswer("host:reviews"), nullptr);
