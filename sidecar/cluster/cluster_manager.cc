@@ -136,7 +136,7 @@ struct WorkerClusterManager::Entry {
   Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config_in,
         EndpointTransportFactory transport)
       : config(std::move(config_in)),
-        cluster(manager.loop_, *config, manager.limits_.For(*config), manager.random_,
+        cluster(manager.loop_, config, manager.limits_.For(*config), manager.random_,
                 manager.clock_, manager.MakeCodecFactories(*this), std::move(transport)) {}
 
   std::shared_ptr<const ClusterConfig> config;
@@ -304,7 +304,7 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters) {
     // which Cluster::Update recognises (hosts and pools are kept).
     if (config == nullptr || entry->config == config) continue;
     limits_.For(*config);
-    entry->cluster.Update(*config);
+    entry->cluster.Update(config);
     entry->config = config;
     // New hosts start without the flag; they take the checker's current view.
     ApplyActiveHealth(name);
