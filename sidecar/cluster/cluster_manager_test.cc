@@ -262,6 +262,27 @@ TEST_F(ClusterManagerTest, IdleClustersHaveNoSeriesUntilTheirFirstRequest) {
   EXPECT_NE(stats.Find("meshlet_upstream_cb_remaining",
                        {{"cluster", "a"}, {"threshold", "max_requests"}}),
             nullptr);
+  // No overflow yet: no overflow series (it registers with the first).
+  EXPECT_EQ(stats.Find("meshlet_upstream_cb_overflow_total",
+                       {{"cluster", "a"}, {"threshold", "max_requests"}}),
+            nullptr);
+  {
+    // Config() allows 1 024 requests: hold them all, and one more is refused.
+    std::vector<resilience::ResourceGuard> held;
+    for (int i = 0; i < 1024; ++i) {
+      held.push_back(*ref.cluster->thresholds().TryAcquire(resilience::ResourceKind::kRequest));
+    }
+    EXPECT_FALSE(ref.cluster->thresholds().TryAcquire(resilience::ResourceKind::kRequest));
+  }
+  limits_.PublishStats(registry_.shared_shard());
+  StatsSnapshot after = registry_.Snapshot();
+  const SeriesSnapshot* overflow = after.Find("meshlet_upstream_cb_overflow_total",
+                                              {{"cluster", "a"}, {"threshold", "max_requests"}});
+  ASSERT_NE(overflow, nullptr);
+  EXPECT_EQ(overflow->counter, 1u);
+  EXPECT_EQ(after.Find("meshlet_upstream_cb_overflow_total",
+                       {{"cluster", "a"}, {"threshold", "max_connections"}}),
+            nullptr);
   for (const SeriesSnapshot& series : stats.series) {
     for (const auto& [label, value] : *series.labels) {
       EXPECT_FALSE(label == "cluster" && value == "b") << series.name << " of the idle cluster";
