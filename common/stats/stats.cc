@@ -84,6 +84,13 @@ const HistogramLayout* DiscardLayout() {
 
 Cell* CellArena::Allocate(size_t n) {
   CHECK(n <= kBlockCells) << "a series needs " << n << " cells; blocks hold " << kBlockCells;
+  if (n > kLargeCells) {
+    constexpr size_t kPerLine = sizeof(Line) / sizeof(Cell);
+    const size_t lines = (n + kPerLine - 1) / kPerLine;
+    large_.push_back(std::unique_ptr<Line[]>(new Line[lines]()));
+    large_lines_ += lines;
+    return large_.back()[0].cells;
+  }
   if (used_in_last_ + n > kBlockCells) {
     blocks_.push_back(std::make_unique<Block>());
     used_in_last_ = 0;
@@ -91,6 +98,10 @@ Cell* CellArena::Allocate(size_t n) {
   Cell* cells = blocks_.back()->cells + used_in_last_;
   used_in_last_ += n;
   return cells;
+}
+
+size_t CellArena::bytes() const {
+  return blocks_.size() * sizeof(Block) + large_lines_ * sizeof(Line);
 }
 
 }  // namespace stats_internal
@@ -497,6 +508,11 @@ StatsShard::~StatsShard() {
   }
   auto& shards = registry_->shards_;
   shards.erase(std::find(shards.begin(), shards.end(), this));
+}
+
+size_t StatsShard::cell_bytes() const {
+  MutexLock lock(&registry_->mu_);
+  return arena_.bytes();
 }
 
 stats_internal::Cell* StatsShard::FindCellsLocked(uint32_t series_index) const {

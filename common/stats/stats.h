@@ -117,18 +117,28 @@ inline void AddToCell(Cell* cell, uint64_t n, bool shared) {
 Cell* DiscardCells();
 const HistogramLayout* DiscardLayout();
 
-// Cells for one shard; addresses are stable until the arena is destroyed.
+// Cells for one shard, zeroed; addresses are stable until the arena is destroyed. Short runs
+// (counters, gauges) are cut from shared blocks; a run longer than kLargeCells (a histogram's
+// fine buckets) gets an allocation of its own, so it never leaves the rest of a block unused.
 class CellArena {
  public:
   static constexpr size_t kBlockCells = 1024;
+  static constexpr size_t kLargeCells = kBlockCells / 8;
   Cell* Allocate(size_t n);
+  // Bytes the arena holds (the unused tail of its last block included).
+  size_t bytes() const;
 
  private:
   // Cache-line aligned so blocks of different shards never share a line.
   struct alignas(64) Block {
     Cell cells[kBlockCells];
   };
+  struct alignas(64) Line {
+    Cell cells[64 / sizeof(Cell)];
+  };
   std::vector<std::unique_ptr<Block>> blocks_;
+  std::vector<std::unique_ptr<Line[]>> large_;
+  size_t large_lines_ = 0;
   size_t used_in_last_ = kBlockCells;
 };
 
@@ -371,6 +381,9 @@ class StatsShard {
   Counter Get(CounterId id);
   Gauge Get(GaugeId id);
   Histogram Get(HistogramId id);
+
+  // Bytes of cells this shard holds (memory accounting; takes the registry's mutex).
+  size_t cell_bytes() const;
 
   // Register (or find) and get in one step.
   absl::StatusOr<Counter> RegisterCounter(absl::string_view name, absl::string_view help,

@@ -1,6 +1,7 @@
 #include "common/stats/stats.h"
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -249,6 +250,43 @@ TEST(StatsShardTest, DestroyedShardKeepsItsContribution) {
   c->Get(*rq).Inc();
   EXPECT_EQ(registry.CounterValue(*rq), 13u);
   EXPECT_EQ(registry.GaugeValue(*active), 2);
+}
+
+// A shard's cells cost what its series need: a histogram's fine buckets (most of a block) do not
+// leave the rest of a block unused, as they did when every run was cut from 1 024-cell blocks
+// (a cluster's counters and two histograms took two blocks, 16 KiB, for 10 KiB of cells).
+TEST(StatsShardTest, HistogramsLeaveNoBlockHalfEmpty) {
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  constexpr int kClusters = 100;
+  size_t cells = 0;
+  for (int i = 0; i < kClusters; ++i) {
+    const LabelSet labels = {{"cluster", absl::StrCat("c", i)}};
+    for (const char* name : {"meshlet_a_total", "meshlet_b_total", "meshlet_c_total"}) {
+      ASSERT_TRUE(shard->RegisterCounter(name, "h", labels).ok());
+      cells += 1;
+    }
+    for (const char* outcome : {"success", "failure"}) {
+      LabelSet histogram_labels = labels;
+      histogram_labels.emplace_back("outcome", outcome);
+      absl::StatusOr<Histogram> h =
+          shard->RegisterHistogram("meshlet_d_seconds", "h", histogram_labels);
+      ASSERT_TRUE(h.ok());
+      h->Record(static_cast<uint64_t>(i));
+      cells += HistogramLayout::kFirstSplitCell + DefaultHistogramBounds().size();
+    }
+  }
+  const size_t needed = cells * sizeof(uint64_t);
+  std::printf("%zu bytes of cells for %zu needed\n", shard->cell_bytes(), needed);
+  EXPECT_GE(shard->cell_bytes(), needed);
+  // Each histogram rounded up to a cache line, and the counters' last block.
+  EXPECT_LE(shard->cell_bytes(),
+            needed + 2 * kClusters * 64 + stats_internal::CellArena::kBlockCells * 8);
+  StatsSnapshot snapshot = registry.Snapshot();
+  const SeriesSnapshot* seven =
+      snapshot.Find("meshlet_d_seconds", {{"cluster", "c7"}, {"outcome", "failure"}});
+  ASSERT_NE(seven, nullptr);
+  EXPECT_EQ(seven->histogram.sum(), 7u);
 }
 
 TEST(StatsShardTest, GlobalGaugeIsOneValue) {

@@ -53,8 +53,15 @@ Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
                  std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
                  const Clock& clock, CodecFactories codecs,
                  EndpointTransportFactory transport_factory)
+    : Cluster(loop, std::make_shared<const ClusterConfig>(config), std::move(thresholds), random,
+              clock, std::move(codecs), std::move(transport_factory)) {}
+
+Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
+                 std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
+                 const Clock& clock, CodecFactories codecs,
+                 EndpointTransportFactory transport_factory)
     : loop_(loop),
-      config_(config),
+      config_(std::move(config)),
       thresholds_(std::move(thresholds)),
       random_(random),
       clock_(clock),
@@ -63,12 +70,12 @@ Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
       outlier_timer_(loop, [this] { TickOutlierDetection(); }),
       overload_timer_(loop, [this] { TickOverload(); }),
       breaker_timer_(loop, [this] { PublishBreakerState(); }),
-      retry_budget_(config_.retry_budget, clock_) {
+      retry_budget_(config_->retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
-  if (config_.outlier_detection.has_value()) {
-    outlier_ = std::make_unique<resilience::OutlierDetector>(*config_.outlier_detection, clock_);
+  if (config_->outlier_detection.has_value()) {
+    outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
   }
-  ApplyEndpoints(config_);
+  ApplyEndpoints(*config_);
   RebuildLoadBalancer();
   ResetBreaker();
 }
@@ -80,11 +87,17 @@ Cluster::~Cluster() {
 }
 
 void Cluster::Update(const ClusterConfig& config) {
-  const ClusterConfig old = std::move(config_);
-  config_ = config;
-  retry_budget_.Reconfigure(config_.retry_budget);
-  if (!SamePoolSettings(old, config_)) DrainAllPools();
-  if (!SameOutlierConfig(old.outlier_detection, config_.outlier_detection)) {
+  Update(std::make_shared<const ClusterConfig>(config));
+}
+
+void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
+  CHECK(config != nullptr);
+  const std::shared_ptr<const ClusterConfig> old_config = std::move(config_);
+  const ClusterConfig& old = *old_config;
+  config_ = std::move(config);
+  retry_budget_.Reconfigure(config_->retry_budget);
+  if (!SamePoolSettings(old, *config_)) DrainAllPools();
+  if (!SameOutlierConfig(old.outlier_detection, config_->outlier_detection)) {
     // New thresholds mean a new detector: ejection history under the old rules does not carry.
     for (const HostSharedPtr& host : hosts_.hosts()) {
       hosts_.SetHealthFlag(*host, Host::kOutlierEjected, false);
@@ -93,17 +106,17 @@ void Cluster::Update(const ClusterConfig& config) {
     outlier_version_seen_ = 0;
     ejections_active_published_ = 0;
     stat_handles_.ejections_active.Set(0);
-    if (config_.outlier_detection.has_value()) {
-      outlier_ = std::make_unique<resilience::OutlierDetector>(*config_.outlier_detection, clock_);
+    if (config_->outlier_detection.has_value()) {
+      outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
     }
   }
-  if (!SameBreakerConfig(old.consecutive_failure_breaker, config_.consecutive_failure_breaker)) {
+  if (!SameBreakerConfig(old.consecutive_failure_breaker, config_->consecutive_failure_breaker)) {
     ResetBreaker();
   }
-  if (!config_.overload.enabled) ClearOverload();
-  ApplyEndpoints(config_);
-  if (old.lb_policy != config_.lb_policy ||
-      old.lb.panic_threshold_percent != config_.lb.panic_threshold_percent || lb_ == nullptr) {
+  if (!config_->overload.enabled) ClearOverload();
+  ApplyEndpoints(*config_);
+  if (old.lb_policy != config_->lb_policy ||
+      old.lb.panic_threshold_percent != config_->lb.panic_threshold_percent || lb_ == nullptr) {
     RebuildLoadBalancer();
   }
 }
@@ -144,7 +157,7 @@ void Cluster::ApplyEndpoints(const ClusterConfig& config) {
 }
 
 void Cluster::RebuildLoadBalancer() {
-  lb_ = CreateLoadBalancer(config_.lb_policy, hosts_, random_, config_.lb.panic_threshold_percent,
+  lb_ = CreateLoadBalancer(config_->lb_policy, hosts_, random_, config_->lb.panic_threshold_percent,
                            &clock_);
 }
 
@@ -196,7 +209,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
 
 http::Protocol Cluster::UpstreamProtocol(http::Protocol downstream, const Host* host,
                                          bool upgrade) const {
-  switch (config_.protocol) {
+  switch (config_->protocol) {
     case cluster::UpstreamProtocol::kHttp1:
       return http::Protocol::kHttp11;
     case cluster::UpstreamProtocol::kHttp2:
@@ -223,13 +236,13 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
     for (const HostSharedPtr& h : hosts_.hosts()) {
       if (h.get() == &host) shared = h;
     }
-    CHECK(shared != nullptr) << "PoolFor a host that is not in cluster " << config_.name;
+    CHECK(shared != nullptr) << "PoolFor a host that is not in cluster " << config_->name;
     ConnPoolOptions options;
     options.protocol = protocol;
-    options.config = config_.pool;
-    options.connect_timeout = config_.connect_timeout;
+    options.config = config_->pool;
+    options.connect_timeout = config_->connect_timeout;
     options.transport_factory = pools.transport;
-    if (config_.protocol == cluster::UpstreamProtocol::kMeshHttp2 &&
+    if (config_->protocol == cluster::UpstreamProtocol::kMeshHttp2 &&
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr)
@@ -267,7 +280,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
   } else {
     ++host.stats().rq_error;
   }
-  if (latency.has_value()) host.RecordLatency(*latency, clock_.Now(), config_.lb.ewma_decay);
+  if (latency.has_value()) host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
   if (breaker_.has_value()) {
     const bool success = result == resilience::HostResult::kSuccess;
     resilience::ConsecutiveFailureBreaker::Transition transition;
@@ -286,7 +299,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
         transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
       ++stats_.breaker_opened;
       stat_handles_.breaker_opened.Inc();
-      breaker_timer_.Enable(config_.consecutive_failure_breaker->open_duration);
+      breaker_timer_.Enable(config_->consecutive_failure_breaker->open_duration);
     }
     PublishBreakerState();
   }
@@ -312,7 +325,7 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   ++stats_.overload_responses;
   ++host.stats().overload_responses;
   stat_handles_.overload_responses.Inc();
-  const OverloadConfig& config = config_.overload;
+  const OverloadConfig& config = config_->overload;
   if (!config.enabled || !host.in_set()) return;
   const MonotonicTime now = clock_.Now();
   host.Penalize(config.penalty, now, config.penalty_time);
@@ -346,8 +359,8 @@ bool Cluster::MayEjectForOverload() const {
   // As the outlier detector counts: a share of the hosts, at least one of two or more; and never
   // the last healthy host, which the host being ejected must not be.
   const size_t n = hosts_.size();
-  size_t limit = n * config_.overload.max_ejection_percent / 100;
-  if (limit == 0 && config_.overload.max_ejection_percent > 0 && n >= 2) limit = 1;
+  size_t limit = n * config_->overload.max_ejection_percent / 100;
+  if (limit == 0 && config_->overload.max_ejection_percent > 0 && n >= 2) limit = 1;
   return overload_ejected_ < limit && hosts_.healthy_count() >= 2;
 }
 
@@ -420,9 +433,9 @@ void Cluster::ResetBreaker() {
   breaker_probe_.reset();
   breaker_.reset();
   breaker_timer_.Disable();
-  if (config_.consecutive_failure_breaker.has_value() &&
-      config_.consecutive_failure_breaker->failure_threshold > 0) {
-    breaker_.emplace(*config_.consecutive_failure_breaker, clock_);
+  if (config_->consecutive_failure_breaker.has_value() &&
+      config_->consecutive_failure_breaker->failure_threshold > 0) {
+    breaker_.emplace(*config_->consecutive_failure_breaker, clock_);
   }
   PublishBreakerState();
 }
@@ -463,7 +476,7 @@ void Cluster::ArmOutlierTimer() {
     outlier_timer_.Disable();
     return;
   }
-  Duration wait = config_.outlier_detection->interval;
+  Duration wait = config_->outlier_detection->interval;
   if (std::optional<MonotonicTime> expiry = outlier_->NextExpiry(); expiry.has_value()) {
     wait = std::min(wait, std::max(Duration(0), *expiry - clock_.Now()));
   }

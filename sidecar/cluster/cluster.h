@@ -93,6 +93,12 @@ class Cluster {
   // Tries the load balancer makes when the outlier detector refuses a pick.
   static constexpr int kMaxAdmitAttempts = 3;
 
+  // The config is shared, not copied: the snapshot's, read-only (the same for every worker's
+  // Cluster of that name). The overload taking a reference copies it (tests).
+  Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
+          std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
+          const Clock& clock, CodecFactories codecs,
+          EndpointTransportFactory transport_factory = nullptr);
   Cluster(event::Loop& loop, const ClusterConfig& config,
           std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
           const Clock& clock, CodecFactories codecs,
@@ -101,7 +107,9 @@ class Cluster {
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
-  // Applies a new version of the same cluster's config. See the header comment.
+  // Applies a new version of the same cluster's config (shared, as in the constructor). See the
+  // header comment.
+  void Update(std::shared_ptr<const ClusterConfig> config);
   void Update(const ClusterConfig& config);
 
   HostSelection ChooseHost(const LbContext& context = {});
@@ -164,8 +172,8 @@ class Cluster {
   };
   void SetStatHandles(const StatHandles& handles);
 
-  const std::string& name() const { return config_.name; }
-  const ClusterConfig& config() const { return config_; }
+  const std::string& name() const { return config_->name; }
+  const ClusterConfig& config() const { return *config_; }
   HostSet& host_set() { return hosts_; }
   LoadBalancer& load_balancer() { return *lb_; }
   resilience::OutlierDetector* outlier_detector() { return outlier_.get(); }
@@ -206,7 +214,7 @@ class Cluster {
   void PublishBreakerState();
 
   event::Loop& loop_;
-  ClusterConfig config_;
+  std::shared_ptr<const ClusterConfig> config_;  // never null
   std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds_;
   Random& random_;
   const Clock& clock_;

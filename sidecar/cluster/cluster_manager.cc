@@ -77,26 +77,36 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
     Published& published = published_[name];
     for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
       const auto kind = static_cast<resilience::ResourceKind>(i);
+      const LabelSet labels = {{"cluster", name}, {"threshold", std::string(ThresholdName(kind))}};
       if (!published.registered) {
-        const LabelSet labels = {{"cluster", name},
-                                 {"threshold", std::string(ThresholdName(kind))}};
         absl::StatusOr<Gauge> remaining = shard.RegisterGauge(
             "meshlet_upstream_cb_remaining",
             "Circuit-breaker capacity left per cluster and threshold (limit minus in use).", labels,
             GaugeMerge::kGlobal);
+        if (!remaining.ok()) {
+          LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << name
+                                     << ": circuit-breaker stats: " << remaining.status();
+        } else {
+          published.remaining[i] = *remaining;
+        }
+      }
+      published.remaining[i].Set(thresholds->Remaining(kind));
+      // The overflow counter registers with the threshold's first refusal: most clusters never
+      // overflow, and a series costs the registry about 500 bytes (docs/stats.md).
+      const uint64_t overflows = thresholds->Overflows(kind);
+      if (overflows == published.overflow_seen[i]) continue;
+      if (!published.overflow_registered[i]) {
+        published.overflow_registered[i] = true;
         absl::StatusOr<Counter> overflow = shard.RegisterCounter(
             "meshlet_upstream_cb_overflow_total",
             "Acquires refused by a circuit-breaker threshold, per cluster and threshold.", labels);
-        if (!remaining.ok() || !overflow.ok()) {
-          LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << name << ": circuit-breaker stats: "
-                                     << (remaining.ok() ? overflow.status() : remaining.status());
-          continue;
+        if (!overflow.ok()) {
+          LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << name
+                                     << ": circuit-breaker stats: " << overflow.status();
+        } else {
+          published.overflow[i] = *overflow;
         }
-        published.remaining[i] = *remaining;
-        published.overflow[i] = *overflow;
       }
-      published.remaining[i].Set(thresholds->Remaining(kind));
-      const uint64_t overflows = thresholds->Overflows(kind);
       published.overflow[i].Inc(overflows - published.overflow_seen[i]);
       published.overflow_seen[i] = overflows;
     }
@@ -136,7 +146,7 @@ struct WorkerClusterManager::Entry {
   Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config_in,
         EndpointTransportFactory transport)
       : config(std::move(config_in)),
-        cluster(manager.loop_, *config, manager.limits_.For(*config), manager.random_,
+        cluster(manager.loop_, config, manager.limits_.For(*config), manager.random_,
                 manager.clock_, manager.MakeCodecFactories(*this), std::move(transport)) {}
 
   std::shared_ptr<const ClusterConfig> config;
@@ -304,7 +314,7 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters) {
     // which Cluster::Update recognises (hosts and pools are kept).
     if (config == nullptr || entry->config == config) continue;
     limits_.For(*config);
-    entry->cluster.Update(*config);
+    entry->cluster.Update(config);
     entry->config = config;
     // New hosts start without the flag; they take the checker's current view.
     ApplyActiveHealth(name);

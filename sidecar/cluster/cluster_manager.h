@@ -81,8 +81,8 @@ class SharedClusterLimits {
 
   // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
   // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
-  // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}), for the clusters that
-  // carried traffic (MarkActive) only. The admin API calls it before it reads stats, so a scrape
+  // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}, registered with the
+  // threshold's first overflow), for the clusters that carried traffic (MarkActive) only. The admin API calls it before it reads stats, so a scrape
   // sees current values without any per-request stats work.
   void PublishStats(StatsShard& shard);
   // `cluster` carried a request on some worker: PublishStats includes it from now on.
@@ -102,7 +102,8 @@ class SharedClusterLimits {
     std::array<Gauge, resilience::kResourceKindCount> remaining;
     std::array<Counter, resilience::kResourceKindCount> overflow;
     std::array<uint64_t, resilience::kResourceKindCount> overflow_seen{};
-    bool registered = false;
+    std::array<bool, resilience::kResourceKindCount> overflow_registered{};
+    bool registered = false;  // the remaining-capacity gauges
   };
 
   Mutex mu_;

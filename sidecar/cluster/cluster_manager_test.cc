@@ -262,11 +262,81 @@ TEST_F(ClusterManagerTest, IdleClustersHaveNoSeriesUntilTheirFirstRequest) {
   EXPECT_NE(stats.Find("meshlet_upstream_cb_remaining",
                        {{"cluster", "a"}, {"threshold", "max_requests"}}),
             nullptr);
+  // No overflow yet: no overflow series (it registers with the first).
+  EXPECT_EQ(stats.Find("meshlet_upstream_cb_overflow_total",
+                       {{"cluster", "a"}, {"threshold", "max_requests"}}),
+            nullptr);
+  {
+    // Config() allows 1 024 requests: hold them all, and one more is refused.
+    std::vector<resilience::ResourceGuard> held;
+    for (int i = 0; i < 1024; ++i) {
+      held.push_back(*ref.cluster->thresholds().TryAcquire(resilience::ResourceKind::kRequest));
+    }
+    EXPECT_FALSE(ref.cluster->thresholds().TryAcquire(resilience::ResourceKind::kRequest));
+  }
+  limits_.PublishStats(registry_.shared_shard());
+  StatsSnapshot after = registry_.Snapshot();
+  const SeriesSnapshot* overflow = after.Find("meshlet_upstream_cb_overflow_total",
+                                              {{"cluster", "a"}, {"threshold", "max_requests"}});
+  ASSERT_NE(overflow, nullptr);
+  EXPECT_EQ(overflow->counter, 1u);
+  EXPECT_EQ(after.Find("meshlet_upstream_cb_overflow_total",
+                       {{"cluster", "a"}, {"threshold", "max_connections"}}),
+            nullptr);
   for (const SeriesSnapshot& series : stats.series) {
     for (const auto& [label, value] : *series.labels) {
       EXPECT_FALSE(label == "cluster" && value == "b") << series.name << " of the idle cluster";
     }
   }
+}
+
+// A cluster's first request registers the series the cluster itself and its pools write (13); the
+// others (responses by class, duration by outcome, failures, retries, mirroring, sticky sessions,
+// malformed deadlines) register on their first count, so a cluster has only the series it used.
+TEST_F(ClusterManagerTest, MostSeriesRegisterOnFirstCount) {
+  ClusterSet clusters;
+  clusters["a"] = Config("a", {"10.0.0.1:80"});
+  manager_->Update(clusters);
+  const size_t before = registry_.series_count();
+  ClusterRef ref = manager_->Get("a");
+  ASSERT_NE(ref.stats, nullptr);
+  const size_t everyday = registry_.series_count() - before;
+  EXPECT_EQ(everyday, 13u);  // of 52
+  EXPECT_FALSE(ref.stats->rq_retry[0].registered());
+  EXPECT_FALSE(ref.stats->rq_session[3].registered());
+  {
+    StatsSnapshot stats = registry_.Snapshot();
+    EXPECT_EQ(stats.Find("meshlet_upstream_rq_retry_total",
+                         {{"cluster", "a"}, {"reason", "connect_failure"}}),
+              nullptr);
+  }
+  ref.stats->rq_retry[0].Inc(2);
+  ref.stats->rq_retry[0].Inc();
+  ref.stats->rq_per_try_timeout.Inc();
+  ref.stats->RecordStatus(200);
+  ref.stats->RecordCompletion(200, false, false, 1500, 10, 20);
+  EXPECT_TRUE(ref.stats->rq_retry[0].registered());
+  EXPECT_TRUE(ref.stats->rq_duration[0].registered());
+  EXPECT_FALSE(ref.stats->rq_duration[1].registered());  // no failure yet
+  EXPECT_EQ(registry_.series_count() - before, everyday + 4);
+  StatsSnapshot stats = registry_.Snapshot();
+  const SeriesSnapshot* retries =
+      stats.Find("meshlet_upstream_rq_retry_total", {{"cluster", "a"}, {"reason", "connect_failure"}});
+  ASSERT_NE(retries, nullptr);
+  EXPECT_EQ(retries->counter, 3u);
+  const SeriesSnapshot* timeouts =
+      stats.Find("meshlet_upstream_rq_per_try_timeout_total", {{"cluster", "a"}});
+  ASSERT_NE(timeouts, nullptr);
+  EXPECT_EQ(timeouts->counter, 1u);
+  const SeriesSnapshot* success = stats.Find("meshlet_upstream_rq_duration_seconds",
+                                             {{"cluster", "a"}, {"outcome", "success"}});
+  ASSERT_NE(success, nullptr);
+  EXPECT_EQ(success->histogram.count(), 1u);
+  EXPECT_EQ(success->histogram.sum(), 1500u);
+  // A default-constructed one counts nothing and registers nothing.
+  LazyCounter unwired;
+  unwired.Inc();
+  EXPECT_FALSE(unwired.registered());
 }
 
 // `count` clusters of 5 endpoints each, named as the control plane names outbound clusters.
@@ -462,12 +532,22 @@ TEST_F(ClusterManagerTest, IdleClustersCostLittleMemory) {
     int i = 0;
     for (const auto& [name, config] : *clusters) {
       if (i++ == kUsed) break;
-      ASSERT_NE(manager_->Get(name).cluster, nullptr);
-      ASSERT_NE(other.Get(name).cluster, nullptr);
+      // A request that succeeds on each worker: its status class and duration series.
+      for (WorkerClusterManager* worker : {manager_.get(), &other}) {
+        ClusterRef ref = worker->Get(name);
+        ASSERT_NE(ref.cluster, nullptr);
+        ASSERT_NE(ref.stats, nullptr);
+        ref.stats->RecordStatus(200);
+        ref.stats->RecordCompletion(200, false, false, 1500, 10, 20);
+      }
     }
     const size_t used = HeapInUse() - before - idle;
     std::printf("%d of them used on both workers: %zu bytes more, %zu per used cluster\n", kUsed,
                 used, used / kUsed);
+    // The series it used (the others register on first count), their cells on each worker (a
+    // histogram's fine buckets sized exactly) and each worker's Cluster, which shares the
+    // config.
+    EXPECT_LT(used / kUsed, 40u * 1024);
     manager_->Update(ClusterSet());
     other.Update(ClusterSet());
     loop_.RunUntilIdle();

@@ -19,7 +19,6 @@ Host::Host(uint64_t id, const EndpointConfig& endpoint)
 void Host::UpdateFrom(const EndpointConfig& endpoint) {
   weight_ = std::max<uint32_t>(endpoint.weight, 1);
   tls_ = endpoint.tls;
-  labels_ = endpoint.labels;
   health_flags_ = (health_flags_ & ~(kFailedEds | kDraining)) | EdsHealthFlags(endpoint.health);
 }
 

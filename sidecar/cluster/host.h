@@ -21,7 +21,6 @@
 // Threading: each worker owns its own HostSet; nothing here is thread-safe and nothing needs to be.
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -104,7 +103,6 @@ class Host {
   uint32_t weight() const { return weight_; }
   // Plaintext or the cluster's TLS, and the identity the endpoint must present.
   const EndpointTlsConfig& tls() const { return tls_; }
-  const std::map<std::string, std::string>& labels() const { return labels_; }
 
   uint32_t health_flags() const { return health_flags_; }
   bool healthy() const { return health_flags_ == 0; }
@@ -155,7 +153,6 @@ class Host {
   const uint64_t session_key_;
   uint32_t weight_ = 1;
   EndpointTlsConfig tls_;
-  std::map<std::string, std::string> labels_;
   uint32_t health_flags_ = 0;
   uint32_t active_requests_ = 0;
   double ewma_ns_ = 0;
@@ -178,7 +175,7 @@ class HostSet {
   HostSet& operator=(const HostSet&) = delete;
 
   // Replaces the membership with `endpoints` (order kept). Hosts whose address remains are kept
-  // with their state, taking the new weight, TLS settings, labels and EDS health; new ones are
+  // with their state, taking the new weight, TLS settings and EDS health; new ones are
   // created; the others are dropped from the set. Duplicate addresses keep the first entry.
   // Returns the hosts removed, so the owner can drain what it keeps for them.
   std::vector<HostSharedPtr> Update(absl::Span<const EndpointConfig> endpoints);

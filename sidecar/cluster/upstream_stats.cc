@@ -5,17 +5,121 @@
 #include "common/base/status.h"
 
 namespace meshlet::sidecar::cluster {
+namespace {
+
+// One LazySeries per value of `label` in `values`, all of metric `name`.
+template <size_t N>
+constexpr std::array<LazySeries, N> SeriesPerValue(absl::string_view name, absl::string_view help,
+                                                   absl::string_view label,
+                                                   const std::array<absl::string_view, N>& values) {
+  std::array<LazySeries, N> out{};
+  for (size_t i = 0; i < N; ++i) out[i] = LazySeries{name, help, label, values[i]};
+  return out;
+}
+
+constexpr auto kByClassSeries =
+    SeriesPerValue("meshlet_upstream_rq_total", "Responses received from upstream hosts.",
+                   "code_class", kStatusClassNames);
+constexpr LazySeries kConnectFailSeries{
+    "meshlet_upstream_rq_connect_fail_total",
+    "Requests that failed because no upstream connection could be made.", "", ""};
+constexpr LazySeries kOverflowSeries{
+    "meshlet_upstream_rq_overflow_total",
+    "Requests refused at once by the cluster's circuit breaker limits.", "", ""};
+constexpr LazySeries kTimeoutSeries{"meshlet_upstream_rq_timeout_total",
+                                    "Requests that hit their route timeout.", "", ""};
+constexpr LazySeries kResetSeries{"meshlet_upstream_rq_reset_total",
+                                  "Upstream streams that ended with a reset.", "", ""};
+constexpr LazySeries kNoHealthyHostSeries{"meshlet_upstream_rq_no_healthy_host_total",
+                                          "Requests with no healthy host to send them to.", "",
+                                          ""};
+constexpr LazySeries kBreakerOpenSeries{
+    "meshlet_upstream_rq_breaker_open_total",
+    "Requests refused because the cluster's consecutive-failure breaker was open (or half-open "
+    "with its probe out).",
+    "", ""};
+// Microseconds, exposed in seconds (LazyHistogram).
+constexpr auto kDurationSeries = SeriesPerValue(
+    "meshlet_upstream_rq_duration_seconds",
+    "Requests routed to the cluster, from start to end of the response, by outcome (failure: "
+    "5xx or no complete response).",
+    "outcome", kOutcomeNames);
+constexpr auto kRetrySeries =
+    SeriesPerValue("meshlet_upstream_rq_retry_total",
+                   "Retries sent, by what the failed attempt ran into.", "reason",
+                   kRetryReasonNames);
+constexpr auto kRetrySkippedSeries =
+    SeriesPerValue("meshlet_upstream_rq_retry_skipped_total",
+                   "Retries the policy asked for but did not send, by reason.", "reason",
+                   kRetrySkipReasonNames);
+constexpr auto kRetryOverflowSeries =
+    SeriesPerValue("meshlet_upstream_rq_retry_overflow_total",
+                   "Retries refused by the retry budget or the concurrent-retry limit.", "limit",
+                   kRetryOverflowNames);
+constexpr LazySeries kRetrySuccessSeries{
+    "meshlet_upstream_rq_retry_success_total",
+    "Requests whose final response came from a retry and was not 5xx.", "", ""};
+constexpr LazySeries kPerTryTimeoutSeries{
+    "meshlet_upstream_rq_per_try_timeout_total",
+    "Attempts that hit the retry policy's per-try timeout.", "", ""};
+constexpr auto kDeadlineHeaderInvalidSeries = SeriesPerValue(
+    "meshlet_upstream_rq_deadline_header_invalid_total",
+    "Requests whose caller deadline header was malformed (and ignored).", "header",
+    std::array<absl::string_view, 2>{"grpc-timeout", "x-meshlet-deadline"});
+constexpr LazySeries kMirrorSeries{"meshlet_upstream_rq_mirror_total",
+                                   "Mirror copies of requests sent to the cluster.", "", ""};
+constexpr LazySeries kMirrorFailedSeries{
+    "meshlet_upstream_rq_mirror_failed_total",
+    "Mirror copies that got no complete answer (no host, connect failure, reset, timeout) or a "
+    "5xx; the original requests are unaffected.",
+    "", ""};
+constexpr auto kMirrorSkippedSeries = SeriesPerValue(
+    "meshlet_upstream_rq_mirror_skipped_total",
+    "Mirror copies not sent: the worker's mirror limit, a body over the replay buffer, a request "
+    "that did not complete, or a mirror cluster the worker lacks.",
+    "reason", kMirrorSkipReasonNames);
+constexpr auto kSessionSeries = SeriesPerValue(
+    "meshlet_upstream_rq_session_total",
+    "Requests that brought a sticky-session token, by what it did: hit (sent to its endpoint), "
+    "miss (its endpoint gone, unhealthy or refused), expired, invalid.",
+    "result", kSessionResultNames);
+
+LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
+  LabelSet labels = {{"cluster", source.cluster}};
+  if (!series.label.empty()) {
+    labels.emplace_back(std::string(series.label), std::string(series.value));
+  }
+  return labels;
+}
+
+}  // namespace
+
+// Only the series budget refuses (counted in meshlet_stats_series_refused_total): the handle then
+// stays one that counts nothing.
+template <>
+void LazyHandle<Counter>::Register() const {
+  registered_ = true;
+  if (source_ == nullptr) return;
+  absl::StatusOr<Counter> counter = source_->shard->RegisterCounter(
+      series_->name, series_->help, LazyLabels(*source_, *series_));
+  if (counter.ok()) handle_ = *counter;
+}
+
+template <>
+void LazyHandle<Histogram>::Register() const {
+  registered_ = true;
+  if (source_ == nullptr) return;
+  HistogramOptions seconds;
+  seconds.exposition_divisor = 1e6;
+  absl::StatusOr<Histogram> histogram = source_->shard->RegisterHistogram(
+      series_->name, series_->help, LazyLabels(*source_, *series_), seconds);
+  if (histogram.ok()) handle_ = *histogram;
+}
 
 absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::string_view cluster,
                                                     absl::string_view worker) {
   UpstreamStats s;
   const std::string name(cluster);
-  for (size_t i = 0; i < s.rq_by_class.size(); ++i) {
-    ASSIGN_OR_RETURN(s.rq_by_class[i],
-                     shard.RegisterCounter(
-                         "meshlet_upstream_rq_total", "Responses received from upstream hosts.",
-                         {{"cluster", name}, {"code_class", std::string(kStatusClassNames[i])}}));
-  }
   const LabelSet labels = {{"cluster", name}};
   ASSIGN_OR_RETURN(s.cx_total, shard.RegisterCounter("meshlet_upstream_cx_total",
                                                      "Upstream connections opened.", labels));
@@ -26,101 +130,43 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
                             "certificate or identity was refused, or the peer refused ours.",
                             labels));
   ASSIGN_OR_RETURN(
-      s.rq_connect_fail,
-      shard.RegisterCounter("meshlet_upstream_rq_connect_fail_total",
-                            "Requests that failed because no upstream connection could be made.",
-                            labels));
-  ASSIGN_OR_RETURN(
-      s.rq_overflow,
-      shard.RegisterCounter("meshlet_upstream_rq_overflow_total",
-                            "Requests refused at once by the cluster's circuit breaker limits.",
-                            labels));
-  ASSIGN_OR_RETURN(s.rq_timeout,
-                   shard.RegisterCounter("meshlet_upstream_rq_timeout_total",
-                                         "Requests that hit their route timeout.", labels));
-  ASSIGN_OR_RETURN(s.rq_reset,
-                   shard.RegisterCounter("meshlet_upstream_rq_reset_total",
-                                         "Upstream streams that ended with a reset.", labels));
-  ASSIGN_OR_RETURN(s.rq_no_healthy_host,
-                   shard.RegisterCounter("meshlet_upstream_rq_no_healthy_host_total",
-                                         "Requests with no healthy host to send them to.", labels));
-  ASSIGN_OR_RETURN(
       s.rq_active,
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
+  auto source = std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
+  for (size_t i = 0; i < s.rq_by_class.size(); ++i) {
+    s.rq_by_class[i] = LazyCounter(source, &kByClassSeries[i]);
+  }
+  s.rq_connect_fail = LazyCounter(source, &kConnectFailSeries);
+  s.rq_overflow = LazyCounter(source, &kOverflowSeries);
+  s.rq_timeout = LazyCounter(source, &kTimeoutSeries);
+  s.rq_reset = LazyCounter(source, &kResetSeries);
+  s.rq_no_healthy_host = LazyCounter(source, &kNoHealthyHostSeries);
+  s.rq_breaker_open = LazyCounter(source, &kBreakerOpenSeries);
+  for (size_t i = 0; i < kOutcomeNames.size(); ++i) {
+    s.rq_duration[i] = LazyHistogram(source, &kDurationSeries[i]);
+  }
   for (size_t i = 0; i < kRetryReasonNames.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        s.rq_retry[i],
-        shard.RegisterCounter("meshlet_upstream_rq_retry_total",
-                              "Retries sent, by what the failed attempt ran into.",
-                              {{"cluster", name}, {"reason", std::string(kRetryReasonNames[i])}}));
-  }
-  ASSIGN_OR_RETURN(s.rq_mirror,
-                   shard.RegisterCounter("meshlet_upstream_rq_mirror_total",
-                                         "Mirror copies of requests sent to the cluster.", labels));
-  ASSIGN_OR_RETURN(
-      s.rq_mirror_failed,
-      shard.RegisterCounter("meshlet_upstream_rq_mirror_failed_total",
-                            "Mirror copies that got no complete answer (no host, connect failure, "
-                            "reset, timeout) or a 5xx; the original requests are unaffected.",
-                            labels));
-  for (size_t i = 0; i < kMirrorSkipReasonNames.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        s.rq_mirror_skipped[i],
-        shard.RegisterCounter(
-            "meshlet_upstream_rq_mirror_skipped_total",
-            "Mirror copies not sent: the worker's mirror limit, a body over the replay buffer, a "
-            "request that did not complete, or a mirror cluster the worker lacks.",
-            {{"cluster", name}, {"reason", std::string(kMirrorSkipReasonNames[i])}}));
-  }
-  for (size_t i = 0; i < kSessionResultNames.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        s.rq_session[i],
-        shard.RegisterCounter(
-            "meshlet_upstream_rq_session_total",
-            "Requests that brought a sticky-session token, by what it did: hit (sent to its "
-            "endpoint), miss (its endpoint gone, unhealthy or refused), expired, invalid.",
-            {{"cluster", name}, {"result", std::string(kSessionResultNames[i])}}));
+    s.rq_retry[i] = LazyCounter(source, &kRetrySeries[i]);
   }
   for (size_t i = 0; i < kRetrySkipReasonNames.size(); ++i) {
-    ASSIGN_OR_RETURN(s.rq_retry_skipped[i],
-                     shard.RegisterCounter(
-                         "meshlet_upstream_rq_retry_skipped_total",
-                         "Retries the policy asked for but did not send, by reason.",
-                         {{"cluster", name}, {"reason", std::string(kRetrySkipReasonNames[i])}}));
+    s.rq_retry_skipped[i] = LazyCounter(source, &kRetrySkippedSeries[i]);
   }
   for (size_t i = 0; i < kRetryOverflowNames.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        s.rq_retry_overflow[i],
-        shard.RegisterCounter("meshlet_upstream_rq_retry_overflow_total",
-                              "Retries refused by the retry budget or the concurrent-retry limit.",
-                              {{"cluster", name}, {"limit", std::string(kRetryOverflowNames[i])}}));
+    s.rq_retry_overflow[i] = LazyCounter(source, &kRetryOverflowSeries[i]);
   }
-  ASSIGN_OR_RETURN(s.rq_retry_success,
-                   shard.RegisterCounter(
-                       "meshlet_upstream_rq_retry_success_total",
-                       "Requests whose final response came from a retry and was not 5xx.", labels));
-  ASSIGN_OR_RETURN(
-      s.rq_per_try_timeout,
-      shard.RegisterCounter("meshlet_upstream_rq_per_try_timeout_total",
-                            "Attempts that hit the retry policy's per-try timeout.", labels));
+  s.rq_retry_success = LazyCounter(source, &kRetrySuccessSeries);
+  s.rq_per_try_timeout = LazyCounter(source, &kPerTryTimeoutSeries);
   for (size_t i = 0; i < s.rq_deadline_header_invalid.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        s.rq_deadline_header_invalid[i],
-        shard.RegisterCounter(
-            "meshlet_upstream_rq_deadline_header_invalid_total",
-            "Requests whose caller deadline header was malformed (and ignored).",
-            {{"cluster", name}, {"header", i == 0 ? "grpc-timeout" : "x-meshlet-deadline"}}));
+    s.rq_deadline_header_invalid[i] = LazyCounter(source, &kDeadlineHeaderInvalidSeries[i]);
   }
-  HistogramOptions seconds;
-  seconds.exposition_divisor = 1e6;
-  for (size_t i = 0; i < kOutcomeNames.size(); ++i) {
-    ASSIGN_OR_RETURN(s.rq_duration[i],
-                     shard.RegisterHistogram(
-                         "meshlet_upstream_rq_duration_seconds",
-                         "Requests routed to the cluster, from start to end of the response, by "
-                         "outcome (failure: 5xx or no complete response).",
-                         {{"cluster", name}, {"outcome", std::string(kOutcomeNames[i])}}, seconds));
+  s.rq_mirror = LazyCounter(source, &kMirrorSeries);
+  s.rq_mirror_failed = LazyCounter(source, &kMirrorFailedSeries);
+  for (size_t i = 0; i < kMirrorSkipReasonNames.size(); ++i) {
+    s.rq_mirror_skipped[i] = LazyCounter(source, &kMirrorSkippedSeries[i]);
+  }
+  for (size_t i = 0; i < kSessionResultNames.size(); ++i) {
+    s.rq_session[i] = LazyCounter(source, &kSessionSeries[i]);
   }
   ASSIGN_OR_RETURN(s.tx_bytes, shard.RegisterCounter(
                                    "meshlet_upstream_tx_bytes_total",
@@ -129,12 +175,6 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rx_bytes,
       shard.RegisterCounter("meshlet_upstream_rx_bytes_total",
                             "Response body and tunnel bytes received from the cluster.", labels));
-  ASSIGN_OR_RETURN(
-      s.rq_breaker_open,
-      shard.RegisterCounter("meshlet_upstream_rq_breaker_open_total",
-                            "Requests refused because the cluster's consecutive-failure breaker "
-                            "was open (or half-open with its probe out).",
-                            labels));
   ASSIGN_OR_RETURN(
       s.cf_breaker_state,
       shard.RegisterGauge("meshlet_upstream_cf_breaker_state",

@@ -5,12 +5,24 @@
 // failures) and the cluster's codec factories (connections). Every series carries the label
 // `cluster`; docs/stats.md lists them.
 //
+// Most of a cluster's 52 series are registered on their first use on the worker, not with the
+// cluster (LazyCounter, LazyHistogram): the responses by status class and the duration by outcome
+// (a cluster whose requests all succeed never has a failure histogram, whose fine buckets are
+// 4.9 KB per worker), failures (connect failures, overflows, timeouts, resets, no healthy host,
+// an open breaker) and the counters of rare events (retries and why they were not sent,
+// mirroring, sticky sessions, malformed caller deadlines, per-try timeouts). Each series costs
+// the registry about 500 bytes (its labels, exposition text and index entry) plus its cells per
+// worker, and most clusters never count most of them. A series' first use takes the registry's
+// mutex once; later ones are a flag test and the add.
+//
 // Ownership: a value of handles into the worker's StatsShard; it must not outlive the shard and
 // is used only on the shard's thread. Default-constructed handles count nothing, so code can hold
 // an UpstreamStats before stats are wired (tests).
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -52,24 +64,88 @@ enum class SessionResult { kHit, kMiss, kExpired, kInvalid };
 // How a request ended (meshlet_upstream_rq_duration_seconds{outcome}).
 inline constexpr std::array<absl::string_view, 2> kOutcomeNames = {"success", "failure"};
 
+// What a lazily registered series is: its metric, and the one label besides `cluster` with its
+// value (empty label: none). Static data.
+struct LazySeries {
+  absl::string_view name;
+  absl::string_view help;
+  absl::string_view label;
+  absl::string_view value;
+};
+
+// A per-cluster handle registered on its first use (see the top of the file). Copies share
+// nothing mutable: each registers its own handle (the registry returns the same series). A
+// default-constructed one counts nothing. Use only on the shard's thread.
+// Where a cluster's lazy series register: its shard and name. Shared by the handles of one
+// UpstreamStats.
+struct LazySource {
+  StatsShard* shard;
+  std::string cluster;
+};
+
+template <typename Handle>
+class LazyHandle {
+ public:
+  LazyHandle() = default;
+  LazyHandle(std::shared_ptr<const LazySource> source, const LazySeries* series)
+      : source_(std::move(source)), series_(series) {}
+
+  // Whether the series exists yet (tests).
+  bool registered() const { return registered_ && source_ != nullptr; }
+
+ protected:
+  const Handle& handle() const {
+    if (!registered_) [[unlikely]] Register();
+    return handle_;
+  }
+
+ private:
+  // Registers the series; on refusal (the series budget, counted by the registry) the handle
+  // stays one that counts nothing, and is not asked again.
+  void Register() const;
+
+  std::shared_ptr<const LazySource> source_;
+  const LazySeries* series_ = nullptr;
+  mutable Handle handle_;
+  mutable bool registered_ = false;
+};
+
+template <>
+void LazyHandle<Counter>::Register() const;
+template <>
+void LazyHandle<Histogram>::Register() const;
+
+class LazyCounter : public LazyHandle<Counter> {
+ public:
+  using LazyHandle::LazyHandle;
+  void Inc(uint64_t n = 1) const { handle().Inc(n); }
+};
+
+// Microseconds, exposed in seconds.
+class LazyHistogram : public LazyHandle<Histogram> {
+ public:
+  using LazyHandle::LazyHandle;
+  void Record(uint64_t value) const { handle().Record(value); }
+};
+
 struct UpstreamStats {
   // `worker` labels the one per-worker series (the breaker state).
   static absl::StatusOr<UpstreamStats> Create(StatsShard& shard, absl::string_view cluster,
                                               absl::string_view worker = "0");
 
   // meshlet_upstream_rq_total{cluster,code_class}: responses received from upstream hosts.
-  std::array<Counter, 5> rq_by_class;
+  std::array<LazyCounter, 5> rq_by_class;
   Counter cx_total;  // meshlet_upstream_cx_total: connections opened
   // meshlet_upstream_cx_tls_handshake_fail_total: connections whose TLS handshake failed.
   Counter cx_tls_handshake_fail;
-  Counter rq_connect_fail;     // meshlet_upstream_rq_connect_fail_total
-  Counter rq_overflow;         // meshlet_upstream_rq_overflow_total (circuit breaker)
-  Counter rq_timeout;          // meshlet_upstream_rq_timeout_total (route timeout)
-  Counter rq_reset;            // meshlet_upstream_rq_reset_total
-  Counter rq_no_healthy_host;  // meshlet_upstream_rq_no_healthy_host_total
+  LazyCounter rq_connect_fail;     // meshlet_upstream_rq_connect_fail_total
+  LazyCounter rq_overflow;       // meshlet_upstream_rq_overflow_total (circuit breaker)
+  LazyCounter rq_timeout;       // meshlet_upstream_rq_timeout_total (route timeout)
+  LazyCounter rq_reset;       // meshlet_upstream_rq_reset_total
+  LazyCounter rq_no_healthy_host;  // meshlet_upstream_rq_no_healthy_host_total
   Gauge rq_active;             // meshlet_upstream_rq_active
   // meshlet_upstream_rq_breaker_open_total: refused by the consecutive-failure breaker.
-  Counter rq_breaker_open;
+  LazyCounter rq_breaker_open;
   // Handed to the Cluster (Cluster::StatHandles).
   Gauge cf_breaker_state;              // meshlet_upstream_cf_breaker_state{cluster,worker}
   Counter cf_breaker_opened;           // meshlet_upstream_cf_breaker_opened_total
@@ -80,27 +156,27 @@ struct UpstreamStats {
   Counter overload_ejections_skipped;  // meshlet_upstream_overload_ejections_skipped_total
   Gauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active
   // Retries and attempt timeouts (the router; docs/resilience.md).
-  std::array<Counter, kRetryReasonNames.size()> rq_retry;              // ..._rq_retry_total
-  std::array<Counter, kRetrySkipReasonNames.size()> rq_retry_skipped;  // ..._rq_retry_skipped_total
-  std::array<Counter, kRetryOverflowNames.size()> rq_retry_overflow;  // ..._rq_retry_overflow_total
-  Counter rq_retry_success;    // meshlet_upstream_rq_retry_success_total
-  Counter rq_per_try_timeout;  // meshlet_upstream_rq_per_try_timeout_total
+  std::array<LazyCounter, kRetryReasonNames.size()> rq_retry;              // ..._rq_retry_total
+  std::array<LazyCounter, kRetrySkipReasonNames.size()> rq_retry_skipped;  // ..._rq_retry_skipped_total
+  std::array<LazyCounter, kRetryOverflowNames.size()> rq_retry_overflow;  // ..._rq_retry_overflow_total
+  LazyCounter rq_retry_success;    // meshlet_upstream_rq_retry_success_total
+  LazyCounter rq_per_try_timeout;  // meshlet_upstream_rq_per_try_timeout_total
   // meshlet_upstream_rq_deadline_header_invalid_total{header}: malformed caller deadlines
   // (ignored), index 0 grpc-timeout, 1 x-meshlet-deadline.
-  std::array<Counter, 2> rq_deadline_header_invalid;
+  std::array<LazyCounter, 2> rq_deadline_header_invalid;
   // Request mirroring (sidecar/router/mirror.h), counted on the mirror cluster.
-  Counter rq_mirror;         // meshlet_upstream_rq_mirror_total: copies sent
-  Counter rq_mirror_failed;  // meshlet_upstream_rq_mirror_failed_total: no complete answer, or 5xx
+  LazyCounter rq_mirror;         // meshlet_upstream_rq_mirror_total: copies sent
+  LazyCounter rq_mirror_failed;  // meshlet_upstream_rq_mirror_failed_total: no complete answer, or 5xx
   // meshlet_upstream_rq_mirror_skipped_total{reason}: copies not sent (kMirrorSkipReasonNames).
-  std::array<Counter, kMirrorSkipReasonNames.size()> rq_mirror_skipped;
+  std::array<LazyCounter, kMirrorSkipReasonNames.size()> rq_mirror_skipped;
   // meshlet_upstream_rq_session_total{result}: requests that brought a sticky-session token
   // (kSessionResultNames), counted on the cluster they went to.
-  std::array<Counter, kSessionResultNames.size()> rq_session;
+  std::array<LazyCounter, kSessionResultNames.size()> rq_session;
 
   // Golden metrics (docs/golden-metrics.md): each request routed to the cluster, once, when it
   // ends (after its retries). meshlet_upstream_rq_duration_seconds{cluster,outcome}: index 0
   // success, 1 failure (5xx, a gRPC status other than OK, or no complete response).
-  std::array<Histogram, 2> rq_duration;
+  std::array<LazyHistogram, 2> rq_duration;
   Counter tx_bytes;  // meshlet_upstream_tx_bytes_total: request body and tunnel bytes sent
   Counter rx_bytes;  // meshlet_upstream_rx_bytes_total: response body and tunnel bytes received
 

@@ -67,6 +67,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -415,7 +416,7 @@ def seed_store(data, templates, services, mode):
 class ProbeSidecar:
     """One real sidecar registered as node `probe` in the bench namespace."""
 
-    def __init__(self, binary, tmp, ads, workers, dependencies):
+    def __init__(self, binary, tmp, ads, workers, dependencies, wrapper=""):
         self.admin = free_port()
         self.outbound = free_port()
         self.log_path = os.path.join(tmp, "sidecar.log")
@@ -428,6 +429,9 @@ class ProbeSidecar:
                 "--node-address=127.0.0.1",
                 "--node-label=meshlet.io/inbound-port=%d" % free_port(),
                 "--node-label=meshlet.io/outbound-port=%d" % self.outbound]
+        # A profiler's command line before the sidecar's (--sidecar-wrapper): the process
+        # measured is then the wrapper's, so its memory figures are not the sidecar's.
+        args = shlex.split(wrapper) + args
         if dependencies:
             args.append("--node-label=meshlet.io/dependencies=" + dependencies)
         self.started = time.monotonic()
@@ -692,6 +696,22 @@ def dependency_list():
     return ",".join("%s.%s" % (service_name(s), NAMESPACE) for s in range(DEPENDENCIES))
 
 
+def dump_sidecar(sidecar, directory, services):
+    """What the sidecar holds after its calls, for finding where its memory goes: its
+    /proc/PID/smaps and status, and its admin /stats and /clusters, as DIR/SERVICES-NAME."""
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, "%d-" % services)
+    for name in ("smaps", "status"):
+        try:
+            shutil.copyfile("/proc/%d/%s" % (sidecar.proc.pid, name), base + name)
+        except OSError:
+            pass
+    for path, name in (("/stats", "stats"), ("/clusters", "clusters")):
+        status, body = sidecar.get(path, timeout=60)
+        with open(base + name, "w") as f:
+            f.write(body)
+
+
 def run_case(args, templates, services, mode):
     """One mesh size in one mode: a dict of figures, with "failed" set to what failed if the
     case could not finish."""
@@ -710,7 +730,7 @@ def run_case(args, templates, services, mode):
         result["cp_start_s"] = cp.start_seconds
         result["cp_rss_start_mib"] = proc_status(cp.proc.pid, "VmRSS") / 1024
         sidecar = ProbeSidecar(args.sidecar, tmp, cp.ads, args.sidecar_workers,
-                               dependency_list() if scoped else "")
+                               dependency_list() if scoped else "", args.sidecar_wrapper)
         ready = sidecar.wait_ready(args.ready_timeout)
         if ready is None:
             result["failed"] = "sidecar " + sidecar.why
@@ -722,6 +742,8 @@ def run_case(args, templates, services, mode):
                 result["calls"] = on_demand_calls(sidecar, min(args.calls, services), cp)
                 time.sleep(1)
                 result["rss_anon_after_calls_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
+                if args.dump_after_calls:
+                    dump_sidecar(sidecar, args.dump_after_calls, services)
             result["clusters"], result["header_routes"] = sidecar.configured()
         # The control plane's side of an endpoint change is measured either way (a sidecar that
         # is not ready may still be connected, and is pushed to).
@@ -910,6 +932,12 @@ def main():
                    help="on-demand mode: distinct services the real sidecar calls once ready "
                         "(default 10; at most the mesh's size)")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--sidecar-wrapper", default="",
+                   help="a command line the real sidecar runs under (e.g. 'heaptrack -o FILE'); "
+                        "its memory figures are then the wrapper's")
+    p.add_argument("--dump-after-calls", metavar="DIR",
+                   help="on-demand mode: write the sidecar's smaps, status, /stats and /clusters "
+                        "after its calls into DIR")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args()
     # Stopped from outside: the cases' cleanup (processes, temporary directories) still runs.
