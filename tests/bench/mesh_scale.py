@@ -514,17 +514,18 @@ def histogram_totals(text, name):
 
 
 def lookup_costs(sidecar):
-    """(wait sum, wait count, apply sum, apply count) from the sidecar's stats: its waits for
-    host lookups (meshlet_on_demand_wait_seconds{kind="host"}) and the main thread's time
-    handling xDS responses (meshlet_xds_client_apply_seconds, every type); None when the stats
-    do not come."""
+    """(wait sum, wait count, apply sum, apply count, CPU seconds) from the sidecar's stats: its
+    waits for host lookups (meshlet_on_demand_wait_seconds{kind="host"}) and the main thread's
+    time handling xDS responses (meshlet_xds_client_apply_seconds, every type); and the process's
+    CPU time, read before the stats; None when the stats do not come."""
+    cpu = cpu_seconds(sidecar.proc.pid)
     status, text = sidecar.get("/stats/prometheus", timeout=30)
     if status != 200:
         return None
     waits = histogram(text, "meshlet_on_demand_wait_seconds", 'kind="host"')
     apply_sum, apply_count = histogram_totals(text, "meshlet_xds_client_apply_seconds")
     wait_sum, wait_count = (waits[1], waits[2]) if waits is not None else (0.0, 0.0)
-    return wait_sum, wait_count, apply_sum, apply_count
+    return wait_sum, wait_count, apply_sum, apply_count, cpu
 
 
 def on_demand_calls(sidecar, calls, block=100):
@@ -535,7 +536,9 @@ def on_demand_calls(sidecar, calls, block=100):
     blocks): the first request's extra time over the second's (p50), the sidecar's mean wait per
     lookup, the part of it the sidecar spent applying xDS responses (its main thread's time per
     response, meshlet_xds_client_apply_seconds, summed over the block and divided by its
-    lookups) and the rest: the control plane's answer and the way there and back."""
+    lookups) and the rest: the control plane's answer and the way there and back; and the
+    sidecar's CPU time per lookup (all its threads: a figure the machine's load stretches less
+    than the wait)."""
     first, second, statuses = [], [], []
     marks = [lookup_costs(sidecar)]
     for s in range(calls):
@@ -571,6 +574,7 @@ def on_demand_calls(sidecar, calls, block=100):
             wait = (after[0] - before[0]) / lookups
             applying = (after[2] - before[2]) / lookups
             entry.update({"wait_mean_ms": wait * 1000,
+                          "sidecar_cpu_ms_per_lookup": (after[4] - before[4]) / lookups * 1000,
                           "sidecar_apply_ms_per_lookup": applying * 1000,
                           "responses_per_lookup": (after[3] - before[3]) / lookups,
                           "rest_ms_per_lookup": (wait - applying) * 1000})
@@ -591,6 +595,8 @@ def print_blocks(calls):
     """The per-block figures of on_demand_calls, one line each."""
     for b in calls.get("per_block", []):
         line = "  calls %s: first - second p50 %.1f ms" % (b["calls"], b["extra_p50_ms"])
+        if "sidecar_cpu_ms_per_lookup" in b:
+            line += "; sidecar CPU %.1f ms per lookup" % b["sidecar_cpu_ms_per_lookup"]
         if "wait_mean_ms" in b:
             line += ("; sidecar wait mean %.1f ms = applying %.1f ms (%.1f responses) + "
                      "control plane and transit %.1f ms" % (
