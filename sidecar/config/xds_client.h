@@ -340,6 +340,7 @@ class XdsClient {
   uint64_t cache_writes_ = 0;
   // Whether a complete configuration was saved; when the last save was; a save put off.
   bool saved_complete_ = false;
+  bool save_pending_ = false;
   MonotonicTime last_save_{};
   std::unique_ptr<event::Timer> save_timer_;
   std::string last_stream_error_;

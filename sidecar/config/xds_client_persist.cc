@@ -52,6 +52,7 @@ void XdsClient::Persist() {
     return;
   }
   // Saved with whatever else arrives until the interval has passed.
+  save_pending_ = true;
   if (save_timer_ == nullptr) {
     save_timer_ = std::make_unique<event::Timer>(loop_, [this] { FlushPersist(); });
   }
@@ -61,11 +62,12 @@ void XdsClient::Persist() {
 }
 
 void XdsClient::FlushPersist() {
-  if (save_timer_ != nullptr && save_timer_->enabled()) WriteCache();
+  if (save_pending_) WriteCache();
 }
 
 void XdsClient::WriteCache() {
   if (save_timer_ != nullptr) save_timer_->Disable();
+  save_pending_ = false;
   last_save_ = RealClock::Get().Now();
   saved_complete_ = saved_complete_ || complete_config_;
   ++cache_writes_;

@@ -104,6 +104,20 @@ TEST_F(XdsClientTest, OnceCompleteABurstOfUpdatesIsSavedTogether) {
   EXPECT_EQ(applied_[0].clusters[0].name(), "c10");
 }
 
+// A save put off is written once the interval has passed, without anything else happening.
+TEST_F(XdsClientTest, ASavePutOffIsWrittenWhenTheIntervalHasPassed) {
+  XdsClientOptions options = Options();
+  options.cache_write_interval = std::chrono::milliseconds(50);
+  client_ = MakeClient(std::move(options));
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount; }));
+  server_->Send(NoListeners());
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("c1")}));
+  ASSERT_TRUE(RunUntil([&] { return applied_.size() == 2; }));
+  ASSERT_TRUE(RunUntil([&] { return client_->cache_writes() == 2; }));
+  EXPECT_TRUE(client_->connected());
+}
+
 // With the interval zero every accepted response is saved at once, complete or not.
 TEST_F(XdsClientTest, AZeroCacheWriteIntervalSavesEveryResponse) {
   XdsClientOptions options = Options();
