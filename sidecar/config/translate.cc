@@ -52,23 +52,22 @@ std::string ConfigDump(absl::string_view version, xds::Bootstrap::StaticResource
 
 namespace translate_internal {
 
-std::optional<std::string> SnapshotBuild::Named(absl::string_view kind, absl::string_view list,
-                                                size_t i, const std::string& name,
-                                                absl::flat_hash_map<std::string, size_t>& seen) {
+bool SnapshotBuild::Named(absl::string_view kind, absl::string_view list, size_t i,
+                          const std::string& name,
+                          absl::flat_hash_map<absl::string_view, size_t>& seen) {
   if (!ValidName(name)) {
     Errors::Scope scope(errors, Index(list, i));
     CheckName(scope, name);
-    return std::nullopt;
+    return false;
   }
-  std::string label = absl::StrCat(kind, " ", Quote(name));
   auto [it, inserted] = seen.emplace(name, i);
   if (!inserted) {
-    Errors::Scope scope(errors, label);
+    Errors::Scope scope(errors, Label(kind, name));
     scope.Add("", absl::StrCat("duplicate name (", Index(list, it->second), " and ", Index(list, i),
                                ")"));
-    return std::nullopt;
+    return false;
   }
-  return label;
+  return true;
 }
 
 }  // namespace translate_internal

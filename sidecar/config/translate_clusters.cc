@@ -301,12 +301,17 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
   TranslationMemo& memo = *build.memo;
   const TranslationMemo* before = build.before;
   // Clusters, then the load assignments that fill EDS clusters.
-  absl::flat_hash_map<std::string, size_t> cluster_index;  // name → position in the list
-  absl::flat_hash_map<std::string, size_t> seen;
+  // Views of the names in `clusters`, which the memo keeps (cluster_list).
+  memo.cluster_list = clusters;
+  absl::flat_hash_map<absl::string_view, size_t> cluster_index;  // name → position in the list
+  absl::flat_hash_map<absl::string_view, size_t> seen;
+  cluster_index.reserve(clusters.size());
+  seen.reserve(clusters.size());
+  memo.cluster_names.reserve(clusters.size());
+  memo.clusters.reserve(clusters.size());
   for (size_t i = 0; i < clusters.size(); ++i) {
     const xds::Cluster& cluster = clusters[i];
-    std::optional<std::string> label = build.Named("cluster", "clusters", i, cluster.name(), seen);
-    if (!label) continue;
+    if (!build.Named("cluster", "clusters", i, cluster.name(), seen)) continue;
     // Even an invalid cluster's name counts as known, so its routes do not add noise.
     memo.cluster_names.insert(cluster.name());
     cluster_index.emplace(cluster.name(), i);
@@ -329,7 +334,7 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
       }
     }
     if (translated == nullptr) {
-      Errors::Scope scope(build.errors, absl::StrCat("cluster ", Quote(name)));
+      Errors::Scope scope(build.errors, Label("cluster", name));
       std::optional<cluster::ClusterConfig> out =
           TranslateCluster(scope, *cluster, build.snapshot->secrets);
       if (out.has_value() && assignment != nullptr) {
@@ -340,8 +345,13 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
       if (!out.has_value()) continue;
       translated = std::make_shared<const cluster::ClusterConfig>(*std::move(out));
     }
-    memo.clusters.emplace(name, TranslationMemo::Cluster{cluster, assignment, translated});
-    build.snapshot->clusters.emplace(name, std::move(translated));
+    // The key views the name in the entry's own resource.
+    memo.clusters.emplace(cluster->name(),
+                          TranslationMemo::Cluster{cluster, assignment, translated});
+    // The xDS client lists its clusters in name order: each goes at the end, without the
+    // name comparisons of a search (any other order is inserted where it belongs all the same).
+    build.snapshot->clusters.emplace_hint(build.snapshot->clusters.end(), name,
+                                          std::move(translated));
   }
 }
 

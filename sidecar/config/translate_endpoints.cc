@@ -82,9 +82,10 @@ std::vector<cluster::EndpointConfig> TranslateEndpoints(
 std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignments(
     SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
     const ResourceList<xds::ClusterLoadAssignment>& assignments,
-    const absl::flat_hash_map<std::string, size_t>& cluster_index) {
+    const absl::flat_hash_map<absl::string_view, size_t>& cluster_index) {
   std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> assignment_of(clusters.size());
-  absl::flat_hash_map<std::string, size_t> seen;
+  absl::flat_hash_map<absl::string_view, size_t> seen;
+  seen.reserve(assignments.size());
   for (size_t i = 0; i < assignments.size(); ++i) {
     const xds::ClusterLoadAssignment& assignment = assignments[i];
     const std::string& name = assignment.cluster_name();
@@ -92,22 +93,22 @@ std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignme
       Errors::Scope(build.errors, Index("endpoints", i)).Add("cluster_name", "must not be empty");
       continue;
     }
-    std::optional<std::string> label =
-        build.Named("cluster_load_assignment", "endpoints", i, name, seen);
-    if (!label) continue;
-    Errors::Scope scope(build.errors, *label);
+    if (!build.Named("cluster_load_assignment", "endpoints", i, name, seen)) continue;
+    // Labelled only for an error: most assignments have none.
+    auto error = [&](std::string reason) {
+      Errors::Scope(build.errors, Label("cluster_load_assignment", name)).Add("", reason);
+    };
     auto target = cluster_index.find(name);
     if (target == cluster_index.end()) {
       // A cluster whose name was invalid or duplicated has no index; it was reported already.
       if (!build.memo->cluster_names.contains(name)) {
-        scope.Add("", absl::StrCat("cluster_name ", Quote(name), " names no Cluster"));
+        error(absl::StrCat("cluster_name ", Quote(name), " names no Cluster"));
       }
       continue;
     }
     if (clusters[target->second].type() != xds::Cluster::EDS) {
-      scope.Add("", absl::StrCat("cluster_name ", Quote(name),
-                                 " names a STATIC cluster; its endpoints belong in its "
-                                 "load_assignment"));
+      error(absl::StrCat("cluster_name ", Quote(name),
+                         " names a STATIC cluster; its endpoints belong in its load_assignment"));
       continue;
     }
     assignment_of[target->second] = assignments.shared(i);

@@ -122,13 +122,8 @@ void CheckStatusCode(Errors::Scope& scope, absl::string_view path, uint32_t code
   if (code < 100 || code > 599) scope.Add(path, "must be an HTTP status in [100, 599]");
 }
 
-bool NoNameGone(const absl::flat_hash_set<std::string>& before,
-                const absl::flat_hash_set<std::string>& now) {
-  if (before.size() > now.size()) return false;
-  for (const std::string& name : before) {
-    if (!now.contains(name)) return false;
-  }
-  return true;
+std::string Label(absl::string_view kind, absl::string_view name) {
+  return absl::StrCat(kind, " ", Quote(name));
 }
 
 }  // namespace meshlet::sidecar::config::translate_internal

@@ -67,10 +67,15 @@ struct TranslationMemo {
     // Kept while the name stays, through re-translations.
     std::shared_ptr<route::UsageCell> usage;
   };
-  absl::flat_hash_map<std::string, Cluster> clusters;
-  absl::flat_hash_map<std::string, RouteTable> route_tables;
-  absl::flat_hash_map<std::string, ServiceRoute> service_routes;
-  absl::flat_hash_set<std::string> cluster_names;
+  // Keyed by views of the names in the entries' own resources (cluster, source), which the
+  // entries keep alive: no name is copied per build. Service routes are shared, not copied, by
+  // the builds that reuse them.
+  absl::flat_hash_map<absl::string_view, Cluster> clusters;
+  absl::flat_hash_map<absl::string_view, RouteTable> route_tables;
+  absl::flat_hash_map<absl::string_view, std::shared_ptr<const ServiceRoute>> service_routes;
+  // Every cluster of the set (even an invalid one), which cluster_names views.
+  ResourceList<xds::Cluster> cluster_list;
+  absl::flat_hash_set<absl::string_view> cluster_names;
   // The names of the set's route configurations (what a ServiceRoute may join).
   absl::flat_hash_set<std::string> route_config_names;
   // Per route configuration, its header mutations; the previous object while they are equal.
@@ -88,15 +93,24 @@ using ::meshlet::config::IsSafeHeaderValue;
 using ::meshlet::config::Join;
 using ::meshlet::config::Quote;
 
-// Cluster names a route or a listener may point at.
-using ClusterNames = absl::flat_hash_set<std::string>;
+// Cluster names a route or a listener may point at (views of names the memo keeps).
+using ClusterNames = absl::flat_hash_set<absl::string_view>;
+
+// The label errors of a resource lead with: 'cluster "backend"'.
+std::string Label(absl::string_view kind, absl::string_view name);
 
 // Whether every name in `before` is also in `now`. What was translated without errors against
 // `before` (every name it refers to resolved) translates the same against `now`: translation only
 // asks whether a name it refers to exists. So an update that only adds clusters (an answered
 // lookup brings a Service's clusters) keeps what refers to the others.
-bool NoNameGone(const absl::flat_hash_set<std::string>& before,
-                const absl::flat_hash_set<std::string>& now);
+template <typename Set>
+bool NoNameGone(const Set& before, const Set& now) {
+  if (before.size() > now.size()) return false;
+  for (const auto& name : before) {
+    if (!now.contains(name)) return false;
+  }
+  return true;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors and field checks (translate_fields.cc)
@@ -214,12 +228,11 @@ struct SnapshotBuild {
   // join it (in memo->service_routes), in name order.
   absl::flat_hash_map<std::string, std::vector<std::string>> joined;
 
-  // Names are checked per kind first: later kinds refer to earlier ones by name. Returns the
-  // label errors of the resource lead with ('cluster "backend"'), or nullopt (the error
-  // reported) when its name is invalid or repeats one in `seen`.
-  std::optional<std::string> Named(absl::string_view kind, absl::string_view list, size_t i,
-                                   const std::string& name,
-                                   absl::flat_hash_map<std::string, size_t>& seen);
+  // Names are checked per kind first: later kinds refer to earlier ones by name. False (the
+  // error reported) when the name is invalid or repeats one in `seen`, which views the names
+  // (they must outlive it); errors about the resource lead with Label(kind, name).
+  bool Named(absl::string_view kind, absl::string_view list, size_t i, const std::string& name,
+             absl::flat_hash_map<absl::string_view, size_t>& seen);
 };
 
 // translate_tls.cc: every secret, always translated (few, and file-based ones must be read
@@ -231,7 +244,7 @@ void AddSecrets(SnapshotBuild& build, const ResourceList<xds::Secret>& secrets);
 std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignments(
     SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
     const ResourceList<xds::ClusterLoadAssignment>& assignments,
-    const absl::flat_hash_map<std::string, size_t>& cluster_index);
+    const absl::flat_hash_map<absl::string_view, size_t>& cluster_index);
 
 // translate_clusters.cc: the clusters with their endpoints; unchanged ones are taken from the
 // previous snapshot.

@@ -455,7 +455,7 @@ void AppendJoinedDestinations(Errors::Scope& scope, const SnapshotBuild& build,
   }
   out.destinations.reserve(out.destinations.size() + joined->second.size());
   for (const std::string& name : joined->second) {
-    const TranslationMemo::ServiceRoute& service_route = build.memo->service_routes.at(name);
+    const TranslationMemo::ServiceRoute& service_route = *build.memo->service_routes.at(name);
     if (!service_route.destination.has_value()) continue;
     const std::string holder = absl::StrCat("service_route ", Quote(name));
     auto [it, inserted] = names.emplace(service_route.destination->name, holder);
@@ -470,14 +470,12 @@ void AppendJoinedDestinations(Errors::Scope& scope, const SnapshotBuild& build,
 }
 
 void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& listeners) {
-  absl::flat_hash_map<std::string, size_t> seen;
+  absl::flat_hash_map<absl::string_view, size_t> seen;
   absl::flat_hash_map<std::string, std::string> bound;  // address → listener name
   for (size_t i = 0; i < listeners.size(); ++i) {
     const xds::Listener& listener = listeners[i];
-    std::optional<std::string> label =
-        build.Named("listener", "listeners", i, listener.name(), seen);
-    if (!label) continue;
-    Errors::Scope scope(build.errors, *label);
+    if (!build.Named("listener", "listeners", i, listener.name(), seen)) continue;
+    Errors::Scope scope(build.errors, Label("listener", listener.name()));
     std::optional<ListenerConfig> out = TranslateListener(
         scope, listener, build.route_names, build.memo->cluster_names, build.snapshot->secrets);
     if (!out.has_value()) continue;

@@ -641,7 +641,7 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joi
   bool ok = true;
   attached.reserve(joined.size());
   for (const std::string& name : joined) {
-    const TranslationMemo::ServiceRoute& service_route = memo.service_routes.at(name);
+    const TranslationMemo::ServiceRoute& service_route = *memo.service_routes.at(name);
     if (service_route.virtual_host == nullptr) continue;
     const route::VirtualHostConfig& vhost = *service_route.virtual_host;
     const Holder self{&name, 0};
@@ -751,12 +751,10 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
   const bool cluster_names_as_before =
       before != nullptr && NoNameGone(before->cluster_names, memo.cluster_names);
   static const std::vector<std::string> kNone;
-  absl::flat_hash_map<std::string, size_t> seen;
+  absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < routes.size(); ++i) {
     const xds::RouteConfiguration& route_config = routes[i];
-    std::optional<std::string> label =
-        build.Named("route_config", "routes", i, route_config.name(), seen);
-    if (!label) continue;
+    if (!build.Named("route_config", "routes", i, route_config.name(), seen)) continue;
     build.route_names.insert(route_config.name());
     const ResourceList<xds::RouteConfiguration>::Pointer& source = routes.shared(i);
     auto joined_names = build.joined.find(route_config.name());
@@ -765,19 +763,19 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
     joined.reserve(joined_here.size());
     for (const std::string& name : joined_here) {
-      joined.push_back(memo.service_routes.at(name).source);
+      joined.push_back(memo.service_routes.at(name)->source);
     }
     if (cluster_names_as_before) {
       auto it = before->route_tables.find(route_config.name());
       if (it != before->route_tables.end() && it->second.source == source &&
           it->second.joined == joined) {
-        memo.route_tables.emplace(route_config.name(), it->second);
+        memo.route_tables.emplace(source->name(), it->second);
         build.snapshot->route_tables.emplace(route_config.name(), it->second.table);
         ++memo.route_tables_reused;
         continue;
       }
     }
-    Errors::Scope scope(build.errors, *label);
+    Errors::Scope scope(build.errors, Label("route_config", route_config.name()));
     std::optional<route::RouteConfig> out =
         TranslateRouteConfig(scope, route_config, memo.cluster_names);
     if (!out.has_value()) continue;
@@ -790,7 +788,7 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       continue;
     }
     std::shared_ptr<const route::RouteTable> shared_table = std::move(table).value();
-    memo.route_tables.emplace(route_config.name(),
+    memo.route_tables.emplace(source->name(),
                               TranslationMemo::RouteTable{source, std::move(joined), shared_table});
     build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));
   }

@@ -60,26 +60,27 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return service_routes[a].name() < service_routes[b].name();
   });
-  absl::flat_hash_map<std::string, size_t> seen;
+  absl::flat_hash_map<absl::string_view, size_t> seen;
+  seen.reserve(service_routes.size());
+  memo.service_routes.reserve(service_routes.size());
   for (size_t i : order) {
     const xds::ServiceRoute& in = service_routes[i];
-    std::optional<std::string> label =
-        build.Named("service_route", "service_routes", i, in.name(), seen);
-    if (!label) continue;
+    if (!build.Named("service_route", "service_routes", i, in.name(), seen)) continue;
     const ResourceList<xds::ServiceRoute>::Pointer& source = service_routes.shared(i);
     auto headers_it = memo.config_headers.find(in.route_config_name());
     const std::shared_ptr<const route::HeaderMutations> config_headers =
         headers_it == memo.config_headers.end() ? nullptr : headers_it->second;
     if (names_as_before) {
       auto it = before->service_routes.find(in.name());
-      if (it != before->service_routes.end() && it->second.source == source &&
-          it->second.config_headers == config_headers) {
-        memo.service_routes.emplace(in.name(), it->second);
+      if (it != before->service_routes.end() && it->second->source == source &&
+          it->second->config_headers == config_headers) {
+        // Shared, not copied; the key views the name in its own resource.
+        memo.service_routes.emplace(source->name(), it->second);
         build.joined[in.route_config_name()].push_back(in.name());
         continue;
       }
     }
-    Errors::Scope scope(build.errors, *label);
+    Errors::Scope scope(build.errors, Label("service_route", in.name()));
     const size_t errors = scope.count();
     if (in.route_config_name().empty()) {
       scope.Add("route_config_name", "must not be empty");
@@ -94,7 +95,7 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
     // A changed ServiceRoute keeps its use: the one it replaces had the same name.
     if (before != nullptr) {
       auto it = before->service_routes.find(in.name());
-      if (it != before->service_routes.end()) out.usage = it->second.usage;
+      if (it != before->service_routes.end()) out.usage = it->second->usage;
     }
     if (out.usage == nullptr) out.usage = std::make_shared<route::UsageCell>();
     if (in.has_virtual_host()) {
@@ -109,7 +110,8 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
       out.destination->usage = out.usage;
     }
     if (scope.count() != errors) continue;
-    memo.service_routes.emplace(in.name(), std::move(out));
+    memo.service_routes.emplace(
+        source->name(), std::make_shared<const TranslationMemo::ServiceRoute>(std::move(out)));
     build.joined[in.route_config_name()].push_back(in.name());
   }
 }
@@ -122,7 +124,7 @@ const route::UsageCell* ServiceRouteUsage(const Snapshot& snapshot, absl::string
   if (snapshot.translation_memo == nullptr) return nullptr;
   const auto& routes = snapshot.translation_memo->service_routes;
   auto it = routes.find(name);
-  return it == routes.end() ? nullptr : it->second.usage.get();
+  return it == routes.end() ? nullptr : it->second->usage.get();
 }
 
 }  // namespace meshlet::sidecar::config

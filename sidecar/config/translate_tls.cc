@@ -85,12 +85,11 @@ void TranslateTrustBundleSecret(Errors::Scope& scope, bool workload_certificate,
 }  // namespace
 
 void AddSecrets(SnapshotBuild& build, const ResourceList<xds::Secret>& secrets) {
-  absl::flat_hash_map<std::string, size_t> seen;
+  absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < secrets.size(); ++i) {
     const xds::Secret& secret = secrets[i];
-    std::optional<std::string> label = build.Named("secret", "secrets", i, secret.name(), seen);
-    if (!label) continue;
-    Errors::Scope scope(build.errors, *label);
+    if (!build.Named("secret", "secrets", i, secret.name(), seen)) continue;
+    Errors::Scope scope(build.errors, Label("secret", secret.name()));
     if (std::optional<SecretConfig> out = TranslateSecret(scope, secret)) {
       build.memo->secret_has_trust_bundle.emplace(secret.name(), !out->trust_bundle_pem.empty());
       build.snapshot->secrets.emplace(secret.name(), *std::move(out));

@@ -67,6 +67,18 @@ XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet st
   persist_errors_ = MustStat(
       stats.RegisterCounter("meshlet_xds_client_cache_write_errors_total",
                             "Failures writing the last good configuration to the cache dir."));
+  cache_writes_counter_ = MustStat(
+      stats.RegisterCounter("meshlet_xds_client_cache_writes_total",
+                            "Times the last good configuration was written to the cache dir."));
+  HistogramOptions seconds;
+  seconds.exposition_divisor = 1e6;
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    apply_seconds_[i] = MustStat(stats.RegisterHistogram(
+        "meshlet_xds_client_apply_seconds",
+        "Time the main thread took to handle one xDS response, by type: parse it, build, "
+        "validate and publish the configuration, save it (cache dir), answer.",
+        {{"type", xds::kResourceTypeLabels[i]}}, seconds));
+  }
   connected_gauge_ = MustStat(stats.RegisterGauge(
       "meshlet_xds_client_connected",
       "1 while the discovery stream is up (a response arrived on it).", {}, GaugeMerge::kGlobal));

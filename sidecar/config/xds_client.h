@@ -25,9 +25,15 @@
 // assembled, so an update rebuilds only its own type's list (and those whose retained or
 // held-aside resources change) before the whole configuration is validated.
 //
-// Persistence: each accepted configuration is written to <cache_dir>/xds-cache.pb atomically
+// Persistence: the accepted configuration is written to <cache_dir>/xds-cache.pb atomically
 // (temp file, fsync, rename, fsync of the directory), retained resources included, so a sidecar
-// restarted while the control plane is away starts from it (LoadCache()).
+// restarted while the control plane is away starts from it (LoadCache()). Until a complete
+// configuration has been saved, every accepted one is saved at once; after that at most once per
+// cache_write_interval (the first of a burst at once, the rest together when the interval has
+// passed), and at once when the stream ends and when the client stops: a file written whole per
+// response (two fsyncs) is not on the path of every answered lookup. A sidecar killed outright
+// may so restart from a configuration up to that interval old (the control plane sends it the
+// rest; its lookups are asked again).
 //
 // Reconnects: when the stream ends for any reason the client waits a full-jitter exponential
 // backoff (0.5 s doubling to 30 s; the attempt count resets once a stream delivered a response)
@@ -106,6 +112,9 @@ struct XdsClientOptions {
   bool delta = false;
   // Where the last good configuration is kept; empty: not persisted.
   std::string cache_dir;
+  // Once a complete configuration is saved, the least time between two saves (see the top of
+  // the file); zero: every accepted configuration is saved at once.
+  Duration cache_write_interval = std::chrono::seconds(1);
   Duration backoff_base = std::chrono::milliseconds(500);
   Duration backoff_cap = std::chrono::seconds(30);
   Duration keepalive_interval = std::chrono::seconds(30);
@@ -183,6 +192,8 @@ class XdsClient {
   // Resources parsed from their serialized form so far: only new or changed ones are parsed (a
   // resource received again with the same bytes reuses the message parsed before).
   uint64_t resources_parsed() const { return resources_parsed_; }
+  // Times the configuration was written to the cache directory.
+  uint64_t cache_writes() const { return cache_writes_; }
   const std::string& version(size_t type_index) const { return types_[type_index].version; }
   const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
   // Names of the type's resources that run though the control plane removed them.
@@ -196,7 +207,9 @@ class XdsClient {
 
   struct Entry {
     std::string version;  // content hash of the resource (as the server computes it)
-    google::protobuf::Any resource;
+    // As received; shared, so that the type's entries with a response applied (a copy of the
+    // held ones) copy no resource bytes.
+    std::shared_ptr<const google::protobuf::Any> resource;
     // `resource` parsed as its type, once: an update that carries the same bytes again (or a
     // later Assemble) reuses it instead of parsing.
     std::shared_ptr<const google::protobuf::Message> parsed;
@@ -286,7 +299,14 @@ class XdsClient {
   static void SwapType(size_t index, ResourceSet& a, ResourceSet& b);
   std::array<const EntryMap*, xds::kResourceTypeCount> HeldEntries() const;
   std::string CombinedVersion() const;
+  // Saves the configuration now or, within cache_write_interval of the last save, when it has
+  // passed (see the top of the file).
   void Persist();
+  // Saves a configuration whose save Persist put off, if any.
+  void FlushPersist();
+  void WriteCache();
+  // Records how long handling a response of the type at `type_index` took since `started`.
+  void RecordApplyTime(size_t type_index, MonotonicTime started);
 
   event::Loop& loop_;
   const XdsClientOptions options_;
@@ -317,6 +337,12 @@ class XdsClient {
   uint64_t rejected_ = 0;
   uint64_t streams_started_ = 0;
   uint64_t resources_parsed_ = 0;
+  uint64_t cache_writes_ = 0;
+  // Whether a complete configuration was saved; when the last save was; a save put off.
+  bool saved_complete_ = false;
+  bool save_pending_ = false;
+  MonotonicTime last_save_{};
+  std::unique_ptr<event::Timer> save_timer_;
   std::string last_stream_error_;
   // Held lookup keys → the ServiceRoute answering each ("": none).
   std::map<std::string, std::string> lookups_;
@@ -326,6 +352,8 @@ class XdsClient {
   Counter rejected_counter_;
   Counter stream_counter_;
   Counter persist_errors_;
+  Counter cache_writes_counter_;
+  std::array<Histogram, xds::kResourceTypeCount> apply_seconds_;
   Gauge connected_gauge_;
   std::array<Gauge, xds::kResourceTypeCount> retained_gauges_;
   Gauge unmatched_gauge_;

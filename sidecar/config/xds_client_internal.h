@@ -55,7 +55,7 @@ template <typename Held>
 absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf::Any& any,
                                             const Held* held, int position, uint64_t* parses) {
   if (held != nullptr && any.type_url() == xds::kResourceTypeUrls[index] &&
-      held->second.resource.value() == any.value()) {
+      held->second.resource->value() == any.value()) {
     return ParsedResource{.name = held->first, .message = held->second.parsed};
   }
   absl::StatusOr<ParsedResource> parsed = ParseResource(index, any, parses);

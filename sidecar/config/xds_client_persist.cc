@@ -1,11 +1,12 @@
 // XdsClient's last good configuration on disk: every accepted configuration is saved to
 // <cache_dir>/xds-cache.pb (an xds::CachedConfiguration: the node, per type the control plane's
-// resources and version, what was retained, and the held lookup keys with their answers), written
-// atomically (common/base/atomic_file.h: temp file, fsync, rename, fsync of the directory) so a
-// crash leaves the old file or the new one, never a torn one. LoadCache applies it at start, so a
-// sidecar restarted while the control plane is away serves what it ran. A write error is counted
-// (meshlet_xds_client_cache_write_errors_total) and logged, and the sidecar runs on. Threading: the
-// client's loop thread.
+// resources and version, what was retained, and the held lookup keys with their answers), at
+// once or, once a complete configuration is saved, at most once per cache_write_interval
+// (xds_client.h), written atomically (common/base/atomic_file.h: temp file, fsync, rename, fsync of
+// the directory) so a crash leaves the old file or the new one, never a torn one. LoadCache applies
+// it at start, so a sidecar restarted while the control plane is away serves what it ran. A write
+// error is counted (meshlet_xds_client_cache_write_errors_total) and logged, and the sidecar runs
+// on. Threading: the client's loop thread.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -20,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/atomic_file.h"
+#include "common/base/clock.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
@@ -42,6 +45,33 @@ constexpr char kCacheFile[] = "xds-cache.pb";
 
 void XdsClient::Persist() {
   if (options_.cache_dir.empty()) return;
+  const MonotonicTime now = RealClock::Get().Now();
+  const MonotonicTime due = last_save_ + options_.cache_write_interval;
+  if (!saved_complete_ || options_.cache_write_interval <= Duration::zero() || now >= due) {
+    WriteCache();
+    return;
+  }
+  // Saved with whatever else arrives until the interval has passed.
+  save_pending_ = true;
+  if (save_timer_ == nullptr) {
+    save_timer_ = std::make_unique<event::Timer>(loop_, [this] { FlushPersist(); });
+  }
+  if (!save_timer_->enabled()) {
+    save_timer_->Enable(std::chrono::duration_cast<Duration>(due - now));
+  }
+}
+
+void XdsClient::FlushPersist() {
+  if (save_pending_) WriteCache();
+}
+
+void XdsClient::WriteCache() {
+  if (save_timer_ != nullptr) save_timer_->Disable();
+  save_pending_ = false;
+  last_save_ = RealClock::Get().Now();
+  saved_complete_ = saved_complete_ || complete_config_;
+  ++cache_writes_;
+  cache_writes_counter_.Inc();
   absl::Status status = WriteFileAtomically(absl::StrCat(options_.cache_dir, "/", kCacheFile),
                                             SavedConfiguration(), {.create_directory_mode = 0700});
   if (!status.ok()) {
@@ -58,12 +88,12 @@ std::string XdsClient::SavedConfiguration() const {
     xds::DiscoveryResponse* type = cache.add_types();
     type->set_type_url(xds::kResourceTypeUrls[i]);
     type->set_version_info(types_[i].version);
-    for (const auto& [name, entry] : types_[i].entries) *type->add_resources() = entry.resource;
+    for (const auto& [name, entry] : types_[i].entries) *type->add_resources() = *entry.resource;
     if (plan_.retained[i].empty()) continue;
     xds::DiscoveryResponse* retained = cache.add_retained();
     retained->set_type_url(xds::kResourceTypeUrls[i]);
     for (const auto& [name, entry] : plan_.retained[i]) {
-      *retained->add_resources() = entry.resource;
+      *retained->add_resources() = *entry.resource;
     }
   }
   for (const auto& [key, resource] : lookups_) {
@@ -104,9 +134,10 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
       if (!parsed.ok()) {
         return absl::DataLossError(absl::StrCat("\"", path, "\": ", parsed.status().message()));
       }
-      entries.emplace(std::move(parsed->name), Entry{.version = xds::ContentVersion(any.value()),
-                                                     .resource = any,
-                                                     .parsed = std::move(parsed->message)});
+      entries.emplace(std::move(parsed->name),
+                      Entry{.version = xds::ContentVersion(any.value()),
+                            .resource = std::make_shared<const google::protobuf::Any>(any),
+                            .parsed = std::move(parsed->message)});
     }
     return absl::OkStatus();
   };

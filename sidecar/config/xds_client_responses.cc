@@ -7,6 +7,8 @@
 // loop thread.
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,6 +18,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
 #include "common/base/logging.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
@@ -77,7 +80,14 @@ void XdsClient::DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::
   }
 }
 
+void XdsClient::RecordApplyTime(size_t type_index, MonotonicTime started) {
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(RealClock::Get().Now() - started);
+  apply_seconds_[type_index].Record(static_cast<uint64_t>(std::max<int64_t>(0, micros.count())));
+}
+
 void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
+  const MonotonicTime started = RealClock::Get().Now();
   std::optional<size_t> index = BeginResponse(response);
   if (!index) return;
   TypeState& type = types_[*index];
@@ -86,7 +96,7 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
   absl::flat_hash_map<absl::string_view, const EntryMap::value_type*> held;
   held.reserve(type.entries.size() + plan_.retained[*index].size());
   for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
-    for (const auto& item : *own) held.emplace(item.second.resource.value(), &item);
+    for (const auto& item : *own) held.emplace(item.second.resource->value(), &item);
   }
   EntryMap entries;
   absl::Status status;
@@ -107,14 +117,16 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
     }
     entries.emplace(name, Entry{.version = same == held.end() ? xds::ContentVersion(any.value())
                                                               : same->second->second.version,
-                                .resource = any,
+                                .resource = std::make_shared<const google::protobuf::Any>(any),
                                 .parsed = std::move(parsed->message)});
   }
   if (status.ok()) status = TryApply(*index, std::move(entries), response.version_info());
   SendAnswer(*index, response.nonce(), status);
+  RecordApplyTime(*index, started);
 }
 
 void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
+  const MonotonicTime started = RealClock::Get().Now();
   std::optional<size_t> index = BeginResponse(response);
   if (!index) return;
   TypeState& type = types_[*index];
@@ -146,7 +158,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     entries[resource.name()] =
         Entry{.version = resource.version().empty() ? xds::ContentVersion(any.value())
                                                     : resource.version(),
-              .resource = any,
+              .resource = std::make_shared<const google::protobuf::Any>(any),
               .parsed = std::move(parsed->message)};
   }
   const bool answers_keys = *index == xds_client_internal::kServiceRoutes && !lookups_.empty();
@@ -180,6 +192,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
   if (!answers.empty() && options_.on_lookup_answers) {
     options_.on_lookup_answers(std::move(answers));
   }
+  RecordApplyTime(*index, started);
 }
 
 std::vector<LookupAnswer> XdsClient::AnswerLookups(const xds::DeltaDiscoveryResponse& response,

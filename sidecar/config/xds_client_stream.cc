@@ -55,6 +55,9 @@ void XdsClient::MakeChannel() {
 }
 
 void XdsClient::Stop() {
+  // What runs is saved before the client goes (a save put off by the interval).
+  FlushPersist();
+  save_timer_.reset();
   stopped_ = true;
   reconnect_timer_.reset();
   // Destroying the channel ends the stream without calling back.
@@ -154,6 +157,8 @@ void XdsClient::Lookup(std::vector<std::string> subscribe, std::vector<std::stri
 }
 
 void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
+  // Without the control plane the saved configuration is what a restart would run: made current.
+  FlushPersist();
   last_stream_error_ =
       absl::StrCat(http::grpc::StatusCodeName(code), message.empty() ? "" : ": ", message);
   connected_gauge_.Set(0);
@@ -194,12 +199,12 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
       r->set_name(name);
       r->set_version(entry.version);  // of the resource as received, so both sides compare
       xds::Secret secret;
-      if (i == 0 && entry.resource.UnpackTo(&secret)) {
+      if (i == 0 && entry.resource->UnpackTo(&secret)) {
         // Private keys never leave the sidecar.
         if (!secret.private_key_pem().empty()) secret.set_private_key_pem("(redacted)");
         r->mutable_resource()->PackFrom(secret, "type.googleapis.com");
       } else {
-        *r->mutable_resource() = entry.resource;
+        *r->mutable_resource() = *entry.resource;
       }
     }
   }

@@ -396,6 +396,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Keep the last good xDS configuration here and start from it when the control plane is "
            "unreachable. Overrides the bootstrap's data_dir.",
            Text(&o.xds_cache_dir, true)),
+      flags::DurationAtLeastFlag(
+          "--xds-cache-write-interval", absl::ZeroDuration(), &o.xds_cache_write_interval,
+          "Once a complete configuration is saved in the cache dir, the least time between two "
+          "saves (\"1s\"): the responses of a burst, such as the three of an answered lookup, "
+          "are saved together; at once when the control plane's stream ends. 0: every applied "
+          "response is saved at once.",
+          "1s"),
       flag("--node-id", "ID",
            "This sidecar's unique id on the xDS stream (overrides node.id). auto: the host name "
            "(a pod's is the pod's name) and the --node-namespace, HOST.NAMESPACE.",

@@ -105,6 +105,9 @@ struct ServerOptions {
   bool xds_plaintext = false;       // --xds-plaintext: h2c, for local tests and demos
   bool xds_delta = true;            // --xds-delta: incremental stream (false: state of the world)
   std::string xds_cache_dir;        // --xds-cache-dir: last good configuration
+  // --xds-cache-write-interval: once a complete configuration is saved, the least time between
+  // two saves of it (config::XdsClientOptions::cache_write_interval).
+  Duration xds_cache_write_interval = std::chrono::seconds(1);
   // --node-*: this sidecar's identity, sent on the stream.
   std::string node_id;
   std::string node_service;

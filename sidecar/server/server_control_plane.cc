@@ -191,6 +191,7 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
     if (on_demand_ != nullptr) on_demand_->OnAnswers(std::move(answers));
   };
   xds_options.cache_dir = bootstrap.data_dir;
+  xds_options.cache_write_interval = options_.xds_cache_write_interval;
   // The control plane may ask what this sidecar runs (meshctl proxy-config).
   xds_options.config_dump_json = [this] { return admin::ConfigDumpJson(*this); };
   xds_client_ = std::make_unique<config::XdsClient>(

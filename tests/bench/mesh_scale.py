@@ -35,6 +35,11 @@ Per mesh size and mode:
   last tenth of the services called (whether the wait grows with what the sidecar holds), the
   control plane's CPU per first request over the same tenths and its RSS before and after the
   calls, that no first request got the "*" host's 404, and RssAnon after the calls;
+  per --call-block calls (100), the first request's extra time over the second's and the
+  sidecar's wait per lookup split into its own apply time (its main thread's time per xDS
+  response, meshlet_xds_client_apply_seconds) and the rest (the control plane's answer and the
+  way there and back); --xds-cache: the sidecar saves its configuration (--xds-cache-dir) as
+  injected sidecars do;
 - --changes endpoint changes (a pod of one of svc-0..svc-9 made not ready in its EndpointSlice,
   or ready again): bytes the sidecar read per change (/proc/PID/io rchar: with plaintext xDS
   and no traffic that is what the control plane pushed it), the control plane's CPU time per
@@ -416,7 +421,7 @@ def seed_store(data, templates, services, mode):
 class ProbeSidecar:
     """One real sidecar registered as node `probe` in the bench namespace."""
 
-    def __init__(self, binary, tmp, ads, workers, dependencies, wrapper=""):
+    def __init__(self, binary, tmp, ads, workers, dependencies, wrapper="", xds_cache=False):
         self.admin = free_port()
         self.outbound = free_port()
         self.log_path = os.path.join(tmp, "sidecar.log")
@@ -434,6 +439,9 @@ class ProbeSidecar:
         args = shlex.split(wrapper) + args
         if dependencies:
             args.append("--node-label=meshlet.io/dependencies=" + dependencies)
+        if xds_cache:
+            # As injected sidecars run: every applied response saved (--xds-cache-dir).
+            args.append("--xds-cache-dir=" + os.path.join(tmp, "xds-cache"))
         self.started = time.monotonic()
         with open(self.log_path, "w") as out:
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
@@ -533,22 +541,55 @@ def bucket_quantile(buckets, count, q):
     return float("inf")
 
 
-def on_demand_calls(sidecar, calls, cp=None):
+def histogram_totals(text, name):
+    """(sum, count) of every series of Prometheus histogram `name` in exposition `text`, whatever
+    their labels; (0, 0) when absent."""
+    total = sum(float(v) for v in re.findall(r'^%s_sum(?:\{[^}]*\})? (\S+)$' % name, text, re.M))
+    count = sum(float(v) for v in re.findall(r'^%s_count(?:\{[^}]*\})? (\S+)$' % name, text,
+                                             re.M))
+    return total, count
+
+
+def lookup_costs(sidecar):
+    """(wait sum, wait count, apply sum, apply count, CPU seconds) from the sidecar's stats: its
+    waits for host lookups (meshlet_on_demand_wait_seconds{kind="host"}) and the main thread's
+    time handling xDS responses (meshlet_xds_client_apply_seconds, every type); and the process's
+    CPU time, read before the stats; None when the stats do not come."""
+    cpu = cpu_ns(sidecar.proc.pid) / 1e9
+    status, text = sidecar.get("/stats/prometheus", timeout=30)
+    if status != 200:
+        return None
+    waits = histogram(text, "meshlet_on_demand_wait_seconds", 'kind="host"')
+    apply_sum, apply_count = histogram_totals(text, "meshlet_xds_client_apply_seconds")
+    wait_sum, wait_count = (waits[1], waits[2]) if waits is not None else (0.0, 0.0)
+    return wait_sum, wait_count, apply_sum, apply_count, cpu
+
+
+def on_demand_calls(sidecar, calls, block=100, cp=None):
     """One request to each of svc-0..svc-(calls-1), twice: figures of the first (discovering) and
     the second requests, and of the sidecar's own wait for the lookups
     (meshlet_on_demand_wait_seconds{kind="host"}: the wait alone, without the refused connection
-    and the retry both requests meet). With `cp`: the control plane's CPU per first request over
-    the first and the last tenth of the calls (what a lookup costs it as the sidecar holds more
-    keys) and its RSS before and after the calls."""
+    and the retry both requests meet). Per `block` first calls (the sidecar's stats read between
+    blocks): the first request's extra time over the second's (p50), the sidecar's mean wait per
+    lookup, the part of it the sidecar spent applying xDS responses (its main thread's time per
+    response, meshlet_xds_client_apply_seconds, summed over the block and divided by its
+    lookups) and the rest: the control plane's answer and the way there and back; and the
+    sidecar's CPU time per lookup (all its threads: a figure the machine's load stretches less
+    than the wait). With `cp`: the control plane's CPU per first request over the first and the
+    last tenth of the calls (what a lookup costs it as the sidecar holds more keys) and its RSS
+    before and after the calls."""
     first, second, statuses, cp_cpu = [], [], [], []
     cp_rss_before = proc_status(cp.proc.pid, "VmRSS") if cp is not None else None
+    marks = [lookup_costs(sidecar)]
     for s in range(calls):
-        cpu_before = cpu_seconds(cp.proc.pid) if cp is not None else 0
+        cpu_before = cpu_ns(cp.proc.pid) / 1e9 if cp is not None else 0
         status, seconds = sidecar.call(s)
         if cp is not None:
-            cp_cpu.append(cpu_seconds(cp.proc.pid) - cpu_before)
+            cp_cpu.append(cpu_ns(cp.proc.pid) / 1e9 - cpu_before)
         statuses.append(status)
         first.append(seconds)
+        if (s + 1) % block == 0 or s + 1 == calls:
+            marks.append(lookup_costs(sidecar))
     for s in range(calls):
         second.append(sidecar.call(s)[1])
     extra = [f - s for f, s in zip(first, second)]
@@ -573,6 +614,23 @@ def on_demand_calls(sidecar, calls, cp=None):
             "cp_cpu_per_first_call_last_tenth_ms": statistics.mean(cp_cpu[-tenth:]) * 1000,
             "cp_rss_before_calls_mib": cp_rss_before / 1024,
             "cp_rss_after_calls_mib": proc_status(cp.proc.pid, "VmRSS") / 1024})
+    blocks = []
+    for b in range(len(marks) - 1):
+        start, end = b * block, min(calls, (b + 1) * block)
+        entry = {"calls": "%d-%d" % (start, end - 1),
+                 "extra_p50_ms": statistics.median(extra[start:end]) * 1000}
+        before, after = marks[b], marks[b + 1]
+        if before is not None and after is not None and after[1] > before[1]:
+            lookups = after[1] - before[1]
+            wait = (after[0] - before[0]) / lookups
+            applying = (after[2] - before[2]) / lookups
+            entry.update({"wait_mean_ms": wait * 1000,
+                          "sidecar_cpu_ms_per_lookup": (after[4] - before[4]) / lookups * 1000,
+                          "sidecar_apply_ms_per_lookup": applying * 1000,
+                          "responses_per_lookup": (after[3] - before[3]) / lookups,
+                          "rest_ms_per_lookup": (wait - applying) * 1000})
+        blocks.append(entry)
+    result["per_block"] = blocks
     status, text = sidecar.get("/stats/prometheus", timeout=30)
     waits = histogram(text, "meshlet_on_demand_wait_seconds", 'kind="host"') \
         if status == 200 else None
@@ -582,6 +640,20 @@ def on_demand_calls(sidecar, calls, cp=None):
                        "wait_p50_le_ms": bucket_quantile(buckets, count, 0.5) * 1000,
                        "wait_p99_le_ms": bucket_quantile(buckets, count, 0.99) * 1000})
     return result
+
+
+def print_blocks(calls):
+    """The per-block figures of on_demand_calls, one line each."""
+    for b in calls.get("per_block", []):
+        line = "  calls %s: first - second p50 %.1f ms" % (b["calls"], b["extra_p50_ms"])
+        if "sidecar_cpu_ms_per_lookup" in b:
+            line += "; sidecar CPU %.1f ms per lookup" % b["sidecar_cpu_ms_per_lookup"]
+        if "wait_mean_ms" in b:
+            line += ("; sidecar wait mean %.1f ms = applying %.1f ms (%.1f responses) + "
+                     "control plane and transit %.1f ms" % (
+                         b["wait_mean_ms"], b["sidecar_apply_ms_per_lookup"],
+                         b["responses_per_lookup"], b["rest_ms_per_lookup"]))
+        print(line, flush=True)
 
 
 def endpoint_changes(fake, cp, sidecar, count, per_service, ready):
@@ -730,7 +802,8 @@ def run_case(args, templates, services, mode):
         result["cp_start_s"] = cp.start_seconds
         result["cp_rss_start_mib"] = proc_status(cp.proc.pid, "VmRSS") / 1024
         sidecar = ProbeSidecar(args.sidecar, tmp, cp.ads, args.sidecar_workers,
-                               dependency_list() if scoped else "", args.sidecar_wrapper)
+                               dependency_list() if scoped else "", args.sidecar_wrapper,
+                               args.xds_cache)
         ready = sidecar.wait_ready(args.ready_timeout)
         if ready is None:
             result["failed"] = "sidecar " + sidecar.why
@@ -739,7 +812,8 @@ def run_case(args, templates, services, mode):
             time.sleep(1)
             result["rss_anon_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
             if on_demand:
-                result["calls"] = on_demand_calls(sidecar, min(args.calls, services), cp)
+                result["calls"] = on_demand_calls(sidecar, min(args.calls, services),
+                                                  max(1, args.call_block), cp)
                 time.sleep(1)
                 result["rss_anon_after_calls_kib"] = proc_status(sidecar.proc.pid, "RssAnon")
                 if args.dump_after_calls:
@@ -897,6 +971,10 @@ def check_smoke(results):
             checks.append(("on-demand calls", calls.get("undiscovered") == 0 and
                            0 < calls.get("first_max_ms", 0) < 5000))
             checks.append(("on-demand waits", calls.get("waits", 0) >= calls.get("calls", 1)))
+            blocks = calls.get("per_block") or [{}]
+            checks.append(("on-demand apply time", all(
+                b.get("responses_per_lookup", 0) > 0 and
+                b.get("sidecar_apply_ms_per_lookup", -1) >= 0 for b in blocks)))
             checks.append(("RssAnon after calls", r.get("rss_anon_after_calls_kib", 0) > 100))
         if r["mode"] == "whole-mesh":
             whole = r.get("apply_whole") or {}
@@ -931,6 +1009,12 @@ def main():
     p.add_argument("--calls", type=int, default=DEPENDENCIES,
                    help="on-demand mode: distinct services the real sidecar calls once ready "
                         "(default 10; at most the mesh's size)")
+    p.add_argument("--call-block", type=int, default=100,
+                   help="on-demand mode: the calls' figures are also given per this many calls "
+                        "(default 100)")
+    p.add_argument("--xds-cache", action="store_true",
+                   help="the real sidecar saves its configuration (--xds-cache-dir), as injected "
+                        "sidecars do")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--sidecar-wrapper", default="",
                    help="a command line the real sidecar runs under (e.g. 'heaptrack -o FILE'); "
@@ -961,6 +1045,7 @@ def main():
             r = run_case(args, templates, services, mode)
             results.append(r)
             print(json.dumps(r), flush=True)
+            print_blocks(r.get("calls") or {})
     header = [h % {"calls": args.calls} if "%(calls)s" in h
               else h % ("{:,}".format(args.clients).replace(",", " ")) if "%s" in h else h
               for h in HEADER]
