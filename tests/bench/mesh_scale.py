@@ -539,10 +539,10 @@ def on_demand_calls(sidecar, calls, cp=None):
     first, second, statuses, cp_cpu = [], [], [], []
     cp_rss_before = proc_status(cp.proc.pid, "VmRSS") if cp is not None else None
     for s in range(calls):
-        cpu_before = cpu_seconds(cp.proc.pid) if cp is not None else 0
+        cpu_before = cpu_ns(cp.proc.pid) / 1e9 if cp is not None else 0
         status, seconds = sidecar.call(s)
         if cp is not None:
-            cp_cpu.append(cpu_seconds(cp.proc.pid) - cpu_before)
+            cp_cpu.append(cpu_ns(cp.proc.pid) / 1e9 - cpu_before)
         statuses.append(status)
         first.append(seconds)
     for s in range(calls):
