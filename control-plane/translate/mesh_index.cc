@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_join.h"
 #include "control-plane/translate/translation.h"
@@ -200,6 +201,8 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
                      const PreviousIndex& previous) {
   MeshIndex index;
   index.serial = NextSerial();
+  // By position in the previous index's table: whether this index shares that entry's view.
+  std::vector<bool> shared;
   // Views point into the policy snapshot: only an index of the same snapshot object shares them.
   const MeshIndex* base =
       previous.index != nullptr && previous.policy == &policy && previous.registry != nullptr
@@ -231,20 +234,33 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
       }
     }
     AddressesByNamespace changed;
-    if (base != nullptr) changed = ChangedAddresses(*previous.registry, registry);
+    if (base != nullptr) {
+      changed = ChangedAddresses(*previous.registry, registry);
+      shared.assign(base->services.size(), false);
+    }
+    // Discovery lists Services in about key order: the base's entry after the last one found is
+    // looked at first, so sharing a view costs a key comparison rather than a look-up.
+    size_t cursor = 0;
     for (const auto& ks : registry.kubernetes->services) {
-      ServiceKey key{ks->namespace_, ks->name};
       if (base != nullptr) {
+        const std::vector<ServiceTable::value_type>& entries = base->services.entries_;
+        size_t at = cursor;
+        if (at >= entries.size() || entries[at].first.first != ks->namespace_ ||
+            entries[at].first.second != ks->name) {
+          at = base->services.find({ks->namespace_, ks->name}) - entries.begin();
+          ++index.shared_searched;
+        }
         // A Service resource of the same name is the same object too (same policy snapshot).
-        auto shared = base->services.find(key);
-        if (shared != base->services.end() && shared->second->kubernetes == ks.get() &&
-            !AtAny(*ks, changed)) {
-          views.erase(key);
-          index.services.emplace(std::move(key), shared->second);
-          continue;
+        if (at < entries.size()) {
+          cursor = at + 1;
+          if (entries[at].second->kubernetes == ks.get() && !AtAny(*ks, changed)) {
+            if (!views.empty()) views.erase(entries[at].first);
+            shared[at] = true;
+            continue;
+          }
         }
       }
-      std::shared_ptr<ServiceView>& view = views[std::move(key)];
+      std::shared_ptr<ServiceView>& view = views[ServiceKey{ks->namespace_, ks->name}];
       if (view == nullptr) view = std::make_shared<ServiceView>();
       index.members_built += AddKubernetesService(*ks, by_address, *view);
     }
@@ -252,7 +268,12 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
   for (const Workload& w : registry.workloads) {
     if (w.service.empty()) continue;
     ServiceKey key{w.namespace_, w.service};
-    if (index.services.contains(key)) continue;  // a shared Kubernetes Service's view
+    if (base != nullptr && !shared.empty()) {
+      auto at = base->services.find(key);
+      if (at != base->services.end() && shared[at - base->services.begin()]) {
+        continue;  // a shared Kubernetes Service's view
+      }
+    }
     std::shared_ptr<ServiceView>& view = views[std::move(key)];
     if (view == nullptr) {
       view = std::make_shared<ServiceView>();
@@ -289,14 +310,30 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     std::sort(view->members.begin(), view->members.end(),
               [](const Workload* a, const Workload* b) { return a->id < b->id; });
   }
+  // The table: the shared entries (in the previous table's order, which is key order) merged
+  // with the views built here.
+  std::vector<ServiceTable::value_type>& entries = index.services.entries_;
+  entries.reserve(std::count(shared.begin(), shared.end(), true) + views.size());
   index.built.reserve(views.size());
-  for (auto& [key, view] : views) {
-    std::sort(
-        view->ports.begin(), view->ports.end(),
-        [](const pb::ServicePort& a, const pb::ServicePort& b) { return a.port() < b.port(); });
-    index.built.push_back(key);
-    index.services.emplace(key, std::move(view));
+  auto next_built = views.begin();
+  auto add_built_before = [&](const ServiceKey* key) {
+    for (; next_built != views.end() && (key == nullptr || next_built->first < *key);
+         ++next_built) {
+      auto& [built_key, view] = *next_built;
+      std::sort(
+          view->ports.begin(), view->ports.end(),
+          [](const pb::ServicePort& a, const pb::ServicePort& b) { return a.port() < b.port(); });
+      index.built.push_back(built_key);
+      entries.emplace_back(built_key, std::move(view));
+    }
+  };
+  for (size_t at = 0; at < shared.size(); ++at) {
+    if (!shared[at]) continue;
+    const ServiceTable::value_type& entry = base->services.entries_[at];
+    add_built_before(&entry.first);
+    entries.push_back(entry);
   }
+  add_built_before(nullptr);
   index.ordered.reserve(index.services.size());
   for (const auto& [key, view] : index.services) index.ordered.push_back(view.get());
   index.by_target = base != nullptr ? base->by_target : IndexTargets(policy);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -366,6 +367,61 @@ TEST_F(KubernetesServicesTest, ANewerIndexSharesTheViewsOfUnchangedKubernetesSer
       for (size_t i = 0; i < a.members.size(); ++i) {
         EXPECT_TRUE(SameMember(*a.members[i], *b.members[i])) << key.second << " " << i;
       }
+    }
+  }
+}
+
+// An EndpointSlice change in a mesh of many Kubernetes Services builds one view and takes every
+// other from the previous index in order: no shared view is looked up, however large the mesh;
+// a list out of key order is still indexed as the index built from nothing.
+TEST(MeshIndexScaleTest, AnEndpointSliceChangeLooksUpNoSharedViewAsTheMeshGrows) {
+  const PolicySnapshot policy;
+  for (size_t count : {10u, 1000u}) {
+    auto services = std::make_shared<registry::KubernetesServices>();
+    for (size_t i = 0; i < count; ++i) {
+      auto ks = std::make_shared<registry::KubernetesService>();
+      ks->namespace_ = i % 2 == 0 ? "alpha" : "beta";
+      ks->name = absl::StrCat("svc-", 100000 + i);
+      ks->cluster_ips = {absl::StrCat("10.96.", i / 250, ".", i % 250)};
+      ks->ports = {{.name = "http", .port = 80, .protocol = "HTTP", .target_port = 8080}};
+      ks->endpoints = {{.address = absl::StrCat("10.1.", i / 250, ".", i % 250)}};
+      services->services.push_back(std::move(ks));
+    }
+    std::sort(services->services.begin(), services->services.end(), [](const auto& a, const auto& b) {
+      return std::tie(a->namespace_, a->name) < std::tie(b->namespace_, b->name);
+    });
+    RegistrySnapshot before;
+    before.kubernetes = services;
+    const MeshIndex first = BuildIndex(policy, before);
+    ASSERT_EQ(first.services.size(), count);
+
+    RegistrySnapshot after = before;
+    auto changed = std::make_shared<registry::KubernetesServices>(*services);
+    auto slice = std::make_shared<registry::KubernetesService>(*changed->services[count / 2]);
+    slice->endpoints.push_back({.address = "10.2.0.1"});
+    changed->services[count / 2] = slice;
+    after.kubernetes = changed;
+    const MeshIndex next = BuildIndex(policy, after, {&first, &policy, &before});
+    EXPECT_EQ(next.built.size(), 1u) << count;
+    EXPECT_EQ(next.shared_searched, 0u) << count;
+    ASSERT_EQ(next.services.size(), count);
+    EXPECT_EQ(next.services.at({slice->namespace_, slice->name})->members.size(), 2u);
+
+    // Out of key order: found by a search, and the table is the same.
+    RegistrySnapshot shuffled = after;
+    auto reordered = std::make_shared<registry::KubernetesServices>(*changed);
+    std::mt19937 random(7);
+    std::shuffle(reordered->services.begin(), reordered->services.end(), random);
+    shuffled.kubernetes = reordered;
+    const MeshIndex searched = BuildIndex(policy, shuffled, {&next, &policy, &after});
+    EXPECT_EQ(searched.built.size(), 0u) << count;
+    EXPECT_GT(searched.shared_searched, 0u) << count;
+    ASSERT_EQ(searched.services.size(), count);
+    auto a = searched.services.begin();
+    for (const auto& [key, view] : next.services) {
+      EXPECT_EQ(a->first, key);
+      EXPECT_EQ(a->second.get(), view.get());
+      ++a;
     }
   }
 }

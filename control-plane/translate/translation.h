@@ -28,7 +28,9 @@
 // TranslationContext may be read from any number of threads (a TranslationOutput is one
 // translation's own). Private to control-plane/translate.
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
@@ -106,6 +108,9 @@ struct ServiceView {
 
 using ServiceKey = std::pair<std::string, std::string>;  // (namespace, name)
 
+struct MeshIndex;
+struct PreviousIndex;
+
 // A Gateway API route attached to a Service by one of its parentRefs (gateway_routes.cc): exactly
 // one of `http` and `grpc` is set; `port` 0: every port of the Service.
 struct GatewayAttachment {
@@ -168,12 +173,51 @@ class HostOwnersCache {
   std::unique_ptr<const std::vector<std::string>> on_demand_ranges_;
 };
 
+// An index's services by key, in key order: a sorted vector rather than a tree, so an index built
+// from a previous one takes the views it shares by walking that one's entries in order (no tree
+// look-up, node allocation or key copy to the heap per service: BuildIndex) and frees no node per
+// service when it goes. The interface is the part of std::map the translator reads; iterators
+// stay valid as long as the table is not rebuilt. Immutable once BuildIndex returns it; any
+// thread.
+class ServiceTable {
+ public:
+  using value_type = std::pair<ServiceKey, std::shared_ptr<const ServiceView>>;
+  using const_iterator = std::vector<value_type>::const_iterator;
+
+  const_iterator begin() const { return entries_.begin(); }
+  const_iterator end() const { return entries_.end(); }
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  // The first entry whose key is not less than `key`.
+  const_iterator lower_bound(const ServiceKey& key) const {
+    return std::lower_bound(
+        entries_.begin(), entries_.end(), key,
+        [](const value_type& entry, const ServiceKey& k) { return entry.first < k; });
+  }
+  const_iterator find(const ServiceKey& key) const {
+    auto it = lower_bound(key);
+    return it != entries_.end() && it->first == key ? it : entries_.end();
+  }
+  bool contains(const ServiceKey& key) const { return find(key) != entries_.end(); }
+  // The view of `key`; aborts when there is none (as std::map::at throws).
+  const std::shared_ptr<const ServiceView>& at(const ServiceKey& key) const {
+    auto it = find(key);
+    if (it == entries_.end()) std::abort();
+    return it->second;
+  }
+
+ private:
+  friend MeshIndex BuildIndex(const PolicySnapshot&, const RegistrySnapshot&,
+                              const PreviousIndex&);
+  std::vector<value_type> entries_;  // sorted by key, keys unique
+};
+
 // What every node's translation reads from the inputs: services with their members, the
 // TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
 // pointers into both snapshots, which must outlive it. Every view is immutable and may be shared
 // with the index of newer inputs (BuildIndex).
 struct MeshIndex {
-  std::map<ServiceKey, std::shared_ptr<const ServiceView>> services;
+  ServiceTable services;
   // The views of `services` in key order (ServicePortRef::service indexes it).
   std::vector<const ServiceView*> ordered;
   const ServiceView& service(ServicePortRef ref) const { return *ordered[ref.service]; }
@@ -199,6 +243,10 @@ struct MeshIndex {
   uint64_t built_from = 0;
   std::vector<ServiceKey> built;
   size_t members_built = 0;  // Workloads made for Kubernetes endpoints (owned_members)
+  // Kubernetes Services the previous index's table was searched for, not found in order
+  // (Kubernetes discovery lists them in about key order, so an index costs a key comparison per
+  // shared view).
+  size_t shared_searched = 0;
 };
 
 // Inputs a newer index may share views with: an index and the snapshots it was built from
