@@ -9,8 +9,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
-#include "absl/types/span.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/stats/names.h"
@@ -443,8 +443,9 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
   if (!d.exempt) ++(*scoped ? scoped_series_ : fixed_series_);
   const auto index = static_cast<uint32_t>(series_.size());
   series->index = index;
-  family.series.insert(series.get());
+  const Series* added = series.get();
   series_.push_back(std::move(series));
+  family.series.insert(added);
   return index;
 }
 
