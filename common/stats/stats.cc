@@ -5,8 +5,12 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/stats/names.h"
@@ -180,6 +184,53 @@ const SeriesSnapshot* StatsSnapshot::Find(absl::string_view name, const LabelSet
 // ---------------------------------------------------------------------------------------------
 // StatsRegistry
 
+// One distinct label set, shared by every series that carries it: a cluster's series of all
+// metrics keep its name once.
+struct StatsRegistry::LabelBlock {
+  LabelSet labels;  // in the families' label-name order
+  // `name="escaped value",...`; also the key of label_blocks_ (names and order included).
+  std::string prometheus_labels;
+};
+
+struct StatsRegistry::Series {
+  const Family* family;
+  const LabelBlock* labels;  // owned by label_blocks_
+  uint32_t index;            // in StatsRegistry::series_
+  uint32_t cell_count;
+  stats_internal::Cell* global_cell = nullptr;   // kGlobal gauges only
+  std::unique_ptr<uint64_t[]> retired;           // cell_count folded-in cells of destroyed shards
+};
+
+namespace {
+using LabelValues = absl::Span<const absl::string_view>;
+}  // namespace
+
+// Orders a family's series by label values (byte order, label by label), comparing the values the
+// series hold: the index keeps no copy of them.
+struct StatsRegistry::SeriesByValues {
+  using is_transparent = void;
+  template <typename A, typename B>
+  static bool Less(const A& a, const B& b) {
+    return std::lexicographical_compare(
+        a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+          return absl::string_view(Value(x)) < absl::string_view(Value(y));
+        });
+  }
+  static absl::string_view Value(const std::pair<std::string, std::string>& label) {
+    return label.second;
+  }
+  static absl::string_view Value(absl::string_view value) { return value; }
+  bool operator()(const Series* a, const Series* b) const {
+    return Less(a->labels->labels, b->labels->labels);
+  }
+  bool operator()(const Series* a, LabelValues b) const {
+    return Less(a->labels->labels, b);
+  }
+  bool operator()(LabelValues a, const Series* b) const {
+    return Less(a, b->labels->labels);
+  }
+};
+
 struct StatsRegistry::Family {
   std::string name;
   std::string help;
@@ -187,17 +238,10 @@ struct StatsRegistry::Family {
   GaugeMerge merge = GaugeMerge::kSum;
   std::vector<std::string> label_names;  // first registration's order
   std::unique_ptr<const HistogramLayout> layout;
-  // Label values in label_names order → series index. Ordered: it is the exposition order.
-  std::map<std::vector<std::string>, uint32_t> series;
-};
-
-struct StatsRegistry::Series {
-  const Family* family;
-  LabelSet labels;  // in family->label_names order
-  std::string prometheus_labels;
-  size_t cell_count;
-  stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
-  std::vector<uint64_t> retired;                // folded-in cells of destroyed shards
+  // Ordered by label values: it is the exposition order. A B-tree of pointers to the series,
+  // which own their values: ~8 bytes a series, where a map keyed by copies of the values cost
+  // ~200.
+  absl::btree_set<const Series*, SeriesByValues> series;
 };
 
 struct StatsRegistry::Declaration {
@@ -357,35 +401,51 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
   }
   Family& family = *it->second;
 
-  std::vector<std::string> values;
+  absl::InlinedVector<absl::string_view, 4> values;
   values.reserve(family.label_names.size());
   for (const std::string& label_name : family.label_names) {
     for (const auto& [label, value] : d.labels) {
       if (label == label_name) values.push_back(value);
     }
   }
-  if (auto found = family.series.find(values); found != family.series.end()) {
-    return found->second;
+  if (auto found = family.series.find(LabelValues(values)); found != family.series.end()) {
+    return (*found)->index;
   }
   RETURN_IF_ERROR(CheckBudgetLocked(d.name, *scoped, d.exempt));
 
   auto series = std::make_unique<Series>();
   series->family = &family;
+  std::string text;
   for (size_t i = 0; i < values.size(); ++i) {
-    series->labels.emplace_back(family.label_names[i], values[i]);
-    if (i > 0) series->prometheus_labels.push_back(',');
-    absl::StrAppend(&series->prometheus_labels, family.label_names[i], "=\"");
-    stats_internal::AppendEscapedLabelValue(&series->prometheus_labels, values[i]);
-    series->prometheus_labels.push_back('"');
+    if (i > 0) text.push_back(',');
+    absl::StrAppend(&text, family.label_names[i], "=\"");
+    stats_internal::AppendEscapedLabelValue(&text, values[i]);
+    text.push_back('"');
   }
-  series->cell_count = family.layout != nullptr ? family.layout->cell_count() : 1;
+  // Names are identifiers and values are escaped, so the text identifies the ordered label set.
+  auto block = label_blocks_.find(text);
+  if (block == label_blocks_.end()) {
+    auto created = std::make_unique<LabelBlock>();
+    created->labels.reserve(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      created->labels.emplace_back(family.label_names[i], values[i]);
+    }
+    created->prometheus_labels = std::move(text);
+    const absl::string_view key = created->prometheus_labels;
+    block = label_blocks_.emplace(key, std::move(created)).first;
+  }
+  series->labels = block->second.get();
+  series->cell_count =
+      family.layout != nullptr ? static_cast<uint32_t>(family.layout->cell_count()) : 1;
   if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
     series->global_cell = global_cells_.Allocate(1);
   }
   if (!d.exempt) ++(*scoped ? scoped_series_ : fixed_series_);
   const auto index = static_cast<uint32_t>(series_.size());
+  series->index = index;
+  const Series* added = series.get();
   series_.push_back(std::move(series));
-  family.series.emplace(std::move(values), index);
+  family.series.insert(added);
   return index;
 }
 
@@ -408,7 +468,9 @@ const StatsRegistry::Series& StatsRegistry::SeriesFor(uint32_t index, MetricType
 void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) const {
   const Series& series = *series_[index];
   total->assign(series.cell_count, 0);
-  if (!series.retired.empty()) *total = series.retired;
+  if (series.retired != nullptr) {
+    total->assign(series.retired.get(), series.retired.get() + series.cell_count);
+  }
   if (series.global_cell != nullptr) {
     (*total)[0] += series.global_cell->load(std::memory_order_relaxed);
   }
@@ -427,14 +489,15 @@ StatsSnapshot StatsRegistry::Snapshot() const {
   MutexLock lock(&mu_);
   snapshot.series.reserve(series_.size());
   for (const auto& [name, family] : families_) {
-    for (const auto& [values, index] : family->series) {
-      const Series& series = *series_[index];
+    for (const Series* in_family : family->series) {
+      const Series& series = *in_family;
+      const uint32_t index = series.index;
       SeriesSnapshot& out = snapshot.series.emplace_back();
       out.type = family->type;
       out.name = family->name;
       out.help = family->help;
-      out.labels = &series.labels;
-      out.prometheus_labels = series.prometheus_labels;
+      out.labels = &series.labels->labels;
+      out.prometheus_labels = series.labels->prometheus_labels;
       MergeLocked(index, &merged);
       switch (family->type) {
         case MetricType::kCounter:
@@ -501,7 +564,9 @@ StatsShard::~StatsShard() {
     const stats_internal::Cell* cells = cells_by_series_[index];
     if (cells == nullptr) continue;
     StatsRegistry::Series& series = *registry_->series_[index];
-    series.retired.resize(series.cell_count, 0);
+    if (series.retired == nullptr) {
+      series.retired = std::make_unique<uint64_t[]>(series.cell_count);  // zeroed
+    }
     for (size_t i = 0; i < series.cell_count; ++i) {
       series.retired[i] += cells[i].load(std::memory_order_relaxed);
     }

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -341,6 +342,8 @@ class StatsRegistry {
   friend class StatsShard;
   struct Family;
   struct Series;
+  struct SeriesByValues;
+  struct LabelBlock;
   struct Declaration;
 
   absl::StatusOr<uint32_t> Register(const Declaration& declaration);
@@ -360,6 +363,9 @@ class StatsRegistry {
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
   // Indexed by series id; entries are never removed, so ids and pointers stay valid.
   std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  // Distinct label sets by their Prometheus text; series point at them. Never removed.
+  absl::flat_hash_map<absl::string_view, std::unique_ptr<LabelBlock>> label_blocks_
+      ABSL_GUARDED_BY(mu_);
   size_t fixed_series_ ABSL_GUARDED_BY(mu_) = 0;
   size_t scoped_series_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<StatsShard*> shards_ ABSL_GUARDED_BY(mu_);
