@@ -197,8 +197,8 @@ struct StatsRegistry::Series {
   const LabelBlock* labels;  // owned by label_blocks_
   uint32_t index;            // in StatsRegistry::series_
   uint32_t cell_count;
-  stats_internal::Cell* global_cell = nullptr;   // kGlobal gauges only
-  std::unique_ptr<uint64_t[]> retired;           // cell_count folded-in cells of destroyed shards
+  stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
+  std::unique_ptr<uint64_t[]> retired;          // cell_count folded-in cells of destroyed shards
 };
 
 namespace {
@@ -223,12 +223,8 @@ struct StatsRegistry::SeriesByValues {
   bool operator()(const Series* a, const Series* b) const {
     return Less(a->labels->labels, b->labels->labels);
   }
-  bool operator()(const Series* a, LabelValues b) const {
-    return Less(a->labels->labels, b);
-  }
-  bool operator()(LabelValues a, const Series* b) const {
-    return Less(a, b->labels->labels);
-  }
+  bool operator()(const Series* a, LabelValues b) const { return Less(a->labels->labels, b); }
+  bool operator()(LabelValues a, const Series* b) const { return Less(a, b->labels->labels); }
 };
 
 struct StatsRegistry::Family {

@@ -387,9 +387,10 @@ TEST(MeshIndexScaleTest, AnEndpointSliceChangeLooksUpNoSharedViewAsTheMeshGrows)
       ks->endpoints = {{.address = absl::StrCat("10.1.", i / 250, ".", i % 250)}};
       services->services.push_back(std::move(ks));
     }
-    std::sort(services->services.begin(), services->services.end(), [](const auto& a, const auto& b) {
-      return std::tie(a->namespace_, a->name) < std::tie(b->namespace_, b->name);
-    });
+    std::sort(services->services.begin(), services->services.end(),
+              [](const auto& a, const auto& b) {
+                return std::tie(a->namespace_, a->name) < std::tie(b->namespace_, b->name);
+              });
     RegistrySnapshot before;
     before.kubernetes = services;
     const MeshIndex first = BuildIndex(policy, before);

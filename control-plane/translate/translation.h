@@ -207,8 +207,7 @@ class ServiceTable {
   }
 
  private:
-  friend MeshIndex BuildIndex(const PolicySnapshot&, const RegistrySnapshot&,
-                              const PreviousIndex&);
+  friend MeshIndex BuildIndex(const PolicySnapshot&, const RegistrySnapshot&, const PreviousIndex&);
   std::vector<value_type> entries_;  // sorted by key, keys unique
 };
 

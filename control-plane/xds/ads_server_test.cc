@@ -844,7 +844,8 @@ TEST_F(AdsServerTest, AnEndpointChangeIsComparedPerChangeNotPerResource) {
   client.Subscribe(ResourceType::kEndpoint, "node-d");
   ASSERT_TRUE(RunUntil([&] { return !client.responses.empty(); }));
   for (const auto& response : client.responses) client.Ack(response);
-  ASSERT_TRUE(RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->state == "ACKED"; }));
+  ASSERT_TRUE(
+      RunUntil([&] { return Status("node-d", ResourceType::kEndpoint)->state == "ACKED"; }));
   const size_t responses = client.responses.size();
   for (int change = 0; change < 3; ++change) {
     xds::ClusterLoadAssignment changed;

@@ -212,9 +212,9 @@ TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
   for (int i = 0; i < kServices; ++i) {
     keys.push_back(storage.emplace_back(absl::StrCat("host:s", i)));
     const uint64_t before = generator.stats().resources_merged;
-    set = generator.Generate(in_.policy, in_.registry,
-                             GenerateRequest{.node = node_, .delta = true, .keys = keys,
-                                             .previous = &set});
+    set = generator.Generate(
+        in_.policy, in_.registry,
+        GenerateRequest{.node = node_, .delta = true, .keys = keys, .previous = &set});
     merged.push_back(generator.stats().resources_merged - before);
     if (i == 0 || i == kServices / 2 || i == kServices - 1) {
       expect_whole(set, absl::StrCat("after lookup ", i));
@@ -234,9 +234,9 @@ TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
   next->version = 2;
   in_.registry = next;
   keys.push_back(storage.emplace_back("host:b"));
-  set = generator.Generate(in_.policy, in_.registry,
-                           GenerateRequest{.node = node_, .delta = true, .keys = keys,
-                                           .previous = &set});
+  set = generator.Generate(
+      in_.policy, in_.registry,
+      GenerateRequest{.node = node_, .delta = true, .keys = keys, .previous = &set});
   EXPECT_EQ(generator.stats().member_only_generations, 1u);
   EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
   expect_whole(set, "after an endpoint change");
@@ -247,17 +247,19 @@ TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
   keys.erase(keys.begin() + 5);
   keys.push_back(storage.emplace_back("host:c"));
   keys.push_back(storage.emplace_back("host:a.default:8080"));
-  set = generator.Generate(in_.policy, in_.registry,
-                           GenerateRequest{.node = node_, .delta = true, .keys = keys,
-                                           .keys_removed = 2, .previous = &set});
+  set = generator.Generate(
+      in_.policy, in_.registry,
+      GenerateRequest{
+          .node = node_, .delta = true, .keys = keys, .keys_removed = 2, .previous = &set});
   EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
   EXPECT_FALSE(set.of(ResourceType::kServiceRoute).contains("s5.default:8080"));
   EXPECT_FALSE(set.of(ResourceType::kServiceRoute).contains("b.default:8080"));
   expect_whole(set, "after keys removed");
   keys.push_back(storage.emplace_back("host:s5"));
-  set = generator.Generate(in_.policy, in_.registry,
-                           GenerateRequest{.node = node_, .delta = true, .keys = keys,
-                                           .keys_removed = 2, .previous = &set});
+  set = generator.Generate(
+      in_.policy, in_.registry,
+      GenerateRequest{
+          .node = node_, .delta = true, .keys = keys, .keys_removed = 2, .previous = &set});
   EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 2);
   expect_whole(set, "after a key added again");
 }

@@ -101,8 +101,8 @@ void ResourceMap::MakeOwn(NodePtr& node) {
 }
 
 void ResourceMap::Update(Node& node) {
-  node.sum = node.entry_hash + (node.left ? node.left->sum : 0) +
-             (node.right ? node.right->sum : 0);
+  node.sum =
+      node.entry_hash + (node.left ? node.left->sum : 0) + (node.right ? node.right->sum : 0);
 }
 
 void ResourceMap::Split(NodePtr node, absl::string_view name, NodePtr& left, NodePtr& right) {
@@ -245,9 +245,8 @@ size_t ResourceMap::DiffWalk(const Node* a, const Node* b, DiffFn changed) {
 bool operator==(const ResourceMap& a, const ResourceMap& b) {
   if (a.size() != b.size()) return false;
   bool same = true;
-  ResourceMap::Diff(a, b, [&](const std::string&, const ResourcePtr*, const ResourcePtr*) {
-    same = false;
-  });
+  ResourceMap::Diff(
+      a, b, [&](const std::string&, const ResourcePtr*, const ResourcePtr*) { same = false; });
   return same;
 }
 

@@ -39,9 +39,8 @@ void ExpectSame(const ResourceMap& map, const Reference& reference) {
     EXPECT_EQ(map.find(name)->second, resource);
   }
   EXPECT_TRUE(it == map.end());
-  EXPECT_EQ(TypeVersion(map), xds::TypeVersion(reference, [](const ResourcePtr& r) {
-              return r->version;
-            }));
+  EXPECT_EQ(TypeVersion(map),
+            xds::TypeVersion(reference, [](const ResourcePtr& r) { return r->version; }));
 }
 
 TEST(ResourceMapTest, BehavesAsAnOrderedMapAndCopiesStayAsTheyWere) {
@@ -138,9 +137,8 @@ TEST(ResourceMapTest, DiffOfDerivedMapsComparesPerChange) {
     changed.insert_or_assign(name_of(i), Resource(name_of(i), -1));
     int differences = 0;
     const size_t compared = ResourceMap::Diff(
-        base, changed, [&](const std::string&, const ResourcePtr*, const ResourcePtr*) {
-          ++differences;
-        });
+        base, changed,
+        [&](const std::string&, const ResourcePtr*, const ResourcePtr*) { ++differences; });
     EXPECT_EQ(differences, 1);
     EXPECT_LT(compared, 100u) << name_of(i);  // a full walk compares 15 000
     EXPECT_NE(TypeVersion(base), TypeVersion(changed));
@@ -152,9 +150,8 @@ TEST(ResourceMapTest, DiffOfDerivedMapsComparesPerChange) {
   changed.insert_or_assign("outbound|80||svc-new", Resource("outbound|80||svc-new", 1));
   int differences = 0;
   const size_t compared = ResourceMap::Diff(
-      base, changed, [&](const std::string&, const ResourcePtr*, const ResourcePtr*) {
-        ++differences;
-      });
+      base, changed,
+      [&](const std::string&, const ResourcePtr*, const ResourcePtr*) { ++differences; });
   EXPECT_EQ(differences, 2);
   EXPECT_LT(compared, 7500u);
   EXPECT_EQ(base.size(), 15000u);

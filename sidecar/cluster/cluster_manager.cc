@@ -84,8 +84,8 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
             "Circuit-breaker capacity left per cluster and threshold (limit minus in use).", labels,
             GaugeMerge::kGlobal);
         if (!remaining.ok()) {
-          LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << name
-                                     << ": circuit-breaker stats: " << remaining.status();
+          LOG_EVERY_N_SEC(ERROR, 60)
+              << "cluster " << name << ": circuit-breaker stats: " << remaining.status();
         } else {
           published.remaining[i] = *remaining;
         }
@@ -101,8 +101,8 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
             "meshlet_upstream_cb_overflow_total",
             "Acquires refused by a circuit-breaker threshold, per cluster and threshold.", labels);
         if (!overflow.ok()) {
-          LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << name
-                                     << ": circuit-breaker stats: " << overflow.status();
+          LOG_EVERY_N_SEC(ERROR, 60)
+              << "cluster " << name << ": circuit-breaker stats: " << overflow.status();
         } else {
           published.overflow[i] = *overflow;
         }

@@ -82,8 +82,9 @@ class SharedClusterLimits {
   // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
   // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
   // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}, registered with the
-  // threshold's first overflow), for the clusters that carried traffic (MarkActive) only. The admin API calls it before it reads stats, so a scrape
-  // sees current values without any per-request stats work.
+  // threshold's first overflow), for the clusters that carried traffic (MarkActive) only. The admin
+  // API calls it before it reads stats, so a scrape sees current values without any per-request
+  // stats work.
   void PublishStats(StatsShard& shard);
   // `cluster` carried a request on some worker: PublishStats includes it from now on.
   void MarkActive(absl::string_view cluster);

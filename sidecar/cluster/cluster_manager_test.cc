@@ -320,8 +320,8 @@ TEST_F(ClusterManagerTest, MostSeriesRegisterOnFirstCount) {
   EXPECT_FALSE(ref.stats->rq_duration[1].registered());  // no failure yet
   EXPECT_EQ(registry_.series_count() - before, everyday + 4);
   StatsSnapshot stats = registry_.Snapshot();
-  const SeriesSnapshot* retries =
-      stats.Find("meshlet_upstream_rq_retry_total", {{"cluster", "a"}, {"reason", "connect_failure"}});
+  const SeriesSnapshot* retries = stats.Find("meshlet_upstream_rq_retry_total",
+                                             {{"cluster", "a"}, {"reason", "connect_failure"}});
   ASSERT_NE(retries, nullptr);
   EXPECT_EQ(retries->counter, 3u);
   const SeriesSnapshot* timeouts =
