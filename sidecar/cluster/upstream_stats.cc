@@ -31,8 +31,7 @@ constexpr LazySeries kTimeoutSeries{"meshlet_upstream_rq_timeout_total",
 constexpr LazySeries kResetSeries{"meshlet_upstream_rq_reset_total",
                                   "Upstream streams that ended with a reset.", "", ""};
 constexpr LazySeries kNoHealthyHostSeries{"meshlet_upstream_rq_no_healthy_host_total",
-                                          "Requests with no healthy host to send them to.", "",
-                                          ""};
+                                          "Requests with no healthy host to send them to.", "", ""};
 constexpr LazySeries kBreakerOpenSeries{
     "meshlet_upstream_rq_breaker_open_total",
     "Requests refused because the cluster's consecutive-failure breaker was open (or half-open "
@@ -44,14 +43,12 @@ constexpr auto kDurationSeries = SeriesPerValue(
     "Requests routed to the cluster, from start to end of the response, by outcome (failure: "
     "5xx or no complete response).",
     "outcome", kOutcomeNames);
-constexpr auto kRetrySeries =
-    SeriesPerValue("meshlet_upstream_rq_retry_total",
-                   "Retries sent, by what the failed attempt ran into.", "reason",
-                   kRetryReasonNames);
-constexpr auto kRetrySkippedSeries =
-    SeriesPerValue("meshlet_upstream_rq_retry_skipped_total",
-                   "Retries the policy asked for but did not send, by reason.", "reason",
-                   kRetrySkipReasonNames);
+constexpr auto kRetrySeries = SeriesPerValue("meshlet_upstream_rq_retry_total",
+                                             "Retries sent, by what the failed attempt ran into.",
+                                             "reason", kRetryReasonNames);
+constexpr auto kRetrySkippedSeries = SeriesPerValue(
+    "meshlet_upstream_rq_retry_skipped_total",
+    "Retries the policy asked for but did not send, by reason.", "reason", kRetrySkipReasonNames);
 constexpr auto kRetryOverflowSeries =
     SeriesPerValue("meshlet_upstream_rq_retry_overflow_total",
                    "Retries refused by the retry budget or the concurrent-retry limit.", "limit",
@@ -59,13 +56,13 @@ constexpr auto kRetryOverflowSeries =
 constexpr LazySeries kRetrySuccessSeries{
     "meshlet_upstream_rq_retry_success_total",
     "Requests whose final response came from a retry and was not 5xx.", "", ""};
-constexpr LazySeries kPerTryTimeoutSeries{
-    "meshlet_upstream_rq_per_try_timeout_total",
-    "Attempts that hit the retry policy's per-try timeout.", "", ""};
-constexpr auto kDeadlineHeaderInvalidSeries = SeriesPerValue(
-    "meshlet_upstream_rq_deadline_header_invalid_total",
-    "Requests whose caller deadline header was malformed (and ignored).", "header",
-    std::array<absl::string_view, 2>{"grpc-timeout", "x-meshlet-deadline"});
+constexpr LazySeries kPerTryTimeoutSeries{"meshlet_upstream_rq_per_try_timeout_total",
+                                          "Attempts that hit the retry policy's per-try timeout.",
+                                          "", ""};
+constexpr auto kDeadlineHeaderInvalidSeries =
+    SeriesPerValue("meshlet_upstream_rq_deadline_header_invalid_total",
+                   "Requests whose caller deadline header was malformed (and ignored).", "header",
+                   std::array<absl::string_view, 2>{"grpc-timeout", "x-meshlet-deadline"});
 constexpr LazySeries kMirrorSeries{"meshlet_upstream_rq_mirror_total",
                                    "Mirror copies of requests sent to the cluster.", "", ""};
 constexpr LazySeries kMirrorFailedSeries{
@@ -84,6 +81,13 @@ constexpr auto kSessionSeries = SeriesPerValue(
     "miss (its endpoint gone, unhealthy or refused), expired, invalid.",
     "result", kSessionResultNames);
 
+// One lazy handle per series of `series`, into `handles` (the same order).
+template <typename Lazy, size_t N>
+void MakeLazy(std::array<Lazy, N>& handles, const std::shared_ptr<const LazySource>& source,
+              const std::array<LazySeries, N>& series) {
+  for (size_t i = 0; i < N; ++i) handles[i] = Lazy(source, &series[i]);
+}
+
 LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
   LabelSet labels = {{"cluster", source.cluster}};
   if (!series.label.empty()) {
@@ -100,8 +104,8 @@ template <>
 void LazyHandle<Counter>::Register() const {
   registered_ = true;
   if (source_ == nullptr) return;
-  absl::StatusOr<Counter> counter = source_->shard->RegisterCounter(
-      series_->name, series_->help, LazyLabels(*source_, *series_));
+  absl::StatusOr<Counter> counter =
+      source_->shard->RegisterCounter(series_->name, series_->help, LazyLabels(*source_, *series_));
   if (counter.ok()) handle_ = *counter;
 }
 
@@ -134,40 +138,24 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
   auto source = std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
-  for (size_t i = 0; i < s.rq_by_class.size(); ++i) {
-    s.rq_by_class[i] = LazyCounter(source, &kByClassSeries[i]);
-  }
+  MakeLazy(s.rq_by_class, source, kByClassSeries);
   s.rq_connect_fail = LazyCounter(source, &kConnectFailSeries);
   s.rq_overflow = LazyCounter(source, &kOverflowSeries);
   s.rq_timeout = LazyCounter(source, &kTimeoutSeries);
   s.rq_reset = LazyCounter(source, &kResetSeries);
   s.rq_no_healthy_host = LazyCounter(source, &kNoHealthyHostSeries);
   s.rq_breaker_open = LazyCounter(source, &kBreakerOpenSeries);
-  for (size_t i = 0; i < kOutcomeNames.size(); ++i) {
-    s.rq_duration[i] = LazyHistogram(source, &kDurationSeries[i]);
-  }
-  for (size_t i = 0; i < kRetryReasonNames.size(); ++i) {
-    s.rq_retry[i] = LazyCounter(source, &kRetrySeries[i]);
-  }
-  for (size_t i = 0; i < kRetrySkipReasonNames.size(); ++i) {
-    s.rq_retry_skipped[i] = LazyCounter(source, &kRetrySkippedSeries[i]);
-  }
-  for (size_t i = 0; i < kRetryOverflowNames.size(); ++i) {
-    s.rq_retry_overflow[i] = LazyCounter(source, &kRetryOverflowSeries[i]);
-  }
+  MakeLazy(s.rq_duration, source, kDurationSeries);
+  MakeLazy(s.rq_retry, source, kRetrySeries);
+  MakeLazy(s.rq_retry_skipped, source, kRetrySkippedSeries);
+  MakeLazy(s.rq_retry_overflow, source, kRetryOverflowSeries);
   s.rq_retry_success = LazyCounter(source, &kRetrySuccessSeries);
   s.rq_per_try_timeout = LazyCounter(source, &kPerTryTimeoutSeries);
-  for (size_t i = 0; i < s.rq_deadline_header_invalid.size(); ++i) {
-    s.rq_deadline_header_invalid[i] = LazyCounter(source, &kDeadlineHeaderInvalidSeries[i]);
-  }
+  MakeLazy(s.rq_deadline_header_invalid, source, kDeadlineHeaderInvalidSeries);
   s.rq_mirror = LazyCounter(source, &kMirrorSeries);
   s.rq_mirror_failed = LazyCounter(source, &kMirrorFailedSeries);
-  for (size_t i = 0; i < kMirrorSkipReasonNames.size(); ++i) {
-    s.rq_mirror_skipped[i] = LazyCounter(source, &kMirrorSkippedSeries[i]);
-  }
-  for (size_t i = 0; i < kSessionResultNames.size(); ++i) {
-    s.rq_session[i] = LazyCounter(source, &kSessionSeries[i]);
-  }
+  MakeLazy(s.rq_mirror_skipped, source, kMirrorSkippedSeries);
+  MakeLazy(s.rq_session, source, kSessionSeries);
   ASSIGN_OR_RETURN(s.tx_bytes, shard.RegisterCounter(
                                    "meshlet_upstream_tx_bytes_total",
                                    "Request body and tunnel bytes sent to the cluster.", labels));

@@ -73,9 +73,6 @@ struct LazySeries {
   absl::string_view value;
 };
 
-// A per-cluster handle registered on its first use (see the top of the file). Copies share
-// nothing mutable: each registers its own handle (the registry returns the same series). A
-// default-constructed one counts nothing. Use only on the shard's thread.
 // Where a cluster's lazy series register: its shard and name. Shared by the handles of one
 // UpstreamStats.
 struct LazySource {
@@ -83,6 +80,9 @@ struct LazySource {
   std::string cluster;
 };
 
+// A per-cluster handle registered on its first use (see the top of the file). Copies share
+// nothing mutable: each registers its own handle (the registry returns the same series). A
+// default-constructed one counts nothing. Use only on the shard's thread.
 template <typename Handle>
 class LazyHandle {
  public:
@@ -95,7 +95,8 @@ class LazyHandle {
 
  protected:
   const Handle& handle() const {
-    if (!registered_) [[unlikely]] Register();
+    if (!registered_) [[unlikely]]
+      Register();
     return handle_;
   }
 
@@ -139,11 +140,11 @@ struct UpstreamStats {
   // meshlet_upstream_cx_tls_handshake_fail_total: connections whose TLS handshake failed.
   Counter cx_tls_handshake_fail;
   LazyCounter rq_connect_fail;     // meshlet_upstream_rq_connect_fail_total
-  LazyCounter rq_overflow;       // meshlet_upstream_rq_overflow_total (circuit breaker)
-  LazyCounter rq_timeout;       // meshlet_upstream_rq_timeout_total (route timeout)
-  LazyCounter rq_reset;       // meshlet_upstream_rq_reset_total
+  LazyCounter rq_overflow;         // meshlet_upstream_rq_overflow_total (circuit breaker)
+  LazyCounter rq_timeout;          // meshlet_upstream_rq_timeout_total (route timeout)
+  LazyCounter rq_reset;            // meshlet_upstream_rq_reset_total
   LazyCounter rq_no_healthy_host;  // meshlet_upstream_rq_no_healthy_host_total
-  Gauge rq_active;             // meshlet_upstream_rq_active
+  Gauge rq_active;                 // meshlet_upstream_rq_active
   // meshlet_upstream_rq_breaker_open_total: refused by the consecutive-failure breaker.
   LazyCounter rq_breaker_open;
   // Handed to the Cluster (Cluster::StatHandles).
@@ -156,17 +157,20 @@ struct UpstreamStats {
   Counter overload_ejections_skipped;  // meshlet_upstream_overload_ejections_skipped_total
   Gauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active
   // Retries and attempt timeouts (the router; docs/resilience.md).
-  std::array<LazyCounter, kRetryReasonNames.size()> rq_retry;              // ..._rq_retry_total
-  std::array<LazyCounter, kRetrySkipReasonNames.size()> rq_retry_skipped;  // ..._rq_retry_skipped_total
-  std::array<LazyCounter, kRetryOverflowNames.size()> rq_retry_overflow;  // ..._rq_retry_overflow_total
+  std::array<LazyCounter, kRetryReasonNames.size()> rq_retry;  // ..._rq_retry_total
+  std::array<LazyCounter, kRetrySkipReasonNames.size()>
+      rq_retry_skipped;  // ..._rq_retry_skipped_total
+  std::array<LazyCounter, kRetryOverflowNames.size()>
+      rq_retry_overflow;           // ..._rq_retry_overflow_total
   LazyCounter rq_retry_success;    // meshlet_upstream_rq_retry_success_total
   LazyCounter rq_per_try_timeout;  // meshlet_upstream_rq_per_try_timeout_total
   // meshlet_upstream_rq_deadline_header_invalid_total{header}: malformed caller deadlines
   // (ignored), index 0 grpc-timeout, 1 x-meshlet-deadline.
   std::array<LazyCounter, 2> rq_deadline_header_invalid;
   // Request mirroring (sidecar/router/mirror.h), counted on the mirror cluster.
-  LazyCounter rq_mirror;         // meshlet_upstream_rq_mirror_total: copies sent
-  LazyCounter rq_mirror_failed;  // meshlet_upstream_rq_mirror_failed_total: no complete answer, or 5xx
+  LazyCounter rq_mirror;  // meshlet_upstream_rq_mirror_total: copies sent
+  LazyCounter
+      rq_mirror_failed;  // meshlet_upstream_rq_mirror_failed_total: no complete answer, or 5xx
   // meshlet_upstream_rq_mirror_skipped_total{reason}: copies not sent (kMirrorSkipReasonNames).
   std::array<LazyCounter, kMirrorSkipReasonNames.size()> rq_mirror_skipped;
   // meshlet_upstream_rq_session_total{result}: requests that brought a sticky-session token
