@@ -285,8 +285,12 @@ absl::Status TlsSession::Init() {
 
 void TlsSession::SetResumptionKey(std::string peer_key) {
   if (context_->is_server() || handshake_complete_) return;
-  // The name asked for is part of the key: one address may serve several names.
-  resumption_key_ = absl::StrCat(peer_key, "|", options_.server_name);
+  // The name asked for is part of the key: one address may serve several names. So is this
+  // session's own identity policy: a context shared by upstreams that expect different identities
+  // never offers one upstream's session to a connection expecting another's.
+  resumption_key_ =
+      absl::StrCat(peer_key, "|", options_.server_name, "|", options_.verify_peer_name,
+                   options_.peer_identity.has_value() ? options_.peer_identity->Describe() : "");
   if (bssl::UniquePtr<SSL_SESSION> kept = context_->TakeSession(resumption_key_)) {
     SSL_set_session(ssl_.get(), kept.get());  // takes its own reference
   }

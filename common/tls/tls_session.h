@@ -140,7 +140,9 @@ class TlsSession {
 
   // Client, before the first Handshake(): the address of the server at the other end, so a
   // ticket kept from an earlier connection to it is offered for resumption and the tickets it
-  // sends are kept for the next one. Does nothing unless the context keeps client sessions.
+  // sends are kept for the next one. Tickets are kept per address, server_name, verify_peer_name
+  // and Options::peer_identity: a session is never offered to a connection with other
+  // expectations. Does nothing unless the context keeps client sessions.
   void SetResumptionKey(std::string peer_key);
 
   // Advances the handshake as far as the received bytes allow. OK while still in progress;

@@ -736,7 +736,8 @@ TEST_P(TlsSessionTest, ResumesWithTicketsAndStillChecksThePeer) {
   ASSERT_TRUE(elsewhere.client->handshake_complete()) << elsewhere.client->status();
   EXPECT_FALSE(elsewhere.client->session_resumed());
 
-  // A session is offered, but this connection expects another identity: refused all the same.
+  // This connection expects another identity: no session is offered (sessions are kept per
+  // identity policy), and the full handshake refuses the peer.
   Pair wrong = connections.Connect("10.0.0.1:8443", {.peer_identity = Ids({kFrontend})});
   EXPECT_FALSE(wrong.client->handshake_complete());
   EXPECT_THAT(std::string(wrong.client->status().message()), HasSubstr("is not allowed"));
@@ -749,6 +750,32 @@ TEST_P(TlsSessionTest, ResumesWithTicketsAndStillChecksThePeer) {
   Pair rotated = connections.Connect("10.0.0.1:8443");
   ASSERT_TRUE(rotated.client->handshake_complete()) << rotated.client->status();
   EXPECT_FALSE(rotated.client->session_resumed());
+}
+
+TEST_P(TlsSessionTest, ASessionIsOfferedOnlyToConnectionsExpectingTheSameIdentities) {
+  // One client context shared by connections that expect different identities, as a sidecar's
+  // clusters on one workload certificate do; the server satisfies both.
+  TlsContextConfig client_config = ClientConfig(/*with_cert=*/true);
+  client_config.client_session_cache_size = 8;
+  TlsContextConfig server_config = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server_config.session_tickets = true;
+  auto client_ctx = ValueOrDie(TlsContext::CreateClient(client_config));
+  Reconnects connections(client_ctx, ValueOrDie(TlsContext::CreateServer(server_config)));
+  const TlsSession::Options exact{.peer_identity = Ids({kBackend})};
+  const TlsSession::Options domain{.peer_identity = Ids({}, {"cluster.local"})};
+
+  ASSERT_TRUE(connections.Connect("10.0.0.1:8443", exact).client->handshake_complete());
+  Pair again = connections.Connect("10.0.0.1:8443", exact);
+  ASSERT_TRUE(again.client->handshake_complete()) << again.client->status();
+  EXPECT_TRUE(again.client->session_resumed());
+  // Same address, same SNI, other expectations: no session of the first is offered.
+  Pair other = connections.Connect("10.0.0.1:8443", domain);
+  ASSERT_TRUE(other.client->handshake_complete()) << other.client->status();
+  EXPECT_FALSE(other.client->session_resumed());
+  // Nor one of a connection without an identity of its own.
+  Pair plain = connections.Connect("10.0.0.1:8443");
+  ASSERT_TRUE(plain.client->handshake_complete()) << plain.client->status();
+  EXPECT_FALSE(plain.client->session_resumed());
 }
 
 TEST_P(TlsSessionTest, WithoutAClientCacheNothingResumes) {
