@@ -8,6 +8,7 @@
 #include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/tls/digest.h"
 
 namespace meshlet::sidecar::server {
 
@@ -32,61 +33,118 @@ const char* ModeName(tls::ClientCertificateMode mode) {
   return "?";
 }
 
-// Everything a context is built from, so equal strings mean an identical context.
-std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& config,
-                        const std::vector<std::string>& peer_ids) {
-  return absl::StrCat(role, "\n", ModeName(config.client_certificate), "\n",
-                      absl::StrJoin(config.alpn_protocols, ","), "\n", absl::StrJoin(peer_ids, ","),
-                      "\n", config.certificate_chain_pem, "\n", config.private_key_pem, "\n",
-                      config.trust_bundle_pem, "\n", config.session_tickets, "\n",
-                      config.client_session_cache_size);
-}
-
 absl::Status NoWorkloadCertificate() {
   return absl::FailedPreconditionError(
       "tls.workload_certificate: this sidecar has no workload certificate (start it with "
       "--join-token-file and a CA: --ca-address or --xds)");
 }
 
-// The workload certificate and key into `out`, with the trust bundle of `trust_bundle_secret`
-// (pushed over xDS, so root rotations arrive without a renewal) or else the CA's.
-absl::Status UseWorkloadCertificate(const WorkloadTlsMaterial* workload,
-                                    const std::string& trust_bundle_secret,
-                                    const config::Snapshot& snapshot, tls::TlsContextConfig& out) {
+// The PEM texts a context is built from, viewing the snapshot's secrets, the workload material or
+// a ca_file read into a MaterialCache; valid while those are.
+struct Pems {
+  absl::string_view chain;
+  absl::string_view key;
+  absl::string_view bundle;
+};
+
+// What one Prepare reads and hashes once however many listeners and clusters use it: ca_file
+// contents by path, and the digest of each PEM text by its address (every text a Pems views lives
+// until Prepare returns).
+class MaterialCache {
+ public:
+  absl::StatusOr<absl::string_view> ReadCaFile(const std::string& path) {
+    auto it = files_.find(path);
+    if (it == files_.end()) {
+      absl::StatusOr<std::string> contents = ReadFile(path);
+      if (!contents.ok()) return contents.status();
+      it = files_.emplace(path, *std::move(contents)).first;
+    }
+    return absl::string_view(it->second);
+  }
+
+  // SHA-256 of `pem`, raw; "" for an empty text.
+  const std::string& Digest(absl::string_view pem) {
+    static const std::string* const kNone = new std::string();
+    if (pem.empty()) return *kNone;
+    std::string& digest = digests_[std::make_pair(pem.data(), pem.size())];
+    if (digest.empty()) digest = tls::Sha256(pem);
+    return digest;
+  }
+
+ private:
+  std::map<std::string, std::string, std::less<>> files_;
+  // A map, not a hash map: Digest's references must survive later insertions.
+  std::map<std::pair<const char*, size_t>, std::string> digests_;
+};
+
+Pems SecretPems(const config::SecretConfig& secret) {
+  return Pems{.chain = secret.certificate_chain_pem,
+              .key = secret.private_key_pem,
+              .bundle = secret.trust_bundle_pem};
+}
+
+// The workload certificate and key, with the trust bundle of `trust_bundle_secret` (pushed over
+// xDS, so root rotations arrive without a renewal) or else the CA's.
+absl::StatusOr<Pems> WorkloadPems(const WorkloadTlsMaterial* workload,
+                                  const std::string& trust_bundle_secret,
+                                  const config::Snapshot& snapshot) {
   if (workload == nullptr) return NoWorkloadCertificate();
-  out.certificate_chain_pem = workload->certificate_chain_pem;
-  out.private_key_pem = workload->private_key_pem;
-  out.trust_bundle_pem = workload->trust_bundle_pem;
-  if (trust_bundle_secret.empty()) return absl::OkStatus();
+  Pems out{.chain = workload->certificate_chain_pem,
+           .key = workload->private_key_pem,
+           .bundle = workload->trust_bundle_pem};
+  if (trust_bundle_secret.empty()) return out;
   const config::SecretConfig* secret = snapshot.FindSecret(trust_bundle_secret);
   if (secret == nullptr || secret->trust_bundle_pem.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("tls.trust_bundle_secret \"",
                                                    trust_bundle_secret,
                                                    "\" names no Secret with a trust bundle"));
   }
-  out.trust_bundle_pem = secret->trust_bundle_pem;
-  return absl::OkStatus();
+  out.bundle = secret->trust_bundle_pem;
+  return out;
 }
 
-}  // namespace
+absl::StatusOr<Pems> NamedSecretPems(const std::string& secret_name,
+                                     const config::Snapshot& snapshot) {
+  const config::SecretConfig* secret = snapshot.FindSecret(secret_name);
+  if (secret == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls.secret_name \"", secret_name, "\" names no Secret"));
+  }
+  return SecretPems(*secret);
+}
 
-absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
-    const config::ListenerConfig& listener, const config::Snapshot& snapshot,
-    const WorkloadTlsMaterial* workload) {
+absl::StatusOr<Pems> ListenerPems(const config::DownstreamTlsConfig& in,
+                                  const config::Snapshot& snapshot,
+                                  const WorkloadTlsMaterial* workload) {
+  if (in.workload_certificate) return WorkloadPems(workload, in.trust_bundle_secret, snapshot);
+  return NamedSecretPems(in.secret_name, snapshot);
+}
+
+absl::StatusOr<Pems> ClusterPems(const UpstreamTlsConfig& in, const config::Snapshot& snapshot,
+                                 const WorkloadTlsMaterial* workload, MaterialCache& cache) {
+  Pems out;
+  if (in.workload_certificate) {
+    ASSIGN_OR_RETURN(out, WorkloadPems(workload, in.trust_bundle_secret, snapshot));
+  } else if (!in.secret_name.empty()) {
+    ASSIGN_OR_RETURN(out, NamedSecretPems(in.secret_name, snapshot));
+  }
+  if (!in.ca_file.empty()) {
+    absl::StatusOr<absl::string_view> bundle = cache.ReadCaFile(in.ca_file);
+    if (!bundle.ok()) return Annotate(bundle.status(), "tls.ca_file");
+    out.bundle = *bundle;
+  }
+  if (out.bundle.empty()) {
+    return absl::InvalidArgumentError(
+        "tls: no trust bundle to verify the upstream with (a secret with one, or ca_file)");
+  }
+  return out;
+}
+
+// A listener's context settings but its PEM texts.
+absl::StatusOr<tls::TlsContextConfig> ListenerSettings(const config::ListenerConfig& listener,
+                                                       bool has_trust_bundle) {
   const config::DownstreamTlsConfig& in = listener.tls;
   tls::TlsContextConfig out;
-  if (in.workload_certificate) {
-    RETURN_IF_ERROR(UseWorkloadCertificate(workload, in.trust_bundle_secret, snapshot, out));
-  } else {
-    const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
-    if (secret == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tls.secret_name \"", in.secret_name, "\" names no Secret"));
-    }
-    out.certificate_chain_pem = secret->certificate_chain_pem;
-    out.private_key_pem = secret->private_key_pem;
-    out.trust_bundle_pem = secret->trust_bundle_pem;
-  }
   // Only protocols this listener can serve are offered.
   for (const std::string& protocol : in.alpn) {
     switch (listener.protocol) {
@@ -106,7 +164,7 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
   }
   if (in.require_client_certificate || !in.allowed_peer_ids.empty()) {
     out.client_certificate = tls::ClientCertificateMode::kRequire;
-  } else if (!out.trust_bundle_pem.empty()) {
+  } else if (has_trust_bundle) {
     // Clients that present a certificate are verified and identified; others are still served.
     out.client_certificate = tls::ClientCertificateMode::kRequest;
   }
@@ -117,6 +175,68 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     out.peer_identity = *std::move(matcher);
   }
   out.session_tickets = in.session_resumption;
+  return out;
+}
+
+// A cluster's context settings but its PEM texts (and, by design, its expected peer ids).
+tls::TlsContextConfig ClusterSettings(const ClusterConfig& cluster) {
+  tls::TlsContextConfig out;
+  out.alpn_protocols = ClusterAlpn(cluster);
+  out.client_session_cache_size = cluster.tls.session_resumption ? kUpstreamSessionCacheSize : 0;
+  return out;
+}
+
+void CopyPems(const Pems& pems, tls::TlsContextConfig& out) {
+  out.certificate_chain_pem = std::string(pems.chain);
+  out.private_key_pem = std::string(pems.key);
+  out.trust_bundle_pem = std::string(pems.bundle);
+}
+
+// Everything a context is built from, so equal strings mean an identical context: its settings
+// and the digests of its PEM texts. `peer_ids` are a listener's allowed_peer_ids (a cluster's
+// are checked per connection, so clusters that differ only there share a context).
+std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& settings,
+                        const std::vector<std::string>& peer_ids, const Pems& pems,
+                        MaterialCache& cache) {
+  return absl::StrCat(role, "\n", ModeName(settings.client_certificate), "\n",
+                      absl::StrJoin(settings.alpn_protocols, ","), "\n",
+                      absl::StrJoin(peer_ids, ","), "\n", settings.session_tickets, "\n",
+                      settings.client_session_cache_size, "\n", cache.Digest(pems.chain),
+                      cache.Digest(pems.key), cache.Digest(pems.bundle));
+}
+
+using ContextMap =
+    std::map<std::string, std::shared_ptr<const TlsContexts::SharedContext>, std::less<>>;
+
+// The context of `fingerprint`: one this snapshot already uses, else the live one, else built
+// from `config` (PEMs added) by `create`.
+absl::StatusOr<std::shared_ptr<const TlsContexts::SharedContext>> FindOrBuild(
+    std::string fingerprint, const ContextMap& live, ContextMap& used, const Pems& pems,
+    tls::TlsContextConfig& config,
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> (*create)(
+        const tls::TlsContextConfig&)) {
+  if (auto it = used.find(fingerprint); it != used.end()) return it->second;
+  std::shared_ptr<const TlsContexts::SharedContext> shared;
+  if (auto it = live.find(fingerprint); it != live.end()) {
+    shared = it->second;
+  } else {
+    CopyPems(pems, config);
+    ASSIGN_OR_RETURN(std::shared_ptr<const tls::TlsContext> context, create(config));
+    shared = std::make_shared<const TlsContexts::SharedContext>(
+        TlsContexts::SharedContext{.fingerprint = fingerprint, .context = std::move(context)});
+  }
+  used.emplace(std::move(fingerprint), shared);
+  return shared;
+}
+
+}  // namespace
+
+absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
+    const config::ListenerConfig& listener, const config::Snapshot& snapshot,
+    const WorkloadTlsMaterial* workload) {
+  ASSIGN_OR_RETURN(Pems pems, ListenerPems(listener.tls, snapshot, workload));
+  ASSIGN_OR_RETURN(tls::TlsContextConfig out, ListenerSettings(listener, !pems.bundle.empty()));
+  CopyPems(pems, out);
   return out;
 }
 
@@ -137,107 +257,87 @@ std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster) {
 absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfig& cluster,
                                                               const config::Snapshot& snapshot,
                                                               const WorkloadTlsMaterial* workload) {
-  const UpstreamTlsConfig& in = cluster.tls;
-  tls::TlsContextConfig out;
-  if (in.workload_certificate) {
-    RETURN_IF_ERROR(UseWorkloadCertificate(workload, in.trust_bundle_secret, snapshot, out));
-  } else if (!in.secret_name.empty()) {
-    const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
-    if (secret == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tls.secret_name \"", in.secret_name, "\" names no Secret"));
-    }
-    out.certificate_chain_pem = secret->certificate_chain_pem;
-    out.private_key_pem = secret->private_key_pem;
-    out.trust_bundle_pem = secret->trust_bundle_pem;
-  }
-  if (!in.ca_file.empty()) {
-    absl::StatusOr<std::string> bundle = ReadFile(in.ca_file);
-    if (!bundle.ok()) return Annotate(bundle.status(), "tls.ca_file");
-    out.trust_bundle_pem = *std::move(bundle);
-  }
-  if (out.trust_bundle_pem.empty()) {
-    return absl::InvalidArgumentError(
-        "tls: no trust bundle to verify the upstream with (a secret with one, or ca_file)");
-  }
-  out.alpn_protocols = ClusterAlpn(cluster);
-  out.client_session_cache_size = in.session_resumption ? kUpstreamSessionCacheSize : 0;
-  if (!in.expected_peer_ids.empty()) {
-    absl::StatusOr<tls::SpiffeIdMatcher> matcher =
-        tls::SpiffeIdMatcher::FromPatterns(in.expected_peer_ids);
-    if (!matcher.ok()) return Annotate(matcher.status(), "tls.expected_peer_ids");
-    out.peer_identity = *std::move(matcher);
-  }
+  MaterialCache cache;
+  ASSIGN_OR_RETURN(Pems pems, ClusterPems(cluster.tls, snapshot, workload, cache));
+  tls::TlsContextConfig out = ClusterSettings(cluster);
+  CopyPems(pems, out);
   return out;
 }
 
 absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapshot& snapshot) const {
   Prepared prepared;
-  // Which fingerprints are live now, to skip rebuilding unchanged contexts.
-  std::map<std::string, std::string> current_listeners;
-  std::map<std::string, std::string> current_clusters;
-  std::optional<WorkloadTlsMaterial> workload;
+  // The contexts live now, to reuse rather than rebuild.
+  ContextMap live;
+  std::shared_ptr<const WorkloadTlsMaterial> workload;
   {
     MutexLock lock(&mu_);
     workload = workload_;
-    for (const auto& [name, entry] : listeners_) current_listeners[name] = entry.fingerprint;
-    for (const auto& [name, entry] : clusters_) current_clusters[name] = entry.fingerprint;
+    live = contexts_;
   }
+  MaterialCache cache;
   for (const config::ListenerConfig& listener : snapshot.listeners) {
     if (listener.tls.mode == config::DownstreamTlsConfig::Mode::kDisable) continue;
     const std::string label = absl::StrCat("listener \"", listener.name, "\"");
+    absl::StatusOr<Pems> pems = ListenerPems(listener.tls, snapshot, workload.get());
+    if (!pems.ok()) return Annotate(pems.status(), label);
     absl::StatusOr<tls::TlsContextConfig> config =
-        ListenerTlsContextConfig(listener, snapshot, workload.has_value() ? &*workload : nullptr);
+        ListenerSettings(listener, !pems->bundle.empty());
     if (!config.ok()) return Annotate(config.status(), label);
-    Prepared::Entry entry;
-    entry.fingerprint = Fingerprint("server", *config, listener.tls.allowed_peer_ids);
-    auto it = current_listeners.find(listener.name);
-    if (it == current_listeners.end() || it->second != entry.fingerprint) {
-      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-          tls::TlsContext::CreateServer(*config);
-      if (!context.ok()) {
-        return Annotate(context.status(), listener.tls.workload_certificate
-                                              ? absl::StrCat(label, ": tls (workload certificate)")
-                                              : absl::StrCat(label, ": tls (secret \"",
-                                                             listener.tls.secret_name, "\")"));
-      }
-      entry.context = *std::move(context);
+    absl::StatusOr<std::shared_ptr<const SharedContext>> shared =
+        FindOrBuild(Fingerprint("server", *config, listener.tls.allowed_peer_ids, *pems, cache),
+                    live, prepared.contexts, *pems, *config, &tls::TlsContext::CreateServer);
+    if (!shared.ok()) {
+      return Annotate(shared.status(), listener.tls.workload_certificate
+                                           ? absl::StrCat(label, ": tls (workload certificate)")
+                                           : absl::StrCat(label, ": tls (secret \"",
+                                                          listener.tls.secret_name, "\")"));
     }
-    prepared.listeners[listener.name] = std::move(entry);
+    prepared.listeners[listener.name] = *std::move(shared);
   }
   for (const auto& [name, cluster] : snapshot.clusters) {
     if (cluster == nullptr || !cluster->tls.enabled) continue;
     const std::string label = absl::StrCat("cluster \"", name, "\"");
-    absl::StatusOr<tls::TlsContextConfig> config =
-        ClusterTlsContextConfig(*cluster, snapshot, workload.has_value() ? &*workload : nullptr);
-    if (!config.ok()) return Annotate(config.status(), label);
-    Prepared::Entry entry;
-    entry.fingerprint = Fingerprint("client", *config, cluster->tls.expected_peer_ids);
-    auto it = current_clusters.find(name);
-    if (it == current_clusters.end() || it->second != entry.fingerprint) {
-      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-          tls::TlsContext::CreateClient(*config);
-      if (!context.ok()) return Annotate(context.status(), absl::StrCat(label, ": tls"));
-      entry.context = *std::move(context);
+    absl::StatusOr<Pems> pems = ClusterPems(cluster->tls, snapshot, workload.get(), cache);
+    if (!pems.ok()) return Annotate(pems.status(), label);
+    // Checked per connection (UpstreamTransportFactory), but refused here like before.
+    if (!cluster->tls.expected_peer_ids.empty()) {
+      if (absl::StatusOr<tls::SpiffeIdMatcher> matcher =
+              tls::SpiffeIdMatcher::FromPatterns(cluster->tls.expected_peer_ids);
+          !matcher.ok()) {
+        return Annotate(Annotate(matcher.status(), "tls.expected_peer_ids"), label);
+      }
     }
-    prepared.clusters[name] = std::move(entry);
+    tls::TlsContextConfig config = ClusterSettings(*cluster);
+    absl::StatusOr<std::shared_ptr<const SharedContext>> shared =
+        FindOrBuild(Fingerprint("client", config, {}, *pems, cache), live, prepared.contexts, *pems,
+                    config, &tls::TlsContext::CreateClient);
+    if (!shared.ok()) return Annotate(shared.status(), absl::StrCat(label, ": tls"));
+    prepared.clusters[name] = *std::move(shared);
   }
   return prepared;
 }
 
-void TlsContexts::CommitInto(Map& published, std::map<std::string, Prepared::Entry>& prepared,
+void TlsContexts::CommitInto(Map& published,
+                             std::map<std::string, std::shared_ptr<const SharedContext>>& prepared,
                              absl::string_view kind) {
-  for (auto& [name, entry] : prepared) {
-    if (entry.context == nullptr) continue;  // unchanged
+  size_t replaced = 0;
+  const std::string* first_replaced = nullptr;
+  for (auto& [name, shared] : prepared) {
     Published& slot = published[name];
+    if (slot.shared == shared) continue;  // unchanged
     if (slot.provider == nullptr) {
-      slot.provider = std::make_shared<tls::TlsContextProvider>(std::move(entry.context));
+      slot.provider = std::make_shared<tls::TlsContextProvider>(shared->context);
     } else {
-      slot.provider->Update(std::move(entry.context));
-      LOG(INFO) << kind << " " << name << ": TLS context replaced (generation "
-                << slot.provider->generation() << "); open connections keep the previous one";
+      slot.provider->Update(shared->context);
+      if (replaced++ == 0) first_replaced = &name;
     }
-    slot.fingerprint = std::move(entry.fingerprint);
+    slot.shared = std::move(shared);
+  }
+  // One line per commit, not per name: a rotation replaces every cluster's context at once.
+  if (replaced > 0) {
+    LOG(INFO) << kind << " " << *first_replaced
+              << (replaced > 1 ? absl::StrCat(" and ", replaced - 1, " more") : "")
+              << ": TLS context replaced; open connections keep the previous one";
   }
 }
 
@@ -245,6 +345,7 @@ void TlsContexts::Commit(Prepared prepared) {
   MutexLock lock(&mu_);
   CommitInto(listeners_, prepared.listeners, "listener");
   CommitInto(clusters_, prepared.clusters, "cluster");
+  contexts_ = std::move(prepared.contexts);
 }
 
 absl::Status TlsContexts::Apply(const config::Snapshot& snapshot) {
@@ -254,13 +355,19 @@ absl::Status TlsContexts::Apply(const config::Snapshot& snapshot) {
 }
 
 void TlsContexts::SetWorkloadCertificate(WorkloadTlsMaterial material) {
+  auto shared = std::make_shared<const WorkloadTlsMaterial>(std::move(material));
   MutexLock lock(&mu_);
-  workload_ = std::move(material);
+  workload_ = std::move(shared);
 }
 
 bool TlsContexts::has_workload_certificate() const {
   MutexLock lock(&mu_);
-  return workload_.has_value();
+  return workload_ != nullptr;
+}
+
+size_t TlsContexts::context_count() const {
+  MutexLock lock(&mu_);
+  return contexts_.size();
 }
 
 std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForListener(

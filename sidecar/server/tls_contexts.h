@@ -4,14 +4,22 @@
 // side), built from each configuration snapshot and published through one TlsContextProvider per
 // listener or cluster name.
 //
+// Contexts are shared per material: one context per distinct fingerprint (role, client-certificate
+// policy, ALPN, session settings, and a digest of the certificate chain, key and trust bundle),
+// however many listeners or clusters use it. A cluster's expected_peer_ids are not part of its
+// context: each connection checks them (UpstreamTransportFactory passes them as the session's
+// peer identity), so a sidecar calling a thousand services on mutual TLS holds one client context,
+// not one per service. A listener's allowed_peer_ids stay in its context (listeners are few).
+// Each distinct PEM text is hashed once per Prepare, not once per user.
+//
 // Prepare(snapshot) builds every context the snapshot needs without publishing anything, so a
 // secret that does not load (bad PEM, a key that does not match its certificate, an unreadable
-// ca_file) refuses the whole snapshot with an error naming the resource. Commit() then publishes
-// them: a listener or cluster whose TLS inputs (secret PEMs, ALPN, client-certificate policy,
-// allowed identities) did not change keeps its context; a changed one gets the new context swapped
-// into its provider, so new connections use it and connections already open keep theirs (rotation,
-// design.md §3). Providers are never removed: transports made from them hold references anyway, and
-// a name that comes back reuses its provider.
+// ca_file) refuses the whole snapshot with an error naming the first resource that uses it.
+// Commit() then publishes them: a listener or cluster whose fingerprint did not change keeps its
+// context; a changed one gets the new context swapped into its provider, so new connections use it
+// and connections already open keep theirs (rotation, design.md §3). Providers are never removed:
+// transports made from them hold references anyway, and a name that comes back reuses its
+// provider.
 //
 // A listener or cluster with `workload_certificate: true` takes its certificate, key and trust
 // bundle from the sidecar's CA-issued workload certificate (SetWorkloadCertificate) instead of a
@@ -26,7 +34,6 @@
 
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,7 +60,9 @@ struct WorkloadTlsMaterial {
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     const config::ListenerConfig& listener, const config::Snapshot& snapshot,
     const WorkloadTlsMaterial* workload = nullptr);
-// The client-side context settings for a cluster with tls.enabled. Reads tls.ca_file.
+// The client-side context settings for a cluster with tls.enabled. Reads tls.ca_file. Carries no
+// peer identity: the cluster's expected_peer_ids are checked per connection (the context is shared
+// by every cluster with the same material).
 absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(
     const cluster::ClusterConfig& cluster, const config::Snapshot& snapshot,
     const WorkloadTlsMaterial* workload = nullptr);
@@ -63,14 +72,21 @@ std::vector<std::string> ClusterAlpn(const cluster::ClusterConfig& cluster);
 
 class TlsContexts {
  public:
+  // One built context and the fingerprint of everything it was built from, shared by every
+  // listener or cluster with that fingerprint.
+  struct SharedContext {
+    std::string fingerprint;
+    std::shared_ptr<const tls::TlsContext> context;
+  };
+
   // Contexts built for one snapshot, not yet published.
   struct Prepared {
-    struct Entry {
-      std::string fingerprint;  // every input of the context; equal means "unchanged"
-      std::shared_ptr<const tls::TlsContext> context;  // null: unchanged, keep the current one
-    };
-    std::map<std::string, Entry> listeners;
-    std::map<std::string, Entry> clusters;
+    // Per listener / cluster name: its context, the committed object when its fingerprint was
+    // already live (then nothing is rebuilt or republished).
+    std::map<std::string, std::shared_ptr<const SharedContext>> listeners;
+    std::map<std::string, std::shared_ptr<const SharedContext>> clusters;
+    // Every context the snapshot uses, by fingerprint.
+    std::map<std::string, std::shared_ptr<const SharedContext>, std::less<>> contexts;
   };
 
   // Builds what `snapshot` needs. Errors name the listener or cluster.
@@ -88,20 +104,26 @@ class TlsContexts {
   std::shared_ptr<const tls::TlsContextProvider> ForListener(absl::string_view name) const;
   std::shared_ptr<const tls::TlsContextProvider> ForCluster(absl::string_view name) const;
 
+  // Distinct contexts the committed snapshot uses (listeners and clusters together).
+  size_t context_count() const;
+
  private:
   struct Published {
-    std::string fingerprint;
+    std::shared_ptr<const SharedContext> shared;
     std::shared_ptr<tls::TlsContextProvider> provider;
   };
   using Map = std::map<std::string, Published, std::less<>>;
 
-  static void CommitInto(Map& published, std::map<std::string, Prepared::Entry>& prepared,
+  static void CommitInto(Map& published,
+                         std::map<std::string, std::shared_ptr<const SharedContext>>& prepared,
                          absl::string_view kind);
 
   mutable Mutex mu_;
   Map listeners_ ABSL_GUARDED_BY(mu_);
   Map clusters_ ABSL_GUARDED_BY(mu_);
-  std::optional<WorkloadTlsMaterial> workload_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const SharedContext>, std::less<>> contexts_
+      ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const WorkloadTlsMaterial> workload_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshlet::sidecar::server

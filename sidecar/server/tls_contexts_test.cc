@@ -1,6 +1,10 @@
 #include "sidecar/server/tls_contexts.h"
 
 #include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "common/tls/test_certificates.h"
 #include "gtest/gtest.h"
@@ -27,6 +31,13 @@ class TlsContextsTest : public ::testing::Test {
     absl::StatusOr<TestCertificate> leaf = ca_->Issue({.spiffe_id = id});
     EXPECT_TRUE(leaf.ok()) << leaf.status();
     return leaf.ok() ? *leaf : TestCertificate{};
+  }
+
+  // `cert` as the workload certificate, issued by ca_.
+  WorkloadTlsMaterial Material(const TestCertificate& cert) {
+    return WorkloadTlsMaterial{.certificate_chain_pem = cert.chain_pem,
+                               .private_key_pem = cert.key_pem,
+                               .trust_bundle_pem = ca_->cert_pem()};
   }
 
   // One STRICT listener "inbound" and one TLS cluster "mesh", both on secret "workload".
@@ -119,12 +130,7 @@ TEST_F(TlsContextsTest, WorkloadCertificateRotationSwapsOnlyTheContextsThatUseIt
       << status;
   EXPECT_FALSE(contexts.has_workload_certificate());
 
-  auto material = [&](const TestCertificate& cert) {
-    return WorkloadTlsMaterial{.certificate_chain_pem = cert.chain_pem,
-                               .private_key_pem = cert.key_pem,
-                               .trust_bundle_pem = ca_->cert_pem()};
-  };
-  contexts.SetWorkloadCertificate(material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
+  contexts.SetWorkloadCertificate(Material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
   ASSERT_TRUE(contexts.Apply(snapshot).ok());
   auto listener = contexts.ForListener("inbound-workload");
   auto cluster = contexts.ForCluster("mesh-workload");
@@ -139,7 +145,7 @@ TEST_F(TlsContextsTest, WorkloadCertificateRotationSwapsOnlyTheContextsThatUseIt
 
   // Rotation: new contexts for the workload users, the Secret-based ones untouched.
   const TestCertificate rotated = Leaf("spiffe://cluster.local/ns/default/sa/a");
-  contexts.SetWorkloadCertificate(material(rotated));
+  contexts.SetWorkloadCertificate(Material(rotated));
   ASSERT_TRUE(contexts.Apply(snapshot).ok());
   EXPECT_EQ(listener->generation(), 2u);
   EXPECT_EQ(cluster->generation(), 2u);
@@ -147,6 +153,92 @@ TEST_F(TlsContextsTest, WorkloadCertificateRotationSwapsOnlyTheContextsThatUseIt
   EXPECT_NE(listener->Current(), old_context);
   EXPECT_NE(listener->Current()->certificate_chain_info()[0].serial_hex,
             old_context->certificate_chain_info()[0].serial_hex);
+}
+
+TEST_F(TlsContextsTest, ClustersThatDifferOnlyInPeerIdsShareOneContext) {
+  TlsContexts contexts;
+  config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"));
+  constexpr int kClusters = 50;
+  for (int i = 0; i < kClusters; ++i) {
+    auto cluster = std::make_shared<ClusterConfig>(*snapshot.clusters["mesh"]);
+    cluster->name = absl::StrCat("svc-", i);
+    cluster->tls.sni = absl::StrCat("svc-", i, ".default.svc.cluster.local");
+    cluster->tls.expected_peer_ids = {absl::StrCat("spiffe://cluster.local/ns/default/sa/svc-", i)};
+    snapshot.clusters[cluster->name] = std::move(cluster);
+  }
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  const std::shared_ptr<const tls::TlsContextProvider> mesh = contexts.ForCluster("mesh");
+  ASSERT_NE(mesh, nullptr);
+  const std::shared_ptr<const tls::TlsContext> shared = mesh->Current();
+  for (int i = 0; i < kClusters; ++i) {
+    std::shared_ptr<const tls::TlsContextProvider> provider =
+        contexts.ForCluster(absl::StrCat("svc-", i));
+    ASSERT_NE(provider, nullptr) << i;
+    EXPECT_EQ(provider->Current(), shared) << i;
+  }
+  // The context carries no identity: each connection checks its cluster's.
+  EXPECT_FALSE(shared->peer_identity().has_value());
+  // One server context (the listener) and one client context.
+  EXPECT_EQ(contexts.context_count(), 2u);
+
+  // Another cluster's ids, or another SNI, change nothing.
+  auto changed = std::make_shared<ClusterConfig>(*snapshot.clusters["svc-0"]);
+  changed->tls.expected_peer_ids = {"spiffe://cluster.local/ns/default/sa/renamed"};
+  snapshot.clusters["svc-0"] = changed;
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-0")->generation(), 1u);
+  EXPECT_EQ(contexts.ForCluster("svc-0")->Current(), shared);
+
+  // Other material (ALPN) is another context; the rest keep sharing.
+  auto h2 = std::make_shared<ClusterConfig>(*snapshot.clusters["svc-1"]);
+  h2->protocol = UpstreamProtocol::kHttp2;
+  snapshot.clusters["svc-1"] = h2;
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_NE(contexts.ForCluster("svc-1")->Current(), shared);
+  EXPECT_EQ(contexts.ForCluster("svc-1")->Current()->alpn_protocols(),
+            std::vector<std::string>{"h2"});
+  EXPECT_EQ(contexts.ForCluster("svc-2")->Current(), shared);
+  EXPECT_EQ(contexts.context_count(), 3u);
+
+  // A bad expected id still refuses the snapshot, naming the cluster.
+  auto bad = std::make_shared<ClusterConfig>(*snapshot.clusters["svc-2"]);
+  bad->tls.expected_peer_ids = {"not-a-spiffe-id"};
+  snapshot.clusters["svc-2"] = bad;
+  absl::Status status = contexts.Apply(snapshot);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("cluster \"svc-2\": tls.expected_peer_ids"),
+            absl::string_view::npos)
+      << status;
+}
+
+TEST_F(TlsContextsTest, RotationGivesEverySharingClusterTheNewContextOnce) {
+  TlsContexts contexts;
+  config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/static"));
+  snapshot.clusters.clear();
+  for (int i = 0; i < 10; ++i) {
+    auto cluster = std::make_shared<ClusterConfig>();
+    cluster->name = absl::StrCat("svc-", i);
+    cluster->tls.enabled = true;
+    cluster->tls.workload_certificate = true;
+    cluster->tls.expected_peer_ids = {absl::StrCat("spiffe://cluster.local/ns/default/sa/svc-", i)};
+    snapshot.clusters[cluster->name] = std::move(cluster);
+  }
+  contexts.SetWorkloadCertificate(Material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  const std::shared_ptr<const tls::TlsContext> before = contexts.ForCluster("svc-0")->Current();
+  contexts.SetWorkloadCertificate(Material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  const std::shared_ptr<const tls::TlsContext> after = contexts.ForCluster("svc-0")->Current();
+  EXPECT_NE(after, before);
+  for (int i = 0; i < 10; ++i) {
+    std::shared_ptr<const tls::TlsContextProvider> provider =
+        contexts.ForCluster(absl::StrCat("svc-", i));
+    EXPECT_EQ(provider->Current(), after) << i;
+    EXPECT_EQ(provider->generation(), 2u) << i;
+  }
+  // Connections made before keep theirs: the old context lives while they hold it.
+  EXPECT_EQ(before.use_count(), 1);
+  EXPECT_EQ(contexts.context_count(), 2u);
 }
 
 TEST_F(TlsContextsTest, ClusterAlpnFollowsTheUpstreamProtocol) {

@@ -54,20 +54,22 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
       return endpoint.plaintext ? nullptr : failed;
     };
   }
-  // Mesh upstreams are checked by SPIFFE id (the context's expected_peer_ids) and the name is
+  // Mesh upstreams are checked by SPIFFE id (the cluster's expected_peer_ids) and the name is
   // only SNI; an upstream without an expected SPIFFE id must also present a certificate for the
   // SNI name, else any certificate the trust bundle verifies would do.
   const bool checked_by_spiffe_id =
       cluster.tls.workload_certificate || !cluster.tls.expected_peer_ids.empty();
   tls::TlsSession::Options options{.server_name = cluster.tls.sni,
                                    .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni};
-  // Validated when the context was built from the same list.
+  // The context is shared by every cluster with the same certificate and trust bundle, so the
+  // cluster's identities are each connection's (validated when the contexts were prepared).
   std::optional<tls::SpiffeIdMatcher> cluster_ids;
   if (absl::StatusOr<tls::SpiffeIdMatcher> ids =
           tls::SpiffeIdMatcher::FromPatterns(cluster.tls.expected_peer_ids);
       ids.ok() && !ids->empty()) {
     cluster_ids = *std::move(ids);
   }
+  options.peer_identity = cluster_ids;
   net::TransportFactory cluster_transport = tls::TlsTransport::Factory(provider, options);
   return [provider = std::move(provider), options = std::move(options),
           cluster_ids = std::move(cluster_ids), cluster_transport = std::move(cluster_transport)](

@@ -11,9 +11,11 @@ namespace meshlet::sidecar::server {
 
 // The transports for connections to `cluster`'s endpoints: null for plaintext clusters. For a TLS
 // cluster, per endpoint: plaintext (null) for an endpoint marked `plaintext`, else TLS from the
-// cluster's context (SNI, ALPN, expected_peer_ids), narrowed to exactly the endpoint's `identity`
-// when it has one. Connections fail at once, never falling back to plaintext, when `contexts` has
-// no context for the cluster or the endpoint's identity is not among its expected_peer_ids.
+// cluster's context (SNI, ALPN) with the cluster's expected_peer_ids checked by each connection
+// (the context is shared by clusters of equal material, TlsContexts), narrowed to exactly the
+// endpoint's `identity` when it has one. Connections fail at once, never falling back to plaintext,
+// when `contexts` has no context for the cluster or the endpoint's identity is not among its
+// expected_peer_ids.
 cluster::EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
                                                            const cluster::ClusterConfig& cluster);
 
