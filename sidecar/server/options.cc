@@ -305,6 +305,18 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "unknown destination at once (counted in "
                      "meshlet_on_demand_waits_total{result=\"overflow\"}). Default 4096.",
                      uint64_t{1}, uint64_t{1} << 20),
+      flags::IntFlag("--upstream-tls-session-cache", "N", &o.upstream_tls_session_cache,
+                     "Upstream addresses whose TLS session tickets are kept for resumption, for "
+                     "all the clusters that share a TLS context (the same certificate and trust "
+                     "bundle) together; past it the tickets of one address are dropped. 0: no "
+                     "upstream resumption. Default 4096.",
+                     uint64_t{0}, uint64_t{1} << 20),
+      flags::IntFlag("--tls-verified-chain-cache", "N", &o.tls_verified_chain_cache,
+                     "Peer certificate chains each TLS context remembers as verified, so a "
+                     "handshake presenting one again skips its signature checks (identity and "
+                     "validity dates are always checked). 0: verify every chain in full. "
+                     "Default 4096.",
+                     uint64_t{0}, uint64_t{1} << 20),
       flags::IntFlag("--mirror-max-in-flight", "N", &o.mirror_max_in_flight,
                      "Request mirror copies (route request_mirror_policies) each worker may "
                      "have in flight, those still receiving the request's body included; copies "

@@ -76,6 +76,12 @@ struct ServerOptions {
   uint64_t on_demand_max_waiting = 4096;
   Duration on_demand_missing_ttl = std::chrono::seconds(30);
   Duration on_demand_idle_time = std::chrono::minutes(15);
+  // Handshake caches of each TLS context (one client context serves every cluster on the same
+  // certificate and trust bundle, ADR 0092): --upstream-tls-session-cache, upstream addresses
+  // whose session tickets a client context keeps (0: no upstream resumption), and
+  // --tls-verified-chain-cache, peer chains a context remembers as verified (0: none).
+  uint64_t upstream_tls_session_cache = 4096;
+  uint64_t tls_verified_chain_cache = 4096;
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.
   uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;

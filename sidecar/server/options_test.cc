@@ -50,6 +50,18 @@ TEST(OptionsTest, StatsBudgets) {
       << parsed.status();
 }
 
+TEST(OptionsTest, TlsCacheFlags) {
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine({"--config=a.yaml"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.upstream_tls_session_cache, 4096u);
+  EXPECT_EQ(parsed->options.tls_verified_chain_cache, 4096u);
+  parsed = ParseCommandLine(
+      {"--config=a.yaml", "--upstream-tls-session-cache=0", "--tls-verified-chain-cache=100"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.upstream_tls_session_cache, 0u);
+  EXPECT_EQ(parsed->options.tls_verified_chain_cache, 100u);
+}
+
 TEST(OptionsTest, OnDemandFlags) {
   absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine({"--config=a.yaml"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();

@@ -57,7 +57,9 @@ StatsRegistry::Options StatsOptions(const ServerOptions& options) {
 Server::Server(ServerOptions options)
     : options_(std::move(options)),
       stats_(StatsOptions(options_)),
-      access_logs_(stats_.shared_shard()) {
+      access_logs_(stats_.shared_shard()),
+      tls_contexts_(TlsContextLimits{.upstream_sessions = options_.upstream_tls_session_cache,
+                                     .verified_chains = options_.tls_verified_chain_cache}) {
   readiness_check_ = std::make_unique<event::Timer>(loop_, [this] { ReportReadiness(); });
   StatsShard& shard = stats_.shared_shard();
   draining_gauge_ = MustStat(shard.RegisterGauge(

@@ -18,9 +18,6 @@ using cluster::UpstreamTlsConfig;
 
 namespace {
 
-// Upstream addresses per cluster whose session tickets are kept (a few hundred bytes each).
-constexpr size_t kUpstreamSessionCacheSize = 1024;
-
 const char* ModeName(tls::ClientCertificateMode mode) {
   switch (mode) {
     case tls::ClientCertificateMode::kNone:
@@ -179,10 +176,12 @@ absl::StatusOr<tls::TlsContextConfig> ListenerSettings(const config::ListenerCon
 }
 
 // A cluster's context settings but its PEM texts (and, by design, its expected peer ids).
-tls::TlsContextConfig ClusterSettings(const ClusterConfig& cluster) {
+tls::TlsContextConfig ClusterSettings(const ClusterConfig& cluster,
+                                      const TlsContextLimits& limits) {
   tls::TlsContextConfig out;
   out.alpn_protocols = ClusterAlpn(cluster);
-  out.client_session_cache_size = cluster.tls.session_resumption ? kUpstreamSessionCacheSize : 0;
+  out.client_session_cache_size = cluster.tls.session_resumption ? limits.upstream_sessions : 0;
+  out.verified_chain_cache_size = limits.verified_chains;
   return out;
 }
 
@@ -259,7 +258,7 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
                                                               const WorkloadTlsMaterial* workload) {
   MaterialCache cache;
   ASSIGN_OR_RETURN(Pems pems, ClusterPems(cluster.tls, snapshot, workload, cache));
-  tls::TlsContextConfig out = ClusterSettings(cluster);
+  tls::TlsContextConfig out = ClusterSettings(cluster, TlsContextLimits{});
   CopyPems(pems, out);
   return out;
 }
@@ -283,6 +282,7 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
     absl::StatusOr<tls::TlsContextConfig> config =
         ListenerSettings(listener, !pems->bundle.empty());
     if (!config.ok()) return Annotate(config.status(), label);
+    config->verified_chain_cache_size = limits_.verified_chains;
     absl::StatusOr<std::shared_ptr<const SharedContext>> shared =
         FindOrBuild(Fingerprint("server", *config, listener.tls.allowed_peer_ids, *pems, cache),
                     live, prepared.contexts, *pems, *config, &tls::TlsContext::CreateServer);
@@ -307,7 +307,7 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
         return Annotate(Annotate(matcher.status(), "tls.expected_peer_ids"), label);
       }
     }
-    tls::TlsContextConfig config = ClusterSettings(*cluster);
+    tls::TlsContextConfig config = ClusterSettings(*cluster, limits_);
     absl::StatusOr<std::shared_ptr<const SharedContext>> shared =
         FindOrBuild(Fingerprint("client", config, {}, *pems, cache), live, prepared.contexts, *pems,
                     config, &tls::TlsContext::CreateClient);

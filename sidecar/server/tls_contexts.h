@@ -70,8 +70,20 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(
 // "http/1.1" for HTTP/1.1, nothing when the protocol follows the downstream one).
 std::vector<std::string> ClusterAlpn(const cluster::ClusterConfig& cluster);
 
+// Bounds of each context's handshake caches (tls::TlsContextConfig). A client context serves every
+// cluster of its material together, so they bound all of those clusters' entries at once.
+struct TlsContextLimits {
+  // Client: upstream addresses whose session tickets are kept (clusters with session_resumption);
+  // 0: none.
+  size_t upstream_sessions = 4096;
+  // Peer chains remembered as verified; 0: every chain is verified in full.
+  size_t verified_chains = 4096;
+};
+
 class TlsContexts {
  public:
+  explicit TlsContexts(TlsContextLimits limits = {}) : limits_(limits) {}
+
   // One built context and the fingerprint of everything it was built from, shared by every
   // listener or cluster with that fingerprint.
   struct SharedContext {
@@ -118,6 +130,7 @@ class TlsContexts {
                          std::map<std::string, std::shared_ptr<const SharedContext>>& prepared,
                          absl::string_view kind);
 
+  const TlsContextLimits limits_;
   mutable Mutex mu_;
   Map listeners_ ABSL_GUARDED_BY(mu_);
   Map clusters_ ABSL_GUARDED_BY(mu_);

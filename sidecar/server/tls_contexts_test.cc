@@ -241,6 +241,17 @@ TEST_F(TlsContextsTest, RotationGivesEverySharingClusterTheNewContextOnce) {
   EXPECT_EQ(contexts.context_count(), 2u);
 }
 
+TEST_F(TlsContextsTest, CacheLimitsApplyToTheSharedContexts) {
+  const config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"));
+  TlsContexts defaults;
+  ASSERT_TRUE(defaults.Apply(snapshot).ok());
+  EXPECT_TRUE(defaults.ForCluster("mesh")->Current()->KeepsClientSessions());
+  // --upstream-tls-session-cache=0: no client resumption at all.
+  TlsContexts without(TlsContextLimits{.upstream_sessions = 0, .verified_chains = 16});
+  ASSERT_TRUE(without.Apply(snapshot).ok());
+  EXPECT_FALSE(without.ForCluster("mesh")->Current()->KeepsClientSessions());
+}
+
 TEST_F(TlsContextsTest, ClusterAlpnFollowsTheUpstreamProtocol) {
   ClusterConfig cluster;
   cluster.protocol = UpstreamProtocol::kHttp2;
