@@ -62,13 +62,18 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
   tls::TlsSession::Options options{.server_name = cluster.tls.sni,
                                    .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni};
   // The context is shared by every cluster with the same certificate and trust bundle, so the
-  // cluster's identities are each connection's (validated when the contexts were prepared).
-  std::optional<tls::SpiffeIdMatcher> cluster_ids;
-  if (absl::StatusOr<tls::SpiffeIdMatcher> ids =
-          tls::SpiffeIdMatcher::FromPatterns(cluster.tls.expected_peer_ids);
-      ids.ok() && !ids->empty()) {
-    cluster_ids = *std::move(ids);
+  // cluster's identities are each connection's. Validated when the contexts were prepared; should
+  // one not parse here, the cluster's connections fail rather than go unchecked.
+  absl::StatusOr<tls::SpiffeIdMatcher> ids =
+      tls::SpiffeIdMatcher::FromPatterns(cluster.tls.expected_peer_ids);
+  if (!ids.ok()) {
+    net::TransportFactory failed = FailedTlsTransportFactory(ids.status());
+    return [failed](const EndpointTlsConfig& endpoint) -> net::TransportFactory {
+      return endpoint.plaintext ? nullptr : failed;
+    };
   }
+  std::optional<tls::SpiffeIdMatcher> cluster_ids;
+  if (!ids->empty()) cluster_ids = *std::move(ids);
   options.peer_identity = cluster_ids;
   net::TransportFactory cluster_transport = tls::TlsTransport::Factory(provider, options);
   return [provider = std::move(provider), options = std::move(options),
