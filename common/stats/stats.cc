@@ -77,7 +77,8 @@ absl::StatusOr<HistogramLayout> HistogramLayout::Create(std::vector<uint64_t> bo
 namespace stats_internal {
 
 Cell* DiscardCells() {
-  static Cell cells[HistogramLayout::kFirstSplitCell];
+  // Histograms' pages recorded into here are allocated once and never freed.
+  static Cell cells[HistogramCells::kShardCells];
   return cells;
 }
 
@@ -89,9 +90,8 @@ const HistogramLayout* DiscardLayout() {
 Cell* CellArena::Allocate(size_t n) {
   CHECK(n <= kBlockCells) << "a series needs " << n << " cells; blocks hold " << kBlockCells;
   if (n > kLargeCells) {
-    constexpr size_t kPerLine = sizeof(Line) / sizeof(Cell);
-    const size_t lines = (n + kPerLine - 1) / kPerLine;
-    large_.push_back(std::unique_ptr<Line[]>(new Line[lines]()));
+    const size_t lines = HistogramCells::PageBytes(n) / sizeof(CellLine);
+    large_.push_back(std::unique_ptr<CellLine[]>(new CellLine[lines]()));
     large_lines_ += lines;
     return large_.back()[0].cells;
   }
@@ -105,19 +105,93 @@ Cell* CellArena::Allocate(size_t n) {
 }
 
 size_t CellArena::bytes() const {
-  return blocks_.size() * sizeof(Block) + large_lines_ * sizeof(Line);
+  return blocks_.size() * sizeof(Block) + large_lines_ * sizeof(CellLine);
 }
 
+namespace {
+
+// Adds one shard's HistogramCells to `dense`, laid out as HistogramLayout's cells
+// ([fine buckets | sum | splits], `bounds` split counters).
+void AddHistogramCells(const Cell* cells, size_t bounds, uint64_t* dense) {
+  dense[HistogramLayout::kSumCell] += cells[HistogramCells::kSum].load(std::memory_order_relaxed);
+  for (size_t p = 0; p < HistogramCells::kPages; ++p) {
+    const Cell* page = HistogramCells::PageAt(cells, HistogramCells::kFirstPage + p);
+    if (page == nullptr) continue;
+    for (size_t i = 0; i < HistogramCells::kPageCells; ++i) {
+      dense[p * HistogramCells::kPageCells + i] += page[i].load(std::memory_order_relaxed);
+    }
+  }
+  if (const Cell* splits = HistogramCells::PageAt(cells, HistogramCells::kSplits)) {
+    for (size_t j = 0; j < bounds; ++j) {
+      dense[HistogramLayout::kFirstSplitCell + j] += splits[j].load(std::memory_order_relaxed);
+    }
+  }
+}
+
+// Bytes of the pages a histogram's cells hold.
+size_t HistogramPageBytes(const Cell* cells, size_t bounds) {
+  size_t bytes = 0;
+  for (size_t p = 0; p < HistogramCells::kPages; ++p) {
+    if (HistogramCells::PageAt(cells, HistogramCells::kFirstPage + p) != nullptr) {
+      bytes += HistogramCells::PageBytes(HistogramCells::kPageCells);
+    }
+  }
+  if (HistogramCells::PageAt(cells, HistogramCells::kSplits) != nullptr) {
+    bytes += HistogramCells::PageBytes(bounds);
+  }
+  return bytes;
+}
+
+void FreeHistogramPages(Cell* cells) {
+  for (size_t slot = HistogramCells::kFirstPage; slot <= HistogramCells::kSplits; ++slot) {
+    delete[] reinterpret_cast<CellLine*>(cells[slot].exchange(0, std::memory_order_acquire));
+  }
+}
+
+}  // namespace
 }  // namespace stats_internal
 
-static_assert(HistogramLayout::kFirstSplitCell + HistogramLayout::kMaxBounds <=
-              stats_internal::CellArena::kBlockCells);
+static_assert(stats_internal::HistogramCells::kShardCells <= stats_internal::CellArena::kLargeCells);
+
+stats_internal::Cell* Histogram::Page(size_t slot, size_t cell_count) const {
+  using stats_internal::CellLine;
+  using stats_internal::HistogramCells;
+  if (stats_internal::Cell* page = HistogramCells::PageAt(cells_, slot)) return page;
+  auto* line = new CellLine[HistogramCells::PageBytes(cell_count) / sizeof(CellLine)]();
+  uint64_t expected = 0;
+  const auto desired = reinterpret_cast<uint64_t>(line);
+  if (!shared_) {
+    // Only this thread writes the slot, and it found it empty.
+    cells_[slot].store(desired, std::memory_order_release);
+    return line->cells;
+  }
+  if (cells_[slot].compare_exchange_strong(expected, desired, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
+    return line->cells;
+  }
+  delete[] line;  // another writer's page is in place
+  return reinterpret_cast<CellLine*>(expected)->cells;
+}
+
+void Histogram::RecordInNewPage(uint64_t value) const {
+  using stats_internal::HistogramCells;
+  const size_t index = HistogramBuckets::Index(value);
+  stats_internal::Cell* page =
+      Page(HistogramCells::kFirstPage + (index >> HistogramCells::kPageBits),
+           HistogramCells::kPageCells);
+  stats_internal::AddToCell(page + (index & (HistogramCells::kPageCells - 1)), 1, shared_);
+  stats_internal::AddToCell(cells_ + HistogramCells::kSum, value, shared_);
+  if (const uint8_t split = layout_->first_split(index); split != 0) {
+    RecordSplit(index, split - 1, value);
+  }
+}
 
 void Histogram::RecordSplit(size_t index, size_t first_bound, uint64_t value) const {
   const std::vector<uint64_t>& bounds = layout_->bounds();
   for (size_t j = first_bound; j < bounds.size() && layout_->bound_bucket(j) == index; ++j) {
     if (value <= bounds[j] && !layout_->bound_aligned(j)) {
-      stats_internal::AddToCell(cells_ + HistogramLayout::kFirstSplitCell + j, 1, shared_);
+      stats_internal::AddToCell(Page(stats_internal::HistogramCells::kSplits, bounds.size()) + j,
+                                1, shared_);
     }
   }
 }
@@ -196,7 +270,8 @@ struct StatsRegistry::Series {
   const Family* family;
   const LabelBlock* labels;  // owned by label_blocks_
   uint32_t index;            // in StatsRegistry::series_
-  uint32_t cell_count;
+  uint32_t cell_count;       // merged (and retired): a histogram's HistogramLayout::cell_count()
+  uint32_t shard_cells;      // in each shard: a histogram's HistogramCells::kShardCells
   stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
   std::unique_ptr<uint64_t[]> retired;          // cell_count folded-in cells of destroyed shards
 };
@@ -433,6 +508,8 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
   series->labels = block->second.get();
   series->cell_count =
       family.layout != nullptr ? static_cast<uint32_t>(family.layout->cell_count()) : 1;
+  series->shard_cells =
+      family.layout != nullptr ? uint32_t{stats_internal::HistogramCells::kShardCells} : 1;
   if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
     series->global_cell = global_cells_.Allocate(1);
   }
@@ -473,6 +550,11 @@ void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) co
   for (const StatsShard* shard : shards_) {
     const stats_internal::Cell* cells = shard->FindCellsLocked(index);
     if (cells == nullptr) continue;
+    if (series.family->layout != nullptr) {
+      stats_internal::AddHistogramCells(cells, series.family->layout->bounds().size(),
+                                        total->data());
+      continue;
+    }
     for (size_t i = 0; i < series.cell_count; ++i) {
       (*total)[i] += cells[i].load(std::memory_order_relaxed);
     }
@@ -557,11 +639,17 @@ size_t StatsRegistry::scoped_series_count() const {
 StatsShard::~StatsShard() {
   MutexLock lock(&registry_->mu_);
   for (size_t index = 0; index < cells_by_series_.size(); ++index) {
-    const stats_internal::Cell* cells = cells_by_series_[index];
+    stats_internal::Cell* cells = cells_by_series_[index];
     if (cells == nullptr) continue;
     StatsRegistry::Series& series = *registry_->series_[index];
     if (series.retired == nullptr) {
       series.retired = std::make_unique<uint64_t[]>(series.cell_count);  // zeroed
+    }
+    if (series.family->layout != nullptr) {
+      stats_internal::AddHistogramCells(cells, series.family->layout->bounds().size(),
+                                        series.retired.get());
+      stats_internal::FreeHistogramPages(cells);
+      continue;
     }
     for (size_t i = 0; i < series.cell_count; ++i) {
       series.retired[i] += cells[i].load(std::memory_order_relaxed);
@@ -573,7 +661,15 @@ StatsShard::~StatsShard() {
 
 size_t StatsShard::cell_bytes() const {
   MutexLock lock(&registry_->mu_);
-  return arena_.bytes();
+  size_t bytes = arena_.bytes();
+  for (size_t index = 0; index < cells_by_series_.size(); ++index) {
+    const stats_internal::Cell* cells = cells_by_series_[index];
+    const HistogramLayout* layout = registry_->series_[index]->family->layout.get();
+    if (cells != nullptr && layout != nullptr) {
+      bytes += stats_internal::HistogramPageBytes(cells, layout->bounds().size());
+    }
+  }
+  return bytes;
 }
 
 stats_internal::Cell* StatsShard::FindCellsLocked(uint32_t series_index) const {
@@ -590,20 +686,20 @@ stats_internal::Cell* StatsShard::CellsLocked(uint32_t series_index, size_t cell
 Counter StatsShard::Get(CounterId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kCounter);
-  return Counter(CellsLocked(id.index_, series.cell_count), shared_);
+  return Counter(CellsLocked(id.index_, series.shard_cells), shared_);
 }
 
 Gauge StatsShard::Get(GaugeId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kGauge);
   if (series.global_cell != nullptr) return Gauge(series.global_cell, /*shared=*/true);
-  return Gauge(CellsLocked(id.index_, series.cell_count), shared_);
+  return Gauge(CellsLocked(id.index_, series.shard_cells), shared_);
 }
 
 Histogram StatsShard::Get(HistogramId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kHistogram);
-  return Histogram(CellsLocked(id.index_, series.cell_count), series.family->layout.get(), shared_);
+  return Histogram(CellsLocked(id.index_, series.shard_cells), series.family->layout.get(), shared_);
 }
 
 absl::StatusOr<Counter> StatsShard::RegisterCounter(absl::string_view name, absl::string_view help,

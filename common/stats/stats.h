@@ -37,6 +37,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -118,9 +119,43 @@ inline void AddToCell(Cell* cell, uint64_t n, bool shared) {
 Cell* DiscardCells();
 const HistogramLayout* DiscardLayout();
 
+// A cache line of cells; the unit pages and large runs are allocated in.
+struct alignas(64) CellLine {
+  Cell cells[64 / sizeof(Cell)];
+};
+
+// One shard's cells of one histogram series: its sum, then a slot per page of kPageCells fine
+// buckets and one for the split counters (one per bound, HistogramLayout), each slot holding a
+// CellLine* or 0. A page is allocated, zeroed, by the first sample that lands in it, on the
+// recording thread (a release store, or a compare-and-swap in a shard any thread writes), and
+// freed with the shard; readers load the slot with acquire. A histogram that recorded a few
+// samples holds kShardCells cells and a page or two (~440 bytes) instead of every fine bucket
+// (HistogramLayout::cell_count(), ~4.9 KB with the default bounds).
+struct HistogramCells {
+  static constexpr size_t kPageBits = 4;
+  static constexpr size_t kPageCells = size_t{1} << kPageBits;
+  static constexpr size_t kPages = HistogramBuckets::kCount / kPageCells;
+  static constexpr size_t kSum = 0;  // first, so a Counter or Gauge on DiscardCells() is harmless
+  static constexpr size_t kFirstPage = 1;
+  static constexpr size_t kSplits = kFirstPage + kPages;
+  static constexpr size_t kShardCells = kSplits + 1;
+
+  // The page in `slot`, or nullptr before its first sample.
+  static Cell* PageAt(const Cell* cells, size_t slot) {
+    const uint64_t line = cells[slot].load(std::memory_order_acquire);
+    return line == 0 ? nullptr : reinterpret_cast<CellLine*>(line)->cells;
+  }
+  // Bytes of a page of `cell_count` cells.
+  static constexpr size_t PageBytes(size_t cell_count) {
+    return (cell_count + std::size(CellLine{}.cells) - 1) / std::size(CellLine{}.cells) *
+           sizeof(CellLine);
+  }
+};
+static_assert(HistogramBuckets::kCount % HistogramCells::kPageCells == 0);
+
 // Cells for one shard, zeroed; addresses are stable until the arena is destroyed. Short runs
-// (counters, gauges) are cut from shared blocks; a run longer than kLargeCells (a histogram's
-// fine buckets) gets an allocation of its own, so it never leaves the rest of a block unused.
+// (counters, gauges, histograms' HistogramCells) are cut from shared blocks; a run longer than
+// kLargeCells gets an allocation of its own, so it never leaves the rest of a block unused.
 class CellArena {
  public:
   static constexpr size_t kBlockCells = 1024;
@@ -134,11 +169,8 @@ class CellArena {
   struct alignas(64) Block {
     Cell cells[kBlockCells];
   };
-  struct alignas(64) Line {
-    Cell cells[64 / sizeof(Cell)];
-  };
   std::vector<std::unique_ptr<Block>> blocks_;
-  std::vector<std::unique_ptr<Line[]>> large_;
+  std::vector<std::unique_ptr<CellLine[]>> large_;
   size_t large_lines_ = 0;
   size_t used_in_last_ = kBlockCells;
 };
@@ -207,10 +239,19 @@ class GaugeGuard {
 class Histogram {
  public:
   Histogram() = default;
+  // The first sample in a page of fine buckets allocates the page (stats_internal::HistogramCells)
+  // out of line; every later one costs a load of the page's slot and the two adds.
   void Record(uint64_t value) const {
+    using stats_internal::HistogramCells;
     const size_t index = HistogramBuckets::Index(value);
-    stats_internal::AddToCell(cells_ + index, 1, shared_);
-    stats_internal::AddToCell(cells_ + HistogramLayout::kSumCell, value, shared_);
+    stats_internal::Cell* page = HistogramCells::PageAt(
+        cells_, HistogramCells::kFirstPage + (index >> HistogramCells::kPageBits));
+    if (page == nullptr) [[unlikely]] {
+      RecordInNewPage(value);
+      return;
+    }
+    stats_internal::AddToCell(page + (index & (HistogramCells::kPageCells - 1)), 1, shared_);
+    stats_internal::AddToCell(cells_ + HistogramCells::kSum, value, shared_);
     if (const uint8_t split = layout_->first_split(index); split != 0) [[unlikely]] {
       RecordSplit(index, split - 1, value);
     }
@@ -220,6 +261,10 @@ class Histogram {
   friend class StatsShard;
   Histogram(stats_internal::Cell* cells, const HistogramLayout* layout, bool shared)
       : cells_(cells), layout_(layout), shared_(shared) {}
+  // The page in `slot` of `cell_count` cells, allocated if absent.
+  stats_internal::Cell* Page(size_t slot, size_t cell_count) const;
+  // Record() of a sample whose page is not allocated yet.
+  void RecordInNewPage(uint64_t value) const;
   void RecordSplit(size_t index, size_t first_bound, uint64_t value) const;
 
   stats_internal::Cell* cells_ = stats_internal::DiscardCells();
@@ -388,7 +433,8 @@ class StatsShard {
   Gauge Get(GaugeId id);
   Histogram Get(HistogramId id);
 
-  // Bytes of cells this shard holds (memory accounting; takes the registry's mutex).
+  // Bytes of cells this shard holds, histograms' pages included (memory accounting; takes the
+  // registry's mutex).
   size_t cell_bytes() const;
 
   // Register (or find) and get in one step.

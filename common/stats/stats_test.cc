@@ -254,19 +254,20 @@ TEST(StatsShardTest, DestroyedShardKeepsItsContribution) {
   EXPECT_EQ(registry.GaugeValue(*active), 2);
 }
 
-// A shard's cells cost what its series need: a histogram's fine buckets (most of a block) do not
-// leave the rest of a block unused, as they did when every run was cut from 1 024-cell blocks
-// (a cluster's counters and two histograms took two blocks, 16 KiB, for 10 KiB of cells).
-TEST(StatsShardTest, HistogramsLeaveNoBlockHalfEmpty) {
+// A shard's cells cost what its series used: a histogram holds its sum and page slots, and only
+// the pages of fine buckets its samples landed in. Each histogram here records one sample (no
+// split counter), so it costs HistogramCells::kShardCells cells and one page, ~440 bytes; when
+// every histogram held all its fine buckets, sum and split counters it cost 4 936 bytes (a
+// cluster's counters and two histograms, 10 KB).
+TEST(StatsShardTest, LightlyUsedHistogramsCostLittle) {
+  using stats_internal::HistogramCells;
   StatsRegistry registry;
   std::unique_ptr<StatsShard> shard = registry.CreateShard();
   constexpr int kClusters = 100;
-  size_t cells = 0;
   for (int i = 0; i < kClusters; ++i) {
     const LabelSet labels = {{"cluster", absl::StrCat("c", i)}};
     for (const char* name : {"meshlet_a_total", "meshlet_b_total", "meshlet_c_total"}) {
       ASSERT_TRUE(shard->RegisterCounter(name, "h", labels).ok());
-      cells += 1;
     }
     for (const char* outcome : {"success", "failure"}) {
       LabelSet histogram_labels = labels;
@@ -275,20 +276,61 @@ TEST(StatsShardTest, HistogramsLeaveNoBlockHalfEmpty) {
           shard->RegisterHistogram("meshlet_d_seconds", "h", histogram_labels);
       ASSERT_TRUE(h.ok());
       h->Record(static_cast<uint64_t>(i));
-      cells += HistogramLayout::kFirstSplitCell + DefaultHistogramBounds().size();
     }
   }
-  const size_t needed = cells * sizeof(uint64_t);
-  std::printf("%zu bytes of cells for %zu needed\n", shard->cell_bytes(), needed);
-  EXPECT_GE(shard->cell_bytes(), needed);
-  // Each histogram rounded up to a cache line, and the counters' last block.
+  const size_t per_histogram =
+      HistogramCells::kShardCells * sizeof(uint64_t) + HistogramCells::PageBytes(16);
+  const size_t per_cluster = 3 * sizeof(uint64_t) + 2 * per_histogram;
+  std::printf("%zu bytes of cells for %d clusters (%zu a histogram)\n", shard->cell_bytes(),
+              kClusters, per_histogram);
+  EXPECT_LE(per_histogram, 512u);
+  EXPECT_GE(shard->cell_bytes(), kClusters * per_cluster);
+  // The counters' and histograms' cells cut from blocks, the last one partly used.
   EXPECT_LE(shard->cell_bytes(),
-            needed + 2 * kClusters * 64 + stats_internal::CellArena::kBlockCells * 8);
+            kClusters * per_cluster + stats_internal::CellArena::kBlockCells * 8);
   StatsSnapshot snapshot = registry.Snapshot();
   const SeriesSnapshot* seven =
       snapshot.Find("meshlet_d_seconds", {{"cluster", "c7"}, {"outcome", "failure"}});
   ASSERT_NE(seven, nullptr);
   EXPECT_EQ(seven->histogram.sum(), 7u);
+  EXPECT_EQ(seven->histogram.count(), 1u);
+  EXPECT_EQ(seven->histogram.Percentile(0.5), 7.0);
+}
+
+// Pages come as samples land: a sample in a bucket a Prometheus bound splits adds the split
+// counters; the merged view, and what a destroyed shard leaves behind, are the dense cells.
+TEST(StatsShardTest, HistogramPagesMergeAndRetireExactly) {
+  using stats_internal::HistogramCells;
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> a = registry.CreateShard();
+  std::unique_ptr<StatsShard> b = registry.CreateShard();
+  const HistogramOptions options{{31, 1000, 5000}, 1};
+  absl::StatusOr<Histogram> ha = a->RegisterHistogram("meshlet_x_bytes", "h", {}, options);
+  absl::StatusOr<Histogram> hb = b->RegisterHistogram("meshlet_x_bytes", "h", {}, options);
+  ASSERT_TRUE(ha.ok() && hb.ok());
+  const size_t empty = a->cell_bytes();
+  ha->Record(3);
+  EXPECT_EQ(a->cell_bytes(), empty + HistogramCells::PageBytes(HistogramCells::kPageCells));
+  ha->Record(4);  // same page
+  EXPECT_EQ(a->cell_bytes(), empty + HistogramCells::PageBytes(HistogramCells::kPageCells));
+  ha->Record(999);  // 992..1023: split by 1000
+  EXPECT_EQ(a->cell_bytes(), empty + 2 * HistogramCells::PageBytes(HistogramCells::kPageCells) +
+                                 HistogramCells::PageBytes(options.bounds.size()));
+  hb->Record(1001);
+  hb->Record(4999);
+  hb->Record(1u << 30);
+  auto check = [&] {
+    const StatsSnapshot snapshot = registry.Snapshot();
+    const HistogramSnapshot& h = snapshot.Find("meshlet_x_bytes")->histogram;
+    EXPECT_EQ(h.count(), 6u);
+    EXPECT_EQ(h.sum(), 3u + 4 + 999 + 1001 + 4999 + (1u << 30));
+    EXPECT_EQ(h.cumulative_counts(), (std::vector<uint64_t>{2, 3, 5}));
+  };
+  check();
+  b.reset();
+  check();
+  a.reset();
+  check();
 }
 
 TEST(StatsShardTest, GlobalGaugeIsOneValue) {

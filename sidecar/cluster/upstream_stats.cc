@@ -1,6 +1,7 @@
 #include "sidecar/cluster/upstream_stats.h"
 
 #include <string>
+#include <utility>
 
 #include "common/base/status.h"
 
@@ -83,7 +84,7 @@ constexpr auto kSessionSeries = SeriesPerValue(
 
 // One lazy handle per series of `series`, into `handles` (the same order).
 template <typename Lazy, size_t N>
-void MakeLazy(std::array<Lazy, N>& handles, const std::shared_ptr<const LazySource>& source,
+void MakeLazy(std::array<Lazy, N>& handles, const LazySource* source,
               const std::array<LazySeries, N>& series) {
   for (size_t i = 0; i < N; ++i) handles[i] = Lazy(source, &series[i]);
 }
@@ -102,22 +103,28 @@ LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
 // stays one that counts nothing.
 template <>
 void LazyHandle<Counter>::Register() const {
-  registered_ = true;
-  if (source_ == nullptr) return;
+  const LazySource& source = *std::exchange(source_, nullptr);
   absl::StatusOr<Counter> counter =
-      source_->shard->RegisterCounter(series_->name, series_->help, LazyLabels(*source_, *series_));
-  if (counter.ok()) handle_ = *counter;
+      source.shard->RegisterCounter(series_->name, series_->help, LazyLabels(source, *series_));
+  if (counter.ok()) {
+    handle_ = *counter;
+  } else {
+    series_ = nullptr;
+  }
 }
 
 template <>
 void LazyHandle<Histogram>::Register() const {
-  registered_ = true;
-  if (source_ == nullptr) return;
+  const LazySource& source = *std::exchange(source_, nullptr);
   HistogramOptions seconds;
   seconds.exposition_divisor = 1e6;
-  absl::StatusOr<Histogram> histogram = source_->shard->RegisterHistogram(
-      series_->name, series_->help, LazyLabels(*source_, *series_), seconds);
-  if (histogram.ok()) handle_ = *histogram;
+  absl::StatusOr<Histogram> histogram = source.shard->RegisterHistogram(
+      series_->name, series_->help, LazyLabels(source, *series_), seconds);
+  if (histogram.ok()) {
+    handle_ = *histogram;
+  } else {
+    series_ = nullptr;
+  }
 }
 
 absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::string_view cluster,
@@ -137,7 +144,9 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rq_active,
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
-  auto source = std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
+  s.lazy_source =
+      std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
+  const LazySource* source = s.lazy_source.get();
   MakeLazy(s.rq_by_class, source, kByClassSeries);
   s.rq_connect_fail = LazyCounter(source, &kConnectFailSeries);
   s.rq_overflow = LazyCounter(source, &kOverflowSeries);
