@@ -215,6 +215,8 @@ absl::StatusOr<std::unique_ptr<KubernetesApi>> KubernetesApi::Create(
   tls::TlsContextConfig config;
   config.trust_bundle_pem = *std::move(ca);
   config.alpn_protocols = {"http/1.1"};
+  // One server: its newest tickets, so that the next request's handshake resumes.
+  config.client_session_cache_size = 1;
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
       tls::TlsContext::CreateClient(config);
   if (!context.ok()) {
@@ -230,8 +232,9 @@ KubernetesApi::KubernetesApi(event::Loop& loop, const KubernetesApiOptions& opti
     : loop_(loop),
       options_(options),
       address_(std::move(address)),
+      context_(std::move(context)),
       transport_factory_(tls::TlsTransport::Factory(
-          std::make_shared<tls::TlsContextProvider>(std::move(context)),
+          std::make_shared<tls::TlsContextProvider>(context_),
           {.server_name = options.server_name, .verify_peer_name = address_.ip()})) {}
 
 KubernetesApi::~KubernetesApi() = default;

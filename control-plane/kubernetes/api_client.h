@@ -8,7 +8,9 @@
 // again for every request, because the kubelet rotates projected tokens, and the token is sent
 // only after the server's certificate was checked.
 //
-// One connection per request, one deadline covering connect, TLS and the whole answer, answers
+// One connection per request (a TLS 1.3 session resumed from a ticket the API server gave an
+// earlier connection, when it gives them: no certificate signature to check, unless the ticket
+// expired), one deadline covering connect, TLS and the whole answer, answers
 // bounded in size, at most `max_in_flight` requests at once (more fail at once as "overloaded").
 // Every outcome has a result label: ok (a 2xx answer), connect_failed, tls_failed, timeout,
 // http_error (its status is in ApiResult), malformed, too_large, closed (a watch cut short),
@@ -96,6 +98,8 @@ class KubernetesApi {
   const net::Address& address() const { return address_; }
   const KubernetesApiOptions& options() const { return options_; }
   size_t in_flight() const { return exchanges_.size(); }
+  // Whether a session ticket from the API server is kept for the next connection.
+  bool resumable() const { return context_->resumable_peers() > 0; }
 
  private:
   class Exchange;
@@ -107,6 +111,7 @@ class KubernetesApi {
   event::Loop& loop_;
   const KubernetesApiOptions options_;
   const net::Address address_;
+  const std::shared_ptr<const tls::TlsContext> context_;
   const net::TransportFactory transport_factory_;
   absl::flat_hash_map<Exchange*, std::unique_ptr<Exchange>> exchanges_;
 };

@@ -66,6 +66,19 @@ TEST_F(ApiClientTest, SendsTheTokenTheHeadersAndTheBody) {
   EXPECT_EQ(get.content_type, "");
 }
 
+// The API server's session ticket is kept, and the next request's handshake resumes with it.
+TEST_F(ApiClientTest, AnotherRequestResumesTheTlsSession) {
+  server_.set_handler([](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(200, "{}"));
+  });
+  auto api = server_.Api();
+  EXPECT_FALSE(api->resumable());
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/api/v1/pods"}).result, "ok");
+  EXPECT_TRUE(api->resumable());
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/api/v1/pods"}).result, "ok");
+  EXPECT_TRUE(api->resumable());  // the resumed connection's ticket replaced the one it used
+}
+
 TEST_F(ApiClientTest, TheTokenFileIsReadForEveryRequest) {
   server_.set_handler([](const http::ServerRequest&, http::Responder respond) {
     respond(http::ServerResponse::Json(200, "{}"));

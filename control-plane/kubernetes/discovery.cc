@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/base/logging.h"
 #include "common/http/client.h"
 #include "control-plane/kubernetes/yaml_fields.h"
@@ -295,10 +296,37 @@ void KubernetesDiscovery::Changed() {
 std::string KubernetesDiscovery::IndexSlice(const std::string& key) {
   auto it = slices_->objects().find(key);
   if (it == slices_->objects().end()) return "";
-  std::string service =
-      absl::StrCat(key.substr(0, key.find('/')), "/", std::get<SliceObject>(it->second).service);
+  const SliceObject& slice = std::get<SliceObject>(it->second);
+  const absl::string_view namespace_ = absl::string_view(key).substr(0, key.find('/'));
+  std::string service = absl::StrCat(namespace_, "/", slice.service);
   service_slices_[service].insert(key);
   slice_service_[key] = service;
+  // BuildService looks each endpoint's Pod up in the Service's namespace.
+  std::vector<std::string>& pods = slice_pods_[key];
+  for (const SliceObject::Endpoint& e : slice.endpoints) {
+    if (e.pod.empty()) continue;
+    std::string pod = absl::StrCat(namespace_, "/", e.pod);
+    if (pod_slices_[pod].insert(key).second) pods.push_back(std::move(pod));
+  }
+  return service;
+}
+
+std::string KubernetesDiscovery::UnindexSlice(const std::string& key) {
+  if (auto pods = slice_pods_.find(key); pods != slice_pods_.end()) {
+    for (const std::string& pod : pods->second) {
+      auto filed = pod_slices_.find(pod);
+      filed->second.erase(key);
+      if (filed->second.empty()) pod_slices_.erase(filed);
+    }
+    slice_pods_.erase(pods);
+  }
+  auto old = slice_service_.find(key);
+  if (old == slice_service_.end()) return "";
+  std::string service = std::move(old->second);
+  slice_service_.erase(old);
+  auto filed = service_slices_.find(service);
+  filed->second.erase(key);
+  if (filed->second.empty()) service_slices_.erase(filed);
   return service;
 }
 
@@ -365,25 +393,26 @@ void KubernetesDiscovery::Publish() {
   const Changes services = services_->TakeChanges();
   const Changes slices = slices_->TakeChanges();
   const Changes pods = pods_->TakeChanges();
-  // A Pod is not indexed by the Services whose endpoints it backs: its change rebuilds them all.
-  const bool all =
-      !published_ || services.relisted || slices.relisted || pods.relisted || !pods.keys.empty();
+  const bool all = !published_ || services.relisted || slices.relisted || pods.relisted;
   std::set<std::string> dirty = services.keys;
   if (all) {
     service_slices_.clear();
     slice_service_.clear();
+    pod_slices_.clear();
+    slice_pods_.clear();
     for (const auto& [key, object] : slices_->objects()) IndexSlice(key);
   } else {
     for (const std::string& key : slices.keys) {
       // The Service the slice belonged to, and the one it belongs to now.
-      if (auto old = slice_service_.find(key); old != slice_service_.end()) {
-        dirty.insert(old->second);
-        auto filed = service_slices_.find(old->second);
-        filed->second.erase(key);
-        if (filed->second.empty()) service_slices_.erase(filed);
-        slice_service_.erase(old);
-      }
+      if (std::string old = UnindexSlice(key); !old.empty()) dirty.insert(std::move(old));
       if (std::string now = IndexSlice(key); !now.empty()) dirty.insert(std::move(now));
+    }
+    // A Pod's labels, service account and sidecar reach the Services whose slices name it (as
+    // the slices are now: one that stopped naming it was rebuilt above).
+    for (const std::string& pod : pods.keys) {
+      auto named = pod_slices_.find(pod);
+      if (named == pod_slices_.end()) continue;
+      for (const std::string& slice : named->second) dirty.insert(slice_service_.at(slice));
     }
   }
   bool changed = false;
@@ -398,6 +427,7 @@ void KubernetesDiscovery::Publish() {
       return;
     }
     registry::KubernetesService built = BuildService(key, std::get<ServiceObject>(object->second));
+    ++services_built_;
     if (entry != entries_.end() && *entry->second == built) return;  // keeps its object
     entries_[key] = std::make_shared<const registry::KubernetesService>(std::move(built));
     changed = true;

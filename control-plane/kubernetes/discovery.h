@@ -13,11 +13,11 @@
 // together make one publication), unless the result is what was published last.
 //
 // A publication is per Service: watch events of Services and EndpointSlices rebuild only the
-// entries of the Services they touch (the slice's Service before and after), and every other
+// entries of the Services they touch (the slice's Service before and after), a Pod's event only
+// those of the Services whose EndpointSlices name it (an endpoint's targetRef), and every other
 // entry of the published KubernetesServices is the previous publication's object, so an
 // endpoint change costs one Service's endpoints, not the cluster's. A list (the first, or after
-// a 410) or a change of a Pod's labels or annotations rebuilds every entry; one whose value did
-// not change still keeps its previous object.
+// a 410) rebuilds every entry; one whose value did not change still keeps its previous object.
 //
 // What is published: every Service but ExternalName ones, with its TCP ports (UDP and SCTP left
 // out), the protocol of each from appProtocol, else the port name's prefix, else AUTO (HTTP when
@@ -38,6 +38,7 @@
 // Threading: the loop thread. The registry and stats must outlive this; destroying it stops the
 // watches and drops requests in flight.
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
@@ -98,6 +99,9 @@ class KubernetesDiscovery {
   void Start();
   // All three kinds have been listed once (and published).
   bool synced() const;
+  // Service entries built from the caches so far (each publication builds those it rebuilds):
+  // what a change costs, for tests.
+  uint64_t services_built() const { return services_built_; }
 
   // What discovery reads of each object (discovery.cc).
   struct ServicePortObject;
@@ -112,9 +116,11 @@ class KubernetesDiscovery {
   // A reflector's cache changed: publish on the next loop turn.
   void Changed();
   void Publish();
-  // Files the EndpointSlice `key` (if still cached) under its Service in service_slices_;
-  // returns that Service's key, or empty.
+  // Files the EndpointSlice `key` (if still cached) under its Service in service_slices_ and
+  // under the Pods its endpoints name in pod_slices_; returns that Service's key, or empty.
   std::string IndexSlice(const std::string& key);
+  // Removes what IndexSlice filed for `key`; returns the Service it was filed under, or empty.
+  std::string UnindexSlice(const std::string& key);
   // The entry of the Service `key` from the caches.
   registry::KubernetesService BuildService(const std::string& key, const ServiceObject& service);
 
@@ -133,6 +139,10 @@ class KubernetesDiscovery {
   // EndpointSlice keys by their Service's key, and the reverse, as of the last publication.
   std::map<std::string, std::set<std::string>> service_slices_;
   std::map<std::string, std::string> slice_service_;
+  // EndpointSlice keys by the Pod keys ("namespace/name") their endpoints name, and the reverse.
+  std::map<std::string, std::set<std::string>> pod_slices_;
+  std::map<std::string, std::vector<std::string>> slice_pods_;
+  uint64_t services_built_ = 0;
   Gauge published_services_;
   Counter publications_;
 };

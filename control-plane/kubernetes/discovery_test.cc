@@ -69,6 +69,10 @@ class DiscoveryTest : public ::testing::Test {
           slice_watches_.push_back(std::move(respond));
           return;
         }
+        if (path == "/api/v1/pods") {
+          pod_watches_.push_back(std::move(respond));
+          return;
+        }
         watches_.push_back(std::move(respond));
         return;
       }
@@ -82,7 +86,7 @@ class DiscoveryTest : public ::testing::Test {
           held_pods_.push_back(std::move(respond));
           return;
         }
-        respond(http::ServerResponse::Json(200, kPods));
+        respond(http::ServerResponse::Json(200, pods_));
       } else {
         respond(http::ServerResponse::Json(404, "{}"));
       }
@@ -112,9 +116,11 @@ class DiscoveryTest : public ::testing::Test {
   FakeApiServer server_{loop_};
   std::vector<http::Responder> watches_;
   std::vector<http::Responder> slice_watches_;
+  std::vector<http::Responder> pod_watches_;
   std::vector<http::Responder> held_pods_;
   std::string services_ = kServices;
   std::string slices_ = kSlice;  // the list's items
+  std::string pods_ = kPods;
   std::string slice_event_;
   bool hold_pods_ = false;
 };
@@ -210,13 +216,18 @@ std::string OneLine(std::string json) {
   return json;
 }
 
-// An EndpointSlice named `name` of `service`, one endpoint per address.
+// An EndpointSlice named `name` of `service`, one endpoint per address; the i-th of `pods`
+// (when given) is the Pod of the i-th address.
 std::string Slice(absl::string_view namespace_, absl::string_view name, absl::string_view service,
-                  const std::vector<std::string>& addresses) {
+                  const std::vector<std::string>& addresses,
+                  const std::vector<std::string>& pods = {}) {
   std::string endpoints;
-  for (const std::string& address : addresses) {
-    absl::StrAppend(&endpoints, endpoints.empty() ? "" : ",", R"({"addresses":[")", address,
-                    R"("]})");
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    absl::StrAppend(
+        &endpoints, endpoints.empty() ? "" : ",", R"({"addresses":[")", addresses[i], R"("])",
+        i < pods.size() ? absl::StrCat(R"(,"targetRef":{"kind":"Pod","name":")", pods[i], R"("})")
+                        : "",
+        "}");
   }
   return absl::StrCat(R"({"metadata":{"namespace":")", namespace_, R"(","name":")", name,
                       R"(","resourceVersion":"12","labels":{"kubernetes.io/service-name":")",
@@ -297,6 +308,89 @@ TEST_F(PerServiceTest, ASliceMovedToAnotherServiceRebuildsBoth) {
   EXPECT_TRUE(after->services[1]->endpoints.empty());  // default/ratings
   EXPECT_EQ(after->services[2], before_->services[2]);
   EXPECT_EQ(*Listed(), *after);
+}
+
+// A Pod as the metadata list and watch carry it.
+std::string Pod(absl::string_view namespace_, absl::string_view name, absl::string_view version) {
+  return absl::StrCat(R"({"metadata":{"namespace":")", namespace_, R"(","name":")", name,
+                      R"(","resourceVersion":"13","labels":{"version":")", version, R"("}}})");
+}
+
+// Each Service's endpoint backed by a Pod; a Pod event then reaches only the Services whose
+// slices name that Pod.
+class PodIndexTest : public PerServiceTest {
+ protected:
+  void SetUp() override {
+    pods_ = PodList("v1");
+    DiscoveryTest::SetUp();
+    services_ = kThreeServices;
+    slices_ =
+        absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}, {"details-1"}), ",",
+                     Slice("default", "ratings-x", "ratings", {"10.1.0.2"}, {"ratings-1"}), ",",
+                     Slice("shop", "ratings-x", "ratings", {"10.2.0.2"}, {"ratings-1"}));
+    discovery_ = Discovery();
+    discovery_->Start();
+    ASSERT_TRUE(RunUntil(loop_, [&] { return discovery_->synced(); }));
+    before_ = registry_.Snapshot()->kubernetes;
+    ASSERT_EQ(before_->services.size(), 3u);
+    ASSERT_EQ(before_->services[1]->endpoints.size(), 1u);
+    ASSERT_EQ(before_->services[1]->endpoints[0].labels.at("version"), "v1");
+  }
+
+  // The pods' watch delivers `pods` as MODIFIED in one read (the cluster's list then has
+  // default/ratings-1 at v2); returns the publication that follows.
+  std::shared_ptr<const registry::KubernetesServices> PodsModified(
+      const std::vector<std::string>& pods) {
+    EXPECT_TRUE(RunUntil(loop_, [&] { return !pod_watches_.empty(); }));
+    std::string events;
+    for (const std::string& pod : pods) {
+      absl::StrAppend(&events, R"({"type":"MODIFIED","object":)", pod, "}\n");
+    }
+    pod_watches_.back()(http::ServerResponse::Json(200, events));
+    pods_ = PodList("v2");
+    EXPECT_TRUE(RunUntil(loop_, [&] { return registry_.Snapshot()->kubernetes != before_; }));
+    return registry_.Snapshot()->kubernetes;
+  }
+
+  // default/ratings-1 labelled `ratings_version`, the others v1; and a Pod no slice names.
+  static std::string PodList(absl::string_view ratings_version) {
+    return absl::StrCat(
+        R"({"kind":"PartialObjectMetadataList","metadata":{"resourceVersion":"11"},)",
+        R"("items":[)", Pod("default", "details-1", "v1"), ",",
+        Pod("default", "ratings-1", ratings_version), ",", Pod("shop", "ratings-1", "v1"), ",",
+        Pod("default", "lonely", "v1"), "]}");
+  }
+};
+
+TEST_F(PodIndexTest, APodChangeRebuildsOnlyTheServicesWhoseSlicesNameIt) {
+  const uint64_t built = discovery_->services_built();
+  EXPECT_EQ(built, 3u);
+  // A Pod no slice names, and default/ratings-1 relabelled.
+  std::shared_ptr<const registry::KubernetesServices> after =
+      PodsModified({Pod("default", "lonely", "v9"), Pod("default", "ratings-1", "v2")});
+  // default/ratings alone was built again: shop/ratings-1 is another Pod of the same name.
+  EXPECT_EQ(discovery_->services_built() - built, 1u);
+  ASSERT_EQ(after->services.size(), 3u);
+  EXPECT_EQ(after->services[0], before_->services[0]);
+  ASSERT_EQ(after->services[1]->endpoints.size(), 1u);
+  EXPECT_EQ(after->services[1]->endpoints[0].labels.at("version"), "v2");
+  EXPECT_EQ(after->services[2], before_->services[2]);
+  EXPECT_EQ(*Listed(), *after);
+}
+
+// A slice that stops naming a Pod: that Pod's later change rebuilds nothing.
+TEST_F(PodIndexTest, ASliceThatNoLongerNamesAPodIsNotRebuiltForIt) {
+  const std::string changed = Slice("default", "ratings-x", "ratings", {"10.1.0.2"});
+  Modified(changed,
+           absl::StrCat(Slice("default", "details-x", "details", {"10.1.0.1"}, {"details-1"}), ",",
+                        changed, ",",
+                        Slice("shop", "ratings-x", "ratings", {"10.2.0.2"}, {"ratings-1"})));
+  const uint64_t built = discovery_->services_built();
+  before_ = registry_.Snapshot()->kubernetes;
+  PodsModified({Pod("default", "ratings-1", "v2"), Pod("default", "details-1", "v2")});
+  // default/details (its Pod changed) was built; default/ratings names no Pod any more.
+  EXPECT_EQ(discovery_->services_built() - built, 1u);
+  EXPECT_EQ(registry_.Snapshot()->kubernetes->services[1], before_->services[1]);
 }
 
 }  // namespace

@@ -33,8 +33,10 @@ FakeApiServer::FakeApiServer(event::Loop& loop, std::string token) : loop_(loop)
   CHECK_OK(WriteFileAtomically(ca_file_, ca.cert_pem()));
   CHECK_OK(WriteFileAtomically(other_ca_file_, other.cert_pem()));
   CHECK_OK(WriteFileAtomically(token_file_, absl::StrCat(token, "\n")));
-  auto context = ValueOrDie(tls::TlsContext::CreateServer(
-      {.certificate_chain_pem = leaf.chain_pem, .private_key_pem = leaf.key_pem}));
+  auto context = ValueOrDie(
+      tls::TlsContext::CreateServer({.certificate_chain_pem = leaf.chain_pem,
+                                     .private_key_pem = leaf.key_pem,
+                                     .session_tickets = true}));  // as the API server issues them
   server_ = ValueOrDie(http::HttpServer::Create(
       loop_, ValueOrDie(net::Address::Parse("127.0.0.1:0")),
       {.transport_factory =

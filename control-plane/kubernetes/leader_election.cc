@@ -132,12 +132,42 @@ std::string LeaderElector::LeasePath() const {
 }
 
 void LeaderElector::Try() {
+  if (leading_ && renewed_.has_value()) {
+    Renew();
+    return;
+  }
   api_.Call({.method = "GET",
              .path = absl::StrCat(LeasePath(), "/", options_.name),
              .forbidden_hint = kRbacHint},
             [this, alive = alive_](ApiResult result) {
               if (*alive) OnRead(std::move(result));
             });
+}
+
+void LeaderElector::Renew() {
+  const YAML::Node spec = NodeAt(*renewed_, "spec");
+  int64_t transitions = 0;
+  (void)absl::SimpleAtoi(ScalarAt(spec, "leaseTransitions"), &transitions);
+  std::string body =
+      LeaseBody(*renewed_, options_.identity, ScalarAt(spec, "acquireTime"), transitions, "");
+  renewed_.reset();
+  Write("PUT", absl::StrCat(LeasePath(), "/", options_.name), std::move(body),
+        &LeaderElector::OnRenewed);
+}
+
+void LeaderElector::OnRenewed(ApiResult result) {
+  if (releasing_) return;
+  if (result.body.ok()) {
+    OnWrite(std::move(result));
+    return;
+  }
+  // 409: the Lease changed since (a claim, another holder); 404: it is gone. Anything else
+  // failed. Either way it is read now, and judged as every replica judges it.
+  if (result.http_status != 409 && result.http_status != 404) {
+    errors_.Inc();
+    LOG_EVERY_N_SEC(WARN, 30) << "leader election: " << result.body.status().message();
+  }
+  Try();
 }
 
 std::string LeaderElector::LeaseBody(const YAML::Node& lease, const std::string& holder,
@@ -260,31 +290,35 @@ void LeaderElector::OnRead(ApiResult result) {
   Write("PUT", path, LeaseBody(lease, options_.identity, acquire, transitions, ""));
 }
 
-void LeaderElector::Write(const std::string& method, const std::string& path, std::string body) {
+void LeaderElector::Write(const std::string& method, const std::string& path, std::string body,
+                          void (LeaderElector::*then)(ApiResult)) {
   api_.Call({.method = method,
              .path = path,
              .content_type = "application/json",
              .body = std::move(body),
              .forbidden_hint = kRbacHint},
-            [this, alive = alive_](ApiResult result) {
-              if (*alive) OnWrite(std::move(result));
+            [this, alive = alive_, then](ApiResult result) {
+              if (*alive) (this->*then)(std::move(result));
             });
 }
 
 void LeaderElector::OnWrite(ApiResult result) {
   if (releasing_) return;
+  renewed_.reset();
   if (result.body.ok()) {
     // What was written: a renewal or a take (this candidate holds it), else a hand-over or a
     // claim.
-    std::string holder;
+    YAML::Node lease;
     try {
-      holder = ScalarAt(NodeAt(YAML::Load(*result.body), "spec"), "holderIdentity");
+      lease = YAML::Load(*result.body);
     } catch (const YAML::Exception&) {
     }
-    if (holder == options_.identity) {
+    if (ScalarAt(NodeAt(lease, "spec"), "holderIdentity") == options_.identity) {
       last_renewed_ = clock_.Now();
       observed_holder_ = options_.identity;
       if (!leading_) SetLeading(true);
+      // The next renewal writes over this answer (its resourceVersion) without reading first.
+      if (!ScalarAt(NodeAt(lease, "metadata"), "resourceVersion").empty()) renewed_.emplace(lease);
     }
   } else if (result.http_status == 409) {
     // Another replica wrote it first: read it again next time.

@@ -11,7 +11,11 @@
 //     machines are never compared);
 //   - the holder renews it (renewTime) at each retry_period; when it has not renewed it
 //     successfully for renew_deadline (shorter than lease_duration), it stops leading before any
-//     other replica may take over.
+//     other replica may take over. A holder whose last renewal succeeded renews with a PUT of the
+//     Lease that renewal answered, without reading it first (as client-go does): the Lease
+//     changed meanwhile (a claim, another holder) fails that PUT (resourceVersion), and the
+//     holder then reads it at once, as any other replica does. So a leader costs one request per
+//     retry_period, not two.
 // So on the leader's death another replica leads within lease_duration + retry_period, and two
 // never lead at once as long as no replica's clock runs more than (lease_duration -
 // renew_deadline) / lease_duration faster than another's.
@@ -39,6 +43,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <yaml-cpp/yaml.h>
@@ -91,9 +96,14 @@ class LeaderElector {
 
  private:
   void Try();
+  // Try() of a holder whose last renewal succeeded: PUT the Lease renewed_ with a new renewTime.
+  void Renew();
+  void OnRenewed(ApiResult result);
   void OnRead(ApiResult result);
   void OnWrite(ApiResult result);
-  void Write(const std::string& method, const std::string& path, std::string body);
+  // A write of the Lease; its answer goes to `then`.
+  void Write(const std::string& method, const std::string& path, std::string body,
+             void (LeaderElector::*then)(ApiResult) = &LeaderElector::OnWrite);
   // A PUT of the Lease: `holder`, renewed now, with `claim` (empty: none), keeping the rest.
   std::string LeaseBody(const YAML::Node& lease, const std::string& holder,
                         const std::string& acquire, int64_t transitions,
@@ -116,6 +126,9 @@ class LeaderElector {
   bool releasing_ = false;
   bool released_ = false;
   MonotonicTime last_renewed_{};
+  // The Lease as the API server answered this replica's last renewal, while it leads and that
+  // renewal was the last request on the Lease; empty otherwise (the next try reads it).
+  std::optional<YAML::Node> renewed_;
   // The holder and renewTime last read, and when (this replica's clock) they last changed.
   std::string observed_holder_;
   std::string observed_renew_;

@@ -230,6 +230,23 @@ TEST_F(LeaderElectionTest, AClaimOfADeadClaimantLastsTheLeaseDuration) {
   EXPECT_EQ(holder_, "cp-a");
 }
 
+// A leader renews with one PUT per retry period, reading the Lease only to become leader.
+TEST_F(LeaderElectionTest, ALeaderRenewsWithoutReadingTheLeaseFirst) {
+  bool leads = false;
+  std::unique_ptr<LeaderElector> a = Replica("cp-a", &leads);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return leads; }));
+  const size_t seen = server_.requests().size();
+  const int version = version_;
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(600));
+  EXPECT_TRUE(leads);
+  EXPECT_GT(version_ - version, 5);  // renewed every retry period (50 ms)
+  size_t reads = 0;
+  for (size_t i = seen; i < server_.requests().size(); ++i) {
+    reads += server_.requests()[i].method == "GET";
+  }
+  EXPECT_EQ(reads, 0u);
+}
+
 TEST_F(LeaderElectionTest, ALeaderThatCannotRenewStopsLeading) {
   bool leads = false;
   std::unique_ptr<LeaderElector> a = Replica("cp-a", &leads);
