@@ -79,6 +79,13 @@ TranslationReuse TranslationReuseOf(const Snapshot& snapshot) {
           snapshot.translation_memo->clusters_examined};
 }
 
+const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot) {
+  if (snapshot.translation_memo == nullptr || !snapshot.translation_memo->clusters_changed) {
+    return nullptr;
+  }
+  return &*snapshot.translation_memo->clusters_changed;
+}
+
 absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
                                                               const Snapshot* previous) {
   SnapshotBuild build;

@@ -138,6 +138,13 @@ struct TranslationReuse {
 };
 TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 
+// When BuildSnapshot took a snapshot's clusters from `previous` by what changed: the names of the
+// clusters it added or replaced (every other cluster is `previous`'s, the same shared config;
+// none was removed), so that what follows the cluster set (limits, health checks) may look at
+// those alone. Null when the set was built whole: compare it with `previous`'s in full. Valid
+// while the snapshot lives.
+const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot);
+
 // The usage cell of the snapshot's ServiceRoute `name` (route/usage_cell.h), which every later
 // snapshot holding that name shares; null when the snapshot has no such ServiceRoute. Valid while
 // the snapshot lives; the workers write it, any thread may read it.

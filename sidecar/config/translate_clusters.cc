@@ -429,9 +429,12 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
   memo.clusters = before->clusters;
   memo.cluster_names = before->cluster_names;
   build.snapshot->clusters = build.previous->clusters;
+  memo.clusters_changed.emplace();
+  memo.clusters_changed->reserve(entries.size());
   for (TranslationMemo::Cluster& entry : entries) {
     // The keys view the name in the entry's own resource, which may be a new message.
     const std::string& name = entry.cluster->name();
+    memo.clusters_changed->push_back(name);
     memo.cluster_names.erase(name);
     memo.cluster_names.insert(name);
     build.snapshot->clusters.insert_or_assign(name, entry.translated);

@@ -89,6 +89,9 @@ struct TranslationMemo {
   size_t clusters_reused = 0;
   size_t route_tables_reused = 0;
   size_t clusters_examined = 0;
+  // Set when the clusters were taken from the previous build by what changed: the names added
+  // or replaced since (none removed).
+  std::optional<std::vector<std::string>> clusters_changed;
 };
 
 namespace translate_internal {

@@ -19,6 +19,7 @@ namespace meshlet::sidecar::config {
 namespace {
 
 using namespace ::meshlet::sidecar::config::translate_testing;  // NOLINT: the fixtures
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
@@ -465,6 +466,9 @@ TEST(TranslateReuseTest, AddedClustersCostWhatIsAddedNotWhatIsHeld) {
     ASSERT_TRUE(second.ok()) << second.status();
     EXPECT_EQ(TranslationReuseOf(**second).clusters_examined, 1u);
     EXPECT_EQ(TranslationReuseOf(**second).clusters, static_cast<size_t>(held));
+    EXPECT_EQ(ChangedClusters(**first), nullptr);  // built whole
+    ASSERT_NE(ChangedClusters(**second), nullptr);
+    EXPECT_THAT(*ChangedClusters(**second), ElementsAre("svc-00009"));
     added.endpoints = InsertedAt(set.endpoints, 5, AssignmentOf(9, 9009));
     absl::StatusOr<std::shared_ptr<const Snapshot>> third = BuildSnapshot(added, second->get());
     ASSERT_TRUE(third.ok()) << third.status();
@@ -525,6 +529,7 @@ TEST(TranslateReuseTest, RemovalsAndErrorsTakeTheWholePass) {
   EXPECT_EQ((*smaller)->clusters.size(), 9u);
   EXPECT_EQ((*smaller)->FindCluster("svc-00008"), nullptr);
   EXPECT_EQ(TranslationReuseOf(**smaller).clusters, 9u);
+  EXPECT_EQ(ChangedClusters(**smaller), nullptr);
 
   // An assignment whose endpoints are wrong.
   ResourceSet bad = set;
