@@ -379,8 +379,7 @@ void HealthCheckManager::Update(const ClusterSet& clusters) {
   }
 }
 
-void HealthCheckManager::Update(const ClusterSet& clusters,
-                                absl::Span<const std::string> changed) {
+void HealthCheckManager::Update(const ClusterSet& clusters, absl::Span<const std::string> changed) {
   for (const std::string& name : changed) {
     auto found = clusters.find(name);
     const ClusterConfig* config = found == clusters.end() ? nullptr : found->second.get();
@@ -412,12 +411,12 @@ void HealthCheckManager::UpdateChecker(const std::string& name, const ClusterCon
       .checks = OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_total",
                                                  "Active health checks run.", labels),
                           "meshlet_upstream_health_check_total"),
-      .failures = OrDiscard(
-          stats_.RegisterCounter("meshlet_upstream_health_check_failure_total",
-                                 "Active health checks that failed (refused, timed out, "
-                                 "unexpected status).",
-                                 labels),
-          "meshlet_upstream_health_check_failure_total"),
+      .failures =
+          OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_failure_total",
+                                           "Active health checks that failed (refused, timed out, "
+                                           "unexpected status).",
+                                           labels),
+                    "meshlet_upstream_health_check_failure_total"),
       .hosts_healthy =
           OrDiscard(stats_.RegisterGauge("meshlet_upstream_health_check_hosts_healthy",
                                          "Endpoints passing their active health checks.", labels,
@@ -432,8 +431,8 @@ void HealthCheckManager::UpdateChecker(const std::string& name, const ClusterCon
   if (transport_factory_ != nullptr) transport = transport_factory_(config);
   tls_seen_[name] = config.tls;
   checkers_[name] = nullptr;  // the old checker goes first: its hosts' results are kept
-  checkers_[name] = std::make_unique<HealthChecker>(loop_, config, random_, clock_, results_,
-                                                    stats, std::move(transport));
+  checkers_[name] = std::make_unique<HealthChecker>(loop_, config, random_, clock_, results_, stats,
+                                                    std::move(transport));
 }
 
 const HealthChecker* HealthCheckManager::Find(absl::string_view cluster) const {

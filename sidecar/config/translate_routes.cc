@@ -749,8 +749,8 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
   // A route table depends on its resource, the ServiceRoutes joining it and which clusters exist
   // (only that none it names went: NoNameGone).
   const bool cluster_names_as_before =
-      before != nullptr && (build.cluster_names_kept ||
-                            NoNameGone(before->cluster_names, memo.cluster_names));
+      before != nullptr &&
+      (build.cluster_names_kept || NoNameGone(before->cluster_names, memo.cluster_names));
   static const std::vector<std::string> kNone;
   absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < routes.size(); ++i) {

@@ -426,8 +426,8 @@ xds::Cluster EdsCluster(int i) {
   return Parse<xds::Cluster>(absl::StrFormat("name: svc-%05d\ntype: EDS\n", i));
 }
 xds::ClusterLoadAssignment AssignmentOf(int i, int port) {
-  return Parse<xds::ClusterLoadAssignment>(absl::StrFormat(
-      "cluster_name: svc-%05d\nendpoints:\n- address: 127.0.0.1:%d\n", i, port));
+  return Parse<xds::ClusterLoadAssignment>(
+      absl::StrFormat("cluster_name: svc-%05d\nendpoints:\n- address: 127.0.0.1:%d\n", i, port));
 }
 ResourceSet EdsSet(int count) {
   ResourceSet set;
