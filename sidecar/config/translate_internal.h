@@ -238,8 +238,9 @@ struct SnapshotBuild {
   // Set by AddRouteTables: the route configurations listeners may name.
   absl::flat_hash_set<std::string> route_names;
   // Set by AddServiceRoutes: per route configuration, the names of the usable ServiceRoutes that
-  // join it (in memo->service_routes), in name order.
-  absl::flat_hash_map<std::string, std::vector<std::string>> joined;
+  // join it (in memo->service_routes), in name order; views of the names in their resources,
+  // which the memo keeps.
+  absl::flat_hash_map<std::string, std::vector<absl::string_view>> joined;
 
   // Names are checked per kind first: later kinds refer to earlier ones by name. False (the
   // error reported) when the name is invalid or repeats one in `seen`, which views the names
