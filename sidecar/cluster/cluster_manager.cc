@@ -38,13 +38,7 @@ std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::ForLo
 
 void SharedClusterLimits::Update(const ClusterSet& clusters) {
   MutexLock lock(&mu_);
-  for (const auto& [name, config] : clusters) {
-    if (config == nullptr) continue;
-    std::shared_ptr<const ClusterConfig>& applied = applied_[name];
-    if (applied == config) continue;
-    applied = config;
-    ForLocked(*config);
-  }
+  for (const auto& [name, config] : clusters) ApplyLocked(name, config);
   // Removed clusters keep their thresholds (requests may still hold them), not their configs.
   for (auto it = applied_.begin(); it != applied_.end();) {
     if (clusters.find(it->first) == clusters.end()) {
@@ -53,6 +47,24 @@ void SharedClusterLimits::Update(const ClusterSet& clusters) {
       ++it;
     }
   }
+}
+
+void SharedClusterLimits::Update(const ClusterSet& clusters,
+                                 absl::Span<const std::string> changed) {
+  MutexLock lock(&mu_);
+  for (const std::string& name : changed) {
+    auto it = clusters.find(name);
+    if (it != clusters.end()) ApplyLocked(name, it->second);
+  }
+}
+
+void SharedClusterLimits::ApplyLocked(const std::string& name,
+                                      const std::shared_ptr<const ClusterConfig>& config) {
+  if (config == nullptr) return;
+  std::shared_ptr<const ClusterConfig>& applied = applied_[name];
+  if (applied == config) return;
+  applied = config;
+  ForLocked(*config);
 }
 
 absl::string_view ThresholdName(resilience::ResourceKind kind) {

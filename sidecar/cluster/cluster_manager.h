@@ -51,6 +51,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/base/sync.h"
@@ -78,6 +79,9 @@ class SharedClusterLimits {
   // last time), so clusters no worker built yet have them too. The server calls it once per
   // configuration, on the main thread.
   void Update(const ClusterSet& clusters);
+  // The same for a configuration that differs from the last one applied only by the clusters
+  // `changed` names (added or replaced, none removed): costs per changed name.
+  void Update(const ClusterSet& clusters, absl::Span<const std::string> changed);
 
   // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
   // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
@@ -97,6 +101,8 @@ class SharedClusterLimits {
 
  private:
   std::shared_ptr<resilience::CircuitBreakerThresholds> ForLocked(const ClusterConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyLocked(const std::string& name, const std::shared_ptr<const ClusterConfig>& config)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Published {

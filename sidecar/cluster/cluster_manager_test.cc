@@ -430,6 +430,22 @@ TEST_F(ClusterManagerTest, LateBuiltClusterGetsCurrentHealthAndLimits) {
   EXPECT_EQ(late->ChooseHost().host->address(), *net::Address::Parse("10.0.0.1:80"));
 }
 
+// A configuration that differs by a few names applies those names' limits only.
+TEST_F(ClusterManagerTest, LimitsFollowTheChangedNames) {
+  ClusterSet clusters;
+  clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/3);
+  limits_.Update(clusters);
+  clusters["b"] = Config("b", {"10.0.0.2:80"}, /*max_requests=*/4);
+  clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/9);  // not named: not applied
+  limits_.Update(clusters, std::vector<std::string>{"b"});
+  std::string json;
+  limits_.AppendJson(json, "b");
+  EXPECT_NE(json.find("\"max_requests\":{\"limit\":4,"), std::string::npos) << json;
+  json.clear();
+  limits_.AppendJson(json, "a");
+  EXPECT_NE(json.find("\"max_requests\":{\"limit\":3,"), std::string::npos) << json;
+}
+
 // Updating a built cluster keeps its Cluster, its pools and its outlier state, and builds none of
 // the clusters beside it.
 TEST_F(ClusterManagerTest, UpdateOfABuiltClusterKeepsPoolsAndOutlierState) {

@@ -375,40 +375,64 @@ void HealthCheckManager::Update(const ClusterSet& clusters) {
   }
   for (const auto& [name, config] : clusters) {
     if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) continue;
-    auto it = checkers_.find(name);
-    if (it != checkers_.end() && SameHealthCheck(it->second->config(), config->health_check) &&
-        (transport_factory_ == nullptr || SameTls(tls_seen_[name], config->tls))) {
-      it->second->UpdateEndpoints(config->endpoints);
-      continue;
-    }
-    const LabelSet labels = {{"cluster", name}};
-    HealthCheckStats stats{
-        .checks = OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_total",
-                                                   "Active health checks run.", labels),
-                            "meshlet_upstream_health_check_total"),
-        .failures = OrDiscard(
-            stats_.RegisterCounter("meshlet_upstream_health_check_failure_total",
-                                   "Active health checks that failed (refused, timed out, "
-                                   "unexpected status).",
-                                   labels),
-            "meshlet_upstream_health_check_failure_total"),
-        .hosts_healthy =
-            OrDiscard(stats_.RegisterGauge("meshlet_upstream_health_check_hosts_healthy",
-                                           "Endpoints passing their active health checks.", labels,
-                                           GaugeMerge::kGlobal),
-                      "meshlet_upstream_health_check_hosts_healthy"),
-        .transitions =
-            OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_transitions_total",
-                                             "Endpoints that turned healthy or unhealthy.", labels),
-                      "meshlet_upstream_health_check_transitions_total"),
-    };
-    EndpointTransportFactory transport;
-    if (transport_factory_ != nullptr) transport = transport_factory_(*config);
-    tls_seen_[name] = config->tls;
-    checkers_[name] = nullptr;  // the old checker goes first: its hosts' results are kept
-    checkers_[name] = std::make_unique<HealthChecker>(loop_, *config, random_, clock_, results_,
-                                                      stats, std::move(transport));
+    UpdateChecker(name, *config);
   }
+}
+
+void HealthCheckManager::Update(const ClusterSet& clusters, absl::Span<const std::string> changed) {
+  for (const std::string& name : changed) {
+    auto found = clusters.find(name);
+    const ClusterConfig* config = found == clusters.end() ? nullptr : found->second.get();
+    if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) {
+      StopChecker(name);
+    } else {
+      UpdateChecker(name, *config);
+    }
+  }
+}
+
+void HealthCheckManager::StopChecker(const std::string& name) {
+  auto it = checkers_.find(name);
+  if (it == checkers_.end()) return;
+  results_.Clear(it->first);
+  tls_seen_.erase(it->first);
+  checkers_.erase(it);
+}
+
+void HealthCheckManager::UpdateChecker(const std::string& name, const ClusterConfig& config) {
+  auto it = checkers_.find(name);
+  if (it != checkers_.end() && SameHealthCheck(it->second->config(), config.health_check) &&
+      (transport_factory_ == nullptr || SameTls(tls_seen_[name], config.tls))) {
+    it->second->UpdateEndpoints(config.endpoints);
+    return;
+  }
+  const LabelSet labels = {{"cluster", name}};
+  HealthCheckStats stats{
+      .checks = OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_total",
+                                                 "Active health checks run.", labels),
+                          "meshlet_upstream_health_check_total"),
+      .failures =
+          OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_failure_total",
+                                           "Active health checks that failed (refused, timed out, "
+                                           "unexpected status).",
+                                           labels),
+                    "meshlet_upstream_health_check_failure_total"),
+      .hosts_healthy =
+          OrDiscard(stats_.RegisterGauge("meshlet_upstream_health_check_hosts_healthy",
+                                         "Endpoints passing their active health checks.", labels,
+                                         GaugeMerge::kGlobal),
+                    "meshlet_upstream_health_check_hosts_healthy"),
+      .transitions =
+          OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_transitions_total",
+                                           "Endpoints that turned healthy or unhealthy.", labels),
+                    "meshlet_upstream_health_check_transitions_total"),
+  };
+  EndpointTransportFactory transport;
+  if (transport_factory_ != nullptr) transport = transport_factory_(config);
+  tls_seen_[name] = config.tls;
+  checkers_[name] = nullptr;  // the old checker goes first: its hosts' results are kept
+  checkers_[name] = std::make_unique<HealthChecker>(loop_, config, random_, clock_, results_, stats,
+                                                    std::move(transport));
 }
 
 const HealthChecker* HealthCheckManager::Find(absl::string_view cluster) const {

@@ -39,6 +39,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/base/sync.h"
@@ -155,6 +156,9 @@ class HealthCheckManager {
 
   // Starts, changes or stops checkers to match `clusters` (the configuration's whole set).
   void Update(const ClusterSet& clusters);
+  // The same for a set that differs from the last one given only by the clusters `changed`
+  // names (added or replaced, none removed): costs per changed name.
+  void Update(const ClusterSet& clusters, absl::Span<const std::string> changed);
 
   // Null when the cluster has no checks.
   const HealthChecker* Find(absl::string_view cluster) const;
@@ -165,6 +169,11 @@ class HealthCheckManager {
   const Clock& clock_;
   StatsShard& stats_;
   SharedHostHealth& results_;
+  // Starts or changes the checker of `name`, which has checks.
+  void UpdateChecker(const std::string& name, const ClusterConfig& config);
+  // Stops the checker of `name`, if any.
+  void StopChecker(const std::string& name);
+
   const TransportFactoryFor transport_factory_;
   std::map<std::string, std::unique_ptr<HealthChecker>, std::less<>> checkers_;
   // The TLS settings each checker's transport was made from.

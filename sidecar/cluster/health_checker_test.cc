@@ -209,5 +209,32 @@ TEST_F(HealthCheckerTest, ManagerFollowsTheClusterSet) {
   ASSERT_TRUE(WaitFor([&] { return !notified_.empty(); }));
 }
 
+// A set changed by a few names: only those are started, changed or stopped; the others stay.
+TEST_F(HealthCheckerTest, ManagerFollowsTheChangedNames) {
+  const net::Address closed = ClosedPort(loop_);
+  StatsRegistry registry;
+  HealthCheckManager manager(loop_, random_, RealClock::Get(), registry.shared_shard(), results_);
+  ClusterSet clusters;
+  clusters["backend"] =
+      std::make_shared<ClusterConfig>(Config(HealthCheckConfig::Kind::kTcp, {closed}));
+  manager.Update(clusters);
+  const HealthChecker* backend = manager.Find("backend");
+  ASSERT_NE(backend, nullptr);
+
+  // "other" added with checks.
+  clusters["other"] =
+      std::make_shared<ClusterConfig>(Config(HealthCheckConfig::Kind::kTcp, {closed}));
+  manager.Update(clusters, std::vector<std::string>{"other"});
+  EXPECT_NE(manager.Find("other"), nullptr);
+  EXPECT_EQ(manager.Find("backend"), backend);
+
+  // "other" replaced by a config without checks: stopped, "backend" untouched.
+  clusters["other"] =
+      std::make_shared<ClusterConfig>(Config(HealthCheckConfig::Kind::kNone, {closed}));
+  manager.Update(clusters, std::vector<std::string>{"other"});
+  EXPECT_EQ(manager.Find("other"), nullptr);
+  EXPECT_EQ(manager.Find("backend"), backend);
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::cluster

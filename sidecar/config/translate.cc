@@ -75,13 +75,22 @@ bool SnapshotBuild::Named(absl::string_view kind, absl::string_view list, size_t
 TranslationReuse TranslationReuseOf(const Snapshot& snapshot) {
   if (snapshot.translation_memo == nullptr) return {};
   return {snapshot.translation_memo->clusters_reused,
-          snapshot.translation_memo->route_tables_reused};
+          snapshot.translation_memo->route_tables_reused,
+          snapshot.translation_memo->clusters_examined};
+}
+
+const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot) {
+  if (snapshot.translation_memo == nullptr || !snapshot.translation_memo->clusters_changed) {
+    return nullptr;
+  }
+  return &*snapshot.translation_memo->clusters_changed;
 }
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
                                                               const Snapshot* previous) {
   SnapshotBuild build;
   build.before = previous != nullptr ? previous->translation_memo.get() : nullptr;
+  build.previous = build.before != nullptr ? previous : nullptr;
   // In the order kinds refer to each other by name: a step sees what the earlier ones built.
   translate_internal::AddSecrets(build, resources.secrets);
   translate_internal::AddClusters(build, resources.clusters, resources.endpoints);

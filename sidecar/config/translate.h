@@ -126,12 +126,24 @@ struct ResourceSet {
 absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
                                                               const Snapshot* previous = nullptr);
 
-// How many of a snapshot's clusters and route tables BuildSnapshot took from `previous`.
+// How many of a snapshot's clusters and route tables BuildSnapshot took from `previous`, and how
+// many clusters it looked at one by one: every cluster of the set, or, when it could take the
+// others from `previous` by what changed (both lists in name order, as the xDS client gives
+// them, nothing removed, secrets as before), only those added or changed and those whose load
+// assignment was.
 struct TranslationReuse {
   size_t clusters = 0;
   size_t route_tables = 0;
+  size_t clusters_examined = 0;
 };
 TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
+
+// When BuildSnapshot took a snapshot's clusters from `previous` by what changed: the names of the
+// clusters it added or replaced (every other cluster is `previous`'s, the same shared config;
+// none was removed), so that what follows the cluster set (limits, health checks) may look at
+// those alone. Null when the set was built whole: compare it with `previous`'s in full. Valid
+// while the snapshot lives.
+const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot);
 
 // The usage cell of the snapshot's ServiceRoute `name` (route/usage_cell.h), which every later
 // snapshot holding that name shares; null when the snapshot has no such ServiceRoute. Valid while

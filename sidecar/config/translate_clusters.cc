@@ -296,10 +296,167 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
 
 }  // namespace
 
+namespace {
+
+const std::string& NameOf(const xds::Cluster& cluster) { return cluster.name(); }
+const std::string& NameOf(const xds::ClusterLoadAssignment& assignment) {
+  return assignment.cluster_name();
+}
+
+// Whether `list` is in strictly increasing name order (so it repeats no name).
+template <typename Message>
+bool Sorted(const ResourceList<Message>& list) {
+  for (size_t i = 1; i < list.size(); ++i) {
+    if (!(NameOf(list[i - 1]) < NameOf(list[i]))) return false;
+  }
+  return true;
+}
+
+// Compares `now` with `old` (in strictly increasing name order) in one merge: the positions in
+// `now` of the resources added or changed (a pointer `old` does not hold at that name) go to
+// `changed`. False when `now` is not in strictly increasing name order or lacks a name of `old`.
+// Names are compared only next to what changed: a run of pointers `old` holds in the same order
+// is in order already.
+template <typename Message>
+bool ChangedSince(const ResourceList<Message>& old, const ResourceList<Message>& now,
+                  std::vector<size_t>& changed) {
+  size_t j = 0;
+  bool previous_kept = false;
+  for (size_t i = 0; i < now.size(); ++i) {
+    const bool kept = j < old.size() && old.shared(j) == now.shared(i);
+    if (i > 0 && !(previous_kept && kept) && !(NameOf(now[i - 1]) < NameOf(now[i]))) {
+      return false;
+    }
+    previous_kept = kept;
+    if (kept) {
+      ++j;
+      continue;
+    }
+    if (j < old.size()) {
+      const int order = NameOf(now[i]).compare(NameOf(old[j]));
+      if (order > 0) return false;  // old[j] is gone
+      if (order == 0) ++j;          // changed; else added before old[j]
+    }
+    changed.push_back(i);
+  }
+  return j == old.size();
+}
+
+// The position of the resource named `name` in `list` (strictly increasing name order), if any.
+template <typename Message>
+std::optional<size_t> Position(const ResourceList<Message>& list, absl::string_view name) {
+  size_t low = 0;
+  size_t high = list.size();
+  while (low < high) {
+    const size_t middle = low + (high - low) / 2;
+    const std::string& at = NameOf(list[middle]);
+    if (at == name) return middle;
+    if (absl::string_view(at) < name) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  return std::nullopt;
+}
+
+// The clusters taken from the previous build by what changed since (ADR 0086, "the sidecar's
+// share of a lookup's wait"): both lists are compared with the previous ones by pointer, and only
+// the clusters added or changed, or whose load assignment was, are translated; the rest of the
+// memo and of the cluster set is the previous one's, copied. False, with `build` unchanged, when
+// it cannot be done that way: no previous build, secrets changed, a list out of name order, a
+// cluster or an assignment gone, or any error (the full pass then reports every error as it
+// always does).
+bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
+                         const ResourceList<xds::ClusterLoadAssignment>& assignments) {
+  const TranslationMemo* before = build.before;
+  if (before == nullptr || build.previous == nullptr || !before->lists_sorted ||
+      !build.secrets_as_before) {
+    return false;
+  }
+  std::vector<size_t> changed_clusters;
+  std::vector<size_t> changed_assignments;
+  if (!ChangedSince(before->cluster_list, clusters, changed_clusters) ||
+      !ChangedSince(before->assignment_list, assignments, changed_assignments)) {
+    return false;
+  }
+  // The names whose cluster entry changes: the clusters changed, and those of the assignments
+  // changed.
+  std::vector<absl::string_view> affected;
+  affected.reserve(changed_clusters.size() + changed_assignments.size());
+  for (size_t i : changed_clusters) affected.push_back(clusters[i].name());
+  for (size_t i : changed_assignments) affected.push_back(assignments[i].cluster_name());
+  std::sort(affected.begin(), affected.end());
+  affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
+
+  Errors errors;
+  std::vector<TranslationMemo::Cluster> entries;
+  entries.reserve(affected.size());
+  size_t translated_count = 0;
+  for (absl::string_view name : affected) {
+    if (!ValidName(name)) return false;
+    const std::optional<size_t> cluster_at = Position(clusters, name);
+    if (!cluster_at) return false;  // an assignment naming no cluster
+    const ResourceList<xds::Cluster>::Pointer& cluster = clusters.shared(*cluster_at);
+    ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;
+    if (const std::optional<size_t> at = Position(assignments, name)) {
+      if (cluster->type() != xds::Cluster::EDS) return false;  // reported by the full pass
+      assignment = assignments.shared(*at);
+    }
+    auto it = before->clusters.find(name);
+    if (it != before->clusters.end() && it->second.cluster == cluster &&
+        it->second.assignment == assignment) {
+      entries.push_back(it->second);
+      continue;
+    }
+    Errors::Scope scope(errors, Label("cluster", name));
+    std::optional<cluster::ClusterConfig> out =
+        TranslateCluster(scope, *cluster, build.snapshot->secrets);
+    if (out.has_value() && assignment != nullptr) {
+      Errors::Scope endpoints_scope(errors, "");
+      out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment);
+    }
+    if (!out.has_value() || !errors.empty()) return false;
+    ++translated_count;
+    entries.push_back(TranslationMemo::Cluster{
+        cluster, assignment, std::make_shared<const cluster::ClusterConfig>(*std::move(out))});
+  }
+
+  TranslationMemo& memo = *build.memo;
+  memo.cluster_list = clusters;
+  memo.assignment_list = assignments;
+  memo.lists_sorted = true;
+  memo.clusters = before->clusters;
+  memo.cluster_names = before->cluster_names;
+  build.snapshot->clusters = build.previous->clusters;
+  memo.clusters_changed.emplace();
+  memo.clusters_changed->reserve(entries.size());
+  for (TranslationMemo::Cluster& entry : entries) {
+    // The keys view the name in the entry's own resource, which may be a new message.
+    const std::string& name = entry.cluster->name();
+    memo.clusters_changed->push_back(name);
+    memo.cluster_names.erase(name);
+    memo.cluster_names.insert(name);
+    build.snapshot->clusters.insert_or_assign(name, entry.translated);
+    memo.clusters.erase(name);
+    memo.clusters.emplace(name, std::move(entry));
+  }
+  memo.clusters_reused = clusters.size() - translated_count;
+  memo.clusters_examined = affected.size();
+  build.cluster_names_kept = true;
+  return true;
+}
+
+}  // namespace
+
 void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
                  const ResourceList<xds::ClusterLoadAssignment>& assignments) {
+  if (ApplyClusterChanges(build, clusters, assignments)) return;
   TranslationMemo& memo = *build.memo;
   const TranslationMemo* before = build.before;
+  memo.clusters_examined = clusters.size();
+  memo.assignment_list = assignments;
+  memo.lists_sorted = Sorted(clusters) && Sorted(assignments);
   // Clusters, then the load assignments that fill EDS clusters.
   // Views of the names in `clusters`, which the memo keeps (cluster_list).
   memo.cluster_list = clusters;

@@ -73,9 +73,14 @@ struct TranslationMemo {
   absl::flat_hash_map<absl::string_view, Cluster> clusters;
   absl::flat_hash_map<absl::string_view, RouteTable> route_tables;
   absl::flat_hash_map<absl::string_view, std::shared_ptr<const ServiceRoute>> service_routes;
-  // Every cluster of the set (even an invalid one), which cluster_names views.
+  // Every cluster of the set (even an invalid one), which cluster_names views, and every load
+  // assignment, as given.
   ResourceList<xds::Cluster> cluster_list;
+  ResourceList<xds::ClusterLoadAssignment> assignment_list;
   absl::flat_hash_set<absl::string_view> cluster_names;
+  // Whether both lists are in strictly increasing name order (an xDS client's are): the next
+  // build may then take the clusters by what changed between the lists (ApplyClusterChanges).
+  bool lists_sorted = false;
   // The names of the set's route configurations (what a ServiceRoute may join).
   absl::flat_hash_set<std::string> route_config_names;
   // Per route configuration, its header mutations; the previous object while they are equal.
@@ -83,6 +88,10 @@ struct TranslationMemo {
   absl::flat_hash_map<std::string, bool> secret_has_trust_bundle;
   size_t clusters_reused = 0;
   size_t route_tables_reused = 0;
+  size_t clusters_examined = 0;
+  // Set when the clusters were taken from the previous build by what changed: the names added
+  // or replaced since (none removed).
+  std::optional<std::vector<std::string>> clusters_changed;
 };
 
 namespace translate_internal {
@@ -219,14 +228,19 @@ struct SnapshotBuild {
   std::shared_ptr<Snapshot> snapshot = std::make_shared<Snapshot>();
   std::shared_ptr<TranslationMemo> memo = std::make_shared<TranslationMemo>();
   const TranslationMemo* before = nullptr;  // null: nothing to reuse
+  const Snapshot* previous = nullptr;       // the snapshot `before` belongs to
   Errors errors;
   // Set by AddSecrets: what clusters and listeners check of each secret is as it was before.
   bool secrets_as_before = false;
+  // Set by AddClusters: every cluster name of `before` is still there (so what resolved against
+  // them resolves as before), known without comparing the sets.
+  bool cluster_names_kept = false;
   // Set by AddRouteTables: the route configurations listeners may name.
   absl::flat_hash_set<std::string> route_names;
   // Set by AddServiceRoutes: per route configuration, the names of the usable ServiceRoutes that
-  // join it (in memo->service_routes), in name order.
-  absl::flat_hash_map<std::string, std::vector<std::string>> joined;
+  // join it (in memo->service_routes), in name order; views of the names in their resources,
+  // which the memo keeps.
+  absl::flat_hash_map<std::string, std::vector<absl::string_view>> joined;
 
   // Names are checked per kind first: later kinds refer to earlier ones by name. False (the
   // error reported) when the name is invalid or repeats one in `seen`, which views the names

@@ -454,7 +454,7 @@ void AppendJoinedDestinations(Errors::Scope& scope, const SnapshotBuild& build,
     names.emplace(out.destinations[i].name, Index("destinations", static_cast<int>(i)));
   }
   out.destinations.reserve(out.destinations.size() + joined->second.size());
-  for (const std::string& name : joined->second) {
+  for (absl::string_view name : joined->second) {
     const TranslationMemo::ServiceRoute& service_route = *build.memo->service_routes.at(name);
     if (!service_route.destination.has_value()) continue;
     const std::string holder = absl::StrCat("service_route ", Quote(name));

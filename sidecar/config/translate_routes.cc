@@ -603,8 +603,8 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
 // Who holds a domain, destination or virtual host name of a route table being joined, for the
 // message that names both holders.
 struct Holder {
-  const std::string* service_route = nullptr;  // null: the route configuration's own
-  size_t index = 0;                            // own: its position in virtual_hosts
+  const absl::string_view* service_route = nullptr;  // null: the route configuration's own
+  size_t index = 0;                                  // own: its position in virtual_hosts
 };
 
 std::string HolderText(const Holder& holder, const std::string& route_config) {
@@ -621,7 +621,7 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
 // another host of the table is refused under the ServiceRoute, naming the other holder;
 // duplicates among the own hosts are left to RouteTable::Create. Returns whether nothing was
 // refused.
-bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joined,
+bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<absl::string_view>& joined,
                        const route::RouteConfig& config,
                        std::vector<std::shared_ptr<const route::VirtualHostConfig>>& attached) {
   const TranslationMemo& memo = *build.memo;
@@ -640,7 +640,7 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<std::string>& joi
   }
   bool ok = true;
   attached.reserve(joined.size());
-  for (const std::string& name : joined) {
+  for (const absl::string_view& name : joined) {
     const TranslationMemo::ServiceRoute& service_route = *memo.service_routes.at(name);
     if (service_route.virtual_host == nullptr) continue;
     const route::VirtualHostConfig& vhost = *service_route.virtual_host;
@@ -749,8 +749,9 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
   // A route table depends on its resource, the ServiceRoutes joining it and which clusters exist
   // (only that none it names went: NoNameGone).
   const bool cluster_names_as_before =
-      before != nullptr && NoNameGone(before->cluster_names, memo.cluster_names);
-  static const std::vector<std::string> kNone;
+      before != nullptr &&
+      (build.cluster_names_kept || NoNameGone(before->cluster_names, memo.cluster_names));
+  static const std::vector<absl::string_view> kNone;
   absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < routes.size(); ++i) {
     const xds::RouteConfiguration& route_config = routes[i];
@@ -758,11 +759,11 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     build.route_names.insert(route_config.name());
     const ResourceList<xds::RouteConfiguration>::Pointer& source = routes.shared(i);
     auto joined_names = build.joined.find(route_config.name());
-    const std::vector<std::string>& joined_here =
+    const std::vector<absl::string_view>& joined_here =
         joined_names == build.joined.end() ? kNone : joined_names->second;
     std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
     joined.reserve(joined_here.size());
-    for (const std::string& name : joined_here) {
+    for (absl::string_view name : joined_here) {
       joined.push_back(memo.service_routes.at(name)->source);
     }
     if (cluster_names_as_before) {

@@ -51,15 +51,20 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
   NoteConfigHeaders(build, routes);
   // A ServiceRoute depends on its resource, the clusters it may name and the route
   // configurations it may join: while none of those names went, the translation stands.
-  const bool names_as_before = before != nullptr &&
-                               NoNameGone(before->cluster_names, memo.cluster_names) &&
-                               NoNameGone(before->route_config_names, memo.route_config_names);
+  const bool names_as_before =
+      before != nullptr &&
+      (build.cluster_names_kept || NoNameGone(before->cluster_names, memo.cluster_names)) &&
+      NoNameGone(before->route_config_names, memo.route_config_names);
   // In name order, which is the order they join their tables and listeners in.
   std::vector<size_t> order(service_routes.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+  // The xDS client lists them in name order already: then no sort.
+  auto by_name = [&](size_t a, size_t b) {
     return service_routes[a].name() < service_routes[b].name();
-  });
+  };
+  if (!std::is_sorted(order.begin(), order.end(), by_name)) {
+    std::sort(order.begin(), order.end(), by_name);
+  }
   absl::flat_hash_map<absl::string_view, size_t> seen;
   seen.reserve(service_routes.size());
   memo.service_routes.reserve(service_routes.size());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/net/address.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,6 +19,7 @@ namespace meshlet::sidecar::config {
 namespace {
 
 using namespace ::meshlet::sidecar::config::translate_testing;  // NOLINT: the fixtures
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
@@ -416,6 +418,125 @@ TEST(TranslateReuseTest, UnchangedClustersAndRouteTablesAreTakenFromThePreviousS
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(TranslationReuseOf(**third).route_tables, 1u);
   EXPECT_EQ((*third)->route_tables.at("local"), (*second)->route_tables.at("local"));
+}
+
+// Clusters svc-00000, svc-00002, ... (EDS, even numbers, so others fit between) with their load
+// assignments, in name order as the xDS client lists them.
+xds::Cluster EdsCluster(int i) {
+  return Parse<xds::Cluster>(absl::StrFormat("name: svc-%05d\ntype: EDS\n", i));
+}
+xds::ClusterLoadAssignment AssignmentOf(int i, int port) {
+  return Parse<xds::ClusterLoadAssignment>(
+      absl::StrFormat("cluster_name: svc-%05d\nendpoints:\n- address: 127.0.0.1:%d\n", i, port));
+}
+ResourceSet EdsSet(int count) {
+  ResourceSet set;
+  for (int i = 0; i < count; ++i) {
+    set.clusters.push_back(EdsCluster(2 * i));
+    set.endpoints.push_back(AssignmentOf(2 * i, 8000));
+  }
+  return set;
+}
+// `list` with `message` at position `at`, the others shared.
+template <typename Message>
+ResourceList<Message> InsertedAt(const ResourceList<Message>& list, size_t at, Message message) {
+  ResourceList<Message> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i == at) out.push_back(std::move(message));
+    out.push_back(list.shared(i));
+  }
+  if (at >= list.size()) out.push_back(std::move(message));
+  return out;
+}
+
+// An answered lookup adds a Service's clusters and assignments: the build looks at those, not at
+// every cluster the sidecar holds, and takes the others from the running snapshot.
+TEST(TranslateReuseTest, AddedClustersCostWhatIsAddedNotWhatIsHeld) {
+  for (int held : {10, 1000}) {
+    SCOPED_TRACE(held);
+    const ResourceSet set = EdsSet(held);
+    absl::StatusOr<std::shared_ptr<const Snapshot>> first = BuildSnapshot(set);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(TranslationReuseOf(**first).clusters_examined, static_cast<size_t>(held));
+
+    // A cluster in the middle, then its assignment (two responses, two builds).
+    ResourceSet added = set;
+    added.clusters = InsertedAt(set.clusters, 5, EdsCluster(9));
+    absl::StatusOr<std::shared_ptr<const Snapshot>> second = BuildSnapshot(added, first->get());
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(TranslationReuseOf(**second).clusters_examined, 1u);
+    EXPECT_EQ(TranslationReuseOf(**second).clusters, static_cast<size_t>(held));
+    EXPECT_EQ(ChangedClusters(**first), nullptr);  // built whole
+    ASSERT_NE(ChangedClusters(**second), nullptr);
+    EXPECT_THAT(*ChangedClusters(**second), ElementsAre("svc-00009"));
+    added.endpoints = InsertedAt(set.endpoints, 5, AssignmentOf(9, 9009));
+    absl::StatusOr<std::shared_ptr<const Snapshot>> third = BuildSnapshot(added, second->get());
+    ASSERT_TRUE(third.ok()) << third.status();
+    EXPECT_EQ(TranslationReuseOf(**third).clusters_examined, 1u);
+
+    // The same snapshot as a build from nothing, sharing every cluster it did not change.
+    absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = BuildSnapshot(added);
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    ASSERT_EQ((*third)->clusters.size(), (*fresh)->clusters.size());
+    for (const auto& [name, config] : (*fresh)->clusters) {
+      const std::shared_ptr<const cluster::ClusterConfig>& kept = (*third)->clusters.at(name);
+      ASSERT_EQ(kept->endpoints.size(), config->endpoints.size()) << name;
+      EXPECT_EQ(kept->endpoints[0].address.port(), config->endpoints[0].address.port()) << name;
+      if (name != "svc-00009") {
+        EXPECT_EQ(kept, (*first)->clusters.at(name)) << name;
+      }
+    }
+    EXPECT_EQ((*third)->clusters.at("svc-00009")->endpoints[0].address.port(), 9009);
+
+    // Nothing changed (another type's response): nothing is looked at.
+    absl::StatusOr<std::shared_ptr<const Snapshot>> again = BuildSnapshot(added, third->get());
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(TranslationReuseOf(**again).clusters_examined, 0u);
+    EXPECT_EQ((*again)->clusters.at("svc-00009"), (*third)->clusters.at("svc-00009"));
+  }
+}
+
+// What the changes alone cannot settle takes the whole pass, with its errors.
+TEST(TranslateReuseTest, RemovalsAndErrorsTakeTheWholePass) {
+  const ResourceSet set = EdsSet(10);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  // An assignment naming no cluster.
+  ResourceSet orphan = set;
+  orphan.endpoints = InsertedAt(set.endpoints, 1, AssignmentOf(1, 9001));
+  absl::StatusOr<std::shared_ptr<const Snapshot>> refused = BuildSnapshot(orphan, first->get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), BuildSnapshot(orphan).status().message());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("names no Cluster"));
+
+  // A cluster turned STATIC while its assignment stays.
+  ResourceSet static_now = set;
+  static_now.clusters.Mutable(3).set_type(xds::Cluster::STATIC);
+  refused = BuildSnapshot(static_now, first->get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), BuildSnapshot(static_now).status().message());
+
+  // A cluster and its assignment removed (a destination aged out).
+  ResourceSet removed;
+  for (size_t i = 0; i < set.clusters.size(); ++i) {
+    if (i == 4) continue;
+    removed.clusters.push_back(set.clusters.shared(i));
+    removed.endpoints.push_back(set.endpoints.shared(i));
+  }
+  absl::StatusOr<std::shared_ptr<const Snapshot>> smaller = BuildSnapshot(removed, first->get());
+  ASSERT_TRUE(smaller.ok()) << smaller.status();
+  EXPECT_EQ((*smaller)->clusters.size(), 9u);
+  EXPECT_EQ((*smaller)->FindCluster("svc-00008"), nullptr);
+  EXPECT_EQ(TranslationReuseOf(**smaller).clusters, 9u);
+  EXPECT_EQ(ChangedClusters(**smaller), nullptr);
+
+  // An assignment whose endpoints are wrong.
+  ResourceSet bad = set;
+  bad.endpoints.Mutable(2).mutable_endpoints(0)->set_address("not an address");
+  refused = BuildSnapshot(bad, first->get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), BuildSnapshot(bad).status().message());
 }
 
 TEST(TranslateReuseTest, ChangedEndpointsAreTranslatedAgain) {

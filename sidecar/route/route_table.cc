@@ -320,30 +320,33 @@ absl::Status RouteTable::Index() {
     }
     for (size_t d = 0; d < vhost.domains.size(); ++d) {
       const std::string& domain = vhost.domains[d];
-      const std::string path = absl::StrCat(HostPath(v), ".domains[", d, "]");
+      // Spelt only for an error: a table of many hosts is indexed without one per domain.
+      auto path = [&] { return absl::StrCat(HostPath(v), ".domains[", d, "]"); };
       absl::Status valid = ValidateDomain(domain);
-      if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
+      if (!valid.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(path(), ": ", valid.message()));
+      }
       if (absl::c_any_of(domain, absl::ascii_isupper)) {
         return absl::InvalidArgumentError(
-            absl::StrCat(path, ": \"", domain, "\" is not lower-case"));
+            absl::StrCat(path(), ": \"", domain, "\" is not lower-case"));
       }
       auto [it, inserted] = owner.emplace(domain, v);
       if (!inserted) {
         return absl::InvalidArgumentError(
-            absl::StrCat(path, ": \"", domain, "\" is already a domain of virtual host \"",
+            absl::StrCat(path(), ": \"", domain, "\" is already a domain of virtual host \"",
                          hosts_[it->second]->name, "\" (", HostPath(it->second), ")"));
       }
       if (domain == "*") {
         catch_all_ = &vhost;
       } else if (domain.front() == '*') {
-        std::string suffix = domain.substr(1);
+        const absl::string_view suffix = absl::string_view(domain).substr(1);
         auto group = std::find_if(suffix_groups_.begin(), suffix_groups_.end(),
                                   [&](const SuffixGroup& g) { return g.length == suffix.size(); });
         if (group == suffix_groups_.end()) {
           suffix_groups_.push_back(SuffixGroup{suffix.size(), {}});
           group = suffix_groups_.end() - 1;
         }
-        group->suffixes.emplace(std::move(suffix), &vhost);
+        group->suffixes.emplace(suffix, &vhost);
       } else {
         exact_.emplace(domain, &vhost);
       }

@@ -99,8 +99,10 @@ class RouteTable {
     using is_transparent = void;
     bool operator()(absl::string_view a, absl::string_view b) const;
   };
-  using DomainMap = absl::flat_hash_map<std::string, const VirtualHostConfig*, CaseInsensitiveHash,
-                                        CaseInsensitiveEq>;
+  // Keys view the domains of the hosts the table holds (config_, attached_), which live as long
+  // as it does: indexing copies no string.
+  using DomainMap = absl::flat_hash_map<absl::string_view, const VirtualHostConfig*,
+                                        CaseInsensitiveHash, CaseInsensitiveEq>;
   // Suffix wildcards of one suffix length: a host matches when its last `length` bytes are a key
   // and it is longer than that.
   struct SuffixGroup {
@@ -121,7 +123,7 @@ class RouteTable {
   DomainMap exact_;
   std::vector<SuffixGroup> suffix_groups_;  // longest suffix first
   const VirtualHostConfig* catch_all_ = nullptr;
-  absl::flat_hash_map<std::string, const VirtualHostConfig*> destinations_;
+  absl::flat_hash_map<absl::string_view, const VirtualHostConfig*> destinations_;
 };
 
 // `vhost` made shareable between route tables for RouteTable::Create's `attached`: its routes

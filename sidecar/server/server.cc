@@ -203,7 +203,7 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
-  UpdateSharedClusters();
+  UpdateSharedClusters(config::ChangedClusters(*snapshot_));
   ApplyOnDemandTimes();
   // Readiness may change with it (a first complete configuration, a capture listener): asked
   // again on the next loop turn, outside the xDS client's callback, once the workers have had
@@ -667,8 +667,14 @@ std::string Server::ClustersJson() {
   return admin::ClustersJson(reports, cluster_limits_, health_checks_.get());
 }
 
-void Server::UpdateSharedClusters() {
+void Server::UpdateSharedClusters(const std::vector<std::string>* changed) {
   if (snapshot_ == nullptr || shut_down_) return;
+  // Only when the previous snapshot's set was applied in full before (the health checks exist).
+  if (changed != nullptr && health_checks_ != nullptr) {
+    cluster_limits_.Update(snapshot_->clusters, *changed);
+    health_checks_->Update(snapshot_->clusters, *changed);
+    return;
+  }
   cluster_limits_.Update(snapshot_->clusters);
   if (health_checks_ == nullptr) {
     health_checks_ = std::make_unique<HealthCheckManager>(

@@ -187,8 +187,9 @@ class Server final : public admin::AdminBackend {
   Duration DrainListenTime() const;
   // Applies the current snapshot's clusters to what the workers share about them: their
   // circuit-breaker limits (also for clusters no worker built yet) and the active health checks,
-  // started, changed or stopped.
-  void UpdateSharedClusters();
+  // started, changed or stopped. `changed`, when given, names the only clusters that differ from
+  // the last snapshot applied (config::ChangedClusters): those alone are looked at.
+  void UpdateSharedClusters(const std::vector<std::string>* changed = nullptr);
   // Tells the control plane (over the xDS stream) what /ready says: ready, or not and why
   // ("draining" once draining). While not ready and not draining it asks again every
   // kReadinessCheckInterval: what /ready depends on changes on other threads (workers applying
