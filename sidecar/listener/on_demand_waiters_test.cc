@@ -112,11 +112,13 @@ TEST_F(OnDemandWaitersTest, TimeoutsEndInDeadlineOrder) {
   std::vector<std::string> order;
   RecordingWaiter slow{"slow", &order}, fast{"fast", &order}, middle{"middle", &order},
       answered{"answered", &order};
-  // Begun out of deadline order, on one key and on others.
-  auto ws = waiters->Wait("addr:10.96.0.1:80", slow, 120ms);
+  // Begun out of deadline order, on one key and on others. The deadlines are 150 ms or more apart
+  // after the first, so that a loop iteration a loaded machine delays does not end two of them in
+  // one pass; `answered`, answered before its deadline, leaves the middle of the deadline order.
+  auto ws = waiters->Wait("addr:10.96.0.1:80", slow, 600ms);
   auto wf = waiters->Wait("addr:10.96.0.1:80", fast, 20ms);
-  auto wm = waiters->Wait("host:reviews", middle, 60ms);
-  auto wa = waiters->Wait("host:ratings", answered, 40ms);
+  auto wm = waiters->Wait("host:reviews", middle, 300ms);
+  auto wa = waiters->Wait("host:ratings", answered, 450ms);
   EXPECT_TRUE(loop_.RunUntil([&] { return !fast.outcomes.empty(); }, 5s));
   EXPECT_TRUE(middle.outcomes.empty());
   waiters->OnLookupAnswers({{"host:ratings", LookupOutcome::kFound}});
