@@ -30,6 +30,8 @@
 // made from it keep their own reference, so open connections are unaffected) and a name that
 // comes back gets a fresh one; a context no cluster or listener of the committed snapshot uses is
 // no longer held here. Listener providers are kept (a listener that comes back reuses its own).
+// A worker still on the previous snapshot that builds a just-removed cluster on first use finds no
+// provider: that cluster's connections fail (UpstreamTransportFactory), never go plaintext.
 //
 // A listener or cluster with `workload_certificate: true` takes its certificate, key and trust
 // bundle from the sidecar's CA-issued workload certificate (SetWorkloadCertificate) instead of a
