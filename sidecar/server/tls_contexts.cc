@@ -297,7 +297,8 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(
     MutexLock lock(&mu_);
     prepared.workload = workload_;
     live = listener_contexts_;
-    for (const auto& [fingerprint, users] : cluster_contexts_) live.emplace(fingerprint, users.shared);
+    for (const auto& [fingerprint, users] : cluster_contexts_)
+      live.emplace(fingerprint, users.shared);
     // A new workload certificate changes the fingerprint of every cluster that uses it.
     prepared.whole = changed_clusters == nullptr || !committed_ || committed_workload_ != workload_;
   }
@@ -387,6 +388,26 @@ void TlsContexts::Release(const std::shared_ptr<const SharedContext>& shared) {
   if (it != cluster_contexts_.end() && --it->second.users == 0) cluster_contexts_.erase(it);
 }
 
+TlsContexts::Map::iterator TlsContexts::Retire(Map::iterator it,
+                                               std::chrono::steady_clock::time_point now) {
+  Release(it->second.shared);
+  if (limits_.removed_cluster_grace > std::chrono::steady_clock::duration::zero()) {
+    retired_order_.emplace_back(now, it->first);
+    retired_.insert_or_assign(it->first, Retired{.published = std::move(it->second), .at = now});
+  }
+  return clusters_.erase(it);
+}
+
+void TlsContexts::ExpireRetired(std::chrono::steady_clock::time_point now) {
+  while (!retired_order_.empty() &&
+         now - retired_order_.front().first >= limits_.removed_cluster_grace) {
+    const auto& [at, name] = retired_order_.front();
+    auto it = retired_.find(name);
+    if (it != retired_.end() && it->second.at == at) retired_.erase(it);
+    retired_order_.pop_front();
+  }
+}
+
 void TlsContexts::Commit(Prepared prepared) {
   MutexLock lock(&mu_);
   listener_contexts_.clear();
@@ -395,6 +416,8 @@ void TlsContexts::Commit(Prepared prepared) {
   }
   CommitInto(listeners_, prepared.listeners, "listener");
 
+  const std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
+  ExpireRetired(now);
   size_t examined = prepared.clusters.size();
   if (prepared.whole) {
     // Clusters the snapshot no longer has: their providers go (connections made from them keep
@@ -405,8 +428,7 @@ void TlsContexts::Commit(Prepared prepared) {
         ++it;
         continue;
       }
-      Release(it->second.shared);
-      it = clusters_.erase(it);
+      it = Retire(it, now);
     }
   }
   size_t replaced = 0;
@@ -414,17 +436,23 @@ void TlsContexts::Commit(Prepared prepared) {
   for (auto& [name, shared] : prepared.clusters) {
     auto it = clusters_.find(name);
     if (shared == nullptr) {  // changed to no TLS, or removed
-      if (it != clusters_.end()) {
-        Release(it->second.shared);
-        clusters_.erase(it);
-      }
+      if (it != clusters_.end()) Retire(it, now);
       continue;
     }
     if (it == clusters_.end()) {
       Acquire(shared);
-      clusters_.emplace(name, Published{.shared = shared,
-                                        .provider = std::make_shared<tls::TlsContextProvider>(
-                                            shared->context)});
+      auto retired = retired_.find(name);
+      if (retired != retired_.end()) {  // back within its grace: its provider again
+        Published back = std::move(retired->second.published);
+        retired_.erase(retired);
+        if (back.shared != shared) back.provider->Update(shared->context);
+        back.shared = shared;
+        clusters_.emplace(name, std::move(back));
+        continue;
+      }
+      clusters_.emplace(
+          name, Published{.shared = shared,
+                          .provider = std::make_shared<tls::TlsContextProvider>(shared->context)});
       continue;
     }
     Published& slot = it->second;
@@ -484,7 +512,9 @@ std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForCluster(
     absl::string_view name) const {
   MutexLock lock(&mu_);
   auto it = clusters_.find(name);
-  return it == clusters_.end() ? nullptr : it->second.provider;
+  if (it != clusters_.end()) return it->second.provider;
+  auto retired = retired_.find(name);
+  return retired == retired_.end() ? nullptr : retired->second.published.provider;
 }
 
 }  // namespace meshlet::sidecar::server

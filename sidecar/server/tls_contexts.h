@@ -30,8 +30,9 @@
 // made from it keep their own reference, so open connections are unaffected) and a name that
 // comes back gets a fresh one; a context no cluster or listener of the committed snapshot uses is
 // no longer held here. Listener providers are kept (a listener that comes back reuses its own).
-// A worker still on the previous snapshot that builds a just-removed cluster on first use finds no
-// provider: that cluster's connections fail (UpstreamTransportFactory), never go plaintext.
+// A removed cluster's provider stays findable for TlsContextLimits::removed_cluster_grace (a
+// worker still on the previous snapshot may build that cluster on first use, and finds it), and
+// a name that comes back within the grace takes its provider back.
 //
 // A listener or cluster with `workload_certificate: true` takes its certificate, key and trust
 // bundle from the sidecar's CA-issued workload certificate (SetWorkloadCertificate) instead of a
@@ -44,6 +45,8 @@
 // any thread (workers call them when they apply a snapshot); they take a mutex, and the providers
 // they return are lock-free.
 
+#include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,6 +93,10 @@ struct TlsContextLimits {
   size_t upstream_sessions = 4096;
   // Peer chains remembered as verified; 0: every chain is verified in full.
   size_t verified_chains = 4096;
+  // How long ForCluster still finds a removed cluster's provider: a worker applies a new snapshot
+  // after the main thread commits it, and one still on the previous snapshot may build a removed
+  // cluster on first use (ADR 0091) in between. Expired at later commits; 0: dropped at once.
+  std::chrono::steady_clock::duration removed_cluster_grace = std::chrono::seconds(30);
 };
 
 class TlsContexts {
@@ -124,8 +131,9 @@ class TlsContexts {
   // config::ChangedClusters(snapshot), or null to walk every cluster; it may be given only when
   // the snapshot was built from the last one committed here (as the server does: each snapshot
   // it keeps is committed before the next is built). Must be committed before another Prepare.
-  absl::StatusOr<Prepared> Prepare(const config::Snapshot& snapshot,
-                                   const std::vector<std::string>* changed_clusters = nullptr) const;
+  absl::StatusOr<Prepared> Prepare(
+      const config::Snapshot& snapshot,
+      const std::vector<std::string>* changed_clusters = nullptr) const;
   void Commit(Prepared prepared);
   // Prepare + Commit.
   absl::Status Apply(const config::Snapshot& snapshot,
@@ -163,13 +171,31 @@ class TlsContexts {
                          absl::string_view kind);
   static void LogReplaced(absl::string_view kind, size_t replaced,
                           const std::string* first_replaced);
-  void Acquire(const std::shared_ptr<const SharedContext>& shared) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Release(const std::shared_ptr<const SharedContext>& shared) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Acquire(const std::shared_ptr<const SharedContext>& shared)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Release(const std::shared_ptr<const SharedContext>& shared)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves a published cluster out of clusters_ (into retired_ for the grace) and returns the
+  // iterator after it.
+  Map::iterator Retire(Map::iterator it, std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the retired providers whose grace has passed.
+  void ExpireRetired(std::chrono::steady_clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const TlsContextLimits limits_;
   mutable Mutex mu_;
   Map listeners_ ABSL_GUARDED_BY(mu_);
   Map clusters_ ABSL_GUARDED_BY(mu_);
+  // Removed clusters' providers within their grace with their removal times, and those times
+  // oldest first (an entry whose name came back, or was removed again later, is skipped when it
+  // expires).
+  struct Retired {
+    Published published;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, Retired, std::less<>> retired_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> retired_order_
+      ABSL_GUARDED_BY(mu_);
   // The committed snapshot's listener contexts, and cluster contexts with their users, by
   // fingerprint.
   std::map<std::string, std::shared_ptr<const SharedContext>, std::less<>> listener_contexts_

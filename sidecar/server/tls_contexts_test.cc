@@ -1,7 +1,9 @@
 #include "sidecar/server/tls_contexts.h"
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -298,7 +300,7 @@ TEST_F(TlsContextsTest, OneClusterAddedToAThousandHeldExaminesOne) {
 }
 
 TEST_F(TlsContextsTest, ARemovedClusterLosesItsProviderAndItsUnusedContext) {
-  TlsContexts contexts;
+  TlsContexts contexts(TlsContextLimits{.removed_cluster_grace = {}});
   config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"));
   const TestCertificate other = Leaf("spiffe://cluster.local/ns/default/sa/other");
   snapshot.secrets["other"] = config::SecretConfig{.name = "other",
@@ -342,6 +344,35 @@ TEST_F(TlsContextsTest, ARemovedClusterLosesItsProviderAndItsUnusedContext) {
   EXPECT_EQ(contexts.ForCluster("aged"), nullptr);
   EXPECT_EQ(contexts.context_count(), 2u);
   EXPECT_NE(contexts.ForCluster("mesh"), nullptr);
+}
+
+// A worker still on the previous snapshot may build a just-removed cluster on first use: it still
+// finds the provider for the grace, and a name back within the grace takes its provider again.
+TEST_F(TlsContextsTest, ARemovedClusterKeepsItsProviderForTheGrace) {
+  TlsContexts contexts(TlsContextLimits{.removed_cluster_grace = std::chrono::milliseconds(200)});
+  config::Snapshot snapshot = ApplyWorkloadClusters(contexts, 3);
+  const std::shared_ptr<const tls::TlsContextProvider> provider = contexts.ForCluster("svc-1");
+  ASSERT_NE(provider, nullptr);
+
+  const std::shared_ptr<const ClusterConfig> removed = snapshot.clusters["svc-1"];
+  snapshot.clusters.erase("svc-1");
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), provider);
+  EXPECT_NE(provider->Current(), nullptr);
+
+  snapshot.clusters["svc-1"] = removed;
+  const std::vector<std::string> changed = {"svc-1"};
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), provider);
+
+  // Removed again; past the grace, the next commit drops it.
+  snapshot.clusters.erase("svc-1");
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), provider);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), nullptr);
+  EXPECT_NE(contexts.ForCluster("svc-0"), nullptr);
 }
 
 TEST_F(TlsContextsTest, RotationReachesEveryClusterWhenOnlyOneChanged) {
