@@ -198,7 +198,9 @@ bool Server::ready() const {
 absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   ASSIGN_OR_RETURN(std::shared_ptr<const config::Snapshot> snapshot,
                    config::BuildSnapshot(resources, snapshot_.get()));
-  ASSIGN_OR_RETURN(TlsContexts::Prepared tls, tls_contexts_.Prepare(*snapshot));
+  // By the clusters that changed when built from snapshot_, which tls_contexts_ last committed.
+  ASSIGN_OR_RETURN(TlsContexts::Prepared tls,
+                   tls_contexts_.Prepare(*snapshot, config::ChangedClusters(*snapshot)));
   snapshot_ = std::move(snapshot);
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);

@@ -228,6 +228,31 @@ absl::StatusOr<std::shared_ptr<const TlsContexts::SharedContext>> FindOrBuild(
   return shared;
 }
 
+// Prepares the context of cluster `name` (with TLS) into `prepared.clusters`.
+absl::Status PrepareCluster(const std::string& name, const ClusterConfig& cluster,
+                            const config::Snapshot& snapshot, const WorkloadTlsMaterial* workload,
+                            const TlsContextLimits& limits, MaterialCache& cache,
+                            const ContextMap& live, TlsContexts::Prepared& prepared) {
+  const std::string label = absl::StrCat("cluster \"", name, "\"");
+  absl::StatusOr<Pems> pems = ClusterPems(cluster.tls, snapshot, workload, cache);
+  if (!pems.ok()) return Annotate(pems.status(), label);
+  // Checked per connection (UpstreamTransportFactory), but refused here like before.
+  if (!cluster.tls.expected_peer_ids.empty()) {
+    if (absl::StatusOr<tls::SpiffeIdMatcher> matcher =
+            tls::SpiffeIdMatcher::FromPatterns(cluster.tls.expected_peer_ids);
+        !matcher.ok()) {
+      return Annotate(Annotate(matcher.status(), "tls.expected_peer_ids"), label);
+    }
+  }
+  tls::TlsContextConfig config = ClusterSettings(cluster, limits);
+  absl::StatusOr<std::shared_ptr<const TlsContexts::SharedContext>> shared =
+      FindOrBuild(Fingerprint("client", config, {}, *pems, cache), live, prepared.contexts, *pems,
+                  config, &tls::TlsContext::CreateClient);
+  if (!shared.ok()) return Annotate(shared.status(), absl::StrCat(label, ": tls"));
+  prepared.clusters[name] = *std::move(shared);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
@@ -263,21 +288,26 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
   return out;
 }
 
-absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapshot& snapshot) const {
+absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(
+    const config::Snapshot& snapshot, const std::vector<std::string>* changed_clusters) const {
   Prepared prepared;
-  // The contexts live now, to reuse rather than rebuild.
+  // The contexts live now, to reuse rather than rebuild (few: one per material).
   ContextMap live;
-  std::shared_ptr<const WorkloadTlsMaterial> workload;
   {
     MutexLock lock(&mu_);
-    workload = workload_;
-    live = contexts_;
+    prepared.workload = workload_;
+    live = listener_contexts_;
+    for (const auto& [fingerprint, users] : cluster_contexts_)
+      live.emplace(fingerprint, users.shared);
+    // A new workload certificate changes the fingerprint of every cluster that uses it.
+    prepared.whole = changed_clusters == nullptr || !committed_ || committed_workload_ != workload_;
   }
+  const WorkloadTlsMaterial* workload = prepared.workload.get();
   MaterialCache cache;
   for (const config::ListenerConfig& listener : snapshot.listeners) {
     if (listener.tls.mode == config::DownstreamTlsConfig::Mode::kDisable) continue;
     const std::string label = absl::StrCat("listener \"", listener.name, "\"");
-    absl::StatusOr<Pems> pems = ListenerPems(listener.tls, snapshot, workload.get());
+    absl::StatusOr<Pems> pems = ListenerPems(listener.tls, snapshot, workload);
     if (!pems.ok()) return Annotate(pems.status(), label);
     absl::StatusOr<tls::TlsContextConfig> config =
         ListenerSettings(listener, !pems->bundle.empty());
@@ -294,25 +324,26 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
     }
     prepared.listeners[listener.name] = *std::move(shared);
   }
-  for (const auto& [name, cluster] : snapshot.clusters) {
-    if (cluster == nullptr || !cluster->tls.enabled) continue;
-    const std::string label = absl::StrCat("cluster \"", name, "\"");
-    absl::StatusOr<Pems> pems = ClusterPems(cluster->tls, snapshot, workload.get(), cache);
-    if (!pems.ok()) return Annotate(pems.status(), label);
-    // Checked per connection (UpstreamTransportFactory), but refused here like before.
-    if (!cluster->tls.expected_peer_ids.empty()) {
-      if (absl::StatusOr<tls::SpiffeIdMatcher> matcher =
-              tls::SpiffeIdMatcher::FromPatterns(cluster->tls.expected_peer_ids);
-          !matcher.ok()) {
-        return Annotate(Annotate(matcher.status(), "tls.expected_peer_ids"), label);
-      }
+  if (prepared.whole) {
+    for (const auto& [name, cluster] : snapshot.clusters) {
+      ++prepared.clusters_examined;
+      if (cluster == nullptr || !cluster->tls.enabled) continue;
+      RETURN_IF_ERROR(
+          PrepareCluster(name, *cluster, snapshot, workload, limits_, cache, live, prepared));
     }
-    tls::TlsContextConfig config = ClusterSettings(*cluster, limits_);
-    absl::StatusOr<std::shared_ptr<const SharedContext>> shared =
-        FindOrBuild(Fingerprint("client", config, {}, *pems, cache), live, prepared.contexts, *pems,
-                    config, &tls::TlsContext::CreateClient);
-    if (!shared.ok()) return Annotate(shared.status(), absl::StrCat(label, ": tls"));
-    prepared.clusters[name] = *std::move(shared);
+    return prepared;
+  }
+  // Every other cluster is the committed snapshot's, with the same secrets and workload
+  // certificate: its context stands.
+  for (const std::string& name : *changed_clusters) {
+    ++prepared.clusters_examined;
+    auto it = snapshot.clusters.find(name);
+    if (it == snapshot.clusters.end() || it->second == nullptr || !it->second->tls.enabled) {
+      prepared.clusters[name] = nullptr;  // no TLS (any more)
+      continue;
+    }
+    RETURN_IF_ERROR(
+        PrepareCluster(name, *it->second, snapshot, workload, limits_, cache, live, prepared));
   }
   return prepared;
 }
@@ -333,6 +364,11 @@ void TlsContexts::CommitInto(Map& published,
     }
     slot.shared = std::move(shared);
   }
+  LogReplaced(kind, replaced, first_replaced);
+}
+
+void TlsContexts::LogReplaced(absl::string_view kind, size_t replaced,
+                              const std::string* first_replaced) {
   // One line per commit, not per name: a rotation replaces every cluster's context at once.
   if (replaced > 0) {
     LOG(INFO) << kind << " " << *first_replaced
@@ -341,15 +377,101 @@ void TlsContexts::CommitInto(Map& published,
   }
 }
 
-void TlsContexts::Commit(Prepared prepared) {
-  MutexLock lock(&mu_);
-  CommitInto(listeners_, prepared.listeners, "listener");
-  CommitInto(clusters_, prepared.clusters, "cluster");
-  contexts_ = std::move(prepared.contexts);
+void TlsContexts::Acquire(const std::shared_ptr<const SharedContext>& shared) {
+  ContextUsers& entry = cluster_contexts_[shared->fingerprint];
+  if (entry.shared == nullptr) entry.shared = shared;
+  ++entry.users;
 }
 
-absl::Status TlsContexts::Apply(const config::Snapshot& snapshot) {
-  ASSIGN_OR_RETURN(Prepared prepared, Prepare(snapshot));
+void TlsContexts::Release(const std::shared_ptr<const SharedContext>& shared) {
+  auto it = cluster_contexts_.find(shared->fingerprint);
+  if (it != cluster_contexts_.end() && --it->second.users == 0) cluster_contexts_.erase(it);
+}
+
+TlsContexts::Map::iterator TlsContexts::Retire(Map::iterator it,
+                                               std::chrono::steady_clock::time_point now) {
+  Release(it->second.shared);
+  if (limits_.removed_cluster_grace > std::chrono::steady_clock::duration::zero()) {
+    retired_order_.emplace_back(now, it->first);
+    retired_.insert_or_assign(it->first, Retired{.published = std::move(it->second), .at = now});
+  }
+  return clusters_.erase(it);
+}
+
+void TlsContexts::ExpireRetired(std::chrono::steady_clock::time_point now) {
+  while (!retired_order_.empty() &&
+         now - retired_order_.front().first >= limits_.removed_cluster_grace) {
+    const auto& [at, name] = retired_order_.front();
+    auto it = retired_.find(name);
+    if (it != retired_.end() && it->second.at == at) retired_.erase(it);
+    retired_order_.pop_front();
+  }
+}
+
+void TlsContexts::Commit(Prepared prepared) {
+  MutexLock lock(&mu_);
+  listener_contexts_.clear();
+  for (const auto& [name, shared] : prepared.listeners) {
+    listener_contexts_.emplace(shared->fingerprint, shared);
+  }
+  CommitInto(listeners_, prepared.listeners, "listener");
+
+  const std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
+  ExpireRetired(now);
+  size_t examined = prepared.clusters.size();
+  if (prepared.whole) {
+    // Clusters the snapshot no longer has: their providers go (connections made from them keep
+    // their own references), so a name that comes back starts afresh.
+    for (auto it = clusters_.begin(); it != clusters_.end();) {
+      ++examined;
+      if (prepared.clusters.find(it->first) != prepared.clusters.end()) {
+        ++it;
+        continue;
+      }
+      it = Retire(it, now);
+    }
+  }
+  size_t replaced = 0;
+  const std::string* first_replaced = nullptr;
+  for (auto& [name, shared] : prepared.clusters) {
+    auto it = clusters_.find(name);
+    if (shared == nullptr) {  // changed to no TLS, or removed
+      if (it != clusters_.end()) Retire(it, now);
+      continue;
+    }
+    if (it == clusters_.end()) {
+      Acquire(shared);
+      auto retired = retired_.find(name);
+      if (retired != retired_.end()) {  // back within its grace: its provider again
+        Published back = std::move(retired->second.published);
+        retired_.erase(retired);
+        if (back.shared != shared) back.provider->Update(shared->context);
+        back.shared = shared;
+        clusters_.emplace(name, std::move(back));
+        continue;
+      }
+      clusters_.emplace(
+          name, Published{.shared = shared,
+                          .provider = std::make_shared<tls::TlsContextProvider>(shared->context)});
+      continue;
+    }
+    Published& slot = it->second;
+    if (slot.shared == shared) continue;  // unchanged
+    Acquire(shared);
+    Release(slot.shared);
+    slot.provider->Update(shared->context);
+    slot.shared = std::move(shared);
+    if (replaced++ == 0) first_replaced = &name;
+  }
+  LogReplaced("cluster", replaced, first_replaced);
+  committed_ = true;
+  committed_workload_ = std::move(prepared.workload);
+  commit_clusters_examined_ = examined;
+}
+
+absl::Status TlsContexts::Apply(const config::Snapshot& snapshot,
+                                const std::vector<std::string>* changed_clusters) {
+  ASSIGN_OR_RETURN(Prepared prepared, Prepare(snapshot, changed_clusters));
   Commit(std::move(prepared));
   return absl::OkStatus();
 }
@@ -367,7 +489,16 @@ bool TlsContexts::has_workload_certificate() const {
 
 size_t TlsContexts::context_count() const {
   MutexLock lock(&mu_);
-  return contexts_.size();
+  size_t count = listener_contexts_.size();
+  for (const auto& [fingerprint, users] : cluster_contexts_) {
+    if (!listener_contexts_.contains(fingerprint)) ++count;
+  }
+  return count;
+}
+
+size_t TlsContexts::commit_clusters_examined() const {
+  MutexLock lock(&mu_);
+  return commit_clusters_examined_;
 }
 
 std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForListener(
@@ -381,7 +512,9 @@ std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForCluster(
     absl::string_view name) const {
   MutexLock lock(&mu_);
   auto it = clusters_.find(name);
-  return it == clusters_.end() ? nullptr : it->second.provider;
+  if (it != clusters_.end()) return it->second.provider;
+  auto retired = retired_.find(name);
+  return retired == retired_.end() ? nullptr : retired->second.published.provider;
 }
 
 }  // namespace meshlet::sidecar::server

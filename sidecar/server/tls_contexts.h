@@ -17,9 +17,22 @@
 // ca_file) refuses the whole snapshot with an error naming the first resource that uses it.
 // Commit() then publishes them: a listener or cluster whose fingerprint did not change keeps its
 // context; a changed one gets the new context swapped into its provider, so new connections use it
-// and connections already open keep theirs (rotation, design.md §3). Providers are never removed:
-// transports made from them hold references anyway, and a name that comes back reuses its
-// provider.
+// and connections already open keep theirs (rotation, design.md §3).
+//
+// A snapshot built from the committed one by what changed (config::ChangedClusters) is prepared
+// and committed by those cluster names alone: the others are the committed snapshot's with the
+// same secrets, so their contexts stand, and an apply that adds one cluster to thousands looks at
+// one. The whole set is walked for the first snapshot, one built whole, and after
+// SetWorkloadCertificate; listeners (few) always are. A ca_file is therefore re-read only when a
+// cluster using it changes or the set is walked whole.
+//
+// A cluster that leaves the configuration loses its provider (ForCluster returns null; transports
+// made from it keep their own reference, so open connections are unaffected) and a name that
+// comes back gets a fresh one; a context no cluster or listener of the committed snapshot uses is
+// no longer held here. Listener providers are kept (a listener that comes back reuses its own).
+// A removed cluster's provider stays findable for TlsContextLimits::removed_cluster_grace (a
+// worker still on the previous snapshot may build that cluster on first use, and finds it), and
+// a name that comes back within the grace takes its provider back.
 //
 // A listener or cluster with `workload_certificate: true` takes its certificate, key and trust
 // bundle from the sidecar's CA-issued workload certificate (SetWorkloadCertificate) instead of a
@@ -32,6 +45,8 @@
 // any thread (workers call them when they apply a snapshot); they take a mutex, and the providers
 // they return are lock-free.
 
+#include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -78,6 +93,10 @@ struct TlsContextLimits {
   size_t upstream_sessions = 4096;
   // Peer chains remembered as verified; 0: every chain is verified in full.
   size_t verified_chains = 4096;
+  // How long ForCluster still finds a removed cluster's provider: a worker applies a new snapshot
+  // after the main thread commits it, and one still on the previous snapshot may build a removed
+  // cluster on first use (ADR 0091) in between. Expired at later commits; 0: dropped at once.
+  std::chrono::steady_clock::duration removed_cluster_grace = std::chrono::seconds(30);
 };
 
 class TlsContexts {
@@ -96,16 +115,29 @@ class TlsContexts {
     // Per listener / cluster name: its context, the committed object when its fingerprint was
     // already live (then nothing is rebuilt or republished).
     std::map<std::string, std::shared_ptr<const SharedContext>> listeners;
+    // With `whole`, every cluster of the snapshot with TLS; else only the changed clusters, null
+    // for one that no longer has TLS or is gone.
     std::map<std::string, std::shared_ptr<const SharedContext>> clusters;
-    // Every context the snapshot uses, by fingerprint.
+    // The contexts this Prepare found or built, by fingerprint.
     std::map<std::string, std::shared_ptr<const SharedContext>, std::less<>> contexts;
+    bool whole = true;
+    // Clusters looked at (tests and benchmarks: the cost follows what changed).
+    size_t clusters_examined = 0;
+    // The workload certificate it was built with.
+    std::shared_ptr<const WorkloadTlsMaterial> workload;
   };
 
-  // Builds what `snapshot` needs. Errors name the listener or cluster.
-  absl::StatusOr<Prepared> Prepare(const config::Snapshot& snapshot) const;
+  // Builds what `snapshot` needs. Errors name the listener or cluster. `changed_clusters`:
+  // config::ChangedClusters(snapshot), or null to walk every cluster; it may be given only when
+  // the snapshot was built from the last one committed here (as the server does: each snapshot
+  // it keeps is committed before the next is built). Must be committed before another Prepare.
+  absl::StatusOr<Prepared> Prepare(
+      const config::Snapshot& snapshot,
+      const std::vector<std::string>* changed_clusters = nullptr) const;
   void Commit(Prepared prepared);
   // Prepare + Commit.
-  absl::Status Apply(const config::Snapshot& snapshot);
+  absl::Status Apply(const config::Snapshot& snapshot,
+                     const std::vector<std::string>* changed_clusters = nullptr);
 
   // Sets the workload certificate contexts are built from (takes effect at the next Apply /
   // Prepare + Commit).
@@ -118,6 +150,8 @@ class TlsContexts {
 
   // Distinct contexts the committed snapshot uses (listeners and clusters together).
   size_t context_count() const;
+  // Clusters the last Commit looked at (tests and benchmarks).
+  size_t commit_clusters_examined() const;
 
  private:
   struct Published {
@@ -126,17 +160,52 @@ class TlsContexts {
   };
   using Map = std::map<std::string, Published, std::less<>>;
 
+  // A cluster context and how many published clusters use it.
+  struct ContextUsers {
+    std::shared_ptr<const SharedContext> shared;
+    size_t users = 0;
+  };
+
   static void CommitInto(Map& published,
                          std::map<std::string, std::shared_ptr<const SharedContext>>& prepared,
                          absl::string_view kind);
+  static void LogReplaced(absl::string_view kind, size_t replaced,
+                          const std::string* first_replaced);
+  void Acquire(const std::shared_ptr<const SharedContext>& shared)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Release(const std::shared_ptr<const SharedContext>& shared)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves a published cluster out of clusters_ (into retired_ for the grace) and returns the
+  // iterator after it.
+  Map::iterator Retire(Map::iterator it, std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the retired providers whose grace has passed.
+  void ExpireRetired(std::chrono::steady_clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const TlsContextLimits limits_;
   mutable Mutex mu_;
   Map listeners_ ABSL_GUARDED_BY(mu_);
   Map clusters_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<const SharedContext>, std::less<>> contexts_
+  // Removed clusters' providers within their grace with their removal times, and those times
+  // oldest first (an entry whose name came back, or was removed again later, is skipped when it
+  // expires).
+  struct Retired {
+    Published published;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, Retired, std::less<>> retired_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> retired_order_
       ABSL_GUARDED_BY(mu_);
+  // The committed snapshot's listener contexts, and cluster contexts with their users, by
+  // fingerprint.
+  std::map<std::string, std::shared_ptr<const SharedContext>, std::less<>> listener_contexts_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ContextUsers, std::less<>> cluster_contexts_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const WorkloadTlsMaterial> workload_ ABSL_GUARDED_BY(mu_);
+  // Whether anything was committed, and with which workload certificate.
+  bool committed_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const WorkloadTlsMaterial> committed_workload_ ABSL_GUARDED_BY(mu_);
+  size_t commit_clusters_examined_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace meshlet::sidecar::server

@@ -1,7 +1,9 @@
 #include "sidecar/server/tls_contexts.h"
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,16 @@ namespace {
 
 using tls::testing::TestCa;
 using tls::testing::TestCertificate;
+
+// Cluster `name` on the workload certificate, expecting its own SPIFFE id.
+std::shared_ptr<ClusterConfig> WorkloadCluster(const std::string& name) {
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = name;
+  cluster->tls.enabled = true;
+  cluster->tls.workload_certificate = true;
+  cluster->tls.expected_peer_ids = {absl::StrCat("spiffe://cluster.local/ns/default/sa/", name)};
+  return cluster;
+}
 
 class TlsContextsTest : public ::testing::Test {
  protected:
@@ -61,6 +73,31 @@ class TlsContextsTest : public ::testing::Test {
     cluster->tls.expected_peer_ids = {"spiffe://cluster.local/ns/default/sa/server"};
     snapshot.clusters["mesh"] = cluster;
     return snapshot;
+  }
+
+  // MakeSnapshot and `count` clusters svc-<i> on the workload certificate, applied to `contexts`
+  // after giving it a workload certificate.
+  config::Snapshot ApplyWorkloadClusters(TlsContexts& contexts, int count) {
+    contexts.SetWorkloadCertificate(Material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
+    config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/static"));
+    for (int i = 0; i < count; ++i) {
+      const std::string name = absl::StrCat("svc-", i);
+      snapshot.clusters[name] = WorkloadCluster(name);
+    }
+    EXPECT_TRUE(contexts.Apply(snapshot).ok());
+    return snapshot;
+  }
+
+  // Clusters svc-0..svc-<count - 1> all on `context`, given once since their first.
+  static void ExpectRotated(const TlsContexts& contexts, int count,
+                            const std::shared_ptr<const tls::TlsContext>& context) {
+    for (int i = 0; i < count; ++i) {
+      std::shared_ptr<const tls::TlsContextProvider> provider =
+          contexts.ForCluster(absl::StrCat("svc-", i));
+      ASSERT_NE(provider, nullptr) << i;
+      EXPECT_EQ(provider->Current(), context) << i;
+      EXPECT_EQ(provider->generation(), 2u) << i;
+    }
   }
 
   std::unique_ptr<TestCa> ca_;
@@ -230,15 +267,139 @@ TEST_F(TlsContextsTest, RotationGivesEverySharingClusterTheNewContextOnce) {
   ASSERT_TRUE(contexts.Apply(snapshot).ok());
   const std::shared_ptr<const tls::TlsContext> after = contexts.ForCluster("svc-0")->Current();
   EXPECT_NE(after, before);
-  for (int i = 0; i < 10; ++i) {
-    std::shared_ptr<const tls::TlsContextProvider> provider =
-        contexts.ForCluster(absl::StrCat("svc-", i));
-    EXPECT_EQ(provider->Current(), after) << i;
-    EXPECT_EQ(provider->generation(), 2u) << i;
-  }
+  ExpectRotated(contexts, 10, after);
   // Connections made before keep theirs: the old context lives while they hold it.
   EXPECT_EQ(before.use_count(), 1);
   EXPECT_EQ(contexts.context_count(), 2u);
+}
+
+TEST_F(TlsContextsTest, OneClusterAddedToAThousandHeldExaminesOne) {
+  TlsContexts contexts;
+  config::Snapshot snapshot = ApplyWorkloadClusters(contexts, 1000);
+  const std::shared_ptr<const tls::TlsContextProvider> held = contexts.ForCluster("svc-7");
+  ASSERT_NE(held, nullptr);
+
+  snapshot.clusters["svc-new"] = WorkloadCluster("svc-new");
+  const std::vector<std::string> changed = {"svc-new"};
+  absl::StatusOr<TlsContexts::Prepared> prepared = contexts.Prepare(snapshot, &changed);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_FALSE(prepared->whole);
+  EXPECT_EQ(prepared->clusters_examined, 1u);
+  contexts.Commit(*std::move(prepared));
+  EXPECT_EQ(contexts.commit_clusters_examined(), 1u);
+  ASSERT_NE(contexts.ForCluster("svc-new"), nullptr);
+  // The shared context: found, not built again.
+  EXPECT_EQ(contexts.ForCluster("svc-new")->Current(), held->Current());
+  EXPECT_EQ(held->generation(), 1u);
+  EXPECT_NE(contexts.ForCluster("svc-999"), nullptr);
+  EXPECT_EQ(contexts.context_count(), 3u);  // the listener's, "mesh"'s, the workload one
+
+  // Without the changed names the whole set is walked, as before.
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_GT(contexts.commit_clusters_examined(), 1000u);
+}
+
+TEST_F(TlsContextsTest, ARemovedClusterLosesItsProviderAndItsUnusedContext) {
+  TlsContexts contexts(TlsContextLimits{.removed_cluster_grace = {}});
+  config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"));
+  const TestCertificate other = Leaf("spiffe://cluster.local/ns/default/sa/other");
+  snapshot.secrets["other"] = config::SecretConfig{.name = "other",
+                                                   .certificate_chain_pem = other.chain_pem,
+                                                   .private_key_pem = other.key_pem,
+                                                   .trust_bundle_pem = ca_->cert_pem()};
+  auto aged = std::make_shared<ClusterConfig>(*snapshot.clusters["mesh"]);
+  aged->name = "aged";
+  aged->tls.secret_name = "other";
+  snapshot.clusters["aged"] = aged;
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_EQ(contexts.context_count(), 3u);
+  std::shared_ptr<const tls::TlsContextProvider> provider = contexts.ForCluster("aged");
+  ASSERT_NE(provider, nullptr);
+  const std::weak_ptr<const tls::TlsContext> context = provider->Current();
+
+  // Removed by a whole build (on-demand aging rebuilds the set).
+  snapshot.clusters.erase("aged");
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_EQ(contexts.ForCluster("aged"), nullptr);
+  EXPECT_EQ(contexts.context_count(), 2u);
+  // A connection made before keeps it through its own reference...
+  EXPECT_FALSE(context.expired());
+  EXPECT_NE(provider->Current(), nullptr);
+  // ...and it goes with the last one.
+  provider.reset();
+  EXPECT_TRUE(context.expired());
+
+  // The name comes back: a fresh provider.
+  snapshot.clusters["aged"] = aged;
+  const std::vector<std::string> changed = {"aged"};
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  provider = contexts.ForCluster("aged");
+  ASSERT_NE(provider, nullptr);
+  EXPECT_EQ(provider->generation(), 1u);
+  EXPECT_EQ(contexts.context_count(), 3u);
+
+  // Named as changed and gone (or without TLS now): dropped the same way.
+  snapshot.clusters.erase("aged");
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("aged"), nullptr);
+  EXPECT_EQ(contexts.context_count(), 2u);
+  EXPECT_NE(contexts.ForCluster("mesh"), nullptr);
+}
+
+// A worker still on the previous snapshot may build a just-removed cluster on first use: it still
+// finds the provider for the grace, and a name back within the grace takes its provider again.
+TEST_F(TlsContextsTest, ARemovedClusterKeepsItsProviderForTheGrace) {
+  TlsContexts contexts(TlsContextLimits{.removed_cluster_grace = std::chrono::milliseconds(200)});
+  config::Snapshot snapshot = ApplyWorkloadClusters(contexts, 3);
+  const std::shared_ptr<const tls::TlsContextProvider> provider = contexts.ForCluster("svc-1");
+  ASSERT_NE(provider, nullptr);
+
+  const std::shared_ptr<const ClusterConfig> removed = snapshot.clusters["svc-1"];
+  snapshot.clusters.erase("svc-1");
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), provider);
+  EXPECT_NE(provider->Current(), nullptr);
+
+  snapshot.clusters["svc-1"] = removed;
+  const std::vector<std::string> changed = {"svc-1"};
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), provider);
+
+  // Removed again; past the grace, the next commit drops it.
+  snapshot.clusters.erase("svc-1");
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), provider);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  ASSERT_TRUE(contexts.Apply(snapshot, &changed).ok());
+  EXPECT_EQ(contexts.ForCluster("svc-1"), nullptr);
+  EXPECT_NE(contexts.ForCluster("svc-0"), nullptr);
+}
+
+TEST_F(TlsContextsTest, RotationReachesEveryClusterWhenOnlyOneChanged) {
+  TlsContexts contexts;
+  config::Snapshot snapshot = ApplyWorkloadClusters(contexts, 10);
+  const std::shared_ptr<const tls::TlsContext> before = contexts.ForCluster("svc-0")->Current();
+
+  contexts.SetWorkloadCertificate(Material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
+  snapshot.clusters["svc-new"] = WorkloadCluster("svc-new");
+  const std::vector<std::string> changed = {"svc-new"};
+  absl::StatusOr<TlsContexts::Prepared> prepared = contexts.Prepare(snapshot, &changed);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_TRUE(prepared->whole);
+  contexts.Commit(*std::move(prepared));
+  const std::shared_ptr<const tls::TlsContext> after = contexts.ForCluster("svc-new")->Current();
+  EXPECT_NE(after, before);
+  ExpectRotated(contexts, 10, after);
+  EXPECT_EQ(contexts.ForCluster("mesh")->generation(), 1u);
+  EXPECT_EQ(before.use_count(), 1);  // released: no cluster uses it
+  EXPECT_EQ(contexts.context_count(), 3u);
+
+  // Once committed, the next change is by name again.
+  snapshot.clusters["svc-newer"] = WorkloadCluster("svc-newer");
+  const std::vector<std::string> newer = {"svc-newer"};
+  ASSERT_TRUE(contexts.Apply(snapshot, &newer).ok());
+  EXPECT_EQ(contexts.commit_clusters_examined(), 1u);
+  EXPECT_EQ(contexts.ForCluster("svc-newer")->Current(), after);
 }
 
 TEST_F(TlsContextsTest, CacheLimitsApplyToTheSharedContexts) {
