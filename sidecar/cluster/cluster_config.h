@@ -57,11 +57,13 @@ struct EndpointTlsConfig {
   }
 };
 
+// An endpoint as the data plane uses it. Its labels (xds::Endpoint.labels) are not copied:
+// nothing reads them (subsets are clusters of their own); the resource, which config dumps
+// print, keeps them.
 struct EndpointConfig {
   net::Address address;
   uint32_t weight = 1;
   EndpointHealth health = EndpointHealth::kHealthy;
-  std::map<std::string, std::string> labels;
   EndpointTlsConfig tls;
 };
 

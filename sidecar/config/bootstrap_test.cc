@@ -421,7 +421,6 @@ TEST(BootstrapTest, SampleFileTranslates) {
   EXPECT_EQ(v2->protocol, cluster::UpstreamProtocol::kHttp2);
   ASSERT_EQ(v2->endpoints.size(), 1u);
   EXPECT_EQ(v2->endpoints[0].address.ToString(), "127.0.0.1:18083");
-  EXPECT_EQ(v2->endpoints[0].labels.at("version"), "v2");
   const cluster::ClusterConfig* redis_cluster = s.FindCluster("redis");
   EXPECT_EQ(redis_cluster->lb_policy, cluster::LbPolicy::kRoundRobin);
   EXPECT_EQ(redis_cluster->health_check.kind, cluster::HealthCheckConfig::Kind::kTcp);

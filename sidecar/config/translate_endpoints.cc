@@ -1,6 +1,5 @@
 #include "sidecar/config/translate_internal.h"
 
-#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -40,8 +39,6 @@ std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
     default:
       scope.Add(Join(path, "health"), absl::StrCat("unknown value ", endpoint.health()));
   }
-  out.labels =
-      std::map<std::string, std::string>(endpoint.labels().begin(), endpoint.labels().end());
   if (!endpoint.identity().empty() && !tls::SpiffeId::Parse(endpoint.identity()).ok()) {
     scope.Add(Join(path, "identity"),
               absl::StrCat(Quote(endpoint.identity()), " is not a SPIFFE id (spiffe://...)"));
@@ -60,7 +57,10 @@ std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
 
 std::vector<cluster::EndpointConfig> TranslateEndpoints(
     Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment) {
+  // Sized once: the snapshot keeps the vector as built (a doubling one holds up to twice the
+  // endpoints' room for as long as the cluster is held).
   std::vector<cluster::EndpointConfig> out;
+  out.reserve(assignment.endpoints_size());
   absl::flat_hash_map<std::string, size_t> seen;
   for (int i = 0; i < assignment.endpoints_size(); ++i) {
     const std::string endpoint_path = Index(Join(path, "endpoints"), i);
