@@ -517,8 +517,8 @@ TEST_F(HttpFetchTest, IdleConnectionsAreBoundedInNumberAndTime) {
   std::vector<std::unique_ptr<HttpFetch>> fetches;
   int done = 0;
   for (int i = 0; i < 3; ++i) {
-    fetches.push_back(HttpFetch::Start(loop_, {server_->address()}, {.path = "/"},
-                                       {.keep = &keep}, [&done](ClientResult r) {
+    fetches.push_back(HttpFetch::Start(loop_, {server_->address()}, {.path = "/"}, {.keep = &keep},
+                                       [&done](ClientResult r) {
                                          EXPECT_TRUE(r.ok()) << r.detail;
                                          ++done;
                                        }));
@@ -528,8 +528,8 @@ TEST_F(HttpFetchTest, IdleConnectionsAreBoundedInNumberAndTime) {
   EXPECT_EQ(keep.idle(), 1u);
   ASSERT_TRUE(loop_.RunUntil([&] { return keep.idle() == 0; }, std::chrono::seconds(10)));
   EXPECT_EQ(keep.idle_timeouts(), 1u);
-  ASSERT_TRUE(loop_.RunUntil([&] { return server_->active_connections() == 0; },
-                             std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return server_->active_connections() == 0; }, std::chrono::seconds(10)));
 }
 
 TEST(FetchBlockingTest, RunsItsOwnLoop) {

@@ -239,10 +239,10 @@ KubernetesApi::KubernetesApi(event::Loop& loop, const KubernetesApiOptions& opti
       transport_factory_(tls::TlsTransport::Factory(
           std::make_shared<tls::TlsContextProvider>(context_),
           {.server_name = options.server_name, .verify_peer_name = address_.ip()})),
-      kept_(loop, {.max_idle = options.idle_timeout > absl::ZeroDuration()
-                                   ? options.max_idle_connections
-                                   : 0,
-                   .idle_timeout = absl::ToChronoMilliseconds(options.idle_timeout)}) {}
+      kept_(loop,
+            {.max_idle =
+                 options.idle_timeout > absl::ZeroDuration() ? options.max_idle_connections : 0,
+             .idle_timeout = absl::ToChronoMilliseconds(options.idle_timeout)}) {}
 
 KubernetesApi::~KubernetesApi() = default;
 

@@ -89,10 +89,11 @@ TEST_F(ApiClientTest, ShortRequestsShareAKeptAliveConnection) {
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/api/v1/pods"}).result, "ok");
   }
-  EXPECT_EQ(CallAndWait(*api, {.method = "PUT", .path = "/x", .content_type = "application/json",
-                               .body = "{}"})
-                .result,
-            "ok");
+  EXPECT_EQ(
+      CallAndWait(*api,
+                  {.method = "PUT", .path = "/x", .content_type = "application/json", .body = "{}"})
+          .result,
+      "ok");
   EXPECT_EQ(server_.requests().size(), 5u);
   EXPECT_EQ(server_.connections_accepted(), 1u);
   EXPECT_EQ(api->connections().opened(), 1u);
@@ -118,7 +119,8 @@ TEST_F(ApiClientTest, AWatchHasAConnectionOfItsOwn) {
     respond(http::ServerResponse::Json(200, "{\"a\":1}\n"));
   });
   auto api = server_.Api();
-  EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/w?watch=true",
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET",
+                               .path = "/w?watch=true",
                                .on_line = [](absl::string_view) { return true; }})
                 .result,
             "ok");
