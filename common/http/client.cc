@@ -12,6 +12,118 @@
 
 namespace meshlet::http {
 
+namespace client_internal {
+
+// A connection with its CodecIo and codec (declared in the order they depend on each other, so
+// destroyed in reverse). It is the codec's connection callbacks, and while idle in a
+// KeptConnections the connection's too.
+struct Kept final : net::ConnectionCallbacks, http::ConnectionCallbacks {
+  Kept(event::Loop& loop, std::unique_ptr<net::Connection> c)
+      : connection(std::move(c)),
+        io(*connection),
+        codec(loop, io, static_cast<http::ConnectionCallbacks&>(*this)),
+        idle_timer(loop, [this] {
+          ++owner->idle_timeouts_;
+          owner->Remove(this);
+        }) {}
+  ~Kept() override {
+    connection->SetCallbacks(nullptr);
+    if (!connection->closed()) connection->Close(net::CloseMode::kNoFlush);
+  }
+
+  // Whether another request may go on it now.
+  bool Reusable() const {
+    return !goaway && !connection->closed() && !connection->remote_closed() &&
+           codec.ActiveStreams() == 0 && codec.CanOpenStream();
+  }
+
+  // http::ConnectionCallbacks: the answer said `connection: close`.
+  void OnGoAway() override { goaway = true; }
+  // net::ConnectionCallbacks, while idle: the server has nothing to say on an idle connection.
+  void OnData(net::Buffer& data, bool end_stream) override {
+    if (data.length() == 0 && !end_stream) return;
+    data.Clear();
+    ++owner->closed_by_server_;
+    owner->Remove(this);
+  }
+  void OnClose(net::CloseReason, const absl::Status&) override {
+    ++owner->closed_by_server_;
+    owner->Remove(this);
+  }
+
+  std::unique_ptr<net::Connection> connection;
+  ConnectionIo io;
+  h1::ClientCodec codec;
+  bool goaway = false;
+  KeptConnections* owner = nullptr;  // while idle
+  event::Timer idle_timer;
+};
+
+// Closes the connection now and deletes it at the end of the loop turn (it may be inside one of
+// its own callbacks).
+void Discard(event::Loop& loop, std::unique_ptr<Kept> kept) {
+  if (kept == nullptr) return;
+  kept->owner = nullptr;
+  kept->idle_timer.Disable();
+  kept->connection->SetCallbacks(nullptr);
+  if (!kept->connection->closed()) kept->connection->Close(net::CloseMode::kNoFlush);
+  loop.DeferDelete(std::move(kept));
+}
+
+}  // namespace client_internal
+
+using client_internal::Discard;
+using client_internal::Kept;
+
+KeptConnections::KeptConnections(event::Loop& loop) : KeptConnections(loop, Options()) {}
+
+KeptConnections::KeptConnections(event::Loop& loop, Options options)
+    : loop_(loop), options_(options) {}
+
+KeptConnections::~KeptConnections() {
+  for (std::unique_ptr<Kept>& kept : idle_) Discard(loop_, std::move(kept));
+}
+
+std::unique_ptr<Kept> KeptConnections::Take() {
+  while (!idle_.empty()) {
+    std::unique_ptr<Kept> kept = std::move(idle_.back());
+    idle_.pop_back();
+    if (kept->Reusable()) {
+      kept->owner = nullptr;
+      kept->idle_timer.Disable();
+      kept->connection->SetCallbacks(nullptr);
+      return kept;
+    }
+    Discard(loop_, std::move(kept));
+  }
+  return nullptr;
+}
+
+void KeptConnections::Give(std::unique_ptr<Kept> kept) {
+  if (options_.max_idle == 0 || options_.idle_timeout <= Duration::zero() || !kept->Reusable()) {
+    Discard(loop_, std::move(kept));
+    return;
+  }
+  kept->owner = this;
+  kept->connection->SetCallbacks(kept.get());
+  kept->idle_timer.Enable(options_.idle_timeout);
+  idle_.push_back(std::move(kept));
+  if (idle_.size() > options_.max_idle) {
+    Discard(loop_, std::move(idle_.front()));
+    idle_.erase(idle_.begin());
+  }
+}
+
+void KeptConnections::Remove(Kept* kept) {
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (it->get() != kept) continue;
+    std::unique_ptr<Kept> owned = std::move(*it);
+    idle_.erase(it);
+    Discard(loop_, std::move(owned));
+    return;
+  }
+}
+
 absl::string_view ClientErrorName(ClientError error) {
   switch (error) {
     case ClientError::kNone:
@@ -73,15 +185,21 @@ HttpFetch::HttpFetch(event::Loop& loop, std::vector<net::Address> addresses, Cli
 HttpFetch::~HttpFetch() { DropConnection(); }
 
 void HttpFetch::Attempt() {
-  const net::Address& address = addresses_[next_address_++];
-  // The connect gets what is left of the timeout (at least a millisecond: zero means none).
-  const Duration left = std::max<Duration>(deadline_ - std::chrono::steady_clock::now(),
-                                           std::chrono::milliseconds(1));
-  connection_ = net::Connection::Connect(loop_, address, left, options_.transport_factory);
-  connection_->SetCallbacks(this);
-  io_ = std::make_unique<ConnectionIo>(*connection_);
-  codec_ = std::make_unique<h1::ClientCodec>(loop_, *io_,
-                                             static_cast<http::ConnectionCallbacks&>(*this));
+  KeptConnections* keep = options_.keep;
+  conn_ = keep != nullptr && !retried_ ? keep->Take() : nullptr;
+  reused_ = conn_ != nullptr;
+  if (reused_) {
+    ++keep->reused_;
+  } else {
+    const net::Address& address = addresses_[next_address_++];
+    // The connect gets what is left of the timeout (at least a millisecond: zero means none).
+    const Duration left = std::max<Duration>(deadline_ - std::chrono::steady_clock::now(),
+                                             std::chrono::milliseconds(1));
+    conn_ = std::make_unique<Kept>(
+        loop_, net::Connection::Connect(loop_, address, left, options_.transport_factory));
+    if (keep != nullptr) ++keep->opened_;
+  }
+  conn_->connection->SetCallbacks(this);
   reset_ = false;
   received_ = 0;
   head_received_ = false;
@@ -95,9 +213,9 @@ void HttpFetch::Attempt() {
     if (!h.name.empty() && h.name[0] != ':') headers.Add(h.name, h.value);
   }
   if (!request_.body.empty()) headers.Set("content-length", absl::StrCat(request_.body.size()));
-  encoder_ = &codec_->NewStream(*this);
+  encoder_ = &conn_->codec.NewStream(*this);
   encoder_->GetStream().AddCallbacks(*this);
-  codec_->GoAway();  // one request: it says `connection: close`
+  if (keep == nullptr) conn_->codec.GoAway();  // one request: it says `connection: close`
   // Written as soon as the connection is up (a Connection buffers what is written meanwhile).
   encoder_->EncodeHeaders(headers, request_.body.empty());
   if (!reset_ && !request_.body.empty()) {
@@ -108,26 +226,48 @@ void HttpFetch::Attempt() {
 }
 
 void HttpFetch::DropConnection() {
-  if (encoder_ != nullptr && codec_ != nullptr && codec_->ActiveStreams() > 0) {
+  if (encoder_ != nullptr && conn_ != nullptr && conn_->codec.ActiveStreams() > 0) {
     encoder_->GetStream().RemoveCallbacks(*this);
   }
   encoder_ = nullptr;
-  if (connection_ != nullptr) {
-    connection_->SetCallbacks(nullptr);
-    if (!connection_->closed()) connection_->Close(net::CloseMode::kNoFlush);
+  // This may run inside the connection's or the codec's own callbacks: deleted at the end of the
+  // loop turn.
+  Discard(loop_, std::move(conn_));
+}
+
+void HttpFetch::ReleaseConnection(bool may_keep) {
+  if (conn_ == nullptr) return;
+  if (!may_keep || options_.keep == nullptr || !result_.ok() || !conn_->Reusable()) {
+    DropConnection();
+    return;
   }
-  // This may run inside the connection's or the codec's own callbacks: they go at the end of the
-  // loop turn, the codec first (it refers to the CodecIo, which refers to the connection).
-  loop_.DeferDelete(std::move(codec_));
-  loop_.DeferDelete(std::move(io_));
-  loop_.DeferDelete(std::move(connection_));
+  encoder_ = nullptr;  // the stream is over
+  options_.keep->Give(std::move(conn_));
+}
+
+bool HttpFetch::RetryOnNewConnection() {
+  if (!reused_ || retried_ || !options_.retry_on_reused || received_ > 0 || head_received_ ||
+      std::chrono::steady_clock::now() >= deadline_) {
+    return false;
+  }
+  retried_ = true;
+  ++options_.keep->retried_;
+  DropConnection();
+  next_address_ = 0;
+  Attempt();
+  return true;
 }
 
 void HttpFetch::Finish(ClientError error, std::string detail) {
   if (finished_) return;
+  if (error == ClientError::kClosed || error == ClientError::kTlsFailed) {
+    if (RetryOnNewConnection()) return;
+  }
   finished_ = true;
   timeout_timer_.Disable();
-  DropConnection();
+  // A complete answer found inside the codec's Dispatch: OnData releases the connection once the
+  // codec is done with it.
+  if (error != ClientError::kNone || options_.keep == nullptr) DropConnection();
   if (error != ClientError::kNone) {
     const net::CloseReason close_reason = result_.close_reason;
     result_ = ClientResult();
@@ -151,15 +291,18 @@ void HttpFetch::OnData(net::Buffer& data, bool end_stream) {
            absl::StrCat("the answer is larger than ", options_.max_response_bytes, " bytes"));
     return;
   }
-  absl::Status status = codec_->Dispatch(data);
-  if (finished_) return;
+  absl::Status status = conn_->codec.Dispatch(data);
+  if (finished_) {
+    ReleaseConnection(status.ok() && !end_stream);
+    return;
+  }
   if (!status.ok()) {
     Finish(ClientError::kMalformed, std::string(status.message()));
     return;
   }
   if (end_stream) {
     // A body delimited by the connection's end completes here; anything else was cut short.
-    (void)codec_->OnEndOfStream();
+    (void)conn_->codec.OnEndOfStream();
     if (finished_) return;
     result_.close_reason = net::CloseReason::kEndOfStream;
     Finish(ClientError::kClosed, ClosedDetail());

@@ -1,10 +1,9 @@
 #pragma once
 
 // A small HTTP/1.1 client for meshlet's own calls to other services: active health checks, the
-// Kubernetes TokenReview API, meshctl's calls to the control-plane API (docs/adr/0038). One
-// request per connection (`connection: close`), the answer buffered whole up to a limit. It is
-// not the proxy's data path (sidecar/cluster's pools and codecs), and it keeps no connection
-// open between requests (the span exporter's CollectorClient does, ADR 0029).
+// Kubernetes API, meshctl's calls to the control-plane API (docs/adr/0038). One request per
+// connection (`connection: close`) unless the options name a KeptConnections, the answer buffered
+// whole up to a limit. It is not the proxy's data path (sidecar/cluster's pools and codecs).
 //
 // HttpFetch: one request on an event::Loop, asynchronous. The request and the answer go through
 // the project's HTTP/1.1 codec (h1::ClientCodec) on a net::Connection, plaintext or over the
@@ -19,10 +18,21 @@
 // FetchBlocking: the same on a Loop of its own, on the calling thread, for a program without one
 // (meshctl). Never from a thread that runs a Loop.
 //
+// KeptConnections: idle HTTP/1.1 connections to one server kept between fetches that name it
+// (ClientOptions::keep). A fetch takes the newest idle one (or connects), and gives it back when
+// its answer came whole, both directions done and no `connection: close` from either side; so a
+// request is never written on a connection with an answer still pending. An idle connection is
+// closed after idle_timeout, when the server closes it or sends anything, and when more than
+// max_idle are idle. A server may close an idle connection just as a request goes out on it: a
+// fetch with retry_on_reused (only for requests whose replay does no harm) then tries once more
+// on a new connection, provided no byte of an answer came; any other fetch fails as kClosed.
+// Loop thread only; it must outlive the fetches that name it. Destroying it closes the idle ones.
+//
 // Writes to a peer that has gone may raise SIGPIPE: programs using this ignore it, as every
 // meshlet main does.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +62,8 @@ struct ClientRequest {
   std::string body;
 };
 
+class KeptConnections;
+
 struct ClientOptions {
   // Connecting (every address tried), the handshake, sending and the whole answer.
   Duration timeout = std::chrono::seconds(10);
@@ -69,6 +81,12 @@ struct ClientOptions {
   absl::AnyInvocable<bool(absl::string_view data)> on_body_data;
   // Null: plaintext.
   net::TransportFactory transport_factory;
+  // Set: the connection comes from and goes back to it (all the fetches naming one
+  // KeptConnections must go to the same server with the same transport_factory). Null: one
+  // connection for this request, `connection: close`.
+  KeptConnections* keep = nullptr;
+  // With `keep`: the request may be sent twice (a GET; see KeptConnections).
+  bool retry_on_reused = false;
 };
 
 enum class ClientError {
@@ -101,8 +119,54 @@ struct ClientResult {
   bool ok() const { return error == ClientError::kNone; }
 };
 
+namespace client_internal {
+struct Kept;
+}
+
+class KeptConnections {
+ public:
+  struct Options {
+    size_t max_idle = 2;
+    // As client-go's (Go's http.Transport IdleConnTimeout). Zero: idle connections are not kept.
+    Duration idle_timeout = std::chrono::seconds(90);
+  };
+  explicit KeptConnections(event::Loop& loop);
+  KeptConnections(event::Loop& loop, Options options);
+  ~KeptConnections();
+  KeptConnections(const KeptConnections&) = delete;
+  KeptConnections& operator=(const KeptConnections&) = delete;
+
+  size_t idle() const { return idle_.size(); }
+  // Connections connected by fetches naming this, and requests sent on an idle one.
+  uint64_t opened() const { return opened_; }
+  uint64_t reused() const { return reused_; }
+  // Requests sent again on a new connection after a reused one ended without an answer.
+  uint64_t retried() const { return retried_; }
+  // Idle connections closed by the server (or that it sent something on), and by idle_timeout.
+  uint64_t closed_by_server() const { return closed_by_server_; }
+  uint64_t idle_timeouts() const { return idle_timeouts_; }
+
+ private:
+  friend class HttpFetch;
+  friend struct client_internal::Kept;
+  // The newest idle connection, or null.
+  std::unique_ptr<client_internal::Kept> Take();
+  // Keeps `kept` idle (or closes it, over max_idle).
+  void Give(std::unique_ptr<client_internal::Kept> kept);
+  // Closes an idle connection (from inside its callbacks too).
+  void Remove(client_internal::Kept* kept);
+
+  event::Loop& loop_;
+  const Options options_;
+  std::vector<std::unique_ptr<client_internal::Kept>> idle_;  // oldest first
+  uint64_t opened_ = 0;
+  uint64_t reused_ = 0;
+  uint64_t retried_ = 0;
+  uint64_t closed_by_server_ = 0;
+  uint64_t idle_timeouts_ = 0;
+};
+
 class HttpFetch final : private net::ConnectionCallbacks,
-                        private http::ConnectionCallbacks,
                         private StreamDecoder,
                         private StreamCallbacks {
  public:
@@ -120,10 +184,15 @@ class HttpFetch final : private net::ConnectionCallbacks,
   HttpFetch(event::Loop& loop, std::vector<net::Address> addresses, ClientRequest request,
             ClientOptions options, Done done);
 
-  // Connects to the next address and queues the request on the new connection.
+  // Takes an idle kept connection or connects to the next address, and queues the request on it.
   void Attempt();
   // Hands the connection and its codec to the loop for deletion.
   void DropConnection();
+  // After the answer: the connection goes back to options_.keep if `may_keep` and it can carry
+  // another request, else it closes.
+  void ReleaseConnection(bool may_keep);
+  // The reused connection ended before any answer: true if the request goes again on a new one.
+  bool RetryOnNewConnection();
   // Ends the request with `error` (kNone: the answer in result_); `done` runs on the next turn.
   void Finish(ClientError error, std::string detail = "");
   // The connection ended without a complete answer.
@@ -149,11 +218,11 @@ class HttpFetch final : private net::ConnectionCallbacks,
   event::Timer timeout_timer_;
   event::Timer report_timer_;  // runs `done` on the turn after the end
   size_t next_address_ = 0;
-  // The attempt in flight: the connection, then its CodecIo and codec (destroyed in reverse).
-  std::unique_ptr<net::Connection> connection_;
-  std::unique_ptr<ConnectionIo> io_;
-  std::unique_ptr<h1::ClientCodec> codec_;
+  // The attempt in flight: the connection, its CodecIo and codec.
+  std::unique_ptr<client_internal::Kept> conn_;
   StreamEncoder* encoder_ = nullptr;
+  bool reused_ = false;   // conn_ came from options_.keep
+  bool retried_ = false;  // once only
   // Set by OnResetStream inside a codec call; judged when the call returns.
   bool reset_ = false;
   std::string reset_details_;

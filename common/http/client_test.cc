@@ -368,6 +368,170 @@ TEST_F(HttpFetchTest, OverTlsTheServerIsVerified) {
   EXPECT_EQ(seen.path, "");
 }
 
+// A keep-alive server the test scripts: each read on a connection is one request (the client
+// writes a request whole), answered by `answer` with the connection and the request's index on it.
+class ScriptedServer : public net::ConnectionCallbacks {
+ public:
+  using Answer = std::function<void(net::Connection&, int index)>;
+  ScriptedServer(event::Loop& loop, Answer answer) : answer_(std::move(answer)) {
+    listener_ = *net::Listener::Create(loop, Loopback(), {},
+                                       [this](std::unique_ptr<net::Connection> connection) {
+                                         connection->SetCallbacks(this);
+                                         connections_.push_back(std::move(connection));
+                                         served_.push_back(0);
+                                       });
+  }
+  ~ScriptedServer() override {
+    for (auto& c : connections_) c->SetCallbacks(nullptr);
+  }
+  const net::Address& address() const { return listener_->address(); }
+  size_t accepted() const { return connections_.size(); }
+  int requests() const { return requests_; }
+  net::Connection& last() { return *connections_.back(); }
+  void OnData(net::Buffer& data, bool end_stream) override {
+    const bool any = data.length() > 0;
+    data.Clear();
+    if (!any || end_stream) return;
+    // The connection that read: the newest open one does in these tests.
+    for (size_t i = connections_.size(); i-- > 0;) {
+      if (connections_[i]->closed()) continue;
+      ++requests_;
+      answer_(*connections_[i], served_[i]++);
+      return;
+    }
+  }
+  void OnClose(net::CloseReason, const absl::Status&) override {}
+
+ private:
+  Answer answer_;
+  std::unique_ptr<net::Listener> listener_;
+  std::vector<std::unique_ptr<net::Connection>> connections_;
+  std::vector<int> served_;
+  int requests_ = 0;
+};
+
+constexpr absl::string_view kKeptAnswer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+TEST_F(HttpFetchTest, KeptConnectionsCarrySequentialRequests) {
+  KeptConnections keep(loop_);
+  for (int i = 0; i < 5; ++i) {
+    ClientResult result = Fetch({server_->address()}, {.path = "/k"}, {.keep = &keep});
+    ASSERT_TRUE(result.ok()) << result.detail;
+    EXPECT_EQ(result.body, "hello ");
+    EXPECT_EQ(seen_.connection, "");  // not `close`
+  }
+  // A POST with its body goes on it too.
+  ClientResult post =
+      Fetch({server_->address()}, {.method = "POST", .path = "/k", .body = "b"}, {.keep = &keep});
+  ASSERT_TRUE(post.ok()) << post.detail;
+  EXPECT_EQ(post.body, "hello b");
+  EXPECT_EQ(server_->connections_accepted(), 1u);
+  EXPECT_EQ(keep.opened(), 1u);
+  EXPECT_EQ(keep.reused(), 5u);
+  EXPECT_EQ(keep.idle(), 1u);
+  // Without: one connection per request.
+  ASSERT_TRUE(Fetch({server_->address()}, {.path = "/k"}).ok());
+  EXPECT_EQ(server_->connections_accepted(), 2u);
+}
+
+TEST_F(HttpFetchTest, ChunkedAnswersKeepTheConnectionAndCloseEndsIt) {
+  ScriptedServer server(loop_, [](net::Connection& c, int index) {
+    if (index == 0) {
+      c.Write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    } else {
+      c.Write("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok");
+    }
+  });
+  KeptConnections keep(loop_);
+  ClientResult a = Fetch({server.address()}, {.path = "/"}, {.keep = &keep});
+  ASSERT_TRUE(a.ok()) << a.detail;
+  EXPECT_EQ(a.body, "abc");
+  ClientResult b = Fetch({server.address()}, {.path = "/"}, {.keep = &keep});
+  ASSERT_TRUE(b.ok()) << b.detail;
+  EXPECT_EQ(b.body, "ok");
+  EXPECT_EQ(server.accepted(), 1u);
+  EXPECT_EQ(keep.idle(), 0u);  // `connection: close`
+  ASSERT_TRUE(Fetch({server.address()}, {.path = "/"}, {.keep = &keep}).ok());
+  EXPECT_EQ(server.accepted(), 2u);
+  EXPECT_EQ(keep.opened(), 2u);
+}
+
+TEST_F(HttpFetchTest, AnIdleConnectionTheServerClosedIsNotUsed) {
+  ScriptedServer server(loop_, [](net::Connection& c, int) { c.Write(kKeptAnswer); });
+  KeptConnections keep(loop_);
+  ASSERT_TRUE(Fetch({server.address()}, {.path = "/"}, {.keep = &keep}).ok());
+  server.last().Close(net::CloseMode::kNoFlush);
+  ASSERT_TRUE(loop_.RunUntil([&] { return keep.idle() == 0; }, std::chrono::seconds(10)));
+  EXPECT_EQ(keep.closed_by_server(), 1u);
+  ClientResult again = Fetch({server.address()}, {.path = "/"}, {.keep = &keep});
+  ASSERT_TRUE(again.ok()) << again.detail;
+  EXPECT_EQ(server.accepted(), 2u);
+  EXPECT_EQ(keep.retried(), 0u);
+}
+
+// The server closes the idle connection while the request goes out on it: a replay-safe request
+// goes once more on a new connection, another fails.
+TEST_F(HttpFetchTest, OnlyAReplaySafeRequestGoesOnceMoreOnANewConnection) {
+  ScriptedServer server(loop_, [](net::Connection& c, int) { c.Write(kKeptAnswer); });
+  KeptConnections keep(loop_);
+  ASSERT_TRUE(Fetch({server.address()}, {.path = "/"}, {.keep = &keep}).ok());
+  server.last().Close(net::CloseMode::kNoFlush);  // the client hears of it on a later turn
+  ClientResult get =
+      Fetch({server.address()}, {.path = "/"}, {.keep = &keep, .retry_on_reused = true});
+  ASSERT_TRUE(get.ok()) << ClientErrorName(get.error) << ": " << get.detail;
+  EXPECT_EQ(get.body, "ok");
+  EXPECT_EQ(server.accepted(), 2u);
+  EXPECT_EQ(keep.reused(), 1u);
+  EXPECT_EQ(keep.retried(), 1u);
+
+  ASSERT_EQ(keep.idle(), 1u);
+  server.last().Close(net::CloseMode::kNoFlush);
+  ClientResult post =
+      Fetch({server.address()}, {.method = "POST", .path = "/", .body = "x"}, {.keep = &keep});
+  EXPECT_EQ(post.error, ClientError::kClosed) << post.detail;
+  EXPECT_EQ(server.accepted(), 2u);
+  EXPECT_EQ(keep.retried(), 1u);
+}
+
+TEST_F(HttpFetchTest, AnAnswerCutShortOnAKeptConnectionIsNotReplayed) {
+  ScriptedServer server(loop_, [](net::Connection& c, int index) {
+    if (index == 0) {
+      c.Write(kKeptAnswer);
+    } else {
+      c.Write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc");
+      c.Close(net::CloseMode::kFlush);
+    }
+  });
+  KeptConnections keep(loop_);
+  ASSERT_TRUE(Fetch({server.address()}, {.path = "/"}, {.keep = &keep}).ok());
+  ClientResult get =
+      Fetch({server.address()}, {.path = "/"}, {.keep = &keep, .retry_on_reused = true});
+  EXPECT_EQ(get.error, ClientError::kClosed) << get.detail;
+  EXPECT_EQ(server.accepted(), 1u);
+  EXPECT_EQ(server.requests(), 2);
+  EXPECT_EQ(keep.retried(), 0u);
+}
+
+TEST_F(HttpFetchTest, IdleConnectionsAreBoundedInNumberAndTime) {
+  KeptConnections keep(loop_, {.max_idle = 1, .idle_timeout = std::chrono::milliseconds(100)});
+  std::vector<std::unique_ptr<HttpFetch>> fetches;
+  int done = 0;
+  for (int i = 0; i < 3; ++i) {
+    fetches.push_back(HttpFetch::Start(loop_, {server_->address()}, {.path = "/"}, {.keep = &keep},
+                                       [&done](ClientResult r) {
+                                         EXPECT_TRUE(r.ok()) << r.detail;
+                                         ++done;
+                                       }));
+  }
+  ASSERT_TRUE(loop_.RunUntil([&] { return done == 3; }, std::chrono::seconds(10)));
+  EXPECT_EQ(keep.opened(), 3u);  // no request waits for another's connection
+  EXPECT_EQ(keep.idle(), 1u);
+  ASSERT_TRUE(loop_.RunUntil([&] { return keep.idle() == 0; }, std::chrono::seconds(10)));
+  EXPECT_EQ(keep.idle_timeouts(), 1u);
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return server_->active_connections() == 0; }, std::chrono::seconds(10)));
+}
+
 TEST(FetchBlockingTest, RunsItsOwnLoop) {
   ::signal(SIGPIPE, SIG_IGN);
   event::Loop server_loop;

@@ -373,6 +373,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(event::Loop& loop
 const net::Address& HttpServer::address() const { return listener_->address(); }
 
 void HttpServer::OnAccept(std::unique_ptr<net::Connection> connection) {
+  ++connections_accepted_;
   if (shutting_down_ || connections_.size() >= options_.max_connections) {
     connection->Close(net::CloseMode::kNoFlush);
     return;

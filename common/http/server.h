@@ -103,6 +103,8 @@ class HttpServer {
   void Shutdown();
   size_t active_connections() const { return connections_.size(); }
   uint64_t requests_served() const { return requests_served_; }
+  // Connections accepted (those refused over max_connections too).
+  uint64_t connections_accepted() const { return connections_accepted_; }
 
  private:
   class ServerConnectionImpl;
@@ -116,6 +118,7 @@ class HttpServer {
   std::unique_ptr<net::Listener> listener_;
   std::map<ServerConnectionImpl*, std::unique_ptr<ServerConnectionImpl>> connections_;
   uint64_t requests_served_ = 0;
+  uint64_t connections_accepted_ = 0;
   bool shutting_down_ = false;
 };
 

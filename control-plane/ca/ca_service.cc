@@ -57,6 +57,11 @@ std::vector<flags::Flag> KubernetesAttestationFlags(CaServiceOptions& options) {
            }},
       flags::PositiveDurationFlag("--kubernetes-timeout", &options.kubernetes.timeout,
                                   "deadline of one TokenReview (default 5s)", "5s"),
+      flags::NonNegativeDurationFlag(
+          "--kubernetes-idle-timeout", &options.kubernetes.idle_timeout,
+          "how long a kept-alive connection to the API server may stay idle (default 90s; 0: a "
+          "connection per request)",
+          "90s"),
   };
 }
 

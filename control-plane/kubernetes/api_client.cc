@@ -79,6 +79,9 @@ class KubernetesApi::Exchange {
         .transport_factory = owner_.transport_factory_};
     if (on_line_ != nullptr) {
       client_options.on_body_data = [this](absl::string_view data) { return OnWatchData(data); };
+    } else {
+      client_options.keep = &owner_.kept_;
+      client_options.retry_on_reused = request.replay_safe || http_request.method == "GET";
     }
     timeout_ = timeout;
     fetch_ = http::HttpFetch::Start(
@@ -235,7 +238,11 @@ KubernetesApi::KubernetesApi(event::Loop& loop, const KubernetesApiOptions& opti
       context_(std::move(context)),
       transport_factory_(tls::TlsTransport::Factory(
           std::make_shared<tls::TlsContextProvider>(context_),
-          {.server_name = options.server_name, .verify_peer_name = address_.ip()})) {}
+          {.server_name = options.server_name, .verify_peer_name = address_.ip()})),
+      kept_(loop,
+            {.max_idle =
+                 options.idle_timeout > absl::ZeroDuration() ? options.max_idle_connections : 0,
+             .idle_timeout = absl::ToChronoMilliseconds(options.idle_timeout)}) {}
 
 KubernetesApi::~KubernetesApi() = default;
 

@@ -8,10 +8,15 @@
 // again for every request, because the kubelet rotates projected tokens, and the token is sent
 // only after the server's certificate was checked.
 //
-// One connection per request (a TLS 1.3 session resumed from a ticket the API server gave an
-// earlier connection, when it gives them: no certificate signature to check, unless the ticket
-// expired), one deadline covering connect, TLS and the whole answer, answers
-// bounded in size, at most `max_in_flight` requests at once (more fail at once as "overloaded").
+// Short requests (all but watches) share kept-alive connections (http::KeptConnections): at most
+// `max_idle_connections` stay open between requests, each for `idle_timeout` (as client-go), one
+// request at a time on each; a new connection resumes a TLS 1.3 session from a ticket the API
+// server gave an earlier one, when it gives them. A watch has a connection of its own. A request
+// that finds its reused connection closed by the server before any answer goes once more on a new
+// connection when a replay does no harm: a GET, or one marked replay_safe (a PUT carrying
+// metadata.resourceVersion: if the first was applied, the replay is refused with 409 Conflict,
+// which its caller treats as a lost race); any other fails as malformed. One deadline covers
+// connect, TLS and the whole answer, answers
 // Every outcome has a result label: ok (a 2xx answer), connect_failed, tls_failed, timeout,
 // http_error (its status is in ApiResult), malformed, too_large, closed (a watch cut short),
 // no_credentials, overloaded.
@@ -32,6 +37,7 @@
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
+#include "common/http/client.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "common/tls/tls_context.h"
@@ -52,6 +58,9 @@ struct KubernetesApiOptions {
   absl::Duration timeout = absl::Seconds(5);
   size_t max_response_bytes = 256 * 1024;
   size_t max_in_flight = 64;
+  // Kept-alive connections for short requests; 0 (either): one connection per request.
+  size_t max_idle_connections = 2;
+  absl::Duration idle_timeout = absl::Seconds(90);
 };
 
 // The API address from KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT (what the kubelet sets
@@ -74,6 +83,8 @@ struct ApiRequest {
   // empty. Returning false ends the watch; `done` then follows with "ok". A line longer than
   // max_response_bytes ends it as too_large, a connection that ends mid-answer as closed.
   std::function<bool(absl::string_view line)> on_line;
+  // True: sending the request twice does no harm (see above); a GET always may be.
+  bool replay_safe = false;
 };
 
 struct ApiResult {
@@ -100,6 +111,8 @@ class KubernetesApi {
   size_t in_flight() const { return exchanges_.size(); }
   // Whether a session ticket from the API server is kept for the next connection.
   bool resumable() const { return context_->resumable_peers() > 0; }
+  // The kept-alive connections of short requests: opened, reused, retried...
+  const http::KeptConnections& connections() const { return kept_; }
 
  private:
   class Exchange;
@@ -113,6 +126,8 @@ class KubernetesApi {
   const net::Address address_;
   const std::shared_ptr<const tls::TlsContext> context_;
   const net::TransportFactory transport_factory_;
+  // Before exchanges_: their fetches use it, and go first.
+  http::KeptConnections kept_;
   absl::flat_hash_map<Exchange*, std::unique_ptr<Exchange>> exchanges_;
 };
 

@@ -71,12 +71,61 @@ TEST_F(ApiClientTest, AnotherRequestResumesTheTlsSession) {
   server_.set_handler([](const http::ServerRequest&, http::Responder respond) {
     respond(http::ServerResponse::Json(200, "{}"));
   });
-  auto api = server_.Api();
+  // A connection per request, so that the second one resumes.
+  auto api = server_.Api([](KubernetesApiOptions& o) { o.idle_timeout = absl::ZeroDuration(); });
   EXPECT_FALSE(api->resumable());
   EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/api/v1/pods"}).result, "ok");
   EXPECT_TRUE(api->resumable());
   EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/api/v1/pods"}).result, "ok");
   EXPECT_TRUE(api->resumable());  // the resumed connection's ticket replaced the one it used
+  EXPECT_EQ(server_.connections_accepted(), 2u);
+}
+
+TEST_F(ApiClientTest, ShortRequestsShareAKeptAliveConnection) {
+  server_.set_handler([](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(200, "{}"));
+  });
+  auto api = server_.Api();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/api/v1/pods"}).result, "ok");
+  }
+  EXPECT_EQ(
+      CallAndWait(*api,
+                  {.method = "PUT", .path = "/x", .content_type = "application/json", .body = "{}"})
+          .result,
+      "ok");
+  EXPECT_EQ(server_.requests().size(), 5u);
+  EXPECT_EQ(server_.connections_accepted(), 1u);
+  EXPECT_EQ(api->connections().opened(), 1u);
+  EXPECT_EQ(api->connections().reused(), 4u);
+}
+
+TEST_F(ApiClientTest, AfterTheServerClosedAnIdleConnectionTheNextRequestReconnects) {
+  FakeApiServer server(loop_, "t", std::chrono::milliseconds(100));
+  server.set_handler([](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(200, "{}"));
+  });
+  auto api = server.Api();
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/a"}).result, "ok");
+  EXPECT_EQ(api->connections().idle(), 1u);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return api->connections().idle() == 0; }));
+  EXPECT_EQ(api->connections().closed_by_server(), 1u);
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/b"}).result, "ok");
+  EXPECT_EQ(server.connections_accepted(), 2u);
+}
+
+TEST_F(ApiClientTest, AWatchHasAConnectionOfItsOwn) {
+  server_.set_handler([](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(200, "{\"a\":1}\n"));
+  });
+  auto api = server_.Api();
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET",
+                               .path = "/w?watch=true",
+                               .on_line = [](absl::string_view) { return true; }})
+                .result,
+            "ok");
+  EXPECT_EQ(api->connections().opened(), 0u);
+  EXPECT_EQ(api->connections().idle(), 0u);
 }
 
 TEST_F(ApiClientTest, TheTokenFileIsReadForEveryRequest) {

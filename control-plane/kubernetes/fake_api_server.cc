@@ -18,7 +18,8 @@ namespace meshlet::controlplane::kubernetes::testing {
 
 using tls::testing::ValueOrDie;
 
-FakeApiServer::FakeApiServer(event::Loop& loop, std::string token) : loop_(loop) {
+FakeApiServer::FakeApiServer(event::Loop& loop, std::string token, Duration idle_timeout)
+    : loop_(loop) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/fake-api.XXXXXX");
   CHECK(::mkdtemp(dir.data()) != nullptr) << dir;
@@ -40,7 +41,8 @@ FakeApiServer::FakeApiServer(event::Loop& loop, std::string token) : loop_(loop)
   server_ = ValueOrDie(http::HttpServer::Create(
       loop_, ValueOrDie(net::Address::Parse("127.0.0.1:0")),
       {.transport_factory =
-           tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(context))},
+           tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(context)),
+       .idle_timeout = idle_timeout},
       http::AsyncRequestHandler(
           [this](const http::ServerRequest& request, http::Responder respond) {
             requests_.push_back(

@@ -5,6 +5,9 @@
 // CA and a bearer token are written to files under TEST_TMPDIR, which Options() names, so a
 // KubernetesApi built from them goes through its real TLS, token and HTTP/1.1 path.
 //
+// Connections are kept alive between requests as a real API server keeps them (HTTP/1.1, closed
+// after `idle_timeout` without a request); connections_accepted() counts them.
+//
 // Requests are recorded, then answered by the handler: it may answer at once or keep the
 // Responder to answer later (a watch that stays open). Without a handler every request gets 404.
 //
@@ -35,7 +38,8 @@ class FakeApiServer {
   using Handler = std::function<void(const http::ServerRequest& request, http::Responder respond)>;
 
   // Stops the test binary if the certificates, files or listener cannot be set up.
-  explicit FakeApiServer(event::Loop& loop, std::string token = "test-token");
+  explicit FakeApiServer(event::Loop& loop, std::string token = "test-token",
+                         Duration idle_timeout = std::chrono::seconds(120));
   ~FakeApiServer();
   FakeApiServer(const FakeApiServer&) = delete;
   FakeApiServer& operator=(const FakeApiServer&) = delete;
@@ -48,6 +52,7 @@ class FakeApiServer {
       const std::function<void(KubernetesApiOptions&)>& tweak = nullptr) const;
 
   const std::vector<SeenRequest>& requests() const { return requests_; }
+  uint64_t connections_accepted() const { return server_->connections_accepted(); }
   const std::string& ca_file() const { return ca_file_; }
   const std::string& token_file() const { return token_file_; }
   // A file holding another CA, which does not sign this server's certificate.

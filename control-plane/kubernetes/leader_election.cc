@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -292,11 +293,15 @@ void LeaderElector::OnRead(ApiResult result) {
 
 void LeaderElector::Write(const std::string& method, const std::string& path, std::string body,
                           void (LeaderElector::*then)(ApiResult)) {
+  // A PUT carrying the resourceVersion it read may go twice: a replay after the first was applied
+  // is refused with 409, which OnWrite takes as a lost race.
+  const bool replay_safe = method == "PUT" && absl::StrContains(body, R"("resourceVersion":)");
   api_.Call({.method = method,
              .path = path,
              .content_type = "application/json",
              .body = std::move(body),
-             .forbidden_hint = kRbacHint},
+             .forbidden_hint = kRbacHint,
+             .replay_safe = replay_safe},
             [this, alive = alive_, then](ApiResult result) {
               if (*alive) (this->*then)(std::move(result));
             });
