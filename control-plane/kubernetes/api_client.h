@@ -16,7 +16,8 @@
 // connection when a replay does no harm: a GET, or one marked replay_safe (a PUT carrying
 // metadata.resourceVersion: if the first was applied, the replay is refused with 409 Conflict,
 // which its caller treats as a lost race); any other fails as malformed. One deadline covers
-// connect, TLS and the whole answer, answers
+// connect, TLS and the whole answer; answers are bounded in size, and at most `max_in_flight`
+// requests run at once (more fail at once as "overloaded").
 // Every outcome has a result label: ok (a 2xx answer), connect_failed, tls_failed, timeout,
 // http_error (its status is in ApiResult), malformed, too_large, closed (a watch cut short),
 // no_credentials, overloaded.
