@@ -285,7 +285,10 @@ class WebhookCaBundleTest(unittest.TestCase):
         self.api_server.reset()
         wait_for(lambda: self.api_server.bundles() == [want, want], 5, "the retried patch")
         self.assertFalse(self.api_server.race_once)
-        self.assertGreaterEqual(self.metric(self.api, self.api_token, "updated"), 3)
+        # The API server holds the patch before the control plane has read its answer and counted
+        # it: wait for the count.
+        wait_for(lambda: self.metric(self.api, self.api_token, "updated") >= 3, 5,
+                 "three updates counted")
         self.assertGreaterEqual(self.metric(self.api, self.api_token, "failed"), 1)
         for patch in self.api_server.patches:
             self.assertEqual(patch[0]["op"], "test")
