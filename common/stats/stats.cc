@@ -151,7 +151,8 @@ void FreeHistogramPages(Cell* cells) {
 }  // namespace
 }  // namespace stats_internal
 
-static_assert(stats_internal::HistogramCells::kShardCells <= stats_internal::CellArena::kLargeCells);
+static_assert(stats_internal::HistogramCells::kShardCells <=
+              stats_internal::CellArena::kLargeCells);
 
 stats_internal::Cell* Histogram::Page(size_t slot, size_t cell_count) const {
   using stats_internal::CellLine;
@@ -190,8 +191,8 @@ void Histogram::RecordSplit(size_t index, size_t first_bound, uint64_t value) co
   const std::vector<uint64_t>& bounds = layout_->bounds();
   for (size_t j = first_bound; j < bounds.size() && layout_->bound_bucket(j) == index; ++j) {
     if (value <= bounds[j] && !layout_->bound_aligned(j)) {
-      stats_internal::AddToCell(Page(stats_internal::HistogramCells::kSplits, bounds.size()) + j,
-                                1, shared_);
+      stats_internal::AddToCell(Page(stats_internal::HistogramCells::kSplits, bounds.size()) + j, 1,
+                                shared_);
     }
   }
 }
@@ -699,7 +700,8 @@ Gauge StatsShard::Get(GaugeId id) {
 Histogram StatsShard::Get(HistogramId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kHistogram);
-  return Histogram(CellsLocked(id.index_, series.shard_cells), series.family->layout.get(), shared_);
+  return Histogram(CellsLocked(id.index_, series.shard_cells), series.family->layout.get(),
+                   shared_);
 }
 
 absl::StatusOr<Counter> StatsShard::RegisterCounter(absl::string_view name, absl::string_view help,

@@ -144,8 +144,7 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rq_active,
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
-  s.lazy_source =
-      std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
+  s.lazy_source = std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
   const LazySource* source = s.lazy_source.get();
   MakeLazy(s.rq_by_class, source, kByClassSeries);
   s.rq_connect_fail = LazyCounter(source, &kConnectFailSeries);

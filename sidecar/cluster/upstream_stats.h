@@ -8,8 +8,8 @@
 // Most of a cluster's 52 series are registered on their first use on the worker, not with the
 // cluster (LazyCounter, LazyHistogram): the responses by status class and the duration by outcome
 // (a cluster whose requests all succeed never has a failure histogram, 312 bytes per worker
-// before its first sample), failures (connect failures, overflows, timeouts, resets, no healthy host,
-// an open breaker) and the counters of rare events (retries and why they were not sent,
+// before its first sample), failures (connect failures, overflows, timeouts, resets, no healthy
+// host, an open breaker) and the counters of rare events (retries and why they were not sent,
 // mirroring, sticky sessions, malformed caller deadlines, per-try timeouts). Each series costs
 // the registry about 500 bytes (its labels, exposition text and index entry) plus its cells per
 // worker, and most clusters never count most of them. A series' first use takes the registry's

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <string>
 
-#include "gmock/gmock.h"
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
