@@ -11,9 +11,9 @@
 // before its first sample), failures (connect failures, overflows, timeouts, resets, no healthy
 // host, an open breaker) and the counters of rare events (retries and why they were not sent,
 // mirroring, sticky sessions, malformed caller deadlines, per-try timeouts). Each series costs
-// the registry about 500 bytes (its labels, exposition text and index entry) plus its cells per
-// worker, and most clusters never count most of them. A series' first use takes the registry's
-// mutex once; later ones are a flag test and the add.
+// the registry 91 bytes, or 448 with a label set of its own (StatsRegistryTest.
+// SeriesCostLittleMemory), plus its cells per worker, and most clusters never count most of them. A
+// series' first use takes the registry's mutex once; later ones are a flag test and the add.
 //
 // Ownership: a value of handles into the worker's StatsShard; it must not outlive the shard and
 // is used only on the shard's thread. Default-constructed handles count nothing, so code can hold

@@ -1,6 +1,7 @@
-// Translation of RouteConfiguration messages into route tables: one file because its helpers
-// (matches, actions, policies, header mutations) are private to the one virtual-host walk that
-// AddRouteTables and the ServiceRoutes' translation share.
+// Translation of RouteConfiguration messages into route tables: one file (about 800 lines)
+// because its helpers (matches, actions, policies, header mutations) are private to the one
+// virtual-host walk that AddRouteTables and the ServiceRoutes' translation share; splitting it
+// would move those helpers into translate_internal.h for no other user.
 
 #include "sidecar/config/translate_internal.h"
 
