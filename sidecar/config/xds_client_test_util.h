@@ -137,15 +137,17 @@ class XdsClientTest : public ::testing::Test {
     cache_dir_ = ::testing::TempDir() + "/xds_client_test_" +
                  absl::StrReplaceAll(
                      ::testing::UnitTest::GetInstance()->current_test_info()->name(), {{"/", "_"}});
-    std::string cleanup = "rm -rf '" + cache_dir_ + "'";
-    ASSERT_EQ(std::system(cleanup.c_str()), 0);
+    ASSERT_EQ(RemoveCacheDir(), 0);
     server_ = std::make_unique<ScriptedServer>(loop_);
   }
   void TearDown() override {
     client_.reset();
     server_.reset();
     loop_.RunUntilIdle();
+    // The cache directory goes too (TempDir is /tmp when the test runs outside bazel test).
+    EXPECT_EQ(RemoveCacheDir(), 0);
   }
+  int RemoveCacheDir() { return std::system(("rm -rf '" + cache_dir_ + "'").c_str()); }
 
   XdsClientOptions Options(bool delta = false) {
     XdsClientOptions options;

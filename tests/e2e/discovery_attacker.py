@@ -16,9 +16,11 @@ object: for each attack the gRPC status code the control plane answered ("OK" wh
 """
 
 import argparse
+import atexit
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,8 @@ def main():
         p.add_argument(flag, required=True)
     args = p.parse_args()
     tmp = tempfile.mkdtemp()
+    # Its generated stubs and private key go with it.
+    atexit.register(shutil.rmtree, tmp, True)
     generate_stubs(args.proto_root, tmp)
     discovery = importlib.import_module("xds.discovery_pb2")
     ca = importlib.import_module("xds.ca_pb2")
