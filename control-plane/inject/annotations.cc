@@ -336,6 +336,7 @@ std::string StatusAnnotation(const Plan& plan, const Options& options,
   };
   return absl::StrCat(
       "{\"version\":", JsonQuote(options.version), ",\"mode\":", mode,
+      options.cni ? absl::StrCat(",", capture::kCniCaptureStatusMember) : "",
       ",\"initContainers\":", list(init_containers), ",\"containers\":", list(containers),
       ",\"volumes\":", list(volumes),
       annotations.empty() ? "" : absl::StrCat(",\"annotations\":", list(annotations)), "}");

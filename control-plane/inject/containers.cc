@@ -183,6 +183,9 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   security["privileged"] = BoolNode(false);
   security["readOnlyRootFilesystem"] = BoolNode(true);
   security["capabilities"]["drop"] = StringListNode({"ALL"});
+  // The Pod Security `restricted` level also wants a seccomp profile; with meshlet-init (which
+  // only `privileged` admits) the pod's own settings are left to decide.
+  if (options.cni) security["seccompProfile"]["type"] = StringNode("RuntimeDefault");
   c["securityContext"] = security;
   YAML::Node mounts = ListNode();
   mounts.push_back(Mount(kTrustVolume, kTrustDir, true));

@@ -184,6 +184,13 @@ struct Options {
   // Pods for `podman kube play`: each gets kPodmanInitContainerTypeAnnotation "always" unless
   // it sets that annotation itself.
   bool podman = false;
+  // Capture by the node's meshlet-cni plugin (docs/adr/0093-cni-plugin-capture.md): no
+  // meshlet-init container, the status annotation marks the pod ("capture":"cni"), and the proxy
+  // runs with the securityContext of the Pod Security `restricted` level (seccomp
+  // RuntimeDefault on top of non-root, no privilege escalation, ALL capabilities dropped,
+  // read-only root). Not with `podman` (podman's CNI backend passes the plugin no pod
+  // annotations).
+  bool cni = false;
 };
 
 // An image reference: not empty, no spaces.

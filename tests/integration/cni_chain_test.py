@@ -5,9 +5,9 @@ result on stdin).
 
 Usage: cni_chain_test.py MESHLET_CNI SIDECAR MESHCTL
 
-Shown: for a pod marked for capture by the plugin, the nat tables (iptables and, when the kernel
-has IPv6 NAT, ip6tables) inside the pod's network namespace are exactly what meshlet-init
-installs for the same annotations: the reference namespace runs `sidecar init` with the
+Shown: for a pod marked for capture by the plugin (its annotations as `meshctl inject --cni`
+writes them), the nat tables (iptables and, when the kernel has IPv6 NAT, ip6tables) inside the
+pod's network namespace are exactly what meshlet-init installs for the same annotations: the reference namespace runs `sidecar init` with the
 arguments `meshctl inject` writes into meshlet-init. ADD passes the bridge's result on unchanged;
 a second ADD leaves the tables as they were; CHECK passes, fails (code 100) once a rule is
 removed, and passes again after ADD; DEL removes exactly the capture rules. A pod that is not
@@ -51,10 +51,9 @@ CAPTURE_ANNOTATIONS = {
     "traffic.meshlet.io/excludeOutboundIPRanges": "198.18.10.0/24,fd00:10::/64",
     "traffic.meshlet.io/excludeInboundPorts": "9090",
 }
-# What injection in CNI mode writes: the status, marking the pod for capture by the plugin.
-CNI_STATUS = json.dumps({"version": "0.1.0", "mode": "native", "capture": "cni"},
-                        separators=(",", ":"))
-MARKED = {"sidecar.meshlet.io/status": CNI_STATUS, **CAPTURE_ANNOTATIONS}
+# The annotations of the pod as `meshctl inject --cni` writes them (its status marks the pod for
+# capture by the plugin); set by main().
+MARKED = None
 TOKEN = "node-agent-token"
 
 fake_api = None
@@ -161,8 +160,8 @@ def tools():
     return ["iptables-save"] + (["ip6tables-save"] if IPV6 else [])
 
 
-def injected_init_args():
-    """The arguments `meshctl inject` gives meshlet-init for a pod with CAPTURE_ANNOTATIONS."""
+def inject(*flags):
+    """A pod with CAPTURE_ANNOTATIONS as `meshctl inject FLAGS` writes it."""
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "cart-1", "namespace": "shop",
                         "annotations": CAPTURE_ANNOTATIONS},
@@ -170,10 +169,14 @@ def injected_init_args():
     path = os.path.join(TMP, "pod.json")
     with open(path, "w") as f:
         json.dump(pod, f)
-    out = subprocess.run([MESHCTL, "inject", "-f", path, "-o", "json"], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
-    injected = json.loads(out)
-    init = [c for c in injected["spec"]["initContainers"] if c["name"] == "meshlet-init"][0]
+    out = subprocess.run([MESHCTL, "inject", "-f", path, "-o", "json", *flags],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return json.loads(out)
+
+
+def injected_init_args():
+    """The arguments `meshctl inject` gives meshlet-init for a pod with CAPTURE_ANNOTATIONS."""
+    init = [c for c in inject()["spec"]["initContainers"] if c["name"] == "meshlet-init"][0]
     assert init["args"][0] == "init", init["args"]
     return init["args"][1:]
 
@@ -372,7 +375,7 @@ def unavailable():
 
 
 def main():
-    global MESHLET_CNI, SIDECAR, MESHCTL, TMP
+    global MESHLET_CNI, SIDECAR, MESHCTL, TMP, MARKED
     if len(sys.argv) != 4:
         sys.exit("usage: cni_chain_test.py MESHLET_CNI SIDECAR MESHCTL")
     MESHLET_CNI, SIDECAR, MESHCTL = (os.path.abspath(p) for p in sys.argv[1:])
@@ -384,6 +387,8 @@ def main():
     TMP = tempfile.mkdtemp(prefix="cni_chain_", dir=os.environ.get("TEST_TMPDIR"))
     atexit.register(teardown)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    MARKED = {k: v for k, v in inject("--cni")["metadata"]["annotations"].items()
+              if k.startswith(("sidecar.meshlet.io/", "traffic.meshlet.io/"))}
     try:
         result = unittest.TextTestRunner(verbosity=2).run(
             unittest.TestLoader().loadTestsFromTestCase(ChainTest))
