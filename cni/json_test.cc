@@ -6,7 +6,8 @@ namespace meshlet::cni {
 namespace {
 
 TEST(JsonTest, ValuesKeepTheTextTheyCameFrom) {
-  const std::string text = R"( {"a": [1, -2.5e3, true, null], "b" : {"c":"d\u00e9\ud83d\ude00\n"}} )";
+  const std::string text =
+      R"( {"a": [1, -2.5e3, true, null], "b" : {"c":"d\u00e9\ud83d\ude00\n"}} )";
   absl::StatusOr<JsonValue> value = ParseJson(text);
   ASSERT_TRUE(value.ok()) << value.status();
   ASSERT_TRUE(value->IsObject());

@@ -17,7 +17,8 @@ namespace meshlet::cni {
 
 absl::StatusOr<std::map<std::string, std::string>> PodAnnotationsFromJson(absl::string_view pod) {
   absl::StatusOr<JsonValue> parsed = ParseJson(pod);
-  if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat("the Pod: ", parsed.status().message()));
+  if (!parsed.ok())
+    return absl::InvalidArgumentError(absl::StrCat("the Pod: ", parsed.status().message()));
   const JsonValue* kind = parsed->Find("kind");
   if (kind == nullptr || !kind->IsString() || kind->text != "Pod") {
     return absl::InvalidArgumentError("the API server's answer is not a Pod");
@@ -62,8 +63,8 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
   absl::StatusOr<std::vector<net::Address>> addresses =
       net::ResolveAll(host_port->host, host_port->port);
   if (!addresses.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot resolve ", host_port->host, ": ",
-                                               addresses.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve ", host_port->host, ": ", addresses.status().message()));
   }
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
       tls::TlsContext::CreateClient({.trust_bundle_pem = *ca, .alpn_protocols = {"http/1.1"}});
@@ -81,8 +82,7 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
       .authority = std::string(server)};
   request.headers.Add("accept", "application/json");
   request.headers.Add("user-agent", "meshlet-cni");
-  request.headers.Add("authorization",
-                      absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)));
+  request.headers.Add("authorization", absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)));
   http::ClientOptions options{
       .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(settings.timeout)),
       .max_response_bytes = settings.max_pod_bytes};
@@ -96,16 +96,18 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
     case http::ClientError::kNone:
       break;
     case http::ClientError::kTimeout:
-      return absl::DeadlineExceededError(absl::StrCat(where, " did not answer within ",
-                                                      absl::FormatDuration(settings.timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat(where, " did not answer within ", absl::FormatDuration(settings.timeout)));
     case http::ClientError::kTooLarge:
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, " sent a Pod larger than ", settings.max_pod_bytes, " bytes (kubernetes.maxPodBytes)"));
+      return absl::InvalidArgumentError(absl::StrCat(where, " sent a Pod larger than ",
+                                                     settings.max_pod_bytes,
+                                                     " bytes (kubernetes.maxPodBytes)"));
     default:
       return absl::UnavailableError(absl::StrCat("cannot reach ", where, ": ", result.detail));
   }
   if (result.status == 404) {
-    return absl::NotFoundError(absl::StrCat(where, " has no pod ", pod.pod_namespace, "/", pod.name));
+    return absl::NotFoundError(
+        absl::StrCat(where, " has no pod ", pod.pod_namespace, "/", pod.name));
   }
   if (result.status == 401 || result.status == 403) {
     return absl::PermissionDeniedError(

@@ -59,8 +59,8 @@ void AppendLog(const meshlet::cni::RunResult& result) {
   }
   // One write: lines of concurrent runs do not interleave (O_APPEND).
   if (write(fd, text.data(), text.size()) < 0) {
-    std::fprintf(stderr, "meshlet-cni: cannot write the log file %s: %s\n",
-                 result.log_file.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "meshlet-cni: cannot write the log file %s: %s\n", result.log_file.c_str(),
+                 std::strerror(errno));
   }
   close(fd);
 }
@@ -75,14 +75,15 @@ int main() {
   while ((n = std::fread(buffer, 1, sizeof(buffer), stdin)) > 0) {
     input.append(buffer, n);
     if (input.size() > meshlet::cni::kMaxConfigBytes) {
-      std::fputs(meshlet::cni::ErrorJson(
-                     meshlet::cni::kSupportedVersions[std::size(meshlet::cni::kSupportedVersions) - 1],
-                     CniError{.code = meshlet::cni::kDecodeFailure,
-                              .msg = absl::StrCat("the network configuration on stdin is larger "
-                                                  "than ",
-                                                  meshlet::cni::kMaxConfigBytes, " bytes")})
-                     .c_str(),
-                 stdout);
+      std::fputs(
+          meshlet::cni::ErrorJson(
+              meshlet::cni::kSupportedVersions[std::size(meshlet::cni::kSupportedVersions) - 1],
+              CniError{.code = meshlet::cni::kDecodeFailure,
+                       .msg = absl::StrCat("the network configuration on stdin is larger "
+                                           "than ",
+                                           meshlet::cni::kMaxConfigBytes, " bytes")})
+              .c_str(),
+          stdout);
       std::fputs("meshlet-cni: the network configuration on stdin is too large\n", stderr);
       return 1;
     }

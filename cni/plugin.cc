@@ -51,14 +51,15 @@ bool OptionalString(const JsonValue& object, absl::string_view key, absl::string
 bool StringMap(const JsonValue& value, absl::string_view field,
                std::map<std::string, std::string>* out, CniError* error) {
   if (!value.IsObject()) {
-    return Fail(error, kInvalidConfig,
-                absl::StrCat(field, " must be an object of strings, not ", JsonTypeName(value.type)));
+    return Fail(
+        error, kInvalidConfig,
+        absl::StrCat(field, " must be an object of strings, not ", JsonTypeName(value.type)));
   }
   for (const auto& [key, member] : value.members) {
     if (!member.IsString()) {
-      return Fail(error, kInvalidConfig,
-                  absl::StrCat(field, "[\"", key, "\"] must be a string, not ",
-                               JsonTypeName(member.type)));
+      return Fail(
+          error, kInvalidConfig,
+          absl::StrCat(field, "[\"", key, "\"] must be a string, not ", JsonTypeName(member.type)));
     }
     (*out)[key] = member.text;
   }
@@ -71,7 +72,7 @@ bool ParseKubernetes(const JsonValue& value, KubernetesSettings* out, CniError* 
   }
   for (const auto& [key, member] : value.members) {
     if (key == "server" || key == "caFile" || key == "tokenFile") {
-      std::string* field = key == "server" ? &out->server
+      std::string* field = key == "server"   ? &out->server
                            : key == "caFile" ? &out->ca_file
                                              : &out->token_file;
       if (!OptionalString(value, key, "kubernetes.", field, error)) return false;
@@ -109,7 +110,8 @@ bool ParseKubernetes(const JsonValue& value, KubernetesSettings* out, CniError* 
 // "K8S_POD_NAMESPACE=ns" → ("K8S_POD_NAMESPACE", "ns").
 std::optional<std::string> CniArg(absl::string_view args, absl::string_view key) {
   for (absl::string_view pair : absl::StrSplit(args, ';', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
     if (kv.first == key) return std::string(kv.second);
   }
   return std::nullopt;
@@ -145,9 +147,10 @@ bool ParseConfig(absl::string_view json, PluginConfig* config, CniError* error) 
   if (!parsed->IsObject()) {
     return Fail(error, kDecodeFailure, "the network configuration on stdin is not a JSON object");
   }
-  for (const auto& [key, field] :
-       {std::pair{"cniVersion", &config->cni_version}, {"name", &config->name},
-        {"type", &config->type}, {"logFile", &config->log_file}}) {
+  for (const auto& [key, field] : {std::pair{"cniVersion", &config->cni_version},
+                                   {"name", &config->name},
+                                   {"type", &config->type},
+                                   {"logFile", &config->log_file}}) {
     if (!OptionalString(*parsed, key, "", field, error)) return false;
   }
   if (config->cni_version.empty()) {
@@ -189,7 +192,8 @@ bool ParseConfig(absl::string_view json, PluginConfig* config, CniError* error) 
   }
   if (const JsonValue* runtime = parsed->Find("runtimeConfig")) {
     if (!runtime->IsObject()) {
-      return Fail(error, kInvalidConfig, "the network configuration's runtimeConfig must be an object");
+      return Fail(error, kInvalidConfig,
+                  "the network configuration's runtimeConfig must be an object");
     }
     if (const JsonValue* annotations = runtime->Find(kPodAnnotationsCapability)) {
       config->pod_annotations.emplace();
@@ -202,7 +206,8 @@ bool ParseConfig(absl::string_view json, PluginConfig* config, CniError* error) 
   }
   if (const JsonValue* prev = parsed->Find("prevResult")) {
     if (!prev->IsObject()) {
-      return Fail(error, kInvalidConfig, "the network configuration's prevResult must be an object");
+      return Fail(error, kInvalidConfig,
+                  "the network configuration's prevResult must be an object");
     }
     config->prev_result = std::string(prev->raw);
   }
@@ -255,8 +260,8 @@ bool Decide(const std::map<std::string, std::string>& annotations, Decision* dec
 }
 
 std::string ErrorJson(absl::string_view cni_version, const CniError& error) {
-  std::string out = absl::StrCat("{\"cniVersion\":", JsonQuote(cni_version), ",\"code\":",
-                                 error.code, ",\"msg\":", JsonQuote(error.msg));
+  std::string out = absl::StrCat("{\"cniVersion\":", JsonQuote(cni_version),
+                                 ",\"code\":", error.code, ",\"msg\":", JsonQuote(error.msg));
   if (!error.details.empty()) absl::StrAppend(&out, ",\"details\":", JsonQuote(error.details));
   out += "}\n";
   return out;
@@ -287,11 +292,11 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
   std::optional<PodRef> pod = PodFromArgs(invocation.args);
   std::string cni_version(NewestVersion());
   auto log = [&](absl::string_view outcome, absl::string_view detail) {
-    result.log_line = absl::StrCat(
-        absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", host.now(), absl::UTCTimeZone()),
-        " meshlet-cni ", invocation.command.empty() ? "-" : invocation.command,
-        " pod=", PodName(pod), " container=", invocation.container_id.substr(0, 12),
-        " outcome=", outcome, " detail=", Quoted(detail));
+    result.log_line =
+        absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", host.now(), absl::UTCTimeZone()),
+                     " meshlet-cni ", invocation.command.empty() ? "-" : invocation.command,
+                     " pod=", PodName(pod), " container=", invocation.container_id.substr(0, 12),
+                     " outcome=", outcome, " detail=", Quoted(detail));
   };
   auto failed = [&](const CniError& error) {
     result.exit_code = 1;
@@ -328,10 +333,10 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
                                        "\" is not one of ADD, DEL, CHECK, VERSION")});
   }
   if (invocation.container_id.empty() || invocation.ifname.empty()) {
-    return failed({.code = kInvalidEnvironment,
-                   .msg = absl::StrCat(invocation.container_id.empty() ? "CNI_CONTAINERID"
-                                                                        : "CNI_IFNAME",
-                                       " is not set")});
+    return failed(
+        {.code = kInvalidEnvironment,
+         .msg = absl::StrCat(invocation.container_id.empty() ? "CNI_CONTAINERID" : "CNI_IFNAME",
+                             " is not set")});
   }
   if (command == "ADD" && !config.prev_result.has_value()) {
     return failed({.code = kInvalidConfig,
@@ -380,14 +385,13 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
                   kPodAnnotationsCapability,
                   "\") and the network configuration has no kubernetes section to read them"));
     if (!fetched.ok()) {
-      const std::string why =
-          absl::StrCat("cannot read the annotations of pod ", PodName(pod), ": ",
-                       fetched.status().message());
+      const std::string why = absl::StrCat("cannot read the annotations of pod ", PodName(pod),
+                                           ": ", fetched.status().message());
       if (config.on_metadata_error == MetadataErrorPolicy::kSkip) {
         return done(absl::StrCat(why, "; passed through (onMetadataError: skip)"), "skipped");
       }
-      const bool transient = absl::IsUnavailable(fetched.status()) ||
-                             absl::IsDeadlineExceeded(fetched.status());
+      const bool transient =
+          absl::IsUnavailable(fetched.status()) || absl::IsDeadlineExceeded(fetched.status());
       return failed({.code = transient ? kTryAgainLater : kPodMetadataUnreadable,
                      .msg = why,
                      .details = "meshlet-cni must know whether the pod is injected before it "
@@ -403,10 +407,10 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
     return failed({.code = kInvalidEnvironment, .msg = "CNI_NETNS is not set"});
   }
   if (absl::Status entered = host.enter_netns(invocation.netns); !entered.ok()) {
-    return failed({.code = absl::IsNotFound(entered) ? kUnknownContainer : kIoFailure,
-                   .msg = absl::StrCat("cannot enter the pod's network namespace ",
-                                       invocation.netns),
-                   .details = std::string(entered.message())});
+    return failed(
+        {.code = absl::IsNotFound(entered) ? kUnknownContainer : kIoFailure,
+         .msg = absl::StrCat("cannot enter the pod's network namespace ", invocation.netns),
+         .details = std::string(entered.message())});
   }
   const Action action = command == "ADD" ? Action::kApply : Action::kCheck;
   if (absl::Status executed = host.execute(decision.options, action, &result.execute_log);

@@ -7,8 +7,8 @@
 // applies them). docs/adr/0093-cni-plugin-capture.md is the design: where pod settings come
 // from, idempotency, the failure policy.
 //
-// RunPlugin() is one invocation: the CNI_* environment and the network configuration on stdin in, the
-// result (or error) JSON and one log line out. What it touches outside (the API server, the
+// RunPlugin() is one invocation: the CNI_* environment and the network configuration on stdin in,
+// the result (or error) JSON and one log line out. What it touches outside (the API server, the
 // network namespace, iptables) goes through Host, so every path is unit-tested with fakes.
 //
 // Single-threaded; RunPlugin() may enter another network namespace (Host::enter_netns) and does not
@@ -48,9 +48,9 @@ enum ErrorCode : int {
   kDecodeFailure = 6,
   kInvalidConfig = 7,
   kTryAgainLater = 11,
-  kCaptureFailed = 100,           // the rules could not be installed (ADD) or are not there (CHECK)
-  kPodMetadataUnreadable = 101,   // the API server refused or does not know the pod
-  kBadCaptureAnnotations = 102,   // an injected pod's traffic.meshlet.io/* annotations are invalid
+  kCaptureFailed = 100,          // the rules could not be installed (ADD) or are not there (CHECK)
+  kPodMetadataUnreadable = 101,  // the API server refused or does not know the pod
+  kBadCaptureAnnotations = 102,  // an injected pod's traffic.meshlet.io/* annotations are invalid
 };
 
 struct CniError {
@@ -134,7 +134,7 @@ std::string AddResult(absl::string_view cni_version, absl::string_view prev_resu
 // What RunPlugin() does outside the process.
 struct Host {
   std::function<absl::StatusOr<std::map<std::string, std::string>>(const KubernetesSettings&,
-                                                                    const PodRef&)>
+                                                                   const PodRef&)>
       pod_annotations;
   // Moves this process into the network namespace at the path; NotFound when there is none.
   std::function<absl::Status(const std::string& path)> enter_netns;
@@ -147,13 +147,13 @@ struct Host {
 };
 
 struct RunResult {
-  int exit_code = 0;       // 0, or 1 with an error JSON on stdout
+  int exit_code = 0;  // 0, or 1 with an error JSON on stdout
   std::string stdout_text;
   // One line (no newline): the time, the command, the pod, the outcome (captured, skipped,
   // checked, removed, failed) and why. The node agent counts outcomes from these lines.
   std::string log_line;
-  std::string log_file;    // where the line also goes ("" stderr only)
-  std::string execute_log; // what the capture code ran, for the log file
+  std::string log_file;     // where the line also goes ("" stderr only)
+  std::string execute_log;  // what the capture code ran, for the log file
 };
 RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, const Host& host);
 

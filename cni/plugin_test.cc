@@ -25,8 +25,7 @@ constexpr char kPrevResult[] =
     R"("ips":[{"address":"198.18.0.5/24","gateway":"198.18.0.1","interface":0}],"dns":{}})";
 constexpr char kCniStatus[] = R"({"version":"0.1.0","mode":"native","capture":"cni"})";
 
-std::string Config(absl::string_view version, absl::string_view extra = "",
-                   bool prev = true) {
+std::string Config(absl::string_view version, absl::string_view extra = "", bool prev = true) {
   return absl::StrCat(R"({"cniVersion":")", version, R"(","name":"pods","type":"meshlet-cni")",
                       extra, prev ? absl::StrCat(R"(,"prevResult":)", kPrevResult) : "", "}");
 }
@@ -56,11 +55,10 @@ struct FakeHost {
 
   Host Make() {
     return Host{
-        .pod_annotations =
-            [this](const KubernetesSettings& settings, const PodRef& pod)
+        .pod_annotations = [this](const KubernetesSettings& settings, const PodRef& pod)
             -> absl::StatusOr<std::map<std::string, std::string>> {
-          calls.push_back(absl::StrCat("fetch ", settings.server, " ", pod.pod_namespace, "/",
-                                       pod.name));
+          calls.push_back(
+              absl::StrCat("fetch ", settings.server, " ", pod.pod_namespace, "/", pod.name));
           if (!fetch_status.ok()) return fetch_status;
           return annotations;
         },
@@ -141,25 +139,31 @@ TEST(ConfigTest, ErrorsSayWhichFieldAndCarryTheSpecsCodes) {
     int code;
     std::string message;
   };
-  for (const Case& c : std::vector<Case>{
-           {"{", kDecodeFailure, "not JSON"},
-           {"[]", kDecodeFailure, "not a JSON object"},
-           {R"({"name":"x"})", kInvalidConfig, "has no cniVersion"},
-           {Config("0.3.1"), kIncompatibleVersion, "meshlet-cni speaks CNI 0.4.0 and 1.0.0, not 0.3.1"},
-           {Config("1.0.0", R"(,"excludeNamespaces":"kube-system")"), kInvalidConfig,
-            "excludeNamespaces must be an array of strings"},
-           {Config("1.0.0", R"(,"logFile":3)"), kInvalidConfig, "logFile must be a string, not a number"},
-           {Config("1.0.0", R"(,"onMetadataError":"ignore")"), kInvalidConfig,
-            "onMetadataError must be \"fail\" or \"skip\""},
-           {Config("1.0.0", R"(,"kubernetes":{"server":"http://a:1","caFile":"c","tokenFile":"t"})"),
-            kInvalidConfig, "needs server (https://HOST:PORT), caFile and tokenFile"},
-           {Config("1.0.0", R"(,"kubernetes":{"server":"https://a:1","caFile":"c","tokenFile":"t","timeoutSeconds":0})"),
-            kInvalidConfig, "timeoutSeconds must be a whole number from 1 to 120"},
-           {Config("1.0.0", R"(,"kubernetes":{"kubeconfig":"k"})"), kInvalidConfig,
-            "kubernetes.kubeconfig is not a setting of meshlet-cni"},
-           {Config("1.0.0", R"(,"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"a":1}})"),
-            kInvalidConfig, "runtimeConfig[\"io.kubernetes.cri.pod-annotations\"][\"a\"] must be a string"},
-       }) {
+  for (
+      const Case& c : std::vector<Case>{
+          {"{", kDecodeFailure, "not JSON"},
+          {"[]", kDecodeFailure, "not a JSON object"},
+          {R"({"name":"x"})", kInvalidConfig, "has no cniVersion"},
+          {Config("0.3.1"), kIncompatibleVersion,
+           "meshlet-cni speaks CNI 0.4.0 and 1.0.0, not 0.3.1"},
+          {Config("1.0.0", R"(,"excludeNamespaces":"kube-system")"), kInvalidConfig,
+           "excludeNamespaces must be an array of strings"},
+          {Config("1.0.0", R"(,"logFile":3)"), kInvalidConfig,
+           "logFile must be a string, not a number"},
+          {Config("1.0.0", R"(,"onMetadataError":"ignore")"), kInvalidConfig,
+           "onMetadataError must be \"fail\" or \"skip\""},
+          {Config("1.0.0", R"(,"kubernetes":{"server":"http://a:1","caFile":"c","tokenFile":"t"})"),
+           kInvalidConfig, "needs server (https://HOST:PORT), caFile and tokenFile"},
+          {Config(
+               "1.0.0",
+               R"(,"kubernetes":{"server":"https://a:1","caFile":"c","tokenFile":"t","timeoutSeconds":0})"),
+           kInvalidConfig, "timeoutSeconds must be a whole number from 1 to 120"},
+          {Config("1.0.0", R"(,"kubernetes":{"kubeconfig":"k"})"), kInvalidConfig,
+           "kubernetes.kubeconfig is not a setting of meshlet-cni"},
+          {Config("1.0.0", R"(,"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"a":1}})"),
+           kInvalidConfig,
+           "runtimeConfig[\"io.kubernetes.cri.pod-annotations\"][\"a\"] must be a string"},
+      }) {
     PluginConfig config;
     CniError error;
     EXPECT_FALSE(ParseConfig(c.json, &config, &error)) << c.json;
@@ -214,9 +218,9 @@ TEST(DecideTest, OnlyPodsMarkedForTheCniAreCaptured) {
   EXPECT_THAT(decision.reason, HasSubstr("not injected"));
 
   decision = {};
-  ASSERT_TRUE(Decide({{"sidecar.meshlet.io/status", kCniStatus},
-                      {"sidecar.meshlet.io/inject", "false"}},
-                     &decision, &error));
+  ASSERT_TRUE(
+      Decide({{"sidecar.meshlet.io/status", kCniStatus}, {"sidecar.meshlet.io/inject", "false"}},
+             &decision, &error));
   EXPECT_FALSE(decision.capture);
   EXPECT_THAT(decision.reason, HasSubstr("opted out"));
 
@@ -254,11 +258,11 @@ TEST(DecideTest, AMarkedPodWithBadCaptureAnnotationsIsAnError) {
 
 TEST(RunTest, AddCapturesAMarkedPodInItsNamespaceAndPassesThePrevResultOn) {
   FakeHost fake;
-  RunResult result = RunPlugin(
-      Command("ADD"),
-      WithAnnotations(R"({"sidecar.meshlet.io/status":"{\"capture\":\"cni\"}",)"
-                      R"("traffic.meshlet.io/excludeOutboundPorts":"5432"})"),
-      fake.Make());
+  RunResult result =
+      RunPlugin(Command("ADD"),
+                WithAnnotations(R"({"sidecar.meshlet.io/status":"{\"capture\":\"cni\"}",)"
+                                R"("traffic.meshlet.io/excludeOutboundPorts":"5432"})"),
+                fake.Make());
   EXPECT_EQ(result.exit_code, 0) << result.stdout_text;
   EXPECT_EQ(result.stdout_text, absl::StrCat(kPrevResult, "\n"));
   EXPECT_THAT(fake.calls, ElementsAre("enter /var/run/netns/p", "apply"));
@@ -289,12 +293,13 @@ TEST(RunTest, ExcludedNamespacesAreNeverLookedUp) {
   Invocation invocation = Command("ADD");
   invocation.args = "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=coredns-1";
   RunResult result = RunPlugin(invocation,
-                         Config("1.0.0", R"(,"kubernetes":{"server":"https://k:6443",)"
-                                         R"("caFile":"c","tokenFile":"t"})"),
-                         fake.Make());
+                               Config("1.0.0", R"(,"kubernetes":{"server":"https://k:6443",)"
+                                               R"("caFile":"c","tokenFile":"t"})"),
+                               fake.Make());
   EXPECT_EQ(result.exit_code, 0);
   EXPECT_THAT(fake.calls, IsEmpty());
-  EXPECT_THAT(result.log_line, HasSubstr("outcome=skipped detail=\"namespace kube-system is excluded\""));
+  EXPECT_THAT(result.log_line,
+              HasSubstr("outcome=skipped detail=\"namespace kube-system is excluded\""));
 }
 
 TEST(RunTest, AnnotationsComeFromTheApiServerWithoutRuntimeConfig) {
@@ -304,8 +309,8 @@ TEST(RunTest, AnnotationsComeFromTheApiServerWithoutRuntimeConfig) {
       Config("1.0.0", R"(,"kubernetes":{"server":"https://k:6443","caFile":"c","tokenFile":"t"})");
   RunResult result = RunPlugin(Command("ADD"), config, fake.Make());
   EXPECT_EQ(result.exit_code, 0) << result.stdout_text;
-  EXPECT_THAT(fake.calls, ElementsAre("fetch https://k:6443 shop/cart-1", "enter /var/run/netns/p",
-                                      "apply"));
+  EXPECT_THAT(fake.calls,
+              ElementsAre("fetch https://k:6443 shop/cart-1", "enter /var/run/netns/p", "apply"));
 
   // The API server unreachable: try again later (fail closed by default).
   fake = {};
@@ -314,7 +319,8 @@ TEST(RunTest, AnnotationsComeFromTheApiServerWithoutRuntimeConfig) {
   EXPECT_EQ(result.exit_code, 1);
   ErrorFields error = ReadError(result.stdout_text);
   EXPECT_EQ(error.code, kTryAgainLater);
-  EXPECT_THAT(error.msg, HasSubstr("cannot read the annotations of pod shop/cart-1: connection refused"));
+  EXPECT_THAT(error.msg,
+              HasSubstr("cannot read the annotations of pod shop/cart-1: connection refused"));
   EXPECT_THAT(result.log_line, HasSubstr("outcome=failed detail=\"code 11: cannot read"));
   // Refused: an error of its own.
   fake.fetch_status = absl::PermissionDeniedError("HTTP 403");
@@ -336,9 +342,11 @@ TEST(RunTest, AnnotationsComeFromTheApiServerWithoutRuntimeConfig) {
 }
 
 TEST(RunTest, FailuresOfAMarkedPodAreErrorsWithTheSpecsCodes) {
-  const std::string marked = WithAnnotations(R"({"sidecar.meshlet.io/status":"{\"capture\":\"cni\"}"})", "0.4.0");
+  const std::string marked =
+      WithAnnotations(R"({"sidecar.meshlet.io/status":"{\"capture\":\"cni\"}"})", "0.4.0");
   FakeHost fake;
-  fake.netns_status = absl::NotFoundError("cannot open /var/run/netns/p: No such file or directory");
+  fake.netns_status =
+      absl::NotFoundError("cannot open /var/run/netns/p: No such file or directory");
   RunResult result = RunPlugin(Command("ADD"), marked, fake.Make());
   ErrorFields error = ReadError(result.stdout_text);
   EXPECT_EQ(result.exit_code, 1);
@@ -356,12 +364,16 @@ TEST(RunTest, FailuresOfAMarkedPodAreErrorsWithTheSpecsCodes) {
   fake = {};
   Invocation no_netns = Command("ADD");
   no_netns.netns = "";
-  EXPECT_EQ(ReadError(RunPlugin(no_netns, marked, fake.Make()).stdout_text).code, kInvalidEnvironment);
-  EXPECT_EQ(ReadError(RunPlugin({.command = "ADD", .ifname = "eth0"}, marked, fake.Make()).stdout_text).msg,
-            "CNI_CONTAINERID is not set");
+  EXPECT_EQ(ReadError(RunPlugin(no_netns, marked, fake.Make()).stdout_text).code,
+            kInvalidEnvironment);
+  EXPECT_EQ(
+      ReadError(RunPlugin({.command = "ADD", .ifname = "eth0"}, marked, fake.Make()).stdout_text)
+          .msg,
+      "CNI_CONTAINERID is not set");
   EXPECT_EQ(ReadError(RunPlugin({.command = "GET"}, marked, fake.Make()).stdout_text).code,
             kInvalidEnvironment);
-  EXPECT_EQ(ReadError(RunPlugin({}, marked, fake.Make()).stdout_text).msg, "CNI_COMMAND is not set");
+  EXPECT_EQ(ReadError(RunPlugin({}, marked, fake.Make()).stdout_text).msg,
+            "CNI_COMMAND is not set");
 }
 
 TEST(RunTest, AddWithoutPrevResultIsAConfigurationError) {
@@ -372,7 +384,8 @@ TEST(RunTest, AddWithoutPrevResultIsAConfigurationError) {
 }
 
 TEST(RunTest, CheckVerifiesAndPrintsNothing) {
-  const std::string marked = WithAnnotations(R"({"sidecar.meshlet.io/status":"{\"capture\":\"cni\"}"})");
+  const std::string marked =
+      WithAnnotations(R"({"sidecar.meshlet.io/status":"{\"capture\":\"cni\"}"})");
   FakeHost fake;
   RunResult result = RunPlugin(Command("CHECK"), marked, fake.Make());
   EXPECT_EQ(result.exit_code, 0);
@@ -403,7 +416,8 @@ TEST(RunTest, DelRemovesTheRulesAndNeverFailsThePod) {
   fake.execute_status = absl::InternalError("iptables-save failed");
   result = RunPlugin(Command("DEL"), Config("1.0.0", "", false), fake.Make());
   EXPECT_EQ(result.exit_code, 0);
-  EXPECT_THAT(result.log_line, HasSubstr("outcome=failed detail=\"removing failed: iptables-save failed\""));
+  EXPECT_THAT(result.log_line,
+              HasSubstr("outcome=failed detail=\"removing failed: iptables-save failed\""));
 }
 
 TEST(KubernetesTest, AnnotationsOfAPod) {

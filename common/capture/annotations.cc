@@ -37,10 +37,10 @@ absl::StatusOr<std::string> CaptureFlagValue(const CaptureAnnotation& annotation
     item = absl::StripAsciiWhitespace(item);
     const bool valid = annotation.cidrs ? IsCidr(item) : IsPort(item);
     if (!(annotation.star_allowed && item == "*") && !valid) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "\"", item, "\" is not ",
-          annotation.cidrs ? "a CIDR (10.0.0.0/8, fd00::/8)" : "a port (1-65535)",
-          annotation.star_allowed ? " or *" : "", "; the list is comma-separated"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", item, "\" is not ",
+                       annotation.cidrs ? "a CIDR (10.0.0.0/8, fd00::/8)" : "a port (1-65535)",
+                       annotation.star_allowed ? " or *" : "", "; the list is comma-separated"));
     }
     items.push_back(item);
   }

@@ -64,7 +64,8 @@ using AnnotationLookup = std::function<std::optional<std::string>(absl::string_v
 // The `sidecar init` arguments (after "init") for a pod with these annotations: BaseInitArgs(),
 // then "--flag=value" for each capture annotation set, in kCaptureAnnotations order (the order
 // injection writes them). Errors name the annotation.
-absl::StatusOr<std::vector<std::string>> InitArgsFromAnnotations(const AnnotationLookup& annotation);
+absl::StatusOr<std::vector<std::string>> InitArgsFromAnnotations(
+    const AnnotationLookup& annotation);
 
 // The status annotation's "capture" member: who installs the pod's capture rules.
 inline constexpr char kCaptureByCni[] = "cni";  // the meshlet-cni plugin, on the node

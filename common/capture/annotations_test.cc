@@ -47,7 +47,8 @@ TEST(InitArgsFromAnnotationsTest, ErrorsNameTheAnnotationAndTheItem) {
   EXPECT_FALSE(InitArgsFromAnnotations(From({{kExcludeInboundPortsAnnotation, "*"}})).ok());
   EXPECT_FALSE(
       InitArgsFromAnnotations(From({{kExcludeOutboundRangesAnnotation, "10.0.0.0/33"}})).ok());
-  EXPECT_FALSE(InitArgsFromAnnotations(From({{kIncludeOutboundRangesAnnotation, "10.0.0.1"}})).ok());
+  EXPECT_FALSE(
+      InitArgsFromAnnotations(From({{kIncludeOutboundRangesAnnotation, "10.0.0.1"}})).ok());
 }
 
 }  // namespace

@@ -278,9 +278,8 @@ absl::Status CheckFamily(const CaptureOptions& options, Family family, const Too
   const Ruleset ruleset = BuildRules(options, family);
   std::vector<std::string> reworded;
   if (absl::Status applied = CheckApplied(ruleset, table, &reworded); !applied.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(name, ": the capture rules are not installed as they should be: ",
-                     applied.message()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        name, ": the capture rules are not installed as they should be: ", applied.message()));
   }
   absl::StrAppend(log, name, ": the nat table holds the ", ruleset.rules.size(),
                   " capture rules\n");

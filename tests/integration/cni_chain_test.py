@@ -7,8 +7,9 @@ Usage: cni_chain_test.py MESHLET_CNI SIDECAR MESHCTL
 
 Shown: for a pod marked for capture by the plugin (its annotations as `meshctl inject --cni`
 writes them), the nat tables (iptables and, when the kernel has IPv6 NAT, ip6tables) inside the
-pod's network namespace are exactly what meshlet-init installs for the same annotations: the reference namespace runs `sidecar init` with the
-arguments `meshctl inject` writes into meshlet-init. ADD passes the bridge's result on unchanged;
+pod's network namespace are exactly what meshlet-init installs for the same annotations: the
+reference namespace runs `sidecar init` with the arguments `meshctl inject` writes into
+meshlet-init. ADD passes the bridge's result on unchanged;
 a second ADD leaves the tables as they were; CHECK passes, fails (code 100) once a rule is
 removed, and passes again after ADD; DEL removes exactly the capture rules. A pod that is not
 injected, injected with meshlet-init, or opted out passes through untouched; the pod's
