@@ -107,7 +107,7 @@ bool ParseKubernetes(const JsonValue& value, KubernetesSettings* out, CniError* 
   return true;
 }
 
-// "K8S_POD_NAMESPACE=ns" → ("K8S_POD_NAMESPACE", "ns").
+// The value of `key` in CNI_ARGS ("K=V;K=V"), if it is there.
 std::optional<std::string> CniArg(absl::string_view args, absl::string_view key) {
   for (absl::string_view pair : absl::StrSplit(args, ';', absl::SkipEmpty())) {
     std::pair<absl::string_view, absl::string_view> kv =
@@ -120,9 +120,6 @@ std::optional<std::string> CniArg(absl::string_view args, absl::string_view key)
 std::string PodName(const std::optional<PodRef>& pod) {
   return pod.has_value() ? absl::StrCat(pod->pod_namespace, "/", pod->name) : "-";
 }
-
-// Log text on one line: quotes and backslashes escaped, newlines as \n.
-std::string Quoted(absl::string_view text) { return JsonQuote(text); }
 
 }  // namespace
 
@@ -296,7 +293,7 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
         absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", host.now(), absl::UTCTimeZone()),
                      " meshlet-cni ", invocation.command.empty() ? "-" : invocation.command,
                      " pod=", PodName(pod), " container=", invocation.container_id.substr(0, 12),
-                     " outcome=", outcome, " detail=", Quoted(detail));
+                     " outcome=", outcome, " detail=", JsonQuote(detail));
   };
   auto failed = [&](const CniError& error) {
     result.exit_code = 1;
