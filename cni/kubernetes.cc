@@ -102,6 +102,11 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
       return absl::InvalidArgumentError(absl::StrCat(where, " sent a Pod larger than ",
                                                      settings.max_pod_bytes,
                                                      " bytes (kubernetes.maxPodBytes)"));
+    case http::ClientError::kTlsFailed:
+      // Not worth retrying: the CA or the server's certificate is wrong.
+      return absl::UnauthenticatedError(absl::StrCat(
+          "TLS with ", where, " failed: ", result.detail,
+          " (the server is verified against kubernetes.caFile and by its name or address)"));
     default:
       return absl::UnavailableError(absl::StrCat("cannot reach ", where, ": ", result.detail));
   }

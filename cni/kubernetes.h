@@ -16,7 +16,8 @@ namespace meshlet::cni {
 
 // The Pod's metadata.annotations (none: empty). Unavailable or DeadlineExceeded when the server
 // could not be reached in time (worth retrying); NotFound for a pod it does not know;
-// PermissionDenied for 401 and 403 (the token or its RBAC); InvalidArgument for unreadable
+// PermissionDenied for 401 and 403 (the token or its RBAC); Unauthenticated when the server's
+// certificate does not verify (CA, name); InvalidArgument for unreadable
 // settings files or an answer that is not a Pod.
 absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
     const KubernetesSettings& settings, const PodRef& pod);

@@ -322,6 +322,14 @@ class ChainTest(unittest.TestCase):
         self.assertEqual(out["code"], 101)
         self.assertIn("has no pod shop/none-such", out["msg"])
         chain.run("DEL")
+        # The server is verified by name: its certificate is for 127.0.0.1, not localhost.
+        by_name = {"kubernetes": dict(kubernetes["kubernetes"],
+                                      server=fake_api.address.replace("127.0.0.1", "localhost"))}
+        chain = Chain(API_POD, meshlet_extra=by_name, pod=("shop", "cart-2"))
+        (status, out, stdout, stderr), _ = chain.add()
+        self.assertEqual((status, out["code"]), (1, 101), stdout)
+        self.assertIn("TLS with the API server https://localhost:", out["msg"])
+        chain.run("DEL")
         with open(token_file, "w") as f:
             f.write("wrong\n")
         chain = Chain(API_POD, meshlet_extra=kubernetes, pod=("shop", "cart-2"))
