@@ -49,7 +49,7 @@ enum ErrorCode : int {
   kInvalidConfig = 7,
   kTryAgainLater = 11,
   kCaptureFailed = 100,          // the rules could not be installed (ADD) or are not there (CHECK)
-  kPodMetadataUnreadable = 101,  // the API server refused or does not know the pod
+  kPodMetadataUnreadable = 101,  // the API server refused, does not know the pod, or is not trusted
   kBadCaptureAnnotations = 102,  // an injected pod's traffic.meshlet.io/* annotations are invalid
 };
 
