@@ -135,6 +135,14 @@ class Inject final : public Command {
             "meshlet-init forever), the proxy publishes no port, and pods get the annotation "
             "io.podman.annotations.init.container.type: always. Use with --mode classic and "
             "--identity join-token (docs/kubernetes.md, Podman)"),
+        flags::SwitchFlag(
+            "--cni", &cni_,
+            "capture by the node's meshlet-cni plugin instead of the meshlet-init container: the "
+            "pod gets no container with capabilities, its status annotation marks it for the "
+            "plugin, and the proxy runs as the Pod Security restricted level asks (non-root, "
+            "ALL capabilities dropped, seccomp RuntimeDefault, no privilege escalation, "
+            "read-only root). Needs meshlet-cni in the nodes' CNI chain (docs/kubernetes.md, CNI "
+            "mode)"),
         OutputFlag(&output_, {"yaml", "json"},
                    "YAML documents (default), or JSON (a List when there are several)"),
     };
@@ -158,6 +166,7 @@ class Inject final : public Command {
     options.trace_collector = trace_collector_;
     options.version = kMeshctlVersion;
     options.podman = podman_;
+    options.cni = cni_;
     if (absl::Status s = inject::ValidateOptions(options); !s.ok()) {
       return session.Fail({kExitUsage, std::string(s.message())});
     }
@@ -258,6 +267,7 @@ class Inject final : public Command {
   inject::Identity identity_ = inject::Identity::kKubernetesToken;
   std::string trace_collector_;
   bool podman_ = false;
+  bool cni_ = false;
   std::string revision_;
   std::map<std::string, std::string> tags_;  // --tag
   std::string output_ = "yaml";

@@ -1,7 +1,5 @@
 #include "control-plane/inject/annotations.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <iterator>
 #include <optional>
@@ -16,6 +14,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/capture/annotations.h"
 #include "common/config/field_path.h"
 #include "control-plane/inject/pod_checks.h"
 
@@ -52,17 +51,6 @@ constexpr const char* kKnownAnnotations[] = {
 bool IsPort(absl::string_view text) {
   int port = 0;
   return absl::SimpleAtoi(text, &port) && port >= 1 && port <= 65535;
-}
-
-bool IsCidr(absl::string_view text) {
-  const size_t slash = text.find('/');
-  if (slash == absl::string_view::npos) return false;
-  const std::string ip(text.substr(0, slash));
-  const int max_bits = ip.find(':') != std::string::npos ? 128 : 32;
-  unsigned char address[16];
-  int bits = -1;
-  return inet_pton(max_bits == 128 ? AF_INET6 : AF_INET, ip.c_str(), address) == 1 &&
-         absl::SimpleAtoi(text.substr(slash + 1), &bits) && bits >= 0 && bits <= max_bits;
 }
 
 }  // namespace
@@ -141,22 +129,17 @@ absl::StatusOr<std::string> PodReader::Quantity(absl::string_view key,
   return *value;
 }
 
-absl::Status PodReader::CaptureList(absl::string_view key, absl::string_view flag,
-                                    bool star_allowed, bool (*valid)(absl::string_view),
-                                    absl::string_view what, Plan& plan) const {
-  std::optional<std::string> value = Annotation(key);
-  if (!value) return absl::OkStatus();
-  std::vector<absl::string_view> items;
-  for (absl::string_view item : absl::StrSplit(*value, ',')) {
-    item = absl::StripAsciiWhitespace(item);
-    if (!(star_allowed && item == "*") && !valid(item)) {
-      return Error(Field(annotations_, key), AnnotationField(key),
-                   absl::StrCat("\"", item, "\" is not ", what, star_allowed ? " or *" : "",
-                                "; the list is comma-separated"));
+absl::Status PodReader::CaptureLists(Plan& plan) const {
+  for (const capture::CaptureAnnotation& list : capture::kCaptureAnnotations) {
+    std::optional<std::string> value = Annotation(list.key);
+    if (!value) continue;
+    absl::StatusOr<std::string> flag_value = capture::CaptureFlagValue(list, *value);
+    if (!flag_value.ok()) {
+      return Error(Field(annotations_, list.key), AnnotationField(list.key),
+                   flag_value.status().message());
     }
-    items.push_back(item);
+    plan.capture_flags.emplace_back(list.flag, *std::move(flag_value));
   }
-  plan.capture_flags.emplace_back(flag, absl::StrJoin(items, ","));
   return absl::OkStatus();
 }
 
@@ -251,18 +234,7 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     }
     plan.log_level = *level;
   }
-  constexpr char kPort[] = "a port (1-65535)";
-  constexpr char kCidr[] = "a CIDR (10.0.0.0/8, fd00::/8)";
-  RETURN_IF_ERROR(CaptureList(kExcludeInboundPortsAnnotation, "--exclude-inbound-ports", false,
-                              IsPort, kPort, plan));
-  RETURN_IF_ERROR(CaptureList(kIncludeInboundPortsAnnotation, "--include-inbound-ports", true,
-                              IsPort, kPort, plan));
-  RETURN_IF_ERROR(CaptureList(kExcludeOutboundPortsAnnotation, "--exclude-outbound-ports", false,
-                              IsPort, kPort, plan));
-  RETURN_IF_ERROR(CaptureList(kExcludeOutboundRangesAnnotation, "--exclude-outbound-cidrs", false,
-                              IsCidr, kCidr, plan));
-  RETURN_IF_ERROR(CaptureList(kIncludeOutboundRangesAnnotation, "--include-outbound-cidrs", true,
-                              IsCidr, kCidr, plan));
+  RETURN_IF_ERROR(CaptureLists(plan));
   RETURN_IF_ERROR(ReadCaptureCheck(plan));
 
   const YAML::Node podman = Field(annotations_, kPodmanInitContainerTypeAnnotation);
@@ -364,6 +336,7 @@ std::string StatusAnnotation(const Plan& plan, const Options& options,
   };
   return absl::StrCat(
       "{\"version\":", JsonQuote(options.version), ",\"mode\":", mode,
+      options.cni ? absl::StrCat(",", capture::kCniCaptureStatusMember) : "",
       ",\"initContainers\":", list(init_containers), ",\"containers\":", list(containers),
       ",\"volumes\":", list(volumes),
       annotations.empty() ? "" : absl::StrCat(",\"annotations\":", list(annotations)), "}");

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/capture/annotations.h"
 #include "control-plane/inject/probes.h"
 #include "control-plane/inject/revision.h"
 
@@ -65,9 +66,9 @@ const std::string& ControlPlaneAddress(const Plan& plan, const Options& options)
 }  // namespace
 
 YAML::Node InitContainer(const Plan& plan) {
-  std::vector<std::string> args = {"init", absl::StrCat("--proxy-uid=", kProxyUid),
-                                   absl::StrCat("--outbound-port=", kOutboundPort),
-                                   absl::StrCat("--inbound-port=", kInboundPort)};
+  // The arguments the CNI plugin builds from the same annotations (common/capture).
+  std::vector<std::string> args = {"init"};
+  for (std::string& arg : capture::BaseInitArgs()) args.push_back(std::move(arg));
   for (const auto& [flag, value] : plan.capture_flags)
     args.push_back(absl::StrCat(flag, "=", value));
   YAML::Node c = MapNode();
@@ -182,6 +183,9 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   security["privileged"] = BoolNode(false);
   security["readOnlyRootFilesystem"] = BoolNode(true);
   security["capabilities"]["drop"] = StringListNode({"ALL"});
+  // The Pod Security `restricted` level also wants a seccomp profile; with meshlet-init (which
+  // only `privileged` admits) the pod's own settings are left to decide.
+  if (options.cni) security["seccompProfile"]["type"] = StringNode("RuntimeDefault");
   c["securityContext"] = security;
   YAML::Node mounts = ListNode();
   mounts.push_back(Mount(kTrustVolume, kTrustDir, true));

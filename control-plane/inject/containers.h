@@ -1,7 +1,8 @@
 #pragma once
 
 // The containers and volumes injection adds to a pod, built from its Plan: `meshlet-init`
-// (`sidecar init` programming the pod's iptables capture, as root with NET_ADMIN and NET_RAW),
+// (`sidecar init` programming the pod's iptables capture, as root with NET_ADMIN and NET_RAW;
+// none with Options::cni, where the node's meshlet-cni does it),
 // `meshlet-proxy` (the sidecar as UID/GID 1337, its arguments naming the control plane, the
 // identity and the workload), and the volumes they mount (the trust bundle, the workload
 // credential, the xDS cache). For Options::podman they carry what podman 4.3 lacks (values

@@ -84,10 +84,13 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
   YAML::Node spec = pod["spec"];
   YAML::Node proxy = ProxyContainer(plan, options);
 
-  std::vector<std::string> added_init = {kInitContainerName};
+  std::vector<std::string> added_init;
   std::vector<std::string> added_containers;
   YAML::Node init_containers = ListNode();
-  init_containers.push_back(InitContainer(plan));
+  if (!options.cni) {  // with the CNI plugin, the node installs the capture rules
+    init_containers.push_back(InitContainer(plan));
+    added_init.push_back(kInitContainerName);
+  }
   if (plan.mode == SidecarMode::kNative) {
     init_containers.push_back(proxy);
     added_init.push_back(kProxyContainerName);
@@ -192,6 +195,11 @@ absl::Status ValidateOptions(const Options& options) {
       RETURN_IF_ERROR(Annotate(CheckRevisionLabel(revision),
                                absl::StrCat("namespace ", ns, "'s label ", kRevisionLabel)));
     }
+  }
+  if (options.cni && options.podman) {
+    return absl::InvalidArgumentError(
+        "cni and podman together: podman's CNI backend passes the meshlet-cni plugin no pod "
+        "annotations, so it could not tell which pods to capture");
   }
   for (const auto& [tag, revision] : options.tags) {
     RETURN_IF_ERROR(Annotate(ParseTag(tag).status(), "tag"));

@@ -56,6 +56,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/capture/annotations.h"
 #include "common/config/yaml_proto.h"
 
 namespace meshlet::controlplane::inject {
@@ -64,10 +65,10 @@ inline constexpr char kInitContainerName[] = "meshlet-init";
 inline constexpr char kProxyContainerName[] = "meshlet-proxy";
 // Where the proxy image keeps the binary (deploy/images).
 inline constexpr char kProxyCommand[] = "/usr/local/bin/sidecar";
-inline constexpr int64_t kProxyUid = 1337;
+inline constexpr int64_t kProxyUid = ::meshlet::capture::kProxyUid;
 inline constexpr int kAdminPort = 15000;
-inline constexpr int kOutboundPort = 15001;
-inline constexpr int kInboundPort = 15006;
+inline constexpr int kOutboundPort = ::meshlet::capture::kOutboundPort;
+inline constexpr int kInboundPort = ::meshlet::capture::kInboundPort;
 inline constexpr int kPrometheusPort = 15020;
 inline constexpr int kHealthPort = 15021;
 // The port of the pod's own address the sidecar dials until it sees the connection redirected
@@ -76,8 +77,8 @@ inline constexpr int kCaptureCheckPort = 15008;
 
 // Pod annotations (and, for kInjectKey, labels) injection reads; docs/kubernetes.md lists them
 // with their defaults. Any other key under sidecar.meshlet.io/ or traffic.meshlet.io/ is an error.
-inline constexpr char kInjectKey[] = "sidecar.meshlet.io/inject";
-inline constexpr char kStatusAnnotation[] = "sidecar.meshlet.io/status";
+using ::meshlet::capture::kInjectKey;
+using ::meshlet::capture::kStatusAnnotation;
 inline constexpr char kModeAnnotation[] = "sidecar.meshlet.io/mode";
 inline constexpr char kIdentityAnnotation[] = "sidecar.meshlet.io/identity";
 inline constexpr char kJoinTokenSecretAnnotation[] = "sidecar.meshlet.io/joinTokenSecret";
@@ -99,13 +100,12 @@ inline constexpr char kServiceAccountAnnotation[] = "sidecar.meshlet.io/serviceA
 // Where rewritten app probes point: /app-health/<container>/<livez|readyz|startupz> on
 // kPrometheusPort, answered by the proxy from the app (its --app-probe).
 inline constexpr char kAppHealthPrefix[] = "/app-health/";
-inline constexpr char kExcludeInboundPortsAnnotation[] = "traffic.meshlet.io/excludeInboundPorts";
-inline constexpr char kIncludeInboundPortsAnnotation[] = "traffic.meshlet.io/includeInboundPorts";
-inline constexpr char kExcludeOutboundPortsAnnotation[] = "traffic.meshlet.io/excludeOutboundPorts";
-inline constexpr char kExcludeOutboundRangesAnnotation[] =
-    "traffic.meshlet.io/excludeOutboundIPRanges";
-inline constexpr char kIncludeOutboundRangesAnnotation[] =
-    "traffic.meshlet.io/includeOutboundIPRanges";
+// The capture lists (common/capture/annotations.h, shared with the CNI plugin).
+using ::meshlet::capture::kExcludeInboundPortsAnnotation;
+using ::meshlet::capture::kExcludeOutboundPortsAnnotation;
+using ::meshlet::capture::kExcludeOutboundRangesAnnotation;
+using ::meshlet::capture::kIncludeInboundPortsAnnotation;
+using ::meshlet::capture::kIncludeOutboundRangesAnnotation;
 // Written with Options::podman: podman 4.3 (with runc) fails removing finished init containers of
 // its default type "once".
 inline constexpr char kPodmanInitContainerTypeAnnotation[] =
@@ -184,6 +184,13 @@ struct Options {
   // Pods for `podman kube play`: each gets kPodmanInitContainerTypeAnnotation "always" unless
   // it sets that annotation itself.
   bool podman = false;
+  // Capture by the node's meshlet-cni plugin (docs/adr/0094-cni-plugin-capture.md): no
+  // meshlet-init container, the status annotation marks the pod ("capture":"cni"), and the proxy
+  // runs with the securityContext of the Pod Security `restricted` level (seccomp
+  // RuntimeDefault on top of non-root, no privilege escalation, ALL capabilities dropped,
+  // read-only root). Not with `podman` (podman's CNI backend passes the plugin no pod
+  // annotations).
+  bool cni = false;
 };
 
 // An image reference: not empty, no spaces.

@@ -136,6 +136,35 @@ TEST(InjectTest, ReinjectingWithOtherOptionsReplacesWhatTheFirstAdded) {
   EXPECT_EQ(ToYaml(Injected(ToYaml(switched))), ToYaml(native));
 }
 
+TEST(InjectTest, CniModeAddsNoContainerWithCapabilitiesAndMarksThePod) {
+  Options cni = TestOptions();
+  cni.cni = true;
+  const YAML::Node injected = Injected(kDeployment, cni);
+  const YAML::Node spec = injected["spec"]["template"]["spec"];
+  // The native proxy and the app's own init container; no meshlet-init.
+  EXPECT_EQ(Names(spec["initContainers"]), (std::vector<std::string>{"meshlet-proxy", "migrate"}));
+  const YAML::Node security = spec["initContainers"][0]["securityContext"];
+  EXPECT_EQ(security["seccompProfile"]["type"].Scalar(), "RuntimeDefault");
+  EXPECT_EQ(security["runAsNonRoot"].Scalar(), "true");
+  EXPECT_EQ(security["allowPrivilegeEscalation"].Scalar(), "false");
+  EXPECT_EQ(security["readOnlyRootFilesystem"].Scalar(), "true");
+  EXPECT_FALSE(security["capabilities"]["add"]);
+  const std::string status =
+      injected["spec"]["template"]["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar();
+  EXPECT_NE(status.find("\"capture\":\"cni\",\"initContainers\":[\"meshlet-proxy\"]"),
+            std::string::npos)
+      << status;
+  // Injected again in CNI mode: unchanged; in the default mode: meshlet-init comes back and the
+  // mark goes.
+  absl::StatusOr<Result> twice = Inject(YAML::Load(ToYaml(injected)), cni);
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  EXPECT_EQ(twice->pods[0].outcome, Outcome::kUnchanged);
+  EXPECT_EQ(ToYaml(Injected(ToYaml(injected))), ToYaml(Injected(kDeployment)));
+  // Not with podman, whose CNI backend passes no annotations.
+  cni.podman = true;
+  EXPECT_TRUE(absl::StrContains(ValidateOptions(cni).message(), "cni and podman together"));
+}
+
 TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
   config::YamlParseOptions source;
   source.source_name = "shop.yaml";

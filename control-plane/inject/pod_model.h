@@ -170,11 +170,8 @@ class PodReader {
   // What an earlier injection added, from its status annotation.
   absl::Status ReadStatus(Plan& plan) const;
   absl::Status ReadAnnotations(Plan& plan) const;
-  // A comma-separated list annotation (ports, CIDRs) whose items `valid` accepts, passed to
-  // `sidecar init` as `flag`; `what` names an item in errors.
-  absl::Status CaptureList(absl::string_view key, absl::string_view flag, bool star_allowed,
-                           bool (*valid)(absl::string_view), absl::string_view what,
-                           Plan& plan) const;
+  // The traffic.meshlet.io/* capture lists (common/capture), as `sidecar init` flags.
+  absl::Status CaptureLists(Plan& plan) const;
   absl::StatusOr<std::string> Quantity(absl::string_view key, const std::string& fallback) const;
   // The --capture-check port: the annotation's or the default, captured by the pod's rules.
   absl::Status ReadCaptureCheck(Plan& plan) const;

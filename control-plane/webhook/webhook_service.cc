@@ -90,6 +90,19 @@ std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
              options.identity = *identity;
              return absl::OkStatus();
            }},
+      {.name = "--inject-capture",
+       .value = "init|cni",
+       .help = "who installs injected pods' traffic capture: init (the meshlet-init container, "
+               "root with NET_ADMIN and NET_RAW; default) or cni (the nodes' meshlet-cni plugin: "
+               "pods get no container with capabilities and meet the Pod Security restricted "
+               "level)",
+       .set =
+           [&options](absl::string_view v) {
+             if (v != "init" && v != "cni")
+               return absl::InvalidArgumentError("must be init or cni");
+             options.cni = v == "cni";
+             return absl::OkStatus();
+           }},
   };
 }
 
@@ -112,6 +125,7 @@ WebhookService::WebhookService(ControlPlane& control_plane, WebhookOptions optio
   inject.control_plane_service_account = identity.service_account;
   inject.mode = options_.mode;
   inject.identity = options_.identity;
+  inject.cni = options_.cni;
   review_.excluded_namespaces = {"kube-system", identity.namespace_};
   options_.trust_bundle.excluded_namespaces = review_.excluded_namespaces;
   options_.trust_bundle.config_map = review_.inject.trust_bundle_config_map;

@@ -62,6 +62,9 @@ struct WebhookOptions {
   std::string revision;
   inject::SidecarMode mode = inject::SidecarMode::kNative;
   inject::Identity identity = inject::Identity::kKubernetesToken;
+  // --inject-capture cni: pods are written for the nodes' meshlet-cni plugin (inject::Options::
+  // cni): no meshlet-init, a proxy that meets the Pod Security restricted level.
+  bool cni = false;
   // Whose caBundle is kept equal to the CA's trust bundle; empty: none.
   kubernetes::WebhookCaBundleOptions ca_bundle;
   // Which namespaces get the trust-bundle ConfigMap; an empty selector: none.
@@ -71,7 +74,7 @@ struct WebhookOptions {
 // --webhook-address, --webhook-tls-cert, --webhook-tls-key, --webhook-max-body-bytes,
 // --webhook-configuration, --webhook-ca-bundle-interval, --trust-bundle-namespaces,
 // --trust-bundle-interval, --inject-proxy-image,
-// --inject-control-plane, --inject-mode, --inject-identity.
+// --inject-control-plane, --inject-mode, --inject-identity, --inject-capture.
 std::vector<flags::Flag> WebhookFlags(WebhookOptions& options);
 
 // Who the control plane is, for the injection options.

@@ -271,6 +271,21 @@ absl::Status CleanupFamily(Family family, const Tools& tools, const System& syst
   return absl::OkStatus();
 }
 
+absl::Status CheckFamily(const CaptureOptions& options, Family family, const Tools& tools,
+                         const System& system, std::string* log) {
+  const std::string name(FamilyName(family));
+  ASSIGN_OR_RETURN(NatTable table, ReadNatTable(tools, family, system));
+  const Ruleset ruleset = BuildRules(options, family);
+  std::vector<std::string> reworded;
+  if (absl::Status applied = CheckApplied(ruleset, table, &reworded); !applied.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name, ": the capture rules are not installed as they should be: ", applied.message()));
+  }
+  absl::StrAppend(log, name, ": the nat table holds the ", ruleset.rules.size(),
+                  " capture rules\n");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 System System::FromEnvironment() {
@@ -312,8 +327,8 @@ std::string DryRun(const CaptureOptions& options, Action action, const System& s
   std::string out;
   for (Family family : families) {
     absl::StrAppend(&out, "# ", FamilyName(family), ": ", RestoreTool(family), " --noflush\n",
-                    action == Action::kApply ? ApplyText(BuildRules(options, family), nullptr)
-                                             : CleanupText(nullptr));
+                    action == Action::kCleanup ? CleanupText(nullptr)
+                                               : ApplyText(BuildRules(options, family), nullptr));
   }
   for (absl::string_view line : absl::StrSplit(skipped, '\n', absl::SkipEmpty())) {
     absl::StrAppend(&out, "# ", line, "\n");
@@ -332,9 +347,17 @@ absl::Status Execute(const CaptureOptions& options, Action action, const System&
     tools.push_back({std::move(save), std::move(restore)});
   }
   for (size_t i = 0; i < families.size(); ++i) {
-    RETURN_IF_ERROR(action == Action::kApply
-                        ? ApplyFamily(options, families[i], tools[i], system, log)
-                        : CleanupFamily(families[i], tools[i], system, log));
+    switch (action) {
+      case Action::kApply:
+        RETURN_IF_ERROR(ApplyFamily(options, families[i], tools[i], system, log));
+        break;
+      case Action::kCleanup:
+        RETURN_IF_ERROR(CleanupFamily(families[i], tools[i], system, log));
+        break;
+      case Action::kCheck:
+        RETURN_IF_ERROR(CheckFamily(options, families[i], tools[i], system, log));
+        break;
+    }
   }
   return absl::OkStatus();
 }

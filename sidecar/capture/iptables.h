@@ -40,6 +40,7 @@ struct System {
 enum class Action {
   kApply,    // install (or replace) the rules
   kCleanup,  // remove exactly what kApply installs
+  kCheck,    // change nothing; fail unless the nat table holds what kApply installs
 };
 
 // The families the options select: IPv4 always; IPv6 when --ipv6=true, or with --ipv6=auto when
@@ -55,7 +56,9 @@ std::string DryRun(const CaptureOptions& options, Action action, const System& s
 
 // Applies `action` to each selected family, appending to `log` what it ran and what it found.
 // Stops at the first error; what was done before it stays done (and logged). Running kApply
-// again replaces the rules; kCleanup leaves every other rule of the table as it was.
+// again replaces the rules; kCleanup leaves every other rule of the table as it was; kCheck
+// only reads (FailedPrecondition naming what is missing). The CNI plugin (cni/) calls this in
+// the pod's network namespace exactly as `sidecar init` does in its init container.
 absl::Status Execute(const CaptureOptions& options, Action action, const System& system,
                      std::string* log);
 

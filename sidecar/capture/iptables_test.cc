@@ -227,6 +227,24 @@ TEST_F(FakeSystem, CleanupRemovesWhatIsThereOrNothing) {
   EXPECT_THAT(log, HasSubstr("IPv4: the nat table holds no capture rules; nothing to remove"));
 }
 
+TEST_F(FakeSystem, CheckReadsTheTableAndChangesNothing) {
+  const CaptureOptions options = {.exclude_outbound_ports = {5432}};
+  std::string log;
+  // Nothing installed yet.
+  absl::Status status = Execute(options, Action::kCheck, system_, &log);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("IPv4: the capture rules are not installed"));
+  EXPECT_THAT(status.message(), HasSubstr("chain MESHLET_OUTPUT is missing"));
+  // Installed for other options: one rule short.
+  Write(File("iptables", "STATE"), SaveWith(BuildRules({}, Family::kIpv4)));
+  EXPECT_THAT(Execute(options, Action::kCheck, system_, &log).message(),
+              HasSubstr("chain MESHLET_OUTPUT has"));
+  Write(File("iptables", "STATE"), SaveWith(BuildRules(options, Family::kIpv4)));
+  ASSERT_TRUE(Execute(options, Action::kCheck, system_, &log).ok()) << log;
+  EXPECT_THAT(log, HasSubstr("IPv4: the nat table holds the 13 capture rules"));
+  EXPECT_FALSE(Exists(File("iptables", "input")));  // iptables-restore never ran
+}
+
 TEST_F(FakeSystem, DryRunPrintsEachFamilysBatchAndRunsNothing) {
   SetCapabilities("0000000000000000");
   Write(absl::StrCat(root_, "/proc/net/if_inet6"),

@@ -135,10 +135,6 @@ def start_server(ns, label, specs):
         raise AssertionError(f"the {label} server did not start: {line!r}")
 
 
-def nat_supported(ns, tool):
-    return in_ns(ns, tool, "-t", "nat", "-L", "-n", check=False).returncode == 0
-
-
 def setup_namespaces(ipv6):
     netns.veth_pair(POD, PEER, VETH_POD, VETH_PEER, POD4, PEER4)
     run("ip", "-n", PEER, "addr", "add", f"{OTHER4}/32", "dev", "lo")
@@ -376,16 +372,9 @@ def namespaces_unavailable():
         if shutil.which(tool, path=PATH) is None:
             return f"{tool} is missing"
     remove_leftovers()
-    probe = f"{PREFIX}{os.getpid()}x"
-    if run("ip", "netns", "add", probe, check=False).returncode != 0:
-        return "cannot create network namespaces here"
-    try:
-        if not nat_supported(probe, "iptables"):
-            return "the kernel has no IPv4 NAT"
-        CaptureTest.ipv6 = (shutil.which("ip6tables", path=PATH) is not None and
-                            nat_supported(probe, "ip6tables"))
-    finally:
-        run("ip", "netns", "del", probe, check=False)
+    reason, CaptureTest.ipv6 = netns.probe_nat(f"{PREFIX}{os.getpid()}x")
+    if reason is not None:
+        return reason
     if not CaptureTest.ipv6:
         print("SKIP IPv6: ip6tables or the kernel's IPv6 NAT (ip6table_nat) is missing; "
               "IPv4 only")

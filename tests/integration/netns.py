@@ -3,6 +3,7 @@ killed earlier run left behind). Needs root and ip."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 
@@ -63,3 +64,18 @@ def remove_leftovers(prefix, suffixes):
         match = re.match(rf"({prefix}(\d+)[{suffixes}])\b", ns)
         if match and not os.path.exists(f"/proc/{match.group(2)}"):
             remove_namespace(match.group(1))
+
+
+def probe_nat(probe):
+    """Whether network namespaces with a nat table work here: (why not, or None; whether
+    ip6tables and the kernel's IPv6 NAT work too). Creates the namespace `probe` and removes it."""
+    if run("ip", "netns", "add", probe, check=False).returncode != 0:
+        return "cannot create network namespaces here", False
+    try:
+        if in_ns(probe, "iptables", "-t", "nat", "-L", "-n", check=False).returncode != 0:
+            return "the kernel has no IPv4 NAT", False
+        return None, (shutil.which("ip6tables", path=PATH) is not None and
+                      in_ns(probe, "ip6tables", "-t", "nat", "-L", "-n",
+                            check=False).returncode == 0)
+    finally:
+        run("ip", "netns", "del", probe, check=False)

@@ -326,6 +326,26 @@ class WebhookTest(WebhookServer):
         self.assertEqual((status, text), (200, "ok\n"))
 
 
+class CniWebhookTest(WebhookServer):
+    """The webhook of a control plane started with --inject-capture cni injects as `meshctl
+    inject --cni` does: no meshlet-init, the status annotation marks the pod for meshlet-cni."""
+    flags = ("--inject-capture", "cni")
+
+    def test_injects_for_the_cni_plugin(self):
+        response = self.respond(review(POD))
+        self.assertTrue(response["allowed"])
+        patch = jsonpatch.JsonPatch(json.loads(base64.b64decode(response["patch"])))
+        patched = patch.apply(copy.deepcopy(POD))
+        names = [c["name"] for c in patched["spec"].get("initContainers", [])]
+        self.assertNotIn("meshlet-init", names)
+        status = patched["metadata"]["annotations"]["sidecar.meshlet.io/status"]
+        self.assertIn('"capture":"cni"', status)
+        out = subprocess.run([MESHCTL, "inject", "-f", "-", "-o", "json", "--cni"],
+                             input=json.dumps(POD), capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(patched, json.loads(out.stdout))
+
+
 class RevisionWebhookTest(WebhookServer):
     """The webhook of a control plane started with --revision canary: its certificate is for
     the revision's Service name, it injects unlabelled pods and pods labelled for it with

@@ -5,8 +5,8 @@ Usage: schema_test.py VALIDATE_MJS MESHCTL [unittest args]
 validate.mjs must refuse what the API server refuses (else the other checks prove nothing): an
 unknown field at any depth, a bad enum value, a malformed quantity, a string port, an init
 container restartPolicy other than Always; and accept a native sidecar. Then every object
-`meshctl inject` writes for examples/pods validates: native sidecars (default), classic, and the
-podman form with join tokens.
+`meshctl inject` writes for examples/pods validates: native sidecars (default), classic, both in
+CNI mode (--cni), and the podman form with join tokens.
 """
 
 import copy
@@ -68,7 +68,7 @@ class SchemaTest(unittest.TestCase):
         return doc["items"] if doc.get("kind") == "List" else [doc]
 
     def test_meshctl_inject_output_validates(self):
-        for flags in ([], ["--mode", "classic"],
+        for flags in ([], ["--mode", "classic"], ["--cni"], ["--cni", "--mode", "classic"],
                       ["--mode", "classic", "--podman", "--identity", "join-token"]):
             with self.subTest(flags=flags):
                 objects = self.inject(*flags)

@@ -1,0 +1,28 @@
+#pragma once
+
+// The pod's annotations from the Kubernetes API server, for meshlet-cni: one GET of
+// /api/v1/namespaces/NS/pods/NAME over HTTPS (the server verified against the CA file and by
+// its name or address), with the bearer token from the token file, which the node agent keeps
+// fresh. Blocking, with the settings' timeout; runs its own event loop on the calling thread
+// (common/http FetchBlocking). The process must ignore SIGPIPE.
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cni/plugin.h"
+
+namespace meshlet::cni {
+
+// The Pod's metadata.annotations (none: empty). Unavailable or DeadlineExceeded when the server
+// could not be reached in time (worth retrying); NotFound for a pod it does not know;
+// PermissionDenied for 401 and 403 (the token or its RBAC); Unauthenticated when the server's
+// certificate does not verify (CA, name); InvalidArgument for unreadable
+// settings files or an answer that is not a Pod.
+absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
+    const KubernetesSettings& settings, const PodRef& pod);
+
+// The annotations of a Pod object (JSON), for FetchPodAnnotations and its tests.
+absl::StatusOr<std::map<std::string, std::string>> PodAnnotationsFromJson(absl::string_view pod);
+
+}  // namespace meshlet::cni
