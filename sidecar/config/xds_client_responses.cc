@@ -91,20 +91,21 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
   std::optional<size_t> index = BeginResponse(response);
   if (!index) return;
   TypeState& type = types_[*index];
-  // A resource whose bytes equal a held one's is that resource: its name and parsed message are
-  // reused, so only what changed is parsed (the response carries every resource of the type).
-  absl::flat_hash_map<absl::string_view, const EntryMap::value_type*> held;
+  // A resource whose bytes hash as a held one's did is that resource: its name and parsed message
+  // are reused, so only what changed is parsed (the response carries every resource of the type).
+  absl::flat_hash_map<uint64_t, const EntryMap::value_type*> held;
   held.reserve(type.entries.size() + plan_.retained[*index].size());
   for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
-    for (const auto& item : *own) held.emplace(item.second.resource->value(), &item);
+    for (const auto& item : *own) held.emplace(item.second.content_hash, &item);
   }
   EntryMap entries;
   absl::Status status;
   for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
     const google::protobuf::Any& any = response.resources(i);
-    auto same = held.find(any.value());
+    const uint64_t hash = xds::Fnv1a64(any.value());
+    auto same = held.find(hash);
     absl::StatusOr<ParsedResource> parsed = ReuseOrParse(
-        *index, any, same == held.end() ? nullptr : same->second, i, &resources_parsed_);
+        *index, any, hash, same == held.end() ? nullptr : same->second, i, &resources_parsed_);
     if (!parsed.ok()) {
       status = parsed.status();
       break;
@@ -115,9 +116,9 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
           absl::StrCat("resources[", i, "]: name \"", name, "\" appears twice"));
       break;
     }
-    entries.emplace(name, Entry{.version = same == held.end() ? xds::ContentVersion(any.value())
+    entries.emplace(name, Entry{.version = same == held.end() ? xds::Hex16(hash)
                                                               : same->second->second.version,
-                                .resource = std::make_shared<const google::protobuf::Any>(any),
+                                .content_hash = hash,
                                 .parsed = std::move(parsed->message)});
   }
   if (status.ok()) status = TryApply(*index, std::move(entries), response.version_info());
@@ -144,7 +145,9 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
         break;
       }
     }
-    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(*index, any, held, i, &resources_parsed_);
+    const uint64_t hash = xds::Fnv1a64(any.value());
+    absl::StatusOr<ParsedResource> parsed =
+        ReuseOrParse(*index, any, hash, held, i, &resources_parsed_);
     if (!parsed.ok()) {
       status = parsed.status();
       break;
@@ -156,9 +159,8 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       break;
     }
     entries[resource.name()] =
-        Entry{.version = resource.version().empty() ? xds::ContentVersion(any.value())
-                                                    : resource.version(),
-              .resource = std::make_shared<const google::protobuf::Any>(any),
+        Entry{.version = resource.version().empty() ? xds::Hex16(hash) : resource.version(),
+              .content_hash = hash,
               .parsed = std::move(parsed->message)};
   }
   const bool answers_keys = *index == xds_client_internal::kServiceRoutes && !lookups_.empty();
