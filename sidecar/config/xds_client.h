@@ -223,6 +223,9 @@ class XdsClient {
   using EntryMap = std::map<std::string, Entry>;
   struct TypeState {
     EntryMap entries;
+    // The sum of the entries' xds::TypeVersionEntry, of which a delta type's version is made:
+    // a delta response adds and takes off those of the names it touches.
+    uint64_t entry_sum = 0;
     std::string version;     // state of the world: version_info; delta: hash of the entries
     std::string nonce;       // of the last response
     std::string last_error;  // of the last refused response; cleared by the next accepted one
@@ -268,9 +271,13 @@ class XdsClient {
   // nothing is recorded.
   std::vector<LookupAnswer> AnswerLookups(const xds::DeltaDiscoveryResponse& response,
                                           const EntryMap& entries, bool applied);
-  // Builds the full set with `type_index` replaced by `entries` and applies it; accepted, the
-  // type moves to `entries` and `version`; refused, the reason is kept and counted.
-  absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
+  // Builds the full set with `type_index` replaced by `entries` (whose TypeVersionEntry sum is
+  // `entry_sum`) and applies it; accepted, the type moves to `entries` and `version`; refused,
+  // the reason is kept and counted.
+  absl::Status TryApply(size_t type_index, EntryMap entries, uint64_t entry_sum,
+                        const std::string& version);
+  // The sum of xds::TypeVersionEntry over `entries` (TypeState::entry_sum).
+  static uint64_t EntrySum(const EntryMap& entries);
   // ACK (`status` OK) or NACK (INVALID_ARGUMENT with the reason) of the response `nonce` of the
   // type at `type_index`, in the stream's variant; state of the world also names the version
   // that runs. Without a stream only the nonce is noted.

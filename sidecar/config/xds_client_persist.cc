@@ -148,6 +148,7 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
   for (const xds::DiscoveryResponse& type : cache.retained()) RETURN_IF_ERROR(load(type, true));
   std::array<TypeState, xds::kResourceTypeCount> previous = std::move(types_);
   RunPlan previous_plan = std::move(plan_);
+  for (TypeState& type : loaded) type.entry_sum = EntrySum(type.entries);
   types_ = std::move(loaded);
   // What was retained when it was saved stays only as long as something names it.
   plan_ = std::move(loaded_plan);

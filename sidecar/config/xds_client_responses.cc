@@ -17,6 +17,7 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
 #include "common/base/logging.h"
@@ -30,19 +31,6 @@ namespace meshlet::sidecar::config {
 
 using xds_client_internal::ParsedResource;
 using xds_client_internal::ReuseOrParse;
-
-namespace {
-
-// Whether two entry maps hold the same resources at the same versions.
-template <typename EntryMap>
-bool SameEntries(const EntryMap& a, const EntryMap& b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](const auto& x, const auto& y) {
-           return x.first == y.first && x.second.version == y.second.version;
-         });
-}
-
-}  // namespace
 
 template <typename Response>
 std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
@@ -76,7 +64,7 @@ void XdsClient::DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::
               << " (a release from before them): dropping the " << types_[index].entries.size()
               << " held";
     // Nothing names resources of such a type, so the configuration without them is valid.
-    (void)TryApply(index, EntryMap(), "");
+    (void)TryApply(index, EntryMap(), 0, "");
   }
 }
 
@@ -121,7 +109,10 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
                                 .content_hash = hash,
                                 .parsed = std::move(parsed->message)});
   }
-  if (status.ok()) status = TryApply(*index, std::move(entries), response.version_info());
+  if (status.ok()) {
+    const uint64_t sum = EntrySum(entries);
+    status = TryApply(*index, std::move(entries), sum, response.version_info());
+  }
   SendAnswer(*index, response.nonce(), status);
   RecordApplyTime(*index, started);
 }
@@ -163,16 +154,40 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
               .content_hash = hash,
               .parsed = std::move(parsed->message)};
   }
+  // What the response changes, from the names it touches alone: the type's version moves by
+  // their entries, and a response that changes none is only key answers.
+  uint64_t entry_sum = type.entry_sum;
+  bool changes = false;
+  if (status.ok()) {
+    absl::flat_hash_set<absl::string_view> touched;
+    touched.reserve(response.removed_resources_size() + response.resources_size());
+    auto touch = [&](const std::string& name) {
+      if (!touched.insert(name).second) return;
+      auto before = type.entries.find(name);
+      auto after = entries.find(name);
+      if (before != type.entries.end()) {
+        entry_sum -= xds::TypeVersionEntry(name, before->second.version);
+      }
+      if (after != entries.end()) entry_sum += xds::TypeVersionEntry(name, after->second.version);
+      const bool same = before == type.entries.end()
+                            ? after == entries.end()
+                            : after != entries.end() && after->second.version == before->second.version;
+      changes = changes || !same;
+    };
+    for (const std::string& name : response.removed_resources()) touch(name);
+    for (const xds::Resource& resource : response.resources()) touch(resource.name());
+  }
   const bool answers_keys = *index == xds_client_internal::kServiceRoutes && !lookups_.empty();
   std::vector<LookupAnswer> answers;
-  if (status.ok() && answers_keys && type.applied && SameEntries(entries, type.entries)) {
+  if (status.ok() && answers_keys && type.applied && !changes) {
     // Only key answers: the configuration is the one running.
     answers = AnswerLookups(response, entries, /*applied=*/true);
     if (!answers.empty()) Persist();
   } else if (status.ok()) {
     // The type's version as the server computes it, from the same per-resource versions.
-    std::string version = xds::TypeVersion(
-        entries, [](const Entry& entry) -> const std::string& { return entry.version; });
+    xds::TypeVersionHash hash;
+    hash.AddEntries(entry_sum);
+    const std::string version = hash.Hex();
     // The answers are recorded first, so the configuration TryApply saves holds them, and taken
     // back if it is refused.
     std::map<std::string, std::string> before;
@@ -180,7 +195,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       before = lookups_;
       answers = AnswerLookups(response, entries, /*applied=*/true);
     }
-    status = TryApply(*index, std::move(entries), version);
+    status = TryApply(*index, std::move(entries), entry_sum, version);
     if (answers_keys && !status.ok()) {
       lookups_ = std::move(before);
       answers = AnswerLookups(response, type.entries, /*applied=*/false);

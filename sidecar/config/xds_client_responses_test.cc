@@ -5,6 +5,7 @@
 #include <malloc.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "xds/discovery.pb.h"
 #include "xds/protocol.h"
 #include "xds/resources.pb.h"
+#include "xds/version.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -181,6 +183,51 @@ TEST_F(XdsClientTest, DeltaParsesOnlyResourcesWhoseBytesChanged) {
 // has sent nothing on the new stream, so it cannot send the union of old and new): its first
 // push drops the subset cluster v2 the held route names and brings v1, type by type. Every step
 
+
+// A delta type's version is worked out from the names each response touches (added, changed,
+// removed, removed and sent again in one response), and is the one the server computes over all.
+TEST_F(XdsClientTest, DeltaTypeVersionIsTheServersOverEveryResource) {
+  client_ = MakeClient({}, /*delta=*/true);
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  size_t answers = xds::kResourceTypeCount;
+  std::map<std::string, std::string> held;
+  auto send = [&](std::vector<std::pair<std::string, int>> clusters,
+                  std::vector<std::string> removed) {
+    xds::DeltaDiscoveryResponse response;
+    response.set_type_url(kClusterType);
+    response.set_nonce(absl::StrCat("d", answers));
+    for (const std::string& name : removed) {
+      response.add_removed_resources(name);
+      held.erase(name);
+    }
+    for (const auto& [name, timeout] : clusters) {
+      xds::Resource* r = response.add_resources();
+      r->set_name(name);
+      r->set_version(absl::StrCat(name, "-", timeout));
+      *r->mutable_resource() = ClusterAny(name, timeout);
+      held[name] = r->version();
+    }
+    server_->Send(response);
+    ++answers;
+    return RunUntil([&] { return server_->delta_requests.size() == answers; }) &&
+           !server_->delta_requests.back().has_error_detail();
+  };
+  auto servers = [&] {
+    return xds::TypeVersion(held, [](const std::string& version) { return version; });
+  };
+  ASSERT_TRUE(send({{"a", 1}, {"b", 1}, {"c", 1}}, {}));
+  EXPECT_EQ(client_->version(1), servers());
+  ASSERT_TRUE(send({{"b", 2}, {"a", 3}}, {"a", "c", "unknown"}));
+  ASSERT_EQ(applied_.back().clusters.size(), 2u);
+  EXPECT_EQ(client_->version(1), servers());
+  const std::string version = client_->version(1);
+  ASSERT_TRUE(send({{"b", 2}}, {}));
+  EXPECT_EQ(client_->version(1), version);
+  ASSERT_TRUE(send({}, {"a", "b"}));
+  EXPECT_TRUE(held.empty());
+  EXPECT_EQ(client_->version(1), servers());
+}
 
 size_t HeapInUse() {
   const struct mallinfo2 info = mallinfo2();
