@@ -20,8 +20,9 @@
 // A reference to something neither sent nor running is still refused. Versions, ACKs and the
 // cache's per-type resources are always the control plane's.
 //
-// Each resource is parsed once: a response's resource whose serialized bytes equal a held one's
-// (delta: under the same name) reuses the held message, and the running configuration is kept
+// Each resource is parsed once and kept in that one form, not as received besides: a response's
+// resource whose serialized bytes hash as a held one's did (FNV-1a 64, as content versions do;
+// delta: under the same name) reuses the held message, and the running configuration is kept
 // assembled, so an update rebuilds only its own type's list (and those whose retained or
 // held-aside resources change) before the whole configuration is validated.
 //
@@ -205,18 +206,26 @@ class XdsClient {
   // Feeds responses in without a stream (xds_apply_fuzz.cc).
   friend class XdsClientFuzzPeer;
 
+  // One form per resource (ADR 0086, "Amended: what the client keeps of a resource"): the
+  // message parsed, which translation needs and the snapshot's memo shares, not the bytes as
+  // received besides. The config dump and the saved configuration serialize `parsed` again
+  // (deterministically, as the control plane does); the reuse check compares hashes of bytes.
   struct Entry {
     std::string version;  // content hash of the resource (as the server computes it)
-    // As received; shared, so that the type's entries with a response applied (a copy of the
-    // held ones) copy no resource bytes.
-    std::shared_ptr<const google::protobuf::Any> resource;
-    // `resource` parsed as its type, once: an update that carries the same bytes again (or a
-    // later Assemble) reuses it instead of parsing.
+    // FNV-1a 64 of the bytes as received (xds::Fnv1a64), what the control plane's content
+    // versions hash: a response's resource with the same hash (delta: under the same name) is
+    // this one and reuses `parsed` instead of being parsed.
+    uint64_t content_hash = 0;
+    // The resource parsed as its type, once; shared, so that the type's entries with a response
+    // applied (a copy of the held ones) copy no message. Never null.
     std::shared_ptr<const google::protobuf::Message> parsed;
   };
   using EntryMap = std::map<std::string, Entry>;
   struct TypeState {
     EntryMap entries;
+    // The sum of the entries' xds::TypeVersionEntry, of which a delta type's version is made:
+    // a delta response adds and takes off those of the names it touches.
+    uint64_t entry_sum = 0;
     std::string version;     // state of the world: version_info; delta: hash of the entries
     std::string nonce;       // of the last response
     std::string last_error;  // of the last refused response; cleared by the next accepted one
@@ -262,9 +271,13 @@ class XdsClient {
   // nothing is recorded.
   std::vector<LookupAnswer> AnswerLookups(const xds::DeltaDiscoveryResponse& response,
                                           const EntryMap& entries, bool applied);
-  // Builds the full set with `type_index` replaced by `entries` and applies it; accepted, the
-  // type moves to `entries` and `version`; refused, the reason is kept and counted.
-  absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
+  // Builds the full set with `type_index` replaced by `entries` (whose TypeVersionEntry sum is
+  // `entry_sum`) and applies it; accepted, the type moves to `entries` and `version`; refused,
+  // the reason is kept and counted.
+  absl::Status TryApply(size_t type_index, EntryMap entries, uint64_t entry_sum,
+                        const std::string& version);
+  // The sum of xds::TypeVersionEntry over `entries` (TypeState::entry_sum).
+  static uint64_t EntrySum(const EntryMap& entries);
   // ACK (`status` OK) or NACK (INVALID_ARGUMENT with the reason) of the response `nonce` of the
   // type at `type_index`, in the stream's variant; state of the world also names the version
   // that runs. Without a stream only the nonce is noted.

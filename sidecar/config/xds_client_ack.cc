@@ -20,6 +20,7 @@
 #include "sidecar/config/xds_client_internal.h"
 #include "xds/capabilities.h"
 #include "xds/protocol.h"
+#include "xds/version.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -52,7 +53,14 @@ std::string UnknownFieldsNote(const EntryMap& entries) {
 
 }  // namespace
 
-absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std::string& version) {
+uint64_t XdsClient::EntrySum(const EntryMap& entries) {
+  uint64_t sum = 0;
+  for (const auto& [name, entry] : entries) sum += xds::TypeVersionEntry(name, entry.version);
+  return sum;
+}
+
+absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, uint64_t entry_sum,
+                                 const std::string& version) {
   TypeState& type = types_[type_index];
   std::optional<RunPlan> next;
   absl::Status status = ApplyUpdate(type_index, entries, version, &next);
@@ -68,6 +76,7 @@ absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std:
   }
   const size_t count = entries.size();
   type.entries = std::move(entries);
+  type.entry_sum = entry_sum;
   if (next) {
     LogPlanChanges(*next);
     plan_ = *std::move(next);

@@ -49,13 +49,15 @@ struct ParsedResource {
 absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobuf::Any& any,
                                              uint64_t* parses);
 
-// resources[`position`] of a response: the held entry's name and message when `held` (an
-// EntryMap item, or null) has the same bytes, else `any` parsed; errors name the position.
+// resources[`position`] of a response, whose bytes hash to `content_hash` (xds::Fnv1a64): the
+// held entry's name and message when `held` (an EntryMap item, or null) has the same hash, else
+// `any` parsed; errors name the position.
 template <typename Held>
 absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf::Any& any,
-                                            const Held* held, int position, uint64_t* parses) {
+                                            uint64_t content_hash, const Held* held, int position,
+                                            uint64_t* parses) {
   if (held != nullptr && any.type_url() == xds::kResourceTypeUrls[index] &&
-      held->second.resource->value() == any.value()) {
+      held->second.content_hash == content_hash) {
     return ParsedResource{.name = held->first, .message = held->second.parsed};
   }
   absl::StatusOr<ParsedResource> parsed = ParseResource(index, any, parses);
@@ -65,6 +67,12 @@ absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf
   }
   return parsed;
 }
+
+// `message` (a held resource of the type at `index`) as an Any, serialized deterministically as
+// the control plane serializes what it sends: the bytes it was received as, but for fields this
+// release does not know, which go last.
+void PackResource(size_t index, const google::protobuf::Message& message,
+                  google::protobuf::Any& out);
 
 // Calls `f(member, name_of)` with the ResourceSet list of the type at `index` and how its
 // resources are named.

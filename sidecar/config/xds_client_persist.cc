@@ -34,6 +34,7 @@
 
 namespace meshlet::sidecar::config {
 
+using xds_client_internal::PackResource;
 using xds_client_internal::ParsedResource;
 using xds_client_internal::ParseResource;
 
@@ -88,12 +89,14 @@ std::string XdsClient::SavedConfiguration() const {
     xds::DiscoveryResponse* type = cache.add_types();
     type->set_type_url(xds::kResourceTypeUrls[i]);
     type->set_version_info(types_[i].version);
-    for (const auto& [name, entry] : types_[i].entries) *type->add_resources() = *entry.resource;
+    for (const auto& [name, entry] : types_[i].entries) {
+      PackResource(i, *entry.parsed, *type->add_resources());
+    }
     if (plan_.retained[i].empty()) continue;
     xds::DiscoveryResponse* retained = cache.add_retained();
     retained->set_type_url(xds::kResourceTypeUrls[i]);
     for (const auto& [name, entry] : plan_.retained[i]) {
-      *retained->add_resources() = *entry.resource;
+      PackResource(i, *entry.parsed, *retained->add_resources());
     }
   }
   for (const auto& [key, resource] : lookups_) {
@@ -134,10 +137,10 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
       if (!parsed.ok()) {
         return absl::DataLossError(absl::StrCat("\"", path, "\": ", parsed.status().message()));
       }
-      entries.emplace(std::move(parsed->name),
-                      Entry{.version = xds::ContentVersion(any.value()),
-                            .resource = std::make_shared<const google::protobuf::Any>(any),
-                            .parsed = std::move(parsed->message)});
+      const uint64_t hash = xds::Fnv1a64(any.value());
+      entries.emplace(std::move(parsed->name), Entry{.version = xds::Hex16(hash),
+                                                     .content_hash = hash,
+                                                     .parsed = std::move(parsed->message)});
     }
     return absl::OkStatus();
   };
@@ -145,6 +148,7 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
   for (const xds::DiscoveryResponse& type : cache.retained()) RETURN_IF_ERROR(load(type, true));
   std::array<TypeState, xds::kResourceTypeCount> previous = std::move(types_);
   RunPlan previous_plan = std::move(plan_);
+  for (TypeState& type : loaded) type.entry_sum = EntrySum(type.entries);
   types_ = std::move(loaded);
   // What was retained when it was saved stays only as long as something names it.
   plan_ = std::move(loaded_plan);

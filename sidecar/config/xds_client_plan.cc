@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/logging.h"
+#include "common/config/yaml_proto.h"
 #include "sidecar/config/references.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
@@ -67,6 +68,12 @@ absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobu
     default:
       return parse(xds::Listener(), [](const xds::Listener& m) { return m.name(); });
   }
+}
+
+void PackResource(size_t index, const google::protobuf::Message& message,
+                  google::protobuf::Any& out) {
+  out.set_type_url(std::string(xds::kResourceTypeUrls[index]));
+  out.set_value(::meshlet::config::DeterministicBytes(message));
 }
 
 }  // namespace xds_client_internal

@@ -17,6 +17,7 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
 #include "common/base/logging.h"
@@ -30,19 +31,6 @@ namespace meshlet::sidecar::config {
 
 using xds_client_internal::ParsedResource;
 using xds_client_internal::ReuseOrParse;
-
-namespace {
-
-// Whether two entry maps hold the same resources at the same versions.
-template <typename EntryMap>
-bool SameEntries(const EntryMap& a, const EntryMap& b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](const auto& x, const auto& y) {
-           return x.first == y.first && x.second.version == y.second.version;
-         });
-}
-
-}  // namespace
 
 template <typename Response>
 std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
@@ -76,7 +64,7 @@ void XdsClient::DropUnservedTypes(const google::protobuf::RepeatedPtrField<std::
               << " (a release from before them): dropping the " << types_[index].entries.size()
               << " held";
     // Nothing names resources of such a type, so the configuration without them is valid.
-    (void)TryApply(index, EntryMap(), "");
+    (void)TryApply(index, EntryMap(), 0, "");
   }
 }
 
@@ -91,20 +79,21 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
   std::optional<size_t> index = BeginResponse(response);
   if (!index) return;
   TypeState& type = types_[*index];
-  // A resource whose bytes equal a held one's is that resource: its name and parsed message are
-  // reused, so only what changed is parsed (the response carries every resource of the type).
-  absl::flat_hash_map<absl::string_view, const EntryMap::value_type*> held;
+  // A resource whose bytes hash as a held one's did is that resource: its name and parsed message
+  // are reused, so only what changed is parsed (the response carries every resource of the type).
+  absl::flat_hash_map<uint64_t, const EntryMap::value_type*> held;
   held.reserve(type.entries.size() + plan_.retained[*index].size());
   for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
-    for (const auto& item : *own) held.emplace(item.second.resource->value(), &item);
+    for (const auto& item : *own) held.emplace(item.second.content_hash, &item);
   }
   EntryMap entries;
   absl::Status status;
   for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
     const google::protobuf::Any& any = response.resources(i);
-    auto same = held.find(any.value());
+    const uint64_t hash = xds::Fnv1a64(any.value());
+    auto same = held.find(hash);
     absl::StatusOr<ParsedResource> parsed = ReuseOrParse(
-        *index, any, same == held.end() ? nullptr : same->second, i, &resources_parsed_);
+        *index, any, hash, same == held.end() ? nullptr : same->second, i, &resources_parsed_);
     if (!parsed.ok()) {
       status = parsed.status();
       break;
@@ -115,12 +104,15 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
           absl::StrCat("resources[", i, "]: name \"", name, "\" appears twice"));
       break;
     }
-    entries.emplace(name, Entry{.version = same == held.end() ? xds::ContentVersion(any.value())
+    entries.emplace(name, Entry{.version = same == held.end() ? xds::Hex16(hash)
                                                               : same->second->second.version,
-                                .resource = std::make_shared<const google::protobuf::Any>(any),
+                                .content_hash = hash,
                                 .parsed = std::move(parsed->message)});
   }
-  if (status.ok()) status = TryApply(*index, std::move(entries), response.version_info());
+  if (status.ok()) {
+    const uint64_t sum = EntrySum(entries);
+    status = TryApply(*index, std::move(entries), sum, response.version_info());
+  }
   SendAnswer(*index, response.nonce(), status);
   RecordApplyTime(*index, started);
 }
@@ -144,7 +136,9 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
         break;
       }
     }
-    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(*index, any, held, i, &resources_parsed_);
+    const uint64_t hash = xds::Fnv1a64(any.value());
+    absl::StatusOr<ParsedResource> parsed =
+        ReuseOrParse(*index, any, hash, held, i, &resources_parsed_);
     if (!parsed.ok()) {
       status = parsed.status();
       break;
@@ -156,21 +150,44 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       break;
     }
     entries[resource.name()] =
-        Entry{.version = resource.version().empty() ? xds::ContentVersion(any.value())
-                                                    : resource.version(),
-              .resource = std::make_shared<const google::protobuf::Any>(any),
+        Entry{.version = resource.version().empty() ? xds::Hex16(hash) : resource.version(),
+              .content_hash = hash,
               .parsed = std::move(parsed->message)};
+  }
+  // What the response changes, from the names it touches alone: the type's version moves by
+  // their entries, and a response that changes none is only key answers.
+  uint64_t entry_sum = type.entry_sum;
+  bool changes = false;
+  if (status.ok()) {
+    absl::flat_hash_set<absl::string_view> touched;
+    touched.reserve(response.removed_resources_size() + response.resources_size());
+    auto touch = [&](const std::string& name) {
+      if (!touched.insert(name).second) return;
+      auto before = type.entries.find(name);
+      auto after = entries.find(name);
+      if (before != type.entries.end()) {
+        entry_sum -= xds::TypeVersionEntry(name, before->second.version);
+      }
+      if (after != entries.end()) entry_sum += xds::TypeVersionEntry(name, after->second.version);
+      const bool same = before == type.entries.end()
+                            ? after == entries.end()
+                            : after != entries.end() && after->second.version == before->second.version;
+      changes = changes || !same;
+    };
+    for (const std::string& name : response.removed_resources()) touch(name);
+    for (const xds::Resource& resource : response.resources()) touch(resource.name());
   }
   const bool answers_keys = *index == xds_client_internal::kServiceRoutes && !lookups_.empty();
   std::vector<LookupAnswer> answers;
-  if (status.ok() && answers_keys && type.applied && SameEntries(entries, type.entries)) {
+  if (status.ok() && answers_keys && type.applied && !changes) {
     // Only key answers: the configuration is the one running.
     answers = AnswerLookups(response, entries, /*applied=*/true);
     if (!answers.empty()) Persist();
   } else if (status.ok()) {
     // The type's version as the server computes it, from the same per-resource versions.
-    std::string version = xds::TypeVersion(
-        entries, [](const Entry& entry) -> const std::string& { return entry.version; });
+    xds::TypeVersionHash hash;
+    hash.AddEntries(entry_sum);
+    const std::string version = hash.Hex();
     // The answers are recorded first, so the configuration TryApply saves holds them, and taken
     // back if it is refused.
     std::map<std::string, std::string> before;
@@ -178,7 +195,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       before = lookups_;
       answers = AnswerLookups(response, entries, /*applied=*/true);
     }
-    status = TryApply(*index, std::move(entries), version);
+    status = TryApply(*index, std::move(entries), entry_sum, version);
     if (answers_keys && !status.ok()) {
       lookups_ = std::move(before);
       answers = AnswerLookups(response, type.entries, /*applied=*/false);

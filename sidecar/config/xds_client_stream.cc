@@ -198,13 +198,13 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
       xds::Resource* r = out->add_resources();
       r->set_name(name);
       r->set_version(entry.version);  // of the resource as received, so both sides compare
-      xds::Secret secret;
-      if (i == 0 && entry.resource->UnpackTo(&secret)) {
+      if (i == xds_client_internal::kSecrets) {
         // Private keys never leave the sidecar.
+        xds::Secret secret = static_cast<const xds::Secret&>(*entry.parsed);
         if (!secret.private_key_pem().empty()) secret.set_private_key_pem("(redacted)");
-        r->mutable_resource()->PackFrom(secret, "type.googleapis.com");
+        xds_client_internal::PackResource(i, secret, *r->mutable_resource());
       } else {
-        *r->mutable_resource() = *entry.resource;
+        xds_client_internal::PackResource(i, *entry.parsed, *r->mutable_resource());
       }
     }
   }
