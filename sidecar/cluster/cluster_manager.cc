@@ -293,7 +293,8 @@ void WorkerClusterManager::Update(const ClusterSet& clusters) {
   Update(std::make_shared<const ClusterSet>(clusters));
 }
 
-void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters) {
+void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters,
+                                  const std::vector<std::string>* changed) {
   CHECK(clusters != nullptr);
   if (!built_gauge_registered_) {
     built_gauge_registered_ = true;
@@ -312,24 +313,35 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters) {
   // Only the clusters built here have anything to update; the others are read from the shared
   // set when first used.
   std::vector<std::string> retired;
-  for (auto& [name, entry] : built_) {
+  last_update_examined_ = 0;
+  auto examine = [&](const std::string& name, Entry& entry) {
+    ++last_update_examined_;
     auto it = configured_->find(name);
     if (it == configured_->end() || (it->second != nullptr && options_.transport_factory &&
-                                     !SameTransport(entry->config->tls, it->second->tls))) {
+                                     !SameTransport(entry.config->tls, it->second->tls))) {
       // Removed; or its TLS settings changed, and pools keep the transport factory they were
       // made with: replaced (the old one drains) rather than updated in place.
       retired.push_back(name);
-      continue;
+      return;
     }
     const std::shared_ptr<const ClusterConfig>& config = it->second;
     // Configurations share unchanged cluster configs; a new object may still hold equal settings,
     // which Cluster::Update recognises (hosts and pools are kept).
-    if (config == nullptr || entry->config == config) continue;
+    if (config == nullptr || entry.config == config) return;
     limits_.For(*config);
-    entry->cluster.Update(config);
-    entry->config = config;
+    entry.cluster.Update(config);
+    entry.config = config;
     // New hosts start without the flag; they take the checker's current view.
     ApplyActiveHealth(name);
+  };
+  if (changed != nullptr) {
+    // Every other built cluster keeps its config object: nothing to do for it.
+    for (const std::string& name : *changed) {
+      auto built = built_.find(name);
+      if (built != built_.end()) examine(built->first, *built->second);
+    }
+  } else {
+    for (auto& [name, entry] : built_) examine(name, *entry);
   }
   for (const std::string& name : retired) {
     auto node = built_.extract(name);

@@ -46,6 +46,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -146,7 +147,12 @@ class WorkerClusterManager final : public ClusterManager {
 
   // Applies the configuration's clusters, the whole set (see the header comment): shared, not
   // copied; the set must not change while the manager holds it. Call on the worker's thread.
-  void Update(std::shared_ptr<const ClusterSet> clusters);
+  // `changed`, when not null, names every cluster whose config differs from the set the manager
+  // holds now (added or replaced, none removed; config::ChangedClusters): only the built ones
+  // among them are looked at, so an update costs per changed name, not per cluster built here.
+  // Null: every built cluster is compared with the new set.
+  void Update(std::shared_ptr<const ClusterSet> clusters,
+              const std::vector<std::string>* changed = nullptr);
   // The same for a set the caller does not share (tests): the map is copied, the configs shared.
   void Update(const ClusterSet& clusters);
 
@@ -167,6 +173,8 @@ class WorkerClusterManager final : public ClusterManager {
   // Clusters configured, and those of them built on this worker.
   size_t size() const { return configured_->size(); }
   size_t built_count() const { return built_.size(); }
+  // The built clusters the last Update() compared with the new set (tests: an update's cost).
+  size_t last_update_examined() const { return last_update_examined_; }
   // The stats of a cluster currently configured; null if absent, or if it never carried a request
   // on this worker.
   const UpstreamStats* FindStats(absl::string_view name) const;
@@ -201,6 +209,7 @@ class WorkerClusterManager final : public ClusterManager {
   std::shared_ptr<const ClusterSet> configured_ = std::make_shared<const ClusterSet>();
   // The clusters built on this worker, each still configured.
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> built_;
+  size_t last_update_examined_ = 0;
   Gauge built_gauge_;  // meshlet_worker_clusters_built{worker}; registered by the first Update
   bool built_gauge_registered_ = false;
   // Health-check notifications posted to this loop reach the manager only while it lives.

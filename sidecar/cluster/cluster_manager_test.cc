@@ -184,6 +184,35 @@ TEST_F(ClusterManagerTest, UpdateKeepsClustersAndTheirHosts) {
   EXPECT_EQ(a->host_set().Find(*net::Address::Parse("10.0.0.1:80")), host);
 }
 
+// With the names a configuration changed, an update looks at the built clusters among them
+// alone, however many this worker built.
+TEST_F(ClusterManagerTest, UpdateWithTheChangedNamesCostsPerChangedName) {
+  ClusterSet first;
+  for (int i = 0; i < 200; ++i) {
+    const std::string name = absl::StrCat("svc-", i);
+    first[name] = Config(name, {absl::StrCat("10.0.", i / 100, ".", i % 100 + 1, ":80")});
+  }
+  manager_->Update(first);
+  for (const auto& [name, config] : first) ASSERT_NE(manager_->Find(name), nullptr) << name;
+  ASSERT_EQ(manager_->built_count(), 200u);
+  Cluster* kept = manager_->Find("svc-3");
+
+  // svc-7 gets a second endpoint and svc-new is added; the others are the same objects.
+  ClusterSet second = first;
+  second["svc-7"] = Config("svc-7", {"10.0.0.8:80", "10.9.0.1:80"});
+  second["svc-new"] = Config("svc-new", {"10.9.0.2:80"});
+  const std::vector<std::string> changed = {"svc-7", "svc-new"};
+  manager_->Update(std::make_shared<const ClusterSet>(second), &changed);
+  EXPECT_EQ(manager_->last_update_examined(), 1u);  // svc-7: svc-new is not built here
+  EXPECT_EQ(manager_->Find("svc-7")->host_set().size(), 2u);
+  EXPECT_EQ(manager_->Find("svc-3"), kept);
+  EXPECT_EQ(manager_->size(), 201u);
+
+  // Without them, every built cluster is compared.
+  manager_->Update(second);
+  EXPECT_EQ(manager_->last_update_examined(), 200u);
+}
+
 TEST_F(ClusterManagerTest, RemovedClusterLivesWhileARequestHoldsIt) {
   ClusterSet first;
   first["a"] = Config("a", {"10.0.0.1:80"});

@@ -86,6 +86,16 @@ const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot) {
   return &*snapshot.translation_memo->clusters_changed;
 }
 
+const std::vector<std::string>* ChangedClustersSince(const Snapshot& snapshot,
+                                                     const Snapshot* previous) {
+  const std::vector<std::string>* changed = ChangedClusters(snapshot);
+  if (changed == nullptr || previous == nullptr ||
+      snapshot.translation_memo->clusters_changed_since != previous) {
+    return nullptr;
+  }
+  return changed;
+}
+
 absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
                                                               const Snapshot* previous) {
   SnapshotBuild build;

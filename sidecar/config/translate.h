@@ -144,6 +144,12 @@ TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 // those alone. Null when the set was built whole: compare it with `previous`'s in full. Valid
 // while the snapshot lives.
 const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot);
+// ChangedClusters(snapshot) when `previous` is the snapshot BuildSnapshot took those clusters
+// from, else null: for a holder of some earlier cluster set (a worker), which may use the names
+// only when what it holds is that snapshot's. `previous` is compared, never read; the caller
+// keeps it alive, so no other snapshot can have taken its address.
+const std::vector<std::string>* ChangedClustersSince(const Snapshot& snapshot,
+                                                     const Snapshot* previous);
 
 // The usage cell of the snapshot's ServiceRoute `name` (route/usage_cell.h), which every later
 // snapshot holding that name shares; null when the snapshot has no such ServiceRoute. Valid while

@@ -430,6 +430,7 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
   memo.cluster_names = before->cluster_names;
   build.snapshot->clusters = build.previous->clusters;
   memo.clusters_changed.emplace();
+  memo.clusters_changed_since = build.previous;
   memo.clusters_changed->reserve(entries.size());
   for (TranslationMemo::Cluster& entry : entries) {
     // The keys view the name in the entry's own resource, which may be a new message.

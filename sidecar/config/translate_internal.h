@@ -92,6 +92,8 @@ struct TranslationMemo {
   // Set when the clusters were taken from the previous build by what changed: the names added
   // or replaced since (none removed).
   std::optional<std::vector<std::string>> clusters_changed;
+  // With clusters_changed: the snapshot they changed from (compared, never read).
+  const Snapshot* clusters_changed_since = nullptr;
 };
 
 namespace translate_internal {

@@ -618,26 +618,31 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
 
 // The shared virtual hosts of the ServiceRoutes `joined` (names in name order, translated in
 // memo.service_routes) that join `config` (a route configuration's own virtual hosts), into
-// `attached`. A domain, destination or virtual host name a ServiceRoute's host shares with
-// another host of the table is refused under the ServiceRoute, naming the other holder;
-// duplicates among the own hosts are left to RouteTable::Create. Returns whether nothing was
-// refused.
+// `attached`. A virtual host name a ServiceRoute's host shares with another host of the table
+// is refused under the ServiceRoute, naming the other holder; with `hosts`, so is a domain or a
+// destination. Returns whether nothing was refused.
+//
+// RouteTable::Create refuses a domain or destination two hosts share as well, indexing them
+// anyway, so AddRouteTables joins without `hosts` and, only when Create fails, joins again with
+// them for the messages that name the ServiceRoute: a table of many ServiceRoutes is indexed once
+// per build, not three times. Duplicates among the own hosts are left to Create.
 bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<absl::string_view>& joined,
-                       const route::RouteConfig& config,
+                       const route::RouteConfig& config, bool hosts,
                        std::vector<std::shared_ptr<const route::VirtualHostConfig>>& attached) {
   const TranslationMemo& memo = *build.memo;
   // Keys view the hosts' strings, which outlive the join.
   absl::flat_hash_map<absl::string_view, Holder> domains, destinations, names;
-  domains.reserve(config.virtual_hosts.size() + joined.size());
+  if (hosts) domains.reserve(config.virtual_hosts.size() + joined.size());
   names.reserve(config.virtual_hosts.size() + joined.size());
   for (size_t v = 0; v < config.virtual_hosts.size(); ++v) {
     const route::VirtualHostConfig& vhost = config.virtual_hosts[v];
+    names.emplace(vhost.name, Holder{nullptr, v});
+    if (!hosts) continue;
     // (TranslateVirtualHost lower-cased them.)
     for (const std::string& domain : vhost.domains) domains.emplace(domain, Holder{nullptr, v});
     for (const std::string& destination : vhost.destinations) {
       destinations.emplace(destination, Holder{nullptr, v});
     }
-    names.emplace(vhost.name, Holder{nullptr, v});
   }
   bool ok = true;
   attached.reserve(joined.size());
@@ -660,12 +665,14 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<absl::string_view
       ok = false;
     };
     claim(names, vhost.name, "name", -1, "the name of a virtual host");
-    for (size_t d = 0; d < vhost.domains.size(); ++d) {
-      claim(domains, vhost.domains[d], "domains", static_cast<int>(d), "a domain");
-    }
-    for (size_t d = 0; d < vhost.destinations.size(); ++d) {
-      claim(destinations, vhost.destinations[d], "destinations", static_cast<int>(d),
-            "a destination");
+    if (hosts) {
+      for (size_t d = 0; d < vhost.domains.size(); ++d) {
+        claim(domains, vhost.domains[d], "domains", static_cast<int>(d), "a domain");
+      }
+      for (size_t d = 0; d < vhost.destinations.size(); ++d) {
+        claim(destinations, vhost.destinations[d], "destinations", static_cast<int>(d),
+              "a destination");
+      }
     }
     attached.push_back(service_route.virtual_host);
   }
@@ -782,11 +789,21 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
         TranslateRouteConfig(scope, route_config, memo.cluster_names);
     if (!out.has_value()) continue;
     std::vector<std::shared_ptr<const route::VirtualHostConfig>> attached;
-    if (!JoinServiceRoutes(build, joined_here, *out, attached)) continue;
+    if (!JoinServiceRoutes(build, joined_here, *out, /*hosts=*/false, attached)) continue;
     absl::StatusOr<std::unique_ptr<route::RouteTable>> table =
         route::RouteTable::Create(*std::move(out), std::move(attached));
     if (!table.ok()) {
-      scope.Add("", table.status());
+      // A domain or destination a ServiceRoute shares is refused under the ServiceRoute (the
+      // configuration translated again, errors already reported); anything else as Create says.
+      Errors ignored;
+      Errors::Scope again_scope(ignored, "");
+      std::optional<route::RouteConfig> again =
+          TranslateRouteConfig(again_scope, route_config, memo.cluster_names);
+      std::vector<std::shared_ptr<const route::VirtualHostConfig>> unused;
+      if (!again.has_value() ||
+          JoinServiceRoutes(build, joined_here, *again, /*hosts=*/true, unused)) {
+        scope.Add("", table.status());
+      }
       continue;
     }
     std::shared_ptr<const route::RouteTable> shared_table = std::move(table).value();

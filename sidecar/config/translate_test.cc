@@ -469,6 +469,11 @@ TEST(TranslateReuseTest, AddedClustersCostWhatIsAddedNotWhatIsHeld) {
     EXPECT_EQ(ChangedClusters(**first), nullptr);  // built whole
     ASSERT_NE(ChangedClusters(**second), nullptr);
     EXPECT_THAT(*ChangedClusters(**second), ElementsAre("svc-00009"));
+    // For a holder of the snapshot they changed from, and no other.
+    EXPECT_EQ(ChangedClustersSince(**second, first->get()), ChangedClusters(**second));
+    EXPECT_EQ(ChangedClustersSince(**second, second->get()), nullptr);
+    EXPECT_EQ(ChangedClustersSince(**second, nullptr), nullptr);
+    EXPECT_EQ(ChangedClustersSince(**first, nullptr), nullptr);
     added.endpoints = InsertedAt(set.endpoints, 5, AssignmentOf(9, 9009));
     absl::StatusOr<std::shared_ptr<const Snapshot>> third = BuildSnapshot(added, second->get());
     ASSERT_TRUE(third.ok()) << third.status();

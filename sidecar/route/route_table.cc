@@ -306,8 +306,17 @@ absl::Status RouteTable::Index() {
     }
     hosts_.push_back(vhost);
   }
-  // Where each domain was first seen, for the duplicate message.
-  absl::flat_hash_map<absl::string_view, size_t> owner;
+  // A domain two hosts share: the maps it goes into refuse it, and the message names the host
+  // that holds it (found by a search, on that error alone: a table of many hosts is indexed into
+  // one map per kind of domain, not two).
+  auto duplicate = [&](const std::string& path, const std::string& domain,
+                       const VirtualHostConfig* holder) {
+    const size_t at = static_cast<size_t>(std::find(hosts_.begin(), hosts_.end(), holder) -
+                                          hosts_.begin());
+    return absl::InvalidArgumentError(absl::StrCat(path, ": \"", domain,
+                                                   "\" is already a domain of virtual host \"",
+                                                   holder->name, "\" (", HostPath(at), ")"));
+  };
   for (size_t v = 0; v < hosts_.size(); ++v) {
     const VirtualHostConfig& vhost = *hosts_[v];
     for (size_t d = 0; d < vhost.destinations.size(); ++d) {
@@ -330,13 +339,8 @@ absl::Status RouteTable::Index() {
         return absl::InvalidArgumentError(
             absl::StrCat(path(), ": \"", domain, "\" is not lower-case"));
       }
-      auto [it, inserted] = owner.emplace(domain, v);
-      if (!inserted) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(path(), ": \"", domain, "\" is already a domain of virtual host \"",
-                         hosts_[it->second]->name, "\" (", HostPath(it->second), ")"));
-      }
       if (domain == "*") {
+        if (catch_all_ != nullptr) return duplicate(path(), domain, catch_all_);
         catch_all_ = &vhost;
       } else if (domain.front() == '*') {
         const absl::string_view suffix = absl::string_view(domain).substr(1);
@@ -346,9 +350,11 @@ absl::Status RouteTable::Index() {
           suffix_groups_.push_back(SuffixGroup{suffix.size(), {}});
           group = suffix_groups_.end() - 1;
         }
-        group->suffixes.emplace(suffix, &vhost);
+        auto [it, inserted] = group->suffixes.emplace(suffix, &vhost);
+        if (!inserted) return duplicate(path(), domain, it->second);
       } else {
-        exact_.emplace(domain, &vhost);
+        auto [it, inserted] = exact_.emplace(domain, &vhost);
+        if (!inserted) return duplicate(path(), domain, it->second);
       }
     }
   }

@@ -12,6 +12,7 @@
 #include "common/event/timer.h"
 #include "common/net/listener.h"
 #include "common/stats/or_discard.h"
+#include "sidecar/config/translate.h"
 #include "sidecar/listener/access_log.h"
 
 namespace meshlet::sidecar::server {
@@ -310,12 +311,18 @@ std::optional<std::string> Worker::CollectDecisions(std::string request_id, std:
 }
 
 absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial) {
+  // The clusters changed since the snapshot this worker runs, when that is the one the new
+  // snapshot's were taken from: then only those are compared (held until the Update below).
+  const std::shared_ptr<const config::Snapshot> before = std::move(context_->snapshot);
+  const std::vector<std::string>* changed_clusters =
+      config::ChangedClustersSince(*snapshot, before.get());
   context_->snapshot = snapshot;
   for (auto& [name, listener_context] : listener_worker_contexts_) {
     listener_context.context->snapshot = snapshot;
   }
   // Shared with the snapshot, not copied: this worker builds a cluster when a request uses it.
-  clusters_->Update(std::shared_ptr<const cluster::ClusterSet>(snapshot, &snapshot->clusters));
+  clusters_->Update(std::shared_ptr<const cluster::ClusterSet>(snapshot, &snapshot->clusters),
+                    changed_clusters);
   absl::Status first_error;
   std::set<std::string, std::less<>> names;
   for (const config::ListenerConfig& config : snapshot->listeners) {
