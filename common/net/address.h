@@ -9,7 +9,7 @@
 // Size: an IP address is held inline (a sockaddr_in or sockaddr_in6, 28 bytes); a unix socket's
 // sockaddr_un (110 bytes) is allocated once and shared, immutable, by the copies of the address.
 // The whole value is 48 bytes where a sockaddr_storage alone is 128: every endpoint of every
-// cluster a sidecar holds carries one (ADR 0091, "Amended: an endpoint's address..."). Copying an
+// cluster a sidecar holds carries one (ADR 0091, "an endpoint's address in 48 bytes"). Copying an
 // IP address allocates nothing; copying a unix one increments a reference count.
 
 #include <sys/socket.h>
