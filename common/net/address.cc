@@ -33,9 +33,8 @@ char* PutDecimal(char* p, unsigned value) {
 // The dotted quad of an IPv4 address (at most 15 bytes) at `p`; returns the end. Without
 // inet_ntop, which formats through sprintf, and without StrCat's pieces: spans and logs format
 // an address per request.
-char* PutDottedQuad(char* p, const sockaddr_storage& storage) {
-  const auto* b = reinterpret_cast<const unsigned char*>(
-      &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr);
+char* PutDottedQuad(char* p, const sockaddr_in& in) {
+  const auto* b = reinterpret_cast<const unsigned char*>(&in.sin_addr);
   for (int i = 0; i < 4; ++i) {
     if (i > 0) *p++ = '.';
     p = PutDecimal(p, b[i]);
@@ -63,9 +62,11 @@ absl::StatusOr<uint16_t> ParsePort(absl::string_view text, absl::string_view who
 
 }  // namespace
 
-Address::Address() : len_(sizeof(sockaddr_in)), family_(Family::kIPv4) {
-  std::memset(&storage_, 0, sizeof(storage_));
-  storage_.ss_family = AF_INET;
+static_assert(sizeof(sockaddr_un) <= UINT8_MAX, "Address keeps a sockaddr's length in a byte");
+
+Address::Address() : family_(Family::kIPv4), len_(sizeof(sockaddr_in)) {
+  std::memset(&ip_, 0, sizeof(ip_));
+  ip_.in4.sin_family = AF_INET;
 }
 
 absl::StatusOr<Address> Address::FromIp(absl::string_view ip, uint16_t port) {
@@ -74,10 +75,9 @@ absl::StatusOr<Address> Address::FromIp(absl::string_view ip, uint16_t port) {
     return absl::InvalidArgumentError("IP address contains a NUL byte");
   }
   Address a;
-  std::memset(&a.storage_, 0, sizeof(a.storage_));
   if (ip.find(':') == absl::string_view::npos) {
     std::string text(ip);
-    auto* sin = reinterpret_cast<sockaddr_in*>(&a.storage_);
+    sockaddr_in* sin = &a.ip_.in4;
     if (inet_pton(AF_INET, text.c_str(), &sin->sin_addr) != 1) {
       return absl::InvalidArgumentError(
           absl::StrCat("'", ip, "' is not a numeric IPv4 address (names are not resolved here)"));
@@ -98,7 +98,7 @@ absl::StatusOr<Address> Address::FromIp(absl::string_view ip, uint16_t port) {
     }
   }
   std::string text(host);
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
+  sockaddr_in6* sin6 = &a.ip_.in6;
   if (inet_pton(AF_INET6, text.c_str(), &sin6->sin6_addr) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not a valid IPv6 address"));
   }
@@ -125,17 +125,19 @@ absl::StatusOr<Address> Address::FromUnixPath(absl::string_view path) {
   if (path.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError("unix socket path contains a NUL byte");
   }
-  Address a;
-  std::memset(&a.storage_, 0, sizeof(a.storage_));
-  auto* sun = reinterpret_cast<sockaddr_un*>(&a.storage_);
-  if (path.size() >= sizeof(sun->sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unix socket path is ", path.size(), " bytes; the limit is ", sizeof(sun->sun_path) - 1));
+  constexpr size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
+  if (path.size() > kMaxPath) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unix socket path is ", path.size(), " bytes; the limit is ", kMaxPath));
   }
+  auto sun = std::make_shared<sockaddr_un>();
+  std::memset(sun.get(), 0, sizeof(sockaddr_un));
   sun->sun_family = AF_UNIX;
   std::memcpy(sun->sun_path, path.data(), path.size());
-  a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  Address a;
+  a.len_ = static_cast<uint8_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   a.family_ = Family::kUnix;
+  a.unix_ = std::move(sun);
   return a;
 }
 
@@ -196,17 +198,16 @@ absl::StatusOr<Address> Address::FromSockaddr(const struct sockaddr* sa, socklen
     return absl::InvalidArgumentError("socket address is empty");
   }
   Address a;
-  std::memset(&a.storage_, 0, sizeof(a.storage_));
   switch (sa->sa_family) {
     case AF_INET:
       if (len < static_cast<socklen_t>(sizeof(sockaddr_in))) break;
-      std::memcpy(&a.storage_, sa, sizeof(sockaddr_in));
+      std::memcpy(&a.ip_.in4, sa, sizeof(sockaddr_in));
       a.len_ = sizeof(sockaddr_in);
       a.family_ = Family::kIPv4;
       return a;
     case AF_INET6:
       if (len < static_cast<socklen_t>(sizeof(sockaddr_in6))) break;
-      std::memcpy(&a.storage_, sa, sizeof(sockaddr_in6));
+      std::memcpy(&a.ip_.in6, sa, sizeof(sockaddr_in6));
       a.len_ = sizeof(sockaddr_in6);
       a.family_ = Family::kIPv6;
       return a;
@@ -214,9 +215,12 @@ absl::StatusOr<Address> Address::FromSockaddr(const struct sockaddr* sa, socklen
       // The kernel's length covers the path without (or with) its terminator; an unnamed socket
       // (the client end of a connection) has no path at all.
       if (len > static_cast<socklen_t>(sizeof(sockaddr_un))) break;
-      std::memcpy(&a.storage_, sa, len);
-      a.len_ = len;
+      auto sun = std::make_shared<sockaddr_un>();
+      std::memset(sun.get(), 0, sizeof(sockaddr_un));
+      std::memcpy(sun.get(), sa, len);
+      a.len_ = static_cast<uint8_t>(len);
       a.family_ = Family::kUnix;
+      a.unix_ = std::move(sun);
       return a;
     }
     default:
@@ -230,9 +234,9 @@ absl::StatusOr<Address> Address::FromSockaddr(const struct sockaddr* sa, socklen
 uint16_t Address::port() const {
   switch (family_) {
     case Family::kIPv4:
-      return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+      return ntohs(ip_.in4.sin_port);
     case Family::kIPv6:
-      return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+      return ntohs(ip_.in6.sin6_port);
     case Family::kUnix:
       return 0;
   }
@@ -240,8 +244,8 @@ uint16_t Address::port() const {
 }
 
 std::string Address::unix_path() const {
-  if (family_ != Family::kUnix) return "";
-  const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
+  if (family_ != Family::kUnix || unix_ == nullptr) return "";
+  const sockaddr_un* sun = unix_.get();
   size_t max = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
   return std::string(sun->sun_path, strnlen(sun->sun_path, max));
 }
@@ -250,11 +254,11 @@ std::string Address::ip() const {
   char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
   switch (family_) {
     case Family::kIPv4: {
-      char* const end = PutDottedQuad(text, storage_);
+      char* const end = PutDottedQuad(text, ip_.in4);
       return std::string(text, static_cast<size_t>(end - text));
     }
     case Family::kIPv6: {
-      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+      const sockaddr_in6* sin6 = &ip_.in6;
       inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
       if (sin6->sin6_scope_id != 0) return absl::StrCat(text, "%", sin6->sin6_scope_id);
       return text;
@@ -268,9 +272,9 @@ std::string Address::ip() const {
 Address Address::WithPort(uint16_t port) const {
   Address a = *this;
   if (family_ == Family::kIPv4) {
-    reinterpret_cast<sockaddr_in*>(&a.storage_)->sin_port = htons(port);
+    a.ip_.in4.sin_port = htons(port);
   } else if (family_ == Family::kIPv6) {
-    reinterpret_cast<sockaddr_in6*>(&a.storage_)->sin6_port = htons(port);
+    a.ip_.in6.sin6_port = htons(port);
   }
   return a;
 }
@@ -278,9 +282,9 @@ Address Address::WithPort(uint16_t port) const {
 bool Address::IsLoopback() const {
   switch (family_) {
     case Family::kIPv4:
-      return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr) >> 24) == 127;
+      return (ntohl(ip_.in4.sin_addr.s_addr) >> 24) == 127;
     case Family::kIPv6: {
-      const in6_addr& addr = reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr;
+      const in6_addr& addr = ip_.in6.sin6_addr;
       if (IN6_IS_ADDR_LOOPBACK(&addr)) return true;
       return IN6_IS_ADDR_V4MAPPED(&addr) && addr.s6_addr[12] == 127;
     }
@@ -294,7 +298,7 @@ std::string Address::ToString() const {
   switch (family_) {
     case Family::kIPv4: {
       char text[15 + 1 + 5];
-      char* end = PutDottedQuad(text, storage_);
+      char* end = PutDottedQuad(text, ip_.in4);
       *end++ = ':';
       end = PutDecimal(end, port());
       return std::string(text, static_cast<size_t>(end - text));
@@ -311,18 +315,18 @@ bool operator==(const Address& a, const Address& b) {
   if (a.family_ != b.family_) return false;
   switch (a.family_) {
     case Address::Family::kIPv4: {
-      const auto* x = reinterpret_cast<const sockaddr_in*>(&a.storage_);
-      const auto* y = reinterpret_cast<const sockaddr_in*>(&b.storage_);
+      const sockaddr_in* x = &a.ip_.in4;
+      const sockaddr_in* y = &b.ip_.in4;
       return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
     }
     case Address::Family::kIPv6: {
-      const auto* x = reinterpret_cast<const sockaddr_in6*>(&a.storage_);
-      const auto* y = reinterpret_cast<const sockaddr_in6*>(&b.storage_);
+      const sockaddr_in6* x = &a.ip_.in6;
+      const sockaddr_in6* y = &b.ip_.in6;
       return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
              std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(in6_addr)) == 0;
     }
     case Address::Family::kUnix:
-      return a.unix_path() == b.unix_path();
+      return a.unix_ == b.unix_ || a.unix_path() == b.unix_path();
   }
   return false;
 }

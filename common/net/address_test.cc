@@ -140,6 +140,38 @@ TEST(AddressTest, EqualityAndHashing) {
   EXPECT_NE(*Address::Parse("[::1]:80"), *Address::Parse("127.0.0.1:80"));
 }
 
+// Every endpoint of every cluster a sidecar holds carries an Address (the snapshot's
+// EndpointConfig and each worker's Host): an IP one is held inline, without a sockaddr_storage.
+TEST(AddressTest, IsSmall) {
+  EXPECT_LE(sizeof(Address), 48u);
+  const Address v6 = *Address::Parse("[fd00::1%1]:8443");
+  const Address copy = v6;
+  EXPECT_EQ(copy, v6);
+  EXPECT_EQ(copy.sockaddr_len(), sizeof(sockaddr_in6));
+  EXPECT_EQ(copy.in6()->sin6_scope_id, 1u);
+  EXPECT_EQ(copy.in4(), nullptr);
+  EXPECT_EQ(Address::Parse("10.0.0.1:80")->in4()->sin_port, htons(80));
+}
+
+// A unix address's sockaddr is shared by its copies and outlives the one it was parsed into.
+TEST(AddressTest, UnixCopiesShareTheirSockaddr) {
+  Address copy;
+  {
+    const Address original = *Address::Parse("unix:/run/meshlet/a.sock");
+    copy = original;
+    EXPECT_EQ(copy.as_sockaddr(), original.as_sockaddr());
+  }
+  EXPECT_EQ(copy.as_sockaddr()->sa_family, AF_UNIX);
+  EXPECT_EQ(copy.unix_path(), "/run/meshlet/a.sock");
+  EXPECT_EQ(copy, *Address::Parse("unix:/run/meshlet/a.sock"));
+  EXPECT_NE(copy, *Address::Parse("unix:/run/meshlet/b.sock"));
+  EXPECT_EQ(copy.in4(), nullptr);
+  EXPECT_EQ(copy.in6(), nullptr);
+  const std::string longest(sizeof(sockaddr_un::sun_path) - 1, 'p');
+  EXPECT_TRUE(Address::FromUnixPath(longest).ok());
+  EXPECT_FALSE(Address::FromUnixPath(longest + "p").ok());
+}
+
 TEST(AddressTest, FromIp) {
   EXPECT_EQ(Address::FromIp("::1", 5)->ToString(), "[::1]:5");
   EXPECT_EQ(Address::FromIp("1.2.3.4", 5)->ToString(), "1.2.3.4:5");

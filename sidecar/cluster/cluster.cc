@@ -255,6 +255,8 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
     CHECK(factory != nullptr) << "no codec for " << http::ProtocolName(protocol);
     slot = std::make_unique<ConnPool>(loop_, std::move(shared), factory, thresholds_,
                                       std::move(options));
+    ConnPool* pool = slot.get();
+    pool->SetEmptyCallback([this, pool, id = host.id()] { ReleaseEmptyPool(id, pool); });
   }
   return *slot;
 }
@@ -496,6 +498,16 @@ void Cluster::DrainPool(std::unique_ptr<ConnPool> pool) {
     draining_pools_.erase(it);
   });
   raw->Drain();
+}
+
+void Cluster::ReleaseEmptyPool(uint64_t host_id, ConnPool* pool) {
+  auto it = pools_.find(host_id);
+  if (it == pools_.end()) return;
+  HostPools& entry = it->second;
+  std::unique_ptr<ConnPool>& slot = entry.http1.get() == pool ? entry.http1 : entry.http2;
+  if (slot.get() != pool) return;
+  // Fired from inside the pool's own callbacks. The entry keeps the host's transport.
+  loop_.DeferDelete(std::move(slot));
 }
 
 void Cluster::DrainAllPools() {

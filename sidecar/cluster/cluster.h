@@ -118,7 +118,9 @@ class Cluster {
   // to `host` (null: not chosen yet) and asking for an Upgrade when `upgrade`.
   http::Protocol UpstreamProtocol(http::Protocol downstream, const Host* host = nullptr,
                                   bool upgrade = false) const;
-  // The pool for `host` (a host of this cluster) and that upstream protocol.
+  // The pool for `host` (a host of this cluster) and that upstream protocol, made on first use.
+  // A pool left with no connection and no queued request is released at the end of that loop
+  // turn (a refused connect, idle_timeout): use the reference at once, never keep it.
   ConnPool& PoolFor(Host& host, http::Protocol downstream, bool upgrade = false);
   // The transport of new connections to `host` (a host in this cluster's set), made once per
   // host; null: plaintext, which is also what a cluster made without a transport factory gets.
@@ -209,6 +211,10 @@ class Cluster {
   void ClearOverload();
   void PublishOverloadEjected();
   void DrainPool(std::unique_ptr<ConnPool> pool);
+  // `pool`, the pool of host `host_id`, has no connection and no queued request: destroyed at
+  // the end of the loop turn, and made again by the next PoolFor() (the connection that request
+  // needs costs far more).
+  void ReleaseEmptyPool(uint64_t host_id, ConnPool* pool);
   void DrainAllPools();
   void ResetBreaker();
   void PublishBreakerState();

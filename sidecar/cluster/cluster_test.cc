@@ -227,9 +227,10 @@ TEST_F(ClusterTest, EachEndpointGetsTheTransportItsTlsSettingsAskFor) {
   ASSERT_TRUE(refused.failure.has_value());
   EXPECT_EQ(*refused.failure, PoolFailureReason::kConnectFailure);
   EXPECT_TRUE(meshed.requests().empty());
-  ConnPool& meshed_pool = cluster->PoolFor(meshed_host, http::Protocol::kHttp11);
-  EXPECT_EQ(meshed_pool.stats().cx_tls_handshake_fail, 1u);
   EXPECT_EQ(meshed_host.stats().cx_connect_fail, 1u);
+  // The pool left without a connection is released; the plaintext endpoint's keeps its own.
+  loop_.RunUntilIdle();
+  EXPECT_EQ(cluster->pool_count(), 1u);
   const StatsSnapshot stats = registry.Snapshot();
   ASSERT_NE(stats.Find("meshlet_test_tls_failures_total", {}), nullptr);
   EXPECT_EQ(stats.Find("meshlet_test_tls_failures_total", {})->counter, 1u);
@@ -249,6 +250,41 @@ TEST_F(ClusterTest, EachEndpointGetsTheTransportItsTlsSettingsAskFor) {
   EXPECT_EQ(meshed.requests().size(), 1u);
   ASSERT_EQ(made.size(), 3u);
   EXPECT_TRUE(made[2].plaintext);
+}
+
+// A pool with no connection left is released (about 0.5 KB each): a host that refused, or one
+// idle for idle_timeout, keeps none, and the next request gets a new pool (ADR 0091).
+TEST_F(ClusterTest, PoolsWithoutConnectionsAreReleased) {
+  FakeUpstream upstream(loop_);
+  const net::Address closed = [&] {
+    FakeUpstream gone(loop_);
+    return gone.address();
+  }();
+  ClusterConfig config = Config({Endpoint(upstream.address()), Endpoint(closed)});
+  config.pool.idle_timeout = std::chrono::milliseconds(50);
+  auto cluster = Make(config);
+  auto request_to = [&](const net::Address& address) {
+    Request request;
+    cluster->PoolFor(*cluster->host_set().Find(address), http::Protocol::kHttp11)
+        .NewStream(request, request);
+    EXPECT_TRUE(loop_.RunUntil([&] { return request.done(); }, seconds(10)));
+    return request;
+  };
+
+  Request refused = request_to(closed);
+  ASSERT_TRUE(refused.failure.has_value());
+  EXPECT_EQ(*refused.failure, PoolFailureReason::kConnectRefused);
+  loop_.RunUntilIdle();
+  EXPECT_EQ(cluster->pool_count(), 0u);
+
+  EXPECT_EQ(request_to(upstream.address()).status, 200);
+  EXPECT_EQ(cluster->pool_count(), 1u);  // its connection is idle, not closed yet
+  ASSERT_TRUE(loop_.RunUntil([&] { return cluster->pool_count() == 0; }, seconds(10)));
+  loop_.RunUntilIdle();
+  EXPECT_EQ(thresholds_->Active(resilience::ResourceKind::kConnection), 0u);
+  // The next request makes the pool again.
+  EXPECT_EQ(request_to(upstream.address()).status, 200);
+  EXPECT_EQ(upstream.requests().size(), 2u);
 }
 
 TEST_F(ClusterTest, UpstreamProtocolFollowsConfig) {

@@ -786,7 +786,12 @@ void ConnPool::CloseIdleConnections() {
 }
 
 void ConnPool::MaybeFireIdle() {
-  if (!draining_pool_ || !idle() || !idle_callback_) return;
+  if (!idle()) return;
+  if (!draining_pool_) {
+    if (empty_callback_) empty_callback_();  // may DeferDelete this pool
+    return;
+  }
+  if (!idle_callback_) return;
   std::function<void()> callback = std::move(idle_callback_);
   idle_callback_ = nullptr;
   callback();

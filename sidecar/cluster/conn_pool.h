@@ -152,6 +152,12 @@ class ConnPool {
   // Called (once per time the pool becomes empty after Drain()) when the pool has no connection
   // and no queued request; from inside pool callbacks, so destroy the pool with DeferDelete.
   void SetIdleCallback(std::function<void()> callback) { idle_callback_ = std::move(callback); }
+  // Called each time the pool, not draining, is left with no connection and no queued request
+  // (its last connection closed: a failed connect, idle_timeout, the peer), so that its owner
+  // may release it: a pool is about 0.5 KB, and a host that refused its connection, or one the
+  // cluster has not called for idle_timeout, keeps none (Cluster does; ADR 0091). From inside
+  // pool callbacks, so destroy the pool with DeferDelete; it may fire again before that.
+  void SetEmptyCallback(std::function<void()> callback) { empty_callback_ = std::move(callback); }
 
   // Closes connections that have no streams (for tests and memory pressure).
   void CloseIdleConnections();
@@ -226,6 +232,7 @@ class ConnPool {
   event::Timer pending_timer_;
   bool draining_pool_ = false;
   std::function<void()> idle_callback_;
+  std::function<void()> empty_callback_;
   ConnPoolStats stats_;
 };
 

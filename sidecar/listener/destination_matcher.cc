@@ -18,11 +18,10 @@ using Action = CaptureDecision::Action;
 
 // The IP of an IP address (unix addresses never reach here).
 net::IpAddress IpOf(const net::Address& address) {
-  const sockaddr_storage& storage = address.storage();
-  if (storage.ss_family == AF_INET6) {
-    return net::IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6&>(storage).sin6_addr);
+  if (const sockaddr_in6* in6 = address.in6(); in6 != nullptr) {
+    return net::IpAddress::FromV6Bytes(&in6->sin6_addr);
   }
-  return net::IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in&>(storage).sin_addr);
+  return net::IpAddress::FromV4Bytes(&address.in4()->sin_addr);
 }
 
 // `host` on `port`, without going through text.

@@ -10,14 +10,13 @@
 namespace meshlet::sidecar::stream {
 
 void EndpointBytes::Set(const net::Address& address) {
-  const sockaddr_storage& storage = address.storage();
   if (address.family() == net::Address::Family::kIPv4) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(storage);
+    const sockaddr_in& in = *address.in4();
     family = 4;
     port = ntohs(in.sin_port);
     std::memcpy(ip, &in.sin_addr, 4);
   } else if (address.family() == net::Address::Family::kIPv6) {
-    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(storage);
+    const sockaddr_in6& in6 = *address.in6();
     family = 6;
     port = ntohs(in6.sin6_port);
     std::memcpy(ip, &in6.sin6_addr, 16);
