@@ -74,8 +74,8 @@ TEST(InsertPlugin, EmptyListAndNotLast) {
   EditedConf edited =
       InsertPlugin("a.conflist", R"({"cniVersion":"1.0.0","name":"n","plugins":[ ]})", kPlugin)
           .value();
-  EXPECT_EQ(edited.content, std::string(R"({"cniVersion":"1.0.0","name":"n","plugins":[)") +
-                                kPlugin + " ]}");
+  EXPECT_EQ(edited.content,
+            std::string(R"({"cniVersion":"1.0.0","name":"n","plugins":[)") + kPlugin + " ]}");
   EXPECT_EQ(FindPlugin("a.conflist",
                        R"({"name":"n","plugins":[{"type":"meshlet-cni"},{"type":"bridge"}]})")
                 .value(),

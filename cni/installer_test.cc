@@ -70,8 +70,8 @@ TEST_F(InstallerTest, RepairsAFileRewrittenWithoutIt) {
   Installer installer = Make();
   ASSERT_EQ(installer.Ensure().value(), EnsureOutcome::kInserted);
   // Another agent rewrites its configuration (new content, no meshlet-cni).
-  const std::string rewritten = std::string(kBridge).replace(std::string(kBridge).find("cni0"),
-                                                             4, "cni1");
+  const std::string rewritten =
+      std::string(kBridge).replace(std::string(kBridge).find("cni0"), 4, "cni1");
   Write("10-pods.conflist", rewritten);
   EXPECT_EQ(installer.Ensure().value(), EnsureOutcome::kRepaired);
   EXPECT_EQ(FindPlugin("x.conflist", Read("10-pods.conflist")).value(), PluginPlace::kLast);
