@@ -20,11 +20,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
 
+from cni_agent_client import AgentEndpoints, wait_for
 from ports import free_port
 
 AGENT = PLUGIN = None
@@ -42,17 +40,7 @@ BRIDGE = """{
 """
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-class AgentTest(unittest.TestCase):
+class AgentTest(AgentEndpoints, unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="cni-agent-")
         self.conf_dir = os.path.join(self.tmp, "net.d")
@@ -81,21 +69,6 @@ class AgentTest(unittest.TestCase):
         self.agent = subprocess.Popen([AGENT, *self.flags(), "--check-interval", "1s", *extra],
                                       stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.get("/healthz")[0] == 200, 10, "the agent serves /healthz")
-
-    def get(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
-
-    def metric(self, name):
-        for line in self.get("/metrics")[1].splitlines():
-            if line.startswith(name + " "):
-                return int(float(line.split()[-1]))
-        self.fail(f"no metric {name}")
 
     def path(self, name):
         return os.path.join(self.conf_dir, name)
