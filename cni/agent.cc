@@ -136,7 +136,6 @@ absl::Status NodeAgent::Start() {
     return absl::ErrnoToStatus(
         err, absl::StrCat("cannot create the state dir \"", options_.state_dir, "\""));
   }
-  if (absl::Status s = CopyPlugin(); !s.ok()) Failed("copy_plugin", s);
   settle_ = std::make_unique<event::Timer>(loop_, [this] { Check(); });
   periodic_ = std::make_unique<event::Timer>(loop_, [this] { Check(); });
   periodic_->EnableRepeating(options_.check_interval);
@@ -146,8 +145,15 @@ absl::Status NodeAgent::Start() {
 
 absl::Status NodeAgent::CopyPlugin() {
   if (options_.plugin_binary.empty()) return absl::OkStatus();
+  // After the first check, one stat: the installed file is still the one the agent wrote.
+  struct stat st;
+  if (plugin_size_ != 0 && stat(InstalledPlugin(options_).c_str(), &st) == 0 &&
+      static_cast<uint64_t>(st.st_size) == plugin_size_ && (st.st_mode & 0111) != 0) {
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::string> binary = ReadFile(options_.plugin_binary, 256 << 20);
   if (!binary.ok()) return binary.status();
+  plugin_size_ = binary->size();
   absl::StatusOr<std::string> installed = ReadFile(InstalledPlugin(options_), 256 << 20);
   if (installed.ok() && *installed == *binary) return absl::OkStatus();
   if (absl::Status s = WriteFileAtomically(InstalledPlugin(options_), *binary, {.mode = 0755});
@@ -195,7 +201,18 @@ void NodeAgent::Check() {
     }
   }
   if (absl::Status s = WriteKubernetesFiles(); !s.ok()) Failed("kubernetes_files", s);
-  absl::StatusOr<EnsureOutcome> outcome = installer_.Ensure();
+  // Never a chain naming a plugin the runtime cannot find: every sandbox would fail.
+  absl::Status copied = CopyPlugin();
+  if (!copied.ok()) {
+    Failed("copy_plugin", copied);
+    // Out of the chain: pods that are not injected keep starting; injected ones start
+    // uncaptured and their sidecar's capture check keeps them not ready.
+    if (absl::Status s = installer_.Uninstall(); !s.ok()) Failed("uninstall", s);
+  }
+  absl::StatusOr<EnsureOutcome> outcome =
+      copied.ok() ? installer_.Ensure()
+                  : absl::StatusOr<EnsureOutcome>(absl::FailedPreconditionError(
+                        absl::StrCat("the plugin is not installed: ", copied.message())));
   const bool was_in_chain = in_chain_;
   if (!outcome.ok()) {
     in_chain_ = false;

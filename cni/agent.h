@@ -1,7 +1,8 @@
 #pragma once
 
 // meshlet-cni-agent, the node agent of CNI mode (docs/adr/0094, "Amended: the node agent"): it
-// copies the meshlet-cni binary into the node's CNI bin dir, writes the files the plugin reads to
+// copies the meshlet-cni binary into the node's CNI bin dir (again when it goes missing; never
+// in the chain while it is not there), writes the files the plugin reads to
 // reach the API server (CA, ServiceAccount token), keeps meshlet-cni last in the network
 // configuration the runtime uses (Installer: at start, on every change of the conf dir, and every
 // check interval), counts the plugin's outcomes from its log file, and serves /healthz, /readyz
@@ -100,6 +101,7 @@ class NodeAgent {
   bool in_chain_ = false;
   std::string last_error_;
   uint64_t log_offset_ = 0;
+  uint64_t plugin_size_ = 0;  // of the plugin as last copied or compared; 0: not yet
 };
 
 }  // namespace meshlet::cni

@@ -64,10 +64,13 @@ class AgentTest(AgentEndpoints, unittest.TestCase):
                 "--plugin-binary", PLUGIN, "--state-dir", self.state_dir,
                 "--kubernetes-server=", "--http-address", f"127.0.0.1:{self.port}"]
 
-    def start(self, *extra):
-        self.log = open(os.path.join(self.tmp, "agent.log"), "wb")
-        self.agent = subprocess.Popen([AGENT, *self.flags(), "--check-interval", "1s", *extra],
-                                      stdout=self.log, stderr=subprocess.STDOUT)
+    def start(self, *extra, flags=None):
+        if self.agent is not None:  # a second agent after the first stopped
+            self.log.close()
+        self.log = open(os.path.join(self.tmp, "agent.log"), "ab")
+        self.agent = subprocess.Popen(
+            [AGENT, *(flags or self.flags()), "--check-interval", "1s", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.get("/healthz")[0] == 200, 10, "the agent serves /healthz")
 
     def path(self, name):
@@ -135,6 +138,29 @@ class AgentTest(AgentEndpoints, unittest.TestCase):
         self.assertEqual(self.read("10-pods.conflist"), rewritten.encode())
         self.assertEqual(sorted(os.listdir(self.conf_dir)), ["10-pods.conflist"])
         self.assertFalse(os.path.exists(os.path.join(self.bin_dir, "meshlet-cni")))
+
+    def test_never_in_the_chain_without_the_plugin(self):
+        self.write("10-pods.conflist", BRIDGE)
+        installed = os.path.join(self.bin_dir, "meshlet-cni")
+        self.start()
+        wait_for(lambda: self.get("/readyz")[0] == 200, REPAIR_BOUND_S, "ready")
+        # Someone removes the plugin: copied again at the next check.
+        os.unlink(installed)
+        wait_for(lambda: os.path.exists(installed), REPAIR_BOUND_S, "the plugin copied again")
+        self.assertEqual(self.get("/readyz")[0], 200)
+        self.stop()
+        # An agent that cannot install the plugin takes meshlet-cni out of the chain.
+        flags = self.flags()
+        flags[flags.index("--plugin-binary") + 1] = os.path.join(self.tmp, "missing")
+        os.unlink(installed)
+        self.start(flags=flags)
+        wait_for(lambda: self.read("10-pods.conflist") == BRIDGE.encode(), REPAIR_BOUND_S,
+                 "meshlet-cni out of the chain")
+        status, body = self.get("/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn("the plugin is not installed", body)
+        self.assertGreaterEqual(self.metric('meshlet_cni_agent_errors_total{step="copy_plugin"}'),
+                                1)
 
     def test_bad_file_is_reported_and_left_untouched(self):
         self.write("10-pods.conflist", '{"plugins": [')
