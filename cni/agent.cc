@@ -34,6 +34,11 @@ std::string InstalledPlugin(const AgentOptions& options) {
   return absl::StrCat(options.cni_bin_dir, "/", kPluginType);
 }
 
+// Where the plugin's bundle goes: CNI_BIN/meshlet-cni.d (the launcher's contract).
+std::string InstalledBundle(const AgentOptions& options) {
+  return absl::StrCat(options.cni_bin_dir, "/", kPluginType, ".d");
+}
+
 template <typename T>
 T Must(absl::StatusOr<T> metric) {
   CHECK_OK(metric.status());
@@ -143,25 +148,48 @@ absl::Status NodeAgent::Start() {
   return absl::OkStatus();
 }
 
-absl::Status NodeAgent::CopyPlugin() {
-  if (options_.plugin_binary.empty()) return absl::OkStatus();
-  // After the first check, one stat: the installed file is still the one the agent wrote.
+// `from` copied to `to` (mode 0755) unless `to` already holds it: after the first comparison
+// (`*size` 0), one stat that finds it executable and of the size copied.
+absl::Status CopyIfChanged(const std::string& from, const std::string& to, uint64_t* size) {
   struct stat st;
-  if (plugin_size_ != 0 && stat(InstalledPlugin(options_).c_str(), &st) == 0 &&
-      static_cast<uint64_t>(st.st_size) == plugin_size_ && (st.st_mode & 0111) != 0) {
+  if (*size != 0 && stat(to.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == *size &&
+      (st.st_mode & 0111) != 0) {
     return absl::OkStatus();
   }
-  absl::StatusOr<std::string> binary = ReadFile(options_.plugin_binary, 256 << 20);
+  absl::StatusOr<std::string> binary = ReadFile(from, 256 << 20);
   if (!binary.ok()) return binary.status();
-  plugin_size_ = binary->size();
-  absl::StatusOr<std::string> installed = ReadFile(InstalledPlugin(options_), 256 << 20);
+  *size = binary->size();
+  absl::StatusOr<std::string> installed = ReadFile(to, 256 << 20);
   if (installed.ok() && *installed == *binary) return absl::OkStatus();
-  if (absl::Status s = WriteFileAtomically(InstalledPlugin(options_), *binary, {.mode = 0755});
-      !s.ok()) {
-    return s;
-  }
-  LOG(INFO) << "meshlet-cni-agent: installed " << InstalledPlugin(options_);
+  if (absl::Status s = WriteFileAtomically(to, *binary, {.mode = 0755}); !s.ok()) return s;
+  LOG(INFO) << "meshlet-cni-agent: installed " << to;
   return absl::OkStatus();
+}
+
+absl::Status NodeAgent::CopyPlugin() {
+  // The bundle first: the launcher never runs without what it starts.
+  if (!options_.plugin_bundle.empty()) {
+    absl::StatusOr<std::vector<std::string>> names = ListFiles(options_.plugin_bundle);
+    if (!names.ok()) return names.status();
+    if (names->empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("the plugin bundle \"", options_.plugin_bundle, "\" is empty"));
+    }
+    const std::string dir = InstalledBundle(options_);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      const int err = errno;
+      return absl::ErrnoToStatus(err, absl::StrCat("cannot create \"", dir, "\""));
+    }
+    for (const std::string& name : *names) {
+      if (absl::Status s = CopyIfChanged(absl::StrCat(options_.plugin_bundle, "/", name),
+                                         absl::StrCat(dir, "/", name), &bundle_sizes_[name]);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (options_.plugin_binary.empty()) return absl::OkStatus();
+  return CopyIfChanged(options_.plugin_binary, InstalledPlugin(options_), &plugin_size_);
 }
 
 absl::Status NodeAgent::WriteKubernetesFiles() {
@@ -275,7 +303,8 @@ void NodeAgent::ReadPluginLog() {
   log_offset_ += complete;
   if (log_offset_ > options_.max_plugin_log_bytes) {
     if (rename(path.c_str(), (path + ".1").c_str()) != 0) {
-      Failed("plugin_log", absl::ErrnoToStatus(errno, absl::StrCat("rotating ", path)));
+      const int err = errno;
+      Failed("plugin_log", absl::ErrnoToStatus(err, absl::StrCat("rotating ", path)));
       return;
     }
     log_offset_ = 0;
@@ -313,13 +342,24 @@ absl::Status NodeAgent::Stop(bool uninstall) {
     Failed("uninstall", status);
     return status;
   }
-  // The plugin is out of the chain: its binary and files can go.
-  for (const std::string& path :
-       {InstalledPlugin(options_), CaFile(options_), TokenFile(options_)}) {
+  // The plugin is out of the chain: its binary, bundle and files can go.
+  std::vector<std::string> paths = {InstalledPlugin(options_), CaFile(options_),
+                                    TokenFile(options_)};
+  for (const auto& [name, unused] : bundle_sizes_) {
+    paths.push_back(absl::StrCat(InstalledBundle(options_), "/", name));
+  }
+  for (const std::string& path : paths) {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-      status = absl::ErrnoToStatus(errno, absl::StrCat("cannot remove \"", path, "\""));
+      const int err = errno;
+      status = absl::ErrnoToStatus(err, absl::StrCat("cannot remove \"", path, "\""));
       Failed("uninstall", status);
     }
+  }
+  if (!bundle_sizes_.empty() && rmdir(InstalledBundle(options_).c_str()) != 0 && errno != ENOENT) {
+    const int err = errno;
+    status =
+        absl::ErrnoToStatus(err, absl::StrCat("cannot remove \"", InstalledBundle(options_), "\""));
+    Failed("uninstall", status);
   }
   LOG(INFO) << "meshlet-cni-agent: uninstalled";
   return status;

@@ -32,7 +32,11 @@ namespace meshlet::cni {
 struct AgentOptions {
   std::string cni_conf_dir = "/etc/cni/net.d";
   std::string cni_bin_dir = "/opt/cni/bin";
-  std::string plugin_binary;  // the meshlet-cni to copy into cni_bin_dir
+  std::string plugin_binary;  // what to copy into cni_bin_dir as meshlet-cni
+  // A directory whose files are copied to cni_bin_dir/meshlet-cni.d first: the plugin with the
+  // loader and libraries it loads, which //cni:meshlet-cni-launcher (then the plugin_binary)
+  // runs it with. Empty: plugin_binary is the plugin itself.
+  std::string plugin_bundle;
   // The agent's state and the plugin's files: install state, ca.crt, token, the plugin's log.
   // A host path: the plugin, run by the runtime on the node, reads them at these paths.
   std::string state_dir = "/var/run/meshlet-cni";
@@ -102,6 +106,7 @@ class NodeAgent {
   std::string last_error_;
   uint64_t log_offset_ = 0;
   uint64_t plugin_size_ = 0;  // of the plugin as last copied or compared; 0: not yet
+  std::map<std::string, uint64_t> bundle_sizes_;  // the same for each file of the bundle
 };
 
 }  // namespace meshlet::cni

@@ -47,6 +47,10 @@ std::vector<flags::Flag> Table(Flags* f) {
                         "Where the runtime finds CNI plugins; the plugin binary is copied here."),
       flags::StringFlag("--plugin-binary", "PATH", &f->agent.plugin_binary,
                         "The meshlet-cni binary to install (none: not copied)."),
+      flags::StringFlag("--plugin-bundle", "DIR", &f->agent.plugin_bundle,
+                        "Files copied to CNI_BIN/meshlet-cni.d before --plugin-binary: the plugin "
+                        "with its loader and libraries, for --plugin-binary=meshlet-cni-launcher "
+                        "(none: --plugin-binary is the plugin itself)."),
       flags::StringFlag("--state-dir", "DIR", &f->agent.state_dir,
                         "A node directory for the install state and the files the plugin reads "
                         "(ca.crt, token, cni.log); the same path on the node and in the agent."),

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 #include <vector>
@@ -55,22 +56,6 @@ absl::StatusOr<std::optional<State>> LoadState(const std::string& path) {
                .written = std::string(lines[5].substr(original_size))};
 }
 
-absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) {
-    const int err = errno;
-    return absl::ErrnoToStatus(err, absl::StrCat("cannot list CNI conf dir \"", dir, "\""));
-  }
-  std::vector<std::string> names;
-  while (const dirent* entry = readdir(d)) {
-    if (entry->d_type == DT_REG || entry->d_type == DT_UNKNOWN || entry->d_type == DT_LNK) {
-      names.emplace_back(entry->d_name);
-    }
-  }
-  closedir(d);
-  return names;
-}
-
 // The file's permission bits, or 0644 when it cannot be read.
 mode_t ModeOf(const std::string& path) {
   struct stat st;
@@ -84,6 +69,24 @@ absl::Status RemoveFile(const std::string& path) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    const int err = errno;
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot list \"", dir, "\""));
+  }
+  std::vector<std::string> names;
+  while (const dirent* entry = readdir(d)) {
+    struct stat st;
+    if (stat(absl::StrCat(dir, "/", entry->d_name).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      names.emplace_back(entry->d_name);
+    }
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 absl::string_view EnsureOutcomeName(EnsureOutcome outcome) {
   switch (outcome) {
@@ -100,7 +103,7 @@ absl::string_view EnsureOutcomeName(EnsureOutcome outcome) {
 }
 
 absl::StatusOr<EnsureOutcome> Installer::Ensure() {
-  absl::StatusOr<std::vector<std::string>> names = ListDir(options_.conf_dir);
+  absl::StatusOr<std::vector<std::string>> names = ListFiles(options_.conf_dir);
   if (!names.ok()) return names.status();
   std::optional<std::string> selected = SelectConfFile(*std::move(names));
   if (!selected) return EnsureOutcome::kNoConfig;
@@ -165,7 +168,7 @@ absl::Status Installer::Uninstall() {
   absl::StatusOr<std::optional<State>> loaded = LoadState(options_.state_file);
   if (!loaded.ok()) return loaded.status();
   const std::optional<State>& state = *loaded;
-  absl::StatusOr<std::vector<std::string>> names = ListDir(options_.conf_dir);
+  absl::StatusOr<std::vector<std::string>> names = ListFiles(options_.conf_dir);
   if (!names.ok()) return names.status();
   std::optional<std::string> selected = SelectConfFile(*std::move(names));
   if (selected) {

@@ -11,11 +11,16 @@
 // written. Blocking file I/O; one Installer per conf dir, used from one thread.
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace meshlet::cni {
+
+// The names of the regular files in `dir` (symlinks followed), sorted. NotFound and the like
+// (naming the dir) when it cannot be read.
+absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir);
 
 struct InstallerOptions {
   std::string conf_dir;    // the runtime's CNI conf dir (/etc/cni/net.d)

@@ -55,7 +55,8 @@ BINARIES = {
         ("control-plane/cli/meshctl", "meshctl"),
     ],
     "meshlet-testapp": [("tests/e2e/testapp/testapp", "testapp")],
-    "meshlet-cni": [("cni/meshlet-cni-agent", "meshlet-cni-agent"), ("cni/meshlet-cni", "meshlet-cni")],
+    "meshlet-cni": [("cni/meshlet-cni-agent", "meshlet-cni-agent"), ("cni/meshlet-cni", "meshlet-cni"),
+                    ("cni/meshlet-cni-launcher", "meshlet-cni-launcher")],
 }
 # Built when no image is named: the images every run of the e2e harness needs. meshlet-cni (CNI
 # mode's node agent) only when asked for (./dev images asks for all).
@@ -127,7 +128,7 @@ def fill_context(image, bin_dir, context, strip_debug=True):
     """Writes bin/, root/ and etc/ of `image` into `context`; returns the files' total size.
     With strip_debug the binaries lose their DWARF sections (--config=opt's -g1 line tables,
     some 80 % of their size) but keep their symbol table, so stack traces still name functions."""
-    for sub in ("bin", "root", "etc", "data"):
+    for sub in ("bin", "root", "etc", "data", "bundle"):
         shutil.rmtree(os.path.join(context, sub), ignore_errors=True)
     bin_out = os.path.join(context, "bin")
     root = os.path.join(context, "root")
@@ -167,6 +168,14 @@ def fill_context(image, bin_dir, context, strip_debug=True):
     for elf in elves:
         for lib in shared_libraries(elf):
             copy_into(root, lib)
+    if image == "meshlet-cni":
+        # The plugin as the agent installs it on a node: beside the loader and every library it
+        # loads, which the static meshlet-cni-launcher runs it with (cni/launcher_main.cc).
+        bundle = os.path.join(context, "bundle")
+        os.makedirs(bundle)
+        shutil.copy2(os.path.join(bin_out, "meshlet-cni"), bundle)
+        for lib in shared_libraries(os.path.join(bin_dir, "cni/meshlet-cni")):
+            shutil.copy2(os.path.realpath(lib), os.path.join(bundle, os.path.basename(lib)))
 
     total = 0
     for d, _, files in os.walk(context):

@@ -10,7 +10,9 @@ passes no pod, so the plugin passes it through); podman rewriting the conflist (
 removed and created again, as another agent would) is repaired within a bound and counted;
 SIGTERM with --uninstall-on-exit leaves podman's conflist byte for byte as podman wrote it.
 The image the container runs is meshlet-cni, built by deploy/images/build.py from the Bazel tree
-of MESHLET_CNI_AGENT (cni/meshlet-cni beside it).
+of MESHLET_CNI_AGENT; the agent installs the plugin from it as the DaemonSet does: the static
+meshlet-cni-launcher as the node's meshlet-cni, the plugin with its loader and libraries in
+meshlet-cni.d/ beside it.
 
 Needs root, podman, runc and /usr/lib/cni/{bridge,host-local,portmap,firewall,tuning}; without
 them it prints "SKIP: ..." and passes. Removes its network, bridge, host-local state, storage
@@ -130,6 +132,14 @@ network_config_dir = "{self.conf_dir}"
                            capture_output=True, text=True, env=self.env, timeout=600)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.podman("load", "-i", os.path.join(self.tmp, "images", "meshlet-cni.oci.tar"))
+        # The plugin as the DaemonSet installs it: the image's static launcher and its bundle
+        # (the plugin with its loader and libraries).
+        self.podman("create", "--name", f"{NETWORK}-files", f"localhost/meshlet-cni:{TAG}")
+        launcher = os.path.join(self.tmp, "meshlet-cni-launcher")
+        bundle = os.path.join(self.tmp, "bundle")
+        self.podman("cp", f"{NETWORK}-files:/usr/local/bin/meshlet-cni-launcher", launcher)
+        self.podman("cp", f"{NETWORK}-files:/usr/local/lib/meshlet-cni", bundle)
+        self.podman("rm", f"{NETWORK}-files")
         path, written_by_podman = self.create_network()
 
         log_path = os.path.join(self.tmp, "agent.log")
@@ -137,7 +147,7 @@ network_config_dir = "{self.conf_dir}"
         self.agent = subprocess.Popen(
             [os.path.join(BIN_DIR, "cni", "meshlet-cni-agent"), "--cni-conf-dir", self.conf_dir,
              "--cni-bin-dir", self.bin_dir,
-             "--plugin-binary", os.path.join(BIN_DIR, "cni", "meshlet-cni"),
+             "--plugin-binary", launcher, "--plugin-bundle", bundle,
              "--state-dir", self.state_dir, "--kubernetes-server=",
              "--http-address", "127.0.0.1:0", "--check-interval", "1s",
              "--uninstall-on-exit"], stdout=self.agent_log, stderr=subprocess.STDOUT)
@@ -149,6 +159,8 @@ network_config_dir = "{self.conf_dir}"
         self.port = int(wait_for(serving, 10, "the agent serving"))
         wait_for(lambda: self.get("/readyz")[0] == 200, 10, "the agent ready")
         self.assertEqual(self.last_plugin(path), "meshlet-cni")
+        self.assertIn("ld-linux-x86-64.so.2",
+                      os.listdir(os.path.join(self.bin_dir, "meshlet-cni.d")))
 
         # A container on the network: its sandbox goes through the chain, meshlet-cni last.
         run = self.podman("run", "--rm", "--network", NETWORK, "--entrypoint",
@@ -176,6 +188,7 @@ network_config_dir = "{self.conf_dir}"
         with open(path, "rb") as f:
             self.assertEqual(f.read(), written_by_podman)
         self.assertFalse(os.path.exists(os.path.join(self.bin_dir, "meshlet-cni")))
+        self.assertFalse(os.path.exists(os.path.join(self.bin_dir, "meshlet-cni.d")))
 
 
 if __name__ == "__main__":
