@@ -50,6 +50,8 @@ T Must(absl::StatusOr<T> metric) {
 struct NodeAgent::Watch {
   uv_fs_event_t handle;
   NodeAgent* agent;
+  ino_t inode;  // of the directory watched, when the watch was set
+  timespec ctime;
 };
 
 std::string StateFile(const AgentOptions& options) { return options.state_dir + "/install-state"; }
@@ -208,9 +210,24 @@ absl::Status NodeAgent::WriteKubernetesFiles() {
 
 void NodeAgent::Check() {
   checks_.Inc();
-  if (watch_ == nullptr) {  // the conf dir may appear later, or have been replaced
+  // A watch dies with its directory. A conf dir removed and created again may have the same
+  // inode number, so the watch is renewed whenever the directory changed since it was set
+  // (inode or ctime, which entries added or removed also move): cheap, and the Ensure() below
+  // runs after the new watch is set, so nothing written in between is missed.
+  struct stat dir_stat;
+  const bool dir_exists = stat(options_.cni_conf_dir.c_str(), &dir_stat) == 0;
+  if (watch_ != nullptr && (!dir_exists || dir_stat.st_ino != watch_->inode ||
+                            dir_stat.st_ctim.tv_sec != watch_->ctime.tv_sec ||
+                            dir_stat.st_ctim.tv_nsec != watch_->ctime.tv_nsec)) {
+    uv_fs_event_stop(&watch_->handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch_.release()->handle),
+             [](uv_handle_t* handle) { delete static_cast<Watch*>(handle->data); });
+  }
+  if (watch_ == nullptr && dir_exists) {  // the conf dir may appear later
     auto watch = std::make_unique<Watch>();
     watch->agent = this;
+    watch->inode = dir_stat.st_ino;
+    watch->ctime = dir_stat.st_ctim;
     uv_fs_event_init(loop_.uv_loop(), &watch->handle);
     watch->handle.data = watch.get();
     const int rc = uv_fs_event_start(

@@ -133,6 +133,21 @@ class AgentTest(AgentEndpoints, unittest.TestCase):
         self.assertEqual(self.metric("meshlet_cni_conflist_repairs_total"), 1)
         self.assertEqual(self.get("/readyz")[0], 200)
 
+        # The conf dir removed and created again (the node's network plugin reinstalled): the
+        # new directory is watched, so what is written there is repaired at once, not at the
+        # periodic check (60 s for this test's second agent).
+        self.stop()
+        self.start("--uninstall-on-exit", "--check-interval", "60s")
+        wait_for(lambda: self.get("/readyz")[0] == 200, REPAIR_BOUND_S, "ready again")
+        shutil.rmtree(self.conf_dir)
+        os.mkdir(self.conf_dir)
+        # The old directory's watch reports its removal; that check watches the new one.
+        wait_for(lambda: self.get("/readyz")[0] == 503, REPAIR_BOUND_S, "not ready, no conflist")
+        rewritten = BRIDGE.replace("cni0", "cni2")
+        self.write("10-pods.conflist", rewritten)
+        wait_for(lambda: self.meshlet_last("10-pods.conflist"), REPAIR_BOUND_S,
+                 "meshlet-cni in the new directory's conflist")
+
         # SIGTERM with --uninstall-on-exit: the file exactly as its writer left it.
         self.stop()
         self.assertEqual(self.read("10-pods.conflist"), rewritten.encode())
