@@ -32,6 +32,8 @@ using inject::Text;
 constexpr char kDefaultNamespace[] = "meshlet-system";
 // The install Job's Role (k8s/etcd/secrets-job.yaml).
 constexpr char kInstallRole[] = "meshlet-install";
+// The CNI node agent's image and the name its objects start with (k8s/cni).
+constexpr char kCniImage[] = "meshlet-cni";
 
 const char* Manifest(absl::string_view name) {
   for (const EmbeddedFile* f = kManifests; f->name != nullptr; ++f) {
@@ -136,6 +138,11 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
            "install as this control-plane revision, beside others (docs/upgrades.md): its "
            "objects named meshlet-control-plane-REVISION, its webhook injecting namespaces and "
            "pods labelled meshlet.io/rev=REVISION (default: the unnamed revision)"},
+          {"cni",
+           "true: traffic capture programmed by the meshlet-cni plugin on each node (the node "
+           "agent's DaemonSet is installed, and injected pods need no capability); false: by a "
+           "privileged init container in each pod (default)"},
+          {"cniImage", "the CNI node agent's image (meshlet-cni:<version>)"},
           {"caSecret",
            "a Secret with tls.crt (the signing certificate and its chain) and tls.key the "
            "workload CA signs with; revisions side by side need the same one (default: a root "
@@ -234,6 +241,12 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
   } else if (key == "caSecret") {
     if (!config::IsDnsSubdomain(value)) return bad("must be a Secret name (a DNS subdomain)");
     options.ca_secret = value;
+  } else if (key == "cni") {
+    if (value != "true" && value != "false") return bad("must be true or false");
+    options.cni = value == "true";
+  } else if (key == "cniImage") {
+    if (absl::Status s = inject::CheckImage(value); !s.ok()) return bad(s.message());
+    options.cni_image = value;
   } else if (key == "webhook.failurePolicy") {
     if (value != "Fail" && value != "Ignore") return bad("must be Fail or Ignore");
     options.failure_policy = value;
@@ -312,6 +325,8 @@ absl::StatusOr<std::vector<YAML::Node>> LoadObjects(const InstallOptions& option
         if (persistent) manifests.push_back("install/store.yaml");
         if (!options.etcd.empty()) manifests.push_back("etcd/secrets-job.yaml");
         if (options.etcd == kBundledEtcd) manifests.push_back("etcd/etcd.yaml");
+        // The plugin on the nodes before the control plane injects pods that rely on it.
+        if (options.cni) manifests.push_back("cni/cni.yaml");
         for (const char* manifest : manifests) {
           absl::StatusOr<std::vector<YAML::Node>> store = LoadManifest(manifest);
           if (!store.ok()) return store.status();
@@ -507,6 +522,17 @@ void SetUpControlPlane(YAML::Node deployment, const InstallOptions& options,
   if (!options.revision.empty()) {
     AddArg(container, absl::StrCat("--revision=", options.revision));
   }
+  if (options.cni) AddArg(container, "--inject-capture=cni");
+}
+
+// The CNI node agent's DaemonSet (k8s/cni): the common labels in its selector, its image as
+// k8s/cni's kustomization names it, or --set cniImage.
+void SetUpCniNodeAgent(YAML::Node daemonset, const InstallOptions& options,
+                       const YAML::Node& labels, absl::string_view version) {
+  AddLabels(Child(Child(daemonset["spec"], "selector"), "matchLabels"), labels);
+  AddLabels(Child(Child(daemonset["spec"]["template"], "metadata"), "labels"), labels);
+  FirstContainer(daemonset)["image"] = StringNode(
+      options.cni_image.empty() ? absl::StrCat(kCniImage, ":", version) : options.cni_image);
 }
 
 YAML::Node Expression(absl::string_view key, absl::string_view op,
@@ -585,6 +611,8 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     } else if (kind == "Role" && Text(object["metadata"]["name"]) == kInstallRole &&
                options.etcd != kBundledEtcd) {
       KeepStoreKeyRulesOnly(object);
+    } else if (kind == "DaemonSet") {
+      SetUpCniNodeAgent(object, options, labels, version);
     } else if (kind == "StatefulSet") {
       SetUpBundledEtcd(object, options, labels);
     } else if (kind == "Deployment") {
@@ -629,8 +657,8 @@ std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, b
     if (keep_data && (kind == "Namespace" || kind == "PersistentVolumeClaim")) continue;
     const std::string name = Text(Field(Field(*it, "metadata"), "name"));
     if (revision && (kind == "Namespace" || name == "meshlet-viewer" || name == "meshlet-editor" ||
-                     name == "meshlet-admin")) {
-      continue;  // the mesh's, shared with its other revisions
+                     name == "meshlet-admin" || absl::StartsWith(name, kCniImage))) {
+      continue;  // the mesh's, shared with its other revisions (the CNI node agent too)
     }
     out.push_back(*it);
   }

@@ -11,13 +11,13 @@
 // the data directory on the claim. InstallOptions (from --set KEY=VALUE) change the namespace
 // (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
 // exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
-// policy. With etcd (--set etcd=https://...) the store is etcd, shared by several replicas
-// (RollingUpdate, each named after its pod, the data volume an emptyDir), the install Job of
-// k8s/etcd/secrets-job.yaml makes the Secrets of secrets.h once, and the control plane mounts
-// the store key (and the etcd client certificate of the etcd.tlsSecret Secret); --set
-// etcd=bundled adds a three-member etcd over TLS (k8s/etcd/etcd.yaml: StatefulSet, headless
-// Service, PodDisruptionBudget, NetworkPolicy) with the install's certificates, and points the
-// control plane at it with its client certificate.
+// policy, CNI mode (--set cni=true: k8s/cni's node agent rendered too). With etcd (--set
+// etcd=https://...) the store is etcd, shared by several replicas (RollingUpdate, each named after
+// its pod, the data volume an emptyDir), the install Job of k8s/etcd/secrets-job.yaml makes the
+// Secrets of secrets.h once, and the control plane mounts the store key (and the etcd client
+// certificate of the etcd.tlsSecret Secret); --set etcd=bundled adds a three-member etcd over TLS
+// (k8s/etcd/etcd.yaml: StatefulSet, headless Service, PodDisruptionBudget, NetworkPolicy) with the
+// install's certificates, and points the control plane at it with its client certificate.
 //
 // CheckInstall() (check.cc) reads a rendered install (any origin: meshctl, kustomize, hand edits)
 // for the mistakes visible offline, each named by object and field.
@@ -78,6 +78,11 @@ struct InstallOptions {
   // workload CA signs with (--ca-cert, --ca-key) instead of a root of its own: what revisions
   // side by side must share, so that their workloads trust each other. Empty: none.
   std::string ca_secret;
+  // CNI mode (docs/adr/0094): the node agent's DaemonSet (k8s/cni: the meshlet-cni plugin on
+  // every node) is rendered before the control plane, which injects with --inject-capture=cni:
+  // no privileged init container in any pod.
+  bool cni = false;
+  std::string cni_image;  // the node agent's; empty: meshlet-cni:<version>
 };
 
 // The --set keys, in the order help lists them, with what each takes.

@@ -40,6 +40,58 @@ TEST(InstallTest, DefaultsRenderTheInstallAndPassTheirOwnCheck) {
   EXPECT_TRUE(CheckInstall(objects).empty());
 }
 
+// --set cni=true: the node agent's DaemonSet (k8s/cni) before the control plane, which injects
+// for the plugin; the install's checks pass; uninstalling a revision keeps the shared agent.
+TEST(InstallTest, CniModeRendersTheNodeAgentAndInjectsForIt) {
+  InstallOptions options;
+  ASSERT_TRUE(SetOption(options, "cni=true").ok());
+  ASSERT_TRUE(SetOption(options, "namespace=mesh").ok());
+  EXPECT_FALSE(SetOption(options, "cni=yes").ok());
+  absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  ASSERT_EQ(objects->size(), Defaults().size() + 4);
+  int daemonset = -1, deployment = -1;
+  for (size_t i = 0; i < objects->size(); ++i) {
+    const YAML::Node& o = (*objects)[i];
+    const std::string kind = Text(o["kind"]);
+    if (kind == "DaemonSet") daemonset = static_cast<int>(i);
+    if (kind == "Deployment") deployment = static_cast<int>(i);
+    if (kind != "ClusterRole" && kind != "ClusterRoleBinding" && kind != "Namespace" &&
+        kind != "MutatingWebhookConfiguration") {
+      EXPECT_EQ(Text(o["metadata"]["namespace"]), "mesh") << kind;
+    }
+    if (Text(o["metadata"]["name"]) == "meshlet-cni" && kind == "ClusterRoleBinding") {
+      EXPECT_EQ(Text(o["subjects"][0]["namespace"]), "mesh");
+    }
+  }
+  ASSERT_GE(daemonset, 0);
+  ASSERT_GT(deployment, daemonset);
+  const YAML::Node agent = (*objects)[daemonset];
+  EXPECT_EQ(Text(agent["spec"]["template"]["spec"]["containers"][0]["image"]), "meshlet-cni:0.1.0");
+  EXPECT_EQ(Text(agent["spec"]["selector"]["matchLabels"]["app.kubernetes.io/part-of"]), "meshlet");
+  std::vector<std::string> args;
+  for (const YAML::Node& arg :
+       (*objects)[deployment]["spec"]["template"]["spec"]["containers"][0]["args"]) {
+    args.push_back(arg.Scalar());
+  }
+  EXPECT_NE(std::find(args.begin(), args.end(), "--inject-capture=cni"), args.end());
+  EXPECT_TRUE(CheckInstall(*objects).empty()) << absl::StrJoin(CheckInstall(*objects), "\n");
+  for (const YAML::Node& o : UninstallOrder(*objects, false, /*revision=*/true)) {
+    EXPECT_NE(Text(o["kind"]), "DaemonSet");
+  }
+  // Without it: no agent, and the control plane injects meshlet-init as before.
+  for (const YAML::Node& o : Defaults()) EXPECT_NE(Text(o["kind"]), "DaemonSet");
+  ASSERT_TRUE(SetOption(options, "cniImage=registry.example/meshlet-cni:9").ok());
+  objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok());
+  for (const YAML::Node& o : *objects) {
+    if (Text(o["kind"]) == "DaemonSet") {
+      EXPECT_EQ(Text(o["spec"]["template"]["spec"]["containers"][0]["image"]),
+                "registry.example/meshlet-cni:9");
+    }
+  }
+}
+
 // A revision beside the unnamed install: its own names everywhere they are its own, the mesh's
 // namespace and operator roles shared, its webhook selecting the namespaces and pods labelled
 // for it, the CA from the shared Secret; and it passes the install's own checks.

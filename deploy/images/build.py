@@ -6,8 +6,9 @@
 
 --bin-dir is a Bazel output tree (bazel-bin, or a test's runfiles directory) holding
 sidecar/sidecar, control-plane/control-plane, control-plane/cli/meshctl and
-tests/e2e/testapp/testapp. For each image (all by default: meshlet-proxy, meshlet-control-plane,
-meshlet-testapp) it fills a build context, a temporary directory, with the image's Dockerfile
+tests/e2e/testapp/testapp (and cni/meshlet-cni-agent, cni/meshlet-cni for meshlet-cni). For each
+image (by default meshlet-proxy, meshlet-control-plane, meshlet-testapp; meshlet-cni when named)
+it fills a build context, a temporary directory, with the image's Dockerfile
 and:
 
   bin/    the image's binaries, without their debug sections (strip --strip-debug: the symbol
@@ -54,11 +55,17 @@ BINARIES = {
         ("control-plane/cli/meshctl", "meshctl"),
     ],
     "meshlet-testapp": [("tests/e2e/testapp/testapp", "testapp")],
+    "meshlet-cni": [("cni/meshlet-cni-agent", "meshlet-cni-agent"), ("cni/meshlet-cni", "meshlet-cni"),
+                    ("cni/meshlet-cni-launcher", "meshlet-cni-launcher")],
 }
+# Built when no image is named: the images every run of the e2e harness needs. meshlet-cni (CNI
+# mode's node agent) only when asked for (./dev images asks for all).
+DEFAULT_IMAGES = ["meshlet-proxy", "meshlet-control-plane", "meshlet-testapp"]
 DOCKERFILES = {
     "meshlet-proxy": "proxy.Dockerfile",
     "meshlet-control-plane": "control-plane.Dockerfile",
     "meshlet-testapp": "testapp.Dockerfile",
+    "meshlet-cni": "cni.Dockerfile",
 }
 
 # The proxy image's iptables: the nf_tables multi-call binary under the names the sidecar's init
@@ -121,7 +128,7 @@ def fill_context(image, bin_dir, context, strip_debug=True):
     """Writes bin/, root/ and etc/ of `image` into `context`; returns the files' total size.
     With strip_debug the binaries lose their DWARF sections (--config=opt's -g1 line tables,
     some 80 % of their size) but keep their symbol table, so stack traces still name functions."""
-    for sub in ("bin", "root", "etc", "data"):
+    for sub in ("bin", "root", "etc", "data", "bundle"):
         shutil.rmtree(os.path.join(context, sub), ignore_errors=True)
     bin_out = os.path.join(context, "bin")
     root = os.path.join(context, "root")
@@ -161,6 +168,14 @@ def fill_context(image, bin_dir, context, strip_debug=True):
     for elf in elves:
         for lib in shared_libraries(elf):
             copy_into(root, lib)
+    if image == "meshlet-cni":
+        # The plugin as the agent installs it on a node: beside the loader and every library it
+        # loads, which the static meshlet-cni-launcher runs it with (cni/launcher_main.cc).
+        bundle = os.path.join(context, "bundle")
+        os.makedirs(bundle)
+        shutil.copy2(os.path.join(bin_out, "meshlet-cni"), bundle)
+        for lib in shared_libraries(os.path.join(bin_dir, "cni/meshlet-cni")):
+            shutil.copy2(os.path.realpath(lib), os.path.join(bundle, os.path.basename(lib)))
 
     total = 0
     for d, _, files in os.walk(context):
@@ -245,9 +260,10 @@ def main():
     p.add_argument("--keep", action="store_true",
                    help="build in podman's default storage and leave the images there")
     p.add_argument("images", nargs="*", metavar="IMAGE",
-                   help="images to build (default: %s)" % ", ".join(BINARIES))
+                   help="images to build (default: %s; known: %s)"
+                   % (", ".join(DEFAULT_IMAGES), ", ".join(BINARIES)))
     args = p.parse_args()
-    images = args.images or list(BINARIES)
+    images = args.images or list(DEFAULT_IMAGES)
     for image in images:
         if image not in BINARIES:
             p.error("unknown image %s; known: %s" % (image, ", ".join(BINARIES)))

@@ -3,11 +3,12 @@
 - the flags docs/operations.md says the loopback demo starts the control plane with are those
   examples/demo/demo.py passes (the page once said `--xds-plaintext` after the demo moved to TLS);
 - every flag a page quotes (a `--name` inside backticks) is one that meshlet's binaries
-  (control-plane, sidecar and sidecar init, meshctl and each of its commands) or ./dev list, or one of the few
+  (control-plane, sidecar and sidecar init, meshctl and each of its commands, meshlet-cni-agent)
+  or ./dev list, or one of the few
   other tools' flags named below. The ADRs keep the flags of their time, and performance.md and
   building.md quote the benchmark tools' and Bazel's own: those are not read.
 
-Usage: docs_flags_test.py DEMO_PY DEV CONTROL_PLANE SIDECAR MESHCTL PAGE.md...
+Usage: docs_flags_test.py DEMO_PY DEV CONTROL_PLANE SIDECAR MESHCTL CNI_AGENT PAGE.md...
 """
 
 import ast
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import unittest
 
-DEMO = DEV = CONTROL_PLANE = SIDECAR = MESHCTL = None  # argv
+DEMO = DEV = CONTROL_PLANE = SIDECAR = MESHCTL = CNI_AGENT = None  # argv
 PAGES = []
 
 # Flags of other programs the pages show, by the program.
@@ -113,7 +114,8 @@ class DemoFlagsTest(unittest.TestCase):
 class PageFlagsTest(unittest.TestCase):
     def test_every_quoted_flag_exists(self):
         known = (flags_in(run([CONTROL_PLANE, "--help"])) | flags_in(run([SIDECAR, "--help"]))
-                 | flags_in(run([SIDECAR, "init", "--help"])) | meshctl_flags())
+                 | flags_in(run([SIDECAR, "init", "--help"])) | meshctl_flags()
+                 | flags_in(run([CNI_AGENT, "--help"])))
         with open(DEV) as f:
             known |= flags_in(f.read())
         self.assertIn("--xds-plaintext", known)  # the check reads the binaries' help
@@ -133,7 +135,7 @@ class PageFlagsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    DEMO, DEV, CONTROL_PLANE, SIDECAR, MESHCTL = sys.argv[1:6]
-    PAGES = [p for p in sys.argv[6:] if p.endswith(".md")]
+    DEMO, DEV, CONTROL_PLANE, SIDECAR, MESHCTL, CNI_AGENT = sys.argv[1:7]
+    PAGES = [p for p in sys.argv[7:] if p.endswith(".md")]
     del sys.argv[1:]
     unittest.main()

@@ -89,6 +89,25 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(kinds[0], "Namespace")
         self.assertLess(kinds.index("PersistentVolumeClaim"), kinds.index("Deployment"))
 
+    def test_cni_mode_is_kustomize_install_and_cni(self):
+        """--set cni=true: k8s/install's objects and k8s/cni's as kustomize renders them, the
+        node agent before the control plane, which injects for the plugin."""
+        rendered = objects_of(meshctl("install", "--set", "cni=true").stdout)
+        expected = {}
+        for directory in ("install", "cni"):
+            r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, directory)],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            expected.update(by_key(objects_of(r.stdout)))
+        deployment = expected[("Deployment", "meshlet-control-plane")]
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"].append(
+            "--inject-capture=cni")
+        self.assertEqual(by_key(rendered), expected)
+        self.assertValid(rendered)
+        self.assertIn("install checks passed: 18 objects", self.pre_check(rendered).stdout)
+        kinds = [o["kind"] for o in rendered]
+        self.assertLess(kinds.index("DaemonSet"), kinds.index("Deployment"))
+
     def test_crds_are_kustomize_crds(self):
         rendered = objects_of(meshctl("install", "--crds").stdout)
         r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, "crds")],

@@ -2,8 +2,9 @@
 
 Usage: manifests_test.py VALIDATE_MJS KUSTOMIZATION_YAML [unittest args]
 
-`kubectl kustomize` (offline) renders k8s/base, k8s/install, k8s/overlays/classic-sidecars and
-k8s/crds (meshlet's kinds as CustomResourceDefinitions);
+`kubectl kustomize` (offline) renders k8s/base, k8s/install, k8s/overlays/classic-sidecars,
+k8s/crds (meshlet's kinds as CustomResourceDefinitions) and k8s/cni (CNI mode's node agent: a
+DaemonSet with host paths and no capability, RBAC to get pods and nothing else);
 every object validates against the official Kubernetes schemas with unknown fields refused
 (validate.mjs), and the pieces fit together: the webhook calls the Service on its path and the
 Service's port 443 reaches the container's webhook port; the Deployment has probes on a port it
@@ -201,6 +202,51 @@ class ManifestsTest(unittest.TestCase):
         ok, report = CHECKER.validate([broken])
         self.assertFalse(ok, report)
         self.assertIn("scopee", report)
+
+    def test_cni_node_agent(self):
+        # k8s/cni: the only pod with host access, with the least the plugin needs.
+        objects = render("cni")
+        ok, report = CHECKER.validate(objects)
+        self.assertTrue(ok, report)
+        self.assertEqual(sorted(o["kind"] for o in objects),
+                         ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "ServiceAccount"])
+        for o in objects:
+            self.assertEqual(o["metadata"]["labels"]["app.kubernetes.io/part-of"], "meshlet")
+        role = one(objects, "ClusterRole")
+        self.assertEqual(role["rules"], [{"apiGroups": [""], "resources": ["pods"],
+                                          "verbs": ["get"]}])
+        self.assertEqual(one(objects, "ClusterRoleBinding")["subjects"],
+                         [{"kind": "ServiceAccount", "name": "meshlet-cni",
+                           "namespace": "meshlet-system"}])
+        daemonset = one(objects, "DaemonSet")
+        self.assertEqual(daemonset["metadata"]["namespace"], "meshlet-system")
+        pod = daemonset["spec"]["template"]["spec"]
+        self.assertEqual(pod["serviceAccountName"], "meshlet-cni")
+        self.assertTrue(pod["hostNetwork"])
+        container = pod["containers"][0]
+        self.assertTrue(container["image"].startswith("meshlet-cni:"), container["image"])
+        security = container["securityContext"]
+        self.assertNotIn("privileged", security)
+        self.assertEqual(security["capabilities"], {"drop": ["ALL"]})
+        self.assertFalse(security["allowPrivilegeEscalation"])
+        self.assertTrue(security["readOnlyRootFilesystem"])
+        # Host paths mounted at the same paths (the plugin reads them on the node), each named
+        # by the agent's flags.
+        host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        self.assertEqual(host, mounts)
+        self.assertEqual(sorted(host.values()),
+                         ["/etc/cni/net.d", "/opt/cni/bin", "/var/run/meshlet-cni"])
+        args = container["args"]
+        for flag, path in (("--cni-conf-dir", "/etc/cni/net.d"), ("--cni-bin-dir", "/opt/cni/bin"),
+                           ("--state-dir", "/var/run/meshlet-cni")):
+            self.assertIn(f"{flag}={path}", args)
+        self.assertIn("--uninstall-on-exit", args)
+        port = container["ports"][0]["containerPort"]
+        self.assertIn(f"--http-address=0.0.0.0:{port}", args)
+        self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": port})
+        self.assertEqual(container["livenessProbe"]["httpGet"], {"path": "/healthz", "port": port})
+        self.assertEqual(pod["tolerations"], [{"operator": "Exists"}])
 
     def test_example_namespace(self):
         with open(os.path.join(K8S, "example", "namespace.yaml")) as f:
