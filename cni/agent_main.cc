@@ -24,6 +24,7 @@ struct Flags {
   AgentOptions agent;
   std::string http_address = "0.0.0.0:9103";
   std::string exclude_namespaces = "kube-system";
+  std::string repair_mode = "evict";
   bool uninstall_on_exit = false;
   bool help = false;
 };
@@ -69,6 +70,20 @@ std::vector<flags::Flag> Table(Flags* f) {
       flags::PositiveDurationFlag("--check-interval", &f->agent.check_interval,
                                   "How often the configuration is checked besides on changes.",
                                   "10s"),
+      flags::StringFlag("--node-name", "NAME", &f->agent.node_name,
+                        "This node's name (the downward API's spec.nodeName; default $NODE_NAME): "
+                        "the race repair looks at this node's pods (none: no repair)."),
+      flags::StringFlag("--repair-mode", "evict|label|off", &f->repair_mode,
+                        "What the race repair does with a pod set up while meshlet-cni was not in "
+                        "the chain: evict it (PodDisruptionBudgets hold; bare pods are only "
+                        "reported), label it cni.meshlet.io/uncaptured=true, or only report it."),
+      flags::PositiveDurationFlag("--repair-grace", &f->agent.repair_grace,
+                                  "How long a marked pod may be not ready and not captured before "
+                                  "the repair acts.",
+                                  "30s"),
+      flags::PositiveDurationFlag("--repair-interval", &f->agent.repair_interval,
+                                  "How often the node's pods are listed for the race repair.",
+                                  "10s"),
       flags::IntFlag<size_t>("--max-plugin-log-bytes", "BYTES", &f->agent.max_plugin_log_bytes,
                              "The plugin's log is moved to cni.log.1 past this size."),
       flags::SwitchFlag("--uninstall-on-exit", &f->uninstall_on_exit,
@@ -86,6 +101,7 @@ std::string Usage(Flags* f) {
 int Run(int argc, char** argv) {
   Flags f;
   f.agent.kubernetes_server = DefaultServer();
+  if (const char* node = std::getenv("NODE_NAME"); node != nullptr) f.agent.node_name = node;
   const std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<flags::ParsedArgs> parsed =
       flags::Parse(Table(&f), args, {.command = "meshlet-cni-agent", .positional = true});
@@ -108,6 +124,13 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "meshlet-cni-agent: --on-metadata-error must be fail or skip\n");
     return flags::kUsageExitCode;
   }
+  absl::StatusOr<RepairMode> repair_mode = ParseRepairMode(f.repair_mode);
+  if (!repair_mode.ok()) {
+    std::fprintf(stderr, "meshlet-cni-agent: --repair-mode: %s\n",
+                 std::string(repair_mode.status().message()).c_str());
+    return flags::kUsageExitCode;
+  }
+  f.agent.repair_mode = *repair_mode;
   f.agent.exclude_namespaces = absl::StrSplit(f.exclude_namespaces, ',', absl::SkipEmpty());
   absl::StatusOr<net::Address> address = net::Address::Parse(f.http_address);
   if (!address.ok()) {

@@ -40,8 +40,7 @@ absl::StatusOr<std::map<std::string, std::string>> PodAnnotationsFromJson(absl::
   return out;
 }
 
-absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
-    const KubernetesSettings& settings, const PodRef& pod) {
+absl::StatusOr<ApiEndpoint> PrepareApiCall(const KubernetesSettings& settings) {
   absl::StatusOr<std::string> ca = ReadFile(settings.ca_file, 1 << 20);
   if (!ca.ok()) {
     return absl::InvalidArgumentError(
@@ -74,23 +73,34 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
   }
   tls::TlsSession::Options session{.verify_peer_name = host_port->host};
   if (!net::Address::FromIp(host_port->host, 0).ok()) session.server_name = host_port->host;
+  ApiEndpoint endpoint{.addresses = *std::move(addresses),
+                       .authority = std::string(server),
+                       .authorization =
+                           absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token))};
+  endpoint.transport_factory = [context = *std::move(context), session] {
+    return tls::TlsTransport::Make(context, session);
+  };
+  return endpoint;
+}
 
+absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
+    const KubernetesSettings& settings, const PodRef& pod) {
+  absl::StatusOr<ApiEndpoint> endpoint = PrepareApiCall(settings);
+  if (!endpoint.ok()) return endpoint.status();
   http::ClientRequest request{
       .method = "GET",
       .path = absl::StrCat("/api/v1/namespaces/", http::QueryEscape(pod.pod_namespace), "/pods/",
                            http::QueryEscape(pod.name)),
-      .authority = std::string(server)};
+      .authority = endpoint->authority};
   request.headers.Add("accept", "application/json");
   request.headers.Add("user-agent", "meshlet-cni");
-  request.headers.Add("authorization", absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)));
+  request.headers.Add("authorization", endpoint->authorization);
   http::ClientOptions options{
       .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(settings.timeout)),
       .max_response_bytes = settings.max_pod_bytes};
-  options.transport_factory = [context = *std::move(context), session] {
-    return tls::TlsTransport::Make(context, session);
-  };
+  options.transport_factory = endpoint->transport_factory;
   http::ClientResult result =
-      http::FetchBlocking(*std::move(addresses), std::move(request), std::move(options));
+      http::FetchBlocking(endpoint->addresses, std::move(request), std::move(options));
   const std::string where = absl::StrCat("the API server ", settings.server);
   switch (result.error) {
     case http::ClientError::kNone:

@@ -8,11 +8,27 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cni/plugin.h"
+#include "common/net/address.h"
+#include "common/net/transport.h"
 
 namespace meshlet::cni {
+
+// What one call to the API server needs, from the settings and their files (read again at each
+// call, so that a rotated token follows): the server's addresses, the Host header, the
+// Authorization header and TLS verified against the CA file and by the server's name or address.
+// InvalidArgument for unreadable files or a bad server; Unavailable when the name does not
+// resolve. Blocking (the files, the name).
+struct ApiEndpoint {
+  std::vector<net::Address> addresses;
+  std::string authority;
+  std::string authorization;  // "Bearer TOKEN"
+  net::TransportFactory transport_factory;
+};
+absl::StatusOr<ApiEndpoint> PrepareApiCall(const KubernetesSettings& settings);
 
 // The Pod's metadata.annotations (none: empty). Unavailable or DeadlineExceeded when the server
 // could not be reached in time (worth retrying); NotFound for a pod it does not know;
