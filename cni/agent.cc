@@ -384,6 +384,10 @@ absl::Status NodeAgent::Stop(bool uninstall) {
   if (http_) http_->Shutdown();
   in_chain_ = false;
   if (!uninstall) return absl::OkStatus();
+  return Uninstall();
+}
+
+absl::Status NodeAgent::Uninstall() {
   absl::Status status = installer_.Uninstall();
   if (!status.ok()) {
     Failed("uninstall", status);

@@ -83,9 +83,11 @@ class NodeAgent {
   // Serves HTTP, copies the plugin, checks once, watches. An error only for what cannot be
   // retried (the HTTP address); a failed check is logged, counted and retried.
   absl::Status Start();
-  // Stops watching and serving; with `uninstall`, takes meshlet-cni out of the chain (the
-  // configuration as the agent found it) and removes the plugin binary and the plugin's files.
+  // Stops watching and serving; with `uninstall`, then Uninstall().
   absl::Status Stop(bool uninstall);
+  // Takes meshlet-cni out of the chain (the configuration as the agent found it) and removes the
+  // plugin binary and the plugin's files. After Stop.
+  absl::Status Uninstall();
   bool ready() const { return in_chain_; }
   const net::Address& http_address() const;
 

@@ -1,6 +1,8 @@
 // meshlet-cni-agent: the node agent of CNI mode (cni/agent.h). Runs until SIGTERM or SIGINT;
-// with --uninstall-on-exit it then takes meshlet-cni out of the node's chain. `meshlet-cni-agent
-// uninstall` (same flags) only takes it out, for a node whose agent is gone.
+// with --uninstall-on-exit it then takes meshlet-cni out of the node's chain, unless --daemonset
+// names its DaemonSet and the API server says that it still exists and is not being deleted (a
+// rolling update or a restart: the plugin stays in the chain for the next agent, docs/adr/0094).
+// `meshlet-cni-agent uninstall` (same flags) only takes it out, for a node whose agent is gone.
 
 #include <csignal>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "cni/agent.h"
 #include "cni/installer.h"
+#include "cni/kubernetes.h"
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/event/signal.h"
@@ -25,6 +28,7 @@ struct Flags {
   std::string http_address = "0.0.0.0:9103";
   std::string exclude_namespaces = "kube-system";
   std::string repair_mode = "evict";
+  std::string daemonset;  // NAMESPACE/NAME
   bool uninstall_on_exit = false;
   bool help = false;
 };
@@ -89,6 +93,10 @@ std::vector<flags::Flag> Table(Flags* f) {
       flags::SwitchFlag("--uninstall-on-exit", &f->uninstall_on_exit,
                         "On SIGTERM or SIGINT, take meshlet-cni out of the chain (the "
                         "configuration as the agent found it) and remove the plugin."),
+      flags::StringFlag("--daemonset", "NAMESPACE/NAME", &f->daemonset,
+                        "The agent's own DaemonSet: with --uninstall-on-exit, the plugin is taken "
+                        "out only when it is gone or being deleted, and stays in the chain through "
+                        "a rolling update or restart (none: always taken out)."),
       flags::HelpFlag(&f->help, "Show this help."),
   };
 }
@@ -96,6 +104,35 @@ std::vector<flags::Flag> Table(Flags* f) {
 std::string Usage(Flags* f) {
   return absl::StrCat("usage: meshlet-cni-agent [uninstall] [flags]\n\n",
                       flags::FlagTable(Table(f)));
+}
+
+// With --uninstall-on-exit, at exit: uninstall unless the DaemonSet still stands (an update or a
+// restart: the next agent takes over the chain as it is). When that cannot be told, uninstall: a
+// plugin left in the chain with no agent keeping its token fresh would fail pods' sandboxes, and
+// the race repair fixes what starts uncaptured meanwhile.
+bool ShouldUninstall(const Flags& f, const std::vector<std::string>& daemonset) {
+  if (f.daemonset.empty() || f.agent.kubernetes_server.empty()) {
+    LOG(INFO) << "meshlet-cni-agent: uninstalling";
+    return true;
+  }
+  absl::StatusOr<bool> removed = DaemonSetBeingRemoved(
+      {.server = f.agent.kubernetes_server,
+       .ca_file = absl::StrCat(f.agent.service_account_dir, "/ca.crt"),
+       .token_file = absl::StrCat(f.agent.service_account_dir, "/token")},
+      daemonset[0], daemonset[1]);
+  if (!removed.ok()) {
+    LOG(ERROR) << "meshlet-cni-agent: " << removed.status().message()
+               << "; uninstalling as if it were deleted";
+    return true;
+  }
+  if (*removed) {
+    LOG(INFO) << "meshlet-cni-agent: the DaemonSet " << f.daemonset
+              << " is gone or being deleted: uninstalling";
+  } else {
+    LOG(INFO) << "meshlet-cni-agent: the DaemonSet " << f.daemonset
+              << " stays (an update or a restart): meshlet-cni stays in the chain";
+  }
+  return *removed;
 }
 
 int Run(int argc, char** argv) {
@@ -131,6 +168,12 @@ int Run(int argc, char** argv) {
     return flags::kUsageExitCode;
   }
   f.agent.repair_mode = *repair_mode;
+  const std::vector<std::string> daemonset = absl::StrSplit(f.daemonset, '/');
+  if (!f.daemonset.empty() &&
+      (daemonset.size() != 2 || daemonset[0].empty() || daemonset[1].empty())) {
+    std::fprintf(stderr, "meshlet-cni-agent: --daemonset must be NAMESPACE/NAME\n");
+    return flags::kUsageExitCode;
+  }
   f.agent.exclude_namespaces = absl::StrSplit(f.exclude_namespaces, ',', absl::SkipEmpty());
   absl::StatusOr<net::Address> address = net::Address::Parse(f.http_address);
   if (!address.ok()) {
@@ -166,9 +209,8 @@ int Run(int argc, char** argv) {
     for (int signum : {SIGTERM, SIGINT}) {
       absl::StatusOr<std::unique_ptr<event::Signal>> signal =
           event::Signal::Create(loop, signum, [&](int) {
-            LOG(INFO) << "meshlet-cni-agent: stopping"
-                      << (f.uninstall_on_exit ? ", uninstalling" : "");
-            if (!agent.Stop(f.uninstall_on_exit).ok()) exit_code = 1;
+            LOG(INFO) << "meshlet-cni-agent: stopping";
+            if (!agent.Stop(/*uninstall=*/false).ok()) exit_code = 1;
             loop.Stop();
           });
       CHECK_OK(signal.status());
@@ -176,6 +218,10 @@ int Run(int argc, char** argv) {
     }
     loop.Run();
     signals.clear();
+    // Off the loop: the question to the API server is a blocking call.
+    if (f.uninstall_on_exit && ShouldUninstall(f, daemonset) && !agent.Uninstall().ok()) {
+      exit_code = 1;
+    }
   }
   loop.RunUntilIdle();
   return exit_code;

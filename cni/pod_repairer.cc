@@ -66,20 +66,15 @@ void PodRepairer::Pass() {
     Failed("list", endpoint.status().message());
     return;
   }
-  http::ClientRequest request{
-      .method = "GET",
-      .path = absl::StrCat("/api/v1/pods?fieldSelector=",
-                           http::QueryEscape(absl::StrCat("spec.nodeName=", options_.node_name))),
-      .authority = endpoint->authority};
-  request.headers.Add("accept", "application/json");
-  request.headers.Add("user-agent", "meshlet-cni-agent");
-  request.headers.Add("authorization", endpoint->authorization);
-  http::ClientOptions client{
-      .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.kubernetes.timeout)),
-      .max_response_bytes = options_.max_list_bytes};
-  client.transport_factory = endpoint->transport_factory;
-  list_ = http::HttpFetch::Start(loop_, endpoint->addresses, std::move(request), std::move(client),
-                                 [this](http::ClientResult result) { OnList(std::move(result)); });
+  list_ = http::HttpFetch::Start(
+      loop_, endpoint->addresses,
+      endpoint->Request("GET",
+                        absl::StrCat("/api/v1/pods?fieldSelector=",
+                                     http::QueryEscape(
+                                         absl::StrCat("spec.nodeName=", options_.node_name))),
+                        "meshlet-cni-agent"),
+      endpoint->Options(options_.max_list_bytes),
+      [this](http::ClientResult result) { OnList(std::move(result)); });
 }
 
 void PodRepairer::OnList(http::ClientResult result) {
@@ -139,25 +134,14 @@ void PodRepairer::Act(const NodePod& pod, const RepairDecision& decision) {
   const std::string pod_path =
       absl::StrCat("/api/v1/namespaces/", http::QueryEscape(pod.pod_namespace), "/pods/",
                    http::QueryEscape(pod.name));
-  http::ClientRequest request{.authority = endpoint->authority};
-  if (decision.verdict == Verdict::kEvict) {
-    request.method = "POST";
-    request.path = absl::StrCat(pod_path, "/eviction");
-    request.body = EvictionBody(pod);
-    request.headers.Add("content-type", "application/json");
-  } else {
-    request.method = "PATCH";
-    request.path = pod_path;
-    request.body = LabelPatchBody(decision.reason);
-    request.headers.Add("content-type", "application/merge-patch+json");
-  }
-  request.headers.Add("accept", "application/json");
-  request.headers.Add("user-agent", "meshlet-cni-agent");
-  request.headers.Add("authorization", endpoint->authorization);
-  http::ClientOptions client{
-      .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.kubernetes.timeout)),
-      .read_body = false};
-  client.transport_factory = endpoint->transport_factory;
+  const bool evict = decision.verdict == Verdict::kEvict;
+  http::ClientRequest request =
+      endpoint->Request(evict ? "POST" : "PATCH",
+                        evict ? absl::StrCat(pod_path, "/eviction") : pod_path, "meshlet-cni-agent");
+  request.body = evict ? EvictionBody(pod) : LabelPatchBody(decision.reason);
+  request.headers.Add("content-type", evict ? "application/json" : "application/merge-patch+json");
+  http::ClientOptions client = endpoint->Options(/*max_response_bytes=*/64 << 10);
+  client.read_body = false;
   actions_[key] = http::HttpFetch::Start(
       loop_, endpoint->addresses, std::move(request), std::move(client),
       [this, key, verdict = decision.verdict, reason = decision.reason](http::ClientResult result) {

@@ -8,16 +8,20 @@ Shown, in mode evict: an uncaptured pod of a ReplicaSet is evicted (policy/v1 Ev
 PodDisruptionBudget refuses the first eviction (429) is evicted at a later pass, the refusal
 counted; a captured pod (a `captured` line in the plugin's log since it started), a pod not
 injected, a pod injected with meshlet-init and an uncaptured pod of another node are left alone;
-a bare pod is only reported, once. In mode label: the pod is labelled
+a bare pod is only reported, once; a refused token counted as failed lists. In mode label: the pod is labelled
 cni.meshlet.io/uncaptured=true (with the reason as an annotation) once, not evicted. Metrics:
 meshlet_cni_pods_repaired_total{action}, meshlet_cni_repair_evictions_refused_total,
-meshlet_cni_repair_failures_total, meshlet_cni_pods_uncaptured. Everything is removed at the end.
+meshlet_cni_repair_failures_total, meshlet_cni_pods_uncaptured. On SIGTERM with
+--uninstall-on-exit and --daemonset: the plugin stays in the chain while the DaemonSet stands (a
+rolling update), and the conflist is restored byte for byte once it is being deleted or gone.
+Everything is removed at the end.
 """
 
 import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,14 @@ CNI_STATUS = json.dumps({"version": "0.2.0", "capture": "cni",
                          "initContainers": ["meshlet-proxy"]}, separators=(",", ":"))
 INIT_STATUS = json.dumps({"version": "0.2.0", "initContainers": ["meshlet-init", "meshlet-proxy"]},
                          separators=(",", ":"))
+BRIDGE = """{
+  "cniVersion": "1.0.0",
+  "name": "pods",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local"}}
+  ]
+}
+"""
 STARTED = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=2)
 RS = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "shop-rs", "uid": "rs-1",
        "controller": True}]
@@ -78,14 +90,16 @@ class RepairTest(AgentEndpoints, unittest.TestCase):
                 self.agent.wait()
             self.log.close()
 
-    def start(self, mode):
+    def start(self, mode, *extra):
+        if self.agent is not None:  # a second agent after the first stopped
+            self.log.close()
         self.log = open(os.path.join(self.tmp, "agent.log"), "ab")
         self.agent = subprocess.Popen(
             [AGENT, "--cni-conf-dir", os.path.join(self.tmp, "net.d"),
              "--cni-bin-dir", os.path.join(self.tmp, "bin"), "--plugin-binary", PLUGIN,
              "--state-dir", self.state_dir, "--kubernetes-server", self.api.address,
              "--service-account-dir", self.sa_dir, "--http-address", f"127.0.0.1:{self.port}",
-             "--node-name", NODE, "--repair-mode", mode, "--repair-interval", "1s"],
+             "--node-name", NODE, "--repair-mode", mode, "--repair-interval", "1s", *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.get("/healthz")[0] == 200, 10, "the agent serves /healthz")
 
@@ -177,6 +191,40 @@ class RepairTest(AgentEndpoints, unittest.TestCase):
         with open(os.path.join(self.sa_dir, "token"), "w") as f:
             f.write(TOKEN + "\n")
         wait_for(lambda: self.api.evictions == ["shop/uncaptured"], 10, "the eviction")
+
+    def test_sigterm_keeps_the_plugin_in_the_chain_while_the_daemonset_stands(self):
+        conflist = os.path.join(self.tmp, "net.d", "10-pods.conflist")
+        with open(conflist, "w") as f:
+            f.write(BRIDGE)
+        installed = os.path.join(self.tmp, "bin", "meshlet-cni")
+        daemonset = {"apiVersion": "apps/v1", "kind": "DaemonSet",
+                     "metadata": {"namespace": "meshlet-system", "name": "meshlet-cni-node"},
+                     "spec": {}}
+        flags = ("--uninstall-on-exit", "--daemonset", "meshlet-system/meshlet-cni-node",
+                 "--check-interval", "1s")
+
+        def run_and_stop():
+            self.start("off", *flags)
+            wait_for(lambda: self.get("/readyz")[0] == 200, 10, "meshlet-cni in the chain")
+            self.agent.send_signal(signal.SIGTERM)
+            self.assertEqual(self.agent.wait(10), 0)
+            with open(conflist) as f:
+                return f.read()
+
+        # A rolling update or a restart: the DaemonSet stands, the plugin stays for the next agent.
+        self.api.put("daemonsets", daemonset)
+        self.assertIn('"type": "meshlet-cni"', run_and_stop())
+        self.assertTrue(os.path.exists(installed))
+        self.assertIn("stays (an update or a restart): meshlet-cni stays in the chain",
+                      self.agent_log())
+        # Being deleted (foreground deletion), then gone (background): the chain as it was found.
+        self.api.put("daemonsets", dict(daemonset, metadata=dict(
+            daemonset["metadata"], deletionTimestamp=rfc3339(datetime.datetime.now()))))
+        self.assertEqual(run_and_stop(), BRIDGE)
+        self.assertFalse(os.path.exists(installed))
+        self.api.delete("daemonsets", "meshlet-system", "meshlet-cni-node")
+        self.assertEqual(run_and_stop(), BRIDGE)
+        self.assertEqual(self.agent_log().count("is gone or being deleted: uninstalling"), 2)
 
 
 if __name__ == "__main__":
