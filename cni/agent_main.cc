@@ -115,11 +115,11 @@ bool ShouldUninstall(const Flags& f, const std::vector<std::string>& daemonset) 
     LOG(INFO) << "meshlet-cni-agent: uninstalling";
     return true;
   }
-  absl::StatusOr<bool> removed = DaemonSetBeingRemoved(
-      {.server = f.agent.kubernetes_server,
-       .ca_file = absl::StrCat(f.agent.service_account_dir, "/ca.crt"),
-       .token_file = absl::StrCat(f.agent.service_account_dir, "/token")},
-      daemonset[0], daemonset[1]);
+  absl::StatusOr<bool> removed =
+      DaemonSetBeingRemoved({.server = f.agent.kubernetes_server,
+                             .ca_file = absl::StrCat(f.agent.service_account_dir, "/ca.crt"),
+                             .token_file = absl::StrCat(f.agent.service_account_dir, "/token")},
+                            daemonset[0], daemonset[1]);
   if (!removed.ok()) {
     LOG(ERROR) << "meshlet-cni-agent: " << removed.status().message()
                << "; uninstalling as if it were deleted";

@@ -93,8 +93,7 @@ absl::StatusOr<ApiEndpoint> PrepareApiCall(const KubernetesSettings& settings) {
   if (!net::Address::FromIp(host_port->host, 0).ok()) session.server_name = host_port->host;
   ApiEndpoint endpoint{.addresses = *std::move(addresses),
                        .authority = std::string(server),
-                       .authorization =
-                           absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)),
+                       .authorization = absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)),
                        .timeout = settings.timeout};
   endpoint.transport_factory = [context = *std::move(context), session] {
     return tls::TlsTransport::Make(context, session);
@@ -155,33 +154,31 @@ absl::StatusOr<bool> DaemonSetBeingRemoved(const KubernetesSettings& settings,
                                            absl::string_view name) {
   absl::StatusOr<ApiEndpoint> endpoint = PrepareApiCall(settings);
   if (!endpoint.ok()) return endpoint.status();
-  http::ClientResult result = http::FetchBlocking(
-      endpoint->addresses,
-      endpoint->Request("GET",
-                        absl::StrCat("/apis/apps/v1/namespaces/",
-                                     http::QueryEscape(daemonset_namespace), "/daemonsets/",
-                                     http::QueryEscape(name)),
-                        "meshlet-cni-agent"),
-      endpoint->Options(settings.max_pod_bytes));
+  http::ClientResult result =
+      http::FetchBlocking(endpoint->addresses,
+                          endpoint->Request("GET",
+                                            absl::StrCat("/apis/apps/v1/namespaces/",
+                                                         http::QueryEscape(daemonset_namespace),
+                                                         "/daemonsets/", http::QueryEscape(name)),
+                                            "meshlet-cni-agent"),
+                          endpoint->Options(settings.max_pod_bytes));
   const std::string what = absl::StrCat("the DaemonSet ", daemonset_namespace, "/", name);
   if (result.error != http::ClientError::kNone) {
-    return absl::UnavailableError(absl::StrCat("cannot ask the API server ", settings.server,
-                                               " about ", what, ": ",
-                                               http::ClientErrorName(result.error), " ",
-                                               result.detail));
+    return absl::UnavailableError(
+        absl::StrCat("cannot ask the API server ", settings.server, " about ", what, ": ",
+                     http::ClientErrorName(result.error), " ", result.detail));
   }
   if (result.status == 404) return true;
   if (result.status != 200) {
-    return absl::UnavailableError(absl::StrCat("the API server answered HTTP ", result.status,
-                                               " for ", what,
-                                               result.status == 403 ? " (RBAC: get on daemonsets)"
-                                                                    : ""));
+    return absl::UnavailableError(
+        absl::StrCat("the API server answered HTTP ", result.status, " for ", what,
+                     result.status == 403 ? " (RBAC: get on daemonsets)" : ""));
   }
   absl::StatusOr<JsonValue> parsed = ParseJson(result.body);
   const JsonValue* metadata = parsed.ok() ? parsed->Find("metadata") : nullptr;
   if (metadata == nullptr || !metadata->IsObject()) {
-    return absl::InvalidArgumentError(absl::StrCat("the API server's answer for ", what,
-                                                   " is not a DaemonSet"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the API server's answer for ", what, " is not a DaemonSet"));
   }
   const JsonValue* deletion = metadata->Find("deletionTimestamp");
   return deletion != nullptr && deletion->type != JsonValue::Type::kNull;

@@ -28,9 +28,9 @@ PodRepairer::PodRepairer(event::Loop& loop, PodRepairerOptions options, StatsSha
         {{"action", action}}));
   }
   for (const char* step : kSteps) {
-    failures_[step] = MustStat(shard.RegisterCounter(
-        "meshlet_cni_repair_failures_total", "Failed calls of the race repair, by step.",
-        {{"step", step}}));
+    failures_[step] = MustStat(shard.RegisterCounter("meshlet_cni_repair_failures_total",
+                                                     "Failed calls of the race repair, by step.",
+                                                     {{"step", step}}));
   }
   refused_ = MustStat(shard.RegisterCounter(
       "meshlet_cni_repair_evictions_refused_total",
@@ -68,11 +68,11 @@ void PodRepairer::Pass() {
   }
   list_ = http::HttpFetch::Start(
       loop_, endpoint->addresses,
-      endpoint->Request("GET",
-                        absl::StrCat("/api/v1/pods?fieldSelector=",
-                                     http::QueryEscape(
-                                         absl::StrCat("spec.nodeName=", options_.node_name))),
-                        "meshlet-cni-agent"),
+      endpoint->Request(
+          "GET",
+          absl::StrCat("/api/v1/pods?fieldSelector=",
+                       http::QueryEscape(absl::StrCat("spec.nodeName=", options_.node_name))),
+          "meshlet-cni-agent"),
       endpoint->Options(options_.max_list_bytes),
       [this](http::ClientResult result) { OnList(std::move(result)); });
 }
@@ -120,8 +120,8 @@ void PodRepairer::Act(const NodePod& pod, const RepairDecision& decision) {
     if (reported_.insert(pod.uid).second) {
       repaired_["report"].Inc();
       LOG(WARN) << "meshlet-cni-agent: repair: pod " << key << " is not captured ("
-                   << decision.reason << "); repair mode "
-                   << RepairModeName(options_.settings.mode) << ": reported only";
+                << decision.reason << "); repair mode " << RepairModeName(options_.settings.mode)
+                << ": reported only";
     }
     return;
   }
@@ -135,9 +135,9 @@ void PodRepairer::Act(const NodePod& pod, const RepairDecision& decision) {
       absl::StrCat("/api/v1/namespaces/", http::QueryEscape(pod.pod_namespace), "/pods/",
                    http::QueryEscape(pod.name));
   const bool evict = decision.verdict == Verdict::kEvict;
-  http::ClientRequest request =
-      endpoint->Request(evict ? "POST" : "PATCH",
-                        evict ? absl::StrCat(pod_path, "/eviction") : pod_path, "meshlet-cni-agent");
+  http::ClientRequest request = endpoint->Request(
+      evict ? "POST" : "PATCH", evict ? absl::StrCat(pod_path, "/eviction") : pod_path,
+      "meshlet-cni-agent");
   request.body = evict ? EvictionBody(pod) : LabelPatchBody(decision.reason);
   request.headers.Add("content-type", evict ? "application/json" : "application/merge-patch+json");
   http::ClientOptions client = endpoint->Options(/*max_response_bytes=*/64 << 10);
@@ -169,8 +169,8 @@ void PodRepairer::OnActed(const std::string& key, Verdict verdict, const std::st
       return;
     }
     repaired_["label"].Inc();
-    LOG(WARN) << "meshlet-cni-agent: repair: labelled pod " << key << " "
-                 << kUncapturedLabel << "=true: " << reason;
+    LOG(WARN) << "meshlet-cni-agent: repair: labelled pod " << key << " " << kUncapturedLabel
+              << "=true: " << reason;
     return;
   }
   switch (ClassifyEviction(result.status)) {
@@ -181,8 +181,8 @@ void PodRepairer::OnActed(const std::string& key, Verdict verdict, const std::st
     case EvictionResult::kRetryLater:
       refused_.Inc();
       LOG(WARN) << "meshlet-cni-agent: repair: eviction of pod " << key
-                   << " refused for now (HTTP 429, a PodDisruptionBudget); tried again at the "
-                      "next pass";
+                << " refused for now (HTTP 429, a PodDisruptionBudget); tried again at the "
+                   "next pass";
       return;
     case EvictionResult::kGone:
       return;  // nothing left to repair

@@ -227,8 +227,9 @@ RepairDecision DecideRepair(const NodePod& pod, const CaptureRecord& captured,
     case RepairMode::kEvict:
       if (pod.controller_kind.empty()) {
         return RepairDecision{.verdict = Verdict::kReport,
-                              .reason = absl::StrCat(reason, " (a bare pod: not evicted, "
-                                                             "nothing would recreate it)")};
+                              .reason = absl::StrCat(reason,
+                                                     " (a bare pod: not evicted, "
+                                                     "nothing would recreate it)")};
       }
       return RepairDecision{.verdict = Verdict::kEvict, .reason = std::move(reason)};
     case RepairMode::kLabel:
@@ -248,9 +249,9 @@ EvictionResult ClassifyEviction(int http_status) {
 }
 
 std::string EvictionBody(const NodePod& pod) {
-  std::string body = absl::StrCat(
-      R"({"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":)", JsonQuote(pod.name),
-      R"(,"namespace":)", JsonQuote(pod.pod_namespace), "}");
+  std::string body =
+      absl::StrCat(R"({"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":)",
+                   JsonQuote(pod.name), R"(,"namespace":)", JsonQuote(pod.pod_namespace), "}");
   if (!pod.uid.empty()) {
     absl::StrAppend(&body, R"(,"deleteOptions":{"preconditions":{"uid":)", JsonQuote(pod.uid),
                     "}}");

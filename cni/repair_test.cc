@@ -14,21 +14,21 @@ constexpr char kCniStatus[] =
 constexpr char kInitStatus[] = R"({\"version\":\"0.2.0\",\"initContainers\":[\"meshlet-init\"]})";
 
 // A Pod on the node as the API server lists it: started at 14:00:00, its native proxy `ready`.
-std::string PodJson(absl::string_view name, absl::string_view status_annotation, bool ready,
-                    absl::string_view extra_metadata = "",
-                    absl::string_view owner = R"([{"kind":"ReplicaSet","name":"rs","controller":true}])") {
-  return absl::StrCat(R"({"metadata":{"namespace":"shop","name":")", name,
-                      R"(","uid":"u-)", name, R"(","annotations":{"sidecar.meshlet.io/status":")",
-                      status_annotation, R"("},"ownerReferences":)", owner, extra_metadata,
+std::string PodJson(
+    absl::string_view name, absl::string_view status_annotation, bool ready,
+    absl::string_view extra_metadata = "",
+    absl::string_view owner = R"([{"kind":"ReplicaSet","name":"rs","controller":true}])") {
+  return absl::StrCat(R"({"metadata":{"namespace":"shop","name":")", name, R"(","uid":"u-)", name,
+                      R"(","annotations":{"sidecar.meshlet.io/status":")", status_annotation,
+                      R"("},"ownerReferences":)", owner, extra_metadata,
                       R"(},"spec":{"nodeName":"n1"},"status":{"phase":"Running",)",
                       R"("startTime":"2026-11-27T14:00:00Z","initContainerStatuses":[)",
                       R"({"name":"meshlet-proxy","ready":)", ready ? "true" : "false", "}]}}");
 }
 
 NodePod Parse(const std::string& json) {
-  absl::StatusOr<NodePodList> list =
-      NodePodListFromJson(absl::StrCat(R"({"kind":"PodList","metadata":{"resourceVersion":"7"},)",
-                                       R"("items":[)", json, "]}"));
+  absl::StatusOr<NodePodList> list = NodePodListFromJson(absl::StrCat(
+      R"({"kind":"PodList","metadata":{"resourceVersion":"7"},)", R"("items":[)", json, "]}"));
   EXPECT_TRUE(list.ok()) << list.status();
   if (!list.ok() || list->pods.size() != 1) return NodePod{};
   EXPECT_EQ(list->resource_version, "7");
@@ -95,29 +95,31 @@ TEST(RepairTest, FlagsOnlyAnUncapturedCniPodPastTheGrace) {
            {"ready", PodJson("x", kCniStatus, true), kAfterGrace, Verdict::kLeave},
            {"injected with meshlet-init", PodJson("x", kInitStatus, false), kAfterGrace,
             Verdict::kLeave},
-           {"not injected", absl::StrReplaceAll(PodJson("x", kCniStatus, false),
-                                                {{"sidecar.meshlet.io/status", "other"}}),
+           {"not injected",
+            absl::StrReplaceAll(PodJson("x", kCniStatus, false),
+                                {{"sidecar.meshlet.io/status", "other"}}),
             kAfterGrace, Verdict::kLeave},
            {"being deleted",
             PodJson("x", kCniStatus, false, R"(,"deletionTimestamp":"2026-11-27T14:00:30Z")"),
             kAfterGrace, Verdict::kLeave},
-           {"hostNetwork", absl::StrReplaceAll(PodJson("x", kCniStatus, false),
-                                               {{R"("nodeName":"n1")", R"("hostNetwork":true)"}}),
+           {"hostNetwork",
+            absl::StrReplaceAll(PodJson("x", kCniStatus, false),
+                                {{R"("nodeName":"n1")", R"("hostNetwork":true)"}}),
             kAfterGrace, Verdict::kLeave},
-           {"excluded namespace", absl::StrReplaceAll(PodJson("x", kCniStatus, false),
-                                                      {{"\"shop\"", "\"kube-system\""}}),
+           {"excluded namespace",
+            absl::StrReplaceAll(PodJson("x", kCniStatus, false), {{"\"shop\"", "\"kube-system\""}}),
             kAfterGrace, Verdict::kLeave},
-           {"finished (a Job's pod)", absl::StrReplaceAll(PodJson("x", kCniStatus, false),
-                                                          {{"Running", "Succeeded"}}),
+           {"finished (a Job's pod)",
+            absl::StrReplaceAll(PodJson("x", kCniStatus, false), {{"Running", "Succeeded"}}),
             kAfterGrace, Verdict::kLeave},
-           {"a Job's running pod", PodJson("x", kCniStatus, false, "", R"([{"kind":"Job","name":"j","controller":true}])"),
+           {"a Job's running pod",
+            PodJson("x", kCniStatus, false, "", R"([{"kind":"Job","name":"j","controller":true}])"),
             kAfterGrace, Verdict::kEvict},
-           {"a bare pod", PodJson("x", kCniStatus, false, "", "[]"), kAfterGrace,
-            Verdict::kReport},
+           {"a bare pod", PodJson("x", kCniStatus, false, "", "[]"), kAfterGrace, Verdict::kReport},
        }) {
     const RepairDecision decision = DecideRepair(Parse(c.pod), captured, settings, c.now);
-    EXPECT_EQ(VerdictName(decision.verdict), VerdictName(c.want)) << c.name << ": "
-                                                                  << decision.reason;
+    EXPECT_EQ(VerdictName(decision.verdict), VerdictName(c.want))
+        << c.name << ": " << decision.reason;
   }
 }
 
@@ -127,8 +129,8 @@ TEST(RepairTest, TheModeSaysWhatToDoWithAFlaggedPod) {
   const NodePod pod = Parse(PodJson("x", kCniStatus, false));
   settings.mode = RepairMode::kLabel;
   EXPECT_EQ(DecideRepair(pod, none, settings, kAfterGrace).verdict, Verdict::kLabel);
-  const NodePod labelled = Parse(
-      PodJson("x", kCniStatus, false, R"(,"labels":{"cni.meshlet.io/uncaptured":"true"})"));
+  const NodePod labelled =
+      Parse(PodJson("x", kCniStatus, false, R"(,"labels":{"cni.meshlet.io/uncaptured":"true"})"));
   EXPECT_TRUE(labelled.labelled);
   EXPECT_EQ(DecideRepair(labelled, none, settings, kAfterGrace).verdict, Verdict::kReport);
   settings.mode = RepairMode::kOff;
@@ -163,12 +165,15 @@ TEST(RepairTest, EvictionAnswers) {
 
 TEST(RepairTest, TheCaptureRecordKeepsOnlyTheNodesPods) {
   CaptureRecord captured;
-  captured.AddLogLine("2026-11-27T14:00:01.000Z meshlet-cni ADD pod=shop/a container=c "
-                      "outcome=captured detail=\"\"");
-  captured.AddLogLine("2026-11-27T14:00:02.000Z meshlet-cni CHECK pod=shop/b container=c "
-                      "outcome=checked detail=\"\"");
-  captured.AddLogLine("2026-11-27T14:00:03.000Z meshlet-cni ADD pod=- container=c "
-                      "outcome=captured detail=\"\"");
+  captured.AddLogLine(
+      "2026-11-27T14:00:01.000Z meshlet-cni ADD pod=shop/a container=c "
+      "outcome=captured detail=\"\"");
+  captured.AddLogLine(
+      "2026-11-27T14:00:02.000Z meshlet-cni CHECK pod=shop/b container=c "
+      "outcome=checked detail=\"\"");
+  captured.AddLogLine(
+      "2026-11-27T14:00:03.000Z meshlet-cni ADD pod=- container=c "
+      "outcome=captured detail=\"\"");
   EXPECT_EQ(captured.size(), 2u);
   EXPECT_EQ(captured.LastCaptured("shop", "b"), At("2026-11-27T14:00:02Z"));
   captured.Retain({"shop/b"});

@@ -515,7 +515,8 @@ TEST_F(MeshctlTest, CheckListsSidecarsWhoseCaptureIsNotInEffect) {
   api_.Answer("GET", "/healthz", 200, "ok\n");
   api_.Answer("GET", "/version", 200, R"({"server":"1.2.3","apiVersion":"v1"})");
   api_.Answer("GET", "/apis/meshlet.io/v1", 200, R"({"kind":"APIResourceList"})");
-  api_.Answer("GET", "/api/v1/whoami", 200, R"({"name":"ops","credential":"token","role":"admin"})");
+  api_.Answer("GET", "/api/v1/whoami", 200,
+              R"({"name":"ops","credential":"token","role":"admin"})");
   api_.Answer("GET", "/api/v1/proxies", 200, R"json({"items":[
     {"id":"cart-1","namespace":"shop","notReady":"traffic capture not in effect: no redirected connection seen yet (10.0.0.7:15008 is dialled every second; are the `sidecar init` rules there?)"},
     {"id":"cart-2","namespace":"shop","notReady":"no complete configuration from the control plane yet"},

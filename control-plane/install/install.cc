@@ -642,8 +642,8 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       KeepStoreKeyRulesOnly(object);
     } else if (kind == "DaemonSet") {
       SetUpCniNodeAgent(object, options, labels, version);
-    } else if (kind == "ClusterRole" && absl::StartsWith(Text(object["metadata"]["name"]),
-                                                         kCniImage)) {
+    } else if (kind == "ClusterRole" &&
+               absl::StartsWith(Text(object["metadata"]["name"]), kCniImage)) {
       SetUpCniRole(object, options);
     } else if (kind == "StatefulSet") {
       SetUpBundledEtcd(object, options, labels);
