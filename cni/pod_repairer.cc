@@ -144,13 +144,12 @@ void PodRepairer::Act(const NodePod& pod, const RepairDecision& decision) {
   client.read_body = false;
   actions_[key] = http::HttpFetch::Start(
       loop_, endpoint->addresses, std::move(request), std::move(client),
-      [this, key, verdict = decision.verdict, reason = decision.reason](http::ClientResult result) {
-        OnActed(key, verdict, reason, std::move(result));
-      });
+      [this, key, uid = pod.uid, verdict = decision.verdict, reason = decision.reason](
+          http::ClientResult result) { OnActed(key, uid, verdict, reason, std::move(result)); });
 }
 
-void PodRepairer::OnActed(const std::string& key, Verdict verdict, const std::string& reason,
-                          http::ClientResult result) {
+void PodRepairer::OnActed(const std::string& key, const std::string& uid, Verdict verdict,
+                          const std::string& reason, http::ClientResult result) {
   auto it = actions_.find(key);
   if (it != actions_.end()) {
     loop_.DeferDelete(std::move(it->second));
@@ -169,6 +168,7 @@ void PodRepairer::OnActed(const std::string& key, Verdict verdict, const std::st
       return;
     }
     repaired_["label"].Inc();
+    reported_.insert(uid);  // labelled is reported: not counted again as report
     LOG(WARN) << "meshlet-cni-agent: repair: labelled pod " << key << " " << kUncapturedLabel
               << "=true: " << reason;
     return;

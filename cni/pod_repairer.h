@@ -11,7 +11,8 @@
 //   meshlet_cni_repair_failures_total{step="list|evict|label"}
 //   meshlet_cni_repair_evictions_refused_total       (429: a PodDisruptionBudget said not now)
 //   meshlet_cni_pods_uncaptured                      (flagged at the last pass)
-// A pod is reported (logged and counted) once; an action that failed is tried again.
+// A pod is reported (logged and counted) once, and a labelled pod is not reported again; an action
+// that failed is tried again.
 //
 // Threading and ownership: the loop's thread only; the Loop and the StatsShard outlive it. At
 // most one pass runs: the list, then the actions it decided, each its own HttpFetch; the next
@@ -65,8 +66,8 @@ class PodRepairer {
   void Pass();
   void OnList(http::ClientResult result);
   void Act(const NodePod& pod, const RepairDecision& decision);
-  void OnActed(const std::string& key, Verdict verdict, const std::string& reason,
-               http::ClientResult result);
+  void OnActed(const std::string& key, const std::string& uid, Verdict verdict,
+               const std::string& reason, http::ClientResult result);
   void Failed(absl::string_view step, absl::string_view detail);
 
   event::Loop& loop_;

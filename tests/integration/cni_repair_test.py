@@ -177,7 +177,8 @@ class RepairTest(AgentEndpoints, unittest.TestCase):
         patches = [w for w in self.api.writes if w[1] == "PATCH"]
         self.assertEqual(len(patches), 1, patches)  # labelled once; then only reported
         self.assertEqual(self.repaired("label"), 1)
-        self.assertEqual(self.repaired("report"), 1)
+        self.assertEqual(self.repaired("report"), 0)  # labelled is reported
+        self.assertEqual(self.metric("meshlet_cni_pods_uncaptured"), 1)
 
     def test_refused_by_rbac_is_a_counted_failure_tried_again(self):
         self.api.put("pods", pod("uncaptured"))
