@@ -146,7 +146,25 @@ absl::Status NodeAgent::Start() {
   settle_ = std::make_unique<event::Timer>(loop_, [this] { Check(); });
   periodic_ = std::make_unique<event::Timer>(loop_, [this] { Check(); });
   periodic_->EnableRepeating(options_.check_interval);
+  if (!options_.node_name.empty() && !options_.kubernetes_server.empty()) {
+    repairer_ = std::make_unique<PodRepairer>(
+        loop_,
+        PodRepairerOptions{
+            .node_name = options_.node_name,
+            .kubernetes = {.server = options_.kubernetes_server,
+                           .ca_file = absl::StrCat(options_.service_account_dir, "/ca.crt"),
+                           .token_file = absl::StrCat(options_.service_account_dir, "/token")},
+            .settings = {.mode = options_.repair_mode,
+                         .grace = absl::FromChrono(options_.repair_grace),
+                         .exclude_namespaces = options_.exclude_namespaces},
+            .interval = options_.repair_interval,
+            .read_plugin_log = [this] { ReadPluginLog(); }},
+        stats_.shared_shard());
+    // Created before the first check reads the plugin's log, so that it sees every line.
+    ReadRotatedPluginLog();
+  }
   Check();
+  if (repairer_ != nullptr) repairer_->Start();
   return absl::OkStatus();
 }
 
@@ -314,6 +332,7 @@ void NodeAgent::ReadPluginLog() {
        absl::StrSplit(absl::string_view(chunk).substr(0, complete), '\n')) {
     const absl::string_view outcome = OutcomeOfLogLine(line);
     if (outcome.empty()) continue;
+    if (repairer_ != nullptr) repairer_->AddLogLine(line);
     auto counter = pods_.find(std::string(outcome));
     if (counter != pods_.end()) counter->second.Inc();
   }
@@ -326,6 +345,16 @@ void NodeAgent::ReadPluginLog() {
     }
     log_offset_ = 0;
   }
+}
+
+void NodeAgent::ReadRotatedPluginLog() {
+  const std::string path = absl::StrCat(PluginLogFile(options_), ".1");
+  absl::StatusOr<std::string> text = ReadFile(path, options_.max_plugin_log_bytes * 2);
+  if (!text.ok()) {
+    if (!absl::IsNotFound(text.status())) Failed("plugin_log", text.status());
+    return;
+  }
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) repairer_->AddLogLine(line);
 }
 
 http::ServerResponse NodeAgent::Handle(const http::ServerRequest& request) {
@@ -348,12 +377,17 @@ http::ServerResponse NodeAgent::Handle(const http::ServerRequest& request) {
 }
 
 absl::Status NodeAgent::Stop(bool uninstall) {
+  if (repairer_) repairer_->Stop();
   if (periodic_) periodic_->Disable();
   if (settle_) settle_->Disable();
   if (watch_ != nullptr) uv_fs_event_stop(&watch_->handle);
   if (http_) http_->Shutdown();
   in_chain_ = false;
   if (!uninstall) return absl::OkStatus();
+  return Uninstall();
+}
+
+absl::Status NodeAgent::Uninstall() {
   absl::Status status = installer_.Uninstall();
   if (!status.ok()) {
     Failed("uninstall", status);

@@ -6,7 +6,9 @@
 // reach the API server (CA, ServiceAccount token), keeps meshlet-cni last in the network
 // configuration the runtime uses (Installer: at start, on every change of the conf dir, and every
 // check interval), counts the plugin's outcomes from its log file, and serves /healthz, /readyz
-// (200 only while meshlet-cni is in the chain) and /metrics (Prometheus).
+// (200 only while meshlet-cni is in the chain) and /metrics (Prometheus). With the node's name, it
+// also finds and repairs the node's pods set up while meshlet-cni was not in the chain
+// (PodRepairer, cni/pod_repairer.h).
 //
 // Everything runs on the loop's thread: the conf dir watch (libuv fs events, inotify), the
 // periodic check and the HTTP server. File work is blocking and small (a few KiB).
@@ -21,6 +23,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cni/installer.h"
+#include "cni/pod_repairer.h"
+#include "cni/repair.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/http/server.h"
@@ -50,6 +54,13 @@ struct AgentOptions {
   Duration settle_time = std::chrono::milliseconds(100);
   size_t max_plugin_log_bytes = 16 << 20;  // the plugin's log is rotated (to .1) past this
   size_t max_file_bytes = 1 << 20;         // conflists, CA and token files read
+  // The race repair (PodRepairer), with the agent's ServiceAccount against kubernetes_server:
+  // on when both this node's name and the server are set. Its excluded namespaces are the
+  // plugin's (exclude_namespaces).
+  std::string node_name;
+  RepairMode repair_mode = RepairMode::kEvict;
+  Duration repair_grace = std::chrono::seconds(30);
+  Duration repair_interval = std::chrono::seconds(10);
 };
 
 // Paths under the state dir.
@@ -72,9 +83,11 @@ class NodeAgent {
   // Serves HTTP, copies the plugin, checks once, watches. An error only for what cannot be
   // retried (the HTTP address); a failed check is logged, counted and retried.
   absl::Status Start();
-  // Stops watching and serving; with `uninstall`, takes meshlet-cni out of the chain (the
-  // configuration as the agent found it) and removes the plugin binary and the plugin's files.
+  // Stops watching and serving; with `uninstall`, then Uninstall().
   absl::Status Stop(bool uninstall);
+  // Takes meshlet-cni out of the chain (the configuration as the agent found it) and removes the
+  // plugin binary and the plugin's files. After Stop.
+  absl::Status Uninstall();
   bool ready() const { return in_chain_; }
   const net::Address& http_address() const;
 
@@ -86,6 +99,8 @@ class NodeAgent {
   absl::Status CopyPlugin();
   absl::Status WriteKubernetesFiles();
   void ReadPluginLog();
+  // The rotated log (.1), for the repair's record of captures only (not counted again).
+  void ReadRotatedPluginLog();
   void Failed(absl::string_view step, const absl::Status& status);
   http::ServerResponse Handle(const http::ServerRequest& request);
   void OnConfDirChanged();
@@ -102,6 +117,7 @@ class NodeAgent {
   std::unique_ptr<event::Timer> periodic_;
   std::unique_ptr<event::Timer> settle_;
   std::unique_ptr<Watch> watch_;
+  std::unique_ptr<PodRepairer> repairer_;  // null: no repair (no node name or API server)
   bool in_chain_ = false;
   std::string last_error_;
   uint64_t log_offset_ = 0;

@@ -1,6 +1,8 @@
 // meshlet-cni-agent: the node agent of CNI mode (cni/agent.h). Runs until SIGTERM or SIGINT;
-// with --uninstall-on-exit it then takes meshlet-cni out of the node's chain. `meshlet-cni-agent
-// uninstall` (same flags) only takes it out, for a node whose agent is gone.
+// with --uninstall-on-exit it then takes meshlet-cni out of the node's chain, unless --daemonset
+// names its DaemonSet and the API server says that it still exists and is not being deleted (a
+// rolling update or a restart: the plugin stays in the chain for the next agent, docs/adr/0094).
+// `meshlet-cni-agent uninstall` (same flags) only takes it out, for a node whose agent is gone.
 
 #include <csignal>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "cni/agent.h"
 #include "cni/installer.h"
+#include "cni/kubernetes.h"
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/event/signal.h"
@@ -24,6 +27,8 @@ struct Flags {
   AgentOptions agent;
   std::string http_address = "0.0.0.0:9103";
   std::string exclude_namespaces = "kube-system";
+  std::string repair_mode = "evict";
+  std::string daemonset;  // NAMESPACE/NAME
   bool uninstall_on_exit = false;
   bool help = false;
 };
@@ -69,11 +74,29 @@ std::vector<flags::Flag> Table(Flags* f) {
       flags::PositiveDurationFlag("--check-interval", &f->agent.check_interval,
                                   "How often the configuration is checked besides on changes.",
                                   "10s"),
+      flags::StringFlag("--node-name", "NAME", &f->agent.node_name,
+                        "This node's name (the downward API's spec.nodeName; default $NODE_NAME): "
+                        "the race repair looks at this node's pods (none: no repair)."),
+      flags::StringFlag("--repair-mode", "evict|label|off", &f->repair_mode,
+                        "What the race repair does with a pod set up while meshlet-cni was not in "
+                        "the chain: evict it (PodDisruptionBudgets hold; bare pods are only "
+                        "reported), label it cni.meshlet.io/uncaptured=true, or only report it."),
+      flags::PositiveDurationFlag("--repair-grace", &f->agent.repair_grace,
+                                  "How long a marked pod may be not ready and not captured before "
+                                  "the repair acts.",
+                                  "30s"),
+      flags::PositiveDurationFlag("--repair-interval", &f->agent.repair_interval,
+                                  "How often the node's pods are listed for the race repair.",
+                                  "10s"),
       flags::IntFlag<size_t>("--max-plugin-log-bytes", "BYTES", &f->agent.max_plugin_log_bytes,
                              "The plugin's log is moved to cni.log.1 past this size."),
       flags::SwitchFlag("--uninstall-on-exit", &f->uninstall_on_exit,
                         "On SIGTERM or SIGINT, take meshlet-cni out of the chain (the "
                         "configuration as the agent found it) and remove the plugin."),
+      flags::StringFlag("--daemonset", "NAMESPACE/NAME", &f->daemonset,
+                        "The agent's own DaemonSet: with --uninstall-on-exit, the plugin is taken "
+                        "out only when it is gone or being deleted, and stays in the chain through "
+                        "a rolling update or restart (none: always taken out)."),
       flags::HelpFlag(&f->help, "Show this help."),
   };
 }
@@ -83,9 +106,39 @@ std::string Usage(Flags* f) {
                       flags::FlagTable(Table(f)));
 }
 
+// With --uninstall-on-exit, at exit: uninstall unless the DaemonSet still stands (an update or a
+// restart: the next agent takes over the chain as it is). When that cannot be told, uninstall: a
+// plugin left in the chain with no agent keeping its token fresh would fail pods' sandboxes, and
+// the race repair fixes what starts uncaptured meanwhile.
+bool ShouldUninstall(const Flags& f, const std::vector<std::string>& daemonset) {
+  if (f.daemonset.empty() || f.agent.kubernetes_server.empty()) {
+    LOG(INFO) << "meshlet-cni-agent: uninstalling";
+    return true;
+  }
+  absl::StatusOr<bool> removed =
+      DaemonSetBeingRemoved({.server = f.agent.kubernetes_server,
+                             .ca_file = absl::StrCat(f.agent.service_account_dir, "/ca.crt"),
+                             .token_file = absl::StrCat(f.agent.service_account_dir, "/token")},
+                            daemonset[0], daemonset[1]);
+  if (!removed.ok()) {
+    LOG(ERROR) << "meshlet-cni-agent: " << removed.status().message()
+               << "; uninstalling as if it were deleted";
+    return true;
+  }
+  if (*removed) {
+    LOG(INFO) << "meshlet-cni-agent: the DaemonSet " << f.daemonset
+              << " is gone or being deleted: uninstalling";
+  } else {
+    LOG(INFO) << "meshlet-cni-agent: the DaemonSet " << f.daemonset
+              << " stays (an update or a restart): meshlet-cni stays in the chain";
+  }
+  return *removed;
+}
+
 int Run(int argc, char** argv) {
   Flags f;
   f.agent.kubernetes_server = DefaultServer();
+  if (const char* node = std::getenv("NODE_NAME"); node != nullptr) f.agent.node_name = node;
   const std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<flags::ParsedArgs> parsed =
       flags::Parse(Table(&f), args, {.command = "meshlet-cni-agent", .positional = true});
@@ -106,6 +159,19 @@ int Run(int argc, char** argv) {
   }
   if (f.agent.on_metadata_error != "fail" && f.agent.on_metadata_error != "skip") {
     std::fprintf(stderr, "meshlet-cni-agent: --on-metadata-error must be fail or skip\n");
+    return flags::kUsageExitCode;
+  }
+  absl::StatusOr<RepairMode> repair_mode = ParseRepairMode(f.repair_mode);
+  if (!repair_mode.ok()) {
+    std::fprintf(stderr, "meshlet-cni-agent: --repair-mode: %s\n",
+                 std::string(repair_mode.status().message()).c_str());
+    return flags::kUsageExitCode;
+  }
+  f.agent.repair_mode = *repair_mode;
+  const std::vector<std::string> daemonset = absl::StrSplit(f.daemonset, '/');
+  if (!f.daemonset.empty() &&
+      (daemonset.size() != 2 || daemonset[0].empty() || daemonset[1].empty())) {
+    std::fprintf(stderr, "meshlet-cni-agent: --daemonset must be NAMESPACE/NAME\n");
     return flags::kUsageExitCode;
   }
   f.agent.exclude_namespaces = absl::StrSplit(f.exclude_namespaces, ',', absl::SkipEmpty());
@@ -143,9 +209,8 @@ int Run(int argc, char** argv) {
     for (int signum : {SIGTERM, SIGINT}) {
       absl::StatusOr<std::unique_ptr<event::Signal>> signal =
           event::Signal::Create(loop, signum, [&](int) {
-            LOG(INFO) << "meshlet-cni-agent: stopping"
-                      << (f.uninstall_on_exit ? ", uninstalling" : "");
-            if (!agent.Stop(f.uninstall_on_exit).ok()) exit_code = 1;
+            LOG(INFO) << "meshlet-cni-agent: stopping";
+            if (!agent.Stop(/*uninstall=*/false).ok()) exit_code = 1;
             loop.Stop();
           });
       CHECK_OK(signal.status());
@@ -153,6 +218,10 @@ int Run(int argc, char** argv) {
     }
     loop.Run();
     signals.clear();
+    // Off the loop: the question to the API server is a blocking call.
+    if (f.uninstall_on_exit && ShouldUninstall(f, daemonset) && !agent.Uninstall().ok()) {
+      exit_code = 1;
+    }
   }
   loop.RunUntilIdle();
   return exit_code;

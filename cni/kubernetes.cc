@@ -40,8 +40,25 @@ absl::StatusOr<std::map<std::string, std::string>> PodAnnotationsFromJson(absl::
   return out;
 }
 
-absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
-    const KubernetesSettings& settings, const PodRef& pod) {
+http::ClientRequest ApiEndpoint::Request(absl::string_view method, std::string path,
+                                         absl::string_view user_agent) const {
+  http::ClientRequest request{
+      .method = std::string(method), .path = std::move(path), .authority = authority};
+  request.headers.Add("accept", "application/json");
+  request.headers.Add("user-agent", user_agent);
+  request.headers.Add("authorization", authorization);
+  return request;
+}
+
+http::ClientOptions ApiEndpoint::Options(size_t max_response_bytes) const {
+  http::ClientOptions options{
+      .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),
+      .max_response_bytes = max_response_bytes};
+  options.transport_factory = transport_factory;
+  return options;
+}
+
+absl::StatusOr<ApiEndpoint> PrepareApiCall(const KubernetesSettings& settings) {
   absl::StatusOr<std::string> ca = ReadFile(settings.ca_file, 1 << 20);
   if (!ca.ok()) {
     return absl::InvalidArgumentError(
@@ -74,23 +91,27 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
   }
   tls::TlsSession::Options session{.verify_peer_name = host_port->host};
   if (!net::Address::FromIp(host_port->host, 0).ok()) session.server_name = host_port->host;
-
-  http::ClientRequest request{
-      .method = "GET",
-      .path = absl::StrCat("/api/v1/namespaces/", http::QueryEscape(pod.pod_namespace), "/pods/",
-                           http::QueryEscape(pod.name)),
-      .authority = std::string(server)};
-  request.headers.Add("accept", "application/json");
-  request.headers.Add("user-agent", "meshlet-cni");
-  request.headers.Add("authorization", absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)));
-  http::ClientOptions options{
-      .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(settings.timeout)),
-      .max_response_bytes = settings.max_pod_bytes};
-  options.transport_factory = [context = *std::move(context), session] {
+  ApiEndpoint endpoint{.addresses = *std::move(addresses),
+                       .authority = std::string(server),
+                       .authorization = absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)),
+                       .timeout = settings.timeout};
+  endpoint.transport_factory = [context = *std::move(context), session] {
     return tls::TlsTransport::Make(context, session);
   };
-  http::ClientResult result =
-      http::FetchBlocking(*std::move(addresses), std::move(request), std::move(options));
+  return endpoint;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
+    const KubernetesSettings& settings, const PodRef& pod) {
+  absl::StatusOr<ApiEndpoint> endpoint = PrepareApiCall(settings);
+  if (!endpoint.ok()) return endpoint.status();
+  http::ClientResult result = http::FetchBlocking(
+      endpoint->addresses,
+      endpoint->Request("GET",
+                        absl::StrCat("/api/v1/namespaces/", http::QueryEscape(pod.pod_namespace),
+                                     "/pods/", http::QueryEscape(pod.name)),
+                        "meshlet-cni"),
+      endpoint->Options(settings.max_pod_bytes));
   const std::string where = absl::StrCat("the API server ", settings.server);
   switch (result.error) {
     case http::ClientError::kNone:
@@ -126,6 +147,41 @@ absl::StatusOr<std::map<std::string, std::string>> FetchPodAnnotations(
     return absl::InvalidArgumentError(absl::StrCat(where, " answered HTTP ", result.status));
   }
   return PodAnnotationsFromJson(result.body);
+}
+
+absl::StatusOr<bool> DaemonSetBeingRemoved(const KubernetesSettings& settings,
+                                           absl::string_view daemonset_namespace,
+                                           absl::string_view name) {
+  absl::StatusOr<ApiEndpoint> endpoint = PrepareApiCall(settings);
+  if (!endpoint.ok()) return endpoint.status();
+  http::ClientResult result =
+      http::FetchBlocking(endpoint->addresses,
+                          endpoint->Request("GET",
+                                            absl::StrCat("/apis/apps/v1/namespaces/",
+                                                         http::QueryEscape(daemonset_namespace),
+                                                         "/daemonsets/", http::QueryEscape(name)),
+                                            "meshlet-cni-agent"),
+                          endpoint->Options(settings.max_pod_bytes));
+  const std::string what = absl::StrCat("the DaemonSet ", daemonset_namespace, "/", name);
+  if (result.error != http::ClientError::kNone) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot ask the API server ", settings.server, " about ", what, ": ",
+                     http::ClientErrorName(result.error), " ", result.detail));
+  }
+  if (result.status == 404) return true;
+  if (result.status != 200) {
+    return absl::UnavailableError(
+        absl::StrCat("the API server answered HTTP ", result.status, " for ", what,
+                     result.status == 403 ? " (RBAC: get on daemonsets)" : ""));
+  }
+  absl::StatusOr<JsonValue> parsed = ParseJson(result.body);
+  const JsonValue* metadata = parsed.ok() ? parsed->Find("metadata") : nullptr;
+  if (metadata == nullptr || !metadata->IsObject()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the API server's answer for ", what, " is not a DaemonSet"));
+  }
+  const JsonValue* deletion = metadata->Find("deletionTimestamp");
+  return deletion != nullptr && deletion->type != JsonValue::Type::kNull;
 }
 
 }  // namespace meshlet::cni

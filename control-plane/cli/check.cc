@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -73,6 +74,24 @@ void RouteStatusLines(ApiClient& api, std::ostream& out) {
   for (const std::string& line : lines) out << line << "\n";
 }
 
+// The connected sidecars that report their traffic capture not in effect (the proxy's capture
+// check, docs/kubernetes.md "Readiness waits for capture"): in CNI mode a pod set up while
+// meshlet-cni was not in its node's chain, which the node agent repairs.
+void UncapturedLines(const YAML::Node& items, std::ostream& out) {
+  std::vector<std::string> uncaptured;
+  for (const YAML::Node& item : items) {
+    if (absl::StartsWith(Scalar(item["notReady"]), "traffic capture not in effect")) {
+      uncaptured.push_back(absl::StrCat(Scalar(item["namespace"]), "/", Scalar(item["id"])));
+    }
+  }
+  if (uncaptured.empty()) return;
+  out << "uncaptured     " << uncaptured.size()
+      << " not ready, traffic capture not in effect (CNI mode: pods set up while meshlet-cni was "
+         "not in the node's chain; see the node agent's meshlet_cni_pods_repaired_total and log, "
+         "or the pods labelled cni.meshlet.io/uncaptured)\n";
+  for (const std::string& name : uncaptured) out << "  " << name << "\n";
+}
+
 int Check(Session& session) {
   ApiClient& api = session.api();
   if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
@@ -107,6 +126,7 @@ int Check(Session& session) {
   if (proxies->http.status == 200) {
     YAML::Node p = YAML::Load(proxies->http.body);
     out << "sidecars       " << (p["items"] ? p["items"].size() : 0) << " connected\n";
+    UncapturedLines(p["items"], out);
   } else {
     out << "sidecars       " << proxies->ErrorMessage() << "\n";
   }
@@ -219,11 +239,13 @@ CommandSpec DashboardCommand() {
 CommandSpec CheckCommand() {
   return {.name = "check",
           .summary =
-              "control plane reachable, token accepted, versions, sidecars connected, "
-              "Gateway API routes' status",
+              "control plane reachable, token accepted, versions, sidecars connected and "
+              "those whose traffic capture is not in effect, Gateway API routes' status",
           .about =
               "Checks that the control plane answers, that it accepts the token, and "
-              "shows the versions, the number of connected sidecars, and each Gateway API "
+              "shows the versions, the number of connected sidecars and those not ready because "
+              "their traffic capture is not in effect (in CNI mode, pods set up while meshlet-cni "
+              "was not in their node's chain), and each Gateway API "
               "HTTPRoute and GRPCRoute with its Accepted and ResolvedRefs conditions per "
               "Service parent (reason and message when not True). With --pre -f FILE, "
               "checks install manifests offline instead: the control plane's Deployment "

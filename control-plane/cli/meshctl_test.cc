@@ -511,6 +511,31 @@ TEST_F(MeshctlTest, CheckListsGatewayRoutesWithTheirConditionsPerParent) {
             "OK\n");
 }
 
+TEST_F(MeshctlTest, CheckListsSidecarsWhoseCaptureIsNotInEffect) {
+  api_.Answer("GET", "/healthz", 200, "ok\n");
+  api_.Answer("GET", "/version", 200, R"({"server":"1.2.3","apiVersion":"v1"})");
+  api_.Answer("GET", "/apis/meshlet.io/v1", 200, R"({"kind":"APIResourceList"})");
+  api_.Answer("GET", "/api/v1/whoami", 200,
+              R"({"name":"ops","credential":"token","role":"admin"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"json({"items":[
+    {"id":"cart-1","namespace":"shop","notReady":"traffic capture not in effect: no redirected connection seen yet (10.0.0.7:15008 is dialled every second; are the `sidecar init` rules there?)"},
+    {"id":"cart-2","namespace":"shop","notReady":"no complete configuration from the control plane yet"},
+    {"id":"web-1","namespace":"shop"}]})json");
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/httproutes", 200, R"({"items":[]})");
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/grpcroutes", 200, R"({"items":[]})");
+  EXPECT_EQ(Run({"check"}), 0) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_NE(out.find("sidecars       3 connected\n"
+                     "uncaptured     1 not ready, traffic capture not in effect (CNI mode: pods "
+                     "set up while meshlet-cni was not in the node's chain; see the node agent's "
+                     "meshlet_cni_pods_repaired_total and log, or the pods labelled "
+                     "cni.meshlet.io/uncaptured)\n"
+                     "  shop/cart-1\n"
+                     "gateway routes 0\n"),
+            std::string::npos)
+      << out;
+}
+
 TEST_F(MeshctlTest, ARefusedTokenIsExit3AndSaysWhetherThereWasOne) {
   api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 401,
               R"({"kind":"Status","code":401,"message":"missing or invalid bearer token"})");

@@ -149,6 +149,13 @@ TEST(InjectTest, CniModeAddsNoContainerWithCapabilitiesAndMarksThePod) {
   EXPECT_EQ(security["allowPrivilegeEscalation"].Scalar(), "false");
   EXPECT_EQ(security["readOnlyRootFilesystem"].Scalar(), "true");
   EXPECT_FALSE(security["capabilities"]["add"]);
+  // The proxy still checks that its traffic is captured: a pod whose sandbox was set up without
+  // meshlet-cni in the chain stays not ready (and the node agent's repair finds it by that).
+  bool capture_check = false;
+  for (const YAML::Node& arg : spec["initContainers"][0]["args"]) {
+    if (arg.Scalar() == "--capture-check=$(POD_IP):15008") capture_check = true;
+  }
+  EXPECT_TRUE(capture_check);
   const std::string status =
       injected["spec"]["template"]["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar();
   EXPECT_NE(status.find("\"capture\":\"cni\",\"initContainers\":[\"meshlet-proxy\"]"),

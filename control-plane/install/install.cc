@@ -143,6 +143,10 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
            "agent's DaemonSet is installed, and injected pods need no capability); false: by a "
            "privileged init container in each pod (default)"},
           {"cniImage", "the CNI node agent's image (meshlet-cni:<version>)"},
+          {"cniRepair",
+           "what the CNI node agent does with a pod set up while meshlet-cni was not in the "
+           "chain: evict (default; PodDisruptionBudgets hold, bare pods only reported), label "
+           "(cni.meshlet.io/uncaptured=true) or off (report only)"},
           {"caSecret",
            "a Secret with tls.crt (the signing certificate and its chain) and tls.key the "
            "workload CA signs with; revisions side by side need the same one (default: a root "
@@ -244,6 +248,11 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
   } else if (key == "cni") {
     if (value != "true" && value != "false") return bad("must be true or false");
     options.cni = value == "true";
+  } else if (key == "cniRepair") {
+    if (value != "evict" && value != "label" && value != "off") {
+      return bad("must be evict, label or off");
+    }
+    options.cni_repair = value;
   } else if (key == "cniImage") {
     if (absl::Status s = inject::CheckImage(value); !s.ok()) return bad(s.message());
     options.cni_image = value;
@@ -533,6 +542,26 @@ void SetUpCniNodeAgent(YAML::Node daemonset, const InstallOptions& options,
   AddLabels(Child(Child(daemonset["spec"]["template"], "metadata"), "labels"), labels);
   FirstContainer(daemonset)["image"] = StringNode(
       options.cni_image.empty() ? absl::StrCat(kCniImage, ":", version) : options.cni_image);
+  for (YAML::Node arg : FirstContainer(daemonset)["args"]) {
+    if (absl::StartsWith(arg.Scalar(), "--repair-mode=")) {
+      arg = StringNode(absl::StrCat("--repair-mode=", options.cni_repair));
+    }
+  }
+}
+
+// The node agent's ClusterRole (k8s/cni) for the repair mode: pods/eviction only to evict, patch
+// on pods only to label.
+void SetUpCniRole(YAML::Node role, const InstallOptions& options) {
+  YAML::Node rules(YAML::NodeType::Sequence);
+  for (YAML::Node rule : role["rules"]) {
+    const bool eviction = rule["resources"][0].Scalar() == "pods/eviction";
+    if (eviction && options.cni_repair != "evict") continue;
+    if (rule["resources"][0].Scalar() == "pods" && options.cni_repair == "label") {
+      rule["verbs"].push_back(StringNode("patch"));
+    }
+    rules.push_back(rule);
+  }
+  role["rules"] = rules;
 }
 
 YAML::Node Expression(absl::string_view key, absl::string_view op,
@@ -613,6 +642,9 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       KeepStoreKeyRulesOnly(object);
     } else if (kind == "DaemonSet") {
       SetUpCniNodeAgent(object, options, labels, version);
+    } else if (kind == "ClusterRole" &&
+               absl::StartsWith(Text(object["metadata"]["name"]), kCniImage)) {
+      SetUpCniRole(object, options);
     } else if (kind == "StatefulSet") {
       SetUpBundledEtcd(object, options, labels);
     } else if (kind == "Deployment") {

@@ -83,6 +83,9 @@ struct InstallOptions {
   // no privileged init container in any pod.
   bool cni = false;
   std::string cni_image;  // the node agent's; empty: meshlet-cni:<version>
+  // The node agent's race repair (--repair-mode): evict (k8s/cni as written), label (the
+  // ClusterRole gains patch on pods, loses pods/eviction) or off (neither).
+  std::string cni_repair = "evict";
 };
 
 // The --set keys, in the order help lists them, with what each takes.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "control-plane/inject/node.h"
@@ -79,6 +80,35 @@ TEST(InstallTest, CniModeRendersTheNodeAgentAndInjectsForIt) {
   for (const YAML::Node& o : UninstallOrder(*objects, false, /*revision=*/true)) {
     EXPECT_NE(Text(o["kind"]), "DaemonSet");
   }
+  // The repair mode: the agent's flag and the least RBAC for it.
+  auto agent_and_role = [&](absl::string_view mode) {
+    InstallOptions with = options;
+    EXPECT_TRUE(SetOption(with, absl::StrCat("cniRepair=", mode)).ok());
+    absl::StatusOr<std::vector<YAML::Node>> rendered = Render(with, "0.1.0");
+    EXPECT_TRUE(rendered.ok());
+    std::string flag, rules;
+    for (const YAML::Node& o : rendered.ok() ? *rendered : std::vector<YAML::Node>{}) {
+      if (Text(o["kind"]) == "DaemonSet") {
+        for (const YAML::Node& arg : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+          if (absl::StartsWith(arg.Scalar(), "--repair-mode=")) flag = arg.Scalar();
+        }
+      }
+      if (Text(o["kind"]) == "ClusterRole" && Text(o["metadata"]["name"]) == "meshlet-cni") {
+        for (const YAML::Node& rule : o["rules"]) {
+          std::vector<std::string> verbs;
+          for (const YAML::Node& verb : rule["verbs"]) verbs.push_back(verb.Scalar());
+          absl::StrAppend(&rules, rule["resources"][0].Scalar(), ":", absl::StrJoin(verbs, ","),
+                          " ");
+        }
+      }
+    }
+    return absl::StrCat(flag, " ", rules);
+  };
+  EXPECT_EQ(agent_and_role("evict"),
+            "--repair-mode=evict pods:get,list pods/eviction:create daemonsets:get ");
+  EXPECT_EQ(agent_and_role("label"), "--repair-mode=label pods:get,list,patch daemonsets:get ");
+  EXPECT_EQ(agent_and_role("off"), "--repair-mode=off pods:get,list daemonsets:get ");
+  EXPECT_FALSE(SetOption(options, "cniRepair=delete").ok());
   // Without it: no agent, and the control plane injects meshlet-init as before.
   for (const YAML::Node& o : Defaults()) EXPECT_NE(Text(o["kind"]), "DaemonSet");
   ASSERT_TRUE(SetOption(options, "cniImage=registry.example/meshlet-cni:9").ok());

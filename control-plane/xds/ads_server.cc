@@ -270,9 +270,10 @@ void AdsServer::EndStream(Stream& stream, StatusCode code, absl::string_view mes
 
 void AdsServer::OnReadiness(Stream& stream, const xds::WorkloadReadiness& readiness) {
   metrics_->readiness_reports[readiness.ready()].Inc();
-  if (observer_ == nullptr) return;
   const std::string reason(
       absl::string_view(readiness.reason()).substr(0, ProxyObserver::kMaxReadinessReason));
+  stream.not_ready_reason = readiness.ready() ? "" : reason;
+  if (observer_ == nullptr) return;
   observer_->OnProxyReadiness(stream.node.id(), readiness.ready(), reason);
 }
 

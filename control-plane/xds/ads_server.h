@@ -190,6 +190,9 @@ struct ProxyStatus {
   std::string identity;  // the SPIFFE id its client certificate proved; empty on plaintext
   std::string mode;      // "sotw" or "delta"
   absl::Time connected_since;
+  // Why its sidecar last reported itself not ready ("traffic capture not in effect: ..."); empty
+  // when ready or not reported yet.
+  std::string not_ready_reason;
   std::vector<TypeStatus> types;  // in push order
   OnDemandStatus on_demand;
 };

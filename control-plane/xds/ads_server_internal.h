@@ -82,6 +82,9 @@ class AdsServer::Stream {
   // When the grant expires, on the loop's clock.
   MonotonicTime expires = MonotonicTime::max();
   absl::Time connected_since = absl::InfinitePast();
+  // Why its sidecar last said it is not ready (at most kMaxReadinessReason bytes); empty when it
+  // said ready, or said nothing yet.
+  std::string not_ready_reason;
   std::array<TypeSubscription, kResourceTypeCount> types;
 
   // Push bookkeeping.

@@ -1030,6 +1030,10 @@ TEST_F(AdsServerTest, ReadinessOnTheFirstRequestReachesTheObserverAfterTheNode) 
   }
   EXPECT_EQ(first, (std::vector<std::string>{"connected node-1", "ready node-1"}));
   EXPECT_EQ(second, (std::vector<std::string>{"connected node-2", "not ready node-2: draining"}));
+  // The status keeps why a sidecar is not ready (`meshctl check` lists uncaptured ones by it).
+  for (const ProxyStatus& status : ads_->ProxyStatuses()) {
+    EXPECT_EQ(status.not_ready_reason, status.id == "node-2" ? "draining" : "") << status.id;
+  }
   EXPECT_EQ(Counter("meshlet_xds_readiness_reports_total", {{"ready", "true"}}), 1u);
   EXPECT_EQ(Counter("meshlet_xds_readiness_reports_total", {{"ready", "false"}}), 1u);
   // The request still subscribed as usual.

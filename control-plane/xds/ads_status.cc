@@ -77,6 +77,7 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     status.identity = stream->grant.identity;
     status.mode = stream->delta ? "delta" : "sotw";
     status.connected_since = stream->connected_since;
+    status.not_ready_reason = stream->not_ready_reason;
     const TypeSubscription& lookups = stream->of(ResourceType::kServiceRoute);
     status.on_demand.keys = lookups.keys().size();
     for (const std::string& key : lookups.keys()) {

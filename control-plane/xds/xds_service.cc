@@ -538,6 +538,12 @@ std::string XdsService::ProxiesJson() {
       out += ",\"identity\":";
       AppendJsonString(&out, proxy.identity);
     }
+    // Why its sidecar said it is not ready (`meshctl check` lists those whose capture is not
+    // in effect).
+    if (!proxy.not_ready_reason.empty()) {
+      out += ",\"notReady\":";
+      AppendJsonString(&out, proxy.not_ready_reason);
+    }
     // Its lookup keys (ADR 0086): held, and as last answered.
     AppendOnDemandJson(&out, proxy.on_demand);
     out += ",\"types\":{";

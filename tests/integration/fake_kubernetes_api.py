@@ -33,7 +33,8 @@ here.
     v3 answer 404), so kubectl's client-side validation needs `--validate=false`, and the
     fieldValidation query parameter is not enforced.
   - Lists and watches of a namespace, with fieldSelector metadata.name / metadata.namespace
-    (kubectl delete's wait); GET of an object and of its status.
+    (kubectl delete's wait) and spec.nodeName (a node agent's pods); GET of an object and of
+    its status.
   - POST to a collection (409 if it exists; uid, creationTimestamp, generation 1 given, a status
     dropped where there is a status subresource), PUT and JSON merge PATCH (RFC 7386; other patch
     types get 415) of an object or of its status, DELETE. A metadata.resourceVersion in the body
@@ -43,6 +44,10 @@ here.
     resourceVersion. Every change reaches watches as ADDED, MODIFIED or DELETED.
   - Events (events.k8s.io/v1) are recorded and listed, also at /api/v1 as the core Events the
     API server shows of them (`kubectl get events`).
+- Evictions (policy/v1, POST .../pods/NAME/eviction): the pod is deleted (201) unless
+  `refuse_evictions` holds a count for it ("NS/NAME"): then 429, as a PodDisruptionBudget
+  refuses, while the count lasts; a uid precondition that does not match is 409. Every eviction
+  that went through is in `evictions` ("NS/NAME").
 - One coordination.k8s.io/v1 Lease per name: GET, POST (409 if it exists), PUT (409 unless
   metadata.resourceVersion is the current one).
 - Several bearer tokens may be accepted (one per control-plane replica, one for kubectl): every
@@ -162,6 +167,8 @@ class FakeApiServer:
         self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
         self.watch_generation = {kind: 0 for kind in KINDS.values()}  # the newest watch, per kind
         self.pages = {}
+        self.refuse_evictions = {}  # "NS/NAME" -> evictions still to refuse with 429
+        self.evictions = []         # "NS/NAME" of the pods evicted
         # Set by stop(): open watches end, so that no handler thread is still writing to an SSL
         # socket while the interpreter exits (a daemon thread doing so can crash it).
         self.stopping = False
@@ -421,6 +428,8 @@ class FakeApiServer:
             return 404, status(404, "NotFound", path)
         namespace, name = match.group("namespace") or "", match.group("name")
         subresource = match.group("subresource")
+        if resource.key == "pods" and subresource == "eviction" and method == "POST":
+            return self.evict(namespace, name, body)
         if subresource is not None and (subresource != "status" or not resource.status):
             return 404, status(404, "NotFound", path)
         if name is None:
@@ -508,6 +517,23 @@ class FakeApiServer:
         self.delete(resource.key, namespace, name)
         return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                      "details": {"name": name, "group": resource.group, "kind": resource.plural}}
+
+    def evict(self, namespace, name, body):
+        """(code, answer) of an Eviction of pod NAMESPACE/NAME (the lock held)."""
+        key = f"{namespace}/{name}"
+        pod = self.objects["pods"].get((namespace, name))
+        if pod is None:
+            return 404, status(404, "NotFound", f'pods "{name}" not found')
+        if self.refuse_evictions.get(key, 0) > 0:
+            self.refuse_evictions[key] -= 1
+            return 429, status(429, "TooManyRequests", "Cannot evict pod as it would violate the "
+                                                       "pod's disruption budget.")
+        uid = ((body.get("deleteOptions") or {}).get("preconditions") or {}).get("uid")
+        if uid is not None and uid != pod["metadata"].get("uid"):
+            return 409, status(409, "Conflict", f"the uid precondition {uid} does not match")
+        self.delete("pods", namespace, name)
+        self.evictions.append(key)
+        return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
 
     def store(self, resource, key, obj, type_):
         """Keeps `obj` at the next resourceVersion and tells the watches (the lock held)."""
@@ -700,16 +726,20 @@ def selection(namespace, query):
 def _field_selection(namespace, query):
     wanted = {}
     if namespace:
-        wanted["namespace"] = namespace
+        wanted["metadata.namespace"] = namespace
     for term in filter(None, query.get("fieldSelector", "").split(",")):
         field, _, value = term.replace("==", "=").partition("=")
-        if field not in ("metadata.name", "metadata.namespace") or not _:
-            raise ValueError(f"field selector {term!r}: the fake selects by metadata.name "
-                             f"and metadata.namespace equality only")
-        wanted[field[len("metadata."):]] = value
+        if field not in ("metadata.name", "metadata.namespace", "spec.nodeName") or not _:
+            raise ValueError(f"field selector {term!r}: the fake selects by metadata.name, "
+                             f"metadata.namespace and spec.nodeName equality only")
+        wanted[field] = value
     if not wanted:
         return None
-    return lambda obj: all(obj.get("metadata", {}).get(k, "") == v for k, v in wanted.items())
+
+    def field(obj, path):
+        section, _, name = path.partition(".")
+        return (obj.get(section) or {}).get(name, "")
+    return lambda obj: all(field(obj, k) == v for k, v in wanted.items())
 
 
 def metadata_only(obj):

@@ -204,6 +204,9 @@ class ManifestsTest(unittest.TestCase):
         self.assertIn("scopee", report)
 
     def test_cni_node_agent(self):
+        def daemonset_name(objects):
+            return one(objects, "DaemonSet")["metadata"]["name"]
+
         # k8s/cni: the only pod with host access, with the least the plugin needs.
         objects = render("cni")
         ok, report = CHECKER.validate(objects)
@@ -213,8 +216,11 @@ class ManifestsTest(unittest.TestCase):
         for o in objects:
             self.assertEqual(o["metadata"]["labels"]["app.kubernetes.io/part-of"], "meshlet")
         role = one(objects, "ClusterRole")
-        self.assertEqual(role["rules"], [{"apiGroups": [""], "resources": ["pods"],
-                                          "verbs": ["get"]}])
+        self.assertEqual(role["rules"], [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+            {"apiGroups": ["apps"], "resources": ["daemonsets"],
+             "resourceNames": [daemonset_name(objects)], "verbs": ["get"]}])
         self.assertEqual(one(objects, "ClusterRoleBinding")["subjects"],
                          [{"kind": "ServiceAccount", "name": "meshlet-cni",
                            "namespace": "meshlet-system"}])
@@ -242,6 +248,12 @@ class ManifestsTest(unittest.TestCase):
                            ("--state-dir", "/var/run/meshlet-cni")):
             self.assertIn(f"{flag}={path}", args)
         self.assertIn("--uninstall-on-exit", args)
+        # Its own DaemonSet, asked at exit (kept in the chain through a rolling update), and
+        # the race repair on its node's pods.
+        self.assertIn(f"--daemonset=$(POD_NAMESPACE)/{daemonset['metadata']['name']}", args)
+        self.assertIn("--repair-mode=evict", args)
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+        self.assertEqual(env, {"NODE_NAME": "spec.nodeName", "POD_NAMESPACE": "metadata.namespace"})
         port = container["ports"][0]["containerPort"]
         self.assertIn(f"--http-address=0.0.0.0:{port}", args)
         self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": port})
