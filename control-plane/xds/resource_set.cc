@@ -26,7 +26,7 @@ std::string ResourceVersion(const google::protobuf::Message& resource) {
 
 std::string TypeVersion(const ResourceMap& resources) {
   xds::TypeVersionHash hash;
-  hash.AddEntries(resources.VersionSum());
+  hash.AddEntries(resources.Sum());
   return hash.Hex();
 }
 

@@ -91,6 +91,12 @@ class ResourceList {
     items_.clear();
     for (; first != last; ++first) push_back(Message(*first));
   }
+  // Positional changes, for a list kept in an order (XdsClient patches its lists per name).
+  void Set(size_t i, Pointer message) { items_[i] = std::move(message); }
+  void Insert(size_t i, Pointer message) {
+    items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(i), std::move(message));
+  }
+  void Erase(size_t i) { items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i)); }
   void reserve(size_t n) { items_.reserve(n); }
   void clear() { items_.clear(); }
   void swap(ResourceList& other) { items_.swap(other.items_); }

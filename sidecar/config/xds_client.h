@@ -81,6 +81,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/base/persistent_map.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
@@ -195,6 +196,9 @@ class XdsClient {
   uint64_t resources_parsed() const { return resources_parsed_; }
   // Times the configuration was written to the cache directory.
   uint64_t cache_writes() const { return cache_writes_; }
+  // Held entries visited by the responses handled so far when building what they apply (entries
+  // compared, list items rebuilt): per response, about what it changes, not what is held.
+  uint64_t entries_visited() const { return entries_visited_; }
   const std::string& version(size_t type_index) const { return types_[type_index].version; }
   const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
   // Names of the type's resources that run though the control plane removed them.
@@ -219,8 +223,17 @@ class XdsClient {
     // The resource parsed as its type, once; shared, so that the type's entries with a response
     // applied (a copy of the held ones) copy no message. Never null.
     std::shared_ptr<const google::protobuf::Message> parsed;
+
+    friend bool operator==(const Entry&, const Entry&) = default;
   };
-  using EntryMap = std::map<std::string, Entry>;
+  // An entry's xds::TypeVersionEntry(name, version): EntryMap::Sum() is TypeState::entry_sum.
+  struct EntryVersion {
+    static uint64_t Of(const std::string& name, const Entry& entry);
+  };
+  // Persistent (common/base/persistent_map.h): a response's candidate set is the held one
+  // changed per name it touches (a copy is a pointer), and what differs between the two is
+  // found without visiting what they share (ADR 0086, amended).
+  using EntryMap = PersistentMap<Entry, EntryVersion>;
   struct TypeState {
     EntryMap entries;
     // The sum of the entries' xds::TypeVersionEntry, of which a delta type's version is made:
@@ -308,6 +321,15 @@ class XdsClient {
   // without the names in `left_out`; refuses dynamic names that collide with static ones.
   absl::Status FillType(size_t index, const EntryMap& entries, const EntryMap& retained,
                         const std::set<std::string>& left_out, ResourceSet& out) const;
+  // Whether the running list of the type at `index` may be patched to the entries of a response
+  // (PatchType) rather than rebuilt: nothing of the type is retained or left out, now or with
+  // `plan`, so the list is its static resources then the held entries in name order.
+  bool CanPatch(size_t index, const RunPlan& plan) const;
+  // Changes the type at `index` of `out` (a list laid out as CanPatch says, of `from`) into that
+  // of `to`, per name the two maps differ in; refuses, changing nothing, names that collide with
+  // static ones.
+  absl::Status PatchType(size_t index, const EntryMap& from, const EntryMap& to,
+                         ResourceSet& out) const;
   void SetStaticResources(ResourceSet static_resources);
   static void SwapType(size_t index, ResourceSet& a, ResourceSet& b);
   std::array<const EntryMap*, xds::kResourceTypeCount> HeldEntries() const;
@@ -351,6 +373,8 @@ class XdsClient {
   uint64_t streams_started_ = 0;
   uint64_t resources_parsed_ = 0;
   uint64_t cache_writes_ = 0;
+  // See entries_visited(); mutable: the const planning steps count too.
+  mutable uint64_t entries_visited_ = 0;
   // Whether a complete configuration was saved; when the last save was; a save put off.
   bool saved_complete_ = false;
   bool save_pending_ = false;

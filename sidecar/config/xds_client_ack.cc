@@ -53,11 +53,11 @@ std::string UnknownFieldsNote(const EntryMap& entries) {
 
 }  // namespace
 
-uint64_t XdsClient::EntrySum(const EntryMap& entries) {
-  uint64_t sum = 0;
-  for (const auto& [name, entry] : entries) sum += xds::TypeVersionEntry(name, entry.version);
-  return sum;
+uint64_t XdsClient::EntryVersion::Of(const std::string& name, const Entry& entry) {
+  return xds::TypeVersionEntry(name, entry.version);
 }
+
+uint64_t XdsClient::EntrySum(const EntryMap& entries) { return entries.Sum(); }
 
 absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, uint64_t entry_sum,
                                  const std::string& version) {

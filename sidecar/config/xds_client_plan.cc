@@ -143,10 +143,12 @@ absl::Status XdsClient::ApplyUpdate(size_t type_index, const EntryMap& entries,
   // Only the lists that change are built (the updated type's, and those whose retained or
   // left-out resources change); the others of the running configuration are reused as they
   // are, and the whole configuration is still validated as one unit.
+  // The updated type's list is patched per changed name when its layout allows.
+  const bool patch = status.ok() && CanPatch(type_index, plan);
   ResourceSet candidate;
   std::vector<size_t> changed;
   for (size_t i = 0; i < xds::kResourceTypeCount && status.ok(); ++i) {
-    if (i != type_index && SameNames(plan.retained[i], plan_.retained[i]) &&
+    if ((i != type_index || patch) && SameNames(plan.retained[i], plan_.retained[i]) &&
         (i != kEndpoints || plan.unmatched == plan_.unmatched)) {
       continue;
     }
@@ -155,6 +157,7 @@ absl::Status XdsClient::ApplyUpdate(size_t type_index, const EntryMap& entries,
     changed.push_back(i);
   }
   const std::string previous_version = type.version;
+  if (status.ok() && patch) status = PatchType(type_index, type.entries, entries, *assembled_);
   if (status.ok()) {
     type.version = version;  // so the combined version names the candidate
     for (size_t i : changed) SwapType(i, *assembled_, candidate);
@@ -163,6 +166,8 @@ absl::Status XdsClient::ApplyUpdate(size_t type_index, const EntryMap& entries,
     status = apply_(*assembled_);
     if (!status.ok()) {
       for (size_t i : changed) SwapType(i, *assembled_, candidate);
+      // Back as it ran: the names it had were accepted, so the reverse patch cannot fail.
+      if (patch) CHECK_OK(PatchType(type_index, entries, type.entries, *assembled_));
       assembled_->version = running_version;
     }
   }
@@ -176,7 +181,14 @@ bool XdsClient::MayChangePlan(size_t type_index, const EntryMap& entries) const 
   }
   if (!plan_.unmatched.empty() || type_index == kEndpoints) return true;
   // Listeners are named by nothing.
-  return type_index != kListeners && !KeepsEveryName(types_[type_index].entries, entries);
+  if (type_index == kListeners) return false;
+  // Whether a name goes: found where the two maps differ, shared subtrees unvisited.
+  bool removes = false;
+  entries_visited_ += EntryMap::Diff(types_[type_index].entries, entries,
+                                     [&](const std::string&, const Entry*, const Entry* after) {
+                                       removes = removes || after == nullptr;
+                                     });
+  return removes;
 }
 
 absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
@@ -292,6 +304,59 @@ std::vector<std::string> XdsClient::unmatched_assignments() const {
   return std::vector<std::string>(plan_.unmatched.begin(), plan_.unmatched.end());
 }
 
+bool XdsClient::CanPatch(size_t index, const RunPlan& plan) const {
+  return assembled_.has_value() && plan.retained[index].empty() &&
+         plan_.retained[index].empty() &&
+         (index != kEndpoints || (plan.unmatched.empty() && plan_.unmatched.empty()));
+}
+
+absl::Status XdsClient::PatchType(size_t index, const EntryMap& from, const EntryMap& to,
+                                  ResourceSet& out) const {
+  // The names that differ, with what they become (null: removed); both maps outlive this call.
+  std::vector<std::pair<const std::string*, const Entry*>> changes;
+  std::vector<std::string> errors;
+  entries_visited_ +=
+      EntryMap::Diff(from, to, [&](const std::string& name, const Entry*, const Entry* after) {
+        if (after != nullptr && static_names_[index].contains(name)) {
+          errors.push_back(absl::StrCat(xds::kResourceTypeLabels[index], " \"", name,
+                                        "\": also defined in the bootstrap file's "
+                                        "static_resources (names must not collide)"));
+        }
+        changes.emplace_back(&name, after);
+      });
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  WithTypeList(index, [&](auto member, auto name_of) {
+    auto& list = out.*member;
+    using Message = typename std::decay_t<decltype(list)>::const_iterator::value_type;
+    for (const auto& [name, after] : changes) {
+      ++entries_visited_;
+      // The held entries follow the static resources, in name order: where `name` is or goes.
+      size_t low = (static_resources_.*member).size(), high = list.size();
+      while (low < high) {
+        const size_t middle = low + (high - low) / 2;
+        if (name_of(list[middle]) < *name) {
+          low = middle + 1;
+        } else {
+          high = middle;
+        }
+      }
+      const bool held = low < list.size() && name_of(list[low]) == *name;
+      if (after == nullptr) {
+        if (held) list.Erase(low);
+        continue;
+      }
+      auto message = std::shared_ptr<const Message>(
+          after->parsed, static_cast<const Message*>(after->parsed.get()));
+      if (held) {
+        list.Set(low, std::move(message));
+      } else {
+        list.Insert(low, std::move(message));
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
 absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, const EntryMap& retained,
                                  const std::set<std::string>& left_out, ResourceSet& out) const {
   std::vector<std::string> errors;
@@ -301,6 +366,7 @@ absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, const En
     using Message = typename std::decay_t<decltype(list)>::const_iterator::value_type;
     list = statics;
     list.reserve(statics.size() + entries.size() + retained.size());
+    entries_visited_ += entries.size() + retained.size();
     for (const EntryMap* dynamic : {&entries, &retained}) {
       for (const auto& [name, entry] : *dynamic) {
         if (static_names_[index].contains(name)) {

@@ -149,10 +149,11 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
                                                   "\" but the resource is \"", parsed->name, "\""));
       break;
     }
-    entries[resource.name()] =
+    entries.insert_or_assign(
+        resource.name(),
         Entry{.version = resource.version().empty() ? xds::Hex16(hash) : resource.version(),
               .content_hash = hash,
-              .parsed = std::move(parsed->message)};
+              .parsed = std::move(parsed->message)});
   }
   // What the response changes, from the names it touches alone: the type's version moves by
   // their entries, and a response that changes none is only key answers.
@@ -163,15 +164,13 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     touched.reserve(response.removed_resources_size() + response.resources_size());
     auto touch = [&](const std::string& name) {
       if (!touched.insert(name).second) return;
-      auto before = type.entries.find(name);
-      auto after = entries.find(name);
-      if (before != type.entries.end()) {
-        entry_sum -= xds::TypeVersionEntry(name, before->second.version);
-      }
-      if (after != entries.end()) entry_sum += xds::TypeVersionEntry(name, after->second.version);
-      const bool same = before == type.entries.end()
-                            ? after == entries.end()
-                            : after != entries.end() && after->second.version == before->second.version;
+      const Entry* before = type.entries.Get(name);
+      const Entry* after = entries.Get(name);
+      if (before != nullptr) entry_sum -= xds::TypeVersionEntry(name, before->version);
+      if (after != nullptr) entry_sum += xds::TypeVersionEntry(name, after->version);
+      const bool same = before == nullptr
+                            ? after == nullptr
+                            : after != nullptr && after->version == before->version;
       changes = changes || !same;
     };
     for (const std::string& name : response.removed_resources()) touch(name);
