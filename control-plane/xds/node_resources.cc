@@ -248,8 +248,8 @@ std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::Up
   for (ResourceType type : {ResourceType::kCluster, ResourceType::kEndpoint}) {
     const size_t t = static_cast<size_t>(type);
     for (const ResourcePtr& old : replaced[t]) {
-      auto now = out->resources.of(type).find(old->name);
-      if (now != out->resources.of(type).end() && now->second == old) continue;
+      const ResourcePtr* now = out->resources.of(type).Get(old->name);
+      if (now != nullptr && *now == old) continue;
       for (auto* reuse : {&current_[t], &previous_[t]}) {
         auto entry = reuse->find(KeyOf(*old));
         if (entry != reuse->end() && entry->second == old) reuse->erase(entry);
@@ -501,9 +501,9 @@ std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::Update
     for (const auto& [name, resource] : packed.of(type)) {
       // An unchanged resource keeps its pointer (a cluster whose members changed is the same
       // Cluster; only its assignment differs).
-      auto old = mine.find(name);
-      if (old != mine.end() && old->second->version == resource->version &&
-          old->second->resource.value() == resource->resource.value()) {
+      const ResourcePtr* old = mine.Get(name);
+      if (old != nullptr && (*old)->version == resource->version &&
+          (*old)->resource.value() == resource->resource.value()) {
         continue;
       }
       mine.insert_or_assign(name, Reuse(type, resource));
