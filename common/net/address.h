@@ -80,9 +80,9 @@ class Address {
     sockaddr_in in4;
     sockaddr_in6 in6;
   };
-  Ip ip_;                       // IPv4 and IPv6; zeroed for unix sockets
+  Ip ip_;  // IPv4 and IPv6; zeroed for unix sockets
   Family family_;
-  uint8_t len_;                 // of the sockaddr as_sockaddr() points at (at most 110)
+  uint8_t len_;  // of the sockaddr as_sockaddr() points at (at most 110)
   std::shared_ptr<const sockaddr_un> unix_;  // unix sockets only; null otherwise
 };
 

@@ -305,8 +305,7 @@ std::vector<std::string> XdsClient::unmatched_assignments() const {
 }
 
 bool XdsClient::CanPatch(size_t index, const RunPlan& plan) const {
-  return assembled_.has_value() && plan.retained[index].empty() &&
-         plan_.retained[index].empty() &&
+  return assembled_.has_value() && plan.retained[index].empty() && plan_.retained[index].empty() &&
          (index != kEndpoints || (plan.unmatched.empty() && plan_.unmatched.empty()));
 }
 

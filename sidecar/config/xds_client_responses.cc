@@ -104,10 +104,10 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
           absl::StrCat("resources[", i, "]: name \"", name, "\" appears twice"));
       break;
     }
-    entries.emplace(name, Entry{.version = same == held.end() ? xds::Hex16(hash)
-                                                              : same->second->second.version,
-                                .content_hash = hash,
-                                .parsed = std::move(parsed->message)});
+    entries.emplace(
+        name, Entry{.version = same == held.end() ? xds::Hex16(hash) : same->second->second.version,
+                    .content_hash = hash,
+                    .parsed = std::move(parsed->message)});
   }
   if (status.ok()) {
     const uint64_t sum = EntrySum(entries);
@@ -168,9 +168,8 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       const Entry* after = entries.Get(name);
       if (before != nullptr) entry_sum -= xds::TypeVersionEntry(name, before->version);
       if (after != nullptr) entry_sum += xds::TypeVersionEntry(name, after->version);
-      const bool same = before == nullptr
-                            ? after == nullptr
-                            : after != nullptr && after->version == before->version;
+      const bool same = before == nullptr ? after == nullptr
+                                          : after != nullptr && after->version == before->version;
       changes = changes || !same;
     };
     for (const std::string& name : response.removed_resources()) touch(name);

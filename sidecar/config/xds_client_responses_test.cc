@@ -185,7 +185,6 @@ TEST_F(XdsClientTest, DeltaParsesOnlyResourcesWhoseBytesChanged) {
 // has sent nothing on the new stream, so it cannot send the union of old and new): its first
 // push drops the subset cluster v2 the held route names and brings v1, type by type. Every step
 
-
 // A delta type's version is worked out from the names each response touches (added, changed,
 // removed, removed and sent again in one response), and is the one the server computes over all.
 TEST_F(XdsClientTest, DeltaTypeVersionIsTheServersOverEveryResource) {

@@ -311,8 +311,8 @@ absl::Status RouteTable::Index() {
   // one map per kind of domain, not two).
   auto duplicate = [&](const std::string& path, const std::string& domain,
                        const VirtualHostConfig* holder) {
-    const size_t at = static_cast<size_t>(std::find(hosts_.begin(), hosts_.end(), holder) -
-                                          hosts_.begin());
+    const size_t at =
+        static_cast<size_t>(std::find(hosts_.begin(), hosts_.end(), holder) - hosts_.begin());
     return absl::InvalidArgumentError(absl::StrCat(path, ": \"", domain,
                                                    "\" is already a domain of virtual host \"",
                                                    holder->name, "\" (", HostPath(at), ")"));

@@ -17,6 +17,17 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+def stop_agent(agent, log):
+    """Kills `agent` (a Popen, or None) if it still runs and closes its `log`: what every test
+    that starts the agent does in tearDown, also after a failure."""
+    if agent is None:
+        return
+    if agent.poll() is None:
+        agent.kill()
+        agent.wait()
+    log.close()
+
+
 def get(port, path):
     """(status, body) of GET http://127.0.0.1:PORT/PATH; (0, "") when nothing answers."""
     try:

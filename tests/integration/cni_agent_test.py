@@ -22,7 +22,7 @@ import sys
 import tempfile
 import unittest
 
-from cni_agent_client import AgentEndpoints, wait_for
+from cni_agent_client import AgentEndpoints, stop_agent, wait_for
 from ports import free_port
 
 AGENT = PLUGIN = None
@@ -53,11 +53,7 @@ class AgentTest(AgentEndpoints, unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
 
     def tearDown(self):
-        if self.agent is not None:
-            if self.agent.poll() is None:
-                self.agent.kill()
-                self.agent.wait()
-            self.log.close()
+        stop_agent(self.agent, getattr(self, "log", None))
 
     def flags(self):
         return ["--cni-conf-dir", self.conf_dir, "--cni-bin-dir", self.bin_dir,

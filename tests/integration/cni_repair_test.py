@@ -27,7 +27,7 @@ import sys
 import tempfile
 import unittest
 
-from cni_agent_client import AgentEndpoints, wait_for
+from cni_agent_client import AgentEndpoints, stop_agent, wait_for
 from fake_kubernetes_api import FakeApiServer
 from mesh_util import make_ca, make_server_cert
 from ports import free_port
@@ -84,11 +84,7 @@ class RepairTest(AgentEndpoints, unittest.TestCase):
         self.agent = None
 
     def tearDown(self):
-        if self.agent is not None:
-            if self.agent.poll() is None:
-                self.agent.kill()
-                self.agent.wait()
-            self.log.close()
+        stop_agent(self.agent, getattr(self, "log", None))
 
     def start(self, mode, *extra):
         if self.agent is not None:  # a second agent after the first stopped
