@@ -27,6 +27,7 @@ Attacks, each refused and counted:
 Tests needing tshark (root) print SKIP without it.
 """
 
+import itertools
 import json
 import os
 import re
@@ -230,6 +231,19 @@ class SniffTest(unittest.TestCase):
         while "Capturing on" not in line and time.time() - started < 20:
             line = tshark.stderr.readline()
         self.assertIn("Capturing on", line)
+        # tshark says "Capturing on" before its filter is in place, so the first packets after
+        # it can be missed (the first requests of a fast meshctl were): send probes to the port
+        # until one shows in the capture file, which dumpcap writes out within about a second.
+        deadline = time.time() + 20
+        for probe in itertools.count():
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as s:
+                s.sendall(b"capture-probe-%d\r\n" % probe)
+            time.sleep(0.05)
+            if os.path.exists(pcap):
+                with open(pcap, "rb") as f:
+                    if b"capture-probe-" in f.read():
+                        break
+            self.assertLess(time.time(), deadline, "no probe reached the capture")
         server = ("http://" + api) if flags else api
         trust = [] if flags else ["--ca-file", cp_api.ca_file_for(api)]
         base = [MESHCTL, "--server", server, "--token", token, *trust]
