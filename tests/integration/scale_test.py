@@ -23,6 +23,7 @@ import re
 import resource
 import selectors
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -248,6 +249,8 @@ def run_shell(command, timeout):
 class ScaleTestCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        # Run by hand (not under bazel, whose TEST_TMPDIR goes with the test), it is /tmp's.
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.sidecars = []
         self.upstreams = []
 
