@@ -17,6 +17,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
+#include "common/stats/must_stat.h"
 
 namespace meshlet::cni {
 namespace {
@@ -37,12 +38,6 @@ std::string InstalledPlugin(const AgentOptions& options) {
 // Where the plugin's bundle goes: CNI_BIN/meshlet-cni.d (the launcher's contract).
 std::string InstalledBundle(const AgentOptions& options) {
   return absl::StrCat(options.cni_bin_dir, "/", kPluginType, ".d");
-}
-
-template <typename T>
-T Must(absl::StatusOr<T> metric) {
-  CHECK_OK(metric.status());
-  return *std::move(metric);
 }
 
 }  // namespace
@@ -90,24 +85,24 @@ NodeAgent::NodeAgent(event::Loop& loop, AgentOptions options)
                   .plugin = PluginEntry(options_),
                   .max_conf_bytes = options_.max_file_bytes}) {
   StatsShard& shard = stats_.shared_shard();
-  checks_ = Must(shard.RegisterCounter("meshlet_cni_agent_checks_total",
-                                       "Checks of the CNI configuration (watch, timer, start)."));
-  inserts_ = Must(shard.RegisterCounter(
+  checks_ = MustStat(shard.RegisterCounter(
+      "meshlet_cni_agent_checks_total", "Checks of the CNI configuration (watch, timer, start)."));
+  inserts_ = MustStat(shard.RegisterCounter(
       "meshlet_cni_conflist_inserts_total",
       "Times meshlet-cni was inserted into a configuration the agent had not edited yet."));
-  repairs_ = Must(shard.RegisterCounter(
+  repairs_ = MustStat(shard.RegisterCounter(
       "meshlet_cni_conflist_repairs_total",
       "Times meshlet-cni was inserted again after another writer rewrote the configuration."));
-  in_chain_gauge_ = Must(
+  in_chain_gauge_ = MustStat(
       shard.RegisterGauge("meshlet_cni_in_chain",
                           "1 while meshlet-cni is last in the configuration the runtime uses."));
   for (const char* outcome : kOutcomes) {
-    pods_[outcome] = Must(shard.RegisterCounter(
+    pods_[outcome] = MustStat(shard.RegisterCounter(
         "meshlet_cni_pods_total", "meshlet-cni invocations by outcome, from the plugin's log.",
         {{"outcome", outcome}}));
   }
   for (const char* step : kSteps) {
-    errors_[step] = Must(shard.RegisterCounter(
+    errors_[step] = MustStat(shard.RegisterCounter(
         "meshlet_cni_agent_errors_total", "Failures of the node agent by step.", {{"step", step}}));
   }
 }
