@@ -762,7 +762,8 @@ def main():
     args = p.parse_args()
     host, port = args.address.rsplit(":", 1)
     fake = FakeApiServer((args.cert, args.key), args.token, (host, int(port)))
-    print("listening", flush=True)
+    # The address says which port when --address asked for port 0.
+    print("listening on %s" % fake.address, flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
