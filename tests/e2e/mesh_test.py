@@ -50,6 +50,19 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
                    golden-metrics reports): each refused, no request fails
      cleanup       nothing of the run remains
 
+With --cni (mesh_test.py --cni, //tests/e2e:mesh_cni_test) the run's network is on podman's CNI
+backend with meshlet-cni-agent putting meshlet-cni into its chain, the pods are injected with
+`meshctl inject --cni`, and the scenarios are CNI_SCENARIOS (README.md, CNI mode):
+
+  q  cni capture   every injected pod captured by the plugin, none holding a capability
+  a  mtls          as above
+  r  cni rewrite   the conflist rewritten without the plugin: repaired, a new pod captured
+  h  pod deleted   as above
+  u  cni uninstall the app pods removed, the agent stopped: podman's conflist byte for byte
+  x  cni race      a pod started with no plugin in the chain stays not ready; the agent,
+                   started, evicts it; its replacement is captured
+     cleanup       nothing of the run remains
+
 Without root or a working podman it prints a SKIP line and exits 0, unless
 MESHLET_REQUIRE_E2E=1 (./dev test as root sets it).
 """
@@ -387,9 +400,12 @@ class Mesh:
         wrote it, the plugin gone from the plugin directory. The pods go first: podman tears a
         pod's network down with the chain it cached at the pod's ADD, so a pod set up through
         meshlet-cni needs the plugin until it is gone (as a node is drained before its agent is
-        removed)."""
-        self.run.podman(["pod", "stop", "--all", "--time", "0"], timeout=120)
-        self.run.podman(["pod", "rm", "--all", "--force"], timeout=120)
+        removed). The control plane's pod stays for x; the agent x starts puts the plugin
+        back for its teardown."""
+        pods = list(self.cluster.pods)
+        self.run.podman(["pod", "stop", "--time", "0"] + pods, timeout=120)
+        self.run.podman(["pod", "rm", "--force"] + pods, timeout=120)
+        self.cluster.pods.clear()
         removed = [l for l in self.cluster.plugin_log() if " DEL " in l]
         check(removed and all("outcome=removed" in l for l in removed),
               "meshlet-cni's DEL lines: %s" % removed[-5:])
@@ -405,6 +421,43 @@ class Mesh:
               "meshlet-cni is still in the plugin directory")
         return ("pods removed (%d DELs through meshlet-cni), then meshlet-cni-agent stopped: the "
                 "conflist is podman's byte for byte (%d bytes)" % (len(removed), len(now)))
+
+    def cni_race(self):
+        """A pod started while meshlet-cni was not in the chain (after u the agent is gone, as
+        on a node whose agent has not started yet): its proxy keeps it not ready, so it serves
+        nothing uncaptured. The agent, started with its race repair, puts the plugin back,
+        finds the pod on its node and evicts it; recreated by its ReplicaSet (played here), the
+        pod is captured and ready."""
+        check(self.chain()[-1]["type"] != "meshlet-cni", "meshlet-cni is in the chain already")
+        client = [d for d in self.cluster.inject(APP_MANIFESTS)
+                  if d["kind"] == "Deployment" and d["metadata"]["name"] == "client"][0]
+        template = client["spec"]["template"]
+        late = self.cluster.play_pod("client-late-0", template)
+        time.sleep(2)
+        status, body = self.cluster.pod_http(late, "http://127.0.0.1:15020/ready")
+        check(status == 503 and "traffic capture not in effect" in body,
+              "%s, set up without meshlet-cni, answers /ready %d %r" % (late, status, body))
+        rules = self.run.in_pod_network(late, ["iptables-save", "-t", "nat"]).stdout
+        check("MESHLET" not in rules, "%s has capture rules without the plugin" % late)
+        started = time.monotonic()
+        self.cluster.start_node_agent(os.path.join(self.bin_dir, "cni", "meshlet-cni-agent"),
+                                      os.path.join(self.bin_dir, "cni", "meshlet-cni"),
+                                      repair=True)
+        self.run.wait_until(
+            lambda: self.node_metric('meshlet_cni_pods_repaired_total{action="evict"}') == 1,
+            20, "the agent to evict %s" % late,
+            lambda: open(self.cluster.node["agent_log"]).read()[-2000:])
+        evicted = time.monotonic() - started
+        check(self.node_metric('meshlet_cni_pods_repaired_total{action="report"}') == 0,
+              "the agent reported pods it should have left alone")
+        # The ReplicaSet: the evicted pod goes, a new one takes its place.
+        self.cluster.delete_pod(late, grace=5)
+        pod = self.cluster.play_pod("client-late-1", template)
+        self.cluster.wait_ready([pod])
+        self.check_captured_by_plugin(pod)
+        return ("%s, set up without meshlet-cni, not ready (capture not in effect); the agent "
+                "started, evicted it in %.1f s (counted); its replacement %s captured and ready"
+                % (late, evicted, pod))
 
     def mtls(self):
         capture = os.path.join(self.run.dir, "pod-network.pcap")
@@ -1045,8 +1098,10 @@ CNI_SCENARIOS = [
     ("a", "mtls", Mesh.mtls),
     ("r", "cni rewrite", Mesh.cni_rewrite),
     ("h", "pod deleted", Mesh.pod_deleted),
-    # Last: it stops the node agent.
+    # It stops the node agent and removes the pods.
     ("u", "cni uninstall", Mesh.cni_uninstall),
+    # After u: a pod started while the plugin is not in the chain.
+    ("x", "cni race", Mesh.cni_race),
 ]
 
 
