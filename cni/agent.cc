@@ -60,6 +60,9 @@ std::string PluginEntry(const AgentOptions& options) {
       ", \"excludeNamespaces\": [", absl::StrJoin(excluded, ", "),
       "], \"onMetadataError\": ", JsonQuote(options.on_metadata_error), ", \"capabilities\": {",
       JsonQuote(kPodAnnotationsCapability), ": true}");
+  if (!options.default_namespace.empty()) {
+    absl::StrAppend(&entry, ", \"defaultNamespace\": ", JsonQuote(options.default_namespace));
+  }
   if (!options.kubernetes_server.empty()) {
     absl::StrAppend(&entry, ", \"kubernetes\": {\"server\": ", JsonQuote(options.kubernetes_server),
                     ", \"caFile\": ", JsonQuote(CaFile(options)),

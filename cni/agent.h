@@ -48,6 +48,7 @@ struct AgentOptions {
   std::string service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
   std::vector<std::string> exclude_namespaces = {"kube-system"};
   std::string on_metadata_error = "fail";  // the plugin's onMetadataError
+  std::string default_namespace;           // the plugin's defaultNamespace ("" none)
   net::Address http_address;               // /healthz, /readyz, /metrics
   Duration check_interval = std::chrono::seconds(10);
   // A change in the conf dir is looked at after this quiet time (writers often write twice).

@@ -68,6 +68,9 @@ std::vector<flags::Flag> Table(Flags* f) {
                         "Namespaces whose pods the plugin passes through untouched."),
       flags::StringFlag("--on-metadata-error", "fail|skip", &f->agent.on_metadata_error,
                         "The plugin's policy when a pod's annotations cannot be read."),
+      flags::StringFlag("--default-namespace", "NS", &f->agent.default_namespace,
+                        "The namespace of pods the runtime names without one (K8S_POD_NAME "
+                        "alone, as podman's CNI backend does); none: such pods pass through."),
       flags::StringFlag("--http-address", "HOST:PORT", &f->http_address,
                         "Serves /healthz, /readyz (200 while meshlet-cni is in the chain) and "
                         "/metrics."),

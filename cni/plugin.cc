@@ -147,7 +147,8 @@ bool ParseConfig(absl::string_view json, PluginConfig* config, CniError* error) 
   for (const auto& [key, field] : {std::pair{"cniVersion", &config->cni_version},
                                    {"name", &config->name},
                                    {"type", &config->type},
-                                   {"logFile", &config->log_file}}) {
+                                   {"logFile", &config->log_file},
+                                   {"defaultNamespace", &config->default_namespace}}) {
     if (!OptionalString(*parsed, key, "", field, error)) return false;
   }
   if (config->cni_version.empty()) {
@@ -211,10 +212,16 @@ bool ParseConfig(absl::string_view json, PluginConfig* config, CniError* error) 
   return true;
 }
 
-std::optional<PodRef> PodFromArgs(absl::string_view cni_args) {
+std::optional<PodRef> PodFromArgs(absl::string_view cni_args, absl::string_view default_namespace) {
   std::optional<std::string> ns = CniArg(cni_args, "K8S_POD_NAMESPACE");
   std::optional<std::string> name = CniArg(cni_args, "K8S_POD_NAME");
-  if (!ns.has_value() || !name.has_value() || ns->empty() || name->empty()) return std::nullopt;
+  if (!name.has_value() || name->empty()) return std::nullopt;
+  if (!ns.has_value() || ns->empty()) {
+    if (default_namespace.empty()) return std::nullopt;
+    return PodRef{.pod_namespace = std::string(default_namespace),
+                  .name = *std::move(name),
+                  .namespace_defaulted = true};
+  }
   return PodRef{.pod_namespace = *std::move(ns), .name = *std::move(name)};
 }
 
@@ -323,6 +330,8 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
   if (!ParseConfig(stdin_text, &config, &error)) return failed(error);
   cni_version = config.cni_version;
   result.log_file = config.log_file;
+  if (!config.default_namespace.empty())
+    pod = PodFromArgs(invocation.args, config.default_namespace);
   const std::string& command = invocation.command;
   if (command != "ADD" && command != "DEL" && command != "CHECK") {
     return failed({.code = kInvalidEnvironment,
@@ -371,7 +380,8 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
     annotations = *config.pod_annotations;
   } else if (!pod.has_value()) {
     return done(absl::StrCat("not a Kubernetes pod (CNI_ARGS has no K8S_POD_NAMESPACE and "
-                             "K8S_POD_NAME) and no pod annotations in runtimeConfig"),
+                             "K8S_POD_NAME, and no defaultNamespace is set) and no pod "
+                             "annotations in runtimeConfig"),
                 "skipped");
   } else {
     absl::StatusOr<std::map<std::string, std::string>> fetched =
@@ -381,6 +391,12 @@ RunResult RunPlugin(const Invocation& invocation, absl::string_view stdin_text, 
                   "the runtime passed no pod annotations (runtimeConfig \"",
                   kPodAnnotationsCapability,
                   "\") and the network configuration has no kubernetes section to read them"));
+    if (!fetched.ok() && pod->namespace_defaulted && absl::IsNotFound(fetched.status())) {
+      return done(absl::StrCat("no pod ", PodName(pod),
+                               " in the API server (named by K8S_POD_NAME alone, in the "
+                               "defaultNamespace): not a Kubernetes pod"),
+                  "skipped");
+    }
     if (!fetched.ok()) {
       const std::string why = absl::StrCat("cannot read the annotations of pod ", PodName(pod),
                                            ": ", fetched.status().message());

@@ -89,6 +89,11 @@ enum class MetadataErrorPolicy {
 //   "logFile": "/var/log/meshlet-cni.log"  one line per invocation is appended ("" stderr only)
 //   "kubernetes": {"server", "caFile", "tokenFile", "timeoutSeconds", "maxPodBytes"}
 //   "onMetadataError": "fail" | "skip"
+//   "defaultNamespace": "mesh"   the namespace of pods the runtime names by K8S_POD_NAME alone
+//                                (podman's CNI backend passes no K8S_POD_NAMESPACE); unset, such
+//                                pods pass through. The API server not knowing such a pod is
+//                                not an error: it passes through (the runtime runs containers
+//                                that are no Kubernetes pods).
 // and the runtime's: cniVersion, name, type, prevResult, runtimeConfig (kPodAnnotationsCapability).
 struct PluginConfig {
   std::string cni_version;
@@ -98,18 +103,22 @@ struct PluginConfig {
   std::string log_file;
   std::optional<KubernetesSettings> kubernetes;
   MetadataErrorPolicy on_metadata_error = MetadataErrorPolicy::kFail;
+  std::string default_namespace;
   std::optional<std::map<std::string, std::string>> pod_annotations;  // from runtimeConfig
   std::optional<std::string> prev_result;                             // as it came
 };
 // False and `*error` (code 6, 7 or 1, naming the field) when the configuration is not usable.
 bool ParseConfig(absl::string_view json, PluginConfig* config, CniError* error);
 
-// The pod CNI_ARGS names (K8S_POD_NAMESPACE and K8S_POD_NAME), if it names one.
+// The pod CNI_ARGS names (K8S_POD_NAMESPACE and K8S_POD_NAME), if it names one; with only
+// K8S_POD_NAME, the pod of that name in `default_namespace` (when not empty).
 struct PodRef {
   std::string pod_namespace;
   std::string name;
+  bool namespace_defaulted = false;  // the namespace is `default_namespace`, not from CNI_ARGS
 };
-std::optional<PodRef> PodFromArgs(absl::string_view cni_args);
+std::optional<PodRef> PodFromArgs(absl::string_view cni_args,
+                                  absl::string_view default_namespace = "");
 
 // What the annotations say about one pod: capture it (with these `sidecar init` arguments and
 // options) or leave it alone (and why).

@@ -206,8 +206,18 @@ TEST(ArgsTest, ThePodComesFromCniArgs) {
   ASSERT_TRUE(pod.has_value());
   EXPECT_EQ(pod->pod_namespace, "shop");
   EXPECT_EQ(pod->name, "cart-1");
+  EXPECT_FALSE(pod->namespace_defaulted);
   EXPECT_FALSE(PodFromArgs("IgnoreUnknown=1;K8S_POD_NAME=cart-1").has_value());
   EXPECT_FALSE(PodFromArgs("").has_value());
+  // A runtime that names the pod alone (podman): the default namespace, when there is one.
+  pod = PodFromArgs("IgnoreUnknown=1;K8S_POD_NAME=cart-1", "mesh");
+  ASSERT_TRUE(pod.has_value());
+  EXPECT_EQ(pod->pod_namespace, "mesh");
+  EXPECT_EQ(pod->name, "cart-1");
+  EXPECT_TRUE(pod->namespace_defaulted);
+  EXPECT_EQ(PodFromArgs("K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart-1", "mesh")->pod_namespace,
+            "shop");
+  EXPECT_FALSE(PodFromArgs("IgnoreUnknown=1", "mesh").has_value());
 }
 
 TEST(DecideTest, OnlyPodsMarkedForTheCniAreCaptured) {
@@ -339,6 +349,54 @@ TEST(RunTest, AnnotationsComeFromTheApiServerWithoutRuntimeConfig) {
   result = RunPlugin(Command("ADD"), Config("1.0.0"), fake.Make());
   EXPECT_EQ(ReadError(result.stdout_text).code, kPodMetadataUnreadable);
   EXPECT_THAT(ReadError(result.stdout_text).msg, HasSubstr("no kubernetes section"));
+}
+
+TEST(RunTest, DefaultNamespaceNamesPodsTheRuntimeNamesWithoutANamespace) {
+  // podman's CNI backend: K8S_POD_NAME (the pod's name) and no K8S_POD_NAMESPACE.
+  Invocation add = Command("ADD");
+  add.args = "IgnoreUnknown=1;K8S_POD_NAME=cart-1";
+  const std::string api =
+      R"("kubernetes":{"server":"https://k:6443","caFile":"c","tokenFile":"t"})";
+  FakeHost fake;
+  fake.annotations = {{"sidecar.meshlet.io/status", kCniStatus}};
+  // Without defaultNamespace such a pod is not looked up: it passes through.
+  RunResult result = RunPlugin(add, Config("1.0.0", absl::StrCat(",", api)), fake.Make());
+  EXPECT_EQ(result.exit_code, 0) << result.stdout_text;
+  EXPECT_THAT(fake.calls, IsEmpty());
+  EXPECT_THAT(result.log_line, HasSubstr("outcome=skipped"));
+
+  const std::string config = Config("1.0.0", absl::StrCat(R"(,"defaultNamespace":"mesh",)", api));
+  result = RunPlugin(add, config, fake.Make());
+  EXPECT_EQ(result.exit_code, 0) << result.stdout_text;
+  EXPECT_THAT(fake.calls,
+              ElementsAre("fetch https://k:6443 mesh/cart-1", "enter /var/run/netns/p", "apply"));
+  EXPECT_THAT(result.log_line, HasSubstr("pod=mesh/cart-1"));
+  EXPECT_THAT(result.log_line, HasSubstr("outcome=captured"));
+
+  // A container the API server does not know is no Kubernetes pod: it passes through.
+  fake = {};
+  fake.fetch_status = absl::NotFoundError("no pod mesh/cart-1");
+  result = RunPlugin(add, config, fake.Make());
+  EXPECT_EQ(result.exit_code, 0) << result.stdout_text;
+  EXPECT_EQ(result.stdout_text, absl::StrCat(kPrevResult, "\n"));
+  EXPECT_THAT(result.log_line, HasSubstr("outcome=skipped"));
+  EXPECT_THAT(result.log_line, HasSubstr("not a Kubernetes pod"));
+  // ...while a pod named with its namespace that the API server does not know is an error.
+  result = RunPlugin(Command("ADD"), config, fake.Make());
+  EXPECT_EQ(ReadError(result.stdout_text).code, kPodMetadataUnreadable);
+  // Other errors of a defaulted pod fail it as any pod's do.
+  fake.fetch_status = absl::UnavailableError("connection refused");
+  EXPECT_EQ(ReadError(RunPlugin(add, config, fake.Make()).stdout_text).code, kTryAgainLater);
+  // The defaulted namespace is excluded like any other.
+  fake = {};
+  result =
+      RunPlugin(add, Config("1.0.0", absl::StrCat(R"(,"defaultNamespace":"kube-system",)", api)),
+                fake.Make());
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(fake.calls, IsEmpty());
+  // A defaultNamespace that is not a string is a configuration error.
+  result = RunPlugin(add, Config("1.0.0", R"(,"defaultNamespace":7)"), fake.Make());
+  EXPECT_EQ(ReadError(result.stdout_text).code, kInvalidConfig);
 }
 
 TEST(RunTest, FailuresOfAMarkedPodAreErrorsWithTheSpecsCodes) {

@@ -141,7 +141,8 @@ class Inject final : public Command {
             "pod gets no container with capabilities, its status annotation marks it for the "
             "plugin, and the proxy runs as the Pod Security restricted level asks (non-root, "
             "ALL capabilities dropped, seccomp RuntimeDefault, no privilege escalation, "
-            "read-only root). Needs meshlet-cni in the nodes' CNI chain (docs/kubernetes.md, CNI "
+            "read-only root). Needs meshlet-cni in the nodes' CNI chain; with --podman, in "
+            "podman's CNI chain with the plugin's defaultNamespace (docs/kubernetes.md, CNI "
             "mode)"),
         OutputFlag(&output_, {"yaml", "json"},
                    "YAML documents (default), or JSON (a List when there are several)"),

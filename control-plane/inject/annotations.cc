@@ -92,11 +92,13 @@ absl::Status PodReader::ReadStatus(Plan& plan) const {
     // The short form (written for podman): the names follow from the mode.
     absl::StatusOr<SidecarMode> mode = ParseSidecarMode(Text(Field(parsed, "mode")));
     if (!mode.ok()) return not_ours;
-    plan.injected_init_containers.insert(kInitContainerName);
+    // "capture":"cni": no meshlet-init, and the podman annotation added.
+    const bool cni = Text(Field(parsed, "capture")) == capture::kCaptureByCni;
+    if (!cni) plan.injected_init_containers.insert(kInitContainerName);
     (*mode == SidecarMode::kNative ? plan.injected_init_containers : plan.injected_containers)
         .insert(kProxyContainerName);
     plan.injected_volumes = {kTrustVolume, kTokenVolume, kJoinTokenVolume, kDataVolume};
-    if (IsTrue(Field(parsed, "podman"))) {
+    if (IsTrue(Field(parsed, "podman")) || cni) {
       plan.injected_annotations.insert(kPodmanInitContainerTypeAnnotation);
     }
     plan.injected_for_podman = true;
@@ -323,9 +325,13 @@ std::string StatusAnnotation(const Plan& plan, const Options& options,
                              const std::vector<std::string>& annotations) {
   const char* mode = plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"";
   if (options.podman) {
+    // Capture by meshlet-cni: the mark the plugin reads instead of "podman":true, which it
+    // implies (63 characters at most).
     return absl::StrCat("{\"version\":", JsonQuote(options.version), ",\"mode\":", mode,
-                        !annotations.empty() ? ",\"podman\":true" : "",
-                        plan.restart_on_failure ? ",\"rp\":1" : "", "}");
+                        !annotations.empty() && !options.cni ? ",\"podman\":true" : "",
+                        plan.restart_on_failure ? ",\"rp\":1" : "",
+                        options.cni ? absl::StrCat(",", capture::kCniCaptureStatusMember) : "",
+                        "}");
   }
   auto list = [](const std::vector<std::string>& names) {
     return absl::StrCat(

@@ -177,6 +177,23 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   classic_podman.podman = true;
   const std::string podman_text = ToYaml(Injected(kDeployment, classic_podman));
   EXPECT_EQ(ToYaml(Injected(podman_text, classic)), ToYaml(Injected(kDeployment, classic)));
+  // In CNI mode, the short status carries the plugin's mark, within 63 characters, and
+  // re-injection knows what it added.
+  Options cni_podman = classic_podman;
+  cni_podman.cni = true;
+  const std::string cni_text = ToYaml(Injected(kDeployment, cni_podman));
+  const std::string cni_status =
+      YAML::Load(
+          cni_text)["spec"]["template"]["metadata"]["annotations"]["sidecar.meshlet.io/status"]
+          .Scalar();
+  EXPECT_EQ(cni_status, R"({"version":"0.1.0","mode":"classic","rp":1,"capture":"cni"})");
+  EXPECT_LE(cni_status.size(), 63u);
+  absl::StatusOr<Result> cni_again = Inject(YAML::Load(cni_text), cni_podman);
+  ASSERT_TRUE(cni_again.ok()) << cni_again.status();
+  EXPECT_FALSE(cni_again->changed) << ToYaml(cni_again->document);
+  Options cni_only = classic;
+  cni_only.cni = true;
+  EXPECT_EQ(ToYaml(Injected(cni_text, cni_only)), ToYaml(Injected(kDeployment, cni_only)));
   absl::StatusOr<Result> same = Inject(YAML::Load(podman_text), classic_podman);
   ASSERT_TRUE(same.ok()) << same.status();
   EXPECT_FALSE(same->changed);

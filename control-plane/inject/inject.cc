@@ -196,11 +196,6 @@ absl::Status ValidateOptions(const Options& options) {
                                absl::StrCat("namespace ", ns, "'s label ", kRevisionLabel)));
     }
   }
-  if (options.cni && options.podman) {
-    return absl::InvalidArgumentError(
-        "cni and podman together: podman's CNI backend passes the meshlet-cni plugin no pod "
-        "annotations, so it could not tell which pods to capture");
-  }
   for (const auto& [tag, revision] : options.tags) {
     RETURN_IF_ERROR(Annotate(ParseTag(tag).status(), "tag"));
     absl::StatusOr<std::string> parsed = ParseRevision(revision);

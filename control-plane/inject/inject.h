@@ -188,8 +188,8 @@ struct Options {
   // meshlet-init container, the status annotation marks the pod ("capture":"cni"), and the proxy
   // runs with the securityContext of the Pod Security `restricted` level (seccomp
   // RuntimeDefault on top of non-root, no privilege escalation, ALL capabilities dropped,
-  // read-only root). Not with `podman` (podman's CNI backend passes the plugin no pod
-  // annotations).
+  // read-only root). With `podman`, for podman's CNI backend, which names pods without
+  // annotations or namespace: the plugin reads them from an API server (its defaultNamespace).
   bool cni = false;
 };
 

@@ -167,9 +167,14 @@ TEST(InjectTest, CniModeAddsNoContainerWithCapabilitiesAndMarksThePod) {
   ASSERT_TRUE(twice.ok()) << twice.status();
   EXPECT_EQ(twice->pods[0].outcome, Outcome::kUnchanged);
   EXPECT_EQ(ToYaml(Injected(ToYaml(injected))), ToYaml(Injected(kDeployment)));
-  // Not with podman, whose CNI backend passes no annotations.
+  // For podman too (its CNI backend, with the plugin's defaultNamespace): no meshlet-init.
   cni.podman = true;
-  EXPECT_TRUE(absl::StrContains(ValidateOptions(cni).message(), "cni and podman together"));
+  cni.mode = SidecarMode::kClassic;
+  EXPECT_TRUE(ValidateOptions(cni).ok()) << ValidateOptions(cni);
+  const YAML::Node for_podman = Injected(kDeployment, cni)["spec"]["template"]["spec"];
+  EXPECT_EQ(Names(for_podman["initContainers"]), (std::vector<std::string>{"migrate"}));
+  EXPECT_EQ(Names(for_podman["containers"]),
+            (std::vector<std::string>{"meshlet-proxy", "reviews", "metrics"}));
 }
 
 TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {

@@ -1,6 +1,7 @@
 """The meshlet demo as pods (what `./dev demo` runs when podman can: as root, podman installed).
 
     pods.py start --bin-dir DIR [--state-dir DIR] [--traffic-seconds S] [--routes meshlet|gateway-api]
+                  [--cni]
     pods.py stop [--state-dir DIR]
     pods.py traffic [--state-dir DIR] [--seconds S] [--summary-json FILE]
 
@@ -18,6 +19,15 @@ their own, internal (nothing leaves it); the host gets the network's gateway add
 dashboard and `meshctl` reach the control plane's pod from here. The state directory (default
 .demo in the checkout) holds the meshctl context, the API token and what `stop` needs.
 
+With --cni the pods are captured by the meshlet-cni plugin instead of a meshlet-init container
+(docs/kubernetes.md, CNI mode): the network is on podman's CNI backend (Debian's
+containernetworking-plugins), meshlet-cni-agent (from DIR) puts the plugin into the network's
+conflist as a node's agent would, and `meshctl inject --cni` writes pods with no container
+holding capabilities. The plugin reads the pods' annotations from an API server: a fake one on
+loopback holding the demo's pods (tests/integration/fake_kubernetes_api.py), since podman passes
+none. The agent keeps running with the pods; `stop` ends it, then removes the pods and the
+network with its conflist.
+
 stop: removes every pod, image and the network, and the state directory.
 """
 
@@ -27,6 +37,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +83,7 @@ def stop(state_dir, quiet=False):
         return False
     with open(path) as f:
         state = json.load(f)
+    stop_node_agent(state)
     harness.remove_run(state["run_dir"], state["network"])
     if os.path.exists(os.path.join(state_dir, MARKER)):
         shutil.rmtree(state_dir)
@@ -79,6 +91,16 @@ def stop(state_dir, quiet=False):
         log("removed the demo's pods, images and network %s, and %s" % (state["network"],
                                                                          state_dir))
     return True
+
+
+def stop_node_agent(state):
+    """--cni: ends meshlet-cni-agent and its API server. Not an uninstall: the conflist and the
+    plugin go with the run's directory, after the pods, whose teardown podman runs with the
+    chain it cached when they started (meshlet-cni included)."""
+    for key in ("agent", "api"):
+        pid, start_time = state.get(key + "_pid"), state.get(key + "_start")
+        if pid is not None and harness._process_start(pid) == start_time:
+            os.kill(pid, signal.SIGKILL)  # else gone, or the pid is another process's by now
 
 
 def policies(routes):
@@ -106,7 +128,7 @@ def start(args):
     os.makedirs(state_dir)
     open(os.path.join(state_dir, MARKER), "w").close()
     os.environ["MESHLET_E2E_DIR"] = PODS_BASE
-    run = harness.Run(name="demo", keep=True)
+    run = harness.Run(name="demo", keep=True, cni=args.cni)
     run.__enter__()
     with open(state_file(state_dir), "w") as f:
         json.dump({"run_dir": run.dir, "network": run.network, "subnet": str(run.subnet),
@@ -115,14 +137,26 @@ def start(args):
         log("building the images from %s" % args.bin_dir)
         run.build_images(args.bin_dir)
         cluster = cluster_lib.Cluster(run, os.path.join(args.bin_dir, "control-plane", "cli",
-                                                        "meshctl"))
+                                                        "meshctl"), cni=args.cni)
+        node = {}
+        if args.cni:
+            log("meshlet-cni-agent: meshlet-cni into the network's conflist %s" % run.conflist())
+            cluster.start_node_agent(os.path.join(args.bin_dir, "cni", "meshlet-cni-agent"),
+                                     os.path.join(args.bin_dir, "cni", "meshlet-cni"))
+            for key in ("agent", "api"):
+                pid = cluster.node[key].pid
+                node.update({key + "_pid": pid, key + "_start": harness._process_start(pid)})
+            with open(state_file(state_dir), "w") as f:
+                json.dump(dict({"run_dir": run.dir, "network": run.network,
+                                "subnet": str(run.subnet), "bridge": run.bridge}, **node), f)
         log("the control plane as a pod at %s" % cluster.control_plane_ip)
         cluster.start_control_plane()
         for path in policies(args.routes):
             log("meshctl apply -f %s" % os.path.relpath(path, CHECKOUT))
             with open(path) as f:
                 cluster.meshctl("apply", "-f", "-", input=f.read())
-        log("meshctl inject -f examples/pods/ | podman kube play (and a client pod)")
+        log("meshctl inject%s -f examples/pods/ | podman kube play (and a client pod)" % (
+            " --cni" if args.cni else ""))
         cluster.deploy(MANIFESTS)
         cluster.wait_ready()
         # The host reaches the pods (dashboard, meshctl) through the network's gateway address.
@@ -153,12 +187,13 @@ def start(args):
                         context, os.path.join(state_dir, "bin", "meshctl.bin")))
         os.chmod(wrapper, 0o755)
         with open(state_file(state_dir), "w") as f:
-            json.dump({"run_dir": run.dir, "network": run.network, "subnet": str(run.subnet),
-                       "bridge": run.bridge, "control_plane_ip": cluster.control_plane_ip,
-                       "pods": cluster.pods}, f)
+            json.dump(dict({"run_dir": run.dir, "network": run.network,
+                            "subnet": str(run.subnet), "bridge": run.bridge,
+                            "control_plane_ip": cluster.control_plane_ip, "pods": cluster.pods,
+                            "cni": args.cni}, **node), f)
         all_acked(state_dir)
         log("the mesh is up; %g s of traffic from the client pod" % args.traffic_seconds)
-        summary = traffic(run, cluster, args.traffic_seconds)
+        summary = traffic(run, cluster, args.traffic_seconds, cni=args.cni)
         print(summary["text"])
         print(guide(state_dir, cluster))
         run.detach()
@@ -209,7 +244,7 @@ def retries_by(cluster, pod):
     return total
 
 
-def traffic(run, cluster, seconds):
+def traffic(run, cluster, seconds, cni=False):
     """Traffic from the client pod (fresh sampled traces, so the dashboard has some), then a
     summary: the split, retries, the canary header, the timeout."""
     failed_before = cluster_app_failed(cluster)
@@ -231,7 +266,9 @@ def traffic(run, cluster, seconds):
         "",
         "Traffic: %d requests in %g s from client-0 to http://productpage:9080/products, %d "
         "answered 200 (%d failed)" % (main["requests"], seconds, ok, main["requests"] - ok),
-        "  every call between pods: captured by iptables, mutual TLS between the proxies",
+        "  every call between pods: captured by iptables (%s), mutual TLS between the "
+        "proxies" % ("rules installed by the meshlet-cni plugin; no pod holds capabilities"
+                     if cni else "rules installed by each pod's meshlet-init"),
         "  reviews split (HTTPRoute reviews, rule split 90/10) over 100 calls: v1 %d, v2 %d" % (
             pods.get("reviews-v1-0", 0), pods.get("reviews-v2-0", 0)),
         "  canary:  x-canary: always -> %s" % ", ".join(
@@ -282,7 +319,8 @@ def guide(state_dir, cluster):
         "https://meshlet-control-plane:15014/metrics" % (d, cp),
         "                     (the pod's address; the host reaches the demo's network)",
         "  more traffic       python3 examples/demo/pods.py traffic --seconds 10",
-        "  inside a pod       podman --root %s/storage --runroot %s/run ps" % (
+        "  inside a pod       %spodman --root %s/storage --runroot %s/run ps" % (
+            "CONTAINERS_CONF=%s/containers.conf " % cluster.run.dir if cluster.cni else "",
             cluster.run.dir, cluster.run.dir),
         "  stop               ./dev demo --stop     (removes the pods, images, network and %s/)"
         % d,
@@ -301,6 +339,9 @@ def main():
         s.add_argument("--state-dir", default=default_dir)
         if name == "start":
             s.add_argument("--bin-dir", required=True)
+            s.add_argument("--cni", action="store_true",
+                           help="capture by the meshlet-cni plugin (podman's CNI backend, "
+                           "meshlet-cni-agent from --bin-dir) instead of meshlet-init")
             s.add_argument("--routes", choices=sorted(demo.ROUTES),
                            default=os.environ.get("MESHLET_DEMO_ROUTES") or "meshlet",
                            help="the example routes as meshlet HTTPRoutes (examples/policies) "
@@ -324,7 +365,7 @@ def main():
             run.subnet = ipaddress.ip_network(state["subnet"])
             cluster = cluster_lib.Cluster(run, os.path.join(args.state_dir, "bin", "meshctl.bin"))
             cluster.pods = state["pods"]
-            summary = traffic(run, cluster, args.traffic_seconds)
+            summary = traffic(run, cluster, args.traffic_seconds, cni=state.get("cni", False))
             print(summary["text"])
         else:
             summary = start(args)

@@ -80,6 +80,7 @@ API_CA = "/var/lib/meshlet/ca/root-cert.pem"
 CLUSTER_DOMAIN = "cluster.local"
 IMAGE_TAG = harness.RELEASE
 PODMAN_MAX_ANNOTATION = 63
+NODE_NAME = "e2e-node"  # the node of every pod (start_node_agent's race repair)
 # Pods the controllers make from a template, and how a port's protocol is read from a Service.
 TEMPLATED_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")
 APP_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "h2c": "HTTP2", "grpc": "GRPC", "tcp": "TCP"}
@@ -101,6 +102,19 @@ def port_protocol(port):
     return "HTTP"
 
 
+def _logged(proc, path, pattern):
+    """The first group of `pattern` in the log `path` of `proc`, None while it is not there;
+    raises when `proc` exited."""
+    with open(path) as f:
+        text = f.read()
+    found = re.search(pattern, text)
+    if found:
+        return found.group(1)
+    if proc.poll() is not None:
+        raise harness.E2EError("%s exited: %s" % (os.path.basename(path), text[-2000:]))
+    return None
+
+
 def expand(text, env):
     """Kubernetes' $(VAR) expansion: a defined variable's value; an undefined one stays as it
     is; $$ is a $."""
@@ -109,8 +123,12 @@ def expand(text, env):
 
 
 class Cluster:
-    def __init__(self, run, meshctl, namespace="default", control_plane_args=()):
+    def __init__(self, run, meshctl, namespace="default", control_plane_args=(), cni=False):
+        """cni: pods injected for capture by meshlet-cni (`meshctl inject --cni`) on a CNI run
+        (harness.Run(cni=True)) whose node agent start_node_agent() runs."""
         self.run = run
+        self.cni = cni
+        self.node = None             # start_node_agent(): the agent, its API server and files
         self.meshctl_binary = meshctl
         self.namespace = namespace
         self.control_plane_args = list(control_plane_args)
@@ -161,6 +179,92 @@ class Cluster:
             ca_pem = f.read()
         self.kube_api = {"process": proc, "address": "https://%s:6443" % ip, "ca": ca_pem,
                          "token": token, "log": log}
+
+    def start_node_agent(self, agent, plugin, repair=False):
+        """What a node of a cluster in CNI mode runs, on the host: meshlet-cni-agent (`agent`)
+        installing `plugin` into the run's CNI configuration, and, on loopback, the API server it
+        and the plugin read pods from (the fake of tests/integration; podman's pods are the
+        pods of that name in this cluster's namespace: the plugin's defaultNamespace). The pods
+        play_pod() plays are put there first, with their annotations. Before the pods; returns
+        the agent's HTTP address once it is ready (meshlet-cni in the chain). Called again after
+        the agent stopped, it starts a new one with the same API server and files; with
+        `repair`, the agent's race repair looks at the pods of NODE_NAME (every pod played here)
+        every second, after a grace of 2 s, and evicts."""
+        if self.node is not None:
+            return self._start_agent(agent, plugin, repair)
+        if INTEGRATION_DIR not in sys.path:
+            sys.path.insert(0, INTEGRATION_DIR)
+        import mesh_util
+        d = os.path.join(self.run.dir, "cni-node")
+        service_account = os.path.join(d, "serviceaccount")
+        os.makedirs(service_account)
+        ca = mesh_util.make_ca(d, "e2e-node-ca")
+        cert, key = mesh_util.make_server_cert(d, "kube-apiserver", ca, san="IP:127.0.0.1")
+        token = "e2e-cni-node-" + os.urandom(8).hex()
+        shutil.copyfile(ca[0], os.path.join(service_account, "ca.crt"))
+        with open(os.path.join(service_account, "token"), "w") as f:
+            f.write(token)
+        api_log = os.path.join(d, "fake-api-server.log")
+        with open(api_log, "w") as log:
+            api = subprocess.Popen(
+                ["/usr/bin/python3", os.path.join(INTEGRATION_DIR, "fake_kubernetes_api.py"),
+                 "--address", "127.0.0.1:0", "--cert", cert, "--key", key, "--token", token],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True)
+        self.run.helpers.append(api)
+        address = self.run.wait_until(lambda: _logged(api, api_log, r"listening on (\S+)"), 20,
+                                      "the node's fake API server to listen")
+        self.node = {"dir": d, "address": address, "service_account": service_account,
+                     "api": api, "api_log": api_log, "agents": 0,
+                     "plugin_log": os.path.join(d, "state", "cni.log")}
+        return self._start_agent(agent, plugin, repair)
+
+    def _start_agent(self, agent, plugin, repair):
+        d = self.node["dir"]
+        self.node["agents"] += 1
+        agent_log = os.path.join(d, "agent-%d.log" % self.node["agents"])
+        repair_args = ["--node-name", NODE_NAME, "--repair-mode", "evict", "--repair-grace",
+                       "2s", "--repair-interval", "1s"] if repair else ["--node-name="]
+        with open(agent_log, "w") as log:
+            proc = subprocess.Popen(
+                [agent, "--cni-conf-dir", self.run.cni_conf_dir,
+                 "--cni-bin-dir", self.run.cni_bin_dir, "--plugin-binary", plugin,
+                 "--state-dir", os.path.join(d, "state"),
+                 "--kubernetes-server", self.node["address"],
+                 "--service-account-dir", self.node["service_account"],
+                 "--default-namespace", self.namespace,
+                 "--http-address", "127.0.0.1:0", "--check-interval", "1s",
+                 "--uninstall-on-exit"] + repair_args,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.run.helpers.append(proc)
+        serving = self.run.wait_until(
+            lambda: _logged(proc, agent_log, r"serving on (127\.0\.0\.1:\d+)"), 20,
+            "meshlet-cni-agent to serve")
+        self.node.update({"agent": proc, "agent_log": agent_log, "http": serving})
+        self.run.wait_until(lambda: self.node_agent_get("/readyz")[0] == 200, 20,
+                            "meshlet-cni-agent to be ready (meshlet-cni in the chain)",
+                            lambda: open(agent_log).read()[-2000:])
+        return serving
+
+    def node_agent_get(self, path):
+        """(status, body) of the node agent's HTTP endpoint `path` (/readyz, /metrics)."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen("http://%s%s" % (self.node["http"], path),
+                                        timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError as e:
+            return 0, str(e)
+
+    def plugin_log(self):
+        """meshlet-cni's log lines (one per run of the plugin)."""
+        try:
+            with open(self.node["plugin_log"]) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
 
     def kube_put(self, kind, obj):
         """Creates or replaces `obj` (a dict) of `kind` (services, endpointslices, pods) in the
@@ -262,7 +366,8 @@ class Cluster:
         """The documents of `paths` (files or directories of manifests) after meshctl inject, as
         dicts."""
         cmd = [self.meshctl_binary, "inject", "--mode", "classic", "--podman",
-               "--identity", "join-token", "-o", "json"] + list(extra)
+               "--identity", "join-token", "-o", "json"] + (["--cni"] if self.cni else []) + \
+            list(extra)
         for path in paths:
             cmd += ["-f", path]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -410,6 +515,24 @@ class Cluster:
                             "labels": metadata.get("labels", {}),
                             "annotations": annotations},
                "spec": spec}
+        if self.node is not None:
+            # The pod as the API server has it, with every annotation (what the plugin reads),
+            # on NODE_NAME, owned by a ReplicaSet when played from a template, Running and not
+            # ready (what the agent's race repair reads; it leaves captured pods alone).
+            owners = [] if template.get("kind") == "Pod" else [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name.rsplit("-", 1)[0],
+                "uid": "rs-" + name.rsplit("-", 1)[0], "controller": True}]
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.node["api"].stdin.write(json.dumps({"put": "pods", "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace, "uid": os.urandom(8).hex(),
+                             "labels": metadata.get("labels", {}),
+                             "annotations": metadata.get("annotations", {}),
+                             "ownerReferences": owners},
+                "spec": dict(spec, nodeName=NODE_NAME),
+                "status": {"phase": "Running", "startTime": started, "containerStatuses": [
+                    {"name": c["name"], "ready": False} for c in spec["containers"]]}}}) + "\n")
+            self.node["api"].stdin.flush()
         self.run.play(pod, ip, extra_documents=config_maps)
         meshed = any(c["name"] == "meshlet-proxy"
                      for c in spec.get("initContainers", []) + spec["containers"])

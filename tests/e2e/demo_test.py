@@ -1,6 +1,6 @@
 """End-to-end: `./dev demo` as pods (examples/demo/pods.py), as a user runs it, then stopped.
 
-    demo_test.py --bin-dir DIR
+    demo_test.py --bin-dir DIR [--cni]
 
 DIR is a Bazel output tree with the sidecar, control plane, meshctl and testapp binaries. The
 test runs `pods.py start` with a state directory of its own and a short traffic phase, then
@@ -26,6 +26,13 @@ checks what the demo tells its user to look at, one line each:
                  timeout
   stop           `pods.py stop` removes the pods, images, network and state directory
      cleanup     nothing of the demo remains
+
+With --cni, `pods.py start --cni` (`./dev demo --cni`): start, proxy-status, then
+
+  cni capture    every pod of the demo but the control plane's was captured by meshlet-cni
+                 (a `captured` line in its log), has no meshlet-init and a proxy with no
+                 capabilities; meshlet-cni-agent and its API server run
+  stop           as above, the agent and its API server ended too
 
 Without root or a working podman it prints a SKIP line and exits 0, unless
 MESHLET_REQUIRE_E2E=1 (./dev test as root sets it).
@@ -72,8 +79,9 @@ def get_json(url, token, context):
 
 
 class Demo:
-    def __init__(self, bin_dir):
+    def __init__(self, bin_dir, cni=False):
         self.bin_dir = bin_dir
+        self.cni = cni
         self.base = tempfile.mkdtemp(prefix="meshlet-demo-test.")
         self.state_dir = os.path.join(self.base, "state")
         self.summary_path = os.path.join(self.base, "summary.json")
@@ -94,13 +102,14 @@ class Demo:
 
     def podman(self, *args):
         r = subprocess.run(harness.podman_command(self.state["run_dir"]) + list(args),
-                           capture_output=True, text=True, env=harness.podman_env(), timeout=60)
+                           capture_output=True, text=True,
+                           env=harness.podman_env(self.state["run_dir"]), timeout=60)
         check(r.returncode == 0, "podman %s: %s" % (" ".join(args), r.stderr.strip()[-300:]))
         return r.stdout
 
     def start(self):
         r = self.pods_py("start", "--bin-dir", self.bin_dir, "--traffic-seconds", "3",
-                         "--summary-json", self.summary_path)
+                         "--summary-json", self.summary_path, *(["--cni"] if self.cni else []))
         self.output = r.stdout
         sys.stdout.write(r.stdout)
         if os.path.exists(os.path.join(self.state_dir, "pods.json")):
@@ -238,6 +247,30 @@ class Demo:
         return "%d traces, %s across %s" % (len(traces), full[0]["traceId"][:12],
                                             ", ".join(full[0]["services"]))
 
+    def node_processes(self):
+        """--cni: the pids of meshlet-cni-agent and its API server still running."""
+        return [self.state[k + "_pid"] for k in ("agent", "api")
+                if harness._process_start(self.state[k + "_pid"]) == self.state[k + "_start"]]
+
+    def cni_capture(self):
+        with open(os.path.join(self.state["run_dir"], "cni-node", "state", "cni.log")) as f:
+            log = f.read().splitlines()
+        pods = sorted(self.state["pods"])
+        for pod in pods:
+            check(any(" ADD pod=default/%s " % pod in l and "outcome=captured" in l for l in log),
+                  "meshlet-cni did not capture %s: %s" % (pod, log[-10:]))
+            names = self.podman("pod", "inspect", pod, "--format",
+                                "{{range .Containers}}{{.Name}} {{end}}").split()
+            check(pod + "-meshlet-proxy" in names and pod + "-meshlet-init" not in names,
+                  "%s's containers: %s" % (pod, names))
+            caps = self.podman("inspect", "--format", "{{json .EffectiveCaps}}",
+                               pod + "-meshlet-proxy").strip()
+            check(json.loads(caps) in (None, []), "%s's proxy has capabilities %s" % (pod, caps))
+        check(len(self.node_processes()) == 1,  # the API server ended with `start`
+              "meshlet-cni-agent is not running after start")
+        return "%d pods captured by meshlet-cni (%s): no meshlet-init, proxies with no " \
+               "capabilities" % (len(pods), ", ".join(pods))
+
     def stop(self):
         r = self.pods_py("stop")
         check(r.returncode == 0, "pods.py stop: exit %d: %s" % (r.returncode, r.stderr[-500:]))
@@ -258,6 +291,8 @@ class Demo:
                 out["bridge"] = self.state["bridge"]
         if os.path.exists(self.state_dir):
             out["state directory"] = self.state_dir
+        if self.state is not None and self.state.get("cni") and self.node_processes():
+            out["meshlet-cni-agent and its API server"] = self.node_processes()
         return out
 
     def remove(self):
@@ -272,23 +307,27 @@ class Demo:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin-dir", required=True)
+    p.add_argument("--cni", action="store_true", help="the demo with capture by meshlet-cni")
     args = p.parse_args()
-    reason = harness.skip_reason()
+    reason = harness.skip_reason(cni=args.cni)
     if reason is not None:
         if os.environ.get("MESHLET_REQUIRE_E2E") == "1":
             print("FAIL  e2e demo needs root and podman here (MESHLET_REQUIRE_E2E=1): %s" % reason)
             return 1
         print("SKIP: e2e demo (needs root and podman): %s" % reason)
         return 0
-    suite = harness.Suite("demo")
-    demo = Demo(os.path.abspath(args.bin_dir))
+    suite = harness.Suite("demo-cni" if args.cni else "demo")
+    demo = Demo(os.path.abspath(args.bin_dir), cni=args.cni)
+    scenarios = (("proxy-status", demo.proxy_status), ("app config", demo.app_config),
+                 ("dashboard", demo.dashboard),
+                 ("discovery", demo.discovery),
+                 ("golden metrics", demo.golden_metrics), ("traces", demo.traces),
+                 ("gateway routes", demo.gateway_routes))
+    if args.cni:  # what capture changes; the rest is the same once pods are captured
+        scenarios = (("proxy-status", demo.proxy_status), ("cni capture", demo.cni_capture))
     try:
         if suite.scenario("start", demo.start):
-            for name, fn in (("proxy-status", demo.proxy_status), ("app config", demo.app_config),
-                             ("dashboard", demo.dashboard),
-                             ("discovery", demo.discovery),
-                             ("golden metrics", demo.golden_metrics), ("traces", demo.traces),
-                             ("gateway routes", demo.gateway_routes)):
+            for name, fn in scenarios:
                 if name in ("discovery", "golden metrics", "traces") and not hasattr(demo, "api"):
                     continue
                 suite.scenario(name, fn)

@@ -24,6 +24,7 @@ import atexit
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,10 @@ BUILD_IMAGES = os.path.join(REPO, "deploy", "images", "build.py")
 # Annotation podman 4.3 reads to keep an init container after it ran (docs in README.md).
 INIT_TYPE_ANNOTATION = "io.podman.annotations.init.container.type"
 LABEL = "meshlet-e2e"  # network labels: LABEL=<run dir>, LABEL-pid=<pid>
+# Debian's containernetworking-plugins: what a CNI run (Run(cni=True)) chains.
+CNI_PLUGINS_DIR = "/usr/lib/cni"
+CNI_STATE_DIR = "/var/lib/cni/networks"  # host-local's addresses, per network
+CNI_RESULTS_DIR = "/var/lib/cni/results"  # libcni's cache: NETWORK-CONTAINERID-IFNAME
 
 
 class Skip(Exception):
@@ -58,18 +63,25 @@ def log(msg):
     sys.stderr.flush()
 
 
-def podman_env():
+def podman_env(run_dir=None):
+    """The environment of podman commands; for a run with a configuration of its own (CNI
+    backend, Run(cni=True)), that configuration."""
     env = dict(os.environ)
-    env["CONTAINERS_CONF"] = CONTAINERS_CONF
+    own = os.path.join(run_dir, "containers.conf") if run_dir else None
+    env["CONTAINERS_CONF"] = own if own and os.path.exists(own) else CONTAINERS_CONF
     # netavark and the runtime look for iptables and friends on PATH.
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     return env
 
 
-def skip_reason():
-    """Why this machine cannot run pods, or None when it can."""
+def skip_reason(cni=False):
+    """Why this machine cannot run pods (with cni: on podman's CNI backend), or None when it
+    can."""
     if os.geteuid() != 0:
         return "not root"
+    for plugin in ("bridge", "host-local", "portmap", "firewall", "tuning") if cni else ():
+        if not os.path.exists(os.path.join(CNI_PLUGINS_DIR, plugin)):
+            return "needs %s/%s (containernetworking-plugins)" % (CNI_PLUGINS_DIR, plugin)
     if shutil.which("podman", path=podman_env()["PATH"]) is None:
         return "podman is not installed (./dev test installs it when run as root)"
     try:
@@ -98,8 +110,13 @@ def _process_start(pid):
 class Run:
     """One end-to-end run: its podman storage, network, images and pods (see the module doc)."""
 
-    def __init__(self, name="e2e", keep=False):
+    def __init__(self, name="e2e", keep=False, cni=False):
+        """cni: the run's network on podman's CNI backend instead of netavark, with a
+        configuration of the run's own (CONTAINERS_CONF in the run's directory): its conflists in
+        net.d/ and its plugins in cni-bin/ (a copy of CNI_PLUGINS_DIR), where a node agent may
+        add meshlet-cni."""
         self.name = name
+        self.cni = cni
         self.keep = keep or os.environ.get("MESHLET_E2E_KEEP") == "1"
         self.base = os.environ.get("MESHLET_E2E_DIR", "/var/tmp/meshlet-e2e")
         self.dir = None
@@ -107,6 +124,7 @@ class Run:
         self.subnet = None
         self.bridge = None
         self.pods = []
+        self.pod_ips = []
         self.images = []
         self.transcript = []  # (command, exit status, output) of every podman call
         self.helpers = []     # host processes in pods' network namespaces (start_in_pod_network)
@@ -116,7 +134,7 @@ class Run:
     # --- life cycle -------------------------------------------------------------------------
 
     def __enter__(self):
-        reason = skip_reason()
+        reason = skip_reason(cni=self.cni)
         if reason is not None:
             raise Skip(reason)
         self._install_signal_handlers()
@@ -143,6 +161,8 @@ class Run:
             self.dir = tempfile.mkdtemp(prefix="%s-" % self.name, dir=self.base)
         for sub in ("storage", "run", "tmp", "manifests", "images"):
             os.makedirs(os.path.join(self.dir, sub))
+        if self.cni:
+            self._write_cni_configuration()
         run_id = os.path.basename(self.dir)
         self.network = "meshlet-e2e-%s" % run_id.replace("_", "-").lower()
         labels = ["--label", "%s=%s" % (LABEL, self.dir),
@@ -150,13 +170,37 @@ class Run:
         if self.keep:
             labels += ["--label", "%s-keep=1" % LABEL]
             open(os.path.join(self.dir, "keep"), "w").close()
-        self.podman(["network", "create", "--internal", "--disable-dns"] + labels +
+        # A CNI run's podman sees only its own networks: its subnet is chosen here, apart
+        # from every other CNI network's (netavark's runs take theirs from 198.18.0.0/16).
+        subnet = ["--subnet", free_cni_subnet()] if self.cni else []
+        self.podman(["network", "create", "--internal", "--disable-dns"] + subnet + labels +
                     [self.network])
         info = json.loads(self.podman(["network", "inspect", self.network]))
         self.subnet = ipaddress.ip_network(info[0]["subnets"][0]["subnet"])
         self.bridge = info[0]["network_interface"]
         log("run %s: network %s on %s; podman %s" % (
             run_id, self.network, self.subnet, " ".join(self.podman_prefix()[1:])))
+
+    def _write_cni_configuration(self):
+        """The run's containers.conf: the project's, on the CNI backend with the run's dirs."""
+        self.cni_conf_dir = os.path.join(self.dir, "net.d")
+        self.cni_bin_dir = os.path.join(self.dir, "cni-bin")
+        os.makedirs(self.cni_conf_dir)
+        shutil.copytree(CNI_PLUGINS_DIR, self.cni_bin_dir)
+        with open(CONTAINERS_CONF) as f:
+            lines = f.read().splitlines()
+        if 'network_backend = "netavark"' not in lines:
+            raise E2EError("%s sets no network_backend to replace" % CONTAINERS_CONF)
+        lines[lines.index('network_backend = "netavark"')] = "\n".join([
+            'network_backend = "cni"',
+            'cni_plugin_dirs = ["%s"]' % self.cni_bin_dir,
+            'network_config_dir = "%s"' % self.cni_conf_dir])
+        with open(os.path.join(self.dir, "containers.conf"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def conflist(self):
+        """The path of the run's network configuration (CNI runs)."""
+        return os.path.join(self.cni_conf_dir, self.network + ".conflist")
 
     def close(self, failed=False):
         """Removes everything the run made. Safe to call twice; never raises."""
@@ -203,12 +247,18 @@ class Run:
     def reap_stale_runs(self):
         """Removes what runs whose process is gone left behind: their networks (found by label),
         and their pods, images and directories."""
-        try:
-            r = subprocess.run(["podman", "network", "ls", "--format", "json"],
-                               capture_output=True, text=True, env=podman_env(), timeout=60)
-            networks = json.loads(r.stdout or "[]") if r.returncode == 0 else []
-        except (subprocess.TimeoutExpired, ValueError):
-            networks = []
+        networks = []
+        # netavark's networks, and those of CNI runs (each with a configuration of its own).
+        for run_dir in [None] + [os.path.join(self.base, e) for e in os.listdir(self.base)
+                                 if os.path.exists(os.path.join(self.base, e,
+                                                                "containers.conf"))]:
+            try:
+                r = subprocess.run(["podman", "network", "ls", "--format", "json"],
+                                   capture_output=True, text=True, env=podman_env(run_dir),
+                                   timeout=60)
+                networks += json.loads(r.stdout or "[]") if r.returncode == 0 else []
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
         live = set()
         for net in networks:
             labels = net.get("labels") or {}
@@ -241,7 +291,7 @@ class Run:
         check is False (then returns the CompletedProcess)."""
         cmd = self.podman_prefix() + list(args)
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(),
+            r = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(self.dir),
                                timeout=timeout, input=input)
         except subprocess.TimeoutExpired as e:
             self.transcript.append((cmd, "timeout", str(e.stdout or "") + str(e.stderr or "")))
@@ -263,7 +313,8 @@ class Run:
             cmd += ["--podman-arg=" + arg]
         cmd += list(images or [])
         started = time.monotonic()
-        r = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(), timeout=600)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(self.dir),
+                           timeout=600)
         self.transcript.append((cmd, r.returncode, (r.stdout + r.stderr)[-4000:]))
         if r.returncode != 0:
             raise E2EError("building the images failed:\n%s" % (r.stdout + r.stderr).strip())
@@ -299,6 +350,7 @@ class Run:
             for doc in list(extra_documents) + [pod]:
                 f.write("---\n%s\n" % json.dumps(doc, indent=1))
         self.pods.append(name)
+        self.pod_ips.append(ip)
         self.podman(["kube", "play", "--network", self.network, "--ip", ip,
                      "--mac-address", mac_for(ip), path])
         return ip
@@ -402,11 +454,23 @@ class Run:
                                ("containers", ["ps", "-a", "-q"]),
                                ("images", ["images", "-q"])):
                 r = subprocess.run(self.podman_prefix() + args, capture_output=True, text=True,
-                                   env=podman_env(), timeout=60)
+                                   env=podman_env(self.dir), timeout=60)
                 out[what] = r.stdout.split()
-        r = subprocess.run(["podman", "network", "exists", self.network], env=podman_env(),
+        r = subprocess.run(["podman", "network", "exists", self.network],
+                           env=podman_env(self.dir),
                            capture_output=True, timeout=60)
         out["network"] = [self.network] if r.returncode == 0 else []
+        if self.cni and self.network:
+            state = os.path.join(CNI_STATE_DIR, self.network)
+            out["network"] += [state] if os.path.exists(state) else []
+            out["network"] += [os.path.join(CNI_RESULTS_DIR, n) for n in (
+                os.listdir(CNI_RESULTS_DIR) if os.path.isdir(CNI_RESULTS_DIR) else ())
+                if n.startswith(self.network + "-")]
+            # The firewall plugin's rules for the run's pods (left when a teardown failed).
+            rules = subprocess.run(["iptables", "-S", "CNI-FORWARD"], capture_output=True,
+                                   text=True, env=podman_env(), timeout=30).stdout
+            out["network"] += [r for r in rules.splitlines()
+                               if any(" %s/32 " % ip in r + " " for ip in self.pod_ips)]
         out["bridge"] = [self.bridge] if self.bridge and os.path.exists(
             "/sys/class/net/" + self.bridge) else []
         out["directory"] = [self.dir] if self.dir and os.path.exists(self.dir) else []
@@ -433,6 +497,27 @@ class Run:
             name = name.split("  ")[0].strip()
             if name and not name.endswith("-infra"):
                 log("--- log of %s ---\n%s" % (name, self.logs(name)[-6000:]))
+
+
+def free_cni_subnet():
+    """A /24 of 198.19.0.0/16 that no CNI network of this host uses: none has addresses from it
+    in host-local's state, and no run's conflist names it."""
+    used = set()
+    for name in os.listdir(CNI_STATE_DIR) if os.path.isdir(CNI_STATE_DIR) else ():
+        for entry in os.listdir(os.path.join(CNI_STATE_DIR, name)):
+            used.add(entry.rsplit(".", 1)[0])
+    for base in {os.environ.get("MESHLET_E2E_DIR", "/var/tmp/meshlet-e2e"),
+                 "/var/tmp/meshlet-e2e", "/var/tmp/meshlet-demo"}:
+        for run in os.listdir(base) if os.path.isdir(base) else ():
+            conf_dir = os.path.join(base, run, "net.d")
+            for name in os.listdir(conf_dir) if os.path.isdir(conf_dir) else ():
+                with open(os.path.join(conf_dir, name)) as f:
+                    used.update(m.rsplit(".", 1)[0] for m in
+                                re.findall(r"198\.19\.\d+\.0", f.read()))
+    for third in range(256):
+        if "198.19.%d" % third not in used:
+            return "198.19.%d.0/24" % third
+    raise E2EError("no free /24 in 198.19.0.0/16 for a CNI network")
 
 
 def mac_for(ip):
@@ -471,7 +556,17 @@ def remove_run(run_dir, network):
     """Removes the pods, containers and images in `run_dir`'s storage, `network`, and the
     directory. Logs what fails and goes on."""
     prefix = podman_command(run_dir)
-    env = podman_env()
+    env = podman_env(run_dir)
+    # A CNI run's bridge and host-local state outlive its network: removed below.
+    bridge = subnet = None
+    if network:
+        try:
+            with open(os.path.join(run_dir, "net.d", network + ".conflist")) as f:
+                first = json.load(f)["plugins"][0]
+            bridge = first.get("bridge")
+            subnet = ipaddress.ip_network(first["ipam"]["ranges"][0][0]["subnet"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            pass
 
     def quiet(args, timeout=120):
         try:
@@ -492,6 +587,22 @@ def remove_run(run_dir, network):
         # Not `podman system reset`: it would remove every network of the machine.
     if network:
         quiet(["podman", "network", "rm", "--force", network])
+    if bridge and os.path.exists("/sys/class/net/" + bridge):
+        quiet(["ip", "link", "del", bridge])
+    if network and os.path.isdir(os.path.join(CNI_STATE_DIR, network)):
+        shutil.rmtree(os.path.join(CNI_STATE_DIR, network), ignore_errors=True)
+    if subnet is not None:
+        # The firewall plugin's rules for the run's pods, left when a pod's teardown failed (the
+        # run's subnet is its own: free_cni_subnet).
+        rules = subprocess.run(["iptables", "-S", "CNI-FORWARD"], capture_output=True,
+                               text=True, env=env, timeout=30).stdout.splitlines()
+        for rule in rules:
+            found = re.search(r" -[sd] (\S+)/32 ", rule)
+            if found and ipaddress.ip_address(found.group(1)) in subnet:
+                quiet(["iptables"] + ["-D"] + rule.split()[1:])
+        for name in os.listdir(CNI_RESULTS_DIR) if os.path.isdir(CNI_RESULTS_DIR) else ():
+            if name.startswith(network + "-"):
+                os.unlink(os.path.join(CNI_RESULTS_DIR, name))
     # Anything still mounted below the directory would make rm fail: unmount it first.
     try:
         with open("/proc/self/mounts") as f:
@@ -549,8 +660,8 @@ class Suite:
         self.report(True, name, detail, t0)
         return True
 
-    def main(self, body, keep=False):
-        run = Run(name=self.name, keep=keep)
+    def main(self, body, keep=False, cni=False):
+        run = Run(name=self.name, keep=keep, cni=cni)
         try:
             with run:
                 body(run, self)

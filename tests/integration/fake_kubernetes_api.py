@@ -56,7 +56,8 @@ here.
 
 As a program (`fake_kubernetes_api.py --address HOST:PORT --cert FILE --key FILE --token TEXT`)
 it serves until its stdin closes, taking one JSON command per line: {"put": KIND, "object":
-{...}} or {"delete": KIND, "namespace": NS, "name": NAME}; it prints "listening" when ready.
+{...}} or {"delete": KIND, "namespace": NS, "name": NAME}; it prints "listening on
+https://HOST:PORT" when ready (the port it got, for --address HOST:0).
 """
 
 import argparse
@@ -762,7 +763,8 @@ def main():
     args = p.parse_args()
     host, port = args.address.rsplit(":", 1)
     fake = FakeApiServer((args.cert, args.key), args.token, (host, int(port)))
-    print("listening", flush=True)
+    # The address says which port when --address asked for port 0.
+    print("listening on %s" % fake.address, flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
