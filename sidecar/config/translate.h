@@ -32,20 +32,84 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/base/logging.h"
+#include "google/protobuf/message.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/tracing/tracing_config.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
 
+// The name a resource is known by (a load assignment's: its cluster's).
+inline const std::string& ResourceName(const xds::Listener& m) { return m.name(); }
+inline const std::string& ResourceName(const xds::RouteConfiguration& m) { return m.name(); }
+inline const std::string& ResourceName(const xds::ServiceRoute& m) { return m.name(); }
+inline const std::string& ResourceName(const xds::Cluster& m) { return m.name(); }
+inline const std::string& ResourceName(const xds::ClusterLoadAssignment& m) {
+  return m.cluster_name();
+}
+inline const std::string& ResourceName(const xds::Secret& m) { return m.name(); }
+
+// One resource as a ResourceList holds it, of any kind. Either a message, or the bytes it was
+// received as (the xDS client holds load assignments so, ADR 0086 "Amended: a load assignment is
+// held as its bytes"): what was translated from it is what the snapshot keeps, and a parsed
+// message is about six times its bytes. Readers that must not keep a parsed message (the
+// translation, the xDS client) use Parse(); message() keeps what it parses for as long as the
+// resource is held. Immutable but for that parse: read on the main thread only.
+class HeldResource {
+ public:
+  virtual ~HeldResource() = default;
+  virtual const std::string& name() const = 0;
+  // The bytes it was received as; null when held as a message only.
+  virtual const std::string* bytes() const = 0;
+  // The message: the one held, or parsed from the bytes now, not kept.
+  virtual std::shared_ptr<const google::protobuf::Message> ParseUntyped() const = 0;
+};
+
+template <typename Message>
+class HeldMessage final : public HeldResource {
+ public:
+  explicit HeldMessage(Message message)
+      : parsed_(std::make_shared<const Message>(std::move(message))) {}
+  explicit HeldMessage(std::shared_ptr<const Message> message) : parsed_(std::move(message)) {}
+  // Held as `bytes`, which parse as a Message named `name`.
+  HeldMessage(std::string name, std::string bytes)
+      : name_(std::move(name)), bytes_(std::move(bytes)), from_bytes_(true) {}
+
+  const std::string& name() const override { return from_bytes_ ? name_ : ResourceName(*parsed_); }
+  const std::string* bytes() const override { return from_bytes_ ? &bytes_ : nullptr; }
+  // The message, parsed from the bytes and kept when it was not.
+  const Message& message() const {
+    if (parsed_ == nullptr) parsed_ = Parse();
+    return *parsed_;
+  }
+  // The message, without keeping what is parsed for it.
+  std::shared_ptr<const Message> Parse() const {
+    if (parsed_ != nullptr) return parsed_;
+    auto parsed = std::make_shared<Message>();
+    // They parsed when received: failing now is memory gone bad, not input.
+    CHECK(parsed->ParseFromString(bytes_));
+    return parsed;
+  }
+  std::shared_ptr<const google::protobuf::Message> ParseUntyped() const override { return Parse(); }
+
+ private:
+  std::string name_;  // with from_bytes_
+  std::string bytes_;
+  bool from_bytes_ = false;
+  mutable std::shared_ptr<const Message> parsed_;  // never null without from_bytes_
+};
+
 // The resources of one kind, each held immutable behind a shared pointer: copying a list, or
 // building the next configuration from the resources of the last, copies pointers, not messages.
 // The same pointer means the same resource, which is how BuildSnapshot knows what it translated
-// before. Reads look like a vector of messages; Mutable() gives a message of its own to change.
+// before. Reads look like a vector of messages (a resource held as bytes is parsed on reading,
+// see HeldResource; name(i) reads none); Mutable() gives a message of its own to change.
 template <typename Message>
 class ResourceList {
  public:
-  using Pointer = std::shared_ptr<const Message>;
+  using Held = HeldMessage<Message>;
+  using Pointer = std::shared_ptr<const Held>;
 
   class const_iterator {
    public:
@@ -57,8 +121,8 @@ class ResourceList {
 
     const_iterator() = default;
     explicit const_iterator(typename std::vector<Pointer>::const_iterator it) : it_(it) {}
-    const Message& operator*() const { return **it_; }
-    const Message* operator->() const { return it_->get(); }
+    const Message& operator*() const { return (*it_)->message(); }
+    const Message* operator->() const { return &(*it_)->message(); }
     const_iterator& operator++() {
       ++it_;
       return *this;
@@ -75,16 +139,21 @@ class ResourceList {
 
   size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
-  const Message& operator[](size_t i) const { return *items_[i]; }
-  const Message& back() const { return *items_.back(); }
+  const Message& operator[](size_t i) const { return items_[i]->message(); }
+  const Message& back() const { return items_.back()->message(); }
+  // The name of the resource at `i`, without parsing one held as bytes.
+  const std::string& name(size_t i) const { return items_[i]->name(); }
   const_iterator begin() const { return const_iterator(items_.begin()); }
   const_iterator end() const { return const_iterator(items_.end()); }
-  // The shared message at `i`, for keeping it without a copy.
+  // The shared resource at `i`, for keeping it without a copy.
   const Pointer& shared(size_t i) const { return items_[i]; }
 
-  void push_back(Pointer message) { items_.push_back(std::move(message)); }
+  void push_back(Pointer held) { items_.push_back(std::move(held)); }
+  void push_back(std::shared_ptr<const Message> message) {
+    items_.push_back(std::make_shared<const Held>(std::move(message)));
+  }
   void push_back(Message message) {
-    items_.push_back(std::make_shared<const Message>(std::move(message)));
+    items_.push_back(std::make_shared<const Held>(std::move(message)));
   }
   template <typename Iterator>
   void assign(Iterator first, Iterator last) {
@@ -92,20 +161,20 @@ class ResourceList {
     for (; first != last; ++first) push_back(Message(*first));
   }
   // Positional changes, for a list kept in an order (XdsClient patches its lists per name).
-  void Set(size_t i, Pointer message) { items_[i] = std::move(message); }
-  void Insert(size_t i, Pointer message) {
-    items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(i), std::move(message));
+  void Set(size_t i, Pointer held) { items_[i] = std::move(held); }
+  void Insert(size_t i, Pointer held) {
+    items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(i), std::move(held));
   }
   void Erase(size_t i) { items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i)); }
   void reserve(size_t n) { items_.reserve(n); }
   void clear() { items_.clear(); }
   void swap(ResourceList& other) { items_.swap(other.items_); }
-  // Replaces the message at `i` with a copy and returns the copy to change: other holders of the
-  // old message (a snapshot built from it) keep it as it was.
+  // Replaces the resource at `i` with a copy and returns the copy to change: other holders of
+  // the old one (a snapshot built from it) keep it as it was.
   Message& Mutable(size_t i) {
-    auto copy = std::make_shared<Message>(*items_[i]);
+    auto copy = std::make_shared<Message>(items_[i]->message());
     Message& out = *copy;
-    items_[i] = std::move(copy);
+    items_[i] = std::make_shared<const Held>(std::shared_ptr<const Message>(std::move(copy)));
     return out;
   }
 

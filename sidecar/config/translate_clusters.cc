@@ -298,16 +298,11 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
 
 namespace {
 
-const std::string& NameOf(const xds::Cluster& cluster) { return cluster.name(); }
-const std::string& NameOf(const xds::ClusterLoadAssignment& assignment) {
-  return assignment.cluster_name();
-}
-
 // Whether `list` is in strictly increasing name order (so it repeats no name).
 template <typename Message>
 bool Sorted(const ResourceList<Message>& list) {
   for (size_t i = 1; i < list.size(); ++i) {
-    if (!(NameOf(list[i - 1]) < NameOf(list[i]))) return false;
+    if (!(list.name(i - 1) < list.name(i))) return false;
   }
   return true;
 }
@@ -324,7 +319,7 @@ bool ChangedSince(const ResourceList<Message>& old, const ResourceList<Message>&
   bool previous_kept = false;
   for (size_t i = 0; i < now.size(); ++i) {
     const bool kept = j < old.size() && old.shared(j) == now.shared(i);
-    if (i > 0 && !(previous_kept && kept) && !(NameOf(now[i - 1]) < NameOf(now[i]))) {
+    if (i > 0 && !(previous_kept && kept) && !(now.name(i - 1) < now.name(i))) {
       return false;
     }
     previous_kept = kept;
@@ -333,7 +328,7 @@ bool ChangedSince(const ResourceList<Message>& old, const ResourceList<Message>&
       continue;
     }
     if (j < old.size()) {
-      const int order = NameOf(now[i]).compare(NameOf(old[j]));
+      const int order = now.name(i).compare(old.name(j));
       if (order > 0) return false;  // old[j] is gone
       if (order == 0) ++j;          // changed; else added before old[j]
     }
@@ -349,7 +344,7 @@ std::optional<size_t> Position(const ResourceList<Message>& list, absl::string_v
   size_t high = list.size();
   while (low < high) {
     const size_t middle = low + (high - low) / 2;
-    const std::string& at = NameOf(list[middle]);
+    const std::string& at = list.name(middle);
     if (at == name) return middle;
     if (absl::string_view(at) < name) {
       low = middle + 1;
@@ -384,8 +379,8 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
   // changed.
   std::vector<absl::string_view> affected;
   affected.reserve(changed_clusters.size() + changed_assignments.size());
-  for (size_t i : changed_clusters) affected.push_back(clusters[i].name());
-  for (size_t i : changed_assignments) affected.push_back(assignments[i].cluster_name());
+  for (size_t i : changed_clusters) affected.push_back(clusters.name(i));
+  for (size_t i : changed_assignments) affected.push_back(assignments.name(i));
   std::sort(affected.begin(), affected.end());
   affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
 
@@ -400,7 +395,7 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
     const ResourceList<xds::Cluster>::Pointer& cluster = clusters.shared(*cluster_at);
     ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;
     if (const std::optional<size_t> at = Position(assignments, name)) {
-      if (cluster->type() != xds::Cluster::EDS) return false;  // reported by the full pass
+      if (cluster->message().type() != xds::Cluster::EDS) return false;  // the full pass reports it
       assignment = assignments.shared(*at);
     }
     auto it = before->clusters.find(name);
@@ -411,10 +406,10 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
     }
     Errors::Scope scope(errors, Label("cluster", name));
     std::optional<cluster::ClusterConfig> out =
-        TranslateCluster(scope, *cluster, build.snapshot->secrets);
+        TranslateCluster(scope, cluster->message(), build.snapshot->secrets);
     if (out.has_value() && assignment != nullptr) {
       Errors::Scope endpoints_scope(errors, "");
-      out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment);
+      out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment->Parse());
     }
     if (!out.has_value() || !errors.empty()) return false;
     ++translated_count;
@@ -483,7 +478,7 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     if (indexed == cluster_index.end() || indexed->second != i) continue;  // reported above
     const ResourceList<xds::ClusterLoadAssignment>::Pointer& assignment = assignment_of[i];
     std::shared_ptr<const cluster::ClusterConfig> translated;
-    if (before != nullptr && (build.secrets_as_before || !cluster->has_tls())) {
+    if (before != nullptr && (build.secrets_as_before || !cluster->message().has_tls())) {
       auto it = before->clusters.find(name);
       if (it != before->clusters.end() && it->second.cluster == cluster &&
           it->second.assignment == assignment) {
@@ -494,11 +489,11 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     if (translated == nullptr) {
       Errors::Scope scope(build.errors, Label("cluster", name));
       std::optional<cluster::ClusterConfig> out =
-          TranslateCluster(scope, *cluster, build.snapshot->secrets);
+          TranslateCluster(scope, cluster->message(), build.snapshot->secrets);
       if (out.has_value() && assignment != nullptr) {
         Errors::Scope endpoints_scope(build.errors,
                                       absl::StrCat("cluster_load_assignment ", Quote(name)));
-        out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment);
+        out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment->Parse());
       }
       if (!out.has_value()) continue;
       translated = std::make_shared<const cluster::ClusterConfig>(*std::move(out));

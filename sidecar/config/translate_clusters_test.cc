@@ -124,6 +124,38 @@ TEST(TranslateTest, EndpointTlsSettings) {
 // build, beside the resources (the xDS client's); printed for the record. 12.8 KB per service
 // with each endpoint's labels copied and the endpoint vectors grown by doubling, 6.4 KB without
 // (fastbuild); the labels alone are 4.1 KB of it.
+// A load assignment held as the bytes it came as (as the xDS client holds them) translates as
+// its message does, and a build from the same held item takes the cluster from the previous one.
+TEST(TranslateTest, LoadAssignmentHeldAsBytesTranslatesAndIsReused) {
+  ResourceSet set = Base();
+  ASSERT_EQ(set.endpoints.size(), 1u);
+  const xds::ClusterLoadAssignment message = set.endpoints[0];
+  ResourceSet held = set;
+  held.endpoints.clear();
+  held.endpoints.push_back(std::make_shared<const ResourceList<xds::ClusterLoadAssignment>::Held>(
+      message.cluster_name(), message.SerializeAsString()));
+  ASSERT_EQ(held.endpoints.name(0), "eds-cluster");
+  ASSERT_NE(held.endpoints.shared(0)->bytes(), nullptr);
+  auto from_message = BuildSnapshot(set);
+  auto from_bytes = BuildSnapshot(held);
+  ASSERT_TRUE(from_message.ok()) << from_message.status();
+  ASSERT_TRUE(from_bytes.ok()) << from_bytes.status();
+  const cluster::ClusterConfig* expected = (*from_message)->FindCluster("eds-cluster");
+  const cluster::ClusterConfig* got = (*from_bytes)->FindCluster("eds-cluster");
+  ASSERT_NE(expected, nullptr);
+  ASSERT_NE(got, nullptr);
+  ASSERT_EQ(got->endpoints.size(), expected->endpoints.size());
+  ASSERT_FALSE(got->endpoints.empty());
+  for (size_t i = 0; i < got->endpoints.size(); ++i) {
+    EXPECT_EQ(got->endpoints[i].address.ToString(), expected->endpoints[i].address.ToString());
+    EXPECT_EQ(got->endpoints[i].weight, expected->endpoints[i].weight);
+  }
+  auto again = BuildSnapshot(held, from_bytes->get());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->FindCluster("eds-cluster"), got);
+  EXPECT_EQ(TranslationReuseOf(**again).clusters, held.clusters.size());
+}
+
 TEST(TranslateTest, HeldClustersCostLittleMemory) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "mallinfo2 does not see ASan's heap";

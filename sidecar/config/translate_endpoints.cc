@@ -87,8 +87,8 @@ std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignme
   absl::flat_hash_map<absl::string_view, size_t> seen;
   seen.reserve(assignments.size());
   for (size_t i = 0; i < assignments.size(); ++i) {
-    const xds::ClusterLoadAssignment& assignment = assignments[i];
-    const std::string& name = assignment.cluster_name();
+    // By name only: an assignment held as bytes is parsed when its cluster is translated.
+    const std::string& name = assignments.name(i);
     if (name.empty()) {
       Errors::Scope(build.errors, Index("endpoints", i)).Add("cluster_name", "must not be empty");
       continue;

@@ -697,6 +697,11 @@ route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::s
                                       : "must not contain spaces or control characters");
   }
   if (vh.domains().empty()) scope.Add(Join(path, "domains"), "must not be empty");
+  // Each list sized once: the snapshot holds the virtual host as built (ServiceRoutes' for as
+  // long as their Service is called), and a doubling vector keeps up to twice its items' room.
+  vhost.domains.reserve(vh.domains_size());
+  vhost.destinations.reserve(vh.destinations_size());
+  vhost.routes.reserve(vh.routes_size());
   for (int d = 0; d < vh.domains_size(); ++d) {
     std::string domain = absl::AsciiStrToLower(vh.domains(d));
     scope.Add(Index(Join(path, "domains"), d), route::ValidateDomain(domain));

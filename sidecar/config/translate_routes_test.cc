@@ -88,6 +88,34 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostAnswersItsDomainsAndDestinations) 
   EXPECT_EQ(ClusterFor(*(*without)->FindRouteTable("local"), "reviews", "/z"), "other");
 }
 
+// A ServiceRoute's virtual host is held for as long as its Service is called: its lists hold
+// no more room than their items.
+TEST(ServiceRouteTest, ServiceRouteVirtualHostListsHoldNoSpareRoom) {
+  ResourceSet set = Base();
+  xds::ServiceRoute service_route = JoiningLocal(
+      "reviews.shop:80",
+      "[reviews, \"reviews:80\", reviews.shop, \"reviews.shop:80\", reviews.shop.svc]", "other",
+      "10.96.0.5:80");
+  xds::VirtualHost* vh = service_route.mutable_virtual_host();
+  for (const char* prefix : {"/a", "/b"}) {
+    xds::Route* route = vh->add_routes();
+    route->mutable_match()->set_prefix(prefix);
+    route->mutable_route()->set_cluster("eds-cluster");
+  }
+  set.service_routes.push_back(std::move(service_route));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  const route::VirtualHostConfig* vhost = table->MatchDestination("10.96.0.5:80");
+  ASSERT_NE(vhost, nullptr);
+  ASSERT_EQ(vhost->domains.size(), 5u);
+  ASSERT_EQ(vhost->routes.size(), 3u);
+  EXPECT_EQ(vhost->domains.capacity(), vhost->domains.size());
+  EXPECT_EQ(vhost->routes.capacity(), vhost->routes.size());
+  EXPECT_EQ(vhost->destinations.capacity(), vhost->destinations.size());
+}
+
 TEST(ServiceRouteTest, AddingOneServiceRouteReusesTheOthers) {
   constexpr int kServiceRoutes = 2000;
   ResourceSet set = Base();

@@ -20,11 +20,12 @@
 // A reference to something neither sent nor running is still refused. Versions, ACKs and the
 // cache's per-type resources are always the control plane's.
 //
-// Each resource is parsed once and kept in that one form, not as received besides: a response's
-// resource whose serialized bytes hash as a held one's did (FNV-1a 64, as content versions do;
-// delta: under the same name) reuses the held message, and the running configuration is kept
-// assembled, so an update rebuilds only its own type's list (and those whose retained or
-// held-aside resources change) before the whole configuration is validated.
+// Each resource is parsed once and kept in one form, the message or (a load assignment, whose
+// endpoints the snapshot keeps translated) the bytes as received: a response's resource whose
+// serialized bytes hash as a held one's did (FNV-1a 64, as content versions do; delta: under the
+// same name) reuses the held one, and the running configuration is kept assembled, so an update
+// rebuilds only its own type's list (and those whose retained or held-aside resources change)
+// before the whole configuration is validated.
 //
 // Persistence: the accepted configuration is written to <cache_dir>/xds-cache.pb atomically
 // (temp file, fsync, rename, fsync of the directory), retained resources included, so a sidecar
@@ -212,17 +213,20 @@ class XdsClient {
 
   // One form per resource (ADR 0086, "Amended: what the client keeps of a resource"): the
   // message parsed, which translation needs and the snapshot's memo shares, not the bytes as
-  // received besides. The config dump and the saved configuration serialize `parsed` again
-  // (deterministically, as the control plane does); the reuse check compares hashes of bytes.
+  // received besides; but a load assignment, whose endpoints translation keeps, is held as its
+  // bytes only ("Amended: a load assignment is held as its bytes"). The config dump and the
+  // saved configuration write those bytes, or serialize the message again (deterministically,
+  // as the control plane does); the reuse check compares hashes of bytes.
   struct Entry {
     std::string version;  // content hash of the resource (as the server computes it)
     // FNV-1a 64 of the bytes as received (xds::Fnv1a64), what the control plane's content
     // versions hash: a response's resource with the same hash (delta: under the same name) is
-    // this one and reuses `parsed` instead of being parsed.
+    // this one and reuses `held` instead of being parsed.
     uint64_t content_hash = 0;
-    // The resource parsed as its type, once; shared, so that the type's entries with a response
-    // applied (a copy of the held ones) copy no message. Never null.
-    std::shared_ptr<const google::protobuf::Message> parsed;
+    // The resource as its type's ResourceList holds it (a HeldMessage of the type), made once;
+    // shared, so that the type's entries with a response applied (a copy of the held ones) and
+    // the configurations assembled copy no message. Never null.
+    std::shared_ptr<const HeldResource> held;
 
     friend bool operator==(const Entry&, const Entry&) = default;
   };

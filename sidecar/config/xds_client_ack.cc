@@ -36,11 +36,12 @@ std::string UnknownFieldsNote(const EntryMap& entries) {
   size_t resources = 0;
   std::string first;
   for (const auto& [name, entry] : entries) {
-    if (entry.parsed == nullptr) continue;
-    std::string found = ::meshlet::config::FirstUnknownContent(*entry.parsed);
+    if (entry.held == nullptr) continue;
+    const std::shared_ptr<const google::protobuf::Message> message = entry.held->ParseUntyped();
+    std::string found = ::meshlet::config::FirstUnknownContent(*message);
     if (found.empty()) continue;
     if (resources++ == 0) {
-      first = absl::StrCat(entry.parsed->GetDescriptor()->name(), " \"", name, "\": ", found);
+      first = absl::StrCat(message->GetDescriptor()->name(), " \"", name, "\": ", found);
     }
   }
   if (resources == 0) return "";

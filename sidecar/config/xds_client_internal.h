@@ -2,7 +2,7 @@
 
 // What the files of XdsClient (xds_client.h) share and nobody else uses: the positions of the
 // resource types, how a resource is parsed from its Any (once: a resource received again with the
-// same bytes reuses the held message), the ResourceSet list of each type, and the request sender
+// same bytes reuses the held one), the ResourceSet list of each type, and the request sender
 // of the stream's variant. The client is split by concern:
 //   xds_client.cc            construction, stats, static resources, status for /config_dump
 //   xds_client_stream.cc     the stream: connect, subscribe, readiness, failover, backoff; TLS
@@ -39,10 +39,11 @@ inline constexpr size_t kRoutes = 3;
 inline constexpr size_t kServiceRoutes = 4;
 inline constexpr size_t kListeners = 5;
 
-// A resource of the type at `index` parsed from its Any, and the name it is known by.
+// A resource of the type at `index` parsed from its Any (a HeldMessage of that type: load
+// assignments held as their bytes, the others as the message), and the name it is known by.
 struct ParsedResource {
   std::string name;
-  std::shared_ptr<const google::protobuf::Message> message;
+  std::shared_ptr<const HeldResource> held;
 };
 
 // Parses `any` as the type at `index`; counts the parse in `*parses`.
@@ -58,7 +59,7 @@ absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf
                                             uint64_t* parses) {
   if (held != nullptr && any.type_url() == xds::kResourceTypeUrls[index] &&
       held->second.content_hash == content_hash) {
-    return ParsedResource{.name = held->first, .message = held->second.parsed};
+    return ParsedResource{.name = held->first, .held = held->second.held};
   }
   absl::StatusOr<ParsedResource> parsed = ParseResource(index, any, parses);
   if (!parsed.ok()) {
@@ -68,11 +69,19 @@ absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf
   return parsed;
 }
 
-// `message` (a held resource of the type at `index`) as an Any, serialized deterministically as
-// the control plane serializes what it sends: the bytes it was received as, but for fields this
+// `message` (a resource of the type at `index`) as an Any, serialized deterministically as the
+// control plane serializes what it sends: the bytes it was received as, but for fields this
 // release does not know, which go last.
 void PackResource(size_t index, const google::protobuf::Message& message,
                   google::protobuf::Any& out);
+// A held resource as an Any: the bytes it was received as when it is held so, else as above.
+void PackResource(size_t index, const HeldResource& held, google::protobuf::Any& out);
+
+// The held resource `held` of the type `Message`.
+template <typename Message>
+const HeldMessage<Message>& HeldAs(const HeldResource& held) {
+  return static_cast<const HeldMessage<Message>&>(held);
+}
 
 // Calls `f(member, name_of)` with the ResourceSet list of the type at `index` and how its
 // resources are named.

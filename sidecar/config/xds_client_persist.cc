@@ -90,13 +90,13 @@ std::string XdsClient::SavedConfiguration() const {
     type->set_type_url(xds::kResourceTypeUrls[i]);
     type->set_version_info(types_[i].version);
     for (const auto& [name, entry] : types_[i].entries) {
-      PackResource(i, *entry.parsed, *type->add_resources());
+      PackResource(i, *entry.held, *type->add_resources());
     }
     if (plan_.retained[i].empty()) continue;
     xds::DiscoveryResponse* retained = cache.add_retained();
     retained->set_type_url(xds::kResourceTypeUrls[i]);
     for (const auto& [name, entry] : plan_.retained[i]) {
-      PackResource(i, *entry.parsed, *retained->add_resources());
+      PackResource(i, *entry.held, *retained->add_resources());
     }
   }
   for (const auto& [key, resource] : lookups_) {
@@ -140,7 +140,7 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
       const uint64_t hash = xds::Fnv1a64(any.value());
       entries.emplace(std::move(parsed->name), Entry{.version = xds::Hex16(hash),
                                                      .content_hash = hash,
-                                                     .parsed = std::move(parsed->message)});
+                                                     .held = std::move(parsed->held)});
     }
     return absl::OkStatus();
   };

@@ -44,13 +44,22 @@ absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobu
   }
   ++*parses;
   auto parse = [&](auto message, auto name_of) -> absl::StatusOr<ParsedResource> {
-    auto parsed = std::make_shared<decltype(message)>();
+    using Message = decltype(message);
+    auto parsed = std::make_shared<Message>();
     if (!parsed->ParseFromString(any.value())) {
       return absl::InvalidArgumentError(
           absl::StrCat("a ", parsed->GetTypeName(), " that does not parse"));
     }
     std::string name = name_of(*parsed);
-    return ParsedResource{.name = std::move(name), .message = std::move(parsed)};
+    if (index == kEndpoints) {
+      // Held as its bytes (ADR 0086, amended): the translation parses it again, once, and keeps
+      // the endpoints it translates, a sixth of the message.
+      return ParsedResource{
+          .name = name, .held = std::make_shared<const HeldMessage<Message>>(name, any.value())};
+    }
+    return ParsedResource{.name = std::move(name),
+                          .held = std::make_shared<const HeldMessage<Message>>(
+                              std::shared_ptr<const Message>(std::move(parsed)))};
   };
   switch (index) {
     case kSecrets:
@@ -76,6 +85,15 @@ void PackResource(size_t index, const google::protobuf::Message& message,
   out.set_value(::meshlet::config::DeterministicBytes(message));
 }
 
+void PackResource(size_t index, const HeldResource& held, google::protobuf::Any& out) {
+  if (const std::string* bytes = held.bytes()) {
+    out.set_type_url(std::string(xds::kResourceTypeUrls[index]));
+    out.set_value(*bytes);
+    return;
+  }
+  PackResource(index, *held.ParseUntyped(), out);
+}
+
 }  // namespace xds_client_internal
 
 namespace {
@@ -85,10 +103,12 @@ const std::set<std::string>& NoNames() {
   return *kNone;
 }
 
-// The held resource `entry` (an EntryMap value) as its type.
+// The held resource `entry` (an EntryMap value) as its type. Not for load assignments, held as
+// bytes: HeldAs(...).Parse() reads them without keeping the message.
 template <typename Message, typename Entry>
 const Message& As(const Entry& entry) {
-  return static_cast<const Message&>(*entry.parsed);
+  static_assert(!std::is_same_v<Message, xds::ClusterLoadAssignment>);
+  return xds_client_internal::HeldAs<Message>(*entry.held).message();
 }
 
 // Calls `f(item)` for every item of `a` whose name `b` lacks; both are maps ordered by name.
@@ -257,7 +277,8 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
       return;
     }
     plan.unmatched.insert(name);
-    absl::Status checked = CheckLoadAssignment(As<xds::ClusterLoadAssignment>(item.second));
+    absl::Status checked = CheckLoadAssignment(
+        *xds_client_internal::HeldAs<xds::ClusterLoadAssignment>(*item.second.held).Parse());
     if (!checked.ok()) errors.emplace_back(checked.message());
   });
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
@@ -324,7 +345,7 @@ absl::Status XdsClient::PatchType(size_t index, const EntryMap& from, const Entr
         changes.emplace_back(&name, after);
       });
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
-  WithTypeList(index, [&](auto member, auto name_of) {
+  WithTypeList(index, [&](auto member, auto) {
     auto& list = out.*member;
     using Message = typename std::decay_t<decltype(list)>::const_iterator::value_type;
     for (const auto& [name, after] : changes) {
@@ -333,23 +354,22 @@ absl::Status XdsClient::PatchType(size_t index, const EntryMap& from, const Entr
       size_t low = (static_resources_.*member).size(), high = list.size();
       while (low < high) {
         const size_t middle = low + (high - low) / 2;
-        if (name_of(list[middle]) < *name) {
+        if (list.name(middle) < *name) {
           low = middle + 1;
         } else {
           high = middle;
         }
       }
-      const bool held = low < list.size() && name_of(list[low]) == *name;
+      const bool held = low < list.size() && list.name(low) == *name;
       if (after == nullptr) {
         if (held) list.Erase(low);
         continue;
       }
-      auto message = std::shared_ptr<const Message>(
-          after->parsed, static_cast<const Message*>(after->parsed.get()));
+      auto resource = std::static_pointer_cast<const HeldMessage<Message>>(after->held);
       if (held) {
-        list.Set(low, std::move(message));
+        list.Set(low, std::move(resource));
       } else {
-        list.Insert(low, std::move(message));
+        list.Insert(low, std::move(resource));
       }
     }
   });
@@ -375,11 +395,10 @@ absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, const En
           continue;
         }
         if (left_out.contains(name)) continue;
-        // Parsed when received (ParseResource): the type at `index` is Message. Shared, not
-        // copied: the same message as long as the resource is unchanged (BuildSnapshot relies
-        // on that to reuse what it translated).
-        list.push_back(std::shared_ptr<const Message>(
-            entry.parsed, static_cast<const Message*>(entry.parsed.get())));
+        // Made when received (ParseResource): a HeldMessage<Message>. Shared, not copied: the
+        // same resource as long as it is unchanged (BuildSnapshot relies on that to reuse what
+        // it translated).
+        list.push_back(std::static_pointer_cast<const HeldMessage<Message>>(entry.held));
       }
     }
   });

@@ -233,7 +233,7 @@ TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) 
   ASSERT_NO_FATAL_FAILURE(HoldRouteToV2ThenReconnect());
 
   // Clusters without v2 (the route still names it) and with v1: applied, v2 kept as it ran.
-  const std::shared_ptr<const xds::Cluster> v2 = applied_.back().clusters.shared(0);
+  const ResourceList<xds::Cluster>::Pointer v2 = applied_.back().clusters.shared(0);
   ASSERT_EQ(v2->name(), kV2);
   EXPECT_EQ(Push(kClusters, {EdsCluster(kAll), EdsCluster(kV1)}), "");
   EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kV2, kAll}));

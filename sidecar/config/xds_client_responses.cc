@@ -107,7 +107,7 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
     entries.emplace(
         name, Entry{.version = same == held.end() ? xds::Hex16(hash) : same->second->second.version,
                     .content_hash = hash,
-                    .parsed = std::move(parsed->message)});
+                    .held = std::move(parsed->held)});
   }
   if (status.ok()) {
     const uint64_t sum = EntrySum(entries);
@@ -153,7 +153,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
         resource.name(),
         Entry{.version = resource.version().empty() ? xds::Hex16(hash) : resource.version(),
               .content_hash = hash,
-              .parsed = std::move(parsed->message)});
+              .held = std::move(parsed->held)});
   }
   // What the response changes, from the names it touches alone: the type's version moves by
   // their entries, and a response that changes none is only key answers.

@@ -200,11 +200,11 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
       r->set_version(entry.version);  // of the resource as received, so both sides compare
       if (i == xds_client_internal::kSecrets) {
         // Private keys never leave the sidecar.
-        xds::Secret secret = static_cast<const xds::Secret&>(*entry.parsed);
+        xds::Secret secret = xds_client_internal::HeldAs<xds::Secret>(*entry.held).message();
         if (!secret.private_key_pem().empty()) secret.set_private_key_pem("(redacted)");
         xds_client_internal::PackResource(i, secret, *r->mutable_resource());
       } else {
-        xds_client_internal::PackResource(i, *entry.parsed, *r->mutable_resource());
+        xds_client_internal::PackResource(i, *entry.held, *r->mutable_resource());
       }
     }
   }
