@@ -8,7 +8,7 @@
 // lookup, no allocation.
 //
 // The route table's domain and destination indexes (route_table.h): a table rebuilt for one
-// changed virtual host derives its index from the previous table's (ADR 0088, amended).
+// changed virtual host derives its index from the previous table's (ADR 0086, amended).
 //
 // Ownership: keys are views; whoever fills the map keeps the viewed strings alive as long as
 // any map holding them (a copy too). A map owns its shards jointly with its copies.
