@@ -25,6 +25,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
@@ -53,6 +54,12 @@ class PersistentMap {
   using mapped_type = Value;
   using value_type = std::pair<const std::string, Value>;
 
+// GCC's -O2 flow analysis takes the inlined storage of a default-constructed iterator's path
+// (end(), find()'s miss) for uninitialized where it is empty: a false -Wmaybe-uninitialized.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
   class const_iterator {
    public:
     using iterator_category = std::forward_iterator_tag;
@@ -89,6 +96,9 @@ class PersistentMap {
     // treap of 10^6 names is about 50 deep; deeper paths spill to the heap.
     absl::InlinedVector<const Node*, 48> path_;
   };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
   using iterator = const_iterator;
 
   PersistentMap() = default;
@@ -138,6 +148,19 @@ class PersistentMap {
     return true;
   }
   bool insert(const value_type& item) { return emplace(item.first, item.second); }
+  // std::map's operator[]: the value named `name`, added value-initialized when absent, to be
+  // changed in place (the nodes on its path are copied first when shared, as by any change).
+  // Only without a summary: a value changed through the reference would leave the sums stale.
+  Value& operator[](absl::string_view name) {
+    static_assert(std::is_same_v<Summary, NoSummary>, "a summed map is changed by insert_or_assign");
+    if (!contains(name)) emplace(std::string(name), Value());
+    for (NodePtr* at = &root_;;) {
+      MakeOwn(*at);
+      const int order = name.compare((*at)->entry.first);
+      if (order == 0) return (*at)->entry.second;
+      at = order < 0 ? &(*at)->left : &(*at)->right;
+    }
+  }
   // Removes `name`; the number removed (0 or 1).
   size_t erase(absl::string_view name) {
     if (!contains(name)) return 0;

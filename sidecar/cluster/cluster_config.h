@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/base/clock.h"
+#include "common/base/persistent_map.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "sidecar/resilience/circuit_breaker.h"
@@ -178,8 +179,10 @@ inline bool UsesTls(const ClusterConfig& cluster, const EndpointTlsConfig& endpo
 }
 
 // The clusters of one configuration by name, as the cluster manager and the health checks take
-// them. Configs are shared: a later configuration keeps the objects of unchanged clusters.
-using ClusterSet = std::map<std::string, std::shared_ptr<const ClusterConfig>, std::less<>>;
+// them. Configs are shared: a later configuration keeps the objects of unchanged clusters, and
+// its set is derived from the previous one's (a copy shares every entry; a change costs per
+// changed name, common/base/persistent_map.h).
+using ClusterSet = PersistentMap<std::shared_ptr<const ClusterConfig>>;
 
 // Makes the transport of the connections to one endpoint of a cluster; a null factory means
 // plaintext. Made once per cluster (it holds what the cluster's TLS needs, e.g. the context

@@ -501,10 +501,7 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     // The key views the name in the entry's own resource.
     memo.clusters.emplace(cluster->name(),
                           TranslationMemo::Cluster{cluster, assignment, translated});
-    // The xDS client lists its clusters in name order: each goes at the end, without the
-    // name comparisons of a search (any other order is inserted where it belongs all the same).
-    build.snapshot->clusters.emplace_hint(build.snapshot->clusters.end(), name,
-                                          std::move(translated));
+    build.snapshot->clusters.emplace(name, std::move(translated));
   }
 }
 

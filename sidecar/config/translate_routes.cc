@@ -795,8 +795,14 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     if (!out.has_value()) continue;
     std::vector<std::shared_ptr<const route::VirtualHostConfig>> attached;
     if (!JoinServiceRoutes(build, joined_here, *out, /*hosts=*/false, attached)) continue;
+    // The table it replaces lends its index: only the hosts that differ are indexed.
+    const route::RouteTable* replaced = nullptr;
+    if (before != nullptr) {
+      auto it = before->route_tables.find(route_config.name());
+      if (it != before->route_tables.end()) replaced = it->second.table.get();
+    }
     absl::StatusOr<std::unique_ptr<route::RouteTable>> table =
-        route::RouteTable::Create(*std::move(out), std::move(attached));
+        route::RouteTable::Create(*std::move(out), std::move(attached), replaced);
     if (!table.ok()) {
       // A domain or destination a ServiceRoute shares is refused under the ServiceRoute (the
       // configuration translated again, errors already reported); anything else as Create says.

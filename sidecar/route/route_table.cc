@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/status.h"
 
 namespace meshlet::sidecar::route {
 namespace {
@@ -258,8 +259,10 @@ bool RouteTable::CaseInsensitiveEq::operator()(absl::string_view a, absl::string
 }
 
 absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::Create(
-    RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached) {
+    RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached,
+    const RouteTable* previous) {
   std::unique_ptr<RouteTable> table(new RouteTable(std::move(config), std::move(attached)));
+  if (previous != nullptr && table->IndexFrom(*previous)) return table;
   absl::Status status = table->Index();
   if (!status.ok()) return status;
   return table;
@@ -281,7 +284,8 @@ std::string RouteTable::HostPath(size_t i) const {
   return i < own ? absl::StrCat("virtual_hosts[", i, "]") : absl::StrCat("attached[", i - own, "]");
 }
 
-absl::Status RouteTable::Index() {
+absl::Status RouteTable::PrepareHosts(size_t first_checked) {
+  hosts_.clear();
   hosts_.reserve(config_.virtual_hosts.size() + attached_.size());
   for (VirtualHostConfig& vhost : config_.virtual_hosts) {
     for (RouteEntry& route : vhost.routes) {
@@ -296,16 +300,119 @@ absl::Status RouteTable::Index() {
     if (vhost == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(HostPath(hosts_.size()), ": null"));
     }
+    hosts_.push_back(vhost);
+    if (a < first_checked) continue;
     // Its routes apply the header mutations it was built under: they must be the table's.
     const HeaderMutations* built_under = vhost->config_headers.get();
     if (built_under != &config_.headers &&
         !(built_under == nullptr ? config_.headers.empty() : *built_under == config_.headers)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(HostPath(hosts_.size()), ": virtual host \"", vhost->name,
+          absl::StrCat(HostPath(config_.virtual_hosts.size() + a), ": virtual host \"",
+                       vhost->name,
                        "\" was built under other route configuration header mutations"));
     }
-    hosts_.push_back(vhost);
   }
+  return absl::OkStatus();
+}
+
+void RouteTable::ClearIndex() {
+  hosts_indexed_ = 0;
+  exact_.Clear();
+  suffixes_.Clear();
+  suffix_lengths_.clear();
+  catch_all_ = nullptr;
+  destinations_.Clear();
+}
+
+absl::Status RouteTable::Index() {
+  ClearIndex();
+  RETURN_IF_ERROR(PrepareHosts(0));
+  for (size_t v = 0; v < hosts_.size(); ++v) RETURN_IF_ERROR(AddHost(v));
+  return absl::OkStatus();
+}
+
+bool RouteTable::IndexFrom(const RouteTable& previous) {
+  // Attached hosts were checked against the header mutations of `previous`: the same ones here.
+  if (!(config_.headers == previous.config_.headers)) return false;
+  // What differs between the two attached lists, by a walk over both: a host at the same place
+  // in both is kept; one only the next step of the other list has is taken as removed or added;
+  // anything else as both (a host moved is removed, then added).
+  const auto& before = previous.attached_;
+  const auto& now = attached_;
+  std::vector<const VirtualHostConfig*> removed;
+  std::vector<size_t> added;  // positions in attached_
+  size_t i = 0;
+  size_t j = 0;
+  while (i < before.size() || j < now.size()) {
+    if (i < before.size() && j < now.size() && before[i] == now[j]) {
+      ++i;
+      ++j;
+    } else if (j == now.size() || (i < before.size() && i + 1 < before.size() &&
+                                   before[i + 1] == now[j])) {
+      removed.push_back(before[i++].get());
+    } else if (i == before.size() || (j + 1 < now.size() && before[i] == now[j + 1])) {
+      added.push_back(j++);
+    } else {
+      removed.push_back(before[i++].get());
+      added.push_back(j++);
+    }
+  }
+  // The headers of the added hosts are checked below; the kept ones were by `previous`.
+  if (!PrepareHosts(attached_.size()).ok()) return false;
+  for (size_t a : added) {
+    const HeaderMutations* built_under = attached_[a]->config_headers.get();
+    if (!(built_under == nullptr ? config_.headers.empty() : *built_under == config_.headers)) {
+      return false;
+    }
+  }
+  exact_ = previous.exact_;
+  suffixes_ = previous.suffixes_;
+  suffix_lengths_ = previous.suffix_lengths_;
+  catch_all_ = previous.catch_all_;
+  destinations_ = previous.destinations_;
+  for (const VirtualHostConfig& vhost : previous.config_.virtual_hosts) RemoveHost(vhost);
+  for (const VirtualHostConfig* vhost : removed) RemoveHost(*vhost);
+  const size_t own = config_.virtual_hosts.size();
+  bool ok = true;
+  for (size_t v = 0; v < own && ok; ++v) ok = AddHost(v).ok();
+  for (size_t a : added) {
+    if (!ok) break;
+    ok = AddHost(own + a).ok();
+  }
+  if (!ok) {
+    ClearIndex();
+    return false;
+  }
+  return true;
+}
+
+void RouteTable::RemoveHost(const VirtualHostConfig& vhost) {
+  for (const std::string& destination : vhost.destinations) {
+    const VirtualHostConfig* const* holder = destinations_.Find(destination);
+    if (holder != nullptr && *holder == &vhost) destinations_.Erase(destination);
+  }
+  for (const std::string& domain : vhost.domains) {
+    if (domain == "*") {
+      if (catch_all_ == &vhost) catch_all_ = nullptr;
+      continue;
+    }
+    const bool suffix = !domain.empty() && domain.front() == '*';
+    DomainMap& map = suffix ? suffixes_ : exact_;
+    const absl::string_view key = suffix ? absl::string_view(domain).substr(1) : domain;
+    const VirtualHostConfig* const* holder = map.Find(key);
+    if (holder == nullptr || *holder != &vhost) continue;
+    map.Erase(key);
+    if (!suffix) continue;
+    auto length = absl::c_find_if(suffix_lengths_, [&](const std::pair<size_t, size_t>& held) {
+      return held.first == key.size();
+    });
+    if (length != suffix_lengths_.end() && --length->second == 0) suffix_lengths_.erase(length);
+  }
+}
+
+absl::Status RouteTable::AddHost(size_t v) {
+  ++hosts_indexed_;
+  const VirtualHostConfig& vhost = *hosts_[v];
   // A domain two hosts share: the maps it goes into refuse it, and the message names the host
   // that holds it (found by a search, on that error alone: a table of many hosts is indexed into
   // one map per kind of domain, not two).
@@ -317,58 +424,60 @@ absl::Status RouteTable::Index() {
                                                    "\" is already a domain of virtual host \"",
                                                    holder->name, "\" (", HostPath(at), ")"));
   };
-  for (size_t v = 0; v < hosts_.size(); ++v) {
-    const VirtualHostConfig& vhost = *hosts_[v];
-    for (size_t d = 0; d < vhost.destinations.size(); ++d) {
-      auto [it, inserted] = destinations_.emplace(vhost.destinations[d], &vhost);
-      if (!inserted) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(HostPath(v), ".destinations[", d, "]: \"", vhost.destinations[d],
-                         "\" is already a destination of virtual host \"", it->second->name, "\""));
-      }
-    }
-    for (size_t d = 0; d < vhost.domains.size(); ++d) {
-      const std::string& domain = vhost.domains[d];
-      // Spelt only for an error: a table of many hosts is indexed without one per domain.
-      auto path = [&] { return absl::StrCat(HostPath(v), ".domains[", d, "]"); };
-      absl::Status valid = ValidateDomain(domain);
-      if (!valid.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(path(), ": ", valid.message()));
-      }
-      if (absl::c_any_of(domain, absl::ascii_isupper)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(path(), ": \"", domain, "\" is not lower-case"));
-      }
-      if (domain == "*") {
-        if (catch_all_ != nullptr) return duplicate(path(), domain, catch_all_);
-        catch_all_ = &vhost;
-      } else if (domain.front() == '*') {
-        const absl::string_view suffix = absl::string_view(domain).substr(1);
-        auto group = std::find_if(suffix_groups_.begin(), suffix_groups_.end(),
-                                  [&](const SuffixGroup& g) { return g.length == suffix.size(); });
-        if (group == suffix_groups_.end()) {
-          suffix_groups_.push_back(SuffixGroup{suffix.size(), {}});
-          group = suffix_groups_.end() - 1;
-        }
-        auto [it, inserted] = group->suffixes.emplace(suffix, &vhost);
-        if (!inserted) return duplicate(path(), domain, it->second);
-      } else {
-        auto [it, inserted] = exact_.emplace(domain, &vhost);
-        if (!inserted) return duplicate(path(), domain, it->second);
-      }
+  for (size_t d = 0; d < vhost.destinations.size(); ++d) {
+    if (const VirtualHostConfig* const* holder =
+            destinations_.Insert(vhost.destinations[d], &vhost)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          HostPath(v), ".destinations[", d, "]: \"", vhost.destinations[d],
+          "\" is already a destination of virtual host \"", (*holder)->name, "\""));
     }
   }
-  std::sort(suffix_groups_.begin(), suffix_groups_.end(),
-            [](const SuffixGroup& a, const SuffixGroup& b) { return a.length > b.length; });
+  for (size_t d = 0; d < vhost.domains.size(); ++d) {
+    const std::string& domain = vhost.domains[d];
+    // Spelt only for an error: a table of many hosts is indexed without one per domain.
+    auto path = [&] { return absl::StrCat(HostPath(v), ".domains[", d, "]"); };
+    absl::Status valid = ValidateDomain(domain);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path(), ": ", valid.message()));
+    }
+    if (absl::c_any_of(domain, absl::ascii_isupper)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path(), ": \"", domain, "\" is not lower-case"));
+    }
+    if (domain == "*") {
+      if (catch_all_ != nullptr) return duplicate(path(), domain, catch_all_);
+      catch_all_ = &vhost;
+    } else if (domain.front() == '*') {
+      const absl::string_view suffix = absl::string_view(domain).substr(1);
+      if (const VirtualHostConfig* const* holder = suffixes_.Insert(suffix, &vhost)) {
+        return duplicate(path(), domain, *holder);
+      }
+      auto length = absl::c_find_if(suffix_lengths_, [&](const std::pair<size_t, size_t>& held) {
+        return held.first == suffix.size();
+      });
+      if (length != suffix_lengths_.end()) {
+        ++length->second;
+      } else {
+        // Longest first.
+        auto at = absl::c_find_if(suffix_lengths_, [&](const std::pair<size_t, size_t>& held) {
+          return held.first < suffix.size();
+        });
+        suffix_lengths_.insert(at, {suffix.size(), 1});
+      }
+    } else if (const VirtualHostConfig* const* holder = exact_.Insert(domain, &vhost)) {
+      return duplicate(path(), domain, *holder);
+    }
+  }
   return absl::OkStatus();
 }
 
 const VirtualHostConfig* RouteTable::MatchSuffix(absl::string_view host) const {
-  for (const SuffixGroup& group : suffix_groups_) {
+  for (const auto& [length, count] : suffix_lengths_) {
     // The wildcard stands for at least one character.
-    if (host.size() <= group.length) continue;
-    auto it = group.suffixes.find(host.substr(host.size() - group.length));
-    if (it != group.suffixes.end()) return it->second;
+    if (host.size() <= length) continue;
+    if (const VirtualHostConfig* const* vhost = suffixes_.Find(host.substr(host.size() - length))) {
+      return *vhost;
+    }
   }
   return nullptr;
 }
@@ -377,14 +486,12 @@ const VirtualHostConfig* RouteTable::MatchVirtualHost(absl::string_view host) co
   const absl::string_view bare = StripPort(host);
   const bool has_port = bare.size() != host.size();
   if (!exact_.empty()) {
-    auto it = exact_.find(host);
-    if (it != exact_.end()) return it->second;
+    if (const VirtualHostConfig* const* vhost = exact_.Find(host)) return *vhost;
     if (has_port) {
-      it = exact_.find(bare);
-      if (it != exact_.end()) return it->second;
+      if (const VirtualHostConfig* const* vhost = exact_.Find(bare)) return *vhost;
     }
   }
-  if (!suffix_groups_.empty()) {
+  if (!suffix_lengths_.empty()) {
     if (const VirtualHostConfig* vhost = MatchSuffix(host)) return vhost;
     if (has_port) {
       if (const VirtualHostConfig* vhost = MatchSuffix(bare)) return vhost;
@@ -395,8 +502,8 @@ const VirtualHostConfig* RouteTable::MatchVirtualHost(absl::string_view host) co
 
 const VirtualHostConfig* RouteTable::MatchDestination(absl::string_view destination) const {
   if (destinations_.empty()) return nullptr;
-  auto it = destinations_.find(destination);
-  return it == destinations_.end() ? nullptr : it->second;
+  const VirtualHostConfig* const* vhost = destinations_.Find(destination);
+  return vhost == nullptr ? nullptr : *vhost;
 }
 
 const RouteEntry* RouteTable::MatchRoute(const VirtualHostConfig& virtual_host,

@@ -32,6 +32,9 @@
 // every table built with them, so that a table rebuilt for one changed host reuses the others
 // as they are (ServiceRoutes, docs/xds.md). An attached host carries the route configuration's
 // header mutations it was built under; Create refuses it when they differ from the table's.
+// Given the table it replaces, Create derives the new table's index from that one's (shared
+// shards, sharded_view_map.h): it indexes the own hosts and the attached hosts that differ, so a
+// table of thousands of attached hosts rebuilt for one costs about as much as one of a few.
 //
 // Ownership and threading: immutable once created; share it as std::shared_ptr<const RouteTable>
 // (the configuration snapshot does). Any number of threads may match concurrently. Pointers it
@@ -39,16 +42,20 @@
 // their virtual host and route configuration.
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/base/random.h"
 #include "common/http/header_map.h"
 #include "sidecar/route/route_config.h"
+#include "sidecar/route/sharded_view_map.h"
 
 namespace meshlet::sidecar::route {
 
@@ -64,8 +71,12 @@ class RouteTable {
   // Attached hosts (lower-case domains, from ShareVirtualHost) follow the own ones; their paths
   // in errors are "attached[i]". Fails also when an attached host was built under other header
   // mutations than `config.headers`.
+  // `previous` (optional; any table, e.g. the one this replaces) is only read, during the call:
+  // the result, and any error, is the same with or without it; with it, the work is in
+  // proportion to the own hosts of both and the attached hosts one has and the other has not.
   static absl::StatusOr<std::unique_ptr<RouteTable>> Create(
-      RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached = {});
+      RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached = {},
+      const RouteTable* previous = nullptr);
 
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
@@ -88,6 +99,8 @@ class RouteTable {
   const std::string& name() const { return config_.name; }
   // Every virtual host, own ones first, then attached ones in the order given.
   const std::vector<const VirtualHostConfig*>& virtual_hosts() const { return hosts_; }
+  // How many hosts Create indexed (the others' entries were taken from `previous`).
+  size_t hosts_indexed() const { return hosts_indexed_; }
 
  private:
   // Transparent case-insensitive hashing so lookups take a view of the request's host as is.
@@ -100,19 +113,28 @@ class RouteTable {
     bool operator()(absl::string_view a, absl::string_view b) const;
   };
   // Keys view the domains of the hosts the table holds (config_, attached_), which live as long
-  // as it does: indexing copies no string.
-  using DomainMap = absl::flat_hash_map<absl::string_view, const VirtualHostConfig*,
-                                        CaseInsensitiveHash, CaseInsensitiveEq>;
-  // Suffix wildcards of one suffix length: a host matches when its last `length` bytes are a key
-  // and it is longer than that.
-  struct SuffixGroup {
-    size_t length = 0;
-    DomainMap suffixes;
-  };
+  // as it does: indexing copies no string. Shards are shared with the tables derived from this
+  // one, which hold the hosts of the entries they share.
+  using DomainMap = ShardedViewMap<const VirtualHostConfig*, CaseInsensitiveHash, CaseInsensitiveEq>;
+  using DestinationMap = ShardedViewMap<const VirtualHostConfig*, absl::Hash<absl::string_view>,
+                                        std::equal_to<absl::string_view>>;
 
   RouteTable(RouteConfig config, std::vector<std::shared_ptr<const VirtualHostConfig>> attached)
       : config_(std::move(config)), attached_(std::move(attached)) {}
+  // Indexes every host; on an error the index is partial.
   absl::Status Index();
+  // Indexes from `previous`'s index: drops its own hosts and the attached hosts this table lacks,
+  // then adds the own hosts and the attached hosts it lacked. False when that finds an error
+  // (Index then reports it as it would have) or when `previous` was built under other header
+  // mutations.
+  bool IndexFrom(const RouteTable& previous);
+  // The parts of indexing every path shares: the own hosts' back pointers and lower-case
+  // domains, hosts_, and the attached hosts' header mutations, from attached_[first_checked].
+  absl::Status PrepareHosts(size_t first_checked);
+  // Adds hosts_[v]'s domains and destinations; on an error some may be added.
+  absl::Status AddHost(size_t v);
+  void RemoveHost(const VirtualHostConfig& vhost);
+  void ClearIndex();
   // "virtual_hosts[i]" or "attached[j]", for the host at hosts_[i].
   std::string HostPath(size_t i) const;
   const VirtualHostConfig* MatchSuffix(absl::string_view host) const;
@@ -120,10 +142,15 @@ class RouteTable {
   RouteConfig config_;
   std::vector<std::shared_ptr<const VirtualHostConfig>> attached_;
   std::vector<const VirtualHostConfig*> hosts_;
+  size_t hosts_indexed_ = 0;
   DomainMap exact_;
-  std::vector<SuffixGroup> suffix_groups_;  // longest suffix first
+  // Suffix wildcards by their suffix ("*.example.com" under ".example.com"): a host matches when
+  // its last `length` bytes are a key and it is longer than that. With, per suffix length held,
+  // how many suffixes have it, longest first.
+  DomainMap suffixes_;
+  std::vector<std::pair<size_t, size_t>> suffix_lengths_;
   const VirtualHostConfig* catch_all_ = nullptr;
-  absl::flat_hash_map<absl::string_view, const VirtualHostConfig*> destinations_;
+  DestinationMap destinations_;
 };
 
 // `vhost` made shareable between route tables for RouteTable::Create's `attached`: its routes

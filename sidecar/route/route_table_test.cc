@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/allocation_counter.h"
 #include "common/base/fake_random.h"
 #include "gmock/gmock.h"
@@ -410,6 +411,105 @@ TEST(RouteTableTest, AttachedHostsShareDomainChecksWithOwnHosts) {
   table = RouteTable::Create(RouteConfig{.name = "t"}, {ShareVirtualHost(host, nullptr)});
   ASSERT_FALSE(table.ok());
   EXPECT_EQ(table.status().message(), "attached[0].domains[0]: \"API\" is not lower-case");
+}
+
+// Attached hosts "s<i>" with domain "s<i>.ns", destination "10.0.<i/256>.<i%256>:80".
+std::shared_ptr<const VirtualHostConfig> Service(int i) {
+  VirtualHostConfig vhost = VHost(absl::StrCat("s", i), {absl::StrCat("s", i, ".ns")});
+  vhost.destinations = {absl::StrCat("10.0.", i / 256, ".", i % 256, ":80")};
+  return ShareVirtualHost(std::move(vhost), nullptr);
+}
+
+// What a table answers for every name of hosts 0..n and a few more.
+std::vector<std::string> Answers(const RouteTable& table, int n) {
+  std::vector<std::string> answers;
+  for (int i = 0; i <= n + 2; ++i) {
+    answers.push_back(VHostName(table, absl::StrCat("s", i, ".ns")));
+    answers.push_back(VHostName(table, absl::StrCat("S", i, ".NS:80")));
+    answers.push_back(VHostName(table, absl::StrCat("x.w", i, ".example")));
+    const VirtualHostConfig* bound =
+        table.MatchDestination(absl::StrCat("10.0.", i / 256, ".", i % 256, ":80"));
+    answers.push_back(bound == nullptr ? "<none>" : bound->name);
+  }
+  answers.push_back(VHostName(table, "elsewhere"));
+  return answers;
+}
+
+TEST(RouteTableTest, TableFromPreviousIndexesOnlyWhatDiffers) {
+  std::vector<std::shared_ptr<const VirtualHostConfig>> hosts;
+  for (int i = 0; i < 1000; ++i) hosts.push_back(Service(i));
+  auto first = RouteTable::Create(RouteConfig{.name = "t", .virtual_hosts = {VHost("own", {"own"})}},
+                                  hosts);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ((*first)->hosts_indexed(), 1001u);
+  const std::vector<std::string> first_answers = Answers(**first, 1000);
+
+  // One host added in the middle, one removed, one replaced by a host with a wildcard and a
+  // catch-all; the own host changes its domain.
+  std::vector<std::shared_ptr<const VirtualHostConfig>> next = hosts;
+  next.insert(next.begin() + 500, Service(1000));
+  next.erase(next.begin() + 10);
+  VirtualHostConfig wild = VHost("wild", {"*.w7.example", "*"});
+  next[20] = ShareVirtualHost(std::move(wild), nullptr);
+  auto derived = RouteTable::Create(
+      RouteConfig{.name = "t", .virtual_hosts = {VHost("own2", {"own2"})}}, next, first->get());
+  ASSERT_TRUE(derived.ok()) << derived.status();
+  EXPECT_EQ((*derived)->hosts_indexed(), 3u);  // own2, s1000, wild
+  auto scratch = RouteTable::Create(
+      RouteConfig{.name = "t", .virtual_hosts = {VHost("own2", {"own2"})}}, next);
+  ASSERT_TRUE(scratch.ok()) << scratch.status();
+  EXPECT_EQ(Answers(**derived, 1000), Answers(**scratch, 1000));
+  EXPECT_EQ(VHostName(**derived, "s10.ns"), "wild");  // removed: the catch-all answers
+  EXPECT_EQ(VHostName(**derived, "s21.ns"), "wild");  // replaced by "wild"
+  EXPECT_EQ(VHostName(**derived, "s20.ns"), "s20");
+  EXPECT_EQ(VHostName(**derived, "a.w7.example"), "wild");
+  EXPECT_EQ(VHostName(**derived, "s1000.ns"), "s1000");
+  EXPECT_EQ(VHostName(**derived, "own"), "wild");
+  EXPECT_EQ(VHostName(**derived, "own2"), "own2");
+  EXPECT_EQ((*derived)->MatchDestination("10.0.0.10:80"), nullptr);
+  // The previous table answers as before: what it shares was copied before being changed.
+  EXPECT_EQ(Answers(**first, 1000), first_answers);
+  EXPECT_EQ(VHostName(**first, "own"), "own");
+
+  // Back again, from the derived table: the wildcard, the catch-all and the hosts go.
+  auto back = RouteTable::Create(
+      RouteConfig{.name = "t", .virtual_hosts = {VHost("own", {"own"})}}, hosts, derived->get());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(Answers(**back, 1000), first_answers);
+  EXPECT_EQ(VHostName(**back, "x.w7.example"), "<none>");
+}
+
+TEST(RouteTableTest, TableFromPreviousReportsErrorsAsFromScratch) {
+  std::vector<std::shared_ptr<const VirtualHostConfig>> hosts = {Service(1), Service(2)};
+  auto first = RouteTable::Create(RouteConfig{.name = "t"}, hosts);
+  ASSERT_TRUE(first.ok()) << first.status();
+  // A new host with a domain a kept one holds, and another with a destination one holds.
+  VirtualHostConfig clash = VHost("clash", {"s1.ns"});
+  VirtualHostConfig bound = VHost("bound", {"bound"});
+  bound.destinations = {"10.0.0.2:80"};
+  for (auto& next : std::vector<std::vector<std::shared_ptr<const VirtualHostConfig>>>{
+           {ShareVirtualHost(clash, nullptr), hosts[0], hosts[1]},
+           {hosts[0], hosts[1], ShareVirtualHost(clash, nullptr)},
+           {hosts[0], ShareVirtualHost(bound, nullptr), hosts[1]},
+           {hosts[0], hosts[0]}}) {
+    auto derived = RouteTable::Create(RouteConfig{.name = "t"}, next, first->get());
+    auto scratch = RouteTable::Create(RouteConfig{.name = "t"}, next);
+    ASSERT_FALSE(scratch.ok());
+    ASSERT_FALSE(derived.ok());
+    EXPECT_EQ(derived.status(), scratch.status());
+  }
+  // An own host taking a domain an attached host holds; header mutations that differ.
+  auto own = RouteTable::Create(RouteConfig{.name = "t", .virtual_hosts = {VHost("o", {"s2.ns"})}},
+                                hosts, first->get());
+  ASSERT_FALSE(own.ok());
+  EXPECT_EQ(own.status().message(),
+            "attached[1].domains[0]: \"s2.ns\" is already a domain of virtual host \"o\" "
+            "(virtual_hosts[0])");
+  HeaderMutations edits;
+  edits.response_headers_to_add = {{"x-mesh", "1", false}};
+  auto edited = RouteTable::Create(RouteConfig{.name = "t", .headers = edits}, hosts, first->get());
+  ASSERT_FALSE(edited.ok());
+  EXPECT_THAT(edited.status().message(), HasSubstr("other route configuration header mutations"));
 }
 
 TEST(RouteTableTest, RedirectLocation) {
