@@ -75,7 +75,7 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
   if (config_->outlier_detection.has_value()) {
     outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
   }
-  ApplyEndpoints(*config_);
+  ApplyEndpoints();
   RebuildLoadBalancer();
   ResetBreaker();
 }
@@ -114,16 +114,18 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
     ResetBreaker();
   }
   if (!config_->overload.enabled) ClearOverload();
-  ApplyEndpoints(*config_);
+  ApplyEndpoints();
   if (old.lb_policy != config_->lb_policy ||
       old.lb.panic_threshold_percent != config_->lb.panic_threshold_percent || lb_ == nullptr) {
     RebuildLoadBalancer();
   }
 }
 
-void Cluster::ApplyEndpoints(const ClusterConfig& config) {
+void Cluster::ApplyEndpoints() {
+  const ClusterConfig& config = *config_;
   ++stats_.membership_updates;
-  std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints);
+  // Hosts refer to the shared configuration's endpoints.
+  std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints, config_);
   auto drain_host = [this](absl::flat_hash_map<uint64_t, HostPools>::iterator it) {
     HostPools pools = std::move(it->second);
     pools_.erase(it);

@@ -197,7 +197,8 @@ class Cluster {
     std::unique_ptr<ConnPool> http2;
   };
 
-  void ApplyEndpoints(const ClusterConfig& config);
+  // Applies config_'s endpoints; hosts keep config_ alive (HostSet::Update).
+  void ApplyEndpoints();
   // The entry of `host`, created with its transport on first use.
   HostPools& EntryFor(const Host& host);
   void RebuildLoadBalancer();
