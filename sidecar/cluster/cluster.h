@@ -48,6 +48,7 @@
 #include "sidecar/cluster/conn_pool.h"
 #include "sidecar/cluster/host.h"
 #include "sidecar/cluster/load_balancer.h"
+#include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/resilience/circuit_breaker.h"
 #include "sidecar/resilience/consecutive_failure_breaker.h"
 #include "sidecar/resilience/outlier_detector.h"
@@ -159,18 +160,19 @@ class Cluster {
   // 0 closed, 1 open, 2 half-open; 0 without a breaker.
   int BreakerState();
   // Where the cluster exports what it decides (docs/stats.md); set once by the owner. Unset
-  // handles count nothing.
+  // handles count nothing. The lazy counters register their series with their first count, on
+  // this worker's loop (copies of UpstreamStats' handles, whose LazySource must outlive them).
   struct StatHandles {
-    Gauge breaker_state;      // meshlet_upstream_cf_breaker_state{cluster,worker}
-    Counter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
-    Gauge ejections_active;   // meshlet_upstream_outlier_ejections_active{cluster}
-    Counter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
+    Gauge breaker_state;          // meshlet_upstream_cf_breaker_state{cluster,worker}
+    LazyCounter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
+    Gauge ejections_active;       // meshlet_upstream_outlier_ejections_active{cluster}
+    LazyCounter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
     // meshlet_upstream_cx_tls_handshake_fail_total{cluster}, handed to the pools.
     Counter tls_handshake_failures;
-    Counter overload_responses;          // meshlet_upstream_overload_responses_total{cluster}
-    Counter overload_ejections;          // meshlet_upstream_overload_ejections_total{cluster}
-    Counter overload_ejections_skipped;  // ..._overload_ejections_skipped_total{cluster}
-    Gauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active{cluster}
+    LazyCounter overload_responses;          // meshlet_upstream_overload_responses_total{cluster}
+    LazyCounter overload_ejections;          // meshlet_upstream_overload_ejections_total{cluster}
+    LazyCounter overload_ejections_skipped;  // ..._overload_ejections_skipped_total{cluster}
+    Gauge overload_ejections_active;         // meshlet_upstream_overload_ejections_active{cluster}
   };
   void SetStatHandles(const StatHandles& handles);
 

@@ -177,12 +177,14 @@ WorkerClusterManager::WorkerClusterManager(event::Loop& loop, Random& random, co
       stats_(stats),
       limits_(limits),
       options_(std::move(options)),
-      codec_settings_(CodecSettings{
-          .loop = &loop_, .http1 = options_.http1, .http2 = [this] {
-            http::h2::Http2Options http2 = options_.http2;
-            http2.stats = &http2_stats_;
-            return http2;
-          }()}),
+      codec_settings_(CodecSettings{.loop = &loop_,
+                                    .http1 = options_.http1,
+                                    .http2 =
+                                        [this] {
+                                          http::h2::Http2Options http2 = options_.http2;
+                                          http2.stats = &http2_stats_;
+                                          return http2;
+                                        }()}),
       alive_(std::make_shared<WorkerClusterManager*>(this)) {
   if (absl::Status registered = RegisterHttp2Stats(stats_, Http2Side::kUpstream, http2_stats_);
       !registered.ok()) {

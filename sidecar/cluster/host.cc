@@ -65,8 +65,8 @@ HostSet::~HostSet() {
 std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endpoints,
                                            std::shared_ptr<const void> owner) {
   if (owner == nullptr) {
-    auto copy = std::make_shared<const std::vector<EndpointConfig>>(endpoints.begin(),
-                                                                    endpoints.end());
+    auto copy =
+        std::make_shared<const std::vector<EndpointConfig>>(endpoints.begin(), endpoints.end());
     endpoints = absl::MakeConstSpan(*copy);
     owner = std::move(copy);
   }

@@ -5,10 +5,10 @@
 // A Host is one endpoint (address, weight, TLS settings) plus everything this worker learns about
 // it. The endpoint itself is not copied: the Host points at its entry in the (immutable, shared by
 // every worker) cluster configuration and keeps that configuration alive; what a Host holds of its
-// own is only what this worker learns: health flags from four sources (EDS, active health checks, outlier ejection, overload
-// ejection), the number of requests in flight to it (for least-request balancing), a peak-EWMA of
-// its latency (for peak-EWMA balancing), its overload penalty (cluster_config.h OverloadConfig)
-// and plain per-host counters (the sidecar maps them to stats).
+// own is only what this worker learns: health flags from four sources (EDS, active health checks,
+// outlier ejection, overload ejection), the number of requests in flight to it (for least-request
+// balancing), a peak-EWMA of its latency (for peak-EWMA balancing), its overload penalty
+// (cluster_config.h OverloadConfig) and plain per-host counters (the sidecar maps them to stats).
 //
 // A HostSet is the ordered list of a cluster's hosts. Update() applies a new endpoint list and
 // keeps the Host object (with its pools, counters and health state) of every endpoint whose
