@@ -144,9 +144,16 @@ void Cluster::ApplyEndpoints() {
   }
   // A host that stays but now wants another transport (it got a sidecar, or another identity):
   // its connections were made for the old settings, so new requests get new pools.
+  // The others' entries move to the new configuration's (equal) endpoint, so an entry never keeps
+  // an older configuration alive.
   for (const HostSharedPtr& host : hosts_.hosts()) {
     auto it = pools_.find(host->id());
-    if (it != pools_.end() && it->second.tls != host->tls()) drain_host(it);
+    if (it == pools_.end()) continue;
+    if (it->second.endpoint->tls != host->tls()) {
+      drain_host(it);
+    } else {
+      it->second.endpoint = host->endpoint();
+    }
   }
   if (outlier_ != nullptr) {
     std::vector<uint64_t> ids;
@@ -248,7 +255,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr)
-        pools.http1_transport = transport_factory_(ForHttp1(pools.tls));
+        pools.http1_transport = transport_factory_(ForHttp1(pools.endpoint->tls));
       options.transport_factory = pools.http1_transport;
     }
     options.tls_handshake_failures = stat_handles_.tls_handshake_failures;
@@ -271,8 +278,8 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
   auto [it, inserted] = pools_.try_emplace(host.id());
   HostPools& entry = it->second;
   if (inserted) {
-    entry.tls = host.tls();
-    if (transport_factory_ != nullptr) entry.transport = transport_factory_(entry.tls);
+    entry.endpoint = host.endpoint();
+    if (transport_factory_ != nullptr) entry.transport = transport_factory_(host.tls());
   }
   return entry;
 }

@@ -112,6 +112,9 @@ class Host {
   // Plaintext or the cluster's TLS, and the identity the endpoint must present.
   // The same note as for address() applies to the reference.
   const EndpointTlsConfig& tls() const { return endpoint_->tls; }
+  // The configuration's entry this host refers to (never null); it keeps that configuration
+  // alive, so hold it no longer than the host's next update.
+  const std::shared_ptr<const EndpointConfig>& endpoint() const { return endpoint_; }
 
   uint32_t health_flags() const { return health_flags_; }
   bool healthy() const { return health_flags_ == 0; }
