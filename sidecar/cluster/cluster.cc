@@ -266,6 +266,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
                                       std::move(options));
     ConnPool* pool = slot.get();
     pool->SetEmptyCallback([this, pool, id = host.id()] { ReleaseEmptyPool(id, pool); });
+    // The same callback serves the pool once it drains (ReleaseEmptyPool tells).
   }
   return *slot;
 }
@@ -498,18 +499,19 @@ void Cluster::DrainPool(std::unique_ptr<ConnPool> pool) {
   if (pool == nullptr) return;
   ConnPool* raw = pool.get();
   draining_pools_.push_back(std::move(pool));
-  raw->SetIdleCallback([this, raw] {
-    auto it = std::find_if(draining_pools_.begin(), draining_pools_.end(),
-                           [raw](const auto& p) { return p.get() == raw; });
-    if (it == draining_pools_.end()) return;
-    // Fired from inside the pool's own callbacks.
-    loop_.DeferDelete(std::move(*it));
-    draining_pools_.erase(it);
-  });
-  raw->Drain();
+  raw->Drain();  // its empty callback (PoolFor) destroys it once its streams ended
 }
 
 void Cluster::ReleaseEmptyPool(uint64_t host_id, ConnPool* pool) {
+  if (pool->draining()) {
+    auto it = std::find_if(draining_pools_.begin(), draining_pools_.end(),
+                           [pool](const auto& p) { return p.get() == pool; });
+    if (it == draining_pools_.end()) return;  // fired again before the deferred delete
+    // Fired from inside the pool's own callbacks.
+    loop_.DeferDelete(std::move(*it));
+    draining_pools_.erase(it);
+    return;
+  }
   auto it = pools_.find(host_id);
   if (it == pools_.end()) return;
   HostPools& entry = it->second;

@@ -217,9 +217,9 @@ class Cluster {
   void ClearOverload();
   void PublishOverloadEjected();
   void DrainPool(std::unique_ptr<ConnPool> pool);
-  // `pool`, the pool of host `host_id`, has no connection and no queued request: destroyed at
-  // the end of the loop turn, and made again by the next PoolFor() (the connection that request
-  // needs costs far more).
+  // `pool`, the pool of host `host_id`, has no connection and no queued request (its empty
+  // callback): destroyed at the end of the loop turn. A draining pool is done; one in use is made
+  // again by the next PoolFor() (the connection that request needs costs far more).
   void ReleaseEmptyPool(uint64_t host_id, ConnPool* pool);
   void DrainAllPools();
   void ResetBreaker();
