@@ -75,7 +75,7 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
   if (config_->outlier_detection.has_value()) {
     outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
   }
-  ApplyEndpoints(*config_);
+  ApplyEndpoints();
   RebuildLoadBalancer();
   ResetBreaker();
 }
@@ -114,16 +114,18 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
     ResetBreaker();
   }
   if (!config_->overload.enabled) ClearOverload();
-  ApplyEndpoints(*config_);
+  ApplyEndpoints();
   if (old.lb_policy != config_->lb_policy ||
       old.lb.panic_threshold_percent != config_->lb.panic_threshold_percent || lb_ == nullptr) {
     RebuildLoadBalancer();
   }
 }
 
-void Cluster::ApplyEndpoints(const ClusterConfig& config) {
+void Cluster::ApplyEndpoints() {
+  const ClusterConfig& config = *config_;
   ++stats_.membership_updates;
-  std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints);
+  // Hosts refer to the shared configuration's endpoints.
+  std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints, config_);
   auto drain_host = [this](absl::flat_hash_map<uint64_t, HostPools>::iterator it) {
     HostPools pools = std::move(it->second);
     pools_.erase(it);
@@ -142,9 +144,16 @@ void Cluster::ApplyEndpoints(const ClusterConfig& config) {
   }
   // A host that stays but now wants another transport (it got a sidecar, or another identity):
   // its connections were made for the old settings, so new requests get new pools.
+  // The others' entries move to the new configuration's (equal) endpoint, so an entry never keeps
+  // an older configuration alive.
   for (const HostSharedPtr& host : hosts_.hosts()) {
     auto it = pools_.find(host->id());
-    if (it != pools_.end() && it->second.tls != host->tls()) drain_host(it);
+    if (it == pools_.end()) continue;
+    if (it->second.endpoint->tls != host->tls()) {
+      drain_host(it);
+    } else {
+      it->second.endpoint = host->endpoint();
+    }
   }
   if (outlier_ != nullptr) {
     std::vector<uint64_t> ids;
@@ -246,7 +255,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr)
-        pools.http1_transport = transport_factory_(ForHttp1(pools.tls));
+        pools.http1_transport = transport_factory_(ForHttp1(pools.endpoint->tls));
       options.transport_factory = pools.http1_transport;
     }
     options.tls_handshake_failures = stat_handles_.tls_handshake_failures;
@@ -257,6 +266,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
                                       std::move(options));
     ConnPool* pool = slot.get();
     pool->SetEmptyCallback([this, pool, id = host.id()] { ReleaseEmptyPool(id, pool); });
+    // The same callback serves the pool once it drains (ReleaseEmptyPool tells).
   }
   return *slot;
 }
@@ -269,8 +279,8 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
   auto [it, inserted] = pools_.try_emplace(host.id());
   HostPools& entry = it->second;
   if (inserted) {
-    entry.tls = host.tls();
-    if (transport_factory_ != nullptr) entry.transport = transport_factory_(entry.tls);
+    entry.endpoint = host.endpoint();
+    if (transport_factory_ != nullptr) entry.transport = transport_factory_(host.tls());
   }
   return entry;
 }
@@ -489,18 +499,19 @@ void Cluster::DrainPool(std::unique_ptr<ConnPool> pool) {
   if (pool == nullptr) return;
   ConnPool* raw = pool.get();
   draining_pools_.push_back(std::move(pool));
-  raw->SetIdleCallback([this, raw] {
-    auto it = std::find_if(draining_pools_.begin(), draining_pools_.end(),
-                           [raw](const auto& p) { return p.get() == raw; });
-    if (it == draining_pools_.end()) return;
-    // Fired from inside the pool's own callbacks.
-    loop_.DeferDelete(std::move(*it));
-    draining_pools_.erase(it);
-  });
-  raw->Drain();
+  raw->Drain();  // its empty callback (PoolFor) destroys it once its streams ended
 }
 
 void Cluster::ReleaseEmptyPool(uint64_t host_id, ConnPool* pool) {
+  if (pool->draining()) {
+    auto it = std::find_if(draining_pools_.begin(), draining_pools_.end(),
+                           [pool](const auto& p) { return p.get() == pool; });
+    if (it == draining_pools_.end()) return;  // fired again before the deferred delete
+    // Fired from inside the pool's own callbacks.
+    loop_.DeferDelete(std::move(*it));
+    draining_pools_.erase(it);
+    return;
+  }
   auto it = pools_.find(host_id);
   if (it == pools_.end()) return;
   HostPools& entry = it->second;

@@ -48,6 +48,7 @@
 #include "sidecar/cluster/conn_pool.h"
 #include "sidecar/cluster/host.h"
 #include "sidecar/cluster/load_balancer.h"
+#include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/resilience/circuit_breaker.h"
 #include "sidecar/resilience/consecutive_failure_breaker.h"
 #include "sidecar/resilience/outlier_detector.h"
@@ -159,18 +160,19 @@ class Cluster {
   // 0 closed, 1 open, 2 half-open; 0 without a breaker.
   int BreakerState();
   // Where the cluster exports what it decides (docs/stats.md); set once by the owner. Unset
-  // handles count nothing.
+  // handles count nothing. The lazy counters register their series with their first count, on
+  // this worker's loop (copies of UpstreamStats' handles, whose LazySource must outlive them).
   struct StatHandles {
-    Gauge breaker_state;      // meshlet_upstream_cf_breaker_state{cluster,worker}
-    Counter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
-    Gauge ejections_active;   // meshlet_upstream_outlier_ejections_active{cluster}
-    Counter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
+    Gauge breaker_state;          // meshlet_upstream_cf_breaker_state{cluster,worker}
+    LazyCounter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
+    Gauge ejections_active;       // meshlet_upstream_outlier_ejections_active{cluster}
+    LazyCounter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
     // meshlet_upstream_cx_tls_handshake_fail_total{cluster}, handed to the pools.
     Counter tls_handshake_failures;
-    Counter overload_responses;          // meshlet_upstream_overload_responses_total{cluster}
-    Counter overload_ejections;          // meshlet_upstream_overload_ejections_total{cluster}
-    Counter overload_ejections_skipped;  // ..._overload_ejections_skipped_total{cluster}
-    Gauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active{cluster}
+    LazyCounter overload_responses;          // meshlet_upstream_overload_responses_total{cluster}
+    LazyCounter overload_ejections;          // meshlet_upstream_overload_ejections_total{cluster}
+    LazyCounter overload_ejections_skipped;  // ..._overload_ejections_skipped_total{cluster}
+    Gauge overload_ejections_active;         // meshlet_upstream_overload_ejections_active{cluster}
   };
   void SetStatHandles(const StatHandles& handles);
 
@@ -189,7 +191,10 @@ class Cluster {
  private:
   // What the cluster keeps per host: its transport and the pools made with it.
   struct HostPools {
-    EndpointTlsConfig tls;  // the host's settings `transport` was made for
+    // The host's endpoint (shared with the configuration, never null): its tls is what
+    // `transport` was made for. Kept pointing at the current configuration's entry (an
+    // EndpointTlsConfig copy here cost 48 bytes more per host used).
+    std::shared_ptr<const EndpointConfig> endpoint;
     net::TransportFactory transport;
     // kMeshHttp2 with TLS: HTTP/1.1 connections (Upgrades) offer ALPN "http/1.1", made on use.
     net::TransportFactory http1_transport;
@@ -197,7 +202,8 @@ class Cluster {
     std::unique_ptr<ConnPool> http2;
   };
 
-  void ApplyEndpoints(const ClusterConfig& config);
+  // Applies config_'s endpoints; hosts keep config_ alive (HostSet::Update).
+  void ApplyEndpoints();
   // The entry of `host`, created with its transport on first use.
   HostPools& EntryFor(const Host& host);
   void RebuildLoadBalancer();
@@ -211,9 +217,9 @@ class Cluster {
   void ClearOverload();
   void PublishOverloadEjected();
   void DrainPool(std::unique_ptr<ConnPool> pool);
-  // `pool`, the pool of host `host_id`, has no connection and no queued request: destroyed at
-  // the end of the loop turn, and made again by the next PoolFor() (the connection that request
-  // needs costs far more).
+  // `pool`, the pool of host `host_id`, has no connection and no queued request (its empty
+  // callback): destroyed at the end of the loop turn. A draining pool is done; one in use is made
+  // again by the next PoolFor() (the connection that request needs costs far more).
   void ReleaseEmptyPool(uint64_t host_id, ConnPool* pool);
   void DrainAllPools();
   void ResetBreaker();

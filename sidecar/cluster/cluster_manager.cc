@@ -177,6 +177,14 @@ WorkerClusterManager::WorkerClusterManager(event::Loop& loop, Random& random, co
       stats_(stats),
       limits_(limits),
       options_(std::move(options)),
+      codec_settings_(CodecSettings{.loop = &loop_,
+                                    .http1 = options_.http1,
+                                    .http2 =
+                                        [this] {
+                                          http::h2::Http2Options http2 = options_.http2;
+                                          http2.stats = &http2_stats_;
+                                          return http2;
+                                        }()}),
       alive_(std::make_shared<WorkerClusterManager*>(this)) {
   if (absl::Status registered = RegisterHttp2Stats(stats_, Http2Side::kUpstream, http2_stats_);
       !registered.ok()) {
@@ -208,29 +216,23 @@ void WorkerClusterManager::ApplyActiveHealth(absl::string_view name) {
   }
 }
 
-http::h2::Http2Options WorkerClusterManager::Http2Options() const {
-  http::h2::Http2Options options = options_.http2;
-  options.stats = &http2_stats_;
-  return options;
-}
-
 CodecFactories WorkerClusterManager::MakeCodecFactories(const Entry& entry) const {
-  event::Loop* loop = &loop_;
+  const CodecSettings* settings = &codec_settings_;
   const Entry* counted = &entry;  // owns the cluster that owns these factories
   // The pool calls a factory once per upstream connection it opens: the place to count them.
   // Pools open connections for requests, so the cluster's stats exist by then.
   return CodecFactories{
-      .http1 = [loop, counted, options = options_.http1](http::CodecIo& io,
-                                                         http::ConnectionCallbacks& callbacks)
+      .http1 = [settings, counted](http::CodecIo& io, http::ConnectionCallbacks& callbacks)
           -> std::unique_ptr<http::ClientConnection> {
         if (counted->stats != nullptr) counted->stats->cx_total.Inc();
-        return std::make_unique<http::h1::ClientCodec>(*loop, io, callbacks, options);
+        return std::make_unique<http::h1::ClientCodec>(*settings->loop, io, callbacks,
+                                                       settings->http1);
       },
-      .http2 = [loop, counted, options = Http2Options()](http::CodecIo& io,
-                                                         http::ConnectionCallbacks& callbacks)
+      .http2 = [settings, counted](http::CodecIo& io, http::ConnectionCallbacks& callbacks)
           -> std::unique_ptr<http::ClientConnection> {
         if (counted->stats != nullptr) counted->stats->cx_total.Inc();
-        return std::make_unique<http::h2::ClientCodec>(io, callbacks, options, loop);
+        return std::make_unique<http::h2::ClientCodec>(io, callbacks, settings->http2,
+                                                       settings->loop);
       },
   };
 }

@@ -192,8 +192,14 @@ class WorkerClusterManager final : public ClusterManager {
   // Factories counting connections in `entry`'s stats (once it has them).
   CodecFactories MakeCodecFactories(const Entry& entry) const;
   void InitStats(Entry& entry);
-  // options_.http2, counting in http2_stats_.
-  http::h2::Http2Options Http2Options() const;
+  // What the codec factories of every cluster built here share: they hold a pointer to it (two
+  // pointers fit std::function's inline storage, so a built cluster's factories allocate
+  // nothing), not copies of the options.
+  struct CodecSettings {
+    event::Loop* loop;
+    http::h1::CodecOptions http1;
+    http::h2::Http2Options http2;  // options_.http2, counting in http2_stats_
+  };
 
   event::Loop& loop_;
   Random& random_;
@@ -204,6 +210,8 @@ class WorkerClusterManager final : public ClusterManager {
   // The upstream HTTP/2 codecs' counters (meshlet_http2_upstream_*), which the codecs of every
   // cluster's pools point at: they live no longer than the manager.
   http::h2::Http2Stats http2_stats_;
+  // Points at loop_ and http2_stats_; lives as long as the manager, like them.
+  const CodecSettings codec_settings_;
   std::string worker_label_ = "0";
   // The configuration's clusters, shared with the snapshot (never null).
   std::shared_ptr<const ClusterSet> configured_ = std::make_shared<const ClusterSet>();

@@ -252,6 +252,32 @@ TEST_F(ClusterTest, EachEndpointGetsTheTransportItsTlsSettingsAskFor) {
   EXPECT_TRUE(made[2].plaintext);
 }
 
+// Hosts and their pool entries refer to the shared configuration's endpoints instead of copying
+// them: after an update nothing keeps the previous configuration alive (ADR 0091).
+TEST_F(ClusterTest, UpdatesReleaseThePreviousConfiguration) {
+  FakeUpstream upstream(loop_);
+  auto first = std::make_shared<ClusterConfig>(Config({Endpoint(upstream.address())}));
+  std::weak_ptr<const ClusterConfig> weak = first;
+  auto cluster = std::make_unique<Cluster>(
+      loop_, std::shared_ptr<const ClusterConfig>(first), thresholds_, random_, clock_,
+      CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})});
+  Host& host = *cluster->host_set().Find(upstream.address());
+  EXPECT_EQ(&host.address(), &first->endpoints[0].address);
+  cluster->TransportFor(host);  // makes the host's pool entry
+  Request request;
+  cluster->PoolFor(host, http::Protocol::kHttp11).NewStream(request, request);
+  EXPECT_TRUE(loop_.RunUntil([&] { return request.done(); }, seconds(10)));
+  EXPECT_EQ(request.status, 200);
+
+  auto second = std::make_shared<const ClusterConfig>(*first);
+  first.reset();
+  EXPECT_FALSE(weak.expired());
+  cluster->Update(second);
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(&host.address(), &second->endpoints[0].address);
+  EXPECT_EQ(cluster->pool_count(), 1u);  // the same settings: the pool stays
+}
+
 // A pool with no connection left is released (about 0.5 KB each): a host that refused, or one
 // idle for idle_timeout, keeps none, and the next request gets a new pool (ADR 0091).
 TEST_F(ClusterTest, PoolsWithoutConnectionsAreReleased) {

@@ -786,15 +786,7 @@ void ConnPool::CloseIdleConnections() {
 }
 
 void ConnPool::MaybeFireIdle() {
-  if (!idle()) return;
-  if (!draining_pool_) {
-    if (empty_callback_) empty_callback_();  // may DeferDelete this pool
-    return;
-  }
-  if (!idle_callback_) return;
-  std::function<void()> callback = std::move(idle_callback_);
-  idle_callback_ = nullptr;
-  callback();
+  if (idle() && empty_callback_) empty_callback_();  // may DeferDelete this pool
 }
 
 }  // namespace meshlet::sidecar::cluster

@@ -42,7 +42,7 @@
 // Ownership: the owner (the worker's Cluster) holds the pool; the pool owns its connections,
 // codecs and queued requests; the caller owns the decoder and callbacks, which must outlive the
 // request. Destroying the pool calls no callbacks: destroy it once idle (see Drain() and
-// SetIdleCallback()) or at worker shutdown. Objects the pool retires from inside callbacks are
+// SetEmptyCallback()) or at worker shutdown. Objects the pool retires from inside callbacks are
 // destroyed at the end of the loop turn (Loop::DeferDelete).
 
 #include <cstdint>
@@ -149,14 +149,12 @@ class ConnPool {
   // connections close, busy ones when their streams end. The idle callback fires once nothing is
   // left.
   void Drain();
-  // Called (once per time the pool becomes empty after Drain()) when the pool has no connection
-  // and no queued request; from inside pool callbacks, so destroy the pool with DeferDelete.
-  void SetIdleCallback(std::function<void()> callback) { idle_callback_ = std::move(callback); }
-  // Called each time the pool, not draining, is left with no connection and no queued request
-  // (its last connection closed: a failed connect, idle_timeout, the peer), so that its owner
-  // may release it: a pool is about 0.5 KB, and a host that refused its connection, or one the
-  // cluster has not called for idle_timeout, keeps none (Cluster does; ADR 0091). From inside
-  // pool callbacks, so destroy the pool with DeferDelete; it may fire again before that.
+  // Called each time the pool is left with no connection and no queued request, so that its
+  // owner may destroy it: after Drain() (draining() is true), once its last stream ended; not
+  // draining, when its last connection closed (a failed connect, idle_timeout, the peer): a pool
+  // is about 0.5 KB, and a host that refused its connection, or one the cluster has not called
+  // for idle_timeout, keeps none (Cluster does; ADR 0091). From inside pool callbacks, so
+  // destroy the pool with DeferDelete; it may fire again before that.
   void SetEmptyCallback(std::function<void()> callback) { empty_callback_ = std::move(callback); }
 
   // Closes connections that have no streams (for tests and memory pressure).
@@ -231,7 +229,6 @@ class ConnPool {
   event::Timer process_timer_;
   event::Timer pending_timer_;
   bool draining_pool_ = false;
-  std::function<void()> idle_callback_;
   std::function<void()> empty_callback_;
   ConnPoolStats stats_;
 };

@@ -611,7 +611,7 @@ TEST_F(ConnPoolTest, DrainFailsPendingAndReportsIdle) {
   thresholds_->SetLimits({.max_connections = 1});
   auto pool = MakePool();
   bool idle = false;
-  pool->SetIdleCallback([&] { idle = true; });
+  pool->SetEmptyCallback([&] { idle = pool->draining(); });
   TestRequest a, b;
   Start(*pool, a);
   ASSERT_TRUE(RunUntil([&] { return upstream_.unanswered() == 1; }));
@@ -635,7 +635,7 @@ TEST_F(ConnPoolTest, DrainLetsTheConnectionBeingMadeServeTheRequestWaitingForIt)
   upstream_.auto_respond = false;
   auto pool = MakePool();
   bool idle = false;
-  pool->SetIdleCallback([&] { idle = true; });
+  pool->SetEmptyCallback([&] { idle = pool->draining(); });
   TestRequest a, b;
   Start(*pool, a);
   Start(*pool, b);

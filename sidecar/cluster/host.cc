@@ -8,18 +8,18 @@
 
 namespace meshlet::sidecar::cluster {
 
-Host::Host(uint64_t id, const EndpointConfig& endpoint)
+Host::Host(uint64_t id, std::shared_ptr<const EndpointConfig> endpoint)
     : id_(id),
-      address_(endpoint.address),
-      address_text_(address_.ToString()),
+      endpoint_(std::move(endpoint)),
+      address_text_(endpoint_->address.ToString()),
       session_key_(SessionKey(address_text_)) {
-  UpdateFrom(endpoint);
+  UpdateFrom(endpoint_);
 }
 
-void Host::UpdateFrom(const EndpointConfig& endpoint) {
-  weight_ = std::max<uint32_t>(endpoint.weight, 1);
-  tls_ = endpoint.tls;
-  health_flags_ = (health_flags_ & ~(kFailedEds | kDraining)) | EdsHealthFlags(endpoint.health);
+void Host::UpdateFrom(std::shared_ptr<const EndpointConfig> endpoint) {
+  weight_ = std::max<uint32_t>(endpoint->weight, 1);
+  health_flags_ = (health_flags_ & ~(kFailedEds | kDraining)) | EdsHealthFlags(endpoint->health);
+  endpoint_ = std::move(endpoint);
 }
 
 uint32_t Host::EdsHealthFlags(EndpointHealth health) {
@@ -62,7 +62,14 @@ HostSet::~HostSet() {
   for (const HostSharedPtr& host : hosts_) host->owner_ = nullptr;
 }
 
-std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endpoints) {
+std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endpoints,
+                                           std::shared_ptr<const void> owner) {
+  if (owner == nullptr) {
+    auto copy =
+        std::make_shared<const std::vector<EndpointConfig>>(endpoints.begin(), endpoints.end());
+    endpoints = absl::MakeConstSpan(*copy);
+    owner = std::move(copy);
+  }
   absl::flat_hash_map<net::Address, HostSharedPtr> existing;
   existing.reserve(hosts_.size());
   for (HostSharedPtr& host : hosts_) existing.emplace(host->address(), std::move(host));
@@ -73,12 +80,14 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
   for (const EndpointConfig& endpoint : endpoints) {
     if (!seen.insert(endpoint.address).second) continue;
     auto it = existing.find(endpoint.address);
+    // Aliases `owner`: the host keeps the configuration alive, not a copy of its entry.
+    std::shared_ptr<const EndpointConfig> shared(owner, &endpoint);
     if (it != existing.end()) {
-      it->second->UpdateFrom(endpoint);
+      it->second->UpdateFrom(std::move(shared));
       next.push_back(std::move(it->second));
       existing.erase(it);
     } else {
-      auto host = std::make_shared<Host>(next_id_++, endpoint);
+      auto host = std::make_shared<Host>(next_id_++, std::move(shared));
       host->owner_ = this;
       next.push_back(std::move(host));
     }

@@ -3,10 +3,12 @@
 // Host and HostSet: one worker's runtime view of a cluster's endpoints.
 //
 // A Host is one endpoint (address, weight, TLS settings) plus everything this worker learns about
-// it: health flags from four sources (EDS, active health checks, outlier ejection, overload
-// ejection), the number of requests in flight to it (for least-request balancing), a peak-EWMA of
-// its latency (for peak-EWMA balancing), its overload penalty (cluster_config.h OverloadConfig)
-// and plain per-host counters (the sidecar maps them to stats).
+// it. The endpoint itself is not copied: the Host points at its entry in the (immutable, shared by
+// every worker) cluster configuration and keeps that configuration alive; what a Host holds of its
+// own is only what this worker learns: health flags from four sources (EDS, active health checks,
+// outlier ejection, overload ejection), the number of requests in flight to it (for least-request
+// balancing), a peak-EWMA of its latency (for peak-EWMA balancing), its overload penalty
+// (cluster_config.h OverloadConfig) and plain per-host counters (the sidecar maps them to stats).
 //
 // A HostSet is the ordered list of a cluster's hosts. Update() applies a new endpoint list and
 // keeps the Host object (with its pools, counters and health state) of every endpoint whose
@@ -16,7 +18,9 @@
 //
 // Ownership: HostSet holds hosts by shared_ptr. A removed host stays alive for as long as someone
 // still holds it (a draining connection pool, a request in flight); it no longer belongs to the
-// set and its health changes no longer bump the set's version.
+// set and its health changes no longer bump the set's version. A host keeps the configuration its
+// endpoint entry belongs to alive (HostSet::Update's `owner`), so a removed host still draining
+// holds the configuration it was last updated from until it is destroyed.
 //
 // Threading: each worker owns its own HostSet; nothing here is thread-safe and nothing needs to be.
 
@@ -88,13 +92,17 @@ class Host {
   // The flags the control plane's view of an endpoint sets (kFailedEds, kDraining).
   static uint32_t EdsHealthFlags(EndpointHealth health);
 
-  Host(uint64_t id, const EndpointConfig& endpoint);
+  // `endpoint` is the host's entry in a configuration the pointer keeps alive (an aliasing
+  // shared_ptr, see HostSet::Update); never null.
+  Host(uint64_t id, std::shared_ptr<const EndpointConfig> endpoint);
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
 
   // Unique within its HostSet, never reused; the outlier detector's key.
   uint64_t id() const { return id_; }
-  const net::Address& address() const { return address_; }
+  // The address never changes for the host's life (the reference may move to an equal address in
+  // a newer configuration after HostSet::Update: do not keep it across updates).
+  const net::Address& address() const { return endpoint_->address; }
   // address().ToString(), formatted once: spans name the host of every sampled attempt.
   const std::string& address_text() const { return address_text_; }
   // SessionKey(address_text()): what a sticky-session token names the host by.
@@ -102,7 +110,11 @@ class Host {
   // At least 1.
   uint32_t weight() const { return weight_; }
   // Plaintext or the cluster's TLS, and the identity the endpoint must present.
-  const EndpointTlsConfig& tls() const { return tls_; }
+  // The same note as for address() applies to the reference.
+  const EndpointTlsConfig& tls() const { return endpoint_->tls; }
+  // The configuration's entry this host refers to (never null); it keeps that configuration
+  // alive, so hold it no longer than the host's next update.
+  const std::shared_ptr<const EndpointConfig>& endpoint() const { return endpoint_; }
 
   uint32_t health_flags() const { return health_flags_; }
   bool healthy() const { return health_flags_ == 0; }
@@ -145,19 +157,19 @@ class Host {
 
  private:
   friend class HostSet;
-  void UpdateFrom(const EndpointConfig& endpoint);
+  void UpdateFrom(std::shared_ptr<const EndpointConfig> endpoint);
 
   const uint64_t id_;
-  const net::Address address_;
+  // Shared with every worker's Host of this endpoint (the configuration's entry); never null.
+  std::shared_ptr<const EndpointConfig> endpoint_;
   const std::string address_text_;
   const uint64_t session_key_;
-  uint32_t weight_ = 1;
-  EndpointTlsConfig tls_;
+  uint32_t weight_ = 1;  // endpoint_->weight, at least 1
   uint32_t health_flags_ = 0;
   uint32_t active_requests_ = 0;
+  uint32_t penalty_factor_ = 0;
   double ewma_ns_ = 0;
   MonotonicTime ewma_updated_{};
-  uint32_t penalty_factor_ = 0;
   MonotonicTime penalty_until_{};
   Duration penalty_duration_{1};
   MonotonicTime overload_until_{};
@@ -178,7 +190,12 @@ class HostSet {
   // with their state, taking the new weight, TLS settings and EDS health; new ones are
   // created; the others are dropped from the set. Duplicate addresses keep the first entry.
   // Returns the hosts removed, so the owner can drain what it keeps for them.
-  std::vector<HostSharedPtr> Update(absl::Span<const EndpointConfig> endpoints);
+  // `endpoints` must live as long as `owner` does (typically: the endpoints of the ClusterConfig
+  // `owner` points to); every host refers to its entry and keeps `owner` alive, so workers
+  // sharing one configuration share its endpoints. Without an owner the endpoints are copied
+  // once for this call (tests, callers that own no shared configuration).
+  std::vector<HostSharedPtr> Update(absl::Span<const EndpointConfig> endpoints,
+                                    std::shared_ptr<const void> owner = nullptr);
 
   // Sets or clears one health flag; bumps version() when the host's health changed.
   void SetHealthFlag(Host& host, Host::HealthFlag flag, bool set);

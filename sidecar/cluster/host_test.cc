@@ -1,5 +1,8 @@
 #include "sidecar/cluster/host.h"
 
+#include <memory>
+#include <vector>
+
 #include "common/base/logging.h"
 #include "gtest/gtest.h"
 
@@ -19,10 +22,47 @@ EndpointConfig Endpoint(absl::string_view address, uint32_t weight = 1,
 
 // The snapshot holds an EndpointConfig per endpoint of every cluster the sidecar knows, and each
 // worker a Host per endpoint of every cluster it built: their addresses are held inline, 48
-// bytes, not in a 128-byte sockaddr_storage (ADR 0091).
+// bytes, not in a 128-byte sockaddr_storage, and a Host points at its EndpointConfig instead of
+// copying it (ADR 0091).
 TEST(HostSetTest, EndpointsCostLittleMemory) {
   EXPECT_LE(sizeof(EndpointConfig), 120u);
-  EXPECT_LE(sizeof(Host), 296u);
+  EXPECT_LE(sizeof(Host), 184u);
+}
+
+// Every worker's Host of an endpoint refers to the one EndpointConfig of the shared configuration,
+// which stays alive while any of them (a removed host still draining, too) does.
+TEST(HostSetTest, HostsShareTheConfigurationsEndpoints) {
+  auto config = std::make_shared<std::vector<EndpointConfig>>();
+  config->push_back(Endpoint("10.0.0.1:80", 2));
+  config->push_back(Endpoint("10.0.0.2:80"));
+  std::weak_ptr<std::vector<EndpointConfig>> weak = config;
+  HostSet worker1;
+  HostSet worker2;
+  worker1.Update(*config, config);
+  worker2.Update(*config, config);
+  for (const HostSet* set : {&worker1, &worker2}) {
+    ASSERT_EQ(set->size(), 2u);
+    EXPECT_EQ(&set->hosts()[0]->address(), &(*config)[0].address);
+    EXPECT_EQ(&set->hosts()[1]->tls(), &(*config)[1].tls);
+    EXPECT_EQ(set->hosts()[0]->weight(), 2u);
+  }
+
+  // A newer configuration: the host that stays moves to its entry, the removed one keeps the old
+  // configuration alive until it is released.
+  auto next = std::make_shared<std::vector<EndpointConfig>>();
+  next->push_back(Endpoint("10.0.0.2:80", 5));
+  const net::Address* const old_address = &(*config)[0].address;
+  config.reset();
+  std::vector<HostSharedPtr> removed = worker1.Update(*next, next);
+  worker2.Update(*next, next);
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(&worker1.hosts()[0]->address(), &(*next)[0].address);
+  EXPECT_EQ(worker1.hosts()[0]->weight(), 5u);
+  EXPECT_FALSE(weak.expired());
+  EXPECT_EQ(&removed[0]->address(), old_address);
+  EXPECT_EQ(removed[0]->address().ToString(), "10.0.0.1:80");
+  removed.clear();
+  EXPECT_TRUE(weak.expired());
 }
 
 TEST(HostSetTest, UpdateKeepsHostsThatRemain) {

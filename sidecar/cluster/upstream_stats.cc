@@ -39,6 +39,24 @@ constexpr LazySeries kBreakerOpenSeries{
     "with its probe out).",
     "", ""};
 // Microseconds, exposed in seconds (LazyHistogram).
+// What the Cluster counts (Cluster::StatHandles): zero for most clusters, so registered with
+// their first count.
+constexpr LazySeries kBreakerOpenedSeries{"meshlet_upstream_cf_breaker_opened_total",
+                                          "Times the consecutive-failure breaker opened.", "", ""};
+constexpr LazySeries kOutlierEjectionsSeries{"meshlet_upstream_outlier_ejections_total",
+                                             "Hosts ejected by outlier detection.", "", ""};
+constexpr LazySeries kOverloadResponsesSeries{
+    "meshlet_upstream_overload_responses_total",
+    "Responses 429 or gRPC RESOURCE_EXHAUSTED from the cluster's hosts (overload signals).", "",
+    ""};
+constexpr LazySeries kOverloadEjectionsSeries{"meshlet_upstream_overload_ejections_total",
+                                              "Hosts ejected because they answered overloaded.", "",
+                                              ""};
+constexpr LazySeries kOverloadEjectionsSkippedSeries{
+    "meshlet_upstream_overload_ejections_skipped_total",
+    "Overload ejections refused by max_ejection_percent or because no other healthy host was "
+    "left.",
+    "", ""};
 constexpr auto kDurationSeries = SeriesPerValue(
     "meshlet_upstream_rq_duration_seconds",
     "Requests routed to the cluster, from start to end of the response, by outcome (failure: "
@@ -164,6 +182,11 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
   s.rq_mirror_failed = LazyCounter(source, &kMirrorFailedSeries);
   MakeLazy(s.rq_mirror_skipped, source, kMirrorSkippedSeries);
   MakeLazy(s.rq_session, source, kSessionSeries);
+  s.cf_breaker_opened = LazyCounter(source, &kBreakerOpenedSeries);
+  s.outlier_ejections = LazyCounter(source, &kOutlierEjectionsSeries);
+  s.overload_responses = LazyCounter(source, &kOverloadResponsesSeries);
+  s.overload_ejections = LazyCounter(source, &kOverloadEjectionsSeries);
+  s.overload_ejections_skipped = LazyCounter(source, &kOverloadEjectionsSkippedSeries);
   ASSIGN_OR_RETURN(s.tx_bytes, shard.RegisterCounter(
                                    "meshlet_upstream_tx_bytes_total",
                                    "Request body and tunnel bytes sent to the cluster.", labels));
@@ -177,30 +200,10 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
                           "Consecutive-failure breaker state on this worker as of its last "
                           "decision: 0 closed, 1 open, 2 half-open.",
                           {{"cluster", name}, {"worker", std::string(worker)}}));
-  ASSIGN_OR_RETURN(s.cf_breaker_opened,
-                   shard.RegisterCounter("meshlet_upstream_cf_breaker_opened_total",
-                                         "Times the consecutive-failure breaker opened.", labels));
   ASSIGN_OR_RETURN(
       s.outlier_ejections_active,
       shard.RegisterGauge("meshlet_upstream_outlier_ejections_active",
                           "Hosts ejected by outlier detection now, summed over workers.", labels));
-  ASSIGN_OR_RETURN(s.outlier_ejections,
-                   shard.RegisterCounter("meshlet_upstream_outlier_ejections_total",
-                                         "Hosts ejected by outlier detection.", labels));
-  ASSIGN_OR_RETURN(s.overload_responses,
-                   shard.RegisterCounter("meshlet_upstream_overload_responses_total",
-                                         "Responses 429 or gRPC RESOURCE_EXHAUSTED from the "
-                                         "cluster's hosts (overload signals).",
-                                         labels));
-  ASSIGN_OR_RETURN(
-      s.overload_ejections,
-      shard.RegisterCounter("meshlet_upstream_overload_ejections_total",
-                            "Hosts ejected because they answered overloaded.", labels));
-  ASSIGN_OR_RETURN(s.overload_ejections_skipped,
-                   shard.RegisterCounter("meshlet_upstream_overload_ejections_skipped_total",
-                                         "Overload ejections refused by max_ejection_percent or "
-                                         "because no other healthy host was left.",
-                                         labels));
   ASSIGN_OR_RETURN(
       s.overload_ejections_active,
       shard.RegisterGauge("meshlet_upstream_overload_ejections_active",

@@ -149,14 +149,14 @@ struct UpstreamStats {
   // meshlet_upstream_rq_breaker_open_total: refused by the consecutive-failure breaker.
   LazyCounter rq_breaker_open;
   // Handed to the Cluster (Cluster::StatHandles).
-  Gauge cf_breaker_state;              // meshlet_upstream_cf_breaker_state{cluster,worker}
-  Counter cf_breaker_opened;           // meshlet_upstream_cf_breaker_opened_total
-  Gauge outlier_ejections_active;      // meshlet_upstream_outlier_ejections_active
-  Counter outlier_ejections;           // meshlet_upstream_outlier_ejections_total
-  Counter overload_responses;          // meshlet_upstream_overload_responses_total
-  Counter overload_ejections;          // meshlet_upstream_overload_ejections_total
-  Counter overload_ejections_skipped;  // meshlet_upstream_overload_ejections_skipped_total
-  Gauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active
+  Gauge cf_breaker_state;                  // meshlet_upstream_cf_breaker_state{cluster,worker}
+  LazyCounter cf_breaker_opened;           // meshlet_upstream_cf_breaker_opened_total
+  Gauge outlier_ejections_active;          // meshlet_upstream_outlier_ejections_active
+  LazyCounter outlier_ejections;           // meshlet_upstream_outlier_ejections_total
+  LazyCounter overload_responses;          // meshlet_upstream_overload_responses_total
+  LazyCounter overload_ejections;          // meshlet_upstream_overload_ejections_total
+  LazyCounter overload_ejections_skipped;  // meshlet_upstream_overload_ejections_skipped_total
+  Gauge overload_ejections_active;         // meshlet_upstream_overload_ejections_active
   // Retries and attempt timeouts (the router; docs/resilience.md).
   std::array<LazyCounter, kRetryReasonNames.size()> rq_retry;  // ..._rq_retry_total
   std::array<LazyCounter, kRetrySkipReasonNames.size()>

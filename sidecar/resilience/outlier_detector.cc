@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <utility>
 
 #include "common/base/logging.h"
 
@@ -41,39 +43,55 @@ OutlierDetector::OutlierDetector(const OutlierDetectionConfig& config, const Clo
 }
 
 void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
+  // The input's indexes by id; stable, so the first of duplicate ids comes first and is kept.
+  std::vector<uint32_t> order(host_ids.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return host_ids[a] < host_ids[b]; });
+  std::vector<bool> duplicate(host_ids.size(), false);
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (host_ids[order[i]] == host_ids[order[i - 1]]) duplicate[order[i]] = true;
+  }
+
   std::vector<Host> hosts;
   hosts.reserve(host_ids.size());
-  absl::flat_hash_map<uint64_t, size_t> index;
-  index.reserve(host_ids.size());
+  std::vector<uint32_t> position(host_ids.size());  // input index -> index in `hosts`
   size_t ejected = 0;
   const MonotonicTime now = clock_.Now();
-  for (uint64_t id : host_ids) {
-    if (!index.emplace(id, hosts.size()).second) continue;  // duplicate id
-    const Host* old = Find(id);
+  for (size_t i = 0; i < host_ids.size(); ++i) {
+    if (duplicate[i]) continue;
+    position[i] = static_cast<uint32_t>(hosts.size());
+    const Host* old = Find(host_ids[i]);
     if (old != nullptr) {
       hosts.push_back(*old);
     } else {
       Host fresh;
-      fresh.id = id;
+      fresh.id = host_ids[i];
       fresh.last_decay = now;
       hosts.push_back(fresh);
     }
     if (hosts.back().state != HostState::kHealthy) ++ejected;
   }
+  std::vector<uint32_t> by_id;
+  by_id.reserve(hosts.size());
+  for (uint32_t i : order) {
+    if (!duplicate[i]) by_id.push_back(position[i]);
+  }
   hosts_ = std::move(hosts);
-  index_ = std::move(index);
+  by_id_ = std::move(by_id);
   ejected_count_ = ejected;
   ++version_;
 }
 
 OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) {
-  auto it = index_.find(host_id);
-  return it == index_.end() ? nullptr : &hosts_[it->second];
+  return const_cast<Host*>(std::as_const(*this).Find(host_id));
 }
 
 const OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) const {
-  auto it = index_.find(host_id);
-  return it == index_.end() ? nullptr : &hosts_[it->second];
+  auto it = std::lower_bound(by_id_.begin(), by_id_.end(), host_id,
+                             [this](uint32_t pos, uint64_t id) { return hosts_[pos].id < id; });
+  if (it == by_id_.end() || hosts_[*it].id != host_id) return nullptr;
+  return &hosts_[*it];
 }
 
 size_t OutlierDetector::MaxEjected() const {

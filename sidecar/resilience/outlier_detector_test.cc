@@ -295,6 +295,35 @@ TEST_F(OutlierDetectorTest, SetHostsKeepsStateOfSurvivors) {
   EXPECT_EQ(detector_->RecordResult(1, HostResult::kServerError), Event::kIgnored);
 }
 
+// Ids come in the host set's order, which is not the ids' order after updates, and may repeat
+// (the first wins): lookups find each host's own state whichever way they come.
+TEST_F(OutlierDetectorTest, SetHostsInAnyOrderFindsEachHost) {
+  Make(OutlierDetectionConfig{.max_ejection_percent = 100}, 0);
+  const std::vector<uint64_t> ids = {42, 7, 19, 7, 3, 100, 42};
+  detector_->SetHosts(ids);
+  EXPECT_EQ(detector_->host_count(), 5u);
+  EXPECT_EQ(Report(19, HostResult::kServerError, 5), Event::kEjectedConsecutive5xx);
+  EXPECT_EQ(Report(3, HostResult::kGatewayError, 4), Event::kNone);
+  for (uint64_t id : {7u, 42u, 100u}) EXPECT_EQ(detector_->state(id), HostState::kHealthy) << id;
+  EXPECT_EQ(detector_->state(19), HostState::kEjected);
+  EXPECT_FALSE(detector_->state(8).has_value());
+  EXPECT_FALSE(detector_->state(101).has_value());
+  EXPECT_FALSE(detector_->state(1).has_value());
+
+  const std::vector<uint64_t> next = {100, 3, 19, 5};
+  detector_->SetHosts(next);
+  EXPECT_EQ(detector_->state(19), HostState::kEjected);
+  EXPECT_EQ(Report(3, HostResult::kGatewayError, 1), Event::kEjectedConsecutiveGatewayFailure);
+  EXPECT_EQ(detector_->state(5), HostState::kHealthy);
+  EXPECT_FALSE(detector_->state(42).has_value());
+  std::vector<uint64_t> routable;
+  detector_->RoutableHosts(&routable);
+  EXPECT_EQ(routable, (std::vector<uint64_t>{100, 5}));  // in SetHosts() order
+}
+
+// Every worker holds this per host of every cluster it built (ADR 0091).
+TEST_F(OutlierDetectorTest, HostStateIsSmall) { EXPECT_LE(OutlierDetector::kBytesPerHost, 68u); }
+
 TEST_F(OutlierDetectorTest, Validate) {
   EXPECT_TRUE(ValidateOutlierDetectionConfig(OutlierDetectionConfig{}).ok());
   EXPECT_FALSE(ValidateOutlierDetectionConfig({.interval = Duration::zero()}).ok());
