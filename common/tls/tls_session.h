@@ -111,6 +111,8 @@ struct BioEnd {
 
 class TlsSession {
  public:
+  // Create() shares one instance for options that are all defaults: a field added here must be
+  // added to its check too.
   struct Options {
     // Client: the SNI host name to send. Identity is checked by SPIFFE id, not by this name.
     std::string server_name;
