@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   if (absl::Status status = control_plane.Init(); !status.ok()) return fail(status);
   // The CA first: it issues the discovery port's own certificate before that port opens.
   // The webhook keeps its configuration's caBundle with the same API server settings.
+  command_line->ca.kubernetes.stats = &control_plane.stats();
   const meshlet::controlplane::kubernetes::KubernetesApiOptions kubernetes_api =
       command_line->ca.kubernetes;
   meshlet::controlplane::ca::CaService ca(control_plane, std::move(command_line->ca));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -210,7 +211,22 @@ void ByteQueue::Consume(size_t n) {
 
 absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(
     std::shared_ptr<const TlsContext> context, Options options) {
+  // Default options (a listener's sessions) share one instance: no allocation per session.
+  const bool defaults = options.server_name.empty() && options.verify_peer_name.empty() &&
+                        !options.peer_identity.has_value() && options.alpn_protocols.empty();
+  return Create(std::move(context),
+                defaults ? nullptr : std::make_shared<const Options>(std::move(options)));
+}
+
+absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(
+    std::shared_ptr<const TlsContext> context, std::shared_ptr<const Options> options) {
   if (context == nullptr) return absl::InvalidArgumentError("TLS session needs a context");
+  if (options == nullptr) {
+    // Never destroyed: sessions may end during static destruction.
+    static const auto* const kDefaults =
+        new std::shared_ptr<const Options>(std::make_shared<const Options>());
+    options = *kDefaults;
+  }
   std::unique_ptr<TlsSession> session(new TlsSession(std::move(context), std::move(options)));
   ERR_clear_error();
   absl::Status status = session->Init();
@@ -219,14 +235,15 @@ absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(
   return session;
 }
 
-TlsSession::TlsSession(std::shared_ptr<const TlsContext> context, Options options)
+TlsSession::TlsSession(std::shared_ptr<const TlsContext> context,
+                       std::shared_ptr<const Options> options)
     : context_(std::move(context)), options_(std::move(options)) {}
 
 TlsSession::~TlsSession() = default;
 
 absl::Status TlsSession::Init() {
   const bool server = context_->is_server();
-  if (server && options_.peer_identity.has_value() &&
+  if (server && options_->peer_identity.has_value() &&
       context_->client_certificate() == ClientCertificateMode::kNone) {
     return absl::InvalidArgumentError(
         "peer_identity needs a server context that asks for client certificates");
@@ -263,8 +280,8 @@ absl::Status TlsSession::Init() {
   } else {
     SSL_set_connect_state(ssl_.get());
     SSL_set_custom_verify(ssl_.get(), SSL_VERIFY_PEER, &TlsSession::VerifyCallback);
-    if (!options_.alpn_protocols.empty()) {
-      absl::StatusOr<std::string> wire = AlpnWireFormat(options_.alpn_protocols);
+    if (!options_->alpn_protocols.empty()) {
+      absl::StatusOr<std::string> wire = AlpnWireFormat(options_->alpn_protocols);
       if (!wire.ok()) return wire.status();
       // Unusually, 0 means success here.
       if (SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const uint8_t*>(wire->data()),
@@ -273,10 +290,10 @@ absl::Status TlsSession::Init() {
             absl::StrCat("setting ALPN protocols: ", DrainBoringSslErrors()));
       }
     }
-    if (!options_.server_name.empty()) {
-      if (!SSL_set_tlsext_host_name(ssl_.get(), options_.server_name.c_str())) {
+    if (!options_->server_name.empty()) {
+      if (!SSL_set_tlsext_host_name(ssl_.get(), options_->server_name.c_str())) {
         return absl::InvalidArgumentError(
-            absl::StrCat("invalid SNI \"", options_.server_name, "\": ", DrainBoringSslErrors()));
+            absl::StrCat("invalid SNI \"", options_->server_name, "\": ", DrainBoringSslErrors()));
       }
     }
   }
@@ -289,8 +306,8 @@ void TlsSession::SetResumptionKey(std::string peer_key) {
   // session's own identity policy: a context shared by upstreams that expect different identities
   // never offers one upstream's session to a connection expecting another's.
   resumption_key_ =
-      absl::StrCat(peer_key, "|", options_.server_name, "|", options_.verify_peer_name,
-                   options_.peer_identity.has_value() ? options_.peer_identity->Describe() : "");
+      absl::StrCat(peer_key, "|", options_->server_name, "|", options_->verify_peer_name,
+                   options_->peer_identity.has_value() ? options_->peer_identity->Describe() : "");
   if (bssl::UniquePtr<SSL_SESSION> kept = context_->TakeSession(resumption_key_)) {
     SSL_set_session(ssl_.get(), kept.get());  // takes its own reference
   }
@@ -304,7 +321,7 @@ int TlsSession::OnNewClientSession(SSL* ssl, SSL_SESSION* session) {
 }
 
 const std::optional<SpiffeIdMatcher>& TlsSession::identity_policy() const {
-  return options_.peer_identity.has_value() ? options_.peer_identity : context_->peer_identity();
+  return options_->peer_identity.has_value() ? options_->peer_identity : context_->peer_identity();
 }
 
 enum ssl_verify_result_t TlsSession::VerifyCallback(SSL* ssl, uint8_t* out_alert) {
@@ -378,7 +395,7 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   // The chain's exact bytes name a verification already done against this context's trust
   // bundle and role; a host name check (verify_peer_name) is per session, so never cached.
   std::string chain_key;
-  if (options_.verify_peer_name.empty() && context_->RemembersVerifiedChains()) {
+  if (options_->verify_peer_name.empty() && context_->RemembersVerifiedChains()) {
     chain_key = ChainKey(buffers);
   }
   if (!chain_key.empty() && context_->ChainVerifiedBefore(chain_key, now)) {
@@ -402,7 +419,7 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(store_ctx.get());
   X509_VERIFY_PARAM_set_depth(param, kMaxVerifyDepth);
   if (context_->clock_ != nullptr) X509_VERIFY_PARAM_set_time(param, absl::ToTimeT(now));
-  if (const std::string& name = options_.verify_peer_name; !name.empty()) {
+  if (const std::string& name = options_->verify_peer_name; !name.empty()) {
     const bool set = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) ||
                      X509_VERIFY_PARAM_set1_host(param, name.data(), name.size());
     if (!set) {
@@ -443,7 +460,7 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
       case X509_V_ERR_IP_ADDRESS_MISMATCH:
         *out_alert = SSL_AD_BAD_CERTIFICATE;
         return absl::UnauthenticatedError(
-            absl::StrCat(who, " is not for \"", options_.verify_peer_name, "\" (subjectAltName)"));
+            absl::StrCat(who, " is not for \"", options_->verify_peer_name, "\" (subjectAltName)"));
       default:
         *out_alert = SSL_AD_BAD_CERTIFICATE;
         return absl::UnauthenticatedError(

@@ -111,6 +111,8 @@ struct BioEnd {
 
 class TlsSession {
  public:
+  // Create() shares one instance for options that are all defaults: a field added here must be
+  // added to its check too.
   struct Options {
     // Client: the SNI host name to send. Identity is checked by SPIFFE id, not by this name.
     std::string server_name;
@@ -133,6 +135,11 @@ class TlsSession {
 
   static absl::StatusOr<std::unique_ptr<TlsSession>> Create(
       std::shared_ptr<const TlsContext> context, Options options = {});
+  // The same with options shared by many sessions (a transport factory's, one per upstream
+  // cluster): they are immutable, and each session only takes a reference, so starting one
+  // copies none of their strings or identity patterns. Null: the defaults.
+  static absl::StatusOr<std::unique_ptr<TlsSession>> Create(
+      std::shared_ptr<const TlsContext> context, std::shared_ptr<const Options> options);
 
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
@@ -214,9 +221,11 @@ class TlsSession {
   absl::string_view cipher_name() const;
 
   const std::shared_ptr<const TlsContext>& context() const { return context_; }
+  // The options this session was created with (shared when given shared).
+  const Options& options() const { return *options_; }
 
  private:
-  TlsSession(std::shared_ptr<const TlsContext> context, Options options);
+  TlsSession(std::shared_ptr<const TlsContext> context, std::shared_ptr<const Options> options);
   absl::Status Init();
 
   friend class TlsContext;
@@ -242,7 +251,7 @@ class TlsSession {
   absl::Status Fail(absl::Status status, HandshakeFailure failure = HandshakeFailure::kOther);
 
   std::shared_ptr<const TlsContext> context_;
-  Options options_;
+  std::shared_ptr<const Options> options_;  // never null
   // Behind the SSL's read and write BIOs. Declared before ssl_ so they outlive it.
   tls_internal::BioEnd input_;
   tls_internal::BioEnd output_;

@@ -55,12 +55,19 @@ std::unique_ptr<TlsTransport> TlsTransport::Make(std::shared_ptr<const TlsContex
   return std::make_unique<TlsTransport>(*std::move(session));
 }
 
+std::unique_ptr<TlsTransport> TlsTransport::Make(
+    std::shared_ptr<const TlsContext> context, std::shared_ptr<const TlsSession::Options> options) {
+  absl::StatusOr<std::unique_ptr<TlsSession>> session =
+      TlsSession::Create(std::move(context), std::move(options));
+  if (!session.ok()) return std::unique_ptr<TlsTransport>(new TlsTransport(session.status()));
+  return std::make_unique<TlsTransport>(*std::move(session));
+}
+
 net::TransportFactory TlsTransport::Factory(std::shared_ptr<const TlsContextProvider> provider,
                                             TlsSession::Options options) {
   return [provider = std::move(provider),
-          options = std::move(options)]() -> std::unique_ptr<net::Transport> {
-    return Make(provider->Current(), options);
-  };
+          options = std::make_shared<const TlsSession::Options>(std::move(options))]()
+             -> std::unique_ptr<net::Transport> { return Make(provider->Current(), options); };
 }
 
 TlsTransport::TlsTransport(std::unique_ptr<TlsSession> session) : session_(std::move(session)) {}

@@ -34,8 +34,13 @@ class TlsTransport final : public net::Transport {
   // reason (and has no session()).
   static std::unique_ptr<TlsTransport> Make(std::shared_ptr<const TlsContext> context,
                                             TlsSession::Options options = {});
+  // The same with shared, immutable options (TlsSession::Create).
+  static std::unique_ptr<TlsTransport> Make(std::shared_ptr<const TlsContext> context,
+                                            std::shared_ptr<const TlsSession::Options> options);
 
-  // One transport per connection, each from the provider's context at that moment (Make).
+  // One transport per connection, each from the provider's context at that moment (Make). The
+  // options are made shared once, here: each connection's session references them (its server
+  // name, identity patterns, ALPN) rather than copying them.
   static net::TransportFactory Factory(std::shared_ptr<const TlsContextProvider> provider,
                                        TlsSession::Options options = {});
 

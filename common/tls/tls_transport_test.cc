@@ -295,6 +295,26 @@ TEST_F(TlsTransportTest, FactoryFollowsProviderRotation) {
   }
 }
 
+TEST_F(TlsTransportTest, FactorySessionsShareTheirOptionsInsteadOfCopyingThem) {
+  // A cluster's identities and SNI name are the same for each of its connections: every
+  // session references the factory's one copy (no heap copy of the patterns per connection).
+  auto provider = std::make_shared<TlsContextProvider>(ClientContext(kBackend));
+  TlsSession::Options options{.server_name = "reviews.default.svc.cluster.local"};
+  options.peer_identity = ValueOrDie(SpiffeIdMatcher::FromPatterns(
+      {"spiffe://cluster.local/ns/default/sa/reviews", "spiffe://prod.example/*"}));
+  net::TransportFactory factory = TlsTransport::Factory(provider, std::move(options));
+  std::unique_ptr<net::Transport> first = factory();
+  std::unique_ptr<net::Transport> second = factory();
+  const TlsSession* a = static_cast<TlsTransport*>(first.get())->session();
+  const TlsSession* b = static_cast<TlsTransport*>(second.get())->session();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->options().peer_identity.has_value());
+  EXPECT_EQ(&a->options(), &b->options());
+  EXPECT_EQ(&*a->options().peer_identity, &*b->options().peer_identity);
+  EXPECT_EQ(a->options().server_name, "reviews.default.svc.cluster.local");
+}
+
 TEST_F(TlsTransportTest, FactoryReportsSessionErrors) {
   // A server context that requires client certificates accepts a per-session identity, but one
   // that does not ask for them rejects it: the transport carries that error.

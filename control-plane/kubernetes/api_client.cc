@@ -242,9 +242,35 @@ KubernetesApi::KubernetesApi(event::Loop& loop, const KubernetesApiOptions& opti
       kept_(loop,
             {.max_idle =
                  options.idle_timeout > absl::ZeroDuration() ? options.max_idle_connections : 0,
-             .idle_timeout = absl::ToChronoMilliseconds(options.idle_timeout)}) {}
+             .idle_timeout = absl::ToChronoMilliseconds(options.idle_timeout)}) {
+  if (options.stats == nullptr) return;
+  StatsShard& shard = options.stats->shared_shard();
+  auto counter = [&shard](const char* event) {
+    absl::StatusOr<Counter> registered = shard.RegisterCounter(
+        "meshlet_cp_kubernetes_api_connections_total",
+        "Connections of the Kubernetes API clients, by event: opened and reused (kept-alive "
+        "connections of short requests), closed (kept ones the server closed or that idled "
+        "out), failed (a connect or TLS handshake that failed).",
+        {{"event", event}});
+    return registered.ok() ? *registered : Counter();  // the registry counts its refusals
+  };
+  counters_.opened = counter("opened");
+  counters_.reused = counter("reused");
+  counters_.closed = counter("closed");
+  counters_.failed = counter("failed");
+}
 
 KubernetesApi::~KubernetesApi() = default;
+
+void KubernetesApi::ExportConnectionCounts() {
+  const uint64_t closed = kept_.closed_by_server() + kept_.idle_timeouts();
+  counters_.opened.Inc(kept_.opened() - counters_.opened_seen);
+  counters_.reused.Inc(kept_.reused() - counters_.reused_seen);
+  counters_.closed.Inc(closed - counters_.closed_seen);
+  counters_.opened_seen = kept_.opened();
+  counters_.reused_seen = kept_.reused();
+  counters_.closed_seen = closed;
+}
 
 void KubernetesApi::Call(ApiRequest request, std::function<void(ApiResult)> done) {
   auto exchange = std::make_unique<Exchange>(*this, std::move(done));
@@ -266,6 +292,8 @@ void KubernetesApi::Finish(Exchange* exchange, ApiResult result) {
   std::unique_ptr<Exchange> owned = std::move(it->second);
   exchanges_.erase(it);
   std::function<void(ApiResult)> done = owned->TakeDone();
+  if (result.result == "connect_failed" || result.result == "tls_failed") counters_.failed.Inc();
+  ExportConnectionCounts();
   // The exchange is inside one of its own callbacks: destroy it after this loop turn.
   loop_.DeferDelete(std::move(owned));
   done(std::move(result));

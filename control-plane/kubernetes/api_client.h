@@ -26,6 +26,11 @@
 // event) at a time, each line bounded by max_response_bytes; the request's own timeout bounds
 // the whole watch.
 //
+// Connection counters (KubernetesApiOptions::stats): meshlet_cp_kubernetes_api_connections_total
+// {event}: opened and reused (kept-alive connections of short requests), closed (kept ones the
+// server closed or that idled out; counted when the next request ends), failed (a request's
+// connect or TLS handshake failed, watches included).
+//
 // Threading: loop thread only; `done` is called on it, never from inside Call(). Destroying the
 // client drops requests in flight without calling their callbacks.
 
@@ -39,6 +44,7 @@
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/http/client.h"
+#include "common/stats/stats.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "common/tls/tls_context.h"
@@ -62,6 +68,9 @@ struct KubernetesApiOptions {
   // Kept-alive connections for short requests; 0 (either): one connection per request.
   size_t max_idle_connections = 2;
   absl::Duration idle_timeout = absl::Seconds(90);
+  // Set: the client's connections are counted in meshlet_cp_kubernetes_api_connections_total
+  // (every client of one registry adds to the same series). Must outlive the client.
+  StatsRegistry* stats = nullptr;
 };
 
 // The API address from KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT (what the kubelet sets
@@ -121,6 +130,15 @@ class KubernetesApi {
                 std::shared_ptr<const tls::TlsContext> context);
   // Removes the exchange and calls its callback (the exchange is deleted after this loop turn).
   void Finish(Exchange* exchange, ApiResult result);
+  // Adds what kept_ counted since the last call to the exported counters.
+  void ExportConnectionCounts();
+
+  // The exported connection counters (discarding without a registry) and kept_'s counts they
+  // already hold.
+  struct ConnectionCounters {
+    Counter opened, reused, closed, failed;
+    uint64_t opened_seen = 0, reused_seen = 0, closed_seen = 0;
+  };
 
   event::Loop& loop_;
   const KubernetesApiOptions options_;
@@ -129,6 +147,7 @@ class KubernetesApi {
   const net::TransportFactory transport_factory_;
   // Before exchanges_: their fetches use it, and go first.
   http::KeptConnections kept_;
+  ConnectionCounters counters_;
   absl::flat_hash_map<Exchange*, std::unique_ptr<Exchange>> exchanges_;
 };
 

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "common/base/atomic_file.h"
 #include "common/event/loop.h"
+#include "common/stats/stats.h"
 #include "control-plane/kubernetes/fake_api_server.h"
 #include "gtest/gtest.h"
 
@@ -98,6 +99,38 @@ TEST_F(ApiClientTest, ShortRequestsShareAKeptAliveConnection) {
   EXPECT_EQ(server_.connections_accepted(), 1u);
   EXPECT_EQ(api->connections().opened(), 1u);
   EXPECT_EQ(api->connections().reused(), 4u);
+}
+
+TEST_F(ApiClientTest, ConnectionCountsAreExportedToTheRegistry) {
+  StatsRegistry stats;
+  auto count = [&stats](const char* event) {
+    absl::StatusOr<CounterId> id = stats.RegisterCounter(
+        "meshlet_cp_kubernetes_api_connections_total", "x", {{"event", event}});
+    return id.ok() ? stats.CounterValue(*id) : ~uint64_t{0};
+  };
+  FakeApiServer server(loop_, "t", std::chrono::milliseconds(100));
+  server.set_handler([](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(200, "{}"));
+  });
+  auto api = server.Api([&stats](KubernetesApiOptions& o) { o.stats = &stats; });
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/a"}).result, "ok");
+  }
+  EXPECT_EQ(count("opened"), 1u);
+  EXPECT_EQ(count("reused"), 2u);
+  // The server closes the idle connection: counted when the next request ends.
+  ASSERT_TRUE(RunUntil(loop_, [&] { return api->connections().idle() == 0; }));
+  EXPECT_EQ(CallAndWait(*api, {.method = "GET", .path = "/b"}).result, "ok");
+  EXPECT_EQ(count("closed"), 1u);
+  EXPECT_EQ(count("opened"), 2u);
+  EXPECT_EQ(count("failed"), 0u);
+
+  auto closed_port = server.Api([&stats](KubernetesApiOptions& o) {
+    o.api = "https://127.0.0.1:1";
+    o.stats = &stats;
+  });
+  EXPECT_EQ(CallAndWait(*closed_port, {.method = "GET", .path = "/"}).result, "connect_failed");
+  EXPECT_EQ(count("failed"), 1u);
 }
 
 TEST_F(ApiClientTest, AfterTheServerClosedAnIdleConnectionTheNextRequestReconnects) {

@@ -1,5 +1,6 @@
 #include "sidecar/server/tls_contexts.h"
 
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -413,6 +414,12 @@ void TlsContexts::Commit(Prepared prepared) {
   listener_contexts_.clear();
   for (const auto& [name, shared] : prepared.listeners) {
     listener_contexts_.emplace(shared->fingerprint, shared);
+  }
+  // Listeners gone or without TLS lose their providers (listeners are always prepared whole).
+  // Workers' listener contexts and open sessions hold their own references, so nothing they use
+  // is freed; the provider, its context and its SSL_CTX go with the last of them.
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    it = prepared.listeners.contains(it->first) ? std::next(it) : listeners_.erase(it);
   }
   CommitInto(listeners_, prepared.listeners, "listener");
 

@@ -29,7 +29,13 @@
 // A cluster that leaves the configuration loses its provider (ForCluster returns null; transports
 // made from it keep their own reference, so open connections are unaffected) and a name that
 // comes back gets a fresh one; a context no cluster or listener of the committed snapshot uses is
-// no longer held here. Listener providers are kept (a listener that comes back reuses its own).
+// no longer held here. Likewise a listener that leaves the configuration or turns TLS off loses
+// its provider, and one that comes back gets a fresh provider: a worker's listener context and
+// each open session keep their own references, so they are unaffected, and the provider, context
+// and SSL_CTX are freed with the last of them (a sidecar whose listeners churn does not grow). A
+// worker still applying an older snapshot that has the removed listener finds no provider and
+// refuses that listener's TLS connections (counted as tls_unavailable) until it applies the
+// snapshot that removes the listener.
 // A removed cluster's provider stays findable for TlsContextLimits::removed_cluster_grace (a
 // worker still on the previous snapshot may build that cluster on first use, and finds it), and
 // a name that comes back within the grace takes its provider back.

@@ -132,6 +132,47 @@ TEST_F(TlsContextsTest, UnchangedSecretKeepsTheContextAndAChangedOneSwapsIt) {
   EXPECT_TRUE(old_context->is_server());
 }
 
+TEST_F(TlsContextsTest, ARemovedListenerLosesItsProviderAndOpenHoldersKeepTheirs) {
+  TlsContexts contexts;
+  const config::Snapshot with = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"));
+  ASSERT_TRUE(contexts.Apply(with).ok());
+  std::shared_ptr<const tls::TlsContextProvider> held = contexts.ForListener("inbound");
+  ASSERT_NE(held, nullptr);
+  const std::shared_ptr<const tls::TlsContext> context = held->Current();
+
+  // The listener goes: the provider is no longer held here, but a holder (a worker's listener
+  // context, an open session) keeps its provider and context.
+  config::Snapshot without = with;
+  without.listeners.clear();
+  ASSERT_TRUE(contexts.Apply(without).ok());
+  EXPECT_EQ(contexts.ForListener("inbound"), nullptr);
+  EXPECT_EQ(held->Current(), context);
+  EXPECT_TRUE(context->is_server());
+
+  // Back: a fresh provider. Then TLS turned off: gone again, and nothing else holds it.
+  ASSERT_TRUE(contexts.Apply(with).ok());
+  std::weak_ptr<const tls::TlsContextProvider> back = contexts.ForListener("inbound");
+  ASSERT_FALSE(back.expired());
+  EXPECT_NE(back.lock(), held);
+  config::Snapshot plaintext = with;
+  plaintext.listeners[0].tls.mode = config::DownstreamTlsConfig::Mode::kDisable;
+  ASSERT_TRUE(contexts.Apply(plaintext).ok());
+  EXPECT_EQ(contexts.ForListener("inbound"), nullptr);
+  EXPECT_TRUE(back.expired());
+
+  // Churn does not grow: a hundred listeners come and go, none stays.
+  std::vector<std::weak_ptr<const tls::TlsContextProvider>> churned;
+  for (int i = 0; i < 100; ++i) {
+    config::Snapshot one = with;
+    one.listeners[0].name = absl::StrCat("inbound-", i);
+    ASSERT_TRUE(contexts.Apply(one).ok());
+    churned.push_back(contexts.ForListener(one.listeners[0].name));
+    ASSERT_FALSE(churned.back().expired()) << i;
+  }
+  ASSERT_TRUE(contexts.Apply(without).ok());
+  for (size_t i = 0; i < churned.size(); ++i) EXPECT_TRUE(churned[i].expired()) << i;
+}
+
 TEST_F(TlsContextsTest, ASecretThatDoesNotLoadRefusesTheSnapshotAndPublishesNothing) {
   TlsContexts contexts;
   TestCertificate broken = Leaf("spiffe://cluster.local/ns/default/sa/a");
