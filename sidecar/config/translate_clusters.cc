@@ -358,10 +358,10 @@ std::optional<size_t> Position(const ResourceList<Message>& list, absl::string_v
 // The clusters taken from the previous build by what changed since (ADR 0086, "the sidecar's
 // share of a lookup's wait"): both lists are compared with the previous ones by pointer, and only
 // the clusters added or changed, or whose load assignment was, are translated; the rest of the
-// memo and of the cluster set is the previous one's, copied. False, with `build` unchanged, when
-// it cannot be done that way: no previous build, secrets changed, a list out of name order, a
-// cluster or an assignment gone, or any error (the full pass then reports every error as it
-// always does).
+// memo and of the cluster set is the previous one's, shared (persistent maps, O(k log n) for k
+// changed). False, with `build` unchanged, when it cannot be done that way: no previous build,
+// secrets changed, a list out of name order, a cluster or an assignment gone, or any error (the
+// full pass then reports every error as it always does).
 bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
                          const ResourceList<xds::ClusterLoadAssignment>& assignments) {
   const TranslationMemo* before = build.before;
@@ -398,10 +398,9 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
       if (cluster->message().type() != xds::Cluster::EDS) return false;  // the full pass reports it
       assignment = assignments.shared(*at);
     }
-    auto it = before->clusters.find(name);
-    if (it != before->clusters.end() && it->second.cluster == cluster &&
-        it->second.assignment == assignment) {
-      entries.push_back(it->second);
+    const TranslationMemo::Cluster* held = before->clusters.Get(name);
+    if (held != nullptr && held->cluster == cluster && held->assignment == assignment) {
+      entries.push_back(*held);
       continue;
     }
     Errors::Scope scope(errors, Label("cluster", name));
@@ -428,14 +427,11 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
   memo.clusters_changed_since = build.previous;
   memo.clusters_changed->reserve(entries.size());
   for (TranslationMemo::Cluster& entry : entries) {
-    // The keys view the name in the entry's own resource, which may be a new message.
     const std::string& name = entry.cluster->name();
     memo.clusters_changed->push_back(name);
-    memo.cluster_names.erase(name);
-    memo.cluster_names.insert(name);
+    memo.cluster_names.emplace(name, NameOnly{});
     build.snapshot->clusters.insert_or_assign(name, entry.translated);
-    memo.clusters.erase(name);
-    memo.clusters.emplace(name, std::move(entry));
+    memo.clusters.insert_or_assign(name, std::move(entry));
   }
   memo.clusters_reused = clusters.size() - translated_count;
   memo.clusters_examined = affected.size();
@@ -460,13 +456,11 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
   absl::flat_hash_map<absl::string_view, size_t> seen;
   cluster_index.reserve(clusters.size());
   seen.reserve(clusters.size());
-  memo.cluster_names.reserve(clusters.size());
-  memo.clusters.reserve(clusters.size());
   for (size_t i = 0; i < clusters.size(); ++i) {
     const xds::Cluster& cluster = clusters[i];
     if (!build.Named("cluster", "clusters", i, cluster.name(), seen)) continue;
     // Even an invalid cluster's name counts as known, so its routes do not add noise.
-    memo.cluster_names.insert(cluster.name());
+    memo.cluster_names.emplace(cluster.name(), NameOnly{});
     cluster_index.emplace(cluster.name(), i);
   }
   const std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> assignment_of =
@@ -479,10 +473,9 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     const ResourceList<xds::ClusterLoadAssignment>::Pointer& assignment = assignment_of[i];
     std::shared_ptr<const cluster::ClusterConfig> translated;
     if (before != nullptr && (build.secrets_as_before || !cluster->message().has_tls())) {
-      auto it = before->clusters.find(name);
-      if (it != before->clusters.end() && it->second.cluster == cluster &&
-          it->second.assignment == assignment) {
-        translated = it->second.translated;
+      const TranslationMemo::Cluster* held = before->clusters.Get(name);
+      if (held != nullptr && held->cluster == cluster && held->assignment == assignment) {
+        translated = held->translated;
         ++memo.clusters_reused;
       }
     }
@@ -498,7 +491,6 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
       if (!out.has_value()) continue;
       translated = std::make_shared<const cluster::ClusterConfig>(*std::move(out));
     }
-    // The key views the name in the entry's own resource.
     memo.clusters.emplace(cluster->name(),
                           TranslationMemo::Cluster{cluster, assignment, translated});
     build.snapshot->clusters.emplace(name, std::move(translated));

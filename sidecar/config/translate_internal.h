@@ -31,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
+#include "common/base/persistent_map.h"
 #include "common/config/field_path.h"
 #include "google/protobuf/duration.pb.h"
 #include "sidecar/config/snapshot.h"
@@ -40,6 +41,13 @@
 
 namespace meshlet::sidecar::config {
 
+// A set of names that a copy shares and a change copies O(log n) of (a PersistentMap holding
+// nothing per name), so a build derived from the previous one costs per name changed.
+struct NameOnly {
+  friend bool operator==(NameOnly, NameOnly) { return true; }
+};
+using NameSet = PersistentMap<NameOnly>;
+
 // What a snapshot was translated from, kept with it so that the next BuildSnapshot can take
 // unchanged clusters and route tables from it (ADR 0025).
 struct TranslationMemo {
@@ -47,6 +55,11 @@ struct TranslationMemo {
     ResourceList<xds::Cluster>::Pointer cluster;
     ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;  // null: none (or STATIC)
     std::shared_ptr<const cluster::ClusterConfig> translated;
+    // The same objects (what PersistentMap compares).
+    friend bool operator==(const Cluster& a, const Cluster& b) {
+      return a.cluster == b.cluster && a.assignment == b.assignment &&
+             a.translated == b.translated;
+    }
   };
   struct RouteTable {
     ResourceList<xds::RouteConfiguration>::Pointer source;
@@ -67,17 +80,20 @@ struct TranslationMemo {
     // Kept while the name stays, through re-translations.
     std::shared_ptr<route::UsageCell> usage;
   };
-  // Keyed by views of the names in the entries' own resources (cluster, source), which the
-  // entries keep alive: no name is copied per build. Service routes are shared, not copied, by
-  // the builds that reuse them.
-  absl::flat_hash_map<absl::string_view, Cluster> clusters;
+  // The clusters persist (common/base/persistent_map.h): a build that takes them from the
+  // previous one by what changed (ApplyClusterChanges) shares every entry it does not change,
+  // and costs O(k log n) for k changed, not a copy of every entry.
+  PersistentMap<Cluster> clusters;
+  // Keyed by views of the names in the entries' own resources (source), which the entries keep
+  // alive: no name is copied per build. Service routes are shared, not copied, by the builds
+  // that reuse them.
   absl::flat_hash_map<absl::string_view, RouteTable> route_tables;
   absl::flat_hash_map<absl::string_view, std::shared_ptr<const ServiceRoute>> service_routes;
-  // Every cluster of the set (even an invalid one), which cluster_names views, and every load
-  // assignment, as given.
+  // Every cluster of the set (even an invalid one) and every load assignment, as given.
   ResourceList<xds::Cluster> cluster_list;
   ResourceList<xds::ClusterLoadAssignment> assignment_list;
-  absl::flat_hash_set<absl::string_view> cluster_names;
+  // The names of cluster_list (persistent, as `clusters`).
+  NameSet cluster_names;
   // Whether both lists are in strictly increasing name order (an xDS client's are): the next
   // build may then take the clusters by what changed between the lists (ApplyClusterChanges).
   bool lists_sorted = false;
@@ -104,8 +120,8 @@ using ::meshlet::config::IsSafeHeaderValue;
 using ::meshlet::config::Join;
 using ::meshlet::config::Quote;
 
-// Cluster names a route or a listener may point at (views of names the memo keeps).
-using ClusterNames = absl::flat_hash_set<absl::string_view>;
+// Cluster names a route or a listener may point at.
+using ClusterNames = NameSet;
 
 // The label errors of a resource lead with: 'cluster "backend"'.
 std::string Label(absl::string_view kind, absl::string_view name);
@@ -121,6 +137,17 @@ bool NoNameGone(const Set& before, const Set& now) {
     if (!now.contains(name)) return false;
   }
   return true;
+}
+// The same for persistent sets: per name that differs when one is derived from the other.
+template <typename Value>
+bool NoNameGone(const PersistentMap<Value>& before, const PersistentMap<Value>& now) {
+  if (before.size() > now.size()) return false;
+  bool gone = false;
+  PersistentMap<Value>::Diff(before, now,
+                             [&](const std::string&, const Value*, const Value* after) {
+                               if (after == nullptr) gone = true;
+                             });
+  return !gone;
 }
 
 // ---------------------------------------------------------------------------------------------

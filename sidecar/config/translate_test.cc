@@ -11,6 +11,7 @@
 #include "common/net/address.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sidecar/config/translate_internal.h"
 #include "sidecar/config/translate_test_util.h"
 #include "sidecar/listener/destination_matcher.h"
 #include "sidecar/route/route_table.h"
@@ -477,6 +478,25 @@ TEST(TranslateReuseTest, AddedClustersCostWhatIsAddedNotWhatIsHeld) {
         [&](const std::string& name, const auto*, const auto*) { differ.push_back(name); });
     EXPECT_THAT(differ, ElementsAre("svc-00009"));
     EXPECT_LT(compared, 80u);
+    // So are the memo's clusters and cluster names: the build shares every entry it did not
+    // change with the previous memo instead of copying them.
+    const TranslationMemo& memo_before = *(*first)->translation_memo;
+    const TranslationMemo& memo_after = *(*second)->translation_memo;
+    std::vector<std::string> memo_differ;
+    EXPECT_LT(PersistentMap<TranslationMemo::Cluster>::Diff(
+                  memo_before.clusters, memo_after.clusters,
+                  [&](const std::string& name, const auto*, const auto*) {
+                    memo_differ.push_back(name);
+                  }),
+              80u);
+    EXPECT_THAT(memo_differ, ElementsAre("svc-00009"));
+    memo_differ.clear();
+    EXPECT_LT(NameSet::Diff(memo_before.cluster_names, memo_after.cluster_names,
+                            [&](const std::string& name, const NameOnly*, const NameOnly*) {
+                              memo_differ.push_back(name);
+                            }),
+              80u);
+    EXPECT_THAT(memo_differ, ElementsAre("svc-00009"));
     // For a holder of the snapshot they changed from, and no other.
     EXPECT_EQ(ChangedClustersSince(**second, first->get()), ChangedClusters(**second));
     EXPECT_EQ(ChangedClustersSince(**second, second->get()), nullptr);
