@@ -57,6 +57,8 @@ backend with meshlet-cni-agent putting meshlet-cni into its chain, the pods are 
   q  cni capture   every injected pod captured by the plugin, none holding a capability
   a  mtls          as above
   r  cni rewrite   the conflist rewritten without the plugin: repaired, a new pod captured
+  v  cni probe     a pod's readiness probe, rewritten to the proxy's 15020, answered from
+                   outside the mesh; its app port captured
   h  pod deleted   as above
   u  cni uninstall the app pods removed, the agent stopped: podman's conflist byte for byte
   x  cni race      a pod started with no plugin in the chain stays not ready; the agent,
@@ -394,6 +396,46 @@ class Mesh:
         check(r.returncode == 0, "a call from %s: %s %s" % (pod, r.stdout, r.stderr))
         return ("configuration rewritten without meshlet-cni: back in the chain in %.1f s "
                 "(counted); %s, started afterwards, captured, ready and calling" % (took, pod))
+
+    def cni_probe(self):
+        """The kubelet's probe of a pod captured by meshlet-cni: `meshctl inject --cni` rewrites
+        the app's readiness probe to the proxy's 15020, which the plugin's rules leave
+        uncaptured, so the probe reaches the proxy in plaintext from outside the mesh and the
+        proxy asks the app on loopback; the app's own port is captured (its inbound listener
+        counts the call)."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "probed", "namespace": self.cluster.namespace,
+                            "labels": {"app": "probed"}},
+               "spec": {"serviceAccountName": "probed", "containers": [{
+                   "name": "probed", "image": "localhost/meshlet-testapp:%s" % cluster_lib.IMAGE_TAG,
+                   "env": [{"name": "TESTAPP_SERVICE", "value": "probed"},
+                           {"name": "TESTAPP_LISTEN", "value": "0.0.0.0:9080"}],
+                   "ports": [{"name": "http", "containerPort": 9080}],
+                   "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}]}}
+        path = os.path.join(self.run.dir, "probed.json")
+        with open(path, "w") as f:
+            json.dump(pod, f)
+        injected = [d for d in self.cluster.inject([path]) if d["kind"] == "Pod"][0]
+        app = [c for c in injected["spec"]["containers"] if c["name"] == "probed"][0]
+        probe = app["readinessProbe"]["httpGet"]
+        check(probe == {"path": "/app-health/probed/readyz", "port": 15020}, "probe %s" % probe)
+        self.cluster.create_join_token("probed")
+        name = self.cluster.play_pod("probed-0", injected)
+        self.cluster.wait_ready([name])
+        self.check_captured_by_plugin(name)
+        ip = self.cluster.pods[name]["ip"]
+        status, body = self.cluster.pod_http(
+            "outside", "http://%s:15020/app-health/probed/readyz" % ip)
+        check(status == 200 and "app probe 9080/healthz: HTTP 200" in body,
+              "the rewritten probe from outside the mesh: %s %s" % (status, body))
+        before = self.proxy_stat_sum(name, "meshlet_downstream_cx_total", 'listener="inbound"')
+        self.cluster.pod_http("outside", "http://%s:9080/" % ip)
+        after = self.proxy_stat_sum(name, "meshlet_downstream_cx_total", 'listener="inbound"')
+        check(after > before, "a connection to %s:9080 did not reach its inbound listener "
+              "(%d before, %d after)" % (name, before, after))
+        return ("%s captured by meshlet-cni; its readiness probe, rewritten to 15020, answered "
+                "by the app through the proxy in plaintext from outside the mesh; a connection "
+                "to its port 9080 reached its inbound listener (%d -> %d)" % (name, before, after))
 
     def cni_uninstall(self):
         """The node agent stopped with --uninstall-on-exit: the configuration exactly as podman
@@ -1097,6 +1139,7 @@ CNI_SCENARIOS = [
     ("q", "cni capture", Mesh.cni_capture),
     ("a", "mtls", Mesh.mtls),
     ("r", "cni rewrite", Mesh.cni_rewrite),
+    ("v", "cni probe", Mesh.cni_probe),
     ("h", "pod deleted", Mesh.pod_deleted),
     # It stops the node agent and removes the pods.
     ("u", "cni uninstall", Mesh.cni_uninstall),
