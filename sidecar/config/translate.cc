@@ -76,7 +76,8 @@ TranslationReuse TranslationReuseOf(const Snapshot& snapshot) {
   if (snapshot.translation_memo == nullptr) return {};
   return {snapshot.translation_memo->clusters_reused,
           snapshot.translation_memo->route_tables_reused,
-          snapshot.translation_memo->clusters_examined};
+          snapshot.translation_memo->clusters_examined,
+          snapshot.translation_memo->service_routes_examined};
 }
 
 const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot) {

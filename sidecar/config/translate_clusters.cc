@@ -298,45 +298,6 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
 
 namespace {
 
-// Whether `list` is in strictly increasing name order (so it repeats no name).
-template <typename Message>
-bool Sorted(const ResourceList<Message>& list) {
-  for (size_t i = 1; i < list.size(); ++i) {
-    if (!(list.name(i - 1) < list.name(i))) return false;
-  }
-  return true;
-}
-
-// Compares `now` with `old` (in strictly increasing name order) in one merge: the positions in
-// `now` of the resources added or changed (a pointer `old` does not hold at that name) go to
-// `changed`. False when `now` is not in strictly increasing name order or lacks a name of `old`.
-// Names are compared only next to what changed: a run of pointers `old` holds in the same order
-// is in order already.
-template <typename Message>
-bool ChangedSince(const ResourceList<Message>& old, const ResourceList<Message>& now,
-                  std::vector<size_t>& changed) {
-  size_t j = 0;
-  bool previous_kept = false;
-  for (size_t i = 0; i < now.size(); ++i) {
-    const bool kept = j < old.size() && old.shared(j) == now.shared(i);
-    if (i > 0 && !(previous_kept && kept) && !(now.name(i - 1) < now.name(i))) {
-      return false;
-    }
-    previous_kept = kept;
-    if (kept) {
-      ++j;
-      continue;
-    }
-    if (j < old.size()) {
-      const int order = now.name(i).compare(old.name(j));
-      if (order > 0) return false;  // old[j] is gone
-      if (order == 0) ++j;          // changed; else added before old[j]
-    }
-    changed.push_back(i);
-  }
-  return j == old.size();
-}
-
 // The position of the resource named `name` in `list` (strictly increasing name order), if any.
 template <typename Message>
 std::optional<size_t> Position(const ResourceList<Message>& list, absl::string_view name) {

@@ -71,6 +71,8 @@ struct TranslationMemo {
   // joins, route::ShareVirtualHost) and capture destination.
   struct ServiceRoute {
     ResourceList<xds::ServiceRoute>::Pointer source;
+    // The route configuration it joins (read without the resource).
+    std::string route_config_name;
     // The header mutations of the route configuration it joins, as of its translation (the
     // virtual host's routes apply them): reused only while config_headers holds the same object.
     std::shared_ptr<const route::HeaderMutations> config_headers;
@@ -85,10 +87,19 @@ struct TranslationMemo {
   // and costs O(k log n) for k changed, not a copy of every entry.
   PersistentMap<Cluster> clusters;
   // Keyed by views of the names in the entries' own resources (source), which the entries keep
-  // alive: no name is copied per build. Service routes are shared, not copied, by the builds
-  // that reuse them.
+  // alive: no name is copied per build.
   absl::flat_hash_map<absl::string_view, RouteTable> route_tables;
-  absl::flat_hash_map<absl::string_view, std::shared_ptr<const ServiceRoute>> service_routes;
+  // Every ServiceRoute of the set (all usable: a build with errors keeps no memo), persistent as
+  // `clusters` and shared, not copied, by the builds that reuse them: a build that takes them
+  // from the previous one by what changed costs O(k log n) for k changed.
+  PersistentMap<std::shared_ptr<const ServiceRoute>> service_routes;
+  // Per route configuration, the ServiceRoutes joining it (entries of service_routes), in name
+  // order; derived from the previous build's by what changed, as service_routes.
+  absl::flat_hash_map<std::string, std::vector<const ServiceRoute*>> joined;
+  // The ServiceRoutes as given, and whether in strictly increasing name order (an xDS
+  // client's are): the next build may then compare its list with this one by pointer.
+  ResourceList<xds::ServiceRoute> service_route_list;
+  bool service_routes_sorted = false;
   // Every cluster of the set (even an invalid one) and every load assignment, as given.
   ResourceList<xds::Cluster> cluster_list;
   ResourceList<xds::ClusterLoadAssignment> assignment_list;
@@ -105,6 +116,7 @@ struct TranslationMemo {
   size_t clusters_reused = 0;
   size_t route_tables_reused = 0;
   size_t clusters_examined = 0;
+  size_t service_routes_examined = 0;
   // Set when the clusters were taken from the previous build by what changed: the names added
   // or replaced since (none removed).
   std::optional<std::vector<std::string>> clusters_changed;
@@ -148,6 +160,45 @@ bool NoNameGone(const PersistentMap<Value>& before, const PersistentMap<Value>& 
                                if (after == nullptr) gone = true;
                              });
   return !gone;
+}
+
+// Whether `list` is in strictly increasing name order (so it repeats no name).
+template <typename Message>
+bool Sorted(const ResourceList<Message>& list) {
+  for (size_t i = 1; i < list.size(); ++i) {
+    if (!(list.name(i - 1) < list.name(i))) return false;
+  }
+  return true;
+}
+
+// Compares `now` with `old` (in strictly increasing name order) in one merge: the positions in
+// `now` of the resources added or changed (a pointer `old` does not hold at that name) go to
+// `changed`. False when `now` is not in strictly increasing name order or lacks a name of `old`.
+// Names are compared only next to what changed: a run of pointers `old` holds in the same order
+// is in order already.
+template <typename Message>
+bool ChangedSince(const ResourceList<Message>& old, const ResourceList<Message>& now,
+                  std::vector<size_t>& changed) {
+  size_t j = 0;
+  bool previous_kept = false;
+  for (size_t i = 0; i < now.size(); ++i) {
+    const bool kept = j < old.size() && old.shared(j) == now.shared(i);
+    if (i > 0 && !(previous_kept && kept) && !(now.name(i - 1) < now.name(i))) {
+      return false;
+    }
+    previous_kept = kept;
+    if (kept) {
+      ++j;
+      continue;
+    }
+    if (j < old.size()) {
+      const int order = now.name(i).compare(old.name(j));
+      if (order > 0) return false;  // old[j] is gone
+      if (order == 0) ++j;          // changed; else added before old[j]
+    }
+    changed.push_back(i);
+  }
+  return j == old.size();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,10 +317,6 @@ struct SnapshotBuild {
   bool cluster_names_kept = false;
   // Set by AddRouteTables: the route configurations listeners may name.
   absl::flat_hash_set<std::string> route_names;
-  // Set by AddServiceRoutes: per route configuration, the names of the usable ServiceRoutes that
-  // join it (in memo->service_routes), in name order; views of the names in their resources,
-  // which the memo keeps.
-  absl::flat_hash_map<std::string, std::vector<absl::string_view>> joined;
 
   // Names are checked per kind first: later kinds refer to earlier ones by name. False (the
   // error reported) when the name is invalid or repeats one in `seen`, which views the names
@@ -295,9 +342,11 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
                  const ResourceList<xds::ClusterLoadAssignment>& assignments);
 
 // translate_service_routes.cc: every ServiceRoute, checked and translated (its virtual host and
-// destination), and noted under the route configuration it joins (`routes`); unchanged ones
-// (the same resource, the same cluster and route configuration names, the same header
-// mutations of the route configuration joined) are taken from the previous snapshot.
+// destination), and noted under the route configuration it joins (`routes`, memo->joined);
+// unchanged ones (the same resource, the same cluster and route configuration names, the same
+// header mutations of the route configuration joined) are taken from the previous snapshot.
+// When both lists are in name order, none gone and the route configurations' header mutations
+// as before, only the ServiceRoutes added or changed are looked at.
 void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute>& service_routes,
                       const ResourceList<xds::RouteConfiguration>& routes);
 

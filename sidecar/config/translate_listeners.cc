@@ -447,17 +447,18 @@ ListenerDestinationConfig TranslateListenerDestination(
 // configuration, after its own; a name it already has is refused, naming both.
 void AppendJoinedDestinations(Errors::Scope& scope, const SnapshotBuild& build,
                               ListenerConfig& out) {
-  auto joined = build.joined.find(out.route_config_name);
-  if (!out.use_original_destination || joined == build.joined.end()) return;
+  auto joined = build.memo->joined.find(out.route_config_name);
+  if (!out.use_original_destination || joined == build.memo->joined.end()) return;
   absl::flat_hash_map<std::string, std::string> names;  // name → who has it
   for (size_t i = 0; i < out.destinations.size(); ++i) {
     names.emplace(out.destinations[i].name, Index("destinations", static_cast<int>(i)));
   }
   out.destinations.reserve(out.destinations.size() + joined->second.size());
-  for (absl::string_view name : joined->second) {
-    const TranslationMemo::ServiceRoute& service_route = *build.memo->service_routes.at(name);
+  for (const TranslationMemo::ServiceRoute* joining : joined->second) {
+    const TranslationMemo::ServiceRoute& service_route = *joining;
     if (!service_route.destination.has_value()) continue;
-    const std::string holder = absl::StrCat("service_route ", Quote(name));
+    const std::string holder =
+        absl::StrCat("service_route ", Quote(service_route.source->name()));
     auto [it, inserted] = names.emplace(service_route.destination->name, holder);
     if (!inserted) {
       scope.Add(

@@ -604,7 +604,7 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
 // Who holds a domain, destination or virtual host name of a route table being joined, for the
 // message that names both holders.
 struct Holder {
-  const absl::string_view* service_route = nullptr;  // null: the route configuration's own
+  const std::string* service_route = nullptr;  // null: the route configuration's own
   size_t index = 0;                                  // own: its position in virtual_hosts
 };
 
@@ -616,7 +616,7 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
                       Index("virtual_hosts", static_cast<int>(holder.index)));
 }
 
-// The shared virtual hosts of the ServiceRoutes `joined` (names in name order, translated in
+// The shared virtual hosts of the ServiceRoutes `joined` (in name order, entries of
 // memo.service_routes) that join `config` (a route configuration's own virtual hosts), into
 // `attached`. A virtual host name a ServiceRoute's host shares with another host of the table
 // is refused under the ServiceRoute, naming the other holder; with `hosts`, so is a domain or a
@@ -626,10 +626,10 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
 // anyway, so AddRouteTables joins without `hosts` and, only when Create fails, joins again with
 // them for the messages that name the ServiceRoute: a table of many ServiceRoutes is indexed once
 // per build, not three times. Duplicates among the own hosts are left to Create.
-bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<absl::string_view>& joined,
+bool JoinServiceRoutes(SnapshotBuild& build,
+                       const std::vector<const TranslationMemo::ServiceRoute*>& joined,
                        const route::RouteConfig& config, bool hosts,
                        std::vector<std::shared_ptr<const route::VirtualHostConfig>>& attached) {
-  const TranslationMemo& memo = *build.memo;
   // Keys view the hosts' strings, which outlive the join.
   absl::flat_hash_map<absl::string_view, Holder> domains, destinations, names;
   if (hosts) domains.reserve(config.virtual_hosts.size() + joined.size());
@@ -646,9 +646,10 @@ bool JoinServiceRoutes(SnapshotBuild& build, const std::vector<absl::string_view
   }
   bool ok = true;
   attached.reserve(joined.size());
-  for (const absl::string_view& name : joined) {
-    const TranslationMemo::ServiceRoute& service_route = *memo.service_routes.at(name);
+  for (const TranslationMemo::ServiceRoute* joining : joined) {
+    const TranslationMemo::ServiceRoute& service_route = *joining;
     if (service_route.virtual_host == nullptr) continue;
+    const std::string& name = service_route.source->name();
     const route::VirtualHostConfig& vhost = *service_route.virtual_host;
     const Holder self{&name, 0};
     // `field` of the host, its item `d` when it is a list (-1: not); the path is spelt only for
@@ -764,20 +765,20 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
   const bool cluster_names_as_before =
       before != nullptr &&
       (build.cluster_names_kept || NoNameGone(before->cluster_names, memo.cluster_names));
-  static const std::vector<absl::string_view> kNone;
+  static const std::vector<const TranslationMemo::ServiceRoute*> kNone;
   absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < routes.size(); ++i) {
     const xds::RouteConfiguration& route_config = routes[i];
     if (!build.Named("route_config", "routes", i, route_config.name(), seen)) continue;
     build.route_names.insert(route_config.name());
     const ResourceList<xds::RouteConfiguration>::Pointer& source = routes.shared(i);
-    auto joined_names = build.joined.find(route_config.name());
-    const std::vector<absl::string_view>& joined_here =
-        joined_names == build.joined.end() ? kNone : joined_names->second;
+    auto joined_entries = memo.joined.find(route_config.name());
+    const std::vector<const TranslationMemo::ServiceRoute*>& joined_here =
+        joined_entries == memo.joined.end() ? kNone : joined_entries->second;
     std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
     joined.reserve(joined_here.size());
-    for (absl::string_view name : joined_here) {
-      joined.push_back(memo.service_routes.at(name)->source);
+    for (const TranslationMemo::ServiceRoute* joining : joined_here) {
+      joined.push_back(joining->source);
     }
     if (cluster_names_as_before) {
       auto it = before->route_tables.find(route_config.name());

@@ -3,7 +3,9 @@
 // mirroring) with what each refuses, and ServiceRoutes joining their route table.
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -212,6 +214,87 @@ TEST(ServiceRouteTest, ANewServiceRouteWithItsOwnClustersReusesTheOthers) {
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.status().message(), HasSubstr("svc7.shop:80"));
   EXPECT_THAT(refused.status().message(), HasSubstr("outbound|svc7"));
+}
+
+// An answered lookup adds one ServiceRoute among those held (the xDS client lists them in name
+// order): only that one is looked at, not every one held, and the snapshot is the one a build
+// from nothing gives. So is a changed one, even moved to another route configuration; an error
+// is reported as a build from nothing reports it.
+TEST(ServiceRouteTest, AddedServiceRoutesCostWhatIsAddedNotWhatIsHeld) {
+  constexpr int kHeld = 1000;
+  ResourceSet set = Base();
+  // "local" keeps only its catch-all, which answers /z with nothing.
+  set.routes.Mutable(0).mutable_virtual_hosts(0)->mutable_routes()->DeleteSubrange(1, 2);
+  xds::RouteConfiguration second_config = set.routes[0];
+  second_config.set_name("second");
+  set.routes.push_back(std::move(second_config));
+  auto name_of = [](int i) { return absl::StrCat("svc", 10000 + i, ".shop:80"); };
+  auto joining = [](const std::string& name, const std::string& cluster) {
+    return std::make_shared<const ResourceList<xds::ServiceRoute>::Held>(
+        JoiningLocal(name, absl::StrCat("[\"", name, "\"]"), cluster));
+  };
+  // Even numbers: an odd one goes between two held.
+  for (int i = 0; i < 2 * kHeld; i += 2) set.service_routes.push_back(joining(name_of(i), "other"));
+  auto first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(TranslationReuseOf(**first).service_routes_examined, static_cast<size_t>(kHeld));
+
+  ResourceSet added = set;
+  added.service_routes.Insert(5, joining(name_of(9), "backend"));  // after name_of(8)
+  auto second = BuildSnapshot(added, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(TranslationReuseOf(**second).service_routes_examined, 1u);
+  EXPECT_EQ(ClusterFor(*(*second)->FindRouteTable("local"), name_of(9), "/z"), "backend");
+  EXPECT_EQ(ClusterFor(*(*second)->FindRouteTable("local"), name_of(8), "/z"), "other");
+  ASSERT_NE(ServiceRouteUsage(**second, name_of(8)), nullptr);
+  EXPECT_EQ(ServiceRouteUsage(**second, name_of(8)), ServiceRouteUsage(**first, name_of(8)));
+
+  ResourceSet moved = added;
+  xds::ServiceRoute& changed = moved.service_routes.Mutable(5);
+  changed.set_route_config_name("second");
+  changed.mutable_virtual_host()->mutable_routes(0)->mutable_route()->set_cluster("other");
+  auto third = BuildSnapshot(moved, second->get());
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(TranslationReuseOf(**third).service_routes_examined, 1u);
+  EXPECT_EQ(ClusterFor(*(*third)->FindRouteTable("local"), name_of(9), "/z"), "");
+  EXPECT_EQ(ClusterFor(*(*third)->FindRouteTable("second"), name_of(9), "/z"), "other");
+  EXPECT_EQ(ServiceRouteUsage(**third, name_of(9)), ServiceRouteUsage(**second, name_of(9)));
+  auto fresh = BuildSnapshot(moved);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  for (const char* table : {"local", "second"}) {
+    SCOPED_TRACE(table);
+    std::vector<std::string> derived, whole;
+    for (const auto* vhost : (*third)->FindRouteTable(table)->virtual_hosts()) {
+      derived.push_back(vhost->name);
+    }
+    for (const auto* vhost : (*fresh)->FindRouteTable(table)->virtual_hosts()) {
+      whole.push_back(vhost->name);
+    }
+    EXPECT_EQ(derived, whole);
+  }
+
+  ResourceSet broken = moved;
+  broken.service_routes.Mutable(6).set_route_config_name("missing");
+  auto refused = BuildSnapshot(broken, third->get());
+  auto refused_whole = BuildSnapshot(broken);
+  ASSERT_FALSE(refused.ok());
+  ASSERT_FALSE(refused_whole.ok());
+  EXPECT_EQ(refused.status().message(), refused_whole.status().message());
+  EXPECT_THAT(refused.status().message(), HasSubstr("names no RouteConfiguration"));
+
+  // One gone: every one is looked at again, and the next build follows what changed again.
+  ResourceSet fewer = moved;
+  fewer.service_routes.Erase(0);
+  auto fourth = BuildSnapshot(fewer, third->get());
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  EXPECT_EQ(TranslationReuseOf(**fourth).service_routes_examined, static_cast<size_t>(kHeld));
+  EXPECT_EQ(ServiceRouteUsage(**fourth, name_of(0)), nullptr);
+  EXPECT_EQ(ClusterFor(*(*fourth)->FindRouteTable("local"), name_of(0), "/z"), "");
+  fewer.service_routes.Insert(0, joining(name_of(1), "backend"));
+  auto fifth = BuildSnapshot(fewer, fourth->get());
+  ASSERT_TRUE(fifth.ok()) << fifth.status();
+  EXPECT_EQ(TranslationReuseOf(**fifth).service_routes_examined, 1u);
+  EXPECT_EQ(ClusterFor(*(*fifth)->FindRouteTable("local"), name_of(1), "/z"), "backend");
 }
 
 TEST(ServiceRouteTest, DuplicateDomainAcrossServiceRoutesRefusedNamingBoth) {
