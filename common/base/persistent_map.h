@@ -152,7 +152,8 @@ class PersistentMap {
   // changed in place (the nodes on its path are copied first when shared, as by any change).
   // Only without a summary: a value changed through the reference would leave the sums stale.
   Value& operator[](absl::string_view name) {
-    static_assert(std::is_same_v<Summary, NoSummary>, "a summed map is changed by insert_or_assign");
+    static_assert(std::is_same_v<Summary, NoSummary>,
+                  "a summed map is changed by insert_or_assign");
     if (!contains(name)) emplace(std::string(name), Value());
     for (NodePtr* at = &root_;;) {
       MakeOwn(*at);

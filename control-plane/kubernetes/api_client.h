@@ -44,9 +44,9 @@
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/http/client.h"
-#include "common/stats/stats.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
+#include "common/stats/stats.h"
 #include "common/tls/tls_context.h"
 
 namespace meshlet::controlplane::kubernetes {

@@ -57,8 +57,7 @@ struct TranslationMemo {
     std::shared_ptr<const cluster::ClusterConfig> translated;
     // The same objects (what PersistentMap compares).
     friend bool operator==(const Cluster& a, const Cluster& b) {
-      return a.cluster == b.cluster && a.assignment == b.assignment &&
-             a.translated == b.translated;
+      return a.cluster == b.cluster && a.assignment == b.assignment && a.translated == b.translated;
     }
   };
   struct RouteTable {

@@ -457,8 +457,7 @@ void AppendJoinedDestinations(Errors::Scope& scope, const SnapshotBuild& build,
   for (const TranslationMemo::ServiceRoute* joining : joined->second) {
     const TranslationMemo::ServiceRoute& service_route = *joining;
     if (!service_route.destination.has_value()) continue;
-    const std::string holder =
-        absl::StrCat("service_route ", Quote(service_route.source->name()));
+    const std::string holder = absl::StrCat("service_route ", Quote(service_route.source->name()));
     auto [it, inserted] = names.emplace(service_route.destination->name, holder);
     if (!inserted) {
       scope.Add(

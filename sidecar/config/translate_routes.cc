@@ -605,7 +605,7 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
 // message that names both holders.
 struct Holder {
   const std::string* service_route = nullptr;  // null: the route configuration's own
-  size_t index = 0;                                  // own: its position in virtual_hosts
+  size_t index = 0;                            // own: its position in virtual_hosts
 };
 
 std::string HolderText(const Holder& holder, const std::string& route_config) {

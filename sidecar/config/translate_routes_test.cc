@@ -94,10 +94,10 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostAnswersItsDomainsAndDestinations) 
 // no more room than their items.
 TEST(ServiceRouteTest, ServiceRouteVirtualHostListsHoldNoSpareRoom) {
   ResourceSet set = Base();
-  xds::ServiceRoute service_route = JoiningLocal(
-      "reviews.shop:80",
-      "[reviews, \"reviews:80\", reviews.shop, \"reviews.shop:80\", reviews.shop.svc]", "other",
-      "10.96.0.5:80");
+  xds::ServiceRoute service_route =
+      JoiningLocal("reviews.shop:80",
+                   "[reviews, \"reviews:80\", reviews.shop, \"reviews.shop:80\", reviews.shop.svc]",
+                   "other", "10.96.0.5:80");
   xds::VirtualHost* vh = service_route.mutable_virtual_host();
   for (const char* prefix : {"/a", "/b"}) {
     xds::Route* route = vh->add_routes();

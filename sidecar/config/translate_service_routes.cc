@@ -40,8 +40,8 @@ void NoteConfigHeaders(SnapshotBuild& build, const ResourceList<xds::RouteConfig
 }
 
 // The header mutations config_headers holds for `route_config_name`; null: none.
-std::shared_ptr<const route::HeaderMutations> ConfigHeadersOf(const TranslationMemo& memo,
-                                                              const std::string& route_config_name) {
+std::shared_ptr<const route::HeaderMutations> ConfigHeadersOf(
+    const TranslationMemo& memo, const std::string& route_config_name) {
   auto it = memo.config_headers.find(route_config_name);
   return it == memo.config_headers.end() ? nullptr : it->second;
 }
@@ -123,9 +123,9 @@ bool ApplyServiceRouteChanges(SnapshotBuild& build,
   for (size_t i : changed) {
     const ResourceList<xds::ServiceRoute>::Pointer& source = service_routes.shared(i);
     if (!ValidName(source->name())) return false;
-    std::shared_ptr<const TranslationMemo::ServiceRoute> entry = TranslateServiceRoute(
-        errors, memo, &before, source,
-        ConfigHeadersOf(memo, source->message().route_config_name()));
+    std::shared_ptr<const TranslationMemo::ServiceRoute> entry =
+        TranslateServiceRoute(errors, memo, &before, source,
+                              ConfigHeadersOf(memo, source->message().route_config_name()));
     if (entry == nullptr) return false;
     entries.push_back(std::move(entry));
   }

@@ -307,8 +307,7 @@ absl::Status RouteTable::PrepareHosts(size_t first_checked) {
     if (built_under != &config_.headers &&
         !(built_under == nullptr ? config_.headers.empty() : *built_under == config_.headers)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(HostPath(config_.virtual_hosts.size() + a), ": virtual host \"",
-                       vhost->name,
+          absl::StrCat(HostPath(config_.virtual_hosts.size() + a), ": virtual host \"", vhost->name,
                        "\" was built under other route configuration header mutations"));
     }
   }
@@ -347,8 +346,8 @@ bool RouteTable::IndexFrom(const RouteTable& previous) {
     if (i < before.size() && j < now.size() && before[i] == now[j]) {
       ++i;
       ++j;
-    } else if (j == now.size() || (i < before.size() && i + 1 < before.size() &&
-                                   before[i + 1] == now[j])) {
+    } else if (j == now.size() ||
+               (i < before.size() && i + 1 < before.size() && before[i + 1] == now[j])) {
       removed.push_back(before[i++].get());
     } else if (i == before.size() || (j + 1 < now.size() && before[i] == now[j + 1])) {
       added.push_back(j++);
@@ -427,9 +426,9 @@ absl::Status RouteTable::AddHost(size_t v) {
   for (size_t d = 0; d < vhost.destinations.size(); ++d) {
     if (const VirtualHostConfig* const* holder =
             destinations_.Insert(vhost.destinations[d], &vhost)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          HostPath(v), ".destinations[", d, "]: \"", vhost.destinations[d],
-          "\" is already a destination of virtual host \"", (*holder)->name, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(HostPath(v), ".destinations[", d, "]: \"", vhost.destinations[d],
+                       "\" is already a destination of virtual host \"", (*holder)->name, "\""));
     }
   }
   for (size_t d = 0; d < vhost.domains.size(); ++d) {

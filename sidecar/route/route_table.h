@@ -115,7 +115,8 @@ class RouteTable {
   // Keys view the domains of the hosts the table holds (config_, attached_), which live as long
   // as it does: indexing copies no string. Shards are shared with the tables derived from this
   // one, which hold the hosts of the entries they share.
-  using DomainMap = ShardedViewMap<const VirtualHostConfig*, CaseInsensitiveHash, CaseInsensitiveEq>;
+  using DomainMap =
+      ShardedViewMap<const VirtualHostConfig*, CaseInsensitiveHash, CaseInsensitiveEq>;
   using DestinationMap = ShardedViewMap<const VirtualHostConfig*, absl::Hash<absl::string_view>,
                                         std::equal_to<absl::string_view>>;
 

@@ -438,8 +438,8 @@ std::vector<std::string> Answers(const RouteTable& table, int n) {
 TEST(RouteTableTest, TableFromPreviousIndexesOnlyWhatDiffers) {
   std::vector<std::shared_ptr<const VirtualHostConfig>> hosts;
   for (int i = 0; i < 1000; ++i) hosts.push_back(Service(i));
-  auto first = RouteTable::Create(RouteConfig{.name = "t", .virtual_hosts = {VHost("own", {"own"})}},
-                                  hosts);
+  auto first =
+      RouteTable::Create(RouteConfig{.name = "t", .virtual_hosts = {VHost("own", {"own"})}}, hosts);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ((*first)->hosts_indexed(), 1001u);
   const std::vector<std::string> first_answers = Answers(**first, 1000);
@@ -472,8 +472,8 @@ TEST(RouteTableTest, TableFromPreviousIndexesOnlyWhatDiffers) {
   EXPECT_EQ(VHostName(**first, "own"), "own");
 
   // Back again, from the derived table: the wildcard, the catch-all and the hosts go.
-  auto back = RouteTable::Create(
-      RouteConfig{.name = "t", .virtual_hosts = {VHost("own", {"own"})}}, hosts, derived->get());
+  auto back = RouteTable::Create(RouteConfig{.name = "t", .virtual_hosts = {VHost("own", {"own"})}},
+                                 hosts, derived->get());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(Answers(**back, 1000), first_answers);
   EXPECT_EQ(VHostName(**back, "x.w7.example"), "<none>");
