@@ -221,7 +221,7 @@ class TlsSession {
   absl::string_view cipher_name() const;
 
   const std::shared_ptr<const TlsContext>& context() const { return context_; }
-  // The options this session was created with (shared when given shared).
+  // The options given to Create (shared with the factory that gave them).
   const Options& options() const { return *options_; }
 
  private:
