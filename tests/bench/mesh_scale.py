@@ -356,15 +356,27 @@ class ControlPlane:
         stop_process(self.proc)
 
 
-def stop_process(proc):
-    """SIGTERM, then SIGKILL after 10 s; waits for the exit."""
-    if proc.poll() is None:
-        proc.terminate()
+def stop_process(proc, group=False):
+    """SIGTERM, then SIGKILL after 10 s; waits for the exit. With `group`, the signals go to the
+    process group `proc` leads (started with start_new_session), so that what it forked ends too."""
+    def signal_(sig):
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            elif proc.poll() is None:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+    if proc.poll() is None or group:
+        signal_(signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            signal_(signal.SIGKILL)
             proc.wait()
+        if group:
+            # The leader is gone; what it left in the group (a wrapper's child) is ended too.
+            signal_(signal.SIGKILL)
 
 
 def store_templates(control_plane_bin):
@@ -444,7 +456,10 @@ class ProbeSidecar:
             args.append("--xds-cache-dir=" + os.path.join(tmp, "xds-cache"))
         self.started = time.monotonic()
         with open(self.log_path, "w") as out:
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
+            # Its own process group: a wrapper (--sidecar-wrapper) may fork the sidecar as its
+            # child, and stop() must end both.
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out,
+                                         start_new_session=True)
 
     def get(self, path, timeout=5):
         try:
@@ -511,7 +526,7 @@ class ProbeSidecar:
         return status, time.monotonic() - started
 
     def stop(self):
-        stop_process(self.proc)
+        stop_process(self.proc, group=True)
 
 
 def percentile(values, q):
