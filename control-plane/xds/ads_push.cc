@@ -164,7 +164,16 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
   stream.refused_keys.clear();
   absl::flat_hash_set<absl::string_view> answering;  // every ServiceRoute answering a key
   TypeSubscription& lookups = stream.of(ResourceType::kServiceRoute);
-  for (const std::string& key : lookups.keys()) {
+  const std::vector<std::string>& keys = lookups.keys();
+  // The keys last sent the answers the set kept are skipped, unless the subscription names
+  // ServiceRoutes (`answering` must then list every key's).
+  size_t first_key = 0;
+  if (lookups.wildcard() && stream.keys_settled_removed == lookups.keys_removed()) {
+    first_key = std::min({generated->answers_kept, stream.keys_settled, keys.size()});
+  }
+  push_keys_compared_ += keys.size() - first_key;
+  for (size_t k = first_key; k < keys.size(); ++k) {
+    const std::string& key = keys[k];
     KeyChange change{.key = key, .result = KeyResult::kNotFound};
     if (auto it = generated->key_answers.find(key); it != generated->key_answers.end()) {
       change.result = it->second.result;
@@ -428,7 +437,9 @@ void AdsServer::Push(Stream& stream, bool on_demand) {
   // Kept for the next push to extend; a set that cannot be extended is not worth its memory.
   if (generated->basis != nullptr) stream.generated = std::move(*generated);
 
-  // The answers handed to the stream.
+  // The answers handed to the stream: then every key's last answer is the set's.
+  stream.keys_settled = answers_sent || key_changes.empty() ? keys.size() : first_key;
+  stream.keys_settled_removed = lookups.keys_removed();
   if (answers_sent) {
     const MonotonicTime now = std::chrono::steady_clock::now();  // as UpdateKeys' arrival time
     for (KeyChange& change : key_changes) {

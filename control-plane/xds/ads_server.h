@@ -246,6 +246,9 @@ class AdsServer {
   // Entries the pushes compared between what a stream held and what it should hold
   // (ResourceMap::Diff): proportional to what changed, not to the node's set.
   uint64_t push_entries_compared() const { return push_entries_compared_; }
+  // Lookup keys the pushes compared with the answer last sent: the keys whose answer may have
+  // changed (new ones, or all after a set generated whole), not every key a stream holds.
+  uint64_t push_keys_compared() const { return push_keys_compared_; }
 
   // From any thread: runs the loop-thread reader there and waits (up to `timeout`).
   std::optional<std::vector<ProxyStatus>> ProxyStatusesAnyThread(Duration timeout) const;
@@ -327,6 +330,7 @@ class AdsServer {
   bool drain_posted_ = false;
   uint64_t push_rounds_ = 0;
   uint64_t push_entries_compared_ = 0;
+  uint64_t push_keys_compared_ = 0;
 
   // Debounce: the first change of the current burst and the latest one.
   std::optional<MonotonicTime> burst_started_;

@@ -101,6 +101,11 @@ class AdsServer::Stream {
   // (NodeResourceSet::basis): handed back on the next push (GenerateRequest::previous), so a
   // lookup costs the generator what it adds rather than what the node holds.
   std::optional<NodeResourceSet> generated;
+  // The first keys_settled lookup keys were last sent the answers `generated` gives them, while
+  // keys_settled_removed keys had been removed (TypeSubscription::keys_removed): a push whose set
+  // keeps their answers (NodeResourceSet::answers_kept) compares only the keys after them.
+  size_t keys_settled = 0;
+  uint64_t keys_settled_removed = 0;
   // Lookup keys (ADR 0086): refused ones owed their "missing" answer on the next push, whether
   // the stream waits on the on-demand queue, and its token bucket (tokens at `key_tokens_at`).
   std::vector<std::string> refused_keys;

@@ -199,6 +199,10 @@ class AdsServerTest : public ::testing::Test {
             }
           }
           out.basis = basis_;
+          // An extending generator keeps the answers of the keys the previous set answered.
+          if (keep_answers_ && request.previous != nullptr) {
+            out.answers_kept = request.previous->key_answers.size();
+          }
           return out;
         },
         options);
@@ -336,6 +340,8 @@ class AdsServerTest : public ::testing::Test {
   // previous set (null: none handed back).
   std::shared_ptr<GeneratorBasis> basis_;
   std::vector<GeneratorBasis*> previous_bases_;
+  // Whether sets say they keep the previous set's answers (NodeResourceSet::answers_kept).
+  bool keep_answers_ = false;
   RecordingObserver observer_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
   std::unique_ptr<AdsServer> ads_;
@@ -1204,6 +1210,56 @@ TEST_F(AdsServerTest, ThePreviousSetGoesBackToTheGeneratorWithTheNextPush) {
   EXPECT_EQ(previous_bases_, (std::vector<GeneratorBasis*>{nullptr, nullptr, basis_.get()}));
   EXPECT_EQ(Aliases(client.responses[8].resources(0)),
             std::vector<std::string>{"host:ratings.shop"});
+}
+
+// A push compares with the answers last sent only the keys whose answer may have changed: with
+// a set that keeps the previous set's answers (NodeResourceSet::answers_kept), the keys added
+// since, however many the stream holds; with a set generated whole, every key.
+TEST_F(AdsServerTest, APushComparesTheKeysItMayAnswerNotEveryKeyHeld) {
+  StartServer({.debounce_quiet = milliseconds(10)});
+  SetResources({Cluster("local")}, {}, {});
+  constexpr int kKeys = 50;
+  std::vector<std::string> keys;
+  for (int i = 0; i <= kKeys; ++i) {
+    AddService(absl::StrCat("s", i));
+    keys.push_back(absl::StrCat("host:s", i, ".shop"));
+  }
+  DeltaClient& client = ReadyDeltaClient("node-d");
+  basis_ = std::make_shared<GeneratorBasis>();
+  keep_answers_ = true;
+  client.Lookup(std::vector<std::string>(keys.begin(), keys.end() - 1));
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 6; }));
+  EXPECT_EQ(client.responses[5].resources_size(), kKeys);
+  for (size_t i = 3; i < 6; ++i) client.Ack(client.responses[i]);
+
+  // A change of the node's own resources: no key compared, no answer sent again.
+  uint64_t compared = ads_->push_keys_compared();
+  SetResources({Cluster("local"), Cluster("local-2")}, {}, {});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 7; }));
+  EXPECT_EQ(client.responses[6].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(ads_->push_keys_compared() - compared, 0u);
+  client.Ack(client.responses[6]);
+  ASSERT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+
+  // One more key: that key alone, answered.
+  compared = ads_->push_keys_compared();
+  client.Lookup({keys.back()});
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 10; }));
+  EXPECT_EQ(ads_->push_keys_compared() - compared, 1u);
+  ASSERT_EQ(client.responses[9].resources_size(), 1);
+  EXPECT_EQ(Aliases(client.responses[9].resources(0)), std::vector<std::string>{keys.back()});
+  for (size_t i = 7; i < 10; ++i) client.Ack(client.responses[i]);
+
+  // A set generated whole: every key compared, none answered again (the same answers).
+  keep_answers_ = false;
+  compared = ads_->push_keys_compared();
+  SetResources({Cluster("local")}, {}, {});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 11; }));
+  EXPECT_EQ(ads_->push_keys_compared() - compared, static_cast<uint64_t>(kKeys) + 1);
+  EXPECT_EQ(client.responses[10].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(Lookups("found"), static_cast<uint64_t>(kKeys) + 1);
 }
 
 // proxy-config with lookups shows what the node would hold had it looked them up (what

@@ -88,6 +88,10 @@ void NodeResourceGenerator::StartGeneration(
   stats_.index_members_built += index.members_built;
   changed_.reset();
   previous_outbound_.clear();
+  // Stale parts no node took again are dropped, and leave the index.
+  for (const auto& [variant, parts] : stale_parts_) {
+    for (const auto& [service, part] : parts) IndexReads(variant, service, *part, /*add=*/false);
+  }
   stale_parts_.clear();
   stale_names_.clear();
   if (mesh_ != nullptr) {
@@ -119,20 +123,22 @@ void NodeResourceGenerator::StartGeneration(
       }
     }
     parts_.clear();
+    readers_.clear();
   } else {
     // Only the parts reading a changed service are translated again (UpdatePart); the others
-    // stay as they are, pointers and all.
-    for (auto& [variant, parts] : parts_) {
-      for (auto it = parts.begin(); it != parts.end();) {
-        const std::set<ServiceName>& reads = it->second->reads;
-        const bool stale = std::any_of(changed_->begin(), changed_->end(),
-                                       [&](const ServiceName& s) { return reads.contains(s); });
-        if (stale) {
-          stale_names_[variant].insert(it->first);
-          stale_parts_[variant].insert(parts.extract(it++));
-        } else {
-          ++it;
-        }
+    // stay as they are, pointers and all. The index names them: the parts the nodes hold
+    // otherwise are not visited.
+    for (const ServiceName& changed : *changed_) {
+      auto readers = readers_.find(changed);
+      if (readers == readers_.end()) continue;
+      for (const auto& [variant, service] : readers->second) {
+        ++stats_.parts_examined;
+        auto parts = parts_.find(variant);
+        if (parts == parts_.end()) continue;
+        auto it = parts->second.find(service);
+        if (it == parts->second.end() || it->second == nullptr) continue;
+        stale_names_[variant].insert(service);
+        stale_parts_[variant].insert(parts->second.extract(it));
       }
     }
   }
@@ -443,6 +449,7 @@ std::optional<NodeResourceSet> NodeResourceGenerator::Extend(const GenerateReque
       answer->second = KeyAnswer{.result = KeyResult::kNotFound};
     }
   }
+  out.answers_kept = b.keys;
   b.keys = request.keys.size();
   out.basis = std::move(owned);
   ++stats_.sets_extended;
@@ -522,12 +529,31 @@ std::shared_ptr<const NodeResourceGenerator::Part> NodeResourceGenerator::GetPar
   }
   if (auto stale = stale_parts_.find(variant); stale != stale_parts_.end()) {
     if (auto it = stale->second.find(service); it != stale->second.end()) {
+      // An updated part reads what the stale one read: it keeps its place in the index.
       part = UpdatePart(*it->second, node);
+      if (part == nullptr) IndexReads(variant, service, *it->second, /*add=*/false);
       stale->second.erase(it);
     }
   }
-  if (part == nullptr) part = BuildPart(node, service);
+  if (part == nullptr) {
+    part = BuildPart(node, service);
+    IndexReads(variant, service, *part, /*add=*/true);
+  }
   return part;
+}
+
+void NodeResourceGenerator::IndexReads(const std::string& variant, const ServiceName& service,
+                                       const Part& part, bool add) {
+  for (const ServiceName& read : part.reads) {
+    if (add) {
+      readers_[read].emplace(variant, service);
+      continue;
+    }
+    auto it = readers_.find(read);
+    if (it == readers_.end()) continue;
+    it->second.erase(PartId(variant, service));
+    if (it->second.empty()) readers_.erase(it);
+  }
 }
 
 std::shared_ptr<const NodeResourceGenerator::Outbound> NodeResourceGenerator::MergeParts(

@@ -103,6 +103,9 @@ class NodeResourceGenerator {
     uint64_t parts_built = 0;
     uint64_t parts_updated = 0;
     uint64_t parts_shared = 0;
+    // Service parts checked for reading a changed service as a members-only generation starts:
+    // those indexed under the changed services (readers_), not every part this generation holds.
+    uint64_t parts_examined = 0;
     // Sets extended from the stream's previous one (GenerateRequest::previous) instead of
     // generated whole, and the resources put into nodes' sets from Service parts, in merges and
     // extensions alike: a lookup adds its Services' resources only, whatever the node holds.
@@ -200,6 +203,10 @@ class NodeResourceGenerator {
   // Adds `resources` (outbound clusters and assignments) to `out`, counting them.
   void AddOutbound(const translate::NodeResources& resources, Outbound& out);
 
+  // Adds `part` (the part of `service` in `variant`) to readers_, or removes it.
+  void IndexReads(const std::string& variant, const ServiceName& service, const Part& part,
+                  bool add);
+
   translate::TranslateOptions options_;
   std::unique_ptr<translate::MeshTranslator> mesh_;
   int64_t policy_revision_ = -1;
@@ -215,6 +222,12 @@ class NodeResourceGenerator {
   // which move to stale_parts_ until updated.
   std::map<std::string, Parts> parts_;
   std::map<std::string, Parts> stale_parts_;
+  // The parts of parts_ and stale_parts_ by the services they read (Part::reads), as (variant,
+  // Service): an endpoint change marks stale the parts indexed under its services, so its cost
+  // follows what it touches, not the parts the nodes' lookups hold. A stale part not taken again
+  // leaves the index with it.
+  using PartId = std::pair<std::string, ServiceName>;
+  std::map<ServiceName, std::set<PartId>> readers_;
   // The Services of stale_parts_ as this generation started: the parts a merge carried over
   // from the last generation replaces.
   std::map<std::string, std::set<ServiceName>> stale_names_;

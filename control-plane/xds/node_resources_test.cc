@@ -239,6 +239,9 @@ TEST_F(LookupKeysTest, ALookupCostsWhatItAddsNotWhatTheNodeHolds) {
       GenerateRequest{.node = node_, .delta = true, .keys = keys, .previous = &set});
   EXPECT_EQ(generator.stats().member_only_generations, 1u);
   EXPECT_EQ(generator.stats().sets_extended, static_cast<uint64_t>(kServices) + 1);
+  // The one part reading s3 is found stale, not by checking the 40 the node's keys hold.
+  EXPECT_EQ(generator.stats().parts_examined, 1u);
+  EXPECT_EQ(generator.stats().parts_updated, 1u);
   expect_whole(set, "after an endpoint change");
 
   // A key removed: the whole set again, also when as many keys are held as before (the last

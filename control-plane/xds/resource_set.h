@@ -113,6 +113,11 @@ struct NodeResourceSet {
   std::vector<std::string> warnings;
   // One answer per key of the GenerateRequest (none when it had none).
   std::map<std::string, KeyAnswer, std::less<>> key_answers;
+  // How many of the request's first keys are answered exactly as in GenerateRequest::previous
+  // (a generator that extended that set); 0 when not known. The push then compares only the
+  // keys after them with what the stream last sent, so a change costs what it touches rather
+  // than the keys the node holds.
+  size_t answers_kept = 0;
   // Set by a generator that can extend this set for the same stream's next request (handed
   // back in GenerateRequest::previous); null otherwise. A copy of the set shares it.
   std::shared_ptr<GeneratorBasis> basis;
