@@ -77,7 +77,8 @@ TranslationReuse TranslationReuseOf(const Snapshot& snapshot) {
   return {snapshot.translation_memo->clusters_reused,
           snapshot.translation_memo->route_tables_reused,
           snapshot.translation_memo->clusters_examined,
-          snapshot.translation_memo->service_routes_examined};
+          snapshot.translation_memo->service_routes_examined,
+          snapshot.translation_memo->joined_recorded};
 }
 
 const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot) {

@@ -205,12 +205,15 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
 // many clusters it looked at one by one: every cluster of the set, or, when it could take the
 // others from `previous` by what changed (both lists in name order, as the xDS client gives
 // them, nothing removed, secrets as before), only those added or changed and those whose load
-// assignment was. The same for ServiceRoutes: every one, or only those added or changed.
+// assignment was. The same for ServiceRoutes: every one, or only those added or changed. And
+// how many ServiceRoutes it recorded as joining the route tables it built: those joining the
+// tables not taken from `previous` (a reused table shares its record).
 struct TranslationReuse {
   size_t clusters = 0;
   size_t route_tables = 0;
   size_t clusters_examined = 0;
   size_t service_routes_examined = 0;
+  size_t joined_recorded = 0;
 };
 TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 

@@ -62,8 +62,9 @@ struct TranslationMemo {
   };
   struct RouteTable {
     ResourceList<xds::RouteConfiguration>::Pointer source;
-    // The ServiceRoutes whose virtual hosts joined it, in name order.
-    std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
+    // The ServiceRoutes whose virtual hosts joined it, in name order; never null. Shared by the
+    // builds that reuse the table, so a reused table copies none of them.
+    std::shared_ptr<const std::vector<ResourceList<xds::ServiceRoute>::Pointer>> joined;
     std::shared_ptr<const route::RouteTable> table;
   };
   // A ServiceRoute translated: its virtual host (null: none; shared by every route table it
@@ -116,6 +117,8 @@ struct TranslationMemo {
   size_t route_tables_reused = 0;
   size_t clusters_examined = 0;
   size_t service_routes_examined = 0;
+  // ServiceRoutes recorded as joining the route tables built (not reused).
+  size_t joined_recorded = 0;
   // Set when the clusters were taken from the previous build by what changed: the names added
   // or replaced since (none removed).
   std::optional<std::vector<std::string>> clusters_changed;

@@ -775,15 +775,17 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     auto joined_entries = memo.joined.find(route_config.name());
     const std::vector<const TranslationMemo::ServiceRoute*>& joined_here =
         joined_entries == memo.joined.end() ? kNone : joined_entries->second;
-    std::vector<ResourceList<xds::ServiceRoute>::Pointer> joined;
-    joined.reserve(joined_here.size());
-    for (const TranslationMemo::ServiceRoute* joining : joined_here) {
-      joined.push_back(joining->source);
-    }
+    // Compared with the previous table's record in place: a reused table copies none of it.
+    auto joined_as_before = [&](const TranslationMemo::RouteTable& table) {
+      return std::equal(
+          table.joined->begin(), table.joined->end(), joined_here.begin(), joined_here.end(),
+          [](const ResourceList<xds::ServiceRoute>::Pointer& source,
+             const TranslationMemo::ServiceRoute* joining) { return source == joining->source; });
+    };
     if (cluster_names_as_before) {
       auto it = before->route_tables.find(route_config.name());
       if (it != before->route_tables.end() && it->second.source == source &&
-          it->second.joined == joined) {
+          joined_as_before(it->second)) {
         memo.route_tables.emplace(source->name(), it->second);
         build.snapshot->route_tables.emplace(route_config.name(), it->second.table);
         ++memo.route_tables_reused;
@@ -819,6 +821,12 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       continue;
     }
     std::shared_ptr<const route::RouteTable> shared_table = std::move(table).value();
+    auto joined = std::make_shared<std::vector<ResourceList<xds::ServiceRoute>::Pointer>>();
+    joined->reserve(joined_here.size());
+    for (const TranslationMemo::ServiceRoute* joining : joined_here) {
+      joined->push_back(joining->source);
+    }
+    memo.joined_recorded += joined->size();
     memo.route_tables.emplace(source->name(),
                               TranslationMemo::RouteTable{source, std::move(joined), shared_table});
     build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));

@@ -248,6 +248,14 @@ TEST(ServiceRouteTest, AddedServiceRoutesCostWhatIsAddedNotWhatIsHeld) {
   EXPECT_EQ(ClusterFor(*(*second)->FindRouteTable("local"), name_of(8), "/z"), "other");
   ASSERT_NE(ServiceRouteUsage(**second, name_of(8)), nullptr);
   EXPECT_EQ(ServiceRouteUsage(**second, name_of(8)), ServiceRouteUsage(**first, name_of(8)));
+  // "local" rebuilt records its 1 001 joining ServiceRoutes; "second" (none joining) is reused.
+  EXPECT_EQ(TranslationReuseOf(**second).joined_recorded, static_cast<size_t>(kHeld + 1));
+  // Nothing joining changed (a response of another type): both tables are the previous build's,
+  // their records shared, not copied.
+  auto again = BuildSnapshot(added, second->get());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(TranslationReuseOf(**again).route_tables, 2u);
+  EXPECT_EQ(TranslationReuseOf(**again).joined_recorded, 0u);
 
   ResourceSet moved = added;
   xds::ServiceRoute& changed = moved.service_routes.Mutable(5);

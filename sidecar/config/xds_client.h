@@ -198,7 +198,8 @@ class XdsClient {
   // Times the configuration was written to the cache directory.
   uint64_t cache_writes() const { return cache_writes_; }
   // Held entries visited by the responses handled so far when building what they apply (entries
-  // compared, list items rebuilt): per response, about what it changes, not what is held.
+  // compared, list items rebuilt, held lookup keys checked): per response, about what it
+  // changes, not what is held.
   uint64_t entries_visited() const { return entries_visited_; }
   const std::string& version(size_t type_index) const { return types_[type_index].version; }
   const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
@@ -283,11 +284,14 @@ class XdsClient {
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
   // The answers a ServiceRoute delta response gives the held keys, `entries` being the type's
-  // resources with the response applied. `applied`: recorded in lookups_ (the caller restores
-  // them should the apply fail); otherwise each key the response names is answered refused and
-  // nothing is recorded.
-  std::vector<LookupAnswer> AnswerLookups(const xds::DeltaDiscoveryResponse& response,
-                                          const EntryMap& entries, bool applied);
+  // resources with the response applied. `applied`: recorded in lookups_, each key's answer it
+  // replaces appended to `replaced` (if given; the caller puts them back, last first, should the
+  // apply fail); otherwise each key the response names is answered refused and nothing is
+  // recorded. Looks at the keys it answers, and at every held key only when the response removes
+  // a ServiceRoute.
+  std::vector<LookupAnswer> AnswerLookups(
+      const xds::DeltaDiscoveryResponse& response, const EntryMap& entries, bool applied,
+      std::vector<std::pair<std::string, std::string>>* replaced = nullptr);
   // Builds the full set with `type_index` replaced by `entries` (whose TypeVersionEntry sum is
   // `entry_sum`) and applies it; accepted, the type moves to `entries` and `version`; refused,
   // the reason is kept and counted.

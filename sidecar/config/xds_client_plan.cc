@@ -262,7 +262,48 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
     }
     return cluster != nullptr && cluster->type() == xds::Cluster::EDS;
   };
+  if (!references_changed) {
+    // Only load assignments differ from what runs (every other type is the running one, with
+    // the running plan's retained resources), so the plan follows the names that changed, as
+    // the full pass below would find it: a running assignment gone is retained while its
+    // cluster runs, an added or changed one is left out (and checked) when no cluster of its
+    // name runs. The running plan's left-out assignments that did not change stay left out and
+    // passed their check when they were left out; errors come in name order either way.
+    plan.retained[kEndpoints] = plan_.retained[kEndpoints];
+    plan.unmatched = plan_.unmatched;
+    std::vector<std::string> errors;
+    entries_visited_ += EntryMap::Diff(
+        types_[kEndpoints].entries, *held[kEndpoints],
+        [&](const std::string& name, const Entry* before, const Entry* after) {
+          if (after == nullptr) {
+            if (!plan_.unmatched.contains(name) && eds_cluster_runs(name)) {
+              plan.retained[kEndpoints].emplace(name, *before);
+            }
+            plan.unmatched.erase(name);
+            return;
+          }
+          if (static_names_[kClusters].contains(name) || held[kClusters]->contains(name) ||
+              plan.retained[kClusters].contains(name)) {
+            return;
+          }
+          plan.unmatched.insert(name);
+          absl::Status checked = CheckLoadAssignment(
+              *xds_client_internal::HeldAs<xds::ClusterLoadAssignment>(*after->held).Parse());
+          if (!checked.ok()) errors.emplace_back(checked.message());
+        });
+    // Retained assignments the control plane sends again run as sent; the others stay while
+    // their cluster runs.
+    entries_visited_ += plan_.retained[kEndpoints].size();
+    for (const auto& [name, entry] : plan_.retained[kEndpoints]) {
+      if (held[kEndpoints]->contains(name) || !eds_cluster_runs(name)) {
+        plan.retained[kEndpoints].erase(name);
+      }
+    }
+    if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+    return plan;
+  }
   for (const EntryMap* ran : {&types_[kEndpoints].entries, &plan_.retained[kEndpoints]}) {
+    entries_visited_ += ran->size() + held[kEndpoints]->size();
     ForEachMissing(*ran, *held[kEndpoints], [&](const EntryMap::value_type& item) {
       if (!plan_.unmatched.contains(item.first) && eds_cluster_runs(item.first)) {
         plan.retained[kEndpoints].insert(item);
@@ -271,6 +312,7 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
   }
   // Load assignments for clusters that do not run are left out, once checked on their own.
   std::vector<std::string> errors;
+  entries_visited_ += held[kEndpoints]->size() + held[kClusters]->size();
   ForEachMissing(*held[kEndpoints], *held[kClusters], [&](const EntryMap::value_type& item) {
     const std::string& name = item.first;
     if (static_names_[kClusters].contains(name) || plan.retained[kClusters].contains(name)) {

@@ -187,15 +187,14 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     hash.AddEntries(entry_sum);
     const std::string version = hash.Hex();
     // The answers are recorded first, so the configuration TryApply saves holds them, and taken
-    // back if it is refused.
-    std::map<std::string, std::string> before;
-    if (answers_keys) {
-      before = lookups_;
-      answers = AnswerLookups(response, entries, /*applied=*/true);
-    }
+    // back if it is refused (the keys' answers they replaced, in the order replaced).
+    std::vector<std::pair<std::string, std::string>> replaced;
+    if (answers_keys) answers = AnswerLookups(response, entries, /*applied=*/true, &replaced);
     status = TryApply(*index, std::move(entries), entry_sum, version);
     if (answers_keys && !status.ok()) {
-      lookups_ = std::move(before);
+      for (auto it = replaced.rbegin(); it != replaced.rend(); ++it) {
+        lookups_[it->first] = std::move(it->second);
+      }
       answers = AnswerLookups(response, type.entries, /*applied=*/false);
     }
   } else if (answers_keys) {
@@ -210,8 +209,9 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
   RecordApplyTime(*index, started);
 }
 
-std::vector<LookupAnswer> XdsClient::AnswerLookups(const xds::DeltaDiscoveryResponse& response,
-                                                   const EntryMap& entries, bool applied) {
+std::vector<LookupAnswer> XdsClient::AnswerLookups(
+    const xds::DeltaDiscoveryResponse& response, const EntryMap& entries, bool applied,
+    std::vector<std::pair<std::string, std::string>>* replaced) {
   // Key → outcome, in key order; the last mention in the response wins.
   std::map<std::string, LookupOutcome> outcomes;
   std::map<std::string, std::string> found;
@@ -229,15 +229,27 @@ std::vector<LookupAnswer> XdsClient::AnswerLookups(const xds::DeltaDiscoveryResp
     }
   }
   if (applied) {
-    // A key whose ServiceRoute went without another answering it is no longer found.
-    for (auto& [key, resource] : lookups_) {
-      if (resource.empty() || outcomes.count(key) > 0 || entries.count(resource) > 0) continue;
-      outcomes[key] = LookupOutcome::kNotFound;
-      resource.clear();
+    // A key whose ServiceRoute went without another answering it is no longer found. Every
+    // key's answer is a held ServiceRoute (recorded with the response that brought it, or
+    // loaded with it), and one goes only by a removal the response names: the keys are looked
+    // at only then.
+    const bool removes_routes =
+        absl::c_any_of(response.removed_resources(),
+                       [](const std::string& name) { return !xds::IsLookupKey(name); });
+    if (removes_routes) {
+      entries_visited_ += lookups_.size();
+      for (auto& [key, resource] : lookups_) {
+        if (resource.empty() || outcomes.count(key) > 0 || entries.count(resource) > 0) continue;
+        outcomes[key] = LookupOutcome::kNotFound;
+        if (replaced != nullptr) replaced->emplace_back(key, resource);
+        resource.clear();
+      }
     }
     for (const auto& [key, outcome] : outcomes) {
       auto it = found.find(key);
-      lookups_[key] = it == found.end() ? std::string() : it->second;
+      std::string& resource = lookups_[key];
+      if (replaced != nullptr) replaced->emplace_back(key, resource);
+      resource = it == found.end() ? std::string() : it->second;
     }
   }
   std::vector<LookupAnswer> answers;

@@ -443,6 +443,48 @@ TEST_F(XdsClientTest, NackedResponseAnswersItsKeysRefused) {
   EXPECT_EQ(client_->lookups().at("host:nope"), "");
 }
 
+// A ServiceRoute response looks at the keys it answers, not at every held one (those only when it
+// removes a ServiceRoute); refused, the answers it replaced are put back.
+TEST_F(XdsClientTest, LookupAnswersLookAtTheKeysTheyAnswer) {
+  client_ = MakeLookupClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  std::vector<std::string> keys;
+  std::vector<xds::Resource> routes;
+  for (int i = 0; i < 500; ++i) {
+    const std::string host = absl::StrCat("s", i);
+    keys.push_back("host:" + host);
+    routes.push_back(ServiceRouteResource(host + ".shop:80", host, {"host:" + host}));
+  }
+  client_->Lookup(keys, {});
+  server_->Send(ServiceRouteResponse("n1", std::move(routes)));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 500; }));
+
+  client_->Lookup({"host:t"}, {});
+  const uint64_t before = client_->entries_visited();
+  server_->Send(ServiceRouteResponse("n2", {ServiceRouteResource("t.shop:80", "t", {"host:t"})}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 501; }));
+  // The ServiceRoute list patched (a path of the held entries), no key but "host:t" looked at.
+  EXPECT_LT(client_->entries_visited() - before, 100u);
+  EXPECT_EQ(client_->lookups().at("host:t"), "t.shop:80");
+
+  // Refused (joins a route configuration the sidecar lacks): "host:s0" answered by another
+  // ServiceRoute, s1's removed; both keys keep their answers.
+  server_->Send(ServiceRouteResponse(
+      "n3", {ServiceRouteResource("other:80", "other", {"host:s0"}, "elsewhere")}, {"s1.shop:80"}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 502; }));
+  EXPECT_EQ(lookup_answers_.back().outcome, LookupOutcome::kRefused);
+  EXPECT_EQ(client_->lookups().at("host:s0"), "s0.shop:80");
+  EXPECT_EQ(client_->lookups().at("host:s1"), "s1.shop:80");
+  // Applied: the key of the removed ServiceRoute is no longer found.
+  server_->Send(ServiceRouteResponse("n4", {}, {"s1.shop:80"}));
+  ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 503; }));
+  EXPECT_EQ(lookup_answers_.back().key, "host:s1");
+  EXPECT_EQ(lookup_answers_.back().outcome, LookupOutcome::kNotFound);
+  EXPECT_EQ(client_->lookups().at("host:s1"), "");
+  EXPECT_EQ(client_->lookups().at("host:s0"), "s0.shop:80");
+}
+
 // Capability on-demand needs a delta stream: a state-of-the-world stream's node leaves it out,
 // so the control plane gives that node no listener that looks up.
 TEST_F(XdsClientTest, StateOfTheWorldNodeDoesNotListOnDemand) {
