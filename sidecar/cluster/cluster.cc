@@ -272,9 +272,11 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
     if (config_->protocol == cluster::UpstreamProtocol::kMeshHttp2 &&
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
-      if (pools.http1_transport == nullptr)
-        pools.http1_transport = transport_factory_(ForHttp1(pools.endpoint->tls));
-      options.transport_factory = pools.http1_transport;
+      if (pools.http1_transport == nullptr) {
+        pools.http1_transport = std::make_unique<net::TransportFactory>(
+            transport_factory_(ForHttp1(pools.endpoint->tls)));
+      }
+      options.transport_factory = *pools.http1_transport;
     }
     options.tls_handshake_failures = stat_handles_.tls_handshake_failures;
     const CodecFactory& factory =

@@ -198,8 +198,9 @@ class Cluster {
     // EndpointTlsConfig copy here cost 48 bytes more per host used).
     std::shared_ptr<const EndpointConfig> endpoint;
     net::TransportFactory transport;
-    // kMeshHttp2 with TLS: HTTP/1.1 connections (Upgrades) offer ALPN "http/1.1", made on use.
-    net::TransportFactory http1_transport;
+    // kMeshHttp2 with TLS: HTTP/1.1 connections (Upgrades) offer ALPN "http/1.1", made on use
+    // (rare: held by pointer, 24 bytes less in every host's entry).
+    std::unique_ptr<net::TransportFactory> http1_transport;
     std::unique_ptr<ConnPool> http1;
     std::unique_ptr<ConnPool> http2;
   };
