@@ -408,8 +408,7 @@ bool Cluster::MayEjectForOverload() const {
 void Cluster::ArmOverloadTimer(MonotonicTime until) {
   if (overload_deadline_.has_value() && *overload_deadline_ <= until) return;
   overload_deadline_ = until;
-  EnableTimer(overload_timer_, &Cluster::TickOverload,
-              std::max(Duration(0), until - clock_.Now()));
+  EnableTimer(overload_timer_, &Cluster::TickOverload, std::max(Duration(0), until - clock_.Now()));
 }
 
 void Cluster::TickOverload() {

@@ -94,7 +94,8 @@ class ClusterTest : public ::testing::Test {
 
 int LibuvHandles(event::Loop& loop) {
   int n = 0;
-  uv_walk(loop.uv_loop(), [](uv_handle_t*, void* count) { ++*static_cast<int*>(count); }, &n);
+  uv_walk(
+      loop.uv_loop(), [](uv_handle_t*, void* count) { ++*static_cast<int*>(count); }, &n);
   return n;
 }
 

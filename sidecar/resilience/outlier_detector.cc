@@ -72,8 +72,10 @@ void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
   tracked_.erase(std::remove_if(tracked_.begin(), tracked_.end(),
                                 [this](const Host& h) { return !IsMember(h.id); }),
                  tracked_.end());
-  ejected_count_ = static_cast<size_t>(std::count_if(
-      tracked_.begin(), tracked_.end(), [](const Host& h) { return h.state != HostState::kHealthy; }));
+  ejected_count_ =
+      static_cast<size_t>(std::count_if(tracked_.begin(), tracked_.end(), [](const Host& h) {
+        return h.state != HostState::kHealthy;
+      }));
   ++version_;
 }
 
