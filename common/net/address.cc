@@ -295,20 +295,29 @@ bool Address::IsLoopback() const {
 }
 
 std::string Address::ToString() const {
+  std::string text;
+  FormatTo(text);
+  return text;
+}
+
+void Address::FormatTo(std::string& out) const {
   switch (family_) {
     case Family::kIPv4: {
       char text[15 + 1 + 5];
       char* end = PutDottedQuad(text, ip_.in4);
       *end++ = ':';
       end = PutDecimal(end, port());
-      return std::string(text, static_cast<size_t>(end - text));
+      out.assign(text, static_cast<size_t>(end - text));
+      return;
     }
     case Family::kIPv6:
-      return absl::StrCat("[", ip(), "]:", port());
+      out = absl::StrCat("[", ip(), "]:", port());
+      return;
     case Family::kUnix:
-      return absl::StrCat(kUnixPrefix, unix_path());
+      out = absl::StrCat(kUnixPrefix, unix_path());
+      return;
   }
-  return "";
+  out.clear();
 }
 
 bool operator==(const Address& a, const Address& b) {

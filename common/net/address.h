@@ -57,6 +57,9 @@ class Address {
   bool IsLoopback() const;
 
   std::string ToString() const;
+  // ToString()'s text into `out` (replaced); reuses out's capacity, so an IPv4 address formatted
+  // into a string that already has room allocates nothing.
+  void FormatTo(std::string& out) const;
 
   // For bind/connect and libuv calls: valid while this Address (or a copy) lives.
   const struct sockaddr* as_sockaddr() const {

@@ -60,6 +60,9 @@ TEST(AddressTest, RoundTrips) {
     absl::StatusOr<Address> a = Address::Parse(text);
     ASSERT_TRUE(a.ok()) << text << ": " << a.status();
     EXPECT_EQ(a->ToString(), text);
+    std::string formatted = "replaced";
+    a->FormatTo(formatted);
+    EXPECT_EQ(formatted, text);
     absl::StatusOr<Address> b = Address::Parse(a->ToString());
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(*a, *b);

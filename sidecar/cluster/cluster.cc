@@ -34,6 +34,13 @@ bool SameOutlierConfig(const std::optional<resilience::OutlierDetectionConfig>& 
          a->panic_threshold_percent == b->panic_threshold_percent;
 }
 
+// Success-rate detection compares the hosts' success rates, so its detector counts every result
+// from the start; consecutive-failure detection has nothing to count before the first failure.
+bool OutlierCountsSuccesses(const ClusterConfig& config) {
+  return config.outlier_detection.has_value() &&
+         config.outlier_detection->success_rate_minimum_hosts > 0;
+}
+
 bool SameBreakerConfig(const std::optional<resilience::ConsecutiveFailureBreakerConfig>& a,
                        const std::optional<resilience::ConsecutiveFailureBreakerConfig>& b) {
   if (a.has_value() != b.has_value()) return false;
@@ -67,14 +74,9 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       clock_(clock),
       codecs_(std::move(codecs)),
       transport_factory_(std::move(transport_factory)),
-      outlier_timer_(loop, [this] { TickOutlierDetection(); }),
-      overload_timer_(loop, [this] { TickOverload(); }),
-      breaker_timer_(loop, [this] { PublishBreakerState(); }),
       retry_budget_(config_->retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
-  if (config_->outlier_detection.has_value()) {
-    outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
-  }
+  if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
   ApplyEndpoints();
   RebuildLoadBalancer();
   ResetBreaker();
@@ -106,9 +108,8 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
     outlier_version_seen_ = 0;
     ejections_active_published_ = 0;
     stat_handles_.ejections_active.Set(0);
-    if (config_->outlier_detection.has_value()) {
-      outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
-    }
+    DisableTimer(outlier_timer_);
+    if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
   }
   if (!SameBreakerConfig(old.consecutive_failure_breaker, config_->consecutive_failure_breaker)) {
     ResetBreaker();
@@ -155,14 +156,31 @@ void Cluster::ApplyEndpoints() {
       it->second.endpoint = host->endpoint();
     }
   }
-  if (outlier_ != nullptr) {
-    std::vector<uint64_t> ids;
-    ids.reserve(hosts_.size());
-    for (const HostSharedPtr& host : hosts_.hosts()) ids.push_back(host->id());
-    outlier_->SetHosts(ids);
-    SyncOutlierFlags();
-    ArmOutlierTimer();
-  }
+  if (outlier_ != nullptr) SetOutlierHosts();
+}
+
+void Cluster::StartOutlierDetection() {
+  outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
+  outlier_version_seen_ = 0;
+}
+
+void Cluster::SetOutlierHosts() {
+  std::vector<uint64_t> ids;
+  ids.reserve(hosts_.size());
+  for (const HostSharedPtr& host : hosts_.hosts()) ids.push_back(host->id());
+  outlier_->SetHosts(ids);
+  SyncOutlierFlags();
+  ArmOutlierTimer();
+}
+
+void Cluster::EnableTimer(std::optional<event::Timer>& timer, void (Cluster::*on_fire)(),
+                          Duration timeout) {
+  if (!timer.has_value()) timer.emplace(loop_, [this, on_fire] { (this->*on_fire)(); });
+  timer->Enable(timeout);
+}
+
+void Cluster::DisableTimer(std::optional<event::Timer>& timer) {
+  if (timer.has_value()) timer->Disable();
 }
 
 void Cluster::RebuildLoadBalancer() {
@@ -254,9 +272,11 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
     if (config_->protocol == cluster::UpstreamProtocol::kMeshHttp2 &&
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
-      if (pools.http1_transport == nullptr)
-        pools.http1_transport = transport_factory_(ForHttp1(pools.endpoint->tls));
-      options.transport_factory = pools.http1_transport;
+      if (pools.http1_transport == nullptr) {
+        pools.http1_transport = std::make_unique<net::TransportFactory>(
+            transport_factory_(ForHttp1(pools.endpoint->tls)));
+      }
+      options.transport_factory = *pools.http1_transport;
     }
     options.tls_handshake_failures = stat_handles_.tls_handshake_failures;
     const CodecFactory& factory =
@@ -311,11 +331,20 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
         transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
       ++stats_.breaker_opened;
       stat_handles_.breaker_opened.Inc();
-      breaker_timer_.Enable(config_->consecutive_failure_breaker->open_duration);
+      EnableTimer(breaker_timer_, &Cluster::PublishBreakerState,
+                  config_->consecutive_failure_breaker->open_duration);
     }
     PublishBreakerState();
   }
-  if (outlier_ == nullptr || !host.in_set()) return;
+  if (!host.in_set()) return;
+  if (outlier_ == nullptr) {
+    // Until the first failure every host is healthy with nothing counted: the detector (and its
+    // timer) is made then, with every host fresh, which is where an earlier one would stand.
+    if (result == resilience::HostResult::kSuccess || !config_->outlier_detection.has_value())
+      return;
+    StartOutlierDetection();
+    SetOutlierHosts();
+  }
   // Only the outlier detector's own probe settles a half-open host; a breaker probe to a healthy
   // host is an ordinary result to it.
   const bool outlier_probe =
@@ -379,12 +408,12 @@ bool Cluster::MayEjectForOverload() const {
 void Cluster::ArmOverloadTimer(MonotonicTime until) {
   if (overload_deadline_.has_value() && *overload_deadline_ <= until) return;
   overload_deadline_ = until;
-  overload_timer_.Enable(std::max(Duration(0), until - clock_.Now()));
+  EnableTimer(overload_timer_, &Cluster::TickOverload, std::max(Duration(0), until - clock_.Now()));
 }
 
 void Cluster::TickOverload() {
   overload_deadline_.reset();
-  overload_timer_.Disable();
+  DisableTimer(overload_timer_);
   const MonotonicTime now = clock_.Now();
   std::optional<MonotonicTime> next;
   for (const HostSharedPtr& host : hosts_.hosts()) {
@@ -407,7 +436,7 @@ void Cluster::ClearOverload() {
   }
   overload_ejected_ = 0;
   overload_deadline_.reset();
-  overload_timer_.Disable();
+  DisableTimer(overload_timer_);
   PublishOverloadEjected();
 }
 
@@ -444,7 +473,7 @@ void Cluster::SetStatHandles(const StatHandles& handles) {
 void Cluster::ResetBreaker() {
   breaker_probe_.reset();
   breaker_.reset();
-  breaker_timer_.Disable();
+  DisableTimer(breaker_timer_);
   if (config_->consecutive_failure_breaker.has_value() &&
       config_->consecutive_failure_breaker->failure_threshold > 0) {
     breaker_.emplace(*config_->consecutive_failure_breaker, clock_);
@@ -485,14 +514,14 @@ void Cluster::SyncOutlierFlags() {
 
 void Cluster::ArmOutlierTimer() {
   if (outlier_ == nullptr) {
-    outlier_timer_.Disable();
+    DisableTimer(outlier_timer_);
     return;
   }
   Duration wait = config_->outlier_detection->interval;
   if (std::optional<MonotonicTime> expiry = outlier_->NextExpiry(); expiry.has_value()) {
     wait = std::min(wait, std::max(Duration(0), *expiry - clock_.Now()));
   }
-  outlier_timer_.Enable(wait);
+  EnableTimer(outlier_timer_, &Cluster::TickOutlierDetection, wait);
 }
 
 void Cluster::DrainPool(std::unique_ptr<ConnPool> pool) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "common/base/allocation_counter.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/base/logging.h"
@@ -90,6 +91,63 @@ class ClusterTest : public ::testing::Test {
   std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds_ =
       std::make_shared<resilience::CircuitBreakerThresholds>();
 };
+
+int LibuvHandles(event::Loop& loop) {
+  int n = 0;
+  uv_walk(
+      loop.uv_loop(), [](uv_handle_t*, void* count) { ++*static_cast<int*>(count); }, &n);
+  return n;
+}
+
+// A worker builds a Cluster for every cluster its pod calls (ADR 0091): what it holds before the
+// first failure is what every one of them costs. Consecutive-failure outlier detection has nothing
+// to track until a host fails, and the outlier, overload and breaker timers (a libuv handle each)
+// are made when first armed.
+TEST_F(ClusterTest, BuiltClusterHoldsNoOutlierStateOrTimerUntilUsed) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.consecutive_failure_breaker = resilience::ConsecutiveFailureBreakerConfig{};
+  config.consecutive_failure_breaker->failure_threshold = 5;
+  config.overload.enabled = true;
+  const int handles_before = LibuvHandles(loop_);
+  ClusterConfig plain = config;
+  plain.outlier_detection.reset();
+  uint64_t plain_allocations = 0;
+  {
+    AllocationScope scope;
+    auto without = Make(plain);
+    plain_allocations = scope.count();
+  }
+  AllocationScope scope;
+  auto cluster = Make(config);
+  EXPECT_EQ(scope.count(), plain_allocations);
+  EXPECT_EQ(LibuvHandles(loop_), handles_before);
+  EXPECT_EQ(cluster->outlier_detector(), nullptr);
+
+  Host& host = *cluster->host_set().hosts()[0];
+  for (int i = 0; i < 3; ++i) {
+    Cluster::HostSelection selection = cluster->ChooseHost();
+    ASSERT_NE(selection.host, nullptr);
+    cluster->RecordResult(*selection.host, HostResult::kSuccess, selection.probe);
+  }
+  EXPECT_EQ(cluster->outlier_detector(), nullptr);
+  EXPECT_EQ(LibuvHandles(loop_), handles_before);
+
+  // The first failure makes the detector, which counts from there as one made at the start would.
+  cluster->RecordResult(host, HostResult::kGatewayError, false);
+  ASSERT_NE(cluster->outlier_detector(), nullptr);
+  EXPECT_EQ(cluster->outlier_detector()->host_count(), 2u);
+  EXPECT_EQ(LibuvHandles(loop_), handles_before + 1);  // its interval timer
+  for (int i = 0; i < 4; ++i) cluster->RecordResult(host, HostResult::kGatewayError, false);
+  EXPECT_TRUE(host.has_health_flag(Host::kOutlierEjected));
+}
+
+TEST_F(ClusterTest, SuccessRateDetectionCountsFromTheStart) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.outlier_detection->success_rate_minimum_hosts = 2;
+  auto cluster = Make(config);
+  ASSERT_NE(cluster->outlier_detector(), nullptr);
+  EXPECT_EQ(cluster->outlier_detector()->host_count(), 2u);
+}
 
 TEST_F(ClusterTest, EjectedHostIsSkippedThenProbed) {
   auto cluster =

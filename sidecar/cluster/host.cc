@@ -11,8 +11,7 @@ namespace meshlet::sidecar::cluster {
 Host::Host(uint64_t id, std::shared_ptr<const EndpointConfig> endpoint)
     : id_(id),
       endpoint_(std::move(endpoint)),
-      address_text_(endpoint_->address.ToString()),
-      session_key_(SessionKey(address_text_)) {
+      session_key_(SessionKey(endpoint_->address.ToString())) {
   UpdateFrom(endpoint_);
 }
 

@@ -103,9 +103,9 @@ class Host {
   // The address never changes for the host's life (the reference may move to an equal address in
   // a newer configuration after HostSet::Update: do not keep it across updates).
   const net::Address& address() const { return endpoint_->address; }
-  // address().ToString(), formatted once: spans name the host of every sampled attempt.
-  const std::string& address_text() const { return address_text_; }
-  // SessionKey(address_text()): what a sticky-session token names the host by.
+  // SessionKey(address().ToString()): what a sticky-session token names the host by.
+  // (No text is kept per host: 32 bytes and often an allocation for every host of every built
+  // cluster; spans format the address into their own string, ADR 0091.)
   uint64_t session_key() const { return session_key_; }
   // At least 1.
   uint32_t weight() const { return weight_; }
@@ -162,7 +162,6 @@ class Host {
   const uint64_t id_;
   // Shared with every worker's Host of this endpoint (the configuration's entry); never null.
   std::shared_ptr<const EndpointConfig> endpoint_;
-  const std::string address_text_;
   const uint64_t session_key_;
   uint32_t weight_ = 1;  // endpoint_->weight, at least 1
   uint32_t health_flags_ = 0;

@@ -23,17 +23,25 @@ void LoadBalancer::RefreshIfNeeded() {
   const size_t total = hosts_.size();
   const size_t healthy = hosts_.healthy_count();
   panic_ = total > 0 && healthy * 100 < total * panic_threshold_percent_;
+  // Sized exactly: a set's candidates change rarely, and every built cluster keeps them.
   candidates_.clear();
+  candidates_.reserve(panic_ ? total : healthy);
   for (const HostSharedPtr& host : hosts_.hosts()) {
     if (panic_ || host->healthy()) candidates_.push_back(host.get());
   }
-  cumulative_weights_.clear();
-  uint64_t sum = 0;
+  total_weight_ = 0;
   equal_weights_ = true;
   for (Host* host : candidates_) {
-    sum += host->weight();
-    cumulative_weights_.push_back(sum);
+    total_weight_ += host->weight();
     if (host->weight() != candidates_.front()->weight()) equal_weights_ = false;
+  }
+  cumulative_weights_.clear();
+  if (equal_weights_) {
+    cumulative_weights_.shrink_to_fit();
+  } else {
+    cumulative_weights_.reserve(candidates_.size());
+    uint64_t sum = 0;
+    for (Host* host : candidates_) cumulative_weights_.push_back(sum += host->weight());
   }
   OnRefresh();
 }
@@ -65,15 +73,18 @@ Host* LoadBalancer::Choose(const LbContext& context) {
 
 Host* LoadBalancer::WeightedRandom() {
   if (equal_weights_) return candidates_[random_.Uniform(candidates_.size())];
-  const uint64_t r = random_.Uniform(cumulative_weights_.back());
+  const uint64_t r = random_.Uniform(total_weight_);
   auto it = std::upper_bound(cumulative_weights_.begin(), cumulative_weights_.end(), r);
   return candidates_[static_cast<size_t>(it - cumulative_weights_.begin())];
 }
 
 void RoundRobinLoadBalancer::OnRefresh() {
-  current_.assign(candidates_.size(), 0);
-  total_weight_ =
-      static_cast<int64_t>(cumulative_weights_.empty() ? 0 : cumulative_weights_.back());
+  if (equal_weights_) {
+    current_.clear();
+    current_.shrink_to_fit();
+  } else {
+    current_.assign(candidates_.size(), 0);
+  }
   if (!candidates_.empty()) next_ %= candidates_.size();
 }
 
@@ -90,7 +101,7 @@ Host* RoundRobinLoadBalancer::Pick() {
     current_[i] += candidates_[i]->weight();
     if (current_[i] > current_[best]) best = i;
   }
-  current_[best] -= total_weight_;
+  current_[best] -= static_cast<int64_t>(total_weight_);
   return candidates_[best];
 }
 

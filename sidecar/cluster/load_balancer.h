@@ -88,8 +88,10 @@ class LoadBalancer {
   const Clock* const clock_;
   // Hosts the policy picks from: the healthy ones, or all in panic.
   std::vector<Host*> candidates_;
-  // cumulative_weights_[i] = sum of candidates_[0..i] weights.
+  // cumulative_weights_[i] = sum of candidates_[0..i] weights; kept only while the weights differ
+  // (equal weights, the common case, need no per-candidate state; ADR 0091).
   std::vector<uint64_t> cumulative_weights_;
+  uint64_t total_weight_ = 0;  // sum of the candidates' weights
   bool equal_weights_ = true;
 
  private:
@@ -112,9 +114,8 @@ class RoundRobinLoadBalancer final : public LoadBalancer {
   void OnRefresh() override;
 
  private:
-  // Smooth WRR state, parallel to candidates_.
+  // Smooth WRR state, parallel to candidates_; empty while the weights are equal.
   std::vector<int64_t> current_;
-  int64_t total_weight_ = 0;
   size_t next_ = 0;  // equal weights: plain rotation
 };
 

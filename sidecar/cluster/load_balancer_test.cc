@@ -1,10 +1,12 @@
 #include "sidecar/cluster/load_balancer.h"
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/allocation_counter.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/base/logging.h"
@@ -45,6 +47,21 @@ TEST(RoundRobinTest, EqualWeightsRotate) {
   FakeRandom random;
   RoundRobinLoadBalancer lb(hosts, random, 50);
   EXPECT_EQ(Sequence(lb, 7), "abcabca");
+}
+
+// Every built cluster keeps its balancer's view: with equal weights (the common case) that is the
+// candidate list alone, sized once. Growing it by push_back and keeping cumulative weights and
+// smooth-WRR state for equal weights cost 11 allocations here (ADR 0091).
+TEST(LoadBalancerMemoryTest, EqualWeightsKeepOnlyTheCandidateList) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+  FakeRandom random;
+  for (LbPolicy policy : {LbPolicy::kRoundRobin, LbPolicy::kRandom, LbPolicy::kLeastRequest}) {
+    std::unique_ptr<LoadBalancer> lb = CreateLoadBalancer(policy, hosts, random, 50);
+    AllocationScope scope;
+    EXPECT_NE(lb->Choose(), nullptr);
+    EXPECT_EQ(scope.count(), 1u) << static_cast<int>(policy);
+  }
 }
 
 TEST(RoundRobinTest, WeightsInterleaveSmoothly) {

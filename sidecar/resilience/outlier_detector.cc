@@ -53,34 +53,36 @@ void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
     if (host_ids[order[i]] == host_ids[order[i - 1]]) duplicate[order[i]] = true;
   }
 
-  std::vector<Host> hosts;
-  hosts.reserve(host_ids.size());
-  std::vector<uint32_t> position(host_ids.size());  // input index -> index in `hosts`
-  size_t ejected = 0;
-  const MonotonicTime now = clock_.Now();
+  std::vector<uint64_t> ids;
+  ids.reserve(host_ids.size());
+  std::vector<uint32_t> position(host_ids.size());  // input index -> index in `ids`
   for (size_t i = 0; i < host_ids.size(); ++i) {
     if (duplicate[i]) continue;
-    position[i] = static_cast<uint32_t>(hosts.size());
-    const Host* old = Find(host_ids[i]);
-    if (old != nullptr) {
-      hosts.push_back(*old);
-    } else {
-      Host fresh;
-      fresh.id = host_ids[i];
-      fresh.last_decay = now;
-      hosts.push_back(fresh);
-    }
-    if (hosts.back().state != HostState::kHealthy) ++ejected;
+    position[i] = static_cast<uint32_t>(ids.size());
+    ids.push_back(host_ids[i]);
   }
   std::vector<uint32_t> by_id;
-  by_id.reserve(hosts.size());
+  by_id.reserve(ids.size());
   for (uint32_t i : order) {
     if (!duplicate[i]) by_id.push_back(position[i]);
   }
-  hosts_ = std::move(hosts);
+  ids_ = std::move(ids);
   by_id_ = std::move(by_id);
-  ejected_count_ = ejected;
+  // Hosts that left lose their state; the others keep theirs.
+  tracked_.erase(std::remove_if(tracked_.begin(), tracked_.end(),
+                                [this](const Host& h) { return !IsMember(h.id); }),
+                 tracked_.end());
+  ejected_count_ =
+      static_cast<size_t>(std::count_if(tracked_.begin(), tracked_.end(), [](const Host& h) {
+        return h.state != HostState::kHealthy;
+      }));
   ++version_;
+}
+
+bool OutlierDetector::IsMember(uint64_t host_id) const {
+  auto it = std::lower_bound(by_id_.begin(), by_id_.end(), host_id,
+                             [this](uint32_t pos, uint64_t id) { return ids_[pos] < id; });
+  return it != by_id_.end() && ids_[*it] == host_id;
 }
 
 OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) {
@@ -88,21 +90,43 @@ OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) {
 }
 
 const OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) const {
-  auto it = std::lower_bound(by_id_.begin(), by_id_.end(), host_id,
-                             [this](uint32_t pos, uint64_t id) { return hosts_[pos].id < id; });
-  if (it == by_id_.end() || hosts_[*it].id != host_id) return nullptr;
-  return &hosts_[*it];
+  auto it = std::lower_bound(tracked_.begin(), tracked_.end(), host_id,
+                             [](const Host& h, uint64_t id) { return h.id < id; });
+  if (it == tracked_.end() || it->id != host_id) return nullptr;
+  return &*it;
+}
+
+OutlierDetector::Host* OutlierDetector::Track(uint64_t host_id, MonotonicTime now) {
+  auto it = std::lower_bound(tracked_.begin(), tracked_.end(), host_id,
+                             [](const Host& h, uint64_t id) { return h.id < id; });
+  if (it != tracked_.end() && it->id == host_id) return &*it;
+  if (!IsMember(host_id)) return nullptr;
+  Host fresh;
+  fresh.id = host_id;
+  fresh.last_decay = now;
+  return &*tracked_.insert(it, fresh);
+}
+
+void OutlierDetector::Untrack() {
+  tracked_.erase(std::remove_if(tracked_.begin(), tracked_.end(),
+                                [](const Host& h) {
+                                  return h.state == HostState::kHealthy && h.times_ejected == 0 &&
+                                         h.consecutive_5xx == 0 && h.consecutive_gateway == 0 &&
+                                         h.interval_total == 0;
+                                }),
+                 tracked_.end());
+  if (tracked_.empty()) tracked_.shrink_to_fit();
 }
 
 size_t OutlierDetector::MaxEjected() const {
-  const size_t n = hosts_.size();
+  const size_t n = ids_.size();
   size_t limit = n * config_.max_ejection_percent / 100;
   if (limit == 0 && config_.max_ejection_percent > 0 && n >= 2) limit = 1;
   return limit;
 }
 
 bool OutlierDetector::IsPanic() const {
-  const size_t n = hosts_.size();
+  const size_t n = ids_.size();
   if (n == 0 || config_.panic_threshold_percent == 0) return false;
   return healthy_count() * 100 < static_cast<size_t>(config_.panic_threshold_percent) * n;
 }
@@ -172,7 +196,14 @@ void OutlierDetector::CancelProbe(uint64_t host_id) {
 OutlierDetector::Event OutlierDetector::RecordResult(uint64_t host_id, HostResult result,
                                                      bool probe) {
   Host* host = Find(host_id);
-  if (host == nullptr) return Event::kIgnored;
+  if (host == nullptr) {
+    if (!IsMember(host_id)) return Event::kIgnored;
+    // A success leaves a fresh host as it is, unless success-rate detection counts it.
+    if (result == HostResult::kSuccess && config_.success_rate_minimum_hosts == 0) {
+      return Event::kNone;
+    }
+    host = Track(host_id, clock_.Now());
+  }
   const MonotonicTime now = clock_.Now();
   ExpireIfDue(*host, now);
 
@@ -228,7 +259,7 @@ void OutlierDetector::EvaluateSuccessRate(MonotonicTime now, TickSummary& summar
     return h.state == HostState::kHealthy && h.interval_total > 0 &&
            h.interval_total >= config_.success_rate_request_volume;
   };
-  for (const Host& h : hosts_) {
+  for (const Host& h : tracked_) {
     if (!eligible(h)) continue;
     const double rate = static_cast<double>(h.interval_successes) / h.interval_total;
     sum += rate;
@@ -239,7 +270,7 @@ void OutlierDetector::EvaluateSuccessRate(MonotonicTime now, TickSummary& summar
   const double mean = sum / candidates;
   const double variance = std::max(0.0, sum_sq / candidates - mean * mean);
   const double threshold = mean - config_.success_rate_stdev_factor * std::sqrt(variance);
-  for (Host& h : hosts_) {
+  for (Host& h : tracked_) {
     if (!eligible(h)) continue;
     const double rate = static_cast<double>(h.interval_successes) / h.interval_total;
     if (rate >= threshold) continue;
@@ -254,7 +285,7 @@ void OutlierDetector::EvaluateSuccessRate(MonotonicTime now, TickSummary& summar
 OutlierDetector::TickSummary OutlierDetector::Tick() {
   TickSummary summary;
   const MonotonicTime now = clock_.Now();
-  for (Host& h : hosts_) {
+  for (Host& h : tracked_) {
     const bool was_ejected = h.state == HostState::kEjected;
     ExpireIfDue(h, now);
     if (was_ejected && h.state == HostState::kHalfOpen) ++summary.half_opened;
@@ -263,7 +294,7 @@ OutlierDetector::TickSummary OutlierDetector::Tick() {
   last_interval_ = now;
   summary.evaluated_interval = true;
   EvaluateSuccessRate(now, summary);
-  for (Host& h : hosts_) {
+  for (Host& h : tracked_) {
     if (h.state == HostState::kHealthy && h.times_ejected > 0 &&
         now - h.last_decay >= config_.interval) {
       --h.times_ejected;
@@ -271,12 +302,14 @@ OutlierDetector::TickSummary OutlierDetector::Tick() {
     }
     h.interval_successes = h.interval_total = 0;
   }
+  // With success-rate detection every host is counted again from its next result anyway.
+  if (config_.success_rate_minimum_hosts == 0) Untrack();
   return summary;
 }
 
 std::optional<MonotonicTime> OutlierDetector::NextExpiry() const {
   std::optional<MonotonicTime> next;
-  for (const Host& h : hosts_) {
+  for (const Host& h : tracked_) {
     if (h.state == HostState::kEjected && (!next.has_value() || h.ejected_until < *next)) {
       next = h.ejected_until;
     }
@@ -287,17 +320,21 @@ std::optional<MonotonicTime> OutlierDetector::NextExpiry() const {
 void OutlierDetector::RoutableHosts(std::vector<uint64_t>* out) const {
   out->clear();
   const bool panic = IsPanic();
-  for (const Host& h : hosts_) {
-    if (panic || h.state == HostState::kHealthy ||
-        (h.state == HostState::kHalfOpen && !h.probe_in_flight)) {
-      out->push_back(h.id);
+  for (uint64_t id : ids_) {
+    const Host* h = panic ? nullptr : Find(id);
+    if (h == nullptr || h->state == HostState::kHealthy ||
+        (h->state == HostState::kHalfOpen && !h->probe_in_flight)) {
+      out->push_back(id);
     }
   }
 }
 
 std::optional<OutlierDetector::HostState> OutlierDetector::state(uint64_t host_id) const {
   const Host* h = Find(host_id);
-  if (h == nullptr) return std::nullopt;
+  if (h == nullptr) {
+    if (!IsMember(host_id)) return std::nullopt;
+    return HostState::kHealthy;
+  }
   return h->state;
 }
 

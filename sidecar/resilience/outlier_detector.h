@@ -127,20 +127,26 @@ class OutlierDetector {
   // Changes whenever RoutableHosts() or IsPanic() may have changed.
   uint64_t version() const { return version_; }
 
-  size_t host_count() const { return hosts_.size(); }
+  size_t host_count() const { return ids_.size(); }
   // Ejected or half-open.
   size_t ejected_count() const { return ejected_count_; }
-  size_t healthy_count() const { return hosts_.size() - ejected_count_; }
+  size_t healthy_count() const { return ids_.size() - ejected_count_; }
   size_t MaxEjected() const;
-  // What the detector holds per host (every built cluster holds it for each of its hosts).
-  static constexpr size_t kBytesPerHost = 64 + sizeof(uint32_t);
+  // What the detector holds per host (every built cluster holds it for each of its hosts): its
+  // id and its place in the id order. A host's state (kBytesPerTrackedHost) is held only from its
+  // first failure (with success-rate detection: its first result) until it is healthy again with
+  // nothing counted and nothing to decay (ADR 0091).
+  static constexpr size_t kBytesPerHost = sizeof(uint64_t) + sizeof(uint32_t);
+  static constexpr size_t kBytesPerTrackedHost = 64;
+  // Hosts whose state is held now.
+  size_t tracked_count() const { return tracked_.size(); }
   std::optional<HostState> state(uint64_t host_id) const;
   uint32_t times_ejected(uint64_t host_id) const;
   // When the host's current ejection ends; nullopt unless ejected.
   std::optional<MonotonicTime> ejected_until(uint64_t host_id) const;
 
  private:
-  // One per host of every cluster a worker built: kept small (64 bytes), widest fields first.
+  // One per tracked host: kept small (64 bytes), widest fields first.
   struct Host {
     uint64_t id = 0;  // Host::id() of sidecar/cluster/host.h
     MonotonicTime ejected_until{};
@@ -155,8 +161,15 @@ class OutlierDetector {
     bool probe_in_flight = false;
   };
 
+  bool IsMember(uint64_t host_id) const;
+  // The tracked state of `host_id`; null for a host not tracked (or not a member).
   Host* Find(uint64_t host_id);
   const Host* Find(uint64_t host_id) const;
+  // Find(), adding fresh state for a member not tracked yet; null for a non-member. Invalidates
+  // pointers to other hosts' state.
+  Host* Track(uint64_t host_id, MonotonicTime now);
+  // Drops the state of hosts back where a fresh one starts (Tick, without success-rate detection).
+  void Untrack();
   // Ejects if the limit allows; false when skipped.
   bool Eject(Host& host, MonotonicTime now);
   void ExpireIfDue(Host& host, MonotonicTime now);
@@ -165,11 +178,14 @@ class OutlierDetector {
 
   OutlierDetectionConfig config_;
   const Clock& clock_;
-  std::vector<Host> hosts_;  // in SetHosts() order
-  // Positions in hosts_ ordered by host id, for Find()'s binary search: 4 bytes per host where a
-  // hash index cost about 25 (ADR 0091).
+  std::vector<uint64_t> ids_;  // the members, in SetHosts() order
+  // Positions in ids_ ordered by host id, for IsMember()'s binary search: 4 bytes per host where
+  // a hash index cost about 25 (ADR 0091).
   std::vector<uint32_t> by_id_;
-  static_assert(sizeof(Host) + sizeof(uint32_t) <= kBytesPerHost);
+  // The tracked hosts' state, ordered by id; a member without state is healthy with nothing
+  // counted, as a fresh one starts.
+  std::vector<Host> tracked_;
+  static_assert(sizeof(Host) <= kBytesPerTrackedHost);
   size_t ejected_count_ = 0;
   MonotonicTime last_interval_;
   uint64_t version_ = 0;

@@ -321,8 +321,39 @@ TEST_F(OutlierDetectorTest, SetHostsInAnyOrderFindsEachHost) {
   EXPECT_EQ(routable, (std::vector<uint64_t>{100, 5}));  // in SetHosts() order
 }
 
-// Every worker holds this per host of every cluster it built (ADR 0091).
-TEST_F(OutlierDetectorTest, HostStateIsSmall) { EXPECT_LE(OutlierDetector::kBytesPerHost, 68u); }
+// Every worker holds this per host of every cluster it built (ADR 0091): 12 bytes, where it held
+// 68 (the whole state) for every host.
+TEST_F(OutlierDetectorTest, HostStateIsSmall) { EXPECT_LE(OutlierDetector::kBytesPerHost, 12u); }
+
+// State is held only for hosts with something to remember: from their first failure until they
+// are healthy again with nothing counted and nothing to decay.
+TEST_F(OutlierDetectorTest, HoldsStateOnlyForHostsThatFailed) {
+  Make(OutlierDetectionConfig{.max_ejection_percent = 100}, 100);
+  for (uint64_t id = 1; id <= 100; ++id) Report(id, HostResult::kSuccess, 3);
+  EXPECT_EQ(detector_->tracked_count(), 0u);
+  EXPECT_EQ(detector_->state(50), HostState::kHealthy);
+
+  EXPECT_EQ(Report(7, HostResult::kServerError, 2), Event::kNone);
+  EXPECT_EQ(Report(9, HostResult::kServerError, 5), Event::kEjectedConsecutive5xx);
+  EXPECT_EQ(detector_->tracked_count(), 2u);
+  EXPECT_EQ(detector_->ejected_count(), 1u);
+  EXPECT_EQ(Report(7, HostResult::kSuccess, 1), Event::kNone);
+
+  // Host 7 has nothing left to remember; host 9 stays ejected, then decays after its probe.
+  clock_.Advance(std::chrono::seconds(10));
+  detector_->Tick();
+  EXPECT_EQ(detector_->tracked_count(), 1u);
+  clock_.Advance(std::chrono::seconds(20));  // the 30 s ejection ends
+  EXPECT_EQ(Probe(9, HostResult::kSuccess), Event::kProbeSucceeded);
+  EXPECT_EQ(detector_->times_ejected(9), 1u);
+  EXPECT_EQ(detector_->tracked_count(), 1u);
+  clock_.Advance(std::chrono::seconds(10));
+  detector_->Tick();
+  EXPECT_EQ(detector_->times_ejected(9), 0u);
+  EXPECT_EQ(detector_->tracked_count(), 0u);
+  EXPECT_EQ(detector_->state(9), HostState::kHealthy);
+  EXPECT_EQ(detector_->host_count(), 100u);
+}
 
 TEST_F(OutlierDetectorTest, Validate) {
   EXPECT_TRUE(ValidateOutlierDetectionConfig(OutlierDetectionConfig{}).ok());

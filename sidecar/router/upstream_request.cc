@@ -231,13 +231,16 @@ void UpstreamRequest::DescribeClientSpan(tracing::Span& span, const cluster::Hos
   tracing::Span* const server = router_.info_.server_span;
   // The server span names the host of the last attempt: this one, so far.
   if (server != nullptr) {
-    tracing::SetText(server->endpoint, host.address_text());
+    host.address().FormatTo(server->endpoint);
     // The server span starts at an exact reading (the connection manager's), the attempt at the
     // loop turn's shared one, which may be earlier: an attempt begun in the turn its request
     // arrived must not start before its parent.
     span.start_ns = std::max(span.start_ns, server->start_ns);
   }
-  if (!AttemptMayBeFolded()) FillClientSpanText(span, host.address_text());
+  if (!AttemptMayBeFolded()) {
+    FillClientSpanText(span, "");
+    host.address().FormatTo(span.endpoint);
+  }
 }
 
 inline bool UpstreamRequest::AttemptMayBeFolded() const {
