@@ -1,5 +1,9 @@
 #include "sidecar/config/references.h"
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "sidecar/config/translate_internal.h"
 
@@ -53,6 +57,40 @@ void AddReferences(const xds::ServiceRoute& service_route, References& out) {
 void AddReferences(const xds::Cluster& cluster, References& out) {
   AddName(cluster.tls().secret_name(), out.secrets);
   AddName(cluster.tls().trust_bundle_secret(), out.secrets);
+}
+
+void AddReferences(const HeldMessage<xds::ServiceRoute>& held, References& out) {
+  AddName(held.facts().route_config_name, out.routes);
+  for (const std::string& name : held.facts().clusters) out.clusters.insert(name);
+}
+
+void AddReferences(const HeldMessage<xds::Cluster>& held, References& out) {
+  for (const std::string& name : held.facts().secrets) out.secrets.insert(name);
+}
+
+namespace {
+
+// Each name collected, once, in order (they are few: a list is smaller than a set).
+std::vector<std::string> Names(const absl::flat_hash_set<std::string>& names) {
+  std::vector<std::string> out(names.begin(), names.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+HeldFacts<xds::Cluster>::HeldFacts(const xds::Cluster& cluster)
+    : eds(cluster.type() == xds::Cluster::EDS), tls(cluster.has_tls()) {
+  References names;
+  AddReferences(cluster, names);
+  secrets = Names(names.secrets);
+}
+
+HeldFacts<xds::ServiceRoute>::HeldFacts(const xds::ServiceRoute& service_route)
+    : route_config_name(service_route.route_config_name()) {
+  References names;
+  AddReferences(service_route, names);
+  clusters = Names(names.clusters);
 }
 
 absl::Status CheckLoadAssignment(const xds::ClusterLoadAssignment& assignment) {

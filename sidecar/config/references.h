@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "sidecar/config/translate.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -31,6 +32,14 @@ void AddReferences(const xds::Listener& listener, References& out);
 void AddReferences(const xds::RouteConfiguration& routes, References& out);
 void AddReferences(const xds::ServiceRoute& service_route, References& out);
 void AddReferences(const xds::Cluster& cluster, References& out);
+
+// The same for a held resource, reading what it keeps (HeldFacts) when it is held as its bytes.
+void AddReferences(const HeldMessage<xds::ServiceRoute>& held, References& out);
+void AddReferences(const HeldMessage<xds::Cluster>& held, References& out);
+template <typename Message>
+void AddReferences(const HeldMessage<Message>& held, References& out) {
+  AddReferences(held.message(), out);
+}
 
 // A load assignment checked on its own, as BuildSnapshot checks one that fills a cluster: OK, or
 // InvalidArgument with one line per error ('cluster_load_assignment "x": endpoints[0].address:

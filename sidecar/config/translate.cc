@@ -22,14 +22,23 @@ using translate_internal::Index;
 using translate_internal::Quote;
 using translate_internal::SnapshotBuild;
 
+// Copies of the messages of `list` into `out`; those held as bytes are parsed, not kept (the
+// config dump is rendered on demand and must leave the held resources as they were).
+template <typename Message>
+void CopyMessages(const ResourceList<Message>& list,
+                  google::protobuf::RepeatedPtrField<Message>& out) {
+  out.Reserve(static_cast<int>(list.size()));
+  for (size_t i = 0; i < list.size(); ++i) *out.Add() = *list.Parse(i);
+}
+
 xds::Bootstrap::StaticResources ToMessage(const ResourceSet& resources) {
   xds::Bootstrap::StaticResources all;
-  for (const auto& m : resources.listeners) *all.add_listeners() = m;
-  for (const auto& m : resources.routes) *all.add_routes() = m;
-  for (const auto& m : resources.service_routes) *all.add_service_routes() = m;
-  for (const auto& m : resources.clusters) *all.add_clusters() = m;
-  for (const auto& m : resources.endpoints) *all.add_endpoints() = m;
-  for (const auto& m : resources.secrets) *all.add_secrets() = m;
+  CopyMessages(resources.listeners, *all.mutable_listeners());
+  CopyMessages(resources.routes, *all.mutable_routes());
+  CopyMessages(resources.service_routes, *all.mutable_service_routes());
+  CopyMessages(resources.clusters, *all.mutable_clusters());
+  CopyMessages(resources.endpoints, *all.mutable_endpoints());
+  CopyMessages(resources.secrets, *all.mutable_secrets());
   return all;
 }
 

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,12 +51,36 @@ inline const std::string& ResourceName(const xds::ClusterLoadAssignment& m) {
 }
 inline const std::string& ResourceName(const xds::Secret& m) { return m.name(); }
 
+// What the passes over every held resource of a kind read (the xDS client's run plan, the
+// translation's full pass), kept beside a resource held as its bytes so that those passes parse
+// none (ADR 0086, "Amended: clusters and ServiceRoutes are held as their bytes"). Taken from the
+// message when it is held; empty for the kinds whose every pass reads the message. The names a
+// resource refers to are those AddReferences (references.h) collects.
+template <typename Message>
+struct HeldFacts {
+  explicit HeldFacts(const Message&) {}
+};
+template <>
+struct HeldFacts<xds::Cluster> {
+  explicit HeldFacts(const xds::Cluster& cluster);
+  bool eds = false;                  // type() == EDS
+  bool tls = false;                  // has_tls()
+  std::vector<std::string> secrets;  // the Secrets it refers to
+};
+template <>
+struct HeldFacts<xds::ServiceRoute> {
+  explicit HeldFacts(const xds::ServiceRoute& service_route);
+  std::string route_config_name;
+  std::vector<std::string> clusters;  // the Clusters it refers to
+};
+
 // One resource as a ResourceList holds it, of any kind. Either a message, or the bytes it was
-// received as (the xDS client holds load assignments so, ADR 0086 "Amended: a load assignment is
-// held as its bytes"): what was translated from it is what the snapshot keeps, and a parsed
-// message is about six times its bytes. Readers that must not keep a parsed message (the
-// translation, the xDS client) use Parse(); message() keeps what it parses for as long as the
-// resource is held. Immutable but for that parse: read on the main thread only.
+// received as (the xDS client holds load assignments, clusters and ServiceRoutes so, ADR 0086
+// "Amended: a load assignment is held as its bytes"): what was translated from it is what the
+// snapshot keeps, and a parsed message is about six times its bytes. Readers that must not keep
+// a parsed message (the translation, the xDS client, the config dump) use Parse(), or the facts
+// (HeldFacts) kept with it; message() keeps what it parses for as long as the resource is held.
+// Immutable but for that parse: read on the main thread only.
 class HeldResource {
  public:
   virtual ~HeldResource() = default;
@@ -70,14 +95,20 @@ template <typename Message>
 class HeldMessage final : public HeldResource {
  public:
   explicit HeldMessage(Message message)
-      : parsed_(std::make_shared<const Message>(std::move(message))) {}
+      : HeldMessage(std::make_shared<const Message>(std::move(message))) {}
   explicit HeldMessage(std::shared_ptr<const Message> message) : parsed_(std::move(message)) {}
-  // Held as `bytes`, which parse as a Message named `name`.
-  HeldMessage(std::string name, std::string bytes)
-      : name_(std::move(name)), bytes_(std::move(bytes)), from_bytes_(true) {}
+  // Held as `bytes`, which parsed as `parsed` (not kept).
+  HeldMessage(const Message& parsed, std::string bytes)
+      : name_(ResourceName(parsed)), bytes_(std::move(bytes)), from_bytes_(true), facts_(parsed) {}
 
   const std::string& name() const override { return from_bytes_ ? name_ : ResourceName(*parsed_); }
   const std::string* bytes() const override { return from_bytes_ ? &bytes_ : nullptr; }
+  // What passes over every resource of the kind read, without a parse. Of a resource held as a
+  // message, taken on the first call (ResourceList::Mutable changes the message before).
+  const HeldFacts<Message>& facts() const {
+    if (!facts_.has_value()) facts_.emplace(*parsed_);
+    return *facts_;
+  }
   // The message, parsed from the bytes and kept when it was not.
   const Message& message() const {
     if (parsed_ == nullptr) parsed_ = Parse();
@@ -92,11 +123,14 @@ class HeldMessage final : public HeldResource {
     return parsed;
   }
   std::shared_ptr<const google::protobuf::Message> ParseUntyped() const override { return Parse(); }
+  // Whether a parsed message is kept: held as one, or one held as bytes read by message().
+  bool holds_message() const { return parsed_ != nullptr; }
 
  private:
   std::string name_;  // with from_bytes_
   std::string bytes_;
   bool from_bytes_ = false;
+  mutable std::optional<HeldFacts<Message>> facts_;  // set with from_bytes_
   mutable std::shared_ptr<const Message> parsed_;  // never null without from_bytes_
 };
 
@@ -147,6 +181,8 @@ class ResourceList {
   const_iterator end() const { return const_iterator(items_.end()); }
   // The shared resource at `i`, for keeping it without a copy.
   const Pointer& shared(size_t i) const { return items_[i]; }
+  // The message at `i`, without keeping what is parsed for one held as bytes.
+  std::shared_ptr<const Message> Parse(size_t i) const { return items_[i]->Parse(); }
 
   void push_back(Pointer held) { items_.push_back(std::move(held)); }
   void push_back(std::shared_ptr<const Message> message) {
@@ -169,8 +205,8 @@ class ResourceList {
   void reserve(size_t n) { items_.reserve(n); }
   void clear() { items_.clear(); }
   void swap(ResourceList& other) { items_.swap(other.items_); }
-  // Replaces the resource at `i` with a copy and returns the copy to change: other holders of
-  // the old one (a snapshot built from it) keep it as it was.
+  // Replaces the resource at `i` with a copy and returns the copy to change, before the list is
+  // read again: other holders of the old one (a snapshot built from it) keep it as it was.
   Message& Mutable(size_t i) {
     auto copy = std::make_shared<Message>(items_[i]->message());
     Message& out = *copy;

@@ -356,7 +356,7 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
     const ResourceList<xds::Cluster>::Pointer& cluster = clusters.shared(*cluster_at);
     ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;
     if (const std::optional<size_t> at = Position(assignments, name)) {
-      if (cluster->message().type() != xds::Cluster::EDS) return false;  // the full pass reports it
+      if (!cluster->facts().eds) return false;  // the full pass reports it
       assignment = assignments.shared(*at);
     }
     const TranslationMemo::Cluster* held = before->clusters.Get(name);
@@ -366,7 +366,7 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
     }
     Errors::Scope scope(errors, Label("cluster", name));
     std::optional<cluster::ClusterConfig> out =
-        TranslateCluster(scope, cluster->message(), build.snapshot->secrets);
+        TranslateCluster(scope, *cluster->Parse(), build.snapshot->secrets);
     if (out.has_value() && assignment != nullptr) {
       Errors::Scope endpoints_scope(errors, "");
       out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment->Parse());
@@ -418,11 +418,12 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
   cluster_index.reserve(clusters.size());
   seen.reserve(clusters.size());
   for (size_t i = 0; i < clusters.size(); ++i) {
-    const xds::Cluster& cluster = clusters[i];
-    if (!build.Named("cluster", "clusters", i, cluster.name(), seen)) continue;
+    // By name only: a cluster held as bytes is parsed when it is translated.
+    const std::string& name = clusters.name(i);
+    if (!build.Named("cluster", "clusters", i, name, seen)) continue;
     // Even an invalid cluster's name counts as known, so its routes do not add noise.
-    memo.cluster_names.emplace(cluster.name(), NameOnly{});
-    cluster_index.emplace(cluster.name(), i);
+    memo.cluster_names.emplace(name, NameOnly{});
+    cluster_index.emplace(name, i);
   }
   const std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> assignment_of =
       MatchLoadAssignments(build, clusters, assignments, cluster_index);
@@ -433,7 +434,7 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     if (indexed == cluster_index.end() || indexed->second != i) continue;  // reported above
     const ResourceList<xds::ClusterLoadAssignment>::Pointer& assignment = assignment_of[i];
     std::shared_ptr<const cluster::ClusterConfig> translated;
-    if (before != nullptr && (build.secrets_as_before || !cluster->message().has_tls())) {
+    if (before != nullptr && (build.secrets_as_before || !cluster->facts().tls)) {
       const TranslationMemo::Cluster* held = before->clusters.Get(name);
       if (held != nullptr && held->cluster == cluster && held->assignment == assignment) {
         translated = held->translated;
@@ -443,7 +444,7 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     if (translated == nullptr) {
       Errors::Scope scope(build.errors, Label("cluster", name));
       std::optional<cluster::ClusterConfig> out =
-          TranslateCluster(scope, cluster->message(), build.snapshot->secrets);
+          TranslateCluster(scope, *cluster->Parse(), build.snapshot->secrets);
       if (out.has_value() && assignment != nullptr) {
         Errors::Scope endpoints_scope(build.errors,
                                       absl::StrCat("cluster_load_assignment ", Quote(name)));

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -133,7 +134,7 @@ TEST(TranslateTest, LoadAssignmentHeldAsBytesTranslatesAndIsReused) {
   ResourceSet held = set;
   held.endpoints.clear();
   held.endpoints.push_back(std::make_shared<const ResourceList<xds::ClusterLoadAssignment>::Held>(
-      message.cluster_name(), message.SerializeAsString()));
+      message, message.SerializeAsString()));
   ASSERT_EQ(held.endpoints.name(0), "eds-cluster");
   ASSERT_NE(held.endpoints.shared(0)->bytes(), nullptr);
   auto from_message = BuildSnapshot(set);
@@ -154,6 +155,53 @@ TEST(TranslateTest, LoadAssignmentHeldAsBytesTranslatesAndIsReused) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ((*again)->FindCluster("eds-cluster"), got);
   EXPECT_EQ(TranslationReuseOf(**again).clusters, held.clusters.size());
+}
+
+// Clusters and ServiceRoutes held as their bytes (as the xDS client holds them) translate as
+// their messages do; neither the build, a build taking them from the previous one, nor the config
+// dump keeps a parsed message of them.
+TEST(TranslateTest, ClustersAndServiceRoutesHeldAsBytesStayBytes) {
+  ResourceSet set = Base();
+  set.service_routes.push_back(Parse<xds::ServiceRoute>(
+      "name: \"ratings.shop:80\"\nroute_config_name: local\nvirtual_host:\n"
+      "  name: ratings\n  domains: [ratings]\n"
+      "  routes:\n  - match: {prefix: /}\n    route: {cluster: backend}\n"));
+  ResourceSet held = set;
+  held.clusters.clear();
+  for (const xds::Cluster& cluster : set.clusters) {
+    held.clusters.push_back(std::make_shared<const ResourceList<xds::Cluster>::Held>(
+        cluster, cluster.SerializeAsString()));
+  }
+  held.service_routes.clear();
+  for (const xds::ServiceRoute& service_route : set.service_routes) {
+    held.service_routes.push_back(std::make_shared<const ResourceList<xds::ServiceRoute>::Held>(
+        service_route, service_route.SerializeAsString()));
+  }
+  auto from_message = BuildSnapshot(set);
+  auto from_bytes = BuildSnapshot(held);
+  ASSERT_TRUE(from_message.ok()) << from_message.status();
+  ASSERT_TRUE(from_bytes.ok()) << from_bytes.status();
+  EXPECT_EQ((*from_bytes)->clusters.size(), (*from_message)->clusters.size());
+  EXPECT_EQ((*from_bytes)->FindCluster("eds-cluster")->endpoints.size(),
+            (*from_message)->FindCluster("eds-cluster")->endpoints.size());
+  std::vector<std::string> hosts;
+  for (const auto* vhost : (*from_bytes)->FindRouteTable("local")->virtual_hosts()) {
+    hosts.push_back(vhost->name);
+  }
+  EXPECT_THAT(hosts, testing::Contains("ratings"));
+  auto again = BuildSnapshot(held, from_bytes->get());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(TranslationReuseOf(**again).clusters, held.clusters.size());
+  // The dump shows them as it shows messages, parsed for the dump only.
+  ResourceSet versioned = held;
+  versioned.version = "v1";
+  set.version = "v1";
+  EXPECT_EQ((*BuildSnapshot(versioned))->render_config_dump(),
+            (*BuildSnapshot(set))->render_config_dump());
+  for (size_t i = 0; i < held.clusters.size(); ++i) {
+    EXPECT_FALSE(held.clusters.shared(i)->holds_message()) << held.clusters.name(i);
+  }
+  EXPECT_FALSE(held.service_routes.shared(0)->holds_message());
 }
 
 TEST(TranslateTest, HeldClustersCostLittleMemory) {

@@ -106,7 +106,7 @@ std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignme
       }
       continue;
     }
-    if (clusters[target->second].type() != xds::Cluster::EDS) {
+    if (!clusters.shared(target->second)->facts().eds) {
       error(absl::StrCat("cluster_name ", Quote(name),
                          " names a STATIC cluster; its endpoints belong in its load_assignment"));
       continue;

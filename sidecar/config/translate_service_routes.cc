@@ -52,7 +52,9 @@ std::shared_ptr<const TranslationMemo::ServiceRoute> TranslateServiceRoute(
     Errors& errors, const TranslationMemo& memo, const TranslationMemo* before,
     const ResourceList<xds::ServiceRoute>::Pointer& source,
     std::shared_ptr<const route::HeaderMutations> config_headers) {
-  const xds::ServiceRoute& in = source->message();
+  // Parsed for the translation, not kept: the resource stays held as its bytes.
+  const std::shared_ptr<const xds::ServiceRoute> parsed = source->Parse();
+  const xds::ServiceRoute& in = *parsed;
   Errors::Scope scope(errors, Label("service_route", in.name()));
   const size_t count = scope.count();
   if (in.route_config_name().empty()) {
@@ -125,7 +127,7 @@ bool ApplyServiceRouteChanges(SnapshotBuild& build,
     if (!ValidName(source->name())) return false;
     std::shared_ptr<const TranslationMemo::ServiceRoute> entry =
         TranslateServiceRoute(errors, memo, &before, source,
-                              ConfigHeadersOf(memo, source->message().route_config_name()));
+                              ConfigHeadersOf(memo, source->facts().route_config_name));
     if (entry == nullptr) return false;
     entries.push_back(std::move(entry));
   }
@@ -180,7 +182,7 @@ void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute
   for (size_t i : order) {
     const ResourceList<xds::ServiceRoute>::Pointer& source = service_routes.shared(i);
     if (!build.Named("service_route", "service_routes", i, source->name(), seen)) continue;
-    const std::string& route_config_name = source->message().route_config_name();
+    const std::string& route_config_name = source->facts().route_config_name;
     std::shared_ptr<const route::HeaderMutations> config_headers =
         ConfigHeadersOf(memo, route_config_name);
     std::shared_ptr<const TranslationMemo::ServiceRoute> entry;

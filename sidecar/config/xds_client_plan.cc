@@ -51,11 +51,12 @@ absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobu
           absl::StrCat("a ", parsed->GetTypeName(), " that does not parse"));
     }
     std::string name = name_of(*parsed);
-    if (index == kEndpoints) {
+    if (index == kEndpoints || index == kClusters || index == kServiceRoutes) {
       // Held as its bytes (ADR 0086, amended): the translation parses it again, once, and keeps
-      // the endpoints it translates, a sixth of the message.
-      return ParsedResource{
-          .name = name, .held = std::make_shared<const HeldMessage<Message>>(name, any.value())};
+      // what it translates; the run plan reads the few facts kept beside the bytes.
+      return ParsedResource{.name = std::move(name),
+                            .held = std::make_shared<const HeldMessage<Message>>(*parsed,
+                                                                                 any.value())};
     }
     return ParsedResource{.name = std::move(name),
                           .held = std::make_shared<const HeldMessage<Message>>(
@@ -101,14 +102,6 @@ namespace {
 const std::set<std::string>& NoNames() {
   static const auto* const kNone = new std::set<std::string>();
   return *kNone;
-}
-
-// The held resource `entry` (an EntryMap value) as its type. Not for load assignments, held as
-// bytes: HeldAs(...).Parse() reads them without keeping the message.
-template <typename Message, typename Entry>
-const Message& As(const Entry& entry) {
-  static_assert(!std::is_same_v<Message, xds::ClusterLoadAssignment>);
-  return xds_client_internal::HeldAs<Message>(*entry.held).message();
 }
 
 // Calls `f(item)` for every item of `a` whose name `b` lacks; both are maps ordered by name.
@@ -233,7 +226,9 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
       using Message = typename std::decay_t<decltype(statics)>::const_iterator::value_type;
       for (const Message& m : statics) AddReferences(m, names);
       for (const EntryMap* dynamic : {held[index], &std::as_const(plan.retained[index])}) {
-        for (const auto& [name, entry] : *dynamic) AddReferences(As<Message>(entry), names);
+        for (const auto& [name, entry] : *dynamic) {
+          AddReferences(xds_client_internal::HeldAs<Message>(*entry.held), names);
+        }
       }
     };
     add(kListeners, static_resources_.listeners);
@@ -251,16 +246,18 @@ absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
   // The EDS clusters that run name their load assignments: one that ran and is no longer sent
   // stays while its cluster runs.
   auto eds_cluster_runs = [&](const std::string& name) {
-    const xds::Cluster* cluster = nullptr;
+    const HeldFacts<xds::Cluster>* cluster = nullptr;
     for (const EntryMap* dynamic : {held[kClusters], &std::as_const(plan.retained[kClusters])}) {
       if (auto it = dynamic->find(name); it != dynamic->end()) {
-        cluster = &As<xds::Cluster>(it->second);
+        cluster = &xds_client_internal::HeldAs<xds::Cluster>(*it->second.held).facts();
       }
     }
-    for (const xds::Cluster& c : static_resources_.clusters) {
-      if (c.name() == name) cluster = &c;
+    for (size_t i = 0; i < static_resources_.clusters.size(); ++i) {
+      if (static_resources_.clusters.name(i) == name) {
+        cluster = &static_resources_.clusters.shared(i)->facts();
+      }
     }
-    return cluster != nullptr && cluster->type() == xds::Cluster::EDS;
+    return cluster != nullptr && cluster->eds;
   };
   if (!references_changed) {
     // Only load assignments differ from what runs (every other type is the running one, with

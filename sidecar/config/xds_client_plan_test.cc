@@ -267,6 +267,18 @@ TEST_P(XdsRetentionTest, ClusterNamedOnlyByServiceRouteIsRetained) {
   const xds::ServiceRoute ratings = Ratings();
   ASSERT_NO_FATAL_FAILURE(PushWithServiceRoutes({Pack(ratings.name(), ratings)}));
   ASSERT_EQ(applied_.back().service_routes.size(), 1u);
+  // Held as the bytes received, translated and planned without keeping a parsed message: the
+  // plan reads the names they refer to from what is kept beside the bytes.
+  {
+    const ResourceSet& held = applied_.back();
+    EXPECT_NE(held.service_routes.shared(0)->bytes(), nullptr);
+    EXPECT_FALSE(held.service_routes.shared(0)->holds_message());
+    ASSERT_FALSE(held.clusters.empty());
+    for (size_t i = 0; i < held.clusters.size(); ++i) {
+      EXPECT_NE(held.clusters.shared(i)->bytes(), nullptr) << held.clusters.name(i);
+      EXPECT_FALSE(held.clusters.shared(i)->holds_message()) << held.clusters.name(i);
+    }
+  }
 
   // The control plane drops v1 while the ServiceRoute still names it: applied, v1 kept.
   EXPECT_EQ(Push(kClusters, {EdsCluster(kAll)}), "");
