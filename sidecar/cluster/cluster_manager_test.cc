@@ -313,7 +313,7 @@ TEST_F(ClusterManagerTest, IdleClustersHaveNoSeriesUntilTheirFirstRequest) {
                        {{"cluster", "a"}, {"threshold", "max_connections"}}),
             nullptr);
   for (const SeriesSnapshot& series : stats.series) {
-    for (const auto& [label, value] : *series.labels) {
+    for (const auto& [label, value] : series.labels) {
       EXPECT_FALSE(label == "cluster" && value == "b") << series.name << " of the idle cluster";
     }
   }
