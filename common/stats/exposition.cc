@@ -86,7 +86,12 @@ std::string FormatPrometheus(const StatsSnapshot& snapshot) {
   absl::string_view family;
   // `le="<bound>"` for the current histogram family, built once per family.
   std::vector<std::string> le_labels;
+  // The series' labels in Prometheus syntax, rebuilt for each series (the registry keeps only the
+  // values).
+  std::string labels;
   for (const SeriesSnapshot& s : snapshot.series) {
+    labels.clear();
+    AppendPrometheusLabels(&labels, s.labels);
     if (s.name != family) {
       family = s.name;
       absl::StrAppend(&out, "# HELP ", s.name, " ");
@@ -104,13 +109,13 @@ std::string FormatPrometheus(const StatsSnapshot& snapshot) {
     }
     switch (s.type) {
       case MetricType::kCounter:
-        AppendSeriesName(&out, s.name, "", s.prometheus_labels);
+        AppendSeriesName(&out, s.name, "", labels);
         out.push_back(' ');
         AppendUint(&out, s.counter);
         out.push_back('\n');
         break;
       case MetricType::kGauge:
-        AppendSeriesName(&out, s.name, "", s.prometheus_labels);
+        AppendSeriesName(&out, s.name, "", labels);
         out.push_back(' ');
         AppendInt(&out, s.gauge);
         out.push_back('\n');
@@ -118,16 +123,16 @@ std::string FormatPrometheus(const StatsSnapshot& snapshot) {
       case MetricType::kHistogram: {
         const std::vector<uint64_t>& cumulative = s.histogram.cumulative_counts();
         for (size_t j = 0; j < le_labels.size(); ++j) {
-          AppendSeriesName(&out, s.name, "_bucket", s.prometheus_labels, le_labels[j]);
+          AppendSeriesName(&out, s.name, "_bucket", labels, le_labels[j]);
           out.push_back(' ');
           AppendUint(&out, j < cumulative.size() ? cumulative[j] : s.histogram.count());
           out.push_back('\n');
         }
-        AppendSeriesName(&out, s.name, "_sum", s.prometheus_labels);
+        AppendSeriesName(&out, s.name, "_sum", labels);
         out.push_back(' ');
         AppendScaled(&out, s.histogram.sum(), s.layout->divisor());
         out.push_back('\n');
-        AppendSeriesName(&out, s.name, "_count", s.prometheus_labels);
+        AppendSeriesName(&out, s.name, "_count", labels);
         out.push_back(' ');
         AppendUint(&out, s.histogram.count());
         out.push_back('\n');
@@ -141,9 +146,12 @@ std::string FormatPrometheus(const StatsSnapshot& snapshot) {
 std::string FormatText(const StatsSnapshot& snapshot, absl::string_view name_filter) {
   std::string out;
   out.reserve(snapshot.series.size() * 64);
+  std::string labels;
   for (const SeriesSnapshot& s : snapshot.series) {
     if (!absl::StrContains(s.name, name_filter)) continue;
-    AppendSeriesName(&out, s.name, "", s.prometheus_labels);
+    labels.clear();
+    AppendPrometheusLabels(&labels, s.labels);
+    AppendSeriesName(&out, s.name, "", labels);
     out.append(": ");
     switch (s.type) {
       case MetricType::kCounter:
@@ -181,11 +189,11 @@ std::string FormatJson(const StatsSnapshot& snapshot, absl::string_view name_fil
     out.append("{\"name\":");
     AppendJsonString(&out, s.name);
     absl::StrAppend(&out, ",\"type\":\"", MetricTypeName(s.type), "\",\"labels\":{");
-    for (size_t i = 0; i < s.labels->size(); ++i) {
+    for (size_t i = 0; i < s.labels.size(); ++i) {
       if (i > 0) out.push_back(',');
-      AppendJsonString(&out, (*s.labels)[i].first);
+      AppendJsonString(&out, s.labels[i].first);
       out.push_back(':');
-      AppendJsonString(&out, (*s.labels)[i].second);
+      AppendJsonString(&out, s.labels[i].second);
     }
     out.append("}");
     switch (s.type) {

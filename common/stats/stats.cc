@@ -8,6 +8,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/container/node_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
@@ -245,11 +246,23 @@ double HistogramSnapshot::Percentile(double q) const {
   return HistogramBuckets::Midpoint(buckets_.back().index);
 }
 
+void AppendPrometheusLabels(std::string* out, const LabelsView& labels) {
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    const auto [name, value] = labels[i];
+    absl::StrAppend(out, name, "=\"");
+    stats_internal::AppendEscapedLabelValue(out, value);
+    out->push_back('"');
+  }
+}
+
 const SeriesSnapshot* StatsSnapshot::Find(absl::string_view name, const LabelSet& labels) const& {
   for (const SeriesSnapshot& s : series) {
-    if (s.name != name || s.labels->size() != labels.size()) continue;
+    if (s.name != name || s.labels.size() != labels.size()) continue;
     const bool match = std::all_of(labels.begin(), labels.end(), [&](const auto& label) {
-      return std::find(s.labels->begin(), s.labels->end(), label) != s.labels->end();
+      return std::any_of(s.labels.begin(), s.labels.end(), [&](const auto& have) {
+        return have.first == label.first && have.second == label.second;
+      });
     });
     if (match) return &s;
   }
@@ -259,22 +272,19 @@ const SeriesSnapshot* StatsSnapshot::Find(absl::string_view name, const LabelSet
 // ---------------------------------------------------------------------------------------------
 // StatsRegistry
 
-// One distinct label set, shared by every series that carries it: a cluster's series of all
-// metrics keep its name once.
-struct StatsRegistry::LabelBlock {
-  LabelSet labels;  // in the families' label-name order
-  // `name="escaped value",...`; also the key of label_blocks_ (names and order included).
-  std::string prometheus_labels;
-};
-
 struct StatsRegistry::Series {
+  // Merged (and retired) cells: a histogram's HistogramLayout::cell_count(), else 1.
+  uint32_t cell_count() const;
+  // Cells in each shard: a histogram's HistogramCells::kShardCells, else 1.
+  uint32_t shard_cells() const;
+
   const Family* family;
-  const LabelBlock* labels;  // owned by label_blocks_
-  uint32_t index;            // in StatsRegistry::series_
-  uint32_t cell_count;       // merged (and retired): a histogram's HistogramLayout::cell_count()
-  uint32_t shard_cells;      // in each shard: a histogram's HistogramCells::kShardCells
+  // In the family's label-name order; interned in label_values_. Two inline: a cluster's series
+  // carry `cluster` and at most one more label, so their values take no allocation of their own.
+  absl::InlinedVector<const std::string*, 2> values;
+  uint32_t index;                               // in StatsRegistry::series_
   stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
-  std::unique_ptr<uint64_t[]> retired;          // cell_count folded-in cells of destroyed shards
+  std::unique_ptr<uint64_t[]> retired;          // cell_count() folded-in cells of destroyed shards
 };
 
 namespace {
@@ -285,22 +295,20 @@ using LabelValues = absl::Span<const absl::string_view>;
 // series hold: the index keeps no copy of them.
 struct StatsRegistry::SeriesByValues {
   using is_transparent = void;
-  template <typename A, typename B>
-  static bool Less(const A& a, const B& b) {
-    return std::lexicographical_compare(
-        a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
-          return absl::string_view(Value(x)) < absl::string_view(Value(y));
-        });
-  }
-  static absl::string_view Value(const std::pair<std::string, std::string>& label) {
-    return label.second;
-  }
+  using Stored = absl::Span<const std::string* const>;
+  static absl::string_view Value(const std::string* value) { return *value; }
   static absl::string_view Value(absl::string_view value) { return value; }
-  bool operator()(const Series* a, const Series* b) const {
-    return Less(a->labels->labels, b->labels->labels);
+  template <typename A, typename B>
+  static bool Less(A a, B b) {
+    return std::lexicographical_compare(
+        a.begin(), a.end(), b.begin(), b.end(),
+        [](const auto& x, const auto& y) { return Value(x) < Value(y); });
   }
-  bool operator()(const Series* a, LabelValues b) const { return Less(a->labels->labels, b); }
-  bool operator()(LabelValues a, const Series* b) const { return Less(a, b->labels->labels); }
+  bool operator()(const Series* a, const Series* b) const {
+    return Less(Stored(a->values), Stored(b->values));
+  }
+  bool operator()(const Series* a, LabelValues b) const { return Less(Stored(a->values), b); }
+  bool operator()(LabelValues a, const Series* b) const { return Less(a, Stored(b->values)); }
 };
 
 struct StatsRegistry::Family {
@@ -315,6 +323,13 @@ struct StatsRegistry::Family {
   // ~200.
   absl::btree_set<const Series*, SeriesByValues> series;
 };
+
+uint32_t StatsRegistry::Series::cell_count() const {
+  return family->layout != nullptr ? static_cast<uint32_t>(family->layout->cell_count()) : 1;
+}
+uint32_t StatsRegistry::Series::shard_cells() const {
+  return family->layout != nullptr ? uint32_t{stats_internal::HistogramCells::kShardCells} : 1;
+}
 
 struct StatsRegistry::Declaration {
   absl::string_view name;
@@ -487,30 +502,12 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
 
   auto series = std::make_unique<Series>();
   series->family = &family;
-  std::string text;
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) text.push_back(',');
-    absl::StrAppend(&text, family.label_names[i], "=\"");
-    stats_internal::AppendEscapedLabelValue(&text, values[i]);
-    text.push_back('"');
+  series->values.reserve(values.size());
+  for (absl::string_view value : values) {
+    auto interned = label_values_.find(value);
+    if (interned == label_values_.end()) interned = label_values_.emplace(value).first;
+    series->values.push_back(&*interned);
   }
-  // Names are identifiers and values are escaped, so the text identifies the ordered label set.
-  auto block = label_blocks_.find(text);
-  if (block == label_blocks_.end()) {
-    auto created = std::make_unique<LabelBlock>();
-    created->labels.reserve(values.size());
-    for (size_t i = 0; i < values.size(); ++i) {
-      created->labels.emplace_back(family.label_names[i], values[i]);
-    }
-    created->prometheus_labels = std::move(text);
-    const absl::string_view key = created->prometheus_labels;
-    block = label_blocks_.emplace(key, std::move(created)).first;
-  }
-  series->labels = block->second.get();
-  series->cell_count =
-      family.layout != nullptr ? static_cast<uint32_t>(family.layout->cell_count()) : 1;
-  series->shard_cells =
-      family.layout != nullptr ? uint32_t{stats_internal::HistogramCells::kShardCells} : 1;
   if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
     series->global_cell = global_cells_.Allocate(1);
   }
@@ -541,9 +538,9 @@ const StatsRegistry::Series& StatsRegistry::SeriesFor(uint32_t index, MetricType
 
 void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) const {
   const Series& series = *series_[index];
-  total->assign(series.cell_count, 0);
+  total->assign(series.cell_count(), 0);
   if (series.retired != nullptr) {
-    total->assign(series.retired.get(), series.retired.get() + series.cell_count);
+    total->assign(series.retired.get(), series.retired.get() + series.cell_count());
   }
   if (series.global_cell != nullptr) {
     (*total)[0] += series.global_cell->load(std::memory_order_relaxed);
@@ -556,7 +553,7 @@ void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) co
                                         total->data());
       continue;
     }
-    for (size_t i = 0; i < series.cell_count; ++i) {
+    for (size_t i = 0; i < series.cell_count(); ++i) {
       (*total)[i] += cells[i].load(std::memory_order_relaxed);
     }
   }
@@ -575,8 +572,8 @@ StatsSnapshot StatsRegistry::Snapshot() const {
       out.type = family->type;
       out.name = family->name;
       out.help = family->help;
-      out.labels = &series.labels->labels;
-      out.prometheus_labels = series.labels->prometheus_labels;
+      out.labels =
+          LabelsView(family->label_names.data(), series.values.data(), series.values.size());
       MergeLocked(index, &merged);
       switch (family->type) {
         case MetricType::kCounter:
@@ -644,7 +641,7 @@ StatsShard::~StatsShard() {
     if (cells == nullptr) continue;
     StatsRegistry::Series& series = *registry_->series_[index];
     if (series.retired == nullptr) {
-      series.retired = std::make_unique<uint64_t[]>(series.cell_count);  // zeroed
+      series.retired = std::make_unique<uint64_t[]>(series.cell_count());  // zeroed
     }
     if (series.family->layout != nullptr) {
       stats_internal::AddHistogramCells(cells, series.family->layout->bounds().size(),
@@ -652,7 +649,7 @@ StatsShard::~StatsShard() {
       stats_internal::FreeHistogramPages(cells);
       continue;
     }
-    for (size_t i = 0; i < series.cell_count; ++i) {
+    for (size_t i = 0; i < series.cell_count(); ++i) {
       series.retired[i] += cells[i].load(std::memory_order_relaxed);
     }
   }
@@ -687,20 +684,20 @@ stats_internal::Cell* StatsShard::CellsLocked(uint32_t series_index, size_t cell
 Counter StatsShard::Get(CounterId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kCounter);
-  return Counter(CellsLocked(id.index_, series.shard_cells), shared_);
+  return Counter(CellsLocked(id.index_, series.shard_cells()), shared_);
 }
 
 Gauge StatsShard::Get(GaugeId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kGauge);
   if (series.global_cell != nullptr) return Gauge(series.global_cell, /*shared=*/true);
-  return Gauge(CellsLocked(id.index_, series.shard_cells), shared_);
+  return Gauge(CellsLocked(id.index_, series.shard_cells()), shared_);
 }
 
 Histogram StatsShard::Get(HistogramId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kHistogram);
-  return Histogram(CellsLocked(id.index_, series.shard_cells), series.family->layout.get(),
+  return Histogram(CellsLocked(id.index_, series.shard_cells()), series.family->layout.get(),
                    shared_);
 }
 

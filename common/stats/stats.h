@@ -45,7 +45,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -303,14 +303,61 @@ class HistogramSnapshot {
   std::vector<uint64_t> cumulative_;
 };
 
+// The labels of one series, as (name, value) pairs in the metric's label-name order: a view of
+// the metric's label names and of values the registry keeps once per distinct text (a cluster's
+// name is stored once for all its series). Valid while the registry lives.
+class LabelsView {
+ public:
+  using value_type = std::pair<absl::string_view, absl::string_view>;
+  class iterator {
+   public:
+    using value_type = LabelsView::value_type;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    value_type operator*() const { return (*view_)[i_]; }
+    iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator old = *this;
+      ++i_;
+      return old;
+    }
+    bool operator==(const iterator& other) const { return i_ == other.i_; }
+
+   private:
+    friend class LabelsView;
+    iterator(const LabelsView* view, size_t i) : view_(view), i_(i) {}
+    const LabelsView* view_ = nullptr;
+    size_t i_ = 0;
+  };
+
+  LabelsView() = default;
+  // `names` and `values` hold `size` entries each and must outlive the view.
+  LabelsView(const std::string* names, const std::string* const* values, size_t size)
+      : names_(names), values_(values), size_(size) {}
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  value_type operator[](size_t i) const { return {names_[i], *values_[i]}; }
+  iterator begin() const { return iterator(this, 0); }
+  iterator end() const { return iterator(this, size_); }
+
+ private:
+  const std::string* names_ = nullptr;
+  const std::string* const* values_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Appends `name="escaped value",...` in Prometheus syntax without braces (nothing without labels).
+void AppendPrometheusLabels(std::string* out, const LabelsView& labels);
+
 // One merged series. Views point into the registry and stay valid while it lives.
 struct SeriesSnapshot {
   MetricType type = MetricType::kCounter;
   absl::string_view name;
   absl::string_view help;
-  const LabelSet* labels = nullptr;  // in the metric's label-name order
-  // `name="escaped value",...` in Prometheus syntax without braces; empty without labels.
-  absl::string_view prometheus_labels;
+  LabelsView labels;
   uint64_t counter = 0;
   int64_t gauge = 0;
   HistogramSnapshot histogram;
@@ -388,7 +435,6 @@ class StatsRegistry {
   struct Family;
   struct Series;
   struct SeriesByValues;
-  struct LabelBlock;
   struct Declaration;
 
   absl::StatusOr<uint32_t> Register(const Declaration& declaration);
@@ -408,9 +454,9 @@ class StatsRegistry {
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
   // Indexed by series id; entries are never removed, so ids and pointers stay valid.
   std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
-  // Distinct label sets by their Prometheus text; series point at them. Never removed.
-  absl::flat_hash_map<absl::string_view, std::unique_ptr<LabelBlock>> label_blocks_
-      ABSL_GUARDED_BY(mu_);
+  // Every distinct label value, once; series hold views of them. Never removed. Node-based, so
+  // the views stay valid as it grows.
+  absl::node_hash_set<std::string> label_values_ ABSL_GUARDED_BY(mu_);
   size_t fixed_series_ ABSL_GUARDED_BY(mu_) = 0;
   size_t scoped_series_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<StatsShard*> shards_ ABSL_GUARDED_BY(mu_);

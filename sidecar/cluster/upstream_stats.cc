@@ -121,28 +121,23 @@ LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
 // stays one that counts nothing.
 template <>
 void LazyHandle<Counter>::Register() const {
-  const LazySource& source = *std::exchange(source_, nullptr);
-  absl::StatusOr<Counter> counter =
-      source.shard->RegisterCounter(series_->name, series_->help, LazyLabels(source, *series_));
-  if (counter.ok()) {
-    handle_ = *counter;
-  } else {
-    series_ = nullptr;
-  }
+  const Pending pending = pending_;
+  absl::StatusOr<Counter> counter = pending.source->shard->RegisterCounter(
+      pending.series->name, pending.series->help, LazyLabels(*pending.source, *pending.series));
+  handle_ = counter.ok() ? *counter : Counter();
+  state_ = counter.ok() ? State::kRegistered : State::kNone;
 }
 
 template <>
 void LazyHandle<Histogram>::Register() const {
-  const LazySource& source = *std::exchange(source_, nullptr);
+  const Pending pending = pending_;
   HistogramOptions seconds;
   seconds.exposition_divisor = 1e6;
-  absl::StatusOr<Histogram> histogram = source.shard->RegisterHistogram(
-      series_->name, series_->help, LazyLabels(source, *series_), seconds);
-  if (histogram.ok()) {
-    handle_ = *histogram;
-  } else {
-    series_ = nullptr;
-  }
+  absl::StatusOr<Histogram> histogram = pending.source->shard->RegisterHistogram(
+      pending.series->name, pending.series->help, LazyLabels(*pending.source, *pending.series),
+      seconds);
+  handle_ = histogram.ok() ? *histogram : Histogram();
+  state_ = histogram.ok() ? State::kRegistered : State::kNone;
 }
 
 absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::string_view cluster,

@@ -9,8 +9,7 @@ namespace meshlet::sidecar::telemetry {
 namespace {
 
 absl::string_view Label(const SeriesSnapshot& series, absl::string_view name) {
-  if (series.labels == nullptr) return "";
-  for (const auto& [key, value] : *series.labels) {
+  for (const auto& [key, value] : series.labels) {
     if (key == name) return value;
   }
   return "";
