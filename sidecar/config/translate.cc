@@ -112,6 +112,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
   SnapshotBuild build;
   build.before = previous != nullptr ? previous->translation_memo.get() : nullptr;
   build.previous = build.before != nullptr ? previous : nullptr;
+  if (build.before != nullptr) build.memo->source_names = build.before->source_names;
   // In the order kinds refer to each other by name: a step sees what the earlier ones built.
   translate_internal::AddSecrets(build, resources.secrets);
   translate_internal::AddClusters(build, resources.clusters, resources.endpoints);

@@ -48,6 +48,24 @@ struct NameOnly {
 };
 using NameSet = PersistentMap<NameOnly>;
 
+// The policy source names of route::RouteEntry and route::RouteAction, one shared string per
+// distinct text (route::SourceName): the routes of every Service an HTTPRoute or TrafficPolicy
+// covers name it, and a snapshot holds each name once instead of once per route. Passed from one
+// build's memo to the next, so names translated again are the strings already held. Not
+// thread-safe: builds that derive from one another run one at a time (the server's main thread).
+class SourceNames {
+ public:
+  // The shared name of `text`; empty for "". Names no route holds any more are dropped now and
+  // then (when the table has doubled since), so the table follows the names in use.
+  route::SourceName Intern(absl::string_view text);
+  size_t size() const { return names_.size(); }
+
+ private:
+  // Keyed by views of the held strings.
+  absl::flat_hash_map<absl::string_view, std::shared_ptr<const std::string>> names_;
+  size_t prune_at_ = 64;
+};
+
 // What a snapshot was translated from, kept with it so that the next BuildSnapshot can take
 // unchanged clusters and route tables from it (ADR 0025).
 struct TranslationMemo {
@@ -113,6 +131,8 @@ struct TranslationMemo {
   // Per route configuration, its header mutations; the previous object while they are equal.
   absl::flat_hash_map<std::string, std::shared_ptr<const route::HeaderMutations>> config_headers;
   absl::flat_hash_map<std::string, bool> secret_has_trust_bundle;
+  // The previous build's (the first build's own): never null.
+  std::shared_ptr<SourceNames> source_names = std::make_shared<SourceNames>();
   size_t clusters_reused = 0;
   size_t route_tables_reused = 0;
   size_t clusters_examined = 0;
@@ -285,9 +305,10 @@ route::HeaderMutations TranslateConfigHeaders(Errors::Scope& scope, const std::s
 
 // translate_routes.cc: one virtual host of a route configuration or ServiceRoute; `path` leads
 // to it ("virtual_hosts[2]", "virtual_host"). Domains are checked and lower-cased here.
+// Policy source names are interned in `names`.
 route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::string& path,
                                               const xds::VirtualHost& in,
-                                              const ClusterNames& clusters);
+                                              const ClusterNames& clusters, SourceNames& names);
 
 // translate_listeners.cc: one capture destination of a listener or ServiceRoute, without the
 // check that its name is unique (the listener's); `path` leads to it.

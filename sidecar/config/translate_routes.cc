@@ -195,7 +195,7 @@ std::optional<resilience::FaultConfig> TranslateFault(Errors::Scope& scope, cons
 
 void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const xds::RouteAction& in,
                           const ClusterNames& clusters,
-                          const resilience::RetryPolicyConfig& inherited_retry,
+                          const resilience::RetryPolicyConfig& inherited_retry, SourceNames& names,
                           route::RouteAction& out) {
   switch (in.cluster_specifier_case()) {
     case xds::RouteAction::kCluster:
@@ -242,12 +242,12 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
   ReadDuration(scope, Join(path, "timeout"), in.has_timeout(), in.timeout(),
                DurationRule::kNonNegative, &out.timeout);
   if (in.has_timeout_source()) {
-    out.timeout_source =
-        PolicySourceName(scope, Join(path, "timeout_source"), in.timeout_source(), /*route=*/false);
+    out.timeout_source = names.Intern(PolicySourceName(scope, Join(path, "timeout_source"),
+                                                       in.timeout_source(), /*route=*/false));
   }
   if (in.has_per_try_timeout_source()) {
-    out.per_try_timeout_source = PolicySourceName(scope, Join(path, "per_try_timeout_source"),
-                                                  in.per_try_timeout_source(), /*route=*/false);
+    out.per_try_timeout_source = names.Intern(PolicySourceName(
+        scope, Join(path, "per_try_timeout_source"), in.per_try_timeout_source(), /*route=*/false));
   }
   out.retry_policy = in.has_retry_policy() ? TranslateRetryPolicy(scope, Join(path, "retry_policy"),
                                                                   in.retry_policy())
@@ -514,11 +514,13 @@ void TranslateSessionPersistence(Errors::Scope& scope, const std::string& path,
 
 route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
                                  const xds::Route& in, const ClusterNames& clusters,
-                                 const resilience::RetryPolicyConfig& vhost_retry) {
+                                 const resilience::RetryPolicyConfig& vhost_retry,
+                                 SourceNames& names) {
   route::RouteEntry out;
   out.name = in.name();
   if (in.has_source()) {
-    out.source = PolicySourceName(scope, Join(path, "source"), in.source(), /*route=*/true);
+    out.source =
+        names.Intern(PolicySourceName(scope, Join(path, "source"), in.source(), /*route=*/true));
     if (!out.source.empty()) {
       out.source_rule = std::max(-1, in.source().rule());
       out.source_match = std::max(-1, in.source().match());
@@ -532,7 +534,8 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
   switch (in.action_case()) {
     case xds::Route::kRoute: {
       route::RouteAction action;
-      TranslateRouteAction(scope, Join(path, "route"), in.route(), clusters, vhost_retry, action);
+      TranslateRouteAction(scope, Join(path, "route"), in.route(), clusters, vhost_retry, names,
+                           action);
       if (in.route().has_session_persistence()) {
         TranslateSessionPersistence(scope, Join(path, "route.session_persistence"),
                                     in.route().session_persistence(), out.match, action);
@@ -580,7 +583,8 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
 
 std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
                                                        const xds::RouteConfiguration& in,
-                                                       const ClusterNames& clusters) {
+                                                       const ClusterNames& clusters,
+                                                       SourceNames& names) {
   const size_t before = scope.count();
   route::RouteConfig out;
   out.name = in.name();
@@ -595,7 +599,7 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
                                                    Index("virtual_hosts", it->second)));
       }
     }
-    out.virtual_hosts.push_back(TranslateVirtualHost(scope, path, vh, clusters));
+    out.virtual_hosts.push_back(TranslateVirtualHost(scope, path, vh, clusters, names));
   }
   if (scope.count() != before) return std::nullopt;
   return out;
@@ -689,7 +693,7 @@ route::HeaderMutations TranslateConfigHeaders(Errors::Scope& scope, const std::s
 
 route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::string& path,
                                               const xds::VirtualHost& vh,
-                                              const ClusterNames& clusters) {
+                                              const ClusterNames& clusters, SourceNames& names) {
   route::VirtualHostConfig vhost;
   vhost.name = vh.name();
   if (!ValidName(vh.name())) {
@@ -728,8 +732,8 @@ route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::s
     vhost_retry = TranslateRetryPolicy(scope, Join(path, "retry_policy"), vh.retry_policy());
   }
   for (int r = 0; r < vh.routes_size(); ++r) {
-    vhost.routes.push_back(
-        TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r), clusters, vhost_retry));
+    vhost.routes.push_back(TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r),
+                                          clusters, vhost_retry, names));
   }
   vhost.headers = TranslateMutations(scope, path, vh);
   return vhost;
@@ -794,7 +798,7 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     }
     Errors::Scope scope(build.errors, Label("route_config", route_config.name()));
     std::optional<route::RouteConfig> out =
-        TranslateRouteConfig(scope, route_config, memo.cluster_names);
+        TranslateRouteConfig(scope, route_config, memo.cluster_names, *memo.source_names);
     if (!out.has_value()) continue;
     std::vector<std::shared_ptr<const route::VirtualHostConfig>> attached;
     if (!JoinServiceRoutes(build, joined_here, *out, /*hosts=*/false, attached)) continue;
@@ -812,7 +816,7 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       Errors ignored;
       Errors::Scope again_scope(ignored, "");
       std::optional<route::RouteConfig> again =
-          TranslateRouteConfig(again_scope, route_config, memo.cluster_names);
+          TranslateRouteConfig(again_scope, route_config, memo.cluster_names, *memo.source_names);
       std::vector<std::shared_ptr<const route::VirtualHostConfig>> unused;
       if (!again.has_value() ||
           JoinServiceRoutes(build, joined_here, *again, /*hosts=*/true, unused)) {

@@ -443,6 +443,48 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   EXPECT_THAT(message, ::testing::HasSubstr("timeout_source.name: must be a name"));
 }
 
+// The routes of every Service a policy covers name it: the snapshot holds each name once, shared
+// by the routes and actions naming it, in one build and in the builds derived from it.
+TEST(TranslateTest, PolicySourceNamesAreSharedWithinAndAcrossBuilds) {
+  ResourceSet set = Base();
+  const auto covered = [](const std::string& name) {
+    xds::ServiceRoute out = JoiningLocal(name, absl::StrCat("[\"", name, "\"]"), "other");
+    xds::Route* route = out.mutable_virtual_host()->mutable_routes(0);
+    for (xds::PolicySource* source :
+         {route->mutable_source(), route->mutable_route()->mutable_timeout_source(),
+          route->mutable_route()->mutable_per_try_timeout_source()}) {
+      source->set_kind("TrafficPolicy");
+      source->set_namespace_("shop");
+      source->set_name("all");
+    }
+    return out;
+  };
+  set.service_routes.push_back(covered("ratings.shop:80"));
+  set.service_routes.push_back(covered("reviews.shop:80"));
+  auto first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const route::RouteTable& table = *(*first)->FindRouteTable("local");
+  const route::RouteEntry* ratings = table.Match(Request("ratings.shop:80", "/"));
+  const route::RouteEntry* reviews = table.Match(Request("reviews.shop:80", "/"));
+  ASSERT_NE(ratings, nullptr);
+  ASSERT_NE(reviews, nullptr);
+  EXPECT_EQ(ratings->source, "TrafficPolicy/shop/all");
+  EXPECT_EQ(reviews->route_action()->per_try_timeout_source, "TrafficPolicy/shop/all");
+  EXPECT_TRUE(ratings->source.SharesWith(reviews->source));
+  EXPECT_TRUE(ratings->source.SharesWith(ratings->route_action()->timeout_source));
+  EXPECT_TRUE(ratings->source.SharesWith(reviews->route_action()->per_try_timeout_source));
+  // A Service added later (an answered lookup) names the string already held.
+  set.service_routes.push_back(covered("details.shop:80"));
+  auto second = BuildSnapshot(set, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  const route::RouteEntry* details =
+      (*second)->FindRouteTable("local")->Match(Request("details.shop:80", "/"));
+  ASSERT_NE(details, nullptr);
+  EXPECT_EQ(details->route_action()->timeout_source, "TrafficPolicy/shop/all");
+  EXPECT_TRUE(details->source.SharesWith(ratings->source));
+  EXPECT_TRUE(details->route_action()->timeout_source.SharesWith(ratings->source));
+}
+
 TEST(TranslateTest, FaultAndRateLimit) {
   ResourceSet set = Base();
   RouteAt(set, 0).mutable_fault()->mutable_delay()->mutable_fixed_delay()->set_seconds(2);

@@ -75,8 +75,8 @@ std::shared_ptr<const TranslationMemo::ServiceRoute> TranslateServiceRoute(
   }
   if (out.usage == nullptr) out.usage = std::make_shared<route::UsageCell>();
   if (in.has_virtual_host()) {
-    route::VirtualHostConfig vhost =
-        TranslateVirtualHost(scope, "virtual_host", in.virtual_host(), memo.cluster_names);
+    route::VirtualHostConfig vhost = TranslateVirtualHost(scope, "virtual_host", in.virtual_host(),
+                                                          memo.cluster_names, *memo.source_names);
     vhost.usage = out.usage;
     out.virtual_host = route::ShareVirtualHost(std::move(vhost), out.config_headers);
   }

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <variant>
 #include <vector>
@@ -28,6 +29,38 @@
 #include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::route {
+
+// A policy object's name as decision records show it ("HTTPRoute/default/reviews"): one immutable
+// string shared by every route and action naming the same object (sidecar/config interns them
+// per build and across builds), so a snapshot holds each name once, not once per route. A value:
+// copies share the string, which lives while any copy does. Empty: unknown. Read-only after
+// construction, so any thread may read it; reading allocates nothing.
+class SourceName {
+ public:
+  SourceName() = default;
+  explicit SourceName(std::shared_ptr<const std::string> text) : text_(std::move(text)) {}
+  // A string of its own (static configuration, tests); the translation shares interned ones.
+  SourceName(std::string text)  // NOLINT(google-explicit-constructor)
+      : text_(text.empty() ? nullptr : std::make_shared<const std::string>(std::move(text))) {}
+  SourceName(const char* text) : SourceName(std::string(text)) {}  // NOLINT
+
+  absl::string_view view() const {
+    return text_ == nullptr ? absl::string_view() : absl::string_view(*text_);
+  }
+  operator absl::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
+  bool empty() const { return text_ == nullptr || text_->empty(); }
+  // Whether two names share one string (what interning gives equal names).
+  bool SharesWith(const SourceName& other) const { return text_ == other.text_; }
+
+  // By text (another SourceName converts).
+  friend bool operator==(const SourceName& a, absl::string_view b) { return a.view() == b; }
+  friend std::ostream& operator<<(std::ostream& out, const SourceName& name) {
+    return out << name.view();
+  }
+
+ private:
+  std::shared_ptr<const std::string> text_;
+};
 
 // One header to add. append = false replaces every existing value of the name (HeaderMap::Set);
 // append = true adds another value (HeaderMap::Add).
@@ -170,8 +203,8 @@ struct RouteAction {
   // Decision records: the policy objects that set `timeout` and retry_policy's per-try timeout
   // ("HTTPRoute/default/ratings", "TrafficPolicy/default/ratings", "MeshConfig/mesh"); empty:
   // unknown (static configuration, or the defaults).
-  std::string timeout_source;
-  std::string per_try_timeout_source;
+  SourceName timeout_source;
+  SourceName per_try_timeout_source;
 };
 
 // Answer with a redirect built from the request's URL with these parts replaced.
@@ -210,7 +243,7 @@ struct RouteEntry {
   std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
   // Decision records (stream/decision_record.h): the policy object this route was made from,
   // "HTTPRoute/default/reviews" (empty: unknown), and the rule and match in it (-1: none).
-  std::string source;
+  SourceName source;
   int32_t source_rule = -1;
   int32_t source_match = -1;
 
