@@ -37,8 +37,8 @@
 #include "google/protobuf/duration.pb.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/translate.h"
-#include "sidecar/route/sharded_view_map.h"
 #include "sidecar/resilience/token_bucket.h"
+#include "sidecar/route/sharded_view_map.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {

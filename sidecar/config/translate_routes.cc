@@ -656,8 +656,9 @@ bool JoinServiceRoutes(SnapshotBuild& build,
                       absl::string_view what, const Holder& other) {
       const std::string path = absl::StrCat("virtual_host.", field);
       Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
-      scope.Add(d < 0 ? path : Index(path, d), absl::StrCat(Quote(key), " is already ", what,
-                                                            " of ", HolderText(other, config.name)));
+      scope.Add(
+          d < 0 ? path : Index(path, d),
+          absl::StrCat(Quote(key), " is already ", what, " of ", HolderText(other, config.name)));
       ok = false;
     };
     auto claim = [&](absl::flat_hash_map<absl::string_view, Holder>& held, const std::string& key,
@@ -715,10 +716,10 @@ std::shared_ptr<TranslationMemo::JoinedNames> DeriveJoinedNames(
       ++i, ++j;
       continue;
     }
-    const bool gone = j == joined.size() ||
-                      (i < old.size() && old[i]->name() <= joined[j]->source->name());
-    const bool come = i == old.size() ||
-                      (j < joined.size() && joined[j]->source->name() <= old[i]->name());
+    const bool gone =
+        j == joined.size() || (i < old.size() && old[i]->name() <= joined[j]->source->name());
+    const bool come =
+        i == old.size() || (j < joined.size() && joined[j]->source->name() <= old[i]->name());
     if (gone && !take_out(old[i++])) return nullptr;
     if (come) added.push_back(joined[j++]);
   }
@@ -903,9 +904,9 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       joined->push_back(joining->source);
     }
     memo.joined_recorded += joined->size();
-    memo.route_tables.emplace(source->name(),
-                              TranslationMemo::RouteTable{source, std::move(joined), shared_table,
-                                                          std::move(names)});
+    memo.route_tables.emplace(
+        source->name(),
+        TranslationMemo::RouteTable{source, std::move(joined), shared_table, std::move(names)});
     build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));
   }
 }

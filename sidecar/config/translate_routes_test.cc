@@ -337,9 +337,9 @@ TEST(ServiceRouteTest, DerivedJoinedNamesRefuseAsTheFullJoin) {
   EXPECT_EQ(TranslationReuseOf(**third).joined_names_indexed, 1u);
 
   // Added before its holder in name order: the full join names the added one as the holder.
-  for (const auto& [added, vhost_name] :
-       {std::pair<std::string, std::string>{"0.shop:80", "b"}, {"z.shop:80", "a"},
-        {"y.shop:80", "default"}}) {
+  for (const auto& [added, vhost_name] : {std::pair<std::string, std::string>{"0.shop:80", "b"},
+                                          {"z.shop:80", "a"},
+                                          {"y.shop:80", "default"}}) {
     SCOPED_TRACE(added);
     ResourceSet taken = renamed;
     if (added == "0.shop:80") {
