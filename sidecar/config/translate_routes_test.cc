@@ -336,7 +336,8 @@ TEST(ServiceRouteTest, DerivedJoinedNamesRefuseAsTheFullJoin) {
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(TranslationReuseOf(**third).joined_names_indexed, 1u);
 
-  // Added before its holder in name order: the full join names the added one as the holder.
+  // A name taken by one added before its holder in name order (the full join names the added
+  // one as the holder), after it, and a name of the table's own host.
   for (const auto& [added, vhost_name] : {std::pair<std::string, std::string>{"0.shop:80", "b"},
                                           {"z.shop:80", "a"},
                                           {"y.shop:80", "default"}}) {
