@@ -87,7 +87,8 @@ TranslationReuse TranslationReuseOf(const Snapshot& snapshot) {
           snapshot.translation_memo->route_tables_reused,
           snapshot.translation_memo->clusters_examined,
           snapshot.translation_memo->service_routes_examined,
-          snapshot.translation_memo->joined_recorded};
+          snapshot.translation_memo->joined_recorded,
+          snapshot.translation_memo->joined_names_indexed};
 }
 
 const std::vector<std::string>* ChangedClusters(const Snapshot& snapshot) {

@@ -243,13 +243,17 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
 // them, nothing removed, secrets as before), only those added or changed and those whose load
 // assignment was. The same for ServiceRoutes: every one, or only those added or changed. And
 // how many ServiceRoutes it recorded as joining the route tables it built: those joining the
-// tables not taken from `previous` (a reused table shares its record).
+// tables not taken from `previous` (a reused table shares its record), and how many of their
+// virtual host names it indexed to check them unique in their table: every one joining a table
+// built, or only those added or changed when the table replaces one of the same route
+// configuration.
 struct TranslationReuse {
   size_t clusters = 0;
   size_t route_tables = 0;
   size_t clusters_examined = 0;
   size_t service_routes_examined = 0;
   size_t joined_recorded = 0;
+  size_t joined_names_indexed = 0;
 };
 TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 

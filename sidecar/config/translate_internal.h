@@ -20,6 +20,7 @@
 // Private to sidecar/config.
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,7 @@
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/resilience/token_bucket.h"
+#include "sidecar/route/sharded_view_map.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -78,12 +80,19 @@ struct TranslationMemo {
       return a.cluster == b.cluster && a.assignment == b.assignment && a.translated == b.translated;
     }
   };
+  using JoinedNames = route::ShardedViewMap<const std::string*, absl::Hash<absl::string_view>,
+                                            std::equal_to<absl::string_view>>;
   struct RouteTable {
     ResourceList<xds::RouteConfiguration>::Pointer source;
     // The ServiceRoutes whose virtual hosts joined it, in name order; never null. Shared by the
     // builds that reuse the table, so a reused table copies none of them.
     std::shared_ptr<const std::vector<ResourceList<xds::ServiceRoute>::Pointer>> joined;
     std::shared_ptr<const route::RouteTable> table;
+    // The names of the joined ServiceRoutes' virtual hosts, each to its ServiceRoute's name:
+    // views of strings that `table` (the hosts) and `joined` (the resources) keep alive. Never
+    // null. The table that replaces this one derives its map from this one's by the
+    // ServiceRoutes that changed (shards shared, ShardedViewMap), instead of naming every host.
+    std::shared_ptr<const JoinedNames> joined_names;
   };
   // A ServiceRoute translated: its virtual host (null: none; shared by every route table it
   // joins, route::ShareVirtualHost) and capture destination.
@@ -139,6 +148,9 @@ struct TranslationMemo {
   size_t service_routes_examined = 0;
   // ServiceRoutes recorded as joining the route tables built (not reused).
   size_t joined_recorded = 0;
+  // Virtual host names of joined ServiceRoutes entered in the tables' JoinedNames built (not
+  // reused): every joined one, or, derived from the replaced table's, those added or changed.
+  size_t joined_names_indexed = 0;
   // Set when the clusters were taken from the previous build by what changed: the names added
   // or replaced since (none removed).
   std::optional<std::vector<std::string>> clusters_changed;

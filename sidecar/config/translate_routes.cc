@@ -620,11 +620,11 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
                       Index("virtual_hosts", static_cast<int>(holder.index)));
 }
 
-// The shared virtual hosts of the ServiceRoutes `joined` (in name order, entries of
-// memo.service_routes) that join `config` (a route configuration's own virtual hosts), into
-// `attached`. A virtual host name a ServiceRoute's host shares with another host of the table
-// is refused under the ServiceRoute, naming the other holder; with `hosts`, so is a domain or a
-// destination. Returns whether nothing was refused.
+// The ServiceRoutes `joined` (in name order, entries of memo.service_routes) joining `config` (a
+// route configuration's own virtual hosts), checked: a virtual host name a ServiceRoute's host
+// shares with another host of the table is refused under the ServiceRoute, naming the other
+// holder; with `hosts`, so is a domain or a destination. The joined hosts' names go to `names`
+// (empty on entry). Returns whether nothing was refused.
 //
 // RouteTable::Create refuses a domain or destination two hosts share as well, indexing them
 // anyway, so AddRouteTables joins without `hosts` and, only when Create fails, joins again with
@@ -633,14 +633,14 @@ std::string HolderText(const Holder& holder, const std::string& route_config) {
 bool JoinServiceRoutes(SnapshotBuild& build,
                        const std::vector<const TranslationMemo::ServiceRoute*>& joined,
                        const route::RouteConfig& config, bool hosts,
-                       std::vector<std::shared_ptr<const route::VirtualHostConfig>>& attached) {
+                       TranslationMemo::JoinedNames& names) {
   // Keys view the hosts' strings, which outlive the join.
-  absl::flat_hash_map<absl::string_view, Holder> domains, destinations, names;
+  absl::flat_hash_map<absl::string_view, Holder> domains, destinations, own_names;
   if (hosts) domains.reserve(config.virtual_hosts.size() + joined.size());
-  names.reserve(config.virtual_hosts.size() + joined.size());
+  own_names.reserve(config.virtual_hosts.size());
   for (size_t v = 0; v < config.virtual_hosts.size(); ++v) {
     const route::VirtualHostConfig& vhost = config.virtual_hosts[v];
-    names.emplace(vhost.name, Holder{nullptr, v});
+    own_names.emplace(vhost.name, Holder{nullptr, v});
     if (!hosts) continue;
     // (TranslateVirtualHost lower-cased them.)
     for (const std::string& domain : vhost.domains) domains.emplace(domain, Holder{nullptr, v});
@@ -649,27 +649,34 @@ bool JoinServiceRoutes(SnapshotBuild& build,
     }
   }
   bool ok = true;
-  attached.reserve(joined.size());
   for (const TranslationMemo::ServiceRoute* joining : joined) {
     const TranslationMemo::ServiceRoute& service_route = *joining;
     if (service_route.virtual_host == nullptr) continue;
     const std::string& name = service_route.source->name();
     const route::VirtualHostConfig& vhost = *service_route.virtual_host;
-    const Holder self{&name, 0};
-    // `field` of the host, its item `d` when it is a list (-1: not); the path is spelt only for
-    // an error.
-    auto claim = [&](absl::flat_hash_map<absl::string_view, Holder>& held, const std::string& key,
-                     absl::string_view field, int d, absl::string_view what) {
-      auto [it, inserted] = held.emplace(key, self);
-      if (inserted) return;
+    // `field` of the host, its item `d` when it is a list (-1: not), is already `what` of
+    // `other`; the path is spelt only for an error.
+    auto refuse = [&](const std::string& key, absl::string_view field, int d,
+                      absl::string_view what, const Holder& other) {
       const std::string path = absl::StrCat("virtual_host.", field);
       Errors::Scope scope(build.errors, absl::StrCat("service_route ", Quote(name)));
-      scope.Add(d < 0 ? path : Index(path, d),
-                absl::StrCat(Quote(key), " is already ", what, " of ",
-                             HolderText(it->second, config.name)));
+      scope.Add(
+          d < 0 ? path : Index(path, d),
+          absl::StrCat(Quote(key), " is already ", what, " of ", HolderText(other, config.name)));
       ok = false;
     };
-    claim(names, vhost.name, "name", -1, "the name of a virtual host");
+    auto claim = [&](absl::flat_hash_map<absl::string_view, Holder>& held, const std::string& key,
+                     absl::string_view field, int d, absl::string_view what) {
+      auto [it, inserted] = held.emplace(key, Holder{&name, 0});
+      if (!inserted) refuse(key, field, d, what, it->second);
+    };
+    static constexpr absl::string_view kName = "the name of a virtual host";
+    ++build.memo->joined_names_indexed;
+    if (auto own = own_names.find(vhost.name); own != own_names.end()) {
+      refuse(vhost.name, "name", -1, kName, own->second);
+    } else if (const std::string* const* other = names.Insert(vhost.name, &name)) {
+      refuse(vhost.name, "name", -1, kName, Holder{*other, 0});
+    }
     if (hosts) {
       for (size_t d = 0; d < vhost.domains.size(); ++d) {
         claim(domains, vhost.domains[d], "domains", static_cast<int>(d), "a domain");
@@ -679,9 +686,71 @@ bool JoinServiceRoutes(SnapshotBuild& build,
               "a destination");
       }
     }
-    attached.push_back(service_route.virtual_host);
   }
   return ok;
+}
+
+// JoinServiceRoutes' names (without `hosts`) for `joined` joining `config`, derived from
+// `replaced`'s (the record of the table this one replaces, of the same route configuration
+// resource, in `before`): a merge of the two name-ordered lists by pointer, the names of the
+// ServiceRoutes gone or changed taken out, those added or changed put in. Null when it cannot be
+// done that way: a name is taken (the full join then reports it as it always does, so the
+// messages do not depend on the path), or `replaced` does not match `before`'s ServiceRoutes.
+std::shared_ptr<TranslationMemo::JoinedNames> DeriveJoinedNames(
+    SnapshotBuild& build, const TranslationMemo::RouteTable& replaced,
+    const std::vector<const TranslationMemo::ServiceRoute*>& joined,
+    const route::RouteConfig& config) {
+  const TranslationMemo& before = *build.before;
+  auto names = std::make_shared<TranslationMemo::JoinedNames>(*replaced.joined_names);
+  std::vector<const TranslationMemo::ServiceRoute*> added;
+  // Takes out the name of `gone`, which `replaced` joined.
+  auto take_out = [&](const ResourceList<xds::ServiceRoute>::Pointer& gone) {
+    const auto* held = before.service_routes.Get(gone->name());
+    if (held == nullptr || (*held)->source != gone) return false;
+    if ((*held)->virtual_host == nullptr) return true;
+    const std::string* const* holder = names->Find((*held)->virtual_host->name);
+    if (holder == nullptr || *holder != &gone->name()) return false;
+    names->Erase((*held)->virtual_host->name);
+    return true;
+  };
+  const std::vector<ResourceList<xds::ServiceRoute>::Pointer>& old = *replaced.joined;
+  size_t i = 0, j = 0;
+  while (i < old.size() || j < joined.size()) {
+    if (i < old.size() && j < joined.size() && old[i] == joined[j]->source) {
+      ++i, ++j;
+      continue;
+    }
+    const bool gone =
+        j == joined.size() || (i < old.size() && old[i]->name() <= joined[j]->source->name());
+    const bool come =
+        i == old.size() || (j < joined.size() && joined[j]->source->name() <= old[i]->name());
+    if (gone && !take_out(old[i++])) return nullptr;
+    if (come) added.push_back(joined[j++]);
+  }
+  if (added.empty()) return names;
+  absl::flat_hash_set<absl::string_view> own_names;
+  own_names.reserve(config.virtual_hosts.size());
+  for (const route::VirtualHostConfig& vhost : config.virtual_hosts) own_names.insert(vhost.name);
+  for (const TranslationMemo::ServiceRoute* joining : added) {
+    if (joining->virtual_host == nullptr) continue;
+    const std::string& name = joining->virtual_host->name;
+    ++build.memo->joined_names_indexed;
+    if (own_names.contains(name) || names->Insert(name, &joining->source->name()) != nullptr) {
+      return nullptr;
+    }
+  }
+  return names;
+}
+
+// The virtual hosts of the ServiceRoutes `joined`, for RouteTable::Create's `attached`.
+std::vector<std::shared_ptr<const route::VirtualHostConfig>> AttachedHosts(
+    const std::vector<const TranslationMemo::ServiceRoute*>& joined) {
+  std::vector<std::shared_ptr<const route::VirtualHostConfig>> attached;
+  attached.reserve(joined.size());
+  for (const TranslationMemo::ServiceRoute* joining : joined) {
+    if (joining->virtual_host != nullptr) attached.push_back(joining->virtual_host);
+  }
+  return attached;
 }
 
 }  // namespace
@@ -800,16 +869,24 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
     std::optional<route::RouteConfig> out =
         TranslateRouteConfig(scope, route_config, memo.cluster_names, *memo.source_names);
     if (!out.has_value()) continue;
-    std::vector<std::shared_ptr<const route::VirtualHostConfig>> attached;
-    if (!JoinServiceRoutes(build, joined_here, *out, /*hosts=*/false, attached)) continue;
-    // The table it replaces lends its index: only the hosts that differ are indexed.
-    const route::RouteTable* replaced = nullptr;
+    // The table it replaces lends its index, and its joined names when of the same resource:
+    // only the hosts that differ are indexed.
+    const TranslationMemo::RouteTable* replaced = nullptr;
     if (before != nullptr) {
       auto it = before->route_tables.find(route_config.name());
-      if (it != before->route_tables.end()) replaced = it->second.table.get();
+      if (it != before->route_tables.end()) replaced = &it->second;
+    }
+    std::shared_ptr<TranslationMemo::JoinedNames> names;
+    if (replaced != nullptr && replaced->source == source) {
+      names = DeriveJoinedNames(build, *replaced, joined_here, *out);
+    }
+    if (names == nullptr) {
+      names = std::make_shared<TranslationMemo::JoinedNames>();
+      if (!JoinServiceRoutes(build, joined_here, *out, /*hosts=*/false, *names)) continue;
     }
     absl::StatusOr<std::unique_ptr<route::RouteTable>> table =
-        route::RouteTable::Create(*std::move(out), std::move(attached), replaced);
+        route::RouteTable::Create(*std::move(out), AttachedHosts(joined_here),
+                                  replaced != nullptr ? replaced->table.get() : nullptr);
     if (!table.ok()) {
       // A domain or destination a ServiceRoute shares is refused under the ServiceRoute (the
       // configuration translated again, errors already reported); anything else as Create says.
@@ -817,7 +894,7 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       Errors::Scope again_scope(ignored, "");
       std::optional<route::RouteConfig> again =
           TranslateRouteConfig(again_scope, route_config, memo.cluster_names, *memo.source_names);
-      std::vector<std::shared_ptr<const route::VirtualHostConfig>> unused;
+      TranslationMemo::JoinedNames unused;
       if (!again.has_value() ||
           JoinServiceRoutes(build, joined_here, *again, /*hosts=*/true, unused)) {
         scope.Add("", table.status());
@@ -831,8 +908,9 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       joined->push_back(joining->source);
     }
     memo.joined_recorded += joined->size();
-    memo.route_tables.emplace(source->name(),
-                              TranslationMemo::RouteTable{source, std::move(joined), shared_table});
+    memo.route_tables.emplace(
+        source->name(),
+        TranslationMemo::RouteTable{source, std::move(joined), shared_table, std::move(names)});
     build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));
   }
 }

@@ -250,6 +250,9 @@ TEST(ServiceRouteTest, AddedServiceRoutesCostWhatIsAddedNotWhatIsHeld) {
   EXPECT_EQ(ServiceRouteUsage(**second, name_of(8)), ServiceRouteUsage(**first, name_of(8)));
   // "local" rebuilt records its 1 001 joining ServiceRoutes; "second" (none joining) is reused.
   EXPECT_EQ(TranslationReuseOf(**second).joined_recorded, static_cast<size_t>(kHeld + 1));
+  // Its joined hosts' names are the previous table's with the one added: one indexed, not 1 001.
+  EXPECT_EQ(TranslationReuseOf(**first).joined_names_indexed, static_cast<size_t>(kHeld));
+  EXPECT_EQ(TranslationReuseOf(**second).joined_names_indexed, 1u);
   // Nothing joining changed (a response of another type): both tables are the previous build's,
   // their records shared, not copied.
   auto again = BuildSnapshot(added, second->get());
@@ -264,6 +267,8 @@ TEST(ServiceRouteTest, AddedServiceRoutesCostWhatIsAddedNotWhatIsHeld) {
   auto third = BuildSnapshot(moved, second->get());
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(TranslationReuseOf(**third).service_routes_examined, 1u);
+  // Out of "local"'s names, into "second"'s.
+  EXPECT_EQ(TranslationReuseOf(**third).joined_names_indexed, 1u);
   EXPECT_EQ(ClusterFor(*(*third)->FindRouteTable("local"), name_of(9), "/z"), "");
   EXPECT_EQ(ClusterFor(*(*third)->FindRouteTable("second"), name_of(9), "/z"), "other");
   EXPECT_EQ(ServiceRouteUsage(**third, name_of(9)), ServiceRouteUsage(**second, name_of(9)));
@@ -303,6 +308,53 @@ TEST(ServiceRouteTest, AddedServiceRoutesCostWhatIsAddedNotWhatIsHeld) {
   ASSERT_TRUE(fifth.ok()) << fifth.status();
   EXPECT_EQ(TranslationReuseOf(**fifth).service_routes_examined, 1u);
   EXPECT_EQ(ClusterFor(*(*fifth)->FindRouteTable("local"), name_of(1), "/z"), "backend");
+}
+
+// The joined hosts' names derived from the replaced table's check what the full join checks,
+// with the same messages: a host renamed frees its old name; a name taken is refused naming the
+// holder the full join names (the first in name order), whichever ServiceRoute changed.
+TEST(ServiceRouteTest, DerivedJoinedNamesRefuseAsTheFullJoin) {
+  ResourceSet set = Base();
+  auto joining = [](const std::string& name, const std::string& vhost_name) {
+    xds::ServiceRoute route = JoiningLocal(name, absl::StrCat("[\"", name, "\"]"), "other");
+    route.mutable_virtual_host()->set_name(vhost_name);
+    return std::make_shared<const ResourceList<xds::ServiceRoute>::Held>(std::move(route));
+  };
+  set.service_routes.push_back(joining("a.shop:80", "a"));
+  set.service_routes.push_back(joining("c.shop:80", "c"));
+  auto first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  // "c.shop:80" renames its host to "b", then "b.shop:80" comes with "c": both names free.
+  ResourceSet renamed = set;
+  renamed.service_routes.Set(1, joining("c.shop:80", "b"));
+  auto second = BuildSnapshot(renamed, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(TranslationReuseOf(**second).joined_names_indexed, 1u);
+  renamed.service_routes.Insert(1, joining("b.shop:80", "c"));
+  auto third = BuildSnapshot(renamed, second->get());
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(TranslationReuseOf(**third).joined_names_indexed, 1u);
+
+  // A name taken by one added before its holder in name order (the full join names the added
+  // one as the holder), after it, and a name of the table's own host.
+  for (const auto& [added, vhost_name] : {std::pair<std::string, std::string>{"0.shop:80", "b"},
+                                          {"z.shop:80", "a"},
+                                          {"y.shop:80", "default"}}) {
+    SCOPED_TRACE(added);
+    ResourceSet taken = renamed;
+    if (added == "0.shop:80") {
+      taken.service_routes.Insert(0, joining(added, vhost_name));
+    } else {
+      taken.service_routes.push_back(joining(added, vhost_name));
+    }
+    auto derived = BuildSnapshot(taken, third->get());
+    auto whole = BuildSnapshot(taken);
+    ASSERT_FALSE(derived.ok());
+    ASSERT_FALSE(whole.ok());
+    EXPECT_EQ(derived.status().message(), whole.status().message());
+    EXPECT_THAT(derived.status().message(), HasSubstr("is already the name of a virtual host"));
+  }
 }
 
 TEST(ServiceRouteTest, DuplicateDomainAcrossServiceRoutesRefusedNamingBoth) {
