@@ -131,7 +131,7 @@ class HeldMessage final : public HeldResource {
   std::string bytes_;
   bool from_bytes_ = false;
   mutable std::optional<HeldFacts<Message>> facts_;  // set with from_bytes_
-  mutable std::shared_ptr<const Message> parsed_;  // never null without from_bytes_
+  mutable std::shared_ptr<const Message> parsed_;    // never null without from_bytes_
 };
 
 // The resources of one kind, each held immutable behind a shared pointer: copying a list, or

@@ -322,6 +322,13 @@ route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::s
                                               const xds::VirtualHost& in,
                                               const ClusterNames& clusters, SourceNames& names);
 
+// translate_routes.cc: a route configuration's own virtual hosts and header mutations, or
+// nullopt when it had an error (added to `scope`); virtual host names unique within it.
+std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
+                                                       const xds::RouteConfiguration& in,
+                                                       const ClusterNames& clusters,
+                                                       SourceNames& names);
+
 // translate_listeners.cc: one capture destination of a listener or ServiceRoute, without the
 // check that its name is unique (the listener's); `path` leads to it.
 ListenerDestinationConfig TranslateListenerDestination(
@@ -385,8 +392,8 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
 void AddServiceRoutes(SnapshotBuild& build, const ResourceList<xds::ServiceRoute>& service_routes,
                       const ResourceList<xds::RouteConfiguration>& routes);
 
-// translate_routes.cc: a route table per route configuration, its own virtual hosts followed by
-// those of the ServiceRoutes joining it; unchanged ones (the same resources, the same cluster
+// translate_route_tables.cc: a route table per route configuration, its own virtual hosts followed
+// by those of the ServiceRoutes joining it; unchanged ones (the same resources, the same cluster
 // names) are taken from the previous snapshot.
 void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes);
 

@@ -125,9 +125,8 @@ bool ApplyServiceRouteChanges(SnapshotBuild& build,
   for (size_t i : changed) {
     const ResourceList<xds::ServiceRoute>::Pointer& source = service_routes.shared(i);
     if (!ValidName(source->name())) return false;
-    std::shared_ptr<const TranslationMemo::ServiceRoute> entry =
-        TranslateServiceRoute(errors, memo, &before, source,
-                              ConfigHeadersOf(memo, source->facts().route_config_name));
+    std::shared_ptr<const TranslationMemo::ServiceRoute> entry = TranslateServiceRoute(
+        errors, memo, &before, source, ConfigHeadersOf(memo, source->facts().route_config_name));
     if (entry == nullptr) return false;
     entries.push_back(std::move(entry));
   }

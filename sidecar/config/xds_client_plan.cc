@@ -54,9 +54,9 @@ absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobu
     if (index == kEndpoints || index == kClusters || index == kServiceRoutes) {
       // Held as its bytes (ADR 0086, amended): the translation parses it again, once, and keeps
       // what it translates; the run plan reads the few facts kept beside the bytes.
-      return ParsedResource{.name = std::move(name),
-                            .held = std::make_shared<const HeldMessage<Message>>(*parsed,
-                                                                                 any.value())};
+      return ParsedResource{
+          .name = std::move(name),
+          .held = std::make_shared<const HeldMessage<Message>>(*parsed, any.value())};
     }
     return ParsedResource{.name = std::move(name),
                           .held = std::make_shared<const HeldMessage<Message>>(
