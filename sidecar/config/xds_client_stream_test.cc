@@ -464,8 +464,10 @@ TEST_F(XdsClientTest, LookupAnswersLookAtTheKeysTheyAnswer) {
   const uint64_t before = client_->entries_visited();
   server_->Send(ServiceRouteResponse("n2", {ServiceRouteResource("t.shop:80", "t", {"host:t"})}));
   ASSERT_TRUE(RunUntil([&] { return lookup_answers_.size() == 501; }));
-  // The ServiceRoute list patched (a path of the held entries), no key but "host:t" looked at.
-  EXPECT_LT(client_->entries_visited() - before, 100u);
+  // The ServiceRoute list patched (a path of the held entries), no key but "host:t" looked at:
+  // well under the 500 held keys (looking at every held key visits more than 500; the bound
+  // leaves room for the paths of the persistent maps, which vary with where a run's work lands).
+  EXPECT_LT(client_->entries_visited() - before, 250u);
   EXPECT_EQ(client_->lookups().at("host:t"), "t.shop:80");
 
   // Refused (joins a route configuration the sidecar lacks): "host:s0" answered by another
