@@ -223,7 +223,9 @@ void UpstreamRequest::ExportHeldAttemptSpan() {
   // text it was spared (the server span still names its host).
   stream::StreamInfo& info = router_.info_;
   const tracing::Span* const server = info.server_span;
-  FillClientSpanText(*info.held_attempt_span, server != nullptr ? server->endpoint : "");
+  FillClientSpanText(*info.held_attempt_span);
+  tracing::SetText(info.held_attempt_span->endpoint,
+                   server != nullptr ? absl::string_view(server->endpoint) : "");
   router_.context_.tracer->End(info.held_attempt_span);
 }
 
@@ -238,7 +240,7 @@ void UpstreamRequest::DescribeClientSpan(tracing::Span& span, const cluster::Hos
     span.start_ns = std::max(span.start_ns, server->start_ns);
   }
   if (!AttemptMayBeFolded()) {
-    FillClientSpanText(span, "");
+    FillClientSpanText(span);
     host.address().FormatTo(span.endpoint);
   }
 }
@@ -252,8 +254,7 @@ inline bool UpstreamRequest::AttemptMayBeFolded() const {
          info.server_span != nullptr;
 }
 
-inline void UpstreamRequest::FillClientSpanText(tracing::Span& span,
-                                                absl::string_view endpoint) const {
+inline void UpstreamRequest::FillClientSpanText(tracing::Span& span) const {
   const stream::StreamInfo& info = router_.info_;
   const tracing::Span* const server = info.server_span;
   // The request's method, as the server span has it (one lookup less).
@@ -264,7 +265,6 @@ inline void UpstreamRequest::FillClientSpanText(tracing::Span& span,
   span.cluster = info.cluster_name;
   span.peer_service =
       tracing::PeerService(info.cluster_name, router_.context_.tracer->service_name());
-  tracing::SetText(span.endpoint, endpoint);
   // The attempt passes on the tracestate its server span received, to the same authority.
   if (server != nullptr) {
     tracing::SetText(span.trace_state, server->trace_state);

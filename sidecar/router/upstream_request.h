@@ -160,9 +160,9 @@ class UpstreamRequest final : public cluster::ConnPoolCallbacks,
   // The attempt now beginning (or ending) is the request's first and, with span_per_attempt
   // false, will be folded into the server span if no other follows (tracing::FoldSingleAttempt).
   bool AttemptMayBeFolded() const;
-  // A client span's text attributes: method, route, cluster, and the attempt's `endpoint`. A span
-  // that may be folded gets them only once it is to be exported.
-  void FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const;
+  // A client span's text attributes but its endpoint (the caller sets it): method, route, cluster,
+  // peer and trace state. A span that may be folded gets them only once it is to be exported.
+  void FillClientSpanText(tracing::Span& span) const;
 
   Router& router_;
   cluster::Cluster& cluster_;
