@@ -33,6 +33,14 @@ EndpointConfig Endpoint(const net::Address& address) {
   return e;
 }
 
+// The snapshot holds one EndpointConfig per endpoint of every cluster it holds (15 000 for a
+// sidecar that called 1 000 of 5 000 services): the address inline (48 bytes), the SPIFFE id a
+// pointer shared by the endpoints naming it, the ALPN override a flag. 120 bytes when the id was a
+// string of its own and the ALPN override a vector.
+static_assert(sizeof(EndpointTlsConfig) <= 24, "EndpointTlsConfig grew: every endpoint has one");
+static_assert(sizeof(EndpointConfig) <= 80,
+              "EndpointConfig grew: the snapshot has one per endpoint");
+
 EndpointConfig Endpoint(absl::string_view text) {
   auto address = net::Address::Parse(text);
   CHECK_OK(address);
@@ -408,12 +416,12 @@ TEST_F(ClusterTest, MeshHttp2SpeaksH2ToPeerSidecarsAndHttp11ForUpgradesAndPlaint
   EXPECT_EQ(cluster->PoolFor(sidecar, http::Protocol::kHttp11).protocol(), http::Protocol::kHttp2);
   EXPECT_EQ(cluster->PoolFor(sidecar, http::Protocol::kHttp2).protocol(), http::Protocol::kHttp2);
   ASSERT_EQ(made.size(), 1u);
-  EXPECT_TRUE(made[0].alpn.empty());
+  EXPECT_FALSE(made[0].http1_only);
   // An Upgrade to it: HTTP/1.1, over a transport that offers ALPN "http/1.1" only.
   EXPECT_EQ(cluster->PoolFor(sidecar, http::Protocol::kHttp11, /*upgrade=*/true).protocol(),
             http::Protocol::kHttp11);
   ASSERT_EQ(made.size(), 2u);
-  EXPECT_EQ(made[1].alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_TRUE(made[1].http1_only);
   // A plaintext member may be a plain HTTP/1.1 server.
   EXPECT_EQ(cluster->PoolFor(plain, http::Protocol::kHttp2).protocol(), http::Protocol::kHttp11);
 

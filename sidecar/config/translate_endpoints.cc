@@ -1,5 +1,6 @@
 #include "sidecar/config/translate_internal.h"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,9 +13,12 @@
 namespace meshlet::sidecar::config::translate_internal {
 namespace {
 
+// `last_identity`: the id of the assignment's previous endpoint that named one, which an endpoint
+// naming the same id shares (a Service's endpoints mostly run as one service account).
 std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
                                                          const std::string& path,
-                                                         const xds::Endpoint& endpoint) {
+                                                         const xds::Endpoint& endpoint,
+                                                         cluster::EndpointIdentity& last_identity) {
   const size_t before = scope.count();
   cluster::EndpointConfig out;
   absl::StatusOr<net::Address> address = net::Address::Parse(endpoint.address());
@@ -48,8 +52,14 @@ std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
               "excludes identity: a plaintext endpoint presents no identity to check");
   }
   out.tls.plaintext = endpoint.plaintext();
-  out.tls.identity = endpoint.identity();
   if (scope.count() != before) return std::nullopt;
+  if (!endpoint.identity().empty()) {
+    if (last_identity.str() != endpoint.identity()) {
+      last_identity =
+          cluster::EndpointIdentity(std::make_shared<const std::string>(endpoint.identity()));
+    }
+    out.tls.identity = last_identity;
+  }
   return out;
 }
 
@@ -62,10 +72,11 @@ std::vector<cluster::EndpointConfig> TranslateEndpoints(
   std::vector<cluster::EndpointConfig> out;
   out.reserve(assignment.endpoints_size());
   absl::flat_hash_map<std::string, size_t> seen;
+  cluster::EndpointIdentity last_identity;
   for (int i = 0; i < assignment.endpoints_size(); ++i) {
     const std::string endpoint_path = Index(Join(path, "endpoints"), i);
     std::optional<cluster::EndpointConfig> endpoint =
-        TranslateEndpoint(scope, endpoint_path, assignment.endpoints(i));
+        TranslateEndpoint(scope, endpoint_path, assignment.endpoints(i), last_identity);
     if (!endpoint.has_value()) continue;
     auto [it, inserted] = seen.emplace(endpoint->address.ToString(), i);
     if (!inserted) {

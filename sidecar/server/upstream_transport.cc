@@ -80,22 +80,22 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
           cluster_ids = std::move(cluster_ids), cluster_transport = std::move(cluster_transport)](
              const EndpointTlsConfig& endpoint) -> net::TransportFactory {
     if (endpoint.plaintext) return nullptr;
-    if (endpoint.identity.empty() && endpoint.alpn.empty()) return cluster_transport;
+    if (endpoint.identity.empty() && !endpoint.http1_only) return cluster_transport;
     tls::TlsSession::Options endpoint_options = options;
-    endpoint_options.alpn_protocols = endpoint.alpn;
+    if (endpoint.http1_only) endpoint_options.alpn_protocols = {"http/1.1"};
     if (endpoint.identity.empty()) {
       return tls::TlsTransport::Factory(provider, std::move(endpoint_options));
     }
     absl::StatusOr<tls::SpiffeIdMatcher> exact =
-        tls::SpiffeIdMatcher::Create({endpoint.identity}, {});
-    absl::StatusOr<tls::SpiffeId> id = tls::SpiffeId::Parse(endpoint.identity);
+        tls::SpiffeIdMatcher::Create({endpoint.identity.str()}, {});
+    absl::StatusOr<tls::SpiffeId> id = tls::SpiffeId::Parse(endpoint.identity.str());
     if (!exact.ok() || !id.ok()) {  // refused by configuration validation already
       return FailedTlsTransportFactory(!exact.ok() ? exact.status() : id.status());
     }
     // The endpoint narrows the cluster's identities and never widens them.
     if (cluster_ids.has_value() && !cluster_ids->Matches(*id)) {
       return FailedTlsTransportFactory(absl::PermissionDeniedError(
-          absl::StrCat("endpoint identity ", endpoint.identity,
+          absl::StrCat("endpoint identity ", endpoint.identity.str(),
                        " is not among the cluster's expected_peer_ids ", cluster_ids->Describe())));
     }
     endpoint_options.peer_identity = *std::move(exact);

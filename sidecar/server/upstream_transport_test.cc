@@ -206,7 +206,7 @@ TEST_F(UpstreamTransportTest, ClustersShareAContextAndEachChecksItsOwnIdentities
   status = HandshakeWith(to_other, kBackend);
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
   // So is one an endpoint narrows to, through the same shared context.
-  status = HandshakeWith(backend_factory(EndpointTlsConfig{.alpn = {"http/1.1"}}), kOther);
+  status = HandshakeWith(backend_factory(EndpointTlsConfig{.http1_only = true}), kOther);
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
 }
 
