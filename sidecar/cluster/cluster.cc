@@ -308,11 +308,14 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
 void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe,
                            std::optional<Duration> latency) {
   if (result == resilience::HostResult::kSuccess) {
-    ++host.stats().rq_success;
+    ++host.mutable_stats().rq_success;
   } else {
-    ++host.stats().rq_error;
+    ++host.mutable_stats().rq_error;
   }
-  if (latency.has_value()) host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
+  // Only the peak-EWMA balancer reads latencies: others keep no per-host latency state (ADR 0091).
+  if (latency.has_value() && config_->lb_policy == LbPolicy::kPeakEwma) {
+    host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
+  }
   if (breaker_.has_value()) {
     const bool success = result == resilience::HostResult::kSuccess;
     resilience::ConsecutiveFailureBreaker::Transition transition;
@@ -355,7 +358,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
       event == resilience::OutlierDetector::Event::kEjectedConsecutiveGatewayFailure ||
       event == resilience::OutlierDetector::Event::kProbeFailed) {
     ++stats_.outlier_ejections;
-    ++host.stats().outlier_ejections;
+    ++host.mutable_stats().outlier_ejections;
     stat_handles_.ejections_total.Inc();
   }
   SyncOutlierFlags();
@@ -364,7 +367,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
 
 void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   ++stats_.overload_responses;
-  ++host.stats().overload_responses;
+  ++host.mutable_stats().overload_responses;
   stat_handles_.overload_responses.Inc();
   const OverloadConfig& config = config_->overload;
   if (!config.enabled || !host.in_set()) return;
@@ -390,7 +393,7 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   hosts_.SetHealthFlag(host, Host::kOverloadEjected, true);
   ++overload_ejected_;
   ++stats_.overload_ejections;
-  ++host.stats().overload_ejections;
+  ++host.mutable_stats().overload_ejections;
   stat_handles_.overload_ejections.Inc();
   PublishOverloadEjected();
   ArmOverloadTimer(until);

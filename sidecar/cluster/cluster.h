@@ -127,7 +127,8 @@ class Cluster {
   // host; null: plaintext, which is also what a cluster made without a transport factory gets.
   const net::TransportFactory& TransportFor(const Host& host);
 
-  // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA.
+  // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA when
+  // that is the balancing policy (and is dropped otherwise).
   void RecordResult(Host& host, resilience::HostResult result, bool probe,
                     std::optional<Duration> latency = std::nullopt);
   // `host` answered 429, or gRPC RESOURCE_EXHAUSTED; `retry_after` is the response's retry-after
