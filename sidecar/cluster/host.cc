@@ -108,7 +108,7 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
       next.push_back(std::move(it->second));
       existing.erase(it);
     } else {
-      auto host = std::make_shared<Host>(next_id_++, std::move(shared));
+      HostSharedPtr host(new Host(next_id_++, std::move(shared)));
       host->in_set_ = true;
       next.push_back(std::move(host));
     }

@@ -20,17 +20,21 @@
 // changes whenever membership or any host's health changes; load balancers re-read the set then
 // and keep no other view of it.
 //
-// Ownership: HostSet holds hosts by shared_ptr. A removed host stays alive for as long as someone
-// still holds it (a draining connection pool, a request in flight); it no longer belongs to the
-// set and its health changes no longer bump the set's version. A host keeps the configuration its
+// Ownership: HostSet holds hosts by HostSharedPtr, a shared pointer whose count is a plain field
+// of the Host (hosts never leave their worker, so the count needs no atomics, and a holder is 8
+// bytes with no control block per host). A removed host stays alive for as long as someone still
+// holds it (a draining connection pool, a request in flight); it no longer belongs to the set and
+// its health changes no longer bump the set's version. A host keeps the configuration its
 // endpoint entry belongs to alive (HostSet::Update's `owner`), so a removed host still draining
 // holds the configuration it was last updated from until it is destroyed.
 //
 // Threading: each worker owns its own HostSet; nothing here is thread-safe and nothing needs to be.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -41,7 +45,45 @@
 
 namespace meshlet::sidecar::cluster {
 
+class Host;
 class HostSet;
+
+// Shared ownership of a Host (see the header comment): copies count, the last one destroys the
+// host. Same-thread only, as the Host itself.
+class HostSharedPtr {
+ public:
+  HostSharedPtr() = default;
+  HostSharedPtr(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): as std::shared_ptr
+  HostSharedPtr(const HostSharedPtr& other) : host_(other.host_) { Acquire(); }
+  HostSharedPtr(HostSharedPtr&& other) noexcept : host_(std::exchange(other.host_, nullptr)) {}
+  HostSharedPtr& operator=(HostSharedPtr other) noexcept {
+    std::swap(host_, other.host_);
+    return *this;
+  }
+  ~HostSharedPtr() { Release(); }
+
+  Host* get() const { return host_; }
+  Host& operator*() const { return *host_; }
+  Host* operator->() const { return host_; }
+  explicit operator bool() const { return host_ != nullptr; }
+  friend bool operator==(const HostSharedPtr& a, std::nullptr_t) { return a.host_ == nullptr; }
+  friend bool operator!=(const HostSharedPtr& a, std::nullptr_t) { return a.host_ != nullptr; }
+  friend bool operator==(const HostSharedPtr& a, const HostSharedPtr& b) {
+    return a.host_ == b.host_;
+  }
+  friend bool operator!=(const HostSharedPtr& a, const HostSharedPtr& b) {
+    return a.host_ != b.host_;
+  }
+
+ private:
+  friend class HostSet;
+  // Takes the first reference to a host just made with new.
+  explicit HostSharedPtr(Host* host) : host_(host) { Acquire(); }
+  inline void Acquire();
+  inline void Release();
+
+  Host* host_ = nullptr;
+};
 
 // Plain per-host counters. Monotonic; the stats layer reads them.
 struct HostStats {
@@ -167,6 +209,7 @@ class Host {
 
  private:
   friend class HostSet;
+  friend class HostSharedPtr;
   // What only hosts that balance by latency or get overload answers need.
   struct Load {
     double ewma_ns = 0;
@@ -195,11 +238,19 @@ class Host {
   uint32_t active_requests_ = 0;
   uint8_t health_flags_ = 0;  // HealthFlag bits
   bool in_set_ = false;       // a member of the HostSet that made it
+  uint32_t refs_ = 0;         // HostSharedPtr holders
   // Null until the host's first count or load state.
   std::unique_ptr<Extra> extra_;
 };
 
-using HostSharedPtr = std::shared_ptr<Host>;
+void HostSharedPtr::Acquire() {
+  if (host_ != nullptr) ++host_->refs_;
+}
+
+void HostSharedPtr::Release() {
+  if (host_ != nullptr && --host_->refs_ == 0) delete host_;
+  host_ = nullptr;
+}
 
 class HostSet {
  public:
