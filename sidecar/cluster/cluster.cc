@@ -125,6 +125,14 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
 void Cluster::ApplyEndpoints() {
   const ClusterConfig& config = *config_;
   ++stats_.membership_updates;
+  // The endpoints the pools' transports were made for: their hosts' before the update.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const EndpointConfig>> made_for;
+  if (!pools_.empty()) {
+    made_for.reserve(pools_.size());
+    for (const HostSharedPtr& host : hosts_.hosts()) {
+      if (pools_.contains(host->id())) made_for.emplace(host->id(), host->endpoint());
+    }
+  }
   // Hosts refer to the shared configuration's endpoints.
   std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints, config_);
   auto drain_host = [this](absl::flat_hash_map<uint64_t, HostPools>::iterator it) {
@@ -145,16 +153,11 @@ void Cluster::ApplyEndpoints() {
   }
   // A host that stays but now wants another transport (it got a sidecar, or another identity):
   // its connections were made for the old settings, so new requests get new pools.
-  // The others' entries move to the new configuration's (equal) endpoint, so an entry never keeps
-  // an older configuration alive.
   for (const HostSharedPtr& host : hosts_.hosts()) {
     auto it = pools_.find(host->id());
     if (it == pools_.end()) continue;
-    if (it->second.endpoint->tls != host->tls()) {
-      drain_host(it);
-    } else {
-      it->second.endpoint = host->endpoint();
-    }
+    auto before = made_for.find(host->id());
+    if (before != made_for.end() && before->second->tls != host->tls()) drain_host(it);
   }
   if (outlier_ != nullptr) SetOutlierHosts();
 }
@@ -274,7 +277,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr) {
         pools.http1_transport = std::make_unique<net::TransportFactory>(
-            transport_factory_(ForHttp1(pools.endpoint->tls)));
+            transport_factory_(ForHttp1(host.tls())));
       }
       options.transport_factory = *pools.http1_transport;
     }
@@ -299,7 +302,6 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
   auto [it, inserted] = pools_.try_emplace(host.id());
   HostPools& entry = it->second;
   if (inserted) {
-    entry.endpoint = host.endpoint();
     if (transport_factory_ != nullptr) entry.transport = transport_factory_(host.tls());
   }
   return entry;
@@ -308,11 +310,14 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
 void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe,
                            std::optional<Duration> latency) {
   if (result == resilience::HostResult::kSuccess) {
-    ++host.stats().rq_success;
+    ++host.mutable_stats().rq_success;
   } else {
-    ++host.stats().rq_error;
+    ++host.mutable_stats().rq_error;
   }
-  if (latency.has_value()) host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
+  // Only the peak-EWMA balancer reads latencies: others keep no per-host latency state (ADR 0091).
+  if (latency.has_value() && config_->lb_policy == LbPolicy::kPeakEwma) {
+    host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
+  }
   if (breaker_.has_value()) {
     const bool success = result == resilience::HostResult::kSuccess;
     resilience::ConsecutiveFailureBreaker::Transition transition;
@@ -355,7 +360,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
       event == resilience::OutlierDetector::Event::kEjectedConsecutiveGatewayFailure ||
       event == resilience::OutlierDetector::Event::kProbeFailed) {
     ++stats_.outlier_ejections;
-    ++host.stats().outlier_ejections;
+    ++host.mutable_stats().outlier_ejections;
     stat_handles_.ejections_total.Inc();
   }
   SyncOutlierFlags();
@@ -364,7 +369,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
 
 void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   ++stats_.overload_responses;
-  ++host.stats().overload_responses;
+  ++host.mutable_stats().overload_responses;
   stat_handles_.overload_responses.Inc();
   const OverloadConfig& config = config_->overload;
   if (!config.enabled || !host.in_set()) return;
@@ -390,7 +395,7 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   hosts_.SetHealthFlag(host, Host::kOverloadEjected, true);
   ++overload_ejected_;
   ++stats_.overload_ejections;
-  ++host.stats().overload_ejections;
+  ++host.mutable_stats().overload_ejections;
   stat_handles_.overload_ejections.Inc();
   PublishOverloadEjected();
   ArmOverloadTimer(until);

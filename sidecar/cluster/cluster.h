@@ -127,7 +127,8 @@ class Cluster {
   // host; null: plaintext, which is also what a cluster made without a transport factory gets.
   const net::TransportFactory& TransportFor(const Host& host);
 
-  // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA.
+  // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA when
+  // that is the balancing policy (and is dropped otherwise).
   void RecordResult(Host& host, resilience::HostResult result, bool probe,
                     std::optional<Duration> latency = std::nullopt);
   // `host` answered 429, or gRPC RESOURCE_EXHAUSTED; `retry_after` is the response's retry-after
@@ -189,14 +190,15 @@ class Cluster {
   const ClusterStats& stats() const { return stats_; }
   // Pools in use plus pools draining.
   size_t pool_count() const;
+  // What the cluster holds for each host it sent a request to (its transport and pool pointers),
+  // besides the pools themselves.
+  static constexpr size_t kBytesPerPoolEntry = 56;
 
  private:
   // What the cluster keeps per host: its transport and the pools made with it.
+  // The transport was made for the host's tls() (ApplyEndpoints drains the entry when that
+  // changes, comparing with what the host had before the update): no endpoint is kept here.
   struct HostPools {
-    // The host's endpoint (shared with the configuration, never null): its tls is what
-    // `transport` was made for. Kept pointing at the current configuration's entry (an
-    // EndpointTlsConfig copy here cost 48 bytes more per host used).
-    std::shared_ptr<const EndpointConfig> endpoint;
     net::TransportFactory transport;
     // kMeshHttp2 with TLS: HTTP/1.1 connections (Upgrades) offer ALPN "http/1.1", made on use
     // (rare: held by pointer, 24 bytes less in every host's entry).
@@ -258,6 +260,7 @@ class Cluster {
   // Fires when an open breaker turns half-open, so its gauge changes without traffic too.
   std::optional<event::Timer> breaker_timer_;
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
+  static_assert(sizeof(HostPools) <= kBytesPerPoolEntry);
   // Pools finishing their streams after their host left (or their settings changed).
   std::vector<std::unique_ptr<ConnPool>> draining_pools_;
   ClusterStats stats_;

@@ -318,6 +318,10 @@ TEST_F(ClusterTest, EachEndpointGetsTheTransportItsTlsSettingsAskFor) {
   EXPECT_TRUE(made[2].plaintext);
 }
 
+// Every host a worker sent a request to has a pool entry: its transport and pool pointers, and no
+// endpoint of its own (the 72-byte entry kept one to compare TLS settings with; ADR 0091).
+TEST_F(ClusterTest, PoolEntriesAreSmall) { EXPECT_LE(Cluster::kBytesPerPoolEntry, 56u); }
+
 // Hosts and their pool entries refer to the shared configuration's endpoints instead of copying
 // them: after an update nothing keeps the previous configuration alive (ADR 0091).
 TEST_F(ClusterTest, UpdatesReleaseThePreviousConfiguration) {

@@ -431,12 +431,12 @@ void ConnPool::Client::OnClose(net::CloseReason reason, const absl::Status& deta
     } else {
       ++pool.stats_.cx_connect_fail;
     }
-    ++pool.host_->stats().cx_connect_fail;
+    ++pool.host_->mutable_stats().cx_connect_fail;
   } else if (!established && (!local || remote_close_counted_)) {
     // Closed by the peer (reset, or an EOF we answered with Close) mid-handshake, or the handshake
     // failed.
     ++pool.stats_.cx_connect_fail;
-    ++pool.host_->stats().cx_connect_fail;
+    ++pool.host_->mutable_stats().cx_connect_fail;
   } else if (connected && !local && !remote_close_counted_) {
     ++pool.stats_.cx_remote_close;
   }
@@ -613,7 +613,7 @@ void ConnPool::AttachStream(Client& client, http::StreamDecoder& decoder,
   ++client.streams_total_;
   ++active_streams_;
   ++stats_.rq_total;
-  ++host_->stats().rq_total;
+  ++host_->mutable_stats().rq_total;
   client.idle_timer_.Disable();
   stream.SetInner(client.codec_->NewStream(stream));
   UpdateClientState(client);

@@ -17,7 +17,8 @@ Host::Host(uint64_t id, std::shared_ptr<const EndpointConfig> endpoint)
 
 void Host::UpdateFrom(std::shared_ptr<const EndpointConfig> endpoint) {
   weight_ = std::max<uint32_t>(endpoint->weight, 1);
-  health_flags_ = (health_flags_ & ~(kFailedEds | kDraining)) | EdsHealthFlags(endpoint->health);
+  health_flags_ = static_cast<uint8_t>((health_flags_ & ~(kFailedEds | kDraining)) |
+                                       EdsHealthFlags(endpoint->health));
   endpoint_ = std::move(endpoint);
 }
 
@@ -33,32 +34,53 @@ uint32_t Host::EdsHealthFlags(EndpointHealth health) {
   return 0;
 }
 
+const HostStats& Host::stats() const {
+  static const HostStats kNone;
+  return extra_ != nullptr ? extra_->stats : kNone;
+}
+
+HostStats& Host::mutable_stats() { return MutableExtra().stats; }
+
+Host::Extra& Host::MutableExtra() {
+  if (extra_ == nullptr) extra_ = std::make_unique<Extra>();
+  return *extra_;
+}
+
+Host::Load& Host::MutableLoad() {
+  Extra& extra = MutableExtra();
+  if (extra.load == nullptr) extra.load = std::make_unique<Load>();
+  return *extra.load;
+}
+
 void Host::RecordLatency(Duration latency, MonotonicTime now, Duration decay) {
+  Load& load = MutableLoad();
   const double sample = static_cast<double>(std::max<int64_t>(latency.count(), 0));
-  if (ewma_ns_ == 0 || sample > ewma_ns_ || decay.count() <= 0) {
-    ewma_ns_ = sample;
+  if (load.ewma_ns == 0 || sample > load.ewma_ns || decay.count() <= 0) {
+    load.ewma_ns = sample;
   } else {
     // Weight of the old value shrinks with the time since the last sample, so a host that was
     // slow a long time ago is not held against it by a single fast sample.
-    const double elapsed = static_cast<double>(std::max<int64_t>((now - ewma_updated_).count(), 0));
+    const double elapsed =
+        static_cast<double>(std::max<int64_t>((now - load.ewma_updated).count(), 0));
     const double w = std::exp(-elapsed / static_cast<double>(decay.count()));
-    ewma_ns_ = ewma_ns_ * w + sample * (1 - w);
+    load.ewma_ns = load.ewma_ns * w + sample * (1 - w);
   }
-  ewma_updated_ = now;
+  load.ewma_updated = now;
 }
 
 void Host::Penalize(uint32_t factor, MonotonicTime now, Duration duration) {
   if (factor <= 1 || duration <= Duration::zero()) {
-    penalty_factor_ = 0;  // no penalty
+    if (penalized()) extra_->load->penalty_factor = 0;  // no penalty
     return;
   }
-  penalty_factor_ = factor;
-  penalty_until_ = now + duration;
-  penalty_duration_ = duration;
+  Load& load = MutableLoad();
+  load.penalty_factor = factor;
+  load.penalty_until = now + duration;
+  load.penalty_duration = duration;
 }
 
 HostSet::~HostSet() {
-  for (const HostSharedPtr& host : hosts_) host->owner_ = nullptr;
+  for (const HostSharedPtr& host : hosts_) host->in_set_ = false;
 }
 
 std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endpoints,
@@ -86,15 +108,15 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
       next.push_back(std::move(it->second));
       existing.erase(it);
     } else {
-      auto host = std::make_shared<Host>(next_id_++, std::move(shared));
-      host->owner_ = this;
+      HostSharedPtr host(new Host(next_id_++, std::move(shared)));
+      host->in_set_ = true;
       next.push_back(std::move(host));
     }
   }
   std::vector<HostSharedPtr> removed;
   removed.reserve(existing.size());
   for (auto& [address, host] : existing) {
-    host->owner_ = nullptr;
+    host->in_set_ = false;
     removed.push_back(std::move(host));
   }
   hosts_ = std::move(next);
@@ -104,13 +126,14 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
 }
 
 void HostSet::SetHealthFlag(Host& host, Host::HealthFlag flag, bool set) {
-  const uint32_t before = host.health_flags_;
+  const uint8_t before = host.health_flags_;
   if (set) {
-    host.health_flags_ |= flag;
+    host.health_flags_ = static_cast<uint8_t>(before | flag);
   } else {
-    host.health_flags_ &= ~static_cast<uint32_t>(flag);
+    host.health_flags_ = static_cast<uint8_t>(before & ~static_cast<uint32_t>(flag));
   }
-  if (host.owner_ != this || before == host.health_flags_) return;
+  // A host removed from the set no longer moves its version.
+  if (!host.in_set_ || before == host.health_flags_) return;
   if ((before == 0) != (host.health_flags_ == 0)) Recount();
   ++version_;
 }

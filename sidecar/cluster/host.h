@@ -9,6 +9,10 @@
 // outlier ejection, overload ejection), the number of requests in flight to it (for least-request
 // balancing), a peak-EWMA of its latency (for peak-EWMA balancing), its overload penalty
 // (cluster_config.h OverloadConfig) and plain per-host counters (the sidecar maps them to stats).
+// Every built cluster holds a Host per endpoint per worker, and most of them never get a request:
+// a Host keeps inline only what every host needs (56 bytes); its counters are made with the first
+// count (mutable_stats()) and its latency, penalty and overload state with their first use (ADR
+// 0091), so only the hosts a worker used pay for them.
 //
 // A HostSet is the ordered list of a cluster's hosts. Update() applies a new endpoint list and
 // keeps the Host object (with its pools, counters and health state) of every endpoint whose
@@ -16,17 +20,21 @@
 // changes whenever membership or any host's health changes; load balancers re-read the set then
 // and keep no other view of it.
 //
-// Ownership: HostSet holds hosts by shared_ptr. A removed host stays alive for as long as someone
-// still holds it (a draining connection pool, a request in flight); it no longer belongs to the
-// set and its health changes no longer bump the set's version. A host keeps the configuration its
+// Ownership: HostSet holds hosts by HostSharedPtr, a shared pointer whose count is a plain field
+// of the Host (hosts never leave their worker, so the count needs no atomics, and a holder is 8
+// bytes with no control block per host). A removed host stays alive for as long as someone still
+// holds it (a draining connection pool, a request in flight); it no longer belongs to the set and
+// its health changes no longer bump the set's version. A host keeps the configuration its
 // endpoint entry belongs to alive (HostSet::Update's `owner`), so a removed host still draining
 // holds the configuration it was last updated from until it is destroyed.
 //
 // Threading: each worker owns its own HostSet; nothing here is thread-safe and nothing needs to be.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -37,7 +45,45 @@
 
 namespace meshlet::sidecar::cluster {
 
+class Host;
 class HostSet;
+
+// Shared ownership of a Host (see the header comment): copies count, the last one destroys the
+// host. Same-thread only, as the Host itself.
+class HostSharedPtr {
+ public:
+  HostSharedPtr() = default;
+  HostSharedPtr(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): as std::shared_ptr
+  HostSharedPtr(const HostSharedPtr& other) : host_(other.host_) { Acquire(); }
+  HostSharedPtr(HostSharedPtr&& other) noexcept : host_(std::exchange(other.host_, nullptr)) {}
+  HostSharedPtr& operator=(HostSharedPtr other) noexcept {
+    std::swap(host_, other.host_);
+    return *this;
+  }
+  ~HostSharedPtr() { Release(); }
+
+  Host* get() const { return host_; }
+  Host& operator*() const { return *host_; }
+  Host* operator->() const { return host_; }
+  explicit operator bool() const { return host_ != nullptr; }
+  friend bool operator==(const HostSharedPtr& a, std::nullptr_t) { return a.host_ == nullptr; }
+  friend bool operator!=(const HostSharedPtr& a, std::nullptr_t) { return a.host_ != nullptr; }
+  friend bool operator==(const HostSharedPtr& a, const HostSharedPtr& b) {
+    return a.host_ == b.host_;
+  }
+  friend bool operator!=(const HostSharedPtr& a, const HostSharedPtr& b) {
+    return a.host_ != b.host_;
+  }
+
+ private:
+  friend class HostSet;
+  // Takes the first reference to a host just made with new.
+  explicit HostSharedPtr(Host* host) : host_(host) { Acquire(); }
+  inline void Acquire();
+  inline void Release();
+
+  Host* host_ = nullptr;
+};
 
 // Plain per-host counters. Monotonic; the stats layer reads them.
 struct HostStats {
@@ -124,59 +170,87 @@ class Host {
 
   // Feeds one response latency into the peak-EWMA: a sample above the current value replaces it
   // at once (react to a slowdown immediately), a lower one decays into it with time constant
-  // `decay` (recover gradually). `now` comes from the worker's clock.
+  // `decay` (recover gradually). `now` comes from the worker's clock. The first sample allocates
+  // the host's load state (once per host).
   void RecordLatency(Duration latency, MonotonicTime now, Duration decay);
   // Nanoseconds; 0 until the first sample.
-  double ewma_latency_ns() const { return ewma_ns_; }
+  double ewma_latency_ns() const { return load() != nullptr ? load()->ewma_ns : 0; }
 
   // Overload penalty: the host counts as `factor` times as loaded right after an overload
   // response, falling linearly to 1 at `now + duration`. A later call replaces the earlier one;
-  // a factor of 1 or less (or no duration) removes the penalty.
+  // a factor of 1 or less (or no duration) removes the penalty (and allocates nothing).
   void Penalize(uint32_t factor, MonotonicTime now, Duration duration);
-  bool penalized() const { return penalty_factor_ > 1; }
+  bool penalized() const { return load() != nullptr && load()->penalty_factor > 1; }
   // The load multiplier at `now` (1 when not penalized); forgets an expired penalty, so hosts
   // without one cost the balancer no clock read.
   double PenaltyAt(MonotonicTime now) {
-    if (penalty_factor_ <= 1) return 1;
-    if (now >= penalty_until_) {
-      penalty_factor_ = 0;
+    if (!penalized()) return 1;
+    Load& load = *extra_->load;
+    if (now >= load.penalty_until) {
+      load.penalty_factor = 0;
       return 1;
     }
-    return 1 + (penalty_factor_ - 1) * static_cast<double>((penalty_until_ - now).count()) /
-                   static_cast<double>(penalty_duration_.count());
+    return 1 + (load.penalty_factor - 1) * static_cast<double>((load.penalty_until - now).count()) /
+                   static_cast<double>(load.penalty_duration.count());
   }
   // Until when the kOverloadEjected flag holds (meaningful while it is set); the Cluster sets both.
-  MonotonicTime overload_until() const { return overload_until_; }
-  void set_overload_until(MonotonicTime until) { overload_until_ = until; }
+  MonotonicTime overload_until() const {
+    return load() != nullptr ? load()->overload_until : MonotonicTime{};
+  }
+  void set_overload_until(MonotonicTime until) { MutableLoad().overload_until = until; }
 
-  HostStats& stats() { return stats_; }
-  const HostStats& stats() const { return stats_; }
+  // The counters; all zero until the first count.
+  const HostStats& stats() const;
+  // For counting: makes the counters on first use (one allocation per host, never per request).
+  HostStats& mutable_stats();
 
   // Whether the host is still a member of its set.
-  bool in_set() const { return owner_ != nullptr; }
+  bool in_set() const { return in_set_; }
 
  private:
   friend class HostSet;
+  friend class HostSharedPtr;
+  // What only hosts that balance by latency or get overload answers need.
+  struct Load {
+    double ewma_ns = 0;
+    MonotonicTime ewma_updated{};
+    MonotonicTime penalty_until{};
+    Duration penalty_duration{1};
+    MonotonicTime overload_until{};
+    uint32_t penalty_factor = 0;
+  };
+  // What a host gets once used: its counters, and its load state when that is needed too.
+  struct Extra {
+    HostStats stats;
+    std::unique_ptr<Load> load;
+  };
+
   void UpdateFrom(std::shared_ptr<const EndpointConfig> endpoint);
+  const Load* load() const { return extra_ != nullptr ? extra_->load.get() : nullptr; }
+  Extra& MutableExtra();
+  Load& MutableLoad();
 
   const uint64_t id_;
   // Shared with every worker's Host of this endpoint (the configuration's entry); never null.
   std::shared_ptr<const EndpointConfig> endpoint_;
   const uint64_t session_key_;
   uint32_t weight_ = 1;  // endpoint_->weight, at least 1
-  uint32_t health_flags_ = 0;
   uint32_t active_requests_ = 0;
-  uint32_t penalty_factor_ = 0;
-  double ewma_ns_ = 0;
-  MonotonicTime ewma_updated_{};
-  MonotonicTime penalty_until_{};
-  Duration penalty_duration_{1};
-  MonotonicTime overload_until_{};
-  HostStats stats_;
-  HostSet* owner_ = nullptr;
+  uint8_t health_flags_ = 0;  // HealthFlag bits
+  bool in_set_ = false;       // a member of the HostSet that made it
+  uint32_t refs_ = 0;         // HostSharedPtr holders
+  // Null until the host's first count or load state.
+  std::unique_ptr<Extra> extra_;
 };
 
-using HostSharedPtr = std::shared_ptr<Host>;
+void HostSharedPtr::Acquire() {
+  if (host_ != nullptr) ++host_->refs_;
+}
+
+void HostSharedPtr::Release() {
+  if (host_ != nullptr && --host_->refs_ == 0) delete host_;
+  host_ = nullptr;
+}
 
 class HostSet {
  public:

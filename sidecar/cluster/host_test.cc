@@ -3,6 +3,8 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/base/allocation_counter.h"
 #include "common/base/logging.h"
 #include "gtest/gtest.h"
 
@@ -26,7 +28,99 @@ EndpointConfig Endpoint(absl::string_view address, uint32_t weight = 1,
 // copying it, and keeps no address text (ADR 0091).
 TEST(HostSetTest, EndpointsCostLittleMemory) {
   EXPECT_LE(sizeof(EndpointConfig), 120u);
-  EXPECT_LE(sizeof(Host), 152u);
+  // Counters, latency and overload state are made on a host's first use, not inline, and the
+  // holders' count is a field: 56 bytes, one 64-byte glibc chunk (the 152-byte Host and its
+  // std::shared_ptr control block took 176), and 8 bytes per holder (16 with std::shared_ptr).
+  EXPECT_LE(sizeof(Host), 56u);
+  EXPECT_EQ(sizeof(HostSharedPtr), sizeof(void*));
+}
+
+// A host lives while any holder does, and its last holder destroys it.
+TEST(HostSetTest, HoldersKeepARemovedHostAlive) {
+  auto config = std::make_shared<std::vector<EndpointConfig>>();
+  config->push_back(Endpoint("10.0.0.1:80"));
+  config->push_back(Endpoint("10.0.0.2:80"));
+  auto next = std::make_shared<std::vector<EndpointConfig>>();
+  next->push_back(Endpoint("10.0.0.2:80"));
+  std::weak_ptr<std::vector<EndpointConfig>> weak = config;
+  HostSet set;
+  set.Update(*config, config);
+  HostSharedPtr held = set.hosts()[0];
+  HostSharedPtr copy = held;
+  HostSharedPtr moved = std::move(copy);
+  EXPECT_EQ(copy, nullptr);
+  EXPECT_EQ(moved, held);
+  {
+    std::vector<HostSharedPtr> removed = set.Update(*next, next);
+    ASSERT_EQ(removed.size(), 1u);
+    EXPECT_EQ(removed[0], held);
+  }
+  config.reset();
+  // Removed, still held twice: alive, with its endpoint's configuration.
+  EXPECT_FALSE(held->in_set());
+  EXPECT_EQ(held->address().ToString(), "10.0.0.1:80");
+  ++held->mutable_stats().rq_total;
+  held = nullptr;
+  EXPECT_FALSE(weak.expired());
+  EXPECT_EQ(moved->stats().rq_total, 1u);
+  moved = held;  // the last holder lets go: the host and the configuration it kept go
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(set.size(), 1u);
+}
+
+// Most hosts of a built cluster never get a request: building the set allocates one block per
+// host, and reading a host's counters, latency or penalty allocates nothing. The first count
+// allocates the host's counters once; latency and overload state come with their first use.
+TEST(HostSetTest, UnusedHostsAllocateNothingButThemselves) {
+  constexpr int kHosts = 100;
+  auto config = std::make_shared<std::vector<EndpointConfig>>();
+  for (int i = 0; i < kHosts; ++i) {
+    config->push_back(Endpoint(absl::StrCat("10.0.", i / 200, ".", i % 200 + 1, ":80")));
+  }
+  HostSet set;
+  {
+    AllocationScope scope;
+    set.Update(*config, config);
+    // One per host, plus the set's vector and Update's scratch maps.
+    EXPECT_LE(scope.count(), static_cast<uint64_t>(kHosts) + 8);
+  }
+  Host& host = *set.hosts()[0];
+  {
+    AllocationScope scope;
+    for (const HostSharedPtr& h : set.hosts()) {
+      EXPECT_EQ(h->stats().rq_total, 0u);
+      EXPECT_EQ(h->ewma_latency_ns(), 0);
+      EXPECT_FALSE(h->penalized());
+      EXPECT_EQ(h->PenaltyAt(MonotonicTime{}), 1);
+      EXPECT_EQ(h->overload_until(), MonotonicTime{});
+      h->Penalize(0, MonotonicTime{}, Duration::zero());
+    }
+    EXPECT_EQ(scope.count(), 0u);
+  }
+  {
+    AllocationScope scope;
+    ++host.mutable_stats().rq_total;
+    EXPECT_EQ(scope.count(), 1u);
+    ++host.mutable_stats().rq_success;
+    EXPECT_EQ(scope.count(), 1u);
+  }
+  EXPECT_EQ(host.stats().rq_total, 1u);
+  EXPECT_EQ(host.stats().rq_success, 1u);
+  {
+    AllocationScope scope;
+    host.RecordLatency(std::chrono::milliseconds(5), MonotonicTime{}, std::chrono::seconds(1));
+    host.Penalize(3, MonotonicTime{}, std::chrono::seconds(1));
+    host.set_overload_until(MonotonicTime{} + std::chrono::seconds(2));
+    EXPECT_EQ(scope.count(), 1u);
+  }
+  EXPECT_EQ(host.ewma_latency_ns(), 5e6);
+  EXPECT_TRUE(host.penalized());
+  EXPECT_EQ(host.overload_until(), MonotonicTime{} + std::chrono::seconds(2));
+  // The state survives an update that keeps the host.
+  set.Update(*config, config);
+  EXPECT_EQ(set.hosts()[0].get(), &host);
+  EXPECT_EQ(host.stats().rq_total, 1u);
+  EXPECT_TRUE(host.penalized());
 }
 
 // Every worker's Host of an endpoint refers to the one EndpointConfig of the shared configuration,

@@ -142,7 +142,7 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
     return;
   }
   host_request_ = Host::RequestGuard(*host_);
-  ++host_->stats().rq_total;
+  ++host_->mutable_stats().rq_total;
   // The cluster's own series too (connections opened, bytes each way), which the golden metrics
   // report per source -> destination, as for HTTP.
   if (cluster_.stats != nullptr) cluster_.stats->cx_total.Inc();
@@ -272,7 +272,7 @@ void TcpProxy::ReportConnectResult(bool success) {
   Cluster* cluster = cluster_.cluster.get();
   const bool probe = probe_;
   probe_ = false;
-  if (!success) ++host_->stats().cx_connect_fail;
+  if (!success) ++host_->mutable_stats().cx_connect_fail;
   // A host the cluster dropped meanwhile no longer feeds its outlier detector.
   if (cluster->host_set().FindById(host_->id()) != host_.get()) return;
   cluster->RecordResult(

@@ -101,6 +101,14 @@ OutlierDetector::Host* OutlierDetector::Track(uint64_t host_id, MonotonicTime no
                              [](const Host& h, uint64_t id) { return h.id < id; });
   if (it != tracked_.end() && it->id == host_id) return &*it;
   if (!IsMember(host_id)) return nullptr;
+  if (tracked_.size() == tracked_.capacity()) {
+    // Grow by a quarter (at least one record), never past the members: most detectors track a
+    // few hosts of many, and doubling would leave up to half of their records unused.
+    const size_t index = static_cast<size_t>(it - tracked_.begin());
+    const size_t size = tracked_.size();
+    tracked_.reserve(std::min(ids_.size(), size + std::max<size_t>(1, size / 4)));
+    it = tracked_.begin() + static_cast<std::ptrdiff_t>(index);
+  }
   Host fresh;
   fresh.id = host_id;
   fresh.last_decay = now;
@@ -143,7 +151,7 @@ bool OutlierDetector::Eject(Host& host, MonotonicTime now) {
   if (!already_counted && ejected_count_ >= MaxEjected()) return false;
   ++host.times_ejected;
   host.state = HostState::kEjected;
-  host.ejected_until = now + EjectionDuration(host.times_ejected);
+  host.until_or_probe = now + EjectionDuration(host.times_ejected);
   host.consecutive_5xx = host.consecutive_gateway = 0;
   host.probe_in_flight = false;
   if (!already_counted) ++ejected_count_;
@@ -152,13 +160,13 @@ bool OutlierDetector::Eject(Host& host, MonotonicTime now) {
 }
 
 void OutlierDetector::ExpireIfDue(Host& host, MonotonicTime now) {
-  if (host.state == HostState::kEjected && now >= host.ejected_until) {
+  if (host.state == HostState::kEjected && now >= host.until_or_probe) {
     host.state = HostState::kHalfOpen;
     host.probe_in_flight = false;
     ++version_;
   }
   if (host.state == HostState::kHalfOpen && host.probe_in_flight &&
-      now - host.probe_started >= config_.base_ejection_time) {
+      now - host.until_or_probe >= config_.base_ejection_time) {
     host.probe_in_flight = false;  // the probe's result never came
     ++version_;
   }
@@ -177,7 +185,7 @@ OutlierDetector::Admission OutlierDetector::TryAdmit(uint64_t host_id) {
     case HostState::kHalfOpen:
       if (!host->probe_in_flight) {
         host->probe_in_flight = true;
-        host->probe_started = now;
+        host->until_or_probe = now;
         ++version_;
         return Admission::kAdmitProbe;
       }
@@ -225,10 +233,10 @@ OutlierDetector::Event OutlierDetector::RecordResult(uint64_t host_id, HostResul
   }
   if (host->state == HostState::kEjected) return Event::kIgnored;
 
-  ++host->interval_total;
+  if (host->interval_total != UINT32_MAX) ++host->interval_total;
   switch (result) {
     case HostResult::kSuccess:
-      ++host->interval_successes;
+      if (host->interval_successes != UINT32_MAX) ++host->interval_successes;
       host->consecutive_5xx = host->consecutive_gateway = 0;
       return Event::kNone;
     case HostResult::kServerError:
@@ -310,8 +318,8 @@ OutlierDetector::TickSummary OutlierDetector::Tick() {
 std::optional<MonotonicTime> OutlierDetector::NextExpiry() const {
   std::optional<MonotonicTime> next;
   for (const Host& h : tracked_) {
-    if (h.state == HostState::kEjected && (!next.has_value() || h.ejected_until < *next)) {
-      next = h.ejected_until;
+    if (h.state == HostState::kEjected && (!next.has_value() || h.until_or_probe < *next)) {
+      next = h.until_or_probe;
     }
   }
   return next;
@@ -346,7 +354,7 @@ uint32_t OutlierDetector::times_ejected(uint64_t host_id) const {
 std::optional<MonotonicTime> OutlierDetector::ejected_until(uint64_t host_id) const {
   const Host* h = Find(host_id);
   if (h == nullptr || h->state != HostState::kEjected) return std::nullopt;
-  return h->ejected_until;
+  return h->until_or_probe;
 }
 
 absl::string_view OutlierEventName(OutlierDetector::Event event) {

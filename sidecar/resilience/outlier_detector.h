@@ -137,23 +137,29 @@ class OutlierDetector {
   // first failure (with success-rate detection: its first result) until it is healthy again with
   // nothing counted and nothing to decay (ADR 0091).
   static constexpr size_t kBytesPerHost = sizeof(uint64_t) + sizeof(uint32_t);
-  static constexpr size_t kBytesPerTrackedHost = 64;
+  static constexpr size_t kBytesPerTrackedHost = 48;
   // Hosts whose state is held now.
   size_t tracked_count() const { return tracked_.size(); }
+  // Records the tracked state has room for: never more than the members, and at most a quarter
+  // more than tracked_count() after growing (vectors doubling left half of it unused).
+  size_t tracked_capacity() const { return tracked_.capacity(); }
   std::optional<HostState> state(uint64_t host_id) const;
   uint32_t times_ejected(uint64_t host_id) const;
   // When the host's current ejection ends; nullopt unless ejected.
   std::optional<MonotonicTime> ejected_until(uint64_t host_id) const;
 
  private:
-  // One per tracked host: kept small (64 bytes), widest fields first.
+  // One per tracked host: kept small (48 bytes), widest fields first.
   struct Host {
     uint64_t id = 0;  // Host::id() of sidecar/cluster/host.h
-    MonotonicTime ejected_until{};
+    // kEjected: when the ejection ends. kHalfOpen with probe_in_flight: when the probe started.
+    // (A host is never both, so the two share one field.)
+    MonotonicTime until_or_probe{};
     MonotonicTime last_decay{};  // last un-ejection or decay step
-    MonotonicTime probe_started{};
-    uint64_t interval_successes = 0;
-    uint64_t interval_total = 0;
+    // Results in the current interval, saturating (an interval would need 4e9 requests to one
+    // host to reach the cap).
+    uint32_t interval_successes = 0;
+    uint32_t interval_total = 0;
     uint32_t consecutive_5xx = 0;
     uint32_t consecutive_gateway = 0;
     uint32_t times_ejected = 0;

@@ -355,6 +355,50 @@ TEST_F(OutlierDetectorTest, HoldsStateOnlyForHostsThatFailed) {
   EXPECT_EQ(detector_->host_count(), 100u);
 }
 
+// Records for failed hosts grow by a quarter, never past the members: a detector tracking 10 of
+// 1 000 hosts holds about 10 records, and one tracking every host of a 10-host cluster holds 10
+// (doubling held 16 for either).
+TEST_F(OutlierDetectorTest, TrackedStateHasLittleSlack) {
+  Make(OutlierDetectionConfig{.max_ejection_percent = 100}, 1000);
+  for (uint64_t id = 1; id <= 10; ++id) Report(id * 7, HostResult::kServerError, 1);
+  EXPECT_EQ(detector_->tracked_count(), 10u);
+  EXPECT_LE(detector_->tracked_capacity(), 12u);
+  for (uint64_t id = 1; id <= 900; ++id) Report(id, HostResult::kGatewayError, 1);
+  EXPECT_LE(detector_->tracked_capacity(), detector_->tracked_count() * 5 / 4 + 1);
+
+  Make(OutlierDetectionConfig{.max_ejection_percent = 100}, 10);
+  for (uint64_t id = 10; id >= 1; --id) Report(id, HostResult::kServerError, 1);
+  EXPECT_EQ(detector_->tracked_count(), 10u);
+  EXPECT_EQ(detector_->tracked_capacity(), 10u);
+  // Ordered by id wherever they were inserted, each found again.
+  for (uint64_t id = 1; id <= 10; ++id) EXPECT_EQ(Report(id, HostResult::kServerError, 4),
+                                                  Event::kEjectedConsecutive5xx);
+}
+
+// A half-open host's probe start and an ejected host's end share one field: each is read only in
+// its own state.
+TEST_F(OutlierDetectorTest, ProbeStartAndEjectionEndDoNotMix) {
+  Make(OutlierDetectionConfig{.max_ejection_percent = 100}, 4);
+  EXPECT_EQ(Report(1, HostResult::kServerError, 5), Event::kEjectedConsecutive5xx);
+  EXPECT_EQ(detector_->ejected_until(1), clock_.Now() + seconds(30));
+  clock_.Advance(seconds(30));
+  detector_->Tick();
+  EXPECT_EQ(detector_->state(1), HostState::kHalfOpen);
+  EXPECT_EQ(detector_->ejected_until(1), std::nullopt);
+  EXPECT_EQ(detector_->NextExpiry(), std::nullopt);
+  clock_.Advance(seconds(5));
+  EXPECT_EQ(detector_->TryAdmit(1), Admission::kAdmitProbe);
+  EXPECT_EQ(detector_->TryAdmit(1), Admission::kReject);
+  // The lost probe's wait counts from when it started, not from the ejection's end.
+  clock_.Advance(seconds(29));
+  EXPECT_EQ(detector_->TryAdmit(1), Admission::kReject);
+  clock_.Advance(seconds(1));
+  EXPECT_EQ(detector_->TryAdmit(1), Admission::kAdmitProbe);
+  EXPECT_EQ(detector_->RecordResult(1, HostResult::kGatewayError, /*probe=*/true),
+            Event::kProbeFailed);
+  EXPECT_EQ(detector_->ejected_until(1), clock_.Now() + seconds(60));
+}
+
 TEST_F(OutlierDetectorTest, Validate) {
   EXPECT_TRUE(ValidateOutlierDetectionConfig(OutlierDetectionConfig{}).ok());
   EXPECT_FALSE(ValidateOutlierDetectionConfig({.interval = Duration::zero()}).ok());

@@ -18,7 +18,7 @@ TcpUpstream::TcpUpstream(Router& router, cluster::Cluster& cluster, cluster::Hos
 
 void TcpUpstream::Start() {
   start_ = router_.context_.clock.Now();
-  ++host_->stats().rq_total;
+  ++host_->mutable_stats().rq_total;
   connection_ = net::Connection::Connect(router_.context_.loop, host_->address(),
                                          cluster_.config().connect_timeout);
   connection_->SetCallbacks(this);
@@ -74,7 +74,7 @@ void TcpUpstream::OnClose(net::CloseReason reason, const absl::Status& detail) {
   host_request_.Release();
   active_.reset();
   if (!connected_) {
-    ++host_->stats().cx_connect_fail;
+    ++host_->mutable_stats().cx_connect_fail;
     ReportOnce(resilience::HostResult::kGatewayError, /*report=*/true);
     router_.OnTcpUpstreamConnectFailed();
     return;
