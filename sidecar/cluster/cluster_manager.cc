@@ -155,13 +155,12 @@ void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster
 }
 
 struct WorkerClusterManager::Entry {
-  Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config_in,
+  Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config,
         EndpointTransportFactory transport)
-      : config(std::move(config_in)),
-        cluster(manager.loop_, config, manager.limits_.For(*config), manager.random_,
+      : cluster(manager.loop_, config, manager.limits_.For(*config), manager.random_,
                 manager.clock_, manager.MakeCodecFactories(*this), std::move(transport)) {}
 
-  std::shared_ptr<const ClusterConfig> config;
+  // The config is the cluster's (Cluster::config()): the entry keeps no second reference.
   // Registered by the first request (InitStats); null before, and when the registry refused it.
   std::unique_ptr<const UpstreamStats> stats;
   bool stats_initialized = false;
@@ -256,7 +255,7 @@ const std::shared_ptr<WorkerClusterManager::Entry>* WorkerClusterManager::FindOr
 void WorkerClusterManager::Retire(std::shared_ptr<Entry> entry) {
   // Without endpoints every pool drains: idle connections close now, busy ones when their
   // requests end. Requests still holding the cluster keep it alive until then.
-  ClusterConfig empty = *entry->config;
+  ClusterConfig empty = entry->cluster.config();
   empty.endpoints.clear();
   entry->cluster.Update(empty);
   // Destroyed at the end of the loop turn at the earliest, never inside the caller's stack.
@@ -267,13 +266,13 @@ void WorkerClusterManager::PublishBuilt() { built_gauge_.Set(static_cast<int64_t
 
 void WorkerClusterManager::InitStats(Entry& entry) {
   entry.stats_initialized = true;
-  limits_.MarkActive(entry.config->name);
+  limits_.MarkActive(entry.cluster.name());
   absl::StatusOr<UpstreamStats> stats =
-      UpstreamStats::Create(stats_, entry.config->name, worker_label_);
+      UpstreamStats::Create(stats_, entry.cluster.name(), worker_label_);
   if (!stats.ok()) {
     // Only the series limit can refuse registration (counted in
     // meshlet_stats_series_refused_total); the cluster still serves, uncounted.
-    LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << entry.config->name
+    LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << entry.cluster.name()
                                << ": stats not registered: " << stats.status();
     return;
   }
@@ -320,7 +319,7 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters,
     ++last_update_examined_;
     auto it = configured_->find(name);
     if (it == configured_->end() || (it->second != nullptr && options_.transport_factory &&
-                                     !SameTransport(entry.config->tls, it->second->tls))) {
+                                     !SameTransport(entry.cluster.config().tls, it->second->tls))) {
       // Removed; or its TLS settings changed, and pools keep the transport factory they were
       // made with: replaced (the old one drains) rather than updated in place.
       retired.push_back(name);
@@ -329,10 +328,9 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters,
     const std::shared_ptr<const ClusterConfig>& config = it->second;
     // Configurations share unchanged cluster configs; a new object may still hold equal settings,
     // which Cluster::Update recognises (hosts and pools are kept).
-    if (config == nullptr || entry.config == config) return;
+    if (config == nullptr || &entry.cluster.config() == config.get()) return;
     limits_.For(*config);
     entry.cluster.Update(config);
-    entry.config = config;
     // New hosts start without the flag; they take the checker's current view.
     ApplyActiveHealth(name);
   };
