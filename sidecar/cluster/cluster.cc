@@ -84,8 +84,13 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
 
 Cluster::~Cluster() {
   // Pools before the hosts they point at; no callbacks run.
-  draining_pools_.clear();
+  if (rare_ != nullptr) rare_->draining_pools.clear();
   pools_.clear();
+}
+
+Cluster::Rare& Cluster::rare() {
+  if (rare_ == nullptr) rare_ = std::make_unique<Rare>();
+  return *rare_;
 }
 
 void Cluster::Update(const ClusterConfig& config) {
@@ -108,7 +113,7 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
     outlier_version_seen_ = 0;
     ejections_active_published_ = 0;
     stat_handles_.ejections_active.Set(0);
-    DisableTimer(outlier_timer_);
+    outlier_timer_.reset();
     if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
   }
   if (!SameBreakerConfig(old.consecutive_failure_breaker, config_->consecutive_failure_breaker)) {
@@ -145,8 +150,8 @@ void Cluster::ApplyEndpoints() {
     auto it = pools_.find(host->id());
     if (it != pools_.end()) drain_host(it);
   }
-  if (overload_ejected_ > 0) {
-    overload_ejected_ = static_cast<size_t>(std::count_if(
+  if (overload_ejected() > 0) {
+    rare_->overload_ejected = static_cast<size_t>(std::count_if(
         hosts_.hosts().begin(), hosts_.hosts().end(),
         [](const HostSharedPtr& h) { return h->has_health_flag(Host::kOverloadEjected); }));
     PublishOverloadEjected();
@@ -218,8 +223,9 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
       }
       outlier_probe = admission == resilience::OutlierDetector::Admission::kAdmitProbe;
     }
-    if (!breaker_.has_value()) return {host, outlier_probe};
-    const resilience::ConsecutiveFailureBreaker::Ticket ticket = breaker_->TryAdmit();
+    resilience::ConsecutiveFailureBreaker* breaker = this->breaker();
+    if (breaker == nullptr) return {host, outlier_probe};
+    const resilience::ConsecutiveFailureBreaker::Ticket ticket = breaker->TryAdmit();
     PublishBreakerState();
     if (!ticket.admitted()) {
       ++stats_.breaker_rejected;
@@ -227,8 +233,8 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
       return {.host = nullptr, .probe = false, .breaker_open = true};
     }
     if (ticket.verdict == resilience::ConsecutiveFailureBreaker::Verdict::kAdmittedProbe) {
-      breaker_probe_ = ticket;
-      breaker_probe_host_ = host->id();
+      rare_->breaker_probe = ticket;
+      rare_->breaker_probe_host = host->id();
       return {host, true};
     }
     return {host, outlier_probe};
@@ -318,25 +324,25 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
   if (latency.has_value() && config_->lb_policy == LbPolicy::kPeakEwma) {
     host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
   }
-  if (breaker_.has_value()) {
+  if (resilience::ConsecutiveFailureBreaker* breaker = this->breaker(); breaker != nullptr) {
     const bool success = result == resilience::HostResult::kSuccess;
     resilience::ConsecutiveFailureBreaker::Transition transition;
-    if (probe && breaker_probe_.has_value() && breaker_probe_host_ == host.id()) {
-      transition = breaker_->Record(*breaker_probe_, success);
-      breaker_probe_.reset();
+    if (probe && rare_->breaker_probe.has_value() && rare_->breaker_probe_host == host.id()) {
+      transition = breaker->Record(*rare_->breaker_probe, success);
+      rare_->breaker_probe.reset();
     } else {
       // Requests admitted while closed carry no ticket: a result counts if the breaker is still
       // in the generation it is in now (closed), and is ignored while open or half-open, where
       // only the probe decides.
-      transition = breaker_->Record(
-          {resilience::ConsecutiveFailureBreaker::Verdict::kAdmitted, breaker_->generation()},
+      transition = breaker->Record(
+          {resilience::ConsecutiveFailureBreaker::Verdict::kAdmitted, breaker->generation()},
           success);
     }
     if (transition == resilience::ConsecutiveFailureBreaker::Transition::kOpened ||
         transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
       ++stats_.breaker_opened;
       stat_handles_.breaker_opened.Inc();
-      EnableTimer(breaker_timer_, &Cluster::PublishBreakerState,
+      EnableTimer(rare_->breaker_timer, &Cluster::PublishBreakerState,
                   config_->consecutive_failure_breaker->open_duration);
     }
     PublishBreakerState();
@@ -393,7 +399,7 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   }
   host.set_overload_until(until);
   hosts_.SetHealthFlag(host, Host::kOverloadEjected, true);
-  ++overload_ejected_;
+  ++rare().overload_ejected;
   ++stats_.overload_ejections;
   ++host.mutable_stats().overload_ejections;
   stat_handles_.overload_ejections.Inc();
@@ -407,25 +413,28 @@ bool Cluster::MayEjectForOverload() const {
   const size_t n = hosts_.size();
   size_t limit = n * config_->overload.max_ejection_percent / 100;
   if (limit == 0 && config_->overload.max_ejection_percent > 0 && n >= 2) limit = 1;
-  return overload_ejected_ < limit && hosts_.healthy_count() >= 2;
+  return overload_ejected() < limit && hosts_.healthy_count() >= 2;
 }
 
 void Cluster::ArmOverloadTimer(MonotonicTime until) {
-  if (overload_deadline_.has_value() && *overload_deadline_ <= until) return;
-  overload_deadline_ = until;
-  EnableTimer(overload_timer_, &Cluster::TickOverload, std::max(Duration(0), until - clock_.Now()));
+  Rare& rare = this->rare();
+  if (rare.overload_deadline.has_value() && *rare.overload_deadline <= until) return;
+  rare.overload_deadline = until;
+  EnableTimer(rare.overload_timer, &Cluster::TickOverload,
+              std::max(Duration(0), until - clock_.Now()));
 }
 
 void Cluster::TickOverload() {
-  overload_deadline_.reset();
-  DisableTimer(overload_timer_);
+  if (rare_ == nullptr) return;  // nothing was ever ejected
+  rare_->overload_deadline.reset();
+  DisableTimer(rare_->overload_timer);
   const MonotonicTime now = clock_.Now();
   std::optional<MonotonicTime> next;
   for (const HostSharedPtr& host : hosts_.hosts()) {
     if (!host->has_health_flag(Host::kOverloadEjected)) continue;
     if (now >= host->overload_until()) {
       hosts_.SetHealthFlag(*host, Host::kOverloadEjected, false);
-      --overload_ejected_;
+      --rare_->overload_ejected;
     } else if (!next.has_value() || host->overload_until() < *next) {
       next = host->overload_until();
     }
@@ -439,34 +448,41 @@ void Cluster::ClearOverload() {
     hosts_.SetHealthFlag(*host, Host::kOverloadEjected, false);
     host->Penalize(0, MonotonicTime{}, Duration::zero());
   }
-  overload_ejected_ = 0;
-  overload_deadline_.reset();
-  DisableTimer(overload_timer_);
+  if (rare_ != nullptr) {
+    rare_->overload_ejected = 0;
+    rare_->overload_deadline.reset();
+    DisableTimer(rare_->overload_timer);
+  }
   PublishOverloadEjected();
 }
 
 void Cluster::PublishOverloadEjected() {
   // This worker's share of the kSum gauge.
-  stat_handles_.overload_ejections_active.Set(static_cast<int64_t>(overload_ejected_));
+  stat_handles_.overload_ejections_active.Set(static_cast<int64_t>(overload_ejected()));
 }
 
 void Cluster::CancelProbe(Host& host) {
   if (outlier_ != nullptr) outlier_->CancelProbe(host.id());
-  if (breaker_.has_value() && breaker_probe_.has_value() && breaker_probe_host_ == host.id()) {
-    breaker_->CancelProbe(*breaker_probe_);
-    breaker_probe_.reset();
+  if (breaker() != nullptr && rare_->breaker_probe.has_value() &&
+      rare_->breaker_probe_host == host.id()) {
+    rare_->breaker->CancelProbe(*rare_->breaker_probe);
+    rare_->breaker_probe.reset();
   }
 }
 
 bool Cluster::BreakerRejects() {
-  if (!breaker_.has_value()) return false;
-  const bool reject = breaker_->WouldReject();
+  resilience::ConsecutiveFailureBreaker* breaker = this->breaker();
+  if (breaker == nullptr) return false;
+  const bool reject = breaker->WouldReject();
   PublishBreakerState();
   if (reject) ++stats_.breaker_rejected;
   return reject;
 }
 
-int Cluster::BreakerState() { return breaker_.has_value() ? breaker_->StateGauge() : 0; }
+int Cluster::BreakerState() {
+  resilience::ConsecutiveFailureBreaker* breaker = this->breaker();
+  return breaker != nullptr ? breaker->StateGauge() : 0;
+}
 
 void Cluster::SetStatHandles(const StatHandles& handles) {
   stat_handles_ = handles;
@@ -476,12 +492,14 @@ void Cluster::SetStatHandles(const StatHandles& handles) {
 }
 
 void Cluster::ResetBreaker() {
-  breaker_probe_.reset();
-  breaker_.reset();
-  DisableTimer(breaker_timer_);
+  if (rare_ != nullptr) {
+    rare_->breaker_probe.reset();
+    rare_->breaker.reset();
+    DisableTimer(rare_->breaker_timer);
+  }
   if (config_->consecutive_failure_breaker.has_value() &&
       config_->consecutive_failure_breaker->failure_threshold > 0) {
-    breaker_.emplace(*config_->consecutive_failure_breaker, clock_);
+    rare().breaker.emplace(*config_->consecutive_failure_breaker, clock_);
   }
   PublishBreakerState();
 }
@@ -518,8 +536,12 @@ void Cluster::SyncOutlierFlags() {
 }
 
 void Cluster::ArmOutlierTimer() {
-  if (outlier_ == nullptr) {
-    DisableTimer(outlier_timer_);
+  // A detector with nothing to expire, decay, evaluate or let go (OutlierDetector::NeedsTick:
+  // consecutive-failure detection with every failing host in a streak below the threshold, the
+  // usual state of a cluster whose endpoints refuse) lets its timer go, the handle back to the
+  // loop's spares: the next result arms a new one if it changed that.
+  if (outlier_ == nullptr || !outlier_->NeedsTick()) {
+    outlier_timer_.reset();
     return;
   }
   Duration wait = config_->outlier_detection->interval;
@@ -532,18 +554,20 @@ void Cluster::ArmOutlierTimer() {
 void Cluster::DrainPool(std::unique_ptr<ConnPool> pool) {
   if (pool == nullptr) return;
   ConnPool* raw = pool.get();
-  draining_pools_.push_back(std::move(pool));
+  rare().draining_pools.push_back(std::move(pool));
   raw->Drain();  // its empty callback (PoolFor) destroys it once its streams ended
 }
 
 void Cluster::ReleaseEmptyPool(uint64_t host_id, ConnPool* pool) {
   if (pool->draining()) {
-    auto it = std::find_if(draining_pools_.begin(), draining_pools_.end(),
+    if (rare_ == nullptr) return;
+    std::vector<std::unique_ptr<ConnPool>>& draining = rare_->draining_pools;
+    auto it = std::find_if(draining.begin(), draining.end(),
                            [pool](const auto& p) { return p.get() == pool; });
-    if (it == draining_pools_.end()) return;  // fired again before the deferred delete
+    if (it == draining.end()) return;  // fired again before the deferred delete
     // Fired from inside the pool's own callbacks.
     loop_.DeferDelete(std::move(*it));
-    draining_pools_.erase(it);
+    draining.erase(it);
     return;
   }
   auto it = pools_.find(host_id);
@@ -565,8 +589,14 @@ void Cluster::DrainAllPools() {
 }
 
 size_t Cluster::pool_count() const {
-  size_t n = draining_pools_.size();
+  size_t n = rare_ == nullptr ? 0 : rare_->draining_pools.size();
   for (const auto& [id, pools] : pools_) n += (pools.http1 != nullptr) + (pools.http2 != nullptr);
+  return n;
+}
+
+size_t Cluster::timers_held() const {
+  size_t n = outlier_timer_.has_value();
+  if (rare_ != nullptr) n += rare_->overload_timer.has_value() + rare_->breaker_timer.has_value();
   return n;
 }
 

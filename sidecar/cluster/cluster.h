@@ -140,7 +140,7 @@ class Cluster {
   // driving a FakeClock call it directly).
   void TickOverload();
   // Hosts ejected for overload now.
-  size_t overload_ejected() const { return overload_ejected_; }
+  size_t overload_ejected() const { return rare_ == nullptr ? 0 : rare_->overload_ejected; }
 
   // A probe request (HostSelection::probe) ended without a result.
   void CancelProbe(Host& host);
@@ -157,7 +157,7 @@ class Cluster {
   // frees its probe. BreakerRejects() says whether a request would be refused now without taking
   // the half-open probe, so the request gate can answer before anything else happens.
   bool BreakerRejects();
-  bool has_breaker() const { return breaker_.has_value(); }
+  bool has_breaker() const { return rare_ != nullptr && rare_->breaker.has_value(); }
   // 0 closed, 1 open, 2 half-open; 0 without a breaker.
   int BreakerState();
   // Where the cluster exports what it decides (docs/stats.md); set once by the owner. Unset
@@ -193,6 +193,8 @@ class Cluster {
   // What the cluster holds for each host it sent a request to (its transport and pool pointers),
   // besides the pools themselves.
   static constexpr size_t kBytesPerPoolEntry = 56;
+  // Timers (libuv handles) the cluster holds now (tests: an idle cluster holds none).
+  size_t timers_held() const;
 
  private:
   // What the cluster keeps per host: its transport and the pools made with it.
@@ -238,6 +240,29 @@ class Cluster {
   void ResetBreaker();
   void PublishBreakerState();
 
+  // What few clusters use: the consecutive-failure breaker (configured per cluster), overload
+  // ejections, pools draining after a change. Made on first use (rare()) and kept: a built
+  // cluster without them pays one pointer instead of about 190 bytes (ADR 0091).
+  struct Rare {
+    // Fires at the earliest overload ejection's end (overload_deadline).
+    std::optional<event::Timer> overload_timer;
+    std::optional<MonotonicTime> overload_deadline;
+    size_t overload_ejected = 0;
+    // Fires when an open breaker turns half-open, so its gauge changes without traffic too.
+    std::optional<event::Timer> breaker_timer;
+    std::optional<resilience::ConsecutiveFailureBreaker> breaker;
+    // The half-open breaker's probe: its ticket and the host it went to.
+    std::optional<resilience::ConsecutiveFailureBreaker::Ticket> breaker_probe;
+    uint64_t breaker_probe_host = 0;
+    // Pools finishing their streams after their host left (or their settings changed).
+    std::vector<std::unique_ptr<ConnPool>> draining_pools;
+  };
+  Rare& rare();
+  // The breaker; null without one.
+  resilience::ConsecutiveFailureBreaker* breaker() {
+    return rare_ == nullptr || !rare_->breaker.has_value() ? nullptr : &*rare_->breaker;
+  }
+
   event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;  // never null
   std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds_;
@@ -251,24 +276,14 @@ class Cluster {
   std::unique_ptr<resilience::OutlierDetector> outlier_;
   uint64_t outlier_version_seen_ = 0;
   // The timers are made on first use (EnableTimer): most built clusters never arm one, and each
-  // holds a libuv handle of about 200 bytes (ADR 0091).
+  // holds a libuv handle of about 200 bytes (ADR 0091). The outlier timer is let go again while
+  // the detector has nothing to do (ArmOutlierTimer).
   std::optional<event::Timer> outlier_timer_;
-  // Fires at the earliest overload ejection's end (overload_deadline_).
-  std::optional<event::Timer> overload_timer_;
-  std::optional<MonotonicTime> overload_deadline_;
-  size_t overload_ejected_ = 0;
-  // Fires when an open breaker turns half-open, so its gauge changes without traffic too.
-  std::optional<event::Timer> breaker_timer_;
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
   static_assert(sizeof(HostPools) <= kBytesPerPoolEntry);
-  // Pools finishing their streams after their host left (or their settings changed).
-  std::vector<std::unique_ptr<ConnPool>> draining_pools_;
+  std::unique_ptr<Rare> rare_;                      // null until rare()
   ClusterStats stats_;
   resilience::RetryBudget retry_budget_;
-  std::optional<resilience::ConsecutiveFailureBreaker> breaker_;
-  // The half-open breaker's probe: its ticket and the host it went to.
-  std::optional<resilience::ConsecutiveFailureBreaker::Ticket> breaker_probe_;
-  uint64_t breaker_probe_host_ = 0;
   StatHandles stat_handles_;
   int64_t ejections_active_published_ = 0;
 };

@@ -22,12 +22,7 @@ bool SameTransport(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
 std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
     const ClusterConfig& config) {
   MutexLock lock(&mu_);
-  return ForLocked(config);
-}
-
-std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::ForLocked(
-    const ClusterConfig& config) {
-  std::shared_ptr<resilience::CircuitBreakerThresholds>& slot = by_name_[config.name];
+  std::shared_ptr<resilience::CircuitBreakerThresholds>& slot = by_name_[config.name].thresholds;
   if (slot == nullptr) {
     slot = std::make_shared<resilience::CircuitBreakerThresholds>(config.circuit_breakers);
   } else {
@@ -39,10 +34,13 @@ std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::ForLo
 void SharedClusterLimits::Update(const ClusterSet& clusters) {
   MutexLock lock(&mu_);
   for (const auto& [name, config] : clusters) ApplyLocked(name, config);
-  // Removed clusters keep their thresholds (requests may still hold them), not their configs.
-  for (auto it = applied_.begin(); it != applied_.end();) {
-    if (clusters.find(it->first) == clusters.end()) {
-      applied_.erase(it++);
+  // Removed clusters keep their thresholds (requests may still hold them) and series, not their
+  // configs; one with neither goes.
+  for (auto it = by_name_.begin(); it != by_name_.end();) {
+    Limits& limits = it->second;
+    if (clusters.find(it->first) == clusters.end()) limits.applied = nullptr;
+    if (limits.applied == nullptr && limits.thresholds == nullptr && limits.published == nullptr) {
+      by_name_.erase(it++);
     } else {
       ++it;
     }
@@ -61,10 +59,11 @@ void SharedClusterLimits::Update(const ClusterSet& clusters,
 void SharedClusterLimits::ApplyLocked(const std::string& name,
                                       const std::shared_ptr<const ClusterConfig>& config) {
   if (config == nullptr) return;
-  std::shared_ptr<const ClusterConfig>& applied = applied_[name];
-  if (applied == config) return;
-  applied = config;
-  ForLocked(*config);
+  Limits& limits = by_name_[name];
+  if (limits.applied == config) return;
+  limits.applied = config;
+  // Thresholds are made when a worker builds the cluster, from the config it builds.
+  if (limits.thresholds != nullptr) limits.thresholds->SetLimits(config->circuit_breakers);
 }
 
 absl::string_view ThresholdName(resilience::ResourceKind kind) {
@@ -83,10 +82,12 @@ absl::string_view ThresholdName(resilience::ResourceKind kind) {
 
 void SharedClusterLimits::PublishStats(StatsShard& shard) {
   MutexLock lock(&mu_);
-  for (const auto& [name, thresholds] : by_name_) {
+  for (const auto& [name, limits] : by_name_) {
     // Idle clusters get no series (docs/stats.md): their capacity is their configured limit.
-    if (!active_.contains(name)) continue;
-    Published& published = published_[name];
+    // Active ones were built (MarkActive follows For), so they have thresholds.
+    if (limits.published == nullptr || limits.thresholds == nullptr) continue;
+    const resilience::CircuitBreakerThresholds* thresholds = limits.thresholds.get();
+    Published& published = *limits.published;
     for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
       const auto kind = static_cast<resilience::ResourceKind>(i);
       const LabelSet labels = {{"cluster", name}, {"threshold", std::string(ThresholdName(kind))}};
@@ -128,16 +129,32 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
 
 void SharedClusterLimits::MarkActive(absl::string_view cluster) {
   MutexLock lock(&mu_);
-  active_.emplace(cluster);
+  std::unique_ptr<Published>& published = by_name_[cluster].published;
+  if (published == nullptr) published = std::make_unique<Published>();
+}
+
+size_t SharedClusterLimits::thresholds_count() {
+  MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [name, limits] : by_name_) n += limits.thresholds != nullptr;
+  return n;
 }
 
 void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster) {
   out += "\"circuit_breakers\":";
   std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds;
+  std::shared_ptr<const ClusterConfig> applied;
   {
     MutexLock lock(&mu_);
     auto it = by_name_.find(cluster);
-    if (it != by_name_.end()) thresholds = it->second;
+    if (it != by_name_.end()) {
+      thresholds = it->second.thresholds;
+      applied = it->second.applied;
+    }
+  }
+  if (thresholds == nullptr && applied != nullptr) {
+    // Configured, never built: nothing in use, nothing refused.
+    thresholds = std::make_shared<resilience::CircuitBreakerThresholds>(applied->circuit_breakers);
   }
   if (thresholds == nullptr) {
     out += "null";
@@ -155,13 +172,12 @@ void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster
 }
 
 struct WorkerClusterManager::Entry {
-  Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config_in,
+  Entry(WorkerClusterManager& manager, std::shared_ptr<const ClusterConfig> config,
         EndpointTransportFactory transport)
-      : config(std::move(config_in)),
-        cluster(manager.loop_, config, manager.limits_.For(*config), manager.random_,
+      : cluster(manager.loop_, config, manager.limits_.For(*config), manager.random_,
                 manager.clock_, manager.MakeCodecFactories(*this), std::move(transport)) {}
 
-  std::shared_ptr<const ClusterConfig> config;
+  // The config is the cluster's (Cluster::config()): the entry keeps no second reference.
   // Registered by the first request (InitStats); null before, and when the registry refused it.
   std::unique_ptr<const UpstreamStats> stats;
   bool stats_initialized = false;
@@ -256,7 +272,7 @@ const std::shared_ptr<WorkerClusterManager::Entry>* WorkerClusterManager::FindOr
 void WorkerClusterManager::Retire(std::shared_ptr<Entry> entry) {
   // Without endpoints every pool drains: idle connections close now, busy ones when their
   // requests end. Requests still holding the cluster keep it alive until then.
-  ClusterConfig empty = *entry->config;
+  ClusterConfig empty = entry->cluster.config();
   empty.endpoints.clear();
   entry->cluster.Update(empty);
   // Destroyed at the end of the loop turn at the earliest, never inside the caller's stack.
@@ -267,13 +283,13 @@ void WorkerClusterManager::PublishBuilt() { built_gauge_.Set(static_cast<int64_t
 
 void WorkerClusterManager::InitStats(Entry& entry) {
   entry.stats_initialized = true;
-  limits_.MarkActive(entry.config->name);
+  limits_.MarkActive(entry.cluster.name());
   absl::StatusOr<UpstreamStats> stats =
-      UpstreamStats::Create(stats_, entry.config->name, worker_label_);
+      UpstreamStats::Create(stats_, entry.cluster.name(), worker_label_);
   if (!stats.ok()) {
     // Only the series limit can refuse registration (counted in
     // meshlet_stats_series_refused_total); the cluster still serves, uncounted.
-    LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << entry.config->name
+    LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << entry.cluster.name()
                                << ": stats not registered: " << stats.status();
     return;
   }
@@ -320,7 +336,7 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters,
     ++last_update_examined_;
     auto it = configured_->find(name);
     if (it == configured_->end() || (it->second != nullptr && options_.transport_factory &&
-                                     !SameTransport(entry.config->tls, it->second->tls))) {
+                                     !SameTransport(entry.cluster.config().tls, it->second->tls))) {
       // Removed; or its TLS settings changed, and pools keep the transport factory they were
       // made with: replaced (the old one drains) rather than updated in place.
       retired.push_back(name);
@@ -329,10 +345,9 @@ void WorkerClusterManager::Update(std::shared_ptr<const ClusterSet> clusters,
     const std::shared_ptr<const ClusterConfig>& config = it->second;
     // Configurations share unchanged cluster configs; a new object may still hold equal settings,
     // which Cluster::Update recognises (hosts and pools are kept).
-    if (config == nullptr || entry.config == config) return;
+    if (config == nullptr || &entry.cluster.config() == config.get()) return;
     limits_.For(*config);
     entry.cluster.Update(config);
-    entry.config = config;
     // New hosts start without the flag; they take the checker's current view.
     ApplyActiveHealth(name);
   };

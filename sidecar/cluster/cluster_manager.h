@@ -97,15 +97,14 @@ class SharedClusterLimits {
   SharedHostHealth& host_health() { return host_health_; }
 
   // Appends `"circuit_breakers":{"max_requests":{"limit":N,"remaining":N},...}` for the admin
-  // /clusters endpoint (`null` for a cluster never configured).
+  // /clusters endpoint (`null` for a cluster never configured). A configured cluster no worker
+  // built holds nothing: its limits are its config's, all of them remaining.
   void AppendJson(std::string& out, absl::string_view cluster);
 
- private:
-  std::shared_ptr<resilience::CircuitBreakerThresholds> ForLocked(const ClusterConfig& config)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyLocked(const std::string& name, const std::shared_ptr<const ClusterConfig>& config)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Clusters whose thresholds exist (a worker built them; tests).
+  size_t thresholds_count();
 
+ private:
   struct Published {
     std::array<Gauge, resilience::kResourceKindCount> remaining;
     std::array<Counter, resilience::kResourceKindCount> overflow;
@@ -113,15 +112,23 @@ class SharedClusterLimits {
     std::array<bool, resilience::kResourceKindCount> overflow_registered{};
     bool registered = false;  // the remaining-capacity gauges
   };
+  // Everything kept per cluster name, in one entry (one copy of the name).
+  struct Limits {
+    // Made by the first For() (a worker builds the cluster), kept after removal while requests
+    // hold it; null for a cluster only configured, which holds no units.
+    std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds;
+    // The config Update() last applied (an unchanged one costs a pointer comparison); null once
+    // the cluster left the configuration.
+    std::shared_ptr<const ClusterConfig> applied;
+    // The series PublishStats registered; made by MarkActive (the cluster carried traffic).
+    std::unique_ptr<Published> published;
+  };
+
+  void ApplyLocked(const std::string& name, const std::shared_ptr<const ClusterConfig>& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<resilience::CircuitBreakerThresholds>> by_name_
-      ABSL_GUARDED_BY(mu_);
-  // The config Update() last applied per cluster: an unchanged one costs a pointer comparison.
-  absl::flat_hash_map<std::string, std::shared_ptr<const ClusterConfig>> applied_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Published> published_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> active_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Limits> by_name_ ABSL_GUARDED_BY(mu_);
   SharedHostHealth host_health_;
 };
 

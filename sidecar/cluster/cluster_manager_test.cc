@@ -480,6 +480,64 @@ TEST_F(ClusterManagerTest, LimitsFollowTheChangedNames) {
   EXPECT_NE(json.find("\"max_requests\":{\"limit\":3,"), std::string::npos) << json;
 }
 
+// A configured cluster no worker built holds its config pointer in the limits and nothing else:
+// no thresholds until a worker builds it (they hold units in use), and /clusters reports its
+// configured limits, all remaining.
+TEST_F(ClusterManagerTest, LimitsOfClustersNoWorkerBuiltHoldNoThresholds) {
+  ClusterSet clusters;
+  clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/3);
+  clusters["b"] = Config("b", {"10.0.0.2:80"}, /*max_requests=*/4);
+  limits_.Update(clusters);
+  EXPECT_EQ(limits_.thresholds_count(), 0u);
+  std::string json;
+  limits_.AppendJson(json, "a");
+  EXPECT_NE(json.find("\"max_requests\":{\"limit\":3,\"remaining\":3,\"overflows\":0}"),
+            std::string::npos)
+      << json;
+
+  manager_->Update(clusters);
+  Cluster* a = manager_->Find("a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(limits_.thresholds_count(), 1u);
+  std::optional<resilience::ResourceGuard> held =
+      a->thresholds().TryAcquire(resilience::ResourceKind::kRequest);
+  ASSERT_TRUE(held.has_value());
+  clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/5);
+  limits_.Update(clusters);
+  EXPECT_EQ(a->thresholds().Limit(resilience::ResourceKind::kRequest), 5u);
+  json.clear();
+  limits_.AppendJson(json, "a");
+  EXPECT_NE(json.find("\"max_requests\":{\"limit\":5,\"remaining\":4,"), std::string::npos) << json;
+
+  // Removed: the built one keeps its thresholds (a request holds a unit), the other goes.
+  limits_.Update(ClusterSet());
+  json.clear();
+  limits_.AppendJson(json, "a");
+  EXPECT_NE(json.find("\"remaining\":4,"), std::string::npos) << json;
+  json.clear();
+  limits_.AppendJson(json, "b");
+  EXPECT_EQ(json, "\"circuit_breakers\":null");
+  manager_->Update(ClusterSet());
+  loop_.RunUntilIdle();
+}
+
+// What the limits keep per configured cluster no worker built: one map entry (the name once,
+// the config pointer), in heap bytes in use.
+TEST_F(ClusterManagerTest, LimitsCostLittlePerConfiguredCluster) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "mallinfo2 does not see ASan's heap";
+#else
+  std::shared_ptr<const ClusterSet> clusters = ManyClusters(1000);
+  const size_t before = HeapInUse();
+  limits_.Update(*clusters);
+  const size_t per_cluster = (HeapInUse() - before) / clusters->size();
+  std::printf("limits: %zu bytes per configured cluster\n", per_cluster);
+  // 199 (fastbuild): the map's slot and the name's text. 394 when each cluster also held its
+  // thresholds and a second copy of its name in another map.
+  EXPECT_LT(per_cluster, 240u);
+#endif
+}
+
 // Updating a built cluster keeps its Cluster, its pools and its outlier state, and builds none of
 // the clusters beside it.
 TEST_F(ClusterManagerTest, UpdateOfABuiltClusterKeepsPoolsAndOutlierState) {

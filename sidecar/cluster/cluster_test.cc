@@ -144,9 +144,73 @@ TEST_F(ClusterTest, BuiltClusterHoldsNoOutlierStateOrTimerUntilUsed) {
   cluster->RecordResult(host, HostResult::kGatewayError, false);
   ASSERT_NE(cluster->outlier_detector(), nullptr);
   EXPECT_EQ(cluster->outlier_detector()->host_count(), 2u);
-  EXPECT_EQ(LibuvHandles(loop_), handles_before + 1);  // its interval timer
+  // A streak below the threshold has nothing to expire or decay: no interval timer yet.
+  EXPECT_EQ(LibuvHandles(loop_), handles_before);
+  EXPECT_EQ(cluster->timers_held(), 0u);
   for (int i = 0; i < 4; ++i) cluster->RecordResult(host, HostResult::kGatewayError, false);
   EXPECT_TRUE(host.has_health_flag(Host::kOutlierEjected));
+  // The ejection's end, and the open breaker's turn to half-open.
+  EXPECT_EQ(cluster->timers_held(), 2u);
+}
+
+// Clusters whose endpoints refuse keep their hosts in a failure streak below the threshold, which
+// only a result ends: such a cluster holds no outlier timer. One with an ejection holds it until
+// the host is healthy again and its ejection count decayed (nothing left to tick), then lets it go.
+TEST_F(ClusterTest, OutlierTimerIsHeldOnlyWhileATickCanChangeSomething) {
+  auto cluster = Make(Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")}));
+  Host& other = *cluster->host_set().hosts()[1];
+  for (int i = 0; i < 2; ++i) cluster->RecordResult(other, HostResult::kGatewayError, false);
+  EXPECT_EQ(cluster->timers_held(), 0u);
+  // Its streak ends: the next tick lets the host go, so the timer runs until then.
+  cluster->RecordResult(other, HostResult::kSuccess, false);
+  EXPECT_EQ(cluster->timers_held(), 1u);
+  clock_.Advance(seconds(10));
+  cluster->TickOutlierDetection();
+  EXPECT_EQ(cluster->outlier_detector()->tracked_count(), 0u);
+  EXPECT_EQ(cluster->timers_held(), 0u);
+
+  Host& bad = *cluster->host_set().hosts()[0];
+  for (int i = 0; i < 5; ++i) cluster->RecordResult(bad, HostResult::kGatewayError, false);
+  ASSERT_TRUE(bad.has_health_flag(Host::kOutlierEjected));
+  EXPECT_EQ(cluster->timers_held(), 1u);
+  clock_.Advance(seconds(31));
+  cluster->TickOutlierDetection();  // half-open
+  EXPECT_EQ(cluster->timers_held(), 1u);
+  Cluster::HostSelection probe;
+  for (int i = 0; i < 4 && probe.host != &bad; ++i) probe = cluster->ChooseHost();
+  ASSERT_EQ(probe.host, &bad);
+  cluster->RecordResult(bad, HostResult::kSuccess, probe.probe);
+  ASSERT_TRUE(bad.healthy());
+  EXPECT_EQ(cluster->timers_held(), 1u);  // its ejection count still decays
+  for (int i = 0; i < 6 && cluster->timers_held() > 0; ++i) {
+    clock_.Advance(seconds(10));
+    cluster->TickOutlierDetection();
+  }
+  EXPECT_EQ(cluster->outlier_detector()->tracked_count(), 0u);
+  EXPECT_EQ(cluster->timers_held(), 0u);
+}
+
+// The consecutive-failure breaker, overload ejections and draining pools live in one block made
+// on first use: a cluster configured without a breaker allocates one block less than one with it,
+// and the Cluster itself stays small (every worker builds one per cluster its pod calls).
+TEST_F(ClusterTest, RareStateIsAllocatedOnlyWhenUsed) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80")});
+  uint64_t without_breaker = 0;
+  {
+    AllocationScope scope;
+    auto cluster = Make(config);
+    without_breaker = scope.count();
+    EXPECT_FALSE(cluster->has_breaker());
+  }
+  config.consecutive_failure_breaker = resilience::ConsecutiveFailureBreakerConfig{};
+  config.consecutive_failure_breaker->failure_threshold = 5;
+  AllocationScope scope;
+  auto cluster = Make(config);
+  EXPECT_EQ(scope.count(), without_breaker + 1);
+  EXPECT_TRUE(cluster->has_breaker());
+  // 864 bytes with the breaker, overload and draining state inline (and the retry budget's
+  // buckets in an allocation of 160 bytes; now inside, which costs 64 bytes here).
+  EXPECT_LE(sizeof(Cluster), 744u);
 }
 
 TEST_F(ClusterTest, SuccessRateDetectionCountsFromTheStart) {

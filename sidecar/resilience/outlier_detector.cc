@@ -325,6 +325,14 @@ std::optional<MonotonicTime> OutlierDetector::NextExpiry() const {
   return next;
 }
 
+bool OutlierDetector::NeedsTick() const {
+  if (config_.success_rate_minimum_hosts > 0) return true;
+  return std::any_of(tracked_.begin(), tracked_.end(), [](const Host& h) {
+    return h.state != HostState::kHealthy || h.times_ejected > 0 ||
+           (h.consecutive_5xx == 0 && h.consecutive_gateway == 0);
+  });
+}
+
 void OutlierDetector::RoutableHosts(std::vector<uint64_t>* out) const {
   out->clear();
   const bool panic = IsPanic();

@@ -120,6 +120,10 @@ class OutlierDetector {
   TickSummary Tick();
   // The earliest ejection expiry, for the owner's timer; nullopt when nothing is ejected.
   std::optional<MonotonicTime> NextExpiry() const;
+  // Whether Tick() can change anything: false with success-rate detection off while every host
+  // held is healthy, never ejected (nothing to decay) and in a failure streak (nothing to let go:
+  // only a result ends it). The owner's timer may then stop until the next RecordResult().
+  bool NeedsTick() const;
 
   bool IsPanic() const;
   // Appends to `out` (cleared first): see the header comment.

@@ -1,6 +1,7 @@
 #include "sidecar/resilience/retry_budget.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "common/base/logging.h"
 
@@ -86,14 +87,18 @@ double RetryBudget::AllowanceNow() const {
 
 void RetryBudget::RecordRequest() {
   Roll();
-  ++buckets_[head_index_ % static_cast<int64_t>(buckets_.size())].requests;
+  uint32_t& requests = buckets_[head_index_ % static_cast<int64_t>(buckets_.size())].requests;
+  if (requests == std::numeric_limits<uint32_t>::max()) return;
+  ++requests;
   ++requests_;
 }
 
 bool RetryBudget::TryAcquireRetry() {
   Roll();
   if (config_.enabled && static_cast<double>(retries_ + 1) > AllowanceNow()) return false;
-  ++buckets_[head_index_ % static_cast<int64_t>(buckets_.size())].retries;
+  uint32_t& retries = buckets_[head_index_ % static_cast<int64_t>(buckets_.size())].retries;
+  if (retries == std::numeric_limits<uint32_t>::max()) return true;  // admitted, not counted
+  ++retries;
   ++retries_;
   return true;
 }

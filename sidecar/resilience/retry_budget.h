@@ -17,7 +17,10 @@
 // Bucket k covers [origin + k*w, origin + (k+1)*w). At time t the window is the current bucket and
 // the bucket_count - 1 before it. An event recorded at time t0 in bucket k therefore counts until
 // origin + (k + bucket_count) * w, i.e. exactly `window` after the start of its bucket: between
-// window - w and window after t0. Memory is O(bucket_count) and fixed at construction; each call
+// window - w and window after t0. Memory is O(bucket_count) and fixed at construction (8 bytes a
+// bucket; up to kInlineBuckets inside the object, so the default budget allocates nothing: every
+// cluster a worker uses has one, ADR 0091). A bucket counts up to 2^32 - 1 requests and as many
+// retries; more in one bucket are not counted (a worker does not reach that). Each call
 // rolls over at most bucket_count buckets (all of them after a long idle gap), so every operation
 // is O(1) and allocation-free.
 //
@@ -30,8 +33,8 @@
 // per worker. Guards must not outlive the budget.
 
 #include <cstdint>
-#include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
@@ -118,9 +121,10 @@ class RetryBudget {
 
  private:
   struct Bucket {
-    uint64_t requests = 0;
-    uint64_t retries = 0;
+    uint32_t requests = 0;  // saturates (see the header comment)
+    uint32_t retries = 0;
   };
+  static constexpr size_t kInlineBuckets = 10;  // RetryBudgetConfig's default bucket_count
 
   void Roll();
   double AllowanceNow() const;
@@ -130,7 +134,7 @@ class RetryBudget {
   MonotonicTime origin_;
   int64_t bucket_width_ns_;
   double floor_retries_;
-  std::vector<Bucket> buckets_;  // ring, sized once
+  absl::InlinedVector<Bucket, kInlineBuckets> buckets_;  // ring, sized once
   int64_t head_index_ = 0;       // absolute index of the newest bucket
   uint64_t requests_ = 0;        // totals over the ring
   uint64_t retries_ = 0;

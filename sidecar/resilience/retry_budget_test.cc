@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/base/allocation_counter.h"
 #include "common/base/fake_clock.h"
 
 namespace meshlet::sidecar::resilience {
@@ -20,6 +21,19 @@ int AcquireAll(RetryBudget& budget) {
   int n = 0;
   while (budget.TryAcquireRetry()) ++n;
   return n;
+}
+
+// Every cluster a worker uses has a budget (ADR 0091): with the default buckets it lives inside
+// the cluster, no allocation of its own.
+TEST(RetryBudgetTest, DefaultBucketsAllocateNothing) {
+  FakeClock clock;
+  AllocationScope scope;
+  RetryBudget budget(RetryBudgetConfig{}, clock);
+  budget.RecordRequest();
+  EXPECT_TRUE(budget.TryAcquireRetry());
+  EXPECT_EQ(scope.count(), 0u);
+  EXPECT_EQ(budget.requests_in_window(), 1u);
+  EXPECT_EQ(budget.retries_in_window(), 1u);
 }
 
 TEST(RetryBudgetTest, FloorAllowsMinRetriesPerSecondTimesWindowWithNoTraffic) {

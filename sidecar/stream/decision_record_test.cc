@@ -121,6 +121,47 @@ TEST_F(DecisionRingTest, KeepsTheSpanAttributesAndDecisionOfARequest) {
   EXPECT_EQ(out.find("meshlet.shed"), std::string::npos) << out;
 }
 
+// The ring keeps hundreds of records per worker: each is packed (attribute names by index,
+// numbers as varints, no JSON quoting) and formatted only when read, with the same JSON.
+TEST_F(DecisionRingTest, KeepsARecordPackedAndFormatsItWhenRead) {
+  auto ring = MakeRing(4);
+  StreamInfo info;
+  info.response_code = 503;
+  info.route_name = "outbound|svc-1.default.svc.cluster.local:8080";
+  info.local_reply_reason = "upstream \"connect\" failure\n";
+  info.SetFlag(ResponseFlag::kUpstreamConnectFailure);
+  info.decision.policy_route = "HTTPRoute/default/svc-1";
+  info.decision.route_rule = 0;
+  info.decision.route_match = -1;
+  info.decision.timeout_request_ms = 15000;
+  info.decision.timeout_per_try_ms = 3000000000;
+  ring->Add(info, "0f5c2e7a-9d41-4b8e-a3f2-6c1d0e9b7a55", "outbound");
+  std::string out;
+  bool first = true;
+  ring->AppendJson("", "", &out, &first);
+  for (const char* attribute :
+       {"\"http.response.status_code\":503",
+        "\"meshlet.route\":\"outbound|svc-1.default.svc.cluster.local:8080\"",
+        "\"meshlet.error.reason\":\"upstream \\\"connect\\\" failure\\n\"",
+        "\"meshlet.route.rule\":0,\"meshlet.route.match\":-1",
+        "\"meshlet.timeout.request_ms\":15000", "\"meshlet.timeout.per_try_ms\":3000000000",
+        "\"meshlet.request_id\":\"0f5c2e7a-9d41-4b8e-a3f2-6c1d0e9b7a55\"", "\"trace_id\":\"\"",
+        "\"sampled\":false"}) {
+    EXPECT_NE(out.find(attribute), std::string::npos) << attribute << " in " << out;
+  }
+  EXPECT_EQ(out.back(), '}');
+  // The record's text holds its values and a byte or two each, not its JSON (names, quotes).
+  EXPECT_GT(ring->packed_bytes(), 0u);
+  EXPECT_LT(ring->packed_bytes() * 2, out.size()) << ring->packed_bytes() << " " << out;
+
+  // A second record, found by its request id: its names come from the ring's table too.
+  ring->Add(info, "0f5c2e7a-9d41-4b8e-a3f2-6c1d0e9b7a56", "outbound");
+  std::string again;
+  first = true;
+  ring->AppendJson("0f5c2e7a-9d41-4b8e-a3f2-6c1d0e9b7a56", "", &again, &first);
+  EXPECT_NE(again.find("\"meshlet.timeout.per_try_ms\":3000000000"), std::string::npos) << again;
+}
+
 // A request load shedding refused: which limit, its setting and the worker's share.
 TEST_F(DecisionRingTest, KeepsWhichOverloadLimitShedARequest) {
   auto ring = MakeRing(4);
