@@ -47,7 +47,7 @@ struct NoSummary {
 template <typename Value, typename Summary = NoSummary>
 class PersistentMap {
   struct Node;
-  using NodePtr = std::shared_ptr<Node>;
+  class NodePtr;
 
  public:
   using key_type = std::string;
@@ -134,7 +134,7 @@ class PersistentMap {
   // Adds or replaces; true when added.
   bool insert_or_assign(std::string name, Value value) {
     if (const Value* held = Get(name); held != nullptr && *held == value) return false;
-    auto fresh = std::make_shared<Node>(std::move(name), std::move(value));
+    NodePtr fresh = NodePtr::Make(std::move(name), std::move(value));
     const bool added = Insert(root_, fresh);
     if (added) ++size_;
     return added;
@@ -142,7 +142,7 @@ class PersistentMap {
   // Adds when absent (an existing entry stays); true when added.
   bool emplace(std::string name, Value value) {
     if (contains(name)) return false;
-    auto fresh = std::make_shared<Node>(std::move(name), std::move(value));
+    NodePtr fresh = NodePtr::Make(std::move(name), std::move(value));
     Insert(root_, fresh);
     ++size_;
     return true;
@@ -175,8 +175,18 @@ class PersistentMap {
     size_ = 0;
   }
 
+  // What one node takes (one allocation per entry, plus the copies a change makes of the nodes
+  // on its path while an older map still holds them).
+  static constexpr size_t NodeBytes() { return sizeof(Node); }
+
   // The sum (wrapping) of Summary::Of(name, value) over the entries.
-  uint64_t Sum() const { return root_ == nullptr ? 0 : root_->sum; }
+  uint64_t Sum() const {
+    if constexpr (kSummed) {
+      return root_ == nullptr ? 0 : root_->sum;
+    } else {
+      return 0;
+    }
+  }
 
   // Calls `changed(name, before, after)` in name order for every name whose value differs
   // between `from` and `to` (`before` null for a name only `to` holds, `after` null for one only
@@ -197,19 +207,78 @@ class PersistentMap {
   }
 
  private:
-  struct Node {
+  static constexpr bool kSummed = !std::is_same_v<Summary, NoSummary>;
+
+  // A node's share of its subtree's sum; nothing for NoSummary.
+  struct Sums {
+    uint64_t own = 0;  // Summary::Of(entry)
+    uint64_t sum = 0;  // `own` over the subtree
+  };
+  struct NoSums {};
+
+  // A node shared by the maps that hold it, counted in the node itself: one allocation per node
+  // and a pointer per child, where std::shared_ptr took a control block and two pointers.
+  class NodePtr {
+   public:
+    NodePtr() = default;
+    NodePtr(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): as shared_ptr
+    template <typename... Args>
+    static NodePtr Make(Args&&... args) {
+      NodePtr out;
+      out.node_ = new Node(std::forward<Args>(args)...);
+      return out;
+    }
+    NodePtr(const NodePtr& other) : node_(other.node_) {
+      if (node_ != nullptr) node_->refs.fetch_add(1, std::memory_order_relaxed);
+    }
+    NodePtr(NodePtr&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
+    NodePtr& operator=(NodePtr other) noexcept {
+      std::swap(node_, other.node_);
+      return *this;
+    }
+    ~NodePtr() { reset(); }
+
+    void reset() {
+      Node* node = std::exchange(node_, nullptr);
+      // As shared_ptr: the last holder's delete happens after every other holder's reads.
+      if (node != nullptr && node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete node;
+    }
+    // The holders of the node (a relaxed load, as shared_ptr::use_count); 0 when null.
+    uint32_t use_count() const {
+      return node_ == nullptr ? 0 : node_->refs.load(std::memory_order_relaxed);
+    }
+    Node* get() const { return node_; }
+    Node* operator->() const { return node_; }
+    Node& operator*() const { return *node_; }
+    explicit operator bool() const { return node_ != nullptr; }
+    friend bool operator==(const NodePtr& a, std::nullptr_t) { return a.node_ == nullptr; }
+    friend bool operator!=(const NodePtr& a, std::nullptr_t) { return a.node_ != nullptr; }
+
+   private:
+    Node* node_ = nullptr;
+  };
+
+  struct Node : std::conditional_t<kSummed, Sums, NoSums> {
     Node(std::string name, Value value)
         : entry(std::move(name), std::move(value)),
-          priority(absl::HashOf(absl::string_view(entry.first))),
-          own(Summary::Of(entry.first, entry.second)),
-          sum(own) {}
+          priority(absl::HashOf(absl::string_view(entry.first))) {
+      if constexpr (kSummed) this->sum = this->own = Summary::Of(entry.first, entry.second);
+    }
+    // A copy to change (MakeOwn): the same entry and children, held by one map.
+    Node(const Node& other)
+        : std::conditional_t<kSummed, Sums, NoSums>(other),
+          entry(other.entry),
+          priority(other.priority),
+          left(other.left),
+          right(other.right) {}
+    Node& operator=(const Node&) = delete;
 
     value_type entry;
+    // The maps holding this node (through their roots or parents).
+    std::atomic<uint32_t> refs{1};
     // The heap order: a node's priority is above its children's (ties broken by name, so the
     // shape is a function of the names held).
     uint64_t priority;
-    uint64_t own;  // Summary::Of(entry)
-    uint64_t sum;  // `own` over the subtree
     NodePtr left, right;
   };
 
@@ -226,7 +295,7 @@ class PersistentMap {
   static void Remove(NodePtr& node, absl::string_view name);
   static void MakeOwn(NodePtr& node) {
     if (node.use_count() != 1) {
-      node = std::make_shared<Node>(*node);
+      node = NodePtr::Make(*node);
       return;
     }
     // The last other holder may have let go on another thread: its reads happen before ours
@@ -234,7 +303,9 @@ class PersistentMap {
     std::atomic_thread_fence(std::memory_order_acquire);
   }
   static void Update(Node& node) {
-    node.sum = node.own + (node.left ? node.left->sum : 0) + (node.right ? node.right->sum : 0);
+    if constexpr (kSummed) {
+      node.sum = node.own + (node.left ? node.left->sum : 0) + (node.right ? node.right->sum : 0);
+    }
   }
 
   NodePtr root_;
@@ -318,7 +389,7 @@ bool PersistentMap<Value, Summary>::Insert(NodePtr& node, NodePtr& fresh) {
   bool added = false;
   if (order == 0) {
     node->entry.second = std::move(fresh->entry.second);
-    node->own = fresh->own;
+    if constexpr (kSummed) node->own = fresh->own;
   } else {
     added = Insert(order < 0 ? node->left : node->right, fresh);
   }

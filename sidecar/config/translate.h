@@ -34,7 +34,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/logging.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
+#include "sidecar/config/held_bytes.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/tracing/tracing_config.h"
 #include "xds/resources.pb.h"
@@ -85,8 +87,9 @@ class HeldResource {
  public:
   virtual ~HeldResource() = default;
   virtual const std::string& name() const = 0;
-  // The bytes it was received as; null when held as a message only.
-  virtual const std::string* bytes() const = 0;
+  // The bytes it was received as (compressed, HeldBytes::Expand gives them); null when held as
+  // a message only.
+  virtual const HeldBytes* bytes() const = 0;
   // The message: the one held, or parsed from the bytes now, not kept.
   virtual std::shared_ptr<const google::protobuf::Message> ParseUntyped() const = 0;
 };
@@ -97,12 +100,12 @@ class HeldMessage final : public HeldResource {
   explicit HeldMessage(Message message)
       : HeldMessage(std::make_shared<const Message>(std::move(message))) {}
   explicit HeldMessage(std::shared_ptr<const Message> message) : parsed_(std::move(message)) {}
-  // Held as `bytes`, which parsed as `parsed` (not kept).
-  HeldMessage(const Message& parsed, std::string bytes)
-      : name_(ResourceName(parsed)), bytes_(std::move(bytes)), from_bytes_(true), facts_(parsed) {}
+  // Held as `bytes` (copied, compressed), which parsed as `parsed` (not kept).
+  HeldMessage(const Message& parsed, absl::string_view bytes)
+      : name_(ResourceName(parsed)), bytes_(bytes), from_bytes_(true), facts_(parsed) {}
 
   const std::string& name() const override { return from_bytes_ ? name_ : ResourceName(*parsed_); }
-  const std::string* bytes() const override { return from_bytes_ ? &bytes_ : nullptr; }
+  const HeldBytes* bytes() const override { return from_bytes_ ? &bytes_ : nullptr; }
   // What passes over every resource of the kind read, without a parse. Of a resource held as a
   // message, taken on the first call (ResourceList::Mutable changes the message before).
   const HeldFacts<Message>& facts() const {
@@ -119,7 +122,7 @@ class HeldMessage final : public HeldResource {
     if (parsed_ != nullptr) return parsed_;
     auto parsed = std::make_shared<Message>();
     // They parsed when received: failing now is memory gone bad, not input.
-    CHECK(parsed->ParseFromString(bytes_));
+    CHECK(bytes_.ParseInto(*parsed));
     return parsed;
   }
   std::shared_ptr<const google::protobuf::Message> ParseUntyped() const override { return Parse(); }
@@ -128,7 +131,7 @@ class HeldMessage final : public HeldResource {
 
  private:
   std::string name_;  // with from_bytes_
-  std::string bytes_;
+  HeldBytes bytes_;
   bool from_bytes_ = false;
   mutable std::optional<HeldFacts<Message>> facts_;  // set with from_bytes_
   mutable std::shared_ptr<const Message> parsed_;    // never null without from_bytes_

@@ -87,9 +87,9 @@ void PackResource(size_t index, const google::protobuf::Message& message,
 }
 
 void PackResource(size_t index, const HeldResource& held, google::protobuf::Any& out) {
-  if (const std::string* bytes = held.bytes()) {
+  if (const HeldBytes* bytes = held.bytes()) {
     out.set_type_url(std::string(xds::kResourceTypeUrls[index]));
-    out.set_value(*bytes);
+    out.set_value(bytes->Expand());
     return;
   }
   PackResource(index, *held.ParseUntyped(), out);

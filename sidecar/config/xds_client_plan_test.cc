@@ -296,6 +296,47 @@ TEST_P(XdsRetentionTest, ClusterNamedOnlyByServiceRouteIsRetained) {
   EXPECT_EQ(client_->rejected_updates(), 0u);
 }
 
+// A load assignment is held as its bytes, compressed (held_bytes.h): a service's endpoints
+// repeat their labels and identity, and the assignment is kept in a fraction of what it was
+// received as; what is saved (and dumped) is the bytes as received.
+TEST_P(XdsRetentionTest, LoadAssignmentHeldCompressedAndSavedAsReceived) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(PushWithServiceRoutes({}));
+  xds::ClusterLoadAssignment assignment;
+  assignment.set_cluster_name(kV1);
+  for (int i = 0; i < 15; ++i) {
+    xds::Endpoint* e = assignment.add_endpoints();
+    e->set_address(absl::StrFormat("127.0.1.%d:9080", i + 1));
+    (*e->mutable_labels())["app"] = "reviews";
+    (*e->mutable_labels())["version"] = "v1";
+    e->set_identity("spiffe://cluster.local/ns/default/sa/reviews");
+  }
+  const Named pushed = Pack(kV1, assignment);
+  ASSERT_EQ(Push(kEndpoints, {Endpoints(kAll, "127.0.0.1:9080"), pushed}), "");
+  const ResourceSet& held = applied_.back();
+  size_t v1 = 0;
+  while (v1 < held.endpoints.size() && held.endpoints.name(v1) != kV1) ++v1;
+  ASSERT_LT(v1, held.endpoints.size());
+  const HeldBytes* bytes = held.endpoints.shared(v1)->bytes();
+  ASSERT_NE(bytes, nullptr);
+  EXPECT_TRUE(bytes->compressed());
+  EXPECT_EQ(bytes->size(), pushed.second.value().size());
+  EXPECT_LT(bytes->held_size(), pushed.second.value().size() / 4)
+      << bytes->held_size() << " of " << pushed.second.value().size();
+  EXPECT_EQ(held.endpoints[v1].endpoints_size(), 15);
+
+  xds::CachedConfiguration saved;
+  ASSERT_TRUE(saved.ParseFromString(client_->SavedConfiguration()));
+  bool found = false;
+  for (const xds::DiscoveryResponse& type : saved.types()) {
+    if (type.type_url() != xds::kResourceTypeUrls[kEndpoints]) continue;
+    for (const google::protobuf::Any& any : type.resources()) {
+      if (any.value() == pushed.second.value()) found = true;
+    }
+  }
+  EXPECT_TRUE(found) << "the assignment is saved as received";
+}
+
 // ServiceRoutes held from a control plane that serves them are dropped when a stream's first
 // response comes from one that does not (the previous release, which sends every host inline in
 // the route table): its table then does not collide with them. A control plane that lists the
