@@ -104,6 +104,7 @@ using HistogramId = StatId<MetricType::kHistogram>;
 namespace stats_internal {
 
 using Cell = std::atomic<uint64_t>;
+static_assert(alignof(Cell) >= 8, "Counter::word() keeps flags in a cell address's low 3 bits");
 
 // `shared` cells may have several writers and need a locked add; thread-owned cells need only a
 // load and a store, which compiles to a plain memory add.
@@ -182,6 +183,16 @@ class Counter {
  public:
   Counter() = default;
   void Inc(uint64_t n = 1) const { stats_internal::AddToCell(cell_, n, shared_); }
+
+  // The counter in one word, for a handle that keeps another state in the same bytes until it has
+  // a counter (a lazily registered one, sidecar/cluster/upstream_stats.h): the cell's address with
+  // bit 0 set when the cell is shared. Bits 1 and 2 are always clear (cells are 8-byte aligned).
+  uint64_t word() const { return reinterpret_cast<uintptr_t>(cell_) | (shared_ ? 1 : 0); }
+  // Inc() of the counter whose word() is `word`.
+  static void IncWord(uint64_t word, uint64_t n) {
+    stats_internal::AddToCell(reinterpret_cast<stats_internal::Cell*>(word & ~uint64_t{1}), n,
+                              (word & 1) != 0);
+  }
 
  private:
   friend class StatsShard;

@@ -369,13 +369,12 @@ TEST_F(ClusterManagerTest, MostSeriesRegisterOnFirstCount) {
   LazyCounter unwired;
   unwired.Inc();
   EXPECT_FALSE(unwired.registered());
-  // What a used cluster's handles cost each worker that used it: 44 lazy handles of 24 bytes (32
-  // for the 2 histograms: the handle, or its series and source until registered, and a state)
-  // and 8 plain ones; 1 568 bytes when a lazy handle kept the handle beside its series and source,
-  // 2 096 when it also kept a shared_ptr to the source and a flag. A lazy counter costs 8 bytes
-  // more than a plain one, a registered series about 110 bytes of registry and cells.
-  EXPECT_EQ(sizeof(LazyCounter), 24u);
-  EXPECT_LE(sizeof(UpstreamStats), 1216u);
+  // What a used cluster's handles cost each worker that used it: 42 lazy counters of 8 bytes
+  // (their source and series index, then the counter's cell, in one word), 2 lazy histograms of
+  // 32 and 9 plain handles; 1 232 bytes when a lazy counter was 24 (a union of the counter and
+  // its series and source, and a state), 1 568 when it kept the handle beside them.
+  EXPECT_EQ(sizeof(LazyCounter), 8u);
+  EXPECT_LE(sizeof(UpstreamStats), 576u);
 }
 
 // `count` clusters of 5 endpoints each, named as the control plane names outbound clusters.

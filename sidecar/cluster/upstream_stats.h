@@ -80,28 +80,25 @@ struct LazySource {
   std::string cluster;
 };
 
-// A per-cluster handle registered on its first use (see the top of the file): until then its
-// series and source, then the handle, in the same bytes (24 bytes for a counter, 32 for a
-// histogram; a cluster holds 44). `source` must outlive the handle and its copies: UpstreamStats
-// keeps it for its own. Copies share nothing mutable: each registers its own handle (the registry
-// returns the same series). A default-constructed one counts nothing. Use only on the shard's
-// thread.
-template <typename Handle>
-class LazyHandle {
+// A per-cluster histogram registered on its first sample (see the top of the file): until then
+// its series and source, then the histogram, in the same bytes (32 with a state). `source` must
+// outlive the handle and its copies: UpstreamStats keeps it for its own. Copies share nothing
+// mutable: each registers its own handle (the registry returns the same series). A
+// default-constructed one counts nothing. Use only on the shard's thread. Microseconds, exposed
+// in seconds.
+class LazyHistogram {
  public:
-  LazyHandle() : handle_() {}
-  LazyHandle(const LazySource* source, const LazySeries* series)
+  LazyHistogram() : handle_() {}
+  LazyHistogram(const LazySource* source, const LazySeries* series)
       : pending_{source, series}, state_(State::kPending) {}
 
-  // Whether the series exists yet (tests).
-  bool registered() const { return state_ == State::kRegistered; }
-
- protected:
-  const Handle& handle() const {
+  void Record(uint64_t value) const {
     if (state_ == State::kPending) [[unlikely]]
       Register();
-    return handle_;
+    handle_.Record(value);
   }
+  // Whether the series exists yet (tests).
+  bool registered() const { return state_ == State::kRegistered; }
 
  private:
   enum class State : uint8_t {
@@ -120,28 +117,45 @@ class LazyHandle {
 
   // Which member is live is state_'s: both are trivially copyable, so copies copy either.
   union {
-    mutable Handle handle_;
+    mutable Histogram handle_;
     Pending pending_;
   };
   mutable State state_ = State::kNone;
 };
 
-template <>
-void LazyHandle<Counter>::Register() const;
-template <>
-void LazyHandle<Histogram>::Register() const;
-
-class LazyCounter : public LazyHandle<Counter> {
+// A per-cluster counter registered on its first count (see the top of the file), in one word (8
+// bytes; a cluster holds 42 per worker that used it): until then its source and the index of its
+// series among the lazy counters' (upstream_stats.cc), tagged pending; then the counter's
+// Counter::word(). `source` must outlive the handle and its copies: UpstreamStats keeps it for
+// its own. Copies share nothing mutable: each registers its own handle (the registry returns the
+// same series). A default-constructed one counts nothing. Use only on the shard's thread.
+class LazyCounter {
  public:
-  using LazyHandle::LazyHandle;
-  void Inc(uint64_t n = 1) const { handle().Inc(n); }
-};
+  LazyCounter() : word_(Counter().word()) {}
+  // `series` indexes the lazy counters' series (UpstreamStats::Create assigns them).
+  LazyCounter(const LazySource* source, uint16_t series);
 
-// Microseconds, exposed in seconds.
-class LazyHistogram : public LazyHandle<Histogram> {
- public:
-  using LazyHandle::LazyHandle;
-  void Record(uint64_t value) const { handle().Record(value); }
+  void Inc(uint64_t n = 1) const {
+    uint64_t word = word_;
+    if ((word & kPending) != 0) [[unlikely]]
+      word = Register();
+    Counter::IncWord(word, n);
+  }
+  // Whether the series exists yet (tests).
+  bool registered() const;
+
+ private:
+  // Bit 1 is clear in every Counter::word(); the source's address takes bits 3..47 (user-space
+  // addresses on the 64-bit targets built for; a source above that registers at construction),
+  // the series index bits 48..63.
+  static constexpr uint64_t kPending = 2;
+  static constexpr int kSeriesShift = 48;
+
+  // Registers the series and returns the counter's word; on refusal (the series budget, counted
+  // by the registry) the handle becomes one that counts nothing, and is not asked again.
+  uint64_t Register() const;
+
+  mutable uint64_t word_;
 };
 
 struct UpstreamStats {
