@@ -112,30 +112,43 @@ constexpr auto Concat(const std::array<LazySeries, N>&... parts) {
   ((std::copy(parts.begin(), parts.end(), out.begin() + i), i += N), ...);
   return out;
 }
-constexpr auto kLazyCounterSeries = Concat(
-    kByClassSeries,
-    std::array{kConnectFailSeries, kOverflowSeries, kTimeoutSeries, kResetSeries,
-               kNoHealthyHostSeries, kBreakerOpenSeries},
-    kRetrySeries, kRetrySkippedSeries, kRetryOverflowSeries,
-    std::array{kRetrySuccessSeries, kPerTryTimeoutSeries}, kDeadlineHeaderInvalidSeries,
-    std::array{kMirrorSeries, kMirrorFailedSeries}, kMirrorSkippedSeries, kSessionSeries,
-    std::array{kBreakerOpenedSeries, kOutlierEjectionsSeries, kOverloadResponsesSeries,
-               kOverloadEjectionsSeries, kOverloadEjectionsSkippedSeries});
+constexpr auto kLazyCounterSeries =
+    Concat(kByClassSeries,
+           std::array{kConnectFailSeries, kOverflowSeries, kTimeoutSeries, kResetSeries,
+                      kNoHealthyHostSeries, kBreakerOpenSeries},
+           kRetrySeries, kRetrySkippedSeries, kRetryOverflowSeries,
+           std::array{kRetrySuccessSeries, kPerTryTimeoutSeries}, kDeadlineHeaderInvalidSeries,
+           std::array{kMirrorSeries, kMirrorFailedSeries}, kMirrorSkippedSeries, kSessionSeries,
+           std::array{kBreakerOpenedSeries, kOutlierEjectionsSeries, kOverloadResponsesSeries,
+                      kOverloadEjectionsSeries, kOverloadEjectionsSkippedSeries});
 static_assert(kLazyCounterSeries.size() <= UINT16_MAX);
 
-// Wires lazy counters to the next series of kLazyCounterSeries, in order.
-class LazyCounterWiring {
+// The lazy gauges' series (LazyGauge), in the order Create() wires them.
+constexpr std::array<LazySeries, 3> kLazyGaugeSeries = {
+    LazySeries{"meshlet_upstream_cf_breaker_state",
+               "Consecutive-failure breaker state on this worker as of its last decision: 0 "
+               "closed, 1 open, 2 half-open.",
+               "worker", ""},
+    LazySeries{"meshlet_upstream_outlier_ejections_active",
+               "Hosts ejected by outlier detection now, summed over workers.", "", ""},
+    LazySeries{"meshlet_upstream_overload_ejections_active",
+               "Hosts ejected for overload now, summed over workers.", "", ""},
+};
+
+// Wires lazy handles of one type to the next series of `Table`, in order.
+template <typename Lazy, const auto& Table>
+class LazyWiring {
  public:
-  explicit LazyCounterWiring(const LazySource* source) : source_(source) {}
-  void Wire(LazyCounter& handle) {
-    CHECK(next_ < kLazyCounterSeries.size());
-    handle = LazyCounter(source_, next_++);
+  explicit LazyWiring(const LazySource* source) : source_(source) {}
+  void Wire(Lazy& handle) {
+    CHECK(next_ < Table.size());
+    handle = Lazy(source_, next_++);
   }
   template <size_t N>
-  void Wire(std::array<LazyCounter, N>& handles) {
-    for (LazyCounter& handle : handles) Wire(handle);
+  void Wire(std::array<Lazy, N>& handles) {
+    for (Lazy& handle : handles) Wire(handle);
   }
-  bool done() const { return next_ == kLazyCounterSeries.size(); }
+  bool done() const { return next_ == Table.size(); }
 
  private:
   const LazySource* const source_;
@@ -152,35 +165,40 @@ void MakeLazy(std::array<LazyHistogram, N>& handles, const LazySource* source,
 LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
   LabelSet labels = {{"cluster", source.cluster}};
   if (!series.label.empty()) {
-    labels.emplace_back(std::string(series.label), std::string(series.value));
+    labels.emplace_back(std::string(series.label),
+                        series.value.empty() ? source.worker : std::string(series.value));
   }
   return labels;
+}
+
+// The pending word's source and series (LazyWord).
+const LazySource& SourceOf(uint64_t pending, int series_shift) {
+  return *reinterpret_cast<const LazySource*>(pending & ((uint64_t{1} << series_shift) - 1) &
+                                              ~uint64_t{7});
 }
 
 }  // namespace
 
 // Only the series budget refuses (counted in meshlet_stats_series_refused_total): the handle then
 // stays one that counts nothing.
-LazyCounter::LazyCounter(const LazySource* source, uint16_t series) {
-  const uint64_t address = reinterpret_cast<uintptr_t>(source);
-  word_ = address | kPending | (uint64_t{series} << kSeriesShift);
-  if ((address >> kSeriesShift) != 0) [[unlikely]]
-    word_ = Register();  // the address needs the index's bits: no pending state
-}
-
-uint64_t LazyCounter::Register() const {
-  const uint64_t pending = word_;
-  const auto* source = reinterpret_cast<const LazySource*>(
-      pending & ((uint64_t{1} << kSeriesShift) - 1) & ~kPending);
-  const LazySeries& series = kLazyCounterSeries[pending >> kSeriesShift];
-  absl::StatusOr<Counter> counter = source->shard->RegisterCounter(
-      series.name, series.help, LazyLabels(*source, series));
+template <>
+uint64_t LazyWord<Counter>::Register() const {
+  const LazySource& source = SourceOf(word_, kSeriesShift);
+  const LazySeries& series = kLazyCounterSeries[word_ >> kSeriesShift];
+  absl::StatusOr<Counter> counter =
+      source.shard->RegisterCounter(series.name, series.help, LazyLabels(source, series));
   word_ = counter.ok() ? counter->word() : Counter().word();
   return word_;
 }
 
-bool LazyCounter::registered() const {
-  return (word_ & kPending) == 0 && word_ != Counter().word();
+template <>
+uint64_t LazyWord<Gauge>::Register() const {
+  const LazySource& source = SourceOf(word_, kSeriesShift);
+  const LazySeries& series = kLazyGaugeSeries[word_ >> kSeriesShift];
+  absl::StatusOr<Gauge> gauge =
+      source.shard->RegisterGauge(series.name, series.help, LazyLabels(source, series));
+  word_ = gauge.ok() ? gauge->word() : Gauge().word();
+  return word_;
 }
 
 void LazyHistogram::Register() const {
@@ -211,9 +229,10 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rq_active,
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
-  s.lazy_source = std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
+  s.lazy_source = std::make_shared<const LazySource>(
+      LazySource{.shard = &shard, .cluster = name, .worker = std::string(worker)});
   const LazySource* source = s.lazy_source.get();
-  LazyCounterWiring lazy(source);  // in kLazyCounterSeries' order
+  LazyWiring<LazyCounter, kLazyCounterSeries> lazy(source);
   lazy.Wire(s.rq_by_class);
   lazy.Wire(s.rq_connect_fail);
   lazy.Wire(s.rq_overflow);
@@ -237,6 +256,11 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
   lazy.Wire(s.overload_ejections);
   lazy.Wire(s.overload_ejections_skipped);
   CHECK(lazy.done());
+  LazyWiring<LazyGauge, kLazyGaugeSeries> gauges(source);
+  gauges.Wire(s.cf_breaker_state);
+  gauges.Wire(s.outlier_ejections_active);
+  gauges.Wire(s.overload_ejections_active);
+  CHECK(gauges.done());
   MakeLazy(s.rq_duration, source, kDurationSeries);
   ASSIGN_OR_RETURN(s.tx_bytes, shard.RegisterCounter(
                                    "meshlet_upstream_tx_bytes_total",
@@ -245,20 +269,6 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rx_bytes,
       shard.RegisterCounter("meshlet_upstream_rx_bytes_total",
                             "Response body and tunnel bytes received from the cluster.", labels));
-  ASSIGN_OR_RETURN(
-      s.cf_breaker_state,
-      shard.RegisterGauge("meshlet_upstream_cf_breaker_state",
-                          "Consecutive-failure breaker state on this worker as of its last "
-                          "decision: 0 closed, 1 open, 2 half-open.",
-                          {{"cluster", name}, {"worker", std::string(worker)}}));
-  ASSIGN_OR_RETURN(
-      s.outlier_ejections_active,
-      shard.RegisterGauge("meshlet_upstream_outlier_ejections_active",
-                          "Hosts ejected by outlier detection now, summed over workers.", labels));
-  ASSIGN_OR_RETURN(
-      s.overload_ejections_active,
-      shard.RegisterGauge("meshlet_upstream_overload_ejections_active",
-                          "Hosts ejected for overload now, summed over workers.", labels));
   return s;
 }
 
