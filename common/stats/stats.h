@@ -104,6 +104,7 @@ using HistogramId = StatId<MetricType::kHistogram>;
 namespace stats_internal {
 
 using Cell = std::atomic<uint64_t>;
+static_assert(alignof(Cell) >= 8, "CellWord() keeps flags in a cell address's low 3 bits");
 
 // `shared` cells may have several writers and need a locked add; thread-owned cells need only a
 // load and a store, which compiles to a plain memory add.
@@ -114,6 +115,15 @@ inline void AddToCell(Cell* cell, uint64_t n, bool shared) {
     cell->store(cell->load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 }
+
+// A Counter's or Gauge's cell in one word, for a handle that keeps another state in the same
+// bytes until it has a series (a lazily registered one, sidecar/cluster/upstream_stats.h): the
+// cell's address with bit 0 set when the cell is shared. Bits 1 and 2 are always clear.
+inline uint64_t CellWord(Cell* cell, bool shared) {
+  return reinterpret_cast<uintptr_t>(cell) | (shared ? 1 : 0);
+}
+inline Cell* WordCell(uint64_t word) { return reinterpret_cast<Cell*>(word & ~uint64_t{7}); }
+inline bool WordShared(uint64_t word) { return (word & 1) != 0; }
 
 // Where default-constructed handles write: lets objects hold handles before stats are wired.
 Cell* DiscardCells();
@@ -182,6 +192,8 @@ class Counter {
  public:
   Counter() = default;
   void Inc(uint64_t n = 1) const { stats_internal::AddToCell(cell_, n, shared_); }
+  // The handle in one word (stats_internal::CellWord).
+  uint64_t word() const { return stats_internal::CellWord(cell_, shared_); }
 
  private:
   friend class StatsShard;
@@ -207,6 +219,8 @@ class Gauge {
   void Set(int64_t value) const {
     cell_->store(static_cast<uint64_t>(value), std::memory_order_relaxed);
   }
+  // The handle in one word (stats_internal::CellWord).
+  uint64_t word() const { return stats_internal::CellWord(cell_, shared_); }
 
  private:
   friend class StatsShard;

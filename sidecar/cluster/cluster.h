@@ -161,19 +161,20 @@ class Cluster {
   // 0 closed, 1 open, 2 half-open; 0 without a breaker.
   int BreakerState();
   // Where the cluster exports what it decides (docs/stats.md); set once by the owner. Unset
-  // handles count nothing. The lazy counters register their series with their first count, on
-  // this worker's loop (copies of UpstreamStats' handles, whose LazySource must outlive them).
+  // handles count nothing. The lazy handles register their series with their first count (a
+  // gauge: its first value other than 0), on this worker's loop (copies of UpstreamStats'
+  // handles, whose LazySource must outlive them).
   struct StatHandles {
-    Gauge breaker_state;          // meshlet_upstream_cf_breaker_state{cluster,worker}
+    LazyGauge breaker_state;      // meshlet_upstream_cf_breaker_state{cluster,worker}
     LazyCounter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
-    Gauge ejections_active;       // meshlet_upstream_outlier_ejections_active{cluster}
+    LazyGauge ejections_active;   // meshlet_upstream_outlier_ejections_active{cluster}
     LazyCounter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
     // meshlet_upstream_cx_tls_handshake_fail_total{cluster}, handed to the pools.
     Counter tls_handshake_failures;
     LazyCounter overload_responses;          // meshlet_upstream_overload_responses_total{cluster}
     LazyCounter overload_ejections;          // meshlet_upstream_overload_ejections_total{cluster}
     LazyCounter overload_ejections_skipped;  // ..._overload_ejections_skipped_total{cluster}
-    Gauge overload_ejections_active;         // meshlet_upstream_overload_ejections_active{cluster}
+    LazyGauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active{cluster}
   };
   void SetStatHandles(const StatHandles& handles);
 

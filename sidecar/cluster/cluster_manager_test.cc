@@ -284,7 +284,9 @@ TEST_F(ClusterManagerTest, IdleClustersHaveNoSeriesUntilTheirFirstRequest) {
       stats.Find("meshlet_upstream_rq_timeout_total", {{"cluster", "a"}});
   ASSERT_NE(timeouts, nullptr);
   EXPECT_EQ(timeouts->counter, 1u);
-  EXPECT_NE(stats.Find("meshlet_upstream_cf_breaker_state", {{"cluster", "a"}, {"worker", "0"}}),
+  EXPECT_NE(stats.Find("meshlet_upstream_cx_total", {{"cluster", "a"}}), nullptr);
+  // A closed breaker's state is 0, what its absent series reads: it registers when it opens.
+  EXPECT_EQ(stats.Find("meshlet_upstream_cf_breaker_state", {{"cluster", "a"}, {"worker", "0"}}),
             nullptr);
   EXPECT_EQ(stats.Find("meshlet_upstream_cf_breaker_state", {{"cluster", "a"}, {"worker", "1"}}),
             nullptr);
@@ -319,10 +321,11 @@ TEST_F(ClusterManagerTest, IdleClustersHaveNoSeriesUntilTheirFirstRequest) {
   }
 }
 
-// A cluster's first request registers the series the cluster itself and its pools write (8); the
+// A cluster's first request registers the series its pools and every request write (5); the
 // others (responses by class, duration by outcome, failures, retries, mirroring, sticky sessions,
-// malformed deadlines, breaker openings, outlier and overload ejections) register on their first
-// count, so a cluster has only the series it used.
+// malformed deadlines, breaker openings, outlier and overload ejections, and the breaker state and
+// ejections active gauges while 0) register on their first count, so a cluster has only the series
+// it used.
 TEST_F(ClusterManagerTest, MostSeriesRegisterOnFirstCount) {
   ClusterSet clusters;
   clusters["a"] = Config("a", {"10.0.0.1:80"});
@@ -331,7 +334,9 @@ TEST_F(ClusterManagerTest, MostSeriesRegisterOnFirstCount) {
   ClusterRef ref = manager_->Get("a");
   ASSERT_NE(ref.stats, nullptr);
   const size_t everyday = registry_.series_count() - before;
-  EXPECT_EQ(everyday, 8u);  // of 52
+  EXPECT_EQ(everyday, 5u);  // of 52
+  EXPECT_FALSE(ref.stats->cf_breaker_state.registered());
+  EXPECT_FALSE(ref.stats->outlier_ejections_active.registered());
   EXPECT_FALSE(ref.stats->outlier_ejections.registered());
   EXPECT_FALSE(ref.stats->overload_responses.registered());
   EXPECT_FALSE(ref.stats->rq_retry[0].registered());
@@ -369,13 +374,13 @@ TEST_F(ClusterManagerTest, MostSeriesRegisterOnFirstCount) {
   LazyCounter unwired;
   unwired.Inc();
   EXPECT_FALSE(unwired.registered());
-  // What a used cluster's handles cost each worker that used it: 44 lazy handles of 24 bytes (32
-  // for the 2 histograms: the handle, or its series and source until registered, and a state)
-  // and 8 plain ones; 1 568 bytes when a lazy handle kept the handle beside its series and source,
-  // 2 096 when it also kept a shared_ptr to the source and a flag. A lazy counter costs 8 bytes
-  // more than a plain one, a registered series about 110 bytes of registry and cells.
-  EXPECT_EQ(sizeof(LazyCounter), 24u);
-  EXPECT_LE(sizeof(UpstreamStats), 1216u);
+  // What a used cluster's handles cost each worker that used it: 42 lazy counters and 3 lazy
+  // gauges of 8 bytes (their source and series index, then the handle's cell, in one word), 2
+  // lazy histograms of 32 and 6 plain handles; 1 232 bytes when a lazy counter was 24 (a union of
+  // the counter and its series and source, and a state), 1 568 when it kept the handle beside
+  // them.
+  EXPECT_EQ(sizeof(LazyCounter), 8u);
+  EXPECT_LE(sizeof(UpstreamStats), 520u);
 }
 
 // `count` clusters of 5 endpoints each, named as the control plane names outbound clusters.

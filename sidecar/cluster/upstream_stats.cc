@@ -1,8 +1,11 @@
 #include "sidecar/cluster/upstream_stats.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 
+#include "common/base/logging.h"
 #include "common/base/status.h"
 
 namespace meshlet::sidecar::cluster {
@@ -100,19 +103,78 @@ constexpr auto kSessionSeries = SeriesPerValue(
     "miss (its endpoint gone, unhealthy or refused), expired, invalid.",
     "result", kSessionResultNames);
 
-// One lazy handle per series of `series`, into `handles` (the same order).
-template <typename Lazy, size_t N>
-void MakeLazy(std::array<Lazy, N>& handles, const LazySource* source,
+// The lazy counters' series, in one table: a LazyCounter names its series by index. Create()
+// wires the handles in this order (a test checks each handle's series).
+template <size_t... N>
+constexpr auto Concat(const std::array<LazySeries, N>&... parts) {
+  std::array<LazySeries, (N + ...)> out{};
+  size_t i = 0;
+  ((std::copy(parts.begin(), parts.end(), out.begin() + i), i += N), ...);
+  return out;
+}
+constexpr auto kLazyCounterSeries =
+    Concat(kByClassSeries,
+           std::array{kConnectFailSeries, kOverflowSeries, kTimeoutSeries, kResetSeries,
+                      kNoHealthyHostSeries, kBreakerOpenSeries},
+           kRetrySeries, kRetrySkippedSeries, kRetryOverflowSeries,
+           std::array{kRetrySuccessSeries, kPerTryTimeoutSeries}, kDeadlineHeaderInvalidSeries,
+           std::array{kMirrorSeries, kMirrorFailedSeries}, kMirrorSkippedSeries, kSessionSeries,
+           std::array{kBreakerOpenedSeries, kOutlierEjectionsSeries, kOverloadResponsesSeries,
+                      kOverloadEjectionsSeries, kOverloadEjectionsSkippedSeries});
+static_assert(kLazyCounterSeries.size() <= UINT16_MAX);
+
+// The lazy gauges' series (LazyGauge), in the order Create() wires them.
+constexpr std::array<LazySeries, 3> kLazyGaugeSeries = {
+    LazySeries{"meshlet_upstream_cf_breaker_state",
+               "Consecutive-failure breaker state on this worker as of its last decision: 0 "
+               "closed, 1 open, 2 half-open.",
+               "worker", ""},
+    LazySeries{"meshlet_upstream_outlier_ejections_active",
+               "Hosts ejected by outlier detection now, summed over workers.", "", ""},
+    LazySeries{"meshlet_upstream_overload_ejections_active",
+               "Hosts ejected for overload now, summed over workers.", "", ""},
+};
+
+// Wires lazy handles of one type to the next series of `Table`, in order.
+template <typename Lazy, const auto& Table>
+class LazyWiring {
+ public:
+  explicit LazyWiring(const LazySource* source) : source_(source) {}
+  void Wire(Lazy& handle) {
+    CHECK(next_ < Table.size());
+    handle = Lazy(source_, next_++);
+  }
+  template <size_t N>
+  void Wire(std::array<Lazy, N>& handles) {
+    for (Lazy& handle : handles) Wire(handle);
+  }
+  bool done() const { return next_ == Table.size(); }
+
+ private:
+  const LazySource* const source_;
+  uint16_t next_ = 0;
+};
+
+// One lazy histogram per series of `series`, into `handles` (the same order).
+template <size_t N>
+void MakeLazy(std::array<LazyHistogram, N>& handles, const LazySource* source,
               const std::array<LazySeries, N>& series) {
-  for (size_t i = 0; i < N; ++i) handles[i] = Lazy(source, &series[i]);
+  for (size_t i = 0; i < N; ++i) handles[i] = LazyHistogram(source, &series[i]);
 }
 
 LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
   LabelSet labels = {{"cluster", source.cluster}};
   if (!series.label.empty()) {
-    labels.emplace_back(std::string(series.label), std::string(series.value));
+    labels.emplace_back(std::string(series.label),
+                        series.value.empty() ? source.worker : std::string(series.value));
   }
   return labels;
+}
+
+// The pending word's source and series (LazyWord).
+const LazySource& SourceOf(uint64_t pending, int series_shift) {
+  return *reinterpret_cast<const LazySource*>(pending & ((uint64_t{1} << series_shift) - 1) &
+                                              ~uint64_t{7});
 }
 
 }  // namespace
@@ -120,16 +182,26 @@ LabelSet LazyLabels(const LazySource& source, const LazySeries& series) {
 // Only the series budget refuses (counted in meshlet_stats_series_refused_total): the handle then
 // stays one that counts nothing.
 template <>
-void LazyHandle<Counter>::Register() const {
-  const Pending pending = pending_;
-  absl::StatusOr<Counter> counter = pending.source->shard->RegisterCounter(
-      pending.series->name, pending.series->help, LazyLabels(*pending.source, *pending.series));
-  handle_ = counter.ok() ? *counter : Counter();
-  state_ = counter.ok() ? State::kRegistered : State::kNone;
+uint64_t LazyWord<Counter>::Register() const {
+  const LazySource& source = SourceOf(word_, kSeriesShift);
+  const LazySeries& series = kLazyCounterSeries[word_ >> kSeriesShift];
+  absl::StatusOr<Counter> counter =
+      source.shard->RegisterCounter(series.name, series.help, LazyLabels(source, series));
+  word_ = counter.ok() ? counter->word() : Counter().word();
+  return word_;
 }
 
 template <>
-void LazyHandle<Histogram>::Register() const {
+uint64_t LazyWord<Gauge>::Register() const {
+  const LazySource& source = SourceOf(word_, kSeriesShift);
+  const LazySeries& series = kLazyGaugeSeries[word_ >> kSeriesShift];
+  absl::StatusOr<Gauge> gauge =
+      source.shard->RegisterGauge(series.name, series.help, LazyLabels(source, series));
+  word_ = gauge.ok() ? gauge->word() : Gauge().word();
+  return word_;
+}
+
+void LazyHistogram::Register() const {
   const Pending pending = pending_;
   HistogramOptions seconds;
   seconds.exposition_divisor = 1e6;
@@ -157,31 +229,39 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rq_active,
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
-  s.lazy_source = std::make_shared<const LazySource>(LazySource{.shard = &shard, .cluster = name});
+  s.lazy_source = std::make_shared<const LazySource>(
+      LazySource{.shard = &shard, .cluster = name, .worker = std::string(worker)});
   const LazySource* source = s.lazy_source.get();
-  MakeLazy(s.rq_by_class, source, kByClassSeries);
-  s.rq_connect_fail = LazyCounter(source, &kConnectFailSeries);
-  s.rq_overflow = LazyCounter(source, &kOverflowSeries);
-  s.rq_timeout = LazyCounter(source, &kTimeoutSeries);
-  s.rq_reset = LazyCounter(source, &kResetSeries);
-  s.rq_no_healthy_host = LazyCounter(source, &kNoHealthyHostSeries);
-  s.rq_breaker_open = LazyCounter(source, &kBreakerOpenSeries);
+  LazyWiring<LazyCounter, kLazyCounterSeries> lazy(source);
+  lazy.Wire(s.rq_by_class);
+  lazy.Wire(s.rq_connect_fail);
+  lazy.Wire(s.rq_overflow);
+  lazy.Wire(s.rq_timeout);
+  lazy.Wire(s.rq_reset);
+  lazy.Wire(s.rq_no_healthy_host);
+  lazy.Wire(s.rq_breaker_open);
+  lazy.Wire(s.rq_retry);
+  lazy.Wire(s.rq_retry_skipped);
+  lazy.Wire(s.rq_retry_overflow);
+  lazy.Wire(s.rq_retry_success);
+  lazy.Wire(s.rq_per_try_timeout);
+  lazy.Wire(s.rq_deadline_header_invalid);
+  lazy.Wire(s.rq_mirror);
+  lazy.Wire(s.rq_mirror_failed);
+  lazy.Wire(s.rq_mirror_skipped);
+  lazy.Wire(s.rq_session);
+  lazy.Wire(s.cf_breaker_opened);
+  lazy.Wire(s.outlier_ejections);
+  lazy.Wire(s.overload_responses);
+  lazy.Wire(s.overload_ejections);
+  lazy.Wire(s.overload_ejections_skipped);
+  CHECK(lazy.done());
+  LazyWiring<LazyGauge, kLazyGaugeSeries> gauges(source);
+  gauges.Wire(s.cf_breaker_state);
+  gauges.Wire(s.outlier_ejections_active);
+  gauges.Wire(s.overload_ejections_active);
+  CHECK(gauges.done());
   MakeLazy(s.rq_duration, source, kDurationSeries);
-  MakeLazy(s.rq_retry, source, kRetrySeries);
-  MakeLazy(s.rq_retry_skipped, source, kRetrySkippedSeries);
-  MakeLazy(s.rq_retry_overflow, source, kRetryOverflowSeries);
-  s.rq_retry_success = LazyCounter(source, &kRetrySuccessSeries);
-  s.rq_per_try_timeout = LazyCounter(source, &kPerTryTimeoutSeries);
-  MakeLazy(s.rq_deadline_header_invalid, source, kDeadlineHeaderInvalidSeries);
-  s.rq_mirror = LazyCounter(source, &kMirrorSeries);
-  s.rq_mirror_failed = LazyCounter(source, &kMirrorFailedSeries);
-  MakeLazy(s.rq_mirror_skipped, source, kMirrorSkippedSeries);
-  MakeLazy(s.rq_session, source, kSessionSeries);
-  s.cf_breaker_opened = LazyCounter(source, &kBreakerOpenedSeries);
-  s.outlier_ejections = LazyCounter(source, &kOutlierEjectionsSeries);
-  s.overload_responses = LazyCounter(source, &kOverloadResponsesSeries);
-  s.overload_ejections = LazyCounter(source, &kOverloadEjectionsSeries);
-  s.overload_ejections_skipped = LazyCounter(source, &kOverloadEjectionsSkippedSeries);
   ASSIGN_OR_RETURN(s.tx_bytes, shard.RegisterCounter(
                                    "meshlet_upstream_tx_bytes_total",
                                    "Request body and tunnel bytes sent to the cluster.", labels));
@@ -189,20 +269,6 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rx_bytes,
       shard.RegisterCounter("meshlet_upstream_rx_bytes_total",
                             "Response body and tunnel bytes received from the cluster.", labels));
-  ASSIGN_OR_RETURN(
-      s.cf_breaker_state,
-      shard.RegisterGauge("meshlet_upstream_cf_breaker_state",
-                          "Consecutive-failure breaker state on this worker as of its last "
-                          "decision: 0 closed, 1 open, 2 half-open.",
-                          {{"cluster", name}, {"worker", std::string(worker)}}));
-  ASSIGN_OR_RETURN(
-      s.outlier_ejections_active,
-      shard.RegisterGauge("meshlet_upstream_outlier_ejections_active",
-                          "Hosts ejected by outlier detection now, summed over workers.", labels));
-  ASSIGN_OR_RETURN(
-      s.overload_ejections_active,
-      shard.RegisterGauge("meshlet_upstream_overload_ejections_active",
-                          "Hosts ejected for overload now, summed over workers.", labels));
   return s;
 }
 

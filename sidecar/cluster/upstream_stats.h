@@ -6,7 +6,8 @@
 // `cluster`; docs/stats.md lists them.
 //
 // Most of a cluster's 52 series are registered on their first use on the worker, not with the
-// cluster (LazyCounter, LazyHistogram): the responses by status class and the duration by outcome
+// cluster (LazyCounter, LazyGauge, LazyHistogram): the breaker state and the ejections active
+// gauges (when first not 0), the responses by status class and the duration by outcome
 // (a cluster whose requests all succeed never has a failure histogram, 312 bytes per worker
 // before its first sample), failures (connect failures, overflows, timeouts, resets, no healthy
 // host, an open breaker) and the counters of rare events (retries and why they were not sent,
@@ -65,7 +66,7 @@ enum class SessionResult { kHit, kMiss, kExpired, kInvalid };
 inline constexpr std::array<absl::string_view, 2> kOutcomeNames = {"success", "failure"};
 
 // What a lazily registered series is: its metric, and the one label besides `cluster` with its
-// value (empty label: none). Static data.
+// value (empty label: none; an empty value: the source's worker). Static data.
 struct LazySeries {
   absl::string_view name;
   absl::string_view help;
@@ -78,30 +79,28 @@ struct LazySeries {
 struct LazySource {
   StatsShard* shard;
   std::string cluster;
+  std::string worker;  // the value of `worker` for the per-worker series
 };
 
-// A per-cluster handle registered on its first use (see the top of the file): until then its
-// series and source, then the handle, in the same bytes (24 bytes for a counter, 32 for a
-// histogram; a cluster holds 44). `source` must outlive the handle and its copies: UpstreamStats
-// keeps it for its own. Copies share nothing mutable: each registers its own handle (the registry
-// returns the same series). A default-constructed one counts nothing. Use only on the shard's
-// thread.
-template <typename Handle>
-class LazyHandle {
+// A per-cluster histogram registered on its first sample (see the top of the file): until then
+// its series and source, then the histogram, in the same bytes (32 with a state). `source` must
+// outlive the handle and its copies: UpstreamStats keeps it for its own. Copies share nothing
+// mutable: each registers its own handle (the registry returns the same series). A
+// default-constructed one counts nothing. Use only on the shard's thread. Microseconds, exposed
+// in seconds.
+class LazyHistogram {
  public:
-  LazyHandle() : handle_() {}
-  LazyHandle(const LazySource* source, const LazySeries* series)
+  LazyHistogram() : handle_() {}
+  LazyHistogram(const LazySource* source, const LazySeries* series)
       : pending_{source, series}, state_(State::kPending) {}
 
-  // Whether the series exists yet (tests).
-  bool registered() const { return state_ == State::kRegistered; }
-
- protected:
-  const Handle& handle() const {
+  void Record(uint64_t value) const {
     if (state_ == State::kPending) [[unlikely]]
       Register();
-    return handle_;
+    handle_.Record(value);
   }
+  // Whether the series exists yet (tests).
+  bool registered() const { return state_ == State::kRegistered; }
 
  private:
   enum class State : uint8_t {
@@ -120,28 +119,89 @@ class LazyHandle {
 
   // Which member is live is state_'s: both are trivially copyable, so copies copy either.
   union {
-    mutable Handle handle_;
+    mutable Histogram handle_;
     Pending pending_;
   };
   mutable State state_ = State::kNone;
 };
 
-template <>
-void LazyHandle<Counter>::Register() const;
-template <>
-void LazyHandle<Histogram>::Register() const;
-
-class LazyCounter : public LazyHandle<Counter> {
+// A per-cluster counter or gauge registered on its first use (see the top of the file), in one
+// word (8 bytes): until then its source and the index of its series among the lazy ones of its
+// type (upstream_stats.cc), tagged pending; then the handle's stats_internal::CellWord. `source`
+// must outlive the handle and its copies: UpstreamStats keeps it for its own. Copies share nothing
+// mutable: each registers its own handle (the registry returns the same series). A
+// default-constructed one counts nothing. Use only on the shard's thread.
+template <typename Handle>
+class LazyWord {
  public:
-  using LazyHandle::LazyHandle;
-  void Inc(uint64_t n = 1) const { handle().Inc(n); }
+  // Whether the series exists yet (tests).
+  bool registered() const { return !pending() && word_ != Handle().word(); }
+
+ protected:
+  LazyWord() : word_(Handle().word()) {}
+  // One already registered.
+  explicit LazyWord(const Handle& handle) : word_(handle.word()) {}
+  // `series` indexes the lazy series of Handle's type (UpstreamStats::Create assigns them).
+  LazyWord(const LazySource* source, uint16_t series) {
+    const uint64_t address = reinterpret_cast<uintptr_t>(source);
+    word_ = address | kPending | (uint64_t{series} << kSeriesShift);
+    if ((address >> kSeriesShift) != 0) [[unlikely]]
+      Register();  // the address needs the index's bits: no pending state
+  }
+
+  bool pending() const { return (word_ & kPending) != 0; }
+  // The handle's word, registering the series first if it is pending.
+  uint64_t word() const {
+    if (pending()) [[unlikely]]
+      return Register();
+    return word_;
+  }
+
+ private:
+  // Bit 1 is clear in every CellWord; the source's address takes bits 3..47 (user-space addresses
+  // on the 64-bit targets built for; a source above that registers at construction), the series
+  // index bits 48..63.
+  static constexpr uint64_t kPending = 2;
+  static constexpr int kSeriesShift = 48;
+
+  // Registers the series and returns the handle's word; on refusal (the series budget, counted
+  // by the registry) the handle becomes one that counts nothing, and is not asked again.
+  uint64_t Register() const;
+
+  mutable uint64_t word_;
 };
 
-// Microseconds, exposed in seconds.
-class LazyHistogram : public LazyHandle<Histogram> {
+template <>
+uint64_t LazyWord<Counter>::Register() const;
+template <>
+uint64_t LazyWord<Gauge>::Register() const;
+
+// A counter registered on its first count: 8 bytes, 42 per cluster per worker that used it.
+class LazyCounter : public LazyWord<Counter> {
  public:
-  using LazyHandle::LazyHandle;
-  void Record(uint64_t value) const { handle().Record(value); }
+  LazyCounter() = default;
+  LazyCounter(const LazySource* source, uint16_t series) : LazyWord(source, series) {}
+
+  void Inc(uint64_t n = 1) const {
+    const uint64_t w = word();
+    stats_internal::AddToCell(stats_internal::WordCell(w), n, stats_internal::WordShared(w));
+  }
+};
+
+// A gauge registered when it is first set to something other than 0 on the worker: until then
+// its series is absent, which reads as 0 (docs/stats.md), so most clusters never hold the series
+// of a breaker state, or of ejections, they never had. A Gauge converts to a registered one.
+class LazyGauge : public LazyWord<Gauge> {
+ public:
+  LazyGauge() = default;
+  LazyGauge(const LazySource* source, uint16_t series) : LazyWord(source, series) {}
+  LazyGauge(Gauge gauge) : LazyWord(gauge) {}  // NOLINT(google-explicit-constructor)
+
+  void Set(int64_t value) const {
+    if (value == 0 && pending()) return;  // what the absent series reads
+    stats_internal::WordCell(word())->store(static_cast<uint64_t>(value),
+                                            std::memory_order_relaxed);
+  }
 };
 
 struct UpstreamStats {
@@ -163,14 +223,14 @@ struct UpstreamStats {
   // meshlet_upstream_rq_breaker_open_total: refused by the consecutive-failure breaker.
   LazyCounter rq_breaker_open;
   // Handed to the Cluster (Cluster::StatHandles).
-  Gauge cf_breaker_state;                  // meshlet_upstream_cf_breaker_state{cluster,worker}
+  LazyGauge cf_breaker_state;              // meshlet_upstream_cf_breaker_state{cluster,worker}
   LazyCounter cf_breaker_opened;           // meshlet_upstream_cf_breaker_opened_total
-  Gauge outlier_ejections_active;          // meshlet_upstream_outlier_ejections_active
+  LazyGauge outlier_ejections_active;      // meshlet_upstream_outlier_ejections_active
   LazyCounter outlier_ejections;           // meshlet_upstream_outlier_ejections_total
   LazyCounter overload_responses;          // meshlet_upstream_overload_responses_total
   LazyCounter overload_ejections;          // meshlet_upstream_overload_ejections_total
   LazyCounter overload_ejections_skipped;  // meshlet_upstream_overload_ejections_skipped_total
-  Gauge overload_ejections_active;         // meshlet_upstream_overload_ejections_active
+  LazyGauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active
   // Retries and attempt timeouts (the router; docs/resilience.md).
   std::array<LazyCounter, kRetryReasonNames.size()> rq_retry;  // ..._rq_retry_total
   std::array<LazyCounter, kRetrySkipReasonNames.size()>

@@ -3,6 +3,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 
 namespace meshlet::sidecar::telemetry {
@@ -73,14 +74,21 @@ ReportBuilder::Fingerprint ReportBuilder::Of(const metrics::v1::ClusterStats& cl
                      .rq_active = cluster.rq_active()};
 }
 
+uint64_t ReportBuilder::KeyOf(absl::string_view name) { return absl::HashOf(name); }
+
+uint64_t ReportBuilder::HashOf(const Fingerprint& f) {
+  return absl::HashOf(f.requests, f.latency_sum, f.tx_bytes, f.rx_bytes, f.cx_total, f.rq_active);
+}
+
 std::vector<metrics::v1::MetricsReport> ReportBuilder::Build(const StatsSnapshot& snapshot,
                                                              int64_t time_unix_nano) const {
   std::vector<metrics::v1::MetricsReport> parts(1);
   size_t part_bytes = 0;
   for (auto& [name, cluster] : ReadClusters(snapshot)) {
     const Fingerprint now = Of(cluster);
-    auto known = accepted_.find(name);
-    const bool unchanged = known != accepted_.end() ? known->second == now : now == Fingerprint{};
+    auto known = accepted_.find(KeyOf(name));
+    const bool unchanged =
+        known != accepted_.end() ? known->second == HashOf(now) : now == Fingerprint{};
     if (unchanged && now.rq_active == 0) continue;
     const size_t bytes = cluster.ByteSizeLong();
     const size_t count = static_cast<size_t>(parts.back().clusters_size());
@@ -99,7 +107,7 @@ std::vector<metrics::v1::MetricsReport> ReportBuilder::Build(const StatsSnapshot
 
 void ReportBuilder::Accepted(const metrics::v1::MetricsReport& part) {
   for (const metrics::v1::ClusterStats& cluster : part.clusters()) {
-    accepted_[cluster.cluster()] = Of(cluster);
+    accepted_[KeyOf(cluster.cluster())] = HashOf(Of(cluster));
   }
 }
 

@@ -67,9 +67,16 @@ class ReportBuilder {
     bool operator==(const Fingerprint&) const = default;
   };
   static Fingerprint Of(const metrics::v1::ClusterStats& cluster);
+  // What is remembered of a cluster's name and of its Fingerprint: 64-bit hashes, 16 bytes a
+  // cluster instead of its name and 48 bytes of values. Two names hashing alike share an entry,
+  // so each is sent again whenever the other was accepted last (never left out wrongly); a
+  // cluster's changed values are left out only if they hash like the accepted ones (odds 2^-64
+  // per report), until its next change.
+  static uint64_t KeyOf(absl::string_view name);
+  static uint64_t HashOf(const Fingerprint& fingerprint);
 
   const ReportSplitOptions options_;
-  absl::flat_hash_map<std::string, Fingerprint> accepted_;
+  absl::flat_hash_map<uint64_t, uint64_t> accepted_;
 };
 
 }  // namespace meshlet::sidecar::telemetry
