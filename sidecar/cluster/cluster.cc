@@ -282,8 +282,8 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr) {
-        pools.http1_transport = std::make_unique<net::TransportFactory>(
-            transport_factory_(ForHttp1(host.tls())));
+        pools.http1_transport =
+            std::make_unique<net::TransportFactory>(transport_factory_(ForHttp1(host.tls())));
       }
       options.transport_factory = *pools.http1_transport;
     }

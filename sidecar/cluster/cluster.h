@@ -282,7 +282,7 @@ class Cluster {
   std::optional<event::Timer> outlier_timer_;
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
   static_assert(sizeof(HostPools) <= kBytesPerPoolEntry);
-  std::unique_ptr<Rare> rare_;                      // null until rare()
+  std::unique_ptr<Rare> rare_;  // null until rare()
   ClusterStats stats_;
   resilience::RetryBudget retry_budget_;
   StatHandles stat_handles_;

@@ -19,7 +19,8 @@ static_assert(sizeof(HeldBytes) == sizeof(void*));
 // address, the pod's labels and the service's identity per endpoint.
 xds::ClusterLoadAssignment Assignment(int service, int endpoints) {
   xds::ClusterLoadAssignment assignment;
-  assignment.set_cluster_name(absl::StrCat("outbound|80||svc-", service, ".bench.svc.cluster.local"));
+  assignment.set_cluster_name(
+      absl::StrCat("outbound|80||svc-", service, ".bench.svc.cluster.local"));
   for (int i = 0; i < endpoints; ++i) {
     xds::Endpoint* e = assignment.add_endpoints();
     e->set_address(absl::StrCat("127.1.", service % 250, ".", i + 1, ":8080"));

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/base/logging.h"
 #include "absl/strings/string_view.h"
+#include "common/base/logging.h"
 #include "google/protobuf/message.h"
 #include "sidecar/config/held_bytes.h"
 #include "sidecar/config/snapshot.h"

@@ -371,8 +371,8 @@ TEST_F(OutlierDetectorTest, TrackedStateHasLittleSlack) {
   EXPECT_EQ(detector_->tracked_count(), 10u);
   EXPECT_EQ(detector_->tracked_capacity(), 10u);
   // Ordered by id wherever they were inserted, each found again.
-  for (uint64_t id = 1; id <= 10; ++id) EXPECT_EQ(Report(id, HostResult::kServerError, 4),
-                                                  Event::kEjectedConsecutive5xx);
+  for (uint64_t id = 1; id <= 10; ++id)
+    EXPECT_EQ(Report(id, HostResult::kServerError, 4), Event::kEjectedConsecutive5xx);
 }
 
 // A half-open host's probe start and an ejected host's end share one field: each is read only in

@@ -135,8 +135,8 @@ class RetryBudget {
   int64_t bucket_width_ns_;
   double floor_retries_;
   absl::InlinedVector<Bucket, kInlineBuckets> buckets_;  // ring, sized once
-  int64_t head_index_ = 0;       // absolute index of the newest bucket
-  uint64_t requests_ = 0;        // totals over the ring
+  int64_t head_index_ = 0;                               // absolute index of the newest bucket
+  uint64_t requests_ = 0;                                // totals over the ring
   uint64_t retries_ = 0;
   uint32_t active_retries_ = 0;
 };

@@ -82,7 +82,7 @@ class DecisionRing {
   std::vector<std::string> names_;
   size_t next_name_ = 0;
   std::string pack_;  // the record being packed; reused, its capacity kept
-  size_t next_ = 0;  // where the next record goes
+  size_t next_ = 0;   // where the next record goes
   Counter records_;
   Counter overwritten_;
   Counter attempts_dropped_;
