@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
+#include "common/base/varint.h"
 #include "sidecar/tracing/trace_context.h"
 
 namespace meshlet::sidecar::stream {
@@ -20,21 +21,8 @@ DecisionRing::DecisionRing(size_t capacity, int worker_index, Counter records, C
 namespace {
 
 void PutVarint(std::string& out, uint64_t value) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<char>(value));
-}
-
-// Reads what PutVarint wrote at `*p`, moving `*p` past it.
-uint64_t GetVarint(const char** p) {
-  uint64_t value = 0;
-  for (int shift = 0;; shift += 7) {
-    const auto byte = static_cast<uint8_t>(*(*p)++);
-    value |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) return value;
-  }
+  char bytes[10];
+  out.append(bytes, static_cast<size_t>(meshlet::PutVarint(bytes, value) - bytes));
 }
 
 void PutText(std::string& out, absl::string_view text) {
@@ -103,7 +91,7 @@ void DecisionRing::Add(const StreamInfo& info, absl::string_view request_id,
       [&](absl::string_view name, int64_t value) {
         put_name(name, kNumberBit);
         // Zigzag: small negative numbers (-1: unset) take one byte too.
-        PutVarint(pack_, (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63));
+        PutVarint(pack_, ZigZag(value));
       });
   // Exactly its size: the ring keeps hundreds of these.
   if (entry.packed_size != pack_.size()) {
@@ -146,8 +134,7 @@ void DecisionRing::AppendEntryJson(const Entry& entry, std::string* out) const {
     AppendJsonString(out, name);
     out->push_back(':');
     if ((tag & kNumberBit) != 0) {
-      const uint64_t zigzag = GetVarint(&p);
-      absl::StrAppend(out, static_cast<int64_t>((zigzag >> 1) ^ (~(zigzag & 1) + 1)));
+      absl::StrAppend(out, UnZigZag(GetVarint(&p)));
     } else {
       AppendJsonString(out, GetText(&p));
     }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/base/varint.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
@@ -45,27 +46,11 @@ constexpr uint32_t kVarint = 0, kFixed64 = 1, kDelimited = 2, kFixed32 = 5;
 // The helpers are always inlined: an attribute's key is a literal, so its length and bytes become
 // constants and the key costs a few stores instead of a memcpy call and size arithmetic.
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t VarintSize(uint64_t value) {
-  size_t size = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++size;
-  }
-  return size;
-}
 // A length-delimited field: tag, length, payload.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t DelimitedSize(size_t payload) {
   return 1 + VarintSize(payload) + payload;
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutVarint(char* p, uint64_t value) {
-  while (value >= 0x80) {
-    *p++ = static_cast<char>((value & 0x7f) | 0x80);
-    value >>= 7;
-  }
-  *p++ = static_cast<char>(value);
-  return p;
-}
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutRaw(char* p, absl::string_view bytes) {
   std::memcpy(p, bytes.data(), bytes.size());
   return p + bytes.size();
