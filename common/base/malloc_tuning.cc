@@ -16,4 +16,6 @@ bool SetMallocTrimThreshold(size_t bytes) {
          mallopt(M_MMAP_THRESHOLD, static_cast<int>(std::min(bytes, kMaxMmapThreshold))) == 1;
 }
 
+void ReleaseFreeMemory() { malloc_trim(0); }
+
 }  // namespace meshlet

@@ -19,4 +19,9 @@ namespace meshlet {
 // when the allocator has no such setting (a sanitizer's) or refused the value.
 bool SetMallocTrimThreshold(size_t bytes);
 
+// Gives the free memory of every arena back to the kernel: the top past no threshold, and the
+// whole free pages inside (malloc_trim(0)). Takes the arenas' locks in turn; milliseconds for tens
+// of MB of heap, so callers do it on a control thread after bursts of work, never per request.
+void ReleaseFreeMemory();
+
 }  // namespace meshlet

@@ -564,32 +564,44 @@ StatsSnapshot StatsRegistry::Snapshot() const {
   std::vector<uint64_t> merged;
   MutexLock lock(&mu_);
   snapshot.series.reserve(series_.size());
-  for (const auto& [name, family] : families_) {
-    for (const Series* in_family : family->series) {
-      const Series& series = *in_family;
-      const uint32_t index = series.index;
-      SeriesSnapshot& out = snapshot.series.emplace_back();
-      out.type = family->type;
-      out.name = family->name;
-      out.help = family->help;
-      out.labels =
-          LabelsView(family->label_names.data(), series.values.data(), series.values.size());
-      MergeLocked(index, &merged);
-      switch (family->type) {
-        case MetricType::kCounter:
-          out.counter = merged[0];
-          break;
-        case MetricType::kGauge:
-          out.gauge = static_cast<int64_t>(merged[0]);
-          break;
-        case MetricType::kHistogram:
-          out.layout = family->layout.get();
-          out.histogram = HistogramSnapshot(*family->layout, merged);
-          break;
-      }
-    }
+  for (const auto& [name, family] : families_) SnapshotFamilyLocked(*family, merged, snapshot);
+  return snapshot;
+}
+
+StatsSnapshot StatsRegistry::Snapshot(absl::Span<const absl::string_view> families) const {
+  StatsSnapshot snapshot;
+  std::vector<uint64_t> merged;
+  MutexLock lock(&mu_);
+  for (absl::string_view name : families) {
+    auto it = families_.find(name);
+    if (it != families_.end()) SnapshotFamilyLocked(*it->second, merged, snapshot);
   }
   return snapshot;
+}
+
+void StatsRegistry::SnapshotFamilyLocked(const Family& family, std::vector<uint64_t>& merged,
+                                         StatsSnapshot& snapshot) const {
+  for (const Series* in_family : family.series) {
+    const Series& series = *in_family;
+    SeriesSnapshot& out = snapshot.series.emplace_back();
+    out.type = family.type;
+    out.name = family.name;
+    out.help = family.help;
+    out.labels = LabelsView(family.label_names.data(), series.values.data(), series.values.size());
+    MergeLocked(series.index, &merged);
+    switch (family.type) {
+      case MetricType::kCounter:
+        out.counter = merged[0];
+        break;
+      case MetricType::kGauge:
+        out.gauge = static_cast<int64_t>(merged[0]);
+        break;
+      case MetricType::kHistogram:
+        out.layout = family.layout.get();
+        out.histogram = HistogramSnapshot(*family.layout, merged);
+        break;
+    }
+  }
 }
 
 uint64_t StatsRegistry::CounterValue(CounterId id) const {

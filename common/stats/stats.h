@@ -49,6 +49,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/base/sync.h"
 #include "common/stats/histogram_buckets.h"
 
@@ -434,6 +435,9 @@ class StatsRegistry {
 
   // Merged reads. Cost grows with series × shards; meant for the admin thread.
   StatsSnapshot Snapshot() const;
+  // The same for the named families only (in the order given; unknown names are skipped): for
+  // readers that need a few families of a large registry without holding a copy of all of it.
+  StatsSnapshot Snapshot(absl::Span<const absl::string_view> families) const;
   uint64_t CounterValue(CounterId id) const;
   int64_t GaugeValue(GaugeId id) const;
   HistogramSnapshot HistogramValue(HistogramId id) const;
@@ -461,6 +465,9 @@ class StatsRegistry {
   // Sums the series' cells over retired values, the global cell and every live shard.
   void MergeLocked(uint32_t index, std::vector<uint64_t>* total) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the merged values of every series of `family` (`merged` is scratch).
+  void SnapshotFamilyLocked(const Family& family, std::vector<uint64_t>& merged,
+                            StatsSnapshot& snapshot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const Series& SeriesFor(uint32_t index, MetricType type) const;
 
   const Options options_;

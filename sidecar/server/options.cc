@@ -259,6 +259,12 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.malloc_trim_threshold = *bytes;
              return absl::OkStatus();
            }),
+      flags::NonNegativeDurationFlag(
+          "--memory-release-delay", &o.memory_release_delay,
+          "Give the free memory malloc keeps back to the kernel once configuration work (an "
+          "xDS update, an on-demand answer, a large admin page) has been quiet this long, or "
+          "at the latest 20 times this long after it began. Default 500ms; 0: never.",
+          "500ms"),
       flags::IntFlag("--overload-max-rss-mb", "MIB", &o.overload_max_rss_mb,
                      "Shed load above this resident memory: new requests get a local 503 with "
                      "x-meshlet-overloaded (flag OL) until RSS is 10% below it again. Checked "

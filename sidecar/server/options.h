@@ -60,6 +60,9 @@ struct ServerOptions {
   // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel
   // (common/base/malloc_tuning.h); 0: glibc's default.
   size_t malloc_trim_threshold = size_t{4} << 20;
+  // --memory-release-delay: free malloc memory is given back once configuration work has been
+  // quiet this long (server/memory_releaser.h); zero: never.
+  Duration memory_release_delay = std::chrono::milliseconds(500);
   // Load shedding (docs/operations.md "Overload"): while RSS is above --overload-max-rss-mb, or a
   // worker has more than its share of --overload-max-active-requests in flight, new requests get
   // a local 503 (OL). 0: no such limit.

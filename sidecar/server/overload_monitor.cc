@@ -1,12 +1,12 @@
 #include "sidecar/server/overload_monitor.h"
 
-#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <utility>
 
 #include "common/base/logging.h"
+#include "common/base/malloc_tuning.h"
 #include "common/stats/or_discard.h"
 
 namespace meshlet::sidecar::server {
@@ -16,7 +16,7 @@ OverloadMonitor::OverloadMonitor(event::Loop& loop, StatsShard& shared_stats,
     : loop_(loop), max_rss_bytes_(max_rss_bytes), interval_(interval), probe_(std::move(probe)) {
   if (max_rss_bytes_ == 0) return;
   if (!probe_.read_rss) probe_.read_rss = &OverloadMonitor::ReadRss;
-  if (!probe_.release_free_memory) probe_.release_free_memory = [] { malloc_trim(0); };
+  if (!probe_.release_free_memory) probe_.release_free_memory = &ReleaseFreeMemory;
   pressure_gauge_ = OrDiscard(
       shared_stats.RegisterGauge(
           "meshlet_overload_memory_pressure",

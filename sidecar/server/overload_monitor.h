@@ -28,7 +28,7 @@ class OverloadMonitor {
   // How the monitor measures memory and gives free memory back; tests pass their own.
   struct MemoryProbe {
     std::function<uint64_t()> read_rss;         // default: ReadRss
-    std::function<void()> release_free_memory;  // default: malloc_trim(0)
+    std::function<void()> release_free_memory;  // default: ReleaseFreeMemory
   };
 
   // `max_rss_bytes` 0: no memory limit (Start does nothing, flag() is null).

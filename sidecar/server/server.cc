@@ -207,6 +207,7 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   ++snapshots_sent_;
   UpdateSharedClusters(config::ChangedClusters(*snapshot_));
   ApplyOnDemandTimes();
+  memory_releaser_.Notify();
   // Readiness may change with it (a first complete configuration, a capture listener): asked
   // again on the next loop turn, outside the xDS client's callback, once the workers have had
   // a moment to apply it.
@@ -315,9 +316,16 @@ absl::Status Server::Init() {
     options.timeouts = *timeouts;
     return options;
   };
-  absl::StatusOr<std::unique_ptr<http::HttpServer>> admin = http::HttpServer::Create(
-      loop_, options_.admin_address, server_options("admin"),
-      [this](const http::ServerRequest& request) { return admin_handler_->Handle(request); });
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> admin =
+      http::HttpServer::Create(loop_, options_.admin_address, server_options("admin"),
+                               [this](const http::ServerRequest& request) {
+                                 http::ServerResponse response = admin_handler_->Handle(request);
+                                 // A large page (/config_dump, /stats, /clusters of a big mesh) was
+                                 // built and will be freed.
+                                 if (response.body.size() >= kLargeAdminResponse)
+                                   memory_releaser_.Notify();
+                                 return response;
+                               });
   if (!admin.ok()) {
     workers_.clear();
     return Annotate(admin.status(),
@@ -412,6 +420,7 @@ absl::Status Server::Reload() {
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
   UpdateSharedClusters();
+  memory_releaser_.Notify();
   reload_success_.Inc();
   LOG(INFO) << "configuration reloaded: " << snapshot_->version;
   return absl::OkStatus();

@@ -71,6 +71,7 @@
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/server/hand_over.h"
+#include "sidecar/server/memory_releaser.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/overload_monitor.h"
 #include "sidecar/server/tls_contexts.h"
@@ -307,6 +308,8 @@ class Server final : public admin::AdminBackend {
   void ProbeApp(const ServerOptions::AppProbe& probe, http::Responder respond);
   static constexpr size_t kMaxAppProbesInFlight = 64;
   static constexpr Duration kAppProbeTimeout = std::chrono::seconds(10);
+  // An admin response at least this large asks for free memory to be given back afterwards.
+  static constexpr size_t kLargeAdminResponse = size_t{256} << 10;
   std::map<http::HttpFetch*, std::unique_ptr<http::HttpFetch>> app_probes_;
   bool app_probe_stats_ = false;  // the two counters below registered
   Counter app_probes_ok_;
@@ -317,6 +320,9 @@ class Server final : public admin::AdminBackend {
   // Load shedding: the memory flag the workers read, and each worker's share of the limit on
   // requests in flight.
   OverloadMonitor overload_{loop_, stats_.shared_shard(), options_.overload_max_rss_mb << 20};
+  // Gives the free memory configuration work leaves in malloc's arenas back to the kernel.
+  MemoryReleaser memory_releaser_{loop_, stats_.shared_shard(), options_.memory_release_delay,
+                                  options_.memory_release_delay * 20};
   uint64_t PerWorkerActiveRequests() const {
     const uint64_t n = static_cast<uint64_t>(options_.concurrency);
     return (options_.overload_max_active_requests + n - 1) / n;

@@ -50,7 +50,10 @@ void MetricsReporter::Start() { timer_.EnableRepeating(options_.interval); }
 
 void MetricsReporter::ReportNow() {
   if (in_flight_) return;
-  parts_ = builder_.Build(stats_.Snapshot(), absl::ToUnixNanos(absl::Now()));
+  // The five families the report is made of, not a copy of the whole registry: at 1 000 used
+  // clusters that copy was 2.5 MB each interval.
+  parts_ =
+      builder_.Build(stats_.Snapshot(ReportBuilder::kFamilies), absl::ToUnixNanos(absl::Now()));
   for (metrics::v1::MetricsReport& part : parts_) {
     part.set_node_id(options_.node_id);
     part.set_service(options_.service);

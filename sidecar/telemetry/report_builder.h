@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "common/stats/stats.h"
 #include "xds/metrics.pb.h"
 
@@ -41,6 +42,12 @@ struct ReportSplitOptions {
 class ReportBuilder {
  public:
   explicit ReportBuilder(ReportSplitOptions options = {}) : options_(options) {}
+
+  // The stat families Build reads: a snapshot of these alone (StatsRegistry::Snapshot(kFamilies))
+  // builds the same report as a snapshot of the whole registry, without a copy of it all.
+  static constexpr absl::string_view kFamilies[] = {
+      "meshlet_upstream_rq_duration_seconds", "meshlet_upstream_tx_bytes_total",
+      "meshlet_upstream_rx_bytes_total", "meshlet_upstream_cx_total", "meshlet_upstream_rq_active"};
 
   // The parts for `snapshot`, read at `time_unix_nano`; the caller fills in the rest of the
   // header (node, service, instance, start time) of each. A cluster bigger than max_bytes alone

@@ -41,6 +41,42 @@ class ReportBuilderTest : public ::testing::Test {
   std::unique_ptr<StatsShard> shard_ = registry_.CreateShard();
 };
 
+TEST_F(ReportBuilderTest, ASnapshotOfItsFamiliesBuildsTheSameReportAsTheWholeRegistry) {
+  const std::string cluster = "outbound|80||full.default";
+  HistogramOptions seconds;
+  seconds.exposition_divisor = 1e6;
+  shard_
+      ->RegisterHistogram("meshlet_upstream_rq_duration_seconds", "h",
+                          {{"cluster", cluster}, {"outcome", "success"}}, seconds)
+      ->Record(1500);
+  shard_
+      ->RegisterHistogram("meshlet_upstream_rq_duration_seconds", "h",
+                          {{"cluster", cluster}, {"outcome", "failure"}}, seconds)
+      ->Record(90000);
+  shard_->RegisterCounter("meshlet_upstream_tx_bytes_total", "h", {{"cluster", cluster}})->Inc(11);
+  shard_->RegisterCounter("meshlet_upstream_rx_bytes_total", "h", {{"cluster", cluster}})->Inc(22);
+  shard_->RegisterCounter("meshlet_upstream_cx_total", "h", {{"cluster", cluster}})->Inc(3);
+  shard_->RegisterGauge("meshlet_upstream_rq_active", "h", {{"cluster", cluster}})->Add(4);
+  // Series the report does not read.
+  shard_->RegisterCounter("meshlet_upstream_rq_retry_total", "h", {{"cluster", cluster}})->Inc();
+  shard_->RegisterCounter("meshlet_http_rq_total", "h", {{"listener", "l"}})->Inc();
+
+  const StatsSnapshot families = registry_.Snapshot(ReportBuilder::kFamilies);
+  EXPECT_EQ(families.series.size(), 6u) << "only the report's families are copied";
+  const StatsSnapshot whole = registry_.Snapshot();
+  const std::vector<metrics::v1::MetricsReport> from_families = ReportBuilder().Build(families, 7);
+  const std::vector<metrics::v1::MetricsReport> from_whole = ReportBuilder().Build(whole, 7);
+  ASSERT_EQ(from_families.size(), 1u);
+  ASSERT_EQ(from_whole.size(), 1u);
+  ASSERT_EQ(from_whole[0].clusters_size(), 1);
+  const metrics::v1::ClusterStats& stats = from_whole[0].clusters(0);
+  EXPECT_EQ(stats.rx_bytes(), 22u);
+  EXPECT_EQ(stats.cx_total(), 3u);
+  EXPECT_EQ(stats.rq_active(), 4);
+  EXPECT_EQ(from_families[0].SerializeAsString(), from_whole[0].SerializeAsString())
+      << "a family Build reads is missing from kFamilies";
+}
+
 TEST_F(ReportBuilderTest, ReportsOnlyClustersActiveSinceTheLastAcceptedReport) {
   ClusterSeries busy(*shard_, "outbound|80||busy.default");
   ClusterSeries idle(*shard_, "outbound|80||idle.default");
