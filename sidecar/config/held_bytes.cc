@@ -18,6 +18,20 @@ constexpr int kMemLevel = 5;
 // resource does not keep its size for the thread's life).
 constexpr size_t kKeptScratch = 256 * 1024;
 
+// The start of every dictionary, before the resource's name: what the resources of a mesh spell
+// over and over (cluster names, service hosts, workload identities, endpoint labels). Held bytes
+// live in memory only, so it may change between releases; never within one.
+constexpr absl::string_view kCommonText =
+    "spiffe://cluster.local/ns/default/sa/appversion.svc.cluster.localoutbound|80||";
+
+// The dictionary for a resource named `name`, in `scratch` (kept by the thread: no allocation
+// once it has grown to a name's size).
+absl::string_view Dictionary(absl::string_view name, std::string& scratch) {
+  scratch.assign(kCommonText.data(), kCommonText.size());
+  scratch.append(name.data(), name.size());
+  return scratch;
+}
+
 class Deflater {
  public:
   Deflater() {
@@ -28,10 +42,14 @@ class Deflater {
   Deflater(const Deflater&) = delete;
   Deflater& operator=(const Deflater&) = delete;
 
-  // `in` compressed into `scratch_`; its size, or 0 when it does not get smaller.
-  size_t Compress(absl::string_view in) {
+  // `in` compressed into `scratch_`, from the dictionary of `name`; its size, or 0 when it does
+  // not get smaller.
+  size_t Compress(absl::string_view in, absl::string_view name) {
     CHECK(deflateReset(&stream_) == Z_OK);
     if (in.empty()) return 0;
+    const absl::string_view dictionary = Dictionary(name, dictionary_);
+    CHECK(deflateSetDictionary(&stream_, reinterpret_cast<const Bytef*>(dictionary.data()),
+                               static_cast<uInt>(dictionary.size())) == Z_OK);
     if (scratch_.size() < in.size()) scratch_.resize(in.size());
     stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     stream_.avail_in = static_cast<uInt>(in.size());
@@ -49,6 +67,7 @@ class Deflater {
  private:
   z_stream stream_{};
   std::string scratch_;
+  std::string dictionary_;
 };
 
 class Inflater {
@@ -58,9 +77,15 @@ class Inflater {
   Inflater(const Inflater&) = delete;
   Inflater& operator=(const Inflater&) = delete;
 
-  // Expands `in` into `out`, which takes exactly `size` bytes; false when it does not.
-  bool Expand(absl::string_view in, char* out, size_t size) {
+  // Expands `in`, compressed from the dictionary of `name`, into `out`, which takes exactly
+  // `size` bytes; false when it does not.
+  bool Expand(absl::string_view in, absl::string_view name, char* out, size_t size) {
     CHECK(inflateReset(&stream_) == Z_OK);
+    const absl::string_view dictionary = Dictionary(name, dictionary_);
+    if (inflateSetDictionary(&stream_, reinterpret_cast<const Bytef*>(dictionary.data()),
+                             static_cast<uInt>(dictionary.size())) != Z_OK) {
+      return false;
+    }
     stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     stream_.avail_in = static_cast<uInt>(in.size());
     stream_.next_out = reinterpret_cast<Bytef*>(out);
@@ -75,6 +100,7 @@ class Inflater {
  private:
   z_stream stream_{};
   std::string scratch_;
+  std::string dictionary_;
 };
 
 Deflater& ThreadDeflater() {
@@ -89,11 +115,11 @@ Inflater& ThreadInflater() {
 
 }  // namespace
 
-HeldBytes::HeldBytes(absl::string_view bytes) {
+HeldBytes::HeldBytes(absl::string_view bytes, absl::string_view name) {
   if (bytes.empty()) return;
   CHECK(bytes.size() <= std::numeric_limits<uint32_t>::max()) << "a held resource of 4 GiB";
   Deflater& deflater = ThreadDeflater();
-  const size_t compressed = deflater.Compress(bytes);
+  const size_t compressed = deflater.Compress(bytes, name);
   const absl::string_view stored =
       compressed == 0 ? bytes : absl::string_view(deflater.output(), compressed);
   const Header header{.size = static_cast<uint32_t>(bytes.size()),
@@ -110,31 +136,31 @@ HeldBytes::Header HeldBytes::header() const {
   return header;
 }
 
-void HeldBytes::ExpandTo(char* out) const {
+void HeldBytes::ExpandTo(char* out, absl::string_view name) const {
   const Header h = header();
   if (h.stored == h.size) {
     std::memcpy(out, stored_data(), h.size);
     return;
   }
   // Compressed here, from bytes that expanded: failing now is memory gone bad, not input.
-  CHECK(ThreadInflater().Expand(absl::string_view(stored_data(), h.stored), out, h.size))
+  CHECK(ThreadInflater().Expand(absl::string_view(stored_data(), h.stored), name, out, h.size))
       << "held bytes that do not expand";
 }
 
-std::string HeldBytes::Expand() const {
+std::string HeldBytes::Expand(absl::string_view name) const {
   std::string out(size(), '\0');
-  if (!out.empty()) ExpandTo(out.data());
+  if (!out.empty()) ExpandTo(out.data(), name);
   return out;
 }
 
-bool HeldBytes::ParseInto(google::protobuf::MessageLite& message) const {
+bool HeldBytes::ParseInto(google::protobuf::MessageLite& message, absl::string_view name) const {
   const Header h = header();
   if (data_ == nullptr) return message.ParseFromArray("", 0);
   if (!compressed()) return message.ParseFromArray(stored_data(), static_cast<int>(h.size));
   Inflater& inflater = ThreadInflater();
   std::string& scratch = inflater.scratch();
   if (scratch.size() < h.size) scratch.resize(h.size);
-  ExpandTo(scratch.data());
+  ExpandTo(scratch.data(), name);
   const bool parsed = message.ParseFromArray(scratch.data(), static_cast<int>(h.size));
   inflater.Trim();
   return parsed;

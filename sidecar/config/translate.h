@@ -87,8 +87,8 @@ class HeldResource {
  public:
   virtual ~HeldResource() = default;
   virtual const std::string& name() const = 0;
-  // The bytes it was received as (compressed, HeldBytes::Expand gives them); null when held as
-  // a message only.
+  // The bytes it was received as (compressed, HeldBytes::Expand(name()) gives them); null when
+  // held as a message only.
   virtual const HeldBytes* bytes() const = 0;
   // The message: the one held, or parsed from the bytes now, not kept.
   virtual std::shared_ptr<const google::protobuf::Message> ParseUntyped() const = 0;
@@ -102,7 +102,7 @@ class HeldMessage final : public HeldResource {
   explicit HeldMessage(std::shared_ptr<const Message> message) : parsed_(std::move(message)) {}
   // Held as `bytes` (copied, compressed), which parsed as `parsed` (not kept).
   HeldMessage(const Message& parsed, absl::string_view bytes)
-      : name_(ResourceName(parsed)), bytes_(bytes), from_bytes_(true), facts_(parsed) {}
+      : name_(ResourceName(parsed)), bytes_(bytes, name_), from_bytes_(true), facts_(parsed) {}
 
   const std::string& name() const override { return from_bytes_ ? name_ : ResourceName(*parsed_); }
   const HeldBytes* bytes() const override { return from_bytes_ ? &bytes_ : nullptr; }
@@ -122,7 +122,7 @@ class HeldMessage final : public HeldResource {
     if (parsed_ != nullptr) return parsed_;
     auto parsed = std::make_shared<Message>();
     // They parsed when received: failing now is memory gone bad, not input.
-    CHECK(bytes_.ParseInto(*parsed));
+    CHECK(bytes_.ParseInto(*parsed, name_));
     return parsed;
   }
   std::shared_ptr<const google::protobuf::Message> ParseUntyped() const override { return Parse(); }
@@ -130,7 +130,7 @@ class HeldMessage final : public HeldResource {
   bool holds_message() const { return parsed_ != nullptr; }
 
  private:
-  std::string name_;  // with from_bytes_
+  std::string name_;  // with from_bytes_; before bytes_, whose dictionary it is
   HeldBytes bytes_;
   bool from_bytes_ = false;
   mutable std::optional<HeldFacts<Message>> facts_;  // set with from_bytes_

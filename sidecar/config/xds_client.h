@@ -94,6 +94,7 @@
 #include "common/tls/tls_context.h"
 #include "google/protobuf/message.h"
 #include "sidecar/config/lookup.h"
+#include "sidecar/config/resource_version.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/resilience/backoff.h"
 #include "xds/discovery.pb.h"
@@ -219,11 +220,11 @@ class XdsClient {
   // saved configuration write those bytes, or serialize the message again (deterministically,
   // as the control plane does); the reuse check compares hashes of bytes.
   struct Entry {
-    std::string version;  // content hash of the resource (as the server computes it)
+    // The version (as the server computes it: the content hash, kept as the hash alone) and the
     // FNV-1a 64 of the bytes as received (xds::Fnv1a64), what the control plane's content
     // versions hash: a response's resource with the same hash (delta: under the same name) is
     // this one and reuses `held` instead of being parsed.
-    uint64_t content_hash = 0;
+    ResourceVersion version;
     // The resource as its type's ResourceList holds it (a HeldMessage of the type), made once;
     // shared, so that the type's entries with a response applied (a copy of the held ones) and
     // the configurations assembled copy no message. Never null.

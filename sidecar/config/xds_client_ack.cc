@@ -55,7 +55,8 @@ std::string UnknownFieldsNote(const EntryMap& entries) {
 }  // namespace
 
 uint64_t XdsClient::EntryVersion::Of(const std::string& name, const Entry& entry) {
-  return xds::TypeVersionEntry(name, entry.version);
+  ResourceVersion::Buffer buffer;
+  return xds::TypeVersionEntry(name, entry.version.View(buffer));
 }
 
 uint64_t XdsClient::EntrySum(const EntryMap& entries) { return entries.Sum(); }

@@ -58,7 +58,7 @@ absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf
                                             uint64_t content_hash, const Held* held, int position,
                                             uint64_t* parses) {
   if (held != nullptr && any.type_url() == xds::kResourceTypeUrls[index] &&
-      held->second.content_hash == content_hash) {
+      held->second.version.content_hash() == content_hash) {
     return ParsedResource{.name = held->first, .held = held->second.held};
   }
   absl::StatusOr<ParsedResource> parsed = ParseResource(index, any, parses);

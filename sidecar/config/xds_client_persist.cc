@@ -138,9 +138,8 @@ absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
         return absl::DataLossError(absl::StrCat("\"", path, "\": ", parsed.status().message()));
       }
       const uint64_t hash = xds::Fnv1a64(any.value());
-      entries.emplace(std::move(parsed->name), Entry{.version = xds::Hex16(hash),
-                                                     .content_hash = hash,
-                                                     .held = std::move(parsed->held)});
+      entries.emplace(std::move(parsed->name),
+                      Entry{.version = ResourceVersion("", hash), .held = std::move(parsed->held)});
     }
     return absl::OkStatus();
   };

@@ -89,7 +89,7 @@ void PackResource(size_t index, const google::protobuf::Message& message,
 void PackResource(size_t index, const HeldResource& held, google::protobuf::Any& out) {
   if (const HeldBytes* bytes = held.bytes()) {
     out.set_type_url(std::string(xds::kResourceTypeUrls[index]));
-    out.set_value(bytes->Expand());
+    out.set_value(bytes->Expand(held.name()));
     return;
   }
   PackResource(index, *held.ParseUntyped(), out);

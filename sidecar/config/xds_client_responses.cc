@@ -84,7 +84,7 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
   absl::flat_hash_map<uint64_t, const EntryMap::value_type*> held;
   held.reserve(type.entries.size() + plan_.retained[*index].size());
   for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
-    for (const auto& item : *own) held.emplace(item.second.content_hash, &item);
+    for (const auto& item : *own) held.emplace(item.second.version.content_hash(), &item);
   }
   EntryMap entries;
   absl::Status status;
@@ -104,10 +104,9 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
           absl::StrCat("resources[", i, "]: name \"", name, "\" appears twice"));
       break;
     }
-    entries.emplace(
-        name, Entry{.version = same == held.end() ? xds::Hex16(hash) : same->second->second.version,
-                    .content_hash = hash,
-                    .held = std::move(parsed->held)});
+    entries.emplace(name, Entry{.version = same == held.end() ? ResourceVersion("", hash)
+                                                              : same->second->second.version,
+                                .held = std::move(parsed->held)});
   }
   if (status.ok()) {
     const uint64_t sum = EntrySum(entries);
@@ -149,11 +148,9 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
                                                   "\" but the resource is \"", parsed->name, "\""));
       break;
     }
-    entries.insert_or_assign(
-        resource.name(),
-        Entry{.version = resource.version().empty() ? xds::Hex16(hash) : resource.version(),
-              .content_hash = hash,
-              .held = std::move(parsed->held)});
+    entries.insert_or_assign(resource.name(),
+                             Entry{.version = ResourceVersion(resource.version(), hash),
+                                   .held = std::move(parsed->held)});
   }
   // What the response changes, from the names it touches alone: the type's version moves by
   // their entries, and a response that changes none is only key answers.
@@ -166,8 +163,8 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       if (!touched.insert(name).second) return;
       const Entry* before = type.entries.Get(name);
       const Entry* after = entries.Get(name);
-      if (before != nullptr) entry_sum -= xds::TypeVersionEntry(name, before->version);
-      if (after != nullptr) entry_sum += xds::TypeVersionEntry(name, after->version);
+      if (before != nullptr) entry_sum -= EntryVersion::Of(name, *before);
+      if (after != nullptr) entry_sum += EntryVersion::Of(name, *after);
       const bool same = before == nullptr ? after == nullptr
                                           : after != nullptr && after->version == before->version;
       changes = changes || !same;

@@ -93,7 +93,7 @@ void XdsClient::OpenStream() {
       request.set_type_url(xds::kResourceTypeUrls[i]);
       if constexpr (xds::kIsDelta<std::decay_t<decltype(request)>>) {
         for (const auto& [name, entry] : types_[i].entries) {
-          (*request.mutable_initial_resource_versions())[name] = entry.version;
+          (*request.mutable_initial_resource_versions())[name] = entry.version.str();
         }
         if (i == xds_client_internal::kServiceRoutes && !lookups_.empty()) {
           // Names make the subscription explicit: the wildcard (the node's base set) plus
@@ -197,7 +197,7 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
     for (const auto& [name, entry] : state.entries) {
       xds::Resource* r = out->add_resources();
       r->set_name(name);
-      r->set_version(entry.version);  // of the resource as received, so both sides compare
+      r->set_version(entry.version.str());  // of the resource as received, so both sides compare
       if (i == xds_client_internal::kSecrets) {
         // Private keys never leave the sidecar.
         xds::Secret secret = xds_client_internal::HeldAs<xds::Secret>(*entry.held).message();
