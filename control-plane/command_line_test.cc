@@ -58,12 +58,27 @@ TEST(CommandLineTest, TraceRefuseUnverified) {
 
 // One command line mixes the control plane's own flags with every service's, in any order.
 TEST(CommandLineTest, EveryTableInOneCommandLine) {
-  absl::StatusOr<CommandLine> parsed = ParseCommandLine(
-      {"--xds-address", "127.0.0.1:15012", "--data-dir=/d", "--xds-plaintext", "--cert-ttl=1h",
-       "--api-address", "127.0.0.1:1", "--otlp-address=", "--log-level=debug",
-       "--deregister-grace=2s", "--kubernetes-api=", "--golden-retention=1m",
-       "--trace-store-max-spans", "50", "--trust-domain=example.org", "--identity-namespace=mesh",
-       "--identity-service-account", "cp", "--xds-dns-names=cp.mesh.svc,cp"});
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({"--xds-address",
+                                                         "127.0.0.1:15012",
+                                                         "--data-dir=/d",
+                                                         "--xds-plaintext",
+                                                         "--cert-ttl=1h",
+                                                         "--api-address",
+                                                         "127.0.0.1:1",
+                                                         "--otlp-address=",
+                                                         "--log-level=debug",
+                                                         "--deregister-grace=2s",
+                                                         "--kubernetes-api=",
+                                                         "--golden-retention=1m",
+                                                         "--golden-history-resolution=5s",
+                                                         "--golden-history-retention=2h",
+                                                         "--trace-store-max-spans",
+                                                         "50",
+                                                         "--trust-domain=example.org",
+                                                         "--identity-namespace=mesh",
+                                                         "--identity-service-account",
+                                                         "cp",
+                                                         "--xds-dns-names=cp.mesh.svc,cp"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->control_plane.data_dir, "/d");
   EXPECT_EQ(parsed->control_plane.api_address, "127.0.0.1:1");
@@ -78,6 +93,8 @@ TEST(CommandLineTest, EveryTableInOneCommandLine) {
   EXPECT_EQ(parsed->serving_certificate.service_account, "cp");
   EXPECT_EQ(parsed->serving_certificate.dns_names, (std::vector<std::string>{"cp.mesh.svc", "cp"}));
   EXPECT_EQ(parsed->telemetry.otlp_address, "");
+  EXPECT_EQ(parsed->telemetry.golden_limits.history.resolution, std::chrono::seconds(5));
+  EXPECT_EQ(parsed->telemetry.golden_limits.history.retention, std::chrono::hours(2));
   EXPECT_TRUE(parsed->telemetry.otlp_address_explicit);
   EXPECT_EQ(parsed->telemetry.golden_limits.retention, std::chrono::minutes(1));
   EXPECT_EQ(parsed->telemetry.store_limits.max_spans, 50u);
@@ -199,6 +216,10 @@ TEST(CommandLineTest, ErrorsNameTheFlag) {
             "--trace-store-max-bytes=\"0\": must be a positive integer"},
            {{"--golden-retention=5s"},
             "--golden-retention=\"5s\": must be a duration of at least 10s"},
+           {{"--golden-history-resolution=2.5s"},
+            "--golden-history-resolution=\"2.5s\": must be whole seconds from 1s to 10m"},
+           {{"--golden-history-retention=30d"},
+            "--golden-history-retention=\"30d\": must be a duration from 1m to 7d"},
            {{"--webhook-ca-bundle-interval=0s"},
             "--webhook-ca-bundle-interval=\"0s\": must be a positive duration such as 30s"},
            {{"--trust-bundle-interval=often"},
