@@ -56,29 +56,31 @@ TEST(CommandLineTest, TraceRefuseUnverified) {
   EXPECT_EQ(parsed.status().message(), "--trace-refuse-unverified=\"yes\": must be true or false");
 }
 
+TEST(CommandLineTest, GoldenHistory) {
+  absl::StatusOr<CommandLine> parsed =
+      ParseCommandLine({"--golden-history-resolution=5s", "--golden-history-retention=2h",
+                        "--golden-history-max-series=7", "--golden-history-max-points=99"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const telemetry::GoldenHistoryLimits& history = parsed->telemetry.golden_limits.history;
+  EXPECT_EQ(history.resolution, std::chrono::seconds(5));
+  EXPECT_EQ(history.retention, std::chrono::hours(2));
+  EXPECT_EQ(history.max_series, 7u);
+  EXPECT_EQ(history.max_points, 99u);
+  EXPECT_EQ(history.open_for, std::chrono::seconds(30));
+  parsed = ParseCommandLine({"--golden-history-resolution=1m"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  // At least three slots stay open for late reports.
+  EXPECT_EQ(parsed->telemetry.golden_limits.history.open_for, std::chrono::minutes(3));
+}
+
 // One command line mixes the control plane's own flags with every service's, in any order.
 TEST(CommandLineTest, EveryTableInOneCommandLine) {
-  absl::StatusOr<CommandLine> parsed = ParseCommandLine({"--xds-address",
-                                                         "127.0.0.1:15012",
-                                                         "--data-dir=/d",
-                                                         "--xds-plaintext",
-                                                         "--cert-ttl=1h",
-                                                         "--api-address",
-                                                         "127.0.0.1:1",
-                                                         "--otlp-address=",
-                                                         "--log-level=debug",
-                                                         "--deregister-grace=2s",
-                                                         "--kubernetes-api=",
-                                                         "--golden-retention=1m",
-                                                         "--golden-history-resolution=5s",
-                                                         "--golden-history-retention=2h",
-                                                         "--trace-store-max-spans",
-                                                         "50",
-                                                         "--trust-domain=example.org",
-                                                         "--identity-namespace=mesh",
-                                                         "--identity-service-account",
-                                                         "cp",
-                                                         "--xds-dns-names=cp.mesh.svc,cp"});
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine(
+      {"--xds-address", "127.0.0.1:15012", "--data-dir=/d", "--xds-plaintext", "--cert-ttl=1h",
+       "--api-address", "127.0.0.1:1", "--otlp-address=", "--log-level=debug",
+       "--deregister-grace=2s", "--kubernetes-api=", "--golden-retention=1m",
+       "--trace-store-max-spans", "50", "--trust-domain=example.org", "--identity-namespace=mesh",
+       "--identity-service-account", "cp", "--xds-dns-names=cp.mesh.svc,cp"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->control_plane.data_dir, "/d");
   EXPECT_EQ(parsed->control_plane.api_address, "127.0.0.1:1");
@@ -93,8 +95,6 @@ TEST(CommandLineTest, EveryTableInOneCommandLine) {
   EXPECT_EQ(parsed->serving_certificate.service_account, "cp");
   EXPECT_EQ(parsed->serving_certificate.dns_names, (std::vector<std::string>{"cp.mesh.svc", "cp"}));
   EXPECT_EQ(parsed->telemetry.otlp_address, "");
-  EXPECT_EQ(parsed->telemetry.golden_limits.history.resolution, std::chrono::seconds(5));
-  EXPECT_EQ(parsed->telemetry.golden_limits.history.retention, std::chrono::hours(2));
   EXPECT_TRUE(parsed->telemetry.otlp_address_explicit);
   EXPECT_EQ(parsed->telemetry.golden_limits.retention, std::chrono::minutes(1));
   EXPECT_EQ(parsed->telemetry.store_limits.max_spans, 50u);
