@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <optional>
 
@@ -53,18 +52,29 @@ uint64_t Before(uint64_t count, double f) {
 }
 
 // Unix seconds ("1767225600", "1767225600.5") or RFC 3339 ("2026-01-01T00:00:00Z").
+// Times and spans an answer may name: from 1970 to 2100, spans of at most ten years (so that
+// nanosecond arithmetic on them cannot overflow).
+constexpr int64_t kLatestUnixSeconds = 4102444800;  // 2100-01-01T00:00:00Z
+constexpr absl::Duration kLongestSpan = absl::Hours(24 * 3660);
+
+// Unix seconds ("1767225600", "1767225600.5") or RFC 3339 ("2026-01-01T00:00:00Z").
 absl::StatusOr<absl::Time> ParseTime(absl::string_view name, absl::string_view text) {
   double seconds = 0;
-  if (absl::SimpleAtod(text, &seconds) && std::isfinite(seconds) && seconds >= 0 &&
-      seconds < 1e11) {
-    return absl::FromUnixNanos(static_cast<int64_t>(seconds * 1e9));
-  }
   absl::Time t;
   std::string error;
-  if (absl::ParseTime(absl::RFC3339_full, text, &t, &error)) return t;
-  return absl::InvalidArgumentError(
-      absl::StrCat(name, ": \"", text,
-                   "\" is neither Unix seconds nor an RFC 3339 time (2026-01-01T00:00:00Z)"));
+  if (absl::SimpleAtod(text, &seconds) && std::isfinite(seconds)) {
+    t = absl::FromUnixNanos(static_cast<int64_t>(
+        std::clamp(seconds, -1.0, static_cast<double>(kLatestUnixSeconds) + 1) * 1e9));
+  } else if (!absl::ParseTime(absl::RFC3339_full, text, &t, &error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": \"", text,
+                     "\" is neither Unix seconds nor an RFC 3339 time (2026-01-01T00:00:00Z)"));
+  }
+  if (t < absl::UnixEpoch() || t > absl::FromUnixSeconds(kLatestUnixSeconds)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": \"", text, "\" is not between 1970 and 2100"));
+  }
+  return t;
 }
 
 }  // namespace
@@ -180,7 +190,8 @@ void GoldenHistory::Add(absl::string_view source, absl::string_view destination,
   const int64_t wall = absl::ToUnixNanos(clock_.WallNow());
   const int64_t now_slot = SlotOf(wall);
   Counter* result = stats_ != nullptr ? &stats_->recorded : nullptr;
-  if (std::abs(at_unix_nano - wall) > limits_.max_clock_skew.count()) {
+  const int64_t skew = limits_.max_clock_skew.count();
+  if (at_unix_nano < wall - skew || at_unix_nano > wall + skew) {
     at_unix_nano = wall;
     since_unix_nano = 0;
     if (stats_ != nullptr) result = &stats_->clock_skew;
@@ -448,9 +459,10 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
       (name == "from" ? from : to) = *t;
     } else if (name == "window" || name == "step") {
       absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
-      if (!d.ok() || *d <= absl::ZeroDuration()) {
-        return GoldenQueryError(400,
-                                absl::StrCat(name, ": \"", value, "\" is not a duration above 0"));
+      if (!d.ok() || *d <= absl::ZeroDuration() || *d > kLongestSpan) {
+        return GoldenQueryError(
+            400,
+            absl::StrCat(name, ": \"", value, "\" is not a duration above 0 and at most 87840h"));
       }
       (name == "window" ? window : step) = *d;
     } else {
