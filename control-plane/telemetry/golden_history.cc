@@ -339,10 +339,9 @@ void GoldenHistory::Sweep() {
       ++it;
     }
   }
-  bytes_ = memory_bytes();
   if (stats_ != nullptr) {
     stats_->series.Set(static_cast<int64_t>(edges_.size()));
-    stats_->bytes.Set(static_cast<int64_t>(bytes_));
+    stats_->bytes.Set(static_cast<int64_t>(memory_bytes()));
   }
 }
 

@@ -6,7 +6,7 @@
 // report added to each of its clusters since that sidecar's previous report; docs/golden-metrics.md
 // ("History") and ADR 0095 describe the design.
 //
-//   GET /api/v1/stat/history?service=S|edge=A,B&from=&to=&step=   (15014, behind the API token)
+//   GET /api/v1/stat/history?service=S|edge=A,B&from=&to=&window=&step=   (15014, API token)
 //
 // Time is the reports' own (the sidecar's clock), not the arrival's, so every replica that records
 // the same reports (its own and those peer_forwarder.h brings) holds the same points. A delta is
@@ -14,7 +14,7 @@
 // time, so a report interval equal to the resolution does not alias into empty and doubled slots.
 //
 // Memory: the slots still open (the last `open_for`, which late or forwarded reports may still
-// add to) are kept as sparse counts; older ones are sealed into one varint-encoded byte string
+// add to) are kept as sparse counts; older ones are sealed into one varint-encoded byte vector
 // per edge (failures, bytes and the non-empty latency buckets: HistogramBuckets' fine buckets
 // merged four to one, 12.5 % relative precision). At most `max_series` edges; the deltas of
 // edges past it are dropped and counted, never stored elsewhere. An edge without data in the
@@ -79,8 +79,10 @@ struct HistoryPoint {
 struct HistoryQuery {
   std::string service;
   std::string source, destination;
-  absl::Time from, to;  // [from, to), aligned down to the step
-  Duration step{};      // a multiple of the resolution
+  // From the point holding `from` to the one holding the last instant before `to`; points start
+  // at multiples of the step (Unix time).
+  absl::Time from, to;
+  Duration step{};  // a multiple of the resolution
 };
 
 class GoldenHistory {
@@ -141,7 +143,6 @@ class GoldenHistory {
   };
   std::map<std::pair<std::string, std::string>, Edge, KeyLess> edges_;
   int64_t last_sweep_slot_ = 0;
-  size_t bytes_ = 0;  // as of the last sweep
   std::unique_ptr<Stats> stats_;
 };
 

@@ -150,6 +150,15 @@ TEST(GoldenHistoryTest, KeepsTheRetentionThenForgets) {
   EXPECT_EQ(with_data, 360u);
   EXPECT_EQ(total, 3600u);
   EXPECT_GT(history.memory_bytes(), 0u);
+  {
+    StatsSnapshot snapshot = stats.Snapshot();
+    const SeriesSnapshot* bytes = snapshot.Find("meshlet_cp_golden_history_bytes", {});
+    const SeriesSnapshot* series = snapshot.Find("meshlet_cp_golden_history_series", {});
+    ASSERT_NE(bytes, nullptr);
+    ASSERT_NE(series, nullptr);
+    EXPECT_EQ(bytes->gauge, static_cast<int64_t>(history.memory_bytes()));
+    EXPECT_EQ(series->gauge, 1);
+  }
   // Nothing more for an hour: the edge is forgotten.
   clock.Advance(std::chrono::minutes(61));
   history.Sweep();
