@@ -177,6 +177,12 @@ int64_t GoldenHistory::NowSlot() const { return SlotOf(absl::ToUnixNanos(clock_.
 
 void GoldenHistory::Add(absl::string_view source, absl::string_view destination,
                         int64_t since_unix_nano, int64_t at_unix_nano, const EdgeDelta& delta) {
+  // Nothing counted (a cluster reported for its requests in flight): no slot, no edge.
+  if ((delta.success == nullptr || delta.success->empty()) &&
+      (delta.failure == nullptr || delta.failure->empty()) && delta.tx_bytes == 0 &&
+      delta.rx_bytes == 0) {
+    return;
+  }
   auto it = edges_.find(std::make_pair(source, destination));
   if (it == edges_.end()) {
     if (edges_.size() >= limits_.max_series) {

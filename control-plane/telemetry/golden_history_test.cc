@@ -177,6 +177,9 @@ TEST(GoldenHistoryTest, EdgesPastTheLimitAreDroppedAndCounted) {
     history.Add("frontend.default", destination, 0, Nanos(clock), {.success = &ok});
   }
   EXPECT_EQ(history.series_count(), 2u);
+  // A delta with nothing in it takes no edge.
+  FineCounts none;
+  history.Add("frontend.default", "d.default", 0, Nanos(clock), {.success = &none});
   EXPECT_EQ(
       CounterValue(stats, "meshlet_cp_golden_history_deltas_total", {{"result", "series_limit"}}),
       2u);
