@@ -56,6 +56,23 @@ TEST(CommandLineTest, TraceRefuseUnverified) {
   EXPECT_EQ(parsed.status().message(), "--trace-refuse-unverified=\"yes\": must be true or false");
 }
 
+TEST(CommandLineTest, GoldenHistory) {
+  absl::StatusOr<CommandLine> parsed =
+      ParseCommandLine({"--golden-history-resolution=5s", "--golden-history-retention=2h",
+                        "--golden-history-max-series=7", "--golden-history-max-points=99"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const telemetry::GoldenHistoryLimits& history = parsed->telemetry.golden_limits.history;
+  EXPECT_EQ(history.resolution, std::chrono::seconds(5));
+  EXPECT_EQ(history.retention, std::chrono::hours(2));
+  EXPECT_EQ(history.max_series, 7u);
+  EXPECT_EQ(history.max_points, 99u);
+  EXPECT_EQ(history.open_for, std::chrono::seconds(30));
+  parsed = ParseCommandLine({"--golden-history-resolution=1m"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  // At least three slots stay open for late reports.
+  EXPECT_EQ(parsed->telemetry.golden_limits.history.open_for, std::chrono::minutes(3));
+}
+
 // One command line mixes the control plane's own flags with every service's, in any order.
 TEST(CommandLineTest, EveryTableInOneCommandLine) {
   absl::StatusOr<CommandLine> parsed = ParseCommandLine(
@@ -199,6 +216,10 @@ TEST(CommandLineTest, ErrorsNameTheFlag) {
             "--trace-store-max-bytes=\"0\": must be a positive integer"},
            {{"--golden-retention=5s"},
             "--golden-retention=\"5s\": must be a duration of at least 10s"},
+           {{"--golden-history-resolution=2.5s"},
+            "--golden-history-resolution=\"2.5s\": must be whole seconds from 1s to 10m"},
+           {{"--golden-history-retention=30d"},
+            "--golden-history-retention=\"30d\": must be a duration from 1m to 7d"},
            {{"--webhook-ca-bundle-interval=0s"},
             "--webhook-ca-bundle-interval=\"0s\": must be a positive duration such as 30s"},
            {{"--trust-bundle-interval=often"},

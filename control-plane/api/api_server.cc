@@ -430,7 +430,8 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
                           R"(,"credential":)", JsonQuote(caller->credential), R"(,"role":)",
                           JsonQuote(access::RoleName(caller->role)), "}\n"));
   }
-  if (Under(rest, "/traces") || rest == "/dependencies" || rest == "/stat") {
+  if (Under(rest, "/traces") || rest == "/dependencies" || rest == "/stat" ||
+      rest == "/stat/history") {
     if (!traces_) {
       return Error(503, "ServiceUnavailable", "the trace collector is not running");
     }

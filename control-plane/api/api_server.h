@@ -25,7 +25,8 @@
 //   GET  /api/v1/whoami                                    the caller [viewer]
 //   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA),
 //                                                          no token
-//   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/stat
+//   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/stat,
+//        /api/v1/stat/history
 //                                                          the trace collector and golden
 //                                                          metrics (503 without them) [viewer]
 //

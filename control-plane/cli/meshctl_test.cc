@@ -123,6 +123,23 @@ TEST_F(MeshctlTest, PositionalArgumentsAmongFlags) {
   api_.Answer("GET", "/api/v1/stat?window=5m&service=backend.default", 200, R"({"edges":[]})");
   Run({"stat", "backend.default", "--window", "5m"});
   EXPECT_EQ(api_.requests().back().path, "/api/v1/stat?window=5m&service=backend.default");
+  api_.Answer("GET", "/api/v1/stat?window=1m", 200, R"({"items":[]})");
+  Run({"stat"});
+  EXPECT_EQ(api_.requests().back().path, "/api/v1/stat?window=1m");
+  // --history: one service, or an edge; the window and step only when given.
+  const char* history = R"({"service":"backend.default","stepSeconds":10,"points":[]})";
+  api_.Answer("GET", "/api/v1/stat/history?service=backend.default", 200, history);
+  EXPECT_EQ(Run({"stat", "--history", "backend.default"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "backend.default (inbound, from every caller), every 10s: no points in "
+            "the range.\n");
+  api_.Answer("GET", "/api/v1/stat/history?edge=a.default,b%20c&window=10m&step=1m", 200, history);
+  EXPECT_EQ(Run({"stat", "--history", "a.default", "b c", "--window=10m", "--step", "1m"}), 0)
+      << err_.str();
+  EXPECT_EQ(api_.requests().back().path,
+            "/api/v1/stat/history?edge=a.default,b%20c&window=10m&step=1m");
+  EXPECT_NE(Run({"stat", "--history"}), 0);
+  EXPECT_NE(Run({"stat", "--step", "1m"}), 0);
   // Filters go to the query in the order given, escaped.
   Run({"traces", "--limit=3", "--service", "a b"});
   EXPECT_EQ(api_.requests().back().path, "/api/v1/traces?limit=3&service=a%20b");

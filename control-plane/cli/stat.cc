@@ -13,8 +13,8 @@ namespace {
 // --window of stat and top.
 flags::Flag WindowFlag(std::string* out) {
   return flags::StringFlag("--window", "DURATION", out,
-                           "the metrics of this last span of time (default 1m; sidecars report "
-                           "every 10s)");
+                           "the metrics of this last span of time (default 1m, with stat "
+                           "--history 1h; sidecars report every 10s)");
 }
 
 // GET /api/v1/stat [for SERVICE] as a table: by source and destination, or with `top` the
@@ -30,16 +30,45 @@ int ShowStat(Session& session, absl::string_view output, const std::string& wind
   });
 }
 
+// GET /api/v1/stat/history for SERVICE (its inbound traffic) or SOURCE DESTINATION (one edge),
+// over the last `window` (empty: the server's default, an hour) every `step` (empty: the
+// server's choice), as a table of points.
+int ShowHistory(Session& session, absl::string_view output, const std::string& window,
+                const std::string& step) {
+  const std::vector<std::string>& args = session.positional();
+  if (args.empty() || args.size() > 2) return session.Fail(session.UsageFailure());
+  std::string path = args.size() == 1
+                         ? absl::StrCat("/api/v1/stat/history?service=", QueryEscape(args[0]))
+                         : absl::StrCat("/api/v1/stat/history?edge=", QueryEscape(args[0]), ",",
+                                        QueryEscape(args[1]));
+  if (!window.empty()) absl::StrAppend(&path, "&window=", QueryEscape(window));
+  if (!step.empty()) absl::StrAppend(&path, "&step=", QueryEscape(step));
+  return session.ShowReply(output, path, FormatStatHistory);
+}
+
 class Stat final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
-    return {WindowFlag(&window_), OutputFlag(&output_, {"json"}, "the API's JSON")};
+    return {WindowFlag(&window_), OutputFlag(&output_, {"json"}, "the API's JSON"),
+            Switch("--history", "", &history_,
+                   "the figures over time: of SERVICE's inbound traffic, or of the edge SOURCE "
+                   "DESTINATION; --window defaults to 1h"),
+            flags::StringFlag("--step", "DURATION", &step_,
+                              "with --history: one row per this, a multiple of the control "
+                              "plane's resolution (10s; default: that, or coarser for long "
+                              "windows)")};
   }
-  int Run(Session& session) override { return ShowStat(session, output_, window_, false, 0); }
+  int Run(Session& session) override {
+    if (history_) return ShowHistory(session, output_, window_, step_);
+    if (!step_.empty()) return session.Fail(session.UsageFailure());
+    return ShowStat(session, output_, window_.empty() ? "1m" : window_, false, 0);
+  }
 
  private:
-  std::string window_ = "1m";
+  std::string window_;  // empty: 1m, or an hour with --history
   std::string output_ = "table";
+  std::string step_;
+  bool history_ = false;
 };
 
 class Top final : public Command {
@@ -103,13 +132,20 @@ class Top final : public Command {
 
 CommandSpec StatCommand() {
   return {.name = "stat",
-          .args = "[SERVICE]",
+          .args = "[SERVICE | --history SERVICE | --history SOURCE DESTINATION]",
           .summary = "golden metrics per source -> destination service",
           .about =
               "Shows the golden metrics per source -> destination service: success rate, "
               "requests/s, latency p50/p95/p99, bytes and connections per second. With "
-              "SERVICE, only the edges from or to it.",
-          .examples = {{"", "meshctl stat"}, {"", "meshctl stat backend.default --window 5m"}},
+              "SERVICE, only the edges from or to it. With --history, the same over time, "
+              "one row per step (10s by default) for the last --window (1h): of SERVICE's "
+              "inbound traffic, or of the edge SOURCE -> DESTINATION.",
+          .examples = {{"", "meshctl stat"},
+                       {"", "meshctl stat backend.default --window 5m"},
+                       {"the last hour of a service, a row a minute",
+                        "meshctl stat --history backend.default --step 1m"},
+                       {"one edge over the last 10 minutes",
+                        "meshctl stat --history frontend.default backend.default --window 10m"}},
           .make = [] { return std::make_unique<Stat>(); }};
 }
 

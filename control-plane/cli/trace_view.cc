@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "control-plane/cli/output.h"
 
 namespace meshlet::controlplane::cli {
@@ -112,6 +113,36 @@ absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top, si
   }
   for (Row& row : rows) table.push_back(std::move(row.cells));
   return FormatTable(table);
+}
+
+absl::StatusOr<std::string> FormatStatHistory(absl::string_view json) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json);
+  if (!root.ok()) return root.status();
+  std::string title;
+  std::vector<std::vector<std::string>> table = {
+      {"TIME (UTC)", "RPS", "SUCCESS", "P50", "P95", "P99", "TX/RX PER S"}};
+  try {
+    const YAML::Node& r = *root;
+    title = r["service"].IsDefined()
+                ? absl::StrCat(r["service"].as<std::string>(), " (inbound, from every caller)")
+                : absl::StrCat(r["source"].as<std::string>(), " -> ",
+                               r["destination"].as<std::string>());
+    absl::StrAppend(&title, ", every ", r["stepSeconds"].as<std::string>(), "s");
+    for (const YAML::Node& p : r["points"]) {
+      const YAML::Node latency = p["latencyMs"];
+      const absl::Time t = absl::FromUnixSeconds(p["time"].as<int64_t>());
+      const bool empty = p["requests"].as<uint64_t>() == 0;
+      table.push_back({absl::FormatTime("%Y-%m-%d %H:%M:%S", t, absl::UTCTimeZone()),
+                       empty ? "-" : Rate(p["rps"].as<double>()), Percent(p["successRate"]),
+                       Millis(latency["p50"]), Millis(latency["p95"]), Millis(latency["p99"]),
+                       absl::StrCat(Bytes(p["txBytesPerSecond"].as<double>()), "/",
+                                    Bytes(p["rxBytesPerSecond"].as<double>()))});
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unexpected stat history: ", e.what()));
+  }
+  if (table.size() == 1) return absl::StrCat(title, ": no points in the range.\n");
+  return absl::StrCat(title, "\n", FormatTable(table));
 }
 
 std::string FormatNanos(int64_t nanos) {

@@ -20,6 +20,9 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
 // at most `limit` rows (0: all); otherwise sorted by source and destination.
 absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top = false,
                                             size_t limit = 0);
+// `json` is a GET /api/v1/stat/history reply: one row per point, oldest first (times UTC), under
+// a line naming the edge or service and the step.
+absl::StatusOr<std::string> FormatStatHistory(absl::string_view json);
 // `json` is a GET /api/v1/traces/{id}/explain reply (control-plane/telemetry/explain.h): the
 // chain of hops, each with the route and the policy objects that decided it, its cluster, timeouts,
 // attempts, authorization and error, the hop that failed first marked, then the verdict.

@@ -121,5 +121,33 @@ TEST(TraceViewTest, TopSortsByRateAndLimits) {
   EXPECT_FALSE(FormatStatTable("{not").ok());
 }
 
+TEST(TraceViewTest, StatHistoryOneRowPerPoint) {
+  constexpr char kHistory[] = R"({"kind":"StatHistory","service":"backend.default",
+    "from":1767225600,"to":1767225720,"stepSeconds":60,"resolutionSeconds":10,
+    "retentionSeconds":3600,"points":[
+    {"time":1767225600,"requests":0,"failures":0,"rps":0,"successRate":null,
+     "latencyMs":{"p50":null,"p95":null,"p99":null},"txBytes":0,"rxBytes":0,
+     "txBytesPerSecond":0,"rxBytesPerSecond":0},
+    {"time":1767225660,"requests":1200,"failures":3,"rps":20,"successRate":0.9975,
+     "latencyMs":{"p50":3.1,"p95":8.4,"p99":21.3},"txBytes":0,"rxBytes":307200,
+     "txBytesPerSecond":0,"rxBytesPerSecond":5120}],"events":[]})";
+  absl::StatusOr<std::string> text = FormatStatHistory(kHistory);
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << *text;
+  EXPECT_EQ(lines[0], "backend.default (inbound, from every caller), every 60s");
+  EXPECT_TRUE(absl::StartsWith(lines[1], "TIME (UTC)            RPS    SUCCESS   P50")) << *text;
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[2], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"2026-01-01", "00:00:00", "-", "-", "-", "-", "-", "0B/0B"}));
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[3], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"2026-01-01", "00:01:00", "20.0", "99.75%", "3.1ms", "8.4ms",
+                                      "21ms", "0B/5.0KiB"}));
+  text = FormatStatHistory(
+      R"({"source":"a","destination":"b","stepSeconds":10,"points":[],"events":[]})");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "a -> b, every 10s: no points in the range.\n");
+  EXPECT_FALSE(FormatStatHistory(R"({"service":"a","points":[{"time":"soon"}]})").ok());
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::cli

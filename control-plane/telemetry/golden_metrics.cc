@@ -13,6 +13,7 @@
 #include "common/base/json.h"
 #include "common/config/yaml_proto.h"
 #include "common/stats/histogram_buckets.h"
+#include "control-plane/telemetry/golden_common.h"
 
 namespace meshlet::controlplane::telemetry {
 
@@ -22,10 +23,13 @@ using http::ServerResponse;
 namespace {
 
 // Sparse fine-bucket counts, ascending by bucket index.
-using Buckets = std::vector<std::pair<uint32_t, uint64_t>>;
+using Buckets = FineCounts;
 
 constexpr size_t kMaxNodeIdBytes = 253;
 constexpr size_t kMaxNameBytes = 512;
+// The parts of one report round carry its time plus their index in nanoseconds: reports closer
+// than this to the round's first are parts of it.
+constexpr int64_t kMaxReportParts = 1000;
 
 absl::Status CheckHistogram(const metrics::v1::Histogram& h, absl::string_view where) {
   if (h.bucket_size() != h.count_size()) {
@@ -55,8 +59,9 @@ uint64_t Total(const Buckets& b) {
   return n;
 }
 
-// Adds newer − older into `into` (per bucket; a bucket that went down counts 0).
-void AddDelta(const Buckets& newer, const Buckets* older, std::map<uint32_t, uint64_t>& into) {
+// newer − older per bucket into `out` (cleared first; a bucket that went down counts 0).
+void DeltaInto(const Buckets& newer, const Buckets* older, Buckets& out) {
+  out.clear();
   size_t j = 0;
   for (const auto& [index, count] : newer) {
     uint64_t before = 0;
@@ -64,32 +69,28 @@ void AddDelta(const Buckets& newer, const Buckets* older, std::map<uint32_t, uin
       while (j < older->size() && (*older)[j].first < index) ++j;
       if (j < older->size() && (*older)[j].first == index) before = (*older)[j].second;
     }
-    if (count > before) into[index] += count - before;
+    if (count > before) out.emplace_back(index, count - before);
   }
 }
+
+// Adds newer − older into `into` (per bucket; a bucket that went down counts 0).
+void AddDelta(const Buckets& newer, const Buckets* older, std::map<uint32_t, uint64_t>& into) {
+  Buckets delta;
+  DeltaInto(newer, older, delta);
+  for (const auto& [index, count] : delta) into[index] += count;
+}
+
+double FineMidpointMs(uint32_t index) { return HistogramBuckets::Midpoint(index) / 1000.0; }
 
 double PercentileMs(const std::map<uint32_t, uint64_t>& buckets, uint64_t total, double q) {
-  if (total == 0) return std::numeric_limits<double>::quiet_NaN();
-  const uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * total)));
-  uint64_t seen = 0;
-  for (const auto& [index, count] : buckets) {
-    seen += count;
-    if (seen >= rank) return HistogramBuckets::Midpoint(index) / 1000.0;
-  }
-  return HistogramBuckets::Midpoint(buckets.rbegin()->first) / 1000.0;
-}
-
-std::string Number(double v) {
-  if (std::isnan(v)) return "null";
-  return absl::StrCat(std::round(v * 1000) / 1000);
+  return NearestRankMs(buckets, total, q, FineMidpointMs);
 }
 
 ServerResponse QueryError(int status, absl::string_view message) {
-  return ServerResponse::Json(
-      status,
-      absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure","code":)", status,
-                   R"(,"reason":"BadRequest","message":)", JsonQuote(message), "}\n"));
+  return GoldenQueryError(status, message);
 }
+
+std::string Number(double v) { return GoldenJsonNumber(v); }
 
 }  // namespace
 
@@ -108,6 +109,7 @@ std::string SourceService(absl::string_view service, absl::string_view namespace
 
 struct GoldenMetrics::Sample {
   MonotonicTime at;
+  int64_t time_unix_nano = 0;  // the report's own time (the sidecar's start for the zero sample)
   Buckets success;
   Buckets failure;
   uint64_t tx_bytes = 0;
@@ -126,6 +128,10 @@ struct GoldenMetrics::Node {
   std::string source;
   MonotonicTime last_report;
   int64_t last_time_unix_nano = 0;  // the latest report's own time
+  // The time of this report round and of the one before (the parts of a round carry its time
+  // plus their index in nanoseconds), for the history's spreading; 0: none yet.
+  int64_t round_time_unix_nano = 0;
+  int64_t previous_round_unix_nano = 0;
   std::map<std::string, Series, std::less<>> series;
 };
 
@@ -136,7 +142,7 @@ struct GoldenMetrics::Stats {
 };
 
 GoldenMetrics::GoldenMetrics(const Clock& clock, GoldenMetricsLimits limits, StatsRegistry* stats)
-    : clock_(clock), limits_(limits) {
+    : clock_(clock), limits_(limits), history_(clock, limits.history, stats) {
   if (stats == nullptr) return;
   stats_ = std::make_unique<Stats>();
   StatsShard& shard = stats->shared_shard();
@@ -212,11 +218,22 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
     series_count_ -= node.series.size();
     node.series.clear();
     node.instance = report.instance();
+    node.round_time_unix_nano = 0;
+    node.previous_round_unix_nano = 0;
   } else if (report.time_unix_nano() > 0 && report.time_unix_nano() <= node.last_time_unix_nano) {
     // Already recorded, or overtaken: a report another replica forwarded late, after the sidecar
     // moved here. Recording it would look like counters going backwards.
     if (stats_ != nullptr) stats_->stale.Inc();
     return absl::OkStatus();
+  }
+  // The history's interval for this report: since the previous round of this sidecar's reports
+  // (a cluster left out of that round had no change until it), when this replica saw it.
+  const int64_t report_time =
+      report.time_unix_nano() > 0 ? report.time_unix_nano() : absl::ToUnixNanos(clock_.WallNow());
+  if (node.round_time_unix_nano == 0 ||
+      report_time - node.round_time_unix_nano >= kMaxReportParts) {
+    node.previous_round_unix_nano = node.round_time_unix_nano;
+    node.round_time_unix_nano = report_time;
   }
   node.last_time_unix_nano = report.time_unix_nano();
   node.source = report.service().empty() ? report.node_id()
@@ -232,6 +249,7 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   for (size_t i = 0; i < kept; ++i) {
     const metrics::v1::ClusterStats& c = report.clusters(static_cast<int>(i));
     auto it = node.series.find(c.cluster());
+    bool created = false;
     if (it == node.series.end()) {
       if (series_count_ >= limits_.max_series) {
         ++over_series_limit;
@@ -245,11 +263,14 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
       const int64_t age_nanos = report.time_unix_nano() - report.start_time_unix_nano();
       if (report.start_time_unix_nano() > 0 && age_nanos >= 0 &&
           Duration(age_nanos) < limits_.retention) {
-        it->second.samples.push_back(Sample{.at = now - Duration(age_nanos)});
+        it->second.samples.push_back(Sample{.at = now - Duration(age_nanos),
+                                            .time_unix_nano = report.start_time_unix_nano()});
       }
+      created = true;
     }
     Series& series = it->second;
     Sample sample{.at = now,
+                  .time_unix_nano = report_time,
                   .success = ToBuckets(c.success()),
                   .failure = ToBuckets(c.failure()),
                   .tx_bytes = c.tx_bytes(),
@@ -260,6 +281,31 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
         Total(sample.success) + Total(sample.failure) <
             Total(series.samples.back().success) + Total(series.samples.back().failure)) {
       series.samples.clear();  // counters went backwards: start over
+    }
+    // The history: what this report counted since the previous one. A cluster new in a sidecar
+    // heard from before had nothing until that sidecar's previous round, so it counts from zero;
+    // from a sidecar new to this replica, only one that started within the slots still open
+    // counts from zero (else its first report is the baseline: a replica that starts next to
+    // long-running sidecars must not put their whole past in one slot).
+    const bool heard_before = node.previous_round_unix_nano > 0;
+    const Sample* previous = series.samples.empty() ? nullptr : &series.samples.back();
+    const bool counts =
+        previous != nullptr
+            ? heard_before || Duration(report_time - previous->time_unix_nano) <=
+                                  limits_.history.open_for + limits_.history.resolution
+            : created && heard_before;
+    if (counts) {
+      const Sample zero;
+      const Sample& older = previous != nullptr ? *previous : zero;
+      DeltaInto(sample.success, &older.success, success_delta_);
+      DeltaInto(sample.failure, &older.failure, failure_delta_);
+      auto delta = [](uint64_t newer, uint64_t old) { return newer > old ? newer - old : 0; };
+      history_.Add(node.source, series.destination,
+                   std::max(older.time_unix_nano, node.previous_round_unix_nano), report_time,
+                   EdgeDelta{.success = &success_delta_,
+                             .failure = &failure_delta_,
+                             .tx_bytes = delta(sample.tx_bytes, older.tx_bytes),
+                             .rx_bytes = delta(sample.rx_bytes, older.rx_bytes)});
     }
     // Recent samples at least kResolution apart (the newest replaces a too-recent latest);
     // older than kFineHorizon, at least retention / kCoarseSamples apart; at most one older than

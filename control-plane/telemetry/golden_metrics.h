@@ -15,6 +15,10 @@
 // samples (every 5 s for the last 70 s, then retention / 10 apart); a sidecar silent for
 // `retention` is forgotten. Labels are services, never pods or paths.
 //
+// Every recorded report (a sidecar's own or one another replica forwarded) also adds what it
+// counted since the sidecar's previous report to the history (golden_history.h), which answers
+// GET /api/v1/stat/history.
+//
 // Threading: the control plane's loop thread only.
 
 #include <cstdint>
@@ -30,6 +34,7 @@
 #include "common/base/clock.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "control-plane/telemetry/golden_history.h"
 #include "xds/metrics.pb.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -42,6 +47,8 @@ struct GoldenMetricsLimits {
   // Clusters recorded from one report, the first ones; the rest are left out and counted.
   // Sidecars send only clusters with traffic, split into parts of at most 500.
   size_t max_clusters_per_report = 1000;
+  // The history (golden_history.h) every recorded report also feeds.
+  GoldenHistoryLimits history;
 };
 
 // "outbound|8080||backend.default" → "backend.default"; other names are returned unchanged.
@@ -87,6 +94,9 @@ class GoldenMetrics {
   // GET /api/v1/stat (the caller authenticated it).
   http::ServerResponse HandleQuery(const http::ServerRequest& request);
 
+  const GoldenHistory& history() const { return history_; }
+  GoldenHistory& history() { return history_; }
+
   size_t series_count() const { return series_count_; }
   const GoldenMetricsLimits& limits() const { return limits_; }
 
@@ -109,6 +119,8 @@ class GoldenMetrics {
   std::map<std::string, Node, std::less<>> nodes_;
   size_t series_count_ = 0;
   std::unique_ptr<Stats> stats_;
+  GoldenHistory history_;
+  FineCounts success_delta_, failure_delta_;  // scratch for Record, kept for their capacity
 };
 
 }  // namespace meshlet::controlplane::telemetry

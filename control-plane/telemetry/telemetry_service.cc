@@ -1,5 +1,7 @@
 #include "control-plane/telemetry/telemetry_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -35,6 +37,15 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
         return absl::InvalidArgumentError("must be a number above 0");
       }
       *out = d;
+      return absl::OkStatus();
+    };
+  };
+  // A duration from `min` to `max`.
+  auto duration = [](Duration* out, absl::Duration min, absl::Duration max, const char* message) {
+    return [=](absl::string_view v) {
+      absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+      if (!d.ok() || *d < min || *d > max) return absl::InvalidArgumentError(message);
+      *out = absl::ToChronoNanoseconds(*d);
       return absl::OkStatus();
     };
   };
@@ -83,6 +94,34 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
              options.golden_limits.retention = absl::ToChronoNanoseconds(*d);
              return absl::OkStatus();
            }},
+      {.name = "--golden-history-resolution",
+       .value = "DURATION",
+       .help = "one golden-metrics history point per edge per this, from 1s to 10m (default 10s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+             if (!d.ok() || *d < absl::Seconds(1) || *d > absl::Minutes(10) ||
+                 absl::Trunc(*d, absl::Seconds(1)) != *d) {
+               return absl::InvalidArgumentError("must be whole seconds from 1s to 10m");
+             }
+             GoldenHistoryLimits& h = options.golden_limits.history;
+             h.resolution = absl::ToChronoNanoseconds(*d);
+             // The slots kept open for late reports: at least three.
+             h.open_for = std::max(h.open_for, 3 * h.resolution);
+             return absl::OkStatus();
+           }},
+      {.name = "--golden-history-retention",
+       .value = "DURATION",
+       .help = "how far back the golden-metrics history reaches, from 1m to 7d (default 1h)",
+       .set = duration(&options.golden_limits.history.retention, absl::Minutes(1),
+                       absl::Hours(24 * 7), "must be a duration from 1m to 7d")},
+      flags::IntFlag<size_t>("--golden-history-max-series", "N",
+                             &options.golden_limits.history.max_series,
+                             "edges the golden-metrics history keeps; the reports' deltas for more "
+                             "are dropped and counted (default 10000)"),
+      flags::IntFlag<size_t>("--golden-history-max-points", "N",
+                             &options.golden_limits.history.max_points,
+                             "points in one /api/v1/stat/history answer (default 1000)"),
       {.name = "--replica-address",
        .value = "IP[:PORT]",
        .help = "with etcd: where the other replicas reach this one's discovery port to share "
@@ -101,15 +140,8 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       {.name = "--peer-telemetry-interval",
        .value = "DURATION",
        .help = "with etcd: how often telemetry goes to the other replicas (default 1s)",
-       .set =
-           [&options](absl::string_view v) {
-             absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
-             if (!d.ok() || *d < absl::Milliseconds(10) || *d > absl::Minutes(1)) {
-               return absl::InvalidArgumentError("must be a duration from 10ms to 1m");
-             }
-             options.peer.interval = absl::ToChronoNanoseconds(*d);
-             return absl::OkStatus();
-           }},
+       .set = duration(&options.peer.interval, absl::Milliseconds(10), absl::Minutes(1),
+                       "must be a duration from 10ms to 1m")},
       flags::IntFlag<size_t>("--peer-telemetry-max-batch-bytes", "N", &options.peer.max_batch_bytes,
                              "with etcd: a batch for the other replicas goes out early at this "
                              "size (default 1048576)"),
@@ -255,6 +287,7 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
   control_plane_.api().SetDashboardHandler(HandleDashboard);
   control_plane_.api().SetTraceHandler([this](const http::ServerRequest& r) {
     if (r.path() == "/api/v1/stat") return golden_.HandleQuery(r);
+    if (r.path() == "/api/v1/stat/history") return golden_.history().HandleQuery(r);
     return collector_.HandleQuery(r);
   });
   control_plane_.OnShutdown([this] {

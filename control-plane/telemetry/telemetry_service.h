@@ -19,6 +19,10 @@
 //   --golden-max-clusters-per-report N  clusters recorded from one report, the rest counted
 //                                  (default 1000)
 //   --golden-retention DURATION    longest golden-metrics window (default 10m)
+//   --golden-history-resolution D  one history point per edge per D (default 10s)
+//   --golden-history-retention D   how far back the history reaches (default 1h)
+//   --golden-history-max-series N  edges in the history (default 10000)
+//   --golden-history-max-points N  points in one history answer (default 1000)
 //   --replica-address IP[:PORT]    with etcd: where other replicas reach this one's discovery port
 //                                  (an IP alone: with the discovery port's port)
 //   --peer-telemetry-interval D    with etcd: how often telemetry goes to them (default 1s)

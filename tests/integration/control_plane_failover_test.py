@@ -16,8 +16,9 @@ that picks the one it talks to:
    each sidecar is connected to.
    Every replica shows the whole mesh's telemetry: the client reports golden metrics to B and
    sends its spans to A's collector, reviews-1 reports to A and sends its spans to B's; through
-   either replica `meshctl stat` shows the client's edge to reviews and one trace holds the spans
-   of both sidecars (the replicas forward to each other over the discovery port). A forward
+   either replica `meshctl stat` shows the client's edge to reviews, both answer the same
+   history of that edge (/api/v1/stat/history), and one trace holds the spans of both sidecars
+   (the replicas forward to each other over the discovery port). A forward
    without the shared API token is refused. A third replica C that starts later is handed the
    traces kept so far, by A (the lowest-named of the others), not by B.
 2. A is killed (SIGKILL) while the client sends requests for reviews without pause: not one
@@ -208,6 +209,22 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
                             f"a trace with the spans of both sidecars through {replica.name}")
             table = meshctl(MESHCTL, replica.context, "stat")
             self.assertRegex(table, r"frontend\.default\s+reviews\.default")
+
+        # The history, built on each replica from the reports it got and those forwarded to it
+        # (at the reports' own times), is the same on both once no more requests are made.
+        end = int(time.time()) + 60
+        path = ("/api/v1/stat/history?edge=frontend.default,reviews.default"
+                f"&from={end - 600}&to={end}&step=10s")
+        answers = {}
+
+        def same_history():
+            for replica in (self.a, self.b):
+                status, body = replica.request("GET", path)
+                self.assertEqual(status, 200, body)
+                answers[replica.name] = json.loads(body)
+            requests = [sum(p["requests"] for p in h["points"]) for h in answers.values()]
+            return requests[0] > 0 and answers["a"] == answers["b"]
+        self.assertTrue(wait_for(same_history, timeout=15), answers)
         status, metrics = self.a.request("GET", "/metrics")
         self.assertEqual(status, 200)
         self.assertIn("meshlet_cp_peer_replicas 1", metrics)

@@ -9,7 +9,8 @@ client → sidecar "frontend" (OTLP JSON) → sidecar "backend" (OTLP protobuf) 
 found with `meshctl traces`, shown with `meshctl trace` (parent/child links across the three
 services, the retry attempt visible), the edges appear in /api/v1/dependencies, and the golden
 metrics (/api/v1/stat, `meshctl stat`, `meshctl top --once`) count the request on each edge,
-successful after the retry. A Zipkin v2 payload posted by hand is found too, and bad
+successful after the retry, and so does their history (/api/v1/stat/history per edge and per
+service, `meshctl stat --history`). A Zipkin v2 payload posted by hand is found too, and bad
 payloads get 400s that name the problem and are counted. `meshctl explain REQUEST_ID` names the
 hop and the reason of a 504 (a route timeout at the callee's sidecar, passed on by the caller's)
 and of a 503 (a connect failure at the caller's sidecar); `meshctl explain --from --to` dry-runs
@@ -831,6 +832,36 @@ class TelemetryTest(ControlPlaneCase):
         top = self.meshctl("top", "--once", "--limit", "2")
         self.assertEqual(len(top.strip().splitlines()), 3, top)  # header + the two busiest
         self.assertIn("ACTIVE", top.splitlines()[0])
+
+        # The history holds the same requests in 10 s points, per edge and per service (the
+        # inbound of db: backend's calls), through the API and `meshctl stat --history`.
+        history = {}
+
+        def in_history():
+            for selector in ("edge=frontend,backend", "service=db"):
+                history[selector] = self.api(f"/api/v1/stat/history?{selector}&window=2m")
+            return all(sum(p["requests"] for p in h["points"]) == 1 for h in history.values())
+        self.assertTrue(wait_for(in_history, 10), history)
+        edge = history["edge=frontend,backend"]
+        self.assertEqual((edge["source"], edge["destination"], edge["stepSeconds"], edge["events"]),
+                         ("frontend", "backend", 10, []))
+        self.assertIn(len(edge["points"]), (12, 13))  # two minutes at 10 s, and the one of now
+        point = next(p for p in edge["points"] if p["requests"])
+        self.assertEqual((point["failures"], point["successRate"], point["rps"]), (0, 1.0, 0.1))
+        self.assertGreater(point["latencyMs"]["p99"], 0)
+        text = self.meshctl("stat", "--history", "db", "--window", "2m")
+        self.assertIn("db (inbound, from every caller), every 10s", text)
+        self.assertRegex(text, r"\d\d:\d\d:\d\d\s+0\.1\s+100\.00%\s+\d")
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        status, body = http_call(self.api_port, "GET", "/api/v1/stat/history?service=db&step=7s",
+                                 headers={"authorization": f"Bearer {token}"},
+                                 ca_file=self.ca_file)
+        self.assertEqual(status, 400, body)
+        self.assertIn("step: must be a multiple of the resolution (10s)", body.decode())
+        status, _ = http_call(self.api_port, "GET", "/api/v1/stat/history?service=db",
+                              ca_file=self.ca_file)
+        self.assertEqual(status, 401)
 
     def test_prometheus_scrapes_a_sidecar_and_the_control_plane(self):
         """A real Prometheus (Debian's) scrapes the sidecar's read-only --prometheus-address and
