@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <utility>
 
 #include "common/base/logging.h"
@@ -43,31 +42,12 @@ OutlierDetector::OutlierDetector(const OutlierDetectionConfig& config, const Clo
 }
 
 void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
-  // The input's indexes by id; stable, so the first of duplicate ids comes first and is kept.
-  std::vector<uint32_t> order(host_ids.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return host_ids[a] < host_ids[b]; });
-  std::vector<bool> duplicate(host_ids.size(), false);
-  for (size_t i = 1; i < order.size(); ++i) {
-    if (host_ids[order[i]] == host_ids[order[i - 1]]) duplicate[order[i]] = true;
-  }
-
-  std::vector<uint64_t> ids;
-  ids.reserve(host_ids.size());
-  std::vector<uint32_t> position(host_ids.size());  // input index -> index in `ids`
-  for (size_t i = 0; i < host_ids.size(); ++i) {
-    if (duplicate[i]) continue;
-    position[i] = static_cast<uint32_t>(ids.size());
-    ids.push_back(host_ids[i]);
-  }
-  std::vector<uint32_t> by_id;
-  by_id.reserve(ids.size());
-  for (uint32_t i : order) {
-    if (!duplicate[i]) by_id.push_back(position[i]);
-  }
+  // Sized exactly: every detector keeps its members for as long as it lives.
+  std::vector<uint64_t> ids(host_ids.begin(), host_ids.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  ids.shrink_to_fit();
   ids_ = std::move(ids);
-  by_id_ = std::move(by_id);
   // Hosts that left lose their state; the others keep theirs.
   tracked_.erase(std::remove_if(tracked_.begin(), tracked_.end(),
                                 [this](const Host& h) { return !IsMember(h.id); }),
@@ -80,9 +60,7 @@ void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
 }
 
 bool OutlierDetector::IsMember(uint64_t host_id) const {
-  auto it = std::lower_bound(by_id_.begin(), by_id_.end(), host_id,
-                             [this](uint32_t pos, uint64_t id) { return ids_[pos] < id; });
-  return it != by_id_.end() && ids_[*it] == host_id;
+  return std::binary_search(ids_.begin(), ids_.end(), host_id);
 }
 
 OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) {
