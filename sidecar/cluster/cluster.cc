@@ -301,6 +301,9 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
 }
 
 const net::TransportFactory& Cluster::TransportFor(const Host& host) {
+  // Plaintext clusters keep no entry for a transport they do not have.
+  static const net::TransportFactory kPlaintext;
+  if (transport_factory_ == nullptr) return kPlaintext;
   return EntryFor(host).transport;
 }
 
@@ -575,8 +578,15 @@ void Cluster::ReleaseEmptyPool(uint64_t host_id, ConnPool* pool) {
   HostPools& entry = it->second;
   std::unique_ptr<ConnPool>& slot = entry.http1.get() == pool ? entry.http1 : entry.http2;
   if (slot.get() != pool) return;
-  // Fired from inside the pool's own callbacks. The entry keeps the host's transport.
+  // Fired from inside the pool's own callbacks. The entry keeps the host's transport; one with
+  // nothing left to keep goes (plaintext: the next PoolFor makes it again), and so does the table
+  // once empty: a cluster whose connections were refused holds nothing for its hosts.
   loop_.DeferDelete(std::move(slot));
+  if (entry.http1 == nullptr && entry.http2 == nullptr && entry.transport == nullptr &&
+      entry.http1_transport == nullptr) {
+    pools_.erase(it);
+    if (pools_.empty()) pools_ = absl::flat_hash_map<uint64_t, HostPools>();
+  }
 }
 
 void Cluster::DrainAllPools() {

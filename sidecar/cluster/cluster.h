@@ -191,9 +191,13 @@ class Cluster {
   const ClusterStats& stats() const { return stats_; }
   // Pools in use plus pools draining.
   size_t pool_count() const;
-  // What the cluster holds for each host it sent a request to (its transport and pool pointers),
-  // besides the pools themselves.
+  // What the cluster holds for each host it sends requests to (its transport and pool pointers),
+  // besides the pools themselves. A host without a transport (plaintext) holds it only while it
+  // has a pool, and a cluster with no such host holds no table (pool_entries()).
   static constexpr size_t kBytesPerPoolEntry = 56;
+  // Hosts with an entry, and the entries the table has room for (tests).
+  size_t pool_entries() const { return pools_.size(); }
+  size_t pool_entries_capacity() const { return pools_.capacity(); }
   // Timers (libuv handles) the cluster holds now (tests: an idle cluster holds none).
   size_t timers_held() const;
 

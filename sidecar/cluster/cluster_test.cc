@@ -397,7 +397,6 @@ TEST_F(ClusterTest, UpdatesReleaseThePreviousConfiguration) {
       CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})});
   Host& host = *cluster->host_set().Find(upstream.address());
   EXPECT_EQ(&host.address(), &first->endpoints[0].address);
-  cluster->TransportFor(host);  // makes the host's pool entry
   Request request;
   cluster->PoolFor(host, http::Protocol::kHttp11).NewStream(request, request);
   EXPECT_TRUE(loop_.RunUntil([&] { return request.done(); }, seconds(10)));
@@ -436,11 +435,16 @@ TEST_F(ClusterTest, PoolsWithoutConnectionsAreReleased) {
   EXPECT_EQ(*refused.failure, PoolFailureReason::kConnectRefused);
   loop_.RunUntilIdle();
   EXPECT_EQ(cluster->pool_count(), 0u);
+  // Plaintext: nothing is left for the host, not even the table (about 100 bytes a cluster).
+  EXPECT_EQ(cluster->pool_entries(), 0u);
+  EXPECT_EQ(cluster->pool_entries_capacity(), 0u);
 
   EXPECT_EQ(request_to(upstream.address()).status, 200);
   EXPECT_EQ(cluster->pool_count(), 1u);  // its connection is idle, not closed yet
+  EXPECT_EQ(cluster->pool_entries(), 1u);
   ASSERT_TRUE(loop_.RunUntil([&] { return cluster->pool_count() == 0; }, seconds(10)));
   loop_.RunUntilIdle();
+  EXPECT_EQ(cluster->pool_entries_capacity(), 0u);
   EXPECT_EQ(thresholds_->Active(resilience::ResourceKind::kConnection), 0u);
   // The next request makes the pool again.
   EXPECT_EQ(request_to(upstream.address()).status, 200);
