@@ -131,11 +131,12 @@ void Cluster::ApplyEndpoints() {
   const ClusterConfig& config = *config_;
   ++stats_.membership_updates;
   // The endpoints the pools' transports were made for: their hosts' before the update.
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const EndpointConfig>> made_for;
+  // (Entries of the configuration before the update, which the caller still holds.)
+  absl::flat_hash_map<uint64_t, const EndpointConfig*> made_for;
   if (!pools_.empty()) {
     made_for.reserve(pools_.size());
     for (const HostSharedPtr& host : hosts_.hosts()) {
-      if (pools_.contains(host->id())) made_for.emplace(host->id(), host->endpoint());
+      if (pools_.contains(host->id())) made_for.emplace(host->id(), &host->endpoint());
     }
   }
   // Hosts refer to the shared configuration's endpoints.
