@@ -100,21 +100,24 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
       // The overflow counter registers with the threshold's first refusal: most clusters never
       // overflow, and a series costs the registry about 500 bytes (docs/stats.md).
       const uint64_t overflows = thresholds->Overflows(kind);
-      if (overflows == published.overflow_seen[i]) continue;
-      if (!published.overflow_registered[i]) {
-        published.overflow_registered[i] = true;
-        absl::StatusOr<Counter> overflow = shard.RegisterCounter(
+      if (overflows == 0 && published.overflow == nullptr) continue;
+      if (published.overflow == nullptr) published.overflow = std::make_unique<Overflow>();
+      Overflow& overflow = *published.overflow;
+      if (overflows == overflow.seen[i]) continue;
+      if (!overflow.registered[i]) {
+        overflow.registered[i] = true;
+        absl::StatusOr<Counter> counter = shard.RegisterCounter(
             "meshlet_upstream_cb_overflow_total",
             "Acquires refused by a circuit-breaker threshold, per cluster and threshold.", labels);
-        if (!overflow.ok()) {
+        if (!counter.ok()) {
           LOG_EVERY_N_SEC(ERROR, 60)
-              << "cluster " << name << ": circuit-breaker stats: " << overflow.status();
+              << "cluster " << name << ": circuit-breaker stats: " << counter.status();
         } else {
-          published.overflow[i] = *overflow;
+          overflow.counter[i] = *counter;
         }
       }
-      published.overflow[i].Inc(overflows - published.overflow_seen[i]);
-      published.overflow_seen[i] = overflows;
+      overflow.counter[i].Inc(overflows - overflow.seen[i]);
+      overflow.seen[i] = overflows;
     }
     published.registered = true;
   }

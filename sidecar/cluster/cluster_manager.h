@@ -109,12 +109,16 @@ class SharedClusterLimits {
   size_t entries_count();
 
  private:
+  // The overflow counters, made with a cluster's first refusal (most never refuse).
+  struct Overflow {
+    std::array<Counter, resilience::kResourceKindCount> counter;
+    std::array<uint64_t, resilience::kResourceKindCount> seen{};
+    std::array<bool, resilience::kResourceKindCount> registered{};
+  };
   struct Published {
     std::array<Gauge, resilience::kResourceKindCount> remaining;
-    std::array<Counter, resilience::kResourceKindCount> overflow;
-    std::array<uint64_t, resilience::kResourceKindCount> overflow_seen{};
-    std::array<bool, resilience::kResourceKindCount> overflow_registered{};
-    bool registered = false;  // the remaining-capacity gauges
+    std::unique_ptr<Overflow> overflow;  // null until the first overflow
+    bool registered = false;             // the remaining-capacity gauges
   };
   // Everything kept per built or active cluster, in one entry (one copy of the name).
   struct Limits {
