@@ -115,6 +115,9 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
     stat_handles_.ejections_active.Set(0);
     outlier_timer_.reset();
     if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
+  } else if (outlier_ != nullptr) {
+    // Equal settings in the new config object: the old one goes when this returns.
+    outlier_->UseConfig(&*config_->outlier_detection);
   }
   if (!SameBreakerConfig(old.consecutive_failure_breaker, config_->consecutive_failure_breaker)) {
     ResetBreaker();
@@ -169,7 +172,8 @@ void Cluster::ApplyEndpoints() {
 }
 
 void Cluster::StartOutlierDetection() {
-  outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
+  // The detector reads config_'s outlier settings in place (Update hands it every new config).
+  outlier_ = std::make_unique<resilience::OutlierDetector>(&*config_->outlier_detection, clock_);
   outlier_version_seen_ = 0;
 }
 

@@ -153,6 +153,30 @@ TEST_F(ClusterTest, BuiltClusterHoldsNoOutlierStateOrTimerUntilUsed) {
   EXPECT_EQ(cluster->timers_held(), 2u);
 }
 
+// The detector reads the cluster's outlier settings in place (no copy per detector): an update to
+// an equal config object hands it the new one, and the old one may go (ASan sees a stale read).
+TEST_F(ClusterTest, OutlierDetectorFollowsTheConfigObject) {
+  ClusterConfig settings = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  settings.outlier_detection->consecutive_gateway_failure = 3;
+  auto first = std::make_shared<ClusterConfig>(settings);
+  std::weak_ptr<const ClusterConfig> weak = first;
+  auto cluster = std::make_unique<Cluster>(
+      loop_, std::shared_ptr<const ClusterConfig>(first), thresholds_, random_, clock_,
+      CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})});
+  first.reset();
+  Host& host = *cluster->host_set().hosts()[0];
+  cluster->RecordResult(host, HostResult::kGatewayError, false);
+  resilience::OutlierDetector* detector = cluster->outlier_detector();
+  ASSERT_NE(detector, nullptr);
+  cluster->Update(std::make_shared<const ClusterConfig>(settings));
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(cluster->outlier_detector(), detector);  // equal settings: the same detector
+  cluster->RecordResult(host, HostResult::kGatewayError, false);
+  EXPECT_FALSE(host.has_health_flag(Host::kOutlierEjected));
+  cluster->RecordResult(host, HostResult::kGatewayError, false);
+  EXPECT_TRUE(host.has_health_flag(Host::kOutlierEjected));
+}
+
 // Clusters whose endpoints refuse keep their hosts in a failure streak below the threshold, which
 // only a result ends: such a cluster holds no outlier timer. One with an ejection holds it until
 // the host is healthy again and its ejection count decayed (nothing left to tick), then lets it go.

@@ -42,7 +42,9 @@
 // Time: ejections expire in Tick() (and lazily in TryAdmit() for the host asked about). The
 // owner calls Tick() every `interval` and at NextExpiry() for precise ejection times.
 //
-// Ownership: holds a reference to the Clock, which must outlive it. Threading: single-threaded;
+// Ownership: holds references to the Clock and to its config (not a copy: every cluster a worker
+// built whose calls failed has a detector), which must outlive it; an owner replacing its config
+// with an equal one hands the detector the new one (UseConfig). Threading: single-threaded;
 // each worker owns its own detector for each cluster (detection follows the results that worker
 // sees, which SO_REUSEPORT spreads evenly). Only SetHosts() allocates.
 
@@ -101,9 +103,14 @@ class OutlierDetector {
     bool evaluated_interval = false;   // the interval work ran on this tick
   };
 
-  OutlierDetector(const OutlierDetectionConfig& config, const Clock& clock);
+  // `config` (not null) and `clock` must outlive the detector (see the header comment).
+  OutlierDetector(const OutlierDetectionConfig* config, const Clock& clock);
   OutlierDetector(const OutlierDetector&) = delete;
   OutlierDetector& operator=(const OutlierDetector&) = delete;
+
+  // The config to read from now on, equal to the current one (its owner's config moved to a new
+  // object); it must outlive the detector in turn.
+  void UseConfig(const OutlierDetectionConfig* config);
 
   // Replaces the host set; hosts that stay keep their state, new ones start healthy. O(hosts).
   void SetHosts(absl::Span<const uint64_t> host_ids);
@@ -186,7 +193,7 @@ class OutlierDetector {
   Duration EjectionDuration(uint32_t times_ejected) const;
   void EvaluateSuccessRate(MonotonicTime now, TickSummary& summary);
 
-  OutlierDetectionConfig config_;
+  const OutlierDetectionConfig* config_;  // never null
   const Clock& clock_;
   // The members, ordered by id (duplicates dropped), for IsMember()'s binary search: 8 bytes per
   // host where a hash index cost about 33 (ADR 0091).
