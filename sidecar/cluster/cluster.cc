@@ -73,7 +73,10 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       random_(random),
       clock_(clock),
       codecs_(std::move(codecs)),
-      transport_factory_(std::move(transport_factory)),
+      transport_factory_(transport_factory == nullptr
+                             ? nullptr
+                             : std::make_unique<const EndpointTransportFactory>(
+                                   std::move(transport_factory))),
       retry_budget_(config_->retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
   if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
@@ -86,6 +89,16 @@ Cluster::~Cluster() {
   // Pools before the hosts they point at; no callbacks run.
   if (rare_ != nullptr) rare_->draining_pools.clear();
   pools_.clear();
+}
+
+const ClusterStats& Cluster::stats() const {
+  static const ClusterStats kNone;
+  return stats_ != nullptr ? *stats_ : kNone;
+}
+
+ClusterStats& Cluster::mutable_stats() {
+  if (stats_ == nullptr) stats_ = std::make_unique<ClusterStats>();
+  return *stats_;
 }
 
 Cluster::Rare& Cluster::rare() {
@@ -132,7 +145,6 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
 
 void Cluster::ApplyEndpoints() {
   const ClusterConfig& config = *config_;
-  ++stats_.membership_updates;
   // The endpoints the pools' transports were made for: their hosts' before the update.
   // (Entries of the configuration before the update, which the caller still holds.)
   absl::flat_hash_map<uint64_t, const EndpointConfig*> made_for;
@@ -222,7 +234,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
       // TryAdmit expires a due ejection lazily; keep the flags in step.
       SyncOutlierFlags();
       if (admission == resilience::OutlierDetector::Admission::kReject) {
-        ++stats_.outlier_probe_rejected;
+        ++mutable_stats().outlier_probe_rejected;
         avoid.push_back(host);
         continue;
       }
@@ -233,7 +245,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
     const resilience::ConsecutiveFailureBreaker::Ticket ticket = breaker->TryAdmit();
     PublishBreakerState();
     if (!ticket.admitted()) {
-      ++stats_.breaker_rejected;
+      ++mutable_stats().breaker_rejected;
       if (outlier_probe) outlier_->CancelProbe(host->id());
       return {.host = nullptr, .probe = false, .breaker_open = true};
     }
@@ -244,7 +256,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
     }
     return {host, outlier_probe};
   }
-  ++stats_.no_healthy_host;
+  ++mutable_stats().no_healthy_host;
   return {};
 }
 
@@ -288,7 +300,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr) {
         pools.http1_transport =
-            std::make_unique<net::TransportFactory>(transport_factory_(ForHttp1(host.tls())));
+            std::make_unique<net::TransportFactory>((*transport_factory_)(ForHttp1(host.tls())));
       }
       options.transport_factory = *pools.http1_transport;
     }
@@ -316,7 +328,7 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
   auto [it, inserted] = pools_.try_emplace(host.id());
   HostPools& entry = it->second;
   if (inserted) {
-    if (transport_factory_ != nullptr) entry.transport = transport_factory_(host.tls());
+    if (transport_factory_ != nullptr) entry.transport = (*transport_factory_)(host.tls());
   }
   return entry;
 }
@@ -348,7 +360,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
     }
     if (transition == resilience::ConsecutiveFailureBreaker::Transition::kOpened ||
         transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
-      ++stats_.breaker_opened;
+      ++mutable_stats().breaker_opened;
       stat_handles_.breaker_opened.Inc();
       EnableTimer(rare_->breaker_timer, &Cluster::PublishBreakerState,
                   config_->consecutive_failure_breaker->open_duration);
@@ -373,7 +385,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
   if (event == resilience::OutlierDetector::Event::kEjectedConsecutive5xx ||
       event == resilience::OutlierDetector::Event::kEjectedConsecutiveGatewayFailure ||
       event == resilience::OutlierDetector::Event::kProbeFailed) {
-    ++stats_.outlier_ejections;
+    ++mutable_stats().outlier_ejections;
     ++host.mutable_stats().outlier_ejections;
     stat_handles_.ejections_total.Inc();
   }
@@ -382,7 +394,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
 }
 
 void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
-  ++stats_.overload_responses;
+  ++mutable_stats().overload_responses;
   ++host.mutable_stats().overload_responses;
   stat_handles_.overload_responses.Inc();
   const OverloadConfig& config = config_->overload;
@@ -401,14 +413,14 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   // Out of rotation already (outlier ejection, health checks, EDS): nothing more to do.
   if (!host.healthy()) return;
   if (!MayEjectForOverload()) {
-    ++stats_.overload_ejections_skipped;
+    ++mutable_stats().overload_ejections_skipped;
     stat_handles_.overload_ejections_skipped.Inc();
     return;
   }
   host.set_overload_until(until);
   hosts_.SetHealthFlag(host, Host::kOverloadEjected, true);
   ++rare().overload_ejected;
-  ++stats_.overload_ejections;
+  ++mutable_stats().overload_ejections;
   ++host.mutable_stats().overload_ejections;
   stat_handles_.overload_ejections.Inc();
   PublishOverloadEjected();
@@ -483,7 +495,7 @@ bool Cluster::BreakerRejects() {
   if (breaker == nullptr) return false;
   const bool reject = breaker->WouldReject();
   PublishBreakerState();
-  if (reject) ++stats_.breaker_rejected;
+  if (reject) ++mutable_stats().breaker_rejected;
   return reject;
 }
 
@@ -521,7 +533,9 @@ void Cluster::SetActiveHealth(Host& host, bool healthy) {
 void Cluster::TickOutlierDetection() {
   if (outlier_ == nullptr) return;
   const resilience::OutlierDetector::TickSummary summary = outlier_->Tick();
-  stats_.outlier_ejections += summary.ejected_success_rate;
+  if (summary.ejected_success_rate > 0) {
+    mutable_stats().outlier_ejections += summary.ejected_success_rate;
+  }
   stat_handles_.ejections_total.Inc(summary.ejected_success_rate);
   SyncOutlierFlags();
   ArmOutlierTimer();
