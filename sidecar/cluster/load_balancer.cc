@@ -23,20 +23,21 @@ void LoadBalancer::RefreshIfNeeded() {
   const size_t total = hosts_.size();
   const size_t healthy = hosts_.healthy_count();
   panic_ = total > 0 && healthy * 100 < total * panic_threshold_percent_;
-  candidates_.clear();
+  candidates_.reset();
   if (panic_ || healthy == total) {
     // Every host: read from the set, no list of our own.
-    candidates_.shrink_to_fit();
     every_host_ = hosts_.hosts().data();
     candidate_count_ = total;
   } else {
     // Sized exactly: a set's candidates change rarely.
     every_host_ = nullptr;
-    candidates_.reserve(healthy);
+    candidate_count_ = 0;
+    if (healthy > 0) candidates_ = std::make_unique_for_overwrite<Host*[]>(healthy);
     for (const HostSharedPtr& host : hosts_.hosts()) {
-      if (host->healthy()) candidates_.push_back(host.get());
+      if (host->healthy() && candidate_count_ < healthy) {
+        candidates_[candidate_count_++] = host.get();
+      }
     }
-    candidate_count_ = candidates_.size();
   }
   total_weight_ = 0;
   equal_weights_ = true;
@@ -44,14 +45,12 @@ void LoadBalancer::RefreshIfNeeded() {
     total_weight_ += candidate(i)->weight();
     if (candidate(i)->weight() != candidate(0)->weight()) equal_weights_ = false;
   }
-  cumulative_weights_.clear();
-  if (equal_weights_) {
-    cumulative_weights_.shrink_to_fit();
-  } else {
-    cumulative_weights_.reserve(candidate_count_);
+  cumulative_weights_.reset();
+  if (!equal_weights_) {
+    cumulative_weights_ = std::make_unique_for_overwrite<uint64_t[]>(candidate_count_);
     uint64_t sum = 0;
     for (size_t i = 0; i < candidate_count_; ++i) {
-      cumulative_weights_.push_back(sum += candidate(i)->weight());
+      cumulative_weights_[i] = sum += candidate(i)->weight();
     }
   }
   OnRefresh();
@@ -85,8 +84,9 @@ Host* LoadBalancer::Choose(const LbContext& context) {
 Host* LoadBalancer::WeightedRandom() {
   if (equal_weights_) return candidate(random_.Uniform(candidate_count_));
   const uint64_t r = random_.Uniform(total_weight_);
-  auto it = std::upper_bound(cumulative_weights_.begin(), cumulative_weights_.end(), r);
-  return candidate(static_cast<size_t>(it - cumulative_weights_.begin()));
+  const uint64_t* begin = cumulative_weights_.get();
+  const uint64_t* it = std::upper_bound(begin, begin + candidate_count_, r);
+  return candidate(static_cast<size_t>(it - begin));
 }
 
 void RoundRobinLoadBalancer::OnRefresh() {

@@ -96,15 +96,15 @@ class LoadBalancer {
   // When the candidates are every host of the set (all healthy, the common case, or panic) they
   // are read from the set itself (its hosts, valid until its version changes) and candidates_
   // holds nothing: a built cluster's balancer keeps no list of its own (ADR 0091). Otherwise
-  // null, and candidates_ lists the healthy hosts.
+  // null, and candidates_ lists the healthy hosts (candidate_count_ of them; arrays, not vectors:
+  // 8 bytes each in every balancer where a vector took 24).
   const HostSharedPtr* every_host_ = nullptr;
-  std::vector<Host*> candidates_;
+  std::unique_ptr<Host*[]> candidates_;
   size_t candidate_count_ = 0;
   // cumulative_weights_[i] = sum of candidate(0..i) weights; kept only while the weights differ
   // (equal weights, the common case, need no per-candidate state; ADR 0091).
-  std::vector<uint64_t> cumulative_weights_;
+  std::unique_ptr<uint64_t[]> cumulative_weights_;
   uint64_t total_weight_ = 0;  // sum of the candidates' weights
-  bool equal_weights_ = true;
 
  private:
   void RefreshIfNeeded();
@@ -112,8 +112,13 @@ class LoadBalancer {
 
   const HostSet& hosts_;
   const uint32_t panic_threshold_percent_;
-  uint64_t seen_version_ = 0;
+
+ protected:
+  bool equal_weights_ = true;
+
+ private:
   bool panic_ = false;
+  uint64_t seen_version_ = 0;
   uint64_t panic_picks_ = 0;
 };
 
