@@ -73,7 +73,10 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       random_(random),
       clock_(clock),
       codecs_(std::move(codecs)),
-      transport_factory_(std::move(transport_factory)),
+      transport_factory_(transport_factory == nullptr
+                             ? nullptr
+                             : std::make_unique<const EndpointTransportFactory>(
+                                   std::move(transport_factory))),
       retry_budget_(config_->retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
   if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
@@ -86,6 +89,16 @@ Cluster::~Cluster() {
   // Pools before the hosts they point at; no callbacks run.
   if (rare_ != nullptr) rare_->draining_pools.clear();
   pools_.clear();
+}
+
+const ClusterStats& Cluster::stats() const {
+  static const ClusterStats kNone;
+  return stats_ != nullptr ? *stats_ : kNone;
+}
+
+ClusterStats& Cluster::mutable_stats() {
+  if (stats_ == nullptr) stats_ = std::make_unique<ClusterStats>();
+  return *stats_;
 }
 
 Cluster::Rare& Cluster::rare() {
@@ -115,6 +128,9 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
     stat_handles_.ejections_active.Set(0);
     outlier_timer_.reset();
     if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();
+  } else if (outlier_ != nullptr) {
+    // Equal settings in the new config object: the old one goes when this returns.
+    outlier_->UseConfig(&*config_->outlier_detection);
   }
   if (!SameBreakerConfig(old.consecutive_failure_breaker, config_->consecutive_failure_breaker)) {
     ResetBreaker();
@@ -129,13 +145,13 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
 
 void Cluster::ApplyEndpoints() {
   const ClusterConfig& config = *config_;
-  ++stats_.membership_updates;
   // The endpoints the pools' transports were made for: their hosts' before the update.
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const EndpointConfig>> made_for;
+  // (Entries of the configuration before the update, which the caller still holds.)
+  absl::flat_hash_map<uint64_t, const EndpointConfig*> made_for;
   if (!pools_.empty()) {
     made_for.reserve(pools_.size());
     for (const HostSharedPtr& host : hosts_.hosts()) {
-      if (pools_.contains(host->id())) made_for.emplace(host->id(), host->endpoint());
+      if (pools_.contains(host->id())) made_for.emplace(host->id(), &host->endpoint());
     }
   }
   // Hosts refer to the shared configuration's endpoints.
@@ -168,7 +184,8 @@ void Cluster::ApplyEndpoints() {
 }
 
 void Cluster::StartOutlierDetection() {
-  outlier_ = std::make_unique<resilience::OutlierDetector>(*config_->outlier_detection, clock_);
+  // The detector reads config_'s outlier settings in place (Update hands it every new config).
+  outlier_ = std::make_unique<resilience::OutlierDetector>(&*config_->outlier_detection, clock_);
   outlier_version_seen_ = 0;
 }
 
@@ -217,7 +234,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
       // TryAdmit expires a due ejection lazily; keep the flags in step.
       SyncOutlierFlags();
       if (admission == resilience::OutlierDetector::Admission::kReject) {
-        ++stats_.outlier_probe_rejected;
+        ++mutable_stats().outlier_probe_rejected;
         avoid.push_back(host);
         continue;
       }
@@ -228,7 +245,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
     const resilience::ConsecutiveFailureBreaker::Ticket ticket = breaker->TryAdmit();
     PublishBreakerState();
     if (!ticket.admitted()) {
-      ++stats_.breaker_rejected;
+      ++mutable_stats().breaker_rejected;
       if (outlier_probe) outlier_->CancelProbe(host->id());
       return {.host = nullptr, .probe = false, .breaker_open = true};
     }
@@ -239,7 +256,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
     }
     return {host, outlier_probe};
   }
-  ++stats_.no_healthy_host;
+  ++mutable_stats().no_healthy_host;
   return {};
 }
 
@@ -283,7 +300,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr) {
         pools.http1_transport =
-            std::make_unique<net::TransportFactory>(transport_factory_(ForHttp1(host.tls())));
+            std::make_unique<net::TransportFactory>((*transport_factory_)(ForHttp1(host.tls())));
       }
       options.transport_factory = *pools.http1_transport;
     }
@@ -301,6 +318,9 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
 }
 
 const net::TransportFactory& Cluster::TransportFor(const Host& host) {
+  // Plaintext clusters keep no entry for a transport they do not have.
+  static const net::TransportFactory kPlaintext;
+  if (transport_factory_ == nullptr) return kPlaintext;
   return EntryFor(host).transport;
 }
 
@@ -308,7 +328,7 @@ Cluster::HostPools& Cluster::EntryFor(const Host& host) {
   auto [it, inserted] = pools_.try_emplace(host.id());
   HostPools& entry = it->second;
   if (inserted) {
-    if (transport_factory_ != nullptr) entry.transport = transport_factory_(host.tls());
+    if (transport_factory_ != nullptr) entry.transport = (*transport_factory_)(host.tls());
   }
   return entry;
 }
@@ -340,7 +360,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
     }
     if (transition == resilience::ConsecutiveFailureBreaker::Transition::kOpened ||
         transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
-      ++stats_.breaker_opened;
+      ++mutable_stats().breaker_opened;
       stat_handles_.breaker_opened.Inc();
       EnableTimer(rare_->breaker_timer, &Cluster::PublishBreakerState,
                   config_->consecutive_failure_breaker->open_duration);
@@ -365,7 +385,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
   if (event == resilience::OutlierDetector::Event::kEjectedConsecutive5xx ||
       event == resilience::OutlierDetector::Event::kEjectedConsecutiveGatewayFailure ||
       event == resilience::OutlierDetector::Event::kProbeFailed) {
-    ++stats_.outlier_ejections;
+    ++mutable_stats().outlier_ejections;
     ++host.mutable_stats().outlier_ejections;
     stat_handles_.ejections_total.Inc();
   }
@@ -374,7 +394,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
 }
 
 void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
-  ++stats_.overload_responses;
+  ++mutable_stats().overload_responses;
   ++host.mutable_stats().overload_responses;
   stat_handles_.overload_responses.Inc();
   const OverloadConfig& config = config_->overload;
@@ -393,14 +413,14 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
   // Out of rotation already (outlier ejection, health checks, EDS): nothing more to do.
   if (!host.healthy()) return;
   if (!MayEjectForOverload()) {
-    ++stats_.overload_ejections_skipped;
+    ++mutable_stats().overload_ejections_skipped;
     stat_handles_.overload_ejections_skipped.Inc();
     return;
   }
   host.set_overload_until(until);
   hosts_.SetHealthFlag(host, Host::kOverloadEjected, true);
   ++rare().overload_ejected;
-  ++stats_.overload_ejections;
+  ++mutable_stats().overload_ejections;
   ++host.mutable_stats().overload_ejections;
   stat_handles_.overload_ejections.Inc();
   PublishOverloadEjected();
@@ -475,7 +495,7 @@ bool Cluster::BreakerRejects() {
   if (breaker == nullptr) return false;
   const bool reject = breaker->WouldReject();
   PublishBreakerState();
-  if (reject) ++stats_.breaker_rejected;
+  if (reject) ++mutable_stats().breaker_rejected;
   return reject;
 }
 
@@ -513,7 +533,9 @@ void Cluster::SetActiveHealth(Host& host, bool healthy) {
 void Cluster::TickOutlierDetection() {
   if (outlier_ == nullptr) return;
   const resilience::OutlierDetector::TickSummary summary = outlier_->Tick();
-  stats_.outlier_ejections += summary.ejected_success_rate;
+  if (summary.ejected_success_rate > 0) {
+    mutable_stats().outlier_ejections += summary.ejected_success_rate;
+  }
   stat_handles_.ejections_total.Inc(summary.ejected_success_rate);
   SyncOutlierFlags();
   ArmOutlierTimer();
@@ -575,8 +597,15 @@ void Cluster::ReleaseEmptyPool(uint64_t host_id, ConnPool* pool) {
   HostPools& entry = it->second;
   std::unique_ptr<ConnPool>& slot = entry.http1.get() == pool ? entry.http1 : entry.http2;
   if (slot.get() != pool) return;
-  // Fired from inside the pool's own callbacks. The entry keeps the host's transport.
+  // Fired from inside the pool's own callbacks. The entry keeps the host's transport; one with
+  // nothing left to keep goes (plaintext: the next PoolFor makes it again), and so does the table
+  // once empty: a cluster whose connections were refused holds nothing for its hosts.
   loop_.DeferDelete(std::move(slot));
+  if (entry.http1 == nullptr && entry.http2 == nullptr && entry.transport == nullptr &&
+      entry.http1_transport == nullptr) {
+    pools_.erase(it);
+    if (pools_.empty()) pools_ = absl::flat_hash_map<uint64_t, HostPools>();
+  }
 }
 
 void Cluster::DrainAllPools() {

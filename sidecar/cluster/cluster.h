@@ -67,12 +67,12 @@ struct CodecFactories {
   CodecFactory http2;
 };
 
-// Plain counters for the stats layer.
+// Plain counters of what a cluster decided (tests; the exported series are StatHandles). Made with
+// the first count: most built clusters never count one.
 struct ClusterStats {
   uint64_t no_healthy_host = 0;         // ChooseHost found nothing
   uint64_t outlier_ejections = 0;       // hosts ejected
   uint64_t outlier_probe_rejected = 0;  // picks refused because a half-open probe was out
-  uint64_t membership_updates = 0;
   uint64_t breaker_opened = 0;      // consecutive-failure breaker: closed/half-open → open
   uint64_t breaker_rejected = 0;    // picks refused because the breaker was open
   uint64_t overload_responses = 0;  // RecordOverload calls
@@ -188,12 +188,17 @@ class Cluster {
   resilience::CircuitBreakerThresholds& thresholds() { return *thresholds_; }
   // The cluster's retry budget on this worker (the router's retries).
   resilience::RetryBudget& retry_budget() { return retry_budget_; }
-  const ClusterStats& stats() const { return stats_; }
+  // All zero until the first count.
+  const ClusterStats& stats() const;
   // Pools in use plus pools draining.
   size_t pool_count() const;
-  // What the cluster holds for each host it sent a request to (its transport and pool pointers),
-  // besides the pools themselves.
+  // What the cluster holds for each host it sends requests to (its transport and pool pointers),
+  // besides the pools themselves. A host without a transport (plaintext) holds it only while it
+  // has a pool, and a cluster with no such host holds no table (pool_entries()).
   static constexpr size_t kBytesPerPoolEntry = 56;
+  // Hosts with an entry, and the entries the table has room for (tests).
+  size_t pool_entries() const { return pools_.size(); }
+  size_t pool_entries_capacity() const { return pools_.capacity(); }
   // Timers (libuv handles) the cluster holds now (tests: an idle cluster holds none).
   size_t timers_held() const;
 
@@ -240,6 +245,8 @@ class Cluster {
   void DrainAllPools();
   void ResetBreaker();
   void PublishBreakerState();
+  // For counting: made on first use (once per cluster, never per request).
+  ClusterStats& mutable_stats();
 
   // What few clusters use: the consecutive-failure breaker (configured per cluster), overload
   // ejections, pools draining after a change. Made on first use (rare()) and kept: a built
@@ -270,7 +277,8 @@ class Cluster {
   Random& random_;
   const Clock& clock_;
   CodecFactories codecs_;
-  EndpointTransportFactory transport_factory_;
+  // Null for a cluster without TLS (most of them): 8 bytes where the function took 32.
+  std::unique_ptr<const EndpointTransportFactory> transport_factory_;
 
   HostSet hosts_;
   std::unique_ptr<LoadBalancer> lb_;
@@ -283,7 +291,7 @@ class Cluster {
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
   static_assert(sizeof(HostPools) <= kBytesPerPoolEntry);
   std::unique_ptr<Rare> rare_;  // null until rare()
-  ClusterStats stats_;
+  std::unique_ptr<ClusterStats> stats_;  // null until the first count
   resilience::RetryBudget retry_budget_;
   StatHandles stat_handles_;
   int64_t ejections_active_published_ = 0;

@@ -33,16 +33,14 @@ std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
 
 void SharedClusterLimits::Update(const ClusterSet& clusters) {
   MutexLock lock(&mu_);
-  for (const auto& [name, config] : clusters) ApplyLocked(name, config);
-  // Removed clusters keep their thresholds (requests may still hold them) and series, not their
-  // configs; one with neither goes.
-  for (auto it = by_name_.begin(); it != by_name_.end();) {
-    Limits& limits = it->second;
-    if (clusters.find(it->first) == clusters.end()) limits.applied = nullptr;
-    if (limits.applied == nullptr && limits.thresholds == nullptr && limits.published == nullptr) {
-      by_name_.erase(it++);
-    } else {
-      ++it;
+  configured_ = clusters;  // shares the set's nodes: one pointer, whatever its size
+  // Only clusters some worker built hold thresholds; removed ones keep theirs (requests may still
+  // hold them) and their series.
+  for (auto& [name, limits] : by_name_) {
+    if (limits.thresholds == nullptr) continue;
+    auto it = configured_.find(name);
+    if (it != configured_.end() && it->second != nullptr) {
+      limits.thresholds->SetLimits(it->second->circuit_breakers);
     }
   }
 }
@@ -50,20 +48,15 @@ void SharedClusterLimits::Update(const ClusterSet& clusters) {
 void SharedClusterLimits::Update(const ClusterSet& clusters,
                                  absl::Span<const std::string> changed) {
   MutexLock lock(&mu_);
+  configured_ = clusters;
   for (const std::string& name : changed) {
-    auto it = clusters.find(name);
-    if (it != clusters.end()) ApplyLocked(name, it->second);
+    auto limits = by_name_.find(name);
+    if (limits == by_name_.end() || limits->second.thresholds == nullptr) continue;
+    auto it = configured_.find(name);
+    if (it != configured_.end() && it->second != nullptr) {
+      limits->second.thresholds->SetLimits(it->second->circuit_breakers);
+    }
   }
-}
-
-void SharedClusterLimits::ApplyLocked(const std::string& name,
-                                      const std::shared_ptr<const ClusterConfig>& config) {
-  if (config == nullptr) return;
-  Limits& limits = by_name_[name];
-  if (limits.applied == config) return;
-  limits.applied = config;
-  // Thresholds are made when a worker builds the cluster, from the config it builds.
-  if (limits.thresholds != nullptr) limits.thresholds->SetLimits(config->circuit_breakers);
 }
 
 absl::string_view ThresholdName(resilience::ResourceKind kind) {
@@ -107,21 +100,24 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
       // The overflow counter registers with the threshold's first refusal: most clusters never
       // overflow, and a series costs the registry about 500 bytes (docs/stats.md).
       const uint64_t overflows = thresholds->Overflows(kind);
-      if (overflows == published.overflow_seen[i]) continue;
-      if (!published.overflow_registered[i]) {
-        published.overflow_registered[i] = true;
-        absl::StatusOr<Counter> overflow = shard.RegisterCounter(
+      if (overflows == 0 && published.overflow == nullptr) continue;
+      if (published.overflow == nullptr) published.overflow = std::make_unique<Overflow>();
+      Overflow& overflow = *published.overflow;
+      if (overflows == overflow.seen[i]) continue;
+      if (!overflow.registered[i]) {
+        overflow.registered[i] = true;
+        absl::StatusOr<Counter> counter = shard.RegisterCounter(
             "meshlet_upstream_cb_overflow_total",
             "Acquires refused by a circuit-breaker threshold, per cluster and threshold.", labels);
-        if (!overflow.ok()) {
+        if (!counter.ok()) {
           LOG_EVERY_N_SEC(ERROR, 60)
-              << "cluster " << name << ": circuit-breaker stats: " << overflow.status();
+              << "cluster " << name << ": circuit-breaker stats: " << counter.status();
         } else {
-          published.overflow[i] = *overflow;
+          overflow.counter[i] = *counter;
         }
       }
-      published.overflow[i].Inc(overflows - published.overflow_seen[i]);
-      published.overflow_seen[i] = overflows;
+      overflow.counter[i].Inc(overflows - overflow.seen[i]);
+      overflow.seen[i] = overflows;
     }
     published.registered = true;
   }
@@ -131,6 +127,11 @@ void SharedClusterLimits::MarkActive(absl::string_view cluster) {
   MutexLock lock(&mu_);
   std::unique_ptr<Published>& published = by_name_[cluster].published;
   if (published == nullptr) published = std::make_unique<Published>();
+}
+
+size_t SharedClusterLimits::entries_count() {
+  MutexLock lock(&mu_);
+  return by_name_.size();
 }
 
 size_t SharedClusterLimits::thresholds_count() {
@@ -147,9 +148,10 @@ void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster
   {
     MutexLock lock(&mu_);
     auto it = by_name_.find(cluster);
-    if (it != by_name_.end()) {
-      thresholds = it->second.thresholds;
-      applied = it->second.applied;
+    if (it != by_name_.end()) thresholds = it->second.thresholds;
+    if (thresholds == nullptr) {
+      auto configured = configured_.find(cluster);
+      if (configured != configured_.end()) applied = configured->second;
     }
   }
   if (thresholds == nullptr && applied != nullptr) {

@@ -76,9 +76,11 @@ class SharedClusterLimits {
  public:
   // The thresholds of `config.name`, created on first use; their limits follow `config`.
   std::shared_ptr<resilience::CircuitBreakerThresholds> For(const ClusterConfig& config);
-  // Applies the limits of every cluster of a configuration (For() of each config it did not see
-  // last time), so clusters no worker built yet have them too. The server calls it once per
-  // configuration, on the main thread.
+  // Takes a configuration's clusters: the thresholds some worker built follow their new limits,
+  // and the others are read from the set when asked (AppendJson). The set is shared, not copied
+  // (one pointer), and nothing is kept per configured cluster: an entry exists only for a
+  // cluster some worker built (For) or that carried traffic (MarkActive). The server calls it
+  // once per configuration, on the main thread; costs per built cluster.
   void Update(const ClusterSet& clusters);
   // The same for a configuration that differs from the last one applied only by the clusters
   // `changed` names (added or replaced, none removed): costs per changed name.
@@ -103,32 +105,35 @@ class SharedClusterLimits {
 
   // Clusters whose thresholds exist (a worker built them; tests).
   size_t thresholds_count();
+  // Clusters with an entry: built by some worker, or active (tests: none for configured ones).
+  size_t entries_count();
 
  private:
+  // The overflow counters, made with a cluster's first refusal (most never refuse).
+  struct Overflow {
+    std::array<Counter, resilience::kResourceKindCount> counter;
+    std::array<uint64_t, resilience::kResourceKindCount> seen{};
+    std::array<bool, resilience::kResourceKindCount> registered{};
+  };
   struct Published {
     std::array<Gauge, resilience::kResourceKindCount> remaining;
-    std::array<Counter, resilience::kResourceKindCount> overflow;
-    std::array<uint64_t, resilience::kResourceKindCount> overflow_seen{};
-    std::array<bool, resilience::kResourceKindCount> overflow_registered{};
-    bool registered = false;  // the remaining-capacity gauges
+    std::unique_ptr<Overflow> overflow;  // null until the first overflow
+    bool registered = false;             // the remaining-capacity gauges
   };
-  // Everything kept per cluster name, in one entry (one copy of the name).
+  // Everything kept per built or active cluster, in one entry (one copy of the name).
   struct Limits {
     // Made by the first For() (a worker builds the cluster), kept after removal while requests
-    // hold it; null for a cluster only configured, which holds no units.
+    // hold it; null for a cluster only active (MarkActive before For, tests).
     std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds;
-    // The config Update() last applied (an unchanged one costs a pointer comparison); null once
-    // the cluster left the configuration.
-    std::shared_ptr<const ClusterConfig> applied;
     // The series PublishStats registered; made by MarkActive (the cluster carried traffic).
     std::unique_ptr<Published> published;
   };
 
-  void ApplyLocked(const std::string& name, const std::shared_ptr<const ClusterConfig>& config)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   Mutex mu_;
   absl::flat_hash_map<std::string, Limits> by_name_ ABSL_GUARDED_BY(mu_);
+  // The configuration Update() last took (shared with the snapshot): the limits of clusters no
+  // worker built, for AppendJson.
+  ClusterSet configured_ ABSL_GUARDED_BY(mu_);
   SharedHostHealth host_health_;
 };
 

@@ -5,21 +5,31 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "common/base/logging.h"
 
 namespace meshlet::sidecar::cluster {
 
-Host::Host(uint64_t id, std::shared_ptr<const EndpointConfig> endpoint)
+Host::Host(uint64_t id, const EndpointConfig* endpoint)
     : id_(id),
-      endpoint_(std::move(endpoint)),
+      health_flags_(0),
+      in_set_(0),
+      endpoint_(endpoint),
       session_key_(SessionKey(endpoint_->address.ToString())) {
+  CHECK(id <= kMaxId);
   UpdateFrom(endpoint_);
 }
 
-void Host::UpdateFrom(std::shared_ptr<const EndpointConfig> endpoint) {
-  weight_ = std::max<uint32_t>(endpoint->weight, 1);
-  health_flags_ = static_cast<uint8_t>((health_flags_ & ~(kFailedEds | kDraining)) |
-                                       EdsHealthFlags(endpoint->health));
-  endpoint_ = std::move(endpoint);
+void Host::UpdateFrom(const EndpointConfig* endpoint) {
+  health_flags_ = (health_flags_ & ~uint64_t{kFailedEds | kDraining}) |
+                  EdsHealthFlags(endpoint->health);
+  endpoint_ = endpoint;
+}
+
+void Host::LeaveSet(std::shared_ptr<const void> owner) {
+  in_set_ = 0;
+  Extra& extra = MutableExtra();
+  if (extra.removed == nullptr) extra.removed = std::make_unique<Removed>();
+  extra.removed->owner = std::move(owner);
 }
 
 uint32_t Host::EdsHealthFlags(EndpointHealth health) {
@@ -80,7 +90,14 @@ void Host::Penalize(uint32_t factor, MonotonicTime now, Duration duration) {
 }
 
 HostSet::~HostSet() {
-  for (const HostSharedPtr& host : hosts_) host->in_set_ = false;
+  // A host someone else still holds keeps its endpoint's configuration.
+  for (const HostSharedPtr& host : hosts_) {
+    if (host->refs_ > 1) {
+      host->LeaveSet(owner_);
+    } else {
+      host->in_set_ = 0;
+    }
+  }
 }
 
 std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endpoints,
@@ -91,6 +108,7 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
     endpoints = absl::MakeConstSpan(*copy);
     owner = std::move(copy);
   }
+  std::shared_ptr<const void> previous_owner = std::exchange(owner_, owner);
   absl::flat_hash_map<net::Address, HostSharedPtr> existing;
   existing.reserve(hosts_.size());
   for (HostSharedPtr& host : hosts_) existing.emplace(host->address(), std::move(host));
@@ -101,22 +119,21 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
   for (const EndpointConfig& endpoint : endpoints) {
     if (!seen.insert(endpoint.address).second) continue;
     auto it = existing.find(endpoint.address);
-    // Aliases `owner`: the host keeps the configuration alive, not a copy of its entry.
-    std::shared_ptr<const EndpointConfig> shared(owner, &endpoint);
+    // The host refers to the configuration's entry, which owner_ keeps alive.
     if (it != existing.end()) {
-      it->second->UpdateFrom(std::move(shared));
+      it->second->UpdateFrom(&endpoint);
       next.push_back(std::move(it->second));
       existing.erase(it);
     } else {
-      HostSharedPtr host(new Host(next_id_++, std::move(shared)));
-      host->in_set_ = true;
+      HostSharedPtr host(new Host(next_id_++, &endpoint));
+      host->in_set_ = 1;
       next.push_back(std::move(host));
     }
   }
   std::vector<HostSharedPtr> removed;
   removed.reserve(existing.size());
   for (auto& [address, host] : existing) {
-    host->in_set_ = false;
+    host->LeaveSet(previous_owner);
     removed.push_back(std::move(host));
   }
   hosts_ = std::move(next);
@@ -126,11 +143,11 @@ std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endp
 }
 
 void HostSet::SetHealthFlag(Host& host, Host::HealthFlag flag, bool set) {
-  const uint8_t before = host.health_flags_;
+  const uint64_t before = host.health_flags_;
   if (set) {
-    host.health_flags_ = static_cast<uint8_t>(before | flag);
+    host.health_flags_ = before | flag;
   } else {
-    host.health_flags_ = static_cast<uint8_t>(before & ~static_cast<uint32_t>(flag));
+    host.health_flags_ = before & ~uint64_t{flag};
   }
   // A host removed from the set no longer moves its version.
   if (!host.in_set_ || before == host.health_flags_) return;

@@ -10,9 +10,9 @@
 // balancing), a peak-EWMA of its latency (for peak-EWMA balancing), its overload penalty
 // (cluster_config.h OverloadConfig) and plain per-host counters (the sidecar maps them to stats).
 // Every built cluster holds a Host per endpoint per worker, and most of them never get a request:
-// a Host keeps inline only what every host needs (56 bytes); its counters are made with the first
-// count (mutable_stats()) and its latency, penalty and overload state with their first use (ADR
-// 0091), so only the hosts a worker used pay for them.
+// a Host keeps inline only what every host needs (40 bytes, one 48-byte glibc chunk); its
+// counters are made with the first count (mutable_stats()) and its latency, penalty and overload
+// state with their first use (ADR 0091), so only the hosts a worker used pay for them.
 //
 // A HostSet is the ordered list of a cluster's hosts. Update() applies a new endpoint list and
 // keeps the Host object (with its pools, counters and health state) of every endpoint whose
@@ -24,9 +24,11 @@
 // of the Host (hosts never leave their worker, so the count needs no atomics, and a holder is 8
 // bytes with no control block per host). A removed host stays alive for as long as someone still
 // holds it (a draining connection pool, a request in flight); it no longer belongs to the set and
-// its health changes no longer bump the set's version. A host keeps the configuration its
-// endpoint entry belongs to alive (HostSet::Update's `owner`), so a removed host still draining
-// holds the configuration it was last updated from until it is destroyed.
+// its health changes no longer bump the set's version. The set keeps the configuration its hosts'
+// endpoint entries belong to alive (HostSet::Update's `owner`, one reference for all of them); a
+// host leaving the set takes a reference of its own (made then, with its load state), so a
+// removed host still draining holds the configuration it was last updated from until it is
+// destroyed.
 //
 // Threading: each worker owns its own HostSet; nothing here is thread-safe and nothing needs to be.
 
@@ -138,14 +140,17 @@ class Host {
   // The flags the control plane's view of an endpoint sets (kFailedEds, kDraining).
   static uint32_t EdsHealthFlags(EndpointHealth health);
 
-  // `endpoint` is the host's entry in a configuration the pointer keeps alive (an aliasing
-  // shared_ptr, see HostSet::Update); never null.
-  Host(uint64_t id, std::shared_ptr<const EndpointConfig> endpoint);
+  // `endpoint` is the host's entry in a configuration its HostSet keeps alive (HostSet::Update's
+  // `owner`); never null.
+  Host(uint64_t id, const EndpointConfig* endpoint);
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
 
   // Unique within its HostSet, never reused; the outlier detector's key.
   uint64_t id() const { return id_; }
+  // Ids are counted in 56 bits (the rest of the word holds the flags): a set would have to make
+  // 7e16 hosts to run out.
+  static constexpr uint64_t kMaxId = (uint64_t{1} << 56) - 1;
   // The address never changes for the host's life (the reference may move to an equal address in
   // a newer configuration after HostSet::Update: do not keep it across updates).
   const net::Address& address() const { return endpoint_->address; }
@@ -154,15 +159,14 @@ class Host {
   // cluster; spans format the address into their own string, ADR 0091.)
   uint64_t session_key() const { return session_key_; }
   // At least 1.
-  uint32_t weight() const { return weight_; }
+  uint32_t weight() const { return endpoint_->weight > 0 ? endpoint_->weight : 1; }
   // Plaintext or the cluster's TLS, and the identity the endpoint must present.
   // The same note as for address() applies to the reference.
   const EndpointTlsConfig& tls() const { return endpoint_->tls; }
-  // The configuration's entry this host refers to (never null); it keeps that configuration
-  // alive, so hold it no longer than the host's next update.
-  const std::shared_ptr<const EndpointConfig>& endpoint() const { return endpoint_; }
+  // The configuration's entry this host refers to: valid until the host's next update.
+  const EndpointConfig& endpoint() const { return *endpoint_; }
 
-  uint32_t health_flags() const { return health_flags_; }
+  uint32_t health_flags() const { return static_cast<uint32_t>(health_flags_); }
   bool healthy() const { return health_flags_ == 0; }
   bool has_health_flag(HealthFlag flag) const { return (health_flags_ & flag) != 0; }
 
@@ -205,7 +209,7 @@ class Host {
   HostStats& mutable_stats();
 
   // Whether the host is still a member of its set.
-  bool in_set() const { return in_set_; }
+  bool in_set() const { return in_set_ != 0; }
 
  private:
   friend class HostSet;
@@ -219,28 +223,37 @@ class Host {
     MonotonicTime overload_until{};
     uint32_t penalty_factor = 0;
   };
+  // Made when the host leaves its set (rare: an endpoint removed).
+  struct Removed {
+    std::shared_ptr<const void> owner;
+  };
   // What a host gets once used: its counters, and its load state when that is needed too.
+  // A host removed from its set keeps its configuration here (`owner`, see the header comment).
   struct Extra {
     HostStats stats;
     std::unique_ptr<Load> load;
+    std::unique_ptr<Removed> removed;
   };
 
-  void UpdateFrom(std::shared_ptr<const EndpointConfig> endpoint);
+  void UpdateFrom(const EndpointConfig* endpoint);
+  // Leaves the set, keeping `owner` (what its endpoint belongs to) alive while it lives.
+  void LeaveSet(std::shared_ptr<const void> owner);
   const Load* load() const { return extra_ != nullptr ? extra_->load.get() : nullptr; }
   Extra& MutableExtra();
   Load& MutableLoad();
 
-  const uint64_t id_;
+  // One word: the id, the HealthFlag bits and whether the host is a member of the HostSet that
+  // made it.
+  uint64_t id_ : 56;
+  uint64_t health_flags_ : 7;
+  uint64_t in_set_ : 1;
   // Shared with every worker's Host of this endpoint (the configuration's entry); never null.
-  std::shared_ptr<const EndpointConfig> endpoint_;
+  const EndpointConfig* endpoint_;
   const uint64_t session_key_;
-  uint32_t weight_ = 1;  // endpoint_->weight, at least 1
-  uint32_t active_requests_ = 0;
-  uint8_t health_flags_ = 0;  // HealthFlag bits
-  bool in_set_ = false;       // a member of the HostSet that made it
-  uint32_t refs_ = 0;         // HostSharedPtr holders
-  // Null until the host's first count or load state.
+  // Null until the host's first count or load state, or its removal.
   std::unique_ptr<Extra> extra_;
+  uint32_t active_requests_ = 0;
+  uint32_t refs_ = 0;  // HostSharedPtr holders
 };
 
 void HostSharedPtr::Acquire() {
@@ -288,6 +301,8 @@ class HostSet {
   void Recount();
 
   std::vector<HostSharedPtr> hosts_;
+  // What the hosts' endpoints belong to (Update's `owner`).
+  std::shared_ptr<const void> owner_;
   size_t healthy_count_ = 0;
   uint64_t version_ = 1;
   uint64_t next_id_ = 1;

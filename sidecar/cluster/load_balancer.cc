@@ -23,25 +23,35 @@ void LoadBalancer::RefreshIfNeeded() {
   const size_t total = hosts_.size();
   const size_t healthy = hosts_.healthy_count();
   panic_ = total > 0 && healthy * 100 < total * panic_threshold_percent_;
-  // Sized exactly: a set's candidates change rarely, and every built cluster keeps them.
-  candidates_.clear();
-  candidates_.reserve(panic_ ? total : healthy);
-  for (const HostSharedPtr& host : hosts_.hosts()) {
-    if (panic_ || host->healthy()) candidates_.push_back(host.get());
+  candidates_.reset();
+  if (panic_ || healthy == total) {
+    // Every host: read from the set, no list of our own.
+    every_host_ = hosts_.hosts().data();
+    candidate_count_ = total;
+  } else {
+    // Sized exactly: a set's candidates change rarely.
+    every_host_ = nullptr;
+    candidate_count_ = 0;
+    if (healthy > 0) candidates_ = std::make_unique_for_overwrite<Host*[]>(healthy);
+    for (const HostSharedPtr& host : hosts_.hosts()) {
+      if (host->healthy() && candidate_count_ < healthy) {
+        candidates_[candidate_count_++] = host.get();
+      }
+    }
   }
   total_weight_ = 0;
   equal_weights_ = true;
-  for (Host* host : candidates_) {
-    total_weight_ += host->weight();
-    if (host->weight() != candidates_.front()->weight()) equal_weights_ = false;
+  for (size_t i = 0; i < candidate_count_; ++i) {
+    total_weight_ += candidate(i)->weight();
+    if (candidate(i)->weight() != candidate(0)->weight()) equal_weights_ = false;
   }
-  cumulative_weights_.clear();
-  if (equal_weights_) {
-    cumulative_weights_.shrink_to_fit();
-  } else {
-    cumulative_weights_.reserve(candidates_.size());
+  cumulative_weights_.reset();
+  if (!equal_weights_) {
+    cumulative_weights_ = std::make_unique_for_overwrite<uint64_t[]>(candidate_count_);
     uint64_t sum = 0;
-    for (Host* host : candidates_) cumulative_weights_.push_back(sum += host->weight());
+    for (size_t i = 0; i < candidate_count_; ++i) {
+      cumulative_weights_[i] = sum += candidate(i)->weight();
+    }
   }
   OnRefresh();
 }
@@ -52,7 +62,7 @@ bool LoadBalancer::Contains(absl::Span<const Host* const> list, const Host* host
 
 Host* LoadBalancer::Choose(const LbContext& context) {
   RefreshIfNeeded();
-  if (candidates_.empty()) return nullptr;
+  if (candidate_count_ == 0) return nullptr;
   if (panic_) ++panic_picks_;
   Host* host = Pick();
   for (int i = 0; i < kMaxAvoidAttempts && Contains(context.hosts_to_avoid, host); ++i) {
@@ -61,10 +71,10 @@ Host* LoadBalancer::Choose(const LbContext& context) {
   if (Contains(context.hosts_to_avoid, host)) {
     // The policy keeps choosing tried hosts (least request favours one that fails fast: it never
     // has requests in flight). Any untried candidate beats them.
-    const size_t n = candidates_.size();
+    const size_t n = candidate_count_;
     const size_t start = random_.Uniform(n);
     for (size_t i = 0; i < n; ++i) {
-      Host* untried = candidates_[(start + i) % n];
+      Host* untried = candidate((start + i) % n);
       if (!Contains(context.hosts_to_avoid, untried)) return untried;
     }
   }
@@ -72,10 +82,11 @@ Host* LoadBalancer::Choose(const LbContext& context) {
 }
 
 Host* LoadBalancer::WeightedRandom() {
-  if (equal_weights_) return candidates_[random_.Uniform(candidates_.size())];
+  if (equal_weights_) return candidate(random_.Uniform(candidate_count_));
   const uint64_t r = random_.Uniform(total_weight_);
-  auto it = std::upper_bound(cumulative_weights_.begin(), cumulative_weights_.end(), r);
-  return candidates_[static_cast<size_t>(it - cumulative_weights_.begin())];
+  const uint64_t* begin = cumulative_weights_.get();
+  const uint64_t* it = std::upper_bound(begin, begin + candidate_count_, r);
+  return candidate(static_cast<size_t>(it - begin));
 }
 
 void RoundRobinLoadBalancer::OnRefresh() {
@@ -83,31 +94,31 @@ void RoundRobinLoadBalancer::OnRefresh() {
     current_.clear();
     current_.shrink_to_fit();
   } else {
-    current_.assign(candidates_.size(), 0);
+    current_.assign(candidate_count_, 0);
   }
-  if (!candidates_.empty()) next_ %= candidates_.size();
+  if (candidate_count_ != 0) next_ %= candidate_count_;
 }
 
 Host* RoundRobinLoadBalancer::Pick() {
   if (equal_weights_) {
-    Host* host = candidates_[next_];
-    next_ = (next_ + 1) % candidates_.size();
+    Host* host = candidate(next_);
+    next_ = (next_ + 1) % candidate_count_;
     return host;
   }
   // Smooth weighted round robin: every host gains its weight, the richest is picked and pays the
   // total. Over total_weight picks each host is chosen exactly weight times, interleaved.
   size_t best = 0;
-  for (size_t i = 0; i < candidates_.size(); ++i) {
-    current_[i] += candidates_[i]->weight();
+  for (size_t i = 0; i < candidate_count_; ++i) {
+    current_[i] += candidate(i)->weight();
     if (current_[i] > current_[best]) best = i;
   }
   current_[best] -= static_cast<int64_t>(total_weight_);
-  return candidates_[best];
+  return candidate(best);
 }
 
 Host* LeastRequestLoadBalancer::Pick() {
   Host* a = WeightedRandom();
-  if (candidates_.size() == 1) return a;
+  if (candidate_count_ == 1) return a;
   Host* b = WeightedRandom();
   if (a->penalized() || b->penalized()) {
     const auto [penalty_a, penalty_b] = Penalties(*a, *b);
@@ -138,7 +149,7 @@ double EwmaCost(const Host& host) {
 
 Host* PeakEwmaLoadBalancer::Pick() {
   Host* a = WeightedRandom();
-  if (candidates_.size() == 1) return a;
+  if (candidate_count_ == 1) return a;
   Host* b = WeightedRandom();
   const auto [penalty_a, penalty_b] = Penalties(*a, *b);
   return EwmaCost(*b) * penalty_b < EwmaCost(*a) * penalty_a ? b : a;

@@ -84,15 +84,27 @@ class LoadBalancer {
   // when one of them is penalized.
   std::pair<double, double> Penalties(Host& a, Host& b) const;
 
+  // The hosts the policy picks from (the healthy ones, or all in panic): how many, and the i-th
+  // (i < candidate_count()).
+  size_t candidate_count() const { return candidate_count_; }
+  Host* candidate(size_t i) const {
+    return every_host_ != nullptr ? every_host_[i].get() : candidates_[i];
+  }
+
   Random& random_;
   const Clock* const clock_;
-  // Hosts the policy picks from: the healthy ones, or all in panic.
-  std::vector<Host*> candidates_;
-  // cumulative_weights_[i] = sum of candidates_[0..i] weights; kept only while the weights differ
+  // When the candidates are every host of the set (all healthy, the common case, or panic) they
+  // are read from the set itself (its hosts, valid until its version changes) and candidates_
+  // holds nothing: a built cluster's balancer keeps no list of its own (ADR 0091). Otherwise
+  // null, and candidates_ lists the healthy hosts (candidate_count_ of them; arrays, not vectors:
+  // 8 bytes each in every balancer where a vector took 24).
+  const HostSharedPtr* every_host_ = nullptr;
+  std::unique_ptr<Host*[]> candidates_;
+  size_t candidate_count_ = 0;
+  // cumulative_weights_[i] = sum of candidate(0..i) weights; kept only while the weights differ
   // (equal weights, the common case, need no per-candidate state; ADR 0091).
-  std::vector<uint64_t> cumulative_weights_;
+  std::unique_ptr<uint64_t[]> cumulative_weights_;
   uint64_t total_weight_ = 0;  // sum of the candidates' weights
-  bool equal_weights_ = true;
 
  private:
   void RefreshIfNeeded();
@@ -100,8 +112,13 @@ class LoadBalancer {
 
   const HostSet& hosts_;
   const uint32_t panic_threshold_percent_;
-  uint64_t seen_version_ = 0;
+
+ protected:
+  bool equal_weights_ = true;
+
+ private:
   bool panic_ = false;
+  uint64_t seen_version_ = 0;
   uint64_t panic_picks_ = 0;
 };
 
@@ -114,7 +131,7 @@ class RoundRobinLoadBalancer final : public LoadBalancer {
   void OnRefresh() override;
 
  private:
-  // Smooth WRR state, parallel to candidates_; empty while the weights are equal.
+  // Smooth WRR state, parallel to the candidates; empty while the weights are equal.
   std::vector<int64_t> current_;
   size_t next_ = 0;  // equal weights: plain rotation
 };

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <utility>
 
 #include "common/base/logging.h"
@@ -37,37 +36,24 @@ HostResult ClassifyHttpStatus(uint32_t status) {
   return HostResult::kSuccess;
 }
 
-OutlierDetector::OutlierDetector(const OutlierDetectionConfig& config, const Clock& clock)
+OutlierDetector::OutlierDetector(const OutlierDetectionConfig* config, const Clock& clock)
     : config_(config), clock_(clock), last_interval_(clock.Now()) {
-  CHECK_OK(ValidateOutlierDetectionConfig(config_));
+  CHECK(config_ != nullptr);
+  CHECK_OK(ValidateOutlierDetectionConfig(*config_));
+}
+
+void OutlierDetector::UseConfig(const OutlierDetectionConfig* config) {
+  CHECK(config != nullptr);
+  config_ = config;
 }
 
 void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
-  // The input's indexes by id; stable, so the first of duplicate ids comes first and is kept.
-  std::vector<uint32_t> order(host_ids.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return host_ids[a] < host_ids[b]; });
-  std::vector<bool> duplicate(host_ids.size(), false);
-  for (size_t i = 1; i < order.size(); ++i) {
-    if (host_ids[order[i]] == host_ids[order[i - 1]]) duplicate[order[i]] = true;
-  }
-
-  std::vector<uint64_t> ids;
-  ids.reserve(host_ids.size());
-  std::vector<uint32_t> position(host_ids.size());  // input index -> index in `ids`
-  for (size_t i = 0; i < host_ids.size(); ++i) {
-    if (duplicate[i]) continue;
-    position[i] = static_cast<uint32_t>(ids.size());
-    ids.push_back(host_ids[i]);
-  }
-  std::vector<uint32_t> by_id;
-  by_id.reserve(ids.size());
-  for (uint32_t i : order) {
-    if (!duplicate[i]) by_id.push_back(position[i]);
-  }
+  // Sized exactly: every detector keeps its members for as long as it lives.
+  std::vector<uint64_t> ids(host_ids.begin(), host_ids.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  ids.shrink_to_fit();
   ids_ = std::move(ids);
-  by_id_ = std::move(by_id);
   // Hosts that left lose their state; the others keep theirs.
   tracked_.erase(std::remove_if(tracked_.begin(), tracked_.end(),
                                 [this](const Host& h) { return !IsMember(h.id); }),
@@ -80,9 +66,7 @@ void OutlierDetector::SetHosts(absl::Span<const uint64_t> host_ids) {
 }
 
 bool OutlierDetector::IsMember(uint64_t host_id) const {
-  auto it = std::lower_bound(by_id_.begin(), by_id_.end(), host_id,
-                             [this](uint32_t pos, uint64_t id) { return ids_[pos] < id; });
-  return it != by_id_.end() && ids_[*it] == host_id;
+  return std::binary_search(ids_.begin(), ids_.end(), host_id);
 }
 
 OutlierDetector::Host* OutlierDetector::Find(uint64_t host_id) {
@@ -128,22 +112,22 @@ void OutlierDetector::Untrack() {
 
 size_t OutlierDetector::MaxEjected() const {
   const size_t n = ids_.size();
-  size_t limit = n * config_.max_ejection_percent / 100;
-  if (limit == 0 && config_.max_ejection_percent > 0 && n >= 2) limit = 1;
+  size_t limit = n * config_->max_ejection_percent / 100;
+  if (limit == 0 && config_->max_ejection_percent > 0 && n >= 2) limit = 1;
   return limit;
 }
 
 bool OutlierDetector::IsPanic() const {
   const size_t n = ids_.size();
-  if (n == 0 || config_.panic_threshold_percent == 0) return false;
-  return healthy_count() * 100 < static_cast<size_t>(config_.panic_threshold_percent) * n;
+  if (n == 0 || config_->panic_threshold_percent == 0) return false;
+  return healthy_count() * 100 < static_cast<size_t>(config_->panic_threshold_percent) * n;
 }
 
 Duration OutlierDetector::EjectionDuration(uint32_t times_ejected) const {
-  const Duration cap = std::max(config_.max_ejection_time, config_.base_ejection_time);
+  const Duration cap = std::max(config_->max_ejection_time, config_->base_ejection_time);
   // base * times > cap, decided without forming a product that could overflow.
-  if (times_ejected > cap.count() / config_.base_ejection_time.count()) return cap;
-  return std::min(cap, config_.base_ejection_time * times_ejected);
+  if (times_ejected > cap.count() / config_->base_ejection_time.count()) return cap;
+  return std::min(cap, config_->base_ejection_time * times_ejected);
 }
 
 bool OutlierDetector::Eject(Host& host, MonotonicTime now) {
@@ -166,7 +150,7 @@ void OutlierDetector::ExpireIfDue(Host& host, MonotonicTime now) {
     ++version_;
   }
   if (host.state == HostState::kHalfOpen && host.probe_in_flight &&
-      now - host.until_or_probe >= config_.base_ejection_time) {
+      now - host.until_or_probe >= config_->base_ejection_time) {
     host.probe_in_flight = false;  // the probe's result never came
     ++version_;
   }
@@ -207,7 +191,7 @@ OutlierDetector::Event OutlierDetector::RecordResult(uint64_t host_id, HostResul
   if (host == nullptr) {
     if (!IsMember(host_id)) return Event::kIgnored;
     // A success leaves a fresh host as it is, unless success-rate detection counts it.
-    if (result == HostResult::kSuccess && config_.success_rate_minimum_hosts == 0) {
+    if (result == HostResult::kSuccess && config_->success_rate_minimum_hosts == 0) {
       return Event::kNone;
     }
     host = Track(host_id, clock_.Now());
@@ -249,10 +233,10 @@ OutlierDetector::Event OutlierDetector::RecordResult(uint64_t host_id, HostResul
       break;
   }
   Event reason = Event::kNone;
-  if (config_.consecutive_gateway_failure != 0 &&
-      host->consecutive_gateway >= config_.consecutive_gateway_failure) {
+  if (config_->consecutive_gateway_failure != 0 &&
+      host->consecutive_gateway >= config_->consecutive_gateway_failure) {
     reason = Event::kEjectedConsecutiveGatewayFailure;
-  } else if (config_.consecutive_5xx != 0 && host->consecutive_5xx >= config_.consecutive_5xx) {
+  } else if (config_->consecutive_5xx != 0 && host->consecutive_5xx >= config_->consecutive_5xx) {
     reason = Event::kEjectedConsecutive5xx;
   }
   if (reason == Event::kNone) return Event::kNone;
@@ -260,12 +244,12 @@ OutlierDetector::Event OutlierDetector::RecordResult(uint64_t host_id, HostResul
 }
 
 void OutlierDetector::EvaluateSuccessRate(MonotonicTime now, TickSummary& summary) {
-  if (config_.success_rate_minimum_hosts == 0) return;
+  if (config_->success_rate_minimum_hosts == 0) return;
   size_t candidates = 0;
   double sum = 0, sum_sq = 0;
   auto eligible = [this](const Host& h) {
     return h.state == HostState::kHealthy && h.interval_total > 0 &&
-           h.interval_total >= config_.success_rate_request_volume;
+           h.interval_total >= config_->success_rate_request_volume;
   };
   for (const Host& h : tracked_) {
     if (!eligible(h)) continue;
@@ -274,10 +258,10 @@ void OutlierDetector::EvaluateSuccessRate(MonotonicTime now, TickSummary& summar
     sum_sq += rate * rate;
     ++candidates;
   }
-  if (candidates == 0 || candidates < config_.success_rate_minimum_hosts) return;
+  if (candidates == 0 || candidates < config_->success_rate_minimum_hosts) return;
   const double mean = sum / candidates;
   const double variance = std::max(0.0, sum_sq / candidates - mean * mean);
-  const double threshold = mean - config_.success_rate_stdev_factor * std::sqrt(variance);
+  const double threshold = mean - config_->success_rate_stdev_factor * std::sqrt(variance);
   for (Host& h : tracked_) {
     if (!eligible(h)) continue;
     const double rate = static_cast<double>(h.interval_successes) / h.interval_total;
@@ -298,20 +282,20 @@ OutlierDetector::TickSummary OutlierDetector::Tick() {
     ExpireIfDue(h, now);
     if (was_ejected && h.state == HostState::kHalfOpen) ++summary.half_opened;
   }
-  if (now - last_interval_ < config_.interval) return summary;
+  if (now - last_interval_ < config_->interval) return summary;
   last_interval_ = now;
   summary.evaluated_interval = true;
   EvaluateSuccessRate(now, summary);
   for (Host& h : tracked_) {
     if (h.state == HostState::kHealthy && h.times_ejected > 0 &&
-        now - h.last_decay >= config_.interval) {
+        now - h.last_decay >= config_->interval) {
       --h.times_ejected;
       h.last_decay = now;
     }
     h.interval_successes = h.interval_total = 0;
   }
   // With success-rate detection every host is counted again from its next result anyway.
-  if (config_.success_rate_minimum_hosts == 0) Untrack();
+  if (config_->success_rate_minimum_hosts == 0) Untrack();
   return summary;
 }
 
@@ -326,7 +310,7 @@ std::optional<MonotonicTime> OutlierDetector::NextExpiry() const {
 }
 
 bool OutlierDetector::NeedsTick() const {
-  if (config_.success_rate_minimum_hosts > 0) return true;
+  if (config_->success_rate_minimum_hosts > 0) return true;
   return std::any_of(tracked_.begin(), tracked_.end(), [](const Host& h) {
     return h.state != HostState::kHealthy || h.times_ejected > 0 ||
            (h.consecutive_5xx == 0 && h.consecutive_gateway == 0);

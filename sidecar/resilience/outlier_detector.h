@@ -42,7 +42,9 @@
 // Time: ejections expire in Tick() (and lazily in TryAdmit() for the host asked about). The
 // owner calls Tick() every `interval` and at NextExpiry() for precise ejection times.
 //
-// Ownership: holds a reference to the Clock, which must outlive it. Threading: single-threaded;
+// Ownership: holds references to the Clock and to its config (not a copy: every cluster a worker
+// built whose calls failed has a detector), which must outlive it; an owner replacing its config
+// with an equal one hands the detector the new one (UseConfig). Threading: single-threaded;
 // each worker owns its own detector for each cluster (detection follows the results that worker
 // sees, which SO_REUSEPORT spreads evenly). Only SetHosts() allocates.
 
@@ -101,9 +103,14 @@ class OutlierDetector {
     bool evaluated_interval = false;   // the interval work ran on this tick
   };
 
-  OutlierDetector(const OutlierDetectionConfig& config, const Clock& clock);
+  // `config` (not null) and `clock` must outlive the detector (see the header comment).
+  OutlierDetector(const OutlierDetectionConfig* config, const Clock& clock);
   OutlierDetector(const OutlierDetector&) = delete;
   OutlierDetector& operator=(const OutlierDetector&) = delete;
+
+  // The config to read from now on, equal to the current one (its owner's config moved to a new
+  // object); it must outlive the detector in turn.
+  void UseConfig(const OutlierDetectionConfig* config);
 
   // Replaces the host set; hosts that stay keep their state, new ones start healthy. O(hosts).
   void SetHosts(absl::Span<const uint64_t> host_ids);
@@ -126,7 +133,7 @@ class OutlierDetector {
   bool NeedsTick() const;
 
   bool IsPanic() const;
-  // Appends to `out` (cleared first): see the header comment.
+  // Appends to `out` (cleared first), in id order: see the header comment.
   void RoutableHosts(std::vector<uint64_t>* out) const;
   // Changes whenever RoutableHosts() or IsPanic() may have changed.
   uint64_t version() const { return version_; }
@@ -137,10 +144,10 @@ class OutlierDetector {
   size_t healthy_count() const { return ids_.size() - ejected_count_; }
   size_t MaxEjected() const;
   // What the detector holds per host (every built cluster holds it for each of its hosts): its
-  // id and its place in the id order. A host's state (kBytesPerTrackedHost) is held only from its
+  // id, in one sorted array (no second index, no second allocation). A host's state (kBytesPerTrackedHost) is held only from its
   // first failure (with success-rate detection: its first result) until it is healthy again with
   // nothing counted and nothing to decay (ADR 0091).
-  static constexpr size_t kBytesPerHost = sizeof(uint64_t) + sizeof(uint32_t);
+  static constexpr size_t kBytesPerHost = sizeof(uint64_t);
   static constexpr size_t kBytesPerTrackedHost = 48;
   // Hosts whose state is held now.
   size_t tracked_count() const { return tracked_.size(); }
@@ -186,12 +193,11 @@ class OutlierDetector {
   Duration EjectionDuration(uint32_t times_ejected) const;
   void EvaluateSuccessRate(MonotonicTime now, TickSummary& summary);
 
-  OutlierDetectionConfig config_;
+  const OutlierDetectionConfig* config_;  // never null
   const Clock& clock_;
-  std::vector<uint64_t> ids_;  // the members, in SetHosts() order
-  // Positions in ids_ ordered by host id, for IsMember()'s binary search: 4 bytes per host where
-  // a hash index cost about 25 (ADR 0091).
-  std::vector<uint32_t> by_id_;
+  // The members, ordered by id (duplicates dropped), for IsMember()'s binary search: 8 bytes per
+  // host where a hash index cost about 33 (ADR 0091).
+  std::vector<uint64_t> ids_;
   // The tracked hosts' state, ordered by id; a member without state is healthy with nothing
   // counted, as a fresh one starts.
   std::vector<Host> tracked_;
