@@ -316,6 +316,7 @@ struct StatsRegistry::Family {
   std::string help;
   MetricType type;
   GaugeMerge merge = GaugeMerge::kSum;
+  bool computed = false;  // AddGaugeCollector's: no registered series
   std::vector<std::string> label_names;  // first registration's order
   std::unique_ptr<const HistogramLayout> layout;
   // Ordered by label values: it is the exposition order. A B-tree of pointers to the series,
@@ -461,6 +462,10 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
     it = families_.emplace(family->name, std::move(family)).first;
   } else {
     const Family& family = *it->second;
+    if (family.computed) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("metric \"", d.name, "\" is computed when read; it cannot be registered"));
+    }
     if (family.type != d.type) {
       return absl::AlreadyExistsError(absl::StrCat("metric \"", d.name, "\" is already a ",
                                                    MetricTypeName(family.type), ", not a ",
@@ -520,6 +525,91 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
   return index;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gauge collectors
+
+namespace stats_internal {
+
+struct CollectorSlot {
+  const void* family = nullptr;  // the StatsRegistry::Family it reports
+  size_t label_count = 0;
+  // Held while `collect` runs, so a handle's reset waits for a call in progress.
+  Mutex mu;
+  std::function<void(GaugeRows&)> collect ABSL_GUARDED_BY(mu);
+};
+
+}  // namespace stats_internal
+
+void GaugeRows::Add(std::initializer_list<absl::string_view> values, int64_t value) {
+  if (values.size() != label_count_ ||
+      !std::all_of(values.begin(), values.end(), stats_internal::IsValidUtf8)) {
+    ++dropped_;
+    return;
+  }
+  Row& row = rows_.emplace_back();
+  row.values.reserve(values.size());
+  for (absl::string_view value : values) row.values.emplace_back(value);
+  row.value = value;
+}
+
+StatsRegistry::CollectorHandle& StatsRegistry::CollectorHandle::operator=(
+    CollectorHandle&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    slot_ = std::move(other.slot_);
+  }
+  return *this;
+}
+
+StatsRegistry::CollectorHandle::~CollectorHandle() { Reset(); }
+
+void StatsRegistry::CollectorHandle::Reset() {
+  if (slot_ == nullptr) return;
+  {
+    MutexLock lock(&slot_->mu);
+    slot_->collect = nullptr;
+  }
+  slot_.reset();
+}
+
+absl::StatusOr<StatsRegistry::CollectorHandle> StatsRegistry::AddGaugeCollector(
+    absl::string_view name, absl::string_view help, std::vector<std::string> label_names,
+    std::function<void(GaugeRows&)> collect) {
+  RETURN_IF_ERROR(
+      stats_internal::ValidateMetricName(name, MetricType::kGauge, options_.name_prefix));
+  RETURN_IF_ERROR(Annotate(stats_internal::ValidateHelp(help), name));
+  for (size_t i = 0; i < label_names.size(); ++i) {
+    RETURN_IF_ERROR(
+        Annotate(stats_internal::ValidateLabelName(label_names[i], MetricType::kGauge), name));
+    if (std::find(label_names.begin(), label_names.begin() + i, label_names[i]) !=
+        label_names.begin() + i) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": label \"", label_names[i], "\" given twice"));
+    }
+  }
+  MutexLock lock(&mu_);
+  if (families_.contains(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("metric \"", name, "\" is already registered"));
+  }
+  auto family = std::make_unique<Family>();
+  family->name = std::string(name);
+  family->help = std::string(help);
+  family->type = MetricType::kGauge;
+  family->merge = GaugeMerge::kGlobal;
+  family->computed = true;
+  family->label_names = std::move(label_names);
+  auto slot = std::make_shared<stats_internal::CollectorSlot>();
+  slot->family = family.get();
+  slot->label_count = family->label_names.size();
+  {
+    MutexLock slot_lock(&slot->mu);
+    slot->collect = std::move(collect);
+  }
+  families_.emplace(family->name, std::move(family));
+  collectors_.push_back(slot);
+  return CollectorHandle(std::move(slot));
+}
+
 std::unique_ptr<StatsShard> StatsRegistry::CreateShard() {
   auto shard = std::unique_ptr<StatsShard>(new StatsShard(this, /*shared=*/false));
   MutexLock lock(&mu_);
@@ -561,10 +651,61 @@ void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) co
 
 StatsSnapshot StatsRegistry::Snapshot() const {
   StatsSnapshot snapshot;
+  // Collectors first, without mu_: they may take locks held while registering.
+  std::vector<std::shared_ptr<stats_internal::CollectorSlot>> collectors;
+  {
+    MutexLock lock(&mu_);
+    collectors = collectors_;
+  }
+  absl::flat_hash_map<const void*, std::vector<GaugeRows::Row>> computed;
+  size_t computed_rows = 0;
+  size_t dropped = 0;
+  for (const auto& slot : collectors) {
+    GaugeRows rows(slot->label_count);
+    {
+      MutexLock lock(&slot->mu);
+      if (!slot->collect) continue;
+      slot->collect(rows);
+    }
+    dropped += rows.dropped_;
+    computed_rows += rows.rows_.size();
+    std::vector<GaugeRows::Row>& out = computed[slot->family];
+    for (GaugeRows::Row& row : rows.rows_) out.push_back(std::move(row));
+  }
+  if (dropped > 0) {
+    // Registered with the first drop; only the fixed budget can refuse it (counted there).
+    absl::StatusOr<Counter> counter = shared_shard_->RegisterCounter(
+        absl::StrCat(options_.name_prefix, "stats_computed_series_dropped_total"),
+        "Series a computed gauge reported with the wrong number of labels or a label value that "
+        "is not UTF-8, left out of the read.");
+    if (counter.ok()) counter->Inc(dropped);
+  }
+  std::shared_ptr<std::vector<std::vector<std::string>>> computed_labels;
+  if (computed_rows > 0) {
+    computed_labels = std::make_shared<std::vector<std::vector<std::string>>>();
+    computed_labels->reserve(computed_rows);
+  }
+
   std::vector<uint64_t> merged;
   MutexLock lock(&mu_);
-  snapshot.series.reserve(series_.size());
+  snapshot.series.reserve(series_.size() + computed_rows);
   for (const auto& [name, family] : families_) {
+    if (family->computed) {
+      auto rows = computed.find(family.get());
+      if (rows == computed.end()) continue;
+      std::sort(rows->second.begin(), rows->second.end(),
+                [](const GaugeRows::Row& a, const GaugeRows::Row& b) { return a.values < b.values; });
+      for (GaugeRows::Row& row : rows->second) {
+        const std::vector<std::string>& values = computed_labels->emplace_back(std::move(row.values));
+        SeriesSnapshot& out = snapshot.series.emplace_back();
+        out.type = MetricType::kGauge;
+        out.name = family->name;
+        out.help = family->help;
+        out.labels = LabelsView(family->label_names.data(), values.data(), values.size());
+        out.gauge = row.value;
+      }
+      continue;
+    }
     for (const Series* in_family : family->series) {
       const Series& series = *in_family;
       const uint32_t index = series.index;
@@ -589,6 +730,7 @@ StatsSnapshot StatsRegistry::Snapshot() const {
       }
     }
   }
+  snapshot.computed_labels = std::move(computed_labels);
   return snapshot;
 }
 
