@@ -278,13 +278,11 @@ struct StatsRegistry::Series {
   // Cells in each shard: a histogram's HistogramCells::kShardCells, else 1.
   uint32_t shard_cells() const;
 
-  const Family* family;
+  const Family* family = nullptr;
   // In the family's label-name order; interned in label_values_. Two inline: a cluster's series
   // carry `cluster` and at most one more label, so their values take no allocation of their own.
   absl::InlinedVector<const std::string*, 2> values;
-  uint32_t index;                               // in StatsRegistry::series_
-  stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
-  std::unique_ptr<uint64_t[]> retired;          // cell_count() folded-in cells of destroyed shards
+  uint32_t index = 0;  // its id
 };
 
 namespace {
@@ -505,7 +503,9 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
   }
   RETURN_IF_ERROR(CheckBudgetLocked(d.name, *scoped, d.exempt));
 
-  auto series = std::make_unique<Series>();
+  const uint32_t index = series_size_;
+  if (index % kSeriesChunk == 0) series_chunks_.push_back(std::make_unique<Series[]>(kSeriesChunk));
+  Series* series = &series_chunks_.back()[index % kSeriesChunk];
   series->family = &family;
   series->values.reserve(values.size());
   for (absl::string_view value : values) {
@@ -514,14 +514,12 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
     series->values.push_back(&*interned);
   }
   if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
-    series->global_cell = global_cells_.Allocate(1);
+    global_cell_by_series_[index] = global_cells_.Allocate(1);
   }
   if (!d.exempt) ++(*scoped ? scoped_series_ : fixed_series_);
-  const auto index = static_cast<uint32_t>(series_.size());
   series->index = index;
-  const Series* added = series.get();
-  series_.push_back(std::move(series));
-  family.series.insert(added);
+  ++series_size_;
+  family.series.insert(series);
   return index;
 }
 
@@ -618,22 +616,29 @@ std::unique_ptr<StatsShard> StatsRegistry::CreateShard() {
 }
 
 const StatsRegistry::Series& StatsRegistry::SeriesFor(uint32_t index, MetricType type) const {
-  CHECK(index < series_.size()) << "stat id " << index << " is not from this registry";
-  const Series& series = *series_[index];
+  CHECK(index < series_size_) << "stat id " << index << " is not from this registry";
+  const Series& series = SeriesAtLocked(index);
   CHECK(series.family->type == type)
       << "stat id " << index << " names a " << MetricTypeName(series.family->type) << ", not a "
       << MetricTypeName(type);
   return series;
 }
 
+StatsRegistry::Series& StatsRegistry::SeriesAtLocked(uint32_t index) const {
+  static_assert(sizeof(Series) <= 40, "the record of every series: keep it small");
+  return series_chunks_[index / kSeriesChunk][index % kSeriesChunk];
+}
+
 void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) const {
-  const Series& series = *series_[index];
+  const Series& series = SeriesAtLocked(index);
   total->assign(series.cell_count(), 0);
-  if (series.retired != nullptr) {
-    total->assign(series.retired.get(), series.retired.get() + series.cell_count());
+  if (!retired_.empty()) {
+    if (auto retired = retired_.find(index); retired != retired_.end()) {
+      total->assign(retired->second.get(), retired->second.get() + series.cell_count());
+    }
   }
-  if (series.global_cell != nullptr) {
-    (*total)[0] += series.global_cell->load(std::memory_order_relaxed);
+  if (series.family->merge == GaugeMerge::kGlobal && series.family->type == MetricType::kGauge) {
+    (*total)[0] += global_cell_by_series_.at(index)->load(std::memory_order_relaxed);
   }
   for (const StatsShard* shard : shards_) {
     const stats_internal::Cell* cells = shard->FindCellsLocked(index);
@@ -688,7 +693,7 @@ StatsSnapshot StatsRegistry::Snapshot() const {
 
   std::vector<uint64_t> merged;
   MutexLock lock(&mu_);
-  snapshot.series.reserve(series_.size() + computed_rows);
+  snapshot.series.reserve(series_size_ + computed_rows);
   for (const auto& [name, family] : families_) {
     if (family->computed) {
       auto rows = computed.find(family.get());
@@ -760,7 +765,7 @@ HistogramSnapshot StatsRegistry::HistogramValue(HistogramId id) const {
 
 size_t StatsRegistry::series_count() const {
   MutexLock lock(&mu_);
-  return series_.size();
+  return series_size_;
 }
 
 size_t StatsRegistry::fixed_series_count() const {
@@ -781,18 +786,17 @@ StatsShard::~StatsShard() {
   for (size_t index = 0; index < cells_by_series_.size(); ++index) {
     stats_internal::Cell* cells = cells_by_series_[index];
     if (cells == nullptr) continue;
-    StatsRegistry::Series& series = *registry_->series_[index];
-    if (series.retired == nullptr) {
-      series.retired = std::make_unique<uint64_t[]>(series.cell_count());  // zeroed
-    }
+    const StatsRegistry::Series& series = registry_->SeriesAtLocked(static_cast<uint32_t>(index));
+    std::unique_ptr<uint64_t[]>& retired = registry_->retired_[static_cast<uint32_t>(index)];
+    if (retired == nullptr) retired = std::make_unique<uint64_t[]>(series.cell_count());  // zeroed
     if (series.family->layout != nullptr) {
       stats_internal::AddHistogramCells(cells, series.family->layout->bounds().size(),
-                                        series.retired.get());
+                                        retired.get());
       stats_internal::FreeHistogramPages(cells);
       continue;
     }
     for (size_t i = 0; i < series.cell_count(); ++i) {
-      series.retired[i] += cells[i].load(std::memory_order_relaxed);
+      retired[i] += cells[i].load(std::memory_order_relaxed);
     }
   }
   auto& shards = registry_->shards_;
@@ -804,7 +808,8 @@ size_t StatsShard::cell_bytes() const {
   size_t bytes = arena_.bytes();
   for (size_t index = 0; index < cells_by_series_.size(); ++index) {
     const stats_internal::Cell* cells = cells_by_series_[index];
-    const HistogramLayout* layout = registry_->series_[index]->family->layout.get();
+    const HistogramLayout* layout =
+        registry_->SeriesAtLocked(static_cast<uint32_t>(index)).family->layout.get();
     if (cells != nullptr && layout != nullptr) {
       bytes += stats_internal::HistogramPageBytes(cells, layout->bounds().size());
     }
@@ -832,7 +837,9 @@ Counter StatsShard::Get(CounterId id) {
 Gauge StatsShard::Get(GaugeId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kGauge);
-  if (series.global_cell != nullptr) return Gauge(series.global_cell, /*shared=*/true);
+  if (series.family->merge == GaugeMerge::kGlobal) {
+    return Gauge(registry_->global_cell_by_series_.at(id.index_), /*shared=*/true);
+  }
   return Gauge(CellsLocked(id.index_, series.shard_cells()), shared_);
 }
 

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -529,8 +530,17 @@ class StatsRegistry {
   const Options options_;
   mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
-  // Indexed by series id; entries are never removed, so ids and pointers stay valid.
-  std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  // Series records by id, kSeriesChunk to an allocation (a record is 40 bytes: one allocation
+  // each would add its malloc header and a pointer here); never moved or removed, so ids and
+  // pointers stay valid.
+  static constexpr size_t kSeriesChunk = 256;
+  std::vector<std::unique_ptr<Series[]>> series_chunks_ ABSL_GUARDED_BY(mu_);
+  uint32_t series_size_ ABSL_GUARDED_BY(mu_) = 0;
+  Series& SeriesAtLocked(uint32_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kept apart from the records, for the few series that have them: cells folded in from
+  // destroyed shards (cell_count() each), and kGlobal gauges' cells.
+  absl::flat_hash_map<uint32_t, std::unique_ptr<uint64_t[]>> retired_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, stats_internal::Cell*> global_cell_by_series_ ABSL_GUARDED_BY(mu_);
   // Every distinct label value, once; series hold views of them. Never removed. Node-based, so
   // the views stay valid as it grows.
   absl::node_hash_set<std::string> label_values_ ABSL_GUARDED_BY(mu_);

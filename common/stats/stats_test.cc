@@ -416,7 +416,7 @@ TEST(StatsRegistryTest, SeriesCostLittleMemory) {
   const size_t shared = bytes_per_series(false);
   const size_t distinct = bytes_per_series(true);
   std::printf("bytes per series: %zu sharing label sets, %zu not\n", shared, distinct);
-  EXPECT_LE(shared, 150u);
+  EXPECT_LE(shared, 80u);
   EXPECT_LE(distinct, 300u);
 #endif
 }
