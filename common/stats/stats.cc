@@ -278,13 +278,11 @@ struct StatsRegistry::Series {
   // Cells in each shard: a histogram's HistogramCells::kShardCells, else 1.
   uint32_t shard_cells() const;
 
-  const Family* family;
+  const Family* family = nullptr;
   // In the family's label-name order; interned in label_values_. Two inline: a cluster's series
   // carry `cluster` and at most one more label, so their values take no allocation of their own.
   absl::InlinedVector<const std::string*, 2> values;
-  uint32_t index;                               // in StatsRegistry::series_
-  stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
-  std::unique_ptr<uint64_t[]> retired;          // cell_count() folded-in cells of destroyed shards
+  uint32_t index = 0;  // its id
 };
 
 namespace {
@@ -316,6 +314,7 @@ struct StatsRegistry::Family {
   std::string help;
   MetricType type;
   GaugeMerge merge = GaugeMerge::kSum;
+  bool computed = false;  // AddGaugeCollector's: no registered series
   std::vector<std::string> label_names;  // first registration's order
   std::unique_ptr<const HistogramLayout> layout;
   // Ordered by label values: it is the exposition order. A B-tree of pointers to the series,
@@ -461,6 +460,10 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
     it = families_.emplace(family->name, std::move(family)).first;
   } else {
     const Family& family = *it->second;
+    if (family.computed) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("metric \"", d.name, "\" is computed when read; it cannot be registered"));
+    }
     if (family.type != d.type) {
       return absl::AlreadyExistsError(absl::StrCat("metric \"", d.name, "\" is already a ",
                                                    MetricTypeName(family.type), ", not a ",
@@ -500,7 +503,9 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
   }
   RETURN_IF_ERROR(CheckBudgetLocked(d.name, *scoped, d.exempt));
 
-  auto series = std::make_unique<Series>();
+  const uint32_t index = series_size_;
+  if (index % kSeriesChunk == 0) series_chunks_.push_back(std::make_unique<Series[]>(kSeriesChunk));
+  Series* series = &series_chunks_.back()[index % kSeriesChunk];
   series->family = &family;
   series->values.reserve(values.size());
   for (absl::string_view value : values) {
@@ -509,15 +514,98 @@ absl::StatusOr<uint32_t> StatsRegistry::RegisterUncounted(const Declaration& d, 
     series->values.push_back(&*interned);
   }
   if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
-    series->global_cell = global_cells_.Allocate(1);
+    global_cell_by_series_[index] = global_cells_.Allocate(1);
   }
   if (!d.exempt) ++(*scoped ? scoped_series_ : fixed_series_);
-  const auto index = static_cast<uint32_t>(series_.size());
   series->index = index;
-  const Series* added = series.get();
-  series_.push_back(std::move(series));
-  family.series.insert(added);
+  ++series_size_;
+  family.series.insert(series);
   return index;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gauge collectors
+
+namespace stats_internal {
+
+struct CollectorSlot {
+  const void* family = nullptr;  // the StatsRegistry::Family it reports
+  size_t label_count = 0;
+  // Held while `collect` runs, so a handle's reset waits for a call in progress.
+  Mutex mu;
+  std::function<void(GaugeRows&)> collect ABSL_GUARDED_BY(mu);
+};
+
+}  // namespace stats_internal
+
+void GaugeRows::Add(std::initializer_list<absl::string_view> values, int64_t value) {
+  if (values.size() != label_count_ ||
+      !std::all_of(values.begin(), values.end(), stats_internal::IsValidUtf8)) {
+    ++dropped_;
+    return;
+  }
+  Row& row = rows_.emplace_back();
+  row.values.reserve(values.size());
+  for (absl::string_view value : values) row.values.emplace_back(value);
+  row.value = value;
+}
+
+StatsRegistry::CollectorHandle& StatsRegistry::CollectorHandle::operator=(
+    CollectorHandle&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    slot_ = std::move(other.slot_);
+  }
+  return *this;
+}
+
+StatsRegistry::CollectorHandle::~CollectorHandle() { Reset(); }
+
+void StatsRegistry::CollectorHandle::Reset() {
+  if (slot_ == nullptr) return;
+  {
+    MutexLock lock(&slot_->mu);
+    slot_->collect = nullptr;
+  }
+  slot_.reset();
+}
+
+absl::StatusOr<StatsRegistry::CollectorHandle> StatsRegistry::AddGaugeCollector(
+    absl::string_view name, absl::string_view help, std::vector<std::string> label_names,
+    std::function<void(GaugeRows&)> collect) {
+  RETURN_IF_ERROR(
+      stats_internal::ValidateMetricName(name, MetricType::kGauge, options_.name_prefix));
+  RETURN_IF_ERROR(Annotate(stats_internal::ValidateHelp(help), name));
+  for (size_t i = 0; i < label_names.size(); ++i) {
+    RETURN_IF_ERROR(
+        Annotate(stats_internal::ValidateLabelName(label_names[i], MetricType::kGauge), name));
+    if (std::find(label_names.begin(), label_names.begin() + i, label_names[i]) !=
+        label_names.begin() + i) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": label \"", label_names[i], "\" given twice"));
+    }
+  }
+  MutexLock lock(&mu_);
+  if (families_.contains(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("metric \"", name, "\" is already registered"));
+  }
+  auto family = std::make_unique<Family>();
+  family->name = std::string(name);
+  family->help = std::string(help);
+  family->type = MetricType::kGauge;
+  family->merge = GaugeMerge::kGlobal;
+  family->computed = true;
+  family->label_names = std::move(label_names);
+  auto slot = std::make_shared<stats_internal::CollectorSlot>();
+  slot->family = family.get();
+  slot->label_count = family->label_names.size();
+  {
+    MutexLock slot_lock(&slot->mu);
+    slot->collect = std::move(collect);
+  }
+  families_.emplace(family->name, std::move(family));
+  collectors_.push_back(slot);
+  return CollectorHandle(std::move(slot));
 }
 
 std::unique_ptr<StatsShard> StatsRegistry::CreateShard() {
@@ -528,22 +616,29 @@ std::unique_ptr<StatsShard> StatsRegistry::CreateShard() {
 }
 
 const StatsRegistry::Series& StatsRegistry::SeriesFor(uint32_t index, MetricType type) const {
-  CHECK(index < series_.size()) << "stat id " << index << " is not from this registry";
-  const Series& series = *series_[index];
+  CHECK(index < series_size_) << "stat id " << index << " is not from this registry";
+  const Series& series = SeriesAtLocked(index);
   CHECK(series.family->type == type)
       << "stat id " << index << " names a " << MetricTypeName(series.family->type) << ", not a "
       << MetricTypeName(type);
   return series;
 }
 
+StatsRegistry::Series& StatsRegistry::SeriesAtLocked(uint32_t index) const {
+  static_assert(sizeof(Series) <= 40, "the record of every series: keep it small");
+  return series_chunks_[index / kSeriesChunk][index % kSeriesChunk];
+}
+
 void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) const {
-  const Series& series = *series_[index];
+  const Series& series = SeriesAtLocked(index);
   total->assign(series.cell_count(), 0);
-  if (series.retired != nullptr) {
-    total->assign(series.retired.get(), series.retired.get() + series.cell_count());
+  if (!retired_.empty()) {
+    if (auto retired = retired_.find(index); retired != retired_.end()) {
+      total->assign(retired->second.get(), retired->second.get() + series.cell_count());
+    }
   }
-  if (series.global_cell != nullptr) {
-    (*total)[0] += series.global_cell->load(std::memory_order_relaxed);
+  if (series.family->merge == GaugeMerge::kGlobal && series.family->type == MetricType::kGauge) {
+    (*total)[0] += global_cell_by_series_.at(index)->load(std::memory_order_relaxed);
   }
   for (const StatsShard* shard : shards_) {
     const stats_internal::Cell* cells = shard->FindCellsLocked(index);
@@ -561,10 +656,64 @@ void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) co
 
 StatsSnapshot StatsRegistry::Snapshot() const {
   StatsSnapshot snapshot;
+  // Collectors first, without mu_: they may take locks held while registering.
+  std::vector<std::shared_ptr<stats_internal::CollectorSlot>> collectors;
+  {
+    MutexLock lock(&mu_);
+    collectors = collectors_;
+  }
+  absl::flat_hash_map<const void*, std::vector<GaugeRows::Row>> computed;
+  size_t computed_rows = 0;
+  size_t dropped = 0;
+  for (const auto& slot : collectors) {
+    GaugeRows rows(slot->label_count);
+    {
+      MutexLock lock(&slot->mu);
+      if (!slot->collect) continue;
+      slot->collect(rows);
+    }
+    dropped += rows.dropped_;
+    computed_rows += rows.rows_.size();
+    std::vector<GaugeRows::Row>& out = computed[slot->family];
+    for (GaugeRows::Row& row : rows.rows_) out.push_back(std::move(row));
+  }
+  if (dropped > 0) {
+    // Registered with the first drop; only the fixed budget can refuse it (counted there).
+    absl::StatusOr<Counter> counter = shared_shard_->RegisterCounter(
+        absl::StrCat(options_.name_prefix, "stats_computed_series_dropped_total"),
+        "Series a computed gauge reported with the wrong number of labels or a label value that "
+        "is not UTF-8, left out of the read.");
+    if (counter.ok()) counter->Inc(dropped);
+  }
+  std::shared_ptr<std::vector<std::vector<std::string>>> computed_labels;
+  if (computed_rows > 0) {
+    computed_labels = std::make_shared<std::vector<std::vector<std::string>>>();
+    computed_labels->reserve(computed_rows);
+  }
+
   std::vector<uint64_t> merged;
   MutexLock lock(&mu_);
-  snapshot.series.reserve(series_.size());
-  for (const auto& [name, family] : families_) SnapshotFamilyLocked(*family, merged, snapshot);
+  snapshot.series.reserve(series_size_ + computed_rows);
+  for (const auto& [name, family] : families_) {
+    if (family->computed) {
+      auto rows = computed.find(family.get());
+      if (rows == computed.end()) continue;
+      std::sort(rows->second.begin(), rows->second.end(),
+                [](const GaugeRows::Row& a, const GaugeRows::Row& b) { return a.values < b.values; });
+      for (GaugeRows::Row& row : rows->second) {
+        const std::vector<std::string>& values = computed_labels->emplace_back(std::move(row.values));
+        SeriesSnapshot& out = snapshot.series.emplace_back();
+        out.type = MetricType::kGauge;
+        out.name = family->name;
+        out.help = family->help;
+        out.labels = LabelsView(family->label_names.data(), values.data(), values.size());
+        out.gauge = row.value;
+      }
+      continue;
+    }
+    SnapshotFamilyLocked(*family, merged, snapshot);
+  }
+  snapshot.computed_labels = std::move(computed_labels);
   return snapshot;
 }
 
@@ -574,7 +723,9 @@ StatsSnapshot StatsRegistry::Snapshot(absl::Span<const absl::string_view> famili
   MutexLock lock(&mu_);
   for (absl::string_view name : families) {
     auto it = families_.find(name);
-    if (it != families_.end()) SnapshotFamilyLocked(*it->second, merged, snapshot);
+    if (it != families_.end() && !it->second->computed) {
+      SnapshotFamilyLocked(*it->second, merged, snapshot);
+    }
   }
   return snapshot;
 }
@@ -630,7 +781,7 @@ HistogramSnapshot StatsRegistry::HistogramValue(HistogramId id) const {
 
 size_t StatsRegistry::series_count() const {
   MutexLock lock(&mu_);
-  return series_.size();
+  return series_size_;
 }
 
 size_t StatsRegistry::fixed_series_count() const {
@@ -651,18 +802,17 @@ StatsShard::~StatsShard() {
   for (size_t index = 0; index < cells_by_series_.size(); ++index) {
     stats_internal::Cell* cells = cells_by_series_[index];
     if (cells == nullptr) continue;
-    StatsRegistry::Series& series = *registry_->series_[index];
-    if (series.retired == nullptr) {
-      series.retired = std::make_unique<uint64_t[]>(series.cell_count());  // zeroed
-    }
+    const StatsRegistry::Series& series = registry_->SeriesAtLocked(static_cast<uint32_t>(index));
+    std::unique_ptr<uint64_t[]>& retired = registry_->retired_[static_cast<uint32_t>(index)];
+    if (retired == nullptr) retired = std::make_unique<uint64_t[]>(series.cell_count());  // zeroed
     if (series.family->layout != nullptr) {
       stats_internal::AddHistogramCells(cells, series.family->layout->bounds().size(),
-                                        series.retired.get());
+                                        retired.get());
       stats_internal::FreeHistogramPages(cells);
       continue;
     }
     for (size_t i = 0; i < series.cell_count(); ++i) {
-      series.retired[i] += cells[i].load(std::memory_order_relaxed);
+      retired[i] += cells[i].load(std::memory_order_relaxed);
     }
   }
   auto& shards = registry_->shards_;
@@ -674,7 +824,8 @@ size_t StatsShard::cell_bytes() const {
   size_t bytes = arena_.bytes();
   for (size_t index = 0; index < cells_by_series_.size(); ++index) {
     const stats_internal::Cell* cells = cells_by_series_[index];
-    const HistogramLayout* layout = registry_->series_[index]->family->layout.get();
+    const HistogramLayout* layout =
+        registry_->SeriesAtLocked(static_cast<uint32_t>(index)).family->layout.get();
     if (cells != nullptr && layout != nullptr) {
       bytes += stats_internal::HistogramPageBytes(cells, layout->bounds().size());
     }
@@ -702,7 +853,9 @@ Counter StatsShard::Get(CounterId id) {
 Gauge StatsShard::Get(GaugeId id) {
   MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kGauge);
-  if (series.global_cell != nullptr) return Gauge(series.global_cell, /*shared=*/true);
+  if (series.family->merge == GaugeMerge::kGlobal) {
+    return Gauge(registry_->global_cell_by_series_.at(id.index_), /*shared=*/true);
+  }
   return Gauge(CellsLocked(id.index_, series.shard_cells()), shared_);
 }
 

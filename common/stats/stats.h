@@ -37,6 +37,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -45,6 +47,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -352,15 +355,21 @@ class LabelsView {
   // `names` and `values` hold `size` entries each and must outlive the view.
   LabelsView(const std::string* names, const std::string* const* values, size_t size)
       : names_(names), values_(values), size_(size) {}
+  // Values held in place (a computed series' copies, StatsSnapshot::computed_labels).
+  LabelsView(const std::string* names, const std::string* values, size_t size)
+      : names_(names), held_values_(values), size_(size) {}
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  value_type operator[](size_t i) const { return {names_[i], *values_[i]}; }
+  value_type operator[](size_t i) const {
+    return {names_[i], values_ != nullptr ? *values_[i] : held_values_[i]};
+  }
   iterator begin() const { return iterator(this, 0); }
   iterator end() const { return iterator(this, size_); }
 
  private:
   const std::string* names_ = nullptr;
   const std::string* const* values_ = nullptr;
+  const std::string* held_values_ = nullptr;
   size_t size_ = 0;
 };
 
@@ -382,12 +391,39 @@ struct SeriesSnapshot {
 // All series, merged across shards, ordered by name then by label values (byte order).
 struct StatsSnapshot {
   std::vector<SeriesSnapshot> series;
+  // The label values of computed series (StatsRegistry::AddGaugeCollector), which their labels
+  // view; shared by copies of the snapshot. Null when there are none.
+  std::shared_ptr<const std::vector<std::vector<std::string>>> computed_labels;
 
   // Linear scan; for tests and tools. `labels` may be in any order.
   const SeriesSnapshot* Find(absl::string_view name, const LabelSet& labels = {}) const&;
   // The result points into the snapshot: keep the snapshot in a variable first.
   const SeriesSnapshot* Find(absl::string_view name, const LabelSet& labels = {}) && = delete;
 };
+
+// The series a gauge collector (StatsRegistry::AddGaugeCollector) reports for one read.
+class GaugeRows {
+ public:
+  // One series: its label values in the order of the collector's label names, and its value.
+  // A row with the wrong number of values, or a value that is not UTF-8, is dropped and counted
+  // in `<prefix>stats_computed_series_dropped_total`.
+  void Add(std::initializer_list<absl::string_view> values, int64_t value);
+
+ private:
+  friend class StatsRegistry;
+  explicit GaugeRows(size_t label_count) : label_count_(label_count) {}
+  struct Row {
+    std::vector<std::string> values;
+    int64_t value;
+  };
+  const size_t label_count_;
+  std::vector<Row> rows_;
+  size_t dropped_ = 0;
+};
+
+namespace stats_internal {
+struct CollectorSlot;
+}  // namespace stats_internal
 
 class StatsRegistry {
  public:
@@ -428,6 +464,34 @@ class StatsRegistry {
                                                 const LabelSet& labels = {},
                                                 const HistogramOptions& options = {});
 
+  // Keeps a gauge collector (AddGaugeCollector) called; destroying it (or assigning over it)
+  // stops the calls, waiting for one in progress. It may outlive the registry. Move-only.
+  class CollectorHandle {
+   public:
+    CollectorHandle() = default;
+    CollectorHandle(CollectorHandle&&) noexcept = default;
+    CollectorHandle& operator=(CollectorHandle&& other) noexcept;
+    ~CollectorHandle();
+    bool active() const { return slot_ != nullptr; }
+
+   private:
+    friend class StatsRegistry;
+    explicit CollectorHandle(std::shared_ptr<stats_internal::CollectorSlot> slot)
+        : slot_(std::move(slot)) {}
+    void Reset();
+    std::shared_ptr<stats_internal::CollectorSlot> slot_;
+  };
+  // A gauge whose series are computed when read instead of registered and recorded: for values
+  // that already exist elsewhere (a circuit breaker's capacity left), it costs nothing between
+  // reads. Snapshot() calls `collect` on the reading thread, without the registry's mutex held
+  // (so it may take locks of its own that are held while registering stats), and exposes its rows
+  // under `name` like registered series, sorted by label values. The series are in no budget.
+  // Errors: InvalidArgument for a bad name, help or label names; AlreadyExists when the name is
+  // taken. A name keeps its family once the handle is gone, reporting no series.
+  absl::StatusOr<CollectorHandle> AddGaugeCollector(absl::string_view name, absl::string_view help,
+                                                    std::vector<std::string> label_names,
+                                                    std::function<void(GaugeRows&)> collect);
+
   // A shard for one writer thread; destroy it on that thread's way out.
   std::unique_ptr<StatsShard> CreateShard();
   // A shard any thread may record into, for code off the request path.
@@ -435,8 +499,8 @@ class StatsRegistry {
 
   // Merged reads. Cost grows with series × shards; meant for the admin thread.
   StatsSnapshot Snapshot() const;
-  // The same for the named families only (in the order given; unknown names are skipped): for
-  // readers that need a few families of a large registry without holding a copy of all of it.
+  // The same for the named families only (in the order given; unknown names and computed gauge families are
+  // skipped): for readers that need a few families of a large registry without a copy of it all.
   StatsSnapshot Snapshot(absl::Span<const absl::string_view> families) const;
   uint64_t CounterValue(CounterId id) const;
   int64_t GaugeValue(GaugeId id) const;
@@ -473,14 +537,25 @@ class StatsRegistry {
   const Options options_;
   mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
-  // Indexed by series id; entries are never removed, so ids and pointers stay valid.
-  std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  // Series records by id, kSeriesChunk to an allocation (a record is 40 bytes: one allocation
+  // each would add its malloc header and a pointer here); never moved or removed, so ids and
+  // pointers stay valid.
+  static constexpr size_t kSeriesChunk = 256;
+  std::vector<std::unique_ptr<Series[]>> series_chunks_ ABSL_GUARDED_BY(mu_);
+  uint32_t series_size_ ABSL_GUARDED_BY(mu_) = 0;
+  Series& SeriesAtLocked(uint32_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kept apart from the records, for the few series that have them: cells folded in from
+  // destroyed shards (cell_count() each), and kGlobal gauges' cells.
+  absl::flat_hash_map<uint32_t, std::unique_ptr<uint64_t[]>> retired_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, stats_internal::Cell*> global_cell_by_series_ ABSL_GUARDED_BY(mu_);
   // Every distinct label value, once; series hold views of them. Never removed. Node-based, so
   // the views stay valid as it grows.
   absl::node_hash_set<std::string> label_values_ ABSL_GUARDED_BY(mu_);
   size_t fixed_series_ ABSL_GUARDED_BY(mu_) = 0;
   size_t scoped_series_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<StatsShard*> shards_ ABSL_GUARDED_BY(mu_);
+  // AddGaugeCollector's, in registration order; a slot whose handle is gone stays, empty.
+  std::vector<std::shared_ptr<stats_internal::CollectorSlot>> collectors_ ABSL_GUARDED_BY(mu_);
   // Cells of kGlobal gauges.
   stats_internal::CellArena global_cells_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<StatsShard> shared_shard_;
@@ -503,6 +578,8 @@ class StatsShard {
   // Bytes of cells this shard holds, histograms' pages included (memory accounting; takes the
   // registry's mutex).
   size_t cell_bytes() const;
+  // The registry the shard records for.
+  StatsRegistry& registry() const { return *registry_; }
 
   // Register (or find) and get in one step.
   absl::StatusOr<Counter> RegisterCounter(absl::string_view name, absl::string_view help,

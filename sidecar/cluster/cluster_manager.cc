@@ -74,6 +74,20 @@ absl::string_view ThresholdName(resilience::ResourceKind kind) {
 }
 
 void SharedClusterLimits::PublishStats(StatsShard& shard) {
+  {
+    MutexLock lock(&collector_mu_);
+    if (!collector_.active()) {
+      absl::StatusOr<StatsRegistry::CollectorHandle> collector = shard.registry().AddGaugeCollector(
+          "meshlet_upstream_cb_remaining",
+          "Circuit-breaker capacity left per cluster and threshold (limit minus in use).",
+          {"cluster", "threshold"}, [this](GaugeRows& rows) { CollectRemaining(rows); });
+      if (collector.ok()) {
+        collector_ = *std::move(collector);
+      } else {
+        LOG_EVERY_N_SEC(ERROR, 60) << "circuit-breaker stats: " << collector.status();
+      }
+    }
+  }
   MutexLock lock(&mu_);
   for (const auto& [name, limits] : by_name_) {
     // Idle clusters get no series (docs/stats.md): their capacity is their configured limit.
@@ -83,22 +97,8 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
     Published& published = *limits.published;
     for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
       const auto kind = static_cast<resilience::ResourceKind>(i);
-      const LabelSet labels = {{"cluster", name}, {"threshold", std::string(ThresholdName(kind))}};
-      if (!published.registered) {
-        absl::StatusOr<Gauge> remaining = shard.RegisterGauge(
-            "meshlet_upstream_cb_remaining",
-            "Circuit-breaker capacity left per cluster and threshold (limit minus in use).", labels,
-            GaugeMerge::kGlobal);
-        if (!remaining.ok()) {
-          LOG_EVERY_N_SEC(ERROR, 60)
-              << "cluster " << name << ": circuit-breaker stats: " << remaining.status();
-        } else {
-          published.remaining[i] = *remaining;
-        }
-      }
-      published.remaining[i].Set(thresholds->Remaining(kind));
       // The overflow counter registers with the threshold's first refusal: most clusters never
-      // overflow, and a series costs the registry about 500 bytes (docs/stats.md).
+      // overflow, and a series costs the registry about 100 bytes (docs/stats.md).
       const uint64_t overflows = thresholds->Overflows(kind);
       if (overflows == 0 && published.overflow == nullptr) continue;
       if (published.overflow == nullptr) published.overflow = std::make_unique<Overflow>();
@@ -108,7 +108,8 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
         overflow.registered[i] = true;
         absl::StatusOr<Counter> counter = shard.RegisterCounter(
             "meshlet_upstream_cb_overflow_total",
-            "Acquires refused by a circuit-breaker threshold, per cluster and threshold.", labels);
+            "Acquires refused by a circuit-breaker threshold, per cluster and threshold.",
+            {{"cluster", name}, {"threshold", std::string(ThresholdName(kind))}});
         if (!counter.ok()) {
           LOG_EVERY_N_SEC(ERROR, 60)
               << "cluster " << name << ": circuit-breaker stats: " << counter.status();
@@ -119,7 +120,18 @@ void SharedClusterLimits::PublishStats(StatsShard& shard) {
       overflow.counter[i].Inc(overflows - overflow.seen[i]);
       overflow.seen[i] = overflows;
     }
-    published.registered = true;
+  }
+}
+
+void SharedClusterLimits::CollectRemaining(GaugeRows& rows) {
+  MutexLock lock(&mu_);
+  for (const auto& [name, limits] : by_name_) {
+    // The clusters PublishStats covers: those that carried traffic.
+    if (limits.published == nullptr || limits.thresholds == nullptr) continue;
+    for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
+      const auto kind = static_cast<resilience::ResourceKind>(i);
+      rows.Add({name, ThresholdName(kind)}, limits.thresholds->Remaining(kind));
+    }
   }
 }
 

@@ -86,12 +86,14 @@ class SharedClusterLimits {
   // `changed` names (added or replaced, none removed): costs per changed name.
   void Update(const ClusterSet& clusters, absl::Span<const std::string> changed);
 
-  // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
-  // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
-  // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}, registered with the
-  // threshold's first overflow), for the clusters that carried traffic (MarkActive) only. The admin
-  // API calls it before it reads stats, so a scrape sees current values without any per-request
-  // stats work.
+  // Publishes, on `shard` (a shard any thread may use), the overflows counted since the last call
+  // (meshlet_upstream_cb_overflow_total{cluster,threshold}, registered with the threshold's first
+  // overflow), for the clusters that carried traffic (MarkActive) only. The admin API calls it
+  // before it reads stats, so a scrape sees current values without any per-request stats work.
+  // The first call also makes each such cluster's remaining capacity per threshold
+  // (meshlet_upstream_cb_remaining{cluster,threshold}) part of every read of the shard's
+  // registry: computed from the thresholds when read (StatsRegistry::AddGaugeCollector), it holds
+  // no series. The registry may be destroyed before or after this object.
   void PublishStats(StatsShard& shard);
   // `cluster` carried a request on some worker: PublishStats includes it from now on.
   void MarkActive(absl::string_view cluster);
@@ -116,9 +118,7 @@ class SharedClusterLimits {
     std::array<bool, resilience::kResourceKindCount> registered{};
   };
   struct Published {
-    std::array<Gauge, resilience::kResourceKindCount> remaining;
     std::unique_ptr<Overflow> overflow;  // null until the first overflow
-    bool registered = false;             // the remaining-capacity gauges
   };
   // Everything kept per built or active cluster, in one entry (one copy of the name).
   struct Limits {
@@ -129,12 +129,18 @@ class SharedClusterLimits {
     std::unique_ptr<Published> published;
   };
 
+  // meshlet_upstream_cb_remaining's rows, at a stats read (the registry calls it).
+  void CollectRemaining(GaugeRows& rows);
+
   Mutex mu_;
   absl::flat_hash_map<std::string, Limits> by_name_ ABSL_GUARDED_BY(mu_);
   // The configuration Update() last took (shared with the snapshot): the limits of clusters no
   // worker built, for AppendJson.
   ClusterSet configured_ ABSL_GUARDED_BY(mu_);
   SharedHostHealth host_health_;
+  // Last, so it is destroyed (and the registry stops calling CollectRemaining) first.
+  Mutex collector_mu_;
+  StatsRegistry::CollectorHandle collector_ ABSL_GUARDED_BY(collector_mu_);
 };
 
 // "max_connections", "max_pending_requests", "max_requests", "max_retries": the `threshold` label.

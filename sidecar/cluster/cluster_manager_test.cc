@@ -4,15 +4,18 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/event/loop.h"
 #include "common/net/listener.h"
 #include "common/net/test_util.h"
+#include "common/stats/exposition.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 
@@ -319,6 +322,41 @@ TEST_F(ClusterManagerTest, IdleClustersHaveNoSeriesUntilTheirFirstRequest) {
       EXPECT_FALSE(label == "cluster" && value == "b") << series.name << " of the idle cluster";
     }
   }
+}
+
+// The capacity left per threshold is computed when stats are read: a used cluster's four
+// meshlet_upstream_cb_remaining series take no registered series, and each read sees the
+// thresholds as they are, without another PublishStats.
+TEST_F(ClusterManagerTest, RemainingCapacityIsComputedWhenRead) {
+  ClusterSet clusters;
+  clusters["a"] = Config("a", {"10.0.0.1:80"});
+  manager_->Update(clusters);
+  ClusterRef ref = manager_->Get("a");
+  ASSERT_NE(ref.cluster, nullptr);
+  const size_t series = registry_.series_count();
+  limits_.PublishStats(registry_.shared_shard());
+  EXPECT_EQ(registry_.series_count(), series);
+  auto remaining = [&](absl::string_view threshold) -> int64_t {
+    const StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* found = stats.Find(
+        "meshlet_upstream_cb_remaining", {{"cluster", "a"}, {"threshold", std::string(threshold)}});
+    return found == nullptr ? -1 : found->gauge;
+  };
+  EXPECT_EQ(remaining("max_requests"), 1024);
+  EXPECT_EQ(remaining("max_connections"), 1024);
+  {
+    std::optional<resilience::ResourceGuard> held =
+        ref.cluster->thresholds().TryAcquire(resilience::ResourceKind::kRequest);
+    ASSERT_TRUE(held.has_value());
+    EXPECT_EQ(remaining("max_requests"), 1023);
+  }
+  EXPECT_EQ(remaining("max_requests"), 1024);
+  // The exposition keeps the gauge's name, type and labels.
+  const std::string text = FormatPrometheus(registry_.Snapshot());
+  EXPECT_TRUE(absl::StrContains(text, "# TYPE meshlet_upstream_cb_remaining gauge\n")) << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, "meshlet_upstream_cb_remaining{cluster=\"a\",threshold=\"max_retries\"} 3\n"))
+      << text;
 }
 
 // A cluster's first request registers the series its pools and every request write (5); the
