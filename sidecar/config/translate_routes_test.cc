@@ -468,8 +468,8 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   EXPECT_EQ(route->source_match, -1);
   EXPECT_EQ(route->route_action()->timeout_source, "HTTPRoute/shop/reviews");
   EXPECT_EQ(route->route_action()->per_try_timeout_source, "MeshConfig/mesh");
-  ASSERT_NE(route->rate_limiter, nullptr);
-  EXPECT_EQ(route->rate_limiter->source(), "TrafficPolicy/shop/reviews");
+  ASSERT_NE(route->extras->rate_limiter, nullptr);
+  EXPECT_EQ(route->extras->rate_limiter->source(), "TrafficPolicy/shop/reviews");
   const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster(set.clusters[0].name());
   ASSERT_NE(cluster, nullptr);
   EXPECT_EQ(cluster->traffic_policy, "TrafficPolicy/shop/reviews");
@@ -548,19 +548,19 @@ TEST(TranslateTest, FaultAndRateLimit) {
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const route::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
-  ASSERT_TRUE(route->fault.has_value());
-  ASSERT_TRUE(route->fault->delay.has_value());
-  EXPECT_EQ(route->fault->delay->fixed_delay, 2s);
-  EXPECT_EQ(route->fault->delay->percentage, 12.5);
-  ASSERT_TRUE(route->fault->abort.has_value());
-  EXPECT_EQ(route->fault->abort->grpc_status, 14u);
-  EXPECT_TRUE(route->fault_header_triggered);
-  ASSERT_TRUE(route->rate_limit.has_value());
-  EXPECT_EQ(route->rate_limit->requests_per_second, 50u);
-  EXPECT_EQ(route->rate_limit->burst, 0u);
+  ASSERT_TRUE(route->extras->fault.has_value());
+  ASSERT_TRUE(route->extras->fault->delay.has_value());
+  EXPECT_EQ(route->extras->fault->delay->fixed_delay, 2s);
+  EXPECT_EQ(route->extras->fault->delay->percentage, 12.5);
+  ASSERT_TRUE(route->extras->fault->abort.has_value());
+  EXPECT_EQ(route->extras->fault->abort->grpc_status, 14u);
+  EXPECT_TRUE(route->extras->fault_header_triggered);
+  ASSERT_TRUE(route->extras->rate_limit.has_value());
+  EXPECT_EQ(route->extras->rate_limit->requests_per_second, 50u);
+  EXPECT_EQ(route->extras->rate_limit->burst, 0u);
   // One bucket for the route, shared by every worker; burst defaults to a second's worth.
-  ASSERT_NE(route->rate_limiter, nullptr);
-  EXPECT_EQ(route->rate_limiter->burst(), 50u);
+  ASSERT_NE(route->extras->rate_limiter, nullptr);
+  EXPECT_EQ(route->extras->rate_limiter->burst(), 50u);
 }
 
 TEST(TranslateTest, GatewayApiMatchesRewritesAndMirrors) {
@@ -613,11 +613,11 @@ virtual_hosts:
   ASSERT_NE(search, nullptr);
   EXPECT_EQ(search->name, "search");
   const route::RouteAction* action = search->route_action();
-  ASSERT_EQ(action->mirrors.size(), 2u);
-  EXPECT_EQ(action->mirrors[0].cluster, "other");
-  EXPECT_EQ(action->mirrors[0].fraction, 1.0);
-  EXPECT_EQ(action->mirrors[1].cluster, "backend");
-  EXPECT_EQ(action->mirrors[1].fraction, 0.125);
+  ASSERT_EQ(action->extras->mirrors.size(), 2u);
+  EXPECT_EQ(action->extras->mirrors[0].cluster, "other");
+  EXPECT_EQ(action->extras->mirrors[0].fraction, 1.0);
+  EXPECT_EQ(action->extras->mirrors[1].cluster, "backend");
+  EXPECT_EQ(action->extras->mirrors[1].fraction, 0.125);
   EXPECT_EQ(table->Match(Request("x", "/s?q=ABC&lang=en&debug")), nullptr);
 
   const route::RouteEntry* v2 = table->Match(Request("x", "/v2/items"));

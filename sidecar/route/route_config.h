@@ -62,6 +62,40 @@ class SourceName {
   std::shared_ptr<const std::string> text_;
 };
 
+// A T most holders lack, held behind one pointer made only when the T is written: an absent T
+// costs a null pointer, and reading one sees a shared default-constructed T, so readers need no
+// test. A value: copies copy the T. Reading allocates nothing and is safe from any thread while
+// no one writes; mut() is for whoever builds the configuration, before it is shared.
+template <typename T>
+class RarePart {
+ public:
+  RarePart() = default;
+  RarePart(const RarePart& other)
+      : part_(other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_)) {}
+  RarePart& operator=(const RarePart& other) {
+    if (this != &other) part_ = other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_);
+    return *this;
+  }
+  RarePart(RarePart&&) noexcept = default;
+  RarePart& operator=(RarePart&&) noexcept = default;
+
+  const T& get() const { return part_ == nullptr ? kAbsent : *part_; }
+  const T* operator->() const { return &get(); }
+  // The T, made (default-constructed) on first use.
+  T& mut() {
+    if (part_ == nullptr) part_ = std::make_unique<T>();
+    return *part_;
+  }
+  bool present() const { return part_ != nullptr; }
+
+ private:
+  static const T kAbsent;
+  std::unique_ptr<T> part_;
+};
+
+template <typename T>
+const T RarePart<T>::kAbsent{};
+
 // One header to add. append = false replaces every existing value of the name (HeaderMap::Set);
 // append = true adds another value (HeaderMap::Add).
 struct HeaderValueOption {
@@ -175,6 +209,19 @@ struct SessionPersistence {
   std::vector<uint64_t> cluster_keys;
 };
 
+// The parts of a RouteAction most routes lack (RouteAction::extras).
+struct RouteActionExtras {
+  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches);
+  // after a kSegmentPrefix match, segment-wise (RewritePath in route_table.h).
+  std::string prefix_rewrite;
+  // Replaces the whole path, keeping the query; excludes prefix_rewrite.
+  std::string path_rewrite;
+  // Copies of the request to other clusters, each decided per request by its fraction.
+  std::vector<RequestMirrorPolicy> mirrors;
+  // Replaces :authority (and Host) on the upstream request; empty: unchanged.
+  std::string host_rewrite;
+};
+
 // Forward to a cluster (or split between clusters by weight).
 struct RouteAction {
   // Exactly one of `cluster` and `weighted_clusters` is set.
@@ -189,15 +236,8 @@ struct RouteAction {
   Duration timeout = std::chrono::seconds(15);
   // The route's own policy, else its virtual host's, else the defaults (resolved when compiled).
   resilience::RetryPolicyConfig retry_policy;
-  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches);
-  // after a kSegmentPrefix match, segment-wise (RewritePath in route_table.h).
-  std::string prefix_rewrite;
-  // Replaces the whole path, keeping the query; excludes prefix_rewrite.
-  std::string path_rewrite;
-  // Copies of the request to other clusters, each decided per request by its fraction.
-  std::vector<RequestMirrorPolicy> mirrors;
-  // Replaces :authority (and Host) on the upstream request; empty: unchanged.
-  std::string host_rewrite;
+  // Rewrites and mirrors (RouteActionExtras), made only when the route has one.
+  RarePart<RouteActionExtras> extras;
   // Null: no sticky sessions (the request costs nothing more).
   std::shared_ptr<const SessionPersistence> session;
   // Decision records: the policy objects that set `timeout` and retry_policy's per-try timeout
@@ -230,10 +270,8 @@ struct DirectResponseAction {
 struct VirtualHostConfig;
 struct RouteConfig;
 
-struct RouteEntry {
-  std::string name;
-  RouteMatch match;
-  std::variant<RouteAction, RedirectAction, DirectResponseAction> action;
+// The parts of a RouteEntry most routes lack (RouteEntry::extras).
+struct RouteExtras {
   HeaderMutations headers;
   std::optional<resilience::FaultConfig> fault;
   bool fault_header_triggered = false;  // x-meshlet-fault-* request headers may trigger faults
@@ -241,6 +279,17 @@ struct RouteEntry {
   // Built from rate_limit when the configuration is translated; one per route for the whole
   // process, shared by every worker (resilience/token_bucket.h). Null: no limit.
   std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
+};
+
+// A sidecar holds a RouteEntry per route of every virtual host it routes to (thousands, at mesh
+// scale), most of them a match and a cluster: what most routes lack is in `extras` (and in the
+// action's), made only when present.
+struct RouteEntry {
+  std::string name;
+  RouteMatch match;
+  std::variant<RouteAction, RedirectAction, DirectResponseAction> action;
+  // Header mutations, fault injection, rate limit.
+  RarePart<RouteExtras> extras;
   // Decision records (stream/decision_record.h): the policy object this route was made from,
   // "HTTPRoute/default/reviews" (empty: unknown), and the rule and match in it (-1: none).
   SourceName source;
@@ -258,6 +307,11 @@ struct RouteEntry {
     return std::get_if<DirectResponseAction>(&action);
   }
 };
+
+// A sidecar holds one RouteEntry per route of each virtual host it routes to (thousands at mesh
+// scale): a field most routes leave unset belongs in RouteExtras or RouteActionExtras.
+static_assert(sizeof(void*) != 8 || sizeof(RouteEntry) <= 456,
+              "RouteEntry grew: put fields most routes leave unset in its extras");
 
 struct VirtualHostConfig {
   std::string name;

@@ -595,8 +595,8 @@ bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& heade
     const HeaderMutations& m = route.virtual_host->headers;
     added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
-  added |= ApplyLevel(route.headers.request_headers_to_add, route.headers.request_headers_to_remove,
-                      headers);
+  const HeaderMutations& own = route.extras->headers;
+  added |= ApplyLevel(own.request_headers_to_add, own.request_headers_to_remove, headers);
   if (backend != nullptr) {
     added |=
         ApplyLevel(backend->request_headers_to_add, backend->request_headers_to_remove, headers);
@@ -614,8 +614,8 @@ void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& head
     const HeaderMutations& m = route.virtual_host->headers;
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
   }
-  ApplyLevel(route.headers.response_headers_to_add, route.headers.response_headers_to_remove,
-             headers);
+  const HeaderMutations& own = route.extras->headers;
+  ApplyLevel(own.response_headers_to_add, own.response_headers_to_remove, headers);
   if (backend != nullptr) {
     ApplyLevel(backend->response_headers_to_add, backend->response_headers_to_remove, headers);
   }
@@ -657,10 +657,11 @@ std::string RewritePath(const RouteEntry& route, absl::string_view path) {
   const RouteAction* action = route.route_action();
   if (action == nullptr) return std::string(path);
   const absl::string_view query = QueryOf(path);
-  if (!action->path_rewrite.empty()) return absl::StrCat(action->path_rewrite, query);
-  if (action->prefix_rewrite.empty()) return std::string(path);
+  const RouteActionExtras& extras = action->extras.get();
+  if (!extras.path_rewrite.empty()) return absl::StrCat(extras.path_rewrite, query);
+  if (extras.prefix_rewrite.empty()) return std::string(path);
   const absl::string_view bare = path.substr(0, path.size() - query.size());
-  return absl::StrCat(ReplaceMatchedPrefix(route.match, bare, action->prefix_rewrite), query);
+  return absl::StrCat(ReplaceMatchedPrefix(route.match, bare, extras.prefix_rewrite), query);
 }
 
 }  // namespace meshlet::sidecar::route

@@ -317,11 +317,11 @@ TEST(RouteTableTest, HeaderMutationOrderGeneralToSpecific) {
   vhost.headers.request_headers_to_add = {{"x-level", "vhost", false}, {"x-trail", "vhost", true}};
   vhost.headers.response_headers_to_remove = {"x-powered-by"};
   RouteEntry& route = vhost.routes[0];
-  route.headers.request_headers_to_add = {{"x-level", "route", false}, {"x-trail", "route", true}};
+  route.extras.mut().headers.request_headers_to_add = {{"x-level", "route", false}, {"x-trail", "route", true}};
   // Removal comes before addition within a level: this replaces what outer levels appended.
-  route.headers.request_headers_to_remove = {"x-replaced"};
-  route.headers.request_headers_to_add.push_back({"x-replaced", "route", true});
-  route.headers.response_headers_to_add = {{"server", "route", false}};
+  route.extras.mut().headers.request_headers_to_remove = {"x-replaced"};
+  route.extras.mut().headers.request_headers_to_add.push_back({"x-replaced", "route", true});
+  route.extras.mut().headers.response_headers_to_add = {{"server", "route", false}};
   config.virtual_hosts = {vhost};
   auto table = RouteTable::Create(std::move(config));
   ASSERT_TRUE(table.ok());
@@ -682,11 +682,11 @@ TEST(RouteTableTest, HeaderRegexMatchesAnyValueAsAWhole) {
 
 TEST(RouteTableTest, RewritePath) {
   RouteEntry prefix = Prefix("p", "/api/", "a");
-  std::get<RouteAction>(prefix.action).prefix_rewrite = "/v2/";
+  std::get<RouteAction>(prefix.action).extras.mut().prefix_rewrite = "/v2/";
   EXPECT_EQ(RewritePath(prefix, "/api/users?limit=1"), "/v2/users?limit=1");
   EXPECT_EQ(RewritePath(prefix, "/api/"), "/v2/");
   RouteEntry exact = Exact("e", "/old", "a");
-  std::get<RouteAction>(exact.action).prefix_rewrite = "/new";
+  std::get<RouteAction>(exact.action).extras.mut().prefix_rewrite = "/new";
   EXPECT_EQ(RewritePath(exact, "/old?q"), "/new?q");
   RouteEntry none = Prefix("n", "/", "a");
   EXPECT_EQ(RewritePath(none, "/x?y"), "/x?y");
@@ -694,7 +694,7 @@ TEST(RouteTableTest, RewritePath) {
 
 TEST(RouteTableTest, FullPathRewriteKeepsTheQuery) {
   RouteEntry route = Prefix("p", "/api/", "a");
-  std::get<RouteAction>(route.action).path_rewrite = "/v2/index";
+  std::get<RouteAction>(route.action).extras.mut().path_rewrite = "/v2/index";
   EXPECT_EQ(RewritePath(route, "/api/users?limit=1&x"), "/v2/index?limit=1&x");
   EXPECT_EQ(RewritePath(route, "/api/"), "/v2/index");
   route.match.path_kind = RouteMatch::PathKind::kRegex;
@@ -705,7 +705,7 @@ TEST(RouteTableTest, SegmentPrefixRewriteFollowsReplacePrefixMatch) {
   RouteEntry route = Prefix("p", "/foo", "a");
   route.match.path_kind = RouteMatch::PathKind::kSegmentPrefix;
   auto rewrite = [&](absl::string_view replacement, absl::string_view path) {
-    std::get<RouteAction>(route.action).prefix_rewrite = std::string(replacement);
+    std::get<RouteAction>(route.action).extras.mut().prefix_rewrite = std::string(replacement);
     return RewritePath(route, path);
   };
   EXPECT_EQ(rewrite("/", "/foo/bar"), "/bar");
