@@ -118,6 +118,52 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostListsHoldNoSpareRoom) {
   EXPECT_EQ(vhost->destinations.capacity(), vhost->destinations.size());
 }
 
+// A sidecar holds the routes of every Service its pod calls: a route without header mutations,
+// fault, rate limit, rewrites or mirrors holds no extras (RouteEntry::extras), one with some
+// holds them.
+TEST(ServiceRouteTest, RoutesHoldOnlyTheExtrasTheyUse) {
+  ResourceSet set = Base();
+  xds::ServiceRoute service_route = JoiningLocal("reviews.shop:80", "[reviews]", "other");
+  xds::VirtualHost* vh = service_route.mutable_virtual_host();
+  xds::Route* canary = vh->add_routes();  // what a header-matched subset route looks like
+  canary->mutable_match()->set_prefix("/");
+  xds::HeaderMatcher* header = canary->mutable_match()->add_headers();
+  header->set_name("x-canary");
+  header->set_exact("always");
+  canary->mutable_route()->set_cluster("eds-cluster");
+  canary->mutable_route()->mutable_timeout()->set_seconds(3);
+  canary->mutable_route()->mutable_retry_policy()->mutable_num_retries()->set_value(3);
+  xds::Route* mutated = vh->add_routes();
+  mutated->mutable_match()->set_prefix("/m");
+  mutated->mutable_route()->set_cluster("eds-cluster");
+  mutated->add_request_headers_to_remove("x-internal");
+  xds::Route* rewritten = vh->add_routes();
+  rewritten->mutable_match()->set_prefix("/r");
+  rewritten->mutable_route()->set_cluster("eds-cluster");
+  rewritten->mutable_route()->set_host_rewrite("backend");
+  set.service_routes.push_back(std::move(service_route));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  const route::VirtualHostConfig* vhost = table->MatchVirtualHost("reviews");
+  ASSERT_NE(vhost, nullptr);
+  ASSERT_EQ(vhost->routes.size(), 4u);
+  for (size_t r : {0u, 1u}) {
+    SCOPED_TRACE(r);
+    const route::RouteEntry& plain = vhost->routes[r];
+    EXPECT_FALSE(plain.extras.present());
+    ASSERT_NE(plain.route_action(), nullptr);
+    EXPECT_FALSE(plain.route_action()->extras.present());
+  }
+  EXPECT_TRUE(vhost->routes[2].extras.present());
+  EXPECT_EQ(vhost->routes[2].extras->headers.request_headers_to_remove,
+            std::vector<std::string>{"x-internal"});
+  EXPECT_FALSE(vhost->routes[2].route_action()->extras.present());
+  EXPECT_FALSE(vhost->routes[3].extras.present());
+  EXPECT_EQ(vhost->routes[3].route_action()->extras->host_rewrite, "backend");
+}
+
 TEST(ServiceRouteTest, AddingOneServiceRouteReusesTheOthers) {
   constexpr int kServiceRoutes = 2000;
   ResourceSet set = Base();

@@ -680,6 +680,30 @@ TEST(RouteTableTest, HeaderRegexMatchesAnyValueAsAWhole) {
   EXPECT_EQ(MatchedName(*table, Request("h", "/")), "inv");  // absent: inverted matches
 }
 
+TEST(RarePartTest, AnAbsentPartReadsEmptyAndCopiesAreDeep) {
+  RouteEntry route = Prefix("p", "/", "a");
+  EXPECT_FALSE(route.extras.present());
+  {
+    AllocationScope reading;
+    EXPECT_TRUE(route.extras->headers.empty());
+    EXPECT_FALSE(route.extras->fault.has_value());
+    EXPECT_EQ(route.extras->rate_limiter, nullptr);
+    EXPECT_EQ(reading.count(), 0u);
+  }
+  route.extras.mut().headers.request_headers_to_remove = {"x-a"};
+  ASSERT_TRUE(route.extras.present());
+  RouteEntry copy = route;
+  copy.extras.mut().headers.request_headers_to_remove = {"x-b"};
+  EXPECT_EQ(route.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-a"});
+  EXPECT_EQ(copy.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-b"});
+  RouteEntry moved = std::move(copy);
+  EXPECT_EQ(moved.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-b"});
+  copy = route;  // assigned after the move
+  EXPECT_EQ(copy.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-a"});
+  // The shared empty part is never written: another route still reads it empty.
+  EXPECT_TRUE(Prefix("q", "/", "a").extras->headers.empty());
+}
+
 TEST(RouteTableTest, RewritePath) {
   RouteEntry prefix = Prefix("p", "/api/", "a");
   std::get<RouteAction>(prefix.action).extras.mut().prefix_rewrite = "/v2/";
