@@ -11,11 +11,13 @@
 // Conventions: header names are stored lowercase (HeaderMap lowercases too); domains are stored
 // lowercase; durations are meshlet::Duration; zero means "none" where a comment says so.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -34,23 +36,35 @@ namespace meshlet::sidecar::route {
 // string shared by every route and action naming the same object (sidecar/config interns them
 // per build and across builds), so a snapshot holds each name once, not once per route. A value:
 // copies share the string, which lives while any copy does. Empty: unknown. Read-only after
-// construction, so any thread may read it; reading allocates nothing.
+// construction, so any thread may read it and copies may be made and dropped on any thread;
+// reading allocates nothing. One pointer: the text sits in one allocation after its count.
 class SourceName {
  public:
   SourceName() = default;
-  explicit SourceName(std::shared_ptr<const std::string> text) : text_(std::move(text)) {}
   // A string of its own (static configuration, tests); the translation shares interned ones.
-  SourceName(std::string text)  // NOLINT(google-explicit-constructor)
-      : text_(text.empty() ? nullptr : std::make_shared<const std::string>(std::move(text))) {}
-  SourceName(const char* text) : SourceName(std::string(text)) {}  // NOLINT
+  explicit SourceName(absl::string_view text);
+  SourceName(const std::string& text)  // NOLINT(google-explicit-constructor)
+      : SourceName(absl::string_view(text)) {}
+  SourceName(const char* text) : SourceName(absl::string_view(text)) {}  // NOLINT
+  SourceName(const SourceName& other) : text_(other.text_) { Ref(); }
+  SourceName(SourceName&& other) noexcept : text_(other.text_) { other.text_ = nullptr; }
+  SourceName& operator=(SourceName other) noexcept {
+    std::swap(text_, other.text_);
+    return *this;
+  }
+  ~SourceName() { Unref(); }
 
   absl::string_view view() const {
-    return text_ == nullptr ? absl::string_view() : absl::string_view(*text_);
+    return text_ == nullptr ? absl::string_view() : absl::string_view(text_->chars(), text_->size);
   }
   operator absl::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
-  bool empty() const { return text_ == nullptr || text_->empty(); }
+  bool empty() const { return text_ == nullptr; }
   // Whether two names share one string (what interning gives equal names).
   bool SharesWith(const SourceName& other) const { return text_ == other.text_; }
+  // Whether this is the only holder of its string (SourceNames drops such names).
+  bool unique() const {
+    return text_ != nullptr && text_->refs.load(std::memory_order_acquire) == 1;
+  }
 
   // By text (another SourceName converts).
   friend bool operator==(const SourceName& a, absl::string_view b) { return a.view() == b; }
@@ -59,7 +73,18 @@ class SourceName {
   }
 
  private:
-  std::shared_ptr<const std::string> text_;
+  // Followed by `size` chars, in the same allocation.
+  struct Text {
+    std::atomic<uint32_t> refs;
+    uint32_t size;
+    const char* chars() const { return reinterpret_cast<const char*>(this + 1); }
+  };
+  void Ref() const {
+    if (text_ != nullptr) text_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  void Unref();
+
+  Text* text_ = nullptr;
 };
 
 // A T most holders lack, held behind one pointer made only when the T is written: an absent T
@@ -310,7 +335,7 @@ struct RouteEntry {
 
 // A sidecar holds one RouteEntry per route of each virtual host it routes to (thousands at mesh
 // scale): a field most routes leave unset belongs in RouteExtras or RouteActionExtras.
-static_assert(sizeof(void*) != 8 || sizeof(RouteEntry) <= 456,
+static_assert(sizeof(void*) != 8 || sizeof(RouteEntry) <= 432,
               "RouteEntry grew: put fields most routes leave unset in its extras");
 
 struct VirtualHostConfig {

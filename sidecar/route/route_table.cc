@@ -1,6 +1,8 @@
 #include "sidecar/route/route_table.h"
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 #include <optional>
 #include <utility>
 
@@ -13,6 +15,22 @@
 #include "common/base/status.h"
 
 namespace meshlet::sidecar::route {
+
+SourceName::SourceName(absl::string_view text) {
+  if (text.empty()) return;
+  // One allocation: the count and size, then the chars (Text::chars()).
+  void* memory = ::operator new(sizeof(Text) + text.size());
+  text_ = new (memory) Text{{1}, static_cast<uint32_t>(text.size())};
+  std::memcpy(reinterpret_cast<char*>(text_ + 1), text.data(), text.size());
+}
+
+void SourceName::Unref() {
+  if (text_ == nullptr || text_->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  text_->~Text();
+  ::operator delete(static_cast<void*>(text_));
+  text_ = nullptr;
+}
+
 namespace {
 
 // Characters a domain may hold besides a leading '*': host names, IPv4 and bracketed IPv6

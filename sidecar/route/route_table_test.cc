@@ -1,6 +1,7 @@
 #include "sidecar/route/route_table.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -678,6 +679,30 @@ TEST(RouteTableTest, HeaderRegexMatchesAnyValueAsAWhole) {
   partial.Add("x-version", "v3-beta");
   EXPECT_EQ(MatchedName(*table, partial), "inv");
   EXPECT_EQ(MatchedName(*table, Request("h", "/")), "inv");  // absent: inverted matches
+}
+
+TEST(SourceNameTest, OneAllocationPerNameSharedByItsCopies) {
+  std::optional<SourceName> name;
+  {
+    AllocationScope making;
+    name.emplace("HTTPRoute/default/reviews");
+    EXPECT_EQ(making.count(), 1u);  // the count and the text together
+  }
+  EXPECT_EQ(*name, "HTTPRoute/default/reviews");
+  EXPECT_TRUE(name->unique());
+  AllocationScope copying;
+  SourceName copy = *name;
+  EXPECT_TRUE(copy.SharesWith(*name));
+  EXPECT_FALSE(name->unique());
+  SourceName moved = std::move(copy);
+  EXPECT_TRUE(moved.SharesWith(*name));
+  copy = moved;  // assigned after the move
+  EXPECT_EQ(copy.view(), "HTTPRoute/default/reviews");
+  EXPECT_EQ(copying.count(), 0u);
+  name.reset();  // the copies keep the text
+  EXPECT_EQ(moved.view(), "HTTPRoute/default/reviews");
+  EXPECT_TRUE(SourceName("").empty());
+  EXPECT_TRUE(SourceName().view().empty());
 }
 
 TEST(RarePartTest, AnAbsentPartReadsEmptyAndCopiesAreDeep) {
