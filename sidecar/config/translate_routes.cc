@@ -662,7 +662,9 @@ route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::s
     vhost.routes.push_back(TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r),
                                           clusters, vhost_retry, names));
   }
-  vhost.headers = TranslateMutations(scope, path, vh);
+  if (route::HeaderMutations headers = TranslateMutations(scope, path, vh); !headers.empty()) {
+    vhost.headers.mut() = std::move(headers);
+  }
   return vhost;
 }
 

@@ -120,7 +120,7 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostListsHoldNoSpareRoom) {
 
 // A sidecar holds the routes of every Service its pod calls: a route without header mutations,
 // fault, rate limit, rewrites or mirrors holds no extras (RouteEntry::extras), one with some
-// holds them.
+// holds them; so for a virtual host's header mutations.
 TEST(ServiceRouteTest, RoutesHoldOnlyTheExtrasTheyUse) {
   ResourceSet set = Base();
   xds::ServiceRoute service_route = JoiningLocal("reviews.shop:80", "[reviews]", "other");
@@ -149,6 +149,7 @@ TEST(ServiceRouteTest, RoutesHoldOnlyTheExtrasTheyUse) {
   const route::VirtualHostConfig* vhost = table->MatchVirtualHost("reviews");
   ASSERT_NE(vhost, nullptr);
   ASSERT_EQ(vhost->routes.size(), 4u);
+  EXPECT_FALSE(vhost->headers.present());
   for (size_t r : {0u, 1u}) {
     SCOPED_TRACE(r);
     const route::RouteEntry& plain = vhost->routes[r];

@@ -344,7 +344,8 @@ struct VirtualHostConfig {
   // before the suffix), or "*" (any host).
   std::vector<std::string> domains;
   std::vector<RouteEntry> routes;  // first match wins
-  HeaderMutations headers;
+  // Rarely set: made only when present.
+  RarePart<HeaderMutations> headers;
   // The destination port authorization sees for requests to this host; 0: the listener's.
   uint32_t destination_port = 0;
   // Captured destinations bound to this host, as net::Address::ToString() writes them
@@ -358,6 +359,10 @@ struct VirtualHostConfig {
   // of this host). Null: not tracked.
   std::shared_ptr<UsageCell> usage;
 };
+
+// And one VirtualHostConfig per Service it called: its header mutations are rare too.
+static_assert(sizeof(void*) != 8 || sizeof(VirtualHostConfig) <= 152,
+              "VirtualHostConfig grew: put fields most hosts leave unset behind a RarePart");
 
 struct RouteConfig {
   std::string name;
