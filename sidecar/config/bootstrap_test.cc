@@ -449,8 +449,8 @@ TEST(BootstrapTest, SampleFileTranslates) {
   ASSERT_NE(assets, nullptr);
   EXPECT_EQ(assets->name, "assets");
   EXPECT_EQ(route::RewritePath(*assets, "/ASSETS/app.js"), "/static/app.js");
-  ASSERT_TRUE(assets->rate_limit.has_value());
-  EXPECT_EQ(assets->rate_limit->burst, 200u);
+  ASSERT_TRUE(assets->extras->rate_limit.has_value());
+  EXPECT_EQ(assets->extras->rate_limit->burst, 200u);
 
   const route::RouteEntry* legacy = routes->Match(Request("backend", "/old?x=1"));
   ASSERT_NE(legacy, nullptr);

@@ -132,15 +132,15 @@ namespace meshlet::sidecar::config {
 
 route::SourceName SourceNames::Intern(absl::string_view text) {
   if (text.empty()) return route::SourceName();
-  if (auto it = names_.find(text); it != names_.end()) return route::SourceName(it->second);
+  if (auto it = names_.find(text); it != names_.end()) return it->second;
   if (names_.size() >= prune_at_) {
     // Held by the table alone: no route of a live snapshot names it any more.
-    absl::erase_if(names_, [](const auto& entry) { return entry.second.use_count() == 1; });
+    absl::erase_if(names_, [](const auto& entry) { return entry.second.unique(); });
     prune_at_ = std::max<size_t>(64, 2 * names_.size());
   }
-  auto name = std::make_shared<const std::string>(text);
-  names_.emplace(*name, name);
-  return route::SourceName(std::move(name));
+  route::SourceName name(text);
+  names_.emplace(name.view(), name);
+  return name;
 }
 
 }  // namespace meshlet::sidecar::config

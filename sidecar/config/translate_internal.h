@@ -64,7 +64,7 @@ class SourceNames {
 
  private:
   // Keyed by views of the held strings.
-  absl::flat_hash_map<absl::string_view, std::shared_ptr<const std::string>> names_;
+  absl::flat_hash_map<absl::string_view, route::SourceName> names_;
   size_t prune_at_ = 64;
 };
 

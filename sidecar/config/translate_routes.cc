@@ -255,7 +255,8 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
   if (!in.prefix_rewrite().empty() && in.prefix_rewrite().front() != '/') {
     scope.Add(Join(path, "prefix_rewrite"), "must start with '/'");
   }
-  out.prefix_rewrite = in.prefix_rewrite();
+  // Most routes have no rewrite or mirror: the extras are made only for one that has.
+  if (!in.prefix_rewrite().empty()) out.extras.mut().prefix_rewrite = in.prefix_rewrite();
   if (!in.path_rewrite().empty()) {
     if (in.path_rewrite().front() != '/') {
       scope.Add(Join(path, "path_rewrite"), "must start with '/'");
@@ -266,7 +267,7 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
       scope.Add(Join(path, "path_rewrite"), "excludes prefix_rewrite; set one of them");
     }
   }
-  out.path_rewrite = in.path_rewrite();
+  if (!in.path_rewrite().empty()) out.extras.mut().path_rewrite = in.path_rewrite();
   for (int i = 0; i < in.request_mirror_policies_size(); ++i) {
     const xds::RequestMirrorPolicy& mirror = in.request_mirror_policies(i);
     const std::string item = Index(Join(path, "request_mirror_policies"), i);
@@ -281,13 +282,13 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
       percent = mirror.percent().value();
       CheckPercentage(scope, Join(item, "percent"), percent);
     }
-    out.mirrors.push_back({mirror.cluster(), percent / 100.0});
+    out.extras.mut().mirrors.push_back({mirror.cluster(), percent / 100.0});
   }
   if (!in.host_rewrite().empty() && !ValidHost(in.host_rewrite())) {
     scope.Add(Join(path, "host_rewrite"),
               absl::StrCat(Quote(in.host_rewrite()), " is not a host name"));
   }
-  out.host_rewrite = in.host_rewrite();
+  if (!in.host_rewrite().empty()) out.extras.mut().host_rewrite = in.host_rewrite();
 }
 
 void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds::RedirectAction& in,
@@ -569,14 +570,19 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
     default:
       scope.Add(path, "needs one of route, redirect, direct_response");
   }
-  out.headers = TranslateMutations(scope, path, in);
+  // Most routes have none of these: the extras are made only for one that has.
+  if (route::HeaderMutations headers = TranslateMutations(scope, path, in); !headers.empty()) {
+    out.extras.mut().headers = std::move(headers);
+  }
   if (in.has_fault()) {
-    out.fault = TranslateFault(scope, Join(path, "fault"), in.fault());
-    out.fault_header_triggered = in.fault().header_triggered();
+    route::RouteExtras& extras = out.extras.mut();
+    extras.fault = TranslateFault(scope, Join(path, "fault"), in.fault());
+    extras.fault_header_triggered = in.fault().header_triggered();
   }
   if (in.has_rate_limit()) {
-    TranslateRateLimit(scope, Join(path, "rate_limit"), in.rate_limit(), out.rate_limit,
-                       out.rate_limiter);
+    route::RouteExtras& extras = out.extras.mut();
+    TranslateRateLimit(scope, Join(path, "rate_limit"), in.rate_limit(), extras.rate_limit,
+                       extras.rate_limiter);
   }
   return out;
 }
@@ -656,7 +662,9 @@ route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::s
     vhost.routes.push_back(TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r),
                                           clusters, vhost_retry, names));
   }
-  vhost.headers = TranslateMutations(scope, path, vh);
+  if (route::HeaderMutations headers = TranslateMutations(scope, path, vh); !headers.empty()) {
+    vhost.headers.mut() = std::move(headers);
+  }
   return vhost;
 }
 

@@ -118,6 +118,53 @@ TEST(ServiceRouteTest, ServiceRouteVirtualHostListsHoldNoSpareRoom) {
   EXPECT_EQ(vhost->destinations.capacity(), vhost->destinations.size());
 }
 
+// A sidecar holds the routes of every Service its pod calls: a route without header mutations,
+// fault, rate limit, rewrites or mirrors holds no extras (RouteEntry::extras), one with some
+// holds them; so for a virtual host's header mutations.
+TEST(ServiceRouteTest, RoutesHoldOnlyTheExtrasTheyUse) {
+  ResourceSet set = Base();
+  xds::ServiceRoute service_route = JoiningLocal("reviews.shop:80", "[reviews]", "other");
+  xds::VirtualHost* vh = service_route.mutable_virtual_host();
+  xds::Route* canary = vh->add_routes();  // what a header-matched subset route looks like
+  canary->mutable_match()->set_prefix("/");
+  xds::HeaderMatcher* header = canary->mutable_match()->add_headers();
+  header->set_name("x-canary");
+  header->set_exact("always");
+  canary->mutable_route()->set_cluster("eds-cluster");
+  canary->mutable_route()->mutable_timeout()->set_seconds(3);
+  canary->mutable_route()->mutable_retry_policy()->mutable_num_retries()->set_value(3);
+  xds::Route* mutated = vh->add_routes();
+  mutated->mutable_match()->set_prefix("/m");
+  mutated->mutable_route()->set_cluster("eds-cluster");
+  mutated->add_request_headers_to_remove("x-internal");
+  xds::Route* rewritten = vh->add_routes();
+  rewritten->mutable_match()->set_prefix("/r");
+  rewritten->mutable_route()->set_cluster("eds-cluster");
+  rewritten->mutable_route()->set_host_rewrite("backend");
+  set.service_routes.push_back(std::move(service_route));
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  const route::VirtualHostConfig* vhost = table->MatchVirtualHost("reviews");
+  ASSERT_NE(vhost, nullptr);
+  ASSERT_EQ(vhost->routes.size(), 4u);
+  EXPECT_FALSE(vhost->headers.present());
+  for (size_t r : {0u, 1u}) {
+    SCOPED_TRACE(r);
+    const route::RouteEntry& plain = vhost->routes[r];
+    EXPECT_FALSE(plain.extras.present());
+    ASSERT_NE(plain.route_action(), nullptr);
+    EXPECT_FALSE(plain.route_action()->extras.present());
+  }
+  EXPECT_TRUE(vhost->routes[2].extras.present());
+  EXPECT_EQ(vhost->routes[2].extras->headers.request_headers_to_remove,
+            std::vector<std::string>{"x-internal"});
+  EXPECT_FALSE(vhost->routes[2].route_action()->extras.present());
+  EXPECT_FALSE(vhost->routes[3].extras.present());
+  EXPECT_EQ(vhost->routes[3].route_action()->extras->host_rewrite, "backend");
+}
+
 TEST(ServiceRouteTest, AddingOneServiceRouteReusesTheOthers) {
   constexpr int kServiceRoutes = 2000;
   ResourceSet set = Base();
@@ -468,8 +515,8 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   EXPECT_EQ(route->source_match, -1);
   EXPECT_EQ(route->route_action()->timeout_source, "HTTPRoute/shop/reviews");
   EXPECT_EQ(route->route_action()->per_try_timeout_source, "MeshConfig/mesh");
-  ASSERT_NE(route->rate_limiter, nullptr);
-  EXPECT_EQ(route->rate_limiter->source(), "TrafficPolicy/shop/reviews");
+  ASSERT_NE(route->extras->rate_limiter, nullptr);
+  EXPECT_EQ(route->extras->rate_limiter->source(), "TrafficPolicy/shop/reviews");
   const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster(set.clusters[0].name());
   ASSERT_NE(cluster, nullptr);
   EXPECT_EQ(cluster->traffic_policy, "TrafficPolicy/shop/reviews");
@@ -548,19 +595,19 @@ TEST(TranslateTest, FaultAndRateLimit) {
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const route::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
-  ASSERT_TRUE(route->fault.has_value());
-  ASSERT_TRUE(route->fault->delay.has_value());
-  EXPECT_EQ(route->fault->delay->fixed_delay, 2s);
-  EXPECT_EQ(route->fault->delay->percentage, 12.5);
-  ASSERT_TRUE(route->fault->abort.has_value());
-  EXPECT_EQ(route->fault->abort->grpc_status, 14u);
-  EXPECT_TRUE(route->fault_header_triggered);
-  ASSERT_TRUE(route->rate_limit.has_value());
-  EXPECT_EQ(route->rate_limit->requests_per_second, 50u);
-  EXPECT_EQ(route->rate_limit->burst, 0u);
+  ASSERT_TRUE(route->extras->fault.has_value());
+  ASSERT_TRUE(route->extras->fault->delay.has_value());
+  EXPECT_EQ(route->extras->fault->delay->fixed_delay, 2s);
+  EXPECT_EQ(route->extras->fault->delay->percentage, 12.5);
+  ASSERT_TRUE(route->extras->fault->abort.has_value());
+  EXPECT_EQ(route->extras->fault->abort->grpc_status, 14u);
+  EXPECT_TRUE(route->extras->fault_header_triggered);
+  ASSERT_TRUE(route->extras->rate_limit.has_value());
+  EXPECT_EQ(route->extras->rate_limit->requests_per_second, 50u);
+  EXPECT_EQ(route->extras->rate_limit->burst, 0u);
   // One bucket for the route, shared by every worker; burst defaults to a second's worth.
-  ASSERT_NE(route->rate_limiter, nullptr);
-  EXPECT_EQ(route->rate_limiter->burst(), 50u);
+  ASSERT_NE(route->extras->rate_limiter, nullptr);
+  EXPECT_EQ(route->extras->rate_limiter->burst(), 50u);
 }
 
 TEST(TranslateTest, GatewayApiMatchesRewritesAndMirrors) {
@@ -613,11 +660,11 @@ virtual_hosts:
   ASSERT_NE(search, nullptr);
   EXPECT_EQ(search->name, "search");
   const route::RouteAction* action = search->route_action();
-  ASSERT_EQ(action->mirrors.size(), 2u);
-  EXPECT_EQ(action->mirrors[0].cluster, "other");
-  EXPECT_EQ(action->mirrors[0].fraction, 1.0);
-  EXPECT_EQ(action->mirrors[1].cluster, "backend");
-  EXPECT_EQ(action->mirrors[1].fraction, 0.125);
+  ASSERT_EQ(action->extras->mirrors.size(), 2u);
+  EXPECT_EQ(action->extras->mirrors[0].cluster, "other");
+  EXPECT_EQ(action->extras->mirrors[0].fraction, 1.0);
+  EXPECT_EQ(action->extras->mirrors[1].cluster, "backend");
+  EXPECT_EQ(action->extras->mirrors[1].fraction, 0.125);
   EXPECT_EQ(table->Match(Request("x", "/s?q=ABC&lang=en&debug")), nullptr);
 
   const route::RouteEntry* v2 = table->Match(Request("x", "/v2/items"));

@@ -691,8 +691,8 @@ TEST(TranslateTest, DefaultsApplied) {
   EXPECT_EQ(action->retry_policy.backoff.base, 25ms);
   EXPECT_EQ(action->retry_policy.backoff.cap, 250ms);
   EXPECT_EQ(action->retry_policy.per_try_timeout, Duration::zero());
-  EXPECT_FALSE(route->fault.has_value());
-  EXPECT_FALSE(route->rate_limit.has_value());
+  EXPECT_FALSE(route->extras->fault.has_value());
+  EXPECT_FALSE(route->extras->rate_limit.has_value());
 
   const SecretConfig* secret = s.FindSecret("mesh-cert");
   ASSERT_NE(secret, nullptr);

@@ -110,8 +110,8 @@ absl::StatusOr<Result> Decide(Resources resources, absl::string_view route_confi
     return out;
   }
   out.route = entry->name;
-  out.has_rate_limit = entry->rate_limit.has_value();
-  out.has_fault = entry->fault.has_value();
+  out.has_rate_limit = entry->extras->rate_limit.has_value();
+  out.has_fault = entry->extras->fault.has_value();
   if (const route::RouteAction* action = entry->route_action()) {
     out.action = "forward";
     if (action->weighted_clusters.empty()) {

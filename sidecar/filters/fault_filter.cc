@@ -48,7 +48,7 @@ resilience::FaultDecision DecideRequestFault(const std::optional<resilience::Fau
 
 stream::FilterStatus FaultFilter::Decide(const route::RouteEntry& route,
                                          const http::HeaderMap& headers) {
-  decision_ = DecideRequestFault(route.fault, route.fault_header_triggered, headers,
+  decision_ = DecideRequestFault(route.extras->fault, route.extras->fault_header_triggered, headers,
                                  callbacks_.grpc(), random_);
   if (decision_.delayed()) {
     callbacks_.stream_info().SetFlag(stream::ResponseFlag::kDelayInjected);

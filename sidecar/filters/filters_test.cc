@@ -227,7 +227,7 @@ TEST_F(RouteFiltersTest, PlainRouteProceeds) {
 
 TEST_F(RouteFiltersTest, AbortAnswersWithTheConfiguredStatus) {
   route::RouteEntry route;
-  route.fault = DelayAndAbort(0, 100);
+  route.extras.mut().fault = DelayAndAbort(0, 100);
   random_.PushDouble(0.5);
   EXPECT_FALSE(Admit(route, Headers({})));
   ASSERT_TRUE(reply_headers_.has_value());
@@ -240,7 +240,7 @@ TEST_F(RouteFiltersTest, AbortAnswersWithTheConfiguredStatus) {
 
 TEST_F(RouteFiltersTest, GrpcAbortIsTrailersOnly) {
   route::RouteEntry route;
-  route.fault = DelayAndAbort(0, 100);
+  route.extras.mut().fault = DelayAndAbort(0, 100);
   EXPECT_FALSE(Admit(route, Headers({{"content-type", "application/grpc"}}), /*grpc=*/true));
   ASSERT_TRUE(reply_headers_.has_value());
   EXPECT_EQ(reply_headers_->Get(":status"), "200");
@@ -251,7 +251,7 @@ TEST_F(RouteFiltersTest, GrpcAbortIsTrailersOnly) {
 
 TEST_F(RouteFiltersTest, DelayThenProceed) {
   route::RouteEntry route;
-  route.fault_header_triggered = true;
+  route.extras.mut().fault_header_triggered = true;
   // The delay's timer counts from the loop's time, read once per turn: bring it up to date, as
   // a turn would, so that the test's own start is not later than the timer's.
   loop_.UpdateTime();
@@ -267,7 +267,7 @@ TEST_F(RouteFiltersTest, DelayThenProceed) {
 
 TEST_F(RouteFiltersTest, DelayedAbortAnswersWhenTheDelayEnds) {
   route::RouteEntry route;
-  route.fault_header_triggered = true;
+  route.extras.mut().fault_header_triggered = true;
   EXPECT_FALSE(Admit(route, Headers({{kFaultDelayHeader, "5"}, {kFaultAbortHeader, "500"}})));
   EXPECT_FALSE(last_stream().reply_ended);
   while (!last_stream().reply_ended) loop_.RunOnce();
@@ -279,7 +279,7 @@ TEST_F(RouteFiltersTest, DelayedAbortAnswersWhenTheDelayEnds) {
 
 TEST_F(RouteFiltersTest, DelayedRequestThatEndedMeanwhileIsNotAnswered) {
   route::RouteEntry route;
-  route.fault_header_triggered = true;
+  route.extras.mut().fault_header_triggered = true;
   EXPECT_FALSE(Admit(route, Headers({{kFaultDelayHeader, "5"}, {kFaultAbortHeader, "500"}})));
   last().fault.OnStreamEnd();  // e.g. the route timeout fired during the delay
   EXPECT_FALSE(last().fault.delaying());
@@ -291,8 +291,8 @@ TEST_F(RouteFiltersTest, DelayedRequestThatEndedMeanwhileIsNotAnswered) {
 TEST_F(RouteFiltersTest, AbortedRequestMeetsNoLaterFilter) {
   // Fault first: an aborted request spends no rate-limit token.
   route::RouteEntry route;
-  route.fault_header_triggered = true;
-  route.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+  route.extras.mut().fault_header_triggered = true;
+  route.extras.mut().rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
       resilience::TokenBucketConfig{.requests_per_second = 1, .burst = 1}, std::nullopt);
   EXPECT_FALSE(Admit(route, Headers({{kFaultAbortHeader, "503"}})));
   EXPECT_TRUE(last_stream().info.HasFlag(stream::ResponseFlag::kFaultInjected));
@@ -301,7 +301,7 @@ TEST_F(RouteFiltersTest, AbortedRequestMeetsNoLaterFilter) {
 
 TEST_F(RouteFiltersTest, RouteRateLimit) {
   route::RouteEntry route;
-  route.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+  route.extras.mut().rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
       resilience::TokenBucketConfig{.requests_per_second = 10, .burst = 2}, std::nullopt);
   EXPECT_TRUE(Admit(route, Headers({})));
   EXPECT_TRUE(Admit(route, Headers({})));
@@ -316,7 +316,7 @@ TEST_F(RouteFiltersTest, RouteRateLimit) {
 
 TEST_F(RouteFiltersTest, PerPrincipalRateLimitKeysOnThePeerIdentity) {
   route::RouteEntry route;
-  route.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+  route.extras.mut().rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
       resilience::TokenBucketConfig{.requests_per_second = 1, .burst = 2}, 16);
   const http::HeaderMap a = Headers({{"x-meshlet-peer-identity", "spiffe://mesh/sa/a"}});
   const http::HeaderMap b = Headers({{"x-meshlet-peer-identity", "spiffe://mesh/sa/b"}});
@@ -329,7 +329,7 @@ TEST_F(RouteFiltersTest, PerPrincipalRateLimitKeysOnThePeerIdentity) {
   EXPECT_TRUE(Admit(route, b));  // b has its own bucket
   EXPECT_TRUE(Admit(route, b));
   EXPECT_TRUE(Admit(route, Headers({})));  // callers without an identity share a third one
-  EXPECT_EQ(route.rate_limiter->per_principal()->principals(), 3u);
+  EXPECT_EQ(route.extras->rate_limiter->per_principal()->principals(), 3u);
 }
 
 TEST_F(RouteFiltersTest, OpenBreakerAnswers503Overloaded) {

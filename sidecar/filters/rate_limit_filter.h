@@ -32,7 +32,7 @@ class RateLimitFilter final : public stream::Filter {
   stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool) override {
     resilience::LocalRateLimiter* limiter = scope_ == Scope::kListener ? policy_.rate_limiter.get()
                                             : route_.entry != nullptr
-                                                ? route_.entry->rate_limiter.get()
+                                                ? route_.entry->extras->rate_limiter.get()
                                                 : nullptr;
     if (limiter == nullptr) return stream::FilterStatus::kContinue;
     return Take(*limiter, headers);

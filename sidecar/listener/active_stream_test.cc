@@ -278,7 +278,7 @@ std::shared_ptr<const config::Snapshot> FaultRoute(const config::Snapshot& base,
   route::RouteEntry faulty;
   faulty.name = "faulty";
   faulty.match.path = "/";
-  faulty.fault_header_triggered = true;
+  faulty.extras.mut().fault_header_triggered = true;
   route::RouteAction action;
   action.cluster = "silent";
   action.timeout = timeout;
@@ -484,7 +484,7 @@ TEST_F(ActiveStreamTest, UpstreamGetsExactlyOneTraceparent) {
       action.cluster = name;
       route.action = action;
       if (route_adds) {
-        route.headers.request_headers_to_add.push_back(
+        route.extras.mut().headers.request_headers_to_add.push_back(
             {"traceparent", absl::StrCat("00-", kRouteTrace, "-2222222222222222-01"), true});
       }
       vhost.routes.push_back(route);

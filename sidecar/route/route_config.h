@@ -11,11 +11,13 @@
 // Conventions: header names are stored lowercase (HeaderMap lowercases too); domains are stored
 // lowercase; durations are meshlet::Duration; zero means "none" where a comment says so.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -34,23 +36,35 @@ namespace meshlet::sidecar::route {
 // string shared by every route and action naming the same object (sidecar/config interns them
 // per build and across builds), so a snapshot holds each name once, not once per route. A value:
 // copies share the string, which lives while any copy does. Empty: unknown. Read-only after
-// construction, so any thread may read it; reading allocates nothing.
+// construction, so any thread may read it and copies may be made and dropped on any thread;
+// reading allocates nothing. One pointer: the text sits in one allocation after its count.
 class SourceName {
  public:
   SourceName() = default;
-  explicit SourceName(std::shared_ptr<const std::string> text) : text_(std::move(text)) {}
   // A string of its own (static configuration, tests); the translation shares interned ones.
-  SourceName(std::string text)  // NOLINT(google-explicit-constructor)
-      : text_(text.empty() ? nullptr : std::make_shared<const std::string>(std::move(text))) {}
-  SourceName(const char* text) : SourceName(std::string(text)) {}  // NOLINT
+  explicit SourceName(absl::string_view text);
+  SourceName(const std::string& text)  // NOLINT(google-explicit-constructor)
+      : SourceName(absl::string_view(text)) {}
+  SourceName(const char* text) : SourceName(absl::string_view(text)) {}  // NOLINT
+  SourceName(const SourceName& other) : text_(other.text_) { Ref(); }
+  SourceName(SourceName&& other) noexcept : text_(other.text_) { other.text_ = nullptr; }
+  SourceName& operator=(SourceName other) noexcept {
+    std::swap(text_, other.text_);
+    return *this;
+  }
+  ~SourceName() { Unref(); }
 
   absl::string_view view() const {
-    return text_ == nullptr ? absl::string_view() : absl::string_view(*text_);
+    return text_ == nullptr ? absl::string_view() : absl::string_view(text_->chars(), text_->size);
   }
   operator absl::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
-  bool empty() const { return text_ == nullptr || text_->empty(); }
+  bool empty() const { return text_ == nullptr; }
   // Whether two names share one string (what interning gives equal names).
   bool SharesWith(const SourceName& other) const { return text_ == other.text_; }
+  // Whether this is the only holder of its string (SourceNames drops such names).
+  bool unique() const {
+    return text_ != nullptr && text_->refs.load(std::memory_order_acquire) == 1;
+  }
 
   // By text (another SourceName converts).
   friend bool operator==(const SourceName& a, absl::string_view b) { return a.view() == b; }
@@ -59,8 +73,53 @@ class SourceName {
   }
 
  private:
-  std::shared_ptr<const std::string> text_;
+  // Followed by `size` chars, in the same allocation.
+  struct Text {
+    std::atomic<uint32_t> refs;
+    uint32_t size;
+    const char* chars() const { return reinterpret_cast<const char*>(this + 1); }
+  };
+  void Ref() const {
+    if (text_ != nullptr) text_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  void Unref();
+
+  Text* text_ = nullptr;
 };
+
+// A T most holders lack, held behind one pointer made only when the T is written: an absent T
+// costs a null pointer, and reading one sees a shared default-constructed T, so readers need no
+// test. A value: copies copy the T. Reading allocates nothing and is safe from any thread while
+// no one writes; mut() is for whoever builds the configuration, before it is shared.
+template <typename T>
+class RarePart {
+ public:
+  RarePart() = default;
+  RarePart(const RarePart& other)
+      : part_(other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_)) {}
+  RarePart& operator=(const RarePart& other) {
+    if (this != &other) part_ = other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_);
+    return *this;
+  }
+  RarePart(RarePart&&) noexcept = default;
+  RarePart& operator=(RarePart&&) noexcept = default;
+
+  const T& get() const { return part_ == nullptr ? kAbsent : *part_; }
+  const T* operator->() const { return &get(); }
+  // The T, made (default-constructed) on first use.
+  T& mut() {
+    if (part_ == nullptr) part_ = std::make_unique<T>();
+    return *part_;
+  }
+  bool present() const { return part_ != nullptr; }
+
+ private:
+  static const T kAbsent;
+  std::unique_ptr<T> part_;
+};
+
+template <typename T>
+const T RarePart<T>::kAbsent{};
 
 // One header to add. append = false replaces every existing value of the name (HeaderMap::Set);
 // append = true adds another value (HeaderMap::Add).
@@ -175,6 +234,19 @@ struct SessionPersistence {
   std::vector<uint64_t> cluster_keys;
 };
 
+// The parts of a RouteAction most routes lack (RouteAction::extras).
+struct RouteActionExtras {
+  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches);
+  // after a kSegmentPrefix match, segment-wise (RewritePath in route_table.h).
+  std::string prefix_rewrite;
+  // Replaces the whole path, keeping the query; excludes prefix_rewrite.
+  std::string path_rewrite;
+  // Copies of the request to other clusters, each decided per request by its fraction.
+  std::vector<RequestMirrorPolicy> mirrors;
+  // Replaces :authority (and Host) on the upstream request; empty: unchanged.
+  std::string host_rewrite;
+};
+
 // Forward to a cluster (or split between clusters by weight).
 struct RouteAction {
   // Exactly one of `cluster` and `weighted_clusters` is set.
@@ -189,15 +261,8 @@ struct RouteAction {
   Duration timeout = std::chrono::seconds(15);
   // The route's own policy, else its virtual host's, else the defaults (resolved when compiled).
   resilience::RetryPolicyConfig retry_policy;
-  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches);
-  // after a kSegmentPrefix match, segment-wise (RewritePath in route_table.h).
-  std::string prefix_rewrite;
-  // Replaces the whole path, keeping the query; excludes prefix_rewrite.
-  std::string path_rewrite;
-  // Copies of the request to other clusters, each decided per request by its fraction.
-  std::vector<RequestMirrorPolicy> mirrors;
-  // Replaces :authority (and Host) on the upstream request; empty: unchanged.
-  std::string host_rewrite;
+  // Rewrites and mirrors (RouteActionExtras), made only when the route has one.
+  RarePart<RouteActionExtras> extras;
   // Null: no sticky sessions (the request costs nothing more).
   std::shared_ptr<const SessionPersistence> session;
   // Decision records: the policy objects that set `timeout` and retry_policy's per-try timeout
@@ -230,10 +295,8 @@ struct DirectResponseAction {
 struct VirtualHostConfig;
 struct RouteConfig;
 
-struct RouteEntry {
-  std::string name;
-  RouteMatch match;
-  std::variant<RouteAction, RedirectAction, DirectResponseAction> action;
+// The parts of a RouteEntry most routes lack (RouteEntry::extras).
+struct RouteExtras {
   HeaderMutations headers;
   std::optional<resilience::FaultConfig> fault;
   bool fault_header_triggered = false;  // x-meshlet-fault-* request headers may trigger faults
@@ -241,6 +304,17 @@ struct RouteEntry {
   // Built from rate_limit when the configuration is translated; one per route for the whole
   // process, shared by every worker (resilience/token_bucket.h). Null: no limit.
   std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
+};
+
+// A sidecar holds a RouteEntry per route of every virtual host it routes to (thousands, at mesh
+// scale), most of them a match and a cluster: what most routes lack is in `extras` (and in the
+// action's), made only when present.
+struct RouteEntry {
+  std::string name;
+  RouteMatch match;
+  std::variant<RouteAction, RedirectAction, DirectResponseAction> action;
+  // Header mutations, fault injection, rate limit.
+  RarePart<RouteExtras> extras;
   // Decision records (stream/decision_record.h): the policy object this route was made from,
   // "HTTPRoute/default/reviews" (empty: unknown), and the rule and match in it (-1: none).
   SourceName source;
@@ -259,13 +333,19 @@ struct RouteEntry {
   }
 };
 
+// A sidecar holds one RouteEntry per route of each virtual host it routes to (thousands at mesh
+// scale): a field most routes leave unset belongs in RouteExtras or RouteActionExtras.
+static_assert(sizeof(void*) != 8 || sizeof(RouteEntry) <= 432,
+              "RouteEntry grew: put fields most routes leave unset in its extras");
+
 struct VirtualHostConfig {
   std::string name;
   // Lowercase. "api.example.com", "api.example.com:8080", "*.example.com" (any non-empty text
   // before the suffix), or "*" (any host).
   std::vector<std::string> domains;
   std::vector<RouteEntry> routes;  // first match wins
-  HeaderMutations headers;
+  // Rarely set: made only when present.
+  RarePart<HeaderMutations> headers;
   // The destination port authorization sees for requests to this host; 0: the listener's.
   uint32_t destination_port = 0;
   // Captured destinations bound to this host, as net::Address::ToString() writes them
@@ -279,6 +359,10 @@ struct VirtualHostConfig {
   // of this host). Null: not tracked.
   std::shared_ptr<UsageCell> usage;
 };
+
+// And one VirtualHostConfig per Service it called: its header mutations are rare too.
+static_assert(sizeof(void*) != 8 || sizeof(VirtualHostConfig) <= 152,
+              "VirtualHostConfig grew: put fields most hosts leave unset behind a RarePart");
 
 struct RouteConfig {
   std::string name;

@@ -1,6 +1,8 @@
 #include "sidecar/route/route_table.h"
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 #include <optional>
 #include <utility>
 
@@ -13,6 +15,22 @@
 #include "common/base/status.h"
 
 namespace meshlet::sidecar::route {
+
+SourceName::SourceName(absl::string_view text) {
+  if (text.empty()) return;
+  // One allocation: the count and size, then the chars (Text::chars()).
+  void* memory = ::operator new(sizeof(Text) + text.size());
+  text_ = new (memory) Text{{1}, static_cast<uint32_t>(text.size())};
+  std::memcpy(reinterpret_cast<char*>(text_ + 1), text.data(), text.size());
+}
+
+void SourceName::Unref() {
+  if (text_ == nullptr || text_->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  text_->~Text();
+  ::operator delete(static_cast<void*>(text_));
+  text_ = nullptr;
+}
+
 namespace {
 
 // Characters a domain may hold besides a leading '*': host names, IPv4 and bracketed IPv6
@@ -592,11 +610,11 @@ bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& heade
     added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {
-    const HeaderMutations& m = route.virtual_host->headers;
+    const HeaderMutations& m = route.virtual_host->headers.get();
     added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
-  added |= ApplyLevel(route.headers.request_headers_to_add, route.headers.request_headers_to_remove,
-                      headers);
+  const HeaderMutations& own = route.extras->headers;
+  added |= ApplyLevel(own.request_headers_to_add, own.request_headers_to_remove, headers);
   if (backend != nullptr) {
     added |=
         ApplyLevel(backend->request_headers_to_add, backend->request_headers_to_remove, headers);
@@ -611,11 +629,11 @@ void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& head
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {
-    const HeaderMutations& m = route.virtual_host->headers;
+    const HeaderMutations& m = route.virtual_host->headers.get();
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
   }
-  ApplyLevel(route.headers.response_headers_to_add, route.headers.response_headers_to_remove,
-             headers);
+  const HeaderMutations& own = route.extras->headers;
+  ApplyLevel(own.response_headers_to_add, own.response_headers_to_remove, headers);
   if (backend != nullptr) {
     ApplyLevel(backend->response_headers_to_add, backend->response_headers_to_remove, headers);
   }
@@ -657,10 +675,11 @@ std::string RewritePath(const RouteEntry& route, absl::string_view path) {
   const RouteAction* action = route.route_action();
   if (action == nullptr) return std::string(path);
   const absl::string_view query = QueryOf(path);
-  if (!action->path_rewrite.empty()) return absl::StrCat(action->path_rewrite, query);
-  if (action->prefix_rewrite.empty()) return std::string(path);
+  const RouteActionExtras& extras = action->extras.get();
+  if (!extras.path_rewrite.empty()) return absl::StrCat(extras.path_rewrite, query);
+  if (extras.prefix_rewrite.empty()) return std::string(path);
   const absl::string_view bare = path.substr(0, path.size() - query.size());
-  return absl::StrCat(ReplaceMatchedPrefix(route.match, bare, action->prefix_rewrite), query);
+  return absl::StrCat(ReplaceMatchedPrefix(route.match, bare, extras.prefix_rewrite), query);
 }
 
 }  // namespace meshlet::sidecar::route

@@ -1,6 +1,7 @@
 #include "sidecar/route/route_table.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -314,14 +315,14 @@ TEST(RouteTableTest, HeaderMutationOrderGeneralToSpecific) {
   config.headers.request_headers_to_remove = {"x-internal"};
   config.headers.response_headers_to_add = {{"server", "meshlet", false}};
   VirtualHostConfig vhost = VHost("h", {"*"});
-  vhost.headers.request_headers_to_add = {{"x-level", "vhost", false}, {"x-trail", "vhost", true}};
-  vhost.headers.response_headers_to_remove = {"x-powered-by"};
+  vhost.headers.mut().request_headers_to_add = {{"x-level", "vhost", false}, {"x-trail", "vhost", true}};
+  vhost.headers.mut().response_headers_to_remove = {"x-powered-by"};
   RouteEntry& route = vhost.routes[0];
-  route.headers.request_headers_to_add = {{"x-level", "route", false}, {"x-trail", "route", true}};
+  route.extras.mut().headers.request_headers_to_add = {{"x-level", "route", false}, {"x-trail", "route", true}};
   // Removal comes before addition within a level: this replaces what outer levels appended.
-  route.headers.request_headers_to_remove = {"x-replaced"};
-  route.headers.request_headers_to_add.push_back({"x-replaced", "route", true});
-  route.headers.response_headers_to_add = {{"server", "route", false}};
+  route.extras.mut().headers.request_headers_to_remove = {"x-replaced"};
+  route.extras.mut().headers.request_headers_to_add.push_back({"x-replaced", "route", true});
+  route.extras.mut().headers.response_headers_to_add = {{"server", "route", false}};
   config.virtual_hosts = {vhost};
   auto table = RouteTable::Create(std::move(config));
   ASSERT_TRUE(table.ok());
@@ -354,7 +355,7 @@ TEST(RouteTableTest, ConfigHeaderEditsApplyThroughSharedVirtualHosts) {
   own_host.routes.push_back(Prefix("own", "/", "c"));
   VirtualHostConfig host{.name = "shared", .domains = {"shared"}};
   host.routes.push_back(Prefix("r", "/", "c"));
-  host.headers.request_headers_to_add = {{"x-config", "vhost", true}};
+  host.headers.mut().request_headers_to_add = {{"x-config", "vhost", true}};
   std::shared_ptr<const VirtualHostConfig> shared =
       ShareVirtualHost(host, std::make_shared<const HeaderMutations>(edits));
 
@@ -680,13 +681,61 @@ TEST(RouteTableTest, HeaderRegexMatchesAnyValueAsAWhole) {
   EXPECT_EQ(MatchedName(*table, Request("h", "/")), "inv");  // absent: inverted matches
 }
 
+TEST(SourceNameTest, OneAllocationPerNameSharedByItsCopies) {
+  std::optional<SourceName> name;
+  {
+    AllocationScope making;
+    name.emplace("HTTPRoute/default/reviews");
+    EXPECT_EQ(making.count(), 1u);  // the count and the text together
+  }
+  EXPECT_EQ(*name, "HTTPRoute/default/reviews");
+  EXPECT_TRUE(name->unique());
+  AllocationScope copying;
+  SourceName copy = *name;
+  EXPECT_TRUE(copy.SharesWith(*name));
+  EXPECT_FALSE(name->unique());
+  SourceName moved = std::move(copy);
+  EXPECT_TRUE(moved.SharesWith(*name));
+  copy = moved;  // assigned after the move
+  EXPECT_EQ(copy.view(), "HTTPRoute/default/reviews");
+  EXPECT_EQ(copying.count(), 0u);
+  name.reset();  // the copies keep the text
+  EXPECT_EQ(moved.view(), "HTTPRoute/default/reviews");
+  EXPECT_TRUE(SourceName("").empty());
+  EXPECT_TRUE(SourceName().view().empty());
+}
+
+TEST(RarePartTest, AnAbsentPartReadsEmptyAndCopiesAreDeep) {
+  RouteEntry route = Prefix("p", "/", "a");
+  EXPECT_FALSE(route.extras.present());
+  {
+    AllocationScope reading;
+    EXPECT_TRUE(route.extras->headers.empty());
+    EXPECT_FALSE(route.extras->fault.has_value());
+    EXPECT_EQ(route.extras->rate_limiter, nullptr);
+    EXPECT_EQ(reading.count(), 0u);
+  }
+  route.extras.mut().headers.request_headers_to_remove = {"x-a"};
+  ASSERT_TRUE(route.extras.present());
+  RouteEntry copy = route;
+  copy.extras.mut().headers.request_headers_to_remove = {"x-b"};
+  EXPECT_EQ(route.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-a"});
+  EXPECT_EQ(copy.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-b"});
+  RouteEntry moved = std::move(copy);
+  EXPECT_EQ(moved.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-b"});
+  copy = route;  // assigned after the move
+  EXPECT_EQ(copy.extras->headers.request_headers_to_remove, std::vector<std::string>{"x-a"});
+  // The shared empty part is never written: another route still reads it empty.
+  EXPECT_TRUE(Prefix("q", "/", "a").extras->headers.empty());
+}
+
 TEST(RouteTableTest, RewritePath) {
   RouteEntry prefix = Prefix("p", "/api/", "a");
-  std::get<RouteAction>(prefix.action).prefix_rewrite = "/v2/";
+  std::get<RouteAction>(prefix.action).extras.mut().prefix_rewrite = "/v2/";
   EXPECT_EQ(RewritePath(prefix, "/api/users?limit=1"), "/v2/users?limit=1");
   EXPECT_EQ(RewritePath(prefix, "/api/"), "/v2/");
   RouteEntry exact = Exact("e", "/old", "a");
-  std::get<RouteAction>(exact.action).prefix_rewrite = "/new";
+  std::get<RouteAction>(exact.action).extras.mut().prefix_rewrite = "/new";
   EXPECT_EQ(RewritePath(exact, "/old?q"), "/new?q");
   RouteEntry none = Prefix("n", "/", "a");
   EXPECT_EQ(RewritePath(none, "/x?y"), "/x?y");
@@ -694,7 +743,7 @@ TEST(RouteTableTest, RewritePath) {
 
 TEST(RouteTableTest, FullPathRewriteKeepsTheQuery) {
   RouteEntry route = Prefix("p", "/api/", "a");
-  std::get<RouteAction>(route.action).path_rewrite = "/v2/index";
+  std::get<RouteAction>(route.action).extras.mut().path_rewrite = "/v2/index";
   EXPECT_EQ(RewritePath(route, "/api/users?limit=1&x"), "/v2/index?limit=1&x");
   EXPECT_EQ(RewritePath(route, "/api/"), "/v2/index");
   route.match.path_kind = RouteMatch::PathKind::kRegex;
@@ -705,7 +754,7 @@ TEST(RouteTableTest, SegmentPrefixRewriteFollowsReplacePrefixMatch) {
   RouteEntry route = Prefix("p", "/foo", "a");
   route.match.path_kind = RouteMatch::PathKind::kSegmentPrefix;
   auto rewrite = [&](absl::string_view replacement, absl::string_view path) {
-    std::get<RouteAction>(route.action).prefix_rewrite = std::string(replacement);
+    std::get<RouteAction>(route.action).extras.mut().prefix_rewrite = std::string(replacement);
     return RewritePath(route, path);
   };
   EXPECT_EQ(rewrite("/", "/foo/bar"), "/bar");

@@ -11,14 +11,18 @@
 // changed virtual host derives its index from the previous table's (ADR 0086, amended).
 //
 // Ownership: keys are views; whoever fills the map keeps the viewed strings alive as long as
-// any map holding them (a copy too). A map owns its shards jointly with its copies.
+// any map holding them (a copy too). A key stored must be followed by a NUL (a std::string's
+// whole text or a tail of it): the map stores only its first char's address, 8 bytes a key
+// instead of a view's 16. Lookups take any view. A map owns its shards jointly with its copies.
 // Threading: one map is plain data (one thread at a time); maps sharing shards may be read and
 // destroyed on different threads (a shared shard is never written: a change copies it first).
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -32,7 +36,23 @@ class ShardedViewMap {
  public:
   // 64 shards: a shard of a table of 50 000 domains holds about 800, copied on a change.
   static constexpr size_t kShards = 64;
-  using Shard = absl::flat_hash_map<absl::string_view, Value, Hash, Eq>;
+  // A stored key: the address of a NUL-terminated text.
+  using Key = const char*;
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(absl::string_view key) const { return Hash{}(key); }
+    size_t operator()(Key key) const { return Hash{}(absl::string_view(key)); }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    bool operator()(Key a, Key b) const { return Eq{}(absl::string_view(a), absl::string_view(b)); }
+    // Reads no further than the view's length and the stored key's NUL.
+    bool operator()(Key a, absl::string_view b) const {
+      return std::strlen(a) == b.size() && Eq{}(absl::string_view(a, b.size()), b);
+    }
+    bool operator()(absl::string_view a, Key b) const { return (*this)(b, a); }
+  };
+  using Shard = absl::flat_hash_map<Key, Value, KeyHash, KeyEq>;
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
@@ -47,11 +67,13 @@ class ShardedViewMap {
   }
 
   // Adds `key` → `value`; when `key` is held already, changes nothing and returns the value
-  // held (else null).
+  // held (else null). `key` must be followed by a NUL (see above).
   const Value* Insert(absl::string_view key, Value value) {
+    assert(key.data()[key.size()] == '\0');
     const size_t hash = Hash{}(key);
     Shard& shard = Own(ShardOf(hash));
-    auto [it, inserted] = shard.emplace(key, std::move(value));
+    if (auto it = shard.find(key, hash); it != shard.end()) return &it->second;
+    auto [it, inserted] = shard.emplace(key.data(), std::move(value));
     if (!inserted) return &it->second;
     ++size_;
     return nullptr;

@@ -149,12 +149,13 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   if (ApplyRequestHeaderMutations(*route_, headers, backend_headers_)) {
     info_.trace.traceparent_maybe_present = true;
   }
-  if ((!action.prefix_rewrite.empty() || !action.path_rewrite.empty()) &&
+  const route::RouteActionExtras& extras = action.extras.get();
+  if ((!extras.prefix_rewrite.empty() || !extras.path_rewrite.empty()) &&
       headers.Get(":path") != "*") {  // "*": not a path
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
     headers.Set(":path", path);
   }
-  if (!action.host_rewrite.empty()) headers.Set(":authority", action.host_rewrite);
+  if (!extras.host_rewrite.empty()) headers.Set(":authority", extras.host_rewrite);
 
   // The route timeout (retries and backoff included), shortened by what the caller has left.
   const CallerDeadline caller = ParseCallerDeadline(
@@ -211,7 +212,7 @@ void Router::Forward(bool end_stream) {
   // Only requests that go upstream fund the cluster's retry budget: not those a filter answered
   // (rate-limited, fault-aborted, breaker open), and never retries.
   cluster_->retry_budget().RecordRequest();
-  if (!route_->route_action()->mirrors.empty() && !connect_request_ && !upgrade_request_) {
+  if (!route_->route_action()->extras->mirrors.empty() && !connect_request_ && !upgrade_request_) {
     StartMirrors();
   }
   StartAttempt();
@@ -220,7 +221,7 @@ void Router::Forward(bool end_stream) {
 void Router::StartMirrors() {
   const RouteAction& action = *route_->route_action();
   std::unique_ptr<MirrorCopy> copy;
-  for (const route::RequestMirrorPolicy& policy : action.mirrors) {
+  for (const route::RequestMirrorPolicy& policy : action.extras->mirrors) {
     if (policy.fraction < 1.0 && !context_.random.Bernoulli(policy.fraction)) continue;
     cluster::ClusterRef target =
         mirrors_ != nullptr ? mirrors_->clusters().Get(policy.cluster) : cluster::ClusterRef{};

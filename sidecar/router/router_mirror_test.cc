@@ -17,8 +17,8 @@ class RouterMirrorTest : public RouterTest {
     AddCluster("c", {up.address()});
     AddCluster("m", {mirror});
     RouteAction action = ToCluster("c");
-    action.mirrors = {{"m", fraction}};
-    action.prefix_rewrite = "/v2";
+    action.extras.mut().mirrors = {{"m", fraction}};
+    action.extras.mut().prefix_rewrite = "/v2";
     table_ = Table({Routed("r", "/v1", action)});
   }
 
@@ -178,7 +178,7 @@ TEST_F(RouterMirrorTest, MissingMirrorClusterIsCountedOnTheRoutesCluster) {
   FakeUpstream& up = AddUpstream();
   AddCluster("c", {up.address()});
   RouteAction action = ToCluster("c");
-  action.mirrors = {{"gone", 1.0}};
+  action.extras.mut().mirrors = {{"gone", 1.0}};
   table_ = Table({Routed("r", "/", action)});
   EnableMirrors(8);
   EXPECT_EQ(Send("GET").status, "200");

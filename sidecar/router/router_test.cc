@@ -58,8 +58,8 @@ TEST_F(RouterTest, EachWeightedClusterHasItsOwnHeaderChangesAfterTheRoutes) {
   split.total_weight = 2;
   split.has_backend_headers = true;
   RouteEntry route = Routed("split", "/", split);
-  route.headers.request_headers_to_add = {{"x-rule", "r"}, {"x-backend", "rule"}};
-  route.headers.response_headers_to_add = {{"x-answered-by", "rule"}};
+  route.extras.mut().headers.request_headers_to_add = {{"x-rule", "r"}, {"x-backend", "rule"}};
+  route.extras.mut().headers.response_headers_to_add = {{"x-answered-by", "rule"}};
   table_ = Table({route});
   // The fixture's first draw is the top of the range (b's half); then a's.
   RecordingCallbacks& to_b = Send("GET");
@@ -147,9 +147,9 @@ TEST_F(RouterTest, RouteStageRoutesAndTheLastFilterStartsTheAttempt) {
   FakeUpstream& up = AddUpstream();
   AddCluster("c", {up.address()});
   RouteAction action = ToCluster("c");
-  action.prefix_rewrite = "/v2";
+  action.extras.mut().prefix_rewrite = "/v2";
   RouteEntry routed = Routed("r", "/v1", action);
-  routed.headers.request_headers_to_add = {{"x-added", "yes"}};
+  routed.extras.mut().headers.request_headers_to_add = {{"x-added", "yes"}};
   RouteEntry direct;
   direct.name = "direct";
   direct.match.path = "/direct";
@@ -214,7 +214,7 @@ TEST_F(RouterTest, FullPathRewriteAndRedirectByPrefix) {
   FakeUpstream& up = AddUpstream();
   AddCluster("c", {up.address()});
   RouteAction action = ToCluster("c");
-  action.path_rewrite = "/index";
+  action.extras.mut().path_rewrite = "/index";
   RouteEntry rewritten = Routed("r", "/v1", action);
   RouteEntry moved;
   moved.name = "moved";
@@ -234,12 +234,12 @@ TEST_F(RouterTest, HeaderMutationsAndRewritesReachTheUpstreamAndTheClient) {
   FakeUpstream& up = AddUpstream();
   AddCluster("c", {up.address()});
   RouteAction action = ToCluster("c");
-  action.prefix_rewrite = "/v2";
-  action.host_rewrite = "backend";
+  action.extras.mut().prefix_rewrite = "/v2";
+  action.extras.mut().host_rewrite = "backend";
   RouteEntry route = Routed("r", "/v1", action);
-  route.headers.request_headers_to_add = {{"x-added", "yes"}};
-  route.headers.request_headers_to_remove = {"x-secret"};
-  route.headers.response_headers_to_add = {{"x-served-by", "meshlet"}};
+  route.extras.mut().headers.request_headers_to_add = {{"x-added", "yes"}};
+  route.extras.mut().headers.request_headers_to_remove = {"x-secret"};
+  route.extras.mut().headers.response_headers_to_add = {{"x-served-by", "meshlet"}};
   table_ = Table({route});
   RecordingCallbacks& client = Send("GET", "", {{"x-secret", "s"}}, "/v1/items?q=1");
   EXPECT_EQ(client.status, "200");

@@ -564,11 +564,11 @@ void Server::PublishRateLimiterStats() {
       const route::VirtualHostConfig& host = *vhost;
       for (size_t i = 0; i < host.routes.size(); ++i) {
         const route::RouteEntry& route = host.routes[i];
-        if (!per_caller(route.rate_limiter)) continue;
+        if (!per_caller(route.extras->rate_limiter)) continue;
         publish("route",
                 absl::StrCat(table_name, "/", host.name, "/",
                              route.name.empty() ? absl::StrCat(i) : route.name),
-                route.rate_limiter);
+                route.extras->rate_limiter);
       }
     }
   }
