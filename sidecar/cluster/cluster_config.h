@@ -166,6 +166,36 @@ struct HealthCheckConfig {
   std::vector<uint32_t> expected_statuses = {200};
 };
 
+// A part of ClusterConfig that most clusters leave at its defaults, held behind a pointer so that
+// such a cluster pays 16 bytes and no allocation for it (a HealthCheckConfig is ~120 bytes plus
+// its expected_statuses). Reads give the part, or a shared default-constructed T while none was
+// written. Copies share the part (copying a ClusterConfig copies no part); Mutable() gives a part
+// of this object's own, copying it first when it is shared or absent. Threading: a config is
+// written by one thread before it is published; reads of published configs from any thread are
+// safe and allocate nothing.
+template <typename T>
+class DefaultedPart {
+ public:
+  const T& operator*() const { return part_ != nullptr ? *part_ : Default(); }
+  const T* operator->() const { return &**this; }
+  // Whether a part was written (Mutable() called); false means every field has its default.
+  bool written() const { return part_ != nullptr; }
+  T& Mutable() {
+    if (part_ == nullptr || part_.use_count() > 1) {
+      part_ = std::make_shared<T>(**this);
+    }
+    return *part_;
+  }
+
+ private:
+  static const T& Default() {
+    static const T* const value = new T();
+    return *value;
+  }
+
+  std::shared_ptr<T> part_;
+};
+
 struct UpstreamTlsConfig {
   bool enabled = false;
   std::string secret_name;  // client certificate + trust bundle (mesh mTLS)
@@ -196,7 +226,8 @@ struct ClusterConfig {
   std::optional<resilience::ConsecutiveFailureBreakerConfig> consecutive_failure_breaker;
   std::optional<resilience::OutlierDetectionConfig> outlier_detection;
   OverloadConfig overload;
-  HealthCheckConfig health_check;
+  // Behind a pointer: most clusters have no health check (kind kNone).
+  DefaultedPart<HealthCheckConfig> health_check;
   UpstreamTlsConfig tls;
   ConnectionPoolConfig pool;
   // Decision records (stream/decision_record.h): "TrafficPolicy/ns/name" whose settings this
@@ -204,6 +235,9 @@ struct ClusterConfig {
   std::string traffic_policy;
   std::string subset;
 };
+// A sidecar holds two per service it calls (ADR 0091); parts most clusters leave at their
+// defaults are DefaultedParts so that they cost no allocation and little room here.
+static_assert(sizeof(ClusterConfig) <= 600, "ClusterConfig grew: keep rarely-set parts out of line");
 
 // `tls` for connections that must speak HTTP/1.1: ALPN offers only "http/1.1", so a cluster that
 // offers "h2" cannot have the peer agree on it.

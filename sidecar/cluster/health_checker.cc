@@ -289,7 +289,7 @@ HealthChecker::HealthChecker(event::Loop& loop, const ClusterConfig& config, Ran
                              EndpointTransportFactory transport_factory)
     : loop_(loop),
       cluster_(config.name),
-      config_(config.health_check),
+      config_(*config.health_check),
       random_(random),
       clock_(clock),
       results_(results),
@@ -365,7 +365,7 @@ void HealthCheckManager::Update(const ClusterSet& clusters) {
   for (auto it = checkers_.begin(); it != checkers_.end();) {
     auto found = clusters.find(it->first);
     const ClusterConfig* config = found == clusters.end() ? nullptr : found->second.get();
-    if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) {
+    if (config == nullptr || config->health_check->kind == HealthCheckConfig::Kind::kNone) {
       results_.Clear(it->first);
       tls_seen_.erase(it->first);
       it = checkers_.erase(it);
@@ -374,7 +374,7 @@ void HealthCheckManager::Update(const ClusterSet& clusters) {
     }
   }
   for (const auto& [name, config] : clusters) {
-    if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) continue;
+    if (config == nullptr || config->health_check->kind == HealthCheckConfig::Kind::kNone) continue;
     UpdateChecker(name, *config);
   }
 }
@@ -383,7 +383,7 @@ void HealthCheckManager::Update(const ClusterSet& clusters, absl::Span<const std
   for (const std::string& name : changed) {
     auto found = clusters.find(name);
     const ClusterConfig* config = found == clusters.end() ? nullptr : found->second.get();
-    if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) {
+    if (config == nullptr || config->health_check->kind == HealthCheckConfig::Kind::kNone) {
       StopChecker(name);
     } else {
       UpdateChecker(name, *config);
@@ -401,7 +401,7 @@ void HealthCheckManager::StopChecker(const std::string& name) {
 
 void HealthCheckManager::UpdateChecker(const std::string& name, const ClusterConfig& config) {
   auto it = checkers_.find(name);
-  if (it != checkers_.end() && SameHealthCheck(it->second->config(), config.health_check) &&
+  if (it != checkers_.end() && SameHealthCheck(it->second->config(), *config.health_check) &&
       (transport_factory_ == nullptr || SameTls(tls_seen_[name], config.tls))) {
     it->second->UpdateEndpoints(config.endpoints);
     return;

@@ -58,14 +58,14 @@ class HealthCheckerTest : public ::testing::Test {
       endpoint.address = address;
       config.endpoints.push_back(endpoint);
     }
-    config.health_check.kind = kind;
-    config.health_check.interval = milliseconds(30);
-    config.health_check.timeout = milliseconds(200);
-    config.health_check.unhealthy_threshold = 2;
-    config.health_check.healthy_threshold = 2;
-    config.health_check.http_path = "/healthz";
-    config.health_check.http_host = "backend.local";
-    config.health_check.expected_statuses = {200, 204};
+    config.health_check.Mutable().kind = kind;
+    config.health_check.Mutable().interval = milliseconds(30);
+    config.health_check.Mutable().timeout = milliseconds(200);
+    config.health_check.Mutable().unhealthy_threshold = 2;
+    config.health_check.Mutable().healthy_threshold = 2;
+    config.health_check.Mutable().http_path = "/healthz";
+    config.health_check.Mutable().http_host = "backend.local";
+    config.health_check.Mutable().expected_statuses = {200, 204};
     return config;
   }
 
@@ -113,7 +113,7 @@ TEST_F(HealthCheckerTest, HttpCheckFailsAfterThresholdAndRecovers) {
 TEST_F(HealthCheckerTest, OneFailureBelowTheThresholdChangesNothing) {
   const net::Address address = server_->address();
   ClusterConfig config = Config(HealthCheckConfig::Kind::kHttp, {address});
-  config.health_check.unhealthy_threshold = 1000;
+  config.health_check.Mutable().unhealthy_threshold = 1000;
   auto checker = Make(config);
   status_ = 500;
   ASSERT_TRUE(WaitFor([&] { return checker->hosts()[0].failures >= 3; }));
@@ -234,6 +234,31 @@ TEST_F(HealthCheckerTest, ManagerFollowsTheChangedNames) {
   manager.Update(clusters, std::vector<std::string>{"other"});
   EXPECT_EQ(manager.Find("other"), nullptr);
   EXPECT_EQ(manager.Find("backend"), backend);
+}
+
+// Most clusters have no health check: theirs is the shared default (no allocation) until written,
+// copies of a config share it, and writing through one copy leaves the others as they were.
+TEST(ClusterConfigHealthCheckTest, DefaultsAreSharedAndWritesCopy) {
+  ClusterConfig plain;
+  EXPECT_FALSE(plain.health_check.written());
+  EXPECT_EQ(plain.health_check->kind, HealthCheckConfig::Kind::kNone);
+  EXPECT_EQ(plain.health_check->http_path, "/");
+  EXPECT_EQ(plain.health_check->expected_statuses, std::vector<uint32_t>{200});
+  EXPECT_EQ(&*plain.health_check, &*ClusterConfig().health_check);
+
+  ClusterConfig checked = plain;
+  checked.health_check.Mutable().kind = HealthCheckConfig::Kind::kTcp;
+  EXPECT_TRUE(checked.health_check.written());
+  EXPECT_FALSE(plain.health_check.written());
+  EXPECT_EQ(plain.health_check->kind, HealthCheckConfig::Kind::kNone);
+
+  ClusterConfig copy = checked;
+  EXPECT_EQ(&*copy.health_check, &*checked.health_check);
+  copy.health_check.Mutable().interval = seconds(3);
+  EXPECT_NE(&*copy.health_check, &*checked.health_check);
+  EXPECT_EQ(checked.health_check->interval, seconds(10));
+  EXPECT_EQ(copy.health_check->interval, seconds(3));
+  EXPECT_EQ(copy.health_check->kind, HealthCheckConfig::Kind::kTcp);
 }
 
 }  // namespace

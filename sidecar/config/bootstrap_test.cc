@@ -423,8 +423,8 @@ TEST(BootstrapTest, SampleFileTranslates) {
   EXPECT_EQ(v2->endpoints[0].address.ToString(), "127.0.0.1:18083");
   const cluster::ClusterConfig* redis_cluster = s.FindCluster("redis");
   EXPECT_EQ(redis_cluster->lb_policy, cluster::LbPolicy::kRoundRobin);
-  EXPECT_EQ(redis_cluster->health_check.kind, cluster::HealthCheckConfig::Kind::kTcp);
-  EXPECT_EQ(redis_cluster->health_check.interval, 5s);
+  EXPECT_EQ(redis_cluster->health_check->kind, cluster::HealthCheckConfig::Kind::kTcp);
+  EXPECT_EQ(redis_cluster->health_check->interval, 5s);
 
   // Routing by host and path prefix, with the 90/10 split.
   const route::RouteTable* routes = s.FindRouteTable("outbound-routes");

@@ -261,7 +261,7 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
   TranslateOutlierDetection(scope, cluster, out);
   if (cluster.has_overload()) TranslateOverload(scope, cluster.overload(), out.overload);
   if (cluster.has_health_check())
-    TranslateHealthCheck(scope, cluster.health_check(), out.health_check);
+    TranslateHealthCheck(scope, cluster.health_check(), out.health_check.Mutable());
   if (cluster.has_tls()) TranslateUpstreamTls(scope, cluster.tls(), secrets, out.tls);
   // The codec follows `protocol`, not what ALPN agrees on: an ALPN list without the protocol's
   // name would let the upstream pick another one and every request fail.

@@ -643,7 +643,7 @@ TEST(TranslateTest, DefaultsApplied) {
   EXPECT_EQ(cluster->outlier_detection->base_ejection_time, 30s);
   EXPECT_EQ(cluster->outlier_detection->max_ejection_time, 300s);
   EXPECT_EQ(cluster->outlier_detection->max_ejection_percent, 10u);
-  EXPECT_EQ(cluster->health_check.kind, cluster::HealthCheckConfig::Kind::kNone);
+  EXPECT_EQ(cluster->health_check->kind, cluster::HealthCheckConfig::Kind::kNone);
   EXPECT_EQ(cluster->pool.idle_timeout, 55s);
   EXPECT_EQ(cluster->pool.max_concurrent_streams, 100u);
   ASSERT_EQ(cluster->endpoints.size(), 1u);
