@@ -314,7 +314,7 @@ struct StatsRegistry::Family {
   std::string help;
   MetricType type;
   GaugeMerge merge = GaugeMerge::kSum;
-  bool computed = false;  // AddGaugeCollector's: no registered series
+  bool computed = false;                 // AddGaugeCollector's: no registered series
   std::vector<std::string> label_names;  // first registration's order
   std::unique_ptr<const HistogramLayout> layout;
   // Ordered by label values: it is the exposition order. A B-tree of pointers to the series,
@@ -698,10 +698,12 @@ StatsSnapshot StatsRegistry::Snapshot() const {
     if (family->computed) {
       auto rows = computed.find(family.get());
       if (rows == computed.end()) continue;
-      std::sort(rows->second.begin(), rows->second.end(),
-                [](const GaugeRows::Row& a, const GaugeRows::Row& b) { return a.values < b.values; });
+      std::sort(
+          rows->second.begin(), rows->second.end(),
+          [](const GaugeRows::Row& a, const GaugeRows::Row& b) { return a.values < b.values; });
       for (GaugeRows::Row& row : rows->second) {
-        const std::vector<std::string>& values = computed_labels->emplace_back(std::move(row.values));
+        const std::vector<std::string>& values =
+            computed_labels->emplace_back(std::move(row.values));
         SeriesSnapshot& out = snapshot.series.emplace_back();
         out.type = MetricType::kGauge;
         out.name = family->name;

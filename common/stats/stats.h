@@ -499,8 +499,9 @@ class StatsRegistry {
 
   // Merged reads. Cost grows with series × shards; meant for the admin thread.
   StatsSnapshot Snapshot() const;
-  // The same for the named families only (in the order given; unknown names and computed gauge families are
-  // skipped): for readers that need a few families of a large registry without a copy of it all.
+  // The same for the named families only (in the order given; unknown names and computed gauge
+  // families are skipped): for readers that need a few families of a large registry without a copy
+  // of it all.
   StatsSnapshot Snapshot(absl::Span<const absl::string_view> families) const;
   uint64_t CounterValue(CounterId id) const;
   int64_t GaugeValue(GaugeId id) const;

@@ -435,8 +435,8 @@ TEST(StatsRegistryTest, CollectedGaugesAreComputedAtEachRead) {
         rows.Add({"b", "max_requests"}, value);
         rows.Add({"a", "max_retries"}, 2);
         rows.Add({"a", "max_connections"}, 1);
-        rows.Add({"a"}, 9);                     // one value short: dropped
-        rows.Add({"a", "\xff"}, 9);             // not UTF-8: dropped
+        rows.Add({"a"}, 9);          // one value short: dropped
+        rows.Add({"a", "\xff"}, 9);  // not UTF-8: dropped
       });
   ASSERT_TRUE(handle.ok()) << handle.status();
   EXPECT_EQ(registry.series_count(), registered);
@@ -453,8 +453,7 @@ TEST(StatsRegistryTest, CollectedGaugesAreComputedAtEachRead) {
                            "meshlet_m_remaining{cluster=\"a\",threshold=\"max_connections\"}",
                            "meshlet_m_remaining{cluster=\"a\",threshold=\"max_retries\"}",
                            "meshlet_m_remaining{cluster=\"b\",threshold=\"max_requests\"}",
-                           "meshlet_stats_computed_series_dropped_total{}",
-                           "meshlet_z_active{}"));
+                           "meshlet_stats_computed_series_dropped_total{}", "meshlet_z_active{}"));
     const SeriesSnapshot* b =
         snapshot.Find("meshlet_m_remaining", {{"threshold", "max_requests"}, {"cluster", "b"}});
     ASSERT_NE(b, nullptr);
@@ -491,10 +490,8 @@ TEST(StatsRegistryTest, CollectorHandleOutlivesRegistry) {
   StatsRegistry::CollectorHandle handle;
   {
     StatsRegistry registry;
-    absl::StatusOr<StatsRegistry::CollectorHandle> added =
-        registry.AddGaugeCollector("meshlet_m_remaining", "h", {}, [](GaugeRows& rows) {
-          rows.Add({}, 1);
-        });
+    absl::StatusOr<StatsRegistry::CollectorHandle> added = registry.AddGaugeCollector(
+        "meshlet_m_remaining", "h", {}, [](GaugeRows& rows) { rows.Add({}, 1); });
     ASSERT_TRUE(added.ok());
     handle = *std::move(added);
     const StatsSnapshot snapshot = registry.Snapshot();

@@ -73,10 +73,10 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       random_(random),
       clock_(clock),
       codecs_(std::move(codecs)),
-      transport_factory_(transport_factory == nullptr
-                             ? nullptr
-                             : std::make_unique<const EndpointTransportFactory>(
-                                   std::move(transport_factory))),
+      transport_factory_(
+          transport_factory == nullptr
+              ? nullptr
+              : std::make_unique<const EndpointTransportFactory>(std::move(transport_factory))),
       retry_budget_(config_->retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
   if (OutlierCountsSuccesses(*config_)) StartOutlierDetection();

@@ -73,10 +73,10 @@ struct ClusterStats {
   uint64_t no_healthy_host = 0;         // ChooseHost found nothing
   uint64_t outlier_ejections = 0;       // hosts ejected
   uint64_t outlier_probe_rejected = 0;  // picks refused because a half-open probe was out
-  uint64_t breaker_opened = 0;      // consecutive-failure breaker: closed/half-open → open
-  uint64_t breaker_rejected = 0;    // picks refused because the breaker was open
-  uint64_t overload_responses = 0;  // RecordOverload calls
-  uint64_t overload_ejections = 0;  // hosts ejected for overload
+  uint64_t breaker_opened = 0;          // consecutive-failure breaker: closed/half-open → open
+  uint64_t breaker_rejected = 0;        // picks refused because the breaker was open
+  uint64_t overload_responses = 0;      // RecordOverload calls
+  uint64_t overload_ejections = 0;      // hosts ejected for overload
   uint64_t overload_ejections_skipped = 0;  // refused by max_ejection_percent / last host
 };
 
@@ -290,7 +290,7 @@ class Cluster {
   std::optional<event::Timer> outlier_timer_;
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
   static_assert(sizeof(HostPools) <= kBytesPerPoolEntry);
-  std::unique_ptr<Rare> rare_;  // null until rare()
+  std::unique_ptr<Rare> rare_;           // null until rare()
   std::unique_ptr<ClusterStats> stats_;  // null until the first count
   resilience::RetryBudget retry_budget_;
   StatHandles stat_handles_;

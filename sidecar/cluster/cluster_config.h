@@ -237,7 +237,8 @@ struct ClusterConfig {
 };
 // A sidecar holds two per service it calls (ADR 0091); parts most clusters leave at their
 // defaults are DefaultedParts so that they cost no allocation and little room here.
-static_assert(sizeof(ClusterConfig) <= 600, "ClusterConfig grew: keep rarely-set parts out of line");
+static_assert(sizeof(ClusterConfig) <= 600,
+              "ClusterConfig grew: keep rarely-set parts out of line");
 
 // `tls` for connections that must speak HTTP/1.1: ALPN offers only "http/1.1", so a cluster that
 // offers "h2" cannot have the peer agree on it.

@@ -20,8 +20,8 @@ Host::Host(uint64_t id, const EndpointConfig* endpoint)
 }
 
 void Host::UpdateFrom(const EndpointConfig* endpoint) {
-  health_flags_ = (health_flags_ & ~uint64_t{kFailedEds | kDraining}) |
-                  EdsHealthFlags(endpoint->health);
+  health_flags_ =
+      (health_flags_ & ~uint64_t{kFailedEds | kDraining}) | EdsHealthFlags(endpoint->health);
   endpoint_ = endpoint;
 }
 

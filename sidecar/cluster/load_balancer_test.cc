@@ -58,8 +58,8 @@ TEST(LoadBalancerMemoryTest, EqualWeightsAndEveryHostHealthyKeepNoList) {
   HostSet hosts;
   hosts.Update(Endpoints({1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
   RealRandom random(3);
-  for (LbPolicy policy : {LbPolicy::kRoundRobin, LbPolicy::kRandom, LbPolicy::kLeastRequest,
-                          LbPolicy::kPeakEwma}) {
+  for (LbPolicy policy :
+       {LbPolicy::kRoundRobin, LbPolicy::kRandom, LbPolicy::kLeastRequest, LbPolicy::kPeakEwma}) {
     std::unique_ptr<LoadBalancer> lb = CreateLoadBalancer(policy, hosts, random, 50);
     {
       AllocationScope scope;

@@ -25,8 +25,8 @@ TEST(ResourceVersionTest, ContentVersionIsKeptAsTheHashAlone) {
 }
 
 TEST(ResourceVersionTest, HashesSpellAsHex16Does) {
-  for (uint64_t hash : {uint64_t{0}, uint64_t{1}, uint64_t{0xabcdef}, ~uint64_t{0},
-                        uint64_t{0x0123456789abcdef}}) {
+  for (uint64_t hash :
+       {uint64_t{0}, uint64_t{1}, uint64_t{0xabcdef}, ~uint64_t{0}, uint64_t{0x0123456789abcdef}}) {
     const ResourceVersion version("", hash);
     EXPECT_EQ(version.str(), xds::Hex16(hash)) << hash;
     EXPECT_FALSE(ResourceVersion(xds::Hex16(hash), hash).copied()) << hash;

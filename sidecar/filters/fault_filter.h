@@ -49,7 +49,8 @@ class FaultFilter final : public stream::Filter {
 
   stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool) override {
     const route::RouteEntry* route = route_.entry;
-    if (route == nullptr || (!route->extras->fault.has_value() && !route->extras->fault_header_triggered)) {
+    if (route == nullptr ||
+        (!route->extras->fault.has_value() && !route->extras->fault_header_triggered)) {
       return stream::FilterStatus::kContinue;
     }
     return Decide(*route, headers);

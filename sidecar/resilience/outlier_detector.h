@@ -144,9 +144,9 @@ class OutlierDetector {
   size_t healthy_count() const { return ids_.size() - ejected_count_; }
   size_t MaxEjected() const;
   // What the detector holds per host (every built cluster holds it for each of its hosts): its
-  // id, in one sorted array (no second index, no second allocation). A host's state (kBytesPerTrackedHost) is held only from its
-  // first failure (with success-rate detection: its first result) until it is healthy again with
-  // nothing counted and nothing to decay (ADR 0091).
+  // id, in one sorted array (no second index, no second allocation). A host's state
+  // (kBytesPerTrackedHost) is held only from its first failure (with success-rate detection: its
+  // first result) until it is healthy again with nothing counted and nothing to decay (ADR 0091).
   static constexpr size_t kBytesPerHost = sizeof(uint64_t);
   static constexpr size_t kBytesPerTrackedHost = 48;
   // Hosts whose state is held now.

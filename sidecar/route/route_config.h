@@ -98,7 +98,8 @@ class RarePart {
   RarePart(const RarePart& other)
       : part_(other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_)) {}
   RarePart& operator=(const RarePart& other) {
-    if (this != &other) part_ = other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_);
+    if (this != &other)
+      part_ = other.part_ == nullptr ? nullptr : std::make_unique<T>(*other.part_);
     return *this;
   }
   RarePart(RarePart&&) noexcept = default;

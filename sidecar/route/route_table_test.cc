@@ -315,10 +315,12 @@ TEST(RouteTableTest, HeaderMutationOrderGeneralToSpecific) {
   config.headers.request_headers_to_remove = {"x-internal"};
   config.headers.response_headers_to_add = {{"server", "meshlet", false}};
   VirtualHostConfig vhost = VHost("h", {"*"});
-  vhost.headers.mut().request_headers_to_add = {{"x-level", "vhost", false}, {"x-trail", "vhost", true}};
+  vhost.headers.mut().request_headers_to_add = {{"x-level", "vhost", false},
+                                                {"x-trail", "vhost", true}};
   vhost.headers.mut().response_headers_to_remove = {"x-powered-by"};
   RouteEntry& route = vhost.routes[0];
-  route.extras.mut().headers.request_headers_to_add = {{"x-level", "route", false}, {"x-trail", "route", true}};
+  route.extras.mut().headers.request_headers_to_add = {{"x-level", "route", false},
+                                                       {"x-trail", "route", true}};
   // Removal comes before addition within a level: this replaces what outer levels appended.
   route.extras.mut().headers.request_headers_to_remove = {"x-replaced"};
   route.extras.mut().headers.request_headers_to_add.push_back({"x-replaced", "route", true});

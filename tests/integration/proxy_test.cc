@@ -296,7 +296,8 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     std::get<route::RouteAction>(mutate.action).extras.mut().prefix_rewrite = "/rewritten";
     mutate.extras.mut().headers.request_headers_to_add.push_back({"x-added", "route", false});
     mutate.extras.mut().headers.request_headers_to_remove.push_back("x-remove-me");
-    mutate.extras.mut().headers.response_headers_to_add.push_back({"x-response-added", "yes", false});
+    mutate.extras.mut().headers.response_headers_to_add.push_back(
+        {"x-response-added", "yes", false});
     mutate.extras.mut().headers.response_headers_to_remove.push_back("x-seen-keep-alive");
     vhost.routes.push_back(mutate);
 
