@@ -59,7 +59,8 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
 
     // An edge opens its destination's traces.
     await page.click('#graph .edge-g[data-source="backend"][data-destination="db"] .label');
-    await page.waitForSelector(`#trace-list tr[data-trace="${traceId}"]`);
+    // The spans may reach the trace store after the golden metrics on a loaded machine.
+    await page.waitForSelector(`#trace-list tr[data-trace="${traceId}"]`, {timeout: 90000});
     assert.strictEqual(await page.inputValue('#trace-form input[name=service]'), 'db');
 
     // Trace search with filters: service db, at least 0 ms, errors only (the failed attempt).
@@ -68,7 +69,8 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
     await page.selectOption('#trace-form select[name=status]', 'error');
     await page.selectOption('#trace-form select[name=since]', '900');
     await page.click('#search');
-    await page.waitForSelector(`#trace-list tr[data-trace="${traceId}"]`);
+    // The spans may reach the trace store after the golden metrics on a loaded machine.
+    await page.waitForSelector(`#trace-list tr[data-trace="${traceId}"]`, {timeout: 90000});
     assert.strictEqual(await page.$$eval('#trace-list tr[data-trace]', (r) => r.length), 1);
     // A filter that matches nothing says so.
     await page.fill('#trace-form input[name=minDuration]', '1h');
