@@ -52,21 +52,29 @@ const SERVICE = 'reviews.default';
     await page.selectOption('#window', '10m');
     await page.waitForSelector(`#graph .node[data-service="${SERVICE}"]`, {timeout: 30000});
 
-    // Node colours: each service's inbound success rate over the window, as the API gives it.
-    const stat = await apiGet('/api/v1/stat?window=10m');
-    const nodes = await page.$$eval('#graph .node', (gs) => gs.map((g) =>
-      ({name: g.dataset.service, health: g.dataset.health, problems: Number(g.dataset.problems),
-        stroke: getComputedStyle(g.querySelector('rect')).stroke})));
-    for (const n of nodes) {
+    // Node colours: each service's inbound success rate over the window, as the API gives it
+    // (a sidecar's last report may land between the two reads: compare again after a redraw).
+    const expectedHealth = (stat, n) => {
       const into = stat.items.filter((e) => e.destination === n.name);
       const requests = into.reduce((a, e) => a + e.requests, 0);
       const failures = into.reduce((a, e) => a + e.failures, 0);
       const sr = requests ? 1 - failures / requests : null;
       const want = sr === null ? 'muted' : sr >= 0.99 ? 'ok' : sr >= 0.95 ? 'warn' : 'bad';
       // Configuration problems turn a healthy node amber.
-      assert.strictEqual(n.health, n.problems && want !== 'bad' ? 'warn' : want,
-          `${n.name}: ${JSON.stringify(n)} inbound ${requests}/${failures}`);
+      return n.problems && want !== 'bad' ? 'warn' : want;
+    };
+    let nodes = [], mismatch = [];
+    for (let attempt = 0; attempt < 4; attempt++) {
+      if (attempt) await page.waitForTimeout(2500);
+      const stat = await apiGet('/api/v1/stat?window=10m');
+      nodes = await page.$$eval('#graph .node', (gs) => gs.map((g) =>
+        ({name: g.dataset.service, health: g.dataset.health, problems: Number(g.dataset.problems),
+          stroke: getComputedStyle(g.querySelector('rect')).stroke})));
+      mismatch = nodes.filter((n) => n.health !== expectedHealth(stat, n))
+          .map((n) => `${n.name}: ${n.health}, API: ${expectedHealth(stat, n)}`);
+      if (!mismatch.length) break;
     }
+    assert.deepStrictEqual(mismatch, [], JSON.stringify(nodes));
     const colours = new Set(nodes.filter((n) => n.health !== 'muted').map((n) => n.stroke));
     assert.ok(nodes.some((n) => n.health !== 'muted'), JSON.stringify(nodes));
     assert.ok(![...colours].includes('rgb(135, 149, 168)'), `coloured nodes: ${[...colours]}`);
@@ -97,10 +105,13 @@ const SERVICE = 'reviews.default';
     await page.waitForFunction((n) =>
       document.querySelector('#svc-summary [data-field="requests"]').textContent === String(n),
     requests, {timeout: 15000});
-    // Its workloads, with their proxies' sync state.
-    const workloads = await page.$$eval('#svc-workloads tr[data-workload]', (rows) =>
-      rows.map((r) => [r.dataset.workload, r.querySelector('[data-field="sync"]').textContent]));
-    assert.deepStrictEqual(workloads.sort(), [['reviews-v1-0', 'SYNCED'], ['reviews-v2-0', 'SYNCED']]);
+    // Its workloads, with their proxies' sync state (STALE while the apply's push awaits its ACK).
+    const workloads = () => page.$$eval('#svc-workloads tr[data-workload]', (rows) =>
+      rows.map((r) => r.dataset.workload + ' ' + r.querySelector('[data-field="sync"]').textContent).sort());
+    await page.waitForFunction(() => [...document.querySelectorAll('#svc-workloads [data-field="sync"]')]
+        .filter((e) => e.textContent === 'SYNCED').length === 2, null, {timeout: 15000})
+        .catch(async () => assert.fail(`workloads: ${await workloads()}`));
+    assert.deepStrictEqual(await workloads(), ['reviews-v1-0 SYNCED', 'reviews-v2-0 SYNCED']);
     // Route figures, or a plain note when the control plane has no route API.
     await page.waitForSelector('#svc-routes table, #routes-unavailable');
 
@@ -140,10 +151,10 @@ const SERVICE = 'reviews.default';
     await page.goBack();
     await page.waitForSelector(`#svc-callees tr[data-peer="${callees[0].destination}"] a`);
     await page.click(`#svc-callees tr[data-peer="${callees[0].destination}"] a`);
-    await page.waitForFunction((s) => document.querySelector('#svc-name').textContent === s &&
-        document.querySelector(`#svc-callers tr[data-peer]`) !== null, callees[0].destination);
-    const callerOfCallee = await page.getAttribute('#svc-callers tr[data-peer]', 'data-peer');
-    assert.strictEqual(callerOfCallee, SERVICE);
+    await page.waitForFunction((s) => document.querySelector('#svc-name').textContent === s,
+        callees[0].destination);
+    // Its callers: this service, linking back.
+    await page.waitForSelector(`#svc-callers tr[data-peer="${SERVICE}"] a[href="#service/${SERVICE}"]`);
 
     assert.deepStrictEqual(foreign, [], 'requests outside the control plane');
     assert.deepStrictEqual(errors, [], 'errors in the page');

@@ -258,7 +258,7 @@ class DemoTest(unittest.TestCase):
                       if e["type"] == "policy" and e["kind"] == "TrafficPolicy"
                       and e["verb"] == "updated"]
             time.sleep(0.2)
-        self.assertEqual(len(events), 1, body)
+        self.assertEqual(len(events), 1, json.loads(body)["events"])
         self.assertEqual((events[0]["name"], events[0]["services"], events[0]["who"]),
                          ("reviews", ["reviews.default"], "api-token"), events)
 

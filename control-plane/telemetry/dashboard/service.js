@@ -107,13 +107,14 @@ function loadServiceCharts() {
 async function loadService(name) {
   serviceState.name = name;
   const win = $('#window').value;
-  $('#svc-name').textContent = name;
   const [stat, workloads, proxies, problems, failed] = await Promise.all([
     api('/api/v1/stat?window=' + encodeURIComponent(win)),
     api('/api/v1/workloads').catch(() => ({items: []})),
     api('/api/v1/proxies').catch(() => ({items: []})),
     loadProblems(),
     api('/api/v1/traces?status=error&limit=10&service=' + encodeURIComponent(name)).catch(() => ({items: []}))]);
+  if (serviceState.name !== name) return;  // another page was opened meanwhile
+  $('#svc-name').textContent = name;
   const callers = stat.items.filter((e) => e.destination === name);
   const callees = stat.items.filter((e) => e.source === name);
   // The service's inbound figures: its callers' edges summed.
@@ -148,6 +149,7 @@ async function loadService(name) {
       <td><a href="#trace/${esc(t.traceId)}">explain</a></td></tr>`).join('') ||
       '<tr><td colspan="4" class="empty">No failed requests kept.</td></tr>';
   const routes = await loadRoutes(name, win);
+  if (serviceState.name !== name) return;
   // What the charts can show: the service, each of its edges, each route rule.
   const subjects = [[`service=${encodeURIComponent(name)}`, `${name} (inbound)`]]
       .concat(callers.map((e) => [`edge=${encodeURIComponent(e.source + ',' + name)}`, `${e.source} → ${name}`]))
