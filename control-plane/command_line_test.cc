@@ -57,9 +57,9 @@ TEST(CommandLineTest, TraceRefuseUnverified) {
 }
 
 TEST(CommandLineTest, GoldenHistory) {
-  absl::StatusOr<CommandLine> parsed =
-      ParseCommandLine({"--golden-history-resolution=5s", "--golden-history-retention=2h",
-                        "--golden-history-max-series=7", "--golden-history-max-points=99"});
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine(
+      {"--golden-history-resolution=5s", "--golden-history-retention=2h",
+       "--golden-history-max-series=7", "--golden-history-max-points=99", "--config-events-max=5"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const telemetry::GoldenHistoryLimits& history = parsed->telemetry.golden_limits.history;
   EXPECT_EQ(history.resolution, std::chrono::seconds(5));
@@ -67,6 +67,7 @@ TEST(CommandLineTest, GoldenHistory) {
   EXPECT_EQ(history.max_series, 7u);
   EXPECT_EQ(history.max_points, 99u);
   EXPECT_EQ(history.open_for, std::chrono::seconds(30));
+  EXPECT_EQ(parsed->telemetry.config_events.max_events, 5u);
   parsed = ParseCommandLine({"--golden-history-resolution=1m"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   // At least three slots stay open for late reports.

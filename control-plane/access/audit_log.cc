@@ -22,31 +22,6 @@ namespace {
 
 constexpr size_t kMaxMessageBytes = 300;
 
-// What the path names: {resource, namespace, name}, empty parts unknown.
-struct Object {
-  std::string resource, namespace_, name;
-};
-
-Object ObjectOf(absl::string_view path) {
-  Object object;
-  std::vector<std::string> segments = absl::StrSplit(path, '/', absl::SkipEmpty());
-  size_t i = 0;
-  if (segments.size() >= 3 && segments[0] == "apis") {
-    i = 3;  // apis/{group}/{version}: meshlet.io/v1, gateway.networking.k8s.io/v1
-    if (segments.size() > i + 1 && segments[i] == "namespaces") {
-      object.namespace_ = segments[i + 1];
-      i += 2;
-    }
-  } else if (segments.size() >= 2 && segments[0] == "api" && segments[1] == "v1") {
-    i = 2;
-  } else {
-    return object;
-  }
-  if (segments.size() > i) object.resource = segments[i];
-  if (segments.size() > i + 1) object.name = segments[i + 1];
-  return object;
-}
-
 }  // namespace
 
 AuditLog::AuditLog(std::string path, int fd, const Clock& clock, StatsRegistry* stats)
@@ -93,13 +68,33 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path
   return std::unique_ptr<AuditLog>(new AuditLog(path, fd, clock, stats));
 }
 
+AuditedObject AuditLog::ObjectOf(absl::string_view path) {
+  AuditedObject object;
+  std::vector<std::string> segments = absl::StrSplit(path, '/', absl::SkipEmpty());
+  size_t i = 0;
+  if (segments.size() >= 3 && segments[0] == "apis") {
+    i = 3;  // apis/{group}/{version}: meshlet.io/v1, gateway.networking.k8s.io/v1
+    if (segments.size() > i + 1 && segments[i] == "namespaces") {
+      object.namespace_ = segments[i + 1];
+      i += 2;
+    }
+  } else if (segments.size() >= 2 && segments[0] == "api" && segments[1] == "v1") {
+    i = 2;
+  } else {
+    return object;
+  }
+  if (segments.size() > i) object.resource = segments[i];
+  if (segments.size() > i + 1) object.name = segments[i + 1];
+  return object;
+}
+
 bool AuditLog::Records(const http::ServerRequest& request) {
   return request.method() != "GET" && request.method() != "HEAD";
 }
 
 void AuditLog::Record(const http::ServerRequest& request, const Principal* caller,
                       const http::ServerResponse& response) {
-  Object object = ObjectOf(request.path());
+  AuditedObject object = ObjectOf(request.path());
   std::optional<identity::JsonObject> answer;
   if (absl::StartsWith(response.headers.Get("content-type").value_or(""), "application/json")) {
     absl::StatusOr<identity::JsonObject> parsed = identity::JsonObject::Parse(response.body);

@@ -37,6 +37,12 @@
 
 namespace meshlet::controlplane::access {
 
+// What an API path names: {resource (the plural: "httproutes"), namespace, name}, empty parts
+// unknown.
+struct AuditedObject {
+  std::string resource, namespace_, name;
+};
+
 class AuditLog {
  public:
   // Opens (creates) `path` for appending, mode 0600. Errors name the path. `stats` may be null.
@@ -48,6 +54,8 @@ class AuditLog {
 
   // Whether `request` is one the log records: a write (not GET or HEAD).
   static bool Records(const http::ServerRequest& request);
+  // What `path` names (a create's name is in its answer, not its path).
+  static AuditedObject ObjectOf(absl::string_view path);
 
   // Appends the record of `request`, made by `caller` (null: not authenticated), answered with
   // `response`.

@@ -612,7 +612,9 @@ absl::Status ControlPlane::SetApiTrustBundle(std::string trust_bundle_pem) {
 http::Responder ControlPlane::Audited(const http::ServerRequest& request,
                                       std::optional<access::Principal> caller,
                                       http::Responder respond) {
-  if (audit_ == nullptr || !access::AuditLog::Records(request)) return respond;
+  if ((audit_ == nullptr && write_listeners_.empty()) || !access::AuditLog::Records(request)) {
+    return respond;
+  }
   // What the record needs of the request, which may be gone when the answer comes.
   http::ServerRequest head;
   head.headers.Add(":method", request.method());
@@ -620,7 +622,12 @@ http::Responder ControlPlane::Audited(const http::ServerRequest& request,
   head.peer = request.peer;
   return [this, head = std::move(head), caller = std::move(caller),
           respond = std::move(respond)](http::ServerResponse response) mutable {
-    audit_->Record(head, caller.has_value() ? &*caller : nullptr, response);
+    const access::Principal* who = caller.has_value() ? &*caller : nullptr;
+    if (audit_ != nullptr) audit_->Record(head, who, response);
+    if (response.status >= 200 && response.status < 300 && !write_listeners_.empty()) {
+      const access::AuditedObject object = access::AuditLog::ObjectOf(head.path());
+      for (const WriteListener& listener : write_listeners_) listener(object, who);
+    }
     respond(std::move(response));
   };
 }

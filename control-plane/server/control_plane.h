@@ -171,6 +171,14 @@ class ControlPlane {
   // meshlet_cp_http_timeouts_total): the request and idle timeouts from the flags.
   http::HttpServerOptions HttpServerOptionsFor(absl::string_view server);
 
+  // `listener` is told of every API write answered 2xx (after its audit record, if any), on the
+  // loop thread: what the path names and who made it (null: no token needed). It must not block.
+  using WriteListener = std::function<void(const access::AuditedObject& object,
+                                           const access::Principal* caller)>;
+  void AddWriteListener(WriteListener listener) {
+    write_listeners_.push_back(std::move(listener));
+  }
+
   // Runs `hook` at the start of shutdown, before the API server closes (servers that plug in
   // register their own graceful stop here).
   void OnShutdown(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
@@ -233,6 +241,7 @@ class ControlPlane {
   std::unique_ptr<access::OperatorTokens> operator_tokens_;
   std::unique_ptr<access::AccessGate> gate_;
   std::unique_ptr<access::AuditLog> audit_;  // null: --api-audit-log=off
+  std::vector<WriteListener> write_listeners_;
   std::unique_ptr<api::PolicyApi> api_;
   std::unique_ptr<http::HttpServer> api_server_;
   // TLS on the API: null until the first certificate (connections are refused meanwhile).

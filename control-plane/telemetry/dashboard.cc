@@ -41,7 +41,7 @@ http::ServerResponse HandleDashboard(const http::ServerRequest& request) {
     http::ServerResponse r = http::ServerResponse::Text(200, std::string(a->content));
     r.headers.Set("content-type", ContentType(name));
     // The page loads only its own files and talks only to this server (inline style attributes
-    // position the waterfall's bars; scripts come only from app.js).
+    // position the waterfall's bars; scripts come only from the page's own files).
     r.headers.Set("content-security-policy",
                   "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                   "frame-ancestors 'none'");

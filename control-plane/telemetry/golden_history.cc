@@ -520,6 +520,13 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
                                            R"(,"destination":)", JsonQuote(query.destination))
                             : absl::StrCat(R"("service":)", JsonQuote(query.service));
   const int64_t first = points->empty() ? 0 : absl::ToUnixSeconds(points->front().start);
+  const std::string events =
+      events_source_ == nullptr
+          ? "[]"
+          : events_source_(query.from, query.to,
+                           query.service.empty()
+                               ? std::vector<std::string>{query.source, query.destination}
+                               : std::vector<std::string>{query.service});
   return ServerResponse::Json(
       200,
       absl::StrCat(R"({"kind":"StatHistory",)", selector, R"(,"from":)", first, R"(,"to":)",
@@ -529,7 +536,7 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
                    GoldenJsonNumber(std::chrono::duration<double>(limits_.resolution).count()),
                    R"(,"retentionSeconds":)",
                    GoldenJsonNumber(std::chrono::duration<double>(limits_.retention).count()),
-                   R"(,"points":[)", absl::StrJoin(items, ","), R"(],"events":[]})", "\n"));
+                   R"(,"points":[)", absl::StrJoin(items, ","), R"(],"events":)", events, "}\n"));
 }
 
 }  // namespace meshlet::controlplane::telemetry

@@ -23,6 +23,7 @@
 // Threading: the control plane's loop thread only. Add() and Query() do not block.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -106,6 +107,13 @@ class GoldenHistory {
   // GET /api/v1/stat/history (the caller authenticated it).
   http::ServerResponse HandleQuery(const http::ServerRequest& request) const;
 
+  // What an answer's `events` holds: the configuration changes in [from, to) that concern any
+  // of `services` (the service asked for, or the edge's two), as a JSON array
+  // (ConfigEvents::EventsJson, config_events.h). Unset: always "[]". Called on the loop thread.
+  using EventsSource = std::function<std::string(absl::Time from, absl::Time to,
+                                                 const std::vector<std::string>& services)>;
+  void SetEventsSource(EventsSource source) { events_source_ = std::move(source); }
+
   // Seals the slots no longer open, drops slots past the retention and edges left without any.
   // Add() calls it at most once per resolution; tests call it to settle.
   void Sweep();
@@ -144,6 +152,7 @@ class GoldenHistory {
   std::map<std::pair<std::string, std::string>, Edge, KeyLess> edges_;
   int64_t last_sweep_slot_ = 0;
   std::unique_ptr<Stats> stats_;
+  EventsSource events_source_;
 };
 
 }  // namespace meshlet::controlplane::telemetry

@@ -291,6 +291,32 @@ TEST(GoldenHistoryTest, ApiAnswersJsonAndExplainsBadParameters) {
   EXPECT_EQ(history.HandleQuery(post).status, 405);
 }
 
+TEST(GoldenHistoryTest, EventsOfTheRangeAndServicesAsked) {
+  FakeClock clock;
+  GoldenHistory history(clock, {}, nullptr);
+  std::vector<std::string> asked;
+  absl::Time asked_from, asked_to;
+  history.SetEventsSource(
+      [&](absl::Time from, absl::Time to, const std::vector<std::string>& services) {
+        asked_from = from;
+        asked_to = to;
+        asked = services;
+        return std::string(R"([{"type":"push","revision":3}])");
+      });
+  http::ServerResponse r =
+      history.HandleQuery(Get("/api/v1/stat/history?service=backend.default&window=5m"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::EndsWith(r.body, R"(],"events":[{"type":"push","revision":3}]})"
+                                     "\n"))
+      << r.body;
+  EXPECT_EQ(asked, std::vector<std::string>{"backend.default"});
+  EXPECT_EQ(asked_to, clock.WallNow());
+  EXPECT_EQ(asked_to - asked_from, absl::Minutes(5));
+  r = history.HandleQuery(Get("/api/v1/stat/history?edge=a.x,b.x"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(asked, (std::vector<std::string>{"a.x", "b.x"}));
+}
+
 // The reports of two sidecars, recorded as GoldenMetrics records them.
 struct Sidecar {
   std::string node, service;

@@ -12,6 +12,7 @@
 #include "common/tls/certificate.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_transport.h"
+#include "control-plane/policy/kinds.h"
 #include "control-plane/telemetry/dashboard.h"
 #include "control-plane/telemetry/trace_ring.h"
 
@@ -122,6 +123,9 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       flags::IntFlag<size_t>("--golden-history-max-points", "N",
                              &options.golden_limits.history.max_points,
                              "points in one /api/v1/stat/history answer (default 1000)"),
+      flags::IntFlag<size_t>("--config-events-max", "N", &options.config_events.max_events,
+                             "configuration changes (policy writes, pushed versions) kept for "
+                             "the history's markers; the oldest go first (default 1000)"),
       {.name = "--replica-address",
        .value = "IP[:PORT]",
        .help = "with etcd: where the other replicas reach this one's discovery port to share "
@@ -197,7 +201,14 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
                      .trust_domain = options_.trust_domain,
                      .authenticate = !options_.discovery_plaintext,
                  },
-                 &control_plane.stats()) {
+                 &control_plane.stats()),
+      config_events_(RealClock::Get(),
+                     [this] {
+                       ConfigEventsLimits limits = options_.config_events;
+                       limits.retention = options_.golden_limits.history.retention;
+                       return limits;
+                     }(),
+                     &control_plane.stats()) {
   StatsShard& shard = control_plane.stats().shared_shard();
   auto counter = [&](absl::string_view result) {
     auto c = shard.RegisterCounter("meshlet_cp_peer_telemetry_received_total",
@@ -220,6 +231,9 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
 }
 
 TelemetryService::~TelemetryService() {
+  policy_watch_.reset();
+  *alive_ = false;
+  golden_.history().SetEventsSource(nullptr);
   collector_.SetForward(nullptr);
   forwarder_.reset();
   control_plane_.api().SetTraceHandler(nullptr);
@@ -284,6 +298,40 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
                                           "zipkin", [this](const http::ServerRequest& r) {
                                             return collector_.HandleZipkin(r);
                                           }));
+  // Markers on the history's charts: policy changes as the store's watch reports them (every
+  // replica), who made them from the writes this replica answered, and the versions pushed.
+  policy_watch_ = control_plane_.store().Watch(
+      [this, &loop = control_plane_.loop(), alive = std::weak_ptr<bool>(alive_),
+       max_services = options_.config_events.max_services](const WatchEvent& event) {
+        // The writer's thread (file store) or the store's (etcd): parse here, record on the loop.
+        const StoredResource& r = event.resource;
+        if (policy::FindStoredKind(r.key.kind) == nullptr) return;
+        const bool deleted = event.type == WatchEvent::Type::kDelete;
+        std::vector<std::string> services =
+            deleted ? std::vector<std::string>()
+                    : ServicesNamedBy(r.key.kind, r.key.namespace_, r.key.name, r.body,
+                                      max_services);
+        loop.Post([this, alive, key = r.key, deleted, created = r.revision == r.create_revision,
+                   revision = r.revision, services = std::move(services)]() mutable {
+          if (auto a = alive.lock(); !a || !*a) return;
+          config_events_.AddPolicyChange(std::move(key.kind), std::move(key.namespace_),
+                                         std::move(key.name), deleted, created, revision,
+                                         std::move(services));
+        });
+      });
+  control_plane_.AddWriteListener(
+      [this, alive = std::weak_ptr<bool>(alive_)](const access::AuditedObject& object,
+                                                  const access::Principal* caller) {
+        if (auto a = alive.lock(); !a || !*a) return;
+        if (object.name.empty()) return;
+        config_events_.AddWrite(object.resource, object.namespace_, object.name,
+                                caller != nullptr ? caller->name : "",
+                                caller != nullptr ? access::RoleName(caller->role) : "");
+      });
+  golden_.history().SetEventsSource(
+      [this](absl::Time from, absl::Time to, const std::vector<std::string>& services) {
+        return config_events_.EventsJson(from, to, services);
+      });
   control_plane_.api().SetDashboardHandler(HandleDashboard);
   control_plane_.api().SetTraceHandler([this](const http::ServerRequest& r) {
     if (r.path() == "/api/v1/stat") return golden_.HandleQuery(r);

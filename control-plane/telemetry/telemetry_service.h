@@ -23,6 +23,8 @@
 //   --golden-history-retention D   how far back the history reaches (default 1h)
 //   --golden-history-max-series N  edges in the history (default 10000)
 //   --golden-history-max-points N  points in one history answer (default 1000)
+//   --config-events-max N          configuration changes kept for the history's markers
+//                                  (default 1000; config_events.h)
 //   --replica-address IP[:PORT]    with etcd: where other replicas reach this one's discovery port
 //                                  (an IP alone: with the discovery port's port)
 //   --peer-telemetry-interval D    with etcd: how often telemetry goes to them (default 1s)
@@ -71,6 +73,7 @@
 #include "common/http/server.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/collector.h"
+#include "control-plane/telemetry/config_events.h"
 #include "control-plane/telemetry/golden_metrics.h"
 #include "control-plane/telemetry/peer_forwarder.h"
 #include "control-plane/telemetry/telemetry_gate.h"
@@ -90,6 +93,9 @@ struct TelemetryOptions {
   size_t max_connections = 256;
   TraceStoreLimits store_limits;
   GoldenMetricsLimits golden_limits;
+  // The configuration changes kept for the history's markers (config_events.h); its retention is
+  // the history's.
+  ConfigEventsLimits config_events;
   std::string trace_store_dir;  // empty: memory only
   size_t trace_store_disk_bytes = 256 << 20;
   // With etcd: sharing with the other replicas. Empty replica_address: DefaultReplicaAddress.
@@ -138,6 +144,12 @@ class TelemetryService {
   // Null with a single replica (no etcd).
   const PeerForwarder* forwarder() const { return forwarder_.get(); }
 
+  // The discovery server took policy revision `revision` to push to `proxies` sidecars: a marker
+  // on the history's charts (config_events.h). On the loop thread.
+  void RecordConfigVersion(int64_t revision, size_t proxies) {
+    config_events_.AddPush(revision, proxies);
+  }
+
   // The bound addresses (real ports when configured with port 0); null when disabled.
   const net::Address* otlp_address() const;
   const net::Address* zipkin_address() const;
@@ -174,6 +186,11 @@ class TelemetryService {
   std::unique_ptr<PeerForwarder> forwarder_;
   Counter peer_accepted_, peer_unauthenticated_, peer_invalid_;
   Gauge limit_replicas_;
+  ConfigEvents config_events_;
+  // Set false (on the loop) when this goes: the policy watch's posts check it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Last: the watch ends before what its callback uses.
+  std::unique_ptr<Store::WatchHandle> policy_watch_;
 };
 
 }  // namespace meshlet::controlplane::telemetry

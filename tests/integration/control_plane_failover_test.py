@@ -17,7 +17,8 @@ that picks the one it talks to:
    Every replica shows the whole mesh's telemetry: the client reports golden metrics to B and
    sends its spans to A's collector, reviews-1 reports to A and sends its spans to B's; through
    either replica `meshctl stat` shows the client's edge to reviews, both answer the same
-   history of that edge (/api/v1/stat/history), and one trace holds the spans of both sidecars
+   history of that edge (/api/v1/stat/history) with the same policy-change markers (who made
+   them only on A, which took the writes), and one trace holds the spans of both sidecars
    (the replicas forward to each other over the discovery port). A forward
    without the shared API token is refused. A third replica C that starts later is handed the
    traces kept so far, by A (the lowest-named of the others), not by B.
@@ -223,8 +224,21 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
                 self.assertEqual(status, 200, body)
                 answers[replica.name] = json.loads(body)
             requests = [sum(p["requests"] for p in h["points"]) for h in answers.values()]
-            return requests[0] > 0 and answers["a"] == answers["b"]
+            return requests[0] > 0 and all(answers["a"][k] == answers["b"][k]
+                                           for k in answers["a"] if k != "events")
         self.assertTrue(wait_for(same_history, timeout=15), answers)
+        # Their markers: the same policy changes on both (each watches the store), who made them
+        # only on A, which took the writes (ADR 0095, amended).
+        policy = {name: [e for e in h["events"] if e["type"] == "policy"]
+                  for name, h in answers.items()}
+
+        def change(e):
+            return e["revision"], e["kind"], e["namespace"], e["name"], e["verb"], e["services"]
+        self.assertIn(("Service", "default", "reviews", "created", ["reviews.default"]),
+                      [change(e)[1:] for e in policy["a"]], policy["a"])
+        self.assertEqual([change(e) for e in policy["a"]], [change(e) for e in policy["b"]])
+        self.assertTrue(all(e["whoKnown"] and e["who"] for e in policy["a"]), policy["a"])
+        self.assertFalse([e for e in policy["b"] if e["whoKnown"]], policy["b"])
         status, metrics = self.a.request("GET", "/metrics")
         self.assertEqual(status, 200)
         self.assertIn("meshlet_cp_peer_replicas 1", metrics)

@@ -19,12 +19,12 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import unittest
 
+import browser
 import cp_api
 import sidecar_test as base
 import telemetry_test
@@ -125,15 +125,9 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
             f"--node-label=meshlet.io/outbound-port={free_port()}")
 
     def test_dashboard_in_chromium(self):
-        modules = os.path.join(os.path.dirname(os.path.realpath(SCRIPT)), "node_modules",
-                               "playwright-core")
-        missing = [what for what, ok in (("tests/browser/node_modules (npm ci)",
-                                          os.path.isdir(modules)),
-                                         ("/usr/bin/chromium", os.path.exists("/usr/bin/chromium")),
-                                         ("node", shutil.which("node") is not None)) if not ok]
-        if missing:
-            message = "needs " + ", ".join(missing) + " (./dev test installs them)"
-            if os.environ.get("MESHLET_REQUIRE_BROWSER") == "1":
+        message = browser.missing_for(SCRIPT)
+        if message:
+            if browser.required():
                 self.fail(message)
             print("SKIP: dashboard_test " + message)
             self.skipTest(message)

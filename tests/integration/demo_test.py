@@ -1,6 +1,6 @@
 """`./dev demo`'s script, run the way ./dev runs it, with its own state directory and ports.
 
-Usage: demo_test.py DEMO_PY CONTROL_PLANE MESHCTL SIDECAR [unittest args]
+Usage: demo_test.py DEMO_PY CONTROL_PLANE MESHCTL SIDECAR DEMO_DASHBOARD_JS [unittest args]
 
 Starts the demo (control plane, four workloads behind their sidecars, the example policies, one
 second of traffic), checks from its summary, the sidecars' access logs and meshctl that requests
@@ -9,6 +9,11 @@ timeout), and that the golden metrics of the sidecars (started by flags, as Kube
 will start them) reach the control plane: `meshctl stat` shows frontend -> reviews and reviews ->
 ratings; `traffic` prints its summary again, the /slow calls on one line; starts it again over
 the running one (the old processes must go); then `stop` must leave no process and no file.
+On the same run, after a `meshctl apply` that updates TrafficPolicy default/reviews, the dashboard
+in headless Chromium (tests/browser/demo_dashboard_test.js): node colours, reviews' service page
+against the API's figures, its charts with the apply's marker, links to callers, callees and a
+failed request's explanation; screenshots in TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or
+chromium that part prints SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it).
 """
 
 import json
@@ -21,7 +26,10 @@ import tempfile
 import time
 import unittest
 
-DEMO = BIN_DIR = None  # set from argv
+import browser
+import cp_api
+
+DEMO = BIN_DIR = DASHBOARD_JS = None  # set from argv
 NODES = ("frontend-0", "reviews-v1-0", "reviews-v2-0", "ratings-0")
 
 
@@ -192,6 +200,8 @@ class DemoTest(unittest.TestCase):
         self.assertIn("frontend.default: GET /", traces.stdout)
         self.assertEqual(len(pids_of(self.state)), 9)  # control plane, 4 apps, 4 sidecars
 
+        self.check_dashboard(base)
+
         # Starting again replaces the running demo.
         old = pids_of(self.state)
         p, base, s = self.start()
@@ -209,6 +219,63 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(os.listdir(self.tmp), ["summary.json"])
         print("whole test %.1f s" % (time.monotonic() - started), file=sys.stderr)
 
+    def check_dashboard(self, base):
+        """A policy change applied with meshctl, then the dashboard on the demo's data."""
+        message = browser.missing_for(DASHBOARD_JS)
+        if message:
+            if browser.required():
+                self.fail(message)
+            print("SKIP: the demo's dashboard " + message, file=sys.stderr)
+            return
+        started = time.monotonic()
+        # The reviews TrafficPolicy with a label more: updated, same behaviour.
+        with open(os.path.join(BIN_DIR, "examples", "policies", "10-reviews-retries.yaml")) as f:
+            policy = f.read().replace("\n  name: reviews\n",
+                                      "\n  name: reviews\n  labels:\n    changed-by: demo-test\n")
+        changed = os.path.join(self.tmp, "reviews-policy.yaml")
+        with open(changed, "w") as f:
+            f.write(policy)
+        meshctl = os.path.join(self.state, "bin", "meshctl")
+        applied = subprocess.run([meshctl, "apply", "-f", changed], capture_output=True,
+                                 text=True, timeout=20)
+        self.assertEqual(applied.returncode, 0, applied.stderr)
+        self.assertIn("trafficpolicy.meshlet.io/reviews configured", applied.stdout)
+        os.remove(changed)
+        # The history carries the apply as a policy event for reviews, with who made it.
+        api = "127.0.0.1:%d" % (base + 14)
+        data = os.path.join(self.state, "control-plane")
+        cp_api.trust(api, cp_api.root_file(data))
+        with open(os.path.join(data, "api-token")) as f:
+            token = f.read().strip()
+        events = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not events:
+            status, body = cp_api.request(
+                api, "GET", "/api/v1/stat/history?service=reviews.default&window=15m",
+                token=token)
+            self.assertEqual(status, 200, body)
+            events = [e for e in json.loads(body)["events"]
+                      if e["type"] == "policy" and e["kind"] == "TrafficPolicy"
+                      and e["verb"] == "updated"]
+            time.sleep(0.2)
+        self.assertEqual(len(events), 1, json.loads(body)["events"])
+        self.assertEqual((events[0]["name"], events[0]["services"], events[0]["who"]),
+                         ("reviews", ["reviews.default"], "api-token"), events)
+
+        shots = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or self.tmp
+        r = subprocess.run(["node", DASHBOARD_JS, "https://" + api, token, shots],
+                           capture_output=True, text=True, timeout=120)
+        print(r.stdout, r.stderr, file=sys.stderr)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("PASS demo dashboard", r.stdout)
+        for name in ("demo-graph.png", "demo-service.png", "demo-explain.png"):
+            path = os.path.join(shots, name)
+            self.assertGreater(os.path.getsize(path), 10000, name)
+            if shots == self.tmp:
+                os.remove(path)
+        print("dashboard on the demo's data checked in %.1f s" % (time.monotonic() - started),
+              file=sys.stderr)
+
     def test_refuses_a_directory_it_did_not_make(self):
         os.makedirs(self.state)
         keep = os.path.join(self.state, "precious")
@@ -223,6 +290,7 @@ class DemoTest(unittest.TestCase):
 
 if __name__ == "__main__":
     DEMO = os.path.abspath(sys.argv[1])
+    DASHBOARD_JS = os.path.abspath(sys.argv.pop(5))
     binaries = [os.path.abspath(a) for a in sys.argv[2:5]]
     # demo.py takes a bazel-bin directory; the runfiles tree has the same layout.
     BIN_DIR = os.getcwd()

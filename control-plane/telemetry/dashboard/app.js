@@ -43,9 +43,10 @@ const healthClass = (sr) => sr === null || sr === undefined ? 'muted' :
 
 async function loadGraph() {
   const win = $('#window').value;
-  const [stat, deps] = await Promise.all([
+  const [stat, deps, problems] = await Promise.all([
     api('/api/v1/stat?window=' + encodeURIComponent(win)),
-    api('/api/v1/dependencies?window=' + encodeURIComponent(win)).catch(() => ({items: []}))]);
+    api('/api/v1/dependencies?window=' + encodeURIComponent(win)).catch(() => ({items: []})),
+    loadProblems().catch(() => new Map())]);
   const edges = stat.items.map((e) => ({...e, measured: true}));
   const seen = new Set(edges.map((e) => e.source + '\u0000' + e.destination));
   for (const d of deps.items) {
@@ -58,7 +59,7 @@ async function loadGraph() {
     }
   }
   for (const e of edges) { state.services.add(e.source); state.services.add(e.destination); }
-  drawGraph(edges);
+  drawGraph(edges, problems);
   const rows = stat.items.map((e) => `<tr>
     <td>${esc(e.source)}</td><td>${esc(e.destination)}</td>
     <td class="num ${healthClass(e.successRate)}">${fmtPct(e.successRate)}</td>
@@ -70,7 +71,16 @@ async function loadGraph() {
       `<tr><td colspan="11" class="empty">No traffic reported in the last ${esc(win)}.</td></tr>`;
 }
 
-function drawGraph(edges) {
+// A service's health: the success rate of the measured edges into it (none: muted).
+function inboundHealth(edges, name) {
+  let requests = 0, failures = 0;
+  for (const e of edges) {
+    if (e.measured && e.destination === name) { requests += e.requests; failures += e.failures; }
+  }
+  return requests ? 1 - failures / requests : null;
+}
+
+function drawGraph(edges, problems) {
   const svg = $('#graph');
   const names = [...new Set(edges.flatMap((e) => [e.source, e.destination]))].sort();
   if (names.length === 0) {
@@ -133,23 +143,30 @@ function drawGraph(edges) {
   }
   for (const n of names) {
     const p = pos.get(n);
-    parts.push(`<g class="node" data-service="${esc(n)}" transform="translate(${p.x},${p.y})">
+    const sr = inboundHealth(edges, n);
+    const found = (problems && problems.get(n)) || [];
+    const health = found.length && healthClass(sr) !== 'bad' ? 'warn' : healthClass(sr);
+    parts.push(`<g class="node health-${health}" data-service="${esc(n)}" data-health="${health}"
+        data-problems="${found.length}" transform="translate(${p.x},${p.y})">
       <rect width="${nodeW}" height="${nodeH}" rx="6"/>
       <text x="${nodeW / 2}" y="${nodeH / 2 + 5}" text-anchor="middle">${esc(n.length > 22 ? n.slice(0, 21) + '…' : n)}</text>
-      <title>${esc(n)}</title></g>`);
+      <title>${esc(n)}: inbound success ${fmtPct(sr)}${found.length ? '\n' + found.map(esc).join('\n') : ''}</title>
+      ${found.length ? `<g class="problem-badge"><circle cx="${nodeW}" cy="0" r="9"/>
+        <text x="${nodeW}" y="4" text-anchor="middle">${found.length}</text></g>` : ''}</g>`);
   }
   svg.innerHTML = parts.join('');
   for (const [c, color] of Object.entries(colors)) {
     svg.querySelectorAll('.fill-' + c).forEach((p) => p.setAttribute('fill', color));
   }
-  // A service, or an edge (its destination), opens that service's traces.
+  // A service opens its page; an edge, its destination's traces.
   const showTraces = (service) => {
     $('#trace-form').service.value = service;
     state.traces = [];
     location.hash = '#traces';
   };
-  svg.querySelectorAll('.node').forEach((g) =>
-    g.addEventListener('click', () => showTraces(g.dataset.service)));
+  svg.querySelectorAll('.node').forEach((g) => g.addEventListener('click', () => {
+    location.hash = '#service/' + g.dataset.service;
+  }));
   svg.querySelectorAll('.edge-g').forEach((g) =>
     g.addEventListener('click', () => showTraces(g.dataset.destination)));
 }
@@ -393,7 +410,7 @@ function route() {
   $('#login').hidden = true;
   clearInterval(state.timer);
   const [view, arg] = hash.split('/');
-  const name = ['graph', 'traces', 'trace', 'proxies'].includes(view) ? view : 'graph';
+  const name = ['graph', 'traces', 'trace', 'proxies', 'service'].includes(view) ? view : 'graph';
   const section = name === 'trace' ? 'traces' : name;
   state.view = name;
   document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + section; });
@@ -410,6 +427,11 @@ function route() {
     else renderTraceList();
   } else if (name === 'trace') {
     openTrace(arg);
+  } else if (name === 'service') {
+    const service = decodeURIComponent(arg || '');
+    if (serviceState.name !== service) $('#chart-subject').innerHTML = '';
+    loadService(service).catch(fail);
+    state.timer = setInterval(() => loadService(service).catch(fail), 10000);
   } else {
     loadProxies();
     state.timer = setInterval(loadProxies, 5000);
@@ -423,6 +445,14 @@ $('#login-form').addEventListener('submit', (ev) => {
 });
 $('#trace-form').addEventListener('submit', searchTraces);
 $('#back').addEventListener('click', () => { location.hash = '#traces'; });
-$('#window').addEventListener('change', () => { if (state.view === 'graph') route(); });
+$('#window').addEventListener('change', () => {
+  if (state.view === 'graph' || state.view === 'service') route();
+});
+$('#chart-window').addEventListener('change', () => {
+  $('#chart-custom').hidden = $('#chart-window').value !== 'custom';
+  if ($('#chart-window').value !== 'custom') loadServiceCharts();
+});
+$('#chart-apply').addEventListener('click', () => loadServiceCharts());
+$('#chart-subject').addEventListener('change', () => loadServiceCharts());
 window.addEventListener('hashchange', route);
 route();
