@@ -242,9 +242,9 @@ absl::StatusOr<tls::CertificateChain> VerifiedPath(const tls::CertificateChain& 
 absl::Status CheckValidityWindows(const tls::CertificateChain& chain, absl::Time now) {
   for (const auto& cert : chain) {
     if (tls::NotBefore(*cert) > now) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CA certificate \"", tls::SubjectName(*cert), "\" is not valid before ",
-                       absl::FormatTime(tls::NotBefore(*cert))));
+      return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(*cert),
+                                                     "\" is not valid before ",
+                                                     absl::FormatTime(tls::NotBefore(*cert))));
     }
     if (tls::NotAfter(*cert) <= now) {
       return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(*cert),
@@ -262,10 +262,11 @@ absl::Status CheckPathLengths(const tls::CertificateChain& path) {
   for (size_t k = 1; k < path.size(); ++k) {
     const long pathlen = X509_get_pathlen(path[k].get());
     if (pathlen >= 0 && static_cast<size_t>(pathlen) < k) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CA certificate \"", tls::SubjectName(*path[k]), "\" has pathlen:", pathlen,
-          ", which forbids the ", k, " CA certificate(s) below it from signing workload "
-          "certificates"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("CA certificate \"", tls::SubjectName(*path[k]), "\" has pathlen:", pathlen,
+                       ", which forbids the ", k,
+                       " CA certificate(s) below it from signing workload "
+                       "certificates"));
     }
   }
   return absl::OkStatus();

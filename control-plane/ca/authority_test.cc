@@ -62,7 +62,6 @@ bssl::UniquePtr<X509> Leaf(const IssuedCertificate& issued) {
   return std::move(certs->front());
 }
 
-
 // A CA certificate and key built at test time with what the validation refuses.
 struct Material {
   bssl::UniquePtr<X509> cert;
@@ -113,8 +112,8 @@ Material MakeCa(const CaSpec& spec, const Material* issuer = nullptr) {
     SetExtension(out.cert.get(), NID_key_usage, "critical,digitalSignature", signer, signer_key);
   }
   if (!spec.name_constraints.empty()) {
-    SetExtension(out.cert.get(), NID_name_constraints, "critical," + spec.name_constraints,
-                 signer, signer_key);
+    SetExtension(out.cert.get(), NID_name_constraints, "critical," + spec.name_constraints, signer,
+                 signer_key);
   }
   out.cert_pem = tls::testing::ValueOrDie(tls::CertificateToPem(*out.cert));
   out.key_pem = tls::testing::ValueOrDie(tls::PrivateKeyToPem(*out.key));
@@ -519,9 +518,10 @@ TEST_F(AuthorityTest, RefusesEachKindOfInvalidIntermediate) {
             std::string::npos)
       << refused(no_sign, no_sign.key_pem);
 
-  const Material expired = MakeCa(
-      {.name = "expired", .not_before_offset = -absl::Hours(48), .not_after_offset = -absl::Hours(1)},
-      &root);
+  const Material expired = MakeCa({.name = "expired",
+                                   .not_before_offset = -absl::Hours(48),
+                                   .not_after_offset = -absl::Hours(1)},
+                                  &root);
   EXPECT_NE(refused(expired, expired.key_pem).find("\"CN=expired,O=meshlet\" expired at"),
             std::string::npos)
       << refused(expired, expired.key_pem);
