@@ -219,7 +219,8 @@ int main(int argc, char** argv) {
   }
   // New signing material reloaded live (--ca-cert/--ca-key or --ca-secret changed): its roots
   // reach the discovery port, the sidecars' trust-bundle Secret and the API's client
-  // verification at once; its signer issues the control plane's own certificate from its next
+  // verification at once, the webhook's caBundle and the meshlet-trust ConfigMaps at their next
+  // check; its signer issues the control plane's own certificate from its next
   // renewal on.
   ca.AddAuthorityListener(
       [&, bundle = ca.authority().trust_bundle_pem()](
