@@ -495,6 +495,7 @@ COMMAND_FLAGS = {
     "trace": ["-o, --output"],
     "explain": ["-o, --output", "--from", "--to", "--method", "-H, --header", "-n, --namespace"],
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
+    "ca": ["-o, --output"],
     "stat": ["--window", "-o, --output", "--history", "--step"],
     "top": ["--interval", "--limit", "--window", "--once"],
     "dashboard": [],
