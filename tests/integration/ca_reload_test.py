@@ -79,7 +79,7 @@ class CaReloadTest(RotationHarness):
         with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             text = r.read().decode()
         for line in text.splitlines():
-            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            if line.split("{")[0].split(" ")[0] == name and all(f'{k}="{v}"' in line for k, v in labels.items()):
                 return float(line.rpartition(" ")[2])
         return 0
 
@@ -114,6 +114,20 @@ class CaReloadTest(RotationHarness):
         self.assertTrue(wait_for(lambda: self.issuers()["frontend"] == self.issuer("B"),
                                  timeout=15), self.issuers())
         self.assertEqual(self.metric("meshlet_cp_ca_reload_total", {"result": "ok"}), 1)
+        # The expiry gauges: B signs, the root lasts, frontend's 6-second certificate is the
+        # soonest to expire among the streams.
+        now = time.time()
+        self.assertGreater(self.metric("meshlet_cp_ca_certificate_expiry_timestamp_seconds",
+                                       {"role": "signing", "subject": self.issuer("B")}),
+                           now + 300 * 86400)
+        self.assertGreater(self.metric("meshlet_cp_ca_certificate_expiry_timestamp_seconds",
+                                       {"role": "root"}), now + 3000 * 86400)
+        self.assertEqual(self.metric("meshlet_cp_ca_signing_certificate_info",
+                                     {"subject": self.issuer("B")}), 1)
+        earliest = self.metric("meshlet_xds_client_certificate_earliest_expiry_timestamp_seconds",
+                               {})
+        self.assertGreater(earliest, now - 2)
+        self.assertLess(earliest, now + 10)
         shown = json.loads(self.ca_status())
         self.assertEqual(shown["subject"], self.issuer("B"))
         self.assertIn(source_label, shown["source"])
