@@ -108,7 +108,10 @@ CaService::CaService(ControlPlane& control_plane, CaServiceOptions options)
     : control_plane_(control_plane), options_(std::move(options)) {}
 
 CaService::~CaService() {
-  if (service_ != nullptr) control_plane_.api().SetTokenHandler(nullptr);
+  if (service_ != nullptr) {
+    control_plane_.api().SetTokenHandler(nullptr);
+    control_plane_.api().SetCaStatus(nullptr);
+  }
 }
 
 absl::Status CaService::Init() {

@@ -131,14 +131,6 @@ class CaService {
   void PostSecretEvent(const std::string& note);
   void RegisterStats();
 
-  std::vector<AuthorityListener> listeners_;
-  std::unique_ptr<kubernetes::KubernetesApi> secret_api_;
-  std::unique_ptr<CaSource> source_;
-  Counter reload_ok_, reload_invalid_, reload_unreadable_;
-  std::vector<StatsRegistry::CollectorHandle> collectors_;
-  mutable absl::Mutex state_mutex_;
-  State state_ ABSL_GUARDED_BY(state_mutex_);
-
   ControlPlane& control_plane_;
   const CaServiceOptions options_;
   std::shared_ptr<const CertificateAuthority> authority_;
@@ -146,6 +138,16 @@ class CaService {
   std::unique_ptr<identity::KubernetesTokenReviewer> token_reviewer_;
   std::unique_ptr<CertificateService> service_;
   std::unique_ptr<event::Timer> purge_timer_;
+  std::vector<AuthorityListener> listeners_;
+  Counter reload_ok_, reload_invalid_, reload_unreadable_;
+  // Read by the stats collectors on the reading thread, written on the loop thread.
+  mutable absl::Mutex state_mutex_;
+  State state_ ABSL_GUARDED_BY(state_mutex_);
+  // Destroyed before the state they read.
+  std::vector<StatsRegistry::CollectorHandle> collectors_;
+  std::unique_ptr<kubernetes::KubernetesApi> secret_api_;
+  // Destroyed first: its callbacks call into the members above, its requests use secret_api_.
+  std::unique_ptr<CaSource> source_;
 };
 
 }  // namespace meshlet::controlplane::ca

@@ -110,7 +110,11 @@ class CaReloadTest(RotationHarness):
         time.sleep(0.5)
 
         self.enter("B")
+        replaced = time.time()
         replace("B")
+        self.assertTrue(wait_for(
+            lambda: self.metric("meshlet_cp_ca_reload_total", {"result": "ok"}) == 1, timeout=10))
+        taken = time.time() - replaced
         self.assertTrue(wait_for(lambda: self.issuers()["frontend"] == self.issuer("B"),
                                  timeout=15), self.issuers())
         self.assertEqual(self.metric("meshlet_cp_ca_reload_total", {"result": "ok"}), 1)
@@ -164,8 +168,8 @@ class CaReloadTest(RotationHarness):
         self.assertEqual(pids, [self.cp.pid] + [s.proc.pid for s in self.sidecars.values()])
         self.assertIsNone(self.cp.poll())
         self.assertEqual(log.count("ca: issuing"), 1)  # one start of the control plane
-        print(f"\n{source_label}: {sum(self.trickle.ok.values())} requests, 0 failed",
-              file=sys.stderr)
+        print(f"\n{source_label}: B taken {taken:.2f} s after it was written (reload interval "
+              f"0.2 s); {sum(self.trickle.ok.values())} requests, 0 failed", file=sys.stderr)
 
     def test_files_reloaded_live(self):
         files = os.path.join(self.tmp, "live")
