@@ -16,7 +16,10 @@ over mTLS in a steady trickle throughout. Shown, for each source:
   reason, with the Secret a Warning Event on the Secret; frontend's later certificates still come
   from B;
 - no request between the sidecars failed, and none was retried.
-About 30 s.
+And two replicas on one etcd (skipped without etcd), each with --ca-secret on the same Secret:
+both move to B within a moment of each other, both refuse C (an Event from each), and both keep
+signing with B.
+About 40 s.
 """
 
 import base64
@@ -25,12 +28,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 import cp_api
 import root_rotation_test
 import sidecar_test
+from etcd_util import EtcdCluster, Replica, etcd_installed
 from fake_kubernetes_api import FakeApiServer
 from mesh_util import call_service, make_ca, make_server_cert, meshctl, write_meshctl_context
 from root_rotation_test import RotationHarness, Trickle
@@ -216,6 +221,83 @@ class CaReloadTest(RotationHarness):
         self.assertEqual(events[0]["regarding"]["name"], SECRET[1])
         self.assertEqual(events[0]["type"], "Warning")
         self.assertIn("does not verify up to a root", events[0]["note"])
+
+
+class ReplicasTest(unittest.TestCase):
+    """Two replicas on one etcd, both with --ca-secret on the same Secret: each reads it and
+    switches to B within a moment of the other, and each refuses C (an Event from each)."""
+
+    def setUp(self):
+        if not etcd_installed():
+            self.skipTest("etcd is not installed (Debian package etcd-server)")
+        t = self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        # Cleanups run also when setUp fails half-way.
+        self.etcd = EtcdCluster(os.path.join(t, "etcd"))
+        self.addCleanup(self.etcd.stop_all)
+        self.etcd.start()
+        root = os.path.join(t, "root")
+        stranger = os.path.join(t, "stranger")
+        make = root_rotation_test.MAKE_CA
+        for args in (["root", "--out", root], ["root", "--out", stranger]):
+            subprocess.run([make, *args], check=True, capture_output=True)
+        self.cas = {}
+        for name, parent in (("A", root), ("B", root), ("C", stranger)):
+            self.cas[name] = os.path.join(t, "ca-" + name)
+            subprocess.run([make, "intermediate", "--root", parent, "--out", self.cas[name],
+                            "--name", "meshlet CA " + name], check=True, capture_output=True)
+        with open(os.path.join(root, "root-cert.pem")) as f:
+            self.root_pem = f.read()
+        cluster_ca = make_ca(t, "cluster-ca")
+        self.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca), TOKEN)
+        self.addCleanup(self.fake.stop)
+        token_file = os.path.join(t, "k8s-token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN + "\n")
+        self.put_secret("A")
+        self.replicas = []
+        for name in ("r1", "r2"):
+            self.replicas.append(Replica(
+                root_rotation_test.CONTROL_PLANE, MESHCTL, t, name, self.etcd,
+                "--replica-name", name, "--ca-secret", "/".join(SECRET),
+                "--ca-reload-interval", "200ms", "--kubernetes-api", self.fake.address,
+                "--kubernetes-token-file", token_file, "--kubernetes-ca-file", cluster_ca[0],
+                "--kubernetes-discovery=false", "--kubernetes-policy=false",
+                "--webhook-address=off"))
+            self.addCleanup(self.replicas[-1].stop)
+
+    def put_secret(self, name):
+        with open(os.path.join(self.cas[name], CHAIN[name])) as chain, \
+                open(os.path.join(self.cas[name], "ca-key.pem")) as key:
+            data = {"tls.crt": chain.read(), "tls.key": key.read(), "ca.crt": self.root_pem}
+        self.fake.put("secrets", {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"namespace": SECRET[0], "name": SECRET[1]},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+
+    def statuses(self):
+        out = []
+        for r in self.replicas:
+            status, body = r.request("GET", "/api/v1/ca")
+            self.assertEqual(status, 200, body)
+            out.append(json.loads(body))
+        return out
+
+    def test_replicas_switch_together(self):
+        self.assertEqual({s["subject"] for s in self.statuses()}, {"CN=meshlet CA A,O=meshlet"})
+        written = time.time()
+        self.put_secret("B")
+        self.assertTrue(wait_for(lambda: {s["subject"] for s in self.statuses()} ==
+                                 {"CN=meshlet CA B,O=meshlet"}, timeout=10), self.statuses())
+        both = time.time() - written
+        self.put_secret("C")
+        self.assertTrue(wait_for(lambda: all(s["last_reload"]["result"] == "invalid"
+                                             for s in self.statuses()), timeout=10),
+                        self.statuses())
+        self.assertEqual({s["subject"] for s in self.statuses()}, {"CN=meshlet CA B,O=meshlet"})
+        with self.fake.cond:
+            events = [e for _, e in self.fake.events]
+        self.assertEqual(sorted(e["reportingInstance"] for e in events), ["r1", "r2"], events)
+        print(f"\nreplicas: both on B {both:.2f} s after the Secret changed", file=sys.stderr)
 
 
 if __name__ == "__main__":
