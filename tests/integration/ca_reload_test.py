@@ -12,6 +12,8 @@ over mTLS in a steady trickle throughout. Shown, for each source:
   or kubectl cp leaves it; Secret: a new version of the object): frontend's next certificate is
   issued by B, with no restart of any process (same pids) and meshlet_cp_ca_reload_total
   {result="ok"} counting it; `meshctl ca status` names B, its source and the last result;
+- then a second root is added to the roots (ca.crt, or the --ca-trust-bundle file): both
+  sidecars run and ACK the two-root bundle over xDS, B still signing;
 - then by C (a chain to an untrusted root): refused, counted as result="invalid", logged with the
   reason, with the Secret a Warning Event on the Secret; frontend's later certificates still come
   from B;
@@ -66,12 +68,27 @@ class CaReloadTest(RotationHarness):
         subprocess.run([root_rotation_test.MAKE_CA, "intermediate", "--root", stranger, "--out",
                         self.cas["C"], "--name", "meshlet CA C"], check=True, capture_output=True)
         self.root_cert = os.path.join(self.new_root, "root-cert.pem")
+        # The root an operator adds to the bundle at step R (a rotation's first step).
+        self.second_root = os.path.join(t, "second-root")
+        subprocess.run([root_rotation_test.MAKE_CA, "root", "--out", self.second_root],
+                       check=True, capture_output=True)
+        self.two_roots = False
         self.fake = None
 
     def tearDown(self):
         super().tearDown()
         if self.fake is not None:
             self.fake.stop()
+
+    def roots(self):
+        """The roots the operator lists now: A's and B's root, and the second one after R."""
+        paths = [self.root_cert] + ([os.path.join(self.second_root, "root-cert.pem")]
+                                    if self.two_roots else [])
+        text = ""
+        for path in paths:
+            with open(path) as f:
+                text += f.read()
+        return text
 
     def read(self, name, file):
         with open(os.path.join(self.cas[name], file)) as f:
@@ -144,6 +161,16 @@ class CaReloadTest(RotationHarness):
         human = meshctl(MESHCTL, os.path.join(self.tmp, "meshctl-context"), "ca", "status")
         self.assertIn(self.issuer("B"), human)
 
+        # The operator adds a second root (a rotation's first step): every sidecar runs and has
+        # ACKed the two-root bundle over xDS; B still signs.
+        self.enter("R")
+        self.two_roots = True
+        replace("B")
+        self.assertTrue(wait_for(lambda: self.bundle_acked_everywhere(2), timeout=10),
+                        self.diagnostics())
+        self.assertEqual(self.metric("meshlet_cp_ca_reload_total", {"result": "ok"}), 2)
+        self.assertEqual(len(json.loads(self.ca_status())["roots"]), 2)
+
         self.enter("C")
         replace("C")
         self.assertTrue(wait_for(
@@ -165,7 +192,7 @@ class CaReloadTest(RotationHarness):
         self.trickle.stop()
 
         self.assertEqual(self.trickle.failures, [])
-        for step in "BC":
+        for step in "BRC":
             for name in self.sidecars:
                 self.assertGreater(self.trickle.ok.get((step, name), 0), 0, (step, name))
         for s in self.sidecars.values():
@@ -180,14 +207,18 @@ class CaReloadTest(RotationHarness):
         files = os.path.join(self.tmp, "live")
         os.makedirs(files)
         chain, key = os.path.join(files, "ca-chain.pem"), os.path.join(files, "ca-key.pem")
+        roots = os.path.join(files, "roots.pem")
 
         def replace(name):
             for source, target in ((CHAIN[name], chain), ("ca-key.pem", key)):
                 shutil.copy(os.path.join(self.cas[name], source), target + ".new")
                 os.rename(target + ".new", target)
+            with open(roots + ".new", "w") as f:
+                f.write(self.roots())
+            os.rename(roots + ".new", roots)
         replace("A")
         self.start_control_plane("--ca-cert", chain, "--ca-key", key, "--ca-trust-bundle",
-                                 self.root_cert, "--ca-reload-interval", "200ms")
+                                 roots, "--ca-reload-interval", "200ms")
         self.run_under_traffic(replace, "files")
 
     def test_secret_reloaded_live(self):
@@ -199,10 +230,9 @@ class CaReloadTest(RotationHarness):
             f.write(TOKEN + "\n")
 
         def replace(name):
-            # ca.crt stays the operator's one root; C's chain leaves out its own root.
-            with open(self.root_cert) as f:
-                data = {"tls.crt": self.read(name, CHAIN[name]),
-                        "tls.key": self.read(name, "ca-key.pem"), "ca.crt": f.read()}
+            # ca.crt is the operator's roots; C's chain leaves out its own root.
+            data = {"tls.crt": self.read(name, CHAIN[name]),
+                    "tls.key": self.read(name, "ca-key.pem"), "ca.crt": self.roots()}
             self.fake.put("secrets", {
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                 "metadata": {"namespace": SECRET[0], "name": SECRET[1]},
