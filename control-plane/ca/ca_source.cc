@@ -146,13 +146,14 @@ absl::StatusOr<std::shared_ptr<const CertificateAuthority>> CaSource::LoadFirst(
   CaMaterial material;
   if (options_.secret.has_value()) {
     CHECK(api_ != nullptr) << "a CA Secret needs the Kubernetes API";
-    std::optional<absl::StatusOr<std::string>> answer;
-    GetSecret([&answer](absl::StatusOr<std::string> body) { answer = std::move(body); });
-    loop_.RunUntil([&answer] { return answer.has_value(); },
+    // Shared with the callback: an answer after the deadline lands there, not on this stack.
+    auto answer = std::make_shared<std::optional<absl::StatusOr<std::string>>>();
+    GetSecret([answer](absl::StatusOr<std::string> body) { *answer = std::move(body); });
+    loop_.RunUntil([&answer] { return answer->has_value(); },
                    absl::ToChronoNanoseconds(api_->options().timeout + absl::Seconds(1)));
-    if (!answer.has_value()) return absl::DeadlineExceededError("no answer from the API server");
-    if (!answer->ok()) return answer->status();
-    ASSIGN_OR_RETURN(material, MaterialFromSecret(**answer, options_.layout));
+    if (!answer->has_value()) return absl::DeadlineExceededError("no answer from the API server");
+    if (!(*answer)->ok()) return (*answer)->status();
+    ASSIGN_OR_RETURN(material, MaterialFromSecret(***answer, options_.layout));
   } else {
     seen_signature_ = FilesSignature();
     ASSIGN_OR_RETURN(material, ReadFiles());
