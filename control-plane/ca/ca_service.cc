@@ -212,7 +212,7 @@ absl::Status CaService::Init() {
   if (source_ != nullptr) {
     source_->Start();
     if (options_.reload_interval > Duration::zero()) {
-      LOG(INFO) << "ca: " << source_->Name() << " are checked for a new version every "
+      LOG(INFO) << "ca: " << source_->Name() << ": checked for a new version every "
                 << absl::FormatDuration(absl::FromChrono(options_.reload_interval));
     }
   }
