@@ -224,6 +224,29 @@ int main(int argc, char** argv) {
   if (absl::Status status = xds.SetTrustBundle(ca.authority().trust_bundle_pem()); !status.ok()) {
     return fail(status);
   }
+  // New signing material reloaded live (--ca-cert/--ca-key or --ca-secret changed): its roots
+  // reach the discovery port, the sidecars' trust-bundle Secret and the API's client
+  // verification at once, the webhook's caBundle and the meshlet-trust ConfigMaps at their next
+  // check; its signer issues the control plane's own certificate from its next
+  // renewal on.
+  ca.AddAuthorityListener(
+      [&, bundle = ca.authority().trust_bundle_pem()](
+          const meshlet::controlplane::ca::CertificateAuthority& authority) mutable {
+        if (serving_certificate != nullptr) serving_certificate->SetAuthority(authority);
+        if (authority.trust_bundle_pem() == bundle) return;
+        bundle = authority.trust_bundle_pem();
+        if (absl::Status s = xds.SetTrustBundle(bundle); !s.ok())
+          LOG(WARN) << "ca: " << s.message();
+        if (absl::Status s = control_plane.SetApiTrustBundle(bundle); !s.ok()) {
+          LOG(WARN) << "ca: " << s.message();
+        }
+        if (!self_issued && !plaintext) {
+          if (absl::Status s = telemetry.SetPeerCredentials({.trust_bundle_pem = bundle});
+              !s.ok()) {
+            LOG(WARN) << "telemetry: " << s.message();
+          }
+        }
+      });
   if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
   if (absl::Status status =
           webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem(), revision_tags.get());

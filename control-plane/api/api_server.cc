@@ -444,6 +444,11 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     return api::MethodNotAllowed("GET");
   }
   std::vector<std::string> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
+  if (rest == "/ca") {
+    if (!ca_status_)
+      return Error(503, "ServiceUnavailable", "the certificate authority is not running");
+    return ServerResponse::Json(200, ca_status_());
+  }
   if (rest == "/trust-bundle") {
     if (trust_bundle_pem_.empty()) {
       return Error(503, "ServiceUnavailable", "the certificate authority is not running");

@@ -25,6 +25,9 @@
 //   GET  /api/v1/whoami                                    the caller [viewer]
 //   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA),
 //                                                          no token
+//   GET  /api/v1/ca                                        the CA's signing material in use and
+//                                                          its last reload, JSON (503 without a
+//                                                          CA) [viewer]
 //   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/stat,
 //        /api/v1/stat/history
 //                                                          the trace collector and golden
@@ -170,6 +173,8 @@ class PolicyApi {
   // application/x-pem-file; before this, or with "", that path answers 503. Call on the loop
   // thread (or before serving).
   void SetTrustBundle(std::string pem) { trust_bundle_pem_ = std::move(pem); }
+  // Serves what `status` returns (JSON) at /api/v1/ca. Call on the loop thread.
+  void SetCaStatus(std::function<std::string()> status) { ca_status_ = std::move(status); }
   // Serves /api/v1/traces and below and /api/v1/dependencies (the trace collector:
   // control-plane/telemetry) once set; without it those paths answer 503. Call on the loop
   // thread (or before serving).
@@ -253,6 +258,7 @@ class PolicyApi {
   std::unique_ptr<StoredServices> stored_services_;  // for Write's checks
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
+  std::function<std::string()> ca_status_;
   access::OperatorTokens* operator_tokens_ = nullptr;
   std::string trust_bundle_pem_;
   http::RequestHandler traces_;

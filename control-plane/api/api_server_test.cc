@@ -160,6 +160,7 @@ TEST_F(PolicyApiTest, EveryPathNeedsTheRoleOfWhatItDoes) {
            {"GET", "/api/v1/stat?window=1m", "viewer"},
            {"GET", "/api/v1/stat/history?service=x", "viewer"},
            {"GET", "/api/v1/whoami", "viewer"},
+           {"GET", "/api/v1/ca", "viewer"},
            {"POST", "/api/v1/tokens", "admin"},
            {"DELETE", "/api/v1/tokens/abc", "admin"},
            {"GET", "/api/v1/operator-tokens", "admin"},
@@ -668,6 +669,18 @@ TEST_F(PolicyApiTest, TrustBundleNeedsNoToken) {
   EXPECT_EQ(post.headers.Get("allow"), "GET");
   EXPECT_EQ(Call("GET", "/api/v1/trust-bundle/x").status, 404);
   EXPECT_EQ(Call("GET", "/api/v1/trust-bundles").status, 404);
+}
+
+TEST_F(PolicyApiTest, CaStatusIsTheCaServicesJsonBehindTheToken) {
+  EXPECT_EQ(Call("GET", "/api/v1/ca").status, 503);
+  api_->SetCaStatus([] { return std::string(R"({"subject":"CN=issuing"})"); });
+  http::ServerResponse status = Call("GET", "/api/v1/ca");
+  EXPECT_EQ(status.status, 200);
+  EXPECT_EQ(status.body, R"({"subject":"CN=issuing"})");
+  EXPECT_EQ(Call("GET", "/api/v1/ca", "", "").status, 401);
+  EXPECT_EQ(Call("POST", "/api/v1/ca", "{}").status, 405);
+  api_->SetCaStatus(nullptr);
+  EXPECT_EQ(Call("GET", "/api/v1/ca").status, 503);
 }
 
 TEST_F(PolicyApiTest, TraceQueriesGoToTheCollectorBehindTheToken) {

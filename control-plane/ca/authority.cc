@@ -198,9 +198,12 @@ absl::Status AddSans(X509* cert, const std::string& uri,
   return absl::OkStatus();
 }
 
-// Verifies that `chain[0]` chains up to a root in `bundle` through the rest of `chain`.
-absl::Status VerifySigningChain(const tls::CertificateChain& chain, const TrustBundle& bundle,
-                                absl::Time now) {
+// Verifies that `chain[0]` chains up to a root in `bundle` through the rest of `chain`, at
+// `now`, and returns the path found: chain[0] first, the root last. `what` names chain[0] in the
+// error.
+absl::StatusOr<tls::CertificateChain> VerifiedPath(const tls::CertificateChain& chain,
+                                                   const TrustBundle& bundle, absl::Time now,
+                                                   absl::string_view what) {
   bssl::UniquePtr<X509_STORE> store(X509_STORE_new());
   bssl::UniquePtr<STACK_OF(X509)> untrusted(sk_X509_new_null());
   bssl::UniquePtr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
@@ -222,9 +225,49 @@ absl::Status VerifySigningChain(const tls::CertificateChain& chain, const TrustB
   if (X509_verify_cert(ctx.get()) != 1) {
     int error = X509_STORE_CTX_get_error(ctx.get());
     ERR_clear_error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("the signing certificate does not verify up to a root of the trust bundle: ",
-                     X509_verify_cert_error_string(error)));
+    return absl::InvalidArgumentError(absl::StrCat(what,
+                                                   " does not verify up to a root of the trust "
+                                                   "bundle: ",
+                                                   X509_verify_cert_error_string(error)));
+  }
+  tls::CertificateChain path;
+  STACK_OF(X509)* verified = X509_STORE_CTX_get0_chain(ctx.get());
+  for (size_t i = 0; i < sk_X509_num(verified); ++i) {
+    path.push_back(bssl::UpRef(sk_X509_value(verified, i)));
+  }
+  return path;
+}
+
+// Each certificate of `chain` is valid at `now`.
+absl::Status CheckValidityWindows(const tls::CertificateChain& chain, absl::Time now) {
+  for (const auto& cert : chain) {
+    if (tls::NotBefore(*cert) > now) {
+      return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(*cert),
+                                                     "\" is not valid before ",
+                                                     absl::FormatTime(tls::NotBefore(*cert))));
+    }
+    if (tls::NotAfter(*cert) <= now) {
+      return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(*cert),
+                                                     "\" expired at ",
+                                                     absl::FormatTime(tls::NotAfter(*cert))));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The path-length constraints of `path` (the signing certificate first, the root last) leave
+// room for the signing certificate to sign leaves: the k-th CA above it has k CAs below it in
+// a workload's chain, so its pathlen, when it has one, must be at least k.
+absl::Status CheckPathLengths(const tls::CertificateChain& path) {
+  for (size_t k = 1; k < path.size(); ++k) {
+    const long pathlen = X509_get_pathlen(path[k].get());
+    if (pathlen >= 0 && static_cast<size_t>(pathlen) < k) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CA certificate \"", tls::SubjectName(*path[k]), "\" has pathlen:", pathlen,
+                       ", which forbids the ", k,
+                       " CA certificate(s) below it from signing workload "
+                       "certificates"));
+    }
   }
   return absl::OkStatus();
 }
@@ -439,7 +482,11 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
                                                    "\": key usage lacks keyCertSign"));
   }
   RETURN_IF_ERROR(Annotate(tls::CheckKeyMatchesCertificate(signing, *key), "CA key"));
-  RETURN_IF_ERROR(VerifySigningChain(chain, bundle, clock.WallNow()));
+  const absl::Time now = clock.WallNow();
+  RETURN_IF_ERROR(CheckValidityWindows(chain, now));
+  ASSIGN_OR_RETURN(tls::CertificateChain path,
+                   VerifiedPath(chain, bundle, now, "the signing certificate"));
+  RETURN_IF_ERROR(CheckPathLengths(path));
 
   std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority(options, clock));
   // Everything but a trailing self-signed root goes into issued chains: peers hold the root.
@@ -452,7 +499,19 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
   ca->signing_key_ = std::move(key);
   ca->trust_bundle_pem_ = bundle.ToPem();
   ca->trust_bundle_ = std::move(bundle);
+  RETURN_IF_ERROR(ca->CheckIssuedLeafVerifies());
   return ca;
+}
+
+absl::Status CertificateAuthority::CheckIssuedLeafVerifies() const {
+  ASSIGN_OR_RETURN(tls::SpiffeId probe,
+                   WorkloadSpiffeId(options_.trust_domain, "meshlet-system", "ca-probe"));
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, tls::GenerateEcdsaP256Key());
+  ASSIGN_OR_RETURN(IssuedCertificate issued, Issue(*key, probe, absl::Minutes(1)));
+  ASSIGN_OR_RETURN(tls::CertificateChain chain, tls::ParsePemCertificates(issued.chain_pem));
+  return VerifiedPath(chain, trust_bundle_, clock_.WallNow(),
+                      absl::StrCat("a certificate this CA issues for ", probe.ToString()))
+      .status();
 }
 
 absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view csr,

@@ -114,8 +114,12 @@ class CertificateAuthority {
   // it, optionally ending with the root. `key_pem`: the signing certificate's key.
   // `extra_roots_pem`: more roots for the trust bundle (the root of the chain when the chain does
   // not end in one, and the other root during a rotation); may be empty when the chain ends in a
-  // self-signed root. The signing certificate must be a CA, its key must match, and the chain
-  // must verify up to a root in the resulting bundle.
+  // self-signed root. Refused (InvalidArgument, the message naming the certificate and the
+  // reason) unless: the signing certificate is a CA (CA:TRUE) with keyUsage keyCertSign; the key
+  // matches it; every certificate of the chain is valid now (not before notBefore, not after
+  // notAfter); the chain verifies up to a root of the resulting bundle; no pathlen above the
+  // signing certificate forbids it to sign leaves; and a leaf it issues for the trust domain
+  // verifies against the bundle (name constraints of the chain that exclude the trust domain).
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromPem(
       absl::string_view chain_pem, absl::string_view key_pem, absl::string_view extra_roots_pem,
       const AuthorityOptions& options, const Clock& clock = RealClock::Get());
@@ -154,6 +158,11 @@ class CertificateAuthority {
  private:
   CertificateAuthority(const AuthorityOptions& options, const Clock& clock)
       : options_(options), clock_(clock) {}
+
+  // Issues a short-lived leaf for a probe identity of the trust domain and verifies it against
+  // the trust bundle: catches what the signing certificate's own checks cannot (name
+  // constraints of the chain that exclude the trust domain, for one).
+  absl::Status CheckIssuedLeafVerifies() const;
 
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Build(
       tls::CertificateChain chain, bssl::UniquePtr<EVP_PKEY> key, TrustBundle bundle,

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/tls/certificate.h"
+#include "common/tls/certificate_builder.h"
 #include "common/tls/test_certificates.h"
 #include "control-plane/ca/test_csr.h"
 #include "control-plane/store/file_store.h"
@@ -59,6 +60,64 @@ bssl::UniquePtr<X509> Leaf(const IssuedCertificate& issued) {
   auto certs = tls::ParsePemCertificates(issued.certificate_pem);
   EXPECT_TRUE(certs.ok());
   return std::move(certs->front());
+}
+
+// A CA certificate and key built at test time with what the validation refuses.
+struct Material {
+  bssl::UniquePtr<X509> cert;
+  bssl::UniquePtr<EVP_PKEY> key;
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+struct CaSpec {
+  std::string name;
+  int path_length = -1;
+  absl::Duration not_before_offset = -absl::Hours(1);
+  absl::Duration not_after_offset = absl::Hours(24 * 30);
+  // Replaces keyUsage with digitalSignature alone.
+  bool without_cert_sign = false;
+  // Adds nameConstraints (critical) with this value, e.g. "permitted;URI:other.example".
+  std::string name_constraints;
+};
+
+// Re-signs `cert` after replacing or adding extension `nid` with `value`.
+void SetExtension(X509* cert, int nid, const std::string& value, X509* issuer, EVP_PKEY* key) {
+  const int at = X509_get_ext_by_NID(cert, nid, -1);
+  if (at >= 0) X509_EXTENSION_free(X509_delete_ext(cert, at));
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509V3_set_ctx_nodb(&ctx);
+  bssl::UniquePtr<X509_EXTENSION> ext(X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value.c_str()));
+  ASSERT_NE(ext, nullptr) << value;
+  ASSERT_TRUE(X509_add_ext(cert, ext.get(), -1));
+  ASSERT_TRUE(X509_sign(cert, key, EVP_sha256()));
+}
+
+// A CA certificate for `spec`, signed by `issuer` (null: self-signed).
+Material MakeCa(const CaSpec& spec, const Material* issuer = nullptr) {
+  Material out;
+  out.key = tls::testing::ValueOrDie(tls::GenerateEcdsaP256Key());
+  const absl::Time now = absl::Now();
+  out.cert = tls::testing::ValueOrDie(tls::BuildCertificate(
+      {.common_name = spec.name,
+       .is_ca = true,
+       .path_length = spec.path_length,
+       .not_before = now + spec.not_before_offset,
+       .not_after = now + spec.not_after_offset},
+      out.key.get(), issuer ? issuer->cert.get() : nullptr, issuer ? issuer->key.get() : nullptr));
+  X509* signer = issuer ? issuer->cert.get() : out.cert.get();
+  EVP_PKEY* signer_key = issuer ? issuer->key.get() : out.key.get();
+  if (spec.without_cert_sign) {
+    SetExtension(out.cert.get(), NID_key_usage, "critical,digitalSignature", signer, signer_key);
+  }
+  if (!spec.name_constraints.empty()) {
+    SetExtension(out.cert.get(), NID_name_constraints, "critical," + spec.name_constraints, signer,
+                 signer_key);
+  }
+  out.cert_pem = tls::testing::ValueOrDie(tls::CertificateToPem(*out.cert));
+  out.key_pem = tls::testing::ValueOrDie(tls::PrivateKeyToPem(*out.key));
+  return out;
 }
 
 class AuthorityTest : public ::testing::Test {
@@ -435,6 +494,70 @@ TEST_F(AuthorityTest, TrustBundleHoldsOldAndNewRootDuringRotation) {
   auto leaf = old_root->Issue({.spiffe_id = kFrontend});
   ASSERT_TRUE(leaf.ok());
   EXPECT_FALSE(TrustBundle::FromPem(leaf->chain_pem).ok());
+}
+
+// Each reason the CA refuses signing material, with the message an operator reads; a good
+// intermediate of the same root is taken.
+TEST_F(AuthorityTest, RefusesEachKindOfInvalidIntermediate) {
+  const Material root = MakeCa({.name = "root", .path_length = 2});
+  auto refused = [&](const Material& signing, const std::string& key_pem,
+                     const std::string& extra = "") -> std::string {
+    auto ca = CertificateAuthority::FromPem(absl::StrCat(signing.cert_pem, extra), key_pem,
+                                            root.cert_pem, {}, clock_);
+    return ca.ok() ? "" : std::string(ca.status().message());
+  };
+  const Material good = MakeCa({.name = "good"}, &root);
+  EXPECT_EQ(refused(good, good.key_pem), "");
+
+  const Material other = MakeCa({.name = "other"}, &root);
+  EXPECT_NE(refused(good, other.key_pem).find("CA key"), std::string::npos)
+      << refused(good, other.key_pem);
+
+  const Material no_sign = MakeCa({.name = "no sign", .without_cert_sign = true}, &root);
+  EXPECT_NE(refused(no_sign, no_sign.key_pem).find("key usage lacks keyCertSign"),
+            std::string::npos)
+      << refused(no_sign, no_sign.key_pem);
+
+  const Material expired = MakeCa({.name = "expired",
+                                   .not_before_offset = -absl::Hours(48),
+                                   .not_after_offset = -absl::Hours(1)},
+                                  &root);
+  EXPECT_NE(refused(expired, expired.key_pem).find("\"CN=expired,O=meshlet\" expired at"),
+            std::string::npos)
+      << refused(expired, expired.key_pem);
+
+  const Material early = MakeCa(
+      {.name = "early", .not_before_offset = absl::Hours(1), .not_after_offset = absl::Hours(48)},
+      &root);
+  EXPECT_NE(refused(early, early.key_pem).find("is not valid before"), std::string::npos)
+      << refused(early, early.key_pem);
+
+  const Material stranger_root = MakeCa({.name = "stranger root"});
+  const Material stranger = MakeCa({.name = "stranger"}, &stranger_root);
+  EXPECT_NE(refused(stranger, stranger.key_pem).find("does not verify up to a root"),
+            std::string::npos)
+      << refused(stranger, stranger.key_pem);
+
+  // pathlen:0 on the intermediate above: the signing CA below it may not sign leaves.
+  const Material tight = MakeCa({.name = "tight", .path_length = 0}, &root);
+  const Material below_tight = MakeCa({.name = "below tight"}, &tight);
+  const std::string pathlen = refused(below_tight, below_tight.key_pem, tight.cert_pem);
+  EXPECT_NE(pathlen.find("\"CN=tight,O=meshlet\" has pathlen:0"), std::string::npos) << pathlen;
+  // The same depth under an intermediate with room is taken.
+  const Material roomy = MakeCa({.name = "roomy", .path_length = 1}, &root);
+  const Material below_roomy = MakeCa({.name = "below roomy"}, &roomy);
+  EXPECT_EQ(refused(below_roomy, below_roomy.key_pem, roomy.cert_pem), "");
+
+  // Name constraints that leave out the trust domain (cluster.local).
+  const Material constrained =
+      MakeCa({.name = "constrained", .name_constraints = "permitted;URI:other.example"}, &root);
+  const std::string names = refused(constrained, constrained.key_pem);
+  EXPECT_NE(names.find("a certificate this CA issues for spiffe://cluster.local/"),
+            std::string::npos)
+      << names;
+  const Material allowed =
+      MakeCa({.name = "allowed", .name_constraints = "permitted;URI:cluster.local"}, &root);
+  EXPECT_EQ(refused(allowed, allowed.key_pem), "");
 }
 
 TEST(WorkloadSpiffeIdTest, BuildsAndValidates) {

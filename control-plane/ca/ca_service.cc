@@ -5,8 +5,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
+#include "common/stats/or_discard.h"
 #include "control-plane/api/token_api.h"
 
 namespace meshlet::controlplane::ca {
@@ -32,6 +34,25 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
           "default certificate lifetime, also of the discovery port's own (default 24h)", "24h"),
       flags::PositiveDurationFlag("--cert-max-ttl", &options.authority.max_ttl,
                                   "longest lifetime a workload may ask for (default 24h)", "24h"),
+      flags::StringFlag("--ca-secret", "NAMESPACE/NAME", &options.secret,
+                        "take the signing material from this Kubernetes Secret instead of "
+                        "--ca-cert/--ca-key, and follow its changes"),
+      {.name = "--ca-secret-layout",
+       .value = "LAYOUT",
+       .help = "the Secret's keys: tls (kubernetes.io/tls: tls.crt, tls.key, ca.crt), cacerts "
+               "(ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem) or auto (default)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<SecretLayout> layout = ParseSecretLayout(v);
+             if (!layout.ok()) return layout.status();
+             options.secret_layout = *layout;
+             return absl::OkStatus();
+           }},
+      flags::NonNegativeDurationFlag(
+          "--ca-reload-interval", &options.reload_interval,
+          "how often the CA files or Secret are checked for a new version, taken without a "
+          "restart once valid (default 10s; 0: never)",
+          "10s"),
   };
 }
 
@@ -69,6 +90,14 @@ absl::Status CheckCaFlags(const CaServiceOptions& options) {
   if (options.cert_chain_file.empty() != options.key_file.empty()) {
     return absl::InvalidArgumentError("--ca-cert and --ca-key go together");
   }
+  if (!options.secret.empty()) {
+    if (!options.cert_chain_file.empty()) {
+      return absl::InvalidArgumentError("--ca-secret replaces --ca-cert and --ca-key");
+    }
+    if (absl::Status ref = ParseSecretRef(options.secret).status(); !ref.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--ca-secret: ", ref.message()));
+    }
+  }
   if (absl::Status valid = ValidateAuthorityOptions(options.authority); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("CA flags: ", valid.message()));
   }
@@ -79,25 +108,56 @@ CaService::CaService(ControlPlane& control_plane, CaServiceOptions options)
     : control_plane_(control_plane), options_(std::move(options)) {}
 
 CaService::~CaService() {
-  if (service_ != nullptr) control_plane_.api().SetTokenHandler(nullptr);
+  if (service_ != nullptr) {
+    control_plane_.api().SetTokenHandler(nullptr);
+    control_plane_.api().SetCaStatus(nullptr);
+  }
 }
 
 absl::Status CaService::Init() {
   // No operator CA: a generated root, in the data directory, or with a shared store (etcd) in
   // the store, so that every replica signs under the same one.
   const bool replicated = !control_plane_.options().store.empty();
-  absl::StatusOr<std::unique_ptr<CertificateAuthority>> authority =
-      !options_.cert_chain_file.empty()
-          ? CertificateAuthority::FromFiles(options_.cert_chain_file, options_.key_file,
-                                            options_.trust_bundle_file, options_.authority,
-                                            control_plane_.clock())
-      : replicated ? CertificateAuthority::LoadOrGenerateSharedRoot(
-                         control_plane_.store(), *control_plane_.store_keys(), options_.authority,
-                         control_plane_.clock(), options_.trust_bundle_file)
-                   : CertificateAuthority::LoadOrGenerateRoot(
-                         absl::StrCat(control_plane_.options().data_dir, "/ca"), options_.authority,
-                         control_plane_.clock(), options_.trust_bundle_file);
-  if (authority.ok() && replicated && options_.cert_chain_file.empty()) {
+  const bool operator_ca = !options_.cert_chain_file.empty() || !options_.secret.empty();
+  std::string source = absl::StrCat(
+      "generated root in ", replicated ? "the store" : control_plane_.options().data_dir + "/ca");
+  absl::StatusOr<std::shared_ptr<const CertificateAuthority>> authority;
+  if (operator_ca) {
+    CaSourceOptions source_options{.chain_file = options_.cert_chain_file,
+                                   .key_file = options_.key_file,
+                                   .trust_bundle_file = options_.trust_bundle_file,
+                                   .layout = options_.secret_layout,
+                                   .interval = options_.reload_interval,
+                                   .authority = options_.authority};
+    if (!options_.secret.empty()) {
+      if (options_.kubernetes.api.empty()) {
+        return absl::InvalidArgumentError(
+            "CA: --ca-secret needs the Kubernetes API (--kubernetes-api, or run in a pod)");
+      }
+      source_options.secret = *ParseSecretRef(options_.secret);  // checked by CheckCaFlags
+      absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
+          kubernetes::KubernetesApi::Create(control_plane_.loop(), options_.kubernetes);
+      if (!api.ok()) {
+        return absl::Status(api.status().code(), absl::StrCat("CA: ", api.status().message()));
+      }
+      secret_api_ = *std::move(api);
+    }
+    source_ = std::make_unique<CaSource>(
+        control_plane_.loop(), control_plane_.clock(), secret_api_.get(), std::move(source_options),
+        [this](std::shared_ptr<const CertificateAuthority> authority,
+               const std::string& description) { OnValid(std::move(authority), description); },
+        [this](bool unreadable, const absl::Status& reason) { OnInvalid(unreadable, reason); });
+    authority = source_->LoadInitial(&source);
+  } else {
+    authority = replicated
+                    ? CertificateAuthority::LoadOrGenerateSharedRoot(
+                          control_plane_.store(), *control_plane_.store_keys(), options_.authority,
+                          control_plane_.clock(), options_.trust_bundle_file)
+                    : CertificateAuthority::LoadOrGenerateRoot(
+                          absl::StrCat(control_plane_.options().data_dir, "/ca"),
+                          options_.authority, control_plane_.clock(), options_.trust_bundle_file);
+  }
+  if (authority.ok() && replicated && !operator_ca) {
     LOG(INFO) << "ca: the generated root is shared by every replica through the store (its key "
                  "is kept there encrypted with --store-encryption-key-file, key "
               << control_plane_.store_keys()->current_key_id() << ")";
@@ -106,7 +166,9 @@ absl::Status CaService::Init() {
     return absl::Status(authority.status().code(),
                         absl::StrCat("CA: ", authority.status().message()));
   }
-  authority_ = std::move(*authority);
+  authority_ = *std::move(authority);
+  SetState(*authority_, source);
+  RegisterStats();
   // A revocation is kept for as long as a certificate bought before it can live.
   identity::JoinTokenLimits token_limits;
   token_limits.revocation_retention =
@@ -138,6 +200,7 @@ absl::Status CaService::Init() {
     return api::HandleTokenRequest(*join_tokens_, request);
   });
   control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
+  control_plane_.api().SetCaStatus([this] { return StatusJson(); });
   purge_timer_ = std::make_unique<event::Timer>(control_plane_.loop(), [this] {
     control_plane_.store_worker().Run<absl::StatusOr<size_t>>(
         [tokens = join_tokens_.get()] { return tokens->PurgeExpired(); },
@@ -146,7 +209,166 @@ absl::Status CaService::Init() {
         });
   });
   purge_timer_->EnableRepeating(std::chrono::hours(1));
+  if (source_ != nullptr) {
+    source_->Start();
+    if (options_.reload_interval > Duration::zero()) {
+      LOG(INFO) << "ca: " << source_->Name() << ": checked for a new version every "
+                << absl::FormatDuration(absl::FromChrono(options_.reload_interval));
+    }
+  }
   return absl::OkStatus();
+}
+
+void CaService::SetState(const CertificateAuthority& authority, const std::string& source) {
+  const tls::CertificateInfo signer = tls::DescribeCertificate(authority.signing_certificate());
+  absl::MutexLock lock(&state_mutex_);
+  state_.source = source;
+  state_.subject = signer.subject;
+  state_.issuer = signer.issuer;
+  state_.fingerprint = tls::Sha256Fingerprint(authority.signing_certificate());
+  state_.not_after = signer.not_after;
+  state_.roots.clear();
+  state_.root_subjects.clear();
+  for (const auto& root : authority.trust_bundle().roots()) {
+    state_.roots.emplace_back(tls::Sha256Fingerprint(*root), tls::NotAfter(*root));
+    state_.root_subjects.push_back(tls::SubjectName(*root));
+  }
+}
+
+void CaService::RegisterStats() {
+  StatsRegistry& stats = control_plane_.stats();
+  auto reloads = [&stats](const char* result) {
+    return OrDiscard(stats.shared_shard().RegisterCounter(
+                         "meshlet_cp_ca_reload_total",
+                         "New versions of the CA's signing material (--ca-cert/--ca-key or "
+                         "--ca-secret) by result: ok (signing with it), invalid (refused; the "
+                         "previous material stays), unreadable (could not be read).",
+                         {{"result", result}}),
+                     "meshlet_cp_ca_reload_total");
+  };
+  reload_ok_ = reloads("ok");
+  reload_invalid_ = reloads("invalid");
+  reload_unreadable_ = reloads("unreadable");
+  auto info = stats.AddGaugeCollector(
+      "meshlet_cp_ca_signing_certificate_info",
+      "The CA's signing certificate in use (value 1): where it came from, subject, issuer and "
+      "SHA-256 fingerprint.",
+      {"source", "subject", "issuer", "fingerprint"}, [this](GaugeRows& rows) {
+        absl::MutexLock lock(&state_mutex_);
+        rows.Add({state_.source, state_.subject, state_.issuer, state_.fingerprint}, 1);
+      });
+  if (info.ok()) collectors_.push_back(*std::move(info));
+  auto expiry = stats.AddGaugeCollector(
+      "meshlet_cp_ca_certificate_expiry_timestamp_seconds",
+      "When the CA's signing certificate (role signing) and each root of its trust bundle (role "
+      "root) expire, Unix seconds.",
+      {"role", "subject", "fingerprint"}, [this](GaugeRows& rows) {
+        absl::MutexLock lock(&state_mutex_);
+        rows.Add({"signing", state_.subject, state_.fingerprint},
+                 absl::ToUnixSeconds(state_.not_after));
+        for (size_t i = 0; i < state_.roots.size(); ++i) {
+          rows.Add({"root", state_.root_subjects[i], state_.roots[i].first},
+                   absl::ToUnixSeconds(state_.roots[i].second));
+        }
+      });
+  if (expiry.ok()) collectors_.push_back(*std::move(expiry));
+}
+
+void CaService::OnValid(std::shared_ptr<const CertificateAuthority> authority,
+                        const std::string& description) {
+  // The previous CA stays alive until every listener has moved off it.
+  std::shared_ptr<const CertificateAuthority> previous = std::move(authority_);
+  authority_ = std::move(authority);
+  service_->SetAuthority(authority_);
+  control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
+  for (const AuthorityListener& listener : listeners_) listener(*authority_);
+  SetState(*authority_, description);
+  {
+    absl::MutexLock lock(&state_mutex_);
+    state_.last_result = "ok";
+    state_.last_message.clear();
+    state_.last_reload = control_plane_.clock().WallNow();
+    ++state_.reloads_ok;
+  }
+  reload_ok_.Inc();
+  const tls::CertificateInfo signer = tls::DescribeCertificate(authority_->signing_certificate());
+  LOG(INFO) << "ca: new signing material from " << description << ": issuing as \""
+            << signer.subject << "\" (issuer \"" << signer.issuer << "\", "
+            << tls::Sha256Fingerprint(authority_->signing_certificate()) << ", expires "
+            << absl::FormatTime(signer.not_after) << "), " << authority_->trust_bundle().size()
+            << " root(s) in the trust bundle; previously \""
+            << tls::SubjectName(previous->signing_certificate()) << "\"";
+}
+
+void CaService::OnInvalid(bool unreadable, const absl::Status& reason) {
+  (unreadable ? reload_unreadable_ : reload_invalid_).Inc();
+  std::string still;
+  {
+    absl::MutexLock lock(&state_mutex_);
+    state_.last_result = unreadable ? "unreadable" : "invalid";
+    state_.last_message = std::string(reason.message());
+    state_.last_reload = control_plane_.clock().WallNow();
+    ++state_.reloads_refused;
+    still = state_.subject;
+  }
+  if (unreadable) return;  // logged by the source, rate-limited
+  LOG(WARN) << "ca: refused new signing material: " << reason.message() << "; still issuing as \""
+            << still << "\"";
+  if (secret_api_ != nullptr) {
+    PostSecretEvent(absl::StrCat("meshlet refused this CA material: ", reason.message(),
+                                 "; still issuing as \"", still, "\""));
+  }
+}
+
+void CaService::PostSecretEvent(const std::string& note) {
+  const SecretRef& secret = *source_->options().secret;
+  const std::string now = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", control_plane_.clock().WallNow(),
+                                           absl::UTCTimeZone());
+  std::string body = absl::StrCat(
+      R"({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"generateName":)",
+      JsonQuote(absl::StrCat(secret.name, ".")), R"(,"namespace":)", JsonQuote(secret.namespace_),
+      R"(},"eventTime":)", JsonQuote(now),
+      R"(,"reportingController":"meshlet.io/control-plane","reportingInstance":)",
+      JsonQuote(control_plane_.replica_name()),
+      R"(,"action":"Reload","reason":"InvalidCAMaterial","type":"Warning","note":)",
+      JsonQuote(note.substr(0, 1000)), R"(,"regarding":{"apiVersion":"v1","kind":"Secret","name":)",
+      JsonQuote(secret.name), R"(,"namespace":)", JsonQuote(secret.namespace_), "}}");
+  secret_api_->Call(
+      {.method = "POST",
+       .path = absl::StrCat("/apis/events.k8s.io/v1/namespaces/", secret.namespace_, "/events"),
+       .content_type = "application/json",
+       .body = std::move(body),
+       .forbidden_hint = "the control plane needs create on events.k8s.io events "
+                         "(k8s/base/rbac.yaml)"},
+      [](kubernetes::ApiResult result) {
+        if (!result.body.ok()) {
+          LOG_EVERY_N_SEC(WARN, 60) << "ca: the Event on the CA Secret was not posted: "
+                                    << result.body.status().message();
+        }
+      });
+}
+
+std::string CaService::StatusJson() const {
+  absl::MutexLock lock(&state_mutex_);
+  std::string roots;
+  for (size_t i = 0; i < state_.roots.size(); ++i) {
+    absl::StrAppend(
+        &roots, i == 0 ? "" : ",", R"({"subject":)", JsonQuote(state_.root_subjects[i]),
+        R"(,"fingerprint":)", JsonQuote(state_.roots[i].first), R"(,"not_after":)",
+        JsonQuote(absl::FormatTime(absl::RFC3339_sec, state_.roots[i].second, absl::UTCTimeZone())),
+        "}");
+  }
+  return absl::StrCat(
+      R"({"source":)", JsonQuote(state_.source), R"(,"subject":)", JsonQuote(state_.subject),
+      R"(,"issuer":)", JsonQuote(state_.issuer), R"(,"fingerprint":)",
+      JsonQuote(state_.fingerprint), R"(,"not_after":)",
+      JsonQuote(absl::FormatTime(absl::RFC3339_sec, state_.not_after, absl::UTCTimeZone())),
+      R"(,"roots":[)", roots, R"(],"last_reload":{"result":)", JsonQuote(state_.last_result),
+      R"(,"message":)", JsonQuote(state_.last_message), R"(,"time":)",
+      JsonQuote(state_.last_result.empty()
+                    ? ""
+                    : absl::FormatTime(absl::RFC3339_sec, state_.last_reload, absl::UTCTimeZone())),
+      R"(,"ok":)", state_.reloads_ok, R"(,"refused":)", state_.reloads_refused, "}}\n");
 }
 
 absl::Status CaService::Register(http::grpc::Server& grpc_server) {

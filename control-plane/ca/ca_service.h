@@ -9,22 +9,38 @@
 // Register() then serves meshlet.ca.v1.CertificateService on the gRPC server it is given — the
 // discovery server on 15012. Expired join tokens are purged hourly.
 //
+// Live reload (ca_source.h): with --ca-cert/--ca-key, or --ca-secret NAMESPACE/NAME, the
+// material is looked at every --ca-reload-interval; a valid new version becomes the signing CA
+// at once (CertificateService, the trust bundle served at /api/v1/trust-bundle, and every
+// listener: main.cc hands the trust bundle to the discovery port and the sidecars' xDS Secret,
+// and the signer to the control plane's own certificate); an invalid one is logged, counted, and
+// with a Secret reported as a Warning Event on that Secret, and the CA in use stays. A generated
+// root is not reloaded.
+// Stats: meshlet_cp_ca_reload_total{result} (ok, invalid, unreadable);
+// meshlet_cp_ca_signing_certificate_info{source,subject,issuer,fingerprint} (1 for the material
+// in use); meshlet_cp_ca_certificate_expiry_timestamp_seconds{role,subject,fingerprint} (role
+// "signing" or "root": notAfter of the signing certificate and of each trust-bundle root, Unix
+// seconds).
+//
 // Kubernetes service-account attestation is on when an API server is known (--kubernetes-api, or
 // KUBERNETES_SERVICE_HOST/PORT inside a pod): tokens are then reviewed by that API server
 // (KubernetesTokenReviewer). Otherwise such requests are refused with FAILED_PRECONDITION.
 //
 // Threading: the ControlPlane's loop thread.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/event/timer.h"
 #include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "control-plane/ca/authority.h"
+#include "control-plane/ca/ca_source.h"
 #include "control-plane/ca/certificate_service.h"
 #include "control-plane/identity/join_tokens.h"
 #include "control-plane/identity/kubernetes_reviewer.h"
@@ -40,6 +56,11 @@ struct CaServiceOptions {
   // Extra trust-bundle roots (the other root during a root rotation; the root when the chain
   // file does not end in one).
   std::string trust_bundle_file;
+  // --ca-secret NAMESPACE/NAME ("": none) and its layout; excludes --ca-cert/--ca-key.
+  std::string secret;
+  SecretLayout secret_layout = SecretLayout::kAuto;
+  // How often the files or the Secret are looked at for a new version; zero: never.
+  Duration reload_interval = std::chrono::seconds(10);
   AuthorityOptions authority;
   // Kubernetes service-account attestation; off while kubernetes.api is empty.
   identity::KubernetesApiOptions kubernetes;
@@ -51,14 +72,15 @@ CaServiceOptions DefaultCaServiceOptions();
 
 // The CA's flags for the control plane's command line (control-plane/command_line.h), writing
 // into `options`: --ca-cert FILE, --ca-key FILE, --ca-trust-bundle FILE, --trust-domain NAME,
-// --cert-ttl DURATION (default lifetime, 24h), --cert-max-ttl DURATION (cap, 24h).
+// --cert-ttl DURATION (default lifetime, 24h), --cert-max-ttl DURATION (cap, 24h), --ca-secret
+// NAMESPACE/NAME, --ca-secret-layout auto|tls|cacerts, --ca-reload-interval DURATION (10s; 0: off).
 std::vector<flags::Flag> CaFlags(CaServiceOptions& options);
 // Kubernetes service-account attestation: --kubernetes-api ADDRESS, --kubernetes-token-file FILE,
 // --kubernetes-ca-file FILE, --kubernetes-audience NAME (meshlet), --kubernetes-timeout DURATION
 // (5s).
 std::vector<flags::Flag> KubernetesAttestationFlags(CaServiceOptions& options);
-// What the flags cannot check one at a time: --ca-cert and --ca-key go together; the lifetimes
-// and the trust domain are valid together.
+// What the flags cannot check one at a time: --ca-cert and --ca-key go together, and not with
+// --ca-secret; the lifetimes and the trust domain are valid together.
 absl::Status CheckCaFlags(const CaServiceOptions& options);
 
 class CaService {
@@ -72,11 +94,43 @@ class CaService {
   // this CaService, so it must be destroyed before this CaService is.
   absl::Status Register(http::grpc::Server& grpc_server);
 
-  // Valid after Init().
+  // Valid after Init(): the CA in use now. A reload replaces it; hold the shared pointer (not
+  // the reference) across loop turns.
   const CertificateAuthority& authority() const { return *authority_; }
+  std::shared_ptr<const CertificateAuthority> current_authority() const { return authority_; }
   identity::JoinTokens& join_tokens() { return *join_tokens_; }
 
+  // Called on the loop thread after each reload switched the CA, with the new one (the old one
+  // is released after every listener returned). Call before the loop runs.
+  using AuthorityListener = std::function<void(const CertificateAuthority&)>;
+  void AddAuthorityListener(AuthorityListener listener) {
+    listeners_.push_back(std::move(listener));
+  }
+
+  // What `meshctl ca status` shows: the signing material in use, where it came from, the last
+  // reload's outcome. JSON; any thread.
+  std::string StatusJson() const;
+
  private:
+  struct State {
+    std::string source;  // "generated root in ...", "files ...", "Secret ns/name ..."
+    std::string subject, issuer, fingerprint;
+    absl::Time not_after;
+    std::vector<std::pair<std::string, absl::Time>> roots;  // fingerprint, notAfter
+    std::vector<std::string> root_subjects;
+    std::string last_result;  // "", ok, invalid, unreadable
+    std::string last_message;
+    absl::Time last_reload;
+    uint64_t reloads_ok = 0;
+    uint64_t reloads_refused = 0;
+  };
+  void SetState(const CertificateAuthority& authority, const std::string& source);
+  void OnValid(std::shared_ptr<const CertificateAuthority> authority,
+               const std::string& description);
+  void OnInvalid(bool unreadable, const absl::Status& reason);
+  void PostSecretEvent(const std::string& note);
+  void RegisterStats();
+
   ControlPlane& control_plane_;
   const CaServiceOptions options_;
   std::shared_ptr<const CertificateAuthority> authority_;
@@ -84,6 +138,16 @@ class CaService {
   std::unique_ptr<identity::KubernetesTokenReviewer> token_reviewer_;
   std::unique_ptr<CertificateService> service_;
   std::unique_ptr<event::Timer> purge_timer_;
+  std::vector<AuthorityListener> listeners_;
+  Counter reload_ok_, reload_invalid_, reload_unreadable_;
+  // Read by the stats collectors on the reading thread, written on the loop thread.
+  mutable absl::Mutex state_mutex_;
+  State state_ ABSL_GUARDED_BY(state_mutex_);
+  // Destroyed before the state they read.
+  std::vector<StatsRegistry::CollectorHandle> collectors_;
+  std::unique_ptr<kubernetes::KubernetesApi> secret_api_;
+  // Destroyed first: its callbacks call into the members above, its requests use secret_api_.
+  std::unique_ptr<CaSource> source_;
 };
 
 }  // namespace meshlet::controlplane::ca

@@ -117,7 +117,7 @@ ServingCertificate::ServingCertificate(event::Loop& loop, const CertificateAutho
                                        const Clock& clock, StatsRegistry& stats,
                                        ServingCertificateOptions options, Install install)
     : loop_(loop),
-      authority_(authority),
+      authority_(&authority),
       options_(std::move(options)),
       install_(std::move(install)),
       schedule_(options_.renewal, clock) {
@@ -143,7 +143,7 @@ ServingCertificate::~ServingCertificate() = default;
 
 absl::Status ServingCertificate::Start() {
   absl::StatusOr<tls::SpiffeId> identity = WorkloadSpiffeId(
-      authority_.options().trust_domain, options_.namespace_, options_.service_account);
+      authority_->options().trust_domain, options_.namespace_, options_.service_account);
   if (!identity.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--identity-namespace / --identity-service-account: ", identity.status().message()));
@@ -170,7 +170,7 @@ absl::Status ServingCertificate::Renew() {
   if (!key.ok()) return key.status();
   // Zero: the CA's default lifetime (--cert-ttl).
   absl::StatusOr<IssuedCertificate> issued =
-      authority_.Issue(**key, *identity_, absl::ZeroDuration(), dns_names_);
+      authority_->Issue(**key, *identity_, absl::ZeroDuration(), dns_names_);
   if (!issued.ok()) return issued.status();
   absl::StatusOr<std::string> key_pem = tls::PrivateKeyToPem(**key);
   if (!key_pem.ok()) return key_pem.status();

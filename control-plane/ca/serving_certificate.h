@@ -120,7 +120,8 @@ class ServingCertificate {
   // failed start), and the certificate installed before stays in use.
   using Install = std::function<absl::Status(const ServingCredentials&)>;
 
-  // Not owned: `loop`, `authority`, `clock` and `stats` must outlive this.
+  // Not owned: `loop`, `authority` (or the one SetAuthority gives), `clock` and `stats` must
+  // outlive this.
   ServingCertificate(event::Loop& loop, const CertificateAuthority& authority, const Clock& clock,
                      StatsRegistry& stats, ServingCertificateOptions options, Install install);
   ~ServingCertificate();
@@ -138,13 +139,18 @@ class ServingCertificate {
   // The certificate in use ("" before Start()).
   const std::string& serial_hex() const { return serial_hex_; }
 
+  // The CA reloaded new signing material: renewals from now on are signed by `authority`
+  // (same trust domain), which must outlive this or be replaced again. The certificate in use
+  // stays until its renewal is due.
+  void SetAuthority(const CertificateAuthority& authority) { authority_ = &authority; }
+
  private:
   // A new key and certificate, installed; updates the stats.
   absl::Status Renew();
   void OnRenewalDue();
 
   event::Loop& loop_;
-  const CertificateAuthority& authority_;
+  const CertificateAuthority* authority_;
   const ServingCertificateOptions options_;
   const Install install_;
   RenewalSchedule schedule_;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/output.h"
 
@@ -92,6 +93,42 @@ void UncapturedLines(const YAML::Node& items, std::ostream& out) {
   for (const std::string& name : uncaptured) out << "  " << name << "\n";
 }
 
+// How long before a CA certificate's expiry `meshctl check` warns.
+constexpr absl::Duration kCaExpiryWarning = absl::Hours(24 * 30);
+
+// The CA's signing certificate and roots (GET /api/v1/ca): one line, and a WARNING line for each
+// that expires within kCaExpiryWarning (or has expired). Nothing from a control plane without
+// that path (older, or no CA).
+void CaLines(ApiClient& api, absl::Time now, std::ostream& out) {
+  int ignored = kExitOk;
+  std::optional<ApiReply> reply = api.Call("GET", "/api/v1/ca", "", &ignored);
+  if (!reply.has_value() || reply->http.status != 200) return;
+  YAML::Node ca = YAML::Load(reply->http.body);
+  out << "ca             " << Scalar(ca["subject"]) << ", expires " << Scalar(ca["not_after"])
+      << " (" << Scalar(ca["source"]) << ")\n";
+  auto warn = [&](absl::string_view what, const YAML::Node& cert) {
+    absl::Time not_after;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, Scalar(cert["not_after"]), &not_after, &error)) {
+      return;
+    }
+    if (not_after - now > kCaExpiryWarning) return;
+    const int64_t days = absl::ToInt64Hours(not_after - now) / 24;
+    out << "  WARNING: " << what << " " << Scalar(cert["subject"])
+        << (not_after <= now ? " has expired (" : " expires in ")
+        << (not_after <= now ? Scalar(cert["not_after"]) + ")"
+                             : absl::StrCat(days, " day(s), ", Scalar(cert["not_after"])))
+        << "\n";
+  };
+  warn("signing certificate", ca);
+  for (const YAML::Node& root : ca["roots"]) warn("root", root);
+  const YAML::Node last = ca["last_reload"];
+  if (Scalar(last["result"]) == "invalid" || Scalar(last["result"]) == "unreadable") {
+    out << "  WARNING: the last new CA material was refused (" << Scalar(last["result"])
+        << "): " << Scalar(last["message"]) << "\n";
+  }
+}
+
 int Check(Session& session) {
   ApiClient& api = session.api();
   if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
@@ -130,6 +167,7 @@ int Check(Session& session) {
   } else {
     out << "sidecars       " << proxies->ErrorMessage() << "\n";
   }
+  CaLines(api, absl::Now(), out);
   RouteStatusLines(api, out);
   out << "OK\n";
   return kExitOk;

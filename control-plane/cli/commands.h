@@ -32,6 +32,7 @@ CommandSpec TokenCommand();
 CommandSpec ContextCommand();
 CommandSpec OperatorTokenCommand();
 CommandSpec TrustBundleCommand();
+CommandSpec CaCommand();
 CommandSpec TracesCommand();
 CommandSpec TraceCommand();
 CommandSpec ExplainCommand();

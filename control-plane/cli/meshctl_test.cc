@@ -553,6 +553,37 @@ TEST_F(MeshctlTest, CheckListsSidecarsWhoseCaptureIsNotInEffect) {
       << out;
 }
 
+// The CA's certificates: a WARNING 30 days before one expires, and for refused material.
+TEST_F(MeshctlTest, CheckWarnsOfCaCertificatesCloseToExpiry) {
+  auto in_days = [](int days) {
+    return absl::FormatTime(absl::RFC3339_sec,
+                            absl::Now() + absl::Hours(24 * days) + absl::Minutes(30),
+                            absl::UTCTimeZone());
+  };
+  api_.Answer("GET", "/healthz", 200, "ok\n");
+  api_.Answer("GET", "/apis/meshlet.io/v1", 200, R"({"kind":"APIResourceList"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
+  api_.Answer(
+      "GET", "/api/v1/ca", 200,
+      absl::StrCat(R"({"subject":"CN=issuing","source":"Secret meshlet-system/meshlet-ca",)",
+                   R"("not_after":")", in_days(12), R"(","roots":[)",
+                   R"({"subject":"CN=old root","not_after":")", in_days(29), R"("},)",
+                   R"({"subject":"CN=new root","not_after":")", in_days(31), R"("}],)",
+                   R"("last_reload":{"result":"invalid","message":"CA key: mismatch"}})"));
+  EXPECT_EQ(Run({"check"}), 0) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_NE(out.find(absl::StrCat(
+                "ca             CN=issuing, expires ", in_days(12),
+                " (Secret meshlet-system/meshlet-ca)\n"
+                "  WARNING: signing certificate CN=issuing expires in 12 day(s), ",
+                in_days(12), "\n  WARNING: root CN=old root expires in 29 day(s), ", in_days(29),
+                "\n  WARNING: the last new CA material was refused (invalid): "
+                "CA key: mismatch\n")),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("CN=new root"), std::string::npos) << out;
+}
+
 TEST_F(MeshctlTest, ARefusedTokenIsExit3AndSaysWhetherThereWasOne) {
   api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 401,
               R"({"kind":"Status","code":401,"message":"missing or invalid bearer token"})");

@@ -56,6 +56,8 @@ class TrustBundleConfigMaps {
   TrustBundleConfigMaps& operator=(const TrustBundleConfigMaps&) = delete;
 
   void Start();
+  // The CA's trust bundle changed (a reload): the next round writes this.
+  void SetTrustBundle(std::string trust_bundle_pem) { pem_ = std::move(trust_bundle_pem); }
 
  private:
   void Round();
@@ -72,7 +74,7 @@ class TrustBundleConfigMaps {
   event::Loop& loop_;
   KubernetesApi& api_;
   StatsRegistry& stats_;
-  const std::string pem_;
+  std::string pem_;
   const TrustBundleConfigMapsOptions options_;
   event::Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

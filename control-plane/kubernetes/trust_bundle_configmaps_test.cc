@@ -94,6 +94,34 @@ TEST_F(TrustBundleConfigMapsTest, ARoundCreatesUpdatesOrLeavesEachNamespacesConf
   }
 }
 
+// A reloaded CA's bundle is written at the next round.
+TEST_F(TrustBundleConfigMapsTest, ANewTrustBundleIsWrittenAtTheNextRound) {
+  const std::string current = absl::StrCat(R"({"data":{"ca.pem":)", JsonQuote(kBundle), "}}");
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    const std::string path(request.path());
+    if (path == "/api/v1/namespaces") {
+      respond(http::ServerResponse::Json(
+          200, R"({"kind":"NamespaceList","items":[{"metadata":{"name":"shop"}}]})"));
+    } else if (request.method() == "GET") {
+      respond(http::ServerResponse::Json(200, current));
+    } else {
+      respond(http::ServerResponse::Json(200, "{}"));
+    }
+  });
+  TrustBundleConfigMaps maps(loop_, *api_, stats_, kBundle,
+                             {.interval = std::chrono::milliseconds(10)});
+  maps.Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Count("current") >= 1; }));
+  const std::string two_roots = absl::StrCat(kBundle, kBundle);
+  maps.SetTrustBundle(two_roots);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Count("updated") >= 1; }));
+  std::multimap<std::string, std::string> writes = Writes();
+  ASSERT_EQ(writes.count("PATCH /api/v1/namespaces/shop/configmaps/meshlet-trust"), 1u);
+  EXPECT_NE(writes.find("PATCH /api/v1/namespaces/shop/configmaps/meshlet-trust")
+                ->second.find(JsonQuote(two_roots)),
+            std::string::npos);
+}
+
 // The namespaces of the revision tags pointing at this control plane (more_selectors, asked at
 // each round) get it too; a namespace two selectors match is written once.
 TEST_F(TrustBundleConfigMapsTest, MoreSelectorsAddTheirNamespaces) {

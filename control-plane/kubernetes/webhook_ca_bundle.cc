@@ -28,6 +28,10 @@ WebhookCaBundle::WebhookCaBundle(event::Loop& loop, KubernetesApi& api, StatsReg
 
 WebhookCaBundle::~WebhookCaBundle() { *alive_ = false; }
 
+void WebhookCaBundle::SetTrustBundle(const std::string& trust_bundle_pem) {
+  ca_bundle_ = absl::Base64Escape(trust_bundle_pem);
+}
+
 void WebhookCaBundle::Start() { Check(); }
 
 void WebhookCaBundle::Check() {

@@ -48,6 +48,8 @@ class WebhookCaBundle {
   WebhookCaBundle& operator=(const WebhookCaBundle&) = delete;
 
   void Start();
+  // The CA's trust bundle changed (a reload): the next check makes the caBundle this.
+  void SetTrustBundle(const std::string& trust_bundle_pem);
 
  private:
   void Check();
@@ -58,7 +60,7 @@ class WebhookCaBundle {
   event::Loop& loop_;
   KubernetesApi& api_;
   StatsRegistry& stats_;
-  const std::string ca_bundle_;  // base64 of the trust bundle PEM
+  std::string ca_bundle_;  // base64 of the trust bundle PEM
   const WebhookCaBundleOptions options_;
   const std::string path_;
   event::Timer timer_;

@@ -89,6 +89,24 @@ TEST_F(WebhookCaBundleTest, ACurrentConfigurationIsNotWritten) {
   EXPECT_EQ(server_.requests()[0].method, "GET");
 }
 
+// A reloaded CA's bundle is written at the next check.
+TEST_F(WebhookCaBundleTest, ANewTrustBundleIsWrittenAtTheNextCheck) {
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    respond(http::ServerResponse::Json(
+        200, request.method() == "GET" ? Configuration(encoded_, encoded_) : "{}"));
+  });
+  bundle_ = std::make_unique<WebhookCaBundle>(
+      loop_, *api_, stats_, kBundle,
+      WebhookCaBundleOptions{.check_interval = std::chrono::milliseconds(10)});
+  bundle_->Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Checks("current") >= 1; }));
+  const std::string two_roots = absl::StrCat(kBundle, kBundle);
+  bundle_->SetTrustBundle(two_roots);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Checks("updated") >= 1; }));
+  EXPECT_NE(server_.requests().back().body.find(absl::Base64Escape(two_roots)), std::string::npos)
+      << server_.requests().back().body;
+}
+
 TEST_F(WebhookCaBundleTest, AMissingConfigurationIsNotFound) {
   CheckOnce();  // the fake answers 404 without a handler
   EXPECT_EQ(Checks("not_found"), 1u);

@@ -162,6 +162,11 @@ absl::Status WebhookService::SetServingCertificate(std::string certificate_chain
   return absl::OkStatus();
 }
 
+void WebhookService::SetTrustBundle(const std::string& trust_bundle_pem) {
+  if (ca_bundle_ != nullptr) ca_bundle_->SetTrustBundle(trust_bundle_pem);
+  if (trust_bundle_ != nullptr) trust_bundle_->SetTrustBundle(trust_bundle_pem);
+}
+
 absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kubernetes,
                                    const std::string& trust_bundle_pem,
                                    const kubernetes::RevisionTags* tags) {

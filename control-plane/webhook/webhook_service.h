@@ -106,6 +106,9 @@ class WebhookService {
   // With `tags` (may be null; must outlive this), the namespaces labelled with a tag that points
   // at this revision (the tag "default": those labelled meshlet.io/inject=enabled) get the
   // trust-bundle ConfigMap too.
+  // The CA's trust bundle changed (a reload): the caBundle and the ConfigMaps follow at their
+  // next check. Before Start() or without an API server, nothing.
+  void SetTrustBundle(const std::string& trust_bundle_pem);
   absl::Status Start(const kubernetes::KubernetesApiOptions& kubernetes = {},
                      const std::string& trust_bundle_pem = "",
                      const kubernetes::RevisionTags* tags = nullptr);

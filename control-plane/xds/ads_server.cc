@@ -69,6 +69,11 @@ AdsServer::Metrics::Metrics(StatsShard& shard) {
         "Readiness reports from sidecars (first request of a stream, or a change), by readiness.",
         {{"ready", ready ? "true" : "false"}}));
   }
+  earliest_certificate_expiry = MustStat(shard.RegisterGauge(
+      "meshlet_xds_client_certificate_earliest_expiry_timestamp_seconds",
+      "When the soonest-expiring workload certificate among the connected sidecars' streams "
+      "expires (Unix seconds; 0 when none presented one); refreshed every second.",
+      {}, GaugeMerge::kGlobal));
   connected = MustStat(shard.RegisterGauge("meshlet_xds_connected_proxies",
                                            "Sidecar streams that sent their Node.", {},
                                            GaugeMerge::kGlobal));
@@ -242,12 +247,16 @@ void AdsServer::SweepTimeouts() {
   const MonotonicTime now = Now();
   std::vector<Stream*> expired;
   std::vector<Stream*> unauthorized;
+  absl::Time earliest = absl::InfiniteFuture();
   for (auto& [id, stream] : streams_) {
     if (stream->in_flight && now - stream->push_started >= options_.push_timeout) {
       expired.push_back(stream.get());
     }
     if (stream->has_node && now >= stream->expires) unauthorized.push_back(stream.get());
+    if (stream->has_node) earliest = std::min(earliest, stream->grant.expires);
   }
+  metrics_->earliest_certificate_expiry.Set(
+      earliest == absl::InfiniteFuture() ? 0 : absl::ToUnixSeconds(earliest));
   for (Stream* stream : expired) FinishPush(*stream, /*timed_out=*/true);
   for (Stream* stream : unauthorized) {
     metrics_->expired_streams.Inc();

@@ -53,6 +53,9 @@ struct AdsServer::Metrics {
   Counter push_rounds;
   std::array<Counter, 2> readiness_reports;  // [ready]
   Gauge connected;
+  // notAfter of the soonest-expiring client certificate among the streams (Unix seconds; 0:
+  // none carries one), refreshed every sweep.
+  Gauge earliest_certificate_expiry;
   Gauge queued;
   Histogram convergence;
   // meshlet_xds_on_demand_lookups_total by result: KeyResult's, then kRateLimited.

@@ -106,7 +106,9 @@ class ControlPlane:
         while time.time() < deadline:
             with open(self.log_path, "rb") as f:
                 found = re.findall(rb"API on (127\.0\.0\.1:\d+)", f.read())
-            if len(found) > self.starts_seen():
+            # The API is logged before the CA writes its root (the meshctl context's CA file).
+            if len(found) > self.starts_seen() and os.path.exists(
+                    os.path.join(self.data_dir, "ca", "root-cert.pem")):
                 self.address = found[-1].decode()
                 self._starts = len(found)
                 return self
@@ -495,6 +497,7 @@ COMMAND_FLAGS = {
     "trace": ["-o, --output"],
     "explain": ["-o, --output", "--from", "--to", "--method", "-H, --header", "-n, --namespace"],
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
+    "ca": ["-o, --output"],
     "stat": ["--window", "-o, --output", "--history", "--step"],
     "top": ["--interval", "--limit", "--window", "--once"],
     "dashboard": [],

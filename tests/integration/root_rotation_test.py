@@ -102,7 +102,11 @@ class Trickle:
             t.join()
 
 
-class RootRotationTest(unittest.TestCase):
+class RotationHarness(unittest.TestCase):
+    """A control plane restarted with each step's CA flags on one data directory and discovery
+    address, sidecars with workload certificates from its CA, and what the checks read of them
+    (also used by ca_reload_test.py)."""
+
     def setUp(self):
         t = self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         # The discovery port's own server certificate (not the workload CA's).
@@ -217,6 +221,9 @@ class RootRotationTest(unittest.TestCase):
         self.trickle.step = step
         print(f"step {step} at {time.time() - self.started:.1f} s", file=sys.stderr)
 
+
+
+class RootRotationTest(RotationHarness):
     def test_five_steps_under_traffic(self):
         self.started = time.time()
         self.start_control_plane()  # generates the old root in <data-dir>/ca

@@ -253,7 +253,8 @@ class InstallTest(unittest.TestCase):
                          {"meshlet-etcd-member"})
         self.assertIn("--client-cert-auth", etcd["spec"]["template"]["spec"]["containers"][0]["args"])
         roles = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Role")
-        self.assertEqual(roles, ["meshlet-control-plane-leader-election", "meshlet-install"])
+        self.assertEqual(roles, ["meshlet-control-plane-ca", "meshlet-control-plane-leader-election",
+                                 "meshlet-install"])
 
     def test_secrets_for_the_job_or_made_offline(self):
         secrets = objects_of(meshctl("install", "--secrets", "--set", "namespace=mesh",
