@@ -67,6 +67,7 @@
 #include "sidecar/config/xds_client.h"
 #include "sidecar/identity/ca_client.h"
 #include "sidecar/identity/certificate_manager.h"
+#include "sidecar/server/tap_manager.h"
 #include "sidecar/listener/access_log.h"
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
@@ -236,6 +237,8 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
+  // Live taps the control plane asks for (after the workers; null without xDS).
+  std::unique_ptr<TapManager> tap_manager_;
   // Lookup keys the workers asked for (ADR 0086); uses xds_client_, so declared after it.
   std::unique_ptr<config::OnDemandDiscovery> on_demand_;
   // Sets on_demand_'s idle time and missing ttl from the snapshot's listeners (the first with
