@@ -37,6 +37,10 @@
 
 namespace meshlet::controlplane::access {
 
+// The live tap's path (GET, streamed): recorded too, with a "tap" object (workload, service,
+// rate, duration, headers as asked).
+inline constexpr char kTapPath[] = "/api/v1/tap";
+
 class AuditLog {
  public:
   // Opens (creates) `path` for appending, mode 0600. Errors name the path. `stats` may be null.
@@ -46,7 +50,7 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Whether `request` is one the log records: a write (not GET or HEAD).
+  // Whether `request` is one the log records: a write (not GET or HEAD), or a live tap.
   static bool Records(const http::ServerRequest& request);
 
   // Appends the record of `request`, made by `caller` (null: not authenticated), answered with

@@ -13,7 +13,7 @@ const std::vector<CommandSpec>& Commands() {
       UpgradeCommand(),   TagCommand(),           ProxyStatusCommand(), ProxyConfigCommand(),
       TokenCommand(),     OperatorTokenCommand(), TrustBundleCommand(), TracesCommand(),
       TraceCommand(),     ExplainCommand(),       StatCommand(),        TopCommand(),
-      DashboardCommand(), ContextCommand(),       CheckCommand(),       VersionCommand(),
+      TapCommand(),       DashboardCommand(), ContextCommand(),       CheckCommand(),       VersionCommand(),
       HelpCommand(),
   };
   return *commands;
