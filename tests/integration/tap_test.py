@@ -19,12 +19,13 @@ import threading
 import time
 import unittest
 
+import cp_api
 import sidecar_test
 from mesh_util import (call_service, create_join_token, spiffe, start_plaintext_control_plane,
                        start_xds_sidecar, stop_all, write_meshctl_context)
 from sidecar_test import HttpUpstream, wait_for
 
-CONTROL_PLANE = MESHCTL = None  # set from argv
+CONTROL_PLANE = MESHCTL = BROWSER_SCRIPT = None  # set from argv
 
 SERVICES = """apiVersion: meshlet.io/v1
 kind: Service
@@ -209,9 +210,24 @@ class TapTest(unittest.TestCase):
         time.sleep(1)
         self.assertEqual(self.backend.stat("meshlet_tap_events_total"), sent)
 
+    def test_live_tab_in_chromium(self):
+        cp_api.require_browser(self, BROWSER_SCRIPT)
+        shots = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or self.tmp
+        port = int(self.api.rsplit(":", 1)[1])
+        r = subprocess.run(["node", BROWSER_SCRIPT, f"https://{self.api}", self.api_token, shots,
+                            cp_api.certificate_spki(port, cp_api.ca_file_for(self.api)),
+                            spiffe("frontend")],
+                           capture_output=True, text=True, timeout=120)
+        print(r.stdout, r.stderr)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("PASS live", r.stdout)
+        self.assertGreater(os.path.getsize(os.path.join(shots, "dashboard-live.png")), 10000)
+        self.assertTrue(wait_for(lambda: self.backend.stat("meshlet_tap_active") == 0, timeout=5))
+
 
 if __name__ == "__main__":
     CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
     MESHCTL = os.path.abspath(sys.argv.pop(1))
     sidecar_test.SIDECAR = os.path.abspath(sys.argv.pop(1))
+    BROWSER_SCRIPT = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

@@ -393,7 +393,7 @@ function route() {
   $('#login').hidden = true;
   clearInterval(state.timer);
   const [view, arg] = hash.split('/');
-  const name = ['graph', 'traces', 'trace', 'proxies'].includes(view) ? view : 'graph';
+  const name = ['graph', 'traces', 'trace', 'proxies', 'live'].includes(view) ? view : 'graph';
   const section = name === 'trace' ? 'traces' : name;
   state.view = name;
   document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + section; });
@@ -410,6 +410,8 @@ function route() {
     else renderTraceList();
   } else if (name === 'trace') {
     openTrace(arg);
+  } else if (name === 'live') {
+    liveTap.show();  // tap.js
   } else {
     loadProxies();
     state.timer = setInterval(loadProxies, 5000);
