@@ -220,6 +220,71 @@ TEST_F(AsyncHttpServerTest, AnAnswerForAClientThatLeftIsDropped) {
   EXPECT_EQ(r.output, "later /b\n");
 }
 
+// Streamed answers (ServerResponse::stream): pieces as they come, over both protocols, and the
+// client's going reported.
+class StreamedHttpServerTest : public ServerOnLoopTest {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    Start([this] {
+      return HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
+          [this](const ServerRequest& r, Responder respond) {
+            const bool forever = r.path() == "/forever";
+            ServerResponse response;
+            response.headers.Add("content-type", "application/x-ndjson");
+            response.body = "first\n";
+            response.stream = [this, forever](std::shared_ptr<ResponseBodyStream> body) {
+              body->OnGone([this] { ++gone_; });
+              // A piece every 20 ms: three, then the end (or on and on until the client goes).
+              auto n = std::make_shared<int>(0);
+              auto timer = std::make_unique<event::Timer>(loop_, [this, body, n, forever] {
+                if (body->gone()) return;
+                body->Write(absl::StrCat("piece ", ++*n, "\n"));
+                if (!forever && *n == 3) {
+                  body->End();
+                  EXPECT_FALSE(body->Write("late\n"));
+                }
+              });
+              timer->EnableRepeating(std::chrono::milliseconds(20));
+              timers_.push_back(std::move(timer));
+            };
+            respond(std::move(response));
+          });
+    });
+  }
+
+  void BeforeStop() override { timers_.clear(); }
+
+  std::vector<std::unique_ptr<event::Timer>> timers_;
+  std::atomic<int> gone_{0};
+};
+
+TEST_F(StreamedHttpServerTest, PiecesArriveInOrderAndTheEndEndsTheAnswer) {
+  for (absl::string_view flag : {"--http1.1", "--http2-prior-knowledge"}) {
+    CommandResult r = RunCommand(absl::StrCat("curl -sS -i ", flag, " '", Url("/three"), "'"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("first\npiece 1\npiece 2\npiece 3\n"), std::string::npos)
+        << r.output;
+    EXPECT_EQ(r.output.find("content-length"), std::string::npos) << r.output;
+    if (flag == "--http1.1") {
+      EXPECT_NE(r.output.find("transfer-encoding: chunked"), std::string::npos) << r.output;
+    }
+  }
+  EXPECT_EQ(gone_, 0);
+}
+
+TEST_F(StreamedHttpServerTest, AClientThatGoesIsReportedOnce) {
+  CommandResult r = RunCommand(absl::StrCat("curl -sS --max-time 0.3 '", Url("/forever"), "'"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("first\npiece 1\n"), std::string::npos) << r.output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (gone_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(gone_, 1);
+}
+
 // Raw clients that are slow on purpose, against a server with short timeouts.
 class TimeoutHttpServerTest : public ServerOnLoopTest {
  protected:
