@@ -497,6 +497,8 @@ COMMAND_FLAGS = {
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
     "stat": ["--window", "-o, --output", "--history", "--step"],
     "top": ["--interval", "--limit", "--window", "--once"],
+    "tap": ["-n, --namespace", "--rate", "--duration", "--headers", "--direction", "--method",
+            "--authority", "--path", "-o, --output"],
     "dashboard": [],
     "context": ["--ca-fingerprint", "-n, --namespace"],
     "check": ["--pre", "-f, --filename"],
