@@ -82,8 +82,7 @@ std::string CrossOriginReason(const ServerRequest& request, absl::string_view sc
 
 bool ResponseBodyStream::Write(absl::string_view data) {
   if (gone_ || ended_ || !sink_) return false;
-  sink_(data, false);
-  return !gone_;
+  return sink_(data, false) && !gone_;
 }
 
 void ResponseBodyStream::End() {
@@ -93,7 +92,7 @@ void ResponseBodyStream::End() {
     // The sink's last call lets go of the request, which detaches this stream.
     auto sink = std::move(sink_);
     sink_ = nullptr;
-    sink({}, true);
+    (void)sink({}, true);
   }
 }
 
@@ -297,17 +296,23 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       }
       body_stream_ = std::make_shared<ResponseBodyStream>();
       body_stream_->Attach([this](absl::string_view data, bool end) {
-        if (encoder_ == nullptr) return;
+        if (encoder_ == nullptr) return false;
         StreamEncoder* encoder = encoder_;
         net::Buffer piece(data);
         if (!end) {
+          // A client that does not read: refused here rather than held without bound.
+          if (owner_.connection_->buffered_write_bytes() >
+              owner_.server_.options_.max_streamed_buffered_bytes) {
+            return false;
+          }
           encoder->EncodeData(piece, false);
-          return;
+          return true;
         }
         streaming_ = false;
         Detach();
         encoder->EncodeData(piece, true);
         owner_.FinishStream(this);
+        return true;
       });
       owner_.ArmTimer();
       start(body_stream_);

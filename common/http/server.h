@@ -54,7 +54,8 @@ struct ServerRequest {
 class ResponseBodyStream {
  public:
   // Sends `data` as the next piece of the body; false (nothing sent) once the client is gone or
-  // End() was called.
+  // End() was called, or while the connection holds more than the server's
+  // max_streamed_buffered_bytes the client has not read yet (the caller counts what it drops).
   bool Write(absl::string_view data);
   // Ends the body; later calls do nothing.
   void End();
@@ -64,13 +65,13 @@ class ResponseBodyStream {
   void OnGone(std::function<void()> callback) { on_gone_ = std::move(callback); }
 
   // The server's side: where pieces go (`end`: the last), and the client's going.
-  void Attach(std::function<void(absl::string_view data, bool end)> sink) {
+  void Attach(std::function<bool(absl::string_view data, bool end)> sink) {
     sink_ = std::move(sink);
   }
   void Detach();
 
  private:
-  std::function<void(absl::string_view, bool)> sink_;
+  std::function<bool(absl::string_view, bool)> sink_;
   std::function<void()> on_gone_;
   bool gone_ = false;
   bool ended_ = false;
@@ -113,6 +114,9 @@ struct HttpServerOptions {
   Duration idle_timeout = std::chrono::seconds(120);
   // Counts connections closed by either timeout (discarded unless registered).
   Counter timeouts;
+  // A streamed answer's pieces are refused (ResponseBodyStream::Write false) while its
+  // connection holds more than this that the client has not read.
+  size_t max_streamed_buffered_bytes = 1 << 20;
 };
 
 class HttpServer {

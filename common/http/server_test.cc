@@ -285,6 +285,63 @@ TEST_F(StreamedHttpServerTest, AClientThatGoesIsReportedOnce) {
   EXPECT_EQ(gone_, 1);
 }
 
+// A streamed answer to a client that does not read: pieces are refused once the connection holds
+// max_streamed_buffered_bytes unread, not held without bound.
+class UnreadStreamHttpServerTest : public ServerOnLoopTest {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    Start([this] {
+      HttpServerOptions options;
+      options.max_streamed_buffered_bytes = 256 * 1024;
+      return HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), options,
+          [this](const ServerRequest&, Responder respond) {
+            ServerResponse response;
+            response.stream = [this](std::shared_ptr<ResponseBodyStream> body) {
+              auto timer = std::make_unique<event::Timer>(loop_, [this, body] {
+                if (refused_ > 0 || body->gone()) return;
+                if (body->Write(std::string(64 * 1024, 'x'))) {
+                  sent_ += 64 * 1024;
+                } else {
+                  ++refused_;
+                }
+              });
+              timer->EnableRepeating(std::chrono::milliseconds(1));
+              timers_.push_back(std::move(timer));
+            };
+            respond(std::move(response));
+          });
+    });
+  }
+
+  void BeforeStop() override { timers_.clear(); }
+
+  std::vector<std::unique_ptr<event::Timer>> timers_;
+  std::atomic<int> refused_{0};
+  std::atomic<size_t> sent_{0};
+};
+
+TEST_F(UnreadStreamHttpServerTest, PiecesAreRefusedOnceTheClientStopsReading) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port_);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string request = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (refused_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::close(fd);
+  EXPECT_EQ(refused_, 1);
+  // What was taken: the kernel's socket buffers and at most the limit more, not everything.
+  EXPECT_LT(sent_, size_t{64} << 20);
+}
+
 // Raw clients that are slow on purpose, against a server with short timeouts.
 class TimeoutHttpServerTest : public ServerOnLoopTest {
  protected:

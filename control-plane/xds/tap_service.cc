@@ -64,6 +64,7 @@ struct TapService::Tap {
   uint64_t dropped_sidecar_cap = 0;
   uint64_t dropped_tap_rate = 0;      // over the tap's rate, across its sidecars
   uint64_t dropped_cp_rate = 0;       // over --tap-max-events-per-second
+  uint64_t dropped_slow_caller = 0;   // lines the caller did not read in time
   explicit Tap(uint32_t rate) : bucket(rate) {}
 };
 
@@ -95,11 +96,14 @@ TapService::TapService(event::Loop& loop, const Clock& clock, AdsServer& ads, Ta
   constexpr char kDropped[] = "meshlet_cp_tap_events_dropped_total";
   constexpr char kDroppedHelp[] =
       "Live tap events the sidecars sent but no caller got: over the tap's rate across its "
-      "sidecars (tap_rate), over --tap-max-events-per-second (control_plane_rate).";
+      "sidecars (tap_rate), over --tap-max-events-per-second (control_plane_rate), or lines "
+      "a caller that does not read left (slow_caller).";
   dropped_tap_rate_ =
       OrDiscard(stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "tap_rate"}}), kDropped);
   dropped_cp_rate_ = OrDiscard(
       stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "control_plane_rate"}}), kDropped);
+  dropped_slow_caller_ = OrDiscard(
+      stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "slow_caller"}}), kDropped);
 }
 
 TapService::~TapService() {
@@ -317,7 +321,11 @@ void TapService::OnEvents(Tap& tap, const std::string& node_id,
     if (!events.error().empty()) absl::StrAppend(&out, R"(,"error":)", JsonQuote(events.error()));
     out += "}\n";
   }
-  if (!out.empty() && tap.body != nullptr) tap.body->Write(out);
+  if (!out.empty() && tap.body != nullptr && !tap.body->Write(out) && !tap.body->gone()) {
+    // The caller does not read: what it would not take is counted, not held.
+    tap.dropped_slow_caller += static_cast<uint64_t>(std::count(out.begin(), out.end(), '\n'));
+    dropped_slow_caller_.Inc();
+  }
   if (events.ended() && tap.running.empty()) End(tap.id, "every sidecar ended its part");
 }
 
@@ -335,7 +343,8 @@ void TapService::End(const std::string& id, absl::string_view reason, bool calle
       R"({"kind":"TapEnded","id":)", JsonQuote(id), R"(,"reason":)", JsonQuote(reason),
       R"(,"events":)", tap->events, R"(,"dropped":{"sidecarRate":)", tap->dropped_sidecar_rate,
       R"(,"sidecarBatchBytes":)", tap->dropped_sidecar_cap, R"(,"tapRate":)",
-      tap->dropped_tap_rate, R"(,"controlPlaneRate":)", tap->dropped_cp_rate, "}}\n"));
+      tap->dropped_tap_rate, R"(,"controlPlaneRate":)", tap->dropped_cp_rate,
+      R"(,"slowCaller":)", tap->dropped_slow_caller, "}}\n"));
   tap->body->End();
 }
 

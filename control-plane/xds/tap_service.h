@@ -108,6 +108,7 @@ class TapService {
   Counter events_;
   Counter dropped_tap_rate_;
   Counter dropped_cp_rate_;
+  Counter dropped_slow_caller_;
 };
 
 }  // namespace meshlet::controlplane::ads
