@@ -25,10 +25,10 @@ class Tap final : public Command {
                                        "context file's, else default)"),
             flags::IntFlag<uint32_t>("--rate", "N", &rate_,
                                      "the most requests per second shown, over all the target's "
-                                     "sidecars (default 10; the control plane's --tap-max-rate "
-                                     "bounds it)"),
+                                     "sidecars (default: the control plane's, 10; its "
+                                     "--tap-max-rate bounds it)"),
             flags::StringFlag("--duration", "DURATION", &duration_,
-                              "how long to tap (default 60s; the control plane's "
+                              "how long to tap (default: the control plane's, 60s; its "
                               "--tap-max-duration bounds it)"),
             Switch("--headers", "", &headers_,
                    "the request and response headers too (admin role only; credentials are "
@@ -56,7 +56,8 @@ class Tap final : public Command {
                       QueryEscape(absl::StrContains(target, '/') ? std::string(target)
                                                                  : absl::StrCat(ns, "/", target)));
     }
-    absl::StrAppend(&path, "&rate=", rate_, "&duration=", QueryEscape(duration_));
+    if (rate_ != 0) absl::StrAppend(&path, "&rate=", rate_);
+    if (!duration_.empty()) absl::StrAppend(&path, "&duration=", QueryEscape(duration_));
     if (headers_) path += "&headers=true";
     for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"direction", &direction_},
                                       {"method", &method_},
@@ -64,8 +65,10 @@ class Tap final : public Command {
                                       {"path", &path_}}) {
       if (!value->empty()) absl::StrAppend(&path, "&", name, "=", QueryEscape(*value));
     }
-    absl::Duration duration;
-    if (!absl::ParseDuration(duration_, &duration) || duration <= absl::ZeroDuration()) {
+    // Without --duration the control plane's default, at most a day; the server ends the answer.
+    absl::Duration duration = absl::Hours(24);
+    if (!duration_.empty() &&
+        (!absl::ParseDuration(duration_, &duration) || duration <= absl::ZeroDuration())) {
       return session.Fail({kExitUsage, absl::StrCat("--duration ", duration_,
                                                      ": must be a positive duration such as 30s")});
     }
@@ -114,8 +117,8 @@ class Tap final : public Command {
 
  private:
   NamespaceOption namespace_;
-  uint32_t rate_ = 10;
-  std::string duration_ = "60s";
+  uint32_t rate_ = 0;      // 0: the control plane's default
+  std::string duration_;  // empty: the control plane's default
   bool headers_ = false;
   std::string direction_;
   std::string method_;

@@ -144,7 +144,8 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   if (workload.empty() == service.empty()) {
     return respond(Refuse(400, "target", "name one of workload=NAMESPACE/POD or service=NAME"));
   }
-  uint32_t rate = options_.default_rate;
+  // The defaults, within this control plane's limits.
+  uint32_t rate = std::min(options_.default_rate, options_.max_rate);
   if (!query["rate"].empty() && (!absl::SimpleAtoi(query["rate"], &rate) || rate == 0)) {
     return respond(Refuse(400, "rate", absl::StrCat("rate=", query["rate"],
                                                     ": must be a whole number of events per "
@@ -155,7 +156,7 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
                                                     "--tap-max-rate ",
                                                     options_.max_rate)));
   }
-  Duration duration = options_.default_duration;
+  Duration duration = std::min(options_.default_duration, options_.max_duration);
   if (!query["duration"].empty()) {
     absl::Duration parsed;
     if (!absl::ParseDuration(query["duration"], &parsed) || parsed <= absl::ZeroDuration()) {
