@@ -701,12 +701,17 @@ inline void ActiveStream::Finish() {
 }
 
 void ActiveStream::NoteTapResponse(const http::HeaderMap& headers) {
+  // Kept only when there is something to keep: a response without the proxy's error, to a tap
+  // without headers, costs no allocation.
+  const absl::string_view error =
+      hcm_.context_.error_header.empty()
+          ? absl::string_view()
+          : headers.Get(hcm_.context_.error_header).value_or(absl::string_view());
+  const bool keep_headers = hcm_.context_.tap->wants_headers();
+  if (error.empty() && !keep_headers) return;
   if (tap_response_ == nullptr) tap_response_ = std::make_unique<TapResponse>();
-  if (!hcm_.context_.error_header.empty()) {
-    const absl::string_view error = headers.Get(hcm_.context_.error_header).value_or("");
-    tap_response_->error.assign(error.data(), error.size());
-  }
-  if (hcm_.context_.tap->wants_headers()) tap_response_->headers.emplace(headers);
+  tap_response_->error.assign(error.data(), error.size());
+  if (keep_headers) tap_response_->headers.emplace(headers);
 }
 
 void ActiveStream::RecordTap(MonotonicTime now, uint64_t duration_us) {

@@ -142,6 +142,28 @@ class TapTest(unittest.TestCase):
         self.assertGreater(e["latencyMs"], 0)
         self.assertNotIn("requestHeaders", e)
 
+    def test_a_request_the_proxy_answered_itself_is_tapped(self):
+        # An unknown host: the outbound route table's own 404 (route no-service), no upstream.
+        proc = subprocess.Popen([MESHCTL, "tap", "default/frontend-0", "--authority", "nope:9080",
+                                 "--duration", "3s", "-o", "json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, MESHCTL_CONFIG=self.context))
+        try:
+            self.assertTrue(wait_for(lambda: self.frontend.stat("meshlet_tap_active") == 1,
+                                     timeout=5))
+            for _ in range(3):
+                self.assertNotEqual(call_service(self.frontend.outbound, "nope:9080")[0], 200)
+            out, err = proc.communicate(timeout=15)
+        finally:
+            proc.kill()
+        events = [json.loads(l) for l in out.splitlines() if '"TapEvent"' in l]
+        self.assertTrue(events, out + err)
+        e = events[0]
+        self.assertEqual((e["direction"], e["authority"], e["status"], e["routeName"]),
+                         ("outbound", "nope:9080", 404, "no-service"), e)
+        self.assertNotIn("cluster", e)
+        self.assertNotIn("upstream", e)
+
     def test_headers_only_for_admin(self):
         p = self.run_meshctl(self.viewer_context, "tap", "svc/backend", "--headers",
                              "--duration", "2s", expect=1)
