@@ -21,6 +21,7 @@ import unittest
 
 import cp_api
 import sidecar_test
+from ports import free_port
 from mesh_util import (call_service, create_join_token, spiffe, start_plaintext_control_plane,
                        start_xds_sidecar, stop_all, write_meshctl_context)
 from sidecar_test import HttpUpstream, wait_for
@@ -30,6 +31,12 @@ CONTROL_PLANE = MESHCTL = BROWSER_SCRIPT = None  # set from argv
 SERVICES = """apiVersion: meshlet.io/v1
 kind: Service
 metadata: {name: backend, namespace: default}
+spec:
+  ports: [{name: http, port: 9080, protocol: HTTP}]
+---
+apiVersion: meshlet.io/v1
+kind: Service
+metadata: {name: ghost, namespace: default}
 spec:
   ports: [{name: http, port: 9080, protocol: HTTP}]
 """
@@ -51,6 +58,8 @@ class TapTest(unittest.TestCase):
         try:
             cls.backend = cls.start_sidecar("backend", app_port=cls.app.port)
             cls.frontend = cls.start_sidecar("frontend")
+            # ghost's app port has nothing listening: its sidecar answers 503 itself.
+            cls.ghost = cls.start_sidecar("ghost", app_port=free_port())
             cls.run_meshctl(cls.context, "apply", "-f", "-", stdin=SERVICES)
             assert wait_for(lambda: call_service(cls.frontend.outbound, "backend:9080")[0] == 200,
                             timeout=15), "frontend never reached backend"
@@ -163,6 +172,27 @@ class TapTest(unittest.TestCase):
                          ("outbound", "nope:9080", 404, "no-service"), e)
         self.assertNotIn("cluster", e)
         self.assertNotIn("upstream", e)
+
+    def test_a_proxys_own_error_is_named(self):
+        proc = subprocess.Popen([MESHCTL, "tap", "default/ghost-0", "--duration", "3s", "-o",
+                                 "json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, MESHCTL_CONFIG=self.context))
+        try:
+            self.assertTrue(wait_for(lambda: self.ghost.stat("meshlet_tap_active") == 1,
+                                     timeout=5))
+            for _ in range(3):
+                self.assertEqual(call_service(self.frontend.outbound, "ghost:9080")[0], 503)
+            out, err = proc.communicate(timeout=15)
+        finally:
+            proc.kill()
+        events = [json.loads(l) for l in out.splitlines() if '"TapEvent"' in l]
+        self.assertTrue(events, out + err)
+        e = events[0]
+        self.assertEqual((e["direction"], e["status"], e["caller"]),
+                         ("inbound", 503, spiffe("frontend")), e)
+        self.assertIn("UF", e["flags"], e)
+        self.assertTrue(e["error"].startswith("ghost-0; flag=UF"), e)
 
     def test_headers_only_for_admin(self):
         p = self.run_meshctl(self.viewer_context, "tap", "svc/backend", "--headers",
