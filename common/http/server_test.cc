@@ -264,8 +264,7 @@ TEST_F(StreamedHttpServerTest, PiecesArriveInOrderAndTheEndEndsTheAnswer) {
   for (absl::string_view flag : {"--http1.1", "--http2-prior-knowledge"}) {
     CommandResult r = RunCommand(absl::StrCat("curl -sS -i ", flag, " '", Url("/three"), "'"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("first\npiece 1\npiece 2\npiece 3\n"), std::string::npos)
-        << r.output;
+    EXPECT_NE(r.output.find("first\npiece 1\npiece 2\npiece 3\n"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("content-length"), std::string::npos) << r.output;
     if (flag == "--http1.1") {
       EXPECT_NE(r.output.find("transfer-encoding: chunked"), std::string::npos) << r.output;

@@ -140,10 +140,10 @@ void AuditLog::Record(const http::ServerRequest& request, const Principal* calle
   if (request.path() == kTapPath) {
     // Who tapped what, at which rate, for how long, with or without headers.
     std::map<std::string, std::string> query = request.QueryParams();
-    absl::StrAppend(&line, R"(,"tap":{"workload":)", JsonQuote(query["workload"]),
-                    R"(,"service":)", JsonQuote(query["service"]), R"(,"rate":)",
-                    JsonQuote(query["rate"]), R"(,"duration":)", JsonQuote(query["duration"]),
-                    R"(,"headers":)", query["headers"] == "true" ? "true" : "false", "}");
+    absl::StrAppend(&line, R"(,"tap":{"workload":)", JsonQuote(query["workload"]), R"(,"service":)",
+                    JsonQuote(query["service"]), R"(,"rate":)", JsonQuote(query["rate"]),
+                    R"(,"duration":)", JsonQuote(query["duration"]), R"(,"headers":)",
+                    query["headers"] == "true" ? "true" : "false", "}");
   }
   absl::StrAppend(&line, R"(,"peer":)", JsonQuote(request.peer.ToString()), "}\n");
   ssize_t written;

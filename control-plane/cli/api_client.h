@@ -13,11 +13,11 @@
 // outlive it.
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <utility>
-#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"

@@ -1,7 +1,7 @@
 // tap: live requests of a workload or service (GET /api/v1/tap, streamed), one line each.
 
-#include <csignal>
 #include <unistd.h>
+#include <csignal>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -21,8 +21,9 @@ void OnInterrupt(int) { ::_exit(kExitOk); }
 class Tap final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
-    return {NamespaceFlag(&namespace_, "the namespace of WORKLOAD or svc/NAME (default: the "
-                                       "context file's, else default)"),
+    return {NamespaceFlag(&namespace_,
+                          "the namespace of WORKLOAD or svc/NAME (default: the "
+                          "context file's, else default)"),
             flags::IntFlag<uint32_t>("--rate", "N", &rate_,
                                      "the most requests per second shown, over all the target's "
                                      "sidecars (default: the control plane's, 10; its "
@@ -59,10 +60,11 @@ class Tap final : public Command {
     if (rate_ != 0) absl::StrAppend(&path, "&rate=", rate_);
     if (!duration_.empty()) absl::StrAppend(&path, "&duration=", QueryEscape(duration_));
     if (headers_) path += "&headers=true";
-    for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"direction", &direction_},
-                                      {"method", &method_},
-                                      {"authority", &authority_},
-                                      {"path", &path_}}) {
+    for (const auto& [name, value] :
+         {std::pair<const char*, const std::string*>{"direction", &direction_},
+          {"method", &method_},
+          {"authority", &authority_},
+          {"path", &path_}}) {
       if (!value->empty()) absl::StrAppend(&path, "&", name, "=", QueryEscape(*value));
     }
     // Without --duration the control plane's default, at most a day; the server ends the answer.
@@ -70,7 +72,7 @@ class Tap final : public Command {
     if (!duration_.empty() &&
         (!absl::ParseDuration(duration_, &duration) || duration <= absl::ZeroDuration())) {
       return session.Fail({kExitUsage, absl::StrCat("--duration ", duration_,
-                                                     ": must be a positive duration such as 30s")});
+                                                    ": must be a positive duration such as 30s")});
     }
     // The whole answer lasts the tap, and a little more for its last lines.
     session.api().set_timeout(
@@ -117,7 +119,7 @@ class Tap final : public Command {
 
  private:
   NamespaceOption namespace_;
-  uint32_t rate_ = 0;      // 0: the control plane's default
+  uint32_t rate_ = 0;     // 0: the control plane's default
   std::string duration_;  // empty: the control plane's default
   bool headers_ = false;
   std::string direction_;

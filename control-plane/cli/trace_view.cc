@@ -458,8 +458,9 @@ absl::StatusOr<TapLineView> FormatTapLine(absl::string_view json_line) {
       }
     }
     view.note = absl::StrCat("tapping ", text("target"), " at ", text("rate"), " requests/s for ",
-                             text("durationSeconds"), "s", text("headers") == "true" ? ", with headers" : "",
-                             ": ", proxies, " (Ctrl-C ends it)\n");
+                             text("durationSeconds"), "s",
+                             text("headers") == "true" ? ", with headers" : "", ": ", proxies,
+                             " (Ctrl-C ends it)\n");
   } else if (kind == "TapProxy") {
     if (text("status") == "refused") {
       view.note = absl::StrCat("proxy ", text("proxy"), " refused the tap: ", text("error"), "\n");

@@ -161,8 +161,8 @@ TEST(TraceViewTest, TapLines) {
             "caller=spiffe://cluster.local/ns/shop/sa/web route=HTTPRoute/shop/r#0 flags=UH "
             "error=\"web-1.shop; flag=UH; reason=no healthy upstream\"\n");
   EXPECT_EQ(event->note, "");
-  absl::StatusOr<TapLineView> refused = FormatTapLine(
-      R"({"kind":"TapProxy","proxy":"a","status":"refused","error":"busy"})");
+  absl::StatusOr<TapLineView> refused =
+      FormatTapLine(R"({"kind":"TapProxy","proxy":"a","status":"refused","error":"busy"})");
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->out, "");
   EXPECT_EQ(refused->note, "proxy a refused the tap: busy\n");

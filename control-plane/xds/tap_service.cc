@@ -18,8 +18,8 @@ namespace {
 // How long after its duration a tap waits for its sidecars' last batches before it ends anyway.
 constexpr Duration kEndGrace = std::chrono::seconds(2);
 
-constexpr const char* kRefusalReasons[] = {"target", "rate", "duration", "headers", "concurrent",
-                                           "no_proxy", "request"};
+constexpr const char* kRefusalReasons[] = {"target",     "rate",     "duration", "headers",
+                                           "concurrent", "no_proxy", "request"};
 
 }  // namespace
 
@@ -62,9 +62,9 @@ struct TapService::Tap {
   uint64_t events = 0;
   uint64_t dropped_sidecar_rate = 0;  // the sidecars' own drops (rate, batch bytes)
   uint64_t dropped_sidecar_cap = 0;
-  uint64_t dropped_tap_rate = 0;      // over the tap's rate, across its sidecars
-  uint64_t dropped_cp_rate = 0;       // over --tap-max-events-per-second
-  uint64_t dropped_slow_caller = 0;   // lines the caller did not read in time
+  uint64_t dropped_tap_rate = 0;     // over the tap's rate, across its sidecars
+  uint64_t dropped_cp_rate = 0;      // over --tap-max-events-per-second
+  uint64_t dropped_slow_caller = 0;  // lines the caller did not read in time
   explicit Tap(uint32_t rate) : bucket(rate) {}
 };
 
@@ -75,9 +75,9 @@ TapService::TapService(event::Loop& loop, const Clock& clock, AdsServer& ads, Ta
       ads_(ads),
       options_(std::move(options)),
       events_bucket_(options_.max_events_per_second) {
-  active_gauge_ = OrDiscard(
-      stats.RegisterGauge("meshlet_cp_tap_active", "Live taps this control plane runs."),
-      "meshlet_cp_tap_active");
+  active_gauge_ =
+      OrDiscard(stats.RegisterGauge("meshlet_cp_tap_active", "Live taps this control plane runs."),
+                "meshlet_cp_tap_active");
   started_ = OrDiscard(
       stats.RegisterCounter("meshlet_cp_tap_started_total", "Live taps started (GET /api/v1/tap)."),
       "meshlet_cp_tap_started_total");
@@ -90,9 +90,9 @@ TapService::TapService(event::Loop& loop, const Clock& clock, AdsServer& ads, Ta
                               {{"reason", reason}}),
         "meshlet_cp_tap_refused_total");
   }
-  events_ = OrDiscard(stats.RegisterCounter("meshlet_cp_tap_events_total",
-                                            "Live tap events sent to callers."),
-                      "meshlet_cp_tap_events_total");
+  events_ = OrDiscard(
+      stats.RegisterCounter("meshlet_cp_tap_events_total", "Live tap events sent to callers."),
+      "meshlet_cp_tap_events_total");
   constexpr char kDropped[] = "meshlet_cp_tap_events_dropped_total";
   constexpr char kDroppedHelp[] =
       "Live tap events the sidecars sent but no caller got: over the tap's rate across its "
@@ -117,7 +117,7 @@ http::ServerResponse TapService::Refuse(int status, absl::string_view reason,
                                         absl::string_view message) {
   auto it = refused_.find(reason);
   if (it != refused_.end()) it->second.Inc();
-  static const absl::string_view kReasons[] = {"BadRequest", "Forbidden", "NotFound",
+  static const absl::string_view kReasons[] = {"BadRequest",      "Forbidden",    "NotFound",
                                                "TooManyRequests", "Unauthorized", "Error"};
   const absl::string_view name = status == 400   ? kReasons[0]
                                  : status == 403 ? kReasons[1]
@@ -147,31 +147,36 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   // The defaults, within this control plane's limits.
   uint32_t rate = std::min(options_.default_rate, options_.max_rate);
   if (!query["rate"].empty() && (!absl::SimpleAtoi(query["rate"], &rate) || rate == 0)) {
-    return respond(Refuse(400, "rate", absl::StrCat("rate=", query["rate"],
-                                                    ": must be a whole number of events per "
-                                                    "second from 1")));
+    return respond(Refuse(400, "rate",
+                          absl::StrCat("rate=", query["rate"],
+                                       ": must be a whole number of events per "
+                                       "second from 1")));
   }
   if (rate > options_.max_rate) {
-    return respond(Refuse(400, "rate", absl::StrCat("rate=", rate, ": above this control plane's "
-                                                    "--tap-max-rate ",
-                                                    options_.max_rate)));
+    return respond(Refuse(400, "rate",
+                          absl::StrCat("rate=", rate,
+                                       ": above this control plane's "
+                                       "--tap-max-rate ",
+                                       options_.max_rate)));
   }
   Duration duration = std::min(options_.default_duration, options_.max_duration);
   if (!query["duration"].empty()) {
     absl::Duration parsed;
     if (!absl::ParseDuration(query["duration"], &parsed) || parsed <= absl::ZeroDuration()) {
-      return respond(Refuse(400, "duration", absl::StrCat("duration=", query["duration"],
-                                                          ": must be a positive duration such "
-                                                          "as 30s")));
+      return respond(Refuse(400, "duration",
+                            absl::StrCat("duration=", query["duration"],
+                                         ": must be a positive duration such "
+                                         "as 30s")));
     }
     duration = absl::ToChronoNanoseconds(parsed);
   }
   if (duration > options_.max_duration) {
-    return respond(Refuse(
-        400, "duration",
-        absl::StrCat("duration=", query["duration"], ": above this control plane's "
-                     "--tap-max-duration ",
-                     absl::FormatDuration(absl::FromChrono(options_.max_duration)))));
+    return respond(
+        Refuse(400, "duration",
+               absl::StrCat("duration=", query["duration"],
+                            ": above this control plane's "
+                            "--tap-max-duration ",
+                            absl::FormatDuration(absl::FromChrono(options_.max_duration)))));
   }
   const std::string headers_param = query["headers"];
   if (!headers_param.empty() && headers_param != "true" && headers_param != "false") {
@@ -179,12 +184,12 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   }
   const bool headers = headers_param == "true";
   if (headers && !access::Grants(caller->role, access::Role::kAdmin)) {
-    return respond(Refuse(
-        403, "headers",
-        absl::StrCat("headers=true: a tap with request and response headers needs the admin "
-                     "role; ",
-                     caller->name, " has ", access::RoleName(caller->role),
-                     " (tap without headers=true to see the requests)")));
+    return respond(
+        Refuse(403, "headers",
+               absl::StrCat("headers=true: a tap with request and response headers needs the admin "
+                            "role; ",
+                            caller->name, " has ", access::RoleName(caller->role),
+                            " (tap without headers=true to see the requests)")));
   }
   const std::string direction = query["direction"];
   if (!direction.empty() && direction != "inbound" && direction != "outbound") {
@@ -209,18 +214,17 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   std::vector<std::string> nodes;
   for (const ProxyStatus& proxy : ads_.ProxyStatuses()) {
     if (!target_namespace.empty() && proxy.namespace_ != target_namespace) continue;
-    const bool match =
-        workload.empty()
-            ? proxy.service == name
-            : proxy.id == name || proxy.id == absl::StrCat(name, ".", proxy.namespace_);
+    const bool match = workload.empty() ? proxy.service == name
+                                        : proxy.id == name ||
+                                              proxy.id == absl::StrCat(name, ".", proxy.namespace_);
     if (match) nodes.push_back(proxy.id);
   }
-  const std::string target = workload.empty() ? absl::StrCat("service ", service)
-                                              : absl::StrCat("workload ", workload);
+  const std::string target =
+      workload.empty() ? absl::StrCat("service ", service) : absl::StrCat("workload ", workload);
   if (nodes.empty()) {
-    return respond(Refuse(404, "no_proxy",
-                          absl::StrCat("no sidecar of ", target,
-                                       " is connected to this control plane replica")));
+    return respond(Refuse(
+        404, "no_proxy",
+        absl::StrCat("no sidecar of ", target, " is connected to this control plane replica")));
   }
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
@@ -239,12 +243,11 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
       std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()));
   command.set_headers(headers);
 
-  std::string started = absl::StrCat(R"({"kind":"TapStarted","id":)", JsonQuote(id),
-                                     R"(,"target":)", JsonQuote(target), R"(,"rate":)", rate,
-                                     R"(,"durationSeconds":)",
-                                     std::chrono::duration<double>(duration).count(),
-                                     R"(,"headers":)", headers ? "true" : "false",
-                                     R"(,"proxies":)");
+  std::string started =
+      absl::StrCat(R"({"kind":"TapStarted","id":)", JsonQuote(id), R"(,"target":)",
+                   JsonQuote(target), R"(,"rate":)", rate, R"(,"durationSeconds":)",
+                   std::chrono::duration<double>(duration).count(), R"(,"headers":)",
+                   headers ? "true" : "false", R"(,"proxies":)");
   AppendJsonStringArray(&started, nodes);
   started += "}\n";
   LOG(INFO) << "tap " << id << " by " << caller->name << ": " << target << ", rate " << rate
@@ -262,8 +265,8 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   response.headers.Add("content-type", "application/x-ndjson");
   response.headers.Add("cache-control", "no-store");
   response.body = std::move(started);
-  response.stream = [this, alive = alive_, id, command, nodes, duration](
-                        std::shared_ptr<http::ResponseBodyStream> body) {
+  response.stream = [this, alive = alive_, id, command, nodes,
+                     duration](std::shared_ptr<http::ResponseBodyStream> body) {
     if (!*alive) return body->End();
     auto it = taps_.find(id);
     if (it == taps_.end()) return body->End();
@@ -272,9 +275,9 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
     body->OnGone([this, alive, id] {
       if (*alive) End(id, "the caller went away", /*caller_gone=*/true);
     });
-    const std::vector<std::string> sent =
-        ads_.StartTap(command, nodes, [this, alive, id](const std::string& node_id,
-                                                        const meshlet::xds::TapEvents& events) {
+    const std::vector<std::string> sent = ads_.StartTap(
+        command, nodes,
+        [this, alive, id](const std::string& node_id, const meshlet::xds::TapEvents& events) {
           if (!*alive) return;
           auto found = taps_.find(id);
           if (found != taps_.end()) OnEvents(*found->second, node_id, events);
@@ -340,12 +343,12 @@ void TapService::End(const std::string& id, absl::string_view reason, bool calle
   ads_.StopTap(id);
   LOG(INFO) << "tap " << id << " ended: " << reason << " (" << tap->events << " events)";
   if (caller_gone || tap->body == nullptr) return;
-  tap->body->Write(absl::StrCat(
-      R"({"kind":"TapEnded","id":)", JsonQuote(id), R"(,"reason":)", JsonQuote(reason),
-      R"(,"events":)", tap->events, R"(,"dropped":{"sidecarRate":)", tap->dropped_sidecar_rate,
-      R"(,"sidecarBatchBytes":)", tap->dropped_sidecar_cap, R"(,"tapRate":)",
-      tap->dropped_tap_rate, R"(,"controlPlaneRate":)", tap->dropped_cp_rate,
-      R"(,"slowCaller":)", tap->dropped_slow_caller, "}}\n"));
+  tap->body->Write(
+      absl::StrCat(R"({"kind":"TapEnded","id":)", JsonQuote(id), R"(,"reason":)", JsonQuote(reason),
+                   R"(,"events":)", tap->events, R"(,"dropped":{"sidecarRate":)",
+                   tap->dropped_sidecar_rate, R"(,"sidecarBatchBytes":)", tap->dropped_sidecar_cap,
+                   R"(,"tapRate":)", tap->dropped_tap_rate, R"(,"controlPlaneRate":)",
+                   tap->dropped_cp_rate, R"(,"slowCaller":)", tap->dropped_slow_caller, "}}\n"));
   tap->body->End();
 }
 

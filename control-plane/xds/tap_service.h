@@ -49,10 +49,10 @@
 namespace meshlet::controlplane::ads {
 
 struct TapOptions {
-  uint32_t max_rate = 100;                          // --tap-max-rate
+  uint32_t max_rate = 100;                           // --tap-max-rate
   Duration max_duration = std::chrono::minutes(10);  // --tap-max-duration
-  size_t max_concurrent = 8;                        // --tap-max-concurrent
-  uint32_t max_events_per_second = 1000;            // --tap-max-events-per-second
+  size_t max_concurrent = 8;                         // --tap-max-concurrent
+  uint32_t max_events_per_second = 1000;             // --tap-max-events-per-second
   // What a tap asks when it does not say (at most the limits above).
   uint32_t default_rate = 10;
   Duration default_duration = std::chrono::seconds(60);

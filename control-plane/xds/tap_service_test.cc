@@ -50,9 +50,7 @@ class TapServiceTest : public ::testing::Test {
     grpc_server_ = std::make_unique<http::grpc::Server>(loop_);
     ads_ = std::make_unique<AdsServer>(
         loop_, stats_,
-        [](const GenerateRequest&) -> absl::StatusOr<NodeResourceSet> {
-          return NodeResourceSet();
-        },
+        [](const GenerateRequest&) -> absl::StatusOr<NodeResourceSet> { return NodeResourceSet(); },
         AdsServerOptions{});
     ASSERT_TRUE(ads_->Register(*grpc_server_).ok());
     ASSERT_TRUE(grpc_server_->Start(*net::Address::Parse("127.0.0.1:0")).ok());
@@ -133,8 +131,7 @@ TEST_F(TapServiceTest, RolesAndLimitsAreClearRefusals) {
   Connect("web-1.shop", "web");
   auto headers = Tap("service=shop/web&headers=true", access::Role::kViewer);
   EXPECT_EQ(headers->response.status, 403);
-  EXPECT_TRUE(absl::StrContains(headers->response.body,
-                                "needs the admin role; dana has viewer"))
+  EXPECT_TRUE(absl::StrContains(headers->response.body, "needs the admin role; dana has viewer"))
       << headers->response.body;
   EXPECT_EQ(Tap("service=shop/web&rate=51", access::Role::kAdmin)->response.status, 400);
   EXPECT_EQ(Tap("service=shop/web&duration=31s", access::Role::kAdmin)->response.status, 400);
@@ -162,12 +159,13 @@ TEST_F(TapServiceTest, FansOutToEverySidecarOfTheTargetAndEndsWhenTheyHave) {
   EXPECT_EQ(command.duration_ms(), 20000u);
   EXPECT_FALSE(command.headers());
   EXPECT_TRUE(other.commands.empty());
-  EXPECT_TRUE(absl::StrContains(Lines(tap->written)[0],
-                                R"("proxies":["web-1.shop","web-2.shop"])"));
+  EXPECT_TRUE(
+      absl::StrContains(Lines(tap->written)[0], R"("proxies":["web-1.shop","web-2.shop"])"));
 
   xds::TapEvents events;
   events.set_id(command.id());
-  events.set_events_json(R"({"direction":"inbound","status":200})" "\n");
+  events.set_events_json(R"({"direction":"inbound","status":200})"
+                         "\n");
   a.Send(events);
   // A stream the tap was not sent cannot feed it.
   other.Send(events);
@@ -178,7 +176,8 @@ TEST_F(TapServiceTest, FansOutToEverySidecarOfTheTargetAndEndsWhenTheyHave) {
   ASSERT_TRUE(loop_.RunUntil([&] { return tap->ended; }, std::chrono::seconds(5)));
   const std::vector<std::string> lines = Lines(tap->written);
   ASSERT_EQ(lines.size(), 5u) << tap->written;
-  EXPECT_EQ(lines[1], R"({"kind":"TapEvent","proxy":"web-1.shop","direction":"inbound","status":200})");
+  EXPECT_EQ(lines[1],
+            R"({"kind":"TapEvent","proxy":"web-1.shop","direction":"inbound","status":200})");
   EXPECT_EQ(lines[2], R"({"kind":"TapProxy","proxy":"web-1.shop","status":"ended"})");
   EXPECT_TRUE(absl::StrContains(lines[4], R"("kind":"TapEnded")")) << lines[4];
   EXPECT_TRUE(absl::StrContains(lines[4], R"("reason":"every sidecar ended its part","events":1)"))

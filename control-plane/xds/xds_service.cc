@@ -295,11 +295,9 @@ absl::Status XdsService::Start() {
   control_plane_.api().SetProxyStatusProvider(this);
   tap_ = std::make_unique<TapService>(loop, control_plane_.clock(), *ads_, options_.tap,
                                       control_plane_.stats().shared_shard());
-  control_plane_.api().SetTapHandler([this](const http::ServerRequest& request,
-                                            const access::Principal* caller,
-                                            http::Responder respond) {
-    tap_->Handle(request, caller, std::move(respond));
-  });
+  control_plane_.api().SetTapHandler(
+      [this](const http::ServerRequest& request, const access::Principal* caller,
+             http::Responder respond) { tap_->Handle(request, caller, std::move(respond)); });
   control_plane_.OnShutdown([this] {
     LOG(INFO) << "xds: GOAWAY to " << ads_->connected_proxies() << " sidecar streams";
     grpc_server_->Shutdown(options_.shutdown_grace);

@@ -231,7 +231,8 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
 void XdsClient::OnTapCommand(const xds::TapCommand& command) {
   if (!options_.on_tap) {
     if (!command.stop()) {
-      SendTapEvents(TapEvents{.id = command.id(), .ended = true, .error = "this sidecar runs no taps"});
+      SendTapEvents(
+          TapEvents{.id = command.id(), .ended = true, .error = "this sidecar runs no taps"});
     }
     return;
   }

@@ -388,7 +388,8 @@ void ActiveStream::EncodeHeaders(http::HeaderMap& headers, bool end_stream) {
     headers.Remove(hcm_.context_.error_header);
   }
   if (hcm_.context_.draining && !hcm_.draining_) hcm_.BeginDrain();
-  if (hcm_.context_.tap != nullptr) [[unlikely]] NoteTapResponse(headers);
+  if (hcm_.context_.tap != nullptr) [[unlikely]]
+    NoteTapResponse(headers);
   if (info_.tunnel != stream::TunnelKind::kNone && !tunnel_active_.has_value()) {
     hcm_.stats_.downstream_tunnels[info_.tunnel == stream::TunnelKind::kUpgrade ? 0 : 1].Inc();
     tunnel_active_.emplace(hcm_.stats_.downstream_tunnels_active);
@@ -695,7 +696,8 @@ inline void ActiveStream::Finish() {
     hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();
   }
   if (hcm_.context_.access_log != nullptr) WriteAccessLog(duration_us);
-  if (hcm_.context_.tap != nullptr) [[unlikely]] RecordTap(now, duration_us);
+  if (hcm_.context_.tap != nullptr) [[unlikely]]
+    RecordTap(now, duration_us);
   active_.reset();
   hcm_.OnStreamDone(*this);
 }
@@ -728,8 +730,8 @@ void ActiveStream::RecordTap(MonotonicTime now, uint64_t duration_us) {
                               : nullptr,
       .request_id = request_id,
       .peer_identity = hcm_.options_.peer_identity,
-      .error = tap_response_ != nullptr ? absl::string_view(tap_response_->error)
-                                        : absl::string_view(),
+      .error =
+          tap_response_ != nullptr ? absl::string_view(tap_response_->error) : absl::string_view(),
       .reset = reset_reason_.has_value(),
       .duration_us = duration_us,
       .wall = hcm_.context_.clock.WallNow(),

@@ -308,9 +308,9 @@ absl::Status Server::Init() {
                            .max_batch_bytes = options_.tap_max_batch_bytes,
                            .flush_interval = options_.tap_flush_interval};
     if (options_.workload_identity()) {
-      taps.own_identity = absl::StrCat("spiffe://", options_.trust_domain, "/ns/",
-                                       bootstrap.node.namespace_(), "/sa/",
-                                       bootstrap.node.service_account());
+      taps.own_identity =
+          absl::StrCat("spiffe://", options_.trust_domain, "/ns/", bootstrap.node.namespace_(),
+                       "/sa/", bootstrap.node.service_account());
     }
     tap_manager_ = std::make_unique<TapManager>(
         loop_, RealClock::Get(), std::move(taps), workers_.size(),

@@ -23,9 +23,9 @@ TapManager::TapManager(event::Loop& loop, const Clock& clock, TapManagerOptions 
   constexpr char kDroppedHelp[] =
       "Requests a live tap matched but did not send: over its rate (rate) or over a worker's "
       "batch bytes between two flushes (batch_bytes).";
-  active_gauge_ = OrDiscard(
-      stats.RegisterGauge("meshlet_tap_active", "Live taps running on this sidecar."),
-      "meshlet_tap_active");
+  active_gauge_ =
+      OrDiscard(stats.RegisterGauge("meshlet_tap_active", "Live taps running on this sidecar."),
+                "meshlet_tap_active");
   started_ = OrDiscard(
       stats.RegisterCounter("meshlet_tap_started_total", "Live taps started on this sidecar."),
       "meshlet_tap_started_total");
@@ -35,8 +35,8 @@ TapManager::TapManager(event::Loop& loop, const Clock& clock, TapManagerOptions 
   events_ = OrDiscard(stats.RegisterCounter("meshlet_tap_events_total",
                                             "Requests live taps sent to the control plane."),
                       "meshlet_tap_events_total");
-  dropped_rate_ = OrDiscard(stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "rate"}}),
-                            kDropped);
+  dropped_rate_ =
+      OrDiscard(stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "rate"}}), kDropped);
   dropped_cap_ = OrDiscard(
       stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "batch_bytes"}}), kDropped);
 }
@@ -61,12 +61,11 @@ void TapManager::Start(const config::TapCommand& command) {
   if (command.id.empty() || sessions_.count(command.id) > 0) return;
   if (sessions_.size() >= options_.max_active) {
     refused_.Inc();
-    send_(config::TapEvents{
-        .id = command.id,
-        .ended = true,
-        .error = absl::StrCat("this sidecar runs ", sessions_.size(),
-                              " live taps already, its most (--tap-max-active ",
-                              options_.max_active, ")")});
+    send_(config::TapEvents{.id = command.id,
+                            .ended = true,
+                            .error = absl::StrCat("this sidecar runs ", sessions_.size(),
+                                                  " live taps already, its most (--tap-max-active ",
+                                                  options_.max_active, ")")});
     return;
   }
   stream::TapSpec spec;
@@ -115,8 +114,7 @@ void TapManager::End(const std::string& id) {
     if (--*pending > 0) return;
     const uint64_t dropped_rate = session->TakeRateDrops();
     dropped_rate_.Inc(dropped_rate);
-    send_(config::TapEvents{
-        .id = session->spec().id, .dropped_rate = dropped_rate, .ended = true});
+    send_(config::TapEvents{.id = session->spec().id, .dropped_rate = dropped_rate, .ended = true});
     LOG(INFO) << "tap " << session->spec().id << " ended";
   };
   if (workers_ == 0) {

@@ -47,8 +47,9 @@ absl::string_view Authority(const http::HeaderMap* headers) {
 
 TapSession::TapSession(TapSpec spec)
     : spec_(std::move(spec)),
-      bucket_(resilience::TokenBucketConfig{.requests_per_second = std::max<uint32_t>(spec_.rate, 1),
-                                            .burst = std::max<uint32_t>(spec_.rate, 1)}) {}
+      bucket_(
+          resilience::TokenBucketConfig{.requests_per_second = std::max<uint32_t>(spec_.rate, 1),
+                                        .burst = std::max<uint32_t>(spec_.rate, 1)}) {}
 
 bool TapSession::Admit(MonotonicTime now) {
   if (bucket_.TryTake(now).admitted) return true;
@@ -76,7 +77,8 @@ bool TapMatches(const TapSpec& spec, const TapRequestView& request) {
 void AppendTapEvent(const TapSpec& spec, const TapRequestView& request, std::string* out) {
   const StreamInfo& info = *request.info;
   out->append("{\"time\":");
-  AppendJsonString(out, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", request.wall, absl::UTCTimeZone()));
+  AppendJsonString(out,
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", request.wall, absl::UTCTimeZone()));
   out->append(",\"direction\":");
   out->append(request.inbound ? "\"inbound\"" : "\"outbound\"");
   out->append(",\"method\":");
@@ -99,8 +101,8 @@ void AppendTapEvent(const TapSpec& spec, const TapRequestView& request, std::str
   }
   absl::StrAppend(out, ",\"latencyMs\":", static_cast<double>(request.duration_us) / 1000.0);
   out->append(",\"caller\":");
-  AppendJsonString(out, request.inbound ? request.peer_identity
-                                        : absl::string_view(spec.own_identity));
+  AppendJsonString(out,
+                   request.inbound ? request.peer_identity : absl::string_view(spec.own_identity));
   const DecisionRecord& decision = info.decision;
   if (!decision.policy_route.empty()) {
     out->append(",\"route\":");

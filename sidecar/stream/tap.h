@@ -37,12 +37,12 @@ enum class TapDirection : uint8_t { kAny, kInbound, kOutbound };
 struct TapSpec {
   std::string id;
   TapDirection direction = TapDirection::kAny;
-  std::string method;       // exact; empty: any
-  std::string authority;    // exact, case-insensitive; empty: any
-  std::string path_prefix;  // empty: any
-  uint32_t rate = 1;        // events per second over every worker (at least 1)
-  MonotonicTime end;        // no event after this
-  bool headers = false;     // request and response headers in each event
+  std::string method;                  // exact; empty: any
+  std::string authority;               // exact, case-insensitive; empty: any
+  std::string path_prefix;             // empty: any
+  uint32_t rate = 1;                   // events per second over every worker (at least 1)
+  MonotonicTime end;                   // no event after this
+  bool headers = false;                // request and response headers in each event
   size_t max_batch_bytes = 64 * 1024;  // a worker's batch, between two flushes
   // Outbound events name this sidecar's own identity as the caller (its SPIFFE id).
   std::string own_identity;

@@ -78,8 +78,9 @@ TEST_F(TapTest, InboundCallerIsThePeerAndHeadersAreRedacted) {
   EXPECT_TRUE(absl::StrContains(out, "\"caller\":\"spiffe://cluster.local/ns/shop/sa/web\""));
   EXPECT_TRUE(absl::StrContains(out, "[\"x-user\",\"alice\"]")) << out;
   EXPECT_TRUE(absl::StrContains(out, "[\"authorization\",\"(redacted)\"]")) << out;
-  EXPECT_TRUE(absl::StrContains(out, "\"responseHeaders\":[[\":status\",\"503\"],"
-                                     "[\"set-cookie\",\"(redacted)\"]]"))
+  EXPECT_TRUE(absl::StrContains(out,
+                                "\"responseHeaders\":[[\":status\",\"503\"],"
+                                "[\"set-cookie\",\"(redacted)\"]]"))
       << out;
   EXPECT_FALSE(absl::StrContains(out, "secret"));
 }
@@ -127,10 +128,10 @@ TEST_F(TapTest, RateHoldsOverWorkersAndDropsAreCounted) {
   std::vector<TapBatch> batches = a.TakeBatches();
   ASSERT_EQ(batches.size(), 1u);
   EXPECT_EQ(batches[0].events, 5u);
-  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(batches[0].events_json, '\n',
-                                                    absl::SkipEmpty()))
-                .size(),
-            5u);
+  EXPECT_EQ(
+      std::vector<std::string>(absl::StrSplit(batches[0].events_json, '\n', absl::SkipEmpty()))
+          .size(),
+      5u);
 }
 
 TEST_F(TapTest, NothingAfterTheEndAndNothingPastTheByteCap) {
