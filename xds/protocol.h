@@ -29,6 +29,9 @@ inline constexpr char kDeltaMethod[] =
 // The debug type the control plane asks a sidecar for its SidecarConfigDump with, and the type of
 // the sidecar's answer.
 inline constexpr char kConfigDumpTypeUrl[] = "type.googleapis.com/meshlet.xds.SidecarConfigDump";
+// The type of the live tap's messages: TapCommand from the control plane, TapEvents from the
+// sidecar.
+inline constexpr char kTapTypeUrl[] = "type.googleapis.com/meshlet.xds.TapCommand";
 // The largest discovery response a sidecar with capability large-xds-messages receives
 // (xds/capabilities.h); others receive gRPC's default 4 MiB. A 5 000-Service whole-mesh route
 // table is about 5.5 MiB.

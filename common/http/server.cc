@@ -80,6 +80,33 @@ std::string CrossOriginReason(const ServerRequest& request, absl::string_view sc
   return absl::StrCat("origin ", *origin, " is not ", own);
 }
 
+bool ResponseBodyStream::Write(absl::string_view data) {
+  if (gone_ || ended_ || !sink_) return false;
+  return sink_(data, false) && !gone_;
+}
+
+void ResponseBodyStream::End() {
+  if (gone_ || ended_) return;
+  ended_ = true;
+  if (sink_) {
+    // The sink's last call lets go of the request, which detaches this stream.
+    auto sink = std::move(sink_);
+    sink_ = nullptr;
+    (void)sink({}, true);
+  }
+}
+
+void ResponseBodyStream::Detach() {
+  sink_ = nullptr;
+  if (ended_ || gone_) return;
+  gone_ = true;
+  if (on_gone_) {
+    auto on_gone = std::move(on_gone_);
+    on_gone_ = nullptr;
+    on_gone();
+  }
+}
+
 ServerResponse ServerResponse::Text(int status, std::string body) {
   ServerResponse r;
   r.status = status;
@@ -185,7 +212,10 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       request_.peer = owner.connection_->remote_address();
       request_.protocol = owner.codec_->protocol();
     }
-    ~RequestStream() override { *alive_ = false; }
+    ~RequestStream() override {
+      *alive_ = false;
+      if (body_stream_ != nullptr) body_stream_->Detach();
+    }
 
     void DecodeHeaders(HeaderMapPtr headers, bool end_stream) override {
       request_.headers = std::move(*headers);
@@ -216,6 +246,8 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
     void OnResetStream(StreamResetReason, absl::string_view) override {
       encoder_ = nullptr;
+      streaming_ = false;
+      OnStreamGone();
       owner_.FinishStream(this);
     }
 
@@ -232,6 +264,10 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       // Finished once answered: now, or when the handler's responder runs.
       owner_.server_.handler_(request_, [this, alive = alive_](ServerResponse response) {
         if (!*alive || responded_) return;
+        if (response.stream) {
+          StartStream(std::move(response));
+          return;
+        }
         Send(std::move(response), /*last=*/true);
         owner_.FinishStream(this);
       });
@@ -239,9 +275,57 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       owner_.ArmTimer();
     }
 
+    // A streamed response: the headers (and any first piece) now, the rest through the
+    // ResponseBodyStream until it ends, the client goes, or the server closes the connection.
+    void StartStream(ServerResponse response) {
+      auto start = std::move(response.stream);
+      std::string first = std::move(response.body);
+      response.body.clear();
+      responded_ = true;
+      streaming_ = true;
+      if (encoder_ == nullptr) return;
+      HeaderMap headers;
+      headers.Add(":status", absl::StrCat(response.status));
+      for (const HeaderView h : response.headers) {
+        if (!h.name.empty() && h.name[0] != ':') headers.Add(h.name, h.value);
+      }
+      encoder_->EncodeHeaders(headers, false);
+      if (!first.empty() && encoder_ != nullptr) {
+        net::Buffer piece(first);
+        encoder_->EncodeData(piece, false);
+      }
+      body_stream_ = std::make_shared<ResponseBodyStream>();
+      body_stream_->Attach([this](absl::string_view data, bool end) {
+        if (encoder_ == nullptr) return false;
+        StreamEncoder* encoder = encoder_;
+        net::Buffer piece(data);
+        if (!end) {
+          // A client that does not read: refused here rather than held without bound.
+          if (owner_.connection_->buffered_write_bytes() >
+              owner_.server_.options_.max_streamed_buffered_bytes) {
+            return false;
+          }
+          encoder->EncodeData(piece, false);
+          return true;
+        }
+        streaming_ = false;
+        Detach();
+        encoder->EncodeData(piece, true);
+        owner_.FinishStream(this);
+        return true;
+      });
+      owner_.ArmTimer();
+      start(body_stream_);
+    }
+
+    void OnStreamGone() {
+      if (body_stream_ != nullptr) body_stream_->Detach();
+    }
+
    public:
-    // Received whole and not answered yet: the handler is at work.
-    bool handling() const { return request_ended_ && !responded_; }
+    // Received whole and not answered yet: the handler is at work (or a streamed answer is still
+    // going out).
+    bool handling() const { return request_ended_ && (!responded_ || streaming_); }
     bool responded() const { return responded_; }
 
    private:
@@ -274,6 +358,8 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     ServerRequest request_;
     // False once this stream is gone: a late responder does nothing.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    std::shared_ptr<ResponseBodyStream> body_stream_;  // a streamed response's
+    bool streaming_ = false;
     bool responded_ = false;
     bool request_ended_ = false;
   };

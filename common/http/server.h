@@ -48,10 +48,43 @@ struct ServerRequest {
   std::map<std::string, std::string> QueryParams() const;
 };
 
+// The body of a streamed response (ServerResponse::stream), sent in pieces as they come: a
+// newline-delimited JSON stream. The server holds it while the request lives; the handler keeps
+// its shared_ptr. Loop thread only.
+class ResponseBodyStream {
+ public:
+  // Sends `data` as the next piece of the body; false (nothing sent) once the client is gone or
+  // End() was called, or while the connection holds more than the server's
+  // max_streamed_buffered_bytes the client has not read yet (the caller counts what it drops).
+  bool Write(absl::string_view data);
+  // Ends the body; later calls do nothing.
+  void End();
+  // The client went away (reset, connection closed, server shut down) before End().
+  bool gone() const { return gone_; }
+  // Called once, on the loop thread, when the client goes away before End(); not after End().
+  void OnGone(std::function<void()> callback) { on_gone_ = std::move(callback); }
+
+  // The server's side: where pieces go (`end`: the last), and the client's going.
+  void Attach(std::function<bool(absl::string_view data, bool end)> sink) {
+    sink_ = std::move(sink);
+  }
+  void Detach();
+
+ private:
+  std::function<bool(absl::string_view, bool)> sink_;
+  std::function<void()> on_gone_;
+  bool gone_ = false;
+  bool ended_ = false;
+};
+
 struct ServerResponse {
   int status = 200;
   HeaderMap headers;  // regular headers only; content-length is set by the server
   std::string body;
+  // Set: the body is streamed. The headers go out at once without content-length (HTTP/1.1
+  // chunked), then `body` if not empty, and `stream` is called with the stream the handler
+  // writes the rest to. While a streamed response is open the connection's timeouts are off.
+  std::function<void(std::shared_ptr<ResponseBodyStream>)> stream;
 
   static ServerResponse Text(int status, std::string body);
   static ServerResponse Json(int status, std::string body);
@@ -81,6 +114,9 @@ struct HttpServerOptions {
   Duration idle_timeout = std::chrono::seconds(120);
   // Counts connections closed by either timeout (discarded unless registered).
   Counter timeouts;
+  // A streamed answer's pieces are refused (ResponseBodyStream::Write false) while its
+  // connection holds more than this that the client has not read.
+  size_t max_streamed_buffered_bytes = 1 << 20;
 };
 
 class HttpServer {

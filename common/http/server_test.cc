@@ -220,6 +220,127 @@ TEST_F(AsyncHttpServerTest, AnAnswerForAClientThatLeftIsDropped) {
   EXPECT_EQ(r.output, "later /b\n");
 }
 
+// Streamed answers (ServerResponse::stream): pieces as they come, over both protocols, and the
+// client's going reported.
+class StreamedHttpServerTest : public ServerOnLoopTest {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    Start([this] {
+      return HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
+          [this](const ServerRequest& r, Responder respond) {
+            const bool forever = r.path() == "/forever";
+            ServerResponse response;
+            response.headers.Add("content-type", "application/x-ndjson");
+            response.body = "first\n";
+            response.stream = [this, forever](std::shared_ptr<ResponseBodyStream> body) {
+              body->OnGone([this] { ++gone_; });
+              // A piece every 20 ms: three, then the end (or on and on until the client goes).
+              auto n = std::make_shared<int>(0);
+              auto timer = std::make_unique<event::Timer>(loop_, [this, body, n, forever] {
+                if (body->gone()) return;
+                body->Write(absl::StrCat("piece ", ++*n, "\n"));
+                if (!forever && *n == 3) {
+                  body->End();
+                  EXPECT_FALSE(body->Write("late\n"));
+                }
+              });
+              timer->EnableRepeating(std::chrono::milliseconds(20));
+              timers_.push_back(std::move(timer));
+            };
+            respond(std::move(response));
+          });
+    });
+  }
+
+  void BeforeStop() override { timers_.clear(); }
+
+  std::vector<std::unique_ptr<event::Timer>> timers_;
+  std::atomic<int> gone_{0};
+};
+
+TEST_F(StreamedHttpServerTest, PiecesArriveInOrderAndTheEndEndsTheAnswer) {
+  for (absl::string_view flag : {"--http1.1", "--http2-prior-knowledge"}) {
+    CommandResult r = RunCommand(absl::StrCat("curl -sS -i ", flag, " '", Url("/three"), "'"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("first\npiece 1\npiece 2\npiece 3\n"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("content-length"), std::string::npos) << r.output;
+    if (flag == "--http1.1") {
+      EXPECT_NE(r.output.find("transfer-encoding: chunked"), std::string::npos) << r.output;
+    }
+  }
+  EXPECT_EQ(gone_, 0);
+}
+
+TEST_F(StreamedHttpServerTest, AClientThatGoesIsReportedOnce) {
+  CommandResult r = RunCommand(absl::StrCat("curl -sS --max-time 0.3 '", Url("/forever"), "'"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("first\npiece 1\n"), std::string::npos) << r.output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (gone_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(gone_, 1);
+}
+
+// A streamed answer to a client that does not read: pieces are refused once the connection holds
+// max_streamed_buffered_bytes unread, not held without bound.
+class UnreadStreamHttpServerTest : public ServerOnLoopTest {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    Start([this] {
+      HttpServerOptions options;
+      options.max_streamed_buffered_bytes = 256 * 1024;
+      return HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), options,
+          [this](const ServerRequest&, Responder respond) {
+            ServerResponse response;
+            response.stream = [this](std::shared_ptr<ResponseBodyStream> body) {
+              auto timer = std::make_unique<event::Timer>(loop_, [this, body] {
+                if (refused_ > 0 || body->gone()) return;
+                if (body->Write(std::string(64 * 1024, 'x'))) {
+                  sent_ += 64 * 1024;
+                } else {
+                  ++refused_;
+                }
+              });
+              timer->EnableRepeating(std::chrono::milliseconds(1));
+              timers_.push_back(std::move(timer));
+            };
+            respond(std::move(response));
+          });
+    });
+  }
+
+  void BeforeStop() override { timers_.clear(); }
+
+  std::vector<std::unique_ptr<event::Timer>> timers_;
+  std::atomic<int> refused_{0};
+  std::atomic<size_t> sent_{0};
+};
+
+TEST_F(UnreadStreamHttpServerTest, PiecesAreRefusedOnceTheClientStopsReading) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port_);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string request = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (refused_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::close(fd);
+  EXPECT_EQ(refused_, 1);
+  // What was taken: the kernel's socket buffers and at most the limit more, not everything.
+  EXPECT_LT(sent_, size_t{64} << 20);
+}
+
 // Raw clients that are slow on purpose, against a server with short timeouts.
 class TimeoutHttpServerTest : public ServerOnLoopTest {
  protected:

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -89,6 +91,8 @@ AuditedObject AuditLog::ObjectOf(absl::string_view path) {
 }
 
 bool AuditLog::Records(const http::ServerRequest& request) {
+  // A live tap reads requests as they happen: recorded like a write, with what it asked.
+  if (request.path() == kTapPath) return true;
   return request.method() != "GET" && request.method() != "HEAD";
 }
 
@@ -127,6 +131,14 @@ void AuditLog::Record(const http::ServerRequest& request, const Principal* calle
     if (message.empty()) message = std::string(absl::StripAsciiWhitespace(response.body));
     if (message.size() > kMaxMessageBytes) message.resize(kMaxMessageBytes);
     absl::StrAppend(&line, R"(,"error":)", JsonQuote(message));
+  }
+  if (request.path() == kTapPath) {
+    // Who tapped what, at which rate, for how long, with or without headers.
+    std::map<std::string, std::string> query = request.QueryParams();
+    absl::StrAppend(&line, R"(,"tap":{"workload":)", JsonQuote(query["workload"]), R"(,"service":)",
+                    JsonQuote(query["service"]), R"(,"rate":)", JsonQuote(query["rate"]),
+                    R"(,"duration":)", JsonQuote(query["duration"]), R"(,"headers":)",
+                    query["headers"] == "true" ? "true" : "false", "}");
   }
   absl::StrAppend(&line, R"(,"peer":)", JsonQuote(request.peer.ToString()), "}\n");
   ssize_t written;

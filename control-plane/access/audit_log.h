@@ -43,6 +43,10 @@ struct AuditedObject {
   std::string resource, namespace_, name;
 };
 
+// The live tap's path (GET, streamed): recorded too, with a "tap" object (workload, service,
+// rate, duration, headers as asked).
+inline constexpr char kTapPath[] = "/api/v1/tap";
+
 class AuditLog {
  public:
   // Opens (creates) `path` for appending, mode 0600. Errors name the path. `stats` may be null.
@@ -52,7 +56,7 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Whether `request` is one the log records: a write (not GET or HEAD).
+  // Whether `request` is one the log records: a write (not GET or HEAD), or a live tap.
   static bool Records(const http::ServerRequest& request);
   // What `path` names (a create's name is in its answer, not its path).
   static AuditedObject ObjectOf(absl::string_view path);

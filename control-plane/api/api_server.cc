@@ -26,6 +26,7 @@
 #include "common/base/status.h"
 #include "common/config/field_path.h"
 #include "common/stats/exposition.h"
+#include "control-plane/access/audit_log.h"
 #include "control-plane/api/api_internal.h"
 #include "control-plane/api/operator_token_api.h"
 #include "control-plane/api/status.h"
@@ -228,6 +229,18 @@ ServerResponse PolicyApi::Refusal(const absl::Status& status) {
     if (it != stats_->requests.end()) it->second.Inc();
   }
   return response;
+}
+
+bool PolicyApi::HandleStreamed(const ServerRequest& request, const access::Principal* caller,
+                               http::Responder& respond) {
+  if (request.path() != access::kTapPath) return false;
+  if (!tap_) {
+    respond(Error(503, "ServiceUnavailable",
+                  "ADS not running: this control plane serves no sidecars to tap"));
+    return true;
+  }
+  tap_(request, caller, std::move(respond));
+  return true;
 }
 
 ServerResponse PolicyApi::Handle(const ServerRequest& request, const access::Principal* caller) {

@@ -23,6 +23,8 @@
 //                                                          [admin]
 //   GET|POST /api/v1/operator-tokens, DELETE .../{name}    operator tokens [admin]
 //   GET  /api/v1/whoami                                    the caller [viewer]
+//   GET  /api/v1/tap?workload=|service=                    live tap, streamed NDJSON (503
+//                                                          without ADS) [viewer; headers: admin]
 //   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA),
 //                                                          no token
 //   GET  /api/v1/ca                                        the CA's signing material in use and
@@ -182,6 +184,14 @@ class PolicyApi {
   // Serves /, /dashboard and /dashboard/... without the token (a static page that asks for the
   // token itself: control-plane/telemetry/dashboard.h). Call on the loop thread.
   void SetDashboardHandler(http::RequestHandler handler) { dashboard_ = std::move(handler); }
+  // GET /api/v1/tap, answered with a streamed body (control-plane/xds/tap_service.h); unset: 503.
+  using StreamedHandler = std::function<void(const http::ServerRequest&,
+                                             const access::Principal* caller, http::Responder)>;
+  void SetTapHandler(StreamedHandler handler) { tap_ = std::move(handler); }
+  // Takes the requests answered later with a streamed body (the live tap), calling `respond`
+  // then; false for any other request (for Handle). Loop thread.
+  bool HandleStreamed(const http::ServerRequest& request, const access::Principal* caller,
+                      http::Responder& respond);
 
   // The policy kept current from the store's watch (policy/live_policy.h), which GET and LIST of
   // Gateway API routes compute their status from instead of reading the whole store; null (the
@@ -257,6 +267,7 @@ class PolicyApi {
   std::unique_ptr<addresses::ServiceAddresses> addresses_;
   std::unique_ptr<StoredServices> stored_services_;  // for Write's checks
   ProxyStatusProvider* proxies_ = nullptr;
+  StreamedHandler tap_;
   http::RequestHandler tokens_;
   std::function<std::string()> ca_status_;
   access::OperatorTokens* operator_tokens_ = nullptr;

@@ -36,6 +36,7 @@ absl::StatusOr<HttpResponse> HttpApiTransport::Send(const ApiRequest& request) {
     }
     options.tls = request.tls;
   }
+  options.on_body_data = request.on_body_data;
   return HttpRequest(request.server, request.method, request.path, request.headers, request.body,
                      options);
 }
@@ -102,13 +103,15 @@ absl::StatusOr<HttpResponse> ApiClient::SendToAny(ApiRequest request) {
 }
 
 std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::string& path,
-                                        absl::string_view body, int* exit_code) {
+                                        absl::string_view body, int* exit_code,
+                                        std::function<bool(absl::string_view data)> on_body_data) {
   ApiRequest request{.server = server_,
                      .method = std::string(method),
                      .path = path,
                      .headers = {{"accept", "application/json"}},
                      .body = std::string(body),
-                     .timeout = timeout_};
+                     .timeout = timeout_,
+                     .on_body_data = std::move(on_body_data)};
   if (!token_.empty())
     request.headers.emplace_back("authorization", absl::StrCat("Bearer ", token_));
   if (!body.empty()) request.headers.emplace_back("content-type", "application/json");

@@ -13,6 +13,7 @@
 // outlive it.
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -39,6 +40,8 @@ struct ApiRequest {
   // How to verify a server that is not http://: the pinned CA and server identity. Null when none
   // is known: HttpApiTransport then refuses to send (FailedPrecondition, saying how to pin one).
   std::shared_ptr<const tls::TlsContext> tls;
+  // A streamed answer's body, piece by piece (HttpRequestOptions::on_body_data); null: kept whole.
+  std::function<bool(absl::string_view data)> on_body_data;
 };
 
 // How meshctl verifies the control plane (context.h's Connection made into a TLS context).
@@ -96,8 +99,11 @@ class ApiClient {
   // API's warnings. A transport failure or 401 ends the command: the reason is printed (Explain),
   // `*exit_code` (when given) becomes kExitUnreachable (kExitUsage when no CA is known) and the
   // result is nullopt. Other statuses are the caller's to judge.
+  // With `on_body_data`, a 2xx answer's body goes to it as it arrives (a transport that cannot
+  // stream, as tests' fake one, leaves it in the reply's body).
   std::optional<ApiReply> Call(absl::string_view method, const std::string& path,
-                               absl::string_view body = "", int* exit_code = nullptr);
+                               absl::string_view body = "", int* exit_code = nullptr,
+                               std::function<bool(absl::string_view data)> on_body_data = nullptr);
 
   // `method` `path` without the token or any judgement: for /healthz and /version.
   absl::StatusOr<HttpResponse> SendPlain(absl::string_view method, const std::string& path);

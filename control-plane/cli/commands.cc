@@ -13,7 +13,8 @@ const std::vector<CommandSpec>& Commands() {
       UpgradeCommand(), TagCommand(),           ProxyStatusCommand(), ProxyConfigCommand(),
       TokenCommand(),   OperatorTokenCommand(), TrustBundleCommand(), CaCommand(),
       TracesCommand(),  TraceCommand(),         ExplainCommand(),     StatCommand(),
-      TopCommand(),     DashboardCommand(),     ContextCommand(),     CheckCommand(),
+      TopCommand(),     TapCommand(),           DashboardCommand(),   ContextCommand(),
+      CheckCommand(),
       VersionCommand(), HelpCommand(),
   };
   return *commands;

@@ -4,7 +4,7 @@
 // with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
 // check --pre's part), upgrade.cc, get.cc (get, describe), proxy.cc (proxy-status,
 // proxy-config), token.cc, operator_token.cc, trust_bundle.cc, context_command.cc, traces.cc
-// (traces, trace), explain.cc, stat.cc (stat, top), check.cc (dashboard, check, version),
+// (traces, trace), explain.cc, stat.cc (stat, top), tap.cc, check.cc (dashboard, check, version),
 // help.cc.
 
 #include <string>
@@ -37,6 +37,7 @@ CommandSpec TracesCommand();
 CommandSpec TraceCommand();
 CommandSpec ExplainCommand();
 CommandSpec StatCommand();
+CommandSpec TapCommand();
 CommandSpec TopCommand();
 CommandSpec DashboardCommand();
 CommandSpec CheckCommand();

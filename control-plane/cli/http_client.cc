@@ -54,6 +54,7 @@ absl::StatusOr<HttpResponse> HttpRequest(
   for (const auto& [name, value] : headers) request.headers.Add(name, value);
   http::ClientOptions client_options{.timeout = options.timeout,
                                      .max_response_bytes = options.max_response_bytes};
+  if (options.on_body_data) client_options.on_body_data = options.on_body_data;
   if (options.tls != nullptr) {
     tls::TlsSession::Options session;
     // SNI for a name; identity is checked by SPIFFE id, whatever name was dialled.

@@ -6,6 +6,7 @@
 // (meshctl_main.cc does).
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,9 @@ struct HttpRequestOptions {
   size_t max_response_bytes = 64 << 20;
   // TLS (it verifies the server: trust bundle, identity); null: plaintext.
   std::shared_ptr<const tls::TlsContext> tls;
+  // Set: a 2xx answer's body is handed to it piece by piece as it arrives (a streamed answer:
+  // the live tap) instead of being kept in HttpResponse::body; returning false ends the request.
+  std::function<bool(absl::string_view data)> on_body_data;
 };
 
 // `server` is "host:port" (or "http://host:port", "https://host:port": the scheme is ignored,

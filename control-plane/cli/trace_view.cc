@@ -426,4 +426,58 @@ absl::StatusOr<std::string> FormatExplanation(
   return out;
 }
 
+absl::StatusOr<TapLineView> FormatTapLine(absl::string_view json_line) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json_line);
+  if (!root.ok()) return root.status();
+  if (!root->IsMap()) return absl::DataLossError("a tap line that is not a JSON object");
+  const YAML::Node& line = *root;
+  const auto text = [&line](const char* key) {
+    return line[key] && line[key].IsScalar() ? line[key].as<std::string>() : std::string();
+  };
+  TapLineView view;
+  const std::string kind = text("kind");
+  if (kind == "TapEvent") {
+    std::string status = text("status");
+    if (text("reset") == "true") status = absl::StrCat(status, " (reset)");
+    view.out = absl::StrCat(absl::StrFormat("%-8s", text("direction")), " ", text("proxy"), " ",
+                            text("method"), " ", text("authority"), text("path"),
+                            " status=", status, " latency=", text("latencyMs"), "ms");
+    if (!text("caller").empty()) absl::StrAppend(&view.out, " caller=", text("caller"));
+    if (!text("route").empty()) {
+      absl::StrAppend(&view.out, " route=", text("route"));
+      if (!text("rule").empty()) absl::StrAppend(&view.out, "#", text("rule"));
+    }
+    if (!text("flags").empty()) absl::StrAppend(&view.out, " flags=", text("flags"));
+    if (!text("error").empty()) absl::StrAppend(&view.out, " error=\"", text("error"), "\"");
+    view.out += "\n";
+  } else if (kind == "TapStarted") {
+    std::string proxies;
+    if (line["proxies"] && line["proxies"].IsSequence()) {
+      for (const YAML::Node& p : line["proxies"]) {
+        absl::StrAppend(&proxies, proxies.empty() ? "" : ", ", p.as<std::string>());
+      }
+    }
+    view.note = absl::StrCat("tapping ", text("target"), " at ", text("rate"), " requests/s for ",
+                             text("durationSeconds"), "s",
+                             text("headers") == "true" ? ", with headers" : "", ": ", proxies,
+                             " (Ctrl-C ends it)\n");
+  } else if (kind == "TapProxy") {
+    if (text("status") == "refused") {
+      view.note = absl::StrCat("proxy ", text("proxy"), " refused the tap: ", text("error"), "\n");
+    }
+  } else if (kind == "TapEnded") {
+    const YAML::Node& d = line["dropped"];
+    const auto dropped = [&d](const char* key) {
+      return d && d[key] ? d[key].as<std::string>() : std::string("0");
+    };
+    view.note = absl::StrCat("tap ended (", text("reason"), "): ", text("events"),
+                             " requests shown; not shown: ", dropped("sidecarRate"),
+                             " over the rate at the sidecars, ", dropped("tapRate"),
+                             " over the tap's rate, ", dropped("controlPlaneRate"),
+                             " over the control plane's limit, ", dropped("sidecarBatchBytes"),
+                             " over a batch's size\n");
+  }
+  return view;
+}
+
 }  // namespace meshlet::controlplane::cli

@@ -23,6 +23,16 @@ absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top = f
 // `json` is a GET /api/v1/stat/history reply: one row per point, oldest first (times UTC), under
 // a line naming the edge or service and the step.
 absl::StatusOr<std::string> FormatStatHistory(absl::string_view json);
+
+// One line of GET /api/v1/tap (newline-delimited JSON) as meshctl tap prints it: a TapEvent as
+// one line on `out` ("inbound  web-1.shop GET reviews:9080/r/1 status=200 latency=1.2ms
+// caller=... route=HTTPRoute/shop/r#0"), the other kinds as notes on `note`; each ends in a
+// newline when not empty. An error for a line that is not a JSON object.
+struct TapLineView {
+  std::string out;
+  std::string note;
+};
+absl::StatusOr<TapLineView> FormatTapLine(absl::string_view json_line);
 // `json` is a GET /api/v1/traces/{id}/explain reply (control-plane/telemetry/explain.h): the
 // chain of hops, each with the route and the policy objects that decided it, its cluster, timeouts,
 // attempts, authorization and error, the hop that failed first marked, then the verdict.

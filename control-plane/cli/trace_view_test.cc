@@ -149,5 +149,32 @@ TEST(TraceViewTest, StatHistoryOneRowPerPoint) {
   EXPECT_FALSE(FormatStatHistory(R"({"service":"a","points":[{"time":"soon"}]})").ok());
 }
 
+TEST(TraceViewTest, TapLines) {
+  absl::StatusOr<TapLineView> event = FormatTapLine(
+      R"({"kind":"TapEvent","proxy":"web-1.shop","direction":"outbound","method":"GET",)"
+      R"("authority":"reviews:9080","path":"/r/1","status":503,"latencyMs":0.31,)"
+      R"("caller":"spiffe://cluster.local/ns/shop/sa/web","route":"HTTPRoute/shop/r","rule":0,)"
+      R"("flags":"UH","error":"web-1.shop; flag=UH; reason=no healthy upstream"})");
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_EQ(event->out,
+            "outbound web-1.shop GET reviews:9080/r/1 status=503 latency=0.31ms "
+            "caller=spiffe://cluster.local/ns/shop/sa/web route=HTTPRoute/shop/r#0 flags=UH "
+            "error=\"web-1.shop; flag=UH; reason=no healthy upstream\"\n");
+  EXPECT_EQ(event->note, "");
+  absl::StatusOr<TapLineView> refused =
+      FormatTapLine(R"({"kind":"TapProxy","proxy":"a","status":"refused","error":"busy"})");
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->out, "");
+  EXPECT_EQ(refused->note, "proxy a refused the tap: busy\n");
+  absl::StatusOr<TapLineView> ended = FormatTapLine(
+      R"({"kind":"TapEnded","reason":"duration","events":7,"dropped":{"sidecarRate":3,)"
+      R"("sidecarBatchBytes":0,"tapRate":1,"controlPlaneRate":0}})");
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(ended->note,
+            "tap ended (duration): 7 requests shown; not shown: 3 over the rate at the sidecars, "
+            "1 over the tap's rate, 0 over the control plane's limit, 0 over a batch's size\n");
+  EXPECT_FALSE(FormatTapLine("[1]").ok());
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::cli

@@ -635,6 +635,7 @@ http::Responder ControlPlane::Audited(const http::ServerRequest& request,
 void ControlPlane::Dispatch(const http::ServerRequest& request,
                             std::optional<access::Principal> caller, http::Responder respond) {
   respond = Audited(request, caller, std::move(respond));
+  if (api_->HandleStreamed(request, caller.has_value() ? &*caller : nullptr, respond)) return;
   if (!api::PolicyApi::CallsStore(request)) {
     respond(api_->Handle(request, caller.has_value() ? &*caller : nullptr));
     return;

@@ -34,6 +34,10 @@ std::optional<ResourceType> AdsServer::BeginRequest(Stream& stream, const Reques
     OnConfigDump(stream, request.response_nonce(), request.config_dump());
     return std::nullopt;
   }
+  if (request.type_url() == xds::kTapTypeUrl) {
+    OnTapEvents(stream, request.tap_events());
+    return std::nullopt;
+  }
   std::optional<ResourceType> type = ParseTypeUrl(request.type_url());
   if (!type) {
     LOG_EVERY_N_SEC(WARN, 1) << "xds: " << stream.node.id() << " asked for unknown type "
@@ -224,6 +228,20 @@ void AdsServer::OnConfigDump(Stream& stream, const std::string& nonce,
   stream.dump = dump;
   stream.dump_answer_nonce = nonce;
   stream.dump_received_at = Rfc3339Text(absl::Now());
+}
+
+void AdsServer::OnTapEvents(Stream& stream, const xds::TapEvents& events) {
+  // Only a tap this server sent this stream: a sidecar cannot feed another's tap.
+  if (stream.taps.count(events.id()) == 0) {
+    metrics_->stale_nonces.Inc();
+    return;
+  }
+  if (events.ended()) stream.taps.erase(events.id());
+  auto it = taps_.find(events.id());
+  if (it == taps_.end()) return;
+  // The sink may stop the tap (and so drop itself from taps_): called from a copy.
+  TapSink sink = it->second;
+  sink(stream.node.id(), events);
 }
 
 }  // namespace meshlet::controlplane::ads

@@ -223,6 +223,17 @@ void AdsServer::OnStreamEnded(uint64_t stream_id) {
   if (it == streams_.end()) return;
   std::unique_ptr<Stream> stream = std::move(it->second);
   streams_.erase(it);
+  // Taps running on it end with it (the sidecar ends them too when its stream ends).
+  for (const std::string& id : stream->taps) {
+    auto tap = taps_.find(id);
+    if (tap == taps_.end()) continue;
+    xds::TapEvents ended;
+    ended.set_id(id);
+    ended.set_ended(true);
+    ended.set_error("the sidecar's discovery stream ended");
+    TapSink sink = tap->second;
+    sink(stream->node.id(), ended);
+  }
   if (stream->in_flight) {
     --pushes_in_flight_;
     ScheduleDrain();

@@ -239,6 +239,17 @@ class AdsServer {
   // (SidecarConfigDump over the stream). Returns the request's nonce; NotFound when the node is
   // not connected. The answer replaces the stream's previous one.
   absl::StatusOr<std::string> RequestConfigDump(absl::string_view node_id);
+  // Live tap (docs/xds.md "Live tap"): sends `command` (a start) to the newest stream of each of
+  // `node_ids` that is connected and returns those it went to. `sink` gets, on the loop thread,
+  // every TapEvents those sidecars send for command.id() with the sender's node id, and one with
+  // `ended` and `error` for a sidecar whose stream ends while the tap runs on it. StopTap sends
+  // the stop to every stream still running the tap and forgets the sink (nothing more reaches
+  // it).
+  using TapSink =
+      std::function<void(const std::string& node_id, const meshlet::xds::TapEvents& events)>;
+  std::vector<std::string> StartTap(const meshlet::xds::TapCommand& command,
+                                    const std::vector<std::string>& node_ids, TapSink sink);
+  void StopTap(const std::string& id);
   size_t connected_proxies() const { return streams_.size(); }
   size_t queued_pushes() const { return push_queue_.size(); }
   size_t pushes_in_flight() const { return pushes_in_flight_; }
@@ -279,6 +290,9 @@ class AdsServer {
   void OnConfigDump(Stream& stream, const std::string& nonce,
                     const meshlet::xds::SidecarConfigDump& dump);
   void OnReadiness(Stream& stream, const meshlet::xds::WorkloadReadiness& readiness);
+  void OnTapEvents(Stream& stream, const meshlet::xds::TapEvents& events);
+  // Sends a tap command on `stream`; false when the stream is closing.
+  bool SendTapCommand(Stream& stream, const meshlet::xds::TapCommand& command);
   std::string SidecarViewJson(const Stream& stream) const;
   std::string DiffJson(const Stream& stream) const;
   void RequestPush(Stream& stream, MonotonicTime changed_at);
@@ -321,6 +335,8 @@ class AdsServer {
 
   uint64_t next_stream_id_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Stream>> streams_;
+  // Live taps running, by id: where their events go.
+  absl::flat_hash_map<std::string, TapSink> taps_;
   std::deque<uint64_t> push_queue_;
   // Streams with lookup keys to answer, drained before push_queue_.
   std::deque<uint64_t> on_demand_queue_;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,8 @@ class AdsServer::Stream {
   std::optional<xds::SidecarConfigDump> dump;
   std::string dump_answer_nonce;
   std::string dump_received_at;
+  // Live taps running on this stream's sidecar (AdsServer::StartTap), until it says ended.
+  std::set<std::string> taps;
 
   // The keys the ServiceRoute subscription holds, as the generator takes them (views into it).
   std::vector<absl::string_view> LookupKeys() const {

@@ -151,6 +151,39 @@ absl::StatusOr<std::string> AdsServer::RequestConfigDump(absl::string_view node_
   return nonce;
 }
 
+bool AdsServer::SendTapCommand(Stream& stream, const xds::TapCommand& command) {
+  return xds::WithResponse(stream.delta, [&](auto& response) {
+    response.set_type_url(xds::kTapTypeUrl);
+    response.set_system_version_info(options_.system_version_info);
+    *response.mutable_tap() = command;
+    return stream.Send(response);
+  });
+}
+
+std::vector<std::string> AdsServer::StartTap(const xds::TapCommand& command,
+                                             const std::vector<std::string>& node_ids,
+                                             TapSink sink) {
+  std::vector<std::string> sent;
+  taps_[command.id()] = std::move(sink);
+  for (const std::string& node_id : node_ids) {
+    Stream* stream = NewestStream(node_id);
+    if (stream == nullptr || !SendTapCommand(*stream, command)) continue;
+    stream->taps.insert(command.id());
+    sent.push_back(node_id);
+  }
+  return sent;
+}
+
+void AdsServer::StopTap(const std::string& id) {
+  if (taps_.erase(id) == 0) return;
+  xds::TapCommand stop;
+  stop.set_id(id);
+  stop.set_stop(true);
+  for (auto& [stream_id, stream] : streams_) {
+    if (stream->taps.erase(id) > 0) SendTapCommand(*stream, stop);
+  }
+}
+
 std::string AdsServer::SidecarViewJson(const Stream& stream) const {
   const xds::SidecarConfigDump& dump = *stream.dump;
   std::string out = "{\"nonce\":";

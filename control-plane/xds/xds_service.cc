@@ -20,7 +20,7 @@
 namespace meshlet::controlplane::ads {
 
 std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
-  return {
+  std::vector<flags::Flag> flags = {
       {.name = "--xds-address",
        .value = "IP:PORT",
        .help = "the discovery (gRPC) address (default 0.0.0.0:15012)",
@@ -91,6 +91,9 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
           "--xds-idle-timeout", &options.idle_timeout,
           "send GOAWAY to a connection without calls for this long (default 5m; 0: never)", "5m"),
   };
+  // The live tap's limits (tap_service.h) ride with the discovery service that runs it.
+  for (flags::Flag& flag : TapFlags(options.tap)) flags.push_back(std::move(flag));
+  return flags;
 }
 
 absl::Status CheckXdsFlags(const XdsServiceOptions& options) {
@@ -171,6 +174,8 @@ XdsService::~XdsService() {
   live_policy_.reset();
   reload_retry_timer_.reset();
   registry_watch_.reset();
+  if (tap_ != nullptr) control_plane_.api().SetTapHandler(nullptr);
+  tap_.reset();
   if (ads_ != nullptr) {
     control_plane_.api().SetProxyStatusProvider(nullptr);
     ads_->SetObserver(nullptr);
@@ -288,6 +293,11 @@ absl::Status XdsService::Start() {
   control_plane_.api().SetLivePolicy(live_policy_);
   registry_watch_ = control_plane_.registry().Watch([this](uint64_t) { ads_->NotifyChanged(); });
   control_plane_.api().SetProxyStatusProvider(this);
+  tap_ = std::make_unique<TapService>(loop, control_plane_.clock(), *ads_, options_.tap,
+                                      control_plane_.stats().shared_shard());
+  control_plane_.api().SetTapHandler(
+      [this](const http::ServerRequest& request, const access::Principal* caller,
+             http::Responder respond) { tap_->Handle(request, caller, std::move(respond)); });
   control_plane_.OnShutdown([this] {
     LOG(INFO) << "xds: GOAWAY to " << ads_->connected_proxies() << " sidecar streams";
     grpc_server_->Shutdown(options_.shutdown_grace);

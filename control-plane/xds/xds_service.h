@@ -54,6 +54,7 @@
 #include "control-plane/translate/translator.h"
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/node_resources.h"
+#include "control-plane/xds/tap_service.h"
 
 namespace meshlet::controlplane::ads {
 
@@ -77,6 +78,8 @@ struct XdsServiceOptions {
   Duration idle_timeout = std::chrono::seconds(300);
   // On shutdown, how long open streams get after GOAWAY.
   Duration shutdown_grace = std::chrono::seconds(2);
+  // The live tap's limits (GET /api/v1/tap; --tap-*).
+  TapOptions tap;
 
   // TLS with the certificate the control plane's CA issues to itself (SetServingCertificate).
   bool self_issued() const { return !plaintext && tls_cert_file.empty(); }
@@ -85,7 +88,8 @@ struct XdsServiceOptions {
 // The discovery flags, writing into `options`, for the control plane's command line
 // (control-plane/command_line.h): --xds-address, --xds-tls-cert, --xds-tls-key, --xds-plaintext,
 // --xds-max-concurrent-pushes, --xds-debounce, --xds-listen-host, --xds-keepalive-interval,
-// --xds-keepalive-timeout, --xds-handshake-timeout, --xds-idle-timeout.
+// --xds-keepalive-timeout, --xds-handshake-timeout, --xds-idle-timeout, and the live tap's
+// --tap-max-rate, --tap-max-duration, --tap-max-concurrent, --tap-max-events-per-second.
 std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options);
 // What the flags cannot check one at a time: the TLS files go together and exclude
 // --xds-plaintext.
@@ -167,6 +171,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   tls::TlsContextConfig tls_config_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
   std::unique_ptr<AdsServer> ads_;
+  // GET /api/v1/tap over ads_ (destroyed first).
+  std::unique_ptr<TapService> tap_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   // The stored policy, kept current by the store's watch (each change applied on its own); the
   // whole store is read once, and again only when that fails (on the store worker, with backoff,

@@ -103,6 +103,34 @@
 
 namespace meshlet::sidecar::config {
 
+// A live tap's command from the control plane (xds::TapCommand; docs/xds.md "Live tap"), as plain
+// values for the server's tap manager.
+struct TapCommand {
+  std::string id;
+  bool stop = false;      // stop tap `id`
+  bool stop_all = false;  // the stream ended: every tap ends (the control plane forgot them)
+  std::string direction;  // "", "inbound", "outbound"
+  std::string method;
+  std::string authority;
+  std::string path_prefix;
+  uint32_t rate = 0;
+  Duration duration{0};
+  bool headers = false;
+  size_t max_batch_bytes = 0;  // 0: the sidecar's default
+};
+
+// A sidecar's answer to a tap (xds::TapEvents).
+struct TapEvents {
+  std::string id;
+  std::string events_json;
+  uint32_t events = 0;
+  uint64_t dropped_rate = 0;
+  uint64_t dropped_cap = 0;
+  bool started = false;
+  bool ended = false;
+  std::string error;
+};
+
 struct XdsClientOptions {
   // Control-plane replicas, tried in turn: a stream that ends (or never opens) makes the next
   // attempt go to the next address. At least one.
@@ -133,6 +161,9 @@ struct XdsClientOptions {
   // Answers to held lookup keys (see the top of the file), on the client's thread, after the
   // apply callback published the configuration that carries them; null: answers are dropped.
   std::function<void(std::vector<LookupAnswer> answers)> on_lookup_answers;
+  // Live tap commands, on the client's thread; also a stop_all when a stream ends. Null: taps are
+  // refused (answered with an error).
+  std::function<void(TapCommand command)> on_tap;
 };
 
 class XdsClient {
@@ -173,6 +204,8 @@ class XdsClient {
   // The held lookup keys and the ServiceRoute answering each ("": none, not answered or not
   // found).
   const std::map<std::string, std::string>& lookups() const { return lookups_; }
+  // Sends a live tap's answer on the open stream; false when there is none (dropped).
+  bool SendTapEvents(const TapEvents& events);
   // Replaces the static part (SIGHUP re-read the bootstrap) and re-applies; an error keeps the
   // running configuration.
   absl::Status UpdateStaticResources(ResourceSet static_resources);
@@ -272,6 +305,8 @@ class XdsClient {
   xds::WorkloadReadiness Readiness() const;
   // Answers the control plane's config dump request `nonce` on the open stream.
   void SendConfigDump(const std::string& nonce);
+  // Hands a tap command of the control plane to on_tap (or refuses it without one).
+  void OnTapCommand(const xds::TapCommand& command);
   void OnStreamFinished(http::grpc::StatusCode code, const std::string& message);
   void ScheduleReconnect();
   // What a response of either variant starts with: the stream counts as connected, a config

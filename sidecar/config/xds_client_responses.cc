@@ -46,6 +46,10 @@ std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
     SendConfigDump(response.nonce());
     return std::nullopt;
   }
+  if (response.type_url() == xds::kTapTypeUrl) {
+    OnTapCommand(response.tap());
+    return std::nullopt;
+  }
   std::optional<size_t> index = xds::ResourceTypeIndex(response.type_url());
   if (!index) {
     LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();

@@ -163,6 +163,8 @@ void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
       absl::StrCat(http::grpc::StatusCodeName(code), message.empty() ? "" : ": ", message);
   connected_gauge_.Set(0);
   if (got_response_on_stream_) attempt_ = 0;
+  // The control plane forgets this stream's taps with it.
+  if (options_.on_tap) options_.on_tap(TapCommand{.stop_all = true});
   // Not from inside the call's own callback: drop our handle on a later turn.
   loop_.Post([call = std::move(stream_)] {});
   if (stopped_) return;
@@ -224,6 +226,45 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
     answer.set_response_nonce(nonce);
     *answer.mutable_config_dump() = std::move(dump);
   });
+}
+
+void XdsClient::OnTapCommand(const xds::TapCommand& command) {
+  if (!options_.on_tap) {
+    if (!command.stop()) {
+      SendTapEvents(
+          TapEvents{.id = command.id(), .ended = true, .error = "this sidecar runs no taps"});
+    }
+    return;
+  }
+  options_.on_tap(TapCommand{
+      .id = command.id(),
+      .stop = command.stop(),
+      .direction = command.direction(),
+      .method = command.method(),
+      .authority = command.authority(),
+      .path_prefix = command.path_prefix(),
+      .rate = command.rate(),
+      .duration = std::chrono::milliseconds(command.duration_ms()),
+      .headers = command.headers(),
+      .max_batch_bytes = command.max_batch_bytes(),
+  });
+}
+
+bool XdsClient::SendTapEvents(const TapEvents& events) {
+  if (stream_ == nullptr) return false;
+  SendRequest([&](auto& request) {
+    request.set_type_url(xds::kTapTypeUrl);
+    xds::TapEvents* out = request.mutable_tap_events();
+    out->set_id(events.id);
+    out->set_events_json(events.events_json);
+    out->set_events(events.events);
+    out->set_dropped_rate(events.dropped_rate);
+    out->set_dropped_cap(events.dropped_cap);
+    out->set_started(events.started);
+    out->set_ended(events.ended);
+    out->set_error(events.error);
+  });
+  return true;
 }
 
 absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& ca_file,

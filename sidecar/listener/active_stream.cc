@@ -16,6 +16,7 @@
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/route/route_table.h"
 #include "sidecar/stream/decision_ring.h"
+#include "sidecar/stream/tap.h"
 #include "sidecar/tracing/tracer.h"
 #include "xds/protocol.h"
 
@@ -387,6 +388,8 @@ void ActiveStream::EncodeHeaders(http::HeaderMap& headers, bool end_stream) {
     headers.Remove(hcm_.context_.error_header);
   }
   if (hcm_.context_.draining && !hcm_.draining_) hcm_.BeginDrain();
+  if (hcm_.context_.tap != nullptr) [[unlikely]]
+    NoteTapResponse(headers);
   if (info_.tunnel != stream::TunnelKind::kNone && !tunnel_active_.has_value()) {
     hcm_.stats_.downstream_tunnels[info_.tunnel == stream::TunnelKind::kUpgrade ? 0 : 1].Inc();
     tunnel_active_.emplace(hcm_.stats_.downstream_tunnels_active);
@@ -693,8 +696,47 @@ inline void ActiveStream::Finish() {
     hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();
   }
   if (hcm_.context_.access_log != nullptr) WriteAccessLog(duration_us);
+  if (hcm_.context_.tap != nullptr) [[unlikely]]
+    RecordTap(now, duration_us);
   active_.reset();
   hcm_.OnStreamDone(*this);
+}
+
+void ActiveStream::NoteTapResponse(const http::HeaderMap& headers) {
+  // Kept only when there is something to keep: a response without the proxy's error, to a tap
+  // without headers, costs no allocation.
+  const absl::string_view error =
+      hcm_.context_.error_header.empty()
+          ? absl::string_view()
+          : headers.Get(hcm_.context_.error_header).value_or(absl::string_view());
+  const bool keep_headers = hcm_.context_.tap->wants_headers();
+  if (error.empty() && !keep_headers) return;
+  if (tap_response_ == nullptr) tap_response_ = std::make_unique<TapResponse>();
+  tap_response_->error.assign(error.data(), error.size());
+  if (keep_headers) tap_response_->headers.emplace(headers);
+}
+
+void ActiveStream::RecordTap(MonotonicTime now, uint64_t duration_us) {
+  absl::string_view request_id = request_id_;
+  if (request_id.empty() && request_headers_ != nullptr) {
+    request_id = request_headers_->Get(kRequestIdHeader).value_or("");
+  }
+  const stream::TapRequestView view{
+      .inbound = hcm_.inbound_,
+      .info = &info_,
+      .request_headers = request_headers_.get(),
+      .response_headers = tap_response_ != nullptr && tap_response_->headers.has_value()
+                              ? &*tap_response_->headers
+                              : nullptr,
+      .request_id = request_id,
+      .peer_identity = hcm_.options_.peer_identity,
+      .error =
+          tap_response_ != nullptr ? absl::string_view(tap_response_->error) : absl::string_view(),
+      .reset = reset_reason_.has_value(),
+      .duration_us = duration_us,
+      .wall = hcm_.context_.clock.WallNow(),
+  };
+  hcm_.context_.tap->Record(view, now);
 }
 
 inline void ActiveStream::WriteAccessLog(uint64_t duration_us) {

@@ -164,6 +164,10 @@ class ActiveStream final : public http::StreamDecoder,
   // connection manager lets go of the stream. The encoder is not touched after this.
   void Finish();
   void WriteAccessLog(uint64_t duration_us);
+  // Live tap (stream/tap.h), only while the worker runs a tap: the response's error attribution
+  // and, when a tap wants headers, the response headers; then the finished request.
+  void NoteTapResponse(const http::HeaderMap& headers);
+  void RecordTap(MonotonicTime now, uint64_t duration_us);
 
   HttpConnectionManager& hcm_;
   http::StreamEncoder* encoder_;  // null once done
@@ -218,6 +222,12 @@ class ActiveStream final : public http::StreamDecoder,
   std::string request_id_;
   // Sampled requests, and at their end those the proxy failed (BeginErrorSpan).
   tracing::SpanPtr server_span_;
+  // What the live tap keeps of the response (NoteTapResponse); null while no tap runs.
+  struct TapResponse {
+    std::string error;
+    std::optional<http::HeaderMap> headers;
+  };
+  std::unique_ptr<TapResponse> tap_response_;
 };
 
 }  // namespace meshlet::sidecar::listener

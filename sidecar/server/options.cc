@@ -282,6 +282,26 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "older ones are overwritten, counted in "
                      "meshlet_decision_records_overwritten_total. Default 256; 0: none kept.",
                      uint64_t{0}, uint64_t{1} << 16),
+      flags::IntFlag("--tap-max-active", "N", &o.tap_max_active,
+                     "Live taps (meshctl tap) this sidecar runs at once; more are refused, "
+                     "counted in meshlet_tap_refused_total. Default 4; 0: none.",
+                     uint64_t{0}, uint64_t{64}),
+      flags::IntFlag("--tap-max-rate", "N", &o.tap_max_rate,
+                     "The most events per second one live tap takes (a tap asking more gets "
+                     "this); requests over a tap's rate are counted, not sent. Default 100.",
+                     uint64_t{1}, uint64_t{100000}),
+      flags::PositiveDurationFlag("--tap-max-duration", &o.tap_max_duration,
+                                  "The longest a live tap runs (a tap asking more gets this). "
+                                  "Default 10m.",
+                                  "10m"),
+      flags::IntFlag("--tap-max-batch-bytes", "N", &o.tap_max_batch_bytes,
+                     "The most event bytes a worker gathers for one tap between two flushes; "
+                     "events past it are counted (dropped_cap), not sent. Default 262144.",
+                     uint64_t{1024}, uint64_t{4} << 20),
+      flags::PositiveDurationFlag("--tap-flush-interval", &o.tap_flush_interval,
+                                  "How often live taps' events are sent to the control plane. "
+                                  "Default 250ms.",
+                                  "250ms"),
       flags::IntFlag("--stats-max-series", "N", &o.stats_max_series,
                      "Series without a cluster label (server, listeners, HTTP, TLS, xDS) the "
                      "stats registry accepts; past it new ones are refused and counted in "

@@ -95,6 +95,14 @@ struct ServerOptions {
   // --decision-ring-size: decision records each worker keeps of failed and sampled requests
   // (stream/decision_ring.h), for GET /debug/decisions; 0: none.
   uint64_t decision_ring_size = 256;
+  // Live tap (docs/xds.md "Live tap"): --tap-max-active taps at once (0: none), each at most
+  // --tap-max-rate events/s and --tap-max-duration long, its events sent every
+  // --tap-flush-interval in batches of at most --tap-max-batch-bytes per worker.
+  uint64_t tap_max_active = 4;
+  uint64_t tap_max_rate = 100;
+  Duration tap_max_duration = std::chrono::minutes(10);
+  uint64_t tap_max_batch_bytes = 256 * 1024;
+  Duration tap_flush_interval = std::chrono::milliseconds(250);
   // --error-header: the field naming this proxy, the response flags and the reason on every
   // response it makes itself (stream/local_reply.h ErrorAttribution); empty: none.
   std::string error_header = "x-meshlet-error";

@@ -301,6 +301,25 @@ absl::Status Server::Init() {
     workers_.push_back(std::move(worker));
   }
   snapshots_sent_ = 1;  // each worker started with snapshot_
+  if (xds_client_ != nullptr) {
+    TapManagerOptions taps{.max_active = options_.tap_max_active,
+                           .max_rate = static_cast<uint32_t>(options_.tap_max_rate),
+                           .max_duration = options_.tap_max_duration,
+                           .max_batch_bytes = options_.tap_max_batch_bytes,
+                           .flush_interval = options_.tap_flush_interval};
+    if (options_.workload_identity()) {
+      taps.own_identity =
+          absl::StrCat("spiffe://", options_.trust_domain, "/ns/", bootstrap.node.namespace_(),
+                       "/sa/", bootstrap.node.service_account());
+    }
+    tap_manager_ = std::make_unique<TapManager>(
+        loop_, RealClock::Get(), std::move(taps), workers_.size(),
+        [this](size_t index, std::function<void(stream::WorkerTap&)> task) {
+          workers_[index]->WithTaps(std::move(task));
+        },
+        [this](const config::TapEvents& events) { xds_client_->SendTapEvents(events); },
+        stats_.shared_shard());
+  }
 
   admin_handler_ =
       std::make_unique<admin::AdminHandler>(*this, stats_.shared_shard(), options_.admin_hosts);

@@ -74,6 +74,7 @@
 #include "sidecar/server/memory_releaser.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/overload_monitor.h"
+#include "sidecar/server/tap_manager.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
 #include "sidecar/telemetry/metrics_reporter.h"
@@ -236,6 +237,8 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
+  // Live taps the control plane asks for (after the workers; null without xDS).
+  std::unique_ptr<TapManager> tap_manager_;
   // Lookup keys the workers asked for (ADR 0086); uses xds_client_, so declared after it.
   std::unique_ptr<config::OnDemandDiscovery> on_demand_;
   // Sets on_demand_'s idle time and missing ttl from the snapshot's listeners (the first with

@@ -194,6 +194,15 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   xds_options.cache_write_interval = options_.xds_cache_write_interval;
   // The control plane may ask what this sidecar runs (meshctl proxy-config).
   xds_options.config_dump_json = [this] { return admin::ConfigDumpJson(*this); };
+  // Live taps (tap_manager.h), once the workers run; refused before.
+  xds_options.on_tap = [this](config::TapCommand command) {
+    if (tap_manager_ != nullptr) {
+      tap_manager_->OnCommand(command);
+    } else if (!command.stop && !command.stop_all) {
+      xds_client_->SendTapEvents(
+          {.id = command.id, .ended = true, .error = "the sidecar is starting"});
+    }
+  };
   xds_client_ = std::make_unique<config::XdsClient>(
       loop_, std::move(xds_options), bootstrap.resources,
       [this](const config::ResourceSet& resources) { return ApplyResources(resources); },

@@ -310,6 +310,18 @@ std::optional<std::string> Worker::CollectDecisions(std::string request_id, std:
   return std::move(result->json);
 }
 
+void Worker::WithTaps(std::function<void(stream::WorkerTap&)> task) {
+  if (!started_ || stopped_) return;
+  loop_->Post([this, task = std::move(task)] {
+    task(taps_);
+    stream::WorkerTap* tap = taps_.empty() ? nullptr : &taps_;
+    context_->tap = tap;
+    for (auto& [name, listener_context] : listener_worker_contexts_) {
+      listener_context.context->tap = tap;
+    }
+  });
+}
+
 absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial) {
   // The clusters changed since the snapshot this worker runs, when that is the one the new
   // snapshot's were taken from: then only those are compared (held until the Update below).

@@ -57,6 +57,7 @@
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/upstream_transport.h"
 #include "sidecar/stream/decision_ring.h"
+#include "sidecar/stream/tap.h"
 #include "sidecar/tracing/exporter.h"
 #include "sidecar/tracing/tracer.h"
 
@@ -170,6 +171,10 @@ class Worker final : private listener::ConnectionOwner {
   // any), newest first, as JSON objects joined by ","; nullopt if it does not answer in `timeout`.
   std::optional<std::string> CollectDecisions(std::string request_id, std::string trace_id,
                                               Duration timeout);
+  // Runs `task` on the worker thread with the worker's live taps (stream/tap.h), then lets its
+  // requests see them (StreamContext::tap) while any tap runs. Asynchronous; `task` may post its
+  // results elsewhere. Dropped if the worker is not running.
+  void WithTaps(std::function<void(stream::WorkerTap&)> task);
 
  private:
   class ActiveListener;
@@ -219,6 +224,7 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<cluster::WorkerClusterManager> clusters_;
   std::unique_ptr<router::Mirrors> mirrors_;         // copies in flight hold clusters: goes first
   std::unique_ptr<stream::DecisionRing> decisions_;  // null: --decision-ring-size 0
+  stream::WorkerTap taps_;  // the live taps; the contexts point at it while it is not empty
   // Connections waiting for lookups hold handles into it: outlives them.
   std::unique_ptr<listener::OnDemandWaiters> on_demand_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.

@@ -29,6 +29,7 @@ class Tracer;
 namespace meshlet::sidecar::stream {
 
 class DecisionRing;
+class WorkerTap;
 
 // Writes one JSON line per finished request or connection when enabled.
 class AccessLogSink {
@@ -83,6 +84,9 @@ struct StreamContext {
   // The worker's decision records of failed and sampled requests (decision_ring.h); null: none
   // kept (--decision-ring-size 0).
   DecisionRing* decisions = nullptr;
+  // The worker's live taps (tap.h) while it runs at least one; null otherwise, and the request
+  // path pays that test alone.
+  WorkerTap* tap = nullptr;
 };
 
 }  // namespace meshlet::sidecar::stream

@@ -1,5 +1,5 @@
 """What the browser tests need (playwright-core in tests/browser/node_modules, Debian's chromium,
-node), shared by dashboard_test.py and demo_test.py."""
+node), shared by dashboard_test.py, demo_test.py and tap_test.py."""
 
 import os
 import shutil
@@ -18,3 +18,14 @@ def missing_for(script):
 
 def required():
     return os.environ.get("MESHLET_REQUIRE_BROWSER") == "1"
+
+
+def require(test, script):
+    """Skips `test` (a unittest.TestCase) unless `script` can run; fails it instead under
+    MESHLET_REQUIRE_BROWSER=1."""
+    message = missing_for(script)
+    if message:
+        if required():
+            test.fail(message)
+        print(f"SKIP: {test.id()} {message}")
+        test.skipTest(message)

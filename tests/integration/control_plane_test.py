@@ -500,6 +500,8 @@ COMMAND_FLAGS = {
     "ca": ["-o, --output"],
     "stat": ["--window", "-o, --output", "--history", "--step"],
     "top": ["--interval", "--limit", "--window", "--once"],
+    "tap": ["-n, --namespace", "--rate", "--duration", "--headers", "--direction", "--method",
+            "--authority", "--path", "-o, --output"],
     "dashboard": [],
     "context": ["--ca-fingerprint", "-n, --namespace"],
     "check": ["--pre", "-f, --filename"],

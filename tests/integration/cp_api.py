@@ -39,6 +39,24 @@ def root_file(data_dir):
     return os.path.join(data_dir, "ca", "root-cert.pem")
 
 
+def certificate_spki(port, ca_file):
+    """base64 SHA-256 of the public key of the API certificate on 127.0.0.1:`port`, which a test
+    browser is told to accept (--ignore-certificate-errors-spki-list): an operator's browser would
+    trust the mesh CA."""
+    import base64
+    import socket
+    import subprocess
+    context = ssl_context(ca_file)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    key = subprocess.run(["openssl", "x509", "-inform", "DER", "-pubkey", "-noout"],
+                         input=der, capture_output=True, check=True).stdout
+    spki = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=key,
+                          capture_output=True, check=True).stdout
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 def ssl_context(ca_file, timeout=10):
     """A client context trusting the PEM roots of `ca_file`, which the control plane may still be
     writing when its API address appears in the log."""

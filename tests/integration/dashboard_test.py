@@ -15,11 +15,8 @@ Screenshots go to TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or chromium 
 SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it), which makes that a failure.
 """
 
-import base64
-import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import unittest
@@ -99,17 +96,8 @@ SHED_TRACE = {"resourceSpans": [
 
 class DashboardTest(telemetry_test.ControlPlaneCase):
     def api_certificate_spki(self):
-        """base64 SHA-256 of the API certificate's public key, which the browser is told to accept
-        (--ignore-certificate-errors-spki-list): an operator's browser would trust the mesh CA."""
-        context = cp_api.ssl_context(self.ca_file)
-        with socket.create_connection(("127.0.0.1", self.api_port), timeout=5) as raw:
-            with context.wrap_socket(raw) as tls:
-                der = tls.getpeercert(binary_form=True)
-        key = subprocess.run(["openssl", "x509", "-inform", "DER", "-pubkey", "-noout"],
-                             input=der, capture_output=True, check=True).stdout
-        spki = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=key,
-                              capture_output=True, check=True).stdout
-        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        """base64 SHA-256 of the API certificate's public key (cp_api.certificate_spki)."""
+        return cp_api.certificate_spki(self.api_port, self.ca_file)
 
     def metrics_report(self):
         # No address: the default, the control plane given by --xds.
@@ -125,12 +113,7 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
             f"--node-label=meshlet.io/outbound-port={free_port()}")
 
     def test_dashboard_in_chromium(self):
-        message = browser.missing_for(SCRIPT)
-        if message:
-            if browser.required():
-                self.fail(message)
-            print("SKIP: dashboard_test " + message)
-            self.skipTest(message)
+        browser.require(self, SCRIPT)
 
         self.three_services()
         traces = []

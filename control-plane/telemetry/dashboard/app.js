@@ -410,7 +410,7 @@ function route() {
   $('#login').hidden = true;
   clearInterval(state.timer);
   const [view, arg] = hash.split('/');
-  const name = ['graph', 'traces', 'trace', 'proxies', 'service'].includes(view) ? view : 'graph';
+  const name = ['graph', 'traces', 'trace', 'proxies', 'service', 'live'].includes(view) ? view : 'graph';
   const section = name === 'trace' ? 'traces' : name;
   state.view = name;
   document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + section; });
@@ -432,6 +432,8 @@ function route() {
     if (serviceState.name !== service) $('#chart-subject').innerHTML = '';
     loadService(service).catch(fail);
     state.timer = setInterval(() => loadService(service).catch(fail), 10000);
+  } else if (name === 'live') {
+    liveTap.show();  // tap.js
   } else {
     loadProxies();
     state.timer = setInterval(loadProxies, 5000);
