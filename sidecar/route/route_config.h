@@ -61,6 +61,9 @@ class SourceName {
   bool empty() const { return text_ == nullptr; }
   // Whether two names share one string (what interning gives equal names).
   bool SharesWith(const SourceName& other) const { return text_ == other.text_; }
+  // The shared string's address: equal for names that share it, and never reused while a copy
+  // lives (a per-worker table keyed by it keeps a copy: route_stats.h).
+  const void* id() const { return text_; }
   // Whether this is the only holder of its string (SourceNames drops such names).
   bool unique() const {
     return text_ != nullptr && text_->refs.load(std::memory_order_acquire) == 1;

@@ -13,6 +13,7 @@
 #include "common/base/logging.h"
 #include "common/net/address.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/route/route_stats.h"
 #include "sidecar/router/mirror.h"
 
 namespace meshlet::sidecar::server {
@@ -95,6 +96,9 @@ struct ServerOptions {
   // --decision-ring-size: decision records each worker keeps of failed and sampled requests
   // (stream/decision_ring.h), for GET /debug/decisions; 0: none.
   uint64_t decision_ring_size = 256;
+  // --max-route-stats: route rules (a policy object's rule, "HTTPRoute/default/reviews" rule 1)
+  // with series of their own (route/route_stats.h); the rest count in one overflow set.
+  uint64_t max_route_stats = route::RouteStatsLimit::kDefaultMaxRules;
   // --error-header: the field naming this proxy, the response flags and the reason on every
   // response it makes itself (stream/local_reply.h ErrorAttribution); empty: none.
   std::string error_header = "x-meshlet-error";

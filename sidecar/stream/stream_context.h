@@ -26,6 +26,10 @@ namespace meshlet::sidecar::tracing {
 class Tracer;
 }
 
+namespace meshlet::sidecar::route {
+class RouteStats;
+}
+
 namespace meshlet::sidecar::stream {
 
 class DecisionRing;
@@ -83,6 +87,8 @@ struct StreamContext {
   // The worker's decision records of failed and sampled requests (decision_ring.h); null: none
   // kept (--decision-ring-size 0).
   DecisionRing* decisions = nullptr;
+  // The worker's route-rule series (route/route_stats.h); null: none counted.
+  route::RouteStats* route_stats = nullptr;
 };
 
 }  // namespace meshlet::sidecar::stream

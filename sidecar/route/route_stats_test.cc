@@ -1,0 +1,148 @@
+#include "sidecar/route/route_stats.h"
+
+#include <memory>
+
+#include "common/base/allocation_counter.h"
+#include "common/stats/stats.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar::route {
+namespace {
+
+RouteEntry Rule(SourceName source, int32_t rule) {
+  RouteEntry route;
+  route.source = std::move(source);
+  route.source_rule = rule;
+  return route;
+}
+
+uint64_t Requests(const StatsSnapshot& snapshot, const std::string& route, const std::string& rule,
+                  const std::string& code_class) {
+  const SeriesSnapshot* series = snapshot.Find(
+      "meshlet_route_rq_total", {{"route", route}, {"rule", rule}, {"code_class", code_class}});
+  return series == nullptr ? 0 : series->counter;
+}
+
+const HistogramSnapshot* Duration(const StatsSnapshot& snapshot, const std::string& route,
+                                  const std::string& rule, const std::string& outcome) {
+  const SeriesSnapshot* series =
+      snapshot.Find("meshlet_route_rq_duration_seconds",
+                    {{"route", route}, {"rule", rule}, {"outcome", outcome}});
+  return series == nullptr ? nullptr : &series->histogram;
+}
+
+TEST(RouteStatsTest, CountsEachRuleByClassAndOutcome) {
+  StatsRegistry registry;
+  RouteStatsLimit limit(registry, 10);
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  RouteStats stats(*shard, limit);
+  const SourceName reviews("HTTPRoute/default/reviews");
+  const RouteEntry rule0 = Rule(reviews, 0);
+  const RouteEntry rule1 = Rule(reviews, 1);
+
+  stats.Record(rule0, 200, false, 1000);
+  stats.Record(rule0, 201, false, 3000);
+  stats.Record(rule1, 503, true, 50000);
+  stats.Record(rule1, 0, true, 70000);  // no response: a failure, in no class
+
+  const StatsSnapshot snapshot = registry.Snapshot();
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/reviews", "0", "2xx"), 2u);
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/reviews", "1", "5xx"), 1u);
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/reviews", "1", "2xx"), 0u);
+  ASSERT_NE(Duration(snapshot, "HTTPRoute/default/reviews", "0", "success"), nullptr);
+  EXPECT_EQ(Duration(snapshot, "HTTPRoute/default/reviews", "0", "success")->count(), 2u);
+  EXPECT_EQ(Duration(snapshot, "HTTPRoute/default/reviews", "0", "success")->sum(), 4000u);
+  ASSERT_NE(Duration(snapshot, "HTTPRoute/default/reviews", "1", "failure"), nullptr);
+  EXPECT_EQ(Duration(snapshot, "HTTPRoute/default/reviews", "1", "failure")->count(), 2u);
+  // Lazy: series only for what was counted.
+  EXPECT_EQ(Duration(snapshot, "HTTPRoute/default/reviews", "0", "failure"), nullptr);
+  EXPECT_EQ(
+      snapshot.Find("meshlet_route_rq_total",
+                    {{"route", "HTTPRoute/default/reviews"}, {"rule", "0"}, {"code_class", "5xx"}}),
+      nullptr);
+  EXPECT_EQ(stats.rules(), 2u);
+}
+
+TEST(RouteStatsTest, RoutesWithoutSourceOrRuleCountNothing) {
+  StatsRegistry registry;
+  RouteStatsLimit limit(registry, 10);
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  RouteStats stats(*shard, limit);
+  stats.Record(RouteEntry(), 200, false, 1000);
+  // A Service's default route: the cluster's series count it.
+  stats.Record(Rule(SourceName("Service/default/reviews"), -1), 200, false, 1000);
+  EXPECT_EQ(stats.rules(), 0u);
+  EXPECT_EQ(limit.admitted(), 0u);
+  const StatsSnapshot snapshot = registry.Snapshot();
+  EXPECT_EQ(
+      snapshot.Find("meshlet_route_rq_total",
+                    {{"route", "Service/default/reviews"}, {"rule", "-1"}, {"code_class", "2xx"}}),
+      nullptr);
+}
+
+TEST(RouteStatsTest, RulesPastTheBoundShareTheOverflowSeries) {
+  StatsRegistry registry;
+  RouteStatsLimit limit(registry, 2);
+  std::unique_ptr<StatsShard> worker0 = registry.CreateShard();
+  std::unique_ptr<StatsShard> worker1 = registry.CreateShard();
+  RouteStats stats0(*worker0, limit);
+  RouteStats stats1(*worker1, limit);
+  const RouteEntry a = Rule(SourceName("HTTPRoute/default/a"), 0);
+  const RouteEntry b = Rule(SourceName("HTTPRoute/default/b"), 0);
+  const RouteEntry c = Rule(SourceName("GRPCRoute/default/c"), 0);
+  const RouteEntry d = Rule(SourceName("HTTPRoute/default/d"), 3);
+
+  stats0.Record(a, 200, false, 10);
+  stats1.Record(b, 200, false, 10);
+  stats0.Record(c, 200, false, 10);  // past the bound
+  stats1.Record(c, 404, false, 10);  // the same rule refused on another worker: counted once
+  stats1.Record(d, 500, true, 10);
+  stats1.Record(a, 200, false, 10);  // admitted on worker 0: its own series here too
+
+  EXPECT_EQ(limit.admitted(), 2u);
+  EXPECT_EQ(limit.refused(), 2u);
+  const StatsSnapshot snapshot = registry.Snapshot();
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/a", "0", "2xx"), 2u);
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/b", "0", "2xx"), 1u);
+  EXPECT_EQ(Requests(snapshot, "GRPCRoute/default/c", "0", "2xx"), 0u);
+  EXPECT_EQ(Requests(snapshot, "overflow", "*", "2xx"), 1u);
+  EXPECT_EQ(Requests(snapshot, "overflow", "*", "4xx"), 1u);
+  EXPECT_EQ(Requests(snapshot, "overflow", "*", "5xx"), 1u);
+  ASSERT_NE(snapshot.Find("meshlet_route_stats_overflow_total"), nullptr);
+  EXPECT_EQ(snapshot.Find("meshlet_route_stats_overflow_total")->counter, 2u);
+  // Worker 1's table: b, the overflow set (c and d share it), a.
+  EXPECT_EQ(stats1.rules(), 3u);
+}
+
+TEST(RouteStatsTest, ZeroBoundCountsEverythingInOverflow) {
+  StatsRegistry registry;
+  RouteStatsLimit limit(registry, 0);
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  RouteStats stats(*shard, limit);
+  stats.Record(Rule(SourceName("HTTPRoute/default/a"), 0), 200, false, 10);
+  const StatsSnapshot snapshot = registry.Snapshot();
+  EXPECT_EQ(Requests(snapshot, "overflow", "*", "2xx"), 1u);
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/a", "0", "2xx"), 0u);
+}
+
+TEST(RouteStatsTest, RecordingASeenRuleAllocatesNothing) {
+  StatsRegistry registry;
+  RouteStatsLimit limit(registry, 10);
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  RouteStats stats(*shard, limit);
+  const RouteEntry rule = Rule(SourceName("HTTPRoute/default/reviews"), 0);
+  // The first requests register the series and page in the histograms' buckets.
+  for (int i = 0; i < 3; ++i) {
+    stats.Record(rule, 200, false, 1000);
+    stats.Record(rule, 503, true, 1000);
+  }
+  AllocationScope scope;
+  for (int i = 0; i < 1000; ++i) {
+    stats.Record(rule, 200, false, 1000);
+    stats.Record(rule, 503, true, 1000);
+  }
+  EXPECT_EQ(scope.count(), 0u);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::route
