@@ -1,7 +1,13 @@
 #include "sidecar/route/route_stats.h"
 
-#include <memory>
+#include <malloc.h>
 
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "common/base/allocation_counter.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
@@ -142,6 +148,44 @@ TEST(RouteStatsTest, RecordingASeenRuleAllocatesNothing) {
     stats.Record(rule, 503, true, 1000);
   }
   EXPECT_EQ(scope.count(), 0u);
+}
+
+// What docs/stats.md gives as a rule's cost: the registry's series and label values, the worker's
+// cells and histogram pages, and its table entry, for a rule that answered 2xx (two series) and
+// for one that also failed (four).
+TEST(RouteStatsTest, ARuleCostsLittleMemory) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "mallinfo2 does not see ASan's heap";
+#else
+  constexpr int kRules = 200;
+  auto heap_in_use = [] {
+    const struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
+  };
+  auto bytes_per_rule = [&](bool failures) {
+    std::vector<RouteEntry> routes;
+    for (int i = 0; i < kRules; ++i) {
+      routes.push_back(
+          Rule(SourceName(absl::StrCat("HTTPRoute/team-payments/checkout-", 10000 + i)), i % 4));
+    }
+    const size_t before = heap_in_use();
+    StatsRegistry registry;
+    RouteStatsLimit limit(registry, kRules);
+    std::unique_ptr<StatsShard> shard = registry.CreateShard();
+    RouteStats stats(*shard, limit);
+    for (const RouteEntry& route : routes) {
+      stats.Record(route, 200, false, 1500);
+      if (failures) stats.Record(route, 503, true, 20000);
+    }
+    return (heap_in_use() - before) / kRules;
+  };
+  const size_t ok_only = bytes_per_rule(false);
+  const size_t with_failures = bytes_per_rule(true);
+  std::printf("bytes per route rule on one worker: %zu (2xx only), %zu (with 5xx)\n", ok_only,
+              with_failures);
+  EXPECT_LE(ok_only, 1500u);
+  EXPECT_LE(with_failures, 3000u);
+#endif
 }
 
 }  // namespace
