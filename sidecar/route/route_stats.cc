@@ -38,8 +38,20 @@ RouteStatsLimit::RouteStatsLimit(StatsRegistry& registry, size_t max_rules)
       overflow_(OrDiscard(registry.shared_shard().RegisterCounter(kOverflow, kOverflowHelp),
                           kOverflow)) {}
 
-bool RouteStatsLimit::Admit(absl::string_view route, int32_t rule) {
-  const uint64_t key = absl::HashOf(route, rule);
+std::string ServiceOfHost(absl::string_view host) {
+  if (const size_t colon = host.rfind(':');
+      colon != absl::string_view::npos && host.find(']', colon) == absl::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (const size_t svc = host.find(".svc");
+      svc != absl::string_view::npos && (svc + 4 == host.size() || host[svc + 4] == '.')) {
+    host = host.substr(0, svc);
+  }
+  return std::string(host);
+}
+
+bool RouteStatsLimit::Admit(absl::string_view route, int32_t rule, absl::string_view service) {
+  const uint64_t key = absl::HashOf(route, rule, service);
   MutexLock lock(&mu_);
   auto [it, inserted] = decided_.try_emplace(key, false);
   if (!inserted) return it->second;
@@ -64,9 +76,12 @@ size_t RouteStatsLimit::refused() const {
 
 RouteStats::Rule& RouteStats::Add(const RouteEntry& route) {
   uint32_t index;
-  if (limit_.Admit(route.source.view(), route.source_rule)) {
+  std::string service =
+      route.virtual_host != nullptr ? ServiceOfHost(route.virtual_host->name) : std::string();
+  if (limit_.Admit(route.source.view(), route.source_rule, service)) {
     index = static_cast<uint32_t>(rules_.size());
-    rules_.push_back(Rule{.source = route.source, .rule = route.source_rule});
+    rules_.push_back(
+        Rule{.source = route.source, .rule = route.source_rule, .service = std::move(service)});
   } else {
     if (overflow_index_ < 0) {
       overflow_index_ = static_cast<int64_t>(rules_.size());
@@ -74,13 +89,17 @@ RouteStats::Rule& RouteStats::Add(const RouteEntry& route) {
     }
     index = static_cast<uint32_t>(overflow_index_);
   }
-  index_.emplace(Key{route.source.id(), route.source_rule}, Entry{index, route.source});
+  index_.emplace(Key{route.source.id(), route.source_rule,
+                     route.virtual_host != nullptr ? route.virtual_host->name_hash : 0},
+                 Entry{index, route.source});
   return rules_[index];
 }
 
 LabelSet RouteStats::Labels(const Rule& rule) const {
-  if (rule.source.empty()) return {{"route", "overflow"}, {"rule", "*"}};
-  return {{"route", std::string(rule.source.view())}, {"rule", absl::StrCat(rule.rule)}};
+  if (rule.source.empty()) return {{"route", "overflow"}, {"rule", "*"}, {"service", "*"}};
+  return {{"route", std::string(rule.source.view())},
+          {"rule", absl::StrCat(rule.rule)},
+          {"service", rule.service}};
 }
 
 void RouteStats::RegisterClass(Rule& rule, size_t status_class) {

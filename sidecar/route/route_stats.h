@@ -4,14 +4,19 @@
 // route was made from a policy object's rule ("HTTPRoute/default/reviews" rule 1, the identity
 // decision records and `meshctl explain` show) is counted once when it ends, by rule:
 //
-//   meshlet_route_rq_total{route,rule,code_class}            responses by status class
-//   meshlet_route_rq_duration_seconds{route,rule,outcome}    duration, success or failure
+//   meshlet_route_rq_total{route,rule,service,code_class}          responses by status class
+//   meshlet_route_rq_duration_seconds{route,rule,service,outcome}  duration, success or failure
+//
+// `service` is the destination service the rule served: its virtual host's (the Service port an
+// HTTPRoute attaches to, "reviews.default.svc.cluster.local:9080"), as /api/v1/stat names services
+// ("reviews.default"; ServiceOfHost). A rule of an HTTPRoute with two parent Services counts
+// apart for each.
 //
 // Series are made lazily, on a rule's first request of each class or outcome on a worker, so
 // only rules that took traffic cost anything. At most `max_rules` rules (--max-route-stats) get
 // series of their own, process-wide, first come first served; the requests of any rule past the
-// bound are counted in one overflow series set (route="overflow", rule="*"), and each rule
-// refused is counted once in meshlet_route_stats_overflow_total.
+// bound are counted in one overflow series set (route="overflow", rule="*", service="*"), and each
+// rule refused is counted once in meshlet_route_stats_overflow_total.
 //
 // Ownership and threads: one RouteStatsLimit per process (the server's), outliving every
 // worker's RouteStats; thread-safe (a mutex, taken only on a rule's first request on a worker).
@@ -22,6 +27,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -35,6 +41,11 @@ namespace meshlet::sidecar::route {
 
 // Which route rules may have series of their own: the first `max_rules` distinct (route, rule)
 // pairs asked for. 0: none (every routed request counts in the overflow series).
+// The service a virtual host stands for, as /api/v1/stat names services: "reviews.default" for
+// "reviews.default.svc.cluster.local:9080" (the part before ".svc", without the port); another
+// name without its port as it is.
+std::string ServiceOfHost(absl::string_view host);
+
 class RouteStatsLimit {
  public:
   static constexpr size_t kDefaultMaxRules = 256;
@@ -44,9 +55,9 @@ class RouteStatsLimit {
   RouteStatsLimit(const RouteStatsLimit&) = delete;
   RouteStatsLimit& operator=(const RouteStatsLimit&) = delete;
 
-  // Whether (route, rule) has series of its own: true when admitted now or before; false past the
-  // bound, the rule counted as refused the first time it is asked for. Any thread.
-  bool Admit(absl::string_view route, int32_t rule);
+  // Whether (route, rule, service) has series of its own: true when admitted now or before; false
+  // past the bound, the rule counted as refused the first time it is asked for. Any thread.
+  bool Admit(absl::string_view route, int32_t rule, absl::string_view service);
 
   size_t max_rules() const { return max_rules_; }
   size_t admitted() const;
@@ -77,7 +88,8 @@ class RouteStats {
   // the cluster's series already count) counts nothing.
   void Record(const RouteEntry& route, int response_code, bool failure, uint64_t duration_us) {
     if (route.source_rule < 0 || route.source.empty()) return;
-    auto it = index_.find(Key{route.source.id(), route.source_rule});
+    auto it = index_.find(Key{route.source.id(), route.source_rule,
+                              route.virtual_host != nullptr ? route.virtual_host->name_hash : 0});
     Rule& rule = it != index_.end() ? rules_[it->second.index] : Add(route);
     if (response_code != 0) rule.Count(*this, StatusClass(response_code));
     rule.Time(*this, failure ? 1 : 0, duration_us);
@@ -87,13 +99,16 @@ class RouteStats {
   size_t rules() const { return rules_.size(); }
 
  private:
+  // The host by its name's hash (VirtualHostConfig::name_hash): two hosts of one rule hashing
+  // alike (odds 2^-32) would share the first one's series.
   struct Key {
     const void* source;
     int32_t rule;
+    uint32_t host;
     bool operator==(const Key&) const = default;
     template <typename H>
     friend H AbslHashValue(H h, const Key& k) {
-      return H::combine(std::move(h), k.source, k.rule);
+      return H::combine(std::move(h), k.source, k.rule, k.host);
     }
   };
   // One rule's handles on this worker, each registered on its first use (bit i of `registered`:
@@ -106,6 +121,7 @@ class RouteStats {
   struct Rule {
     SourceName source;  // the `route` label's value; empty for the overflow set
     int32_t rule = -1;
+    std::string service;
     uint8_t registered = 0;
     std::array<Counter, 5> by_class;
     std::array<Histogram, 2> duration;

@@ -23,9 +23,12 @@ RouteEntry Rule(SourceName source, int32_t rule) {
 }
 
 uint64_t Requests(const StatsSnapshot& snapshot, const std::string& route, const std::string& rule,
-                  const std::string& code_class) {
-  const SeriesSnapshot* series = snapshot.Find(
-      "meshlet_route_rq_total", {{"route", route}, {"rule", rule}, {"code_class", code_class}});
+                  const std::string& code_class, const std::string& service = "") {
+  const SeriesSnapshot* series =
+      snapshot.Find("meshlet_route_rq_total", {{"route", route},
+                                               {"rule", rule},
+                                               {"service", route == "overflow" ? "*" : service},
+                                               {"code_class", code_class}});
   return series == nullptr ? 0 : series->counter;
 }
 
@@ -33,7 +36,7 @@ const HistogramSnapshot* Duration(const StatsSnapshot& snapshot, const std::stri
                                   const std::string& rule, const std::string& outcome) {
   const SeriesSnapshot* series =
       snapshot.Find("meshlet_route_rq_duration_seconds",
-                    {{"route", route}, {"rule", rule}, {"outcome", outcome}});
+                    {{"route", route}, {"rule", rule}, {"service", ""}, {"outcome", outcome}});
   return series == nullptr ? nullptr : &series->histogram;
 }
 
@@ -67,6 +70,40 @@ TEST(RouteStatsTest, CountsEachRuleByClassAndOutcome) {
                     {{"route", "HTTPRoute/default/reviews"}, {"rule", "0"}, {"code_class", "5xx"}}),
       nullptr);
   EXPECT_EQ(stats.rules(), 2u);
+}
+
+TEST(RouteStatsTest, ServiceOfHostNamesServicesAsTheApiDoes) {
+  EXPECT_EQ(ServiceOfHost("reviews.default.svc.cluster.local:9080"), "reviews.default");
+  EXPECT_EQ(ServiceOfHost("reviews.default.svc:9080"), "reviews.default");
+  EXPECT_EQ(ServiceOfHost("reviews.default.svcx.example:80"), "reviews.default.svcx.example");
+  EXPECT_EQ(ServiceOfHost("app"), "app");
+  EXPECT_EQ(ServiceOfHost("[fd00::1]"), "[fd00::1]");
+}
+
+// One rule of an HTTPRoute attached to two Services: counted apart for each.
+TEST(RouteStatsTest, ARuleCountsApartForEachServiceItServes) {
+  StatsRegistry registry;
+  RouteStatsLimit limit(registry, 10);
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  RouteStats stats(*shard, limit);
+  VirtualHostConfig reviews{.name = "reviews.default.svc.cluster.local:9080"};
+  VirtualHostConfig ratings{.name = "ratings.default.svc.cluster.local:9080"};
+  reviews.name_hash = HashOfHostName(reviews.name);
+  ratings.name_hash = HashOfHostName(ratings.name);
+  const SourceName source("HTTPRoute/default/shared");
+  RouteEntry to_reviews = Rule(source, 0);
+  to_reviews.virtual_host = &reviews;
+  RouteEntry to_ratings = Rule(source, 0);
+  to_ratings.virtual_host = &ratings;
+
+  stats.Record(to_reviews, 200, false, 10);
+  stats.Record(to_reviews, 200, false, 10);
+  stats.Record(to_ratings, 200, false, 10);
+
+  const StatsSnapshot snapshot = registry.Snapshot();
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/shared", "0", "2xx", "reviews.default"), 2u);
+  EXPECT_EQ(Requests(snapshot, "HTTPRoute/default/shared", "0", "2xx", "ratings.default"), 1u);
+  EXPECT_EQ(limit.admitted(), 2u);
 }
 
 TEST(RouteStatsTest, RoutesWithoutSourceOrRuleCountNothing) {
