@@ -23,6 +23,8 @@ absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top = f
 // `json` is a GET /api/v1/stat/history reply: one row per point, oldest first (times UTC), under
 // a line naming the edge or service and the step.
 absl::StatusOr<std::string> FormatStatHistory(absl::string_view json);
+// `json` is a GET /api/v1/stat/routes reply: one row per route rule, by route and rule.
+absl::StatusOr<std::string> FormatStatRoutes(absl::string_view json);
 // `json` is a GET /api/v1/traces/{id}/explain reply (control-plane/telemetry/explain.h): the
 // chain of hops, each with the route and the policy objects that decided it, its cluster, timeouts,
 // attempts, authorization and error, the hop that failed first marked, then the verdict.

@@ -380,6 +380,16 @@ TEST(GoldenHistoryTest, ReplicasRecordingTheSameReportsAnswerTheSame) {
   EXPECT_LE(busiest, 25u);
 }
 
+// Requests of `query`'s series in the minute before `to` (Unix seconds).
+uint64_t LastMinuteRequests(const GoldenMetrics& golden, int64_t to, HistoryQuery query) {
+  query.from = absl::FromUnixSeconds(to - 60);
+  query.to = absl::FromUnixSeconds(to);
+  query.step = std::chrono::seconds(60);
+  absl::StatusOr<std::vector<HistoryPoint>> points = golden.history().Query(query);
+  EXPECT_TRUE(points.ok()) << points.status();
+  return points.ok() ? Requests(*points) : 0;
+}
+
 // A sidecar's route rules and its workload: their own series, read by route (and rule) and by
 // workload, in no service's or edge's answer; /api/v1/stat/routes gives each rule's window.
 TEST(GoldenHistoryTest, RouteRulesAndWorkloadsHaveHistories) {
@@ -415,14 +425,7 @@ TEST(GoldenHistoryTest, RouteRulesAndWorkloadsHaveHistories) {
     ASSERT_TRUE(golden.Record(report(Nanos(clock), true)).ok());
   }
   const int64_t to = absl::ToUnixSeconds(clock.WallNow()) + 10;
-  auto requests = [&](HistoryQuery query) {
-    query.from = absl::FromUnixSeconds(to - 60);
-    query.to = absl::FromUnixSeconds(to);
-    query.step = seconds(60);
-    absl::StatusOr<std::vector<HistoryPoint>> points = golden.history().Query(query);
-    EXPECT_TRUE(points.ok()) << points.status();
-    return points.ok() ? Requests(*points) : 0;
-  };
+  auto requests = [&](HistoryQuery query) { return LastMinuteRequests(golden, to, query); };
   // The sidecar started with the first round: every request counts.
   EXPECT_EQ(requests({.route = "default/reviews", .rule = 0}), 21u);
   EXPECT_EQ(requests({.route = "default/reviews", .rule = 1}), 9u);
@@ -482,13 +485,7 @@ TEST(GoldenHistoryTest, OlderSidecarsWithoutRoutesOrWorkloadStillCount) {
     ASSERT_TRUE(golden.Record(sidecar.Report(Nanos(clock))).ok());
   }
   const int64_t to = absl::ToUnixSeconds(clock.WallNow()) + 10;
-  auto requests = [&](HistoryQuery query) {
-    query.from = absl::FromUnixSeconds(to - 60);
-    query.to = absl::FromUnixSeconds(to);
-    query.step = seconds(60);
-    absl::StatusOr<std::vector<HistoryPoint>> points = golden.history().Query(query);
-    return points.ok() ? Requests(*points) : 0;
-  };
+  auto requests = [&](HistoryQuery query) { return LastMinuteRequests(golden, to, query); };
   EXPECT_EQ(requests({.service = "backend.default"}), 8u);
   EXPECT_EQ(requests({.workload = "default/fe-1"}), 8u);
 }
