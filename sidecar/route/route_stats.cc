@@ -74,7 +74,7 @@ size_t RouteStatsLimit::refused() const {
   return decided_.size() - admitted_;
 }
 
-RouteStats::Rule& RouteStats::Add(const RouteEntry& route) {
+uint32_t RouteStats::Add(const RouteEntry& route, const Key& key) {
   uint32_t index;
   std::string service =
       route.virtual_host != nullptr ? ServiceOfHost(route.virtual_host->name) : std::string();
@@ -89,10 +89,8 @@ RouteStats::Rule& RouteStats::Add(const RouteEntry& route) {
     }
     index = static_cast<uint32_t>(overflow_index_);
   }
-  index_.emplace(Key{route.source.id(), route.source_rule,
-                     route.virtual_host != nullptr ? route.virtual_host->name_hash : 0},
-                 Entry{index, route.source});
-  return rules_[index];
+  index_.emplace(key, Entry{index, route.source});
+  return index;
 }
 
 LabelSet RouteStats::Labels(const Rule& rule) const {

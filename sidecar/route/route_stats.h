@@ -88,9 +88,15 @@ class RouteStats {
   // the cluster's series already count) counts nothing.
   void Record(const RouteEntry& route, int response_code, bool failure, uint64_t duration_us) {
     if (route.source_rule < 0 || route.source.empty()) return;
-    auto it = index_.find(Key{route.source.id(), route.source_rule,
-                              route.virtual_host != nullptr ? route.virtual_host->name_hash : 0});
-    Rule& rule = it != index_.end() ? rules_[it->second.index] : Add(route);
+    const Key key{route.source.id(), route.source_rule,
+                  route.virtual_host != nullptr ? route.virtual_host->name_hash : 0};
+    // The rule of the previous request first: a worker's requests mostly repeat a few rules.
+    if (!(key == last_key_)) [[unlikely]] {
+      auto it = index_.find(key);
+      last_index_ = it != index_.end() ? it->second.index : Add(route, key);
+      last_key_ = key;
+    }
+    Rule& rule = rules_[last_index_];
     if (response_code != 0) rule.Count(*this, StatusClass(response_code));
     rule.Time(*this, failure ? 1 : 0, duration_us);
   }
@@ -143,8 +149,9 @@ class RouteStats {
     if (status >= 500) return 4;
     return static_cast<size_t>(status / 100 - 1);
   }
-  // The rule's first request on this worker: its own entry, or the overflow set's past the bound.
-  Rule& Add(const RouteEntry& route);
+  // The rule's first request on this worker: the index of its own entry, or of the overflow set's
+  // past the bound.
+  uint32_t Add(const RouteEntry& route, const Key& key);
   void RegisterClass(Rule& rule, size_t status_class);
   void RegisterDuration(Rule& rule, size_t outcome);
   LabelSet Labels(const Rule& rule) const;
@@ -155,6 +162,10 @@ class RouteStats {
   absl::flat_hash_map<Key, Entry> index_;
   std::vector<Rule> rules_;
   int64_t overflow_index_ = -1;  // rules_ index of the overflow set, once used
+  // The previous request's key and rule (index_ holds a copy of the key's source name, so its
+  // address is not reused while it is here).
+  Key last_key_{nullptr, -1, 0};
+  uint32_t last_index_ = 0;
 };
 
 }  // namespace meshlet::sidecar::route
