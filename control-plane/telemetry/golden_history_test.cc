@@ -298,6 +298,9 @@ struct Sidecar {
   int64_t start;
   std::map<uint32_t, uint64_t> success, failure;
   uint64_t tx = 0;
+  // >= 0: the report also carries the cluster's requests as this rule of HTTPRoute
+  // default/backend, and the workload "<node>".
+  int32_t route_rule = -1;
 
   metrics::v1::MetricsReport Report(int64_t time) const {
     metrics::v1::MetricsReport r;
@@ -318,6 +321,15 @@ struct Sidecar {
       c->mutable_failure()->add_count(count);
     }
     c->set_tx_bytes(tx);
+    if (route_rule >= 0) {
+      r.set_workload(node);
+      metrics::v1::RouteRuleStats* route = r.add_routes();
+      route->set_route("HTTPRoute/default/backend");
+      route->set_rule(route_rule);
+      route->set_service("backend.default");
+      *route->mutable_success() = c->success();
+      *route->mutable_failure() = c->failure();
+    }
     return r;
   }
 };
@@ -337,6 +349,8 @@ TEST(GoldenHistoryTest, ReplicasRecordingTheSameReportsAnswerTheSame) {
   GoldenMetrics a(a_clock, {}, nullptr), b(b_clock, {}, nullptr);
   const int64_t start = Nanos(a_clock);
   std::vector<Sidecar> sidecars = {{"fe-1", "frontend", 1, start}, {"fe-2", "frontend", 2, start}};
+  sidecars[0].route_rule = 0;
+  sidecars[1].route_rule = 1;
   for (int round = 1; round <= 30; ++round) {
     a_clock.Advance(seconds(10));
     b_clock.Advance(seconds(10));
@@ -361,6 +375,23 @@ TEST(GoldenHistoryTest, ReplicasRecordingTheSameReportsAnswerTheSame) {
   EXPECT_EQ(a_json, HistoryJson(b, to - 300, to, "service=backend.default"));
   EXPECT_EQ(HistoryJson(a, to - 300, to, "edge=frontend.default,backend.default"),
             HistoryJson(b, to - 300, to, "edge=frontend.default,backend.default"));
+  // And so do route rules and workloads, from the same reports' new fields: the rule of fe-1
+  // counted 30 rounds of 10 and 10 failures, the workload fe-2 its cluster's 30 of 11 and 10.
+  for (const char* selector :
+       {"route=default/backend&rule=0", "route=default/backend", "workload=default/fe-2"}) {
+    EXPECT_EQ(HistoryJson(a, to - 300, to, selector), HistoryJson(b, to - 300, to, selector))
+        << selector;
+  }
+  auto total = [&](HistoryQuery query) {
+    query.from = absl::FromUnixSeconds(to - 400);
+    query.to = absl::FromUnixSeconds(to + 10);
+    query.step = seconds(10);
+    absl::StatusOr<std::vector<HistoryPoint>> points = a.history().Query(query);
+    return points.ok() ? Requests(*points) : 0;
+  };
+  EXPECT_EQ(total({.route = "default/backend", .rule = 0}), 30u * 10 + 10);
+  EXPECT_EQ(total({.route = "default/backend"}), 30u * 21 + 20);
+  EXPECT_EQ(total({.workload = "default/fe-2"}), 30u * 11 + 10);
   // And every request is in it: 30 rounds of 10 + 11, 10 failures from each.
   absl::StatusOr<std::vector<HistoryPoint>> points =
       a.history().Query({.service = "backend.default",
