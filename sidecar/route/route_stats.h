@@ -40,7 +40,8 @@
 namespace meshlet::sidecar::route {
 
 // Which route rules may have series of their own: the first `max_rules` distinct (route, rule)
-// pairs asked for. 0: none (every routed request counts in the overflow series).
+// pairs asked for. 0: none (every routed request counts in the overflow series; the server
+// makes no RouteStats at all for --max-route-stats 0).
 // The service a virtual host stands for, as /api/v1/stat names services: "reviews.default" for
 // "reviews.default.svc.cluster.local:9080" (the part before ".svc", without the port); another
 // name without its port as it is.
