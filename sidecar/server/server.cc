@@ -264,39 +264,40 @@ absl::Status Server::Init() {
   if (absl::Status status = InitMetricsReport(bootstrap); !status.ok()) {
     return Annotate(status, "metrics_report");
   }
+  // --max-route-stats 0: no route-rule series at all.
+  route::RouteStatsLimit* const route_stats_limit =
+      options_.max_route_stats > 0 ? &route_stats_limit_ : nullptr;
   for (int i = 0; i < options_.concurrency; ++i) {
     auto worker = std::make_unique<Worker>(
-        i, WorkerShared{
-               .stats = stats_,
-               .access_logs = access_logs_,
-               .global_access_log = global_access_log_,
-               .connection_counts = connection_counts_,
-               .cluster_limits = cluster_limits_,
-               .tls_contexts = &tls_contexts_,
-               .tls_refusal_log = &tls_refusal_log_,
-               .tracing = tracing_.get(),
-               .trace_collector = trace_collector_,
-               .trace_channel = trace_channel_,
-               .memory_pressure = overload_.flag(),
-               .max_active_requests = PerWorkerActiveRequests(),
-               .overload_max_active_requests = options_.overload_max_active_requests,
-               .overload_max_rss_mb = options_.overload_max_rss_mb,
-               .max_mirrors_in_flight = options_.mirror_max_in_flight,
-               .error_header = options_.error_header,
-               .node_name = node_name_,
-               .decision_ring_size = options_.decision_ring_size,
-               // --max-route-stats 0: no route-rule series at all.
-               .route_stats_limit = options_.max_route_stats > 0 ? &route_stats_limit_ : nullptr,
-               .worker_count = options_.concurrency,
-               // A worker thread's ask, answered on the main thread.
-               .request_lookup =
-                   [this](std::string key) {
-                     loop_.Post([this, key = std::move(key)]() mutable {
-                       if (on_demand_ != nullptr) on_demand_->Request(std::move(key));
-                     });
-                   },
-               .on_demand_max_waiting = options_.on_demand_max_waiting,
-               .on_demand_missing_ttl = options_.on_demand_missing_ttl});
+        i, WorkerShared{.stats = stats_,
+                        .access_logs = access_logs_,
+                        .global_access_log = global_access_log_,
+                        .connection_counts = connection_counts_,
+                        .cluster_limits = cluster_limits_,
+                        .tls_contexts = &tls_contexts_,
+                        .tls_refusal_log = &tls_refusal_log_,
+                        .tracing = tracing_.get(),
+                        .trace_collector = trace_collector_,
+                        .trace_channel = trace_channel_,
+                        .memory_pressure = overload_.flag(),
+                        .max_active_requests = PerWorkerActiveRequests(),
+                        .overload_max_active_requests = options_.overload_max_active_requests,
+                        .overload_max_rss_mb = options_.overload_max_rss_mb,
+                        .max_mirrors_in_flight = options_.mirror_max_in_flight,
+                        .error_header = options_.error_header,
+                        .node_name = node_name_,
+                        .decision_ring_size = options_.decision_ring_size,
+                        .route_stats_limit = route_stats_limit,
+                        .worker_count = options_.concurrency,
+                        // A worker thread's ask, answered on the main thread.
+                        .request_lookup =
+                            [this](std::string key) {
+                              loop_.Post([this, key = std::move(key)]() mutable {
+                                if (on_demand_ != nullptr) on_demand_->Request(std::move(key));
+                              });
+                            },
+                        .on_demand_max_waiting = options_.on_demand_max_waiting,
+                        .on_demand_missing_ttl = options_.on_demand_missing_ttl});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
