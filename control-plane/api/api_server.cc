@@ -444,7 +444,7 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
                           JsonQuote(access::RoleName(caller->role)), "}\n"));
   }
   if (Under(rest, "/traces") || rest == "/dependencies" || rest == "/stat" ||
-      rest == "/stat/history") {
+      rest == "/stat/history" || rest == "/stat/routes") {
     if (!traces_) {
       return Error(503, "ServiceUnavailable", "the trace collector is not running");
     }

@@ -30,17 +30,45 @@ int ShowStat(Session& session, absl::string_view output, const std::string& wind
   });
 }
 
-// GET /api/v1/stat/history for SERVICE (its inbound traffic) or SOURCE DESTINATION (one edge),
-// over the last `window` (empty: the server's default, an hour) every `step` (empty: the
-// server's choice), as a table of points.
-int ShowHistory(Session& session, absl::string_view output, const std::string& window,
-                const std::string& step) {
+// GET /api/v1/stat/routes for SERVICE: each route rule that sent it requests in `window`.
+int ShowRoutes(Session& session, absl::string_view output, const std::string& window) {
   const std::vector<std::string>& args = session.positional();
-  if (args.empty() || args.size() > 2) return session.Fail(session.UsageFailure());
-  std::string path = args.size() == 1
-                         ? absl::StrCat("/api/v1/stat/history?service=", QueryEscape(args[0]))
-                         : absl::StrCat("/api/v1/stat/history?edge=", QueryEscape(args[0]), ",",
-                                        QueryEscape(args[1]));
+  if (args.size() != 1) return session.Fail(session.UsageFailure());
+  return session.ShowReply(output,
+                           absl::StrCat("/api/v1/stat/routes?service=", QueryEscape(args[0]),
+                                        "&window=", QueryEscape(window)),
+                           FormatStatRoutes);
+}
+
+// GET /api/v1/stat/history for SERVICE (its inbound traffic), SOURCE DESTINATION (one edge),
+// `route` (NAMESPACE/NAME[:RULE]) or `workload` (NAMESPACE/POD), over the last `window` (empty:
+// the server's default, an hour) every `step` (empty: the server's choice), as a table of points.
+int ShowHistory(Session& session, absl::string_view output, const std::string& window,
+                const std::string& step, const std::string& route, const std::string& workload) {
+  const std::vector<std::string>& args = session.positional();
+  std::string path;
+  if (!route.empty() || !workload.empty()) {
+    if (!args.empty() || (!route.empty() && !workload.empty())) {
+      return session.Fail(session.UsageFailure());
+    }
+    if (!workload.empty()) {
+      path = absl::StrCat("/api/v1/stat/history?workload=", QueryEscape(workload));
+    } else {
+      const size_t colon = route.rfind(':');
+      path = absl::StrCat(
+          "/api/v1/stat/history?route=",
+          QueryEscape(route.substr(0, colon == std::string::npos ? route.size() : colon)));
+      if (colon != std::string::npos) {
+        absl::StrAppend(&path, "&rule=", QueryEscape(route.substr(colon + 1)));
+      }
+    }
+  } else if (args.empty() || args.size() > 2) {
+    return session.Fail(session.UsageFailure());
+  } else {
+    path = args.size() == 1 ? absl::StrCat("/api/v1/stat/history?service=", QueryEscape(args[0]))
+                            : absl::StrCat("/api/v1/stat/history?edge=", QueryEscape(args[0]), ",",
+                                           QueryEscape(args[1]));
+  }
   if (!window.empty()) absl::StrAppend(&path, "&window=", QueryEscape(window));
   if (!step.empty()) absl::StrAppend(&path, "&step=", QueryEscape(step));
   return session.ShowReply(output, path, FormatStatHistory);
@@ -49,18 +77,32 @@ int ShowHistory(Session& session, absl::string_view output, const std::string& w
 class Stat final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
-    return {WindowFlag(&window_), OutputFlag(&output_, {"json"}, "the API's JSON"),
+    return {WindowFlag(&window_),
+            OutputFlag(&output_, {"json"}, "the API's JSON"),
             Switch("--history", "", &history_,
                    "the figures over time: of SERVICE's inbound traffic, or of the edge SOURCE "
                    "DESTINATION; --window defaults to 1h"),
             flags::StringFlag("--step", "DURATION", &step_,
                               "with --history: one row per this, a multiple of the control "
                               "plane's resolution (10s; default: that, or coarser for long "
-                              "windows)")};
+                              "windows)"),
+            Switch("--routes", "", &routes_,
+                   "the figures of each HTTPRoute or GRPCRoute rule that sent SERVICE requests"),
+            flags::StringFlag("--route", "NAMESPACE/NAME[:RULE]", &route_,
+                              "with --history: of an HTTPRoute's or GRPCRoute's rule (every "
+                              "rule without :RULE)"),
+            flags::StringFlag("--workload", "NAMESPACE/POD", &workload_,
+                              "with --history: of a workload's outbound calls, to every service")};
   }
   int Run(Session& session) override {
-    if (history_) return ShowHistory(session, output_, window_, step_);
-    if (!step_.empty()) return session.Fail(session.UsageFailure());
+    if (history_) {
+      if (routes_) return session.Fail(session.UsageFailure());
+      return ShowHistory(session, output_, window_, step_, route_, workload_);
+    }
+    if (!step_.empty() || !route_.empty() || !workload_.empty()) {
+      return session.Fail(session.UsageFailure());
+    }
+    if (routes_) return ShowRoutes(session, output_, window_.empty() ? "1m" : window_);
     return ShowStat(session, output_, window_.empty() ? "1m" : window_, false, 0);
   }
 
@@ -69,6 +111,9 @@ class Stat final : public Command {
   std::string output_ = "table";
   std::string step_;
   bool history_ = false;
+  bool routes_ = false;
+  std::string route_;     // --route NAMESPACE/NAME[:RULE], with --history
+  std::string workload_;  // --workload NAMESPACE/POD, with --history
 };
 
 class Top final : public Command {
@@ -131,22 +176,33 @@ class Top final : public Command {
 }  // namespace
 
 CommandSpec StatCommand() {
-  return {.name = "stat",
-          .args = "[SERVICE | --history SERVICE | --history SOURCE DESTINATION]",
-          .summary = "golden metrics per source -> destination service",
-          .about =
-              "Shows the golden metrics per source -> destination service: success rate, "
-              "requests/s, latency p50/p95/p99, bytes and connections per second. With "
-              "SERVICE, only the edges from or to it. With --history, the same over time, "
-              "one row per step (10s by default) for the last --window (1h): of SERVICE's "
-              "inbound traffic, or of the edge SOURCE -> DESTINATION.",
-          .examples = {{"", "meshctl stat"},
-                       {"", "meshctl stat backend.default --window 5m"},
-                       {"the last hour of a service, a row a minute",
-                        "meshctl stat --history backend.default --step 1m"},
-                       {"one edge over the last 10 minutes",
-                        "meshctl stat --history frontend.default backend.default --window 10m"}},
-          .make = [] { return std::make_unique<Stat>(); }};
+  return {
+      .name = "stat",
+      .args =
+          "[SERVICE | --routes SERVICE | --history SERVICE | --history SOURCE "
+          "DESTINATION | --history --route NAMESPACE/NAME[:RULE] | --history --workload "
+          "NAMESPACE/POD]",
+      .summary = "golden metrics per source -> destination service",
+      .about =
+          "Shows the golden metrics per source -> destination service: success rate, "
+          "requests/s, latency p50/p95/p99, bytes and connections per second. With "
+          "SERVICE, only the edges from or to it. With --history, the same over time, "
+          "one row per step (10s by default) for the last --window (1h): of SERVICE's "
+          "inbound traffic, or of the edge SOURCE -> DESTINATION, of a route rule "
+          "(--route), or of a workload's outbound calls (--workload). With --routes, "
+          "the figures of each HTTPRoute or GRPCRoute rule that sent SERVICE requests.",
+      .examples = {{"", "meshctl stat"},
+                   {"", "meshctl stat backend.default --window 5m"},
+                   {"the last hour of a service, a row a minute",
+                    "meshctl stat --history backend.default --step 1m"},
+                   {"one edge over the last 10 minutes",
+                    "meshctl stat --history frontend.default backend.default --window 10m"},
+                   {"each route rule that sent reviews requests",
+                    "meshctl stat --routes reviews.default"},
+                   {"rule 1 of HTTPRoute default/reviews over the last hour",
+                    "meshctl stat --history --route default/reviews:1"},
+                   {"a pod's outbound calls", "meshctl stat --history --workload default/fe-1"}},
+      .make = [] { return std::make_unique<Stat>(); }};
 }
 
 CommandSpec TopCommand() {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -123,10 +124,20 @@ absl::StatusOr<std::string> FormatStatHistory(absl::string_view json) {
       {"TIME (UTC)", "RPS", "SUCCESS", "P50", "P95", "P99", "TX/RX PER S"}};
   try {
     const YAML::Node& r = *root;
-    title = r["service"].IsDefined()
-                ? absl::StrCat(r["service"].as<std::string>(), " (inbound, from every caller)")
-                : absl::StrCat(r["source"].as<std::string>(), " -> ",
-                               r["destination"].as<std::string>());
+    if (r["route"].IsDefined()) {
+      title =
+          absl::StrCat("route ", r["route"].as<std::string>(),
+                       r["rule"].IsDefined() ? absl::StrCat(" rule ", r["rule"].as<std::string>())
+                                             : std::string(" (every rule)"));
+    } else if (r["workload"].IsDefined()) {
+      title = absl::StrCat("workload ", r["workload"].as<std::string>(),
+                           " (outbound, to every service)");
+    } else if (r["service"].IsDefined()) {
+      title = absl::StrCat(r["service"].as<std::string>(), " (inbound, from every caller)");
+    } else {
+      title =
+          absl::StrCat(r["source"].as<std::string>(), " -> ", r["destination"].as<std::string>());
+    }
     absl::StrAppend(&title, ", every ", r["stepSeconds"].as<std::string>(), "s");
     for (const YAML::Node& p : r["points"]) {
       const YAML::Node latency = p["latencyMs"];
@@ -143,6 +154,48 @@ absl::StatusOr<std::string> FormatStatHistory(absl::string_view json) {
   }
   if (table.size() == 1) return absl::StrCat(title, ": no points in the range.\n");
   return absl::StrCat(title, "\n", FormatTable(table));
+}
+
+absl::StatusOr<std::string> FormatStatRoutes(absl::string_view json) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json);
+  if (!root.ok()) return root.status();
+  struct Row {
+    std::string route;
+    int rule;
+    std::vector<std::string> cells;
+  };
+  std::vector<Row> rows;
+  std::string window;
+  try {
+    window = (*root)["window"].as<std::string>();
+    for (const YAML::Node& item : (*root)["routes"]) {
+      Row row{item["route"].as<std::string>(), item["rule"].as<int>(), {}};
+      row.cells = {absl::StrCat(item["kind"].as<std::string>(), "/", row.route),
+                   item["rule"].as<std::string>(),
+                   Percent(item["successRate"]),
+                   Rate(item["rps"].as<double>()),
+                   Millis(item["p50Ms"]),
+                   Millis(item["p95Ms"]),
+                   Millis(item["p99Ms"]),
+                   item["requests"].as<std::string>(),
+                   item["failures"].as<std::string>()};
+      rows.push_back(std::move(row));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unexpected route figures: ", e.what()));
+  }
+  if (rows.empty()) {
+    return absl::StrCat(
+        "No route rule sent requests to the service in the last ", window,
+        " (only HTTPRoute and GRPCRoute rules count; see docs/golden-metrics.md).\n");
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return std::tie(a.route, a.rule) < std::tie(b.route, b.rule);
+  });
+  std::vector<std::vector<std::string>> table = {
+      {"ROUTE", "RULE", "SUCCESS", "RPS", "P50", "P95", "P99", "REQUESTS", "FAILURES"}};
+  for (Row& row : rows) table.push_back(std::move(row.cells));
+  return FormatTable(table);
 }
 
 std::string FormatNanos(int64_t nanos) {

@@ -33,6 +33,9 @@ struct TapLineView {
   std::string note;
 };
 absl::StatusOr<TapLineView> FormatTapLine(absl::string_view json_line);
+
+// `json` is a GET /api/v1/stat/routes reply: one row per route rule, by route and rule.
+absl::StatusOr<std::string> FormatStatRoutes(absl::string_view json);
 // `json` is a GET /api/v1/traces/{id}/explain reply (control-plane/telemetry/explain.h): the
 // chain of hops, each with the route and the policy objects that decided it, its cluster, timeouts,
 // attempts, authorization and error, the hop that failed first marked, then the verdict.

@@ -147,6 +147,42 @@ TEST(TraceViewTest, StatHistoryOneRowPerPoint) {
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, "a -> b, every 10s: no points in the range.\n");
   EXPECT_FALSE(FormatStatHistory(R"({"service":"a","points":[{"time":"soon"}]})").ok());
+  text = FormatStatHistory(
+      R"({"route":"default/reviews","rule":1,"stepSeconds":10,"points":[],"events":[]})");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "route default/reviews rule 1, every 10s: no points in the range.\n");
+  text =
+      FormatStatHistory(R"({"workload":"default/fe-1","stepSeconds":10,"points":[],"events":[]})");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text,
+            "workload default/fe-1 (outbound, to every service), every 10s: no points in the "
+            "range.\n");
+}
+
+TEST(StatRoutesTest, OneRowPerRuleByRouteAndRule) {
+  constexpr char kRoutes[] = R"({"window":"1m","routes":[
+    {"route":"default/reviews","kind":"HTTPRoute","rule":1,"service":"reviews.default",
+     "requests":60,"failures":6,"rps":1,"successRate":0.9,"p50Ms":40,"p95Ms":90,"p99Ms":null},
+    {"route":"default/reviews","kind":"HTTPRoute","rule":0,"service":"reviews.default",
+     "requests":600,"failures":0,"rps":10,"successRate":1,"p50Ms":2.5,"p95Ms":4,"p99Ms":6}]})";
+  absl::StatusOr<std::string> text = FormatStatRoutes(kRoutes);
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << *text;
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[0], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"ROUTE", "RULE", "SUCCESS", "RPS", "P50", "P95", "P99",
+                                      "REQUESTS", "FAILURES"}));
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[1], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"HTTPRoute/default/reviews", "0", "100.00%", "10.0", "2.5ms",
+                                      "4.0ms", "6.0ms", "600", "0"}));
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[2], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"HTTPRoute/default/reviews", "1", "90.00%", "1.0", "40ms",
+                                      "90ms", "-", "60", "6"}));
+  text = FormatStatRoutes(R"({"window":"5m","routes":[]})");
+  ASSERT_TRUE(text.ok());
+  EXPECT_TRUE(absl::StartsWith(*text, "No route rule sent requests to the service in the last 5m"))
+      << *text;
+  EXPECT_FALSE(FormatStatRoutes(R"({"window":"1m","routes":[{"rule":"x"}]})").ok());
 }
 
 TEST(TraceViewTest, TapLines) {

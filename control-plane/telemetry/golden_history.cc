@@ -351,6 +351,42 @@ void GoldenHistory::Sweep() {
   }
 }
 
+namespace {
+
+constexpr char kRouteKind = '\x01';
+constexpr char kWorkloadKind = '\x02';
+
+bool IsEdgeSource(absl::string_view source) {
+  return source.empty() || (source[0] != kRouteKind && source[0] != kWorkloadKind);
+}
+
+// "HTTPRoute/default/reviews#1" of a route series' source; empty for another series.
+absl::string_view RouteOfSource(absl::string_view source) {
+  return !source.empty() && source[0] == kRouteKind ? source.substr(1) : absl::string_view();
+}
+
+// Whether route series `source` is rule `rule` (-1: any) of NAMESPACE/NAME `route`, of any kind.
+bool RouteMatches(absl::string_view source, absl::string_view route, int32_t rule) {
+  absl::string_view text = RouteOfSource(source);
+  const size_t slash = text.find('/');
+  const size_t hash = text.rfind('#');
+  if (slash == absl::string_view::npos || hash == absl::string_view::npos || hash < slash) {
+    return false;
+  }
+  if (text.substr(slash + 1, hash - slash - 1) != route) return false;
+  return rule < 0 || text.substr(hash + 1) == absl::StrCat(rule);
+}
+
+}  // namespace
+
+std::string RouteSeriesSource(absl::string_view route, int32_t rule) {
+  return absl::StrCat(std::string(1, kRouteKind), route, "#", rule);
+}
+
+std::string WorkloadSeriesSource(absl::string_view namespace_, absl::string_view workload) {
+  return absl::StrCat(std::string(1, kWorkloadKind), namespace_, "/", workload);
+}
+
 absl::StatusOr<std::vector<HistoryPoint>> GoldenHistory::Query(const HistoryQuery& query) const {
   const int64_t step = query.step.count();
   if (step <= 0 || step % resolution_nanos_ != 0) {
@@ -364,8 +400,12 @@ absl::StatusOr<std::vector<HistoryPoint>> GoldenHistory::Query(const HistoryQuer
   auto floor_to = [step](int64_t t) {
     return t >= 0 ? t / step * step : -((-t + step - 1) / step) * step;
   };
-  const int64_t from = floor_to(absl::ToUnixNanos(query.from));
-  const int64_t to = floor_to(absl::ToUnixNanos(query.to) - 1) + step;  // the point holding `to`
+  const int64_t from =
+      query.align_to_from ? absl::ToUnixNanos(query.from) : floor_to(absl::ToUnixNanos(query.from));
+  const int64_t to =
+      query.align_to_from
+          ? from + (absl::ToUnixNanos(query.to) - from + step - 1) / step * step
+          : floor_to(absl::ToUnixNanos(query.to) - 1) + step;  // the point holding `to`
   const uint64_t points = static_cast<uint64_t>((to - from) / step);
   if (points > limits_.max_points) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -407,7 +447,18 @@ absl::StatusOr<std::vector<HistoryPoint>> GoldenHistory::Query(const HistoryQuer
   };
   if (!query.service.empty()) {
     for (const auto& [key, edge] : edges_) {
-      if (key.second == query.service) read(edge);
+      if (key.second == query.service && IsEdgeSource(key.first)) read(edge);
+    }
+  } else if (!query.route.empty()) {
+    for (const auto& [key, edge] : edges_) {
+      if (RouteMatches(key.first, query.route, query.rule)) read(edge);
+    }
+  } else if (!query.workload.empty()) {
+    const std::string source = absl::StrCat(std::string(1, kWorkloadKind), query.workload);
+    for (auto it =
+             edges_.lower_bound(std::make_pair(absl::string_view(source), absl::string_view()));
+         it != edges_.end() && it->first.first == source; ++it) {
+      read(it->second);
     }
   } else if (auto it = edges_.find(std::make_pair(absl::string_view(query.source),
                                                   absl::string_view(query.destination)));
@@ -444,8 +495,33 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
   std::optional<absl::Time> from, to;
   std::optional<absl::Duration> window, step;
   bool has_edge = false;
+  bool has_rule = false;
+  // NAMESPACE/NAME: two non-empty parts.
+  auto two_names = [](absl::string_view value) {
+    std::vector<absl::string_view> parts = absl::StrSplit(value, '/');
+    return parts.size() == 2 && !parts[0].empty() && !parts[1].empty();
+  };
   for (const auto& [name, value] : request.QueryParams()) {
-    if (name == "service") {
+    if (name == "route") {
+      if (!two_names(value)) {
+        return GoldenQueryError(400, absl::StrCat("route: \"", value,
+                                                  "\" is not NAMESPACE/NAME (an HTTPRoute or "
+                                                  "GRPCRoute)"));
+      }
+      query.route = value;
+    } else if (name == "rule") {
+      if (!absl::SimpleAtoi(value, &query.rule) || query.rule < 0) {
+        return GoldenQueryError(
+            400, absl::StrCat("rule: \"", value, "\" is not a rule index (0, 1, ...)"));
+      }
+      has_rule = true;
+    } else if (name == "workload") {
+      if (!two_names(value)) {
+        return GoldenQueryError(400,
+                                absl::StrCat("workload: \"", value, "\" is not NAMESPACE/POD"));
+      }
+      query.workload = value;
+    } else if (name == "service") {
       if (value.empty())
         return GoldenQueryError(400, "service: empty; give a service, e.g. backend.default");
       query.service = value;
@@ -471,14 +547,22 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
       }
       (name == "window" ? window : step) = *d;
     } else {
-      return GoldenQueryError(400,
-                              absl::StrCat("unknown parameter \"", name,
-                                           "\"; known: service, edge, from, to, window, step"));
+      return GoldenQueryError(
+          400, absl::StrCat("unknown parameter \"", name,
+                            "\"; known: service, edge, route, rule, workload, from, to, window, "
+                            "step"));
     }
   }
-  if (query.service.empty() == !has_edge) {
+  if (static_cast<int>(!query.service.empty()) + static_cast<int>(has_edge) +
+          static_cast<int>(!query.route.empty()) + static_cast<int>(!query.workload.empty()) !=
+      1) {
     return GoldenQueryError(400,
-                            "give exactly one of service=S (its inbound traffic) and edge=A,B");
+                            "give exactly one of service=S (its inbound traffic), edge=A,B, "
+                            "route=NAMESPACE/NAME (with rule=N: one rule) and "
+                            "workload=NAMESPACE/POD");
+  }
+  if (has_rule && query.route.empty()) {
+    return GoldenQueryError(400, "rule: goes with route=NAMESPACE/NAME");
   }
   if (window.has_value() && from.has_value()) {
     return GoldenQueryError(400, "give from or window, not both");
@@ -515,16 +599,26 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
         GoldenJsonNumber(static_cast<double>(p.tx_bytes) / step_seconds), R"(,"rxBytesPerSecond":)",
         GoldenJsonNumber(static_cast<double>(p.rx_bytes) / step_seconds), "}"));
   }
-  const std::string selector =
-      query.service.empty() ? absl::StrCat(R"("source":)", JsonQuote(query.source),
-                                           R"(,"destination":)", JsonQuote(query.destination))
-                            : absl::StrCat(R"("service":)", JsonQuote(query.service));
+  std::string selector;
+  if (!query.route.empty()) {
+    selector = absl::StrCat(R"("route":)", JsonQuote(query.route),
+                            query.rule >= 0 ? absl::StrCat(R"(,"rule":)", query.rule) : "");
+  } else if (!query.workload.empty()) {
+    selector = absl::StrCat(R"("workload":)", JsonQuote(query.workload));
+  } else if (query.service.empty()) {
+    selector = absl::StrCat(R"("source":)", JsonQuote(query.source), R"(,"destination":)",
+                            JsonQuote(query.destination));
+  } else {
+    selector = absl::StrCat(R"("service":)", JsonQuote(query.service));
+  }
   const int64_t first = points->empty() ? 0 : absl::ToUnixSeconds(points->front().start);
   const std::string events =
       events_source_ == nullptr
           ? "[]"
           : events_source_(query.from, query.to,
-                           query.service.empty()
+                           !query.route.empty() || !query.workload.empty()
+                               ? std::vector<std::string>{}  // every change: any may matter
+                           : query.service.empty()
                                ? std::vector<std::string>{query.source, query.destination}
                                : std::vector<std::string>{query.service});
   return ServerResponse::Json(
@@ -537,6 +631,69 @@ ServerResponse GoldenHistory::HandleQuery(const ServerRequest& request) const {
                    R"(,"retentionSeconds":)",
                    GoldenJsonNumber(std::chrono::duration<double>(limits_.retention).count()),
                    R"(,"points":[)", absl::StrJoin(items, ","), R"(],"events":)", events, "}\n"));
+}
+
+ServerResponse GoldenHistory::HandleRoutes(const ServerRequest& request) const {
+  if (request.method() != "GET") {
+    ServerResponse r = GoldenQueryError(405, "only GET is allowed here");
+    r.headers.Add("allow", "GET");
+    return r;
+  }
+  std::string service;
+  absl::Duration window = absl::Minutes(1);
+  std::string window_text = "1m";
+  for (const auto& [name, value] : request.QueryParams()) {
+    if (name == "service") {
+      service = value;
+    } else if (name == "window") {
+      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+      if (!d.ok() || *d <= absl::ZeroDuration() || *d > absl::FromChrono(limits_.retention)) {
+        return GoldenQueryError(
+            400, absl::StrCat("window: \"", value, "\" is not a duration above 0 and at most ",
+                              absl::FormatDuration(absl::FromChrono(limits_.retention))));
+      }
+      window = *d;
+      window_text = value;
+    } else {
+      return GoldenQueryError(
+          400, absl::StrCat("unknown parameter \"", name, "\"; known: service, window"));
+    }
+  }
+  if (service.empty()) {
+    return GoldenQueryError(400, "service: required; give a service, e.g. backend.default");
+  }
+  // One point over the window, ending with the slot now open.
+  const int64_t resolution = resolution_nanos_;
+  const int64_t window_nanos =
+      std::max<int64_t>(1, absl::ToInt64Nanoseconds(window) / resolution) * resolution;
+  const int64_t to = (NowSlot() + 1) * resolution;
+  std::vector<std::string> items;
+  for (const auto& [key, edge] : edges_) {
+    if (key.second != service) continue;
+    const absl::string_view text = RouteOfSource(key.first);
+    const size_t hash = text.rfind('#');
+    const size_t slash = text.find('/');
+    if (hash == absl::string_view::npos || slash == absl::string_view::npos) continue;
+    HistoryQuery query{.source = key.first, .destination = key.second};
+    query.from = absl::FromUnixNanos(to - window_nanos);
+    query.to = absl::FromUnixNanos(to);
+    query.step = Duration(window_nanos);
+    query.align_to_from = true;
+    absl::StatusOr<std::vector<HistoryPoint>> points = Query(query);
+    if (!points.ok() || points->empty() || points->front().requests == 0) continue;
+    const HistoryPoint& p = points->front();
+    items.push_back(absl::StrCat(
+        R"({"route":)", JsonQuote(text.substr(slash + 1, hash - slash - 1)), R"(,"kind":)",
+        JsonQuote(text.substr(0, slash)), R"(,"rule":)", text.substr(hash + 1), R"(,"service":)",
+        JsonQuote(service), R"(,"requests":)", p.requests, R"(,"failures":)", p.failures,
+        R"(,"rps":)", GoldenJsonNumber(p.rps), R"(,"successRate":)",
+        GoldenJsonNumber(p.success_rate), R"(,"p50Ms":)", GoldenJsonNumber(p.p50_ms),
+        R"(,"p95Ms":)", GoldenJsonNumber(p.p95_ms), R"(,"p99Ms":)", GoldenJsonNumber(p.p99_ms),
+        "}"));
+  }
+  return ServerResponse::Json(
+      200, absl::StrCat(R"({"window":)", JsonQuote(window_text), R"(,"routes":[)",
+                        absl::StrJoin(items, ","), "]}\n"));
 }
 
 }  // namespace meshlet::controlplane::telemetry

@@ -76,10 +76,26 @@ struct HistoryPoint {
   double p50_ms = 0, p95_ms = 0, p99_ms = 0;  // NaN without requests
 };
 
-// What to read: one edge (source and destination) or one service's inbound (service).
+// Series besides edges (ADR 0095 amended): the history keys them as edges whose source carries
+// a kind byte no service name has, so they share the edges' storage and limit (max_series) but no
+// service's or edge's answer.
+//   route rule: RouteSeriesSource("HTTPRoute/default/reviews", 1) -> destination service
+//   workload:   WorkloadSeriesSource("default", "reviews-v1-7c9d") -> destination service
+std::string RouteSeriesSource(absl::string_view route, int32_t rule);
+std::string WorkloadSeriesSource(absl::string_view namespace_, absl::string_view workload);
+
+// What to read: one edge (source and destination), one service's inbound (service), one route
+// rule's requests (route, rule) or one workload's outbound calls (workload), each summed over
+// the destinations.
 struct HistoryQuery {
   std::string service;
   std::string source, destination;
+  // "NAMESPACE/NAME" of an HTTPRoute or GRPCRoute, and its rule (-1: every rule).
+  std::string route;
+  int32_t rule = -1;
+  std::string workload;  // "NAMESPACE/POD"
+  // Points start at `from` (a multiple of the resolution) rather than at multiples of the step.
+  bool align_to_from = false;
   // From the point holding `from` to the one holding the last instant before `to`; points start
   // at multiples of the step (Unix time).
   absl::Time from, to;
@@ -106,9 +122,13 @@ class GoldenHistory {
 
   // GET /api/v1/stat/history (the caller authenticated it).
   http::ServerResponse HandleQuery(const http::ServerRequest& request) const;
+  // GET /api/v1/stat/routes?service=S&window=1m: each route rule that sent requests to S, with its
+  // figures over the window (the caller authenticated it).
+  http::ServerResponse HandleRoutes(const http::ServerRequest& request) const;
 
   // What an answer's `events` holds: the configuration changes in [from, to) that concern any
-  // of `services` (the service asked for, or the edge's two), as a JSON array
+  // of `services` (the service asked for, or the edge's two; empty, every change, for a route
+  // rule's or a workload's answer), as a JSON array
   // (ConfigEvents::EventsJson, config_events.h). Unset: always "[]". Called on the loop thread.
   using EventsSource = std::function<std::string(absl::Time from, absl::Time to,
                                                  const std::vector<std::string>& services)>;

@@ -324,6 +324,9 @@ struct Sidecar {
   int64_t start;
   std::map<uint32_t, uint64_t> success, failure;
   uint64_t tx = 0;
+  // >= 0: the report also carries the cluster's requests as this rule of HTTPRoute
+  // default/backend, and the workload "<node>".
+  int32_t route_rule = -1;
 
   metrics::v1::MetricsReport Report(int64_t time) const {
     metrics::v1::MetricsReport r;
@@ -344,6 +347,15 @@ struct Sidecar {
       c->mutable_failure()->add_count(count);
     }
     c->set_tx_bytes(tx);
+    if (route_rule >= 0) {
+      r.set_workload(node);
+      metrics::v1::RouteRuleStats* route = r.add_routes();
+      route->set_route("HTTPRoute/default/backend");
+      route->set_rule(route_rule);
+      route->set_service("backend.default");
+      *route->mutable_success() = c->success();
+      *route->mutable_failure() = c->failure();
+    }
     return r;
   }
 };
@@ -363,6 +375,8 @@ TEST(GoldenHistoryTest, ReplicasRecordingTheSameReportsAnswerTheSame) {
   GoldenMetrics a(a_clock, {}, nullptr), b(b_clock, {}, nullptr);
   const int64_t start = Nanos(a_clock);
   std::vector<Sidecar> sidecars = {{"fe-1", "frontend", 1, start}, {"fe-2", "frontend", 2, start}};
+  sidecars[0].route_rule = 0;
+  sidecars[1].route_rule = 1;
   for (int round = 1; round <= 30; ++round) {
     a_clock.Advance(seconds(10));
     b_clock.Advance(seconds(10));
@@ -387,6 +401,23 @@ TEST(GoldenHistoryTest, ReplicasRecordingTheSameReportsAnswerTheSame) {
   EXPECT_EQ(a_json, HistoryJson(b, to - 300, to, "service=backend.default"));
   EXPECT_EQ(HistoryJson(a, to - 300, to, "edge=frontend.default,backend.default"),
             HistoryJson(b, to - 300, to, "edge=frontend.default,backend.default"));
+  // And so do route rules and workloads, from the same reports' new fields: the rule of fe-1
+  // counted 30 rounds of 10 and 10 failures, the workload fe-2 its cluster's 30 of 11 and 10.
+  for (const char* selector :
+       {"route=default/backend&rule=0", "route=default/backend", "workload=default/fe-2"}) {
+    EXPECT_EQ(HistoryJson(a, to - 300, to, selector), HistoryJson(b, to - 300, to, selector))
+        << selector;
+  }
+  auto total = [&](HistoryQuery query) {
+    query.from = absl::FromUnixSeconds(to - 400);
+    query.to = absl::FromUnixSeconds(to + 10);
+    query.step = seconds(10);
+    absl::StatusOr<std::vector<HistoryPoint>> points = a.history().Query(query);
+    return points.ok() ? Requests(*points) : 0;
+  };
+  EXPECT_EQ(total({.route = "default/backend", .rule = 0}), 30u * 10 + 10);
+  EXPECT_EQ(total({.route = "default/backend"}), 30u * 21 + 20);
+  EXPECT_EQ(total({.workload = "default/fe-2"}), 30u * 11 + 10);
   // And every request is in it: 30 rounds of 10 + 11, 10 failures from each.
   absl::StatusOr<std::vector<HistoryPoint>> points =
       a.history().Query({.service = "backend.default",
@@ -404,6 +435,116 @@ TEST(GoldenHistoryTest, ReplicasRecordingTheSameReportsAnswerTheSame) {
   EXPECT_EQ(failures, 20u);
   // Spread over the slots: ~21.8 each (23 with failures), not two rounds' worth in slot 25.
   EXPECT_LE(busiest, 25u);
+}
+
+// Requests of `query`'s series in the minute before `to` (Unix seconds).
+uint64_t LastMinuteRequests(const GoldenMetrics& golden, int64_t to, HistoryQuery query) {
+  query.from = absl::FromUnixSeconds(to - 60);
+  query.to = absl::FromUnixSeconds(to);
+  query.step = std::chrono::seconds(60);
+  absl::StatusOr<std::vector<HistoryPoint>> points = golden.history().Query(query);
+  EXPECT_TRUE(points.ok()) << points.status();
+  return points.ok() ? Requests(*points) : 0;
+}
+
+// A sidecar's route rules and its workload: their own series, read by route (and rule) and by
+// workload, in no service's or edge's answer; /api/v1/stat/routes gives each rule's window.
+TEST(GoldenHistoryTest, RouteRulesAndWorkloadsHaveHistories) {
+  FakeClock clock;
+  GoldenMetrics golden(clock, {}, nullptr);
+  Sidecar sidecar{"fe-1-7c9d.default", "frontend", 1, Nanos(clock)};
+  uint64_t rule0 = 0, rule1 = 0, rule1_failed = 0;
+  auto report = [&](int64_t time, bool with_workload) {
+    metrics::v1::MetricsReport r = sidecar.Report(time);
+    if (with_workload) r.set_workload("fe-1-7c9d");
+    auto add = [&](int32_t rule, uint64_t ok, uint64_t failed) {
+      metrics::v1::RouteRuleStats* route = r.add_routes();
+      route->set_route("HTTPRoute/default/reviews");
+      route->set_rule(rule);
+      route->set_service("backend.default");
+      route->mutable_success()->add_bucket(HistogramBuckets::Index(2000));
+      route->mutable_success()->add_count(ok);
+      if (failed > 0) {
+        route->mutable_failure()->add_bucket(HistogramBuckets::Index(90000));
+        route->mutable_failure()->add_count(failed);
+      }
+    };
+    add(0, rule0, 0);
+    add(1, rule1, rule1_failed);
+    return r;
+  };
+  for (int round = 1; round <= 3; ++round) {
+    clock.Advance(seconds(10));
+    sidecar.success[HistogramBuckets::Index(2000)] += 10;
+    rule0 += 7;
+    rule1 += 2;
+    rule1_failed += 1;
+    ASSERT_TRUE(golden.Record(report(Nanos(clock), true)).ok());
+  }
+  const int64_t to = absl::ToUnixSeconds(clock.WallNow()) + 10;
+  auto requests = [&](HistoryQuery query) { return LastMinuteRequests(golden, to, query); };
+  // The sidecar started with the first round: every request counts.
+  EXPECT_EQ(requests({.route = "default/reviews", .rule = 0}), 21u);
+  EXPECT_EQ(requests({.route = "default/reviews", .rule = 1}), 9u);
+  EXPECT_EQ(requests({.route = "default/reviews"}), 30u);
+  EXPECT_EQ(requests({.route = "default/ratings"}), 0u);
+  EXPECT_EQ(requests({.workload = "default/fe-1-7c9d"}), 30u);
+  // The service's inbound is its edges' alone, not the rules' or the workload's again.
+  EXPECT_EQ(requests({.service = "backend.default"}), 30u);
+
+  const std::string rule1_json = HistoryJson(golden, to - 60, to, "route=default/reviews&rule=1");
+  EXPECT_TRUE(absl::StrContains(rule1_json, R"("route":"default/reviews","rule":1)")) << rule1_json;
+  EXPECT_TRUE(absl::StrContains(HistoryJson(golden, to - 60, to, "workload=default/fe-1-7c9d"),
+                                R"("workload":"default/fe-1-7c9d")"));
+
+  const std::string routes =
+      golden.history()
+          .HandleRoutes(Get("/api/v1/stat/routes?service=backend.default&window=1m"))
+          .body;
+  EXPECT_TRUE(absl::StartsWith(routes, R"({"window":"1m","routes":[)")) << routes;
+  EXPECT_TRUE(absl::StrContains(routes,
+                                R"({"route":"default/reviews","kind":"HTTPRoute","rule":0,)"
+                                R"("service":"backend.default","requests":21,"failures":0,)"))
+      << routes;
+  EXPECT_TRUE(absl::StrContains(routes,
+                                R"({"route":"default/reviews","kind":"HTTPRoute","rule":1,)"
+                                R"("service":"backend.default","requests":9,"failures":3,)"))
+      << routes;
+  EXPECT_EQ(golden.history().HandleRoutes(Get("/api/v1/stat/routes?service=db.default")).body,
+            "{\"window\":\"1m\",\"routes\":[]}\n");
+
+  // Bad parameters: 400 with what is wrong.
+  for (const char* bad :
+       {"route=reviews&rule=0", "route=default/reviews&rule=x", "route=default/reviews&rule=-1",
+        "rule=1", "route=default/reviews&service=backend.default", "workload=fe-1",
+        "workload=default/fe-1&edge=a,b"}) {
+    EXPECT_EQ(golden.history().HandleQuery(Get(absl::StrCat("/api/v1/stat/history?", bad))).status,
+              400)
+        << bad;
+  }
+  for (const char* bad : {"", "service=backend.default&window=2h", "service=backend.default&x=1",
+                          "service=backend.default&window=soon"}) {
+    EXPECT_EQ(golden.history().HandleRoutes(Get(absl::StrCat("/api/v1/stat/routes?", bad))).status,
+              400)
+        << bad;
+  }
+}
+
+// A sidecar from before route rules and workloads: its reports still count, its workload is its
+// node id.
+TEST(GoldenHistoryTest, OlderSidecarsWithoutRoutesOrWorkloadStillCount) {
+  FakeClock clock;
+  GoldenMetrics golden(clock, {}, nullptr);
+  Sidecar sidecar{"fe-1", "frontend", 1, Nanos(clock)};
+  for (int round = 1; round <= 2; ++round) {
+    clock.Advance(seconds(10));
+    sidecar.success[HistogramBuckets::Index(2000)] += 4;
+    ASSERT_TRUE(golden.Record(sidecar.Report(Nanos(clock))).ok());
+  }
+  const int64_t to = absl::ToUnixSeconds(clock.WallNow()) + 10;
+  auto requests = [&](HistoryQuery query) { return LastMinuteRequests(golden, to, query); };
+  EXPECT_EQ(requests({.service = "backend.default"}), 8u);
+  EXPECT_EQ(requests({.workload = "default/fe-1"}), 8u);
 }
 
 TEST(GoldenHistoryTest, NewClustersOfKnownSidecarsCountFromZero) {
@@ -451,6 +592,9 @@ TEST(GoldenHistoryTest, MemoryForAnHourAtAThousandServices) {
   const char* services = std::getenv("HISTORY_SERVICES");
   const int kServices = services != nullptr ? std::atoi(services) : 100;
   constexpr int kCallers = 3;
+  // Route rules per service (HISTORY_ROUTE_RULES; 0 unless told): series as busy as an edge each.
+  const char* route_rules = std::getenv("HISTORY_ROUTE_RULES");
+  const int kRules = route_rules != nullptr ? std::atoi(route_rules) : 0;
   const size_t heap_before = mallinfo2().uordblks;
   auto history = std::make_unique<GoldenHistory>(clock, GoldenHistoryLimits{}, nullptr);
   std::vector<std::string> names;
@@ -461,7 +605,7 @@ TEST(GoldenHistoryTest, MemoryForAnHourAtAThousandServices) {
     clock.Advance(seconds(10));
     const int64_t now = Nanos(clock);
     for (int s = 0; s < kServices; ++s) {
-      for (int c = 1; c <= kCallers; ++c) {
+      for (int c = 1; c <= kCallers + kRules; ++c) {
         ok.clear();
         // ~100 requests: 2-20 ms over ten log-spaced latencies, counts varying per slot.
         for (int k = 0; k < 10; ++k) {
@@ -469,7 +613,11 @@ TEST(GoldenHistoryTest, MemoryForAnHourAtAThousandServices) {
           const uint64_t micros = static_cast<uint64_t>(2000 * std::pow(1.29, k));
           ok.emplace_back(HistogramBuckets::Index(micros), 5 + (seed >> 60));
         }
-        history->Add(names[(s + c) % kServices], names[s], now - 10'000'000'000 + 3'000'000'000,
+        const std::string source =
+            c <= kCallers
+                ? names[(s + c) % kServices]
+                : RouteSeriesSource(absl::StrCat("HTTPRoute/", names[s]), c - kCallers - 1);
+        history->Add(source, names[s], now - 10'000'000'000 + 3'000'000'000,
                      now + 3'000'000'000 - 1,
                      {.success = &ok,
                       .failure = &failed,
@@ -481,15 +629,16 @@ TEST(GoldenHistoryTest, MemoryForAnHourAtAThousandServices) {
   history->Sweep();
   const size_t heap = mallinfo2().uordblks - heap_before;
   const size_t counted = history->memory_bytes();
+  const int kSeries = kServices * (kCallers + kRules);
   std::printf(
-      "history at %d services, %d edges, one hour at 10 s: %zu bytes heap (%.1f MB), "
-      "%zu counted by memory_bytes(), %.0f bytes per edge\n",
-      kServices, kServices * kCallers, heap, heap / 1e6, counted,
-      static_cast<double>(heap) / (kServices * kCallers));
-  EXPECT_EQ(history->series_count(), static_cast<size_t>(kServices * kCallers));
+      "history at %d services, %d edges and %d route rules, one hour at 10 s: %zu bytes heap "
+      "(%.1f MB), %zu counted by memory_bytes(), %.0f bytes per series\n",
+      kServices, kServices * kCallers, kServices * kRules, heap, heap / 1e6, counted,
+      static_cast<double>(heap) / kSeries);
+  EXPECT_EQ(history->series_count(), static_cast<size_t>(kSeries));
   // The accounting is close to the heap, and an hour stays within ~30 KB per edge.
   EXPECT_NEAR(static_cast<double>(counted), static_cast<double>(heap), heap * 0.2);
-  EXPECT_LT(heap, static_cast<size_t>(kServices * kCallers) * 30000);
+  EXPECT_LT(heap, static_cast<size_t>(kSeries) * 30000);
   history.reset();
 }
 

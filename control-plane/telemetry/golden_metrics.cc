@@ -133,6 +133,15 @@ struct GoldenMetrics::Node {
   int64_t round_time_unix_nano = 0;
   int64_t previous_round_unix_nano = 0;
   std::map<std::string, Series, std::less<>> series;
+  // The history's workload series of this sidecar ("\x02NAMESPACE/POD", golden_history.h).
+  std::string workload_source;
+  // Each route rule's latest cumulative histograms, by the history's route series source and
+  // destination; for the deltas the history records (route rules keep no window samples).
+  struct RouteSample {
+    int64_t time_unix_nano = 0;
+    Buckets success, failure;
+  };
+  std::map<std::pair<std::string, std::string>, RouteSample> routes;
 };
 
 struct GoldenMetrics::Stats {
@@ -180,7 +189,7 @@ GoldenMetrics::~GoldenMetrics() = default;
 void GoldenMetrics::Expire(MonotonicTime now) {
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     if (now - it->second.last_report > limits_.retention) {
-      series_count_ -= it->second.series.size();
+      series_count_ -= it->second.series.size() + it->second.routes.size();
       it = nodes_.erase(it);
     } else {
       ++it;
@@ -195,6 +204,20 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   } else if (report.service().size() > kMaxNameBytes ||
              report.namespace_().size() > kMaxNameBytes) {
     valid = absl::InvalidArgumentError("service, namespace: at most 512 bytes");
+  }
+  if (report.workload().size() > kMaxNameBytes) {
+    valid = absl::InvalidArgumentError("workload: at most 512 bytes");
+  }
+  for (int i = 0; valid.ok() && i < report.routes_size(); ++i) {
+    const metrics::v1::RouteRuleStats& r = report.routes(i);
+    const std::string where = absl::StrCat("routes[", i, "]");
+    if (r.route().empty() || r.route().size() > kMaxNameBytes ||
+        r.service().size() > kMaxNameBytes) {
+      valid = absl::InvalidArgumentError(
+          absl::StrCat(where, ".route: required, at most 512 bytes (and service)"));
+    } else if (valid = CheckHistogram(r.success(), where + ".success"); valid.ok()) {
+      valid = CheckHistogram(r.failure(), where + ".failure");
+    }
   }
   for (int i = 0; valid.ok() && i < report.clusters_size(); ++i) {
     const metrics::v1::ClusterStats& c = report.clusters(i);
@@ -215,8 +238,9 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   Node& node = nodes_[report.node_id()];
   if (node.instance != report.instance()) {
     // A new sidecar process (or the first report): its counters started from zero.
-    series_count_ -= node.series.size();
+    series_count_ -= node.series.size() + node.routes.size();
     node.series.clear();
+    node.routes.clear();
     node.instance = report.instance();
     node.round_time_unix_nano = 0;
     node.previous_round_unix_nano = 0;
@@ -239,12 +263,14 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   node.source = report.service().empty() ? report.node_id()
                                          : SourceService(report.service(), report.namespace_());
   node.last_report = now;
+  node.workload_source = WorkloadSeriesSource(
+      report.namespace_(), report.workload().empty() ? report.node_id() : report.workload());
   const Duration coarse = limits_.retention / kCoarseSamples;
   // Past the per-report limit, the first clusters are kept and the rest counted, rather than the
   // whole report refused: a sidecar with more clusters still gets most of its edges recorded.
   const size_t kept =
       std::min(static_cast<size_t>(report.clusters_size()), limits_.max_clusters_per_report);
-  const size_t over_report_limit = static_cast<size_t>(report.clusters_size()) - kept;
+  size_t over_report_limit = static_cast<size_t>(report.clusters_size()) - kept;
   size_t over_series_limit = 0;
   for (size_t i = 0; i < kept; ++i) {
     const metrics::v1::ClusterStats& c = report.clusters(static_cast<int>(i));
@@ -300,12 +326,14 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
       DeltaInto(sample.success, &older.success, success_delta_);
       DeltaInto(sample.failure, &older.failure, failure_delta_);
       auto delta = [](uint64_t newer, uint64_t old) { return newer > old ? newer - old : 0; };
-      history_.Add(node.source, series.destination,
-                   std::max(older.time_unix_nano, node.previous_round_unix_nano), report_time,
-                   EdgeDelta{.success = &success_delta_,
-                             .failure = &failure_delta_,
-                             .tx_bytes = delta(sample.tx_bytes, older.tx_bytes),
-                             .rx_bytes = delta(sample.rx_bytes, older.rx_bytes)});
+      const EdgeDelta edge_delta{.success = &success_delta_,
+                                 .failure = &failure_delta_,
+                                 .tx_bytes = delta(sample.tx_bytes, older.tx_bytes),
+                                 .rx_bytes = delta(sample.rx_bytes, older.rx_bytes)};
+      const int64_t since = std::max(older.time_unix_nano, node.previous_round_unix_nano);
+      history_.Add(node.source, series.destination, since, report_time, edge_delta);
+      // The workload's outbound calls, per destination (the answer sums them).
+      history_.Add(node.workload_source, series.destination, since, report_time, edge_delta);
     }
     // Recent samples at least kResolution apart (the newest replaces a too-recent latest);
     // older than kFineHorizon, at least retention / kCoarseSamples apart; at most one older than
@@ -325,6 +353,45 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
     }
     while (samples.size() > 1 && samples[1].at <= now - limits_.retention) samples.pop_front();
     while (samples.size() > kMaxSamplesPerSeries) samples.pop_front();
+  }
+  // Route rules: their deltas go to the history only (GET /api/v1/stat/routes and
+  // /api/v1/stat/history?route= read them there). They share the series limit with clusters.
+  const size_t routes_kept =
+      std::min(static_cast<size_t>(report.routes_size()), limits_.max_clusters_per_report);
+  over_report_limit += static_cast<size_t>(report.routes_size()) - routes_kept;
+  for (size_t i = 0; i < routes_kept; ++i) {
+    const metrics::v1::RouteRuleStats& r = report.routes(static_cast<int>(i));
+    auto key = std::make_pair(RouteSeriesSource(r.route(), r.rule()), r.service());
+    auto it = node.routes.find(key);
+    const bool created = it == node.routes.end();
+    if (created) {
+      if (series_count_ >= limits_.max_series) {
+        ++over_series_limit;
+        continue;
+      }
+      it = node.routes.emplace(std::move(key), Node::RouteSample{}).first;
+      ++series_count_;
+    }
+    Node::RouteSample& previous = it->second;
+    Buckets success = ToBuckets(r.success());
+    Buckets failure = ToBuckets(r.failure());
+    // As for clusters: a rule new in a sidecar heard from before, or in one that started within
+    // the slots still open, counts from zero; else its first report is only a baseline.
+    const bool heard_before = node.previous_round_unix_nano > 0;
+    const bool started_recently = report.start_time_unix_nano() > 0 &&
+                                  Duration(report_time - report.start_time_unix_nano()) <=
+                                      limits_.history.open_for + limits_.history.resolution;
+    if (created && !heard_before) previous.time_unix_nano = report.start_time_unix_nano();
+    if (!created || heard_before || started_recently) {
+      DeltaInto(success, created ? nullptr : &previous.success, success_delta_);
+      DeltaInto(failure, created ? nullptr : &previous.failure, failure_delta_);
+      history_.Add(it->first.first, it->first.second,
+                   std::max(previous.time_unix_nano, node.previous_round_unix_nano), report_time,
+                   EdgeDelta{.success = &success_delta_, .failure = &failure_delta_});
+    }
+    previous.time_unix_nano = report_time;
+    previous.success = std::move(success);
+    previous.failure = std::move(failure);
   }
   const bool partial = over_report_limit > 0 || over_series_limit > 0;
   if (stats_ != nullptr) {

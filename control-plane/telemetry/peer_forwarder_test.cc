@@ -68,6 +68,13 @@ metrics::v1::MetricsReport Report(const std::string& node) {
   report.set_instance(7);
   report.set_time_unix_nano(1'000'000'000);
   report.add_clusters()->set_cluster("outbound|8080||reviews.default");
+  report.set_workload(node);
+  metrics::v1::RouteRuleStats* route = report.add_routes();
+  route->set_route("HTTPRoute/default/reviews");
+  route->set_rule(1);
+  route->set_service("reviews.default");
+  route->mutable_success()->add_bucket(40);
+  route->mutable_success()->add_count(3);
   return report;
 }
 
@@ -120,6 +127,12 @@ TEST_F(PeerForwarderTest, PublishesItselfAndSendsWhatItReceivedToEachOtherReplic
     ASSERT_EQ(batch.reports_size(), 2);  // one batch for the interval
     EXPECT_EQ(batch.reports(0).node_id(), "fe-1");
     EXPECT_EQ(batch.reports(1).node_id(), "fe-2");
+    // With the workload and route rules: replicas record what the receiving one did.
+    EXPECT_EQ(batch.reports(1).workload(), "fe-2");
+    ASSERT_EQ(batch.reports(1).routes_size(), 1);
+    EXPECT_EQ(batch.reports(1).routes(0).route(), "HTTPRoute/default/reviews");
+    EXPECT_EQ(batch.reports(1).routes(0).rule(), 1);
+    EXPECT_EQ(batch.reports(1).routes(0).success().count(0), 3u);
     ASSERT_EQ(batch.span_batches_size(), 1);
     std::vector<SpanRecord> spans;
     ASSERT_TRUE(DecodeSpans(batch.span_batches(0), &spans));

@@ -336,6 +336,7 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
   control_plane_.api().SetTraceHandler([this](const http::ServerRequest& r) {
     if (r.path() == "/api/v1/stat") return golden_.HandleQuery(r);
     if (r.path() == "/api/v1/stat/history") return golden_.history().HandleQuery(r);
+    if (r.path() == "/api/v1/stat/routes") return golden_.history().HandleRoutes(r);
     return collector_.HandleQuery(r);
   });
   control_plane_.OnShutdown([this] {

@@ -14,6 +14,7 @@
 #include "common/base/logging.h"
 #include "common/net/connection.h"
 #include "sidecar/cluster/upstream_stats.h"
+#include "sidecar/route/route_stats.h"
 #include "sidecar/route/route_table.h"
 #include "sidecar/stream/decision_ring.h"
 #include "sidecar/stream/tap.h"
@@ -691,6 +692,13 @@ inline void ActiveStream::Finish() {
     route_.cluster_stats->RecordCompletion(info_.response_code, info_.grpc_failure,
                                            reset_reason_.has_value(), duration_us,
                                            info_.bytes_received, info_.bytes_sent);
+  }
+  if (route_.entry != nullptr && hcm_.context_.route_stats != nullptr) {
+    // The route rule's (route_stats.h): one lookup in the worker's table.
+    const int code = info_.response_code;
+    hcm_.context_.route_stats->Record(
+        *route_.entry, code,
+        code == 0 || code >= 500 || info_.grpc_failure || reset_reason_.has_value(), duration_us);
   }
   if (reset_reason_.has_value()) {
     hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();

@@ -21,6 +21,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "re2/re2.h"
@@ -61,6 +62,9 @@ class SourceName {
   bool empty() const { return text_ == nullptr; }
   // Whether two names share one string (what interning gives equal names).
   bool SharesWith(const SourceName& other) const { return text_ == other.text_; }
+  // The shared string's address: equal for names that share it, and never reused while a copy
+  // lives (a per-worker table keyed by it keeps a copy: route_stats.h).
+  const void* id() const { return text_; }
   // Whether this is the only holder of its string (SourceNames drops such names).
   bool unique() const {
     return text_ != nullptr && text_->refs.load(std::memory_order_acquire) == 1;
@@ -349,6 +353,10 @@ struct VirtualHostConfig {
   RarePart<HeaderMutations> headers;
   // The destination port authorization sees for requests to this host; 0: the listener's.
   uint32_t destination_port = 0;
+  // HashOfHostName(name), set by RouteTable (and ShareVirtualHost) when it takes the host: the
+  // route-rule series' key (route_stats.h), so a request does not hash the name. In the padding
+  // after destination_port.
+  uint32_t name_hash = 0;
   // Captured destinations bound to this host, as net::Address::ToString() writes them
   // ("10.96.0.5:80", "[fd00::5]:80"): connections to them use this host whatever the request's
   // host says (RouteTable::MatchDestination).
@@ -360,6 +368,11 @@ struct VirtualHostConfig {
   // of this host). Null: not tracked.
   std::shared_ptr<UsageCell> usage;
 };
+
+inline uint32_t HashOfHostName(absl::string_view name) {
+  const uint64_t hash = absl::HashOf(name);
+  return static_cast<uint32_t>(hash ^ (hash >> 32));
+}
 
 // And one VirtualHostConfig per Service it called: its header mutations are rare too.
 static_assert(sizeof(void*) != 8 || sizeof(VirtualHostConfig) <= 152,

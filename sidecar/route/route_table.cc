@@ -290,6 +290,7 @@ std::shared_ptr<const VirtualHostConfig> ShareVirtualHost(
     VirtualHostConfig vhost, std::shared_ptr<const HeaderMutations> config_headers) {
   auto shared = std::make_shared<VirtualHostConfig>(std::move(vhost));
   shared->config_headers = std::move(config_headers);
+  shared->name_hash = HashOfHostName(shared->name);
   for (RouteEntry& route : shared->routes) {
     route.virtual_host = shared.get();
     route.config_headers = shared->config_headers.get();
@@ -306,6 +307,7 @@ absl::Status RouteTable::PrepareHosts(size_t first_checked) {
   hosts_.clear();
   hosts_.reserve(config_.virtual_hosts.size() + attached_.size());
   for (VirtualHostConfig& vhost : config_.virtual_hosts) {
+    vhost.name_hash = HashOfHostName(vhost.name);
     for (RouteEntry& route : vhost.routes) {
       route.virtual_host = &vhost;
       route.config_headers = &config_.headers;

@@ -302,6 +302,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                                   "How often live taps' events are sent to the control plane. "
                                   "Default 250ms.",
                                   "250ms"),
+      flags::IntFlag("--max-route-stats", "N", &o.max_route_stats,
+                     "Route rules (a policy object's rule, as HTTPRoute/default/reviews rule 1) "
+                     "with series of their own in meshlet_route_rq_total and "
+                     "meshlet_route_rq_duration_seconds, made on a rule's first request; the "
+                     "requests of rules past it count in the route=\"overflow\" series and each "
+                     "such rule in meshlet_route_stats_overflow_total. Default 256; 0: none.",
+                     uint64_t{0}, uint64_t{1} << 20),
       flags::IntFlag("--stats-max-series", "N", &o.stats_max_series,
                      "Series without a cluster label (server, listeners, HTTP, TLS, xDS) the "
                      "stats registry accepts; past it new ones are refused and counted in "

@@ -13,6 +13,7 @@
 #include "common/base/logging.h"
 #include "common/net/address.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/route/route_stats.h"
 #include "sidecar/router/mirror.h"
 
 namespace meshlet::sidecar::server {
@@ -103,6 +104,9 @@ struct ServerOptions {
   Duration tap_max_duration = std::chrono::minutes(10);
   uint64_t tap_max_batch_bytes = 256 * 1024;
   Duration tap_flush_interval = std::chrono::milliseconds(250);
+  // --max-route-stats: route rules (a policy object's rule, "HTTPRoute/default/reviews" rule 1)
+  // with series of their own (route/route_stats.h); the rest count in one overflow set.
+  uint64_t max_route_stats = route::RouteStatsLimit::kDefaultMaxRules;
   // --error-header: the field naming this proxy, the response flags and the reason on every
   // response it makes itself (stream/local_reply.h ErrorAttribution); empty: none.
   std::string error_header = "x-meshlet-error";

@@ -58,6 +58,7 @@ Server::Server(ServerOptions options)
     : options_(std::move(options)),
       stats_(StatsOptions(options_)),
       access_logs_(stats_.shared_shard()),
+      route_stats_limit_(stats_, options_.max_route_stats),
       tls_contexts_(TlsContextLimits{.upstream_sessions = options_.upstream_tls_session_cache,
                                      .verified_chains = options_.tls_verified_chain_cache}) {
   readiness_check_ = std::make_unique<event::Timer>(loop_, [this] { ReportReadiness(); });
@@ -263,6 +264,9 @@ absl::Status Server::Init() {
   if (absl::Status status = InitMetricsReport(bootstrap); !status.ok()) {
     return Annotate(status, "metrics_report");
   }
+  // --max-route-stats 0: no route-rule series at all.
+  route::RouteStatsLimit* const route_stats_limit =
+      options_.max_route_stats > 0 ? &route_stats_limit_ : nullptr;
   for (int i = 0; i < options_.concurrency; ++i) {
     auto worker = std::make_unique<Worker>(
         i, WorkerShared{.stats = stats_,
@@ -283,6 +287,7 @@ absl::Status Server::Init() {
                         .error_header = options_.error_header,
                         .node_name = node_name_,
                         .decision_ring_size = options_.decision_ring_size,
+                        .route_stats_limit = route_stats_limit,
                         .worker_count = options_.concurrency,
                         // A worker thread's ask, answered on the main thread.
                         .request_lookup =

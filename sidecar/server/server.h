@@ -70,6 +70,7 @@
 #include "sidecar/listener/access_log.h"
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
+#include "sidecar/route/route_stats.h"
 #include "sidecar/server/hand_over.h"
 #include "sidecar/server/memory_releaser.h"
 #include "sidecar/server/options.h"
@@ -205,6 +206,7 @@ class Server final : public admin::AdminBackend {
   std::shared_ptr<listener::AccessLogFile> global_access_log_;
   ListenerConnectionCounts connection_counts_;
   cluster::SharedClusterLimits cluster_limits_;
+  route::RouteStatsLimit route_stats_limit_;  // --max-route-stats
   // Per-caller rate limiters of the current snapshot as last published (BeforeStatsRead), by
   // scope and name: how many callers each tracks and how many it evicted.
   struct PublishedRateLimiter {

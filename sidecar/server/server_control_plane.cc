@@ -332,6 +332,7 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
   report.node_id = bootstrap.node.id().empty() ? absl::StrCat(report.service, "@", ::getpid())
                                                : bootstrap.node.id();
   report.namespace_ = bootstrap.node.namespace_();
+  report.workload = telemetry::WorkloadOfNode(report.node_id, report.namespace_);
   metrics_reporter_ =
       std::make_unique<telemetry::MetricsReporter>(loop_, stats_, std::move(report));
   return absl::OkStatus();

@@ -141,6 +141,10 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
                 "Upstream attempts beyond those a decision record keeps (8), by worker thread."));
     context_->decisions = decisions_.get();
   }
+  if (shared_.route_stats_limit != nullptr) {
+    route_stats_ = std::make_unique<route::RouteStats>(*stats_, *shared_.route_stats_limit);
+    context_->route_stats = route_stats_.get();
+  }
   if (shared_.tracing != nullptr) {
     const tracing::TracingConfig& tracing = *shared_.tracing;
     span_exporter_ = std::make_unique<tracing::SpanExporter>(*loop_, tracing, tracing.service_name,

@@ -53,6 +53,7 @@
 #include "sidecar/listener/listener_context.h"
 #include "sidecar/listener/on_demand_waiters.h"
 #include "sidecar/listener/worker_context.h"
+#include "sidecar/route/route_stats.h"
 #include "sidecar/router/mirror.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/upstream_transport.h"
@@ -107,6 +108,9 @@ struct WorkerShared {
   absl::string_view node_name;
   // Decision records each worker keeps (--decision-ring-size; stream/decision_ring.h); 0: none.
   size_t decision_ring_size = 0;
+  // Which route rules get series (--max-route-stats; route/route_stats.h); null: no route-rule
+  // series.
+  route::RouteStatsLimit* route_stats_limit = nullptr;
   // How many workers there are: the last one also takes the listening sockets a predecessor
   // handed over (net::AdoptListeningSockets) that the others did not, so none is left unserved.
   int worker_count = 1;
@@ -225,6 +229,7 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<router::Mirrors> mirrors_;         // copies in flight hold clusters: goes first
   std::unique_ptr<stream::DecisionRing> decisions_;  // null: --decision-ring-size 0
   stream::WorkerTap taps_;  // the live taps; the contexts point at it while it is not empty
+  std::unique_ptr<route::RouteStats> route_stats_;   // null: no route-rule series
   // Connections waiting for lookups hold handles into it: outlives them.
   std::unique_ptr<listener::OnDemandWaiters> on_demand_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.

@@ -26,6 +26,10 @@ namespace meshlet::sidecar::tracing {
 class Tracer;
 }
 
+namespace meshlet::sidecar::route {
+class RouteStats;
+}
+
 namespace meshlet::sidecar::stream {
 
 class DecisionRing;
@@ -87,6 +91,8 @@ struct StreamContext {
   // The worker's live taps (tap.h) while it runs at least one; null otherwise, and the request
   // path pays that test alone.
   WorkerTap* tap = nullptr;
+  // The worker's route-rule series (route/route_stats.h); null: none counted.
+  route::RouteStats* route_stats = nullptr;
 };
 
 }  // namespace meshlet::sidecar::stream

@@ -3,6 +3,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/base/logging.h"
@@ -19,6 +20,15 @@ uint64_t RandomInstance() {
 }
 
 }  // namespace
+
+std::string WorkloadOfNode(absl::string_view node_id, absl::string_view namespace_) {
+  if (!namespace_.empty() && node_id.size() > namespace_.size() + 1 &&
+      absl::EndsWith(node_id, namespace_) &&
+      node_id[node_id.size() - namespace_.size() - 1] == '.') {
+    return std::string(node_id.substr(0, node_id.size() - namespace_.size() - 1));
+  }
+  return std::string(node_id);
+}
 
 MetricsReporter::MetricsReporter(event::Loop& loop, const StatsRegistry& stats,
                                  MetricsReporterOptions options)
@@ -60,6 +70,7 @@ void MetricsReporter::ReportNow() {
     part.set_namespace_(options_.namespace_);
     part.set_instance(instance_);
     part.set_start_time_unix_nano(absl::ToUnixNanos(start_));
+    part.set_workload(options_.workload);
   }
   next_part_ = 0;
   in_flight_ = true;

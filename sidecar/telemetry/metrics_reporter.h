@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
@@ -43,9 +44,15 @@ struct MetricsReporterOptions {
   std::string node_id;
   std::string service;
   std::string namespace_;
+  // The pod's name as the node knows it (MetricsReport.workload; WorkloadOfNode()).
+  std::string workload;
   // Size of each report message (metrics_report.max_clusters_per_message).
   ReportSplitOptions split;
 };
+
+// The workload a node id names: "<pod>.<namespace>" (--node-id=auto) gives the pod; another id is
+// the workload's name as it is.
+std::string WorkloadOfNode(absl::string_view node_id, absl::string_view namespace_);
 
 class MetricsReporter {
  public:

@@ -1,10 +1,13 @@
 #include "sidecar/telemetry/report_builder.h"
 
 #include <map>
+#include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 
 namespace meshlet::sidecar::telemetry {
 namespace {
@@ -63,7 +66,45 @@ std::map<absl::string_view, metrics::v1::ClusterStats> ReadClusters(const StatsS
   return clusters;
 }
 
+// Every route rule that has series, by (route, rule, service).
+std::map<std::tuple<absl::string_view, absl::string_view, absl::string_view>,
+         metrics::v1::RouteRuleStats>
+ReadRoutes(const StatsSnapshot& snapshot) {
+  std::map<std::tuple<absl::string_view, absl::string_view, absl::string_view>,
+           metrics::v1::RouteRuleStats>
+      routes;
+  for (const SeriesSnapshot& series : snapshot.series) {
+    if (series.name != "meshlet_route_rq_duration_seconds" || series.histogram.count() == 0) {
+      continue;
+    }
+    const absl::string_view route = Label(series, "route");
+    const absl::string_view rule = Label(series, "rule");
+    const absl::string_view service = Label(series, "service");
+    auto [it, inserted] = routes.try_emplace({route, rule, service});
+    metrics::v1::RouteRuleStats& out = it->second;
+    if (inserted) {
+      int32_t index = -1;
+      if (!absl::SimpleAtoi(rule, &index)) index = -1;
+      out.set_route(std::string(route));
+      out.set_rule(index);
+      out.set_service(std::string(service));
+    }
+    FillHistogram(series.histogram, Label(series, "outcome") == "failure" ? out.mutable_failure()
+                                                                          : out.mutable_success());
+  }
+  return routes;
+}
+
 }  // namespace
+
+ReportBuilder::Fingerprint ReportBuilder::Of(const metrics::v1::RouteRuleStats& route) {
+  return Fingerprint{.requests = Count(route.success()) + Count(route.failure()),
+                     .latency_sum = route.success().sum() + route.failure().sum()};
+}
+
+uint64_t ReportBuilder::KeyOf(const metrics::v1::RouteRuleStats& route) {
+  return absl::HashOf(absl::string_view("route"), route.route(), route.rule(), route.service());
+}
 
 ReportBuilder::Fingerprint ReportBuilder::Of(const metrics::v1::ClusterStats& cluster) {
   return Fingerprint{.requests = Count(cluster.success()) + Count(cluster.failure()),
@@ -99,6 +140,20 @@ std::vector<metrics::v1::MetricsReport> ReportBuilder::Build(const StatsSnapshot
     *parts.back().add_clusters() = std::move(cluster);
     part_bytes += bytes;
   }
+  for (auto& [key, route] : ReadRoutes(snapshot)) {
+    const Fingerprint now = Of(route);
+    auto known = accepted_.find(KeyOf(route));
+    if (known != accepted_.end() ? known->second == HashOf(now) : now == Fingerprint{}) continue;
+    const size_t bytes = route.ByteSizeLong();
+    const size_t count =
+        static_cast<size_t>(parts.back().clusters_size() + parts.back().routes_size());
+    if (count > 0 && (count >= options_.max_clusters || part_bytes + bytes > options_.max_bytes)) {
+      parts.emplace_back();
+      part_bytes = 0;
+    }
+    *parts.back().add_routes() = std::move(route);
+    part_bytes += bytes;
+  }
   for (size_t i = 0; i < parts.size(); ++i) {
     parts[i].set_time_unix_nano(time_unix_nano + static_cast<int64_t>(i));
   }
@@ -108,6 +163,9 @@ std::vector<metrics::v1::MetricsReport> ReportBuilder::Build(const StatsSnapshot
 void ReportBuilder::Accepted(const metrics::v1::MetricsReport& part) {
   for (const metrics::v1::ClusterStats& cluster : part.clusters()) {
     accepted_[KeyOf(cluster.cluster())] = HashOf(Of(cluster));
+  }
+  for (const metrics::v1::RouteRuleStats& route : part.routes()) {
+    accepted_[KeyOf(route)] = HashOf(Of(route));
   }
 }
 

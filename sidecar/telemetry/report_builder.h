@@ -18,6 +18,10 @@
 // Inbound clusters ("inbound|...", the local application) are left out: the caller's sidecar
 // reports that edge.
 //
+// Route rules (meshlet_route_rq_duration_seconds, route/route_stats.h) go the same way, as
+// RouteRuleStats after the clusters: in a report only when changed, each counting as a cluster
+// towards a part's `max_clusters` and its bytes towards `max_bytes`.
+//
 // Threading: one thread (the reporter's); not thread-safe.
 
 #include <cstddef>
@@ -47,7 +51,8 @@ class ReportBuilder {
   // builds the same report as a snapshot of the whole registry, without a copy of it all.
   static constexpr absl::string_view kFamilies[] = {
       "meshlet_upstream_rq_duration_seconds", "meshlet_upstream_tx_bytes_total",
-      "meshlet_upstream_rx_bytes_total", "meshlet_upstream_cx_total", "meshlet_upstream_rq_active"};
+      "meshlet_upstream_rx_bytes_total",      "meshlet_upstream_cx_total",
+      "meshlet_upstream_rq_active",           "meshlet_route_rq_duration_seconds"};
 
   // The parts for `snapshot`, read at `time_unix_nano`; the caller fills in the rest of the
   // header (node, service, instance, start time) of each. A cluster bigger than max_bytes alone
@@ -59,7 +64,8 @@ class ReportBuilder {
   // change. A part that was not accepted is simply not passed here, so its clusters go again.
   void Accepted(const metrics::v1::MetricsReport& part);
 
-  // Clusters whose accepted values are remembered (those that ever carried traffic).
+  // Clusters and route rules whose accepted values are remembered (those that ever carried
+  // traffic).
   size_t known_clusters() const { return accepted_.size(); }
 
  private:
@@ -74,6 +80,9 @@ class ReportBuilder {
     bool operator==(const Fingerprint&) const = default;
   };
   static Fingerprint Of(const metrics::v1::ClusterStats& cluster);
+  static Fingerprint Of(const metrics::v1::RouteRuleStats& route);
+  // A route rule's key: its identity, apart from any cluster name's.
+  static uint64_t KeyOf(const metrics::v1::RouteRuleStats& route);
   // What is remembered of a cluster's name and of its Fingerprint: 64-bit hashes, 16 bytes a
   // cluster instead of its name and 48 bytes of values. Two names hashing alike share an entry,
   // so each is sent again whenever the other was accepted last (never left out wrongly); a

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "sidecar/route/route_stats.h"
 
 namespace meshlet::sidecar::telemetry {
 namespace {
@@ -120,6 +121,53 @@ TEST_F(ReportBuilderTest, ReportsOnlyClustersActiveSinceTheLastAcceptedReport) {
   parts = builder.Build(registry_.Snapshot(), 7000);
   EXPECT_EQ(parts[0].clusters_size(), 0);
   EXPECT_EQ(builder.known_clusters(), 2u);
+}
+
+// Route rules as route::RouteStats counts them: in the report with their identity and
+// histograms, and, like clusters, only while they change.
+TEST_F(ReportBuilderTest, ReportsRouteRulesActiveSinceTheLastAcceptedReport) {
+  route::RouteStatsLimit limit(registry_, 10);
+  route::RouteStats stats(*shard_, limit);
+  route::VirtualHostConfig reviews{.name = "reviews.default.svc.cluster.local:9080"};
+  reviews.name_hash = route::HashOfHostName(reviews.name);
+  const route::SourceName source("HTTPRoute/default/reviews");
+  route::RouteEntry rule0, rule1;
+  rule0.source = rule1.source = source;
+  rule0.source_rule = 0;
+  rule1.source_rule = 1;
+  rule0.virtual_host = rule1.virtual_host = &reviews;
+  stats.Record(rule0, 200, false, 1000);
+  stats.Record(rule0, 200, false, 3000);
+  stats.Record(rule1, 503, true, 50000);
+
+  ReportBuilder builder;
+  std::vector<metrics::v1::MetricsReport> parts =
+      builder.Build(registry_.Snapshot(ReportBuilder::kFamilies), 1000);
+  ASSERT_EQ(parts.size(), 1u);
+  ASSERT_EQ(parts[0].routes_size(), 2);
+  const metrics::v1::RouteRuleStats& first = parts[0].routes(0);
+  EXPECT_EQ(first.route(), "HTTPRoute/default/reviews");
+  EXPECT_EQ(first.rule(), 0);
+  EXPECT_EQ(first.service(), "reviews.default");
+  EXPECT_EQ(first.success().sum(), 4000u);
+  EXPECT_EQ(first.failure().count_size(), 0);
+  const metrics::v1::RouteRuleStats& second = parts[0].routes(1);
+  EXPECT_EQ(second.rule(), 1);
+  EXPECT_EQ(second.failure().sum(), 50000u);
+  builder.Accepted(parts[0]);
+
+  // Nothing changed: no route rule in the next report.
+  parts = builder.Build(registry_.Snapshot(ReportBuilder::kFamilies), 2000);
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ(parts[0].routes_size(), 0);
+
+  // Rule 1 changed: it alone, with its cumulative values.
+  stats.Record(rule1, 200, false, 2000);
+  parts = builder.Build(registry_.Snapshot(ReportBuilder::kFamilies), 3000);
+  ASSERT_EQ(parts[0].routes_size(), 1);
+  EXPECT_EQ(parts[0].routes(0).rule(), 1);
+  EXPECT_EQ(parts[0].routes(0).success().sum(), 2000u);
+  EXPECT_EQ(parts[0].routes(0).failure().sum(), 50000u);
 }
 
 TEST_F(ReportBuilderTest, SplitsALargeReportIntoOrderedParts) {

@@ -295,7 +295,8 @@ class RolesTest(ApiTestCase):
         # The dashboard: its page, and the API calls it makes with the viewer's token.
         self.assertEqual(cp_api.request(self.api, "GET", "/dashboard/")[0], 200)
         for path in ("/api/v1/traces?limit=20", "/api/v1/stat?window=1m",
-                     "/api/v1/stat/history?service=a.default", "/api/v1/proxies",
+                     "/api/v1/stat/history?service=a.default",
+                     "/api/v1/stat/routes?service=a.default", "/api/v1/proxies",
                      "/api/v1/workloads"):
             status, body = cp_api.request(self.api, "GET", path, token=viewer)
             self.assertIn(status, (200, 503), f"{path}: {body}")  # 503: nothing serves it here

@@ -661,6 +661,95 @@ class TelemetryTest(ControlPlaneCase):
                                r"cluster \S*ratings\S* \(route HTTPRoute\.gateway\.networking\.k8s\.io"
                                r"/default/ratings \(from " + re.escape(gateway_file) + r"\) rule 0\)\n")
 
+    def test_route_rules_have_figures_and_history(self):
+        # A Gateway API HTTPRoute with two rules on Service stars (no endpoints): rule 0 redirects
+        # /old (302), rule 1 sends the rest to stars (503, no healthy host). A sidecar connected
+        # to the control plane counts each rule apart; its reports carry them and its workload.
+        policies = os.path.join(self.tmp, "stars.yaml")
+        with open(policies, "w") as f:
+            f.write("apiVersion: meshlet.io/v1\nkind: Service\nmetadata: {name: stars}\n"
+                    "spec:\n  ports: [{name: http, port: 9080}]\n---\n"
+                    "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+                    "metadata: {name: stars}\nspec:\n"
+                    "  parentRefs: [{group: \"\", kind: Service, name: stars, port: 9080}]\n"
+                    "  rules:\n"
+                    "  - matches: [{path: {type: PathPrefix, value: /old}}]\n"
+                    "    filters:\n"
+                    "    - type: RequestRedirect\n"
+                    "      requestRedirect: {hostname: elsewhere.example, statusCode: 302}\n"
+                    "  - backendRefs: [{name: stars, port: 9080}]\n")
+        self.meshctl("apply", "-f", policies)
+        outbound_port = free_port()
+        caller = self.sidecar(
+            "caller",
+            base.config_yaml(http_listener("static", free_port()), cluster("app", free_port()),
+                             routes("app"))
+            + self.metrics_report(),
+            f"--xds=127.0.0.1:{self.grpc_port}", "--xds-plaintext=true",
+            "--node-id=caller-0.default", "--node-namespace=default", "--node-service=caller",
+            "--node-address=127.0.0.1", f"--node-label=meshlet.io/inbound-port={free_port()}",
+            f"--node-label=meshlet.io/outbound-port={outbound_port}")
+
+        def call(path):
+            try:
+                status, _ = http_call(outbound_port, "GET", path, headers={"host": "stars:9080"})
+            except OSError:
+                return 0  # the outbound listener is not pushed yet
+            return status
+        self.assertTrue(wait_for(lambda: call("/old/a") == 302, 10))
+        for path in ("/old/b", "/old/c"):
+            self.assertEqual(call(path), 302)
+        for path in ("/x", "/y"):
+            self.assertEqual(call(path), 503)
+
+        # The sidecar's exposition, by rule.
+        gateway_route = "HTTPRoute.gateway.networking.k8s.io/default/stars"
+        _, exposition, _ = caller.get("/stats/prometheus")
+        self.assertIn(f'meshlet_route_rq_total{{route="{gateway_route}",rule="0",'
+                      f'service="stars.default",code_class="3xx"}} 3', exposition)
+        self.assertIn(f'meshlet_route_rq_total{{route="{gateway_route}",rule="1",'
+                      f'service="stars.default",code_class="5xx"}} 2', exposition)
+
+        # The window's figures per rule, through the API and meshctl.
+        figures = {}
+
+        def reported():
+            answer = self.api("/api/v1/stat/routes?service=stars.default&window=1m")
+            figures.clear()
+            for r in answer["routes"]:
+                figures[r["rule"]] = r
+            return (figures.get(0, {}).get("requests"), figures.get(1, {}).get("requests")) == (3, 2)
+        self.assertTrue(wait_for(reported, 15), figures)
+        self.assertEqual((figures[0]["route"], figures[0]["kind"], figures[0]["service"]),
+                         ("default/stars", "HTTPRoute.gateway.networking.k8s.io", "stars.default"))
+        self.assertEqual((figures[0]["failures"], figures[0]["successRate"]), (0, 1.0))
+        self.assertEqual((figures[1]["failures"], figures[1]["successRate"]), (2, 0.0))
+        table = self.meshctl("stat", "--routes", "stars.default")
+        self.assertRegex(table, r"ROUTE\s+RULE\s+SUCCESS\s+RPS")
+        self.assertRegex(table, re.escape(gateway_route) + r"\s+0\s+100\.00%.*\s3\s+0\n")
+        self.assertRegex(table, re.escape(gateway_route) + r"\s+1\s+0\.00%.*\s2\s+2\n")
+
+        # Each rule's history, and the workload's outbound calls (the two that reached a cluster).
+        def total(selector):
+            answer = self.api(f"/api/v1/stat/history?{selector}&window=2m")
+            return sum(p["requests"] for p in answer["points"])
+        self.assertEqual(total("route=default/stars&rule=0"), 3)
+        self.assertEqual(total("route=default/stars&rule=1"), 2)
+        self.assertEqual(total("route=default/stars"), 5)
+        self.assertTrue(wait_for(lambda: total("workload=default/caller-0") == 2, 10))
+        text = self.meshctl("stat", "--history", "--route", "default/stars:1", "--window", "2m")
+        self.assertIn("route default/stars rule 1, every 10s", text)
+        self.assertRegex(text, r"\d\d:\d\d:\d\d\s+0\.\d+\s+0\.00%")
+        text = self.meshctl("stat", "--history", "--workload", "default/caller-0", "--window", "2m")
+        self.assertIn("workload default/caller-0 (outbound, to every service)", text)
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        status, body = http_call(self.api_port, "GET", "/api/v1/stat/history?route=stars&rule=0",
+                                 headers={"authorization": f"Bearer {token}"},
+                                 ca_file=self.ca_file)
+        self.assertEqual(status, 400, body)
+        self.assertIn("is not NAMESPACE/NAME", body.decode())
+
     def test_explain_dry_run_matches_with_the_sidecars_own_routes(self):
         # Policies applied from a file; a sidecar of frontend connected to the control plane,
         # whose outbound routes the dry run matches requests against.
