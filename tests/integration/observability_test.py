@@ -15,18 +15,25 @@ sidecar's join token is refused by the CA, and the expositions are scraped:
 - every metric name a dashboard panel or a rule expression selects exists in one of them
   (histogram series as NAME_bucket/_sum/_count), or is the output of a recording rule, or is one
   of the few series Prometheus or the kubelet make (`up`, cAdvisor's container_*);
-- both expositions pass `promtool check metrics`.
+- both expositions pass `promtool check metrics`;
+- Debian's Prometheus, scraping them with the labels scrape-config.yaml sets and evaluating
+  rules.yaml, records the golden signals of frontend → reviews.default, and answers every
+  dashboard query (its variables set) and rule expression without an error.
 
 The static checks (promtool check rules / test rules, the dashboards' JSON) are in
 //tests/observability:files_test; this test is the one that needs the binaries.
 """
 
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import unittest
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import control_upstream
@@ -108,6 +115,8 @@ class ObservabilityTest(unittest.TestCase):
             intruder.kill()
             intruder.wait()
 
+        cls.start_prometheus(reviews, frontend)
+
         def call():
             return call_service(frontend.outbound, "reviews:9080", "/")[0]
         if not wait_for(lambda: call() == 200, 15):
@@ -129,7 +138,52 @@ class ObservabilityTest(unittest.TestCase):
         app.control(fail_next=0)
 
     @classmethod
+    def start_prometheus(cls, *sidecars):
+        """Debian's Prometheus scraping the sidecars (with the labels scrape-config.yaml gives
+        them) and the control plane every second, evaluating rules.yaml every second."""
+        workdir = os.path.join(cls.tmp, "prometheus")
+        os.mkdir(workdir)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [os.path.join(OBSERVABILITY, "rules.yaml")],
+            "scrape_configs": [
+                {"job_name": "meshlet-sidecars", "metrics_path": "/stats/prometheus",
+                 "static_configs": [
+                     {"targets": [f"127.0.0.1:{s.admin_port}"],
+                      "labels": {"namespace": "default", "pod": s.name,
+                                 "workload": s.name.rsplit("-", 1)[0]}} for s in sidecars]},
+                {"job_name": "meshlet-control-plane", "scheme": "https",
+                 "tls_config": {"ca_file": cp_api.ca_file_for(cls.api),
+                                "server_name": "meshlet-control-plane"},
+                 "static_configs": [{"targets": [cls.api]}]}]}
+        path = os.path.join(workdir, "prometheus.yml")
+        with open(path, "w") as f:
+            json.dump(config, f)  # JSON is YAML
+        cls.prom_port = free_port()
+        cls.prom_log = open(os.path.join(workdir, "prometheus.log"), "wb")
+        cls.prom = subprocess.Popen(
+            ["prometheus", f"--config.file={path}",
+             f"--storage.tsdb.path={os.path.join(workdir, 'tsdb')}",
+             f"--web.listen-address=127.0.0.1:{cls.prom_port}"],
+            stdout=cls.prom_log, stderr=cls.prom_log)
+
+    @classmethod
+    def query(cls, promql):
+        """(HTTP status, the answer's JSON) of an instant query."""
+        url = (f"http://127.0.0.1:{cls.prom_port}/api/v1/query?" +
+               urllib.parse.urlencode({"query": promql}))
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    @classmethod
     def tearDownClass(cls):
+        if getattr(cls, "prom", None) is not None:
+            cls.prom.terminate()
+            cls.prom.wait(timeout=10)
+            cls.prom_log.close()
         stop_all(cls.sidecars, cls.apps, cls.cp)
 
     @classmethod
@@ -174,6 +228,46 @@ class ObservabilityTest(unittest.TestCase):
                            'sum(rate(meshlet_upstream_rq_durations_count{cluster="a"}[1m]))')],
                          exposed),
             {"meshlet_upstream_rq_durations_count": ["x.json: panel 'p' A"]})
+
+    def test_prometheus_records_and_answers_every_query(self):
+        """The rules loaded by a real Prometheus turn the scraped series into the golden
+        signals of frontend → reviews.default; every dashboard query and rule expression, its
+        variables set, is valid PromQL to it."""
+        edge = ('{namespace="default", workload="frontend", destination_service="reviews", '
+                'destination_namespace="default"')
+        answers = {}
+
+        def recorded():
+            # A series is counted from its first scrape on: go on calling (the breaker is
+            # open, so these fail at frontend-0) until the rates show it.
+            call_service(self.sidecars[1].outbound, "reviews:9080", "/")
+            try:
+                answers["failed"] = self.query(
+                    f'meshlet:edge_requests:rate2m{edge}, outcome="failure"}}')[1]["data"]
+                answers["p99"] = self.query('meshlet:service_request_duration_seconds:quantile2m'
+                                            '{destination_service="reviews", quantile="0.99"}'
+                                            )[1]["data"]
+            except (OSError, KeyError, ValueError):
+                return False
+            return all(a["result"] and float(a["result"][0]["value"][1]) > 0
+                       for a in answers.values())
+        with open(self.prom_log.name, "rb") as f:
+            self.assertTrue(wait_for(recorded, 30), (answers, f.read()[-2000:]))
+        variables = {"namespace": "default", "service": "reviews", "workload": "frontend",
+                     "pod": "frontend-0", "instance": ".*", "__rate_interval": "1m"}
+        bad = {}
+        for name, where, expr in self.queried():
+            text = re.sub(r"\$\{?([a-zA-Z_]+)\}?", lambda m: variables[m.group(1)], expr)
+            status, answer = self.query(text)
+            if status != 200 or answer.get("status") != "success":
+                bad[f"{name}: {where}"] = answer.get("error")
+        self.assertEqual(bad, {})
+        # The service dashboard's inbound panels find the caller.
+        status, answer = self.query(
+            'sum by (namespace, workload) (meshlet:edge_requests:rate2m'
+            '{destination_service="reviews", destination_namespace="default"})')
+        self.assertEqual([r["metric"] for r in answer["data"]["result"]],
+                         [{"namespace": "default", "workload": "frontend"}])
 
     def test_expositions_pass_promtool(self):
         for where, text in self.expositions().items():
