@@ -151,6 +151,11 @@ ALERTS = [
           "No meshlet control plane is up",
           "Sidecars keep serving with their last configuration, but get no policy, endpoint "
           "or certificate updates; new pods cannot start their sidecars.", "2m"),
+    alert("MeshletControlPlaneReplicaDown",
+          'up{job="meshlet-control-plane"} == 0', "warning",
+          "Control-plane replica {{ $labels.instance }} is down",
+          "Its sidecars reconnect to the other replicas; with one replica left there is no "
+          "headroom.", "5m"),
     alert("MeshletControlPlaneStoreFailing",
           "sum by (job, instance) (rate(meshlet_cp_api_store_errors_total[5m])) > 0\n"
           'or sum by (job, instance) (rate(meshlet_cp_policy_reloads_total{result="failed"}[5m]))'

@@ -129,6 +129,15 @@ CASES = [
                                 {"series": 'up{job="meshlet-control-plane", instance="cp-1"}',
                                  "values": "0x5"}], "3m",
      [alerts("MeshletControlPlaneDown", [])]),
+    ("one of two replicas down for 5 minutes", [
+        {"series": f"up{{{CP}}}", "values": "1x10"},
+        {"series": 'up{job="meshlet-control-plane", instance="cp-1:15014"}', "values": "0x10"}],
+     "6m", [alerts("MeshletControlPlaneReplicaDown", [(
+         {"job": "meshlet-control-plane", "instance": "cp-1:15014", "severity": "warning"},
+         "Control-plane replica cp-1:15014 is down")])]),
+    ("a replica down for a minute (a restart)", [
+        {"series": f"up{{{CP}}}", "values": "1 0 0 1 1 1 1 1"}], "3m",
+     [alerts("MeshletControlPlaneReplicaDown", [])]),
     ("store calls fail (etcd lost)",
      [{"series": f"meshlet_cp_api_store_errors_total{{{CP}}}", "values": "0+2x10"},
       {"series": f'meshlet_cp_policy_reloads_total{{{CP}, result="failed"}}',
