@@ -188,6 +188,14 @@ ALERTS = [
           "{{ $labels.namespace }}/{{ $labels.pod }} sheds requests ({{ $labels.reason }})",
           "The sidecar answers 503 (flag OL) to new requests: too many in flight or its memory "
           "over --overload-max-rss-mb.", "2m"),
+    alert("MeshletFileDescriptorsNearLimit",
+          'max by (job, namespace, workload, pod, instance) (process_open_fds{job=~"meshlet-.*"}'
+          ' / process_max_fds{job=~"meshlet-.*"}) > 0.9', "warning",
+          "{{ $labels.instance }} ({{ $labels.job }}{{ if $labels.pod }} {{ $labels.namespace }}/"
+          "{{ $labels.pod }}{{ end }}) uses {{ $value | humanizePercentage }} of its file "
+          "descriptors",
+          "At the limit a sidecar cannot accept or open connections and a control plane cannot "
+          "take discovery streams.", "5m"),
     alert("MeshletCircuitBreakerOpen",
           "max by (namespace, workload, pod, cluster) (meshlet_upstream_cf_breaker_state) == 1",
           "warning",
@@ -445,17 +453,25 @@ def workload():
             (f"sum by (pod) (rate(meshlet_upstream_cx_tls_handshake_fail_total{{{outbound}}}"
              f"[{rate}]))", "{{pod}}"), unit="cps")
     d.row("Sidecar process")
+    proc = f'job="meshlet-sidecars", {pods}'
     proxy = 'namespace="$namespace", pod=~"$pod", container="meshlet-proxy"'
-    d.graph("Memory (working set, from the kubelet)",
-            (f"sum by (pod) (container_memory_working_set_bytes{{{proxy}}})", "{{pod}}"),
-            (f"sum by (pod) (meshlet_overload_rss_bytes{{{pods}}})",
-             "{{pod}} RSS (overload check)"),
+    d.graph("Memory",
+            (f"sum by (pod) (process_resident_memory_bytes{{{proc}}})", "{{pod}} resident"),
+            (f"sum by (pod) (container_memory_working_set_bytes{{{proxy}}})",
+             "{{pod}} working set (kubelet)"),
             unit="bytes",
-            description="cAdvisor's series of the meshlet-proxy container; the sidecar's own "
-                        "RSS only with --overload-max-rss-mb.")
-    d.graph("CPU (cores, from the kubelet)",
-            (rate_sum("container_cpu_usage_seconds_total", proxy, "pod"),
-             "{{pod}}"), unit="short")
+            description="The sidecar's resident memory (process_resident_memory_bytes, from its "
+                        "own /proc); the kubelet's working set of the meshlet-proxy container "
+                        "(cAdvisor, where scraped) is what a memory limit and evictions compare.")
+    d.graph("CPU (cores)", (rate_sum("process_cpu_seconds_total", proc, "pod"), "{{pod}}"),
+            unit="short")
+    d.graph("File descriptors (share of the limit)",
+            (f"max by (pod) (process_open_fds{{{proc}}} / process_max_fds{{{proc}}})",
+             "{{pod}}"), unit="percentunit",
+            description="Open descriptors (connections, listeners, files) over the soft "
+                        "RLIMIT_NOFILE; at the limit the sidecar cannot accept connections.")
+    d.graph("Uptime", (f"time() - max by (pod) (process_start_time_seconds{{{proc}}})",
+                       "{{pod}}"), unit="s", description="A drop is a restart.")
     d.graph("Memory given back after configuration work",
             (rate_sum("meshlet_memory_released_bytes_total", pods, "pod"),
              "{{pod}}"), unit="Bps")
@@ -515,6 +531,17 @@ def control_plane():
              "stream refused: {{reason}}"), unit="ops")
     d.graph("Debounced change rounds per second",
             (rate_sum("meshlet_xds_push_rounds_total", cp), "rounds"), unit="ops")
+    d.row("Process")
+    d.graph("Memory (resident)",
+            (f"sum by (instance) (process_resident_memory_bytes{{{cp}}})", "{{instance}}"),
+            unit="bytes")
+    d.graph("CPU (cores)", (rate_sum("process_cpu_seconds_total", cp, "instance"),
+                            "{{instance}}"), unit="short")
+    d.graph("File descriptors (share of the limit)",
+            (f"max by (instance) (process_open_fds{{{cp}}} / process_max_fds{{{cp}}})",
+             "{{instance}}"), unit="percentunit",
+            description="Open descriptors (every proxy's discovery stream is one) over the soft "
+                        "RLIMIT_NOFILE.")
     d.row("API")
     d.graph("Requests per second by status class",
             (rate_sum("meshlet_cp_api_requests_total", cp, "code_class"),

@@ -135,6 +135,19 @@ CASES = [
      "6m", [alerts("MeshletControlPlaneReplicaDown", [(
          {"job": "meshlet-control-plane", "instance": "cp-1:15014", "severity": "warning"},
          "Control-plane replica cp-1:15014 is down")])]),
+    ("a sidecar at 95 % of its descriptors for 5 minutes",
+     [{"series": f'process_open_fds{{{SIDECAR}, instance="10.0.0.7:15020"}}',
+       "values": "950x10"},
+      {"series": f'process_max_fds{{{SIDECAR}, instance="10.0.0.7:15020"}}',
+       "values": "1000x10"}], "6m",
+     [alerts("MeshletFileDescriptorsNearLimit", [(
+         dict(POD, instance="10.0.0.7:15020", severity="warning"),
+         "10.0.0.7:15020 (meshlet-sidecars default/frontend-0) uses 95% of its file "
+         "descriptors")])]),
+    ("a control plane at half its descriptors",
+     [{"series": f"process_open_fds{{{CP}}}", "values": "512x10"},
+      {"series": f"process_max_fds{{{CP}}}", "values": "1024x10"}], "6m",
+     [alerts("MeshletFileDescriptorsNearLimit", [])]),
     ("a replica down for a minute (a restart)", [
         {"series": f"up{{{CP}}}", "values": "1 0 0 1 1 1 1 1"}], "3m",
      [alerts("MeshletControlPlaneReplicaDown", [])]),
