@@ -488,6 +488,16 @@ def workload():
     d.graph("Configuration snapshots applied by the workers",
             (rate_sum("meshlet_worker_config_updates_total", pods, "pod"),
              "{{pod}}"), unit="ops")
+    d.graph("Time since the last update applied, by type",
+            (f"time() - max by (pod, type) (meshlet_xds_client_last_update_timestamp_seconds"
+             f"{{{pods}}} > 0)", "{{pod}} {{type}}"), unit="s",
+            description="The control plane pushes only changes, so this grows while nothing "
+                        "changes; a pod far behind the others of its workload for a type missed "
+                        "updates.")
+    d.table("Proxies", f"max by (pod, node, service, service_namespace, version) "
+                       f"(meshlet_proxy_info{{{pods}}})",
+            description="Each pod's sidecar as it names itself (meshlet_proxy_info): node id, "
+                        "service, namespace, release.")
     d.graph("Resources kept after their removal",
             (f"sum by (pod, type) (meshlet_xds_client_retained_resources{{{pods}}})",
              "{{pod}} {{type}}"))
