@@ -165,6 +165,11 @@ ALERTS = [
           "{{ $labels.instance }} cannot use its store",
           "API calls fail in the store (500/503), store calls are refused, or loading policy "
           "from it fails: with etcd, the control plane is losing etcd.", "2m"),
+    alert("MeshletControlPlaneStoreDown",
+          "meshlet_cp_store_up == 0", "critical",
+          "{{ $labels.instance }} has lost its store",
+          "etcd has not answered the replica's calls (UNAVAILABLE, no quorum) or not for 30 s: "
+          "policy writes fail and changes made through other replicas do not reach it.", "1m"),
     alert("MeshletControlPlaneStoreSlow",
           "histogram_quantile(0.99, sum by (job, instance, le) "
           "(rate(meshlet_cp_store_job_seconds_bucket[5m]))) > 0.5", "warning",
@@ -520,6 +525,8 @@ def control_plane():
            f'sum(meshlet_cp_registry_workloads{{state="disconnected", {cp}}})')
     d.stat("Push queue", f"sum(meshlet_xds_push_queue{{{cp}}})")
     d.stat("NACKs (1h)", f"sum(increase(meshlet_xds_nacks_total{{{cp}}}[1h]))")
+    d.stat("Stores answering", f"sum(meshlet_cp_store_up{{{cp}}})",
+           description="Replicas whose store (etcd, or the file store) answers.")
     d.stat("Live replicas", f"max(meshlet_cp_identity_limit_replicas{{{cp}}})",
            description="The replicas this one counts (itself included; 1 without etcd).")
     d.row("Configuration pushes (xDS)")
@@ -567,6 +574,8 @@ def control_plane():
             (rate_sum("meshlet_cp_api_conflicts_total", cp), "conflict"),
             unit="reqps")
     d.row("Store (file or etcd)")
+    d.graph("Store answering", (f"meshlet_cp_store_up{{{cp}}}", "{{instance}}"),
+            description="0: etcd did not answer the last call, or none within 30 s.")
     d.graph("Store calls per second",
             (rate_sum("meshlet_cp_store_jobs_total", cp, "result"), "{{result}}"),
             (rate_sum("meshlet_cp_api_store_errors_total", cp), "API store errors"),

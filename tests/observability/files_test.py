@@ -148,6 +148,13 @@ CASES = [
      [{"series": f"process_open_fds{{{CP}}}", "values": "512x10"},
       {"series": f"process_max_fds{{{CP}}}", "values": "1024x10"}], "6m",
      [alerts("MeshletFileDescriptorsNearLimit", [])]),
+    ("a replica's etcd unanswering for 2 minutes",
+     [{"series": f"meshlet_cp_store_up{{{CP}}}", "values": "1 0 0 0 0"}], "3m",
+     [alerts("MeshletControlPlaneStoreDown", [(
+         {"job": "meshlet-control-plane", "instance": "cp-0:15014", "severity": "critical"},
+         "cp-0:15014 has lost its store")])]),
+    ("a replica's store answering", [{"series": f"meshlet_cp_store_up{{{CP}}}", "values": "1x5"}],
+     "3m", [alerts("MeshletControlPlaneStoreDown", [])]),
     ("a replica down for a minute (a restart)", [
         {"series": f"up{{{CP}}}", "values": "1 0 0 1 1 1 1 1"}], "3m",
      [alerts("MeshletControlPlaneReplicaDown", [])]),
