@@ -80,6 +80,8 @@ void AppendSeriesName(std::string* out, absl::string_view name, absl::string_vie
 
 }  // namespace
 
+void AppendPrometheusValue(std::string& out, double value) { AppendDouble(&out, value); }
+
 std::string FormatPrometheus(const StatsSnapshot& snapshot) {
   std::string out;
   out.reserve(snapshot.series.size() * 96);

@@ -25,6 +25,10 @@ inline constexpr absl::string_view kPrometheusContentType =
 
 std::string FormatPrometheus(const StatsSnapshot& snapshot);
 
+// Appends `value` as FormatPrometheus writes sample values: the shortest text that reads back as
+// the same double, in Go's 'g' layout as Prometheus' own clients write it; NaN, +Inf, -Inf.
+void AppendPrometheusValue(std::string& out, double value);
+
 // Series whose name contains `name_filter` (all when empty).
 std::string FormatText(const StatsSnapshot& snapshot, absl::string_view name_filter = "");
 std::string FormatJson(const StatsSnapshot& snapshot, absl::string_view name_filter = "");

@@ -1,13 +1,14 @@
 // Prints a representative Prometheus exposition to stdout for promtool_test: every metric type,
 // labelled and unlabelled series, label values that need escaping, multi-line help, a histogram
 // recorded in microseconds and exposed in seconds, an empty histogram, and values merged from
-// several shards (one of them already destroyed).
+// several shards (one of them already destroyed); then the process metrics (process_metrics.h).
 
 #include <cstdio>
 #include <memory>
 
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
+#include "common/stats/process_metrics.h"
 #include "common/stats/stats.h"
 
 namespace meshlet {
@@ -53,7 +54,9 @@ int Main() {
   version->Set(17);
   worker_b.reset();  // its contribution stays
 
-  const std::string text = FormatPrometheus(registry.Snapshot());
+  ProcessMetrics process(registry);
+  std::string text = FormatPrometheus(registry.Snapshot());
+  process.AppendPrometheus(text);
   std::fwrite(text.data(), 1, text.size(), stdout);
   worker_a.reset();
   return 0;

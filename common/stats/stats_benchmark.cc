@@ -1,13 +1,17 @@
 // Cost of recording on the hot path and of exposition at admin scale.
 //   bazel run -c opt //common/stats:stats_benchmark
 
+#include <unistd.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
+#include "common/stats/process_metrics.h"
 #include "common/stats/stats.h"
 
 namespace meshlet {
@@ -135,6 +139,24 @@ void BM_Text10k(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(FormatText(snapshot));
 }
 BENCHMARK(BM_Text10k)->Unit(benchmark::kMillisecond);
+
+// What the process metrics add to one scrape: /proc/self/stat read and parsed, /proc/self/fd
+// listed (`fds` extra descriptors open), six families formatted.
+void BM_ProcessMetrics(benchmark::State& state) {
+  StatsRegistry registry;
+  ProcessMetrics process(registry);
+  std::vector<int> fds;
+  for (int64_t i = 0; i < state.range(0); ++i) fds.push_back(::dup(2));
+  std::string text;
+  for (auto _ : state) {
+    text.clear();
+    process.AppendPrometheus(text);
+    benchmark::DoNotOptimize(text);
+  }
+  for (int fd : fds) ::close(fd);
+  state.counters["bytes"] = static_cast<double>(text.size());
+}
+BENCHMARK(BM_ProcessMetrics)->Arg(0)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace meshlet

@@ -145,6 +145,7 @@ PolicyApi::PolicyApi(Store& store, registry::Registry* registry, const Clock& cl
       options_(std::move(options)),
       stats_registry_(stats),
       stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr),
+      process_metrics_(stats != nullptr ? std::make_unique<ProcessMetrics>(*stats) : nullptr),
       addresses_(std::make_unique<addresses::ServiceAddresses>(store, stats)),
       stored_services_(std::make_unique<StoredServices>()) {}
 
@@ -277,7 +278,9 @@ ServerResponse PolicyApi::Serve(const ServerRequest& request, const access::Prin
                      JsonQuote(policy::kApiVersion), R"(,"revision":)",
                      JsonQuote(options_.revision.empty() ? "default" : options_.revision), "}\n"));
   } else if (path == "/metrics" && stats_registry_ != nullptr) {
-    response = ServerResponse::Text(200, FormatPrometheus(stats_registry_->Snapshot()));
+    std::string text = FormatPrometheus(stats_registry_->Snapshot());
+    process_metrics_->AppendPrometheus(text);
+    response = ServerResponse::Text(200, std::move(text));
     response.headers.Set("content-type", "text/plain; version=0.0.4; charset=utf-8");
   } else if (dashboard_ &&
              (path == "/" || path == "/dashboard" || absl::StartsWith(path, "/dashboard/"))) {

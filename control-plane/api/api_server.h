@@ -62,6 +62,7 @@
 #include "common/base/clock.h"
 #include "common/base/version.h"
 #include "common/http/server.h"
+#include "common/stats/process_metrics.h"
 #include "common/stats/stats.h"
 #include "control-plane/access/operator_tokens.h"
 #include "control-plane/access/roles.h"
@@ -264,6 +265,8 @@ class PolicyApi {
   const ApiOptions options_;
   StatsRegistry* stats_registry_;
   std::unique_ptr<Stats> stats_;
+  // The process_* families GET /metrics appends to the registry's (null without a registry).
+  std::unique_ptr<const ProcessMetrics> process_metrics_;
   std::unique_ptr<addresses::ServiceAddresses> addresses_;
   std::unique_ptr<StoredServices> stored_services_;  // for Write's checks
   ProxyStatusProvider* proxies_ = nullptr;

@@ -711,6 +711,9 @@ TEST_F(PolicyApiTest, MetricsCountOutcomes) {
             std::string::npos)
       << metrics.body;
   EXPECT_NE(metrics.body.find("meshlet_cp_api_invalid_total 1"), std::string::npos);
+  // The process metrics follow the registry's series.
+  EXPECT_NE(metrics.body.find("# TYPE process_resident_memory_bytes gauge\n"), std::string::npos);
+  EXPECT_NE(metrics.body.find("# TYPE process_cpu_seconds_total counter\n"), std::string::npos);
 }
 
 TEST_F(PolicyApiTest, MirroredObjectsChangeOnlyThroughTheMirrorNeverByItsHeader) {

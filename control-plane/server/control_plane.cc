@@ -354,6 +354,11 @@ absl::Status ControlPlane::Init() {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_, &etcd_tls_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
+  store_up_ = MustStat(stats_.AddGaugeCollector(
+      "meshlet_cp_store_up",
+      "1 when the store answers: always for the file store; with etcd, etcd answered the last "
+      "call that ended (UNAVAILABLE and DEADLINE_EXCEEDED are no answer) within the last 30 s.",
+      {}, [store = store_.get()](GaugeRows& rows) { rows.Add({}, store->Up() ? 1 : 0); }));
   store_worker_ = std::make_unique<StoreWorker>(
       loop_, StoreWorkerOptions{.max_queued = options_.max_store_pending}, &stats_);
   const std::string token_path = absl::StrCat(options_.data_dir, "/api-token");

@@ -233,6 +233,8 @@ class ControlPlane {
   // The end of the client certificate new connections to etcd present (Unix seconds).
   Gauge etcd_client_certificate_expiry_;
   std::unique_ptr<StoreWorker> store_worker_;  // after store_: stops before it goes
+  // meshlet_cp_store_up, computed from store_->Up() at each read; after store_: goes before it.
+  StatsRegistry::CollectorHandle store_up_;
   std::string token_;
   std::string replica_name_;
   std::unique_ptr<registry::Registry> registry_;

@@ -5,6 +5,7 @@
 #include "control-plane/store/etcd_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -281,9 +282,35 @@ absl::StatusOr<std::string> EtcdStore::Call(absl::string_view method, std::strin
   const Duration wait = options_.request_timeout * static_cast<int64_t>(options_.endpoints.size()) +
                         std::chrono::seconds(1);
   if (!state->done.WaitForNotificationWithTimeout(wait)) {
-    return absl::UnavailableError(absl::StrCat("etcd ", method, ": no answer within the timeout"));
+    absl::Status timeout =
+        absl::UnavailableError(absl::StrCat("etcd ", method, ": no answer within the timeout"));
+    NoteOutcome(timeout);
+    return timeout;
   }
+  NoteOutcome(state->result.status());
   return std::move(state->result);
+}
+
+namespace {
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void EtcdStore::NoteOutcome(const absl::Status& status) const {
+  const bool unanswered = absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
+  (unanswered ? last_unanswered_ns_ : last_answer_ns_)
+      .store(SteadyNanos(), std::memory_order_relaxed);
+}
+
+bool EtcdStore::Up() const {
+  const int64_t answer = last_answer_ns_.load(std::memory_order_relaxed);
+  const int64_t unanswered = last_unanswered_ns_.load(std::memory_order_relaxed);
+  return answer != 0 && answer >= unanswered &&
+         SteadyNanos() - answer <=
+             std::chrono::duration_cast<std::chrono::nanoseconds>(options_.up_window).count();
 }
 
 template <typename Response, typename Request>

@@ -36,6 +36,7 @@
 // lock held; they must not block and must not call the store's blocking methods (that would wait
 // on its own thread: FailedPrecondition).
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -94,6 +95,11 @@ struct EtcdStoreOptions {
   // Leased keys vanish this long after the store stopped keeping its lease alive (whole seconds;
   // etcd may raise it to its minimum).
   Duration lease_ttl = std::chrono::seconds(10);
+  // Up() is true while the last call that ended (a unary call, or a lease keep-alive answer) got
+  // etcd's answer, and that answer is at most this old. The control plane's periodic store-key
+  // check (every --store-key-check-interval, 10 s) and the lease keep-alive (every lease_ttl / 3)
+  // call etcd well within it.
+  Duration up_window = std::chrono::seconds(30);
 };
 
 struct EtcdUrl {
@@ -124,6 +130,9 @@ class EtcdStore final : public Store, public LeasedKeys {
   int64_t Revision() const override;
   std::unique_ptr<Store::WatchHandle> Watch(Store::WatchCallback callback) override;
   LeasedKeys* leased_keys() override { return this; }
+  // See EtcdStoreOptions::up_window. UNAVAILABLE (no endpoint answered in time) and
+  // DEADLINE_EXCEEDED (etcd without quorum) are no answer; any other outcome is one.
+  bool Up() const override;
 
   void SetLeased(std::string name, std::string value) override;
   void DeleteLeased(std::string name) override;
@@ -152,6 +161,8 @@ class EtcdStore final : public Store, public LeasedKeys {
   // The resource behind an etcd key of this prefix; nullopt for a key that is not one.
   std::optional<ResourceKey> KeyFrom(absl::string_view etcd_key) const;
   void SeenRevision(int64_t revision) const;
+  // Notes how a call to etcd ended, for Up(). Any thread.
+  void NoteOutcome(const absl::Status& status) const;
 
   // Store thread.
   void StartWatch();
@@ -209,6 +220,9 @@ class EtcdStore final : public Store, public LeasedKeys {
   std::unique_ptr<event::Timer> leased_retry_timer_;
   std::unique_ptr<event::Timer> keepalive_timer_;
   std::shared_ptr<http::grpc::ClientCall> keepalive_;
+  // Steady-clock nanoseconds of the last call etcd answered and of the last it did not (Up()).
+  mutable std::atomic<int64_t> last_answer_ns_{0};
+  mutable std::atomic<int64_t> last_unanswered_ns_{0};
   mutable Mutex mu_;
   mutable int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -281,6 +281,7 @@ void EtcdStore::KeepAlive() {
     http::grpc::ClientCall* started = keepalive_.get();
     keepalive_->OnProtoMessage<etcd::LeaseKeepAliveResponse>(
         [this](etcd::LeaseKeepAliveResponse answer) {
+          NoteOutcome(absl::OkStatus());
           if (answer.id() == lease_id_ && lease_id_ != 0 && answer.ttl() <= 0) {
             LeaseLost("etcd says it expired");
           }

@@ -618,6 +618,34 @@ TEST_F(EtcdStoreTest, ManyThreadsCallingAtOnceWhileTheWatchAndALeaseRun) {
   EXPECT_EQ(seen.WaitFor(kThreads * kRounds).size(), static_cast<size_t>(kThreads * kRounds));
 }
 
+TEST_F(EtcdStoreTest, UpWhileEtcdAnswersRecently) {
+  EtcdStoreOptions options = Options();
+  options.up_window = std::chrono::milliseconds(500);
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(std::move(options));
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->Up());  // Open's list was answered
+  // An answer that is an error (not found) is still an answer.
+  EXPECT_TRUE(absl::IsNotFound((*store)->Get(kReviews).status()));
+  EXPECT_TRUE((*store)->Up());
+  // No call for longer than the window: nothing says etcd still answers.
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_FALSE((*store)->Up());
+  ASSERT_TRUE((*store)->List("", "").ok());
+  EXPECT_TRUE((*store)->Up());
+
+  etcd_->Kill();
+  EXPECT_TRUE(absl::IsUnavailable((*store)->Get(kReviews).status()));
+  EXPECT_FALSE((*store)->Up());
+  ASSERT_TRUE(etcd_->Start());
+  bool answered = false;
+  for (int i = 0; i < 100 && !answered; ++i) {
+    answered = (*store)->List("", "").ok();
+    if (!answered) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(answered);
+  EXPECT_TRUE((*store)->Up());
+}
+
 TEST_F(EtcdStoreTest, UnavailableEtcdIsAClearErrorNotAHang) {
   auto store = Open();
   ASSERT_TRUE(store.ok());

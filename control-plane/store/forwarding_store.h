@@ -30,6 +30,7 @@ class ForwardingStore : public Store {
     return inner_.Delete(key, expected_revision);
   }
   int64_t Revision() const override { return inner_.Revision(); }
+  bool Up() const override { return inner_.Up(); }
   std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override {
     return inner_.Watch(std::move(callback));
   }

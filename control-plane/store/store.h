@@ -86,6 +86,10 @@ class Store {
   // which the replicas share what lives only as long as each of them (registrations). Null for a
   // store only one replica uses (FileStore), the default. Owned by the store, valid as long as it.
   virtual LeasedKeys* leased_keys() { return nullptr; }
+
+  // Whether the store answers, for the meshlet_cp_store_up gauge; any thread, cheap. A local
+  // store (FileStore) always does; EtcdStore: etcd answered its last call, recently enough.
+  virtual bool Up() const { return true; }
 };
 
 // Kinds, namespaces and names are DNS-1123 labels or subdomains (lowercase alphanumerics, '-'

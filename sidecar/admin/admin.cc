@@ -2,6 +2,7 @@
 
 #include <map>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -90,7 +91,8 @@ AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats,
                               "sent them.")),
       bad_host_(MustCounter(stats, "meshlet_admin_host_refused_total",
                             "Admin API requests refused because their Host named neither an IP "
-                            "address, localhost nor an --admin-host name.")) {}
+                            "address, localhost nor an --admin-host name.")),
+      process_metrics_(stats.registry()) {}
 
 std::string AdminHandler::EndpointList() {
   std::string out = "admin endpoints:\n";
@@ -181,15 +183,18 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request, Po
       return http::ServerResponse::Json(200, FormatJson(snapshot, name_filter));
     }
     if (format != query.end() && format->second == "prometheus") {
-      http::ServerResponse response = http::ServerResponse::Text(200, FormatPrometheus(snapshot));
+      std::string text = FormatPrometheus(snapshot);
+      process_metrics_.AppendPrometheus(text);
+      http::ServerResponse response = http::ServerResponse::Text(200, std::move(text));
       response.headers.Set("content-type", kPrometheusContentType);
       return response;
     }
     return http::ServerResponse::Text(200, FormatText(snapshot, name_filter));
   }
   if (path == "/stats/prometheus") {
-    http::ServerResponse response =
-        http::ServerResponse::Text(200, FormatPrometheus(backend_.stats().Snapshot()));
+    std::string text = FormatPrometheus(backend_.stats().Snapshot());
+    process_metrics_.AppendPrometheus(text);
+    http::ServerResponse response = http::ServerResponse::Text(200, std::move(text));
     response.headers.Set("content-type", kPrometheusContentType);
     return response;
   }

@@ -5,7 +5,8 @@
 //
 //   GET  /ready               200 "LIVE" once listeners are up; 503 before that and while draining
 //   GET  /stats               text, one series per line; ?filter=substring, ?format=json
-//   GET  /stats/prometheus    Prometheus text exposition
+//   GET  /stats/prometheus    Prometheus text exposition, with the process metrics (process_*,
+//                             common/stats/process_metrics.h) read at each request
 //   GET  /config_dump         the current configuration snapshot as JSON
 //   GET  /clusters            clusters: endpoints, health, breaker capacity, health checks (JSON)
 //   GET  /listeners           listeners and the addresses they are bound to (JSON)
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "common/http/server.h"
+#include "common/stats/process_metrics.h"
 #include "common/stats/stats.h"
 #include "sidecar/config/snapshot.h"
 
@@ -102,6 +104,7 @@ class AdminHandler {
   Counter bad_method_;
   Counter cross_site_;
   Counter bad_host_;
+  const ProcessMetrics process_metrics_;
 };
 
 }  // namespace meshlet::sidecar::admin

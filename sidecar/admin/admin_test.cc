@@ -1,5 +1,6 @@
 #include "sidecar/admin/admin.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
 #include "gtest/gtest.h"
@@ -80,6 +81,14 @@ TEST_F(AdminTest, StatsFormatsAndFilter) {
             std::string::npos);
   // The admin API counts its own requests.
   EXPECT_NE(prometheus.body.find("meshlet_admin_requests_total 4"), std::string::npos);
+  // The process metrics follow the registry's series.
+  for (const char* family : {"process_cpu_seconds_total counter", "process_open_fds gauge",
+                             "process_resident_memory_bytes gauge"}) {
+    EXPECT_NE(prometheus.body.find(absl::StrCat("# TYPE ", family, "\n")), std::string::npos)
+        << family;
+  }
+  EXPECT_NE(Call("GET", "/stats?format=prometheus").body.find("# TYPE process_max_fds gauge\n"),
+            std::string::npos);
 }
 
 TEST_F(AdminTest, ConfigDump) {

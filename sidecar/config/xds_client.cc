@@ -79,6 +79,13 @@ XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet st
         "validate and publish the configuration, save it (cache dir), answer.",
         {{"type", xds::kResourceTypeLabels[i]}}, seconds));
   }
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    last_update_gauges_[i] = MustStat(stats.RegisterGauge(
+        "meshlet_xds_client_last_update_timestamp_seconds",
+        "When a response of the type was last applied (Unix seconds; 0: none yet): time() minus "
+        "it is how old the configuration of that type is.",
+        {{"type", xds::kResourceTypeLabels[i]}}, GaugeMerge::kGlobal));
+  }
   connected_gauge_ = MustStat(stats.RegisterGauge(
       "meshlet_xds_client_connected",
       "1 while the discovery stream is up (a response arrived on it).", {}, GaugeMerge::kGlobal));

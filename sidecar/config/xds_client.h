@@ -437,6 +437,8 @@ class XdsClient {
   std::array<Histogram, xds::kResourceTypeCount> apply_seconds_;
   Gauge connected_gauge_;
   std::array<Gauge, xds::kResourceTypeCount> retained_gauges_;
+  // meshlet_xds_client_last_update_timestamp_seconds{type}: when each type was last applied.
+  std::array<Gauge, xds::kResourceTypeCount> last_update_gauges_;
   Gauge unmatched_gauge_;
 };
 

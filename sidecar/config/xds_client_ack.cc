@@ -86,6 +86,7 @@ absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, uint64_t e
   }
   type.last_error.clear();
   type.last_update = absl::Now();
+  last_update_gauges_[type_index].Set(absl::ToUnixSeconds(type.last_update));
   type.applied = true;
   if (!complete_config_) {
     complete_config_ =

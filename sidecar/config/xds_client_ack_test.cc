@@ -2,9 +2,12 @@
 // ACK with the new version and NACK with the reason and the version still running, and when the
 // configuration counts as complete.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/xds_client.h"
@@ -41,6 +44,15 @@ TEST_F(XdsClientTest, SubscribesToEveryTypeWithItsNodeThenAcksAndNacks) {
   ASSERT_EQ(applied_[0].clusters.size(), 1u);
   EXPECT_EQ(client_->version(1), "v1");
   EXPECT_TRUE(client_->connected());
+  auto last_update = [&](const char* type) {
+    const StatsSnapshot snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series =
+        snapshot.Find("meshlet_xds_client_last_update_timestamp_seconds", {{"type", type}});
+    return series == nullptr ? int64_t{-1} : series->gauge;
+  };
+  const int64_t applied_at = last_update("clusters");
+  EXPECT_NEAR(applied_at, absl::ToUnixSeconds(absl::Now()), 5);
+  EXPECT_EQ(last_update("listeners"), 0);  // nothing applied yet
 
   // connect_timeout 0 does not validate: NACK, keep v1.
   server_->Send(ClusterResponse("v2", "n2", {ClusterAny("a", 0)}));
@@ -56,6 +68,7 @@ TEST_F(XdsClientTest, SubscribesToEveryTypeWithItsNodeThenAcksAndNacks) {
   EXPECT_EQ(client_->version(1), "v1");
   EXPECT_NE(client_->last_error(1).find("connect_timeout"), std::string::npos);
   EXPECT_NE(client_->StatusJson().find("\"updates_refused\":1"), std::string::npos);
+  EXPECT_EQ(last_update("clusters"), applied_at);  // a refused update is not an update
 
   // A resource of the wrong type in the response is refused too.
   xds::DiscoveryResponse wrong = ClusterResponse("v3", "n3", {});

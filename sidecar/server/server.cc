@@ -25,6 +25,7 @@
 #include "common/tls/tls_transport.h"
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/server/proxy_info.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/listener/capture_stats.h"
 #include "sidecar/route/route_table.h"
@@ -226,6 +227,8 @@ absl::Status Server::Init() {
   init_started_ = RealClock::Get().Now();
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   node_name_ = bootstrap.node.id();
+  RegisterProxyInfo(stats_.shared_shard(), bootstrap.node.id(), bootstrap.node.service(),
+                    bootstrap.node.namespace_());
   // Before taking over: a SIGTERM that arrives while a predecessor's sockets are held must end
   // the wait cleanly (FinishTakeOver), not kill this process with its default action. The loop
   // runs the handlers only once it runs, after Init.
