@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/base/json.h"
 
 namespace meshlet::controlplane::ca {
 namespace {
@@ -324,6 +325,45 @@ std::string Rotation::Signer() const {
       break;
   }
   return "";
+}
+
+std::string RotationStatusJson(const RotationState& state, const RotationDecision& decision,
+                               const std::vector<SidecarObservation>& sidecars) {
+  std::string out = "{\"kind\":";
+  AppendJsonString(&out, RotationKindName(state.kind));
+  absl::StrAppend(&out, ",\"step\":");
+  AppendJsonString(&out, RotationStepName(state.step));
+  absl::StrAppend(&out, ",\"since\":");
+  AppendJsonString(&out, TimeText(state.step_since));
+  absl::StrAppend(&out, ",\"started\":");
+  AppendJsonString(&out, TimeText(state.started));
+  for (auto [name, value] : {std::pair{"old_root", &state.old_root},
+                             {"new_root", &state.new_root},
+                             {"old_signer", &state.old_signer},
+                             {"new_signer", &state.new_signer},
+                             {"source", &state.source},
+                             {"message", &decision.message}}) {
+    absl::StrAppend(&out, ",\"", name, "\":");
+    AppendJsonString(&out, *value);
+  }
+  absl::StrAppend(&out, ",\"ack_timed_out\":", decision.ack_timed_out ? "true" : "false",
+                  ",\"renewals_requested\":", state.renewals_requested, ",\"waiting\":");
+  AppendJsonStringArray(&out, decision.waiting);
+  absl::StrAppend(&out, ",\"sidecars\":[");
+  for (size_t i = 0; i < sidecars.size(); ++i) {
+    const SidecarObservation& s = sidecars[i];
+    absl::StrAppend(&out, i == 0 ? "" : ",", "{\"node\":");
+    AppendJsonString(&out, s.node);
+    absl::StrAppend(&out, ",\"bundle_roots\":");
+    AppendJsonStringArray(&out, s.acked_roots);
+    absl::StrAppend(&out, ",\"leaf_root\":");
+    AppendJsonString(&out, s.leaf_root);
+    absl::StrAppend(&out, ",\"leaf_issuer\":");
+    AppendJsonString(&out, s.leaf_issuer);
+    absl::StrAppend(&out, "}");
+  }
+  absl::StrAppend(&out, "]}");
+  return out;
 }
 
 absl::StatusOr<RotationStore::Loaded> RotationStore::Load() const {

@@ -126,6 +126,12 @@ class Rotation {
   RotationState state_;
 };
 
+// What `meshctl ca rotate --status` shows: the state, the last decision's message and waiting
+// list, and per sidecar the roots of the bundle it ACKed and the root and signer of its live
+// certificate. JSON, one object; `sidecars` in the order given.
+std::string RotationStatusJson(const RotationState& state, const RotationDecision& decision,
+                               const std::vector<SidecarObservation>& sidecars);
+
 // The state in the store: ResourceKey{"CaRotation", "", "current"}.
 inline const ResourceKey kRotationKey{"CaRotation", "", "current"};
 

@@ -201,6 +201,25 @@ TEST(RotationTest, StateRoundTripsThroughText) {
   EXPECT_FALSE(RotationState::FromText("").ok());
 }
 
+TEST(RotationTest, StatusShowsTheStepWhoHoldsItBackAndWhichRootEachSidecarHolds) {
+  Rotation rotation(BeginRoot());
+  std::vector<SidecarObservation> sidecars = {
+      Sidecar("web-1", {"root-a", "root-b"}, "root-a", "signer-a"),
+      Sidecar("db \"1\"", {"root-a"}, "root-a", "signer-a")};
+  RotationDecision d = rotation.Advance(sidecars, kStart + absl::Minutes(5));
+  EXPECT_EQ(
+      RotationStatusJson(rotation.state(), d, sidecars),
+      "{\"kind\":\"root\",\"step\":\"distributing\",\"since\":\"2027-01-15T08:00:00+00:00\","
+      "\"started\":\"2027-01-15T08:00:00+00:00\",\"old_root\":\"root-a\",\"new_root\":\"root-b\","
+      "\"old_signer\":\"signer-a\",\"new_signer\":\"signer-b\",\"source\":\"generated\","
+      "\"message\":\"step 2: 1 of 2 sidecars have not ACKed a bundle with the new root (past "
+      "the ACK timeout; abort or fix them)\",\"ack_timed_out\":true,\"renewals_requested\":0,"
+      "\"waiting\":[\"db \\\"1\\\"\"],\"sidecars\":[{\"node\":\"web-1\",\"bundle_roots\":"
+      "[\"root-a\",\"root-b\"],\"leaf_root\":\"root-a\",\"leaf_issuer\":\"signer-a\"},"
+      "{\"node\":\"db \\\"1\\\"\",\"bundle_roots\":[\"root-a\"],\"leaf_root\":\"root-a\","
+      "\"leaf_issuer\":\"signer-a\"}]}");
+}
+
 std::string TempDir() {
   std::string templ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/rotation.XXXXXX");
   return std::string(::mkdtemp(templ.data()));
