@@ -140,7 +140,33 @@ CaService::~CaService() {
 }
 
 absl::StatusOr<std::shared_ptr<const CertificateAuthority>> CaService::LoadPkcs11Authority() {
-  ASSIGN_OR_RETURN(std::unique_ptr<Signer> signer, NewPkcs11Signer(options_.pkcs11));
+  StatsRegistry& stats = control_plane_.stats();
+  auto signs = [&stats](const char* result) {
+    return OrDiscard(stats.shared_shard().RegisterCounter(
+                         "meshlet_cp_ca_pkcs11_sign_total",
+                         "Signatures asked of the CA's PKCS#11 token by result: ok, error (failed "
+                         "even after re-opening the session).",
+                         {{"result", result}}),
+                     "meshlet_cp_ca_pkcs11_sign_total");
+  };
+  Pkcs11SignerStats signer_stats{
+      .signatures = signs("ok"),
+      .sign_errors = signs("error"),
+      .session_reopens = OrDiscard(
+          stats.shared_shard().RegisterCounter(
+              "meshlet_cp_ca_pkcs11_session_reopens_total",
+              "PKCS#11 sessions re-opened (and logged in again) after a session or token error."),
+          "meshlet_cp_ca_pkcs11_session_reopens_total"),
+      .sign_latency_us = OrDiscard(
+          stats.shared_shard().RegisterHistogram(
+              "meshlet_cp_ca_pkcs11_sign_seconds",
+              "Time of one signature by the CA's PKCS#11 token (C_SignInit and C_Sign, "
+              "waiting for the session included).",
+              {}, {.exposition_divisor = 1e6}),
+          "meshlet_cp_ca_pkcs11_sign_seconds"),
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<Signer> signer,
+                   NewPkcs11Signer(options_.pkcs11, signer_stats));
   absl::StatusOr<std::string> chain = tls::ReadSmallFile(options_.cert_chain_file);
   if (!chain.ok()) {
     return absl::InvalidArgumentError(
