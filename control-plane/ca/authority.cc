@@ -453,6 +453,24 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::From
   ASSIGN_OR_RETURN(tls::CertificateChain chain,
                    In(tls::ParsePemCertificates(chain_pem), "CA certificate chain"));
   ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, In(tls::ParsePemPrivateKey(key_pem), "CA key"));
+  RETURN_IF_ERROR(Annotate(tls::CheckKeyMatchesCertificate(*chain.front(), *key), "CA key"));
+  return FromChainAndSigner(std::move(chain), NewInMemorySigner(std::move(key)), extra_roots_pem,
+                            options, clock);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromPemWithSigner(
+    absl::string_view chain_pem, std::unique_ptr<Signer> signer,
+    absl::string_view extra_roots_pem, const AuthorityOptions& options, const Clock& clock) {
+  RETURN_IF_ERROR(ValidateAuthorityOptions(options));
+  ASSIGN_OR_RETURN(tls::CertificateChain chain,
+                   In(tls::ParsePemCertificates(chain_pem), "CA certificate chain"));
+  RETURN_IF_ERROR(CheckSignerMatchesCertificate(*signer, *chain.front()));
+  return FromChainAndSigner(std::move(chain), std::move(signer), extra_roots_pem, options, clock);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromChainAndSigner(
+    tls::CertificateChain chain, std::unique_ptr<Signer> signer,
+    absl::string_view extra_roots_pem, const AuthorityOptions& options, const Clock& clock) {
   TrustBundle bundle;
   if (IsSelfSigned(*chain.back())) {
     RETURN_IF_ERROR(Annotate(bundle.Add(*chain.back()), "CA certificate chain root"));
@@ -466,11 +484,11 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::From
         "trust bundle: empty; the CA chain does not end in a self-signed root, so give the root "
         "separately");
   }
-  return Build(std::move(chain), std::move(key), std::move(bundle), options, clock);
+  return Build(std::move(chain), std::move(signer), std::move(bundle), options, clock);
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Build(
-    tls::CertificateChain chain, bssl::UniquePtr<EVP_PKEY> key, TrustBundle bundle,
+    tls::CertificateChain chain, std::unique_ptr<Signer> signer, TrustBundle bundle,
     const AuthorityOptions& options, const Clock& clock) {
   const X509& signing = *chain.front();
   if (!tls::IsCa(signing)) {
@@ -481,7 +499,6 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
     return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(signing),
                                                    "\": key usage lacks keyCertSign"));
   }
-  RETURN_IF_ERROR(Annotate(tls::CheckKeyMatchesCertificate(signing, *key), "CA key"));
   const absl::Time now = clock.WallNow();
   RETURN_IF_ERROR(CheckValidityWindows(chain, now));
   ASSIGN_OR_RETURN(tls::CertificateChain path,
@@ -496,7 +513,7 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
     ca->intermediates_pem_ += pem;
   }
   ca->signing_cert_ = std::move(chain.front());
-  ca->signing_key_ = std::move(key);
+  ca->signer_ = std::move(signer);
   ca->trust_bundle_pem_ = bundle.ToPem();
   ca->trust_bundle_ = std::move(bundle);
   RETURN_IF_ERROR(ca->CheckIssuedLeafVerifies());
@@ -569,7 +586,7 @@ absl::StatusOr<IssuedCertificate> CertificateAuthority::Issue(
   RETURN_IF_ERROR(AddExtension(c, issuer, NID_authority_key_identifier, "keyid:always"));
   RETURN_IF_ERROR(AddSans(c, identity.ToString(), dns_names));
   if (!attestation.empty()) RETURN_IF_ERROR(tls::AddAttestation(*c, attestation));
-  if (!X509_sign(c, signing_key_.get(), EVP_sha256())) return BoringSslError("signing");
+  RETURN_IF_ERROR(SignCertificate(*signer_, *c));
 
   IssuedCertificate out;
   ASSIGN_OR_RETURN(out.certificate_pem, tls::CertificateToPem(*c));

@@ -37,6 +37,7 @@
 #include "common/tls/spiffe.h"
 #include "control-plane/store/store.h"
 #include "control-plane/store/store_keys.h"
+#include "control-plane/ca/signer.h"
 
 namespace meshlet::controlplane::ca {
 
@@ -123,6 +124,12 @@ class CertificateAuthority {
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromPem(
       absl::string_view chain_pem, absl::string_view key_pem, absl::string_view extra_roots_pem,
       const AuthorityOptions& options, const Clock& clock = RealClock::Get());
+  // The same with a key held by `signer` (a PKCS#11 token: pkcs11_signer.h) instead of a PEM key;
+  // InvalidArgument when a signature it makes does not verify under the signing certificate.
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromPemWithSigner(
+      absl::string_view chain_pem, std::unique_ptr<Signer> signer,
+      absl::string_view extra_roots_pem, const AuthorityOptions& options,
+      const Clock& clock = RealClock::Get());
   // The same from files; `extra_roots_file` may be "".
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromFiles(
       const std::string& chain_file, const std::string& key_file,
@@ -164,14 +171,17 @@ class CertificateAuthority {
   // constraints of the chain that exclude the trust domain, for one).
   absl::Status CheckIssuedLeafVerifies() const;
 
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromChainAndSigner(
+      tls::CertificateChain chain, std::unique_ptr<Signer> signer,
+      absl::string_view extra_roots_pem, const AuthorityOptions& options, const Clock& clock);
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Build(
-      tls::CertificateChain chain, bssl::UniquePtr<EVP_PKEY> key, TrustBundle bundle,
+      tls::CertificateChain chain, std::unique_ptr<Signer> signer, TrustBundle bundle,
       const AuthorityOptions& options, const Clock& clock);
 
   const AuthorityOptions options_;
   const Clock& clock_;
   bssl::UniquePtr<X509> signing_cert_;
-  bssl::UniquePtr<EVP_PKEY> signing_key_;
+  std::unique_ptr<Signer> signer_;
   // PEM of the intermediates between the signing certificate and the root, the signing
   // certificate itself included when it is not a root. Appended to every leaf.
   std::string intermediates_pem_;

@@ -571,3 +571,36 @@ TEST(WorkloadSpiffeIdTest, BuildsAndValidates) {
 
 }  // namespace
 }  // namespace meshlet::controlplane::ca
+
+namespace meshlet::controlplane::ca {
+namespace {
+
+// A key held behind the Signer interface (as a PKCS#11 token holds it) signs leaves that verify,
+// and a key that is not the CA certificate's is refused at start.
+TEST(SignerTest, ExternalSignerIssuesVerifiableLeavesAndMismatchedKeyIsRefused) {
+  FakeClock clock;
+  clock.Advance(absl::ToChronoNanoseconds(absl::Now() - clock.WallNow()));
+  auto root = tls::testing::TestCa::Create("signer root");
+  ASSERT_TRUE(root.ok());
+  auto key = tls::ParsePemPrivateKey(root->key_pem());
+  ASSERT_TRUE(key.ok());
+  auto ca = CertificateAuthority::FromPemWithSigner(
+      root->cert_pem(), NewInMemorySigner(std::move(*key)), "", {}, clock);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto csr = MakeCsr();
+  ASSERT_TRUE(csr.ok());
+  auto issued = (*ca)->Sign(csr->csr_pem, Id("spiffe://cluster.local/ns/a/sa/b"), absl::Hours(1));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_EQ(VerifyChain(issued->chain_pem, root->cert_pem(), clock.WallNow()), "");
+
+  auto other = tls::GenerateEcdsaP256Key();
+  ASSERT_TRUE(other.ok());
+  auto mismatched = CertificateAuthority::FromPemWithSigner(
+      root->cert_pem(), NewInMemorySigner(std::move(*other)), "", {}, clock);
+  EXPECT_EQ(mismatched.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(mismatched.status().message().find("does not match"), absl::string_view::npos)
+      << mismatched.status();
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::ca

@@ -7,6 +7,8 @@
 #include "absl/strings/strip.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/tls/certificate.h"
 #include "common/config/yaml_proto.h"
 #include "common/stats/or_discard.h"
 #include "control-plane/api/token_api.h"
@@ -25,6 +27,14 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
                         "signing certificate chain (intermediate first); default: a root "
                         "generated in <data-dir>/ca on first start"),
       flags::StringFlag("--ca-key", "FILE", &options.key_file, "its key"),
+      flags::StringFlag("--ca-pkcs11-module", "PATH", &options.pkcs11.module_path,
+                        "PKCS#11 module (shared object) holding the CA key instead of --ca-key"),
+      flags::StringFlag("--ca-pkcs11-token", "LABEL", &options.pkcs11.token_label,
+                        "label of the PKCS#11 token"),
+      flags::StringFlag("--ca-pkcs11-key-label", "LABEL", &options.pkcs11.key_label,
+                        "label of the CA's private key in the token"),
+      flags::StringFlag("--ca-pkcs11-pin-file", "FILE", &options.pkcs11.pin_file,
+                        "file holding the token's user PIN"),
       flags::StringFlag("--ca-trust-bundle", "FILE", &options.trust_bundle_file,
                         "extra trusted roots (root rotation; the root if not in the chain)"),
       flags::StringFlag("--trust-domain", "NAME", &options.authority.trust_domain,
@@ -87,6 +97,21 @@ std::vector<flags::Flag> KubernetesAttestationFlags(CaServiceOptions& options) {
 }
 
 absl::Status CheckCaFlags(const CaServiceOptions& options) {
+  const Pkcs11SignerOptions& p11 = options.pkcs11;
+  if (!p11.module_path.empty() || !p11.token_label.empty() || !p11.key_label.empty() ||
+      !p11.pin_file.empty()) {
+    if (p11.module_path.empty() || p11.token_label.empty() || p11.key_label.empty() ||
+        p11.pin_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--ca-pkcs11-module, --ca-pkcs11-token, --ca-pkcs11-key-label and --ca-pkcs11-pin-file "
+          "go together");
+    }
+    if (options.cert_chain_file.empty() || !options.key_file.empty() || !options.secret.empty()) {
+      return absl::InvalidArgumentError(
+          "--ca-pkcs11-* needs --ca-cert (the public chain) and replaces --ca-key and --ca-secret");
+    }
+    return absl::OkStatus();
+  }
   if (options.cert_chain_file.empty() != options.key_file.empty()) {
     return absl::InvalidArgumentError("--ca-cert and --ca-key go together");
   }
@@ -114,6 +139,55 @@ CaService::~CaService() {
   }
 }
 
+absl::StatusOr<std::shared_ptr<const CertificateAuthority>> CaService::LoadPkcs11Authority() {
+  StatsRegistry& stats = control_plane_.stats();
+  auto signs = [&stats](const char* result) {
+    return OrDiscard(stats.shared_shard().RegisterCounter(
+                         "meshlet_cp_ca_pkcs11_sign_total",
+                         "Signatures asked of the CA's PKCS#11 token by result: ok, error (failed "
+                         "even after re-opening the session).",
+                         {{"result", result}}),
+                     "meshlet_cp_ca_pkcs11_sign_total");
+  };
+  Pkcs11SignerStats signer_stats{
+      .signatures = signs("ok"),
+      .sign_errors = signs("error"),
+      .session_reopens = OrDiscard(
+          stats.shared_shard().RegisterCounter(
+              "meshlet_cp_ca_pkcs11_session_reopens_total",
+              "PKCS#11 sessions re-opened (and logged in again) after a session or token error."),
+          "meshlet_cp_ca_pkcs11_session_reopens_total"),
+      .sign_latency_us = OrDiscard(
+          stats.shared_shard().RegisterHistogram(
+              "meshlet_cp_ca_pkcs11_sign_seconds",
+              "Time of one signature by the CA's PKCS#11 token (C_SignInit and C_Sign, "
+              "waiting for the session included).",
+              {}, {.exposition_divisor = 1e6}),
+          "meshlet_cp_ca_pkcs11_sign_seconds"),
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<Signer> signer,
+                   NewPkcs11Signer(options_.pkcs11, signer_stats));
+  absl::StatusOr<std::string> chain = tls::ReadSmallFile(options_.cert_chain_file);
+  if (!chain.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options_.cert_chain_file, ": ", chain.status().message()));
+  }
+  std::string extra;
+  if (!options_.trust_bundle_file.empty()) {
+    absl::StatusOr<std::string> roots = tls::ReadSmallFile(options_.trust_bundle_file);
+    if (!roots.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options_.trust_bundle_file, ": ", roots.status().message()));
+    }
+    extra = *std::move(roots);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<CertificateAuthority> ca,
+                   CertificateAuthority::FromPemWithSigner(*chain, std::move(signer), extra,
+                                                           options_.authority,
+                                                           control_plane_.clock()));
+  return std::shared_ptr<const CertificateAuthority>(std::move(ca));
+}
+
 absl::Status CaService::Init() {
   // No operator CA: a generated root, in the data directory, or with a shared store (etcd) in
   // the store, so that every replica signs under the same one.
@@ -122,7 +196,11 @@ absl::Status CaService::Init() {
   std::string source = absl::StrCat(
       "generated root in ", replicated ? "the store" : control_plane_.options().data_dir + "/ca");
   absl::StatusOr<std::shared_ptr<const CertificateAuthority>> authority;
-  if (operator_ca) {
+  if (!options_.pkcs11.module_path.empty()) {
+    authority = LoadPkcs11Authority();
+    source = absl::StrCat(options_.cert_chain_file, " with its key in PKCS#11 token \"",
+                          options_.pkcs11.token_label, "\" (not reloaded)");
+  } else if (operator_ca) {
     CaSourceOptions source_options{.chain_file = options_.cert_chain_file,
                                    .key_file = options_.key_file,
                                    .trust_bundle_file = options_.trust_bundle_file,

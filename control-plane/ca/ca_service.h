@@ -40,6 +40,7 @@
 #include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "control-plane/ca/authority.h"
+#include "control-plane/ca/pkcs11_signer.h"
 #include "control-plane/ca/ca_source.h"
 #include "control-plane/ca/certificate_service.h"
 #include "control-plane/identity/join_tokens.h"
@@ -56,6 +57,9 @@ struct CaServiceOptions {
   // Extra trust-bundle roots (the other root during a root rotation; the root when the chain
   // file does not end in one).
   std::string trust_bundle_file;
+  // The key in a PKCS#11 token (--ca-pkcs11-*) instead of --ca-key; with --ca-cert. Read at start,
+  // not reloaded. Off while module_path is empty.
+  Pkcs11SignerOptions pkcs11;
   // --ca-secret NAMESPACE/NAME ("": none) and its layout; excludes --ca-cert/--ca-key.
   std::string secret;
   SecretLayout secret_layout = SecretLayout::kAuto;
@@ -124,6 +128,8 @@ class CaService {
     uint64_t reloads_ok = 0;
     uint64_t reloads_refused = 0;
   };
+  // --ca-cert with its key in a PKCS#11 token.
+  absl::StatusOr<std::shared_ptr<const CertificateAuthority>> LoadPkcs11Authority();
   void SetState(const CertificateAuthority& authority, const std::string& source);
   void OnValid(std::shared_ptr<const CertificateAuthority> authority,
                const std::string& description);
