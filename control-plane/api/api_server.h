@@ -241,19 +241,20 @@ class PolicyApi {
                               int64_t revision);
   http::ServerResponse Remove(const http::ServerRequest& request, const policy::KindInfo& info,
                               const ResourceKey& key, Origin origin);
-  // The computed status of the Gateway API routes (translate/route_status.h), by (kind, namespace,
-  // name): what GET and LIST of an HTTPRoute or GRPCRoute of gateway.networking.k8s.io show as
+  // The computed status of the Gateway API objects (translate/route_status.h, gateway_status.h)
+  // of `info`'s kind, serialized, by (kind, namespace, name; "" for a GatewayClass): what GET and
+  // LIST of an HTTPRoute, GRPCRoute, Gateway or GatewayClass of gateway.networking.k8s.io show as
   // `status` (the store holds none). Empty for other kinds. Reads the live policy (SetLivePolicy;
   // without one, the whole policy store) and the registry, once per answer; `only`, when given,
-  // is the one route a GET shows (the others' status is not computed).
-  using RouteStatuses =
-      std::map<std::tuple<std::string, std::string, std::string>, meshlet::gateway::RouteStatus>;
-  RouteStatuses ComputedRouteStatuses(const policy::KindInfo& info,
-                                      const ResourceKey* only = nullptr) const;
-  // The stored resource as JSON, with its resourceVersion and, for a Gateway API route, its
+  // is the one route a GET shows (the others' status is not computed; a Gateway's depends on
+  // every route, so all Gateways are).
+  using ObjectStatuses = std::map<std::tuple<std::string, std::string, std::string>, std::string>;
+  ObjectStatuses ComputedStatuses(const policy::KindInfo& info,
+                                  const ResourceKey* only = nullptr) const;
+  // The stored resource as JSON, with its resourceVersion and, for a Gateway API kind, its
   // status from `statuses`.
   std::string ObjectJson(const StoredResource& stored,
-                         const RouteStatuses* statuses = nullptr) const;
+                         const ObjectStatuses* statuses = nullptr) const;
   std::string WorkloadsJson() const;
   http::ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                              const std::vector<policy::FieldError>& causes = {},

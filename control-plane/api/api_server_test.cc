@@ -331,6 +331,54 @@ spec:
   EXPECT_EQ(counting.lists, 0);
 }
 
+// GatewayClass and Gateway are served with their computed status (gateway_status.h), and a route
+// naming the Gateway shows its Gateway parent's entry.
+TEST_F(PolicyApiTest, GatewaysAreShownWithTheirComputedStatus) {
+  constexpr char kClass[] = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/meshlet";
+  constexpr char kGateway[] = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/edge";
+  constexpr char kRoute[] = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r";
+  ASSERT_EQ(Call("PUT", kClass, R"(apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: meshlet}
+spec: {controllerName: meshlet.io/gateway-controller}
+)")
+                .status,
+            201);
+  ASSERT_EQ(Call("PUT", kGateway, R"(apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  listeners: [{name: web, port: 80, protocol: HTTP}]
+)")
+                .status,
+            201);
+  ASSERT_EQ(Call("PUT", kRoute, R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: edge}]
+)")
+                .status,
+            201);
+  http::ServerResponse read = Call("GET", kClass);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("type":"Accepted","status":"True")"), std::string::npos) << read.body;
+  read = Call("GET", kGateway);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("attachedRoutes":1)"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find(R"("type":"Programmed","status":"False")"), std::string::npos)
+      << read.body;
+  read = Call("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways");
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("attachedRoutes":1)"), std::string::npos) << read.body;
+  read = Call("GET", kRoute);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("controllerName":"meshlet.io/gateway-controller")"),
+            std::string::npos)
+      << read.body;
+}
+
 TEST_F(PolicyApiTest, GatewayApiKindsLiveBesideMeshletsUnderTheirOwnGroup) {
   constexpr char kGatewayRoute[] =
       "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/reviews";

@@ -24,6 +24,7 @@
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/snapshot.h"
+#include "control-plane/translate/gateway_status.h"
 #include "control-plane/translate/route_status.h"
 
 namespace meshlet::controlplane::api {
@@ -130,11 +131,12 @@ void PolicyApi::SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live) {
   live_policy_ = std::move(live);
 }
 
-PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info,
-                                                          const ResourceKey* only) const {
-  RouteStatuses out;
+PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
+                                                      const ResourceKey* only) const {
+  ObjectStatuses out;
+  const bool gateway = info.kind == "Gateway" || info.kind == "GatewayClass";
   if (info.group != policy::kGatewayGroup ||
-      (info.kind != "HTTPRoute" && info.kind != "GRPCRoute")) {
+      (info.kind != "HTTPRoute" && info.kind != "GRPCRoute" && !gateway)) {
     return out;
   }
   std::shared_ptr<const policy::LivePolicy> live;
@@ -151,7 +153,17 @@ PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info,
              loaded.ok()) {
     snapshot = *std::move(loaded);
   } else {
-    return out;  // the routes are shown without status
+    return out;  // the objects are shown without status
+  }
+  if (gateway) {
+    translate::GatewayStatuses computed = translate::ComputeGatewayStatuses(snapshot, {});
+    for (const translate::GatewayClassStatusUpdate& u : computed.classes) {
+      out[{"GatewayClass", "", u.name}] = u.status.SerializeAsString();
+    }
+    for (const translate::GatewayStatusUpdate& u : computed.gateways) {
+      out[{"Gateway", u.namespace_, u.name}] = u.status.SerializeAsString();
+    }
+    return out;
   }
   if (only != nullptr) {
     // Only that route's status: the other routes of both kinds are left out (a route's status
@@ -169,27 +181,31 @@ PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info,
       registry_ != nullptr ? registry_->Snapshot()
                            : std::make_shared<const registry::RegistrySnapshot>();
   for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(snapshot, *registry)) {
-    out[{u.kind, u.namespace_, u.name}] = std::move(u.status);
+    out[{u.kind, u.namespace_, u.name}] = u.status.SerializeAsString();
   }
   return out;
 }
 
 std::string PolicyApi::ObjectJson(const StoredResource& stored,
-                                  const RouteStatuses* statuses) const {
+                                  const ObjectStatuses* statuses) const {
   absl::StatusOr<policy::ParsedResource> parsed =
       policy::ParseStoredResource(stored.key.kind, stored.body);
   if (!parsed.ok()) return stored.body;  // shown as stored; LoadPolicySnapshot warns
   meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(*parsed->message);
   meta->set_resource_version(absl::StrCat(stored.revision));
-  if (statuses != nullptr) {
-    const std::string ns = meta->namespace_().empty() ? "default" : meta->namespace_();
-    auto set_status = [&](auto* route, const char* kind) {
-      if (route == nullptr) return;
-      auto it = statuses->find({kind, ns, meta->name()});
-      if (it != statuses->end()) *route->mutable_status() = it->second;
-    };
-    set_status(dynamic_cast<meshlet::gateway::HTTPRoute*>(parsed->message.get()), "HTTPRoute");
-    set_status(dynamic_cast<meshlet::gateway::GRPCRoute*>(parsed->message.get()), "GRPCRoute");
+  if (statuses != nullptr && parsed->info->group == policy::kGatewayGroup) {
+    const std::string ns = !parsed->info->namespaced       ? ""
+                           : meta->namespace_().empty() ? "default"
+                                                        : meta->namespace_();
+    auto it = statuses->find({std::string(parsed->info->kind), ns, meta->name()});
+    const google::protobuf::FieldDescriptor* field =
+        parsed->message->GetDescriptor()->FindFieldByName("status");
+    if (it != statuses->end() && field != nullptr &&
+        field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+      (void)parsed->message->GetReflection()
+          ->MutableMessage(parsed->message.get(), field)
+          ->ParseFromString(it->second);
+    }
   }
   return policy::ToJson(*parsed->message);
 }
@@ -206,7 +222,7 @@ ServerResponse PolicyApi::Get(const KindInfo& info, const ResourceKey& key) {
   if (!stored.ok()) {
     return StoreFailure(stored.status());
   }
-  const RouteStatuses statuses = ComputedRouteStatuses(info, &key);
+  const ObjectStatuses statuses = ComputedStatuses(info, &key);
   return ServerResponse::Json(200, ObjectJson(*stored, &statuses) + "\n");
 }
 
@@ -220,7 +236,7 @@ ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace
       absl::StrCat(R"({"apiVersion":)", JsonQuote(info.ApiVersion()), R"(,"kind":)",
                    JsonQuote(absl::StrCat(info.kind, "List")),
                    R"(,"metadata":{"resourceVersion":")", revision, R"("},"items":[)");
-  const RouteStatuses statuses = ComputedRouteStatuses(info);
+  const ObjectStatuses statuses = ComputedStatuses(info);
   for (size_t i = 0; i < all->size(); ++i) {
     if (i > 0) body += ",";
     body += ObjectJson((*all)[i], &statuses);

@@ -57,6 +57,10 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
     header.insert(header.end(), {"PARENTS", "HOSTNAMES", "RULES"});
   } else if (kind == "GatewayReferenceGrant") {
     header.insert(header.end(), {"FROM", "TO"});
+  } else if (kind == "GatewayGatewayClass") {
+    header.insert(header.end(), {"CONTROLLER", "ACCEPTED"});
+  } else if (kind == "GatewayGateway") {
+    header.insert(header.end(), {"CLASS", "ADDRESS", "PROGRAMMED"});
   }
   header.insert(header.end(), {"VERSION", "AGE"});
   rows.push_back(header);
@@ -140,6 +144,25 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       }
       row.push_back(from.empty() ? "<none>" : absl::StrJoin(from, ","));
       row.push_back(to.empty() ? "<none>" : absl::StrJoin(to, ","));
+    } else if (kind == "GatewayGatewayClass" || kind == "GatewayGateway") {
+      // The status the API computed (docs/gateway.md), as kubectl's columns show it.
+      const YAML::Node status = item["status"];
+      auto condition = [&](absl::string_view type) {
+        for (const auto& c : status["conditions"]) {
+          if (Scalar(c["type"]) == type) return Scalar(c["status"]);
+        }
+        return std::string("Unknown");
+      };
+      if (kind == "GatewayGatewayClass") {
+        row.push_back(Scalar(spec["controllerName"]));
+        row.push_back(condition("Accepted"));
+      } else {
+        std::vector<std::string> addresses;
+        for (const auto& a : status["addresses"]) addresses.push_back(Scalar(a["value"]));
+        row.push_back(Scalar(spec["gatewayClassName"]));
+        row.push_back(addresses.empty() ? "" : absl::StrJoin(addresses, ","));
+        row.push_back(condition("Programmed"));
+      }
     }
     row.push_back(Scalar(meta["resourceVersion"]));
     row.push_back(Age(Scalar(meta["creationTimestamp"]), now));

@@ -447,6 +447,24 @@ TEST_F(MeshctlTest, GetAndDeleteNameTheGatewayKindsAsKubectlDoes) {
             "NAMESPACE   NAME   FROM            TO        VERSION   AGE\n"
             "shop        g      HTTPRoute/web   Service             <unknown>\n");
 
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways", 200,
+              R"({"items":[{"metadata":{"name":"edge","namespace":"shop"},
+                  "spec":{"gatewayClassName":"meshlet"},
+                  "status":{"conditions":[{"type":"Accepted","status":"True"},
+                                          {"type":"Programmed","status":"False"}]}}]})");
+  ASSERT_EQ(Run({"get", "gtw", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "NAME   CLASS     ADDRESS   PROGRAMMED   VERSION   AGE\n"
+            "edge   meshlet             False                  <unknown>\n");
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/gatewayclasses", 200,
+              R"({"items":[{"metadata":{"name":"meshlet"},
+                  "spec":{"controllerName":"meshlet.io/gateway-controller"},
+                  "status":{"conditions":[{"type":"Accepted","status":"True"}]}}]})");
+  ASSERT_EQ(Run({"get", "gatewayclasses"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "NAME      CONTROLLER                      ACCEPTED   VERSION   AGE\n"
+            "meshlet   meshlet.io/gateway-controller   True                 <unknown>\n");
+
   api_.Answer("DELETE", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/grpcroutes/echo", 200,
               "{}");
   ASSERT_EQ(Run({"delete", "grpcroutes", "echo", "-n", "shop"}), 0) << err_.str();

@@ -19,7 +19,8 @@ namespace {
 
 constexpr char kRbacHint[] =
     "the control plane needs list and watch on meshlet.io's resources and on httproutes, "
-    "grpcroutes and referencegrants (gateway.networking.k8s.io; k8s/base/rbac.yaml)";
+    "grpcroutes, referencegrants, gateways and gatewayclasses (gateway.networking.k8s.io; "
+    "k8s/base/rbac.yaml)";
 constexpr char kEventsRbacHint[] =
     "the control plane needs create on events.k8s.io events (k8s/base/rbac.yaml)";
 constexpr char kLastApplied[] = "kubectl.kubernetes.io/last-applied-configuration";

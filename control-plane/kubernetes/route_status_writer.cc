@@ -232,14 +232,16 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
   } catch (const YAML::Exception& e) {
     return Failed(key, "failed", absl::StrCat("the route is not JSON: ", e.what()));
   }
-  const std::string controller = options_.controller_name;
+  auto is_ours = [this](const std::string& name) {
+    return name == options_.controller_name || name == options_.gateway_controller_name;
+  };
   std::vector<std::string> others;
   std::vector<YAML::Node> ours;
   std::vector<std::string> shown;  // ours, as the route shows them
   if (const YAML::Node parents = NodeAt(NodeAt(object, "status"), "parents");
       parents.IsSequence()) {
     for (const YAML::Node& p : parents) {
-      if (ScalarAt(p, "controllerName") == controller) {
+      if (is_ours(ScalarAt(p, "controllerName"))) {
         ours.push_back(p);
         shown.push_back(ParentJson(p));
       } else {
@@ -255,9 +257,13 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
   std::vector<std::string> computed;
   for (const meshlet::gateway::RouteParentStatus& parent : route.update.status.parents()) {
     const std::string ref = RefJson(parent.parent_ref());
+    const std::string controller =
+        parent.controller_name().empty() ? options_.controller_name : parent.controller_name();
     const YAML::Node* before = nullptr;
     for (const YAML::Node& p : ours) {
-      if (RefJson(NodeAt(p, "parentRef")) == ref) before = &p;
+      if (RefJson(NodeAt(p, "parentRef")) == ref && ScalarAt(p, "controllerName") == controller) {
+        before = &p;
+      }
     }
     std::vector<std::string> conditions;
     for (const meshlet::gateway::Condition& c : parent.conditions()) {

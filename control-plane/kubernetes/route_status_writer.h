@@ -8,7 +8,8 @@
 // For each route whose computed status differs from what was last written, the writer reads the
 // route (GET), and builds its status.parents: every entry whose controllerName is another
 // controller's is kept as it is; this control plane's entries (controllerName
-// options.controller_name) become the computed ones, each condition keeping the
+// options.controller_name, or options.gateway_controller_name for parentRefs naming meshlet's
+// Gateways; each computed entry names its own) become the computed ones, each condition keeping the
 // lastTransitionTime it already has when its status did not change (else the time of the
 // write), with observedGeneration from the update. When that equals what the route already
 // shows nothing is written; otherwise one JSON merge patch of the status subresource
@@ -43,9 +44,11 @@
 namespace meshlet::controlplane::kubernetes {
 
 inline constexpr char kControllerName[] = "meshlet.io/mesh-controller";
+inline constexpr char kGatewayControllerName[] = "meshlet.io/gateway-controller";
 
 struct RouteStatusWriterOptions {
-  std::string controller_name = kControllerName;
+  std::string controller_name = kControllerName;  // for computed entries that name none
+  std::string gateway_controller_name = kGatewayControllerName;
   Duration retry_base = std::chrono::milliseconds(500);
   Duration retry_cap = std::chrono::seconds(30);
 };

@@ -120,6 +120,42 @@ class RouteStatusWriterTest : public ::testing::Test {
   std::vector<std::string> field_managers_;  // each patch's fieldManager parameter
 };
 
+// A parentRef naming one of meshlet's Gateways: its entry (controllerName
+// meshlet.io/gateway-controller) is ours too, replaced, and written with that controllerName
+// beside the Service parent's.
+TEST_F(RouteStatusWriterTest, GatewayControllerEntriesAreOursToo) {
+  route_ = RouteJson(
+      "7", absl::StrCat(
+               kOurs, ",",
+               R"({"parentRef":{"group":"gateway.networking.k8s.io","kind":"Gateway",)"
+               R"("name":"ingress"},"controllerName":"meshlet.io/gateway-controller",)"
+               R"("conditions":[{"type":"Accepted","status":"False","observedGeneration":1,)"
+               R"("lastTransitionTime":"2021-02-03T04:05:06Z","reason":"NoMatchingParent",)"
+               R"("message":"stale"}]})"));
+  policy::RouteStatusUpdate u = Update("True", "ResolvedRefs");
+  meshlet::gateway::RouteParentStatus* g = u.status.add_parents();
+  g->mutable_parent_ref()->set_group("gateway.networking.k8s.io");
+  g->mutable_parent_ref()->set_kind("Gateway");
+  g->mutable_parent_ref()->set_name("ingress");
+  g->set_controller_name(kGatewayControllerName);
+  meshlet::gateway::Condition* accepted = g->add_conditions();
+  accepted->set_type("Accepted");
+  accepted->set_status("True");
+  accepted->set_reason("Accepted");
+  writer_->Update({u});
+  writer_->SetActive(true);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches_.size() == 1; }));
+  const YAML::Node parents = YAML::Load(patches_[0])["status"]["parents"];
+  ASSERT_EQ(parents.size(), 3u) << patches_[0];
+  EXPECT_EQ(parents[0]["controllerName"].as<std::string>(), "example.com/gateway");
+  EXPECT_EQ(parents[1]["controllerName"].as<std::string>(), "meshlet.io/mesh-controller");
+  EXPECT_EQ(parents[2]["controllerName"].as<std::string>(), "meshlet.io/gateway-controller");
+  EXPECT_EQ(parents[2]["parentRef"]["name"].as<std::string>(), "ingress");
+  EXPECT_EQ(parents[2]["conditions"][0]["reason"].as<std::string>(), "Accepted");
+  EXPECT_NE(parents[2]["conditions"][0]["lastTransitionTime"].as<std::string>(),
+            "2021-02-03T04:05:06Z");  // False before, True now
+}
+
 TEST_F(RouteStatusWriterTest, PatchKeepsOthersEntriesAndUnchangedTransitionTimes) {
   writer_->Update({Update("False", "BackendNotFound")});
   // Not the leader: nothing is read or written.

@@ -113,6 +113,22 @@ const std::vector<KindInfo>& AllKinds() {
        kGatewayGroup,
        {"v1beta1", "v1"},
        "GatewayReferenceGrant"},
+      {"GatewayClass",
+       "gatewayclasses",
+       "gc",
+       false,
+       meshlet::gateway::GatewayClass::descriptor(),
+       kGatewayGroup,
+       {"v1"},
+       "GatewayGatewayClass"},
+      {"Gateway",
+       "gateways",
+       "gtw",
+       true,
+       meshlet::gateway::Gateway::descriptor(),
+       kGatewayGroup,
+       {"v1"},
+       "GatewayGateway"},
   };
   return *kinds;
 }

@@ -27,6 +27,8 @@ namespace meshlet::controlplane::policy {
 inline constexpr absl::string_view kApiGroup = "meshlet.io";
 inline constexpr absl::string_view kApiVersion = "meshlet.io/v1";
 inline constexpr absl::string_view kGatewayGroup = "gateway.networking.k8s.io";
+// The controllerName of meshlet's GatewayClasses (docs/gateway.md).
+inline constexpr absl::string_view kGatewayControllerName = "meshlet.io/gateway-controller";
 inline constexpr absl::string_view kDefaultNamespace = "default";
 // The only MeshConfig name accepted: there is one per mesh.
 inline constexpr absl::string_view kMeshConfigName = "mesh";

@@ -129,10 +129,10 @@ TEST(KindsTest, AWrongApiVersionSaysWhatTheKindTakes) {
             "apiVersion",
             "\"gateway.networking.k8s.io/v1alpha2\" is not an apiVersion of ReferenceGrant; use "
             "gateway.networking.k8s.io/v1beta1 or gateway.networking.k8s.io/v1"},
-           {"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n", "2:7", "kind",
-            "unknown kind \"Gateway\"; one of Service, TrafficPolicy, HTTPRoute, "
+           {"apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\n", "2:7", "kind",
+            "unknown kind \"TLSRoute\"; one of Service, TrafficPolicy, HTTPRoute, "
             "AuthorizationPolicy, MeshConfig, HTTPRoute (gateway.networking.k8s.io), GRPCRoute, "
-            "ReferenceGrant"},
+            "ReferenceGrant, GatewayClass, Gateway"},
        }) {
     absl::Status status = ParseResource(c.document).status();
     ErrorLocation where = SplitParseError(status.message());
@@ -208,6 +208,9 @@ TEST(KindsTest, SnapshotHoldsTheGatewayKinds) {
       "metadata: {name: g, namespace: b}\n");
   put("apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n"
       "metadata: {name: allow, namespace: b}\n");
+  put("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: meshlet}\n");
+  put("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+      "metadata: {name: edge, namespace: b}\n");
   absl::StatusOr<PolicySnapshot> snapshot = LoadPolicySnapshot(**store);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   ASSERT_EQ(snapshot->http_routes.size(), 1u);
@@ -218,6 +221,11 @@ TEST(KindsTest, SnapshotHoldsTheGatewayKinds) {
   EXPECT_EQ(snapshot->grpc_routes[0].metadata().namespace_(), "b");
   ASSERT_EQ(snapshot->reference_grants.size(), 1u);
   EXPECT_EQ(snapshot->reference_grants[0].metadata().name(), "allow");
+  ASSERT_EQ(snapshot->gateway_classes.size(), 1u);
+  EXPECT_EQ(snapshot->gateway_classes[0].metadata().name(), "meshlet");
+  EXPECT_EQ(snapshot->gateway_classes[0].metadata().namespace_(), "");  // cluster-wide
+  ASSERT_EQ(snapshot->gateways.size(), 1u);
+  EXPECT_EQ(snapshot->gateways[0].metadata().namespace_(), "b");
 }
 
 }  // namespace

@@ -62,6 +62,10 @@ void Update(const KindInfo& info, const ResourceKey& key,
     Update(snapshot.grpc_routes, key, resource);
   } else if (d == meshlet::gateway::ReferenceGrant::descriptor()) {
     Update(snapshot.reference_grants, key, resource);
+  } else if (d == meshlet::gateway::GatewayClass::descriptor()) {
+    Update(snapshot.gateway_classes, key, resource);
+  } else if (d == meshlet::gateway::Gateway::descriptor()) {
+    Update(snapshot.gateways, key, resource);
   }
 }
 

@@ -33,6 +33,8 @@ struct PolicySnapshot {
   ResourceList<meshlet::gateway::HTTPRoute> gateway_http_routes;
   ResourceList<meshlet::gateway::GRPCRoute> grpc_routes;
   ResourceList<meshlet::gateway::ReferenceGrant> reference_grants;
+  ResourceList<meshlet::gateway::GatewayClass> gateway_classes;  // cluster-wide: namespace ""
+  ResourceList<meshlet::gateway::Gateway> gateways;
 
   const meshlet::policy::Service* FindService(absl::string_view namespace_,
                                               absl::string_view name) const;

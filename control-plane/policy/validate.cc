@@ -848,6 +848,11 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
   } else if (d == meshlet::gateway::ReferenceGrant::descriptor()) {
     gateway_validation::ReferenceGrant(
         static_cast<const meshlet::gateway::ReferenceGrant&>(resource), result);
+  } else if (d == meshlet::gateway::GatewayClass::descriptor()) {
+    gateway_validation::GatewayClass(static_cast<const meshlet::gateway::GatewayClass&>(resource),
+                                     result);
+  } else if (d == meshlet::gateway::Gateway::descriptor()) {
+    gateway_validation::Gateway(static_cast<const meshlet::gateway::Gateway&>(resource), result);
   }
   return result;
 }

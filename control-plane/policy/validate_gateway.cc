@@ -34,6 +34,8 @@ constexpr int kMaxBackendRefs = 16;
 constexpr int kMaxHeaderMatches = 16;
 constexpr int kMaxHeaderActions = 16;
 constexpr int kMaxGrantEntries = 16;
+constexpr int kMaxListeners = 64;        // Gateway spec.listeners
+constexpr int kMaxCertificateRefs = 64;  // a listener's tls.certificateRefs
 constexpr int kMaxWeight = 1000000;
 
 // Upstream's patterns, compiled once.
@@ -821,11 +823,12 @@ void ReferenceGrant(const gw::ReferenceGrant& grant, ValidationResult& result) {
     c.Kind(Join(at, "kind"), f.kind(), true);
     c.Namespace(Join(at, "namespace"), f.namespace_(), true);
     if (!f.kind().empty() &&
-        !(f.group() == kGatewayGroup && (f.kind() == "HTTPRoute" || f.kind() == "GRPCRoute"))) {
+        !(f.group() == kGatewayGroup &&
+          (f.kind() == "HTTPRoute" || f.kind() == "GRPCRoute" || f.kind() == "Gateway"))) {
       c.Warn(at, absl::StrCat("meshlet grants nothing to ", f.group().empty() ? "core" : f.group(),
                               " ", f.kind(),
                               ": only HTTPRoute and GRPCRoute of gateway.networking.k8s.io refer "
-                              "to backends in the mesh"));
+                              "to backends in the mesh, and Gateway to Secrets"));
     }
   }
   for (int i = 0; i < spec.to_size(); ++i) {
@@ -834,10 +837,66 @@ void ReferenceGrant(const gw::ReferenceGrant& grant, ValidationResult& result) {
     c.Group(Join(at, "group"), t.group());
     c.Kind(Join(at, "kind"), t.kind(), true);
     c.ObjectName(Join(at, "name"), t.name(), false);
-    if (!t.kind().empty() && !(t.group().empty() && t.kind() == "Service")) {
-      c.Warn(at, absl::StrCat("meshlet grants references to core Services only, not to ",
+    if (!t.kind().empty() &&
+        !(t.group().empty() && (t.kind() == "Service" || t.kind() == "Secret"))) {
+      c.Warn(at, absl::StrCat("meshlet grants references to core Services and Secrets only, not to ",
                               t.group().empty() ? "core" : t.group(), " ", t.kind()));
     }
+  }
+}
+
+void GatewayClass(const gw::GatewayClass& gateway_class, ValidationResult& result) {
+  Checker c(result);
+  const std::string& controller = gateway_class.spec().controller_name();
+  if (controller.empty()) {
+    c.Error("spec.controllerName", "required");
+  } else if (controller != kGatewayControllerName) {
+    c.Warn("spec.controllerName",
+           absl::StrCat(Quote(controller), " is another controller's: meshlet takes the classes of ",
+                        kGatewayControllerName, " only"));
+  }
+  c.Length("spec.description", gateway_class.spec().description(), 0, 64);
+}
+
+void Gateway(const gw::Gateway& gateway, ValidationResult& result) {
+  Checker c(result);
+  const gw::GatewaySpec& spec = gateway.spec();
+  c.ObjectName("spec.gatewayClassName", spec.gateway_class_name(), true);
+  if (spec.listeners_size() == 0) c.Error("spec.listeners", "required: at least one listener");
+  c.MaxItems("spec.listeners", spec.listeners_size(), kMaxListeners);
+  for (int i = 0; i < spec.listeners_size(); ++i) {
+    const gw::Listener& l = spec.listeners(i);
+    const std::string at = Index("spec.listeners", i);
+    if (l.name().empty()) {
+      c.Error(Join(at, "name"), "required");
+    } else {
+      c.SectionName(Join(at, "name"), l.name());
+    }
+    for (int j = 0; j < i; ++j) {
+      if (!l.name().empty() && spec.listeners(j).name() == l.name()) {
+        c.Error(Join(at, "name"), absl::StrCat(Quote(l.name()), " names listeners[", j, "] too"));
+      }
+    }
+    c.PortNumber(Join(at, "port"), true, l.port());
+    if (l.protocol().empty()) c.Error(Join(at, "protocol"), "required");
+    if (!l.hostname().empty()) {
+      google::protobuf::RepeatedPtrField<std::string> one;
+      *one.Add() = l.hostname();
+      c.Hostnames(Join(at, "hostname"), one);
+    }
+    c.MaxItems(Join(at, "tls.certificateRefs"), l.tls().certificate_refs_size(), kMaxCertificateRefs);
+    for (int r = 0; r < l.tls().certificate_refs_size(); ++r) {
+      const gw::SecretObjectReference& ref = l.tls().certificate_refs(r);
+      const std::string ref_at = Index(Join(at, "tls.certificateRefs"), r);
+      c.ObjectName(Join(ref_at, "name"), ref.name(), true);
+      c.Namespace(Join(ref_at, "namespace"), ref.namespace_(), false);
+    }
+    const std::string& from = l.allowed_routes().namespaces().from();
+    if (!from.empty() && from != "Same" && from != "All" && from != "Selector") {
+      c.Error(Join(at, "allowedRoutes.namespaces.from"),
+              absl::StrCat(Quote(from), " is not one of Same, All, Selector"));
+    }
+    c.MaxItems(Join(at, "allowedRoutes.kinds"), l.allowed_routes().kinds_size(), 8);
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
-// Validation of the Gateway API kinds (xds/gateway.proto: HTTPRoute, GRPCRoute, ReferenceGrant),
+// Validation of the Gateway API kinds (xds/gateway.proto: HTTPRoute, GRPCRoute, ReferenceGrant, GatewayClass,
+// Gateway),
 // a part of Validate (validate.h), which checks the metadata first. The rules are upstream's
 // (gateway.networking.k8s.io standard channel): the CRDs' OpenAPI constraints (patterns, enums,
 // lengths, list sizes), their CEL x-kubernetes-validations (filter type and field agree, repeated
@@ -20,6 +21,11 @@ namespace meshlet::controlplane::policy::gateway_validation {
 void HttpRoute(const meshlet::gateway::HTTPRoute& route, ValidationResult& result);
 void GrpcRoute(const meshlet::gateway::GRPCRoute& route, ValidationResult& result);
 void ReferenceGrant(const meshlet::gateway::ReferenceGrant& grant, ValidationResult& result);
+// GatewayClass and Gateway (docs/gateway.md): what the upstream CRDs refuse (required fields,
+// unique listener names, ports, hostnames, list sizes). What meshlet does not support but the
+// API allows (a protocol, a tls.mode) is valid here and shows in the Gateway's status.
+void GatewayClass(const meshlet::gateway::GatewayClass& gateway_class, ValidationResult& result);
+void Gateway(const meshlet::gateway::Gateway& gateway, ValidationResult& result);
 
 // A Gateway API duration ("10s", "1h30m", "500ms": 1 to 4 of up to 5 digits and a unit h, m, s
 // or ms) in milliseconds, or -1 when `text` is not one.

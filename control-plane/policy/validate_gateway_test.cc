@@ -456,12 +456,61 @@ TEST(GatewayValidationTest, ReferenceGrants) {
   // Kinds meshlet does not use are valid, with a warning.
   ValidationResult r = ValidateYaml(
       Grant("  from: [{group: gateway.networking.k8s.io, kind: TLSRoute, namespace: shop}]\n"
-            "  to: [{group: \"\", kind: Secret}]\n"));
+            "  to: [{group: \"\", kind: ConfigMap}]\n"));
   EXPECT_TRUE(r.ok()) << r.ErrorText();
   ASSERT_EQ(r.warnings.size(), 2u);
   EXPECT_NE(r.warnings[0].find("meshlet grants nothing to gateway.networking.k8s.io TLSRoute"),
             std::string::npos)
       << r.warnings[0];
+}
+
+TEST(GatewayValidationTest, GatewayAndGatewayClass) {
+  auto gateway = [](const std::string& spec) {
+    return ValidateYaml(absl::StrCat(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge}\n"
+        "spec:\n",
+        spec));
+  };
+  ValidationResult ok = gateway(
+      "  gatewayClassName: meshlet\n"
+      "  listeners:\n"
+      "  - {name: http, port: 80, protocol: HTTP, hostname: \"*.example.com\"}\n"
+      "  - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: tls}]}}\n");
+  EXPECT_TRUE(ok.ok()) << ok.ErrorText();
+  EXPECT_NE(gateway("  listeners: [{name: a, port: 80, protocol: HTTP}]\n")
+                .ErrorText()
+                .find("spec.gatewayClassName"),
+            std::string::npos);
+  EXPECT_NE(gateway("  gatewayClassName: meshlet\n").ErrorText().find("spec.listeners"),
+            std::string::npos);
+  const std::string twice =
+      gateway("  gatewayClassName: meshlet\n  listeners:\n"
+              "  - {name: a, port: 80, protocol: HTTP}\n  - {name: a, port: 81, protocol: HTTP}\n")
+          .ErrorText();
+  EXPECT_NE(twice.find("spec.listeners[1].name"), std::string::npos) << twice;
+  const std::string bad =
+      gateway("  gatewayClassName: meshlet\n  listeners:\n"
+              "  - {name: a, port: 70000, protocol: HTTP, hostname: \"10.0.0.1:80\","
+              " allowedRoutes: {namespaces: {from: Some}}}\n")
+          .ErrorText();
+  EXPECT_NE(bad.find("spec.listeners[0].port"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("spec.listeners[0].hostname"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("spec.listeners[0].allowedRoutes.namespaces.from"), std::string::npos)
+      << bad;
+
+  auto gateway_class = [](const std::string& spec) {
+    return ValidateYaml(absl::StrCat(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: c}\n"
+        "spec:\n",
+        spec));
+  };
+  ValidationResult ours = gateway_class("  controllerName: meshlet.io/gateway-controller\n");
+  EXPECT_TRUE(ours.ok()) << ours.ErrorText();
+  EXPECT_TRUE(ours.warnings.empty());
+  ValidationResult theirs = gateway_class("  controllerName: example.com/gw\n");
+  EXPECT_TRUE(theirs.ok()) << theirs.ErrorText();
+  ASSERT_EQ(theirs.warnings.size(), 1u);
+  EXPECT_FALSE(gateway_class("  description: x\n").ok());
 }
 
 }  // namespace

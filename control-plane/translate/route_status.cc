@@ -1,6 +1,7 @@
 // The status of Gateway API routes (route_status.h): the checks of gateway_routes.cc — whether a
 // parentRef names an existing Service port, whether the route is supported, whether its backends
-// resolve — as conditions.
+// resolve — and for a parentRef naming one of meshlet's Gateways the listener attachment of
+// gateway_status.cc, as conditions.
 
 #include "control-plane/translate/route_status.h"
 
@@ -10,17 +11,6 @@
 
 namespace meshlet::controlplane::translate {
 namespace {
-
-gw::Condition MakeCondition(absl::string_view type, bool ok, absl::string_view reason,
-                            const std::string& message, int64_t generation) {
-  gw::Condition c;
-  c.set_type(std::string(type));
-  c.set_status(ok ? "True" : "False");
-  c.set_reason(std::string(reason));
-  c.set_message(message);
-  c.set_observed_generation(generation);
-  return c;
-}
 
 // The first reference of the route's rules that does not resolve; an empty reason when all do.
 template <typename Route>
@@ -52,7 +42,8 @@ ResolvedBackend FirstUnresolved(const PolicySnapshot& policy, const MeshIndex& i
 
 template <typename Route>
 policy::RouteStatusUpdate StatusOf(const PolicySnapshot& policy, const MeshIndex& index,
-                                   absl::string_view kind, const Route& route) {
+                                   const GatewayEnvironment& env, absl::string_view kind,
+                                   const Route& route) {
   policy::RouteStatusUpdate update;
   update.kind = std::string(kind);
   update.namespace_ = NamespaceOr(route.metadata().namespace_());
@@ -60,7 +51,35 @@ policy::RouteStatusUpdate StatusOf(const PolicySnapshot& policy, const MeshIndex
   update.generation = route.metadata().generation();
   const std::string unsupported = UnsupportedReason(route);
   const ResolvedBackend unresolved = FirstUnresolved(policy, index, kind, route);
+  auto resolved_refs = [&](gw::RouteParentStatus* parent) {
+    if (unresolved.reason.empty()) {
+      *parent->add_conditions() =
+          MakeCondition("ResolvedRefs", true, "ResolvedRefs", "", update.generation);
+    } else {
+      *parent->add_conditions() = MakeCondition("ResolvedRefs", false, unresolved.reason,
+                                                unresolved.message, update.generation);
+    }
+  };
   for (const gw::ParentReference& ref : route.spec().parent_refs()) {
+    if (const gw::Gateway* gateway = FindMeshletGateway(policy, ref, update.namespace_)) {
+      gw::RouteParentStatus* parent = update.status.add_parents();
+      *parent->mutable_parent_ref() = ref;
+      parent->set_controller_name(std::string(kGatewayControllerName));
+      const ListenerAttachment a = AttachToGateway(policy, env, *gateway, kind, update.namespace_,
+                                                  route.spec().hostnames(), ref);
+      if (!a.reason.empty()) {
+        *parent->add_conditions() =
+            MakeCondition("Accepted", false, a.reason, a.message, update.generation);
+      } else if (!unsupported.empty()) {
+        *parent->add_conditions() =
+            MakeCondition("Accepted", false, "UnsupportedValue", unsupported, update.generation);
+      } else {
+        *parent->add_conditions() =
+            MakeCondition("Accepted", true, "Accepted", "", update.generation);
+      }
+      resolved_refs(parent);
+      continue;
+    }
     if (!IsServiceParent(ref)) continue;
     gw::RouteParentStatus* parent = update.status.add_parents();
     *parent->mutable_parent_ref() = ref;
@@ -89,13 +108,7 @@ policy::RouteStatusUpdate StatusOf(const PolicySnapshot& policy, const MeshIndex
       *parent->add_conditions() =
           MakeCondition("Accepted", true, "Accepted", "", update.generation);
     }
-    if (unresolved.reason.empty()) {
-      *parent->add_conditions() =
-          MakeCondition("ResolvedRefs", true, "ResolvedRefs", "", update.generation);
-    } else {
-      *parent->add_conditions() = MakeCondition("ResolvedRefs", false, unresolved.reason,
-                                                unresolved.message, update.generation);
-    }
+    resolved_refs(parent);
   }
   return update;
 }
@@ -103,14 +116,15 @@ policy::RouteStatusUpdate StatusOf(const PolicySnapshot& policy, const MeshIndex
 }  // namespace
 
 std::vector<policy::RouteStatusUpdate> ComputeRouteStatuses(
-    const policy::PolicySnapshot& policy, const registry::RegistrySnapshot& registry) {
+    const policy::PolicySnapshot& policy, const registry::RegistrySnapshot& registry,
+    const GatewayEnvironment& env) {
   const MeshIndex index = BuildIndex(policy, registry);
   std::vector<policy::RouteStatusUpdate> out;
   for (const gw::HTTPRoute& route : policy.gateway_http_routes) {
-    out.push_back(StatusOf(policy, index, "HTTPRoute", route));
+    out.push_back(StatusOf(policy, index, env, "HTTPRoute", route));
   }
   for (const gw::GRPCRoute& route : policy.grpc_routes) {
-    out.push_back(StatusOf(policy, index, "GRPCRoute", route));
+    out.push_back(StatusOf(policy, index, env, "GRPCRoute", route));
   }
   return out;
 }

@@ -11,15 +11,19 @@
 #include "control-plane/policy/route_status.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
+#include "control-plane/translate/gateway_status.h"
 
 namespace meshlet::controlplane::translate {
 
 // One update per HTTPRoute of `policy.gateway_http_routes`, then per GRPCRoute of
 // `policy.grpc_routes`, in their order, each with one RouteParentStatus per parentRef that names a
-// Service (group "" or "core", kind Service), in parentRef order; other parentRefs (Gateways) are
-// other controllers' and get none. A route with no Service parentRef gets an update with no
-// parents. Each RouteParentStatus: the parentRef as written, controllerName
-// "meshlet.io/mesh-controller", and
+// Service (group "" or "core", kind Service) or one of meshlet's Gateways (gateway_status.h), in
+// parentRef order; other parentRefs (other controllers' Gateways, Gateways that do not exist) get
+// none. A route with no such parentRef gets an update with no parents. For a Gateway parent:
+// controllerName "meshlet.io/gateway-controller", Accepted False with the reason of
+// AttachToGateway (NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname) when the
+// route attaches to no listener, else as for a Service, and ResolvedRefs as for a Service. For a
+// Service parent: the parentRef as written, controllerName "meshlet.io/mesh-controller", and
 //   Accepted      True/Accepted; False/NoMatchingParent (the Service, or the port the parentRef
 //                 names, does not exist); False/UnsupportedValue (a field, filter or value meshlet
 //                 does not support, or an invalid duration or regular expression: the route is
@@ -31,6 +35,7 @@ namespace meshlet::controlplane::translate {
 // each with observedGeneration = metadata.generation. lastTransitionTime is left empty: the
 // writer keeps a condition's previous time while its status is unchanged.
 std::vector<policy::RouteStatusUpdate> ComputeRouteStatuses(
-    const policy::PolicySnapshot& policy, const registry::RegistrySnapshot& registry);
+    const policy::PolicySnapshot& policy, const registry::RegistrySnapshot& registry,
+    const GatewayEnvironment& env = {});
 
 }  // namespace meshlet::controlplane::translate

@@ -104,6 +104,9 @@ RESOURCES = [
     Resource("httproutes", GATEWAY, "v1", "httproutes", "HTTPRoute", status=True),
     Resource("grpcroutes", GATEWAY, "v1", "grpcroutes", "GRPCRoute", status=True),
     Resource("referencegrants", GATEWAY, "v1beta1", "referencegrants", "ReferenceGrant"),
+    Resource("gateways", GATEWAY, "v1", "gateways", "Gateway", status=True),
+    Resource("gatewayclasses", GATEWAY, "v1", "gatewayclasses", "GatewayClass", status=True,
+             namespaced=False),
     Resource("mutatingwebhookconfigurations", "admissionregistration.k8s.io", "v1",
              "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", namespaced=False),
 ]

@@ -5,7 +5,7 @@ into its store and writes route status back; when it dies the other takes over.
 Usage: kubernetes_policy_test.py CONTROL_PLANE SIDECAR [unittest args]
 
 The fake (fake_kubernetes_api.py) serves meshlet.io Services and TrafficPolicies, HTTPRoutes,
-GRPCRoutes and ReferenceGrants as custom resources (lists, watches), route status as a
+GRPCRoutes, ReferenceGrants, Gateways and GatewayClasses as custom resources (lists, watches), route status as a
 merge-patched subresource, Events and Leases; every other meshlet.io kind answers 404, as when
 its CRD is not installed. (kubectl_policy_test applies policy to it with kubectl.) Each replica has
 its own bearer token and its own store (a data directory), so what a replica wrote, in Kubernetes
@@ -21,6 +21,9 @@ and in its store, is told apart. Shown:
   Event naming the field, and its status says Accepted False (UnsupportedValue) with
   observedGeneration its metadata.generation;
 - kinds whose CRD is missing are absent (a gauge), not an error loop;
+- a GatewayClass of meshlet's controller and a Gateway are mirrored and served by the API, and
+  HTTPRoutes whose parentRef names the Gateway get a parent status of
+  meshlet.io/gateway-controller: Accepted, or NoMatchingListenerHostname;
 - the leader killed, the other replica leads within the lease duration and mirrors;
 - the leader stopped (SIGTERM), it hands the Lease over and the other leads well before the lease
   duration.
@@ -267,6 +270,54 @@ class KubernetesPolicyTest(unittest.TestCase):
                         self.logs())
         self.assertTrue(wait_for(lambda: "shop/ratings-v1/rule-0" not in sent_config(), 10),
                         sent_config()[:2000])
+
+    def test_1a_routes_attached_to_a_meshlet_gateway_get_its_parent_status(self):
+        self.assertTrue(wait_for(lambda: self.leader() in REPLICAS, 10), self.logs())
+        leader = self.leader()
+        gw = "gateway.networking.k8s.io/v1"
+        self.fake.put("gatewayclasses", {
+            "apiVersion": gw, "kind": "GatewayClass",
+            "metadata": {"name": "meshlet", "uid": "u-gc", "generation": 1},
+            "spec": {"controllerName": "meshlet.io/gateway-controller"}})
+        self.fake.put("gateways", {
+            "apiVersion": gw, "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "shop", "uid": "u-gw", "generation": 1},
+            "spec": {"gatewayClassName": "meshlet", "listeners": [
+                {"name": "web", "port": 80, "protocol": "HTTP",
+                 "hostname": "*.example.com"}]}})
+        for name, hostname in (("edge-web", "shop.example.com"), ("edge-miss", "shop.example.org")):
+            self.fake.put("httproutes", {
+                "apiVersion": gw, "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": "shop", "uid": "u-" + name,
+                             "generation": 2},
+                "spec": {"parentRefs": [{"name": "edge", "sectionName": "web"}],
+                         "hostnames": [hostname],
+                         "rules": [{"backendRefs": [{"name": "ratings", "port": 80}]}]}})
+        # Both kinds are mirrored into the leader's store and served by its API.
+        self.assertTrue(wait_for(lambda: self.get(
+            leader, "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/edge")[0] == 200,
+            10), self.logs())
+        self.assertEqual(self.get(
+            leader, "/apis/gateway.networking.k8s.io/v1/gatewayclasses/meshlet")[0], 200)
+
+        def gateway_parent(name):
+            with self.fake.cond:
+                obj = self.fake.objects["httproutes"].get(("shop", name), {})
+                for p in obj.get("status", {}).get("parents", []):
+                    if p["controllerName"] == "meshlet.io/gateway-controller":
+                        return p
+            return None
+
+        self.assertTrue(wait_for(lambda: gateway_parent("edge-web") and gateway_parent(
+            "edge-miss"), 10), self.logs())
+        web = {c["type"]: c for c in gateway_parent("edge-web")["conditions"]}
+        self.assertEqual((web["Accepted"]["status"], web["Accepted"]["reason"]),
+                         ("True", "Accepted"), web)
+        self.assertEqual(web["Accepted"]["observedGeneration"], 2)
+        self.assertEqual(gateway_parent("edge-web")["parentRef"]["name"], "edge")
+        miss = {c["type"]: c for c in gateway_parent("edge-miss")["conditions"]}
+        self.assertEqual((miss["Accepted"]["status"], miss["Accepted"]["reason"]),
+                         ("False", "NoMatchingListenerHostname"), miss)
 
     def test_2_another_replica_takes_over_when_the_leader_dies(self):
         self.assertTrue(wait_for(lambda: self.leader() in REPLICAS, 10), self.logs())

@@ -1,0 +1,421 @@
+// Gateways of meshlet's GatewayClass (gateway_status.h): listener checks, conflicts, route
+// attachment by sectionName, port, kind, namespace and hostname, and the conditions they give.
+
+#include "control-plane/translate/gateway_status.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+namespace gw = ::meshlet::gateway;
+
+constexpr absl::string_view kGroup = "gateway.networking.k8s.io";
+constexpr absl::string_view kTlsSecretType = "kubernetes.io/tls";
+
+std::string Or(const std::string& value, absl::string_view fallback) {
+  return value.empty() ? std::string(fallback) : value;
+}
+
+// "*.example.com" matches "a.example.com" and "a.b.example.com", not "example.com".
+bool WildcardMatches(absl::string_view wildcard, absl::string_view name) {
+  const absl::string_view suffix = wildcard.substr(1);  // ".example.com"
+  return name.size() > suffix.size() && absl::EndsWithIgnoreCase(name, suffix);
+}
+
+bool Selects(const gw::LabelSelector& selector, const std::map<std::string, std::string>& labels) {
+  for (const auto& [key, value] : selector.match_labels()) {
+    auto it = labels.find(key);
+    if (it == labels.end() || it->second != value) return false;
+  }
+  for (const gw::LabelSelectorRequirement& r : selector.match_expressions()) {
+    auto it = labels.find(r.key());
+    const bool in = it != labels.end() && std::find(r.values().begin(), r.values().end(),
+                                                    it->second) != r.values().end();
+    if (r.operator_() == "In" && !in) return false;
+    if (r.operator_() == "NotIn" && in) return false;
+    if (r.operator_() == "Exists" && it == labels.end()) return false;
+    if (r.operator_() == "DoesNotExist" && it != labels.end()) return false;
+    if (r.operator_() != "In" && r.operator_() != "NotIn" && r.operator_() != "Exists" &&
+        r.operator_() != "DoesNotExist") {
+      return false;  // an operator Kubernetes does not have selects nothing
+    }
+  }
+  return true;
+}
+
+// What one listener is, before any route: the Gateway API's listener conditions.
+struct ListenerState {
+  std::string accepted_reason = "Accepted";  // or UnsupportedProtocol, PortUnavailable
+  std::string accepted_message;
+  std::string resolved_reason = "ResolvedRefs";  // or InvalidRouteKinds, InvalidCertificateRef...
+  std::string resolved_message;
+  std::string conflict_reason;  // empty, ProtocolConflict, HostnameConflict
+  std::string conflict_message;
+  std::vector<std::string> kinds;  // supported route kinds
+  bool usable() const {
+    return accepted_reason == "Accepted" && resolved_reason == "ResolvedRefs" &&
+           conflict_reason.empty();
+  }
+};
+
+bool SecretGranted(const policy::PolicySnapshot& policy, const std::string& gateway_ns,
+                   const std::string& secret_ns, const std::string& secret) {
+  for (const gw::ReferenceGrant& grant : policy.reference_grants) {
+    if (Or(grant.metadata().namespace_(), "default") != secret_ns) continue;
+    bool from = false, to = false;
+    for (const gw::ReferenceGrantFrom& f : grant.spec().from()) {
+      from |= f.group() == kGroup && f.kind() == "Gateway" && f.namespace_() == gateway_ns;
+    }
+    for (const gw::ReferenceGrantTo& t : grant.spec().to()) {
+      to |= (t.group().empty() || t.group() == "core") && t.kind() == "Secret" &&
+            (t.name().empty() || t.name() == secret);
+    }
+    if (from && to) return true;
+  }
+  return false;
+}
+
+// The first certificateRef that does not resolve, as (reason, message); empty when all do.
+std::pair<std::string, std::string> CheckCertificates(const policy::PolicySnapshot& policy,
+                                                      const GatewayEnvironment& env,
+                                                      const std::string& gateway_ns,
+                                                      const gw::Listener& l) {
+  if (l.tls().certificate_refs().empty()) {
+    return {"InvalidCertificateRef", "an HTTPS listener needs tls.certificateRefs"};
+  }
+  for (int i = 0; i < l.tls().certificate_refs_size(); ++i) {
+    const gw::SecretObjectReference& ref = l.tls().certificate_refs(i);
+    const std::string where = absl::StrCat("tls.certificateRefs[", i, "]");
+    const std::string kind = Or(ref.kind(), "Secret");
+    if (kind != "Secret" || !(ref.group().empty() || ref.group() == "core")) {
+      return {"InvalidCertificateRef",
+              absl::StrCat(where, ": ", ref.group().empty() ? "" : ref.group() + "/", kind, " \"",
+                           ref.name(), "\" is not a Secret")};
+    }
+    const std::string ns = Or(ref.namespace_(), gateway_ns);
+    if (ns != gateway_ns && !SecretGranted(policy, gateway_ns, ns, ref.name())) {
+      return {"RefNotPermitted",
+              absl::StrCat(where, ": no ReferenceGrant in namespace \"", ns,
+                           "\" lets Gateways of namespace \"", gateway_ns, "\" refer to Secret ",
+                           ref.name())};
+    }
+    if (env.secrets.has_value()) {
+      auto it = env.secrets->find({ns, ref.name()});
+      if (it == env.secrets->end()) {
+        return {"InvalidCertificateRef",
+                absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " does not exist")};
+      }
+      if (it->second != kTlsSecretType) {
+        return {"InvalidCertificateRef",
+                absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " is of type \"",
+                             it->second, "\", not ", kTlsSecretType)};
+      }
+    }
+  }
+  return {};
+}
+
+std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
+                                     const GatewayEnvironment& env, const gw::Gateway& gateway) {
+  const std::string ns = Or(gateway.metadata().namespace_(), "default");
+  const auto& listeners = gateway.spec().listeners();
+  std::vector<ListenerState> out(listeners.size());
+  for (int i = 0; i < listeners.size(); ++i) {
+    const gw::Listener& l = listeners[i];
+    ListenerState& s = out[i];
+    const bool http = l.protocol() == "HTTP", https = l.protocol() == "HTTPS";
+    if (!http && !https) {
+      s.accepted_reason = "UnsupportedProtocol";
+      s.accepted_message =
+          absl::StrCat("protocol \"", l.protocol(), "\" is not supported (HTTP, HTTPS)");
+    } else if (l.port() < 1 || l.port() > 65535) {
+      s.accepted_reason = "PortUnavailable";
+      s.accepted_message = absl::StrCat("port ", l.port(), " is out of range");
+    } else if (https && !l.tls().mode().empty() && l.tls().mode() != "Terminate") {
+      s.accepted_reason = "UnsupportedProtocol";
+      s.accepted_message =
+          absl::StrCat("tls.mode \"", l.tls().mode(), "\" is not supported (Terminate)");
+    }
+    if (l.allowed_routes().kinds().empty()) {
+      s.kinds = {"HTTPRoute", "GRPCRoute"};
+    } else {
+      for (const gw::RouteGroupKind& k : l.allowed_routes().kinds()) {
+        if (Or(k.group(), kGroup) == kGroup && (k.kind() == "HTTPRoute" || k.kind() == "GRPCRoute")) {
+          if (std::find(s.kinds.begin(), s.kinds.end(), k.kind()) == s.kinds.end()) {
+            s.kinds.push_back(k.kind());
+          }
+        } else if (s.resolved_reason == "ResolvedRefs") {
+          s.resolved_reason = "InvalidRouteKinds";
+          s.resolved_message = absl::StrCat("allowedRoutes.kinds: ", Or(k.group(), kGroup), "/",
+                                            k.kind(), " is not a route kind meshlet takes");
+        }
+      }
+    }
+    if (https && s.resolved_reason == "ResolvedRefs") {
+      auto [reason, message] = CheckCertificates(policy, env, ns, l);
+      if (!reason.empty()) {
+        s.resolved_reason = reason;
+        s.resolved_message = message;
+      }
+    }
+  }
+  // Conflicts between the listeners of a port: every listener of a conflict is marked.
+  for (int i = 0; i < listeners.size(); ++i) {
+    for (int j = 0; j < listeners.size(); ++j) {
+      if (i == j || listeners[i].port() != listeners[j].port()) continue;
+      if (listeners[i].protocol() != listeners[j].protocol()) {
+        out[i].conflict_reason = "ProtocolConflict";
+        out[i].conflict_message =
+            absl::StrCat("listener \"", listeners[j].name(), "\" serves port ",
+                         listeners[j].port(), " with protocol ", listeners[j].protocol());
+        break;
+      }
+      if (absl::EqualsIgnoreCase(listeners[i].hostname(), listeners[j].hostname())) {
+        out[i].conflict_reason = "HostnameConflict";
+        out[i].conflict_message = absl::StrCat(
+            "listener \"", listeners[j].name(), "\" serves port ", listeners[j].port(),
+            " and hostname \"", listeners[j].hostname(), "\" too");
+      }
+    }
+  }
+  return out;
+}
+
+ListenerAttachment Attach(const GatewayEnvironment& env, const gw::Gateway& gateway,
+                         const std::vector<ListenerState>& states, absl::string_view route_kind,
+                         const std::string& route_ns,
+                         const google::protobuf::RepeatedPtrField<std::string>& hostnames,
+                         const gw::ParentReference& ref) {
+  ListenerAttachment out;
+  const std::string gateway_ns = Or(gateway.metadata().namespace_(), "default");
+  const std::string name = absl::StrCat("Gateway ", gateway_ns, "/", gateway.metadata().name());
+  std::vector<int> candidates;
+  std::string unusable;
+  for (int i = 0; i < gateway.spec().listeners_size(); ++i) {
+    const gw::Listener& l = gateway.spec().listeners(i);
+    if (!ref.section_name().empty() && l.name() != ref.section_name()) continue;
+    if (ref.has_port() && l.port() != ref.port()) continue;
+    if (states[i].usable()) {
+      candidates.push_back(i);
+    } else if (unusable.empty()) {
+      unusable = l.name();
+    }
+  }
+  if (candidates.empty()) {
+    out.reason = "NoMatchingParent";
+    std::string what = "a listener";
+    if (!ref.section_name().empty()) what = absl::StrCat("listener \"", ref.section_name(), "\"");
+    if (ref.has_port()) absl::StrAppend(&what, " on port ", ref.port());
+    out.message = unusable.empty()
+                      ? absl::StrCat(name, " has no ", what)
+                      : absl::StrCat(name, ": listener \"", unusable,
+                                     "\" is not usable (see the Gateway's listener status)");
+    return out;
+  }
+  std::vector<int> allowed;
+  for (int i : candidates) {
+    const gw::Listener& l = gateway.spec().listeners(i);
+    const std::vector<std::string>& kinds = states[i].kinds;
+    if (std::find(kinds.begin(), kinds.end(), route_kind) == kinds.end()) continue;
+    const std::string& from = Or(l.allowed_routes().namespaces().from(), "Same");
+    bool ns_ok = false;
+    if (from == "All") {
+      ns_ok = true;
+    } else if (from == "Same") {
+      ns_ok = route_ns == gateway_ns;
+    } else if (from == "Selector") {
+      auto it = env.namespace_labels.find(route_ns);
+      static const std::map<std::string, std::string> kNone;
+      ns_ok = Selects(l.allowed_routes().namespaces().selector(),
+                      it == env.namespace_labels.end() ? kNone : it->second);
+    }
+    if (ns_ok) allowed.push_back(i);
+  }
+  if (allowed.empty()) {
+    out.reason = "NotAllowedByListeners";
+    out.message = absl::StrCat(name, ": no listener the parentRef names allows ", route_kind,
+                               "s of namespace \"", route_ns, "\"");
+    return out;
+  }
+  for (int i : allowed) {
+    const std::string& listener = gateway.spec().listeners(i).hostname();
+    bool any = hostnames.empty();
+    for (const std::string& h : hostnames) any |= HostnamesIntersect(listener, h);
+    if (any) out.listeners.push_back(i);
+  }
+  if (out.listeners.empty()) {
+    out.reason = "NoMatchingListenerHostname";
+    out.message = absl::StrCat(name, ": no listener's hostname intersects the route's (",
+                               absl::StrJoin(hostnames, ", "), ")");
+  }
+  return out;
+}
+
+bool IsMeshletClass(const policy::PolicySnapshot& policy, const std::string& name) {
+  for (const gw::GatewayClass& c : policy.gateway_classes) {
+    if (c.metadata().name() == name) return c.spec().controller_name() == kGatewayControllerName;
+  }
+  return false;
+}
+
+template <typename Route>
+void CountAttached(const policy::PolicySnapshot& policy, const GatewayEnvironment& env,
+                   const gw::Gateway& gateway, const std::vector<ListenerState>& states,
+                   absl::string_view kind, const Route& route, std::vector<int32_t>& attached) {
+  const std::string route_ns = Or(route.metadata().namespace_(), "default");
+  for (const gw::ParentReference& ref : route.spec().parent_refs()) {
+    if (FindMeshletGateway(policy, ref, route_ns) != &gateway) continue;
+    for (int i : Attach(env, gateway, states, kind, route_ns, route.spec().hostnames(), ref)
+                     .listeners) {
+      ++attached[i];
+    }
+  }
+}
+
+}  // namespace
+
+gw::Condition MakeCondition(absl::string_view type, bool ok, absl::string_view reason,
+                            const std::string& message, int64_t generation) {
+  gw::Condition c;
+  c.set_type(std::string(type));
+  c.set_status(ok ? "True" : "False");
+  c.set_reason(std::string(reason));
+  c.set_message(message);
+  c.set_observed_generation(generation);
+  return c;
+}
+
+bool HostnamesIntersect(absl::string_view listener, absl::string_view route) {
+  if (listener.empty() || route.empty() || absl::EqualsIgnoreCase(listener, route)) return true;
+  const bool lw = absl::StartsWith(listener, "*."), rw = absl::StartsWith(route, "*.");
+  return (lw && WildcardMatches(listener, route)) || (rw && WildcardMatches(route, listener));
+}
+
+const gw::Gateway* FindMeshletGateway(const policy::PolicySnapshot& policy,
+                                      const gw::ParentReference& ref,
+                                      const std::string& route_ns) {
+  if (Or(ref.group(), kGroup) != kGroup || Or(ref.kind(), "Gateway") != "Gateway") return nullptr;
+  const gw::Gateway* gateway =
+      policy.gateways.Find(Or(ref.namespace_(), route_ns), ref.name());
+  if (gateway == nullptr || !IsMeshletClass(policy, gateway->spec().gateway_class_name())) {
+    return nullptr;
+  }
+  return gateway;
+}
+
+ListenerAttachment AttachToGateway(const policy::PolicySnapshot& policy,
+                                  const GatewayEnvironment& env, const gw::Gateway& gateway,
+                                  absl::string_view route_kind, const std::string& route_ns,
+                                  const google::protobuf::RepeatedPtrField<std::string>& hostnames,
+                                  const gw::ParentReference& ref) {
+  return Attach(env, gateway, Listeners(policy, env, gateway), route_kind, route_ns, hostnames,
+                ref);
+}
+
+GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
+                                       const GatewayEnvironment& env) {
+  GatewayStatuses out;
+  for (const gw::GatewayClass& c : policy.gateway_classes) {
+    if (c.spec().controller_name() != kGatewayControllerName) continue;
+    GatewayClassStatusUpdate& u = out.classes.emplace_back();
+    u.name = c.metadata().name();
+    u.generation = c.metadata().generation();
+    *u.status.add_conditions() = MakeCondition("Accepted", true, "Accepted", "", u.generation);
+  }
+  for (const gw::Gateway& gateway : policy.gateways) {
+    if (!IsMeshletClass(policy, gateway.spec().gateway_class_name())) continue;
+    GatewayStatusUpdate& u = out.gateways.emplace_back();
+    u.namespace_ = Or(gateway.metadata().namespace_(), "default");
+    u.name = gateway.metadata().name();
+    u.generation = gateway.metadata().generation();
+    const int64_t gen = u.generation;
+    const std::vector<ListenerState> states = Listeners(policy, env, gateway);
+    std::vector<int32_t> attached(states.size(), 0);
+    for (const gw::HTTPRoute& r : policy.gateway_http_routes) {
+      CountAttached(policy, env, gateway, states, "HTTPRoute", r, attached);
+    }
+    for (const gw::GRPCRoute& r : policy.grpc_routes) {
+      CountAttached(policy, env, gateway, states, "GRPCRoute", r, attached);
+    }
+    auto proxies = env.proxy_addresses.find({u.namespace_, u.name});
+    const bool served = proxies != env.proxy_addresses.end() && !proxies->second.empty();
+    const int usable = static_cast<int>(
+        std::count_if(states.begin(), states.end(), [](const ListenerState& s) {
+          return s.usable();
+        }));
+    bool accepted = true;
+    if (!gateway.spec().addresses().empty()) {
+      accepted = false;
+      *u.status.add_conditions() =
+          MakeCondition("Accepted", false, "UnsupportedAddress",
+                        "spec.addresses is not supported: the gateway proxies' own addresses "
+                        "are the Gateway's",
+                        gen);
+    } else if (usable == 0) {
+      accepted = false;
+      *u.status.add_conditions() =
+          MakeCondition("Accepted", false, "ListenersNotValid", "no listener is usable", gen);
+    } else if (usable < static_cast<int>(states.size())) {
+      *u.status.add_conditions() = MakeCondition(
+          "Accepted", true, "ListenersNotValid",
+          absl::StrCat(states.size() - usable, " of ", states.size(), " listeners are not usable"),
+          gen);
+    } else {
+      *u.status.add_conditions() = MakeCondition("Accepted", true, "Accepted", "", gen);
+    }
+    const std::string pending =
+        absl::StrCat("no gateway proxy serves ", u.namespace_, "/", u.name, " yet");
+    if (!accepted) {
+      *u.status.add_conditions() =
+          MakeCondition("Programmed", false, "Invalid", "the Gateway is not accepted", gen);
+    } else if (!served) {
+      *u.status.add_conditions() = MakeCondition("Programmed", false, "Pending", pending, gen);
+    } else {
+      *u.status.add_conditions() = MakeCondition("Programmed", true, "Programmed", "", gen);
+      for (const std::string& address : proxies->second) {
+        gw::GatewaySpecAddress* a = u.status.add_addresses();
+        a->set_type("IPAddress");
+        a->set_value(address);
+      }
+    }
+    for (size_t i = 0; i < states.size(); ++i) {
+      const ListenerState& s = states[i];
+      gw::ListenerStatus* l = u.status.add_listeners();
+      l->set_name(gateway.spec().listeners(static_cast<int>(i)).name());
+      for (const std::string& kind : s.kinds) {
+        gw::RouteGroupKind* k = l->add_supported_kinds();
+        k->set_group(std::string(kGroup));
+        k->set_kind(kind);
+      }
+      l->set_attached_routes(attached[i]);
+      *l->add_conditions() = MakeCondition("Accepted", s.accepted_reason == "Accepted",
+                                           s.accepted_reason, s.accepted_message, gen);
+      if (!s.usable() || !accepted) {
+        *l->add_conditions() = MakeCondition(
+            "Programmed", false, "Invalid",
+            s.usable() ? "the Gateway is not accepted" : "the listener is not usable", gen);
+      } else if (!served) {
+        *l->add_conditions() = MakeCondition("Programmed", false, "Pending", pending, gen);
+      } else {
+        *l->add_conditions() = MakeCondition("Programmed", true, "Programmed", "", gen);
+      }
+      *l->add_conditions() = MakeCondition("ResolvedRefs", s.resolved_reason == "ResolvedRefs",
+                                           s.resolved_reason, s.resolved_message, gen);
+      gw::Condition conflicted =
+          s.conflict_reason.empty()
+              ? MakeCondition("Conflicted", false, "NoConflicts", "", gen)
+              : MakeCondition("Conflicted", true, s.conflict_reason, s.conflict_message, gen);
+      *l->add_conditions() = std::move(conflicted);
+    }
+  }
+  return out;
+}
+
+}  // namespace meshlet::controlplane::translate
