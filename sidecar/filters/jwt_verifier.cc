@@ -301,6 +301,11 @@ absl::string_view JwtFailureName(JwtFailure failure) {
   return "unknown";
 }
 
+absl::string_view JwtOutcomeName(size_t outcome) {
+  return outcome >= kJwtFailureCount ? absl::string_view("missing")
+                                     : JwtFailureName(static_cast<JwtFailure>(outcome));
+}
+
 absl::string_view JwtFailureMessage(JwtFailure failure) {
   switch (failure) {
     case JwtFailure::kNone:

@@ -51,6 +51,12 @@ enum class JwtFailure : uint8_t {
 };
 inline constexpr size_t kJwtFailureCount = static_cast<size_t>(JwtFailure::kCount);
 
+// meshlet_http_jwt_total{outcome}: ListenerPolicy::jwt_outcomes[i] is outcome JwtOutcomeName(i):
+// "ok" (JwtFailure::kNone), each JwtFailureName(), and last "missing" (no token).
+inline constexpr size_t kJwtOutcomeCount = kJwtFailureCount + 1;
+inline constexpr size_t kJwtMissing = kJwtFailureCount;
+absl::string_view JwtOutcomeName(size_t outcome);
+
 // "malformed", "expired", ... (snake case; "ok" for kNone).
 absl::string_view JwtFailureName(JwtFailure failure);
 // "Jwt is expired", ... : the sentence a 401 reply carries.
