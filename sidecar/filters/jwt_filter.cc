@@ -37,11 +37,6 @@ JwtVerifier::Scratch& ThreadScratch() {
 
 }  // namespace
 
-std::vector<JwtTokenLocation> DefaultJwtTokenLocations() {
-  return {{.name = "authorization", .prefix = "Bearer "},
-          {.query_parameter = true, .name = "access_token"}};
-}
-
 absl::string_view FindJwtToken(const http::HeaderMap& headers, const JwtTokenLocation& location) {
   if (location.query_parameter) {
     return QueryParameter(headers.Get(":path").value_or(""), location.name);

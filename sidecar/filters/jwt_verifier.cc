@@ -15,6 +15,7 @@
 #include "openssl/rsa.h"
 #include "openssl/sha.h"
 #include "sidecar/filters/jwt_json.h"
+#include "sidecar/filters/jwt_policy.h"
 
 namespace meshlet::sidecar::filters {
 namespace {
@@ -299,6 +300,11 @@ absl::string_view JwtFailureName(JwtFailure failure) {
       break;
   }
   return "unknown";
+}
+
+std::vector<JwtTokenLocation> DefaultJwtTokenLocations() {
+  return {{.name = "authorization", .prefix = "Bearer "},
+          {.query_parameter = true, .name = "access_token"}};
 }
 
 absl::string_view JwtOutcomeName(size_t outcome) {

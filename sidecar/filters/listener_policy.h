@@ -15,12 +15,10 @@
 #include "absl/strings/string_view.h"
 #include "common/stats/stats.h"
 #include "sidecar/filters/authorization.h"
-#include "sidecar/filters/jwt_verifier.h"
+#include "sidecar/filters/jwt_policy.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 
 namespace meshlet::sidecar::filters {
-
-struct JwtPolicy;  // jwt_filter.h
 
 struct ListenerPolicy {
   std::shared_ptr<const Authorizer> authorizer;                // null: no policies
