@@ -21,6 +21,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kLargeXdsMessages, "large-xds-messages", "0.2.0"},
     {Capability::kServiceRoutes, "service-routes", "0.2.0"},
     {Capability::kOnDemand, "on-demand", "0.2.0"},
+    {Capability::kJwt, "jwt", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

@@ -59,8 +59,10 @@ enum class Capability {
   // Listener.on_demand, lookup keys on the ServiceRoute subscription and Resource.aliases
   // (ADR 0086): destinations discovered on first use. Announced only on a delta stream.
   kOnDemand,
+  // Listener.jwt (RequestAuthentication: JWT verification before authorization).
+  kJwt,
 };
-inline constexpr size_t kCapabilityCount = 10;
+inline constexpr size_t kCapabilityCount = 11;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

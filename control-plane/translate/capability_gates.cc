@@ -188,6 +188,9 @@ const std::vector<CapabilityGate>& Gates() {
       {C::kFloodDrain, "meshlet.xds.HttpOptions.max_flood_drains", Fallback::kClear},
       // A sidecar that cannot look destinations up treats unknown ones at once, as before.
       {C::kOnDemand, "meshlet.xds.Listener.on_demand", Fallback::kClear},
+      // Fails closed: a sidecar that cannot verify tokens gets no listener that needs it, rather
+      // than one that lets every token through.
+      {C::kJwt, "meshlet.xds.Listener.jwt", Fallback::kDropElement},
   };
   return *kGates;
 }

@@ -114,6 +114,9 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kLargeXdsMessages) continue;
     // A resource type, not a field: the translator switches to it (ADR 0086), no gate.
     if (info.capability == xds::Capability::kServiceRoutes) continue;
+    // No RequestAuthentication kind translates to it yet (ListenerJwtFailsClosedForOlderSidecars
+    // sets it by hand).
+    if (info.capability == xds::Capability::kJwt) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -214,6 +217,29 @@ TEST_F(CapabilityGatesTest, ANodeListingCapabilitiesGetsWhatItLists) {
 
 // HttpOptions the translator does not set (static configurations and bootstraps do): set by hand
 // on every listener, each is left out for a 0.1.0 sidecar, the others kept.
+// A sidecar that cannot verify JWTs is not sent a listener that needs it (rather than one that
+// would let every token through); other listeners still go.
+TEST_F(CapabilityGatesTest, ListenerJwtFailsClosedForOlderSidecars) {
+  auto with_jwt = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    for (xds::Listener& l : r.listeners) {
+      if (l.direction() == xds::INBOUND) l.mutable_jwt()->add_issuers()->set_issuer("https://idp");
+    }
+    ApplyCapabilityGates(reads, r);
+    return r;
+  };
+  const NodeResources current = with_jwt(xds::CapabilitySet::All());
+  xds::CapabilitySet without = xds::CapabilitySet::All();
+  without.Remove(xds::Capability::kJwt);
+  const NodeResources old = with_jwt(without);
+  int inbound_current = 0, inbound_old = 0;
+  for (const xds::Listener& l : current.listeners) inbound_current += l.has_jwt();
+  for (const xds::Listener& l : old.listeners) inbound_old += l.direction() == xds::INBOUND;
+  EXPECT_GT(inbound_current, 0);
+  EXPECT_EQ(inbound_old, 0);
+  EXPECT_EQ(old.listeners.size(), current.listeners.size() - inbound_current);
+}
+
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
   auto with_options = [&](const xds::CapabilitySet& reads) {
     NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());

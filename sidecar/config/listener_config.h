@@ -15,6 +15,7 @@
 #include "common/net/address.h"
 #include "common/net/ip_prefix.h"
 #include "sidecar/filters/authorization.h"
+#include "sidecar/filters/jwt_policy.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/token_bucket.h"
 #include "sidecar/route/usage_cell.h"
@@ -173,6 +174,9 @@ struct ListenerConfig {
   // limit; `authorizer` is their compiled form, shared read-only by every worker. Null: no policy.
   filters::AuthorizationConfig authorization;
   std::shared_ptr<const filters::Authorizer> authorizer;
+  // RequestAuthentication (filters/jwt_policy.h), checked before authorization; shared read-only
+  // by every worker. Null: none (the JWT filter then reads nothing).
+  std::shared_ptr<const filters::JwtPolicy> jwt;
   // The destination port authorization sees for connections to tcp_cluster, and for requests
   // whose virtual host names none (Listener.destination_port); 0: the listener's own port.
   uint32_t destination_port = 0;

@@ -7,12 +7,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/net/address.h"
 #include "common/net/ip_prefix.h"
 #include "sidecar/filters/authorization.h"
+#include "sidecar/filters/jwt_policy.h"
 
 namespace meshlet::sidecar::config::translate_internal {
 namespace {
@@ -99,6 +101,107 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
 }
 
 // Listener.authorization: validated values, then compiled once (filters/authorization.h).
+// A lower-case header name the JWT filter may write or read (RFC 9110 token characters).
+bool ValidJwtHeaderName(absl::string_view name) {
+  if (name.empty() || name[0] == ':') return false;
+  for (char c : name) {
+    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
+          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::shared_ptr<const filters::JwtPolicy> TranslateJwt(Errors::Scope& scope,
+                                                       const xds::JwtAuthentication& in) {
+  const size_t before = scope.count();
+  filters::JwtVerifierConfig verifier;
+  auto policy = std::make_shared<filters::JwtPolicy>();
+  Duration skew = std::chrono::seconds(60);
+  ReadDuration(scope, "jwt.clock_skew", in.has_clock_skew(), in.clock_skew(),
+               DurationRule::kNonNegative, &skew);
+  verifier.clock_skew_seconds = std::chrono::duration_cast<std::chrono::seconds>(skew).count();
+  if (in.max_token_bytes() != 0) verifier.max_token_bytes = in.max_token_bytes();
+  auto add_location = [&](filters::JwtTokenLocation location) {
+    for (const filters::JwtTokenLocation& seen : policy->locations) {
+      if (seen.query_parameter == location.query_parameter && seen.name == location.name &&
+          seen.prefix == location.prefix) {
+        return;
+      }
+    }
+    policy->locations.push_back(std::move(location));
+  };
+  auto add_output_header = [&](const std::string& header) {
+    if (std::find(policy->output_headers.begin(), policy->output_headers.end(), header) ==
+        policy->output_headers.end()) {
+      policy->output_headers.push_back(header);
+    }
+  };
+  bool any_default = in.issuers_size() == 0;
+  for (int i = 0; i < in.issuers_size(); ++i) {
+    const xds::JwtIssuer& issuer = in.issuers(i);
+    const std::string path = Index("jwt.issuers", i);
+    if (issuer.issuer().empty()) scope.Add(Join(path, "issuer"), "must not be empty");
+    verifier.issuers.push_back({.issuer = issuer.issuer(),
+                                .audiences = {issuer.audiences().begin(), issuer.audiences().end()},
+                                .jwks = issuer.jwks()});
+    absl::StatusOr<filters::JwksParse> jwks = filters::ParseJwks(issuer.jwks());
+    if (!jwks.ok()) scope.Add(Join(path, "jwks"), jwks.status());
+    if (issuer.from_headers_size() == 0 && issuer.from_params_size() == 0) any_default = true;
+    for (int h = 0; h < issuer.from_headers_size(); ++h) {
+      const std::string name = absl::AsciiStrToLower(issuer.from_headers(h).name());
+      if (!ValidJwtHeaderName(name)) {
+        scope.Add(Join(Index(Join(path, "from_headers"), h), "name"), "not a header name");
+      }
+      add_location({.name = name, .prefix = issuer.from_headers(h).prefix()});
+    }
+    for (int q = 0; q < issuer.from_params_size(); ++q) {
+      if (issuer.from_params(q).empty()) {
+        scope.Add(Index(Join(path, "from_params"), q), "must not be empty");
+      }
+      add_location({.query_parameter = true, .name = issuer.from_params(q)});
+    }
+    filters::JwtIssuerOutput output;
+    output.forward_original_token = issuer.forward_original_token();
+    for (int c = 0; c < issuer.output_claim_to_headers_size(); ++c) {
+      const xds::JwtClaimToHeader& claim = issuer.output_claim_to_headers(c);
+      const std::string header = absl::AsciiStrToLower(claim.header());
+      const std::string claim_path = Index(Join(path, "output_claim_to_headers"), c);
+      if (claim.claim().empty()) scope.Add(Join(claim_path, "claim"), "must not be empty");
+      if (!ValidJwtHeaderName(header)) scope.Add(Join(claim_path, "header"), "not a header name");
+      output.claim_to_headers.emplace_back(claim.claim(), header);
+      add_output_header(header);
+    }
+    if (!issuer.output_payload_to_header().empty()) {
+      output.payload_header = absl::AsciiStrToLower(issuer.output_payload_to_header());
+      if (!ValidJwtHeaderName(output.payload_header)) {
+        scope.Add(Join(path, "output_payload_to_header"), "not a header name");
+      }
+      add_output_header(output.payload_header);
+    }
+    if (issuer.has_source()) {
+      output.source = PolicySourceName(scope, Join(path, "source"), issuer.source(),
+                                       /*route=*/false);
+    }
+    policy->outputs.push_back(std::move(output));
+  }
+  if (any_default) {
+    for (filters::JwtTokenLocation& location : filters::DefaultJwtTokenLocations()) {
+      add_location(std::move(location));
+    }
+  }
+  if (scope.count() != before) return nullptr;
+  absl::StatusOr<std::unique_ptr<filters::JwtVerifier>> built =
+      filters::JwtVerifier::Create(verifier);
+  if (!built.ok()) {
+    scope.Add("jwt", built.status());
+    return nullptr;
+  }
+  policy->verifier = std::move(*built);
+  return policy;
+}
+
 void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
                             filters::AuthorizationConfig& out) {
   for (int p = 0; p < in.policies_size(); ++p) {
@@ -389,6 +492,7 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
   }
   if (in.destination_port() > 65535) scope.Add("destination_port", "must be at most 65535");
   out.destination_port = in.destination_port();
+  if (in.has_jwt()) out.jwt = TranslateJwt(scope, in.jwt());
   if (in.has_authorization()) {
     // HTTP requests are decided one by one; connections to tcp_cluster once, on the peer's
     // identity and the destination port (filters/authorization.h).

@@ -159,6 +159,43 @@ TEST(TranslateTest, ListenerRateLimitPerPrincipal) {
               HasSubstr("rate_limit.max_principals: only applies with per_principal: true"));
 }
 
+// RequestAuthentication over xDS: the issuers' inline keys, token locations and outputs become
+// the listener's JwtPolicy; a bad field is named.
+TEST(TranslateTest, ListenerJwt) {
+  ResourceSet set = Base();
+  xds::JwtAuthentication* jwt = set.listeners.Mutable(0).mutable_jwt();
+  xds::JwtIssuer* issuer = jwt->add_issuers();
+  issuer->set_issuer("https://idp");
+  issuer->add_audiences("shop");
+  issuer->set_jwks(absl::StrCat(R"({"keys":[{"kty":"OKP","crv":"Ed25519","x":")",
+                                std::string(43, 'A'), R"("}]})"));
+  issuer->add_from_headers()->set_name("X-Token");
+  xds::JwtClaimToHeader* claim = issuer->add_output_claim_to_headers();
+  claim->set_claim("sub");
+  claim->set_header("X-User");
+  issuer->set_output_payload_to_header("x-jwt");
+  jwt->mutable_clock_skew()->set_seconds(5);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const filters::JwtPolicy* policy = (*snapshot)->listeners[0].jwt.get();
+  ASSERT_NE(policy, nullptr);
+  ASSERT_NE(policy->verifier, nullptr);
+  EXPECT_EQ(policy->verifier->issuer_name(0), "https://idp");
+  ASSERT_EQ(policy->locations.size(), 1u);  // only the issuer's own location
+  EXPECT_EQ(policy->locations[0].name, "x-token");
+  EXPECT_EQ(policy->outputs[0].claim_to_headers[0].second, "x-user");
+  EXPECT_THAT(policy->output_headers, testing::ElementsAre("x-user", "x-jwt"));
+
+  issuer->set_jwks(R"({"keys":[{"kty":"RSA","n":"a+b","e":"AQAB"}]})");
+  claim->set_header("x user");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("jwt.issuers[0].jwks: keys[0].n: not a base64url string"));
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("jwt.issuers[0].output_claim_to_headers[0].header: not a header name"));
+}
+
 TEST(TranslateTest, ListenerAuthorization) {
   ResourceSet set = Base();
   xds::AuthorizationPolicy* allow =

@@ -5,18 +5,22 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
+#include "openssl/curve25519.h"
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/fake_codec.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/filters/authorization_filter.h"
 #include "sidecar/filters/breaker_filter.h"
 #include "sidecar/filters/fault_filter.h"
+#include "sidecar/filters/jwt_filter.h"
 #include "sidecar/filters/rate_limit_filter.h"
 #include "sidecar/route/route_config.h"
 #include "sidecar/stream/filter.h"
@@ -364,9 +368,9 @@ class ListenerFiltersTest : public ::testing::Test {
     policy_.rbac_allowed = *shard_->RegisterCounter("meshlet_http_rbac_allowed_total", "Allowed.");
     policy_.rbac_denied = *shard_->RegisterCounter("meshlet_http_rbac_denied_total", "Denied.");
   }
-  uint64_t Count(absl::string_view name) {
+  uint64_t Count(absl::string_view name, const LabelSet& labels = {}) {
     const StatsSnapshot snapshot = registry_.Snapshot();
-    const SeriesSnapshot* series = snapshot.Find(name, {});
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
     return series == nullptr ? 0 : series->counter;
   }
 
@@ -434,6 +438,127 @@ TEST_F(ListenerFiltersTest, ListenerRateLimitKeysOnTheConnectionsIdentity) {
   EXPECT_EQ(limited.reply_headers->Get("retry-after"), "1");
   EXPECT_TRUE(limited.info.HasFlag(stream::ResponseFlag::kRateLimited));
   EXPECT_EQ(policy_.rate_limiter->per_principal()->principals(), 1u);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::filters
+
+namespace meshlet::sidecar::filters {
+namespace {
+
+// RequestAuthentication with one Ed25519 issuer whose key is made per test.
+class JwtFilterTest : public ListenerFiltersTest {
+ protected:
+  static constexpr char kIssuer[] = "https://idp.example.com";
+
+  JwtFilterTest() {
+    for (size_t i = 0; i < kJwtOutcomeCount; ++i) {
+      policy_.jwt_outcomes[i] = *shard_->RegisterCounter(
+          "meshlet_http_jwt_total", "JWT outcomes.", {{"outcome", std::string(JwtOutcomeName(i))}});
+    }
+    ED25519_keypair(public_key_, private_key_);
+    const std::string jwks =
+        absl::StrCat(R"({"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":")",
+                     absl::WebSafeBase64Escape(
+                         absl::string_view(reinterpret_cast<const char*>(public_key_), 32)),
+                     R"("}]})");
+    auto verifier = JwtVerifier::Create(
+        {.issuers = {{.issuer = kIssuer, .audiences = {"shop"}, .jwks = jwks}}});
+    EXPECT_TRUE(verifier.ok()) << verifier.status();
+    auto jwt = std::make_shared<JwtPolicy>();
+    jwt->verifier = std::move(*verifier);
+    jwt->locations = DefaultJwtTokenLocations();
+    jwt->locations.push_back({.name = "x-token"});
+    jwt->outputs = {{.claim_to_headers = {{"sub", "x-user"}, {"level", "x-level"}},
+                     .payload_header = "x-jwt-payload"}};
+    jwt->output_headers = {"x-user", "x-level", "x-jwt-payload"};
+    policy_.jwt = std::move(jwt);
+    stream_.info.start_wall = absl::FromUnixSeconds(kNow);
+  }
+
+  std::string Token(absl::string_view claims) {
+    const std::string input =
+        absl::StrCat(absl::WebSafeBase64Escape(R"({"alg":"EdDSA","kid":"k1"})"), ".",
+                     absl::WebSafeBase64Escape(claims));
+    uint8_t sig[64];
+    ED25519_sign(sig, reinterpret_cast<const uint8_t*>(input.data()), input.size(), private_key_);
+    return absl::StrCat(input, ".",
+                        absl::WebSafeBase64Escape(
+                            absl::string_view(reinterpret_cast<const char*>(sig), sizeof(sig))));
+  }
+  std::string Claims(int64_t exp) {
+    return absl::StrCat(R"({"iss":")", kIssuer, R"(","sub":"alice","aud":"shop","level":3,"exp":)",
+                        exp, "}");
+  }
+  uint64_t Outcome(absl::string_view outcome) {
+    return Count("meshlet_http_jwt_total", {{"outcome", std::string(outcome)}});
+  }
+
+  static constexpr int64_t kNow = 1'800'000'000;
+  uint8_t public_key_[32], private_key_[64];
+};
+
+TEST_F(JwtFilterTest, AValidTokenPassesWithItsClaimsInHeadersAndTheTokenRemoved) {
+  JwtFilter filter(stream_, policy_);
+  const std::string token = Token(Claims(kNow + 60));
+  http::HeaderMap headers = Headers(
+      {{"authorization", "Bearer " + token}, {"x-user", "mallory"}});  // a client's own: replaced
+  EXPECT_EQ(filter.DecodeHeaders(headers, true), stream::FilterStatus::kContinue);
+  EXPECT_FALSE(stream_.reply_ended);
+  EXPECT_EQ(headers.GetAll("x-user").size(), 1u);
+  EXPECT_EQ(headers.Get("x-user"), "alice");
+  EXPECT_EQ(headers.Get("x-level"), "3");
+  EXPECT_EQ(headers.Get("x-jwt-payload"),
+            token.substr(token.find('.') + 1, token.rfind('.') - token.find('.') - 1));
+  EXPECT_FALSE(headers.Has("authorization"));
+  EXPECT_EQ(Outcome("ok"), 1u);
+}
+
+TEST_F(JwtFilterTest, AnInvalidTokenGets401NamingTheReasonNotTheToken) {
+  JwtFilter filter(stream_, policy_);
+  const std::string token = Token(Claims(kNow - 3600));
+  http::HeaderMap headers = Headers({{"x-token", token}});
+  EXPECT_EQ(filter.DecodeHeaders(headers, true), stream::FilterStatus::kStopIteration);
+  ASSERT_TRUE(stream_.reply_ended);
+  EXPECT_EQ(stream_.reply_headers->Get(":status"), "401");
+  EXPECT_EQ(stream_.reply_headers->Get("www-authenticate"), "Bearer error=\"invalid_token\"");
+  EXPECT_EQ(stream_.reply_body, "Jwt is expired\n");
+  EXPECT_TRUE(stream_.info.HasFlag(stream::ResponseFlag::kUnauthenticated));
+  EXPECT_EQ(stream::ErrorAttribution("web-0", stream_.info.response_flags, "Jwt is expired"),
+            "web-0; flag=UA; reason=Jwt is expired");
+  EXPECT_EQ(Outcome("expired"), 1u);
+
+  // gRPC: UNAUTHENTICATED, trailers-only.
+  FakeStream grpc;
+  grpc.grpc_request = true;
+  grpc.info.start_wall = stream_.info.start_wall;
+  JwtFilter grpc_filter(grpc, policy_);
+  http::HeaderMap forged = Headers({{"authorization", "bearer a.b.c"}});
+  EXPECT_EQ(grpc_filter.DecodeHeaders(forged, true), stream::FilterStatus::kStopIteration);
+  EXPECT_EQ(grpc.reply_headers->Get("grpc-status"), "16");
+  EXPECT_EQ(Outcome("malformed"), 1u);
+}
+
+TEST_F(JwtFilterTest, NoTokenPassesAndAuthorizationDecides) {
+  JwtFilter filter(stream_, policy_);
+  http::HeaderMap headers =
+      Headers({{"authorization", "Basic YWxpY2U6c2VjcmV0"}, {"x-jwt-payload", "forged"}});
+  EXPECT_EQ(filter.DecodeHeaders(headers, true), stream::FilterStatus::kContinue);
+  EXPECT_FALSE(stream_.reply_ended);
+  EXPECT_FALSE(headers.Has("x-jwt-payload"));
+  EXPECT_EQ(headers.Get("authorization"), "Basic YWxpY2U6c2VjcmV0");
+  EXPECT_EQ(Outcome("missing"), 1u);
+  // A token in the access_token query parameter counts.
+  http::HeaderMap query = Headers({});
+  query.Set(":path", "/cart?x=1&access_token=" + Token(Claims(kNow + 60)) + "&y=2");
+  EXPECT_EQ(filter.DecodeHeaders(query, true), stream::FilterStatus::kContinue);
+  EXPECT_EQ(query.Get("x-user"), "alice");
+  EXPECT_EQ(Outcome("ok"), 1u);
+  // Without RequestAuthentication the filter reads nothing.
+  policy_.jwt.reset();
+  http::HeaderMap bad = Headers({{"authorization", "Bearer not-a-token"}});
+  EXPECT_EQ(filter.DecodeHeaders(bad, true), stream::FilterStatus::kContinue);
+  EXPECT_EQ(Outcome("malformed"), 0u);
 }
 
 }  // namespace

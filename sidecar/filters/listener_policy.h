@@ -8,12 +8,14 @@
 // Threading: the worker's loop thread. The authorizer and the rate limiter are shared read-only
 // (the limiter's buckets are atomic) by every worker.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 
 #include "absl/strings/string_view.h"
 #include "common/stats/stats.h"
 #include "sidecar/filters/authorization.h"
+#include "sidecar/filters/jwt_policy.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 
 namespace meshlet::sidecar::filters {
@@ -28,6 +30,10 @@ struct ListenerPolicy {
   // meshlet_http_rbac_allowed_total / _denied_total (listener/http_stats.h).
   Counter rbac_allowed;
   Counter rbac_denied;
+  // RequestAuthentication (jwt_filter.h); null: none. Shared read-only by every worker.
+  std::shared_ptr<const JwtPolicy> jwt;
+  // meshlet_http_jwt_total{outcome} by jwt_filter.h's outcome index (kJwtOutcomeCount).
+  std::array<Counter, kJwtOutcomeCount> jwt_outcomes;
 };
 
 }  // namespace meshlet::sidecar::filters

@@ -70,6 +70,7 @@ ActiveStream::ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& enco
     : hcm_(hcm),
       encoder_(&encoder),
       active_(hcm.stats_.downstream_rq_active),
+      jwt_(*this, hcm.policy_),
       authorization_(*this, hcm.policy_),
       listener_rate_limit_(filters::RateLimitFilter::Scope::kListener, *this, hcm.policy_,
                            hcm.context_.clock),
@@ -97,14 +98,16 @@ template <typename Call>
 inline stream::FilterStatus ActiveStream::ForFilter(size_t index, Call&& call) {
   switch (index) {
     case 0:
-      return call(authorization_);
+      return call(jwt_);
     case 1:
-      return call(listener_rate_limit_);
+      return call(authorization_);
     case 2:
-      return call(fault_);
+      return call(listener_rate_limit_);
     case 3:
-      return call(route_rate_limit_);
+      return call(fault_);
     case 4:
+      return call(route_rate_limit_);
+    case 5:
       return call(breaker_);
     default:
       return call(router_);

@@ -31,6 +31,7 @@
 #include "sidecar/filters/authorization_filter.h"
 #include "sidecar/filters/breaker_filter.h"
 #include "sidecar/filters/fault_filter.h"
+#include "sidecar/filters/jwt_filter.h"
 #include "sidecar/filters/rate_limit_filter.h"
 #include "sidecar/listener/http_connection_manager.h"
 #include "sidecar/listener/on_demand_waiters.h"
@@ -107,8 +108,8 @@ class ActiveStream final : public http::StreamDecoder,
   // The chain (stream/filter.h), in order. The listener-level filters see the request as the
   // client sent it; the route stage begins with the connection manager preparing the request
   // (PrepareRequest, the trace), resolving the route once and letting the router route it.
-  static constexpr size_t kChainLength = 6;
-  static constexpr size_t kFirstRouteFilter = 2;  // fault injection
+  static constexpr size_t kChainLength = 7;
+  static constexpr size_t kFirstRouteFilter = 3;  // fault injection
 
   void Touch();
   // Calls `call` with the filter at `index` of the chain. The filters are members of known type:
@@ -179,6 +180,7 @@ class ActiveStream final : public http::StreamDecoder,
   stream::Route route_;
   http::HeaderMapPtr request_headers_;
   http::HeaderMapPtr request_trailers_;
+  filters::JwtFilter jwt_;
   filters::AuthorizationFilter authorization_;
   filters::RateLimitFilter listener_rate_limit_;
   filters::FaultFilter fault_;

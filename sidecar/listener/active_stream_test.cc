@@ -123,6 +123,42 @@ TEST_F(ActiveStreamTest, ClientGoingAwayMidRequestIsLoggedAsDownstreamClosed) {
   EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "DC"}}), 1u);
 }
 
+// RequestAuthentication runs first: a refused token gets 401 with the reason (never the token)
+// in x-meshlet-error and www-authenticate, before authorization or routing; no token passes.
+TEST_F(ActiveStreamTest, AnInvalidJwtGets401BeforeAuthorization) {
+  context_.error_header = "x-meshlet-error";
+  context_.node_name = "web-0.shop";
+  auto verifier = filters::JwtVerifier::Create(
+      {.issuers = {{.issuer = "https://idp",
+                    .jwks = absl::StrCat(R"({"keys":[{"kty":"OKP","crv":"Ed25519","x":")",
+                                         std::string(43, 'A'), R"("}]})")}}});
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  auto jwt = std::make_shared<filters::JwtPolicy>();
+  jwt->verifier = std::move(*verifier);
+  jwt->locations = filters::DefaultJwtTokenLocations();
+  jwt->outputs.resize(1);
+  listener_config_.jwt = std::move(jwt);
+  auto get = [&](absl::string_view extra) {
+    net::testing::RecordingCallbacks client;
+    auto c = Connect(client);
+    c->Write(
+        absl::StrCat("GET /direct HTTP/1.1\r\nhost: x\r\n", extra, "connection: close\r\n\r\n"));
+    EXPECT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+    return client.received;
+  };
+  const std::string refused = get("authorization: Bearer eyJhbGciOiJub25lIn0.e30.\r\n");
+  EXPECT_TRUE(absl::StartsWith(refused, "HTTP/1.1 401")) << refused;
+  EXPECT_TRUE(absl::StrContains(refused, "www-authenticate: Bearer error=\"invalid_token\""));
+  EXPECT_TRUE(absl::StrContains(
+      refused, "x-meshlet-error: web-0.shop; flag=UA; reason=Jwt algorithm is not accepted"))
+      << refused;
+  EXPECT_FALSE(absl::StrContains(refused, "eyJhbGciOiJub25lIn0")) << refused;
+  EXPECT_TRUE(absl::StartsWith(get(""), "HTTP/1.1 200"));
+  EXPECT_EQ(Counter("meshlet_http_jwt_total", {{"outcome", "unsupported_alg"}}), 1u);
+  EXPECT_EQ(Counter("meshlet_http_jwt_total", {{"outcome", "missing"}}), 1u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "UA"}}), 1u);
+}
+
 TEST_F(ActiveStreamTest, AuthorizationDeniesBeforeRouting) {
   filters::AuthorizationRuleConfig web_reads;
   web_reads.principals = {"spiffe://td/ns/shop/sa/*"};

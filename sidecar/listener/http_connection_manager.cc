@@ -96,6 +96,8 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       .peer_identity = options_.peer_identity,
       .rbac_allowed = stats.rbac_allowed,
       .rbac_denied = stats.rbac_denied,
+      .jwt = listener.jwt,
+      .jwt_outcomes = stats.jwt_outcomes,
   };
   connection_->SetCallbacks(this);
   if (options_.protocol == http::Protocol::kHttp2) {
@@ -165,6 +167,7 @@ std::shared_ptr<const route::RouteTable> HttpConnectionManager::CurrentRouteTabl
       for (const config::ListenerConfig& listener : snapshot->listeners) {
         if (listener.name != listener_name_) continue;
         policy_.authorizer = listener.authorizer;
+        policy_.jwt = listener.jwt;
         policy_.rate_limiter = listener.rate_limiter;
         listener_destination_port_ = listener.destination_port;
         policy_.destination_port = DestinationPort();

@@ -6,7 +6,8 @@
 // through the filter chain (sidecar/stream/filter.h), in this order:
 //   0. load shedding first: while WorkerContext::overload says so (stream/stream_context.h), the
 //      request gets a local 503 (OL) before anything else runs;
-//   1. authorization (filters/authorization_filter.h), then the listener's rate limit
+//   1. JWT authentication (filters/jwt_filter.h), authorization (filters/authorization_filter.h),
+//      then the listener's rate limit
 //      (filters/rate_limit_filter.h), on the request as the client sent it;
 //   2. the HCM prepares the request: removes hop-by-hop headers (TE: trailers survives, for
 //      gRPC), generates `x-request-id` when absent (HttpOptionsConfig::generate_request_id),

@@ -161,6 +161,13 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
                    shard.RegisterCounter("meshlet_http_rbac_denied_total",
                                          "Requests the listener's authorization policies denied "
                                          "with 403."));
+  for (size_t o = 0; o < filters::kJwtOutcomeCount; ++o) {
+    ASSIGN_OR_RETURN(s.jwt_outcomes[o],
+                     shard.RegisterCounter("meshlet_http_jwt_total",
+                                           "Requests by what RequestAuthentication made of their "
+                                           "JWT: ok, missing, or why it was refused (401).",
+                                           {{"outcome", std::string(filters::JwtOutcomeName(o))}}));
+  }
   static constexpr absl::string_view kTunnelKinds[] = {"upgrade", "connect"};
   for (size_t i = 0; i < s.downstream_tunnels.size(); ++i) {
     ASSIGN_OR_RETURN(s.downstream_tunnels[i],

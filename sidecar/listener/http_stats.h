@@ -15,6 +15,7 @@
 #include "common/http/codec.h"
 #include "common/http/h2/codec.h"
 #include "common/stats/stats.h"
+#include "sidecar/filters/jwt_verifier.h"
 #include "sidecar/stream/stream_info.h"
 
 namespace meshlet::sidecar::listener {
@@ -78,6 +79,8 @@ struct HttpStats {
   // authorization policies allowed / denied (403); listeners without policies count neither.
   Counter rbac_allowed;
   Counter rbac_denied;
+  // meshlet_http_jwt_total{outcome}: RequestAuthentication outcomes (filters::JwtOutcomeName).
+  std::array<Counter, filters::kJwtOutcomeCount> jwt_outcomes;
   // meshlet_http_downstream_tunnels_total{kind}: tunnels opened, "upgrade" (101) or "connect".
   std::array<Counter, 2> downstream_tunnels;
   Gauge downstream_tunnels_active;  // meshlet_http_downstream_tunnels_active

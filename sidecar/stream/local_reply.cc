@@ -27,6 +27,9 @@ bool BuildLocalReply(const LocalReply& reply, bool grpc, http::HeaderMap& header
     headers.Add("retry-after", absl::StrCat(seconds));
   }
   if (reply.overloaded) headers.Add("x-meshlet-overloaded", "true");
+  if (reply.invalid_bearer_token) {
+    headers.AddTrusted("www-authenticate", "Bearer error=\"invalid_token\"");
+  }
   return !grpc_reply;
 }
 

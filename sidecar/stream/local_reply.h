@@ -30,6 +30,8 @@ struct LocalReply {
   absl::string_view message;
   std::optional<Duration> retry_after;
   bool overloaded = false;
+  // A refused bearer token (RFC 6750 §3): adds `www-authenticate: Bearer error="invalid_token"`.
+  bool invalid_bearer_token = false;
 };
 
 // Fills `headers` (and `body`, for an HTTP reply) for `reply` to a request that is gRPC or not.

@@ -42,6 +42,8 @@ absl::string_view ResponseFlagShortName(ResponseFlag flag) {
       return "NM";
     case ResponseFlag::kOverloaded:
       return "OL";
+    case ResponseFlag::kUnauthenticated:
+      return "UA";
   }
   return "??";
 }

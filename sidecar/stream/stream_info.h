@@ -45,8 +45,9 @@ enum class ResponseFlag : uint32_t {
   kNotInRegistry = 1u << 17,          // NM: a capture listener's original destination is not in
                                       // the mesh and unmatched destinations are refused (502)
   kOverloaded = 1u << 18,             // OL: the sidecar shed the request (overload, 503)
+  kUnauthenticated = 1u << 19,        // UA: RequestAuthentication refused the request's JWT (401)
 };
-inline constexpr size_t kResponseFlagCount = 19;
+inline constexpr size_t kResponseFlagCount = 20;
 
 // The flag at bit `index` (0 .. kResponseFlagCount - 1).
 inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFlag>(1u << index); }
