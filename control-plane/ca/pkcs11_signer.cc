@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -94,7 +95,7 @@ class Pkcs11Signer final : public Signer {
     return absl::OkStatus();
   }
 
-  SignerKeyType key_type() const override { return key_type_; }
+  SignerKeyType key_type() const override { return key_type_.load(std::memory_order_relaxed); }
 
   absl::StatusOr<std::string> SignSha256(absl::string_view data) const override {
     const absl::Time start = absl::Now();
@@ -246,7 +247,8 @@ class Pkcs11Signer final : public Signer {
   mutable absl::Mutex mutex_;
   mutable CK_SESSION_HANDLE session_ ABSL_GUARDED_BY(mutex_) = CK_INVALID_HANDLE;
   mutable CK_OBJECT_HANDLE key_ ABSL_GUARDED_BY(mutex_) = CK_INVALID_HANDLE;
-  mutable SignerKeyType key_type_ = SignerKeyType::kEcdsaP256;
+  // Written under mutex_ when a session opens (the same value each time), read without it.
+  mutable std::atomic<SignerKeyType> key_type_{SignerKeyType::kEcdsaP256};
   mutable bool session_error_ ABSL_GUARDED_BY(mutex_) = false;
 };
 

@@ -26,7 +26,7 @@ std::vector<YAML::Node> Defaults() {
 
 TEST(InstallTest, DefaultsRenderTheInstallAndPassTheirOwnCheck) {
   const std::vector<YAML::Node> objects = Defaults();
-  ASSERT_EQ(objects.size(), 14u);  // with the leader-election Role and RoleBinding
+  ASSERT_EQ(objects.size(), 16u);  // with the leader-election and CA Secret Roles and RoleBindings
   EXPECT_EQ(Text(objects[0]["kind"]), "Namespace");
   for (const YAML::Node& o : objects) {
     EXPECT_EQ(Text(o["metadata"]["labels"]["app.kubernetes.io/part-of"]), "meshlet");
