@@ -579,7 +579,8 @@ void RenameForRevision(YAML::Node node, const std::string& revision) {
   if (node.IsScalar()) {
     const std::string& text = node.Scalar();
     const std::string base = inject::kControlPlaneName;
-    if (text == base || text == base + "-data" || text == base + "-leader-election") {
+    if (text == base || text == base + "-data" || text == base + "-leader-election" ||
+        text == base + "-ca") {
       node = StringNode(absl::StrCat(base, "-", revision, text.substr(base.size())));
     } else if (text == inject::InjectorConfigurationName("")) {
       node = StringNode(inject::InjectorConfigurationName(revision));

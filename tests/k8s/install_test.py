@@ -79,7 +79,7 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(by_key(rendered), by_key(objects_of(r.stdout)))
         self.assertValid(rendered)
-        self.assertIn("install checks passed: 14 objects", self.pre_check(rendered).stdout)
+        self.assertIn("install checks passed: 16 objects", self.pre_check(rendered).stdout)
         # JSON too.
         listed = json.loads(meshctl("install", "-o", "json").stdout)
         self.assertEqual(listed["kind"], "List")
@@ -104,7 +104,7 @@ class InstallTest(unittest.TestCase):
             "--inject-capture=cni")
         self.assertEqual(by_key(rendered), expected)
         self.assertValid(rendered)
-        self.assertIn("install checks passed: 18 objects", self.pre_check(rendered).stdout)
+        self.assertIn("install checks passed: 20 objects", self.pre_check(rendered).stdout)
         kinds = [o["kind"] for o in rendered]
         self.assertLess(kinds.index("DaemonSet"), kinds.index("Deployment"))
 

@@ -152,15 +152,24 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
                                                 "name": "meshlet-control-plane",
                                                 "namespace": "meshlet-system"}])
-        # Leader election: its Lease and the route-status one all revisions share, in the
-        # control plane's namespace only.
-        lease_role = one(objects, "Role")
-        self.assertEqual(lease_role["rules"], [
+        # Two Roles in the control plane's namespace only. Leader election: its Lease and the
+        # route-status one all revisions share.
+        ns_roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
+        self.assertEqual(sorted(ns_roles),
+                         ["meshlet-control-plane-ca", "meshlet-control-plane-leader-election"])
+        self.assertEqual(ns_roles["meshlet-control-plane-leader-election"]["rules"], [
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
              "resourceNames": ["meshlet-control-plane", "meshlet-route-status"],
              "verbs": ["get", "update"]}])
-        self.assertEqual(one(objects, "RoleBinding")["subjects"], binding["subjects"])
+        # The CA's Secret (--ca-secret), by name only, and nothing else.
+        self.assertEqual(ns_roles["meshlet-control-plane-ca"]["rules"], [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["meshlet-ca"],
+             "verbs": ["get"]}])
+        bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+        self.assertEqual(sorted(b["roleRef"]["name"] for b in bindings), sorted(ns_roles))
+        for b in bindings:
+            self.assertEqual(b["subjects"], binding["subjects"])
         pdb = one(objects, "PodDisruptionBudget")
         self.assertEqual(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"])
         return objects
