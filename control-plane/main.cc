@@ -210,12 +210,13 @@ int main(int argc, char** argv) {
         });
     kubernetes_policy->Start();
   }
-  // Each policy version the discovery server takes (and pushes) is a marker on the history's charts.
+  // Each policy version the discovery server takes (and pushes) is a marker on the history's
+  // charts.
   xds.AddPolicyListener(
-      [&telemetry, &xds](
-          std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> snapshot) {
-        telemetry.RecordConfigVersion(
-            snapshot->revision, xds.ads() != nullptr ? xds.ads()->connected_proxies() : 0);
+      [&telemetry,
+       &xds](std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> snapshot) {
+        telemetry.RecordConfigVersion(snapshot->revision,
+                                      xds.ads() != nullptr ? xds.ads()->connected_proxies() : 0);
       });
   if (absl::Status status = xds.Start(); !status.ok()) return fail(status);
   // The CA serves on the discovery port, next to the ADS.

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <utility>
 
@@ -121,9 +121,9 @@ absl::StatusOr<ProcessStats> ProcessMetrics::ReadStat() const {
   stats.virtual_bytes = vsize;
   stats.resident_bytes = rss_pages * page_bytes;
   stats.start_time_seconds =
-      boot_time_ < 0 ? std::numeric_limits<double>::quiet_NaN()
-                     : static_cast<double>(boot_time_) +
-                           static_cast<double>(start_ticks) / ticks_per_second;
+      boot_time_ < 0
+          ? std::numeric_limits<double>::quiet_NaN()
+          : static_cast<double>(boot_time_) + static_cast<double>(start_ticks) / ticks_per_second;
   return stats;
 }
 
@@ -152,10 +152,10 @@ absl::StatusOr<ProcessStats> ProcessMetrics::Read() const {
   if (stats->open_fds < 0) fd_errors_.Inc();
   struct rlimit limit;
   if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    stats->max_fds = limit.rlim_cur == RLIM_INFINITY ||
-                             limit.rlim_cur > static_cast<rlim_t>(INT64_MAX)
-                         ? INT64_MAX
-                         : static_cast<int64_t>(limit.rlim_cur);
+    stats->max_fds =
+        limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > static_cast<rlim_t>(INT64_MAX)
+            ? INT64_MAX
+            : static_cast<int64_t>(limit.rlim_cur);
   }
   return stats;
 }

@@ -32,8 +32,8 @@ struct ProcessStats {
   uint64_t resident_bytes = 0;
   uint64_t virtual_bytes = 0;
   double start_time_seconds = 0;  // NaN when the boot time is unknown
-  int64_t open_fds = -1;  // -1 when the descriptor listing failed
-  int64_t max_fds = -1;   // the soft RLIMIT_NOFILE (INT64_MAX when unlimited); -1: unknown
+  int64_t open_fds = -1;          // -1 when the descriptor listing failed
+  int64_t max_fds = -1;           // the soft RLIMIT_NOFILE (INT64_MAX when unlimited); -1: unknown
 };
 
 class ProcessMetrics {

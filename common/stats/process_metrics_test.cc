@@ -21,8 +21,8 @@ namespace {
 
 uint64_t ReadErrors(const StatsRegistry& registry, absl::string_view source) {
   const StatsSnapshot snapshot = registry.Snapshot();
-  const SeriesSnapshot* series = snapshot.Find("meshlet_process_metrics_read_errors_total",
-                                               {{"source", std::string(source)}});
+  const SeriesSnapshot* series =
+      snapshot.Find("meshlet_process_metrics_read_errors_total", {{"source", std::string(source)}});
   return series == nullptr ? UINT64_MAX : series->counter;
 }
 
@@ -144,7 +144,8 @@ TEST_F(FakeProcTest, CountsWhatCannotBeRead) {
   EXPECT_EQ(ReadErrors(registry, "stat"), 0u);
   EXPECT_EQ(text.find("process_open_fds"), std::string::npos) << text;
   EXPECT_EQ(text.find("process_start_time_seconds"), std::string::npos) << text;
-  EXPECT_NE(text.find("\nprocess_virtual_memory_bytes 1.23456789e+08\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nprocess_virtual_memory_bytes 1.23456789e+08\n"), std::string::npos)
+      << text;
 
   Write("self/stat", "4242 no parenthesis\n");
   text.clear();

@@ -194,7 +194,7 @@ std::string PolicyApi::ObjectJson(const StoredResource& stored,
   meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(*parsed->message);
   meta->set_resource_version(absl::StrCat(stored.revision));
   if (statuses != nullptr && parsed->info->group == policy::kGatewayGroup) {
-    const std::string ns = !parsed->info->namespaced       ? ""
+    const std::string ns = !parsed->info->namespaced    ? ""
                            : meta->namespace_().empty() ? "default"
                                                         : meta->namespace_();
     auto it = statuses->find({std::string(parsed->info->kind), ns, meta->name()});

@@ -459,8 +459,8 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::From
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromPemWithSigner(
-    absl::string_view chain_pem, std::unique_ptr<Signer> signer,
-    absl::string_view extra_roots_pem, const AuthorityOptions& options, const Clock& clock) {
+    absl::string_view chain_pem, std::unique_ptr<Signer> signer, absl::string_view extra_roots_pem,
+    const AuthorityOptions& options, const Clock& clock) {
   RETURN_IF_ERROR(ValidateAuthorityOptions(options));
   ASSIGN_OR_RETURN(tls::CertificateChain chain,
                    In(tls::ParsePemCertificates(chain_pem), "CA certificate chain"));
@@ -469,8 +469,8 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::From
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromChainAndSigner(
-    tls::CertificateChain chain, std::unique_ptr<Signer> signer,
-    absl::string_view extra_roots_pem, const AuthorityOptions& options, const Clock& clock) {
+    tls::CertificateChain chain, std::unique_ptr<Signer> signer, absl::string_view extra_roots_pem,
+    const AuthorityOptions& options, const Clock& clock) {
   TrustBundle bundle;
   if (IsSelfSigned(*chain.back())) {
     RETURN_IF_ERROR(Annotate(bundle.Add(*chain.back()), "CA certificate chain root"));

@@ -35,9 +35,9 @@
 #include "common/base/clock.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
+#include "control-plane/ca/signer.h"
 #include "control-plane/store/store.h"
 #include "control-plane/store/store_keys.h"
-#include "control-plane/ca/signer.h"
 
 namespace meshlet::controlplane::ca {
 

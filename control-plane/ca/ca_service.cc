@@ -8,9 +8,9 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
-#include "common/tls/certificate.h"
 #include "common/config/yaml_proto.h"
 #include "common/stats/or_discard.h"
+#include "common/tls/certificate.h"
 #include "control-plane/api/token_api.h"
 
 namespace meshlet::controlplane::ca {
@@ -157,16 +157,15 @@ absl::StatusOr<std::shared_ptr<const CertificateAuthority>> CaService::LoadPkcs1
               "meshlet_cp_ca_pkcs11_session_reopens_total",
               "PKCS#11 sessions re-opened (and logged in again) after a session or token error."),
           "meshlet_cp_ca_pkcs11_session_reopens_total"),
-      .sign_latency_us = OrDiscard(
-          stats.shared_shard().RegisterHistogram(
-              "meshlet_cp_ca_pkcs11_sign_seconds",
-              "Time of one signature by the CA's PKCS#11 token (C_SignInit and C_Sign, "
-              "waiting for the session included).",
-              {}, {.exposition_divisor = 1e6}),
-          "meshlet_cp_ca_pkcs11_sign_seconds"),
+      .sign_latency_us =
+          OrDiscard(stats.shared_shard().RegisterHistogram(
+                        "meshlet_cp_ca_pkcs11_sign_seconds",
+                        "Time of one signature by the CA's PKCS#11 token (C_SignInit and C_Sign, "
+                        "waiting for the session included).",
+                        {}, {.exposition_divisor = 1e6}),
+                    "meshlet_cp_ca_pkcs11_sign_seconds"),
   };
-  ASSIGN_OR_RETURN(std::unique_ptr<Signer> signer,
-                   NewPkcs11Signer(options_.pkcs11, signer_stats));
+  ASSIGN_OR_RETURN(std::unique_ptr<Signer> signer, NewPkcs11Signer(options_.pkcs11, signer_stats));
   absl::StatusOr<std::string> chain = tls::ReadSmallFile(options_.cert_chain_file);
   if (!chain.ok()) {
     return absl::InvalidArgumentError(
@@ -181,10 +180,10 @@ absl::StatusOr<std::shared_ptr<const CertificateAuthority>> CaService::LoadPkcs1
     }
     extra = *std::move(roots);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<CertificateAuthority> ca,
-                   CertificateAuthority::FromPemWithSigner(*chain, std::move(signer), extra,
-                                                           options_.authority,
-                                                           control_plane_.clock()));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<CertificateAuthority> ca,
+      CertificateAuthority::FromPemWithSigner(*chain, std::move(signer), extra, options_.authority,
+                                              control_plane_.clock()));
   return std::shared_ptr<const CertificateAuthority>(std::move(ca));
 }
 

@@ -125,8 +125,7 @@ CK_FUNCTION_LIST g_list = MakeList();
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
-    CK_FUNCTION_LIST** list) {
+extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST** list) {
   *list = &g_list;
   return CKR_OK;
 }

@@ -43,17 +43,16 @@ absl::StatusOr<std::string> ReadPin(const Pkcs11SignerOptions& o) {
   while (!pin->empty() && (pin->back() == '\n' || pin->back() == '\r')) pin->pop_back();
   if (pin->empty() || pin->size() > o.max_pin_bytes) {
     OPENSSL_cleanse(pin->data(), pin->size());
-    return absl::InvalidArgumentError(absl::StrCat("PKCS#11 PIN file ", o.pin_file,
-                                                   " is empty or longer than ", o.max_pin_bytes,
-                                                   " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PKCS#11 PIN file ", o.pin_file, " is empty or longer than ", o.max_pin_bytes, " bytes"));
   }
   return pin;
 }
 
 bool IsSessionError(CK_RV rv) {
-  return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-         rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
-         rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_OPERATION_ACTIVE;
+  return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_DEVICE_ERROR ||
+         rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_USER_NOT_LOGGED_IN ||
+         rv == CKR_OPERATION_ACTIVE;
 }
 
 class Pkcs11Signer final : public Signer {
@@ -81,8 +80,8 @@ class Pkcs11Signer final : public Signer {
     auto get_list = reinterpret_cast<CK_C_GetFunctionList>(dlsym(module_, "C_GetFunctionList"));
     if (get_list == nullptr || get_list(&fl_) != CKR_OK || fl_ == nullptr) {
       fl_ = nullptr;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "PKCS#11 module ", options_.module_path, " has no usable C_GetFunctionList"));
+      return absl::InvalidArgumentError(absl::StrCat("PKCS#11 module ", options_.module_path,
+                                                     " has no usable C_GetFunctionList"));
     }
     CK_RV rv = fl_->C_Initialize(nullptr);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
@@ -118,8 +117,8 @@ class Pkcs11Signer final : public Signer {
   }
 
   std::string Describe() const override {
-    return absl::StrCat("PKCS#11 token \"", options_.token_label, "\" key \"",
-                        options_.key_label, "\"");
+    return absl::StrCat("PKCS#11 token \"", options_.token_label, "\" key \"", options_.key_label,
+                        "\"");
   }
 
  private:
@@ -149,8 +148,8 @@ class Pkcs11Signer final : public Signer {
       session_ = CK_INVALID_HANDLE;
       return absl::UnavailableError(absl::StrCat("PKCS#11 C_OpenSession: ", Rv(rv)));
     }
-    rv = fl_->C_Login(session_, CKU_USER, reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(pin_.data())),
-                      pin_.size());
+    rv = fl_->C_Login(session_, CKU_USER,
+                      reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(pin_.data())), pin_.size());
     if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) {
       return absl::PermissionDeniedError(
           absl::StrCat("wrong PIN for PKCS#11 token \"", options_.token_label, "\""));
@@ -164,7 +163,8 @@ class Pkcs11Signer final : public Signer {
         {CKA_LABEL, const_cast<char*>(options_.key_label.data()), options_.key_label.size()},
     };
     rv = fl_->C_FindObjectsInit(session_, query, 2);
-    if (rv != CKR_OK) return absl::InternalError(absl::StrCat("PKCS#11 C_FindObjectsInit: ", Rv(rv)));
+    if (rv != CKR_OK)
+      return absl::InternalError(absl::StrCat("PKCS#11 C_FindObjectsInit: ", Rv(rv)));
     CK_ULONG found = 0;
     rv = fl_->C_FindObjects(session_, &key_, 1, &found);
     fl_->C_FindObjectsFinal(session_);
@@ -182,8 +182,8 @@ class Pkcs11Signer final : public Signer {
     } else if (type == CKK_RSA) {
       key_type_ = SignerKeyType::kRsa;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("PKCS#11 key \"", options_.key_label,
-                                                     "\" is neither EC nor RSA"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("PKCS#11 key \"", options_.key_label, "\" is neither EC nor RSA"));
     }
     return absl::OkStatus();
   }

@@ -33,9 +33,9 @@ struct Pkcs11SignerOptions {
 
 // Handles the signer records into; default handles discard.
 struct Pkcs11SignerStats {
-  Counter signatures;      // C_Sign that succeeded
-  Counter sign_errors;     // signatures that failed even after a re-open
-  Counter session_reopens; // sessions re-opened after a token error
+  Counter signatures;       // C_Sign that succeeded
+  Counter sign_errors;      // signatures that failed even after a re-open
+  Counter session_reopens;  // sessions re-opened after a token error
   Histogram sign_latency_us;
 };
 

@@ -30,8 +30,9 @@ TEST(Pkcs11SignerTest, MissingModuleIsNamed) {
   o.pin_file = WriteTemp("pin", "1234\n");
   auto signer = NewPkcs11Signer(o);
   ASSERT_EQ(signer.status().code(), absl::StatusCode::kNotFound) << signer.status();
-  EXPECT_NE(signer.status().message().find("PKCS#11 module /nonexistent/libno-such-pkcs11.so not found"),
-            absl::string_view::npos)
+  EXPECT_NE(
+      signer.status().message().find("PKCS#11 module /nonexistent/libno-such-pkcs11.so not found"),
+      absl::string_view::npos)
       << signer.status();
 }
 

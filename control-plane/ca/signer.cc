@@ -30,8 +30,8 @@ class InMemorySigner final : public Signer {
     bssl::ScopedEVP_MD_CTX ctx;
     size_t len = 0;
     if (!EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_.get()) ||
-        !EVP_DigestSign(ctx.get(), nullptr, &len,
-                        reinterpret_cast<const uint8_t*>(data.data()), data.size())) {
+        !EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const uint8_t*>(data.data()),
+                        data.size())) {
       return SslError("signing");
     }
     std::string sig(len, '\0');
@@ -91,8 +91,8 @@ absl::Status CheckSignerMatchesCertificate(const Signer& signer, const X509& cer
                         reinterpret_cast<const uint8_t*>(kProbe.data()), kProbe.size())) {
     ERR_clear_error();
     return absl::InvalidArgumentError(absl::StrCat(
-        signer.Describe(), ": the key does not match the CA certificate (",
-        tls::SubjectName(cert), "): a signature it made does not verify under the certificate"));
+        signer.Describe(), ": the key does not match the CA certificate (", tls::SubjectName(cert),
+        "): a signature it made does not verify under the certificate"));
   }
   return absl::OkStatus();
 }

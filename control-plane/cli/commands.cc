@@ -14,8 +14,7 @@ const std::vector<CommandSpec>& Commands() {
       TokenCommand(),   OperatorTokenCommand(), TrustBundleCommand(), CaCommand(),
       TracesCommand(),  TraceCommand(),         ExplainCommand(),     StatCommand(),
       TopCommand(),     TapCommand(),           DashboardCommand(),   ContextCommand(),
-      CheckCommand(),
-      VersionCommand(), HelpCommand(),
+      CheckCommand(),   VersionCommand(),       HelpCommand(),
   };
   return *commands;
 }

@@ -139,8 +139,8 @@ TEST(InstallTest, ARevisionHasItsOwnNamesAndWebhookAndSharesTheCa) {
        {"Namespace/meshlet-system", "ServiceAccount/meshlet-control-plane-canary",
         "Deployment/meshlet-control-plane-canary", "Service/meshlet-control-plane-canary",
         "ClusterRole/meshlet-viewer", "PersistentVolumeClaim/meshlet-control-plane-canary-data",
-        "Role/meshlet-control-plane-canary-leader-election",
-        "Role/meshlet-control-plane-canary-ca", "RoleBinding/meshlet-control-plane-canary-ca",
+        "Role/meshlet-control-plane-canary-leader-election", "Role/meshlet-control-plane-canary-ca",
+        "RoleBinding/meshlet-control-plane-canary-ca",
         "MutatingWebhookConfiguration/meshlet-sidecar-injector-canary"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
   }

@@ -125,13 +125,13 @@ class RouteStatusWriterTest : public ::testing::Test {
 // beside the Service parent's.
 TEST_F(RouteStatusWriterTest, GatewayControllerEntriesAreOursToo) {
   route_ = RouteJson(
-      "7", absl::StrCat(
-               kOurs, ",",
-               R"({"parentRef":{"group":"gateway.networking.k8s.io","kind":"Gateway",)"
-               R"("name":"ingress"},"controllerName":"meshlet.io/gateway-controller",)"
-               R"("conditions":[{"type":"Accepted","status":"False","observedGeneration":1,)"
-               R"("lastTransitionTime":"2021-02-03T04:05:06Z","reason":"NoMatchingParent",)"
-               R"("message":"stale"}]})"));
+      "7",
+      absl::StrCat(kOurs, ",",
+                   R"({"parentRef":{"group":"gateway.networking.k8s.io","kind":"Gateway",)"
+                   R"("name":"ingress"},"controllerName":"meshlet.io/gateway-controller",)"
+                   R"("conditions":[{"type":"Accepted","status":"False","observedGeneration":1,)"
+                   R"("lastTransitionTime":"2021-02-03T04:05:06Z","reason":"NoMatchingParent",)"
+                   R"("message":"stale"}]})"));
   policy::RouteStatusUpdate u = Update("True", "ResolvedRefs");
   meshlet::gateway::RouteParentStatus* g = u.status.add_parents();
   g->mutable_parent_ref()->set_group("gateway.networking.k8s.io");

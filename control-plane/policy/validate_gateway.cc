@@ -839,8 +839,9 @@ void ReferenceGrant(const gw::ReferenceGrant& grant, ValidationResult& result) {
     c.ObjectName(Join(at, "name"), t.name(), false);
     if (!t.kind().empty() &&
         !(t.group().empty() && (t.kind() == "Service" || t.kind() == "Secret"))) {
-      c.Warn(at, absl::StrCat("meshlet grants references to core Services and Secrets only, not to ",
-                              t.group().empty() ? "core" : t.group(), " ", t.kind()));
+      c.Warn(at,
+             absl::StrCat("meshlet grants references to core Services and Secrets only, not to ",
+                          t.group().empty() ? "core" : t.group(), " ", t.kind()));
     }
   }
 }
@@ -851,9 +852,10 @@ void GatewayClass(const gw::GatewayClass& gateway_class, ValidationResult& resul
   if (controller.empty()) {
     c.Error("spec.controllerName", "required");
   } else if (controller != kGatewayControllerName) {
-    c.Warn("spec.controllerName",
-           absl::StrCat(Quote(controller), " is another controller's: meshlet takes the classes of ",
-                        kGatewayControllerName, " only"));
+    c.Warn(
+        "spec.controllerName",
+        absl::StrCat(Quote(controller), " is another controller's: meshlet takes the classes of ",
+                     kGatewayControllerName, " only"));
   }
   c.Length("spec.description", gateway_class.spec().description(), 0, 64);
 }
@@ -884,7 +886,8 @@ void Gateway(const gw::Gateway& gateway, ValidationResult& result) {
       *one.Add() = l.hostname();
       c.Hostnames(Join(at, "hostname"), one);
     }
-    c.MaxItems(Join(at, "tls.certificateRefs"), l.tls().certificate_refs_size(), kMaxCertificateRefs);
+    c.MaxItems(Join(at, "tls.certificateRefs"), l.tls().certificate_refs_size(),
+               kMaxCertificateRefs);
     for (int r = 0; r < l.tls().certificate_refs_size(); ++r) {
       const gw::SecretObjectReference& ref = l.tls().certificate_refs(r);
       const std::string ref_at = Index(Join(at, "tls.certificateRefs"), r);

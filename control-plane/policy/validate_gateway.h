@@ -1,14 +1,13 @@
 #pragma once
 
-// Validation of the Gateway API kinds (xds/gateway.proto: HTTPRoute, GRPCRoute, ReferenceGrant, GatewayClass,
-// Gateway),
-// a part of Validate (validate.h), which checks the metadata first. The rules are upstream's
-// (gateway.networking.k8s.io standard channel): the CRDs' OpenAPI constraints (patterns, enums,
-// lengths, list sizes), their CEL x-kubernetes-validations (filter type and field agree, repeated
-// filters, redirect with backendRefs, ReplacePrefixMatch with one PathPrefix match, timeouts,
-// parentRef uniqueness) and the rules of the former validating webhook (a header named twice in
-// one match or one filter), plus meshlet's own: regular expressions must compile with RE2. The
-// list sizes are the API's, fixed by its schema, not ValidationLimits. Stateless functions.
+// Validation of the Gateway API kinds (xds/gateway.proto: HTTPRoute, GRPCRoute, ReferenceGrant,
+// GatewayClass, Gateway), a part of Validate (validate.h), which checks the metadata first. The
+// rules are upstream's (gateway.networking.k8s.io standard channel): the CRDs' OpenAPI constraints
+// (patterns, enums, lengths, list sizes), their CEL x-kubernetes-validations (filter type and field
+// agree, repeated filters, redirect with backendRefs, ReplacePrefixMatch with one PathPrefix match,
+// timeouts, parentRef uniqueness) and the rules of the former validating webhook (a header named
+// twice in one match or one filter), plus meshlet's own: regular expressions must compile with RE2.
+// The list sizes are the API's, fixed by its schema, not ValidationLimits. Stateless functions.
 
 #include <string>
 

@@ -484,19 +484,20 @@ TEST(GatewayValidationTest, GatewayAndGatewayClass) {
   EXPECT_NE(gateway("  gatewayClassName: meshlet\n").ErrorText().find("spec.listeners"),
             std::string::npos);
   const std::string twice =
-      gateway("  gatewayClassName: meshlet\n  listeners:\n"
-              "  - {name: a, port: 80, protocol: HTTP}\n  - {name: a, port: 81, protocol: HTTP}\n")
+      gateway(
+          "  gatewayClassName: meshlet\n  listeners:\n"
+          "  - {name: a, port: 80, protocol: HTTP}\n  - {name: a, port: 81, protocol: HTTP}\n")
           .ErrorText();
   EXPECT_NE(twice.find("spec.listeners[1].name"), std::string::npos) << twice;
   const std::string bad =
-      gateway("  gatewayClassName: meshlet\n  listeners:\n"
-              "  - {name: a, port: 70000, protocol: HTTP, hostname: \"10.0.0.1:80\","
-              " allowedRoutes: {namespaces: {from: Some}}}\n")
+      gateway(
+          "  gatewayClassName: meshlet\n  listeners:\n"
+          "  - {name: a, port: 70000, protocol: HTTP, hostname: \"10.0.0.1:80\","
+          " allowedRoutes: {namespaces: {from: Some}}}\n")
           .ErrorText();
   EXPECT_NE(bad.find("spec.listeners[0].port"), std::string::npos) << bad;
   EXPECT_NE(bad.find("spec.listeners[0].hostname"), std::string::npos) << bad;
-  EXPECT_NE(bad.find("spec.listeners[0].allowedRoutes.namespaces.from"), std::string::npos)
-      << bad;
+  EXPECT_NE(bad.find("spec.listeners[0].allowedRoutes.namespaces.from"), std::string::npos) << bad;
 
   auto gateway_class = [](const std::string& spec) {
     return ValidateYaml(absl::StrCat(

@@ -173,11 +173,9 @@ class ControlPlane {
 
   // `listener` is told of every API write answered 2xx (after its audit record, if any), on the
   // loop thread: what the path names and who made it (null: no token needed). It must not block.
-  using WriteListener = std::function<void(const access::AuditedObject& object,
-                                           const access::Principal* caller)>;
-  void AddWriteListener(WriteListener listener) {
-    write_listeners_.push_back(std::move(listener));
-  }
+  using WriteListener =
+      std::function<void(const access::AuditedObject& object, const access::Principal* caller)>;
+  void AddWriteListener(WriteListener listener) { write_listeners_.push_back(std::move(listener)); }
 
   // Runs `hook` at the start of shutdown, before the API server closes (servers that plug in
   // register their own graceful stop here).

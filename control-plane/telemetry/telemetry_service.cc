@@ -202,13 +202,14 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
                      .authenticate = !options_.discovery_plaintext,
                  },
                  &control_plane.stats()),
-      config_events_(RealClock::Get(),
-                     [this] {
-                       ConfigEventsLimits limits = options_.config_events;
-                       limits.retention = options_.golden_limits.history.retention;
-                       return limits;
-                     }(),
-                     &control_plane.stats()) {
+      config_events_(
+          RealClock::Get(),
+          [this] {
+            ConfigEventsLimits limits = options_.config_events;
+            limits.retention = options_.golden_limits.history.retention;
+            return limits;
+          }(),
+          &control_plane.stats()) {
   StatsShard& shard = control_plane.stats().shared_shard();
   auto counter = [&](absl::string_view result) {
     auto c = shard.RegisterCounter("meshlet_cp_peer_telemetry_received_total",
@@ -308,9 +309,9 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
         if (policy::FindStoredKind(r.key.kind) == nullptr) return;
         const bool deleted = event.type == WatchEvent::Type::kDelete;
         std::vector<std::string> services =
-            deleted ? std::vector<std::string>()
-                    : ServicesNamedBy(r.key.kind, r.key.namespace_, r.key.name, r.body,
-                                      max_services);
+            deleted
+                ? std::vector<std::string>()
+                : ServicesNamedBy(r.key.kind, r.key.namespace_, r.key.name, r.body, max_services);
         loop.Post([this, alive, key = r.key, deleted, created = r.revision == r.create_revision,
                    revision = r.revision, services = std::move(services)]() mutable {
           if (auto a = alive.lock(); !a || !*a) return;

@@ -36,8 +36,8 @@ bool Selects(const gw::LabelSelector& selector, const std::map<std::string, std:
   }
   for (const gw::LabelSelectorRequirement& r : selector.match_expressions()) {
     auto it = labels.find(r.key());
-    const bool in = it != labels.end() && std::find(r.values().begin(), r.values().end(),
-                                                    it->second) != r.values().end();
+    const bool in = it != labels.end() &&
+                    std::find(r.values().begin(), r.values().end(), it->second) != r.values().end();
     if (r.operator_() == "In" && !in) return false;
     if (r.operator_() == "NotIn" && in) return false;
     if (r.operator_() == "Exists" && it == labels.end()) return false;
@@ -101,10 +101,9 @@ std::pair<std::string, std::string> CheckCertificates(const policy::PolicySnapsh
     }
     const std::string ns = Or(ref.namespace_(), gateway_ns);
     if (ns != gateway_ns && !SecretGranted(policy, gateway_ns, ns, ref.name())) {
-      return {"RefNotPermitted",
-              absl::StrCat(where, ": no ReferenceGrant in namespace \"", ns,
-                           "\" lets Gateways of namespace \"", gateway_ns, "\" refer to Secret ",
-                           ref.name())};
+      return {"RefNotPermitted", absl::StrCat(where, ": no ReferenceGrant in namespace \"", ns,
+                                              "\" lets Gateways of namespace \"", gateway_ns,
+                                              "\" refer to Secret ", ref.name())};
     }
     if (env.secrets.has_value()) {
       auto it = env.secrets->find({ns, ref.name()});
@@ -114,8 +113,8 @@ std::pair<std::string, std::string> CheckCertificates(const policy::PolicySnapsh
       }
       if (it->second != kTlsSecretType) {
         return {"InvalidCertificateRef",
-                absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " is of type \"",
-                             it->second, "\", not ", kTlsSecretType)};
+                absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " is of type \"", it->second,
+                             "\", not ", kTlsSecretType)};
       }
     }
   }
@@ -147,7 +146,8 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
       s.kinds = {"HTTPRoute", "GRPCRoute"};
     } else {
       for (const gw::RouteGroupKind& k : l.allowed_routes().kinds()) {
-        if (Or(k.group(), kGroup) == kGroup && (k.kind() == "HTTPRoute" || k.kind() == "GRPCRoute")) {
+        if (Or(k.group(), kGroup) == kGroup &&
+            (k.kind() == "HTTPRoute" || k.kind() == "GRPCRoute")) {
           if (std::find(s.kinds.begin(), s.kinds.end(), k.kind()) == s.kinds.end()) {
             s.kinds.push_back(k.kind());
           }
@@ -173,15 +173,15 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
       if (listeners[i].protocol() != listeners[j].protocol()) {
         out[i].conflict_reason = "ProtocolConflict";
         out[i].conflict_message =
-            absl::StrCat("listener \"", listeners[j].name(), "\" serves port ",
-                         listeners[j].port(), " with protocol ", listeners[j].protocol());
+            absl::StrCat("listener \"", listeners[j].name(), "\" serves port ", listeners[j].port(),
+                         " with protocol ", listeners[j].protocol());
         break;
       }
       if (absl::EqualsIgnoreCase(listeners[i].hostname(), listeners[j].hostname())) {
         out[i].conflict_reason = "HostnameConflict";
-        out[i].conflict_message = absl::StrCat(
-            "listener \"", listeners[j].name(), "\" serves port ", listeners[j].port(),
-            " and hostname \"", listeners[j].hostname(), "\" too");
+        out[i].conflict_message =
+            absl::StrCat("listener \"", listeners[j].name(), "\" serves port ", listeners[j].port(),
+                         " and hostname \"", listeners[j].hostname(), "\" too");
       }
     }
   }
@@ -189,10 +189,10 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
 }
 
 ListenerAttachment Attach(const GatewayEnvironment& env, const gw::Gateway& gateway,
-                         const std::vector<ListenerState>& states, absl::string_view route_kind,
-                         const std::string& route_ns,
-                         const google::protobuf::RepeatedPtrField<std::string>& hostnames,
-                         const gw::ParentReference& ref) {
+                          const std::vector<ListenerState>& states, absl::string_view route_kind,
+                          const std::string& route_ns,
+                          const google::protobuf::RepeatedPtrField<std::string>& hostnames,
+                          const gw::ParentReference& ref) {
   ListenerAttachment out;
   const std::string gateway_ns = Or(gateway.metadata().namespace_(), "default");
   const std::string name = absl::StrCat("Gateway ", gateway_ns, "/", gateway.metadata().name());
@@ -272,8 +272,8 @@ void CountAttached(const policy::PolicySnapshot& policy, const GatewayEnvironmen
   const std::string route_ns = Or(route.metadata().namespace_(), "default");
   for (const gw::ParentReference& ref : route.spec().parent_refs()) {
     if (FindMeshletGateway(policy, ref, route_ns) != &gateway) continue;
-    for (int i : Attach(env, gateway, states, kind, route_ns, route.spec().hostnames(), ref)
-                     .listeners) {
+    for (int i :
+         Attach(env, gateway, states, kind, route_ns, route.spec().hostnames(), ref).listeners) {
       ++attached[i];
     }
   }
@@ -299,11 +299,9 @@ bool HostnamesIntersect(absl::string_view listener, absl::string_view route) {
 }
 
 const gw::Gateway* FindMeshletGateway(const policy::PolicySnapshot& policy,
-                                      const gw::ParentReference& ref,
-                                      const std::string& route_ns) {
+                                      const gw::ParentReference& ref, const std::string& route_ns) {
   if (Or(ref.group(), kGroup) != kGroup || Or(ref.kind(), "Gateway") != "Gateway") return nullptr;
-  const gw::Gateway* gateway =
-      policy.gateways.Find(Or(ref.namespace_(), route_ns), ref.name());
+  const gw::Gateway* gateway = policy.gateways.Find(Or(ref.namespace_(), route_ns), ref.name());
   if (gateway == nullptr || !IsMeshletClass(policy, gateway->spec().gateway_class_name())) {
     return nullptr;
   }
@@ -311,10 +309,10 @@ const gw::Gateway* FindMeshletGateway(const policy::PolicySnapshot& policy,
 }
 
 ListenerAttachment AttachToGateway(const policy::PolicySnapshot& policy,
-                                  const GatewayEnvironment& env, const gw::Gateway& gateway,
-                                  absl::string_view route_kind, const std::string& route_ns,
-                                  const google::protobuf::RepeatedPtrField<std::string>& hostnames,
-                                  const gw::ParentReference& ref) {
+                                   const GatewayEnvironment& env, const gw::Gateway& gateway,
+                                   absl::string_view route_kind, const std::string& route_ns,
+                                   const google::protobuf::RepeatedPtrField<std::string>& hostnames,
+                                   const gw::ParentReference& ref) {
   return Attach(env, gateway, Listeners(policy, env, gateway), route_kind, route_ns, hostnames,
                 ref);
 }
@@ -346,10 +344,8 @@ GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
     }
     auto proxies = env.proxy_addresses.find({u.namespace_, u.name});
     const bool served = proxies != env.proxy_addresses.end() && !proxies->second.empty();
-    const int usable = static_cast<int>(
-        std::count_if(states.begin(), states.end(), [](const ListenerState& s) {
-          return s.usable();
-        }));
+    const int usable = static_cast<int>(std::count_if(
+        states.begin(), states.end(), [](const ListenerState& s) { return s.usable(); }));
     bool accepted = true;
     if (!gateway.spec().addresses().empty()) {
       accepted = false;

@@ -44,9 +44,8 @@ struct GatewayEnvironment {
 
 // A Gateway API condition: status "True" when `ok`, else "False"; lastTransitionTime empty (the
 // status writers keep a condition's previous time while its status is unchanged).
-meshlet::gateway::Condition MakeCondition(absl::string_view type, bool ok,
-                                          absl::string_view reason, const std::string& message,
-                                          int64_t generation);
+meshlet::gateway::Condition MakeCondition(absl::string_view type, bool ok, absl::string_view reason,
+                                          const std::string& message, int64_t generation);
 
 // Whether a listener's hostname and a route's hostname intersect: equal, or one a "*." wildcard
 // whose suffix (one or more labels) the other ends with; an empty hostname matches every one.
@@ -73,11 +72,11 @@ struct ListenerAttachment {
   std::string message;
 };
 ListenerAttachment AttachToGateway(const policy::PolicySnapshot& policy,
-                                  const GatewayEnvironment& env,
-                                  const meshlet::gateway::Gateway& gateway,
-                                  absl::string_view route_kind, const std::string& route_ns,
-                                  const google::protobuf::RepeatedPtrField<std::string>& hostnames,
-                                  const meshlet::gateway::ParentReference& ref);
+                                   const GatewayEnvironment& env,
+                                   const meshlet::gateway::Gateway& gateway,
+                                   absl::string_view route_kind, const std::string& route_ns,
+                                   const google::protobuf::RepeatedPtrField<std::string>& hostnames,
+                                   const meshlet::gateway::ParentReference& ref);
 
 struct GatewayClassStatusUpdate {
   std::string name;

@@ -66,10 +66,10 @@ class GatewayStatusTest : public GatewayTest {
   }
   // A Gateway "edge" in namespace "default" of class meshlet with these listeners.
   void AddEdge(const std::string& listeners) {
-    AddGateway(absl::StrCat(
-        "kind: Gateway\nmetadata: {name: edge, generation: 3}\n"
-        "spec:\n  gatewayClassName: meshlet\n  listeners:\n",
-        listeners));
+    AddGateway(
+        absl::StrCat("kind: Gateway\nmetadata: {name: edge, generation: 3}\n"
+                     "spec:\n  gatewayClassName: meshlet\n  listeners:\n",
+                     listeners));
   }
   GatewayStatuses Statuses() { return ComputeGatewayStatuses(policy_, env_); }
   GatewayStatusUpdate Edge() {
@@ -166,11 +166,11 @@ spec:
   from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: default}]
   to: [{group: "", kind: Secret, name: granted}]
 )"));
-  env_.secrets = std::map<GatewayEnvironment::Key, std::string>{
-      {{"default", "tls"}, "kubernetes.io/tls"},
-      {{"default", "opaque"}, "Opaque"},
-      {{"certs", "granted"}, "kubernetes.io/tls"},
-      {{"certs", "ungranted"}, "kubernetes.io/tls"}};
+  env_.secrets =
+      std::map<GatewayEnvironment::Key, std::string>{{{"default", "tls"}, "kubernetes.io/tls"},
+                                                     {{"default", "opaque"}, "Opaque"},
+                                                     {{"certs", "granted"}, "kubernetes.io/tls"},
+                                                     {{"certs", "ungranted"}, "kubernetes.io/tls"}};
   AddEdge(R"(  - {name: tcp, port: 1, protocol: TCP}
   - {name: badport, port: 0, protocol: HTTP}
   - {name: passthrough, port: 2, protocol: HTTPS, tls: {mode: Passthrough}}
@@ -197,7 +197,8 @@ spec:
   const std::map<std::string, std::string> want = {
       {"tcp", "Accepted=False/UnsupportedProtocol,ResolvedRefs=True/ResolvedRefs"},
       {"badport", "Accepted=False/PortUnavailable,ResolvedRefs=True/ResolvedRefs"},
-      {"passthrough", "Accepted=False/UnsupportedProtocol,ResolvedRefs=False/InvalidCertificateRef"},
+      {"passthrough",
+       "Accepted=False/UnsupportedProtocol,ResolvedRefs=False/InvalidCertificateRef"},
       {"kinds", "Accepted=True/Accepted,ResolvedRefs=False/InvalidRouteKinds"},
       {"nocert", "Accepted=True/Accepted,ResolvedRefs=False/InvalidCertificateRef"},
       {"notsecret", "Accepted=True/Accepted,ResolvedRefs=False/InvalidCertificateRef"},
@@ -242,8 +243,8 @@ TEST_F(GatewayStatusTest, ProtocolAndHostnameConflicts) {
   const GatewayStatusUpdate u = Edge();
   std::vector<std::string> conflicted;
   for (const gw::ListenerStatus& l : u.status.listeners()) {
-    conflicted.push_back(Conditions(l.conditions()).substr(
-        Conditions(l.conditions()).find("Conflicted=")));
+    conflicted.push_back(
+        Conditions(l.conditions()).substr(Conditions(l.conditions()).find("Conflicted=")));
   }
   EXPECT_EQ(conflicted, (std::vector<std::string>{
                             "Conflicted=True/HostnameConflict", "Conflicted=True/HostnameConflict",
@@ -299,8 +300,8 @@ TEST_F(GatewayStatusTest, RouteAcceptedReasons) {
       {"default", "{name: edge, sectionName: broken}", "[]", "Accepted=False/NoMatchingParent",
        "Gateway default/edge: listener \"broken\" is not usable (see the Gateway's listener "
        "status)"},
-      {"default", "{name: edge, sectionName: grpc}", "[]",
-       "Accepted=False/NotAllowedByListeners", ""},
+      {"default", "{name: edge, sectionName: grpc}", "[]", "Accepted=False/NotAllowedByListeners",
+       ""},
       {"other", "{name: edge, namespace: default, sectionName: http}", "[]",
        "Accepted=False/NotAllowedByListeners",
        "Gateway default/edge: no listener the parentRef names allows HTTPRoutes of namespace "
@@ -318,9 +319,10 @@ TEST_F(GatewayStatusTest, RouteAcceptedReasons) {
   };
   for (const Case& c : cases) {
     policy_.gateway_http_routes.clear();
-    AddHttp(absl::StrCat("kind: HTTPRoute\nmetadata: {name: r, namespace: ", c.route_ns,
-                         "}\nspec:\n  parentRefs: [", c.parent, "]\n  hostnames: ", c.hostnames,
-                         "\n  rules: [{backendRefs: [{name: echo, namespace: default, port: 80}]}]\n"));
+    AddHttp(
+        absl::StrCat("kind: HTTPRoute\nmetadata: {name: r, namespace: ", c.route_ns,
+                     "}\nspec:\n  parentRefs: [", c.parent, "]\n  hostnames: ", c.hostnames,
+                     "\n  rules: [{backendRefs: [{name: echo, namespace: default, port: 80}]}]\n"));
     const gw::RouteParentStatus p = RouteParent();
     ASSERT_GE(p.conditions_size(), 1) << c.parent;
     EXPECT_EQ(absl::StrCat(p.conditions(0).type(), "=", p.conditions(0).status(), "/",

@@ -66,7 +66,7 @@ policy::RouteStatusUpdate StatusOf(const PolicySnapshot& policy, const MeshIndex
       *parent->mutable_parent_ref() = ref;
       parent->set_controller_name(std::string(kGatewayControllerName));
       const ListenerAttachment a = AttachToGateway(policy, env, *gateway, kind, update.namespace_,
-                                                  route.spec().hostnames(), ref);
+                                                   route.spec().hostnames(), ref);
       if (!a.reason.empty()) {
         *parent->add_conditions() =
             MakeCondition("Accepted", false, a.reason, a.message, update.generation);

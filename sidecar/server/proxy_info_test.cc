@@ -16,8 +16,9 @@ TEST(ProxyInfoTest, NamesTheProxyWithValueOne) {
   RegisterProxyInfo(registry.shared_shard(), "frontend-7c9d.default", "frontend", "default");
 
   const std::string expected =
-      std::string("meshlet_proxy_info{node=\"frontend-7c9d.default\",service=\"frontend\","
-                  "service_namespace=\"default\",version=\"") +
+      std::string(
+          "meshlet_proxy_info{node=\"frontend-7c9d.default\",service=\"frontend\","
+          "service_namespace=\"default\",version=\"") +
       kMeshletVersion + "\"} 1\n";
   const std::string text = FormatPrometheus(registry.Snapshot());
   EXPECT_NE(text.find("# TYPE meshlet_proxy_info gauge\n" + expected), std::string::npos) << text;
@@ -28,11 +29,9 @@ TEST(ProxyInfoTest, AStaticBootstrapWithoutANodeStillHasTheSeries) {
   StatsRegistry registry;
   RegisterProxyInfo(registry.shared_shard(), "", "", "");
   const StatsSnapshot snapshot = registry.Snapshot();
-  const SeriesSnapshot* series =
-      snapshot.Find("meshlet_proxy_info", {{"node", ""},
-                                           {"service", ""},
-                                           {"service_namespace", ""},
-                                           {"version", kMeshletVersion}});
+  const SeriesSnapshot* series = snapshot.Find(
+      "meshlet_proxy_info",
+      {{"node", ""}, {"service", ""}, {"service_namespace", ""}, {"version", kMeshletVersion}});
   ASSERT_NE(series, nullptr);
   EXPECT_EQ(series->gauge, 1);
 }

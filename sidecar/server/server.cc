@@ -25,10 +25,10 @@
 #include "common/tls/tls_transport.h"
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
-#include "sidecar/server/proxy_info.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/listener/capture_stats.h"
 #include "sidecar/route/route_table.h"
+#include "sidecar/server/proxy_info.h"
 
 namespace meshlet::sidecar::server {
 

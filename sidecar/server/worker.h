@@ -229,7 +229,7 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<router::Mirrors> mirrors_;         // copies in flight hold clusters: goes first
   std::unique_ptr<stream::DecisionRing> decisions_;  // null: --decision-ring-size 0
   stream::WorkerTap taps_;  // the live taps; the contexts point at it while it is not empty
-  std::unique_ptr<route::RouteStats> route_stats_;   // null: no route-rule series
+  std::unique_ptr<route::RouteStats> route_stats_;  // null: no route-rule series
   // Connections waiting for lookups hold handles into it: outlives them.
   std::unique_ptr<listener::OnDemandWaiters> on_demand_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.

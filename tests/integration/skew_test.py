@@ -56,7 +56,7 @@ spec:
 BACKEND_CLUSTER = f"outbound|9080||backend.{NAMESPACE}"
 # What a sidecar of the previous release (0.1.0) lacks, as the control plane names it.
 PREVIOUS_LACKS = ["overload", "policy-source", "stream-reset-lifetime", "flood-drain",
-                  "large-xds-messages", "service-routes", "on-demand"]
+                  "large-xds-messages", "service-routes", "on-demand", "jwt"]
 
 
 def release(binary):
