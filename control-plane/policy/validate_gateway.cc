@@ -1,3 +1,7 @@
+// One file on purpose: the Gateway API kinds (routes, ReferenceGrant, GatewayClass, Gateway) share
+// the anonymous namespace's name, hostname, reference and path checks, which would otherwise need
+// a header of their own; each kind's entry point is the short function at the end.
+
 #include "control-plane/policy/validate_gateway.h"
 
 #include <re2/re2.h>

@@ -152,44 +152,37 @@ class TapTest(unittest.TestCase):
         self.assertGreater(e["latencyMs"], 0)
         self.assertNotIn("requestHeaders", e)
 
-    def test_a_request_the_proxy_answered_itself_is_tapped(self):
-        # An unknown host: the outbound route table's own 404 (route no-service), no upstream.
-        proc = subprocess.Popen([MESHCTL, "tap", "default/frontend-0", "--authority", "nope:9080",
-                                 "--duration", "3s", "-o", "json"],
+    def first_event(self, args, tapped, call):
+        """The first event of a 3 s `meshctl tap ARGS -o json` while `call` runs three times once
+        the `tapped` sidecar has the tap."""
+        proc = subprocess.Popen([MESHCTL, "tap", *args, "--duration", "3s", "-o", "json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, MESHCTL_CONFIG=self.context))
         try:
-            self.assertTrue(wait_for(lambda: self.frontend.stat("meshlet_tap_active") == 1,
-                                     timeout=5))
+            self.assertTrue(wait_for(lambda: tapped.stat("meshlet_tap_active") == 1, timeout=5))
             for _ in range(3):
-                self.assertNotEqual(call_service(self.frontend.outbound, "nope:9080")[0], 200)
+                call()
             out, err = proc.communicate(timeout=15)
         finally:
             proc.kill()
         events = [json.loads(l) for l in out.splitlines() if '"TapEvent"' in l]
         self.assertTrue(events, out + err)
-        e = events[0]
+        return events[0]
+
+    def test_a_request_the_proxy_answered_itself_is_tapped(self):
+        # An unknown host: the outbound route table's own 404 (route no-service), no upstream.
+        e = self.first_event(["default/frontend-0", "--authority", "nope:9080"], self.frontend,
+                             lambda: self.assertNotEqual(
+                                 call_service(self.frontend.outbound, "nope:9080")[0], 200))
         self.assertEqual((e["direction"], e["authority"], e["status"], e["routeName"]),
                          ("outbound", "nope:9080", 404, "no-service"), e)
         self.assertNotIn("cluster", e)
         self.assertNotIn("upstream", e)
 
     def test_a_proxys_own_error_is_named(self):
-        proc = subprocess.Popen([MESHCTL, "tap", "default/ghost-0", "--duration", "3s", "-o",
-                                 "json"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, MESHCTL_CONFIG=self.context))
-        try:
-            self.assertTrue(wait_for(lambda: self.ghost.stat("meshlet_tap_active") == 1,
-                                     timeout=5))
-            for _ in range(3):
-                self.assertEqual(call_service(self.frontend.outbound, "ghost:9080")[0], 503)
-            out, err = proc.communicate(timeout=15)
-        finally:
-            proc.kill()
-        events = [json.loads(l) for l in out.splitlines() if '"TapEvent"' in l]
-        self.assertTrue(events, out + err)
-        e = events[0]
+        e = self.first_event(["default/ghost-0"], self.ghost,
+                             lambda: self.assertEqual(
+                                 call_service(self.frontend.outbound, "ghost:9080")[0], 503))
         self.assertEqual((e["direction"], e["status"], e["caller"]),
                          ("inbound", 503, spiffe("frontend")), e)
         self.assertIn("UF", e["flags"], e)
