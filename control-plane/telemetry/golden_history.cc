@@ -144,9 +144,10 @@ GoldenHistory::GoldenHistory(const Clock& clock, GoldenHistoryLimits limits, Sta
   auto counter = [&](absl::string_view result) {
     auto c = shard.RegisterCounter(
         "meshlet_cp_golden_history_deltas_total",
-        "What one report added to one edge, for the golden-metrics history, by result (recorded, "
+        "What one report added to one edge, route rule or workload series, for the golden-metrics "
+        "history, by result (recorded, "
         "late: for a slot no longer open, put in the oldest open one, clock_skew: the report's "
-        "time too far from this control plane's, placed at its time, series_limit: the edge was "
+        "time too far from this control plane's, placed at its time, series_limit: the series was "
         "past --golden-history-max-series and the delta dropped).",
         {{"result", std::string(result)}});
     return c.ok() ? *c : Counter();

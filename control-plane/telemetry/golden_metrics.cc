@@ -171,16 +171,18 @@ GoldenMetrics::GoldenMetrics(const Clock& clock, GoldenMetricsLimits limits, Sta
   auto dropped = [&](absl::string_view reason) {
     auto c = shard.RegisterCounter(
         "meshlet_cp_golden_clusters_dropped_total",
-        "Clusters of golden-metrics reports left out, by reason (report_limit: past "
-        "--golden-max-clusters-per-report, series_limit: past --golden-max-series).",
+        "Clusters and route rules of golden-metrics reports left out, by reason "
+        "(report_limit: past --golden-max-clusters-per-report, series_limit: past "
+        "--golden-max-series).",
         {{"reason", std::string(reason)}});
     return c.ok() ? *c : Counter();
   };
   stats_->dropped_report_limit = dropped("report_limit");
   stats_->dropped_series_limit = dropped("series_limit");
   auto gauge = shard.RegisterGauge("meshlet_cp_golden_series",
-                                   "(sidecar, cluster) pairs the golden metrics track.", {},
-                                   GaugeMerge::kGlobal);
+                                   "(sidecar, cluster) and (sidecar, route rule) pairs the golden "
+                                   "metrics track.",
+                                   {}, GaugeMerge::kGlobal);
   if (gauge.ok()) stats_->series = *gauge;
 }
 
@@ -402,15 +404,17 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   }
   if (over_report_limit > 0) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "clusters: at most ", limits_.max_clusters_per_report, " per report; the last ",
-        over_report_limit, " of ", report.clusters_size(), " were left out",
+        "clusters and route rules: at most ", limits_.max_clusters_per_report,
+        " of each per report; the last ", over_report_limit, " of ",
+        report.clusters_size() + report.routes_size(), " were left out",
         over_series_limit > 0 ? absl::StrCat(", and ", over_series_limit, " over the series limit")
                               : ""));
   }
   if (over_series_limit > 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "golden metrics track at most ", limits_.max_series, " (sidecar, cluster) pairs; ",
-        over_series_limit, " clusters of this report were left out"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("golden metrics track at most ", limits_.max_series,
+                     " (sidecar, cluster or route rule) pairs; ", over_series_limit,
+                     " clusters and route rules of this report were left out"));
   }
   return absl::OkStatus();
 }

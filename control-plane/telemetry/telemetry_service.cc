@@ -78,7 +78,8 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       flags::IntFlag<size_t>("--trace-store-disk-bytes", "N", &options.trace_store_disk_bytes,
                              "the ring's size on disk (default 268435456)"),
       flags::IntFlag<size_t>("--golden-max-series", "N", &options.golden_limits.max_series,
-                             "(sidecar, cluster) pairs tracked for golden metrics (default 10000)"),
+                             "(sidecar, cluster) and (sidecar, route rule) pairs tracked for "
+                             "golden metrics (default 10000)"),
       flags::IntFlag<size_t>("--golden-max-clusters-per-report", "N",
                              &options.golden_limits.max_clusters_per_report,
                              "clusters recorded from one golden-metrics report; the rest are left "
@@ -118,8 +119,9 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
                        absl::Hours(24 * 7), "must be a duration from 1m to 7d")},
       flags::IntFlag<size_t>("--golden-history-max-series", "N",
                              &options.golden_limits.history.max_series,
-                             "edges the golden-metrics history keeps; the reports' deltas for more "
-                             "are dropped and counted (default 10000)"),
+                             "series the golden-metrics history keeps (edges, route rules, "
+                             "workloads); the reports' deltas for more are dropped and counted "
+                             "(default 10000)"),
       flags::IntFlag<size_t>("--golden-history-max-points", "N",
                              &options.golden_limits.history.max_points,
                              "points in one /api/v1/stat/history answer (default 1000)"),

@@ -64,7 +64,9 @@ def quantiles(record, buckets):
              "labels": {"quantile": q}} for q in ("0.5", "0.95", "0.99")]
 
 
+ROUTE = "route, rule, service"
 EDGE_BUCKETS = f"meshlet:edge_request_duration_seconds_bucket:rate{WINDOW}"
+ROUTE_BUCKETS = f"meshlet:route_request_duration_seconds_bucket:rate{WINDOW}"
 SERVICE_BUCKETS = f"meshlet:service_request_duration_seconds_bucket:rate{WINDOW}"
 
 # Rules of a group are evaluated in order: each may read those above it.
@@ -89,6 +91,15 @@ RECORDING = [
      "expr": success_ratio(f"meshlet:edge_requests:rate{WINDOW}", SERVICE)},
     {"record": SERVICE_BUCKETS, "expr": f"sum by ({SERVICE}, le) ({EDGE_BUCKETS})"},
     *quantiles(f"meshlet:service_request_duration_seconds:quantile{WINDOW}", SERVICE_BUCKETS),
+    # Route rules (docs/stats.md#route-rules): `route` KIND/NAMESPACE/NAME, `rule` its index,
+    # `service` the destination it served (reviews.default); callers summed.
+    {"record": f"meshlet:route_requests:rate{WINDOW}",
+     "expr": f"sum by ({ROUTE}, outcome) (rate(meshlet_route_rq_duration_seconds_count[{WINDOW}]))"},
+    {"record": f"meshlet:route_success_ratio:rate{WINDOW}",
+     "expr": success_ratio(f"meshlet:route_requests:rate{WINDOW}", ROUTE)},
+    {"record": ROUTE_BUCKETS,
+     "expr": f"sum by ({ROUTE}, le) (rate(meshlet_route_rq_duration_seconds_bucket[{WINDOW}]))"},
+    *quantiles(f"meshlet:route_request_duration_seconds:quantile{WINDOW}", ROUTE_BUCKETS),
 ]
 
 # --- Alerts ----------------------------------------------------------------------------------
@@ -380,6 +391,17 @@ def service():
     d.row("Outbound: to its callees")
     edge_panels(d, outbound, SERVICE, "{{destination_service}}.{{destination_namespace}}",
                 "callee")
+    d.row("Route rules: the HTTPRoute and GRPCRoute rules that sent requests to it")
+    rule = 'service="$service.$namespace"'
+    legend = "{{route}} rule {{rule}}"
+    d.graph("Requests per second by route rule",
+            (f"sum by ({ROUTE}) (meshlet:route_requests:rate{R}{{{rule}}})", legend),
+            unit="reqps", description="Callers' requests routed by each rule, after retries.")
+    d.graph("Success rate by route rule",
+            (f"meshlet:route_success_ratio:rate{R}{{{rule}}}", legend), unit="percentunit")
+    d.graph("p99 latency by route rule",
+            (f'meshlet:route_request_duration_seconds:quantile{R}{{quantile="0.99", {rule}}}',
+             legend), unit="s")
     # The callers' clusters of this service (any port and subset): raw sidecar series.
     to = 'cluster=~"outbound[|][0-9]+[|][^|]*[|]$service[.]$namespace"'
     d.row("Resilience: the callers' view of calls to it")

@@ -1,14 +1,24 @@
 // Drives the dashboard's Live tab (docs/dashboard.md "Live") in Debian's headless Chromium with
-// playwright-core, while the test sends frontend -> backend traffic. Usage:
-//   node tap_test.js URL TOKEN SCREENSHOT_DIR SPKI CALLER
-// CALLER: the SPIFFE id the inbound rows must name. Prints "PASS live" and exits 0, or what went
+// playwright-core, while the caller sends traffic. Usage:
+//   node tap_test.js URL TOKEN SCREENSHOT_DIR SPKI CALLER [EXPECT_JSON]
+// CALLER: the SPIFFE id the rows must name. Without EXPECT_JSON: tap_test.py's mesh (service
+// default/backend, inbound rows from frontend to backend-0). EXPECT_JSON overrides what is tapped
+// and what the rows must show (demo_test.py's frontend's outbound calls through HTTPRoute
+// default/reviews): {target, direction, proxies, authority, path, status, route, shot}, where
+// path, status and route are regular expressions. Prints "PASS live" and exits 0, or what went
 // wrong and exits 1.
 'use strict';
 const {chromium} = require('playwright-core');
 const assert = require('assert');
 const path = require('path');
 
-const [url, token, shots, spki, caller] = process.argv.slice(2);
+const [url, token, shots, spki, caller, expectJson] = process.argv.slice(2);
+const want = Object.assign({
+  target: 'service=default%2Fbackend', direction: '', proxies: 'backend-0', proxy: 'backend-0',
+  cellDirection: 'inbound', authority: 'backend:9080', path: '^/hello/\\d+\\?q=1$',
+  status: '^200$', route: '', shot: 'dashboard-live.png',
+}, expectJson ? JSON.parse(expectJson) : {});
+const targetName = decodeURIComponent(want.target).replace('=', ' ');
 
 (async () => {
   const browser = await chromium.launch({
@@ -27,9 +37,9 @@ const [url, token, shots, spki, caller] = process.argv.slice(2);
     await page.waitForSelector('#view-live:not([hidden])');
     assert.ok(await page.$('nav a.active[data-view="live"]'), 'the Live tab is the active one');
     // The targets come from the connected proxies: the service and each workload.
-    await page.waitForSelector('#live-target option[value="service=default%2Fbackend"]',
-        {state: 'attached'});
-    await page.selectOption('#live-target', 'service=default%2Fbackend');
+    await page.waitForSelector(`#live-target option[value="${want.target}"]`, {state: 'attached'});
+    await page.selectOption('#live-target', want.target);
+    await page.selectOption('#live-direction', want.direction);
     await page.fill('#live-rate', '20');
     await page.fill('#live-duration', '20s');
     await page.click('#live-start');
@@ -38,18 +48,22 @@ const [url, token, shots, spki, caller] = process.argv.slice(2);
         () => document.querySelectorAll('#live-table tbody tr.live-row').length >= 5,
         null, {timeout: 20000});
     const state = await page.textContent('#live-state');
-    assert.match(state, /tapping service default\/backend at 20\/s for 20s: backend-0/, state);
-    const cells = await page.$$eval('#live-table tbody tr.live-row:first-child td',
-        (tds) => tds.map((td) => td.innerText.trim()));
-    assert.strictEqual(cells[1], 'inbound', cells.join(' | '));
-    assert.strictEqual(cells[2], 'backend-0', cells.join(' | '));
-    assert.strictEqual(cells[3], 'GET', cells.join(' | '));
-    assert.strictEqual(cells[4], 'backend:9080', cells.join(' | '));
-    assert.match(cells[5], /^\/hello\/\d+\?q=1$/, cells.join(' | '));
-    assert.strictEqual(cells[6], '200', cells.join(' | '));
-    assert.match(cells[7], /^\d+\.\d\d ms$/, cells.join(' | '));
-    assert.strictEqual(cells[8], caller, cells.join(' | '));
-    await page.screenshot({path: path.join(shots, 'dashboard-live.png'), fullPage: true});
+    assert.ok(state.includes(`tapping ${targetName} at 20/s for 20s: ${want.proxies}`), state);
+    const table = await page.$$eval('#live-table tbody tr.live-row',
+        (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText.trim())));
+    for (const cells of table) {
+      const row = cells.join(' | ');
+      assert.strictEqual(cells[1], want.cellDirection, row);
+      assert.strictEqual(cells[2], want.proxy, row);
+      assert.strictEqual(cells[3], 'GET', row);
+      assert.strictEqual(cells[4], want.authority, row);
+      assert.match(cells[5], new RegExp(want.path), row);
+      assert.match(cells[6], new RegExp(want.status), row);
+      assert.match(cells[7], /^\d+\.\d\d ms$/, row);
+      assert.strictEqual(cells[8], caller, row);
+      if (want.route) assert.match(cells[9], new RegExp(want.route), row);
+    }
+    await page.screenshot({path: path.join(shots, want.shot), fullPage: true});
 
     // Stop: the stream ends and no row comes after.
     await page.click('#live-stop');

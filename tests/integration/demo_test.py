@@ -1,6 +1,6 @@
 """`./dev demo`'s script, run the way ./dev runs it, with its own state directory and ports.
 
-Usage: demo_test.py DEMO_PY CONTROL_PLANE MESHCTL SIDECAR DEMO_DASHBOARD_JS [unittest args]
+Usage: demo_test.py DEMO_PY CONTROL_PLANE MESHCTL SIDECAR DEMO_DASHBOARD_JS TAP_JS [unittest args]
 
 Starts the demo (control plane, four workloads behind their sidecars, the example policies, one
 second of traffic), checks from its summary, the sidecars' access logs and meshctl that requests
@@ -12,7 +12,9 @@ the running one (the old processes must go); then `stop` must leave no process a
 On the same run, after a `meshctl apply` that updates TrafficPolicy default/reviews, the dashboard
 in headless Chromium (tests/browser/demo_dashboard_test.js): node colours, reviews' service page
 against the API's figures, its charts with the apply's marker, links to callers, callees and a
-failed request's explanation; screenshots in TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or
+failed request's explanation, the route rules' figures and a rule's chart; then, with the demo's
+traffic flowing, the Live tab tapping the frontend's calls through HTTPRoute default/reviews
+(tests/browser/tap_test.js); screenshots in TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or
 chromium that part prints SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it).
 """
 
@@ -29,7 +31,7 @@ import unittest
 import browser
 import cp_api
 
-DEMO = BIN_DIR = DASHBOARD_JS = None  # set from argv
+DEMO = BIN_DIR = DASHBOARD_JS = TAP_JS = None  # set from argv
 NODES = ("frontend-0", "reviews-v1-0", "reviews-v2-0", "ratings-0")
 
 
@@ -268,13 +270,39 @@ class DemoTest(unittest.TestCase):
         print(r.stdout, r.stderr, file=sys.stderr)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("PASS demo dashboard", r.stdout)
-        for name in ("demo-graph.png", "demo-service.png", "demo-explain.png"):
+        self.check_live(api, token, data, shots)
+        for name in ("demo-graph.png", "demo-service.png", "demo-explain.png", "demo-route.png",
+                     "demo-live.png"):
             path = os.path.join(shots, name)
             self.assertGreater(os.path.getsize(path), 10000, name)
             if shots == self.tmp:
                 os.remove(path)
         print("dashboard on the demo's data checked in %.1f s" % (time.monotonic() - started),
               file=sys.stderr)
+
+    def check_live(self, api, token, data, shots):
+        """The Live tab taps frontend-0's outbound calls while the demo's traffic flows: each row
+        names reviews, the frontend as the caller and the HTTPRoute rule that routed it."""
+        traffic = subprocess.Popen([sys.executable, DEMO, "traffic", "--seconds", "25",
+                                    "--state-dir", self.state],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port = int(api.rsplit(":", 1)[1])
+            expect = {"target": "workload=default%2Ffrontend-0", "direction": "outbound",
+                      "proxies": "frontend-0", "proxy": "frontend-0", "cellDirection": "outbound",
+                      "authority": "reviews:9080", "path": "^/", "status": "^(200|503)$",
+                      "route": "^HTTPRoute/default/reviews#[01]$", "shot": "demo-live.png"}
+            r = subprocess.run(["node", TAP_JS, "https://" + api, token, shots,
+                                cp_api.certificate_spki(port, cp_api.root_file(data)),
+                                "spiffe://cluster.local/ns/default/sa/frontend",
+                                json.dumps(expect)],
+                               capture_output=True, text=True, timeout=120)
+        finally:
+            traffic.kill()
+            traffic.wait()
+        print(r.stdout, r.stderr, file=sys.stderr)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("PASS live", r.stdout)
 
     def test_refuses_a_directory_it_did_not_make(self):
         os.makedirs(self.state)
@@ -290,6 +318,7 @@ class DemoTest(unittest.TestCase):
 
 if __name__ == "__main__":
     DEMO = os.path.abspath(sys.argv[1])
+    TAP_JS = os.path.abspath(sys.argv.pop(6))
     DASHBOARD_JS = os.path.abspath(sys.argv.pop(5))
     binaries = [os.path.abspath(a) for a in sys.argv[2:5]]
     # demo.py takes a bazel-bin directory; the runfiles tree has the same layout.

@@ -6,8 +6,8 @@ Usage: observability_test.py CONTROL_PLANE MESHCTL SIDECAR SERVICES RULES_YAML Q
 
 A real control plane (plaintext xDS) and two sidecars configured over its xDS: frontend-0 (with
 a workload certificate from the control plane's CA) calls reviews-0, in front of an app that
-fails and is slow on demand. A TrafficPolicy gives reviews retries, a consecutive-failure
-breaker and outlier detection; frontend-0 sheds load beyond one request in flight and watches
+fails and is slow on demand, through an HTTPRoute rule (the route-rule series). A TrafficPolicy
+gives reviews retries, a consecutive-failure breaker and outlier detection; frontend-0 sheds load beyond one request in flight and watches
 its memory. Traffic then makes the lazily registered series the dashboards and rules read
 appear (successes, failures, retries, an open breaker, an ejection, a shed request), a third
 sidecar's join token is refused by the CA, and the expositions are scraped:
@@ -54,6 +54,16 @@ spec:
   retries: {attempts: 1, retryOn: [5xx], backoffBase: 1ms, backoffMax: 2ms}
   circuitBreaker: {consecutiveFailures: 3, openDuration: 60s}
   outlierDetection: {consecutive5xx: 2, baseEjectionTime: 60s, maxEjectionPercent: 100}
+---
+apiVersion: meshlet.io/v1
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  target: reviews
+  rules:
+  - name: all
+    backends:
+    - service: reviews
 """
 
 
@@ -262,6 +272,15 @@ class ObservabilityTest(unittest.TestCase):
             if status != 200 or answer.get("status") != "success":
                 bad[f"{name}: {where}"] = answer.get("error")
         self.assertEqual(bad, {})
+        # The service dashboard's route-rule panels find HTTPRoute default/reviews' rule.
+        self.assertTrue(wait_for(lambda: self.query(
+            'meshlet:route_requests:rate2m{service="reviews.default"}')[1]["data"]["result"], 30))
+        status, answer = self.query(
+            'sum by (route, rule, service) (meshlet:route_requests:rate2m'
+            '{service="reviews.default"})')
+        self.assertEqual([r["metric"] for r in answer["data"]["result"]],
+                         [{"route": "HTTPRoute/default/reviews", "rule": "0",
+                           "service": "reviews.default"}])
         # The service dashboard's inbound panels find the caller.
         status, answer = self.query(
             'sum by (namespace, workload) (meshlet:edge_requests:rate2m'

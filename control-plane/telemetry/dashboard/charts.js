@@ -123,6 +123,7 @@ async function loadCharts(box, subject, range) {
     `<svg class="chart" data-metric="${m}" role="img" aria-label="${m}"></svg>`).join('') +
     '<div class="marker-detail" hidden></div>';
   for (const m of Object.keys(CHART_METRICS)) drawChart(box.querySelector(`svg[data-metric="${m}"]`), m, history);
+  box.dataset.subject = subject;
   const detail = box.querySelector('.marker-detail');
   box.querySelectorAll('.marker.policy').forEach((g) => {
     const show = () => {

@@ -84,8 +84,8 @@ async function loadRoutes(name, win) {
     <th class="num">P50</th><th class="num">P95</th><th class="num">P99</th></tr></thead><tbody>${
     list.map((r) => `<tr data-route="${esc(r.route)}" data-rule="${esc(r.rule)}"><td>${esc(r.route)}</td>
       <td>${esc(r.kind || '')}</td><td class="num">${esc(r.rule ?? '')}</td>
-      <td class="num ${healthClass(num(r.successRate))}">${fmtPct(num(r.successRate))}</td>
-      <td class="num">${num(r.rps) === null ? '-' : fmtRate(r.rps)}</td><td class="num">${fmtMs(lat(r, 'p50'))}</td>
+      <td class="num ${healthClass(num(r.successRate))}" data-field="successRate">${fmtPct(num(r.successRate))}</td>
+      <td class="num" data-field="rps">${num(r.rps) === null ? '-' : fmtRate(r.rps)}</td><td class="num">${fmtMs(lat(r, 'p50'))}</td>
       <td class="num">${fmtMs(lat(r, 'p95'))}</td><td class="num">${fmtMs(lat(r, 'p99'))}</td></tr>`).join('')}
     </tbody></table>` : '<div class="empty">No route sent requests to this service in the window.</div>';
   return list;
