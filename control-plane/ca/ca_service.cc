@@ -454,7 +454,13 @@ absl::Status CaService::Register(http::grpc::Server& grpc_server) {
   const tls::CertificateInfo signer = tls::DescribeCertificate(authority_->signing_certificate());
   LOG(INFO) << "ca: issuing " << options_.authority.trust_domain << " certificates as \""
             << signer.subject << "\" (expires " << absl::FormatTime(signer.not_after) << "), "
-            << authority_->trust_bundle().size() << " root(s) in the trust bundle";
+            << authority_->trust_bundle().size() << " root(s) in the trust bundle"
+            << (options_.pkcs11.module_path.empty()
+                    ? std::string()
+                    : absl::StrCat("; the key stays in PKCS#11 token \"",
+                                   options_.pkcs11.token_label, "\" (key \"",
+                                   options_.pkcs11.key_label, "\", module ",
+                                   options_.pkcs11.module_path, ")"));
   return absl::OkStatus();
 }
 

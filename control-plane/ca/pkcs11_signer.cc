@@ -25,6 +25,23 @@
 namespace meshlet::controlplane::ca {
 namespace {
 
+// The control plane links BoringSSL, whose libcrypto exports the same names as OpenSSL's; a module
+// built on OpenSSL (SoftHSM2, most HSM vendors' modules) would have its libcrypto calls bound to
+// BoringSSL's functions through the global scope and crash on the first digest. RTLD_DEEPBIND
+// makes the module and its own dependencies resolve their names first. AddressSanitizer refuses
+// RTLD_DEEPBIND: its builds load modules without it (and test only modules without libcrypto).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kDlopenFlags = RTLD_NOW | RTLD_LOCAL;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr int kDlopenFlags = RTLD_NOW | RTLD_LOCAL;
+#else
+constexpr int kDlopenFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#endif
+#else
+constexpr int kDlopenFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#endif
+
 std::string Rv(CK_RV rv) { return absl::StrCat("CKR 0x", absl::Hex(rv)); }
 
 // A token label is 32 bytes, blank-padded.
@@ -71,7 +88,7 @@ class Pkcs11Signer final : public Signer {
 
   absl::Status Start() {
     ASSIGN_OR_RETURN(pin_, ReadPin(options_));
-    module_ = dlopen(options_.module_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    module_ = dlopen(options_.module_path.c_str(), kDlopenFlags);
     if (module_ == nullptr) {
       const char* err = dlerror();
       return absl::NotFoundError(absl::StrCat("PKCS#11 module ", options_.module_path,
