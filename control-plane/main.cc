@@ -248,6 +248,16 @@ int main(int argc, char** argv) {
           }
         }
       });
+  // A live tap reaches the sidecars connected to the other replicas through them.
+  if (xds.tap() != nullptr) {
+    xds.tap()->SetPeers(
+        [&telemetry](absl::string_view method) { return telemetry.StartPeerCalls(method); },
+        control_plane.replica_name());
+    telemetry.AddPeerMethod(meshlet::controlplane::ads::kPeerTapMethod,
+                            [&xds](std::shared_ptr<meshlet::http::grpc::ServerCall> call) {
+                              xds.tap()->ServePeer(std::move(call));
+                            });
+  }
   if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
   if (absl::Status status =
           webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem(), revision_tags.get());

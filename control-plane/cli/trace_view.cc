@@ -514,6 +514,20 @@ absl::StatusOr<TapLineView> FormatTapLine(absl::string_view json_line) {
                              text("durationSeconds"), "s",
                              text("headers") == "true" ? ", with headers" : "", ": ", proxies,
                              " (Ctrl-C ends it)\n");
+  } else if (kind == "TapReplica") {
+    // Another control-plane replica's part: its sidecars of the target, none, or a failure.
+    std::string proxies;
+    if (line["proxies"] && line["proxies"].IsSequence()) {
+      for (const YAML::Node& p : line["proxies"]) {
+        absl::StrAppend(&proxies, proxies.empty() ? "" : ", ", p.as<std::string>());
+      }
+    }
+    const std::string status = text("status");
+    view.note = status == "started" ? absl::StrCat("replica ", text("replica"), ": ", proxies, "\n")
+                : status == "none"
+                    ? absl::StrCat("replica ", text("replica"), ": no sidecar of the target\n")
+                    : absl::StrCat("replica ", text("replica"),
+                                   " could not be asked: ", text("error"), "\n");
   } else if (kind == "TapProxy") {
     if (text("status") == "refused") {
       view.note = absl::StrCat("proxy ", text("proxy"), " refused the tap: ", text("error"), "\n");

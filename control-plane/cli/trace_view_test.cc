@@ -202,6 +202,16 @@ TEST(TraceViewTest, TapLines) {
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->out, "");
   EXPECT_EQ(refused->note, "proxy a refused the tap: busy\n");
+  absl::StatusOr<TapLineView> replica = FormatTapLine(
+      R"({"kind":"TapReplica","replica":"b","status":"started","proxies":["r-1","r-2"]})");
+  ASSERT_TRUE(replica.ok());
+  EXPECT_EQ(replica->note, "replica b: r-1, r-2\n");
+  EXPECT_EQ(FormatTapLine(R"({"kind":"TapReplica","replica":"c","status":"none"})")->note,
+            "replica c: no sidecar of the target\n");
+  EXPECT_EQ(FormatTapLine(R"({"kind":"TapReplica","replica":"d","status":"unreachable",)"
+                          R"("error":"UNAVAILABLE: refused"})")
+                ->note,
+            "replica d could not be asked: UNAVAILABLE: refused\n");
   absl::StatusOr<TapLineView> ended = FormatTapLine(
       R"({"kind":"TapEnded","reason":"duration","events":7,"dropped":{"sidecarRate":3,)"
       R"("sidecarBatchBytes":0,"tapRate":1,"controlPlaneRate":0}})");

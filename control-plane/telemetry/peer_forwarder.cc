@@ -313,6 +313,17 @@ void PeerForwarder::SendHistory(PeerState* peer) {
                          });
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<http::grpc::ClientCall>>>
+PeerForwarder::StartCalls(absl::string_view method) {
+  std::vector<std::pair<std::string, std::shared_ptr<http::grpc::ClientCall>>> calls;
+  for (const auto& [owner, state] : peers_) {
+    http::grpc::CallOptions call_options = PeerCallOptions();
+    call_options.timeout.reset();
+    calls.emplace_back(state->peer.name, ChannelTo(*state).StartCall(method, call_options));
+  }
+  return calls;
+}
+
 std::vector<PeerForwarder::Peer> PeerForwarder::peers() const {
   std::vector<Peer> out;
   out.reserve(peers_.size());

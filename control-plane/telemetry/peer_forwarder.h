@@ -110,6 +110,12 @@ class PeerForwarder {
   };
   // The other replicas known now, by name.
   std::vector<Peer> peers() const;
+  // Starts `method` (a streaming call of another service, such as the live tap's forwarding) on
+  // each other replica known now, with the credentials Forward calls carry and no deadline;
+  // returns (replica name, call). A replica that goes away takes its calls with it: they end
+  // without calling back.
+  std::vector<std::pair<std::string, std::shared_ptr<http::grpc::ClientCall>>> StartCalls(
+      absl::string_view method);
   // The live replicas known now, this one included (see Counting above); at least 1.
   size_t replicas() const { return replicas_; }
   // Called on the loop's thread with replicas() each time it changes (not at registration).

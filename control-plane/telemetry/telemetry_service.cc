@@ -291,6 +291,22 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
         kPeerForwardMethod, [this](std::shared_ptr<http::grpc::ServerCall> call) {
           ReceiveFromPeer(std::move(call));
         }));
+    for (auto& [method, handler] : peer_methods_) {
+      RETURN_IF_ERROR(grpc_server->RegisterMethod(
+          method, [this, method = method,
+                   handler = std::move(handler)](std::shared_ptr<http::grpc::ServerCall> call) {
+            if (absl::Status status = AuthenticatePeer(*call); !status.ok()) {
+              peer_unauthenticated_.Inc();
+              LOG_EVERY_N_SEC(WARN, 5)
+                  << "refused " << method << " from " << call->peer_address().ToString() << ": "
+                  << status.message();
+              call->Finish(static_cast<http::grpc::StatusCode>(static_cast<int>(status.code())),
+                           status.message());
+              return;
+            }
+            handler(std::move(call));
+          }));
+    }
     RETURN_IF_ERROR(StartForwarder(*grpc_server));
   }
   ASSIGN_OR_RETURN(otlp_server_, Listen(options_.otlp_address, options_.otlp_address_explicit,
@@ -487,6 +503,12 @@ absl::Status TelemetryService::AuthenticatePeer(const http::grpc::ServerCall& ca
     return absl::UnauthenticatedError("forwarding telemetry needs the control plane's API token");
   }
   return absl::OkStatus();
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<http::grpc::ClientCall>>>
+TelemetryService::StartPeerCalls(absl::string_view method) {
+  if (forwarder_ == nullptr) return {};
+  return forwarder_->StartCalls(method);
 }
 
 void TelemetryService::ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call) {

@@ -144,6 +144,18 @@ class TelemetryService {
   // Null with a single replica (no etcd).
   const PeerForwarder* forwarder() const { return forwarder_.get(); }
 
+  // Calls between replicas that other services make with the same peers and credentials (the
+  // live tap's forwarding): `method` started on each other live replica (PeerForwarder::
+  // StartCalls); empty with a single replica. On the loop thread.
+  std::vector<std::pair<std::string, std::shared_ptr<http::grpc::ClientCall>>> StartPeerCalls(
+      absl::string_view method);
+  // Serves `method` on the discovery port to other replicas only, authenticated as Forward is
+  // (a call from anyone else ends UNAUTHENTICATED or PERMISSION_DENIED, counted). Before Start().
+  void AddPeerMethod(std::string method,
+                     std::function<void(std::shared_ptr<http::grpc::ServerCall>)> handler) {
+    peer_methods_.emplace_back(std::move(method), std::move(handler));
+  }
+
   // The discovery server took policy revision `revision` to push to `proxies` sidecars: a marker
   // on the history's charts (config_events.h). On the loop thread.
   void RecordConfigVersion(int64_t revision, size_t proxies) {
@@ -184,6 +196,8 @@ class TelemetryService {
   std::unique_ptr<http::HttpServer> zipkin_server_;
   net::TransportFactory peer_transport_;  // null: plaintext
   std::unique_ptr<PeerForwarder> forwarder_;
+  std::vector<std::pair<std::string, std::function<void(std::shared_ptr<http::grpc::ServerCall>)>>>
+      peer_methods_;
   Counter peer_accepted_, peer_unauthenticated_, peer_invalid_;
   Gauge limit_replicas_;
   ConfigEvents config_events_;

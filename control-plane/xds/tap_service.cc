@@ -65,7 +65,19 @@ struct TapService::Tap {
   uint64_t dropped_tap_rate = 0;     // over the tap's rate, across its sidecars
   uint64_t dropped_cp_rate = 0;      // over --tap-max-events-per-second
   uint64_t dropped_slow_caller = 0;  // lines the caller did not read in time
+  // The other replicas still streaming their part, and the sidecars each named.
+  std::map<std::string, std::shared_ptr<http::grpc::ClientCall>> peers;
+  std::map<std::string, std::vector<std::string>> peer_proxies;
+  size_t proxies_seen = 0;  // here and on the other replicas
   explicit Tap(uint32_t rate) : bucket(rate) {}
+};
+
+// A tap another replica forwarded here: its call, and the sidecars that have not ended.
+struct TapService::PeerTap {
+  std::shared_ptr<http::grpc::ServerCall> call;
+  std::set<std::string> running;
+  std::unique_ptr<event::Timer> timer;
+  uint64_t events = 0;
 };
 
 TapService::TapService(event::Loop& loop, const Clock& clock, AdsServer& ads, TapOptions options,
@@ -104,6 +116,21 @@ TapService::TapService(event::Loop& loop, const Clock& clock, AdsServer& ads, Ta
       stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "control_plane_rate"}}), kDropped);
   dropped_slow_caller_ = OrDiscard(
       stats.RegisterCounter(kDropped, kDroppedHelp, {{"reason", "slow_caller"}}), kDropped);
+  constexpr char kPeerCalls[] = "meshlet_cp_tap_peer_calls_total";
+  constexpr char kPeerCallsHelp[] =
+      "Live taps forwarded to other control-plane replicas, by what each answered: started (it "
+      "has sidecars of the target), none (it has none), unreachable (the call failed).";
+  peer_started_ = OrDiscard(
+      stats.RegisterCounter(kPeerCalls, kPeerCallsHelp, {{"result", "started"}}), kPeerCalls);
+  peer_none_ = OrDiscard(stats.RegisterCounter(kPeerCalls, kPeerCallsHelp, {{"result", "none"}}),
+                         kPeerCalls);
+  peer_unreachable_ = OrDiscard(
+      stats.RegisterCounter(kPeerCalls, kPeerCallsHelp, {{"result", "unreachable"}}), kPeerCalls);
+  peer_served_ = OrDiscard(
+      stats.RegisterCounter("meshlet_cp_tap_forwarded_total",
+                            "Live taps other control-plane replicas forwarded to this one and it "
+                            "started on its sidecars."),
+      "meshlet_cp_tap_forwarded_total");
 }
 
 TapService::~TapService() {
@@ -111,6 +138,32 @@ TapService::~TapService() {
   std::vector<std::string> ids;
   for (const auto& [id, tap] : taps_) ids.push_back(id);
   for (const std::string& id : ids) End(id, "the control plane is stopping");
+  ids.clear();
+  for (const auto& [id, tap] : peer_taps_) ids.push_back(id);
+  for (const std::string& id : ids) EndPeerTap(id, /*caller_gone=*/false);
+}
+
+std::vector<std::string> TapService::MatchNodes(const std::string& workload,
+                                                const std::string& service,
+                                                const std::string& namespace_param) const {
+  std::string target_namespace;
+  std::string name = workload.empty() ? service : workload;
+  if (const size_t slash = name.find('/'); slash != std::string::npos) {
+    target_namespace = name.substr(0, slash);
+    name = name.substr(slash + 1);
+  }
+  if (target_namespace.empty()) target_namespace = namespace_param;
+  std::vector<std::string> nodes;
+  for (const ProxyStatus& proxy : ads_.ProxyStatuses()) {
+    if (!target_namespace.empty() && proxy.namespace_ != target_namespace) continue;
+    const bool match = workload.empty() ? proxy.service == name
+                                        : proxy.id == name ||
+                                              proxy.id == absl::StrCat(name, ".", proxy.namespace_);
+    if (match) nodes.push_back(proxy.id);
+  }
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  return nodes;
 }
 
 http::ServerResponse TapService::Refuse(int status, absl::string_view reason,
@@ -195,39 +248,25 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   if (!direction.empty() && direction != "inbound" && direction != "outbound") {
     return respond(Refuse(400, "request", "direction: must be inbound or outbound"));
   }
-  if (taps_.size() >= options_.max_concurrent) {
+  if (active() >= options_.max_concurrent) {
     return respond(Refuse(429, "concurrent",
-                          absl::StrCat("this control plane runs ", taps_.size(),
+                          absl::StrCat("this control plane runs ", active(),
                                        " live taps, its most (--tap-max-concurrent ",
                                        options_.max_concurrent, "); try again later")));
   }
-  // The target's sidecars connected here.
-  std::string target_namespace;
-  std::string name = workload.empty() ? service : workload;
-  if (const size_t slash = name.find('/'); slash != std::string::npos) {
-    target_namespace = name.substr(0, slash);
-    name = name.substr(slash + 1);
-  } else if (!workload.empty()) {
+  if (!workload.empty() && workload.find('/') == std::string::npos) {
     return respond(Refuse(400, "target", "workload: must be NAMESPACE/POD"));
   }
-  if (target_namespace.empty()) target_namespace = query["namespace"];
-  std::vector<std::string> nodes;
-  for (const ProxyStatus& proxy : ads_.ProxyStatuses()) {
-    if (!target_namespace.empty() && proxy.namespace_ != target_namespace) continue;
-    const bool match = workload.empty() ? proxy.service == name
-                                        : proxy.id == name ||
-                                              proxy.id == absl::StrCat(name, ".", proxy.namespace_);
-    if (match) nodes.push_back(proxy.id);
-  }
+  // The target's sidecars connected here, and the other replicas, which may have others.
+  const std::vector<std::string> nodes = MatchNodes(workload, service, query["namespace"]);
   const std::string target =
       workload.empty() ? absl::StrCat("service ", service) : absl::StrCat("workload ", workload);
-  if (nodes.empty()) {
+  std::vector<PeerCall> peer_calls = peers_ ? peers_(kPeerTapMethod) : std::vector<PeerCall>();
+  if (nodes.empty() && peer_calls.empty()) {
     return respond(Refuse(
         404, "no_proxy",
         absl::StrCat("no sidecar of ", target, " is connected to this control plane replica")));
   }
-  std::sort(nodes.begin(), nodes.end());
-  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
 
   const std::string id =
       absl::StrCat("tap-", absl::ToUnixMicros(clock_.WallNow()), "-", next_id_++);
@@ -237,11 +276,21 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   command.set_method(query["method"]);
   command.set_authority(query["authority"]);
   command.set_path_prefix(query["path"]);
-  // Each sidecar its share of the rate (rounded up); the tap's bucket holds the whole.
-  command.set_rate(static_cast<uint32_t>((rate + nodes.size() - 1) / nodes.size()));
+  command.set_rate(rate);  // the whole tap's, as the other replicas are told
   command.set_duration_ms(static_cast<uint32_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()));
   command.set_headers(headers);
+  meshlet::xds::PeerTapRequest forwarded;
+  forwarded.set_workload(workload);
+  forwarded.set_service(service);
+  forwarded.set_namespace_(query["namespace"]);
+  *forwarded.mutable_command() = command;
+  forwarded.set_caller(caller->name);
+  forwarded.set_replica(replica_name_);
+  // Each sidecar here its share of the rate (rounded up); the tap's bucket holds the whole.
+  if (!nodes.empty()) {
+    command.set_rate(static_cast<uint32_t>((rate + nodes.size() - 1) / nodes.size()));
+  }
 
   std::string started =
       absl::StrCat(R"({"kind":"TapStarted","id":)", JsonQuote(id), R"(,"target":)",
@@ -249,15 +298,23 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
                    std::chrono::duration<double>(duration).count(), R"(,"headers":)",
                    headers ? "true" : "false", R"(,"proxies":)");
   AppendJsonStringArray(&started, nodes);
+  std::vector<std::string> replicas;
+  for (const PeerCall& peer : peer_calls) replicas.push_back(peer.first);
+  started += R"(,"replicas":)";
+  AppendJsonStringArray(&started, replicas);
   started += "}\n";
   LOG(INFO) << "tap " << id << " by " << caller->name << ": " << target << ", rate " << rate
             << "/s, " << absl::FormatDuration(absl::FromChrono(duration))
-            << (headers ? ", with headers" : "") << ", " << nodes.size() << " sidecar(s)";
+            << (headers ? ", with headers" : "") << ", " << nodes.size() << " sidecar(s) here, "
+            << peer_calls.size() << " other replica(s) asked";
 
   auto tap = std::make_unique<Tap>(rate);
   tap->id = id;
+  tap->proxies_seen = nodes.size();
+  for (PeerCall& peer : peer_calls)
+    tap->peers.emplace(std::move(peer.first), std::move(peer.second));
   taps_.emplace(id, std::move(tap));
-  active_gauge_.Set(static_cast<int64_t>(taps_.size()));
+  active_gauge_.Set(static_cast<int64_t>(active()));
   started_.Inc();
 
   http::ServerResponse response;
@@ -265,8 +322,8 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
   response.headers.Add("content-type", "application/x-ndjson");
   response.headers.Add("cache-control", "no-store");
   response.body = std::move(started);
-  response.stream = [this, alive = alive_, id, command, nodes,
-                     duration](std::shared_ptr<http::ResponseBodyStream> body) {
+  response.stream = [this, alive = alive_, id, command, nodes, duration,
+                     forwarded](std::shared_ptr<http::ResponseBodyStream> body) {
     if (!*alive) return body->End();
     auto it = taps_.find(id);
     if (it == taps_.end()) return body->End();
@@ -275,15 +332,20 @@ void TapService::Handle(const http::ServerRequest& request, const access::Princi
     body->OnGone([this, alive, id] {
       if (*alive) End(id, "the caller went away", /*caller_gone=*/true);
     });
-    const std::vector<std::string> sent = ads_.StartTap(
-        command, nodes,
-        [this, alive, id](const std::string& node_id, const meshlet::xds::TapEvents& events) {
-          if (!*alive) return;
-          auto found = taps_.find(id);
-          if (found != taps_.end()) OnEvents(*found->second, node_id, events);
-        });
+    const std::vector<std::string> sent =
+        nodes.empty() ? std::vector<std::string>()
+                      : ads_.StartTap(command, nodes,
+                                      [this, alive, id](const std::string& node_id,
+                                                        const meshlet::xds::TapEvents& events) {
+                                        if (!*alive) return;
+                                        auto found = taps_.find(id);
+                                        if (found != taps_.end())
+                                          OnEvents(*found->second, node_id, events);
+                                      });
     tap.running.insert(sent.begin(), sent.end());
-    if (sent.empty()) return End(id, "no sidecar of the target could be asked");
+    ForwardToPeers(tap, forwarded);
+    if (sent.empty() && tap.peers.empty())
+      return End(id, "no sidecar of the target could be asked");
     tap.timer = std::make_unique<event::Timer>(loop_, [this, id] { End(id, "duration"); });
     tap.timer->Enable(duration + kEndGrace);
   };
@@ -325,12 +387,174 @@ void TapService::OnEvents(Tap& tap, const std::string& node_id,
     if (!events.error().empty()) absl::StrAppend(&out, R"(,"error":)", JsonQuote(events.error()));
     out += "}\n";
   }
+  Write(tap, out);
+  if (events.ended() && tap.running.empty() && tap.peers.empty()) {
+    End(tap.id, "every sidecar ended its part");
+  }
+}
+
+void TapService::Write(Tap& tap, const std::string& out) {
   if (!out.empty() && tap.body != nullptr && !tap.body->Write(out) && !tap.body->gone()) {
     // The caller does not read: what it would not take is counted, not held.
     tap.dropped_slow_caller += static_cast<uint64_t>(std::count(out.begin(), out.end(), '\n'));
     dropped_slow_caller_.Inc();
   }
-  if (events.ended() && tap.running.empty()) End(tap.id, "every sidecar ended its part");
+}
+
+void TapService::ForwardToPeers(Tap& tap, const meshlet::xds::PeerTapRequest& request) {
+  for (const auto& [replica, call] : tap.peers) {
+    call->OnProtoMessage<meshlet::xds::PeerTapEvents>(
+        [this, alive = alive_, id = tap.id, replica = replica](meshlet::xds::PeerTapEvents m) {
+          if (!*alive) return;
+          auto it = taps_.find(id);
+          if (it == taps_.end()) return;
+          Tap& t = *it->second;
+          if (!m.has_events()) {  // the first message: the replica's sidecars of the target
+            std::vector<std::string>& proxies = t.peer_proxies[replica];
+            proxies.assign(m.proxies().begin(), m.proxies().end());
+            t.running.insert(proxies.begin(), proxies.end());
+            t.proxies_seen += proxies.size();
+            peer_started_.Inc();
+            std::string line =
+                absl::StrCat(R"({"kind":"TapReplica","replica":)", JsonQuote(replica),
+                             R"(,"status":"started","proxies":)");
+            AppendJsonStringArray(&line, proxies);
+            line += "}\n";
+            return Write(t, line);
+          }
+          OnEvents(t, m.proxy(), m.events());
+        });
+    call->OnFinish(
+        [this, alive = alive_, id = tap.id, replica = replica](
+            http::grpc::StatusCode code, const std::string& message, const http::HeaderMap&) {
+          if (*alive) OnPeerFinished(id, replica, code, message);
+        });
+    call->SendProto(request);
+    call->HalfClose();
+  }
+}
+
+void TapService::OnPeerFinished(const std::string& id, const std::string& replica,
+                                http::grpc::StatusCode code, const std::string& message) {
+  auto it = taps_.find(id);
+  if (it == taps_.end()) return;
+  Tap& tap = *it->second;
+  tap.peers.erase(replica);
+  // Its sidecars that have not said they ended never will now.
+  for (const std::string& proxy : tap.peer_proxies[replica]) tap.running.erase(proxy);
+  if (code == http::grpc::StatusCode::kNotFound) {
+    peer_none_.Inc();
+    Write(tap, absl::StrCat(R"({"kind":"TapReplica","replica":)", JsonQuote(replica),
+                            R"(,"status":"none"})", "\n"));
+  } else if (code != http::grpc::StatusCode::kOk) {
+    peer_unreachable_.Inc();
+    LOG_EVERY_N_SEC(WARN, 10) << "tap " << id << ": replica " << replica
+                              << " failed: " << http::grpc::StatusCodeName(code) << ": " << message;
+    Write(tap,
+          absl::StrCat(R"({"kind":"TapReplica","replica":)", JsonQuote(replica),
+                       R"(,"status":"unreachable","error":)",
+                       JsonQuote(absl::StrCat(http::grpc::StatusCodeName(code), ": ", message)),
+                       "}\n"));
+  }
+  if (tap.running.empty() && tap.peers.empty()) {
+    End(id, tap.proxies_seen == 0 ? "no sidecar of the target is connected to any replica"
+                                  : "every sidecar ended its part");
+  }
+}
+
+void TapService::ServePeer(std::shared_ptr<http::grpc::ServerCall> call) {
+  call->OnUnaryRequest<meshlet::xds::PeerTapRequest>(
+      [this, alive = alive_, weak = std::weak_ptr<http::grpc::ServerCall>(call)](
+          std::optional<meshlet::xds::PeerTapRequest> request) {
+        std::shared_ptr<http::grpc::ServerCall> call = weak.lock();
+        if (!*alive || call == nullptr) return;
+        using http::grpc::StatusCode;
+        if (!request.has_value() || request->command().id().empty() ||
+            request->workload().empty() == request->service().empty()) {
+          call->Finish(StatusCode::kInvalidArgument,
+                       "a PeerTapRequest with a command id and one of workload or service");
+          return;
+        }
+        const std::vector<std::string> nodes =
+            MatchNodes(request->workload(), request->service(), request->namespace_());
+        if (nodes.empty()) {
+          call->Finish(StatusCode::kNotFound, "no sidecar of the target is connected here");
+          return;
+        }
+        const std::string id = absl::StrCat("fwd-", request->command().id());
+        if (peer_taps_.count(id) != 0) {
+          call->Finish(StatusCode::kAlreadyExists, "this tap already runs here");
+          return;
+        }
+        if (active() >= options_.max_concurrent) {
+          refused_["concurrent"].Inc();
+          call->Finish(StatusCode::kResourceExhausted,
+                       absl::StrCat("this replica runs ", active(), " live taps, its most"));
+          return;
+        }
+        // This replica's own limits hold too.
+        meshlet::xds::TapCommand command = request->command();
+        const uint32_t rate = std::max<uint32_t>(1, std::min(command.rate(), options_.max_rate));
+        const auto max_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_duration);
+        const uint32_t duration_ms =
+            static_cast<uint32_t>(std::min<int64_t>(command.duration_ms(), max_ms.count()));
+        command.set_id(id);
+        command.set_rate(static_cast<uint32_t>((rate + nodes.size() - 1) / nodes.size()));
+        command.set_duration_ms(duration_ms);
+        meshlet::xds::PeerTapEvents first;
+        for (const std::string& node : nodes) first.add_proxies(node);
+        call->SendProto(first);
+        auto peer_tap = std::make_unique<PeerTap>();
+        peer_tap->call = call;
+        const std::vector<std::string> sent = ads_.StartTap(
+            command, nodes,
+            [this, alive, id](const std::string& node_id, const meshlet::xds::TapEvents& events) {
+              if (!*alive) return;
+              auto it = peer_taps_.find(id);
+              if (it == peer_taps_.end()) return;
+              meshlet::xds::PeerTapEvents m;
+              m.set_proxy(node_id);
+              *m.mutable_events() = events;
+              it->second->call->SendProto(m);
+              it->second->events += events.events();
+              if (events.ended()) {
+                it->second->running.erase(node_id);
+                if (it->second->running.empty()) EndPeerTap(id, /*caller_gone=*/false);
+              }
+            });
+        if (sent.empty()) {
+          call->Finish(StatusCode::kNotFound, "no sidecar of the target could be asked here");
+          return;
+        }
+        peer_tap->running.insert(sent.begin(), sent.end());
+        peer_tap->timer = std::make_unique<event::Timer>(
+            loop_, [this, id] { EndPeerTap(id, /*caller_gone=*/false); });
+        peer_tap->timer->Enable(std::chrono::milliseconds(duration_ms) + kEndGrace);
+        call->OnCancel([this, alive, id] {
+          if (*alive) EndPeerTap(id, /*caller_gone=*/true);
+        });
+        LOG(INFO) << "tap " << id << " forwarded by replica " << request->replica() << " for "
+                  << request->caller() << ": "
+                  << (request->workload().empty() ? "service " + request->service()
+                                                  : "workload " + request->workload())
+                  << ", " << sent.size() << " sidecar(s) here";
+        peer_taps_.emplace(id, std::move(peer_tap));
+        active_gauge_.Set(static_cast<int64_t>(active()));
+        peer_served_.Inc();
+      });
+}
+
+void TapService::EndPeerTap(const std::string& id, bool caller_gone) {
+  auto it = peer_taps_.find(id);
+  if (it == peer_taps_.end()) return;
+  std::unique_ptr<PeerTap> tap = std::move(it->second);
+  peer_taps_.erase(it);
+  active_gauge_.Set(static_cast<int64_t>(active()));
+  ads_.StopTap(id);
+  LOG(INFO) << "tap " << id << " ended here (" << tap->events << " events"
+            << (caller_gone ? ", the replica asking went away)" : ")");
+  if (!caller_gone) tap->call->Finish(http::grpc::StatusCode::kOk);
 }
 
 void TapService::End(const std::string& id, absl::string_view reason, bool caller_gone) {
@@ -338,9 +562,11 @@ void TapService::End(const std::string& id, absl::string_view reason, bool calle
   if (it == taps_.end()) return;
   std::unique_ptr<Tap> tap = std::move(it->second);
   taps_.erase(it);
-  active_gauge_.Set(static_cast<int64_t>(taps_.size()));
-  // Nothing of the tap reaches this service after this.
+  active_gauge_.Set(static_cast<int64_t>(active()));
+  // Nothing of the tap reaches this service after this: the sidecars here and the other
+  // replicas are told to stop (a cancelled call's OnFinish finds no tap).
   ads_.StopTap(id);
+  for (const auto& [replica, call] : tap->peers) call->Cancel();
   LOG(INFO) << "tap " << id << " ended: " << reason << " (" << tap->events << " events)";
   if (caller_gone || tap->body == nullptr) return;
   tap->body->Write(

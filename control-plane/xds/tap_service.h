@@ -24,23 +24,32 @@
 // meshlet_cp_tap_events_dropped_total), never queued. Every tap, allowed or refused, is in the
 // audit log (access/audit_log.h).
 //
-// Replicas: only the sidecars connected to this replica are tapped (a sidecar holds one stream,
-// to one replica); TapStarted lists them. docs/control-plane.md says how to reach the others.
+// Replicas: a sidecar holds one stream, to one replica. With other replicas (SetPeers), the tap
+// is forwarded to each over kPeerTapMethod on its discovery port; each starts it on its own
+// sidecars of the target (ServePeer) and streams their events back, merged here under the same
+// rate limits: TapStarted lists this replica's sidecars, a {"kind":"TapReplica"} line each
+// other replica's ("started" with its proxies, "none", or "unreachable" with the error, counted in
+// meshlet_cp_tap_peer_calls_total{result}). 404 only when no replica has a sidecar of the target
+// (with other replicas, known when they answer: the stream then ends with that reason).
 //
 // Threading: the control plane's loop thread (the ADS server's and the API's).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/flags/flags.h"
+#include "common/http/grpc/client.h"
+#include "common/http/grpc/server.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
 #include "control-plane/access/roles.h"
@@ -57,6 +66,14 @@ struct TapOptions {
   uint32_t default_rate = 10;
   Duration default_duration = std::chrono::seconds(60);
 };
+
+// A tap forwarded to another replica (server streaming: PeerTapRequest, then PeerTapEvents).
+inline constexpr char kPeerTapMethod[] = "/meshlet.xds.TapForwarding/Tap";
+
+// Starts `method` on every other live replica's discovery port, with the credentials replicas
+// call each other with, and returns (replica name, call); empty without other replicas.
+using PeerCall = std::pair<std::string, std::shared_ptr<http::grpc::ClientCall>>;
+using PeerCallStarter = std::function<std::vector<PeerCall>(absl::string_view method)>;
 
 // --tap-max-rate, --tap-max-duration, --tap-max-concurrent, --tap-max-events-per-second.
 std::vector<flags::Flag> TapFlags(TapOptions& options);
@@ -84,11 +101,31 @@ class TapService {
   // GET /api/v1/tap from `caller` (null: a caller without a token, refused), whom the gate let in.
   void Handle(const http::ServerRequest& request, const access::Principal* caller,
               http::Responder respond);
-  size_t active() const { return taps_.size(); }
+  size_t active() const { return taps_.size() + peer_taps_.size(); }
+
+  // How taps reach the other replicas (unset: they do not), and this replica's name as they
+  // know it. Call before the first tap.
+  void SetPeers(PeerCallStarter starter, std::string replica_name) {
+    peers_ = std::move(starter);
+    replica_name_ = std::move(replica_name);
+  }
+  // kPeerTapMethod: a tap another replica forwards; the caller must already be authenticated as
+  // a control-plane replica. Bounded by this replica's own limits (rate, duration, concurrent).
+  void ServePeer(std::shared_ptr<http::grpc::ServerCall> call);
 
  private:
   struct Tap;
+  struct PeerTap;
+  // The sidecars of a target connected here, sorted (workload NS/POD or service [NS/]NAME).
+  std::vector<std::string> MatchNodes(const std::string& workload, const std::string& service,
+                                      const std::string& namespace_param) const;
+  // Forwards `tap` to the other replicas and merges what they send.
+  void ForwardToPeers(Tap& tap, const meshlet::xds::PeerTapRequest& request);
+  void OnPeerFinished(const std::string& id, const std::string& replica,
+                      http::grpc::StatusCode code, const std::string& message);
+  void EndPeerTap(const std::string& id, bool caller_gone);
   void OnEvents(Tap& tap, const std::string& node_id, const meshlet::xds::TapEvents& events);
+  void Write(Tap& tap, const std::string& out);
   // Ends `id` with `reason`: the sidecars are told to stop, TapEnded is written (unless the
   // caller went), the stream ends.
   void End(const std::string& id, absl::string_view reason, bool caller_gone = false);
@@ -99,6 +136,9 @@ class TapService {
   AdsServer& ads_;
   const TapOptions options_;
   std::map<std::string, std::unique_ptr<Tap>> taps_;
+  std::map<std::string, std::unique_ptr<PeerTap>> peer_taps_;  // forwarded here, by their id
+  PeerCallStarter peers_;
+  std::string replica_name_;
   TapRateBucket events_bucket_;  // every tap's events together
   uint64_t next_id_ = 1;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -109,6 +149,9 @@ class TapService {
   Counter dropped_tap_rate_;
   Counter dropped_cp_rate_;
   Counter dropped_slow_caller_;
+  // meshlet_cp_tap_peer_calls_total{result}: forwarded taps as the replica asked sees them.
+  Counter peer_started_, peer_none_, peer_unreachable_;
+  Counter peer_served_;  // meshlet_cp_tap_forwarded_total: taps other replicas forwarded here
 };
 
 }  // namespace meshlet::controlplane::ads

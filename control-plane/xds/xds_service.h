@@ -129,6 +129,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // before Start().
   http::grpc::Server* grpc_server() { return grpc_server_.get(); }
   AdsServer* ads() { return ads_.get(); }
+  // The live tap (GET /api/v1/tap); null before Start().
+  TapService* tap() { return tap_.get(); }
 
   // api::ProxyStatusProvider
   std::string ProxiesJson() override;

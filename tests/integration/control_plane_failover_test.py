@@ -21,7 +21,10 @@ that picks the one it talks to:
    them only on A, which took the writes), and one trace holds the spans of both sidecars
    (the replicas forward to each other over the discovery port). A forward
    without the shared API token is refused. A third replica C that starts later is handed the
-   traces kept so far, by A (the lowest-named of the others), not by B.
+   traces kept so far, by A (the lowest-named of the others), not by B. A live tap asked of B
+   (`meshctl tap`) streams the requests of reviews-1, on A, with those of reviews-2, on B;
+   asked for a workload on no replica it ends saying so; when its caller goes away it ends on A
+   too; a tap forwarded without the token is refused.
 2. A is killed (SIGKILL) while the client sends requests for reviews without pause: not one
    fails. reviews-1 reconnects to B (the time is printed) and stays registered after A's lease
    has run out; ratings-1, which cannot reconnect, is removed after the lease's time to live and
@@ -34,6 +37,7 @@ import http.client
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -285,6 +289,88 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
         _, metrics = self.a.request("GET", "/metrics")
         self.assertIn('meshlet_cp_peer_telemetry_received_total{result="unauthenticated"} 2',
                       metrics)
+
+    def tap(self, replica, *args):
+        """The NDJSON lines of `meshctl tap ARGS -o json` asked of `replica`."""
+        p = subprocess.run([MESHCTL, "tap", *args, "-o", "json"], capture_output=True, text=True,
+                           env=dict(os.environ, MESHCTL_CONFIG=replica.context), timeout=40)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+    def metric(self, replica, name):
+        _, metrics = replica.request("GET", "/metrics")
+        found = re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    def test_1e_a_live_tap_reaches_the_sidecars_of_every_replica(self):
+        self.assertTrue(wait_for(lambda: self.reached(count=10) == {"reviews-1", "reviews-2"},
+                                 timeout=15))
+        stop = threading.Event()
+        traffic = threading.Thread(target=lambda: [self.reached(1) for _ in iter(stop.is_set,
+                                                                                   True)])
+        traffic.start()
+        try:
+            # Asked of B: reviews-2 is connected to B, reviews-1 to A.
+            lines = self.tap(self.b, "svc/reviews", "--rate", "50", "--duration", "3s")
+            by_workload = self.tap(self.b, "default/reviews-1", "--rate", "20", "--duration",
+                                   "2s")
+        finally:
+            stop.set()
+            traffic.join()
+        started = lines[0]
+        self.assertEqual((started["kind"], started["proxies"]), ("TapStarted", ["reviews-2"]),
+                         lines[:3])
+        self.assertIn("a", started["replicas"])
+        from_a = [l for l in lines if l["kind"] == "TapReplica" and l["replica"] == "a"]
+        self.assertEqual([(l["status"], l["proxies"]) for l in from_a],
+                         [("started", ["reviews-1"])], lines[:5])
+        self.assertEqual({l["proxy"] for l in lines if l["kind"] == "TapEvent"},
+                         {"reviews-1", "reviews-2"})
+        self.assertEqual(lines[-1]["kind"], "TapEnded", lines[-1])
+        # A workload connected to A only, asked of B.
+        self.assertEqual(by_workload[0]["proxies"], [])
+        self.assertEqual({l["proxy"] for l in by_workload if l["kind"] == "TapEvent"},
+                         {"reviews-1"})
+        self.assertGreaterEqual(self.metric(self.a, "meshlet_cp_tap_forwarded_total"), 2)
+        # Nowhere: the replicas answer that they have none.
+        nowhere = self.tap(self.b, "default/nobody-0", "--duration", "2s")
+        self.assertEqual(nowhere[-1]["reason"],
+                         "no sidecar of the target is connected to any replica", nowhere)
+        # The caller goes away (with traffic: a caller that went is noticed on the next write):
+        # the tap ends on A too.
+        stop.clear()
+        traffic = threading.Thread(target=lambda: [self.reached(1) for _ in iter(stop.is_set,
+                                                                                   True)])
+        traffic.start()
+        p = subprocess.Popen([MESHCTL, "tap", "svc/reviews", "--duration", "60s", "-o", "json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env=dict(os.environ, MESHCTL_CONFIG=self.b.context))
+        try:
+            for line in p.stdout:
+                if json.loads(line)["kind"] == "TapReplica":
+                    break
+            self.assertEqual(self.metric(self.a, "meshlet_cp_tap_active"), 1)
+            p.kill()
+            p.wait()
+            self.assertTrue(wait_for(lambda: self.metric(self.a, "meshlet_cp_tap_active") == 0 and
+                                     self.metric(self.b, "meshlet_cp_tap_active") == 0,
+                                     timeout=10))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            stop.set()
+            traffic.join()
+        with open(os.path.join(self.a.dir, "cp.log")) as f:
+            self.assertIn("forwarded by replica b for api-token", f.read())
+        # Only a replica may forward a tap.
+        with grpc.insecure_channel(self.a.ads) as channel:
+            forward = channel.unary_stream("/meshlet.xds.TapForwarding/Tap")
+            with self.assertRaises(grpc.RpcError) as refused:
+                list(forward(b"", metadata=[("authorization", "Bearer not-the-token")],
+                             timeout=5))
+            self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
 
     def test_2_replica_a_dies_and_no_request_fails(self):
         self.assertTrue(wait_for(lambda: self.reached() == {"reviews-1", "reviews-2"},

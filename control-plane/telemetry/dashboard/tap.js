@@ -107,6 +107,11 @@ const liveTap = (() => {
     } else if (e.kind === 'TapStarted') {
       q('#live-state').textContent = `tapping ${e.target} at ${e.rate}/s for ` +
           `${e.durationSeconds}s: ${(e.proxies || []).join(', ')}`;
+    } else if (e.kind === 'TapReplica') {
+      // Another control-plane replica's sidecars of the target (docs/control-plane.md).
+      const part = e.status === 'started' ? (e.proxies || []).join(', ')
+        : e.status === 'none' ? 'none' : `unreachable (${e.error})`;
+      q('#live-state').textContent += `; replica ${e.replica}: ${part}`;
     } else if (e.kind === 'TapProxy' && e.status === 'refused') {
       q('#live-error').hidden = false;
       q('#live-error').textContent = `${e.proxy} refused the tap: ${e.error}`;
