@@ -447,7 +447,7 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
                           JsonQuote(access::RoleName(caller->role)), "}\n"));
   }
   if (Under(rest, "/traces") || rest == "/dependencies" || rest == "/stat" ||
-      rest == "/stat/history" || rest == "/stat/routes") {
+      rest == "/stat/history" || rest == "/stat/routes" || rest == "/certificates") {
     if (!traces_) {
       return Error(503, "ServiceUnavailable", "the trace collector is not running");
     }

@@ -160,6 +160,7 @@ TEST_F(PolicyApiTest, EveryPathNeedsTheRoleOfWhatItDoes) {
            {"GET", "/api/v1/stat?window=1m", "viewer"},
            {"GET", "/api/v1/stat/history?service=x", "viewer"},
            {"GET", "/api/v1/stat/routes?service=x", "viewer"},
+           {"GET", "/api/v1/certificates", "viewer"},
            {"GET", "/api/v1/whoami", "viewer"},
            {"GET", "/api/v1/ca", "viewer"},
            {"POST", "/api/v1/tokens", "admin"},

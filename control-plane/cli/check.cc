@@ -129,6 +129,47 @@ void CaLines(ApiClient& api, absl::Time now, std::ostream& out) {
   }
 }
 
+// A workload certificate is renewed at half its lifetime, give or take a tenth of it
+// (sidecar/identity/rotation.h): past this share of it, its renewal is overdue.
+constexpr double kRenewalOverdue = 0.6;
+
+// The workload certificates the sidecars report (GET /api/v1/certificates): one line, and a
+// WARNING line for each past kRenewalOverdue of its lifetime (renewal failing) or expired.
+// Nothing from a control plane without that path.
+void CertificateLines(ApiClient& api, absl::Time now, std::ostream& out) {
+  int ignored = kExitOk;
+  std::optional<ApiReply> reply = api.Call("GET", "/api/v1/certificates", "", &ignored);
+  if (!reply.has_value() || reply->http.status != 200) return;
+  YAML::Node items = YAML::Load(reply->http.body)["items"];
+  if (!items || !items.IsSequence()) return;
+  std::vector<std::string> warnings;
+  for (const YAML::Node& item : items) {
+    absl::Time not_before, not_after;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, Scalar(item["notAfter"]), &not_after, &error) ||
+        !absl::ParseTime(absl::RFC3339_full, Scalar(item["notBefore"]), &not_before, &error) ||
+        not_after <= not_before) {
+      continue;
+    }
+    const std::string who = absl::StrCat(Scalar(item["namespace"]), "/", Scalar(item["workload"]));
+    if (not_after <= now) {
+      warnings.push_back(
+          absl::StrCat(who, "'s certificate has expired (", Scalar(item["notAfter"]), ")"));
+      continue;
+    }
+    const double used = absl::FDivDuration(now - not_before, not_after - not_before);
+    if (used > kRenewalOverdue) {
+      warnings.push_back(absl::StrCat(
+          who, "'s certificate is past its renewal time (", static_cast<int>(used * 100),
+          " % of its lifetime used, expires ", Scalar(item["notAfter"]),
+          "): its renewals fail (its meshlet_workload_certificate_request_failures_total, log)"));
+    }
+  }
+  out << "certificates   " << items.size() << " workload certificates reported, " << warnings.size()
+      << " not renewed in time\n";
+  for (const std::string& w : warnings) out << "  WARNING: " << w << "\n";
+}
+
 int Check(Session& session) {
   ApiClient& api = session.api();
   if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
@@ -168,6 +209,7 @@ int Check(Session& session) {
     out << "sidecars       " << proxies->ErrorMessage() << "\n";
   }
   CaLines(api, absl::Now(), out);
+  CertificateLines(api, absl::Now(), out);
   RouteStatusLines(api, out);
   out << "OK\n";
   return kExitOk;

@@ -602,6 +602,36 @@ TEST_F(MeshctlTest, CheckWarnsOfCaCertificatesCloseToExpiry) {
   EXPECT_EQ(out.find("CN=new root"), std::string::npos) << out;
 }
 
+// Workload certificates: a WARNING for one past its renewal time (60 % of its lifetime: renewed
+// at half, give or take a tenth) and for an expired one; none for one renewed in time.
+TEST_F(MeshctlTest, CheckWarnsOfWorkloadCertificatesNotRenewed) {
+  auto at = [](absl::Duration from_now) {
+    return absl::FormatTime(absl::RFC3339_sec, absl::Now() + from_now, absl::UTCTimeZone());
+  };
+  api_.Answer("GET", "/healthz", 200, "ok\n");
+  api_.Answer("GET", "/apis/meshlet.io/v1", 200, R"({"kind":"APIResourceList"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
+  auto item = [&](absl::string_view workload, absl::Duration since, absl::Duration until) {
+    return absl::StrCat(R"({"node":")", workload, R"(","namespace":"shop","service":"s",)",
+                        R"("workload":")", workload, R"(","notBefore":")", at(-since),
+                        R"(","notAfter":")", at(until), R"("})");
+  };
+  // 24 h certificates: 10 h used (renewal not yet due), 16 h used, and one expired.
+  api_.Answer("GET", "/api/v1/certificates", 200,
+              absl::StrCat(R"({"items":[)", item("fresh", absl::Hours(10), absl::Hours(14)), ",",
+                           item("stuck", absl::Hours(16), absl::Hours(8)), ",",
+                           item("gone", absl::Hours(25), -absl::Hours(1)), "]}"));
+  EXPECT_EQ(Run({"check"}), 0) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_NE(out.find("certificates   3 workload certificates reported, 2 not renewed in time\n"
+                     "  WARNING: shop/stuck's certificate is past its renewal time (66 % of its "
+                     "lifetime used, expires "),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("  WARNING: shop/gone's certificate has expired ("), std::string::npos) << out;
+  EXPECT_EQ(out.find("shop/fresh"), std::string::npos) << out;
+}
+
 TEST_F(MeshctlTest, ARefusedTokenIsExit3AndSaysWhetherThereWasOne) {
   api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 401,
               R"({"kind":"Status","code":401,"message":"missing or invalid bearer token"})");

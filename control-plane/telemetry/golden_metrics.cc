@@ -142,6 +142,10 @@ struct GoldenMetrics::Node {
     Buckets success, failure;
   };
   std::map<std::pair<std::string, std::string>, RouteSample> routes;
+  // What the sidecar says of itself, for GET /api/v1/certificates.
+  std::string service, namespace_, workload;
+  int64_t certificate_not_before = 0, certificate_not_after = 0;  // Unix seconds; 0: none
+  absl::Time reported;
 };
 
 struct GoldenMetrics::Stats {
@@ -265,6 +269,12 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   node.source = report.service().empty() ? report.node_id()
                                          : SourceService(report.service(), report.namespace_());
   node.last_report = now;
+  node.service = report.service();
+  node.namespace_ = report.namespace_();
+  node.workload = report.workload();
+  node.certificate_not_before = report.certificate_not_before_unix();
+  node.certificate_not_after = report.certificate_not_after_unix();
+  node.reported = clock_.WallNow();
   node.workload_source = WorkloadSeriesSource(
       report.namespace_(), report.workload().empty() ? report.node_id() : report.workload());
   const Duration coarse = limits_.retention / kCoarseSamples;
@@ -546,6 +556,30 @@ ServerResponse GoldenMetrics::HandleQuery(const ServerRequest& request) {
                           std::clamp<Duration>(window, std::chrono::seconds(1), limits_.retention))
                           .count()),
                R"(,"items":[)", absl::StrJoin(items, ","), "]}\n"));
+}
+
+ServerResponse GoldenMetrics::HandleCertificates(const ServerRequest& request) const {
+  if (!request.QueryParams().empty()) {
+    return ServerResponse::Json(400, R"({"error":"GET /api/v1/certificates takes no parameters"})"
+                                     "\n");
+  }
+  const auto time = [](absl::Time t) {
+    return JsonQuote(absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()));
+  };
+  std::vector<std::string> items;
+  for (const auto& [id, node] : nodes_) {
+    if (node.certificate_not_after == 0) continue;
+    items.push_back(absl::StrCat(
+        R"({"node":)", JsonQuote(id), R"(,"namespace":)", JsonQuote(node.namespace_),
+        R"(,"service":)", JsonQuote(node.service), R"(,"workload":)",
+        JsonQuote(node.workload.empty() ? id : node.workload), R"(,"notBefore":)",
+        node.certificate_not_before == 0 ? std::string("null")
+                                         : time(absl::FromUnixSeconds(node.certificate_not_before)),
+        R"(,"notAfter":)", time(absl::FromUnixSeconds(node.certificate_not_after)),
+        R"(,"reported":)", time(node.reported), "}"));
+  }
+  return ServerResponse::Json(200,
+                              absl::StrCat(R"({"items":[)", absl::StrJoin(items, ","), "]}\n"));
 }
 
 }  // namespace meshlet::controlplane::telemetry

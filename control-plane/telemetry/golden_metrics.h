@@ -94,6 +94,12 @@ class GoldenMetrics {
   // GET /api/v1/stat (the caller authenticated it).
   http::ServerResponse HandleQuery(const http::ServerRequest& request);
 
+  // GET /api/v1/certificates (the caller authenticated it): the workload certificate each
+  // sidecar reported last (MetricsReport.certificate_not_*), for `meshctl check`'s renewal
+  // warning: {"items":[{"node","namespace","service","workload","notBefore","notAfter",
+  // "reported"}]}, sorted by node; sidecars without a certificate are left out.
+  http::ServerResponse HandleCertificates(const http::ServerRequest& request) const;
+
   const GoldenHistory& history() const { return history_; }
   GoldenHistory& history() { return history_; }
 

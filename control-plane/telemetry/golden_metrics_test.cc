@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/stats/histogram_buckets.h"
@@ -48,6 +49,37 @@ metrics::v1::MetricsReport Report(const std::string& node, const std::string& se
 }
 
 constexpr char kBackend[] = "outbound|8080||backend.default";
+
+// GET /api/v1/certificates: the certificate each sidecar reported last; none without one.
+TEST(GoldenMetricsTest, TheWorkloadCertificatesReportedAreListed) {
+  FakeClock clock;
+  GoldenMetrics golden(clock, {}, nullptr);
+  metrics::v1::MetricsReport fe = Report("fe-1.default", "frontend", 1, {});
+  fe.set_workload("fe-1");
+  fe.set_time_unix_nano(1'000'000'000'000);
+  fe.set_certificate_not_before_unix(1'800'000'000);
+  fe.set_certificate_not_after_unix(1'800'086'400);
+  ASSERT_TRUE(golden.Record(fe).ok());
+  ASSERT_TRUE(golden.Record(Report("db-1", "db", 2, {})).ok());  // no certificate
+  // A renewal: the next report carries the new one.
+  fe.set_time_unix_nano(1'001'000'000'000);
+  fe.set_certificate_not_before_unix(1'800'043'200);
+  fe.set_certificate_not_after_unix(1'800'129'600);
+  ASSERT_TRUE(golden.Record(fe).ok());
+  http::ServerRequest request;
+  request.headers.Add(":method", "GET");
+  request.headers.Add(":path", "/api/v1/certificates");
+  const http::ServerResponse answer = golden.HandleCertificates(request);
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_TRUE(absl::StartsWith(
+      answer.body, R"({"items":[{"node":"fe-1.default","namespace":"default","service":"frontend",)"
+                   R"("workload":"fe-1","notBefore":"2027-01-15T20:00:00+00:00",)"
+                   R"("notAfter":"2027-01-16T20:00:00+00:00","reported":")"))
+      << answer.body;
+  EXPECT_EQ(answer.body.find("db-1"), std::string::npos) << answer.body;
+  request.headers.Set(":path", "/api/v1/certificates?x=1");
+  EXPECT_EQ(golden.HandleCertificates(request).status, 400);
+}
 
 TEST(GoldenMetricsTest, ServiceNamesFromClustersAndNodes) {
   EXPECT_EQ(DestinationService("outbound|8080||backend.default"), "backend.default");

@@ -356,6 +356,7 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
     if (r.path() == "/api/v1/stat") return golden_.HandleQuery(r);
     if (r.path() == "/api/v1/stat/history") return golden_.history().HandleQuery(r);
     if (r.path() == "/api/v1/stat/routes") return golden_.history().HandleRoutes(r);
+    if (r.path() == "/api/v1/certificates") return golden_.HandleCertificates(r);
     return collector_.HandleQuery(r);
   });
   control_plane_.OnShutdown([this] {

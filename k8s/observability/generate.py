@@ -198,6 +198,27 @@ ALERTS = [
           "The discovery port's certificate of {{ $labels.instance }} expires in "
           "{{ $value | humanizeDuration }}",
           "The control plane renews it at half its lifetime; renewals have failed.", "5m"),
+    alert("MeshletWorkloadCertificateNotRenewed",
+          "(time() - meshlet_workload_certificate_not_before_timestamp_seconds)"
+          " / (meshlet_workload_certificate_not_after_timestamp_seconds"
+          " - meshlet_workload_certificate_not_before_timestamp_seconds) > 0.6", "warning",
+          "The workload certificate of {{ $labels.namespace }}/{{ $labels.pod }} is past its "
+          "renewal time ({{ $value | humanizePercentage }} of its lifetime used)",
+          "Sidecars renew at half the lifetime, give or take a tenth: this one's renewals fail "
+          "long before the certificate expires.", "10m"),
+    alert("MeshletCaCertificateExpiring",
+          "meshlet_cp_ca_certificate_expiry_timestamp_seconds - time() < 30 * 86400", "warning",
+          "The CA's {{ $labels.role }} certificate {{ $labels.subject }} expires in "
+          "{{ $value | humanizeDuration }}",
+          "A root or the signing certificate ends within 30 days: rotate it (certs/README.md) "
+          "before workloads can no longer get certificates that verify.", "5m"),
+    alert("MeshletCaMaterialRefused",
+          'increase(meshlet_cp_ca_reload_total{result=~"invalid|unreadable"}[15m]) > 0',
+          "warning",
+          "{{ $labels.instance }} refused new CA material ({{ $labels.result }})",
+          "The Secret or files given as the CA's material changed to something the control plane "
+          "will not sign with; the previous material stays in use. `meshctl ca status` says why.",
+          "0m"),
     alert("MeshletSidecarShedding",
           "sum by (namespace, workload, pod, reason) "
           "(rate(meshlet_http_downstream_rq_overload_shed_total[5m])) > 0", "warning",

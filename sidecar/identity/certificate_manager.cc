@@ -37,6 +37,14 @@ CertificateManager::CertificateManager(event::Loop& loop, CertificateSigner& sig
     auto failures =
         shard.RegisterCounter("meshlet_workload_certificate_request_failures_total",
                               "Certificate requests to the CA that failed (retried with backoff).");
+    auto not_before = shard.RegisterGauge(
+        kNotBeforeGauge, "When the current workload certificate became valid, Unix seconds.", {},
+        GaugeMerge::kGlobal);
+    auto not_after = shard.RegisterGauge(
+        kNotAfterGauge, "When the current workload certificate expires, Unix seconds.", {},
+        GaugeMerge::kGlobal);
+    if (not_before.ok()) not_before_ = *not_before;
+    if (not_after.ok()) not_after_ = *not_after;
     if (expiry.ok()) expiry_seconds_ = *expiry;
     if (rotations.ok()) rotations_ = *rotations;
     if (failures.ok()) failures_ = *failures;
@@ -121,6 +129,7 @@ absl::Status CertificateManager::StartWith(WorkloadCertificate certificate) {
       tls::ParsePemCertificates(certificate.certificate_chain_pem);
   if (!chain.ok()) return chain.status();
   certificate.not_after = std::min(certificate.not_after, tls::NotAfter(*chain->front()));
+  certificate.not_before = tls::NotBefore(*chain->front());
   if (certificate.not_after <= clock_.WallNow()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the certificate expired at ", absl::FormatTime(certificate.not_after)));
@@ -176,6 +185,11 @@ void CertificateManager::OnAnswer(std::string key_pem, absl::StatusOr<SignedCert
                                  .trust_bundle_pem = std::move(answer->trust_bundle_pem),
                                  .serial_hex = std::move(answer->serial_hex),
                                  .not_after = answer->not_after};
+  if (absl::StatusOr<tls::CertificateChain> chain =
+          tls::ParsePemCertificates(current_->certificate_chain_pem);
+      chain.ok() && !chain->empty()) {
+    current_->not_before = tls::NotBefore(*chain->front());
+  }
   LOG(INFO) << "workload certificate " << current_->serial_hex << " for " << current_->spiffe_id
             << " valid until " << absl::FormatTime(current_->not_after);
   UpdateGauge();
@@ -184,6 +198,12 @@ void CertificateManager::OnAnswer(std::string key_pem, absl::StatusOr<SignedCert
 }
 
 void CertificateManager::UpdateGauge() {
+  if (current_.has_value()) {
+    if (current_->not_before != absl::InfinitePast()) {
+      not_before_.Set(absl::ToUnixSeconds(current_->not_before));
+    }
+    not_after_.Set(absl::ToUnixSeconds(current_->not_after));
+  }
   std::optional<double> seconds = rotation_.SecondsToExpiry();
   if (seconds.has_value()) expiry_seconds_.Set(static_cast<int64_t>(std::floor(*seconds)));
 }

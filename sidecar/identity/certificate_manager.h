@@ -40,6 +40,12 @@ struct SignedCertificate {
   absl::Time not_after;
 };
 
+// The current certificate's validity, Unix seconds (gauges; the golden-metrics report carries
+// them to the control plane, sidecar/telemetry/metrics_reporter.cc).
+inline constexpr char kNotBeforeGauge[] =
+    "meshlet_workload_certificate_not_before_timestamp_seconds";
+inline constexpr char kNotAfterGauge[] = "meshlet_workload_certificate_not_after_timestamp_seconds";
+
 // Everything a TLS context needs for the workload identity.
 struct WorkloadCertificate {
   std::string spiffe_id;
@@ -48,6 +54,7 @@ struct WorkloadCertificate {
   std::string trust_bundle_pem;
   std::string serial_hex;
   absl::Time not_after;
+  absl::Time not_before = absl::InfinitePast();  // the leaf's; InfinitePast: not known
 };
 
 class CertificateSigner {
@@ -126,6 +133,7 @@ class CertificateManager {
   // Answers for a destroyed manager are dropped: the callback holds a weak reference.
   std::shared_ptr<CertificateManager*> alive_;
   Gauge expiry_seconds_;
+  Gauge not_before_, not_after_;  // Unix seconds of the current certificate
   Counter rotations_;
   Counter failures_;
 };

@@ -64,7 +64,21 @@ void MetricsReporter::ReportNow() {
   // clusters that copy was 2.5 MB each interval.
   parts_ =
       builder_.Build(stats_.Snapshot(ReportBuilder::kFamilies), absl::ToUnixNanos(absl::Now()));
+  // The workload certificate's validity (sidecar/identity/certificate_manager.h's gauges), for
+  // `meshctl check`'s renewal warning: two gauges, read apart from the report's families.
+  static constexpr absl::string_view kCertificate[] = {
+      "meshlet_workload_certificate_not_before_timestamp_seconds",
+      "meshlet_workload_certificate_not_after_timestamp_seconds"};
+  const StatsSnapshot certificate = stats_.Snapshot(kCertificate);
+  int64_t validity[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    if (const SeriesSnapshot* s = certificate.Find(kCertificate[i]); s != nullptr) {
+      validity[i] = s->gauge;
+    }
+  }
   for (metrics::v1::MetricsReport& part : parts_) {
+    part.set_certificate_not_before_unix(validity[0]);
+    part.set_certificate_not_after_unix(validity[1]);
     part.set_node_id(options_.node_id);
     part.set_service(options_.service);
     part.set_namespace_(options_.namespace_);

@@ -91,6 +91,7 @@ class ObservabilityTest(unittest.TestCase):
             meshctl(MESHCTL, context, "apply", "-f", "-", stdin=f.read() + "---\n" + POLICY)
         with open(os.path.join(data, "api-token")) as f:
             api_token = f.read().strip()
+        cls.api_token, cls.context = api_token, context
         app = control_upstream.ControlUpstream(name="reviews")
         cls.apps.append(app)
         report = "metrics_report: {interval: 0.2s}\n"
@@ -287,6 +288,26 @@ class ObservabilityTest(unittest.TestCase):
             '{destination_service="reviews", destination_namespace="default"})')
         self.assertEqual([r["metric"] for r in answer["data"]["result"]],
                          [{"namespace": "default", "workload": "frontend"}])
+
+    def test_workload_certificates_are_reported(self):
+        """frontend-0's certificate, as its sidecar holds it, is what GET /api/v1/certificates
+        lists (from its golden-metrics reports) and what `meshctl check` counts: renewed in
+        time, no warning (meshlet_workload_certificate_not_*_timestamp_seconds feed the
+        renewal alert)."""
+        leaf = json.loads(self.sidecars[1].get("/certs")[1])["workload_certificate"]["chain"][0]
+
+        def listed():
+            status, body = cp_api.request(self.api, "GET", "/api/v1/certificates",
+                                          token=self.api_token)
+            self.assertEqual(status, 200, body)
+            return {i["node"]: i for i in json.loads(body)["items"]}.get("frontend-0")
+        self.assertTrue(wait_for(lambda: listed() is not None, 10))
+        item = listed()
+        self.assertEqual((item["workload"], item["notBefore"], item["notAfter"]),
+                         ("frontend-0", leaf["not_before"], leaf["not_after"]))
+        check = meshctl(MESHCTL, self.context, "check")
+        self.assertIn("certificates   1 workload certificates reported, 0 not renewed in time",
+                      check)
 
     def test_expositions_pass_promtool(self):
         for where, text in self.expositions().items():

@@ -206,6 +206,42 @@ CASES = [
     ("a renewed discovery port certificate",
      [{"series": f"meshlet_cp_serving_certificate_expiry_timestamp_seconds{{{CP}}}",
        "values": "86400x10"}], "6m", [alerts("MeshletServingCertificateExpiring", [])]),
+    ("a workload certificate past its renewal time",
+     [{"series": f"meshlet_workload_certificate_not_before_timestamp_seconds{{{SIDECAR}}}",
+       "values": "0x40"},
+      {"series": f"meshlet_workload_certificate_not_after_timestamp_seconds{{{SIDECAR}}}",
+       "values": "2000x40"}], "31m",
+     [alerts("MeshletWorkloadCertificateNotRenewed", [(
+         dict(POD, severity="warning"),
+         "The workload certificate of default/frontend-0 is past its renewal time (93% of its "
+         "lifetime used)")])]),
+    ("a workload certificate renewed in time",
+     [{"series": f"meshlet_workload_certificate_not_before_timestamp_seconds{{{SIDECAR}}}",
+       "values": "0x40"},
+      {"series": f"meshlet_workload_certificate_not_after_timestamp_seconds{{{SIDECAR}}}",
+       "values": "86400x40"}], "31m", [alerts("MeshletWorkloadCertificateNotRenewed", [])]),
+    ("the CA's signing certificate 20 days from expiry",
+     [{"series": f'meshlet_cp_ca_certificate_expiry_timestamp_seconds{{{CP}, role="signing", '
+                 'subject="CN=meshlet CA"}', "values": "1728000x10"}], "6m",
+     [alerts("MeshletCaCertificateExpiring", [(
+         {"job": "meshlet-control-plane", "instance": "cp-0:15014", "severity": "warning",
+          "role": "signing", "subject": "CN=meshlet CA"},
+         "The CA's signing certificate CN=meshlet CA expires in 19d 23h 54m 0s")])]),
+    ("a CA certificate with a year left",
+     [{"series": f'meshlet_cp_ca_certificate_expiry_timestamp_seconds{{{CP}, role="root", '
+                 'subject="CN=root"}', "values": "31536000x10"}], "6m",
+     [alerts("MeshletCaCertificateExpiring", [])]),
+    ("new CA material refused",
+     [{"series": f'meshlet_cp_ca_reload_total{{{CP}, result="invalid"}}',
+       "values": "0 0 1 1 1 1"}], "4m",
+     [alerts("MeshletCaMaterialRefused", [(
+         {"job": "meshlet-control-plane", "instance": "cp-0:15014", "severity": "warning",
+          "result": "invalid"},
+         "cp-0:15014 refused new CA material (invalid)")])]),
+    ("CA material taken",
+     [{"series": f'meshlet_cp_ca_reload_total{{{CP}, result="ok"}}', "values": "0 0 1 1 1 1"},
+      {"series": f'meshlet_cp_ca_reload_total{{{CP}, result="invalid"}}',
+       "values": "0 0 0 0 0 0"}], "4m", [alerts("MeshletCaMaterialRefused", [])]),
     ("a sidecar sheds",
      [{"series": f'meshlet_http_downstream_rq_overload_shed_total{{{SIDECAR}, '
                   'reason="active_requests"}', "values": "0+5x10"}], "5m",
