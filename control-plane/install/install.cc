@@ -58,7 +58,7 @@ absl::StatusOr<std::vector<YAML::Node>> LoadManifest(absl::string_view name) {
 
 bool ClusterScoped(const std::string& kind) {
   return kind == "Namespace" || kind == "ClusterRole" || kind == "ClusterRoleBinding" ||
-         kind == "MutatingWebhookConfiguration";
+         kind == "MutatingWebhookConfiguration" || kind == "GatewayClass";
 }
 
 // map[key], created as a map when missing.
@@ -143,6 +143,9 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
            "agent's DaemonSet is installed, and injected pods need no capability); false: by a "
            "privileged init container in each pod (default)"},
           {"cniImage", "the CNI node agent's image (meshlet-cni:<version>)"},
+          {"gateway",
+           "true: the GatewayClass meshlet (k8s/gateway), whose Gateways the control plane "
+           "accepts and writes status for; needs the Gateway API CRDs (default false)"},
           {"cniRepair",
            "what the CNI node agent does with a pod set up while meshlet-cni was not in the "
            "chain: evict (default; PodDisruptionBudgets hold, bare pods only reported), label "
@@ -248,6 +251,9 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
   } else if (key == "cni") {
     if (value != "true" && value != "false") return bad("must be true or false");
     options.cni = value == "true";
+  } else if (key == "gateway") {
+    if (value != "true" && value != "false") return bad("must be true or false");
+    options.gateway = value == "true";
   } else if (key == "cniRepair") {
     if (value != "evict" && value != "label" && value != "off") {
       return bad("must be evict, label or off");
@@ -344,6 +350,12 @@ absl::StatusOr<std::vector<YAML::Node>> LoadObjects(const InstallOptions& option
       }
       objects.push_back(doc);
     }
+  }
+  // After the control plane that reads it: a GatewayClass is configuration, nothing runs it.
+  if (options.gateway) {
+    absl::StatusOr<std::vector<YAML::Node>> gateway = LoadManifest("gateway/gatewayclass.yaml");
+    if (!gateway.ok()) return gateway.status();
+    objects.insert(objects.end(), gateway->begin(), gateway->end());
   }
   return objects;
 }
@@ -689,9 +701,11 @@ std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, b
     const std::string kind = Text(Field(*it, "kind"));
     if (keep_data && (kind == "Namespace" || kind == "PersistentVolumeClaim")) continue;
     const std::string name = Text(Field(Field(*it, "metadata"), "name"));
-    if (revision && (kind == "Namespace" || name == "meshlet-viewer" || name == "meshlet-editor" ||
-                     name == "meshlet-admin" || absl::StartsWith(name, kCniImage))) {
-      continue;  // the mesh's, shared with its other revisions (the CNI node agent too)
+    if (revision &&
+        (kind == "Namespace" || name == "meshlet-viewer" || name == "meshlet-editor" ||
+         name == "meshlet-admin" || absl::StartsWith(name, kCniImage) || kind == "GatewayClass")) {
+      continue;  // the mesh's, shared with its other revisions (the CNI node agent and the
+                 // GatewayClass too)
     }
     out.push_back(*it);
   }

@@ -11,7 +11,8 @@
 // the data directory on the claim. InstallOptions (from --set KEY=VALUE) change the namespace
 // (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
 // exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
-// policy, CNI mode (--set cni=true: k8s/cni's node agent rendered too). With etcd (--set
+// policy, CNI mode (--set cni=true: k8s/cni's node agent rendered too), the GatewayClass meshlet
+// (--set gateway=true: k8s/gateway). With etcd (--set
 // etcd=https://...) the store is etcd, shared by several replicas (RollingUpdate, each named after
 // its pod, the data volume an emptyDir), the install Job of k8s/etcd/secrets-job.yaml makes the
 // Secrets of secrets.h once, and the control plane mounts the store key (and the etcd client
@@ -86,6 +87,9 @@ struct InstallOptions {
   // The node agent's race repair (--repair-mode): evict (k8s/cni as written), label (the
   // ClusterRole gains patch on pods, loses pods/eviction) or off (neither).
   std::string cni_repair = "evict";
+  // The GatewayClass meshlet (k8s/gateway, ADR 0099), rendered after the control plane; needs
+  // the Gateway API CRDs. The gateway proxy's Deployment is not rendered: it does not exist yet.
+  bool gateway = false;
 };
 
 // The --set keys, in the order help lists them, with what each takes.
@@ -106,11 +110,13 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
 // applied once per cluster apart from the install, so that uninstalling keeps the policies.
 absl::StatusOr<std::vector<YAML::Node>> Crds();
 
-// What to delete, in the order to delete it: the webhook configuration first (so that pod
-// creation never waits on a control plane being removed), the namespace last. `keep_data`
-// leaves out the namespace and the data claim, whose deletion would destroy the CA root and
-// the policies. `revision`: the objects are a revision's, and the namespace and the operator
-// roles, which the mesh's other revisions share, are left out too.
+// What to delete, in the order to delete it: the reverse of the install's, so the webhook
+// configuration goes before the control plane (pod creation never waits on a control plane
+// being removed; only the GatewayClass, which nothing waits on, goes before it), the namespace
+// last. `keep_data` leaves out the namespace and the data claim, whose deletion would destroy
+// the CA root and the policies. `revision`: the objects are a revision's, and the namespace, the
+// operator roles, the CNI node agent and the GatewayClass, which the mesh's other revisions
+// share, are left out too.
 std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data,
                                        bool revision = false);
 

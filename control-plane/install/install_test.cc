@@ -125,6 +125,33 @@ TEST(InstallTest, CniModeRendersTheNodeAgentAndInjectsForIt) {
 // A revision beside the unnamed install: its own names everywhere they are its own, the mesh's
 // namespace and operator roles shared, its webhook selecting the namespaces and pods labelled
 // for it, the CA from the shared Secret; and it passes the install's own checks.
+// --set gateway=true: the GatewayClass meshlet (k8s/gateway) after the control plane, cluster-
+// scoped, of meshlet's controller; a revision's uninstall keeps it (the mesh's, shared).
+TEST(InstallTest, GatewayRendersTheGatewayClassAfterTheControlPlane) {
+  InstallOptions options;
+  EXPECT_FALSE(SetOption(options, "gateway=yes").ok());
+  ASSERT_TRUE(SetOption(options, "gateway=true").ok());
+  ASSERT_TRUE(SetOption(options, "namespace=mesh").ok());
+  absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  ASSERT_EQ(objects->size(), Defaults().size() + 1);
+  const YAML::Node gateway_class = objects->back();
+  EXPECT_EQ(Text(gateway_class["apiVersion"]), "gateway.networking.k8s.io/v1");
+  EXPECT_EQ(Text(gateway_class["kind"]), "GatewayClass");
+  EXPECT_EQ(Text(gateway_class["metadata"]["name"]), "meshlet");
+  EXPECT_FALSE(gateway_class["metadata"]["namespace"].IsDefined());
+  EXPECT_EQ(Text(gateway_class["metadata"]["labels"]["app.kubernetes.io/part-of"]), "meshlet");
+  EXPECT_EQ(Text(gateway_class["spec"]["controllerName"]), "meshlet.io/gateway-controller");
+  EXPECT_TRUE(CheckInstall(*objects).empty());
+  // Uninstalling removes it first, or keeps it for a revision.
+  EXPECT_EQ(Text(UninstallOrder(*objects, false).front()["kind"]), "GatewayClass");
+  for (const YAML::Node& o : UninstallOrder(*objects, false, /*revision=*/true)) {
+    EXPECT_NE(Text(o["kind"]), "GatewayClass");
+  }
+  // Not rendered by default.
+  for (const YAML::Node& o : Defaults()) EXPECT_NE(Text(o["kind"]), "GatewayClass");
+}
+
 TEST(InstallTest, ARevisionHasItsOwnNamesAndWebhookAndSharesTheCa) {
   InstallOptions options;
   ASSERT_TRUE(SetOption(options, "revision=canary").ok());

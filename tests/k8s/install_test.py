@@ -68,6 +68,16 @@ class InstallTest(unittest.TestCase):
         ok, report = CHECKER.validate(objects)
         self.assertTrue(ok, report)
 
+    def kustomized(self, *directories):
+        """The objects `kubectl kustomize` renders from each of k8s/'s directories, by key."""
+        objects = {}
+        for directory in directories:
+            r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, directory)],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            objects.update(by_key(objects_of(r.stdout)))
+        return objects
+
     def pre_check(self, objects, expect=0):
         text = "".join("---\n" + yaml.safe_dump(o) for o in objects)
         return meshctl("check", "--pre", "-f", "-", stdin=text, expect=expect)
@@ -93,12 +103,7 @@ class InstallTest(unittest.TestCase):
         """--set cni=true: k8s/install's objects and k8s/cni's as kustomize renders them, the
         node agent before the control plane, which injects for the plugin."""
         rendered = objects_of(meshctl("install", "--set", "cni=true").stdout)
-        expected = {}
-        for directory in ("install", "cni"):
-            r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, directory)],
-                               capture_output=True, text=True, timeout=60)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            expected.update(by_key(objects_of(r.stdout)))
+        expected = self.kustomized("install", "cni")
         deployment = expected[("Deployment", "meshlet-control-plane")]
         deployment["spec"]["template"]["spec"]["containers"][0]["args"].append(
             "--inject-capture=cni")
@@ -107,6 +112,20 @@ class InstallTest(unittest.TestCase):
         self.assertIn("install checks passed: 20 objects", self.pre_check(rendered).stdout)
         kinds = [o["kind"] for o in rendered]
         self.assertLess(kinds.index("DaemonSet"), kinds.index("Deployment"))
+
+    def test_gateway_is_kustomize_install_and_gateway(self):
+        """--set gateway=true: k8s/install's objects and k8s/gateway's GatewayClass as kustomize
+        renders them, the class after the control plane that reads it."""
+        rendered = objects_of(meshctl("install", "--set", "gateway=true").stdout)
+        expected = self.kustomized("install", "gateway")
+        self.assertEqual(by_key(rendered), expected)
+        gateway_class = expected[("GatewayClass", "meshlet")]
+        self.assertEqual(gateway_class["spec"]["controllerName"], "meshlet.io/gateway-controller")
+        self.assertNotIn("namespace", gateway_class["metadata"])
+        self.assertValid(rendered)
+        self.assertIn("install checks passed: 17 objects", self.pre_check(rendered).stdout)
+        kinds = [o["kind"] for o in rendered]
+        self.assertLess(kinds.index("Deployment"), kinds.index("GatewayClass"))
 
     def test_crds_are_kustomize_crds(self):
         rendered = objects_of(meshctl("install", "--crds").stdout)
