@@ -514,6 +514,21 @@ TEST_F(JwtFilterTest, AValidTokenPassesWithItsClaimsInHeadersAndTheTokenRemoved)
   EXPECT_EQ(Outcome("ok"), 1u);
 }
 
+// Without an access log nothing records the stream's wall-clock start: the filter reads the
+// clock itself (it once took the Unix epoch, and every token was "not yet valid").
+TEST_F(JwtFilterTest, WithoutARecordedStartTheClockDecides) {
+  stream_.info.start_wall = absl::UnixEpoch();
+  JwtFilter filter(stream_, policy_);
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  http::HeaderMap headers =
+      Headers({{"x-token",
+                Token(absl::StrCat(R"({"iss":")", kIssuer, R"(","sub":"alice","aud":"shop","iat":)",
+                                   now, R"(,"exp":)", now + 60, "}"))}});
+  EXPECT_EQ(filter.DecodeHeaders(headers, true), stream::FilterStatus::kContinue);
+  EXPECT_FALSE(stream_.reply_ended);
+  EXPECT_EQ(Outcome("ok"), 1u);
+}
+
 TEST_F(JwtFilterTest, AnInvalidTokenGets401NamingTheReasonNotTheToken) {
   JwtFilter filter(stream_, policy_);
   const std::string token = Token(Claims(kNow - 3600));

@@ -70,7 +70,10 @@ stream::FilterStatus JwtFilter::Authenticate(const JwtPolicy& jwt, http::HeaderM
     policy_.jwt_outcomes[kJwtMissing].Inc();
     return stream::FilterStatus::kContinue;
   }
-  const int64_t now = absl::ToUnixSeconds(callbacks_.stream_info().start_wall);
+  // The stream's start when something records it (the access log sets start_wall); otherwise
+  // the Unix epoch is all it holds, and every token would read as not yet valid.
+  const absl::Time start = callbacks_.stream_info().start_wall;
+  const int64_t now = absl::ToUnixSeconds(start == absl::UnixEpoch() ? absl::Now() : start);
   const JwtVerifier::Result result = jwt.verifier->Verify(token, now, ThreadScratch());
   policy_.jwt_outcomes[static_cast<size_t>(result.failure)].Inc();
   if (!result.ok()) {

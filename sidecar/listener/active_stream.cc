@@ -687,6 +687,11 @@ inline void ActiveStream::Finish() {
     if (id.empty() && request_headers_ != nullptr) {
       id = request_headers_->Get(kRequestIdHeader).value_or("");
     }
+    if (info_.start_wall == absl::UnixEpoch()) {
+      // The wall-clock start is recorded up front only for the access log: from now and the
+      // duration, on this path only (a failed or sampled request).
+      info_.start_wall = hcm_.context_.clock.WallNow() - absl::Microseconds(duration_us);
+    }
     hcm_.context_.decisions->Add(info_, id, hcm_.inbound_ ? "inbound" : "outbound");
   }
   hcm_.stats_.RecordRequest(info_, duration_us);

@@ -231,6 +231,14 @@ TEST_F(ActiveStreamTest, ADenialNamesItsAuthorizationPolicyInTheDecisionRing) {
       << json;
   EXPECT_TRUE(absl::StrContains(json, "\"meshlet.error.reason\":\"RBAC: access denied\"")) << json;
   EXPECT_TRUE(absl::StrContains(json, "\"meshlet.response_flags\":\"AZ\"")) << json;
+  // Its time, though no access log recorded the stream's start: not the Unix epoch.
+  const size_t at = json.find("\"time_unix_nano\":");
+  ASSERT_NE(at, std::string::npos) << json;
+  int64_t time_unix_nano = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(json.substr(at + 17, json.find_first_of(",}", at + 17) - (at + 17)),
+                               &time_unix_nano))
+      << json;
+  EXPECT_GT(time_unix_nano, absl::ToUnixNanos(absl::Now() - absl::Minutes(1))) << json;
 }
 
 // A sampled request's server span carries its decision record: the route's and cluster's policy

@@ -51,6 +51,12 @@ here.
   that went through is in `evictions` ("NS/NAME").
 - One coordination.k8s.io/v1 Lease per name: GET, POST (409 if it exists), PUT (409 unless
   metadata.resourceVersion is the current one).
+- certificates.k8s.io/v1 CertificateSigningRequests (cluster-scoped) with their status and
+  approval subresources: a write to /approval changes status.conditions only; a write to /status
+  changes the rest of the status and keeps the Approved and Denied conditions as they were; a
+  status.certificate is refused (422) unless the request is Approved and not Denied, and
+  spec.username is the requester ("token:" and the bearer token's first 8 characters). Nothing
+  approves or signs: a test plays the signer (csr_signer.py).
 - Several bearer tokens may be accepted (one per control-plane replica, one for kubectl): every
   write records the token it came with.
 - Anything else is 404.
@@ -83,9 +89,12 @@ class Resource:
     (the plural, or plural.group where two groups share a plural); `status`: it has a status
     subresource (the object's status is written there only, its spec never)."""
 
-    def __init__(self, key, group, version, plural, kind, status=False, namespaced=True):
+    def __init__(self, key, group, version, plural, kind, status=False, namespaced=True,
+                 approval=False):
         self.key, self.group, self.version, self.plural = key, group, version, plural
         self.kind, self.status, self.namespaced = kind, status, namespaced
+        # A CertificateSigningRequest's approval subresource (status.conditions only).
+        self.approval = approval
         self.api_version = f"{group}/{version}" if group else version
         self.prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
 
@@ -109,6 +118,9 @@ RESOURCES = [
              namespaced=False),
     Resource("mutatingwebhookconfigurations", "admissionregistration.k8s.io", "v1",
              "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", namespaced=False),
+    Resource("certificatesigningrequests", "certificates.k8s.io", "v1",
+             "certificatesigningrequests", "CertificateSigningRequest", status=True,
+             namespaced=False, approval=True),
 ]
 BY_KEY = {r.key: r for r in RESOURCES}
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -253,8 +265,8 @@ class FakeApiServer:
                     with server.cond:
                         found = server.objects[resource.key].get(
                             (match.group("namespace") or "", match.group("name")))
-                    if found is None or (match.group("subresource") and (
-                            match.group("subresource") != "status" or not resource.status)):
+                    if found is None or not subresource_served(resource,
+                                                               match.group("subresource")):
                         return self.answer(404, status(404, "NotFound", path))
                     return self.answer(200, found)
                 kind = resource.key
@@ -413,6 +425,10 @@ class FakeApiServer:
                 listed.append({"name": plural + "/status", "singularName": "",
                                "namespaced": namespaced, "kind": kind,
                                "verbs": ["get", "patch", "update"]})
+            if resource is not None and resource.approval:
+                listed.append({"name": plural + "/approval", "singularName": "",
+                               "namespaced": namespaced, "kind": kind,
+                               "verbs": ["get", "patch", "update"]})
         if not listed:
             return None
         return {"kind": "APIResourceList", "apiVersion": "v1",
@@ -436,18 +452,19 @@ class FakeApiServer:
         subresource = match.group("subresource")
         if resource.key == "pods" and subresource == "eviction" and method == "POST":
             return self.evict(namespace, name, body)
-        if subresource is not None and (subresource != "status" or not resource.status):
+        if not subresource_served(resource, subresource):
             return 404, status(404, "NotFound", path)
         if name is None:
             if method != "POST":
                 return 405, status(405, "MethodNotAllowed", f"{method} of a collection")
+            if resource.approval:  # the API server fills in who asked
+                body.setdefault("spec", {})["username"] = "token:" + who[:8]
             return self.create(resource, namespace, body)
         if method == "DELETE":
             return self.remove(resource, namespace, name)
         if method not in ("PUT", "PATCH"):
             return 405, status(405, "MethodNotAllowed", f"{method} of an object")
-        return self.update(resource, namespace, name, body, method == "PATCH",
-                           subresource == "status")
+        return self.update(resource, namespace, name, body, method == "PATCH", subresource)
 
     def create(self, resource, namespace, body):
         """(code, answer) of a POST of `body` to `resource`'s collection in `namespace`."""
@@ -476,8 +493,9 @@ class FakeApiServer:
         self.store(resource, key, body, "ADDED")
         return 201, body
 
-    def update(self, resource, namespace, name, body, patch, status_only):
-        """(code, answer) of a PUT or merge PATCH of an object or of its status."""
+    def update(self, resource, namespace, name, body, patch, subresource=None):
+        """(code, answer) of a PUT or merge PATCH of an object, of its status or of its approval
+        (`subresource` "status" or "approval")."""
         current = self.objects[resource.key].get((namespace, name))
         if current is None:
             return 404, status(404, "NotFound", f'{resource.plural} "{name}" not found')
@@ -488,7 +506,24 @@ class FakeApiServer:
         given = merge_patch(current, body) if patch else body
         if not isinstance(given, dict) or not isinstance(given.get("metadata", {}), dict):
             return 400, status(400, "BadRequest", "the object is not a JSON object")
-        if status_only:
+        if subresource == "approval":
+            obj = copy.deepcopy(current)
+            obj.setdefault("status", {})["conditions"] = (given.get("status") or {}).get(
+                "conditions", [])
+        elif subresource == "status" and resource.approval:
+            obj = copy.deepcopy(current)
+            decided = [c for c in (current.get("status") or {}).get("conditions", [])
+                       if c.get("type") in ("Approved", "Denied")]
+            obj["status"] = dict(given.get("status") or {})
+            obj["status"]["conditions"] = decided + [
+                c for c in obj["status"].get("conditions", [])
+                if c.get("type") not in ("Approved", "Denied")]
+            types = {c.get("type") for c in decided}
+            if obj["status"].get("certificate") and types != {"Approved"}:
+                return 422, status(422, "Invalid", "status.certificate: Forbidden: updates may "
+                                                   "only set a certificate on an approved and "
+                                                   "not denied request")
+        elif subresource == "status":
             obj = copy.deepcopy(current)
             if "status" in given:
                 obj["status"] = given["status"]
@@ -676,6 +711,12 @@ class FakeApiServer:
             finally:
                 self.cond.release()
         self.httpd.shutdown()
+
+
+def subresource_served(resource, subresource):
+    """Whether `resource` has `subresource` (None: the object itself)."""
+    return (subresource is None or (subresource == "status" and resource.status)
+            or (subresource == "approval" and resource.approval))
 
 
 def now():
