@@ -273,6 +273,12 @@ std::string ProxyFailure(const ExplainHop& hop) {
                         hop.policy_authz.empty() ? "the authorization policies" : hop.policy_authz,
                         " for ", hop.peer.empty() ? "a caller without a mesh identity" : hop.peer);
   }
+  if (HasFlag(f, "UA")) {
+    // JWT authentication (RequestAuthentication) refused the token; the reason names the check.
+    return absl::StrCat("JWT authentication refused the request's token",
+                        reason.empty() ? "" : absl::StrCat(" (", reason, ")"), " from ",
+                        hop.peer.empty() ? "a caller without a mesh identity" : hop.peer);
+  }
   if (HasFlag(f, "UT")) {
     if (hop.timeout_origin == "caller") {
       return absl::StrCat("the caller's deadline",

@@ -153,6 +153,15 @@ std::string Verdict(const std::string& status, const std::string& flags, const s
   return e->verdict;
 }
 
+// A token refused by JWT authentication: the hop, and the check that failed.
+TEST(ExplainTest, ARefusedJwtIsNamedWithItsReason) {
+  const std::vector<std::pair<std::string, std::string>> inbound = {
+      {"meshlet.listener.direction", "inbound"}};
+  EXPECT_EQ(Verdict("401", "UA", "Jwt is expired", inbound),
+            "401 at productpage.default's inbound sidecar: JWT authentication refused the "
+            "request's token (Jwt is expired) from a caller without a mesh identity");
+}
+
 TEST(ExplainTest, EachProxyMadeErrorKind) {
   const std::vector<std::pair<std::string, std::string>> route = {
       {"meshlet.cluster", "outbound|9080||reviews.default"},
