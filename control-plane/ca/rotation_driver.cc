@@ -27,6 +27,7 @@ absl::StatusOr<RotationDecision> RotationDriver::Tick(absl::Time now) {
       if (it != asked_.end()) s.renewal_requested = it->second;
     }
     decision = rotation.Advance(observations_, now);
+    last_ = decision;
     if (decision.changed) {
       absl::StatusOr<int64_t> saved = store_.Save(rotation.state(), loaded->revision);
       if (!saved.ok()) {

@@ -72,6 +72,9 @@ class RotationDriver {
   const RotationState& state() const { return state_; }
   const std::vector<SidecarObservation>& observations() const { return observations_; }
   const RotationDriverCounters& counters() const { return counters_; }
+  // What `meshctl ca status` shows of the rotation (RotationStatusJson): the state, the last
+  // leader decision (step message, who holds it back) and the observations it was made on.
+  std::string StatusJson() const { return RotationStatusJson(state_, last_, observations_); }
 
  private:
   RotationStore& store_;
@@ -80,6 +83,7 @@ class RotationDriver {
   std::function<bool()> is_leader_;
   RotationState state_;
   std::vector<SidecarObservation> observations_;
+  RotationDecision last_;  // the last decision taken as leader
   absl::flat_hash_map<std::string, absl::Time> asked_;  // node → when step 4 last asked it
   RotationDriverCounters counters_;
 };

@@ -119,6 +119,8 @@ TEST(RotationDriverTest, WalksARootRotationAndNeverSwitchesSigningBeforeEveryAck
     EXPECT_EQ(d->waiting, (std::vector<std::string>{"c"}));
   }
   EXPECT_TRUE(d->ack_timed_out);
+  EXPECT_NE(driver.StatusJson().find("\"waiting\":[\"c\"]"), std::string::npos)
+      << driver.StatusJson();
   EXPECT_EQ(driver.state().step, RotationStep::kDistributing);
 
   // Step 3: all ACKed → signing switches, persisted.
