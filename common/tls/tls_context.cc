@@ -178,6 +178,67 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
   return std::shared_ptr<const TlsContext>(std::move(context));
 }
 
+namespace {
+
+// An X509_STORE of the CA certificates in `pem`, describing each into `info`; `what` names the
+// bundle in errors.
+absl::StatusOr<bssl::UniquePtr<X509_STORE>> BuildTrustStore(const std::string& pem,
+                                                            absl::string_view what,
+                                                            std::vector<CertificateInfo>& info) {
+  absl::StatusOr<CertificateChain> parsed = ParsePemCertificates(pem);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(),
+                        absl::StrCat(what, ": ", parsed.status().message()));
+  }
+  CertificateChain bundle = *std::move(parsed);
+  bssl::UniquePtr<X509_STORE> store(X509_STORE_new());
+  if (store == nullptr) return BoringSslError("X509_STORE_new");
+  for (size_t i = 0; i < bundle.size(); ++i) {
+    // A non-CA anchor would silently pin one peer certificate; that is never what a trust
+    // bundle means here.
+    if (!IsCa(*bundle[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " certificate #", i + 1, " (",
+                                                     SubjectName(*bundle[i]),
+                                                     ") is not a CA certificate"));
+    }
+    if (!X509_STORE_add_cert(store.get(), bundle[i].get())) {
+      uint32_t error = ERR_peek_last_error();
+      if (ERR_GET_LIB(error) == ERR_LIB_X509 &&
+          ERR_GET_REASON(error) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {
+        ERR_clear_error();  // a duplicate root is harmless
+        continue;
+      }
+      return BoringSslError(absl::StrCat("adding ", what, " certificate #", i + 1));
+    }
+    info.push_back(DescribeCertificate(*bundle[i]));
+  }
+  return store;
+}
+
+}  // namespace
+
+absl::StatusOr<X509_STORE*> TlsContext::TrustStoreFor(const X509& leaf) const {
+  if (local_trust_domain_.empty()) return trust_store_.get();
+  absl::StatusOr<SpiffeId> id = ExtractSpiffeId(leaf);
+  if (!id.ok()) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "peer certificate has no usable SPIFFE id to choose its trust domain's roots (",
+        id.status().message(), ")"));
+  }
+  const std::string& domain = id->trust_domain();
+  if (domain == local_trust_domain_ ||
+      std::find(trust_domain_aliases_.begin(), trust_domain_aliases_.end(), domain) !=
+          trust_domain_aliases_.end()) {
+    return trust_store_.get();
+  }
+  if (auto it = federated_stores_.find(domain); it != federated_stores_.end()) {
+    return it->second.get();
+  }
+  return absl::UnauthenticatedError(absl::StrCat(
+      "peer identity ", id->ToString(), " is in trust domain \"", domain,
+      "\", which is neither the local domain \"", local_trust_domain_, "\" nor federated"));
+}
+
 absl::Status TlsContext::Init(const TlsContextConfig& config) {
   const bool server = role_ == Role::kServer;
 
@@ -287,27 +348,42 @@ absl::Status TlsContext::Init(const TlsContextConfig& config) {
   }
 
   if (!config.trust_bundle_pem.empty()) {
-    ASSIGN_OR_RETURN(CertificateChain bundle, ParsePemCertificates(config.trust_bundle_pem));
-    trust_store_.reset(X509_STORE_new());
-    if (trust_store_ == nullptr) return BoringSslError("X509_STORE_new");
-    for (size_t i = 0; i < bundle.size(); ++i) {
-      // A non-CA anchor would silently pin one peer certificate; that is never what a trust
-      // bundle means here.
-      if (!IsCa(*bundle[i])) {
-        return absl::InvalidArgumentError(absl::StrCat("trust bundle certificate #", i + 1, " (",
-                                                       SubjectName(*bundle[i]),
-                                                       ") is not a CA certificate"));
+    ASSIGN_OR_RETURN(trust_store_,
+                     BuildTrustStore(config.trust_bundle_pem, "trust bundle", bundle_info_));
+  }
+  if (config.local_trust_domain.empty()) {
+    if (!config.trust_domain_aliases.empty() || !config.federated_bundles_pem.empty()) {
+      return absl::InvalidArgumentError(
+          "trust domain aliases and federated bundles need the local trust domain");
+    }
+  } else {
+    if (absl::Status status = ValidateTrustDomain(config.local_trust_domain); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("local trust domain: ", status.message()));
+    }
+    local_trust_domain_ = config.local_trust_domain;
+    for (const std::string& alias : config.trust_domain_aliases) {
+      if (absl::Status status = ValidateTrustDomain(alias); !status.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("trust domain alias \"", alias, "\": ", status.message()));
       }
-      if (!X509_STORE_add_cert(trust_store_.get(), bundle[i].get())) {
-        uint32_t error = ERR_peek_last_error();
-        if (ERR_GET_LIB(error) == ERR_LIB_X509 &&
-            ERR_GET_REASON(error) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {
-          ERR_clear_error();  // a duplicate root is harmless
-          continue;
-        }
-        return BoringSslError(absl::StrCat("adding trust bundle certificate #", i + 1));
+      trust_domain_aliases_.push_back(alias);
+    }
+    for (const auto& [domain, pem] : config.federated_bundles_pem) {
+      if (absl::Status status = ValidateTrustDomain(domain); !status.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("federated trust domain \"", domain, "\": ", status.message()));
       }
-      bundle_info_.push_back(DescribeCertificate(*bundle[i]));
+      if (domain == local_trust_domain_ ||
+          std::find(trust_domain_aliases_.begin(), trust_domain_aliases_.end(), domain) !=
+              trust_domain_aliases_.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "federated trust domain \"", domain,
+            "\" is the local trust domain or an alias of it; its roots are the trust bundle"));
+      }
+      std::vector<CertificateInfo>& info = federated_info_[domain];
+      ASSIGN_OR_RETURN(
+          federated_stores_[domain],
+          BuildTrustStore(pem, absl::StrCat("federated bundle of \"", domain, "\""), info));
     }
   }
 

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -68,6 +69,17 @@ struct TlsContextConfig {
   // If set, the peer must present a certificate whose single URI SAN is a SPIFFE id this matcher
   // accepts. Unset: any peer certificate that chains to the trust bundle is accepted.
   std::optional<SpiffeIdMatcher> peer_identity;
+
+  // SPIFFE federation (ADR 0101). With `local_trust_domain` set, the trust domain of the peer
+  // leaf's SPIFFE id chooses the roots it must chain to: the local domain and its
+  // `trust_domain_aliases` verify against trust_bundle_pem only, a domain of
+  // `federated_bundles_pem` (domain -> PEM roots) against its own roots only, and any other
+  // domain, or a leaf without a SPIFFE id, is refused. So a foreign root never validates a
+  // certificate claiming the local domain. Unset: every peer verifies against trust_bundle_pem,
+  // and the other two must be empty.
+  std::string local_trust_domain;
+  std::vector<std::string> trust_domain_aliases;
+  std::map<std::string, std::string> federated_bundles_pem;
 
   // Server: issue TLS session tickets so clients can resume (a TLS 1.3 resumption still runs an
   // X25519 exchange, so it keeps forward secrecy, but needs no signature). A resumed session's
@@ -134,6 +146,11 @@ class TlsContext {
   // For the admin /certs page: our own chain and the trust bundle, as loaded.
   const std::vector<CertificateInfo>& certificate_chain_info() const { return chain_info_; }
   const std::vector<CertificateInfo>& trust_bundle_info() const { return bundle_info_; }
+  // Federated trust domains with the roots loaded for each (empty without federation).
+  const std::map<std::string, std::vector<CertificateInfo>, std::less<>>& federated_bundle_info()
+      const {
+    return federated_info_;
+  }
 
  private:
   friend class TlsSession;
@@ -151,6 +168,14 @@ class TlsContext {
   // Verification is done by TlsSession against this store (not the SSL_CTX's) so that the error
   // reported can say exactly what was wrong.
   bssl::UniquePtr<X509_STORE> trust_store_;
+  // Federation: the local domain and its aliases (verified by trust_store_), and one store per
+  // federated domain. An empty local domain means no per-domain selection.
+  std::string local_trust_domain_;
+  std::vector<std::string> trust_domain_aliases_;
+  std::map<std::string, bssl::UniquePtr<X509_STORE>, std::less<>> federated_stores_;
+  std::map<std::string, std::vector<CertificateInfo>, std::less<>> federated_info_;
+  // The store a peer whose leaf is `leaf` must chain to, or an error saying why there is none.
+  absl::StatusOr<X509_STORE*> TrustStoreFor(const X509& leaf) const;
   ClientCertificateMode client_certificate_ = ClientCertificateMode::kNone;
   std::optional<SpiffeIdMatcher> peer_identity_;
   std::vector<std::string> alpn_protocols_;

@@ -406,9 +406,15 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
     *out_alert = SSL_AD_INTERNAL_ERROR;
     return absl::InternalError("no trust bundle to verify the peer against");
   }
+  // Federation: the roots of the peer's own trust domain only (TlsContext::TrustStoreFor).
+  absl::StatusOr<X509_STORE*> store = context_->TrustStoreFor(*leaf);
+  if (!store.ok()) {
+    *out_alert = SSL_AD_UNKNOWN_CA;
+    return store.status();
+  }
   bssl::UniquePtr<X509_STORE_CTX> store_ctx(X509_STORE_CTX_new());
   if (store_ctx == nullptr ||
-      !X509_STORE_CTX_init(store_ctx.get(), context_->trust_store_.get(), leaf, untrusted.get()) ||
+      !X509_STORE_CTX_init(store_ctx.get(), *store, leaf, untrusted.get()) ||
       // Our peer's role: a server checks client certificates and vice versa (extendedKeyUsage).
       !X509_STORE_CTX_set_default(store_ctx.get(),
                                   context_->is_server() ? "ssl_client" : "ssl_server")) {
@@ -455,7 +461,8 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
         *out_alert = SSL_AD_UNKNOWN_CA;
         return absl::UnauthenticatedError(
             absl::StrCat(who, " is not issued by a trusted CA (issuer \"", IssuerName(*bad),
-                         "\" is not in the trust bundle)"));
+                         "\" is not in the trust bundle",
+                         context_->local_trust_domain_.empty() ? "" : " of its trust domain", ")"));
       case X509_V_ERR_HOSTNAME_MISMATCH:
       case X509_V_ERR_IP_ADDRESS_MISMATCH:
         *out_alert = SSL_AD_BAD_CERTIFICATE;

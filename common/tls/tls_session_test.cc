@@ -1,6 +1,7 @@
 #include "common/tls/tls_session.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -497,6 +498,150 @@ TEST_P(TlsSessionTest, UntrustedCaRejected) {
   EXPECT_EQ(pair.server->alert_sent(), -1);
 }
 
+// SPIFFE federation (ADR 0101): the server trusts "cluster.local" (root_) and federates
+// "other.example" (other_root_); each domain's certificates verify against its own roots only.
+TlsContextConfig FederatedServer(const TlsContextConfig& base, const TestCa& foreign_root) {
+  TlsContextConfig config = base;
+  config.local_trust_domain = "cluster.local";
+  config.federated_bundles_pem["other.example"] = foreign_root.cert_pem();
+  return config;
+}
+
+constexpr char kForeign[] = "spiffe://other.example/ns/x/sa/y";
+
+// `base` presenting `cert` as its client certificate.
+TlsContextConfig PresentingCertificate(TlsContextConfig base, const TestCertificate& cert) {
+  base.certificate_chain_pem = cert.chain_pem;
+  base.private_key_pem = cert.key_pem;
+  return base;
+}
+
+TEST_P(TlsSessionTest, FederatedPeerVerifiedByItsOwnDomainsRoots) {
+  const TestCertificate foreign = ValueOrDie(other_root_->Issue({.spiffe_id = kForeign}));
+  const TlsContextConfig client = PresentingCertificate(ClientConfig(false), foreign);
+  TlsContextConfig server =
+      FederatedServer(ServerConfig(*backend_, ClientCertificateMode::kRequire), *other_root_);
+  server.peer_identity = Ids({kForeign});
+  Pair pair = MakePair(client, server);
+  pair.Handshake();
+  ASSERT_TRUE(pair.server->handshake_complete()) << pair.server->status();
+  EXPECT_EQ(pair.server->peer_spiffe_id(), kForeign);
+
+  // Without the federation the same client is refused.
+  TlsContextConfig plain = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  Pair refused = MakePair(client, plain);
+  refused.Handshake();
+  EXPECT_FALSE(refused.server->handshake_complete());
+  EXPECT_THAT(refused.server->status().message(), HasSubstr("not issued by a trusted CA"));
+}
+
+TEST_P(TlsSessionTest, ForeignRootCannotVouchForTheLocalDomain) {
+  // other_root_ is trusted for other.example only: a certificate it signed claiming
+  // cluster.local is checked against the local roots, and refused.
+  const TestCertificate forged = ValueOrDie(other_root_->Issue({.spiffe_id = kFrontend}));
+  const TlsContextConfig server =
+      FederatedServer(ServerConfig(*backend_, ClientCertificateMode::kRequire), *other_root_);
+  Pair pair = MakePair(PresentingCertificate(ClientConfig(false), forged), server);
+  pair.Handshake();
+  EXPECT_FALSE(pair.server->handshake_complete());
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(pair.server->status().message(),
+              HasSubstr("is not in the trust bundle of its trust domain"));
+  EXPECT_EQ(pair.server->alert_sent(), SSL_AD_UNKNOWN_CA);
+
+  // And a local root does not vouch for a federated domain either.
+  const TestCertificate forged_foreign = ValueOrDie(root_->Issue({.spiffe_id = kForeign}));
+  Pair other = MakePair(PresentingCertificate(ClientConfig(false), forged_foreign), server);
+  other.Handshake();
+  EXPECT_FALSE(other.server->handshake_complete());
+  EXPECT_THAT(other.server->status().message(), HasSubstr("not issued by a trusted CA"));
+}
+
+TEST_P(TlsSessionTest, UnknownTrustDomainAndMissingSpiffeIdRefused) {
+  TlsContextConfig server =
+      FederatedServer(ServerConfig(*backend_, ClientCertificateMode::kRequire), *other_root_);
+  for (const std::string& id : {std::string("spiffe://third.example/ns/a/sa/b"), std::string()}) {
+    const TestCertificate cert = ValueOrDie(root_->Issue({.spiffe_id = id}));
+    TlsContextConfig client = PresentingCertificate(ClientConfig(false), cert);
+    Pair pair = MakePair(client, server);
+    pair.Handshake();
+    EXPECT_FALSE(pair.server->handshake_complete()) << id;
+    EXPECT_THAT(pair.server->status().message(),
+                HasSubstr(id.empty() ? "no usable SPIFFE id" : "neither the local domain"))
+        << id;
+  }
+}
+
+TEST_P(TlsSessionTest, TrustDomainAliasVerifiedByLocalRoots) {
+  constexpr char kOld[] = "spiffe://old.example/ns/default/sa/frontend";
+  const TestCertificate old = ValueOrDie(root_->Issue({.spiffe_id = kOld}));
+  TlsContextConfig client = PresentingCertificate(ClientConfig(false), old);
+  TlsContextConfig server = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server.local_trust_domain = "cluster.local";
+  Pair without = MakePair(client, server);
+  without.Handshake();
+  EXPECT_THAT(without.server->status().message(), HasSubstr("neither the local domain"));
+
+  server.trust_domain_aliases = {"old.example"};
+  Pair with = MakePair(client, server);
+  with.Handshake();
+  ASSERT_TRUE(with.server->handshake_complete()) << with.server->status();
+  EXPECT_EQ(with.server->peer_spiffe_id(), kOld);
+}
+
+TEST(TlsFederationConfigTest, InvalidConfigurationsAreNamed) {
+  const TestCa root = ValueOrDie(TestCa::Create("root"));
+  const TestCertificate server_cert =
+      ValueOrDie(root.Issue({.spiffe_id = "spiffe://cluster.local/ns/a/sa/b"}));
+  TlsContextConfig base;
+  base.certificate_chain_pem = server_cert.chain_pem;
+  base.private_key_pem = server_cert.key_pem;
+  base.trust_bundle_pem = root.cert_pem();
+  base.client_certificate = ClientCertificateMode::kRequire;
+  struct Case {
+    std::function<void(TlsContextConfig&)> change;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {[](TlsContextConfig& c) { c.federated_bundles_pem["other.example"] = "x"; },
+       "need the local trust domain"},
+      {[](TlsContextConfig& c) { c.local_trust_domain = "Bad Domain"; }, "local trust domain"},
+      {[](TlsContextConfig& c) {
+         c.local_trust_domain = "cluster.local";
+         c.trust_domain_aliases = {"UPPER"};
+       },
+       "trust domain alias \"UPPER\""},
+      {[&](TlsContextConfig& c) {
+         c.local_trust_domain = "cluster.local";
+         c.federated_bundles_pem["cluster.local"] = root.cert_pem();
+       },
+       "is the local trust domain"},
+      {[](TlsContextConfig& c) {
+         c.local_trust_domain = "cluster.local";
+         c.federated_bundles_pem["other.example"] = "not pem";
+       },
+       "federated bundle of \"other.example\""},
+      {[&](TlsContextConfig& c) {
+         c.local_trust_domain = "cluster.local";
+         c.federated_bundles_pem["other.example"] = server_cert.chain_pem;
+       },
+       "is not a CA certificate"},
+  };
+  for (const Case& c : cases) {
+    TlsContextConfig config = base;
+    c.change(config);
+    absl::StatusOr<std::shared_ptr<const TlsContext>> ctx = TlsContext::CreateServer(config);
+    ASSERT_FALSE(ctx.ok()) << c.error;
+    EXPECT_THAT(ctx.status().message(), HasSubstr(c.error));
+  }
+  TlsContextConfig ok = base;
+  ok.local_trust_domain = "cluster.local";
+  ok.federated_bundles_pem["other.example"] = root.cert_pem();
+  absl::StatusOr<std::shared_ptr<const TlsContext>> ctx = TlsContext::CreateServer(ok);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ((*ctx)->federated_bundle_info().at("other.example").size(), 1u);
+}
+
 TEST_P(TlsSessionTest, ExpiredCertificateRejected) {
   TestCertificate expired = ValueOrDie(root_->Issue({.spiffe_id = kBackend,
                                                      .not_before_offset = -absl::Hours(48),
@@ -513,8 +658,7 @@ TEST_P(TlsSessionTest, ExpiredClientCertificateRejectedByServer) {
                                                      .not_before_offset = -absl::Hours(48),
                                                      .not_after_offset = -absl::Minutes(1)}));
   TlsContextConfig client = ClientConfig();
-  client.certificate_chain_pem = expired.chain_pem;
-  client.private_key_pem = expired.key_pem;
+  client = PresentingCertificate(client, expired);
   Pair pair = MakePair(client, ServerConfig(*backend_, ClientCertificateMode::kRequire));
   pair.Handshake();
   EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
@@ -567,8 +711,7 @@ TEST_P(TlsSessionTest, RequestedClientCertificateIsOptional) {
   // ...but one that is presented must verify.
   TestCertificate stranger = ValueOrDie(other_root_->Issue({.spiffe_id = kFrontend}));
   TlsContextConfig client = ClientConfig();
-  client.certificate_chain_pem = stranger.chain_pem;
-  client.private_key_pem = stranger.key_pem;
+  client = PresentingCertificate(client, stranger);
   Pair bad = MakePair(client, ServerConfig(*backend_, ClientCertificateMode::kRequest));
   bad.Handshake();
   EXPECT_THAT(bad.server->status().message(), HasSubstr("not issued by a trusted CA"));

@@ -274,6 +274,21 @@ absl::Status CheckPathLengths(const tls::CertificateChain& path) {
 
 }  // namespace
 
+absl::StatusOr<bssl::UniquePtr<X509_REQ>> ParseCertificateRequest(absl::string_view csr,
+                                                                  size_t max_bytes) {
+  return ParseCsr(csr, max_bytes);
+}
+
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> VerifiedRequestKey(X509_REQ* req) {
+  return VerifiedCsrKey(req);
+}
+
+absl::StatusOr<tls::CertificateChain> VerifyUpToBundle(const tls::CertificateChain& chain,
+                                                       const TrustBundle& bundle, absl::Time now,
+                                                       absl::string_view what) {
+  return VerifiedPath(chain, bundle, now, what);
+}
+
 absl::Status ValidateAuthorityOptions(const AuthorityOptions& options) {
   RETURN_IF_ERROR(Annotate(tls::ValidateTrustDomain(options.trust_domain), "trust_domain"));
   if (options.default_ttl <= absl::ZeroDuration()) {

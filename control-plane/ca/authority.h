@@ -89,6 +89,18 @@ class TrustBundle {
   tls::CertificateChain roots_;
 };
 
+// The checks Sign() makes, for signers outside the control plane (kubernetes_csr_signer.h): a
+// PKCS#10 request (PEM or DER, at most `max_bytes`) parsed; its public key, after checking that it
+// signed the request and is ECDSA P-256; `chain[0]` verified at `now` up to a root of `bundle`
+// through the rest of `chain` (the path found, the root last). InvalidArgument saying what is
+// wrong (`what` names chain[0]).
+absl::StatusOr<bssl::UniquePtr<X509_REQ>> ParseCertificateRequest(absl::string_view csr,
+                                                                  size_t max_bytes);
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> VerifiedRequestKey(X509_REQ* req);
+absl::StatusOr<tls::CertificateChain> VerifyUpToBundle(const tls::CertificateChain& chain,
+                                                       const TrustBundle& bundle, absl::Time now,
+                                                       absl::string_view what);
+
 class CertificateAuthority {
  public:
   // File names inside the directory given to LoadOrGenerateRoot.

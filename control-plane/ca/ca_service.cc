@@ -35,6 +35,23 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
                         "label of the CA's private key in the token"),
       flags::StringFlag("--ca-pkcs11-pin-file", "FILE", &options.pkcs11.pin_file,
                         "file holding the token's user PIN"),
+      flags::StringFlag("--ca-csr-signer-name", "NAME", &options.csr.signer_name,
+                        "sign workload certificates through the Kubernetes "
+                        "CertificateSigningRequest API with this signerName (an external "
+                        "signer approves and signs; add its root with --ca-trust-bundle)"),
+      {.name = "--ca-csr-timeout",
+       .value = "DURATION",
+       .help = "how long a workload certificate waits for the CSR API's signer (default 30s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::Duration d;
+             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+               return absl::InvalidArgumentError(
+                   absl::StrCat("--ca-csr-timeout: \"", v, "\" is not a positive duration"));
+             }
+             options.csr.timeout = d;
+             return absl::OkStatus();
+           }},
       flags::StringFlag("--ca-trust-bundle", "FILE", &options.trust_bundle_file,
                         "extra trusted roots (root rotation; the root if not in the chain)"),
       flags::StringFlag("--trust-domain", "NAME", &options.authority.trust_domain,
@@ -268,11 +285,29 @@ absl::Status CaService::Init() {
     LOG(INFO) << "ca: Kubernetes service-account attestation is off (no --kubernetes-api and "
                  "not in a pod)";
   }
+  if (!options_.csr.signer_name.empty()) {
+    if (options_.kubernetes.api.empty()) {
+      return absl::InvalidArgumentError(
+          "CA: --ca-csr-signer-name needs the Kubernetes API (--kubernetes-api, or run in a pod)");
+    }
+    absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
+        kubernetes::KubernetesApi::Create(control_plane_.loop(), options_.kubernetes);
+    if (!api.ok()) {
+      return absl::Status(api.status().code(), absl::StrCat("CA: ", api.status().message()));
+    }
+    csr_api_ = *std::move(api);
+    csr_signer_ = std::make_unique<KubernetesCsrSigner>(control_plane_.loop(), *csr_api_,
+                                                        control_plane_.stats(), options_.csr);
+    LOG(INFO) << "ca: workload certificates are signed through the Kubernetes CSR API by signer "
+              << options_.csr.signer_name << " (waiting at most "
+              << absl::FormatDuration(options_.csr.timeout) << " for each)";
+  }
   service_ = std::make_unique<CertificateService>(
       authority_, join_tokens_.get(), token_reviewer_.get(), control_plane_.stats(),
       control_plane_.clock(),
       CertificateServiceOptions{.token_review = options_.token_review,
-                                .store_worker = &control_plane_.store_worker()});
+                                .store_worker = &control_plane_.store_worker(),
+                                .csr_signer = csr_signer_.get()});
   control_plane_.api().SetTokenHandler([this](const http::ServerRequest& request) {
     return api::HandleTokenRequest(*join_tokens_, request);
   });

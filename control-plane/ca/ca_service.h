@@ -42,6 +42,7 @@
 #include "control-plane/ca/authority.h"
 #include "control-plane/ca/ca_source.h"
 #include "control-plane/ca/certificate_service.h"
+#include "control-plane/ca/kubernetes_csr_signer.h"
 #include "control-plane/ca/pkcs11_signer.h"
 #include "control-plane/identity/join_tokens.h"
 #include "control-plane/identity/kubernetes_reviewer.h"
@@ -60,6 +61,11 @@ struct CaServiceOptions {
   // The key in a PKCS#11 token (--ca-pkcs11-*) instead of --ca-key; with --ca-cert. Read at start,
   // not reloaded. Off while module_path is empty.
   Pkcs11SignerOptions pkcs11;
+  // --ca-csr-signer-name ("": off) and --ca-csr-timeout: workload certificates signed by the
+  // Kubernetes CSR API's signer for that signerName (kubernetes_csr_signer.h); needs the
+  // Kubernetes API. The CA above still gives the trust bundle (add the signer's root with
+  // --ca-trust-bundle) and the control plane's own certificates.
+  KubernetesCsrSignerOptions csr;
   // --ca-secret NAMESPACE/NAME ("": none) and its layout; excludes --ca-cert/--ca-key.
   std::string secret;
   SecretLayout secret_layout = SecretLayout::kAuto;
@@ -152,6 +158,9 @@ class CaService {
   // Destroyed before the state they read.
   std::vector<StatsRegistry::CollectorHandle> collectors_;
   std::unique_ptr<kubernetes::KubernetesApi> secret_api_;
+  // The Kubernetes CSR API signer and its client (--ca-csr-signer-name); null when off.
+  std::unique_ptr<kubernetes::KubernetesApi> csr_api_;
+  std::unique_ptr<KubernetesCsrSigner> csr_signer_;
   // Destroyed first: its callbacks call into the members above, its requests use secret_api_.
   std::unique_ptr<CaSource> source_;
 };

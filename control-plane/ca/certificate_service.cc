@@ -76,7 +76,7 @@ void CertificateService::Refuse(const std::shared_ptr<ServerCall>& call, absl::s
       "meshlet_ca_requests_refused_total",
       "Certificate requests refused, by reason (no_credential, attestation_failed, "
       "identity_mismatch, revoked, renewal_needs_token, invalid_request, not_configured, "
-      "store_busy, internal).",
+      "store_busy, internal, signer_denied and signer_failed: the Kubernetes CSR API's signer).",
       {{"reason", std::string(reason)}});
   if (counter.ok()) counter->Inc();
   LOG(WARN) << "certificate request from " << call->peer_address().ToString() << " refused ("
@@ -287,6 +287,10 @@ void CertificateService::Complete(const std::shared_ptr<ServerCall>& call,
     Refuse(call, "internal", absl::InternalError(id.status().message()));
     return;
   }
+  if (options_.csr_signer != nullptr) {
+    SignExternally(call, request, *id, attestation);
+    return;
+  }
   absl::StatusOr<IssuedCertificate> issued = authority_->Sign(
       request.csr_pem(), *id, absl::Seconds(request.ttl_seconds()), attested->lineage);
   if (!issued.ok()) {
@@ -294,6 +298,50 @@ void CertificateService::Complete(const std::shared_ptr<ServerCall>& call,
            issued.status());
     return;
   }
+  Answer(call, *issued, attestation);
+}
+
+void CertificateService::SignExternally(const std::shared_ptr<ServerCall>& call,
+                                        const CreateCertificateRequest& request,
+                                        const tls::SpiffeId& id, Attestation attestation) {
+  const std::string spiffe_id = id.ToString();
+  if (absl::Status fit = CheckCsrForSigner(request.csr_pem(), spiffe_id); !fit.ok()) {
+    Refuse(call, "invalid_request", fit);
+    return;
+  }
+  // The lifetime this CA would give (its default, capped), for the signer to shorten if it must.
+  const absl::Duration asked = request.ttl_seconds() > 0 ? absl::Seconds(request.ttl_seconds())
+                                                         : authority_->options().default_ttl;
+  const absl::Duration ttl = std::min(asked, authority_->options().max_ttl);
+  options_.csr_signer->Sign(
+      request.csr_pem(), spiffe_id, ttl,
+      [this, alive = alive_, call, csr = request.csr_pem(), spiffe_id, attestation,
+       authority = authority_](absl::StatusOr<std::string> chain) {
+        if (!*alive) return;
+        if (!chain.ok()) {
+          Refuse(call, absl::IsPermissionDenied(chain.status()) ? "signer_denied" : "signer_failed",
+                 chain.status());
+          return;
+        }
+        IssuedCertificate issued;
+        if (absl::Status ok =
+                CheckIssuedChain(*chain, csr, spiffe_id, authority->trust_bundle_pem(), absl::Now(),
+                                 &issued.not_before, &issued.not_after, &issued.serial_hex);
+            !ok.ok()) {
+          Refuse(call, "signer_failed", absl::InternalError(ok.message()));
+          return;
+        }
+        issued.chain_pem = *std::move(chain);
+        issued.trust_bundle_pem = authority->trust_bundle_pem();
+        issued.spiffe_id = spiffe_id;
+        Answer(call, issued, attestation);
+      });
+}
+
+void CertificateService::Answer(const std::shared_ptr<ServerCall>& call,
+                                const IssuedCertificate& issued_certificate,
+                                Attestation attestation) {
+  const IssuedCertificate* issued = &issued_certificate;
   CreateCertificateResponse response;
   response.set_certificate_chain_pem(issued->chain_pem);
   response.set_trust_bundle_pem(issued->trust_bundle_pem);

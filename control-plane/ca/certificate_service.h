@@ -35,6 +35,7 @@
 #include "common/http/grpc/server.h"
 #include "common/stats/stats.h"
 #include "control-plane/ca/authority.h"
+#include "control-plane/ca/kubernetes_csr_signer.h"
 #include "control-plane/identity/join_tokens.h"
 #include "control-plane/identity/token_review.h"
 #include "control-plane/identity/workload_identity.h"
@@ -51,6 +52,13 @@ struct CertificateServiceOptions {
   // Redeems join tokens there (the store may be slow); null: on the loop thread. Not owned; must
   // outlive the service.
   StoreWorker* store_worker = nullptr;
+  // Set: workload certificates are signed by the Kubernetes CSR API's signer
+  // (kubernetes_csr_signer.h) instead of the authority, which still gives the trust bundle and
+  // signs nothing for workloads. The request's SAN must be exactly the attested identity, and the
+  // answer must be a leaf for the request's key and identity that verifies up to the trust
+  // bundle. Its certificates carry no attestation: their renewals count as
+  // certificate_unattested. Not owned; must outlive the service.
+  KubernetesCsrSigner* csr_signer = nullptr;
 };
 
 class CertificateService {
@@ -93,6 +101,13 @@ class CertificateService {
                   Attestation attestation, std::function<absl::StatusOr<Attested>()> work);
   // A TokenReview's verdict on `token`, bound to its pod (TokenReviewPolicy::require_bound_pod).
   absl::StatusOr<Attested> ReviewedPod(const std::string& response, const std::string& token) const;
+  // Answers with what the Kubernetes CSR API's signer issues for `id` (options_.csr_signer).
+  void SignExternally(const std::shared_ptr<http::grpc::ServerCall>& call,
+                      const meshlet::ca::v1::CreateCertificateRequest& request,
+                      const tls::SpiffeId& id, Attestation attestation);
+  // The response for an issued certificate, counted and logged.
+  void Answer(const std::shared_ptr<http::grpc::ServerCall>& call, const IssuedCertificate& issued,
+              Attestation attestation);
   // Ends the call with `status` (not OK), logging and counting `reason`.
   void Refuse(const std::shared_ptr<http::grpc::ServerCall>& call, absl::string_view reason,
               const absl::Status& status);

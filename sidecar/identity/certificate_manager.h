@@ -94,6 +94,11 @@ class CertificateManager {
   // to `on_rotated`, then renewed on the usual schedule from now. An error leaves the manager
   // unstarted (Start() may follow).
   absl::Status StartWith(WorkloadCertificate certificate);
+  // The control plane's early-renewal request (step 4 of a CA rotation): renew the current
+  // certificate within `delay` (the control plane picks it in [0, jitter)). Counted in
+  // meshlet_workload_certificate_early_renewals_total; no effect before the first certificate or
+  // while a request is in flight or retried.
+  void RenewEarly(absl::Duration delay);
 
   // The certificate in use; null before the first one arrived.
   const WorkloadCertificate* current() const { return current_ ? &*current_ : nullptr; }
@@ -136,6 +141,7 @@ class CertificateManager {
   Gauge not_before_, not_after_;  // Unix seconds of the current certificate
   Counter rotations_;
   Counter failures_;
+  Counter early_renewals_;
 };
 
 }  // namespace meshlet::sidecar::identity

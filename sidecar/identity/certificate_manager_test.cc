@@ -168,6 +168,21 @@ TEST_F(CertificateManagerTest, RotatesAtAboutHalfTheLifetimeWithAFreshKey) {
   EXPECT_EQ(Count("meshlet_workload_certificate_rotations_total"), 2u);
 }
 
+TEST_F(CertificateManagerTest, RenewsEarlyWhenTheControlPlaneAsks) {
+  ca_.lifetime = absl::Hours(1);  // the usual renewal is half an hour away
+  auto manager = Make();
+  manager->RenewEarly(absl::ZeroDuration());  // before the first certificate: nothing to renew
+  manager->Start();
+  ASSERT_TRUE(loop_.RunUntil([&] { return rotated_.size() == 1; }, std::chrono::seconds(5)));
+  const std::string first = rotated_[0].serial_hex;
+  manager->RenewEarly(absl::Milliseconds(50));
+  ASSERT_TRUE(loop_.RunUntil([&] { return rotated_.size() == 2; }, std::chrono::seconds(5)))
+      << "no renewal after the early-renewal request";
+  EXPECT_NE(rotated_[1].serial_hex, first);
+  EXPECT_EQ(Count("meshlet_workload_certificate_early_renewals_total"), 2u);
+  EXPECT_EQ(ca_.requests, 2);
+}
+
 TEST_F(CertificateManagerTest, RetriesUntilTheFirstCertificateArrives) {
   ca_.failures_to_inject = 3;
   auto manager = Make();

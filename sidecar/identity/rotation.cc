@@ -94,6 +94,10 @@ std::optional<MonotonicTime> CertificateRotation::NextWakeup() const {
   return std::nullopt;
 }
 
+void CertificateRotation::RenewBy(MonotonicTime at) {
+  if (state_ == State::kValid && at < *renew_at_) renew_at_ = at;
+}
+
 void CertificateRotation::RequestStarted() {
   CHECK(state_ != State::kRequesting) << "a certificate request is already in flight";
   state_ = State::kRequesting;

@@ -75,6 +75,10 @@ class CertificateRotation {
   std::optional<MonotonicTime> NextWakeup() const;
 
   void RequestStarted();
+  // The control plane asks for an early renewal (a CA rotation, ADR 0097): a valid certificate
+  // is renewed no later than `at`. No effect in other states (a request is in flight or being
+  // retried already) or when the renewal is due sooner anyway.
+  void RenewBy(MonotonicTime at);
   // A certificate valid until `not_after` (wall clock) arrived.
   void Issued(absl::Time not_after);
   void Failed();

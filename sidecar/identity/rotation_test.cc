@@ -53,6 +53,21 @@ TEST_F(RotationTest, RenewsAtHalfTheLifetime) {
   EXPECT_DOUBLE_EQ(*rotation.SecondsToExpiry(), 86400);
 }
 
+TEST_F(RotationTest, RenewByBringsTheRenewalForwardNeverBack) {
+  CertificateRotation rotation({}, clock_, random_);
+  rotation.RenewBy(clock_.Now());  // no certificate yet: nothing to bring forward
+  EXPECT_EQ(rotation.state(), State::kNoCertificate);
+  Issue(rotation, absl::Hours(24));
+  rotation.RenewBy(clock_.Now() + hours(20));  // later than the usual renewal: ignored
+  EXPECT_EQ(rotation.NextWakeup(), clock_.Now() + hours(12));
+  rotation.RenewBy(clock_.Now() + seconds(30));
+  EXPECT_EQ(rotation.NextWakeup(), clock_.Now() + seconds(30));
+  clock_.Advance(seconds(29));
+  EXPECT_FALSE(rotation.RequestDue());
+  clock_.Advance(seconds(1));
+  EXPECT_TRUE(rotation.RequestDue());
+}
+
 TEST_F(RotationTest, JitterSpreadsRenewalsOverTenPercentEachSide) {
   CertificateRotation early({}, clock_, random_);
   Issue(early, absl::Hours(10), /*jitter_draw=*/0.0);

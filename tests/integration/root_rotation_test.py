@@ -165,7 +165,8 @@ class RotationHarness(unittest.TestCase):
             "--node-address=127.0.0.1", f"--node-port={app.port}",
             f"--node-label=meshlet.io/inbound-port={inbound}",
             f"--node-label=meshlet.io/outbound-port={outbound}",
-            f"--join-token-file={token_file}", f"--cert-ttl={TTL[service]}", concurrency=1)
+            f"--join-token-file={token_file}", f"--cert-ttl={TTL.get(service, '40s')}",
+            concurrency=1)
         s.name, s.outbound, s.inbound = service, outbound, inbound
         self.sidecars[service] = s
         return s
