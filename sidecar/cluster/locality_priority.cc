@@ -4,9 +4,8 @@
 
 namespace meshlet::sidecar::cluster {
 
-LocalityLoad ComputeLocalityLoad(
-    const std::array<LocalityLevelCounts, kLocalityLevels>& levels,
-    uint32_t overprovisioning_percent) {
+LocalityLoad ComputeLocalityLoad(const std::array<LocalityLevelCounts, kLocalityLevels>& levels,
+                                 uint32_t overprovisioning_percent) {
   LocalityLoad load{};
   uint32_t all_hosts = 0;
   uint32_t remaining = 100;
@@ -15,8 +14,7 @@ LocalityLoad ComputeLocalityLoad(
     all_hosts += l.total;
     if (l.total == 0 || remaining == 0) continue;
     const uint64_t healthy = std::min(l.healthy, l.total);
-    const uint64_t share = std::min<uint64_t>(
-        100, healthy * overprovisioning_percent / l.total);
+    const uint64_t share = std::min<uint64_t>(100, healthy * overprovisioning_percent / l.total);
     const uint32_t take = std::min<uint32_t>(remaining, static_cast<uint32_t>(share));
     load[i] = take;
     remaining -= take;
@@ -60,6 +58,36 @@ int PickLocalityLevel(const LocalityLoad& load, uint32_t random_percent) {
     if (random_percent < acc) return i;
   }
   return last;
+}
+
+bool LocalLevelOverloaded(uint32_t inflight, uint32_t healthy_hosts, uint32_t latency_ms,
+                          const LocalitySpillThresholds& thresholds) {
+  if (thresholds.max_inflight_per_host > 0 &&
+      uint64_t{inflight} >
+          uint64_t{thresholds.max_inflight_per_host} * std::max(healthy_hosts, 1u)) {
+    return true;
+  }
+  return thresholds.max_latency_ms > 0 && latency_ms > thresholds.max_latency_ms;
+}
+
+LocalityPick PickLocality(const LocalityLoad& load, uint32_t random_percent, bool local_overloaded,
+                          const std::array<LocalityLevelCounts, kLocalityLevels>& levels) {
+  LocalityPick pick;
+  pick.level = PickLocalityLevel(load, random_percent);
+  if (pick.level != 0) {
+    pick.decision = LocalityDecision::kFailover;
+    return pick;
+  }
+  if (local_overloaded) {
+    for (int i = 1; i < kLocalityLevels; ++i) {
+      if (levels[i].healthy > 0) {
+        pick.level = i;
+        pick.decision = LocalityDecision::kSpillover;
+        return pick;
+      }
+    }
+  }
+  return pick;
 }
 
 }  // namespace meshlet::sidecar::cluster

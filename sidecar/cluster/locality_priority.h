@@ -34,4 +34,28 @@ LocalityLoad ComputeLocalityLoad(
 // Picks a level for `random_percent` in [0, 100) from a computed load.
 int PickLocalityLevel(const LocalityLoad& load, uint32_t random_percent);
 
+// Spill-over (HAZL-style): the local level is overloaded when its in-flight
+// requests per healthy host or its recent latency exceed a threshold; a
+// threshold of 0 disables that test.
+struct LocalitySpillThresholds {
+  uint32_t max_inflight_per_host = 0;
+  uint32_t max_latency_ms = 0;
+};
+
+bool LocalLevelOverloaded(uint32_t inflight, uint32_t healthy_hosts, uint32_t latency_ms,
+                          const LocalitySpillThresholds& thresholds);
+
+enum class LocalityDecision { kLocal, kFailover, kSpillover };
+
+struct LocalityPick {
+  int level = 0;
+  LocalityDecision decision = LocalityDecision::kLocal;
+};
+
+// Picks a level and names why: level 0 is kLocal unless it is overloaded, in
+// which case the pick moves to the next level with healthy hosts (kSpillover);
+// any other level is kFailover.
+LocalityPick PickLocality(const LocalityLoad& load, uint32_t random_percent, bool local_overloaded,
+                          const std::array<LocalityLevelCounts, kLocalityLevels>& levels);
+
 }  // namespace meshlet::sidecar::cluster
