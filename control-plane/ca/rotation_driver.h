@@ -52,9 +52,9 @@ class RotationActuator {
 
 struct RotationDriverCounters {
   uint64_t ticks = 0;
-  uint64_t steps = 0;             // transitions persisted by this replica
-  uint64_t save_conflicts = 0;    // another replica wrote first
-  uint64_t store_errors = 0;      // Load/Save failed otherwise
+  uint64_t steps = 0;           // transitions persisted by this replica
+  uint64_t save_conflicts = 0;  // another replica wrote first
+  uint64_t store_errors = 0;    // Load/Save failed otherwise
   uint64_t renewals_requested = 0;
 };
 
@@ -83,7 +83,7 @@ class RotationDriver {
   std::function<bool()> is_leader_;
   RotationState state_;
   std::vector<SidecarObservation> observations_;
-  RotationDecision last_;  // the last decision taken as leader
+  RotationDecision last_;                               // the last decision taken as leader
   absl::flat_hash_map<std::string, absl::Time> asked_;  // node → when step 4 last asked it
   RotationDriverCounters counters_;
 };

@@ -48,9 +48,8 @@ CertificateManager::CertificateManager(event::Loop& loop, CertificateSigner& sig
     if (expiry.ok()) expiry_seconds_ = *expiry;
     if (rotations.ok()) rotations_ = *rotations;
     if (failures.ok()) failures_ = *failures;
-    auto early = shard.RegisterCounter(
-        "meshlet_workload_certificate_early_renewals_total",
-        "Early renewals the control plane asked for (CA rotation).");
+    auto early = shard.RegisterCounter("meshlet_workload_certificate_early_renewals_total",
+                                       "Early renewals the control plane asked for (CA rotation).");
     if (early.ok()) early_renewals_ = *early;
   }
 }
@@ -64,7 +63,8 @@ void CertificateManager::Start() {
 
 void CertificateManager::RenewEarly(absl::Duration delay) {
   early_renewals_.Inc();
-  rotation_.RenewBy(clock_.Now() + absl::ToChronoNanoseconds(std::max(delay, absl::ZeroDuration())));
+  rotation_.RenewBy(clock_.Now() +
+                    absl::ToChronoNanoseconds(std::max(delay, absl::ZeroDuration())));
   if (rotation_.state() == CertificateRotation::State::kValid) Arm();
 }
 
