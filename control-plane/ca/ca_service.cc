@@ -39,19 +39,9 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
                         "sign workload certificates through the Kubernetes "
                         "CertificateSigningRequest API with this signerName (an external "
                         "signer approves and signs; add its root with --ca-trust-bundle)"),
-      {.name = "--ca-csr-timeout",
-       .value = "DURATION",
-       .help = "how long a workload certificate waits for the CSR API's signer (default 30s)",
-       .set =
-           [&options](absl::string_view v) {
-             absl::Duration d;
-             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-               return absl::InvalidArgumentError(
-                   absl::StrCat("--ca-csr-timeout: \"", v, "\" is not a positive duration"));
-             }
-             options.csr.timeout = d;
-             return absl::OkStatus();
-           }},
+      flags::PositiveDurationFlag(
+          "--ca-csr-timeout", &options.csr.timeout,
+          "how long a workload certificate waits for the CSR API's signer (default 30s)"),
       flags::StringFlag("--ca-trust-bundle", "FILE", &options.trust_bundle_file,
                         "extra trusted roots (root rotation; the root if not in the chain)"),
       flags::StringFlag("--trust-domain", "NAME", &options.authority.trust_domain,
