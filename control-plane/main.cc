@@ -248,6 +248,26 @@ int main(int argc, char** argv) {
           }
         }
       });
+  // A CA rotation watches what the sidecars report of their trust bundle and certificate, and in
+  // step 4 asks them, through the trust-bundle Secret, to renew from the new signer.
+  ca.SetObservationSource([&telemetry](absl::Time since) {
+    std::vector<meshlet::controlplane::ca::SidecarObservation> out;
+    for (auto& report : telemetry.CertificateReports(since)) {
+      out.push_back({.node = std::move(report.node),
+                     .acked_roots = std::move(report.trust_bundle_roots),
+                     .leaf_issuer = std::move(report.issuer)});
+    }
+    return out;
+  });
+  ca.AddRenewalListener(
+      [&xds](const std::optional<meshlet::controlplane::ca::RenewalRound>& round) {
+        if (!round.has_value()) {
+          xds.SetCertificateRenewal("", 0, 0);
+          return;
+        }
+        xds.SetCertificateRenewal(round->signer, round->round,
+                                  static_cast<uint32_t>(absl::ToInt64Seconds(round->window)));
+      });
   // A live tap reaches the sidecars connected to the other replicas through them.
   if (xds.tap() != nullptr) {
     xds.tap()->SetPeers(

@@ -414,3 +414,18 @@ CertificateInfo DescribeCertificate(const X509& cert) {
 }
 
 }  // namespace meshlet::tls
+
+namespace meshlet::tls {
+
+std::string IssuerFingerprint(const X509& leaf, const CertificateChain& candidates) {
+  X509* subject = const_cast<X509*>(&leaf);
+  for (const auto& candidate : candidates) {
+    if (X509_check_issued(candidate.get(), subject) != X509_V_OK) continue;
+    bssl::UniquePtr<EVP_PKEY> key(X509_get_pubkey(candidate.get()));
+    if (key != nullptr && X509_verify(subject, key.get()) == 1)
+      return Sha256Fingerprint(*candidate);
+  }
+  return "";
+}
+
+}  // namespace meshlet::tls

@@ -92,6 +92,9 @@ std::string Sha256Fingerprint(const X509& cert);
 // colons between the bytes, in either case, or what openssl prints ("SHA256 Fingerprint=AB:CD:..."
 // or the bare hex). Returns the Sha256Fingerprint form; InvalidArgument says what is wrong.
 absl::StatusOr<std::string> ParseSha256Fingerprint(absl::string_view text);
+// The Sha256Fingerprint of the certificate among `candidates` that issued `leaf` (its subject is
+// the leaf's issuer and its key verifies the leaf's signature); "" when none did.
+std::string IssuerFingerprint(const X509& leaf, const CertificateChain& candidates);
 
 // A plain summary for display (admin /certs) and logs.
 struct CertificateInfo {

@@ -314,7 +314,7 @@ bool PolicyApi::CallsStore(const ServerRequest& request) {
   absl::string_view rest;
   return !ResourcePrefixOf(request.path()).empty() ||
          (Under(request.path(), kRegistryPrefix, &rest) &&
-          (Under(rest, "/tokens") || Under(rest, "/operator-tokens")));
+          (Under(rest, "/tokens") || Under(rest, "/operator-tokens") || rest == "/ca/rotation"));
 }
 
 absl::string_view PolicyApi::Operation(const ServerRequest& request) {
@@ -455,6 +455,12 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
   }
   if (absl::StartsWith(rest, "/proxies/") && absl::EndsWith(rest, "/config-dump")) {
     return RequestSidecarConfig(request, rest);
+  }
+  if (rest == "/ca/rotation") {
+    if (!ca_rotation_) {
+      return Error(503, "ServiceUnavailable", "the certificate authority is not running");
+    }
+    return ca_rotation_(request);
   }
   if (request.method() != "GET") {
     return api::MethodNotAllowed("GET");

@@ -527,12 +527,53 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
     ASSIGN_OR_RETURN(std::string pem, tls::CertificateToPem(*cert));
     ca->intermediates_pem_ += pem;
   }
+  ca->signer_fingerprint_ = tls::Sha256Fingerprint(*chain.front());
+  if (!path.empty()) ca->root_fingerprint_ = tls::Sha256Fingerprint(*path.back());
   ca->signing_cert_ = std::move(chain.front());
   ca->signer_ = std::move(signer);
   ca->trust_bundle_pem_ = bundle.ToPem();
   ca->trust_bundle_ = std::move(bundle);
   RETURN_IF_ERROR(ca->CheckIssuedLeafVerifies());
   return ca;
+}
+
+namespace {
+
+// Signs with another authority's Signer (WithTrustBundle); that authority outlives it.
+class BorrowedSigner : public Signer {
+ public:
+  explicit BorrowedSigner(const Signer& signer) : signer_(signer) {}
+  SignerKeyType key_type() const override { return signer_.key_type(); }
+  absl::StatusOr<std::string> SignSha256(absl::string_view data) const override {
+    return signer_.SignSha256(data);
+  }
+  std::string Describe() const override { return signer_.Describe(); }
+
+ private:
+  const Signer& signer_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const CertificateAuthority>> CertificateAuthority::WithTrustBundle(
+    std::shared_ptr<const CertificateAuthority> base, absl::string_view trust_bundle_pem) {
+  ASSIGN_OR_RETURN(TrustBundle bundle, TrustBundle::FromPem(trust_bundle_pem));
+  tls::CertificateChain chain;
+  chain.push_back(bssl::UpRef(base->signing_cert_));
+  if (!base->intermediates_pem_.empty()) {
+    ASSIGN_OR_RETURN(tls::CertificateChain rest,
+                     tls::ParsePemCertificates(base->intermediates_pem_));
+    for (auto& cert : rest) {
+      if (X509_cmp(cert.get(), base->signing_cert_.get()) != 0) chain.push_back(std::move(cert));
+    }
+  }
+  // The authority that owns the key: `base`, or the one `base` itself borrows from.
+  std::shared_ptr<const CertificateAuthority> owner = base->base_ != nullptr ? base->base_ : base;
+  ASSIGN_OR_RETURN(std::unique_ptr<CertificateAuthority> ca,
+                   Build(std::move(chain), std::make_unique<BorrowedSigner>(*owner->signer_),
+                         std::move(bundle), base->options_, base->clock_));
+  ca->base_ = std::move(owner);
+  return std::shared_ptr<const CertificateAuthority>(std::move(ca));
 }
 
 absl::Status CertificateAuthority::CheckIssuedLeafVerifies() const {

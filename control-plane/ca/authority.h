@@ -173,6 +173,16 @@ class CertificateAuthority {
   const TrustBundle& trust_bundle() const { return trust_bundle_; }
   const X509& signing_certificate() const { return *signing_cert_; }
   const AuthorityOptions& options() const { return options_; }
+  // SHA-256 hex of the signing certificate, and of the root of the bundle its chain verifies up
+  // to (what a rotation records and the sidecars report).
+  const std::string& signer_fingerprint() const { return signer_fingerprint_; }
+  const std::string& root_fingerprint() const { return root_fingerprint_; }
+
+  // The same signing material (key shared with `base`, which it keeps alive) with another trust
+  // bundle: what a CA rotation serves while the bundle holds two roots. InvalidArgument when the
+  // bundle does not parse or the signing chain does not verify up to one of its roots.
+  static absl::StatusOr<std::shared_ptr<const CertificateAuthority>> WithTrustBundle(
+      std::shared_ptr<const CertificateAuthority> base, absl::string_view trust_bundle_pem);
 
  private:
   CertificateAuthority(const AuthorityOptions& options, const Clock& clock)
@@ -199,6 +209,9 @@ class CertificateAuthority {
   std::string intermediates_pem_;
   TrustBundle trust_bundle_;
   std::string trust_bundle_pem_;
+  std::string signer_fingerprint_, root_fingerprint_;
+  // WithTrustBundle's authorities sign through their base's Signer.
+  std::shared_ptr<const CertificateAuthority> base_;
 };
 
 // "spiffe://<trust_domain>/ns/<ns>/sa/<sa>", validated.

@@ -70,6 +70,16 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
           "how often the CA files or Secret are checked for a new version, taken without a "
           "restart once valid (default 10s; 0: never)",
           "10s"),
+      flags::PositiveDurationFlag(
+          "--ca-rotation-interval", &options.rotation_interval,
+          "how often a CA rotation (meshctl ca rotate) is checked and moved to its next step "
+          "(default 5s)",
+          "5s"),
+      flags::PositiveDurationFlag(
+          "--ca-rotation-report-max-age", &options.rotation_report_max_age,
+          "a sidecar whose last report of its trust bundle and certificate is older than this "
+          "is no longer part of the mesh a CA rotation waits for (default 60s)",
+          "60s"),
   };
 }
 
@@ -143,6 +153,7 @@ CaService::~CaService() {
   if (service_ != nullptr) {
     control_plane_.api().SetTokenHandler(nullptr);
     control_plane_.api().SetCaStatus(nullptr);
+    control_plane_.api().SetCaRotationHandler(nullptr);
   }
 }
 
@@ -251,6 +262,8 @@ absl::Status CaService::Init() {
                         absl::StrCat("CA: ", authority.status().message()));
   }
   authority_ = *std::move(authority);
+  configured_ = authority_;
+  configured_description_ = source;
   SetState(*authority_, source);
   RegisterStats();
   // A revocation is kept for as long as a certificate bought before it can live.
@@ -311,6 +324,7 @@ absl::Status CaService::Init() {
         });
   });
   purge_timer_->EnableRepeating(std::chrono::hours(1));
+  StartRotation();
   if (source_ != nullptr) {
     source_->Start();
     if (options_.reload_interval > Duration::zero()) {
@@ -378,13 +392,8 @@ void CaService::RegisterStats() {
 
 void CaService::OnValid(std::shared_ptr<const CertificateAuthority> authority,
                         const std::string& description) {
-  // The previous CA stays alive until every listener has moved off it.
-  std::shared_ptr<const CertificateAuthority> previous = std::move(authority_);
-  authority_ = std::move(authority);
-  service_->SetAuthority(authority_);
-  control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
-  for (const AuthorityListener& listener : listeners_) listener(*authority_);
-  SetState(*authority_, description);
+  configured_ = std::move(authority);
+  configured_description_ = description;
   {
     absl::MutexLock lock(&state_mutex_);
     state_.last_result = "ok";
@@ -393,12 +402,25 @@ void CaService::OnValid(std::shared_ptr<const CertificateAuthority> authority,
     ++state_.reloads_ok;
   }
   reload_ok_.Inc();
+  // Serves it, or what a running rotation composes from it.
+  Recompose();
+}
+
+void CaService::Use(std::shared_ptr<const CertificateAuthority> authority,
+                    const std::string& description) {
+  if (authority == authority_) return;
+  // The previous CA stays alive until every listener has moved off it.
+  std::shared_ptr<const CertificateAuthority> previous = std::move(authority_);
+  authority_ = std::move(authority);
+  service_->SetAuthority(authority_);
+  control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
+  for (const AuthorityListener& listener : listeners_) listener(*authority_);
+  SetState(*authority_, description);
   const tls::CertificateInfo signer = tls::DescribeCertificate(authority_->signing_certificate());
-  LOG(INFO) << "ca: new signing material from " << description << ": issuing as \""
-            << signer.subject << "\" (issuer \"" << signer.issuer << "\", "
-            << tls::Sha256Fingerprint(authority_->signing_certificate()) << ", expires "
-            << absl::FormatTime(signer.not_after) << "), " << authority_->trust_bundle().size()
-            << " root(s) in the trust bundle; previously \""
+  LOG(INFO) << "ca: signing material from " << description << ": issuing as \"" << signer.subject
+            << "\" (issuer \"" << signer.issuer << "\", " << authority_->signer_fingerprint()
+            << ", expires " << absl::FormatTime(signer.not_after) << "), "
+            << authority_->trust_bundle().size() << " root(s) in the trust bundle; previously \""
             << tls::SubjectName(previous->signing_certificate()) << "\"";
 }
 
@@ -470,7 +492,8 @@ std::string CaService::StatusJson() const {
       JsonQuote(state_.last_result.empty()
                     ? ""
                     : absl::FormatTime(absl::RFC3339_sec, state_.last_reload, absl::UTCTimeZone())),
-      R"(,"ok":)", state_.reloads_ok, R"(,"refused":)", state_.reloads_refused, "}}\n");
+      R"(,"ok":)", state_.reloads_ok, R"(,"refused":)", state_.reloads_refused, R"(},"rotation":)",
+      state_.rotation_json, "}\n");
 }
 
 absl::Status CaService::Register(http::grpc::Server& grpc_server) {

@@ -22,6 +22,17 @@
 // "signing" or "root": notAfter of the signing certificate and of each trust-bundle root, Unix
 // seconds).
 //
+// Orchestrated rotation (rotation.h, ADR 0097): `meshctl ca rotate` records a request in the
+// store (POST /api/v1/ca/rotation, admin; DELETE aborts; GET shows it). Every
+// --ca-rotation-interval each replica runs the RotationDriver on the store worker (the store's
+// revision check lets one replica take each step) and serves what the persisted step says:
+// the configured material (idle, requested, aborted), it with the new root added to the trust
+// bundle (distributing), or the new material — read from the Secret or files the request named
+// and watched like the configured source — signing, with both roots (reissuing) and then without
+// the old one (complete), until the configured source itself holds the new material. The
+// observations are the sidecars' own reports (SetObservationSource), no older than
+// --ca-rotation-report-max-age.
+//
 // Kubernetes service-account attestation is on when an API server is known (--kubernetes-api, or
 // KUBERNETES_SERVICE_HOST/PORT inside a pod): tokens are then reviewed by that API server
 // (KubernetesTokenReviewer). Otherwise such requests are refused with FAILED_PRECONDITION.
@@ -30,6 +41,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +56,8 @@
 #include "control-plane/ca/certificate_service.h"
 #include "control-plane/ca/kubernetes_csr_signer.h"
 #include "control-plane/ca/pkcs11_signer.h"
+#include "control-plane/ca/rotation.h"
+#include "control-plane/ca/rotation_driver.h"
 #include "control-plane/identity/join_tokens.h"
 #include "control-plane/identity/kubernetes_reviewer.h"
 #include "control-plane/server/control_plane.h"
@@ -71,6 +85,10 @@ struct CaServiceOptions {
   SecretLayout secret_layout = SecretLayout::kAuto;
   // How often the files or the Secret are looked at for a new version; zero: never.
   Duration reload_interval = std::chrono::seconds(10);
+  // How often a rotation is looked at (and advanced), and how old a sidecar's last report may
+  // be to count it as part of the mesh.
+  Duration rotation_interval = std::chrono::seconds(5);
+  Duration rotation_report_max_age = std::chrono::seconds(60);
   AuthorityOptions authority;
   // Kubernetes service-account attestation; off while kubernetes.api is empty.
   identity::KubernetesApiOptions kubernetes;
@@ -83,7 +101,8 @@ CaServiceOptions DefaultCaServiceOptions();
 // The CA's flags for the control plane's command line (control-plane/command_line.h), writing
 // into `options`: --ca-cert FILE, --ca-key FILE, --ca-trust-bundle FILE, --trust-domain NAME,
 // --cert-ttl DURATION (default lifetime, 24h), --cert-max-ttl DURATION (cap, 24h), --ca-secret
-// NAMESPACE/NAME, --ca-secret-layout auto|tls|cacerts, --ca-reload-interval DURATION (10s; 0: off).
+// NAMESPACE/NAME, --ca-secret-layout auto|tls|cacerts, --ca-reload-interval DURATION (10s; 0: off),
+// --ca-rotation-interval DURATION (5s), --ca-rotation-report-max-age DURATION (60s).
 std::vector<flags::Flag> CaFlags(CaServiceOptions& options);
 // Kubernetes service-account attestation: --kubernetes-api ADDRESS, --kubernetes-token-file FILE,
 // --kubernetes-ca-file FILE, --kubernetes-audience NAME (meshlet), --kubernetes-timeout DURATION
@@ -117,6 +136,18 @@ class CaService {
     listeners_.push_back(std::move(listener));
   }
 
+  // A rotation's observations: each sidecar's latest report (node, the roots of its trust
+  // bundle, its certificate's issuer; leaf_root is filled here) not older than `since`. Loop
+  // thread; set before the loop runs. Unset: a rotation sees no sidecar.
+  using ObservationSource = std::function<std::vector<SidecarObservation>(absl::Time since)>;
+  void SetObservationSource(ObservationSource source) { observations_ = std::move(source); }
+  // Called on the loop thread when step 4's renewal round changes (nullopt: none), for the
+  // trust-bundle Secret. Call before the loop runs.
+  using RenewalListener = std::function<void(const std::optional<RenewalRound>&)>;
+  void AddRenewalListener(RenewalListener listener) {
+    renewal_listeners_.push_back(std::move(listener));
+  }
+
   // What `meshctl ca status` shows: the signing material in use, where it came from, the last
   // reload's outcome. JSON; any thread.
   std::string StatusJson() const;
@@ -128,6 +159,10 @@ class CaService {
     absl::Time not_after;
     std::vector<std::pair<std::string, absl::Time>> roots;  // fingerprint, notAfter
     std::vector<std::string> root_subjects;
+    std::string rotation_json = "null";  // RotationJson() as of the last tick
+    std::string rotation_kind = "root", rotation_step = "idle";
+    // A complete rotation's source while the configured source does not hold its material.
+    std::string rotation_unadopted;
     std::string last_result;  // "", ok, invalid, unreadable
     std::string last_message;
     absl::Time last_reload;
@@ -142,10 +177,31 @@ class CaService {
   void OnInvalid(bool unreadable, const absl::Status& reason);
   void PostSecretEvent(const std::string& note);
   void RegisterStats();
+  // Switches the CA in use to `authority` (CertificateService, trust bundle, listeners).
+  void Use(std::shared_ptr<const CertificateAuthority> authority, const std::string& description);
+
+  // Rotation (ca_service_rotation.cc).
+  void StartRotation();
+  void RotationTick();
+  // Serves `rotation` (the persisted state the last tick read).
+  void ServeRotation(const RotationState& state, std::optional<RenewalRound> renewal);
+  // The authority the rotation's state says to serve, from configured_ and staged_.
+  void Recompose();
+  // The rotation's source while its new material is needed ("": not needed).
+  std::string NeededSource() const;
+  // Keeps staged_source_ reading the material `source` names ("": none); `blocking`: the first
+  // version is read before returning (at start).
+  void StageSource(const std::string& source, bool blocking);
+  http::ServerResponse HandleRotation(const http::ServerRequest& request);
+  std::string RotationJson() const;
 
   ControlPlane& control_plane_;
   const CaServiceOptions options_;
+  // In use (served): configured_, or what a rotation composed from it and staged_.
   std::shared_ptr<const CertificateAuthority> authority_;
+  // The configured material (--ca-cert/--ca-key, --ca-secret, generated), as last loaded.
+  std::shared_ptr<const CertificateAuthority> configured_;
+  std::string configured_description_;
   std::unique_ptr<identity::JoinTokens> join_tokens_;
   std::unique_ptr<identity::KubernetesTokenReviewer> token_reviewer_;
   std::unique_ptr<CertificateService> service_;
@@ -161,7 +217,27 @@ class CaService {
   // The Kubernetes CSR API signer and its client (--ca-csr-signer-name); null when off.
   std::unique_ptr<kubernetes::KubernetesApi> csr_api_;
   std::unique_ptr<KubernetesCsrSigner> csr_signer_;
+  // Rotation: the persisted state as the last tick read it, the new material it names (and any
+  // error reading it), and what was composed from them. The driver runs on the store worker.
+  ObservationSource observations_;
+  std::vector<RenewalListener> renewal_listeners_;
+  std::optional<RenewalRound> renewal_;
+  RotationState rotation_;
+  std::shared_ptr<const CertificateAuthority> staged_;
+  std::optional<absl::Status> staged_error_;
+  std::string staged_name_;
+  std::string composed_key_;  // signer + bundle of the authority a rotation composed
+  // The store record, the driver and its observer/actuator: used on the store worker, shared
+  // with the work in flight there.
+  struct RotationMachine;
+  std::shared_ptr<RotationMachine> rotation_machine_;
+  std::unique_ptr<event::Timer> rotation_timer_;
+  bool rotation_tick_running_ = false;
+  MonotonicTime rotation_started_;
+  Counter rotation_steps_, rotation_conflicts_, rotation_store_errors_, rotation_serve_errors_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Destroyed first: its callbacks call into the members above, its requests use secret_api_.
+  std::unique_ptr<CaSource> staged_source_;
   std::unique_ptr<CaSource> source_;
 };
 

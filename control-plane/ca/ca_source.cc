@@ -167,6 +167,16 @@ void CaSource::Start() {
   if (options_.interval > Duration::zero()) timer_.EnableRepeating(options_.interval);
 }
 
+void CaSource::LoadNow() {
+  if (!options_.secret.has_value()) {
+    // The files are read at once rather than after a poll of settling.
+    seen_signature_ = FilesSignature();
+    settling_ = true;
+  }
+  Poll();
+  Start();
+}
+
 void CaSource::Poll() {
   if (options_.secret.has_value()) {
     PollSecret();

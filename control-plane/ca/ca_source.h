@@ -98,6 +98,10 @@ class CaSource {
   absl::StatusOr<std::shared_ptr<const CertificateAuthority>> LoadInitial(std::string* description);
   // Polls every `interval` from now on (nothing with a zero interval).
   void Start();
+  // Instead of LoadInitial() and Start(), without blocking: reads the source now (on_valid or
+  // on_invalid with the first version; for a Secret once the API server answers), then polls as
+  // Start() does.
+  void LoadNow();
 
   const CaSourceOptions& options() const { return options_; }
   // "files <chain>, <key>" or "Secret <ns>/<name>".

@@ -1,6 +1,7 @@
 #include "control-plane/ca/rotation.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <utility>
@@ -15,9 +16,9 @@
 namespace meshlet::controlplane::ca {
 namespace {
 
-constexpr RotationStep kSteps[] = {RotationStep::kIdle, RotationStep::kDistributing,
-                                   RotationStep::kReissuing, RotationStep::kComplete,
-                                   RotationStep::kAborted};
+constexpr RotationStep kSteps[] = {RotationStep::kIdle,         RotationStep::kRequested,
+                                   RotationStep::kDistributing, RotationStep::kReissuing,
+                                   RotationStep::kComplete,     RotationStep::kAborted};
 
 std::string TimeText(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
@@ -37,6 +38,8 @@ absl::string_view RotationStepName(RotationStep step) {
   switch (step) {
     case RotationStep::kIdle:
       return "idle";
+    case RotationStep::kRequested:
+      return "requested";
     case RotationStep::kDistributing:
       return "distributing";
     case RotationStep::kReissuing:
@@ -49,18 +52,24 @@ absl::string_view RotationStepName(RotationStep step) {
   return "unknown";
 }
 
+bool RotationRunning(RotationStep step) {
+  return step == RotationStep::kRequested || step == RotationStep::kDistributing ||
+         step == RotationStep::kReissuing;
+}
+
 std::string RotationState::ToText() const {
   return absl::StrCat("kind=", RotationKindName(kind), "\nstep=", RotationStepName(step),
                       "\nold_root=", old_root, "\nnew_root=", new_root, "\nold_signer=", old_signer,
-                      "\nnew_signer=", new_signer, "\nsource=", source,
+                      "\nnew_signer=", new_signer, "\nsource=", source, "\nnote=", note,
                       "\nstarted=", TimeText(started), "\nstep_since=", TimeText(step_since),
                       "\nbundle_ack_timeout=", absl::FormatDuration(limits.bundle_ack_timeout),
                       "\nrenewals_per_second=", limits.renewals_per_second,
                       "\nrenewal_jitter=", absl::FormatDuration(limits.renewal_jitter),
                       "\nrenewal_retry=", absl::FormatDuration(limits.renewal_retry),
                       "\nrenewals_requested=", renewals_requested,
-                      "\nlast_renewal_grant=", TimeText(last_renewal_grant),
-                      "\nrenewal_credit=", renewal_credit, "\n");
+                      "\nrenewal_round=", renewal_round,
+                      "\nrenewal_round_since=", TimeText(renewal_round_since),
+                      "\nrenewal_window=", absl::FormatDuration(renewal_window), "\n");
 }
 
 absl::StatusOr<RotationState> RotationState::FromText(absl::string_view text) {
@@ -117,27 +126,29 @@ absl::StatusOr<RotationState> RotationState::FromText(absl::string_view text) {
                            {"new_root", &s.new_root},
                            {"old_signer", &s.old_signer},
                            {"new_signer", &s.new_signer},
-                           {"source", &s.source}}) {
+                           {"source", &s.source},
+                           {"note", &s.note}}) {
     auto value = field(name);
     if (!value.ok()) return value.status();
     *out = *value;
   }
   for (auto [name, out] : {std::pair{"started", &s.started},
                            {"step_since", &s.step_since},
-                           {"last_renewal_grant", &s.last_renewal_grant}}) {
+                           {"renewal_round_since", &s.renewal_round_since}}) {
     if (absl::Status st = time(name, out); !st.ok()) return st;
   }
   for (auto [name, out] : {std::pair{"bundle_ack_timeout", &s.limits.bundle_ack_timeout},
                            {"renewal_jitter", &s.limits.renewal_jitter},
-                           {"renewal_retry", &s.limits.renewal_retry}}) {
+                           {"renewal_retry", &s.limits.renewal_retry},
+                           {"renewal_window", &s.renewal_window}}) {
     if (absl::Status st = duration(name, out); !st.ok()) return st;
   }
   auto rate = field("renewals_per_second");
-  auto credit = field("renewal_credit");
+  auto round = field("renewal_round");
   auto requested = field("renewals_requested");
-  if (!rate.ok() || !credit.ok() || !requested.ok() ||
+  if (!rate.ok() || !round.ok() || !requested.ok() ||
       !absl::SimpleAtod(*rate, &s.limits.renewals_per_second) ||
-      !absl::SimpleAtod(*credit, &s.renewal_credit) ||
+      !absl::SimpleAtoi(*round, &s.renewal_round) ||
       !absl::SimpleAtoi(*requested, &s.renewals_requested)) {
     return absl::InvalidArgumentError("rotation state: bad renewal counters");
   }
@@ -155,6 +166,7 @@ absl::StatusOr<RotationState> Rotation::Begin(const RotationState& current, Rota
                      RotationStepName(current.step), " since ", TimeText(current.step_since),
                      "; finish or abort it first"));
   }
+  if (current.step == RotationStep::kRequested) now = std::min(now, current.started);
   if (kind == RotationKind::kRoot && old_root == new_root) {
     return absl::InvalidArgumentError("the new root is the root in use");
   }
@@ -179,15 +191,41 @@ absl::StatusOr<RotationState> Rotation::Begin(const RotationState& current, Rota
   s.step_since = now;
   // Step 1 for a root; an intermediate needs no bundle change and starts at step 3.
   s.step = kind == RotationKind::kRoot ? RotationStep::kDistributing : RotationStep::kReissuing;
-  s.last_renewal_grant = now;
+  return s;
+}
+
+absl::StatusOr<RotationState> Rotation::Request(const RotationState& current, RotationKind kind,
+                                                std::string source, RotationLimits limits,
+                                                absl::Time now) {
+  if (RotationRunning(current.step)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a ", RotationKindName(current.kind), " rotation is in step ",
+                     RotationStepName(current.step), " since ", TimeText(current.step_since),
+                     "; finish or abort it first"));
+  }
+  if (source.empty()) return absl::InvalidArgumentError("no new material named");
+  if (!(limits.renewals_per_second > 0)) {
+    return absl::InvalidArgumentError("renewals per second must be above zero");
+  }
+  if (limits.renewal_jitter < absl::ZeroDuration() ||
+      limits.renewal_retry <= absl::ZeroDuration() ||
+      limits.bundle_ack_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "the renewal jitter must not be negative, the retry and ACK timeout above zero");
+  }
+  RotationState s;
+  s.kind = kind;
+  s.step = RotationStep::kRequested;
+  s.source = std::move(source);
+  s.limits = limits;
+  s.started = now;
+  s.step_since = now;
   return s;
 }
 
 void Rotation::Enter(RotationStep step, absl::Time now) {
   state_.step = step;
   state_.step_since = now;
-  state_.last_renewal_grant = now;
-  state_.renewal_credit = 0;
 }
 
 RotationDecision Rotation::Advance(const std::vector<SidecarObservation>& sidecars,
@@ -234,11 +272,8 @@ RotationDecision Rotation::Reissuing(const std::vector<SidecarObservation>& side
     return state_.kind == RotationKind::kRoot ? s.leaf_root == state_.old_root
                                               : s.leaf_issuer == state_.old_signer;
   };
-  std::vector<const SidecarObservation*> to_ask;
   for (const SidecarObservation& s : sidecars) {
-    if (!stale(s)) continue;
-    d.waiting.push_back(s.node);
-    if (now - s.renewal_requested >= state_.limits.renewal_retry) to_ask.push_back(&s);
+    if (stale(s)) d.waiting.push_back(s.node);
   }
   std::sort(d.waiting.begin(), d.waiting.end());
   if (d.waiting.empty()) {
@@ -252,41 +287,29 @@ RotationDecision Rotation::Reissuing(const std::vector<SidecarObservation>& side
     d.changed = true;
     return d;
   }
-  // Step 4: a token bucket of renewals_per_second, at most one second of burst.
-  double elapsed = absl::ToDoubleSeconds(now - state_.last_renewal_grant);
-  double credit =
-      std::min(state_.renewal_credit + std::max(0.0, elapsed) * state_.limits.renewals_per_second,
-               std::max(1.0, state_.limits.renewals_per_second));
-  std::sort(
-      to_ask.begin(), to_ask.end(),
-      [](const SidecarObservation* a, const SidecarObservation* b) { return a->node < b->node; });
-  int64_t jitter_ns = absl::ToInt64Nanoseconds(state_.limits.renewal_jitter);
-  for (const SidecarObservation* s : to_ask) {
-    if (credit < 1) break;
-    credit -= 1;
-    uint64_t h = absl::HashOf(s->node, state_.new_signer);
-    absl::Duration delay =
-        jitter_ns > 0
-            ? absl::Nanoseconds(static_cast<int64_t>(h % static_cast<uint64_t>(jitter_ns)))
-            : absl::ZeroDuration();
-    d.renew.push_back({s->node, delay});
-  }
-  if (!d.renew.empty() || credit != state_.renewal_credit) {
-    state_.renewal_credit = credit;
-    state_.last_renewal_grant = now;
-    state_.renewals_requested += d.renew.size();
-    d.changed = !d.renew.empty();
+  // Step 4: a round asks every sidecar still behind (the Secret names the new signer); the
+  // next one starts when a round's window and renewal_retry have passed with sidecars left.
+  if (state_.renewal_round == 0 ||
+      now - state_.renewal_round_since >= state_.renewal_window + state_.limits.renewal_retry) {
+    ++state_.renewal_round;
+    state_.renewal_round_since = now;
+    state_.renewal_window = std::max(state_.limits.renewal_jitter,
+                                     absl::Seconds(std::ceil(static_cast<double>(d.waiting.size()) /
+                                                             state_.limits.renewals_per_second)));
+    state_.renewals_requested += d.waiting.size();
+    d.renewal_round_started = true;
+    d.changed = true;
   }
   d.message = absl::StrCat(
       state_.kind == RotationKind::kRoot ? "step 5: " : "reissuing: ", d.waiting.size(), " of ",
       sidecars.size(), " sidecars still hold a certificate from the old ",
-      state_.kind == RotationKind::kRoot ? "root" : "intermediate", "; ", d.renew.size(),
-      " asked to renew now");
+      state_.kind == RotationKind::kRoot ? "root" : "intermediate", "; renewal round ",
+      state_.renewal_round, " (", absl::FormatDuration(state_.renewal_window), " window)");
   return d;
 }
 
-absl::Status Rotation::Abort(absl::Time now) {
-  if (state_.step != RotationStep::kDistributing) {
+absl::Status Rotation::Abort(absl::Time now, std::string note) {
+  if (state_.step != RotationStep::kDistributing && state_.step != RotationStep::kRequested) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot abort in step ", RotationStepName(state_.step),
         state_.step == RotationStep::kReissuing ? ": signing already switched to the new material; "
@@ -294,6 +317,8 @@ absl::Status Rotation::Abort(absl::Time now) {
                                                 : ": no rotation is running"));
   }
   Enter(RotationStep::kAborted, now);
+  std::replace(note.begin(), note.end(), '\n', ' ');
+  state_.note = std::move(note);
   return absl::OkStatus();
 }
 
@@ -306,8 +331,10 @@ std::vector<std::string> Rotation::BundleRoots() const {
     case RotationStep::kComplete:
       return {state_.new_root};
     case RotationStep::kAborted:
-      return {state_.old_root};
+      return state_.old_root.empty() ? std::vector<std::string>{}
+                                     : std::vector<std::string>{state_.old_root};
     case RotationStep::kIdle:
+    case RotationStep::kRequested:
       break;
   }
   return {};
@@ -322,9 +349,15 @@ std::string Rotation::Signer() const {
     case RotationStep::kAborted:
       return state_.old_signer;
     case RotationStep::kIdle:
+    case RotationStep::kRequested:
       break;
   }
   return "";
+}
+
+std::optional<RenewalRound> Rotation::Renewal() const {
+  if (state_.step != RotationStep::kReissuing || state_.renewal_round == 0) return std::nullopt;
+  return RenewalRound{state_.new_signer, state_.renewal_round, state_.renewal_window};
 }
 
 std::string RotationStatusJson(const RotationState& state, const RotationDecision& decision,
@@ -342,12 +375,16 @@ std::string RotationStatusJson(const RotationState& state, const RotationDecisio
                              {"old_signer", &state.old_signer},
                              {"new_signer", &state.new_signer},
                              {"source", &state.source},
+                             {"note", &state.note},
                              {"message", &decision.message}}) {
     absl::StrAppend(&out, ",\"", name, "\":");
     AppendJsonString(&out, *value);
   }
   absl::StrAppend(&out, ",\"ack_timed_out\":", decision.ack_timed_out ? "true" : "false",
-                  ",\"renewals_requested\":", state.renewals_requested, ",\"waiting\":");
+                  ",\"renewals_requested\":", state.renewals_requested,
+                  ",\"renewal_round\":", state.renewal_round,
+                  ",\"renewal_window_seconds\":", absl::ToInt64Seconds(state.renewal_window),
+                  ",\"waiting\":");
   AppendJsonStringArray(&out, decision.waiting);
   absl::StrAppend(&out, ",\"sidecars\":[");
   for (size_t i = 0; i < sidecars.size(); ++i) {

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace meshlet::controlplane::ca {
 
 RotationDriver::RotationDriver(RotationStore& store, RotationObserver& observer,
@@ -18,15 +20,36 @@ absl::StatusOr<RotationDecision> RotationDriver::Tick(absl::Time now) {
   Rotation rotation(std::move(loaded->state));
   const RotationStep before = rotation.state().step;
   RotationDecision decision;
-  const bool running = rotation.state().step == RotationStep::kDistributing ||
-                       rotation.state().step == RotationStep::kReissuing;
-  if (running && is_leader_()) {
-    observations_ = observer_.Observe();
-    for (SidecarObservation& s : observations_) {
-      auto it = asked_.find(s.node);
-      if (it != asked_.end()) s.renewal_requested = it->second;
+  if (RotationRunning(before) && is_leader_()) {
+    if (before == RotationStep::kRequested) {
+      // Step 0: the new material, read where the request named it, decides how to begin.
+      absl::StatusOr<MaterialFingerprints> material = observer_.Material(rotation.state());
+      absl::StatusOr<RotationState> begun = absl::UnavailableError("");
+      if (material.ok()) {
+        begun = Rotation::Begin(rotation.state(), rotation.state().kind, material->old_root,
+                                material->new_root, material->old_signer, material->new_signer,
+                                rotation.state().source, rotation.state().limits, now);
+      } else if (material.status().code() == absl::StatusCode::kUnavailable) {
+        decision.message = absl::StrCat("reading the new material: ", material.status().message());
+      } else {
+        begun = material.status();
+      }
+      if (begun.ok()) {
+        rotation = Rotation(*std::move(begun));
+        decision.changed = true;
+        decision.message = rotation.state().step == RotationStep::kDistributing
+                               ? "step 1: the trust bundle holds the old and the new root"
+                               : "step 3: signing switched to the new intermediate";
+      } else if (begun.status().code() != absl::StatusCode::kUnavailable) {
+        (void)rotation.Abort(now, absl::StrCat("the new material (", rotation.state().source,
+                                               ") was refused: ", begun.status().message()));
+        decision.changed = true;
+        decision.message = rotation.state().note;
+      }
+    } else {
+      observations_ = observer_.Observe();
+      decision = rotation.Advance(observations_, now);
     }
-    decision = rotation.Advance(observations_, now);
     last_ = decision;
     if (decision.changed) {
       absl::StatusOr<int64_t> saved = store_.Save(rotation.state(), loaded->revision);
@@ -40,17 +63,11 @@ absl::StatusOr<RotationDecision> RotationDriver::Tick(absl::Time now) {
         return saved.status();
       }
       if (rotation.state().step != before) ++counters_.steps;
+      if (decision.renewal_round_started) ++counters_.renewal_rounds;
     }
   }
   state_ = rotation.state();
-  if (state_.step == RotationStep::kIdle) return decision;
-  actuator_.Serve(rotation.BundleRoots(), rotation.Signer());
-  for (const RotationDecision::Renewal& r : decision.renew) {
-    actuator_.RequestRenewal(r.node, r.delay);
-    asked_[r.node] = now;
-    ++counters_.renewals_requested;
-  }
-  if (state_.step != RotationStep::kReissuing) asked_.clear();
+  actuator_.Serve(rotation);
   return decision;
 }
 

@@ -2,17 +2,16 @@
 
 // RotationDriver: drives the rotation state machine (rotation.h) on the control plane's timer.
 // Each Tick() reads the persisted state from the store, and
-//   - on the replica holding the leader lease (`is_leader`), gathers the observations (which
-//     sidecars ACKed a bundle with the new root, which root and signer their live certificate
-//     chains to), advances the state at most one step, and persists the new state with the
+//   - on the replica holding the leader lease (`is_leader`): for a requested rotation, asks the
+//     observer for the fingerprints of the material in use and of the new material, and begins
+//     the rotation (or aborts it with the reason the new material was refused); for a running one,
+//     gathers the observations (the roots each sidecar's trust bundle holds, the signer of its
+//     live certificate), advances the state at most one step, and persists the new state with the
 //     store's optimistic concurrency BEFORE acting on it; a replica that loses the race acts on
 //     nothing this tick and reads the winner's state on the next;
-//   - on every replica, serves what the persisted state says: the trust-bundle roots and the
-//     signing certificate (so replicas agree, and a restarted control plane resumes from the
-//     store with no state of its own);
-//   - on the leader in step 4, hands the early-renewal requests (node, jittered delay) to the
-//     actuator, at the rate the state's limits allow, and remembers when it asked each sidecar
-//     (in memory: after a restart a sidecar is asked again, which is harmless).
+//   - on every replica, hands the persisted state to the actuator, which serves what it says: the
+//     trust-bundle roots, the signing certificate and step 4's renewal round (so replicas agree,
+//     and a restarted control plane resumes from the store with no state of its own).
 // An idle state serves nothing: the CA's configured material stands.
 //
 // Ownership: the store, observer and actuator are not owned and must outlive the driver.
@@ -23,31 +22,37 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "control-plane/ca/rotation.h"
 
 namespace meshlet::controlplane::ca {
 
-// Where the observations come from (the xDS server's ACKed trust-bundle versions, the
-// certificate service's record of what it issued). `renewal_requested` is filled by the driver.
+// The fingerprints (SHA-256 hex) of the material in use and of a rotation's new material.
+struct MaterialFingerprints {
+  std::string old_root, new_root, old_signer, new_signer;
+};
+
+// Where the observations come from (the sidecars' reports of their trust bundle and
+// certificate; the CA's material).
 class RotationObserver {
  public:
   virtual ~RotationObserver() = default;
   virtual std::vector<SidecarObservation> Observe() = 0;
+  // For a requested rotation: the material in use and the new material `requested.source`
+  // names, checked for `requested.kind`. Unavailable while the new material is still being read
+  // (asked again next tick); any other error aborts the rotation with that reason.
+  virtual absl::StatusOr<MaterialFingerprints> Material(const RotationState& requested) = 0;
 };
 
 // What the driver changes in the control plane.
 class RotationActuator {
  public:
   virtual ~RotationActuator() = default;
-  // The trust bundle to push (roots, fingerprints) and the signing certificate to issue with.
-  // Called on every tick of a non-idle rotation with the same values until the step changes;
-  // implementations treat an unchanged call as a no-op.
-  virtual void Serve(const std::vector<std::string>& bundle_roots, const std::string& signer) = 0;
-  // Step 4: ask `node` to renew its certificate after `delay` (over its ADS stream).
-  virtual void RequestRenewal(const std::string& node, absl::Duration delay) = 0;
+  // Serves what `rotation` says (Rotation::BundleRoots, Signer, Renewal). Called on every tick
+  // with the persisted state, idle included (serve the configured material then);
+  // implementations treat an unchanged state as a no-op.
+  virtual void Serve(const Rotation& rotation) = 0;
 };
 
 struct RotationDriverCounters {
@@ -55,7 +60,7 @@ struct RotationDriverCounters {
   uint64_t steps = 0;           // transitions persisted by this replica
   uint64_t save_conflicts = 0;  // another replica wrote first
   uint64_t store_errors = 0;    // Load/Save failed otherwise
-  uint64_t renewals_requested = 0;
+  uint64_t renewal_rounds = 0;  // step-4 rounds this replica started
 };
 
 class RotationDriver {
@@ -83,8 +88,7 @@ class RotationDriver {
   std::function<bool()> is_leader_;
   RotationState state_;
   std::vector<SidecarObservation> observations_;
-  RotationDecision last_;                               // the last decision taken as leader
-  absl::flat_hash_map<std::string, absl::Time> asked_;  // node → when step 4 last asked it
+  RotationDecision last_;  // the last decision taken as leader
   RotationDriverCounters counters_;
 };
 

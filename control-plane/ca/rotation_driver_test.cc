@@ -50,34 +50,35 @@ class FakeMesh : public RotationObserver, public RotationActuator {
     if (on_observe) on_observe();
     return sidecars;
   }
-  void Serve(const std::vector<std::string>& roots, const std::string& s) override {
-    bundle = roots;
-    signer = s;
+  absl::StatusOr<MaterialFingerprints> Material(const RotationState& requested) override {
+    EXPECT_EQ(requested.step, RotationStep::kRequested);
+    return material;
   }
-  void RequestRenewal(const std::string& node, absl::Duration delay) override {
-    EXPECT_GE(delay, absl::ZeroDuration());
-    EXPECT_LT(delay, absl::Seconds(10));
-    renewals.push_back(node);
+  void Serve(const Rotation& rotation) override {
+    bundle = rotation.BundleRoots();
+    signer = rotation.Signer();
+    renewal = rotation.Renewal();
   }
   // Every sidecar ACKs the bundle served now.
   void AckAll() {
     for (SidecarObservation& s : sidecars) s.acked_roots = bundle;
   }
-  // Sidecars asked to renew get a certificate from the current signer.
-  void RenewAsked() {
+  // Sidecars whose certificate is not from the renewal round's signer renew (all but `skip`).
+  void RenewAsked(const std::string& skip = "") {
+    ASSERT_TRUE(renewal.has_value());
     for (SidecarObservation& s : sidecars) {
-      for (const std::string& n : renewals) {
-        if (n == s.node) {
-          s.leaf_root = "root-b";
-          s.leaf_issuer = signer;
-        }
-      }
+      if (s.node == skip || s.leaf_issuer == renewal->signer) continue;
+      s.leaf_root = "root-b";
+      s.leaf_issuer = renewal->signer;
     }
   }
 
   std::vector<SidecarObservation> sidecars;
-  std::vector<std::string> bundle, renewals;
+  std::vector<std::string> bundle;
   std::string signer;
+  std::optional<RenewalRound> renewal;
+  absl::StatusOr<MaterialFingerprints> material =
+      MaterialFingerprints{"root-a", "root-b", "signer-a", "signer-b"};
   std::function<void()> on_observe;
 };
 
@@ -134,22 +135,28 @@ TEST(RotationDriverTest, WalksARootRotationAndNeverSwitchesSigningBeforeEveryAck
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(loaded->state.step, RotationStep::kReissuing);
 
-  // Step 4: renewals at 2 per second, not re-asked before renewal_retry.
+  EXPECT_FALSE(mesh.renewal.has_value()) << "a round before the switch was persisted";
+
+  // Step 4: a renewal round for the four sidecars behind: 2 a second needs a 2 s window, the
+  // 10 s jitter is longer.
   now += absl::Seconds(1);
   d = driver.Tick(now);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(mesh.renewals.size(), 2u);
+  ASSERT_TRUE(mesh.renewal.has_value());
+  EXPECT_EQ(mesh.renewal->signer, "signer-b");
+  EXPECT_EQ(mesh.renewal->round, 1u);
+  EXPECT_EQ(mesh.renewal->window, absl::Seconds(10));
+  // One sidecar does not renew: no new round before the window and renewal_retry have passed.
+  mesh.RenewAsked("d");
+  now += absl::Seconds(20);
   d = driver.Tick(now);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(mesh.renewals.size(), 2u);
-  now += absl::Seconds(1);
+  EXPECT_EQ(d->waiting, (std::vector<std::string>{"d"}));
+  EXPECT_EQ(mesh.renewal->round, 1u) << "asked again before renewal_retry";
+  now += absl::Seconds(21);
   d = driver.Tick(now);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(mesh.renewals.size(), 4u);
-  now += absl::Seconds(5);
-  d = driver.Tick(now);
-  ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(mesh.renewals.size(), 4u) << "asked again before renewal_retry";
+  EXPECT_EQ(mesh.renewal->round, 2u);
 
   // Step 5 → 6: once every live certificate chains to the new root, the old root goes.
   mesh.RenewAsked();
@@ -159,8 +166,60 @@ TEST(RotationDriverTest, WalksARootRotationAndNeverSwitchesSigningBeforeEveryAck
   EXPECT_EQ(driver.state().step, RotationStep::kComplete);
   EXPECT_EQ(mesh.bundle, (std::vector<std::string>{"root-b"}));
   EXPECT_EQ(mesh.signer, "signer-b");
+  EXPECT_FALSE(mesh.renewal.has_value());
   EXPECT_EQ(driver.counters().steps, 2u);
-  EXPECT_EQ(driver.counters().renewals_requested, 4u);
+  EXPECT_EQ(driver.counters().renewal_rounds, 2u);
+  EXPECT_EQ(driver.state().renewals_requested, 5u);
+}
+
+TEST(RotationDriverTest, ARequestBeginsWithTheNewMaterialOrAbortsNamingWhy) {
+  auto store = FileStore::Open(TempDir());
+  ASSERT_TRUE(store.ok()) << store.status();
+  RotationStore rotations(**store);
+  auto requested = Rotation::Request(RotationState{}, RotationKind::kRoot, "secret:ns/next",
+                                     RotationLimits{}, kStart);
+  ASSERT_TRUE(requested.ok()) << requested.status();
+  auto revision = rotations.Save(*requested, kMustNotExist);
+  ASSERT_TRUE(revision.ok());
+  FakeMesh mesh({"a"});
+  RotationDriver driver(rotations, mesh, mesh, [] { return true; });
+  // Still being read: the request waits, serving nothing new.
+  mesh.material = absl::UnavailableError("waiting for the API server");
+  auto d = driver.Tick(kStart + absl::Seconds(1));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(driver.state().step, RotationStep::kRequested);
+  EXPECT_TRUE(mesh.bundle.empty());
+  // Read: step 1 begins.
+  mesh.material = MaterialFingerprints{"root-a", "root-b", "signer-a", "signer-b"};
+  d = driver.Tick(kStart + absl::Seconds(2));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(driver.state().step, RotationStep::kDistributing);
+  EXPECT_EQ(driver.state().source, "secret:ns/next");
+  EXPECT_EQ(mesh.bundle, (std::vector<std::string>{"root-a", "root-b"}));
+  EXPECT_EQ(mesh.signer, "signer-a");
+
+  // A second request is refused while this one runs; after an abort, a request whose material
+  // is refused ends aborted with the reason, serving the old material.
+  auto loaded = rotations.Load();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(Rotation::Request(loaded->state, RotationKind::kRoot, "secret:ns/other",
+                              RotationLimits{}, kStart)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  Rotation aborted(loaded->state);
+  ASSERT_TRUE(aborted.Abort(kStart + absl::Seconds(3), "operator").ok());
+  auto again = Rotation::Request(aborted.state(), RotationKind::kRoot, "secret:ns/same",
+                                 RotationLimits{}, kStart + absl::Seconds(3));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(rotations.Save(*again, loaded->revision).ok());
+  mesh.material = MaterialFingerprints{"root-a", "root-a", "signer-a", "signer-a"};
+  d = driver.Tick(kStart + absl::Seconds(4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(driver.state().step, RotationStep::kAborted);
+  EXPECT_NE(driver.state().note.find("the new root is the root in use"), std::string::npos)
+      << driver.state().note;
+  EXPECT_NE(driver.StatusJson().find("secret:ns/same"), std::string::npos);
 }
 
 TEST(RotationDriverTest, FollowerServesThePersistedStateWithoutAdvancing) {
@@ -203,7 +262,7 @@ TEST(RotationDriverTest, LosingTheStoreRaceActsOnNothing) {
   // Another replica aborts between our Load and our Save.
   mesh.on_observe = [&] {
     Rotation other(BeginRoot());
-    ASSERT_TRUE(other.Abort(kStart).ok());
+    ASSERT_TRUE(other.Abort(kStart, "operator").ok());
     ASSERT_TRUE(rotations.Save(other.state(), *revision).ok());
   };
   RotationDriver driver(rotations, mesh, mesh, [] { return true; });
@@ -243,7 +302,9 @@ TEST(RotationDriverTest, ARestartedControlPlaneResumesFromTheStore) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(mesh.signer, "signer-b");
   EXPECT_EQ(mesh.bundle, (std::vector<std::string>{"root-a", "root-b"}));
-  EXPECT_EQ(mesh.renewals.size(), 2u);  // step 4 resumes: both still hold old-root certificates
+  // Step 4 resumes: both still hold old-root certificates.
+  ASSERT_TRUE(mesh.renewal.has_value());
+  EXPECT_EQ(driver.state().renewals_requested, 2u);
 }
 
 }  // namespace

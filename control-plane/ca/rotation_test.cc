@@ -112,28 +112,25 @@ TEST(RotationTest, Step4RenewsAtTheConfiguredRateWithJitterAndStep6WaitsForTheLa
   ASSERT_TRUE(rotation.Advance(sidecars, now).changed);
   ASSERT_EQ(rotation.state().step, RotationStep::kReissuing);
 
-  // 2 per second: one second later, two requests; none in the same instant again.
+  // Round 1 asks the five behind, in a window of max(10 s jitter, 5 / 2 per second) = 10 s.
   now += absl::Seconds(1);
   RotationDecision d = rotation.Advance(sidecars, now);
-  ASSERT_EQ(d.renew.size(), 2u);
+  EXPECT_TRUE(d.renewal_round_started);
+  EXPECT_TRUE(d.changed);
   EXPECT_EQ(d.waiting.size(), 5u);
-  for (const auto& r : d.renew) {
-    EXPECT_GE(r.delay, absl::ZeroDuration());
-    EXPECT_LT(r.delay, absl::Seconds(10));
-    for (auto& s : sidecars) {
-      if (s.node == r.node) s.renewal_requested = now;
-    }
-  }
-  EXPECT_NE(d.renew[0].delay, d.renew[1].delay);
-  EXPECT_TRUE(rotation.Advance(sidecars, now).renew.empty());
-  // The ones asked are not asked again before renewal_retry.
-  now += absl::Seconds(1);
+  ASSERT_TRUE(rotation.Renewal().has_value());
+  EXPECT_EQ(rotation.Renewal()->signer, "signer-b");
+  EXPECT_EQ(rotation.Renewal()->round, 1u);
+  EXPECT_EQ(rotation.Renewal()->window, absl::Seconds(10));
+  // No other round before the window and renewal_retry (30 s) have passed.
+  d = rotation.Advance(sidecars, now + absl::Seconds(39));
+  EXPECT_FALSE(d.renewal_round_started);
+  EXPECT_FALSE(d.changed);
+  EXPECT_EQ(rotation.Renewal()->round, 1u);
+  now += absl::Seconds(40);
   d = rotation.Advance(sidecars, now);
-  ASSERT_EQ(d.renew.size(), 2u);
-  for (const auto& r : d.renew) {
-    EXPECT_NE(r.node, "pod-0");
-    EXPECT_NE(r.node, "pod-1");
-  }
+  EXPECT_TRUE(d.renewal_round_started);
+  EXPECT_EQ(rotation.Renewal()->round, 2u);
   EXPECT_EQ(rotation.state().step, RotationStep::kReissuing);
 
   // Every leaf but one renewed under the new root: still waiting, old root still trusted.
@@ -147,20 +144,38 @@ TEST(RotationTest, Step4RenewsAtTheConfiguredRateWithJitterAndStep6WaitsForTheLa
   EXPECT_TRUE(d.changed);
   EXPECT_EQ(rotation.state().step, RotationStep::kComplete);
   EXPECT_EQ(rotation.BundleRoots(), (std::vector<std::string>{"root-b"}));
-  EXPECT_EQ(rotation.state().renewals_requested, 5u);
+  EXPECT_EQ(rotation.state().renewals_requested, 10u);
+  EXPECT_FALSE(rotation.Renewal().has_value());
+}
+
+TEST(RotationTest, ALargeMeshGetsAWindowThatKeepsTheRate) {
+  RotationLimits limits = Limits();
+  limits.renewals_per_second = 50;
+  auto state = Rotation::Begin(RotationState{}, RotationKind::kIntermediate, "root-a", "root-a",
+                               "int-1", "int-2", "secret:ns/next", limits, kStart);
+  ASSERT_TRUE(state.ok()) << state.status();
+  Rotation rotation(*state);
+  std::vector<SidecarObservation> sidecars;
+  for (int i = 0; i < 5000; ++i) {
+    sidecars.push_back(Sidecar(absl::StrCat("pod-", i), {"root-a"}, "root-a", "int-1"));
+  }
+  RotationDecision d = rotation.Advance(sidecars, kStart + absl::Seconds(1));
+  EXPECT_TRUE(d.renewal_round_started);
+  EXPECT_EQ(rotation.Renewal()->window, absl::Seconds(100));  // 5000 / 50 per second
 }
 
 TEST(RotationTest, AbortOnlyBeforeSigningSwitches) {
   Rotation rotation(BeginRoot());
-  ASSERT_TRUE(rotation.Abort(kStart + absl::Seconds(1)).ok());
+  ASSERT_TRUE(rotation.Abort(kStart + absl::Seconds(1), "asked by\nthe operator").ok());
   EXPECT_EQ(rotation.state().step, RotationStep::kAborted);
+  EXPECT_EQ(rotation.state().note, "asked by the operator");
   EXPECT_EQ(rotation.BundleRoots(), (std::vector<std::string>{"root-a"}));
   EXPECT_EQ(rotation.Signer(), "signer-a");
-  EXPECT_EQ(rotation.Abort(kStart).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rotation.Abort(kStart, "").code(), absl::StatusCode::kFailedPrecondition);
 
   Rotation switched(BeginRoot());
   ASSERT_TRUE(switched.Advance({}, kStart).changed);  // no sidecar: nothing to wait for
-  EXPECT_EQ(switched.Abort(kStart).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(switched.Abort(kStart, "").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(switched.state().step, RotationStep::kReissuing);
 }
 
@@ -176,8 +191,8 @@ TEST(RotationTest, IntermediateRotationKeepsTheBundleAndWaitsForTheOldSigner) {
                                               Sidecar("b", {"root-a"}, "root-a", "int-2")};
   RotationDecision d = rotation.Advance(sidecars, kStart + absl::Seconds(1));
   EXPECT_EQ(d.waiting, (std::vector<std::string>{"a"}));
-  ASSERT_EQ(d.renew.size(), 1u);
-  EXPECT_EQ(d.renew[0].node, "a");
+  EXPECT_TRUE(d.renewal_round_started);
+  EXPECT_EQ(rotation.Renewal()->signer, "int-2");
   sidecars[0].leaf_issuer = "int-2";
   EXPECT_TRUE(rotation.Advance(sidecars, kStart + absl::Seconds(2)).changed);
   EXPECT_EQ(rotation.state().step, RotationStep::kComplete);
@@ -212,8 +227,10 @@ TEST(RotationTest, StatusShowsTheStepWhoHoldsItBackAndWhichRootEachSidecarHolds)
       "{\"kind\":\"root\",\"step\":\"distributing\",\"since\":\"2027-01-15T08:00:00+00:00\","
       "\"started\":\"2027-01-15T08:00:00+00:00\",\"old_root\":\"root-a\",\"new_root\":\"root-b\","
       "\"old_signer\":\"signer-a\",\"new_signer\":\"signer-b\",\"source\":\"generated\","
-      "\"message\":\"step 2: 1 of 2 sidecars have not ACKed a bundle with the new root (past "
+      "\"note\":\"\",\"message\":\"step 2: 1 of 2 sidecars have not ACKed a bundle with the new "
+      "root (past "
       "the ACK timeout; abort or fix them)\",\"ack_timed_out\":true,\"renewals_requested\":0,"
+      "\"renewal_round\":0,\"renewal_window_seconds\":0,"
       "\"waiting\":[\"db \\\"1\\\"\"],\"sidecars\":[{\"node\":\"web-1\",\"bundle_roots\":"
       "[\"root-a\",\"root-b\"],\"leaf_root\":\"root-a\",\"leaf_issuer\":\"signer-a\"},"
       "{\"node\":\"db \\\"1\\\"\",\"bundle_roots\":[\"root-a\"],\"leaf_root\":\"root-a\","
@@ -253,7 +270,7 @@ TEST(RotationStoreTest, ResumesAfterRestartAndReplicasCannotOverwriteEachOther) 
   Rotation resumed(loaded->state);
   EXPECT_EQ(resumed.state().step, RotationStep::kReissuing);
   EXPECT_EQ(resumed.Signer(), "signer-b");
-  EXPECT_EQ(resumed.Abort(kStart).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(resumed.Abort(kStart, "").code(), absl::StatusCode::kFailedPrecondition);
   RotationDecision d = resumed.Advance({Sidecar("p", {"root-a", "root-b"}, "root-b", "signer-b")},
                                        kStart + absl::Seconds(2));
   EXPECT_TRUE(d.changed);

@@ -602,6 +602,46 @@ TEST_F(MeshctlTest, CheckWarnsOfCaCertificatesCloseToExpiry) {
   EXPECT_EQ(out.find("CN=new root"), std::string::npos) << out;
 }
 
+// ca rotate: the request names the new material and the limits given; a refusal is printed
+// with exit 1; --status shows who holds the rotation back; usage errors exit 2.
+TEST_F(MeshctlTest, CaRotateRequestsFollowsAndShowsTheRotation) {
+  api_.Answer("POST", "/api/v1/ca/rotation", 202,
+              R"({"kind":"intermediate","step":"requested","started":"t1"})");
+  EXPECT_EQ(Run({"ca", "rotate", "--intermediate", "--secret", "meshlet-system/next",
+                 "--renewals-per-second", "50", "--renewal-jitter", "1m"}),
+            0)
+      << err_.str();
+  ASSERT_FALSE(api_.requests().empty());
+  EXPECT_EQ(api_.requests().back().body,
+            R"({"kind":"intermediate","source":"secret:meshlet-system/next",)"
+            R"("renewalsPerSecond":50,"renewalJitter":"1m"})");
+  EXPECT_NE(out_.str().find("intermediate rotation requested with secret:meshlet-system/next"),
+            std::string::npos)
+      << out_.str();
+
+  api_.Answer("POST", "/api/v1/ca/rotation", 409,
+              R"({"kind":"Status","message":"a root rotation is in step distributing"})");
+  EXPECT_EQ(Run({"ca", "rotate", "--cert", "/ca/chain.pem", "--key", "/ca/key.pem"}), 1);
+  EXPECT_NE(err_.str().find("a root rotation is in step distributing"), std::string::npos)
+      << err_.str();
+  EXPECT_EQ(api_.requests().back().body,
+            R"({"kind":"root","source":"files:/ca/chain.pem,/ca/key.pem"})");
+
+  api_.Answer("GET", "/api/v1/ca/rotation", 200,
+              R"({"kind":"root","step":"distributing","since":"t2","started":"t1",)"
+              R"("source":"secret:ns/next","message":"step 2: 1 of 2 sidecars",)"
+              R"("waiting":["db-0"],"renewals_requested":0,"renewal_round":0,)"
+              R"("sidecars":[{"node":"db-0","bundle_roots":["sha256:aaaa"],"leaf_root":)"
+              R"("sha256:aaaa","leaf_issuer":"sha256:bbbb"}]})");
+  EXPECT_EQ(Run({"ca", "rotate", "--status"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("WAITING FOR"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("db-0"), std::string::npos) << out_.str();
+
+  EXPECT_EQ(Run({"ca", "rotate"}), 2);  // no new material named
+  EXPECT_EQ(Run({"ca", "rotate", "--secret", "a/b", "--cert", "/x"}), 2);
+  EXPECT_EQ(Run({"ca", "status", "--abort"}), 2);
+}
+
 // Workload certificates: a WARNING for one past its renewal time (60 % of its lifetime: renewed
 // at half, give or take a tenth) and for an expired one; none for one renewed in time.
 TEST_F(MeshctlTest, CheckWarnsOfWorkloadCertificatesNotRenewed) {

@@ -145,6 +145,8 @@ struct GoldenMetrics::Node {
   // What the sidecar says of itself, for GET /api/v1/certificates.
   std::string service, namespace_, workload;
   int64_t certificate_not_before = 0, certificate_not_after = 0;  // Unix seconds; 0: none
+  std::vector<std::string> trust_bundle_roots;
+  std::string certificate_issuer;
   absl::Time reported;
 };
 
@@ -274,6 +276,9 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
   node.workload = report.workload();
   node.certificate_not_before = report.certificate_not_before_unix();
   node.certificate_not_after = report.certificate_not_after_unix();
+  node.trust_bundle_roots.assign(report.trust_bundle_roots().begin(),
+                                 report.trust_bundle_roots().end());
+  node.certificate_issuer = report.certificate_issuer();
   node.reported = clock_.WallNow();
   node.workload_source = WorkloadSeriesSource(
       report.namespace_(), report.workload().empty() ? report.node_id() : report.workload());
@@ -556,6 +561,16 @@ ServerResponse GoldenMetrics::HandleQuery(const ServerRequest& request) {
                           std::clamp<Duration>(window, std::chrono::seconds(1), limits_.retention))
                           .count()),
                R"(,"items":[)", absl::StrJoin(items, ","), "]}\n"));
+}
+
+std::vector<GoldenMetrics::CertificateReport> GoldenMetrics::CertificateReports(
+    absl::Time since) const {
+  std::vector<CertificateReport> out;
+  for (const auto& [id, node] : nodes_) {
+    if (node.reported < since) continue;
+    out.push_back({id, node.trust_bundle_roots, node.certificate_issuer});
+  }
+  return out;
 }
 
 ServerResponse GoldenMetrics::HandleCertificates(const ServerRequest& request) const {

@@ -103,6 +103,16 @@ class GoldenMetrics {
   const GoldenHistory& history() const { return history_; }
   GoldenHistory& history() { return history_; }
 
+  // What each sidecar said last of its mesh TLS (MetricsReport.trust_bundle_roots,
+  // certificate_issuer): a CA rotation's observations (control-plane/ca/rotation.h). The
+  // sidecars whose last report is not older than `since`, sorted by node.
+  struct CertificateReport {
+    std::string node;
+    std::vector<std::string> trust_bundle_roots;
+    std::string issuer;
+  };
+  std::vector<CertificateReport> CertificateReports(absl::Time since) const;
+
   size_t series_count() const { return series_count_; }
   const GoldenMetricsLimits& limits() const { return limits_; }
 

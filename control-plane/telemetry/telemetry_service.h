@@ -142,6 +142,11 @@ class TelemetryService {
   // of this replica's certificate. Without it (a plaintext discovery port) calls are h2c.
   absl::Status SetPeerCredentials(const PeerCredentials& credentials);
   // Null with a single replica (no etcd).
+  // The sidecars' reports of their trust bundle and certificate issuer (GoldenMetrics::
+  // CertificateReports), this replica's and those forwarded to it. Loop thread.
+  std::vector<GoldenMetrics::CertificateReport> CertificateReports(absl::Time since) const {
+    return golden_.CertificateReports(since);
+  }
   const PeerForwarder* forwarder() const { return forwarder_.get(); }
 
   // Calls between replicas that other services make with the same peers and credentials (the

@@ -89,6 +89,11 @@ struct TranslateOptions {
   // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
   // them over xDS. Empty: they verify against the bundle that came with their certificate.
   std::string trust_bundle_pem;
+  // Step 4 of a CA rotation (control-plane/ca/rotation.h): the trust-bundle Secret's renewal
+  // round (xds::CertificateRenewal). Empty signer: none.
+  std::string renewal_signer;
+  uint32_t renewal_round = 0;
+  uint32_t renewal_window_seconds = 0;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;

@@ -71,6 +71,12 @@ void AddTrustBundle(const TranslationContext& ctx, NodeResources& resources) {
   xds::Secret bundle;
   bundle.set_name(std::string(kTrustBundleSecret));
   bundle.set_trust_bundle_pem(ctx.options.trust_bundle_pem);
+  if (!ctx.options.renewal_signer.empty()) {
+    xds::CertificateRenewal* renewal = bundle.mutable_renewal();
+    renewal->set_signer(ctx.options.renewal_signer);
+    renewal->set_round(ctx.options.renewal_round);
+    renewal->set_window_seconds(ctx.options.renewal_window_seconds);
+  }
   resources.secrets.push_back(std::move(bundle));
 }
 

@@ -406,6 +406,20 @@ absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
   return absl::OkStatus();
 }
 
+void XdsService::SetCertificateRenewal(std::string signer, uint32_t round,
+                                       uint32_t window_seconds) {
+  translate::TranslateOptions& t = options_.translate;
+  if (t.renewal_signer == signer && t.renewal_round == round &&
+      t.renewal_window_seconds == window_seconds) {
+    return;
+  }
+  t.renewal_signer = std::move(signer);
+  t.renewal_round = round;
+  t.renewal_window_seconds = window_seconds;
+  resources_.SetOptions(t);
+  if (ads_ != nullptr) ads_->NotifyChanged();
+}
+
 void XdsService::ReloadPolicy() {
   if (reload_running_) return;
   reload_running_ = true;

@@ -118,6 +118,9 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // can renew a workload certificate over mTLS. Call after Start(); errors leave the port as it
   // was.
   absl::Status SetTrustBundle(std::string trust_bundle_pem);
+  // A CA rotation's renewal round, carried in the trust-bundle Secret (empty signer: none;
+  // control-plane/ca/rotation.h). Loop thread; an unchanged round changes nothing.
+  void SetCertificateRenewal(std::string signer, uint32_t round, uint32_t window_seconds);
 
   // `listener` gets every policy snapshot the service loads (the current one at once, if any),
   // on the loop thread. Call on the loop thread.

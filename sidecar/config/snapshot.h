@@ -22,6 +22,7 @@
 #include "absl/base/call_once.h"
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/config/listener_config.h"
 #include "sidecar/route/route_table.h"
@@ -35,6 +36,11 @@ struct SecretConfig {
   std::string certificate_chain_pem;  // empty: a trust-bundle-only secret
   std::string private_key_pem;        // set iff certificate_chain_pem is
   std::string trust_bundle_pem;       // empty: peers cannot be verified with this secret
+  // A CA rotation's renewal round (xds::CertificateRenewal): renew a workload certificate not
+  // issued by `renewal_signer` (SHA-256 hex) within `renewal_window`. Empty signer: none.
+  std::string renewal_signer;
+  uint32_t renewal_round = 0;
+  absl::Duration renewal_window;
 };
 
 // What BuildSnapshot keeps of the resources it translated, to reuse for the next update

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
+#include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
 
 namespace meshlet::sidecar::config::translate_internal {
@@ -58,6 +59,20 @@ std::optional<SecretConfig> TranslateSecret(Errors::Scope& scope, const xds::Sec
   if (has_key && !has_cert) scope.Add("certificate_chain_pem", "required with a private key");
   if (!has_cert && !has_key && out.trust_bundle_pem.empty()) {
     scope.Add("", "needs a certificate chain and private key, a trust bundle, or both");
+  }
+  if (secret.has_renewal()) {
+    const xds::CertificateRenewal& r = secret.renewal();
+    absl::StatusOr<std::string> signer = tls::ParseSha256Fingerprint(r.signer());
+    if (!signer.ok()) {
+      scope.Add("renewal.signer", signer.status().message());
+    } else if (r.round() == 0) {
+      scope.Add("renewal.round", "must be above 0");
+    } else if (r.window_seconds() > 86400) {
+      scope.Add("renewal.window_seconds", "must be at most 86400 (a day)");
+    }
+    if (signer.ok()) out.renewal_signer = *signer;
+    out.renewal_round = r.round();
+    out.renewal_window = absl::Seconds(r.window_seconds());
   }
   if (scope.count() != before) return std::nullopt;
   return out;

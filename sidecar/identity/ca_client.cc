@@ -45,6 +45,12 @@ void GrpcCertificateSigner::SetClientCertificate(std::string certificate_chain_p
   certificate_refused_ = false;
 }
 
+void GrpcCertificateSigner::SetPushedRoots(std::string trust_bundle_pem) {
+  if (trust_bundle_pem == pushed_roots_pem_) return;
+  pushed_roots_pem_ = std::move(trust_bundle_pem);
+  channel_stale_ = true;
+}
+
 bool GrpcCertificateSigner::RenewWithCertificate() const {
   if (!options_.tls_config.has_value() || client_chain_pem_.empty()) return false;
   // A pod's certificate is renewed with the pod's own token, which the kubelet keeps fresh: the
@@ -64,8 +70,12 @@ void GrpcCertificateSigner::RequestCertificate(
   request.set_ttl_seconds(absl::ToInt64Seconds(ttl));
   request.set_spiffe_id(identity.ToString());
   const bool with_certificate = RenewWithCertificate();
-  if (with_certificate != channel_has_client_certificate_ && options_.tls_config.has_value()) {
+  if ((with_certificate != channel_has_client_certificate_ || channel_stale_) &&
+      options_.tls_config.has_value()) {
     tls::TlsContextConfig config = *options_.tls_config;
+    if (!pushed_roots_pem_.empty()) {
+      absl::StrAppend(&config.trust_bundle_pem, "\n", pushed_roots_pem_);
+    }
     if (with_certificate) {
       config.certificate_chain_pem = client_chain_pem_;
       config.private_key_pem = client_key_pem_;
@@ -80,6 +90,7 @@ void GrpcCertificateSigner::RequestCertificate(
     }
     UseChannel(tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context)));
     channel_has_client_certificate_ = with_certificate;
+    channel_stale_ = false;
   }
   if (with_certificate) {
     // Renewal: the certificate on the connection is the credential.

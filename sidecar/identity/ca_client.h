@@ -63,6 +63,12 @@ class GrpcCertificateSigner final : public CertificateSigner {
   // later requests renew with it (see above).
   void SetClientCertificate(std::string certificate_chain_pem, std::string private_key_pem,
                             absl::Time not_after);
+  // Roots the control plane pushed over the authenticated xDS stream (the mesh trust bundle),
+  // trusted beside tls_config's for the CA's server certificate from the next request on: a
+  // control plane that issues its own discovery certificate moves it to a new root during a CA
+  // rotation, and the sidecar follows without a restart. Without tls_config: ignored. The
+  // caller sets it only when tls_config checks the server's SPIFFE id.
+  void SetPushedRoots(std::string trust_bundle_pem);
 
  private:
   // Whether the next request authenticates with the workload certificate.
@@ -79,6 +85,8 @@ class GrpcCertificateSigner final : public CertificateSigner {
   std::string client_chain_pem_, client_key_pem_;
   absl::Time client_not_after_ = absl::InfinitePast();
   bool channel_has_client_certificate_ = false;
+  std::string pushed_roots_pem_;
+  bool channel_stale_ = false;        // pushed_roots_pem_ changed: rebuilt before the next request
   bool certificate_refused_ = false;  // the last renewal with it failed: use the token once
 };
 

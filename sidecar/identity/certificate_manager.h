@@ -95,7 +95,7 @@ class CertificateManager {
   // unstarted (Start() may follow).
   absl::Status StartWith(WorkloadCertificate certificate);
   // The control plane's early-renewal request (step 4 of a CA rotation): renew the current
-  // certificate within `delay` (the control plane picks it in [0, jitter)). Counted in
+  // certificate within `delay` (the sidecar picks it in the round's window). Counted in
   // meshlet_workload_certificate_early_renewals_total; no effect before the first certificate or
   // while a request is in flight or retried.
   void RenewEarly(absl::Duration delay);

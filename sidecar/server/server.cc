@@ -208,6 +208,7 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
   UpdateSharedClusters(config::ChangedClusters(*snapshot_));
+  UpdateCertificateFacts();
   ApplyOnDemandTimes();
   memory_releaser_.Notify();
   // Readiness may change with it (a first complete configuration, a capture listener): asked

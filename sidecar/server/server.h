@@ -256,6 +256,19 @@ class Server final : public admin::AdminBackend {
   // Applying a new workload certificate to the TLS contexts failed (shown by /certs).
   std::string certificate_apply_error_;
   Counter certificate_apply_failures_;
+  // A CA rotation (control-plane/ca/rotation.h) watches what the golden-metrics report says of
+  // the mesh trust bundle's roots and of the workload certificate's issuer (fingerprints,
+  // recomputed when the bundle or certificate changes), and in step 4 asks, through the
+  // trust-bundle Secret's renewal round, for a certificate from its new signer: a sidecar whose
+  // certificate has another issuer renews it once per round, at a random point in the window.
+  void UpdateCertificateFacts();
+  std::vector<std::string> trust_bundle_roots_;
+  std::string certificate_issuer_;
+  std::string facts_bundle_pem_, facts_chain_pem_;  // what the two above were computed from
+  std::string renewal_round_seen_;                  // "<signer> <round>" acted on
+  // The mesh trust bundle last pushed over xDS, also trusted for the control plane's own
+  // certificate (UpdateControlPlaneTls, the CA channel) when --xds-server-identity is set.
+  std::string pushed_roots_pem_;
   // Active health checks run here, on the main thread, for every worker (docs/adr/0011).
   std::unique_ptr<cluster::HealthCheckManager> health_checks_;
   std::vector<std::unique_ptr<event::Signal>> signals_;

@@ -123,6 +123,7 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
                  << " not applied to the control-plane connections: " << status.message();
     }
   }
+  UpdateCertificateFacts();
   // At start-up there is no snapshot yet: the first one is built with this certificate.
   if (snapshot_ == nullptr) return;
   // Rebuilds exactly the contexts whose inputs changed: those using the workload certificate.
@@ -135,6 +136,71 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
     return;
   }
   certificate_apply_error_.clear();
+}
+
+void Server::UpdateCertificateFacts() {
+  const identity::WorkloadCertificate* current =
+      certificate_manager_ != nullptr ? certificate_manager_->current() : nullptr;
+  if (current == nullptr) return;
+  // The mesh's trust bundle as the control plane pushes it (control-plane/translate/resources.h
+  // names it), else the one the CA answered with.
+  static constexpr absl::string_view kMeshTrustBundleSecret = "mesh-trust-bundle";
+  const config::SecretConfig* pushed = nullptr;
+  if (snapshot_ != nullptr) {
+    auto it = snapshot_->secrets.find(kMeshTrustBundleSecret);
+    if (it != snapshot_->secrets.end() && !it->second.trust_bundle_pem.empty())
+      pushed = &it->second;
+  }
+  const std::string& bundle =
+      pushed != nullptr ? pushed->trust_bundle_pem : current->trust_bundle_pem;
+  // Only with the control plane's identity checked: without --xds-server-identity any
+  // certificate chaining to a trusted root passes, and a mesh root would let a workload pass.
+  if (pushed != nullptr && !options_.xds_server_identity.empty() &&
+      pushed->trust_bundle_pem != pushed_roots_pem_) {
+    pushed_roots_pem_ = pushed->trust_bundle_pem;
+    if (ca_signer_ != nullptr) ca_signer_->SetPushedRoots(pushed_roots_pem_);
+    if (control_plane_tls_ != nullptr) {
+      if (absl::Status status = UpdateControlPlaneTls(); !status.ok()) {
+        LOG(ERROR) << "the pushed trust bundle not applied to the control-plane connections: "
+                   << status.message();
+      }
+    }
+  }
+  if (bundle != facts_bundle_pem_ || current->certificate_chain_pem != facts_chain_pem_) {
+    facts_bundle_pem_ = bundle;
+    facts_chain_pem_ = current->certificate_chain_pem;
+    trust_bundle_roots_.clear();
+    certificate_issuer_.clear();
+    absl::StatusOr<tls::CertificateChain> roots = tls::ParsePemCertificates(bundle);
+    absl::StatusOr<tls::CertificateChain> chain =
+        tls::ParsePemCertificates(current->certificate_chain_pem);
+    if (roots.ok()) {
+      for (const auto& root : *roots) trust_bundle_roots_.push_back(tls::Sha256Fingerprint(*root));
+    }
+    if (chain.ok() && !chain->empty()) {
+      // The issuer is the chain's next certificate, or a root when the CA signs with its root.
+      tls::CertificateChain candidates;
+      for (size_t i = 1; i < chain->size(); ++i) candidates.push_back(bssl::UpRef((*chain)[i]));
+      if (roots.ok()) {
+        for (const auto& root : *roots) candidates.push_back(bssl::UpRef(root));
+      }
+      certificate_issuer_ = tls::IssuerFingerprint(*chain->front(), candidates);
+    }
+  }
+  if (pushed == nullptr || pushed->renewal_signer.empty()) return;
+  const std::string round = absl::StrCat(pushed->renewal_signer, " ", pushed->renewal_round);
+  if (round == renewal_round_seen_) return;
+  renewal_round_seen_ = round;
+  if (certificate_issuer_ == pushed->renewal_signer) return;
+  const absl::Duration delay =
+      absl::Milliseconds(RealRandom::ThreadLocal().Uniform(static_cast<uint64_t>(
+          std::max<int64_t>(1, absl::ToInt64Milliseconds(pushed->renewal_window)))));
+  LOG(INFO) << "CA rotation: renewal round " << pushed->renewal_round << " asks for a certificate "
+            << "from " << pushed->renewal_signer << " (this one is from "
+            << (certificate_issuer_.empty() ? std::string("an unknown issuer")
+                                            : certificate_issuer_)
+            << "): renewing in " << absl::FormatDuration(delay);
+  certificate_manager_->RenewEarly(delay);
 }
 
 absl::StatusOr<net::TransportFactory> Server::ControlPlaneTransport(
@@ -150,6 +216,10 @@ absl::StatusOr<net::TransportFactory> Server::ControlPlaneTransport(
 
 absl::Status Server::UpdateControlPlaneTls() {
   tls::TlsContextConfig config = control_plane_tls_config_;
+  // The mesh roots pushed over the xDS stream, beside --xds-ca's (GrpcCertificateSigner::
+  // SetPushedRoots says why).
+  if (!pushed_roots_pem_.empty())
+    absl::StrAppend(&config.trust_bundle_pem, "\n", pushed_roots_pem_);
   const identity::WorkloadCertificate* current =
       certificate_manager_ != nullptr ? certificate_manager_->current() : nullptr;
   if (current != nullptr) {
@@ -333,6 +403,10 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
                                                : bootstrap.node.id();
   report.namespace_ = bootstrap.node.namespace_();
   report.workload = telemetry::WorkloadOfNode(report.node_id, report.namespace_);
+  report.certificate_facts = [this](metrics::v1::MetricsReport& part) {
+    for (const std::string& root : trust_bundle_roots_) part.add_trust_bundle_roots(root);
+    part.set_certificate_issuer(certificate_issuer_);
+  };
   metrics_reporter_ =
       std::make_unique<telemetry::MetricsReporter>(loop_, stats_, std::move(report));
   return absl::OkStatus();

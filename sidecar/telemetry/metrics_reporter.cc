@@ -85,6 +85,7 @@ void MetricsReporter::ReportNow() {
     part.set_instance(instance_);
     part.set_start_time_unix_nano(absl::ToUnixNanos(start_));
     part.set_workload(options_.workload);
+    if (options_.certificate_facts) options_.certificate_facts(part);
   }
   next_part_ = 0;
   in_flight_ = true;

@@ -15,6 +15,7 @@
 // briefly); the workers never wait for it.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ struct MetricsReporterOptions {
   std::string workload;
   // Size of each report message (metrics_report.max_clusters_per_message).
   ReportSplitOptions split;
+  // What a CA rotation watches (MetricsReport.trust_bundle_roots, certificate_issuer): the
+  // fingerprints of the trust bundle's roots and of the workload certificate's issuer, asked at
+  // each report on the loop thread. Unset: not reported.
+  std::function<void(metrics::v1::MetricsReport& report)> certificate_facts;
 };
 
 // The workload a node id names: "<pod>.<namespace>" (--node-id=auto) gives the pod; another id is

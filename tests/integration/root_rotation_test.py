@@ -150,7 +150,7 @@ class RotationHarness(unittest.TestCase):
         with cp_api.urlopen(req, timeout=5) as r:
             return r.read()
 
-    def start_sidecar(self, service):
+    def start_sidecar(self, service, bootstrap="{}\n"):
         app = HttpUpstream(service + "-app")
         self.apps.append(app)
         workdir = tempfile.mkdtemp(dir=self.tmp)
@@ -159,7 +159,7 @@ class RotationHarness(unittest.TestCase):
             f.write(create_join_token(self.api, self.api_token, service, "10m", NAMESPACE) + "\n")
         outbound, inbound = free_port(), free_port()
         s = sidecar_test.Sidecar(
-            workdir, "{}\n", f"--xds={self.ads}", f"--xds-ca={self.server_ca}",
+            workdir, bootstrap, f"--xds={self.ads}", f"--xds-ca={self.server_ca}",
             f"--node-id={service}-0", f"--node-service={service}",
             f"--node-namespace={NAMESPACE}", f"--node-service-account={service}",
             "--node-address=127.0.0.1", f"--node-port={app.port}",
