@@ -185,13 +185,29 @@ class CaService {
   void RotationTick();
   // Serves `rotation` (the persisted state the last tick read).
   void ServeRotation(const RotationState& state, std::optional<RenewalRound> renewal);
-  // The authority the rotation's state says to serve, from configured_ and staged_.
+  // The authority the rotation's state says to serve, from configured_, base_ and staged_.
   void Recompose();
-  // The rotation's source while its new material is needed ("": not needed).
-  std::string NeededSource() const;
-  // Keeps staged_source_ reading the material `source` names ("": none); `blocking`: the first
-  // version is read before returning (at start).
-  void StageSource(const std::string& source, bool blocking);
+  // One rotation material read from the source a record names: the new material, or the one in
+  // use when the rotation was requested (when the configured source did not hold it).
+  struct Material {
+    std::string name;  // the source ("": none)
+    std::shared_ptr<const CertificateAuthority> authority;
+    std::optional<absl::Status> error;  // it could not be read, or was refused
+    std::unique_ptr<CaSource> source;   // destroyed first: its callbacks use the rest
+  };
+  // Keeps `slot` reading the material `source` names ("": none); `blocking`: the first version
+  // is read before returning (at start). A later version is taken only while its signer is
+  // `expected_signer()` (or that is "").
+  void Stage(Material& slot, const std::string& source, bool blocking,
+             std::function<std::string()> expected_signer);
+  // Which sources the persisted step needs read.
+  void StageNeeded(bool blocking);
+  // The material the rotation starts from: base_'s when the record names one, else configured_
+  // (null while base_ is still being read).
+  std::shared_ptr<const CertificateAuthority> Base() const;
+  // The source of the material in use when the configured source does not hold it ("": it
+  // does): a request records it as the new rotation's base.
+  std::string Unadopted() const;
   http::ServerResponse HandleRotation(const http::ServerRequest& request);
   std::string RotationJson() const;
 
@@ -223,9 +239,6 @@ class CaService {
   std::vector<RenewalListener> renewal_listeners_;
   std::optional<RenewalRound> renewal_;
   RotationState rotation_;
-  std::shared_ptr<const CertificateAuthority> staged_;
-  std::optional<absl::Status> staged_error_;
-  std::string staged_name_;
   std::string composed_key_;  // signer + bundle of the authority a rotation composed
   // The store record, the driver and its observer/actuator: used on the store worker, shared
   // with the work in flight there.
@@ -236,8 +249,10 @@ class CaService {
   MonotonicTime rotation_started_;
   Counter rotation_steps_, rotation_conflicts_, rotation_store_errors_, rotation_serve_errors_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  // Destroyed first: its callbacks call into the members above, its requests use secret_api_.
-  std::unique_ptr<CaSource> staged_source_;
+  // Destroyed first: their callbacks call into the members above, their requests use
+  // secret_api_.
+  Material staged_;  // the rotation's new material
+  Material base_;    // the material in use when it was requested, if not the configured one
   std::unique_ptr<CaSource> source_;
 };
 

@@ -159,7 +159,7 @@ void CaService::StartRotation() {
               << "): " << loaded.status().message();
   } else if (loaded->state.step != RotationStep::kIdle) {
     rotation_ = loaded->state;
-    StageSource(NeededSource(), /*blocking=*/true);
+    StageNeeded(/*blocking=*/true);
     Recompose();
     LOG(INFO) << "ca: " << RotationKindName(rotation_.kind) << " CA rotation in step "
               << RotationStepName(rotation_.step) << " since "
@@ -187,19 +187,24 @@ void CaService::RotationTick() {
       observations_ ? observations_(now - absl::FromChrono(options_.rotation_report_max_age))
                     : std::vector<SidecarObservation>{};
   for (SidecarObservation& s : bridge.observations) {
-    for (const CertificateAuthority* a : {configured_.get(), staged_.get(), authority_.get()}) {
+    for (const CertificateAuthority* a :
+         {configured_.get(), base_.authority.get(), staged_.authority.get(), authority_.get()}) {
       if (a != nullptr && !s.leaf_issuer.empty() && a->signer_fingerprint() == s.leaf_issuer) {
         s.leaf_root = a->root_fingerprint();
       }
     }
   }
-  bridge.material_source = staged_name_;
-  if (staged_ != nullptr) {
+  bridge.material_source = staged_.name;
+  const std::shared_ptr<const CertificateAuthority> base = Base();
+  if (staged_.authority != nullptr && base != nullptr) {
     bridge.material =
-        MaterialFingerprints{configured_->root_fingerprint(), staged_->root_fingerprint(),
-                             configured_->signer_fingerprint(), staged_->signer_fingerprint()};
-  } else if (staged_error_.has_value()) {
-    bridge.material = absl::InvalidArgumentError(staged_error_->message());
+        MaterialFingerprints{base->root_fingerprint(), staged_.authority->root_fingerprint(),
+                             base->signer_fingerprint(), staged_.authority->signer_fingerprint()};
+  } else if (staged_.error.has_value()) {
+    bridge.material = absl::InvalidArgumentError(staged_.error->message());
+  } else if (base == nullptr && base_.error.has_value()) {
+    bridge.material = absl::InvalidArgumentError(absl::StrCat(
+        "the material in use (", base_.name, ") cannot be read: ", base_.error->message()));
   } else {
     bridge.material = absl::UnavailableError("the new material is being read");
   }
@@ -248,17 +253,26 @@ void CaService::RotationTick() {
   }
 }
 
-std::string CaService::NeededSource() const {
-  // The new material is needed from the request until the configured source holds it too.
-  const bool needed = RotationRunning(rotation_.step) ||
-                      (rotation_.step == RotationStep::kComplete &&
-                       configured_->signer_fingerprint() != rotation_.new_signer);
-  return needed ? rotation_.source : "";
+void CaService::StageNeeded(bool blocking) {
+  const RotationState& r = rotation_;
+  const RotationStep step = r.step;
+  // The new material: from the request until the configured source holds it too.
+  const bool need_new =
+      RotationRunning(step) ||
+      (step == RotationStep::kComplete && configured_->signer_fingerprint() != r.new_signer);
+  // The material the rotation started from, when not the configured one: until the new one
+  // signs alone.
+  const bool need_base =
+      !r.base_source.empty() && step != RotationStep::kComplete && step != RotationStep::kIdle;
+  Stage(staged_, need_new ? r.source : "", blocking, [this] {
+    return rotation_.step == RotationStep::kRequested ? std::string() : rotation_.new_signer;
+  });
+  Stage(base_, need_base ? r.base_source : "", blocking, [this] { return rotation_.old_signer; });
 }
 
 void CaService::ServeRotation(const RotationState& state, std::optional<RenewalRound> renewal) {
   rotation_ = state;
-  StageSource(NeededSource(), /*blocking=*/false);
+  StageNeeded(/*blocking=*/false);
   Recompose();
   if (!SameRound(renewal, renewal_)) {
     renewal_ = std::move(renewal);
@@ -266,73 +280,98 @@ void CaService::ServeRotation(const RotationState& state, std::optional<RenewalR
   }
 }
 
-void CaService::StageSource(const std::string& source, bool blocking) {
-  if (source == staged_name_) return;
-  staged_source_.reset();
-  staged_.reset();
-  staged_error_.reset();
-  staged_name_ = source;
+std::shared_ptr<const CertificateAuthority> CaService::Base() const {
+  return base_.name.empty() ? configured_ : base_.authority;
+}
+
+std::string CaService::Unadopted() const {
+  const RotationState& r = rotation_;
+  switch (r.step) {
+    case RotationStep::kComplete:
+      return configured_->signer_fingerprint() == r.new_signer ? "" : r.source;
+    case RotationStep::kAborted:
+    case RotationStep::kRequested:
+    case RotationStep::kDistributing:
+      if (r.base_source.empty()) return "";
+      if (base_.authority != nullptr &&
+          configured_->signer_fingerprint() == base_.authority->signer_fingerprint()) {
+        return "";
+      }
+      return r.base_source;
+    default:
+      return "";
+  }
+}
+
+void CaService::Stage(Material& slot, const std::string& source, bool blocking,
+                      std::function<std::string()> expected_signer) {
+  if (source == slot.name) return;
+  slot.source.reset();
+  slot.authority.reset();
+  slot.error.reset();
+  slot.name = source;
   if (source.empty()) return;
   absl::StatusOr<CaSourceOptions> options = StagedSourceOptions(source, options_);
   if (!options.ok()) {
-    staged_error_ = options.status();
+    slot.error = options.status();
     return;
   }
   if (options->secret.has_value() && secret_api_ == nullptr) {
     if (options_.kubernetes.api.empty()) {
-      staged_error_ = absl::FailedPreconditionError(
+      slot.error = absl::FailedPreconditionError(
           "a Secret needs the Kubernetes API (--kubernetes-api, or run in a pod)");
       return;
     }
     absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
         kubernetes::KubernetesApi::Create(control_plane_.loop(), options_.kubernetes);
     if (!api.ok()) {
-      staged_error_ = api.status();
+      slot.error = api.status();
       return;
     }
     secret_api_ = *std::move(api);
   }
-  staged_source_ = std::make_unique<CaSource>(
+  Material* m = &slot;
+  slot.source = std::make_unique<CaSource>(
       control_plane_.loop(), control_plane_.clock(), secret_api_.get(), *std::move(options),
-      [this](std::shared_ptr<const CertificateAuthority> authority,
-             const std::string& description) {
-        // Past the request, the material the rotation recorded is the only one it serves.
-        if (rotation_.step != RotationStep::kRequested && !rotation_.new_signer.empty() &&
-            authority->signer_fingerprint() != rotation_.new_signer) {
+      [this, m, expected_signer](std::shared_ptr<const CertificateAuthority> authority,
+                                 const std::string& description) {
+        // The material the rotation recorded is the only one it serves.
+        const std::string expected = expected_signer();
+        if (!expected.empty() && authority->signer_fingerprint() != expected) {
           LOG_EVERY_N_SEC(WARN, 60)
               << "ca: rotation: " << description << " now signs as "
-              << authority->signer_fingerprint() << ", not the " << rotation_.new_signer
-              << " this rotation began with: ignored (abort or finish the rotation first)";
+              << authority->signer_fingerprint() << ", not the " << expected
+              << " this rotation recorded: ignored (abort or finish the rotation first)";
           return;
         }
-        LOG(INFO) << "ca: rotation: new material read from " << description << " (signer "
+        LOG(INFO) << "ca: rotation: material read from " << description << " (signer "
                   << authority->signer_fingerprint() << ", root " << authority->root_fingerprint()
                   << ")";
-        staged_ = std::move(authority);
-        staged_error_.reset();
+        m->authority = std::move(authority);
+        m->error.reset();
         Recompose();
       },
-      [this, source](bool unreadable, const absl::Status& reason) {
+      [m, source](bool unreadable, const absl::Status& reason) {
         (void)unreadable;
-        LOG_EVERY_N_SEC(WARN, 60) << "ca: rotation: the new material " << source
+        LOG_EVERY_N_SEC(WARN, 60) << "ca: rotation: the material " << source
                                   << " was refused: " << reason.message();
-        if (staged_ == nullptr) staged_error_ = reason;
+        if (m->authority == nullptr) m->error = reason;
       });
   if (!blocking) {
-    staged_source_->LoadNow();
+    slot.source->LoadNow();
     return;
   }
   std::string description;
   absl::StatusOr<std::shared_ptr<const CertificateAuthority>> first =
-      staged_source_->LoadInitial(&description);
+      slot.source->LoadInitial(&description);
   if (first.ok()) {
-    staged_ = *std::move(first);
+    slot.authority = *std::move(first);
   } else {
-    staged_error_ = first.status();
-    LOG(ERROR) << "ca: rotation: the new material " << source
+    slot.error = first.status();
+    LOG(ERROR) << "ca: rotation: the material " << source
                << " cannot be read: " << first.status().message();
   }
-  staged_source_->Start();
+  slot.source->Start();
 }
 
 void CaService::Recompose() {
@@ -340,29 +379,49 @@ void CaService::Recompose() {
   const RotationState& r = rotation_;
   {
     absl::MutexLock lock(&state_mutex_);
-    state_.rotation_unadopted =
-        r.step == RotationStep::kComplete && configured_->signer_fingerprint() != r.new_signer
-            ? r.source
-            : "";
+    state_.rotation_unadopted = Unadopted();
   }
-  std::shared_ptr<const CertificateAuthority> signer = configured_;
-  std::string description = configured_description_;
+  std::shared_ptr<const CertificateAuthority> base = Base();
+  std::string base_description = configured_description_;
+  if (base == nullptr) {
+    if (!base_.error.has_value()) return;  // still being read: what is served stays
+    LOG_EVERY_N_SEC(ERROR, 60) << "ca: rotation: the material in use (" << base_.name
+                               << ") cannot be read, serving the configured material: "
+                               << base_.error->message();
+    base = configured_;
+  } else if (!base_.name.empty()) {
+    base_description = absl::StrCat("the previous rotation's material (", base_.name, ")");
+  }
+  const CertificateAuthority* staged = staged_.authority.get();
+  std::shared_ptr<const CertificateAuthority> signer = base;
+  std::string description = base_description;
   std::vector<const CertificateAuthority*> bundles;
   switch (r.step) {
     case RotationStep::kDistributing:
-      if (staged_ != nullptr && staged_->root_fingerprint() == r.new_root) {
-        bundles = {configured_.get(), staged_.get()};
+      if (staged != nullptr && staged->root_fingerprint() == r.new_root) {
+        bundles = {base.get(), staged};
       }
       break;
     case RotationStep::kReissuing:
     case RotationStep::kComplete:
       if (configured_->signer_fingerprint() == r.new_signer) {
-        bundles = {configured_.get()};  // the configured source holds the new material now
-        if (staged_ != nullptr) bundles.push_back(staged_.get());
-      } else if (staged_ != nullptr && staged_->signer_fingerprint() == r.new_signer) {
-        signer = staged_;
+        // The configured source holds the new material now.
+        signer = configured_;
+        description = configured_description_;
+        bundles = {configured_.get()};
+        if (r.step == RotationStep::kReissuing) bundles.push_back(base.get());
+      } else if (staged != nullptr && staged->signer_fingerprint() == r.new_signer) {
+        signer = staged_.authority;
         description = absl::StrCat("the rotation's new material (", r.source, ")");
-        bundles = {configured_.get(), staged_.get()};
+        // Once complete, the roots of the material the rotation started from go (the old root
+        // among them); the configured material's extra roots stay when it was that material.
+        if (r.step == RotationStep::kReissuing) {
+          bundles = {base.get(), staged};
+        } else if (r.base_source.empty()) {
+          bundles = {configured_.get(), staged};
+        } else {
+          bundles = {staged};
+        }
       }
       break;
     default:
@@ -370,7 +429,7 @@ void CaService::Recompose() {
   }
   if (bundles.empty()) {
     composed_key_.clear();
-    Use(configured_, configured_description_);
+    Use(base, base_description);
     return;
   }
   // The union of the roots, without the old root once a root rotation is complete.
@@ -428,14 +487,6 @@ http::ServerResponse CaService::HandleRotation(const http::ServerRequest& reques
     absl::MutexLock lock(&state_mutex_);
     unadopted = state_.rotation_unadopted;
   }
-  if (request.method() == "POST" && !unadopted.empty()) {
-    return RotationError(
-        409, "Conflict",
-        absl::StrCat("the CA signs with the material of the last rotation (", unadopted,
-                     "), which the configured source does not hold yet: put it there "
-                     "(--ca-cert/--ca-key files or the --ca-secret Secret) before another "
-                     "rotation"));
-  }
   if (request.method() == "DELETE") {
     Rotation rotation(loaded->state);
     if (absl::Status aborted = rotation.Abort(now, "aborted through the API"); !aborted.ok()) {
@@ -484,7 +535,9 @@ http::ServerResponse CaService::HandleRotation(const http::ServerRequest& reques
         return RotationError(400, "BadRequest", s.message());
       }
     }
-    next = Rotation::Request(loaded->state, kind, source, limits, now);
+    // A rotation from material the configured source does not hold (a previous rotation's, not
+    // put there yet) starts from that material.
+    next = Rotation::Request(loaded->state, kind, source, limits, now, unadopted);
     if (!next.ok()) {
       return RotationError(
           next.status().code() == absl::StatusCode::kFailedPrecondition ? 409 : 400,

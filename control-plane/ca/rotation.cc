@@ -58,18 +58,18 @@ bool RotationRunning(RotationStep step) {
 }
 
 std::string RotationState::ToText() const {
-  return absl::StrCat("kind=", RotationKindName(kind), "\nstep=", RotationStepName(step),
-                      "\nold_root=", old_root, "\nnew_root=", new_root, "\nold_signer=", old_signer,
-                      "\nnew_signer=", new_signer, "\nsource=", source, "\nnote=", note,
-                      "\nstarted=", TimeText(started), "\nstep_since=", TimeText(step_since),
-                      "\nbundle_ack_timeout=", absl::FormatDuration(limits.bundle_ack_timeout),
-                      "\nrenewals_per_second=", limits.renewals_per_second,
-                      "\nrenewal_jitter=", absl::FormatDuration(limits.renewal_jitter),
-                      "\nrenewal_retry=", absl::FormatDuration(limits.renewal_retry),
-                      "\nrenewals_requested=", renewals_requested,
-                      "\nrenewal_round=", renewal_round,
-                      "\nrenewal_round_since=", TimeText(renewal_round_since),
-                      "\nrenewal_window=", absl::FormatDuration(renewal_window), "\n");
+  return absl::StrCat(
+      "kind=", RotationKindName(kind), "\nstep=", RotationStepName(step), "\nold_root=", old_root,
+      "\nnew_root=", new_root, "\nold_signer=", old_signer, "\nnew_signer=", new_signer,
+      "\nsource=", source, "\nbase_source=", base_source, "\nnote=", note,
+      "\nstarted=", TimeText(started), "\nstep_since=", TimeText(step_since),
+      "\nbundle_ack_timeout=", absl::FormatDuration(limits.bundle_ack_timeout),
+      "\nrenewals_per_second=", limits.renewals_per_second,
+      "\nrenewal_jitter=", absl::FormatDuration(limits.renewal_jitter),
+      "\nrenewal_retry=", absl::FormatDuration(limits.renewal_retry),
+      "\nrenewals_requested=", renewals_requested, "\nrenewal_round=", renewal_round,
+      "\nrenewal_round_since=", TimeText(renewal_round_since),
+      "\nrenewal_window=", absl::FormatDuration(renewal_window), "\n");
 }
 
 absl::StatusOr<RotationState> RotationState::FromText(absl::string_view text) {
@@ -126,11 +126,15 @@ absl::StatusOr<RotationState> RotationState::FromText(absl::string_view text) {
                            {"new_root", &s.new_root},
                            {"old_signer", &s.old_signer},
                            {"new_signer", &s.new_signer},
-                           {"source", &s.source},
-                           {"note", &s.note}}) {
+                           {"source", &s.source}}) {
     auto value = field(name);
     if (!value.ok()) return value.status();
     *out = *value;
+  }
+  // Optional: records written before these fields existed.
+  for (auto [name, out] : {std::pair{"base_source", &s.base_source}, {"note", &s.note}}) {
+    auto value = field(name);
+    if (value.ok()) *out = *value;
   }
   for (auto [name, out] : {std::pair{"started", &s.started},
                            {"step_since", &s.step_since},
@@ -191,12 +195,13 @@ absl::StatusOr<RotationState> Rotation::Begin(const RotationState& current, Rota
   s.step_since = now;
   // Step 1 for a root; an intermediate needs no bundle change and starts at step 3.
   s.step = kind == RotationKind::kRoot ? RotationStep::kDistributing : RotationStep::kReissuing;
+  if (current.step == RotationStep::kRequested) s.base_source = current.base_source;
   return s;
 }
 
 absl::StatusOr<RotationState> Rotation::Request(const RotationState& current, RotationKind kind,
                                                 std::string source, RotationLimits limits,
-                                                absl::Time now) {
+                                                absl::Time now, std::string base_source) {
   if (RotationRunning(current.step)) {
     return absl::FailedPreconditionError(
         absl::StrCat("a ", RotationKindName(current.kind), " rotation is in step ",
@@ -217,6 +222,7 @@ absl::StatusOr<RotationState> Rotation::Request(const RotationState& current, Ro
   s.kind = kind;
   s.step = RotationStep::kRequested;
   s.source = std::move(source);
+  s.base_source = std::move(base_source);
   s.limits = limits;
   s.started = now;
   s.step_since = now;
@@ -375,6 +381,7 @@ std::string RotationStatusJson(const RotationState& state, const RotationDecisio
                              {"old_signer", &state.old_signer},
                              {"new_signer", &state.new_signer},
                              {"source", &state.source},
+                             {"base_source", &state.base_source},
                              {"note", &state.note},
                              {"message", &decision.message}}) {
     absl::StrAppend(&out, ",\"", name, "\":");

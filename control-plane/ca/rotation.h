@@ -73,6 +73,10 @@ struct RotationState {
   // Where the new material is read from: "secret:NAMESPACE/NAME" or "files:CHAIN,KEY[,ROOTS]"
   // (paths on the control plane's host).
   std::string source;
+  // The material in use when the rotation was requested, when the configured source did not
+  // hold it (a rotation complete before this one whose material was not put there): read like
+  // `source`, it is the "old" side. "": the configured material.
+  std::string base_source;
   std::string note;  // why the rotation was aborted ("" otherwise); one line
   absl::Time started = absl::InfinitePast();
   absl::Time step_since = absl::InfinitePast();
@@ -122,7 +126,7 @@ class Rotation {
   // FailedPrecondition while one runs; InvalidArgument for limits out of range or no source.
   static absl::StatusOr<RotationState> Request(const RotationState& current, RotationKind kind,
                                                std::string source, RotationLimits limits,
-                                               absl::Time now);
+                                               absl::Time now, std::string base_source = "");
   // Starts a rotation from kRequested (or kIdle, kComplete, kAborted) once the new material's
   // fingerprints are known. FailedPrecondition while one is past kRequested; InvalidArgument
   // when a root rotation's roots are equal or an intermediate's differ, or the signers are equal.

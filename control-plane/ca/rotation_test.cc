@@ -227,7 +227,7 @@ TEST(RotationTest, StatusShowsTheStepWhoHoldsItBackAndWhichRootEachSidecarHolds)
       "{\"kind\":\"root\",\"step\":\"distributing\",\"since\":\"2027-01-15T08:00:00+00:00\","
       "\"started\":\"2027-01-15T08:00:00+00:00\",\"old_root\":\"root-a\",\"new_root\":\"root-b\","
       "\"old_signer\":\"signer-a\",\"new_signer\":\"signer-b\",\"source\":\"generated\","
-      "\"note\":\"\",\"message\":\"step 2: 1 of 2 sidecars have not ACKed a bundle with the new "
+      "\"base_source\":\"\",\"note\":\"\",\"message\":\"step 2: 1 of 2 sidecars have not ACKed a bundle with the new "
       "root (past "
       "the ACK timeout; abort or fix them)\",\"ack_timed_out\":true,\"renewals_requested\":0,"
       "\"renewal_round\":0,\"renewal_window_seconds\":0,"

@@ -17,9 +17,10 @@ Shown:
   end every bundle holds R2 only, so a client with an R1 certificate is refused;
 - the control plane is restarted while the rotation is in step reissuing, and it resumes there
   (the new material read back from where the request named it) and completes;
-- a second rotation is refused until the configured files hold the new material;
-- `meshctl check` warns of M's expiry; `meshctl ca rotate --intermediate` to N2 completes with
-  the bundle unchanged (R2 only) and every certificate from N2, and the warning is gone;
+- the intermediate rotations follow at once, each starting from the material the last left in
+  use (the configured files still hold A): to M, which `meshctl check` warns about, then to N2
+  with the bundle unchanged (R2 only) and every certificate from N2, and the warning gone; the
+  files then set to N2 are taken as holding it (adopted);
 - a rotation to material that does not exist ends aborted, naming the file; one started towards
   a third root is aborted with --abort in step distributing, and the bundle returns to R2 alone;
 - no request between the sidecars failed or was retried, and no sidecar restarted.
@@ -178,20 +179,15 @@ class CaRotateTest(RotationHarness):
         self.assertEqual(status["step"], "complete")
         self.assertFalse(status["adopted"])
 
-        # Another rotation waits until the configured files hold N.
-        p = self.meshctl("ca", "rotate", "--intermediate", *self.files("M"), check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("configured source does not hold", p.stderr)
-        self.put_live("N")
-        self.assertTrue(wait_for(lambda: self.rotation()["adopted"], timeout=10))
-
-        # The intermediate rotation: first to M (one day left), then away from it to N2.
+        # The intermediate rotations follow at once, each from the material the last one left
+        # in use (the configured files still hold A): first to M (one day left), then to N2.
         self.enter("to-M")
         self.meshctl("ca", "rotate", "--intermediate", *self.files("M"), "--renewal-jitter", "2s",
                      "--wait", "60s", timeout=70)
         self.assertEqual(set(self.issuers().values()), {self.issuer("M")})
-        self.put_live("M")
-        self.assertTrue(wait_for(lambda: self.rotation()["adopted"], timeout=10))
+        status = self.rotation()
+        self.assertIn("/N/ca-chain.pem", status["base_source"])
+        self.assertFalse(status["adopted"])
         check = self.meshctl("check", check=False)
         self.assertRegex(check.stdout + check.stderr, r"WARNING.*meshlet CA M")
         self.enter("to-N2")
@@ -201,8 +197,11 @@ class CaRotateTest(RotationHarness):
         self.assertNotIn("distributing", out)
         self.assertEqual(set(self.issuers().values()), {self.issuer("N2")})
         self.assertTrue(self.bundle_acked_everywhere(1))
+        self.assertIn("/M/ca-chain.pem", self.rotation()["base_source"])
+        # The operator puts N2 where --ca-cert/--ca-key point: the configured source holds it.
         self.put_live("N2")
         self.assertTrue(wait_for(lambda: self.rotation()["adopted"], timeout=10))
+        self.assertEqual(set(self.issuers().values()), {self.issuer("N2")})
         check = self.meshctl("check", check=False)
         self.assertNotRegex(check.stdout + check.stderr, r"WARNING.*meshlet CA M")
 
