@@ -324,7 +324,8 @@ class Cluster:
         return took
 
     def meshctl_args(self, *args):
-        return ["meshctl", "--token-file", API_TOKEN, "--ca-file", API_CA] + list(args)
+        return ["meshctl", "--token-file", API_TOKEN, "--ca-file",
+                getattr(self, "api_ca", API_CA)] + list(args)
 
     def meshctl(self, *args, input=None, check=True, timeout=60):
         """meshctl in the control plane's pod (its API on 127.0.0.1:15014, HTTPS verified with

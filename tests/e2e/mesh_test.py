@@ -48,6 +48,13 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
   o  attacks       a pod without a sidecar attacks the discovery port under load (streams as
                    another workload's node, with and without a certificate of its own, forged
                    golden-metrics reports): each refused, no request fails
+  w  ca rotate     under load, `meshctl ca rotate --intermediate` from the generated root's own
+                   signing to an intermediate under it that expires in a day (`meshctl check`
+                   warns), then `meshctl ca rotate` to a new root: zero failed requests, no pod
+                   restarted, every proxy's certificate from the new intermediate and its bundle
+                   the new root alone, and the proxies still take a pushed route (their xDS
+                   streams, reconnecting to the discovery port's certificate from the new root,
+                   trust the roots pushed to them)
      cleanup       nothing of the run remains
 
 With --cni (mesh_test.py --cni, //tests/e2e:mesh_cni_test) the run's network is on podman's CNI
@@ -823,6 +830,82 @@ class Mesh:
                                                                  check=False).stdout)
         return "trace %s... holds spans of %s" % (trace_id[:12], ", ".join(sorted(names)))
 
+    def ca_rotate(self):
+        """Two rotations under load, each one command in the control plane's pod, with the new
+        material made offline by certs/make-ca.sh and copied into the pod as files."""
+        work = os.path.join(self.run.dir, "ca-rotate")
+        os.makedirs(work)
+        container = cluster_lib.CONTROL_PLANE_CONTAINER
+        self.run.podman(["cp", "%s:%s/ca" % (container, cluster_lib.CONTROL_PLANE_DATA),
+                         os.path.join(work, "r0")])
+        make_ca = os.path.join(harness.REPO, "certs", "make-ca.sh")
+        for args in (["intermediate", "--root", "r0", "--out", "m", "--name", "meshlet CA M",
+                      "--days", "1"],
+                     ["root", "--out", "r1"],
+                     ["intermediate", "--root", "r1", "--out", "n", "--name", "meshlet CA N"]):
+            subprocess.run([make_ca] + args, cwd=work, check=True, capture_output=True)
+        # meshctl's trust for the API, whose certificate moves to the new root with the rest.
+        with open(os.path.join(work, "api-ca.pem"), "w") as out:
+            for root in ("r0", "r1"):
+                with open(os.path.join(work, root, "root-cert.pem")) as f:
+                    out.write(f.read())
+        os.remove(os.path.join(work, "r0", "root-key.pem"))
+        # podman cp leaves the files root's: readable by the control plane's user (65532).
+        for dirpath, _, files in os.walk(work):
+            os.chmod(dirpath, 0o755)
+            for f in files:
+                os.chmod(os.path.join(dirpath, f), 0o644)
+        inside = cluster_lib.CONTROL_PLANE_DATA + "/rotation"
+        self.run.podman(["cp", work, "%s:%s" % (container, inside)])
+        self.cluster.api_ca = inside + "/api-ca.pem"
+
+        def started():
+            return {p: self.run.podman(["inspect", "-f", "{{.State.StartedAt}}",
+                                        p + "-meshlet-proxy"]).strip()
+                    for p in self.meshed_pods()}
+        before = started()
+        load = Load(self, "http://productpage:9080/products", 240, concurrency=3)
+        took = {}
+        try:
+            for name, args in (("intermediate", ["--intermediate", "--cert", inside + "/m/ca-chain.pem",
+                                                 "--key", inside + "/m/ca-key.pem"]),
+                               ("root", ["--cert", inside + "/n/ca-chain.pem", "--key",
+                                         inside + "/n/ca-key.pem"])):
+                t = time.monotonic()
+                r = self.cluster.meshctl("ca", "rotate", *args, "--renewal-jitter", "5s",
+                                         "--wait", "150s", check=False, timeout=170)
+                check(r.returncode == 0, "meshctl ca rotate %s: exit %d %s%s\n%s" % (
+                    name, r.returncode, r.stdout, r.stderr,
+                    self.cluster.meshctl("ca", "rotate", "--status", check=False).stdout))
+                took[name] = time.monotonic() - t
+                if name == "intermediate":
+                    warned = self.cluster.meshctl("check", check=False)
+                    check("meshlet CA M" in warned.stdout and "WARNING" in warned.stdout,
+                          "meshctl check does not warn of M: " + warned.stdout)
+        finally:
+            load.stop()
+        summary = load.result()
+        check(failures_of(summary) == 0, describe_failures(summary))
+        issuers = {p: json.loads(self.admin(p, "/certs"))["workload_certificate"]["chain"][0][
+            "issuer"] for p in self.meshed_pods()}
+        check(set(issuers.values()) == {"CN=meshlet CA N,O=meshlet"}, "issuers: %s" % issuers)
+        for pod in self.meshed_pods():
+            dump = json.loads(self.admin(pod, "/config_dump")).get("resources", {})
+            bundle = [s["trust_bundle_pem"] for s in dump.get("secrets", [])
+                      if s["name"] == "mesh-trust-bundle"]
+            check(bundle and bundle[0].count("BEGIN CERTIFICATE") == 1,
+                  "%s's mesh-trust-bundle: %s roots" % (
+                      pod, bundle[0].count("BEGIN CERTIFICATE") if bundle else "no"))
+        check(started() == before, "a proxy restarted: %s -> %s" % (before, started()))
+        # The xDS streams still work: a pushed route is ACKed by every proxy.
+        self.cluster.apply([self.route("v1")])
+        self.wait_acked(timeout=60)
+        return ("under load (%d requests, 0 failed): an intermediate rotation to one that "
+                "expires in a day in %.0f s (meshctl check warned), then a root rotation in "
+                "%.0f s; every one of %d proxies holds a certificate from the new intermediate "
+                "and the new root alone, none restarted, and all ACKed a route pushed after" % (
+                    summary["requests"], took["intermediate"], took["root"], len(issuers)))
+
     def attacks(self):
         """A pod without a sidecar (`outside`) attacks the control plane's discovery port under
         load: as productpage's node without a certificate, and with a certificate of its own
@@ -1128,6 +1211,8 @@ SCENARIOS = [
     ("m", "job", Mesh.job),
     ("n", "discovery", Mesh.discovery),
     ("o", "attacks", Mesh.attacks),
+    # After the others that read the CA's generated root: it moves the mesh to a new one.
+    ("w", "ca rotate", Mesh.ca_rotate),
     # Last: it removes a pod the others use.
     ("h", "pod deleted", Mesh.pod_deleted),
 ]
