@@ -65,6 +65,28 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "--xds-tls-key or --xds-plaintext."});
   sections.push_back({.heading = "Workload CA (served on the discovery port; docs/security.md):",
                       .flags = ca::CaFlags(command_line.ca)});
+  sections.push_back(
+      {.heading = "SPIFFE federation (docs/security.md#spiffe-federation):",
+       .flags = {
+           {.name = "--federate",
+            .value = "DOMAIN=SOURCE",
+            .help = "trust workloads of the foreign trust domain DOMAIN, verified against the "
+                    "roots of its bundle (SPIFFE bundle or PEM) only, read from SOURCE: "
+                    "file:PATH or secret:NAMESPACE/NAME (keys bundle.spiffe, bundle.pem or "
+                    "ca.crt); repeat for each domain",
+            .set =
+                [&command_line](absl::string_view v) {
+                  command_line.federate.push_back(std::string(v));
+                  return absl::OkStatus();
+                }},
+           flags::PositiveDurationFlag(
+               "--federation-refresh-min", &command_line.federation.refresh_min,
+               "the shortest time before a bundle is read again (its spiffe_refresh_hint, or "
+               "after a failed read; default 10s)",
+               "10s"),
+           flags::PositiveDurationFlag(
+               "--federation-refresh-max", &command_line.federation.refresh_max,
+               "the longest time before a bundle is read again (default 5m)", "5m")}});
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
                                  "no API server is known):",
                       .flags = ca::KubernetesAttestationFlags(command_line.ca)});
@@ -142,6 +164,17 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   ApplyRevision(command_line);
   RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
   RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
+  {
+    absl::StatusOr<std::vector<federation::FederationSource>> sources =
+        federation::ParseFederateFlags(command_line.federate,
+                                       command_line.ca.authority.trust_domain);
+    if (!sources.ok()) return Annotate(sources.status(), "--federate");
+    command_line.federation.sources = *std::move(sources);
+    if (command_line.federation.refresh_min > command_line.federation.refresh_max) {
+      return absl::InvalidArgumentError(
+          "--federation-refresh-min must not be above --federation-refresh-max");
+    }
+  }
   if (command_line.xds.self_issued() || !command_line.control_plane.api_plaintext) {
     RETURN_IF_ERROR(ca::CheckServingCertificateFlags(command_line.serving_certificate,
                                                      command_line.ca.authority.default_ttl));

@@ -11,6 +11,7 @@
 #include "control-plane/access/kubernetes_users.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
+#include "control-plane/federation/federation_service.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/server/kubernetes_policy.h"
@@ -35,6 +36,10 @@ struct CommandLine {
   KubernetesPolicyOptions kubernetes_policy;
   // Kubernetes users on the API (with a Kubernetes API server).
   access::KubernetesUsersOptions api_kubernetes_users;
+  // SPIFFE federation: foreign trust domains' bundles (--federate, checked against the trust
+  // domain once parsed) and how often they are read again.
+  std::vector<std::string> federate;
+  federation::FederationOptions federation;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

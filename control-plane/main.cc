@@ -268,6 +268,27 @@ int main(int argc, char** argv) {
         xds.SetCertificateRenewal(round->signer, round->round,
                                   static_cast<uint32_t>(absl::ToInt64Seconds(round->window)));
       });
+  // SPIFFE federation: the foreign domains' bundles reach the sidecars with the mesh's.
+  std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesApi> federation_api;
+  std::unique_ptr<meshlet::controlplane::federation::FederationService> federation;
+  if (!command_line->federation.sources.empty()) {
+    if (!kubernetes_api.api.empty()) {
+      auto api = meshlet::controlplane::kubernetes::KubernetesApi::Create(control_plane.loop(),
+                                                                          kubernetes_api);
+      if (!api.ok()) return fail(api.status());
+      federation_api = *std::move(api);
+    }
+    federation = std::make_unique<meshlet::controlplane::federation::FederationService>(
+        control_plane.loop(), control_plane.stats(), federation_api.get(),
+        command_line->federation);
+    if (absl::Status status =
+            federation->Start([&xds](const std::map<std::string, std::string>& bundles) {
+              xds.SetFederatedBundles(bundles);
+            });
+        !status.ok()) {
+      return fail(status);
+    }
+  }
   // A live tap reaches the sidecars connected to the other replicas through them.
   if (xds.tap() != nullptr) {
     xds.tap()->SetPeers(

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -47,6 +48,14 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
           xds::AuthorizationRule* r = out->add_rules();
           *r->mutable_principals() = from.principals();
           *r->mutable_namespaces() = from.namespaces();
+          // With federated trust domains, a namespace names this mesh's workloads only: a
+          // foreign domain's namespace of the same name is another organisation's. A rule that
+          // names principals itself means exactly those.
+          if (!ctx.options.federated_bundles.empty() && from.principals_size() == 0) {
+            for (const std::string& ns : from.namespaces()) {
+              r->add_principals(absl::StrCat("spiffe://", ctx.TrustDomain(), "/ns/", ns, "/*"));
+            }
+          }
           std::set<uint32_t> app_ports;
           for (uint32_t port : to.ports()) {
             app_ports.insert(port);

@@ -94,6 +94,8 @@ struct TranslateOptions {
   std::string renewal_signer;
   uint32_t renewal_round = 0;
   uint32_t renewal_window_seconds = 0;
+  // SPIFFE federation: foreign trust domain -> its roots (PEM), on the trust-bundle Secret.
+  std::map<std::string, std::string> federated_bundles;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;

@@ -77,6 +77,9 @@ void AddTrustBundle(const TranslationContext& ctx, NodeResources& resources) {
     renewal->set_round(ctx.options.renewal_round);
     renewal->set_window_seconds(ctx.options.renewal_window_seconds);
   }
+  for (const auto& [domain, pem] : ctx.options.federated_bundles) {
+    (*bundle.mutable_federated_bundles())[domain] = pem;
+  }
   resources.secrets.push_back(std::move(bundle));
 }
 

@@ -420,6 +420,13 @@ void XdsService::SetCertificateRenewal(std::string signer, uint32_t round,
   if (ads_ != nullptr) ads_->NotifyChanged();
 }
 
+void XdsService::SetFederatedBundles(std::map<std::string, std::string> bundles) {
+  if (options_.translate.federated_bundles == bundles) return;
+  options_.translate.federated_bundles = std::move(bundles);
+  resources_.SetOptions(options_.translate);
+  if (ads_ != nullptr) ads_->NotifyChanged();
+}
+
 void XdsService::ReloadPolicy() {
   if (reload_running_) return;
   reload_running_ = true;

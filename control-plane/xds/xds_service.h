@@ -121,6 +121,9 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // A CA rotation's renewal round, carried in the trust-bundle Secret (empty signer: none;
   // control-plane/ca/rotation.h). Loop thread; an unchanged round changes nothing.
   void SetCertificateRenewal(std::string signer, uint32_t round, uint32_t window_seconds);
+  // SPIFFE federation: the foreign trust domains' roots (domain -> PEM), carried in the
+  // trust-bundle Secret. Loop thread.
+  void SetFederatedBundles(std::map<std::string, std::string> bundles);
 
   // `listener` gets every policy snapshot the service loads (the current one at once, if any),
   // on the loop thread. Call on the loop thread.

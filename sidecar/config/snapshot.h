@@ -41,6 +41,8 @@ struct SecretConfig {
   std::string renewal_signer;
   uint32_t renewal_round = 0;
   absl::Duration renewal_window;
+  // SPIFFE federation: foreign trust domain -> its roots (PEM), verified per domain.
+  std::map<std::string, std::string> federated_bundles;
 };
 
 // What BuildSnapshot keeps of the resources it translated, to reuse for the next update

@@ -60,6 +60,15 @@ std::optional<SecretConfig> TranslateSecret(Errors::Scope& scope, const xds::Sec
   if (!has_cert && !has_key && out.trust_bundle_pem.empty()) {
     scope.Add("", "needs a certificate chain and private key, a trust bundle, or both");
   }
+  for (const auto& [domain, pem] : secret.federated_bundles()) {
+    if (!tls::ValidateTrustDomain(domain).ok()) {
+      scope.Add(absl::StrCat("federated_bundles[", domain, "]"), "is not a trust domain");
+    } else if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      scope.Add(absl::StrCat("federated_bundles[", domain, "]"), "holds no PEM certificate");
+    } else {
+      out.federated_bundles.emplace(domain, pem);
+    }
+  }
   if (secret.has_renewal()) {
     const xds::CertificateRenewal& r = secret.renewal();
     absl::StatusOr<std::string> signer = tls::ParseSha256Fingerprint(r.signer());

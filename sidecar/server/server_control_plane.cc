@@ -115,7 +115,8 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
   tls_contexts_.SetWorkloadCertificate(
       WorkloadTlsMaterial{.certificate_chain_pem = certificate.certificate_chain_pem,
                           .private_key_pem = certificate.private_key_pem,
-                          .trust_bundle_pem = certificate.trust_bundle_pem});
+                          .trust_bundle_pem = certificate.trust_bundle_pem,
+                          .trust_domain = options_.trust_domain});
   if (control_plane_tls_ != nullptr) {
     if (absl::Status status = UpdateControlPlaneTls(); !status.ok()) {
       certificate_apply_failures_.Inc();

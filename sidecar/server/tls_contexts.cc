@@ -43,6 +43,10 @@ struct Pems {
   absl::string_view chain;
   absl::string_view key;
   absl::string_view bundle;
+  // SPIFFE federation (the trust-bundle Secret's federated bundles) and the local trust domain
+  // they are told apart from; null without.
+  const std::map<std::string, std::string>* federated = nullptr;
+  absl::string_view local_domain;
 };
 
 // What one Prepare reads and hashes once however many listeners and clusters use it: ca_file
@@ -98,6 +102,10 @@ absl::StatusOr<Pems> WorkloadPems(const WorkloadTlsMaterial* workload,
                                                    "\" names no Secret with a trust bundle"));
   }
   out.bundle = secret->trust_bundle_pem;
+  if (!secret->federated_bundles.empty() && !workload->trust_domain.empty()) {
+    out.federated = &secret->federated_bundles;
+    out.local_domain = workload->trust_domain;
+  }
   return out;
 }
 
@@ -190,6 +198,10 @@ void CopyPems(const Pems& pems, tls::TlsContextConfig& out) {
   out.certificate_chain_pem = std::string(pems.chain);
   out.private_key_pem = std::string(pems.key);
   out.trust_bundle_pem = std::string(pems.bundle);
+  if (pems.federated != nullptr) {
+    out.local_trust_domain = std::string(pems.local_domain);
+    out.federated_bundles_pem = *pems.federated;
+  }
 }
 
 // Everything a context is built from, so equal strings mean an identical context: its settings
@@ -198,11 +210,18 @@ void CopyPems(const Pems& pems, tls::TlsContextConfig& out) {
 std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& settings,
                         const std::vector<std::string>& peer_ids, const Pems& pems,
                         MaterialCache& cache) {
-  return absl::StrCat(role, "\n", ModeName(settings.client_certificate), "\n",
-                      absl::StrJoin(settings.alpn_protocols, ","), "\n",
-                      absl::StrJoin(peer_ids, ","), "\n", settings.session_tickets, "\n",
-                      settings.client_session_cache_size, "\n", cache.Digest(pems.chain),
-                      cache.Digest(pems.key), cache.Digest(pems.bundle));
+  std::string out =
+      absl::StrCat(role, "\n", ModeName(settings.client_certificate), "\n",
+                   absl::StrJoin(settings.alpn_protocols, ","), "\n", absl::StrJoin(peer_ids, ","),
+                   "\n", settings.session_tickets, "\n", settings.client_session_cache_size, "\n",
+                   cache.Digest(pems.chain), cache.Digest(pems.key), cache.Digest(pems.bundle));
+  if (pems.federated != nullptr) {
+    absl::StrAppend(&out, "\nfederated ", pems.local_domain);
+    for (const auto& [domain, pem] : *pems.federated) {
+      absl::StrAppend(&out, "\n", domain, " ", cache.Digest(pem));
+    }
+  }
+  return out;
 }
 
 using ContextMap =

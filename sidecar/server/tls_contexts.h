@@ -74,6 +74,9 @@ struct WorkloadTlsMaterial {
   std::string certificate_chain_pem;  // leaf first
   std::string private_key_pem;
   std::string trust_bundle_pem;
+  // The mesh's trust domain: with federated bundles on the trust-bundle Secret, peers of this
+  // domain verify against the mesh bundle only, and each foreign domain's against its own.
+  std::string trust_domain;
 };
 
 // The server-side context settings for a listener with TLS (mode PERMISSIVE or STRICT).
