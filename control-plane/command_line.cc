@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/flags/flags.h"
+#include "common/tls/spiffe.h"
 #include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane {
@@ -77,6 +78,17 @@ std::vector<Section> Sections(CommandLine& command_line) {
             .set =
                 [&command_line](absl::string_view v) {
                   command_line.federate.push_back(std::string(v));
+                  return absl::OkStatus();
+                }},
+           {.name = "--trust-domain-alias",
+            .value = "DOMAIN",
+            .help = "a trust domain whose ids are this mesh's own (a move from one trust domain "
+                    "to another): verified against the mesh roots, and AuthorizationPolicy "
+                    "principals match across it; repeatable",
+            .set =
+                [&command_line](absl::string_view v) {
+                  if (absl::Status s = tls::ValidateTrustDomain(v); !s.ok()) return s;
+                  command_line.xds.translate.trust_domain_aliases.push_back(std::string(v));
                   return absl::OkStatus();
                 }},
            flags::PositiveDurationFlag(
@@ -170,6 +182,19 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
                                        command_line.ca.authority.trust_domain);
     if (!sources.ok()) return Annotate(sources.status(), "--federate");
     command_line.federation.sources = *std::move(sources);
+    for (const std::string& alias : command_line.xds.translate.trust_domain_aliases) {
+      if (alias == command_line.ca.authority.trust_domain) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--trust-domain-alias ", alias, ": that is the trust domain itself"));
+      }
+      for (const federation::FederationSource& source : command_line.federation.sources) {
+        if (source.domain == alias) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--trust-domain-alias ", alias,
+              ": also federated (--federate): a domain is either this mesh's own or another's"));
+        }
+      }
+    }
     if (command_line.federation.refresh_min > command_line.federation.refresh_max) {
       return absl::InvalidArgumentError(
           "--federation-refresh-min must not be above --federation-refresh-max");

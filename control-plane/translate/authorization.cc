@@ -6,9 +6,30 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
+namespace {
+
+// `id` (a principal pattern) in each of the local domain and its aliases other than its own, when
+// its domain is one of them; nothing otherwise.
+std::vector<std::string> AliasedIds(const TranslationContext& ctx, absl::string_view id) {
+  if (ctx.options.trust_domain_aliases.empty() || !absl::ConsumePrefix(&id, "spiffe://")) return {};
+  const size_t slash = id.find('/');
+  if (slash == absl::string_view::npos) return {};
+  const absl::string_view domain = id.substr(0, slash);
+  std::vector<std::string> domains = ctx.options.trust_domain_aliases;
+  domains.push_back(ctx.TrustDomain());
+  if (std::find(domains.begin(), domains.end(), domain) == domains.end()) return {};
+  std::vector<std::string> out;
+  for (const std::string& d : domains) {
+    if (d != domain) out.push_back(absl::StrCat("spiffe://", d, id.substr(slash)));
+  }
+  return out;
+}
+
+}  // namespace
 
 // The AuthorizationPolicies of this workload's namespace that select it (no target, or a
 // target Service it belongs to), ordered by name, as the inbound listener's authorization.
@@ -46,7 +67,16 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
         for (int t = 0; t < tos; ++t) {
           const pb::AuthorizationRule::To& to = rule.to_size() > 0 ? rule.to(t) : no_to;
           xds::AuthorizationRule* r = out->add_rules();
-          *r->mutable_principals() = from.principals();
+          // A principal of the local domain or an alias stands for the same id in each of them.
+          std::set<std::string> principals;
+          for (const std::string& p : from.principals()) {
+            principals.insert(p);
+            for (const std::string& same : AliasedIds(ctx, p)) principals.insert(same);
+          }
+          for (const std::string& p : from.principals()) {
+            if (principals.erase(p) > 0) r->add_principals(p);  // as written, first
+          }
+          for (const std::string& p : principals) r->add_principals(p);
           *r->mutable_namespaces() = from.namespaces();
           // With federated trust domains, a namespace names this mesh's workloads only: a
           // foreign domain's namespace of the same name is another organisation's. A rule that
@@ -54,6 +84,9 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
           if (!ctx.options.federated_bundles.empty() && from.principals_size() == 0) {
             for (const std::string& ns : from.namespaces()) {
               r->add_principals(absl::StrCat("spiffe://", ctx.TrustDomain(), "/ns/", ns, "/*"));
+              for (const std::string& alias : ctx.options.trust_domain_aliases) {
+                r->add_principals(absl::StrCat("spiffe://", alias, "/ns/", ns, "/*"));
+              }
             }
           }
           std::set<uint32_t> app_ports;

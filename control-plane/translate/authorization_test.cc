@@ -103,6 +103,39 @@ spec:
   EXPECT_FALSE(Named(r.listeners, "inbound")->has_authorization());
 }
 
+// Trust-domain aliases and federation: a principal of the local domain or an alias stands for
+// the same id in each; once a domain is federated, a rule's namespaces name this mesh's only.
+TEST_F(TranslatorTest, AliasedPrincipalsAndNamespacesOfThisMeshOnly) {
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: callers}
+spec:
+  rules:
+  - from: [{principals: ["spiffe://cluster.local/ns/shop/sa/cart", "spiffe://other.example/ns/x/sa/y"]},
+           {namespaces: [ops]}]
+)"));
+  TranslateOptions options;
+  options.trust_domain_aliases = {"old.example"};
+  NodeResources r = Translate(policy_, registry_, node_, options);
+  const xds::AuthorizationPolicy* policy =
+      &Named(r.listeners, "inbound")->authorization().policies(0);
+  ASSERT_EQ(policy->rules_size(), 2);
+  EXPECT_EQ(std::vector<std::string>(policy->rules(0).principals().begin(),
+                                     policy->rules(0).principals().end()),
+            (std::vector<std::string>{"spiffe://cluster.local/ns/shop/sa/cart",
+                                      "spiffe://other.example/ns/x/sa/y",
+                                      "spiffe://old.example/ns/shop/sa/cart"}));
+  EXPECT_EQ(policy->rules(1).principals_size(), 0) << "no federated domain: namespaces as ever";
+  options.federated_bundles = {{"other.example", "roots"}};
+  r = Translate(policy_, registry_, node_, options);
+  policy = &Named(r.listeners, "inbound")->authorization().policies(0);
+  EXPECT_EQ(std::vector<std::string>(policy->rules(1).principals().begin(),
+                                     policy->rules(1).principals().end()),
+            (std::vector<std::string>{"spiffe://cluster.local/ns/ops/*",
+                                      "spiffe://old.example/ns/ops/*"}));
+  EXPECT_EQ(policy->rules(1).namespaces(0), "ops");
+}
+
 // The step on its own.
 
 TEST_F(TranslatorTest, RulesNameTheAppPortsAServicePortStandsFor) {

@@ -96,6 +96,9 @@ struct TranslateOptions {
   uint32_t renewal_window_seconds = 0;
   // SPIFFE federation: foreign trust domain -> its roots (PEM), on the trust-bundle Secret.
   std::map<std::string, std::string> federated_bundles;
+  // Trust domains whose ids are this mesh's own (a move from one trust domain to another): on
+  // the trust-bundle Secret, and AuthorizationPolicy principals match across them.
+  std::vector<std::string> trust_domain_aliases;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;

@@ -77,6 +77,9 @@ void AddTrustBundle(const TranslationContext& ctx, NodeResources& resources) {
     renewal->set_round(ctx.options.renewal_round);
     renewal->set_window_seconds(ctx.options.renewal_window_seconds);
   }
+  for (const std::string& alias : ctx.options.trust_domain_aliases) {
+    bundle.add_trust_domain_aliases(alias);
+  }
   for (const auto& [domain, pem] : ctx.options.federated_bundles) {
     (*bundle.mutable_federated_bundles())[domain] = pem;
   }

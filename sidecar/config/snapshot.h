@@ -43,6 +43,8 @@ struct SecretConfig {
   absl::Duration renewal_window;
   // SPIFFE federation: foreign trust domain -> its roots (PEM), verified per domain.
   std::map<std::string, std::string> federated_bundles;
+  // Trust domains verified like the local one (against trust_bundle_pem).
+  std::vector<std::string> trust_domain_aliases;
 };
 
 // What BuildSnapshot keeps of the resources it translated, to reuse for the next update

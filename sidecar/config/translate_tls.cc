@@ -69,6 +69,13 @@ std::optional<SecretConfig> TranslateSecret(Errors::Scope& scope, const xds::Sec
       out.federated_bundles.emplace(domain, pem);
     }
   }
+  for (const std::string& alias : secret.trust_domain_aliases()) {
+    if (!tls::ValidateTrustDomain(alias).ok()) {
+      scope.Add("trust_domain_aliases", absl::StrCat("\"", alias, "\" is not a trust domain"));
+    } else {
+      out.trust_domain_aliases.push_back(alias);
+    }
+  }
   if (secret.has_renewal()) {
     const xds::CertificateRenewal& r = secret.renewal();
     absl::StatusOr<std::string> signer = tls::ParseSha256Fingerprint(r.signer());

@@ -46,6 +46,7 @@ struct Pems {
   // SPIFFE federation (the trust-bundle Secret's federated bundles) and the local trust domain
   // they are told apart from; null without.
   const std::map<std::string, std::string>* federated = nullptr;
+  const std::vector<std::string>* aliases = nullptr;
   absl::string_view local_domain;
 };
 
@@ -102,8 +103,10 @@ absl::StatusOr<Pems> WorkloadPems(const WorkloadTlsMaterial* workload,
                                                    "\" names no Secret with a trust bundle"));
   }
   out.bundle = secret->trust_bundle_pem;
-  if (!secret->federated_bundles.empty() && !workload->trust_domain.empty()) {
+  if ((!secret->federated_bundles.empty() || !secret->trust_domain_aliases.empty()) &&
+      !workload->trust_domain.empty()) {
     out.federated = &secret->federated_bundles;
+    out.aliases = &secret->trust_domain_aliases;
     out.local_domain = workload->trust_domain;
   }
   return out;
@@ -201,6 +204,7 @@ void CopyPems(const Pems& pems, tls::TlsContextConfig& out) {
   if (pems.federated != nullptr) {
     out.local_trust_domain = std::string(pems.local_domain);
     out.federated_bundles_pem = *pems.federated;
+    out.trust_domain_aliases = *pems.aliases;
   }
 }
 
@@ -216,7 +220,8 @@ std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& set
                    "\n", settings.session_tickets, "\n", settings.client_session_cache_size, "\n",
                    cache.Digest(pems.chain), cache.Digest(pems.key), cache.Digest(pems.bundle));
   if (pems.federated != nullptr) {
-    absl::StrAppend(&out, "\nfederated ", pems.local_domain);
+    absl::StrAppend(&out, "\nfederated ", pems.local_domain, " ",
+                    absl::StrJoin(*pems.aliases, ","));
     for (const auto& [domain, pem] : *pems.federated) {
       absl::StrAppend(&out, "\n", domain, " ", cache.Digest(pem));
     }

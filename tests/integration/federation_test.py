@@ -9,6 +9,9 @@ spiffe://other.example/ns/shop/sa/buyer. Another mesh's root (other.example, mad
 certs/make-ca.sh) issues certificates for `buyer`, for `thief` (same domain, not admitted) and
 for a forgery claiming the local domain (spiffe://cluster.local/ns/default/sa/frontend). The
 control plane runs with `--federate other.example=file:BUNDLE`. Shown:
+- with `--trust-domain-alias old.example`, a certificate of the mesh's root for frontend's id in
+  old.example is answered (the policy names the cluster.local id), one of another root for it is
+  refused at the handshake;
 - before the bundle file exists, every foreign certificate is refused at the handshake;
 - once it holds the other root (a SPIFFE bundle, JWKS with x5c), the sidecar gets it over xDS
   (mesh-trust-bundle's federated_bundles) and buyer is answered by the app, which sees buyer's
@@ -25,8 +28,6 @@ About 10 s.
 import base64
 import json
 import os
-import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ import unittest
 import cp_api
 import root_rotation_test
 import sidecar_test
-from mesh_util import make_workload_cert
+from mesh_util import make_workload_cert, mtls_get
 from root_rotation_test import RotationHarness, spiffe
 from sidecar_test import wait_for
 
@@ -56,24 +57,7 @@ spec:
 def call(port, chain, key, path="/who"):
     """(status, body) of GET `path` through backend's inbound listener with this client
     certificate; (None, reason) when the handshake or connection fails."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.load_cert_chain(chain, key)
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with context.wrap_socket(raw) as conn:
-                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n"
-                             .encode())
-                answer = b""
-                while chunk := conn.recv(65536):
-                    answer += chunk
-    except (ssl.SSLError, ConnectionError, OSError) as e:
-        return None, repr(e)
-    if not answer.startswith(b"HTTP/1.1 "):
-        return None, answer[:200]
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    return mtls_get(port, chain, key, path, host="backend")
 
 
 def spiffe_bundle(root_pem_file, refresh_hint=1):
@@ -104,7 +88,7 @@ class FederationTest(RotationHarness):
 
         self.start_control_plane(
             "--federate", f"other.example=file:{bundle}", "--federation-refresh-min", "200ms",
-            "--federation-refresh-max", "1s")
+            "--federation-refresh-max", "1s", "--trust-domain-alias", "old.example")
         with open(os.path.join(self.data, "api-token")) as f:
             self.api_token = f.read().strip()
         self.api_request("PUT", "/apis/meshlet.io/v1/namespaces/default/authorizationpolicies/"
@@ -115,6 +99,18 @@ class FederationTest(RotationHarness):
                                    spiffe("frontend"))
         self.assertTrue(wait_for(lambda: call(backend.inbound, *local)[0] == 200, timeout=15),
                         call(backend.inbound, *local))
+        # The alias: frontend's id in old.example is this mesh's frontend (the policy names the
+        # cluster.local id), verified by the mesh's root only.
+        mesh_root = (os.path.join(self.data, "ca", "root-cert.pem"),
+                     os.path.join(self.data, "ca", "root-key.pem"))
+        aliased = make_workload_cert(t, "aliased", mesh_root,
+                                     "spiffe://old.example/ns/default/sa/frontend")
+        status, body = call(backend.inbound, *aliased)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["headers"].get("x-meshlet-peer-identity"),
+                         "spiffe://old.example/ns/default/sa/frontend")
+        self.assertIsNone(call(backend.inbound, *make_workload_cert(
+            t, "aliased-forged", other, "spiffe://old.example/ns/default/sa/frontend"))[0])
 
         # No bundle yet: the foreign domain is not trusted.
         for cert in (buyer, thief, forged):

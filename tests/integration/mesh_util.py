@@ -76,10 +76,10 @@ def make_workload_cert(directory, name, ca, spiffe_id):
                      "keyUsage=critical,digitalSignature\n")
 
 
-def peer_accepted(port, cert_chain, key):
-    """Whether a sidecar's inbound listener on `port` accepts a client presenting `cert_chain`
-    (PEM file, leaf first) and `key`: an HTTP answer, or a TLS alert. PERMISSIVE and STRICT both
-    verify a presented certificate against the trust bundle."""
+def mtls_get(port, cert_chain, key, path="/", host="x"):
+    """GET `path` from a sidecar's inbound listener on `port` as a client presenting `cert_chain`
+    (PEM file, leaf first) and `key`: (status, body), or (None, the reason) when the handshake or
+    connection fails or the answer is not HTTP."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -87,14 +87,25 @@ def peer_accepted(port, cert_chain, key):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             with context.wrap_socket(raw) as conn:
-                conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                             .encode())
                 # The whole answer: leaving early would reset the sidecar's request to the app.
                 answer = b""
                 while chunk := conn.recv(65536):
                     answer += chunk
-                return answer.startswith(b"HTTP/1.1 ")
-    except (ssl.SSLError, ConnectionError):
-        return False
+    except (ssl.SSLError, ConnectionError, OSError) as e:
+        return None, repr(e)
+    if not answer.startswith(b"HTTP/1.1 "):
+        return None, answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def peer_accepted(port, cert_chain, key):
+    """Whether a sidecar's inbound listener on `port` accepts a client presenting `cert_chain`
+    (PEM file, leaf first) and `key`: an HTTP answer, or a TLS alert. PERMISSIVE and STRICT both
+    verify a presented certificate against the trust bundle."""
+    return mtls_get(port, cert_chain, key)[0] is not None
 
 
 def trust_bundle_roots(sidecar):
