@@ -22,6 +22,8 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kServiceRoutes, "service-routes", "0.2.0"},
     {Capability::kOnDemand, "on-demand", "0.2.0"},
     {Capability::kJwt, "jwt", "0.2.0"},
+    {Capability::kCaRotation, "ca-rotation", "0.2.0"},
+    {Capability::kFederation, "federation", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

@@ -61,8 +61,12 @@ enum class Capability {
   kOnDemand,
   // Listener.jwt (RequestAuthentication: JWT verification before authorization).
   kJwt,
+  // Secret.renewal (a CA rotation's renewal round: renew early from the new signer).
+  kCaRotation,
+  // Secret.federated_bundles and Secret.trust_domain_aliases (SPIFFE federation, ADR 0101).
+  kFederation,
 };
-inline constexpr size_t kCapabilityCount = 11;
+inline constexpr size_t kCapabilityCount = 13;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

@@ -191,6 +191,12 @@ const std::vector<CapabilityGate>& Gates() {
       // Fails closed: a sidecar that cannot verify tokens gets no listener that needs it, rather
       // than one that lets every token through.
       {C::kJwt, "meshlet.xds.Listener.jwt", Fallback::kDropElement},
+      // An older sidecar renews at its own time; a rotation waits for it (it reports no roots).
+      {C::kCaRotation, "meshlet.xds.Secret.renewal", Fallback::kClear},
+      // Fails closed: a sidecar that cannot verify per trust domain trusts the mesh roots only,
+      // and refuses foreign and alias ids.
+      {C::kFederation, "meshlet.xds.Secret.federated_bundles", Fallback::kClear},
+      {C::kFederation, "meshlet.xds.Secret.trust_domain_aliases", Fallback::kClear},
   };
   return *kGates;
 }

@@ -26,6 +26,10 @@
 //                              every client reset before the response ends as rapid reset)
 //   on-demand                  Listener.on_demand left out (an unknown destination is handled at
 //                              once, as unmatched_destination or the "*" host say)
+//   jwt                        a listener with Listener.jwt left out (fails closed)
+//   ca-rotation                Secret.renewal left out (the sidecar renews at its own time)
+//   federation                 Secret.federated_bundles and trust_domain_aliases left out (the
+//                              sidecar trusts the mesh roots only: foreign ids are refused)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.

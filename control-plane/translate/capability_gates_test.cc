@@ -117,6 +117,12 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     // No RequestAuthentication kind translates to it yet (ListenerJwtFailsClosedForOlderSidecars
     // sets it by hand).
     if (info.capability == xds::Capability::kJwt) continue;
+    // Fields of the trust-bundle Secret, sent with a CA's bundle only
+    // (TrustBundleSecretFieldsAreClearedForOlderSidecars).
+    if (info.capability == xds::Capability::kCaRotation ||
+        info.capability == xds::Capability::kFederation) {
+      continue;
+    }
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -238,6 +244,34 @@ TEST_F(CapabilityGatesTest, ListenerJwtFailsClosedForOlderSidecars) {
   EXPECT_GT(inbound_current, 0);
   EXPECT_EQ(inbound_old, 0);
   EXPECT_EQ(old.listeners.size(), current.listeners.size() - inbound_current);
+}
+
+// A CA rotation's renewal round and SPIFFE federation on the trust-bundle Secret: a sidecar
+// without the capability gets the Secret without them (it renews at its own time; it trusts the
+// mesh roots only, refusing foreign and alias ids), the bundle itself unchanged.
+TEST_F(CapabilityGatesTest, TrustBundleSecretFieldsAreClearedForOlderSidecars) {
+  auto with_secret = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Secret secret;
+    secret.set_name("mesh-trust-bundle");
+    secret.set_trust_bundle_pem("roots");
+    secret.mutable_renewal()->set_signer("sha256:ab");
+    secret.mutable_renewal()->set_round(1);
+    (*secret.mutable_federated_bundles())["other.example"] = "other roots";
+    secret.add_trust_domain_aliases("old.example");
+    r.secrets.push_back(secret);
+    ApplyCapabilityGates(reads, r);
+    return r.secrets.back();
+  };
+  const xds::Secret current = with_secret(xds::CapabilitySet::All());
+  EXPECT_TRUE(current.has_renewal());
+  EXPECT_EQ(current.federated_bundles_size(), 1);
+  EXPECT_EQ(current.trust_domain_aliases_size(), 1);
+  const xds::Secret old = with_secret(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_FALSE(old.has_renewal());
+  EXPECT_EQ(old.federated_bundles_size(), 0);
+  EXPECT_EQ(old.trust_domain_aliases_size(), 0);
+  EXPECT_EQ(old.trust_bundle_pem(), "roots");
 }
 
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
