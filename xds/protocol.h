@@ -37,6 +37,10 @@ inline constexpr char kTapTypeUrl[] = "type.googleapis.com/meshlet.xds.TapComman
 // table is about 5.5 MiB.
 inline constexpr size_t kLargeXdsMessageBytes = 64 * 1024 * 1024;
 
+// The Secret the control plane sends the mesh's trust bundle in (with a CA rotation's renewal
+// round and the federated bundles): what sidecars verify mesh peers against.
+inline constexpr char kMeshTrustBundleSecret[] = "mesh-trust-bundle";
+
 // The type of a request that only reports the sidecar's readiness (WorkloadReadiness).
 inline constexpr char kReadinessTypeUrl[] = "type.googleapis.com/meshlet.xds.WorkloadReadiness";
 

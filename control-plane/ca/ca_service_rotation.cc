@@ -59,12 +59,6 @@ absl::StatusOr<CaSourceOptions> StagedSourceOptions(absl::string_view source,
       source, "\""));
 }
 
-bool SameRound(const std::optional<RenewalRound>& a, const std::optional<RenewalRound>& b) {
-  if (a.has_value() != b.has_value()) return false;
-  return !a.has_value() ||
-         (a->signer == b->signer && a->round == b->round && a->window == b->window);
-}
-
 http::ServerResponse RotationError(int code, absl::string_view reason, absl::string_view message) {
   return http::ServerResponse::Json(
       code, absl::StrCat(R"({"kind":"Status","status":"Failure","reason":)", JsonQuote(reason),
@@ -180,12 +174,15 @@ void CaService::RotationTick() {
   const absl::Time now = control_plane_.clock().WallNow();
   RotationBridge& bridge = rotation_machine_->bridge;
   // A control plane that just started has not heard from every sidecar yet: an empty or partial
-  // view would let step 2 or 5 pass.
-  bridge.ready =
-      control_plane_.clock().Now() - rotation_started_ >= options_.rotation_report_max_age;
+  // view would let step 2 or 5 pass. The reports are gathered only while the last state read
+  // runs; a replica that read none takes no step on this tick (the next one reads the state).
+  const bool running = RotationRunning(rotation_.step);
+  bridge.ready = running && control_plane_.clock().Now() - rotation_started_ >=
+                                options_.rotation_report_max_age;
   bridge.observations =
-      observations_ ? observations_(now - absl::FromChrono(options_.rotation_report_max_age))
-                    : std::vector<SidecarObservation>{};
+      running && observations_
+          ? observations_(now - absl::FromChrono(options_.rotation_report_max_age))
+          : std::vector<SidecarObservation>{};
   for (SidecarObservation& s : bridge.observations) {
     for (const CertificateAuthority* a :
          {configured_.get(), base_.authority.get(), staged_.authority.get(), authority_.get()}) {
@@ -274,7 +271,7 @@ void CaService::ServeRotation(const RotationState& state, std::optional<RenewalR
   rotation_ = state;
   StageNeeded(/*blocking=*/false);
   Recompose();
-  if (!SameRound(renewal, renewal_)) {
+  if (renewal != renewal_) {
     renewal_ = std::move(renewal);
     for (const RenewalListener& listener : renewal_listeners_) listener(renewal_);
   }

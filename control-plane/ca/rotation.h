@@ -107,6 +107,7 @@ struct RenewalRound {
   std::string signer;
   uint32_t round = 0;
   absl::Duration window;
+  bool operator==(const RenewalRound&) const = default;
 };
 
 // One evaluation: what the state became and what the caller must do now.

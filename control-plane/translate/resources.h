@@ -15,6 +15,7 @@
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
 #include "xds/node.pb.h"
+#include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::translate {
@@ -110,6 +111,6 @@ struct TranslateOptions {
 };
 
 // The Secret carrying TranslateOptions::trust_bundle_pem.
-inline constexpr absl::string_view kTrustBundleSecret = "mesh-trust-bundle";
+inline constexpr absl::string_view kTrustBundleSecret = xds::kMeshTrustBundleSecret;
 
 }  // namespace meshlet::controlplane::translate

@@ -48,8 +48,9 @@ CertificateManager::CertificateManager(event::Loop& loop, CertificateSigner& sig
     if (expiry.ok()) expiry_seconds_ = *expiry;
     if (rotations.ok()) rotations_ = *rotations;
     if (failures.ok()) failures_ = *failures;
-    auto early = shard.RegisterCounter("meshlet_workload_certificate_early_renewals_total",
-                                       "Early renewals a CA rotation asked for (its renewal round named another signer).");
+    auto early = shard.RegisterCounter(
+        "meshlet_workload_certificate_early_renewals_total",
+        "Early renewals a CA rotation asked for (its renewal round named another signer).");
     if (early.ok()) early_renewals_ = *early;
   }
 }

@@ -21,6 +21,7 @@
 #include "sidecar/config/translate.h"
 #include "sidecar/route/usage_cell.h"
 #include "sidecar/server/server.h"
+#include "xds/protocol.h"
 
 namespace meshlet::sidecar::server {
 
@@ -143,12 +144,10 @@ void Server::UpdateCertificateFacts() {
   const identity::WorkloadCertificate* current =
       certificate_manager_ != nullptr ? certificate_manager_->current() : nullptr;
   if (current == nullptr) return;
-  // The mesh's trust bundle as the control plane pushes it (control-plane/translate/resources.h
-  // names it), else the one the CA answered with.
-  static constexpr absl::string_view kMeshTrustBundleSecret = "mesh-trust-bundle";
+  // The mesh's trust bundle as the control plane pushes it, else the one the CA answered with.
   const config::SecretConfig* pushed = nullptr;
   if (snapshot_ != nullptr) {
-    auto it = snapshot_->secrets.find(kMeshTrustBundleSecret);
+    auto it = snapshot_->secrets.find(absl::string_view(xds::kMeshTrustBundleSecret));
     if (it != snapshot_->secrets.end() && !it->second.trust_bundle_pem.empty())
       pushed = &it->second;
   }
