@@ -4,9 +4,14 @@
     revision_test.py --bin-dir DIR
 
 Two control planes run as pods: revisions 0-2-0 and canary, each with its own name
-(meshlet-control-plane-REVISION: Service, certificate, service account) and one CA root given
-to both (--ca-cert/--ca-key: a root made at test time), so that their workloads trust each
-other. Both follow the (fake) Kubernetes API server, which holds what a cluster would: the
+(meshlet-control-plane-REVISION: Service, certificate, service account) and one CA root made at
+test time, so that their workloads trust each other. Each signs with an external signer
+(docs/security.md, "External signers"): 0-2-0 with an intermediate under the root whose key is
+only in a SoftHSM2 token (--ca-pkcs11-*: the token store, PIN, module and the OpenSSL library it
+needs mounted from the host), canary's workload certificates through the Kubernetes CSR API
+(--ca-csr-signer-name), answered by csr_signer.py with another intermediate, run in the API
+server pod's network (canary's own certificates from the root, its key given). Every proxy's
+certificate is checked to come from its revision's signer after setup and after each move. Both follow the (fake) Kubernetes API server, which holds what a cluster would: the
 namespaces `front` and `shop` labelled meshlet.io/rev, the Deployments, their Pods (with the
 annotations injection writes), Services and EndpointSlices, and the control planes' own
 Deployments. `client` and `reviews` run in `front` on 0-2-0, `productpage` (2 replicas) in `shop`,
@@ -37,9 +42,11 @@ MESHLET_REQUIRE_E2E=1.
 
 import argparse
 import base64
+import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -55,6 +62,39 @@ LOAD_RATE = 100
 CLUSTER_IPS = {("front", "reviews"): "240.241.2.10", ("shop", "productpage"): "240.241.2.11",
                ("front", "client"): "240.241.2.12"}
 CA_DIR = "/etc/meshlet/ca"
+# The external signers (docs/security.md, "External signers"): 0-2-0 signs with an intermediate
+# whose key is in a SoftHSM2 token, canary's workload certificates come from a signer process
+# answering the Kubernetes CSR API; both intermediates are under the one root.
+HSM_DIR = "/opt/softhsm"          # the token store, the module and its libraries, in 0-2-0's pod
+HSM_TOKEN, HSM_KEY_LABEL = "meshlet-ca", "meshlet-intermediate"
+HSM_INTERMEDIATE = "meshlet-hsm-intermediate"
+CSR_INTERMEDIATE = "meshlet-csr-api-intermediate"
+SIGNER_NAME = "example.com/meshlet-e2e"
+CONTROL_PLANE_UID = 65532         # the control-plane image's user
+INTERMEDIATE_EXTENSIONS = ("basicConstraints=critical,CA:TRUE,pathlen:0\n"
+                           "keyUsage=critical,keyCertSign,cRLSign\n"
+                           "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def softhsm_module():
+    """The SoftHSM2 PKCS#11 module's path, or None."""
+    for pattern in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/*/softhsm/libsofthsm2.so",
+                    "/usr/lib/*/libsofthsm2.so"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def shared_libraries(path):
+    """The absolute paths of the libraries `path` loads (ldd), the dynamic loader's left out."""
+    r = subprocess.run(["ldd", path], capture_output=True, text=True, check=True)
+    return [m.group(1) for m in re.finditer(r"=> (/\S+) \(", r.stdout)]
 
 
 def control_plane_name(revision):
@@ -98,21 +138,26 @@ class RevisionMesh:
 
     def start_control_planes(self):
         api = self.cluster.kube_api
-        ca_cert, ca_key = self.ca
-        with open(ca_cert) as f:
-            root = f.read()
-        with open(ca_key) as f:
-            key = f.read()
+        root = read(self.ca[0])
         self.cluster.trust_pem = root
         took = []
         for i, revision in enumerate((OLD, NEW)):
             name = control_plane_name(revision)
             ip = self.run.ip(10 + i)
+            signing = self.signing[revision]
             config_maps = [
                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name + "-kube"},
                  "data": {"ca.crt": api["ca"], "token": api["token"]}},
                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name + "-ca"},
-                 "data": {"cert.pem": root, "key.pem": key}}]
+                 "data": dict(signing["files"], **{"cert.pem": root})}]
+            volumes = [{"name": name + "-kube", "configMap": {"name": name + "-kube"}},
+                       {"name": name + "-ca", "configMap": {"name": name + "-ca"}}]
+            mounts = [{"name": name + "-kube", "mountPath": "/var/run/kube-api", "readOnly": True},
+                      {"name": name + "-ca", "mountPath": CA_DIR, "readOnly": True}]
+            if signing.get("host_dir"):
+                volumes.append({"name": name + "-hsm", "hostPath": {
+                    "path": signing["host_dir"], "type": "Directory"}})
+                mounts.append({"name": name + "-hsm", "mountPath": HSM_DIR})
             pod = {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": CONTROL_PLANE_NAMESPACE,
@@ -120,20 +165,16 @@ class RevisionMesh:
                 "spec": {"containers": [{
                     "name": "control-plane", "image": cluster_lib.image("control-plane"),
                     "args": ["--api-address", "0.0.0.0:15014", "--zipkin-address=",
-                             "--revision", revision,
-                             "--ca-cert", CA_DIR + "/cert.pem", "--ca-key", CA_DIR + "/key.pem",
+                             "--revision", revision] + signing["args"] + [
                              "--kubernetes-api", api["address"],
                              "--kubernetes-ca-file", "/var/run/kube-api/ca.crt",
                              "--kubernetes-token-file", "/var/run/kube-api/token",
                              # No webhook configuration nor ConfigMaps in this cluster.
                              "--webhook-configuration=", "--trust-bundle-namespaces="],
-                    "env": [{"name": "POD_NAMESPACE", "value": CONTROL_PLANE_NAMESPACE}],
-                    "volumeMounts": [
-                        {"name": name + "-kube", "mountPath": "/var/run/kube-api",
-                         "readOnly": True},
-                        {"name": name + "-ca", "mountPath": CA_DIR, "readOnly": True}]}],
-                    "volumes": [{"name": name + "-kube", "configMap": {"name": name + "-kube"}},
-                                {"name": name + "-ca", "configMap": {"name": name + "-ca"}}]}}
+                    "env": [{"name": "POD_NAMESPACE", "value": CONTROL_PLANE_NAMESPACE}] +
+                           signing.get("env", []),
+                    "volumeMounts": mounts}],
+                    "volumes": volumes}}
             self.run.play(pod, ip, extra_documents=config_maps)
             container = name + "-control-plane"
             self.control_planes[revision] = {"ip": ip, "container": container}
@@ -150,6 +191,131 @@ class RevisionMesh:
                                             self.meshctl_args(revision, "check"), timeout=60))
         return "revisions %s at %s and %s at %s, one CA root; ready after %.1f s" % (
             OLD, self.control_planes[OLD]["ip"], NEW, self.control_planes[NEW]["ip"], max(took))
+
+    # --- the external signers -----------------------------------------------------------------
+
+    def hsm_signing(self, mesh_util, d):
+        """0-2-0's signing: an intermediate under the root whose key is imported into a SoftHSM2
+        token and then deleted; the token store, the PIN, the module and the libraries it needs
+        that the control-plane image lacks go into one host directory mounted at HSM_DIR, owned
+        by the image's user (a token is written to when a session opens). Under
+        AddressSanitizer, which refuses the RTLD_DEEPBIND the module needs, the key stays a file
+        (noted in the scenario's line)."""
+        chain = self.intermediate(mesh_util, d, HSM_INTERMEDIATE)
+        key = os.path.join(d, HSM_INTERMEDIATE + "-key.pem")
+        if os.environ.get("ASAN_OPTIONS"):
+            return {"files": {"chain.pem": chain, "key.pem": read(key)},
+                    "args": ["--ca-cert", CA_DIR + "/chain.pem", "--ca-key", CA_DIR + "/key.pem"],
+                    "what": "0-2-0 signing with a key file (AddressSanitizer: no PKCS#11 module)"}
+        module = softhsm_module()
+        if module is None or shutil.which("softhsm2-util") is None:
+            raise harness.E2EError("SoftHSM2 is not installed (apt-get install softhsm2; "
+                                   "./dev test installs it)")
+        host = os.path.join(self.run.dir, "softhsm")
+        for sub in ("tokens", "lib"):
+            os.makedirs(os.path.join(host, sub))
+        conf = os.path.join(host, "softhsm2-host.conf")
+        with open(conf, "w") as f:
+            f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n" % host)
+        with open(os.path.join(host, "softhsm2.conf"), "w") as f:
+            f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n" % HSM_DIR)
+        pin = "e2e-" + os.urandom(6).hex()
+        env = dict(os.environ, SOFTHSM2_CONF=conf)
+        for args in (["--init-token", "--free", "--label", HSM_TOKEN, "--pin", pin,
+                      "--so-pin", "so-" + pin],
+                     ["--import", key, "--token", HSM_TOKEN, "--label", HSM_KEY_LABEL,
+                      "--id", "a1", "--pin", pin]):
+            r = subprocess.run(["softhsm2-util"] + args, capture_output=True, text=True,
+                               env=env, timeout=30)
+            if r.returncode != 0:
+                raise harness.E2EError("softhsm2-util %s: %s%s" % (args[0], r.stdout, r.stderr))
+        os.remove(key)  # only the token has it now
+        with open(os.path.join(host, "pin"), "w") as f:
+            f.write(pin + "\n")
+        os.chmod(os.path.join(host, "pin"), 0o600)
+        # The module, and what it links that the control plane's image does not hold (OpenSSL's
+        # libcrypto.so.3: the image's libcrypto is BoringSSL's, another soname).
+        have = {os.path.basename(lib) for lib in shared_libraries(
+            os.path.join(self.bin_dir, "control-plane", "control-plane"))}
+        shutil.copy2(module, os.path.join(host, "lib", "libsofthsm2.so"))
+        for lib in shared_libraries(module):
+            if os.path.basename(lib) not in have:
+                shutil.copy2(os.path.realpath(lib), os.path.join(host, "lib",
+                                                                 os.path.basename(lib)))
+        for root, dirs, files in os.walk(host):
+            for entry in [root] + [os.path.join(root, n) for n in dirs + files]:
+                os.chown(entry, CONTROL_PLANE_UID, CONTROL_PLANE_UID)
+        os.chmod(host, 0o700)
+        return {"files": {"chain.pem": chain}, "host_dir": host,
+                "args": ["--ca-cert", CA_DIR + "/chain.pem",
+                         "--ca-pkcs11-module", HSM_DIR + "/lib/libsofthsm2.so",
+                         "--ca-pkcs11-token", HSM_TOKEN, "--ca-pkcs11-key-label", HSM_KEY_LABEL,
+                         "--ca-pkcs11-pin-file", HSM_DIR + "/pin"],
+                "env": [{"name": "SOFTHSM2_CONF", "value": HSM_DIR + "/softhsm2.conf"},
+                        {"name": "LD_LIBRARY_PATH", "value": HSM_DIR + "/lib"}],
+                "what": "0-2-0 signing in a SoftHSM2 token"}
+
+    def csr_signing(self, mesh_util, d):
+        """canary's signing: its own certificates and the trust bundle from the root (its key
+        given), the workloads' through the Kubernetes CSR API, answered by csr_signer.py with
+        an intermediate under the root, run in the API server pod's network."""
+        chain = self.intermediate(mesh_util, d, CSR_INTERMEDIATE)
+        api = self.cluster.kube_api
+        token_file = os.path.join(d, "signer-token")
+        with open(token_file, "w") as f:
+            f.write(api["token"])
+        log = os.path.join(self.run.dir, "csr-signer.log")
+        proc = self.run.start_in_pod_network("kube-apiserver", [
+            "/usr/bin/python3", os.path.join(cluster_lib.INTEGRATION_DIR, "csr_signer.py"),
+            "--api", api["address"], "--token-file", token_file,
+            "--ca-cert", os.path.join(d, CSR_INTERMEDIATE + ".pem"),
+            "--ca-key", os.path.join(d, CSR_INTERMEDIATE + "-key.pem"),
+            "--signer-name", SIGNER_NAME, "--cafile", self.api_ca_file], log)
+
+        def watching():
+            if proc.poll() is not None:
+                raise harness.E2EError("csr_signer.py exited: %s" % read(log)[-2000:])
+            return "watching" in read(log)
+        self.run.wait_until(watching, 20, "the CSR signer to watch")
+        self.signer_log = log
+        del chain  # canary signs its own certificates with the root
+        return {"files": {"key.pem": read(self.ca[1])},
+                "args": ["--ca-cert", CA_DIR + "/cert.pem", "--ca-key", CA_DIR + "/key.pem",
+                         "--ca-csr-signer-name", SIGNER_NAME],
+                "what": "canary's workload certificates through the CSR API (%s)" % SIGNER_NAME}
+
+    def intermediate(self, mesh_util, d, name):
+        """An intermediate CA `name` under the root: its chain (PEM text, root last); its key
+        in d/NAME-key.pem."""
+        cert, _ = mesh_util.make_leaf(d, name, self.ca, INTERMEDIATE_EXTENSIONS)
+        return read(cert) + read(self.ca[0])
+
+    def check_signers(self):
+        """Each proxy's certificate comes from its revision's signer: 0-2-0's from the HSM's
+        intermediate, canary's from the CSR API's; every canary proxy's SPIFFE id was signed by
+        the signer process. A line on what was checked."""
+        want = {OLD: "CN=" + HSM_INTERMEDIATE, NEW: "CN=" + CSR_INTERMEDIATE}
+        counts = {OLD: 0, NEW: 0}
+        signed = read(self.signer_log)
+        for pods in self.pods.values():
+            for pod in pods:
+                status, body = self.cluster.pod_http(pod, "http://127.0.0.1:15000/certs")
+                if status != 200:
+                    raise harness.E2EError("%s's /certs: %s %s" % (pod, status, body[:300]))
+                certificate = json.loads(body)["workload_certificate"]
+                leaf, spiffe_id = certificate["chain"][0], certificate["identity"]
+                revision = self.cluster.pods[pod]["revision"]
+                if leaf["issuer"] != want[revision]:
+                    raise harness.E2EError("%s (on %s) holds a certificate issued by %r, not %r" % (
+                        pod, revision, leaf["issuer"], want[revision]))
+                if revision == NEW and " %s\n" % spiffe_id not in signed:
+                    raise harness.E2EError("%s's id %s is not in the CSR signer's log:\n%s" % (
+                        pod, spiffe_id, signed[-2000:]))
+                counts[revision] += 1
+        return "%d certificates from the HSM's intermediate, %d through the CSR API" % (
+            counts[OLD], counts[NEW])
 
     def meshctl_args(self, revision, *args):
         # The API's certificate is issued by the shared root (no generated root in the data
@@ -350,6 +516,7 @@ class RevisionMesh:
         self.api_ca_file = os.path.join(self.run.dir, "kube-api-ca.pem")
         with open(self.api_ca_file, "w") as f:
             f.write(self.cluster.kube_api["ca"])
+        self.signing = {OLD: self.hsm_signing(mesh_util, d), NEW: self.csr_signing(mesh_util, d)}
         detail = self.start_control_planes()
         self.put_namespace("front", OLD)
         self.put_namespace("shop", OLD)
@@ -363,8 +530,9 @@ class RevisionMesh:
         answer = json.loads(self.client_get("http://productpage.shop:9080/x"))
         if answer["calls"][0]["status"] != 200:
             raise harness.E2EError("productpage -> reviews: %s" % answer)
-        return "%s; 4 pods ready in %.1f s, client -> productpage.shop -> reviews.front 200" % (
-            detail, time.monotonic() - started)
+        return ("%s; %s; 4 pods ready in %.1f s, client -> productpage.shop -> reviews.front "
+                "200; %s") % (detail, ", ".join(s["what"] for s in self.signing.values()),
+                              time.monotonic() - started, self.check_signers())
 
     def endpoints(self, pod, service, namespace):
         """{address: host} of `service`.`namespace`'s outbound cluster in `pod`'s proxy
@@ -491,10 +659,10 @@ class RevisionMesh:
             raise harness.E2EError("meshctl upgrade did not check the proxies: %s" % r.stdout)
         report = [line for line in r.stdout.splitlines() if line.startswith("namespace shop: on")]
         return ("%d requests during the move, 0 failed; %s now on %s (%s), %d hops to and from "
-                "them mTLS; meshctl: %s") % (
+                "them mTLS; %s; meshctl: %s") % (
             summary["requests"], " ".join(sorted(new_pods)), revision,
             ", ".join("%s %s" % (p, on_target[p]) for p in sorted(moved)), hops,
-            report[0] if report else r.stdout.strip().splitlines()[-1])
+            self.check_signers(), report[0] if report else r.stdout.strip().splitlines()[-1])
 
     def rollback_by_tag(self):
         """The tag stable pointed at 0-2-0 (meshctl tag set, against the fake API server, which

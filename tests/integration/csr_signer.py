@@ -11,13 +11,23 @@ followed by the signer's CA certificate.
 
 Threading: start() runs the watch on a daemon thread; stop() ends it. `signed` and `denied` (names
 of the requests) are read under `cond`.
+
+As a program (the e2e tests run it in the API server pod's network):
+
+    csr_signer.py --api URL --token-file F --ca-cert F --ca-key F --signer-name NAME [--cafile F]
+
+signs every request of NAME until its stdin closes, printing "watching" once started and
+"signed NAME SPIFFE-ID" for each certificate it writes.
 """
 
+import argparse
 import base64
 import datetime
 import json
 import ssl
+import sys
 import threading
+import time
 import urllib.request
 
 from cryptography import x509
@@ -42,6 +52,7 @@ class CsrSigner:
         self.cond = threading.Condition()
         self.signed, self.denied = [], []
         self.stopping = False
+        self.on_signed = None  # called with (name, the request) after each certificate
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def start(self):
@@ -64,10 +75,15 @@ class CsrSigner:
             with self.cond:
                 if self.stopping:
                     return
-            with self.request("GET", CSR_PATH) as answer:
-                listed = json.load(answer)
-            for csr in listed["items"]:
-                self.handle(csr)
+            try:
+                with self.request("GET", CSR_PATH) as answer:
+                    listed = json.load(answer)
+                for csr in listed["items"]:
+                    self.handle(csr)
+            except (OSError, ValueError) as e:  # the API server not answering yet: again
+                print("listing the requests: %s" % e, file=sys.stderr, flush=True)
+                time.sleep(0.5)
+                continue
             rv = listed["metadata"]["resourceVersion"]
             try:
                 with self.request("GET", f"{CSR_PATH}?watch=true&resourceVersion={rv}"
@@ -110,6 +126,8 @@ class CsrSigner:
         with self.cond:
             self.signed.append(name)
             self.cond.notify_all()
+        if self.on_signed is not None:
+            self.on_signed(name, csr)
 
     def issue(self, csr_pem, lifetime_seconds):
         """The PEM leaf for the CSR `csr_pem`, followed by the CA certificate."""
@@ -134,3 +152,31 @@ class CsrSigner:
             pass
         cert = builder.sign(self.ca_key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM).decode() + self.ca_cert_pem
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--api", required=True, help="the API server's https:// URL")
+    p.add_argument("--token-file", required=True, help="its bearer token")
+    p.add_argument("--ca-cert", required=True, help="the signer's CA certificate (PEM)")
+    p.add_argument("--ca-key", required=True, help="its private key (PEM)")
+    p.add_argument("--signer-name", required=True)
+    p.add_argument("--cafile", help="verifies the API server's certificate")
+    args = p.parse_args()
+    with open(args.token_file) as t, open(args.ca_cert) as c, open(args.ca_key) as k:
+        signer = CsrSigner(args.api, t.read().strip(), c.read(), k.read(), args.signer_name,
+                           cafile=args.cafile)
+
+    def signed(name, csr):
+        spiffe_id = csr["metadata"].get("annotations", {}).get("meshlet.io/spiffe-id", "")
+        print("signed %s %s" % (name, spiffe_id), flush=True)
+    signer.on_signed = signed
+    signer.start()
+    print("watching %s for signer %s" % (args.api, args.signer_name), flush=True)
+    sys.stdin.read()  # until the test (or its harness) closes it
+    signer.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
