@@ -73,8 +73,9 @@ std::vector<Section> Sections(CommandLine& command_line) {
             .value = "DOMAIN=SOURCE",
             .help = "trust workloads of the foreign trust domain DOMAIN, verified against the "
                     "roots of its bundle (SPIFFE bundle or PEM) only, read from SOURCE: "
-                    "file:PATH or secret:NAMESPACE/NAME (keys bundle.spiffe, bundle.pem or "
-                    "ca.crt); repeat for each domain",
+                    "file:PATH, secret:NAMESPACE/NAME (keys bundle.spiffe, bundle.pem or "
+                    "ca.crt) or an https:// bundle endpoint (verified against "
+                    "--federation-endpoint-ca and its host name); repeat for each domain",
             .set =
                 [&command_line](absl::string_view v) {
                   command_line.federate.push_back(std::string(v));
@@ -98,7 +99,16 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "10s"),
            flags::PositiveDurationFlag(
                "--federation-refresh-max", &command_line.federation.refresh_max,
-               "the longest time before a bundle is read again (default 5m)", "5m")}});
+               "the longest time before a bundle is read again (default 5m)", "5m"),
+           flags::StringFlag("--federation-endpoint-ca", "FILE",
+                             &command_line.federation.endpoint_ca_file,
+                             "the roots (PEM) that verify https:// bundle endpoints' certificates "
+                             "(default /etc/ssl/certs/ca-certificates.crt, the system's)"),
+           flags::PositiveDurationFlag(
+               "--federation-endpoint-timeout", &command_line.federation.endpoint_timeout,
+               "how long one read of a bundle endpoint may take once its name is looked up: "
+               "connecting, TLS and the whole answer (default 10s)",
+               "10s")}});
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
                                  "no API server is known):",
                       .flags = ca::KubernetesAttestationFlags(command_line.ca)});

@@ -3,6 +3,7 @@
 // `--federate DOMAIN=SOURCE` values (ADR 0101): where the control plane reads a foreign trust
 // domain's bundle, and when it reads it again. Pure functions, callable from any thread.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,11 @@ struct FederationSource {
   Kind kind = Kind::kFile;
   // kFile: the path; kSecret: "NAMESPACE/NAME"; kBundleEndpoint: the https URL.
   std::string location;
+  // kBundleEndpoint: the URL's host (a name, or an IP literal without brackets), port (443 when
+  // the URL names none) and origin-form path with its query ("/" when the URL has none).
+  std::string host;
+  uint16_t port = 0;
+  std::string path;
 };
 
 // Parses one flag value: "other.example=file:/etc/meshlet/other.json",

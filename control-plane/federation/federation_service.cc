@@ -5,18 +5,28 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
+#include "common/http/client.h"
+#include "common/net/address.h"
+#include "common/net/host_lookup.h"
 #include "common/stats/or_discard.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_transport.h"
 
 namespace meshlet::controlplane::federation {
 
 struct FederationService::Domain {
   FederationSource source;
   std::unique_ptr<event::Timer> timer;
+  std::unique_ptr<net::HostLookup> lookup;  // a bundle endpoint's read in flight
+  std::unique_ptr<http::HttpFetch> fetch;
   std::string text;  // the last text read (good or not): an unchanged one is not parsed again
   bool in_flight = false;
+  std::string last_failure;  // logged at last_failure_logged
+  absl::Time last_failure_logged = absl::InfinitePast();
   Counter ok, unchanged, failed;
   Gauge roots;
 };
@@ -30,11 +40,25 @@ FederationService::~FederationService() { *alive_ = false; }
 absl::Status FederationService::Start(Listener listener) {
   listener_ = std::move(listener);
   for (const FederationSource& source : options_.sources) {
-    if (source.kind == FederationSource::Kind::kBundleEndpoint) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--federate ", source.domain, "=", source.location,
-          ": bundle endpoints are not read by this control plane yet; fetch the bundle into a "
-          "file or Secret (file:PATH, secret:NAMESPACE/NAME)"));
+    if (source.kind == FederationSource::Kind::kBundleEndpoint && endpoint_tls_ == nullptr) {
+      absl::StatusOr<std::string> roots = ReadFile(options_.endpoint_ca_file, 8 << 20);
+      if (!roots.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--federate ", source.domain, "=", source.location,
+                         ": the roots that verify bundle endpoints (--federation-endpoint-ca): ",
+                         roots.status().message()));
+      }
+      tls::TlsContextConfig config;
+      config.trust_bundle_pem = *std::move(roots);
+      config.alpn_protocols = {"http/1.1"};
+      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+          tls::TlsContext::CreateClient(config);
+      if (!context.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--federation-endpoint-ca=", options_.endpoint_ca_file, ": ",
+                         context.status().message()));
+      }
+      endpoint_tls_ = std::make_shared<tls::TlsContextProvider>(*std::move(context));
     }
     if (source.kind == FederationSource::Kind::kSecret && api_ == nullptr) {
       return absl::InvalidArgumentError(
@@ -67,7 +91,9 @@ absl::Status FederationService::Start(Listener listener) {
     domain->timer = std::make_unique<event::Timer>(loop_, [this, d] { Read(*d); });
     domains_.push_back(std::move(domain));
     LOG(INFO) << "federation: trust domain " << source.domain << " from "
-              << (source.kind == FederationSource::Kind::kFile ? "file " : "Secret ")
+              << (source.kind == FederationSource::Kind::kFile     ? "file "
+                  : source.kind == FederationSource::Kind::kSecret ? "Secret "
+                                                                   : "bundle endpoint ")
               << source.location;
   }
   for (auto& domain : domains_) Read(*domain);
@@ -77,6 +103,10 @@ absl::Status FederationService::Start(Listener listener) {
 void FederationService::Read(Domain& domain) {
   if (domain.source.kind == FederationSource::Kind::kFile) {
     Took(domain, ReadFile(domain.source.location));
+    return;
+  }
+  if (domain.source.kind == FederationSource::Kind::kBundleEndpoint) {
+    ReadEndpoint(domain);
     return;
   }
   if (domain.in_flight) return;
@@ -98,16 +128,71 @@ void FederationService::Read(Domain& domain) {
              });
 }
 
+void FederationService::ReadEndpoint(Domain& domain) {
+  if (domain.in_flight) return;
+  domain.in_flight = true;
+  const FederationSource& source = domain.source;
+  domain.lookup = net::HostLookup::Start(
+      loop_, source.host, source.port,
+      [this, &domain](absl::StatusOr<std::vector<net::Address>> addresses) {
+        const FederationSource& source = domain.source;
+        if (!addresses.ok()) {
+          domain.in_flight = false;
+          Took(domain, addresses.status());
+          return;
+        }
+        const bool literal = net::Address::FromIp(source.host, source.port).ok();
+        const bool v6 = absl::StrContains(source.host, ':');
+        http::ClientRequest request{
+            .method = "GET",
+            .path = source.path,
+            .authority = absl::StrCat(v6 ? "[" : "", source.host, v6 ? "]" : "",
+                                      source.port == 443 ? "" : absl::StrCat(":", source.port))};
+        request.headers.Add("accept", "application/json");
+        request.headers.Add("user-agent", "meshlet-control-plane");
+        http::ClientOptions options{
+            .timeout = absl::ToChronoMilliseconds(options_.endpoint_timeout),
+            .max_response_bytes = options_.limits.max_bytes + 64 * 1024,  // the head too
+            .transport_factory = tls::TlsTransport::Factory(
+                endpoint_tls_,
+                // SNI only for a name (RFC 6066); the certificate must name the host either way.
+                {.server_name = literal ? "" : source.host, .verify_peer_name = source.host})};
+        domain.fetch = http::HttpFetch::Start(
+            loop_, *std::move(addresses), std::move(request), std::move(options),
+            [this, &domain](http::ClientResult result) {
+              domain.in_flight = false;
+              if (!result.ok()) {
+                Took(domain, absl::UnavailableError(absl::StrCat(
+                                 "GET ", domain.source.location, ": ",
+                                 http::ClientErrorName(result.error), ": ", result.detail)));
+              } else if (result.status != 200) {
+                Took(domain, absl::UnavailableError(absl::StrCat("GET ", domain.source.location,
+                                                                 " answered ", result.status)));
+              } else {
+                Took(domain, std::move(result.body));
+              }
+            });
+      });
+}
+
 void FederationService::Took(Domain& domain, absl::StatusOr<std::string> text) {
   const std::string& name = domain.source.domain;
   absl::Duration next = options_.refresh_max;
   if (!text.ok()) {
     domain.failed.Inc();
-    LOG_EVERY_N_SEC(WARN, 60) << "federation: " << name << ": " << text.status().message()
-                              << (bundles_.contains(name) ? "; the last good bundle stays" : "");
+    // Each domain's failure when it changes, and again once a minute while it lasts.
+    const absl::Time now = absl::Now();
+    if (text.status().message() != domain.last_failure ||
+        now - domain.last_failure_logged >= absl::Minutes(1)) {
+      domain.last_failure = std::string(text.status().message());
+      domain.last_failure_logged = now;
+      LOG(WARN) << "federation: " << name << ": " << text.status().message()
+                << (bundles_.contains(name) ? "; the last good bundle stays" : "");
+    }
     next = options_.refresh_min;
   } else if (*text == domain.text) {
     domain.unchanged.Inc();
+    domain.last_failure.clear();
   } else {
     domain.text = *text;
     absl::StatusOr<FederatedBundle> bundle = ParseFederatedBundle(name, *text, options_.limits);
@@ -119,6 +204,7 @@ void FederationService::Took(Domain& domain, absl::StatusOr<std::string> text) {
       next = options_.refresh_min;
     } else {
       domain.ok.Inc();
+      domain.last_failure.clear();
       domain.roots.Set(static_cast<int64_t>(bundle->roots.size()));
       next = RefreshInterval(bundle->refresh_hint, options_.refresh_min, options_.refresh_max);
       for (const std::string& skipped : bundle->skipped) {

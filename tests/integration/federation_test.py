@@ -22,10 +22,17 @@ control plane runs with `--federate other.example=file:BUNDLE`. Shown:
 - a bundle replaced by one that does not parse is refused (counted), and the last good one stays:
   buyer is still answered;
 - the bundle moved to a PEM file holding a different root: buyer's old certificate is refused.
-About 10 s.
+And with bundle endpoints (`--federate DOMAIN=https://localhost:PORT/bundle`, the SPIFFE
+https_web profile, roots from `--federation-endpoint-ca`): a bundle served over HTTPS is taken
+(buyer answered); a 503 keeps the last good bundle; an endpoint whose certificate names another
+host, and one whose certificate comes from a CA not in --federation-endpoint-ca, are never
+trusted (their domains' workloads refused at the handshake, the reads counted failed, the log
+naming the TLS failure).
+About 15 s.
 """
 
 import base64
+import http.server
 import json
 import os
 import subprocess
@@ -36,7 +43,7 @@ import unittest
 import cp_api
 import root_rotation_test
 import sidecar_test
-from mesh_util import make_workload_cert, mtls_get
+from mesh_util import make_ca, make_server_cert, make_workload_cert, mtls_get, serve_https
 from root_rotation_test import RotationHarness, spiffe
 from sidecar_test import wait_for
 
@@ -166,10 +173,100 @@ class FederationTest(RotationHarness):
         print(f"\nfederation: the bundle in use at the sidecar {took:.2f} s after it was written",
               file=sys.stderr)
 
-    def metric(self, name, result):
+    def test_bundle_endpoints(self):
+        t = self.tmp
+        roots = {}
+        for name in ("other", "third", "fourth"):
+            self.make("root", "--out", os.path.join(t, name), "--trust-domain",
+                      name + ".example")
+            roots[name] = (os.path.join(t, name, "root-cert.pem"),
+                           os.path.join(t, name, "root-key.pem"))
+        buyer = make_workload_cert(t, "buyer", roots["other"], FOREIGN + "buyer")
+        third = make_workload_cert(t, "third-buyer", roots["third"],
+                                   "spiffe://third.example/ns/shop/sa/buyer")
+        fourth = make_workload_cert(t, "fourth-buyer", roots["fourth"],
+                                    "spiffe://fourth.example/ns/shop/sa/buyer")
+        # The endpoints' web PKI: one CA the control plane is given, one it is not.
+        web_ca = make_ca(t, "bundle-endpoints-ca")
+        stranger_ca = make_ca(t, "stranger-ca")
+        answers = {"other": [200, spiffe_bundle(roots["other"][0])],
+                   "third": [200, spiffe_bundle(roots["third"][0])],
+                   "fourth": [200, spiffe_bundle(roots["fourth"][0])]}
+        requests = []
+
+        def handler(name):
+            class Handler(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    requests.append((name, self.path, self.headers.get("Host")))
+                    status, body = answers[name]
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body.encode())
+
+                def log_message(self, *args):
+                    pass
+            return Handler
+        servers = []
+        urls = {}
+        for name, ca, san in (("other", web_ca, "DNS:localhost"),
+                              ("third", web_ca, "DNS:bundles.elsewhere.example"),
+                              ("fourth", stranger_ca, "DNS:localhost")):
+            cert = make_server_cert(t, name + "-endpoint", ca, san=san)
+            server, url = serve_https(handler(name), cert)
+            servers.append(server)
+            urls[name] = url.replace("127.0.0.1", "localhost") + "/bundle?domain=" + name
+        try:
+            self.start_control_plane(
+                *[a for name in urls for a in ("--federate", f"{name}.example={urls[name]}")],
+                "--federation-endpoint-ca", web_ca[0], "--federation-refresh-min", "200ms",
+                "--federation-refresh-max", "1s")
+            with open(os.path.join(self.data, "api-token")) as f:
+                self.api_token = f.read().strip()
+            policy = POLICY.replace(f'"{FOREIGN}buyer"', f'"{FOREIGN}buyer", '
+                                    '"spiffe://third.example/ns/shop/sa/buyer", '
+                                    '"spiffe://fourth.example/ns/shop/sa/buyer"')
+            self.api_request("PUT", "/apis/meshlet.io/v1/namespaces/default/"
+                             "authorizationpolicies/backend-callers", policy.encode())
+            backend = self.start_sidecar("backend")
+            self.assertTrue(wait_for(lambda: call(backend.inbound, *buyer)[0] == 200, timeout=15),
+                            call(backend.inbound, *buyer))
+            self.assertIn(("other", "/bundle?domain=other", urls["other"].split("/")[2]),
+                          requests)
+            self.assertGreater(self.metric("meshlet_cp_federation_reads_total", "ok",
+                                           "other.example"), 0)
+            # The endpoint fails: the last good bundle stays.
+            failed = self.metric("meshlet_cp_federation_reads_total", "failed", "other.example")
+            answers["other"][0] = 503
+            self.assertTrue(wait_for(lambda: self.metric(
+                "meshlet_cp_federation_reads_total", "failed", "other.example") > failed,
+                timeout=10))
+            self.assertEqual(call(backend.inbound, *buyer)[0], 200)
+            # A certificate for another name, one from a CA not given: never read, never trusted.
+            for domain, cert in (("third", third), ("fourth", fourth)):
+                self.assertTrue(wait_for(lambda: self.metric(
+                    "meshlet_cp_federation_reads_total", "failed", domain + ".example") >= 2,
+                    timeout=10))
+                self.assertEqual(self.metric("meshlet_cp_federation_reads_total", "ok",
+                                             domain + ".example"), 0)
+                self.assertIsNone(call(backend.inbound, *cert)[0], domain)
+            self.assertFalse([r for r in requests if r[0] in ("third", "fourth")], requests)
+            with open(self.cp_log) as f:
+                log = f.read()
+            self.assertIn(f"federation: other.example: GET {urls['other']} answered 503", log)
+            self.assertIn(f"federation: third.example: GET {urls['third']}: tls_failed", log)
+            self.assertIn(f"federation: fourth.example: GET {urls['fourth']}: tls_failed", log)
+        finally:
+            for server in servers:
+                server.shutdown()
+                server.server_close()
+
+    def metric(self, name, result, domain="other.example"):
         with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             for line in r.read().decode().splitlines():
-                if line.startswith(name + "{") and f'result="{result}"' in line:
+                if line.startswith(name + "{") and f'result="{result}"' in line and \
+                        f'domain="{domain}"' in line:
                     return float(line.rpartition(" ")[2])
         return 0
 
