@@ -109,6 +109,38 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "how long one read of a bundle endpoint may take once its name is looked up: "
                "connecting, TLS and the whole answer (default 10s)",
                "10s")}});
+  sections.push_back(
+      {.heading = "JWT key sets (RequestAuthentication jwksUri; docs/security.md):",
+       .flags = {
+           flags::StringFlag("--jwks-ca-file", "FILE", &command_line.jwks.ca_file,
+                             "the roots (PEM) that verify the issuers' HTTPS certificates "
+                             "(default /etc/ssl/certs/ca-certificates.crt, the system's)"),
+           flags::PositiveDurationFlag("--jwks-refresh-interval", &command_line.jwks.refresh,
+                                       "how often each jwksUri is read again (default 20m)", "20m"),
+           flags::PositiveDurationFlag(
+               "--jwks-retry-min", &command_line.jwks.retry_min,
+               "the first retry after a failed read, doubled up to --jwks-refresh-interval with "
+               "jitter (default 1s)",
+               "1s"),
+           flags::PositiveDurationFlag(
+               "--jwks-fetch-timeout", &command_line.jwks.timeout,
+               "one read once the name is looked up: connecting, TLS and the whole answer "
+               "(default 10s)",
+               "10s"),
+           {.name = "--jwks-max-bytes",
+            .value = "BYTES",
+            .help = "the largest key set taken (default 262144)",
+            .set =
+                [&command_line](absl::string_view v) {
+                  size_t n = 0;
+                  if (!absl::SimpleAtoi(v, &n) || n == 0 || n > (16u << 20)) {
+                    return absl::InvalidArgumentError(
+                        absl::StrCat("\"", v, "\" is not a size from 1 to 16777216 bytes"));
+                  }
+                  command_line.jwks.max_bytes = n;
+                  return absl::OkStatus();
+                }},
+       }});
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
                                  "no API server is known):",
                       .flags = ca::KubernetesAttestationFlags(command_line.ca)});

@@ -11,6 +11,7 @@
 #include "control-plane/access/kubernetes_users.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
+#include "control-plane/authn/jwks_fetcher.h"
 #include "control-plane/federation/federation_service.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
@@ -40,6 +41,8 @@ struct CommandLine {
   // domain once parsed) and how often they are read again.
   std::vector<std::string> federate;
   federation::FederationOptions federation;
+  // RequestAuthentication jwksUris, fetched by the control plane (ADR 0098).
+  authn::JwksFetcherOptions jwks;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -289,6 +289,20 @@ int main(int argc, char** argv) {
       return fail(status);
     }
   }
+  // RequestAuthentication jwksUris: fetched here, sent inline (ADR 0098).
+  meshlet::controlplane::authn::JwksFetcher jwks(control_plane.loop(), control_plane.stats(),
+                                                 command_line->jwks);
+  jwks.Start([&xds](const std::map<std::string, std::string>& keys) { xds.SetJwks(keys); });
+  xds.AddPolicyListener(
+      [&jwks](std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
+        std::set<std::string> uris;
+        for (const meshlet::policy::RequestAuthentication& ra : policy->request_authentications) {
+          for (const meshlet::policy::JwtRule& rule : ra.spec().jwt_rules()) {
+            if (!rule.jwks_uri().empty()) uris.insert(rule.jwks_uri());
+          }
+        }
+        jwks.SetUris(uris);
+      });
   // A live tap reaches the sidecars connected to the other replicas through them.
   if (xds.tap() != nullptr) {
     xds.tap()->SetPeers(

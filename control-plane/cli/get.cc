@@ -51,6 +51,8 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
     header.insert(header.end(), {"TARGET", "RULES", "BACKENDS"});
   } else if (kind == "AuthorizationPolicy") {
     header.insert(header.end(), {"TARGET", "ACTION", "RULES"});
+  } else if (kind == "RequestAuthentication") {
+    header.insert(header.end(), {"TARGET", "ISSUERS"});
   } else if (kind == "MeshConfig") {
     header.insert(header.end(), {"MTLS", "TRUST DOMAIN", "SCOPED"});
   } else if (kind == "GatewayHTTPRoute" || kind == "GatewayGRPCRoute") {
@@ -117,6 +119,11 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       row.push_back(spec["target"] ? Scalar(spec["target"]) : "<namespace>");
       row.push_back(spec["action"] ? Scalar(spec["action"]) : "ALLOW");
       row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
+    } else if (kind == "RequestAuthentication") {
+      row.push_back(spec["target"] ? Scalar(spec["target"]) : "<namespace>");
+      std::vector<std::string> issuers;
+      for (const auto& rule : spec["jwtRules"]) issuers.push_back(Scalar(rule["issuer"]));
+      row.push_back(issuers.empty() ? "-" : absl::StrJoin(issuers, ","));
     } else if (kind == "MeshConfig") {
       row.push_back(spec["mtls"] ? Scalar(spec["mtls"]) : "PERMISSIVE");
       row.push_back(spec["trustDomain"] ? Scalar(spec["trustDomain"]) : "cluster.local");

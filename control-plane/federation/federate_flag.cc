@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/net/address.h"
+#include "common/http/https_get.h"
 #include "common/tls/spiffe.h"
 
 namespace meshlet::controlplane::federation {
@@ -40,33 +40,9 @@ absl::StatusOr<FederationSource> ParseFederateFlag(absl::string_view value,
     }
   } else if (absl::StartsWith(source, "https://")) {
     out.kind = FederationSource::Kind::kBundleEndpoint;
-    absl::string_view url = source.substr(8);
-    const size_t slash = url.find('/');
-    const absl::string_view authority = url.substr(0, slash);
-    out.path = slash == absl::string_view::npos ? "/" : std::string(url.substr(slash));
-    if (authority.empty()) return error("https:// needs a host");
-    if (absl::StrContains(authority, '@')) {
-      return error("the https:// URL must not carry user information");
-    }
-    if (absl::StrContains(out.path, '#'))
-      return error("the https:// URL must not carry a fragment");
-    if (absl::StartsWith(authority, "[") || absl::StrContains(authority, ':')) {
-      absl::StatusOr<net::HostPort> host_port = net::SplitHostPort(authority);
-      if (authority.back() == ']') {  // [v6] without a port
-        host_port = net::HostPort{.host = std::string(authority.substr(1, authority.size() - 2)),
-                                  .port = 443,
-                                  .bracketed = true};
-      }
-      if (!host_port.ok() || host_port->host.empty() || host_port->port == 0 ||
-          host_port->unbracketed_ipv6()) {
-        return error("the https:// URL's host is not HOST, HOST:PORT or [IPv6]:PORT");
-      }
-      out.host = host_port->host;
-      out.port = host_port->port;
-    } else {
-      out.host = std::string(authority);
-      out.port = 443;
-    }
+    absl::StatusOr<http::HttpsUrl> url = http::ParseHttpsUrl(source);
+    if (!url.ok()) return error(url.status().message());
+    out.url = *std::move(url);
     rest = source;
   } else {
     return error("SOURCE is file:PATH, secret:NAMESPACE/NAME or an https:// URL");

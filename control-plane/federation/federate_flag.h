@@ -3,7 +3,6 @@
 // `--federate DOMAIN=SOURCE` values (ADR 0101): where the control plane reads a foreign trust
 // domain's bundle, and when it reads it again. Pure functions, callable from any thread.
 
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/http/https_get.h"
 
 namespace meshlet::controlplane::federation {
 
@@ -20,11 +20,8 @@ struct FederationSource {
   Kind kind = Kind::kFile;
   // kFile: the path; kSecret: "NAMESPACE/NAME"; kBundleEndpoint: the https URL.
   std::string location;
-  // kBundleEndpoint: the URL's host (a name, or an IP literal without brackets), port (443 when
-  // the URL names none) and origin-form path with its query ("/" when the URL has none).
-  std::string host;
-  uint16_t port = 0;
-  std::string path;
+  // kBundleEndpoint: the URL's parts.
+  http::HttpsUrl url;
 };
 
 // Parses one flag value: "other.example=file:/etc/meshlet/other.json",

@@ -5,24 +5,18 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
-#include "common/http/client.h"
-#include "common/net/address.h"
-#include "common/net/host_lookup.h"
+#include "common/http/https_get.h"
 #include "common/stats/or_discard.h"
-#include "common/tls/tls_context.h"
-#include "common/tls/tls_transport.h"
 
 namespace meshlet::controlplane::federation {
 
 struct FederationService::Domain {
   FederationSource source;
   std::unique_ptr<event::Timer> timer;
-  std::unique_ptr<net::HostLookup> lookup;  // a bundle endpoint's read in flight
-  std::unique_ptr<http::HttpFetch> fetch;
+  std::unique_ptr<http::HttpsGet> fetch;  // a bundle endpoint's read in flight
   std::string text;  // the last text read (good or not): an unchanged one is not parsed again
   bool in_flight = false;
   std::string last_failure;  // logged at last_failure_logged
@@ -41,24 +35,15 @@ absl::Status FederationService::Start(Listener listener) {
   listener_ = std::move(listener);
   for (const FederationSource& source : options_.sources) {
     if (source.kind == FederationSource::Kind::kBundleEndpoint && endpoint_tls_ == nullptr) {
-      absl::StatusOr<std::string> roots = ReadFile(options_.endpoint_ca_file, 8 << 20);
+      absl::StatusOr<std::shared_ptr<const tls::TlsContextProvider>> roots =
+          http::HttpsRoots(options_.endpoint_ca_file);
       if (!roots.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("--federate ", source.domain, "=", source.location,
                          ": the roots that verify bundle endpoints (--federation-endpoint-ca): ",
                          roots.status().message()));
       }
-      tls::TlsContextConfig config;
-      config.trust_bundle_pem = *std::move(roots);
-      config.alpn_protocols = {"http/1.1"};
-      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-          tls::TlsContext::CreateClient(config);
-      if (!context.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--federation-endpoint-ca=", options_.endpoint_ca_file, ": ",
-                         context.status().message()));
-      }
-      endpoint_tls_ = std::make_shared<tls::TlsContextProvider>(*std::move(context));
+      endpoint_tls_ = *std::move(roots);
     }
     if (source.kind == FederationSource::Kind::kSecret && api_ == nullptr) {
       return absl::InvalidArgumentError(
@@ -131,48 +116,17 @@ void FederationService::Read(Domain& domain) {
 void FederationService::ReadEndpoint(Domain& domain) {
   if (domain.in_flight) return;
   domain.in_flight = true;
-  const FederationSource& source = domain.source;
-  domain.lookup = net::HostLookup::Start(
-      loop_, source.host, source.port,
-      [this, &domain](absl::StatusOr<std::vector<net::Address>> addresses) {
-        const FederationSource& source = domain.source;
-        if (!addresses.ok()) {
-          domain.in_flight = false;
-          Took(domain, addresses.status());
-          return;
-        }
-        const bool literal = net::Address::FromIp(source.host, source.port).ok();
-        const bool v6 = absl::StrContains(source.host, ':');
-        http::ClientRequest request{
-            .method = "GET",
-            .path = source.path,
-            .authority = absl::StrCat(v6 ? "[" : "", source.host, v6 ? "]" : "",
-                                      source.port == 443 ? "" : absl::StrCat(":", source.port))};
-        request.headers.Add("accept", "application/json");
-        request.headers.Add("user-agent", "meshlet-control-plane");
-        http::ClientOptions options{
-            .timeout = absl::ToChronoMilliseconds(options_.endpoint_timeout),
-            .max_response_bytes = options_.limits.max_bytes + 64 * 1024,  // the head too
-            .transport_factory = tls::TlsTransport::Factory(
-                endpoint_tls_,
-                // SNI only for a name (RFC 6066); the certificate must name the host either way.
-                {.server_name = literal ? "" : source.host, .verify_peer_name = source.host})};
-        domain.fetch = http::HttpFetch::Start(
-            loop_, *std::move(addresses), std::move(request), std::move(options),
-            [this, &domain](http::ClientResult result) {
-              domain.in_flight = false;
-              if (!result.ok()) {
-                Took(domain, absl::UnavailableError(absl::StrCat(
-                                 "GET ", domain.source.location, ": ",
-                                 http::ClientErrorName(result.error), ": ", result.detail)));
-              } else if (result.status != 200) {
-                Took(domain, absl::UnavailableError(absl::StrCat("GET ", domain.source.location,
-                                                                 " answered ", result.status)));
-              } else {
-                Took(domain, std::move(result.body));
-              }
-            });
-      });
+  domain.fetch =
+      http::HttpsGet::Start(loop_, domain.source.url,
+                            {.roots = endpoint_tls_,
+                             .timeout = absl::ToChronoMilliseconds(options_.endpoint_timeout),
+                             .max_body_bytes = options_.limits.max_bytes},
+                            [this, &domain](absl::StatusOr<std::string> body) {
+                              domain.in_flight = false;
+                              // Done: dropped on a later turn (it is running this callback).
+                              loop_.DeferDelete(std::move(domain.fetch));
+                              Took(domain, std::move(body));
+                            });
 }
 
 void FederationService::Took(Domain& domain, absl::StatusOr<std::string> text) {

@@ -1,9 +1,9 @@
 #pragma once
 
 // PolicyMirror: meshlet's policy kinds kept in Kubernetes as custom resources (meshlet.io/v1:
-// trafficpolicies, httproutes, authorizationpolicies, meshconfigs, services; the CRDs in
-// k8s/base) mirrored into the policy store, through the same API writes `meshctl apply` makes
-// (validated the same way, docs/kubernetes.md "Policy from Kubernetes").
+// trafficpolicies, httproutes, authorizationpolicies, requestauthentications, meshconfigs,
+// services; the CRDs in k8s/base) mirrored into the policy store, through the same API writes
+// `meshctl apply` makes (validated the same way, docs/kubernetes.md "Policy from Kubernetes").
 //
 // Each resource is reflected (reflector.h: paged lists, watches, 410 relists; a CRD that is not
 // installed is absent, looked for again every minute). The mirror is level-triggered: after any

@@ -43,6 +43,7 @@ class CrdsTest(unittest.TestCase):
         with open(CRDS) as f:
             crds = {d["spec"]["names"]["kind"]: d for d in yaml.safe_load_all(f)}
         self.assertEqual(sorted(crds), ["AuthorizationPolicy", "HTTPRoute", "MeshConfig",
+                                        "RequestAuthentication",
                                         "Service", "TrafficPolicy"])
         route = crds["HTTPRoute"]
         self.assertEqual(route["metadata"]["name"], "httproutes.meshlet.io")

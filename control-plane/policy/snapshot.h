@@ -28,6 +28,7 @@ struct PolicySnapshot {
   ResourceList<meshlet::policy::TrafficPolicy> traffic_policies;
   ResourceList<meshlet::policy::HTTPRoute> http_routes;
   ResourceList<meshlet::policy::AuthorizationPolicy> authorization_policies;
+  ResourceList<meshlet::policy::RequestAuthentication> request_authentications;
   std::optional<meshlet::policy::MeshConfig> mesh_config;  // the one named "mesh", if stored
   // Gateway API kinds (xds/gateway.proto), likewise ordered by (namespace, name).
   ResourceList<meshlet::gateway::HTTPRoute> gateway_http_routes;

@@ -8,6 +8,7 @@
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/message.h>
 
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -16,6 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/field_path.h"
+#include "common/http/https_get.h"
+#include "common/jwt/jwt_verifier.h"
 #include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/validate_gateway.h"
@@ -36,6 +39,7 @@ using ::meshlet::config::Quote;
 
 constexpr size_t kMaxDirectResponseBody = 64 * 1024;
 constexpr size_t kMaxHeaderValueBytes = 8192;
+constexpr int kMaxJwtRules = 64;
 // The values the sidecar's retry policy accepts (sidecar/config ValidRetryOnValues()).
 const std::set<std::string>& RetryOnValues() {
   static const auto* values = new std::set<std::string>{
@@ -737,6 +741,68 @@ class Checker {
     }
   }
 
+  // RequestAuthentication: each rule an issuer named once, its keys from exactly one of an
+  // https:// jwksUri and an inline JWKS the sidecar's own parser takes (ADR 0098).
+  void RequestAuthentication(const pb::RequestAuthentication& ra) {
+    const pb::RequestAuthenticationSpec& spec = ra.spec();
+    if (!spec.target().empty()) ServiceRef("spec.target", spec.target());
+    if (spec.jwt_rules_size() > kMaxJwtRules) {
+      Error("spec.jwtRules",
+            absl::StrCat("has ", spec.jwt_rules_size(), " rules; at most ", kMaxJwtRules));
+    }
+    std::map<std::string, int> issuers;
+    for (int i = 0; i < spec.jwt_rules_size(); ++i) {
+      const std::string path = Index("spec.jwtRules", i);
+      const pb::JwtRule& rule = spec.jwt_rules(i);
+      if (rule.issuer().empty()) {
+        Error(Join(path, "issuer"), "required");
+      } else if (auto [it, inserted] = issuers.emplace(rule.issuer(), i); !inserted) {
+        Error(Join(path, "issuer"), absl::StrCat(Quote(rule.issuer()), " is the issuer of ",
+                                                 Index("spec.jwtRules", it->second), " too"));
+      }
+      for (int k = 0; k < rule.audiences_size(); ++k) {
+        if (rule.audiences(k).empty()) Error(Index(Join(path, "audiences"), k), "is empty");
+      }
+      if (!rule.jwks_uri().empty() && !rule.jwks().empty()) {
+        Error(path, "give jwksUri or jwks, not both");
+      } else if (rule.jwks_uri().empty() && rule.jwks().empty()) {
+        Error(path, "needs jwksUri (an https:// URL the keys are fetched from) or jwks");
+      } else if (!rule.jwks_uri().empty()) {
+        if (absl::StatusOr<http::HttpsUrl> url = http::ParseHttpsUrl(rule.jwks_uri()); !url.ok()) {
+          Error(Join(path, "jwksUri"), url.status().message());
+        }
+      } else if (absl::StatusOr<jwt::JwksParse> jwks = jwt::ParseJwks(rule.jwks()); !jwks.ok()) {
+        Error(Join(path, "jwks"), jwks.status().message());
+      }
+      for (int k = 0; k < rule.from_headers_size(); ++k) {
+        const std::string& name = rule.from_headers(k).name();
+        if (!IsHttpToken(name)) {
+          Error(Join(Index(Join(path, "fromHeaders"), k), "name"),
+                name.empty() ? std::string("required")
+                             : absl::StrCat(Quote(name), " is not a header name"));
+        }
+      }
+      for (int k = 0; k < rule.from_params_size(); ++k) {
+        if (rule.from_params(k).empty()) Error(Index(Join(path, "fromParams"), k), "is empty");
+      }
+      for (int k = 0; k < rule.output_claim_to_headers_size(); ++k) {
+        const pb::JwtRule::ClaimToHeader& c = rule.output_claim_to_headers(k);
+        const std::string cp = Index(Join(path, "outputClaimToHeaders"), k);
+        if (!IsHttpToken(c.header())) {
+          Error(Join(cp, "header"), c.header().empty()
+                                        ? std::string("required")
+                                        : absl::StrCat(Quote(c.header()), " is not a header name"));
+        }
+        if (c.claim().empty()) Error(Join(cp, "claim"), "required");
+      }
+      if (!rule.output_payload_to_header().empty() &&
+          !IsHttpToken(rule.output_payload_to_header())) {
+        Error(Join(path, "outputPayloadToHeader"),
+              absl::StrCat(Quote(rule.output_payload_to_header()), " is not a header name"));
+      }
+    }
+  }
+
   // MeshConfig's discovery (ADR 0086): the mode (which scopeToDependencies, its older alias for
   // Declared, must not contradict), the wait's bounds, the idle time and the address ranges.
   void Discovery(absl::string_view path, const pb::MeshConfigSpec& spec) {
@@ -837,6 +903,8 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
     checker.HttpRoute(static_cast<const pb::HTTPRoute&>(resource));
   } else if (d == pb::AuthorizationPolicy::descriptor()) {
     checker.AuthorizationPolicy(static_cast<const pb::AuthorizationPolicy&>(resource));
+  } else if (d == pb::RequestAuthentication::descriptor()) {
+    checker.RequestAuthentication(static_cast<const pb::RequestAuthentication&>(resource));
   } else if (d == pb::MeshConfig::descriptor()) {
     checker.MeshConfig(static_cast<const pb::MeshConfig&>(resource));
   } else if (d == meshlet::gateway::HTTPRoute::descriptor()) {

@@ -372,6 +372,60 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.rules[0].to[0].paths[0]"), "");
 }
 
+TEST(ValidateTest, RequestAuthentication) {
+  // An Ed25519 key the sidecar's parser takes.
+  const std::string jwks =
+      R"('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}')";
+  EXPECT_TRUE(ValidateYaml(R"(
+kind: RequestAuthentication
+metadata: {name: ok}
+spec:
+  target: orders
+  jwtRules:
+  - issuer: https://idp.example
+    audiences: [orders]
+    jwksUri: https://idp.example/keys
+    fromHeaders: [{name: x-token, prefix: "Bearer "}]
+    fromParams: [token]
+    outputClaimToHeaders: [{header: x-user, claim: sub}]
+    outputPayloadToHeader: x-jwt
+  - issuer: https://other.example
+    jwks: )" + jwks + "\n")
+                  .errors.empty());
+  ValidationResult r = ValidateYaml(R"(
+kind: RequestAuthentication
+metadata: {name: bad}
+spec:
+  jwtRules:
+  - issuer: https://idp.example
+    jwksUri: http://idp.example/keys
+  - issuer: https://idp.example
+    jwksUri: https://idp.example/keys
+    jwks: '{"keys": []}'
+  - {issuer: ""}
+  - issuer: https://a.example
+    jwks: '{"keys": [{"kty": "oct", "k": "AA"}]}'
+    audiences: [""]
+    fromHeaders: [{name: "bad header"}]
+    fromParams: [""]
+    outputClaimToHeaders: [{header: "", claim: ""}]
+    outputPayloadToHeader: "x y"
+)");
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[0].jwksUri").find("is not an https:// URL"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[1].issuer").find("spec.jwtRules[0] too"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[1]").find("not both"), std::string::npos);
+  EXPECT_EQ(ErrorFor(r, "spec.jwtRules[2].issuer"), "required");
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[2]").find("needs jwksUri"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].jwks").find("no usable key"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].audiences[0]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].fromHeaders[0].name"), "");
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].fromParams[0]"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.jwtRules[3].outputClaimToHeaders[0].header"), "required");
+  EXPECT_EQ(ErrorFor(r, "spec.jwtRules[3].outputClaimToHeaders[0].claim"), "required");
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].outputPayloadToHeader"), "");
+}
+
 TEST(CodecTest, ParseErrorsCarryPositionAndPath) {
   absl::StatusOr<ParsedResource> parsed = ParseResource(
       "kind: TrafficPolicy\nmetadata: {name: a}\nspec:\n  retries:\n    attempts: -1\n",

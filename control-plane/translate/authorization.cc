@@ -105,6 +105,58 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
   }
 }
 
+// The RequestAuthentications of this workload's namespace that select it, ordered by name, as
+// the inbound listener's `jwt`. An issuer named twice keeps the first policy's rule; one whose
+// jwksUri has not been fetched yet is left out, so its tokens are refused ("Jwt issuer is not
+// configured") until its keys arrive. A selecting policy always sets `jwt`, even with no issuer
+// left: every token is then refused rather than passed unauthenticated.
+void BuildJwt(const TranslationContext& ctx, xds::Listener& listener) {
+  std::vector<const pb::RequestAuthentication*> selected;
+  for (const pb::RequestAuthentication& ra : ctx.policy.request_authentications) {
+    const std::string ns =
+        ra.metadata().namespace_().empty() ? "default" : ra.metadata().namespace_();
+    if (ns != ctx.self.namespace_ || !SelectsSelf(ctx, ra.spec().target())) continue;
+    selected.push_back(&ra);
+  }
+  if (selected.empty()) return;
+  std::sort(selected.begin(), selected.end(), [](const auto* a, const auto* b) {
+    return a->metadata().name() < b->metadata().name();
+  });
+  xds::JwtAuthentication* jwt = listener.mutable_jwt();
+  std::set<std::string> issuers;
+  for (const pb::RequestAuthentication* ra : selected) {
+    for (int i = 0; i < ra->spec().jwt_rules_size(); ++i) {
+      const pb::JwtRule& rule = ra->spec().jwt_rules(i);
+      if (!issuers.insert(rule.issuer()).second) continue;
+      std::string keys = rule.jwks();
+      if (keys.empty()) {
+        auto it = ctx.options.jwks.find(rule.jwks_uri());
+        if (it == ctx.options.jwks.end()) continue;
+        keys = it->second;
+      }
+      xds::JwtIssuer* out = jwt->add_issuers();
+      out->set_issuer(rule.issuer());
+      *out->mutable_audiences() = rule.audiences();
+      out->set_jwks(std::move(keys));
+      for (const pb::JwtRule::FromHeader& h : rule.from_headers()) {
+        xds::JwtHeader* header = out->add_from_headers();
+        header->set_name(h.name());
+        header->set_prefix(h.prefix());
+      }
+      *out->mutable_from_params() = rule.from_params();
+      out->set_forward_original_token(rule.forward_original_token());
+      for (const pb::JwtRule::ClaimToHeader& c : rule.output_claim_to_headers()) {
+        xds::JwtClaimToHeader* claim = out->add_output_claim_to_headers();
+        claim->set_claim(c.claim());
+        claim->set_header(c.header());
+      }
+      out->set_output_payload_to_header(rule.output_payload_to_header());
+      SetPolicySource("RequestAuthentication", ctx.self.namespace_, ra->metadata().name(), i, -1,
+                      *out->mutable_source());
+    }
+  }
+}
+
 // Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects
 // this workload.
 bool SelectsSelf(const TranslationContext& ctx, const std::string& target) {

@@ -103,6 +103,87 @@ spec:
   EXPECT_FALSE(Named(r.listeners, "inbound")->has_authorization());
 }
 
+// RequestAuthentications selecting the workload become its inbound listener's JWT
+// authentication: inline keys as written, a jwksUri's from the fetched key sets (left out until
+// fetched), each issuer once (the first policy by name).
+TEST_F(TranslatorTest, RequestAuthenticationsOfTheWorkload) {
+  const std::string ed_jwks =
+      R"({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]})";
+  policy_.request_authentications.push_back(Parse<pb::RequestAuthentication>(R"(
+kind: RequestAuthentication
+metadata: {name: b-frontend}
+spec:
+  target: frontend
+  jwtRules:
+  - issuer: https://idp.example
+    audiences: [orders]
+    jwksUri: https://idp.example/keys
+    fromHeaders: [{name: x-token, prefix: "Bearer "}]
+    outputClaimToHeaders: [{header: x-user, claim: sub}]
+  - issuer: https://inline.example
+    jwks: ')" + ed_jwks + R"('
+)"));
+  policy_.request_authentications.push_back(Parse<pb::RequestAuthentication>(R"(
+kind: RequestAuthentication
+metadata: {name: a-namespace}
+spec:
+  jwtRules:
+  - issuer: https://inline.example
+    jwks: ')" + ed_jwks + R"('
+    forwardOriginalToken: true
+)"));
+  policy_.request_authentications.push_back(Parse<pb::RequestAuthentication>(R"(
+kind: RequestAuthentication
+metadata: {name: reviews-only}
+spec:
+  target: reviews
+  jwtRules: [{issuer: https://reviews.example, jwks: ')" + ed_jwks + R"('}]
+)"));
+  policy_.request_authentications.push_back(Parse<pb::RequestAuthentication>(R"(
+kind: RequestAuthentication
+metadata: {name: elsewhere, namespace: other}
+spec:
+  jwtRules: [{issuer: https://other.example, jwks: ')" + ed_jwks + R"('}]
+)"));
+  // The jwksUri not fetched yet: its issuer is left out, the listener still authenticates.
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_TRUE(inbound->has_jwt());
+  ASSERT_EQ(inbound->jwt().issuers_size(), 1);
+  const xds::JwtIssuer& inline_issuer = inbound->jwt().issuers(0);
+  EXPECT_EQ(inline_issuer.issuer(), "https://inline.example");
+  EXPECT_TRUE(inline_issuer.forward_original_token());  // a-namespace's rule, first by name
+  EXPECT_EQ(inline_issuer.source().kind(), "RequestAuthentication");
+  EXPECT_EQ(inline_issuer.source().name(), "a-namespace");
+  EXPECT_EQ(inline_issuer.jwks(), ed_jwks);
+
+  TranslateOptions options;
+  options.jwks["https://idp.example/keys"] = ed_jwks;
+  r = Translate(policy_, registry_, node_, options);
+  inbound = Named(r.listeners, "inbound");
+  ASSERT_EQ(inbound->jwt().issuers_size(), 2);
+  const xds::JwtIssuer& fetched = inbound->jwt().issuers(1);
+  EXPECT_EQ(fetched.issuer(), "https://idp.example");
+  EXPECT_EQ(fetched.jwks(), ed_jwks);
+  EXPECT_EQ(fetched.audiences(0), "orders");
+  EXPECT_EQ(fetched.from_headers(0).name(), "x-token");
+  EXPECT_EQ(fetched.from_headers(0).prefix(), "Bearer ");
+  EXPECT_EQ(fetched.output_claim_to_headers(0).claim(), "sub");
+  EXPECT_EQ(fetched.output_claim_to_headers(0).header(), "x-user");
+  EXPECT_EQ(fetched.source().name(), "b-frontend");
+
+  // Another workload: its own target's and the namespace's.
+  node_.set_id("reviews-v1-0");
+  r = Translate(policy_, registry_, node_, options);
+  inbound = Named(r.listeners, "inbound");
+  ASSERT_EQ(inbound->jwt().issuers_size(), 2);
+  EXPECT_EQ(inbound->jwt().issuers(0).issuer(), "https://inline.example");
+  EXPECT_EQ(inbound->jwt().issuers(1).issuer(), "https://reviews.example");
+  policy_.request_authentications.clear();
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_FALSE(Named(r.listeners, "inbound")->has_jwt());
+}
+
 // Trust-domain aliases and federation: a principal of the local domain or an alias stands for
 // the same id in each; once a domain is federated, a rule's namespaces name this mesh's only.
 TEST_F(TranslatorTest, AliasedPrincipalsAndNamespacesOfThisMeshOnly) {

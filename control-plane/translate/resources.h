@@ -100,6 +100,9 @@ struct TranslateOptions {
   // Trust domains whose ids are this mesh's own (a move from one trust domain to another): on
   // the trust-bundle Secret, and AuthorizationPolicy principals match across them.
   std::vector<std::string> trust_domain_aliases;
+  // RequestAuthentication jwksUris: URI -> the last good JWKS the control plane fetched (ADR
+  // 0098). An issuer whose URI has none yet is left out of the listener (its tokens are refused).
+  std::map<std::string, std::string> jwks;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;
@@ -111,6 +114,9 @@ struct TranslateOptions {
 };
 
 // The Secret carrying TranslateOptions::trust_bundle_pem.
-inline constexpr absl::string_view kTrustBundleSecret = xds::kMeshTrustBundleSecret;
+// (pointer and length: the pointer-only constructor's null test is not a constant expression
+// under -fsanitize=undefined)
+inline constexpr absl::string_view kTrustBundleSecret{xds::kMeshTrustBundleSecret,
+                                                      sizeof(xds::kMeshTrustBundleSecret) - 1};
 
 }  // namespace meshlet::controlplane::translate

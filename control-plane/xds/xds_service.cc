@@ -427,6 +427,13 @@ void XdsService::SetFederatedBundles(std::map<std::string, std::string> bundles)
   if (ads_ != nullptr) ads_->NotifyChanged();
 }
 
+void XdsService::SetJwks(std::map<std::string, std::string> jwks) {
+  if (options_.translate.jwks == jwks) return;
+  options_.translate.jwks = std::move(jwks);
+  resources_.SetOptions(options_.translate);
+  if (ads_ != nullptr) ads_->NotifyChanged();
+}
+
 void XdsService::ReloadPolicy() {
   if (reload_running_) return;
   reload_running_ = true;

@@ -124,6 +124,9 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // SPIFFE federation: the foreign trust domains' roots (domain -> PEM), carried in the
   // trust-bundle Secret. Loop thread.
   void SetFederatedBundles(std::map<std::string, std::string> bundles);
+  // RequestAuthentication jwksUris' key sets (URI -> JWKS), sent inline in the listeners' JWT
+  // authentication. Loop thread.
+  void SetJwks(std::map<std::string, std::string> jwks);
 
   // `listener` gets every policy snapshot the service loads (the current one at once, if any),
   // on the loop thread. Call on the loop thread.

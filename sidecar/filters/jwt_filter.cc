@@ -4,10 +4,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
-#include "sidecar/filters/jwt_json.h"
+#include "common/jwt/jwt_json.h"
 
 namespace meshlet::sidecar::filters {
 namespace {
+
+namespace jwt_json = ::meshlet::jwt::jwt_json;
 
 // The value of query parameter `name` in `path`, or empty (not percent-decoded: a token is
 // base64url and dots, which need no escaping).

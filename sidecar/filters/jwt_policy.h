@@ -9,9 +9,24 @@
 #include <utility>
 #include <vector>
 
-#include "sidecar/filters/jwt_verifier.h"
+#include "common/jwt/jwt_verifier.h"
 
 namespace meshlet::sidecar::filters {
+
+// The verifier is common code (//common/jwt): the control plane parses key sets with it too.
+using ::meshlet::jwt::Base64UrlDecode;
+using ::meshlet::jwt::JwksParse;
+using ::meshlet::jwt::JwtFailure;
+using ::meshlet::jwt::JwtFailureMessage;
+using ::meshlet::jwt::JwtFailureName;
+using ::meshlet::jwt::JwtIssuerConfig;
+using ::meshlet::jwt::JwtOutcomeName;
+using ::meshlet::jwt::JwtVerifier;
+using ::meshlet::jwt::JwtVerifierConfig;
+using ::meshlet::jwt::kJwtFailureCount;
+using ::meshlet::jwt::kJwtMissing;
+using ::meshlet::jwt::kJwtOutcomeCount;
+using ::meshlet::jwt::ParseJwks;
 
 // Where a token is read from: a header (with a prefix stripped, "Bearer " for authorization) or a
 // query parameter.

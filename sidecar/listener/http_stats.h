@@ -15,7 +15,7 @@
 #include "common/http/codec.h"
 #include "common/http/h2/codec.h"
 #include "common/stats/stats.h"
-#include "sidecar/filters/jwt_verifier.h"
+#include "sidecar/filters/jwt_policy.h"
 #include "sidecar/stream/stream_info.h"
 
 namespace meshlet::sidecar::listener {

@@ -76,10 +76,10 @@ def make_workload_cert(directory, name, ca, spiffe_id):
                      "keyUsage=critical,digitalSignature\n")
 
 
-def mtls_get(port, cert_chain, key, path="/", host="x"):
+def mtls_get(port, cert_chain, key, path="/", host="x", headers=None):
     """GET `path` from a sidecar's inbound listener on `port` as a client presenting `cert_chain`
-    (PEM file, leaf first) and `key`: (status, body), or (None, the reason) when the handshake or
-    connection fails or the answer is not HTTP."""
+    (PEM file, leaf first) and `key`, with `headers` (a dict) too: (status, body), or (None, the
+    reason) when the handshake or connection fails or the answer is not HTTP."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -87,8 +87,9 @@ def mtls_get(port, cert_chain, key, path="/", host="x"):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             with context.wrap_socket(raw) as conn:
-                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-                             .encode())
+                extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+                             "Connection: close\r\n\r\n".encode())
                 # The whole answer: leaving early would reset the sidecar's request to the app.
                 answer = b""
                 while chunk := conn.recv(65536):

@@ -144,6 +144,15 @@ class RotationHarness(unittest.TestCase):
             "--xds-tls-key", self.server_cert[1], "--xds-listen-host", "127.0.0.1",
             "--xds-debounce", "20ms", "--cert-ttl", "6s", "--cert-max-ttl", "40s", *ca_flags)
 
+    def metric(self, name, *labels):
+        """The value of the control plane's first series of metric `name` whose line holds each
+        of `labels` ('result="ok"'); 0 when none does."""
+        with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + "{") and all(label in line for label in labels):
+                    return float(line.rpartition(" ")[2])
+        return 0
+
     def api_request(self, method, path, body=None):
         req = urllib.request.Request(f"https://{self.api}{path}", method=method, data=body,
                                      headers={"Authorization": "Bearer " + self.api_token})

@@ -42,7 +42,7 @@ LEAST_PRIVILEGE = [
     # The revision tags (meshlet-revision-tag-*, labelled meshlet.io/tag): read only.
     (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("list",), None),
     (("meshlet.io",), ("services", "trafficpolicies", "httproutes", "authorizationpolicies",
-                       "meshconfigs"), ("get", "list", "watch"), None),
+                       "requestauthentications", "meshconfigs"), ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes", "grpcroutes", "referencegrants", "gateways",
                                       "gatewayclasses"), ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes/status", "grpcroutes/status"),
@@ -200,8 +200,8 @@ class ManifestsTest(unittest.TestCase):
         self.assertTrue(ok, report)
         self.assertEqual(sorted(o["metadata"]["name"] for o in objects),
                          ["authorizationpolicies.meshlet.io", "httproutes.meshlet.io",
-                          "meshconfigs.meshlet.io", "services.meshlet.io",
-                          "trafficpolicies.meshlet.io"])
+                          "meshconfigs.meshlet.io", "requestauthentications.meshlet.io",
+                          "services.meshlet.io", "trafficpolicies.meshlet.io"])
         for o in objects:
             self.assertEqual(o["kind"], "CustomResourceDefinition")
             self.assertNotIn("namespace", o["metadata"])

@@ -1,4 +1,4 @@
-#include "sidecar/filters/jwt_verifier.h"
+#include "common/jwt/jwt_verifier.h"
 
 #include <cmath>
 #include <utility>
@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/jwt/jwt_json.h"
 #include "openssl/bn.h"
 #include "openssl/curve25519.h"
 #include "openssl/ec.h"
@@ -14,10 +15,8 @@
 #include "openssl/nid.h"
 #include "openssl/rsa.h"
 #include "openssl/sha.h"
-#include "sidecar/filters/jwt_json.h"
-#include "sidecar/filters/jwt_policy.h"
 
-namespace meshlet::sidecar::filters {
+namespace meshlet::jwt {
 namespace {
 
 namespace json = jwt_json;
@@ -302,11 +301,6 @@ absl::string_view JwtFailureName(JwtFailure failure) {
   return "unknown";
 }
 
-std::vector<JwtTokenLocation> DefaultJwtTokenLocations() {
-  return {{.name = "authorization", .prefix = "Bearer "},
-          {.query_parameter = true, .name = "access_token"}};
-}
-
 absl::string_view JwtOutcomeName(size_t outcome) {
   return outcome >= kJwtFailureCount ? absl::string_view("missing")
                                      : JwtFailureName(static_cast<JwtFailure>(outcome));
@@ -530,4 +524,4 @@ JwtVerifier::Result JwtVerifier::Verify(absl::string_view token, int64_t now_sec
   return result;
 }
 
-}  // namespace meshlet::sidecar::filters
+}  // namespace meshlet::jwt

@@ -1,8 +1,8 @@
-#include "sidecar/filters/jwt_json.h"
+#include "common/jwt/jwt_json.h"
 
 #include <cstdint>
 
-namespace meshlet::sidecar::filters::jwt_json {
+namespace meshlet::jwt::jwt_json {
 namespace internal {
 
 size_t SkipSpace(absl::string_view text, size_t pos) {
@@ -257,4 +257,4 @@ absl::string_view Find(absl::string_view object, absl::string_view key) {
   return found;
 }
 
-}  // namespace meshlet::sidecar::filters::jwt_json
+}  // namespace meshlet::jwt::jwt_json

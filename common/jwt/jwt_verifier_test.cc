@@ -1,4 +1,4 @@
-#include "sidecar/filters/jwt_verifier.h"
+#include "common/jwt/jwt_verifier.h"
 
 #include <gtest/gtest.h>
 
@@ -8,10 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/allocation_counter.h"
-#include "sidecar/filters/jwt_json.h"
-#include "sidecar/filters/jwt_testing.h"
+#include "common/jwt/jwt_json.h"
+#include "common/jwt/jwt_testing.h"
 
-namespace meshlet::sidecar::filters {
+namespace meshlet::jwt {
 namespace {
 
 using jwt_testing::B64;
@@ -252,4 +252,4 @@ TEST_F(JwtVerifierTest, VerifyingWithAWarmScratchAllocatesNothing) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar::filters
+}  // namespace meshlet::jwt

@@ -1,4 +1,4 @@
-#include "sidecar/filters/jwt_testing.h"
+#include "common/jwt/jwt_testing.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -9,7 +9,7 @@
 #include "openssl/nid.h"
 #include "openssl/sha.h"
 
-namespace meshlet::sidecar::filters::jwt_testing {
+namespace meshlet::jwt::jwt_testing {
 
 std::string B64(absl::string_view bytes) { return absl::WebSafeBase64Escape(bytes); }
 
@@ -125,4 +125,4 @@ std::string Signature(const Keys& keys, absl::string_view alg, absl::string_view
   return "";  // alg none
 }
 
-}  // namespace meshlet::sidecar::filters::jwt_testing
+}  // namespace meshlet::jwt::jwt_testing

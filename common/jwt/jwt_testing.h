@@ -11,7 +11,7 @@
 #include "openssl/ec_key.h"
 #include "openssl/rsa.h"
 
-namespace meshlet::sidecar::filters::jwt_testing {
+namespace meshlet::jwt::jwt_testing {
 
 struct Keys {
   bssl::UniquePtr<RSA> rsa, other_rsa, small_rsa;
@@ -36,4 +36,4 @@ std::string Signature(const Keys& keys, absl::string_view alg, absl::string_view
 std::string Sign(const Keys& keys, absl::string_view alg, absl::string_view kid,
                  absl::string_view payload, absl::string_view header_extra = "");
 
-}  // namespace meshlet::sidecar::filters::jwt_testing
+}  // namespace meshlet::jwt::jwt_testing

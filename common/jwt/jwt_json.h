@@ -10,7 +10,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace meshlet::sidecar::filters::jwt_json {
+namespace meshlet::jwt::jwt_json {
 
 enum class Type { kInvalid, kNull, kBool, kNumber, kString, kArray, kObject };
 
@@ -89,4 +89,4 @@ bool ForEachItem(absl::string_view array, Visit&& visit) {
   return false;
 }
 
-}  // namespace meshlet::sidecar::filters::jwt_json
+}  // namespace meshlet::jwt::jwt_json

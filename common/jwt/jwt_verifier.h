@@ -31,7 +31,7 @@
 #include "absl/strings/string_view.h"
 #include "openssl/base.h"
 
-namespace meshlet::sidecar::filters {
+namespace meshlet::jwt {
 
 // Why a token was refused; each has a stats label (JwtFailureName) and is what x-meshlet-error
 // names (never the token).
@@ -139,4 +139,4 @@ class JwtVerifier {
 // False on any other character, padding, or a length no encoding has.
 bool Base64UrlDecode(absl::string_view in, std::string* out);
 
-}  // namespace meshlet::sidecar::filters
+}  // namespace meshlet::jwt

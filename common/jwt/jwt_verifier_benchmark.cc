@@ -1,6 +1,6 @@
 // The cost of one JWT verification per algorithm, and of refusing a forged token, with a warm
 // per-thread scratch as the sidecar's workers use it. bazel run -c opt
-// //sidecar/filters:jwt_verifier_benchmark
+// //common/jwt:jwt_verifier_benchmark
 
 #include <benchmark/benchmark.h>
 
@@ -8,10 +8,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "sidecar/filters/jwt_testing.h"
-#include "sidecar/filters/jwt_verifier.h"
+#include "common/jwt/jwt_testing.h"
+#include "common/jwt/jwt_verifier.h"
 
-namespace meshlet::sidecar::filters {
+namespace meshlet::jwt {
 namespace {
 
 constexpr int64_t kNow = 1'800'000'000;
@@ -39,4 +39,4 @@ BENCHMARK_CAPTURE(Verify, AlgNoneRefused, "none", "", JwtFailure::kUnsupportedAl
 BENCHMARK_CAPTURE(Verify, UnknownKidRefused, "RS256", "other", JwtFailure::kUnknownKid);
 
 }  // namespace
-}  // namespace meshlet::sidecar::filters
+}  // namespace meshlet::jwt

@@ -1,0 +1,176 @@
+"""RequestAuthentication from the control plane: JWT issuers named by policy, their key sets
+inline or fetched from a jwksUri by the control plane (docs/security.md "JWT authentication",
+ADR 0098), tokens made by a real JWT library (python3-jwt).
+
+Usage: request_authentication_test.py CONTROL_PLANE SIDECAR MAKE_CA [unittest args]
+
+The control plane runs with --jwks-ca-file (a test CA of the issuer's HTTPS server on loopback,
+whose certificate names localhost), a 1 s refresh and a 200 ms first retry. A
+RequestAuthentication `backend-jwt` selects the sidecar `backend`: issuer https://issuer.test
+(audience orders, keys at https://localhost:PORT/keys, `sub` copied to x-jwt-sub) and
+https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate. Shown:
+- an RS256 token of issuer.test and an EdDSA token of other.test reach the app, `sub` in
+  x-jwt-sub and the token removed; a request without a token passes;
+- alg "none", key confusion (HS256 keyed with the RSA public key), a wrong audience and an
+  expired token are each 401 with the reason;
+- the issuer's server answering 503: counted failed, the last good keys stay (the RS256 token
+  still reaches the app);
+- the issuer rotating to a new key: a token of the new key is taken once the control plane
+  fetched it, the old key's then refused;
+- policies the API refuses with the field named: a jwksUri that is not https, both jwks and
+  jwksUri, an inline JWKS without a usable key, two rules for one issuer.
+SKIP when python3-jwt or python3-cryptography is missing. About 10 s.
+"""
+
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import sys
+import time
+import unittest
+import urllib.error
+
+import root_rotation_test
+import sidecar_test
+from jwt_test import b64url, ed_jwk, rsa_jwk
+from mesh_util import make_ca, make_server_cert, make_workload_cert, mtls_get, serve_https
+from root_rotation_test import RotationHarness, spiffe
+from sidecar_test import wait_for
+
+try:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+except ImportError:
+    jwt = None
+
+ISSUER, OTHER = "https://issuer.test", "https://other.test"
+PATH = "/apis/meshlet.io/v1/namespaces/default/requestauthentications/"
+
+
+def policy(name, rules, target="backend"):
+    return json.dumps({"apiVersion": "meshlet.io/v1", "kind": "RequestAuthentication",
+                       "metadata": {"name": name, "namespace": "default"},
+                       "spec": {"target": target, "jwtRules": rules}}).encode()
+
+
+@unittest.skipIf(jwt is None, "python3-jwt or python3-cryptography is not installed")
+class RequestAuthenticationTest(RotationHarness):
+    def test_issuers_from_policy_with_fetched_and_inline_keys(self):
+        t = self.tmp
+        rsa1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        rsa2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ed = ed25519.Ed25519PrivateKey.generate()
+        served = {"status": 200, "keys": [rsa_jwk(rsa1, "rsa-1")]}
+        fetches = []
+
+        class Keys(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                fetches.append(self.path)
+                body = json.dumps({"keys": served["keys"]}).encode()
+                self.send_response(served["status"])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        web_ca = make_ca(t, "issuer-web-ca")
+        server, url = serve_https(Keys, make_server_cert(t, "issuer-web", web_ca,
+                                                         san="DNS:localhost"))
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        jwks_uri = url.replace("127.0.0.1", "localhost") + "/keys"
+
+        self.start_control_plane("--jwks-ca-file", web_ca[0], "--jwks-refresh-interval", "1s",
+                                 "--jwks-retry-min", "200ms")
+        with open(os.path.join(self.data, "api-token")) as f:
+            self.api_token = f.read().strip()
+        rules = [{"issuer": ISSUER, "audiences": ["orders"], "jwksUri": jwks_uri,
+                  "outputClaimToHeaders": [{"header": "x-jwt-sub", "claim": "sub"}]},
+                 {"issuer": OTHER, "jwks": json.dumps({"keys": [ed_jwk(ed, "ed-1")]})}]
+        self.api_request("PUT", PATH + "backend-jwt", policy("backend-jwt", rules))
+        backend = self.start_sidecar("backend")
+        mesh_root = (os.path.join(self.data, "ca", "root-cert.pem"),
+                     os.path.join(self.data, "ca", "root-key.pem"))
+        caller = make_workload_cert(t, "frontend", mesh_root, spiffe("frontend"))
+
+        def call(token=None):
+            headers = {"Authorization": "Bearer " + token} if token else {}
+            return mtls_get(backend.inbound, *caller, "/who", host="backend", headers=headers)
+
+        now = int(time.time())
+
+        def token(key, alg, kid, issuer=ISSUER, **claims):
+            payload = {"iss": issuer, "sub": "alice", "aud": "orders", "exp": now + 600}
+            payload.update(claims)
+            return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})
+        good = token(rsa1, "RS256", "rsa-1")
+        self.assertTrue(wait_for(lambda: call(good)[0] == 200, timeout=15), call(good))
+        status, body = call(good)
+        headers = json.loads(body)["headers"]
+        self.assertEqual(headers.get("x-jwt-sub"), "alice")
+        self.assertNotIn("authorization", headers)
+        self.assertIn("/keys", fetches)
+        self.assertEqual(call(token(ed, "EdDSA", "ed-1", issuer=OTHER))[0], 200)
+        self.assertEqual(call()[0], 200)  # no token: authorization decides
+
+        # Forgeries.
+        claims = {"iss": ISSUER, "sub": "mallory", "aud": "orders", "exp": now + 600}
+        pem = rsa1.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        # PyJWT refuses to HMAC with a PEM key: the key-confusion forgery is made by hand.
+        head = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+        body = b64url(json.dumps(claims).encode())
+        confused = "%s.%s.%s" % (head, body, b64url(hmac.new(pem, f"{head}.{body}".encode(),
+                                                             hashlib.sha256).digest()))
+        for what, forged, reason in (
+                ("alg none", jwt.encode(claims, None, algorithm="none"),
+                 "Jwt algorithm is not accepted"),
+                ("key confusion", confused, "Jwt algorithm is not accepted"),
+                ("audience", token(rsa1, "RS256", "rsa-1", aud="billing"),
+                 "Audiences in Jwt are not allowed"),
+                ("expired", token(rsa1, "RS256", "rsa-1", exp=now - 3600), "Jwt is expired")):
+            status, body = call(forged)
+            self.assertEqual(status, 401, what)
+            self.assertIn(reason, body.decode(), what)
+
+        # The issuer's server fails: the last good keys stay.
+        failed = self.metric("meshlet_cp_jwks_fetches_total", 'result="failed"')
+        served["status"] = 503
+        self.assertTrue(wait_for(lambda: self.metric("meshlet_cp_jwks_fetches_total",
+                                                     'result="failed"') > failed, timeout=10))
+        self.assertEqual(call(good)[0], 200)
+        with open(self.cp_log) as f:
+            self.assertIn(f"jwks: GET {jwks_uri} answered 503; the last good keys stay", f.read())
+
+        # The issuer rotates its key.
+        served.update(status=200, keys=[rsa_jwk(rsa2, "rsa-2")])
+        rotated = token(rsa2, "RS256", "rsa-2")
+        self.assertTrue(wait_for(lambda: call(rotated)[0] == 200, timeout=15), call(rotated))
+        status, body = call(good)
+        self.assertEqual(status, 401)
+        self.assertIn("Jwt kid matches no key", body.decode())
+
+        # Refused at the API, the field named.
+        for name, rules, field in (
+                ("plain-http", [{"issuer": ISSUER, "jwksUri": "http://localhost/keys"}],
+                 "spec.jwtRules[0].jwksUri"),
+                ("both", [{"issuer": ISSUER, "jwksUri": jwks_uri, "jwks": '{"keys": []}'}],
+                 "spec.jwtRules[0]"),
+                ("no-key", [{"issuer": ISSUER, "jwks": '{"keys": [{"kty": "oct", "k": "AA"}]}'}],
+                 "spec.jwtRules[0].jwks"),
+                ("twice", [{"issuer": ISSUER, "jwksUri": jwks_uri},
+                           {"issuer": ISSUER, "jwksUri": jwks_uri}], "spec.jwtRules[1].issuer")):
+            with self.assertRaises(urllib.error.HTTPError) as refused:
+                self.api_request("PUT", PATH + name, policy(name, rules))
+            self.assertEqual(refused.exception.code, 422, name)
+            self.assertIn(field, refused.exception.read().decode(), name)
+
+if __name__ == "__main__":
+    root_rotation_test.CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv.pop(1))
+    root_rotation_test.MAKE_CA = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
