@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/config/field_path.h"
 #include "common/http/https_get.h"
 #include "common/jwt/jwt_verifier.h"
@@ -710,10 +711,34 @@ class Checker {
             Error(Index(Join(fp, "principals"), k), "'*' is allowed only at the end");
           }
         }
+        for (int k = 0; k < from.request_principals_size(); ++k) {
+          const std::string& p = from.request_principals(k);
+          if (p != "*" && !absl::StrContains(p, '/')) {
+            Error(Index(Join(fp, "requestPrincipals"), k),
+                  absl::StrCat(Quote(p), " must be \"*\" or <issuer>/<subject>"));
+          } else if (p.find('*') != std::string::npos && p.find('*') != p.size() - 1) {
+            Error(Index(Join(fp, "requestPrincipals"), k), "'*' is allowed only at the end");
+          }
+        }
         for (int k = 0; k < from.namespaces_size(); ++k) {
           const std::string& ns = from.namespaces(k);
           if (ns != "*" && !IsDnsLabel(ns)) {
             Error(Index(Join(fp, "namespaces"), k), absl::StrCat(Quote(ns), " is not a namespace"));
+          }
+        }
+      }
+      for (int j = 0; j < rule.when_size(); ++j) {
+        const std::string wp = Index(Join(path, "when"), j);
+        const pb::AuthorizationRule::Condition& c = rule.when(j);
+        if (ClaimOfKey(c.key()).empty()) {
+          Error(Join(wp, "key"),
+                absl::StrCat(Quote(c.key()), " is not a supported key: request.auth.claims[NAME]"));
+        }
+        if (c.values_size() == 0) Error(Join(wp, "values"), "required");
+        for (int k = 0; k < c.values_size(); ++k) {
+          const std::string& v = c.values(k);
+          if (v.empty() || (v.find('*') != std::string::npos && v.find('*') != v.size() - 1)) {
+            Error(Index(Join(wp, "values"), k), "must be non-empty, with '*' only at the end");
           }
         }
       }
@@ -886,6 +911,14 @@ absl::string_view ReservedAddressKind(const net::IpAddress& address) {
     if (reserved.range.Contains(address)) return reserved.kind;
   }
   return "";
+}
+
+absl::string_view ClaimOfKey(absl::string_view key) {
+  if (!absl::ConsumePrefix(&key, "request.auth.claims[") || !absl::ConsumeSuffix(&key, "]") ||
+      key.empty() || absl::StrContains(key, '[') || absl::StrContains(key, ']')) {
+    return {};
+  }
+  return key;
 }
 
 ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,

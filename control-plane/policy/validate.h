@@ -22,6 +22,9 @@ class Message;
 
 namespace meshlet::controlplane::policy {
 
+// NAME of an AuthorizationPolicy `when` key "request.auth.claims[NAME]"; empty for any other key.
+absl::string_view ClaimOfKey(absl::string_view key);
+
 struct FieldError {
   std::string field;  // "spec.retries.attempts"; empty for the document as a whole
   std::string message;

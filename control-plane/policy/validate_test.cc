@@ -426,6 +426,36 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].outputPayloadToHeader"), "");
 }
 
+TEST(ValidateTest, AuthorizationOnEndUsers) {
+  EXPECT_TRUE(ValidateYaml(R"(
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules:
+  - from: [{requestPrincipals: ["*", "https://idp/alice", "https://idp/*"]}]
+    when: [{key: "request.auth.claims[groups]", values: [admins, "team-*"]}]
+)")
+                  .errors.empty());
+  ValidationResult r = ValidateYaml(R"(
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules:
+  - from: [{requestPrincipals: ["alice", "https://*/x"]}]
+    when:
+    - {key: "request.headers[x]", values: [a]}
+    - {key: "request.auth.claims[groups]"}
+    - {key: "request.auth.claims[]", values: ["a*b"]}
+)");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[0]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[1]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[0].key").find("request.auth.claims[NAME]"),
+            std::string::npos);
+  EXPECT_EQ(ErrorFor(r, "spec.rules[0].when[1].values"), "required");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[2].key"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[2].values[0]"), "");
+}
+
 TEST(CodecTest, ParseErrorsCarryPositionAndPath) {
   absl::StatusOr<ParsedResource> parsed = ParseResource(
       "kind: TrafficPolicy\nmetadata: {name: a}\nspec:\n  retries:\n    attempts: -1\n",

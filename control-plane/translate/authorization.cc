@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "control-plane/policy/validate.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -99,6 +100,12 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
           for (uint32_t port : app_ports) r->add_ports(port);
           *r->mutable_methods() = to.methods();
           *r->mutable_paths() = to.paths();
+          *r->mutable_request_principals() = from.request_principals();
+          for (const pb::AuthorizationRule::Condition& c : rule.when()) {
+            xds::ClaimMatch* claim = r->add_claims();
+            claim->set_name(std::string(policy::ClaimOfKey(c.key())));
+            *claim->mutable_values() = c.values();
+          }
         }
       }
     }

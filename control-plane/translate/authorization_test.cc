@@ -184,6 +184,28 @@ spec:
   EXPECT_FALSE(Named(r.listeners, "inbound")->has_jwt());
 }
 
+// End users in AuthorizationPolicy: from.requestPrincipals and when request.auth.claims[NAME].
+TEST_F(TranslatorTest, AuthorizationOnRequestPrincipalsAndClaims) {
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: users}
+spec:
+  rules:
+  - from: [{requestPrincipals: ["https://idp.example/*"]}]
+    to: [{paths: ["/admin/*"]}]
+    when: [{key: "request.auth.claims[groups]", values: [admins, ops]}]
+)"));
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::AuthorizationRule& rule =
+      Named(r.listeners, "inbound")->authorization().policies(0).rules(0);
+  ASSERT_EQ(rule.request_principals_size(), 1);
+  EXPECT_EQ(rule.request_principals(0), "https://idp.example/*");
+  ASSERT_EQ(rule.claims_size(), 1);
+  EXPECT_EQ(rule.claims(0).name(), "groups");
+  EXPECT_EQ(rule.claims(0).values_size(), 2);
+  EXPECT_EQ(rule.paths(0), "/admin/*");
+}
+
 // Trust-domain aliases and federation: a principal of the local domain or an alias stands for
 // the same id in each; once a domain is federated, a rule's namespaces name this mesh's only.
 TEST_F(TranslatorTest, AliasedPrincipalsAndNamespacesOfThisMeshOnly) {

@@ -191,6 +191,10 @@ const std::vector<CapabilityGate>& Gates() {
       // Fails closed: a sidecar that cannot verify tokens gets no listener that needs it, rather
       // than one that lets every token through.
       {C::kJwt, "meshlet.xds.Listener.jwt", Fallback::kDropElement},
+      // A sidecar that cannot verify tokens has none to match: such a rule never matches there,
+      // so leaving it out decides the same (ALLOW or DENY).
+      {C::kJwt, "meshlet.xds.AuthorizationRule.request_principals", Fallback::kDropElement},
+      {C::kJwt, "meshlet.xds.AuthorizationRule.claims", Fallback::kDropElement},
       // An older sidecar renews at its own time; a rotation waits for it (it reports no roots).
       {C::kCaRotation, "meshlet.xds.Secret.renewal", Fallback::kClear},
       // Fails closed: a sidecar that cannot verify per trust domain trusts the mesh roots only,

@@ -26,7 +26,9 @@
 //                              every client reset before the response ends as rapid reset)
 //   on-demand                  Listener.on_demand left out (an unknown destination is handled at
 //                              once, as unmatched_destination or the "*" host say)
-//   jwt                        a listener with Listener.jwt left out (fails closed)
+//   jwt                        a listener with Listener.jwt left out (fails closed); an
+//                              AuthorizationRule with request_principals or claims left out (no
+//                              token is verified there, so it could never match)
 //   ca-rotation                Secret.renewal left out (the sidecar renews at its own time)
 //   federation                 Secret.federated_bundles and trust_domain_aliases left out (the
 //                              sidecar trusts the mesh roots only: foreign ids are refused)

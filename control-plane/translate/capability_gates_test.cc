@@ -114,8 +114,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kLargeXdsMessages) continue;
     // A resource type, not a field: the translator switches to it (ADR 0086), no gate.
     if (info.capability == xds::Capability::kServiceRoutes) continue;
-    // No RequestAuthentication kind translates to it yet (ListenerJwtFailsClosedForOlderSidecars
-    // sets it by hand).
+    // The fixture has no RequestAuthentication (ListenerJwtFailsClosedForOlderSidecars and
+    // EndUserRulesAreLeftOutForOlderSidecars set the fields by hand).
     if (info.capability == xds::Capability::kJwt) continue;
     // Fields of the trust-bundle Secret, sent with a CA's bundle only
     // (TrustBundleSecretFieldsAreClearedForOlderSidecars).
@@ -244,6 +244,46 @@ TEST_F(CapabilityGatesTest, ListenerJwtFailsClosedForOlderSidecars) {
   EXPECT_GT(inbound_current, 0);
   EXPECT_EQ(inbound_old, 0);
   EXPECT_EQ(old.listeners.size(), current.listeners.size() - inbound_current);
+}
+
+// A rule on the request's JWT (request principals, claims) is left out for a sidecar that verifies
+// no token (it could never match there); the policy's other rules and the listener stay.
+TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
+  auto with_rules = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    for (xds::Listener& l : r.listeners) {
+      if (l.direction() != xds::INBOUND) continue;
+      xds::AuthorizationPolicy* p = l.mutable_authorization()->add_policies();
+      p->set_name("default/users");
+      p->add_rules()->add_request_principals("https://idp/alice");
+      xds::ClaimMatch* claim = p->add_rules()->add_claims();
+      claim->set_name("groups");
+      claim->add_values("admins");
+      p->add_rules()->add_paths("/public");
+    }
+    ApplyCapabilityGates(reads, r);
+    return r;
+  };
+  xds::CapabilitySet without = xds::CapabilitySet::All();
+  without.Remove(xds::Capability::kJwt);
+  int checked = 0;
+  const NodeResources current = with_rules(xds::CapabilitySet::All());
+  const NodeResources old = with_rules(without);
+  ASSERT_EQ(old.listeners.size(), current.listeners.size());
+  for (size_t i = 0; i < old.listeners.size(); ++i) {
+    if (old.listeners[i].direction() != xds::INBOUND) continue;
+    ++checked;
+    // The policy added last (the fixture's own come first).
+    const xds::Authorization& now = current.listeners[i].authorization();
+    EXPECT_EQ(now.policies(now.policies_size() - 1).rules_size(), 3);
+    const xds::Authorization& before = old.listeners[i].authorization();
+    ASSERT_EQ(before.policies_size(), now.policies_size());
+    const xds::AuthorizationPolicy& kept = before.policies(before.policies_size() - 1);
+    EXPECT_EQ(kept.name(), "default/users");
+    ASSERT_EQ(kept.rules_size(), 1);
+    EXPECT_EQ(kept.rules(0).paths(0), "/public");
+  }
+  EXPECT_GT(checked, 0);
 }
 
 // A CA rotation's renewal round and SPIFFE federation on the trust-bundle Secret: a sidecar

@@ -271,6 +271,30 @@ void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
         }
         rule.methods.push_back(method);
       }
+      patterns("request_principals", rule_in.request_principals(), rule.request_principals);
+      for (int i = 0; i < rule_in.request_principals_size(); ++i) {
+        const std::string& p = rule_in.request_principals(i);
+        if (p != "*" && !absl::StrContains(p, '/')) {
+          scope.Add(Index(Join(rule_path, "request_principals"), i),
+                    absl::StrCat(Quote(p), " is not \"<issuer>/<subject>\" or \"*\""));
+        }
+      }
+      for (int i = 0; i < rule_in.claims_size(); ++i) {
+        const xds::ClaimMatch& claim_in = rule_in.claims(i);
+        const std::string claim_path = Index(Join(rule_path, "claims"), i);
+        filters::AuthorizationRuleConfig::Claim claim{.name = claim_in.name(), .values = {}};
+        if (claim_in.name().empty()) scope.Add(Join(claim_path, "name"), "required");
+        if (claim_in.values_size() == 0) scope.Add(Join(claim_path, "values"), "required");
+        for (int v = 0; v < claim_in.values_size(); ++v) {
+          if (!filters::ValidAuthorizationPattern(claim_in.values(v))) {
+            scope.Add(Index(Join(claim_path, "values"), v),
+                      absl::StrCat(Quote(claim_in.values(v)),
+                                   " must be non-empty, with '*' only as its last character"));
+          }
+          claim.values.push_back(claim_in.values(v));
+        }
+        rule.claims.push_back(std::move(claim));
+      }
       patterns("paths", rule_in.paths(), rule.paths);
       for (int i = 0; i < rule_in.paths_size(); ++i) {
         const std::string& value = rule_in.paths(i);

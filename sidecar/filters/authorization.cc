@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "common/jwt/jwt_json.h"
 
 namespace meshlet::sidecar::filters {
 
@@ -47,6 +48,8 @@ bool Authorizer::Pattern::Matches(absl::string_view candidate) const {
 
 namespace {
 
+namespace json = ::meshlet::jwt::jwt_json;
+
 template <typename Patterns>
 bool AnyMatches(const Patterns& patterns, absl::string_view candidate) {
   if (patterns.empty()) return true;  // the rule does not constrain this field
@@ -54,7 +57,75 @@ bool AnyMatches(const Patterns& patterns, absl::string_view candidate) {
                      [candidate](const auto& p) { return p.Matches(candidate); });
 }
 
+// A JSON string's text: a view into `raw` without its quotes, or decoded into `buffer` when it
+// holds escapes (the thread's, reused: Decide allocates only for such a string longer than any
+// before it on this thread).
+absl::string_view Text(absl::string_view raw) {
+  thread_local std::string buffer;
+  return json::StringText(raw, &buffer);
+}
+
 }  // namespace
+
+// "<iss>/<sub>" against the pattern, without building the string.
+bool Authorizer::PrincipalMatches(const Pattern& pattern, absl::string_view issuer,
+                                  absl::string_view subject) {
+  switch (pattern.kind) {
+    case Pattern::Kind::kAnyPresent:
+      return true;  // a valid token is present
+    case Pattern::Kind::kExact:
+      return pattern.value.size() == issuer.size() + 1 + subject.size() &&
+             absl::StartsWith(pattern.value, issuer) && pattern.value[issuer.size()] == '/' &&
+             absl::EndsWith(pattern.value, subject);
+    case Pattern::Kind::kPrefix: {
+      const absl::string_view prefix = pattern.value;
+      if (prefix.size() <= issuer.size()) return absl::StartsWith(issuer, prefix);
+      return absl::StartsWith(prefix, issuer) && prefix[issuer.size()] == '/' &&
+             absl::StartsWith(subject, prefix.substr(issuer.size() + 1));
+    }
+  }
+  return false;
+}
+
+bool Authorizer::TokenMatches(const Rule& rule, const AuthorizationRequest& request) {
+  if (request.jwt_payload.empty()) return false;  // no valid token: nothing to match
+  if (!rule.request_principals.empty()) {
+    const absl::string_view raw = json::Find(request.jwt_payload, "sub");
+    const absl::string_view subject =
+        json::TypeOf(raw) == json::Type::kString ? Text(raw) : absl::string_view();
+    if (std::none_of(
+            rule.request_principals.begin(), rule.request_principals.end(),
+            [&](const Pattern& p) { return PrincipalMatches(p, request.jwt_issuer, subject); })) {
+      return false;
+    }
+  }
+  for (const Claim& claim : rule.claims) {
+    const absl::string_view raw = json::Find(request.jwt_payload, claim.name);
+    bool matched = false;
+    switch (json::TypeOf(raw)) {
+      case json::Type::kString:
+        matched = AnyMatches(claim.values, Text(raw));
+        break;
+      case json::Type::kNumber:
+      case json::Type::kBool:
+        matched = AnyMatches(claim.values, raw);
+        break;
+      case json::Type::kArray:
+        json::ForEachItem(raw, [&](absl::string_view item) {
+          if (json::TypeOf(item) == json::Type::kString && AnyMatches(claim.values, Text(item))) {
+            matched = true;
+            return false;
+          }
+          return true;
+        });
+        break;
+      default:  // absent, null, an object
+        break;
+    }
+    if (!matched) return false;
+  }
+  return true;
+}
 
 bool Authorizer::Rule::Matches(const AuthorizationRequest& request,
                                absl::string_view peer_namespace, absl::string_view path,
@@ -63,10 +134,12 @@ bool Authorizer::Rule::Matches(const AuthorizationRequest& request,
     return false;
   }
   if (request.connection) {
-    // Methods and paths are unknown on a connection: towards denial either way (header comment).
-    if (!deny && (!methods.empty() || !paths.empty())) return false;
+    // Methods, paths and tokens are unknown on a connection: towards denial either way (header
+    // comment).
+    if (!deny && (!methods.empty() || !paths.empty() || ReadsToken())) return false;
     return AnyMatches(principals, request.peer_identity) && AnyMatches(namespaces, peer_namespace);
   }
+  if (ReadsToken() && !TokenMatches(*this, request)) return false;
   if (!methods.empty() &&
       std::find(methods.begin(), methods.end(), request.method) == methods.end()) {
     return false;
@@ -93,6 +166,15 @@ Authorizer::Authorizer(const AuthorizationConfig& config) {
       for (const std::string& v : rule_in.principals) rule.principals.push_back(Compile(v));
       for (const std::string& v : rule_in.namespaces) rule.namespaces.push_back(Compile(v));
       for (const std::string& v : rule_in.paths) rule.paths.push_back(Compile(v));
+      for (const std::string& v : rule_in.request_principals) {
+        rule.request_principals.push_back(Compile(v));
+      }
+      for (const AuthorizationRuleConfig::Claim& c : rule_in.claims) {
+        Claim claim{.name = c.name, .values = {}};
+        for (const std::string& v : c.values) claim.values.push_back(Compile(v));
+        rule.claims.push_back(std::move(claim));
+      }
+      reads_token_ |= rule.ReadsToken();
       rule.methods = rule_in.methods;
       rule.ports = rule_in.ports;
       policy.rules.push_back(std::move(rule));

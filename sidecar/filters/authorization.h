@@ -18,8 +18,15 @@
 // The peer's namespace comes from its SPIFFE id (spiffe://<trust-domain>/ns/<namespace>/...);
 // a peer without one matches no namespace. Paths are compared without their query string.
 //
+// End users (RequestAuthentication, jwt_filter.h): a rule's request principals match
+// "<iss>/<sub>" of the request's valid token and its claims the token's payload (a string claim,
+// or any string of an array claim, against the values; numbers and booleans by their JSON text);
+// a request without a valid token matches neither. The JWT filter records the token only for
+// listeners whose rules read it (Authorizer::reads_token).
+//
 // Connections (opaque TCP) are decided once, with only the peer identity, its namespace and the
-// destination port known (DecideConnection). A rule that also names methods or paths cannot be
+// destination port known (DecideConnection). A rule that also names methods, paths, request
+// principals or claims cannot be
 // checked there; each action resolves that towards denial, as Istio does: in a DENY policy such a
 // rule matches on its other fields alone (the HTTP fields are ignored), in an ALLOW policy it
 // never matches. DENY is still evaluated first.
@@ -36,11 +43,17 @@
 namespace meshlet::sidecar::filters {
 
 struct AuthorizationRuleConfig {
-  std::vector<std::string> principals;  // SPIFFE ids of the peer
-  std::vector<std::string> namespaces;  // the peer's namespace, from its SPIFFE id
-  std::vector<uint32_t> ports;          // destination port (AuthorizationRequest::port)
-  std::vector<std::string> methods;     // :method, exact
-  std::vector<std::string> paths;       // :path without the query
+  std::vector<std::string> principals;          // SPIFFE ids of the peer
+  std::vector<std::string> namespaces;          // the peer's namespace, from its SPIFFE id
+  std::vector<uint32_t> ports;                  // destination port (AuthorizationRequest::port)
+  std::vector<std::string> methods;             // :method, exact
+  std::vector<std::string> paths;               // :path without the query
+  std::vector<std::string> request_principals;  // "<iss>/<sub>" of the valid JWT
+  struct Claim {
+    std::string name;
+    std::vector<std::string> values;
+  };
+  std::vector<Claim> claims;  // every one must match
 };
 
 struct AuthorizationPolicyConfig {
@@ -62,6 +75,9 @@ struct AuthorizationRequest {
   uint32_t port = 0;                // the destination port (see xds Listener.destination_port)
   absl::string_view method;
   absl::string_view path;  // :path, query included (stripped here)
+  // The request's valid JWT (jwt_filter.h): its issuer and its payload (JSON); empty: none.
+  absl::string_view jwt_issuer;
+  absl::string_view jwt_payload;
   // A connection rather than a request: method and path are unknown (see above).
   bool connection = false;
 };
@@ -92,6 +108,9 @@ class Authorizer {
     return Decide({.peer_identity = peer_identity, .port = port, .connection = true});
   }
   bool empty() const { return deny_.empty() && allow_.empty(); }
+  // Whether a rule names request principals or claims: only then does the JWT filter keep the
+  // token's payload for Decide().
+  bool reads_token() const { return reads_token_; }
 
  private:
   struct Pattern {
@@ -100,10 +119,16 @@ class Authorizer {
     std::string value;  // exact value or prefix
     bool Matches(absl::string_view candidate) const;
   };
+  struct Claim {
+    std::string name;
+    std::vector<Pattern> values;
+  };
   struct Rule {
-    std::vector<Pattern> principals, namespaces, paths;
+    std::vector<Pattern> principals, namespaces, paths, request_principals;
+    std::vector<Claim> claims;
     std::vector<std::string> methods;
     std::vector<uint32_t> ports;
+    bool ReadsToken() const { return !request_principals.empty() || !claims.empty(); }
     bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
                  absl::string_view path, bool deny) const;
   };
@@ -116,9 +141,13 @@ class Authorizer {
   };
 
   static Pattern Compile(const std::string& value);
+  static bool PrincipalMatches(const Pattern& pattern, absl::string_view issuer,
+                               absl::string_view subject);
+  static bool TokenMatches(const Rule& rule, const AuthorizationRequest& request);
 
   std::vector<Policy> deny_;
   std::vector<Policy> allow_;
+  bool reads_token_ = false;
 };
 
 }  // namespace meshlet::sidecar::filters

@@ -12,6 +12,8 @@ stream::FilterStatus AuthorizationFilter::Decide(const http::HeaderMap& headers)
                                                                : policy_.destination_port,
       .method = headers.Get(":method").value_or(""),
       .path = headers.Get(":path").value_or(""),
+      .jwt_issuer = callbacks_.stream_info().jwt_issuer,
+      .jwt_payload = callbacks_.stream_info().jwt_payload,
   });
   stream::DecisionRecord& record = callbacks_.stream_info().decision;
   if (decision.decided_by != nullptr) record.policy_authz = *decision.decided_by;

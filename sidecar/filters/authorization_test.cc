@@ -116,6 +116,79 @@ TEST(AuthorizerTest, PolicyWithoutRulesMatchesNothing) {
   EXPECT_TRUE(deny_nothing.Decide(Request(kShopWeb)).allowed);
 }
 
+// End users: request principals "<iss>/<sub>" and claims of the request's valid JWT.
+TEST(AuthorizerTest, RequestPrincipalsAndClaims) {
+  AuthorizationRuleConfig alice;
+  alice.request_principals = {"https://idp.example/alice"};
+  AuthorizationRuleConfig admins;
+  admins.paths = {"/admin/*"};
+  admins.claims = {{.name = "groups", .values = {"admins"}},
+                   {.name = "scope", .values = {"orders:*"}}};
+  AuthorizationRuleConfig any_idp;
+  any_idp.request_principals = {"https://idp.example/*"};
+  any_idp.methods = {"HEAD"};
+  AuthorizationRuleConfig numbers;
+  numbers.claims = {{.name = "level", .values = {"3"}}, {.name = "staff", .values = {"true"}}};
+  numbers.methods = {"PUT"};
+  Authorizer authorizer({{Policy(Action::kAllow, {alice, admins, any_idp, numbers})}});
+  EXPECT_TRUE(authorizer.reads_token());
+  auto with = [](absl::string_view issuer, absl::string_view payload, absl::string_view path,
+                 absl::string_view method = "GET") {
+    AuthorizationRequest r = Request(kShopWeb, path, method);
+    r.jwt_issuer = issuer;
+    r.jwt_payload = payload;
+    return r;
+  };
+  const std::string idp = "https://idp.example";
+  EXPECT_TRUE(authorizer.Decide(with(idp, R"({"sub":"alice"})", "/")).allowed);
+  // An escaped subject is decoded before it is compared.
+  EXPECT_TRUE(authorizer.Decide(with(idp, R"({"sub":"\u0061lice"})", "/")).allowed);
+  EXPECT_FALSE(authorizer.Decide(with(idp, R"({"sub":"bob"})", "/")).allowed);
+  EXPECT_FALSE(authorizer.Decide(with("https://other.example", R"({"sub":"alice"})", "/")).allowed);
+  EXPECT_FALSE(authorizer.Decide(with(idp, R"({"sub":"alice2"})", "/")).allowed);
+  EXPECT_FALSE(authorizer.Decide(with(idp, R"({"sub":"alic"})", "/")).allowed);
+  // No valid token: no principal, no claims.
+  EXPECT_FALSE(authorizer.Decide(Request(kShopWeb, "/")).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request(kShopWeb, "/admin/x")).allowed);
+  // Claims: a string claim, or any string of an array; every condition must hold.
+  EXPECT_TRUE(
+      authorizer
+          .Decide(with(idp, R"({"sub":"x","groups":["users","admins"],"scope":"orders:read"})",
+                       "/admin/x"))
+          .allowed);
+  EXPECT_TRUE(
+      authorizer.Decide(with(idp, R"({"groups":"admins","scope":"orders:write"})", "/admin/x"))
+          .allowed);
+  EXPECT_FALSE(
+      authorizer.Decide(with(idp, R"({"groups":["users"],"scope":"orders:read"})", "/admin/x"))
+          .allowed);
+  EXPECT_FALSE(authorizer.Decide(with(idp, R"({"groups":["admins"]})", "/admin/x")).allowed);
+  EXPECT_FALSE(
+      authorizer.Decide(with(idp, R"({"groups":{"admins":true},"scope":"orders:r"})", "/admin/x"))
+          .allowed);
+  // A prefix over "<iss>/<sub>"; "*" is any valid token.
+  EXPECT_TRUE(authorizer.Decide(with(idp, R"({"sub":"carol"})", "/", "HEAD")).allowed);
+  EXPECT_FALSE(
+      authorizer.Decide(with("https://idp.example.evil", R"({"sub":"carol"})", "/", "HEAD"))
+          .allowed);
+  // Numbers and booleans by their JSON text.
+  EXPECT_TRUE(authorizer.Decide(with(idp, R"({"level":3,"staff":true})", "/", "PUT")).allowed);
+  EXPECT_FALSE(authorizer.Decide(with(idp, R"({"level":3,"staff":false})", "/", "PUT")).allowed);
+
+  AuthorizationRuleConfig anyone;
+  anyone.request_principals = {"*"};
+  Authorizer require_token({{Policy(Action::kAllow, {anyone})}});
+  EXPECT_TRUE(require_token.Decide(with(idp, R"({})", "/")).allowed);
+  EXPECT_FALSE(require_token.Decide(Request(kShopWeb, "/")).allowed);
+
+  // A connection has no token: an ALLOW rule on one never matches, a DENY rule ignores it.
+  EXPECT_FALSE(require_token.DecideConnection(kShopWeb, 8080).allowed);
+  Authorizer deny({{Policy(Action::kDeny, {anyone})}});
+  EXPECT_FALSE(deny.DecideConnection(kShopWeb, 8080).allowed);
+  EXPECT_TRUE(deny.Decide(Request(kShopWeb, "/")).allowed);
+  EXPECT_FALSE(Authorizer({{Policy(Action::kAllow, {AuthorizationRuleConfig{}})}}).reads_token());
+}
+
 TEST(AuthorizerTest, ConnectionsResolveHttpFieldsTowardsDenial) {
   // ALLOW: a rule naming paths cannot be checked on a connection, so it never matches there.
   AuthorizationRuleConfig shop_api;

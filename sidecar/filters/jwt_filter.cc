@@ -86,6 +86,11 @@ stream::FilterStatus JwtFilter::Authenticate(const JwtPolicy& jwt, http::HeaderM
                                .invalid_bearer_token = true});
     return stream::FilterStatus::kStopIteration;
   }
+  if (policy_.authorizer != nullptr && policy_.authorizer->reads_token()) {
+    stream::StreamInfo& info = callbacks_.stream_info();
+    info.jwt_issuer = jwt.verifier->issuer_name(result.issuer);
+    info.jwt_payload.assign(result.payload.data(), result.payload.size());
+  }
   if (result.issuer < jwt.outputs.size()) {
     const JwtIssuerOutput& output = jwt.outputs[result.issuer];
     if (!output.payload_header.empty()) {

@@ -103,6 +103,11 @@ struct StreamInfo {
   tracing::SpanPtr held_attempt_span;
   // Why this hop did what it did (decision_record.h), filled by the router and authorization.
   DecisionRecord decision;
+  // The request's valid JWT, recorded by the JWT filter only when the listener's authorization
+  // reads tokens (filters/authorization.h): its issuer (a view into the listener's policy, which
+  // outlives the stream) and its decoded payload.
+  absl::string_view jwt_issuer;
+  std::string jwt_payload;
   // The upstream's error response (5xx, or a gRPC trailers-only reply) carried the error
   // attribution field: another proxy made it, and this hop passed it on.
   bool upstream_error_attributed = false;

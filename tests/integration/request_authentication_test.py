@@ -17,6 +17,8 @@ https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate.
   still reaches the app);
 - the issuer rotating to a new key: a token of the new key is taken once the control plane
   fetched it, the old key's then refused;
+- an AuthorizationPolicy on the end user: requestPrincipals (issuer.test's alice) and a claim
+  (`when` request.auth.claims[groups] holding admins), each refusing the others with 403;
 - policies the API refuses with the field named: a jwksUri that is not https, both jwks and
   jwksUri, an inline JWKS without a usable key, two rules for one issuer.
 SKIP when python3-jwt or python3-cryptography is missing. About 10 s.
@@ -153,6 +155,35 @@ class RequestAuthenticationTest(RotationHarness):
         status, body = call(good)
         self.assertEqual(status, 401)
         self.assertIn("Jwt kid matches no key", body.decode())
+
+        # AuthorizationPolicy on the end user: alice of issuer.test anywhere, /admin only with
+        # the claim groups holding "admins"; no token, another issuer's alice, another group:
+        # refused.
+        self.api_request("PUT", "/apis/meshlet.io/v1/namespaces/default/authorizationpolicies/"
+                         "backend-users", json.dumps({
+                             "apiVersion": "meshlet.io/v1", "kind": "AuthorizationPolicy",
+                             "metadata": {"name": "backend-users", "namespace": "default"},
+                             "spec": {"target": "backend", "rules": [
+                                 {"from": [{"requestPrincipals": [ISSUER + "/alice"]}],
+                                  "to": [{"paths": ["/who"]}]},
+                                 {"to": [{"paths": ["/admin*"]}],
+                                  "when": [{"key": "request.auth.claims[groups]",
+                                            "values": ["admins"]}]}]}}).encode())
+
+        def call_path(path, token=None):
+            headers = {"Authorization": "Bearer " + token} if token else {}
+            return mtls_get(backend.inbound, *caller, path, host="backend", headers=headers)
+        self.assertTrue(wait_for(lambda: call_path("/who")[0] == 403, timeout=15),
+                        call_path("/who"))
+        self.assertEqual(call_path("/who", rotated)[0], 200)
+        self.assertEqual(call_path("/who", token(rsa2, "RS256", "rsa-2", sub="bob"))[0], 403)
+        self.assertEqual(call_path("/who", token(ed, "EdDSA", "ed-1", issuer=OTHER))[0], 403)
+        admin = token(rsa2, "RS256", "rsa-2", sub="bob", groups=["users", "admins"])
+        self.assertEqual(call_path("/admin/x", admin)[0], 200)
+        self.assertEqual(call_path("/admin/x", token(rsa2, "RS256", "rsa-2",
+                                                     groups=["users"]))[0], 403)
+        self.assertEqual(call_path("/admin/x")[0], 403)
+        self.assertEqual(call_path("/who", admin)[0], 403)  # bob, not alice
 
         # Refused at the API, the field named.
         for name, rules, field in (
