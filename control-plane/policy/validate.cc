@@ -711,15 +711,20 @@ class Checker {
             Error(Index(Join(fp, "principals"), k), "'*' is allowed only at the end");
           }
         }
-        for (int k = 0; k < from.request_principals_size(); ++k) {
-          const std::string& p = from.request_principals(k);
-          if (p != "*" && !absl::StrContains(p, '/')) {
-            Error(Index(Join(fp, "requestPrincipals"), k),
-                  absl::StrCat(Quote(p), " must be \"*\" or <issuer>/<subject>"));
-          } else if (p.find('*') != std::string::npos && p.find('*') != p.size() - 1) {
-            Error(Index(Join(fp, "requestPrincipals"), k), "'*' is allowed only at the end");
+        auto request_principals = [&](absl::string_view field,
+                                      const google::protobuf::RepeatedPtrField<std::string>& ps) {
+          for (int k = 0; k < ps.size(); ++k) {
+            const std::string& p = ps[k];
+            if (p != "*" && !absl::StrContains(p, '/')) {
+              Error(Index(Join(fp, field), k),
+                    absl::StrCat(Quote(p), " must be \"*\" or <issuer>/<subject>"));
+            } else if (p.find('*') != std::string::npos && p.find('*') != p.size() - 1) {
+              Error(Index(Join(fp, field), k), "'*' is allowed only at the end");
+            }
           }
-        }
+        };
+        request_principals("requestPrincipals", from.request_principals());
+        request_principals("notRequestPrincipals", from.not_request_principals());
         for (int k = 0; k < from.namespaces_size(); ++k) {
           const std::string& ns = from.namespaces(k);
           if (ns != "*" && !IsDnsLabel(ns)) {

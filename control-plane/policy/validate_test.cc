@@ -441,7 +441,7 @@ kind: AuthorizationPolicy
 metadata: {name: p}
 spec:
   rules:
-  - from: [{requestPrincipals: ["alice", "https://*/x"]}]
+  - from: [{requestPrincipals: ["alice", "https://*/x"], notRequestPrincipals: ["bob"]}]
     when:
     - {key: "request.headers[x]", values: [a]}
     - {key: "request.auth.claims[groups]"}
@@ -449,6 +449,7 @@ spec:
 )");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[1]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].notRequestPrincipals[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].when[0].key").find("request.auth.claims[NAME]"),
             std::string::npos);
   EXPECT_EQ(ErrorFor(r, "spec.rules[0].when[1].values"), "required");

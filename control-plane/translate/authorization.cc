@@ -101,6 +101,7 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
           *r->mutable_methods() = to.methods();
           *r->mutable_paths() = to.paths();
           *r->mutable_request_principals() = from.request_principals();
+          *r->mutable_not_request_principals() = from.not_request_principals();
           for (const pb::AuthorizationRule::Condition& c : rule.when()) {
             xds::ClaimMatch* claim = r->add_claims();
             claim->set_name(std::string(policy::ClaimOfKey(c.key())));

@@ -191,7 +191,7 @@ kind: AuthorizationPolicy
 metadata: {name: users}
 spec:
   rules:
-  - from: [{requestPrincipals: ["https://idp.example/*"]}]
+  - from: [{requestPrincipals: ["https://idp.example/*"], notRequestPrincipals: ["https://idp.example/bob"]}]
     to: [{paths: ["/admin/*"]}]
     when: [{key: "request.auth.claims[groups]", values: [admins, ops]}]
 )"));
@@ -200,6 +200,8 @@ spec:
       Named(r.listeners, "inbound")->authorization().policies(0).rules(0);
   ASSERT_EQ(rule.request_principals_size(), 1);
   EXPECT_EQ(rule.request_principals(0), "https://idp.example/*");
+  ASSERT_EQ(rule.not_request_principals_size(), 1);
+  EXPECT_EQ(rule.not_request_principals(0), "https://idp.example/bob");
   ASSERT_EQ(rule.claims_size(), 1);
   EXPECT_EQ(rule.claims(0).name(), "groups");
   EXPECT_EQ(rule.claims(0).values_size(), 2);

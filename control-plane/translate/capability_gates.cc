@@ -195,6 +195,9 @@ const std::vector<CapabilityGate>& Gates() {
       // so leaving it out decides the same (ALLOW or DENY).
       {C::kJwt, "meshlet.xds.AuthorizationRule.request_principals", Fallback::kDropElement},
       {C::kJwt, "meshlet.xds.AuthorizationRule.claims", Fallback::kDropElement},
+      // There, no request has a token: "matches no principal" holds for every request, the same
+      // as the field left out.
+      {C::kJwt, "meshlet.xds.AuthorizationRule.not_request_principals", Fallback::kClear},
       // An older sidecar renews at its own time; a rotation waits for it (it reports no roots).
       {C::kCaRotation, "meshlet.xds.Secret.renewal", Fallback::kClear},
       // Fails closed: a sidecar that cannot verify per trust domain trusts the mesh roots only,

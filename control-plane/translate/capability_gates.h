@@ -28,7 +28,8 @@
 //                              once, as unmatched_destination or the "*" host say)
 //   jwt                        a listener with Listener.jwt left out (fails closed); an
 //                              AuthorizationRule with request_principals or claims left out (no
-//                              token is verified there, so it could never match)
+//                              token is verified there, so it could never match), and its
+//                              not_request_principals cleared (it holds for every request there)
 //   ca-rotation                Secret.renewal left out (the sidecar renews at its own time)
 //   federation                 Secret.federated_bundles and trust_domain_aliases left out (the
 //                              sidecar trusts the mesh roots only: foreign ids are refused)

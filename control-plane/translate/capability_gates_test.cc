@@ -247,7 +247,8 @@ TEST_F(CapabilityGatesTest, ListenerJwtFailsClosedForOlderSidecars) {
 }
 
 // A rule on the request's JWT (request principals, claims) is left out for a sidecar that verifies
-// no token (it could never match there); the policy's other rules and the listener stay.
+// no token (it could never match there), a not_request_principals cleared (it always holds
+// there); the policy's other rules and the listener stay.
 TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
   auto with_rules = [&](const xds::CapabilitySet& reads) {
     NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
@@ -260,6 +261,9 @@ TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
       claim->set_name("groups");
       claim->add_values("admins");
       p->add_rules()->add_paths("/public");
+      xds::AuthorizationRule* not_bob = p->add_rules();
+      not_bob->add_not_request_principals("https://idp/bob");
+      not_bob->add_paths("/open");
     }
     ApplyCapabilityGates(reads, r);
     return r;
@@ -275,13 +279,16 @@ TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
     ++checked;
     // The policy added last (the fixture's own come first).
     const xds::Authorization& now = current.listeners[i].authorization();
-    EXPECT_EQ(now.policies(now.policies_size() - 1).rules_size(), 3);
+    EXPECT_EQ(now.policies(now.policies_size() - 1).rules_size(), 4);
     const xds::Authorization& before = old.listeners[i].authorization();
     ASSERT_EQ(before.policies_size(), now.policies_size());
     const xds::AuthorizationPolicy& kept = before.policies(before.policies_size() - 1);
     EXPECT_EQ(kept.name(), "default/users");
-    ASSERT_EQ(kept.rules_size(), 1);
+    ASSERT_EQ(kept.rules_size(), 2);
     EXPECT_EQ(kept.rules(0).paths(0), "/public");
+    // Cleared, not left out: without tokens it holds for every request.
+    EXPECT_EQ(kept.rules(1).not_request_principals_size(), 0);
+    EXPECT_EQ(kept.rules(1).paths(0), "/open");
   }
   EXPECT_GT(checked, 0);
 }

@@ -271,14 +271,21 @@ void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
         }
         rule.methods.push_back(method);
       }
-      patterns("request_principals", rule_in.request_principals(), rule.request_principals);
-      for (int i = 0; i < rule_in.request_principals_size(); ++i) {
-        const std::string& p = rule_in.request_principals(i);
-        if (p != "*" && !absl::StrContains(p, '/')) {
-          scope.Add(Index(Join(rule_path, "request_principals"), i),
-                    absl::StrCat(Quote(p), " is not \"<issuer>/<subject>\" or \"*\""));
+      auto request_principals = [&](absl::string_view field,
+                                    const google::protobuf::RepeatedPtrField<std::string>& values,
+                                    std::vector<std::string>& to) {
+        patterns(field, values, to);
+        for (int i = 0; i < values.size(); ++i) {
+          if (values[i] != "*" && !absl::StrContains(values[i], '/')) {
+            scope.Add(Index(Join(rule_path, field), i),
+                      absl::StrCat(Quote(values[i]), " is not \"<issuer>/<subject>\" or \"*\""));
+          }
         }
-      }
+      };
+      request_principals("request_principals", rule_in.request_principals(),
+                         rule.request_principals);
+      request_principals("not_request_principals", rule_in.not_request_principals(),
+                         rule.not_request_principals);
       for (int i = 0; i < rule_in.claims_size(); ++i) {
         const xds::ClaimMatch& claim_in = rule_in.claims(i);
         const std::string claim_path = Index(Join(rule_path, "claims"), i);

@@ -88,14 +88,23 @@ bool Authorizer::PrincipalMatches(const Pattern& pattern, absl::string_view issu
 }
 
 bool Authorizer::TokenMatches(const Rule& rule, const AuthorizationRequest& request) {
-  if (request.jwt_payload.empty()) return false;  // no valid token: nothing to match
-  if (!rule.request_principals.empty()) {
+  if (request.jwt_payload.empty()) {
+    // No valid token: only a rule that asks for the absence of a principal can match.
+    return rule.request_principals.empty() && rule.claims.empty();
+  }
+  if (!rule.request_principals.empty() || !rule.not_request_principals.empty()) {
     const absl::string_view raw = json::Find(request.jwt_payload, "sub");
     const absl::string_view subject =
         json::TypeOf(raw) == json::Type::kString ? Text(raw) : absl::string_view();
-    if (std::none_of(
-            rule.request_principals.begin(), rule.request_principals.end(),
-            [&](const Pattern& p) { return PrincipalMatches(p, request.jwt_issuer, subject); })) {
+    auto matches = [&](const Pattern& p) {
+      return PrincipalMatches(p, request.jwt_issuer, subject);
+    };
+    if (!rule.request_principals.empty() &&
+        std::none_of(rule.request_principals.begin(), rule.request_principals.end(), matches)) {
+      return false;
+    }
+    if (std::any_of(rule.not_request_principals.begin(), rule.not_request_principals.end(),
+                    matches)) {
       return false;
     }
   }
@@ -168,6 +177,9 @@ Authorizer::Authorizer(const AuthorizationConfig& config) {
       for (const std::string& v : rule_in.paths) rule.paths.push_back(Compile(v));
       for (const std::string& v : rule_in.request_principals) {
         rule.request_principals.push_back(Compile(v));
+      }
+      for (const std::string& v : rule_in.not_request_principals) {
+        rule.not_request_principals.push_back(Compile(v));
       }
       for (const AuthorizationRuleConfig::Claim& c : rule_in.claims) {
         Claim claim{.name = c.name, .values = {}};

@@ -21,7 +21,9 @@
 // End users (RequestAuthentication, jwt_filter.h): a rule's request principals match
 // "<iss>/<sub>" of the request's valid token and its claims the token's payload (a string claim,
 // or any string of an array claim, against the values; numbers and booleans by their JSON text);
-// a request without a valid token matches neither. The JWT filter records the token only for
+// a request without a valid token matches neither; not_request_principals matches a request whose
+// token's principal matches none of them, and every request without a valid token (Istio's
+// notRequestPrincipals). The JWT filter records the token only for
 // listeners whose rules read it (Authorizer::reads_token).
 //
 // Connections (opaque TCP) are decided once, with only the peer identity, its namespace and the
@@ -49,6 +51,8 @@ struct AuthorizationRuleConfig {
   std::vector<std::string> methods;             // :method, exact
   std::vector<std::string> paths;               // :path without the query
   std::vector<std::string> request_principals;  // "<iss>/<sub>" of the valid JWT
+  // Matches when the valid JWT's "<iss>/<sub>" matches none of these, or there is no valid JWT.
+  std::vector<std::string> not_request_principals;
   struct Claim {
     std::string name;
     std::vector<std::string> values;
@@ -124,11 +128,13 @@ class Authorizer {
     std::vector<Pattern> values;
   };
   struct Rule {
-    std::vector<Pattern> principals, namespaces, paths, request_principals;
+    std::vector<Pattern> principals, namespaces, paths, request_principals, not_request_principals;
     std::vector<Claim> claims;
     std::vector<std::string> methods;
     std::vector<uint32_t> ports;
-    bool ReadsToken() const { return !request_principals.empty() || !claims.empty(); }
+    bool ReadsToken() const {
+      return !request_principals.empty() || !not_request_principals.empty() || !claims.empty();
+    }
     bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
                  absl::string_view path, bool deny) const;
   };

@@ -189,6 +189,28 @@ TEST(AuthorizerTest, RequestPrincipalsAndClaims) {
   EXPECT_FALSE(Authorizer({{Policy(Action::kAllow, {AuthorizationRuleConfig{}})}}).reads_token());
 }
 
+// Istio's way to require a token: DENY notRequestPrincipals ["*"].
+TEST(AuthorizerTest, NotRequestPrincipals) {
+  AuthorizationRuleConfig without_token;
+  without_token.not_request_principals = {"*"};
+  Authorizer require({{Policy(Action::kDeny, {without_token})}});
+  EXPECT_TRUE(require.reads_token());
+  AuthorizationRequest with_token = Request(kShopWeb, "/");
+  with_token.jwt_issuer = "https://idp.example";
+  with_token.jwt_payload = R"({"sub":"alice"})";
+  EXPECT_TRUE(require.Decide(with_token).allowed);
+  EXPECT_FALSE(require.Decide(Request(kShopWeb, "/")).allowed);
+  EXPECT_FALSE(require.DecideConnection(kShopWeb, 8080).allowed);  // towards denial
+
+  AuthorizationRuleConfig not_bob;
+  not_bob.not_request_principals = {"https://idp.example/bob"};
+  Authorizer deny_others({{Policy(Action::kAllow, {not_bob})}});
+  EXPECT_TRUE(deny_others.Decide(with_token).allowed);
+  with_token.jwt_payload = R"({"sub":"bob"})";
+  EXPECT_FALSE(deny_others.Decide(with_token).allowed);
+  EXPECT_TRUE(deny_others.Decide(Request(kShopWeb, "/")).allowed);  // no token: not bob
+}
+
 TEST(AuthorizerTest, ConnectionsResolveHttpFieldsTowardsDenial) {
   // ALLOW: a rule naming paths cannot be checked on a connection, so it never matches there.
   AuthorizationRuleConfig shop_api;

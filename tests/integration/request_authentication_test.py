@@ -18,7 +18,8 @@ https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate.
 - the issuer rotating to a new key: a token of the new key is taken once the control plane
   fetched it, the old key's then refused;
 - an AuthorizationPolicy on the end user: requestPrincipals (issuer.test's alice) and a claim
-  (`when` request.auth.claims[groups] holding admins), each refusing the others with 403;
+  (`when` request.auth.claims[groups] holding admins), each refusing the others with 403, and a
+  DENY notRequestPrincipals ["*"] requiring a token on one path;
 - policies the API refuses with the field named: a jwksUri that is not https, both jwks and
   jwksUri, an inline JWKS without a usable key, two rules for one issuer.
 SKIP when python3-jwt or python3-cryptography is missing. About 10 s.
@@ -168,7 +169,17 @@ class RequestAuthenticationTest(RotationHarness):
                                   "to": [{"paths": ["/who"]}]},
                                  {"to": [{"paths": ["/admin*"]}],
                                   "when": [{"key": "request.auth.claims[groups]",
-                                            "values": ["admins"]}]}]}}).encode())
+                                            "values": ["admins"]}]},
+                                 {"to": [{"paths": ["/open"]}]}]}}).encode())
+        # Istio's way to require a token: DENY notRequestPrincipals ["*"], on /open here.
+        self.api_request("PUT", "/apis/meshlet.io/v1/namespaces/default/authorizationpolicies/"
+                         "backend-token-required", json.dumps({
+                             "apiVersion": "meshlet.io/v1", "kind": "AuthorizationPolicy",
+                             "metadata": {"name": "backend-token-required",
+                                          "namespace": "default"},
+                             "spec": {"target": "backend", "action": "DENY", "rules": [
+                                 {"from": [{"notRequestPrincipals": ["*"]}],
+                                  "to": [{"paths": ["/open"]}]}]}}).encode())
 
         def call_path(path, token=None):
             headers = {"Authorization": "Bearer " + token} if token else {}
@@ -184,6 +195,9 @@ class RequestAuthenticationTest(RotationHarness):
                                                      groups=["users"]))[0], 403)
         self.assertEqual(call_path("/admin/x")[0], 403)
         self.assertEqual(call_path("/who", admin)[0], 403)  # bob, not alice
+        self.assertTrue(wait_for(lambda: call_path("/open")[0] == 403, timeout=15),
+                        call_path("/open"))
+        self.assertEqual(call_path("/open", admin)[0], 200)
 
         # Refused at the API, the field named.
         for name, rules, field in (
