@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -21,22 +22,35 @@ absl::StatusOr<HttpsUrl> ParseHttpsUrl(absl::string_view text) {
   if (!absl::ConsumePrefix(&rest, "https://")) return error("is not an https:// URL");
   HttpsUrl url;
   url.text = std::string(text);
-  const size_t slash = rest.find('/');
-  const absl::string_view authority = rest.substr(0, slash);
-  url.path = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
+  // The authority ends at the first of '/', '?' and '#' (RFC 3986 §3.2).
+  const size_t end = rest.find_first_of("/?#");
+  const absl::string_view authority = rest.substr(0, end);
+  const absl::string_view after = end == absl::string_view::npos ? "" : rest.substr(end);
   if (authority.empty()) return error("needs a host");
   if (absl::StrContains(authority, '@')) return error("must not carry user information");
-  if (absl::StrContains(url.path, '#')) return error("must not carry a fragment");
+  if (absl::StrContains(after, '#')) return error("must not carry a fragment");
+  url.path = absl::StartsWith(after, "/") ? std::string(after) : absl::StrCat("/", after);
+  // Printable ASCII only, no space: a URL that could not go into a request line is refused here.
+  for (char c : url.path) {
+    if (c <= ' ' || c >= 0x7f) return error("has a character a URL path cannot hold");
+  }
+  for (char c : authority) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        absl::string_view("-._:[]").find(c) == absl::string_view::npos) {
+      return error("has a host that is not HOST, HOST:PORT or [IPv6]:PORT");
+    }
+  }
   if (absl::StartsWith(authority, "[") || absl::StrContains(authority, ':')) {
     absl::StatusOr<net::HostPort> host_port =
-        authority.back() == ']'  // [v6] without a port
+        authority.back() == ']' && authority.front() == '['  // [v6] without a port
             ? absl::StatusOr<net::HostPort>(
                   net::HostPort{.host = std::string(authority.substr(1, authority.size() - 2)),
                                 .port = 443,
                                 .bracketed = true})
             : net::SplitHostPort(authority);
     if (!host_port.ok() || host_port->host.empty() || host_port->port == 0 ||
-        host_port->unbracketed_ipv6()) {
+        host_port->unbracketed_ipv6() ||
+        (host_port->bracketed && !net::Address::FromIp(host_port->host, 443).ok())) {
       return error("has a host that is not HOST, HOST:PORT or [IPv6]:PORT");
     }
     url.host = host_port->host;

@@ -24,6 +24,7 @@ TEST(HttpsUrlTest, Parts) {
       {"https://127.0.0.1:8443/b", "127.0.0.1", 8443, "/b"},
       {"https://[fd00::5]:9443/b", "fd00::5", 9443, "/b"},
       {"https://[fd00::5]/b", "fd00::5", 443, "/b"},
+      {"https://bundles.example?domain=a", "bundles.example", 443, "/?domain=a"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<HttpsUrl> url = ParseHttpsUrl(c.url);
@@ -48,6 +49,11 @@ TEST(HttpsUrlTest, ErrorsSayWhatIsWrong) {
       {"https://idp.example:0/keys", "HOST:PORT"},
       {"https://idp.example:99999/keys", "HOST:PORT"},
       {"https://fd00::5/keys", "HOST:PORT"},
+      {"https://idp.example#frag", "fragment"},
+      {"https://a:b]/keys", "HOST:PORT"},
+      {"https://[notanip]/keys", "HOST:PORT"},
+      {"https://idp example/keys", "HOST:PORT"},
+      {"https://idp.example/a b", "path cannot hold"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<HttpsUrl> url = ParseHttpsUrl(c.url);
@@ -79,9 +85,8 @@ TEST(HttpsGetTest, FailuresNameTheUrlAndTheCause) {
   absl::StatusOr<HttpsUrl> url = ParseHttpsUrl("https://127.0.0.1:1/keys");
   ASSERT_TRUE(url.ok());
   std::optional<absl::StatusOr<std::string>> got;
-  auto get = HttpsGet::Start(loop, *url, options, [&](absl::StatusOr<std::string> body) {
-    got = std::move(body);
-  });
+  auto get = HttpsGet::Start(loop, *url, options,
+                             [&](absl::StatusOr<std::string> body) { got = std::move(body); });
   EXPECT_FALSE(got.has_value());
   ASSERT_TRUE(loop.RunUntil([&] { return got.has_value(); }, std::chrono::seconds(10)));
   ASSERT_FALSE(got->ok());
