@@ -208,9 +208,50 @@ const std::vector<CapabilityGate>& Gates() {
   return *kGates;
 }
 
+namespace {
+
+// For a sidecar that verifies no token (no capability jwt), each AuthorizationRule on the
+// request's JWT rewritten into one that decides every request and connection as a current
+// sidecar does there, where no request has a token: an ALLOW rule naming request principals or
+// claims never matches (left out); a DENY one never matches a request but matches a connection on
+// its other fields (a method no request uses, which a connection ignores towards denial); a
+// not_request_principals always holds for a request (cleared), and an ALLOW rule with it never
+// matches a connection (paths "*", which a connection never satisfies).
+void RewriteEndUserRules(std::vector<xds::Listener>& listeners) {
+  for (xds::Listener& listener : listeners) {
+    if (!listener.has_authorization()) continue;
+    for (xds::AuthorizationPolicy& policy : *listener.mutable_authorization()->mutable_policies()) {
+      const bool deny = policy.action() == xds::AuthorizationPolicy::DENY;
+      auto* rules = policy.mutable_rules();
+      for (int i = rules->size() - 1; i >= 0; --i) {
+        xds::AuthorizationRule& rule = (*rules)[i];
+        const bool names_token = rule.request_principals_size() > 0 || rule.claims_size() > 0;
+        const bool not_principals = rule.not_request_principals_size() > 0;
+        if (!names_token && !not_principals) continue;
+        if (names_token && !deny) {
+          rules->DeleteSubrange(i, 1);
+          continue;
+        }
+        rule.clear_request_principals();
+        rule.clear_claims();
+        rule.clear_not_request_principals();
+        if (names_token) {
+          rule.clear_methods();
+          rule.add_methods(std::string(kNoRequestMethod));
+        } else if (!deny && rule.paths_size() == 0) {
+          rule.add_paths("*");
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void ApplyCapabilityGates(const xds::CapabilitySet& node_reads, NodeResources& resources) {
   const xds::CapabilitySet missing = xds::CapabilitySet::All().Minus(node_reads);
   if (missing == xds::CapabilitySet()) return;
+  if (missing.Has(xds::Capability::kJwt)) RewriteEndUserRules(resources.listeners);
   const GatePlan& plan = PlanFor(missing);
   ApplyToAll(plan, resources.listeners);
   ApplyToAll(plan, resources.routes);

@@ -27,9 +27,11 @@
 //   on-demand                  Listener.on_demand left out (an unknown destination is handled at
 //                              once, as unmatched_destination or the "*" host say)
 //   jwt                        a listener with Listener.jwt left out (fails closed); an
-//                              AuthorizationRule with request_principals or claims left out (no
-//                              token is verified there, so it could never match), and its
-//                              not_request_principals cleared (it holds for every request there)
+//                              AuthorizationRule on the token rewritten to decide as a current
+//                              sidecar does without tokens (RewriteEndUserRules in the .cc):
+//                              ALLOW on principals or claims left out; DENY on them matching
+//                              connections only (kNoRequestMethod); not_request_principals
+//                              cleared (ALLOW: paths "*", so no connection matches)
 //   ca-rotation                Secret.renewal left out (the sidecar renews at its own time)
 //   federation                 Secret.federated_bundles and trust_domain_aliases left out (the
 //                              sidecar trusts the mesh roots only: foreign ids are refused)
@@ -59,6 +61,10 @@ struct CapabilityGate {
   int from = 0;
   int to = 0;
 };
+
+// The method a DENY rule rewritten for a sidecar without capability jwt matches instead of its
+// token fields: no request carries it, and a connection ignores methods towards denial.
+inline constexpr absl::string_view kNoRequestMethod = "MESHLET-NO-REQUEST-METHOD";
 
 // Every gate. Each field named exists in xds/resources.proto (checked by capability_gates_test).
 const std::vector<CapabilityGate>& Gates();

@@ -115,7 +115,7 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     // A resource type, not a field: the translator switches to it (ADR 0086), no gate.
     if (info.capability == xds::Capability::kServiceRoutes) continue;
     // The fixture has no RequestAuthentication (ListenerJwtFailsClosedForOlderSidecars and
-    // EndUserRulesAreLeftOutForOlderSidecars set the fields by hand).
+    // EndUserRulesDecideAlikeOnOlderSidecars set the fields by hand).
     if (info.capability == xds::Capability::kJwt) continue;
     // Fields of the trust-bundle Secret, sent with a CA's bundle only
     // (TrustBundleSecretFieldsAreClearedForOlderSidecars).
@@ -246,10 +246,12 @@ TEST_F(CapabilityGatesTest, ListenerJwtFailsClosedForOlderSidecars) {
   EXPECT_EQ(old.listeners.size(), current.listeners.size() - inbound_current);
 }
 
-// A rule on the request's JWT (request principals, claims) is left out for a sidecar that verifies
-// no token (it could never match there), a not_request_principals cleared (it always holds
-// there); the policy's other rules and the listener stay.
-TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
+// Rules on the request's JWT, for a sidecar that verifies no token, decide every request and
+// connection as a current sidecar does where no request has a token: ALLOW on principals or claims
+// left out (never matches); DENY on them matching connections only (a method no request uses);
+// not_request_principals cleared (always holds for a request), with paths "*" on an ALLOW rule
+// (never a connection). The policies' other rules and the listener stay.
+TEST_F(CapabilityGatesTest, EndUserRulesDecideAlikeOnOlderSidecars) {
   auto with_rules = [&](const xds::CapabilitySet& reads) {
     NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
     for (xds::Listener& l : r.listeners) {
@@ -264,6 +266,15 @@ TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
       xds::AuthorizationRule* not_bob = p->add_rules();
       not_bob->add_not_request_principals("https://idp/bob");
       not_bob->add_paths("/open");
+      p->add_rules()->add_not_request_principals("https://idp/carol");
+      xds::AuthorizationPolicy* deny = l.mutable_authorization()->add_policies();
+      deny->set_name("default/no-alice");
+      deny->set_action(xds::AuthorizationPolicy::DENY);
+      xds::AuthorizationRule* alice = deny->add_rules();
+      alice->add_request_principals("https://idp/alice");
+      alice->add_methods("POST");
+      alice->add_ports(5432);
+      deny->add_rules()->add_not_request_principals("*");
     }
     ApplyCapabilityGates(reads, r);
     return r;
@@ -277,18 +288,33 @@ TEST_F(CapabilityGatesTest, EndUserRulesAreLeftOutForOlderSidecars) {
   for (size_t i = 0; i < old.listeners.size(); ++i) {
     if (old.listeners[i].direction() != xds::INBOUND) continue;
     ++checked;
-    // The policy added last (the fixture's own come first).
+    // The two policies added last (the fixture's own come first).
     const xds::Authorization& now = current.listeners[i].authorization();
-    EXPECT_EQ(now.policies(now.policies_size() - 1).rules_size(), 4);
+    const int n = now.policies_size();
+    EXPECT_EQ(now.policies(n - 2).rules_size(), 5);
+    EXPECT_EQ(now.policies(n - 1).rules(0).request_principals_size(), 1);
     const xds::Authorization& before = old.listeners[i].authorization();
-    ASSERT_EQ(before.policies_size(), now.policies_size());
-    const xds::AuthorizationPolicy& kept = before.policies(before.policies_size() - 1);
-    EXPECT_EQ(kept.name(), "default/users");
-    ASSERT_EQ(kept.rules_size(), 2);
-    EXPECT_EQ(kept.rules(0).paths(0), "/public");
-    // Cleared, not left out: without tokens it holds for every request.
-    EXPECT_EQ(kept.rules(1).not_request_principals_size(), 0);
-    EXPECT_EQ(kept.rules(1).paths(0), "/open");
+    ASSERT_EQ(before.policies_size(), n);
+    const xds::AuthorizationPolicy& allow = before.policies(n - 2);
+    EXPECT_EQ(allow.name(), "default/users");
+    ASSERT_EQ(allow.rules_size(), 3);
+    EXPECT_EQ(allow.rules(0).paths(0), "/public");
+    EXPECT_EQ(allow.rules(1).not_request_principals_size(), 0);
+    ASSERT_EQ(allow.rules(1).paths_size(), 1);
+    EXPECT_EQ(allow.rules(1).paths(0), "/open");
+    EXPECT_EQ(allow.rules(2).not_request_principals_size(), 0);
+    ASSERT_EQ(allow.rules(2).paths_size(), 1);
+    EXPECT_EQ(allow.rules(2).paths(0), "*");
+    const xds::AuthorizationPolicy& deny = before.policies(n - 1);
+    EXPECT_EQ(deny.name(), "default/no-alice");
+    ASSERT_EQ(deny.rules_size(), 2);
+    EXPECT_EQ(deny.rules(0).request_principals_size(), 0);
+    ASSERT_EQ(deny.rules(0).methods_size(), 1);
+    EXPECT_EQ(deny.rules(0).methods(0), kNoRequestMethod);
+    EXPECT_EQ(deny.rules(0).ports(0), 5432u);
+    EXPECT_EQ(deny.rules(1).not_request_principals_size(), 0);
+    EXPECT_EQ(deny.rules(1).methods_size(), 0);
+    EXPECT_EQ(deny.rules(1).paths_size(), 0);
   }
   EXPECT_GT(checked, 0);
 }
