@@ -127,19 +127,8 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "one read once the name is looked up: connecting, TLS and the whole answer "
                "(default 10s)",
                "10s"),
-           {.name = "--jwks-max-bytes",
-            .value = "BYTES",
-            .help = "the largest key set taken (default 262144)",
-            .set =
-                [&command_line](absl::string_view v) {
-                  size_t n = 0;
-                  if (!absl::SimpleAtoi(v, &n) || n == 0 || n > (16u << 20)) {
-                    return absl::InvalidArgumentError(
-                        absl::StrCat("\"", v, "\" is not a size from 1 to 16777216 bytes"));
-                  }
-                  command_line.jwks.max_bytes = n;
-                  return absl::OkStatus();
-                }},
+           flags::IntFlag<size_t>("--jwks-max-bytes", "BYTES", &command_line.jwks.max_bytes,
+                                  "the largest key set taken (default 262144)", 1, 16u << 20),
        }});
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
                                  "no API server is known):",

@@ -9,9 +9,9 @@
 
 #include "absl/status/statusor.h"
 #include "control-plane/access/kubernetes_users.h"
+#include "control-plane/authn/jwks_fetcher.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
-#include "control-plane/authn/jwks_fetcher.h"
 #include "control-plane/federation/federation_service.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"

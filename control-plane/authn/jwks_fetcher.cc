@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/base/repeated_failure.h"
 #include "common/event/timer.h"
 #include "common/jwt/jwt_verifier.h"
 #include "common/stats/or_discard.h"
@@ -18,8 +19,7 @@ struct JwksFetcher::Source {
   std::unique_ptr<http::HttpsGet> get;  // the read in flight
   std::string body;                     // the last good document
   absl::Duration backoff = absl::ZeroDuration();
-  std::string last_failure;  // logged at last_failure_logged
-  absl::Time last_failure_logged = absl::InfinitePast();
+  RepeatedFailure failure_log;
 };
 
 JwksFetcher::JwksFetcher(event::Loop& loop, StatsRegistry& stats, JwksFetcherOptions options)
@@ -117,11 +117,7 @@ void JwksFetcher::Took(Source& source, absl::StatusOr<std::string> body) {
   }
   if (!body.ok()) {
     failed_.Inc();
-    const absl::Time now = absl::Now();
-    if (body.status().message() != source.last_failure ||
-        now - source.last_failure_logged >= absl::Minutes(1)) {
-      source.last_failure = std::string(body.status().message());
-      source.last_failure_logged = now;
+    if (source.failure_log.ShouldLog(body.status().message(), absl::Now())) {
       LOG(WARN) << "jwks: " << body.status().message()
                 << (source.body.empty() ? "; the issuer has no keys yet (its tokens are refused)"
                                         : "; the last good keys stay");
@@ -131,7 +127,7 @@ void JwksFetcher::Took(Source& source, absl::StatusOr<std::string> body) {
     next = source.backoff * absl::Uniform(random_, 0.5, 1.0);
   } else {
     source.backoff = absl::ZeroDuration();
-    source.last_failure.clear();
+    source.failure_log.Clear();
     if (*body == source.body) {
       unchanged_.Inc();
     } else {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
+#include "common/base/repeated_failure.h"
 #include "common/http/https_get.h"
 #include "common/stats/or_discard.h"
 
@@ -19,8 +20,7 @@ struct FederationService::Domain {
   std::unique_ptr<http::HttpsGet> fetch;  // a bundle endpoint's read in flight
   std::string text;  // the last text read (good or not): an unchanged one is not parsed again
   bool in_flight = false;
-  std::string last_failure;  // logged at last_failure_logged
-  absl::Time last_failure_logged = absl::InfinitePast();
+  RepeatedFailure failure_log;
   Counter ok, unchanged, failed;
   Gauge roots;
 };
@@ -134,19 +134,14 @@ void FederationService::Took(Domain& domain, absl::StatusOr<std::string> text) {
   absl::Duration next = options_.refresh_max;
   if (!text.ok()) {
     domain.failed.Inc();
-    // Each domain's failure when it changes, and again once a minute while it lasts.
-    const absl::Time now = absl::Now();
-    if (text.status().message() != domain.last_failure ||
-        now - domain.last_failure_logged >= absl::Minutes(1)) {
-      domain.last_failure = std::string(text.status().message());
-      domain.last_failure_logged = now;
+    if (domain.failure_log.ShouldLog(text.status().message(), absl::Now())) {
       LOG(WARN) << "federation: " << name << ": " << text.status().message()
                 << (bundles_.contains(name) ? "; the last good bundle stays" : "");
     }
     next = options_.refresh_min;
   } else if (*text == domain.text) {
     domain.unchanged.Inc();
-    domain.last_failure.clear();
+    domain.failure_log.Clear();
   } else {
     domain.text = *text;
     absl::StatusOr<FederatedBundle> bundle = ParseFederatedBundle(name, *text, options_.limits);
@@ -158,7 +153,7 @@ void FederationService::Took(Domain& domain, absl::StatusOr<std::string> text) {
       next = options_.refresh_min;
     } else {
       domain.ok.Inc();
-      domain.last_failure.clear();
+      domain.failure_log.Clear();
       domain.roots.Set(static_cast<int64_t>(bundle->roots.size()));
       next = RefreshInterval(bundle->refresh_hint, options_.refresh_min, options_.refresh_max);
       for (const std::string& skipped : bundle->skipped) {

@@ -42,7 +42,6 @@ MESHLET_REQUIRE_E2E=1.
 
 import argparse
 import base64
-import glob
 import json
 import os
 import re
@@ -79,22 +78,6 @@ INTERMEDIATE_EXTENSIONS = ("basicConstraints=critical,CA:TRUE,pathlen:0\n"
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def softhsm_module():
-    """The SoftHSM2 PKCS#11 module's path, or None."""
-    for pattern in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/*/softhsm/libsofthsm2.so",
-                    "/usr/lib/*/libsofthsm2.so"):
-        found = sorted(glob.glob(pattern))
-        if found:
-            return found[0]
-    return None
-
-
-def shared_libraries(path):
-    """The absolute paths of the libraries `path` loads (ldd), the dynamic loader's left out."""
-    r = subprocess.run(["ldd", path], capture_output=True, text=True, check=True)
-    return [m.group(1) for m in re.finditer(r"=> (/\S+) \(", r.stdout)]
 
 
 def control_plane_name(revision):
@@ -207,7 +190,7 @@ class RevisionMesh:
             return {"files": {"chain.pem": chain, "key.pem": read(key)},
                     "args": ["--ca-cert", CA_DIR + "/chain.pem", "--ca-key", CA_DIR + "/key.pem"],
                     "what": "0-2-0 signing with a key file (AddressSanitizer: no PKCS#11 module)"}
-        module = softhsm_module()
+        module = mesh_util.softhsm_module()
         if module is None or shutil.which("softhsm2-util") is None:
             raise harness.E2EError("SoftHSM2 is not installed (apt-get install softhsm2; "
                                    "./dev test installs it)")
@@ -237,10 +220,12 @@ class RevisionMesh:
         os.chmod(os.path.join(host, "pin"), 0o600)
         # The module, and what it links that the control plane's image does not hold (OpenSSL's
         # libcrypto.so.3: the image's libcrypto is BoringSSL's, another soname).
-        have = {os.path.basename(lib) for lib in shared_libraries(
+        sys.path.insert(0, os.path.dirname(harness.BUILD_IMAGES))
+        import build as image_build  # deploy/images/build.py: what the images hold, by ldd
+        have = {os.path.basename(lib) for lib in image_build.shared_libraries(
             os.path.join(self.bin_dir, "control-plane", "control-plane"))}
         shutil.copy2(module, os.path.join(host, "lib", "libsofthsm2.so"))
-        for lib in shared_libraries(module):
+        for lib in image_build.shared_libraries(module):
             if os.path.basename(lib) not in have:
                 shutil.copy2(os.path.realpath(lib), os.path.join(host, "lib",
                                                                  os.path.basename(lib)))

@@ -19,7 +19,6 @@ SKIP when SoftHSM2 is not installed (./dev installs it) and under AddressSanitiz
 """
 
 import base64
-import glob
 import os
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ import unittest
 import cp_api
 import root_rotation_test
 import sidecar_test
-from mesh_util import call_service
+from mesh_util import call_service, softhsm_module
 from root_rotation_test import RotationHarness
 from sidecar_test import wait_for
 
@@ -38,16 +37,6 @@ SO_PIN = "9921-so-pin"
 TOKEN = "meshlet-ca"
 KEY_LABEL = "meshlet-intermediate"
 INTERMEDIATE = "meshlet CA in HSM"
-
-
-def softhsm_module():
-    """The SoftHSM2 PKCS#11 module's path, or None."""
-    for pattern in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/*/softhsm/libsofthsm2.so",
-                    "/usr/lib/*/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so"):
-        found = sorted(glob.glob(pattern))
-        if found:
-            return found[0]
-    return None
 
 
 def key_body(pem_file):

@@ -2,6 +2,7 @@
 start sidecars configured over its xDS, stop it; certificates made with the openssl CLI; what a
 sidecar trusts and accepts."""
 
+import glob
 import http.server
 import json
 import os
@@ -302,3 +303,13 @@ spec:
 def reviews_subset_cluster(version):
     """The outbound cluster name of Service reviews' subset `version` (port 9080)."""
     return f"outbound|9080|version={version}|reviews.default"
+
+
+def softhsm_module():
+    """The SoftHSM2 PKCS#11 module's path, or None."""
+    for pattern in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/*/softhsm/libsofthsm2.so",
+                    "/usr/lib/*/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
