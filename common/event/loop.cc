@@ -55,6 +55,23 @@ Loop::Loop(const Clock* clock) : clock_(clock), thread_id_(std::this_thread::get
   uv_unref(reinterpret_cast<uv_handle_t*>(&idle_));
 }
 
+namespace {
+
+// Whether a handle other than libuv's own is open and not closing (a turn could then wait on it
+// without end).
+bool HasOpenHandles(uv_loop_t* loop) {
+  bool open = false;
+  uv_walk(
+      loop,
+      [](uv_handle_t* handle, void* arg) {
+        if (!uv_is_closing(handle)) *static_cast<bool*>(arg) = true;
+      },
+      &open);
+  return open;
+}
+
+}  // namespace
+
 Loop::~Loop() {
   destroying_ = true;
   RunDeferredDeletes();
@@ -71,6 +88,14 @@ Loop::~Loop() {
     RunDeferredDeletes();
     if (uv_loop_close(&loop_) == 0) return;
   }
+  // Requests still running on libuv's thread pool (a getaddrinfo whose HostLookup was destroyed:
+  // it cannot be cancelled once started) end by themselves; wait for them while no handle is
+  // open, one completion per turn.
+  while (!HasOpenHandles(&loop_) && uv_loop_alive(&loop_) != 0) {
+    uv_run(&loop_, UV_RUN_ONCE);
+    RunDeferredDeletes();
+  }
+  if (uv_loop_close(&loop_) == 0) return;
   std::string open;
   uv_walk(
       &loop_,

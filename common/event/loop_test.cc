@@ -201,6 +201,30 @@ TEST(LoopTest, DeferDeleteWithoutRunningHappensAtDestruction) {
   EXPECT_TRUE(deleted);
 }
 
+// Work already running on libuv's thread pool (a getaddrinfo whose owner is gone) cannot be
+// cancelled: the Loop waits for it instead of refusing to close.
+TEST(LoopTest, DestructionWaitsForWorkRunningOnThePool) {
+  struct Work {
+    uv_work_t req;
+    std::atomic<bool> started{false};
+    bool after = false;
+  } work;
+  work.req.data = &work;
+  {
+    Loop loop;
+    ASSERT_EQ(uv_queue_work(
+                  loop.uv_loop(), &work.req,
+                  [](uv_work_t* req) {
+                    static_cast<Work*>(req->data)->started = true;
+                    std::this_thread::sleep_for(milliseconds(300));
+                  },
+                  [](uv_work_t* req, int) { static_cast<Work*>(req->data)->after = true; }),
+              0);
+    while (!work.started) std::this_thread::sleep_for(milliseconds(1));
+  }
+  EXPECT_TRUE(work.after);
+}
+
 TEST(LoopTest, PendingPostsAreDroppedAtDestruction) {
   bool ran = false;
   bool deleted = false;

@@ -295,6 +295,8 @@ absl::string_view JwtFailureName(JwtFailure failure) {
       return "not_yet_valid";
     case JwtFailure::kAudienceMismatch:
       return "audience_mismatch";
+    case JwtFailure::kKeysUnavailable:
+      return "keys_unavailable";
     case JwtFailure::kCount:
       break;
   }
@@ -330,6 +332,8 @@ absl::string_view JwtFailureMessage(JwtFailure failure) {
       return "Jwt is not yet valid";
     case JwtFailure::kAudienceMismatch:
       return "Audiences in Jwt are not allowed";
+    case JwtFailure::kKeysUnavailable:
+      return "Jwks of the issuer are not available";
     case JwtFailure::kCount:
       break;
   }
@@ -401,6 +405,14 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(const JwtVerifi
         return absl::InvalidArgumentError(absl::StrCat(where, ": listed twice"));
       }
     }
+    if (issuer.keys_unavailable) {
+      if (!issuer.jwks.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": jwks: set, keys unavailable"));
+      }
+      verifier->issuers_.push_back(
+          {.issuer = issuer.issuer, .audiences = issuer.audiences, .keys_unavailable = true});
+      continue;
+    }
     auto jwks = ParseJwks(issuer.jwks);
     if (!jwks.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": jwks: ", jwks.status().message()));
@@ -460,6 +472,7 @@ JwtVerifier::Result JwtVerifier::Verify(absl::string_view token, int64_t now_sec
     }
   }
   if (issuer == nullptr) return fail(JwtFailure::kUnknownIssuer);
+  if (issuer->keys_unavailable) return fail(JwtFailure::kKeysUnavailable);
 
   // The signature, with each key of the kid (or every key without one) that fits the alg.
   const absl::string_view kid =

@@ -47,6 +47,7 @@ enum class JwtFailure : uint8_t {
   kExpired,           // exp + skew < now
   kNotYetValid,       // nbf - skew > now, or iat - skew > now
   kAudienceMismatch,  // the issuer lists audiences and aud holds none of them
+  kKeysUnavailable,   // the issuer's keys were never fetched (JwtIssuerConfig::keys_unavailable)
   kCount,
 };
 inline constexpr size_t kJwtFailureCount = static_cast<size_t>(JwtFailure::kCount);
@@ -91,6 +92,9 @@ struct JwtIssuerConfig {
   std::string issuer;                  // the "iss" a token carries
   std::vector<std::string> audiences;  // empty: any audience
   std::string jwks;                    // the key set, JSON
+  // The issuer is known but its keys are not (a jwksUri never fetched): jwks is empty and every
+  // token naming this issuer is refused (kKeysUnavailable) instead of being unknown.
+  bool keys_unavailable = false;
 };
 
 struct JwtVerifierConfig {
@@ -128,6 +132,7 @@ class JwtVerifier {
     std::string issuer;
     std::vector<std::string> audiences;
     std::vector<JwtKey> keys;
+    bool keys_unavailable = false;
   };
   explicit JwtVerifier(const JwtVerifierConfig& config) : config_(config) {}
 

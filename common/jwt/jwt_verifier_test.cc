@@ -171,6 +171,26 @@ TEST_F(JwtVerifierTest, IssuerAndAudienceAreChecked) {
       JwtFailure::kNone);
 }
 
+// An issuer whose keys were never fetched is known: its tokens, however well signed, get their
+// own reason, and the other issuers' tokens still verify.
+TEST_F(JwtVerifierTest, AnIssuerWithoutKeysRefusesItsTokens) {
+  auto verifier = JwtVerifier::Create(
+      {.issuers = {{.issuer = "https://pending.example", .keys_unavailable = true},
+                   {.issuer = kIssuer, .audiences = {"shop"}, .jwks = Jwks()}}});
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  EXPECT_EQ(
+      Check(**verifier, Sign("RS256", "rsa", R"({"iss":"https://pending.example","aud":"shop"})")),
+      JwtFailure::kKeysUnavailable);
+  EXPECT_EQ(Check(**verifier, Sign("RS256", "rsa", Claims())), JwtFailure::kNone);
+  EXPECT_EQ(JwtFailureName(JwtFailure::kKeysUnavailable), "keys_unavailable");
+
+  auto both = JwtVerifier::Create(
+      {.issuers = {{.issuer = kIssuer, .jwks = Jwks(), .keys_unavailable = true}}});
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.status().message(),
+            "issuers[0] (https://idp.example.com): jwks: set, keys unavailable");
+}
+
 TEST_F(JwtVerifierTest, TruncatedGarbledAndOversizedTokensAreRefused) {
   auto verifier = Verifier();
   const std::string token = Sign("RS256", "rsa", Claims());

@@ -776,7 +776,11 @@ class Checker {
   void RequestAuthentication(const pb::RequestAuthentication& ra) {
     const pb::RequestAuthenticationSpec& spec = ra.spec();
     if (!spec.target().empty()) ServiceRef("spec.target", spec.target());
-    if (spec.jwt_rules_size() > kMaxJwtRules) {
+    if (spec.jwt_rules_size() == 0) {
+      Error("spec.jwtRules",
+            "required: at least one issuer (a policy without one would refuse "
+            "every token)");
+    } else if (spec.jwt_rules_size() > kMaxJwtRules) {
       Error("spec.jwtRules",
             absl::StrCat("has ", spec.jwt_rules_size(), " rules; at most ", kMaxJwtRules));
     }

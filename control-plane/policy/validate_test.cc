@@ -424,6 +424,8 @@ spec:
   EXPECT_EQ(ErrorFor(r, "spec.jwtRules[3].outputClaimToHeaders[0].header"), "required");
   EXPECT_EQ(ErrorFor(r, "spec.jwtRules[3].outputClaimToHeaders[0].claim"), "required");
   EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].outputPayloadToHeader"), "");
+  r = ValidateYaml("kind: RequestAuthentication\nmetadata: {name: empty}\nspec: {jwtRules: []}\n");
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules").find("required: at least one issuer"), std::string::npos);
 }
 
 TEST(ValidateTest, AuthorizationOnEndUsers) {

@@ -3,6 +3,7 @@
 // destination_port and its virtual hosts carry.
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -118,7 +119,7 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
 // jwksUri has not been fetched yet is left out, so its tokens are refused ("Jwt issuer is not
 // configured") until its keys arrive. A selecting policy always sets `jwt`, even with no issuer
 // left: every token is then refused rather than passed unauthenticated.
-void BuildJwt(const TranslationContext& ctx, xds::Listener& listener) {
+void BuildJwt(const TranslationContext& ctx, xds::Listener& listener, TranslationOutput& out) {
   std::vector<const pb::RequestAuthentication*> selected;
   for (const pb::RequestAuthentication& ra : ctx.policy.request_authentications) {
     const std::string ns =
@@ -131,21 +132,30 @@ void BuildJwt(const TranslationContext& ctx, xds::Listener& listener) {
     return a->metadata().name() < b->metadata().name();
   });
   xds::JwtAuthentication* jwt = listener.mutable_jwt();
-  std::set<std::string> issuers;
+  std::map<std::string, const pb::RequestAuthentication*> issuers;
   for (const pb::RequestAuthentication* ra : selected) {
     for (int i = 0; i < ra->spec().jwt_rules_size(); ++i) {
       const pb::JwtRule& rule = ra->spec().jwt_rules(i);
-      if (!issuers.insert(rule.issuer()).second) continue;
-      std::string keys = rule.jwks();
-      if (keys.empty()) {
-        auto it = ctx.options.jwks.find(rule.jwks_uri());
-        if (it == ctx.options.jwks.end()) continue;
-        keys = it->second;
+      if (auto [it, inserted] = issuers.emplace(rule.issuer(), ra); !inserted) {
+        out.Warn(absl::StrCat("RequestAuthentication ", ctx.self.namespace_, "/",
+                              ra->metadata().name(), " spec.jwtRules[", i, "]: issuer \"",
+                              rule.issuer(), "\" is also named by RequestAuthentication ",
+                              ctx.self.namespace_, "/", it->second->metadata().name(),
+                              ", whose rule applies"));
+        continue;
       }
       xds::JwtIssuer* out = jwt->add_issuers();
       out->set_issuer(rule.issuer());
       *out->mutable_audiences() = rule.audiences();
-      out->set_jwks(std::move(keys));
+      if (!rule.jwks().empty()) {
+        out->set_jwks(rule.jwks());
+      } else if (auto it = ctx.options.jwks.find(rule.jwks_uri()); it != ctx.options.jwks.end()) {
+        out->set_jwks(it->second);
+      } else {
+        // Never fetched: the issuer stays, so its tokens are refused and its output headers are
+        // still removed from what clients send.
+        out->set_keys_unavailable(true);
+      }
       for (const pb::JwtRule::FromHeader& h : rule.from_headers()) {
         xds::JwtHeader* header = out->add_from_headers();
         header->set_name(h.name());

@@ -104,8 +104,8 @@ spec:
 }
 
 // RequestAuthentications selecting the workload become its inbound listener's JWT
-// authentication: inline keys as written, a jwksUri's from the fetched key sets (left out until
-// fetched), each issuer once (the first policy by name).
+// authentication: inline keys as written, a jwksUri's from the fetched key sets (none until
+// fetched), each issuer once (the first policy by name; the other named in a warning).
 TEST_F(TranslatorTest, RequestAuthenticationsOfTheWorkload) {
   const std::string ed_jwks =
       R"({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]})";
@@ -145,17 +145,31 @@ metadata: {name: elsewhere, namespace: other}
 spec:
   jwtRules: [{issuer: https://other.example, jwks: ')" + ed_jwks + R"('}]
 )"));
-  // The jwksUri not fetched yet: its issuer is left out, the listener still authenticates.
+  // The jwksUri not fetched yet: its issuer is sent without keys, refusing its tokens, with its
+  // token locations and output headers (so a client's own x-user is still removed).
   NodeResources r = Translate(policy_, registry_, node_);
   const xds::Listener* inbound = Named(r.listeners, "inbound");
   ASSERT_TRUE(inbound->has_jwt());
-  ASSERT_EQ(inbound->jwt().issuers_size(), 1);
+  ASSERT_EQ(inbound->jwt().issuers_size(), 2);
   const xds::JwtIssuer& inline_issuer = inbound->jwt().issuers(0);
   EXPECT_EQ(inline_issuer.issuer(), "https://inline.example");
   EXPECT_TRUE(inline_issuer.forward_original_token());  // a-namespace's rule, first by name
   EXPECT_EQ(inline_issuer.source().kind(), "RequestAuthentication");
   EXPECT_EQ(inline_issuer.source().name(), "a-namespace");
   EXPECT_EQ(inline_issuer.jwks(), ed_jwks);
+  EXPECT_FALSE(inline_issuer.keys_unavailable());
+  const std::string shadowed =
+      "RequestAuthentication default/b-frontend spec.jwtRules[1]: issuer "
+      "\"https://inline.example\" is also named by RequestAuthentication default/a-namespace, "
+      "whose rule applies";
+  EXPECT_NE(std::find(r.warnings.begin(), r.warnings.end(), shadowed), r.warnings.end())
+      << absl::StrJoin(r.warnings, "\n");
+  const xds::JwtIssuer& pending = inbound->jwt().issuers(1);
+  EXPECT_EQ(pending.issuer(), "https://idp.example");
+  EXPECT_TRUE(pending.keys_unavailable());
+  EXPECT_EQ(pending.jwks(), "");
+  EXPECT_EQ(pending.from_headers(0).name(), "x-token");
+  EXPECT_EQ(pending.output_claim_to_headers(0).header(), "x-user");
 
   TranslateOptions options;
   options.jwks["https://idp.example/keys"] = ed_jwks;
@@ -165,6 +179,7 @@ spec:
   const xds::JwtIssuer& fetched = inbound->jwt().issuers(1);
   EXPECT_EQ(fetched.issuer(), "https://idp.example");
   EXPECT_EQ(fetched.jwks(), ed_jwks);
+  EXPECT_FALSE(fetched.keys_unavailable());
   EXPECT_EQ(fetched.audiences(0), "orders");
   EXPECT_EQ(fetched.from_headers(0).name(), "x-token");
   EXPECT_EQ(fetched.from_headers(0).prefix(), "Bearer ");

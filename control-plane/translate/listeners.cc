@@ -332,7 +332,7 @@ void BuildInbound(const TranslationContext& ctx, TranslationOutput& out) {
   listener.set_destination_port(app.first_app_port);
   SetDownstreamTls(ctx, ctx.MtlsMode(tp), listener);
   BuildAuthorization(ctx, ports, registered, listener);
-  BuildJwt(ctx, listener);
+  BuildJwt(ctx, listener, out);
   out.resources.listeners.push_back(std::move(listener));
 }
 

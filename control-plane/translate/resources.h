@@ -101,7 +101,8 @@ struct TranslateOptions {
   // the trust-bundle Secret, and AuthorizationPolicy principals match across them.
   std::vector<std::string> trust_domain_aliases;
   // RequestAuthentication jwksUris: URI -> the last good JWKS the control plane fetched (ADR
-  // 0098). An issuer whose URI has none yet is left out of the listener (its tokens are refused).
+  // 0098). An issuer whose URI has none yet is sent with keys_unavailable (its tokens are
+  // refused, its output headers still stripped).
   std::map<std::string, std::string> jwks;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.

@@ -604,8 +604,9 @@ void BuildInbound(const TranslationContext& ctx, TranslationOutput& out);
 void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::ServicePort>& ports,
                         const std::vector<uint32_t>& registered, xds::Listener& listener);
 // The RequestAuthentications of this workload's namespace that select it, as the inbound
-// listener's JWT authentication (each issuer once: the first policy by name that names it).
-void BuildJwt(const TranslationContext& ctx, xds::Listener& listener);
+// listener's JWT authentication (each issuer once: the first policy by name that names it; a
+// later one is left out with a warning in `out`).
+void BuildJwt(const TranslationContext& ctx, xds::Listener& listener, TranslationOutput& out);
 // Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects the
 // node's workload.
 bool SelectsSelf(const TranslationContext& ctx, const std::string& target);

@@ -145,9 +145,14 @@ std::shared_ptr<const filters::JwtPolicy> TranslateJwt(Errors::Scope& scope,
     if (issuer.issuer().empty()) scope.Add(Join(path, "issuer"), "must not be empty");
     verifier.issuers.push_back({.issuer = issuer.issuer(),
                                 .audiences = {issuer.audiences().begin(), issuer.audiences().end()},
-                                .jwks = issuer.jwks()});
-    absl::StatusOr<filters::JwksParse> jwks = filters::ParseJwks(issuer.jwks());
-    if (!jwks.ok()) scope.Add(Join(path, "jwks"), jwks.status());
+                                .jwks = issuer.jwks(),
+                                .keys_unavailable = issuer.keys_unavailable()});
+    if (issuer.keys_unavailable()) {
+      if (!issuer.jwks().empty()) scope.Add(Join(path, "jwks"), "set, keys_unavailable too");
+    } else {
+      absl::StatusOr<filters::JwksParse> jwks = filters::ParseJwks(issuer.jwks());
+      if (!jwks.ok()) scope.Add(Join(path, "jwks"), jwks.status());
+    }
     if (issuer.from_headers_size() == 0 && issuer.from_params_size() == 0) any_default = true;
     for (int h = 0; h < issuer.from_headers_size(); ++h) {
       const std::string name = absl::AsciiStrToLower(issuer.from_headers(h).name());

@@ -186,6 +186,22 @@ TEST(TranslateTest, ListenerJwt) {
   EXPECT_EQ(policy->outputs[0].claim_to_headers[0].second, "x-user");
   EXPECT_THAT(policy->output_headers, testing::ElementsAre("x-user", "x-jwt"));
 
+  // Keys not fetched yet: no jwks, the locations and output headers stay.
+  std::string keys = issuer->jwks();
+  issuer->clear_jwks();
+  issuer->set_keys_unavailable(true);
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  policy = (*snapshot)->listeners[0].jwt.get();
+  EXPECT_EQ(policy->verifier->issuer_name(0), "https://idp");
+  EXPECT_THAT(policy->output_headers, testing::ElementsAre("x-user", "x-jwt"));
+  issuer->set_jwks(keys);
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("jwt.issuers[0].jwks: set, keys_unavailable too"));
+  issuer->set_keys_unavailable(false);
+
   issuer->set_jwks(R"({"keys":[{"kty":"RSA","n":"a+b","e":"AQAB"}]})");
   claim->set_header("x user");
   snapshot = BuildSnapshot(set);

@@ -6,18 +6,14 @@
 // SPKI: the base64 SHA-256 of the HTTPS certificate's public key, accepted as an operator's browser
 // that trusts the mesh CA accepts it. Prints "PASS ..." and exits 0, or what went wrong and exits 1.
 'use strict';
-const {chromium} = require('playwright-core');
+const {launch, gotoSteady, isNetworkChanged} = require('./browser_util');
 const assert = require('assert');
 const path = require('path');
 
 const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.argv.slice(2);
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage']
-        .concat(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
-  });
+  const browser = await launch(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []);
   const errors = [];
   try {
     const page = await browser.newPage({viewport: {width: 1400, height: 900}});
@@ -25,14 +21,14 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
     // A fetch aborted because the host's network interfaces changed (pods of other tests start
     // and stop beside this one) is the machine's doing, not the page's: the page polls again.
     page.on('console', (m) => {
-      if (m.type() === 'error' && !/net::ERR_NETWORK_CHANGED/.test(m.text())) errors.push(m.text());
+      if (m.type() === 'error' && !isNetworkChanged(m.text())) errors.push(m.text());
     });
     // Anything not from the control plane (a CDN, a font service) fails the test.
     const foreign = [];
     page.on('request', (r) => { if (!r.url().startsWith(url)) foreign.push(r.url()); });
 
     // The link `meshctl dashboard` prints: the token travels in the fragment.
-    await page.goto(`${url}/dashboard/#token=${encodeURIComponent(token)}`);
+    await gotoSteady(page, `${url}/dashboard/#token=${encodeURIComponent(token)}`);
     // The traffic was sent once before the browser started, which on a loaded machine can take
     // longer than the default 1m window: the 10m window keeps it in the graph (choosing it
     // redraws the graph), and the wait is for the node, however long the page takes to load.
@@ -110,7 +106,7 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
 
     // A timed-out request: the verdict names the hop, the reason and the policy objects, and the
     // hop that failed first is marked with its attempts.
-    await page.goto(`${url}/dashboard/#trace/${timeoutTraceId}`);
+    await gotoSteady(page, `${url}/dashboard/#trace/${timeoutTraceId}`);
     await page.waitForSelector('#explanation:not([hidden]) .verdict');
     assert.strictEqual(await page.textContent('#explanation .verdict'),
         '504 at productpage.default\'s outbound sidecar: request timeout 300ms from ' +
@@ -129,7 +125,7 @@ const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.
     await page.screenshot({path: path.join(shots, 'dashboard-explain.png'), fullPage: true});
 
     // A shed request: the verdict and the hop name the limit and its setting.
-    await page.goto(`${url}/dashboard/#trace/${shedTraceId}`);
+    await gotoSteady(page, `${url}/dashboard/#trace/${shedTraceId}`);
     await page.waitForFunction(() => /shed/.test(
         (document.querySelector('#explanation:not([hidden]) .verdict') || {}).textContent || ''));
     assert.strictEqual(await page.textContent('#explanation .verdict'),

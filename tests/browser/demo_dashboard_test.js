@@ -9,7 +9,7 @@
 // that apply with who made it. Prints "PASS ..." and exits
 // 0, or what went wrong and exits 1.
 'use strict';
-const {chromium} = require('playwright-core');
+const {launch, gotoSteady, isNetworkChanged} = require('./browser_util');
 const assert = require('assert');
 const path = require('path');
 
@@ -17,10 +17,7 @@ const [url, token, shots] = process.argv.slice(2);
 const SERVICE = 'reviews.default';
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
+  const browser = await launch();
   const errors = [];
   try {
     // The API's certificate names the control plane's Service, not 127.0.0.1.
@@ -29,7 +26,7 @@ const SERVICE = 'reviews.default';
     const page = await context.newPage();
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('console', (m) => {
-      if (m.type() === 'error' && !/net::ERR_NETWORK_CHANGED/.test(m.text())) errors.push(m.text());
+      if (m.type() === 'error' && !isNetworkChanged(m.text())) errors.push(m.text());
     });
     page.on('response', (r) => { if (r.status() === 404) errors.push('404 ' + r.url()); });
     const foreign = [];
@@ -40,7 +37,7 @@ const SERVICE = 'reviews.default';
       return r.json();
     }, p);
 
-    await page.goto(`${url}/dashboard/#token=${encodeURIComponent(token)}`);
+    await gotoSteady(page, `${url}/dashboard/#token=${encodeURIComponent(token)}`);
     await page.waitForSelector('#window');
     await page.selectOption('#window', '10m');
     await page.waitForSelector(`#graph .node[data-service="${SERVICE}"]`, {timeout: 30000});

@@ -8,7 +8,7 @@
 // path, status and route are regular expressions. Prints "PASS live" and exits 0, or what went
 // wrong and exits 1.
 'use strict';
-const {chromium} = require('playwright-core');
+const {launch, gotoSteady} = require('./browser_util');
 const assert = require('assert');
 const path = require('path');
 
@@ -21,11 +21,7 @@ const want = Object.assign({
 const targetName = decodeURIComponent(want.target).replace('=', ' ');
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-      `--ignore-certificate-errors-spki-list=${spki}`],
-  });
+  const browser = await launch([`--ignore-certificate-errors-spki-list=${spki}`]);
   const errors = [];
   try {
     const page = await browser.newPage({viewport: {width: 1500, height: 800}});
@@ -33,7 +29,7 @@ const targetName = decodeURIComponent(want.target).replace('=', ' ');
     const foreign = [];
     page.on('request', (r) => { if (!r.url().startsWith(url)) foreign.push(r.url()); });
 
-    await page.goto(`${url}/dashboard/#live&token=${encodeURIComponent(token)}`);
+    await gotoSteady(page, `${url}/dashboard/#live&token=${encodeURIComponent(token)}`);
     await page.waitForSelector('#view-live:not([hidden])');
     assert.ok(await page.$('nav a.active[data-view="live"]'), 'the Live tab is the active one');
     // The targets come from the connected proxies: the service and each workload.

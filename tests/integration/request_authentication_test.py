@@ -66,7 +66,8 @@ class RequestAuthenticationTest(RotationHarness):
         rsa1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         rsa2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ed = ed25519.Ed25519PrivateKey.generate()
-        served = {"status": 200, "keys": [rsa_jwk(rsa1, "rsa-1")]}
+        # The issuer's server fails until the first checks below are done.
+        served = {"status": 503, "keys": [rsa_jwk(rsa1, "rsa-1")]}
         fetches = []
 
         class Keys(http.server.BaseHTTPRequestHandler):
@@ -111,6 +112,21 @@ class RequestAuthenticationTest(RotationHarness):
             payload.update(claims)
             return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})
         good = token(rsa1, "RS256", "rsa-1")
+
+        # Keys never fetched: the issuer's tokens are refused with that reason, and a client's
+        # own copy of the claim's output header is removed all the same.
+        def forged_sub():
+            status, body = mtls_get(backend.inbound, *caller, "/who", host="backend",
+                                    headers={"x-jwt-sub": "admin"})
+            return status, json.loads(body)["headers"] if status == 200 else body
+        self.assertTrue(wait_for(lambda: call(good)[0] == 401, timeout=15), call(good))
+        self.assertIn("Jwks of the issuer are not available", call(good)[1].decode())
+        status, headers = forged_sub()
+        self.assertEqual(status, 200, headers)
+        self.assertNotIn("x-jwt-sub", headers)
+        self.assertGreater(self.metric("meshlet_cp_jwks_uris_without_keys"), 0)
+
+        served["status"] = 200
         self.assertTrue(wait_for(lambda: call(good)[0] == 200, timeout=15), call(good))
         status, body = call(good)
         headers = json.loads(body)["headers"]

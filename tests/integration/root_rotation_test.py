@@ -146,10 +146,11 @@ class RotationHarness(unittest.TestCase):
 
     def metric(self, name, *labels):
         """The value of the control plane's first series of metric `name` whose line holds each
-        of `labels` ('result="ok"'); 0 when none does."""
+        of `labels` ('result="ok"'), or of the series without labels; 0 when none does."""
         with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             for line in r.read().decode().splitlines():
-                if line.startswith(name + "{") and all(label in line for label in labels):
+                if ((line.startswith(name + "{") and all(label in line for label in labels))
+                        or (not labels and line.startswith(name + " "))):
                     return float(line.rpartition(" ")[2])
         return 0
 
