@@ -156,7 +156,11 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
     return out;  // the objects are shown without status
   }
   if (gateway) {
-    translate::GatewayStatuses computed = translate::ComputeGatewayStatuses(snapshot, {});
+    translate::GatewayEnvironment env;
+    if (registry_ != nullptr) {
+      env.proxy_addresses = translate::GatewayProxyAddresses(snapshot, *registry_->Snapshot());
+    }
+    translate::GatewayStatuses computed = translate::ComputeGatewayStatuses(snapshot, env);
     for (const translate::GatewayClassStatusUpdate& u : computed.classes) {
       out[{"GatewayClass", "", u.name}] = u.status.SerializeAsString();
     }

@@ -11,12 +11,14 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -33,6 +35,15 @@ namespace {
 using google::protobuf::util::TimeUtil;
 
 constexpr absl::string_view kCoreGroup = "core";
+
+// What a route's rules are translated for: a Service port (GAMMA), or a Gateway listener's port
+// (`service` null). A backendRef without a port means the parent Service's; a redirect without a
+// port keeps `port`; timeouts and retries come from the parent Service's TrafficPolicy, and for a
+// Gateway from the rule's first backend's.
+struct RouteParent {
+  const ServiceView* service = nullptr;
+  uint32_t port = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // What the checks and the translation share
@@ -361,9 +372,9 @@ void SetServerError(xds::Route& route, absl::string_view why) {
 template <typename BackendRef>
 bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::string_view kind,
                    const std::string& route_ns, const ParentRefs& parent_refs,
-                   const ServiceView& parent, const pb::ServicePort& parent_port,
+                   const RouteParent& parent,
                    const google::protobuf::RepeatedPtrField<BackendRef>& refs,
-                   const std::string& where, xds::Route& route) {
+                   const std::string& where, xds::Route& route, const ServiceView** first_backend) {
   if (refs.empty()) {
     SetServerError(route, "this route rule has no backendRefs");
     return false;
@@ -379,8 +390,9 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
   for (int i = 0; i < refs.size(); ++i) {
     const BackendRef& ref = refs[i];
     const uint32_t weight = ref.has_weight() ? std::max(0, ref.weight()) : 1;
-    ResolvedBackend b = ResolveBackend(ctx.policy, ctx.index, kind, route_ns, parent_refs,
-                                       ToObjectRef(ref), &parent, parent_port.port());
+    ResolvedBackend b =
+        ResolveBackend(ctx.policy, ctx.index, kind, route_ns, parent_refs, ToObjectRef(ref),
+                       parent.service, parent.service != nullptr ? parent.port : 0);
     if (b.service == nullptr) {
       out.Warn(absl::StrCat(where, ".backendRefs[", i, "]: ", b.message,
                             "; its share of requests gets 500"));
@@ -388,6 +400,7 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
       continue;
     }
     if (weight == 0) continue;
+    if (*first_backend == nullptr) *first_backend = b.service;
     std::string cluster = UseCluster(ctx, out, *b.service, *b.port, {});
     backend_filters |= ref.filters_size() > 0;
     // Several refs to one backend are one weighted cluster with their weights added (a cluster
@@ -437,11 +450,12 @@ void SetPathModifier(const gw::HTTPPathModifier& path, std::string& full, std::s
   }
 }
 
-// The part of an HTTPRoute rule's routes their matches do not change.
+// The part of an HTTPRoute rule's routes their matches do not change. `*policy_of`: the Service
+// whose TrafficPolicy set its timeouts and retries (null: the route sends nowhere).
 xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
-                     const ServiceView& service, const pb::ServicePort& port,
-                     const gw::HTTPRoute& route, const gw::HTTPRouteRule& rule,
-                     const std::string& where) {
+                     const RouteParent& parent, const gw::HTTPRoute& route,
+                     const gw::HTTPRouteRule& rule, const std::string& where,
+                     const ServiceView** policy_of) {
   const std::string ns = RouteNamespace(route);
   xds::Route base;
   std::vector<xds::RequestMirrorPolicy> mirrors;
@@ -468,7 +482,7 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     // The port: the filter's; else the scheme's well-known port when it names a scheme; else the
     // Service port (which plays the listener's part in the mesh). The sidecar leaves the
     // scheme's default port out of Location.
-    uint32_t redirect_port = port.port();
+    uint32_t redirect_port = parent.port;
     if (redirect->has_port()) {
       redirect_port = static_cast<uint32_t>(redirect->port());
     } else if (redirect->scheme() == "https") {
@@ -480,10 +494,12 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     r->set_response_code(redirect->has_status_code() ? redirect->status_code() : 302);
     return base;
   }
-  if (BackendAction(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), service, port,
-                    rule.backend_refs(), where, base)) {
+  const ServiceView* first_backend = nullptr;
+  if (BackendAction(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), parent,
+                    rule.backend_refs(), where, base, &first_backend)) {
     xds::RouteAction* action = base.mutable_route();
-    ApplyTimeoutsAndRetry(ctx, out, service, rule.timeouts().request(),
+    *policy_of = parent.service != nullptr ? parent.service : first_backend;
+    ApplyTimeoutsAndRetry(ctx, out, **policy_of, rule.timeouts().request(),
                           rule.timeouts().backend_request(),
                           rule.has_retry() ? &rule.retry() : nullptr, where, *action);
     if (rewrite != nullptr) {
@@ -500,9 +516,9 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
 }
 
 xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
-                     const ServiceView& service, const pb::ServicePort& port,
-                     const gw::GRPCRoute& route, const gw::GRPCRouteRule& rule,
-                     const std::string& where) {
+                     const RouteParent& parent, const gw::GRPCRoute& route,
+                     const gw::GRPCRouteRule& rule, const std::string& where,
+                     const ServiceView** policy_of) {
   const std::string ns = RouteNamespace(route);
   xds::Route base;
   std::vector<xds::RequestMirrorPolicy> mirrors;
@@ -510,10 +526,12 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     ApplyCommonFilter(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), rule.filters(f),
                       absl::StrCat(where, ".filters[", f, "]"), base, mirrors);
   }
-  if (BackendAction(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), service, port,
-                    rule.backend_refs(), where, base)) {
+  const ServiceView* first_backend = nullptr;
+  if (BackendAction(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), parent,
+                    rule.backend_refs(), where, base, &first_backend)) {
     xds::RouteAction* action = base.mutable_route();
-    ApplyTimeoutsAndRetry(ctx, out, service, "", "", nullptr, where, *action);
+    *policy_of = parent.service != nullptr ? parent.service : first_backend;
+    ApplyTimeoutsAndRetry(ctx, out, **policy_of, "", "", nullptr, where, *action);
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;
     if (rule.has_session_persistence()) ApplySession(rule.session_persistence(), *action);
   }
@@ -592,6 +610,10 @@ void SetMatch(const gw::GRPCRouteMatch* in, xds::RouteMatch& match) {
 
 // One route of the flattened list with what orders it (ADR 0060). Lower sorts first.
 struct Entry {
+  // At a Gateway: characters of the route's matching hostname when it is not a wildcard, then of
+  // the matching hostname. More first; 0 in the mesh.
+  size_t host_exact_chars = 0;
+  size_t host_chars = 0;
   // GRPCRoutes (0) before HTTPRoutes (1).
   int family = 0;
   // HTTPRoute: Exact (0), RegularExpression (1), PathPrefix (2). GRPCRoute: 0.
@@ -610,8 +632,8 @@ struct Entry {
   xds::Route route;
 
   auto Key() const {
-    return std::make_tuple(family, path_kind, ~path_chars, ~method, -headers, -query,
-                           created.empty(), created, ns_name, rule, match);
+    return std::make_tuple(~host_exact_chars, ~host_chars, family, path_kind, ~path_chars, ~method,
+                           -headers, -query, created.empty(), created, ns_name, rule, match);
   }
 };
 
@@ -690,22 +712,26 @@ std::string RuleCookiePath(absl::Span<const Entry> entries) {
   return absl::StrCat("/", absl::StrJoin(common, "/"));
 }
 
-// The routes of every rule of `route` (one per match), unordered.
+// The routes of every rule of `route` (one per match), unordered. `hostname`: at a Gateway, the
+// route's hostname the routes are for ("" in the mesh), which ranks them first.
 template <typename Route>
-void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const ServiceView& service,
-                const pb::ServicePort& port, absl::string_view kind, const Route& route,
-                std::vector<Entry>& entries) {
+void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const RouteParent& parent,
+                absl::string_view kind, const Route& route, std::vector<Entry>& entries,
+                absl::string_view hostname = "") {
   const std::string ns = RouteNamespace(route);
   for (int i = 0; i < route.spec().rules_size(); ++i) {
     const auto& rule = route.spec().rules(i);
     const std::string where = absl::StrCat(RouteLabel(kind, route), " spec.rules[", i, "]");
-    const xds::Route base = RuleRoute(ctx, out, service, port, route, rule, where);
+    const ServiceView* policy_of = nullptr;
+    const xds::Route base = RuleRoute(ctx, out, parent, route, rule, where, &policy_of);
     const int matches = std::max(1, rule.matches_size());
     const size_t first = entries.size();
     for (int m = 0; m < matches; ++m) {
       const auto* match = rule.matches_size() == 0 ? nullptr : &rule.matches(m);
       Entry e;
       Rank(match, e);
+      e.host_chars = hostname.size();
+      e.host_exact_chars = absl::StartsWith(hostname, "*") ? 0 : hostname.size();
       e.created = route.metadata().creation_timestamp();
       e.ns_name = absl::StrCat(ns, "/", route.metadata().name());
       e.rule = i;
@@ -717,8 +743,8 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Ser
       // the object up by this name (ADR 0058's qualified kind names).
       SetPolicySource(absl::StrCat(kind, ".", policy::kGatewayGroup), ns, route.metadata().name(),
                       i, match == nullptr ? -1 : m, *e.route.mutable_source());
-      if (e.route.has_route()) {
-        SetTimeoutSources(ctx, service, &e.route.source(), RuleSetsTimeout(rule),
+      if (e.route.has_route() && policy_of != nullptr) {
+        SetTimeoutSources(ctx, *policy_of, &e.route.source(), RuleSetsTimeout(rule),
                           RuleSetsPerTryTimeout(rule), *e.route.mutable_route());
       }
       entries.push_back(std::move(e));
@@ -943,6 +969,61 @@ void IndexGatewayRoutes(const PolicySnapshot& policy, MeshIndex& index) {
   }
 }
 
+xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, TranslationOutput& out,
+                                          const std::string& name, uint32_t port,
+                                          const std::vector<GatewayListenerRoute>& routes) {
+  xds::RouteConfiguration config;
+  config.set_name(name);
+  // Whether requests for `host` may take the routes of hostname `general`: any host for "",
+  // and a wildcard's suffix for a name or a narrower wildcard under it.
+  auto covers = [](absl::string_view general, absl::string_view host) {
+    if (general.empty() || general == host) return true;
+    if (!absl::StartsWith(general, "*.")) return false;
+    const absl::string_view suffix = general.substr(1);
+    return host.size() > suffix.size() && absl::EndsWith(host, suffix);
+  };
+  std::set<std::string> hosts;
+  for (const GatewayListenerRoute& r : routes) hosts.insert(absl::AsciiStrToLower(r.hostname));
+  const RouteParent parent{nullptr, port};
+  const size_t first_warning = out.resources.warnings.size();
+  for (const std::string& host : hosts) {
+    std::vector<Entry> entries;
+    std::set<std::pair<const void*, std::string>> seen;
+    for (const GatewayListenerRoute& r : routes) {
+      const std::string hostname = absl::AsciiStrToLower(r.hostname);
+      if (!covers(hostname, host)) continue;
+      const void* route = r.http != nullptr ? static_cast<const void*>(r.http) : r.grpc;
+      if (!seen.insert({route, hostname}).second) continue;
+      if (r.http != nullptr) {
+        AddEntries(ctx, out, parent, "HTTPRoute", *r.http, entries, hostname);
+      } else {
+        AddEntries(ctx, out, parent, "GRPCRoute", *r.grpc, entries, hostname);
+      }
+    }
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const Entry& a, const Entry& b) { return a.Key() < b.Key(); });
+    xds::VirtualHost* vhost = config.add_virtual_hosts();
+    vhost->set_name(host.empty() ? "*" : host);
+    vhost->add_domains(host.empty() ? "*" : host);
+    for (Entry& e : entries) *vhost->add_routes() = std::move(e.route);
+    xds::Route none;
+    none.set_name("no-matching-route");
+    none.mutable_match()->set_prefix("/");
+    none.mutable_direct_response()->set_status(404);
+    none.mutable_direct_response()->set_body(
+        "meshlet: no route of the Gateway matches the request\n");
+    *vhost->add_routes() = std::move(none);
+  }
+  // A route's warnings once, not once per host it serves.
+  std::vector<std::string>& warnings = out.resources.warnings;
+  std::set<std::string> said;
+  auto end =
+      std::remove_if(warnings.begin() + static_cast<std::ptrdiff_t>(first_warning), warnings.end(),
+                     [&said](const std::string& w) { return !said.insert(w).second; });
+  warnings.erase(end, warnings.end());
+  return config;
+}
+
 bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
                       const ServiceView& service, const pb::ServicePort& port,
                       xds::VirtualHost& vhost) {
@@ -965,9 +1046,9 @@ bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
   std::set<const void*> seen;
   for (const GatewayAttachment* a : chosen) {
     if (a->http != nullptr && seen.insert(a->http).second) {
-      AddEntries(ctx, out, service, port, "HTTPRoute", *a->http, entries);
+      AddEntries(ctx, out, RouteParent{&service, port.port()}, "HTTPRoute", *a->http, entries);
     } else if (a->grpc != nullptr && seen.insert(a->grpc).second) {
-      AddEntries(ctx, out, service, port, "GRPCRoute", *a->grpc, entries);
+      AddEntries(ctx, out, RouteParent{&service, port.port()}, "GRPCRoute", *a->grpc, entries);
     }
   }
   std::stable_sort(entries.begin(), entries.end(),

@@ -317,6 +317,15 @@ ListenerAttachment AttachToGateway(const policy::PolicySnapshot& policy,
                 ref);
 }
 
+std::vector<bool> UsableListeners(const policy::PolicySnapshot& policy,
+                                  const GatewayEnvironment& env, const gw::Gateway& gateway) {
+  std::vector<bool> usable;
+  for (const ListenerState& state : Listeners(policy, env, gateway)) {
+    usable.push_back(state.usable());
+  }
+  return usable;
+}
+
 GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
                                        const GatewayEnvironment& env) {
   GatewayStatuses out;

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
 #include "xds/gateway.pb.h"
 
 namespace meshlet::controlplane::translate {
@@ -41,6 +42,11 @@ struct GatewayEnvironment {
   // Programmed (Pending).
   std::map<Key, std::vector<std::string>> proxy_addresses;
 };
+
+// GatewayEnvironment::proxy_addresses from the registered gateway proxies: the addresses of the
+// ready ones serving each Gateway (translation.h, GatewayOfNode), sorted.
+std::map<GatewayEnvironment::Key, std::vector<std::string>> GatewayProxyAddresses(
+    const policy::PolicySnapshot& policy, const registry::RegistrySnapshot& registry);
 
 // A Gateway API condition: status "True" when `ok`, else "False"; lastTransitionTime empty (the
 // status writers keep a condition's previous time while its status is unchanged).
@@ -77,6 +83,12 @@ ListenerAttachment AttachToGateway(const policy::PolicySnapshot& policy,
                                    absl::string_view route_kind, const std::string& route_ns,
                                    const google::protobuf::RepeatedPtrField<std::string>& hostnames,
                                    const meshlet::gateway::ParentReference& ref);
+
+// Whether each listener of `gateway` (spec.listeners order) can be served: Accepted, ResolvedRefs
+// and not Conflicted (what the listener status says).
+std::vector<bool> UsableListeners(const policy::PolicySnapshot& policy,
+                                  const GatewayEnvironment& env,
+                                  const meshlet::gateway::Gateway& gateway);
 
 struct GatewayClassStatusUpdate {
   std::string name;

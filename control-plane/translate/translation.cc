@@ -48,6 +48,12 @@ TranslationContext::TranslationContext(const PolicySnapshot& policy,
   looks_up = node.delta && capabilities.Has(xds::Capability::kOnDemand) &&
              capabilities.Has(xds::Capability::kServiceRoutes);
   mode = EffectiveMode(self, mesh, looks_up);
+  if (self.labels.contains(std::string(kGatewayLabel))) {
+    gateway_proxy = true;
+    gateway = GatewayOfNode(policy, self);
+    mode = DiscoveryMode::kDeclared;
+    return;
+  }
   dependencies_.insert({self.namespace_, self.service});
   auto it = self.labels.find(std::string(kDependenciesLabel));
   if (it == self.labels.end()) return;

@@ -356,8 +356,13 @@ struct TranslationContext {
   // Whether the node may look Services up: it reads capabilities on-demand and service-routes
   // (lookups are subscriptions to ServiceRoutes) over a delta stream (NodeInput::delta).
   bool looks_up = false;
-  // The node's discovery mode (EffectiveMode with looks_up).
+  // The node's discovery mode (EffectiveMode with looks_up); Declared for a gateway proxy, whose
+  // clusters are its routes' backends only (built with its listeners).
   DiscoveryMode mode = DiscoveryMode::kWholeMesh;
+  // A gateway proxy (label kGatewayLabel) rather than a sidecar, and the Gateway it serves (null:
+  // none found).
+  bool gateway_proxy = false;
+  const gw::Gateway* gateway = nullptr;
 
  private:
   // NodeInput::discovered (not owned; null: none).
@@ -557,6 +562,42 @@ ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& in
 bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
                       const ServiceView& service, const pb::ServicePort& port,
                       xds::VirtualHost& vhost);
+// A route attached to a listener of the Gateway a gateway proxy serves: exactly one of `http`
+// and `grpc`; `hostname` the route's hostname at that listener ("" any, "*.x" a suffix): the
+// more specific of an intersecting route and listener hostname, or the one that is set.
+struct GatewayListenerRoute {
+  const gw::HTTPRoute* http = nullptr;
+  const gw::GRPCRoute* grpc = nullptr;
+  std::string hostname;
+};
+// The RouteConfiguration `name` of a Gateway port `port`: a virtual host per hostname of
+// `routes`, holding the rules of every route whose hostname covers it (its own, a wildcard over
+// it, or any), ordered by the Gateway API's precedence (the matching hostname's characters, not a
+// wildcard's first, then as in the mesh), ending with a 404. Backends need a port (there is no
+// parent Service); their clusters are added to `out`, timeouts and retries are the rule's over
+// the first backend's TrafficPolicy; a redirect without a port keeps `port`.
+xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, TranslationOutput& out,
+                                          const std::string& name, uint32_t port,
+                                          const std::vector<GatewayListenerRoute>& routes);
+
+// ---------------------------------------------------------------------------------------------
+// Gateway proxies (gateway_proxy.cc; ADR 0099)
+
+// The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
+// serves. Such a node gets no sidecar listeners, only the Gateway's.
+inline constexpr absl::string_view kGatewayLabel = "meshlet.io/gateway";
+// The Gateway a node with kGatewayLabel serves: one of meshlet's GatewayClass in the node's own
+// namespace, whose proxies' service account (GatewayServiceAccount) is the node's (proved by its
+// certificate on the xDS stream: a workload cannot serve a Gateway it was not deployed for);
+// null when there is none (the node then serves nothing).
+const gw::Gateway* GatewayOfNode(const PolicySnapshot& policy, const Workload& self);
+// The service account a Gateway's proxies must run as: "<name>-<gatewayClassName>".
+std::string GatewayServiceAccount(const gw::Gateway& gateway);
+// A gateway proxy's listeners: one per port of the Gateway's usable HTTP listeners,
+// "gateway|<port>" on <listen host>:<port>, routed by the RouteConfiguration of the same name
+// (GatewayPortRoutes), with the attached routes' backend clusters. Nothing for a Gateway that
+// is not accepted (spec.addresses) or not found.
+void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out);
 
 // ---------------------------------------------------------------------------------------------
 // Lookups (lookup.cc)

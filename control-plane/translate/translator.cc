@@ -100,7 +100,9 @@ NodeResources Run(const TranslationContext& ctx, Part part, TranslationCache* ca
   TranslationOutput out;
   out.origins = origins;
   if (part != Part::kLocal) BuildOutbound(ctx, out, cache);
-  if (part != Part::kOutbound) {
+  if (part != Part::kOutbound && ctx.gateway_proxy) {
+    BuildGatewayListeners(ctx, out);
+  } else if (part != Part::kOutbound) {
     BuildOutboundListener(ctx, out);
     BuildInbound(ctx, out);
   }

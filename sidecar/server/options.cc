@@ -463,6 +463,20 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
       flag("--node-service-account", "NAME",
            "The workload's service account (overrides node.service_account).",
            Text(&o.node_service_account)),
+      flag("--gateway", "NAMESPACE/NAME",
+           "Serve the Gateway API Gateway NAMESPACE/NAME as its gateway proxy instead of being a "
+           "workload's sidecar: the node gets the Gateway's listeners and routes only "
+           "(docs/gateway.md). Sets the node label meshlet.io/gateway and, unless given, "
+           "--node-namespace; the proxy has no service or app ports.",
+           [&o](absl::string_view v) {
+             const size_t slash = v.find('/');
+             if (slash == absl::string_view::npos || slash == 0 || slash + 1 == v.size() ||
+                 v.find('/', slash + 1) != absl::string_view::npos) {
+               return absl::InvalidArgumentError("must be NAMESPACE/NAME");
+             }
+             o.gateway = std::string(v);
+             return absl::OkStatus();
+           }),
       flag("--node-label", "KEY=VALUE", "A workload label; repeatable (adds to node.labels).",
            [&o](absl::string_view v) {
              size_t eq = v.find('=');
@@ -606,6 +620,20 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
   if (o.ca_plaintext && !o.xds_ca_file.empty()) {
     return absl::InvalidArgumentError(
         "--ca-plaintext: the xDS channel uses TLS (--xds-ca), so the CA channel must too");
+  }
+  if (!o.gateway.empty()) {
+    const std::string ns = o.gateway.substr(0, o.gateway.find('/'));
+    if (!o.node_namespace.empty() && o.node_namespace != ns) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--gateway ", o.gateway, ": a gateway proxy serves a Gateway of its own namespace, not ",
+          o.node_namespace, " (--node-namespace)"));
+    }
+    if (!o.node_service.empty() || !o.node_ports.empty()) {
+      return absl::InvalidArgumentError(
+          "--gateway: a gateway proxy has no --node-service or --node-port");
+    }
+    parsed.options.node_namespace = ns;
+    parsed.options.node_labels.emplace_back("meshlet.io/gateway", o.gateway);
   }
   return parsed;
 }

@@ -135,8 +135,9 @@ struct ServerOptions {
   std::string node_namespace;
   std::string node_service_account;
   std::vector<std::pair<std::string, std::string>> node_labels;  // --node-label k=v, repeatable
-  std::vector<std::string> node_addresses;                       // --node-address IP, repeatable
-  std::vector<uint32_t> node_ports;                              // --node-port N, repeatable
+  std::string gateway;  // --gateway NAMESPACE/NAME: a gateway proxy (adds label meshlet.io/gateway)
+  std::vector<std::string> node_addresses;  // --node-address IP, repeatable
+  std::vector<uint32_t> node_ports;         // --node-port N, repeatable
   // "auto" values, for pod engines without the downward API (podman 4.3): --node-id=auto and
   // --node-address=auto, filled in by ResolveAutoValues before the server starts.
   bool node_id_auto = false;

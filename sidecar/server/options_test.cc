@@ -101,6 +101,18 @@ TEST(OptionsTest, EveryFlagBothSpellings) {
   EXPECT_EQ(parsed->options.access_log_path, "/dev/stdout");
 }
 
+// A gateway proxy: its namespace and label from --gateway.
+TEST(OptionsTest, GatewayFlag) {
+  absl::StatusOr<ParsedCommandLine> parsed =
+      ParseCommandLine({"--xds=cp.mesh:15012", "--node-id=edge-0", "--gateway=shop/edge"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const config::BootstrapFlags flags = parsed->options.bootstrap_flags();
+  EXPECT_EQ(flags.node_namespace, "shop");
+  ASSERT_EQ(flags.node_labels.size(), 1u);
+  EXPECT_EQ(flags.node_labels[0].first, "meshlet.io/gateway");
+  EXPECT_EQ(flags.node_labels[0].second, "shop/edge");
+}
+
 TEST(OptionsTest, XdsFlags) {
   absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(
       {"--xds=cp.mesh:15012", "--xds-ca", "ca.pem", "--xds-delta=false", "--xds-cache-dir=/var/x",
@@ -246,6 +258,10 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
            {{"--xds=cp:15012", "--xds-plaintext=true", "--xds-ca=ca.pem"}, "exclude each other"},
            {{"--xds=cp:15012", "--node-label=novalue"}, "--node-label"},
            {{"--xds=cp:15012", "--node-port=0"}, "--node-port"},
+           {{"--xds=cp:15012", "--gateway=edge"}, "must be NAMESPACE/NAME"},
+           {{"--xds=cp:15012", "--gateway=shop/"}, "must be NAMESPACE/NAME"},
+           {{"--xds=cp:15012", "--gateway=shop/edge", "--node-namespace=web"}, "own namespace"},
+           {{"--xds=cp:15012", "--gateway=shop/edge", "--node-service=web"}, "no --node-service"},
            {{"--xds=cp:15012", "--xds-server-identity=control-plane"}, "must be a spiffe:// id"},
        }) {
     absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(c.args);

@@ -1,0 +1,180 @@
+// Gateway proxies (gateway_proxy.cc): a node labelled with the Gateway it serves gets that
+// Gateway's listeners and the routes attached to them, and nothing a sidecar gets.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "control-plane/translate/gateway_status.h"
+#include "control-plane/translate/gateway_test_util.h"
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+class GatewayProxyTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    GatewayTest::SetUp();
+    gw::GatewayClass c;
+    c.mutable_metadata()->set_name("meshlet");
+    c.mutable_spec()->set_controller_name("meshlet.io/gateway-controller");
+    policy_.gateway_classes.push_back(c);
+    policy_.gateways.push_back(ParseGateway<gw::Gateway>(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  listeners:
+  - {name: shop, port: 80, protocol: HTTP, hostname: "*.example.com"}
+  - {name: api, port: 8080, protocol: HTTP}
+  - {name: tls, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: edge-cert}]}}
+)"));
+    registry::Workload proxy =
+        MakeWorkload("edge-gw-0", "", "10.0.7.1", {{"meshlet.io/gateway", "default/edge"}});
+    proxy.ports.clear();
+    proxy.service_account = "edge-meshlet";
+    Register(proxy);
+  }
+  // Keeps the registry ordered by id, as RegistrySnapshot::Find expects.
+  void Register(registry::Workload w) {
+    registry_.workloads.push_back(std::move(w));
+    std::sort(registry_.workloads.begin(), registry_.workloads.end(),
+              [](const auto& a, const auto& b) { return a.id < b.id; });
+  }
+};
+
+TEST_F(GatewayProxyTest, ListenersPerPortWithTheAttachedRoutesByHostname) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: cart}
+spec:
+  parentRefs: [{name: edge, sectionName: shop}]
+  hostnames: [shop.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /cart}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)");
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: everything}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - backendRefs: [{name: echo-v2, port: 80}]
+)");
+  // The mesh's own route (a Service parent) is not the gateway's.
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mesh}
+spec:
+  parentRefs: [{kind: Service, group: "", name: echo}]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 80}]
+)");
+  const NodeResources& r = For("edge-gw-0");
+  std::vector<std::string> listeners;
+  for (const xds::Listener& l : r.listeners) listeners.push_back(l.name());
+  EXPECT_EQ(listeners, (std::vector<std::string>{"gateway|80", "gateway|8080"}));
+  const xds::Listener* shop = Named(r.listeners, "gateway|80");
+  EXPECT_EQ(shop->address(), "0.0.0.0:80");
+  EXPECT_EQ(shop->protocol(), xds::PROTOCOL_HTTP);
+  EXPECT_EQ(shop->route_config_name(), "gateway|80");
+  EXPECT_TRUE(HasWarning(r, "listener \"tls\": HTTPS is not served by this proxy yet"));
+
+  // Port 80: the listener's wildcard and the route's own name; the exact name's rules first.
+  const xds::VirtualHost* exact = TranslatorTest::Host(r, "gateway|80", "shop.example.com");
+  ASSERT_NE(exact, nullptr);
+  EXPECT_EQ(exact->domains(0), "shop.example.com");
+  EXPECT_EQ(RouteNames(exact),
+            (std::vector<std::string>{"default/cart/rule-0", "default/everything/rule-0",
+                                      "no-matching-route"}));
+  EXPECT_EQ(exact->routes(0).route().cluster(), "outbound|80||echo-v1.default");
+  EXPECT_EQ(exact->routes(1).route().cluster(), "outbound|80||echo-v2.default");
+  EXPECT_EQ(exact->routes(2).direct_response().status(), 404);
+  const xds::VirtualHost* wildcard = TranslatorTest::Host(r, "gateway|80", "*.example.com");
+  ASSERT_NE(wildcard, nullptr);
+  EXPECT_EQ(RouteNames(wildcard),
+            (std::vector<std::string>{"default/everything/rule-0", "no-matching-route"}));
+  // Port 8080 (no listener hostname): "everything" for any host; "cart" names listener shop.
+  const xds::VirtualHost* any = TranslatorTest::Host(r, "gateway|8080", "*");
+  ASSERT_NE(any, nullptr);
+  EXPECT_EQ(any->domains(0), "*");
+  EXPECT_EQ(RouteNames(any),
+            (std::vector<std::string>{"default/everything/rule-0", "no-matching-route"}));
+  // The backends' clusters with their endpoints; nothing of the sidecar's own.
+  EXPECT_NE(Named(r.clusters, "outbound|80||echo-v1.default"), nullptr);
+  bool assigned = false;
+  for (const xds::ClusterLoadAssignment& a : r.endpoints) {
+    assigned |= a.cluster_name() == "outbound|80||echo-v2.default" && a.endpoints_size() > 0;
+  }
+  EXPECT_TRUE(assigned);
+  EXPECT_EQ(Named(r.listeners, "outbound"), nullptr);
+  EXPECT_EQ(Named(r.listeners, "inbound"), nullptr);
+  EXPECT_EQ(Named(r.clusters, "outbound|80||echo.default"), nullptr);
+}
+
+TEST_F(GatewayProxyTest, ARouteOfAnotherListenerOrHostnameIsNotServed) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: elsewhere}
+spec:
+  parentRefs: [{name: edge, sectionName: shop}]
+  hostnames: [shop.example.org]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 80}]
+)");
+  const NodeResources& r = For("edge-gw-0");
+  const xds::RouteConfiguration* port80 = Named(r.routes, "gateway|80");
+  ASSERT_NE(port80, nullptr);
+  EXPECT_EQ(port80->virtual_hosts_size(), 0);
+  EXPECT_EQ(Named(r.clusters, "outbound|80||echo-v1.default"), nullptr);
+}
+
+TEST_F(GatewayProxyTest, AGatewayOfAnotherNamespaceOrClassIsNotServed) {
+  registry::Workload stranger =
+      MakeWorkload("stranger-0", "", "10.0.7.2", {{"meshlet.io/gateway", "other/edge"}});
+  Register(stranger);
+  const NodeResources& r = For("stranger-0");
+  EXPECT_TRUE(r.listeners.empty());
+  EXPECT_TRUE(HasWarning(r, "names no Gateway of a meshlet GatewayClass in namespace default"));
+  // Another service account than the Gateway's proxies'.
+  registry::Workload impostor =
+      MakeWorkload("impostor-0", "", "10.0.7.3", {{"meshlet.io/gateway", "default/edge"}});
+  Register(impostor);
+  EXPECT_TRUE(For("impostor-0").listeners.empty());
+  EXPECT_FALSE(For("edge-gw-0").listeners.empty());
+  policy_.gateway_classes[0].mutable_spec()->set_controller_name("example.com/other");
+  EXPECT_TRUE(For("edge-gw-0").listeners.empty());
+  EXPECT_EQ(GatewayServiceAccount(policy_.gateways[0]), "edge-meshlet");
+}
+
+// The Gateway's status names its ready proxies' addresses (Programmed).
+TEST_F(GatewayProxyTest, ReadyProxiesProgramTheGateway) {
+  registry::Workload second =
+      MakeWorkload("edge-gw-1", "", "10.0.7.9", {{"meshlet.io/gateway", "default/edge"}});
+  second.service_account = "edge-meshlet";
+  second.ready = false;
+  Register(second);
+  auto addresses = GatewayProxyAddresses(policy_, registry_);
+  ASSERT_EQ(addresses.size(), 1u);
+  const GatewayEnvironment::Key edge("default", "edge");
+  EXPECT_EQ(addresses[edge], (std::vector<std::string>{"10.0.7.1"}));
+  GatewayEnvironment env;
+  env.proxy_addresses = addresses;
+  const GatewayStatuses statuses = ComputeGatewayStatuses(policy_, env);
+  ASSERT_EQ(statuses.gateways.size(), 1u);
+  const gw::GatewayStatus& status = statuses.gateways[0].status;
+  ASSERT_EQ(status.addresses_size(), 1);
+  EXPECT_EQ(status.addresses(0).value(), "10.0.7.1");
+  bool programmed = false;
+  for (const gw::Condition& c : status.conditions()) {
+    programmed |= c.type() == "Programmed" && c.status() == "True";
+  }
+  EXPECT_TRUE(programmed);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate
