@@ -67,7 +67,8 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
                                      "quiet period before a push (default 100ms)", "100ms"),
       {.name = "--xds-listen-host",
        .value = "IP",
-       .help = "the address sidecar inbound listeners bind (default 0.0.0.0; 127.0.0.1 for "
+       .help = "the address sidecar inbound listeners and gateway proxies' listeners bind "
+               "(default 0.0.0.0; 127.0.0.1 for "
                "loopback demos); outbound ones bind loopback",
        .set =
            [&options](absl::string_view v) {
