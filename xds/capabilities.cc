@@ -24,6 +24,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kJwt, "jwt", "0.2.0"},
     {Capability::kCaRotation, "ca-rotation", "0.2.0"},
     {Capability::kFederation, "federation", "0.2.0"},
+    {Capability::kGateway, "gateway", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

@@ -65,8 +65,10 @@ enum class Capability {
   kCaRotation,
   // Secret.federated_bundles and Secret.trust_domain_aliases (SPIFFE federation, ADR 0101).
   kFederation,
+  // DownstreamTls mode TLS and server_certificates (a gateway proxy's HTTPS listeners, ADR 0099).
+  kGateway,
 };
-inline constexpr size_t kCapabilityCount = 13;
+inline constexpr size_t kCapabilityCount = 14;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

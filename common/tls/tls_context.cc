@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
@@ -404,7 +406,97 @@ absl::Status TlsContext::Init(const TlsContextConfig& config) {
   client_certificate_ = config.client_certificate;
   peer_identity_ = config.peer_identity;
   clock_ = config.clock;
+  return InitSniCertificates(config);
+}
+
+absl::Status TlsContext::InitSniCertificates(const TlsContextConfig& config) {
+  if (config.sni_certificates.empty()) return absl::OkStatus();
+  if (role_ != Role::kServer) {
+    return absl::InvalidArgumentError("sni_certificates is a server setting");
+  }
+  for (size_t i = 0; i < config.sni_certificates.size(); ++i) {
+    const TlsContextConfig::SniCertificate& in = config.sni_certificates[i];
+    const std::string where = absl::StrCat("sni_certificates[", i, "]");
+    if (in.server_names.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": no server names"));
+    }
+    absl::StatusOr<CertificateChain> chain = ParsePemCertificates(in.certificate_chain_pem);
+    if (!chain.ok()) return Annotate(chain.status(), where);
+    absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = ParsePemPrivateKey(in.private_key_pem);
+    if (!key.ok()) return Annotate(key.status(), where);
+    if (absl::Status match = CheckKeyMatchesCertificate(*chain->front(), **key); !match.ok()) {
+      return Annotate(match, where);
+    }
+    if (IsCa(*chain->front())) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": the leaf certificate (",
+                                                     SubjectName(*chain->front()),
+                                                     ") is a CA certificate"));
+    }
+    SniEntry entry;
+    entry.leaf = std::move(chain->front());
+    entry.chain.reset(sk_X509_new_null());
+    for (size_t c = 1; c < chain->size(); ++c) {
+      if (!entry.chain || !sk_X509_push(entry.chain.get(), (*chain)[c].release())) {
+        return BoringSslError("keeping an intermediate certificate");
+      }
+    }
+    entry.key = *std::move(key);
+    const int index = static_cast<int>(sni_entries_.size());
+    sni_entries_.push_back(std::move(entry));
+    for (const std::string& name : in.server_names) {
+      std::string lower = absl::AsciiStrToLower(name);
+      const bool wildcard = absl::StartsWith(lower, "*.");
+      if (lower.empty() || lower == "*." || (!wildcard && lower.find('*') != std::string::npos)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": \"", name, "\" is not a host name or *.suffix"));
+      }
+      const bool fresh =
+          wildcard ? std::none_of(sni_wildcards_.begin(), sni_wildcards_.end(),
+                                  [&](const auto& w) { return w.first == lower.substr(1); })
+                   : !sni_exact_.contains(lower);
+      if (!fresh) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": \"", name, "\" is named by another certificate too"));
+      }
+      if (wildcard) {
+        sni_wildcards_.emplace_back(lower.substr(1), index);
+      } else {
+        sni_exact_.emplace(std::move(lower), index);
+      }
+    }
+  }
+  std::stable_sort(sni_wildcards_.begin(), sni_wildcards_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  SSL_CTX_set_cert_cb(ssl_ctx_.get(), &TlsContext::SelectCertificate, this);
   return absl::OkStatus();
+}
+
+int TlsContext::SniIndexFor(absl::string_view server_name) const {
+  if (server_name.empty() || sni_entries_.empty()) return -1;
+  char buffer[256];
+  if (server_name.size() > sizeof(buffer)) return -1;  // longer than any DNS name
+  for (size_t i = 0; i < server_name.size(); ++i) {
+    buffer[i] = absl::ascii_tolower(static_cast<unsigned char>(server_name[i]));
+  }
+  const absl::string_view name(buffer, server_name.size());
+  if (auto it = sni_exact_.find(name); it != sni_exact_.end()) return it->second;
+  for (const auto& [suffix, index] : sni_wildcards_) {
+    if (name.size() > suffix.size() && absl::EndsWith(name, suffix)) return index;
+  }
+  return -1;
+}
+
+int TlsContext::SelectCertificate(SSL* ssl, void* arg) {
+  const auto* self = static_cast<const TlsContext*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  const int index = self->SniIndexFor(name == nullptr ? absl::string_view() : name);
+  if (index < 0) return 1;  // the default certificate
+  const SniEntry& entry = self->sni_entries_[static_cast<size_t>(index)];
+  if (!SSL_use_certificate(ssl, entry.leaf.get()) || !SSL_set1_chain(ssl, entry.chain.get()) ||
+      !SSL_use_PrivateKey(ssl, entry.key.get())) {
+    return 0;  // the handshake fails
+  }
+  return 1;
 }
 
 int TlsContext::SelectAlpn(SSL* /*ssl*/, const uint8_t** out, uint8_t* out_len, const uint8_t* in,

@@ -109,6 +109,18 @@ struct TlsContextConfig {
   // Time source for certificate validity checks; null means the real clock. Not owned; must
   // outlive the context.
   const Clock* clock = nullptr;
+
+  // Server: more certificates, chosen by the name the client sends (SNI) before the handshake
+  // goes on: an exact name first (ASCII case ignored), then the longest "*.suffix" the name ends
+  // with (one or more labels under it); no name, or one none of them takes, gets
+  // certificate_chain_pem. Each chain and key is checked as that one is; a name listed twice is
+  // an error.
+  struct SniCertificate {
+    std::vector<std::string> server_names;  // "shop.example.com", "*.example.com"
+    std::string certificate_chain_pem;
+    std::string private_key_pem;
+  };
+  std::vector<SniCertificate> sni_certificates;
 };
 
 class TlsSession;
@@ -143,6 +155,10 @@ class TlsContext {
   // Client: addresses with at least one session kept for resumption.
   size_t resumable_peers() const;
 
+  // The certificate chain a handshake naming `server_name` (SNI; empty: none) is served:
+  // sni_certificates' index, or -1 for the default chain.
+  int SniIndexFor(absl::string_view server_name) const;
+
   // For the admin /certs page: our own chain and the trust bundle, as loaded.
   const std::vector<CertificateInfo>& certificate_chain_info() const { return chain_info_; }
   const std::vector<CertificateInfo>& trust_bundle_info() const { return bundle_info_; }
@@ -162,6 +178,20 @@ class TlsContext {
 
   static int SelectAlpn(SSL* ssl, const uint8_t** out, uint8_t* out_len, const uint8_t* in,
                         unsigned in_len, void* arg);
+  // SSL_CTX_set_cert_cb: the SNI certificate of the client's name, if one applies.
+  static int SelectCertificate(SSL* ssl, void* arg);
+  absl::Status InitSniCertificates(const TlsContextConfig& config);
+
+  // sni_certificates as loaded; names by exact (lower-case) name and by wildcard suffix (".x",
+  // longest first), to the index.
+  struct SniEntry {
+    bssl::UniquePtr<X509> leaf;
+    bssl::UniquePtr<STACK_OF(X509)> chain;  // intermediates
+    bssl::UniquePtr<EVP_PKEY> key;
+  };
+  std::vector<SniEntry> sni_entries_;
+  std::map<std::string, int, std::less<>> sni_exact_;
+  std::vector<std::pair<std::string, int>> sni_wildcards_;
 
   Role role_ = Role::kClient;
   bssl::UniquePtr<SSL_CTX> ssl_ctx_;

@@ -182,6 +182,56 @@ TEST_P(TlsSessionTest, ServerAuthenticatedTls) {
   EXPECT_FALSE(pair.client->session_resumed());
 }
 
+// More certificates by SNI: an exact name, a wildcard for the rest of its domain, the default
+// for any other name and for none.
+TEST_P(TlsSessionTest, CertificatesChosenByServerName) {
+  const TestCertificate shop =
+      ValueOrDie(root_->Issue({.dns_names = {"shop.example.com"}, .common_name = "shop"}));
+  const TestCertificate wildcard =
+      ValueOrDie(root_->Issue({.dns_names = {"*.example.com"}, .common_name = "wildcard"}));
+  TlsContextConfig server = ServerConfig(*backend_);
+  server.sni_certificates = {{.server_names = {"shop.example.com"},
+                              .certificate_chain_pem = shop.chain_pem,
+                              .private_key_pem = shop.key_pem},
+                             {.server_names = {"*.example.com"},
+                              .certificate_chain_pem = wildcard.chain_pem,
+                              .private_key_pem = wildcard.key_pem}};
+  auto context = TlsContext::CreateServer(server);
+  ASSERT_TRUE(context.ok()) << context.status();
+  EXPECT_EQ((*context)->SniIndexFor("shop.example.com"), 0);
+  EXPECT_EQ((*context)->SniIndexFor("SHOP.Example.com"), 0);
+  EXPECT_EQ((*context)->SniIndexFor("api.example.com"), 1);
+  EXPECT_EQ((*context)->SniIndexFor("a.b.example.com"), 1);
+  EXPECT_EQ((*context)->SniIndexFor("example.com"), -1);
+  EXPECT_EQ((*context)->SniIndexFor(""), -1);
+  // Handshakes, each verifying the name it asked for.
+  for (const char* name : {"shop.example.com", "api.example.com"}) {
+    Pair pair = MakePair(ClientConfig(), server, {.server_name = name, .verify_peer_name = name});
+    pair.Handshake();
+    EXPECT_TRUE(pair.client->status().ok()) << name << ": " << pair.client->status();
+    EXPECT_TRUE(pair.client->handshake_complete()) << name;
+    EXPECT_EQ(pair.client->peer_spiffe_id(), "") << name;
+  }
+  for (const char* name : {"other.test", ""}) {
+    Pair pair = MakePair(ClientConfig(), server, {.server_name = name});
+    pair.Handshake();
+    ASSERT_TRUE(pair.client->status().ok()) << name << ": " << pair.client->status();
+    EXPECT_EQ(pair.client->peer_spiffe_id(), kBackend) << name;
+  }
+  // Refused: a name twice, a CA certificate, a key of another certificate, a client context.
+  TlsContextConfig twice = server;
+  twice.sni_certificates[1].server_names = {"SHOP.example.com"};
+  EXPECT_NE(TlsContext::CreateServer(twice).status().message().find("named by another"),
+            std::string::npos);
+  TlsContextConfig mismatched = server;
+  mismatched.sni_certificates[1].private_key_pem = shop.key_pem;
+  EXPECT_NE(TlsContext::CreateServer(mismatched).status().message().find("sni_certificates[1]"),
+            std::string::npos);
+  TlsContextConfig client = ClientConfig();
+  client.sni_certificates = server.sni_certificates;
+  EXPECT_FALSE(TlsContext::CreateClient(client).ok());
+}
+
 TEST_P(TlsSessionTest, VerifyPeerNameChecksTheServerCertificateNames) {
   absl::StatusOr<TestCertificate> api = root_->Issue({.dns_names = {"kubernetes.default.svc"}});
   ASSERT_TRUE(api.ok()) << api.status();

@@ -204,6 +204,11 @@ const std::vector<CapabilityGate>& Gates() {
       // and refuses foreign and alias ids.
       {C::kFederation, "meshlet.xds.Secret.federated_bundles", Fallback::kClear},
       {C::kFederation, "meshlet.xds.Secret.trust_domain_aliases", Fallback::kClear},
+      // Fails closed: an older sidecar serves the default certificate only (clients asking for
+      // another name refuse it) and requires client certificates (browsers cannot connect).
+      {C::kGateway, "meshlet.xds.DownstreamTls.server_certificates", Fallback::kClear},
+      {C::kGateway, "meshlet.xds.DownstreamTls.mode", Fallback::kEnumValue, xds::DownstreamTls::TLS,
+       xds::DownstreamTls::STRICT},
   };
   return *kGates;
 }

@@ -123,6 +123,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
         info.capability == xds::Capability::kFederation) {
       continue;
     }
+    // The fixture has no gateway proxy (GatewayTlsFieldsFailClosedForOlderSidecars sets them).
+    if (info.capability == xds::Capability::kGateway) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -345,6 +347,31 @@ TEST_F(CapabilityGatesTest, TrustBundleSecretFieldsAreClearedForOlderSidecars) {
   EXPECT_EQ(old.federated_bundles_size(), 0);
   EXPECT_EQ(old.trust_domain_aliases_size(), 0);
   EXPECT_EQ(old.trust_bundle_pem(), "roots");
+}
+
+// A gateway's HTTPS listener on an older proxy: the default certificate only, client
+// certificates asked for (fails closed, never plaintext).
+TEST_F(CapabilityGatesTest, GatewayTlsFieldsFailClosedForOlderSidecars) {
+  auto with_tls = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Listener listener;
+    listener.set_name("gateway|443");
+    listener.mutable_tls()->set_mode(xds::DownstreamTls::TLS);
+    listener.mutable_tls()->set_secret_name("gateway-cert:default/shop");
+    xds::ServerCertificate* other = listener.mutable_tls()->add_server_certificates();
+    other->add_server_names("api.example.com");
+    other->set_secret_name("gateway-cert:default/api");
+    r.listeners.push_back(listener);
+    ApplyCapabilityGates(reads, r);
+    return r.listeners.back();
+  };
+  const xds::Listener current = with_tls(xds::CapabilitySet::All());
+  EXPECT_EQ(current.tls().mode(), xds::DownstreamTls::TLS);
+  EXPECT_EQ(current.tls().server_certificates_size(), 1);
+  const xds::Listener old = with_tls(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_EQ(old.tls().mode(), xds::DownstreamTls::STRICT);
+  EXPECT_EQ(old.tls().server_certificates_size(), 0);
+  EXPECT_EQ(old.tls().secret_name(), "gateway-cert:default/shop");
 }
 
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {

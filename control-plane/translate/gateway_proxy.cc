@@ -18,6 +18,14 @@
 namespace meshlet::controlplane::translate {
 namespace {
 
+// The listeners of one port of the Gateway that are served (spec.listeners indexes), their
+// protocol (one per port: ports of two protocols conflict), and the routes attached to them.
+struct GatewayPort {
+  std::string protocol;
+  std::vector<int> listeners;
+  std::vector<GatewayListenerRoute> routes;
+};
+
 // The route's hostname at a listener whose hostname is `listener` (AttachToGateway checked that
 // they intersect): the more specific, or the one that is set.
 std::string Effective(const std::string& listener, const std::string& route) {
@@ -26,25 +34,28 @@ std::string Effective(const std::string& listener, const std::string& route) {
   return route.size() >= listener.size() ? route : listener;
 }
 
-// Adds each attachment of `route` (of `kind`) to the Gateway's usable HTTP listeners, by port.
+// Adds each attachment of `route` (of `kind`) to the usable listeners of `ports`, by port.
 template <typename Route>
 void Attach(const TranslationContext& ctx, const gw::Gateway& gateway,
-            const std::vector<bool>& usable, absl::string_view kind, const Route& route,
-            GatewayListenerRoute base,
-            std::map<uint32_t, std::vector<GatewayListenerRoute>>& by_port) {
+            const GatewayEnvironment& env, absl::string_view kind, const Route& route,
+            GatewayListenerRoute base, std::map<uint32_t, GatewayPort>& ports) {
   const std::string route_ns = NamespaceOr(route.metadata().namespace_());
   for (const gw::ParentReference& ref : route.spec().parent_refs()) {
     if (FindMeshletGateway(ctx.policy, ref, route_ns) != &gateway) continue;
     const ListenerAttachment attachment =
-        AttachToGateway(ctx.policy, {}, gateway, kind, route_ns, route.spec().hostnames(), ref);
+        AttachToGateway(ctx.policy, env, gateway, kind, route_ns, route.spec().hostnames(), ref);
     for (int i : attachment.listeners) {
       const gw::Listener& listener = gateway.spec().listeners(i);
-      if (!usable[i] || listener.protocol() != "HTTP") continue;
-      std::vector<GatewayListenerRoute>& routes = by_port[listener.port()];
+      auto port = ports.find(listener.port());
+      if (port == ports.end() ||
+          std::find(port->second.listeners.begin(), port->second.listeners.end(), i) ==
+              port->second.listeners.end()) {
+        continue;  // not served
+      }
       auto add = [&](const std::string& hostname) {
         GatewayListenerRoute r = base;
         r.hostname = hostname;
-        routes.push_back(std::move(r));
+        port->second.routes.push_back(std::move(r));
       };
       if (route.spec().hostnames().empty()) {
         add(listener.hostname());
@@ -57,7 +68,80 @@ void Attach(const TranslationContext& ctx, const gw::Gateway& gateway,
   }
 }
 
+// The xDS Secret name of a Gateway certificate.
+std::string CertificateSecretName(const GatewayCertificates::key_type& key) {
+  return absl::StrCat("gateway-cert:", key.first, "/", key.second);
+}
+
+// An HTTPS port's TLS: the certificate of each of its listeners (its first certificateRef) by
+// the listener's hostname, the default the listener without one (else the first); the Secrets
+// added to `out`. False (with a warning) when no listener of the port has a certificate to serve.
+bool SetGatewayTls(const TranslationContext& ctx, const gw::Gateway& gateway, GatewayPort& port,
+                   xds::Listener& listener, TranslationOutput& out) {
+  const std::string gateway_ns = NamespaceOr(gateway.metadata().namespace_());
+  const std::string label =
+      absl::StrCat("Gateway ", gateway_ns, "/", gateway.metadata().name(), " port ");
+  xds::DownstreamTls* tls = listener.mutable_tls();
+  tls->set_mode(xds::DownstreamTls::TLS);
+  std::map<std::string, xds::ServerCertificate*> by_secret;
+  std::vector<int> served;
+  bool hostless_default = false;
+  for (int i : port.listeners) {
+    const gw::Listener& l = gateway.spec().listeners(i);
+    const gw::SecretObjectReference& ref = l.tls().certificate_refs(0);
+    const GatewayCertificates::key_type key(NamespaceOr(ref.namespace_(), gateway_ns), ref.name());
+    const GatewayCertificate* certificate = nullptr;
+    if (ctx.options.gateway_certificates.has_value()) {
+      auto it = ctx.options.gateway_certificates->find(key);
+      if (it != ctx.options.gateway_certificates->end()) certificate = &it->second;
+    }
+    if (certificate == nullptr || !certificate->error.empty()) {
+      out.Warn(absl::StrCat(
+          label, l.port(), " listener \"", l.name(), "\": Secret ", key.first, "/", key.second,
+          certificate == nullptr ? " is not known to the control plane"
+                                 : absl::StrCat(" cannot be served: ", certificate->error),
+          "; the listener is not served"));
+      continue;
+    }
+    const std::string secret = CertificateSecretName(key);
+    if (std::none_of(out.resources.secrets.begin(), out.resources.secrets.end(),
+                     [&](const xds::Secret& s) { return s.name() == secret; })) {
+      xds::Secret& pushed = out.resources.secrets.emplace_back();
+      pushed.set_name(secret);
+      pushed.set_certificate_chain_pem(certificate->chain_pem);
+      pushed.set_private_key_pem(certificate->key_pem);
+    }
+    served.push_back(i);
+    // The default: the first listener without a hostname, else the first served.
+    if (tls->secret_name().empty() || (l.hostname().empty() && !hostless_default)) {
+      tls->set_secret_name(secret);
+      hostless_default = l.hostname().empty();
+    }
+    if (l.hostname().empty()) continue;
+    xds::ServerCertificate*& entry = by_secret[secret];
+    if (entry == nullptr) {
+      entry = tls->add_server_certificates();
+      entry->set_secret_name(secret);
+    }
+    entry->add_server_names(absl::AsciiStrToLower(l.hostname()));
+  }
+  if (served.empty()) return false;
+  port.listeners = std::move(served);
+  return true;
+}
+
 }  // namespace
+
+GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
+  GatewayEnvironment env;
+  if (options.gateway_certificates.has_value()) {
+    env.secrets.emplace();
+    for (const auto& [key, certificate] : *options.gateway_certificates) {
+      env.secrets->emplace(key, certificate.type);
+    }
+  }
+  return env;
+}
 
 const gw::Gateway* GatewayOfNode(const PolicySnapshot& policy, const Workload& self) {
   auto it = self.labels.find(std::string(kGatewayLabel));
@@ -107,39 +191,56 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
   }
   const gw::Gateway& gateway = *ctx.gateway;
   if (gateway.spec().addresses_size() > 0) return;  // not accepted (UnsupportedAddress)
-  const std::vector<bool> usable = UsableListeners(ctx.policy, {}, gateway);
-  std::map<uint32_t, std::vector<GatewayListenerRoute>> by_port;
+  const std::string gateway_name =
+      absl::StrCat(NamespaceOr(gateway.metadata().namespace_()), "/", gateway.metadata().name());
+  const GatewayEnvironment env = GatewayEnvironmentOf(ctx.options);
+  const std::vector<bool> usable = UsableListeners(ctx.policy, env, gateway);
+  std::map<uint32_t, GatewayPort> ports;
   for (int i = 0; i < gateway.spec().listeners_size(); ++i) {
     const gw::Listener& listener = gateway.spec().listeners(i);
     if (!usable[i]) continue;
-    if (listener.protocol() != "HTTP") {
-      out.Warn(absl::StrCat("Gateway ", ctx.self.namespace_, "/", gateway.metadata().name(),
-                            " listener \"", listener.name(), "\": ", listener.protocol(),
-                            " is not served by this proxy yet"));
+    if (listener.protocol() == "HTTPS" && !ctx.capabilities.Has(xds::Capability::kGateway)) {
+      out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
+                            "\": this proxy's release cannot serve HTTPS listeners "
+                            "(capability gateway); not served"));
       continue;
     }
-    by_port[listener.port()];  // a listener without routes answers 404
+    GatewayPort& port = ports[listener.port()];  // a listener without routes answers 404
+    port.protocol = listener.protocol();
+    port.listeners.push_back(i);
+  }
+  // Each port's listener; an HTTPS port serves the listeners whose certificate it has.
+  std::map<uint32_t, xds::Listener> listeners;
+  for (auto it = ports.begin(); it != ports.end();) {
+    const std::string name = absl::StrCat("gateway|", it->first);
+    xds::Listener& listener = listeners[it->first];
+    listener.set_name(name);
+    listener.set_address(FormatAddress(ctx.options.listen_host, it->first));
+    listener.set_direction(xds::OUTBOUND);
+    listener.set_protocol(xds::PROTOCOL_HTTP);
+    listener.set_route_config_name(name);
+    if (it->second.protocol == "HTTPS" && !SetGatewayTls(ctx, gateway, it->second, listener, out)) {
+      listeners.erase(it->first);
+      it = ports.erase(it);
+      continue;
+    }
+    ++it;
   }
   for (const gw::HTTPRoute& route : ctx.policy.gateway_http_routes) {
     if (UnsupportedReason(route).empty()) {
-      Attach(ctx, gateway, usable, "HTTPRoute", route, {.http = &route}, by_port);
+      Attach(ctx, gateway, env, "HTTPRoute", route, {.http = &route}, ports);
     }
   }
   for (const gw::GRPCRoute& route : ctx.policy.grpc_routes) {
     if (UnsupportedReason(route).empty()) {
-      Attach(ctx, gateway, usable, "GRPCRoute", route, {.grpc = &route}, by_port);
+      Attach(ctx, gateway, env, "GRPCRoute", route, {.grpc = &route}, ports);
     }
   }
-  for (const auto& [port, routes] : by_port) {
-    const std::string name = absl::StrCat("gateway|", port);
-    xds::Listener listener;
-    listener.set_name(name);
-    listener.set_address(FormatAddress(ctx.options.listen_host, port));
-    listener.set_direction(xds::OUTBOUND);
-    listener.set_protocol(xds::PROTOCOL_HTTP);
-    listener.set_route_config_name(name);
+  for (auto& [number, port] : ports) {
+    xds::Listener& listener = listeners[number];
+    out.resources.routes.push_back(
+        GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes));
     out.resources.listeners.push_back(std::move(listener));
-    out.resources.routes.push_back(GatewayPortRoutes(ctx, out, name, port, routes));
   }
 }
 

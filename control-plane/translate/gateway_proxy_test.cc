@@ -82,7 +82,10 @@ spec:
   EXPECT_EQ(shop->address(), "0.0.0.0:80");
   EXPECT_EQ(shop->protocol(), xds::PROTOCOL_HTTP);
   EXPECT_EQ(shop->route_config_name(), "gateway|80");
-  EXPECT_TRUE(HasWarning(r, "listener \"tls\": HTTPS is not served by this proxy yet"));
+  // HTTPS without the Secrets read: that listener is not served.
+  EXPECT_TRUE(HasWarning(r,
+                         "listener \"tls\": Secret default/edge-cert is not known to the "
+                         "control plane; the listener is not served"));
 
   // Port 80: the listener's wildcard and the route's own name; the exact name's rules first.
   const xds::VirtualHost* exact = TranslatorTest::Host(r, "gateway|80", "shop.example.com");
@@ -149,6 +152,81 @@ TEST_F(GatewayProxyTest, AGatewayOfAnotherNamespaceOrClassIsNotServed) {
   policy_.gateway_classes[0].mutable_spec()->set_controller_name("example.com/other");
   EXPECT_TRUE(For("edge-gw-0").listeners.empty());
   EXPECT_EQ(GatewayServiceAccount(policy_.gateways[0]), "edge-meshlet");
+}
+
+// HTTPS listeners: one listener per port terminating TLS with each listener's certificate by
+// its hostname (SNI), the listener without a hostname's as the default; a certificate that
+// cannot be served leaves its listener out; an older proxy gets no HTTPS port.
+TEST_F(GatewayProxyTest, HttpsListenersServeTheirCertificatesBySni) {
+  policy_.gateways.clear();
+  policy_.gateways.push_back(ParseGateway<gw::Gateway>(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  listeners:
+  - {name: shop, port: 443, protocol: HTTPS, hostname: shop.example.com, tls: {certificateRefs: [{name: shop-cert}]}}
+  - {name: wild, port: 443, protocol: HTTPS, hostname: "*.example.com", tls: {certificateRefs: [{name: wild-cert}]}}
+  - {name: any, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: default-cert}]}}
+  - {name: broken, port: 8443, protocol: HTTPS, tls: {certificateRefs: [{name: broken-cert}]}}
+)"));
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: cart}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [shop.example.com]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 80}]
+)");
+  TranslateOptions options;
+  auto certificate = [](const std::string& name, const std::string& error = "") {
+    return GatewayCertificate{.type = "kubernetes.io/tls",
+                              .chain_pem = "chain of " + name,
+                              .key_pem = "key of " + name,
+                              .error = error};
+  };
+  options.gateway_certificates = GatewayCertificates{
+      {{"default", "shop-cert"}, certificate("shop")},
+      {{"default", "wild-cert"}, certificate("wild")},
+      {{"default", "default-cert"}, certificate("default")},
+      {{"default", "broken-cert"}, certificate("broken", "the key does not match")}};
+  xds::Node node;
+  node.set_id("edge-gw-0");
+  for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+  const NodeResources r = Translate(policy_, registry_, node, options);
+  const xds::Listener* https = Named(r.listeners, "gateway|443");
+  ASSERT_NE(https, nullptr);
+  EXPECT_EQ(https->tls().mode(), xds::DownstreamTls::TLS);
+  EXPECT_EQ(https->tls().secret_name(), "gateway-cert:default/default-cert");
+  ASSERT_EQ(https->tls().server_certificates_size(), 2);
+  EXPECT_EQ(https->tls().server_certificates(0).server_names(0), "shop.example.com");
+  EXPECT_EQ(https->tls().server_certificates(0).secret_name(), "gateway-cert:default/shop-cert");
+  EXPECT_EQ(https->tls().server_certificates(1).server_names(0), "*.example.com");
+  const xds::Secret* shop = Named(r.secrets, "gateway-cert:default/shop-cert");
+  ASSERT_NE(shop, nullptr);
+  EXPECT_EQ(shop->certificate_chain_pem(), "chain of shop");
+  EXPECT_EQ(shop->private_key_pem(), "key of shop");
+  EXPECT_EQ(Named(r.secrets, "gateway-cert:default/broken-cert"), nullptr);
+  EXPECT_EQ(Named(r.listeners, "gateway|8443"), nullptr);
+  EXPECT_TRUE(HasWarning(r, "Secret default/broken-cert cannot be served: the key does not match"));
+  // The route, by its hostname, on the HTTPS port.
+  const xds::VirtualHost* vhost = TranslatorTest::Host(r, "gateway|443", "shop.example.com");
+  ASSERT_NE(vhost, nullptr);
+  EXPECT_EQ(vhost->routes(0).route().cluster(), "outbound|80||echo-v1.default");
+
+  // Secrets not read at all: nothing HTTPS is served.
+  options.gateway_certificates.reset();
+  EXPECT_EQ(Named(Translate(policy_, registry_, node, options).listeners, "gateway|443"), nullptr);
+  // An older proxy cannot serve HTTPS: the port is left out.
+  options.gateway_certificates =
+      GatewayCertificates{{{"default", "default-cert"}, certificate("default")}};
+  xds::Node old;
+  old.set_id("edge-gw-0");
+  old.set_sidecar_version("meshlet-sidecar 0.1.0");
+  const NodeResources older = Translate(policy_, registry_, old, options);
+  EXPECT_EQ(Named(older.listeners, "gateway|443"), nullptr);
+  EXPECT_TRUE(HasWarning(older, "cannot serve HTTPS listeners (capability gateway)"));
 }
 
 // The Gateway's status names its ready proxies' addresses (Programmed).

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -79,6 +80,18 @@ struct NodeInput {
 inline constexpr size_t kDefaultMaxResourceBytes = 1 << 20;
 inline constexpr size_t kDefaultMaxOnDemandServices = 1024;
 
+// A Secret a Gateway listener's tls.certificateRefs may name, as the control plane read it.
+struct GatewayCertificate {
+  std::string type;       // the Secret's type ("kubernetes.io/tls")
+  std::string chain_pem;  // tls.crt
+  std::string key_pem;    // tls.key
+  // Why it cannot be served (a key that does not match, a CA leaf, no PEM); empty: it can.
+  std::string error;
+  bool operator==(const GatewayCertificate&) const = default;
+};
+using GatewayCertificates =
+    std::map<std::pair<std::string, std::string>, GatewayCertificate>;  // (namespace, name)
+
 struct TranslateOptions {
   std::string cluster_domain = "cluster.local";
   // Host the inbound listener forwards to (the local app).
@@ -104,6 +117,9 @@ struct TranslateOptions {
   // 0098). An issuer whose URI has none yet is sent with keys_unavailable (its tokens are
   // refused, its output headers still stripped).
   std::map<std::string, std::string> jwks;
+  // The Secrets Gateways' certificateRefs name (only those), read by the control plane; nullopt:
+  // Secrets are not read, so no HTTPS listener of a gateway proxy is served.
+  std::optional<GatewayCertificates> gateway_certificates;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;

@@ -45,6 +45,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "control-plane/translate/gateway_status.h"
 #include "control-plane/translate/lookup.h"
 #include "control-plane/translate/resources.h"
 #include "google/protobuf/duration.pb.h"
@@ -591,6 +592,9 @@ inline constexpr absl::string_view kGatewayLabel = "meshlet.io/gateway";
 // certificate on the xDS stream: a workload cannot serve a Gateway it was not deployed for);
 // null when there is none (the node then serves nothing).
 const gw::Gateway* GatewayOfNode(const PolicySnapshot& policy, const Workload& self);
+// What the Gateway status and a gateway proxy's translation know of the Secrets certificateRefs
+// name (TranslateOptions::gateway_certificates), so both judge listeners alike.
+GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options);
 // The service account a Gateway's proxies must run as: "<name>-<gatewayClassName>".
 std::string GatewayServiceAccount(const gw::Gateway& gateway);
 // A gateway proxy's listeners: one per port of the Gateway's usable HTTP listeners,

@@ -38,6 +38,7 @@ struct DownstreamTlsConfig {
     kDisable,     // plaintext only
     kPermissive,  // mTLS and plaintext both accepted, detected per connection
     kStrict,      // mTLS required
+    kTls,         // TLS required; a client certificate only if asked for below
   };
   Mode mode = Mode::kDisable;
   std::string secret_name;  // certificate, key and trust bundle; set unless kDisable (or below)
@@ -53,6 +54,13 @@ struct DownstreamTlsConfig {
   std::string trust_bundle_secret;
   // Issue session tickets (tls::TlsContextConfig::session_tickets).
   bool session_resumption = true;
+  // More certificates by SNI (xds DownstreamTls.server_certificates): lower-case names, each
+  // "name" or "*.suffix", and the Secret holding the chain and key.
+  struct ServerCertificate {
+    std::vector<std::string> server_names;
+    std::string secret_name;
+  };
+  std::vector<ServerCertificate> server_certificates;
 };
 
 // Limits and timers of the HTTP codecs on one listener. Zero durations mean "no timer".

@@ -42,6 +42,9 @@ void AddReferences(const xds::Listener& listener, References& out) {
   }
   AddName(listener.tls().secret_name(), out.secrets);
   AddName(listener.tls().trust_bundle_secret(), out.secrets);
+  for (const xds::ServerCertificate& certificate : listener.tls().server_certificates()) {
+    AddName(certificate.secret_name(), out.secrets);
+  }
 }
 
 void AddReferences(const xds::RouteConfiguration& routes, References& out) {

@@ -1,11 +1,14 @@
 #include "sidecar/config/translate_internal.h"
 
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/file.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
@@ -113,6 +116,61 @@ void TranslateTrustBundleSecret(Errors::Scope& scope, bool workload_certificate,
   }
 }
 
+// A server name of DownstreamTls.server_certificates: "name" or "*.suffix", lower case, DNS
+// letters, digits, '-' and '.' (no empty label, no trailing dot).
+bool ValidServerName(absl::string_view name) {
+  if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
+  if (name.empty() || name.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    for (char c : label) {
+      if (!absl::ascii_islower(static_cast<unsigned char>(c)) &&
+          !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '-') {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// DownstreamTls.server_certificates: names valid and each listed once, Secrets with a chain and
+// key; beside secret_name only (the default certificate).
+void TranslateServerCertificates(Errors::Scope& scope, const xds::DownstreamTls& in,
+                                 const Snapshot::ByName<SecretConfig>& secrets,
+                                 DownstreamTlsConfig& out) {
+  if (in.server_certificates_size() > 0 && in.secret_name().empty()) {
+    scope.Add("tls.server_certificates", "needs tls.secret_name (the default certificate)");
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < in.server_certificates_size(); ++i) {
+    const xds::ServerCertificate& c = in.server_certificates(i);
+    const std::string path = Index("tls.server_certificates", i);
+    if (c.server_names_size() == 0) scope.Add(Join(path, "server_names"), "required");
+    for (int n = 0; n < c.server_names_size(); ++n) {
+      const std::string& name = c.server_names(n);
+      if (!ValidServerName(name)) {
+        scope.Add(Index(Join(path, "server_names"), n),
+                  absl::StrCat(Quote(name), " is not a lower-case host name or *.suffix"));
+      } else if (!seen.insert(name).second) {
+        scope.Add(Index(Join(path, "server_names"), n),
+                  absl::StrCat(Quote(name), " is listed twice"));
+      }
+    }
+    auto it = secrets.find(c.secret_name());
+    if (it == secrets.end()) {
+      scope.Add(Join(path, "secret_name"),
+                absl::StrCat(Quote(c.secret_name()), " names no Secret"));
+    } else if (it->second.certificate_chain_pem.empty()) {
+      scope.Add(Join(path, "secret_name"),
+                absl::StrCat("secret ", Quote(c.secret_name()),
+                             " has no certificate chain and private key"));
+    }
+    out.server_certificates.push_back(
+        {.server_names = {c.server_names().begin(), c.server_names().end()},
+         .secret_name = c.secret_name()});
+  }
+}
+
 }  // namespace
 
 void AddSecrets(SnapshotBuild& build, const ResourceList<xds::Secret>& secrets) {
@@ -198,6 +256,9 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
     case xds::DownstreamTls::STRICT:
       out.mode = DownstreamTlsConfig::Mode::kStrict;
       break;
+    case xds::DownstreamTls::TLS:
+      out.mode = DownstreamTlsConfig::Mode::kTls;
+      break;
     default:
       scope.Add("tls.mode", absl::StrCat("unknown value ", in.mode()));
       return;
@@ -231,6 +292,7 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
     }
   }
   out.secret_name = in.secret_name();
+  TranslateServerCertificates(scope, in, secrets, out);
   TranslateTrustBundleSecret(scope, in.workload_certificate(), in.trust_bundle_secret(), secrets,
                              out.trust_bundle_secret);
   out.session_resumption = !in.disable_session_resumption();

@@ -111,8 +111,8 @@ std::shared_ptr<ListenerContext> ListenerContext::Create(
 std::unique_ptr<net::Transport> ListenerContext::NewTransport() const {
   if (tls_provider == nullptr) return std::make_unique<net::PlaintextTransport>();
   return std::make_unique<DownstreamTlsTransport>(
-      tls_provider, config.tls.mode == config::DownstreamTlsConfig::Mode::kStrict, tls, config.name,
-      tls_refusal_log);
+      tls_provider, config.tls.mode != config::DownstreamTlsConfig::Mode::kPermissive, tls,
+      config.name, tls_refusal_log);
 }
 
 }  // namespace meshlet::sidecar::listener

@@ -48,6 +48,13 @@ struct Pems {
   const std::map<std::string, std::string>* federated = nullptr;
   const std::vector<std::string>* aliases = nullptr;
   absl::string_view local_domain;
+  // A listener's certificates by SNI (DownstreamTls.server_certificates): names, chain, key.
+  struct Sni {
+    const std::vector<std::string>* server_names = nullptr;
+    absl::string_view chain;
+    absl::string_view key;
+  };
+  std::vector<Sni> sni;
 };
 
 // What one Prepare reads and hashes once however many listeners and clusters use it: ca_file
@@ -126,7 +133,17 @@ absl::StatusOr<Pems> ListenerPems(const config::DownstreamTlsConfig& in,
                                   const config::Snapshot& snapshot,
                                   const WorkloadTlsMaterial* workload) {
   if (in.workload_certificate) return WorkloadPems(workload, in.trust_bundle_secret, snapshot);
-  return NamedSecretPems(in.secret_name, snapshot);
+  ASSIGN_OR_RETURN(Pems out, NamedSecretPems(in.secret_name, snapshot));
+  for (const config::DownstreamTlsConfig::ServerCertificate& c : in.server_certificates) {
+    const config::SecretConfig* secret = snapshot.FindSecret(c.secret_name);
+    if (secret == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tls.server_certificates: secret \"", c.secret_name, "\" names no Secret"));
+    }
+    const Pems pems = SecretPems(*secret);
+    out.sni.push_back({.server_names = &c.server_names, .chain = pems.chain, .key = pems.key});
+  }
+  return out;
 }
 
 absl::StatusOr<Pems> ClusterPems(const UpstreamTlsConfig& in, const config::Snapshot& snapshot,
@@ -201,6 +218,11 @@ void CopyPems(const Pems& pems, tls::TlsContextConfig& out) {
   out.certificate_chain_pem = std::string(pems.chain);
   out.private_key_pem = std::string(pems.key);
   out.trust_bundle_pem = std::string(pems.bundle);
+  for (const Pems::Sni& sni : pems.sni) {
+    out.sni_certificates.push_back({.server_names = *sni.server_names,
+                                    .certificate_chain_pem = std::string(sni.chain),
+                                    .private_key_pem = std::string(sni.key)});
+  }
   if (pems.federated != nullptr) {
     out.local_trust_domain = std::string(pems.local_domain);
     out.federated_bundles_pem = *pems.federated;
@@ -219,6 +241,10 @@ std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& set
                    absl::StrJoin(settings.alpn_protocols, ","), "\n", absl::StrJoin(peer_ids, ","),
                    "\n", settings.session_tickets, "\n", settings.client_session_cache_size, "\n",
                    cache.Digest(pems.chain), cache.Digest(pems.key), cache.Digest(pems.bundle));
+  for (const Pems::Sni& sni : pems.sni) {
+    absl::StrAppend(&out, "\nsni ", absl::StrJoin(*sni.server_names, ","), " ",
+                    cache.Digest(sni.chain), cache.Digest(sni.key));
+  }
   if (pems.federated != nullptr) {
     absl::StrAppend(&out, "\nfederated ", pems.local_domain, " ",
                     absl::StrJoin(*pems.aliases, ","));

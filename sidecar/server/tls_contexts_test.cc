@@ -132,6 +132,45 @@ TEST_F(TlsContextsTest, UnchangedSecretKeepsTheContextAndAChangedOneSwapsIt) {
   EXPECT_TRUE(old_context->is_server());
 }
 
+// A gateway's HTTPS listener: TLS without client certificates and a certificate by SNI; a new
+// SNI certificate makes a new context (new handshakes), the old one lives on for its holders.
+TEST_F(TlsContextsTest, ServerCertificatesBySniAndTheirRotation) {
+  const TestCertificate workload = Leaf("spiffe://cluster.local/ns/default/sa/a");
+  const TestCertificate fallback = Leaf("");
+  auto with_shop = [&](const TestCertificate& shop) {
+    config::Snapshot snapshot = MakeSnapshot(workload);
+    snapshot.secrets["fallback"] = config::SecretConfig{.name = "fallback",
+                                                        .certificate_chain_pem = fallback.chain_pem,
+                                                        .private_key_pem = fallback.key_pem};
+    snapshot.secrets["shop"] = config::SecretConfig{
+        .name = "shop", .certificate_chain_pem = shop.chain_pem, .private_key_pem = shop.key_pem};
+    config::ListenerConfig& gateway = snapshot.listeners.emplace_back();
+    gateway.name = "gateway|443";
+    gateway.tls.mode = config::DownstreamTlsConfig::Mode::kTls;
+    gateway.tls.secret_name = "fallback";
+    gateway.tls.server_certificates = {
+        {.server_names = {"shop.example.com"}, .secret_name = "shop"}};
+    return snapshot;
+  };
+  TlsContexts contexts;
+  const config::Snapshot first = with_shop(Leaf(""));
+  ASSERT_TRUE(contexts.Apply(first).ok());
+  std::shared_ptr<const tls::TlsContextProvider> gateway = contexts.ForListener("gateway|443");
+  ASSERT_NE(gateway, nullptr);
+  const std::shared_ptr<const tls::TlsContext> old_context = gateway->Current();
+  EXPECT_EQ(old_context->client_certificate(), tls::ClientCertificateMode::kNone);
+  EXPECT_EQ(old_context->SniIndexFor("shop.example.com"), 0);
+  ASSERT_TRUE(contexts.Apply(first).ok());
+  EXPECT_EQ(gateway->Current(), old_context);  // unchanged: not rebuilt
+  config::Snapshot rotated = first;
+  const TestCertificate next = Leaf("");
+  rotated.secrets["shop"].certificate_chain_pem = next.chain_pem;
+  rotated.secrets["shop"].private_key_pem = next.key_pem;
+  ASSERT_TRUE(contexts.Apply(rotated).ok());
+  EXPECT_NE(gateway->Current(), old_context);
+  EXPECT_EQ(gateway->Current()->SniIndexFor("shop.example.com"), 0);
+}
+
 TEST_F(TlsContextsTest, ARemovedListenerLosesItsProviderAndOpenHoldersKeepTheirs) {
   TlsContexts contexts;
   const config::Snapshot with = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"));
