@@ -32,11 +32,17 @@ spec:
   - {name: api, port: 8080, protocol: HTTP}
   - {name: tls, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: edge-cert}]}}
 )"));
-    registry::Workload proxy =
-        MakeWorkload("edge-gw-0", "", "10.0.7.1", {{"meshlet.io/gateway", "default/edge"}});
-    proxy.ports.clear();
-    proxy.service_account = "edge-meshlet";
-    Register(proxy);
+    RegisterProxy("edge-gw-0", "10.0.7.1", "default/edge", "edge-meshlet");
+  }
+  // A gateway proxy `id` at `address` claiming `gateway` (label meshlet.io/gateway) as
+  // `service_account`, registered.
+  void RegisterProxy(const std::string& id, const std::string& address, const std::string& gateway,
+                     const std::string& service_account, bool ready = true) {
+    registry::Workload w = MakeWorkload(id, "", address, {{"meshlet.io/gateway", gateway}});
+    w.ports.clear();
+    w.service_account = service_account;
+    w.ready = ready;
+    Register(std::move(w));
   }
   // Keeps the registry ordered by id, as RegistrySnapshot::Find expects.
   void Register(registry::Workload w) {
@@ -137,16 +143,12 @@ spec:
 }
 
 TEST_F(GatewayProxyTest, AGatewayOfAnotherNamespaceOrClassIsNotServed) {
-  registry::Workload stranger =
-      MakeWorkload("stranger-0", "", "10.0.7.2", {{"meshlet.io/gateway", "other/edge"}});
-  Register(stranger);
+  RegisterProxy("stranger-0", "10.0.7.2", "other/edge", "");
   const NodeResources& r = For("stranger-0");
   EXPECT_TRUE(r.listeners.empty());
   EXPECT_TRUE(HasWarning(r, "names no Gateway of a meshlet GatewayClass in namespace default"));
   // Another service account than the Gateway's proxies'.
-  registry::Workload impostor =
-      MakeWorkload("impostor-0", "", "10.0.7.3", {{"meshlet.io/gateway", "default/edge"}});
-  Register(impostor);
+  RegisterProxy("impostor-0", "10.0.7.3", "default/edge", "");
   EXPECT_TRUE(For("impostor-0").listeners.empty());
   EXPECT_FALSE(For("edge-gw-0").listeners.empty());
   policy_.gateway_classes[0].mutable_spec()->set_controller_name("example.com/other");
@@ -231,11 +233,7 @@ spec:
 
 // The Gateway's status names its ready proxies' addresses (Programmed).
 TEST_F(GatewayProxyTest, ReadyProxiesProgramTheGateway) {
-  registry::Workload second =
-      MakeWorkload("edge-gw-1", "", "10.0.7.9", {{"meshlet.io/gateway", "default/edge"}});
-  second.service_account = "edge-meshlet";
-  second.ready = false;
-  Register(second);
+  RegisterProxy("edge-gw-1", "10.0.7.9", "default/edge", "edge-meshlet", /*ready=*/false);
   auto addresses = GatewayProxyAddresses(policy_, registry_);
   ASSERT_EQ(addresses.size(), 1u);
   const GatewayEnvironment::Key edge("default", "edge");

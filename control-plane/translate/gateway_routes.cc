@@ -3,7 +3,9 @@
 // "outbound". Producer routes (in the Service's namespace) apply to every caller; consumer routes
 // (in another namespace) to callers of their namespace only, and for them replace the producer
 // routes of the Service port. All the rules that apply to one Service port are ordered by the
-// Gateway API's precedence (ADR 0060) and end with a 404 for requests none matches.
+// Gateway API's precedence (ADR 0060) and end with a 404 for requests none matches. Routes
+// attached to a Gateway's listeners take the same rule translation, per hostname of a gateway
+// proxy's port (GatewayPortRoutes, ADR 0099).
 //
 // One file: its parts (route selection and precedence, matches, filters, backends, session
 // persistence) all turn one rule into one RouteConfiguration entry and share the rule's helpers;
@@ -368,13 +370,14 @@ void SetServerError(xds::Route& route, absl::string_view why) {
 // whole route answers 500). A backendRef's own filters (header modifiers: CheckFilter) become
 // its weighted cluster's header changes, which the sidecar applies after the route's (the rule's
 // filters), only to the requests it sends to that backend; a single backend with filters is a
-// weighted cluster of one for that reason.
+// weighted cluster of one for that reason. `*policy_of` (when null): the Service whose
+// TrafficPolicy sets the route's timeouts and retries, the parent's, else the first backend's.
 template <typename BackendRef>
 bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::string_view kind,
                    const std::string& route_ns, const ParentRefs& parent_refs,
                    const RouteParent& parent,
                    const google::protobuf::RepeatedPtrField<BackendRef>& refs,
-                   const std::string& where, xds::Route& route, const ServiceView** first_backend) {
+                   const std::string& where, xds::Route& route, const ServiceView** policy_of) {
   if (refs.empty()) {
     SetServerError(route, "this route rule has no backendRefs");
     return false;
@@ -400,7 +403,7 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
       continue;
     }
     if (weight == 0) continue;
-    if (*first_backend == nullptr) *first_backend = b.service;
+    if (*policy_of == nullptr) *policy_of = parent.service != nullptr ? parent.service : b.service;
     std::string cluster = UseCluster(ctx, out, *b.service, *b.port, {});
     backend_filters |= ref.filters_size() > 0;
     // Several refs to one backend are one weighted cluster with their weights added (a cluster
@@ -494,11 +497,9 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     r->set_response_code(redirect->has_status_code() ? redirect->status_code() : 302);
     return base;
   }
-  const ServiceView* first_backend = nullptr;
   if (BackendAction(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), parent,
-                    rule.backend_refs(), where, base, &first_backend)) {
+                    rule.backend_refs(), where, base, policy_of)) {
     xds::RouteAction* action = base.mutable_route();
-    *policy_of = parent.service != nullptr ? parent.service : first_backend;
     ApplyTimeoutsAndRetry(ctx, out, **policy_of, rule.timeouts().request(),
                           rule.timeouts().backend_request(),
                           rule.has_retry() ? &rule.retry() : nullptr, where, *action);
@@ -526,11 +527,9 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     ApplyCommonFilter(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), rule.filters(f),
                       absl::StrCat(where, ".filters[", f, "]"), base, mirrors);
   }
-  const ServiceView* first_backend = nullptr;
   if (BackendAction(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), parent,
-                    rule.backend_refs(), where, base, &first_backend)) {
+                    rule.backend_refs(), where, base, policy_of)) {
     xds::RouteAction* action = base.mutable_route();
-    *policy_of = parent.service != nullptr ? parent.service : first_backend;
     ApplyTimeoutsAndRetry(ctx, out, **policy_of, "", "", nullptr, where, *action);
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;
     if (rule.has_session_persistence()) ApplySession(rule.session_persistence(), *action);
@@ -761,6 +760,21 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Rou
   }
 }
 
+// `entries` in precedence order as `vhost`'s routes, then a 404 saying `none_matches` for a
+// request none of them matches.
+void AddOrderedRoutes(std::vector<Entry>& entries, absl::string_view none_matches,
+                      xds::VirtualHost& vhost) {
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const Entry& a, const Entry& b) { return a.Key() < b.Key(); });
+  for (Entry& e : entries) *vhost.add_routes() = std::move(e.route);
+  xds::Route none;
+  none.set_name("no-matching-route");
+  none.mutable_match()->set_prefix("/");
+  none.mutable_direct_response()->set_status(404);
+  none.mutable_direct_response()->set_body(absl::StrCat("meshlet: ", none_matches, "\n"));
+  *vhost.add_routes() = std::move(none);
+}
+
 }  // namespace
 
 std::string NamespaceOr(const std::string& ns, absl::string_view fallback) {
@@ -982,15 +996,18 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
     const absl::string_view suffix = general.substr(1);
     return host.size() > suffix.size() && absl::EndsWith(host, suffix);
   };
-  std::set<std::string> hosts;
-  for (const GatewayListenerRoute& r : routes) hosts.insert(absl::AsciiStrToLower(r.hostname));
+  std::vector<std::string> hostnames;  // each route's, lower case
+  for (const GatewayListenerRoute& r : routes)
+    hostnames.push_back(absl::AsciiStrToLower(r.hostname));
+  const std::set<std::string> hosts(hostnames.begin(), hostnames.end());
   const RouteParent parent{nullptr, port};
   const size_t first_warning = out.resources.warnings.size();
   for (const std::string& host : hosts) {
     std::vector<Entry> entries;
     std::set<std::pair<const void*, std::string>> seen;
-    for (const GatewayListenerRoute& r : routes) {
-      const std::string hostname = absl::AsciiStrToLower(r.hostname);
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const GatewayListenerRoute& r = routes[i];
+      const std::string& hostname = hostnames[i];
       if (!covers(hostname, host)) continue;
       const void* route = r.http != nullptr ? static_cast<const void*>(r.http) : r.grpc;
       if (!seen.insert({route, hostname}).second) continue;
@@ -1000,19 +1017,10 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
         AddEntries(ctx, out, parent, "GRPCRoute", *r.grpc, entries, hostname);
       }
     }
-    std::stable_sort(entries.begin(), entries.end(),
-                     [](const Entry& a, const Entry& b) { return a.Key() < b.Key(); });
     xds::VirtualHost* vhost = config.add_virtual_hosts();
     vhost->set_name(host.empty() ? "*" : host);
     vhost->add_domains(host.empty() ? "*" : host);
-    for (Entry& e : entries) *vhost->add_routes() = std::move(e.route);
-    xds::Route none;
-    none.set_name("no-matching-route");
-    none.mutable_match()->set_prefix("/");
-    none.mutable_direct_response()->set_status(404);
-    none.mutable_direct_response()->set_body(
-        "meshlet: no route of the Gateway matches the request\n");
-    *vhost->add_routes() = std::move(none);
+    AddOrderedRoutes(entries, "no route of the Gateway matches the request", *vhost);
   }
   // A route's warnings once, not once per host it serves.
   std::vector<std::string>& warnings = out.resources.warnings;
@@ -1051,17 +1059,8 @@ bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
       AddEntries(ctx, out, RouteParent{&service, port.port()}, "GRPCRoute", *a->grpc, entries);
     }
   }
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const Entry& a, const Entry& b) { return a.Key() < b.Key(); });
-  for (Entry& e : entries) *vhost.add_routes() = std::move(e.route);
   // With routes attached, a request none of them matches is refused (GAMMA).
-  xds::Route none;
-  none.set_name("no-matching-route");
-  none.mutable_match()->set_prefix("/");
-  none.mutable_direct_response()->set_status(404);
-  none.mutable_direct_response()->set_body(
-      "meshlet: no Gateway API route of this Service matches the request\n");
-  *vhost.add_routes() = std::move(none);
+  AddOrderedRoutes(entries, "no Gateway API route of this Service matches the request", vhost);
   return true;
 }
 
