@@ -153,6 +153,13 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "namespace; it mirrors meshlet.io and gateway.networking.k8s.io policy objects "
                "into the store (objects mirrored so cannot be changed with meshctl) and writes "
                "route status back."});
+  sections.push_back(
+      {.heading = "Gateways (with --kubernetes-api; docs/gateway.md):",
+       .flags = {flags::BoolFlag(
+           "--gateway-secrets", &command_line.gateway_secrets,
+           "read the Secrets Gateways' HTTPS listeners name in certificateRefs (a watch per "
+           "Secret; needs get, list and watch on Secrets) and serve them to the gateway proxies "
+           "(default true; false: no HTTPS listener is served)")}});
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});

@@ -43,6 +43,8 @@ struct CommandLine {
   federation::FederationOptions federation;
   // RequestAuthentication jwksUris, fetched by the control plane (ADR 0098).
   authn::JwksFetcherOptions jwks;
+  // Gateways' certificateRefs Secrets read through the Kubernetes API (server/gateway_secrets.h).
+  bool gateway_secrets = true;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -18,6 +18,7 @@
 #include "control-plane/command_line.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
+#include "control-plane/server/gateway_secrets.h"
 #include "control-plane/server/kubernetes_policy.h"
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/webhook/webhook_service.h"
@@ -77,6 +78,9 @@ int main(int argc, char** argv) {
   const bool plaintext = command_line->xds.plaintext;
   command_line->xds.trust_domain = ca.authority().options().trust_domain;
   meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
+  if (!kubernetes_api.api.empty() && command_line->gateway_secrets) {
+    xds.ExpectGatewayCertificates();  // read below (GatewaySecrets)
+  }
   // The injection webhook serves with the same self-issued certificate as discovery.
   meshlet::controlplane::webhook::WebhookService webhook(
       control_plane, std::move(command_line->webhook),
@@ -303,6 +307,26 @@ int main(int argc, char** argv) {
         }
         jwks.SetUris(uris);
       });
+  // Gateways' certificateRefs: the Secrets they name, watched, served to the gateway proxies.
+  std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesApi> secrets_api;
+  std::unique_ptr<meshlet::controlplane::GatewaySecrets> gateway_secrets;
+  if (!kubernetes_api.api.empty() && command_line->gateway_secrets) {
+    auto api = meshlet::controlplane::kubernetes::KubernetesApi::Create(control_plane.loop(),
+                                                                        kubernetes_api);
+    if (!api.ok()) return fail(api.status());
+    secrets_api = *std::move(api);
+    gateway_secrets = std::make_unique<meshlet::controlplane::GatewaySecrets>(
+        control_plane.loop(), *secrets_api, control_plane.stats(),
+        meshlet::controlplane::kubernetes::ReflectorOptions{},
+        [&xds](const meshlet::controlplane::translate::GatewayCertificates& certificates) {
+          xds.SetGatewayCertificates(certificates);
+        });
+    xds.AddPolicyListener(
+        [secrets = gateway_secrets.get()](
+            std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
+          secrets->SetReferences(meshlet::controlplane::translate::GatewaySecretRefs(*policy));
+        });
+  }
   // A live tap reaches the sidecars connected to the other replicas through them.
   if (xds.tap() != nullptr) {
     xds.tap()->SetPeers(

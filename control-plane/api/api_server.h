@@ -73,6 +73,7 @@
 #include "control-plane/policy/validate.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/store/store.h"
+#include "control-plane/translate/gateway_status.h"
 #include "xds/gateway.pb.h"
 
 namespace meshlet::controlplane::api {
@@ -201,6 +202,13 @@ class PolicyApi {
   // Gateway API routes compute their status from instead of reading the whole store; null (the
   // default) reads the store. Any thread.
   void SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live);
+  // The Secrets Gateways' certificateRefs name, as the control plane read them
+  // (GatewayEnvironment::secrets): the Gateway and route statuses report a missing or unservable
+  // one. nullopt (the default): Secrets are not read, only the references are checked. Any thread.
+  void SetGatewaySecrets(
+      std::optional<
+          std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
+          secrets);
 
   // The allocator of Service addresses the writes use (for the start-up backfill).
   addresses::ServiceAddresses& service_addresses() { return *addresses_; }
@@ -284,6 +292,8 @@ class PolicyApi {
   http::RequestHandler dashboard_;
   mutable std::mutex live_policy_mu_;
   std::shared_ptr<const policy::LivePolicy> live_policy_ ABSL_GUARDED_BY(live_policy_mu_);
+  std::optional<std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
+      gateway_secrets_ ABSL_GUARDED_BY(live_policy_mu_);
 };
 
 // Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.

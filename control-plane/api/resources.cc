@@ -131,6 +131,14 @@ void PolicyApi::SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live) {
   live_policy_ = std::move(live);
 }
 
+void PolicyApi::SetGatewaySecrets(
+    std::optional<
+        std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
+        secrets) {
+  std::lock_guard<std::mutex> lock(live_policy_mu_);
+  gateway_secrets_ = std::move(secrets);
+}
+
 PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
                                                       const ResourceKey* only) const {
   ObjectStatuses out;
@@ -140,9 +148,11 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
     return out;
   }
   std::shared_ptr<const policy::LivePolicy> live;
+  translate::GatewayEnvironment env;
   {
     std::lock_guard<std::mutex> lock(live_policy_mu_);
     live = live_policy_;
+    env.secrets = gateway_secrets_;
   }
   std::shared_ptr<const policy::PolicySnapshot> current =
       live != nullptr ? live->Current() : nullptr;
@@ -156,7 +166,6 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
     return out;  // the objects are shown without status
   }
   if (gateway) {
-    translate::GatewayEnvironment env;
     if (registry_ != nullptr) {
       env.proxy_addresses = translate::GatewayProxyAddresses(snapshot, *registry_->Snapshot());
     }
@@ -184,7 +193,7 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
   std::shared_ptr<const registry::RegistrySnapshot> registry =
       registry_ != nullptr ? registry_->Snapshot()
                            : std::make_shared<const registry::RegistrySnapshot>();
-  for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(snapshot, *registry)) {
+  for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(snapshot, *registry, env)) {
     out[{u.kind, u.namespace_, u.name}] = u.status.SerializeAsString();
   }
   return out;

@@ -351,11 +351,14 @@ absl::StatusOr<std::vector<YAML::Node>> LoadObjects(const InstallOptions& option
       objects.push_back(doc);
     }
   }
-  // After the control plane that reads it: a GatewayClass is configuration, nothing runs it.
+  // After the control plane that reads it: its read of the Gateways' Secrets, and the
+  // GatewayClass (configuration, nothing runs it).
   if (options.gateway) {
-    absl::StatusOr<std::vector<YAML::Node>> gateway = LoadManifest("gateway/gatewayclass.yaml");
-    if (!gateway.ok()) return gateway.status();
-    objects.insert(objects.end(), gateway->begin(), gateway->end());
+    for (const char* manifest : {"gateway/rbac.yaml", "gateway/gatewayclass.yaml"}) {
+      absl::StatusOr<std::vector<YAML::Node>> gateway = LoadManifest(manifest);
+      if (!gateway.ok()) return gateway.status();
+      objects.insert(objects.end(), gateway->begin(), gateway->end());
+    }
   }
   return objects;
 }
@@ -592,7 +595,7 @@ void RenameForRevision(YAML::Node node, const std::string& revision) {
     const std::string& text = node.Scalar();
     const std::string base = inject::kControlPlaneName;
     if (text == base || text == base + "-data" || text == base + "-leader-election" ||
-        text == base + "-ca") {
+        text == base + "-ca" || text == base + "-gateway") {
       node = StringNode(absl::StrCat(base, "-", revision, text.substr(base.size())));
     } else if (text == inject::InjectorConfigurationName("")) {
       node = StringNode(inject::InjectorConfigurationName(revision));

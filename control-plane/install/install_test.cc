@@ -126,7 +126,8 @@ TEST(InstallTest, CniModeRendersTheNodeAgentAndInjectsForIt) {
 // namespace and operator roles shared, its webhook selecting the namespaces and pods labelled
 // for it, the CA from the shared Secret; and it passes the install's own checks.
 // --set gateway=true: the GatewayClass meshlet (k8s/gateway) after the control plane, cluster-
-// scoped, of meshlet's controller; a revision's uninstall keeps it (the mesh's, shared).
+// scoped, of meshlet's controller; a revision's uninstall keeps it (the mesh's, shared). The
+// control plane's read of Secrets comes with it, bound to the install's (or revision's) account.
 TEST(InstallTest, GatewayRendersTheGatewayClassAfterTheControlPlane) {
   InstallOptions options;
   EXPECT_FALSE(SetOption(options, "gateway=yes").ok());
@@ -134,7 +135,16 @@ TEST(InstallTest, GatewayRendersTheGatewayClassAfterTheControlPlane) {
   ASSERT_TRUE(SetOption(options, "namespace=mesh").ok());
   absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
   ASSERT_TRUE(objects.ok()) << objects.status();
-  ASSERT_EQ(objects->size(), Defaults().size() + 1);
+  ASSERT_EQ(objects->size(), Defaults().size() + 3);
+  const YAML::Node role = (*objects)[objects->size() - 3];
+  const YAML::Node binding = (*objects)[objects->size() - 2];
+  EXPECT_EQ(Text(role["kind"]), "ClusterRole");
+  EXPECT_EQ(Text(role["rules"][0]["resources"][0]), "secrets");
+  EXPECT_EQ(role["rules"][0]["verbs"].size(), 3u);
+  EXPECT_EQ(Text(binding["kind"]), "ClusterRoleBinding");
+  EXPECT_EQ(Text(binding["roleRef"]["name"]), Text(role["metadata"]["name"]));
+  EXPECT_EQ(Text(binding["subjects"][0]["name"]), "meshlet-control-plane");
+  EXPECT_EQ(Text(binding["subjects"][0]["namespace"]), "mesh");
   const YAML::Node gateway_class = objects->back();
   EXPECT_EQ(Text(gateway_class["apiVersion"]), "gateway.networking.k8s.io/v1");
   EXPECT_EQ(Text(gateway_class["kind"]), "GatewayClass");
@@ -149,7 +159,18 @@ TEST(InstallTest, GatewayRendersTheGatewayClassAfterTheControlPlane) {
     EXPECT_NE(Text(o["kind"]), "GatewayClass");
   }
   // Not rendered by default.
-  for (const YAML::Node& o : Defaults()) EXPECT_NE(Text(o["kind"]), "GatewayClass");
+  for (const YAML::Node& o : Defaults()) {
+    EXPECT_NE(Text(o["kind"]), "GatewayClass");
+    EXPECT_NE(Text(o["metadata"]["name"]), "meshlet-control-plane-gateway");
+  }
+  // A revision's: its own role, binding and account.
+  ASSERT_TRUE(SetOption(options, "revision=canary").ok());
+  objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  const YAML::Node canary_binding = (*objects)[objects->size() - 2];
+  EXPECT_EQ(Text(canary_binding["metadata"]["name"]), "meshlet-control-plane-canary-gateway");
+  EXPECT_EQ(Text(canary_binding["roleRef"]["name"]), "meshlet-control-plane-canary-gateway");
+  EXPECT_EQ(Text(canary_binding["subjects"][0]["name"]), "meshlet-control-plane-canary");
 }
 
 TEST(InstallTest, ARevisionHasItsOwnNamesAndWebhookAndSharesTheCa) {

@@ -86,8 +86,14 @@ class ReflectorBase::Impl {
         .Set(absent ? 1 : 0);
   }
 
+  // The path and the configured query, ready for more parameters ("...?" or "...?query&").
+  std::string PathAndQuery() const {
+    return config_.query.empty() ? absl::StrCat(config_.path, "?")
+                                 : absl::StrCat(config_.path, "?", config_.query, "&");
+  }
+
   void ListPage(const std::string& continue_token) {
-    std::string path = absl::StrCat(config_.path, "?limit=", options_.page_size);
+    std::string path = absl::StrCat(PathAndQuery(), "limit=", options_.page_size);
     if (!continue_token.empty()) {
       absl::StrAppend(&path, "&continue=", http::QueryEscape(continue_token));
     }
@@ -190,7 +196,7 @@ class ReflectorBase::Impl {
     const int64_t timeout_seconds =
         std::max<int64_t>(1, absl::ToInt64Seconds(options_.watch_timeout));
     const std::string path =
-        absl::StrCat(config_.path, "?watch=true&allowWatchBookmarks=true&resourceVersion=",
+        absl::StrCat(PathAndQuery(), "watch=true&allowWatchBookmarks=true&resourceVersion=",
                      http::QueryEscape(resource_version_), "&timeoutSeconds=", timeout_seconds);
     api_.Call({.method = "GET",
                .path = path,

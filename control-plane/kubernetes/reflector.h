@@ -67,6 +67,9 @@ struct ReflectorOptions {
 struct ReflectorConfig {
   std::string resource;  // the stats' and logs' name: "services", "httproutes.gateway..."
   std::string path;      // "/api/v1/services"
+  // Added to every list and watch (escaped already): "fieldSelector=metadata.name%3Dx" reflects
+  // only the objects it selects. Empty: none.
+  std::string query;
   // The Accept headers of lists and watches (empty: JSON).
   std::string list_accept;
   std::string watch_accept;

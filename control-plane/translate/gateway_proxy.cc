@@ -137,7 +137,8 @@ GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
   if (options.gateway_certificates.has_value()) {
     env.secrets.emplace();
     for (const auto& [key, certificate] : *options.gateway_certificates) {
-      env.secrets->emplace(key, certificate.type);
+      env.secrets->emplace(
+          key, GatewayEnvironment::Secret{.type = certificate.type, .error = certificate.error});
     }
   }
   return env;
@@ -198,7 +199,11 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
   std::map<uint32_t, GatewayPort> ports;
   for (int i = 0; i < gateway.spec().listeners_size(); ++i) {
     const gw::Listener& listener = gateway.spec().listeners(i);
-    if (!usable[i]) continue;
+    if (!usable[i]) {
+      out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
+                            "\" is not usable (its status in the Gateway says why); not served"));
+      continue;
+    }
     if (listener.protocol() == "HTTPS" && !ctx.capabilities.Has(xds::Capability::kGateway)) {
       out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
                             "\": this proxy's release cannot serve HTTPS listeners "

@@ -211,7 +211,8 @@ spec:
   EXPECT_EQ(shop->private_key_pem(), "key of shop");
   EXPECT_EQ(Named(r.secrets, "gateway-cert:default/broken-cert"), nullptr);
   EXPECT_EQ(Named(r.listeners, "gateway|8443"), nullptr);
-  EXPECT_TRUE(HasWarning(r, "Secret default/broken-cert cannot be served: the key does not match"));
+  // The status judges it unusable (ResolvedRefs InvalidCertificateRef), so it is not served.
+  EXPECT_TRUE(HasWarning(r, "listener \"broken\" is not usable"));
   // The route, by its hostname, on the HTTPS port.
   const xds::VirtualHost* vhost = TranslatorTest::Host(r, "gateway|443", "shop.example.com");
   ASSERT_NE(vhost, nullptr);

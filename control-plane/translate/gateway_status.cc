@@ -111,10 +111,14 @@ std::pair<std::string, std::string> CheckCertificates(const policy::PolicySnapsh
         return {"InvalidCertificateRef",
                 absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " does not exist")};
       }
-      if (it->second != kTlsSecretType) {
+      if (it->second.type != kTlsSecretType) {
         return {"InvalidCertificateRef",
-                absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " is of type \"", it->second,
-                             "\", not ", kTlsSecretType)};
+                absl::StrCat(where, ": Secret ", ns, "/", ref.name(), " is of type \"",
+                             it->second.type, "\", not ", kTlsSecretType)};
+      }
+      if (!it->second.error.empty()) {
+        return {"InvalidCertificateRef", absl::StrCat(where, ": Secret ", ns, "/", ref.name(),
+                                                      " cannot be served: ", it->second.error)};
       }
     }
   }
@@ -324,6 +328,27 @@ std::vector<bool> UsableListeners(const policy::PolicySnapshot& policy,
     usable.push_back(state.usable());
   }
   return usable;
+}
+
+std::set<GatewayEnvironment::Key> GatewaySecretRefs(const policy::PolicySnapshot& policy) {
+  std::set<GatewayEnvironment::Key> out;
+  for (const gw::Gateway& gateway : policy.gateways) {
+    if (!IsMeshletClass(policy, gateway.spec().gateway_class_name())) continue;
+    const std::string gateway_ns = Or(gateway.metadata().namespace_(), "default");
+    for (const gw::Listener& l : gateway.spec().listeners()) {
+      if (l.protocol() != "HTTPS") continue;
+      for (const gw::SecretObjectReference& ref : l.tls().certificate_refs()) {
+        if (Or(ref.kind(), "Secret") != "Secret" ||
+            !(ref.group().empty() || ref.group() == "core")) {
+          continue;
+        }
+        const std::string ns = Or(ref.namespace_(), gateway_ns);
+        if (ns != gateway_ns && !SecretGranted(policy, gateway_ns, ns, ref.name())) continue;
+        out.emplace(ns, ref.name());
+      }
+    }
+  }
+  return out;
 }
 
 GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,

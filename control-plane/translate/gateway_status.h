@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
+#include "control-plane/translate/resources.h"
 #include "xds/gateway.pb.h"
 
 namespace meshlet::controlplane::translate {
@@ -32,9 +34,14 @@ using policy::kGatewayControllerName;
 // empty part is read as "nothing known" in the way stated.
 struct GatewayEnvironment {
   using Key = std::pair<std::string, std::string>;  // (namespace, name)
-  // The Secrets certificateRefs may name, with their type ("kubernetes.io/tls"). nullopt: not
-  // known, so only the references themselves (kind, ReferenceGrant) are checked.
-  std::optional<std::map<Key, std::string>> secrets;
+  // A Secret a certificateRef names, as the control plane read it.
+  struct Secret {
+    std::string type;   // "kubernetes.io/tls"
+    std::string error;  // why its certificate cannot be served; empty: it can
+  };
+  // The Secrets certificateRefs may name. nullopt: not known, so only the references themselves
+  // (kind, ReferenceGrant) are checked.
+  std::optional<std::map<Key, Secret>> secrets;
   // Each namespace's labels, for allowedRoutes.namespaces From Selector (a namespace not listed
   // has none).
   std::map<std::string, std::map<std::string, std::string>> namespace_labels;
@@ -42,6 +49,14 @@ struct GatewayEnvironment {
   // Programmed (Pending).
   std::map<Key, std::vector<std::string>> proxy_addresses;
 };
+
+// The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
+// serves. Such a node gets no sidecar listeners, only the Gateway's.
+inline constexpr absl::string_view kGatewayLabel = "meshlet.io/gateway";
+
+// What the Gateway status and a gateway proxy's translation know of the Secrets certificateRefs
+// name (TranslateOptions::gateway_certificates), so both judge listeners alike (gateway_proxy.cc).
+GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options);
 
 // GatewayEnvironment::proxy_addresses from the registered gateway proxies: the addresses of the
 // ready ones serving each Gateway (translation.h, GatewayOfNode), sorted.
@@ -89,6 +104,11 @@ ListenerAttachment AttachToGateway(const policy::PolicySnapshot& policy,
 std::vector<bool> UsableListeners(const policy::PolicySnapshot& policy,
                                   const GatewayEnvironment& env,
                                   const meshlet::gateway::Gateway& gateway);
+
+// The Secrets the control plane reads for `policy`'s Gateways: each certificateRef of kind Secret
+// of an HTTPS listener of one of meshlet's Gateways, in the Gateway's namespace or granted to it
+// by a ReferenceGrant (a reference that could not be served is not read), as (namespace, name).
+std::set<GatewayEnvironment::Key> GatewaySecretRefs(const policy::PolicySnapshot& policy);
 
 struct GatewayClassStatusUpdate {
   std::string name;

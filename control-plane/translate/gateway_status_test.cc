@@ -71,6 +71,16 @@ class GatewayStatusTest : public GatewayTest {
                      "spec:\n  gatewayClassName: meshlet\n  listeners:\n",
                      listeners));
   }
+  // Namespace certs lets Gateways of namespace default refer to its Secret "granted".
+  void GrantSecretGranted() {
+    policy_.reference_grants.push_back(ParseGateway<gw::ReferenceGrant>(R"(
+kind: ReferenceGrant
+metadata: {name: certs, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: default}]
+  to: [{group: "", kind: Secret, name: granted}]
+)"));
+  }
   GatewayStatuses Statuses() { return ComputeGatewayStatuses(policy_, env_); }
   GatewayStatusUpdate Edge() {
     for (GatewayStatusUpdate& u : Statuses().gateways) {
@@ -159,18 +169,14 @@ spec:
 }
 
 TEST_F(GatewayStatusTest, ListenerReasons) {
-  policy_.reference_grants.push_back(ParseGateway<gw::ReferenceGrant>(R"(
-kind: ReferenceGrant
-metadata: {name: certs, namespace: certs}
-spec:
-  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: default}]
-  to: [{group: "", kind: Secret, name: granted}]
-)"));
-  env_.secrets =
-      std::map<GatewayEnvironment::Key, std::string>{{{"default", "tls"}, "kubernetes.io/tls"},
-                                                     {{"default", "opaque"}, "Opaque"},
-                                                     {{"certs", "granted"}, "kubernetes.io/tls"},
-                                                     {{"certs", "ungranted"}, "kubernetes.io/tls"}};
+  GrantSecretGranted();
+  const GatewayEnvironment::Secret tls{.type = "kubernetes.io/tls"};
+  env_.secrets = std::map<GatewayEnvironment::Key, GatewayEnvironment::Secret>{
+      {{"default", "tls"}, tls},
+      {{"default", "opaque"}, {.type = "Opaque"}},
+      {{"default", "broken"}, {.type = "kubernetes.io/tls", .error = "the key does not match"}},
+      {{"certs", "granted"}, tls},
+      {{"certs", "ungranted"}, tls}};
   AddEdge(R"(  - {name: tcp, port: 1, protocol: TCP}
   - {name: badport, port: 0, protocol: HTTP}
   - {name: passthrough, port: 2, protocol: HTTPS, tls: {mode: Passthrough}}
@@ -182,6 +188,7 @@ spec:
   - {name: ungranted, port: 8, protocol: HTTPS, tls: {certificateRefs: [{name: ungranted, namespace: certs}]}}
   - {name: granted, port: 9, protocol: HTTPS, tls: {certificateRefs: [{name: granted, namespace: certs}]}}
   - {name: https, port: 10, protocol: HTTPS, tls: {mode: Terminate, certificateRefs: [{group: "", kind: Secret, name: tls}]}}
+  - {name: broken, port: 11, protocol: HTTPS, tls: {certificateRefs: [{name: broken}]}}
 )");
   const GatewayStatusUpdate u = Edge();
   std::map<std::string, std::string> got;
@@ -207,6 +214,7 @@ spec:
       {"ungranted", "Accepted=True/Accepted,ResolvedRefs=False/RefNotPermitted"},
       {"granted", "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs"},
       {"https", "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs"},
+      {"broken", "Accepted=True/Accepted,ResolvedRefs=False/InvalidCertificateRef"},
   };
   EXPECT_EQ(got, want);
   // The kinds listener takes the valid kind it names.
@@ -217,13 +225,16 @@ spec:
   EXPECT_EQ(MessageOf(u.status.listeners(7).conditions(), "ResolvedRefs"),
             "tls.certificateRefs[0]: Secret default/opaque is of type \"Opaque\", not "
             "kubernetes.io/tls");
+  EXPECT_EQ(MessageOf(u.status.listeners(11).conditions(), "ResolvedRefs"),
+            "tls.certificateRefs[0]: Secret default/broken cannot be served: the key does not "
+            "match");
   // Unusable listeners are not programmed; the Gateway is accepted with the others.
   EXPECT_EQ(Conditions(u.status.listeners(0).conditions()).find("Programmed=False/Invalid") !=
                 std::string::npos,
             true);
   EXPECT_EQ(Conditions(u.status.conditions()),
             "Accepted=True/ListenersNotValid,Programmed=False/Pending");
-  EXPECT_EQ(MessageOf(u.status.conditions(), "Accepted"), "9 of 11 listeners are not usable");
+  EXPECT_EQ(MessageOf(u.status.conditions(), "Accepted"), "10 of 12 listeners are not usable");
 }
 
 TEST_F(GatewayStatusTest, UnknownSecretsCheckOnlyTheReference) {
@@ -231,6 +242,27 @@ TEST_F(GatewayStatusTest, UnknownSecretsCheckOnlyTheReference) {
   EXPECT_EQ(Conditions(Edge().status.listeners(0).conditions()),
             "Accepted=True/Accepted,Programmed=False/Pending,ResolvedRefs=True/ResolvedRefs,"
             "Conflicted=False/NoConflicts");
+}
+
+// The Secrets read are those meshlet's HTTPS listeners could serve: kind Secret, in the Gateway's
+// namespace or granted; not another class's, an HTTP listener's, a ConfigMap or an ungranted one.
+TEST_F(GatewayStatusTest, SecretRefsReadAreTheServableOnes) {
+  GrantSecretGranted();
+  AddEdge(
+      R"(  - {name: a, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: a}, {kind: Secret, group: core, name: b}]}}
+  - {name: c, port: 444, protocol: HTTPS, tls: {certificateRefs: [{kind: ConfigMap, name: c}]}}
+  - {name: d, port: 445, protocol: HTTPS, tls: {certificateRefs: [{name: granted, namespace: certs}, {name: ungranted, namespace: certs}]}}
+  - {name: e, port: 80, protocol: HTTP, tls: {certificateRefs: [{name: e}]}}
+)");
+  AddGateway(R"(kind: Gateway
+metadata: {name: other, namespace: default}
+spec:
+  gatewayClassName: theirs
+  listeners: [{name: x, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: x}]}}]
+)");
+  EXPECT_EQ(GatewaySecretRefs(policy_),
+            (std::set<GatewayEnvironment::Key>{
+                {"certs", "granted"}, {"default", "a"}, {"default", "b"}}));
 }
 
 TEST_F(GatewayStatusTest, ProtocolAndHostnameConflicts) {

@@ -584,17 +584,11 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
 // ---------------------------------------------------------------------------------------------
 // Gateway proxies (gateway_proxy.cc; ADR 0099)
 
-// The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
-// serves. Such a node gets no sidecar listeners, only the Gateway's.
-inline constexpr absl::string_view kGatewayLabel = "meshlet.io/gateway";
 // The Gateway a node with kGatewayLabel serves: one of meshlet's GatewayClass in the node's own
 // namespace, whose proxies' service account (GatewayServiceAccount) is the node's (proved by its
 // certificate on the xDS stream: a workload cannot serve a Gateway it was not deployed for);
 // null when there is none (the node then serves nothing).
 const gw::Gateway* GatewayOfNode(const PolicySnapshot& policy, const Workload& self);
-// What the Gateway status and a gateway proxy's translation know of the Secrets certificateRefs
-// name (TranslateOptions::gateway_certificates), so both judge listeners alike.
-GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options);
 // The service account a Gateway's proxies must run as: "<name>-<gatewayClassName>".
 std::string GatewayServiceAccount(const gw::Gateway& gateway);
 // A gateway proxy's listeners: one per port of the Gateway's usable HTTP listeners,

@@ -14,6 +14,7 @@
 #include "common/tls/tls_transport.h"
 #include "control-plane/identity/caller.h"
 #include "control-plane/policy/kinds.h"
+#include "control-plane/translate/gateway_status.h"
 #include "control-plane/xds/tls_files.h"
 #include "xds/capabilities.h"
 
@@ -435,6 +436,16 @@ void XdsService::SetJwks(std::map<std::string, std::string> jwks) {
   if (ads_ != nullptr) ads_->NotifyChanged();
 }
 
+void XdsService::SetGatewayCertificates(
+    std::optional<translate::GatewayCertificates> certificates) {
+  if (options_.translate.gateway_certificates == certificates) return;
+  options_.translate.gateway_certificates = std::move(certificates);
+  control_plane_.api().SetGatewaySecrets(
+      translate::GatewayEnvironmentOf(options_.translate).secrets);
+  resources_.SetOptions(options_.translate);
+  if (ads_ != nullptr) ads_->NotifyChanged();
+}
+
 void XdsService::ReloadPolicy() {
   if (reload_running_) return;
   reload_running_ = true;
@@ -491,6 +502,12 @@ absl::StatusOr<NodeResourceSet> XdsService::Generate(const GenerateRequest& requ
     // keeps what it has until discovery has listed them (the registry's change then pushes).
     return absl::UnavailableError(
         "waiting for Kubernetes discovery's first list of Services, EndpointSlices and Pods");
+  }
+  if (gateway_certificates_expected_ && !options_.translate.gateway_certificates.has_value() &&
+      request.node.labels().contains(std::string(translate::kGatewayLabel))) {
+    // The same for a gateway proxy's HTTPS listeners and the Secrets they serve.
+    return absl::UnavailableError(
+        "waiting for the first read of the Gateways' certificate Secrets");
   }
   const uint64_t oversized = resources_.stats().oversized_service_routes;
   NodeResourceSet out = resources_.Generate(policy_, std::move(registry), request);

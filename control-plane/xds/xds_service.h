@@ -127,6 +127,14 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // RequestAuthentication jwksUris' key sets (URI -> JWKS), sent inline in the listeners' JWT
   // authentication. Loop thread.
   void SetJwks(std::map<std::string, std::string> jwks);
+  // The Secrets Gateways' certificateRefs name (server/gateway_secrets.h): served to gateway
+  // proxies as their HTTPS certificates, and judged by the policy API's Gateway status. nullopt:
+  // not read (no HTTPS listener is served). Loop thread.
+  void SetGatewayCertificates(std::optional<translate::GatewayCertificates> certificates);
+  // The certificates will come (main.cc reads Secrets): until the first SetGatewayCertificates,
+  // gateway proxies are answered Unavailable and keep what they serve, rather than lose their
+  // HTTPS listeners while the Secrets are read. Before Start().
+  void ExpectGatewayCertificates() { gateway_certificates_expected_ = true; }
 
   // `listener` gets every policy snapshot the service loads (the current one at once, if any),
   // on the loop thread. Call on the loop thread.
@@ -154,8 +162,12 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // Logs each change at INFO ("workload X not ready: draining").
   void OnProxyReadiness(const std::string& node_id, bool ready, const std::string& reason) override;
 
- private:
+  // The AdsServer's generator: a node's resources, or Unavailable while what they depend on is
+  // not read yet (the policy, Kubernetes discovery's first list, a gateway's Secrets). Loop
+  // thread; public for tests.
   absl::StatusOr<NodeResourceSet> Generate(const GenerateRequest& request);
+
+ private:
   // The AdsServer's StreamAuthorizer (see the file comment).
   absl::StatusOr<StreamGrant> AuthorizeStream(const http::grpc::ServerCall& call,
                                               const xds::Node& node);
@@ -185,6 +197,7 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // GET /api/v1/tap over ads_ (destroyed first).
   std::unique_ptr<TapService> tap_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
+  bool gateway_certificates_expected_ = false;
   // The stored policy, kept current by the store's watch (each change applied on its own); the
   // whole store is read once, and again only when that fails (on the store worker, with backoff,
   // while sidecars keep what they have).

@@ -216,11 +216,25 @@ TEST_F(XdsServiceTlsTest, CertificateFilesOrPlaintextTakeNoSelfIssuedCertificate
 
 // The observer side of readiness reports, against a real registry (the ADS server's part is in
 // ads_server_test).
-TEST(XdsServiceTest, ReadinessReportsSetTheRegistryAndAStreamsFirstReportOverridesWhatItKept) {
+// A control plane's options on a fresh data directory named `name`, its API on an ephemeral port.
+ControlPlaneOptions FreshControlPlaneOptions(const std::string& name) {
   ControlPlaneOptions options;
-  options.data_dir = ::testing::TempDir() + "/xds_service_test_readiness";
-  std::filesystem::remove_all(options.data_dir);  // no registry saved by an earlier run
+  options.data_dir = ::testing::TempDir() + "/" + name;
+  std::filesystem::remove_all(options.data_dir);  // nothing saved by an earlier run
   options.api_address = "127.0.0.1:0";
+  return options;
+}
+
+// A plaintext discovery port on an ephemeral port.
+XdsServiceOptions PlaintextXdsOptions() {
+  XdsServiceOptions options;
+  options.address = "127.0.0.1:0";
+  options.plaintext = true;
+  return options;
+}
+
+TEST(XdsServiceTest, ReadinessReportsSetTheRegistryAndAStreamsFirstReportOverridesWhatItKept) {
+  ControlPlaneOptions options = FreshControlPlaneOptions("xds_service_test_readiness");
   ControlPlane control_plane(options);
   ASSERT_TRUE(control_plane.Init().ok());
   XdsService service(control_plane, XdsServiceOptions{});
@@ -257,10 +271,7 @@ TEST(XdsServiceTest, ReadinessReportsSetTheRegistryAndAStreamsFirstReportOverrid
 // A node that lists no capabilities and names no release is counted (it is sent the oldest
 // supported release's forms); one naming its release, or listing capabilities, is not.
 TEST(XdsServiceTest, NodesThatSayNothingAboutTheirReleaseAreCounted) {
-  ControlPlaneOptions options;
-  options.data_dir = ::testing::TempDir() + "/xds_service_test_unversioned";
-  std::filesystem::remove_all(options.data_dir);
-  options.api_address = "127.0.0.1:0";
+  ControlPlaneOptions options = FreshControlPlaneOptions("xds_service_test_unversioned");
   ControlPlane control_plane(options);
   ASSERT_TRUE(control_plane.Init().ok());
   XdsService service(control_plane, XdsServiceOptions{});
@@ -289,16 +300,10 @@ TEST(XdsServiceTest, NodesThatSayNothingAboutTheirReleaseAreCounted) {
 // once, at start, not again after every write (a write cost a read and parse of the whole store,
 // 600 ms at 15 000 resources).
 TEST(XdsServiceTest, PolicyWritesAreAppliedWithoutReadingTheWholeStoreAgain) {
-  ControlPlaneOptions options;
-  options.data_dir = ::testing::TempDir() + "/xds_service_test_policy_writes";
-  std::filesystem::remove_all(options.data_dir);
-  options.api_address = "127.0.0.1:0";
+  ControlPlaneOptions options = FreshControlPlaneOptions("xds_service_test_policy_writes");
   ControlPlane control_plane(options);
   ASSERT_TRUE(control_plane.Init().ok());
-  XdsServiceOptions xds_options;
-  xds_options.address = "127.0.0.1:0";
-  xds_options.plaintext = true;
-  XdsService service(control_plane, xds_options);
+  XdsService service(control_plane, PlaintextXdsOptions());
   ASSERT_TRUE(service.Start().ok());
   std::shared_ptr<const policy::PolicySnapshot> seen;
   service.AddPolicyListener([&](std::shared_ptr<const policy::PolicySnapshot> p) { seen = p; });
@@ -328,20 +333,44 @@ TEST(XdsServiceTest, PolicyWritesAreAppliedWithoutReadingTheWholeStoreAgain) {
   std::filesystem::remove_all(options.data_dir);
 }
 
+// With the Secrets of Gateways to be read (main.cc, on Kubernetes), a gateway proxy is answered
+// Unavailable until the first read, so it keeps its HTTPS listeners across a control-plane
+// restart; a sidecar is not held back.
+TEST(XdsServiceTest, GatewayProxiesWaitForTheFirstReadOfTheSecrets) {
+  ControlPlaneOptions options = FreshControlPlaneOptions("xds_service_test_gateway_secrets");
+  ControlPlane control_plane(options);
+  ASSERT_TRUE(control_plane.Init().ok());
+  XdsService service(control_plane, PlaintextXdsOptions());
+  service.ExpectGatewayCertificates();
+  ASSERT_TRUE(service.Start().ok());
+  std::shared_ptr<const policy::PolicySnapshot> seen;
+  service.AddPolicyListener([&](std::shared_ptr<const policy::PolicySnapshot> p) { seen = p; });
+  ASSERT_TRUE(
+      control_plane.loop().RunUntil([&] { return seen != nullptr; }, std::chrono::seconds(10)));
+  xds::Node sidecar;
+  sidecar.set_id("reviews-0");
+  sidecar.set_service("reviews");
+  xds::Node gateway;
+  gateway.set_id("edge-0");
+  (*gateway.mutable_labels())["meshlet.io/gateway"] = "default/edge";
+  EXPECT_TRUE(service.Generate({.node = sidecar}).ok());
+  absl::StatusOr<NodeResourceSet> held = service.Generate({.node = gateway});
+  EXPECT_EQ(held.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(held.status().message(),
+            "waiting for the first read of the Gateways' certificate Secrets");
+  service.SetGatewayCertificates(translate::GatewayCertificates{});
+  EXPECT_TRUE(service.Generate({.node = gateway}).ok());
+  std::filesystem::remove_all(options.data_dir);
+}
+
 // A lookup key subscribed on a delta stream goes through the ADS server to the translator and
 // back on the wire: named in the ServiceRoute response's removed_resources when nothing answers
 // it, and shown in proxy-status.
 TEST(XdsServiceTest, LookupKeysOnTheDeltaStreamAreAnswered) {
-  ControlPlaneOptions options;
-  options.data_dir = ::testing::TempDir() + "/xds_service_test_lookups";
-  std::filesystem::remove_all(options.data_dir);
-  options.api_address = "127.0.0.1:0";
+  ControlPlaneOptions options = FreshControlPlaneOptions("xds_service_test_lookups");
   ControlPlane control_plane(options);
   ASSERT_TRUE(control_plane.Init().ok());
-  XdsServiceOptions xds_options;
-  xds_options.address = "127.0.0.1:0";
-  xds_options.plaintext = true;
-  XdsService service(control_plane, xds_options);
+  XdsService service(control_plane, PlaintextXdsOptions());
   ASSERT_TRUE(service.Start().ok());
   event::Loop& loop = control_plane.loop();
   {

@@ -38,8 +38,7 @@ import cp_api
 import root_rotation_test
 import sidecar_test
 from etcd_util import EtcdCluster, Replica, etcd_installed
-from fake_kubernetes_api import FakeApiServer
-from mesh_util import call_service, make_ca, make_server_cert, meshctl, write_meshctl_context
+from mesh_util import call_service, meshctl, start_fake_kubernetes, write_meshctl_context
 from root_rotation_test import RotationHarness, Trickle
 from sidecar_test import wait_for
 
@@ -223,11 +222,7 @@ class CaReloadTest(RotationHarness):
 
     def test_secret_reloaded_live(self):
         t = self.tmp
-        cluster_ca = make_ca(t, "cluster-ca")
-        self.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca), TOKEN)
-        token_file = os.path.join(t, "k8s-token")
-        with open(token_file, "w") as f:
-            f.write(TOKEN + "\n")
+        self.fake, kubernetes_flags = start_fake_kubernetes(t, TOKEN)
 
         def replace(name):
             # ca.crt is the operator's roots; C's chain leaves out its own root.
@@ -240,9 +235,8 @@ class CaReloadTest(RotationHarness):
         replace("A")
         self.start_control_plane(
             "--ca-secret", "/".join(SECRET), "--ca-reload-interval", "200ms",
-            "--kubernetes-api", self.fake.address, "--kubernetes-token-file", token_file,
-            "--kubernetes-ca-file", cluster_ca[0], "--kubernetes-discovery=false",
-            "--kubernetes-policy=false", "--webhook-address=off")
+            *kubernetes_flags, "--kubernetes-discovery=false", "--kubernetes-policy=false",
+            "--webhook-address=off")
         self.run_under_traffic(replace, "Secret meshlet-system/meshlet-ca")
         with self.fake.cond:
             events = [e for _, e in self.fake.events]
@@ -277,20 +271,15 @@ class ReplicasTest(unittest.TestCase):
                             "--name", "meshlet CA " + name], check=True, capture_output=True)
         with open(os.path.join(root, "root-cert.pem")) as f:
             self.root_pem = f.read()
-        cluster_ca = make_ca(t, "cluster-ca")
-        self.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca), TOKEN)
+        self.fake, kubernetes_flags = start_fake_kubernetes(t, TOKEN)
         self.addCleanup(self.fake.stop)
-        token_file = os.path.join(t, "k8s-token")
-        with open(token_file, "w") as f:
-            f.write(TOKEN + "\n")
         self.put_secret("A")
         self.replicas = []
         for name in ("r1", "r2"):
             self.replicas.append(Replica(
                 root_rotation_test.CONTROL_PLANE, MESHCTL, t, name, self.etcd,
                 "--replica-name", name, "--ca-secret", "/".join(SECRET),
-                "--ca-reload-interval", "200ms", "--kubernetes-api", self.fake.address,
-                "--kubernetes-token-file", token_file, "--kubernetes-ca-file", cluster_ca[0],
+                "--ca-reload-interval", "200ms", *kubernetes_flags,
                 "--kubernetes-discovery=false", "--kubernetes-policy=false",
                 "--webhook-address=off"))
             self.addCleanup(self.replicas[-1].stop)

@@ -15,19 +15,31 @@ gateway proxy running as service account edge-meshlet join with join tokens. Sho
 - the Gateway's status in the API: Programmed True with the proxy's address;
 - a route change (a second rule) is served without restarting anything;
 - a proxy running as another service account gets nothing to serve.
-About 10 s.
+
+test_https_listeners_serve_secrets_by_sni runs the control plane with a fake Kubernetes API
+server holding the certificateRefs' Secrets (docs/gateway.md, "HTTPS"):
+- two HTTPS listeners on one port: shop.example.com's certificate for that name (SNI), the
+  hostless listener's for any other name; a plaintext request there gets no answer;
+- a Secret whose key does not match its certificate: the listener's status says
+  InvalidCertificateRef with the reason and it is not served; fixed in place, it is served;
+- the shop Secret replaced: new handshakes get the new certificate while a connection opened
+  before keeps working.
+About 20 s for both.
 """
 
+import base64
 import http.client
 import json
 import os
+import socket
+import ssl
 import sys
 import tempfile
 import unittest
 
 import root_rotation_test
 import sidecar_test
-from mesh_util import create_join_token
+from mesh_util import create_join_token, make_ca, make_server_cert, start_fake_kubernetes
 from root_rotation_test import NAMESPACE, RotationHarness, spiffe
 from sidecar_test import free_port, wait_for
 
@@ -42,7 +54,27 @@ def doc(kind, name, spec, namespace=NAMESPACE):
                        "metadata": metadata, "spec": spec}).encode()
 
 
+K8S_TOKEN = "control-plane-own-token"
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def der(cert_path):
+    return ssl.PEM_cert_to_DER_cert(read(cert_path))
+
+
 class GatewayProxyTest(RotationHarness):
+    def setUp(self):
+        super().setUp()
+        self.fake = None
+
+    def tearDown(self):
+        super().tearDown()
+        if self.fake is not None:
+            self.fake.stop()
     def put(self, plural, name, body, namespaced=True):
         where = f"/namespaces/{NAMESPACE}" if namespaced else ""
         self.api_request("PUT", f"{GATEWAY_API}{where}/{plural}/{name}", body)
@@ -142,6 +174,117 @@ class GatewayProxyTest(RotationHarness):
         self.assertIn("names no Gateway", json.dumps(config.get("warnings", [])), config)
         self.assertEqual(impostor.get("/listeners")[0], 200)
         self.assertNotIn("gateway|", impostor.get("/listeners")[1])
+
+    def put_secret(self, name, cert, key=None):
+        key = key or cert
+        self.fake.put("secrets", {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"namespace": NAMESPACE, "name": name},
+            "data": {"tls.crt": base64.b64encode(read(cert[0]).encode()).decode(),
+                     "tls.key": base64.b64encode(read(key[1]).encode()).decode()}})
+
+    def tls_context(self, ca):
+        context = ssl.create_default_context(cafile=ca[0])
+        context.check_hostname = False  # the certificate is compared whole below
+        return context
+
+    def handshake(self, port, server_name, ca):
+        """The certificate the gateway presents for `server_name` (DER), or None."""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with self.tls_context(ca).wrap_socket(raw, server_hostname=server_name) as conn:
+                    return conn.getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError):
+            return None
+
+    def https_call(self, conn, host, path):
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            r = conn.getresponse()
+            return r.status, r.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException) as e:
+            return None, str(e)
+
+    def test_https_listeners_serve_secrets_by_sni(self):
+        t = self.tmp
+        self.fake, kubernetes_flags = start_fake_kubernetes(t, K8S_TOKEN)
+        web_ca = make_ca(t, "web-ca")
+        shop = make_server_cert(t, "shop", web_ca, "DNS:shop.example.com")
+        shop2 = make_server_cert(t, "shop2", web_ca, "DNS:shop.example.com")
+        fallback = make_server_cert(t, "fallback", web_ca, "DNS:*.example.net")
+        self.put_secret("shop-cert", shop)
+        self.put_secret("fallback-cert", fallback)
+        self.put_secret("broken-cert", shop, key=fallback)  # the key is another certificate's
+        self.start_control_plane(*kubernetes_flags, "--kubernetes-discovery=false",
+                                 "--kubernetes-policy=false", "--webhook-address=off")
+        with open(os.path.join(self.data, "api-token")) as f:
+            self.api_token = f.read().strip()
+        self.start_sidecar("backend")
+        app_port = self.apps[-1].port
+        port, broken_port = free_port(), free_port()
+        self.put("gatewayclasses", "meshlet", doc(
+            "GatewayClass", "meshlet", {"controllerName": "meshlet.io/gateway-controller"},
+            namespace=None), namespaced=False)
+        refs = lambda name: {"certificateRefs": [{"kind": "Secret", "name": name}]}
+        self.put("gateways", "edge", doc("Gateway", "edge", {
+            "gatewayClassName": "meshlet",
+            "listeners": [
+                {"name": "shop", "port": port, "protocol": "HTTPS",
+                 "hostname": "shop.example.com", "tls": refs("shop-cert")},
+                {"name": "any", "port": port, "protocol": "HTTPS", "tls": refs("fallback-cert")},
+                {"name": "broken", "port": broken_port, "protocol": "HTTPS",
+                 "tls": refs("broken-cert")}]}))
+        self.put("httproutes", "shop", doc("HTTPRoute", "shop", {
+            "parentRefs": [{"name": "edge"}],
+            "rules": [{"backendRefs": [{"name": "backend", "port": app_port}]}]}))
+        gateway = self.start_gateway("edge-meshlet")
+
+        # By SNI: the shop listener's certificate for its name, the hostless one's otherwise.
+        self.assertTrue(wait_for(lambda: self.handshake(port, "shop.example.com", web_ca)
+                                 == der(shop[0]), timeout=15), gateway.log() + read(self.cp_log))
+        self.assertEqual(self.handshake(port, "www.example.net", web_ca), der(fallback[0]))
+        # A connection kept open across the rotation below (opened here with SNI).
+        kept = http.client.HTTPSConnection("127.0.0.1", port, timeout=5)
+        kept.sock = self.tls_context(web_ca).wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=5),
+            server_hostname="shop.example.com")
+        status, body = self.https_call(kept, "shop.example.com", "/cart/1")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["headers"].get("x-meshlet-peer-identity"),
+                         spiffe("edge-meshlet"))
+        # Plaintext on the HTTPS port is not answered.
+        status, _ = self.call(port, "shop.example.com", "/cart/1")
+        self.assertIsNone(status)
+
+        # The broken Secret: named in the listener's status, and its port not served.
+        def listener(name):
+            gw = json.loads(self.api_request(
+                "GET", f"{GATEWAY_API}/namespaces/{NAMESPACE}/gateways/edge"))
+            for entry in gw["status"]["listeners"]:
+                if entry["name"] == name:
+                    return {c["type"]: c for c in entry["conditions"]}
+            return {}
+        resolved = listener("broken")["ResolvedRefs"]
+        self.assertEqual((resolved["status"], resolved["reason"]),
+                         ("False", "InvalidCertificateRef"), resolved)
+        self.assertIn("tls.key does not match", resolved["message"])
+        self.assertEqual(listener("shop")["ResolvedRefs"]["status"], "True")
+        self.assertIsNone(self.handshake(broken_port, "x.example.net", web_ca))
+        self.assertGreaterEqual(self.metric("meshlet_cp_gateway_secrets", 'state="invalid"'), 1)
+        # Fixed in place: served without touching the Gateway.
+        self.put_secret("broken-cert", fallback)
+        self.assertTrue(wait_for(lambda: self.handshake(broken_port, "x.example.net", web_ca)
+                                 == der(fallback[0]), timeout=10), gateway.log())
+
+        # The shop Secret rotated: new handshakes get the new certificate; the connection opened
+        # before keeps serving requests.
+        self.put_secret("shop-cert", shop2)
+        self.assertTrue(wait_for(lambda: self.handshake(port, "shop.example.com", web_ca)
+                                 == der(shop2[0]), timeout=10), gateway.log())
+        status, body = self.https_call(kept, "shop.example.com", "/cart/2")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(kept.sock.getpeercert(binary_form=True), der(shop[0]))
+        kept.close()
 
 
 if __name__ == "__main__":

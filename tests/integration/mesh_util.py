@@ -69,6 +69,20 @@ def make_server_cert(directory, name, ca, san="IP:127.0.0.1,DNS:kubernetes.defau
                      "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
 
 
+def start_fake_kubernetes(directory, token):
+    """A fake Kubernetes API server (fake_kubernetes_api.py, which the test's data must hold)
+    serving a certificate of a new cluster CA and accepting `token`, and the control plane's
+    flags to reach it with that token: (server, flags). The caller stops the server."""
+    from fake_kubernetes_api import FakeApiServer
+    cluster_ca = make_ca(directory, "cluster-ca")
+    server = FakeApiServer(make_server_cert(directory, "apiserver", cluster_ca), token)
+    token_file = os.path.join(directory, "k8s-token")
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+    return server, ["--kubernetes-api", server.address, "--kubernetes-token-file", token_file,
+                    "--kubernetes-ca-file", cluster_ca[0]]
+
+
 def make_workload_cert(directory, name, ca, spiffe_id):
     """A mesh certificate for `spiffe_id` signed by `ca` (cert, key), as the CA would issue it."""
     return make_leaf(directory, name, ca,

@@ -114,8 +114,8 @@ class InstallTest(unittest.TestCase):
         self.assertLess(kinds.index("DaemonSet"), kinds.index("Deployment"))
 
     def test_gateway_is_kustomize_install_and_gateway(self):
-        """--set gateway=true: k8s/install's objects and k8s/gateway's GatewayClass as kustomize
-        renders them, the class after the control plane that reads it."""
+        """--set gateway=true: k8s/install's objects and k8s/gateway's GatewayClass and Secret
+        read (ClusterRole and binding) as kustomize renders them, after the control plane."""
         rendered = objects_of(meshctl("install", "--set", "gateway=true").stdout)
         expected = self.kustomized("install", "gateway")
         self.assertEqual(by_key(rendered), expected)
@@ -123,7 +123,9 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(gateway_class["spec"]["controllerName"], "meshlet.io/gateway-controller")
         self.assertNotIn("namespace", gateway_class["metadata"])
         self.assertValid(rendered)
-        self.assertIn("install checks passed: 17 objects", self.pre_check(rendered).stdout)
+        binding = expected[("ClusterRoleBinding", "meshlet-control-plane-gateway")]
+        self.assertEqual(binding["subjects"][0]["name"], "meshlet-control-plane")
+        self.assertIn("install checks passed: 19 objects", self.pre_check(rendered).stdout)
         kinds = [o["kind"] for o in rendered]
         self.assertLess(kinds.index("Deployment"), kinds.index("GatewayClass"))
 
