@@ -318,8 +318,13 @@ int main(int argc, char** argv) {
     gateway_secrets = std::make_unique<meshlet::controlplane::GatewaySecrets>(
         control_plane.loop(), *secrets_api, control_plane.stats(),
         meshlet::controlplane::kubernetes::ReflectorOptions{},
-        [&xds](const meshlet::controlplane::translate::GatewayCertificates& certificates) {
+        [&xds, policy = kubernetes_policy.get()](
+            const meshlet::controlplane::translate::GatewayCertificates& certificates) {
           xds.SetGatewayCertificates(certificates);
+          if (policy != nullptr) {
+            policy->SetGatewaySecrets(
+                meshlet::controlplane::translate::GatewaySecretsOf(certificates));
+          }
         });
     xds.AddPolicyListener(
         [secrets = gateway_secrets.get()](

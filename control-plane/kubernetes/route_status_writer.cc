@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,8 +19,9 @@ namespace {
 constexpr char kFieldManager[] = "meshlet-control-plane";
 
 constexpr char kRbacHint[] =
-    "the control plane needs get on httproutes and grpcroutes and patch on httproutes/status and "
-    "grpcroutes/status (gateway.networking.k8s.io; k8s/base/rbac.yaml)";
+    "the control plane needs get on httproutes, grpcroutes, gateways and gatewayclasses and patch "
+    "on their status (gateway.networking.k8s.io; k8s/base/rbac.yaml)";
+constexpr char kGatewayApi[] = "/apis/gateway.networking.k8s.io/v1/";
 
 // One field of a canonical JSON object: left out when empty.
 void Field(std::string* out, absl::string_view name, absl::string_view value, bool number = false) {
@@ -77,30 +79,109 @@ std::string ParentJson(absl::string_view ref, absl::string_view controller,
                       R"(,"conditions":[)", absl::StrJoin(conditions, ","), "]}");
 }
 
-// An entry as the route shows it, in the same canonical form.
-std::string ParentJson(const YAML::Node& parent) {
-  std::vector<std::string> conditions;
-  if (const YAML::Node list = NodeAt(parent, "conditions"); list.IsSequence()) {
-    for (const YAML::Node& c : list) {
-      conditions.push_back(ConditionJson(
-          ScalarAt(c, "type"), ScalarAt(c, "status"), ScalarAt(c, "observedGeneration"),
-          ScalarAt(c, "lastTransitionTime"), ScalarAt(c, "reason"), ScalarAt(c, "message")));
-    }
-  }
-  return ParentJson(RefJson(NodeAt(parent, "parentRef")), ScalarAt(parent, "controllerName"),
-                    conditions);
-}
-
 std::string Fingerprint(const policy::RouteStatusUpdate& update) {
   return absl::StrCat(update.generation, "/", update.status.SerializeAsString());
+}
+
+std::string Fingerprint(const GatewayObjectStatus& update) {
+  return absl::StrCat(update.generation, "/", update.gateway_class.SerializeAsString(), "/",
+                      update.gateway.SerializeAsString());
+}
+
+// `computed` in canonical JSON with observedGeneration `generation`, each keeping the
+// lastTransitionTime `shown` (a conditions list as the object shows it) has for its type and
+// status, else `now`.
+std::vector<std::string> ConditionsJson(
+    const google::protobuf::RepeatedPtrField<meshlet::gateway::Condition>& computed,
+    const YAML::Node& shown, const std::string& generation, const std::string& now) {
+  std::vector<std::string> out;
+  for (const meshlet::gateway::Condition& c : computed) {
+    std::string time = c.last_transition_time().empty() ? now : c.last_transition_time();
+    if (shown.IsSequence()) {
+      for (const YAML::Node& old : shown) {
+        if (ScalarAt(old, "type") == c.type() && ScalarAt(old, "status") == c.status() &&
+            !ScalarAt(old, "lastTransitionTime").empty()) {
+          time = ScalarAt(old, "lastTransitionTime");
+        }
+      }
+    }
+    out.push_back(ConditionJson(c.type(), c.status(), generation, time, c.reason(), c.message()));
+  }
+  return out;
+}
+
+// A conditions list as the object shows it, in the same canonical form.
+std::vector<std::string> ConditionsJson(const YAML::Node& shown) {
+  std::vector<std::string> out;
+  if (!shown.IsSequence()) return out;
+  for (const YAML::Node& c : shown) {
+    out.push_back(ConditionJson(
+        ScalarAt(c, "type"), ScalarAt(c, "status"), ScalarAt(c, "observedGeneration"),
+        ScalarAt(c, "lastTransitionTime"), ScalarAt(c, "reason"), ScalarAt(c, "message")));
+  }
+  return out;
+}
+
+// An entry as the route shows it, in the same canonical form.
+std::string ParentJson(const YAML::Node& parent) {
+  return ParentJson(RefJson(NodeAt(parent, "parentRef")), ScalarAt(parent, "controllerName"),
+                    ConditionsJson(NodeAt(parent, "conditions")));
+}
+
+std::string GroupKindJson(absl::string_view group, absl::string_view kind) {
+  std::string out = "{";
+  Field(&out, "group", group);
+  Field(&out, "kind", kind);
+  return out + "}";
+}
+
+std::string AddressJson(absl::string_view type, absl::string_view value) {
+  std::string out = "{";
+  Field(&out, "type", type);
+  Field(&out, "value", value);
+  return out + "}";
+}
+
+std::string ListenerJson(absl::string_view name, const std::vector<std::string>& kinds,
+                         absl::string_view attached, const std::vector<std::string>& conditions) {
+  std::string out = "{";
+  Field(&out, "name", name);
+  absl::StrAppend(&out, R"(,"supportedKinds":[)", absl::StrJoin(kinds, ","), "]");
+  Field(&out, "attachedRoutes", attached, /*number=*/true);
+  absl::StrAppend(&out, R"(,"conditions":[)", absl::StrJoin(conditions, ","), "]");
+  return out + "}";
+}
+
+// A GatewayClass's or Gateway's status, canonical: conditions, and for a Gateway addresses and
+// listeners (each list present, possibly empty).
+std::string ObjectStatusJson(bool gateway, const std::vector<std::string>& conditions,
+                             const std::vector<std::string>& addresses,
+                             const std::vector<std::string>& listeners) {
+  std::string out = absl::StrCat(R"({"conditions":[)", absl::StrJoin(conditions, ","), "]");
+  if (gateway) {
+    absl::StrAppend(&out, R"(,"addresses":[)", absl::StrJoin(addresses, ","), R"(],"listeners":[)",
+                    absl::StrJoin(listeners, ","), "]");
+  }
+  return out + "}";
+}
+
+// The API path of the object `kind` names.
+std::string ObjectPath(absl::string_view kind, absl::string_view namespace_,
+                       absl::string_view name) {
+  if (kind == "GatewayClass") return absl::StrCat(kGatewayApi, "gatewayclasses/", name);
+  const absl::string_view plural = kind == "GRPCRoute" ? "grpcroutes"
+                                   : kind == "Gateway" ? "gateways"
+                                                       : "httproutes";
+  return absl::StrCat(kGatewayApi, "namespaces/", namespace_, "/", plural, "/", name);
 }
 
 }  // namespace
 
 struct RouteStatusWriter::Route {
-  policy::RouteStatusUpdate update;
-  std::string desired;  // Fingerprint(update)
-  std::string written;  // the fingerprint the route is known to show
+  policy::RouteStatusUpdate update;           // a route's (kind, namespace and name set for all)
+  std::optional<GatewayObjectStatus> object;  // a GatewayClass's or Gateway's
+  std::string desired;                        // Fingerprint(update)
+  std::string written;                        // the fingerprint the route is known to show
   MonotonicTime not_before{};
 };
 
@@ -153,16 +234,38 @@ void RouteStatusWriter::SetRefused(policy::RouteStatusUpdate update, bool refuse
   Rebuild();
 }
 
+void RouteStatusWriter::UpdateGateways(std::vector<GatewayObjectStatus> updates) {
+  gateways_.clear();
+  for (GatewayObjectStatus& update : updates) {
+    const std::string key = absl::StrCat(update.kind, "/", update.namespace_, "/", update.name);
+    gateways_[key] = std::move(update);
+  }
+  Rebuild();
+}
+
 void RouteStatusWriter::Rebuild() {
   std::map<std::string, std::unique_ptr<Route>> next;
-  auto add = [&](const std::string& key, const policy::RouteStatusUpdate& update) {
+  auto take = [&](const std::string& key) {
     auto it = routes_.find(key);
     std::unique_ptr<Route> route =
         it != routes_.end() ? std::move(it->second) : std::make_unique<Route>();
+    return &*(next[key] = std::move(route));
+  };
+  auto add = [&](const std::string& key, const policy::RouteStatusUpdate& update) {
+    Route* route = take(key);
     route->desired = Fingerprint(update);
     route->update = update;
-    next[key] = std::move(route);
+    route->object.reset();
   };
+  for (const auto& [key, update] : gateways_) {
+    Route* route = take(key);
+    route->desired = Fingerprint(update);
+    route->update = {};
+    route->update.kind = update.kind;
+    route->update.namespace_ = update.namespace_;
+    route->update.name = update.name;
+    route->object = update;
+  }
   for (const auto& [key, update] : refused_) add(key, update);
   for (const auto& [key, update] : computed_) {
     if (refused_.count(key) == 0) add(key, update);
@@ -207,14 +310,12 @@ void RouteStatusWriter::Next() {
     }
     in_flight_ = key;
     const policy::RouteStatusUpdate& u = route->update;
-    api_.Call(
-        {.method = "GET",
-         .path = absl::StrCat("/apis/gateway.networking.k8s.io/v1/namespaces/", u.namespace_, "/",
-                              u.kind == "GRPCRoute" ? "grpcroutes" : "httproutes", "/", u.name),
-         .forbidden_hint = kRbacHint},
-        [this, alive = alive_, key = key](ApiResult result) {
-          if (*alive) OnRead(key, std::move(result));
-        });
+    api_.Call({.method = "GET",
+               .path = ObjectPath(u.kind, u.namespace_, u.name),
+               .forbidden_hint = kRbacHint},
+              [this, alive = alive_, key = key](ApiResult result) {
+                if (*alive) OnRead(key, std::move(result));
+              });
     return;
   }
   if (earliest != MonotonicTime::max()) timer_.Enable(earliest - now);
@@ -230,8 +331,27 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
   try {
     object = YAML::Load(*result.body);
   } catch (const YAML::Exception& e) {
-    return Failed(key, "failed", absl::StrCat("the route is not JSON: ", e.what()));
+    return Failed(key, "failed", absl::StrCat("the object is not JSON: ", e.what()));
   }
+  const std::string now =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", clock_.WallNow(), absl::UTCTimeZone());
+  const std::string body =
+      route.object.has_value() ? GatewayPatch(route, object, now) : RoutePatch(route, object, now);
+  if (body.empty()) return Done(key, "unchanged", true);
+  const policy::RouteStatusUpdate& u = route.update;
+  api_.Call({.method = "PATCH",
+             .path = absl::StrCat(ObjectPath(u.kind, u.namespace_, u.name),
+                                  "/status?fieldManager=", kFieldManager),
+             .content_type = "application/merge-patch+json",
+             .body = body,
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_, key](ApiResult result) {
+              if (*alive) OnPatched(key, std::move(result));
+            });
+}
+
+std::string RouteStatusWriter::RoutePatch(const Route& route, const YAML::Node& object,
+                                          const std::string& now) {
   auto is_ours = [this](const std::string& name) {
     return name == options_.controller_name || name == options_.gateway_controller_name;
   };
@@ -251,8 +371,6 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
       }
     }
   }
-  const std::string now =
-      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", clock_.WallNow(), absl::UTCTimeZone());
   const std::string generation = absl::StrCat(route.update.generation);
   std::vector<std::string> computed;
   for (const meshlet::gateway::RouteParentStatus& parent : route.update.status.parents()) {
@@ -265,41 +383,74 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
         before = &p;
       }
     }
-    std::vector<std::string> conditions;
-    for (const meshlet::gateway::Condition& c : parent.conditions()) {
-      std::string time = c.last_transition_time().empty() ? now : c.last_transition_time();
-      if (before != nullptr) {
-        if (const YAML::Node list = NodeAt(*before, "conditions"); list.IsSequence()) {
-          for (const YAML::Node& old : list) {
-            if (ScalarAt(old, "type") == c.type() && ScalarAt(old, "status") == c.status() &&
-                !ScalarAt(old, "lastTransitionTime").empty()) {
-              time = ScalarAt(old, "lastTransitionTime");
-            }
-          }
+    computed.push_back(
+        ParentJson(ref, controller,
+                   ConditionsJson(parent.conditions(),
+                                  before != nullptr ? NodeAt(*before, "conditions") : YAML::Node(),
+                                  generation, now)));
+  }
+  if (computed == shown) return "";
+  others.insert(others.end(), computed.begin(), computed.end());
+  return absl::StrCat(R"({"metadata":{"resourceVersion":)",
+                      JsonQuote(ScalarAt(NodeAt(object, "metadata"), "resourceVersion")),
+                      R"(},"status":{"parents":[)", absl::StrJoin(others, ","), "]}}");
+}
+
+std::string RouteStatusWriter::GatewayPatch(const Route& route, const YAML::Node& object,
+                                            const std::string& now) {
+  const GatewayObjectStatus& u = *route.object;
+  const bool gateway = u.kind == "Gateway";
+  const std::string generation = absl::StrCat(u.generation);
+  const YAML::Node status = NodeAt(object, "status");
+  // What the object shows, canonical.
+  std::vector<std::string> shown_addresses, shown_listeners;
+  if (const YAML::Node list = NodeAt(status, "addresses"); list.IsSequence()) {
+    for (const YAML::Node& a : list) {
+      shown_addresses.push_back(AddressJson(ScalarAt(a, "type"), ScalarAt(a, "value")));
+    }
+  }
+  std::map<std::string, YAML::Node> listener_conditions;  // by name, as shown
+  if (const YAML::Node list = NodeAt(status, "listeners"); list.IsSequence()) {
+    for (const YAML::Node& l : list) {
+      std::vector<std::string> kinds;
+      if (const YAML::Node k = NodeAt(l, "supportedKinds"); k.IsSequence()) {
+        for (const YAML::Node& gk : k) {
+          kinds.push_back(GroupKindJson(ScalarAt(gk, "group"), ScalarAt(gk, "kind")));
         }
       }
-      conditions.push_back(
-          ConditionJson(c.type(), c.status(), generation, time, c.reason(), c.message()));
+      listener_conditions[ScalarAt(l, "name")] = NodeAt(l, "conditions");
+      shown_listeners.push_back(ListenerJson(ScalarAt(l, "name"), kinds,
+                                             ScalarAt(l, "attachedRoutes"),
+                                             ConditionsJson(NodeAt(l, "conditions"))));
     }
-    computed.push_back(ParentJson(ref, controller, conditions));
   }
-  if (computed == shown) return Done(key, "unchanged", true);
-  others.insert(others.end(), computed.begin(), computed.end());
-  const std::string body =
-      absl::StrCat(R"({"metadata":{"resourceVersion":)",
-                   JsonQuote(ScalarAt(NodeAt(object, "metadata"), "resourceVersion")),
-                   R"(},"status":{"parents":[)", absl::StrJoin(others, ","), "]}}");
-  const policy::RouteStatusUpdate& u = route.update;
-  api_.Call({.method = "PATCH",
-             .path = absl::StrCat("/apis/gateway.networking.k8s.io/v1/namespaces/", u.namespace_,
-                                  "/", u.kind == "GRPCRoute" ? "grpcroutes" : "httproutes", "/",
-                                  u.name, "/status?fieldManager=", kFieldManager),
-             .content_type = "application/merge-patch+json",
-             .body = body,
-             .forbidden_hint = kRbacHint},
-            [this, alive = alive_, key](ApiResult result) {
-              if (*alive) OnPatched(key, std::move(result));
-            });
+  const std::string shown = ObjectStatusJson(gateway, ConditionsJson(NodeAt(status, "conditions")),
+                                             shown_addresses, shown_listeners);
+  // What was computed, canonical, with the times of conditions whose status held.
+  const auto& conditions = gateway ? u.gateway.conditions() : u.gateway_class.conditions();
+  std::vector<std::string> addresses, listeners;
+  for (const meshlet::gateway::GatewaySpecAddress& a : u.gateway.addresses()) {
+    addresses.push_back(AddressJson(a.type(), a.value()));
+  }
+  for (const meshlet::gateway::ListenerStatus& l : u.gateway.listeners()) {
+    std::vector<std::string> kinds;
+    for (const meshlet::gateway::RouteGroupKind& gk : l.supported_kinds()) {
+      kinds.push_back(GroupKindJson(gk.group(), gk.kind()));
+    }
+    auto before = listener_conditions.find(l.name());
+    listeners.push_back(ListenerJson(
+        l.name(), kinds, absl::StrCat(l.attached_routes()),
+        ConditionsJson(l.conditions(),
+                       before != listener_conditions.end() ? before->second : YAML::Node(),
+                       generation, now)));
+  }
+  const std::string computed = ObjectStatusJson(
+      gateway, ConditionsJson(conditions, NodeAt(status, "conditions"), generation, now), addresses,
+      listeners);
+  if (computed == shown) return "";
+  return absl::StrCat(R"({"metadata":{"resourceVersion":)",
+                      JsonQuote(ScalarAt(NodeAt(object, "metadata"), "resourceVersion")),
+                      R"(},"status":)", computed, "}");
 }
 
 void RouteStatusWriter::OnPatched(const std::string& key, ApiResult result) {

@@ -1,9 +1,9 @@
 #pragma once
 
 // RouteStatusWriter: writes the status the control plane computed for each Gateway API route
-// (policy::RouteStatusUpdate, control-plane/policy/route_status.h) back to the route in the
-// Kubernetes API server, for `kubectl get httproute -o yaml` and the Gateway API's conformance
-// checks.
+// (policy::RouteStatusUpdate, control-plane/policy/route_status.h), and for meshlet's
+// GatewayClasses and Gateways (GatewayObjectStatus), back to the object in the Kubernetes API
+// server, for `kubectl get httproute -o yaml` and the Gateway API's conformance checks.
 //
 // For each route whose computed status differs from what was last written, the writer reads the
 // route (GET), and builds its status.parents: every entry whose controllerName is another
@@ -19,13 +19,20 @@
 // the route is read again. A route that is gone (404) is dropped; other failures are tried again
 // after a backoff (retry_base doubling to retry_cap).
 //
+// A GatewayClass's or Gateway's status is this control plane's alone (its class names meshlet's
+// controller): it is read, compared in the same canonical form (conditions keeping their
+// lastTransitionTime while their status holds, listeners' by listener name) and, when it
+// differs, patched the same way with status.conditions, status.addresses and status.listeners
+// whole.
+//
 // Only the elected replica writes (SetActive, from leader_election.h); an inactive writer keeps
 // the latest computed status of each route and writes all of them when it becomes active.
 //
-// Needs RBAC get on httproutes and grpcroutes and patch on their status subresource.
+// Needs RBAC get on httproutes, grpcroutes, gateways and gatewayclasses and patch on their status
+// subresource.
 //
 // Stats: meshlet_cp_route_status_writes_total{result} (written, unchanged, conflict, not_found,
-// failed).
+// failed), Gateways and GatewayClasses included.
 //
 // Threading: the loop thread.
 
@@ -34,12 +41,15 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/stats/stats.h"
 #include "control-plane/kubernetes/api_client.h"
 #include "control-plane/policy/route_status.h"
+#include "xds/gateway.pb.h"
 
 namespace meshlet::controlplane::kubernetes {
 
@@ -51,6 +61,17 @@ struct RouteStatusWriterOptions {
   std::string gateway_controller_name = kGatewayControllerName;
   Duration retry_base = std::chrono::milliseconds(500);
   Duration retry_cap = std::chrono::seconds(30);
+};
+
+// The status of one of meshlet's GatewayClasses (kind "GatewayClass", no namespace) or Gateways
+// (kind "Gateway"), with the generation it was computed for.
+struct GatewayObjectStatus {
+  std::string kind;
+  std::string namespace_;
+  std::string name;
+  int64_t generation = 0;
+  meshlet::gateway::GatewayClassStatus gateway_class;  // kind GatewayClass
+  meshlet::gateway::GatewayStatus gateway;             // kind Gateway
 };
 
 class RouteStatusWriter {
@@ -68,6 +89,8 @@ class RouteStatusWriter {
   // mirror): it wins over the computed status of the route (computed for its last valid version,
   // if any) until cleared (`refused` false; only kind, namespace and name are read then).
   void SetRefused(policy::RouteStatusUpdate update, bool refused);
+  // The computed status of every GatewayClass and Gateway of meshlet's (as Update, for them).
+  void UpdateGateways(std::vector<GatewayObjectStatus> updates);
   // Writing on (this replica leads) or off.
   void SetActive(bool active);
   // Active and nothing left to write.
@@ -80,6 +103,10 @@ class RouteStatusWriter {
   void Schedule();
   void Next();
   void OnRead(const std::string& key, ApiResult result);
+  // OnRead's body for a route, or a GatewayClass or Gateway; empty: what the object shows is
+  // what was computed.
+  std::string RoutePatch(const Route& route, const YAML::Node& object, const std::string& now);
+  std::string GatewayPatch(const Route& route, const YAML::Node& object, const std::string& now);
   void OnPatched(const std::string& key, ApiResult result);
   void Done(const std::string& key, absl::string_view result, bool written);
   void Failed(const std::string& key, absl::string_view result, absl::string_view why);
@@ -93,6 +120,7 @@ class RouteStatusWriter {
   bool active_ = false;
   std::map<std::string, policy::RouteStatusUpdate> computed_;  // by "Kind/namespace/name"
   std::map<std::string, policy::RouteStatusUpdate> refused_;
+  std::map<std::string, GatewayObjectStatus> gateways_;   // by "Kind/namespace/name"
   std::map<std::string, std::unique_ptr<Route>> routes_;  // what is to be shown
   std::string in_flight_;                                 // the route being written
   int failures_ = 0;

@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,10 +17,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/stats/stats.h"
 #include "control-plane/kubernetes/fake_api_server.h"
+#include "control-plane/kubernetes/yaml_fields.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::controlplane::kubernetes {
@@ -213,6 +216,103 @@ TEST_F(RouteStatusWriterTest, ConflictsAreReadAgainAndFailuresRetried) {
   ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches_.size() == 1; }));
   EXPECT_EQ(Requests("PATCH"), 3u);
   EXPECT_EQ(Requests("GET"), 3u);  // read again after the conflict and after the failure
+}
+
+meshlet::gateway::Condition* AddCondition(
+    google::protobuf::RepeatedPtrField<meshlet::gateway::Condition>* conditions,
+    const std::string& type, const std::string& status, const std::string& reason) {
+  meshlet::gateway::Condition* c = conditions->Add();
+  c->set_type(type);
+  c->set_status(status);
+  c->set_reason(reason);
+  return c;
+}
+
+// meshlet's GatewayClass and Gateway: their status is written whole (conditions, addresses,
+// listeners), a condition whose status held keeping its time (the Gateway's and a listener's by
+// name), observedGeneration the update's; once the objects show it, a new writer (another
+// leader) reads them and writes nothing.
+TEST_F(RouteStatusWriterTest, GatewayClassAndGatewayStatusIsWrittenWhole) {
+  constexpr char kGateway[] = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/edge";
+  constexpr char kClass[] = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/meshlet";
+  std::map<std::string, YAML::Node> objects;
+  objects[kGateway] = YAML::Load(
+      R"({"metadata":{"namespace":"shop","name":"edge","generation":2,"resourceVersion":"9"},)"
+      R"("status":{"conditions":[{"type":"Accepted","status":"True","observedGeneration":1,)"
+      R"("lastTransitionTime":"2021-02-03T04:05:06Z","reason":"Accepted","message":""}],)"
+      R"("listeners":[{"name":"web","supportedKinds":[],"attachedRoutes":0,"conditions":[)"
+      R"({"type":"Accepted","status":"True","observedGeneration":1,)"
+      R"("lastTransitionTime":"2021-02-03T04:05:07Z","reason":"Accepted","message":""}]}]}})");
+  objects[kClass] =
+      YAML::Load(R"({"metadata":{"name":"meshlet","generation":1,"resourceVersion":"3"}})");
+  std::vector<std::pair<std::string, std::string>> patches;  // (path, body)
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    absl::string_view path = request.path();
+    const bool patch = request.method() == "PATCH" && absl::ConsumeSuffix(&path, "/status");
+    auto it = objects.find(std::string(path));
+    if (it == objects.end()) {
+      respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
+      return;
+    }
+    if (patch) {
+      patches.emplace_back(std::string(path), request.body);
+      it->second["status"] = YAML::Load(request.body)["status"];  // the merge of a whole status
+    }
+    std::string json;
+    AppendNodeJson(it->second, &json);
+    respond(http::ServerResponse::Json(200, json));
+  });
+  GatewayObjectStatus gateway{
+      .kind = "Gateway", .namespace_ = "shop", .name = "edge", .generation = 2};
+  AddCondition(gateway.gateway.mutable_conditions(), "Accepted", "True", "Accepted");
+  AddCondition(gateway.gateway.mutable_conditions(), "Programmed", "True", "Programmed");
+  meshlet::gateway::GatewaySpecAddress* address = gateway.gateway.add_addresses();
+  address->set_type("IPAddress");
+  address->set_value("10.0.3.7");
+  meshlet::gateway::ListenerStatus* web = gateway.gateway.add_listeners();
+  web->set_name("web");
+  web->set_attached_routes(2);
+  meshlet::gateway::RouteGroupKind* kind = web->add_supported_kinds();
+  kind->set_group("gateway.networking.k8s.io");
+  kind->set_kind("HTTPRoute");
+  AddCondition(web->mutable_conditions(), "Accepted", "True", "Accepted");
+  AddCondition(web->mutable_conditions(), "ResolvedRefs", "False", "InvalidCertificateRef")
+      ->set_message("tls.certificateRefs[0]: Secret shop/x does not exist");
+  GatewayObjectStatus gateway_class{.kind = "GatewayClass", .name = "meshlet", .generation = 1};
+  AddCondition(gateway_class.gateway_class.mutable_conditions(), "Accepted", "True", "Accepted");
+
+  writer_->SetActive(true);
+  writer_->UpdateGateways({gateway, gateway_class});
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches.size() == 2; }));
+  std::map<std::string, YAML::Node> patched;
+  for (const auto& [path, body] : patches) patched[path] = YAML::Load(body);
+  const YAML::Node g = patched[kGateway];
+  EXPECT_EQ(g["metadata"]["resourceVersion"].as<std::string>(), "9");
+  EXPECT_EQ(g["status"]["conditions"][0]["lastTransitionTime"].as<std::string>(),
+            "2021-02-03T04:05:06Z");  // still True
+  EXPECT_EQ(g["status"]["conditions"][0]["observedGeneration"].as<int>(), 2);
+  EXPECT_EQ(g["status"]["conditions"][1]["type"].as<std::string>(), "Programmed");
+  EXPECT_EQ(g["status"]["addresses"][0]["value"].as<std::string>(), "10.0.3.7");
+  const YAML::Node listener = g["status"]["listeners"][0];
+  EXPECT_EQ(listener["name"].as<std::string>(), "web");
+  EXPECT_EQ(listener["attachedRoutes"].as<int>(), 2);
+  EXPECT_EQ(listener["supportedKinds"][0]["kind"].as<std::string>(), "HTTPRoute");
+  EXPECT_EQ(listener["conditions"][0]["lastTransitionTime"].as<std::string>(),
+            "2021-02-03T04:05:07Z");
+  EXPECT_EQ(listener["conditions"][1]["message"].as<std::string>(),
+            "tls.certificateRefs[0]: Secret shop/x does not exist");
+  const YAML::Node c = patched[kClass];
+  EXPECT_EQ(c["status"]["conditions"][0]["reason"].as<std::string>(), "Accepted");
+  EXPECT_EQ(c["status"]["conditions"][0]["observedGeneration"].as<int>(), 1);
+  EXPECT_FALSE(c["status"]["listeners"].IsDefined());
+
+  // Another leader finds them as computed: read, not written.
+  RouteStatusWriter next(loop_, *api_, stats_, RealClock::Get());
+  next.SetActive(true);
+  next.UpdateGateways({gateway, gateway_class});
+  const size_t gets = Requests("GET");
+  ASSERT_TRUE(RunUntil(loop_, [&] { return next.idle() && Requests("GET") == gets + 2; }));
+  EXPECT_EQ(patches.size(), 2u);
 }
 
 }  // namespace

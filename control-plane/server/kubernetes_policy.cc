@@ -145,6 +145,15 @@ void KubernetesPolicy::SetPolicy(std::shared_ptr<const policy::PolicySnapshot> p
   ScheduleStatus();
 }
 
+void KubernetesPolicy::SetGatewaySecrets(
+    std::optional<
+        std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
+        secrets) {
+  if (gateway_secrets_ == secrets) return;
+  gateway_secrets_ = std::move(secrets);
+  ScheduleStatus();
+}
+
 void KubernetesPolicy::ScheduleStatus() {
   if (!status_timer_.enabled()) status_timer_.Enable(options_.status_interval);
 }
@@ -170,10 +179,10 @@ void KubernetesPolicy::CompeteForStatus(bool compete) {
 
 void KubernetesPolicy::ComputeStatus() {
   if (policy_ == nullptr || status_elector_ == nullptr || !status_elector_->leading()) return;
-  // The routes mirrored from Kubernetes, with the generation Kubernetes gave them.
+  // The objects mirrored from Kubernetes, with the generation Kubernetes gave them.
   std::map<std::pair<std::string, std::string>, int64_t> mirrored;
-  auto index = [&](const auto& routes, absl::string_view kind) {
-    for (const auto& route : routes) {
+  auto index = [&](const auto& objects, absl::string_view kind) {
+    for (const auto& route : objects) {
       const auto& annotations = route.metadata().annotations();
       auto managed = annotations.find(kubernetes::kManagedByAnnotation);
       if (managed == annotations.end() || managed->second != kubernetes::kManagedByKubernetes) {
@@ -190,9 +199,15 @@ void KubernetesPolicy::ComputeStatus() {
   };
   index(policy_->gateway_http_routes, "HTTPRoute");
   index(policy_->grpc_routes, "GRPCRoute");
+  index(policy_->gateways, "Gateway");
+  index(policy_->gateway_classes, "GatewayClass");
+  std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
+  translate::GatewayEnvironment env;
+  env.secrets = gateway_secrets_;
+  env.proxy_addresses = translate::GatewayProxyAddresses(*policy_, *registry);
   std::vector<policy::RouteStatusUpdate> updates;
   for (policy::RouteStatusUpdate& update :
-       translate::ComputeRouteStatuses(*policy_, *control_plane_.registry().Snapshot())) {
+       translate::ComputeRouteStatuses(*policy_, *registry, env)) {
     auto it = mirrored.find({absl::StrCat(update.kind, "/", update.namespace_), update.name});
     if (it == mirrored.end()) continue;  // applied with meshctl: no Kubernetes object
     update.generation = it->second;
@@ -204,6 +219,44 @@ void KubernetesPolicy::ComputeStatus() {
     updates.push_back(std::move(update));
   }
   status_writer_->Update(std::move(updates));
+
+  // meshlet's GatewayClasses and Gateways, each condition observing the Kubernetes generation.
+  std::vector<kubernetes::GatewayObjectStatus> objects;
+  auto generation_of = [&](absl::string_view kind, const std::string& namespace_,
+                           const std::string& name) -> std::optional<int64_t> {
+    auto it = mirrored.find({absl::StrCat(kind, "/", namespace_), name});
+    if (it == mirrored.end()) return std::nullopt;
+    return it->second;
+  };
+  auto observe = [](auto& conditions, int64_t generation) {
+    for (auto& condition : conditions) condition.set_observed_generation(generation);
+  };
+  translate::GatewayStatuses statuses = translate::ComputeGatewayStatuses(*policy_, env);
+  for (translate::GatewayClassStatusUpdate& u : statuses.classes) {
+    std::optional<int64_t> generation = generation_of("GatewayClass", "", u.name);
+    if (!generation.has_value()) continue;
+    observe(*u.status.mutable_conditions(), *generation);
+    kubernetes::GatewayObjectStatus& o = objects.emplace_back();
+    o.kind = "GatewayClass";
+    o.name = u.name;
+    o.generation = *generation;
+    o.gateway_class = std::move(u.status);
+  }
+  for (translate::GatewayStatusUpdate& u : statuses.gateways) {
+    std::optional<int64_t> generation = generation_of("Gateway", u.namespace_, u.name);
+    if (!generation.has_value()) continue;
+    observe(*u.status.mutable_conditions(), *generation);
+    for (auto& listener : *u.status.mutable_listeners()) {
+      observe(*listener.mutable_conditions(), *generation);
+    }
+    kubernetes::GatewayObjectStatus& o = objects.emplace_back();
+    o.kind = "Gateway";
+    o.namespace_ = u.namespace_;
+    o.name = u.name;
+    o.generation = *generation;
+    o.gateway = std::move(u.status);
+  }
+  status_writer_->UpdateGateways(std::move(objects));
 }
 
 KubernetesPolicy::~KubernetesPolicy() {

@@ -15,7 +15,9 @@
 //
 // Threading: the control plane's loop thread. Destroy it before the ControlPlane.
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,7 @@
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/server/control_plane.h"
+#include "control-plane/translate/gateway_status.h"
 
 namespace meshlet::controlplane {
 
@@ -70,7 +73,16 @@ class KubernetesPolicy {
   // change of either (at most every status_interval), and written back for the routes mirrored
   // from Kubernetes, with their Kubernetes generation (annotation
   // meshlet.io/kubernetes-generation) as observedGeneration.
+  // The status of meshlet's GatewayClasses and Gateways mirrored from Kubernetes is computed and
+  // written back alike (translate/gateway_status.h), with the gateway proxies' addresses from the
+  // registry and the Secrets from SetGatewaySecrets.
   void SetPolicy(std::shared_ptr<const policy::PolicySnapshot> policy);
+  // The Secrets Gateways' certificateRefs name, as read (server/gateway_secrets.h); nullopt (the
+  // default): not read, only the references are judged.
+  void SetGatewaySecrets(
+      std::optional<
+          std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
+          secrets);
 
   kubernetes::PolicyMirror& mirror() { return *mirror_; }
   kubernetes::LeaderElector& elector() { return *elector_; }
@@ -88,6 +100,8 @@ class KubernetesPolicy {
   ControlPlane& control_plane_;
   const KubernetesPolicyOptions options_;
   std::shared_ptr<const policy::PolicySnapshot> policy_;
+  std::optional<std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
+      gateway_secrets_;
   event::Timer status_timer_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   std::unique_ptr<kubernetes::KubernetesApi> api_;

@@ -132,14 +132,20 @@ bool SetGatewayTls(const TranslationContext& ctx, const gw::Gateway& gateway, Ga
 
 }  // namespace
 
+std::map<GatewayEnvironment::Key, GatewayEnvironment::Secret> GatewaySecretsOf(
+    const GatewayCertificates& certificates) {
+  std::map<GatewayEnvironment::Key, GatewayEnvironment::Secret> out;
+  for (const auto& [key, certificate] : certificates) {
+    out.emplace(key,
+                GatewayEnvironment::Secret{.type = certificate.type, .error = certificate.error});
+  }
+  return out;
+}
+
 GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
   GatewayEnvironment env;
   if (options.gateway_certificates.has_value()) {
-    env.secrets.emplace();
-    for (const auto& [key, certificate] : *options.gateway_certificates) {
-      env.secrets->emplace(
-          key, GatewayEnvironment::Secret{.type = certificate.type, .error = certificate.error});
-    }
+    env.secrets = GatewaySecretsOf(*options.gateway_certificates);
   }
   return env;
 }

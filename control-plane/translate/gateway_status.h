@@ -38,6 +38,7 @@ struct GatewayEnvironment {
   struct Secret {
     std::string type;   // "kubernetes.io/tls"
     std::string error;  // why its certificate cannot be served; empty: it can
+    bool operator==(const Secret&) const = default;
   };
   // The Secrets certificateRefs may name. nullopt: not known, so only the references themselves
   // (kind, ReferenceGrant) are checked.
@@ -57,6 +58,9 @@ inline constexpr absl::string_view kGatewayLabel = "meshlet.io/gateway";
 // What the Gateway status and a gateway proxy's translation know of the Secrets certificateRefs
 // name (TranslateOptions::gateway_certificates), so both judge listeners alike (gateway_proxy.cc).
 GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options);
+// GatewayEnvironment::secrets of certificates read (type and error of each).
+std::map<GatewayEnvironment::Key, GatewayEnvironment::Secret> GatewaySecretsOf(
+    const GatewayCertificates& certificates);
 
 // GatewayEnvironment::proxy_addresses from the registered gateway proxies: the addresses of the
 // ready ones serving each Gateway (translation.h, GatewayOfNode), sorted.

@@ -23,7 +23,8 @@ and in its store, is told apart. Shown:
 - kinds whose CRD is missing are absent (a gauge), not an error loop;
 - a GatewayClass of meshlet's controller and a Gateway are mirrored and served by the API, and
   HTTPRoutes whose parentRef names the Gateway get a parent status of
-  meshlet.io/gateway-controller: Accepted, or NoMatchingListenerHostname;
+  meshlet.io/gateway-controller: Accepted, or NoMatchingListenerHostname; the GatewayClass and
+  the Gateway get their own status (Accepted, the listener's attachedRoutes, Programmed False);
 - the leader killed, the other replica leads within the lease duration and mirrors;
 - the leader stopped (SIGTERM), it hands the Lease over and the other leads well before the lease
   duration.
@@ -318,6 +319,32 @@ class KubernetesPolicyTest(unittest.TestCase):
         miss = {c["type"]: c for c in gateway_parent("edge-miss")["conditions"]}
         self.assertEqual((miss["Accepted"]["status"], miss["Accepted"]["reason"]),
                          ("False", "NoMatchingListenerHostname"), miss)
+
+        # The GatewayClass's and the Gateway's own status, written back by the leader: accepted,
+        # the listener with the one route attached, not programmed (no proxy serves it).
+        def status(kind, key):
+            with self.fake.cond:
+                return self.fake.objects[kind].get(key, {}).get("status", {})
+
+        self.assertTrue(wait_for(lambda: status("gateways", ("shop", "edge")).get("listeners")
+                                 and status("gatewayclasses", ("", "meshlet")).get(
+                                     "conditions"), 10), self.logs())
+        edge = status("gateways", ("shop", "edge"))
+        conditions = {c["type"]: c for c in edge["conditions"]}
+        self.assertEqual((conditions["Accepted"]["status"], conditions["Accepted"]["reason"]),
+                         ("True", "Accepted"), edge)
+        self.assertEqual(conditions["Accepted"]["observedGeneration"], 1)
+        self.assertEqual((conditions["Programmed"]["status"], conditions["Programmed"]["reason"]),
+                         ("False", "Pending"), edge)
+        self.assertEqual(edge["listeners"][0]["name"], "web")
+        self.assertEqual(edge["listeners"][0]["attachedRoutes"], 1, edge)
+        gc = {c["type"]: c for c in status("gatewayclasses", ("", "meshlet"))["conditions"]}
+        self.assertEqual(gc["Accepted"]["status"], "True", gc)
+        with self.fake.cond:
+            writers = {who for who, method, path, _ in self.fake.writes
+                       if path.split("?")[0].endswith(("/gateways/edge/status",
+                                                       "/gatewayclasses/meshlet/status"))}
+        self.assertEqual(writers, {leader + "-token"})
 
     def test_2_another_replica_takes_over_when_the_leader_dies(self):
         self.assertTrue(wait_for(lambda: self.leader() in REPLICAS, 10), self.logs())

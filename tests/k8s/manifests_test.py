@@ -45,7 +45,8 @@ LEAST_PRIVILEGE = [
                        "requestauthentications", "meshconfigs"), ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes", "grpcroutes", "referencegrants", "gateways",
                                       "gatewayclasses"), ("get", "list", "watch"), None),
-    (("gateway.networking.k8s.io",), ("httproutes/status", "grpcroutes/status"),
+    (("gateway.networking.k8s.io",), ("httproutes/status", "grpcroutes/status",
+                                      "gateways/status", "gatewayclasses/status"),
      ("patch", "update"), None),
     (("events.k8s.io",), ("events",), ("create",), None),
 ]
