@@ -155,11 +155,17 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "route status back."});
   sections.push_back(
       {.heading = "Gateways (with --kubernetes-api; docs/gateway.md):",
-       .flags = {flags::BoolFlag(
-           "--gateway-secrets", &command_line.gateway_secrets,
-           "read the Secrets Gateways' HTTPS listeners name in certificateRefs (a watch per "
-           "Secret; needs get, list and watch on Secrets) and serve them to the gateway proxies "
-           "(default true; false: no HTTPS listener is served)")}});
+       .flags = {
+           flags::BoolFlag(
+               "--gateway-secrets", &command_line.gateway_secrets,
+               "read the Secrets Gateways' HTTPS listeners name in certificateRefs (a watch per "
+               "Secret; needs get, list and watch on Secrets) and serve them to the gateway "
+               "proxies "
+               "(default true; false: no HTTPS listener is served)"),
+           flags::BoolFlag("--gateway-namespaces", &command_line.gateway_namespaces,
+                           "read the namespaces' labels (list and watch, metadata only) "
+                           "for Gateways' allowedRoutes from: Selector (default true; "
+                           "false: every namespace is seen without labels)")}});
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});

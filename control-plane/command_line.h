@@ -45,6 +45,8 @@ struct CommandLine {
   authn::JwksFetcherOptions jwks;
   // Gateways' certificateRefs Secrets read through the Kubernetes API (server/gateway_secrets.h).
   bool gateway_secrets = true;
+  // Namespaces' labels read (kubernetes/namespace_labels.h), for allowedRoutes from: Selector.
+  bool gateway_namespaces = true;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -17,6 +17,7 @@
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/command_line.h"
 #include "control-plane/kubernetes/discovery.h"
+#include "control-plane/kubernetes/namespace_labels.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/server/gateway_secrets.h"
 #include "control-plane/server/kubernetes_policy.h"
@@ -331,6 +332,24 @@ int main(int argc, char** argv) {
             std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
           secrets->SetReferences(meshlet::controlplane::translate::GatewaySecretRefs(*policy));
         });
+  }
+  // Namespaces' labels, for Gateways' allowedRoutes from: Selector.
+  std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesApi> namespaces_api;
+  std::unique_ptr<meshlet::controlplane::kubernetes::NamespaceLabels> namespace_labels;
+  if (!kubernetes_api.api.empty() && command_line->gateway_namespaces) {
+    auto api = meshlet::controlplane::kubernetes::KubernetesApi::Create(control_plane.loop(),
+                                                                        kubernetes_api);
+    if (!api.ok()) return fail(api.status());
+    namespaces_api = *std::move(api);
+    namespace_labels = std::make_unique<meshlet::controlplane::kubernetes::NamespaceLabels>(
+        control_plane.loop(), *namespaces_api, control_plane.stats(),
+        meshlet::controlplane::kubernetes::ReflectorOptions{},
+        [&xds, policy = kubernetes_policy.get()](
+            const meshlet::controlplane::kubernetes::NamespaceLabels::Labels& labels) {
+          xds.SetNamespaceLabels(labels);
+          if (policy != nullptr) policy->SetNamespaceLabels(labels);
+        });
+    namespace_labels->Start();
   }
   // A live tap reaches the sidecars connected to the other replicas through them.
   if (xds.tap() != nullptr) {

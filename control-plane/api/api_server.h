@@ -202,13 +202,11 @@ class PolicyApi {
   // Gateway API routes compute their status from instead of reading the whole store; null (the
   // default) reads the store. Any thread.
   void SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live);
-  // The Secrets Gateways' certificateRefs name, as the control plane read them
-  // (GatewayEnvironment::secrets): the Gateway and route statuses report a missing or unservable
-  // one. nullopt (the default): Secrets are not read, only the references are checked. Any thread.
-  void SetGatewaySecrets(
-      std::optional<
-          std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
-          secrets);
+  // What the Gateway and route statuses depend on beyond the policy: the Secrets certificateRefs
+  // name (a missing or unservable one is reported; nullopt, the default: only the references are
+  // checked) and the namespaces' labels (allowedRoutes from: Selector). proxy_addresses is
+  // ignored: they come from the registry at each GET. Any thread.
+  void SetGatewayEnvironment(translate::GatewayEnvironment env);
 
   // The allocator of Service addresses the writes use (for the start-up backfill).
   addresses::ServiceAddresses& service_addresses() { return *addresses_; }
@@ -292,8 +290,7 @@ class PolicyApi {
   http::RequestHandler dashboard_;
   mutable std::mutex live_policy_mu_;
   std::shared_ptr<const policy::LivePolicy> live_policy_ ABSL_GUARDED_BY(live_policy_mu_);
-  std::optional<std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
-      gateway_secrets_ ABSL_GUARDED_BY(live_policy_mu_);
+  translate::GatewayEnvironment gateway_environment_ ABSL_GUARDED_BY(live_policy_mu_);
 };
 
 // Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.

@@ -131,12 +131,10 @@ void PolicyApi::SetLivePolicy(std::shared_ptr<const policy::LivePolicy> live) {
   live_policy_ = std::move(live);
 }
 
-void PolicyApi::SetGatewaySecrets(
-    std::optional<
-        std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
-        secrets) {
+void PolicyApi::SetGatewayEnvironment(translate::GatewayEnvironment env) {
+  env.proxy_addresses.clear();
   std::lock_guard<std::mutex> lock(live_policy_mu_);
-  gateway_secrets_ = std::move(secrets);
+  gateway_environment_ = std::move(env);
 }
 
 PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
@@ -152,7 +150,7 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
   {
     std::lock_guard<std::mutex> lock(live_policy_mu_);
     live = live_policy_;
-    env.secrets = gateway_secrets_;
+    env = gateway_environment_;
   }
   std::shared_ptr<const policy::PolicySnapshot> current =
       live != nullptr ? live->Current() : nullptr;

@@ -154,6 +154,13 @@ void KubernetesPolicy::SetGatewaySecrets(
   ScheduleStatus();
 }
 
+void KubernetesPolicy::SetNamespaceLabels(
+    std::map<std::string, std::map<std::string, std::string>> labels) {
+  if (namespace_labels_ == labels) return;
+  namespace_labels_ = std::move(labels);
+  ScheduleStatus();
+}
+
 void KubernetesPolicy::ScheduleStatus() {
   if (!status_timer_.enabled()) status_timer_.Enable(options_.status_interval);
 }
@@ -204,6 +211,7 @@ void KubernetesPolicy::ComputeStatus() {
   std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
   translate::GatewayEnvironment env;
   env.secrets = gateway_secrets_;
+  env.namespace_labels = namespace_labels_;
   env.proxy_addresses = translate::GatewayProxyAddresses(*policy_, *registry);
   std::vector<policy::RouteStatusUpdate> updates;
   for (policy::RouteStatusUpdate& update :

@@ -83,6 +83,8 @@ class KubernetesPolicy {
       std::optional<
           std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
           secrets);
+  // Each namespace's labels, for allowedRoutes from: Selector (kubernetes/namespace_labels.h).
+  void SetNamespaceLabels(std::map<std::string, std::map<std::string, std::string>> labels);
 
   kubernetes::PolicyMirror& mirror() { return *mirror_; }
   kubernetes::LeaderElector& elector() { return *elector_; }
@@ -102,6 +104,7 @@ class KubernetesPolicy {
   std::shared_ptr<const policy::PolicySnapshot> policy_;
   std::optional<std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
       gateway_secrets_;
+  std::map<std::string, std::map<std::string, std::string>> namespace_labels_;
   event::Timer status_timer_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   std::unique_ptr<kubernetes::KubernetesApi> api_;

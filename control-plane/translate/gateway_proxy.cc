@@ -147,6 +147,7 @@ GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
   if (options.gateway_certificates.has_value()) {
     env.secrets = GatewaySecretsOf(*options.gateway_certificates);
   }
+  env.namespace_labels = options.namespace_labels;
   return env;
 }
 

@@ -120,6 +120,9 @@ struct TranslateOptions {
   // The Secrets Gateways' certificateRefs name (only those), read by the control plane; nullopt:
   // Secrets are not read, so no HTTPS listener of a gateway proxy is served.
   std::optional<GatewayCertificates> gateway_certificates;
+  // Each namespace's labels (Kubernetes), for Gateways' allowedRoutes `from: Selector`; a
+  // namespace not listed has none.
+  std::map<std::string, std::map<std::string, std::string>> namespace_labels;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;

@@ -440,8 +440,16 @@ void XdsService::SetGatewayCertificates(
     std::optional<translate::GatewayCertificates> certificates) {
   if (options_.translate.gateway_certificates == certificates) return;
   options_.translate.gateway_certificates = std::move(certificates);
-  control_plane_.api().SetGatewaySecrets(
-      translate::GatewayEnvironmentOf(options_.translate).secrets);
+  control_plane_.api().SetGatewayEnvironment(translate::GatewayEnvironmentOf(options_.translate));
+  resources_.SetOptions(options_.translate);
+  if (ads_ != nullptr) ads_->NotifyChanged();
+}
+
+void XdsService::SetNamespaceLabels(
+    std::map<std::string, std::map<std::string, std::string>> labels) {
+  if (options_.translate.namespace_labels == labels) return;
+  options_.translate.namespace_labels = std::move(labels);
+  control_plane_.api().SetGatewayEnvironment(translate::GatewayEnvironmentOf(options_.translate));
   resources_.SetOptions(options_.translate);
   if (ads_ != nullptr) ads_->NotifyChanged();
 }

@@ -135,6 +135,9 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // gateway proxies are answered Unavailable and keep what they serve, rather than lose their
   // HTTPS listeners while the Secrets are read. Before Start().
   void ExpectGatewayCertificates() { gateway_certificates_expected_ = true; }
+  // Each namespace's labels (Kubernetes), for Gateways' allowedRoutes from: Selector, in the
+  // gateway proxies' routes and the policy API's status. Loop thread.
+  void SetNamespaceLabels(std::map<std::string, std::map<std::string, std::string>> labels);
 
   // `listener` gets every policy snapshot the service loads (the current one at once, if any),
   // on the loop thread. Call on the loop thread.

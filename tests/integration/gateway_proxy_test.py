@@ -24,7 +24,8 @@ server holding the certificateRefs' Secrets (docs/gateway.md, "HTTPS"):
   InvalidCertificateRef with the reason and it is not served; fixed in place, it is served;
 - the shop Secret replaced: new handshakes get the new certificate while a connection opened
   before keeps working.
-About 20 s for both.
+test_allowed_routes_by_namespace_labels: a listener with allowedRoutes from: Selector serves the
+route while its namespace (on the fake API) has the label. About 25 s for the three.
 """
 
 import base64
@@ -79,6 +80,18 @@ class GatewayProxyTest(RotationHarness):
         where = f"/namespaces/{NAMESPACE}" if namespaced else ""
         self.api_request("PUT", f"{GATEWAY_API}{where}/{plural}/{name}", body)
 
+    def start_mesh(self, *control_plane_flags):
+        """The control plane, the sidecar of the app `backend` and the GatewayClass meshlet:
+        (the backend's sidecar, the app's port)."""
+        self.start_control_plane(*control_plane_flags)
+        with open(os.path.join(self.data, "api-token")) as f:
+            self.api_token = f.read().strip()
+        backend = self.start_sidecar("backend")
+        self.put("gatewayclasses", "meshlet", doc(
+            "GatewayClass", "meshlet", {"controllerName": "meshlet.io/gateway-controller"},
+            namespace=None), namespaced=False)
+        return backend, self.apps[-1].port
+
     def start_gateway(self, service_account):
         workdir = tempfile.mkdtemp(dir=self.tmp)
         token_file = os.path.join(workdir, "join-token")
@@ -106,15 +119,8 @@ class GatewayProxyTest(RotationHarness):
             conn.close()
 
     def test_gateway_serves_routes_to_meshed_backends(self):
-        self.start_control_plane()
-        with open(os.path.join(self.data, "api-token")) as f:
-            self.api_token = f.read().strip()
-        backend = self.start_sidecar("backend")
-        app_port = self.apps[-1].port
+        backend, app_port = self.start_mesh()
         port = free_port()
-        self.put("gatewayclasses", "meshlet", doc(
-            "GatewayClass", "meshlet", {"controllerName": "meshlet.io/gateway-controller"},
-            namespace=None), namespaced=False)
         self.put("gateways", "edge", doc("Gateway", "edge", {
             "gatewayClassName": "meshlet",
             "listeners": [{"name": "shop", "port": port, "protocol": "HTTP",
@@ -215,16 +221,9 @@ class GatewayProxyTest(RotationHarness):
         self.put_secret("shop-cert", shop)
         self.put_secret("fallback-cert", fallback)
         self.put_secret("broken-cert", shop, key=fallback)  # the key is another certificate's
-        self.start_control_plane(*kubernetes_flags, "--kubernetes-discovery=false",
-                                 "--kubernetes-policy=false", "--webhook-address=off")
-        with open(os.path.join(self.data, "api-token")) as f:
-            self.api_token = f.read().strip()
-        self.start_sidecar("backend")
-        app_port = self.apps[-1].port
+        _, app_port = self.start_mesh(*kubernetes_flags, "--kubernetes-discovery=false",
+                                      "--kubernetes-policy=false", "--webhook-address=off")
         port, broken_port = free_port(), free_port()
-        self.put("gatewayclasses", "meshlet", doc(
-            "GatewayClass", "meshlet", {"controllerName": "meshlet.io/gateway-controller"},
-            namespace=None), namespaced=False)
         refs = lambda name: {"certificateRefs": [{"kind": "Secret", "name": name}]}
         self.put("gateways", "edge", doc("Gateway", "edge", {
             "gatewayClassName": "meshlet",
@@ -285,6 +284,49 @@ class GatewayProxyTest(RotationHarness):
         self.assertEqual(status, 200, body)
         self.assertEqual(kept.sock.getpeercert(binary_form=True), der(shop[0]))
         kept.close()
+
+    def test_allowed_routes_by_namespace_labels(self):
+        """A listener taking routes of namespaces whose labels match (from: Selector) serves the
+        route once its namespace has the label, read from the Kubernetes API, and stops when the
+        label goes."""
+        self.fake, kubernetes_flags = start_fake_kubernetes(self.tmp, K8S_TOKEN)
+
+        def label_namespace(labels):
+            self.fake.put("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": NAMESPACE, "labels": labels}})
+        label_namespace({"team": "other"})
+        _, app_port = self.start_mesh(*kubernetes_flags, "--kubernetes-discovery=false",
+                                      "--kubernetes-policy=false", "--webhook-address=off")
+        port = free_port()
+        self.put("gateways", "edge", doc("Gateway", "edge", {
+            "gatewayClassName": "meshlet",
+            "listeners": [{"name": "shop", "port": port, "protocol": "HTTP",
+                           "allowedRoutes": {"namespaces": {
+                               "from": "Selector",
+                               "selector": {"matchLabels": {"team": "shop"}}}}}]}))
+        self.put("httproutes", "shop", doc("HTTPRoute", "shop", {
+            "parentRefs": [{"name": "edge"}],
+            "rules": [{"backendRefs": [{"name": "backend", "port": app_port}]}]}))
+        gateway = self.start_gateway("edge-meshlet")
+
+        def route_accepted():
+            route = json.loads(self.api_request(
+                "GET", f"{GATEWAY_API}/namespaces/{NAMESPACE}/httproutes/shop"))
+            for parent in route.get("status", {}).get("parents", []):
+                return {c["type"]: c for c in parent["conditions"]}["Accepted"]
+            return {}
+        # Not selected: NotAllowedByListeners, and the proxy answers 404.
+        self.assertTrue(wait_for(lambda: route_accepted().get("reason")
+                                 == "NotAllowedByListeners", timeout=10), route_accepted())
+        self.assertTrue(wait_for(lambda: self.call(port, "shop.example.com", "/")[0] == 404,
+                                 timeout=15), gateway.log())
+        label_namespace({"team": "shop"})
+        self.assertTrue(wait_for(lambda: self.call(port, "shop.example.com", "/")[0] == 200,
+                                 timeout=10), gateway.log())
+        self.assertEqual(route_accepted().get("status"), "True")
+        label_namespace({})
+        self.assertTrue(wait_for(lambda: self.call(port, "shop.example.com", "/")[0] == 404,
+                                 timeout=10), gateway.log())
 
 
 if __name__ == "__main__":
