@@ -8,6 +8,9 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/logging.h"
+#include "common/config/yaml_proto.h"
 #include "control-plane/translate/translator.h"
 #include "control-plane/translate/translator_test_util.h"
 
@@ -138,6 +141,62 @@ BENCHMARK(BM_ResourceSizes)
     ->Args({5000, 1})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
+
+template <typename T>
+T Parse(const std::string& yaml) {
+  T out;
+  CHECK(config::YamlToProto(yaml, out).ok()) << yaml;
+  return out;
+}
+
+// A gateway proxy in a mesh of N services: its Gateway (one HTTP listener) and 10 HTTPRoutes to
+// 10 of the Services. A gateway's listeners, routes and backends are its local part, rebuilt on
+// every push: what one costs per push should follow its routes, not the mesh's size. The mesh's
+// index is built once per change and not counted (BM_MeshTranslatorPerChange).
+void BM_GatewayProxyPerPush(benchmark::State& state) {
+  auto policy = std::make_shared<policy::PolicySnapshot>();
+  auto registry = std::make_shared<registry::RegistrySnapshot>();
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, *policy, *registry);
+  policy->gateway_classes.push_back(Parse<meshlet::gateway::GatewayClass>(
+      "kind: GatewayClass\nmetadata: {name: meshlet}\n"
+      "spec: {controllerName: meshlet.io/gateway-controller}"));
+  policy->gateways.push_back(Parse<meshlet::gateway::Gateway>(
+      "kind: Gateway\nmetadata: {name: edge, namespace: default}\nspec:\n"
+      "  gatewayClassName: meshlet\n  listeners: [{name: web, port: 8080, protocol: HTTP}]"));
+  for (int i = 0; i < 10; ++i) {
+    policy->gateway_http_routes.push_back(Parse<meshlet::gateway::HTTPRoute>(
+        absl::StrCat("kind: HTTPRoute\nmetadata: {name: r", i, ", namespace: default}\nspec:\n",
+                     "  parentRefs: [{name: edge}]\n  hostnames: [svc-", i, ".example.com]\n",
+                     "  rules: [{backendRefs: [{name: svc-", i, ", port: 8080}]}]")));
+  }
+  registry::Workload gateway;
+  gateway.id = "edge-0";
+  gateway.namespace_ = "default";
+  gateway.service_account = "edge-meshlet";
+  gateway.addresses = {"10.200.0.1"};
+  gateway.labels = {{"meshlet.io/gateway", "default/edge"}};
+  registry->workloads.insert(registry->workloads.begin(), gateway);  // sorted by id: first
+  MeshTranslator mesh(policy, registry, {});
+  xds::Node node;
+  node.set_id("edge-0");
+  for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+  size_t clusters = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(mesh.OutboundKey(node));
+    NodeResources local = mesh.TranslateLocal(node);
+    clusters = local.clusters.size();
+    benchmark::DoNotOptimize(local);
+  }
+  if (clusters == 0) {
+    NodeResources local = mesh.TranslateLocal(node);
+    state.SkipWithError(absl::StrCat("the gateway was given no backend cluster: ",
+                                     absl::StrJoin(local.warnings, "; "))
+                            .c_str());
+  }
+  state.counters["clusters"] = static_cast<double>(clusters);
+  state.SetLabel(absl::StrCat(state.range(0), " services"));
+}
+BENCHMARK(BM_GatewayProxyPerPush)->Arg(1000)->Arg(5000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace meshlet::controlplane::translate
