@@ -18,6 +18,7 @@
 #include "control-plane/command_line.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/kubernetes/namespace_labels.h"
+#include "control-plane/policy/validate.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/server/gateway_secrets.h"
 #include "control-plane/server/kubernetes_policy.h"
@@ -303,7 +304,8 @@ int main(int argc, char** argv) {
         std::set<std::string> uris;
         for (const meshlet::policy::RequestAuthentication& ra : policy->request_authentications) {
           for (const meshlet::policy::JwtRule& rule : ra.spec().jwt_rules()) {
-            if (!rule.jwks_uri().empty()) uris.insert(rule.jwks_uri());
+            const std::string source = meshlet::controlplane::policy::JwksSourceOf(rule);
+            if (!source.empty()) uris.insert(source);
           }
         }
         jwks.SetUris(uris);

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/base/logging.h"
 #include "common/base/repeated_failure.h"
 #include "common/event/timer.h"
+#include "common/jwt/jwt_json.h"
 #include "common/jwt/jwt_verifier.h"
 #include "common/stats/or_discard.h"
 
@@ -75,6 +78,45 @@ void JwksFetcher::SetUris(const std::set<std::string>& uris) {
   if (removed && listener_) listener_(jwks_);
 }
 
+namespace {
+
+constexpr absl::string_view kDiscoverySuffix = "/.well-known/openid-configuration";
+
+// The jwks_uri of an OpenID Connect discovery document read from `discovery_url`, checked: the
+// document's issuer must be the one the URL was made from (OpenID Connect Discovery 1.0, 4.3), and
+// jwks_uri an https:// URL.
+absl::StatusOr<http::HttpsUrl> JwksUriOf(absl::string_view discovery_url,
+                                         absl::string_view document) {
+  namespace json = jwt::jwt_json;
+  const std::string where = absl::StrCat("the discovery document ", discovery_url);
+  if (!json::IsObject(document)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " is not a JSON object"));
+  }
+  std::string scratch;
+  const absl::string_view issuer_literal = json::Find(document, "issuer");
+  const std::string issuer(json::TypeOf(issuer_literal) == json::Type::kString
+                               ? json::StringText(issuer_literal, &scratch)
+                               : absl::string_view());
+  const absl::string_view expected = absl::StripSuffix(discovery_url, kDiscoverySuffix);
+  if (absl::StripSuffix(issuer, "/") != expected) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " names issuer \"", issuer, "\", not ", expected));
+  }
+  const absl::string_view uri_literal = json::Find(document, "jwks_uri");
+  if (json::TypeOf(uri_literal) != json::Type::kString) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " has no jwks_uri"));
+  }
+  const std::string uri(json::StringText(uri_literal, &scratch));
+  absl::StatusOr<http::HttpsUrl> url = http::ParseHttpsUrl(uri);
+  if (!url.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": jwks_uri \"", uri, "\": ", url.status().message()));
+  }
+  return url;
+}
+
+}  // namespace
+
 void JwksFetcher::Fetch(Source& source) {
   if (source.get != nullptr) return;  // a read in flight
   if (!source.url.ok()) {
@@ -94,15 +136,31 @@ void JwksFetcher::Fetch(Source& source) {
     }
     roots_ = *std::move(roots);
   }
-  source.get = http::HttpsGet::Start(loop_, *source.url,
+  Get(source, *source.url, /*discovery=*/absl::EndsWith(source.uri, kDiscoverySuffix));
+}
+
+void JwksFetcher::Get(Source& source, const http::HttpsUrl& url, bool discovery) {
+  source.get = http::HttpsGet::Start(loop_, url,
                                      {.roots = roots_,
                                       .timeout = absl::ToChronoMilliseconds(options_.timeout),
                                       .max_body_bytes = options_.max_bytes},
-                                     [this, &source](absl::StatusOr<std::string> body) {
+                                     [this, &source, discovery](absl::StatusOr<std::string> body) {
                                        // The HttpsGet is done: drop it on a later turn (it is
                                        // running this callback).
                                        loop_.DeferDelete(std::move(source.get));
-                                       Took(source, std::move(body));
+                                       if (!discovery || !body.ok()) {
+                                         Took(source, std::move(body));
+                                         return;
+                                       }
+                                       // The discovery document: the keys are read next, from its
+                                       // jwks_uri.
+                                       absl::StatusOr<http::HttpsUrl> jwks_uri =
+                                           JwksUriOf(source.uri, *body);
+                                       if (!jwks_uri.ok()) {
+                                         Took(source, jwks_uri.status());
+                                         return;
+                                       }
+                                       Get(source, *jwks_uri, /*discovery=*/false);
                                      });
 }
 

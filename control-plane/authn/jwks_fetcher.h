@@ -2,7 +2,10 @@
 
 // JwksFetcher: the key sets (JWKS) of the issuers RequestAuthentication policies name by
 // `jwksUri`, fetched by the control plane and kept current, so that the translator sends each
-// issuer's keys inline and sidecars never fetch (ADR 0098).
+// issuer's keys inline and sidecars never fetch (ADR 0098). A URI ending in
+// /.well-known/openid-configuration (policy::JwksSourceOf: an issuer with neither jwksUri nor
+// jwks) is an OpenID Connect discovery document: each read takes it, checks its issuer, and reads
+// the keys from its jwks_uri (an https:// URL), both steps one read that succeeds or fails.
 //
 // Start() first, then SetUris() gives the URIs the policy names now (after each policy load): a new
 // one is fetched at once, one no longer named is forgotten. Each is read again every `refresh`; a
@@ -60,6 +63,8 @@ class JwksFetcher {
  private:
   struct Source;
   void Fetch(Source& source);
+  // One read of `url` for `source`: a discovery document (then its jwks_uri) or the keys.
+  void Get(Source& source, const http::HttpsUrl& url, bool discovery);
   void Took(Source& source, absl::StatusOr<std::string> body);
   void UpdateGauges();
 

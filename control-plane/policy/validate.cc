@@ -800,7 +800,12 @@ class Checker {
       if (!rule.jwks_uri().empty() && !rule.jwks().empty()) {
         Error(path, "give jwksUri or jwks, not both");
       } else if (rule.jwks_uri().empty() && rule.jwks().empty()) {
-        Error(path, "needs jwksUri (an https:// URL the keys are fetched from) or jwks");
+        // The keys by OpenID Connect discovery: the issuer must be an https:// URL.
+        if (rule.issuer().empty() || !http::ParseHttpsUrl(OidcDiscoveryUrl(rule.issuer())).ok()) {
+          Error(path,
+                "needs jwksUri (an https:// URL the keys are fetched from) or jwks, or an "
+                "https:// issuer whose keys OpenID Connect discovery finds");
+        }
       } else if (!rule.jwks_uri().empty()) {
         if (absl::StatusOr<http::HttpsUrl> url = http::ParseHttpsUrl(rule.jwks_uri()); !url.ok()) {
           Error(Join(path, "jwksUri"), url.status().message());
@@ -920,6 +925,16 @@ absl::string_view ReservedAddressKind(const net::IpAddress& address) {
     if (reserved.range.Contains(address)) return reserved.kind;
   }
   return "";
+}
+
+std::string OidcDiscoveryUrl(absl::string_view issuer) {
+  return absl::StrCat(absl::StripSuffix(issuer, "/"), "/.well-known/openid-configuration");
+}
+
+std::string JwksSourceOf(const meshlet::policy::JwtRule& rule) {
+  if (!rule.jwks_uri().empty()) return rule.jwks_uri();
+  if (!rule.jwks().empty()) return "";
+  return OidcDiscoveryUrl(rule.issuer());
 }
 
 absl::string_view ClaimOfKey(absl::string_view key) {

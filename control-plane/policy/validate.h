@@ -25,6 +25,13 @@ namespace meshlet::controlplane::policy {
 // NAME of an AuthorizationPolicy `when` key "request.auth.claims[NAME]"; empty for any other key.
 absl::string_view ClaimOfKey(absl::string_view key);
 
+// The OpenID Connect discovery document of `issuer`: "<issuer>/.well-known/openid-configuration"
+// (one slash between them).
+std::string OidcDiscoveryUrl(absl::string_view issuer);
+// The URL a RequestAuthentication rule's keys come from, which the control plane fetches: its
+// jwksUri, else (no inline jwks) its issuer's discovery document; empty for inline keys.
+std::string JwksSourceOf(const meshlet::policy::JwtRule& rule);
+
 struct FieldError {
   std::string field;  // "spec.retries.attempts"; empty for the document as a whole
   std::string message;

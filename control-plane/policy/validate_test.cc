@@ -389,9 +389,10 @@ spec:
     fromParams: [token]
     outputClaimToHeaders: [{header: x-user, claim: sub}]
     outputPayloadToHeader: x-jwt
+  - issuer: https://login.example/tenant/
   - issuer: https://other.example
     jwks: )" + jwks + "\n")
-                  .errors.empty());
+                  .errors.empty());  // the third's keys by OpenID Connect discovery
   ValidationResult r = ValidateYaml(R"(
 kind: RequestAuthentication
 metadata: {name: bad}
@@ -410,6 +411,7 @@ spec:
     fromParams: [""]
     outputClaimToHeaders: [{header: "", claim: ""}]
     outputPayloadToHeader: "x y"
+  - issuer: idp.example
 )");
   EXPECT_NE(ErrorFor(r, "spec.jwtRules[0].jwksUri").find("is not an https:// URL"),
             std::string::npos);
@@ -424,6 +426,10 @@ spec:
   EXPECT_EQ(ErrorFor(r, "spec.jwtRules[3].outputClaimToHeaders[0].header"), "required");
   EXPECT_EQ(ErrorFor(r, "spec.jwtRules[3].outputClaimToHeaders[0].claim"), "required");
   EXPECT_NE(ErrorFor(r, "spec.jwtRules[3].outputPayloadToHeader"), "");
+  // No keys and an issuer that is not an https:// URL: nothing to discover them from.
+  EXPECT_NE(ErrorFor(r, "spec.jwtRules[4]").find("OpenID Connect discovery"), std::string::npos);
+  EXPECT_EQ(OidcDiscoveryUrl("https://login.example/tenant/"),
+            "https://login.example/tenant/.well-known/openid-configuration");
   r = ValidateYaml("kind: RequestAuthentication\nmetadata: {name: empty}\nspec: {jwtRules: []}\n");
   EXPECT_NE(ErrorFor(r, "spec.jwtRules").find("required: at least one issuer"), std::string::npos);
 }

@@ -149,7 +149,8 @@ void BuildJwt(const TranslationContext& ctx, xds::Listener& listener, Translatio
       *out->mutable_audiences() = rule.audiences();
       if (!rule.jwks().empty()) {
         out->set_jwks(rule.jwks());
-      } else if (auto it = ctx.options.jwks.find(rule.jwks_uri()); it != ctx.options.jwks.end()) {
+      } else if (auto it = ctx.options.jwks.find(policy::JwksSourceOf(rule));
+                 it != ctx.options.jwks.end()) {
         out->set_jwks(it->second);
       } else {
         // Never fetched: the issuer stays, so its tokens are refused and its output headers are

@@ -197,6 +197,22 @@ spec:
   policy_.request_authentications.clear();
   r = Translate(policy_, registry_, node_, options);
   EXPECT_FALSE(Named(r.listeners, "inbound")->has_jwt());
+
+  // An issuer with neither jwksUri nor jwks: its keys are those read through its OpenID Connect
+  // discovery document.
+  policy_.request_authentications.push_back(Parse<pb::RequestAuthentication>(R"(
+kind: RequestAuthentication
+metadata: {name: discovered}
+spec:
+  jwtRules: [{issuer: "https://login.example/"}]
+)"));
+  r = Translate(policy_, registry_, node_, options);
+  ASSERT_EQ(Named(r.listeners, "inbound")->jwt().issuers_size(), 1);
+  EXPECT_TRUE(Named(r.listeners, "inbound")->jwt().issuers(0).keys_unavailable());
+  options.jwks["https://login.example/.well-known/openid-configuration"] = ed_jwks;
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(r.listeners, "inbound")->jwt().issuers(0).jwks(), ed_jwks);
+  EXPECT_FALSE(Named(r.listeners, "inbound")->jwt().issuers(0).keys_unavailable());
 }
 
 // End users in AuthorizationPolicy: from.requestPrincipals and when request.auth.claims[NAME].

@@ -22,7 +22,9 @@ https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate.
   DENY notRequestPrincipals ["*"] requiring a token on one path;
 - policies the API refuses with the field named: a jwksUri that is not https, both jwks and
   jwksUri, an inline JWKS without a usable key, two rules for one issuer.
-SKIP when python3-jwt or python3-cryptography is missing. About 10 s.
+- an issuer with neither jwksUri nor jwks gets its keys by OpenID Connect discovery (its
+  discovery document, then its jwks_uri), not while the document names another issuer.
+SKIP when python3-jwt or python3-cryptography is missing. About 15 s.
 """
 
 import hashlib
@@ -53,6 +55,15 @@ ISSUER, OTHER = "https://issuer.test", "https://other.test"
 PATH = "/apis/meshlet.io/v1/namespaces/default/requestauthentications/"
 
 
+def answer_json(handler, status, body):
+    """Answers the request `handler` (a BaseHTTPRequestHandler) holds with `body` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def policy(name, rules, target="backend"):
     return json.dumps({"apiVersion": "meshlet.io/v1", "kind": "RequestAuthentication",
                        "metadata": {"name": name, "namespace": "default"},
@@ -73,11 +84,7 @@ class RequestAuthenticationTest(RotationHarness):
         class Keys(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 fetches.append(self.path)
-                body = json.dumps({"keys": served["keys"]}).encode()
-                self.send_response(served["status"])
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                answer_json(self, served["status"], {"keys": served["keys"]})
 
             def log_message(self, *args):
                 pass
@@ -229,6 +236,64 @@ class RequestAuthenticationTest(RotationHarness):
                 self.api_request("PUT", PATH + name, policy(name, rules))
             self.assertEqual(refused.exception.code, 422, name)
             self.assertIn(field, refused.exception.read().decode(), name)
+    def test_keys_by_openid_connect_discovery(self):
+        """An issuer with neither jwksUri nor jwks: the control plane reads its discovery
+        document, then the keys at its jwks_uri. A document naming another issuer is refused
+        (logged, the tokens refused) until it names this one."""
+        t = self.tmp
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        served = {"issuer": None}
+        paths = []
+
+        class Idp(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                paths.append(self.path)
+                if self.path == "/tenant/.well-known/openid-configuration":
+                    body = {"issuer": served["issuer"], "jwks_uri": base + "/tenant/keys"}
+                elif self.path == "/tenant/keys":
+                    body = {"keys": [rsa_jwk(key, "k1")]}
+                else:
+                    self.send_error(404)
+                    return
+                answer_json(self, 200, body)
+
+            def log_message(self, *args):
+                pass
+        web_ca = make_ca(t, "idp-web-ca")
+        server, url = serve_https(Idp, make_server_cert(t, "idp-web", web_ca, san="DNS:localhost"))
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        base = url.replace("127.0.0.1", "localhost")
+        issuer = base + "/tenant"
+        served["issuer"] = "https://impostor.test/tenant"
+        self.start_control_plane("--jwks-ca-file", web_ca[0], "--jwks-refresh-interval", "1s",
+                                 "--jwks-retry-min", "200ms")
+        with open(os.path.join(self.data, "api-token")) as f:
+            self.api_token = f.read().strip()
+        self.api_request("PUT", PATH + "discovered",
+                         policy("discovered", [{"issuer": issuer, "audiences": ["orders"]}]))
+        backend = self.start_sidecar("backend")
+        mesh_root = (os.path.join(self.data, "ca", "root-cert.pem"),
+                     os.path.join(self.data, "ca", "root-key.pem"))
+        caller = make_workload_cert(t, "frontend", mesh_root, spiffe("frontend"))
+        good = jwt.encode({"iss": issuer, "sub": "alice", "aud": "orders",
+                           "exp": int(time.time()) + 600}, key, algorithm="RS256",
+                          headers={"kid": "k1"})
+
+        def call():
+            return mtls_get(backend.inbound, *caller, "/who", host="backend",
+                            headers={"Authorization": "Bearer " + good})
+        self.assertTrue(wait_for(lambda: call()[0] == 401, timeout=15), call())
+        self.assertIn("Jwks of the issuer are not available", call()[1].decode())
+        def logged():
+            with open(self.cp_log) as f:
+                return "names issuer \"https://impostor.test/tenant\"" in f.read()
+        self.assertTrue(wait_for(logged, timeout=10))
+        self.assertNotIn("/tenant/keys", paths)  # the keys of an unproven document: not read
+        served["issuer"] = issuer
+        self.assertTrue(wait_for(lambda: call()[0] == 200, timeout=15), call())
+        self.assertIn("/tenant/keys", paths)
+
 
 if __name__ == "__main__":
     root_rotation_test.CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
