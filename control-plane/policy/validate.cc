@@ -736,8 +736,9 @@ class Checker {
         const std::string wp = Index(Join(path, "when"), j);
         const pb::AuthorizationRule::Condition& c = rule.when(j);
         if (ClaimOfKey(c.key()).empty()) {
-          Error(Join(wp, "key"),
-                absl::StrCat(Quote(c.key()), " is not a supported key: request.auth.claims[NAME]"));
+          Error(Join(wp, "key"), absl::StrCat(Quote(c.key()),
+                                              " is not a supported key: request.auth.claims[NAME], "
+                                              "request.auth.audiences, request.auth.presenter"));
         }
         if (c.values_size() == 0) Error(Join(wp, "values"), "required");
         for (int k = 0; k < c.values_size(); ++k) {
@@ -938,6 +939,8 @@ std::string JwksSourceOf(const meshlet::policy::JwtRule& rule) {
 }
 
 absl::string_view ClaimOfKey(absl::string_view key) {
+  if (key == "request.auth.audiences") return "aud";
+  if (key == "request.auth.presenter") return "azp";
   if (!absl::ConsumePrefix(&key, "request.auth.claims[") || !absl::ConsumeSuffix(&key, "]") ||
       key.empty() || absl::StrContains(key, '[') || absl::StrContains(key, ']')) {
     return {};

@@ -22,7 +22,9 @@ class Message;
 
 namespace meshlet::controlplane::policy {
 
-// NAME of an AuthorizationPolicy `when` key "request.auth.claims[NAME]"; empty for any other key.
+// The JWT claim an AuthorizationPolicy `when` key reads: NAME of "request.auth.claims[NAME]" (a
+// top-level claim), "aud" of "request.auth.audiences", "azp" of "request.auth.presenter" (as
+// Istio reads them); empty for any other key.
 absl::string_view ClaimOfKey(absl::string_view key);
 
 // The OpenID Connect discovery document of `issuer`: "<issuer>/.well-known/openid-configuration"

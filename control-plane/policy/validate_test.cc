@@ -441,7 +441,10 @@ metadata: {name: p}
 spec:
   rules:
   - from: [{requestPrincipals: ["*", "https://idp/alice", "https://idp/*"]}]
-    when: [{key: "request.auth.claims[groups]", values: [admins, "team-*"]}]
+    when:
+    - {key: "request.auth.claims[groups]", values: [admins, "team-*"]}
+    - {key: request.auth.audiences, values: [orders]}
+    - {key: request.auth.presenter, values: [web-app]}
 )")
                   .errors.empty());
   ValidationResult r = ValidateYaml(R"(

@@ -215,7 +215,8 @@ spec:
   EXPECT_FALSE(Named(r.listeners, "inbound")->jwt().issuers(0).keys_unavailable());
 }
 
-// End users in AuthorizationPolicy: from.requestPrincipals and when request.auth.claims[NAME].
+// End users in AuthorizationPolicy: from.requestPrincipals and when request.auth.claims[NAME],
+// request.auth.audiences and request.auth.presenter.
 TEST_F(TranslatorTest, AuthorizationOnRequestPrincipalsAndClaims) {
   policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
 kind: AuthorizationPolicy
@@ -224,7 +225,10 @@ spec:
   rules:
   - from: [{requestPrincipals: ["https://idp.example/*"], notRequestPrincipals: ["https://idp.example/bob"]}]
     to: [{paths: ["/admin/*"]}]
-    when: [{key: "request.auth.claims[groups]", values: [admins, ops]}]
+    when:
+    - {key: "request.auth.claims[groups]", values: [admins, ops]}
+    - {key: request.auth.audiences, values: [orders]}
+    - {key: request.auth.presenter, values: [web-*]}
 )"));
   NodeResources r = Translate(policy_, registry_, node_);
   const xds::AuthorizationRule& rule =
@@ -233,9 +237,14 @@ spec:
   EXPECT_EQ(rule.request_principals(0), "https://idp.example/*");
   ASSERT_EQ(rule.not_request_principals_size(), 1);
   EXPECT_EQ(rule.not_request_principals(0), "https://idp.example/bob");
-  ASSERT_EQ(rule.claims_size(), 1);
+  ASSERT_EQ(rule.claims_size(), 3);
   EXPECT_EQ(rule.claims(0).name(), "groups");
   EXPECT_EQ(rule.claims(0).values_size(), 2);
+  // The audiences and the authorized party, as the claims they are.
+  EXPECT_EQ(rule.claims(1).name(), "aud");
+  EXPECT_EQ(rule.claims(1).values(0), "orders");
+  EXPECT_EQ(rule.claims(2).name(), "azp");
+  EXPECT_EQ(rule.claims(2).values(0), "web-*");
   EXPECT_EQ(rule.paths(0), "/admin/*");
 }
 

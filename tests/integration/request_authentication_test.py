@@ -19,7 +19,8 @@ https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate.
   fetched it, the old key's then refused;
 - an AuthorizationPolicy on the end user: requestPrincipals (issuer.test's alice) and a claim
   (`when` request.auth.claims[groups] holding admins), each refusing the others with 403, and a
-  DENY notRequestPrincipals ["*"] requiring a token on one path;
+  DENY notRequestPrincipals ["*"] requiring a token on one path; request.auth.presenter (azp)
+  and request.auth.audiences on another;
 - policies the API refuses with the field named: a jwksUri that is not https, both jwks and
   jwksUri, an inline JWKS without a usable key, two rules for one issuer.
 - an issuer with neither jwksUri nor jwks gets its keys by OpenID Connect discovery (its
@@ -193,6 +194,11 @@ class RequestAuthenticationTest(RotationHarness):
                                  {"to": [{"paths": ["/admin*"]}],
                                   "when": [{"key": "request.auth.claims[groups]",
                                             "values": ["admins"]}]},
+                                 {"to": [{"paths": ["/partner*"]}],
+                                  "when": [{"key": "request.auth.presenter",
+                                            "values": ["partner-*"]},
+                                           {"key": "request.auth.audiences",
+                                            "values": ["orders"]}]},
                                  {"to": [{"paths": ["/open"]}]}]}}).encode())
         # Istio's way to require a token: DENY notRequestPrincipals ["*"], on /open here.
         self.api_request("PUT", "/apis/meshlet.io/v1/namespaces/default/authorizationpolicies/"
@@ -217,6 +223,13 @@ class RequestAuthenticationTest(RotationHarness):
         self.assertEqual(call_path("/admin/x", token(rsa2, "RS256", "rsa-2",
                                                      groups=["users"]))[0], 403)
         self.assertEqual(call_path("/admin/x")[0], 403)
+        # The authorized party (azp) and the audiences (aud) of the token.
+        partner = token(rsa2, "RS256", "rsa-2", sub="carol", azp="partner-app")
+        self.assertEqual(call_path("/partner/x", partner)[0], 200)
+        self.assertEqual(call_path("/partner/x", token(rsa2, "RS256", "rsa-2", sub="carol",
+                                                       azp="web-app"))[0], 403)
+        self.assertEqual(call_path("/partner/x", token(rsa2, "RS256", "rsa-2", sub="carol"))[0],
+                         403)
         self.assertEqual(call_path("/who", admin)[0], 403)  # bob, not alice
         self.assertTrue(wait_for(lambda: call_path("/open")[0] == 403, timeout=15),
                         call_path("/open"))
