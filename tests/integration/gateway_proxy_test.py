@@ -103,7 +103,7 @@ class GatewayProxyTest(RotationHarness):
             f"--node-id={service_account}-gw", f"--gateway={NAMESPACE}/edge",
             f"--node-service-account={service_account}", "--node-address=127.0.0.1",
             f"--join-token-file={token_file}", "--cert-ttl=40s", concurrency=1)
-        self.sidecars[service_account] = proxy
+        self.sidecars[service_account + "-gw"] = proxy  # beside the app's sidecar of that name
         proxy.name = service_account
         return proxy
 

@@ -244,12 +244,13 @@ class KubernetesDiscoveryTest(unittest.TestCase):
         # Paged lists: 5 pods at 2 per page, the token percent-encoded on the way.
         pages = [q for q in self.fake.seen("pods", watch=False) if "continue" in q]
         self.assertGreaterEqual(len(pages), 2)
-        # Pods are read as metadata only (lists and watches); the other kinds whole.
+        # Pods (and namespaces, for Gateways' allowedRoutes) are read as metadata only (lists and
+        # watches); the other kinds whole.
         with self.fake.cond:
             partial = [k for k, _ in self.fake.metadata_only_requests]
         self.assertEqual(partial.count("pods"), len(self.fake.seen("pods", watch=False)) +
                          len(self.fake.seen("pods", watch=True)))
-        self.assertEqual(set(partial), {"pods"})
+        self.assertEqual(set(partial), {"pods", "namespaces"})
         # Both pods answer by the Service's name, in plaintext, on the resolved target port.
         answered = set()
         for _ in range(20):
