@@ -31,20 +31,9 @@ constexpr char kSecretRbacHint[] =
     "the control plane needs get on that Secret (k8s/base/rbac.yaml, Role "
     "meshlet-control-plane-ca)";
 
-// The base64-decoded value of `data[key]`, or nullopt when absent.
-absl::StatusOr<std::optional<std::string>> DataValue(const YAML::Node& data, const char* key) {
-  const std::string encoded = kubernetes::ScalarAt(data, key);
-  if (encoded.empty()) return std::nullopt;
-  std::string decoded;
-  if (!absl::Base64Unescape(encoded, &decoded)) {
-    return absl::InvalidArgumentError(absl::StrCat("data.", key, " is not base64"));
-  }
-  return decoded;
-}
-
 absl::StatusOr<std::string> Required(const YAML::Node& data, const char* key,
                                      absl::string_view layout) {
-  ASSIGN_OR_RETURN(std::optional<std::string> value, DataValue(data, key));
+  ASSIGN_OR_RETURN(std::optional<std::string> value, kubernetes::SecretData(data, key));
   if (!value.has_value() || value->empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the ", layout, " layout needs data.", key, ", which is missing or empty"));
@@ -100,14 +89,15 @@ absl::StatusOr<CaMaterial> MaterialFromSecret(absl::string_view secret_json, Sec
   if (layout == SecretLayout::kTls) {
     ASSIGN_OR_RETURN(material.chain_pem, Required(data, "tls.crt", "kubernetes.io/tls"));
     ASSIGN_OR_RETURN(material.key_pem, Required(data, "tls.key", "kubernetes.io/tls"));
-    ASSIGN_OR_RETURN(std::optional<std::string> roots, DataValue(data, "ca.crt"));
+    ASSIGN_OR_RETURN(std::optional<std::string> roots, kubernetes::SecretData(data, "ca.crt"));
     material.roots_pem = roots.value_or("");
     return material;
   }
   // cacerts: cert-chain.pem is the signing certificate up to the root; ca-cert.pem alone when
   // there is no chain.
   ASSIGN_OR_RETURN(material.key_pem, Required(data, "ca-key.pem", "cacerts"));
-  ASSIGN_OR_RETURN(std::optional<std::string> chain, DataValue(data, "cert-chain.pem"));
+  ASSIGN_OR_RETURN(std::optional<std::string> chain,
+                   kubernetes::SecretData(data, "cert-chain.pem"));
   if (chain.has_value() && !chain->empty()) {
     material.chain_pem = *std::move(chain);
   } else {

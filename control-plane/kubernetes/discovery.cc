@@ -66,23 +66,6 @@ constexpr char kRbacHint[] =
     "the control plane needs list and watch on services, endpointslices and pods "
     "(k8s/base/rbac.yaml)";
 constexpr char kServiceNameLabel[] = "kubernetes.io/service-name";
-// Pods as metadata only: a tenth of a Pod's JSON, and what discovery reads of it (its labels);
-// an API server that cannot answer so sends whole Pods (the second choice).
-constexpr char kPodsListAccept[] =
-    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-constexpr char kPodsWatchAccept[] =
-    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
-
-std::map<std::string, std::string> StringMap(const YAML::Node& map) {
-  std::map<std::string, std::string> out;
-  if (!map.IsMap()) return out;
-  for (const auto& entry : map) {
-    if (entry.first.IsScalar() && entry.second.IsScalar()) {
-      out.emplace(entry.first.Scalar(), entry.second.Scalar());
-    }
-  }
-  return out;
-}
 
 uint32_t PortNumber(const std::string& text) {
   uint32_t port = 0;
@@ -158,9 +141,9 @@ std::optional<DiscoveryObject> ParseSlice(const YAML::Node& object) {
   return out;
 }
 
-// Pods are read as metadata only (PartialObjectMetadata, kPodsListAccept): labels, and the
-// annotations injection writes (a sidecar, its service account). A server that sends whole Pods
-// gives the service account of the spec, which wins.
+// Pods are read as metadata only (PartialObjectMetadata, kMetadataListAccept: a tenth of a Pod's
+// JSON): labels, and the annotations injection writes (a sidecar, its service account). A server
+// that sends whole Pods gives the service account of the spec, which wins.
 std::optional<DiscoveryObject> ParsePod(const YAML::Node& object) {
   PodObject out;
   const YAML::Node metadata = NodeAt(object, "metadata");
@@ -255,8 +238,8 @@ KubernetesDiscovery::KubernetesDiscovery(event::Loop& loop, std::unique_ptr<Kube
   pods_ = std::make_unique<Reflector<Object>>(loop_, *api_, stats_, reflector,
                                               ReflectorConfig{.resource = "pods",
                                                               .path = "/api/v1/pods",
-                                                              .list_accept = kPodsListAccept,
-                                                              .watch_accept = kPodsWatchAccept,
+                                                              .list_accept = kMetadataListAccept,
+                                                              .watch_accept = kMetadataWatchAccept,
                                                               .forbidden_hint = kRbacHint},
                                               &ParsePod, changed);
   absl::StatusOr<Gauge> gauge = stats_.shared_shard().RegisterGauge(

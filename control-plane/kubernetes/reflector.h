@@ -64,6 +64,13 @@ struct ReflectorOptions {
   Duration absent_retry = std::chrono::seconds(60);
 };
 
+// Accept headers of lists and watches that read objects as metadata only (PartialObjectMetadata:
+// names, labels, annotations); an API server that cannot answer so sends whole objects.
+inline constexpr char kMetadataListAccept[] =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+inline constexpr char kMetadataWatchAccept[] =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
 struct ReflectorConfig {
   std::string resource;  // the stats' and logs' name: "services", "httproutes.gateway..."
   std::string path;      // "/api/v1/services"

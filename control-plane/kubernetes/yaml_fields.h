@@ -7,8 +7,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <map>
+#include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 
 namespace meshlet::controlplane::kubernetes {
@@ -24,6 +29,32 @@ inline YAML::Node NodeAt(const YAML::Node& map, const char* key) {
 inline std::string ScalarAt(const YAML::Node& map, const char* key) {
   const YAML::Node value = NodeAt(map, key);
   return value.IsScalar() ? value.Scalar() : "";
+}
+
+// The string entries of `map` (labels, annotations); other entries, or a node that is not a map,
+// read as none.
+inline std::map<std::string, std::string> StringMap(const YAML::Node& map) {
+  std::map<std::string, std::string> out;
+  if (!map.IsDefined() || !map.IsMap()) return out;
+  for (const auto& entry : map) {
+    if (entry.first.IsScalar() && entry.second.IsScalar()) {
+      out.emplace(entry.first.Scalar(), entry.second.Scalar());
+    }
+  }
+  return out;
+}
+
+// A Secret's base64-decoded data[key] (`data` its "data" map), or nullopt when absent or empty;
+// an error when it is not base64.
+inline absl::StatusOr<std::optional<std::string>> SecretData(const YAML::Node& data,
+                                                             const char* key) {
+  const std::string encoded = ScalarAt(data, key);
+  if (encoded.empty()) return std::nullopt;
+  std::string decoded;
+  if (!absl::Base64Unescape(encoded, &decoded)) {
+    return absl::InvalidArgumentError(absl::StrCat("data.", key, " is not base64"));
+  }
+  return decoded;
 }
 
 // Appends `node` as JSON. For objects read from JSON: a plain (unquoted) scalar is a number, true,

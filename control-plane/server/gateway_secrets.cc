@@ -1,12 +1,12 @@
 #include "control-plane/server/gateway_secrets.h"
 
-#include <algorithm>
+#include <optional>
 #include <string>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/config/field_path.h"
+#include "common/stats/or_discard.h"
 #include "common/tls/certificate.h"
 #include "control-plane/kubernetes/yaml_fields.h"
 
@@ -17,15 +17,16 @@ constexpr char kTlsType[] = "kubernetes.io/tls";
 
 // data[key] decoded; false with `error` set when it is missing, empty or not base64.
 bool DataValue(const YAML::Node& data, const char* key, std::string& out, std::string& error) {
-  const std::string encoded = kubernetes::ScalarAt(data, key);
-  if (encoded.empty()) {
-    error = absl::StrCat("data[\"", key, "\"] is missing or empty");
-    return false;
-  }
-  if (!absl::Base64Unescape(encoded, &out)) {
+  absl::StatusOr<std::optional<std::string>> value = kubernetes::SecretData(data, key);
+  if (!value.ok()) {
     error = absl::StrCat("data[\"", key, "\"] is not base64");
     return false;
   }
+  if (!value->has_value()) {
+    error = absl::StrCat("data[\"", key, "\"] is missing or empty");
+    return false;
+  }
+  out = **std::move(value);
   return true;
 }
 
@@ -44,13 +45,6 @@ std::string CheckCertificate(const std::string& chain_pem, const std::string& ke
                         match.message());
   }
   return "";
-}
-
-// A DNS subdomain (RFC 1123), what Kubernetes allows as a namespace's or Secret's name.
-bool IsObjectName(absl::string_view name) {
-  return !name.empty() && name.size() <= 253 && std::all_of(name.begin(), name.end(), [](char c) {
-    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '.';
-  });
 }
 
 }  // namespace
@@ -83,12 +77,13 @@ GatewaySecrets::GatewaySecrets(event::Loop& loop, kubernetes::KubernetesApi& api
                                UpdateFn update)
     : loop_(loop), api_(api), stats_(stats), options_(options), update_(std::move(update)) {
   auto gauge = [&](const char* state) {
-    absl::StatusOr<Gauge> g = stats_.shared_shard().RegisterGauge(
-        "meshlet_cp_gateway_secrets",
-        "The Secrets meshlet's Gateways name in certificateRefs, by what the control plane "
-        "found: served, invalid (see the Gateway's listener status), missing.",
-        {{"state", state}});
-    return g.ok() ? *g : Gauge();
+    return OrDiscard(stats_.shared_shard().RegisterGauge(
+                         "meshlet_cp_gateway_secrets",
+                         "The Secrets meshlet's Gateways name in certificateRefs, by what the "
+                         "control plane found: served, invalid (see the Gateway's listener "
+                         "status), missing.",
+                         {{"state", state}}),
+                     "meshlet_cp_gateway_secrets");
   };
   served_ = gauge("served");
   invalid_ = gauge("invalid");
@@ -110,7 +105,7 @@ void GatewaySecrets::SetReferences(const std::set<translate::GatewayEnvironment:
   for (const translate::GatewayEnvironment::Key& key : references) {
     if (watches_.contains(key)) continue;
     // A name Kubernetes cannot hold names no Secret (and would not be safe in a path).
-    if (!IsObjectName(key.first) || !IsObjectName(key.second)) continue;
+    if (!config::IsDnsSubdomain(key.first) || !config::IsDnsSubdomain(key.second)) continue;
     const auto& [namespace_, name] = key;
     auto watch = std::make_unique<Watch>(
         loop_, api_, stats_, options_,
