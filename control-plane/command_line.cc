@@ -165,7 +165,13 @@ std::vector<Section> Sections(CommandLine& command_line) {
            flags::BoolFlag("--gateway-namespaces", &command_line.gateway_namespaces,
                            "read the namespaces' labels (list and watch, metadata only) "
                            "for Gateways' allowedRoutes from: Selector (default true; "
-                           "false: every namespace is seen without labels)")}});
+                           "false: every namespace is seen without labels)"),
+           flags::BoolFlag("--gateway-deployments", &command_line.gateway_deployments,
+                           "run each of meshlet's Gateways' proxy: the revision's leader keeps "
+                           "a ServiceAccount, Deployment and Service NAME-CLASS in the "
+                           "Gateway's namespace, owned by it, the proxy written with the "
+                           "--inject-* options (needs --kubernetes-policy; default true; false: "
+                           "the proxies are deployed by hand)")}});
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});

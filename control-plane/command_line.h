@@ -47,6 +47,9 @@ struct CommandLine {
   bool gateway_secrets = true;
   // Namespaces' labels read (kubernetes/namespace_labels.h), for allowedRoutes from: Selector.
   bool gateway_namespaces = true;
+  // A ServiceAccount, Deployment and Service per Gateway (server/gateway_deployer.h), needing
+  // --kubernetes-policy.
+  bool gateway_deployments = true;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

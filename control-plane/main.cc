@@ -83,6 +83,12 @@ int main(int argc, char** argv) {
   if (!kubernetes_api.api.empty() && command_line->gateway_secrets) {
     xds.ExpectGatewayCertificates();  // read below (GatewaySecrets)
   }
+  // The namespaces of the Gateways whose proxies this control plane deploys get the trust-bundle
+  // ConfigMap (set below, with the deployer).
+  std::function<std::vector<std::string>()> gateway_namespaces;
+  command_line->webhook.trust_bundle.more_namespaces = [&gateway_namespaces] {
+    return gateway_namespaces ? gateway_namespaces() : std::vector<std::string>{};
+  };
   // The injection webhook serves with the same self-issued certificate as discovery.
   meshlet::controlplane::webhook::WebhookService webhook(
       control_plane, std::move(command_line->webhook),
@@ -209,6 +215,12 @@ int main(int argc, char** argv) {
         revision_tags.get());
     if (!created.ok()) return fail(created.status());
     kubernetes_policy = *std::move(created);
+    if (command_line->gateway_deployments) {
+      kubernetes_policy->EnableGatewayDeployments({.inject = webhook.inject_options()});
+      gateway_namespaces = [deployer = kubernetes_policy->gateway_deployer()] {
+        return deployer->namespaces();
+      };
+    }
     xds.AddPolicyListener(
         [policy = kubernetes_policy.get()](
             std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> snapshot) {

@@ -38,6 +38,14 @@ void TrustBundleConfigMaps::Start() { Round(); }
 void TrustBundleConfigMaps::Round() {
   round_failed_ = false;
   pending_.clear();
+  if (options_.more_namespaces) {
+    for (std::string& ns : options_.more_namespaces()) {
+      if (std::find(options_.excluded_namespaces.begin(), options_.excluded_namespaces.end(), ns) ==
+          options_.excluded_namespaces.end()) {
+        pending_.push_back(std::move(ns));
+      }
+    }
+  }
   selectors_left_ = {options_.namespace_selector};
   if (options_.more_selectors) {
     for (std::string& selector : options_.more_selectors()) {

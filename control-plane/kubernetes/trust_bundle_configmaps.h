@@ -41,6 +41,9 @@ struct TrustBundleConfigMapsOptions {
   // More selectors, asked at each round (the namespaces of the revision tags that point at this
   // control plane: kubernetes/revision_tags.h); a namespace any selector matches gets it.
   std::function<std::vector<std::string>()> more_selectors;
+  // More namespaces by name, asked at each round (those of the Gateways whose proxies this
+  // control plane deploys: server/gateway_deployer.h).
+  std::function<std::vector<std::string>()> more_namespaces;
   std::vector<std::string> excluded_namespaces = {"kube-system", "meshlet-system"};
   Duration interval = std::chrono::seconds(30);
   Duration retry_base = std::chrono::seconds(1);

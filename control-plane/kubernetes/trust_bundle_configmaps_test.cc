@@ -165,6 +165,32 @@ TEST_F(TrustBundleConfigMapsTest, MoreSelectorsAddTheirNamespaces) {
   EXPECT_EQ(writes.count("POST /api/v1/namespaces/own/configmaps"), 1u);
 }
 
+// The namespaces of the Gateways whose proxies the control plane deploys (more_namespaces, by
+// name) get it without a label; one a selector matches too is written once; excluded ones never.
+TEST_F(TrustBundleConfigMapsTest, MoreNamespacesByName) {
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    const std::string path(request.path());
+    if (path == "/api/v1/namespaces") {
+      respond(http::ServerResponse::Json(
+          200, R"({"kind":"NamespaceList","items":[{"metadata":{"name":"own"}}]})"));
+    } else if (request.method() != "GET") {
+      respond(http::ServerResponse::Json(201, "{}"));
+    } else {
+      respond(http::ServerResponse::Json(404, "{}"));
+    }
+  });
+  TrustBundleConfigMapsOptions options;
+  options.more_namespaces = [] { return std::vector<std::string>{"shop", "own", "kube-system"}; };
+  TrustBundleConfigMaps maps(loop_, *api_, stats_, kBundle, options);
+  maps.Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Count("created") == 2; }));
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(100));
+  std::multimap<std::string, std::string> writes = Writes();
+  EXPECT_EQ(writes.size(), 2u);
+  EXPECT_EQ(writes.count("POST /api/v1/namespaces/shop/configmaps"), 1u);
+  EXPECT_EQ(writes.count("POST /api/v1/namespaces/own/configmaps"), 1u);
+}
+
 TEST_F(TrustBundleConfigMapsTest, AFailedWriteIsCountedAndTheRoundGoesOn) {
   server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
     const std::string path(request.path());

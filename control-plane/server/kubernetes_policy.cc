@@ -112,6 +112,7 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
         } else {
           mirror->Stop();
         }
+        if (self->gateway_deployer_ != nullptr) self->gateway_deployer_->SetActive(leading);
         self->CompeteForStatus(leading);
       });
   const std::string revision = options.revision;
@@ -130,6 +131,7 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
           },
       .stats_name = "meshlet_cp_route_status_leader",
       .role = "writes route status for every revision"};
+  out->tags_ = tags;
   out->registry_watch_ =
       control_plane.registry().Watch([self = out.get()](uint64_t) { self->ScheduleStatus(); });
   return out;
@@ -140,8 +142,20 @@ KubernetesPolicy::KubernetesPolicy(ControlPlane& control_plane, KubernetesPolicy
       options_(std::move(options)),
       status_timer_(control_plane.loop(), [this] { ComputeStatus(); }) {}
 
+void KubernetesPolicy::EnableGatewayDeployments(GatewayDeployerOptions options) {
+  if (options.default_revision == nullptr) {
+    options.default_revision = [tags = tags_, revision = options_.revision] {
+      return (tags == nullptr ? std::string() : tags->DefaultRevision()) == revision;
+    };
+  }
+  gateway_deployer_ = std::make_unique<GatewayDeployer>(control_plane_.loop(), *api_,
+                                                        control_plane_.stats(), std::move(options));
+  if (policy_ != nullptr) gateway_deployer_->SetPolicy(*policy_);
+}
+
 void KubernetesPolicy::SetPolicy(std::shared_ptr<const policy::PolicySnapshot> policy) {
   policy_ = std::move(policy);
+  if (gateway_deployer_ != nullptr) gateway_deployer_->SetPolicy(*policy_);
   ScheduleStatus();
 }
 
@@ -274,6 +288,7 @@ KubernetesPolicy::~KubernetesPolicy() {
   retired_status_elector_.reset();
   elector_.reset();
   mirror_.reset();
+  gateway_deployer_.reset();
   status_writer_.reset();
   api_.reset();
 }

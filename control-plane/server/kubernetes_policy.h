@@ -33,6 +33,7 @@
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/server/control_plane.h"
+#include "control-plane/server/gateway_deployer.h"
 #include "control-plane/translate/gateway_status.h"
 
 namespace meshlet::controlplane {
@@ -86,6 +87,13 @@ class KubernetesPolicy {
   // Each namespace's labels, for allowedRoutes from: Selector (kubernetes/namespace_labels.h).
   void SetNamespaceLabels(std::map<std::string, std::map<std::string, std::string>> labels);
 
+  // Before Start(): this replica keeps the proxies of meshlet's Gateways deployed while it leads
+  // its revision (server/gateway_deployer.h; options.default_revision defaults to whether this is
+  // the default revision, as for route status).
+  void EnableGatewayDeployments(GatewayDeployerOptions options);
+  // Null unless enabled.
+  GatewayDeployer* gateway_deployer() { return gateway_deployer_.get(); }
+
   kubernetes::PolicyMirror& mirror() { return *mirror_; }
   kubernetes::LeaderElector& elector() { return *elector_; }
   // The route-status Lease's, while this replica leads its revision; else null.
@@ -109,6 +117,8 @@ class KubernetesPolicy {
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   std::unique_ptr<kubernetes::KubernetesApi> api_;
   std::unique_ptr<kubernetes::RouteStatusWriter> status_writer_;
+  std::unique_ptr<GatewayDeployer> gateway_deployer_;
+  const kubernetes::RevisionTags* tags_ = nullptr;
   std::unique_ptr<kubernetes::PolicyMirror> mirror_;
   std::unique_ptr<kubernetes::LeaderElector> elector_;
   std::unique_ptr<kubernetes::LeaderElector> status_elector_;

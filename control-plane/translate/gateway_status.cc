@@ -262,12 +262,16 @@ ListenerAttachment Attach(const GatewayEnvironment& env, const gw::Gateway& gate
   return out;
 }
 
+}  // namespace
+
 bool IsMeshletClass(const policy::PolicySnapshot& policy, const std::string& name) {
   for (const gw::GatewayClass& c : policy.gateway_classes) {
     if (c.metadata().name() == name) return c.spec().controller_name() == kGatewayControllerName;
   }
   return false;
 }
+
+namespace {
 
 template <typename Route>
 void CountAttached(const policy::PolicySnapshot& policy, const GatewayEnvironment& env,

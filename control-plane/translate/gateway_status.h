@@ -77,6 +77,9 @@ meshlet::gateway::Condition MakeCondition(absl::string_view type, bool ok, absl:
 // Case-insensitive, as DNS names are.
 bool HostnamesIntersect(absl::string_view listener, absl::string_view route);
 
+// Whether the GatewayClass `name` is meshlet's (its controllerName is kGatewayControllerName).
+bool IsMeshletClass(const policy::PolicySnapshot& policy, const std::string& name);
+
 // The Gateway a route's parentRef names when it is one of meshlet's (group
 // gateway.networking.k8s.io and kind Gateway, defaulted; its gatewayClassName a GatewayClass with
 // kGatewayControllerName), else null. `route_ns` defaults the parentRef's namespace. The pointer

@@ -113,6 +113,9 @@ class WebhookService {
                      const std::string& trust_bundle_pem = "",
                      const kubernetes::RevisionTags* tags = nullptr);
 
+  // The injection options (for the gateway proxies' Deployments, server/gateway_deployer.h).
+  const inject::Options& inject_options() const { return review_.inject; }
+
   // The bound address; null while not listening.
   const net::Address* address() const;
 

@@ -14,7 +14,8 @@ here.
 - Every change gets the next resourceVersion (etcd's revision); the bearer token is checked.
 - Accept `as=PartialObjectMetadataList` / `as=PartialObjectMetadata` (meta.k8s.io/v1): lists
   and watch events carry each object's metadata only, as the API server sends them.
-- Secrets are objects like the rest (the CA's signing material, --ca-secret).
+- Secrets are objects like the rest (the CA's signing material, --ca-secret), and so are
+  ServiceAccounts and ConfigMaps (what the control plane writes to run a Gateway's proxy).
 - Namespaces (cluster-scoped) and apps/v1 Deployments, StatefulSets and DaemonSets (with a status
   subresource) are objects
   like the rest: what `meshctl upgrade` reads and patches (labels, the pod template's restart
@@ -103,6 +104,8 @@ RESOURCES = [
     Resource("services", "", "v1", "services", "Service", status=True),
     Resource("pods", "", "v1", "pods", "Pod", status=True),
     Resource("secrets", "", "v1", "secrets", "Secret"),
+    Resource("serviceaccounts", "", "v1", "serviceaccounts", "ServiceAccount"),
+    Resource("configmaps", "", "v1", "configmaps", "ConfigMap"),
     Resource("namespaces", "", "v1", "namespaces", "Namespace", status=True, namespaced=False),
     Resource("deployments", "apps", "v1", "deployments", "Deployment", status=True),
     Resource("statefulsets", "apps", "v1", "statefulsets", "StatefulSet", status=True),

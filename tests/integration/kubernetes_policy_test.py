@@ -30,6 +30,7 @@ and in its store, is told apart. Shown:
   duration.
 """
 
+import copy
 import json
 import os
 import signal
@@ -344,6 +345,47 @@ class KubernetesPolicyTest(unittest.TestCase):
             writers = {who for who, method, path, _ in self.fake.writes
                        if path.split("?")[0].endswith(("/gateways/edge/status",
                                                        "/gatewayclasses/meshlet/status"))}
+        self.assertEqual(writers, {leader + "-token"})
+
+        # The Gateway's proxy: its ServiceAccount, Deployment and Service "edge-meshlet", owned
+        # by the Gateway, written by the leader alone.
+        def deployed(kind):
+            with self.fake.cond:
+                return copy.deepcopy(self.fake.objects[kind].get(("shop", "edge-meshlet")))
+
+        self.assertTrue(wait_for(lambda: all(deployed(k) for k in (
+            "serviceaccounts", "deployments", "services")), 10), self.logs())
+        for kind in ("serviceaccounts", "deployments", "services"):
+            owners = deployed(kind)["metadata"]["ownerReferences"]
+            self.assertEqual([(o["kind"], o["name"], o["uid"], o["controller"]) for o in owners],
+                             [("Gateway", "edge", "u-gw", True)], kind)
+        pod = deployed("deployments")["spec"]["template"]["spec"]
+        self.assertEqual(pod["serviceAccountName"], "edge-meshlet")
+        proxy = pod["containers"][0]
+        self.assertIn("--gateway=shop/edge", proxy["args"])
+        self.assertTrue(proxy["image"].startswith("meshlet-proxy:"), proxy["image"])
+        self.assertEqual([p["port"] for p in deployed("services")["spec"]["ports"]], [80])
+        # A listener added: the Service and the Deployment follow (the Service's clusterIP, set
+        # by the API server, stays).
+        with self.fake.cond:
+            self.fake.objects["services"][("shop", "edge-meshlet")]["spec"]["clusterIP"] = \
+                "10.96.0.9"
+        self.fake.put("gateways", {
+            "apiVersion": gw, "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "shop", "uid": "u-gw", "generation": 2},
+            "spec": {"gatewayClassName": "meshlet", "listeners": [
+                {"name": "web", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"},
+                {"name": "alt", "port": 8080, "protocol": "HTTP"}]}})
+        self.assertTrue(wait_for(lambda: len(deployed("services")["spec"]["ports"]) == 2, 10),
+                        self.logs())
+        self.assertEqual(deployed("services")["spec"].get("clusterIP"), "10.96.0.9")
+        self.assertEqual(sorted(p["containerPort"] for p in deployed("deployments")["spec"][
+            "template"]["spec"]["containers"][0]["ports"] if p["containerPort"] < 15000),
+            [80, 8080])
+        with self.fake.cond:
+            writers = {who for who, method, path, _ in self.fake.writes
+                       if "edge-meshlet" in path or path.split("?")[0].endswith(
+                           ("/serviceaccounts", "/deployments", "/services"))}
         self.assertEqual(writers, {leader + "-token"})
 
     def test_2_another_replica_takes_over_when_the_leader_dies(self):
