@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -13,6 +14,7 @@
 #include "common/tls/spiffe.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/documents.h"
+#include "control-plane/inject/gateway_deployment.h"
 #include "control-plane/inject/inject.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/revision.h"
@@ -144,6 +146,13 @@ class Inject final : public Command {
             "read-only root). Needs meshlet-cni in the nodes' CNI chain; with --podman, in "
             "podman's CNI chain with the plugin's defaultNamespace (docs/kubernetes.md, CNI "
             "mode)"),
+        flags::StringFlag(
+            "--gateway-class", "NAME", &gateway_class_,
+            "a Gateway (gateway.networking.k8s.io) of this GatewayClass is followed by the "
+            "objects that run its proxy: the ServiceAccount, Deployment and Service "
+            "NAME-CLASS the control plane keeps for it in a cluster (docs/gateway.md), written "
+            "with these options; for engines where the control plane does not deploy "
+            "gateways, such as podman"),
         OutputFlag(&output_, {"yaml", "json"},
                    "YAML documents (default), or JSON (a List when there are several)"),
     };
@@ -224,6 +233,15 @@ class Inject final : public Command {
           }
         }
         documents.push_back({doc.yaml, result->document, result->changed});
+        if (!gateway_class_.empty()) {
+          absl::StatusOr<std::vector<YAML::Node>> proxy = GatewayProxy(result->document, options);
+          if (!proxy.ok()) {
+            err << "error: " << where << ": " << proxy.status().message() << "\n";
+            ok = false;
+            continue;
+          }
+          for (YAML::Node& object : *proxy) documents.push_back({"", object, true});
+        }
       }
     }
     if (!ok) {
@@ -260,7 +278,49 @@ class Inject final : public Command {
   }
 
  private:
+  // The objects that run the proxy of `document` when it is a Gateway of --gateway-class; none
+  // for anything else.
+  absl::StatusOr<std::vector<YAML::Node>> GatewayProxy(const YAML::Node& document,
+                                                       const inject::Options& options) const {
+    using inject::Field;
+    using inject::Text;
+    if (Text(Field(document, "kind")) != "Gateway" ||
+        !absl::StartsWith(Text(Field(document, "apiVersion")), "gateway.networking.k8s.io/")) {
+      return std::vector<YAML::Node>{};
+    }
+    const YAML::Node spec = Field(document, "spec");
+    if (Text(Field(spec, "gatewayClassName")) != gateway_class_) return std::vector<YAML::Node>{};
+    const YAML::Node metadata = Field(document, "metadata");
+    inject::GatewayDeploymentSpec gateway;
+    gateway.name = Text(Field(metadata, "name"));
+    gateway.namespace_ = Text(Field(metadata, "namespace"));
+    if (gateway.namespace_.empty()) gateway.namespace_ = "default";
+    gateway.class_name = gateway_class_;
+    const YAML::Node listeners = Field(spec, "listeners");
+    if (listeners.IsSequence()) {
+      for (const YAML::Node& listener : listeners) {
+        int64_t port = 0;
+        if (!inject::PlainInt(Text(Field(listener, "port")), &port) || port < 1 || port > 65535) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("Gateway \"", gateway.name,
+                           "\": spec.listeners: a port of 1..65535 is "
+                           "required, not \"",
+                           Text(Field(listener, "port")), "\""));
+        }
+        gateway.ports.push_back(static_cast<int32_t>(port));
+      }
+    }
+    const YAML::Node annotations = Field(metadata, "annotations");
+    if (annotations.IsMap()) {
+      for (const auto& entry : annotations) {
+        gateway.annotations[Text(entry.first)] = Text(entry.second);
+      }
+    }
+    return inject::GatewayManifests(gateway, options);
+  }
+
   std::vector<std::string> files_;
+  std::string gateway_class_;
   std::string proxy_image_;
   std::string control_plane_;
   std::string trust_domain_;
@@ -301,6 +361,9 @@ CommandSpec InjectCommand() {
                    {"for the control-plane revision canary (pods and namespaces labelled "
                     "meshlet.io/rev keep theirs)",
                     "meshctl inject -f app.yaml --revision canary"},
+                   {"a Gateway's proxy for podman (what the control plane deploys in a cluster)",
+                    "meshctl inject -f gateway.yaml --gateway-class meshlet --mode classic "
+                    "--podman --identity join-token"},
                    {"a running deployment",
                     "kubectl get deploy reviews -o yaml | meshctl "
                     "inject -f - | kubectl apply -f -"}},

@@ -106,7 +106,8 @@ absl::StatusOr<std::vector<YAML::Node>> GatewayManifests(const GatewayDeployment
   }
   args.push_back(absl::StrCat("--gateway=", gateway.namespace_, "/", gateway.name));
   container["args"] = StringListNode(args);
-  for (int32_t port : ports) {
+  // podman 4.3 publishes every containerPort on the host.
+  for (int32_t port : options.podman ? std::set<int32_t>{} : ports) {
     YAML::Node p = MapNode();
     p["containerPort"] = IntNode(port);
     p["protocol"] = StringNode("TCP");

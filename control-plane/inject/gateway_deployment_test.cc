@@ -124,6 +124,21 @@ TEST(GatewayManifestsTest, HighPortsNeedNoSysctlAndJoinTokensComeFromTheAccounts
   EXPECT_TRUE(secret);
 }
 
+TEST(GatewayManifestsTest, ForPodmanTheProxyPublishesNoPortAndFindsItsPod) {
+  Options options = TestOptions();
+  options.podman = true;
+  options.identity = Identity::kJoinToken;
+  absl::StatusOr<std::vector<YAML::Node>> objects = GatewayManifests(Edge(), options);
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  const YAML::Node proxy = (*objects)[1]["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_FALSE(proxy["ports"].IsDefined()) << "podman would publish them on the host";
+  const std::vector<std::string> args = Strings(proxy["args"]);
+  EXPECT_TRUE(Has(args, "--node-id=auto"));
+  EXPECT_TRUE(Has(args, "--node-address=auto"));
+  EXPECT_TRUE(Has(args, "--node-service-account=edge-meshlet"));
+  EXPECT_TRUE(Has(args, "--gateway=shop/edge"));
+}
+
 TEST(GatewayManifestsTest, ServiceTypeFromTheGatewaysAnnotation) {
   GatewayDeploymentSpec gateway = Edge();
   gateway.annotations[kServiceTypeAnnotation] = "ClusterIP";

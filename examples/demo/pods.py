@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(os.path.dirname(HERE))
@@ -54,6 +55,10 @@ import demo  # noqa: E402  (its ROUTES: what --routes applies)
 POLICIES = os.path.join(CHECKOUT, "examples", "policies")
 MANIFESTS = [os.path.join(CHECKOUT, "examples", "pods"),
              os.path.join(CHECKOUT, "tests", "e2e", "manifests", "client.yaml")]
+# The Gateway "bookinfo" and its route (policy), and its proxy (meshctl inject --gateway-class).
+GATEWAY = os.path.join(HERE, "gateway.yaml")
+GATEWAY_POD = "bookinfo-meshlet-0"
+GATEWAY_PORT = 8080
 MARKER = ".meshlet-demo"  # only a directory holding this file is ever removed
 PODS_BASE = "/var/tmp/meshlet-demo"
 
@@ -155,9 +160,13 @@ def start(args):
             log("meshctl apply -f %s" % os.path.relpath(path, CHECKOUT))
             with open(path) as f:
                 cluster.meshctl("apply", "-f", "-", input=f.read())
-        log("meshctl inject%s -f examples/pods/ | podman kube play (and a client pod)" % (
-            " --cni" if args.cni else ""))
-        cluster.deploy(MANIFESTS)
+        log("meshctl apply -f examples/demo/gateway.yaml (the Gateway bookinfo and its route)")
+        with open(GATEWAY) as f:
+            cluster.meshctl("apply", "-f", "-", input=f.read())
+        log("meshctl inject%s --gateway-class meshlet -f examples/pods/ -f "
+            "examples/demo/gateway.yaml | podman kube play (and a client pod)" % (
+                " --cni" if args.cni else ""))
+        cluster.deploy(MANIFESTS + [GATEWAY], extra=("--gateway-class", "meshlet"))
         cluster.wait_ready()
         # The host reaches the pods (dashboard, meshctl) through the network's gateway address.
         gateway = str(run.subnet.network_address + 1)
@@ -258,6 +267,7 @@ def traffic(run, cluster, seconds, cni=False):
     canary = summary_of(client_get(run, cluster, "http://reviews:9080/reviews", "--count", "5",
                                    "-H", "x-canary: always"))
     slow = client_get(run, cluster, "http://ratings:9080/slow", "--timeout", "3s")
+    way_in = through_gateway(cluster, 20)
     failed = cluster_app_failed(cluster) - failed_before
     retried = {p: retries_by(cluster, p) - before for p, before in retried_before.items()}
     pods = collections.Counter(split.get("pods", {}))
@@ -278,10 +288,34 @@ def traffic(run, cluster, seconds, cni=False):
                          or "none"),
         "  timeout: GET http://ratings:9080/slow (ratings sleeps 1 s; HTTPRoute ratings: 300ms) "
         "-> %s" % (slow.stdout.strip()[:100] or slow.stderr.strip()[:100]),
+        "  way in:  %d requests from this host (outside the mesh) to %s through the Gateway "
+        "bookinfo's proxy, mutual TLS on to productpage: %d answered 200" % (
+            way_in["requests"], way_in["url"], way_in["ok"]),
     ]
     return {"requests": main["requests"], "ok": ok, "split": dict(pods), "canary":
             canary.get("pods", {}), "ratings_failed": failed, "retried": retried,
-            "text": "\n".join(lines)}
+            "gateway": way_in, "text": "\n".join(lines)}
+
+
+def gateway_url(cluster, path="/products"):
+    return "http://%s:%d%s" % (cluster.pods[GATEWAY_POD]["ip"], GATEWAY_PORT, path)
+
+
+def through_gateway(cluster, count):
+    """`count` GETs from this host, which is not in the mesh, through the Gateway's proxy; the
+    host reaches the demo's network through its gateway address."""
+    url = gateway_url(cluster)
+    ok = 0
+    pods = collections.Counter()
+    for _ in range(count):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                body = r.read()
+                ok += r.status == 200
+                pods[json.loads(body).get("pod", "")] += 1  # who answered
+        except (OSError, ValueError):
+            pass
+    return {"url": url, "requests": count, "ok": ok, "pods": dict(pods)}
 
 
 def cluster_app_failed(cluster):
@@ -318,6 +352,8 @@ def guide(state_dir, cluster):
         "  control plane      curl --cacert %s/ca.pem --resolve meshlet-control-plane:15014:%s "
         "https://meshlet-control-plane:15014/metrics" % (d, cp),
         "                     (the pod's address; the host reaches the demo's network)",
+        "  the way in         curl %s     (Gateway bookinfo: %s/bin/meshctl get gateways)"
+        % (gateway_url(cluster), d),
         "  more traffic       python3 examples/demo/pods.py traffic --seconds 10",
         "  inside a pod       %spodman --root %s/storage --runroot %s/run ps" % (
             "CONTAINERS_CONF=%s/containers.conf " % cluster.run.dir if cluster.cni else "",

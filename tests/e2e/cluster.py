@@ -379,11 +379,12 @@ class Cluster:
         out = json.loads(r.stdout)
         return out["items"] if out.get("kind") == "List" else [out]
 
-    def deploy(self, paths, only=None):
-        """Injects the manifests of `paths` and runs them: ServiceAccounts get their join-token
-        Secret, Services their mesh Service and address, workloads their pods. `only`: the names
-        of the objects to deploy (default all)."""
-        documents = [d for d in self.inject(paths)
+    def deploy(self, paths, only=None, extra=()):
+        """Injects the manifests of `paths` (meshctl inject with `extra` flags too) and runs
+        them: ServiceAccounts get their join-token Secret, Services their mesh Service and
+        address, workloads their pods. `only`: the names of the objects to deploy (default
+        all)."""
+        documents = [d for d in self.inject(paths, extra)
                      if only is None or d["metadata"]["name"] in only]
         for doc in documents:
             if doc["kind"] == "ServiceAccount":

@@ -8,7 +8,9 @@ checks what the demo tells its user to look at, one line each:
 
   start          the summary: every request from the client pod answered 200, the 90/10 split
                  reached both reviews versions, the canary header only v2, ratings' failures
-                 were all retried by reviews-v2's proxy, the timeout answered
+                 were all retried by reviews-v2's proxy, the timeout answered, and requests
+                 from the host (outside the mesh) through the Gateway bookinfo's proxy pod
+                 (examples/demo/gateway.yaml) all reached productpage
   proxy-status   the state directory's `bin/meshctl proxy-status`: every proxy ACKed all four
                  resource types
   app config     no app container of the injected pods carries meshlet configuration: no
@@ -135,8 +137,13 @@ class Demo:
                                                                        s["retried"]))
         check("upstream request timeout" in output, "the /slow call did not time out: %s"
               % output[-500:])
-        return "%d requests, all 200; split %s; %d failures of ratings, all retried" % (
-            s["requests"], s["split"], s["ratings_failed"])
+        way_in = s["gateway"]
+        check(way_in["requests"] > 0 and way_in["ok"] == way_in["requests"] and
+              set(way_in["pods"]) == {"productpage-v1-0"},
+              "through the Gateway bookinfo from the host: %s" % way_in)
+        return ("%d requests, all 200; split %s; %d failures of ratings, all retried; %d through "
+                "the Gateway, all 200" % (s["requests"], s["split"], s["ratings_failed"],
+                                          way_in["requests"]))
 
     def gateway_routes(self):
         """The demo's routes swapped for their Gateway API form (examples/gateway-api), as
@@ -160,7 +167,7 @@ class Demo:
         rows = [l for l in out.splitlines()[1:] if l.strip()]
         names = [row.split()[0] for row in rows]
         for pod in ("client-0", "productpage-v1-0", "reviews-v1-0", "reviews-v2-0",
-                    "ratings-v1-0"):
+                    "ratings-v1-0", "bookinfo-meshlet-0"):
             check(any(n.startswith(pod) for n in names), "%s not in proxy-status:\n%s" % (pod,
                                                                                         out))
         for row in rows:

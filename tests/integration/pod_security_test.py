@@ -146,6 +146,33 @@ class InjectedPodsTest(unittest.TestCase):
                 self.assertIn('"name": "meshlet-proxy"', text)
                 self.assertNotIn("meshlet-init", text.replace('\\"', ""))
 
+    def test_a_gateways_proxy_meets_restricted(self):
+        """The Deployment `meshctl inject --gateway-class` writes for a Gateway (what the control
+        plane deploys in a cluster), for Kubernetes and for podman."""
+        path = os.path.join(self.tmp, "gateway.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump_all([
+                {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                 "metadata": {"name": "edge", "namespace": "shop"},
+                 "spec": {"gatewayClassName": "meshlet", "listeners": [
+                     {"name": "web", "port": 80, "protocol": "HTTP"},
+                     {"name": "tls", "port": 443, "protocol": "HTTPS"}]}},
+                {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                 "metadata": {"name": "other", "namespace": "shop"},
+                 "spec": {"gatewayClassName": "theirs", "listeners": [
+                     {"name": "web", "port": 80, "protocol": "HTTP"}]}}], f)
+        for flags in ((), ("--podman", "--mode", "classic", "--identity", "join-token")):
+            out = inject(path, "--gateway-class", "meshlet", *flags)
+            self.assertEqual([(o["kind"], o["metadata"]["name"]) for o in out], [
+                ("Gateway", "edge"), ("ServiceAccount", "edge-meshlet"),
+                ("Deployment", "edge-meshlet"), ("Service", "edge-meshlet"),
+                ("Gateway", "other")], flags)
+            found = all_violations(out, "restricted")
+            self.assertEqual(found, {"Deployment edge-meshlet": []}, flags)
+            proxy = out[2]["spec"]["template"]["spec"]["containers"][0]
+            self.assertIn("--gateway=shop/edge", proxy["args"])
+            self.assertEqual([p["port"] for p in out[3]["spec"]["ports"]], [80, 443])
+
     def test_cni_mode_adds_no_violation_to_the_sample_apps(self):
         before, after = {}, {}
         for name in sorted(os.listdir(PODS)):
