@@ -475,7 +475,7 @@ COMMAND_FLAGS = {
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
                "--identity", "--trace-collector", "--podman", "--cni", "--revision",
-               "--tag", "-o, --output"],
+               "--tag", "--gateway-class", "-o, --output"],
     "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--check-proxies", "--force",
                 "--rollout-timeout", "--control-plane-namespace", "--kubeconfig", "--context",
                 "--kubernetes-api", "--kubernetes-ca-file", "--kubernetes-token-file",
