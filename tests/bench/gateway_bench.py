@@ -29,6 +29,13 @@ in a rotated order:
 and the peak RssAnon of the chain's proxies (100 ms samples during max). The summary prints
 medians over the rounds [min-max] and meshlet's ratios to haproxy-mesh.
 
+--costs TOOL measures instead what each proxy of a chain spends per request, as
+per_request_costs.py does for the sidecar (its tool_results): strace, perf-trace (system calls),
+wakeups (wake-ups and CPU by thread), alloc (heap allocations: malloc_counter.so preloaded into
+every process started) and callgrind (instructions; the gateway and backend sidecars run under
+valgrind); closed loop over --connections for --duration s after --warmup s, per client; alloc
+and callgrind for meshlet's chain only.
+
 --smoke runs one short round and checks only that every request succeeded (HAProxy chains are
 skipped with a SKIP line when it is not installed).
 
@@ -56,6 +63,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import cp_api  # noqa: E402
+import per_request_costs  # noqa: E402
 import proxy_compare as pc  # noqa: E402
 import sidecar_test  # noqa: E402
 import two_hop  # noqa: E402
@@ -160,7 +168,7 @@ class Mesh:
             workdir, self.ads, "backend-0", NAMESPACE, "--node-service=backend",
             f"--node-port={app_port}", "--log-level=warn",
             join_token=self.join_token("backend"), service_account="backend",
-            binary=args.sidecar)
+            binary=args.binaries["backend"], wait_ready=not args.under_valgrind)
         self.sidecars.append(backend)
         gw_dir = tempfile.mkdtemp(dir=workdir)
         token_file = os.path.join(gw_dir, "join-token")
@@ -171,7 +179,7 @@ class Mesh:
             f"--ca-address={self.ads}", "--ca-plaintext=true", "--node-id=edge-meshlet-gw",
             f"--gateway={NAMESPACE}/edge", "--node-service-account=edge-meshlet",
             "--node-address=127.0.0.1", f"--join-token-file={token_file}", "--log-level=warn",
-            concurrency=1, binary=args.sidecar)
+            concurrency=1, binary=args.binaries["gateway"], wait_ready=not args.under_valgrind)
         self.sidecars.append(gateway)
         self.procs = [SidecarProc(gateway, args.proxy_cpu), SidecarProc(backend, args.proxy_cpu)]
 
@@ -201,6 +209,50 @@ class Mesh:
             self.fake.stop()
 
 
+def sidecar_binaries(args, workdir, out):
+    """The sidecar binary of the gateway and of the backend: under callgrind (--costs callgrind)
+    a script that runs it there, its profile named as per_request_costs.tool_results reads it."""
+    args.under_valgrind = args.costs == "callgrind"
+    if not args.under_valgrind:
+        return {"gateway": args.sidecar, "backend": args.sidecar}
+    binaries = {}
+    for name in ("gateway", "backend"):
+        path = binaries[name] = os.path.join(workdir, f"callgrind-{name}.sh")
+        with open(path, "w") as f:
+            f.write(f"#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file="
+                    f"{out}/callgrind.{name}.run.%p {args.sidecar} \"$@\"\n")
+        os.chmod(path, 0o755)
+    return binaries
+
+
+def measure_costs(args, chains, clients, out):
+    """--costs TOOL: per_request_costs.tool_results over each chain's proxies (edge first) and
+    client, closed loop over --connections for --duration s after a warm-up of --warmup s."""
+    counts_file = os.path.join(out, "counts.txt")
+    names = {"meshlet": ("gateway", "backend"), "haproxy-mesh": ("edge", "inbound"),
+             "haproxy-edge": ("edge",)}
+    for client in clients:
+        for chain in chains:
+            if chain.name not in names or (args.costs in ("alloc", "callgrind")
+                                           and chain.name != "meshlet"):
+                continue
+            label = f"{chain.name} {client}"
+            measured = [(n, [p.pid]) for n, p in zip(names[chain.name], chain.procs)]
+
+            def run(duration):
+                res, _ = loadgen(args, chain, client, os.path.join(out, f"{label}.json"),
+                                 duration=duration, warmup=0)
+                if failed(res) or res["requests"]["ok"] == 0:
+                    raise RuntimeError(f"{label}: failed requests {res['requests']}")
+                return res["requests"]["ok"]
+            run(args.warmup)
+            per_request_costs.tool_results(
+                args.costs, measured, counts_file, out, lambda: run(args.duration), label,
+                "run" if args.costs == "callgrind" else client.replace("/", "-"))
+        if args.costs == "callgrind":
+            break  # the profiles are named per process, not per client
+
+
 def start_haproxy_chains(args, haproxy, workdir, app_port, web_ca):
     version = pc.tool_version([haproxy, "-v"], r"version (\S+)")
     chains = []
@@ -225,14 +277,16 @@ def start_haproxy_chains(args, haproxy, workdir, app_port, web_ca):
     return chains
 
 
-def loadgen(args, chain, client, out, rate=None):
-    """Runs the generator against `chain` with `client` (http or https); returns (its JSON, the
-    proxies' CPU seconds)."""
+def loadgen(args, chain, client, out, rate=None, duration=None, warmup=None):
+    """Runs the generator against `chain` with `client` (http or https) for `duration` s after
+    `warmup` s (default --duration, --warmup); returns (its JSON, the proxies' CPU seconds)."""
+    duration = args.duration if duration is None else duration
+    warmup = args.warmup if warmup is None else warmup
     https = client == "https" and chain.tls_port is not None
     argv = [args.loadgen, "--address", f"127.0.0.1:{chain.tls_port if https else chain.port}",
             "--protocol", "http/1.1", "--authority", HOST, "--path", PATH,
-            "--connections", str(args.connections), "--duration", f"{args.duration}s",
-            "--warmup", f"{args.warmup}s", "--cpu", str(args.load_cpu), "--quiet",
+            "--connections", str(args.connections), "--duration", f"{duration}s",
+            "--warmup", f"{warmup}s", "--cpu", str(args.load_cpu), "--quiet",
             "--output", out]
     if https:
         argv += ["--tls", "--tls-ca", args.web_ca, "--tls-server-name", HOST]
@@ -255,6 +309,12 @@ def main():
     ap.add_argument("--clients", default="http,https", help="http, https or both")
     ap.add_argument("--haproxy-alpn", default="h2", choices=["h2", "http/1.1"],
                     help="between haproxy-mesh's hops (default h2, like the mesh's)")
+    ap.add_argument("--costs", choices=["strace", "perf-trace", "wakeups", "alloc", "callgrind"],
+                    help="instead of the comparison: per_request_costs.py's figure per request "
+                         "of each proxy of meshlet and the HAProxy chains (alloc, callgrind: "
+                         "meshlet only), closed loop over --connections for --duration s")
+    ap.add_argument("--alloc-lib", help="a built malloc_counter.so (--costs alloc; default: "
+                                        "compiled here from malloc_counter.c)")
     args = two_hop.parse_run_flags(ap)
     clients = [c for c in args.clients.split(",") if c]
     if not clients or any(c not in ("http", "https") for c in clients):
@@ -276,6 +336,14 @@ def main():
         two_hop.combine(workdir, "shop-combined.pem", shop)
         two_hop.make_mesh_certificates(workdir)
         body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
+        if args.costs:
+            os.chmod(out_dir, 0o1777)  # the malloc counter's file, callgrind's profiles
+        if args.costs == "alloc":
+            # Every process started from here on counts; only the proxies are asked to report.
+            os.environ["LD_PRELOAD"] = args.alloc_lib or per_request_costs.build_alloc_lib(
+                workdir)
+            os.environ["MALLOC_COUNTER_OUT"] = os.path.join(out_dir, "counts.txt")
+        args.binaries = sidecar_binaries(args, workdir, out_dir)
         app_port, app_h2 = pc.free_port(), pc.free_port()
         app = pc.Proc("app-nginx", [
             tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
@@ -287,7 +355,8 @@ def main():
 
         mesh = Mesh()
         mesh.start(args, workdir, app_port, shop)
-        wait_serving("meshlet", mesh.procs, mesh.port, mesh.tls_port, args.web_ca)
+        wait_serving("meshlet", mesh.procs, mesh.port, mesh.tls_port, args.web_ca,
+                     timeout=120 if args.under_valgrind else 30)
         chains.append(Chain("meshlet", mesh.port, mesh.tls_port, mesh.procs,
                             pc.tool_version([args.sidecar, "--version"], r"(\S.*)")))
         if tools["haproxy"] is None:
@@ -302,6 +371,12 @@ def main():
               f"{args.load_cpu}; load average {os.getloadavg()[0]:.2f}")
         for c in chains:
             print(f"  {c.name}: {c.version}")
+
+        if args.costs:
+            measure_costs(args, chains, clients, out_dir)
+            print(f"raw results: {out_dir}")
+            ok = True
+            return 0
 
         results, failures = {}, []
 
