@@ -76,7 +76,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -531,12 +530,7 @@ def main():
         where(args.tool, out, measured, file_label)
         finished = True
     finally:
-        for p in reversed(pc.STARTED):
-            p.stop()
-        if finished:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"working files kept in {workdir}", file=sys.stderr)
+        pc.stop_started(workdir, finished)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,17 @@ def http_get_ok(port, timeout=1.0):
 STARTED = []
 
 
+def stop_started(workdir, ok):
+    """Stops every started server, last first; removes `workdir` when `ok`, else keeps it and
+    says where."""
+    for p in reversed(STARTED):
+        p.stop()
+    if ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"working files kept in {workdir}", file=sys.stderr)
+
+
 class Proc:
     """A started server process; stop() ends it and (nginx) its workers."""
 

@@ -41,7 +41,6 @@ Usage: python3 tests/bench/two_hop.py --sidecar bazel-bin/sidecar/sidecar \
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -201,9 +200,8 @@ def median_range(values, spec):
     return f"{format(med, spec)} [{format(min(values), spec)}-{format(max(values), spec)}]"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_flags(ap):
+    """The flags of a comparison's runs, shared with gateway_bench.py."""
     ap.add_argument("--sidecar", required=True, help="meshlet sidecar (build --config=opt)")
     ap.add_argument("--loadgen", required=True, help="//tests/bench/loadgen:loadgen")
     ap.add_argument("--rounds", type=int, default=5)
@@ -211,6 +209,78 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds before each run")
     ap.add_argument("--rate", type=float, default=1000.0, help="the fixed rate (requests/s)")
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--proxy-cpu", type=int, default=0)
+    ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument("--out", help="raw results (default: a new temporary directory, kept)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one short round; fails if any request fails")
+
+
+def parse_run_flags(ap):
+    """The parsed flags, a smoke run's short ones put in."""
+    args = ap.parse_args()
+    if args.smoke:
+        args.rounds, args.duration, args.warmup, args.rate = 1, 1.0, 0.3, 200.0
+    return args
+
+
+def find_tools():
+    """The peers and tools of the comparisons by name (None where not installed), or None after
+    a SKIP line when one they cannot do without is missing."""
+    tools = {name: pc.find_tool(name) for name in ("nginx", "haproxy", "openssl", "taskset")}
+    for name in ("nginx", "openssl", "taskset"):
+        if tools[name] is None:
+            print(f"SKIP: {name} is not installed (the upstream, the certificates, pinning)")
+            return None
+    return tools
+
+
+def work_dirs(args, prefix):
+    """(working directory, raw results directory): the results in --out, else in the working
+    directory for a smoke run (removed with it), else in a new kept temporary directory."""
+    # World-writable: nginx's workers run as nobody.
+    workdir = tempfile.mkdtemp(prefix=f"{prefix}-work-")
+    os.chmod(workdir, 0o1777)
+    if args.out:
+        out_dir = os.path.abspath(args.out)
+    elif args.smoke:
+        out_dir = os.path.join(workdir, "results")
+    else:
+        out_dir = tempfile.mkdtemp(prefix=f"{prefix}-")
+    os.makedirs(out_dir, exist_ok=True)
+    return workdir, out_dir
+
+
+def make_mesh_certificates(workdir):
+    """mtls_bench's mesh root and leaves a, b in `workdir`, plus a-combined.pem and
+    b-combined.pem (certificate and key, as HAProxy reads them)."""
+    mtls_bench.make_certificates(workdir, per_request_costs.ATTESTATION, dns_names=True)
+    for sa in ("a", "b"):
+        combine(workdir, f"{sa}-combined.pem", (f"{sa}.pem", f"{sa}-key.pem"))
+
+
+def combine(workdir, name, parts):
+    with open(os.path.join(workdir, name), "w") as combined:
+        for part in parts:
+            with open(os.path.join(workdir, part)) as f:
+                combined.write(f.read())
+
+
+def report_failures(args, out_dir, failures):
+    """Names the raw results (unless a smoke run's, removed) and the failed runs; True when none
+    failed."""
+    if not args.smoke or args.out:
+        print(f"raw results: {out_dir}")
+    if failures:
+        print(f"FAILED requests in: {', '.join(failures)}")
+        return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(ap)
     ap.add_argument("--concurrency", type=int,
                     help="closed loop: requests in flight (default: one per connection for an "
                          "HTTP/1.1 client, 4 per connection for h2)")
@@ -218,14 +288,7 @@ def main():
     ap.add_argument("--grpc", action="store_true", help="gRPC calls (needs --delay-server)")
     ap.add_argument("--delay-server", help="//tests/bench/loadgen:delay_server_bin (the gRPC "
                                            "upstream of --grpc)")
-    ap.add_argument("--proxy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--out", help="raw results (default: a new temporary directory, kept)")
-    ap.add_argument("--smoke", action="store_true",
-                    help="one short round; fails if any request fails")
-    args = ap.parse_args()
-    if args.smoke:
-        args.rounds, args.duration, args.warmup, args.rate = 1, 1.0, 0.3, 200.0
+    args = parse_run_flags(ap)
     if args.grpc:
         if not args.delay_server:
             ap.error("--grpc needs --delay-server")
@@ -235,33 +298,17 @@ def main():
     if args.rounds < 1 or args.duration <= 0 or args.rate <= 0:
         ap.error("--rounds, --duration and --rate must be positive")
 
-    tools = {name: pc.find_tool(name) for name in ("nginx", "haproxy", "openssl", "taskset")}
-    for name in ("nginx", "openssl", "taskset"):
-        if tools[name] is None:
-            print(f"SKIP: {name} is not installed (the upstream, the certificates, pinning)")
-            return 0
+    tools = find_tools()
+    if tools is None:
+        return 0
     skip = set()
     if tools["haproxy"] is None:
         print("SKIP haproxy-h1, haproxy-h2: haproxy is not installed")
         skip.add("haproxy")
-    # World-writable: nginx's workers run as nobody.
-    workdir = tempfile.mkdtemp(prefix="two-hop-work-")
-    os.chmod(workdir, 0o1777)
-    if args.out:
-        out_dir = os.path.abspath(args.out)
-    elif args.smoke:
-        out_dir = os.path.join(workdir, "results")  # removed with the working files
-    else:
-        out_dir = tempfile.mkdtemp(prefix="two-hop-")
-    os.makedirs(out_dir, exist_ok=True)
+    workdir, out_dir = work_dirs(args, "two-hop")
     ok = False
     try:
-        mtls_bench.make_certificates(workdir, per_request_costs.ATTESTATION, dns_names=True)
-        for sa in ("a", "b"):
-            with open(os.path.join(workdir, f"{sa}-combined.pem"), "w") as combined:
-                for part in (f"{sa}.pem", f"{sa}-key.pem"):
-                    with open(os.path.join(workdir, part)) as f:
-                        combined.write(f.read())
+        make_mesh_certificates(workdir)
         body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
         up_h1, up_h2 = pc.free_port(), pc.free_port()
         args.upstream_h2_port = up_h2
@@ -374,20 +421,10 @@ def main():
         if "nginx" in results:
             m, n = med("meshlet", "max_rps"), med("nginx", "max_rps")
             print(f"meshlet / nginx max req/s: {m / n:.2f}" if m and n else "")
-        if not args.smoke or args.out:
-            print(f"raw results: {out_dir}")
-        if failures:
-            print(f"FAILED requests in: {', '.join(failures)}")
-            return 1
-        ok = True
-        return 0
+        ok = report_failures(args, out_dir, failures)
+        return 0 if ok else 1
     finally:
-        for p in reversed(pc.STARTED):
-            p.stop()
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"working files kept in {workdir}", file=sys.stderr)
+        pc.stop_started(workdir, ok)
 
 
 if __name__ == "__main__":
