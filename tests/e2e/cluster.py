@@ -178,7 +178,7 @@ class Cluster:
         with open(ca[0]) as f:
             ca_pem = f.read()
         self.kube_api = {"process": proc, "address": "https://%s:6443" % ip, "ca": ca_pem,
-                         "token": token, "log": log}
+                         "ca_file": ca[0], "token": token, "log": log}
 
     def start_node_agent(self, agent, plugin, repair=False):
         """What a node of a cluster in CNI mode runs, on the host: meshlet-cni-agent (`agent`)
@@ -270,6 +270,15 @@ class Cluster:
         """Creates or replaces `obj` (a dict) of `kind` (services, endpointslices, pods) in the
         API server; its watchers see it at once."""
         self._kube_command({"put": kind, "object": obj})
+
+    def kube_get(self, path):
+        """The object (a dict) at `path` of the API server (`/apis/GROUP/v1/namespaces/NS/...`),
+        as a client reads it: HTTPS verified with the cluster CA, the control plane's token."""
+        r = self.run.in_pod_network("kube-apiserver", [
+            "curl", "-sS", "-m", "5", "--cacert", self.kube_api["ca_file"], "-H",
+            "Authorization: Bearer " + self.kube_api["token"],
+            self.kube_api["address"] + path])
+        return json.loads(r.stdout)
 
     def kube_delete(self, kind, name, namespace=None):
         self._kube_command({"delete": kind, "namespace": namespace or self.namespace,

@@ -48,6 +48,11 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
   o  attacks       a pod without a sidecar attacks the discovery port under load (streams as
                    another workload's node, with and without a certificate of its own, forged
                    golden-metrics reports): each refused, no request fails
+  y  gateway       a client outside the mesh calls a Gateway's proxy pod over HTTPS (its
+                   certificate a Secret in the API server): productpage answers through mTLS
+                   under the gateway's identity, the Gateway is Programmed with the pod's
+                   address; under load the Secret is rotated and a route moved: zero failed
+                   requests
   w  ca rotate     under load, `meshctl ca rotate --intermediate` from the generated root's own
                    signing to an intermediate under it that expires in a day (`meshctl check`
                    warns), then `meshctl ca rotate` to a new root: zero failed requests, no pod
@@ -1093,6 +1098,255 @@ class Mesh:
             time.monotonic() - started, ", ".join("%s %s" % kv for kv in sorted(states.items())))
 
 
+    # --- the gateway --------------------------------------------------------------------------
+
+    GATEWAY_HOST = "bookinfo.example.com"
+    GATEWAY_PORT = 8443
+
+    def gateway_client(self, *args):
+        """gateway_client.py (host python3) in `outside`'s network namespace: no sidecar, not in
+        the mesh."""
+        return [sys.executable, os.path.join(HERE, "gateway_client.py")] + list(args)
+
+    def gateway_get(self, target, ca, path):
+        r = self.run.in_pod_network("outside", self.gateway_client(
+            "get", target, path, "--host", self.GATEWAY_HOST, "--ca", ca), check=False)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {"status": None, "error": (r.stdout + r.stderr)[-500:]}
+
+    def gateway(self):
+        """A Gateway `edge` of class meshlet with an HTTPS listener for bookinfo.example.com (its
+        certificate a kubernetes.io/tls Secret, from a CA made here), an HTTPRoute to productpage
+        and reviews, all through the API server, and its proxy as a pod (of the Deployment
+        `meshctl inject --gateway-class` writes). From `outside` over HTTPS: productpage answers; the gateway -> productpage hop is TLS on the
+        wire under the gateway's SPIFFE id; the Gateway is Programmed with the pod's address.
+        Under load (new and kept-alive connections): the Secret replaced (new handshakes get the
+        new serial, kept connections keep theirs) and a path moved to another Service: 0
+        failed."""
+        sys.path.insert(0, cluster_lib.INTEGRATION_DIR)
+        import mesh_util
+        # The mesh serves productpage -> reviews before the gateway comes: productpage's proxy
+        # has discovered reviews (on demand), so what fails below is the gateway's path.
+        inside = self.count("http://productpage:9080/productpage", 5)
+        check(failures_of(inside) == 0, "productpage from client-0, before any gateway object: "
+              + describe_failures(inside))
+        ns = self.cluster.namespace
+        d = os.path.join(self.run.dir, "gateway")
+        os.makedirs(d)
+        ca = mesh_util.make_ca(d, "gateway-web-ca")
+        first = mesh_util.make_server_cert(d, "bookinfo-1", ca, "DNS:" + self.GATEWAY_HOST)
+        second = mesh_util.make_server_cert(d, "bookinfo-2", ca, "DNS:" + self.GATEWAY_HOST)
+        serial = lambda cert: subprocess.run(
+            ["openssl", "x509", "-noout", "-serial", "-in", cert[0]], check=True,
+            capture_output=True, text=True).stdout.strip().partition("=")[2].upper()
+        serials = (serial(first), serial(second))
+
+        def secret(cert):
+            data = {}
+            for key, path in (("tls.crt", cert[0]), ("tls.key", cert[1])):
+                with open(path, "rb") as f:
+                    data[key] = base64.b64encode(f.read()).decode()
+            return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": "bookinfo-cert", "namespace": ns}, "data": data}
+
+        def gateway_api(kind, name, spec, namespaced=True):
+            metadata = {"name": name}
+            if namespaced:
+                metadata["namespace"] = ns
+            return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind,
+                    "metadata": metadata, "spec": spec}
+
+        def route(details_to):
+            prefix = lambda path, service: {
+                "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                "backendRefs": [{"name": service, "port": 9080}]}
+            return gateway_api("HTTPRoute", "bookinfo", {
+                "parentRefs": [{"name": "edge", "sectionName": "https"}],
+                "hostnames": [self.GATEWAY_HOST],
+                "rules": [prefix("/productpage", "productpage"),
+                          prefix("/details", details_to)]})
+
+        self.cluster.kube_put("gatewayclasses", gateway_api(
+            "GatewayClass", "meshlet", {"controllerName": "meshlet.io/gateway-controller"},
+            namespaced=False))
+        self.cluster.kube_put("secrets", secret(first))
+        edge = gateway_api("Gateway", "edge", {
+            "gatewayClassName": "meshlet",
+            "listeners": [{"name": "https", "port": self.GATEWAY_PORT, "protocol": "HTTPS",
+                           "hostname": self.GATEWAY_HOST,
+                           "tls": {"certificateRefs": [{"name": "bookinfo-cert"}]}}]})
+        self.cluster.kube_put("gateways", edge)
+        self.cluster.kube_put("httproutes", route("productpage"))
+        # The Gateway's proxy as the control plane deploys it in a cluster: the Deployment
+        # `meshctl inject --gateway-class meshlet` writes for it (docs/gateway.md), one replica.
+        manifest = os.path.join(self.run.dir, "gateway-edge.json")
+        with open(manifest, "w") as f:
+            json.dump(edge, f)
+        deployment = [d for d in self.cluster.inject([manifest], ("--gateway-class", "meshlet"))
+                      if d["kind"] == "Deployment"][0]
+        check(deployment["metadata"]["name"] == "edge-meshlet", "rendered %s" % deployment)
+        self.cluster.create_join_token("edge-meshlet")
+        pod = self.cluster.play_pod("edge-meshlet-0", deployment["spec"]["template"])
+        try:
+            return self.gateway_checks(pod, ca[0], serials, route,
+                                       lambda: self.cluster.kube_put("secrets", secret(second)))
+        finally:
+            self.cluster.delete_pod(pod, grace=5)
+            for kind, name in (("httproutes", "bookinfo"), ("gateways", "edge"),
+                               ("secrets", "bookinfo-cert")):
+                self.cluster.kube_delete(kind, name)
+
+    def gateway_checks(self, pod, ca, serials, route, rotate):
+        self.cluster.wait_ready([pod])
+        ip = self.cluster.pods[pod]["ip"]
+        target = "%s:%d" % (ip, self.GATEWAY_PORT)
+        identity = json.loads(self.admin(pod, "/certs"))["workload_certificate"]["identity"]
+        check(identity == "spiffe://cluster.local/ns/%s/sa/edge-meshlet" % self.cluster.namespace,
+              "the gateway's identity: %s" % identity)
+        productpage = [p for p, info in self.cluster.pods.items()
+                       if info["labels"].get("app") == "productpage"][0]
+        productpage_ip = self.cluster.pods[productpage]["ip"]
+
+        # The first requests from outside, with the gateway's traffic captured on the bridge.
+        capture = os.path.join(self.run.dir, "gateway.pcap")
+        tshark = subprocess.Popen(
+            ["tshark", "-q", "-i", self.run.bridge, "-f", "tcp and host %s" % ip, "-w", capture],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            self.run.wait_until(lambda: os.path.exists(capture) and os.path.getsize(capture) > 0,
+                                10, "tshark to start capturing")
+            time.sleep(0.5)
+            got = self.run.wait_until(
+                lambda: (lambda g: g if g.get("status") == 200 else None)(
+                    self.gateway_get(target, ca, "/productpage")), 20,
+                "GET https://%s/productpage through %s to answer 200" % (self.GATEWAY_HOST,
+                                                                          target),
+                lambda: "%s\nfrom client-0: %s\n%s" % (
+                    self.gateway_get(target, ca, "/productpage"),
+                    self.get("http://productpage:9080/productpage", check_status=False).stdout,
+                    self.run.logs(pod + "-meshlet-proxy")[-3000:]))
+            answer = json.loads(got["body"])
+            check(answer["service"] == "productpage" and answer["status"] == 200 and
+                  answer["calls"][0]["answer"]["service"] == "reviews", "answer %s" % answer)
+            for _ in range(5):
+                again = self.gateway_get(target, ca, "/productpage")
+                check(again.get("status") == 200, "GET /productpage: %s" % again)
+            time.sleep(1)
+        finally:
+            tshark.terminate()
+            tshark.wait(timeout=10)
+        fields = subprocess.run(
+            ["tshark", "-r", capture, "-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.stream",
+             "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.dstport", "-e", "tcp.flags.syn",
+             "-e", "tcp.payload"], capture_output=True, text=True, timeout=60)
+        check(fields.returncode == 0, "tshark -r: " + fields.stderr[-500:])
+        firsts, plaintext = {}, []
+        for line in fields.stdout.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 6:
+                continue
+            stream, src, dst, dport, _, payload = parts[:6]
+            data = bytes.fromhex(payload.replace(":", ""))
+            firsts.setdefault(stream, (src, dst, int(dport), data[:3]))
+            if re.search(rb"HTTP/1\.[01]|PRI \* HTTP/2|^(GET|POST|PUT|HEAD) ", data):
+                plaintext.append("%s -> %s:%s %r" % (src, dst, dport, data[:60]))
+        check(not plaintext, "plaintext HTTP to or from the gateway: %s" % plaintext[:5])
+        upstream = [f for f in firsts.values() if f[:3] == (ip, productpage_ip, 9080)]
+        inbound = [f for f in firsts.values() if f[1:3] == (ip, self.GATEWAY_PORT)]
+        check(upstream and all(f[3][:2] == b"\x16\x03" for f in upstream),
+              "gateway -> productpage connections: %s" % upstream)
+        check(len(inbound) >= 6 and all(f[3][:2] == b"\x16\x03" for f in inbound),
+              "outside -> gateway connections: %s" % inbound)
+        tls_handshakes = self.proxy_stat_sum(productpage,
+                                             "meshlet_downstream_tls_handshakes_total")
+        check(tls_handshakes > 0, "productpage's proxy counted no TLS handshake")
+
+        # The Gateway's status in the API server.
+        path = "/apis/gateway.networking.k8s.io/v1/namespaces/%s/gateways/edge" % (
+            self.cluster.namespace)
+
+        def programmed():
+            status = self.cluster.kube_get(path).get("status", {})
+            conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+            addresses = [a.get("value") for a in status.get("addresses", [])]
+            return conditions.get("Programmed") == "True" and addresses == [ip] and status
+        self.run.wait_until(programmed, 20, "Gateway edge Programmed with %s" % ip,
+                            lambda: json.dumps(self.cluster.kube_get(path).get("status")))
+
+        # Under load: the Secret rotated, then /details moved from productpage to reviews.
+        log = os.path.join(self.run.dir, "gateway-load.log")
+        load = self.run.start_in_pod_network("outside", self.gateway_client(
+            "load", target, "--host", self.GATEWAY_HOST, "--ca", ca,
+            "--paths", "/productpage,/details", "--fresh", "2", "--kept", "2"), log)
+        phases = ["start"]
+
+        def phase(name):
+            load.stdin.write(name + "\n")
+            load.stdin.flush()
+            phases.append(name)
+        try:
+            time.sleep(2)
+            phase("rotating")
+            rotate()
+            self.run.wait_until(
+                lambda: self.gateway_get(target, ca, "/productpage").get("serial") == serials[1],
+                20, "new handshakes to get serial %s" % serials[1],
+                lambda: self.gateway_get(target, ca, "/productpage"))
+            phase("rotated")
+            time.sleep(2)
+            phase("moving")
+            moved_at = time.monotonic()
+            self.cluster.kube_put("httproutes", route("reviews"))
+            self.run.wait_until(
+                lambda: json.loads(self.gateway_get(target, ca, "/details").get("body") or "{}")
+                .get("service") == "reviews", 20, "/details to be answered by reviews")
+            self.wait_acked()
+            took = time.monotonic() - moved_at
+            phase("moved")
+            time.sleep(2)
+        finally:
+            load.stdin.close()
+            try:
+                load.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                load.kill()
+        with open(log) as f:
+            out = f.read()
+        try:
+            result = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise Failed("the load gave no summary: %s" % out[-1000:])
+        by_phase = {p["phase"]: p for p in result["phases"]}
+        total = sum(p["requests"] for p in result["phases"])
+        failed = sum(p["failed"] for p in result["phases"])
+        check(failed == 0, "%d of %d failed: %s" % (failed, total, [
+            (p["phase"], p["statuses"], p["errors"][:3]) for p in result["phases"] if p["failed"]]))
+        old, new = serials
+        check(set(by_phase["start"]["fresh_serials"]) == {old},
+              "before the rotation: %s" % by_phase["start"])
+        for name in ("moving", "moved"):
+            check(set(by_phase[name]["fresh_serials"]) == {new},
+                  "new connections after the rotation (%s): %s" % (name, by_phase[name]))
+        kept_old = sum(by_phase[name]["kept_serials"].get(old, 0) for name in ("rotated", "moved"))
+        check(kept_old > 0, "no request went over a connection kept from before the rotation: %s"
+              % result)
+        details = by_phase["start"]["services"].get("/details", {})
+        check(set(details) == {"productpage"}, "/details before the move: %s" % details)
+        details = by_phase["moved"]["services"].get("/details", {})
+        check(set(details) == {"reviews"} and sum(details.values()) > 0,
+              "/details after the move: %s" % details)
+        return ("outside -> %s (HTTPS, SNI %s, verified) -> productpage 200, the gateway -> "
+                "productpage hop TLS on the wire (%d connections, %d from outside) under %s; "
+                "Gateway Programmed with %s; load %.0f s, %d requests (%d on new connections): "
+                "Secret rotated (new handshakes serial %s -> %s, kept connections kept %s for %d "
+                "requests), /details moved productpage -> reviews (ACKed in %.1f s), 0 failed" % (
+                    target, self.GATEWAY_HOST, len(upstream), len(inbound), identity, ip,
+                    result["seconds"], total,
+                    sum(sum(p["fresh_serials"].values()) for p in result["phases"]),
+                    old, new, old, kept_old, took))
+
     def discovery(self):
         """Services only the API server knows (cluster.py's fake), with ClusterIPs in the
         unroutable 240.241.0.0/16: reviews' pods (meshed) and outside (no sidecar)."""
@@ -1211,6 +1465,7 @@ SCENARIOS = [
     ("m", "job", Mesh.job),
     ("n", "discovery", Mesh.discovery),
     ("o", "attacks", Mesh.attacks),
+    ("y", "gateway", Mesh.gateway),
     # After the others that read the CA's generated root: it moves the mesh to a new one.
     ("w", "ca rotate", Mesh.ca_rotate),
     # Last: it removes a pod the others use.
