@@ -1120,8 +1120,9 @@ class Mesh:
         """A Gateway `edge` of class meshlet with an HTTPS listener for bookinfo.example.com (its
         certificate a kubernetes.io/tls Secret, from a CA made here), an HTTPRoute to productpage
         and reviews, all through the API server, and its proxy as a pod (of the Deployment
-        `meshctl inject --gateway-class` writes). From `outside` over HTTPS: productpage answers; the gateway -> productpage hop is TLS on the
-        wire under the gateway's SPIFFE id; the Gateway is Programmed with the pod's address.
+        `meshctl inject --gateway-class` writes). From `outside` over HTTPS: productpage
+        answers; the gateway -> productpage hop is TLS on the wire under the gateway's SPIFFE
+        id; the Gateway is Programmed with the pod's address.
         Under load (new and kept-alive connections): the Secret replaced (new handshakes get the
         new serial, kept connections keep theirs) and a path moved to another Service: 0
         failed."""
