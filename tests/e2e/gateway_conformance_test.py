@@ -1514,6 +1514,36 @@ def gw_class_generation_bump(m):
     return "Accepted at observedGeneration %d, then %d" % (gen, gen + 1)
 
 
+class ThroughGateway:
+    """A mesh case run on the gateway: its routes with the Gateway as their only parent, its
+    requests sent from the gateway's client to the gateway's listener (the rest is the
+    Conformance's). For the cases whose Gateway-profile twin deploys the same rules and sends the
+    same requests."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def __getattr__(self, name):
+        return getattr(self.m, name)
+
+    def with_routes(self, documents, body):
+        docs = []
+        for d in documents:
+            g = gateway_route(d["metadata"]["name"], d["spec"]["rules"],
+                              namespace=d["metadata"]["namespace"])
+            g["kind"] = d["kind"]
+            docs.append(g)
+        return self.m.with_routes(docs, body)
+
+    def expect(self, requests, client=None, timeout=EVENTUAL_S):
+        return self.m.expect(through_gateway(self.m, requests), client=GATEWAY_CLIENT,
+                             timeout=timeout)
+
+
+def on_gateway(mesh_case):
+    return lambda m: mesh_case(ThroughGateway(m))
+
+
 # --- the list, and the report ---------------------------------------------------------------------
 
 MESH_HTTP, MESH_GRPC = "MESH-HTTP", "MESH-GRPC"
@@ -1628,6 +1658,27 @@ GATEWAY_CASES = [
          gw_gateway_generation_bump),
     Case("GatewayClassObservedGenerationBump", [GATEWAY_HTTP], ["Gateway", "HTTPRoute"], False,
          gw_class_generation_bump),
+    Case("HTTPRouteQueryParamMatching", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "HTTPRouteQueryParamMatching"], False,
+         on_gateway(mesh_query_param_matching)),
+    Case("HTTPRouteRewritePath", [GATEWAY_HTTP], ["Gateway", "HTTPRoute", "HTTPRoutePathRewrite"],
+         False, on_gateway(mesh_rewrite_path)),
+    Case("HTTPRouteRedirectPath", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "HTTPRoutePathRedirect"], False, on_gateway(mesh_redirect_path)),
+    Case("HTTPRouteRedirectPort", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "HTTPRoutePortRedirect"], False, on_gateway(mesh_redirect_port)),
+    Case("HTTPRouteRedirectScheme", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "HTTPRouteSchemeRedirect"], False,
+         on_gateway(mesh_scheme_redirect)),
+    Case("HTTPRouteRedirectHostAndStatus", [GATEWAY_HTTP], ["Gateway", "HTTPRoute"], False,
+         on_gateway(mesh_redirect_host_and_status)),
+    Case("HTTPRouteTimeoutRequest", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "HTTPRouteRequestTimeout"], False,
+         on_gateway(timeout_case("request", "/request-timeout", "/disable-request-timeout"))),
+    Case("HTTPRouteTimeoutBackendRequest", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "HTTPRouteBackendTimeout"], False,
+         on_gateway(timeout_case("backendRequest", "/backend-timeout",
+                                 "/disable-backend-timeout"))),
 ]
 # The Gateway profile's other core HTTP cases, not transcribed yet (the report's skippedTests,
 # with this reason in docs/gateway.md).
