@@ -1147,7 +1147,7 @@ def route_status(m):
     return m.with_routes([good, missing], body)
 
 
-# --- the Gateway profile ---------------------------------------------------------------------------
+# --- the Gateway profile --------------------------------------------------------------------------
 #
 # The Gateway profile's cases against a gateway proxy: the sidecar binary with --gateway, in a pod
 # of its own (the proxy image, no capture) in gateway-conformance-mesh under the service account
