@@ -120,7 +120,8 @@ std::string XdsClient::StatusJson() const {
   absl::StrAppend(&out, ",\"mode\":\"", options_.delta ? "delta" : "sotw",
                   "\",\"connected\":", connected() ? "true" : "false", ",\"connected_since\":");
   AppendJsonString(&out, connected() ? Rfc3339Text(connected_since_) : "");
-  absl::StrAppend(&out, ",\"streams_started\":", streams_started_, ",\"last_stream_error\":");
+  absl::StrAppend(&out, ",\"streams_started\":", streams_started_,
+                  ",\"reconnect_attempt\":", attempt_, ",\"last_stream_error\":");
   AppendJsonString(&out, last_stream_error_);
   absl::StrAppend(&out, ",\"updates_accepted\":", accepted_, ",\"updates_refused\":", rejected_,
                   ",\"version\":");

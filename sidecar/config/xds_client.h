@@ -407,6 +407,7 @@ class XdsClient {
   std::optional<ResourceSet> assembled_;
   uint32_t attempt_ = 0;
   bool got_response_on_stream_ = false;
+  MonotonicTime stream_opened_at_{};
   bool has_dynamic_config_ = false;
   bool complete_config_ = false;
   bool stopped_ = false;

@@ -70,6 +70,7 @@ void XdsClient::OpenStream() {
   ++streams_started_;
   stream_counter_.Inc();
   got_response_on_stream_ = false;
+  stream_opened_at_ = loop_.Now();
   stream_ = channel_->StartCall(options_.delta ? xds::kDeltaMethod : xds::kStreamMethod);
   if (options_.delta) {
     stream_->OnProtoMessage<xds::DeltaDiscoveryResponse>(
@@ -162,7 +163,14 @@ void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
   last_stream_error_ =
       absl::StrCat(http::grpc::StatusCodeName(code), message.empty() ? "" : ": ", message);
   connected_gauge_.Set(0);
-  if (got_response_on_stream_) attempt_ = 0;
+  // A stream that was answered, or stayed open as long as the longest backoff, worked: the
+  // next one starts from the shortest delay. A delta stream that has nothing to send (every
+  // version current) may never answer, and the control plane ends each stream when the
+  // certificate it was opened with expires: counting those as failures grew the delay to the
+  // cap, leaving a quiet sidecar without a stream (and its lookups unanswered) for up to that.
+  if (got_response_on_stream_ || loop_.Now() - stream_opened_at_ >= options_.backoff_cap) {
+    attempt_ = 0;
+  }
   // The control plane forgets this stream's taps with it.
   if (options_.on_tap) options_.on_tap(TapCommand{.stop_all = true});
   // Not from inside the call's own callback: drop our handle on a later turn.

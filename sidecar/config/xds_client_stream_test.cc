@@ -102,6 +102,34 @@ TEST_F(XdsClientTest, ReconnectsAfterTheStreamEnds) {
   EXPECT_NE(client_->StatusJson().find("going away"), std::string::npos);
 }
 
+// A stream the control plane never answers (every version current) but which stays open as long
+// as the longest backoff worked: the next reconnect starts from the shortest delay again, as
+// after an answered stream. Streams that end at once keep growing it.
+TEST_F(XdsClientTest, AQuietStreamThatLastedResetsTheBackoff) {
+  XdsClientOptions options = Options();
+  options.backoff_base = std::chrono::milliseconds(10);
+  options.backoff_cap = std::chrono::milliseconds(300);
+  client_ = MakeClient(options);
+  client_->Start();
+  for (size_t ended = 1; ended <= 2; ++ended) {  // two streams ended at once, unanswered
+    ASSERT_TRUE(RunUntil([&] { return server_->calls.size() == ended; }));
+    server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "refused");
+    ASSERT_TRUE(RunUntil([&] {
+      return client_->StatusJson().find(absl::StrCat("\"reconnect_attempt\":", ended)) !=
+             std::string::npos;
+    })) << client_->StatusJson();
+  }
+  ASSERT_TRUE(RunUntil([&] { return server_->calls.size() == 3; }));
+  // The third stays open, unanswered, past the cap; then its certificate "expires".
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(400));
+  ASSERT_EQ(server_->calls.size(), 3u);
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnauthenticated, "certificate expired");
+  ASSERT_TRUE(RunUntil(
+      [&] { return client_->StatusJson().find("certificate expired") != std::string::npos; }));
+  EXPECT_NE(client_->StatusJson().find("\"reconnect_attempt\":1,"), std::string::npos)
+      << client_->StatusJson();
+}
+
 TEST(ResolveHostPortsTest, EveryAddressOfEveryEntryInOrderWithoutRepeats) {
   absl::StatusOr<std::vector<net::Address>> all =
       ResolveHostPorts("127.0.0.1:1,127.0.0.2:2,127.0.0.1:1,localhost:3");

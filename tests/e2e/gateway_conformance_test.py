@@ -1205,8 +1205,7 @@ def setup_gateway(m):
             "allowedRoutes": {"namespaces": {"from": "Same"}}}]}}
     c.kube_put("gateways", gateway)
     # The gateway's proxy as the control plane deploys it in a cluster: the Deployment
-    # `meshctl inject --gateway-class meshlet` writes for the Gateway (port 80 through the
-    # unprivileged-port sysctl, the proxy as UID 1337), one replica.
+    # `meshctl inject --gateway-class meshlet` writes for the Gateway, one replica.
     path = os.path.join(m.run.dir, "gateway.json")
     with open(path, "w") as f:
         json.dump(gateway, f)
@@ -1215,7 +1214,12 @@ def setup_gateway(m):
         if doc["kind"] == "ServiceAccount":
             c.create_join_token(doc["metadata"]["name"], namespace=MESH_NS)
     deployment = next(d for d in documents if d["kind"] == "Deployment")
-    c.play_pod(GATEWAY_POD, deployment["spec"]["template"], namespace=MESH_NS)
+    template = deployment["spec"]["template"]
+    # podman 4.3 does not apply a pod's sysctls (the unprivileged-port one a cluster applies):
+    # here the proxy runs as root to bind port 80.
+    template["spec"].pop("securityContext", None)
+    template["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0, "runAsGroup": 0}
+    c.play_pod(GATEWAY_POD, template, namespace=MESH_NS)
     c.wait_ready([GATEWAY_POD])
     ip = c.pods[GATEWAY_POD]["ip"]
 
