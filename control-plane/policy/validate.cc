@@ -735,16 +735,21 @@ class Checker {
       for (int j = 0; j < rule.when_size(); ++j) {
         const std::string wp = Index(Join(path, "when"), j);
         const pb::AuthorizationRule::Condition& c = rule.when(j);
-        if (ClaimOfKey(c.key()).empty()) {
+        const bool principal = c.key() == kRequestPrincipalKey;
+        if (!principal && ClaimOfKey(c.key()).empty()) {
           Error(Join(wp, "key"), absl::StrCat(Quote(c.key()),
                                               " is not a supported key: request.auth.claims[NAME], "
-                                              "request.auth.audiences, request.auth.presenter"));
+                                              "request.auth.audiences, request.auth.presenter, "
+                                              "request.auth.principal"));
         }
         if (c.values_size() == 0) Error(Join(wp, "values"), "required");
         for (int k = 0; k < c.values_size(); ++k) {
           const std::string& v = c.values(k);
           if (v.empty() || (v.find('*') != std::string::npos && v.find('*') != v.size() - 1)) {
             Error(Index(Join(wp, "values"), k), "must be non-empty, with '*' only at the end");
+          } else if (principal && v != "*" && !absl::StrContains(v, '/')) {
+            Error(Index(Join(wp, "values"), k),
+                  absl::StrCat(Quote(v), " must be \"*\" or <issuer>/<subject>"));
           }
         }
       }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "common/net/ip_prefix.h"
 #include "control-plane/policy/snapshot.h"
 
@@ -26,6 +27,9 @@ namespace meshlet::controlplane::policy {
 // top-level claim), "aud" of "request.auth.audiences", "azp" of "request.auth.presenter" (as
 // Istio reads them); empty for any other key.
 absl::string_view ClaimOfKey(absl::string_view key);
+// The `when` key on the valid token's "<iss>/<sub>" (its values are request principal patterns,
+// ANDed with the rule's from.requestPrincipals).
+inline constexpr absl::string_view kRequestPrincipalKey = "request.auth.principal";
 
 // The OpenID Connect discovery document of `issuer`: "<issuer>/.well-known/openid-configuration"
 // (one slash between them).

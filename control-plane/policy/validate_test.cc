@@ -445,6 +445,7 @@ spec:
     - {key: "request.auth.claims[groups]", values: [admins, "team-*"]}
     - {key: request.auth.audiences, values: [orders]}
     - {key: request.auth.presenter, values: [web-app]}
+    - {key: request.auth.principal, values: ["https://idp/alice", "https://idp/*", "*"]}
 )")
                   .errors.empty());
   ValidationResult r = ValidateYaml(R"(
@@ -457,6 +458,7 @@ spec:
     - {key: "request.headers[x]", values: [a]}
     - {key: "request.auth.claims[groups]"}
     - {key: "request.auth.claims[]", values: ["a*b"]}
+    - {key: request.auth.principal, values: [alice, "https://idp/*x"]}
 )");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[1]"), "");
@@ -466,6 +468,11 @@ spec:
   EXPECT_EQ(ErrorFor(r, "spec.rules[0].when[1].values"), "required");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].when[2].key"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].when[2].values[0]"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.rules[0].when[3].key"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[3].values[0]").find("<issuer>/<subject>"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[3].values[1]").find("only at the end"),
+            std::string::npos);
 }
 
 TEST(CodecTest, ParseErrorsCarryPositionAndPath) {

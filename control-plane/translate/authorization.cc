@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "control-plane/policy/validate.h"
@@ -29,6 +31,49 @@ std::vector<std::string> AliasedIds(const TranslationContext& ctx, absl::string_
     if (d != domain) out.push_back(absl::StrCat("spiffe://", d, id.substr(slash)));
   }
   return out;
+}
+
+// The principals both `a` and `b` match (patterns: exact, or a prefix ending in '*'; "*" is the
+// empty prefix, any principal); nullopt when none.
+std::optional<std::string> IntersectPrincipals(absl::string_view a, absl::string_view b) {
+  const bool a_prefix = absl::ConsumeSuffix(&a, "*");
+  const bool b_prefix = absl::ConsumeSuffix(&b, "*");
+  if (!a_prefix && !b_prefix) {
+    if (a == b) return std::string(a);
+  } else if (!a_prefix) {
+    if (absl::StartsWith(a, b)) return std::string(a);
+  } else if (!b_prefix) {
+    if (absl::StartsWith(b, a)) return std::string(b);
+  } else if (absl::StartsWith(a, b) || absl::StartsWith(b, a)) {
+    return absl::StrCat(a.size() >= b.size() ? a : b, "*");
+  }
+  return std::nullopt;
+}
+
+// A `when` condition on request.auth.principal: the rule's request principals become the
+// principals both they (any, when none are set) and `values` match. When no principal matches
+// both, the rule keeps its request principals and adds "*" to its not_request_principals, which
+// no request can satisfy together (a valid token is both required and refused), so the rule
+// never matches a request and is still a connection's DENY rule on its other fields.
+void ConstrainRequestPrincipals(const google::protobuf::RepeatedPtrField<std::string>& values,
+                                xds::AuthorizationRule& r) {
+  if (r.request_principals().empty()) {
+    *r.mutable_request_principals() = values;
+    return;
+  }
+  std::vector<std::string> both;
+  for (const std::string& have : r.request_principals()) {
+    for (const std::string& v : values) {
+      std::optional<std::string> p = IntersectPrincipals(have, v);
+      if (p && std::find(both.begin(), both.end(), *p) == both.end()) both.push_back(*p);
+    }
+  }
+  if (both.empty()) {
+    r.add_not_request_principals("*");
+    return;
+  }
+  r.clear_request_principals();
+  for (std::string& p : both) r.add_request_principals(std::move(p));
 }
 
 }  // namespace
@@ -104,6 +149,10 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
           *r->mutable_request_principals() = from.request_principals();
           *r->mutable_not_request_principals() = from.not_request_principals();
           for (const pb::AuthorizationRule::Condition& c : rule.when()) {
+            if (c.key() == policy::kRequestPrincipalKey) {
+              ConstrainRequestPrincipals(c.values(), *r);
+              continue;
+            }
             xds::ClaimMatch* claim = r->add_claims();
             claim->set_name(std::string(policy::ClaimOfKey(c.key())));
             *claim->mutable_values() = c.values();

@@ -248,6 +248,43 @@ spec:
   EXPECT_EQ(rule.paths(0), "/admin/*");
 }
 
+// when request.auth.principal: ANDed with from.requestPrincipals (the principals both match);
+// alone, it is the rule's request principals; when none can match both, the rule matches no
+// request (a valid token both required and refused).
+TEST_F(TranslatorTest, AuthorizationOnRequestAuthPrincipal) {
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: users}
+spec:
+  rules:
+  - from: [{requestPrincipals: ["https://idp.example/*", "https://other.example/x"]},
+           {namespaces: [ops]},
+           {requestPrincipals: ["https://third.example/*"]}]
+    when:
+    - {key: request.auth.principal, values: ["https://idp.example/alice*", "*"]}
+    - {key: request.auth.principal, values: ["https://idp.example/alice-2", "https://other.example/*"]}
+)"));
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::AuthorizationPolicy& policy =
+      Named(r.listeners, "inbound")->authorization().policies(0);
+  ASSERT_EQ(policy.rules_size(), 3);
+  auto list = [](const google::protobuf::RepeatedPtrField<std::string>& l) {
+    return std::vector<std::string>(l.begin(), l.end());
+  };
+  EXPECT_EQ(list(policy.rules(0).request_principals()),
+            (std::vector<std::string>{"https://idp.example/alice-2", "https://other.example/x"}));
+  EXPECT_EQ(policy.rules(0).not_request_principals_size(), 0);
+  EXPECT_EQ(policy.rules(0).claims_size(), 0) << "not a claim";
+  // No from.requestPrincipals: the conditions alone (the second narrows the first).
+  EXPECT_EQ(list(policy.rules(1).request_principals()),
+            (std::vector<std::string>{"https://idp.example/alice-2", "https://other.example/*"}));
+  EXPECT_EQ(list(policy.rules(1).namespaces()), (std::vector<std::string>{"ops"}));
+  // Nothing both match: never a request.
+  EXPECT_EQ(list(policy.rules(2).request_principals()),
+            (std::vector<std::string>{"https://third.example/*"}));
+  EXPECT_EQ(list(policy.rules(2).not_request_principals()), (std::vector<std::string>{"*"}));
+}
+
 // Trust-domain aliases and federation: a principal of the local domain or an alias stands for
 // the same id in each; once a domain is federated, a rule's namespaces name this mesh's only.
 TEST_F(TranslatorTest, AliasedPrincipalsAndNamespacesOfThisMeshOnly) {

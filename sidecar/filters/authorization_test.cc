@@ -209,6 +209,18 @@ TEST(AuthorizerTest, NotRequestPrincipals) {
   with_token.jwt_payload = R"({"sub":"bob"})";
   EXPECT_FALSE(deny_others.Decide(with_token).allowed);
   EXPECT_TRUE(deny_others.Decide(Request(kShopWeb, "/")).allowed);  // no token: not bob
+
+  // A valid token both required and refused (the translator's rule for a request.auth.principal
+  // condition no principal of the rule can meet): no request matches it, with or without a token;
+  // as a DENY rule it still refuses a connection on its other fields.
+  AuthorizationRuleConfig impossible;
+  impossible.request_principals = {"https://idp.example/*"};
+  impossible.not_request_principals = {"*"};
+  Authorizer never({{Policy(Action::kDeny, {impossible})}});
+  with_token.jwt_payload = R"({"sub":"alice"})";
+  EXPECT_TRUE(never.Decide(with_token).allowed);
+  EXPECT_TRUE(never.Decide(Request(kShopWeb, "/")).allowed);
+  EXPECT_FALSE(never.DecideConnection(kShopWeb, 8080).allowed);
 }
 
 TEST(AuthorizerTest, ConnectionsResolveHttpFieldsTowardsDenial) {

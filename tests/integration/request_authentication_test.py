@@ -20,7 +20,7 @@ https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate.
 - an AuthorizationPolicy on the end user: requestPrincipals (issuer.test's alice) and a claim
   (`when` request.auth.claims[groups] holding admins), each refusing the others with 403, and a
   DENY notRequestPrincipals ["*"] requiring a token on one path; request.auth.presenter (azp)
-  and request.auth.audiences on another;
+  and request.auth.audiences on another; request.auth.principal with requestPrincipals on a third;
 - policies the API refuses with the field named: a jwksUri that is not https, both jwks and
   jwksUri, an inline JWKS without a usable key, two rules for one issuer.
 - an issuer with neither jwksUri nor jwks gets its keys by OpenID Connect discovery (its
@@ -199,6 +199,11 @@ class RequestAuthenticationTest(RotationHarness):
                                             "values": ["partner-*"]},
                                            {"key": "request.auth.audiences",
                                             "values": ["orders"]}]},
+                                 {"from": [{"requestPrincipals": [ISSUER + "/*"]}],
+                                  "to": [{"paths": ["/mine*"]}],
+                                  "when": [{"key": "request.auth.principal",
+                                            "values": [ISSUER + "/carol",
+                                                       OTHER + "/carol"]}]},
                                  {"to": [{"paths": ["/open"]}]}]}}).encode())
         # Istio's way to require a token: DENY notRequestPrincipals ["*"], on /open here.
         self.api_request("PUT", "/apis/meshlet.io/v1/namespaces/default/authorizationpolicies/"
@@ -230,6 +235,12 @@ class RequestAuthenticationTest(RotationHarness):
                                                        azp="web-app"))[0], 403)
         self.assertEqual(call_path("/partner/x", token(rsa2, "RS256", "rsa-2", sub="carol"))[0],
                          403)
+        # request.auth.principal, ANDed with requestPrincipals: issuer.test's carol only.
+        self.assertEqual(call_path("/mine/x", partner)[0], 200)
+        self.assertEqual(call_path("/mine/x", admin)[0], 403)  # bob
+        self.assertEqual(call_path("/mine/x", token(ed, "EdDSA", "ed-1", issuer=OTHER,
+                                                    sub="carol"))[0], 403)
+        self.assertEqual(call_path("/mine/x")[0], 403)
         self.assertEqual(call_path("/who", admin)[0], 403)  # bob, not alice
         self.assertTrue(wait_for(lambda: call_path("/open")[0] == 403, timeout=15),
                         call_path("/open"))
