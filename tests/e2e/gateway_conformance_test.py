@@ -1761,9 +1761,10 @@ def kube_serves_routes():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin-dir", required=True)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="mesh",
+    p.add_argument("--profile", default="mesh",
                    help="mesh: the GAMMA cases against sidecars; gateway: the Gateway profile's "
-                        "cases against a gateway proxy pod")
+                        "cases against a gateway proxy pod; mesh,gateway: both in one run "
+                        "(their pods and control plane shared)")
     p.add_argument("--only", default="", help="comma-separated case names (default: all)")
     p.add_argument("--routes", choices=["auto", "kube", "meshctl"], default="auto",
                    help="how routes reach the control plane (auto: kube when the fake API "
@@ -1776,7 +1777,12 @@ def main():
     IMPLEMENTATION["url"] = args.implementation_url
     IMPLEMENTATION["contact"] = list(args.contact)
     only = [n for n in args.only.split(",") if n]
-    cases = PROFILES[args.profile][1]
+    profiles = [n for n in args.profile.split(",") if n]
+    if not profiles or set(profiles) - set(PROFILES) or len(set(profiles)) != len(profiles):
+        p.error("--profile: a comma-separated list of %s, each once" % ", ".join(sorted(PROFILES)))
+    if args.report and len(profiles) > 1:
+        p.error("--report: one profile at a time")
+    cases = [c for profile in profiles for c in PROFILES[profile][1]]
     unknown = set(only) - {c.name for c in cases}
     if unknown:
         p.error("unknown cases %s; known: %s" % (", ".join(sorted(unknown)),
@@ -1784,31 +1790,36 @@ def main():
     routes = args.routes
     if routes == "auto":
         routes = "kube" if kube_serves_routes() else "meshctl"
-    results = {}
+    results = {profile: {} for profile in profiles}
 
     def body(run, suite):
         suite.scenario("images", lambda: run.build_images(os.path.abspath(args.bin_dir)) or
                        ", ".join(run.images), fatal=True)
         conf = Conformance(run, os.path.abspath(args.bin_dir), routes)
         suite.scenario("setup", conf.setup, fatal=True)
-        if args.profile == "gateway":
-            suite.scenario("gateway", lambda: setup_gateway(conf), fatal=True)
-        for case in cases:
-            if only and case.name not in only:
-                continue
-            results[case.name] = suite.scenario(case.name, lambda c=case: c.run(conf))
+        for profile in profiles:
+            if profile == "gateway":
+                suite.scenario("gateway", lambda: setup_gateway(conf), fatal=True)
+            for case in PROFILES[profile][1]:
+                if only and case.name not in only:
+                    continue
+                results[profile][case.name] = suite.scenario(case.name,
+                                                             lambda c=case: c.run(conf))
 
-    status = harness.Suite("gamma" if args.profile == "mesh" else "gateway").main(body)
-    if results:
+    status = harness.Suite("gamma" if profiles == ["mesh"] else
+                           "gateway" if profiles == ["gateway"] else "conformance").main(body)
+    for profile in profiles:
+        if not results[profile]:
+            continue
         paths = [p for p in (args.report,) if p]
         outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
         if outputs:
-            paths.append(os.path.join(outputs, REPORT_NAME if args.profile == "mesh" else
+            paths.append(os.path.join(outputs, REPORT_NAME if profile == "mesh" else
                                       "gateway-conformance-gateway-report.yaml"))
-        report = build_report(results, routes, args.profile)
+        report = build_report(results[profile], routes, profile)
         write_report(report, paths)
-        for profile in report["profiles"]:
-            print("report %-10s %s" % (profile["name"], profile["summary"]))
+        for p in report["profiles"]:
+            print("report %-10s %s" % (p["name"], p["summary"]))
         if paths:
             print("report written to %s" % ", ".join(paths))
     return status
