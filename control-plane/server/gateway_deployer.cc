@@ -102,7 +102,7 @@ void GatewayDeployer::SetPolicy(const policy::PolicySnapshot& policy) {
     const std::string key = absl::StrCat(rendered.namespace_, "/", rendered.name);
     if (!rendered.objects.ok()) {
       Count("invalid");
-      if (invalid_logged_.insert(std::string(rendered.objects.status().message())).second) {
+      if (logged_.insert(std::string(rendered.objects.status().message())).second) {
         LOG(WARN) << "gateway deployment: " << rendered.objects.status().message();
       }
       continue;
@@ -187,7 +187,7 @@ void GatewayDeployer::Next() {
 
 void GatewayDeployer::OnGateway(const std::string& key, kubernetes::ApiResult result) {
   auto it = gateways_.find(key);
-  if (it == gateways_.end() || it->second.hash.empty()) {
+  if (!active_ || it == gateways_.end() || it->second.hash.empty()) {
     Finish(key, true, "");
     return;
   }
@@ -230,7 +230,7 @@ void GatewayDeployer::WriteObject(const std::string& key) {
 
 void GatewayDeployer::OnObject(const std::string& key, kubernetes::ApiResult result) {
   auto it = gateways_.find(key);
-  if (it == gateways_.end() || it->second.hash.empty()) {
+  if (!active_ || it == gateways_.end() || it->second.hash.empty()) {
     Finish(key, true, "");
     return;
   }
@@ -272,9 +272,10 @@ void GatewayDeployer::OnObject(const std::string& key, kubernetes::ApiResult res
       kubernetes::ScalarAt(kubernetes::NodeAt(metadata, "labels"), inject::kManagedByLabel);
   if (managed_by != "meshlet") {
     Count("conflict");
-    LOG(WARN) << "gateway deployment: " << what
-              << " exists and is not meshlet's (no label app.kubernetes.io/managed-by=meshlet): "
-                 "left as it is; the Gateway's proxy is not deployed until it is removed";
+    if (logged_.insert(absl::StrCat("conflict ", what)).second)
+      LOG(WARN) << "gateway deployment: " << what
+                << " exists and is not meshlet's (no label app.kubernetes.io/managed-by=meshlet): "
+                   "left as it is; the Gateway's proxy is not deployed until it is removed";
     Finish(key, false, "");
     return;
   }
@@ -301,7 +302,7 @@ void GatewayDeployer::OnObject(const std::string& key, kubernetes::ApiResult res
 void GatewayDeployer::OnWritten(const std::string& key, absl::string_view result,
                                 kubernetes::ApiResult written) {
   auto it = gateways_.find(key);
-  if (it == gateways_.end() || it->second.hash.empty()) {
+  if (!active_ || it == gateways_.end() || it->second.hash.empty()) {
     Finish(key, true, "");
     return;
   }

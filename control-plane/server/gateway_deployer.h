@@ -110,7 +110,7 @@ class GatewayDeployer {
   const GatewayDeployerOptions options_;
   bool active_ = false;
   std::map<std::string, Gateway> gateways_;  // by "namespace/name"
-  std::set<std::string> invalid_logged_;
+  std::set<std::string> logged_;             // what was logged once (invalid Gateways, conflicts)
   std::string in_flight_;
   event::Timer timer_;
   event::Timer resync_timer_;

@@ -55,6 +55,10 @@ class GatewayDeployerTest : public ::testing::Test {
       const std::string path(request.path());
       const std::string method(request.method());
       writes_.push_back(method + " " + path);
+      if (hold_) {
+        held_.push_back(std::move(respond));
+        return;
+      }
       if (method != "GET" && fail_writes_ > 0) {
         --fail_writes_;
         respond(http::ServerResponse::Json(500, R"({"code":500})"));
@@ -141,6 +145,8 @@ class GatewayDeployerTest : public ::testing::Test {
   std::vector<std::string> writes_;
   int version_ = 10;
   int fail_writes_ = 0;
+  bool hold_ = false;  // requests get no answer until released
+  std::vector<http::Responder> held_;
 };
 
 TEST_F(GatewayDeployerTest, CreatesTheProxysObjectsOwnedByTheGatewayThenLeavesThem) {
@@ -252,6 +258,26 @@ TEST_F(GatewayDeployerTest, AGatewayThatCannotBeRenderedIsCountedInvalid) {
   ASSERT_TRUE(RunUntil(loop_, [&] { return deployer->idle(); }));
   EXPECT_EQ(Counted("invalid"), 1);
   EXPECT_TRUE(Written().empty());
+}
+
+// A replica that stops leading while a read is in flight writes nothing with its answer.
+TEST_F(GatewayDeployerTest, NothingIsWrittenOnceNoLongerActive) {
+  AddGateway("edge", "meshlet", {80});
+  hold_ = true;
+  auto deployer = Make();
+  deployer->SetActive(true);
+  deployer->SetPolicy(policy_);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return held_.size() == 1; }));
+  deployer->SetActive(false);
+  hold_ = false;
+  held_[0](http::ServerResponse::Json(200, objects_[kGatewayPath]));
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(100));
+  EXPECT_EQ(writes_.size(), 1u) << writes_.back();
+  EXPECT_TRUE(Written().empty());
+  // Leading again, it does the work.
+  deployer->SetActive(true);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return deployer->idle(); }));
+  EXPECT_EQ(Written().size(), 3u);
 }
 
 TEST_F(GatewayDeployerTest, AFailedWriteIsTriedAgain) {
