@@ -633,9 +633,10 @@ def mesh_traffic_split(m):
         req("/v1", backend="echo-v1"), req("/v2", backend="echo-v2")]))
 
 
-def http_answers_by_backend(m, count):
-    answers = m.agent(CLIENT, "http", [
-        {"ip": CLUSTER_IPS["echo"], "port": 80, "host": "echo", "path": "/", "repeat": count}])[0]
+def http_answers_by_backend(m, count, client=CLIENT, ip=CLUSTER_IPS["echo"]):
+    """Which echo service answered each of `count` GETs from `client` to `ip`:80 (Host echo)."""
+    answers = m.agent(client, "http", [
+        {"ip": ip, "port": 80, "host": "echo", "path": "/", "repeat": count}])[0]
     names = []
     for a in answers:
         try:
@@ -1354,17 +1355,8 @@ def gw_weight(m):
                                                   backend("echo-v2", weight=30)])])
 
     def send():
-        answers = m.agent(GATEWAY_CLIENT, "http", [
-            {"ip": m.cluster.pods[GATEWAY_POD]["ip"], "port": 80, "host": "echo", "path": "/",
-             "repeat": WEIGHT_REQUESTS}])[0]
-        names = []
-        for a in answers:
-            try:
-                names.append(json.loads(a["body"])["service"] if a.get("status") == 200 else
-                             "status %s" % a.get("status", a.get("error")))
-            except (ValueError, KeyError):
-                names.append("not an echo answer")
-        return names
+        return http_answers_by_backend(m, WEIGHT_REQUESTS, client=GATEWAY_CLIENT,
+                                       ip=m.cluster.pods[GATEWAY_POD]["ip"])
     return m.with_routes([r], lambda: m.expect_weights(
         send, {"echo-v1": 0.7, "echo-v2": 0.3}, "requests through the gateway"))
 
