@@ -21,6 +21,8 @@ Every podman command and its output are logged on failure, with every container'
 """
 
 import atexit
+import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -172,14 +174,35 @@ class Run:
             open(os.path.join(self.dir, "keep"), "w").close()
         # A CNI run's podman sees only its own networks: its subnet is chosen here, apart
         # from every other CNI network's (netavark's runs take theirs from 198.18.0.0/16).
-        subnet = ["--subnet", free_cni_subnet()] if self.cni else []
-        self.podman(["network", "create", "--internal", "--disable-dns"] + subnet + labels +
-                    [self.network])
+        with cni_network_lock(self.cni):
+            subnet = ["--subnet", free_cni_subnet()] if self.cni else []
+            self.podman(["network", "create", "--internal", "--disable-dns"] + subnet + labels +
+                        [self.network])
+            if self.cni:
+                self._own_bridge(run_id)
         info = json.loads(self.podman(["network", "inspect", self.network]))
         self.subnet = ipaddress.ip_network(info[0]["subnets"][0]["subnet"])
         self.bridge = info[0]["network_interface"]
-        log("run %s: network %s on %s; podman %s" % (
-            run_id, self.network, self.subnet, " ".join(self.podman_prefix()[1:])))
+        log("run %s: network %s on %s, bridge %s; podman %s" % (
+            run_id, self.network, self.subnet, self.bridge, " ".join(self.podman_prefix()[1:])))
+
+    def _own_bridge(self, run_id):
+        """Gives the run's CNI network a bridge named after the run. podman names it cni-podmanN,
+        the first N no network it knows and no live interface has; it knows only this run's
+        networks, and the bridge appears with the first pod, so two runs that start together
+        would share one bridge, and the first to end would delete it under the other's pods."""
+        path = os.path.join(self.cni_conf_dir, self.network + ".conflist")
+        with open(path) as f:
+            conf = json.load(f)
+        bridge = "mlt" + hashlib.sha1(run_id.encode()).hexdigest()[:12]
+        if os.path.exists("/sys/class/net/" + bridge):
+            raise E2EError("bridge %s of run %s exists already" % (bridge, run_id))
+        for plugin in conf["plugins"]:
+            if plugin.get("type") == "bridge":
+                plugin["bridge"] = bridge
+        with open(path + ".tmp", "w") as f:
+            json.dump(conf, f, indent=2)
+        os.replace(path + ".tmp", path)
 
     def _write_cni_configuration(self):
         """The run's containers.conf: the project's, on the CNI backend with the run's dirs."""
@@ -497,6 +520,26 @@ class Run:
             name = name.split("  ")[0].strip()
             if name and not name.endswith("-infra"):
                 log("--- log of %s ---\n%s" % (name, self.logs(name)[-6000:]))
+
+
+class cni_network_lock:
+    """Held while a CNI run picks its subnet and writes its network (free_cni_subnet reads the
+    others' conflists): two runs starting together would otherwise pick the same /24."""
+
+    def __init__(self, held):
+        self.held, self.fd = held, None
+
+    def __enter__(self):
+        if self.held:
+            # A lock on the plugins' directory, which every CNI run needs: no file to remove.
+            self.fd = os.open(CNI_PLUGINS_DIR, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+        return False
 
 
 def free_cni_subnet():
