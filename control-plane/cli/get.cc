@@ -35,6 +35,17 @@ Addresses ServiceAddresses(const YAML::Node& service) {
   return out;
 }
 
+// What a policy applies to: its target Service, its targetRefs ("Gateway/edge,Service/orders"),
+// or "<namespace>" (every sidecar of its namespace).
+std::string PolicyTarget(const YAML::Node& spec) {
+  if (spec["target"]) return Scalar(spec["target"]);
+  std::vector<std::string> refs;
+  for (const auto& ref : spec["targetRefs"]) {
+    refs.push_back(absl::StrCat(Scalar(ref["kind"]), "/", Scalar(ref["name"])));
+  }
+  return refs.empty() ? "<namespace>" : absl::StrJoin(refs, ",");
+}
+
 // The table of `items` of one kind: name, the kind's own columns, version and age.
 std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::Node>& items,
                           bool with_namespace) {
@@ -116,11 +127,11 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       }
       row.push_back(backends.empty() ? "-" : absl::StrJoin(backends, ","));
     } else if (kind == "AuthorizationPolicy") {
-      row.push_back(spec["target"] ? Scalar(spec["target"]) : "<namespace>");
+      row.push_back(PolicyTarget(spec));
       row.push_back(spec["action"] ? Scalar(spec["action"]) : "ALLOW");
       row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
     } else if (kind == "RequestAuthentication") {
-      row.push_back(spec["target"] ? Scalar(spec["target"]) : "<namespace>");
+      row.push_back(PolicyTarget(spec));
       std::vector<std::string> issuers;
       for (const auto& rule : spec["jwtRules"]) issuers.push_back(Scalar(rule["issuer"]));
       row.push_back(issuers.empty() ? "-" : absl::StrJoin(issuers, ","));

@@ -41,6 +41,8 @@ using ::meshlet::config::Quote;
 constexpr size_t kMaxDirectResponseBody = 64 * 1024;
 constexpr size_t kMaxHeaderValueBytes = 8192;
 constexpr int kMaxJwtRules = 64;
+constexpr int kMaxTargetRefs = 16;
+constexpr absl::string_view kGatewayGroup = "gateway.networking.k8s.io";
 // The values the sidecar's retry policy accepts (sidecar/config ValidRetryOnValues()).
 const std::set<std::string>& RetryOnValues() {
   static const auto* values = new std::set<std::string>{
@@ -690,9 +692,46 @@ class Checker {
     }
   }
 
+  // A policy's targetRefs (instead of target): Services or Gateways of its namespace.
+  void TargetRefs(const std::string& target,
+                  const google::protobuf::RepeatedPtrField<pb::PolicyTargetReference>& refs) {
+    if (refs.empty()) return;
+    if (!target.empty()) {
+      Error("spec.targetRefs", "set together with spec.target: name the targets in one of them");
+    }
+    if (refs.size() > kMaxTargetRefs) {
+      Error("spec.targetRefs",
+            absl::StrCat("has ", refs.size(), " entries; at most ", kMaxTargetRefs));
+    }
+    for (int i = 0; i < refs.size(); ++i) {
+      const std::string path = Index("spec.targetRefs", i);
+      const pb::PolicyTargetReference& ref = refs[i];
+      if (ref.kind() == "Service") {
+        if (!ref.group().empty() && ref.group() != "core") {
+          Error(Join(path, "group"),
+                absl::StrCat(Quote(ref.group()), " is not the group of a Service (\"\" or core)"));
+        }
+        ServiceRef(Join(path, "name"), ref.name());
+      } else if (ref.kind() == "Gateway") {
+        if (ref.group() != kGatewayGroup) {
+          Error(Join(path, "group"), absl::StrCat("must be ", kGatewayGroup, " for a Gateway"));
+        }
+        if (ref.name().empty()) {
+          Error(Join(path, "name"), "required");
+        } else if (!IsDnsSubdomain(ref.name())) {
+          Error(Join(path, "name"), absl::StrCat(Quote(ref.name()), " is not a Gateway name"));
+        }
+      } else {
+        Error(Join(path, "kind"),
+              absl::StrCat(Quote(ref.kind()), " is not a supported kind: Service, Gateway"));
+      }
+    }
+  }
+
   void AuthorizationPolicy(const pb::AuthorizationPolicy& ap) {
     const pb::AuthorizationPolicySpec& spec = ap.spec();
     if (!spec.target().empty()) ServiceRef("spec.target", spec.target());
+    TargetRefs(spec.target(), spec.target_refs());
     if (!spec.action().empty() && spec.action() != "ALLOW" && spec.action() != "DENY") {
       Error("spec.action", absl::StrCat(Quote(spec.action()), " is not one of ALLOW, DENY"));
     }
@@ -782,6 +821,7 @@ class Checker {
   void RequestAuthentication(const pb::RequestAuthentication& ra) {
     const pb::RequestAuthenticationSpec& spec = ra.spec();
     if (!spec.target().empty()) ServiceRef("spec.target", spec.target());
+    TargetRefs(spec.target(), spec.target_refs());
     if (spec.jwt_rules_size() == 0) {
       Error("spec.jwtRules",
             "required: at least one issuer (a policy without one would refuse "

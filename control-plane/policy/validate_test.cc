@@ -434,6 +434,40 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.jwtRules").find("required: at least one issuer"), std::string::npos);
 }
 
+TEST(ValidateTest, PolicyTargetRefs) {
+  ValidationResult r = ValidateYaml(R"(
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  targetRefs:
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: edge}
+  - {kind: Service, name: orders}
+  - {kind: Gateway, name: edge}
+  - {kind: Service, group: apps, name: orders}
+  - {kind: Deployment, name: orders}
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: "Edge!"}
+  - {kind: Service}
+)");
+  EXPECT_EQ(ErrorFor(r, "spec.targetRefs[0].group"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.targetRefs[0].name"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.targetRefs[1].name"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.targetRefs[2].group"),
+            "must be gateway.networking.k8s.io for a Gateway");
+  EXPECT_NE(ErrorFor(r, "spec.targetRefs[3].group"), "");
+  EXPECT_NE(ErrorFor(r, "spec.targetRefs[4].kind").find("Service, Gateway"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.targetRefs[5].name"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.targetRefs[6].name"), "required");
+  r = ValidateYaml(R"(
+kind: RequestAuthentication
+metadata: {name: both}
+spec:
+  target: orders
+  targetRefs: [{kind: Service, name: orders}]
+  jwtRules: [{issuer: https://idp.example}]
+)");
+  EXPECT_NE(ErrorFor(r, "spec.targetRefs").find("spec.target"), std::string::npos);
+}
+
 TEST(ValidateTest, AuthorizationOnEndUsers) {
   EXPECT_TRUE(ValidateYaml(R"(
 kind: AuthorizationPolicy

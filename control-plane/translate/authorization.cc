@@ -89,7 +89,8 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
   for (const pb::AuthorizationPolicy& ap : ctx.policy.authorization_policies) {
     const std::string ns =
         ap.metadata().namespace_().empty() ? "default" : ap.metadata().namespace_();
-    if (ns != ctx.self.namespace_ || !SelectsSelf(ctx, ap.spec().target())) continue;
+    if (ns != ctx.self.namespace_ || !SelectsNode(ctx, ap.spec().target(), ap.spec().target_refs()))
+      continue;
     selected.push_back(&ap);
   }
   if (selected.empty()) return;
@@ -173,7 +174,8 @@ void BuildJwt(const TranslationContext& ctx, xds::Listener& listener, Translatio
   for (const pb::RequestAuthentication& ra : ctx.policy.request_authentications) {
     const std::string ns =
         ra.metadata().namespace_().empty() ? "default" : ra.metadata().namespace_();
-    if (ns != ctx.self.namespace_ || !SelectsSelf(ctx, ra.spec().target())) continue;
+    if (ns != ctx.self.namespace_ || !SelectsNode(ctx, ra.spec().target(), ra.spec().target_refs()))
+      continue;
     selected.push_back(&ra);
   }
   if (selected.empty()) return;
@@ -225,15 +227,35 @@ void BuildJwt(const TranslationContext& ctx, xds::Listener& listener, Translatio
   }
 }
 
-// Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects
-// this workload.
-bool SelectsSelf(const TranslationContext& ctx, const std::string& target) {
-  if (target.empty() || target == ctx.self.service) return true;
-  auto it = ctx.index.services.find({ctx.self.namespace_, target});
+namespace {
+
+// Whether the Service `name` of this namespace is the node's or has its workload as a member.
+bool ServiceHasSelf(const TranslationContext& ctx, const std::string& name) {
+  if (name == ctx.self.service) return true;
+  auto it = ctx.index.services.find({ctx.self.namespace_, name});
   if (it == ctx.index.services.end()) return false;
   const auto& members = it->second->members;
   return std::any_of(members.begin(), members.end(),
                      [&ctx](const Workload* w) { return w->id == ctx.self.id; });
+}
+
+}  // namespace
+
+bool SelectsNode(const TranslationContext& ctx, const std::string& target,
+                 const google::protobuf::RepeatedPtrField<pb::PolicyTargetReference>& target_refs) {
+  if (ctx.gateway_proxy) {
+    // Only by name: a namespace's policies for its workloads say nothing about its edge.
+    return ctx.gateway != nullptr &&
+           std::any_of(target_refs.begin(), target_refs.end(), [&ctx](const auto& ref) {
+             return ref.kind() == "Gateway" && ref.name() == ctx.gateway->metadata().name();
+           });
+  }
+  if (!target_refs.empty()) {
+    return std::any_of(target_refs.begin(), target_refs.end(), [&ctx](const auto& ref) {
+      return ref.kind() == "Service" && ServiceHasSelf(ctx, ref.name());
+    });
+  }
+  return target.empty() || ServiceHasSelf(ctx, target);
 }
 
 }  // namespace meshlet::controlplane::translate

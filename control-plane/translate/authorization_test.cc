@@ -357,14 +357,28 @@ TEST_F(TranslatorTest, ATargetSelectsTheMembersOfItsService) {
   registry_.workloads[0].labels["app"] = "reviews";
   const MeshIndex index = BuildIndex(policy_, registry_);
   const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
-  EXPECT_TRUE(SelectsSelf(ctx, ""));
-  EXPECT_TRUE(SelectsSelf(ctx, "frontend"));  // its own service
-  EXPECT_TRUE(SelectsSelf(ctx, "reviews"));
-  EXPECT_FALSE(SelectsSelf(ctx, "ratings"));  // no such Service
+  const google::protobuf::RepeatedPtrField<pb::PolicyTargetReference> none;
+  EXPECT_TRUE(SelectsNode(ctx, "", none));
+  EXPECT_TRUE(SelectsNode(ctx, "frontend", none));  // its own service
+  EXPECT_TRUE(SelectsNode(ctx, "reviews", none));
+  EXPECT_FALSE(SelectsNode(ctx, "ratings", none));  // no such Service
+  // targetRefs: a Service of it selects it, a Gateway never selects a sidecar.
+  auto refs = [](std::vector<std::pair<std::string, std::string>> kinds_and_names) {
+    google::protobuf::RepeatedPtrField<pb::PolicyTargetReference> out;
+    for (const auto& [kind, name] : kinds_and_names) {
+      pb::PolicyTargetReference* ref = out.Add();
+      ref->set_kind(kind);
+      ref->set_name(name);
+    }
+    return out;
+  };
+  EXPECT_TRUE(SelectsNode(ctx, "", refs({{"Service", "ratings"}, {"Service", "reviews"}})));
+  EXPECT_FALSE(SelectsNode(ctx, "", refs({{"Service", "ratings"}})));
+  EXPECT_FALSE(SelectsNode(ctx, "", refs({{"Gateway", "frontend"}})));
   registry_.workloads[0].labels.erase("app");
   const MeshIndex without = BuildIndex(policy_, registry_);
   const TranslationContext other(policy_, registry_, without, node_, kDefaultOptions);
-  EXPECT_FALSE(SelectsSelf(other, "reviews"));
+  EXPECT_FALSE(SelectsNode(other, "reviews", none));
 }
 
 }  // namespace

@@ -250,6 +250,9 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
   }
   for (auto& [number, port] : ports) {
     xds::Listener& listener = listeners[number];
+    // The policies that name this Gateway in targetRefs; their ports are the Gateway's.
+    BuildAuthorization(ctx, /*ports=*/{}, /*registered=*/{}, listener);
+    BuildJwt(ctx, listener, out);
     out.resources.routes.push_back(
         GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes));
     out.resources.listeners.push_back(std::move(listener));

@@ -125,6 +125,58 @@ spec:
   EXPECT_EQ(Named(r.clusters, "outbound|80||echo.default"), nullptr);
 }
 
+// Policies reach a gateway proxy only by a targetRef naming its Gateway: each served listener
+// gets them, ports as the Gateway's; the namespace's own policies and those of another Gateway
+// or a Service stay with the sidecars.
+TEST_F(GatewayProxyTest, PoliciesNamingTheGatewayInTargetRefsAreItsListeners) {
+  const std::string jwks =
+      R"({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]})";
+  for (const std::string& ra :
+       {"{kind: RequestAuthentication, metadata: {name: edge-jwt}, spec: {targetRefs: "
+        "[{kind: Gateway, group: gateway.networking.k8s.io, name: edge}], jwtRules: [{issuer: "
+        "https://idp.example, jwks: '" +
+            jwks + "'}]}}",
+        "{kind: RequestAuthentication, metadata: {name: namespace-jwt}, spec: {jwtRules: "
+        "[{issuer: https://mesh.example, jwks: '" +
+            jwks + "'}]}}",
+        "{kind: RequestAuthentication, metadata: {name: other-jwt}, spec: {targetRefs: "
+        "[{kind: Gateway, group: gateway.networking.k8s.io, name: other}], jwtRules: "
+        "[{issuer: https://other.example, jwks: '" +
+            jwks + "'}]}}"}) {
+    policy_.request_authentications.push_back(Parse<pb::RequestAuthentication>(ra));
+  }
+  for (const char* ap :
+       {"{kind: AuthorizationPolicy, metadata: {name: edge-users}, spec: {targetRefs: [{kind: "
+        "Gateway, group: gateway.networking.k8s.io, name: edge}], rules: [{from: "
+        "[{requestPrincipals: ['https://idp.example/*']}], to: [{ports: [8080]}]}]}}",
+        "{kind: AuthorizationPolicy, metadata: {name: deny-all}, spec: {action: DENY, rules: "
+        "[{}]}}",
+        "{kind: AuthorizationPolicy, metadata: {name: echo-only}, spec: {targetRefs: [{kind: "
+        "Service, name: echo}], rules: [{}]}}"}) {
+    policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(ap));
+  }
+  const NodeResources& r = For("edge-gw-0");
+  for (const char* name : {"gateway|80", "gateway|8080"}) {
+    const xds::Listener* listener = Named(r.listeners, name);
+    ASSERT_NE(listener, nullptr) << name;
+    ASSERT_EQ(listener->jwt().issuers_size(), 1) << name;
+    EXPECT_EQ(listener->jwt().issuers(0).issuer(), "https://idp.example");
+    EXPECT_EQ(listener->jwt().issuers(0).source().name(), "edge-jwt");
+    ASSERT_EQ(listener->authorization().policies_size(), 1) << name;
+    const xds::AuthorizationPolicy& policy = listener->authorization().policies(0);
+    EXPECT_EQ(policy.name(), "default/edge-users");
+    ASSERT_EQ(policy.rules_size(), 1);
+    EXPECT_EQ(policy.rules(0).ports(0), 8080u);  // the Gateway's port, as written
+    EXPECT_EQ(policy.rules(0).request_principals(0), "https://idp.example/*");
+  }
+  // Without a policy naming it, a gateway listener has neither.
+  policy_.request_authentications.erase(policy_.request_authentications.cbegin());
+  policy_.authorization_policies.erase(policy_.authorization_policies.cbegin());
+  const NodeResources& without = For("edge-gw-0");
+  EXPECT_FALSE(Named(without.listeners, "gateway|80")->has_jwt());
+  EXPECT_FALSE(Named(without.listeners, "gateway|80")->has_authorization());
+}
+
 TEST_F(GatewayProxyTest, ARouteOfAnotherListenerOrHostnameIsNotServed) {
   AddHttp(R"(
 kind: HTTPRoute

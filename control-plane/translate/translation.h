@@ -637,17 +637,21 @@ void BuildInbound(const TranslationContext& ctx, TranslationOutput& out);
 // ---------------------------------------------------------------------------------------------
 // Authorization (authorization.cc)
 
-// The AuthorizationPolicies of this workload's namespace that select it, as the inbound
-// listener's authorization. `ports` are the app's Service ports and `registered` its registered
-// app ports (sorted), which say what app port a Service port stands for.
+// The AuthorizationPolicies of this node's namespace that select it (SelectsNode), as the
+// inbound (or a gateway proxy's) listener's authorization. `ports` are the app's Service ports and
+// `registered` its registered app ports (sorted), which say what app port a Service port stands
+// for.
 void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::ServicePort>& ports,
                         const std::vector<uint32_t>& registered, xds::Listener& listener);
-// The RequestAuthentications of this workload's namespace that select it, as the inbound
-// listener's JWT authentication (each issuer once: the first policy by name that names it; a
-// later one is left out with a warning in `out`).
+// The RequestAuthentications of this node's namespace that select it (SelectsNode), as the
+// inbound (or a gateway proxy's) listener's JWT authentication (each issuer once: the first policy
+// by name that names it; a later one is left out with a warning in `out`).
 void BuildJwt(const TranslationContext& ctx, xds::Listener& listener, TranslationOutput& out);
-// Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects the
-// node's workload.
-bool SelectsSelf(const TranslationContext& ctx, const std::string& target);
+// Whether a policy of the node's namespace with `target` (a Service; empty: all) and
+// `target_refs` (Services or Gateways, instead of target) selects the node: a sidecar by its
+// Services (every sidecar when neither is set), a gateway proxy only by a targetRef naming its
+// Gateway.
+bool SelectsNode(const TranslationContext& ctx, const std::string& target,
+                 const google::protobuf::RepeatedPtrField<pb::PolicyTargetReference>& target_refs);
 
 }  // namespace meshlet::controlplane::translate
