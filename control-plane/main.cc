@@ -311,6 +311,7 @@ int main(int argc, char** argv) {
   meshlet::controlplane::authn::JwksFetcher jwks(control_plane.loop(), control_plane.stats(),
                                                  command_line->jwks);
   jwks.Start([&xds](const std::map<std::string, std::string>& keys) { xds.SetJwks(keys); });
+  control_plane.api().SetJwksStatus([&jwks] { return jwks.StatusJson(); });
   xds.AddPolicyListener(
       [&jwks](std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
         std::set<std::string> uris;

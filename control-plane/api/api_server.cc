@@ -471,6 +471,10 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
       return Error(503, "ServiceUnavailable", "the certificate authority is not running");
     return ServerResponse::Json(200, ca_status_());
   }
+  if (rest == "/jwks") {
+    if (!jwks_status_) return Error(503, "ServiceUnavailable", "no JWKS fetcher is running");
+    return ServerResponse::Json(200, jwks_status_());
+  }
   if (rest == "/trust-bundle") {
     if (trust_bundle_pem_.empty()) {
       return Error(503, "ServiceUnavailable", "the certificate authority is not running");

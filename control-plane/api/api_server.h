@@ -179,6 +179,9 @@ class PolicyApi {
   void SetTrustBundle(std::string pem) { trust_bundle_pem_ = std::move(pem); }
   // Serves what `status` returns (JSON) at /api/v1/ca. Call on the loop thread.
   void SetCaStatus(std::function<std::string()> status) { ca_status_ = std::move(status); }
+  // Serves what `status` returns (JSON) at /api/v1/jwks (viewer; the jwksUris' fetch state:
+  // control-plane/authn/jwks_fetcher.h); unset: 503. Called on the loop thread.
+  void SetJwksStatus(std::function<std::string()> status) { jwks_status_ = std::move(status); }
   // Serves /api/v1/ca/rotation (GET: viewer; POST starts a rotation, DELETE aborts it: admin),
   // on the store worker (CallsStore). Call on the loop thread, before serving.
   void SetCaRotationHandler(http::RequestHandler handler) { ca_rotation_ = std::move(handler); }
@@ -283,6 +286,7 @@ class PolicyApi {
   StreamedHandler tap_;
   http::RequestHandler tokens_;
   std::function<std::string()> ca_status_;
+  std::function<std::string()> jwks_status_;
   http::RequestHandler ca_rotation_;
   access::OperatorTokens* operator_tokens_ = nullptr;
   std::string trust_bundle_pem_;

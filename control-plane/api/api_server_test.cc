@@ -163,6 +163,7 @@ TEST_F(PolicyApiTest, EveryPathNeedsTheRoleOfWhatItDoes) {
            {"GET", "/api/v1/certificates", "viewer"},
            {"GET", "/api/v1/whoami", "viewer"},
            {"GET", "/api/v1/ca", "viewer"},
+           {"GET", "/api/v1/jwks", "viewer"},
            {"POST", "/api/v1/tokens", "admin"},
            {"DELETE", "/api/v1/tokens/abc", "admin"},
            {"GET", "/api/v1/operator-tokens", "admin"},

@@ -6,6 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/base/repeated_failure.h"
 #include "common/event/timer.h"
@@ -23,6 +25,11 @@ struct JwksFetcher::Source {
   std::string body;                     // the last good document
   absl::Duration backoff = absl::ZeroDuration();
   RepeatedFailure failure_log;
+  // For StatusJson: the last read that succeeded, the last that ended, and the failure since.
+  absl::Time last_ok = absl::InfinitePast();
+  absl::Time last_read = absl::InfinitePast();
+  std::string last_error;  // empty once a read succeeds
+  int failures_in_row = 0;
 };
 
 JwksFetcher::JwksFetcher(event::Loop& loop, StatsRegistry& stats, JwksFetcherOptions options)
@@ -173,8 +180,11 @@ void JwksFetcher::Took(Source& source, absl::StatusOr<std::string> body) {
           absl::StrCat("the key set from ", source.uri, " is refused: ", parse.status().message()));
     }
   }
+  source.last_read = absl::Now();
   if (!body.ok()) {
     failed_.Inc();
+    source.last_error = std::string(body.status().message());
+    ++source.failures_in_row;
     if (source.failure_log.ShouldLog(body.status().message(), absl::Now())) {
       LOG(WARN) << "jwks: " << body.status().message()
                 << (source.body.empty() ? "; the issuer has no keys yet (its tokens are refused)"
@@ -186,6 +196,9 @@ void JwksFetcher::Took(Source& source, absl::StatusOr<std::string> body) {
   } else {
     source.backoff = absl::ZeroDuration();
     source.failure_log.Clear();
+    source.last_ok = source.last_read;
+    source.last_error.clear();
+    source.failures_in_row = 0;
     if (*body == source.body) {
       unchanged_.Inc();
     } else {
@@ -198,6 +211,26 @@ void JwksFetcher::Took(Source& source, absl::StatusOr<std::string> body) {
     }
   }
   source.timer->Enable(absl::ToChronoNanoseconds(next));
+}
+
+std::string JwksFetcher::StatusJson() const {
+  auto time = [](absl::Time t) {
+    return t == absl::InfinitePast()
+               ? std::string("null")
+               : JsonQuote(absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()));
+  };
+  std::string out = R"({"kind":"JwksStatus","items":[)";
+  const char* sep = "";
+  for (const auto& [uri, source] : sources_) {
+    absl::StrAppend(&out, sep, R"({"uri":)", JsonQuote(uri), R"(,"hasKeys":)",
+                    source->body.empty() ? "false" : "true", R"(,"lastSuccess":)",
+                    time(source->last_ok), R"(,"lastRead":)", time(source->last_read),
+                    R"(,"failuresInRow":)", source->failures_in_row, R"(,"lastError":)",
+                    JsonQuote(source->last_error), "}");
+    sep = ",";
+  }
+  absl::StrAppend(&out, "]}\n");
+  return out;
 }
 
 void JwksFetcher::UpdateGauges() {

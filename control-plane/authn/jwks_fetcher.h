@@ -59,6 +59,10 @@ class JwksFetcher {
 
   // URI -> its last good JWKS.
   const std::map<std::string, std::string>& jwks() const { return jwks_; }
+  // Each URI's state as JSON (GET /api/v1/jwks, `meshctl check`): {"kind":"JwksStatus",
+  // "items":[{"uri","hasKeys","lastSuccess","lastRead" (RFC 3339 or null),"failuresInRow",
+  // "lastError" (empty after a good read)}]}, by URI.
+  std::string StatusJson() const;
 
  private:
   struct Source;

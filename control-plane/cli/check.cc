@@ -170,6 +170,34 @@ void CertificateLines(ApiClient& api, absl::Time now, std::ostream& out) {
   for (const std::string& w : warnings) out << "  WARNING: " << w << "\n";
 }
 
+// The key sets of RequestAuthentication jwksUris (GET /api/v1/jwks): one line, and a WARNING line
+// for each without keys (its issuer's tokens are refused) or whose last read failed (the last
+// good keys stay). Nothing from a control plane without that path, or when no policy names one.
+void JwksLines(ApiClient& api, std::ostream& out) {
+  int ignored = kExitOk;
+  std::optional<ApiReply> reply = api.Call("GET", "/api/v1/jwks", "", &ignored);
+  if (!reply.has_value() || reply->http.status != 200) return;
+  YAML::Node items = YAML::Load(reply->http.body)["items"];
+  if (!items || !items.IsSequence() || items.size() == 0) return;
+  std::vector<std::string> warnings;
+  for (const YAML::Node& item : items) {
+    const std::string uri = Scalar(item["uri"]);
+    const std::string error = Scalar(item["lastError"]);
+    if (Scalar(item["hasKeys"]) != "true") {
+      warnings.push_back(
+          absl::StrCat(uri, ": no keys yet, its issuer's tokens are refused",
+                       error.empty() ? " (first read under way)" : absl::StrCat(" (", error, ")")));
+    } else if (!error.empty()) {
+      warnings.push_back(absl::StrCat(uri, ": the last ", Scalar(item["failuresInRow"]),
+                                      " read(s) failed, the keys read at ",
+                                      Scalar(item["lastSuccess"]), " stay (", error, ")"));
+    }
+  }
+  out << "jwks           " << items.size() << " key set(s) named by RequestAuthentications, "
+      << warnings.size() << " failing\n";
+  for (const std::string& w : warnings) out << "  WARNING: " << w << "\n";
+}
+
 int Check(Session& session) {
   ApiClient& api = session.api();
   if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
@@ -210,6 +238,7 @@ int Check(Session& session) {
   }
   CaLines(api, absl::Now(), out);
   CertificateLines(api, absl::Now(), out);
+  JwksLines(api, out);
   RouteStatusLines(api, out);
   out << "OK\n";
   return kExitOk;

@@ -672,6 +672,33 @@ TEST_F(MeshctlTest, CheckWarnsOfWorkloadCertificatesNotRenewed) {
   EXPECT_EQ(out.find("shop/fresh"), std::string::npos) << out;
 }
 
+// RequestAuthentication key sets: a WARNING for one never read (its issuer's tokens refused) and
+// for one whose reads fail now (the last good keys stay); none for one read well.
+TEST_F(MeshctlTest, CheckWarnsOfJwksNotRead) {
+  api_.Answer("GET", "/healthz", 200, "ok\n");
+  api_.Answer("GET", "/apis/meshlet.io/v1", 200, R"({"kind":"APIResourceList"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
+  api_.Answer(
+      "GET", "/api/v1/jwks", 200,
+      R"({"kind":"JwksStatus","items":[)"
+      R"({"uri":"https://a.example/keys","hasKeys":true,"lastSuccess":"2026-11-29T04:00:00Z",)"
+      R"("lastRead":"2026-11-29T04:00:00Z","failuresInRow":0,"lastError":""},)"
+      R"({"uri":"https://b.example/keys","hasKeys":false,"lastSuccess":null,)"
+      R"("lastRead":"2026-11-29T04:00:00Z","failuresInRow":3,"lastError":"GET answered 404"},)"
+      R"({"uri":"https://c.example/keys","hasKeys":true,"lastSuccess":"2026-11-29T03:00:00Z",)"
+      R"("lastRead":"2026-11-29T04:00:00Z","failuresInRow":2,"lastError":"GET answered 503"}]})");
+  EXPECT_EQ(Run({"check"}), 0) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_NE(out.find("jwks           3 key set(s) named by RequestAuthentications, 2 failing\n"
+                     "  WARNING: https://b.example/keys: no keys yet, its issuer's tokens are "
+                     "refused (GET answered 404)\n"
+                     "  WARNING: https://c.example/keys: the last 2 read(s) failed, the keys read "
+                     "at 2026-11-29T03:00:00Z stay (GET answered 503)\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("WARNING: https://a.example"), std::string::npos) << out;
+}
+
 TEST_F(MeshctlTest, ARefusedTokenIsExit3AndSaysWhetherThereWasOne) {
   api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 401,
               R"({"kind":"Status","code":401,"message":"missing or invalid bearer token"})");

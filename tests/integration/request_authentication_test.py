@@ -172,6 +172,12 @@ class RequestAuthenticationTest(RotationHarness):
         self.assertEqual(call(good)[0], 200)
         with open(self.cp_log) as f:
             self.assertIn(f"jwks: GET {jwks_uri} answered 503; the last good keys stay", f.read())
+        # GET /api/v1/jwks (meshctl check) says so: keys held, the failing reads and why.
+        state = {i["uri"]: i for i in json.loads(self.api_request("GET", "/api/v1/jwks"))["items"]}
+        self.assertTrue(state[jwks_uri]["hasKeys"], state)
+        self.assertGreater(state[jwks_uri]["failuresInRow"], 0, state)
+        self.assertIn("answered 503", state[jwks_uri]["lastError"])
+        self.assertIsNotNone(state[jwks_uri]["lastSuccess"])
 
         # The issuer rotates its key.
         served.update(status=200, keys=[rsa_jwk(rsa2, "rsa-2")])
