@@ -775,11 +775,14 @@ class Checker {
         const std::string wp = Index(Join(path, "when"), j);
         const pb::AuthorizationRule::Condition& c = rule.when(j);
         const bool principal = c.key() == kRequestPrincipalKey;
-        if (!principal && ClaimOfKey(c.key()).empty()) {
-          Error(Join(wp, "key"), absl::StrCat(Quote(c.key()),
-                                              " is not a supported key: request.auth.claims[NAME], "
-                                              "request.auth.audiences, request.auth.presenter, "
-                                              "request.auth.principal"));
+        if (!principal && ClaimPathOfKey(c.key()).empty()) {
+          Error(Join(wp, "key"),
+                absl::StrCat(Quote(c.key()),
+                             " is not a supported key: request.auth.claims[NAME] (nested: "
+                             "request.auth.claims[NAME][NAME], at most ",
+                             kMaxClaimDepth,
+                             " levels), request.auth.audiences, request.auth.presenter, "
+                             "request.auth.principal"));
         }
         if (c.values_size() == 0) Error(Join(wp, "values"), "required");
         for (int k = 0; k < c.values_size(); ++k) {
@@ -983,14 +986,18 @@ std::string JwksSourceOf(const meshlet::policy::JwtRule& rule) {
   return OidcDiscoveryUrl(rule.issuer());
 }
 
-absl::string_view ClaimOfKey(absl::string_view key) {
-  if (key == "request.auth.audiences") return "aud";
-  if (key == "request.auth.presenter") return "azp";
-  if (!absl::ConsumePrefix(&key, "request.auth.claims[") || !absl::ConsumeSuffix(&key, "]") ||
-      key.empty() || absl::StrContains(key, '[') || absl::StrContains(key, ']')) {
+std::vector<std::string> ClaimPathOfKey(absl::string_view key) {
+  if (key == "request.auth.audiences") return {"aud"};
+  if (key == "request.auth.presenter") return {"azp"};
+  if (!absl::ConsumePrefix(&key, "request.auth.claims[") || !absl::ConsumeSuffix(&key, "]")) {
     return {};
   }
-  return key;
+  std::vector<std::string> path = absl::StrSplit(key, "][");
+  if (path.size() > static_cast<size_t>(kMaxClaimDepth)) return {};
+  for (const std::string& part : path) {
+    if (part.empty() || absl::StrContains(part, '[') || absl::StrContains(part, ']')) return {};
+  }
+  return path;
 }
 
 ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,

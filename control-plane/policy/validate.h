@@ -23,10 +23,12 @@ class Message;
 
 namespace meshlet::controlplane::policy {
 
-// The JWT claim an AuthorizationPolicy `when` key reads: NAME of "request.auth.claims[NAME]" (a
-// top-level claim), "aud" of "request.auth.audiences", "azp" of "request.auth.presenter" (as
-// Istio reads them); empty for any other key.
-absl::string_view ClaimOfKey(absl::string_view key);
+// The JWT claim an AuthorizationPolicy `when` key reads, from the payload's top level down:
+// {NAME} of "request.auth.claims[NAME]", {A, B} of "request.auth.claims[A][B]" (a nested claim,
+// at most kMaxClaimDepth levels), {"aud"} of "request.auth.audiences", {"azp"} of
+// "request.auth.presenter" (as Istio reads them); empty for any other key.
+inline constexpr int kMaxClaimDepth = 8;
+std::vector<std::string> ClaimPathOfKey(absl::string_view key);
 // The `when` key on the valid token's "<iss>/<sub>" (its values are request principal patterns,
 // ANDed with the rule's from.requestPrincipals).
 inline constexpr absl::string_view kRequestPrincipalKey = "request.auth.principal";

@@ -477,6 +477,7 @@ spec:
   - from: [{requestPrincipals: ["*", "https://idp/alice", "https://idp/*"]}]
     when:
     - {key: "request.auth.claims[groups]", values: [admins, "team-*"]}
+    - {key: "request.auth.claims[realm_access][roles]", values: [admin]}
     - {key: request.auth.audiences, values: [orders]}
     - {key: request.auth.presenter, values: [web-app]}
     - {key: request.auth.principal, values: ["https://idp/alice", "https://idp/*", "*"]}
@@ -493,6 +494,9 @@ spec:
     - {key: "request.auth.claims[groups]"}
     - {key: "request.auth.claims[]", values: ["a*b"]}
     - {key: request.auth.principal, values: [alice, "https://idp/*x"]}
+    - {key: "request.auth.claims[a][]", values: [x]}
+    - {key: "request.auth.claims[a][b][c][d][e][f][g][h][i]", values: [x]}
+    - {key: "request.auth.claims[a]b]", values: [x]}
 )");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].requestPrincipals[1]"), "");
@@ -507,6 +511,12 @@ spec:
             std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.rules[0].when[3].values[1]").find("only at the end"),
             std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[4].key").find("at most 8 levels"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[5].key"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].when[6].key"), "");
+  EXPECT_EQ(ClaimPathOfKey("request.auth.claims[a][b][c][d][e][f][g][h]").size(), 8u);
+  EXPECT_EQ(ClaimPathOfKey("request.auth.claims[realm_access][roles]"),
+            (std::vector<std::string>{"realm_access", "roles"}));
 }
 
 TEST(CodecTest, ParseErrorsCarryPositionAndPath) {

@@ -155,7 +155,10 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
               continue;
             }
             xds::ClaimMatch* claim = r->add_claims();
-            claim->set_name(std::string(policy::ClaimOfKey(c.key())));
+            std::vector<std::string> path = policy::ClaimPathOfKey(c.key());
+            if (path.empty()) path.push_back(c.key());  // never: validated to be a claim key
+            claim->set_name(path.front());
+            for (size_t i = 1; i < path.size(); ++i) claim->add_nested(std::move(path[i]));
             *claim->mutable_values() = c.values();
           }
         }

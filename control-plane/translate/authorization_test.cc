@@ -229,6 +229,7 @@ spec:
     - {key: "request.auth.claims[groups]", values: [admins, ops]}
     - {key: request.auth.audiences, values: [orders]}
     - {key: request.auth.presenter, values: [web-*]}
+    - {key: "request.auth.claims[realm_access][roles]", values: [admin]}
 )"));
   NodeResources r = Translate(policy_, registry_, node_);
   const xds::AuthorizationRule& rule =
@@ -237,9 +238,14 @@ spec:
   EXPECT_EQ(rule.request_principals(0), "https://idp.example/*");
   ASSERT_EQ(rule.not_request_principals_size(), 1);
   EXPECT_EQ(rule.not_request_principals(0), "https://idp.example/bob");
-  ASSERT_EQ(rule.claims_size(), 3);
+  ASSERT_EQ(rule.claims_size(), 4);
   EXPECT_EQ(rule.claims(0).name(), "groups");
   EXPECT_EQ(rule.claims(0).values_size(), 2);
+  EXPECT_EQ(rule.claims(0).nested_size(), 0);
+  // A nested claim: its top-level name, then the members below it.
+  EXPECT_EQ(rule.claims(3).name(), "realm_access");
+  ASSERT_EQ(rule.claims(3).nested_size(), 1);
+  EXPECT_EQ(rule.claims(3).nested(0), "roles");
   // The audiences and the authorized party, as the claims they are.
   EXPECT_EQ(rule.claims(1).name(), "aud");
   EXPECT_EQ(rule.claims(1).values(0), "orders");

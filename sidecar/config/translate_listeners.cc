@@ -19,6 +19,9 @@
 namespace meshlet::sidecar::config::translate_internal {
 namespace {
 
+// The most member names a nested JWT claim may have below its top-level name.
+constexpr int kMaxNestedClaimDepth = 16;
+
 // "HTTP1" for PROTOCOL_HTTP1: the name people write after the prefix.
 std::string ProtocolName(xds::ListenerProtocol protocol) {
   return std::string(absl::StripPrefix(xds::ListenerProtocol_Name(protocol), "PROTOCOL_"));
@@ -294,8 +297,19 @@ void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
       for (int i = 0; i < rule_in.claims_size(); ++i) {
         const xds::ClaimMatch& claim_in = rule_in.claims(i);
         const std::string claim_path = Index(Join(rule_path, "claims"), i);
-        filters::AuthorizationRuleConfig::Claim claim{.name = claim_in.name(), .values = {}};
+        filters::AuthorizationRuleConfig::Claim claim{
+            .name = claim_in.name(),
+            .values = {},
+            .nested = {claim_in.nested().begin(), claim_in.nested().end()}};
         if (claim_in.name().empty()) scope.Add(Join(claim_path, "name"), "required");
+        if (claim_in.nested_size() > kMaxNestedClaimDepth) {
+          scope.Add(Join(claim_path, "nested"),
+                    absl::StrCat("has ", claim_in.nested_size(), " levels; at most ",
+                                 kMaxNestedClaimDepth));
+        }
+        for (int n = 0; n < claim_in.nested_size(); ++n) {
+          if (claim_in.nested(n).empty()) scope.Add(Index(Join(claim_path, "nested"), n), "empty");
+        }
         if (claim_in.values_size() == 0) scope.Add(Join(claim_path, "values"), "required");
         for (int v = 0; v < claim_in.values_size(); ++v) {
           if (!filters::ValidAuthorizationPattern(claim_in.values(v))) {

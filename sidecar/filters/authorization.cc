@@ -109,7 +109,11 @@ bool Authorizer::TokenMatches(const Rule& rule, const AuthorizationRequest& requ
     }
   }
   for (const Claim& claim : rule.claims) {
-    const absl::string_view raw = json::Find(request.jwt_payload, claim.name);
+    absl::string_view raw = json::Find(request.jwt_payload, claim.name);
+    for (const std::string& member : claim.nested) {
+      raw =
+          json::TypeOf(raw) == json::Type::kObject ? json::Find(raw, member) : absl::string_view();
+    }
     bool matched = false;
     switch (json::TypeOf(raw)) {
       case json::Type::kString:
@@ -182,7 +186,7 @@ Authorizer::Authorizer(const AuthorizationConfig& config) {
         rule.not_request_principals.push_back(Compile(v));
       }
       for (const AuthorizationRuleConfig::Claim& c : rule_in.claims) {
-        Claim claim{.name = c.name, .values = {}};
+        Claim claim{.name = c.name, .values = {}, .nested = c.nested};
         for (const std::string& v : c.values) claim.values.push_back(Compile(v));
         rule.claims.push_back(std::move(claim));
       }

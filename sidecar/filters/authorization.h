@@ -56,6 +56,7 @@ struct AuthorizationRuleConfig {
   struct Claim {
     std::string name;
     std::vector<std::string> values;
+    std::vector<std::string> nested;  // member names below `name`, for a nested claim
   };
   std::vector<Claim> claims;  // every one must match
 };
@@ -126,6 +127,7 @@ class Authorizer {
   struct Claim {
     std::string name;
     std::vector<Pattern> values;
+    std::vector<std::string> nested;
   };
   struct Rule {
     std::vector<Pattern> principals, namespaces, paths, request_principals, not_request_principals;

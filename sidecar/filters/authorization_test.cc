@@ -109,6 +109,37 @@ TEST(AuthorizerTest, RuleFieldsAreAndedValuesAreOred) {
   EXPECT_FALSE(authorizer.Decide(Request(kOpsAdmin, "/api/x", "GET", 8080)).allowed);
 }
 
+// A nested claim (request.auth.claims[realm_access][roles]): the member names below the top
+// level; a level that is not an object, or a missing member, matches nothing.
+TEST(AuthorizerTest, NestedClaims) {
+  AuthorizationRuleConfig roles;
+  roles.claims = {{.name = "realm_access", .values = {"admin"}, .nested = {"roles"}}};
+  AuthorizationRuleConfig deep;
+  deep.claims = {{.name = "a", .values = {"x*"}, .nested = {"b", "c"}}};
+  deep.methods = {"PUT"};
+  Authorizer allow({{Policy(Action::kAllow, {roles, deep})}});
+  auto with = [](absl::string_view payload, absl::string_view method = "GET") {
+    AuthorizationRequest r = Request(kShopWeb, "/", method);
+    r.jwt_issuer = "https://idp.example";
+    r.jwt_payload = payload;
+    return r;
+  };
+  EXPECT_TRUE(allow.Decide(with(R"({"realm_access":{"roles":["user","admin"]}})")).allowed);
+  EXPECT_TRUE(allow.Decide(with(R"({"realm_access":{"x":1,"roles":"admin"}})")).allowed);
+  EXPECT_FALSE(allow.Decide(with(R"({"realm_access":{"roles":["user"]}})")).allowed);
+  EXPECT_FALSE(allow.Decide(with(R"({"realm_access":["admin"]})")).allowed);
+  EXPECT_FALSE(allow.Decide(with(R"({"realm_access":"admin"})")).allowed);
+  EXPECT_FALSE(allow.Decide(with(R"({"roles":"admin"})")).allowed);  // top level is not nested
+  EXPECT_FALSE(allow.Decide(with(R"({"realm_access":{"roles":{"admin":true}}})")).allowed);
+  EXPECT_TRUE(allow.Decide(with(R"({"a":{"b":{"c":"xyz"}}})", "PUT")).allowed);
+  EXPECT_FALSE(allow.Decide(with(R"({"a":{"b":"xyz"}})", "PUT")).allowed);
+  EXPECT_FALSE(allow.Decide(with(R"({"a":{"c":"xyz"}})", "PUT")).allowed);
+  // DENY on a nested claim denies exactly the tokens holding it.
+  Authorizer deny({{Policy(Action::kDeny, {roles})}});
+  EXPECT_FALSE(deny.Decide(with(R"({"realm_access":{"roles":["admin"]}})")).allowed);
+  EXPECT_TRUE(deny.Decide(with(R"({"realm_access":{"roles":["user"]}})")).allowed);
+}
+
 TEST(AuthorizerTest, PolicyWithoutRulesMatchesNothing) {
   Authorizer allow_nothing({{Policy(Action::kAllow, {})}});
   EXPECT_FALSE(allow_nothing.Decide(Request(kShopWeb)).allowed);

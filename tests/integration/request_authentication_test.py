@@ -18,7 +18,8 @@ https://other.test (an inline Ed25519 JWKS). Callers present a mesh certificate.
 - the issuer rotating to a new key: a token of the new key is taken once the control plane
   fetched it, the old key's then refused;
 - an AuthorizationPolicy on the end user: requestPrincipals (issuer.test's alice) and a claim
-  (`when` request.auth.claims[groups] holding admins), each refusing the others with 403, and a
+  (`when` request.auth.claims[groups] holding admins; a nested one,
+  request.auth.claims[realm_access][roles]), each refusing the others with 403, and a
   DENY notRequestPrincipals ["*"] requiring a token on one path; request.auth.presenter (azp)
   and request.auth.audiences on another; request.auth.principal with requestPrincipals on a third;
 - policies the API refuses with the field named: a jwksUri that is not https, both jwks and
@@ -200,6 +201,9 @@ class RequestAuthenticationTest(RotationHarness):
                                  {"to": [{"paths": ["/admin*"]}],
                                   "when": [{"key": "request.auth.claims[groups]",
                                             "values": ["admins"]}]},
+                                 {"to": [{"paths": ["/realm*"]}],
+                                  "when": [{"key": "request.auth.claims[realm_access][roles]",
+                                            "values": ["admin"]}]},
                                  {"to": [{"paths": ["/partner*"]}],
                                   "when": [{"key": "request.auth.presenter",
                                             "values": ["partner-*"]},
@@ -234,6 +238,13 @@ class RequestAuthenticationTest(RotationHarness):
         self.assertEqual(call_path("/admin/x", token(rsa2, "RS256", "rsa-2",
                                                      groups=["users"]))[0], 403)
         self.assertEqual(call_path("/admin/x")[0], 403)
+        # A nested claim: realm_access.roles holding "admin"; the same name at the top is not it.
+        self.assertEqual(call_path("/realm/x", token(rsa2, "RS256", "rsa-2", sub="bob",
+                                                     realm_access={"roles": ["admin"]}))[0], 200)
+        self.assertEqual(call_path("/realm/x", token(rsa2, "RS256", "rsa-2", sub="bob",
+                                                     realm_access={"roles": ["user"]}))[0], 403)
+        self.assertEqual(call_path("/realm/x", token(rsa2, "RS256", "rsa-2", sub="bob",
+                                                     roles=["admin"]))[0], 403)
         # The authorized party (azp) and the audiences (aud) of the token.
         partner = token(rsa2, "RS256", "rsa-2", sub="carol", azp="partner-app")
         self.assertEqual(call_path("/partner/x", partner)[0], 200)
