@@ -1156,9 +1156,11 @@ def route_status(m):
 # The Gateway profile's cases against a gateway proxy: the sidecar binary with --gateway, in a pod
 # of its own (the proxy image, no capture) in gateway-conformance-mesh under the service account
 # same-namespace-meshlet, serving the Gateway same-namespace (class meshlet, one HTTP listener on
-# port 80, routes of its namespace). Upstream's backends infra-backend-v1/-v2 are echo-v1/-v2 here,
-# in the Gateway's namespace; requests come from the kube-apiserver pod, which has no sidecar (a
-# client outside the mesh), to the gateway pod's address.
+# port 80, routes of its namespace). Upstream's backends infra-backend-v1/-v2/-v3 are
+# echo-v1/-v2/-v3 here, in the Gateway's namespace (upstream's gateway-conformance-infra), and
+# web-backend is in gateway-conformance-web-backend (gateway.yaml); requests come from the
+# kube-apiserver pod, which has no sidecar (a client outside the mesh), to the gateway pod's
+# address. The other Gateways of upstream's cases get gateway pods of their own for the case.
 
 GATEWAY_NAME = "same-namespace"
 GATEWAY_CLASS = "meshlet"
@@ -1296,8 +1298,9 @@ def play_gateways(m, gateways, wait=None):
     c = m.cluster
     pods = []
     for gateway in gateways:
-        name = gateway["metadata"]["name"]
         c.kube_put("gateways", gateway)
+    for gateway in gateways:
+        name = gateway["metadata"]["name"]
         path = os.path.join(m.run.dir, "gateway-%s.json" % name)
         with open(path, "w") as f:
             json.dump(gateway, f)
@@ -1818,13 +1821,21 @@ def gw_reference_grant(m):
                             "web-backend")
     r = gateway_route("reference-grant", [rule([backend("web-backend", namespace=WEB_NS)])])
 
+    deleted = []
+
     def body():
         accepted = route_accepted(m, r)
         granted = gateway_expect(m, [req("/", backend="web-backend", namespace=WEB_NS)])
         m.cluster.kube_delete("referencegrants", "reference-grant", WEB_NS)
+        deleted.append(True)
         revoked = gateway_expect(m, [req("/", status=500)])
         return "%s; granted: %s; grant deleted: %s" % (accepted, granted, revoked)
-    return with_objects(m, [grant], lambda: m.with_routes([r], body))
+    m.cluster.kube_put(*grant)
+    try:
+        return m.with_routes([r], body)
+    finally:
+        if not deleted:  # the fake API server takes no delete of what it does not hold
+            m.cluster.kube_delete("referencegrants", "reference-grant", WEB_NS)
 
 
 def gw_cross_namespace(m):
