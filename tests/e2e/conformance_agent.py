@@ -14,7 +14,8 @@ http: REQUESTS is a list of {"ip", "port", "host", "method", "path", "headers": 
 "repeat"}; `{uuid}` in a path becomes a fresh random uuid per request. Each request goes on a
 connection of its own and is never redirected. An answer is {"status", "headers": {lowercase
 name: value, repeated ones joined with ","}, "body"} or {"error"}; a request with "repeat": N
-gives N answers in a list.
+gives N answers in a list. A request with "tls": {"ca": PEM path} goes over HTTPS, its
+certificate verified against that CA for the Host's name, sent as SNI.
 
 grpc: CALLS is a list of {"ip", "port", "authority", "method" (/package.Service/Method),
 "metadata": {name: value}, "repeat"}; an answer is {"code", "details", "body"} (the echo's JSON).
@@ -26,6 +27,8 @@ namespace, pod), the method and the call's metadata ({name: [values]}), until it
 import argparse
 import http.client
 import json
+import socket
+import ssl
 import sys
 import threading
 import uuid as uuid_lib
@@ -35,8 +38,18 @@ TIMEOUT_S = 10
 
 def http_one(req):
     path = req.get("path", "/").replace("{uuid}", str(uuid_lib.uuid4()))
-    conn = http.client.HTTPConnection(req["ip"], req["port"], timeout=req.get("timeout", TIMEOUT_S))
+    timeout = req.get("timeout", TIMEOUT_S)
+    conn = http.client.HTTPConnection(req["ip"], req["port"], timeout=timeout)
     try:
+        if req.get("tls"):
+            # The certificate is checked for the Host's name (without a port), sent as SNI.
+            context = ssl.create_default_context(cafile=req["tls"]["ca"])
+            raw = socket.create_connection((req["ip"], req["port"]), timeout=timeout)
+            try:
+                conn.sock = context.wrap_socket(raw, server_hostname=req["host"].split(":")[0])
+            except BaseException:
+                raw.close()
+                raise
         headers = {"Host": req["host"]}
         headers.update(req.get("headers", {}))
         conn.request(req.get("method", "GET"), path, headers=headers)
