@@ -677,12 +677,16 @@ class FakeApiServer:
             return self.rv
 
     def delete(self, kind, namespace, name):
+        """Deletes the object; False (nothing changed) when there is none."""
         with self.cond:
+            if (namespace, name) not in self.objects[kind]:
+                return False
             self.rv += 1
             obj = copy.deepcopy(self.objects[kind].pop((namespace, name)))
             obj["metadata"]["resourceVersion"] = str(self.rv)
             self.history.append((self.rv, kind, "DELETED", obj))
             self.cond.notify_all()
+            return True
 
     def command(self, kind, command):
         with self.cond:
