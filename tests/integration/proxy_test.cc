@@ -3,6 +3,9 @@
 // servers (HttpServer, a streaming upstream, a silent one, a closed port). One parameterised
 // fixture runs every scenario across the downstream × upstream protocol pairs.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,6 +174,8 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
   }
 
   void TearDown() override {
+    if (closed_port_fd_ >= 0) close(closed_port_fd_);
+    closed_port_fd_ = -1;
     if (!thread_.joinable()) return;
     RunOnLoop([this] {
       hcms_.clear();
@@ -388,13 +393,18 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
                                           [](const auto& r) { return EchoHandler('B', r); });
     streaming_ = std::make_unique<StreamingUpstream>(loop_);
     silent_ = std::make_unique<SilentUpstream>(loop_);
-    uint16_t closed_port = 0;
-    {
-      // A port that was just free: nothing listens there now, so connects are refused.
-      auto probe = net::Listener::Create(loop_, any, {}, [](std::unique_ptr<net::Connection>) {});
-      CHECK_OK(probe);
-      closed_port = (*probe)->address().port();
-    }
+    // A port held by a socket that is bound and never listens: connects there are refused, and
+    // as long as the test holds it no other process binds it and no connect takes it as its own
+    // source port (a port merely freed was, under load, taken again or self-connected).
+    closed_port_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(closed_port_fd_ >= 0);
+    sockaddr_in held{};
+    held.sin_family = AF_INET;
+    held.sin_addr.s_addr = htonl(INADDR_ANY);  // 127.0.0.1 and 127.0.0.2 alike
+    socklen_t held_size = sizeof(held);
+    CHECK(bind(closed_port_fd_, reinterpret_cast<sockaddr*>(&held), sizeof(held)) == 0);
+    CHECK(getsockname(closed_port_fd_, reinterpret_cast<sockaddr*>(&held), &held_size) == 0);
+    const uint16_t closed_port = ntohs(held.sin_port);
     snapshot_ = BuildSnapshot(closed_port);
     clusters_->Update(snapshot_->clusters);
     context_ = std::make_unique<WorkerContext>(WorkerContext{
@@ -580,6 +590,7 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
   std::unique_ptr<http::HttpServer> server_b_;
   std::unique_ptr<StreamingUpstream> streaming_;
   std::unique_ptr<SilentUpstream> silent_;
+  int closed_port_fd_ = -1;  // holds the refusing hosts' port (SetUp)
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::unique_ptr<WorkerContext> context_;
   RecordingAccessLog access_log_;
