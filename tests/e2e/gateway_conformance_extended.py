@@ -88,18 +88,32 @@ def gateway_grpc_call(method, metadata=None, repeat=None):
 
 
 def expect_grpc(m, calls):
-    """`calls`: (method, metadata, expected) with expected a backend's service name or a gRPC code;
-    sent through the gateway until every answer is as expected CONSISTENT_ROUNDS rounds in a row."""
+    """`calls`: (method, metadata, expected[, authority[, metadata the backend must see]]) with
+    expected a backend's service name or a gRPC code; sent through the gateway until every answer
+    is as expected CONSISTENT_ROUNDS rounds in a row."""
     started = time.monotonic()
     streak = 0
     while True:
-        sent = [dict(gateway_grpc_call(method, md), ip=gateway_ip(m)) for method, md, _ in calls]
+        sent = []
+        for call in calls:
+            one = dict(gateway_grpc_call(call[0], call[1]), ip=gateway_ip(m))
+            if len(call) > 3:
+                one["authority"] = call[3]
+            sent.append(one)
         answers = m.grpc(t.GATEWAY_CLIENT, sent)
         problems = []
-        for (method, md, want), a in zip(calls, answers):
+        for call, one, a in zip(calls, sent, answers):
+            method, md, want = call[:3]
             got = a["body"].get("service") if a["code"] == "OK" else a["code"]
             if got != want:
-                problems.append("%s %s: %s, expected %s" % (method, md, got, want))
+                problems.append("%s %s (authority %s): %s, expected %s" % (
+                    method, md, one["authority"], got, want))
+                continue
+            seen = a.get("body", {}).get("metadata", {}) if a["code"] == "OK" else {}
+            for k, v in (call[4] if len(call) > 4 else {}).items():
+                if ",".join(seen.get(k, [])) != (v or ""):
+                    problems.append("%s (authority %s): the backend got %s %r, expected %r" % (
+                        method, one["authority"], k, seen.get(k), v))
         streak = 0 if problems else streak + 1
         if streak >= t.CONSISTENT_ROUNDS:
             return "%d gRPC calls through the gateway as expected, %d rounds in a row (%.1f s)" % (
@@ -206,6 +220,87 @@ def rewrite_host(m):
               backend="echo-v2", req_host="test.example.org", req_headers=got,
               absent_req_headers=["X-Header-Remove"]),
     ])))
+
+
+def response_header_modifier(m):
+    """HTTPRouteResponseHeaderModifier: the echo answers with the headers a request asks of it
+    (x-echo-set-header, as upstream's echo), the route's ResponseHeaderModifier changes them."""
+    mod = t.header_modifier
+
+    def r(path, *filters):
+        return t.rule([t.backend("echo-v1")], matches=[t.prefix(path)], filters=list(filters))
+    route = t.gateway_route("response-header-modifier", [
+        r("/set", mod("ResponseHeaderModifier", set=[("X-Header-Set", "set-overwrites-values")])),
+        r("/add", mod("ResponseHeaderModifier", add=[("X-Header-Add", "add-appends-values")])),
+        r("/remove", mod("ResponseHeaderModifier", remove=["X-Header-Remove"])),
+        r("/multiple", mod("ResponseHeaderModifier",
+                           set=[("X-Header-Set-1", "header-set-1"),
+                                ("X-Header-Set-2", "header-set-2")],
+                           add=[("X-Header-Add-1", "header-add-1"),
+                                ("X-Header-Add-2", "header-add-2"),
+                                ("X-Header-Add-3", "header-add-3")],
+                           remove=["X-Header-Remove-1", "X-Header-Remove-2"])),
+        r("/case-insensitivity", mod("ResponseHeaderModifier", set=[("X-Header-Set", "header-set")],
+                                     add=[("X-Header-Add", "header-add"),
+                                          ("x-lowercase-add", "lowercase-add"),
+                                          ("x-Mixedcase-ADD-1", "mixedcase-add-1"),
+                                          ("X-mixeDcase-add-2", "mixedcase-add-2"),
+                                          ("X-UPPERCASE-ADD", "uppercase-add")],
+                                     remove=["X-Header-Remove"])),
+        r("/response-and-request-header-modifiers",
+          mod("ResponseHeaderModifier", set=[("X-Header-Set-1", "header-set-1"),
+                                             ("X-Header-Set-2", "header-set-2")],
+              add=[("X-Header-Add-1", "header-add-1"), ("X-Header-Add-2", "header-add-2")],
+              remove=["X-Header-Remove-1", "X-Header-Remove-2"]),
+          mirror_modify()),
+    ])
+
+    def q(path, backend_sets, want=None, absent=(), headers=None, **more):
+        sent = dict(headers or {})
+        sent["X-Echo-Set-Header"] = ",".join("%s:%s" % kv for kv in backend_sets.items())
+        return t.req(path, headers=sent, backend="echo-v1", resp_headers=want,
+                     absent_resp_headers=absent, **more)
+    other = {"Some-Other-Header": "val"}
+    requests = [
+        q("/set", other, dict(other, **{"X-Header-Set": "set-overwrites-values"})),
+        q("/set", dict(other, **{"X-Header-Set": "some-other-value"}),
+          dict(other, **{"X-Header-Set": "set-overwrites-values"})),
+        q("/add", other, dict(other, **{"X-Header-Add": "add-appends-values"})),
+        q("/add", dict(other, **{"X-Header-Add": "some-other-value"}),
+          dict(other, **{"X-Header-Add": "some-other-value,add-appends-values"})),
+        q("/remove", {"X-Header-Remove": "val"}, absent=["X-Header-Remove"]),
+        q("/multiple", {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2",
+                        "X-Header-Remove-2": "remove-val-2",
+                        "Another-Header": "another-header-val", "X-Header-Remove-1": "val"},
+          {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2",
+           "X-Header-Add-1": "header-add-1", "X-Header-Add-2": "add-val-2,header-add-2",
+           "X-Header-Add-3": "header-add-3", "Another-Header": "another-header-val"},
+          ["X-Header-Remove-1", "X-Header-Remove-2"]),
+        q("/case-insensitivity", {"x-header-set": "original-val-set",
+                                  "x-header-add": "original-val-add",
+                                  "x-header-remove": "original-val-remove",
+                                  "Another-Header": "another-header-val"},
+          {"X-Header-Set": "header-set", "X-Header-Add": "original-val-add,header-add",
+           "X-Lowercase-Add": "lowercase-add", "X-Mixedcase-Add-1": "mixedcase-add-1",
+           "X-Mixedcase-Add-2": "mixedcase-add-2", "X-Uppercase-Add": "uppercase-add",
+           "Another-Header": "another-header-val"}, ["x-header-remove"]),
+        q("/response-and-request-header-modifiers",
+          {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2",
+           "X-Header-Remove-2": "remove-val-2", "Another-Header": "another-header-val",
+           "X-Header-Remove-1": "remove-val-1", "X-Header-Echo": "echo"},
+          {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2",
+           "X-Header-Add-1": "header-add-1", "X-Header-Add-2": "add-val-2,header-add-2",
+           "Another-Header": "another-header-val", "X-Header-Echo": "echo"},
+          ["X-Header-Remove-1", "X-Header-Remove-2"],
+          headers={"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1",
+                   "X-Header-Echo": "echo"},
+          req_headers={"X-Header-Add": "header-val-1", "X-Header-Set": "set-overwrites-values",
+                       "X-Header-Add-Append": "append-val-1,header-val-2",
+                       "X-Header-Echo": "echo"},
+          absent_req_headers=["X-Header-Remove"]),
+    ]
+    return m.with_routes([route], lambda: "%s; %s" % (accepted(m, route),
+                                                      t.gateway_expect(m, requests)))
 
 
 def backend_header_modifier_weights(m):
@@ -354,6 +449,116 @@ def request_percentage_mirror(m):
     return m.with_routes([route], body)
 
 
+# --- cases with more listeners -------------------------------------------------------------------
+#
+# Upstream deploys a Gateway of its own for these; here Gateway same-namespace gets the case's
+# listeners beside its own (http, port 80) for the case's duration, and they are removed after.
+
+def listeners_status(m):
+    gw = t.kube_object(m, "gateways", t.MESH_NS, t.GATEWAY_NAME) or {}
+    return {x.get("name"): x for x in gw.get("status", {}).get("listeners", [])}
+
+
+def with_listeners(m, listeners, body):
+    """Runs body() while Gateway same-namespace also has `listeners`, once it is Programmed at its
+    new generation with each listener Programmed and every proxy has ACKed."""
+    gw = t.kube_object(m, "gateways", t.MESH_NS, t.GATEWAY_NAME)
+    t.check(gw is not None, "Gateway %s not found" % t.GATEWAY_NAME)
+    original = json.loads(json.dumps({k: gw[k] for k in ("apiVersion", "kind", "metadata",
+                                                          "spec")}))
+    changed = json.loads(json.dumps(original))
+    gen = changed["metadata"].get("generation", 1)
+    changed["metadata"]["generation"] = gen + 1
+    changed["spec"]["listeners"].extend(listeners)
+    m.cluster.kube_put("gateways", changed)
+    try:
+        t.wait_object_generation(m, "gateways", t.MESH_NS, t.GATEWAY_NAME, gen + 1,
+                                 ("Accepted", "Programmed"))
+
+        def programmed():
+            status = listeners_status(m)
+            return all({c["type"]: c.get("status") for c in status.get(x["name"], {}).get(
+                "conditions", [])}.get("Programmed") == "True" for x in listeners)
+        m.run.wait_until(programmed, t.EVENTUAL_S, "the case's listeners to be Programmed",
+                         lambda: json.dumps(listeners_status(m))[:1500])
+        m.wait_acked()
+        return body()
+    finally:
+        original["metadata"]["generation"] = gen + 2
+        m.cluster.kube_put("gateways", original)
+        t.wait_object_generation(m, "gateways", t.MESH_NS, t.GATEWAY_NAME, gen + 2,
+                                 ("Accepted", "Programmed"))
+        m.wait_acked()
+
+
+def http_listener(name, port, hostname=None):
+    x = {"name": name, "port": port, "protocol": "HTTP",
+         "allowedRoutes": {"namespaces": {"from": "Same"}}}
+    if hostname:
+        x["hostname"] = hostname
+    return x
+
+
+def attached_routes_port_8080(m):
+    """GatewayWithAttachedRoutesWithPort8080: a listener http-unattached on port 8080 beside http
+    on 80; a route naming sectionName http is counted on http (1), not on http-unattached (0),
+    both listeners Accepted and ResolvedRefs."""
+    route = t.gateway_route("http-route-4-port-8080", [t.rule([t.backend("echo-v1")])],
+                            section="http")
+
+    def counts():
+        status = listeners_status(m)
+        out = {}
+        for name in ("http", "http-unattached"):
+            x = status.get(name, {})
+            conds = {c["type"]: c.get("status") for c in x.get("conditions", [])}
+            if conds.get("Accepted") != "True" or conds.get("ResolvedRefs") != "True":
+                return None
+            out[name] = x.get("attachedRoutes")
+        return out if out == {"http": 1, "http-unattached": 0} else None
+
+    def body():
+        return m.with_routes([route], lambda: "%s; attachedRoutes %s" % (
+            accepted(m, route), m.run.wait_until(counts, t.EVENTUAL_S, "attachedRoutes",
+                                                 lambda: json.dumps(listeners_status(m))[:1500])))
+    return with_listeners(m, [http_listener("http-unattached", 8080)], body)
+
+
+def listener_port_matching(m):
+    """HTTPRouteListenerPortMatching: routes attached by parentRef port (80, 8080) and by port and
+    sectionName (8090, listener-4 foo.com only). Upstream's listener-1 (80, foo.com) is the
+    Gateway's own http listener here (any hostname); its infra-backend-v3 is echo-v1 with a
+    request header x-rule: v3 set by its route."""
+    listeners = [http_listener("listener-2", 8080, "foo.com"),
+                 http_listener("listener-3", 8080, "bar.com"),
+                 http_listener("listener-4", 8090, "foo.com"),
+                 http_listener("listener-5", 8090, "bar.com")]
+
+    def at_port(name, port, backend_name, section=None, filters=None):
+        doc = t.gateway_route(name, [t.rule([t.backend(backend_name)], filters=filters)],
+                              section=section)
+        doc["spec"]["parentRefs"][0]["port"] = port
+        return doc
+    routes = [at_port("backend-v1", 80, "echo-v1"), at_port("backend-v2", 8080, "echo-v2"),
+              at_port("backend-v3", 8090, "echo-v1", section="listener-4",
+                      filters=[t.header_modifier(set=[("x-rule", "v3")])])]
+
+    def q(host, port, backend=None, v3=False, status=200):
+        r = t.req(host=host, to="x", status=status, backend=backend,
+                  req_headers={"x-rule": "v3"} if v3 else None,
+                  absent_req_headers=() if v3 or not backend else ["x-rule"])
+        r["ip"], r["port"] = gateway_ip(m), port
+        return r
+
+    def body():
+        status = "; ".join(accepted(m, r) for r in routes)
+        return "%s; %s" % (status, m.expect([
+            q("foo.com", 80, "echo-v1"), q("foo.com:8080", 8080, "echo-v2"),
+            q("bar.com:8080", 8080, "echo-v2"), q("foo.com:8090", 8090, "echo-v1", v3=True),
+            q("bar.com:8090", 8090, status=404)], client=t.GATEWAY_CLIENT))
+    return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
+
+
 # --- GATEWAY-GRPC ---------------------------------------------------------------------------------
 
 def grpc_exact_method_matching(m):
@@ -397,6 +602,40 @@ def grpc_named_rule(m):
         ("Echo", {}, "echo-v1"), ("EchoTwo", {}, "echo-v2")])))
 
 
+def grpc_listener_hostname_matching(m):
+    """GRPCRouteListenerHostnameMatching: listeners on port 80 for bar.com, foo.bar.com, *.bar.com
+    and *.foo.com beside the Gateway's own http (no hostname, nothing attached to it here), a
+    route a listener. Upstream's grpc-infra-backend-v3 (listeners 3 and 4) is echo-v1 with
+    metadata x-rule: v3 set by its route."""
+    listeners = [http_listener("listener-1", 80, "bar.com"),
+                 http_listener("listener-2", 80, "foo.bar.com"),
+                 http_listener("listener-3", 80, "*.bar.com"),
+                 http_listener("listener-4", 80, "*.foo.com")]
+
+    def r(name, backend_name, sections, filters=None):
+        doc = grpc_route(name, [t.rule([t.backend(backend_name, t.GRPC_PORT)], filters=filters)])
+        ref = doc["spec"]["parentRefs"][0]
+        doc["spec"]["parentRefs"] = [dict(ref, sectionName=sn) for sn in sections]
+        return doc
+    routes = [r("backend-v1", "echo-v1", ["listener-1"]),
+              r("backend-v2", "echo-v2", ["listener-2"]),
+              r("backend-v3", "echo-v1", ["listener-3", "listener-4"],
+                filters=[t.header_modifier(set=[("x-rule", "v3")])])]
+    v3 = {"x-rule": "v3"}
+    none = {"x-rule": None}
+
+    def body():
+        status = "; ".join(accepted(m, d) for d in routes)
+        return "%s; %s" % (status, expect_grpc(m, [
+            ("Echo", {}, "echo-v1", "bar.com", none), ("Echo", {}, "echo-v2", "foo.bar.com"),
+            ("Echo", {}, "echo-v1", "baz.bar.com", v3), ("Echo", {}, "echo-v1", "boo.bar.com", v3),
+            ("Echo", {}, "echo-v1", "multiple.prefixes.bar.com", v3),
+            ("Echo", {}, "echo-v1", "multiple.prefixes.foo.com", v3),
+            ("Echo", {}, "UNIMPLEMENTED", "foo.com"),
+            ("Echo", {}, "UNIMPLEMENTED", "no.matching.host")]))
+    return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
+
+
 # --- the lists ------------------------------------------------------------------------------------
 
 # Upstream cases of the Gateway profiles that meshlet does not pass, with why (the report's
@@ -428,19 +667,8 @@ NOT_SUPPORTED = {
     "BackendTLSPolicyObservedGenerationBump": (["BackendTLSPolicy"], "no BackendTLSPolicy"),
     "BackendTLSPolicySANValidation": (["BackendTLSPolicy", "BackendTLSPolicySANValidation"],
                                       "no BackendTLSPolicy"),
-    "HTTPRouteResponseHeaderModifier": (["HTTPRouteResponseHeaderModification"],
-                                        "not transcribed: the echo backend cannot yet set the "
-                                        "response headers the case asks of it"),
-    "GatewayWithAttachedRoutesWithPort8080": (["GatewayPort8080"],
-                                              "not transcribed: needs a second listener port"),
     "HTTPRouteRedirectPortAndScheme": (["HTTPRoutePortRedirect", "GatewayPort8080"],
                                        "not transcribed: needs a second listener port and HTTPS"),
-    "HTTPRouteListenerPortMatching": (["HTTPRouteParentRefPort"],
-                                      "not transcribed: needs a second listener port"),
-    "HTTPRouteInvalidParentRefSectionNameNotMatchingPort": (
-        ["HTTPRouteParentRefPort"], "not transcribed: needs a second listener port"),
-    "GRPCRouteListenerHostnameMatching": (["GRPCRoute"], "not transcribed: needs a Gateway of "
-                                          "listeners with hostnames the layout does not have"),
 }
 # Upstream cases that test the Gateway alone (no route kind): in every Gateway profile.
 GATEWAY_ONLY = {"GatewayClassObservedGenerationBump", "GatewayInvalidRouteKind",
@@ -473,6 +701,8 @@ def cases():
         C("HTTPRouteRequestHeaderModifierBackendWeights", [H],
           http + ["HTTPRouteBackendRequestHeaderModification"], False,
           backend_header_modifier_weights),
+        C("HTTPRouteResponseHeaderModifier", [H], http + ["HTTPRouteResponseHeaderModification"],
+          False, response_header_modifier),
         C("HTTPRouteMethodMatching", [H], http + ["HTTPRouteMethodMatching"], False,
           method_matching),
         C("HTTPRouteRewriteHost", [H], http + ["HTTPRouteHostRewrite"], False, rewrite_host),
@@ -492,9 +722,19 @@ def cases():
         C("HTTPRouteRetryConnectionError", [H],
           http + ["HTTPRouteRetry", "HTTPRouteRetryConnectionError"], False,
           t.on_gateway(t.http_route_retry_connection_error)),
+        C("GatewayWithAttachedRoutesWithPort8080", [H], http + ["GatewayPort8080"], False,
+          attached_routes_port_8080),
+        C("HTTPRouteListenerPortMatching", [H], http + ["HTTPRouteParentRefPort"], False,
+          listener_port_matching),
+        C("HTTPRouteInvalidParentRefSectionNameNotMatchingPort", [H],
+          http + ["HTTPRouteParentRefPort"], False,
+          t.gw_invalid_parent("httproute-listener-section-name-not-matching-port",
+                              sectionName="http", port=81)),
         C("GRPCExactMethodMatching", [G], grpc, False, grpc_exact_method_matching),
         C("GRPCRouteHeaderMatching", [G], grpc, False, grpc_header_matching),
         C("GRPCRouteWeight", [G], grpc, False, on_gateway_grpc(t.mesh_grpc_weight)),
+        C("GRPCRouteListenerHostnameMatching", [G], grpc, False,
+          grpc_listener_hostname_matching),
         C("GRPCRouteNamedRule", [G], grpc + ["GRPCRouteNamedRouteRule"], False, grpc_named_rule),
         C("GRPCRouteRequestHeaderModifier", [G], grpc + ["GRPCRouteRequestHeaderModifier"],
           False, on_gateway_grpc(t.mesh_grpc_request_header_modifier)),
