@@ -559,6 +559,34 @@ def listener_port_matching(m):
     return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
 
 
+def http_listener_isolation(m):
+    """GatewayHTTPListenerIsolation: listeners on port 80 for *.example.com, *.foo.example.com and
+    abc.foo.example.com beside the Gateway's own http (no hostname: upstream's empty-hostname), a
+    route a listener, each with a path of its own; a request is routed by the routes of the most
+    specific listener matching its host only."""
+    names = {"http": "empty-hostname", "wildcard-example-com": "*.example.com",
+             "wildcard-foo-example-com": "*.foo.example.com",
+             "abc-foo-example-com": "abc.foo.example.com"}
+    listeners = [http_listener(name, 80, host) for name, host in names.items() if name != "http"]
+    routes = [t.gateway_route("attaches-to-" + names["http"] if name == "http" else
+                              "attaches-to-" + name,
+                              [t.rule([t.backend("echo-v1")], matches=[t.prefix(
+                                  "/" + ("empty-hostname" if name == "http" else name))])],
+                              section=name) for name in names]
+    paths = ["/empty-hostname", "/wildcard-example-com", "/wildcard-foo-example-com",
+             "/abc-foo-example-com"]
+    hosts = {"bar.com": 0, "bar.example.com": 1, "bar.foo.example.com": 2,
+             "abc.foo.example.com": 3}
+    requests = [t.req(path, host=host, to="x", backend="echo-v1") if i == hosts[host] else
+                t.req(path, host=host, to="x", status=404)
+                for host in hosts for i, path in enumerate(paths)]
+
+    def body():
+        status = "; ".join(accepted(m, d) for d in routes)
+        return "%s; %s" % (status, t.gateway_expect(m, requests))
+    return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
+
+
 # --- GATEWAY-GRPC ---------------------------------------------------------------------------------
 
 def grpc_exact_method_matching(m):
@@ -649,9 +677,6 @@ NOT_SUPPORTED = {
     "GatewayOptionalAddressValue": (["GatewayAddressEmpty"],
                                     "spec.addresses is not read (an address without a value "
                                     "included)"),
-    "GatewayHTTPListenerIsolation": (["GatewayHTTPListenerIsolation"],
-                                     "not transcribed: it needs a Gateway of several listeners "
-                                     "on one port with hostnames the layout does not have"),
     "HTTPRouteCORS": (["HTTPRouteCORS"], "no CORS filter"),
     "HTTPRouteCORSAllowCredentialsBehavior": (["HTTPRouteCORS"], "no CORS filter"),
     "HTTPRouteBackendProtocolWebSocket": (["HTTPRouteBackendProtocolWebSocket"],
@@ -730,6 +755,8 @@ def cases():
           http + ["HTTPRouteParentRefPort"], False,
           t.gw_invalid_parent("httproute-listener-section-name-not-matching-port",
                               sectionName="http", port=81)),
+        C("GatewayHTTPListenerIsolation", [H], http + ["GatewayHTTPListenerIsolation"], False,
+          http_listener_isolation),
         C("GRPCExactMethodMatching", [G], grpc, False, grpc_exact_method_matching),
         C("GRPCRouteHeaderMatching", [G], grpc, False, grpc_header_matching),
         C("GRPCRouteWeight", [G], grpc, False, on_gateway_grpc(t.mesh_grpc_weight)),
