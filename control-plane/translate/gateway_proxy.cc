@@ -55,6 +55,7 @@ void Attach(const TranslationContext& ctx, const gw::Gateway& gateway,
       auto add = [&](const std::string& hostname) {
         GatewayListenerRoute r = base;
         r.hostname = hostname;
+        r.listener_hostname = listener.hostname();
         port->second.routes.push_back(std::move(r));
       };
       if (route.spec().hostnames().empty()) {
@@ -253,8 +254,10 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
     // The policies that name this Gateway in targetRefs; their ports are the Gateway's.
     BuildAuthorization(ctx, /*ports=*/{}, /*registered=*/{}, listener);
     BuildJwt(ctx, listener, out);
+    std::vector<std::string> hostnames;
+    for (int i : port.listeners) hostnames.push_back(gateway.spec().listeners(i).hostname());
     out.resources.routes.push_back(
-        GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes));
+        GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes, hostnames));
     out.resources.listeners.push_back(std::move(listener));
   }
 }

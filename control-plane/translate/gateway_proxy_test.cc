@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "control-plane/translate/gateway_status.h"
 #include "control-plane/translate/gateway_test_util.h"
 #include "control-plane/translate/translation.h"
@@ -192,6 +193,51 @@ spec:
   ASSERT_NE(port80, nullptr);
   EXPECT_EQ(port80->virtual_hosts_size(), 0);
   EXPECT_EQ(Named(r.clusters, "outbound|80||echo-v1.default"), nullptr);
+}
+
+// GatewayHTTPListenerIsolation: listeners of one port for any host, *.example.com,
+// *.foo.example.com and abc.foo.example.com, a route each: a host takes the routes of its most
+// specific listener only, and a host of a listener without routes none of a less specific one's.
+TEST_F(GatewayProxyTest, AHostTakesTheRoutesOfItsMostSpecificListenerOnly) {
+  policy_.gateways[0] = ParseGateway<gw::Gateway>(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  listeners:
+  - {name: empty, port: 80, protocol: HTTP}
+  - {name: wildcard, port: 80, protocol: HTTP, hostname: "*.example.com"}
+  - {name: wildcard-foo, port: 80, protocol: HTTP, hostname: "*.foo.example.com"}
+  - {name: abc, port: 80, protocol: HTTP, hostname: abc.foo.example.com}
+  - {name: quiet, port: 80, protocol: HTTP, hostname: "*.quiet.example.com"}
+)");
+  for (const char* section : {"empty", "wildcard", "wildcard-foo", "abc"}) {
+    AddHttp(absl::StrCat(R"(
+kind: HTTPRoute
+metadata: {name: )",
+                         section, R"(}
+spec:
+  parentRefs: [{name: edge, sectionName: )",
+                         section, R"(}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /)",
+                         section, R"(}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  }
+  const NodeResources& r = For("edge-gw-0");
+  auto names = [&](const std::string& host) {
+    const xds::VirtualHost* v = TranslatorTest::Host(r, "gateway|80", host);
+    return v == nullptr ? std::vector<std::string>{"no virtual host"} : RouteNames(v);
+  };
+  EXPECT_EQ(names("*"), (std::vector<std::string>{"default/empty/rule-0", "no-matching-route"}));
+  EXPECT_EQ(names("*.example.com"),
+            (std::vector<std::string>{"default/wildcard/rule-0", "no-matching-route"}));
+  EXPECT_EQ(names("*.foo.example.com"),
+            (std::vector<std::string>{"default/wildcard-foo/rule-0", "no-matching-route"}));
+  EXPECT_EQ(names("abc.foo.example.com"),
+            (std::vector<std::string>{"default/abc/rule-0", "no-matching-route"}));
+  EXPECT_EQ(names("*.quiet.example.com"), (std::vector<std::string>{"no-matching-route"}));
 }
 
 TEST_F(GatewayProxyTest, AGatewayOfAnotherNamespaceOrClassIsNotServed) {

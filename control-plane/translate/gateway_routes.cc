@@ -985,7 +985,8 @@ void IndexGatewayRoutes(const PolicySnapshot& policy, MeshIndex& index) {
 
 xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, TranslationOutput& out,
                                           const std::string& name, uint32_t port,
-                                          const std::vector<GatewayListenerRoute>& routes) {
+                                          const std::vector<GatewayListenerRoute>& routes,
+                                          const std::vector<std::string>& listener_hostnames) {
   xds::RouteConfiguration config;
   config.set_name(name);
   // Whether requests for `host` may take the routes of hostname `general`: any host for "",
@@ -999,16 +1000,36 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
   std::vector<std::string> hostnames;  // each route's, lower case
   for (const GatewayListenerRoute& r : routes)
     hostnames.push_back(absl::AsciiStrToLower(r.hostname));
-  const std::set<std::string> hosts(hostnames.begin(), hostnames.end());
+  std::set<std::string> hosts(hostnames.begin(), hostnames.end());
+  std::vector<std::string> listeners;  // lower case
+  for (const std::string& h : listener_hostnames) listeners.push_back(absl::AsciiStrToLower(h));
+  if (!routes.empty()) hosts.insert(listeners.begin(), listeners.end());
+  // The most specific listener hostname covering `host` (a name before a wildcard, a longer
+  // wildcard before a shorter, any hostname last).
+  auto owner = [&](const std::string& host) -> std::optional<std::string> {
+    std::optional<std::string> best;
+    for (const std::string& l : listeners) {
+      if (!covers(l, host)) continue;
+      auto rank = [](const std::string& h) {
+        return std::make_pair(h.size(), !absl::StartsWith(h, "*."));
+      };
+      if (!best.has_value() || rank(l) > rank(*best)) best = l;
+    }
+    return best;
+  };
   const RouteParent parent{nullptr, port};
   const size_t first_warning = out.resources.warnings.size();
   for (const std::string& host : hosts) {
     std::vector<Entry> entries;
     std::set<std::pair<const void*, std::string>> seen;
+    const std::optional<std::string> listener = owner(host);
     for (size_t i = 0; i < routes.size(); ++i) {
       const GatewayListenerRoute& r = routes[i];
       const std::string& hostname = hostnames[i];
       if (!covers(hostname, host)) continue;
+      if (listener.has_value() && absl::AsciiStrToLower(r.listener_hostname) != *listener) {
+        continue;
+      }
       const void* route = r.http != nullptr ? static_cast<const void*>(r.http) : r.grpc;
       if (!seen.insert({route, hostname}).second) continue;
       if (r.http != nullptr) {

@@ -565,21 +565,27 @@ bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
                       xds::VirtualHost& vhost);
 // A route attached to a listener of the Gateway a gateway proxy serves: exactly one of `http`
 // and `grpc`; `hostname` the route's hostname at that listener ("" any, "*.x" a suffix): the
-// more specific of an intersecting route and listener hostname, or the one that is set.
+// more specific of an intersecting route and listener hostname, or the one that is set;
+// `listener_hostname` that listener's.
 struct GatewayListenerRoute {
   const gw::HTTPRoute* http = nullptr;
   const gw::GRPCRoute* grpc = nullptr;
   std::string hostname;
+  std::string listener_hostname;
 };
-// The RouteConfiguration `name` of a Gateway port `port`: a virtual host per hostname of
-// `routes`, holding the rules of every route whose hostname covers it (its own, a wildcard over
-// it, or any), ordered by the Gateway API's precedence (the matching hostname's characters, not a
-// wildcard's first, then as in the mesh), ending with a 404. Backends need a port (there is no
-// parent Service); their clusters are added to `out`, timeouts and retries are the rule's over
-// the first backend's TrafficPolicy; a redirect without a port keeps `port`.
+// The RouteConfiguration `name` of a Gateway port `port` whose served listeners have
+// `listener_hostnames`: a virtual host per hostname of `routes` (and, when there are routes, per
+// listener hostname), holding the rules of every route whose hostname covers it (its own, a
+// wildcard over it, or any) and that is attached to the most specific listener covering it
+// (listener isolation: a request never takes the routes of a less specific listener), ordered by
+// the Gateway API's precedence (the matching hostname's characters, not a wildcard's first, then
+// as in the mesh), ending with a 404. Backends need a port (there is no parent Service); their
+// clusters are added to `out`, timeouts and retries are the rule's over the first backend's
+// TrafficPolicy; a redirect without a port keeps `port`.
 xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, TranslationOutput& out,
                                           const std::string& name, uint32_t port,
-                                          const std::vector<GatewayListenerRoute>& routes);
+                                          const std::vector<GatewayListenerRoute>& routes,
+                                          const std::vector<std::string>& listener_hostnames);
 
 // ---------------------------------------------------------------------------------------------
 // Gateway proxies (gateway_proxy.cc; ADR 0099)

@@ -34,13 +34,16 @@ class App::Request {
  public:
   // `echo_status`: answer with the echo body (echo.h) and that status; 0 for the app's answer.
   // `echo_reset`: reset the connection instead of answering (EchoOutcome::reset).
+  // `echo_headers`: more headers of the echo's answer (EchoOutcome::headers).
   Request(App& app, std::shared_ptr<Exchange> exchange, bool fail, int echo_status = 0,
-          bool echo_reset = false)
+          bool echo_reset = false,
+          std::vector<std::pair<std::string, std::string>> echo_headers = {})
       : app_(app),
         exchange_(std::move(exchange)),
         fail_(fail),
         echo_status_(echo_status),
         echo_reset_(echo_reset),
+        echo_headers_(std::move(echo_headers)),
         started_(std::chrono::steady_clock::now()),
         delay_(app.loop_, [this] { Proceed(); }) {}
 
@@ -183,7 +186,7 @@ class App::Request {
                 << "ms from " << in.peer.ToString()
                 << (exchange_->cancelled() ? " (caller gone)" : "");
     }
-    app_.Answer(*exchange_, status, std::move(body));
+    app_.Answer(*exchange_, status, std::move(body), echo_headers_);
     app_.Done(this);
   }
 
@@ -192,6 +195,7 @@ class App::Request {
   const bool fail_;
   const int echo_status_;
   const bool echo_reset_;
+  const std::vector<std::pair<std::string, std::string>> echo_headers_;
   const MonotonicTime started_;
   event::Timer delay_;
   std::vector<Call> calls_;
@@ -260,8 +264,8 @@ void App::HandleEcho(std::shared_ptr<Exchange> exchange) {
            absl::StrCat("{\"error\":", JsonString(outcome.status().message()), "}\n"));
     return;
   }
-  auto request =
-      std::make_unique<Request>(*this, std::move(exchange), false, outcome->status, outcome->reset);
+  auto request = std::make_unique<Request>(*this, std::move(exchange), false, outcome->status,
+                                           outcome->reset, std::move(outcome->headers));
   Request* raw = request.get();
   in_progress_.emplace(raw, std::move(request));
   raw->Start(outcome->delay);
@@ -314,7 +318,8 @@ void App::HandleSet(Exchange& exchange) {
                       ",\"latency_ms\":", Millis(latency), "}\n"));
 }
 
-void App::Answer(Exchange& exchange, int status, std::string body) {
+void App::Answer(Exchange& exchange, int status, std::string body,
+                 const std::vector<std::pair<std::string, std::string>>& headers) {
   http::ServerResponse response;
   response.status = status;
   response.headers.Add("content-type", absl::StartsWith(body, "{") ? "application/json"
@@ -322,6 +327,7 @@ void App::Answer(Exchange& exchange, int status, std::string body) {
   response.headers.Add("x-testapp-service", options_.service);
   response.headers.Add("x-testapp-version", options_.version);
   response.headers.Add("x-testapp-pod", options_.pod);
+  for (const auto& [name, value] : headers) response.headers.Add(name, value);
   response.body = std::move(body);
   exchange.Respond(std::move(response));
 }

@@ -26,6 +26,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "common/base/random.h"
@@ -65,7 +67,9 @@ class App {
 
  private:
   class Request;
-  void Answer(Exchange& exchange, int status, std::string body);
+  // `headers`: more headers of the answer (the echo's x-echo-set-header pairs).
+  void Answer(Exchange& exchange, int status, std::string body,
+              const std::vector<std::pair<std::string, std::string>>& headers = {});
   void HandleSet(Exchange& exchange);
   void HandleEcho(std::shared_ptr<Exchange> exchange);
   void Done(Request* request);

@@ -5,8 +5,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "tests/e2e/testapp/json.h"
 
@@ -54,6 +56,19 @@ uint64_t EchoAttempts::Next(absl::string_view uuid) {
 absl::StatusOr<EchoOutcome> PlanEcho(const http::ServerRequest& request, EchoAttempts& attempts) {
   std::map<std::string, std::string> params = request.QueryParams();
   EchoOutcome out;
+  for (absl::string_view value : request.headers.GetAll("x-echo-set-header")) {
+    for (absl::string_view pair : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+      std::pair<absl::string_view, absl::string_view> nv =
+          absl::StrSplit(pair, absl::MaxSplits(':', 1));
+      absl::string_view name = absl::StripAsciiWhitespace(nv.first);
+      if (name.empty() || pair.find(':') == absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("x-echo-set-header: \"", pair, "\" is not Name:value"));
+      }
+      out.headers.emplace_back(std::string(name),
+                               std::string(absl::StripAsciiWhitespace(nv.second)));
+    }
+  }
   auto param = [&](absl::string_view name) -> const std::string* {
     auto it = params.find(std::string(name));
     return it == params.end() ? nullptr : &it->second;

@@ -18,6 +18,9 @@
 //   uuid=U&succeedAfter=K[&delayRetry=D]
 //                                the same with connection errors: the first K requests get no
 //                                answer, their connection is reset (TCP RST) instead
+// and a request header asks for response headers:
+//   x-echo-set-header: Name:value[,Name2:value2...]   each pair is a header of the answer (the
+//                                header may be repeated; a value holds no comma)
 // A bad value is answered 400 naming it.
 //
 // Threading: an EchoAttempts belongs to one App on its loop's thread.
@@ -26,6 +29,8 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -56,6 +61,7 @@ struct EchoOutcome {
   int status = 200;
   Duration delay{0};
   bool reset = false;  // after the delay, reset the connection instead of answering
+  std::vector<std::pair<std::string, std::string>> headers;  // x-echo-set-header's, in order
 };
 
 // The longest delay a query may ask for.

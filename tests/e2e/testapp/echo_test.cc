@@ -1,6 +1,8 @@
 #include "tests/e2e/testapp/echo.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -39,6 +41,28 @@ TEST(PlanEcho, PlainRequestIs200AtOnce) {
   EXPECT_EQ(o->status, 200);
   EXPECT_EQ(o->delay, Duration(0));
   EXPECT_EQ(attempts.keys(), 0u);
+}
+
+TEST(PlanEcho, SetHeaderAsksForResponseHeaders) {
+  EchoAttempts attempts(16);
+  http::ServerRequest r = Request("/set");
+  r.headers.Add("X-Echo-Set-Header", "Some-Other-Header:val, X-Header-Set: some:value");
+  r.headers.Add("x-echo-set-header", "X-Header-Add:one");
+  absl::StatusOr<EchoOutcome> o = PlanEcho(r, attempts);
+  ASSERT_TRUE(o.ok()) << o.status();
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(o->headers, (Pairs{{"Some-Other-Header", "val"},
+                               {"X-Header-Set", "some:value"},
+                               {"X-Header-Add", "one"}}));
+  EXPECT_EQ(o->status, 200);
+  for (const char* bad : {"no-colon", ":value", "a:b,c"}) {
+    http::ServerRequest b = Request("/set");
+    b.headers.Add("x-echo-set-header", bad);
+    absl::StatusOr<EchoOutcome> refused = PlanEcho(b, attempts);
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.status().message().find("x-echo-set-header"), std::string::npos)
+        << refused.status();
+  }
 }
 
 TEST(PlanEcho, DelayAndStatus) {
