@@ -15,6 +15,7 @@
 #include "control-plane/policy/kinds.h"
 #include "control-plane/telemetry/dashboard.h"
 #include "control-plane/telemetry/trace_ring.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::telemetry {
 
@@ -461,9 +462,16 @@ absl::Status TelemetryService::ExportSpans(http::grpc::ServerCall& call, absl::s
       }
       ASSIGN_OR_RETURN(const registry::Workload* workload,
                        span_gate_.Registration(*caller, *registry, node));
-      // What the spans are recorded under comes from the registration, not from the export.
+      // What the spans are recorded under comes from the registration, not from the export: a
+      // gateway proxy's from its Gateway ("gateway:<name>.<namespace>", xds/protocol.h).
+      std::string gateway_service, gateway_namespace;
+      auto gateway = workload->labels.find(std::string(xds::kGatewayNodeLabel));
+      const bool is_gateway =
+          workload->service.empty() && gateway != workload->labels.end() &&
+          xds::GatewayProxyService(gateway->second, &gateway_service, &gateway_namespace);
       sources[r] = VerifiedSource{
-          .service = workload->service.empty()
+          .service = is_gateway ? absl::StrCat(gateway_service, ".", gateway_namespace)
+                     : workload->service.empty()
                          ? workload->id
                          : absl::StrCat(workload->service, ".", workload->namespace_),
           .node_id = workload->id,
