@@ -15,7 +15,6 @@
 #include "control-plane/policy/kinds.h"
 #include "control-plane/telemetry/dashboard.h"
 #include "control-plane/telemetry/trace_ring.h"
-#include "xds/protocol.h"
 
 namespace meshlet::controlplane::telemetry {
 
@@ -464,16 +463,10 @@ absl::Status TelemetryService::ExportSpans(http::grpc::ServerCall& call, absl::s
                        span_gate_.Registration(*caller, *registry, node));
       // What the spans are recorded under comes from the registration, not from the export: a
       // gateway proxy's from its Gateway ("gateway:<name>.<namespace>", xds/protocol.h).
-      std::string gateway_service, gateway_namespace;
-      auto gateway = workload->labels.find(std::string(xds::kGatewayNodeLabel));
-      const bool is_gateway =
-          workload->service.empty() && gateway != workload->labels.end() &&
-          xds::GatewayProxyService(gateway->second, &gateway_service, &gateway_namespace);
+      const std::string service = RegisteredService(*workload);
       sources[r] = VerifiedSource{
-          .service = is_gateway ? absl::StrCat(gateway_service, ".", gateway_namespace)
-                     : workload->service.empty()
-                         ? workload->id
-                         : absl::StrCat(workload->service, ".", workload->namespace_),
+          .service =
+              service.empty() ? workload->id : absl::StrCat(service, ".", workload->namespace_),
           .node_id = workload->id,
           .identity = caller->spiffe_id,
       };
