@@ -91,4 +91,15 @@ std::optional<std::string> LookupKeyForHost(absl::string_view host) {
   return key;
 }
 
+bool GatewayProxyService(absl::string_view label, std::string* service, std::string* namespace_) {
+  const size_t slash = label.find('/');
+  if (slash == absl::string_view::npos || slash == 0 || slash + 1 == label.size() ||
+      label.find('/', slash + 1) != absl::string_view::npos) {
+    return false;
+  }
+  *service = absl::StrCat(kGatewayServicePrefix, label.substr(slash + 1));
+  *namespace_ = std::string(label.substr(0, slash));
+  return true;
+}
+
 }  // namespace meshlet::xds

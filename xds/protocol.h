@@ -81,6 +81,17 @@ inline constexpr absl::string_view kLookupHostPrefix = "host:";
 // The longest key, prefix included.
 inline constexpr size_t kMaxLookupKeyBytes = 300;
 
+// A gateway proxy (`sidecar --gateway NAMESPACE/NAME`) names itself in traces (service.name) and
+// golden metrics (the source) as this prefix and "<name>.<namespace>" of its Gateway:
+// "gateway:bookinfo.default". No Service is named so (':' is not allowed in one), and explain
+// names such a hop as the Gateway's.
+inline constexpr absl::string_view kGatewayServicePrefix = "gateway:";
+// The node label a gateway proxy carries: "<namespace>/<name>" of the Gateway it serves.
+inline constexpr absl::string_view kGatewayNodeLabel = "meshlet.io/gateway";
+// A gateway proxy's service, "gateway:<name>", and namespace, from its kGatewayNodeLabel's value;
+// false (nothing set) when `label` is not "<namespace>/<name>".
+bool GatewayProxyService(absl::string_view label, std::string* service, std::string* namespace_);
+
 // Whether `name` is a lookup key (has one of the prefixes), not a resource name.
 bool IsLookupKey(absl::string_view name);
 // The key of an original destination: the address in its canonical text (IPv6 in brackets,

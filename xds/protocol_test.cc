@@ -156,4 +156,17 @@ TEST(VariantTest, HandsOverTheVariantAskedFor) {
 }
 
 }  // namespace
+TEST(GatewayProxyServiceTest, NamesTheGatewayOrNothing) {
+  std::string service, ns;
+  ASSERT_TRUE(GatewayProxyService("default/bookinfo", &service, &ns));
+  EXPECT_EQ(service, "gateway:bookinfo");
+  EXPECT_EQ(ns, "default");
+  for (absl::string_view bad : {"", "bookinfo", "/bookinfo", "default/", "a/b/c"}) {
+    std::string s = "kept", n = "kept";
+    EXPECT_FALSE(GatewayProxyService(bad, &s, &n)) << bad;
+    EXPECT_EQ(s, "kept");
+    EXPECT_EQ(n, "kept");
+  }
+}
+
 }  // namespace meshlet::xds

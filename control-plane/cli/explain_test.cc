@@ -347,6 +347,35 @@ TEST_F(ExplainCommandTest, UnsampledFailuresNameTheirPolicyObjectsAndFiles) {
   }
 }
 
+// A gateway proxy's hop is named as its Gateway and class, with the route that matched and the
+// backend, like a sidecar's hop.
+TEST_F(ExplainCommandTest, AGatewayHopIsNamedAsItsGateway) {
+  AnswerObject("HTTPRoute.gateway.networking.k8s.io", "bookinfo", "policies/bookinfo-route.yaml");
+  api_.Answer(
+      "GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
+      ExplanationOf({Span(
+          1, 0, "gateway:bookinfo.default", SpanKind::kServer, 0, 3,
+          {{"http.response.status_code", "503"},
+           {"meshlet.listener.direction", "outbound"},
+           {"meshlet.policy.route", "HTTPRoute.gateway.networking.k8s.io/default/bookinfo"},
+           {"meshlet.route.rule", "0"},
+           {"meshlet.cluster", "outbound|9080||productpage.default"},
+           {"meshlet.response_flags", "UH"},
+           {"meshlet.error.reason", "no healthy upstream"},
+           {"meshlet.source.identity", "spiffe://cluster.local/ns/default/sa/bookinfo-meshlet"},
+           {"meshlet.source.node", "bookinfo-meshlet-0"}})}));
+  ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
+  for (const std::string expected :
+       {"1. gateway default/bookinfo (class meshlet) (bookinfo-meshlet-0): GET /reviews/1 -> 503",
+        "     route     HTTPRoute.gateway.networking.k8s.io/default/bookinfo (from "
+        "policies/bookinfo-route.yaml) rule 0\n",
+        "     cluster   outbound|9080||productpage.default\n",
+        "Verdict: 503 at gateway default/bookinfo (class meshlet) (bookinfo-meshlet-0): "}) {
+    EXPECT_TRUE(absl::StrContains(out_.str(), expected)) << expected << "\n" << out_.str();
+  }
+  EXPECT_FALSE(absl::StrContains(out_.str(), "sidecar")) << out_.str();
+}
+
 // meshlet's HTTPRoute and the Gateway API's share the kind's name: a route made from the Gateway
 // API's is named with its group, so the file shown is that object's, not the one of meshlet's
 // HTTPRoute of the same name.

@@ -390,8 +390,17 @@ absl::StatusOr<std::string> FormatExplanation(
       const std::string node = Scalar(hop["node"]);
       const std::string status = Scalar(hop["status"]);
       const int index = number++;
-      absl::StrAppend(&out, "\n", indent, number, ". ", Scalar(hop["service"]), " ",
-                      direction.empty() ? "" : absl::StrCat(direction, " "), "sidecar",
+      // A gateway proxy's hop is named as its Gateway (telemetry/explain.h).
+      const std::string gateway = Scalar(hop["gateway"]);
+      const std::string gateway_class = Scalar(hop["gatewayClass"]);
+      const std::string proxy =
+          !gateway.empty()
+              ? absl::StrCat(
+                    "gateway ", gateway,
+                    gateway_class.empty() ? "" : absl::StrCat(" (class ", gateway_class, ")"))
+              : absl::StrCat(Scalar(hop["service"]), " ",
+                             direction.empty() ? "" : absl::StrCat(direction, " "), "sidecar");
+      absl::StrAppend(&out, "\n", indent, number, ". ", proxy,
                       node.empty() ? "" : absl::StrCat(" (", node, ")"), ": ",
                       Scalar(hop["operation"]), " -> ", status.empty() ? "no response" : status,
                       " in ", FormatNanos(hop["durationNanos"].as<int64_t>(0)),

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/base/json.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::telemetry {
 namespace {
@@ -124,6 +125,29 @@ bool IsAttemptSpan(const SpanRecord& span) {
   return span.kind == SpanKind::kClient && !Attribute(span, "meshlet.retry_attempt").empty();
 }
 
+// A gateway proxy's hop: the Gateway its service names, and the class its verified identity's
+// service account ("<name>-<class>", as gateway proxies run) tells.
+void SetGateway(const SpanRecord& span, ExplainHop& hop) {
+  absl::string_view rest = span.service;
+  if (!absl::ConsumePrefix(&rest, xds::kGatewayServicePrefix)) return;
+  const size_t dot = rest.rfind('.');
+  if (dot == absl::string_view::npos || dot == 0 || dot + 1 == rest.size()) return;
+  const absl::string_view name = rest.substr(0, dot);
+  const absl::string_view ns = rest.substr(dot + 1);
+  hop.gateway = absl::StrCat(ns, "/", name);
+  hop.direction = "gateway";
+  const std::string identity = Attribute(span, kSourceIdentityAttribute);
+  absl::string_view account = identity;
+  const std::string prefix = absl::StrCat("/ns/", ns, "/sa/", name, "-");
+  const size_t at = account.find(prefix);
+  if (at != absl::string_view::npos && absl::StartsWith(account, "spiffe://")) {
+    account.remove_prefix(at + prefix.size());
+    if (!account.empty() && account.find('/') == absl::string_view::npos) {
+      hop.gateway_class = std::string(account);
+    }
+  }
+}
+
 ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>& attempt_spans) {
   ExplainHop hop;
   hop.span_id = span.span_id;
@@ -160,6 +184,7 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   hop.response_flags = Attribute(span, "meshlet.response_flags");
   hop.error_reason = Attribute(span, "meshlet.error.reason");
   hop.direction = Direction(span, hop.cluster);
+  SetGateway(span, hop);
   const std::string attempts = Attribute(span, "meshlet.attempts");
   if (!attempts.empty()) {
     for (absl::string_view entry : absl::StrSplit(attempts, ';', absl::SkipWhitespace())) {
@@ -194,8 +219,13 @@ bool HasFlag(absl::string_view flags, absl::string_view flag) {
 }
 
 std::string HopLabel(const ExplainHop& hop) {
-  std::string label = absl::StrCat(
-      hop.service, "'s ", hop.direction.empty() ? "" : absl::StrCat(hop.direction, " "), "sidecar");
+  std::string label =
+      !hop.gateway.empty()
+          ? absl::StrCat(
+                "gateway ", hop.gateway,
+                hop.gateway_class.empty() ? "" : absl::StrCat(" (class ", hop.gateway_class, ")"))
+          : absl::StrCat(hop.service, "'s ",
+                         hop.direction.empty() ? "" : absl::StrCat(hop.direction, " "), "sidecar");
   if (!hop.node.empty()) absl::StrAppend(&label, " (", hop.node, ")");
   return label;
 }
@@ -564,6 +594,8 @@ std::string ExplanationJson(const Explanation& e) {
     field(f, "service", hop.service);
     field(f, "node", hop.node);
     field(f, "direction", hop.direction);
+    field(f, "gateway", hop.gateway);
+    field(f, "gatewayClass", hop.gateway_class);
     field(f, "operation", hop.operation);
     field(f, "status", hop.status);
     f.push_back(absl::StrCat(R"("depth":)", hop.depth));

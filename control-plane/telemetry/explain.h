@@ -25,6 +25,10 @@
 // export no client spans: a hop whose parent is not in the trace but is one of another hop's
 // attempts (the span_id of an entry of its meshlet.attempts) hangs under that hop.
 //
+// A gateway proxy's hop (service.name "gateway:<name>.<namespace>") is named as its Gateway:
+// "gateway default/bookinfo (class meshlet)", with the route that matched and the backend cluster
+// like any hop.
+//
 // A hop's direction is its sidecar's listener's (meshlet.listener.direction); a span without it
 // (an older sidecar) is placed by its cluster's name ("inbound|...", "outbound|...") or a
 // verified caller (inbound).
@@ -53,8 +57,13 @@ struct ExplainAttempt {
 struct ExplainHop {
   std::string span_id;
   std::string service;
-  std::string node;       // meshlet.source.node (verified senders only); may be empty
-  std::string direction;  // "inbound", "outbound", or empty when the span does not tell
+  std::string node;  // meshlet.source.node (verified senders only); may be empty
+  // "inbound", "outbound", "gateway" (a gateway proxy's hop), or empty when the span does not tell
+  std::string direction;
+  // A gateway proxy's hop (its service is "gateway:<name>.<namespace>", xds/protocol.h): the
+  // Gateway, "namespace/name", and its class, read from the proxy's verified identity (service
+  // account "<name>-<class>"; empty when the span's sender was not verified).
+  std::string gateway, gateway_class;
   std::string operation;  // the span's name
   std::string status;     // http.response.status_code; may be empty (no response)
   int depth = 0;          // hops above this one in the chain

@@ -571,6 +571,51 @@ TEST(ExplainTest, ParentCyclesAndRepeatedIdsEndAndKeepEveryHop) {
   EXPECT_EQ(e->hops.back().parent, 9998);
 }
 
+// A gateway proxy names itself "gateway:<name>.<namespace>": its hop is the Gateway's, with the
+// class its verified identity's service account tells ("<name>-<class>"); an unverified span of
+// that name gets no class.
+TEST(ExplainTest, AGatewayProxysHopIsNamedAsItsGateway) {
+  std::vector<SpanRecord> spans = {
+      Span(1, 0, "gateway:bookinfo.default", SpanKind::kServer, 0, 20,
+           {{"http.response.status_code", "504"},
+            {"meshlet.listener.direction", "outbound"},
+            {"meshlet.policy.route", "HTTPRoute.gateway.networking.k8s.io/default/bookinfo"},
+            {"meshlet.route.rule", "0"},
+            {"meshlet.cluster", "outbound|9080||productpage.default"},
+            {"meshlet.timeout.request_ms", "20"},
+            {"meshlet.response_flags", "UT"},
+            {"meshlet.error.reason", "upstream request timeout"},
+            {"meshlet.source.identity", "spiffe://cluster.local/ns/default/sa/bookinfo-meshlet"},
+            {"meshlet.source.node", "bookinfo-meshlet-0"}}),
+      Span(2, 1, "productpage.default", SpanKind::kServer, 1, 30,
+           {{"http.response.status_code", "200"},
+            {"meshlet.listener.direction", "inbound"},
+            {"meshlet.cluster", "inbound|9080"}}),
+  };
+  absl::StatusOr<Explanation> e = Explain(kTrace, spans);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 2u);
+  EXPECT_EQ(e->hops[0].gateway, "default/bookinfo");
+  EXPECT_EQ(e->hops[0].gateway_class, "meshlet");
+  EXPECT_EQ(e->hops[0].direction, "gateway");
+  EXPECT_EQ(e->hops[1].gateway, "");
+  EXPECT_TRUE(absl::StartsWith(e->verdict,
+                               "504 at gateway default/bookinfo (class meshlet) "
+                               "(bookinfo-meshlet-0): request timeout 20ms"))
+      << e->verdict;
+  const std::string json = ExplanationJson(*e);
+  EXPECT_TRUE(absl::StrContains(
+      json, R"("direction":"gateway","gateway":"default/bookinfo","gatewayClass":"meshlet")"))
+      << json;
+
+  spans[0].attributes.pop_back();
+  spans[0].attributes.pop_back();  // unverified: no identity, no node
+  e = Explain(kTrace, spans);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->hops[0].gateway_class, "");
+  EXPECT_TRUE(absl::StartsWith(e->verdict, "504 at gateway default/bookinfo: ")) << e->verdict;
+}
+
 TEST(ExplainTest, SuccessSaysNoHopFailed) {
   absl::StatusOr<Explanation> e =
       Explain(kTrace, {Span(1, 0, "frontend.default", SpanKind::kServer, 0, 20,

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::telemetry {
 namespace {
@@ -169,6 +170,17 @@ TelemetryGateOptions ReportGateOptions(TelemetryLimits limits, std::string trust
   };
 }
 
+std::string RegisteredService(const registry::Workload& workload) {
+  if (!workload.service.empty()) return workload.service;
+  std::string service, ns;
+  auto gateway = workload.labels.find(std::string(xds::kGatewayNodeLabel));
+  if (gateway != workload.labels.end() &&
+      xds::GatewayProxyService(gateway->second, &service, &ns) && ns == workload.namespace_) {
+    return service;
+  }
+  return "";
+}
+
 absl::Status AdmitReport(TelemetryGate& gate, const net::PeerInfo& peer,
                          const registry::RegistrySnapshot& registry,
                          metrics::v1::MetricsReport& report) {
@@ -181,7 +193,7 @@ absl::Status AdmitReport(TelemetryGate& gate, const net::PeerInfo& peer,
       gate.Registration(**caller, registry, report.node_id());
   if (!workload.ok()) return workload.status();
   // What the figures are recorded under comes from the registration, not from the report.
-  report.set_service((*workload)->service);
+  report.set_service(RegisteredService(**workload));
   report.set_namespace_((*workload)->namespace_);
   return absl::OkStatus();
 }

@@ -137,6 +137,11 @@ class TelemetryGate {
 TelemetryGateOptions ReportGateOptions(TelemetryLimits limits, std::string trust_domain,
                                        bool authenticate);
 
+// The service a registration's golden metrics and spans are recorded under: its service, else a
+// gateway proxy's "gateway:<name>" from its label meshlet.io/gateway naming a Gateway of its own
+// namespace (xds/protocol.h); empty when neither.
+std::string RegisteredService(const registry::Workload& workload);
+
 // A golden-metrics report through `gate`: OK to record `report`, whose service and namespace are
 // now the registered workload's (on a TLS port). Otherwise the status to answer (UNAUTHENTICATED,
 // PERMISSION_DENIED, RESOURCE_EXHAUSTED), already counted.

@@ -461,11 +461,12 @@ absl::Status TelemetryService::ExportSpans(http::grpc::ServerCall& call, absl::s
       }
       ASSIGN_OR_RETURN(const registry::Workload* workload,
                        span_gate_.Registration(*caller, *registry, node));
-      // What the spans are recorded under comes from the registration, not from the export.
+      // What the spans are recorded under comes from the registration, not from the export: a
+      // gateway proxy's from its Gateway ("gateway:<name>.<namespace>", xds/protocol.h).
+      const std::string service = RegisteredService(*workload);
       sources[r] = VerifiedSource{
-          .service = workload->service.empty()
-                         ? workload->id
-                         : absl::StrCat(workload->service, ".", workload->namespace_),
+          .service =
+              service.empty() ? workload->id : absl::StrCat(service, ".", workload->namespace_),
           .node_id = workload->id,
           .identity = caller->spiffe_id,
       };

@@ -458,6 +458,10 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     }
     out += ",\"mode\":";
     AppendJsonString(&out, status.mode);
+    if (!status.not_ready_reason.empty()) {  // why its sidecar said it is not ready
+      out += ",\"notReady\":";
+      AppendJsonString(&out, status.not_ready_reason);
+    }
     out += ",\"connected_since\":";
     AppendJsonString(&out, Rfc3339Text(status.connected_since));
     AppendOnDemandJson(&out, status.on_demand);

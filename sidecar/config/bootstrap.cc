@@ -10,6 +10,7 @@
 #include "common/config/yaml_proto.h"
 #include "common/net/address.h"
 #include "xds/capabilities.h"
+#include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -167,11 +168,19 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   node.clear_capabilities();
   for (const std::string& name : capabilities.Names()) node.add_capabilities(name);
   const bool xds_tls = config.has_xds() && !flags.xds_plaintext;
+  // A gateway proxy has no service: it is named after its Gateway (xds/protocol.h),
+  // "gateway:<name>", in namespace <namespace> (--gateway sets the node's).
+  std::string gateway_service, gateway_namespace;
+  if (auto it = node.labels().find(std::string(xds::kGatewayNodeLabel));
+      node.service().empty() && it != node.labels().end()) {
+    xds::GatewayProxyService(it->second, &gateway_service, &gateway_namespace);
+  }
   if (config.tracing.enabled && config.tracing.service_name.empty()) {
     // "<service>.<namespace>", the name golden metrics and cluster names give the service, so a
     // trace's services and the metrics' edges name the same thing.
     config.tracing.service_name =
-        !node.service().empty()
+        !gateway_service.empty() ? absl::StrCat(gateway_service, ".", gateway_namespace)
+        : !node.service().empty()
             ? (node.namespace_().empty() ? node.service()
                                          : absl::StrCat(node.service(), ".", node.namespace_()))
         : !node.id().empty() ? node.id()
@@ -196,6 +205,7 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
     report.authority = xds_tls && !config.xds.server_name.empty() ? config.xds.server_name
                                                                   : FirstHostPort(report.address);
     report.service = node.service();
+    if (report.service.empty()) report.service = gateway_service;
     if (report.service.empty() && config.tracing.enabled) {
       report.service = config.tracing.service_name;
     }

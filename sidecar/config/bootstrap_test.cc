@@ -300,6 +300,25 @@ TEST(CompleteBootstrapTest, TracingServiceNameFromTheNodeFlags) {
   EXPECT_EQ(config->tracing.service_name, "");
 }
 
+// A gateway proxy (--gateway NAMESPACE/NAME: no service, the label meshlet.io/gateway) is named
+// after its Gateway in traces and golden metrics: "gateway:NAME" in NAMESPACE.
+TEST(CompleteBootstrapTest, GatewayProxyIsNamedAfterItsGateway) {
+  BootstrapFlags gateway = ByFlags();
+  gateway.node_service.clear();
+  gateway.node_id = "bookinfo-meshlet-0";
+  gateway.node_namespace = "default";
+  gateway.node_labels = {{"meshlet.io/gateway", "default/bookinfo"}};
+  absl::StatusOr<BootstrapConfig> config = Complete(kTracing, gateway);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracing.service_name, "gateway:bookinfo.default");
+  EXPECT_EQ(config->metrics_report.service, "gateway:bookinfo");
+  // A label that is not NAMESPACE/NAME names nothing: the node id stands in, as for any proxy.
+  gateway.node_labels = {{"meshlet.io/gateway", "bookinfo"}};
+  config = Complete(kTracing, gateway);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracing.service_name, "bookinfo-meshlet-0");
+}
+
 // The CA: --ca-address, else the xDS server (from --xds or the file).
 
 TEST(CompleteBootstrapTest, CaIsTheXdsServerGivenByFlag) {

@@ -164,7 +164,24 @@ std::string Server::NotReadyReason() const {
   if (xds_client_ != nullptr && !xds_client_->has_complete_config()) {
     return "no complete configuration from the control plane yet";
   }
-  return "the workers have not applied the configuration yet";
+  for (const auto& worker : workers_) {
+    if (worker->snapshots_applied() < snapshots_needed_for_ready_) {
+      return "the workers have not applied the configuration yet";
+    }
+  }
+  return UnboundListenersReason();
+}
+
+std::string Server::UnboundListenersReason() const {
+  // Every worker binds the same listeners; the first that could not tells why.
+  for (const auto& worker : workers_) {
+    const std::map<std::string, std::string, std::less<>> unbound = worker->unbound_listeners();
+    if (unbound.empty()) continue;
+    std::string reason = absl::StrCat("listener not bound: ", unbound.begin()->second);
+    if (unbound.size() > 1) absl::StrAppend(&reason, " (and ", unbound.size() - 1, " more)");
+    return reason;
+  }
+  return "";
 }
 
 void Server::ReportReadiness() {
@@ -193,6 +210,7 @@ bool Server::ready() const {
   for (const auto& worker : workers_) {
     if (worker->snapshots_applied() < snapshots_needed_for_ready_) return false;
   }
+  if (!UnboundListenersReason().empty()) return false;
   ever_ready_ = true;
   return true;
 }

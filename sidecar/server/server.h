@@ -118,8 +118,11 @@ class Server final : public admin::AdminBackend {
   // own loops a moment later, and until then a request could still meet the old configuration.
   bool ready() const override;
   // Why ready() is false (called only then): shutting down, starting, the capture check, no
-  // complete xDS configuration yet, or the workers not done applying it.
+  // complete xDS configuration yet, the workers not done applying it, or a listener not bound.
   std::string NotReadyReason() const override;
+  // Why a listener the configuration names is not bound (the first, with how many more); empty
+  // when every one is. ready() is false while it is not empty.
+  std::string UnboundListenersReason() const;
   bool draining() const override { return draining_; }
   const StatsRegistry& stats() const override { return stats_; }
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }

@@ -170,6 +170,12 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
   bind_errors_ = OrDiscard(stats_->RegisterCounter("meshlet_listener_bind_errors_total",
                                                    "Listeners that failed to bind."),
                            "meshlet_listener_bind_errors_total");
+  unbound_gauge_ =
+      OrDiscard(stats_->RegisterGauge("meshlet_listeners_unbound",
+                                      "Listeners configured but not bound (a bind error); the "
+                                      "proxy is not ready while any is.",
+                                      {}, GaugeMerge::kSum),
+                "meshlet_listeners_unbound");
 
   absl::Status status = Apply(std::move(snapshot), /*initial=*/true);
   const bool ok = status.ok();
@@ -257,6 +263,11 @@ std::vector<admin::ListenerStatus> Worker::listeners() const {
   return listener_status_;
 }
 
+std::map<std::string, std::string, std::less<>> Worker::unbound_listeners() const {
+  MutexLock lock(&status_mu_);
+  return unbound_;
+}
+
 std::optional<std::vector<admin::ClusterStatus>> Worker::CollectClusters(Duration timeout) {
   if (!started_ || stopped_) return std::nullopt;
   struct Result {
@@ -341,6 +352,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
                     changed_clusters);
   absl::Status first_error;
   std::set<std::string, std::less<>> names;
+  std::map<std::string, std::string, std::less<>> unbound;
   for (const config::ListenerConfig& config : snapshot->listeners) {
     names.insert(config.name);
     std::shared_ptr<const listener::ListenerContext> context =
@@ -404,6 +416,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     }
     if (!bound.ok()) {
       if (first_error.ok()) first_error = bound;
+      unbound[config.name] = std::string(bound.message());
       continue;  // `active` goes, with any socket it bound
     }
     listeners_[config.name] = std::move(active);
@@ -418,6 +431,11 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     }
   }
   PublishListeners();
+  unbound_gauge_.Set(static_cast<int64_t>(unbound.size()));
+  {
+    MutexLock lock(&status_mu_);
+    unbound_ = std::move(unbound);
+  }
   config_updates_.Inc();
   snapshots_applied_.fetch_add(1, std::memory_order_release);
   if (!initial) LOG(DEBUG) << "worker " << index_ << ": applied " << snapshot->version;

@@ -168,6 +168,10 @@ class Worker final : private listener::ConnectionOwner {
   uint64_t snapshots_applied() const { return snapshots_applied_.load(std::memory_order_acquire); }
   // Listener states as of the last snapshot applied (any thread).
   std::vector<admin::ListenerStatus> listeners() const;
+  // Listeners of the last snapshot applied that this worker could not bind (a port taken or
+  // privileged), by name, with the bind error (any thread). Empty once each is bound; a listener
+  // is tried again when a snapshot configures it again. Server::ready() is false while any is.
+  std::map<std::string, std::string, std::less<>> unbound_listeners() const;
   // Asks the worker thread for the state of every configured cluster (ClusterStatus::built says
   // whether it built it); nullopt if it does not answer in `timeout`.
   std::optional<std::vector<admin::ClusterStatus>> CollectClusters(Duration timeout);
@@ -252,11 +256,13 @@ class Worker final : private listener::ConnectionOwner {
   Counter accepted_;                                    // meshlet_worker_cx_accepted_total{worker}
   Counter config_updates_;  // meshlet_worker_config_updates_total{worker}
   Counter bind_errors_;     // meshlet_listener_bind_errors_total
+  Gauge unbound_gauge_;     // meshlet_listeners_unbound (this worker's share)
 
   std::atomic<int64_t> active_connections_{0};
   std::atomic<uint64_t> snapshots_applied_{0};
   mutable Mutex status_mu_;
   std::vector<admin::ListenerStatus> listener_status_ ABSL_GUARDED_BY(status_mu_);
+  std::map<std::string, std::string, std::less<>> unbound_ ABSL_GUARDED_BY(status_mu_);
 };
 
 }  // namespace meshlet::sidecar::server

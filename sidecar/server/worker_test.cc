@@ -137,6 +137,23 @@ static_resources:
   return yaml;
 }
 
+// A listening socket on 127.0.0.1 without SO_REUSEPORT, so a proxy's bind of its port fails;
+// -1 on error. The caller closes it.
+int BusyLoopbackSocket(uint16_t* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, 1) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 class WorkerTest : public ::testing::Test {
  protected:
   WorkerShared Shared() {
@@ -411,22 +428,46 @@ TEST_F(WorkerTest, StartFailsOnBindError) {
   ASSERT_TRUE(first.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
   // Same port without SO_REUSEPORT on the holder's side cannot happen here (both reuse), so use a
   // socket that does not set it.
-  int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(busy, 1), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(busy, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::string yaml =
-      absl::StrReplaceAll(TcpConfig("taken", "OUTBOUND", echo_.port()),
-                          {{"127.0.0.1:0", absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))}});
+  uint16_t busy_port = 0;
+  const int busy = BusyLoopbackSocket(&busy_port);
+  ASSERT_GE(busy, 0);
+  std::string yaml = absl::StrReplaceAll(TcpConfig("taken", "OUTBOUND", echo_.port()),
+                                         {{"127.0.0.1:0", absl::StrCat("127.0.0.1:", busy_port)}});
   Worker second(1, Shared());
   absl::Status status = second.Start(SnapshotFrom(yaml));
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find("listener \"taken\""), absl::string_view::npos) << status;
   ::close(busy);
+}
+
+TEST_F(WorkerTest, ListenerThatCannotBindIsReportedUntilBound) {
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  EXPECT_TRUE(worker.unbound_listeners().empty());
+  // A later snapshot names a port another socket (without SO_REUSEPORT) holds.
+  uint16_t busy_port = 0;
+  const int busy = BusyLoopbackSocket(&busy_port);
+  ASSERT_GE(busy, 0);
+  const std::string taken = absl::StrCat("127.0.0.1:", busy_port);
+  std::string yaml = TcpConfig("tcp", "OUTBOUND", echo_.port(), "taken");
+  // The second listener's address: the last "127.0.0.1:0" in the document.
+  const size_t at = yaml.rfind("127.0.0.1:0");
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, std::string("127.0.0.1:0").size(), taken);
+  worker.ApplySnapshot(SnapshotFrom(yaml));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
+  std::map<std::string, std::string, std::less<>> unbound = worker.unbound_listeners();
+  ASSERT_EQ(unbound.size(), 1u);
+  EXPECT_NE(unbound["taken"].find(absl::StrCat("listener \"taken\" (", taken, ")")),
+            std::string::npos)
+      << unbound["taken"];
+  EXPECT_NE(PortOf(worker, "tcp"), 0);  // the other listener serves on
+  // Freed and configured again: bound, nothing reported.
+  ::close(busy);
+  worker.ApplySnapshot(SnapshotFrom(yaml));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 3; }));
+  EXPECT_TRUE(worker.unbound_listeners().empty());
+  EXPECT_NE(PortOf(worker, "taken"), 0);
 }
 
 TEST_F(WorkerTest, ConnectFailureClosesDownstream) {

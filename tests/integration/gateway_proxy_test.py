@@ -111,8 +111,9 @@ class GatewayProxyTest(RotationHarness):
         with open(token_file, "w") as f:
             f.write(create_join_token(self.api, self.api_token, service_account, "10m",
                                       NAMESPACE) + "\n")
+        # Golden-metrics reports often, so the test sees the gateway's edge soon.
         proxy = sidecar_test.Sidecar(
-            workdir, "{}\n", f"--xds={self.ads}", f"--xds-ca={self.server_ca}",
+            workdir, "metrics_report:\n  interval: 0.2s\n", f"--xds={self.ads}", f"--xds-ca={self.server_ca}",
             f"--node-id={service_account}-gw", f"--gateway={NAMESPACE}/edge",
             f"--node-service-account={service_account}", "--node-address=127.0.0.1",
             f"--join-token-file={token_file}", "--cert-ttl=40s", concurrency=1)
@@ -155,6 +156,14 @@ class GatewayProxyTest(RotationHarness):
         self.assertEqual(seen["path"], "/cart/1?x=1")
         self.assertEqual(seen["headers"].get("x-meshlet-peer-identity"), spiffe("edge-meshlet"))
         self.assertGreater(backend.stat("meshlet_downstream_tls_handshakes_total"), 0)
+
+        # Golden metrics name the hop as the Gateway (gateway:<name>.<namespace>), not the pod.
+        def gateway_edges():
+            items = json.loads(self.api_request("GET", "/api/v1/stat?window=1m"))["items"]
+            return [e for e in items if e["source"] == f"gateway:edge.{NAMESPACE}"]
+        self.assertTrue(wait_for(gateway_edges, timeout=10),
+                        self.api_request("GET", "/api/v1/stat?window=1m"))
+        self.assertIn("backend", gateway_edges()[0]["destination"])
 
         # Not routed: a path of no rule (the Gateway's 404), a host of no listener.
         served = len(self.apps[-1].paths)

@@ -224,6 +224,42 @@ class XdsTest(unittest.TestCase):
             self.assertTrue(body_is(web, "v1"))
             again.kill()
 
+    def test_not_ready_while_a_listener_cannot_bind(self):
+        # A port another socket holds (no SO_REUSEPORT, so the sidecar's bind fails).
+        busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        web = free_port()
+        cp = self.control_plane(resources_yaml(web, "v1", extra_listener_port=taken))
+        sidecar = XdsSidecar(SIDECAR, self.dir, cp.port, "web-unbound", ca=self.ca,
+                             cache_dir=self.cache, wait_ready=False, extra=[
+                                 "--xds-server-identity="
+                                 "spiffe://cluster.local/ns/mesh/sa/control-plane"])
+        self.procs.append(sidecar)
+        self.assertTrue(wait_for(lambda: body_is(web, "v1")), sidecar.log())
+        # The other listener serves, but the proxy is not ready, says why, and counts it.
+        expected = f'NOT READY: listener not bound: listener "extra" (127.0.0.1:{taken})'
+        self.assertTrue(wait_for(
+            lambda: http_get(sidecar.admin_port, "/ready")[1].startswith(expected)),
+            http_get(sidecar.admin_port, "/ready"))
+        self.assertEqual(http_get(sidecar.admin_port, "/ready")[0], 503)
+        stats = http_get(sidecar.admin_port, "/stats?filter=meshlet_listeners_unbound")[1]
+        self.assertIn("meshlet_listeners_unbound: 1", stats)
+        # The control plane hears it (a gateway's Programmed condition follows this readiness).
+        self.assertTrue(wait_for(lambda: (cp.proxy("web-unbound") or {}).get(
+            "notReady", "").startswith(expected[len("NOT READY: "):])), cp.status())
+        # The port freed and the listener configured again: bound, ready.
+        busy.close()
+        extra = free_port()
+        cp.reload(resources_yaml(web, "v2", extra_listener_port=extra))
+        self.assertTrue(wait_for(sidecar.ready), http_get(sidecar.admin_port, "/ready"))
+        self.assertTrue(body_is(extra, "v2"))
+        stats = http_get(sidecar.admin_port, "/stats?filter=meshlet_listeners_unbound")[1]
+        self.assertIn("meshlet_listeners_unbound: 0", stats)
+        self.assertTrue(wait_for(lambda: "notReady" not in cp.proxy("web-unbound")))
+
     def test_delta_updates_and_removals(self):
         web, extra, upstream = free_port(), free_port(), free_port()
         cp = self.control_plane(resources_yaml(web, "v1", extra_listener_port=extra))
