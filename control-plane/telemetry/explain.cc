@@ -568,8 +568,14 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     ExplainHop& hop = out.hops[deepest];
     hop.failed_first = true;
     out.first_failure = deepest;
-    out.verdict = absl::StrCat(out.status, " from the application behind ", HopLabel(hop),
-                               ": no proxy made it (an upstream response passed through)");
+    // A gateway has no application behind it: the answer came from the backend it called.
+    out.verdict =
+        hop.gateway.empty()
+            ? absl::StrCat(out.status, " from the application behind ", HopLabel(hop),
+                           ": no proxy made it (an upstream response passed through)")
+            : absl::StrCat(out.status, " from the backend ", HopLabel(hop), " called",
+                           hop.cluster.empty() ? "" : absl::StrCat(" (", hop.cluster, ")"),
+                           ": no proxy made it (its response passed through)");
     return out;
   }
   const auto retried = std::find_if(out.hops.begin(), out.hops.end(),

@@ -614,6 +614,16 @@ TEST(ExplainTest, AGatewayProxysHopIsNamedAsItsGateway) {
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->hops[0].gateway_class, "");
   EXPECT_TRUE(absl::StartsWith(e->verdict, "504 at gateway default/bookinfo: ")) << e->verdict;
+
+  // A status the backend (without a sidecar of its own) answered, passed through the gateway.
+  e = Explain(kTrace, {Span(1, 0, "gateway:bookinfo.default", SpanKind::kServer, 0, 20,
+                            {{"http.response.status_code", "503"},
+                             {"meshlet.listener.direction", "outbound"},
+                             {"meshlet.cluster", "outbound|9080||legacy.default"}})});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->verdict,
+            "503 from the backend gateway default/bookinfo called (outbound|9080||legacy.default): "
+            "no proxy made it (its response passed through)");
 }
 
 TEST(ExplainTest, SuccessSaysNoHopFailed) {
