@@ -997,23 +997,25 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
     const absl::string_view suffix = general.substr(1);
     return host.size() > suffix.size() && absl::EndsWith(host, suffix);
   };
-  std::vector<std::string> hostnames;  // each route's, lower case
-  for (const GatewayListenerRoute& r : routes)
+  std::vector<std::string> hostnames;             // each route's, lower case
+  std::vector<std::string> route_listener_hosts;  // each route's listener hostname, lower case
+  for (const GatewayListenerRoute& r : routes) {
     hostnames.push_back(absl::AsciiStrToLower(r.hostname));
+    route_listener_hosts.push_back(absl::AsciiStrToLower(r.listener_hostname));
+  }
   std::set<std::string> hosts(hostnames.begin(), hostnames.end());
   std::vector<std::string> listeners;  // lower case
   for (const std::string& h : listener_hostnames) listeners.push_back(absl::AsciiStrToLower(h));
   if (!routes.empty()) hosts.insert(listeners.begin(), listeners.end());
   // The most specific listener hostname covering `host` (a name before a wildcard, a longer
   // wildcard before a shorter, any hostname last).
+  auto rank = [](const std::string& h) {
+    return std::make_pair(h.size(), !absl::StartsWith(h, "*."));
+  };
   auto owner = [&](const std::string& host) -> std::optional<std::string> {
     std::optional<std::string> best;
     for (const std::string& l : listeners) {
-      if (!covers(l, host)) continue;
-      auto rank = [](const std::string& h) {
-        return std::make_pair(h.size(), !absl::StartsWith(h, "*."));
-      };
-      if (!best.has_value() || rank(l) > rank(*best)) best = l;
+      if (covers(l, host) && (!best.has_value() || rank(l) > rank(*best))) best = l;
     }
     return best;
   };
@@ -1027,9 +1029,7 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
       const GatewayListenerRoute& r = routes[i];
       const std::string& hostname = hostnames[i];
       if (!covers(hostname, host)) continue;
-      if (listener.has_value() && absl::AsciiStrToLower(r.listener_hostname) != *listener) {
-        continue;
-      }
+      if (listener.has_value() && route_listener_hosts[i] != *listener) continue;
       const void* route = r.http != nullptr ? static_cast<const void*>(r.http) : r.grpc;
       if (!seen.insert({route, hostname}).second) continue;
       if (r.http != nullptr) {

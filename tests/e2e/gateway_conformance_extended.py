@@ -10,7 +10,6 @@ its report, and NOT_SUPPORTED (the upstream cases of the profiles' features mesh
 with why) to the report's skipped tests.
 """
 
-import collections
 import json
 import time
 import uuid as uuid_lib
@@ -130,13 +129,7 @@ def echo_answers(m, path, count, headers=None):
     answers = m.agent(t.GATEWAY_CLIENT, "http", [
         {"ip": gateway_ip(m), "port": 80, "host": "echo", "path": path,
          "headers": dict(headers or {}), "repeat": count}])[0]
-    out = []
-    for a in answers:
-        try:
-            out.append(json.loads(a["body"]) if a.get("status") == 200 else None)
-        except (ValueError, KeyError):
-            out.append(None)
-    return out
+    return t.echo_bodies(answers)
 
 
 def logged_requests(m, pod, path):
@@ -314,24 +307,7 @@ def backend_header_modifier_weights(m):
 
     def body():
         status = accepted(m, route)
-        started = time.monotonic()
-        while True:
-            seen, problems = collections.Counter(), []
-            for echo in echo_answers(m, "/", 100):
-                if echo is None:
-                    problems.append("not an echo answer")
-                    continue
-                seen[echo.get("service")] += 1
-                got = echo.get("headers", {}).get("backend", [])
-                if got != [echo.get("service")]:
-                    problems.append("%s got Backend %r" % (echo.get("service"), got))
-            if not problems and len(seen) == 2:
-                return "%s; 100 requests: %s, each with its own Backend header" % (
-                    status, ", ".join("%s %d" % kv for kv in sorted(seen.items())))
-            if time.monotonic() - started > t.EVENTUAL_S:
-                raise t.Failed("after %d s: %s (answered by %s)" % (
-                    t.EVENTUAL_S, "; ".join(problems[:4]) or "one backend only", dict(seen)))
-            time.sleep(0.5)
+        return "%s; %s" % (status, t.own_backend_headers(lambda: echo_answers(m, "/", 100)))
     return m.with_routes([route], body)
 
 

@@ -802,6 +802,40 @@ def mesh_backend_request_header_modifier(m):
     return m.with_routes(routes, lambda: m.expect(header_modifier_requests(False)))
 
 
+def echo_bodies(answers):
+    """The echo bodies of the agent's `answers` (None for any answer that is not one)."""
+    out = []
+    for a in answers:
+        try:
+            out.append(json.loads(a["body"]) if a.get("status") == 200 else None)
+        except (ValueError, KeyError):
+            out.append(None)
+    return out
+
+
+def own_backend_headers(echoes):
+    """Until `echoes()` (the echo bodies of 100 requests, None for any other answer) shows both
+    backends answering, each having seen its own name only in `Backend`: the summary."""
+    started = time.monotonic()
+    while True:
+        seen, problems = collections.Counter(), []
+        for echo in echoes():
+            if echo is None:
+                problems.append("not an echo answer")
+                continue
+            seen[echo.get("service")] += 1
+            got = echo.get("headers", {}).get("backend", [])
+            if got != [echo.get("service")]:
+                problems.append("%s got Backend %r" % (echo.get("service"), got))
+        if not problems and len(seen) == 2:
+            return "100 requests: %s, each with its own Backend header" % ", ".join(
+                "%s %d" % kv for kv in sorted(seen.items()))
+        if time.monotonic() - started > EVENTUAL_S:
+            raise Failed("after %.0f s: %s (answered by %s)" % (
+                EVENTUAL_S, "; ".join(problems[:4]) or "one backend only", dict(seen)))
+        time.sleep(0.5)
+
+
 def backend_header_modifier_weights(m):
     """Not a mesh case upstream (HTTPRouteRequestHeaderModifierBackendWeights is the Gateway
     profile's), the same on the mesh: two backendRefs of equal weight, each setting `Backend` to
@@ -809,34 +843,9 @@ def backend_header_modifier_weights(m):
     routes = [route("request-header-modifier-backend-weights", [rule([
         backend(name, 8080, weight=10, filters=[header_modifier(set=[("Backend", name)])])
         for name in ("echo-v1", "echo-v2")])])]
-
-    def check():
-        started = time.monotonic()
-        while True:
-            answers = m.agent(CLIENT, "http", [
-                {"ip": CLUSTER_IPS["echo"], "port": 80, "host": "echo", "path": "/",
-                 "repeat": 100}])[0]
-            seen, problems = collections.Counter(), []
-            for a in answers:
-                try:
-                    echo = json.loads(a["body"]) if a.get("status") == 200 else None
-                except (ValueError, KeyError):
-                    echo = None
-                if echo is None:
-                    problems.append("status %s" % a.get("status", a.get("error")))
-                    continue
-                got = echo.get("headers", {}).get("backend", [])
-                seen[echo.get("service")] += 1
-                if got != [echo.get("service")]:
-                    problems.append("%s got Backend %r" % (echo.get("service"), got))
-            if not problems and len(seen) == 2:
-                return "100 requests: %s, each with its own Backend header" % ", ".join(
-                    "%s %d" % kv for kv in sorted(seen.items()))
-            if time.monotonic() - started > EVENTUAL_S:
-                raise Failed("after %.0f s: %s (answered by %s)" % (
-                    EVENTUAL_S, "; ".join(problems[:4]) or "one backend only", dict(seen)))
-            time.sleep(0.5)
-    return m.with_routes(routes, check)
+    return m.with_routes(routes, lambda: own_backend_headers(lambda: echo_bodies(m.agent(
+        CLIENT, "http", [{"ip": CLUSTER_IPS["echo"], "port": 80, "host": "echo", "path": "/",
+                          "repeat": 100}])[0])))
 
 
 def mesh_rewrite_path(m):
