@@ -61,6 +61,8 @@ class DelayServer {
     return grpc_server_ != nullptr ? grpc_server_->address() : server_->address();
   }
   uint64_t requests() const { return requests_; }
+  // When the first request arrived (the stall is placed from it); none yet: nullopt.
+  std::optional<MonotonicTime> first_request() const { return first_request_; }
 
  private:
   struct Pending {

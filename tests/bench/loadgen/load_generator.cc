@@ -630,6 +630,7 @@ absl::StatusOr<LoadResult> Generator::Run() {
 
   result_.slowest.reserve(options_.slowest);
   start_ = Clock::now();
+  result_.started = start_;
   window_begin_ = start_ + options_.warmup;
   window_end_ = window_begin_ + options_.duration;
   next_ = start_;

@@ -132,6 +132,7 @@ struct LoadResult {
   uint64_t connections_lost = 0;    // established connections that closed during the run
   uint64_t warmup_requests = 0;     // requests intended in the warm-up period
 
+  MonotonicTime started{};    // when the schedule began (every connection up): the warm-up's start
   Duration measured{0};       // the measured window (the duration)
   LatencyHistogram latency;   // ns, intended send time → end of response
   LatencyHistogram send_lag;  // ns, intended send time → written to a connection
