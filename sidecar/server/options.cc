@@ -275,6 +275,17 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "workers, each counting its own): the ones beyond get a local 503 with "
                      "x-meshlet-overloaded (flag OL). Default 0: no limit.",
                      uint64_t{0}, uint64_t{1} << 32),
+      flags::NonNegativeDurationFlag(
+          "--listener-bind-retry", &o.listener_bind_retry,
+          "A listener the proxy could not bind (its port taken) is tried again after this, "
+          "then at doubling intervals up to --listener-bind-retry-max; the proxy is not ready "
+          "until it binds (meshlet_listeners_unbound). Default 1s; 0: only when a new "
+          "configuration names it again.",
+          "1s"),
+      flags::PositiveDurationFlag("--listener-bind-retry-max", &o.listener_bind_retry_max,
+                                  "The longest wait between two binds of an unbound listener. "
+                                  "Default 30s.",
+                                  "30s"),
       flags::IntFlag("--decision-ring-size", "N", &o.decision_ring_size,
                      "Decision records (the route, rule and policy objects, timeouts, "
                      "authorization and attempts of a request) each worker keeps of the last "

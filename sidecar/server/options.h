@@ -93,6 +93,10 @@ struct ServerOptions {
   // (StatsRegistry::Options max_series and max_scoped_series, docs/stats.md "Series budgets").
   uint64_t stats_max_series = 100000;
   uint64_t stats_max_cluster_series = 100000;
+  // --listener-bind-retry / --listener-bind-retry-max: a listener that could not bind is tried
+  // again after the first, then at doubling intervals up to the second (0: not retried).
+  Duration listener_bind_retry = std::chrono::seconds(1);
+  Duration listener_bind_retry_max = std::chrono::seconds(30);
   // --decision-ring-size: decision records each worker keeps of failed and sampled requests
   // (stream/decision_ring.h), for GET /debug/decisions; 0: none.
   uint64_t decision_ring_size = 256;

@@ -310,6 +310,8 @@ absl::Status Server::Init() {
                         .node_name = node_name_,
                         .decision_ring_size = options_.decision_ring_size,
                         .route_stats_limit = route_stats_limit,
+                        .bind_retry_interval = options_.listener_bind_retry,
+                        .bind_retry_max = options_.listener_bind_retry_max,
                         .worker_count = options_.concurrency,
                         // A worker thread's ask, answered on the main thread.
                         .request_lookup =

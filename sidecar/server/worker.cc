@@ -167,9 +167,14 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
       stats_->RegisterCounter("meshlet_worker_config_updates_total",
                               "Configuration snapshots applied, by worker thread.", worker_label),
       "meshlet_worker_config_updates_total");
-  bind_errors_ = OrDiscard(stats_->RegisterCounter("meshlet_listener_bind_errors_total",
-                                                   "Listeners that failed to bind."),
-                           "meshlet_listener_bind_errors_total");
+  bind_errors_ =
+      OrDiscard(stats_->RegisterCounter("meshlet_listener_bind_errors_total",
+                                        "Listener binds that failed (start-up, reload or retry)."),
+                "meshlet_listener_bind_errors_total");
+  bind_retries_ = OrDiscard(
+      stats_->RegisterCounter("meshlet_listener_bind_retries_total",
+                              "Binds of an unbound listener tried again (--listener-bind-retry)."),
+      "meshlet_listener_bind_retries_total");
   unbound_gauge_ =
       OrDiscard(stats_->RegisterGauge("meshlet_listeners_unbound",
                                       "Listeners configured but not bound (a bind error); the "
@@ -364,62 +369,11 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
       continue;
     }
     if (it != listeners_.end()) listeners_.erase(it);  // moved: close the old socket
-    if (draining_ && config.direction == config::TrafficDirection::kInbound) continue;
-    if (accepting_stopped_) continue;
-    auto active = std::make_unique<ActiveListener>();
-    active->context = std::move(context);
-    ActiveListener* raw = active.get();
-    auto bind = [&](const net::Address& address, bool additional) -> absl::Status {
-      net::ListenerOptions listener_options;
-      listener_options.reuse_port = true;  // one socket per worker; the kernel spreads connections
-      // An additional IPv6 wildcard sits beside the IPv4 one on the same port.
-      listener_options.ipv6_only = additional;
-      // Called just before the accept callback, with the same (current) listener context.
-      listener_options.transport_factory = [raw] { return raw->context->NewTransport(); };
-      absl::StatusOr<std::unique_ptr<net::Listener>> listener =
-          net::Listener::Create(*loop_, address, std::move(listener_options),
-                                [this, raw](std::unique_ptr<net::Connection> connection) {
-                                  OnAccept(raw->context, std::move(connection));
-                                });
-      if (!listener.ok()) {
-        bind_errors_.Inc();
-        absl::Status error =
-            Annotate(listener.status(),
-                     absl::StrCat("listener \"", config.name, "\" (", address.ToString(), ")"));
-        LOG(ERROR) << "worker " << index_ << ": " << error.message();
-        return error;
-      }
-      raw->sockets.push_back(std::move(*listener));
-      return absl::OkStatus();
-    };
-    // The last worker also takes the sockets of this address a predecessor handed over that the
-    // others did not (it ran more workers), so the connections queued on them are served.
-    auto bind_with_leftovers = [&](const net::Address& address, bool additional) -> absl::Status {
-      RETURN_IF_ERROR(bind(address, additional));
-      if (index_ != shared_.worker_count - 1) return absl::OkStatus();
-      for (int extra = 0; extra < 1024 && net::InheritedSocketCount(address, true) > 0; ++extra) {
-        RETURN_IF_ERROR(bind(address, additional));
-      }
-      return absl::OkStatus();
-    };
-    absl::Status bound = bind_with_leftovers(config.address, false);
-    for (const net::Address& address : config.additional_addresses) {
-      if (!bound.ok()) break;
-      if (!net::Listener::FamilyAvailable(address.family())) {
-        if (index_ == 0) {
-          LOG(INFO) << "listener " << config.name << ": " << address.ToString()
-                    << " skipped: this kernel has no IPv6";
-        }
-        continue;
-      }
-      bound = bind_with_leftovers(address, true);
-    }
+    absl::Status bound = Bind(config, std::move(context));
     if (!bound.ok()) {
       if (first_error.ok()) first_error = bound;
       unbound[config.name] = std::string(bound.message());
-      continue;  // `active` goes, with any socket it bound
     }
-    listeners_[config.name] = std::move(active);
   }
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     if (names.find(it->first) == names.end()) {
@@ -431,15 +385,109 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     }
   }
   PublishListeners();
-  unbound_gauge_.Set(static_cast<int64_t>(unbound.size()));
-  {
-    MutexLock lock(&status_mu_);
-    unbound_ = std::move(unbound);
-  }
+  bind_retry_delay_ = shared_.bind_retry_interval;
+  SetUnbound(std::move(unbound));
   config_updates_.Inc();
   snapshots_applied_.fetch_add(1, std::memory_order_release);
   if (!initial) LOG(DEBUG) << "worker " << index_ << ": applied " << snapshot->version;
   return first_error;
+}
+
+absl::Status Worker::Bind(const config::ListenerConfig& config,
+                          std::shared_ptr<const listener::ListenerContext> context) {
+  if (draining_ && config.direction == config::TrafficDirection::kInbound) {
+    return absl::OkStatus();
+  }
+  if (accepting_stopped_) return absl::OkStatus();
+  auto active = std::make_unique<ActiveListener>();
+  active->context = std::move(context);
+  ActiveListener* raw = active.get();
+  auto bind = [&](const net::Address& address, bool additional) -> absl::Status {
+    net::ListenerOptions listener_options;
+    listener_options.reuse_port = true;  // one socket per worker; the kernel spreads connections
+    // An additional IPv6 wildcard sits beside the IPv4 one on the same port.
+    listener_options.ipv6_only = additional;
+    // Called just before the accept callback, with the same (current) listener context.
+    listener_options.transport_factory = [raw] { return raw->context->NewTransport(); };
+    absl::StatusOr<std::unique_ptr<net::Listener>> listener =
+        net::Listener::Create(*loop_, address, std::move(listener_options),
+                              [this, raw](std::unique_ptr<net::Connection> connection) {
+                                OnAccept(raw->context, std::move(connection));
+                              });
+    if (!listener.ok()) {
+      bind_errors_.Inc();
+      absl::Status error =
+          Annotate(listener.status(),
+                   absl::StrCat("listener \"", config.name, "\" (", address.ToString(), ")"));
+      LOG(ERROR) << "worker " << index_ << ": " << error.message();
+      return error;
+    }
+    raw->sockets.push_back(std::move(*listener));
+    return absl::OkStatus();
+  };
+  // The last worker also takes the sockets of this address a predecessor handed over that the
+  // others did not (it ran more workers), so the connections queued on them are served.
+  auto bind_with_leftovers = [&](const net::Address& address, bool additional) -> absl::Status {
+    RETURN_IF_ERROR(bind(address, additional));
+    if (index_ != shared_.worker_count - 1) return absl::OkStatus();
+    for (int extra = 0; extra < 1024 && net::InheritedSocketCount(address, true) > 0; ++extra) {
+      RETURN_IF_ERROR(bind(address, additional));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status bound = bind_with_leftovers(config.address, false);
+  for (const net::Address& address : config.additional_addresses) {
+    if (!bound.ok()) break;
+    if (!net::Listener::FamilyAvailable(address.family())) {
+      if (index_ == 0) {
+        LOG(INFO) << "listener " << config.name << ": " << address.ToString()
+                  << " skipped: this kernel has no IPv6";
+      }
+      continue;
+    }
+    bound = bind_with_leftovers(address, true);
+  }
+  if (!bound.ok()) return bound;  // `active` goes, with any socket it bound
+  listeners_[config.name] = std::move(active);
+  return absl::OkStatus();
+}
+
+void Worker::SetUnbound(std::map<std::string, std::string, std::less<>> unbound) {
+  unbound_gauge_.Set(static_cast<int64_t>(unbound.size()));
+  if (unbound.empty() || shared_.bind_retry_interval <= Duration::zero()) {
+    if (bind_retry_timer_ != nullptr) bind_retry_timer_->Disable();
+  } else {
+    if (bind_retry_timer_ == nullptr) {
+      bind_retry_timer_ = std::make_unique<event::Timer>(*loop_, [this] { RetryUnbound(); });
+    }
+    bind_retry_timer_->Enable(bind_retry_delay_);
+  }
+  MutexLock lock(&status_mu_);
+  unbound_ = std::move(unbound);
+}
+
+void Worker::RetryUnbound() {
+  std::map<std::string, std::string, std::less<>> unbound;
+  {
+    MutexLock lock(&status_mu_);
+    unbound = unbound_;
+  }
+  const std::shared_ptr<const config::Snapshot>& snapshot = context_->snapshot;
+  for (const config::ListenerConfig& config : snapshot->listeners) {
+    auto it = unbound.find(config.name);
+    if (it == unbound.end()) continue;
+    bind_retries_.Inc();
+    absl::Status bound = Bind(config, MakeListenerContext(config, snapshot));
+    if (bound.ok()) {
+      LOG(INFO) << "worker " << index_ << ": listener " << config.name << " bound on a retry";
+      unbound.erase(it);
+    } else {
+      it->second = std::string(bound.message());
+    }
+  }
+  PublishListeners();
+  bind_retry_delay_ = std::min(bind_retry_delay_ * 2, shared_.bind_retry_max);
+  SetUnbound(std::move(unbound));
 }
 
 std::shared_ptr<const listener::ListenerContext> Worker::MakeListenerContext(
@@ -532,6 +580,7 @@ void Worker::StopAcceptingInbound() {
 
 void Worker::ShutdownOnThread() {
   stop_accepting_timer_.reset();
+  bind_retry_timer_.reset();
   listeners_.clear();
   connections_.clear();
   PublishListeners();

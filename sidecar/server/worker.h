@@ -111,6 +111,11 @@ struct WorkerShared {
   // Which route rules get series (--max-route-stats; route/route_stats.h); null: no route-rule
   // series.
   route::RouteStatsLimit* route_stats_limit = nullptr;
+  // An unbound listener (a port taken) is bound again after bind_retry_interval, then at
+  // doubling intervals up to bind_retry_max (--listener-bind-retry, --listener-bind-retry-max);
+  // zero interval: only when a snapshot configures it again.
+  Duration bind_retry_interval = std::chrono::seconds(1);
+  Duration bind_retry_max = std::chrono::seconds(30);
   // How many workers there are: the last one also takes the listening sockets a predecessor
   // handed over (net::AdoptListeningSockets) that the others did not, so none is left unserved.
   int worker_count = 1;
@@ -169,8 +174,10 @@ class Worker final : private listener::ConnectionOwner {
   // Listener states as of the last snapshot applied (any thread).
   std::vector<admin::ListenerStatus> listeners() const;
   // Listeners of the last snapshot applied that this worker could not bind (a port taken or
-  // privileged), by name, with the bind error (any thread). Empty once each is bound; a listener
-  // is tried again when a snapshot configures it again. Server::ready() is false while any is.
+  // privileged), by name, with the bind error (any thread). Empty once each is bound; an unbound
+  // listener is tried again after WorkerShared::bind_retry_interval, then at doubling intervals up
+  // to bind_retry_max, and whenever a snapshot configures it again. Server::ready() is false
+  // while any is.
   std::map<std::string, std::string, std::less<>> unbound_listeners() const;
   // Asks the worker thread for the state of every configured cluster (ClusterStatus::built says
   // whether it built it); nullopt if it does not answer in `timeout`.
@@ -194,6 +201,13 @@ class Worker final : private listener::ConnectionOwner {
   std::shared_ptr<const listener::ListenerContext> MakeListenerContext(
       const config::ListenerConfig& config,
       const std::shared_ptr<const config::Snapshot>& snapshot);
+  // Binds `config`'s sockets into listeners_ (nothing while draining inbound or after
+  // StopAccepting); the bind error otherwise, with nothing kept.
+  absl::Status Bind(const config::ListenerConfig& config,
+                    std::shared_ptr<const listener::ListenerContext> context);
+  // Publishes the unbound listeners and arms the retry timer while there are any.
+  void SetUnbound(std::map<std::string, std::string, std::less<>> unbound);
+  void RetryUnbound();
   void OnAccept(const std::shared_ptr<const listener::ListenerContext>& context,
                 std::unique_ptr<net::Connection> connection);
 
@@ -253,9 +267,12 @@ class Worker final : private listener::ConnectionOwner {
   bool draining_ = false;
   bool accepting_stopped_ = false;  // StopAccepting(): no listener binds any more
   std::unique_ptr<event::Timer> stop_accepting_timer_;  // the drain's accept_for
+  std::unique_ptr<event::Timer> bind_retry_timer_;      // armed while a listener is unbound
+  Duration bind_retry_delay_{0};                        // the next retry's delay (doubling)
   Counter accepted_;                                    // meshlet_worker_cx_accepted_total{worker}
   Counter config_updates_;  // meshlet_worker_config_updates_total{worker}
   Counter bind_errors_;     // meshlet_listener_bind_errors_total
+  Counter bind_retries_;    // meshlet_listener_bind_retries_total
   Gauge unbound_gauge_;     // meshlet_listeners_unbound (this worker's share)
 
   std::atomic<int64_t> active_connections_{0};

@@ -470,6 +470,37 @@ TEST_F(WorkerTest, ListenerThatCannotBindIsReportedUntilBound) {
   EXPECT_NE(PortOf(worker, "taken"), 0);
 }
 
+// Without a new configuration: the worker tries the unbound listener again on its own, at
+// doubling intervals, and binds it once the port is free.
+TEST_F(WorkerTest, UnboundListenerIsBoundOnARetryOnceThePortIsFree) {
+  WorkerShared shared = Shared();
+  shared.bind_retry_interval = std::chrono::milliseconds(20);
+  shared.bind_retry_max = std::chrono::milliseconds(80);
+  Worker worker(0, shared);
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  uint16_t busy_port = 0;
+  const int busy = BusyLoopbackSocket(&busy_port);
+  ASSERT_GE(busy, 0);
+  std::string yaml = TcpConfig("tcp", "OUTBOUND", echo_.port(), "taken");
+  const size_t at = yaml.rfind("127.0.0.1:0");
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, std::string("127.0.0.1:0").size(), absl::StrCat("127.0.0.1:", busy_port));
+  worker.ApplySnapshot(SnapshotFrom(yaml));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
+  // Several retries fail while the port is held; it stays reported.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(worker.unbound_listeners().count("taken"), 1u);
+  EXPECT_EQ(PortOf(worker, "taken"), 0);
+  ::close(busy);
+  ASSERT_TRUE(WaitFor([&] { return worker.unbound_listeners().empty(); }));
+  EXPECT_EQ(worker.snapshots_applied(), 2u);  // no new configuration was needed
+  EXPECT_EQ(PortOf(worker, "taken"), busy_port);
+  const int fd = Connect(busy_port);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Echo(fd, "retried"), "retried");
+  ::close(fd);
+}
+
 TEST_F(WorkerTest, ConnectFailureClosesDownstream) {
   // An upstream port nothing listens on: take a free port and close it.
   int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

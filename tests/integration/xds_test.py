@@ -250,12 +250,18 @@ class XdsTest(unittest.TestCase):
         # The control plane hears it (a gateway's Programmed condition follows this readiness).
         self.assertTrue(wait_for(lambda: (cp.proxy("web-unbound") or {}).get(
             "notReady", "").startswith(expected[len("NOT READY: "):])), cp.status())
-        # The port freed and the listener configured again: bound, ready.
+        # The port freed: the proxy binds it on its own next retry (--listener-bind-retry),
+        # without a new configuration, and is ready.
         busy.close()
+        self.assertTrue(wait_for(sidecar.ready), http_get(sidecar.admin_port, "/ready"))
+        self.assertTrue(body_is(taken, "v1"))
+        stats = http_get(sidecar.admin_port, "/stats?filter=meshlet_listener_bind_retries")[1]
+        self.assertRegex(stats, r"meshlet_listener_bind_retries_total: [1-9]")
+        # Configured again on another port: moved, still ready.
         extra = free_port()
         cp.reload(resources_yaml(web, "v2", extra_listener_port=extra))
-        self.assertTrue(wait_for(sidecar.ready), http_get(sidecar.admin_port, "/ready"))
-        self.assertTrue(body_is(extra, "v2"))
+        self.assertTrue(wait_for(lambda: body_is(extra, "v2")), sidecar.log())
+        self.assertTrue(sidecar.ready(), http_get(sidecar.admin_port, "/ready"))
         stats = http_get(sidecar.admin_port, "/stats?filter=meshlet_listeners_unbound")[1]
         self.assertIn("meshlet_listeners_unbound: 0", stats)
         self.assertTrue(wait_for(lambda: "notReady" not in cp.proxy("web-unbound")))
