@@ -2,6 +2,7 @@
 // answers (plaintext and TLS), and raw listeners for answers that are late, cut short, too long
 // or not HTTP.
 #include "common/http/client.h"
+#include "common/net/test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -110,14 +111,9 @@ class HttpFetchTest : public ::testing::Test {
     return result.value_or(ClientResult{.error = ClientError::kTimeout, .detail = "test"});
   }
 
-  // An address nothing listens on (a listener opened and closed again).
-  net::Address ClosedPort() {
-    auto listener = *net::Listener::Create(loop_, Loopback(), {}, [](auto) {});
-    net::Address address = listener->address();
-    listener.reset();
-    loop_.RunUntilIdle();
-    return address;
-  }
+  // An address that refuses connections while the test runs.
+  net::Address ClosedPort() { return *net::Address::Parse(refusing_.loopback()); }
+  const net::testing::RefusingPort refusing_;
 
   event::Loop loop_;
   std::unique_ptr<HttpServer> server_;

@@ -1,8 +1,11 @@
 #pragma once
 
 // Test helpers for Connection/Listener tests: a ConnectionCallbacks that records what happened
-// and lets a test hook any callback.
+// and lets a test hook any callback; a port that refuses connections.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -72,5 +75,37 @@ inline std::string TestSocketPath(absl::string_view name) {
   if (path.size() > 100) path = absl::StrCat("/tmp/", name, "-", getpid());
   return path;
 }
+
+// A TCP port that refuses connections for the object's life: held by a socket bound to it (on
+// every IPv4 address, so 127.0.0.1 and 127.0.0.2 alike) that never listens. A port merely freed
+// (bound, then closed) can, on a busy machine, be bound again by another process or taken by a
+// connect as its own source port (a self-connect), and then a connect there does not fail.
+// Aborts if no socket can be bound. Not copyable.
+class RefusingPort {
+ public:
+  RefusingPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    socklen_t size = sizeof(addr);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size) != 0) {
+      std::abort();
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  ~RefusingPort() { ::close(fd_); }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+
+  uint16_t port() const { return port_; }
+  // "127.0.0.1:PORT".
+  std::string loopback() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
 
 }  // namespace meshlet::net::testing

@@ -1,4 +1,5 @@
 #include "sidecar/cluster/health_checker.h"
+#include "common/net/test_util.h"
 
 #include <atomic>
 #include <chrono>
@@ -21,16 +22,11 @@ using std::chrono::seconds;
 
 net::Address Loopback0() { return *net::Address::Parse("127.0.0.1:0"); }
 
-// A port nothing listens on: bound by a server that is then destroyed.
-net::Address ClosedPort(event::Loop& loop) {
-  auto server = http::HttpServer::Create(loop, Loopback0(), {}, [](const http::ServerRequest&) {
-    return http::ServerResponse::Text(200, "");
-  });
-  CHECK_OK(server);
-  const net::Address address = (*server)->address();
-  server->reset();
-  loop.RunUntilIdle();
-  return address;
+// A port that refuses connections, held for the rest of the test program.
+net::Address ClosedPort(event::Loop&) {
+  static auto* held = new std::vector<std::unique_ptr<net::testing::RefusingPort>>();
+  held->push_back(std::make_unique<net::testing::RefusingPort>());
+  return *net::Address::Parse(held->back()->loopback());
 }
 
 class HealthCheckerTest : public ::testing::Test {

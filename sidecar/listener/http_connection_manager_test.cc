@@ -4,6 +4,7 @@
 // filter chain, stream timeouts, access log and spans) is tested in active_stream_test.cc.
 
 #include "sidecar/listener/http_connection_manager.h"
+#include "common/net/test_util.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -163,14 +164,8 @@ std::string H2PingAcks(absl::string_view bytes) {
 // the final GOAWAY — or is refused by the final GOAWAY's last-stream-id, never both; and the
 // connection then ends.
 TEST_F(HttpConnectionManagerTest, DrainingHttp2ConnectionAnswersOrRefusesEveryStream) {
-  uint16_t closed_port = 0;
-  {
-    // A port that was just free: nothing listens there now, so connects are refused.
-    auto probe = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
-                                       [](std::unique_ptr<net::Connection>) {});
-    ASSERT_TRUE(probe.ok());
-    closed_port = (*probe)->address().port();
-  }
+  const net::testing::RefusingPort refusing;
+  const uint16_t closed_port = refusing.port();
   auto dead = std::make_shared<ClusterConfig>();
   dead->name = "dead";
   EndpointConfig endpoint;

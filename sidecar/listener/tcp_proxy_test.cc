@@ -140,15 +140,8 @@ TEST(TcpProxyTest, FixedUpstreamConnectFailureClosesDownstream) {
   event::TurnClock clock(loop, source);
   NoClusters clusters;
   Log log;
-  // A port that was free a moment ago.
-  net::Address closed_address;
-  {
-    auto probe = net::Listener::Create(loop, *net::Address::Parse("127.0.0.1:0"), {},
-                                       [](std::unique_ptr<net::Connection>) {});
-    ASSERT_TRUE(probe.ok());
-    closed_address = (*probe)->address();
-  }
-  loop.RunUntilIdle();
+  const net::testing::RefusingPort refusing;
+  const net::Address closed_address = *net::Address::Parse(refusing.loopback());
   std::unique_ptr<TcpProxy> proxy;
   auto listener = net::Listener::Create(
       loop, *net::Address::Parse("127.0.0.1:0"), {}, [&](std::unique_ptr<net::Connection> c) {

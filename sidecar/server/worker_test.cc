@@ -1,4 +1,5 @@
 #include "sidecar/server/worker.h"
+#include "common/net/test_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -502,16 +503,8 @@ TEST_F(WorkerTest, UnboundListenerIsBoundOnARetryOnceThePortIsFree) {
 }
 
 TEST_F(WorkerTest, ConnectFailureClosesDownstream) {
-  // An upstream port nothing listens on: take a free port and close it.
-  int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len);
-  const uint16_t dead_port = ntohs(addr.sin_port);
-  ::close(probe);
+  const net::testing::RefusingPort refusing;  // an upstream port that refuses connections
+  const uint16_t dead_port = refusing.port();
 
   Worker worker(0, Shared());
   ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", dead_port))).ok());

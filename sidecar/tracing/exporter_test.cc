@@ -1,4 +1,5 @@
 #include "sidecar/tracing/exporter.h"
+#include "common/net/test_util.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -168,12 +169,11 @@ Span TestSpan(uint64_t id) {
   return span;
 }
 
-// A port nothing listens on: taken and closed again.
+// A port that refuses connections, held for the rest of the test program.
 std::string ClosedPortAddress() {
-  int port = 0;
-  const int fd = ListenOnLoopback(&port);
-  ::close(fd);
-  return absl::StrCat("127.0.0.1:", port);
+  static auto* held = new std::vector<std::unique_ptr<net::testing::RefusingPort>>();
+  held->push_back(std::make_unique<net::testing::RefusingPort>());
+  return held->back()->loopback();
 }
 
 // One worker's exporter on a loop the test runs.
