@@ -32,6 +32,7 @@
 #include "common/event/loop.h"
 #include "common/http/server.h"
 #include "common/net/listener.h"
+#include "common/net/test_util.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 #include "sidecar/cluster/cluster_manager.h"
@@ -174,8 +175,7 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
   }
 
   void TearDown() override {
-    if (closed_port_fd_ >= 0) close(closed_port_fd_);
-    closed_port_fd_ = -1;
+    refusing_.reset();
     if (!thread_.joinable()) return;
     RunOnLoop([this] {
       hcms_.clear();
@@ -393,18 +393,9 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
                                           [](const auto& r) { return EchoHandler('B', r); });
     streaming_ = std::make_unique<StreamingUpstream>(loop_);
     silent_ = std::make_unique<SilentUpstream>(loop_);
-    // A port held by a socket that is bound and never listens: connects there are refused, and
-    // as long as the test holds it no other process binds it and no connect takes it as its own
-    // source port (a port merely freed was, under load, taken again or self-connected).
-    closed_port_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(closed_port_fd_ >= 0);
-    sockaddr_in held{};
-    held.sin_family = AF_INET;
-    held.sin_addr.s_addr = htonl(INADDR_ANY);  // 127.0.0.1 and 127.0.0.2 alike
-    socklen_t held_size = sizeof(held);
-    CHECK(bind(closed_port_fd_, reinterpret_cast<sockaddr*>(&held), sizeof(held)) == 0);
-    CHECK(getsockname(closed_port_fd_, reinterpret_cast<sockaddr*>(&held), &held_size) == 0);
-    const uint16_t closed_port = ntohs(held.sin_port);
+    // Refuses connections on 127.0.0.1 and 127.0.0.2 alike for the whole test.
+    refusing_ = std::make_unique<net::testing::RefusingPort>();
+    const uint16_t closed_port = refusing_->port();
     snapshot_ = BuildSnapshot(closed_port);
     clusters_->Update(snapshot_->clusters);
     context_ = std::make_unique<WorkerContext>(WorkerContext{
@@ -590,7 +581,7 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
   std::unique_ptr<http::HttpServer> server_b_;
   std::unique_ptr<StreamingUpstream> streaming_;
   std::unique_ptr<SilentUpstream> silent_;
-  int closed_port_fd_ = -1;  // holds the refusing hosts' port (SetUp)
+  std::unique_ptr<net::testing::RefusingPort> refusing_;  // the refusing hosts' port (SetUp)
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::unique_ptr<WorkerContext> context_;
   RecordingAccessLog access_log_;
