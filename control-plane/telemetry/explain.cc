@@ -159,6 +159,7 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   hop.duration_nanos = span.duration_nanos();
   hop.route = Attribute(span, "meshlet.route");
   hop.policy_route = Attribute(span, "meshlet.policy.route");
+  hop.gateway_listener = Attribute(span, "meshlet.gateway.listener");
   hop.route_rule = Attribute(span, "meshlet.route.rule");
   hop.route_match = Attribute(span, "meshlet.route.match");
   hop.cluster = Attribute(span, "meshlet.cluster");
@@ -219,13 +220,20 @@ bool HasFlag(absl::string_view flags, absl::string_view flag) {
 }
 
 std::string HopLabel(const ExplainHop& hop) {
-  std::string label =
-      !hop.gateway.empty()
-          ? absl::StrCat(
-                "gateway ", hop.gateway,
-                hop.gateway_class.empty() ? "" : absl::StrCat(" (class ", hop.gateway_class, ")"))
-          : absl::StrCat(hop.service, "'s ",
+  std::string label;
+  if (!hop.gateway.empty()) {
+    // "gateway default/edge (class meshlet, listener https)".
+    std::vector<std::string> about;
+    if (!hop.gateway_class.empty()) about.push_back(absl::StrCat("class ", hop.gateway_class));
+    if (!hop.gateway_listener.empty()) {
+      about.push_back(absl::StrCat("listener ", hop.gateway_listener));
+    }
+    label = absl::StrCat("gateway ", hop.gateway,
+                         about.empty() ? "" : absl::StrCat(" (", absl::StrJoin(about, ", "), ")"));
+  } else {
+    label = absl::StrCat(hop.service, "'s ",
                          hop.direction.empty() ? "" : absl::StrCat(hop.direction, " "), "sidecar");
+  }
   if (!hop.node.empty()) absl::StrAppend(&label, " (", hop.node, ")");
   return label;
 }
@@ -602,6 +610,7 @@ std::string ExplanationJson(const Explanation& e) {
     field(f, "direction", hop.direction);
     field(f, "gateway", hop.gateway);
     field(f, "gatewayClass", hop.gateway_class);
+    field(f, "gatewayListener", hop.gateway_listener);
     field(f, "operation", hop.operation);
     field(f, "status", hop.status);
     f.push_back(absl::StrCat(R"("depth":)", hop.depth));

@@ -64,9 +64,10 @@ struct ExplainHop {
   // Gateway, "namespace/name", and its class, read from the proxy's verified identity (service
   // account "<name>-<class>"; empty when the span's sender was not verified).
   std::string gateway, gateway_class;
-  std::string operation;  // the span's name
-  std::string status;     // http.response.status_code; may be empty (no response)
-  int depth = 0;          // hops above this one in the chain
+  std::string gateway_listener;  // the Gateway listener that took the request (sectionName)
+  std::string operation;         // the span's name
+  std::string status;            // http.response.status_code; may be empty (no response)
+  int depth = 0;                 // hops above this one in the chain
   int64_t start_unix_nanos = 0;
   int64_t duration_nanos = 0;
   std::string route;         // the sidecar's route name (meshlet.route)

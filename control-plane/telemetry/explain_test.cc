@@ -580,6 +580,7 @@ TEST(ExplainTest, AGatewayProxysHopIsNamedAsItsGateway) {
            {{"http.response.status_code", "504"},
             {"meshlet.listener.direction", "outbound"},
             {"meshlet.policy.route", "HTTPRoute.gateway.networking.k8s.io/default/bookinfo"},
+            {"meshlet.gateway.listener", "http"},
             {"meshlet.route.rule", "0"},
             {"meshlet.cluster", "outbound|9080||productpage.default"},
             {"meshlet.timeout.request_ms", "20"},
@@ -600,12 +601,13 @@ TEST(ExplainTest, AGatewayProxysHopIsNamedAsItsGateway) {
   EXPECT_EQ(e->hops[0].direction, "gateway");
   EXPECT_EQ(e->hops[1].gateway, "");
   EXPECT_TRUE(absl::StartsWith(e->verdict,
-                               "504 at gateway default/bookinfo (class meshlet) "
+                               "504 at gateway default/bookinfo (class meshlet, listener http) "
                                "(bookinfo-meshlet-0): request timeout 20ms"))
       << e->verdict;
   const std::string json = ExplanationJson(*e);
   EXPECT_TRUE(absl::StrContains(
-      json, R"("direction":"gateway","gateway":"default/bookinfo","gatewayClass":"meshlet")"))
+      json,
+      R"("direction":"gateway","gateway":"default/bookinfo","gatewayClass":"meshlet","gatewayListener":"http")"))
       << json;
 
   spans[0].attributes.pop_back();
@@ -613,7 +615,8 @@ TEST(ExplainTest, AGatewayProxysHopIsNamedAsItsGateway) {
   e = Explain(kTrace, spans);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->hops[0].gateway_class, "");
-  EXPECT_TRUE(absl::StartsWith(e->verdict, "504 at gateway default/bookinfo: ")) << e->verdict;
+  EXPECT_TRUE(absl::StartsWith(e->verdict, "504 at gateway default/bookinfo (listener http): "))
+      << e->verdict;
 
   // A status the backend (without a sidecar of its own) answered, passed through the gateway.
   e = Explain(kTrace, {Span(1, 0, "gateway:bookinfo.default", SpanKind::kServer, 0, 20,

@@ -254,10 +254,13 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
     // The policies that name this Gateway in targetRefs; their ports are the Gateway's.
     BuildAuthorization(ctx, /*ports=*/{}, /*registered=*/{}, listener);
     BuildJwt(ctx, listener, out);
-    std::vector<std::string> hostnames;
-    for (int i : port.listeners) hostnames.push_back(gateway.spec().listeners(i).hostname());
+    std::vector<GatewayPortListener> served;
+    for (int i : port.listeners) {
+      const gw::Listener& l = gateway.spec().listeners(i);
+      served.push_back({.hostname = l.hostname(), .name = l.name()});
+    }
     out.resources.routes.push_back(
-        GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes, hostnames));
+        GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes, served));
     out.resources.listeners.push_back(std::move(listener));
   }
 }

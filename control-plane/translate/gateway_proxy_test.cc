@@ -238,6 +238,17 @@ spec:
   EXPECT_EQ(names("abc.foo.example.com"),
             (std::vector<std::string>{"default/abc/rule-0", "no-matching-route"}));
   EXPECT_EQ(names("*.quiet.example.com"), (std::vector<std::string>{"no-matching-route"}));
+  // Each host names the listener that took it (decision records, spans, explain).
+  for (const auto& [host, listener] :
+       std::vector<std::pair<std::string, std::string>>{{"*", "empty"},
+                                                        {"*.example.com", "wildcard"},
+                                                        {"*.foo.example.com", "wildcard-foo"},
+                                                        {"abc.foo.example.com", "abc"},
+                                                        {"*.quiet.example.com", "quiet"}}) {
+    const xds::VirtualHost* v = TranslatorTest::Host(r, "gateway|80", host);
+    ASSERT_NE(v, nullptr) << host;
+    EXPECT_EQ(v->gateway_listener(), listener) << host;
+  }
 }
 
 TEST_F(GatewayProxyTest, AGatewayOfAnotherNamespaceOrClassIsNotServed) {

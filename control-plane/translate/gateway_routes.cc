@@ -986,7 +986,7 @@ void IndexGatewayRoutes(const PolicySnapshot& policy, MeshIndex& index) {
 xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, TranslationOutput& out,
                                           const std::string& name, uint32_t port,
                                           const std::vector<GatewayListenerRoute>& routes,
-                                          const std::vector<std::string>& listener_hostnames) {
+                                          const std::vector<GatewayPortListener>& served) {
   xds::RouteConfiguration config;
   config.set_name(name);
   // Whether requests for `host` may take the routes of hostname `general`: any host for "",
@@ -1004,8 +1004,12 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
     route_listener_hosts.push_back(absl::AsciiStrToLower(r.listener_hostname));
   }
   std::set<std::string> hosts(hostnames.begin(), hostnames.end());
-  std::vector<std::string> listeners;  // lower case
-  for (const std::string& h : listener_hostnames) listeners.push_back(absl::AsciiStrToLower(h));
+  std::vector<std::string> listeners;                 // hostnames, lower case
+  std::map<std::string, std::string> listener_names;  // by hostname (unique on a port)
+  for (const GatewayPortListener& l : served) {
+    listeners.push_back(absl::AsciiStrToLower(l.hostname));
+    listener_names.emplace(listeners.back(), l.name);
+  }
   if (!routes.empty()) hosts.insert(listeners.begin(), listeners.end());
   // The most specific listener hostname covering `host` (a name before a wildcard, a longer
   // wildcard before a shorter, any hostname last).
@@ -1041,6 +1045,7 @@ xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, Transla
     xds::VirtualHost* vhost = config.add_virtual_hosts();
     vhost->set_name(host.empty() ? "*" : host);
     vhost->add_domains(host.empty() ? "*" : host);
+    if (listener.has_value()) vhost->set_gateway_listener(listener_names[*listener]);
     AddOrderedRoutes(entries, "no route of the Gateway matches the request", *vhost);
   }
   // A route's warnings once, not once per host it serves.

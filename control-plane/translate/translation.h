@@ -573,19 +573,25 @@ struct GatewayListenerRoute {
   std::string hostname;
   std::string listener_hostname;
 };
-// The RouteConfiguration `name` of a Gateway port `port` whose served listeners have
-// `listener_hostnames`: a virtual host per hostname of `routes` (and, when there are routes, per
+// A served listener of a Gateway port: its hostname ("" for any) and name (sectionName).
+struct GatewayPortListener {
+  std::string hostname;
+  std::string name;
+};
+// The RouteConfiguration `name` of a Gateway port `port` whose served listeners are `listeners`:
+// a virtual host per hostname of `routes` (and, when there are routes, per
 // listener hostname), holding the rules of every route whose hostname covers it (its own, a
 // wildcard over it, or any) and that is attached to the most specific listener covering it
 // (listener isolation: a request never takes the routes of a less specific listener), ordered by
 // the Gateway API's precedence (the matching hostname's characters, not a wildcard's first, then
 // as in the mesh), ending with a 404. Backends need a port (there is no parent Service); their
 // clusters are added to `out`, timeouts and retries are the rule's over the first backend's
-// TrafficPolicy; a redirect without a port keeps `port`.
+// TrafficPolicy; a redirect without a port keeps `port`. Each virtual host names the listener
+// that took it (gateway_listener).
 xds::RouteConfiguration GatewayPortRoutes(const TranslationContext& ctx, TranslationOutput& out,
                                           const std::string& name, uint32_t port,
                                           const std::vector<GatewayListenerRoute>& routes,
-                                          const std::vector<std::string>& listener_hostnames);
+                                          const std::vector<GatewayPortListener>& listeners);
 
 // ---------------------------------------------------------------------------------------------
 // Gateway proxies (gateway_proxy.cc; ADR 0099)

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/net/address.h"
 #include "re2/re2.h"
@@ -663,7 +664,15 @@ route::VirtualHostConfig TranslateVirtualHost(Errors::Scope& scope, const std::s
                                           clusters, vhost_retry, names));
   }
   if (route::HeaderMutations headers = TranslateMutations(scope, path, vh); !headers.empty()) {
-    vhost.headers.mut() = std::move(headers);
+    vhost.extras.mut().headers = std::move(headers);
+  }
+  if (!vh.gateway_listener().empty()) {
+    if (!ValidName(vh.gateway_listener()) || absl::StrContains(vh.gateway_listener(), '/')) {
+      scope.Add(Join(path, "gateway_listener"),
+                "must be a name: not empty, without spaces, control characters or '/'");
+    } else {
+      vhost.extras.mut().gateway_listener = names.Intern(vh.gateway_listener());
+    }
   }
   return vhost;
 }

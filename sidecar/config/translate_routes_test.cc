@@ -149,7 +149,7 @@ TEST(ServiceRouteTest, RoutesHoldOnlyTheExtrasTheyUse) {
   const route::VirtualHostConfig* vhost = table->MatchVirtualHost("reviews");
   ASSERT_NE(vhost, nullptr);
   ASSERT_EQ(vhost->routes.size(), 4u);
-  EXPECT_FALSE(vhost->headers.present());
+  EXPECT_FALSE(vhost->extras.present());
   for (size_t r : {0u, 1u}) {
     SCOPED_TRACE(r);
     const route::RouteEntry& plain = vhost->routes[r];
@@ -163,6 +163,21 @@ TEST(ServiceRouteTest, RoutesHoldOnlyTheExtrasTheyUse) {
   EXPECT_FALSE(vhost->routes[2].route_action()->extras.present());
   EXPECT_FALSE(vhost->routes[3].extras.present());
   EXPECT_EQ(vhost->routes[3].route_action()->extras->host_rewrite, "backend");
+}
+
+// A gateway proxy's host names the Gateway listener that took it, for its decision records.
+TEST(RouteTableTest, AGatewayHostKeepsItsListenerName) {
+  ResourceSet set = Base();
+  set.routes.Mutable(0).mutable_virtual_hosts(0)->set_gateway_listener("https");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  ASSERT_FALSE(table->config().virtual_hosts.empty());
+  const route::VirtualHostConfig& vhost = table->config().virtual_hosts[0];
+  ASSERT_TRUE(vhost.extras.present());
+  EXPECT_EQ(vhost.extras->gateway_listener.view(), "https");
+  EXPECT_TRUE(vhost.extras->headers.empty());
 }
 
 TEST(ServiceRouteTest, AddingOneServiceRouteReusesTheOthers) {
@@ -794,6 +809,12 @@ INSTANTIATE_TEST_SUITE_P(
                s.routes.Mutable(0).mutable_virtual_hosts(0)->add_destinations("10.96.0.5");
              },
              "virtual_hosts[0].destinations[0]: \"10.96.0.5\" is not an address with a port"},
+        Nack{"gateway_listener_with_slash",
+             [](ResourceSet& s) {
+               s.routes.Mutable(0).mutable_virtual_hosts(0)->set_gateway_listener("a/b");
+             },
+             "virtual_hosts[0].gateway_listener: must be a name: not empty, without spaces, "
+             "control characters or '/'"},
         Nack{"segment_prefix_without_slash",
              [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_path_separated_prefix("v2"); },
              "virtual_hosts[0].routes[0].match.path_separated_prefix: must start with '/'"},

@@ -343,6 +343,13 @@ struct RouteEntry {
 static_assert(sizeof(void*) != 8 || sizeof(RouteEntry) <= 432,
               "RouteEntry grew: put fields most routes leave unset in its extras");
 
+// The parts of a VirtualHostConfig most hosts lack (VirtualHostConfig::extras).
+struct VirtualHostExtras {
+  HeaderMutations headers;
+  // A gateway proxy's host: the Gateway listener that took it (decision records); empty: none.
+  SourceName gateway_listener;
+};
+
 struct VirtualHostConfig {
   std::string name;
   // Lowercase. "api.example.com", "api.example.com:8080", "*.example.com" (any non-empty text
@@ -350,7 +357,7 @@ struct VirtualHostConfig {
   std::vector<std::string> domains;
   std::vector<RouteEntry> routes;  // first match wins
   // Rarely set: made only when present.
-  RarePart<HeaderMutations> headers;
+  RarePart<VirtualHostExtras> extras;
   // The destination port authorization sees for requests to this host; 0: the listener's.
   uint32_t destination_port = 0;
   // HashOfHostName(name), set by RouteTable (and ShareVirtualHost) when it takes the host: the

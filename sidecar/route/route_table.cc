@@ -612,7 +612,7 @@ bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& heade
     added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {
-    const HeaderMutations& m = route.virtual_host->headers.get();
+    const HeaderMutations& m = route.virtual_host->extras->headers;
     added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
   const HeaderMutations& own = route.extras->headers;
@@ -631,7 +631,7 @@ void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& head
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {
-    const HeaderMutations& m = route.virtual_host->headers.get();
+    const HeaderMutations& m = route.virtual_host->extras->headers;
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
   }
   const HeaderMutations& own = route.extras->headers;

@@ -315,9 +315,9 @@ TEST(RouteTableTest, HeaderMutationOrderGeneralToSpecific) {
   config.headers.request_headers_to_remove = {"x-internal"};
   config.headers.response_headers_to_add = {{"server", "meshlet", false}};
   VirtualHostConfig vhost = VHost("h", {"*"});
-  vhost.headers.mut().request_headers_to_add = {{"x-level", "vhost", false},
-                                                {"x-trail", "vhost", true}};
-  vhost.headers.mut().response_headers_to_remove = {"x-powered-by"};
+  vhost.extras.mut().headers.request_headers_to_add = {{"x-level", "vhost", false},
+                                                       {"x-trail", "vhost", true}};
+  vhost.extras.mut().headers.response_headers_to_remove = {"x-powered-by"};
   RouteEntry& route = vhost.routes[0];
   route.extras.mut().headers.request_headers_to_add = {{"x-level", "route", false},
                                                        {"x-trail", "route", true}};
@@ -357,7 +357,7 @@ TEST(RouteTableTest, ConfigHeaderEditsApplyThroughSharedVirtualHosts) {
   own_host.routes.push_back(Prefix("own", "/", "c"));
   VirtualHostConfig host{.name = "shared", .domains = {"shared"}};
   host.routes.push_back(Prefix("r", "/", "c"));
-  host.headers.mut().request_headers_to_add = {{"x-config", "vhost", true}};
+  host.extras.mut().headers.request_headers_to_add = {{"x-config", "vhost", true}};
   std::shared_ptr<const VirtualHostConfig> shared =
       ShareVirtualHost(host, std::make_shared<const HeaderMutations>(edits));
 

@@ -122,6 +122,9 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   info_.route_name = route_->name;
   stream::DecisionRecord& decision = info_.decision;
   decision.policy_route = route_->source;
+  if (resolved.virtual_host != nullptr) {
+    decision.gateway_listener = resolved.virtual_host->extras->gateway_listener;
+  }
   decision.route_rule = route_->source_rule;
   decision.route_match = route_->source_match;
   if (route_->direct_response() != nullptr) {

@@ -124,6 +124,8 @@ struct DecisionRecord {
 
   // "HTTPRoute/default/reviews-split"; empty: the route has no source.
   absl::string_view policy_route;
+  // A gateway proxy's request: the Gateway listener that took its host; empty: none.
+  absl::string_view gateway_listener;
   int32_t route_rule = -1;           // -1: none (a Service's default route)
   int32_t route_match = -1;          // -1: the rule has no matches (exported only with a rule)
   absl::string_view subset;          // "version=v2"; empty: the whole service

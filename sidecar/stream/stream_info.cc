@@ -76,6 +76,7 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   span.error_reason = info.local_reply_reason;
   const DecisionRecord& d = info.decision;
   span.policy_route = d.policy_route;
+  span.gateway_listener = d.gateway_listener;
   span.route_rule = d.route_rule;
   span.route_match = d.route_match;
   span.subset = d.subset;

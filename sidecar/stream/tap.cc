@@ -109,6 +109,10 @@ void AppendTapEvent(const TapSpec& spec, const TapRequestView& request, std::str
     AppendJsonString(out, decision.policy_route);
     if (decision.route_rule >= 0) absl::StrAppend(out, ",\"rule\":", decision.route_rule);
   }
+  if (!decision.gateway_listener.empty()) {
+    out->append(",\"gatewayListener\":");
+    AppendJsonString(out, decision.gateway_listener);
+  }
   if (!info.route_name.empty()) {
     out->append(",\"routeName\":");
     AppendJsonString(out, info.route_name);

@@ -29,6 +29,7 @@ class RecordingSpanSink final : public SpanSink {
     copy.cluster = Keep(span.cluster);
     copy.error_reason = Keep(span.error_reason);
     copy.policy_route = Keep(span.policy_route);
+    copy.gateway_listener = Keep(span.gateway_listener);
     copy.subset = Keep(span.subset);
     copy.policy_traffic = Keep(span.policy_traffic);
     copy.authz = Keep(span.authz);

@@ -104,6 +104,7 @@ struct Span {
   // The decision record (server spans; docs/tracing.md "Decision records"): views of
   // configuration text like `route` above, or literals.
   absl::string_view policy_route;        // meshlet.policy.route
+  absl::string_view gateway_listener;    // meshlet.gateway.listener
   int32_t route_rule = -1;               // meshlet.route.rule, with meshlet.route.match; -1: unset
   int32_t route_match = -1;              // meshlet.route.match (-1 with a rule: no match list)
   absl::string_view subset;              // meshlet.subset
@@ -154,6 +155,7 @@ struct Span {
     Clear(trace_state);
     Clear(attempts);
     policy_route = {};
+    gateway_listener = {};
     route_rule = -1;
     route_match = -1;
     subset = {};
@@ -250,6 +252,9 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (span.retry_attempt != 0) int_attr("meshlet.retry_attempt", span.retry_attempt);
   if (!span.request_id.empty()) string_attr("meshlet.request_id", span.request_id);
   if (!span.policy_route.empty()) string_attr("meshlet.policy.route", span.policy_route);
+  if (!span.gateway_listener.empty()) {
+    string_attr("meshlet.gateway.listener", span.gateway_listener);
+  }
   if (span.route_rule >= 0) {
     int_attr("meshlet.route.rule", static_cast<int64_t>(span.route_rule));
     int_attr("meshlet.route.match", static_cast<int64_t>(span.route_match));

@@ -378,7 +378,7 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
 // head at its widest (tag and a 10-byte varint), every attribute key at its longest.
 size_t MaxSpanSize(const Span& span) {
   constexpr size_t kHead = 11;
-  constexpr size_t kAttributes = 39;                  // ForEachAttribute's
+  constexpr size_t kAttributes = 40;                  // ForEachAttribute's
   constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
   return 5 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + kFixed32Field16Size + span.trace_state.size() +
          NameOf(span).size() + 3 * kHead + span.status_message.size() + kAttributes * kAttribute +
@@ -386,10 +386,10 @@ size_t MaxSpanSize(const Span& span) {
          span.direction.size() + span.shed_reason.size() + span.discovery.size() +
          span.route.size() + span.cluster.size() + span.endpoint.size() + span.server_host.size() +
          span.peer_service.size() + span.response_flags.size() + span.request_id.size() +
-         span.error_reason.size() + span.policy_route.size() + span.subset.size() +
-         span.policy_traffic.size() + span.authz.size() + span.policy_authz.size() +
-         span.attempts.size() + span.timeout_origin.size() + span.policy_timeout.size() +
-         span.policy_per_try.size() + span.policy_destination.size() +
+         span.error_reason.size() + span.policy_route.size() + span.gateway_listener.size() +
+         span.subset.size() + span.policy_traffic.size() + span.authz.size() +
+         span.policy_authz.size() + span.attempts.size() + span.timeout_origin.size() +
+         span.policy_timeout.size() + span.policy_per_try.size() + span.policy_destination.size() +
          span.policy_rate_limit.size();
 }
 
