@@ -159,15 +159,19 @@ std::optional<DiscoveryObject> ParsePod(const YAML::Node& object) {
 
 // The mesh protocol of a Service port: appProtocol, else the name's prefix ("http", "http-web",
 // "grpc-api", "tcp-db"), as Istio reads them; a port that says neither is AUTO (HTTP when the
-// first bytes are, else opaque TCP).
+// first bytes are, else opaque TCP). The Kubernetes standard values (KEP-3726, honoured by the
+// Gateway API's backend protocol selection): kubernetes.io/h2c is HTTP/2 with prior knowledge
+// (HTTP2: every hop's upstream connection to it speaks HTTP/2 from the first byte), and
+// kubernetes.io/ws is WebSocket over cleartext, an HTTP/1.1 Upgrade (HTTP: routed, its tunnel
+// carried on an HTTP/1.1 connection); kubernetes.io/wss (WebSocket in the app's own TLS) is bytes.
 std::string MeshProtocol(const ServicePortObject& port) {
   auto of = [](absl::string_view text) -> std::string {
     const std::string lower = absl::AsciiStrToLower(text);
-    if (lower == "http" || lower == "http1") return "HTTP";
+    if (lower == "http" || lower == "http1" || lower == "kubernetes.io/ws") return "HTTP";
     if (lower == "http2" || lower == "h2c" || lower == "kubernetes.io/h2c") return "HTTP2";
     if (lower == "grpc" || lower == "grpc-web") return "GRPC";
-    if (lower == "tcp" || lower == "tls" || lower == "https" || lower == "kubernetes.io/ws" ||
-        lower == "kubernetes.io/wss" || lower == "mongo" || lower == "mysql" || lower == "redis") {
+    if (lower == "tcp" || lower == "tls" || lower == "https" || lower == "kubernetes.io/wss" ||
+        lower == "mongo" || lower == "mysql" || lower == "redis") {
       return "TCP";
     }
     return "";

@@ -32,7 +32,10 @@ constexpr char kServices[] = R"({"kind":"ServiceList","metadata":{"resourceVersi
      {"name":"http","port":9080,"targetPort":"web","protocol":"TCP"},
      {"name":"grpc-api","port":9090,"targetPort":9091},
      {"name":"dns","port":53,"protocol":"UDP"},
-     {"name":"db","port":5432,"appProtocol":"postgresql"}]}},
+     {"name":"db","port":5432,"appProtocol":"postgresql"},
+     {"name":"second","port":8081,"targetPort":3001,"appProtocol":"kubernetes.io/h2c"},
+     {"name":"third","port":8082,"targetPort":3000,"appProtocol":"kubernetes.io/ws"},
+     {"name":"fourth","port":8443,"targetPort":3443,"appProtocol":"kubernetes.io/wss"}]}},
   {"metadata":{"namespace":"default","name":"external"},
    "spec":{"type":"ExternalName","externalName":"example.com"}}]})";
 
@@ -139,9 +142,14 @@ TEST_F(DiscoveryTest, PublishesTheServicesWithTheirPortsAndReadyEndpoints) {
   EXPECT_EQ(reviews.name, "reviews");
   EXPECT_EQ(reviews.cluster_ips, std::vector<std::string>{"10.96.0.10"});
   // By port; UDP left out; the named targetPort resolved through the slice; protocols from the
-  // name's prefix, or appProtocol (one meshlet does not read is carried as TCP).
+  // name's prefix, or appProtocol (one meshlet does not read is carried as TCP; the Kubernetes
+  // standard ones: h2c is HTTP/2 with prior knowledge, ws an HTTP/1.1 Upgrade, wss the app's
+  // own TLS).
   std::vector<registry::KubernetesPort> ports = {
       {.name = "db", .port = 5432, .protocol = "TCP", .target_port = 5432},
+      {.name = "second", .port = 8081, .protocol = "HTTP2", .target_port = 3001},
+      {.name = "third", .port = 8082, .protocol = "HTTP", .target_port = 3000},
+      {.name = "fourth", .port = 8443, .protocol = "TCP", .target_port = 3443},
       {.name = "http", .port = 9080, .protocol = "HTTP", .target_port = 8080},
       {.name = "grpc-api", .port = 9090, .protocol = "GRPC", .target_port = 9091}};
   EXPECT_EQ(reviews.ports, ports);
@@ -200,8 +208,8 @@ TEST_F(DiscoveryTest, AWatchEventChangesWhatIsPublished) {
   // The Service stays, its named port no longer resolved (no slice).
   const registry::KubernetesService* reviews = Reviews();
   ASSERT_NE(reviews, nullptr);
-  EXPECT_EQ(reviews->ports[1].name, "http");
-  EXPECT_EQ(reviews->ports[1].target_port, 0u);
+  EXPECT_EQ(reviews->ports[4].name, "http");
+  EXPECT_EQ(reviews->ports[4].target_port, 0u);
 }
 
 // One Service per slice, and one watch event changing one slice.

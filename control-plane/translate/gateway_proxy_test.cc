@@ -195,6 +195,52 @@ spec:
   EXPECT_EQ(Named(r.clusters, "outbound|80||echo-v1.default"), nullptr);
 }
 
+// Backend protocol selection (HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket):
+// a Service port of appProtocol kubernetes.io/h2c (protocol HTTP2) is reached with HTTP/2 from
+// the first byte, by the gateway and by the member's sidecar calling its app (no HTTP/1.1 and no
+// Upgrade in between); one of kubernetes.io/ws (HTTP) is an HTTP port like any other, sidecar to
+// sidecar over the mesh's HTTP/2 (an Upgrade takes an HTTP/1.1 connection) and HTTP/1.1 to the app.
+TEST_F(GatewayProxyTest, H2cBackendPortsAreHttp2AllTheWayAndWebSocketPortsHttp1ToTheApp) {
+  policy_.services.push_back(Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: protocols}
+spec:
+  ports:
+  - {name: second, port: 8081, targetPort: 3001, protocol: HTTP2}
+  - {name: third, port: 8082, targetPort: 8080, protocol: HTTP}
+)"));
+  registry::Workload member = MakeWorkload("protocols-0", "protocols", "10.0.6.1");
+  member.ports = {3001, 8080};
+  Register(std::move(member));
+  for (registry::Workload& w : registry_.workloads) w.workload_certificate = true;
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: backend-protocols}
+spec:
+  parentRefs: [{name: edge, sectionName: api}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /h2c}}]
+    backendRefs: [{name: protocols, port: 8081}]
+  - matches: [{path: {type: PathPrefix, value: /ws}}]
+    backendRefs: [{name: protocols, port: 8082}]
+)");
+  const NodeResources& gateway = For("edge-gw-0");
+  const xds::Cluster* h2c = Named(gateway.clusters, "outbound|8081||protocols.default");
+  const xds::Cluster* ws = Named(gateway.clusters, "outbound|8082||protocols.default");
+  ASSERT_NE(h2c, nullptr);
+  ASSERT_NE(ws, nullptr);
+  EXPECT_TRUE(h2c->tls().enabled());
+  EXPECT_EQ(h2c->protocol(), xds::UPSTREAM_HTTP2);
+  EXPECT_EQ(ws->protocol(), xds::UPSTREAM_MESH_HTTP2);
+  const NodeResources& app = For("protocols-0");
+  const xds::Cluster* app_h2c = Named(app.clusters, "inbound|3001");
+  const xds::Cluster* app_ws = Named(app.clusters, "inbound|8080");
+  ASSERT_NE(app_h2c, nullptr);
+  ASSERT_NE(app_ws, nullptr);
+  EXPECT_EQ(app_h2c->protocol(), xds::UPSTREAM_HTTP2);
+  EXPECT_EQ(app_ws->protocol(), xds::UPSTREAM_HTTP1);
+}
+
 // GatewayHTTPListenerIsolation: listeners of one port for any host, *.example.com,
 // *.foo.example.com and abc.foo.example.com, a route each: a host takes the routes of its most
 // specific listener only, and a host of a listener without routes none of a less specific one's.

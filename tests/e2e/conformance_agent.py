@@ -3,6 +3,10 @@
     conformance_agent.py http  < REQUESTS.json     HTTP requests; prints one JSON list of answers
     conformance_agent.py grpc  < CALLS.json        gRPC calls; prints one JSON list of answers
     conformance_agent.py grpc-serve --port 7070 --service S --namespace NS --pod P
+    conformance_agent.py h2c   < REQUESTS.json     HTTP/2 requests with prior knowledge (cleartext)
+    conformance_agent.py ws    < SESSIONS.json     WebSocket sessions; one JSON list of answers
+    conformance_agent.py h2c-serve --port 3001 --service S --namespace NS --pod P
+    conformance_agent.py ws-serve --port 3000 --service S --namespace NS --pod P
 
 The test runs it with the host's /usr/bin/python3 (Debian's python3-grpcio) under `nsenter --net`
 into a pod's network namespace: its connections start where the pod's app's would, so the pod's
@@ -22,18 +26,44 @@ grpc: CALLS is a list of {"ip", "port", "authority", "method" (/package.Service/
 
 grpc-serve: answers every unary call of any method with JSON naming the server (service,
 namespace, pod), the method and the call's metadata ({name: [values]}), until its stdin closes.
+
+h2c: REQUESTS and answers as for http, each request on a connection of its own that speaks
+HTTP/2 from its first byte (the connection preface, no Upgrade: RFC 9113 section 3.3).
+
+h2c-serve: an HTTP/2 server with prior knowledge only (Debian's python3-h2): a connection that
+does not start with the HTTP/2 preface is closed unanswered. Every request is answered 200 with
+the JSON of testapp's echo mode ({"path", "host", "method", "proto": "HTTP/2.0", "headers":
+{name: [values]}, "service", "namespace", "pod", "status"}), until its stdin closes.
+
+ws: SESSIONS is a list of {"ip", "port", "host", "path", "origin", "messages": [{"text": S} or
+{"binary": [bytes as ints]}]}: the RFC 6455 opening handshake (its Sec-WebSocket-Accept checked),
+then each message as one masked frame, waiting for one message back before the next, then a
+close. An answer is {"status": 101, "headers": {...}, "replies": [{"text"} or {"binary"}]}, or
+{"status", "headers"} when the handshake was refused, or {"error"}.
+
+ws-serve: a WebSocket echo (RFC 6455): the opening handshake of a GET asking to upgrade to
+websocket is answered 101 with x-echo-service, x-echo-namespace and x-echo-pod naming the server;
+then every text or binary message is sent back as it came, pings answered, a close returned. A
+request that does not ask for a WebSocket gets 426. Until its stdin closes.
 """
 
 import argparse
+import base64
+import hashlib
 import http.client
 import json
+import os
 import socket
+import socketserver
 import ssl
+import struct
 import sys
 import threading
 import uuid as uuid_lib
 
 TIMEOUT_S = 10
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+WS_MAX_MESSAGE = 1 << 20  # larger messages end the session (both sides)
 
 
 def http_one(req):
@@ -137,16 +167,305 @@ def serve_grpc(args):
     done = threading.Event()
 
     def watch_stdin():
-        sys.stdin.read()  # until the test (its parent) closes it or is gone
+        wait_for_stdin_end()
         done.set()
     threading.Thread(target=watch_stdin, daemon=True).start()
     done.wait()
     server.stop(0)
 
 
+def wait_for_stdin_end():
+    """Blocks until the test (the parent) closes stdin or is gone."""
+    sys.stdin.read()
+
+
+# --- HTTP/2 with prior knowledge ------------------------------------------------------------------
+
+def h2c_one(req):
+    import h2.config
+    import h2.connection
+    import h2.events
+    path = req.get("path", "/").replace("{uuid}", str(uuid_lib.uuid4()))
+    sock = None
+    try:
+        sock = socket.create_connection((req["ip"], req["port"]), timeout=req.get("timeout",
+                                                                                TIMEOUT_S))
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        headers = [(":method", req.get("method", "GET")), (":scheme", "http"),
+                   (":authority", req["host"]), (":path", path)]
+        headers += [(k.lower(), v) for k, v in req.get("headers", {}).items()]
+        conn.send_headers(1, headers, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, joined, body = None, {}, b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return {"error": "connection closed before the answer ended", "path": path}
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    for name, value in event.headers:
+                        if name == ":status":
+                            status = int(value)
+                        elif not name.startswith(":"):
+                            joined[name] = joined[name] + "," + value if name in joined else value
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    return {"error": "stream reset (code %s)" % event.error_code, "path": path}
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    return {"error": "GOAWAY (code %s)" % event.error_code, "path": path}
+                elif isinstance(event, h2.events.StreamEnded) and status is not None:
+                    conn.close_connection()
+                    sock.sendall(conn.data_to_send())
+                    return {"status": status, "headers": joined, "path": path,
+                            "body": body.decode("utf-8", "replace")}
+            sock.sendall(conn.data_to_send())
+    except Exception as e:  # noqa: BLE001 (h2's protocol errors and socket errors alike)
+        return {"error": "%s: %s" % (type(e).__name__, e), "path": path}
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def serve_h2c(args):
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+                client_side=False, header_encoding="utf-8"))
+            conn.initiate_connection()
+            self.request.sendall(conn.data_to_send())
+            heads = {}
+            try:
+                while True:
+                    data = self.request.recv(65536)
+                    if not data:
+                        return
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            heads[event.stream_id] = event.headers
+                        elif isinstance(event, h2.events.DataReceived):
+                            conn.acknowledge_received_data(event.flow_controlled_length,
+                                                           event.stream_id)
+                        elif isinstance(event, h2.events.StreamEnded):
+                            answer(conn, event.stream_id, heads.pop(event.stream_id, []))
+                        elif isinstance(event, h2.events.ConnectionTerminated):
+                            self.request.sendall(conn.data_to_send())
+                            return
+                    self.request.sendall(conn.data_to_send())
+            except (h2.exceptions.ProtocolError, OSError) as e:
+                print("h2c connection from %s closed: %s" % (self.client_address[0], e),
+                      flush=True)
+
+    def answer(conn, stream_id, head):
+        pseudo = {k: v for k, v in head if k.startswith(":")}
+        regular = {}
+        for k, v in head:
+            if not k.startswith(":"):
+                regular.setdefault(k, []).append(v)
+        body = json.dumps({"path": pseudo.get(":path", ""), "host": pseudo.get(":authority", ""),
+                           "method": pseudo.get(":method", ""), "proto": "HTTP/2.0",
+                           "headers": regular, "namespace": args.namespace,
+                           "service": args.service, "pod": args.pod, "status": 200}).encode()
+        conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/json"),
+                                      ("content-length", str(len(body)))])
+        conn.send_data(stream_id, body, end_stream=True)
+        print("%s %s HTTP/2.0 200" % (pseudo.get(":method"), pseudo.get(":path")), flush=True)
+
+    serve(args, Handler)
+
+
+# --- WebSocket (RFC 6455) -------------------------------------------------------------------------
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def read_exactly(sock, n):
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed after %d of %d bytes" % (len(out), n))
+        out += chunk
+    return out
+
+
+def ws_send(sock, opcode, payload, mask):
+    """One final frame; masked (a client's) when `mask`."""
+    head = bytes([0x80 | opcode])
+    bit = 0x80 if mask else 0
+    if len(payload) < 126:
+        head += bytes([bit | len(payload)])
+    elif len(payload) < 1 << 16:
+        head += bytes([bit | 126]) + struct.pack("!H", len(payload))
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", len(payload))
+    if mask:
+        key = os.urandom(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
+    sock.sendall(head + payload)
+
+
+def ws_frame(sock):
+    """(fin, opcode, payload) of the next frame, unmasked."""
+    b0, b1 = read_exactly(sock, 2)
+    length = b1 & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", read_exactly(sock, 2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", read_exactly(sock, 8))[0]
+    if length > WS_MAX_MESSAGE:
+        raise ValueError("a frame of %d bytes, more than %d" % (length, WS_MAX_MESSAGE))
+    key = read_exactly(sock, 4) if b1 & 0x80 else None
+    payload = read_exactly(sock, length)
+    if key:
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bool(b0 & 0x80), b0 & 0x0F, payload
+
+
+def ws_message(sock, mask):
+    """(opcode, payload) of the next message (fragments joined); pings answered on the way. A
+    close is returned as opcode 8."""
+    opcode, data = None, b""
+    while True:
+        fin, op, payload = ws_frame(sock)
+        if op == 9:
+            ws_send(sock, 10, payload, mask)
+            continue
+        if op == 10:
+            continue
+        if op == 8:
+            return 8, payload
+        if op != 0:
+            opcode = op
+        data += payload
+        if len(data) > WS_MAX_MESSAGE:
+            raise ValueError("a message of more than %d bytes" % WS_MAX_MESSAGE)
+        if fin:
+            return opcode, data
+
+
+def read_head(sock):
+    """The HTTP head (up to the blank line) and what followed it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before the end of the HTTP head")
+        data += chunk
+        if len(data) > 65536:
+            raise ValueError("an HTTP head of more than 64 KiB")
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        headers[name] = headers[name] + "," + value.strip() if name in headers else value.strip()
+    return lines[0], headers, rest
+
+
+def ws_one(session):
+    sock = None
+    try:
+        sock = socket.create_connection((session["ip"], session["port"]),
+                                        timeout=session.get("timeout", TIMEOUT_S))
+        key = base64.b64encode(os.urandom(16)).decode()
+        head = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (
+                    session.get("path", "/"), session["host"], key))
+        if session.get("origin"):
+            head += "Origin: %s\r\n" % session["origin"]
+        sock.sendall((head + "\r\n").encode())
+        status_line, headers, rest = read_head(sock)
+        status = int(status_line.split(" ")[1])
+        if status != 101:
+            return {"status": status, "headers": headers}
+        if rest:
+            return {"error": "bytes before any message: %r" % rest[:80]}
+        if headers.get("sec-websocket-accept") != ws_accept(key):
+            return {"error": "Sec-WebSocket-Accept %r, expected %r" % (
+                headers.get("sec-websocket-accept"), ws_accept(key))}
+        replies = []
+        for message in session.get("messages", []):
+            if "text" in message:
+                ws_send(sock, 1, message["text"].encode(), True)
+            else:
+                ws_send(sock, 2, bytes(message["binary"]), True)
+            opcode, payload = ws_message(sock, True)
+            if opcode == 1:
+                replies.append({"text": payload.decode("utf-8", "replace")})
+            elif opcode == 2:
+                replies.append({"binary": list(payload)})
+            else:
+                replies.append({"opcode": opcode})
+                break
+        ws_send(sock, 8, struct.pack("!H", 1000), True)
+        return {"status": 101, "headers": headers, "replies": replies}
+    except (OSError, ValueError, IndexError) as e:
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def serve_ws(args):
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            sock = self.request
+            try:
+                request_line, headers, _ = read_head(sock)
+                key = headers.get("sec-websocket-key")
+                if "websocket" not in headers.get("upgrade", "").lower() or not key:
+                    body = b"this port speaks WebSocket only\n"
+                    sock.sendall(b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n"
+                                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (
+                                     len(body), body))
+                    return
+                sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                              "x-echo-service: %s\r\nx-echo-namespace: %s\r\n"
+                              "x-echo-pod: %s\r\n\r\n" % (ws_accept(key), args.service,
+                                                           args.namespace, args.pod)).encode())
+                print("%s 101" % request_line, flush=True)
+                while True:
+                    opcode, payload = ws_message(sock, False)
+                    if opcode == 8:
+                        ws_send(sock, 8, payload[:2], False)
+                        return
+                    ws_send(sock, opcode, payload, False)
+            except (OSError, ValueError, IndexError) as e:
+                print("WebSocket session from %s ended: %s" % (self.client_address[0], e),
+                      flush=True)
+
+    serve(args, Handler)
+
+
+def serve(args, handler):
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    server = Server(("0.0.0.0", args.port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("listening on 0.0.0.0:%d" % args.port, flush=True)
+    wait_for_stdin_end()
+    server.shutdown()
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["http", "grpc", "grpc-serve"])
+    p.add_argument("mode", choices=["http", "grpc", "grpc-serve", "h2c", "ws", "h2c-serve",
+                                    "ws-serve"])
     p.add_argument("--port", type=int, default=7070)
     p.add_argument("--service", default="")
     p.add_argument("--namespace", default="")
@@ -155,8 +474,12 @@ def main():
     if args.mode == "grpc-serve":
         serve_grpc(args)
         return 0
+    if args.mode in ("h2c-serve", "ws-serve"):
+        (serve_h2c if args.mode == "h2c-serve" else serve_ws)(args)
+        return 0
     requests = json.load(sys.stdin)
-    out = run_http(requests) if args.mode == "http" else run_grpc(requests)
+    out = {"http": run_http, "grpc": run_grpc, "h2c": lambda rs: [h2c_one(r) for r in rs],
+           "ws": lambda rs: [ws_one(r) for r in rs]}[args.mode](requests)
     json.dump(out, sys.stdout)
     return 0
 

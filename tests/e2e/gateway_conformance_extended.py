@@ -426,6 +426,118 @@ def request_percentage_mirror(m):
     return m.with_routes([route], body)
 
 
+# --- backend protocols ---------------------------------------------------------------------------
+#
+# Upstream's infra-backend-v1 Service has the ports 8081 (appProtocol kubernetes.io/h2c, an
+# HTTP/2-only echo) and 8082 (kubernetes.io/ws, a WebSocket echo); here Service echo-v1 has them
+# (mesh.yaml), and the case starts their servers (conformance_agent.py h2c-serve, ws-serve) in
+# echo-v1-0's network namespace: the gateway reaches them through echo-v1-0's sidecar.
+
+PROTOCOL_SERVERS = {"h2c-serve": 3001, "ws-serve": 3000}
+
+
+def protocol_server(m, mode):
+    """conformance_agent.py `mode` listening in echo-v1-0 (once a run; stopped with the run)."""
+    started = getattr(m, "protocol_servers", None)
+    if started is None:
+        started = m.protocol_servers = {}
+    if mode in started:
+        return started[mode]
+    pod = t.CLIENT
+    info = m.cluster.pods[pod]
+    log = "%s/%s-%s.log" % (m.run.dir, mode, pod)
+    proc = m.run.start_in_pod_network(pod, [
+        t.PYTHON, t.AGENT, mode, "--port", str(PROTOCOL_SERVERS[mode]), "--service", "echo-v1",
+        "--namespace", info["namespace"], "--pod", pod], log)
+
+    def listening():
+        with open(log) as f:
+            text = f.read()
+        if proc.poll() is not None:
+            raise t.Failed("%s in %s exited: %s" % (mode, pod, text[-2000:]))
+        return "listening" in text
+    m.run.wait_until(listening, 20, "%s in %s to listen" % (mode, pod))
+    started[mode] = "%s on %d in %s" % (mode, PROTOCOL_SERVERS[mode], pod)
+    return started[mode]
+
+
+def backend_protocol_h2c(m):
+    """HTTPRouteBackendProtocolH2C: a route to echo-v1's port 8081 (appProtocol
+    kubernetes.io/h2c); a request sent to the gateway with HTTP/2 prior knowledge is answered by
+    echo-v1's HTTP/2-only echo, which saw HTTP/2 (it closes any connection that starts otherwise,
+    so an HTTP/1.1 or Upgrade hop on the way fails the case)."""
+    server = protocol_server(m, "h2c-serve")
+    route = t.gateway_route("backend-protocol-h2c", [t.rule([t.backend("echo-v1", 8081)])])
+    request = dict(t.req("/", backend="echo-v1"), ip=gateway_ip(m), port=80)
+
+    def body():
+        status = accepted(m, route)
+        started = time.monotonic()
+        streak = 0
+        while True:
+            answer = m.agent(t.GATEWAY_CLIENT, "h2c", [
+                {k: v for k, v in request.items() if k != "expect"}])[0]
+            problem = t.judge(request, answer)
+            if problem is None:
+                proto = json.loads(answer["body"]).get("proto")
+                if proto != "HTTP/2.0":
+                    problem = "the backend got %s, expected HTTP/2.0" % proto
+            streak = 0 if problem else streak + 1
+            if streak >= t.CONSISTENT_ROUNDS:
+                return "%s; %s; HTTP/2 with prior knowledge to the gateway and from it to " \
+                       "echo-v1's h2c port, %d rounds in a row (%.1f s)" % (
+                           server, status, t.CONSISTENT_ROUNDS, time.monotonic() - started)
+            if time.monotonic() - started > t.EVENTUAL_S:
+                raise t.Failed("after %d s: %s" % (t.EVENTUAL_S, problem))
+            time.sleep(0.3)
+    return m.with_routes([route], body)
+
+
+WS_TEXT = "Websocket Support!"
+WS_BINARY = [1, 2, 3, 4, 5, 6, 7]
+
+
+def backend_protocol_websocket(m):
+    """HTTPRouteBackendProtocolWebSocket: a route to echo-v1's port 8082 (appProtocol
+    kubernetes.io/ws); a WebSocket opened through the gateway at /ws (RFC 6455 handshake, its
+    Sec-WebSocket-Accept checked) reaches echo-v1's WebSocket echo, which returns a text and a
+    binary message as sent."""
+    server = protocol_server(m, "ws-serve")
+    route = t.gateway_route("backend-protocol-ws", [t.rule([t.backend("echo-v1", 8082)])])
+
+    def body():
+        status = accepted(m, route)
+        started = time.monotonic()
+        streak = 0
+        while True:
+            session = {"ip": gateway_ip(m), "port": 80, "host": gateway_ip(m), "path": "/ws",
+                       "origin": "ws://gateway/HTTPRouteBackendProtocolWebSocket",
+                       "messages": [{"text": WS_TEXT}, {"binary": WS_BINARY}]}
+            answer = m.agent(t.GATEWAY_CLIENT, "ws", [session])[0]
+            want = [{"text": WS_TEXT}, {"binary": WS_BINARY}]
+            if "error" in answer:
+                problem = "no WebSocket: %s" % answer["error"]
+            elif answer["status"] != 101:
+                problem = "the handshake was answered %d" % answer["status"]
+            elif answer["headers"].get("x-echo-service") != "echo-v1":
+                problem = "the WebSocket reached %r, expected echo-v1" % answer["headers"].get(
+                    "x-echo-service")
+            elif answer["replies"] != want:
+                problem = "replies %s, expected %s" % (answer["replies"], want)
+            else:
+                problem = None
+            streak = 0 if problem else streak + 1
+            if streak >= t.CONSISTENT_ROUNDS:
+                return "%s; %s; a text and a binary message echoed by %s over a WebSocket " \
+                       "through the gateway, %d sessions in a row (%.1f s)" % (
+                           server, status, answer["headers"].get("x-echo-pod"),
+                           t.CONSISTENT_ROUNDS, time.monotonic() - started)
+            if time.monotonic() - started > t.EVENTUAL_S:
+                raise t.Failed("after %d s: %s" % (t.EVENTUAL_S, problem))
+            time.sleep(0.3)
+    return m.with_routes([route], body)
+
+
 # --- cases with more listeners -------------------------------------------------------------------
 #
 # Upstream deploys a Gateway of its own for these; here Gateway same-namespace gets the case's
@@ -533,6 +645,65 @@ def listener_port_matching(m):
             q("foo.com", 80, "echo-v1"), q("foo.com:8080", 8080, "echo-v2"),
             q("bar.com:8080", 8080, "echo-v2"), q("foo.com:8090", 8090, "echo-v1", v3=True),
             q("bar.com:8090", 8090, status=404)], client=t.GATEWAY_CLIENT))
+    return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
+
+
+def redirect_port_and_scheme(m):
+    """HTTPRouteRedirectPortAndScheme. Upstream's three Gateways are listeners of Gateway
+    same-namespace here: its own http (80), http-8080 (8080; upstream's
+    same-namespace-with-http-listener-on-8080) and https (443, the infra certificate; upstream's
+    same-namespace-with-https-listener), a route each by sectionName. A redirect without a port
+    keeps the listener's (8080 is written, 80 and 443 are not); one with a scheme but no port
+    takes the scheme's; without a scheme the request's (https on 443) is kept."""
+    https = {"name": "https", "port": 443, "protocol": "HTTPS",
+             "allowedRoutes": {"namespaces": {"from": "Same"}},
+             "tls": {"certificateRefs": [t.secret_ref(t.INFRA_CERTIFICATE, t.MESH_NS)]}}
+    listeners = [http_listener("http-8080", 8080), https]
+
+    def r(path, **spec):
+        return t.rule(matches=[t.prefix(path)], filters=[t.redirect(hostname="example.org",
+                                                                    **spec)])
+    on80 = t.gateway_route("http-route-for-listener-on-port-80", [
+        r("/scheme-nil-and-port-nil"), r("/scheme-nil-and-port-80", port=80),
+        r("/scheme-nil-and-port-8080", port=8080), r("/scheme-https-and-port-nil", scheme="https"),
+        r("/scheme-https-and-port-443", scheme="https", port=443),
+        r("/scheme-https-and-port-8443", scheme="https", port=8443)], section="http")
+    on8080 = t.gateway_route("http-route-for-listener-on-port-8080", [
+        r("/scheme-nil-and-port-nil"), r("/scheme-nil-and-port-80", port=80),
+        r("/scheme-https-and-port-nil", scheme="https")], section="http-8080")
+    on443 = t.gateway_route("http-route-for-listener-on-port-443", [
+        r("/scheme-nil-and-port-nil"), r("/scheme-nil-and-port-443", port=443),
+        r("/scheme-nil-and-port-8443", port=8443), r("/scheme-http-and-port-nil", scheme="http"),
+        r("/scheme-http-and-port-80", scheme="http", port=80),
+        r("/scheme-http-and-port-8080", scheme="http", port=8080)], section="https")
+    routes = [on80, on8080, on443]
+
+    def q(path, scheme, port=None, host=None):
+        location = {"scheme": scheme, "host": "example.org"}
+        if port:
+            location["port"] = port
+        return t.req(path, host=host or gateway_ip(m), to="x", status=302, location=location)
+
+    def body():
+        status = "; ".join(accepted(m, d) for d in routes)
+        port80 = t.gateway_expect(m, [
+            q("/scheme-nil-and-port-nil", "http"), q("/scheme-nil-and-port-80", "http"),
+            q("/scheme-nil-and-port-8080", "http", 8080),
+            q("/scheme-https-and-port-nil", "https"), q("/scheme-https-and-port-443", "https"),
+            q("/scheme-https-and-port-8443", "https", 8443)])
+        port8080 = t.gateway_expect(m, [
+            q("/scheme-nil-and-port-nil", "http", 8080), q("/scheme-nil-and-port-80", "http"),
+            q("/scheme-https-and-port-nil", "https")], port=8080)
+        port443 = t.gateway_expect(m, [
+            q("/scheme-nil-and-port-nil", "https", host="example.org"),
+            q("/scheme-nil-and-port-443", "https", host="example.org"),
+            q("/scheme-nil-and-port-8443", "https", 8443, host="example.org"),
+            q("/scheme-http-and-port-nil", "http", host="example.org"),
+            q("/scheme-http-and-port-80", "http", host="example.org"),
+            q("/scheme-http-and-port-8080", "http", 8080, host="example.org")],
+            port=443, ca=m.gateway_ca)
+        return "%s; listener on 80: %s; on 8080: %s; HTTPS on 443: %s" % (
+            status, port80, port8080, port443)
     return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
 
 
@@ -654,12 +825,6 @@ NOT_SUPPORTED = {
                                     "included) is not accepted (UnsupportedAddress)"),
     "HTTPRouteCORS": (["HTTPRouteCORS"], "no CORS filter"),
     "HTTPRouteCORSAllowCredentialsBehavior": (["HTTPRouteCORS"], "no CORS filter"),
-    "HTTPRouteBackendProtocolWebSocket": (["HTTPRouteBackendProtocolWebSocket"],
-                                          "not transcribed: the layout has no WebSocket echo "
-                                          "backend (the proxy forwards HTTP/1.1 upgrades)"),
-    "HTTPRouteBackendProtocolH2C": (["HTTPRouteBackendProtocolH2C"],
-                                    "not transcribed: the layout has no plain HTTP backend port "
-                                    "of appProtocol kubernetes.io/h2c"),
     "BackendTLSPolicy": (["BackendTLSPolicy"], "no BackendTLSPolicy (the gateway calls meshed "
                          "backends with mutual TLS)"),
     "BackendTLSPolicyConflictResolution": (["BackendTLSPolicy"], "no BackendTLSPolicy"),
@@ -668,8 +833,6 @@ NOT_SUPPORTED = {
     "BackendTLSPolicyObservedGenerationBump": (["BackendTLSPolicy"], "no BackendTLSPolicy"),
     "BackendTLSPolicySANValidation": (["BackendTLSPolicy", "BackendTLSPolicySANValidation"],
                                       "no BackendTLSPolicy"),
-    "HTTPRouteRedirectPortAndScheme": (["HTTPRoutePortRedirect", "GatewayPort8080"],
-                                       "not transcribed: needs a second listener port and HTTPS"),
 }
 # Upstream cases that test the Gateway alone (no route kind): in every Gateway profile.
 GATEWAY_ONLY = {"GatewayClassObservedGenerationBump", "GatewayInvalidRouteKind",
@@ -733,6 +896,12 @@ def cases():
                               sectionName="http", port=81)),
         C("GatewayHTTPListenerIsolation", [H], http + ["GatewayHTTPListenerIsolation"], False,
           http_listener_isolation),
+        C("HTTPRouteRedirectPortAndScheme", [H],
+          http + ["HTTPRoutePortRedirect", "GatewayPort8080"], False, redirect_port_and_scheme),
+        C("HTTPRouteBackendProtocolH2C", [H], http + ["HTTPRouteBackendProtocolH2C"], False,
+          backend_protocol_h2c),
+        C("HTTPRouteBackendProtocolWebSocket", [H],
+          http + ["HTTPRouteBackendProtocolWebSocket"], False, backend_protocol_websocket),
         C("GRPCExactMethodMatching", [G], grpc, False, grpc_exact_method_matching),
         C("GRPCRouteHeaderMatching", [G], grpc, False, grpc_header_matching),
         C("GRPCRouteWeight", [G], grpc, False, on_gateway_grpc(t.mesh_grpc_weight)),
