@@ -56,6 +56,7 @@ Pod IPs: the API server at run.ip(9), the control plane at run.ip(10), pods from
 the order played.
 """
 
+import concurrent.futures
 import json
 import os
 import re
@@ -551,6 +552,30 @@ class Cluster:
                            "service_account": service_account, "meshed": meshed}
         self.run.add_default_route(name)
         return name
+
+    def play_pods(self, pods):
+        """Plays several pods at once, each (name, template, namespace) as play_pod() plays it:
+        their addresses given in the order listed, their `podman kube play`s run side by side
+        (each mostly waits for its containers to start). Returns their names; the first failure
+        is raised once every play has ended."""
+        ips = []
+        for _ in pods:
+            ips.append(self.run.ip(self.next_host))
+            self.next_host += 1
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:
+            plays = [pool.submit(self.play_pod, name, template, ip, namespace)
+                     for (name, template, namespace), ip in zip(pods, ips)]
+            concurrent.futures.wait(plays)
+        return [p.result() for p in plays]
+
+    def delete_pods(self, pods, grace=30):
+        """delete_pod() of each of `pods`, side by side; the first failure is raised once every
+        deletion has ended."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:
+            deletions = [pool.submit(self.delete_pod, pod, grace) for pod in pods]
+            concurrent.futures.wait(deletions)
+        for d in deletions:
+            d.result()
 
     def wait_ready(self, pods=None, timeout=90):
         """Waits until every proxy of `pods` (default all) answers /ready with 200: it has its

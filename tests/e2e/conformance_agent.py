@@ -1,6 +1,7 @@
 """Requests and a gRPC echo for //tests/e2e:gateway_conformance_test, in a pod's network namespace.
 
     conformance_agent.py http  < REQUESTS.json     HTTP requests; prints one JSON list of answers
+    conformance_agent.py http  < ROUNDS.json       the same requests in rounds; a list of lists
     conformance_agent.py grpc  < CALLS.json        gRPC calls; prints one JSON list of answers
     conformance_agent.py grpc-serve --port 7070 --service S --namespace NS --pod P
     conformance_agent.py h2c   < REQUESTS.json     HTTP/2 requests with prior knowledge (cleartext)
@@ -20,6 +21,10 @@ connection of its own and is never redirected. An answer is {"status", "headers"
 name: value, repeated ones joined with ","}, "body"} or {"error"}; a request with "repeat": N
 gives N answers in a list. A request with "tls": {"ca": PEM path} goes over HTTPS, its
 certificate verified against that CA for the Host's name, sent as SNI.
+ROUNDS is {"requests": REQUESTS, "rounds": N, "pause": seconds between rounds, "statuses": [the
+statuses each request's answer may have]}: REQUESTS sent N times (one interpreter start for a
+test's consecutive rounds), stopping after the first round in which an answer has another status
+or none; the answers of each round sent.
 
 grpc: CALLS is a list of {"ip", "port", "authority", "method" (/package.Service/Method),
 "metadata": {name: value}, "repeat"}; an answer is {"code", "details", "body"} (the echo's JSON).
@@ -59,6 +64,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import uuid as uuid_lib
 
 TIMEOUT_S = 10
@@ -103,6 +109,19 @@ def run_http(requests):
             out.append([http_one(req) for _ in range(int(req["repeat"]))])
         else:
             out.append(http_one(req))
+    return out
+
+
+def run_rounds(spec):
+    out = []
+    for i in range(int(spec["rounds"])):
+        if i:
+            time.sleep(float(spec.get("pause", 0)))
+        answers = run_http(spec["requests"])
+        out.append(answers)
+        if any(isinstance(a, dict) and a.get("status") not in statuses
+               for a, statuses in zip(answers, spec["statuses"])):
+            break
     return out
 
 
@@ -478,8 +497,11 @@ def main():
         (serve_h2c if args.mode == "h2c-serve" else serve_ws)(args)
         return 0
     requests = json.load(sys.stdin)
-    out = {"http": run_http, "grpc": run_grpc, "h2c": lambda rs: [h2c_one(r) for r in rs],
-           "ws": lambda rs: [ws_one(r) for r in rs]}[args.mode](requests)
+    if args.mode == "http" and isinstance(requests, dict):
+        out = run_rounds(requests)
+    else:
+        out = {"http": run_http, "grpc": run_grpc, "h2c": lambda rs: [h2c_one(r) for r in rs],
+               "ws": lambda rs: [ws_one(r) for r in rs]}[args.mode](requests)
     json.dump(out, sys.stdout)
     return 0
 

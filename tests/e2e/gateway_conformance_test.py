@@ -61,6 +61,7 @@ GRPC_PORT = 7070
 # How long a case waits for its expectations to hold, and how many rounds in a row they must.
 EVENTUAL_S = 30
 CONSISTENT_ROUNDS = 3
+ROUND_PAUSE_S = 0.3
 # Weighted cases: requests sent, and how far each backend's share may be from its weight.
 WEIGHT_REQUESTS = 500
 WEIGHT_TOLERANCE = 0.05
@@ -286,18 +287,21 @@ class Conformance:
             ns = doc["metadata"].get("namespace", MESH_NS)
             if doc["kind"] == "ServiceAccount":
                 c.create_join_token(doc["metadata"]["name"], namespace=ns)
+        pods = []
         for doc in documents:
             ns = doc["metadata"].get("namespace", MESH_NS)
             if doc["kind"] == "Deployment":
                 name = "%s-0" % doc["metadata"]["name"]
                 if ns == CONSUMER_NS:
                     name = "consumer-" + name
-                c.play_pod(name, doc["spec"]["template"], namespace=ns)
+                pods.append((name, doc["spec"]["template"], ns))
+        c.play_pods(pods)
         phase("pods played")
         ready = c.wait_ready()
         phase("proxies ready")
-        for pod in (CLIENT, CLIENT_V2, CONSUMER_CLIENT):
-            self.start_grpc_echo(pod)
+        for listening in [self.start_grpc_echo(pod)
+                          for pod in (CLIENT, CLIENT_V2, CONSUMER_CLIENT)]:
+            listening()
         phase("gRPC echoes")
         self.publish_services([d for d in documents if d["kind"] == "Service"])
         phase("Services and endpoints answered to every client's lookups")
@@ -313,6 +317,7 @@ class Conformance:
                               for i, (name, t) in enumerate(phases[1:]))))
 
     def start_grpc_echo(self, pod):
+        """Starts the gRPC echo in `pod`; returns what waits until it listens."""
         info = self.cluster.pods[pod]
         service = {"v1": "echo-v1", "v2": "echo-v2"}[info["labels"]["version"]]
         log = os.path.join(self.run.dir, "grpc-echo-%s.log" % pod)
@@ -326,8 +331,8 @@ class Conformance:
             if proc.poll() is not None:
                 raise harness.E2EError("the gRPC echo of %s exited: %s" % (pod, text[-2000:]))
             return "listening" in text
-        self.run.wait_until(listening, 20, "the gRPC echo of %s to listen" % pod)
         self.grpc_servers.append(proc)
+        return lambda: self.run.wait_until(listening, 20, "the gRPC echo of %s to listen" % pod)
 
     def publish_services(self, services, clients=(CLIENT, CLIENT_V2, CONSUMER_CLIENT)):
         """The Services, their EndpointSlices and the pods in the Kubernetes API server; until
@@ -516,26 +521,35 @@ class Conformance:
 
     def expect(self, requests, client=CLIENT, timeout=EVENTUAL_S):
         """Sends `requests` from `client` until every answer meets its expectations in
-        CONSISTENT_ROUNDS rounds in a row; Failed naming what did not, after `timeout`."""
+        CONSISTENT_ROUNDS rounds in a row, ROUND_PAUSE_S apart; Failed naming what did not, after
+        `timeout`. The rounds still wanted go to one agent run, which stops early after a round
+        with a status not expected; each round is judged here."""
         started = time.monotonic()
         streak = 0
+        calls = [{k: v for k, v in r.items() if k != "expect"} for r in requests]
+        statuses = [list(r["expect"]["status"]) if isinstance(r["expect"]["status"], (tuple, list))
+                    else [r["expect"]["status"]] for r in requests]
+        failed = []
         while True:
-            answers = self.agent(client, "http", [
-                {k: v for k, v in r.items() if k != "expect"} for r in requests])
-            problems = []
-            for r, a in zip(requests, answers):
-                problem = judge(r, a)
-                if problem:
-                    problems.append("%s %s%s (host %s): %s" % (
-                        r["method"], r["ip"], a.get("path", r["path"]), r["host"], problem))
-            streak = 0 if problems else streak + 1
+            rounds = self.agent(client, "http", {
+                "requests": calls, "rounds": CONSISTENT_ROUNDS - streak, "pause": ROUND_PAUSE_S,
+                "statuses": statuses})
+            for answers in rounds:
+                problems = []
+                for r, a in zip(requests, answers):
+                    problem = judge(r, a)
+                    if problem:
+                        problems.append("%s %s%s (host %s): %s" % (
+                            r["method"], r["ip"], a.get("path", r["path"]), r["host"], problem))
+                streak = 0 if problems else streak + 1
+                failed = problems or failed
             if streak >= CONSISTENT_ROUNDS:
                 return "%d requests as expected, %d rounds in a row (%.1f s)" % (
                     len(requests), CONSISTENT_ROUNDS, time.monotonic() - started)
             if time.monotonic() - started > timeout:
                 raise Failed("after %.0f s, %d of %d requests not as expected: %s" % (
-                    timeout, len(problems), len(requests), "; ".join(problems[:4])))
-            time.sleep(0.3)
+                    timeout, len(failed), len(requests), "; ".join(failed[:4])))
+            time.sleep(ROUND_PAUSE_S)
 
     def shares(self, answers, key):
         counts = collections.Counter(key(a) for a in answers)
@@ -1181,10 +1195,14 @@ GATEWAY_CLASS = "meshlet"
 GATEWAY_CONTROLLER = "meshlet.io/gateway-controller"
 GATEWAY_POD = "gateway-same-namespace-0"
 GATEWAY_CLIENT = "kube-apiserver"
+# How long a case's gateway pod may drain when removed (its clients are done by then).
+GATEWAY_GRACE_S = 5
 # gateway.yaml's namespaces, their Services' ClusterIPs, and the certificate Secrets.
 WEB_NS = "gateway-conformance-web-backend"
 APP_NS = "gateway-conformance-app-backend"
-GATEWAY_CLUSTER_IPS = {"echo-v3": "240.241.1.13", "web-backend": "240.241.1.14"}
+GATEWAY_CLUSTER_IPS = {"echo-v3": "240.241.1.13", "web-backend": "240.241.1.14",
+                       "app-backend-v1": "240.241.1.15", "app-backend-v2": "240.241.1.16",
+                       "manual-endpointslices": "240.241.1.17"}
 INFRA_CERTIFICATE = "tls-validity-checks-certificate"  # in MESH_NS
 WEB_CERTIFICATE = "certificate"                         # in WEB_NS
 
@@ -1274,11 +1292,10 @@ def setup_gateway(m):
             c.kube_put("namespaces", doc)
         elif doc["kind"] == "ServiceAccount":
             c.create_join_token(doc["metadata"]["name"], namespace=ns)
-    backends = [c.play_pod("%s-0" % d["metadata"]["name"], d["spec"]["template"],
-                           namespace=d["metadata"]["namespace"])
-                for d in documents if d["kind"] == "Deployment"]
+    backends = [("%s-0" % d["metadata"]["name"], d["spec"]["template"],
+                 d["metadata"]["namespace"]) for d in documents if d["kind"] == "Deployment"]
     pods = play_gateways(m, [gateway_doc(GATEWAY_NAME, [listener("http")])],
-                         wait=lambda: c.wait_ready(backends))
+                         wait=lambda: c.wait_ready([b[0] for b in backends]), more=backends)
     m.publish_services([d for d in documents if d["kind"] == "Service"], clients=())
     d = os.path.join(m.run.dir, "gateway-certificates")
     os.makedirs(d)
@@ -1287,16 +1304,17 @@ def setup_gateway(m):
     import mesh_util
     ca = mesh_util.make_ca(d, "gateway-conformance-ca")
     m.gateway_ca = ca[0]
-    # Upstream's names: *.org (which Python's hostname check does not take) and the names sent.
+    # Upstream's names: *.org (which Python's hostname check does not take) and the names sent
+    # (secure.test.com: GatewayModifyListeners' HTTPS listener).
     infra = mesh_util.make_server_cert(d, INFRA_CERTIFICATE, ca, ",".join(
         "DNS:" + n for n in ("*.org", "example.org", "second-example.org",
-                             "unknown-example.org")))
+                             "unknown-example.org", "secure.test.com")))
     c.kube_put("secrets", tls_secret(INFRA_CERTIFICATE, MESH_NS, infra))
     web = mesh_util.make_server_cert(d, "web-backend-certificate", ca, "DNS:*")
     c.kube_put("secrets", tls_secret(WEB_CERTIFICATE, WEB_NS, web))
     m.wait_acked()
     return "gateway pod %s (%s) serving Gateway %s/%s, Programmed; %s ready; in %.1f s" % (
-        pods[0], c.pods[pods[0]]["ip"], MESH_NS, GATEWAY_NAME, ", ".join(backends),
+        pods[0], c.pods[pods[0]]["ip"], MESH_NS, GATEWAY_NAME, ", ".join(b[0] for b in backends),
         time.monotonic() - started)
 
 
@@ -1304,12 +1322,14 @@ def gateway_pod(name):
     return "gateway-%s-0" % name
 
 
-def play_gateways(m, gateways, wait=None):
+def play_gateways(m, gateways, wait=None, more=()):
     """Each Gateway (gateway_doc()) put into the Kubernetes API server and its proxy played as
     the pod the control plane deploys in a cluster (the Deployment `meshctl inject
-    --gateway-class meshlet` writes for it, one replica); `wait`() while they start; until every
-    Gateway is Programmed with its pod's address. Returns the pods."""
+    --gateway-class meshlet` writes for it, one replica), all at once and with the pods of `more`
+    ((name, template, namespace)); `wait`() while they start; until every Gateway is Programmed
+    with its pod's address. Returns the gateways' pods."""
     c = m.cluster
+    started = time.monotonic()
     pods = []
     for gateway in gateways:
         c.kube_put("gateways", gateway)
@@ -1328,7 +1348,9 @@ def play_gateways(m, gateways, wait=None):
         # applies): here the proxy runs as root to bind ports below 1024.
         template["spec"].pop("securityContext", None)
         template["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0, "runAsGroup": 0}
-        pods.append(c.play_pod(gateway_pod(name), template, namespace=MESH_NS))
+        pods.append((gateway_pod(name), template, MESH_NS))
+    pods = c.play_pods(pods + list(more))[:len(gateways)]
+    played = time.monotonic()
     if wait:
         wait()
     c.wait_ready(pods)
@@ -1345,18 +1367,22 @@ def play_gateways(m, gateways, wait=None):
             name, ip), lambda: json.dumps((kube_object(
                 m, "gateways", MESH_NS, name) or {}).get("status"))[:1500])
     m.wait_acked()
+    harness.log("gateway pods %s played in %.1f s, Programmed %.1f s later" % (
+        ", ".join(pods), played - started, time.monotonic() - played))
     return pods
 
 
 def remove_gateways(m, gateways):
     """The Gateways' pods deleted, then the Gateways."""
-    for gateway in gateways:
-        pod = gateway_pod(gateway["metadata"]["name"])
-        if pod in m.cluster.pods:
-            m.cluster.delete_pod(pod, grace=5)
+    started = time.monotonic()
+    m.cluster.delete_pods([gateway_pod(g["metadata"]["name"]) for g in gateways
+                           if gateway_pod(g["metadata"]["name"]) in m.cluster.pods],
+                          grace=GATEWAY_GRACE_S)
     for gateway in gateways:
         m.cluster.kube_delete("gateways", gateway["metadata"]["name"], MESH_NS)
     m.wait_acked()
+    harness.log("Gateways %s and their pods removed in %.1f s" % (", ".join(
+        g["metadata"]["name"] for g in gateways), time.monotonic() - started))
 
 
 def with_gateways(m, gateways, body, objects=()):
@@ -1813,12 +1839,15 @@ def gw_invalid_cross_namespace_backend_ref(m):
     Accepted, ResolvedRefs False RefNotPermitted, its requests answered 500."""
     r = gateway_route("invalid-cross-namespace-backend-ref",
                       [rule([backend("web-backend", namespace=WEB_NS)])])
+    return m.with_routes([r], lambda: ref_not_permitted(m, r, [req("/", status=500)]))
 
-    def body():
-        accepted = route_accepted_only(m, r)
-        resolved = wait_route_condition(m, r, "ResolvedRefs", "False", "RefNotPermitted")
-        return "%s; %s; %s" % (accepted, resolved, gateway_expect(m, [req("/", status=500)]))
-    return m.with_routes([r], body)
+
+def ref_not_permitted(m, doc, requests):
+    """Until the route is Accepted with ResolvedRefs False RefNotPermitted, then `requests`
+    through the gateway."""
+    accepted = route_accepted_only(m, doc)
+    resolved = wait_route_condition(m, doc, "ResolvedRefs", "False", "RefNotPermitted")
+    return "%s; %s; %s" % (accepted, resolved, gateway_expect(m, requests))
 
 
 def route_accepted_only(m, doc, gateway=GATEWAY_NAME):
@@ -2011,6 +2040,215 @@ def gw_listener_hostname_matching(m):
             req(host="foo.com", status=404), req(host="no.matching.host", status=404)],
             pod=gateway_pod(name)))
     return with_gateways(m, [g], lambda: m.with_routes(routes, body))
+
+
+def gw_invalid_reference_grant(m):
+    """A backendRef to web-backend of another namespace whose ReferenceGrants each miss by one
+    field (their namespace, the from group, kind or namespace, the to group or kind, the to name):
+    the route Accepted, ResolvedRefs False RefNotPermitted, its requests answered 500."""
+    grants = [
+        reference_grant("reference-grant-wrong-namespace", MESH_NS, "HTTPRoute", MESH_NS,
+                        "Service", "web-backend"),
+        reference_grant("reference-grant-wrong-from-group", WEB_NS, "HTTPRoute", MESH_NS,
+                        "Service", "web-backend", from_group="not-the-group-youre-looking-for"),
+        reference_grant("reference-grant-wrong-from-kind", WEB_NS, "Gateway", MESH_NS, "Service",
+                        "web-backend"),
+        reference_grant("reference-grant-wrong-from-namespace", WEB_NS, "HTTPRoute",
+                        "not-the-namespace-youre-looking-for", "Service", "web-backend"),
+        reference_grant("reference-grant-wrong-to-group", WEB_NS, "HTTPRoute", MESH_NS,
+                        "Service", "web-backend", to_group="not-the-group-youre-looking-for"),
+        reference_grant("reference-grant-wrong-to-kind", WEB_NS, "HTTPRoute", MESH_NS, "Secret",
+                        "web-backend"),
+        reference_grant("reference-grant-wrong-to-name", WEB_NS, "HTTPRoute", MESH_NS, "Secret",
+                        "not-the-service-youre-looking-for")]
+    r = gateway_route("reference-grant", [rule([backend("web-backend", namespace=WEB_NS)])])
+    return with_objects(m, grants, lambda: m.with_routes(
+        [r], lambda: ref_not_permitted(m, r, [req("/", status=500)])))
+
+
+def gw_partially_invalid_reference_grant(m):
+    """A route with a rule to app-backend-v2 of another namespace, whose ReferenceGrant names
+    app-backend-v1 only, and a rule to app-backend-v1: the route Accepted, ResolvedRefs False
+    RefNotPermitted; /v2 answered 500, the rest by app-backend-v1."""
+    grant = reference_grant("invalid-reference-grant", APP_NS, "HTTPRoute", MESH_NS, "Service",
+                            "app-backend-v1")
+    r = gateway_route("invalid-reference-grant", [
+        rule([backend("app-backend-v2", namespace=APP_NS)], matches=[prefix("/v2")]),
+        rule([backend("app-backend-v1", namespace=APP_NS)])])
+    return with_objects(m, [grant], lambda: m.with_routes([r], lambda: ref_not_permitted(m, r, [
+        req("/v2", status=500), req("/", backend="app-backend-v1", namespace=APP_NS)])))
+
+
+def route_latest_conditions(m, doc, gateway=GATEWAY_NAME):
+    """Until every condition of the route's entry for the Gateway has the route's generation,
+    Accepted and ResolvedRefs True (upstream's HTTPRouteMustHaveLatestConditions and
+    HTTPRouteMustHaveResolvedRefsConditionsTrue); the generation."""
+    def ok():
+        conds, gen = gateway_parent_conditions(m, doc, gateway)
+        if not conds or any(c.get("observedGeneration") != gen for c in conds.values()):
+            return None
+        if any(conds.get(t, {}).get("status") != "True" for t in ("Accepted", "ResolvedRefs")):
+            return None
+        return gen
+    return m.run.wait_until(ok, EVENTUAL_S, "%s's conditions at its generation" % (
+        doc["metadata"]["name"]), lambda: m.describe_status(doc))
+
+
+def gw_route_generation_bump(m):
+    """The route's backendRef changed (echo-v1 to echo-v2): every condition's observedGeneration
+    follows metadata.generation, Accepted and ResolvedRefs True; (this test's addition) its
+    requests answered by echo-v1, then by echo-v2."""
+    r = gateway_route("observed-generation-bump", [rule([backend("echo-v1")])])
+
+    def body():
+        before = route_latest_conditions(m, r)
+        first = gateway_expect(m, [req("/", backend="echo-v1")])
+        changed = json.loads(json.dumps(r))
+        changed["spec"]["rules"][0]["backendRefs"][0]["name"] = "echo-v2"
+        if m.through_kube("HTTPRoute"):
+            changed["metadata"]["generation"] = before + 1
+        m.apply([changed])
+        after = route_latest_conditions(m, changed)
+        check(after != before, "the route's generation stayed %s after a change" % before)
+        second = gateway_expect(m, [req("/", backend="echo-v2")])
+        return "observedGeneration %s, then %s; echo-v1: %s; then echo-v2: %s" % (
+            before, after, first, second)
+    return m.with_routes([r], body)
+
+
+def service_types_objects(m):
+    """upstream's Services of HTTPRouteServiceTypes, each to echo-v1's pod (infra-backend-v1
+    there): manual-endpointslices (no selector, its EndpointSlices written by hand, as upstream's
+    case patches them), headless (clusterIP None, a selector: its EndpointSlice what the
+    EndpointSlice controller writes, here the test) and headless-manual-endpointslices (both);
+    (plural, document) pairs. The Services' port 8080 goes to the echo's 8080 (upstream's 3000)."""
+    pod = m.cluster.pods[CLIENT]
+    port = {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 8080}
+    endpoint = {"addresses": [pod["ip"]],
+                "conditions": {"ready": True, "serving": True, "terminating": False},
+                "targetRef": {"kind": "Pod", "name": CLIENT, "namespace": MESH_NS}}
+
+    def service(name, headless, selector=None):
+        spec = {"ports": [dict(port)]}
+        if headless:
+            spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
+        else:  # what the API server allocates
+            spec["type"], spec["clusterIP"] = "ClusterIP", CLUSTER_IPS[name]
+            spec["clusterIPs"] = [CLUSTER_IPS[name]]
+        if selector:
+            spec["selector"] = selector
+        return ("services", {"apiVersion": "v1", "kind": "Service",
+                             "metadata": {"name": name, "namespace": MESH_NS}, "spec": spec})
+
+    def slice_(service_name, name, family, endpoints):
+        return ("endpointslices", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": MESH_NS,
+                         "labels": {"kubernetes.io/service-name": service_name}},
+            "addressType": family,
+            "ports": [{"name": "first-port", "port": 8080, "protocol": "TCP"}],
+            "endpoints": endpoints})
+    out = []
+    for name in ("manual-endpointslices", "headless-manual-endpointslices"):
+        out += [service(name, name.startswith("headless")),
+                # The pods have IPv4 addresses only: the IPv6 slices stay without endpoints.
+                slice_(name, name + "-ip4", "IPv4", [endpoint]),
+                slice_(name, name + "-ip6", "IPv6", [])]
+    out += [service("headless", True, pod["labels"]),
+            slice_("headless", "headless-x7k2p", "IPv4", [endpoint])]
+    return out
+
+
+def gw_service_types(m):
+    """A route's rules to a Service with hand-written EndpointSlices, a headless Service and a
+    headless one with hand-written EndpointSlices, all of echo-v1's pod: the route Accepted and
+    ResolvedRefs, each path answered by echo-v1."""
+    kinds = ["manual-endpointslices", "headless", "headless-manual-endpointslices"]
+    r = gateway_route("service-types", [
+        rule([backend(k)], matches=[exact("/" + k)]) for k in kinds])
+
+    def body():
+        accepted = route_accepted(m, r)
+        return "%s; %s" % (accepted, gateway_expect(m, [
+            req("/" + k, backend="echo-v1") for k in kinds]))
+    return with_objects(m, service_types_objects(m), lambda: m.with_routes([r], body))
+
+
+def gateway_latest_conditions(m, name):
+    """Until every condition of the Gateway has its generation (upstream's
+    GatewayMustHaveLatestConditions); the generation."""
+    def ok():
+        gw = kube_object(m, "gateways", MESH_NS, name) or {}
+        gen = gw.get("metadata", {}).get("generation")
+        conds = gw.get("status", {}).get("conditions", [])
+        return gen if conds and all(c.get("observedGeneration") == gen for c in conds) else None
+    return m.run.wait_until(ok, EVENTUAL_S, "Gateway %s's conditions at its generation" % name,
+                            lambda: json.dumps((kube_object(m, "gateways", MESH_NS, name) or {})
+                                               .get("status"))[:1500])
+
+
+def modify_listeners(m, name, change):
+    """The Gateway's listeners changed by change(listeners) (a new list), its generation bumped,
+    put into the API server; the generation before."""
+    gw = kube_object(m, "gateways", MESH_NS, name)
+    check(gw is not None, "Gateway %s not found" % name)
+    changed = json.loads(json.dumps({k: gw[k] for k in ("apiVersion", "kind", "metadata",
+                                                         "spec")}))
+    gen = changed["metadata"].get("generation", 1)
+    changed["metadata"]["generation"] = gen + 1
+    changed["spec"]["listeners"] = change(changed["spec"]["listeners"])
+    m.cluster.kube_put("gateways", changed)
+    return gen
+
+
+def gw_modify_listeners(m):
+    """A listener added to a live Gateway (HTTP on 80 for data.test.com beside HTTPS on 443 for
+    secure.test.com) and one removed from another (its HTTPS one): the listeners in status are the
+    new ones, each Accepted and ResolvedRefs with its route attached, every condition at the new
+    generation; (this test's addition) the Gateways' proxies serve the added listener and stop
+    serving the removed one."""
+    cert = secret_ref(INFRA_CERTIFICATE, MESH_NS)
+    https = listener("https", 443, "HTTPS", hostname="secure.test.com", allowed="All",
+                     certificates=[cert])
+    http = listener("http", allowed="All")
+    add, remove = "gateway-add-listener", "gateway-remove-listener"
+    gateways = [gateway_doc(add, [https]), gateway_doc(remove, [https, http])]
+    routes = [gateway_route("http-route-1", [rule([backend("echo-v1")])], gateway=add),
+              gateway_route("http-route-2", [rule([backend("echo-v1")])], gateway=remove)]
+    ready = (["HTTPRoute"], [("Accepted", "True", None), ("ResolvedRefs", "True", None)], 1)
+    secure = req("/", host="secure.test.com", backend="echo-v1")
+    data = req("/", host="data.test.com", backend="echo-v1")
+
+    def serves(name, port, request, ca=None):
+        return gateway_expect(m, [request], pod=gateway_pod(name), port=port, ca=ca)
+
+    def refuses(name, port):
+        calls = [{k: v for k, v in r.items() if k != "expect"} for r in through_gateway(
+            m, [secure], pod=gateway_pod(name), port=port, ca=m.gateway_ca)]
+
+        def gone():
+            error = m.agent(GATEWAY_CLIENT, "http", calls)[0].get("error", "")
+            return error if "ConnectionRefused" in error else None
+        return m.run.wait_until(gone, EVENTUAL_S, "%s to refuse connections on port %d" % (
+            name, port))
+
+    def body():
+        accepted = [route_accepted(m, r, r["spec"]["parentRefs"][0]["name"]) for r in routes]
+        served = serves(add, 443, secure, m.gateway_ca)
+        gen = modify_listeners(m, add, lambda ls: ls + [dict(http, hostname="data.test.com")])
+        added = wait_listeners(m, add, {"https": ready, "http": ready})
+        check(gateway_latest_conditions(m, add) == gen + 1, "%s's generation" % add)
+        added_serves = serves(add, 80, data)
+        before = serves(remove, 443, secure, m.gateway_ca)
+        gen = modify_listeners(m, remove, lambda ls: [x for x in ls if x["name"] == "http"])
+        removed = wait_listeners(m, remove, {"http": ready})
+        check(gateway_latest_conditions(m, remove) == gen + 1, "%s's generation" % remove)
+        refused = refuses(remove, 443)
+        still = serves(remove, 80, secure)
+        return ("%s; %s on 443: %s; added: %s, on 80: %s; %s on 443 before: %s; removed: %s, 443 "
+                "refused (%s), 80: %s" % (", ".join(accepted), add, served, added, added_serves,
+                                          remove, before, removed, refused, still))
+    return with_gateways(m, gateways, lambda: m.with_routes(routes, body))
 
 
 class ThroughGateway:
@@ -2226,17 +2464,22 @@ GATEWAY_CASES = [
          ["Gateway", "HTTPRoute", "HTTPRouteBackendTimeout"], False,
          on_gateway(timeout_case("backendRequest", "/backend-timeout",
                                  "/disable-backend-timeout"))),
+    Case("GatewayModifyListeners", [GATEWAY_HTTP], ["Gateway"], False, gw_modify_listeners),
+    Case("HTTPRouteInvalidReferenceGrant", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "ReferenceGrant"], False, gw_invalid_reference_grant),
+    Case("HTTPRouteObservedGenerationBump", [GATEWAY_HTTP], ["Gateway", "HTTPRoute"], False,
+         gw_route_generation_bump),
+    Case("HTTPRoutePartiallyInvalidViaInvalidReferenceGrant", [GATEWAY_HTTP],
+         ["Gateway", "HTTPRoute", "ReferenceGrant"], False,
+         gw_partially_invalid_reference_grant),
+    Case("HTTPRouteServiceTypes", [GATEWAY_HTTP], ["Gateway", "HTTPRoute"], False,
+         gw_service_types),
 ]
 # The Gateway profile's core HTTP cases not run (the report's skippedTests, with the reason in
-# docs/gateway.md): upstream's core cases not transcribed into this test yet.
-CORE_NOT_TRANSCRIBED = ("GatewayModifyListeners", "HTTPRouteInvalidReferenceGrant",
-                        "HTTPRouteObservedGenerationBump",
-                        "HTTPRoutePartiallyInvalidViaInvalidReferenceGrant",
-                        "HTTPRouteServiceTypes")
-GATEWAY_NOT_RUN = {name: ([GATEWAY_HTTP], ["Gateway", "HTTPRoute"])
-                   for name in CORE_NOT_TRANSCRIBED}
+# docs/gateway.md): none today.
+GATEWAY_NOT_RUN = {}
 # Skipped cases whose features meshlet has (not listed as unsupported in the report).
-NOT_TRANSCRIBED = set(CORE_NOT_TRANSCRIBED)
+NOT_TRANSCRIBED = set()
 # The extended HTTP cases and GATEWAY-GRPC (gateway_conformance_extended.py).
 GATEWAY_PROFILES = gateway_conformance_extended.register(sys.modules[__name__])
 PROFILES = {"mesh": ((MESH_HTTP, MESH_GRPC), CASES, NOT_RUN),
