@@ -104,7 +104,7 @@ void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster
   out.outlier_detection = od;
   // One panic threshold for the cluster: the load balancer's (which counts every reason a host is
   // unhealthy: ejection, active health checks, EDS) follows the one the operator sets here.
-  out.lb.panic_threshold_percent = od.panic_threshold_percent;
+  out.lb.Mutable().panic_threshold_percent = od.panic_threshold_percent;
 }
 
 void TranslateOverload(Errors::Scope& scope, const xds::Overload& in,

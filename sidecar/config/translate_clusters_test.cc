@@ -29,7 +29,7 @@ TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const cluster::ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
   EXPECT_EQ(cluster.outlier_detection->panic_threshold_percent, 30u);
-  EXPECT_EQ(cluster.lb.panic_threshold_percent, 30u);
+  EXPECT_EQ(cluster.lb->panic_threshold_percent, 30u);
 }
 
 TEST(TranslateTest, OverloadIsOnByDefaultAndTunable) {
