@@ -63,6 +63,8 @@ struct Workload {
   std::vector<std::string> addresses;  // where peers reach this workload's sidecar
   std::vector<uint32_t> ports;         // ports the local app serves
   std::string sidecar_version;
+  // Where the workload runs (Node.locality, the sidecar's --node-locality); empty: unknown.
+  xds::Locality locality;
   // Where this sidecar listens for peers (the endpoint port others are sent to) and for its own
   // app's outbound calls. 0: the defaults 15006 / 15001 (pods with traffic interception); set
   // when several sidecars share one host (loopback demos, tests).

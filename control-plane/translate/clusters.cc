@@ -49,6 +49,9 @@ xds::ClusterLoadAssignment LoadAssignment(const TranslationContext& ctx, const s
       if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
     }
     SetEndpointTls(ctx, *w, mtls, mode, *e);
+    // Where the member runs (its sidecar's Node.locality): callers balancing by locality
+    // compare it with their own.
+    if (w->locality.ByteSizeLong() > 0) *e->mutable_locality() = w->locality;
   }
   return assignment;
 }
@@ -101,6 +104,18 @@ void ApplyTrafficPolicy(const TranslationContext& ctx, const pb::TrafficPolicySp
     if (in.has_max_connection_duration()) {
       SetDuration(out->mutable_max_connection_duration(), in.max_connection_duration());
     }
+  }
+  if (tp->has_locality() && (!tp->locality().has_enabled() || tp->locality().enabled().value())) {
+    const pb::LocalityPolicy& in = tp->locality();
+    xds::LocalityLb* out = cluster.mutable_locality_lb();
+    out->set_enabled(true);
+    if (in.has_overprovisioning_percent()) {
+      *out->mutable_overprovisioning_percent() = in.overprovisioning_percent();
+    }
+    if (in.has_max_inflight_per_host()) {
+      out->set_max_inflight_per_host(in.max_inflight_per_host().value());
+    }
+    if (in.has_max_latency()) SetDuration(out->mutable_max_latency(), in.max_latency());
   }
   if (tp->has_overload()) {
     const pb::OverloadPolicy& in = tp->overload();

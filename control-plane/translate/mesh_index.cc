@@ -194,7 +194,8 @@ bool SameMember(const Workload& a, const Workload& b) {
          a.service_account == b.service_account && a.labels == b.labels &&
          a.addresses == b.addresses && a.ports == b.ports && a.inbound_port == b.inbound_port &&
          a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
-         a.capture == b.capture && a.ready == b.ready;
+         a.capture == b.capture && a.ready == b.ready &&
+         a.locality.SerializeAsString() == b.locality.SerializeAsString();
 }
 
 MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry,
