@@ -128,6 +128,9 @@ struct KubernetesEndpoint {
   // The Pod was injected (a sidecar answers mTLS for it as service_account), whichever control
   // plane its sidecar talks to.
   bool sidecar = false;
+  // The EndpointSlice's zone and nodeName for it (empty when not given).
+  std::string zone;
+  std::string node;
   bool operator==(const KubernetesEndpoint&) const = default;
 };
 
@@ -138,6 +141,10 @@ struct KubernetesService {
   std::vector<std::string> cluster_ips;       // spec.clusterIPs; none for a headless Service
   std::vector<KubernetesPort> ports;          // ordered by port
   std::vector<KubernetesEndpoint> endpoints;  // ordered by address
+  // spec.trafficDistribution: PreferClose (callers prefer their zone: locality-aware balancing)
+  // and spec.internalTrafficPolicy: Local (callers use only endpoints on their own node).
+  bool prefer_close = false;
+  bool node_local = false;
   bool operator==(const KubernetesService&) const = default;
 };
 

@@ -164,6 +164,16 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
   const pb::TrafficPolicy* policy = ctx.TrafficPolicyFor(s);
   const pb::TrafficPolicySpec* tp = policy != nullptr ? &policy->spec() : nullptr;
   ApplyTrafficPolicy(ctx, tp, cluster);
+  // A Kubernetes Service's own topology settings: PreferClose turns locality-aware balancing on
+  // (with its defaults, unless the TrafficPolicy set it), internalTrafficPolicy: Local keeps
+  // each caller to its own node's endpoints.
+  if (s.kubernetes != nullptr && s.kubernetes->prefer_close &&
+      !(tp != nullptr && tp->has_locality())) {
+    cluster.mutable_locality_lb()->set_enabled(true);
+  }
+  if (s.kubernetes != nullptr && s.kubernetes->node_local) {
+    cluster.mutable_locality_lb()->set_node_local(true);
+  }
   if (policy != nullptr) {
     SetPolicySource("TrafficPolicy", policy->metadata().namespace_(), policy->metadata().name(), -1,
                     -1, *cluster.mutable_traffic_policy());

@@ -154,6 +154,7 @@ TEST(TranslateTest, EndpointLocalityLevelsAndLocalityLb) {
   add("127.0.0.1:9103", "eu", "eu-b", "n3", "");    // same region
   add("127.0.0.1:9104", "us", "eu-a", "n4", "");    // another region with a like-named zone
   add("127.0.0.1:9105", "eu", "eu-a", "n5", "c2");  // another cluster
+  add("127.0.0.1:9106", "", "eu-a", "n6", "");      // a zone without a region (EndpointSlice)
   xds::Locality own;
   own.set_region("eu");
   own.set_zone("eu-a");
@@ -162,11 +163,11 @@ TEST(TranslateTest, EndpointLocalityLevelsAndLocalityLb) {
   auto snapshot = BuildSnapshot(set, nullptr, &own);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster("eds-cluster");
-  ASSERT_EQ(cluster->endpoints.size(), 6u);
+  ASSERT_EQ(cluster->endpoints.size(), 7u);
   std::vector<int> levels;
   for (const cluster::EndpointConfig& e : cluster->endpoints) levels.push_back(e.locality_level);
   // The first endpoint of the fixture has no locality.
-  EXPECT_EQ(levels, (std::vector<int>{2, 0, 0, 1, 2, 2}));
+  EXPECT_EQ(levels, (std::vector<int>{2, 0, 0, 1, 2, 2, 0}));
   const cluster::LocalityLbConfig& lb = cluster->lb->locality;
   EXPECT_TRUE(lb.enabled);
   EXPECT_EQ(lb.overprovisioning_percent, 150u);

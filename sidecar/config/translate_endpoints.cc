@@ -71,8 +71,10 @@ uint8_t LocalityLevel(const xds::Locality& endpoint, const xds::Locality* own) {
       endpoint.cluster() != own->cluster()) {
     return 2;
   }
+  // An endpoint that names a zone but no region (a Kubernetes EndpointSlice's) is in the
+  // caller's zone when the zones match: zone names are unique within a cloud.
   if (!own->zone().empty() && endpoint.zone() == own->zone() &&
-      endpoint.region() == own->region()) {
+      (endpoint.region() == own->region() || endpoint.region().empty())) {
     return 0;
   }
   if (!own->region().empty() && endpoint.region() == own->region()) return 1;

@@ -313,8 +313,9 @@ std::vector<cluster::EndpointConfig> TranslateEndpoints(
     Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment,
     const xds::Locality* own = nullptr, bool node_local = false);
 // The locality level (0 same zone, 1 same region, 2 elsewhere) of an endpoint at `endpoint` seen
-// from a sidecar at `own`: the same zone needs equal, non-empty zones and equal regions; the same
-// region equal, non-empty regions; both in the same cluster when both name one.
+// from a sidecar at `own`: the same zone needs equal, non-empty zones and equal regions (or none
+// named by the endpoint); the same region equal, non-empty regions; both in the same cluster when
+// both name one.
 uint8_t LocalityLevel(const xds::Locality& endpoint, const xds::Locality* own);
 
 // translate_routes.cc: the header mutations of a route configuration (its own level);
