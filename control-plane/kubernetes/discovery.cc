@@ -32,6 +32,8 @@ struct KubernetesDiscovery::ServicePortObject {
 struct KubernetesDiscovery::ServiceObject {
   std::vector<std::string> cluster_ips;
   std::vector<ServicePortObject> ports;
+  bool prefer_close = false;  // spec.trafficDistribution: PreferClose
+  bool node_local = false;    // spec.internalTrafficPolicy: Local
   bool operator==(const ServiceObject&) const = default;
 };
 struct KubernetesDiscovery::SliceObject {
@@ -41,6 +43,8 @@ struct KubernetesDiscovery::SliceObject {
     std::vector<std::string> addresses;
     bool ready = true;
     std::string pod;
+    std::string zone;  // the endpoint's zone and nodeName
+    std::string node;
     bool operator==(const Endpoint&) const = default;
   };
   std::vector<Endpoint> endpoints;
@@ -88,6 +92,8 @@ std::optional<DiscoveryObject> ParseService(const YAML::Node& object) {
   } else if (const std::string ip = ScalarAt(spec, "clusterIP"); !ip.empty() && ip != "None") {
     out.cluster_ips.push_back(ip);
   }
+  out.prefer_close = ScalarAt(spec, "trafficDistribution") == "PreferClose";
+  out.node_local = ScalarAt(spec, "internalTrafficPolicy") == "Local";
   const YAML::Node ports = NodeAt(spec, "ports");
   if (ports.IsSequence()) {
     for (const YAML::Node& p : ports) {
@@ -135,6 +141,8 @@ std::optional<DiscoveryObject> ParseSlice(const YAML::Node& object) {
       endpoint.ready = ScalarAt(NodeAt(e, "conditions"), "ready") != "false";
       const YAML::Node target = NodeAt(e, "targetRef");
       if (ScalarAt(target, "kind") == "Pod") endpoint.pod = ScalarAt(target, "name");
+      endpoint.zone = ScalarAt(e, "zone");
+      endpoint.node = ScalarAt(e, "nodeName");
       out.endpoints.push_back(std::move(endpoint));
     }
   }
@@ -324,6 +332,8 @@ registry::KubernetesService KubernetesDiscovery::BuildService(const std::string&
   ks.namespace_ = key.substr(0, slash);
   ks.name = key.substr(slash + 1);
   ks.cluster_ips = service.cluster_ips;
+  ks.prefer_close = service.prefer_close;
+  ks.node_local = service.node_local;
   // Its EndpointSlices in slice-name order.
   std::vector<const SliceObject*> mine;
   if (auto found = service_slices_.find(key); found != service_slices_.end()) {
@@ -362,6 +372,8 @@ registry::KubernetesService KubernetesDiscovery::BuildService(const std::string&
         registry::KubernetesEndpoint& endpoint = ks.endpoints.emplace_back();
         endpoint.address = address;
         endpoint.pod = e.pod;
+        endpoint.zone = e.zone;
+        endpoint.node = e.node;
         if (pod != nullptr) {
           endpoint.service_account = pod->service_account;
           endpoint.labels = pod->labels;

@@ -35,7 +35,8 @@ constexpr char kServices[] = R"({"kind":"ServiceList","metadata":{"resourceVersi
      {"name":"db","port":5432,"appProtocol":"postgresql"},
      {"name":"second","port":8081,"targetPort":3001,"appProtocol":"kubernetes.io/h2c"},
      {"name":"third","port":8082,"targetPort":3000,"appProtocol":"kubernetes.io/ws"},
-     {"name":"fourth","port":8443,"targetPort":3443,"appProtocol":"kubernetes.io/wss"}]}},
+     {"name":"fourth","port":8443,"targetPort":3443,"appProtocol":"kubernetes.io/wss"}],
+   "trafficDistribution":"PreferClose","internalTrafficPolicy":"Local"}},
   {"metadata":{"namespace":"default","name":"external"},
    "spec":{"type":"ExternalName","externalName":"example.com"}}]})";
 
@@ -43,7 +44,8 @@ constexpr char kSlice[] = R"({"metadata":{"namespace":"default","name":"reviews-
    "resourceVersion":"12","labels":{"kubernetes.io/service-name":"reviews"}},
    "addressType":"IPv4","ports":[{"name":"http","port":8080,"protocol":"TCP"}],
    "endpoints":[
-     {"addresses":["10.1.0.2"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","name":"reviews-1"}},
+     {"addresses":["10.1.0.2"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","name":"reviews-1"},
+      "zone":"eu-a","nodeName":"node-1"},
      {"addresses":["10.1.0.3"],"conditions":{"ready":false},"targetRef":{"kind":"Pod","name":"reviews-3"}},
      {"addresses":["10.1.0.1"],"targetRef":{"kind":"Pod","name":"reviews-2"}}]})";
 
@@ -166,6 +168,13 @@ TEST_F(DiscoveryTest, PublishesTheServicesWithTheirPortsAndReadyEndpoints) {
   // An injected pod (its sidecar maybe another revision's): the annotations injection wrote.
   EXPECT_TRUE(reviews.endpoints[1].sidecar);
   EXPECT_EQ(reviews.endpoints[1].service_account, "reviews");
+  // Topology: the slice's zone and nodeName, the Service's trafficDistribution and
+  // internalTrafficPolicy.
+  EXPECT_EQ(reviews.endpoints[1].zone, "eu-a");
+  EXPECT_EQ(reviews.endpoints[1].node, "node-1");
+  EXPECT_EQ(reviews.endpoints[0].zone, "");
+  EXPECT_TRUE(reviews.prefer_close);
+  EXPECT_TRUE(reviews.node_local);
 
   // Lists are paged, Pods read as metadata, and every request carries the token.
   bool pods_listed = false;

@@ -278,6 +278,14 @@ class Checker {
     }
   }
 
+  void Locality(absl::string_view path, const pb::LocalityPolicy& l) {
+    if (l.has_overprovisioning_percent() && (l.overprovisioning_percent().value() < 100 ||
+                                             l.overprovisioning_percent().value() > 1000)) {
+      Error(Join(path, "overprovisioningPercent"), "must be between 100 and 1000");
+    }
+    NonNegativeDuration(Join(path, "maxLatency"), l.has_max_latency(), l.max_latency());
+  }
+
   void Overload(absl::string_view path, const pb::OverloadPolicy& o) {
     NonNegativeDuration(Join(path, "ejectionTime"), o.has_ejection_time(), o.ejection_time());
     PositiveDuration(Join(path, "maxEjectionTime"), o.has_max_ejection_time(),
@@ -516,6 +524,7 @@ class Checker {
     if (spec.has_rate_limit()) RateLimit("spec.rateLimit", spec.rate_limit());
     if (spec.has_connection_pool()) ConnectionPool("spec.connectionPool", spec.connection_pool());
     if (spec.has_overload()) Overload("spec.overload", spec.overload());
+    if (spec.has_locality()) Locality("spec.locality", spec.locality());
     MtlsMode("spec.mtls", spec.mtls());
   }
 

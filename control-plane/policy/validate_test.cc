@@ -57,6 +57,7 @@ spec:
   rateLimit: {burst: 3}
   connectionPool: {idleTimeout: 0s, maxRequestsPerConnection: 0, maxConnectionDuration: 1m}
   overload: {ejectionTime: 20s, maxEjectionPercent: 150, penalty: 0, penaltyTime: 0s}
+  locality: {overprovisioningPercent: 99}
   mtls: SOMETIMES
 )");
   EXPECT_FALSE(r.ok());
@@ -83,6 +84,7 @@ spec:
             "must not exceed spec.overload.maxEjectionTime (default 10s)");
   EXPECT_EQ(ErrorFor(r, "spec.overload.maxEjectionPercent"), "must be between 0 and 100");
   EXPECT_EQ(ErrorFor(r, "spec.overload.penalty"), "must be between 1 and 1000");
+  EXPECT_EQ(ErrorFor(r, "spec.locality.overprovisioningPercent"), "must be between 100 and 1000");
   EXPECT_EQ(ErrorFor(r, "spec.overload.penaltyTime"), "must be greater than 0");
   EXPECT_NE(ErrorFor(r, "spec.mtls"), "");
 }

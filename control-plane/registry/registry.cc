@@ -17,6 +17,7 @@ Workload WorkloadFromNode(const xds::Node& node) {
   w.addresses.assign(node.addresses().begin(), node.addresses().end());
   w.ports.assign(node.ports().begin(), node.ports().end());
   w.sidecar_version = node.sidecar_version();
+  w.locality = node.locality();
   // Listener ports of sidecars that share a host (no traffic interception) travel as labels
   // until the Node carries them.
   auto port_label = [&](const char* key) -> uint32_t {

@@ -63,6 +63,8 @@ struct Workload {
   std::vector<std::string> addresses;  // where peers reach this workload's sidecar
   std::vector<uint32_t> ports;         // ports the local app serves
   std::string sidecar_version;
+  // Where the workload runs (Node.locality, the sidecar's --node-locality); empty: unknown.
+  xds::Locality locality;
   // Where this sidecar listens for peers (the endpoint port others are sent to) and for its own
   // app's outbound calls. 0: the defaults 15006 / 15001 (pods with traffic interception); set
   // when several sidecars share one host (loopback demos, tests).
@@ -126,6 +128,9 @@ struct KubernetesEndpoint {
   // The Pod was injected (a sidecar answers mTLS for it as service_account), whichever control
   // plane its sidecar talks to.
   bool sidecar = false;
+  // The EndpointSlice's zone and nodeName for it (empty when not given).
+  std::string zone;
+  std::string node;
   bool operator==(const KubernetesEndpoint&) const = default;
 };
 
@@ -136,6 +141,10 @@ struct KubernetesService {
   std::vector<std::string> cluster_ips;       // spec.clusterIPs; none for a headless Service
   std::vector<KubernetesPort> ports;          // ordered by port
   std::vector<KubernetesEndpoint> endpoints;  // ordered by address
+  // spec.trafficDistribution: PreferClose (callers prefer their zone: locality-aware balancing)
+  // and spec.internalTrafficPolicy: Local (callers use only endpoints on their own node).
+  bool prefer_close = false;
+  bool node_local = false;
   bool operator==(const KubernetesService&) const = default;
 };
 

@@ -49,6 +49,9 @@ xds::ClusterLoadAssignment LoadAssignment(const TranslationContext& ctx, const s
       if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
     }
     SetEndpointTls(ctx, *w, mtls, mode, *e);
+    // Where the member runs (its sidecar's Node.locality): callers balancing by locality
+    // compare it with their own.
+    if (w->locality.ByteSizeLong() > 0) *e->mutable_locality() = w->locality;
   }
   return assignment;
 }
@@ -102,6 +105,18 @@ void ApplyTrafficPolicy(const TranslationContext& ctx, const pb::TrafficPolicySp
       SetDuration(out->mutable_max_connection_duration(), in.max_connection_duration());
     }
   }
+  if (tp->has_locality() && (!tp->locality().has_enabled() || tp->locality().enabled().value())) {
+    const pb::LocalityPolicy& in = tp->locality();
+    xds::LocalityLb* out = cluster.mutable_locality_lb();
+    out->set_enabled(true);
+    if (in.has_overprovisioning_percent()) {
+      *out->mutable_overprovisioning_percent() = in.overprovisioning_percent();
+    }
+    if (in.has_max_inflight_per_host()) {
+      out->set_max_inflight_per_host(in.max_inflight_per_host().value());
+    }
+    if (in.has_max_latency()) SetDuration(out->mutable_max_latency(), in.max_latency());
+  }
   if (tp->has_overload()) {
     const pb::OverloadPolicy& in = tp->overload();
     xds::Overload* out = cluster.mutable_overload();
@@ -149,6 +164,16 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
   const pb::TrafficPolicy* policy = ctx.TrafficPolicyFor(s);
   const pb::TrafficPolicySpec* tp = policy != nullptr ? &policy->spec() : nullptr;
   ApplyTrafficPolicy(ctx, tp, cluster);
+  // A Kubernetes Service's own topology settings: PreferClose turns locality-aware balancing on
+  // (with its defaults, unless the TrafficPolicy set it), internalTrafficPolicy: Local keeps
+  // each caller to its own node's endpoints.
+  if (s.kubernetes != nullptr && s.kubernetes->prefer_close &&
+      !(tp != nullptr && tp->has_locality())) {
+    cluster.mutable_locality_lb()->set_enabled(true);
+  }
+  if (s.kubernetes != nullptr && s.kubernetes->node_local) {
+    cluster.mutable_locality_lb()->set_node_local(true);
+  }
   if (policy != nullptr) {
     SetPolicySource("TrafficPolicy", policy->metadata().namespace_(), policy->metadata().name(), -1,
                     -1, *cluster.mutable_traffic_policy());

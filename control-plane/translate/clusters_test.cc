@@ -79,6 +79,45 @@ TEST_F(TranslatorTest, EndpointsFromTheRegistry) {
   }
 }
 
+// A member's locality (its sidecar's Node.locality) travels on its endpoints; a TrafficPolicy's
+// locality block becomes the cluster's locality_lb.
+TEST_F(TranslatorTest, LocalityOnEndpointsAndLocalityBalancingFromTheTrafficPolicy) {
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.addresses == std::vector<std::string>{"10.0.1.1"}) {
+      w.locality.set_region("eu");
+      w.locality.set_zone("eu-a");
+      w.locality.set_node("n1");
+    }
+  }
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* all = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_NE(all, nullptr);
+  ASSERT_EQ(all->endpoints_size(), 3);
+  EXPECT_EQ(all->endpoints(0).locality().zone(), "eu-a");
+  EXPECT_EQ(all->endpoints(0).locality().region(), "eu");
+  EXPECT_EQ(all->endpoints(0).locality().node(), "n1");
+  EXPECT_FALSE(all->endpoints(1).has_locality());
+  // The TrafficPolicy of the fixture sets none: balancing ignores locality.
+  EXPECT_FALSE(Named(r.clusters, "outbound|9080||reviews.default")->has_locality_lb());
+
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
+  pb::TrafficPolicySpec tp;
+  tp.mutable_locality()->mutable_overprovisioning_percent()->set_value(120);
+  tp.mutable_locality()->mutable_max_inflight_per_host()->set_value(16);
+  tp.mutable_locality()->mutable_max_latency()->set_nanos(200000000);
+  xds::Cluster on;
+  ApplyTrafficPolicy(ctx, &tp, on);
+  EXPECT_TRUE(on.locality_lb().enabled());
+  EXPECT_EQ(on.locality_lb().overprovisioning_percent().value(), 120u);
+  EXPECT_EQ(on.locality_lb().max_inflight_per_host(), 16u);
+  EXPECT_EQ(on.locality_lb().max_latency().nanos(), 200000000);
+  tp.mutable_locality()->mutable_enabled()->set_value(false);
+  xds::Cluster off;
+  ApplyTrafficPolicy(ctx, &tp, off);
+  EXPECT_FALSE(off.has_locality_lb());
+}
+
 TEST_F(TranslatorTest, UnreadyWorkloadsLeaveTheEndpointsButNotTheClusters) {
   const NodeResources before = Translate(policy_, registry_, node_);
   registry_.workloads[2].ready = false;  // reviews-v1-1 drains

@@ -55,6 +55,11 @@ size_t AddKubernetesService(const registry::KubernetesService& ks, const ByAddre
       // The Pod's labels count for subsets as well as those its sidecar registered (which win).
       Workload& member = view.owned_members.emplace_back(*found->second);
       member.labels.insert(e.labels.begin(), e.labels.end());
+      // What its sidecar registered wins; else the EndpointSlice's zone and node.
+      if (member.locality.zone().empty() && member.locality.node().empty()) {
+        member.locality.set_zone(e.zone);
+        member.locality.set_node(e.node);
+      }
       view.members.push_back(&member);
       continue;
     }
@@ -68,6 +73,8 @@ size_t AddKubernetesService(const registry::KubernetesService& ks, const ByAddre
     // with the Pod's identity, as if it were registered here.
     w.workload_certificate = e.sidecar && !e.service_account.empty();
     w.addresses = {e.address};
+    w.locality.set_zone(e.zone);
+    w.locality.set_node(e.node);
     w.capture = true;  // reached on its app port, as a captured member is
     view.members.push_back(&w);
   }
@@ -194,7 +201,8 @@ bool SameMember(const Workload& a, const Workload& b) {
          a.service_account == b.service_account && a.labels == b.labels &&
          a.addresses == b.addresses && a.ports == b.ports && a.inbound_port == b.inbound_port &&
          a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
-         a.capture == b.capture && a.ready == b.ready;
+         a.capture == b.capture && a.ready == b.ready &&
+         a.locality.SerializeAsString() == b.locality.SerializeAsString();
 }
 
 MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry,

@@ -83,6 +83,39 @@ TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) 
       << absl::StrJoin(destinations, "\n");
 }
 
+// EndpointSlices' zone and nodeName become the endpoints' locality (a registered sidecar's own
+// wins); trafficDistribution: PreferClose turns locality-aware balancing on and
+// internalTrafficPolicy: Local keeps callers to their node's endpoints.
+TEST_F(KubernetesServicesTest, TopologyOfEndpointSlicesAndServices) {
+  auto services = std::make_shared<registry::KubernetesServices>(*kubernetes_);
+  auto ratings = std::make_shared<registry::KubernetesService>(*services->services[0]);
+  ratings->endpoints[0].zone = "eu-a";  // 10.1.0.5, no sidecar
+  ratings->endpoints[0].node = "n1";
+  ratings->endpoints[1].zone = "eu-b";  // 10.1.0.6, its sidecar registered
+  ratings->endpoints[1].node = "n2";
+  services->services[0] = ratings;
+  registry_.kubernetes = services;
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* a = Assignment(r, "outbound|80||ratings.shop");
+  ASSERT_EQ(a->endpoints_size(), 2);
+  EXPECT_EQ(a->endpoints(0).locality().zone(), "eu-a");
+  EXPECT_EQ(a->endpoints(0).locality().node(), "n1");
+  EXPECT_EQ(a->endpoints(1).locality().zone(), "eu-b");
+  EXPECT_FALSE(Named(r.clusters, "outbound|80||ratings.shop")->has_locality_lb());
+
+  ratings->prefer_close = true;
+  r = Translate(policy_, registry_, node_);
+  const xds::Cluster* c = Named(r.clusters, "outbound|80||ratings.shop");
+  EXPECT_TRUE(c->locality_lb().enabled());
+  EXPECT_FALSE(c->locality_lb().node_local());
+  ratings->prefer_close = false;
+  ratings->node_local = true;
+  r = Translate(policy_, registry_, node_);
+  c = Named(r.clusters, "outbound|80||ratings.shop");
+  EXPECT_FALSE(c->locality_lb().enabled());
+  EXPECT_TRUE(c->locality_lb().node_local());
+}
+
 // A pod whose sidecar talks to another control-plane revision (injected, not registered here):
 // mTLS to its Pod's identity, beside the registered pod, so callers on either revision reach
 // both (ADR 0069).

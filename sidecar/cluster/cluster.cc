@@ -138,8 +138,12 @@ void Cluster::Update(std::shared_ptr<const ClusterConfig> config) {
   if (!config_->overload.enabled) ClearOverload();
   ApplyEndpoints();
   if (old.lb_policy != config_->lb_policy ||
-      old.lb.panic_threshold_percent != config_->lb.panic_threshold_percent || lb_ == nullptr) {
+      old.lb->panic_threshold_percent != config_->lb->panic_threshold_percent || lb_ == nullptr) {
     RebuildLoadBalancer();
+  } else if (old.lb->locality != config_->lb->locality || config_->lb->locality.enabled) {
+    // The levels come from the endpoints' locality_level, which an update may change without
+    // changing membership or health: the balancer rebuilds its levels on its next pick.
+    lb_->EnableLocality(config_->lb->locality, config_->lb->ewma_decay);
   }
 }
 
@@ -209,8 +213,11 @@ void Cluster::DisableTimer(std::optional<event::Timer>& timer) {
 }
 
 void Cluster::RebuildLoadBalancer() {
-  lb_ = CreateLoadBalancer(config_->lb_policy, hosts_, random_, config_->lb.panic_threshold_percent,
-                           &clock_);
+  lb_ = CreateLoadBalancer(config_->lb_policy, hosts_, random_,
+                           config_->lb->panic_threshold_percent, &clock_);
+  if (config_->lb->locality.enabled) {
+    lb_->EnableLocality(config_->lb->locality, config_->lb->ewma_decay);
+  }
 }
 
 Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
@@ -224,10 +231,15 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
   for (int attempt = 0; attempt < kMaxAdmitAttempts; ++attempt) {
     // A sticky session's host, while healthy, replaces the first pick; refused by the outlier
     // detector, it joins the hosts to avoid like any refused pick.
-    Host* host = attempt == 0 && preferred != nullptr
-                     ? preferred
-                     : lb_->Choose(LbContext{.hosts_to_avoid = avoid});
+    const bool balanced = attempt != 0 || preferred == nullptr;
+    Host* host = balanced ? lb_->Choose(LbContext{.hosts_to_avoid = avoid}) : preferred;
     if (host == nullptr) break;
+    std::optional<LocalityDecision> locality;
+    if (balanced && lb_->locality_enabled()) {
+      if (const std::optional<LocalityPick> pick = lb_->last_locality(); pick.has_value()) {
+        locality = pick->decision;
+      }
+    }
     bool outlier_probe = false;
     if (outlier_ != nullptr) {
       const resilience::OutlierDetector::Admission admission = outlier_->TryAdmit(host->id());
@@ -241,7 +253,7 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
       outlier_probe = admission == resilience::OutlierDetector::Admission::kAdmitProbe;
     }
     resilience::ConsecutiveFailureBreaker* breaker = this->breaker();
-    if (breaker == nullptr) return {host, outlier_probe};
+    if (breaker == nullptr) return {host, outlier_probe, false, locality};
     const resilience::ConsecutiveFailureBreaker::Ticket ticket = breaker->TryAdmit();
     PublishBreakerState();
     if (!ticket.admitted()) {
@@ -252,9 +264,9 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
     if (ticket.verdict == resilience::ConsecutiveFailureBreaker::Verdict::kAdmittedProbe) {
       rare_->breaker_probe = ticket;
       rare_->breaker_probe_host = host->id();
-      return {host, true};
+      return {host, true, false, locality};
     }
-    return {host, outlier_probe};
+    return {host, outlier_probe, false, locality};
   }
   ++mutable_stats().no_healthy_host;
   return {};
@@ -342,7 +354,12 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
   }
   // Only the peak-EWMA balancer reads latencies: others keep no per-host latency state (ADR 0091).
   if (latency.has_value() && config_->lb_policy == LbPolicy::kPeakEwma) {
-    host.RecordLatency(*latency, clock_.Now(), config_->lb.ewma_decay);
+    host.RecordLatency(*latency, clock_.Now(), config_->lb->ewma_decay);
+  }
+  // The locality levels' latency EWMA, read only with a latency spill-over threshold.
+  if (latency.has_value() && config_->lb->locality.enabled &&
+      config_->lb->locality.max_latency.count() > 0 && host.in_set()) {
+    lb_->RecordLocalityLatency(host.endpoint().locality_level, *latency, clock_.Now());
   }
   if (resilience::ConsecutiveFailureBreaker* breaker = this->breaker(); breaker != nullptr) {
     const bool success = result == resilience::HostResult::kSuccess;

@@ -89,6 +89,9 @@ class Cluster {
     bool probe = false;
     // No host because the consecutive-failure breaker is open.
     bool breaker_open = false;
+    // With locality balancing, why the balancer picked the host's level; nullopt without (or for
+    // a sticky session's host).
+    std::optional<LocalityDecision> locality;
   };
 
   // Tries the load balancer makes when the outlier detector refuses a pick.

@@ -104,8 +104,13 @@ struct EndpointConfig {
   net::Address address;
   uint32_t weight = 1;
   EndpointHealth health = EndpointHealth::kHealthy;
+  // The endpoint's locality seen from this sidecar (sidecar/config compares the endpoint's
+  // region and zone with the sidecar's own): 0 the same zone, 1 the same region, 2 elsewhere
+  // (locality_priority.h levels). Read only by a cluster with locality balancing.
+  uint8_t locality_level = 2;
   EndpointTlsConfig tls;
 };
+static_assert(sizeof(EndpointConfig) <= 80, "EndpointConfig grew: one per endpoint held");
 
 struct ConnectionPoolConfig {
   // Below typical server keep-alive timeouts (60 s and up) so the pool closes an idle connection
@@ -119,11 +124,33 @@ struct ConnectionPoolConfig {
   Duration pending_timeout{0};
 };
 
+// Locality-aware balancing (docs/resilience.md "Locality", ADR 0103/0104): the endpoints fall in
+// priority levels by EndpointConfig::locality_level; the balancer sends each level
+// min(100, healthy% x overprovisioning_percent / 100) of the requests, the rest failing over to
+// the next level, and spills a pick for the local level over to the next level with healthy
+// hosts while the local level is overloaded (in flight per healthy host above
+// max_inflight_per_host, or its latency EWMA above max_latency; 0 = that test off). Off: every
+// endpoint balanced alike, locality_level ignored.
+struct LocalityLbConfig {
+  bool enabled = false;
+  uint32_t overprovisioning_percent = 140;
+  uint32_t max_inflight_per_host = 0;
+  Duration max_latency{0};
+
+  friend bool operator==(const LocalityLbConfig& a, const LocalityLbConfig& b) {
+    return a.enabled == b.enabled && a.overprovisioning_percent == b.overprovisioning_percent &&
+           a.max_inflight_per_host == b.max_inflight_per_host && a.max_latency == b.max_latency;
+  }
+  friend bool operator!=(const LocalityLbConfig& a, const LocalityLbConfig& b) { return !(a == b); }
+};
+
 struct LoadBalancerConfig {
-  // Below this percentage of healthy hosts the balancer uses every host; 0 = never.
+  // Below this percentage of healthy hosts the balancer uses every host; 0 = never. With
+  // locality balancing the levels decide instead, and panic is only when no host is healthy.
   uint32_t panic_threshold_percent = 50;
-  // Time constant of the peak-EWMA latency decay.
+  // Time constant of the peak-EWMA latency decay (and of the locality levels' latency EWMA).
   Duration ewma_decay = std::chrono::seconds(10);
+  LocalityLbConfig locality;
 };
 
 // Load away from overloaded endpoints (docs/resilience.md, ADR 0066). A response 429, or a gRPC
@@ -217,7 +244,8 @@ struct ClusterConfig {
   std::string name;
   bool eds = false;  // endpoints come from a ClusterLoadAssignment of the same name
   LbPolicy lb_policy = LbPolicy::kLeastRequest;
-  LoadBalancerConfig lb;
+  // Behind a pointer: most clusters keep the defaults (and locality balancing off).
+  DefaultedPart<LoadBalancerConfig> lb;
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
   Duration connect_timeout = std::chrono::seconds(1);
   std::vector<EndpointConfig> endpoints;

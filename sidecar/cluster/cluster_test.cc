@@ -119,6 +119,7 @@ TEST_F(ClusterTest, BuiltClusterHoldsNoOutlierStateOrTimerUntilUsed) {
   const int handles_before = LibuvHandles(loop_);
   ClusterConfig plain = config;
   plain.outlier_detection.reset();
+  (void)plain.lb->panic_threshold_percent;  // the shared default, made once per process
   uint64_t plain_allocations = 0;
   {
     AllocationScope scope;
@@ -301,7 +302,7 @@ TEST_F(ClusterTest, NoHostsMeansNoSelection) {
 
 TEST_F(ClusterTest, ActiveHealthFlagCombines) {
   ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
-  config.lb.panic_threshold_percent = 0;
+  config.lb.Mutable().panic_threshold_percent = 0;
   auto cluster = Make(config);
   Host& a = *cluster->host_set().hosts()[0];
   cluster->SetActiveHealth(a, false);

@@ -359,5 +359,272 @@ TEST(OverloadPenaltyTest, PeakEwmaMultipliesThePenalizedHostsCost) {
   EXPECT_EQ(clockless.Choose(), &a);
 }
 
+namespace locality {
+
+// Hosts by port; `levels[i]` is host i+1's locality level.
+std::vector<EndpointConfig> LevelEndpoints(std::vector<uint8_t> levels,
+                                           std::vector<uint32_t> weights = {}) {
+  std::vector<EndpointConfig> out;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    EndpointConfig e = Endpoint(static_cast<int>(i + 1), weights.empty() ? 1 : weights[i]);
+    e.locality_level = levels[i];
+    out.push_back(e);
+  }
+  return out;
+}
+
+LocalityLbConfig On(uint32_t max_inflight_per_host = 0, Duration max_latency = Duration(0)) {
+  return {.enabled = true,
+          .overprovisioning_percent = 140,
+          .max_inflight_per_host = max_inflight_per_host,
+          .max_latency = max_latency};
+}
+
+// Picks per port over n picks.
+std::map<int, int> Counts(LoadBalancer& lb, int n) {
+  std::map<int, int> out;
+  for (int i = 0; i < n; ++i) ++out[Port(lb.Choose())];
+  return out;
+}
+
+constexpr LbPolicy kPolicies[] = {LbPolicy::kRoundRobin, LbPolicy::kRandom, LbPolicy::kLeastRequest,
+                                  LbPolicy::kPeakEwma};
+
+TEST(LocalityLoadBalancerTest, AllHealthyStaysInZoneWithEvenLoad) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 0, 1, 1, 2, 2}));
+  RealRandom random(7);
+  for (LbPolicy policy : kPolicies) {
+    std::unique_ptr<LoadBalancer> lb = CreateLoadBalancer(policy, hosts, random, 50);
+    lb->EnableLocality(On());
+    std::map<int, int> counts = Counts(*lb, 2000);
+    EXPECT_EQ(counts[1] + counts[2], 2000) << static_cast<int>(policy);
+    EXPECT_NEAR(counts[1], 1000, 150) << static_cast<int>(policy);
+    EXPECT_EQ(lb->locality_picks(LocalityDecision::kLocal), 2000u);
+    EXPECT_EQ(lb->locality_picks(LocalityDecision::kFailover), 0u);
+    ASSERT_TRUE(lb->last_locality().has_value());
+    EXPECT_EQ(lb->last_locality()->decision, LocalityDecision::kLocal);
+  }
+}
+
+TEST(LocalityLoadBalancerTest, DisabledIgnoresLevels) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 1, 2}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  EXPECT_EQ(Sequence(lb, 6), "abcabc");
+  lb.EnableLocality(On());
+  EXPECT_EQ(Sequence(lb, 3), "aaa");
+  lb.EnableLocality(LocalityLbConfig{});
+  EXPECT_FALSE(lb.locality_enabled());
+  EXPECT_FALSE(lb.last_locality().has_value());
+  EXPECT_EQ(Sequence(lb, 3), "abc");
+}
+
+// Zone with half its hosts healthy keeps 50% x 1.4 = 70% of requests; the rest fails over to the
+// region. Outlier ejection, active health checks and overload ejection all count.
+TEST(LocalityLoadBalancerTest, PartialLossFailsOverTheShareAbove) {
+  for (Host::HealthFlag flag :
+       {Host::kOutlierEjected, Host::kFailedActiveHealthCheck, Host::kOverloadEjected}) {
+    HostSet hosts;
+    hosts.Update(LevelEndpoints({0, 0, 1, 1, 2, 2}));
+    RealRandom random(11);
+    RandomLoadBalancer lb(hosts, random, 50);
+    lb.EnableLocality(On());
+    hosts.SetHealthFlag(*hosts.hosts()[0], flag, true);
+    std::map<int, int> counts = Counts(lb, 10000);
+    EXPECT_EQ(counts[1], 0) << flag;
+    EXPECT_NEAR(counts[2], 7000, 300) << flag;
+    EXPECT_NEAR(counts[3] + counts[4], 3000, 300) << flag;
+    EXPECT_EQ(counts[5] + counts[6], 0) << flag;
+    EXPECT_EQ(lb.locality_load(), (LocalityLoad{70, 30, 0}));
+    EXPECT_EQ(lb.locality_picks(LocalityDecision::kFailover),
+              static_cast<uint64_t>(counts[3] + counts[4]));
+  }
+}
+
+TEST(LocalityLoadBalancerTest, OverprovisioningAbsorbsSmallLoss) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 0, 0, 0, 1}));
+  RealRandom random(5);
+  LeastRequestLoadBalancer lb(hosts, random, 50);
+  lb.EnableLocality(On());
+  hosts.SetHealthFlag(*hosts.hosts()[0], Host::kOutlierEjected, true);  // 75% x 1.4 > 100
+  std::map<int, int> counts = Counts(lb, 1000);
+  EXPECT_EQ(counts[5], 0);
+  EXPECT_EQ(counts[1], 0);
+  // A lower factor passes the share on.
+  LocalityLbConfig strict = On();
+  strict.overprovisioning_percent = 100;
+  lb.EnableLocality(strict);
+  counts = Counts(lb, 4000);
+  EXPECT_NEAR(counts[5], 1000, 150);
+}
+
+TEST(LocalityLoadBalancerTest, WholeZoneLostFailsOverToRegionThenElsewhere) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 0, 1, 1, 2, 2}));
+  RealRandom random(3);
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  lb.EnableLocality(On());
+  hosts.SetHealthFlag(*hosts.hosts()[0], Host::kOutlierEjected, true);
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kOutlierEjected, true);
+  std::map<int, int> counts = Counts(lb, 1000);
+  EXPECT_EQ(counts[3], 500);  // even over the region
+  EXPECT_EQ(counts[4], 500);
+  EXPECT_EQ(lb.locality_picks(LocalityDecision::kFailover), 1000u);
+  EXPECT_EQ(lb.last_locality()->level, 1);
+  // The region lost too: everything elsewhere.
+  hosts.SetHealthFlag(*hosts.hosts()[2], Host::kFailedActiveHealthCheck, true);
+  hosts.SetHealthFlag(*hosts.hosts()[3], Host::kFailedActiveHealthCheck, true);
+  counts = Counts(lb, 1000);
+  EXPECT_EQ(counts[5] + counts[6], 1000);
+  EXPECT_EQ(lb.last_locality()->level, 2);
+  // The zone back: everything local again.
+  hosts.SetHealthFlag(*hosts.hosts()[0], Host::kOutlierEjected, false);
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kOutlierEjected, false);
+  counts = Counts(lb, 1000);
+  EXPECT_EQ(counts[1] + counts[2], 1000);
+}
+
+TEST(LocalityLoadBalancerTest, EmptyLocalLevelGoesToTheNextAsFailover) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({1, 2}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  lb.EnableLocality(On());
+  EXPECT_EQ(Sequence(lb, 3), "aaa");
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kFailover);
+}
+
+TEST(LocalityLoadBalancerTest, PanicOnlyWhenNothingIsHealthy) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 1, 2, 2}));
+  RealRandom random(9);
+  RandomLoadBalancer lb(hosts, random, 50);
+  lb.EnableLocality(On());
+  // 1 of 4 healthy is below the 50% panic threshold, but the levels decide: all to the region.
+  hosts.SetHealthFlag(*hosts.hosts()[0], Host::kOutlierEjected, true);
+  hosts.SetHealthFlag(*hosts.hosts()[2], Host::kOutlierEjected, true);
+  hosts.SetHealthFlag(*hosts.hosts()[3], Host::kOutlierEjected, true);
+  std::map<int, int> counts = Counts(lb, 500);
+  EXPECT_EQ(counts[2], 500);
+  EXPECT_FALSE(lb.panic());
+  // None healthy: spread by host count over every host.
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kOutlierEjected, true);
+  counts = Counts(lb, 8000);
+  EXPECT_TRUE(lb.panic());
+  EXPECT_NEAR(counts[1], 2000, 250);
+  EXPECT_NEAR(counts[2], 2000, 250);
+  EXPECT_NEAR(counts[3] + counts[4], 4000, 300);
+  EXPECT_EQ(counts[0], 0);
+}
+
+TEST(LocalityLoadBalancerTest, SpillsOverWhileInFlightPerHostIsAboveTheThreshold) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 0, 1, 2}));
+  RealRandom random(1);
+  LeastRequestLoadBalancer lb(hosts, random, 50);
+  lb.EnableLocality(On(/*max_inflight_per_host=*/2));
+  std::vector<Host::RequestGuard> guards;
+  // 4 in flight on 2 local hosts: at the threshold, not above.
+  for (int i = 0; i < 4; ++i) guards.emplace_back(*hosts.hosts()[i % 2]);
+  EXPECT_EQ(Port(lb.Choose()) <= 2, true);
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kLocal);
+  guards.emplace_back(*hosts.hosts()[0]);
+  Host* spilled = lb.Choose();
+  EXPECT_EQ(Port(spilled), 3);  // the region, the next level with healthy hosts
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kSpillover);
+  EXPECT_EQ(lb.locality_picks(LocalityDecision::kSpillover), 1u);
+  // The region gone: spills elsewhere.
+  hosts.SetHealthFlag(*hosts.hosts()[2], Host::kOutlierEjected, true);
+  EXPECT_EQ(Port(lb.Choose()), 4);
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kSpillover);
+  // Load back down: local again.
+  guards.pop_back();
+  EXPECT_LE(Port(lb.Choose()), 2);
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kLocal);
+}
+
+TEST(LocalityLoadBalancerTest, NowhereToSpillStaysLocal) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  lb.EnableLocality(On(/*max_inflight_per_host=*/1));
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kOutlierEjected, true);
+  Host::RequestGuard a(*hosts.hosts()[0]), b(*hosts.hosts()[0]);
+  EXPECT_EQ(Port(lb.Choose()), 1);
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kLocal);
+}
+
+TEST(LocalityLoadBalancerTest, SpillsOverWhileLocalLatencyIsAboveTheThreshold) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 1}));
+  FakeRandom random;
+  FakeClock clock;
+  RoundRobinLoadBalancer lb(hosts, random, 50, &clock);
+  lb.EnableLocality(On(0, std::chrono::milliseconds(100)), std::chrono::seconds(2));
+  lb.RecordLocalityLatency(0, std::chrono::milliseconds(50), clock.Now());
+  EXPECT_EQ(Port(lb.Choose()), 1);
+  // A slow region does not matter; a slow zone does.
+  lb.RecordLocalityLatency(1, std::chrono::milliseconds(500), clock.Now());
+  EXPECT_EQ(Port(lb.Choose()), 1);
+  clock.Advance(std::chrono::seconds(1));
+  lb.RecordLocalityLatency(0, std::chrono::milliseconds(400), clock.Now());
+  EXPECT_EQ(Port(lb.Choose()), 2);
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kSpillover);
+  // No fresh sample within the EWMA's time constant: the zone reads as recovered.
+  clock.Advance(std::chrono::milliseconds(2500));
+  EXPECT_EQ(Port(lb.Choose()), 1);
+  EXPECT_EQ(lb.last_locality()->decision, LocalityDecision::kLocal);
+}
+
+TEST(LocalityLoadBalancerTest, RetryAvoidingTheOnlyLocalHostGoesToAnotherLevel) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 1}));
+  FakeRandom random;
+  for (LbPolicy policy : kPolicies) {
+    std::unique_ptr<LoadBalancer> lb = CreateLoadBalancer(policy, hosts, random, 50);
+    lb->EnableLocality(On());
+    const Host* tried[] = {hosts.hosts()[0].get()};
+    EXPECT_EQ(Port(lb->Choose({.hosts_to_avoid = tried})), 2) << static_cast<int>(policy);
+  }
+}
+
+TEST(LocalityLoadBalancerTest, WeightsApplyWithinTheLevel) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({1, 0, 0, 2}, {9, 3, 1, 9}));
+  RealRandom random(2);
+  for (LbPolicy policy : {LbPolicy::kRoundRobin, LbPolicy::kRandom}) {
+    std::unique_ptr<LoadBalancer> lb = CreateLoadBalancer(policy, hosts, random, 50);
+    lb->EnableLocality(On());
+    std::map<int, int> counts = Counts(*lb, 4000);
+    EXPECT_EQ(counts[2] + counts[3], 4000) << static_cast<int>(policy);
+    EXPECT_NEAR(counts[2], 3000, 150) << static_cast<int>(policy);
+  }
+}
+
+TEST(LocalityLoadBalancerTest, PicksDoNotAllocate) {
+  HostSet hosts;
+  hosts.Update(LevelEndpoints({0, 0, 1, 1, 2, 2}));
+  RealRandom random(3);
+  FakeClock clock;
+  for (LbPolicy policy : kPolicies) {
+    std::unique_ptr<LoadBalancer> lb = CreateLoadBalancer(policy, hosts, random, 50, &clock);
+    lb->EnableLocality(On(4, std::chrono::milliseconds(100)));
+    hosts.SetHealthFlag(*hosts.hosts()[0], Host::kOutlierEjected, true);
+    EXPECT_NE(lb->Choose(), nullptr);  // the refresh builds the levels
+    AllocationScope scope;
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_NE(lb->Choose(), nullptr);
+      lb->RecordLocalityLatency(0, std::chrono::milliseconds(5), clock.Now());
+    }
+    EXPECT_EQ(scope.count(), 0u) << static_cast<int>(policy);
+    hosts.SetHealthFlag(*hosts.hosts()[0], Host::kOutlierEjected, false);
+  }
+}
+
+}  // namespace locality
 }  // namespace
 }  // namespace meshlet::sidecar::cluster

@@ -102,6 +102,12 @@ constexpr auto kSessionSeries = SeriesPerValue(
     "Requests that brought a sticky-session token, by what it did: hit (sent to its endpoint), "
     "miss (its endpoint gone, unhealthy or refused), expired, invalid.",
     "result", kSessionResultNames);
+constexpr auto kLocalitySeries = SeriesPerValue(
+    "meshlet_upstream_rq_locality_total",
+    "Endpoint picks of a locality-aware balancer by decision: local (the caller's zone), failover "
+    "(another level because the nearer ones lack healthy hosts), spillover (the caller's zone "
+    "overloaded).",
+    "decision", kLocalityDecisionNames);
 
 // The lazy counters' series, in one table: a LazyCounter names its series by index. Create()
 // wires the handles in this order (a test checks each handle's series).
@@ -120,7 +126,8 @@ constexpr auto kLazyCounterSeries =
            std::array{kRetrySuccessSeries, kPerTryTimeoutSeries}, kDeadlineHeaderInvalidSeries,
            std::array{kMirrorSeries, kMirrorFailedSeries}, kMirrorSkippedSeries, kSessionSeries,
            std::array{kBreakerOpenedSeries, kOutlierEjectionsSeries, kOverloadResponsesSeries,
-                      kOverloadEjectionsSeries, kOverloadEjectionsSkippedSeries});
+                      kOverloadEjectionsSeries, kOverloadEjectionsSkippedSeries},
+           kLocalitySeries);
 static_assert(kLazyCounterSeries.size() <= UINT16_MAX);
 
 // The lazy gauges' series (LazyGauge), in the order Create() wires them.
@@ -255,6 +262,7 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
   lazy.Wire(s.overload_responses);
   lazy.Wire(s.overload_ejections);
   lazy.Wire(s.overload_ejections_skipped);
+  lazy.Wire(s.rq_locality);
   CHECK(lazy.done());
   LazyWiring<LazyGauge, kLazyGaugeSeries> gauges(source);
   gauges.Wire(s.cf_breaker_state);

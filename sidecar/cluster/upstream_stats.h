@@ -59,6 +59,9 @@ enum class MirrorSkip { kInFlightLimit, kBodyTooLarge, kIncomplete, kNoCluster }
 // What a sticky-session token did for a request (meshlet_upstream_rq_session_total{result}):
 // honoured; named an endpoint that is gone, unhealthy, refused or of no cluster of the route;
 // past its timeout; malformed or stamped in the future. The last three got a balanced pick.
+// Locality decisions of the load balancer (locality_priority.h LocalityDecision order).
+inline constexpr std::array<absl::string_view, 3> kLocalityDecisionNames = {"local", "failover",
+                                                                            "spillover"};
 inline constexpr std::array<absl::string_view, 4> kSessionResultNames = {"hit", "miss", "expired",
                                                                          "invalid"};
 enum class SessionResult { kHit, kMiss, kExpired, kInvalid };
@@ -231,6 +234,9 @@ struct UpstreamStats {
   LazyCounter overload_ejections;          // meshlet_upstream_overload_ejections_total
   LazyCounter overload_ejections_skipped;  // meshlet_upstream_overload_ejections_skipped_total
   LazyGauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active
+  // meshlet_upstream_rq_locality_total{decision}: picks of a locality-aware balancer by decision
+  // (kLocalityDecisionNames).
+  std::array<LazyCounter, kLocalityDecisionNames.size()> rq_locality;
   // Retries and attempt timeouts (the router; docs/resilience.md).
   std::array<LazyCounter, kRetryReasonNames.size()> rq_retry;  // ..._rq_retry_total
   std::array<LazyCounter, kRetrySkipReasonNames.size()>

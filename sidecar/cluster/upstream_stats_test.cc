@@ -179,11 +179,11 @@ TEST(UpstreamStatsTest, LazyGaugesRegisterWhenFirstNotZero) {
 
 // What a worker holds for a cluster it used, before any series registers on first use: a lazy
 // counter or gauge is one word (a lazy counter was 24 bytes and the 3 gauges eager: 1 232 for the
-// whole UpstreamStats).
+// whole UpstreamStats; the locality decisions' three counters added 24).
 TEST(UpstreamStatsTest, HandlesAreSmall) {
   EXPECT_EQ(sizeof(LazyCounter), 8u);
   EXPECT_EQ(sizeof(LazyGauge), 8u);
-  EXPECT_LE(sizeof(UpstreamStats), 520u);
+  EXPECT_LE(sizeof(UpstreamStats), 544u);
 }
 
 }  // namespace

@@ -128,6 +128,12 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   if (!flags.node_service.empty()) node.set_service(flags.node_service);
   if (!flags.node_namespace.empty()) node.set_namespace_(flags.node_namespace);
   if (!flags.node_service_account.empty()) node.set_service_account(flags.node_service_account);
+  if (flags.node_locality.size() >= 2) {
+    xds::Locality& locality = *node.mutable_locality();
+    locality.set_region(flags.node_locality[0]);
+    locality.set_zone(flags.node_locality[1]);
+    if (flags.node_locality.size() > 2) locality.set_node(flags.node_locality[2]);
+  }
   for (const auto& [key, value] : flags.node_labels) (*node.mutable_labels())[key] = value;
   for (const std::string& address : flags.node_addresses) node.add_addresses(address);
   for (uint32_t port : flags.node_ports) node.add_ports(port);

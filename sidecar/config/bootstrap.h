@@ -110,6 +110,7 @@ struct BootstrapFlags {
   std::string node_service;
   std::string node_namespace;
   std::string node_service_account;
+  std::vector<std::string> node_locality;  // region, zone[, node]: replaces node.locality
   std::vector<std::pair<std::string, std::string>> node_labels;  // set over node.labels
   std::vector<std::string> node_addresses;                       // added to node.addresses
   std::vector<uint32_t> node_ports;                              // added to node.ports

@@ -109,8 +109,10 @@ const std::vector<std::string>* ChangedClustersSince(const Snapshot& snapshot,
 }
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
-                                                              const Snapshot* previous) {
+                                                              const Snapshot* previous,
+                                                              const xds::Locality* locality) {
   SnapshotBuild build;
+  build.locality = locality;
   build.before = previous != nullptr ? previous->translation_memo.get() : nullptr;
   build.previous = build.before != nullptr ? previous : nullptr;
   if (build.before != nullptr) build.memo->source_names = build.before->source_names;

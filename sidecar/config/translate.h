@@ -237,8 +237,14 @@ struct ResourceSet {
 // and route tables whose resources are the very ones it was built from (the same shared
 // messages, see ResourceList), and whose references resolve as before, are taken from it
 // instead of being translated and validated again. The result is the same as without it.
-absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
-                                                              const Snapshot* previous = nullptr);
+// `locality`, when given, is where this sidecar runs (its node's Node.locality): each endpoint's
+// locality level is its locality compared with it (cluster_config.h
+// EndpointConfig::locality_level), and a cluster with locality_lb.node_local keeps only the
+// endpoints on its node. It must be the same for every build of a process (clusters taken from
+// `previous` keep their levels).
+absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(
+    const ResourceSet& resources, const Snapshot* previous = nullptr,
+    const xds::Locality* locality = nullptr);
 
 // How many of a snapshot's clusters and route tables BuildSnapshot took from `previous`, and how
 // many clusters it looked at one by one: every cluster of the set, or, when it could take the

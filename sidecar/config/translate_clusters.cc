@@ -104,7 +104,7 @@ void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster
   out.outlier_detection = od;
   // One panic threshold for the cluster: the load balancer's (which counts every reason a host is
   // unhealthy: ejection, active health checks, EDS) follows the one the operator sets here.
-  out.lb.panic_threshold_percent = od.panic_threshold_percent;
+  out.lb.Mutable().panic_threshold_percent = od.panic_threshold_percent;
 }
 
 void TranslateOverload(Errors::Scope& scope, const xds::Overload& in,
@@ -176,9 +176,23 @@ void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
   if (in.unhealthy_threshold() != 0) out.unhealthy_threshold = in.unhealthy_threshold();
 }
 
+void TranslateLocalityLb(Errors::Scope& scope, const xds::LocalityLb& in,
+                         cluster::LocalityLbConfig& out) {
+  out.enabled = in.enabled();
+  if (in.has_overprovisioning_percent()) {
+    const uint32_t v = in.overprovisioning_percent().value();
+    if (v < 100 || v > 1000)
+      scope.Add("locality_lb.overprovisioning_percent", "must be in [100, 1000]");
+    out.overprovisioning_percent = v;
+  }
+  out.max_inflight_per_host = in.max_inflight_per_host();
+  ReadDuration(scope, "locality_lb.max_latency", in.has_max_latency(), in.max_latency(),
+               DurationRule::kNonNegative, &out.max_latency);
+}
+
 std::optional<cluster::ClusterConfig> TranslateCluster(
     Errors::Scope& scope, const xds::Cluster& cluster,
-    const Snapshot::ByName<SecretConfig>& secrets) {
+    const Snapshot::ByName<SecretConfig>& secrets, const xds::Locality* own) {
   const size_t before = scope.count();
   cluster::ClusterConfig out;
   out.name = cluster.name();
@@ -253,12 +267,16 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
     if (inline_endpoints.endpoints_size() == 0) {
       scope.Add("load_assignment.endpoints", "a STATIC cluster needs at least one endpoint");
     }
-    out.endpoints = TranslateEndpoints(scope, "load_assignment", inline_endpoints);
+    out.endpoints = TranslateEndpoints(scope, "load_assignment", inline_endpoints, own,
+                                       cluster.locality_lb().node_local());
   }
 
   // Also when absent: the defaults depend on each other (max_retries on the retry budget).
   TranslateCircuitBreakers(scope, cluster.circuit_breakers(), out);
   TranslateOutlierDetection(scope, cluster, out);
+  if (cluster.has_locality_lb()) {
+    TranslateLocalityLb(scope, cluster.locality_lb(), out.lb.Mutable().locality);
+  }
   if (cluster.has_overload()) TranslateOverload(scope, cluster.overload(), out.overload);
   if (cluster.has_health_check())
     TranslateHealthCheck(scope, cluster.health_check(), out.health_check.Mutable());
@@ -366,10 +384,11 @@ bool ApplyClusterChanges(SnapshotBuild& build, const ResourceList<xds::Cluster>&
     }
     Errors::Scope scope(errors, Label("cluster", name));
     std::optional<cluster::ClusterConfig> out =
-        TranslateCluster(scope, *cluster->Parse(), build.snapshot->secrets);
+        TranslateCluster(scope, *cluster->Parse(), build.snapshot->secrets, build.locality);
     if (out.has_value() && assignment != nullptr) {
       Errors::Scope endpoints_scope(errors, "");
-      out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment->Parse());
+      out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment->Parse(), build.locality,
+                                          cluster->Parse()->locality_lb().node_local());
     }
     if (!out.has_value() || !errors.empty()) return false;
     ++translated_count;
@@ -444,11 +463,13 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     if (translated == nullptr) {
       Errors::Scope scope(build.errors, Label("cluster", name));
       std::optional<cluster::ClusterConfig> out =
-          TranslateCluster(scope, *cluster->Parse(), build.snapshot->secrets);
+          TranslateCluster(scope, *cluster->Parse(), build.snapshot->secrets, build.locality);
       if (out.has_value() && assignment != nullptr) {
         Errors::Scope endpoints_scope(build.errors,
                                       absl::StrCat("cluster_load_assignment ", Quote(name)));
-        out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment->Parse());
+        out->endpoints =
+            TranslateEndpoints(endpoints_scope, "", *assignment->Parse(), build.locality,
+                               cluster->Parse()->locality_lb().node_local());
       }
       if (!out.has_value()) continue;
       translated = std::make_shared<const cluster::ClusterConfig>(*std::move(out));

@@ -29,7 +29,7 @@ TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const cluster::ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
   EXPECT_EQ(cluster.outlier_detection->panic_threshold_percent, 30u);
-  EXPECT_EQ(cluster.lb.panic_threshold_percent, 30u);
+  EXPECT_EQ(cluster.lb->panic_threshold_percent, 30u);
 }
 
 TEST(TranslateTest, OverloadIsOnByDefaultAndTunable) {
@@ -128,6 +128,80 @@ TEST(TranslateTest, EndpointTlsSettings) {
   EXPECT_TRUE(cluster->endpoints[2].tls.identity.SharesWith(cluster->endpoints[0].tls.identity));
   EXPECT_EQ(cluster->endpoints[3].tls.identity.str(), "spiffe://cluster.local/ns/shop/sa/other");
   EXPECT_FALSE(cluster->endpoints[3].tls.identity.SharesWith(cluster->endpoints[0].tls.identity));
+}
+
+// Each endpoint's locality level is its locality seen from the sidecar's: the same zone, the same
+// region, elsewhere (another region, another cluster, or none known).
+TEST(TranslateTest, EndpointLocalityLevelsAndLocalityLb) {
+  ResourceSet set = Base();
+  xds::Cluster& eds = set.clusters.Mutable(2);
+  eds.mutable_locality_lb()->set_enabled(true);
+  eds.mutable_locality_lb()->mutable_overprovisioning_percent()->set_value(150);
+  eds.mutable_locality_lb()->set_max_inflight_per_host(8);
+  eds.mutable_locality_lb()->mutable_max_latency()->set_nanos(250000000);
+  xds::ClusterLoadAssignment& assignment = set.endpoints.Mutable(0);
+  auto add = [&](const char* address, const char* region, const char* zone, const char* node,
+                 const char* cluster_name) {
+    xds::Endpoint* e = assignment.add_endpoints();
+    e->set_address(address);
+    e->mutable_locality()->set_region(region);
+    e->mutable_locality()->set_zone(zone);
+    e->mutable_locality()->set_node(node);
+    e->mutable_locality()->set_cluster(cluster_name);
+  };
+  add("127.0.0.1:9101", "eu", "eu-a", "n1", "");    // same zone, same node
+  add("127.0.0.1:9102", "eu", "eu-a", "n2", "");    // same zone
+  add("127.0.0.1:9103", "eu", "eu-b", "n3", "");    // same region
+  add("127.0.0.1:9104", "us", "eu-a", "n4", "");    // another region with a like-named zone
+  add("127.0.0.1:9105", "eu", "eu-a", "n5", "c2");  // another cluster
+  add("127.0.0.1:9106", "", "eu-a", "n6", "");      // a zone without a region (EndpointSlice)
+  xds::Locality own;
+  own.set_region("eu");
+  own.set_zone("eu-a");
+  own.set_node("n1");
+  own.set_cluster("c1");
+  auto snapshot = BuildSnapshot(set, nullptr, &own);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster("eds-cluster");
+  ASSERT_EQ(cluster->endpoints.size(), 7u);
+  std::vector<int> levels;
+  for (const cluster::EndpointConfig& e : cluster->endpoints) levels.push_back(e.locality_level);
+  // The first endpoint of the fixture has no locality.
+  EXPECT_EQ(levels, (std::vector<int>{2, 0, 0, 1, 2, 2, 0}));
+  const cluster::LocalityLbConfig& lb = cluster->lb->locality;
+  EXPECT_TRUE(lb.enabled);
+  EXPECT_EQ(lb.overprovisioning_percent, 150u);
+  EXPECT_EQ(lb.max_inflight_per_host, 8u);
+  EXPECT_EQ(lb.max_latency, 250ms);
+
+  // Without the sidecar's locality every endpoint is at the farthest level.
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  for (const cluster::EndpointConfig& e : (*snapshot)->FindCluster("eds-cluster")->endpoints) {
+    EXPECT_EQ(e.locality_level, 2);
+  }
+
+  // internalTrafficPolicy: Local: only the sidecar's node's endpoints.
+  eds.mutable_locality_lb()->set_node_local(true);
+  snapshot = BuildSnapshot(set, nullptr, &own);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  cluster = (*snapshot)->FindCluster("eds-cluster");
+  ASSERT_EQ(cluster->endpoints.size(), 1u);
+  EXPECT_EQ(cluster->endpoints[0].address.ToString(), "127.0.0.1:9101");
+}
+
+TEST(TranslateTest, BadLocalityLbSettingsAreRefusedByName) {
+  auto error = [](void (*edit)(xds::LocalityLb&)) {
+    ResourceSet set = Base();
+    edit(*set.clusters.Mutable(2).mutable_locality_lb());
+    auto snapshot = BuildSnapshot(set);
+    return snapshot.ok() ? std::string("accepted") : std::string(snapshot.status().message());
+  };
+  EXPECT_THAT(
+      error([](xds::LocalityLb& l) { l.mutable_overprovisioning_percent()->set_value(99); }),
+      ::testing::HasSubstr("locality_lb.overprovisioning_percent: must be in [100, 1000]"));
+  EXPECT_THAT(error([](xds::LocalityLb& l) { l.mutable_max_latency()->set_seconds(-1); }),
+              ::testing::HasSubstr("locality_lb.max_latency"));
 }
 
 // What the snapshot and its memo hold per service a sidecar called (docs/performance.md, "What

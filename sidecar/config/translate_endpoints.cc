@@ -65,8 +65,28 @@ std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
 
 }  // namespace
 
+uint8_t LocalityLevel(const xds::Locality& endpoint, const xds::Locality* own) {
+  if (own == nullptr || (own->region().empty() && own->zone().empty())) return 2;
+  if (!endpoint.cluster().empty() && !own->cluster().empty() &&
+      endpoint.cluster() != own->cluster()) {
+    return 2;
+  }
+  // An endpoint that names a zone but no region (a Kubernetes EndpointSlice's) is in the
+  // caller's zone when the zones match: zone names are unique within a cloud.
+  if (!own->zone().empty() && endpoint.zone() == own->zone() &&
+      (endpoint.region() == own->region() || endpoint.region().empty())) {
+    return 0;
+  }
+  if (!own->region().empty() && endpoint.region() == own->region()) return 1;
+  return 2;
+}
+
 std::vector<cluster::EndpointConfig> TranslateEndpoints(
-    Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment) {
+    Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment,
+    const xds::Locality* own, bool node_local) {
+  // internalTrafficPolicy: Local: only this node's endpoints (a sidecar that knows no node
+  // keeps every one).
+  node_local = node_local && own != nullptr && !own->node().empty();
   // Sized once: the snapshot keeps the vector as built (a doubling one holds up to twice the
   // endpoints' room for as long as the cluster is held).
   std::vector<cluster::EndpointConfig> out;
@@ -75,9 +95,12 @@ std::vector<cluster::EndpointConfig> TranslateEndpoints(
   cluster::EndpointIdentity last_identity;
   for (int i = 0; i < assignment.endpoints_size(); ++i) {
     const std::string endpoint_path = Index(Join(path, "endpoints"), i);
+    const xds::Endpoint& in = assignment.endpoints(i);
+    if (node_local && in.locality().node() != own->node()) continue;
     std::optional<cluster::EndpointConfig> endpoint =
-        TranslateEndpoint(scope, endpoint_path, assignment.endpoints(i), last_identity);
+        TranslateEndpoint(scope, endpoint_path, in, last_identity);
     if (!endpoint.has_value()) continue;
+    endpoint->locality_level = LocalityLevel(in.locality(), own);
     auto [it, inserted] = seen.emplace(endpoint->address.ToString(), i);
     if (!inserted) {
       scope.Add(Join(endpoint_path, "address"),

@@ -307,8 +307,16 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
 
 // translate_endpoints.cc: the endpoints of one load assignment; `path` leads to its `endpoints`
 // field.
+// Each endpoint's locality_level is its locality compared with `own` (null: every endpoint at the
+// farthest level); with `node_local` and a node in `own`, endpoints on other nodes are left out.
 std::vector<cluster::EndpointConfig> TranslateEndpoints(
-    Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment);
+    Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment,
+    const xds::Locality* own = nullptr, bool node_local = false);
+// The locality level (0 same zone, 1 same region, 2 elsewhere) of an endpoint at `endpoint` seen
+// from a sidecar at `own`: the same zone needs equal, non-empty zones and equal regions (or none
+// named by the endpoint); the same region equal, non-empty regions; both in the same cluster when
+// both name one.
+uint8_t LocalityLevel(const xds::Locality& endpoint, const xds::Locality* own);
 
 // translate_routes.cc: the header mutations of a route configuration (its own level);
 // `path` leads to it ("" for the route configuration's errors).
@@ -359,6 +367,8 @@ struct SnapshotBuild {
   bool cluster_names_kept = false;
   // Set by AddRouteTables: the route configurations listeners may name.
   absl::flat_hash_set<std::string> route_names;
+  // Where this sidecar runs (BuildSnapshot's `locality`); null: unknown.
+  const xds::Locality* locality = nullptr;
 
   // Names are checked per kind first: later kinds refer to earlier ones by name. False (the
   // error reported) when the name is invalid or repeats one in `seen`, which views the names

@@ -775,6 +775,10 @@ inline void ActiveStream::WriteAccessLog(uint64_t duration_us) {
                   ",\"duration_us\":", duration_us);
   line.append(",\"upstream_host\":");
   AppendJsonString(&line, info_.upstream_host.has_value() ? info_.upstream_host->ToString() : "");
+  if (!info_.upstream_locality.empty()) {
+    line.append(",\"upstream_locality\":");
+    AppendJsonString(&line, info_.upstream_locality);
+  }
   line.append(",\"upstream_cluster\":");
   AppendJsonString(&line, info_.cluster_name);
   line.append(",\"route_name\":");

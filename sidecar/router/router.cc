@@ -347,6 +347,12 @@ void Router::StartAttempt() {
     return;
   }
   info_.upstream_host = selection.host->address();
+  info_.upstream_locality = absl::string_view();
+  if (selection.locality.has_value()) {
+    const size_t decision = static_cast<size_t>(*selection.locality);
+    info_.upstream_locality = cluster::kLocalityDecisionNames[decision];
+    stats_->rq_locality[decision].Inc();
+  }
   if (!info_.decision.BeginAttempt(selection.host->address(), context_.clock.Now()) &&
       context_.decisions != nullptr) {
     context_.decisions->CountDroppedAttempt();

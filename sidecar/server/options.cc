@@ -474,6 +474,19 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
       flag("--node-service-account", "NAME",
            "The workload's service account (overrides node.service_account).",
            Text(&o.node_service_account)),
+      flag("--node-locality", "REGION/ZONE[/NODE]",
+           "Where this sidecar runs (overrides node.locality): its endpoints carry it, and "
+           "clusters with locality-aware balancing prefer endpoints of its zone, then of its "
+           "region (docs/resilience.md, \"Locality\"). NODE, the machine, serves "
+           "internalTrafficPolicy: Local.",
+           [&o](absl::string_view v) {
+             std::vector<std::string> parts = absl::StrSplit(v, '/');
+             if (parts.size() < 2 || parts.size() > 3) {
+               return absl::InvalidArgumentError("must be REGION/ZONE or REGION/ZONE/NODE");
+             }
+             o.node_locality = std::move(parts);
+             return absl::OkStatus();
+           }),
       flag("--gateway", "NAMESPACE/NAME",
            "Serve the Gateway API Gateway NAMESPACE/NAME as its gateway proxy instead of being a "
            "workload's sidecar: the node gets the Gateway's listeners and routes only "
@@ -700,6 +713,7 @@ config::BootstrapFlags ServerOptions::bootstrap_flags() const {
                                 .node_service = node_service,
                                 .node_namespace = node_namespace,
                                 .node_service_account = node_service_account,
+                                .node_locality = node_locality,
                                 .node_labels = node_labels,
                                 .node_addresses = node_addresses,
                                 .node_ports = node_ports,

@@ -138,6 +138,7 @@ struct ServerOptions {
   std::string node_service;
   std::string node_namespace;
   std::string node_service_account;
+  std::vector<std::string> node_locality;  // --node-locality: region, zone[, node]
   std::vector<std::pair<std::string, std::string>> node_labels;  // --node-label k=v, repeatable
   std::string gateway;  // --gateway NAMESPACE/NAME: a gateway proxy (adds label meshlet.io/gateway)
   std::vector<std::string> node_addresses;  // --node-address IP, repeatable

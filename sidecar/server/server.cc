@@ -118,7 +118,7 @@ absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot(
       config::LoadBootstrapFile(options_.config_path);
   if (!bootstrap.ok()) return bootstrap.status();
   absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot =
-      config::BuildSnapshot(bootstrap->resources);
+      config::BuildSnapshot(bootstrap->resources, nullptr, &node_locality_);
   if (!snapshot.ok()) return Annotate(snapshot.status(), options_.config_path);
   // Certificates and keys that do not load refuse the configuration like any other error.
   absl::StatusOr<TlsContexts::Prepared> prepared = tls_contexts_.Prepare(**snapshot);
@@ -217,7 +217,7 @@ bool Server::ready() const {
 
 absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   ASSIGN_OR_RETURN(std::shared_ptr<const config::Snapshot> snapshot,
-                   config::BuildSnapshot(resources, snapshot_.get()));
+                   config::BuildSnapshot(resources, snapshot_.get(), &node_locality_));
   // By the clusters that changed when built from snapshot_, which tls_contexts_ last committed.
   ASSIGN_OR_RETURN(TlsContexts::Prepared tls,
                    tls_contexts_.Prepare(*snapshot, config::ChangedClusters(*snapshot)));
@@ -246,6 +246,7 @@ absl::Status Server::Init() {
   init_started_ = RealClock::Get().Now();
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   node_name_ = bootstrap.node.id();
+  node_locality_ = bootstrap.node.locality();
   RegisterProxyInfo(stats_.shared_shard(), bootstrap.node.id(), bootstrap.node.service(),
                     bootstrap.node.namespace_());
   // Before taking over: a SIGTERM that arrives while a predecessor's sockets are held must end

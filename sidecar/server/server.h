@@ -232,6 +232,8 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<tracing::TracingConfig> tracing_;
   // The node's id as error attribution names this proxy (--error-header); fixed at start.
   std::string node_name_;
+  // Where this sidecar runs (node.locality, --node-locality): endpoints' locality levels.
+  xds::Locality node_locality_;
   std::shared_ptr<tracing::CollectorAddress> trace_collector_;
   tracing::ControlPlaneChannel trace_channel_;  // OTLP/gRPC: the control-plane TLS and authority
   std::unique_ptr<event::Timer> trace_collector_resolve_;

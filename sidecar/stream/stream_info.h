@@ -82,6 +82,9 @@ struct StreamInfo {
   uint64_t bytes_received = 0;  // request body bytes
   uint64_t bytes_sent = 0;      // response body bytes
   std::optional<net::Address> upstream_host;
+  // With locality balancing, why the last attempt's endpoint was picked from its locality level:
+  // "local", "failover" or "spillover" (a literal); empty without (access log upstream_locality).
+  absl::string_view upstream_locality;
   absl::string_view cluster_name;
   absl::string_view route_name;
   // The message of the local reply the proxy answered with (stream/local_reply.h), else empty:
