@@ -65,7 +65,9 @@ ROUND_PAUSE_S = 0.3
 # Weighted cases: requests sent, and how far each backend's share may be from its weight.
 WEIGHT_REQUESTS = 500
 WEIGHT_TOLERANCE = 0.05
-GATEWAY_API_VERSION = "v1.4.0"
+# The Gateway API release each profile's cases were transcribed from (the report's
+# gatewayAPIVersion).
+GATEWAY_API_VERSIONS = {"mesh": "v1.4.0", "gateway": "v1.5.1"}
 REPORT_NAME = "gateway-conformance-report.yaml"
 
 GROUP = "gateway.networking.k8s.io"
@@ -2551,7 +2553,7 @@ def build_report(results, mode, profile_set="mesh"):
     report = {
         "apiVersion": API_VERSION, "kind": "ConformanceReport",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gatewayAPIVersion": GATEWAY_API_VERSION, "gatewayAPIChannel": "experimental",
+        "gatewayAPIVersion": GATEWAY_API_VERSIONS[profile_set], "gatewayAPIChannel": "experimental",
         "mode": mode,
         "implementation": dict(IMPLEMENTATION),
         "profiles": profiles,
