@@ -67,8 +67,10 @@ enum class Capability {
   kFederation,
   // DownstreamTls mode TLS and server_certificates (a gateway proxy's HTTPS listeners, ADR 0099).
   kGateway,
+  // Endpoint.locality and Cluster.locality_lb (locality-aware balancing, ADR 0104).
+  kLocality,
 };
-inline constexpr size_t kCapabilityCount = 14;
+inline constexpr size_t kCapabilityCount = 15;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

@@ -209,6 +209,11 @@ const std::vector<CapabilityGate>& Gates() {
       {C::kGateway, "meshlet.xds.DownstreamTls.server_certificates", Fallback::kClear},
       {C::kGateway, "meshlet.xds.DownstreamTls.mode", Fallback::kEnumValue, xds::DownstreamTls::TLS,
        xds::DownstreamTls::STRICT},
+      // Only named in decision records and spans.
+      {C::kGateway, "meshlet.xds.VirtualHost.gateway_listener", Fallback::kClear},
+      // An older sidecar balances over every endpoint as before, without preferring its zone.
+      {C::kLocality, "meshlet.xds.Cluster.locality_lb", Fallback::kClear},
+      {C::kLocality, "meshlet.xds.Endpoint.locality", Fallback::kClear},
   };
   return *kGates;
 }

@@ -125,6 +125,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     }
     // The fixture has no gateway proxy (GatewayTlsFieldsFailClosedForOlderSidecars sets them).
     if (info.capability == xds::Capability::kGateway) continue;
+    // The fixture balances without locality (LocalityFieldsAreClearedForOlderSidecars sets them).
+    if (info.capability == xds::Capability::kLocality) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -372,6 +374,30 @@ TEST_F(CapabilityGatesTest, GatewayTlsFieldsFailClosedForOlderSidecars) {
   EXPECT_EQ(old.tls().mode(), xds::DownstreamTls::STRICT);
   EXPECT_EQ(old.tls().server_certificates_size(), 0);
   EXPECT_EQ(old.tls().secret_name(), "gateway-cert:default/shop");
+}
+
+TEST_F(CapabilityGatesTest, LocalityFieldsAreClearedForOlderSidecars) {
+  auto with_locality = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Cluster& cluster = r.clusters.emplace_back();
+    cluster.set_name("outbound|80||zoned.default");
+    cluster.mutable_locality_lb()->set_enabled(true);
+    xds::ClusterLoadAssignment& cla = r.endpoints.emplace_back();
+    cla.set_cluster_name(cluster.name());
+    xds::Endpoint* endpoint = cla.add_endpoints();
+    endpoint->set_address("10.0.0.7:80");
+    endpoint->mutable_locality()->set_zone("eu-a");
+    ApplyCapabilityGates(reads, r);
+    return r;
+  };
+  const NodeResources current = with_locality(xds::CapabilitySet::All());
+  EXPECT_TRUE(current.clusters.back().has_locality_lb());
+  EXPECT_EQ(current.endpoints.back().endpoints(0).locality().zone(), "eu-a");
+  const NodeResources old =
+      with_locality(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_FALSE(old.clusters.back().has_locality_lb());
+  EXPECT_FALSE(old.endpoints.back().endpoints(0).has_locality());
+  EXPECT_EQ(old.endpoints.back().endpoints(0).address(), "10.0.0.7:80");
 }
 
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
