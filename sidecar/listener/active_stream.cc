@@ -1,3 +1,8 @@
+// ActiveStream (active_stream.h): one request from its decoded headers to its last byte. The
+// request preparation, the filter chain's callbacks and the end-of-stream records (stats, golden
+// metrics, access log, span) all read and write the same per-stream fields on the hot path, and
+// the access-log writer is inlined into the stream's end; so it stays one file.
+
 #include "sidecar/listener/active_stream.h"
 
 #include <array>
