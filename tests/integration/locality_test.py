@@ -24,18 +24,11 @@ import threading
 import unittest
 
 import sidecar_test as base
-from sidecar_test import config_yaml, free_port, http_listener, stat_with
+from sidecar_test import app_routes, config_yaml, free_port, http_listener, stat_with
 
 # Two retries on connect failures: the calls that find a killed endpoint before its ejection
 # still succeed elsewhere.
-ROUTES = """  - name: app-routes
-    virtual_hosts:
-    - name: all
-      domains: ["*"]
-      routes:
-      - match: {prefix: /}
-        route: {cluster: app, retry_policy: {num_retries: 2}}
-"""
+ROUTES = app_routes(route_extra=", retry_policy: {num_retries: 2}")
 
 
 def cluster(endpoints):

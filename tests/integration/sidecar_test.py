@@ -203,14 +203,16 @@ def http_listener(name, port, protocol="PROTOCOL_HTTP", direction="OUTBOUND", ro
             f"    protocol: {protocol}\n    route_config_name: {route}\n")
 
 
-def app_routes(cluster="app", name="app-routes"):
+def app_routes(cluster="app", name="app-routes", route_extra=""):
+    """Every request to `cluster`; `route_extra` adds fields to the route action
+    (", retry_policy: {num_retries: 2}")."""
     return f"""  - name: {name}
     virtual_hosts:
     - name: all
       domains: ["*"]
       routes:
       - match: {{prefix: /}}
-        route: {{cluster: {cluster}}}
+        route: {{cluster: {cluster}{route_extra}}}
 """
 
 
