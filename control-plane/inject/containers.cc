@@ -118,6 +118,11 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
              : "--node-service-account=$(SERVICE_ACCOUNT)",
       podman ? std::string("--node-address=auto") : "--node-address=$(POD_IP)",
   };
+  // Where the pod runs, for locality-aware balancing: its node, and the node's region and zone,
+  // which Kubernetes 1.35 and later copy onto the pod's labels (empty before: the control plane
+  // still gives the pod's endpoints their Node's region, but the proxy then prefers only its
+  // node, for internalTrafficPolicy: Local).
+  if (!podman) args.push_back("--node-locality=$(NODE_REGION)/$(NODE_ZONE)/$(NODE_NAME)");
   for (int64_t port : plan.ports) args.push_back(absl::StrCat("--node-port=", port));
   bool revision_labelled = false;
   for (const auto& [key, value] : plan.labels) {
@@ -161,6 +166,9 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
     env.push_back(FieldEnv("POD_NAMESPACE", "metadata.namespace"));
     env.push_back(FieldEnv("POD_IP", "status.podIP"));
     env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
+    env.push_back(FieldEnv("NODE_NAME", "spec.nodeName"));
+    env.push_back(FieldEnv("NODE_REGION", "metadata.labels['topology.kubernetes.io/region']"));
+    env.push_back(FieldEnv("NODE_ZONE", "metadata.labels['topology.kubernetes.io/zone']"));
   }
   env.push_back(ValueEnv("MESHLET_CONTROL_PLANE", ControlPlaneAddress(plan, options)));
   c["env"] = env;

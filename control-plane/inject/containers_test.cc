@@ -48,6 +48,8 @@ TEST(InjectTest, NativeSidecarDeploymentGetsInitAndProxyBeforeTheAppsInitContain
                 "--node-service=reviews",
                 "--node-service-account=$(SERVICE_ACCOUNT)",
                 "--node-address=$(POD_IP)",
+                // Its node, and the node's region and zone from the pod's topology labels.
+                "--node-locality=$(NODE_REGION)/$(NODE_ZONE)/$(NODE_NAME)",
                 // TCP container ports of every app container, once each; not the UDP one.
                 "--node-port=9080",
                 "--node-port=9100",
@@ -70,10 +72,13 @@ TEST(InjectTest, NativeSidecarDeploymentGetsInitAndProxyBeforeTheAppsInitContain
         e["name"].Scalar(), "=",
         e["value"] ? e["value"].Scalar() : e["valueFrom"]["fieldRef"]["fieldPath"].Scalar()));
   }
-  EXPECT_EQ(env, (std::vector<std::string>{
-                     "POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace",
-                     "POD_IP=status.podIP", "SERVICE_ACCOUNT=spec.serviceAccountName",
-                     "MESHLET_CONTROL_PLANE=meshlet-control-plane.meshlet-system.svc:15012"}));
+  EXPECT_EQ(env,
+            (std::vector<std::string>{
+                "POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace", "POD_IP=status.podIP",
+                "SERVICE_ACCOUNT=spec.serviceAccountName", "NODE_NAME=spec.nodeName",
+                "NODE_REGION=metadata.labels['topology.kubernetes.io/region']",
+                "NODE_ZONE=metadata.labels['topology.kubernetes.io/zone']",
+                "MESHLET_CONTROL_PLANE=meshlet-control-plane.meshlet-system.svc:15012"}));
   EXPECT_EQ(proxy["securityContext"]["runAsUser"].Scalar(), "1337");
   EXPECT_EQ(proxy["securityContext"]["runAsGroup"].Scalar(), "1337");
   EXPECT_EQ(proxy["securityContext"]["runAsNonRoot"].Scalar(), "true");

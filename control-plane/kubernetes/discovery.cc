@@ -70,6 +70,8 @@ constexpr char kRbacHint[] =
     "the control plane needs list and watch on services, endpointslices and pods "
     "(k8s/base/rbac.yaml)";
 constexpr char kServiceNameLabel[] = "kubernetes.io/service-name";
+constexpr char kRegionLabel[] = "topology.kubernetes.io/region";
+constexpr char kZoneLabel[] = "topology.kubernetes.io/zone";
 
 uint32_t PortNumber(const std::string& text) {
   uint32_t port = 0;
@@ -165,6 +167,12 @@ std::optional<DiscoveryObject> ParsePod(const YAML::Node& object) {
   return out;
 }
 
+std::optional<KubernetesDiscovery::NodeTopology> ParseNode(const YAML::Node& object) {
+  const YAML::Node labels = NodeAt(NodeAt(object, "metadata"), "labels");
+  return KubernetesDiscovery::NodeTopology{.region = ScalarAt(labels, kRegionLabel),
+                                           .zone = ScalarAt(labels, kZoneLabel)};
+}
+
 // The mesh protocol of a Service port: appProtocol, else the name's prefix ("http", "http-web",
 // "grpc-api", "tcp-db"), as Istio reads them; a port that says neither is AUTO (HTTP when the
 // first bytes are, else opaque TCP). The Kubernetes standard values (KEP-3726, honoured by the
@@ -204,6 +212,10 @@ std::vector<flags::Flag> DiscoveryFlags(DiscoveryOptions& options) {
       flags::DurationAtLeastFlag(
           "--kubernetes-watch-timeout", absl::Seconds(1), &options.watch_timeout,
           "how long the API server keeps each watch before it is renewed (default 5m)", "5m"),
+      flags::BoolFlag("--kubernetes-node-topology", &options.node_topology,
+                      "read Nodes' topology.kubernetes.io/region and /zone labels (metadata "
+                      "only) for the region and zone of endpoints (default true; =false: the "
+                      "EndpointSlices' zones and the Pods' topology labels only)"),
       flags::IntFlag("--kubernetes-list-page-size", "N", &options.page_size,
                      "objects per list page (default 500)", 1, 100000),
       flags::IntFlag("--kubernetes-max-response-bytes", "BYTES", &options.max_response_bytes,
@@ -254,6 +266,19 @@ KubernetesDiscovery::KubernetesDiscovery(event::Loop& loop, std::unique_ptr<Kube
                                                               .watch_accept = kMetadataWatchAccept,
                                                               .forbidden_hint = kRbacHint},
                                               &ParsePod, changed);
+  if (options_.node_topology) {
+    nodes_ = std::make_unique<Reflector<NodeTopology>>(
+        loop_, *api_, stats_, reflector,
+        ReflectorConfig{.resource = "nodes",
+                        .path = "/api/v1/nodes",
+                        .list_accept = kMetadataListAccept,
+                        .watch_accept = kMetadataWatchAccept,
+                        .forbidden_hint =
+                            "the control plane needs list and watch on nodes for the endpoints' "
+                            "region (k8s/base/rbac.yaml), or --kubernetes-node-topology=false",
+                        .namespaced = false},
+        &ParseNode, changed);
+  }
   absl::StatusOr<Gauge> gauge = stats_.shared_shard().RegisterGauge(
       "meshlet_cp_kubernetes_services",
       "Kubernetes Services discovery last published as mesh destinations.", {});
@@ -271,6 +296,7 @@ KubernetesDiscovery::~KubernetesDiscovery() {
   services_.reset();
   slices_.reset();
   pods_.reset();
+  nodes_.reset();
   api_.reset();
 }
 
@@ -279,6 +305,7 @@ void KubernetesDiscovery::Start() {
   services_->Start();
   slices_->Start();
   pods_->Start();
+  if (nodes_ != nullptr) nodes_->Start();
 }
 
 bool KubernetesDiscovery::synced() const { return published_; }
@@ -379,6 +406,7 @@ registry::KubernetesService KubernetesDiscovery::BuildService(const std::string&
           endpoint.labels = pod->labels;
           endpoint.sidecar = pod->sidecar;
         }
+        SetTopology(endpoint, pod);
       }
     }
   }
@@ -387,12 +415,35 @@ registry::KubernetesService KubernetesDiscovery::BuildService(const std::string&
   return ks;
 }
 
+void KubernetesDiscovery::SetTopology(registry::KubernetesEndpoint& endpoint,
+                                      const PodObject* pod) const {
+  const NodeTopology* node = nullptr;
+  if (nodes_ != nullptr && !endpoint.node.empty()) {
+    auto found = nodes_->objects().find(endpoint.node);
+    if (found != nodes_->objects().end()) node = &found->second;
+  }
+  auto label = [&](const char* key) -> std::string {
+    if (pod == nullptr) return "";
+    auto found = pod->labels.find(key);
+    return found == pod->labels.end() ? "" : found->second;
+  };
+  endpoint.region = node != nullptr && !node->region.empty() ? node->region : label(kRegionLabel);
+  if (endpoint.zone.empty()) {
+    endpoint.zone = node != nullptr && !node->zone.empty() ? node->zone : label(kZoneLabel);
+  }
+}
+
 void KubernetesDiscovery::Publish() {
   using Changes = Reflector<Object>::Changes;
   const Changes services = services_->TakeChanges();
   const Changes slices = slices_->TakeChanges();
   const Changes pods = pods_->TakeChanges();
-  const bool all = !published_ || services.relisted || slices.relisted || pods.relisted;
+  Reflector<NodeTopology>::Changes nodes;
+  if (nodes_ != nullptr) nodes = nodes_->TakeChanges();
+  // A list of Nodes (the first one too) rebuilds every Service, as a list of the others does:
+  // Nodes do not hold the first publication back, and any of their labels may have changed.
+  const bool all = !published_ || services.relisted || slices.relisted || pods.relisted ||
+                   (nodes.relisted && nodes_->listed());
   std::set<std::string> dirty = services.keys;
   if (all) {
     service_slices_.clear();
@@ -412,6 +463,16 @@ void KubernetesDiscovery::Publish() {
       auto named = pod_slices_.find(pod);
       if (named == pod_slices_.end()) continue;
       for (const std::string& slice : named->second) dirty.insert(slice_service_.at(slice));
+    }
+    // A Node's topology reaches the Services with endpoints on it.
+    if (!nodes.keys.empty()) {
+      for (const auto& [key, object] : slices_->objects()) {
+        for (const SliceObject::Endpoint& e : std::get<SliceObject>(object).endpoints) {
+          if (nodes.keys.count(e.node) == 0) continue;
+          if (auto s = slice_service_.find(key); s != slice_service_.end()) dirty.insert(s->second);
+          break;
+        }
+      }
     }
   }
   bool changed = false;

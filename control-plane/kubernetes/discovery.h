@@ -29,7 +29,14 @@
 // port is the port of the same name in its EndpointSlices (a named targetPort resolved by
 // Kubernetes), else its numeric targetPort.
 //
-// Needs RBAC list and watch on services, endpointslices (discovery.k8s.io) and pods
+// Endpoints carry their locality (registry::KubernetesEndpoint): the slice's zone and nodeName,
+// and the region of the Node's topology.kubernetes.io/region label. Nodes are read as metadata,
+// only those two labels are kept, and a Node's change rebuilds only the Services with endpoints
+// on it. Nodes do not hold publication back: a control plane that may not read them (or with
+// DiscoveryOptions::node_topology off) publishes the Pods' topology labels (copied from their
+// Node by Kubernetes 1.35 and later) or no region.
+//
+// Needs RBAC list and watch on services, endpointslices (discovery.k8s.io), pods and nodes
 // (k8s/base/rbac.yaml).
 //
 // Stats: the reflectors' (reflector.h), meshlet_cp_kubernetes_services (published),
@@ -77,9 +84,12 @@ struct DiscoveryOptions {
   size_t max_response_bytes = 16 << 20;
   Duration retry_base = std::chrono::milliseconds(500);
   Duration retry_cap = std::chrono::seconds(30);
+  // Read Nodes' topology labels for the endpoints' region (--kubernetes-node-topology).
+  bool node_topology = true;
 };
 
-// --kubernetes-discovery, --kubernetes-watch-timeout, --kubernetes-list-page-size,
+// --kubernetes-discovery, --kubernetes-node-topology, --kubernetes-watch-timeout,
+// --kubernetes-list-page-size,
 // --kubernetes-max-response-bytes.
 std::vector<flags::Flag> DiscoveryFlags(DiscoveryOptions& options);
 
@@ -109,6 +119,12 @@ class KubernetesDiscovery {
   struct SliceObject;
   struct PodObject;
   using Object = std::variant<ServiceObject, SliceObject, PodObject>;
+  // A Node's topology.kubernetes.io/region and /zone labels.
+  struct NodeTopology {
+    std::string region;
+    std::string zone;
+    bool operator==(const NodeTopology&) const = default;
+  };
 
  private:
   KubernetesDiscovery(event::Loop& loop, std::unique_ptr<KubernetesApi> api,
@@ -123,6 +139,8 @@ class KubernetesDiscovery {
   std::string UnindexSlice(const std::string& key);
   // The entry of the Service `key` from the caches.
   registry::KubernetesService BuildService(const std::string& key, const ServiceObject& service);
+  // The endpoint's region (and zone, when its slice names none) from its Node, else its Pod.
+  void SetTopology(registry::KubernetesEndpoint& endpoint, const PodObject* pod) const;
 
   event::Loop& loop_;
   std::unique_ptr<KubernetesApi> api_;
@@ -132,6 +150,7 @@ class KubernetesDiscovery {
   std::unique_ptr<Reflector<Object>> services_;
   std::unique_ptr<Reflector<Object>> slices_;
   std::unique_ptr<Reflector<Object>> pods_;
+  std::unique_ptr<Reflector<NodeTopology>> nodes_;  // null: node_topology off
   event::Timer publish_timer_;
   bool published_ = false;
   // What was published last, by Service key ("namespace/name").

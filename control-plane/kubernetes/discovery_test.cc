@@ -78,6 +78,10 @@ class DiscoveryTest : public ::testing::Test {
           pod_watches_.push_back(std::move(respond));
           return;
         }
+        if (path == "/api/v1/nodes") {
+          node_watches_.push_back(std::move(respond));
+          return;
+        }
         watches_.push_back(std::move(respond));
         return;
       }
@@ -92,6 +96,8 @@ class DiscoveryTest : public ::testing::Test {
           return;
         }
         respond(http::ServerResponse::Json(200, pods_));
+      } else if (path == "/api/v1/nodes" && !nodes_.empty()) {
+        respond(http::ServerResponse::Json(200, nodes_));
       } else {
         respond(http::ServerResponse::Json(404, "{}"));
       }
@@ -122,10 +128,12 @@ class DiscoveryTest : public ::testing::Test {
   std::vector<http::Responder> watches_;
   std::vector<http::Responder> slice_watches_;
   std::vector<http::Responder> pod_watches_;
+  std::vector<http::Responder> node_watches_;
   std::vector<http::Responder> held_pods_;
   std::string services_ = kServices;
   std::string slices_ = kSlice;  // the list's items
   std::string pods_ = kPods;
+  std::string nodes_;  // the Nodes' list; empty: 404 (as a server that refuses them, no region)
   std::string slice_event_;
   bool hold_pods_ = false;
 };
@@ -219,6 +227,60 @@ TEST_F(DiscoveryTest, AWatchEventChangesWhatIsPublished) {
   ASSERT_NE(reviews, nullptr);
   EXPECT_EQ(reviews->ports[4].name, "http");
   EXPECT_EQ(reviews->ports[4].target_port, 0u);
+}
+
+// Endpoints' region from their Node's topology label (read as metadata), else from their Pod's
+// (which Kubernetes 1.35 copies from the Node); a zone the slice leaves out from the same place.
+// A Node's label change republishes the Services with endpoints on it.
+TEST_F(DiscoveryTest, EndpointsTakeTheirRegionFromTheirNodeElseTheirPod) {
+  nodes_ = R"({"kind":"PartialObjectMetadataList","metadata":{"resourceVersion":"13"},"items":[
+    {"metadata":{"name":"node-1","labels":{"topology.kubernetes.io/region":"eu",
+      "topology.kubernetes.io/zone":"eu-z","kubernetes.io/hostname":"node-1"}}}]})";
+  pods_ = R"({"kind":"PartialObjectMetadataList","metadata":{"resourceVersion":"11"},"items":[
+   {"metadata":{"namespace":"default","name":"reviews-1","labels":{"app":"reviews",
+     "topology.kubernetes.io/region":"ignored-the-node-wins"}}},
+   {"metadata":{"namespace":"default","name":"reviews-2","labels":{"app":"reviews",
+     "topology.kubernetes.io/region":"us","topology.kubernetes.io/zone":"us-b"}}}]})";
+  auto discovery = Discovery();
+  discovery->Start();
+  auto region_of = [&](size_t i) {
+    const registry::KubernetesService* reviews = Reviews();
+    return reviews == nullptr || reviews->endpoints.size() <= i ? std::string("?")
+                                                                : reviews->endpoints[i].region;
+  };
+  ASSERT_TRUE(RunUntil(loop_, [&] { return region_of(1) == "eu"; }));
+  const registry::KubernetesService* reviews = Reviews();
+  // 10.1.0.2 on node-1: the Node's region; the slice's zone (eu-a) wins over the Node's.
+  EXPECT_EQ(reviews->endpoints[1].zone, "eu-a");
+  EXPECT_EQ(reviews->endpoints[1].node, "node-1");
+  // 10.1.0.1: no nodeName in its slice; its Pod's labels.
+  EXPECT_EQ(reviews->endpoints[0].region, "us");
+  EXPECT_EQ(reviews->endpoints[0].zone, "us-b");
+
+  // The Node moves to another region (a watch event): republished.
+  ASSERT_TRUE(RunUntil(loop_, [&] { return !node_watches_.empty(); }));
+  node_watches_.back()(http::ServerResponse::Json(
+      200, R"({"type":"MODIFIED","object":{"metadata":{"name":"node-1","resourceVersion":"14",)"
+           R"("labels":{"topology.kubernetes.io/region":"eu2"}}}})"
+           "\n"));
+  ASSERT_TRUE(RunUntil(loop_, [&] { return region_of(1) == "eu2"; }));
+  EXPECT_EQ(region_of(0), "us");
+  bool nodes_as_metadata = false;
+  for (const testing::SeenRequest& r : server_.requests()) {
+    if (absl::StartsWith(r.path, "/api/v1/nodes?limit=500")) {
+      nodes_as_metadata = absl::StrContains(r.accept, "as=PartialObjectMetadataList");
+    }
+  }
+  EXPECT_TRUE(nodes_as_metadata);
+}
+
+// A control plane that may not read Nodes (404 or 403 here) still publishes.
+TEST_F(DiscoveryTest, NodesThatCannotBeReadDoNotHoldPublicationBack) {
+  auto discovery = Discovery();
+  discovery->Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return discovery->synced(); }));
+  ASSERT_NE(Reviews(), nullptr);
+  EXPECT_EQ(Reviews()->endpoints[1].region, "");
 }
 
 // One Service per slice, and one watch event changing one slice.

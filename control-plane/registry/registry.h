@@ -128,7 +128,10 @@ struct KubernetesEndpoint {
   // The Pod was injected (a sidecar answers mTLS for it as service_account), whichever control
   // plane its sidecar talks to.
   bool sidecar = false;
-  // The EndpointSlice's zone and nodeName for it (empty when not given).
+  // Where it runs: the EndpointSlice's zone and nodeName, and the region (and, where the slice
+  // names no zone, the zone) of that Node's topology.kubernetes.io labels, else of the Pod's
+  // (Kubernetes copies them onto Pods since 1.35). Empty when not known.
+  std::string region;
   std::string zone;
   std::string node;
   bool operator==(const KubernetesEndpoint&) const = default;

@@ -55,11 +55,12 @@ size_t AddKubernetesService(const registry::KubernetesService& ks, const ByAddre
       // The Pod's labels count for subsets as well as those its sidecar registered (which win).
       Workload& member = view.owned_members.emplace_back(*found->second);
       member.labels.insert(e.labels.begin(), e.labels.end());
-      // What its sidecar registered wins; else the EndpointSlice's zone and node.
-      if (member.locality.zone().empty() && member.locality.node().empty()) {
-        member.locality.set_zone(e.zone);
-        member.locality.set_node(e.node);
-      }
+      // What its sidecar registered wins; a part it left empty (a proxy on a cluster that does
+      // not copy topology labels onto pods knows only its node) is what discovery read (the
+      // EndpointSlice, the Node's or the Pod's topology labels).
+      if (member.locality.region().empty()) member.locality.set_region(e.region);
+      if (member.locality.zone().empty()) member.locality.set_zone(e.zone);
+      if (member.locality.node().empty()) member.locality.set_node(e.node);
       view.members.push_back(&member);
       continue;
     }
@@ -73,6 +74,7 @@ size_t AddKubernetesService(const registry::KubernetesService& ks, const ByAddre
     // with the Pod's identity, as if it were registered here.
     w.workload_certificate = e.sidecar && !e.service_account.empty();
     w.addresses = {e.address};
+    w.locality.set_region(e.region);
     w.locality.set_zone(e.zone);
     w.locality.set_node(e.node);
     w.capture = true;  // reached on its app port, as a captured member is

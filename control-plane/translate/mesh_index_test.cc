@@ -83,13 +83,14 @@ TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) 
       << absl::StrJoin(destinations, "\n");
 }
 
-// EndpointSlices' zone and nodeName become the endpoints' locality (a registered sidecar's own
-// wins); trafficDistribution: PreferClose turns locality-aware balancing on and
-// internalTrafficPolicy: Local keeps callers to their node's endpoints.
+// EndpointSlices' zone and nodeName (and the region discovery read) become the endpoints' locality
+// (a registered sidecar's own wins); trafficDistribution: PreferClose turns locality-aware
+// balancing on and internalTrafficPolicy: Local keeps callers to their node's endpoints.
 TEST_F(KubernetesServicesTest, TopologyOfEndpointSlicesAndServices) {
   auto services = std::make_shared<registry::KubernetesServices>(*kubernetes_);
   auto ratings = std::make_shared<registry::KubernetesService>(*services->services[0]);
-  ratings->endpoints[0].zone = "eu-a";  // 10.1.0.5, no sidecar
+  ratings->endpoints[0].region = "eu";  // 10.1.0.5, no sidecar
+  ratings->endpoints[0].zone = "eu-a";
   ratings->endpoints[0].node = "n1";
   ratings->endpoints[1].zone = "eu-b";  // 10.1.0.6, its sidecar registered
   ratings->endpoints[1].node = "n2";
@@ -98,6 +99,7 @@ TEST_F(KubernetesServicesTest, TopologyOfEndpointSlicesAndServices) {
   NodeResources r = Translate(policy_, registry_, node_);
   const xds::ClusterLoadAssignment* a = Assignment(r, "outbound|80||ratings.shop");
   ASSERT_EQ(a->endpoints_size(), 2);
+  EXPECT_EQ(a->endpoints(0).locality().region(), "eu");
   EXPECT_EQ(a->endpoints(0).locality().zone(), "eu-a");
   EXPECT_EQ(a->endpoints(0).locality().node(), "n1");
   EXPECT_EQ(a->endpoints(1).locality().zone(), "eu-b");

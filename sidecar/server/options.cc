@@ -478,7 +478,7 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Where this sidecar runs (overrides node.locality): its endpoints carry it, and "
            "clusters with locality-aware balancing prefer endpoints of its zone, then of its "
            "region (docs/resilience.md, \"Locality\"). NODE, the machine, serves "
-           "internalTrafficPolicy: Local.",
+           "internalTrafficPolicy: Local. Any part may be empty (not known): \"//node-1\".",
            [&o](absl::string_view v) {
              std::vector<std::string> parts = absl::StrSplit(v, '/');
              if (parts.size() < 2 || parts.size() > 3) {

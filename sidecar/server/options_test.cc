@@ -1,5 +1,6 @@
 #include "sidecar/server/options.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
@@ -111,6 +112,33 @@ TEST(OptionsTest, GatewayFlag) {
   ASSERT_EQ(flags.node_labels.size(), 1u);
   EXPECT_EQ(flags.node_labels[0].first, "meshlet.io/gateway");
   EXPECT_EQ(flags.node_labels[0].second, "shop/edge");
+}
+
+// --node-locality as the injector writes it from the downward API: any part may be empty (a
+// cluster that does not copy its nodes' topology labels onto pods gives only the node).
+TEST(OptionsTest, NodeLocalityPartsMayBeEmpty) {
+  auto locality = [](const char* value) -> absl::StatusOr<xds::Locality> {
+    absl::StatusOr<ParsedCommandLine> parsed =
+        ParseCommandLine({"--xds=127.0.0.1:17012", "--xds-plaintext=true", "--node-id=a", value});
+    if (!parsed.ok()) return parsed.status();
+    absl::StatusOr<config::BootstrapConfig> bootstrap =
+        config::LoadBootstrap("", parsed->options.bootstrap_flags());
+    if (!bootstrap.ok()) return bootstrap.status();
+    return bootstrap->node.locality();
+  };
+  absl::StatusOr<xds::Locality> l = locality("--node-locality=eu/eu-a/node-1");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->region(), "eu");
+  EXPECT_EQ(l->zone(), "eu-a");
+  EXPECT_EQ(l->node(), "node-1");
+  l = locality("--node-locality=//node-1");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->region(), "");
+  EXPECT_EQ(l->zone(), "");
+  EXPECT_EQ(l->node(), "node-1");
+  l = locality("--node-locality=eu-a");
+  ASSERT_FALSE(l.ok());
+  EXPECT_TRUE(absl::StrContains(l.status().message(), "--node-locality")) << l.status();
 }
 
 TEST(OptionsTest, XdsFlags) {

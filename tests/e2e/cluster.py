@@ -31,7 +31,8 @@ lacks, this module does, each step named after the part it stands in for:
   kubelet         what podman 4.3 does not do of a kubelet, for the pods the webhook injects
                   (`meshctl inject --podman` writes what podman needs into its output itself):
                   downward-API fields other than metadata.name (metadata.namespace,
-                  status.podIP, spec.serviceAccountName) become values, and $(VAR) references in
+                  status.podIP, spec.serviceAccountName, spec.nodeName (empty: no node),
+                  the pod's labels) become values, and $(VAR) references in
                   command and args are expanded (podman expands neither); Secret volumes become
                   ConfigMap volumes holding the decoded data (podman 4.3 mounts a Secret's data
                   base64-encoded, stringData not at all); every volume is named after its pod too (podman keeps volumes by name
@@ -468,8 +469,14 @@ class Cluster:
         service_account = spec.get("serviceAccountName") or "default"
         spec["restartPolicy"] = "OnFailure"
         spec["hostAliases"] = self.host_aliases() + spec.get("hostAliases", [])
+        # No node, and no topology labels on it (as a cluster without them).
         fields = {"metadata.name": name, "metadata.namespace": namespace,
-                  "status.podIP": ip, "spec.serviceAccountName": service_account}
+                  "status.podIP": ip, "spec.serviceAccountName": service_account,
+                  "spec.nodeName": ""}
+        for key, value in (metadata.get("labels") or {}).items():
+            fields["metadata.labels['%s']" % key] = value
+        for key in ("topology.kubernetes.io/region", "topology.kubernetes.io/zone"):
+            fields.setdefault("metadata.labels['%s']" % key, "")
         for c in spec.get("initContainers", []) + spec["containers"]:
             if c["name"] == "meshlet-proxy" and os.environ.get("MESHLET_E2E_ACCESS_LOG") == "1":
                 c["args"] = c.get("args", []) + ["--access-log=/dev/stdout"]
