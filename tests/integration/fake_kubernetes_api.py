@@ -107,6 +107,7 @@ RESOURCES = [
     Resource("serviceaccounts", "", "v1", "serviceaccounts", "ServiceAccount"),
     Resource("configmaps", "", "v1", "configmaps", "ConfigMap"),
     Resource("namespaces", "", "v1", "namespaces", "Namespace", status=True, namespaced=False),
+    Resource("nodes", "", "v1", "nodes", "Node", status=True, namespaced=False),
     Resource("deployments", "apps", "v1", "deployments", "Deployment", status=True),
     Resource("statefulsets", "apps", "v1", "statefulsets", "StatefulSet", status=True),
     Resource("daemonsets", "apps", "v1", "daemonsets", "DaemonSet", status=True),

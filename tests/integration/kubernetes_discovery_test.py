@@ -24,6 +24,7 @@ configured over xDS. Shown:
   and it resumes;
 - bookmarks move the resourceVersion the next watch starts from; expired watches are renewed;
 - a deleted Service leaves the caller's configuration;
+- endpoints carry the region and zone of their Node's topology labels (Nodes read as metadata);
 - Pods are read as metadata only (PartialObjectMetadata), and a Pod update that changes nothing
   discovery reads (its status) publishes nothing while a label change does;
 - the stats count lists, watches by how they ended, and events.
@@ -154,6 +155,10 @@ class KubernetesDiscoveryTest(unittest.TestCase):
             fake.put("pods", pod("ratings-b", {"app": "ratings", "version": "v2"}))
             for i in range(3):
                 fake.put("pods", pod(f"other-{i}", {"app": "other"}))
+            # The endpoints' node, with its topology labels (the slice names no zone).
+            fake.put("nodes", {"kind": "Node", "apiVersion": "v1", "metadata": {
+                "name": "node-1", "labels": {"topology.kubernetes.io/region": "eu-1",
+                                             "topology.kubernetes.io/zone": "eu-1a"}}})
             # Pods cannot be listed at first: nothing may be served meanwhile.
             fake.fail_lists.add("pods")
             token_file = os.path.join(t, "token")
@@ -250,7 +255,22 @@ class KubernetesDiscoveryTest(unittest.TestCase):
             partial = [k for k, _ in self.fake.metadata_only_requests]
         self.assertEqual(partial.count("pods"), len(self.fake.seen("pods", watch=False)) +
                          len(self.fake.seen("pods", watch=True)))
-        self.assertEqual(set(partial), {"pods", "namespaces"})
+        self.assertEqual(set(partial), {"pods", "namespaces", "nodes"})
+        # The endpoints carry their Node's region and zone (its labels; the slice has no zone).
+        _, body, _ = self.caller.get("/config_dump")
+        localities = []
+
+        def walk(value):
+            if isinstance(value, dict):
+                if value.get("address", "").startswith("127.0.0.2") and "locality" in value:
+                    localities.append(value["locality"])
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v)
+        walk(json.loads(body))
+        self.assertIn({"region": "eu-1", "zone": "eu-1a", "node": "node-1"}, localities, body)
         # Both pods answer by the Service's name, in plaintext, on the resolved target port.
         answered = set()
         for _ in range(20):
