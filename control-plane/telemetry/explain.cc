@@ -164,6 +164,7 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   hop.route_match = Attribute(span, "meshlet.route.match");
   hop.cluster = Attribute(span, "meshlet.cluster");
   hop.subset = Attribute(span, "meshlet.subset");
+  hop.locality = Attribute(span, "meshlet.upstream.locality");
   hop.policy_traffic = Attribute(span, "meshlet.policy.traffic");
   hop.timeout_request_ms = Attribute(span, "meshlet.timeout.request_ms");
   hop.timeout_per_try_ms = Attribute(span, "meshlet.timeout.per_try_ms");
@@ -272,10 +273,22 @@ std::string ConnectFailureClause(const ExplainHop& hop) {
   return "";
 }
 
+// " (by locality failover: ...)": the endpoint was not of the caller's own zone, and why.
+std::string LocalityClause(const ExplainHop& hop) {
+  if (hop.locality == "failover") {
+    return " (by locality failover: too few healthy endpoints nearer the caller)";
+  }
+  if (hop.locality == "spillover") {
+    return " (by locality spill-over: the endpoints nearest the caller were overloaded)";
+  }
+  return "";
+}
+
 std::string ClusterText(const ExplainHop& hop) {
   if (hop.cluster.empty()) return "the cluster";
   return absl::StrCat("cluster ", hop.cluster,
-                      hop.subset.empty() ? "" : absl::StrCat(" (subset ", hop.subset, ")"));
+                      hop.subset.empty() ? "" : absl::StrCat(" (subset ", hop.subset, ")"),
+                      LocalityClause(hop));
 }
 
 std::string FromTrafficPolicy(const ExplainHop& hop) {
@@ -583,7 +596,7 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
                            ": no proxy made it (an upstream response passed through)")
             : absl::StrCat(out.status, " from the backend ", HopLabel(hop), " called",
                            hop.cluster.empty() ? "" : absl::StrCat(" (", hop.cluster, ")"),
-                           ": no proxy made it (its response passed through)");
+                           LocalityClause(hop), ": no proxy made it (its response passed through)");
     return out;
   }
   const auto retried = std::find_if(out.hops.begin(), out.hops.end(),
@@ -621,6 +634,7 @@ std::string ExplanationJson(const Explanation& e) {
     field(f, "routeMatch", hop.route_match);
     field(f, "cluster", hop.cluster);
     field(f, "subset", hop.subset);
+    field(f, "locality", hop.locality);
     field(f, "trafficPolicy", hop.policy_traffic);
     field(f, "requestTimeoutMs", hop.timeout_request_ms);
     field(f, "perTryTimeoutMs", hop.timeout_per_try_ms);

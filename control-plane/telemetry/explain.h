@@ -75,6 +75,10 @@ struct ExplainHop {
   std::string route_rule;    // rule index in that object
   std::string route_match;   // match index in that rule
   std::string cluster, subset;
+  // How locality-aware balancing picked the last attempt's endpoint (meshlet.upstream.locality):
+  // "local", "failover" (nearer endpoints not healthy enough) or "spillover" (the nearest
+  // overloaded); empty without it.
+  std::string locality;
   std::string policy_traffic;  // "TrafficPolicy/ns/name"
   std::string timeout_request_ms, timeout_per_try_ms;
   std::string timeout_origin;      // "route" (the route's own), "caller" (the caller's deadline)

@@ -224,6 +224,25 @@ TEST(ExplainTest, EachProxyMadeErrorKind) {
             "503 at productpage.default's outbound sidecar: connecting to cluster "
             "outbound|9080||reviews.default failed: no connection within the connect timeout "
             "after 1 attempt (route Service/default/reviews)");
+  // Locality-aware balancing sent the request out of the caller's zone.
+  std::vector<std::pair<std::string, std::string>> failover = route;
+  failover.emplace_back("meshlet.upstream.locality", "failover");
+  EXPECT_EQ(Verdict("503", "UF", "upstream connect error", failover),
+            "503 at productpage.default's outbound sidecar: connecting to cluster "
+            "outbound|9080||reviews.default (by locality failover: too few healthy endpoints "
+            "nearer the caller) failed (route Service/default/reviews)");
+  std::vector<std::pair<std::string, std::string>> spillover = route;
+  spillover.emplace_back("meshlet.upstream.locality", "spillover");
+  EXPECT_EQ(Verdict("503", "UO", "upstream overflow", spillover),
+            "503 at productpage.default's outbound sidecar: a circuit-breaker limit of cluster "
+            "outbound|9080||reviews.default (by locality spill-over: the endpoints nearest the "
+            "caller were overloaded) refused the request (limits from "
+            "TrafficPolicy/default/reviews) (route Service/default/reviews)");
+  std::vector<std::pair<std::string, std::string>> local = route;
+  local.emplace_back("meshlet.upstream.locality", "local");
+  EXPECT_EQ(Verdict("503", "UH", "no healthy upstream", local),
+            "503 at productpage.default's outbound sidecar: no healthy endpoint in cluster "
+            "outbound|9080||reviews.default (route Service/default/reviews)");
   EXPECT_EQ(Verdict("503", "UF", "upstream TLS handshake failed", route),
             "503 at productpage.default's outbound sidecar: the TLS handshake with cluster "
             "outbound|9080||reviews.default failed (route Service/default/reviews)");

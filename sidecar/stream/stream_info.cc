@@ -74,6 +74,7 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   }
   if (info.response_flags != 0) AppendResponseFlags(&span.response_flags, info.response_flags);
   span.error_reason = info.local_reply_reason;
+  span.upstream_locality = info.upstream_locality;
   const DecisionRecord& d = info.decision;
   span.policy_route = d.policy_route;
   span.gateway_listener = d.gateway_listener;

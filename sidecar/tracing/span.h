@@ -97,6 +97,9 @@ struct Span {
   uint64_t bytes_in = 0;           // meshlet.bytes_received
   uint64_t bytes_out = 0;          // meshlet.bytes_sent
   int64_t upstream_ready_us = -1;  // meshlet.upstream.ready_us: pool wait incl. connect + TLS
+  // meshlet.upstream.locality: how locality-aware balancing picked the last attempt's endpoint
+  // ("local", "failover", "spillover"; a literal); empty without locality-aware balancing.
+  absl::string_view upstream_locality;
   // meshlet.retry_attempt: 1 = first try; set on an attempt's span only (IsAttempt).
   uint32_t retry_attempt = 0;
   std::string request_id;  // meshlet.request_id (x-request-id)
@@ -154,6 +157,7 @@ struct Span {
     Clear(request_id);
     Clear(trace_state);
     Clear(attempts);
+    upstream_locality = {};
     policy_route = {};
     gateway_listener = {};
     route_rule = -1;
@@ -249,6 +253,9 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (span.bytes_in != 0) int_attr("meshlet.bytes_received", static_cast<int64_t>(span.bytes_in));
   if (span.bytes_out != 0) int_attr("meshlet.bytes_sent", static_cast<int64_t>(span.bytes_out));
   if (span.upstream_ready_us >= 0) int_attr("meshlet.upstream.ready_us", span.upstream_ready_us);
+  if (!span.upstream_locality.empty()) {
+    string_attr("meshlet.upstream.locality", span.upstream_locality);
+  }
   if (span.retry_attempt != 0) int_attr("meshlet.retry_attempt", span.retry_attempt);
   if (!span.request_id.empty()) string_attr("meshlet.request_id", span.request_id);
   if (!span.policy_route.empty()) string_attr("meshlet.policy.route", span.policy_route);

@@ -378,7 +378,7 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
 // head at its widest (tag and a 10-byte varint), every attribute key at its longest.
 size_t MaxSpanSize(const Span& span) {
   constexpr size_t kHead = 11;
-  constexpr size_t kAttributes = 40;                  // ForEachAttribute's
+  constexpr size_t kAttributes = 41;                  // ForEachAttribute's
   constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
   return 5 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + kFixed32Field16Size + span.trace_state.size() +
          NameOf(span).size() + 3 * kHead + span.status_message.size() + kAttributes * kAttribute +

@@ -78,10 +78,14 @@ TEST(SpanEncodingTest, ClientSpanOfACallNamesItsPeer) {
   span.server_host = "products";
   span.server_port = 8080;
   span.endpoint = "10.0.0.7:8080";
+  span.upstream_locality = "failover";
   span.start_ns = 1000;
   span.end_ns = 5000;
   std::string out;
   EncodeOtlpJson({&span}, "client.default", &out);
+  EXPECT_NE(out.find(R"({"key":"meshlet.upstream.locality","value":{"stringValue":"failover"}})"),
+            std::string::npos)
+      << out;
   EXPECT_NE(out.find(R"("name":"GET /products")"), std::string::npos) << out;
   EXPECT_NE(out.find(R"("kind":3)"), std::string::npos);
   EXPECT_NE(out.find(R"({"key":"server.address","value":{"stringValue":"products"}})"),

@@ -25,6 +25,7 @@ import unittest
 
 import sidecar_test as base
 from sidecar_test import app_routes, config_yaml, free_port, http_listener, stat_with
+from tracing_test import Collector, tracing_yaml
 
 # Two retries on connect failures: the calls that find a killed endpoint before its ejection
 # still succeed elsewhere.
@@ -106,16 +107,24 @@ class LocalityTest(base.SidecarTestCase):
             self.addCleanup(upstream.kill)
             self.upstreams[name] = upstream
         self.port = free_port()
+        self.collector = Collector()
+        self.addCleanup(self.collector.close)
         zones = {"a1": "eu-a", "a2": "eu-a", "b1": "eu-b", "b2": "eu-b"}
         self.sidecar = self.start(
             config_yaml(http_listener("app", self.port),
                         cluster([(u.port, zones[n]) for n, u in self.upstreams.items()]),
-                        ROUTES),
+                        ROUTES) + tracing_yaml(self.collector.port, service="caller"),
             "--node-locality", "eu/eu-a/node-1", concurrency=1)
 
     def decisions(self):
         return {d: stat_with(self.sidecar, "meshlet_upstream_rq_locality_total",
                              f'decision="{d}"') for d in ("local", "failover", "spillover")}
+
+    def span_localities(self, prefix):
+        """meshlet.upstream.locality of the server spans of requests to paths under `prefix`."""
+        return collections.Counter(
+            s["attributes"].get("meshlet.upstream.locality") for s in self.collector.snapshot()
+            if s["kind"] == "SERVER" and s["name"].startswith("GET " + prefix))
 
     def report(self, phase, counts):
         total = sum(counts.values())
@@ -137,6 +146,10 @@ class LocalityTest(base.SidecarTestCase):
         self.assertGreater(counts["a1"], 140)
         self.assertGreater(counts["a2"], 140)
         self.assertEqual(self.decisions()["local"], 400)
+        # Every server span says how its endpoint was picked (what meshctl explain reads).
+        self.assertTrue(base.wait_for(lambda: sum(self.span_localities("/calm/").values()) == 400,
+                                      10), self.span_localities("/calm/"))
+        self.assertEqual(self.span_localities("/calm/"), {"local": 400})
 
         # 2. Overload: 24 slow requests at once, over 2 x 2 allowed in flight in the zone.
         counts = collections.Counter({n: 0 for n in self.upstreams})
@@ -174,6 +187,9 @@ class LocalityTest(base.SidecarTestCase):
         self.assertGreater(counts["b2"], 60)
         self.assertGreaterEqual(self.decisions()["failover"], 190)
         self.assertEqual(self.decisions()["spillover"], spilled)
+        self.assertTrue(base.wait_for(lambda: sum(self.span_localities("/after/").values()) == 200,
+                                      10), self.span_localities("/after/"))
+        self.assertGreaterEqual(self.span_localities("/after/")["failover"], 190)
 
 
 if __name__ == "__main__":
