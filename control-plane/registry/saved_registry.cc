@@ -15,6 +15,7 @@ xds::Node NodeFromWorkload(const Workload& workload) {
   for (const std::string& address : workload.addresses) node.add_addresses(address);
   for (uint32_t port : workload.ports) node.add_ports(port);
   node.set_sidecar_version(workload.sidecar_version);
+  if (workload.locality.ByteSizeLong() > 0) *node.mutable_locality() = workload.locality;
   return node;
 }
 

@@ -23,6 +23,9 @@ TEST(SavedRegistryTest, RoundTripKeepsRegistrationAndReadiness) {
   node.add_addresses("10.0.0.7");
   node.add_ports(9080);
   node.set_sidecar_version("0.1.0");
+  node.mutable_locality()->set_region("eu");
+  node.mutable_locality()->set_zone("eu-a");
+  node.mutable_locality()->set_node("node-1");
   ASSERT_TRUE(registry.Connect(WorkloadFromNode(node)));
   ASSERT_EQ(registry.SetReady("reviews-0", false), Registry::ReadyChange::kChanged);
   Workload other;
@@ -45,6 +48,10 @@ TEST(SavedRegistryTest, RoundTripKeepsRegistrationAndReadiness) {
   EXPECT_EQ(w.addresses, std::vector<std::string>{"10.0.0.7"});
   EXPECT_EQ(w.ports, std::vector<uint32_t>{9080});
   EXPECT_EQ(w.sidecar_version, "0.1.0");
+  // Where it runs, for its callers' locality-aware balancing.
+  EXPECT_EQ(w.locality.region(), "eu");
+  EXPECT_EQ(w.locality.zone(), "eu-a");
+  EXPECT_EQ(w.locality.node(), "node-1");
   EXPECT_FALSE(w.ready);
   EXPECT_EQ((*loaded)[0].id, "ratings-0");
   EXPECT_TRUE((*loaded)[0].ready);

@@ -68,6 +68,8 @@ TEST_F(SharedRegistrationsTest, EncodingRoundTripsAndRefusesGarbage) {
   w.replica = "a";
   w.namespace_ = "default";
   w.labels[kInboundPortLabel] = "16006";
+  w.locality.set_region("eu");
+  w.locality.set_zone("eu-b");
   absl::StatusOr<Workload> back = DecodeRegistration(EncodeRegistration(w));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->id, "reviews-1");
@@ -79,6 +81,9 @@ TEST_F(SharedRegistrationsTest, EncodingRoundTripsAndRefusesGarbage) {
   EXPECT_EQ(back->registered_at, w.registered_at);
   EXPECT_EQ(back->disconnected_at, w.disconnected_at);
   EXPECT_EQ(back->replica, "a");
+  // Other replicas balance by its locality too.
+  EXPECT_EQ(back->locality.region(), "eu");
+  EXPECT_EQ(back->locality.zone(), "eu-b");
   EXPECT_EQ(EncodeRegistration(*back), EncodeRegistration(w));
   EXPECT_FALSE(DecodeRegistration("\xff\xff garbage").ok());
   EXPECT_FALSE(DecodeRegistration("").ok());  // no node id

@@ -117,6 +117,10 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
     Cluster::HostSelection selection = cluster->ChooseHost();
     host = selection.host;
     probe_ = selection.probe;
+    // Locality-aware picks are counted as the router counts them.
+    if (host != nullptr && selection.locality.has_value() && cluster_.stats != nullptr) {
+      cluster_.stats->rq_locality[static_cast<size_t>(*selection.locality)].Inc();
+    }
     if (host != nullptr) {
       for (const HostSharedPtr& candidate : cluster->host_set().hosts()) {
         if (candidate.get() == host) host_ = candidate;

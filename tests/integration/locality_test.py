@@ -7,11 +7,13 @@ Usage: locality_test.py SIDECAR_BINARY [unittest args]
   test_zone_preference_spillover_and_failover, in three phases on one sidecar, each printing
   the share of requests each zone received:
     1. all healthy, one request at a time: every request stays in eu-a, spread evenly over
-       its two endpoints (counted local);
+       its two endpoints (counted local, and named so in each request's server span); a TCP
+       proxy's connections to the same cluster stay in eu-a and are counted too;
     2. eu-a overloaded (more requests in flight than max_inflight_per_host per endpoint, slow
        answers): part of the requests spill over to eu-b (counted spillover);
     3. eu-a's endpoints killed: the connect failures eject them (outlier detection) and the
-       requests go to eu-b (counted failover), none failing thanks to the connect-failure retry.
+       requests go to eu-b (counted failover, and named so in the spans), none failing thanks
+       to the connect-failure retry.
 """
 
 import collections
@@ -24,7 +26,8 @@ import threading
 import unittest
 
 import sidecar_test as base
-from sidecar_test import app_routes, config_yaml, free_port, http_listener, stat_with
+from sidecar_test import (app_routes, config_yaml, free_port, http_listener, stat_with,
+                          tcp_listener)
 from tracing_test import Collector, tracing_yaml
 
 # Two retries on connect failures: the calls that find a killed endpoint before its ejection
@@ -107,11 +110,12 @@ class LocalityTest(base.SidecarTestCase):
             self.addCleanup(upstream.kill)
             self.upstreams[name] = upstream
         self.port = free_port()
+        self.tcp_port = free_port()
         self.collector = Collector()
         self.addCleanup(self.collector.close)
         zones = {"a1": "eu-a", "a2": "eu-a", "b1": "eu-b", "b2": "eu-b"}
         self.sidecar = self.start(
-            config_yaml(http_listener("app", self.port),
+            config_yaml(http_listener("app", self.port) + tcp_listener("tcp", self.tcp_port, "app"),
                         cluster([(u.port, zones[n]) for n, u in self.upstreams.items()]),
                         ROUTES) + tracing_yaml(self.collector.port, service="caller"),
             "--node-locality", "eu/eu-a/node-1", concurrency=1)
@@ -150,6 +154,12 @@ class LocalityTest(base.SidecarTestCase):
         self.assertTrue(base.wait_for(lambda: sum(self.span_localities("/calm/").values()) == 400,
                                       10), self.span_localities("/calm/"))
         self.assertEqual(self.span_localities("/calm/"), {"local": 400})
+        # A TCP proxy's picks are counted too.
+        for i in range(3):
+            status, upstream = get(self.tcp_port, f"/tcp/{i}")
+            self.assertEqual(status, 200)
+            self.assertIn(upstream, ("a1", "a2"))
+        self.assertEqual(self.decisions()["local"], 403)
 
         # 2. Overload: 24 slow requests at once, over 2 x 2 allowed in flight in the zone.
         counts = collections.Counter({n: 0 for n in self.upstreams})
