@@ -1,9 +1,12 @@
 #include "sidecar/listener/tcp_proxy.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/stats/or_discard.h"
+#include "common/tls/client_hello.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/listener/access_log.h"
 
@@ -88,9 +91,22 @@ void TcpProxy::Begin() {
   if (idle_timeout_ > Duration::zero()) idle_timer_.Enable(idle_timeout_);
 }
 
+void TcpProxy::NoteServerName(const net::Buffer& initial) {
+  // Only for the log, and only what is there already: a TLS handshake record's ClientHello.
+  constexpr size_t kMaxHello = 16 * 1024;
+  if (access_log_ == nullptr || initial.length() < 5 || !initial.StartsWith("\x16\x03")) return;
+  std::string front(std::min(initial.length(), kMaxHello + 64), '\0');
+  front.resize(initial.CopyOut(0, front.data(), front.size()));
+  tls::ClientHello hello = tls::ParseClientHello(front, {.max_bytes = kMaxHello});
+  if (hello.status == tls::ClientHello::Status::kOk) {
+    requested_server_name_ = std::move(hello.server_name);
+  }
+}
+
 void TcpProxy::StartTo(const net::Address& upstream, Duration connect_timeout,
                        net::Buffer initial_bytes) {
   Begin();
+  NoteServerName(initial_bytes);
   upstream_address_ = upstream;
   Connect(connect_timeout, nullptr, std::move(initial_bytes));
 }
@@ -110,6 +126,7 @@ void TcpProxy::Connect(Duration timeout, const net::TransportFactory& transport,
 
 void TcpProxy::Start(net::Buffer initial_bytes) {
   Begin();
+  NoteServerName(initial_bytes);
   if (!cluster_name_.empty()) cluster_ = clusters_.Get(cluster_name_);
   Cluster* cluster = cluster_.cluster.get();
   Host* host = nullptr;
@@ -314,6 +331,10 @@ void TcpProxy::WriteAccessLog() {
   if (!original_destination_.empty()) {
     line += ",\"original_destination\":";
     AppendJsonString(&line, original_destination_);
+  }
+  if (!requested_server_name_.empty()) {
+    line += ",\"requested_server_name\":";
+    AppendJsonString(&line, requested_server_name_);
   }
   absl::StrAppend(&line, ",\"bytes_received\":", received_bytes_, ",\"bytes_sent\":", sent_bytes_,
                   ",\"failure\":");

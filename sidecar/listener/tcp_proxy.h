@@ -80,7 +80,8 @@ class TcpProxy {
   // Connects to `upstream` in plaintext instead (the cluster name is only logged).
   void StartTo(const net::Address& upstream, Duration connect_timeout, net::Buffer initial_bytes);
   // What the access log says about where the bytes went: e.g. the capture listener's original
-  // destination. Empty: nothing. Set before Start.
+  // destination. Empty: nothing. Set before Start. (The log also names the server a TLS client
+  // asked for, `requested_server_name`, when the initial bytes hold its whole ClientHello.)
   void set_original_destination(std::string address) { original_destination_ = std::move(address); }
 
   bool done() const { return done_; }
@@ -105,6 +106,8 @@ class TcpProxy {
   net::Connection* Other(bool upstream) { return upstream ? downstream_.get() : upstream_.get(); }
   // Start's common first steps: counters, timers.
   void Begin();
+  // Keeps the SNI of the ClientHello at the front of `initial` for the access log.
+  void NoteServerName(const net::Buffer& initial);
   // Connects to upstream_address_ and sends `initial_bytes`.
   void Connect(Duration timeout, const net::TransportFactory& transport, net::Buffer initial_bytes);
   void OnUpstreamConnected();
@@ -141,6 +144,8 @@ class TcpProxy {
   cluster::HostSharedPtr host_;
   net::Address upstream_address_;  // once a connect started
   std::string original_destination_;
+  // The SNI of a TLS ClientHello that was whole in the initial bytes (access log only).
+  std::string requested_server_name_;
   cluster::Host::RequestGuard host_request_;
   bool probe_ = false;
   std::optional<GaugeGuard> active_;

@@ -1,5 +1,6 @@
 // TcpProxy's timing: a connection refused at once still logs a duration. Its fixed-upstream mode
-// (StartTo, a capture listener's passthrough): no cluster, bytes both ways, logged as such.
+// (StartTo, a capture listener's passthrough): no cluster, bytes both ways, logged as such, with
+// the server name of TLS passing through.
 
 #include "sidecar/listener/tcp_proxy.h"
 
@@ -14,6 +15,7 @@
 #include "common/event/turn_clock.h"
 #include "common/net/listener.h"
 #include "common/net/test_util.h"
+#include "common/tls/client_hello_test_util.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::sidecar::listener {
@@ -69,15 +71,16 @@ TEST(TcpProxyTest, ConnectionClosedWithinOneLoopTurnHasADuration) {
   loop.RunUntilIdle();
 }
 
-// StartTo: the upstream is the address given; the bytes read before (detection) go first, the
-// server's answer comes back, and the log names the address and the original destination.
-TEST(TcpProxyTest, FixedUpstreamCarriesBytesWithoutACluster) {
+// A passthrough (StartTo) of `first` as the bytes read before (detection) to an upstream that
+// answers "pong:" and what it read, then closes; returns the access log line, and what the client
+// received in `received`.
+std::string PassthroughLogLine(const std::string& first, std::string* received,
+                               std::string* upstream_host) {
   event::Loop loop;
   FakeClock source;
   event::TurnClock clock(loop, source);
   NoClusters clusters;  // never asked
   Log log;
-  // The upstream: answers "pong:" and what it read, then closes.
   std::vector<std::unique_ptr<net::Connection>> upstream_side;
   std::vector<std::unique_ptr<net::testing::RecordingCallbacks>> upstream_callbacks;
   auto upstream = net::Listener::Create(
@@ -95,8 +98,10 @@ TEST(TcpProxyTest, FixedUpstreamCarriesBytesWithoutACluster) {
         upstream_side.push_back(std::move(c));
         upstream_callbacks.push_back(std::move(callbacks));
       });
-  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  EXPECT_TRUE(upstream.ok()) << upstream.status();
+  if (!upstream.ok()) return "";
   const net::Address upstream_address = (*upstream)->address();
+  *upstream_host = upstream_address.ToString();
   std::unique_ptr<TcpProxy> proxy;
   bool done = false;
   auto listener = net::Listener::Create(
@@ -105,32 +110,57 @@ TEST(TcpProxyTest, FixedUpstreamCarriesBytesWithoutACluster) {
                                            "passthrough", Duration(0), std::move(c),
                                            [&] { done = true; });
         proxy->set_original_destination("240.240.0.9:5000");
-        net::Buffer first;
-        first.Append("ping");
-        proxy->StartTo(upstream_address, seconds(1), std::move(first));
+        net::Buffer bytes;
+        bytes.Append(first);
+        proxy->StartTo(upstream_address, seconds(1), std::move(bytes));
       });
-  ASSERT_TRUE(listener.ok()) << listener.status();
+  EXPECT_TRUE(listener.ok()) << listener.status();
+  if (!listener.ok()) return "";
   net::testing::RecordingCallbacks client;
   auto c = net::Connection::Connect(loop, (*listener)->address(), seconds(5));
   c->SetCallbacks(&client);
-  ASSERT_TRUE(loop.RunUntil([&] { return client.end_stream; }, seconds(5)));
-  EXPECT_EQ(client.received, "pong:ping");
+  EXPECT_TRUE(loop.RunUntil([&] { return client.end_stream; }, seconds(5)));
+  *received = client.received;
   c->Close(net::CloseMode::kNoFlush);
-  ASSERT_TRUE(loop.RunUntil([&] { return done; }, seconds(5)));
-  ASSERT_EQ(log.lines.size(), 1u);
-  const std::string& line = log.lines[0];
-  EXPECT_NE(line.find("\"cluster\":\"passthrough\""), std::string::npos) << line;
-  EXPECT_NE(line.find("\"upstream_host\":\"" + upstream_address.ToString() + "\""),
-            std::string::npos)
-      << line;
-  EXPECT_NE(line.find("\"original_destination\":\"240.240.0.9:5000\""), std::string::npos) << line;
-  EXPECT_NE(line.find("\"failure\":\"\""), std::string::npos) << line;
-  EXPECT_EQ(proxy->received_bytes(), 4u);
-  EXPECT_EQ(proxy->sent_bytes(), 9u);
+  EXPECT_TRUE(loop.RunUntil([&] { return done; }, seconds(5)));
+  EXPECT_EQ(log.lines.size(), 1u);
+  EXPECT_EQ(proxy->received_bytes(), first.size());
+  EXPECT_EQ(proxy->sent_bytes(), first.size() + 5);
   c.reset();
   proxy.reset();
   upstream_side.clear();
   loop.RunUntilIdle();
+  return log.lines.empty() ? "" : log.lines[0];
+}
+
+// StartTo: the upstream is the address given; the bytes read before (detection) go first, the
+// server's answer comes back, and the log names the address and the original destination.
+TEST(TcpProxyTest, FixedUpstreamCarriesBytesWithoutACluster) {
+  std::string received, upstream_host;
+  const std::string line = PassthroughLogLine("ping", &received, &upstream_host);
+  EXPECT_EQ(received, "pong:ping");
+  EXPECT_NE(line.find("\"cluster\":\"passthrough\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"upstream_host\":\"" + upstream_host + "\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"original_destination\":\"240.240.0.9:5000\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"failure\":\"\""), std::string::npos) << line;
+  EXPECT_EQ(line.find("requested_server_name"), std::string::npos) << line;
+}
+
+// Opaque TLS passing through: the log names the server the client asked for (its ClientHello's
+// SNI, the TLS itself untouched).
+TEST(TcpProxyTest, TlsPassingThroughIsLoggedWithItsServerName) {
+  using tls::testing::HandMadeClientHello;
+  using tls::testing::SniExtension;
+  const std::string hello = HandMadeClientHello(SniExtension("API.partner.example"));
+  std::string received, upstream_host;
+  const std::string line = PassthroughLogLine(hello, &received, &upstream_host);
+  EXPECT_EQ(received, "pong:" + hello);
+  EXPECT_NE(line.find("\"requested_server_name\":\"api.partner.example\""), std::string::npos)
+      << line;
+  // Half a hello (the rest not read yet when the connection was handed over): no name.
+  const std::string half = hello.substr(0, hello.size() / 2);
+  const std::string partial = PassthroughLogLine(half, &received, &upstream_host);
+  EXPECT_EQ(partial.find("requested_server_name"), std::string::npos) << partial;
 }
 
 // StartTo an address nobody listens on: the downstream is closed and the failure logged.
