@@ -39,6 +39,7 @@
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
+#include "common/net/ip_prefix.h"
 #include "common/stats/stats.h"
 #include "control-plane/inject/gateway_deployment.h"
 #include "control-plane/inject/inject.h"
@@ -53,6 +54,9 @@ struct GatewayDeployerOptions {
   // How the proxies are written: the injection webhook's options (image, control plane,
   // identity, trust domain, revision).
   inject::Options inject;
+  // The addresses Gateways' spec.addresses may request (--gateway-addresses): the Service's
+  // externalIPs are those of a Gateway's addresses in them.
+  std::vector<net::IpPrefix> address_ranges;
   // Whether this control plane deploys Gateways without a meshlet.io/rev label (it is the default
   // revision); null: it does.
   std::function<bool()> default_revision;
