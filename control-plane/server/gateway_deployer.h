@@ -12,9 +12,10 @@
 // object GET it: absent, it is created (POST); present and labelled
 // app.kubernetes.io/managed-by=meshlet with another hash, the rendered object is written over it
 // by a JSON merge patch carrying its resourceVersion (so fields others added, such as the
-// Service's clusterIP or an autoscaler's replicas, stay); present and not meshlet's, it is left
-// alone and counted as a conflict (logged). A Gateway is done again when what is rendered for it
-// changes, after a failure (retry_base doubling to retry_cap) and every `resync` (an object
+// Service's clusterIP or an autoscaler's replicas, stay; labels and annotations the Gateway's
+// spec.infrastructure no longer lists are set to null, so removed); present and not meshlet's, it
+// is left alone and counted as a conflict (logged). A Gateway is done again when what is rendered
+// for it changes, after a failure (retry_base doubling to retry_cap) and every `resync` (an object
 // someone deleted comes back). Objects of a Gateway that goes away are left to Kubernetes'
 // garbage collector.
 //
