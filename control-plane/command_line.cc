@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/status.h"
 #include "common/flags/flags.h"
 #include "common/tls/spiffe.h"
@@ -171,7 +173,26 @@ std::vector<Section> Sections(CommandLine& command_line) {
                            "a ServiceAccount, Deployment and Service NAME-CLASS in the "
                            "Gateway's namespace, owned by it, the proxy written with the "
                            "--inject-* options (needs --kubernetes-policy; default true; false: "
-                           "the proxies are deployed by hand)")}});
+                           "the proxies are deployed by hand)"),
+           {.name = "--gateway-addresses",
+            .value = "CIDR,...",
+            .help = "the addresses a Gateway's spec.addresses (type IPAddress) may request: "
+                    "comma-separated ranges (\"203.0.113.0/28,2001:db8::/120\") or single "
+                    "addresses; its proxy Service gets them as externalIPs (the network routes "
+                    "them to the nodes); repeatable (default none: a Gateway requesting an "
+                    "address is not Programmed, AddressNotUsable)",
+            .set = [&command_line](absl::string_view v) -> absl::Status {
+              for (absl::string_view text : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+                absl::StatusOr<net::IpPrefix> range =
+                    net::IpPrefix::Parse(absl::StripAsciiWhitespace(text));
+                if (!range.ok()) {
+                  return absl::InvalidArgumentError(absl::StrCat(
+                      "\"", text, "\" is not an address range: ", range.status().message()));
+                }
+                command_line.gateway_addresses.push_back(*range);
+              }
+              return absl::OkStatus();
+            }}}});
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});
@@ -224,6 +245,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   ASSIGN_OR_RETURN(flags::ParsedArgs parsed, flags::Parse(table, args));
   if (parsed.stopped) return command_line;
   ApplyRevision(command_line);
+  command_line.xds.translate.gateway_address_ranges = command_line.gateway_addresses;
+  command_line.kubernetes_policy.gateway_address_ranges = command_line.gateway_addresses;
   RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
   RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
   {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/net/ip_prefix.h"
 #include "control-plane/access/kubernetes_users.h"
 #include "control-plane/authn/jwks_fetcher.h"
 #include "control-plane/ca/ca_service.h"
@@ -50,6 +51,8 @@ struct CommandLine {
   // A ServiceAccount, Deployment and Service per Gateway (server/gateway_deployer.h), needing
   // --kubernetes-policy.
   bool gateway_deployments = true;
+  // The addresses Gateways' spec.addresses may request (--gateway-addresses; ADR 0105).
+  std::vector<net::IpPrefix> gateway_addresses;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -216,7 +216,8 @@ int main(int argc, char** argv) {
     if (!created.ok()) return fail(created.status());
     kubernetes_policy = *std::move(created);
     if (command_line->gateway_deployments) {
-      kubernetes_policy->EnableGatewayDeployments({.inject = webhook.inject_options()});
+      kubernetes_policy->EnableGatewayDeployments(
+          {.inject = webhook.inject_options(), .address_ranges = command_line->gateway_addresses});
       gateway_namespaces = [deployer = kubernetes_policy->gateway_deployer()] {
         return deployer->namespaces();
       };

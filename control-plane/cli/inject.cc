@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/config/yaml_proto.h"
+#include "common/net/ip_prefix.h"
 #include "common/tls/spiffe.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/documents.h"
@@ -314,6 +315,25 @@ class Inject final : public Command {
     if (annotations.IsMap()) {
       for (const auto& entry : annotations) {
         gateway.annotations[Text(entry.first)] = Text(entry.second);
+      }
+    }
+    const YAML::Node infrastructure = Field(spec, "infrastructure");
+    for (auto [field, out] : {std::pair{"labels", &gateway.infrastructure_labels},
+                              std::pair{"annotations", &gateway.infrastructure_annotations}}) {
+      const YAML::Node map = Field(infrastructure, field);
+      if (!map.IsMap()) continue;
+      for (const auto& entry : map) (*out)[Text(entry.first)] = Text(entry.second);
+    }
+    // Static addresses: every IPAddress value that is an IP address (the control plane's
+    // deployer takes those in its --gateway-addresses only).
+    const YAML::Node addresses = Field(spec, "addresses");
+    if (addresses.IsSequence()) {
+      for (const YAML::Node& address : addresses) {
+        const std::string type = Text(Field(address, "type"));
+        absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(Text(Field(address, "value")));
+        if ((type.empty() || type == "IPAddress") && ip.ok()) {
+          gateway.addresses.push_back(ip->ToString());
+        }
       }
     }
     return inject::GatewayManifests(gateway, options);

@@ -1,6 +1,7 @@
 #include "control-plane/inject/gateway_deployment.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -9,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "control-plane/inject/containers.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_model.h"
@@ -20,12 +22,37 @@ namespace {
 // Ports below it need the unprivileged-port sysctl for the proxy's UID to bind them.
 constexpr int32_t kFirstUnprivilegedPort = 1024;
 
+// The infrastructure labels and annotations onto `metadata` (meshlet's own labels set after).
+void AddInfrastructure(const GatewayDeploymentSpec& gateway, YAML::Node& metadata) {
+  for (const auto& [key, value] : gateway.infrastructure_labels) {
+    metadata["labels"][key] = StringNode(value);
+  }
+  for (const auto& [key, value] : gateway.infrastructure_annotations) {
+    metadata["annotations"][key] = StringNode(value);
+  }
+}
+
+std::string Keys(const std::map<std::string, std::string>& map) {
+  std::vector<std::string> keys;
+  for (const auto& entry : map) keys.push_back(entry.first);
+  return absl::StrJoin(keys, ",");
+}
+
 YAML::Node Metadata(const GatewayDeploymentSpec& gateway, const std::string& name) {
   YAML::Node metadata = MapNode();
   metadata["name"] = StringNode(name);
   metadata["namespace"] = StringNode(gateway.namespace_);
+  AddInfrastructure(gateway, metadata);
   metadata["labels"][kManagedByLabel] = StringNode("meshlet");
   metadata["labels"][kGatewayNameLabel] = StringNode(gateway.name);
+  if (!gateway.infrastructure_labels.empty()) {
+    metadata["annotations"][kInfrastructureLabelsAnnotation] =
+        StringNode(Keys(gateway.infrastructure_labels));
+  }
+  if (!gateway.infrastructure_annotations.empty()) {
+    metadata["annotations"][kInfrastructureAnnotationsAnnotation] =
+        StringNode(Keys(gateway.infrastructure_annotations));
+  }
   return metadata;
 }
 
@@ -44,6 +71,19 @@ absl::Status Error(const GatewayDeploymentSpec& gateway, absl::string_view what)
 }
 
 }  // namespace
+
+absl::Status CheckInfrastructureKey(absl::string_view what, absl::string_view key) {
+  const size_t slash = key.find('/');
+  const absl::string_view prefix = slash == absl::string_view::npos ? "" : key.substr(0, slash);
+  if (key == kManagedByLabel || prefix == "gateway.networking.k8s.io" || prefix == "meshlet.io" ||
+      absl::EndsWith(prefix, ".meshlet.io")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.infrastructure.", what, "[", key,
+        "]: the key is meshlet's own (gateway.networking.k8s.io/*, app.kubernetes.io/managed-by, "
+        "meshlet.io and its subdomains) and cannot be set by a Gateway"));
+  }
+  return absl::OkStatus();
+}
 
 std::string GatewayDeploymentName(const GatewayDeploymentSpec& gateway) {
   return absl::StrCat(gateway.name, "-", gateway.class_name);
@@ -66,6 +106,13 @@ absl::StatusOr<std::vector<YAML::Node>> GatewayManifests(const GatewayDeployment
     ports.insert(port);
   }
   if (ports.empty()) return Error(gateway, "spec.listeners: no port to serve");
+  for (const auto* map : {&gateway.infrastructure_labels, &gateway.infrastructure_annotations}) {
+    for (const auto& entry : *map) {
+      absl::Status key = CheckInfrastructureKey(
+          map == &gateway.infrastructure_labels ? "labels" : "annotations", entry.first);
+      if (!key.ok()) return Error(gateway, key.message());
+    }
+  }
   std::string service_type = "LoadBalancer";
   if (auto it = gateway.annotations.find(kServiceTypeAnnotation); it != gateway.annotations.end()) {
     service_type = it->second;
@@ -119,6 +166,7 @@ absl::StatusOr<std::vector<YAML::Node>> GatewayManifests(const GatewayDeployment
   YAML::Node deployment = Object("apps/v1", "Deployment", gateway, name);
   deployment["spec"]["selector"]["matchLabels"][kGatewayNameLabel] = StringNode(gateway.name);
   YAML::Node pod_metadata = MapNode();
+  AddInfrastructure(gateway, pod_metadata);
   pod_metadata["labels"][kGatewayNameLabel] = StringNode(gateway.name);
   pod_metadata["labels"][kManagedByLabel] = StringNode("meshlet");
   pod_metadata["labels"][kInjectKey] = StringNode("false");  // the proxy is the pod's container
@@ -143,6 +191,8 @@ absl::StatusOr<std::vector<YAML::Node>> GatewayManifests(const GatewayDeployment
   YAML::Node service = Object("v1", "Service", gateway, name);
   service["spec"]["type"] = StringNode(service_type);
   service["spec"]["selector"][kGatewayNameLabel] = StringNode(gateway.name);
+  if (!gateway.addresses.empty())
+    service["spec"]["externalIPs"] = StringListNode(gateway.addresses);
   for (int32_t port : ports) {
     YAML::Node p = MapNode();
     p["name"] = StringNode(absl::StrCat("port-", port));

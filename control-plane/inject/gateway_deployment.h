@@ -12,8 +12,13 @@
 // Gateway's annotation gateway.meshlet.io/service-type, LoadBalancer by default.
 //
 // Every object carries the labels app.kubernetes.io/managed-by=meshlet and
-// gateway.networking.k8s.io/gateway-name; the caller adds the owner reference (the Gateway's uid
-// is the API server's). Plain functions; no state.
+// gateway.networking.k8s.io/gateway-name, and the Gateway's spec.infrastructure labels and
+// annotations (also on the pod template; a key meshlet relies on is refused, see
+// CheckInfrastructureKey); the annotations kInfrastructureLabelsAnnotation and
+// kInfrastructureAnnotationsAnnotation list the keys copied so that a key the Gateway drops can be
+// removed. The Gateway's static addresses are the Service's spec.externalIPs (ADR 0105). The
+// caller adds the owner reference (the Gateway's uid is the API server's). Plain functions; no
+// state.
 
 #include <yaml-cpp/yaml.h>
 
@@ -22,7 +27,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "control-plane/inject/inject.h"
 
 namespace meshlet::controlplane::inject {
@@ -30,6 +37,10 @@ namespace meshlet::controlplane::inject {
 inline constexpr char kGatewayNameLabel[] = "gateway.networking.k8s.io/gateway-name";
 inline constexpr char kManagedByLabel[] = "app.kubernetes.io/managed-by";
 inline constexpr char kServiceTypeAnnotation[] = "gateway.meshlet.io/service-type";
+inline constexpr char kInfrastructureLabelsAnnotation[] =
+    "gateway.meshlet.io/infrastructure-labels";
+inline constexpr char kInfrastructureAnnotationsAnnotation[] =
+    "gateway.meshlet.io/infrastructure-annotations";
 
 struct GatewayDeploymentSpec {
   std::string namespace_;      // the Gateway's
@@ -38,7 +49,18 @@ struct GatewayDeploymentSpec {
   std::vector<int32_t> ports;  // its listeners' ports (repeats allowed)
   // The Gateway's annotations (kServiceTypeAnnotation).
   std::map<std::string, std::string> annotations;
+  // Its spec.infrastructure labels and annotations, copied onto every object.
+  std::map<std::string, std::string> infrastructure_labels;
+  std::map<std::string, std::string> infrastructure_annotations;
+  // Its usable static addresses (IP addresses, canonical text): the Service's externalIPs.
+  std::vector<std::string> addresses;
 };
+
+// Whether a spec.infrastructure label or annotation key (`what`: "labels" or "annotations") may
+// be copied: not one meshlet relies on (gateway.networking.k8s.io/..., app.kubernetes.io/
+// managed-by, a key of the meshlet.io domain or a subdomain of it). The error
+// (InvalidArgument) names the field and the key.
+absl::Status CheckInfrastructureKey(absl::string_view what, absl::string_view key);
 
 // "<name>-<class>": the ServiceAccount, Deployment and Service name (and the proxy's identity,
 // spiffe://<domain>/ns/<namespace>/sa/<name>-<class>).
@@ -46,7 +68,8 @@ std::string GatewayDeploymentName(const GatewayDeploymentSpec& gateway);
 
 // The ServiceAccount, Deployment and Service, in that order (JSON-compatible nodes). Errors
 // (InvalidArgument, naming the Gateway and the field): a name over 63 characters, no listener
-// port, a service type other than ClusterIP, NodePort and LoadBalancer. `options` as for Inject
+// port, a service type other than ClusterIP, NodePort and LoadBalancer, an infrastructure key
+// CheckInfrastructureKey refuses. `options` as for Inject
 // (the webhook's: image, control plane, identity, trust domain, revision); mode and capture are
 // not read.
 absl::StatusOr<std::vector<YAML::Node>> GatewayManifests(const GatewayDeploymentSpec& gateway,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "control-plane/inject/inject_test_util.h"
 #include "control-plane/inject/node.h"
 #include "gtest/gtest.h"
@@ -167,6 +168,72 @@ TEST(GatewayManifestsTest, RefusesWhatCannotBeDeployed) {
   ASSERT_FALSE(objects.ok());
   EXPECT_TRUE(absl::StrContains(objects.status().message(), "longer than 63 characters"))
       << objects.status();
+}
+
+TEST(GatewayManifestsTest, InfrastructureLabelsAndAnnotationsOnEveryObjectMeshletsLabelsWin) {
+  GatewayDeploymentSpec gateway = Edge();
+  gateway.infrastructure_labels = {{"team", "shop"}, {"app", "storefront"}};
+  gateway.infrastructure_annotations = {{"example.com/cost-center", "42"}};
+  absl::StatusOr<std::vector<YAML::Node>> objects = GatewayManifests(gateway, TestOptions());
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  std::vector<YAML::Node> metadatas;
+  for (const YAML::Node& o : *objects) metadatas.push_back(o["metadata"]);
+  metadatas.push_back((*objects)[1]["spec"]["template"]["metadata"]);
+  for (const YAML::Node& m : metadatas) {
+    EXPECT_EQ(m["labels"]["team"].Scalar(), "shop");
+    EXPECT_EQ(m["labels"]["app"].Scalar(), "storefront");
+    EXPECT_EQ(m["labels"][kGatewayNameLabel].Scalar(), "edge");
+    EXPECT_EQ(m["labels"][kManagedByLabel].Scalar(), "meshlet");
+    EXPECT_EQ(m["annotations"]["example.com/cost-center"].Scalar(), "42");
+  }
+  for (const YAML::Node& o : *objects) {
+    EXPECT_EQ(o["metadata"]["annotations"][kInfrastructureLabelsAnnotation].Scalar(), "app,team");
+    EXPECT_EQ(o["metadata"]["annotations"][kInfrastructureAnnotationsAnnotation].Scalar(),
+              "example.com/cost-center");
+  }
+  EXPECT_EQ((*objects)[1]["spec"]["template"]["metadata"]["labels"][kInjectKey].Scalar(), "false");
+  EXPECT_EQ((*objects)[1]["spec"]["selector"]["matchLabels"].size(), 1u);
+  EXPECT_FALSE((*objects)[2]["spec"]["externalIPs"].IsDefined());
+
+  // Without infrastructure: no list annotations.
+  objects = GatewayManifests(Edge(), TestOptions());
+  ASSERT_TRUE(objects.ok());
+  EXPECT_FALSE((*objects)[0]["metadata"]["annotations"].IsDefined());
+}
+
+TEST(GatewayManifestsTest, ReservedInfrastructureKeysAreRefused) {
+  for (const char* key :
+       {"gateway.networking.k8s.io/gateway-name", "app.kubernetes.io/managed-by", "meshlet.io/rev",
+        "sidecar.meshlet.io/inject", "gateway.meshlet.io/spec-hash"}) {
+    GatewayDeploymentSpec gateway = Edge();
+    gateway.infrastructure_labels[key] = "x";
+    absl::StatusOr<std::vector<YAML::Node>> objects = GatewayManifests(gateway, TestOptions());
+    ASSERT_FALSE(objects.ok()) << key;
+    EXPECT_TRUE(absl::StrContains(objects.status().message(),
+                                  absl::StrCat("spec.infrastructure.labels[", key, "]")))
+        << objects.status();
+    gateway = Edge();
+    gateway.infrastructure_annotations[key] = "x";
+    objects = GatewayManifests(gateway, TestOptions());
+    ASSERT_FALSE(objects.ok()) << key;
+    EXPECT_TRUE(absl::StrContains(objects.status().message(), "spec.infrastructure.annotations["))
+        << objects.status();
+  }
+  for (const char* key :
+       {"app.kubernetes.io/name", "notmeshlet.io/x", "example.com/meshlet.io", "team"}) {
+    EXPECT_TRUE(CheckInfrastructureKey("labels", key).ok()) << key;
+  }
+}
+
+TEST(GatewayManifestsTest, StaticAddressesAreTheServicesExternalIps) {
+  GatewayDeploymentSpec gateway = Edge();
+  gateway.addresses = {"203.0.113.9", "2001:db8::9"};
+  absl::StatusOr<std::vector<YAML::Node>> objects = GatewayManifests(gateway, TestOptions());
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  const YAML::Node ips = (*objects)[2]["spec"]["externalIPs"];
+  ASSERT_EQ(ips.size(), 2u);
+  EXPECT_EQ(ips[0].Scalar(), "203.0.113.9");
+  EXPECT_EQ(ips[1].Scalar(), "2001:db8::9");
 }
 
 }  // namespace

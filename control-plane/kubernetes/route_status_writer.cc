@@ -309,6 +309,7 @@ void RouteStatusWriter::Next() {
       continue;
     }
     in_flight_ = key;
+    in_flight_fingerprint_ = route->desired;
     const policy::RouteStatusUpdate& u = route->update;
     api_.Call({.method = "GET",
                .path = ObjectPath(u.kind, u.namespace_, u.name),
@@ -335,6 +336,8 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
   }
   const std::string now =
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", clock_.WallNow(), absl::UTCTimeZone());
+  // The patch is built from what is desired now (it may have changed since the read began).
+  in_flight_fingerprint_ = route.desired;
   const std::string body =
       route.object.has_value() ? GatewayPatch(route, object, now) : RoutePatch(route, object, now);
   if (body.empty()) return Done(key, "unchanged", true);
@@ -470,7 +473,9 @@ void RouteStatusWriter::Done(const std::string& key, absl::string_view result, b
   if (!result.empty()) Count(result);
   auto it = routes_.find(key);
   if (written && it != routes_.end()) {
-    it->second->written = it->second->desired;
+    // What was written, not what is desired now: a status computed while the write was in
+    // flight is written next.
+    it->second->written = in_flight_fingerprint_;
     it->second->not_before = {};
   }
   failures_ = 0;

@@ -123,6 +123,9 @@ class RouteStatusWriter {
   std::map<std::string, GatewayObjectStatus> gateways_;   // by "Kind/namespace/name"
   std::map<std::string, std::unique_ptr<Route>> routes_;  // what is to be shown
   std::string in_flight_;                                 // the route being written
+  // What the route in flight is being written with (its desired fingerprint when read): what it
+  // shows once written, though the route's desired status may have changed meanwhile.
+  std::string in_flight_fingerprint_;
   int failures_ = 0;
   event::Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

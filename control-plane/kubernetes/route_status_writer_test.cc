@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -95,6 +96,7 @@ class RouteStatusWriterTest : public ::testing::Test {
         }
         patches_.push_back(request.body);
         field_managers_.push_back(request.QueryParams()["fieldManager"]);
+        if (during_patch_) std::exchange(during_patch_, nullptr)();
         respond(http::ServerResponse::Json(200, route_));
       } else {
         respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
@@ -121,6 +123,7 @@ class RouteStatusWriterTest : public ::testing::Test {
   std::vector<int> patch_answers_;
   std::vector<std::string> patches_;
   std::vector<std::string> field_managers_;  // each patch's fieldManager parameter
+  std::function<void()> during_patch_;       // run once, before a patch is answered
 };
 
 // A parentRef naming one of meshlet's Gateways: its entry (controllerName
@@ -207,6 +210,19 @@ TEST_F(RouteStatusWriterTest, WhatTheRouteShowsAlreadyIsNotWrittenAgain) {
   ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle(); }));
   EXPECT_EQ(Requests("GET"), 1u);
   EXPECT_EQ(Requests("PATCH"), 0u);
+}
+
+// A status computed while the previous one is being written (a ReferenceGrant mirrored just
+// after its route): written next, not taken as written.
+TEST_F(RouteStatusWriterTest, AStatusComputedDuringAWriteIsWrittenNext) {
+  writer_->SetActive(true);
+  during_patch_ = [&] { writer_->Update({Update("True", "ResolvedRefs")}); };
+  writer_->Update({Update("False", "RefNotPermitted")});
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches_.size() == 2; }))
+      << patches_.size() << " patches";
+  EXPECT_TRUE(absl::StrContains(patches_[0], R"("reason":"RefNotPermitted")")) << patches_[0];
+  EXPECT_TRUE(absl::StrContains(patches_[1], R"("reason":"ResolvedRefs")")) << patches_[1];
+  EXPECT_FALSE(absl::StrContains(patches_[1], "RefNotPermitted")) << patches_[1];
 }
 
 TEST_F(RouteStatusWriterTest, ConflictsAreReadAgainAndFailuresRetried) {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/logging.h"
 #include "common/stats/or_discard.h"
 #include "common/tls/digest.h"
@@ -19,6 +20,31 @@ namespace {
 constexpr char kRbacHint[] =
     "the control plane needs get on gateways and get, create and patch on serviceaccounts, "
     "services and deployments (k8s/gateway/rbac.yaml, meshctl install --set gateway=true)";
+
+// The infrastructure keys (of `annotation`'s list) `current` carries that `desired` no longer
+// has, set to null in `desired`'s metadata (for a Deployment, its pod template's too) so that the
+// merge patch removes them.
+void RemoveDropped(const YAML::Node& current, YAML::Node& desired, const char* annotation,
+                   const char* field) {
+  const std::string listed = kubernetes::ScalarAt(
+      kubernetes::NodeAt(kubernetes::NodeAt(current, "metadata"), "annotations"), annotation);
+  if (listed.empty()) return;
+  std::vector<YAML::Node> metadatas = {desired["metadata"]};
+  if (desired["kind"].Scalar() == "Deployment") {
+    metadatas.push_back(desired["spec"]["template"]["metadata"]);
+  }
+  for (absl::string_view key : absl::StrSplit(listed, ',', absl::SkipEmpty())) {
+    const std::string k(key);
+    for (YAML::Node& metadata : metadatas) {
+      if (!metadata[field][k].IsDefined() || metadata[field][k].IsNull()) {
+        metadata[field][k] = YAML::Node(YAML::NodeType::Null);
+      }
+    }
+  }
+  if (!desired["metadata"]["annotations"][annotation].IsDefined()) {
+    desired["metadata"]["annotations"][annotation] = YAML::Node(YAML::NodeType::Null);
+  }
+}
 
 // The API path of a namespaced object's collection.
 std::string CollectionPath(const YAML::Node& object) {
@@ -70,6 +96,12 @@ std::vector<RenderedGateway> RenderGateways(const policy::PolicySnapshot& policy
     spec.class_name = gateway.spec().gateway_class_name();
     for (const auto& listener : gateway.spec().listeners()) spec.ports.push_back(listener.port());
     spec.annotations.insert(annotations.begin(), annotations.end());
+    const auto& infrastructure = gateway.spec().infrastructure();
+    spec.infrastructure_labels.insert(infrastructure.labels().begin(),
+                                      infrastructure.labels().end());
+    spec.infrastructure_annotations.insert(infrastructure.annotations().begin(),
+                                           infrastructure.annotations().end());
+    spec.addresses = translate::JudgeGatewayAddresses(gateway, options.address_ranges).usable;
     out.push_back({spec.namespace_, spec.name, inject::GatewayManifests(spec, options.inject)});
   }
   return out;
@@ -287,6 +319,9 @@ void GatewayDeployer::OnObject(const std::string& key, kubernetes::ApiResult res
     WriteObject(key);
     return;
   }
+  // Labels and annotations the Gateway's spec.infrastructure no longer lists are removed.
+  RemoveDropped(current, desired, inject::kInfrastructureLabelsAnnotation, "labels");
+  RemoveDropped(current, desired, inject::kInfrastructureAnnotationsAnnotation, "annotations");
   desired["metadata"]["resourceVersion"] =
       inject::StringNode(kubernetes::ScalarAt(metadata, "resourceVersion"));
   api_.Call({.method = "PATCH",

@@ -12,9 +12,10 @@
 // object GET it: absent, it is created (POST); present and labelled
 // app.kubernetes.io/managed-by=meshlet with another hash, the rendered object is written over it
 // by a JSON merge patch carrying its resourceVersion (so fields others added, such as the
-// Service's clusterIP or an autoscaler's replicas, stay); present and not meshlet's, it is left
-// alone and counted as a conflict (logged). A Gateway is done again when what is rendered for it
-// changes, after a failure (retry_base doubling to retry_cap) and every `resync` (an object
+// Service's clusterIP or an autoscaler's replicas, stay; labels and annotations the Gateway's
+// spec.infrastructure no longer lists are set to null, so removed); present and not meshlet's, it
+// is left alone and counted as a conflict (logged). A Gateway is done again when what is rendered
+// for it changes, after a failure (retry_base doubling to retry_cap) and every `resync` (an object
 // someone deleted comes back). Objects of a Gateway that goes away are left to Kubernetes'
 // garbage collector.
 //
@@ -39,6 +40,7 @@
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
+#include "common/net/ip_prefix.h"
 #include "common/stats/stats.h"
 #include "control-plane/inject/gateway_deployment.h"
 #include "control-plane/inject/inject.h"
@@ -53,6 +55,9 @@ struct GatewayDeployerOptions {
   // How the proxies are written: the injection webhook's options (image, control plane,
   // identity, trust domain, revision).
   inject::Options inject;
+  // The addresses Gateways' spec.addresses may request (--gateway-addresses): the Service's
+  // externalIPs are those of a Gateway's addresses in them.
+  std::vector<net::IpPrefix> address_ranges;
   // Whether this control plane deploys Gateways without a meshlet.io/rev label (it is the default
   // revision); null: it does.
   std::function<bool()> default_revision;

@@ -292,5 +292,84 @@ TEST_F(GatewayDeployerTest, AFailedWriteIsTriedAgain) {
   EXPECT_TRUE(objects_.count(kServicePath));
 }
 
+TEST_F(GatewayDeployerTest, InfrastructureMetadataIsCopiedAndADroppedKeyRemoved) {
+  gateway::Gateway& edge = AddGateway("edge", "meshlet", {8080});
+  auto* infra = edge.mutable_spec()->mutable_infrastructure();
+  (*infra->mutable_labels())["team"] = "shop";
+  (*infra->mutable_labels())["tier"] = "edge";
+  (*infra->mutable_annotations())["example.com/cost-center"] = "42";
+  auto deployer = Make();
+  deployer->SetActive(true);
+  deployer->SetPolicy(policy_);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return deployer->idle(); }));
+  for (const char* path : {kAccountPath, kDeploymentPath, kServicePath}) {
+    const YAML::Node o = Stored(path);
+    std::vector<YAML::Node> metadatas = {o["metadata"]};
+    if (path == kDeploymentPath) metadatas.push_back(o["spec"]["template"]["metadata"]);
+    for (const YAML::Node& m : metadatas) {
+      EXPECT_EQ(m["labels"]["team"].Scalar(), "shop") << path;
+      EXPECT_EQ(m["labels"]["tier"].Scalar(), "edge") << path;
+      EXPECT_EQ(m["labels"][inject::kGatewayNameLabel].Scalar(), "edge") << path;
+      EXPECT_EQ(m["annotations"]["example.com/cost-center"].Scalar(), "42") << path;
+    }
+  }
+
+  // "tier" dropped, "team" changed: the patch removes "tier" (null) everywhere.
+  infra->mutable_labels()->erase("tier");
+  (*infra->mutable_labels())["team"] = "checkout";
+  infra->mutable_annotations()->clear();
+  writes_.clear();
+  deployer->SetPolicy(policy_);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return deployer->idle(); }));
+  EXPECT_EQ(Written().size(), 3u);
+  for (const char* path : {kAccountPath, kDeploymentPath, kServicePath}) {
+    const YAML::Node o = Stored(path);
+    std::vector<YAML::Node> metadatas = {o["metadata"]};
+    if (path == kDeploymentPath) metadatas.push_back(o["spec"]["template"]["metadata"]);
+    for (const YAML::Node& m : metadatas) {
+      EXPECT_EQ(m["labels"]["team"].Scalar(), "checkout") << path;
+      EXPECT_FALSE(m["labels"]["tier"].IsDefined()) << path;
+      EXPECT_FALSE(m["annotations"]["example.com/cost-center"].IsDefined()) << path;
+      EXPECT_EQ(m["labels"][inject::kManagedByLabel].Scalar(), "meshlet") << path;
+    }
+    EXPECT_FALSE(
+        o["metadata"]["annotations"][inject::kInfrastructureAnnotationsAnnotation].IsDefined())
+        << path;
+  }
+}
+
+TEST_F(GatewayDeployerTest, AReservedInfrastructureKeyIsNotDeployed) {
+  gateway::Gateway& edge = AddGateway("edge", "meshlet", {8080});
+  (*edge.mutable_spec()->mutable_infrastructure()->mutable_labels())["meshlet.io/rev"] = "x";
+  auto deployer = Make();
+  deployer->SetActive(true);
+  deployer->SetPolicy(policy_);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return deployer->idle(); }));
+  EXPECT_TRUE(Written().empty());
+  EXPECT_EQ(Counted("invalid"), 1);
+}
+
+TEST_F(GatewayDeployerTest, UsableStaticAddressesAreTheServicesExternalIps) {
+  gateway::Gateway& edge = AddGateway("edge", "meshlet", {8080});
+  for (const char* value : {"203.0.113.9", "192.0.2.1", "", "203.0.113.10"}) {
+    auto* a = edge.mutable_spec()->add_addresses();
+    a->set_type("IPAddress");
+    a->set_value(value);
+  }
+  options_.address_ranges = {*net::IpPrefix::Parse("203.0.113.8/29")};
+  std::vector<RenderedGateway> rendered = RenderGateways(policy_, options_);
+  ASSERT_EQ(rendered.size(), 1u);
+  ASSERT_TRUE(rendered[0].objects.ok()) << rendered[0].objects.status();
+  const YAML::Node ips = (*rendered[0].objects)[2]["spec"]["externalIPs"];
+  ASSERT_EQ(ips.size(), 2u) << "192.0.2.1 is outside the ranges, \"\" is no address";
+  EXPECT_EQ(ips[0].Scalar(), "203.0.113.9");
+  EXPECT_EQ(ips[1].Scalar(), "203.0.113.10");
+
+  options_.address_ranges.clear();
+  rendered = RenderGateways(policy_, options_);
+  ASSERT_TRUE(rendered[0].objects.ok());
+  EXPECT_FALSE((*rendered[0].objects)[2]["spec"]["externalIPs"].IsDefined());
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane

@@ -226,6 +226,7 @@ void KubernetesPolicy::ComputeStatus() {
   translate::GatewayEnvironment env;
   env.secrets = gateway_secrets_;
   env.namespace_labels = namespace_labels_;
+  env.address_ranges = options_.gateway_address_ranges;
   env.proxy_addresses = translate::GatewayProxyAddresses(*policy_, *registry);
   std::vector<policy::RouteStatusUpdate> updates;
   for (policy::RouteStatusUpdate& update :

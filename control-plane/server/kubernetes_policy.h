@@ -23,6 +23,7 @@
 
 #include "common/event/timer.h"
 #include "common/flags/flags.h"
+#include "common/net/ip_prefix.h"
 #include "control-plane/kubernetes/api_client.h"
 #include "control-plane/kubernetes/leader_election.h"
 #include "control-plane/kubernetes/policy_mirror.h"
@@ -52,6 +53,8 @@ struct KubernetesPolicyOptions {
   size_t max_response_bytes = 16 << 20;
   // Route status is computed at most this often.
   Duration status_interval = std::chrono::milliseconds(200);
+  // The addresses Gateways' spec.addresses may request (--gateway-addresses).
+  std::vector<net::IpPrefix> gateway_address_ranges;
 };
 
 // --kubernetes-policy, --leader-election-lease-duration, --leader-election-renew-deadline,

@@ -149,6 +149,7 @@ GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
     env.secrets = GatewaySecretsOf(*options.gateway_certificates);
   }
   env.namespace_labels = options.namespace_labels;
+  env.address_ranges = options.gateway_address_ranges;
   return env;
 }
 
@@ -199,10 +200,12 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
     return;
   }
   const gw::Gateway& gateway = *ctx.gateway;
-  if (gateway.spec().addresses_size() > 0) return;  // not accepted (UnsupportedAddress)
+  const GatewayEnvironment env = GatewayEnvironmentOf(ctx.options);
+  // Not accepted (UnsupportedAddress) or not programmed (AddressNotUsable): nothing is served.
+  const GatewayAddresses addresses = JudgeGatewayAddresses(gateway, env.address_ranges);
+  if (!addresses.unsupported.empty() || !addresses.not_usable.empty()) return;
   const std::string gateway_name =
       absl::StrCat(NamespaceOr(gateway.metadata().namespace_()), "/", gateway.metadata().name());
-  const GatewayEnvironment env = GatewayEnvironmentOf(ctx.options);
   const std::vector<bool> usable = UsableListeners(ctx.policy, env, gateway);
   std::map<uint32_t, GatewayPort> ports;
   for (int i = 0; i < gateway.spec().listeners_size(); ++i) {

@@ -311,6 +311,26 @@ TEST_F(GatewayProxyTest, AGatewayOfAnotherNamespaceOrClassIsNotServed) {
   EXPECT_EQ(GatewayServiceAccount(policy_.gateways[0]), "edge-meshlet");
 }
 
+// A Gateway asking for addresses is served once they are all usable (its proxies answer at the
+// static address, ADR 0105); an unsupported type or an unusable address serves nothing.
+TEST_F(GatewayProxyTest, AGatewayWithStaticAddressesIsServedWhenTheyAreUsable) {
+  xds::Node node;
+  node.set_id("edge-gw-0");
+  for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
+  TranslateOptions options;
+  options.gateway_address_ranges = {*net::IpPrefix::Parse("203.0.113.0/29")};
+  gw::GatewaySpecAddress* address = policy_.gateways[0].mutable_spec()->add_addresses();
+  address->set_value("203.0.113.3");
+  EXPECT_NE(Named(Translate(policy_, registry_, node, options).listeners, "gateway|8080"), nullptr);
+  address->set_value("192.0.2.1");  // outside the ranges: AddressNotUsable
+  EXPECT_TRUE(Translate(policy_, registry_, node, options).listeners.empty());
+  address->set_value("");
+  address->set_type("Hostname");  // UnsupportedAddress
+  EXPECT_TRUE(Translate(policy_, registry_, node, options).listeners.empty());
+  address->set_type("IPAddress");  // no value: the proxies' own
+  EXPECT_NE(Named(Translate(policy_, registry_, node, options).listeners, "gateway|8080"), nullptr);
+}
+
 // HTTPS listeners: one listener per port terminating TLS with each listener's certificate by
 // its hostname (SNI), the listener without a hostname's as the default; a certificate that
 // cannot be served leaves its listener out; an older proxy gets no HTTPS port.

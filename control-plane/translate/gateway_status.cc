@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "control-plane/inject/gateway_deployment.h"
 
 namespace meshlet::controlplane::translate {
 namespace {
@@ -355,6 +356,74 @@ std::set<GatewayEnvironment::Key> GatewaySecretRefs(const policy::PolicySnapshot
   return out;
 }
 
+GatewayAddresses JudgeGatewayAddresses(const gw::Gateway& gateway,
+                                       const std::vector<net::IpPrefix>& ranges) {
+  GatewayAddresses out;
+  out.proxies = gateway.spec().addresses().empty();
+  std::vector<std::string> unsupported, not_usable;
+  for (const gw::GatewaySpecAddress& a : gateway.spec().addresses()) {
+    const std::string type = Or(a.type(), "IPAddress");
+    if (type != "IPAddress") {
+      unsupported.push_back(absl::StrCat("\"", type, "\""));
+      continue;
+    }
+    if (a.value().empty()) {
+      out.proxies = true;
+      continue;
+    }
+    absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(a.value());
+    if (!ip.ok()) {
+      not_usable.push_back(absl::StrCat("\"", a.value(), "\" is not an IP address"));
+      continue;
+    }
+    const bool in_range = std::any_of(ranges.begin(), ranges.end(),
+                                      [&](const net::IpPrefix& r) { return r.Contains(*ip); });
+    if (!in_range) {
+      std::vector<std::string> texts;
+      for (const net::IpPrefix& r : ranges) texts.push_back(r.ToString());
+      not_usable.push_back(
+          absl::StrCat(ip->ToString(), " is not in the control plane's --gateway-addresses (",
+                       texts.empty() ? "none configured" : absl::StrJoin(texts, ", "), ")"));
+      continue;
+    }
+    const std::string text = ip->ToString();
+    if (std::find(out.usable.begin(), out.usable.end(), text) == out.usable.end()) {
+      out.usable.push_back(text);
+    }
+  }
+  if (!unsupported.empty()) {
+    out.unsupported = absl::StrCat("spec.addresses: type ", absl::StrJoin(unsupported, ", "),
+                                   " is not supported (only IPAddress)");
+  }
+  if (!not_usable.empty()) {
+    out.not_usable = absl::StrCat("spec.addresses: ", absl::StrJoin(not_usable, "; "));
+  }
+  return out;
+}
+
+namespace {
+
+// Why the Gateway's spec.infrastructure cannot be used (InvalidParameters); empty: it can.
+std::string InfrastructureProblem(const gw::Gateway& gateway) {
+  const gw::GatewayInfrastructure& infra = gateway.spec().infrastructure();
+  if (infra.has_parameters_ref()) {
+    const gw::LocalParametersReference& ref = infra.parameters_ref();
+    return absl::StrCat("spec.infrastructure.parametersRef: ", ref.group(), "/", ref.kind(), " ",
+                        ref.name(), ": meshlet's Gateways take no parameters object");
+  }
+  for (const auto* map : {&infra.labels(), &infra.annotations()}) {
+    std::map<std::string, std::string> sorted(map->begin(), map->end());
+    for (const auto& entry : sorted) {
+      absl::Status key = inject::CheckInfrastructureKey(
+          map == &infra.labels() ? "labels" : "annotations", entry.first);
+      if (!key.ok()) return std::string(key.message());
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
                                        const GatewayEnvironment& env) {
   GatewayStatuses out;
@@ -384,14 +453,17 @@ GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
     const bool served = proxies != env.proxy_addresses.end() && !proxies->second.empty();
     const int usable = static_cast<int>(std::count_if(
         states.begin(), states.end(), [](const ListenerState& s) { return s.usable(); }));
+    const GatewayAddresses addresses = JudgeGatewayAddresses(gateway, env.address_ranges);
+    const std::string infrastructure = InfrastructureProblem(gateway);
     bool accepted = true;
-    if (!gateway.spec().addresses().empty()) {
+    if (!addresses.unsupported.empty()) {
       accepted = false;
       *u.status.add_conditions() =
-          MakeCondition("Accepted", false, "UnsupportedAddress",
-                        "spec.addresses is not supported: the gateway proxies' own addresses "
-                        "are the Gateway's",
-                        gen);
+          MakeCondition("Accepted", false, "UnsupportedAddress", addresses.unsupported, gen);
+    } else if (!infrastructure.empty()) {
+      accepted = false;
+      *u.status.add_conditions() =
+          MakeCondition("Accepted", false, "InvalidParameters", infrastructure, gen);
     } else if (usable == 0) {
       accepted = false;
       *u.status.add_conditions() =
@@ -409,11 +481,22 @@ GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
     if (!accepted) {
       *u.status.add_conditions() =
           MakeCondition("Programmed", false, "Invalid", "the Gateway is not accepted", gen);
+    } else if (!addresses.not_usable.empty()) {
+      *u.status.add_conditions() =
+          MakeCondition("Programmed", false, "AddressNotUsable", addresses.not_usable, gen);
     } else if (!served) {
       *u.status.add_conditions() = MakeCondition("Programmed", false, "Pending", pending, gen);
     } else {
       *u.status.add_conditions() = MakeCondition("Programmed", true, "Programmed", "", gen);
-      for (const std::string& address : proxies->second) {
+      std::vector<std::string> listed = addresses.usable;
+      if (addresses.proxies) {
+        for (const std::string& address : proxies->second) {
+          if (std::find(listed.begin(), listed.end(), address) == listed.end()) {
+            listed.push_back(address);
+          }
+        }
+      }
+      for (const std::string& address : listed) {
         gw::GatewaySpecAddress* a = u.status.add_addresses();
         a->set_type("IPAddress");
         a->set_value(address);
@@ -435,6 +518,9 @@ GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
         *l->add_conditions() = MakeCondition(
             "Programmed", false, "Invalid",
             s.usable() ? "the Gateway is not accepted" : "the listener is not usable", gen);
+      } else if (!addresses.not_usable.empty()) {
+        *l->add_conditions() = MakeCondition("Programmed", false, "Invalid",
+                                             "the Gateway's addresses are not usable", gen);
       } else if (!served) {
         *l->add_conditions() = MakeCondition("Programmed", false, "Pending", pending, gen);
       } else {

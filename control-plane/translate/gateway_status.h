@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
@@ -49,7 +50,22 @@ struct GatewayEnvironment {
   // The addresses of the gateway proxies serving each Gateway; a Gateway without any is not
   // Programmed (Pending).
   std::map<Key, std::vector<std::string>> proxy_addresses;
+  // The addresses a Gateway's spec.addresses may request (the control plane's
+  // --gateway-addresses); empty: none.
+  std::vector<net::IpPrefix> address_ranges;
 };
+
+// A Gateway's spec.addresses judged (ADR 0105): only type IPAddress (the default) is supported;
+// a value must be an IP address in one of `ranges`; an entry without a value asks for an address
+// meshlet picks: its proxies' own.
+struct GatewayAddresses {
+  std::string unsupported;          // why not accepted (UnsupportedAddress); empty: none
+  std::string not_usable;           // why not programmed (AddressNotUsable); empty: none
+  std::vector<std::string> usable;  // the static addresses usable, canonical text, in order
+  bool proxies = false;             // no spec.addresses, or one without a value
+};
+GatewayAddresses JudgeGatewayAddresses(const meshlet::gateway::Gateway& gateway,
+                                       const std::vector<net::IpPrefix>& ranges);
 
 // The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
 // serves. Such a node gets no sidecar listeners, only the Gateway's.
@@ -139,9 +155,14 @@ struct GatewayStatuses {
 // Gateway of those classes (others get none):
 //   Gateway   Accepted      True/Accepted; True/ListenersNotValid (some listeners are not
 //                           usable); False/ListenersNotValid (none is); False/UnsupportedAddress
-//                           (spec.addresses, which meshlet does not assign)
+//                           (an address of a type other than IPAddress); False/InvalidParameters
+//                           (spec.infrastructure.parametersRef, or an infrastructure key
+//                           meshlet's own: inject::CheckInfrastructureKey)
 //             Programmed    True/Programmed (accepted, and gateway proxies serve it:
-//                           status.addresses are theirs); False/Invalid (not accepted);
+//                           status.addresses are its usable static addresses, and the proxies'
+//                           own when spec.addresses is empty or has one without a value);
+//                           False/Invalid (not accepted); False/AddressNotUsable (a static
+//                           address is not an IP address or not in env.address_ranges);
 //                           False/Pending (no gateway proxy serves it)
 //   listener  Accepted      True/Accepted; False/UnsupportedProtocol (not HTTP or HTTPS, or an
 //                           HTTPS tls.mode other than Terminate); False/PortUnavailable (a port

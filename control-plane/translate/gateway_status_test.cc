@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "control-plane/translate/gateway_test_util.h"
 #include "control-plane/translate/route_status.h"
@@ -155,17 +156,137 @@ TEST_F(GatewayStatusTest, AcceptedPendingWithoutProxyProgrammedWithOne) {
             "Conflicted=False/NoConflicts");
 }
 
-TEST_F(GatewayStatusTest, UnsupportedAddressIsNotAccepted) {
+TEST_F(GatewayStatusTest, AnAddressTypeOtherThanIPAddressIsNotAccepted) {
   AddGateway(R"(
 kind: Gateway
 metadata: {name: edge}
 spec:
   gatewayClassName: meshlet
-  addresses: [{type: IPAddress, value: 192.0.2.1}]
+  addresses: [{type: Hostname, value: edge.example.com}, {type: IPAddress, value: 192.0.2.1}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)");
+  env_.proxy_addresses[{"default", "edge"}] = {"10.0.5.1"};
+  const GatewayStatusUpdate u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()),
+            "Accepted=False/UnsupportedAddress,Programmed=False/Invalid");
+  EXPECT_TRUE(absl::StrContains(MessageOf(u.status.conditions(), "Accepted"), "\"Hostname\""));
+  EXPECT_EQ(u.status.addresses_size(), 0);
+}
+
+TEST_F(GatewayStatusTest, AStaticAddressOutsideTheRangesIsNotUsable) {
+  AddGateway(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  addresses: [{type: IPAddress, value: 192.0.2.1}, {value: not-an-address}, {value: 203.0.113.3}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)");
+  env_.proxy_addresses[{"default", "edge"}] = {"10.0.5.1"};
+  GatewayStatusUpdate u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()),
+            "Accepted=True/Accepted,Programmed=False/AddressNotUsable");
+  EXPECT_TRUE(absl::StrContains(MessageOf(u.status.conditions(), "Programmed"), "none configured"))
+      << MessageOf(u.status.conditions(), "Programmed");
+  EXPECT_EQ(u.status.addresses_size(), 0);
+  EXPECT_EQ(Conditions(u.status.listeners(0).conditions()),
+            "Accepted=True/Accepted,Programmed=False/Invalid,ResolvedRefs=True/ResolvedRefs,"
+            "Conflicted=False/NoConflicts");
+
+  env_.address_ranges = {*net::IpPrefix::Parse("203.0.113.0/29")};
+  u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()),
+            "Accepted=True/Accepted,Programmed=False/AddressNotUsable");
+  const std::string message = MessageOf(u.status.conditions(), "Programmed");
+  EXPECT_TRUE(absl::StrContains(message,
+                                "192.0.2.1 is not in the control plane's "
+                                "--gateway-addresses (203.0.113.0/29)"))
+      << message;
+  EXPECT_TRUE(absl::StrContains(message, "\"not-an-address\" is not an IP address")) << message;
+  EXPECT_FALSE(absl::StrContains(message, "203.0.113.3")) << message;
+}
+
+TEST_F(GatewayStatusTest, AUsableStaticAddressIsTheGatewaysOnceServed) {
+  AddGateway(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  addresses: [{value: 203.0.113.3}, {type: IPAddress, value: 203.0.113.3}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)");
+  env_.address_ranges = {*net::IpPrefix::Parse("10.0.0.0/8"),
+                         *net::IpPrefix::Parse("203.0.113.0/29")};
+  EXPECT_EQ(Conditions(Edge().status.conditions()),
+            "Accepted=True/Accepted,Programmed=False/Pending");
+  env_.proxy_addresses[{"default", "edge"}] = {"10.0.5.1"};
+  const GatewayStatusUpdate u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()), "Accepted=True/Accepted,Programmed=True/Programmed");
+  ASSERT_EQ(u.status.addresses_size(), 1) << "the static address only, once";
+  EXPECT_EQ(u.status.addresses(0).value(), "203.0.113.3");
+  EXPECT_EQ(u.status.addresses(0).type(), "IPAddress");
+}
+
+TEST_F(GatewayStatusTest, AnAddressWithoutAValueIsTheProxiesOwn) {
+  AddGateway(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  addresses: [{type: IPAddress}]
   listeners: [{name: http, port: 80, protocol: HTTP}]
 )");
   EXPECT_EQ(Conditions(Edge().status.conditions()),
-            "Accepted=False/UnsupportedAddress,Programmed=False/Invalid");
+            "Accepted=True/Accepted,Programmed=False/Pending");
+  env_.proxy_addresses[{"default", "edge"}] = {"10.0.5.1", "10.0.5.2"};
+  GatewayStatusUpdate u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()), "Accepted=True/Accepted,Programmed=True/Programmed");
+  ASSERT_EQ(u.status.addresses_size(), 2);
+  EXPECT_EQ(u.status.addresses(0).value(), "10.0.5.1");
+  EXPECT_EQ(u.status.addresses(1).value(), "10.0.5.2");
+
+  // With a static address too: it first, then the proxies'.
+  policy_.gateways.back().mutable_spec()->add_addresses()->set_value("203.0.113.3");
+  env_.address_ranges = {*net::IpPrefix::Parse("203.0.113.3")};
+  u = Edge();
+  ASSERT_EQ(u.status.addresses_size(), 3);
+  EXPECT_EQ(u.status.addresses(0).value(), "203.0.113.3");
+  EXPECT_EQ(u.status.addresses(2).value(), "10.0.5.2");
+}
+
+TEST_F(GatewayStatusTest, InfrastructureParametersRefAndReservedKeysAreInvalidParameters) {
+  AddGateway(R"(
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: meshlet
+  infrastructure:
+    labels: {team: shop}
+    annotations: {example.com/cost-center: "42"}
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)");
+  env_.proxy_addresses[{"default", "edge"}] = {"10.0.5.1"};
+  EXPECT_EQ(Conditions(Edge().status.conditions()),
+            "Accepted=True/Accepted,Programmed=True/Programmed");
+
+  gw::GatewayInfrastructure* infra =
+      policy_.gateways.back().mutable_spec()->mutable_infrastructure();
+  (*infra->mutable_labels())["meshlet.io/rev"] = "canary";
+  GatewayStatusUpdate u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()),
+            "Accepted=False/InvalidParameters,Programmed=False/Invalid");
+  EXPECT_TRUE(absl::StrContains(MessageOf(u.status.conditions(), "Accepted"),
+                                "spec.infrastructure.labels[meshlet.io/rev]"));
+
+  infra->mutable_labels()->erase("meshlet.io/rev");
+  infra->mutable_parameters_ref()->set_group("example.com");
+  infra->mutable_parameters_ref()->set_kind("Config");
+  infra->mutable_parameters_ref()->set_name("big");
+  u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()),
+            "Accepted=False/InvalidParameters,Programmed=False/Invalid");
+  EXPECT_TRUE(absl::StrContains(MessageOf(u.status.conditions(), "Accepted"),
+                                "spec.infrastructure.parametersRef: example.com/Config big"));
 }
 
 TEST_F(GatewayStatusTest, ListenerReasons) {

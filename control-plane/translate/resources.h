@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/net/ip_prefix.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
 #include "xds/node.pb.h"
@@ -123,6 +124,8 @@ struct TranslateOptions {
   // Each namespace's labels (Kubernetes), for Gateways' allowedRoutes `from: Selector`; a
   // namespace not listed has none.
   std::map<std::string, std::map<std::string, std::string>> namespace_labels;
+  // The addresses Gateways' spec.addresses may request (--gateway-addresses; gateway_status.h).
+  std::vector<net::IpPrefix> gateway_address_ranges;
   // The largest ServiceRoute sent (serialized bytes); a larger one (thousands of routes for one
   // Service port) is replaced by one answering 503. 0: no limit.
   size_t max_resource_bytes = kDefaultMaxResourceBytes;

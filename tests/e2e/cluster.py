@@ -560,13 +560,17 @@ class Cluster:
         self.run.add_default_route(name)
         return name
 
-    def play_pods(self, pods):
+    def play_pods(self, pods, ips=None):
         """Plays several pods at once, each (name, template, namespace) as play_pod() plays it:
-        their addresses given in the order listed, their `podman kube play`s run side by side
-        (each mostly waits for its containers to start). Returns their names; the first failure
-        is raised once every play has ended."""
+        their addresses given in the order listed (`ips`: pod name -> its address instead), their
+        `podman kube play`s run side by side (each mostly waits for its containers to start).
+        Returns their names; the first failure is raised once every play has ended."""
+        given = ips or {}
         ips = []
-        for _ in pods:
+        for name, _, _ in pods:
+            if name in given:
+                ips.append(given[name])
+                continue
             ips.append(self.run.ip(self.next_host))
             self.next_host += 1
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:

@@ -809,20 +809,163 @@ def grpc_listener_hostname_matching(m):
     return with_listeners(m, listeners, lambda: m.with_routes(routes, body))
 
 
+# --- the Gateway's infrastructure and addresses ----------------------------------------------------
+
+def gateway_conditions(m, name):
+    """The Gateway's conditions ({type: condition}) and generation."""
+    gw = t.kube_object(m, "gateways", t.MESH_NS, name) or {}
+    conds = {x["type"]: x for x in gw.get("status", {}).get("conditions", [])}
+    return conds, gw.get("metadata", {}).get("generation")
+
+
+def wait_gateway_condition(m, name, kind, status, reason=None):
+    """Until the Gateway's `kind` condition has `status` (and `reason`) at its generation
+    (upstream's GatewayMustHaveCondition after GatewayMustHaveLatestConditions)."""
+    def ok():
+        conds, gen = gateway_conditions(m, name)
+        c = conds.get(kind, {})
+        if c.get("status") == status and (reason is None or c.get("reason") == reason) and \
+                c.get("observedGeneration") == gen:
+            return "%s=%s/%s" % (kind, status, c.get("reason"))
+        return None
+    return m.run.wait_until(ok, t.EVENTUAL_S, "Gateway %s %s=%s/%s" % (
+        name, kind, status, reason or "any"), lambda: json.dumps(
+            gateway_conditions(m, name)[0])[:1500])
+
+
+def labelled(m, plural, name, group=None):
+    """The objects of `plural` in the Gateways' namespace labelled with the Gateway's name, as
+    the Kubernetes API server has them (written by the control plane's gateway deployer)."""
+    prefix = "/api/v1" if group is None else "/apis/%s" % group
+    answer = m.cluster.kube_get("%s/namespaces/%s/%s?labelSelector=%s" % (
+        prefix, t.MESH_NS, plural, "gateway.networking.k8s.io%2Fgateway-name%3D" + name))
+    return (answer or {}).get("items", [])
+
+
+def gateway_infrastructure(m):
+    """A Gateway with spec.infrastructure (annotation key1: value1, label key2: value2; one HTTP
+    listener on 8080) is Accepted, and the ServiceAccount and Service the control plane writes
+    for it (gateway-name label) carry those labels and annotations (upstream lists Pods too;
+    here the pods are podman's, so the Deployment's pod template stands for them). This test's
+    addition: the infrastructure changed (key2 dropped, key3 added) reaches the same objects,
+    key2 removed."""
+    name = "gateway-with-infrastructure-metadata"
+    gateway = t.gateway_doc(name, [t.listener("http", 8080)])
+    gateway["spec"]["infrastructure"] = {"annotations": {"key1": "value1"},
+                                         "labels": {"key2": "value2"}}
+    # The uid an API server gives (the harness puts objects as they are): the deployer writes
+    # the objects owned by it.
+    gateway["metadata"]["uid"] = str(uuid_lib.uuid4())
+
+    def carried(labels, annotations, absent=()):
+        def ok():
+            found = []
+            for plural, group in (("serviceaccounts", None), ("services", None),
+                                  ("deployments", "apps/v1")):
+                items = labelled(m, plural, name, group)
+                if not items:
+                    return None
+                metas = [items[0]["metadata"]]
+                if plural == "deployments":
+                    metas.append(items[0]["spec"]["template"]["metadata"])
+                for meta in metas:
+                    have_l, have_a = meta.get("labels", {}), meta.get("annotations", {})
+                    if any(have_l.get(k) != v for k, v in labels.items()) or \
+                            any(have_a.get(k) != v for k, v in annotations.items()) or \
+                            any(k in have_l for k in absent):
+                        return None
+                found.append(plural)
+            return "%s carry labels %s and annotations %s%s" % (
+                ", ".join(found), labels, annotations,
+                ", without %s" % ", ".join(absent) if absent else "")
+        return m.run.wait_until(ok, t.EVENTUAL_S, "the objects of Gateway %s to carry %s, %s" % (
+            name, labels, annotations), lambda: json.dumps(
+                [i["metadata"] for p, g in (("serviceaccounts", None), ("services", None),
+                                            ("deployments", "apps/v1"))
+                 for i in labelled(m, p, name, g)])[:2000])
+
+    def body():
+        t.gateway_latest_conditions(m, name)
+        accepted = wait_gateway_condition(m, name, "Accepted", "True")
+        first = carried({"key2": "value2"}, {"key1": "value1"})
+        t.modify_gateway(m, name, lambda spec: spec.update(infrastructure={
+            "annotations": {"key1": "value1"}, "labels": {"key3": "value3"}}))
+        t.gateway_latest_conditions(m, name)
+        changed = carried({"key3": "value3"}, {"key1": "value1"}, absent=("key2",))
+        return "%s; %s; changed: %s" % (accepted, first, changed)
+    return t.with_gateways(m, [gateway], body)
+
+
+def gateway_static_addresses(m):
+    """A Gateway asking for three addresses (one of an unsupported type, one the harness's
+    unusable address, one its usable address: --gateway-addresses holds the usable one, its pod
+    is played at it) is not Accepted (UnsupportedAddress); without the first, Accepted but not
+    Programmed (AddressNotUsable); without the second, Accepted and Programmed with the usable
+    address (type IPAddress) in status.addresses and neither other, its listener Accepted and
+    ResolvedRefs. This test's addition: the gateway answers at that address."""
+    name = "gateway-static-addresses"
+    usable, unusable = m.usable_addresses[0], m.unusable_addresses[0]
+    gateway = t.gateway_doc(name, [t.listener("http", 8080)])
+    gateway["metadata"]["annotations"] = {"gateway-api/skip-this-for-readiness": "true"}
+    gateway["spec"]["addresses"] = [
+        {"type": "test/fake-invalid-type", "value": "fake address teehee!"},
+        {"type": "IPAddress", "value": unusable},
+        {"type": "IPAddress", "value": usable}]
+
+    def without(value):
+        return lambda spec: spec.update(addresses=[a for a in spec["addresses"]
+                                                   if a["value"] != value])
+
+    def body():
+        t.gateway_latest_conditions(m, name)
+        steps = [wait_gateway_condition(m, name, "Accepted", "False", "UnsupportedAddress")]
+        t.modify_gateway(m, name, without("fake address teehee!"))
+        t.gateway_latest_conditions(m, name)
+        steps.append(wait_gateway_condition(m, name, "Accepted", "True", "Accepted"))
+        steps.append(wait_gateway_condition(m, name, "Programmed", "False", "AddressNotUsable"))
+        t.modify_gateway(m, name, without(unusable))
+        t.gateway_latest_conditions(m, name)
+        steps.append(wait_gateway_condition(m, name, "Accepted", "True", "Accepted"))
+        steps.append(wait_gateway_condition(m, name, "Programmed", "True", "Programmed"))
+        steps.append(t.wait_listeners(m, name, {"http": (["HTTPRoute"], [
+            ("Accepted", "True", None), ("ResolvedRefs", "True", None)], 0)}))
+        gw = t.kube_object(m, "gateways", t.MESH_NS, name)
+        t.check(len(gw["spec"]["addresses"]) == 1, "one address left: %s" % gw["spec"])
+        addresses = gw.get("status", {}).get("addresses", [])
+        values = [a.get("value") for a in addresses]
+        t.check(usable in values and unusable not in values and
+                "fake address teehee!" not in values, "status.addresses %s" % addresses)
+        t.check(all(a.get("type") == "IPAddress" for a in addresses if a["value"] == usable),
+                "the usable address's type: %s" % addresses)
+        answered = m.expect(t.through_gateway(m, [t.req("/", host="static.example.com",
+                                                        status=404)],
+                                              pod=t.gateway_pod(name), port=8080),
+                            client=t.GATEWAY_CLIENT)
+        return "%s; status.addresses %s; at %s:8080 %s" % ("; ".join(steps), values, usable,
+                                                           answered)
+    return t.with_gateways(m, [gateway], body, ips={t.gateway_pod(name): usable},
+                           programmed=False)
+
+
+def gateway_optional_address_value(m):
+    """A Gateway asking for an address without a value (type IPAddress) gets one: Programmed
+    with an address in status (its proxy's)."""
+    gateway = t.gateway_doc("gateway-without-address-value", [t.listener("http", 8080)])
+    gateway["spec"]["addresses"] = [{"type": "IPAddress"}]
+
+    def body():
+        gw = t.kube_object(m, "gateways", t.MESH_NS, "gateway-without-address-value")
+        addresses = gw.get("status", {}).get("addresses", [])
+        t.check(addresses and addresses[0].get("value"), "status.addresses: %s" % addresses)
+        return "status.addresses %s" % addresses
+    return t.with_gateways(m, [gateway], body)
+
+
 # --- the lists ------------------------------------------------------------------------------------
 
 # Upstream extended cases of the Gateway profiles not run, with why (the report's skippedTests;
 # docs/gateway.md "Conformance"): features meshlet does not have, or "not transcribed" yet.
 NOT_SUPPORTED = {
-    "GatewayStaticAddresses": (["GatewayStaticAddresses"],
-                               "a Gateway with spec.addresses is not accepted "
-                               "(UnsupportedAddress): its address is its proxy pods'"),
-    "GatewayInfrastructure": (["GatewayInfrastructurePropagation"],
-                              "spec.infrastructure labels and annotations are not copied onto the "
-                              "gateway's Deployment and pods"),
-    "GatewayOptionalAddressValue": (["GatewayAddressEmpty"],
-                                    "a Gateway with spec.addresses (one without a value "
-                                    "included) is not accepted (UnsupportedAddress)"),
     "HTTPRouteCORS": (["HTTPRouteCORS"], "no CORS filter"),
     "HTTPRouteCORSAllowCredentialsBehavior": (["HTTPRouteCORS"], "no CORS filter"),
     "BackendTLSPolicy": (["BackendTLSPolicy"], "no BackendTLSPolicy (the gateway calls meshed "
@@ -902,6 +1045,12 @@ def cases():
           backend_protocol_h2c),
         C("HTTPRouteBackendProtocolWebSocket", [H],
           http + ["HTTPRouteBackendProtocolWebSocket"], False, backend_protocol_websocket),
+        C("GatewayInfrastructure", [H], ["Gateway", "GatewayInfrastructurePropagation"], True,
+          gateway_infrastructure),
+        C("GatewayStaticAddresses", [H], ["Gateway", "GatewayStaticAddresses"], False,
+          gateway_static_addresses),
+        C("GatewayOptionalAddressValue", [H], ["Gateway", "GatewayAddressEmpty"], True,
+          gateway_optional_address_value),
         C("GRPCExactMethodMatching", [G], grpc, False, grpc_exact_method_matching),
         C("GRPCRouteHeaderMatching", [G], grpc, False, grpc_header_matching),
         C("GRPCRouteWeight", [G], grpc, False, on_gateway_grpc(t.mesh_grpc_weight)),
@@ -929,7 +1078,8 @@ def register(test_module):
     both = [t.GATEWAY_HTTP, GATEWAY_GRPC]
     for i, c in enumerate(t.GATEWAY_CASES):
         if c.name in GATEWAY_ONLY:
-            t.GATEWAY_CASES[i] = c._replace(profiles=both, features=["Gateway"])
+            extra = [f for f in c.features if f not in ("Gateway", "HTTPRoute", "GRPCRoute")]
+            t.GATEWAY_CASES[i] = c._replace(profiles=both, features=["Gateway"] + extra)
         elif c.name in EXTRA_FEATURES:
             t.GATEWAY_CASES[i] = c._replace(features=list(c.features) + EXTRA_FEATURES[c.name])
     for name, (profiles, features) in list(t.GATEWAY_NOT_RUN.items()):

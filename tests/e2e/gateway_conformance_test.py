@@ -68,6 +68,9 @@ WEIGHT_TOLERANCE = 0.05
 # The Gateway API release each profile's cases were transcribed from (the report's
 # gatewayAPIVersion).
 GATEWAY_API_VERSIONS = {"mesh": "v1.4.0", "gateway": "v1.5.1"}
+# The hosts of the run's network (harness.Run.ip) of the Gateways' static addresses: the first of
+# --gateway-addresses' /29, and one outside it; pods get addresses from 2 up to far below.
+STATIC_ADDRESS_HOSTS = (240, 250)
 REPORT_NAME = "gateway-conformance-report.yaml"
 
 GROUP = "gateway.networking.k8s.io"
@@ -282,6 +285,15 @@ class Conformance:
             phases.append((name, time.monotonic()))
         phase("start")
         c.start_kubernetes_api()
+        # Gateways' static addresses (GatewayStaticAddresses): --gateway-addresses is a /29 of
+        # the run's network past the addresses its pods get; one address in it is usable, one
+        # outside it is not.
+        check(self.run.subnet.num_addresses >= 256, "the run's network %s is smaller than a /24"
+              % self.run.subnet)
+        static = "%s/29" % self.run.ip(STATIC_ADDRESS_HOSTS[0])
+        c.control_plane_args += ["--gateway-addresses", static]
+        self.usable_addresses = [self.run.ip(STATIC_ADDRESS_HOSTS[0] + 1)]
+        self.unusable_addresses = [self.run.ip(STATIC_ADDRESS_HOSTS[1])]
         took = c.start_control_plane()
         phase("control plane")
         documents = c.inject([MESH_YAML])
@@ -1324,12 +1336,14 @@ def gateway_pod(name):
     return "gateway-%s-0" % name
 
 
-def play_gateways(m, gateways, wait=None, more=()):
+def play_gateways(m, gateways, wait=None, more=(), ips=None, programmed=True):
     """Each Gateway (gateway_doc()) put into the Kubernetes API server and its proxy played as
     the pod the control plane deploys in a cluster (the Deployment `meshctl inject
     --gateway-class meshlet` writes for it, one replica), all at once and with the pods of `more`
     ((name, template, namespace)); `wait`() while they start; until every Gateway is Programmed
-    with its pod's address. Returns the gateways' pods."""
+    with its pod's address (not waited for without `programmed`). `ips`: pod name -> the address
+    a pod is played at (a Gateway's static address: its Service's externalIP, which the network
+    routes to the pod). Returns the gateways' pods."""
     c = m.cluster
     started = time.monotonic()
     pods = []
@@ -1351,12 +1365,12 @@ def play_gateways(m, gateways, wait=None, more=()):
         template["spec"].pop("securityContext", None)
         template["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0, "runAsGroup": 0}
         pods.append((gateway_pod(name), template, MESH_NS))
-    pods = c.play_pods(pods + list(more))[:len(gateways)]
+    pods = c.play_pods(pods + list(more), ips=ips)[:len(gateways)]
     played = time.monotonic()
     if wait:
         wait()
     c.wait_ready(pods)
-    for gateway, pod in zip(gateways, pods):
+    for gateway, pod in zip(gateways, pods if programmed else []):
         name, ip = gateway["metadata"]["name"], c.pods[pod]["ip"]
 
         def programmed():
@@ -1387,13 +1401,14 @@ def remove_gateways(m, gateways):
         g["metadata"]["name"] for g in gateways), time.monotonic() - started))
 
 
-def with_gateways(m, gateways, body, objects=()):
+def with_gateways(m, gateways, body, objects=(), ips=None, programmed=True):
     """`objects` ((plural, document): Secrets, ReferenceGrants) and `gateways` put into the API
-    server, the gateways' pods played; body(); all removed again."""
+    server, the gateways' pods played (play_gateways' `ips` and `programmed`); body(); all
+    removed again."""
     for plural, doc in objects:
         m.cluster.kube_put(plural, doc)
     try:
-        play_gateways(m, gateways)
+        play_gateways(m, gateways, ips=ips, programmed=programmed)
         return body()
     finally:
         remove_gateways(m, gateways)
@@ -2189,18 +2204,23 @@ def gateway_latest_conditions(m, name):
                                                .get("status"))[:1500])
 
 
-def modify_listeners(m, name, change):
-    """The Gateway's listeners changed by change(listeners) (a new list), its generation bumped,
-    put into the API server; the generation before."""
+def modify_gateway(m, name, change):
+    """The Gateway's spec changed in place by change(spec), its generation bumped, put into the
+    API server; the generation before."""
     gw = kube_object(m, "gateways", MESH_NS, name)
     check(gw is not None, "Gateway %s not found" % name)
     changed = json.loads(json.dumps({k: gw[k] for k in ("apiVersion", "kind", "metadata",
                                                          "spec")}))
     gen = changed["metadata"].get("generation", 1)
     changed["metadata"]["generation"] = gen + 1
-    changed["spec"]["listeners"] = change(changed["spec"]["listeners"])
+    change(changed["spec"])
     m.cluster.kube_put("gateways", changed)
     return gen
+
+
+def modify_listeners(m, name, change):
+    """The Gateway's listeners changed by change(listeners) (a new list), as modify_gateway."""
+    return modify_gateway(m, name, lambda spec: spec.update(listeners=change(spec["listeners"])))
 
 
 def gw_modify_listeners(m):
