@@ -149,6 +149,7 @@ GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
     env.secrets = GatewaySecretsOf(*options.gateway_certificates);
   }
   env.namespace_labels = options.namespace_labels;
+  env.ca_bundles = options.backend_ca_bundles;
   return env;
 }
 

@@ -49,6 +49,9 @@ struct GatewayEnvironment {
   // The addresses of the gateway proxies serving each Gateway; a Gateway without any is not
   // Programmed (Pending).
   std::map<Key, std::vector<std::string>> proxy_addresses;
+  // The ConfigMaps BackendTLSPolicies' caCertificateRefs name, as read; nullopt: not read (every
+  // such reference is InvalidCACertificateRef).
+  std::optional<BackendCaBundles> ca_bundles;
 };
 
 // The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
