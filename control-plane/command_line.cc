@@ -164,6 +164,12 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "Secret; needs get, list and watch on Secrets) and serve them to the gateway "
                "proxies "
                "(default true; false: no HTTPS listener is served)"),
+           flags::BoolFlag("--backend-tls-configmaps", &command_line.backend_tls_configmaps,
+                           "read the ConfigMaps BackendTLSPolicies name in caCertificateRefs "
+                           "(a watch per ConfigMap; needs get, list and watch on ConfigMaps) "
+                           "and send their CA certificates to the proxies (default true; "
+                           "false: no BackendTLSPolicy has a CA, and its backends are not "
+                           "reached)"),
            flags::BoolFlag("--gateway-namespaces", &command_line.gateway_namespaces,
                            "read the namespaces' labels (list and watch, metadata only) "
                            "for Gateways' allowedRoutes from: Selector (default true; "

@@ -48,6 +48,8 @@ struct CommandLine {
   bool gateway_secrets = true;
   // Namespaces' labels read (kubernetes/namespace_labels.h), for allowedRoutes from: Selector.
   bool gateway_namespaces = true;
+  // BackendTLSPolicies' caCertificateRefs ConfigMaps read (server/backend_ca_configmaps.h).
+  bool backend_tls_configmaps = true;
   // A ServiceAccount, Deployment and Service per Gateway (server/gateway_deployer.h), needing
   // --kubernetes-policy.
   bool gateway_deployments = true;

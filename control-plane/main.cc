@@ -19,10 +19,12 @@
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/kubernetes/namespace_labels.h"
 #include "control-plane/policy/validate.h"
+#include "control-plane/server/backend_ca_configmaps.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/server/gateway_secrets.h"
 #include "control-plane/server/kubernetes_policy.h"
 #include "control-plane/telemetry/telemetry_service.h"
+#include "control-plane/translate/backend_tls.h"
 #include "control-plane/webhook/webhook_service.h"
 #include "control-plane/xds/xds_service.h"
 
@@ -347,6 +349,30 @@ int main(int argc, char** argv) {
         [secrets = gateway_secrets.get()](
             std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
           secrets->SetReferences(meshlet::controlplane::translate::GatewaySecretRefs(*policy));
+        });
+  }
+  // BackendTLSPolicies' caCertificateRefs: the ConfigMaps they name, watched; their CA
+  // certificates go to the proxies inline.
+  std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesApi> configmaps_api;
+  std::unique_ptr<meshlet::controlplane::BackendCaConfigMaps> backend_ca;
+  if (!kubernetes_api.api.empty() && command_line->backend_tls_configmaps) {
+    auto api = meshlet::controlplane::kubernetes::KubernetesApi::Create(control_plane.loop(),
+                                                                        kubernetes_api);
+    if (!api.ok()) return fail(api.status());
+    configmaps_api = *std::move(api);
+    backend_ca = std::make_unique<meshlet::controlplane::BackendCaConfigMaps>(
+        control_plane.loop(), *configmaps_api, control_plane.stats(),
+        meshlet::controlplane::kubernetes::ReflectorOptions{},
+        [&xds, policy = kubernetes_policy.get()](
+            const meshlet::controlplane::translate::BackendCaBundles& bundles) {
+          xds.SetBackendCaBundles(bundles);
+          if (policy != nullptr) policy->SetBackendCaBundles(bundles);
+        });
+    xds.AddPolicyListener(
+        [configmaps = backend_ca.get()](
+            std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
+          configmaps->SetReferences(
+              meshlet::controlplane::translate::BackendCaConfigMapRefs(*policy));
         });
   }
   // Namespaces' labels, for Gateways' allowedRoutes from: Selector.

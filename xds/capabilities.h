@@ -69,8 +69,10 @@ enum class Capability {
   kGateway,
   // Endpoint.locality and Cluster.locality_lb (locality-aware balancing, ADR 0104).
   kLocality,
+  // UpstreamTls.subject_alt_names (a BackendTLSPolicy's subjectAltNames).
+  kBackendTls,
 };
-inline constexpr size_t kCapabilityCount = 15;
+inline constexpr size_t kCapabilityCount = 16;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

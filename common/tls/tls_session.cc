@@ -5,6 +5,7 @@
 #include <openssl/pool.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <climits>
@@ -157,6 +158,28 @@ absl::Status PeerAlertStatus(int alert) {
   }
 }
 
+// Whether `cert` carries one of `names`: a DNS name as X509_check_host matches it (wildcards in
+// the certificate), a URI byte for byte.
+bool HasSubjectAltName(const X509& cert, const std::vector<SubjectAltName>& names) {
+  std::vector<std::string> uris;
+  bool uris_read = false;
+  for (const SubjectAltName& name : names) {
+    if (name.type == SubjectAltName::Type::kDns) {
+      if (X509_check_host(const_cast<X509*>(&cert), name.value.data(), name.value.size(),
+                          X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1) {
+        return true;
+      }
+      continue;
+    }
+    if (!uris_read) {
+      uris = UriSans(cert);
+      uris_read = true;
+    }
+    if (std::find(uris.begin(), uris.end(), name.value) != uris.end()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::string_view HandshakeFailureName(HandshakeFailure failure) {
@@ -209,10 +232,23 @@ void ByteQueue::Consume(size_t n) {
 
 }  // namespace tls_internal
 
+std::string SubjectAltNamesText(const std::vector<SubjectAltName>& names) {
+  return absl::StrCat(
+      "[",
+      absl::StrJoin(names, ", ",
+                    [](std::string* out, const SubjectAltName& n) { out->append(n.ToString()); }),
+      "]");
+}
+
+std::string SubjectAltName::ToString() const {
+  return absl::StrCat(type == Type::kDns ? "dns:" : "uri:", value);
+}
+
 absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(
     std::shared_ptr<const TlsContext> context, Options options) {
   // Default options (a listener's sessions) share one instance: no allocation per session.
   const bool defaults = options.server_name.empty() && options.verify_peer_name.empty() &&
+                        options.verify_subject_alt_names.empty() &&
                         !options.peer_identity.has_value() && options.alpn_protocols.empty();
   return Create(std::move(context),
                 defaults ? nullptr : std::make_shared<const Options>(std::move(options)));
@@ -307,7 +343,8 @@ void TlsSession::SetResumptionKey(std::string peer_key) {
   // never offers one upstream's session to a connection expecting another's.
   resumption_key_ =
       absl::StrCat(peer_key, "|", options_->server_name, "|", options_->verify_peer_name,
-                   options_->peer_identity.has_value() ? options_->peer_identity->Describe() : "");
+                   options_->peer_identity.has_value() ? options_->peer_identity->Describe() : "",
+                   "|", SubjectAltNamesText(options_->verify_subject_alt_names));
   if (bssl::UniquePtr<SSL_SESSION> kept = context_->TakeSession(resumption_key_)) {
     SSL_set_session(ssl_.get(), kept.get());  // takes its own reference
   }
@@ -395,7 +432,9 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   // The chain's exact bytes name a verification already done against this context's trust
   // bundle and role; a host name check (verify_peer_name) is per session, so never cached.
   std::string chain_key;
-  if (options_->verify_peer_name.empty() && context_->RemembersVerifiedChains()) {
+  const bool checks_names =
+      !options_->verify_peer_name.empty() || !options_->verify_subject_alt_names.empty();
+  if (!checks_names && context_->RemembersVerifiedChains()) {
     chain_key = ChainKey(buffers);
   }
   if (!chain_key.empty() && context_->ChainVerifiedBefore(chain_key, now)) {
@@ -425,7 +464,8 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(store_ctx.get());
   X509_VERIFY_PARAM_set_depth(param, kMaxVerifyDepth);
   if (context_->clock_ != nullptr) X509_VERIFY_PARAM_set_time(param, absl::ToTimeT(now));
-  if (const std::string& name = options_->verify_peer_name; !name.empty()) {
+  if (const std::string& name = options_->verify_peer_name;
+      !name.empty() && options_->verify_subject_alt_names.empty()) {
     const bool set = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) ||
                      X509_VERIFY_PARAM_set1_host(param, name.data(), name.size());
     if (!set) {
@@ -473,6 +513,14 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
         return absl::UnauthenticatedError(
             absl::StrCat(who, " failed verification: ", X509_verify_cert_error_string(error)));
     }
+  }
+
+  if (!options_->verify_subject_alt_names.empty() &&
+      !HasSubjectAltName(*leaf, options_->verify_subject_alt_names)) {
+    *out_alert = SSL_AD_BAD_CERTIFICATE;
+    return absl::UnauthenticatedError(
+        absl::StrCat("peer certificate ", Describe(*leaf), " carries none of the subjectAltNames ",
+                     SubjectAltNamesText(options_->verify_subject_alt_names)));
   }
 
   if (!chain_key.empty()) {

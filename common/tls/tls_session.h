@@ -109,6 +109,20 @@ struct BioEnd {
 };
 }  // namespace tls_internal
 
+// A subjectAltName a server certificate must carry (TlsSession::Options::verify_subject_alt_names):
+// a DNS name, matched as verify_peer_name is (a wildcard in the certificate covers one label), or
+// a URI, matched exactly.
+struct SubjectAltName {
+  enum class Type { kDns, kUri };
+  Type type = Type::kDns;
+  std::string value;
+  // "dns:abc.example.com", "uri:spiffe://x/y": for errors and keys.
+  std::string ToString() const;
+  bool operator==(const SubjectAltName&) const = default;
+};
+// "[dns:abc.example.com, uri:spiffe://x/y]".
+std::string SubjectAltNamesText(const std::vector<SubjectAltName>& names);
+
 class TlsSession {
  public:
   // Create() shares one instance for options that are all defaults: a field added here must be
@@ -120,6 +134,10 @@ class TlsSession {
     // (when it parses as one) or DNS name, on top of chaining to the trust bundle. For non-mesh
     // servers such as the Kubernetes API server; mesh peers are checked by SPIFFE id.
     std::string verify_peer_name;
+    // Client: if not empty, the server certificate must carry at least one of these
+    // subjectAltNames instead of verify_peer_name (which is then not checked), on top of chaining
+    // to the trust bundle.
+    std::vector<SubjectAltName> verify_subject_alt_names;
     // Overrides the context's peer_identity for this TLS session only, e.g. the identities allowed
     // for one upstream cluster while the client context is shared by all clusters.
     std::optional<SpiffeIdMatcher> peer_identity;

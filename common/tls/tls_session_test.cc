@@ -232,6 +232,46 @@ TEST_P(TlsSessionTest, CertificatesChosenByServerName) {
   EXPECT_FALSE(TlsContext::CreateClient(client).ok());
 }
 
+TEST_P(TlsSessionTest, VerifySubjectAltNamesAcceptsAnyListedNameInsteadOfThePeerName) {
+  absl::StatusOr<TestCertificate> backend =
+      root_->Issue({.extra_uri_sans = {"spiffe://backend.example/app"},
+                    .dns_names = {"abc.example.com", "*.wild.example.com"}});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  using Type = SubjectAltName::Type;
+  struct Case {
+    std::vector<SubjectAltName> names;
+    bool accepted;
+  };
+  const Case cases[] = {
+      {{{Type::kDns, "abc.example.com"}}, true},
+      {{{Type::kDns, "other.example.com"}, {Type::kDns, "x.wild.example.com"}}, true},
+      {{{Type::kUri, "spiffe://backend.example/app"}}, true},
+      {{{Type::kDns, "nothing.example.com"}, {Type::kUri, "spiffe://backend.example/app"}}, true},
+      {{{Type::kDns, "other.example.com"}}, false},
+      {{{Type::kDns, "a.b.wild.example.com"}}, false},
+      {{{Type::kUri, "spiffe://backend.example/other"}}, false},
+      // A URI is not matched as a DNS name, nor a DNS name as a URI.
+      {{{Type::kUri, "abc.example.com"}}, false},
+  };
+  for (const Case& c : cases) {
+    // The peer name (the SNI) is not what is checked once names are listed.
+    Pair pair = MakePair(ClientConfig(), ServerConfig(*backend),
+                         {.server_name = "sni.example.org",
+                          .verify_peer_name = "sni.example.org",
+                          .verify_subject_alt_names = c.names});
+    pair.Handshake();
+    const std::string what = SubjectAltNamesText(c.names);
+    EXPECT_EQ(pair.client->handshake_complete(), c.accepted) << what;
+    if (c.accepted) {
+      EXPECT_TRUE(pair.client->status().ok()) << what << ": " << pair.client->status();
+    } else {
+      EXPECT_THAT(std::string(pair.client->status().message()),
+                  HasSubstr(absl::StrCat("carries none of the subjectAltNames ", what)));
+      EXPECT_EQ(pair.client->handshake_failure(), HandshakeFailure::kUntrusted) << what;
+    }
+  }
+}
+
 TEST_P(TlsSessionTest, VerifyPeerNameChecksTheServerCertificateNames) {
   absl::StatusOr<TestCertificate> api = root_->Issue({.dns_names = {"kubernetes.default.svc"}});
   ASSERT_TRUE(api.ok()) << api.status();

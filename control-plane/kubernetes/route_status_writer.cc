@@ -73,10 +73,22 @@ std::string ConditionJson(absl::string_view type, absl::string_view status,
   return out + "}";
 }
 
-std::string ParentJson(absl::string_view ref, absl::string_view controller,
-                       const std::vector<std::string>& conditions) {
-  return absl::StrCat(R"({"parentRef":)", ref, R"(,"controllerName":)", JsonQuote(controller),
-                      R"(,"conditions":[)", absl::StrJoin(conditions, ","), "]}");
+// A route's status lists "parents", each naming its "parentRef"; a policy's (BackendTLSPolicy)
+// lists "ancestors", each naming its "ancestorRef".
+struct StatusFields {
+  const char* list;
+  const char* ref;
+};
+StatusFields FieldsOf(absl::string_view kind) {
+  if (kind == "BackendTLSPolicy") return {"ancestors", "ancestorRef"};
+  return {"parents", "parentRef"};
+}
+
+std::string ParentJson(const StatusFields& fields, absl::string_view ref,
+                       absl::string_view controller, const std::vector<std::string>& conditions) {
+  return absl::StrCat(R"({")", fields.ref, R"(":)", ref, R"(,"controllerName":)",
+                      JsonQuote(controller), R"(,"conditions":[)", absl::StrJoin(conditions, ","),
+                      "]}");
 }
 
 std::string Fingerprint(const policy::RouteStatusUpdate& update) {
@@ -123,8 +135,8 @@ std::vector<std::string> ConditionsJson(const YAML::Node& shown) {
 }
 
 // An entry as the route shows it, in the same canonical form.
-std::string ParentJson(const YAML::Node& parent) {
-  return ParentJson(RefJson(NodeAt(parent, "parentRef")), ScalarAt(parent, "controllerName"),
+std::string ParentJson(const StatusFields& fields, const YAML::Node& parent) {
+  return ParentJson(fields, RefJson(NodeAt(parent, fields.ref)), ScalarAt(parent, "controllerName"),
                     ConditionsJson(NodeAt(parent, "conditions")));
 }
 
@@ -169,9 +181,10 @@ std::string ObjectStatusJson(bool gateway, const std::vector<std::string>& condi
 std::string ObjectPath(absl::string_view kind, absl::string_view namespace_,
                        absl::string_view name) {
   if (kind == "GatewayClass") return absl::StrCat(kGatewayApi, "gatewayclasses/", name);
-  const absl::string_view plural = kind == "GRPCRoute" ? "grpcroutes"
-                                   : kind == "Gateway" ? "gateways"
-                                                       : "httproutes";
+  const absl::string_view plural = kind == "GRPCRoute"          ? "grpcroutes"
+                                   : kind == "Gateway"          ? "gateways"
+                                   : kind == "BackendTLSPolicy" ? "backendtlspolicies"
+                                                                : "httproutes";
   return absl::StrCat(kGatewayApi, "namespaces/", namespace_, "/", plural, "/", name);
 }
 
@@ -361,12 +374,13 @@ std::string RouteStatusWriter::RoutePatch(const Route& route, const YAML::Node& 
   std::vector<std::string> others;
   std::vector<YAML::Node> ours;
   std::vector<std::string> shown;  // ours, as the route shows them
-  if (const YAML::Node parents = NodeAt(NodeAt(object, "status"), "parents");
+  const StatusFields fields = FieldsOf(route.update.kind);
+  if (const YAML::Node parents = NodeAt(NodeAt(object, "status"), fields.list);
       parents.IsSequence()) {
     for (const YAML::Node& p : parents) {
       if (is_ours(ScalarAt(p, "controllerName"))) {
         ours.push_back(p);
-        shown.push_back(ParentJson(p));
+        shown.push_back(ParentJson(fields, p));
       } else {
         std::string json;
         AppendNodeJson(p, &json);
@@ -382,12 +396,12 @@ std::string RouteStatusWriter::RoutePatch(const Route& route, const YAML::Node& 
         parent.controller_name().empty() ? options_.controller_name : parent.controller_name();
     const YAML::Node* before = nullptr;
     for (const YAML::Node& p : ours) {
-      if (RefJson(NodeAt(p, "parentRef")) == ref && ScalarAt(p, "controllerName") == controller) {
+      if (RefJson(NodeAt(p, fields.ref)) == ref && ScalarAt(p, "controllerName") == controller) {
         before = &p;
       }
     }
     computed.push_back(
-        ParentJson(ref, controller,
+        ParentJson(fields, ref, controller,
                    ConditionsJson(parent.conditions(),
                                   before != nullptr ? NodeAt(*before, "conditions") : YAML::Node(),
                                   generation, now)));
@@ -396,7 +410,7 @@ std::string RouteStatusWriter::RoutePatch(const Route& route, const YAML::Node& 
   others.insert(others.end(), computed.begin(), computed.end());
   return absl::StrCat(R"({"metadata":{"resourceVersion":)",
                       JsonQuote(ScalarAt(NodeAt(object, "metadata"), "resourceVersion")),
-                      R"(},"status":{"parents":[)", absl::StrJoin(others, ","), "]}}");
+                      R"(},"status":{")", fields.list, R"(":[)", absl::StrJoin(others, ","), "]}}");
 }
 
 std::string RouteStatusWriter::GatewayPatch(const Route& route, const YAML::Node& object,

@@ -28,8 +28,11 @@
 // Only the elected replica writes (SetActive, from leader_election.h); an inactive writer keeps
 // the latest computed status of each route and writes all of them when it becomes active.
 //
-// Needs RBAC get on httproutes, grpcroutes, gateways and gatewayclasses and patch on their status
-// subresource.
+// A BackendTLSPolicy's status (kind "BackendTLSPolicy") is written as a route's, its entries
+// being status.ancestors with an ancestorRef instead of status.parents with a parentRef.
+//
+// Needs RBAC get on httproutes, grpcroutes, gateways, gatewayclasses and backendtlspolicies and
+// patch on their status subresource.
 //
 // Stats: meshlet_cp_route_status_writes_total{result} (written, unchanged, conflict, not_found,
 // failed), Gateways and GatewayClasses included.

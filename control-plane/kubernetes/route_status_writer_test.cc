@@ -162,6 +162,59 @@ TEST_F(RouteStatusWriterTest, GatewayControllerEntriesAreOursToo) {
             "2021-02-03T04:05:06Z");  // False before, True now
 }
 
+// A BackendTLSPolicy's entries are status.ancestors, each naming an ancestorRef, written beside
+// other controllers' as a route's parents are.
+TEST_F(RouteStatusWriterTest, BackendTlsPolicyStatusIsWrittenAsAncestors) {
+  const std::string path =
+      "/apis/gateway.networking.k8s.io/v1/namespaces/shop/backendtlspolicies/payments";
+  const std::string object =
+      R"({"apiVersion":"gateway.networking.k8s.io/v1","kind":"BackendTLSPolicy","metadata":{)"
+      R"("namespace":"shop","name":"payments","generation":4,"resourceVersion":"9"},"spec":{},)"
+      R"("status":{"ancestors":[{"ancestorRef":{"group":"gateway.networking.k8s.io",)"
+      R"("kind":"Gateway","name":"theirs"},"controllerName":"example.com/gateway",)"
+      R"("conditions":[]}]}})";
+  std::vector<std::string> patches;
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    const std::string p(request.path());
+    if (request.method() == "GET" && p == path) {
+      respond(http::ServerResponse::Json(200, object));
+    } else if (request.method() == "PATCH" && p == path + "/status") {
+      patches.push_back(request.body);
+      respond(http::ServerResponse::Json(200, object));
+    } else {
+      respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
+    }
+  });
+  policy::RouteStatusUpdate u;
+  u.kind = "BackendTLSPolicy";
+  u.namespace_ = "shop";
+  u.name = "payments";
+  u.generation = 4;
+  meshlet::gateway::RouteParentStatus* a = u.status.add_parents();
+  a->mutable_parent_ref()->set_group("gateway.networking.k8s.io");
+  a->mutable_parent_ref()->set_kind("Gateway");
+  a->mutable_parent_ref()->set_namespace_("shop");
+  a->mutable_parent_ref()->set_name("edge");
+  a->set_controller_name(kGatewayControllerName);
+  meshlet::gateway::Condition* accepted = a->add_conditions();
+  accepted->set_type("Accepted");
+  accepted->set_status("False");
+  accepted->set_reason("NoValidCACertificate");
+  writer_->Update({u});
+  writer_->SetActive(true);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches.size() == 1; }));
+  const YAML::Node status = YAML::Load(patches[0])["status"];
+  EXPECT_FALSE(status["parents"].IsDefined()) << patches[0];
+  const YAML::Node ancestors = status["ancestors"];
+  ASSERT_EQ(ancestors.size(), 2u) << patches[0];
+  EXPECT_EQ(ancestors[0]["controllerName"].as<std::string>(), "example.com/gateway");
+  EXPECT_EQ(ancestors[1]["controllerName"].as<std::string>(), "meshlet.io/gateway-controller");
+  EXPECT_EQ(ancestors[1]["ancestorRef"]["name"].as<std::string>(), "edge");
+  EXPECT_EQ(ancestors[1]["ancestorRef"]["namespace"].as<std::string>(), "shop");
+  EXPECT_EQ(ancestors[1]["conditions"][0]["reason"].as<std::string>(), "NoValidCACertificate");
+  EXPECT_EQ(ancestors[1]["conditions"][0]["observedGeneration"].as<int>(), 4);
+}
+
 TEST_F(RouteStatusWriterTest, PatchKeepsOthersEntriesAndUnchangedTransitionTimes) {
   writer_->Update({Update("False", "BackendNotFound")});
   // Not the leader: nothing is read or written.

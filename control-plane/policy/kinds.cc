@@ -137,6 +137,14 @@ const std::vector<KindInfo>& AllKinds() {
        kGatewayGroup,
        {"v1"},
        "GatewayGateway"},
+      {"BackendTLSPolicy",
+       "backendtlspolicies",
+       "btlspolicy",
+       true,
+       meshlet::gateway::BackendTLSPolicy::descriptor(),
+       kGatewayGroup,
+       {"v1"},
+       "GatewayBackendTLSPolicy"},
   };
   return *kinds;
 }

@@ -3,7 +3,8 @@
 // The policy kinds the control plane accepts and what is common to them: every kind is a message
 // with `api_version`, `kind`, `metadata` (ObjectMeta) and `spec`. meshlet's own kinds
 // (xds/policy.proto) are of the API group meshlet.io; the Gateway API kinds (xds/gateway.proto:
-// HTTPRoute, GRPCRoute, ReferenceGrant) of gateway.networking.k8s.io. Two kinds may share a name
+// HTTPRoute, GRPCRoute, ReferenceGrant, GatewayClass, Gateway, BackendTLSPolicy) of
+// gateway.networking.k8s.io. Two kinds may share a name
 // (meshlet's HTTPRoute and the Gateway API's): a document's `apiVersion` tells them apart, and on
 // the command line an unqualified name means meshlet's kind ("httproutes", "hr") while a name
 // with the group ("httproutes.gateway.networking.k8s.io") names the other, as kubectl does.

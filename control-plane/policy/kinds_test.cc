@@ -133,7 +133,7 @@ TEST(KindsTest, AWrongApiVersionSaysWhatTheKindTakes) {
             "unknown kind \"TLSRoute\"; one of Service, TrafficPolicy, HTTPRoute, "
             "AuthorizationPolicy, RequestAuthentication, MeshConfig, HTTPRoute "
             "(gateway.networking.k8s.io), GRPCRoute, "
-            "ReferenceGrant, GatewayClass, Gateway"},
+            "ReferenceGrant, GatewayClass, Gateway, BackendTLSPolicy"},
        }) {
     absl::Status status = ParseResource(c.document).status();
     ErrorLocation where = SplitParseError(status.message());

@@ -68,6 +68,8 @@ void Update(const KindInfo& info, const ResourceKey& key,
     Update(snapshot.gateway_classes, key, resource);
   } else if (d == meshlet::gateway::Gateway::descriptor()) {
     Update(snapshot.gateways, key, resource);
+  } else if (d == meshlet::gateway::BackendTLSPolicy::descriptor()) {
+    Update(snapshot.backend_tls_policies, key, resource);
   }
 }
 

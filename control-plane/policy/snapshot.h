@@ -36,6 +36,7 @@ struct PolicySnapshot {
   ResourceList<meshlet::gateway::ReferenceGrant> reference_grants;
   ResourceList<meshlet::gateway::GatewayClass> gateway_classes;  // cluster-wide: namespace ""
   ResourceList<meshlet::gateway::Gateway> gateways;
+  ResourceList<meshlet::gateway::BackendTLSPolicy> backend_tls_policies;
 
   const meshlet::policy::Service* FindService(absl::string_view namespace_,
                                               absl::string_view name) const;

@@ -1042,6 +1042,9 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
                                      result);
   } else if (d == meshlet::gateway::Gateway::descriptor()) {
     gateway_validation::Gateway(static_cast<const meshlet::gateway::Gateway&>(resource), result);
+  } else if (d == meshlet::gateway::BackendTLSPolicy::descriptor()) {
+    gateway_validation::BackendTLSPolicy(
+        static_cast<const meshlet::gateway::BackendTLSPolicy&>(resource), result);
   }
   return result;
 }

@@ -41,6 +41,10 @@ constexpr int kMaxGrantEntries = 16;
 constexpr int kMaxListeners = 64;        // Gateway spec.listeners
 constexpr int kMaxCertificateRefs = 64;  // a listener's tls.certificateRefs
 constexpr int kMaxWeight = 1000000;
+constexpr int kMaxBackendTlsTargetRefs = 16;
+constexpr int kMaxBackendTlsCaRefs = 8;
+constexpr int kMaxBackendTlsSans = 5;
+constexpr int kMaxBackendTlsOptions = 16;
 
 // Upstream's patterns, compiled once.
 const RE2& Pattern(absl::string_view name) {
@@ -58,6 +62,10 @@ const RE2& Pattern(absl::string_view name) {
              {"duration", R"(([0-9]{1,5}(h|m|s|ms)){1,4})"},
              {"grpc-service", R"((?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*)"},
              {"grpc-method", R"([A-Za-z_][A-Za-z_0-9]*)"},
+             {"absolute-uri", R"((([^:/?#]+):)(//([^/?#]*))([^?#]*)(\?([^#]*))?(#(.*))?)"},
+             {"well-known-ca",
+              R"(System|([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)"
+              R"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]))"},
          }) {
       auto re = std::make_unique<RE2>(text);
       CHECK(re->ok()) << key << ": " << re->error();
@@ -847,6 +855,96 @@ void ReferenceGrant(const gw::ReferenceGrant& grant, ValidationResult& result) {
              absl::StrCat("meshlet grants references to core Services and Secrets only, not to ",
                           t.group().empty() ? "core" : t.group(), " ", t.kind()));
     }
+  }
+}
+
+void BackendTLSPolicy(const gw::BackendTLSPolicy& policy, ValidationResult& result) {
+  Checker c(result);
+  const gw::BackendTLSPolicySpec& spec = policy.spec();
+  if (spec.target_refs_size() == 0) c.Error("spec.targetRefs", "required: at least one entry");
+  c.MaxItems("spec.targetRefs", spec.target_refs_size(), kMaxBackendTlsTargetRefs);
+  // (group, kind, name) -> whether its entries have a sectionName, and the sectionNames seen.
+  std::map<std::tuple<std::string, std::string, std::string>, std::set<std::string>> targets;
+  for (int i = 0; i < spec.target_refs_size(); ++i) {
+    const gw::LocalPolicyTargetReferenceWithSectionName& ref = spec.target_refs(i);
+    const std::string at = Index("spec.targetRefs", i);
+    c.Group(Join(at, "group"), ref.group());
+    c.Kind(Join(at, "kind"), ref.kind(), true);
+    c.ObjectName(Join(at, "name"), ref.name(), true);
+    c.SectionName(Join(at, "sectionName"), ref.section_name());
+    std::set<std::string>& sections = targets[{ref.group(), ref.kind(), ref.name()}];
+    if (!sections.empty() && sections.contains("") != ref.section_name().empty()) {
+      c.Error(at,
+              "sectionName must be specified when targetRefs includes 2 or more references "
+              "to the same target");
+    } else if (!sections.insert(ref.section_name()).second) {
+      c.Error(at,
+              "sectionName must be unique when targetRefs includes 2 or more references to "
+              "the same target");
+    }
+    if (!ref.kind().empty() && !(ref.group().empty() && ref.kind() == "Service")) {
+      c.Warn(at, absl::StrCat("meshlet applies BackendTLSPolicy to core Services only: ",
+                              ref.group().empty() ? "core" : ref.group(), " ", ref.kind(),
+                              " is left alone"));
+    }
+  }
+  const gw::BackendTLSPolicyValidation& v = spec.validation();
+  if (v.hostname().empty()) {
+    c.Error("spec.validation.hostname", "required: the name sent as SNI and verified");
+  }
+  c.PreciseHostname("spec.validation.hostname", v.hostname());
+  c.MaxItems("spec.validation.caCertificateRefs", v.ca_certificate_refs_size(),
+             kMaxBackendTlsCaRefs);
+  for (int i = 0; i < v.ca_certificate_refs_size(); ++i) {
+    const gw::LocalObjectReference& ref = v.ca_certificate_refs(i);
+    const std::string at = Index("spec.validation.caCertificateRefs", i);
+    // Any kind is accepted here; one that is not a ConfigMap shows in the status (InvalidKind).
+    c.Group(Join(at, "group"), ref.group());
+    c.Kind(Join(at, "kind"), ref.kind(), true);
+    c.ObjectName(Join(at, "name"), ref.name(), true);
+  }
+  const std::string& well_known = v.well_known_c_a_certificates();
+  if (v.ca_certificate_refs_size() > 0 && !well_known.empty()) {
+    c.Error("spec.validation",
+            "must not contain both caCertificateRefs and wellKnownCACertificates");
+  } else if (v.ca_certificate_refs_size() == 0 && well_known.empty()) {
+    c.Error("spec.validation", "must specify either caCertificateRefs or wellKnownCACertificates");
+  } else if (!well_known.empty() && !Matches(well_known, "well-known-ca")) {
+    c.Error("spec.validation.wellKnownCACertificates",
+            absl::StrCat(Quote(well_known),
+                         " is not System or a domain-prefixed implementation-specific value"));
+  }
+  c.MaxItems("spec.validation.subjectAltNames", v.subject_alt_names_size(), kMaxBackendTlsSans);
+  for (int i = 0; i < v.subject_alt_names_size(); ++i) {
+    const gw::BackendTLSSubjectAltName& san = v.subject_alt_names(i);
+    const std::string at = Index("spec.validation.subjectAltNames", i);
+    if (san.type() == "Hostname") {
+      if (san.hostname().empty()) {
+        c.Error(Join(at, "hostname"), "required when type is Hostname");
+      } else if (san.hostname().size() > 253 || !Matches(san.hostname(), "hostname")) {
+        c.Error(Join(at, "hostname"),
+                absl::StrCat(Quote(san.hostname()),
+                             " is not a hostname (lowercase DNS labels joined by '.', optionally "
+                             "starting with \"*.\"; no IP address, no port)"));
+      }
+      if (!san.uri().empty()) c.Error(Join(at, "uri"), "must not be set when type is Hostname");
+    } else if (san.type() == "URI") {
+      if (san.uri().empty()) {
+        c.Error(Join(at, "uri"), "required when type is URI");
+      } else if (!Matches(san.uri(), "absolute-uri")) {
+        c.Error(Join(at, "uri"), absl::StrCat(Quote(san.uri()), " is not an absolute URI"));
+      }
+      if (!san.hostname().empty()) {
+        c.Error(Join(at, "hostname"), "must not be set when type is URI");
+      }
+    } else {
+      c.Error(Join(at, "type"),
+              san.type().empty() ? "required: Hostname or URI"
+                                 : absl::StrCat(Quote(san.type()), " is not one of Hostname, URI"));
+    }
+  }
+  if (spec.options_size() > kMaxBackendTlsOptions) {
+    c.Error("spec.options", absl::StrCat("at most ", kMaxBackendTlsOptions, " entries"));
   }
 }
 

@@ -464,6 +464,76 @@ TEST(GatewayValidationTest, ReferenceGrants) {
       << r.warnings[0];
 }
 
+std::string BackendTls(const std::string& spec) {
+  return absl::StrCat(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {name: p, "
+      "namespace: shop}\nspec:\n",
+      spec);
+}
+
+TEST(GatewayValidationTest, BackendTlsPolicies) {
+  const std::string target = "  targetRefs: [{group: \"\", kind: Service, name: payments}]\n";
+  const std::string ca = "    caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]\n";
+  Check({
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca), ""},
+      // Any kind of CA reference is valid here (its status says InvalidKind).
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n"
+                           "    caCertificateRefs: [{group: \"\", kind: Secret, name: ca}]\n"),
+       ""},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n"
+                           "    wellKnownCACertificates: System\n"),
+       ""},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca +
+                  "    subjectAltNames:\n    - {type: Hostname, hostname: \"*.example.com\"}\n"
+                  "    - {type: URI, uri: \"spiffe://example.com/payments\"}\n"),
+       ""},
+      {BackendTls("  validation:\n    hostname: abc.example.com\n" + ca), "spec.targetRefs",
+       "at least one"},
+      {BackendTls(target + "  validation:\n" + ca), "spec.validation.hostname", "required"},
+      {BackendTls(target + "  validation:\n    hostname: \"*.example.com\"\n" + ca),
+       "spec.validation.hostname", "no wildcard"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n"), "spec.validation",
+       "either caCertificateRefs or wellKnownCACertificates"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca +
+                  "    wellKnownCACertificates: System\n"),
+       "spec.validation", "not contain both"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n"
+                           "    wellKnownCACertificates: Everything\n"),
+       "spec.validation.wellKnownCACertificates", "is not System"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca +
+                  "    subjectAltNames: [{type: Hostname}]\n"),
+       "spec.validation.subjectAltNames[0].hostname", "required when type is Hostname"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca +
+                  "    subjectAltNames: [{type: URI, uri: \"no scheme\"}]\n"),
+       "spec.validation.subjectAltNames[0].uri", "is not an absolute URI"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca +
+                  "    subjectAltNames: [{type: URI, uri: \"https://x\", hostname: x}]\n"),
+       "spec.validation.subjectAltNames[0].hostname", "must not be set"},
+      {BackendTls(target + "  validation:\n    hostname: abc.example.com\n" + ca +
+                  "    subjectAltNames: [{type: IP}]\n"),
+       "spec.validation.subjectAltNames[0].type", "not one of Hostname, URI"},
+      {BackendTls("  targetRefs:\n  - {group: \"\", kind: Service, name: payments}\n"
+                  "  - {group: \"\", kind: Service, name: payments, sectionName: https}\n"
+                  "  validation:\n    hostname: abc.example.com\n" +
+                  ca),
+       "spec.targetRefs[1]", "sectionName must be specified"},
+      {BackendTls(
+           "  targetRefs:\n  - {group: \"\", kind: Service, name: payments, sectionName: a}\n"
+           "  - {group: \"\", kind: Service, name: payments, sectionName: a}\n"
+           "  validation:\n    hostname: abc.example.com\n" +
+           ca),
+       "spec.targetRefs[1]", "sectionName must be unique"},
+  });
+  // A target meshlet does not apply the policy to is valid, with a warning.
+  ValidationResult r = ValidateYaml(
+      BackendTls("  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]\n"
+                 "  validation:\n    hostname: abc.example.com\n" +
+                 ca));
+  EXPECT_TRUE(r.ok()) << r.ErrorText();
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("core Services only"), std::string::npos) << r.warnings[0];
+}
+
 TEST(GatewayValidationTest, GatewayAndGatewayClass) {
   auto gateway = [](const std::string& spec) {
     return ValidateYaml(absl::StrCat(

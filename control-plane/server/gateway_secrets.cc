@@ -4,9 +4,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "common/base/logging.h"
-#include "common/config/field_path.h"
-#include "common/stats/or_discard.h"
 #include "common/tls/certificate.h"
 #include "control-plane/kubernetes/yaml_fields.h"
 
@@ -75,82 +72,18 @@ translate::GatewayCertificate CertificateFromSecret(const YAML::Node& secret) {
 GatewaySecrets::GatewaySecrets(event::Loop& loop, kubernetes::KubernetesApi& api,
                                StatsRegistry& stats, const kubernetes::ReflectorOptions& options,
                                UpdateFn update)
-    : loop_(loop), api_(api), stats_(stats), options_(options), update_(std::move(update)) {
-  auto gauge = [&](const char* state) {
-    return OrDiscard(stats_.shared_shard().RegisterGauge(
-                         "meshlet_cp_gateway_secrets",
-                         "The Secrets meshlet's Gateways name in certificateRefs, by what the "
-                         "control plane found: served, invalid (see the Gateway's listener "
-                         "status), missing.",
-                         {{"state", state}}),
-                     "meshlet_cp_gateway_secrets");
-  };
-  served_ = gauge("served");
-  invalid_ = gauge("invalid");
-  missing_ = gauge("missing");
-}
-
-GatewaySecrets::~GatewaySecrets() = default;
-
-void GatewaySecrets::SetReferences(const std::set<translate::GatewayEnvironment::Key>& references) {
-  bool changed = false;
-  for (auto it = watches_.begin(); it != watches_.end();) {
-    if (references.contains(it->first)) {
-      ++it;
-    } else {
-      it = watches_.erase(it);
-      changed = true;
-    }
-  }
-  for (const translate::GatewayEnvironment::Key& key : references) {
-    if (watches_.contains(key)) continue;
-    // A name Kubernetes cannot hold names no Secret (and would not be safe in a path).
-    if (!config::IsDnsSubdomain(key.first) || !config::IsDnsSubdomain(key.second)) continue;
-    const auto& [namespace_, name] = key;
-    auto watch = std::make_unique<Watch>(
-        loop_, api_, stats_, options_,
-        kubernetes::ReflectorConfig{
-            .resource = absl::StrCat("secret ", namespace_, "/", name),
-            .path = absl::StrCat("/api/v1/namespaces/", namespace_, "/secrets"),
-            .query = absl::StrCat("fieldSelector=metadata.name%3D", name),
-            .forbidden_hint =
-                "the control plane needs get, list and watch on Secrets to serve a Gateway's "
-                "certificateRefs (k8s/gateway/rbac.yaml)"},
-        [](const YAML::Node& object) { return std::optional(CertificateFromSecret(object)); },
-        [this](bool) { Changed(); });
-    watch->Start();
-    watches_.emplace(key, std::move(watch));
-    changed = true;
-  }
-  if (changed || !published_) Changed();
-}
-
-void GatewaySecrets::Changed() {
-  if (!published_) {
-    for (const auto& [key, watch] : watches_) {
-      if (!watch->listed()) return;
-    }
-  }
-  translate::GatewayCertificates out;
-  int64_t served = 0, invalid = 0, missing = 0;
-  for (const auto& [key, watch] : watches_) {
-    auto it = watch->objects().find(absl::StrCat(key.first, "/", key.second));
-    if (it == watch->objects().end()) {
-      missing += watch->listed() ? 1 : 0;
-      continue;
-    }
-    (it->second.error.empty() ? served : invalid) += 1;
-    if (!it->second.error.empty()) {
-      LOG_EVERY_N_SEC(WARN, 10) << "gateway: Secret " << key.first << "/" << key.second
-                                << " cannot be served: " << it->second.error;
-    }
-    out.emplace(key, it->second);
-  }
-  served_.Set(served);
-  invalid_.Set(invalid);
-  missing_.Set(missing);
-  published_ = true;
-  update_(out);
-}
+    : watches_(loop, api, stats, options,
+               {.singular = "secret",
+                .plural = "secrets",
+                .forbidden_hint =
+                    "the control plane needs get, list and watch on Secrets to serve a Gateway's "
+                    "certificateRefs (k8s/gateway/rbac.yaml)",
+                .parse = CertificateFromSecret,
+                .gauge = "meshlet_cp_gateway_secrets",
+                .gauge_help = "The Secrets meshlet's Gateways name in certificateRefs, by what the "
+                              "control plane found: served, invalid (see the Gateway's listener "
+                              "status), missing.",
+                .log_name = "gateway: Secret"},
+               std::move(update)) {}
 
 }  // namespace meshlet::controlplane

@@ -3,15 +3,12 @@
 // GatewaySecrets: the Secrets meshlet's Gateways name in their HTTPS listeners' certificateRefs
 // (translate::GatewaySecretRefs), read from the Kubernetes API and kept current, for the gateway
 // proxies' certificates and the Gateway status (docs/gateway.md, "HTTPS"). Only the Secrets
-// referenced are read: each has its own watch (a Reflector on its namespace's secrets with
-// fieldSelector metadata.name, the way the kubelet watches a pod's Secrets), started and stopped
-// as SetReferences changes the set; the control plane needs get, list and watch on Secrets
+// referenced are read, each through a watch of its own (NamedObjects), started and stopped as
+// SetReferences changes the set; the control plane needs get, list and watch on Secrets
 // (k8s/gateway/rbac.yaml).
 //
 // Each Secret becomes a translate::GatewayCertificate (CertificateFromSecret): its chain and key,
-// or why they cannot be served. `update` gets the whole map whenever a Secret changes: first once
-// every Secret referenced at the first SetReferences has been listed (an absent one is left out),
-// then on every change; a Secret referenced later is left out until its first list.
+// or why they cannot be served. `update` gets the whole map as NamedObjects says.
 //
 // Stats: meshlet_cp_gateway_secrets{state="served"|"invalid"|"missing"} (the Secrets referenced,
 // by what was found), and the Reflector's (resource "secret NAMESPACE/NAME").
@@ -28,6 +25,7 @@
 #include "common/stats/stats.h"
 #include "control-plane/kubernetes/api_client.h"
 #include "control-plane/kubernetes/reflector.h"
+#include "control-plane/server/named_objects.h"
 #include "control-plane/translate/gateway_status.h"
 #include "control-plane/translate/resources.h"
 
@@ -46,26 +44,17 @@ class GatewaySecrets {
 
   GatewaySecrets(event::Loop& loop, kubernetes::KubernetesApi& api, StatsRegistry& stats,
                  const kubernetes::ReflectorOptions& options, UpdateFn update);
-  ~GatewaySecrets();
   GatewaySecrets(const GatewaySecrets&) = delete;
   GatewaySecrets& operator=(const GatewaySecrets&) = delete;
 
   // The Secrets to read, as (namespace, name): watches start for new ones, stop for those no
   // longer named (and they leave the map).
-  void SetReferences(const std::set<translate::GatewayEnvironment::Key>& references);
+  void SetReferences(const std::set<translate::GatewayEnvironment::Key>& references) {
+    watches_.SetReferences(references);
+  }
 
  private:
-  using Watch = kubernetes::Reflector<translate::GatewayCertificate>;
-  void Changed();
-
-  event::Loop& loop_;
-  kubernetes::KubernetesApi& api_;
-  StatsRegistry& stats_;
-  const kubernetes::ReflectorOptions options_;
-  const UpdateFn update_;
-  std::map<translate::GatewayEnvironment::Key, std::unique_ptr<Watch>> watches_;
-  bool published_ = false;
-  Gauge served_, invalid_, missing_;
+  NamedObjects<translate::GatewayCertificate> watches_;
 };
 
 }  // namespace meshlet::controlplane

@@ -18,6 +18,7 @@
 #include "common/stats/stats.h"
 #include "common/tls/test_certificates.h"
 #include "control-plane/kubernetes/fake_api_server.h"
+#include "control-plane/server/backend_ca_configmaps.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -179,6 +180,43 @@ TEST_F(GatewaySecretsTest, ReadsOnlyTheReferencedSecretsAndFollowsTheirChanges) 
   secrets->SetReferences({{"default", "shop"}});
   EXPECT_EQ(published_.back().size(), 1u);
   EXPECT_TRUE(published_.back().contains({"default", "shop"}));
+}
+
+std::string ConfigMapJson(const std::string& ns, const std::string& name, const std::string& data) {
+  return absl::StrCat(R"({"metadata":{"namespace":")", ns, R"(","name":")", name,
+                      R"(","resourceVersion":"1"},"data":)", data, "}");
+}
+
+TEST_F(GatewaySecretsTest, BackendTlsConfigMapsAreReadByNameForTheirCaCertificates) {
+  const std::string ca = ca_->cert_pem();
+  const std::string ca_data = absl::StrCat(R"({"ca.crt":")", absl::CEscape(ca), R"("})");
+  auto from = [](const std::string& json) { return CaBundleFromConfigMap(YAML::Load(json)); };
+  translate::BackendCaBundle good = from(ConfigMapJson("shop", "ca", ca_data));
+  EXPECT_EQ(good.error, "");
+  EXPECT_EQ(good.pem, ca);
+  EXPECT_EQ(from(ConfigMapJson("shop", "ca", "{}")).error, "data[\"ca.crt\"] is missing or empty");
+  translate::BackendCaBundle bad = from(ConfigMapJson("shop", "ca", R"({"ca.crt":"not pem"})"));
+  EXPECT_TRUE(absl::StartsWith(bad.error, "data[\"ca.crt\"] is not PEM certificates")) << bad.error;
+  EXPECT_EQ(bad.pem, "");
+
+  // Only the ConfigMaps referenced, each by a list and watch selecting its name.
+  secrets_["/api/v1/namespaces/shop/configmaps metadata.name=ca"] =
+      ConfigMapJson("shop", "ca", ca_data);
+  std::vector<translate::BackendCaBundles> published;
+  BackendCaConfigMaps maps(loop_, *api_, stats_, kubernetes::ReflectorOptions{},
+                           [&](const translate::BackendCaBundles& b) { published.push_back(b); });
+  maps.SetReferences({{"shop", "ca"}, {"shop", "absent"}});
+  ASSERT_TRUE(RunUntil(loop_, [&] { return !published.empty(); }));
+  std::sort(lists_.begin(), lists_.end());
+  EXPECT_EQ(lists_,
+            (std::vector<std::string>{"/api/v1/namespaces/shop/configmaps metadata.name=absent",
+                                      "/api/v1/namespaces/shop/configmaps metadata.name=ca"}));
+  ASSERT_EQ(published.back().size(), 1u);
+  EXPECT_EQ(published.back().at({"shop", "ca"}).pem, ca);
+  absl::StatusOr<GaugeId> missing =
+      stats_.RegisterGauge("meshlet_cp_backend_tls_configmaps", "x", {{"state", "missing"}});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(stats_.GaugeValue(*missing), 1);
 }
 
 }  // namespace

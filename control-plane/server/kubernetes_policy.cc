@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "control-plane/inject/revision.h"
+#include "control-plane/translate/backend_tls.h"
 #include "control-plane/translate/route_status.h"
 
 namespace meshlet::controlplane {
@@ -168,6 +169,12 @@ void KubernetesPolicy::SetGatewaySecrets(
   ScheduleStatus();
 }
 
+void KubernetesPolicy::SetBackendCaBundles(std::optional<translate::BackendCaBundles> bundles) {
+  if (backend_ca_bundles_ == bundles) return;
+  backend_ca_bundles_ = std::move(bundles);
+  ScheduleStatus();
+}
+
 void KubernetesPolicy::SetNamespaceLabels(
     std::map<std::string, std::map<std::string, std::string>> labels) {
   if (namespace_labels_ == labels) return;
@@ -222,15 +229,21 @@ void KubernetesPolicy::ComputeStatus() {
   index(policy_->grpc_routes, "GRPCRoute");
   index(policy_->gateways, "Gateway");
   index(policy_->gateway_classes, "GatewayClass");
+  index(policy_->backend_tls_policies, "BackendTLSPolicy");
   std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
   translate::GatewayEnvironment env;
   env.secrets = gateway_secrets_;
   env.namespace_labels = namespace_labels_;
   env.address_ranges = options_.gateway_address_ranges;
+  env.ca_bundles = backend_ca_bundles_;
   env.proxy_addresses = translate::GatewayProxyAddresses(*policy_, *registry);
   std::vector<policy::RouteStatusUpdate> updates;
-  for (policy::RouteStatusUpdate& update :
-       translate::ComputeRouteStatuses(*policy_, *registry, env)) {
+  std::vector<policy::RouteStatusUpdate> computed =
+      translate::ComputeRouteStatuses(*policy_, *registry, env);
+  for (policy::RouteStatusUpdate& update : translate::ComputeBackendTlsStatuses(*policy_, env)) {
+    computed.push_back(std::move(update));
+  }
+  for (policy::RouteStatusUpdate& update : computed) {
     auto it = mirrored.find({absl::StrCat(update.kind, "/", update.namespace_), update.name});
     if (it == mirrored.end()) continue;  // applied with meshctl: no Kubernetes object
     update.generation = it->second;

@@ -87,6 +87,9 @@ class KubernetesPolicy {
       std::optional<
           std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
           secrets);
+  // The ConfigMaps BackendTLSPolicies' caCertificateRefs name, as read
+  // (server/backend_ca_configmaps.h); nullopt (the default): not read.
+  void SetBackendCaBundles(std::optional<translate::BackendCaBundles> bundles);
   // Each namespace's labels, for allowedRoutes from: Selector (kubernetes/namespace_labels.h).
   void SetNamespaceLabels(std::map<std::string, std::map<std::string, std::string>> labels);
 
@@ -116,6 +119,7 @@ class KubernetesPolicy {
   std::optional<std::map<translate::GatewayEnvironment::Key, translate::GatewayEnvironment::Secret>>
       gateway_secrets_;
   std::map<std::string, std::map<std::string, std::string>> namespace_labels_;
+  std::optional<translate::BackendCaBundles> backend_ca_bundles_;
   event::Timer status_timer_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   std::unique_ptr<kubernetes::KubernetesApi> api_;

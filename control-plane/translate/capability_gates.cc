@@ -214,6 +214,9 @@ const std::vector<CapabilityGate>& Gates() {
       // An older sidecar balances over every endpoint as before, without preferring its zone.
       {C::kLocality, "meshlet.xds.Cluster.locality_lb", Fallback::kClear},
       {C::kLocality, "meshlet.xds.Endpoint.locality", Fallback::kClear},
+      // Fails closed: an older sidecar checks the upstream's certificate against the SNI name
+      // instead, which a certificate naming only the listed subjectAltNames does not pass.
+      {C::kBackendTls, "meshlet.xds.UpstreamTls.subject_alt_names", Fallback::kClear},
   };
   return *kGates;
 }

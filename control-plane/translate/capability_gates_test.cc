@@ -127,6 +127,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kGateway) continue;
     // The fixture balances without locality (LocalityFieldsAreClearedForOlderSidecars sets them).
     if (info.capability == xds::Capability::kLocality) continue;
+    // Nor subjectAltNames (SubjectAltNamesAreClearedForOlderSidecars sets them).
+    if (info.capability == xds::Capability::kBackendTls) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -444,6 +446,29 @@ TEST_F(CapabilityGatesTest, SharedOutboundPartsAreKeyedByCapabilities) {
   EXPECT_GT(Count(Translate(policy_, registry_, current, kDefaultOptions, &cache), "overload"), 0);
   EXPECT_EQ(Count(Translate(policy_, registry_, old, kDefaultOptions, &cache), "overload"), 0);
   EXPECT_GT(Count(Translate(policy_, registry_, current, kDefaultOptions, &cache), "overload"), 0);
+}
+
+TEST_F(CapabilityGatesTest, SubjectAltNamesAreClearedForOlderSidecars) {
+  auto with_sans = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Cluster& cluster = r.clusters.emplace_back();
+    cluster.set_name("outbound|443||tls-backend.default");
+    xds::UpstreamTls* tls = cluster.mutable_tls();
+    tls->set_enabled(true);
+    tls->set_sni("abc.example.com");
+    tls->add_subject_alt_names()->set_dns("backend.example.com");
+    tls->add_subject_alt_names()->set_uri("spiffe://example/backend");
+    ApplyCapabilityGates(reads, r);
+    return r;
+  };
+  const NodeResources current = with_sans(xds::CapabilitySet::All());
+  ASSERT_EQ(current.clusters.back().tls().subject_alt_names_size(), 2);
+  EXPECT_EQ(current.clusters.back().tls().subject_alt_names(1).uri(), "spiffe://example/backend");
+  const NodeResources old = with_sans(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_EQ(old.clusters.back().tls().subject_alt_names_size(), 0);
+  // Still TLS to the same name: the older sidecar verifies the certificate against it.
+  EXPECT_TRUE(old.clusters.back().tls().enabled());
+  EXPECT_EQ(old.clusters.back().tls().sni(), "abc.example.com");
 }
 
 }  // namespace

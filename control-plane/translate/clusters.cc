@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "control-plane/translate/backend_tls.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -182,7 +183,11 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
     cluster.set_subset(absl::StrJoin(subset, ",", absl::PairFormatter("=")));
   }
   const std::string mode = ctx.MtlsMode(tp);
-  const bool mtls = SetUpstreamMtls(ctx, s, subset, mode, cluster);
+  // A BackendTLSPolicy on the port replaces mesh mTLS: TLS with the policy's CA, SNI and names.
+  const gw::BackendTLSPolicy* backend_tls =
+      BackendTlsPolicyFor(ctx.policy, s.namespace_, s.name, port.name());
+  const bool backend_tls_set = backend_tls != nullptr && SetBackendTls(ctx, *backend_tls, cluster);
+  const bool mtls = backend_tls == nullptr && SetUpstreamMtls(ctx, s, subset, mode, cluster);
   // Sidecar to sidecar, an HTTP/1.1 service's requests travel over HTTP/2 (one multiplexed
   // connection instead of a pool of them); the members' sidecars translate back. Over mTLS
   // only, where ALPN agrees on it with each peer sidecar; plaintext members keep HTTP/1.1.
@@ -191,7 +196,17 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
       !opaque) {
     cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
   }
-  out.endpoints[name] = LoadAssignment(ctx, name, s, port, subset, mtls, mode);
+  xds::ClusterLoadAssignment& assignment = out.endpoints[name] =
+      LoadAssignment(ctx, name, s, port, subset, mtls, mode);
+  if (backend_tls != nullptr) {
+    // The members are reached as the policy says, not as mesh peers; without a CA that resolves
+    // they are not reached at all (connections fail, 503) rather than in plaintext.
+    for (xds::Endpoint& e : *assignment.mutable_endpoints()) {
+      e.clear_identity();
+      e.clear_plaintext();
+    }
+    if (!backend_tls_set) assignment.clear_endpoints();
+  }
   if (out.origins != nullptr) {
     out.origins->emplace(name, ClusterOrigin{{s.namespace_, s.name}, port.port(), subset, opaque});
   }

@@ -150,6 +150,7 @@ GatewayEnvironment GatewayEnvironmentOf(const TranslateOptions& options) {
   }
   env.namespace_labels = options.namespace_labels;
   env.address_ranges = options.gateway_address_ranges;
+  env.ca_bundles = options.backend_ca_bundles;
   return env;
 }
 

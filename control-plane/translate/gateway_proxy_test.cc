@@ -19,11 +19,7 @@ class GatewayProxyTest : public GatewayTest {
  protected:
   void SetUp() override {
     GatewayTest::SetUp();
-    gw::GatewayClass c;
-    c.mutable_metadata()->set_name("meshlet");
-    c.mutable_spec()->set_controller_name("meshlet.io/gateway-controller");
-    policy_.gateway_classes.push_back(c);
-    policy_.gateways.push_back(ParseGateway<gw::Gateway>(R"(
+    AddMeshletGateway(R"(
 kind: Gateway
 metadata: {name: edge}
 spec:
@@ -32,7 +28,7 @@ spec:
   - {name: shop, port: 80, protocol: HTTP, hostname: "*.example.com"}
   - {name: api, port: 8080, protocol: HTTP}
   - {name: tls, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: edge-cert}]}}
-)"));
+)");
     RegisterProxy("edge-gw-0", "10.0.7.1", "default/edge", "edge-meshlet");
   }
   // A gateway proxy `id` at `address` claiming `gateway` (label meshlet.io/gateway) as

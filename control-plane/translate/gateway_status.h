@@ -53,6 +53,9 @@ struct GatewayEnvironment {
   // The addresses a Gateway's spec.addresses may request (the control plane's
   // --gateway-addresses); empty: none.
   std::vector<net::IpPrefix> address_ranges;
+  // The ConfigMaps BackendTLSPolicies' caCertificateRefs name, as read; nullopt: not read (every
+  // such reference is InvalidCACertificateRef).
+  std::optional<BackendCaBundles> ca_bundles;
 };
 
 // A Gateway's spec.addresses judged (ADR 0105): only type IPAddress (the default) is supported;

@@ -78,6 +78,14 @@ spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
   void AddGrpc(const std::string& yaml) {
     policy_.grpc_routes.push_back(ParseGateway<gw::GRPCRoute>(yaml));
   }
+  // meshlet's GatewayClass "meshlet" and the Gateway `yaml` (of that class).
+  void AddMeshletGateway(const std::string& yaml) {
+    gw::GatewayClass c;
+    c.mutable_metadata()->set_name("meshlet");
+    c.mutable_spec()->set_controller_name("meshlet.io/gateway-controller");
+    policy_.gateway_classes.push_back(c);
+    policy_.gateways.push_back(ParseGateway<gw::Gateway>(yaml));
+  }
   void AddGrant(const std::string& yaml) {
     policy_.reference_grants.push_back(ParseGateway<gw::ReferenceGrant>(yaml));
   }

@@ -93,6 +93,16 @@ struct GatewayCertificate {
 using GatewayCertificates =
     std::map<std::pair<std::string, std::string>, GatewayCertificate>;  // (namespace, name)
 
+// A ConfigMap a BackendTLSPolicy's caCertificateRefs may name, as the control plane read it.
+struct BackendCaBundle {
+  std::string pem;  // data["ca.crt"]: PEM certificates
+  // Why it cannot be used (no ca.crt, not PEM certificates); empty: it can.
+  std::string error;
+  bool operator==(const BackendCaBundle&) const = default;
+};
+using BackendCaBundles =
+    std::map<std::pair<std::string, std::string>, BackendCaBundle>;  // (namespace, name)
+
 struct TranslateOptions {
   std::string cluster_domain = "cluster.local";
   // Host the inbound listener forwards to (the local app).
@@ -121,6 +131,10 @@ struct TranslateOptions {
   // The Secrets Gateways' certificateRefs name (only those), read by the control plane; nullopt:
   // Secrets are not read, so no HTTPS listener of a gateway proxy is served.
   std::optional<GatewayCertificates> gateway_certificates;
+  // The ConfigMaps BackendTLSPolicies' caCertificateRefs name (only those), read by the control
+  // plane; nullopt: ConfigMaps are not read, so no BackendTLSPolicy has a CA (connections to the
+  // Service ports it targets fail).
+  std::optional<BackendCaBundles> backend_ca_bundles;
   // Each namespace's labels (Kubernetes), for Gateways' allowedRoutes `from: Selector`; a
   // namespace not listed has none.
   std::map<std::string, std::map<std::string, std::string>> namespace_labels;

@@ -13,6 +13,7 @@
 //                     inbound clusters to the local app
 //   tls.cc            mesh mTLS: upstream TLS of clusters and endpoints, the inbound listener's
 //                     TLS, the trust bundle Secret
+//   backend_tls.cc    BackendTLSPolicy: the TLS of the clusters it targets, their CA Secrets
 //   routes.cc         the route configuration "outbound" (virtual hosts, HTTPRoute rules,
 //                     backends, retries and timeouts) and the inbound route to the app
 //   gateway_routes.cc Gateway API HTTPRoutes and GRPCRoutes attached to a Service (GAMMA): which
@@ -442,6 +443,13 @@ void SetDownstreamTls(const TranslationContext& ctx, const std::string& mode,
                       xds::Listener& listener);
 // The trust bundle Secret, to nodes with a workload certificate when the options carry one.
 void AddTrustBundle(const TranslationContext& ctx, NodeResources& resources);
+// BackendTLSPolicy (backend_tls.cc): `cluster`'s TLS as `policy` says (SNI its hostname, its
+// subjectAltNames, verified against its CA certificates, in the Secret BackendTlsSecretName);
+// false, and nothing set, when none of its CA certificates resolves.
+bool SetBackendTls(const TranslationContext& ctx, const gw::BackendTLSPolicy& policy,
+                   xds::Cluster& cluster);
+// The Secrets of the BackendTLSPolicies `resources.clusters` name, added to `resources.secrets`.
+void AddBackendTlsSecrets(const TranslationContext& ctx, NodeResources& resources);
 // What the clusters' TLS depends on besides the inputs' versions (part of the cache key).
 std::string MeshTlsKey(const TranslationContext& ctx);
 

@@ -86,6 +86,7 @@ NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out,
   for (auto& [name, assignment] : out.endpoints) {
     out.resources.endpoints.push_back(std::move(assignment));
   }
+  AddBackendTlsSecrets(ctx, out.resources);
   auto by_name = [](const auto& a, const auto& b) { return a.name() < b.name(); };
   std::sort(out.resources.listeners.begin(), out.resources.listeners.end(), by_name);
   std::sort(out.resources.routes.begin(), out.resources.routes.end(), by_name);
@@ -165,6 +166,7 @@ std::optional<NodeResources> MeshTranslator::TranslateClusters(
   for (auto& [name, assignment] : out.endpoints) {
     resources.endpoints.push_back(std::move(assignment));
   }
+  AddBackendTlsSecrets(ctx, resources);
   ApplyCapabilityGates(ctx.capabilities, resources);
   return resources;
 }

@@ -445,6 +445,14 @@ void XdsService::SetGatewayCertificates(
   if (ads_ != nullptr) ads_->NotifyChanged();
 }
 
+void XdsService::SetBackendCaBundles(std::optional<translate::BackendCaBundles> bundles) {
+  if (options_.translate.backend_ca_bundles == bundles) return;
+  options_.translate.backend_ca_bundles = std::move(bundles);
+  control_plane_.api().SetGatewayEnvironment(translate::GatewayEnvironmentOf(options_.translate));
+  resources_.SetOptions(options_.translate);
+  if (ads_ != nullptr) ads_->NotifyChanged();
+}
+
 void XdsService::SetNamespaceLabels(
     std::map<std::string, std::map<std::string, std::string>> labels) {
   if (options_.translate.namespace_labels == labels) return;

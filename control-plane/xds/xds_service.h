@@ -135,6 +135,10 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // gateway proxies are answered Unavailable and keep what they serve, rather than lose their
   // HTTPS listeners while the Secrets are read. Before Start().
   void ExpectGatewayCertificates() { gateway_certificates_expected_ = true; }
+  // The ConfigMaps BackendTLSPolicies' caCertificateRefs name (server/backend_ca_configmaps.h):
+  // the CA certificates proxies verify those backends with. nullopt: not read (such backends are
+  // not reached). Loop thread.
+  void SetBackendCaBundles(std::optional<translate::BackendCaBundles> bundles);
   // Each namespace's labels (Kubernetes), for Gateways' allowedRoutes from: Selector, in the
   // gateway proxies' routes and the policy API's status. Loop thread.
   void SetNamespaceLabels(std::map<std::string, std::map<std::string, std::string>> labels);

@@ -225,9 +225,11 @@ class DefaultedPart {
 
 struct UpstreamTlsConfig {
   bool enabled = false;
-  std::string secret_name;  // client certificate + trust bundle (mesh mTLS)
   // Instead of secret_name: the sidecar's CA-issued workload certificate and trust bundle.
   bool workload_certificate = false;
+  // Keep session tickets per upstream address and resume with them.
+  bool session_resumption = true;
+  std::string secret_name;  // client certificate + trust bundle (mesh mTLS)
   // With workload_certificate: a Secret whose trust bundle replaces the one from the CA.
   std::string trust_bundle_secret;
   std::string sni;
@@ -236,8 +238,9 @@ struct UpstreamTlsConfig {
   // verifies. An endpoint's own identity narrows this to one id.
   std::vector<std::string> expected_peer_ids;
   std::string ca_file;  // non-mesh upstreams
-  // Keep session tickets per upstream address and resume with them.
-  bool session_resumption = true;
+  // Non-mesh upstreams: instead of sni, the certificate must carry one of these subjectAltNames,
+  // each "dns:NAME" or "uri:URI". Behind a pointer: most clusters list none.
+  DefaultedPart<std::vector<std::string>> subject_alt_names;
 };
 
 struct ClusterConfig {

@@ -24,7 +24,8 @@ bool SameHealthCheck(const HealthCheckConfig& a, const HealthCheckConfig& b) {
 bool SameTls(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
   return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
          a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file &&
-         a.workload_certificate == b.workload_certificate;
+         a.workload_certificate == b.workload_certificate &&
+         *a.subject_alt_names == *b.subject_alt_names;
 }
 
 }  // namespace

@@ -299,6 +299,42 @@ std::vector<InvalidCase> InvalidCases() {
          s.clusters.Mutable(0).mutable_tls()->set_secret_name("nope");
        },
        "cluster \"backend\": tls.secret_name \"nope\" names no Secret"},
+      {"upstream_tls_subject_alt_name_not_a_host",
+       [](ResourceSet& s) {
+         xds::UpstreamTls* tls = s.clusters.Mutable(0).mutable_tls();
+         tls->set_enabled(true);
+         tls->set_secret_name("mesh-cert");
+         tls->set_sni("abc.example.com");
+         tls->add_subject_alt_names()->set_dns("a b.example.com");
+       },
+       "cluster \"backend\": tls.subject_alt_names[0].dns: \"a b.example.com\" is not a host name"},
+      {"upstream_tls_subject_alt_name_not_a_uri",
+       [](ResourceSet& s) {
+         xds::UpstreamTls* tls = s.clusters.Mutable(0).mutable_tls();
+         tls->set_enabled(true);
+         tls->set_secret_name("mesh-cert");
+         tls->add_subject_alt_names()->set_dns("*.example.com");
+         tls->add_subject_alt_names()->set_uri("no-scheme");
+       },
+       "cluster \"backend\": tls.subject_alt_names[1].uri: \"no-scheme\" is not a URI"},
+      {"upstream_tls_subject_alt_name_empty",
+       [](ResourceSet& s) {
+         xds::UpstreamTls* tls = s.clusters.Mutable(0).mutable_tls();
+         tls->set_enabled(true);
+         tls->set_secret_name("mesh-cert");
+         tls->set_sni("abc.example.com");
+         tls->add_subject_alt_names();
+       },
+       "cluster \"backend\": tls.subject_alt_names[0]: sets neither dns nor uri"},
+      {"upstream_tls_subject_alt_names_of_a_mesh_upstream",
+       [](ResourceSet& s) {
+         xds::UpstreamTls* tls = s.clusters.Mutable(0).mutable_tls();
+         tls->set_enabled(true);
+         tls->set_secret_name("mesh-cert");
+         tls->add_expected_peer_ids("spiffe://cluster.local/ns/default/sa/backend");
+         tls->add_subject_alt_names()->set_dns("abc.example.com");
+       },
+       "cluster \"backend\": tls.subject_alt_names: applies to non-mesh upstreams only"},
       {"cluster_alpn_without_its_protocol",
        [](ResourceSet& s) {
          xds::Cluster& c = s.clusters.Mutable(0);
@@ -607,6 +643,20 @@ TEST(TranslateReuseTest, ASecretLosingItsTrustBundleIsCheckedByUnchangedClusters
   EXPECT_THAT(std::string(second.status().message()),
               HasSubstr("cluster \"backend\": tls.secret_name: secret \"mesh-cert\" has no trust "
                         "bundle"));
+}
+
+TEST(TranslateTest, SubjectAltNamesReachTheCluster) {
+  ResourceSet set = Base();
+  xds::UpstreamTls* tls = set.clusters.Mutable(0).mutable_tls();
+  tls->set_enabled(true);
+  tls->set_secret_name("mesh-cert");
+  tls->set_sni("abc.example.com");
+  tls->add_subject_alt_names()->set_dns("*.example.com");
+  tls->add_subject_alt_names()->set_uri("spiffe://example/backend");
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_THAT(*(*snapshot)->FindCluster("backend")->tls.subject_alt_names,
+              ElementsAre("dns:*.example.com", "uri:spiffe://example/backend"));
 }
 
 TEST(TranslateTest, EmptySetIsValid) {

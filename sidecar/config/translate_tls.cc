@@ -189,6 +189,32 @@ void AddSecrets(SnapshotBuild& build, const ResourceList<xds::Secret>& secrets) 
                                                            build.memo->secret_has_trust_bundle;
 }
 
+namespace {
+
+// A subjectAltName's DNS name: a host name, or "*." and one.
+bool ValidSanHostname(absl::string_view name) {
+  if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
+  if (name.empty() || name.size() > 253 || absl::StrContains(name, ':')) return false;
+  return ValidHost(name) && !absl::StrContains(name, '*');
+}
+
+// A URI: scheme ":" and something, no spaces or control characters.
+bool ValidSanUri(absl::string_view uri) {
+  const size_t colon = uri.find(':');
+  if (colon == 0 || colon == absl::string_view::npos || colon + 1 == uri.size()) return false;
+  if (!absl::ascii_isalpha(uri[0])) return false;
+  for (size_t i = 0; i < colon; ++i) {
+    const char c = uri[i];
+    if (!absl::ascii_isalnum(c) && c != '+' && c != '-' && c != '.') return false;
+  }
+  for (char c : uri) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
+  }
+  return uri.size() <= 2048;
+}
+
+}  // namespace
+
 void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
                           const Snapshot::ByName<SecretConfig>& secrets,
                           cluster::UpstreamTlsConfig& out) {
@@ -219,13 +245,41 @@ void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
     scope.Add("tls.sni", absl::StrCat(Quote(in.sni()), " is not a host name"));
   }
   out.sni = in.sni();
+  for (int i = 0; i < in.subject_alt_names_size(); ++i) {
+    const xds::SubjectAltName& san = in.subject_alt_names(i);
+    const std::string path = Index("tls.subject_alt_names", i);
+    switch (san.name_case()) {
+      case xds::SubjectAltName::kDns:
+        if (!ValidSanHostname(san.dns())) {
+          scope.Add(path + ".dns",
+                    absl::StrCat(Quote(san.dns()), " is not a host name (or \"*.\" and one)"));
+        }
+        out.subject_alt_names.Mutable().push_back(absl::StrCat("dns:", san.dns()));
+        break;
+      case xds::SubjectAltName::kUri:
+        if (!ValidSanUri(san.uri())) {
+          scope.Add(path + ".uri", absl::StrCat(Quote(san.uri()), " is not a URI (scheme:rest)"));
+        }
+        out.subject_alt_names.Mutable().push_back(absl::StrCat("uri:", san.uri()));
+        break;
+      case xds::SubjectAltName::NAME_NOT_SET:
+        scope.Add(path, "sets neither dns nor uri");
+        break;
+    }
+  }
+  if (in.subject_alt_names_size() > 0 &&
+      (in.workload_certificate() || in.expected_peer_ids_size() > 0)) {
+    scope.Add("tls.subject_alt_names",
+              "applies to non-mesh upstreams only (not with workload_certificate or "
+              "expected_peer_ids)");
+  }
   // A non-mesh upstream (verified by ca_file alone: no client certificate, no SPIFFE id) is
   // only authenticated by the name in its certificate, so that name must be known.
   if (!in.workload_certificate() && in.secret_name().empty() && in.expected_peer_ids_size() == 0 &&
-      in.sni().empty()) {
+      in.sni().empty() && in.subject_alt_names_size() == 0) {
     scope.Add("tls.sni",
               "required when the upstream is verified by ca_file alone: its certificate must "
-              "name this host (subjectAltName)");
+              "name this host (subjectAltName), unless subject_alt_names are given");
   }
   for (int i = 0; i < in.alpn_size(); ++i) {
     if (in.alpn(i).empty() || in.alpn(i).size() > 255) {

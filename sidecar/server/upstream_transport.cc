@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/tls/spiffe.h"
@@ -61,6 +62,14 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
       cluster.tls.workload_certificate || !cluster.tls.expected_peer_ids.empty();
   tls::TlsSession::Options options{.server_name = cluster.tls.sni,
                                    .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni};
+  // Or, when given, one of the subjectAltNames instead of the SNI name (validated as "dns:" or
+  // "uri:" and a name).
+  for (const std::string& san : *cluster.tls.subject_alt_names) {
+    const bool uri = absl::StartsWith(san, "uri:");
+    options.verify_subject_alt_names.push_back(
+        {.type = uri ? tls::SubjectAltName::Type::kUri : tls::SubjectAltName::Type::kDns,
+         .value = san.substr(4)});
+  }
   // The context is shared by every cluster with the same certificate and trust bundle, so the
   // cluster's identities are each connection's. Validated when the contexts were prepared; should
   // one not parse here, the cluster's connections fail rather than go unchecked.

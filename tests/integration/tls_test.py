@@ -662,8 +662,9 @@ class UpstreamTlsTest(TlsTestCase):
         fails = {c["name"]: c["hosts"][0]["cx_connect_fail"] for c in clusters["clusters"]}
         self.assertGreaterEqual(fails["mesh-h1"], 1)
 
-    def test_non_mesh_upstream_verified_with_ca_file(self):
-        # Python's ssl module serving HTTPS with the server certificate (no client certificate).
+    def https_upstream(self):
+        """Python's ssl module serving HTTPS with the server certificate (no client
+        certificate): its SANs are DNS localhost and URI SERVER_ID."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.server_cert, self.server_key)
         template = HttpUpstream("tls-app")
@@ -675,6 +676,10 @@ class UpstreamTlsTest(TlsTestCase):
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.addCleanup(server.server_close)
         self.addCleanup(server.shutdown)
+        return server
+
+    def test_non_mesh_upstream_verified_with_ca_file(self):
+        server = self.https_upstream()
         def sidecar_for(sni):
             out_port = free_port()
             log = os.path.join(self.work, f"non-mesh-{sni}.log")
@@ -700,6 +705,61 @@ class UpstreamTlsTest(TlsTestCase):
             self.assertIn("UF", json.loads(f.readline())["response_flags"])
         clusters = json.loads(wrong.get("/clusters")[1])
         self.assertGreaterEqual(clusters["clusters"][0]["hosts"][0]["cx_connect_fail"], 1)
+
+    def test_non_mesh_upstream_verified_by_subject_alt_names_and_an_inline_ca(self):
+        # As a BackendTLSPolicy is sent: the CA inline in a Secret (no file on the proxy's
+        # machine), SNI the policy's hostname, the certificate checked against the listed
+        # subjectAltNames instead of that hostname.
+        server = self.https_upstream()
+        def inline_ca(name, ca_path):
+            with open(ca_path) as f:
+                pem = f.read()
+            return (f"  - name: {name}\n    trust_bundle_pem: |\n"
+                    + "".join(f"      {line}\n" for line in pem.splitlines()))
+        def sidecar_for(name, ca, sans):
+            out_port = free_port()
+            log = os.path.join(self.work, f"sans-{name}.log")
+            sans_yaml = ", ".join(sans)
+            sidecar = self.start(config(
+                plain_listener("outbound", out_port),
+                static_cluster("app", server.server_address[1],
+                               extra=("    tls: {enabled: true, secret_name: backend-ca, "
+                                      f"sni: abc.example.com, subject_alt_names: [{sans_yaml}]}}\n")),
+                app_routes(), inline_ca("backend-ca", ca)), "--access-log=" + log)
+            return sidecar, out_port, log
+
+        def request(out_port):
+            code, status, body, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
+            self.assertEqual(code, 0, body)
+            return status, body
+
+        # A listed DNS name or URI the certificate carries: accepted, although it does not name
+        # the SNI host abc.example.com.
+        for name, sans in (("dns", ["{dns: other.example.com}", "{dns: localhost}"]),
+                           ("uri", [f'{{uri: "{SERVER_ID}"}}'])):
+            sidecar, out_port, _ = sidecar_for(name, self.pki.ca, sans)
+            status, body = request(out_port)
+            self.assertEqual(status, 200, f"{name}: {body}")
+            self.assertEqual(json.loads(body)["upstream"], "tls-app")
+            self.assertEqual(sidecar.stat("meshlet_upstream_cx_tls_handshake_fail_total"), 0)
+
+        # Refused before any request byte is sent (503 UF), counted, and the reason logged: a
+        # certificate naming none of the subjectAltNames, and one of a CA not trusted.
+        refusals = (
+            ("wrong-name", self.pki.ca, ["{dns: abc.example.com}", '{uri: "spiffe://x/y"}'],
+             "carries none of the subjectAltNames [dns:abc.example.com, uri:spiffe://x/y]"),
+            ("wrong-ca", self.rogue.ca, ["{dns: localhost}"],
+             "is not issued by a trusted CA"),
+        )
+        for name, ca, sans, reason in refusals:
+            sidecar, out_port, log = sidecar_for(name, ca, sans)
+            status, _ = request(out_port)
+            self.assertEqual(status, 503, name)
+            with open(log) as f:
+                self.assertIn("UF", json.loads(f.readline())["response_flags"], name)
+            self.assertTrue(wait_for(
+                lambda: sidecar.stat("meshlet_upstream_cx_tls_handshake_fail_total") >= 1), name)
+            self.assertTrue(wait_for(lambda: reason in sidecar.log()), f"{name}: {sidecar.log()}")
 
     def test_non_mesh_upstream_needs_a_host_name(self):
         # ca_file alone would accept any certificate the CA ever issued: refused at start.

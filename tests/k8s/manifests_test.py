@@ -44,9 +44,11 @@ LEAST_PRIVILEGE = [
     (("meshlet.io",), ("services", "trafficpolicies", "httproutes", "authorizationpolicies",
                        "requestauthentications", "meshconfigs"), ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes", "grpcroutes", "referencegrants", "gateways",
-                                      "gatewayclasses"), ("get", "list", "watch"), None),
+                                      "gatewayclasses", "backendtlspolicies"),
+     ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes/status", "grpcroutes/status",
-                                      "gateways/status", "gatewayclasses/status"),
+                                      "gateways/status", "gatewayclasses/status",
+                                      "backendtlspolicies/status"),
      ("patch", "update"), None),
     (("events.k8s.io",), ("events",), ("create",), None),
 ]
