@@ -69,8 +69,10 @@ enum class Capability {
   kGateway,
   // Endpoint.locality and Cluster.locality_lb (locality-aware balancing, ADR 0104).
   kLocality,
+  // Route.cors (the Gateway API CORS filter: preflights answered by the proxy).
+  kCors,
 };
-inline constexpr size_t kCapabilityCount = 15;
+inline constexpr size_t kCapabilityCount = 16;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

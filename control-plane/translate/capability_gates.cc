@@ -214,6 +214,9 @@ const std::vector<CapabilityGate>& Gates() {
       // An older sidecar balances over every endpoint as before, without preferring its zone.
       {C::kLocality, "meshlet.xds.Cluster.locality_lb", Fallback::kClear},
       {C::kLocality, "meshlet.xds.Endpoint.locality", Fallback::kClear},
+      // An older proxy forwards preflights to the app and adds no Access-Control-* headers:
+      // browsers refuse the cross-origin calls (fails closed).
+      {C::kCors, "meshlet.xds.Route.cors", Fallback::kClear},
   };
   return *kGates;
 }

@@ -35,6 +35,8 @@
 //   ca-rotation                Secret.renewal left out (the sidecar renews at its own time)
 //   federation                 Secret.federated_bundles and trust_domain_aliases left out (the
 //                              sidecar trusts the mesh roots only: foreign ids are refused)
+//   cors                       Route.cors left out (the proxy forwards preflights and adds no
+//                              Access-Control-* headers: browsers refuse the calls)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.
