@@ -71,8 +71,10 @@ enum class Capability {
   kLocality,
   // UpstreamTls.subject_alt_names (a BackendTLSPolicy's subjectAltNames).
   kBackendTls,
+  // Route.cors (the Gateway API CORS filter: preflights answered by the proxy).
+  kCors,
 };
-inline constexpr size_t kCapabilityCount = 16;
+inline constexpr size_t kCapabilityCount = 17;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

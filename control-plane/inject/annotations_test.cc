@@ -71,7 +71,7 @@ spec:
   }
   EXPECT_EQ(absl::StrJoin(args, " ").find("kubernetes-token-file"), std::string::npos);
   EXPECT_NE(std::find(args.begin(), args.end(), "--capture-check=$(POD_IP):15008"), args.end());
-  EXPECT_EQ(args.size(), 20u);  // no --node-port: the app declares none
+  EXPECT_EQ(args.size(), 21u);  // no --node-port: the app declares none
   const YAML::Node volumes = out["spec"]["volumes"];
   EXPECT_EQ(Names(volumes),
             (std::vector<std::string>{"meshlet-trust", "meshlet-join-token", "meshlet-data"}));

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/logging.h"
 #include "common/config/field_path.h"
+#include "common/http/cors_origin.h"
 #include "control-plane/policy/kinds.h"
 
 namespace meshlet::controlplane::policy::gateway_validation {
@@ -432,9 +433,7 @@ class Checker {
          {"RequestRedirect", "requestRedirect", f.has_request_redirect()},
          {"URLRewrite", "urlRewrite", f.has_url_rewrite()},
          {"ExtensionRef", "extensionRef", f.has_extension_ref()},
-         // The CORS filter's fields are not in meshlet's proto (the mesh does not apply
-         // it): a CORS filter has no field here to check.
-         {"CORS", "", false}});
+         {"CORS", "cors", f.has_cors()}});
     if (f.has_request_header_modifier()) {
       HeaderFilter(Join(path, "requestHeaderModifier"), f.request_header_modifier());
     }
@@ -450,6 +449,57 @@ class Checker {
       }
     }
     if (f.has_extension_ref()) ExtensionRef(Join(path, "extensionRef"), f.extension_ref());
+    if (f.has_cors()) Cors(Join(path, "cors"), f.cors());
+  }
+
+  // The CORS filter (HTTPCORSFilter): the API's list sizes, set semantics and enums; origins as
+  // the sidecar reads them (common/http/cors_origin.h); "*" alone in a list.
+  void Cors(absl::string_view path, const gw::HTTPCORSFilter& c) {
+    const auto set = [&](absl::string_view field,
+                         const google::protobuf::RepeatedPtrField<std::string>& list, int max,
+                         bool fold_case) {
+      const std::string at = Join(path, field);
+      MaxItems(at, list.size(), max);
+      std::map<std::string, int> seen;
+      for (int i = 0; i < list.size(); ++i) {
+        auto [it, fresh] = seen.emplace(fold_case ? absl::AsciiStrToLower(list[i]) : list[i], i);
+        if (!fresh) {
+          Error(Index(at, i),
+                absl::StrCat(Quote(list[i]), " is listed already at ", Index(at, it->second)));
+        }
+        if (list[i] == "*" && list.size() > 1 && field != "exposeHeaders") {
+          Error(Index(at, i), absl::StrCat("\"*\" cannot be listed alongside other values"));
+        }
+      }
+    };
+    set("allowOrigins", c.allow_origins(), 64, true);
+    for (int i = 0; i < c.allow_origins_size(); ++i) {
+      absl::StatusOr<http::OriginPattern> pattern = http::ParseOriginPattern(c.allow_origins(i));
+      if (!pattern.ok()) Error(Index(Join(path, "allowOrigins"), i), pattern.status().message());
+    }
+    set("allowMethods", c.allow_methods(), 9, false);
+    static const std::set<std::string> kMethods = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                                   "CONNECT", "OPTIONS", "TRACE", "PATCH", "*"};
+    for (int i = 0; i < c.allow_methods_size(); ++i) {
+      if (!kMethods.count(c.allow_methods(i))) {
+        Error(Index(Join(path, "allowMethods"), i),
+              absl::StrCat(Quote(c.allow_methods(i)),
+                           " is not one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, "
+                           "PATCH, * (methods are case-sensitive)"));
+      }
+    }
+    for (const auto& [field, list] :
+         {std::pair<const char*, const google::protobuf::RepeatedPtrField<std::string>*>{
+              "allowHeaders", &c.allow_headers()},
+          {"exposeHeaders", &c.expose_headers()}}) {
+      set(field, *list, 64, true);
+      for (int i = 0; i < list->size(); ++i) {
+        if ((*list)[i] != "*") HeaderName(Index(Join(path, field), i), (*list)[i]);
+      }
+    }
+    if (c.has_max_age() && c.max_age() < 1) {
+      Error(Join(path, "maxAge"), absl::StrCat(c.max_age(), " must be at least 1 (seconds)"));
+    }
   }
 
   void GrpcFilter(absl::string_view path, const gw::GRPCRouteFilter& f) {

@@ -251,6 +251,43 @@ TEST(GatewayValidationTest, RepeatedAndIncompatibleFilters) {
   });
 }
 
+TEST(GatewayValidationTest, CorsFilters) {
+  const auto cors = [](const std::string& spec) {
+    return HttpRule(absl::StrCat("filters: [{type: CORS, cors: {", spec, "}}]"));
+  };
+  Check({
+      {cors("allowOrigins: [\"https://www.foo.com\", \"https://*.bar.com:8443\"], "
+            "allowMethods: [GET, OPTIONS], allowHeaders: [x-a], exposeHeaders: [\"*\", x-b], "
+            "allowCredentials: true, maxAge: 3600"),
+       ""},
+      {cors("allowOrigins: [\"*\"], allowMethods: [\"*\"], allowHeaders: [\"*\"]"), ""},
+      {HttpRule("filters: [{type: CORS}]"), "spec.rules[0].filters[0].cors",
+       "must be specified when type is CORS"},
+      {cors("allowOrigins: [\"https://www.*.com\"]"),
+       "spec.rules[0].filters[0].cors.allowOrigins[0]",
+       "a wildcard may only be the whole host or its first label"},
+      {cors("allowOrigins: [\"ftp://a.example\"]"), "spec.rules[0].filters[0].cors.allowOrigins[0]",
+       "the scheme must be http or https"},
+      {cors("allowOrigins: [\"https://a.example:99999\"]"),
+       "spec.rules[0].filters[0].cors.allowOrigins[0]", "port must be a number"},
+      {cors("allowOrigins: [\"*\", \"https://a.example\"]"),
+       "spec.rules[0].filters[0].cors.allowOrigins[0]", "cannot be listed alongside"},
+      {cors("allowOrigins: [\"https://a.example\", \"https://A.example\"]"),
+       "spec.rules[0].filters[0].cors.allowOrigins[1]", "is listed already"},
+      {cors("allowMethods: [get]"), "spec.rules[0].filters[0].cors.allowMethods[0]",
+       "is not one of GET, HEAD"},
+      {cors("allowMethods: [GET, \"*\"]"), "spec.rules[0].filters[0].cors.allowMethods[1]",
+       "cannot be listed alongside"},
+      {cors("allowHeaders: [\"x a\"]"), "spec.rules[0].filters[0].cors.allowHeaders[0]",
+       "is not a header name"},
+      {cors("exposeHeaders: [x-a, X-A]"), "spec.rules[0].filters[0].cors.exposeHeaders[1]",
+       "is listed already"},
+      {cors("maxAge: 0"), "spec.rules[0].filters[0].cors.maxAge", "must be at least 1"},
+      {HttpRule("filters: [{type: CORS, cors: {}}, {type: CORS, cors: {}}]"),
+       "spec.rules[0].filters[1]", "CORS filter cannot be repeated"},
+  });
+}
+
 TEST(GatewayValidationTest, RedirectsAndRewrites) {
   Check({
       {HttpRule("matches: [{path: {type: PathPrefix, value: /old}}]\n    filters: [{type: "

@@ -217,6 +217,9 @@ const std::vector<CapabilityGate>& Gates() {
       // Fails closed: an older sidecar checks the upstream's certificate against the SNI name
       // instead, which a certificate naming only the listed subjectAltNames does not pass.
       {C::kBackendTls, "meshlet.xds.UpstreamTls.subject_alt_names", Fallback::kClear},
+      // An older proxy forwards preflights to the app and adds no Access-Control-* headers:
+      // browsers refuse the cross-origin calls (fails closed).
+      {C::kCors, "meshlet.xds.Route.cors", Fallback::kClear},
   };
   return *kGates;
 }

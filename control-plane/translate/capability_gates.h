@@ -37,6 +37,8 @@
 //                              sidecar trusts the mesh roots only: foreign ids are refused)
 //   backend-tls                UpstreamTls.subject_alt_names left out (the sidecar checks the
 //                              upstream's certificate against the SNI name: fails closed)
+//   cors                       Route.cors left out (the proxy forwards preflights and adds no
+//                              Access-Control-* headers: browsers refuse the calls)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.

@@ -129,6 +129,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kLocality) continue;
     // Nor subjectAltNames (SubjectAltNamesAreClearedForOlderSidecars sets them).
     if (info.capability == xds::Capability::kBackendTls) continue;
+    // The fixture's routes have no CORS filter (CorsPolicyIsClearedForOlderSidecars sets one).
+    if (info.capability == xds::Capability::kCors) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -400,6 +402,25 @@ TEST_F(CapabilityGatesTest, LocalityFieldsAreClearedForOlderSidecars) {
   EXPECT_FALSE(old.clusters.back().has_locality_lb());
   EXPECT_FALSE(old.endpoints.back().endpoints(0).has_locality());
   EXPECT_EQ(old.endpoints.back().endpoints(0).address(), "10.0.0.7:80");
+}
+
+TEST_F(CapabilityGatesTest, CorsPolicyIsClearedForOlderSidecars) {
+  auto with_cors = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::RouteConfiguration& rc = r.routes.emplace_back();
+    rc.set_name("gateway-80");
+    xds::Route* route = rc.add_virtual_hosts()->add_routes();
+    route->set_name("cors");
+    route->mutable_route()->set_cluster("outbound|80||web.default");
+    route->mutable_cors()->add_allow_origins("https://*.example.com");
+    ApplyCapabilityGates(reads, r);
+    return r.routes.back().virtual_hosts(0).routes(0);
+  };
+  const xds::Route current = with_cors(xds::CapabilitySet::All());
+  EXPECT_EQ(current.cors().allow_origins(0), "https://*.example.com");
+  const xds::Route old = with_cors(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_FALSE(old.has_cors());
+  EXPECT_EQ(old.route().cluster(), "outbound|80||web.default");
 }
 
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {

@@ -191,6 +191,28 @@ spec:
   EXPECT_EQ(Named(r.clusters, "outbound|80||echo-v1.default"), nullptr);
 }
 
+// A CORS filter of a route attached to the Gateway is its routes' policy on the gateway proxy.
+TEST_F(GatewayProxyTest, ACorsFilterReachesTheGatewaysRoutes) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: edge, sectionName: api}]
+  rules:
+  - filters: [{type: CORS, cors: {allowOrigins: ["https://app.example"], allowCredentials: true}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)");
+  const NodeResources& r = For("edge-gw-0");
+  const xds::RouteConfiguration* port8080 = Named(r.routes, "gateway|8080");
+  ASSERT_NE(port8080, nullptr);
+  ASSERT_EQ(port8080->virtual_hosts_size(), 1);
+  ASSERT_GE(port8080->virtual_hosts(0).routes_size(), 1);
+  const xds::Route& route = port8080->virtual_hosts(0).routes(0);
+  EXPECT_EQ(route.cors().allow_origins(0), "https://app.example");
+  EXPECT_TRUE(route.cors().allow_credentials());
+  EXPECT_EQ(route.cors().max_age_seconds(), 5u);
+}
+
 // Backend protocol selection (HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket):
 // a Service port of appProtocol kubernetes.io/h2c (protocol HTTP2) is reached with HTTP/2 from
 // the first byte, by the gateway and by the member's sidecar calling its app (no HTTP/1.1 and no

@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/http/cors_origin.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/translate/translation.h"
 #include "google/protobuf/util/time_util.h"
@@ -74,16 +75,20 @@ std::string CheckDuration(const std::string& text, const std::string& where) {
   return absl::StrCat(where, ": \"", text, "\" is not a duration such as 10s, 500ms or 1h30m");
 }
 
+// Whether every character of `text` may be in an HTTP token (RFC 9110 5.6.2): a header or cookie
+// name, a method.
+bool TokenChars(absl::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+           absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
+  });
+}
+
 // What the sidecar could not take (policy validation refuses most of it on apply already).
 std::string CheckSession(const gw::SessionPersistence& sp, const std::string& where) {
   const std::string at = absl::StrCat(where, ".sessionPersistence");
   const std::string& name = sp.session_name();
-  const bool token =
-      name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
-        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-               absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
-      });
-  if (!token) {
+  if (name.size() > 128 || !TokenChars(name)) {
     return absl::StrCat(at, ".sessionName: \"", name,
                         "\" is not supported (a cookie or header name: letters, digits and "
                         "!#$%&'*+-.^_`|~, at most 128)");
@@ -149,8 +154,41 @@ std::string CheckFilter(const Filter& f, const std::string& where, bool backend_
   return absl::StrCat(where, ": filter type \"", type, "\" is not supported");
 }
 
+// What the sidecar would refuse of a CORS filter (policy validation refuses it on apply already):
+// origin patterns it cannot read, "*" beside other origins, methods and header names that are not
+// tokens.
+std::string CheckCors(const gw::HTTPCORSFilter& c, const std::string& where) {
+  for (int i = 0; i < c.allow_origins_size(); ++i) {
+    absl::StatusOr<http::OriginPattern> pattern = http::ParseOriginPattern(c.allow_origins(i));
+    if (!pattern.ok()) {
+      return absl::StrCat(where, ".cors.allowOrigins[", i, "]: ", pattern.status().message());
+    }
+    if (c.allow_origins(i) == "*" && c.allow_origins_size() > 1) {
+      return absl::StrCat(where, ".cors.allowOrigins: \"*\" alongside other origins");
+    }
+  }
+  for (const auto& [field, list] :
+       {std::pair<const char*, const google::protobuf::RepeatedPtrField<std::string>*>{
+            "allowMethods", &c.allow_methods()},
+        {"allowHeaders", &c.allow_headers()},
+        {"exposeHeaders", &c.expose_headers()}}) {
+    for (int i = 0; i < list->size(); ++i) {
+      const std::string& value = (*list)[i];
+      if (value == "*" ? list->size() > 1 && field != absl::string_view("exposeHeaders")
+                       : value.empty() || !TokenChars(value)) {
+        return absl::StrCat(where, ".cors.", field, "[", i, "]: \"", value, "\" is not supported");
+      }
+    }
+  }
+  if (c.has_max_age() && c.max_age() < 1) {
+    return absl::StrCat(where, ".cors.maxAge: ", c.max_age(), " is not supported (at least 1)");
+  }
+  return "";
+}
+
 std::string CheckHttpFilter(const gw::HTTPRouteFilter& f, const std::string& where,
                             bool backend_level) {
+  if (!backend_level && f.type() == "CORS") return CheckCors(f.cors(), where);
   if (backend_level || (f.type() != "RequestRedirect" && f.type() != "URLRewrite")) {
     return CheckFilter(f, where, backend_level);
   }
@@ -444,6 +482,17 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
   return true;
 }
 
+// A CORS filter (CheckCors passed) as the route's policy; maxAge unset: the API's default, 5 s.
+void ApplyCors(const gw::HTTPCORSFilter& c, xds::Route& route) {
+  xds::CorsPolicy* out = route.mutable_cors();
+  *out->mutable_allow_origins() = c.allow_origins();
+  *out->mutable_allow_methods() = c.allow_methods();
+  *out->mutable_allow_headers() = c.allow_headers();
+  *out->mutable_expose_headers() = c.expose_headers();
+  out->set_allow_credentials(c.allow_credentials());
+  out->set_max_age_seconds(c.has_max_age() ? static_cast<uint32_t>(c.max_age()) : 5);
+}
+
 // A redirect's or rewrite's path: ReplaceFullPath sets `full`, ReplacePrefixMatch `prefix`.
 void SetPathModifier(const gw::HTTPPathModifier& path, std::string& full, std::string& prefix) {
   if (path.type() == "ReplaceFullPath") {
@@ -470,6 +519,8 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
       redirect = &filter.request_redirect();
     } else if (filter.type() == "URLRewrite") {
       rewrite = &filter.url_rewrite();
+    } else if (filter.type() == "CORS") {
+      ApplyCors(filter.cors(), base);
     } else {
       ApplyCommonFilter(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), filter,
                         absl::StrCat(where, ".filters[", f, "]"), base, mirrors);

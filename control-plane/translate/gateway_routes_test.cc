@@ -385,6 +385,49 @@ TEST_F(GatewayTest, RequestMirrorByPercentFractionOrAll) {
   EXPECT_NE(Named(r.clusters, "outbound|80||echo-v2.default"), nullptr);
 }
 
+// A rule's CORS filter becomes its routes' CORS policy, as written; maxAge defaults to the API's 5.
+TEST_F(GatewayTest, CorsFilterBecomesTheRoutesCorsPolicy) {
+  AddHttp(EchoRoute("a", R"(
+  - name: api
+    matches: [{path: {value: /api}}]
+    filters:
+    - type: CORS
+      cors:
+        allowOrigins: ["https://www.foo.com", "https://*.bar.com"]
+        allowMethods: [GET, OPTIONS]
+        allowHeaders: [x-header-1]
+        exposeHeaders: [x-header-3]
+        allowCredentials: true
+        maxAge: 3600
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: open
+    filters: [{type: CORS, cors: {allowOrigins: ["*"]}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: plain
+    matches: [{path: {value: /plain}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  const NodeResources r = For("frontend-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  const xds::Route* api = RouteNamed(vh, "default/a/api");
+  const xds::Route* open = RouteNamed(vh, "default/a/open");
+  const xds::Route* plain = RouteNamed(vh, "default/a/plain");
+  ASSERT_TRUE(api && open && plain);
+  const xds::CorsPolicy& cors = api->cors();
+  EXPECT_EQ(std::vector<std::string>(cors.allow_origins().begin(), cors.allow_origins().end()),
+            (std::vector<std::string>{"https://www.foo.com", "https://*.bar.com"}));
+  EXPECT_EQ(cors.allow_methods_size(), 2);
+  EXPECT_EQ(cors.allow_headers(0), "x-header-1");
+  EXPECT_EQ(cors.expose_headers(0), "x-header-3");
+  EXPECT_TRUE(cors.allow_credentials());
+  EXPECT_EQ(cors.max_age_seconds(), 3600u);
+  EXPECT_EQ(api->route().cluster(), "outbound|80||echo-v1.default");
+  EXPECT_EQ(open->cors().allow_origins(0), "*");
+  EXPECT_FALSE(open->cors().allow_credentials());
+  EXPECT_EQ(open->cors().max_age_seconds(), 5u);
+  EXPECT_FALSE(plain->has_cors());
+}
+
 TEST_F(GatewayTest, RequestRedirectPartsAndPortRules) {
   AddHttp(EchoRoute("a", R"(
   - name: scheme

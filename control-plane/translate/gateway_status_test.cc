@@ -514,7 +514,7 @@ metadata: {name: r}
 spec:
   parentRefs: [{name: edge}]
   rules:
-  - filters: [{type: CORS}]
+  - filters: [{type: ExtensionRef, extensionRef: {group: x.io, kind: F, name: f}}]
     backendRefs: [{name: ghost, port: 80}]
 )");
   EXPECT_EQ(Conditions(RouteParent().conditions()),

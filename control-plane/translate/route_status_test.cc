@@ -104,8 +104,9 @@ TEST_F(RouteStatusTest, UnsupportedValueForUnsupportedFeatures) {
        "spec.rules[0].sessionPersistence.idleTimeout: \"later\" is not a duration"},
       {"    filters: [{type: ExtensionRef, extensionRef: {group: x.io, kind: F, name: f}}]\n",
        "spec.rules[0].filters[0]: filter type \"ExtensionRef\" is not supported"},
-      {"    filters: [{type: CORS}]\n",
-       "spec.rules[0].filters[0]: filter type \"CORS\" is not supported"},
+      {"    filters: [{type: CORS, cors: {allowOrigins: [\"https://www.*.com\"]}}]\n",
+       "spec.rules[0].filters[0].cors.allowOrigins[0]: \"https://www.*.com\" is not an origin "
+       "pattern"},
       {"    matches: [{path: {type: RegularExpression, value: \"(\"}}]\n",
        "spec.rules[0].matches[0].path: invalid regular expression \"(\""},
       {"    timeouts: {request: soon}\n",

@@ -9,6 +9,7 @@
 //   translate_clusters.cc   clusters: circuit breakers, outlier detection, health checks
 //   translate_routes.cc     route configurations: matches, actions, retries, faults, rate limits,
 //                           header mutations; each table joined by its ServiceRoutes' hosts
+//   translate_cors.cc       a route's CORS policy
 //   translate_service_routes.cc  ServiceRoutes: a Service port's virtual host and capture
 //                           destination, joining a route configuration
 //   translate_listeners.cc  listeners: HTTP options, authorization
@@ -348,6 +349,11 @@ ListenerDestinationConfig TranslateListenerDestination(
 void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds::RateLimit& rl,
                         std::optional<resilience::TokenBucketConfig>& config,
                         std::shared_ptr<resilience::LocalRateLimiter>& limiter);
+
+// translate_cors.cc: a route's CORS policy, its origin patterns parsed and values joined.
+std::shared_ptr<const route::CorsPolicy> TranslateCors(Errors::Scope& scope,
+                                                       const std::string& path,
+                                                       const xds::CorsPolicy& in);
 
 // ---------------------------------------------------------------------------------------------
 // The steps of BuildSnapshot

@@ -585,6 +585,7 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
     TranslateRateLimit(scope, Join(path, "rate_limit"), in.rate_limit(), extras.rate_limit,
                        extras.rate_limiter);
   }
+  if (in.has_cors()) out.extras.mut().cors = TranslateCors(scope, Join(path, "cors"), in.cors());
   return out;
 }
 

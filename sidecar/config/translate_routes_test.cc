@@ -697,6 +697,58 @@ virtual_hosts:
             "https://x/new/page?id=1");
 }
 
+// A route's CORS policy: origins compiled, values joined (header names lower-cased), the max age
+// defaulted; "*" with credentials in expose_headers makes responses list their own names.
+TEST(TranslateTest, CorsPolicy) {
+  ResourceSet set = Base();
+  set.routes.Mutable(0) = Parse<xds::RouteConfiguration>(R"yaml(
+name: local
+virtual_hosts:
+- name: default
+  domains: ["*"]
+  routes:
+  - name: api
+    match: {path_separated_prefix: /api}
+    route: {cluster: backend}
+    cors:
+      allow_origins: ["https://www.foo.com", "https://*.bar.com:8443"]
+      allow_methods: [GET, OPTIONS]
+      allow_headers: [X-Header-1, x-header-2]
+      expose_headers: ["*", X-Total]
+      allow_credentials: true
+      max_age_seconds: 3600
+  - name: any
+    match: {prefix: /}
+    route: {cluster: backend}
+    cors: {allow_origins: ["*"], allow_methods: ["*"], allow_headers: ["*"]}
+)yaml");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  const route::RouteEntry* api = table->Match(Request("x", "/api/v1"));
+  ASSERT_NE(api, nullptr);
+  const route::CorsPolicy* cors = api->extras->cors.get();
+  ASSERT_NE(cors, nullptr);
+  EXPECT_TRUE(route::CorsOriginAllowed(*cors, "https://www.foo.com"));
+  EXPECT_TRUE(route::CorsOriginAllowed(*cors, "https://a.b.bar.com:8443"));
+  EXPECT_FALSE(route::CorsOriginAllowed(*cors, "https://a.bar.com"));  // port 443
+  EXPECT_EQ(cors->allow_methods, "GET, OPTIONS");
+  EXPECT_FALSE(cors->any_method);
+  EXPECT_EQ(cors->allow_headers, "x-header-1, x-header-2");
+  EXPECT_EQ(cors->expose_headers, "x-total");
+  EXPECT_TRUE(cors->expose_response_names);
+  EXPECT_TRUE(cors->allow_credentials);
+  EXPECT_EQ(cors->max_age, "3600");
+  const route::RouteEntry* any = table->Match(Request("x", "/other"));
+  ASSERT_NE(any, nullptr);
+  ASSERT_NE(any->extras->cors, nullptr);
+  EXPECT_TRUE(any->extras->cors->any_method);
+  EXPECT_TRUE(any->extras->cors->any_header);
+  EXPECT_EQ(any->extras->cors->max_age, "5");
+  EXPECT_TRUE(route::CorsOriginAllowed(*any->extras->cors, "null"));
+}
+
 TEST(TranslateTest, SessionPersistence) {
   ResourceSet set = Base();
   set.routes.Mutable(0) = Parse<xds::RouteConfiguration>(R"yaml(
@@ -861,6 +913,31 @@ INSTANTIATE_TEST_SUITE_P(
              },
              "virtual_hosts[0].routes[0].route.request_mirror_policies[0].percent: must be in "
              "[0, 100]"},
+        Nack{"cors_origin_pattern",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_cors()->add_allow_origins("https://www.*.com");
+             },
+             "virtual_hosts[0].routes[0].cors.allow_origins[0]: \"https://www.*.com\" is not an "
+             "origin pattern (a wildcard may only be the whole host or its first label"},
+        Nack{"cors_origin_scheme",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_cors()->add_allow_origins("ftp://a.b"); },
+             "cors.allow_origins[0]: \"ftp://a.b\" is not an origin pattern (the scheme must be "
+             "http or https"},
+        Nack{"cors_star_with_others",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_cors()->add_allow_origins("https://a.b");
+               RouteAt(s, 0).mutable_cors()->add_allow_origins("*");
+             },
+             "cors.allow_origins[1]: \"*\" excludes every other origin"},
+        Nack{"cors_method",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_cors()->add_allow_methods("GE T"); },
+             "cors.allow_methods[0]: \"GE T\" is not a method"},
+        Nack{"cors_header_star_with_others",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_cors()->add_allow_headers("*");
+               RouteAt(s, 0).mutable_cors()->add_allow_headers("x-a");
+             },
+             "cors.allow_headers[0]: \"*\" excludes every other value"},
         Nack{"session_name",
              [](ResourceSet& s) {
                RouteAt(s, 0).mutable_route()->mutable_session_persistence()->set_name("a b");

@@ -29,6 +29,7 @@
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/retry_state.h"
 #include "sidecar/resilience/token_bucket.h"
+#include "sidecar/route/cors.h"
 #include "sidecar/route/usage_cell.h"
 
 namespace meshlet::sidecar::route {
@@ -309,6 +310,8 @@ struct RouteExtras {
   // Built from rate_limit when the configuration is translated; one per route for the whole
   // process, shared by every worker (resilience/token_bucket.h). Null: no limit.
   std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
+  // Cross-origin resource sharing (cors.h), run by the router; null: none.
+  std::shared_ptr<const CorsPolicy> cors;
 };
 
 // A sidecar holds a RouteEntry per route of every virtual host it routes to (thousands, at mesh
@@ -318,7 +321,7 @@ struct RouteEntry {
   std::string name;
   RouteMatch match;
   std::variant<RouteAction, RedirectAction, DirectResponseAction> action;
-  // Header mutations, fault injection, rate limit.
+  // Header mutations, fault injection, rate limit, CORS.
   RarePart<RouteExtras> extras;
   // Decision records (stream/decision_record.h): the policy object this route was made from,
   // "HTTPRoute/default/reviews" (empty: unknown), and the rule and match in it (-1: none).

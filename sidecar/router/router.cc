@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/route/cors.h"
 #include "sidecar/route/session.h"
+#include "sidecar/router/cors_stats.h"
 #include "sidecar/router/deadline_headers.h"
 #include "sidecar/router/mirror.h"
 #include "sidecar/router/tcp_upstream.h"
@@ -127,6 +129,9 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   }
   decision.route_rule = route_->source_rule;
   decision.route_match = route_->source_match;
+  if (const route::CorsPolicy* cors = route_->extras->cors.get(); cors != nullptr) [[unlikely]] {
+    if (CheckCors(*cors, headers)) return stream::FilterStatus::kStopIteration;
+  }
   if (route_->direct_response() != nullptr) {
     SendDirectResponse(*route_);
     return stream::FilterStatus::kStopIteration;
@@ -295,6 +300,34 @@ void Router::DropMirrors(cluster::MirrorSkip reason) {
   }
 }
 
+bool Router::CheckCors(const route::CorsPolicy& policy, const http::HeaderMap& headers) {
+  const std::optional<absl::string_view> origin = headers.Get("origin");
+  if (!origin.has_value()) return false;  // not a cross-origin request
+  const bool allowed = route::CorsOriginAllowed(policy, *origin);
+  const CorsStats* stats = context_.cors;
+  if (!route::IsPreflight(headers)) {
+    if (stats != nullptr) (allowed ? stats->allowed : stats->refused).Inc();
+    if (allowed) cors_ = &policy;
+    return false;
+  }
+  if (stats != nullptr) (allowed ? stats->preflight_allowed : stats->preflight_refused).Inc();
+  done_ = true;
+  info_.response_code = allowed ? 200 : 403;
+  http::HeaderMap response;
+  response.Add(":status", allowed ? "200" : "403");
+  if (allowed) route::AddPreflightHeaders(policy, headers, *origin, response);
+  ApplyResponseHeaderMutations(*route_, response);
+  callbacks_.EncodeHeaders(response, /*end_stream=*/true);
+  return true;
+}
+
+void Router::AddCorsHeaders(http::HeaderMap& response_headers) {
+  // A request header change of the route may have removed it since.
+  if (std::optional<absl::string_view> origin = request_headers_->Get("origin")) {
+    route::AddResponseHeaders(*cors_, *origin, response_headers);
+  }
+}
+
 void Router::SendDirectResponse(const RouteEntry& route) {
   const DirectResponseAction& direct = *route.direct_response();
   done_ = true;
@@ -306,6 +339,7 @@ void Router::SendDirectResponse(const RouteEntry& route) {
     headers.Add("content-length", absl::StrCat(direct.body.size()));
   }
   ApplyResponseHeaderMutations(route, headers);
+  if (cors_ != nullptr) AddCorsHeaders(headers);
   if (direct.body.empty()) {
     callbacks_.EncodeHeaders(headers, /*end_stream=*/true);
     return;
@@ -323,6 +357,7 @@ void Router::SendRedirect(const RouteEntry& route) {
   headers.Add(":status", absl::StrCat(redirect.response_code));
   headers.Add("location", RedirectLocation(redirect, *request_headers_, &route.match));
   ApplyResponseHeaderMutations(route, headers);
+  if (cors_ != nullptr) AddCorsHeaders(headers);
   callbacks_.EncodeHeaders(headers, /*end_stream=*/true);
 }
 
@@ -578,6 +613,8 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int 
     headers->RemoveHopByHopHeaders();
   }
   ApplyResponseHeaderMutations(*route_, *headers, backend_headers_);
+  if (cors_ != nullptr) [[unlikely]]
+    AddCorsHeaders(*headers);
   if (session_ != nullptr && !tunnel_) AddSessionToken(*headers);
   if (end_stream) {
     // Settle first: encoding the end may complete (and start tearing down) the stream.

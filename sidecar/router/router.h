@@ -23,6 +23,12 @@
 // (stream/local_reply.h); once the response started, a failure resets the downstream stream
 // instead. Response flags: stream/stream_info.h.
 //
+// CORS (route/cors.h): at the route stage, a request with an Origin to a route with a CORS
+// policy is checked against it first; a preflight is answered there (200 with the policy's
+// headers, or 403 for an origin it does not allow), before the direct response, redirect or
+// cluster; an allowed origin's response gets the Access-Control-* headers, whatever the action.
+// Counted in StreamContext::cors (cors_stats.h).
+//
 // Ownership and callbacks: the stream owns the Router, the request headers and trailers it passes
 // (valid until the stream ends), and implements FilterCallbacks; the router calls it only from
 // inside the calls the stream makes, from pool/upstream callbacks, or from its timers, all on the
@@ -109,6 +115,11 @@ class Router final : public stream::Filter {
   // (which may finish the request synchronously).
   void Forward(bool end_stream);
   void DecodeBody(net::Buffer& data, bool end_stream);
+  // CORS at the route stage: true when it answered a preflight. Sets cors_ for an allowed
+  // origin.
+  bool CheckCors(const route::CorsPolicy& policy, const http::HeaderMap& headers);
+  // The Access-Control-* headers of an allowed origin's response (cors_ set).
+  void AddCorsHeaders(http::HeaderMap& response_headers);
   void SendDirectResponse(const route::RouteEntry& route);
   void SendRedirect(const route::RouteEntry& route);
   // Starts an attempt: host choice, pool, stream. May finish the request synchronously.
@@ -183,6 +194,8 @@ class Router final : public stream::Filter {
   bool tunnel_ = false;
 
   const route::RouteEntry* route_ = nullptr;
+  // The route's CORS policy when the request's origin is one it allows; null otherwise.
+  const route::CorsPolicy* cors_ = nullptr;
   cluster::Cluster* cluster_ = nullptr;  // the stream's route's, which keeps it alive
   // The picked weighted cluster's own header changes (route::BackendHeaders); null: none. Every
   // attempt goes to cluster_, so they hold for retries too.

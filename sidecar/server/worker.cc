@@ -145,6 +145,11 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
     route_stats_ = std::make_unique<route::RouteStats>(*stats_, *shared_.route_stats_limit);
     context_->route_stats = route_stats_.get();
   }
+  absl::StatusOr<router::CorsStats> cors_stats = router::CorsStats::Create(*stats_);
+  if (!cors_stats.ok()) LOG(ERROR) << "CORS stats: " << cors_stats.status();
+  cors_stats_ =
+      std::make_unique<router::CorsStats>(cors_stats.ok() ? *cors_stats : router::CorsStats());
+  context_->cors = cors_stats_.get();
   if (shared_.tracing != nullptr) {
     const tracing::TracingConfig& tracing = *shared_.tracing;
     span_exporter_ = std::make_unique<tracing::SpanExporter>(*loop_, tracing, tracing.service_name,

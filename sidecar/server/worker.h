@@ -54,6 +54,7 @@
 #include "sidecar/listener/on_demand_waiters.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/route/route_stats.h"
+#include "sidecar/router/cors_stats.h"
 #include "sidecar/router/mirror.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/upstream_transport.h"
@@ -248,6 +249,7 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<stream::DecisionRing> decisions_;  // null: --decision-ring-size 0
   stream::WorkerTap taps_;  // the live taps; the contexts point at it while it is not empty
   std::unique_ptr<route::RouteStats> route_stats_;  // null: no route-rule series
+  std::unique_ptr<router::CorsStats> cors_stats_;
   // Connections waiting for lookups hold handles into it: outlives them.
   std::unique_ptr<listener::OnDemandWaiters> on_demand_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.

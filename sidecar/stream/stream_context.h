@@ -30,6 +30,10 @@ namespace meshlet::sidecar::route {
 class RouteStats;
 }
 
+namespace meshlet::sidecar::router {
+struct CorsStats;
+}
+
 namespace meshlet::sidecar::stream {
 
 class DecisionRing;
@@ -93,6 +97,8 @@ struct StreamContext {
   WorkerTap* tap = nullptr;
   // The worker's route-rule series (route/route_stats.h); null: none counted.
   route::RouteStats* route_stats = nullptr;
+  // The worker's CORS counts (router/cors_stats.h); null: none counted.
+  const router::CorsStats* cors = nullptr;
 };
 
 }  // namespace meshlet::sidecar::stream

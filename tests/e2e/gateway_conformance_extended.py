@@ -426,6 +426,133 @@ def request_percentage_mirror(m):
     return m.with_routes([route], body)
 
 
+# --- CORS ----------------------------------------------------------------------------------------
+#
+# Upstream's preflight cases expect no echo answer (the gateway answers them itself), its simple
+# requests infra-backend-v1's (echo-v1 here). Where upstream allows several values of a header
+# (the order of a list, "*" or the echoed value), the case lists them; lists are compared without
+# their spaces, as upstream's IgnoreWhitespace does.
+
+def cors(**spec):
+    return {"type": "CORS", "cors": spec}
+
+
+def preflight(path, origin, method, headers=None, status=(200, 204), want=None, absent=()):
+    sent = {"Origin": origin, "access-control-request-method": method}
+    if headers:
+        sent["access-control-request-headers"] = headers
+    return t.req(path, method="OPTIONS", headers=sent, status=status, resp_headers=want,
+                 absent_resp_headers=absent)
+
+
+def both_orders(a, b):
+    return ["%s, %s" % (a, b), "%s, %s" % (b, a)]
+
+
+def http_route_cors(m):
+    """HTTPRouteCORS: exact and wildcard origins, methods and headers; credentials echo the
+    origin; a non-matching origin gets no CORS headers."""
+    routes = [
+        t.gateway_route("cors-multiple-origins-methods-headers", [t.rule(
+            [t.backend("echo-v1")], matches=[t.prefix("/cors-1")], filters=[cors(
+                allowOrigins=["https://www.foo.com", "https://*.bar.com"],
+                allowMethods=["GET", "OPTIONS"], allowHeaders=["x-header-1", "x-header-2"],
+                exposeHeaders=["x-header-3", "x-header-4"], allowCredentials=True,
+                maxAge=3600)])]),
+        t.gateway_route("cors-wildcard-methods", [t.rule(
+            [t.backend("echo-v1")], matches=[t.prefix("/cors-2")],
+            filters=[cors(allowOrigins=["https://www.foo.com"], allowMethods=["*"])])]),
+        t.gateway_route("cors-wildcard-origin", [t.rule(
+            [t.backend("echo-v1")], matches=[t.prefix("/cors-wildcard-origin")],
+            filters=[cors(allowOrigins=["*"], allowMethods=["PUT"], allowCredentials=False)])]),
+        t.gateway_route("cors-wildcard-methods-headers", [
+            t.rule([t.backend("echo-v1")], matches=[t.prefix(path)], filters=[cors(
+                allowOrigins=["*"], allowMethods=["*"], allowHeaders=["*"],
+                allowCredentials=creds)])
+            for path, creds in (("/cors-wildcard-methods-headers", True),
+                                ("/cors-wildcard-methods-headers-unauth", False))]),
+    ]
+    full = {"access-control-allow-methods": both_orders("GET", "OPTIONS"),
+            "access-control-allow-headers": both_orders("x-header-1", "x-header-2"),
+            "access-control-expose-headers": both_orders("x-header-3", "x-header-4"),
+            "access-control-max-age": "3600", "access-control-allow-credentials": "true"}
+    requested = "x-header-1, x-header-2"
+    acao = "access-control-allow-origin"
+    creds = "access-control-allow-credentials"
+    other = "https://other.foo.com"
+    requests = [
+        preflight("/cors-1", origin, "GET", requested, want=dict(full, **{acao: origin}))
+        for origin in ("https://www.foo.com", "https://www.bar.com", "https://xpto.www.bar.com")
+    ] + [
+        preflight("/cors-1", "https://foobar.com", "GET", status=(200, 204, 403), absent=[acao]),
+        t.req("/cors-1", headers={"Origin": "https://www.foo.com",
+                                  "access-control-request-method": "GET",
+                                  "access-control-request-headers": requested},
+              backend="echo-v1", resp_headers={acao: "https://www.foo.com"}),
+        t.req("/cors-1", headers={"Origin": "https://www.bar.com",
+                                  "access-control-request-method": "GET",
+                                  "access-control-request-headers": requested},
+              backend="echo-v1", resp_headers={acao: "https://www.bar.com"}),
+        t.req("/cors-1", headers={"Origin": "https://foobar.com",
+                                  "access-control-request-method": "GET"},
+              absent_resp_headers=[acao]),
+        preflight("/cors-2", "https://www.foo.com", "POST",
+                  want={"access-control-allow-methods": ["POST", "*"],
+                        acao: "https://www.foo.com"}, absent=[creds]),
+    ] + [
+        preflight("/cors-wildcard-origin", origin, "PUT",
+                  want={acao: [origin, "*"], "access-control-allow-methods": "PUT"},
+                  absent=[creds])
+        for origin in ("https://foobar.com", "https://foobar.com:12345")
+    ] + [
+        t.req("/cors-wildcard-origin", method="PUT", headers={"Origin": origin},
+              backend="echo-v1", resp_headers={acao: [origin, "*"]}, absent_resp_headers=[creds])
+        for origin in ("https://foobar.com:12345", "https://foobar.com")
+    ] + [
+        preflight("/cors-wildcard-methods-headers", other, "PUT", requested,
+                  want={acao: other, "access-control-allow-methods": "PUT",
+                        "access-control-allow-headers": both_orders("x-header-1", "x-header-2"),
+                        creds: "true"}),
+        preflight("/cors-wildcard-methods-headers-unauth", other, "PUT", requested,
+                  want={acao: [other, "*"], "access-control-allow-methods": ["PUT", "*"],
+                        "access-control-allow-headers":
+                            both_orders("x-header-1", "x-header-2") + ["*"]},
+                  absent=[creds]),
+        t.req("/cors-wildcard-methods-headers", headers={"Origin": other, "Cookie": "foo=bar"},
+              backend="echo-v1", resp_headers={acao: other, creds: "true"}),
+        t.req("/cors-wildcard-methods-headers-unauth",
+              headers={"Origin": other, "Cookie": "foo=bar"}, backend="echo-v1",
+              resp_headers={acao: other}, absent_resp_headers=[creds]),
+    ]
+
+    def body():
+        status = "; ".join(accepted(m, r) for r in routes)
+        return "%s; %s" % (status, t.gateway_expect(m, requests))
+    return m.with_routes(routes, body)
+
+
+def http_route_cors_allow_credentials(m):
+    """HTTPRouteCORSAllowCredentialsBehavior: Access-Control-Allow-Credentials only where the
+    policy sets allowCredentials, and only beside a matching Access-Control-Allow-Origin."""
+    origin = "https://app.example"
+    route = t.gateway_route("cors-allow-credentials", [
+        t.rule([t.backend("echo-v1")], matches=[t.prefix("/cors-behavior-creds-%s" % name)],
+               filters=[cors(allowOrigins=[origin], allowCredentials=creds)])
+        for name, creds in (("false", False), ("true", True))])
+    sent = {"Cookie": "sid=abc123", "Authorization": "Bearer test"}
+    creds = "Access-Control-Allow-Credentials"
+    requests = [
+        t.req("/cors-behavior-creds-false", headers=dict(sent, Origin=origin), backend="echo-v1",
+              absent_resp_headers=[creds]),
+        t.req("/cors-behavior-creds-true", headers=dict(sent, Origin="http://not-app.example"),
+              backend="echo-v1", absent_resp_headers=[creds]),
+        t.req("/cors-behavior-creds-true", headers=dict(sent, Origin=origin), backend="echo-v1",
+              resp_headers={creds: "true", "Access-Control-Allow-Origin": origin}),
+    ]
+    return m.with_routes([route], lambda: "%s; %s" % (accepted(m, route),
+                                                      t.gateway_expect(m, requests)))
+
+
 # --- backend protocols ---------------------------------------------------------------------------
 #
 # Upstream's infra-backend-v1 Service has the ports 8081 (appProtocol kubernetes.io/h2c, an
@@ -968,8 +1095,6 @@ def gateway_optional_address_value(m):
 NO_TLS_BACKEND = ("not transcribed yet: the layout has no TLS backend serving a certificate made "
                   "at test time")
 NOT_SUPPORTED = {
-    "HTTPRouteCORS": (["HTTPRouteCORS"], "no CORS filter"),
-    "HTTPRouteCORSAllowCredentialsBehavior": (["HTTPRouteCORS"], "no CORS filter"),
     # BackendTLSPolicy is implemented (docs/gateway.md); these need a TLS backend in the layout.
     "BackendTLSPolicy": (["BackendTLSPolicy"], NO_TLS_BACKEND),
     "BackendTLSPolicyConflictResolution": (["BackendTLSPolicy"], NO_TLS_BACKEND),
@@ -1043,6 +1168,9 @@ def cases():
           http_listener_isolation),
         C("HTTPRouteRedirectPortAndScheme", [H],
           http + ["HTTPRoutePortRedirect", "GatewayPort8080"], False, redirect_port_and_scheme),
+        C("HTTPRouteCORS", [H], http + ["HTTPRouteCORS"], False, http_route_cors),
+        C("HTTPRouteCORSAllowCredentialsBehavior", [H], http + ["HTTPRouteCORS"], False,
+          http_route_cors_allow_credentials),
         C("HTTPRouteBackendProtocolH2C", [H], http + ["HTTPRouteBackendProtocolH2C"], False,
           backend_protocol_h2c),
         C("HTTPRouteBackendProtocolWebSocket", [H],

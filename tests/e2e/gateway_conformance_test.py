@@ -186,7 +186,8 @@ def req(path="/", host="echo", to=None, port=80, method="GET", headers=None, sta
         req_path=None, req_headers=None, absent_req_headers=(), location=None, req_host=None):
     """One request and its expectations. `to`: the Service whose ClusterIP it is sent to (default:
     the Service `host` names) or an IP; `location`: the redirect's expected {scheme, host, port,
-    path} (absent keys: unchanged from the request, port the scheme's default)."""
+    path} (absent keys: unchanged from the request, port the scheme's default); a value of
+    `resp_headers` may be a list of the values allowed."""
     target = to or host.split(":")[0].split(".")[0]
     return {"ip": CLUSTER_IPS.get(target, target), "port": port, "host": host, "method": method,
             "path": path, "headers": dict(headers or {}),
@@ -211,7 +212,11 @@ def judge(request, answer):
                                                 body[:160].strip())
     for name, value in e["resp_headers"].items():
         got = answer["headers"].get(name.lower())
-        if got != value:
+        if isinstance(value, (list, tuple)):
+            # Any of these values, compared without spaces (upstream's IgnoreWhitespace).
+            if got is None or got.replace(" ", "") not in [v.replace(" ", "") for v in value]:
+                return "response header %s: %r, expected one of %r" % (name, got, list(value))
+        elif got != value:
             return "response header %s: %r, expected %r" % (name, got, value)
     for name in e["absent_resp_headers"]:
         if name.lower() in answer["headers"]:
