@@ -33,7 +33,8 @@ LEAST_PRIVILEGE = [
     (("authentication.k8s.io",), ("tokenreviews",), ("create",), None),
     (("authorization.k8s.io",), ("subjectaccessreviews",), ("create",), None),
     (("",), ("services", "pods"), ("get", "list", "watch"), None),
-    (("",), ("namespaces",), ("list", "watch"), None),
+    # Namespaces (Gateways' allowedRoutes) and Nodes (the endpoints' region), as metadata.
+    (("",), ("namespaces", "nodes"), ("list", "watch"), None),
     (("",), ("configmaps",), ("create",), None),
     (("",), ("configmaps",), ("get", "patch"), ("meshlet-trust",)),
     (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"), None),
