@@ -1197,7 +1197,7 @@ def register(test_module):
     the Gateway-only cases (theirs included) in both Gateway profiles."""
     global t
     t = test_module
-    t.CORE[GATEWAY_GRPC] = {"Gateway", "GRPCRoute"}
+    t.CORE[GATEWAY_GRPC] = {"Gateway", "GRPCRoute", "ReferenceGrant"}  # upstream's profile
     t.GATEWAY_CASES.extend(cases())
     for name, (features, _) in NOT_SUPPORTED.items():
         profiles = [GATEWAY_GRPC] if name.startswith("GRPC") else [t.GATEWAY_HTTP]
