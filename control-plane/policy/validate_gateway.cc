@@ -1,6 +1,8 @@
-// One file on purpose: the Gateway API kinds (routes, ReferenceGrant, GatewayClass, Gateway) share
-// the anonymous namespace's name, hostname, reference and path checks, which would otherwise need
-// a header of their own; each kind's entry point is the short function at the end.
+// One file on purpose: the Gateway API kinds (routes and their filters, ReferenceGrant,
+// GatewayClass, Gateway, BackendTLSPolicy) share the anonymous namespace's name, hostname,
+// reference and path checks, which would otherwise need a header of their own; each kind's entry
+// point is a short function near the end. The route filters (CORS included) are the part to move
+// out first.
 
 #include "control-plane/policy/validate_gateway.h"
 
