@@ -132,7 +132,10 @@ class CaRotateTest(RotationHarness):
             self.tmp, "r1-peer", (os.path.join(self.dirs["R1"], "root-cert.pem"),
                                   os.path.join(self.dirs["R1"], "root-key.pem")),
             spiffe("r1-peer"))
-        self.assertTrue(peer_accepted(backend.inbound, *r1_peer))
+        # Its inbound listener may still be starting on a loaded machine: a refused connection
+        # is not a refused peer.
+        self.assertTrue(wait_for(lambda: peer_accepted(backend.inbound, *r1_peer), timeout=10),
+                        self.diagnostics())
         pids = [s.proc.pid for s in self.sidecars.values()]
         self.trickle = Trickle(self.sidecars)
         time.sleep(0.5)

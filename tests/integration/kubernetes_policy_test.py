@@ -327,9 +327,16 @@ class KubernetesPolicyTest(unittest.TestCase):
             with self.fake.cond:
                 return self.fake.objects[kind].get(key, {}).get("status", {})
 
-        self.assertTrue(wait_for(lambda: status("gateways", ("shop", "edge")).get("listeners")
+        # The Gateway's status may first be written before its routes arrived (no route
+        # attached); the leader writes it again once they are: wait for that one.
+        def listeners_attached():
+            listeners = status("gateways", ("shop", "edge")).get("listeners") or [{}]
+            return listeners[0].get("attachedRoutes")
+
+        self.assertTrue(wait_for(lambda: listeners_attached() == 1
                                  and status("gatewayclasses", ("", "meshlet")).get(
-                                     "conditions"), 10), self.logs())
+                                     "conditions"), 10),
+                        "%s\n%s" % (status("gateways", ("shop", "edge")), self.logs()))
         edge = status("gateways", ("shop", "edge"))
         conditions = {c["type"]: c for c in edge["conditions"]}
         self.assertEqual((conditions["Accepted"]["status"], conditions["Accepted"]["reason"]),
