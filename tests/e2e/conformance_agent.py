@@ -8,6 +8,8 @@
     conformance_agent.py ws    < SESSIONS.json     WebSocket sessions; one JSON list of answers
     conformance_agent.py h2c-serve --port 3001 --service S --namespace NS --pod P
     conformance_agent.py ws-serve --port 3000 --service S --namespace NS --pod P
+    conformance_agent.py tls-serve --port 8443 --cert PEM --key PEM --service S --namespace NS
+                                   --pod P
 
 The test runs it with the host's /usr/bin/python3 (Debian's python3-grpcio) under `nsenter --net`
 into a pod's network namespace: its connections start where the pod's app's would, so the pod's
@@ -45,6 +47,12 @@ ws: SESSIONS is a list of {"ip", "port", "host", "path", "origin", "messages": [
 then each message as one masked frame, waiting for one message back before the next, then a
 close. An answer is {"status": 101, "headers": {...}, "replies": [{"text"} or {"binary"}]}, or
 {"status", "headers"} when the handshake was refused, or {"error"}.
+
+tls-serve: an HTTPS echo (HTTP/1.1, keep-alive) presenting --cert/--key (PEM paths): every
+request is answered 200 with the JSON of testapp's echo mode ({"path", "host", "method", "proto",
+"headers", "service", "namespace", "pod", "status"}) and "sni", the server name the client's
+ClientHello asked for (null without one), until its stdin closes. A handshake that fails (the
+client refused the certificate) is logged with the reason.
 
 ws-serve: a WebSocket echo (RFC 6455): the opening handshake of a GET asking to upgrade to
 websocket is answered 101 with x-echo-service, x-echo-namespace and x-echo-pod naming the server;
@@ -469,6 +477,74 @@ def serve_ws(args):
     serve(args, Handler)
 
 
+# --- HTTPS with the server name seen -------------------------------------------------------------
+
+def serve_tls(args):
+    import http.server
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.cert, args.key)
+    seen = threading.local()
+
+    def remember_sni(_sock, name, _context):
+        seen.sni = name
+
+    context.sni_callback = remember_sni
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            # The handshake runs in this connection's own thread, where the callback records the
+            # name; a client that refuses the certificate ends the connection here.
+            seen.sni = None
+            try:
+                self.request = context.wrap_socket(self.request, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                print("TLS handshake from %s failed: %s" % (self.client_address[0], e),
+                      flush=True)
+                self.request.close()
+                raise
+            self.sni = seen.sni
+            super().setup()
+
+        def do_GET(self):
+            length = int(self.headers.get("content-length") or 0)
+            if length:
+                self.rfile.read(length)
+            headers = {}
+            for name, value in self.headers.items():
+                headers.setdefault(name.lower(), []).append(value)
+            body = json.dumps({"path": self.path, "host": self.headers.get("host", ""),
+                               "method": self.command, "proto": self.request_version,
+                               "headers": headers, "namespace": args.namespace,
+                               "service": args.service, "pod": args.pod, "status": 200,
+                               "sni": self.sni}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_PUT = do_DELETE = do_HEAD = do_GET
+
+        def log_message(self, fmt, *a):
+            print("%s sni=%s %s" % (self.client_address[0], self.sni, fmt % a), flush=True)
+
+    class Server(http.server.ThreadingHTTPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass  # a failed handshake, logged by the handler
+
+    server = Server(("0.0.0.0", args.port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("listening on 0.0.0.0:%d" % args.port, flush=True)
+    wait_for_stdin_end()
+    server.shutdown()
+
+
 def serve(args, handler):
     class Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
@@ -484,14 +560,19 @@ def serve(args, handler):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["http", "grpc", "grpc-serve", "h2c", "ws", "h2c-serve",
-                                    "ws-serve"])
+                                    "ws-serve", "tls-serve"])
     p.add_argument("--port", type=int, default=7070)
     p.add_argument("--service", default="")
     p.add_argument("--namespace", default="")
     p.add_argument("--pod", default="")
+    p.add_argument("--cert", default="")
+    p.add_argument("--key", default="")
     args = p.parse_args()
     if args.mode == "grpc-serve":
         serve_grpc(args)
+        return 0
+    if args.mode == "tls-serve":
+        serve_tls(args)
         return 0
     if args.mode in ("h2c-serve", "ws-serve"):
         (serve_h2c if args.mode == "h2c-serve" else serve_ws)(args)

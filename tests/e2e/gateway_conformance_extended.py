@@ -11,6 +11,7 @@ with why) to the report's skipped tests.
 """
 
 import json
+import os
 import time
 import uuid as uuid_lib
 
@@ -1092,18 +1093,423 @@ def gateway_optional_address_value(m):
 
 # Upstream extended cases of the Gateway profiles not run, with why (the report's skippedTests;
 # docs/gateway.md "Conformance"): features meshlet does not have, or "not transcribed" yet.
-NO_TLS_BACKEND = ("not transcribed yet: the layout has no TLS backend serving a certificate made "
-                  "at test time")
-NOT_SUPPORTED = {
-    # BackendTLSPolicy is implemented (docs/gateway.md); these need a TLS backend in the layout.
-    "BackendTLSPolicy": (["BackendTLSPolicy"], NO_TLS_BACKEND),
-    "BackendTLSPolicyConflictResolution": (["BackendTLSPolicy"], NO_TLS_BACKEND),
-    "BackendTLSPolicyInvalidCACertificateRef": (["BackendTLSPolicy"], NO_TLS_BACKEND),
-    "BackendTLSPolicyInvalidKind": (["BackendTLSPolicy"], NO_TLS_BACKEND),
-    "BackendTLSPolicyObservedGenerationBump": (["BackendTLSPolicy"], NO_TLS_BACKEND),
-    "BackendTLSPolicySANValidation": (["BackendTLSPolicy", "BackendTLSPolicySANValidation"],
-                                      NO_TLS_BACKEND),
-}
+# --- BackendTLSPolicy ----------------------------------------------------------------------------
+#
+# Upstream's tls-backend pods serve HTTPS on 8443 with tls-checks-certificate (abc.example.com,
+# spiffe://abc.example.com/test-identity and other.example.com, signed by the CA of ConfigMap
+# tls-checks-ca-certificate; mismatch-ca-certificate holds another CA). Here the certificates are
+# made by the run, and conformance_agent.py tls-serve serves them on 8443 in the kube-apiserver
+# pod's network namespace, outside the mesh: each case's Services (Kubernetes Services only, their
+# EndpointSlices naming that address) are reached by the gateway over TLS only because a
+# BackendTLSPolicy says so. The echo names the server name the handshake saw.
+
+TLS_BACKEND_PORT = 8443
+TLS_BACKEND = "tls-backend"  # the echo's service name
+TLS_CA = "tls-checks-ca-certificate"
+MISMATCH_CA = "mismatch-ca-certificate"
+TLS_SANS = ("DNS:abc.example.com", "URI:spiffe://abc.example.com/test-identity",
+            "DNS:other.example.com")
+# Virtual addresses of the cases' Services (an unroutable range, as the other Services').
+TLS_SERVICE_IPS = "240.241.3.%d"
+
+
+def ca_configmap(name, ca_file):
+    with open(ca_file) as f:
+        pem = f.read()
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": t.MESH_NS}, "data": {"ca.crt": pem}}
+
+
+def tls_backend(m):
+    """The run's TLS backend (once a run): its CA in ConfigMap tls-checks-ca-certificate, another
+    in mismatch-ca-certificate, the echo listening. What it is, for the cases' reports."""
+    if getattr(m, "tls_backend", None):
+        return m.tls_backend
+    import mesh_util  # tests/integration, on the path since setup_gateway
+    d = os.path.join(m.run.dir, "tls-backend")
+    os.makedirs(d, exist_ok=True)
+    ca = mesh_util.make_ca(d, "tls-checks-ca")
+    mismatch = mesh_util.make_ca(d, "mismatch-ca")
+    cert = mesh_util.make_server_cert(d, "tls-checks-certificate", ca, ",".join(TLS_SANS))
+    m.cluster.kube_put("configmaps", ca_configmap(TLS_CA, ca[0]))
+    m.cluster.kube_put("configmaps", ca_configmap(MISMATCH_CA, mismatch[0]))
+    m.tls_ca_file = ca[0]
+    log = os.path.join(m.run.dir, "tls-serve.log")
+    proc = m.run.start_in_pod_network(t.GATEWAY_CLIENT, [
+        t.PYTHON, t.AGENT, "tls-serve", "--port", str(TLS_BACKEND_PORT), "--cert", cert[0],
+        "--key", cert[1], "--service", TLS_BACKEND, "--namespace", t.MESH_NS, "--pod",
+        t.GATEWAY_CLIENT], log)
+
+    def listening():
+        with open(log) as f:
+            text = f.read()
+        if proc.poll() is not None:
+            raise t.Failed("tls-serve exited: %s" % text[-2000:])
+        return "listening" in text
+    m.run.wait_until(listening, 20, "the TLS backend to listen")
+    m.tls_backend = "HTTPS echo on %s:%d (%s, from the run's CA)" % (
+        m.run.ip(9), TLS_BACKEND_PORT, ", ".join(TLS_SANS))
+    return m.tls_backend
+
+
+def tls_service(name, ports):
+    """A Kubernetes Service of the TLS backend: `ports` [(name, port, appProtocol or None)], each
+    to 8443."""
+    spec_ports = []
+    for port_name, port, app_protocol in ports:
+        p = {"name": port_name, "port": port, "protocol": "TCP", "targetPort": TLS_BACKEND_PORT}
+        if app_protocol:
+            p["appProtocol"] = app_protocol
+        spec_ports.append(p)
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": t.MESH_NS},
+            "spec": {"selector": {"app": TLS_BACKEND}, "ports": spec_ports}}
+
+
+def btls_policy(name, service, hostname, section=None, ca=(TLS_CA,), sans=(), ca_refs=None):
+    target = {"group": "", "kind": "Service", "name": service}
+    if section:
+        target["sectionName"] = section
+    validation = {"caCertificateRefs": ca_refs if ca_refs is not None else [
+        {"group": "", "kind": "ConfigMap", "name": n} for n in ca], "hostname": hostname}
+    if sans:
+        validation["subjectAltNames"] = [
+            {"type": "Hostname", "hostname": v} if kind == "Hostname" else
+            {"type": "URI", "uri": v} for kind, v in sans]
+    return {"apiVersion": t.API_VERSION, "kind": "BackendTLSPolicy",
+            "metadata": {"name": name, "namespace": t.MESH_NS, "generation": 1},
+            "spec": {"targetRefs": [target], "validation": validation}}
+
+
+def exact_rule(path, service, port=443):
+    return t.rule([t.backend(service, port)], matches=[
+        {"path": {"type": "Exact", "value": path}}])
+
+
+def with_tls_backend(m, services, policies, configmaps, body):
+    """Runs body() while `services` (tls_service()), their EndpointSlices (the TLS backend's
+    address), `policies` and `configmaps` are in the Kubernetes API server; removes them after."""
+    backend_ip = m.run.ip(9)
+    c = m.cluster
+    ips = m.tls_service_ips = getattr(m, "tls_service_ips", {})
+    for svc in services:
+        name = svc["metadata"]["name"]
+        if name not in ips:
+            ips[name] = TLS_SERVICE_IPS % (10 + len(ips))
+        obj = json.loads(json.dumps(svc))
+        obj["spec"].update({"type": "ClusterIP", "clusterIP": ips[name],
+                            "clusterIPs": [ips[name]]})
+        c.kube_put("services", obj)
+        ports = []
+        for p in svc["spec"]["ports"]:
+            port = {"name": p["name"], "port": TLS_BACKEND_PORT, "protocol": "TCP"}
+            if p.get("appProtocol"):
+                port["appProtocol"] = p["appProtocol"]
+            ports.append(port)
+        c.kube_put("endpointslices", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name + "-x1", "namespace": t.MESH_NS,
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": ports,
+            "endpoints": [{"addresses": [backend_ip], "conditions": {"ready": True}}]})
+    for cm in configmaps:
+        c.kube_put("configmaps", cm)
+    for p in policies:
+        c.kube_put("backendtlspolicies", p)
+    try:
+        return body()
+    finally:
+        for p in policies:
+            c.kube_delete("backendtlspolicies", p["metadata"]["name"], t.MESH_NS)
+        for cm in configmaps:
+            c.kube_delete("configmaps", cm["metadata"]["name"], t.MESH_NS)
+        for svc in services:
+            c.kube_delete("endpointslices", svc["metadata"]["name"] + "-x1", t.MESH_NS)
+            c.kube_delete("services", svc["metadata"]["name"], t.MESH_NS)
+
+
+def policy_conditions(m, name):
+    """The conditions of BackendTLSPolicy `name`'s ancestor entry for Gateway same-namespace
+    written by meshlet ({type: condition}), and the policy's generation."""
+    obj = t.kube_object(m, "backendtlspolicies", t.MESH_NS, name) or {}
+    for a in obj.get("status", {}).get("ancestors", []):
+        if a.get("ancestorRef", {}).get("name") == t.GATEWAY_NAME and \
+                a.get("controllerName") == t.GATEWAY_CONTROLLER:
+            return ({x["type"]: x for x in a.get("conditions", [])},
+                    obj.get("metadata", {}).get("generation"))
+    return {}, obj.get("metadata", {}).get("generation")
+
+
+def wait_policy(m, name, want):
+    """Until BackendTLSPolicy `name` has each of `want` ({type: (status, reason or None)}) for
+    Gateway same-namespace, every condition at the policy's generation."""
+    def ok():
+        conds, gen = policy_conditions(m, name)
+        for kind, (status, reason) in want.items():
+            c = conds.get(kind, {})
+            if c.get("status") != status or (reason and c.get("reason") != reason):
+                return None
+        if not conds or any(c.get("observedGeneration") != gen for c in conds.values()):
+            return None
+        return "%s %s" % (name, ", ".join("%s %s%s" % (k, s, " " + r if r else "")
+                                          for k, (s, r) in want.items()))
+    return m.run.wait_until(ok, t.EVENTUAL_S, "BackendTLSPolicy %s: %s" % (name, want),
+                            lambda: json.dumps(policy_conditions(m, name))[:1500])
+
+
+ACCEPTED = {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+FAILS = (500, 502, 503)
+
+
+def tls_req(path, host="abc.example.com", sni=None, status=200):
+    """A request to the gateway answered by the TLS backend (its handshake saw `sni`), or, with
+    a failing `status`, refused by the gateway."""
+    if status == 200:
+        return t.req(path, host=host, to="x", backend=TLS_BACKEND, req_path=path, req_sni=sni)
+    return t.req(path, host=host, to="x", status=status)
+
+
+def backend_tls_policy(m):
+    """BackendTLSPolicy: policies on the btls port of four Services of the TLS backend. A valid
+    one (hostname abc.example.com, the backend's CA): 200, the backend saw SNI abc.example.com,
+    also from the HTTPS listener (upstream's same-namespace-with-https-listener is a listener of
+    same-namespace here: re-encrypted). A hostname the certificate does not hold, and a CA that
+    did not sign it: 5xx. A policy whose ConfigMap does not exist yet is NoValidCACertificate and
+    InvalidCACertificateRef, Accepted once it is created, invalid again when its ca.crt is
+    emptied, valid when it is back."""
+    backend = tls_backend(m)
+    services = [tls_service(n, [("btls", 443, proto)]) for n, proto in (
+        ("backendtlspolicy-test", None), ("backendtlspolicy-host-mismatch-test", "HTTPS"),
+        ("backendtlspolicy-cert-mismatch-test", "HTTPS"), ("backendtlspolicy-reconcile-test",
+                                                           None))]
+    policies = [
+        btls_policy("normative-test", "backendtlspolicy-test", "abc.example.com", "btls"),
+        btls_policy("host-mismatch", "backendtlspolicy-host-mismatch-test",
+                    "mismatch.example.com", "btls"),
+        btls_policy("cert-mismatch", "backendtlspolicy-cert-mismatch-test", "abc.example.com",
+                    "btls", ca=(MISMATCH_CA,)),
+        btls_policy("reconcile-test", "backendtlspolicy-reconcile-test", "abc.example.com",
+                    "btls")]
+    route = t.gateway_route("backendtlspolicy", [
+        exact_rule("/backendtlspolicy", "backendtlspolicy-test"),
+        exact_rule("/backendtlspolicy-host-mismatch", "backendtlspolicy-host-mismatch-test"),
+        exact_rule("/backendtlspolicy-cert-mismatch", "backendtlspolicy-cert-mismatch-test"),
+        exact_rule("/backendtlspolicy-reconcile-test", "backendtlspolicy-reconcile-test")],
+        hostnames=["abc.example.com"], section="http")
+    reencrypt = t.gateway_route("backendtlspolicy-reencrypt", [
+        exact_rule("/backendtlspolicy", "backendtlspolicy-test")],
+        hostnames=["https-listener.org"], section="https")
+    https = {"name": "https", "port": 443, "protocol": "HTTPS",
+             "allowedRoutes": {"namespaces": {"from": "Same"}},
+             "tls": {"certificateRefs": [t.secret_ref(t.INFRA_CERTIFICATE, t.MESH_NS)]}}
+
+    def reconcile():
+        c = m.cluster
+        name = "reconcile-test"
+        test_cm = TLS_CA + "-reconcile-test"
+        moved = btls_policy(name, "backendtlspolicy-reconcile-test", "abc.example.com", "btls",
+                            ca=(test_cm,))
+        moved["metadata"]["generation"] = 2
+        c.kube_put("backendtlspolicies", moved)
+        invalid = {"Accepted": ("False", "NoValidCACertificate"),
+                   "ResolvedRefs": ("False", "InvalidCACertificateRef")}
+        steps = [wait_policy(m, name, invalid)]
+        cm = ca_configmap(test_cm, m.tls_ca_file)
+        c.kube_put("configmaps", cm)
+        try:
+            steps.append(wait_policy(m, name, ACCEPTED))
+            steps.append(m.expect(t.through_gateway(m, [tls_req(
+                "/backendtlspolicy-reconcile-test", sni="abc.example.com")]),
+                client=t.GATEWAY_CLIENT))
+            emptied = json.loads(json.dumps(cm))
+            emptied["data"]["ca.crt"] = ""
+            c.kube_put("configmaps", emptied)
+            steps.append(wait_policy(m, name, invalid))
+            steps.append(m.expect(t.through_gateway(m, [tls_req(
+                "/backendtlspolicy-reconcile-test", status=FAILS)]), client=t.GATEWAY_CLIENT))
+            c.kube_put("configmaps", cm)
+            steps.append(wait_policy(m, name, ACCEPTED))
+        finally:
+            c.kube_delete("configmaps", test_cm, t.MESH_NS)
+        return "; ".join(steps)
+
+    def body():
+        status = [accepted(m, route), accepted(m, reencrypt)]
+        status += [wait_policy(m, p["metadata"]["name"], ACCEPTED) for p in policies]
+        plain = t.gateway_expect(m, [
+            tls_req("/backendtlspolicy", sni="abc.example.com"),
+            tls_req("/backendtlspolicy-host-mismatch", status=FAILS),
+            tls_req("/backendtlspolicy-cert-mismatch", status=FAILS)])
+        reencrypted = t.gateway_expect(m, [
+            tls_req("/backendtlspolicy", host="https-listener.org", sni="abc.example.com")],
+            port=443, ca=m.gateway_ca)
+        return "%s; %s; from the HTTP listener: %s; re-encrypted from the HTTPS listener: %s; " \
+               "ConfigMap reconciled: %s" % (backend, "; ".join(status), plain, reencrypted,
+                                             reconcile())
+    return with_listeners(m, [https], lambda: with_tls_backend(
+        m, services, policies, [], lambda: m.with_routes([route, reencrypt], body)))
+
+
+def backend_tls_conflict_resolution(m):
+    """BackendTLSPolicyConflictResolution: two policies on a Service without a sectionName, and
+    two on the same sectionName: the first by name is Accepted (hostname other.example.com, which
+    the certificate holds), the second Accepted False Conflicted, and requests are verified with
+    the first's hostname (SNI other.example.com). A policy naming a port and one naming the
+    Service alone are both Accepted, each applying to its own port."""
+    backend = tls_backend(m)
+    two_ports = [("https-1", 443, None), ("https-2", 8443, None)]
+    services = [
+        tls_service("backendtlspolicy-conflicted-without-section-name-test",
+                    [("https", 443, None)]),
+        tls_service("backendtlspolicy-conflicted-with-section-name-test", two_ports),
+        tls_service("backendtlspolicy-not-conflicted-test", two_ports)]
+    without = "backendtlspolicy-conflicted-without-section-name-test"
+    with_section = "backendtlspolicy-conflicted-with-section-name-test"
+    not_conflicted = "backendtlspolicy-not-conflicted-test"
+    policies = [
+        btls_policy("conflicted-without-section-name-1", without, "other.example.com"),
+        btls_policy("conflicted-without-section-name-2", without, "abc.example.com"),
+        btls_policy("conflicted-with-section-name-1", with_section, "other.example.com",
+                    "https-1"),
+        btls_policy("conflicted-with-section-name-2", with_section, "abc.example.com",
+                    "https-1"),
+        btls_policy("not-conflicted-with-section-name", not_conflicted, "other.example.com",
+                    "https-1"),
+        btls_policy("not-conflicted-without-section-name", not_conflicted, "abc.example.com")]
+    route = t.gateway_route("backendtlspolicy-conflict-resolution", [
+        exact_rule("/backendtlspolicy-conflicted-without-section-name", without),
+        exact_rule("/backendtlspolicy-conflicted-with-section-name", with_section),
+        exact_rule("/backendtlspolicy-not-conflicted-with-section-name", not_conflicted),
+        exact_rule("/backendtlspolicy-not-conflicted-without-section-name", not_conflicted,
+                   8443)], hostnames=["abc.example.com"])
+    conflicted = {"Accepted": ("False", "Conflicted")}
+
+    def body():
+        status = [accepted(m, route)]
+        for p in policies:
+            name = p["metadata"]["name"]
+            status.append(wait_policy(m, name, conflicted if name.endswith("-2") else
+                                      {"Accepted": ("True", "Accepted")}))
+        answers = t.gateway_expect(m, [
+            tls_req("/backendtlspolicy-conflicted-without-section-name", sni="other.example.com"),
+            tls_req("/backendtlspolicy-conflicted-with-section-name", sni="other.example.com"),
+            tls_req("/backendtlspolicy-not-conflicted-with-section-name",
+                    sni="other.example.com"),
+            tls_req("/backendtlspolicy-not-conflicted-without-section-name",
+                    sni="abc.example.com")])
+        return "%s; %s; %s" % (backend, "; ".join(status), answers)
+    return with_tls_backend(m, services, policies, [], lambda: m.with_routes([route], body))
+
+
+def backend_tls_invalid_ca_ref(m):
+    """BackendTLSPolicyInvalidCACertificateRef: a policy naming a ConfigMap that does not exist,
+    and one naming a ConfigMap without a certificate, are Accepted False NoValidCACertificate and
+    ResolvedRefs False InvalidCACertificateRef; requests to their Services get a 5xx (never
+    plaintext)."""
+    tls_backend(m)
+    names = ("nonexistent-ca-certificate-ref", "malformed-ca-certificate-ref")
+    services = [tls_service("backendtlspolicy-%s-test" % n, [("https", 443, "HTTPS")])
+                for n in names]
+    policies = [btls_policy(n, "backendtlspolicy-%s-test" % n, "abc.example.com", ca=(
+        n.replace("-ref", ""),)) for n in names]
+    malformed = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "malformed-ca-certificate", "namespace": t.MESH_NS},
+                 "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nnot a certificate\n"
+                                    "-----END CERTIFICATE-----\n"}}
+    route = t.gateway_route("backendtlspolicy-invalid-ca-certificate-ref", [
+        exact_rule("/backendtlspolicy-" + n, "backendtlspolicy-%s-test" % n) for n in names],
+        hostnames=["abc.example.com"])
+    invalid = {"Accepted": ("False", "NoValidCACertificate"),
+               "ResolvedRefs": ("False", "InvalidCACertificateRef")}
+
+    def body():
+        status = [accepted(m, route)] + [wait_policy(m, n, invalid) for n in names]
+        return "%s; %s" % ("; ".join(status), t.gateway_expect(m, [
+            tls_req("/backendtlspolicy-" + n, status=FAILS) for n in names]))
+    return with_tls_backend(m, services, policies, [malformed],
+                            lambda: m.with_routes([route], body))
+
+
+def backend_tls_invalid_kind(m):
+    """BackendTLSPolicyInvalidKind: a caCertificateRef of group invalid.io, kind InvalidKind:
+    Accepted False NoValidCACertificate, ResolvedRefs False InvalidKind; requests get a 5xx."""
+    tls_backend(m)
+    service = "backendtlspolicy-invalid-kind-test"
+    policy = btls_policy("invalid-kind", service, "abc.example.com", ca_refs=[
+        {"group": "invalid.io", "kind": "InvalidKind", "name": "invalid-kind"}])
+    route = t.gateway_route(service, [exact_rule("/backendtlspolicy-invalid-kind", service)],
+                            hostnames=["abc.example.com"])
+
+    def body():
+        status = [accepted(m, route), wait_policy(m, "invalid-kind", {
+            "Accepted": ("False", "NoValidCACertificate"),
+            "ResolvedRefs": ("False", "InvalidKind")})]
+        return "%s; %s" % ("; ".join(status), t.gateway_expect(m, [
+            tls_req("/backendtlspolicy-invalid-kind", status=FAILS)]))
+    return with_tls_backend(m, [tls_service(service, [("https", 443, "HTTPS")])], [policy], [],
+                            lambda: m.with_routes([route], body))
+
+
+def backend_tls_generation_bump(m):
+    """BackendTLSPolicyObservedGenerationBump: the policy's hostname changed (generation 1 to
+    2): its conditions' observedGeneration follows, Accepted True throughout."""
+    tls_backend(m)
+    service = "observed-generation-bump-test"
+    policy = btls_policy("observed-generation-bump", service, "abc.example.com", "https")
+    route = t.gateway_route("backendtlspolicy-observed-generation-bump",
+                            [t.rule([t.backend(service, 443)])])
+
+    def body():
+        status = [accepted(m, route),
+                  wait_policy(m, "observed-generation-bump", {"Accepted": ("True", None)})]
+        _, before = policy_conditions(m, "observed-generation-bump")
+        changed = json.loads(json.dumps(policy))
+        changed["spec"]["validation"]["hostname"] = "foo.example.com"
+        changed["metadata"]["generation"] = 2
+        m.cluster.kube_put("backendtlspolicies", changed)
+        status.append(wait_policy(m, "observed-generation-bump", {"Accepted": ("True", None)}))
+        _, after = policy_conditions(m, "observed-generation-bump")
+        t.check(after != before, "the generation did not change (%s)" % after)
+        return "%s; observedGeneration %s then %s" % ("; ".join(status), before, after)
+    return with_tls_backend(m, [tls_service(service, [("https", 443, None)])], [policy], [],
+                            lambda: m.with_routes([route], body))
+
+
+def backend_tls_san_validation(m):
+    """BackendTLSPolicySANValidation: subjectAltNames replace the hostname check (the hostname
+    still the SNI): a DNS name, a URI, and both listed, each held by the certificate: 200 with
+    SNI abc.example.com; names it does not hold (dce.example.com, spiffe://def.example.com/...,
+    both): 5xx."""
+    backend = tls_backend(m)
+    uri = "spiffe://abc.example.com/test-identity"
+    wrong_uri = "spiffe://def.example.com/test-identity"
+    cases = [("san-dns", [("Hostname", "abc.example.com")], True),
+             ("san-dns-mismatch", [("Hostname", "dce.example.com")], False),
+             ("san-uri", [("URI", uri)], True),
+             ("san-uri-mismatch", [("URI", wrong_uri)], False),
+             ("multiple-sans", [("URI", uri), ("Hostname", "abc.example.com")], True),
+             ("multiple-mismatch-sans", [("URI", wrong_uri), ("Hostname", "def.example.com")],
+              False)]
+    services = [tls_service("backendtlspolicy-%s-test" % n, [("btls", 443, "HTTPS")])
+                for n, _, _ in cases]
+    policies = [btls_policy(n, "backendtlspolicy-%s-test" % n, "abc.example.com", "btls",
+                            sans=sans) for n, sans, _ in cases]
+    route = t.gateway_route("backendtlspolicy-san-test", [
+        exact_rule("/backendtlspolicy-" + n, "backendtlspolicy-%s-test" % n)
+        for n, _, _ in cases], hostnames=["abc.example.com"])
+
+    def body():
+        status = [accepted(m, route)] + [wait_policy(m, n, {"Accepted": ("True", "Accepted")})
+                                         for n, _, _ in cases]
+        answers = t.gateway_expect(m, [
+            tls_req("/backendtlspolicy-" + n, sni="abc.example.com") if ok else
+            tls_req("/backendtlspolicy-" + n, status=FAILS) for n, _, ok in cases])
+        return "%s; %s; %s" % (backend, "; ".join(status), answers)
+    return with_tls_backend(m, services, policies, [], lambda: m.with_routes([route], body))
+
+
+# The upstream cases of the profiles' features meshlet does not have: {name: (features, why)}.
+NOT_SUPPORTED = {}
 # Upstream cases that test the Gateway alone (no route kind): in every Gateway profile.
 GATEWAY_ONLY = {"GatewayClassObservedGenerationBump", "GatewayInvalidRouteKind",
                 "GatewayInvalidTLSConfiguration", "GatewayModifyListeners",
@@ -1181,6 +1587,18 @@ def cases():
           gateway_static_addresses),
         C("GatewayOptionalAddressValue", [H], ["Gateway", "GatewayAddressEmpty"], True,
           gateway_optional_address_value),
+        C("BackendTLSPolicy", [H], http + ["BackendTLSPolicy"], False, backend_tls_policy),
+        C("BackendTLSPolicyConflictResolution", [H], http + ["BackendTLSPolicy"], False,
+          backend_tls_conflict_resolution),
+        C("BackendTLSPolicyInvalidCACertificateRef", [H], http + ["BackendTLSPolicy"], False,
+          backend_tls_invalid_ca_ref),
+        C("BackendTLSPolicyInvalidKind", [H], http + ["BackendTLSPolicy"], False,
+          backend_tls_invalid_kind),
+        C("BackendTLSPolicyObservedGenerationBump", [H], http + ["BackendTLSPolicy"], False,
+          backend_tls_generation_bump),
+        C("BackendTLSPolicySANValidation", [H],
+          http + ["BackendTLSPolicy", "BackendTLSPolicySANValidation"], False,
+          backend_tls_san_validation),
         C("GRPCExactMethodMatching", [G], grpc, False, grpc_exact_method_matching),
         C("GRPCRouteHeaderMatching", [G], grpc, False, grpc_header_matching),
         C("GRPCRouteWeight", [G], grpc, False, on_gateway_grpc(t.mesh_grpc_weight)),

@@ -183,11 +183,13 @@ def rewrite(path_prefix=None, full_path=None):
 
 def req(path="/", host="echo", to=None, port=80, method="GET", headers=None, status=200,
         backend=None, namespace=MESH_NS, resp_headers=None, absent_resp_headers=(),
-        req_path=None, req_headers=None, absent_req_headers=(), location=None, req_host=None):
+        req_path=None, req_headers=None, absent_req_headers=(), location=None, req_host=None,
+        req_sni=None):
     """One request and its expectations. `to`: the Service whose ClusterIP it is sent to (default:
     the Service `host` names) or an IP; `location`: the redirect's expected {scheme, host, port,
     path} (absent keys: unchanged from the request, port the scheme's default); a value of
-    `resp_headers` may be a list of the values allowed."""
+    `resp_headers` may be a list of the values allowed; `req_sni`: the server name the backend's
+    TLS handshake saw (a TLS backend's echo)."""
     target = to or host.split(":")[0].split(".")[0]
     return {"ip": CLUSTER_IPS.get(target, target), "port": port, "host": host, "method": method,
             "path": path, "headers": dict(headers or {}),
@@ -196,7 +198,7 @@ def req(path="/", host="echo", to=None, port=80, method="GET", headers=None, sta
                        "absent_resp_headers": list(absent_resp_headers), "req_path": req_path,
                        "req_headers": req_headers or {},
                        "absent_req_headers": list(absent_req_headers), "location": location,
-                       "req_host": req_host}}
+                       "req_host": req_host, "req_sni": req_sni}}
 
 
 def judge(request, answer):
@@ -224,7 +226,7 @@ def judge(request, answer):
     if e["location"] is not None:
         return judge_location(request, answer, e["location"])
     if not (e["backend"] or e["req_path"] or e["req_headers"] or e["absent_req_headers"] or
-            e.get("req_host")):
+            e.get("req_host") or e.get("req_sni")):
         return None
     try:
         echo = json.loads(body)
@@ -238,6 +240,9 @@ def judge(request, answer):
         return "the backend got path %r, expected %r" % (echo.get("path"), e["req_path"])
     if e.get("req_host") and echo.get("host") != e["req_host"]:
         return "the backend got host %r, expected %r" % (echo.get("host"), e["req_host"])
+    if e.get("req_sni") and echo.get("sni") != e["req_sni"]:
+        return "the backend's TLS handshake saw server name %r, expected %r" % (
+            echo.get("sni"), e["req_sni"])
     got_headers = echo.get("headers", {})
     for name, value in e["req_headers"].items():
         got = ",".join(got_headers.get(name.lower(), [])) or None
@@ -1324,10 +1329,11 @@ def setup_gateway(m):
     ca = mesh_util.make_ca(d, "gateway-conformance-ca")
     m.gateway_ca = ca[0]
     # Upstream's names: *.org (which Python's hostname check does not take) and the names sent
-    # (secure.test.com: GatewayModifyListeners' HTTPS listener).
+    # (secure.test.com: GatewayModifyListeners' HTTPS listener; https-listener.org: the
+    # re-encrypting BackendTLSPolicy case's).
     infra = mesh_util.make_server_cert(d, INFRA_CERTIFICATE, ca, ",".join(
         "DNS:" + n for n in ("*.org", "example.org", "second-example.org",
-                             "unknown-example.org", "secure.test.com")))
+                             "unknown-example.org", "secure.test.com", "https-listener.org")))
     c.kube_put("secrets", tls_secret(INFRA_CERTIFICATE, MESH_NS, infra))
     web = mesh_util.make_server_cert(d, "web-backend-certificate", ca, "DNS:*")
     c.kube_put("secrets", tls_secret(WEB_CERTIFICATE, WEB_NS, web))

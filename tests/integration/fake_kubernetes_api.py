@@ -24,9 +24,9 @@ here.
   `meshctl tag` writes, what it and `meshctl upgrade` list to find overlapping selectors, and
   what the control plane lists for the revision tags; nothing calls them.
 - Policy kept in Kubernetes, as custom resources (RESOURCES): meshlet.io Services and
-  TrafficPolicies, Gateway API HTTPRoutes and GRPCRoutes (v1) and ReferenceGrants (v1beta1) are
-  listed and watched like the kinds above; other meshlet.io kinds answer 404 (their CRDs are
-  not installed).
+  TrafficPolicies, Gateway API HTTPRoutes, GRPCRoutes, Gateways, GatewayClasses and
+  BackendTLSPolicies (v1, with status) and ReferenceGrants (v1beta1) are listed and watched like
+  the kinds above; other meshlet.io kinds answer 404 (their CRDs are not installed).
 - Enough of the API for kubectl (tested with 1.32) to work on every resource it serves:
   - Discovery: /version, /api (APIVersions), /apis (APIGroupList) and /api/v1, /apis/GROUP/
     VERSION (APIResourceList, with the plural/status subresources). kubectl asks for
@@ -120,6 +120,8 @@ RESOURCES = [
     Resource("gateways", GATEWAY, "v1", "gateways", "Gateway", status=True),
     Resource("gatewayclasses", GATEWAY, "v1", "gatewayclasses", "GatewayClass", status=True,
              namespaced=False),
+    Resource("backendtlspolicies", GATEWAY, "v1", "backendtlspolicies", "BackendTLSPolicy",
+             status=True),
     Resource("mutatingwebhookconfigurations", "admissionregistration.k8s.io", "v1",
              "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", namespaced=False),
     Resource("certificatesigningrequests", "certificates.k8s.io", "v1",
