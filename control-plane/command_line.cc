@@ -170,6 +170,12 @@ std::vector<Section> Sections(CommandLine& command_line) {
                            "and send their CA certificates to the proxies (default true; "
                            "false: no BackendTLSPolicy has a CA, and its backends are not "
                            "reached)"),
+           flags::StringFlag("--system-ca-file", "FILE", &command_line.system_ca_file,
+                             "the system's CA certificates (PEM), read once at start, which "
+                             "BackendTLSPolicies' wellKnownCACertificates: System verify "
+                             "backends with, sent to the proxies inline (default "
+                             "/etc/ssl/certs/ca-certificates.crt; empty: System is not "
+                             "supported)"),
            flags::BoolFlag("--gateway-namespaces", &command_line.gateway_namespaces,
                            "read the namespaces' labels (list and watch, metadata only) "
                            "for Gateways' allowedRoutes from: Selector (default true; "

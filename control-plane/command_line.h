@@ -50,6 +50,9 @@ struct CommandLine {
   bool gateway_namespaces = true;
   // BackendTLSPolicies' caCertificateRefs ConfigMaps read (server/backend_ca_configmaps.h).
   bool backend_tls_configmaps = true;
+  // The system's CA certificates, for BackendTLSPolicies' wellKnownCACertificates: System
+  // (server/backend_ca_configmaps.h); empty: System is not supported.
+  std::string system_ca_file = "/etc/ssl/certs/ca-certificates.crt";
   // A ServiceAccount, Deployment and Service per Gateway (server/gateway_deployer.h), needing
   // --kubernetes-policy.
   bool gateway_deployments = true;

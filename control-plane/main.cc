@@ -360,6 +360,15 @@ int main(int argc, char** argv) {
                                                                         kubernetes_api);
     if (!api.ok()) return fail(api.status());
     configmaps_api = *std::move(api);
+    std::optional<meshlet::controlplane::translate::BackendCaBundle> system_ca;
+    if (!command_line->system_ca_file.empty()) {
+      system_ca = meshlet::controlplane::SystemCaBundle(command_line->system_ca_file);
+      if (!system_ca->error.empty()) {
+        LOG(WARN) << "backend TLS: " << system_ca->error
+                  << "; BackendTLSPolicies with wellKnownCACertificates: System are not "
+                     "Accepted and their backends are not reached";
+      }
+    }
     backend_ca = std::make_unique<meshlet::controlplane::BackendCaConfigMaps>(
         control_plane.loop(), *configmaps_api, control_plane.stats(),
         meshlet::controlplane::kubernetes::ReflectorOptions{},
@@ -367,7 +376,8 @@ int main(int argc, char** argv) {
             const meshlet::controlplane::translate::BackendCaBundles& bundles) {
           xds.SetBackendCaBundles(bundles);
           if (policy != nullptr) policy->SetBackendCaBundles(bundles);
-        });
+        },
+        system_ca);
     xds.AddPolicyListener(
         [configmaps = backend_ca.get()](
             std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/tls/certificate.h"
 #include "control-plane/kubernetes/yaml_fields.h"
 
@@ -26,10 +27,43 @@ translate::BackendCaBundle CaBundleFromConfigMap(const YAML::Node& config_map) {
   return out;
 }
 
+translate::BackendCaBundle SystemCaBundle(const std::string& path) {
+  translate::BackendCaBundle out;
+  absl::StatusOr<std::string> text = ReadFile(path, kMaxSystemCaBytes);
+  if (!text.ok()) {
+    out.error = absl::StrCat("--system-ca-file: ", text.status().message());
+    return out;
+  }
+  absl::StatusOr<tls::CertificateChain> certificates = tls::ParsePemCertificates(*text);
+  if (!certificates.ok() || certificates->empty()) {
+    out.error =
+        absl::StrCat("--system-ca-file: \"", path, "\" is not PEM certificates",
+                     certificates.ok() ? "" : absl::StrCat(": ", certificates.status().message()));
+    return out;
+  }
+  out.pem = *std::move(text);
+  return out;
+}
+
+namespace {
+// `update` with the system's bundle added to every map.
+BackendCaConfigMaps::UpdateFn WithSystem(BackendCaConfigMaps::UpdateFn update,
+                                         std::optional<translate::BackendCaBundle> system) {
+  if (!system.has_value()) return update;
+  return [update = std::move(update),
+          system = *std::move(system)](const translate::BackendCaBundles& bundles) {
+    translate::BackendCaBundles all = bundles;
+    all[translate::kSystemCaBundle] = system;
+    update(all);
+  };
+}
+}  // namespace
+
 BackendCaConfigMaps::BackendCaConfigMaps(event::Loop& loop, kubernetes::KubernetesApi& api,
                                          StatsRegistry& stats,
                                          const kubernetes::ReflectorOptions& options,
-                                         UpdateFn update)
+                                         UpdateFn update,
+                                         std::optional<translate::BackendCaBundle> system)
     : watches_(
           loop, api, stats, options,
           {.singular = "configmap",
@@ -42,6 +76,8 @@ BackendCaConfigMaps::BackendCaConfigMaps(event::Loop& loop, kubernetes::Kubernet
                          "what the control plane found: served, invalid (see the policy's "
                          "ResolvedRefs condition), missing.",
            .log_name = "backend TLS: ConfigMap"},
-          std::move(update)) {}
+          WithSystem(update, system)) {
+  if (system.has_value()) WithSystem(std::move(update), std::move(system))({});
+}
 
 }  // namespace meshlet::controlplane

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -217,6 +218,47 @@ TEST_F(GatewaySecretsTest, BackendTlsConfigMapsAreReadByNameForTheirCaCertificat
       stats_.RegisterGauge("meshlet_cp_backend_tls_configmaps", "x", {{"state", "missing"}});
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(stats_.GaugeValue(*missing), 1);
+}
+
+TEST_F(GatewaySecretsTest, TheSystemsCaCertificatesAreReadOnceAndPublishedWithTheConfigMaps) {
+  const std::string dir = ::testing::TempDir();
+  const std::string file = dir + "/system-ca.crt";
+  {
+    std::ofstream out(file);
+    out << ca_->cert_pem();
+  }
+  translate::BackendCaBundle system = SystemCaBundle(file);
+  EXPECT_EQ(system.error, "");
+  EXPECT_EQ(system.pem, ca_->cert_pem());
+  EXPECT_EQ(SystemCaBundle(dir + "/absent.crt").error,
+            absl::StrCat("--system-ca-file: cannot read \"", dir,
+                         "/absent.crt\": No such file or directory"));
+  {
+    std::ofstream out(dir + "/junk.crt");
+    out << "not pem";
+  }
+  const translate::BackendCaBundle junk = SystemCaBundle(dir + "/junk.crt");
+  EXPECT_TRUE(absl::StartsWith(
+      junk.error, absl::StrCat("--system-ca-file: \"", dir, "/junk.crt\" is not PEM certificates")))
+      << junk.error;
+  EXPECT_EQ(junk.pem, "");
+
+  // Published at once, before any ConfigMap is read, then beside each map of ConfigMaps.
+  const std::string ca_data =
+      absl::StrCat(R"({"ca.crt":")", absl::CEscape(ca_->cert_pem()), R"("})");
+  secrets_["/api/v1/namespaces/shop/configmaps metadata.name=ca"] =
+      ConfigMapJson("shop", "ca", ca_data);
+  std::vector<translate::BackendCaBundles> published;
+  BackendCaConfigMaps maps(
+      loop_, *api_, stats_, kubernetes::ReflectorOptions{},
+      [&](const translate::BackendCaBundles& b) { published.push_back(b); }, system);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0], (translate::BackendCaBundles{{translate::kSystemCaBundle, system}}));
+  maps.SetReferences({{"shop", "ca"}});
+  ASSERT_TRUE(RunUntil(loop_, [&] { return published.size() > 1; }));
+  ASSERT_EQ(published.back().size(), 2u);
+  EXPECT_EQ(published.back().at(translate::kSystemCaBundle), system);
+  EXPECT_EQ(published.back().at({"shop", "ca"}).pem, ca_->cert_pem());
 }
 
 }  // namespace

@@ -77,7 +77,25 @@ BackendTlsState EvaluateBackendTls(const policy::PolicySnapshot& policy,
     }
   }
   const auto& validation = tls_policy.spec().validation();
-  // wellKnownCACertificates alone (not supported) leaves no CA: NoValidCACertificate.
+  // wellKnownCACertificates (validated: without caCertificateRefs): System is the bundle the
+  // control plane read from --system-ca-file; any other value leaves no CA.
+  if (const std::string& well_known = validation.well_known_c_a_certificates();
+      !well_known.empty()) {
+    const auto it =
+        bundles.has_value() ? bundles->find(kSystemCaBundle) : BackendCaBundles::const_iterator();
+    if (well_known != "System") {
+      out.well_known_message =
+          absl::StrCat("wellKnownCACertificates ", well_known, " is not supported: only System");
+    } else if (!bundles.has_value() || it == bundles->end()) {
+      out.well_known_message =
+          "wellKnownCACertificates System: the control plane read no system CA certificates "
+          "(--system-ca-file, with a Kubernetes API)";
+    } else if (!it->second.error.empty()) {
+      out.well_known_message = absl::StrCat("wellKnownCACertificates System: ", it->second.error);
+    } else {
+      out.ca_pem = it->second.pem;
+    }
+  }
   for (const gw::LocalObjectReference& ref : validation.ca_certificate_refs()) {
     std::string reason, message;
     if (!ref.group().empty() || ref.kind() != "ConfigMap") {
@@ -178,12 +196,11 @@ std::vector<policy::RouteStatusUpdate> ComputeBackendTlsStatuses(
       accepted =
           MakeCondition("Accepted", false, "Conflicted", state.conflict_message, update.generation);
     } else if (state.ca_pem.empty()) {
-      const bool well_known = p.spec().validation().ca_certificate_refs_size() == 0;
       accepted = MakeCondition(
           "Accepted", false, "NoValidCACertificate",
-          well_known ? "wellKnownCACertificates is not supported: name the CA certificates in "
-                       "caCertificateRefs (ConfigMaps with ca.crt)"
-                     : "no caCertificateRef resolves to a CA certificate: " + state.refs_message,
+          !state.well_known_message.empty()
+              ? state.well_known_message
+              : "no caCertificateRef resolves to a CA certificate: " + state.refs_message,
           update.generation);
     } else {
       accepted = MakeCondition("Accepted", true, "Accepted", "", update.generation);

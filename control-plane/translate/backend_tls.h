@@ -44,9 +44,12 @@ struct BackendTlsState {
   // empty reason: all resolve.
   std::string refs_reason;
   std::string refs_message;
-  // The PEM certificates of the refs that resolve, concatenated; empty: none (Accepted False,
-  // NoValidCACertificate; connections through it fail).
+  // The PEM certificates of the refs that resolve, concatenated, or the system's for
+  // wellKnownCACertificates: System (BackendCaBundles' kSystemCaBundle); empty: none (Accepted
+  // False, NoValidCACertificate; connections through it fail).
   std::string ca_pem;
+  // Why wellKnownCACertificates has no certificates (no system bundle read, or it failed).
+  std::string well_known_message;
 };
 BackendTlsState EvaluateBackendTls(const policy::PolicySnapshot& policy,
                                    const std::optional<BackendCaBundles>& bundles,
@@ -71,7 +74,8 @@ std::set<std::pair<std::string, std::string>> BackendCaConfigMapRefs(
 // Gateway, namespace, name), controllerName meshlet.io/gateway-controller, and
 //   Accepted      True/Accepted; False/Conflicted (another policy takes the target);
 //                 False/NoValidCACertificate (no caCertificateRef resolves, or
-//                 wellKnownCACertificates, which is not supported)
+//                 wellKnownCACertificates other than System, or System without the
+//                 system's bundle)
 //   ResolvedRefs  True/ResolvedRefs; False/InvalidKind or InvalidCACertificateRef (the first
 //                 that does not resolve, named in the message)
 // each with observedGeneration = metadata.generation. A policy no Gateway reaches gets no entry.

@@ -230,5 +230,44 @@ TEST_F(BackendTlsTest, WithoutACaTheBackendIsNotReachedAtAll) {
   EXPECT_EQ(Assignment(fixed, "outbound|80||echo.default")->endpoints_size(), 1);
 }
 
+TEST_F(BackendTlsTest, WellKnownSystemCertificatesAreTheControlPlanesSystemBundle) {
+  AddPolicy("system", 1, "echo/http", {}, "    wellKnownCACertificates: System\n");
+  RouteToEcho();
+  // No system bundle read (no --system-ca-file): no CA, not reached.
+  const BackendTlsState none = EvaluateBackendTls(
+      policy_, bundles_, *policy_.backend_tls_policies.Find("default", "system"));
+  EXPECT_TRUE(none.ca_pem.empty());
+  EXPECT_NE(none.well_known_message.find("--system-ca-file"), std::string::npos)
+      << none.well_known_message;
+  EXPECT_EQ(StatusOf("system"),
+            std::vector<std::string>{
+                "default/edge Accepted=False/NoValidCACertificate ResolvedRefs=True/ResolvedRefs"});
+  EXPECT_EQ(Assignment(Translated("frontend-0"), "outbound|80||echo.default")->endpoints_size(), 0);
+
+  // A bundle that could not be read says why.
+  bundles_[kSystemCaBundle] = BackendCaBundle{.error = "/etc/ssl/x.crt: No such file"};
+  EXPECT_EQ(
+      EvaluateBackendTls(policy_, bundles_, *policy_.backend_tls_policies.Find("default", "system"))
+          .well_known_message,
+      "wellKnownCACertificates System: /etc/ssl/x.crt: No such file");
+
+  // The system's certificates: the cluster originates TLS verified with them, sent inline.
+  bundles_[kSystemCaBundle] = BackendCaBundle{.pem = kCaPem};
+  EXPECT_EQ(StatusOf("system"),
+            std::vector<std::string>{
+                "default/edge Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs"});
+  const NodeResources& r = Translated("frontend-0");
+  const xds::Cluster* cluster = Named(r.clusters, "outbound|80||echo.default");
+  ASSERT_NE(cluster, nullptr);
+  EXPECT_TRUE(cluster->tls().enabled());
+  EXPECT_EQ(cluster->tls().sni(), "abc.example.com");
+  const xds::Secret* secret = Named(r.secrets, cluster->tls().secret_name());
+  ASSERT_NE(secret, nullptr);
+  EXPECT_EQ(secret->trust_bundle_pem(), kCaPem);
+  EXPECT_EQ(Assignment(r, "outbound|80||echo.default")->endpoints_size(), 1);
+  // No ConfigMap is read for it.
+  EXPECT_TRUE(BackendCaConfigMapRefs(policy_).empty());
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::translate

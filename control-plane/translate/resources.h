@@ -102,6 +102,10 @@ struct BackendCaBundle {
 };
 using BackendCaBundles =
     std::map<std::pair<std::string, std::string>, BackendCaBundle>;  // (namespace, name)
+// The key of BackendCaBundles holding the system's CA certificates (the control plane's
+// --system-ca-file), which a BackendTLSPolicy's wellKnownCACertificates: System names; no
+// ConfigMap has an empty namespace.
+inline const std::pair<std::string, std::string> kSystemCaBundle{"", "System"};
 
 struct TranslateOptions {
   std::string cluster_domain = "cluster.local";

@@ -18,7 +18,8 @@ and:
           /lib/x86_64-linux-gnu/..., BoringSSL under /usr/lib/x86_64-linux-gnu/android); for the
           proxy also iptables (xtables-nft-multi and its command names) and every xtables module
           it loads at run time, with their libraries
-  etc/    passwd, group, nsswitch.conf (deploy/images/etc)
+  etc/    passwd, group, nsswitch.conf (deploy/images/etc); the control plane's image also
+          has the system's CA certificates (/etc/ssl/certs/ca-certificates.crt, under root/)
   data/   an empty directory (the control plane's image makes it its data directory)
 
 then runs `podman build` on it, tags the image localhost/NAME:TAG (TAG: the version the sidecar
@@ -46,6 +47,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 # Binaries from the Bazel output tree, by image: (path under --bin-dir, name in bin/).
 BINARIES = {
@@ -168,6 +170,13 @@ def fill_context(image, bin_dir, context, strip_debug=True):
     for elf in elves:
         for lib in shared_libraries(elf):
             copy_into(root, lib)
+    if image == "meshlet-control-plane":
+        # The system's CA certificates: the default --system-ca-file (BackendTLSPolicies'
+        # wellKnownCACertificates: System), --jwks-ca-file and --federation-endpoint-ca.
+        if not os.path.isfile(SYSTEM_CA_FILE):
+            raise BuildError("%s not found: the control plane's image needs Debian's "
+                             "ca-certificates package" % SYSTEM_CA_FILE)
+        copy_into(root, SYSTEM_CA_FILE)
     if image == "meshlet-cni":
         # The plugin as the agent installs it on a node: beside the loader and every library it
         # loads, which the static meshlet-cni-launcher runs it with (cni/launcher_main.cc).
