@@ -381,6 +381,43 @@ spec:
       << read.body;
 }
 
+TEST_F(PolicyApiTest, BackendTlsPoliciesAreShownWithTheirComputedStatusPerGateway) {
+  constexpr char kPolicy[] =
+      "/apis/gateway.networking.k8s.io/v1/namespaces/default/backendtlspolicies/echo-tls";
+  for (const auto& [path, body] : std::vector<std::pair<std::string, std::string>>{
+           {"/apis/gateway.networking.k8s.io/v1/gatewayclasses/meshlet",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: "
+            "meshlet}\nspec: {controllerName: meshlet.io/gateway-controller}\n"},
+           {"/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/edge",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge}\n"
+            "spec:\n  gatewayClassName: meshlet\n  listeners: [{name: web, port: 80, protocol: "
+            "HTTP}]\n"},
+           {"/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n"
+            "spec:\n  parentRefs: [{name: edge}]\n  rules:\n  - backendRefs: [{name: echo, "
+            "port: 80}]\n"},
+           {kPolicy,
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {name: "
+            "echo-tls}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: echo}]\n"
+            "  validation:\n    hostname: echo.example.com\n    caCertificateRefs: [{group: "
+            "\"\", kind: ConfigMap, name: echo-ca}]\n"}}) {
+    ASSERT_EQ(Call("PUT", path, body).status, 201) << path;
+  }
+  // No ConfigMap is read here: the reference does not resolve, for Gateway default/edge.
+  http::ServerResponse read = Call("GET", kPolicy);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("ancestorRef":{"group":"gateway.networking.k8s.io","kind":)"
+                           R"("Gateway","namespace":"default","name":"edge"})"),
+            std::string::npos)
+      << read.body;
+  EXPECT_NE(read.body.find(R"("reason":"NoValidCACertificate")"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find(R"("reason":"InvalidCACertificateRef")"), std::string::npos)
+      << read.body;
+  read = Call("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/default/backendtlspolicies");
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("reason":"NoValidCACertificate")"), std::string::npos) << read.body;
+}
+
 TEST_F(PolicyApiTest, GatewayApiKindsLiveBesideMeshletsUnderTheirOwnGroup) {
   constexpr char kGatewayRoute[] =
       "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/reviews";

@@ -24,6 +24,7 @@
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/snapshot.h"
+#include "control-plane/translate/backend_tls.h"
 #include "control-plane/translate/gateway_status.h"
 #include "control-plane/translate/route_status.h"
 
@@ -141,8 +142,9 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
                                                       const ResourceKey* only) const {
   ObjectStatuses out;
   const bool gateway = info.kind == "Gateway" || info.kind == "GatewayClass";
+  const bool backend_tls = info.kind == "BackendTLSPolicy";
   if (info.group != policy::kGatewayGroup ||
-      (info.kind != "HTTPRoute" && info.kind != "GRPCRoute" && !gateway)) {
+      (info.kind != "HTTPRoute" && info.kind != "GRPCRoute" && !gateway && !backend_tls)) {
     return out;
   }
   std::shared_ptr<const policy::LivePolicy> live;
@@ -173,6 +175,14 @@ PolicyApi::ObjectStatuses PolicyApi::ComputedStatuses(const KindInfo& info,
     }
     for (const translate::GatewayStatusUpdate& u : computed.gateways) {
       out[{"Gateway", u.namespace_, u.name}] = u.status.SerializeAsString();
+    }
+    return out;
+  }
+  if (backend_tls) {
+    // Per ancestor Gateway, as written to Kubernetes (RouteStatus and PolicyStatus share their
+    // wire format: parents and ancestors are field 1, each ref, controller and conditions 1-3).
+    for (policy::RouteStatusUpdate& u : translate::ComputeBackendTlsStatuses(snapshot, env)) {
+      out[{u.kind, u.namespace_, u.name}] = u.status.SerializeAsString();
     }
     return out;
   }

@@ -74,6 +74,8 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
     header.insert(header.end(), {"CONTROLLER", "ACCEPTED"});
   } else if (kind == "GatewayGateway") {
     header.insert(header.end(), {"CLASS", "ADDRESS", "PROGRAMMED"});
+  } else if (kind == "GatewayBackendTLSPolicy") {
+    header.insert(header.end(), {"TARGETS", "HOSTNAME", "ACCEPTED"});
   }
   header.insert(header.end(), {"VERSION", "AGE"});
   rows.push_back(header);
@@ -162,6 +164,30 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       }
       row.push_back(from.empty() ? "<none>" : absl::StrJoin(from, ","));
       row.push_back(to.empty() ? "<none>" : absl::StrJoin(to, ","));
+    } else if (kind == "GatewayBackendTLSPolicy") {
+      std::vector<std::string> targets;
+      for (const auto& t : spec["targetRefs"]) {
+        targets.push_back(absl::StrCat(Scalar(t["kind"]), "/", Scalar(t["name"]),
+                                       t["sectionName"] ? ":" + Scalar(t["sectionName"]) : ""));
+      }
+      row.push_back(targets.empty() ? "<none>" : absl::StrJoin(targets, ","));
+      row.push_back(Scalar(spec["validation"]["hostname"]));
+      // Accepted for each Gateway it reaches: True, or the first refusal's reason; "-" when no
+      // meshlet Gateway routes to its Services.
+      std::string accepted = "-";
+      const YAML::Node status = item["status"];
+      const YAML::Node ancestors = status ? status["ancestors"] : YAML::Node();
+      for (const auto& a : ancestors) {
+        for (const auto& c : a["conditions"]) {
+          if (Scalar(c["type"]) != "Accepted") continue;
+          if (Scalar(c["status"]) == "True") {
+            if (accepted == "-") accepted = "True";
+          } else if (accepted == "-" || accepted == "True") {
+            accepted = absl::StrCat("False (", Scalar(c["reason"]), ")");
+          }
+        }
+      }
+      row.push_back(accepted);
     } else if (kind == "GatewayGatewayClass" || kind == "GatewayGateway") {
       // The status the API computed (docs/gateway.md), as kubectl's columns show it.
       const YAML::Node status = item["status"];

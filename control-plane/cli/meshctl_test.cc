@@ -465,6 +465,27 @@ TEST_F(MeshctlTest, GetAndDeleteNameTheGatewayKindsAsKubectlDoes) {
             "NAME      CONTROLLER                      ACCEPTED   VERSION   AGE\n"
             "meshlet   meshlet.io/gateway-controller   True                 <unknown>\n");
 
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/backendtlspolicies", 200,
+              R"({"items":[{"metadata":{"name":"pay-tls","namespace":"shop"},
+                  "spec":{"targetRefs":[{"group":"","kind":"Service","name":"payments",
+                                         "sectionName":"https"}],
+                          "validation":{"hostname":"pay.example.com"}},
+                  "status":{"ancestors":[
+                    {"conditions":[{"type":"Accepted","status":"True"}]},
+                    {"conditions":[{"type":"Accepted","status":"False",
+                                    "reason":"NoValidCACertificate"}]}]}},
+                 {"metadata":{"name":"idle","namespace":"shop"},
+                  "spec":{"targetRefs":[{"group":"","kind":"Service","name":"idle"}],
+                          "validation":{"hostname":"idle.example.com"}}}]})");
+  ASSERT_EQ(Run({"get", "btlspolicy", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "NAME      TARGETS                  HOSTNAME           ACCEPTED                       "
+            "VERSION   AGE\n"
+            "pay-tls   Service/payments:https   pay.example.com    False (NoValidCACertificate)             "
+            "<unknown>\n"
+            "idle      Service/idle             idle.example.com   -                                        "
+            "<unknown>\n");
+
   api_.Answer("DELETE", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/grpcroutes/echo", 200,
               "{}");
   ASSERT_EQ(Run({"delete", "grpcroutes", "echo", "-n", "shop"}), 0) << err_.str();
