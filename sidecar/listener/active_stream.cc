@@ -285,6 +285,7 @@ void ActiveStream::SendLocalReply(const stream::LocalReply& reply) {
   http::HeaderMap headers;
   net::Buffer body;
   const bool has_body = stream::BuildLocalReply(reply, grpc_, headers, body);
+  router_.AddCorsHeadersToLocalReply(headers);
   info_.response_code = stream::LocalReplyStatus(reply, grpc_);
   info_.local_reply_reason = reply.message;
   if (!hcm_.context_.error_header.empty() && !hcm_.options_.mesh_edge) {

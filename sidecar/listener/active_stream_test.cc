@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/http/cors_origin.h"
 #include "gtest/gtest.h"
 #include "sidecar/listener/http_connection_manager_test_util.h"
 #include "sidecar/stream/decision_ring.h"
@@ -383,6 +384,43 @@ TEST_F(ActiveStreamTest, RefusedDestinationAnswers502WithNM) {
 // turn for everything else, but a request's start and end are read exactly, so its access-log
 // duration, its duration histograms (downstream and the cluster's golden metrics) and its
 // server span all show it.
+TEST_F(ActiveStreamTest, LocalRepliesAfterRoutingCarryTheRoutesCorsHeaders) {
+  auto empty = std::make_shared<ClusterConfig>();
+  empty->name = "empty";
+  auto cors = std::make_shared<route::CorsPolicy>();
+  cors->allow_origins.push_back(*http::ParseOriginPattern("https://app.example"));
+  cors->expose_headers = "x-request-id";
+  context_.snapshot = RoutesTo({{"/no-hosts", "empty"}}, {empty},
+                               [&](route::RouteEntry& r) { r.extras.mut().cors = cors; });
+  auto get = [&](absl::string_view origin) {
+    return Exchange(absl::StrCat("GET /no-hosts HTTP/1.1\r\nhost: x\r\n",
+                                 origin.empty() ? "" : absl::StrCat("origin: ", origin, "\r\n"),
+                                 "connection: close\r\n\r\n"))
+        .first;
+  };
+  // No healthy upstream: the router's 503, readable by the page of an allowed origin.
+  std::string response = get("https://app.example");
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 503")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "access-control-allow-origin: https://app.example"))
+      << response;
+  EXPECT_TRUE(absl::StrContains(response, "access-control-expose-headers: x-request-id"))
+      << response;
+  EXPECT_TRUE(absl::StrContains(response, "vary: Origin")) << response;
+  // Another origin, or none: the same reply without them.
+  for (absl::string_view origin : {"https://evil.example", ""}) {
+    response = get(origin);
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 503")) << response;
+    EXPECT_FALSE(absl::StrContains(response, "access-control-")) << origin << ": " << response;
+  }
+  // Before routing (no route for the path) nothing is known of a policy.
+  response = Exchange(
+                 "GET /nowhere HTTP/1.1\r\nhost: x\r\norigin: https://app.example\r\n"
+                 "connection: close\r\n\r\n")
+                 .first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 404")) << response;
+  EXPECT_FALSE(absl::StrContains(response, "access-control-")) << response;
+}
+
 TEST_F(ActiveStreamTest, RequestsAnsweredWithinOneLoopTurnHaveADuration) {
   auto empty = std::make_shared<ClusterConfig>();
   empty->name = "empty";

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -159,11 +160,12 @@ class HttpConnectionManagerTest : public ::testing::Test {
   };
 
   // A snapshot of `clusters` whose route table "routes" (one virtual host, every domain) has a
-  // route per path, named after it: to the cluster named, or a direct 200 "ok" for an empty name.
-  // The cluster manager is updated to it.
+  // route per path, named after it: to the cluster named, or a direct 200 "ok" for an empty name;
+  // each route then passed to `edit` when given. The cluster manager is updated to it.
   std::shared_ptr<const config::Snapshot> RoutesTo(
       const std::vector<std::pair<std::string, std::string>>& path_to_cluster,
-      const std::vector<std::shared_ptr<ClusterConfig>>& clusters) {
+      const std::vector<std::shared_ptr<ClusterConfig>>& clusters,
+      const std::function<void(route::RouteEntry&)>& edit = nullptr) {
     auto snapshot = std::make_shared<config::Snapshot>();
     for (const auto& cluster : clusters) snapshot->clusters[cluster->name] = cluster;
     route::RouteConfig routes;
@@ -182,6 +184,7 @@ class HttpConnectionManagerTest : public ::testing::Test {
         action.cluster = cluster;
         route.action = action;
       }
+      if (edit) edit(route);
       vhost.routes.push_back(route);
     }
     routes.virtual_hosts.push_back(vhost);

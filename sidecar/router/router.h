@@ -26,7 +26,8 @@
 // CORS (route/cors.h): at the route stage, a request with an Origin to a route with a CORS
 // policy is checked against it first; a preflight is answered there (200 with the policy's
 // headers, or 403 for an origin it does not allow), before the direct response, redirect or
-// cluster; an allowed origin's response gets the Access-Control-* headers, whatever the action.
+// cluster; an allowed origin's response gets the Access-Control-* headers, whatever the action,
+// local replies sent after the route stage included (so a browser can read a 503 or a 429).
 // Counted in StreamContext::cors (cors_stats.h).
 //
 // Ownership and callbacks: the stream owns the Router, the request headers and trailers it passes
@@ -96,6 +97,14 @@ class Router final : public stream::Filter {
   void Abandon();
 
   bool response_started() const { return response_started_; }
+  // A local reply to a request whose route has a CORS policy allowing its origin gets the
+  // Access-Control-* headers a proxied response would (the stream calls it for every local reply
+  // sent once the route is chosen: the router's own, route-level filters'); nothing otherwise.
+  void AddCorsHeadersToLocalReply(http::HeaderMap& headers) {
+    if (cors_ != nullptr) [[unlikely]] {
+      AddCorsHeaders(headers);
+    }
+  }
   // The stream carries raw bytes (after a 101 or CONNECT's 200).
   bool tunnel() const { return tunnel_; }
   bool grpc() const { return grpc_; }
