@@ -101,7 +101,8 @@ std::vector<RenderedGateway> RenderGateways(const policy::PolicySnapshot& policy
                                       infrastructure.labels().end());
     spec.infrastructure_annotations.insert(infrastructure.annotations().begin(),
                                            infrastructure.annotations().end());
-    spec.addresses = translate::JudgeGatewayAddresses(gateway, options.address_ranges).usable;
+    spec.addresses =
+        translate::JudgeGatewayAddresses(policy, gateway, options.address_ranges).usable;
     out.push_back({spec.namespace_, spec.name, inject::GatewayManifests(spec, options.inject)});
   }
   return out;

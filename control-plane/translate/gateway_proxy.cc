@@ -203,7 +203,7 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
   const gw::Gateway& gateway = *ctx.gateway;
   const GatewayEnvironment env = GatewayEnvironmentOf(ctx.options);
   // Not accepted (UnsupportedAddress) or not programmed (AddressNotUsable): nothing is served.
-  const GatewayAddresses addresses = JudgeGatewayAddresses(gateway, env.address_ranges);
+  const GatewayAddresses addresses = JudgeGatewayAddresses(ctx.policy, gateway, env.address_ranges);
   if (!addresses.unsupported.empty() || !addresses.not_usable.empty()) return;
   const std::string gateway_name =
       absl::StrCat(NamespaceOr(gateway.metadata().namespace_()), "/", gateway.metadata().name());

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -356,8 +357,11 @@ std::set<GatewayEnvironment::Key> GatewaySecretRefs(const policy::PolicySnapshot
   return out;
 }
 
-GatewayAddresses JudgeGatewayAddresses(const gw::Gateway& gateway,
-                                       const std::vector<net::IpPrefix>& ranges) {
+namespace {
+
+// spec.addresses judged for the Gateway alone (JudgeGatewayAddresses without other Gateways).
+GatewayAddresses JudgeOwnAddresses(const gw::Gateway& gateway,
+                                   const std::vector<net::IpPrefix>& ranges) {
   GatewayAddresses out;
   out.proxies = gateway.spec().addresses().empty();
   std::vector<std::string> unsupported, not_usable;
@@ -397,6 +401,47 @@ GatewayAddresses JudgeGatewayAddresses(const gw::Gateway& gateway,
   }
   if (!not_usable.empty()) {
     out.not_usable = absl::StrCat("spec.addresses: ", absl::StrJoin(not_usable, "; "));
+  }
+  return out;
+}
+
+// Whether Gateway `a` holds an address both ask for before `b`: the older, then the first by
+// namespace/name.
+bool HoldsFirst(const gw::Gateway& a, const gw::Gateway& b) {
+  const auto& ma = a.metadata();
+  const auto& mb = b.metadata();
+  return std::tie(ma.creation_timestamp(), ma.namespace_(), ma.name()) <
+         std::tie(mb.creation_timestamp(), mb.namespace_(), mb.name());
+}
+
+}  // namespace
+
+GatewayAddresses JudgeGatewayAddresses(const policy::PolicySnapshot& policy,
+                                       const gw::Gateway& gateway,
+                                       const std::vector<net::IpPrefix>& ranges) {
+  GatewayAddresses out = JudgeOwnAddresses(gateway, ranges);
+  if (out.usable.empty()) return out;
+  // An address another meshlet Gateway asked for first is that Gateway's.
+  std::vector<std::string> taken;
+  for (const gw::Gateway& other : policy.gateways) {
+    if (!HoldsFirst(other, gateway) || !IsMeshletClass(policy, other.spec().gateway_class_name())) {
+      continue;
+    }
+    const std::vector<std::string> held = JudgeOwnAddresses(other, ranges).usable;
+    for (auto it = out.usable.begin(); it != out.usable.end();) {
+      if (std::find(held.begin(), held.end(), *it) == held.end()) {
+        ++it;
+        continue;
+      }
+      taken.push_back(absl::StrCat(*it, " is in use by Gateway ",
+                                   Or(other.metadata().namespace_(), "default"), "/",
+                                   other.metadata().name()));
+      it = out.usable.erase(it);
+    }
+  }
+  if (!taken.empty()) {
+    absl::StrAppend(&out.not_usable, out.not_usable.empty() ? "spec.addresses: " : "; ",
+                    absl::StrJoin(taken, "; "));
   }
   return out;
 }
@@ -453,7 +498,7 @@ GatewayStatuses ComputeGatewayStatuses(const policy::PolicySnapshot& policy,
     const bool served = proxies != env.proxy_addresses.end() && !proxies->second.empty();
     const int usable = static_cast<int>(std::count_if(
         states.begin(), states.end(), [](const ListenerState& s) { return s.usable(); }));
-    const GatewayAddresses addresses = JudgeGatewayAddresses(gateway, env.address_ranges);
+    const GatewayAddresses addresses = JudgeGatewayAddresses(policy, gateway, env.address_ranges);
     const std::string infrastructure = InfrastructureProblem(gateway);
     bool accepted = true;
     if (!addresses.unsupported.empty()) {

@@ -59,15 +59,18 @@ struct GatewayEnvironment {
 };
 
 // A Gateway's spec.addresses judged (ADR 0105): only type IPAddress (the default) is supported;
-// a value must be an IP address in one of `ranges`; an entry without a value asks for an address
-// meshlet picks: its proxies' own.
+// a value must be an IP address in one of `ranges` that no other Gateway of a meshlet class asked
+// for first (the older, then the first by namespace/name, holds it; the other's is not usable,
+// naming the holder); an entry without a value asks for an address meshlet picks: its proxies'
+// own.
 struct GatewayAddresses {
   std::string unsupported;          // why not accepted (UnsupportedAddress); empty: none
   std::string not_usable;           // why not programmed (AddressNotUsable); empty: none
   std::vector<std::string> usable;  // the static addresses usable, canonical text, in order
   bool proxies = false;             // no spec.addresses, or one without a value
 };
-GatewayAddresses JudgeGatewayAddresses(const meshlet::gateway::Gateway& gateway,
+GatewayAddresses JudgeGatewayAddresses(const policy::PolicySnapshot& policy,
+                                       const meshlet::gateway::Gateway& gateway,
                                        const std::vector<net::IpPrefix>& ranges);
 
 // The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it

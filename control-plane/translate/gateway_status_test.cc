@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "control-plane/translate/gateway_test_util.h"
@@ -225,6 +229,62 @@ spec:
   ASSERT_EQ(u.status.addresses_size(), 1) << "the static address only, once";
   EXPECT_EQ(u.status.addresses(0).value(), "203.0.113.3");
   EXPECT_EQ(u.status.addresses(0).type(), "IPAddress");
+}
+
+TEST_F(GatewayStatusTest, AnAddressAnotherGatewayAskedForFirstIsNotUsable) {
+  // "edge" is the younger: "older" (created first) holds 203.0.113.3; a Gateway of another class
+  // asking for 203.0.113.4 takes nothing from it.
+  for (const char* yaml : {R"(
+kind: Gateway
+metadata: {name: edge, creationTimestamp: "2026-01-01T00:00:05Z"}
+spec:
+  gatewayClassName: meshlet
+  addresses: [{value: 203.0.113.3}, {value: 203.0.113.4}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)",
+                           R"(
+kind: Gateway
+metadata: {name: older, namespace: shop, creationTimestamp: "2026-01-01T00:00:01Z"}
+spec:
+  gatewayClassName: meshlet
+  addresses: [{value: 203.0.113.3}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)",
+                           R"(
+kind: Gateway
+metadata: {name: theirs, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  gatewayClassName: other
+  addresses: [{value: 203.0.113.4}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+)"}) {
+    AddGateway(yaml);
+  }
+  env_.address_ranges = {*net::IpPrefix::Parse("203.0.113.0/29")};
+  env_.proxy_addresses[{"default", "edge"}] = {"10.0.5.1"};
+  env_.proxy_addresses[{"shop", "older"}] = {"10.0.5.2"};
+  GatewayStatusUpdate u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()),
+            "Accepted=True/Accepted,Programmed=False/AddressNotUsable");
+  EXPECT_EQ(MessageOf(u.status.conditions(), "Programmed"),
+            "spec.addresses: 203.0.113.3 is in use by Gateway shop/older");
+  for (const GatewayStatusUpdate& g : Statuses().gateways) {
+    if (g.name != "older") continue;
+    EXPECT_EQ(Conditions(g.status.conditions()),
+              "Accepted=True/Accepted,Programmed=True/Programmed");
+    ASSERT_EQ(g.status.addresses_size(), 1);
+    EXPECT_EQ(g.status.addresses(0).value(), "203.0.113.3");
+  }
+  // What the deployer gives the Service and the proxy's translation use alike.
+  const GatewayAddresses judged =
+      JudgeGatewayAddresses(policy_, std::as_const(policy_.gateways)[0], env_.address_ranges);
+  EXPECT_EQ(judged.usable, std::vector<std::string>{"203.0.113.4"});
+
+  // Once the older Gateway lets it go, the address is edge's.
+  policy_.gateways[1].mutable_spec()->clear_addresses();
+  u = Edge();
+  EXPECT_EQ(Conditions(u.status.conditions()), "Accepted=True/Accepted,Programmed=True/Programmed");
+  EXPECT_EQ(u.status.addresses_size(), 2);
 }
 
 TEST_F(GatewayStatusTest, AnAddressWithoutAValueIsTheProxiesOwn) {
