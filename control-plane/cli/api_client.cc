@@ -105,6 +105,19 @@ absl::StatusOr<HttpResponse> ApiClient::SendToAny(ApiRequest request) {
 std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::string& path,
                                         absl::string_view body, int* exit_code,
                                         std::function<bool(absl::string_view data)> on_body_data) {
+  return CallImpl(method, path, body, exit_code, std::move(on_body_data), nullptr);
+}
+
+std::optional<ApiReply> ApiClient::CallThroughRestart(absl::string_view method,
+                                                      const std::string& path,
+                                                      std::string* unreachable, int* exit_code) {
+  unreachable->clear();
+  return CallImpl(method, path, "", exit_code, nullptr, unreachable);
+}
+
+std::optional<ApiReply> ApiClient::CallImpl(
+    absl::string_view method, const std::string& path, absl::string_view body, int* exit_code,
+    std::function<bool(absl::string_view data)> on_body_data, std::string* unreachable) {
   ApiRequest request{.server = server_,
                      .method = std::string(method),
                      .path = path,
@@ -118,6 +131,11 @@ std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::str
   absl::StatusOr<HttpResponse> response = SendToAny(std::move(request));
   if (!response.ok()) {
     const absl::Status& status = response.status();
+    if (unreachable != nullptr && absl::IsUnavailable(status)) {
+      *unreachable = std::string(status.message());
+      if (exit_code != nullptr) *exit_code = kExitUnreachable;
+      return std::nullopt;
+    }
     const int code = absl::IsFailedPrecondition(status) ? kExitUsage : kExitUnreachable;
     Report(err_, {code, absl::IsFailedPrecondition(status) || absl::IsUnauthenticated(status)
                             ? Explain(status)

@@ -105,6 +105,12 @@ class ApiClient {
                                absl::string_view body = "", int* exit_code = nullptr,
                                std::function<bool(absl::string_view data)> on_body_data = nullptr);
 
+  // As Call, for a command that polls through a control-plane restart: when no replica can be
+  // reached (Unavailable), nothing is printed, `*unreachable` says why and nullopt is returned
+  // (`*exit_code` kExitUnreachable); any other outcome is Call's.
+  std::optional<ApiReply> CallThroughRestart(absl::string_view method, const std::string& path,
+                                             std::string* unreachable, int* exit_code);
+
   // `method` `path` without the token or any judgement: for /healthz and /version.
   absl::StatusOr<HttpResponse> SendPlain(absl::string_view method, const std::string& path);
   // How a command ends when `response` (from SendPlain) failed or is not 200: without a CA to
@@ -118,6 +124,10 @@ class ApiClient {
   std::string Explain(const absl::Status& status) const;
 
  private:
+  std::optional<ApiReply> CallImpl(absl::string_view method, const std::string& path,
+                                   absl::string_view body, int* exit_code,
+                                   std::function<bool(absl::string_view data)> on_body_data,
+                                   std::string* unreachable);
   // Sends `request` to the current replica, then to each other one while none can be reached.
   absl::StatusOr<HttpResponse> SendToAny(ApiRequest request);
 

@@ -223,15 +223,36 @@ class Ca final : public Command {
  private:
   // Polls the rotation requested at `started` until it is complete or aborted (or --wait
   // passes), printing each step. An answer about an earlier rotation (the control plane has not
-  // looked at the request yet) is skipped.
+  // looked at the request yet) is skipped. A control plane that cannot be reached (restarting:
+  // the rotation resumes from the store) is waited for within --wait, said once.
   int Follow(Session& session, const std::string& started) {
     const absl::Time deadline = absl::Now() + wait_;
     std::string last;
+    bool said_unreachable = false;
     while (true) {
       int exit_code = 0;
+      std::string unreachable;
       std::optional<ApiReply> reply =
-          session.api().Call("GET", "/api/v1/ca/rotation", "", &exit_code);
-      if (!reply.has_value()) return exit_code;
+          session.api().CallThroughRestart("GET", "/api/v1/ca/rotation", &unreachable, &exit_code);
+      if (!reply.has_value() && unreachable.empty()) return exit_code;
+      if (!reply.has_value()) {
+        if (absl::Now() >= deadline) {
+          session.io().err << "error: the control plane at " << session.api().server()
+                           << " cannot be reached (" << unreachable << ") after "
+                           << absl::FormatDuration(wait_)
+                           << "; the rotation goes on once it is back (follow it with meshctl "
+                              "ca rotate --status)\n";
+          return kExitUnreachable;
+        }
+        if (!said_unreachable) {
+          session.io().out << "waiting for the control plane at " << session.api().server() << " ("
+                           << unreachable << ")\n";
+          said_unreachable = true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        continue;
+      }
+      said_unreachable = false;
       const YAML::Node r = ParseAnswer(reply->http.body).value_or(YAML::Node());
       const std::string step =
           r.IsMap() && Scalar(r["started"]) == started ? Scalar(r["step"]) : "";

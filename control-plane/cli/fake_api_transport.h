@@ -30,13 +30,20 @@ class FakeApiTransport final : public ApiTransport {
   void FailWith(absl::Status error) { error_ = std::move(error); }
   // Requests to `server` fail as if nothing listened there.
   void Unreachable(std::string server) { unreachable_.insert(std::move(server)); }
+  // The next `count` requests of `method` fail as if nothing listened (a server restarting).
+  void UnreachableFor(std::string method, int count) {
+    unreachable_method_ = std::move(method);
+    unreachable_for_ = count;
+  }
 
   const std::vector<ApiRequest>& requests() const { return requests_; }
 
   absl::StatusOr<HttpResponse> Send(const ApiRequest& request) override {
     requests_.push_back(request);
     if (!error_.ok()) return error_;
-    if (unreachable_.count(request.server) > 0) {
+    const bool restarting = unreachable_for_ > 0 && request.method == unreachable_method_;
+    if (restarting || unreachable_.count(request.server) > 0) {
+      if (restarting) --unreachable_for_;
       return absl::UnavailableError(absl::StrCat("connect: connection refused"));
     }
     auto it = answers_.find(absl::StrCat(request.method, " ", request.path));
@@ -52,6 +59,8 @@ class FakeApiTransport final : public ApiTransport {
   std::map<std::string, HttpResponse> answers_;
   absl::Status error_;
   std::set<std::string> unreachable_;
+  std::string unreachable_method_;
+  int unreachable_for_ = 0;
   std::vector<ApiRequest> requests_;
 };
 

@@ -481,9 +481,11 @@ TEST_F(MeshctlTest, GetAndDeleteNameTheGatewayKindsAsKubectlDoes) {
   EXPECT_EQ(out_.str(),
             "NAME      TARGETS                  HOSTNAME           ACCEPTED                       "
             "VERSION   AGE\n"
-            "pay-tls   Service/payments:https   pay.example.com    False (NoValidCACertificate)             "
+            "pay-tls   Service/payments:https   pay.example.com    False (NoValidCACertificate)    "
+            "         "
             "<unknown>\n"
-            "idle      Service/idle             idle.example.com   -                                        "
+            "idle      Service/idle             idle.example.com   -                               "
+            "         "
             "<unknown>\n");
 
   api_.Answer("DELETE", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/grpcroutes/echo", 200,
@@ -657,6 +659,35 @@ TEST_F(MeshctlTest, CaRotateRequestsFollowsAndShowsTheRotation) {
   EXPECT_EQ(Run({"ca", "rotate", "--status"}), 0) << err_.str();
   EXPECT_NE(out_.str().find("WAITING FOR"), std::string::npos) << out_.str();
   EXPECT_NE(out_.str().find("db-0"), std::string::npos) << out_.str();
+
+  // --wait follows the rotation through a control plane restarting (its first two polls find
+  // nothing listening), saying so once, until it completes.
+  api_.Answer("POST", "/api/v1/ca/rotation", 202,
+              R"({"kind":"root","step":"requested","started":"t3"})");
+  api_.Answer("GET", "/api/v1/ca/rotation", 200,
+              R"({"kind":"root","step":"complete","started":"t3"})");
+  api_.UnreachableFor("GET", 2);
+  out_.str("");
+  err_.str("");
+  EXPECT_EQ(
+      Run({"ca", "rotate", "--cert", "/ca/chain.pem", "--key", "/ca/key.pem", "--wait", "10s"}), 0)
+      << err_.str();
+  EXPECT_EQ(err_.str(), "");
+  const std::string followed = out_.str();
+  EXPECT_NE(followed.find("waiting for the control plane"), std::string::npos) << followed;
+  EXPECT_EQ(followed.find("waiting for the control plane"),
+            followed.rfind("waiting for the control plane"))
+      << followed;
+  EXPECT_NE(followed.find("(connect: connection refused)"), std::string::npos) << followed;
+  EXPECT_NE(followed.find("CA rotation complete"), std::string::npos) << followed;
+  // Still unreachable when --wait passes: exit 3, the rotation going on.
+  api_.UnreachableFor("GET", 1000);
+  EXPECT_EQ(
+      Run({"ca", "rotate", "--cert", "/ca/chain.pem", "--key", "/ca/key.pem", "--wait", "1s"}), 3);
+  EXPECT_NE(err_.str().find("cannot be reached (connect: connection refused) after 1s"),
+            std::string::npos)
+      << err_.str();
+  api_.UnreachableFor("GET", 0);
 
   EXPECT_EQ(Run({"ca", "rotate"}), 2);  // no new material named
   EXPECT_EQ(Run({"ca", "rotate", "--secret", "a/b", "--cert", "/x"}), 2);

@@ -199,7 +199,9 @@ class CaRotateTest(RotationHarness):
         self.assertIn("reissuing", out)
         self.assertNotIn("distributing", out)
         self.assertEqual(set(self.issuers().values()), {self.issuer("N2")})
-        self.assertTrue(self.bundle_acked_everywhere(1))
+        # The certificates reissued from N2 are pushed and ACKed after the command returns.
+        self.assertTrue(wait_for(lambda: self.bundle_acked_everywhere(1), timeout=10),
+                        self.diagnostics())
         self.assertIn("/M/ca-chain.pem", self.rotation()["base_source"])
         # The operator puts N2 where --ca-cert/--ca-key point: the configured source holds it.
         self.put_live("N2")

@@ -3,6 +3,7 @@ start sidecars configured over its xDS, stop it; certificates made with the open
 sidecar trusts and accepts."""
 
 import glob
+import http.client
 import http.server
 import json
 import os
@@ -211,8 +212,9 @@ def call_service(outbound_port, host, path="/hello"):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-    except (urllib.error.URLError, ConnectionError) as e:
-        return 0, str(e)
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException) as e:
+        # HTTPException: an answer cut short (IncompleteRead), a malformed one.
+        return 0, repr(e)
 
 
 def stop_process(proc, timeout=10):

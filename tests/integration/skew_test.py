@@ -240,6 +240,9 @@ class SkewTest(unittest.TestCase):
                     lambda: new.stat("meshlet_downstream_tls_handshakes_total") > 0, timeout=20),
                     "the caller never reached " + new.name)
                 m.sidecars.remove(old)
+                # SIGTERM, as the kubelet sends: the sidecar drains (the requests it carries
+                # finish) and exits; a SIGKILL would cut a response it is forwarding.
+                stop_process(old.proc, timeout=15)
                 old.stop()
                 serving.discard(old.name)
             time.sleep(0.5)
