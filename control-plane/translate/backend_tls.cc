@@ -238,7 +238,9 @@ bool SetBackendTls(const TranslationContext& ctx, const gw::BackendTLSPolicy& po
   xds::UpstreamTls* tls = cluster.mutable_tls();
   tls->set_enabled(true);
   tls->set_secret_name(
-      BackendTlsSecretName(policy.metadata().namespace_(), policy.metadata().name()));
+      policy.spec().validation().well_known_c_a_certificates().empty()
+          ? BackendTlsSecretName(policy.metadata().namespace_(), policy.metadata().name())
+          : std::string(kBackendTlsSystemSecret));
   tls->set_sni(policy.spec().validation().hostname());
   for (const gw::BackendTLSSubjectAltName& san : policy.spec().validation().subject_alt_names()) {
     if (san.type() == "Hostname") {
@@ -255,6 +257,17 @@ void AddBackendTlsSecrets(const TranslationContext& ctx, NodeResources& resource
   for (const xds::Cluster& cluster : resources.clusters) {
     const std::string& secret = cluster.tls().secret_name();
     if (!absl::StartsWith(secret, kBackendTlsSecretPrefix) || !added.insert(secret).second) {
+      continue;
+    }
+    if (secret == kBackendTlsSystemSecret) {
+      // Set only for an accepted System policy: the bundle is there and usable.
+      const auto& bundles = ctx.options.backend_ca_bundles;
+      const auto it =
+          bundles.has_value() ? bundles->find(kSystemCaBundle) : BackendCaBundles::const_iterator();
+      if (!bundles.has_value() || it == bundles->end()) continue;
+      xds::Secret& out = resources.secrets.emplace_back();
+      out.set_name(secret);
+      out.set_trust_bundle_pem(it->second.pem);
       continue;
     }
     const std::vector<std::string> parts = absl::StrSplit(

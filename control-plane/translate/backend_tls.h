@@ -33,6 +33,9 @@ namespace meshlet::controlplane::translate {
 std::string BackendTlsSecretName(const std::string& policy_namespace,
                                  const std::string& policy_name);
 inline constexpr absl::string_view kBackendTlsSecretPrefix = "backend-tls/";
+// The xDS Secret every policy with wellKnownCACertificates: System shares: the system's CA
+// certificates (some 200 KiB) are sent and held once per proxy, not once per policy.
+inline constexpr absl::string_view kBackendTlsSystemSecret = "backend-tls/system";
 
 // What a BackendTLSPolicy resolves to.
 struct BackendTlsState {

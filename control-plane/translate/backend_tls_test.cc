@@ -261,10 +261,21 @@ TEST_F(BackendTlsTest, WellKnownSystemCertificatesAreTheControlPlanesSystemBundl
   ASSERT_NE(cluster, nullptr);
   EXPECT_TRUE(cluster->tls().enabled());
   EXPECT_EQ(cluster->tls().sni(), "abc.example.com");
+  EXPECT_EQ(cluster->tls().secret_name(), kBackendTlsSystemSecret);
   const xds::Secret* secret = Named(r.secrets, cluster->tls().secret_name());
   ASSERT_NE(secret, nullptr);
   EXPECT_EQ(secret->trust_bundle_pem(), kCaPem);
   EXPECT_EQ(Assignment(r, "outbound|80||echo.default")->endpoints_size(), 1);
+  // A second System policy shares the one Secret: the bundle is sent once.
+  AddPolicy("system-too", 2, "echo-v1", {}, "    wellKnownCACertificates: System\n");
+  const NodeResources& both = Translated("frontend-0");
+  EXPECT_EQ(Named(both.clusters, "outbound|80||echo-v1.default")->tls().secret_name(),
+            kBackendTlsSystemSecret);
+  EXPECT_EQ(std::count_if(both.secrets.begin(), both.secrets.end(),
+                          [](const xds::Secret& s) {
+                            return absl::StartsWith(s.name(), kBackendTlsSecretPrefix);
+                          }),
+            1);
   // No ConfigMap is read for it.
   EXPECT_TRUE(BackendCaConfigMapRefs(policy_).empty());
 }
