@@ -178,8 +178,9 @@ std::vector<Section> Sections(CommandLine& command_line) {
                              "supported)"),
            flags::BoolFlag("--gateway-namespaces", &command_line.gateway_namespaces,
                            "read the namespaces' labels (list and watch, metadata only) "
-                           "for Gateways' allowedRoutes from: Selector (default true; "
-                           "false: every namespace is seen without labels)"),
+                           "for Gateways' allowedRoutes from: Selector and the label "
+                           "meshlet.io/outbound-traffic-policy (default true; false: every "
+                           "namespace is seen without labels)"),
            flags::BoolFlag("--gateway-deployments", &command_line.gateway_deployments,
                            "run each of meshlet's Gateways' proxy: the revision's leader keeps "
                            "a ServiceAccount, Deployment and Service NAME-CLASS in the "

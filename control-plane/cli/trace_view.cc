@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -445,9 +446,12 @@ absl::StatusOr<std::string> FormatExplanation(
       }
       line("shed", Scalar(hop["shed"]));
       if (!Scalar(hop["destinationPolicy"]).empty()) {
-        line("refusal", absl::StrCat("unknown destinations refused by ",
-                                     policy(Scalar(hop["destinationPolicy"])),
-                                     " (outboundTrafficPolicy REGISTRY_ONLY)"));
+        const std::string refusing = Scalar(hop["destinationPolicy"]);
+        line("refusal", absl::StrCat("unknown destinations refused by ", policy(refusing),
+                                     absl::StartsWith(refusing, "Namespace/")
+                                         ? " (label meshlet.io/outbound-traffic-policy: "
+                                           "REGISTRY_ONLY)"
+                                         : " (outboundTrafficPolicy REGISTRY_ONLY)"));
       }
       int attempt = 0;
       for (const YAML::Node& a : hop["attempts"]) {

@@ -377,7 +377,10 @@ std::string ProxyFailure(const ExplainHop& hop) {
                         hop.policy_destination.empty()
                             ? ""
                             : absl::StrCat(": refused by ", hop.policy_destination,
-                                           " (outboundTrafficPolicy REGISTRY_ONLY)"));
+                                           absl::StartsWith(hop.policy_destination, "Namespace/")
+                                               ? " (label meshlet.io/outbound-traffic-policy: "
+                                                 "REGISTRY_ONLY)"
+                                               : " (outboundTrafficPolicy REGISTRY_ONLY)"));
   }
   if (HasFlag(f, "NR")) {
     return absl::StrCat("unknown destination: no route matched the request",

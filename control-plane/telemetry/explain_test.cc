@@ -423,6 +423,11 @@ TEST(ExplainTest, RefusalsNameTheirPolicyObjects) {
             "502 at productpage.default's outbound sidecar: unknown destination (destination "
             "203.0.113.9:80 is not in the mesh registry): refused by MeshConfig/mesh "
             "(outboundTrafficPolicy REGISTRY_ONLY)");
+  EXPECT_EQ(Verdict("502", "NM", "destination 203.0.113.9:80 is not in the mesh registry",
+                    {{"meshlet.policy.destination", "Namespace/shop"}}),
+            "502 at productpage.default's outbound sidecar: unknown destination (destination "
+            "203.0.113.9:80 is not in the mesh registry): refused by Namespace/shop (label "
+            "meshlet.io/outbound-traffic-policy: REGISTRY_ONLY)");
   EXPECT_EQ(Verdict("429", "RL", "local rate limit exceeded",
                     {{"meshlet.route", "app"},
                      {"meshlet.cluster", "inbound|9080"},

@@ -46,11 +46,44 @@ void SetCaptureCommon(const TranslationContext& ctx, xds::Listener& listener, ui
   }
 }
 
+// Whether the node refuses connections to unknown destinations: its Namespace's label
+// kOutboundTrafficPolicyLabel (Kubernetes) when it says ALLOW_ANY or REGISTRY_ONLY, else MeshConfig
+// outboundTrafficPolicy; `source` names which. Another label value is a warning and ignored.
+bool RefusesUnknownDestinations(const TranslationContext& ctx, TranslationOutput& out,
+                                xds::PolicySource& source) {
+  if (auto ns = ctx.options.namespace_labels.find(ctx.self.namespace_);
+      ns != ctx.options.namespace_labels.end()) {
+    if (auto label = ns->second.find(std::string(kOutboundTrafficPolicyLabel));
+        label != ns->second.end()) {
+      if (label->second == "REGISTRY_ONLY" || label->second == "ALLOW_ANY") {
+        // Cluster-scoped: named "Namespace/NAME" (SetPolicySource would give it a namespace).
+        source.set_kind("Namespace");
+        source.clear_namespace_();
+        source.set_name(ctx.self.namespace_);
+        source.set_rule(-1);
+        source.set_match(-1);
+        return label->second == "REGISTRY_ONLY";
+      }
+      out.Warn(absl::StrCat("namespace ", ctx.self.namespace_, " label ",
+                            kOutboundTrafficPolicyLabel, ": \"", label->second,
+                            "\" is not ALLOW_ANY or REGISTRY_ONLY and is ignored; MeshConfig's "
+                            "outboundTrafficPolicy applies (",
+                            ctx.mesh.outbound_traffic_policy().empty()
+                                ? "ALLOW_ANY"
+                                : ctx.mesh.outbound_traffic_policy(),
+                            ")"));
+    }
+  }
+  SetMeshConfigSource(source);
+  return ctx.mesh.outbound_traffic_policy() == "REGISTRY_ONLY";
+}
+
 // Captured outbound connections: one destination per reachable Service port, matched by the
 // Service's addresses and the port (ServiceDestination), in the listener itself for a node that
 // reads no ServiceRoutes (a node that does gets each in its Service port's ServiceRoute,
-// routes.cc). Anything else follows MeshConfig outboundTrafficPolicy.
-void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& listener) {
+// routes.cc). Anything else follows the outbound traffic policy (RefusesUnknownDestinations).
+void AddOutboundDestinations(const TranslationContext& ctx, TranslationOutput& out,
+                             xds::Listener& listener) {
   if (!SplitsRouteTable(ctx)) {
     for (const auto& [key, view] : ctx.index.services) {
       const ServiceView& service = *view;
@@ -60,9 +93,10 @@ void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& liste
       }
     }
   }
-  if (ctx.mesh.outbound_traffic_policy() == "REGISTRY_ONLY") {
+  xds::PolicySource source;
+  if (RefusesUnknownDestinations(ctx, out, source)) {
     listener.set_unmatched_destination(xds::REFUSE);
-    SetMeshConfigSource(*listener.mutable_unmatched_destination_source());
+    *listener.mutable_unmatched_destination_source() = std::move(source);
   } else {
     listener.set_unmatched_destination(xds::PASSTHROUGH);
   }
@@ -289,7 +323,7 @@ void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out
   listener.set_route_config_name(std::string(kOutboundName));
   if (ctx.self.capture) {
     SetCaptureCommon(ctx, listener, port);
-    AddOutboundDestinations(ctx, listener);
+    AddOutboundDestinations(ctx, out, listener);
   }
   if (ctx.mode == DiscoveryMode::kOnDemand) SetOnDemand(ctx, listener);
   out.resources.listeners.push_back(std::move(listener));

@@ -149,6 +149,37 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
   EXPECT_EQ(refusing->unmatched_destination_source().namespace_(), "");
   EXPECT_EQ(refusing->unmatched_destination_source().name(), "mesh");
 
+  // A Namespace's label overrides MeshConfig for its sidecars: ALLOW_ANY here, named as the
+  // source when it refuses; another value is a warning and MeshConfig applies.
+  TranslateOptions options;
+  options.namespace_labels["default"][std::string(kOutboundTrafficPolicyLabel)] = "ALLOW_ANY";
+  NodeResources labelled = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(labelled.listeners, "outbound")->unmatched_destination(), xds::PASSTHROUGH);
+  options.namespace_labels["shop"][std::string(kOutboundTrafficPolicyLabel)] = "ALLOW_ANY";
+  options.namespace_labels["default"][std::string(kOutboundTrafficPolicyLabel)] = "registry-only";
+  labelled = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(labelled.listeners, "outbound")->unmatched_destination(), xds::REFUSE);
+  EXPECT_EQ(Named(labelled.listeners, "outbound")->unmatched_destination_source().kind(),
+            "MeshConfig");
+  EXPECT_EQ(std::count(labelled.warnings.begin(), labelled.warnings.end(),
+                       "namespace default label meshlet.io/outbound-traffic-policy: "
+                       "\"registry-only\" is not ALLOW_ANY or REGISTRY_ONLY and is ignored; "
+                       "MeshConfig's outboundTrafficPolicy applies (REGISTRY_ONLY)"),
+            1)
+      << absl::StrJoin(labelled.warnings, "\n");
+  mesh.mutable_spec()->set_outbound_traffic_policy("ALLOW_ANY");
+  policy_.mesh_config = mesh;
+  options.namespace_labels["default"][std::string(kOutboundTrafficPolicyLabel)] = "REGISTRY_ONLY";
+  labelled = Translate(policy_, registry_, node_, options);
+  const xds::Listener* by_namespace = Named(labelled.listeners, "outbound");
+  EXPECT_EQ(by_namespace->unmatched_destination(), xds::REFUSE);
+  EXPECT_EQ(by_namespace->unmatched_destination_source().kind(), "Namespace");
+  EXPECT_EQ(by_namespace->unmatched_destination_source().namespace_(), "");
+  EXPECT_EQ(by_namespace->unmatched_destination_source().name(), "default");
+  for (const std::string& w : labelled.warnings) {
+    EXPECT_FALSE(absl::StrContains(w, kOutboundTrafficPolicyLabel)) << w;
+  }
+
   // The mesh's connect timeout bounds passthrough connections too.
   mesh.mutable_spec()->set_outbound_traffic_policy("ALLOW_ANY");
   mesh.mutable_spec()->mutable_default_timeouts()->mutable_connect()->set_seconds(3);

@@ -387,6 +387,11 @@ struct TranslationOutput {
   std::map<std::string, ClusterOrigin>* origins = nullptr;
 };
 
+// The Namespace label (Kubernetes) that sets the outbound traffic policy of the sidecars in it,
+// ALLOW_ANY or REGISTRY_ONLY, over MeshConfig's outboundTrafficPolicy (docs/configuration.md).
+inline constexpr absl::string_view kOutboundTrafficPolicyLabel =
+    "meshlet.io/outbound-traffic-policy";
+
 // Where a resource came from, for decision records (xds PolicySource): the policy object's kind,
 // namespace and name, and for routes the rule and match indexes in it (-1: none).
 void SetPolicySource(absl::string_view kind, absl::string_view ns, absl::string_view name, int rule,

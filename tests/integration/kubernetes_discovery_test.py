@@ -433,6 +433,38 @@ class KubernetesDiscoveryTest(unittest.TestCase):
                                             resource="services", type="deleted"), 1)
         self.assertEqual(self.metric("meshlet_cp_kubernetes_services"), 0)
 
+    def test_9_a_namespace_label_sets_its_sidecars_outbound_traffic_policy(self):
+        # A captured sidecar of namespace shop (capture as registered; nothing redirects here):
+        # its outbound listener passes unknown destinations through (MeshConfig's ALLOW_ANY),
+        # until the Namespace's label says REGISTRY_ONLY, and again once it is removed.
+        guard = start_xds_sidecar(self.tmp, self.ads, "guard-0", "shop", "--node-service=guard",
+                                  "--node-label=meshlet.io/capture=iptables")
+        self.sidecars.append(guard)
+
+        def outbound():
+            _, body, _ = guard.get("/config_dump")
+            for listener in json.loads(body).get("resources", {}).get("listeners", []):
+                if listener.get("name") == "outbound":
+                    return listener
+            return {}
+
+        def refusing():
+            text = json.dumps(outbound())
+            return "REFUSE" in text and "Namespace" in text and '"shop"' in text
+
+        self.assertTrue(wait_for(lambda: outbound() != {}, 10))
+        self.assertNotIn("REFUSE", json.dumps(outbound()))
+        namespace = {"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": "shop",
+                                  "labels": {"meshlet.io/outbound-traffic-policy":
+                                             "REGISTRY_ONLY"}}}
+        self.fake.put("namespaces", namespace)
+        self.assertTrue(wait_for(refusing, 10), json.dumps(outbound()))
+        namespace["metadata"]["labels"] = {}
+        self.fake.put("namespaces", namespace)
+        self.assertTrue(wait_for(lambda: "REFUSE" not in json.dumps(outbound()), 10),
+                        json.dumps(outbound()))
+
 
 if __name__ == "__main__":
     CONTROL_PLANE = os.path.abspath(sys.argv[1])
