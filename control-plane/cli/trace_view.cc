@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/telemetry/explain.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -448,10 +449,7 @@ absl::StatusOr<std::string> FormatExplanation(
       if (!Scalar(hop["destinationPolicy"]).empty()) {
         const std::string refusing = Scalar(hop["destinationPolicy"]);
         line("refusal", absl::StrCat("unknown destinations refused by ", policy(refusing),
-                                     absl::StartsWith(refusing, "Namespace/")
-                                         ? " (label meshlet.io/outbound-traffic-policy: "
-                                           "REGISTRY_ONLY)"
-                                         : " (outboundTrafficPolicy REGISTRY_ONLY)"));
+                                     telemetry::RegistryOnlyReason(refusing)));
       }
       int attempt = 0;
       for (const YAML::Node& a : hop["attempts"]) {

@@ -377,10 +377,7 @@ std::string ProxyFailure(const ExplainHop& hop) {
                         hop.policy_destination.empty()
                             ? ""
                             : absl::StrCat(": refused by ", hop.policy_destination,
-                                           absl::StartsWith(hop.policy_destination, "Namespace/")
-                                               ? " (label meshlet.io/outbound-traffic-policy: "
-                                                 "REGISTRY_ONLY)"
-                                               : " (outboundTrafficPolicy REGISTRY_ONLY)"));
+                                           RegistryOnlyReason(hop.policy_destination)));
   }
   if (HasFlag(f, "NR")) {
     return absl::StrCat("unknown destination: no route matched the request",
@@ -423,6 +420,12 @@ bool ErrorStatus(absl::string_view status) {
 }
 
 }  // namespace
+
+absl::string_view RegistryOnlyReason(absl::string_view source) {
+  return absl::StartsWith(source, "Namespace/")
+             ? " (label meshlet.io/outbound-traffic-policy: REGISTRY_ONLY)"
+             : " (outboundTrafficPolicy REGISTRY_ONLY)";
+}
 
 absl::StatusOr<Explanation> Explain(const std::string& trace_id,
                                     const std::vector<SpanRecord>& spans) {

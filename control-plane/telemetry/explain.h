@@ -130,4 +130,9 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
 //  "firstFailure":N,"policies":[...],"hops":[{...}]}; empty fields are left out.
 std::string ExplanationJson(const Explanation& explanation);
 
+// What makes `source`, the object an outbound listener's refusal of an unknown destination names
+// ("MeshConfig/mesh", "Namespace/NAME"), refuse: " (outboundTrafficPolicy REGISTRY_ONLY)" or
+// " (label meshlet.io/outbound-traffic-policy: REGISTRY_ONLY)"; for verdicts and meshctl explain.
+absl::string_view RegistryOnlyReason(absl::string_view source);
+
 }  // namespace meshlet::controlplane::telemetry

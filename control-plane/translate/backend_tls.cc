@@ -1,7 +1,6 @@
 #include "control-plane/translate/backend_tls.h"
 
 #include <map>
-#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,14 +18,6 @@ bool IsServiceTarget(const gw::LocalPolicyTargetReferenceWithSectionName& ref) {
   return (ref.group().empty() || ref.group() == "core") && ref.kind() == "Service";
 }
 
-// Whether `a` takes a target before `b`: the older, then the first by namespace/name.
-bool Precedes(const gw::BackendTLSPolicy& a, const gw::BackendTLSPolicy& b) {
-  const auto& ma = a.metadata();
-  const auto& mb = b.metadata();
-  return std::tie(ma.creation_timestamp(), ma.namespace_(), ma.name()) <
-         std::tie(mb.creation_timestamp(), mb.namespace_(), mb.name());
-}
-
 // The policy that takes (namespace, service, section) and whether any does; null: none.
 const gw::BackendTLSPolicy* Winner(const policy::PolicySnapshot& policy, const std::string& ns,
                                    const std::string& service, const std::string& section) {
@@ -37,7 +28,7 @@ const gw::BackendTLSPolicy* Winner(const policy::PolicySnapshot& policy, const s
       if (!IsServiceTarget(ref) || ref.name() != service || ref.section_name() != section) {
         continue;
       }
-      if (winner == nullptr || Precedes(p, *winner)) winner = &p;
+      if (winner == nullptr || TakesPrecedence(p.metadata(), winner->metadata())) winner = &p;
     }
   }
   return winner;

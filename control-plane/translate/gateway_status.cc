@@ -266,6 +266,12 @@ ListenerAttachment Attach(const GatewayEnvironment& env, const gw::Gateway& gate
 
 }  // namespace
 
+bool TakesPrecedence(const ::meshlet::policy::ObjectMeta& a,
+                     const ::meshlet::policy::ObjectMeta& b) {
+  return std::tie(a.creation_timestamp(), a.namespace_(), a.name()) <
+         std::tie(b.creation_timestamp(), b.namespace_(), b.name());
+}
+
 bool IsMeshletClass(const policy::PolicySnapshot& policy, const std::string& name) {
   for (const gw::GatewayClass& c : policy.gateway_classes) {
     if (c.metadata().name() == name) return c.spec().controller_name() == kGatewayControllerName;
@@ -405,15 +411,6 @@ GatewayAddresses JudgeOwnAddresses(const gw::Gateway& gateway,
   return out;
 }
 
-// Whether Gateway `a` holds an address both ask for before `b`: the older, then the first by
-// namespace/name.
-bool HoldsFirst(const gw::Gateway& a, const gw::Gateway& b) {
-  const auto& ma = a.metadata();
-  const auto& mb = b.metadata();
-  return std::tie(ma.creation_timestamp(), ma.namespace_(), ma.name()) <
-         std::tie(mb.creation_timestamp(), mb.namespace_(), mb.name());
-}
-
 }  // namespace
 
 GatewayAddresses JudgeGatewayAddresses(const policy::PolicySnapshot& policy,
@@ -424,7 +421,8 @@ GatewayAddresses JudgeGatewayAddresses(const policy::PolicySnapshot& policy,
   // An address another meshlet Gateway asked for first is that Gateway's.
   std::vector<std::string> taken;
   for (const gw::Gateway& other : policy.gateways) {
-    if (!HoldsFirst(other, gateway) || !IsMeshletClass(policy, other.spec().gateway_class_name())) {
+    if (!TakesPrecedence(other.metadata(), gateway.metadata()) ||
+        !IsMeshletClass(policy, other.spec().gateway_class_name())) {
       continue;
     }
     const std::vector<std::string> held = JudgeOwnAddresses(other, ranges).usable;

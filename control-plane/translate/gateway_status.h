@@ -102,6 +102,11 @@ bool HostnamesIntersect(absl::string_view listener, absl::string_view route);
 // Whether the GatewayClass `name` is meshlet's (its controllerName is kGatewayControllerName).
 bool IsMeshletClass(const policy::PolicySnapshot& policy, const std::string& name);
 
+// Which of two objects asking for the same thing (a Gateway's address, a BackendTLSPolicy's
+// target) takes it, as the Gateway API orders conflicts: the older by creationTimestamp, then the
+// first by namespace/name.
+bool TakesPrecedence(const meshlet::policy::ObjectMeta& a, const meshlet::policy::ObjectMeta& b);
+
 // The Gateway a route's parentRef names when it is one of meshlet's (group
 // gateway.networking.k8s.io and kind Gateway, defaulted; its gatewayClassName a GatewayClass with
 // kGatewayControllerName), else null. `route_ns` defaults the parentRef's namespace. The pointer
