@@ -73,8 +73,11 @@ enum class Capability {
   kBackendTls,
   // Route.cors (the Gateway API CORS filter: preflights answered by the proxy).
   kCors,
+  // ListenerDestination.server_names (TLS routed by its ClientHello's server name without
+  // terminating it: the east-west gateway, ADR 0106).
+  kServerNames,
 };
-inline constexpr size_t kCapabilityCount = 17;
+inline constexpr size_t kCapabilityCount = 18;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

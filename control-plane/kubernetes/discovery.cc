@@ -34,6 +34,7 @@ struct KubernetesDiscovery::ServiceObject {
   std::vector<ServicePortObject> ports;
   bool prefer_close = false;  // spec.trafficDistribution: PreferClose
   bool node_local = false;    // spec.internalTrafficPolicy: Local
+  bool exported = false;      // label meshlet.io/export: "true"
   bool operator==(const ServiceObject&) const = default;
 };
 struct KubernetesDiscovery::SliceObject {
@@ -96,6 +97,8 @@ std::optional<DiscoveryObject> ParseService(const YAML::Node& object) {
   }
   out.prefer_close = ScalarAt(spec, "trafficDistribution") == "PreferClose";
   out.node_local = ScalarAt(spec, "internalTrafficPolicy") == "Local";
+  out.exported =
+      ScalarAt(NodeAt(NodeAt(object, "metadata"), "labels"), "meshlet.io/export") == "true";
   const YAML::Node ports = NodeAt(spec, "ports");
   if (ports.IsSequence()) {
     for (const YAML::Node& p : ports) {
@@ -360,6 +363,7 @@ registry::KubernetesService KubernetesDiscovery::BuildService(const std::string&
   ks.name = key.substr(slash + 1);
   ks.cluster_ips = service.cluster_ips;
   ks.prefer_close = service.prefer_close;
+  ks.exported = service.exported;
   ks.node_local = service.node_local;
   // Its EndpointSlices in slice-name order.
   std::vector<const SliceObject*> mine;

@@ -27,7 +27,7 @@ using testing::FakeApiServer;
 using testing::RunUntil;
 
 constexpr char kServices[] = R"({"kind":"ServiceList","metadata":{"resourceVersion":"10"},"items":[
-  {"metadata":{"namespace":"default","name":"reviews"},
+  {"metadata":{"namespace":"default","name":"reviews","labels":{"meshlet.io/export":"true"}},
    "spec":{"clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"],"ports":[
      {"name":"http","port":9080,"targetPort":"web","protocol":"TCP"},
      {"name":"grpc-api","port":9090,"targetPort":9091},
@@ -183,6 +183,8 @@ TEST_F(DiscoveryTest, PublishesTheServicesWithTheirPortsAndReadyEndpoints) {
   EXPECT_EQ(reviews.endpoints[0].zone, "");
   EXPECT_TRUE(reviews.prefer_close);
   EXPECT_TRUE(reviews.node_local);
+  // Shared with linked clusters (label meshlet.io/export: "true").
+  EXPECT_TRUE(reviews.exported);
 
   // Lists are paged, Pods read as metadata, and every request carries the token.
   bool pods_listed = false;

@@ -90,6 +90,32 @@ void Registry::SetKubernetesServices(std::shared_ptr<const KubernetesServices> s
   NotifyLocked(lock);
 }
 
+bool RemoteEndpoint::operator==(const RemoteEndpoint& other) const {
+  return cluster == other.cluster && host == other.host && port == other.port &&
+         locality.SerializeAsString() == other.locality.SerializeAsString() &&
+         identities == other.identities && members == other.members && stale == other.stale;
+}
+
+bool RemoteServices::operator==(const RemoteServices& other) const {
+  if (services.size() != other.services.size()) return false;
+  for (auto a = services.begin(), b = other.services.begin(); a != services.end(); ++a, ++b) {
+    if (a->first != b->first || a->second.size() != b->second.size()) return false;
+    for (size_t i = 0; i < a->second.size(); ++i) {
+      if (a->second[i] != b->second[i] && !(*a->second[i] == *b->second[i])) return false;
+    }
+  }
+  return true;
+}
+
+void Registry::SetRemoteServices(std::shared_ptr<const RemoteServices> services) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool empty = services == nullptr || services->services.empty();
+  const bool was_empty = remote_ == nullptr || remote_->services.empty();
+  if ((empty && was_empty) || (!empty && !was_empty && *services == *remote_)) return;
+  remote_ = empty ? nullptr : std::move(services);
+  NotifyLocked(lock);
+}
+
 void Registry::NotifyLocked(std::unique_lock<std::mutex>& lock) {
   ++version_;
   snapshot_.reset();
@@ -275,6 +301,7 @@ std::shared_ptr<const RegistrySnapshot> Registry::Snapshot() const {
     auto snapshot = std::make_shared<RegistrySnapshot>();
     snapshot->version = version_;
     snapshot->kubernetes = kubernetes_;
+    snapshot->remote = remote_;
     snapshot->kubernetes_pending = kubernetes_expected_ && kubernetes_ == nullptr;
     snapshot->workloads = MergedLocked();
     snapshot_ = std::move(snapshot);

@@ -53,6 +53,30 @@
 
 namespace meshlet::controlplane::registry {
 
+// A linked cluster's share of a Service (multicluster, ADR 0106) as its link last read it: the
+// Service's ready members there, reached through that cluster's east-west gateway with mesh mTLS
+// whose server name picks the Service (EastWestServerName).
+struct RemoteEndpoint {
+  std::string cluster;  // the linked cluster's name
+  std::string host;     // its east-west gateway's address (an IP)
+  uint32_t port = 0;    // and port
+  // The gateway's region and zone (the cluster's, as far as callers here are concerned); its
+  // `cluster` is the linked cluster's name.
+  xds::Locality locality;
+  std::vector<std::string> identities;  // SPIFFE ids of the members there, sorted
+  uint32_t members = 0;                 // ready members there
+  bool stale = false;                   // the link has not answered for a while: what it read last
+  bool operator==(const RemoteEndpoint& other) const;
+};
+
+// What every link read, merged: each Service's endpoints in the linked clusters.
+struct RemoteServices {
+  // By (namespace, name); each list ordered by cluster, then host and port.
+  std::map<std::pair<std::string, std::string>, std::vector<std::shared_ptr<const RemoteEndpoint>>>
+      services;
+  bool operator==(const RemoteServices& other) const;
+};
+
 // One registered workload, as plain data (what the translator and the API read).
 struct Workload {
   std::string id;  // the sidecar's node id, unique
@@ -77,6 +101,10 @@ struct Workload {
   // iptables, set with `sidecar init`): its listeners read original destinations, and peers
   // reach its app ports, not its inbound port.
   bool capture = false;
+
+  // Set only on the members translation makes of a linked cluster's endpoints (RemoteServices):
+  // the gateway standing for the Service's members there. Never registered.
+  std::shared_ptr<const RemoteEndpoint> remote;
 
   // The control-plane replica its sidecar is connected to (RegistryOptions::replica, or another
   // replica's); empty with a single control plane.
@@ -148,6 +176,8 @@ struct KubernetesService {
   // and spec.internalTrafficPolicy: Local (callers use only endpoints on their own node).
   bool prefer_close = false;
   bool node_local = false;
+  // Label meshlet.io/export: "true": shared with linked clusters (ADR 0106).
+  bool exported = false;
   bool operator==(const KubernetesService&) const = default;
 };
 
@@ -167,6 +197,8 @@ struct RegistrySnapshot {
   std::vector<Workload> workloads;
   // Kubernetes discovery's services; null off Kubernetes and before its first complete list.
   std::shared_ptr<const KubernetesServices> kubernetes;
+  // The linked clusters' endpoints (multicluster links); null: none linked.
+  std::shared_ptr<const RemoteServices> remote;
   // Kubernetes discovery is on but has not listed everything yet: the mesh's services are not
   // all known, and configuration built now would withdraw some from every sidecar.
   bool kubernetes_pending = false;
@@ -259,6 +291,8 @@ class Registry {
   void ExpectKubernetesServices();
   // Replaces the Kubernetes services (a change: notifies).
   void SetKubernetesServices(std::shared_ptr<const KubernetesServices> services);
+  // Replaces the linked clusters' endpoints; notifies when they differ from the current ones.
+  void SetRemoteServices(std::shared_ptr<const RemoteServices> services);
 
   using WatchCallback = std::function<void(uint64_t version)>;
   class WatchHandle {
@@ -290,6 +324,7 @@ class Registry {
   std::map<std::string, std::map<std::string, PeerEntry>, std::less<>> peers_;
   std::set<std::string> local_changed_;
   std::shared_ptr<const KubernetesServices> kubernetes_;
+  std::shared_ptr<const RemoteServices> remote_;
   bool kubernetes_expected_ = false;
   uint64_t version_ = 0;
   mutable std::shared_ptr<const RegistrySnapshot> snapshot_;  // cached; reset on change

@@ -220,6 +220,9 @@ const std::vector<CapabilityGate>& Gates() {
       // An older proxy forwards preflights to the app and adds no Access-Control-* headers:
       // browsers refuse the cross-origin calls (fails closed).
       {C::kCors, "meshlet.xds.Route.cors", Fallback::kClear},
+      // Fails closed: a destination that matches by server name is left out (without the name
+      // it would take every connection); an older east-west gateway forwards nothing.
+      {C::kServerNames, "meshlet.xds.ListenerDestination.server_names", Fallback::kDropElement},
   };
   return *kGates;
 }

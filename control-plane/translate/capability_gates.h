@@ -39,6 +39,8 @@
 //                              upstream's certificate against the SNI name: fails closed)
 //   cors                       Route.cors left out (the proxy forwards preflights and adds no
 //                              Access-Control-* headers: browsers refuse the calls)
+//   server-names               ListenerDestination with server_names left out (the proxy
+//                              routes no TLS by name: fails closed)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.

@@ -131,6 +131,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kBackendTls) continue;
     // The fixture's routes have no CORS filter (CorsPolicyIsClearedForOlderSidecars sets one).
     if (info.capability == xds::Capability::kCors) continue;
+    // Nor an east-west gateway (ServerNameDestinationsAreDroppedForOlderSidecars has one).
+    if (info.capability == xds::Capability::kServerNames) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -421,6 +423,28 @@ TEST_F(CapabilityGatesTest, CorsPolicyIsClearedForOlderSidecars) {
   const xds::Route old = with_cors(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
   EXPECT_FALSE(old.has_cors());
   EXPECT_EQ(old.route().cluster(), "outbound|80||web.default");
+}
+
+TEST_F(CapabilityGatesTest, ServerNameDestinationsAreDroppedForOlderSidecars) {
+  auto with_names = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Listener& l = r.listeners.emplace_back();
+    l.set_name("gateway|15443");
+    l.set_protocol(xds::PROTOCOL_TCP);
+    xds::ListenerDestination* named = l.add_destinations();
+    named->set_name("web.default:80");
+    named->set_tcp_cluster("eastwest|80||web.default");
+    named->add_server_names("80.web.default.meshlet.internal");
+    ApplyCapabilityGates(reads, r);
+    return r.listeners.back();
+  };
+  const xds::Listener current = with_names(xds::CapabilitySet::All());
+  ASSERT_EQ(current.destinations_size(), 1);
+  EXPECT_EQ(current.destinations(0).server_names(0), "80.web.default.meshlet.internal");
+  // Without the name the destination would take every connection: left out instead.
+  const xds::Listener old =
+      with_names(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_EQ(old.destinations_size(), 0);
 }
 
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {

@@ -21,16 +21,23 @@ xds::UpstreamProtocol UpstreamProtocolFor(absl::string_view protocol) {
 // ready. One that is not (its sidecar drains) is left out rather than sent as UNHEALTHY: a caller
 // in panic mode balances over unhealthy hosts too, and a draining sidecar refuses new
 // connections. The cluster itself does not change.
+//
+// A linked cluster's members (Workload::remote) are its east-west gateway, reached over mesh mTLS
+// only; `local_only` leaves them out, and the members that cannot answer mTLS (an east-west
+// gateway's cluster: it passes mTLS through).
 xds::ClusterLoadAssignment LoadAssignment(const TranslationContext& ctx, const std::string& name,
                                           const ServiceView& s, const pb::ServicePort& port,
                                           const std::map<std::string, std::string>& subset,
-                                          bool mtls, const std::string& mode) {
+                                          bool mtls, const std::string& mode,
+                                          bool local_only = false) {
   xds::ClusterLoadAssignment assignment;
   assignment.set_cluster_name(name);
   // Ordered by address before the messages are built: sorting built messages copies them.
   std::vector<std::pair<std::string, const Workload*>> chosen;
   for (const Workload* w : s.members) {
     if (!w->ready || !Matches(subset, w->labels)) continue;
+    if (w->remote != nullptr && (!mtls || local_only)) continue;
+    if (local_only && !HasCertificate(*w)) continue;
     // A member whose traffic is captured is reached on its app port: its packet filter
     // redirects the connection to its inbound listener, which reads the port to find the app.
     const uint32_t endpoint_port = w->capture ? AppPort(s.ports, port, SortedPorts(w->ports))
@@ -50,6 +57,8 @@ xds::ClusterLoadAssignment LoadAssignment(const TranslationContext& ctx, const s
       if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
     }
     SetEndpointTls(ctx, *w, mtls, mode, *e);
+    // A linked cluster's gateway weighs as many members as it stands for.
+    if (w->remote != nullptr && w->remote->members > 1) e->set_weight(w->remote->members);
     // Where the member runs (its sidecar's Node.locality): callers balancing by locality
     // compare it with their own.
     if (w->locality.ByteSizeLong() > 0) *e->mutable_locality() = w->locality;
@@ -198,6 +207,14 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
   }
   xds::ClusterLoadAssignment& assignment = out.endpoints[name] =
       LoadAssignment(ctx, name, s, port, subset, mtls, mode);
+  // Members in linked clusters (ADR 0106): their gateway routes the connection by its server
+  // name, and they are the farthest locality level, called when the local ones fail or are
+  // overloaded.
+  if (mtls && std::any_of(assignment.endpoints().begin(), assignment.endpoints().end(),
+                          [](const xds::Endpoint& e) { return !e.locality().cluster().empty(); })) {
+    cluster.mutable_tls()->set_sni(EastWestServerName(s.namespace_, s.name, port.port()));
+    if (!cluster.has_locality_lb()) cluster.mutable_locality_lb()->set_enabled(true);
+  }
   if (backend_tls != nullptr) {
     // The members are reached as the policy says, not as mesh peers; without a CA that resolves
     // they are not reached at all (connections fail, 503) rather than in plaintext.
@@ -211,6 +228,36 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
     out.origins->emplace(name, ClusterOrigin{{s.namespace_, s.name}, port.port(), subset, opaque});
   }
   return out.clusters.emplace(name, std::move(cluster)).first->first;
+}
+
+std::string EastWestServerName(absl::string_view namespace_, absl::string_view service,
+                               uint32_t port) {
+  return absl::StrCat(port, ".", service, ".", namespace_, kEastWestServerNameSuffix);
+}
+
+bool Exported(const ServiceView& s) {
+  if (s.kubernetes != nullptr && s.kubernetes->exported) return true;
+  if (s.resource == nullptr) return false;
+  auto it = s.resource->metadata().labels().find(std::string(kExportLabel));
+  return it != s.resource->metadata().labels().end() && it->second == "true";
+}
+
+const std::string& UseEastWestCluster(const TranslationContext& ctx, TranslationOutput& out,
+                                      const ServiceView& s, const pb::ServicePort& port) {
+  std::string name = absl::StrCat("eastwest|", port.port(), "||", s.Fqdn());
+  auto it = out.clusters.find(name);
+  if (it != out.clusters.end()) return it->first;
+  xds::Cluster cluster;
+  cluster.set_name(name);
+  cluster.set_type(xds::Cluster::EDS);
+  // Connect timeout, breakers and outlier detection as the Service's callers have them.
+  const pb::TrafficPolicy* policy = ctx.TrafficPolicyFor(s);
+  ApplyTrafficPolicy(ctx, policy != nullptr ? &policy->spec() : nullptr, cluster);
+  cluster.clear_locality_lb();
+  xds::ClusterLoadAssignment& assignment = out.endpoints[name] =
+      LoadAssignment(ctx, name, s, port, {}, /*mtls=*/true, "STRICT", /*local_only=*/true);
+  for (xds::Endpoint& e : *assignment.mutable_endpoints()) e.clear_identity();
+  return out.clusters.emplace(std::move(name), std::move(cluster)).first->first;
 }
 
 xds::Cluster InboundCluster(const TranslationContext& ctx, const std::string& name,

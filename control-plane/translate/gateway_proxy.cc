@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -191,6 +192,29 @@ std::map<GatewayEnvironment::Key, std::vector<std::string>> GatewayProxyAddresse
   return out;
 }
 
+// An east-west gateway's listener on `port` (ADR 0106): the mesh mTLS of each exported Service
+// port, routed by its server name to the ready members here without being terminated; anything
+// else is closed.
+xds::Listener EastWestListener(const TranslationContext& ctx, uint32_t port,
+                               TranslationOutput& out) {
+  xds::Listener listener;
+  listener.set_name(absl::StrCat("gateway|", port));
+  listener.set_address(FormatAddress(ctx.options.listen_host, port));
+  listener.set_direction(xds::INBOUND);
+  listener.set_protocol(xds::PROTOCOL_TCP);
+  for (const ServiceView* s : ctx.index.ordered) {
+    if (!Exported(*s)) continue;
+    for (const pb::ServicePort& p : s->ports) {
+      xds::ListenerDestination* d = listener.add_destinations();
+      d->set_name(absl::StrCat(s->Fqdn(), ":", p.port()));
+      d->set_protocol(xds::PROTOCOL_TCP);
+      d->set_tcp_cluster(UseEastWestCluster(ctx, out, *s, p));
+      d->add_server_names(EastWestServerName(s->namespace_, s->name, p.port()));
+    }
+  }
+  return listener;
+}
+
 void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out) {
   if (ctx.gateway == nullptr) {
     out.Warn(absl::StrCat(
@@ -209,11 +233,22 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
       absl::StrCat(NamespaceOr(gateway.metadata().namespace_()), "/", gateway.metadata().name());
   const std::vector<bool> usable = UsableListeners(ctx.policy, env, gateway);
   std::map<uint32_t, GatewayPort> ports;
+  std::set<uint32_t> east_west;
   for (int i = 0; i < gateway.spec().listeners_size(); ++i) {
     const gw::Listener& listener = gateway.spec().listeners(i);
     if (!usable[i]) {
       out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
                             "\" is not usable (its status in the Gateway says why); not served"));
+      continue;
+    }
+    if (listener.protocol() == kEastWestProtocol) {
+      if (!ctx.capabilities.Has(xds::Capability::kServerNames)) {
+        out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
+                              "\": this proxy's release cannot route TLS by server name "
+                              "(capability server-names); not served"));
+      } else {
+        east_west.insert(listener.port());
+      }
       continue;
     }
     if (listener.protocol() == "HTTPS" && !ctx.capabilities.Has(xds::Capability::kGateway)) {
@@ -266,6 +301,9 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
     out.resources.routes.push_back(
         GatewayPortRoutes(ctx, out, listener.route_config_name(), number, port.routes, served));
     out.resources.listeners.push_back(std::move(listener));
+  }
+  for (uint32_t port : east_west) {
+    out.resources.listeners.push_back(EastWestListener(ctx, port, out));
   }
 }
 

@@ -136,10 +136,12 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
     const gw::Listener& l = listeners[i];
     ListenerState& s = out[i];
     const bool http = l.protocol() == "HTTP", https = l.protocol() == "HTTPS";
-    if (!http && !https) {
+    const bool east_west = l.protocol() == kEastWestProtocol;
+    if (!http && !https && !east_west) {
       s.accepted_reason = "UnsupportedProtocol";
       s.accepted_message =
-          absl::StrCat("protocol \"", l.protocol(), "\" is not supported (HTTP, HTTPS)");
+          absl::StrCat("protocol \"", l.protocol(), "\" is not supported (HTTP, HTTPS, ",
+                       kEastWestProtocol, ")");
     } else if (l.port() < 1 || l.port() > 65535) {
       s.accepted_reason = "PortUnavailable";
       s.accepted_message = absl::StrCat("port ", l.port(), " is out of range");
@@ -148,7 +150,14 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
       s.accepted_message =
           absl::StrCat("tls.mode \"", l.tls().mode(), "\" is not supported (Terminate)");
     }
-    if (l.allowed_routes().kinds().empty()) {
+    if (east_west) {
+      // Mesh traffic of the exported Services, routed by its server name: no route attaches.
+      if (!l.allowed_routes().kinds().empty()) {
+        s.resolved_reason = "InvalidRouteKinds";
+        s.resolved_message =
+            absl::StrCat("allowedRoutes.kinds: a ", kEastWestProtocol, " listener takes no routes");
+      }
+    } else if (l.allowed_routes().kinds().empty()) {
       s.kinds = {"HTTPRoute", "GRPCRoute"};
     } else {
       for (const gw::RouteGroupKind& k : l.allowed_routes().kinds()) {

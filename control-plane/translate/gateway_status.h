@@ -73,6 +73,11 @@ GatewayAddresses JudgeGatewayAddresses(const policy::PolicySnapshot& policy,
                                        const meshlet::gateway::Gateway& gateway,
                                        const std::vector<net::IpPrefix>& ranges);
 
+// The listener protocol of an east-west gateway (ADR 0106): mesh mTLS of the exported Services
+// from linked clusters, routed by its server name (EastWestServerName) to their members without
+// being terminated. Such a listener takes no routes.
+inline constexpr absl::string_view kEastWestProtocol = "meshlet.io/east-west";
+
 // The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
 // serves. Such a node gets no sidecar listeners, only the Gateway's.
 inline constexpr absl::string_view kGatewayLabel = "meshlet.io/gateway";

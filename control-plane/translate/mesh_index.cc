@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "control-plane/translate/translation.h"
 
@@ -115,6 +116,48 @@ AddressesByNamespace ChangedAddresses(const RegistrySnapshot& before, const Regi
   return changed;
 }
 
+// The Services whose linked clusters' endpoints differ between `before` and `now`.
+std::set<ServiceKey> ChangedRemote(const RegistrySnapshot& before, const RegistrySnapshot& now) {
+  std::set<ServiceKey> changed;
+  if (before.remote == now.remote) return changed;
+  static const registry::RemoteServices kNone;
+  const auto& a = (before.remote != nullptr ? *before.remote : kNone).services;
+  const auto& b = (now.remote != nullptr ? *now.remote : kNone).services;
+  for (const auto& [key, endpoints] : a) {
+    auto it = b.find(key);
+    if (it == b.end() || it->second.size() != endpoints.size()) {
+      changed.insert(key);
+      continue;
+    }
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      if (endpoints[i] != it->second[i] && !(*endpoints[i] == *it->second[i])) {
+        changed.insert(key);
+        break;
+      }
+    }
+  }
+  for (const auto& [key, endpoints] : b) {
+    if (!a.contains(key)) changed.insert(key);
+  }
+  return changed;
+}
+
+// A linked cluster's endpoint as a member of `view`: its east-west gateway, standing for the
+// Service's members there (ADR 0106). Owned by the view.
+void AddRemoteMember(const std::shared_ptr<const registry::RemoteEndpoint>& e, ServiceView& view) {
+  Workload& w = view.owned_members.emplace_back();
+  w.id = absl::StrCat("remote/", e->cluster, "/", e->host, ":", e->port);
+  w.service = view.name;
+  w.namespace_ = view.namespace_;
+  w.addresses = {e->host};
+  w.inbound_port = e->port;
+  w.workload_certificate = true;
+  w.locality = e->locality;
+  w.ready = e->members > 0;
+  w.remote = e;
+  view.members.push_back(&w);
+}
+
 // Whether an endpoint of `ks` is at one of `changed`'s addresses (no allocation).
 bool AtAny(const registry::KubernetesService& ks, const AddressesByNamespace& changed) {
   auto in_namespace = changed.find(ks.namespace_);
@@ -204,7 +247,9 @@ bool SameMember(const Workload& a, const Workload& b) {
          a.addresses == b.addresses && a.ports == b.ports && a.inbound_port == b.inbound_port &&
          a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
          a.capture == b.capture && a.ready == b.ready &&
-         a.locality.SerializeAsString() == b.locality.SerializeAsString();
+         a.locality.SerializeAsString() == b.locality.SerializeAsString() &&
+         (a.remote == b.remote ||
+          (a.remote != nullptr && b.remote != nullptr && *a.remote == *b.remote));
 }
 
 MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry,
@@ -244,8 +289,10 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
       }
     }
     AddressesByNamespace changed;
+    std::set<ServiceKey> remote_changed;
     if (base != nullptr) {
       changed = ChangedAddresses(*previous.registry, registry);
+      remote_changed = ChangedRemote(*previous.registry, registry);
       shared.assign(base->services.size(), false);
     }
     // Discovery lists Services in about key order: the base's entry after the last one found is
@@ -263,7 +310,8 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
         // A Service resource of the same name is the same object too (same policy snapshot).
         if (at < entries.size()) {
           cursor = at + 1;
-          if (entries[at].second->kubernetes == ks.get() && !AtAny(*ks, changed)) {
+          if (entries[at].second->kubernetes == ks.get() && !AtAny(*ks, changed) &&
+              !remote_changed.contains(entries[at].first)) {
             if (!views.empty()) views.erase(entries[at].first);
             shared[at] = true;
             continue;
@@ -319,6 +367,18 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     }
     std::sort(view->members.begin(), view->members.end(),
               [](const Workload* a, const Workload* b) { return a->id < b->id; });
+  }
+  // The linked clusters' endpoints join the Services of the same namespace and name built here
+  // (a shared view has them already: it is shared only while they are unchanged). A Service
+  // that exists only in a linked cluster is not made up here.
+  if (registry.remote != nullptr) {
+    for (const auto& [key, endpoints] : registry.remote->services) {
+      auto it = views.find(key);
+      if (it == views.end()) continue;
+      for (const std::shared_ptr<const registry::RemoteEndpoint>& e : endpoints) {
+        AddRemoteMember(e, *it->second);
+      }
+    }
   }
   // The table: the shared entries (in the previous table's order, which is key order) merged
   // with the views built here.

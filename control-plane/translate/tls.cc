@@ -25,6 +25,13 @@ bool SetUpstreamMtls(const TranslationContext& ctx, const ServiceView& s,
   bool any_has_certificate = false;
   for (const Workload* w : s.members) {
     if (!Matches(subset, w->labels)) continue;
+    if (w->remote != nullptr) {
+      // A linked cluster's members, behind its east-west gateway: their own ids (another trust
+      // domain, when the clusters federate).
+      any_has_certificate = true;
+      ids.insert(w->remote->identities.begin(), w->remote->identities.end());
+      continue;
+    }
     any_has_certificate |= HasCertificate(*w);
     if (!w->service_account.empty()) ids.insert(SpiffeId(ctx, *w));
   }
@@ -46,6 +53,9 @@ bool SetUpstreamMtls(const TranslationContext& ctx, const ServiceView& s,
 
 void SetEndpointTls(const TranslationContext& ctx, const Workload& w, bool mtls,
                     const std::string& mode, xds::Endpoint& endpoint) {
+  // A linked cluster's gateway: any of its members may answer (the cluster's ids), never in
+  // plaintext.
+  if (w.remote != nullptr) return;
   const bool has_certificate = HasCertificate(w);
   if (mtls && !has_certificate && mode != "STRICT") {
     endpoint.set_plaintext(true);

@@ -416,6 +416,20 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
                               const ServiceView& s, const pb::ServicePort& port,
                               const std::map<std::string, std::string>& subset,
                               bool opaque = false);
+// Multicluster (ADR 0106). The server name a caller's mesh mTLS names a Service port by at a
+// linked cluster's east-west gateway: "<port>.<service>.<namespace>.meshlet.internal".
+inline constexpr absl::string_view kEastWestServerNameSuffix = ".meshlet.internal";
+std::string EastWestServerName(absl::string_view namespace_, absl::string_view service,
+                               uint32_t port);
+// The label that exports a Service to linked clusters (value "true"): on a Service resource, or
+// on a Kubernetes Service (KubernetesService::exported).
+inline constexpr absl::string_view kExportLabel = "meshlet.io/export";
+bool Exported(const ServiceView& s);
+// An east-west gateway's cluster of an exported Service port, "eastwest|<port>||<svc>.<ns>": the
+// ready members here that answer mesh mTLS (not a linked cluster's), reached as the Service's
+// callers reach them, over TCP: the caller's TLS passes through.
+const std::string& UseEastWestCluster(const TranslationContext& ctx, TranslationOutput& out,
+                                      const ServiceView& s, const pb::ServicePort& port);
 // The TrafficPolicy's (and MeshConfig's) settings of an outbound cluster: load balancer, connect
 // timeout, circuit breakers, retry budget, connection pool, outlier detection.
 void ApplyTrafficPolicy(const TranslationContext& ctx, const pb::TrafficPolicySpec* tp,

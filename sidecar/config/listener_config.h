@@ -118,6 +118,10 @@ struct ListenerDestinationConfig {
   // The port authorization sees (connections to tcp_cluster; requests whose virtual host names
   // none); 0: the original destination's port.
   uint32_t destination_port = 0;
+  // TLS passed through by name (ADR 0106): the connection must open with a ClientHello whose
+  // server name is one of these (lower case; "*.example.com" covers any labels in front of
+  // example.com). Empty: any connection, whatever it sends.
+  std::vector<std::string> server_names;
   // Only on a ServiceRoute's destination: when it was last used (ActiveConnection touches it when
   // a connection it serves opens and closes). Null: not tracked.
   std::shared_ptr<route::UsageCell> usage;

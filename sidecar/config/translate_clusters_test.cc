@@ -174,12 +174,25 @@ TEST(TranslateTest, EndpointLocalityLevelsAndLocalityLb) {
   EXPECT_EQ(lb.max_inflight_per_host, 8u);
   EXPECT_EQ(lb.max_latency, 250ms);
 
-  // Without the sidecar's locality every endpoint is at the farthest level.
+  // Without the sidecar's locality every endpoint of its cluster is as near as any other; a
+  // linked cluster's (one naming a cluster) is the farthest level (ADR 0106).
   snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  levels.clear();
   for (const cluster::EndpointConfig& e : (*snapshot)->FindCluster("eds-cluster")->endpoints) {
-    EXPECT_EQ(e.locality_level, 2);
+    levels.push_back(e.locality_level);
   }
+  EXPECT_EQ(levels, (std::vector<int>{0, 0, 0, 0, 0, 2, 0}));
+  // A sidecar that knows its zone but names no cluster: the same.
+  own.clear_cluster();
+  snapshot = BuildSnapshot(set, nullptr, &own);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  levels.clear();
+  for (const cluster::EndpointConfig& e : (*snapshot)->FindCluster("eds-cluster")->endpoints) {
+    levels.push_back(e.locality_level);
+  }
+  EXPECT_EQ(levels, (std::vector<int>{2, 0, 0, 1, 2, 2, 0}));
+  own.set_cluster("c1");
 
   // internalTrafficPolicy: Local: only the sidecar's node's endpoints.
   eds.mutable_locality_lb()->set_node_local(true);

@@ -66,11 +66,14 @@ std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
 }  // namespace
 
 uint8_t LocalityLevel(const xds::Locality& endpoint, const xds::Locality* own) {
-  if (own == nullptr || (own->region().empty() && own->zone().empty())) return 2;
-  if (!endpoint.cluster().empty() && !own->cluster().empty() &&
-      endpoint.cluster() != own->cluster()) {
+  // Another cluster's (a linked cluster's east-west gateway, ADR 0106): the farthest level. A
+  // sidecar that names no cluster is in the one whose endpoints name none.
+  if (!endpoint.cluster().empty() &&
+      (own == nullptr || own->cluster().empty() || endpoint.cluster() != own->cluster())) {
     return 2;
   }
+  // A sidecar that does not know where it runs: every endpoint of its own cluster is as near.
+  if (own == nullptr || (own->region().empty() && own->zone().empty())) return 0;
   // An endpoint that names a zone but no region (a Kubernetes EndpointSlice's) is in the
   // caller's zone when the zones match: zone names are unique within a cloud.
   if (!own->zone().empty() && endpoint.zone() == own->zone() &&

@@ -271,6 +271,9 @@ class Errors {
 
 // Names are identifiers people type and logs print: non-empty, no spaces or control characters.
 bool ValidName(absl::string_view name);
+// A server name (DownstreamTls.server_certificates, ListenerDestination.server_names): "name" or
+// "*.suffix", lower case, DNS letters, digits, '-' and '.' (no empty label, no trailing dot).
+bool ValidServerName(absl::string_view name);
 void CheckName(Errors::Scope& scope, absl::string_view name);
 
 // Host names and literals for rewrites and redirects: host [":" port].

@@ -378,6 +378,29 @@ void CheckTargets(Errors::Scope& scope, const std::string& parent, xds::Listener
   }
 }
 
+// Listener.destinations, each name once. Destinations that match by server name read the
+// ClientHello of TLS the listener passes through: not on a listener that terminates TLS.
+void TranslateDestinations(Errors::Scope& scope, const xds::Listener& in,
+                           const absl::flat_hash_set<std::string>& routes,
+                           const ClusterNames& clusters, ListenerConfig& out) {
+  absl::flat_hash_map<std::string, int> names;  // name → first index
+  for (int i = 0; i < in.destinations_size(); ++i) {
+    const xds::ListenerDestination& d = in.destinations(i);
+    const std::string path = Index("destinations", i);
+    if (ValidName(d.name())) {
+      if (auto [it, inserted] = names.emplace(d.name(), i); !inserted) {
+        scope.Add(Join(path, "name"), absl::StrCat(Quote(d.name()), " is already used by ",
+                                                   Index("destinations", it->second)));
+      }
+    }
+    if (d.server_names_size() > 0 && in.has_tls()) {
+      scope.Add(Join(path, "server_names"),
+                "not with Listener.tls (the listener would terminate the TLS it routes by name)");
+    }
+    out.destinations.push_back(TranslateListenerDestination(scope, path, d, routes, clusters));
+  }
+}
+
 // use_original_destination, destinations, unmatched_destination, passthrough_host.
 void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
                       const absl::flat_hash_set<std::string>& routes, const ClusterNames& clusters,
@@ -385,7 +408,20 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
   out.use_original_destination = in.use_original_destination();
   if (!in.use_original_destination()) {
     constexpr absl::string_view kOnlyWith = "only with use_original_destination: true";
-    if (in.destinations_size() > 0) scope.Add("destinations", kOnlyWith);
+    // Destinations matched by server name alone (an east-west gateway's): each names some, and
+    // no address or port (there is no original destination to compare them with).
+    for (int i = 0; i < in.destinations_size(); ++i) {
+      const xds::ListenerDestination& d = in.destinations(i);
+      const std::string path = Index("destinations", i);
+      if (d.server_names_size() == 0) {
+        scope.Add(Join(path, "server_names"),
+                  "required without use_original_destination (destinations there match by "
+                  "server name alone)");
+      }
+      if (d.addresses_size() > 0) scope.Add(Join(path, "addresses"), kOnlyWith);
+      if (d.port() != 0) scope.Add(Join(path, "port"), kOnlyWith);
+    }
+    TranslateDestinations(scope, in, routes, clusters, out);
     if (in.unmatched_destination() != xds::PASSTHROUGH) {
       scope.Add("unmatched_destination", kOnlyWith);
     }
@@ -401,18 +437,7 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
   ReadDuration(scope, "passthrough_connect_timeout", in.has_passthrough_connect_timeout(),
                in.passthrough_connect_timeout(), DurationRule::kPositive,
                &out.passthrough_connect_timeout);
-  absl::flat_hash_map<std::string, int> names;  // name → first index
-  for (int i = 0; i < in.destinations_size(); ++i) {
-    const xds::ListenerDestination& d = in.destinations(i);
-    const std::string path = Index("destinations", i);
-    if (ValidName(d.name())) {
-      if (auto [it, inserted] = names.emplace(d.name(), i); !inserted) {
-        scope.Add(Join(path, "name"), absl::StrCat(Quote(d.name()), " is already used by ",
-                                                   Index("destinations", it->second)));
-      }
-    }
-    out.destinations.push_back(TranslateListenerDestination(scope, path, d, routes, clusters));
-  }
+  TranslateDestinations(scope, in, routes, clusters, out);
   switch (in.unmatched_destination()) {
     case xds::PASSTHROUGH:
       out.unmatched_destination = UnmatchedDestination::kPassthrough;
@@ -524,8 +549,16 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
   out.protocol = *protocol;
   out.route_config_name = in.route_config_name();
   out.tcp_cluster = in.tcp_cluster();
-  CheckTargets(scope, "", in.protocol(), in.route_config_name(), in.tcp_cluster(), routes,
-               clusters);
+  // A TCP listener that routes TLS by server name alone may have no tcp_cluster of its own:
+  // what no destination takes is closed.
+  const bool by_name_only = in.protocol() == xds::PROTOCOL_TCP && !in.use_original_destination() &&
+                            in.destinations_size() > 0 && in.tcp_cluster().empty();
+  if (!by_name_only) {
+    CheckTargets(scope, "", in.protocol(), in.route_config_name(), in.tcp_cluster(), routes,
+                 clusters);
+  } else if (!in.route_config_name().empty()) {
+    scope.Add("route_config_name", "not used with protocol TCP (use tcp_cluster)");
+  }
 
   if (in.has_tls()) TranslateDownstreamTls(scope, in.tls(), secrets, out.tls);
   if (in.has_http()) TranslateHttpOptions(scope, in.http(), out.http);
@@ -594,6 +627,15 @@ ListenerDestinationConfig TranslateListenerDestination(
     scope.Add(Join(path, "destination_port"), "must be at most 65535");
   }
   destination.destination_port = d.destination_port();
+  for (int n = 0; n < d.server_names_size(); ++n) {
+    const std::string& name = d.server_names(n);
+    if (!ValidServerName(name)) {
+      scope.Add(Index(Join(path, "server_names"), n),
+                absl::StrCat(Quote(name), " is not a lower-case host name or *.suffix"));
+      continue;
+    }
+    destination.server_names.push_back(name);
+  }
   return destination;
 }
 

@@ -557,7 +557,11 @@ TEST(TranslateTest, CaptureFieldsNeedUseOriginalDestination) {
   ASSERT_FALSE(snapshot.ok());
   const std::string message(snapshot.status().message());
   const std::string only = ": only with use_original_destination: true";
-  EXPECT_THAT(message, HasSubstr("listener \"outbound\": destinations" + only));
+  // Destinations there match by server name alone: addresses and ports are capture's.
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": destinations[0].addresses" + only));
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": destinations[0].port" + only));
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": destinations[2].server_names: required "
+                                 "without use_original_destination"));
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination" + only));
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": passthrough_host" + only));
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination_source" + only));
@@ -570,6 +574,49 @@ TEST(TranslateTest, CaptureFieldsNeedUseOriginalDestination) {
   snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_FALSE((*snapshot)->listeners[0].use_original_destination);
+}
+
+// An east-west gateway's listener: TLS routed by its server name, without capture.
+TEST(TranslateTest, DestinationsByServerName) {
+  ResourceSet set = Base();
+  xds::Listener& listener = set.listeners.Mutable(0);
+  listener = Parse<xds::Listener>(R"yaml(
+name: gateway
+address: 0.0.0.0:15443
+protocol: PROTOCOL_TCP
+destinations:
+- {name: "reviews.shop:9080", server_names: [9080.reviews.shop.meshlet.internal],
+   protocol: PROTOCOL_TCP, tcp_cluster: other}
+- {name: "any", server_names: ["*.shop.meshlet.internal", a.example], protocol: PROTOCOL_TCP,
+   tcp_cluster: backend}
+)yaml");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ListenerConfig& out = (*snapshot)->listeners[0];
+  EXPECT_FALSE(out.use_original_destination);
+  ASSERT_EQ(out.destinations.size(), 2u);
+  EXPECT_EQ(out.destinations[0].server_names,
+            std::vector<std::string>{"9080.reviews.shop.meshlet.internal"});
+  EXPECT_EQ(out.destinations[0].tcp_cluster, "other");
+  EXPECT_EQ(out.destinations[1].server_names,
+            (std::vector<std::string>{"*.shop.meshlet.internal", "a.example"}));
+
+  // Names must be lower-case host names or *.suffix; a listener that terminates TLS cannot
+  // read them; without capture each destination needs some.
+  listener.mutable_destinations(0)->add_server_names("Upper.example");
+  listener.mutable_destinations(0)->add_server_names("a.*.example");
+  listener.mutable_destinations(1)->clear_server_names();
+  listener.mutable_tls()->set_secret_name("cert");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  const std::string at = "listener \"gateway\": destinations";
+  EXPECT_THAT(message, HasSubstr(at + "[0].server_names[1]: \"Upper.example\" is not a "
+                                      "lower-case host name or *.suffix"));
+  EXPECT_THAT(message, HasSubstr(at + "[0].server_names[2]: \"a.*.example\" is not"));
+  EXPECT_THAT(message, HasSubstr(at + "[0].server_names: not with Listener.tls"));
+  EXPECT_THAT(message, HasSubstr(at + "[1].server_names: required without "
+                                      "use_original_destination"));
 }
 
 TEST(TranslateTest, CaptureDestinationErrorsNameTheField) {

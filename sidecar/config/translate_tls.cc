@@ -14,6 +14,22 @@
 #include "common/tls/spiffe.h"
 
 namespace meshlet::sidecar::config::translate_internal {
+
+bool ValidServerName(absl::string_view name) {
+  if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
+  if (name.empty() || name.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    for (char c : label) {
+      if (!absl::ascii_islower(static_cast<unsigned char>(c)) &&
+          !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '-') {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 namespace {
 
 // One PEM piece of a secret, inline or from a file (not both).
@@ -114,23 +130,6 @@ void TranslateTrustBundleSecret(Errors::Scope& scope, bool workload_certificate,
     scope.Add("tls.trust_bundle_secret",
               absl::StrCat("secret ", Quote(name), " has no trust bundle"));
   }
-}
-
-// A server name of DownstreamTls.server_certificates: "name" or "*.suffix", lower case, DNS
-// letters, digits, '-' and '.' (no empty label, no trailing dot).
-bool ValidServerName(absl::string_view name) {
-  if (absl::StartsWith(name, "*.")) name.remove_prefix(2);
-  if (name.empty() || name.size() > 253) return false;
-  for (absl::string_view label : absl::StrSplit(name, '.')) {
-    if (label.empty() || label.size() > 63) return false;
-    for (char c : label) {
-      if (!absl::ascii_islower(static_cast<unsigned char>(c)) &&
-          !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '-') {
-        return false;
-      }
-    }
-  }
-  return true;
 }
 
 // DownstreamTls.server_certificates: names valid and each listed once, Secrets with a chain and

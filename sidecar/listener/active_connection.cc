@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/net/original_destination.h"
+#include "common/tls/client_hello.h"
 #include "sidecar/filters/authorization.h"
 #include "sidecar/listener/downstream_tls.h"
 #include "xds/protocol.h"
@@ -47,15 +48,57 @@ ActiveConnection::~ActiveConnection() {
 
 void ActiveConnection::Start() {
   if (listener_->matcher.has_value()) {
-    ResolveDestination();
+    if (listener_->config.use_original_destination) ReadOriginalDestination();
+    if (listener_->matcher->NeedsServerName(original_destination_,
+                                            connection_->local_address().port())) {
+      // The ClientHello first: its server name picks the destination.
+      reading_hello_ = true;
+      accepted_at_ = owner_.loop().Now();
+      detect_timer_ = std::make_unique<event::Timer>(owner_.loop(), [this] { OnDetectTimeout(); });
+      ArmDetectTimer(listener_->config.detect_timeout);
+      return;
+    }
+    Decide();
     if (WaitForLookup()) return;
   }
   Serve();
 }
 
+void ActiveConnection::ReadClientHello(bool end_stream, bool timed_out) {
+  // Once per connection, and a ClientHello is a few KiB (bounded by the parser's limit): the
+  // copy that makes the bytes contiguous is not a per-request cost.
+  const std::string bytes = pending_.ToString();
+  tls::ClientHello hello = tls::ParseClientHello(bytes);
+  if (hello.status == tls::ClientHello::Status::kNeedMoreBytes && !end_stream && !timed_out) {
+    return;
+  }
+  reading_hello_ = false;
+  detect_timer_.reset();
+  listener_->client_hellos[static_cast<size_t>(hello.status)].Inc();
+  if (hello.status == tls::ClientHello::Status::kOk && !hello.server_name.empty()) {
+    server_name_ = std::move(hello.server_name);
+  }
+  if (end_stream && pending_.empty()) {
+    listener_->closed_before_detect.Inc();
+    connection_->Close(net::CloseMode::kNoFlush);
+    return;
+  }
+  Decide();
+  if (WaitForLookup()) {
+    ended_while_waiting_ = end_stream;
+    return;
+  }
+  Serve();
+  // What was read goes on to detection, or to the handler Serve() chose (which took it).
+  if (detect_timer_ != nullptr && (!pending_.empty() || end_stream)) {
+    net::Buffer none;
+    OnData(none, end_stream);
+  }
+}
+
 void ActiveConnection::Serve() {
   using config::ListenerProtocol;
-  if (listener_->matcher.has_value()) listener_->capture.Record(decision_.action);
+  if (listener_->config.use_original_destination) listener_->capture.Record(decision_.action);
   NoteDestinationUse();
   const bool tls = listener_->has_tls();
   if (tls && listener_->tls_provider == nullptr) {
@@ -105,7 +148,7 @@ void ActiveConnection::NoteDestinationUse() {
   }
 }
 
-void ActiveConnection::ResolveDestination() {
+void ActiveConnection::ReadOriginalDestination() {
   absl::StatusOr<std::optional<net::Address>> original = net::ReadOriginalDestination(*connection_);
   if (original.ok()) {
     original_destination_ = *std::move(original);
@@ -116,7 +159,6 @@ void ActiveConnection::ResolveDestination() {
                              << connection_->remote_address().ToString()
                              << " unknown, served as not redirected: " << original.status();
   }
-  Decide();
 }
 
 void ActiveConnection::Decide() {
@@ -124,7 +166,8 @@ void ActiveConnection::Decide() {
   protocol_ = listener_->config.protocol;
   route_config_name_ = &listener_->config.route_config_name;
   tcp_cluster_ = &listener_->config.tcp_cluster;
-  decision_ = listener_->matcher->Match(original_destination_, connection_->local_address().port());
+  decision_ = listener_->matcher->Match(original_destination_, connection_->local_address().port(),
+                                        server_name_.has_value() ? &*server_name_ : nullptr);
   switch (decision_.action) {
     case Action::kListener:
       break;
@@ -187,6 +230,10 @@ void ActiveConnection::StartDrain(bool keep_idle_http1) {
 
 void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
   pending_.Move(data);
+  if (reading_hello_) {
+    ReadClientHello(end_stream, /*timed_out=*/false);
+    return;
+  }
   if (lookup_.waiting()) {
     if (end_stream && pending_.empty()) {
       // Gone before saying anything: nothing to serve.
@@ -284,6 +331,11 @@ void ActiveConnection::OnDetectTimeout() {
     ArmDetectTimer(listener_->config.detect_timeout);
     return;
   }
+  if (reading_hello_) {
+    // Silent, or not a whole ClientHello in time: matched without a server name.
+    ReadClientHello(/*end_stream=*/false, /*timed_out=*/true);
+    return;
+  }
   if (connection_ != nullptr && connection_->transport().HandshakeInProgress()) {
     // A TLS client is not silent: its handshake is under way. Bounded from accept on.
     const Duration left = accepted_at_ + listener_->config.tls_handshake_timeout - now;
@@ -361,6 +413,12 @@ void ActiveConnection::ToTcp() {
     return;
   }
   if (tcp_cluster_->empty()) {
+    if (decision_.action == Action::kListener && listener_->matcher.has_value() &&
+        listener_->matcher->reads_server_names() && !listener_->config.use_original_destination) {
+      // A listener that routes by server name only: no destination took this one.
+      Reject(listener_->rejected_unmatched_destination, "unmatched_destination");
+      return;
+    }
     Reject(listener_->rejected_no_tcp_cluster, "no_tcp_cluster");
     return;
   }

@@ -25,6 +25,12 @@
 // worker runs it now (the snapshot that carries the answer) and served so; any other outcome: the
 // first decision is served, exactly as without on_demand. Closing while waiting cancels the wait.
 //
+// On a listener with destinations by server name (ADR 0106), a connection whose decision depends
+// on it (DestinationMatcher::NeedsServerName) first reads its TLS ClientHello, without consuming
+// it, up to the listener's detect_timeout: the name it carries (none when the bytes are not TLS,
+// not a whole ClientHello in time, or name nothing) is matched with the original destination,
+// and everything read is then served as above, the ClientHello forwarded unchanged.
+//
 // Ownership and threading: the ConnectionOwner (the worker) owns it and its loop thread is the
 // only one it runs on. While the protocol is being detected it is the connection's callbacks
 // object; afterwards it owns the handler (TcpProxy or HttpConnectionManager). When the connection
@@ -34,6 +40,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
@@ -105,10 +112,14 @@ class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
   // The protocol settled without looking at the bytes: by the listener (HTTP1/HTTP2 listeners
   // with TLS wait here only for the handshake) or by ALPN.
   std::optional<DetectedProtocol> ChosenProtocol() const;
-  // Capture listeners: reads the original destination, then Decide().
-  void ResolveDestination();
-  // Capture listeners: sets decision_ and what follows from it from original_destination_.
+  // Capture listeners: reads the original destination into original_destination_.
+  void ReadOriginalDestination();
+  // Listeners with a matcher: sets decision_ and what follows from it from
+  // original_destination_ and server_name_.
   void Decide();
+  // While reading_hello_: parses what arrived; once it is a whole ClientHello, something else,
+  // or the connection ended or timed out (`timed_out`), decides and serves.
+  void ReadClientHello(bool end_stream, bool timed_out);
   // Capture listeners: starts waiting for a lookup of the original destination if decision_ and
   // the listener's on_demand ask for one; false when the connection does not wait.
   bool WaitForLookup();
@@ -155,6 +166,8 @@ class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
   const std::string* tcp_cluster_;
   CaptureDecision decision_;                          // kListener unless a capture listener
   std::optional<net::Address> original_destination_;  // capture listeners, when redirected
+  bool reading_hello_ = false;                        // waiting for the ClientHello (Start)
+  std::optional<std::string> server_name_;            // the ClientHello's, when it named one
   std::unique_ptr<net::Connection> connection_;       // until a handler takes it
   GaugeGuard active_;
   std::unique_ptr<event::Timer> detect_timer_;

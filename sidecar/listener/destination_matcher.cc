@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/types/span.h"
 #include "common/base/logging.h"
 #include "common/net/ip_prefix.h"
@@ -64,10 +65,24 @@ const char* CaptureActionName(Action action) {
   return "unknown";
 }
 
+bool ServerNameMatches(const std::vector<std::string>& names, absl::string_view server_name) {
+  if (server_name.empty()) return false;
+  for (const std::string& name : names) {
+    if (absl::StartsWith(name, "*.")) {
+      const absl::string_view suffix = absl::string_view(name).substr(1);  // ".example.com"
+      if (server_name.size() > suffix.size() && absl::EndsWith(server_name, suffix)) return true;
+    } else if (server_name == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
 DestinationMatcher::DestinationMatcher(const config::ListenerConfig& listener)
     : listener_(listener) {
   CHECK(listener.destinations.size() < std::numeric_limits<uint32_t>::max());
   for (uint32_t i = 0; i < listener.destinations.size(); ++i) {
+    reads_server_names_ |= !listener.destinations[i].server_names.empty();
     const uint16_t port = listener.destinations[i].port;
     if (port == 0) {
       any_port_.push_back(i);
@@ -92,20 +107,11 @@ bool DestinationMatcher::AddressMatches(uint32_t index, const net::Address& addr
   return false;
 }
 
-CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& original,
-                                          uint16_t local_port) const {
-  CaptureDecision decision;
-  if (!listener_.use_original_destination || !original.has_value() || !original->is_ip() ||
-      original->port() == local_port) {
-    decision.authorization_port =
-        listener_.destination_port != 0 ? listener_.destination_port : local_port;
-    return decision;
-  }
-  const uint16_t port = original->port();
-  decision.authorization_port = port;
-  // The first match in configuration order: walk the port's entries and the any-port entries
-  // together, both ascending.
-  auto it = by_port_.find(port);
+template <typename Visit>
+bool DestinationMatcher::ForEachCandidate(const net::Address& original, Visit visit) const {
+  // Configuration order: walk the port's entries and the any-port entries together, both
+  // ascending.
+  auto it = by_port_.find(original.port());
   const absl::Span<const uint32_t> with_port =
       it != by_port_.end() ? absl::MakeConstSpan(it->second) : absl::Span<const uint32_t>();
   size_t a = 0;
@@ -117,14 +123,61 @@ CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& ori
     } else {
       index = any_port_[b++];
     }
-    if (!AddressMatches(index, *original)) continue;
+    if (AddressMatches(index, original) && visit(index)) return true;
+  }
+  return false;
+}
+
+bool DestinationMatcher::Redirected(const std::optional<net::Address>& original,
+                                    uint16_t local_port) const {
+  return original.has_value() && original->is_ip() && original->port() != local_port;
+}
+
+bool DestinationMatcher::NeedsServerName(const std::optional<net::Address>& original,
+                                         uint16_t local_port) const {
+  if (!reads_server_names_) return false;
+  if (!listener_.use_original_destination) return true;
+  if (!Redirected(original, local_port)) return false;
+  // The first candidate decides: one with names needs the name, one without serves any.
+  bool needs = false;
+  ForEachCandidate(*original, [&](uint32_t index) {
+    needs = !listener_.destinations[index].server_names.empty();
+    return true;
+  });
+  return needs;
+}
+
+CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& original,
+                                          uint16_t local_port,
+                                          const std::string* server_name) const {
+  CaptureDecision decision;
+  const absl::string_view name = server_name != nullptr ? *server_name : absl::string_view();
+  auto take = [&](uint32_t index) {
     const config::ListenerDestinationConfig& destination = listener_.destinations[index];
+    if (!destination.server_names.empty() && !ServerNameMatches(destination.server_names, name)) {
+      return false;
+    }
     decision.action = Action::kDestination;
     decision.destination = &destination;
-    if (destination.destination_port != 0)
+    if (destination.destination_port != 0) {
       decision.authorization_port = destination.destination_port;
+    }
+    return true;
+  };
+  if (!listener_.use_original_destination || !Redirected(original, local_port)) {
+    decision.authorization_port =
+        listener_.destination_port != 0 ? listener_.destination_port : local_port;
+    if (!listener_.use_original_destination) {
+      // Destinations by server name alone (each has some).
+      for (uint32_t i = 0; i < listener_.destinations.size(); ++i) {
+        if (!listener_.destinations[i].server_names.empty() && take(i)) break;
+      }
+    }
     return decision;
   }
+  const uint16_t port = original->port();
+  decision.authorization_port = port;
+  if (ForEachCandidate(*original, take)) return decision;
   if (listener_.unmatched_destination == config::UnmatchedDestination::kRefuse ||
       std::binary_search(listener_.sidecar_ports.begin(), listener_.sidecar_ports.end(), port)) {
     decision.action = Action::kRefuse;

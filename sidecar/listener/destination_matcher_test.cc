@@ -193,6 +193,89 @@ TEST(DestinationMatcherTest, ListenersWithoutCaptureIgnoreTheOriginalDestination
   EXPECT_EQ(matcher.Match(Addr("10.96.0.20:3306"), 15001).action, Action::kListener);
 }
 
+TEST(DestinationMatcherTest, ServerNamesMatchExactlyOrUnderAWildcard) {
+  EXPECT_TRUE(ServerNameMatches({"a.example.com"}, "a.example.com"));
+  EXPECT_FALSE(ServerNameMatches({"a.example.com"}, "b.example.com"));
+  EXPECT_FALSE(ServerNameMatches({"a.example.com"}, "x.a.example.com"));
+  EXPECT_TRUE(ServerNameMatches({"x.org", "*.example.com"}, "a.example.com"));
+  EXPECT_TRUE(ServerNameMatches({"*.example.com"}, "a.b.example.com"));  // any labels in front
+  EXPECT_FALSE(ServerNameMatches({"*.example.com"}, "example.com"));
+  EXPECT_FALSE(ServerNameMatches({"*.example.com"}, "aexample.com"));
+  EXPECT_FALSE(ServerNameMatches({"*.example.com"}, ""));
+  EXPECT_FALSE(ServerNameMatches({}, "a.example.com"));
+}
+
+// An east-west gateway's listener: no capture, destinations by server name alone.
+TEST(DestinationMatcherTest, WithoutCaptureDestinationsMatchByServerNameAlone) {
+  config::ListenerConfig listener;
+  listener.name = "gateway|15443";
+  listener.protocol = config::ListenerProtocol::kTcp;
+  listener.destinations.push_back(Destination("reviews", {}, 0));
+  listener.destinations.back().server_names = {"9080.reviews.default.meshlet.internal"};
+  listener.destinations.back().protocol = config::ListenerProtocol::kTcp;
+  listener.destinations.push_back(Destination("shop", {}, 0));
+  listener.destinations.back().server_names = {"*.shop.meshlet.internal"};
+  listener.destinations.back().destination_port = 8443;
+  DestinationMatcher matcher(listener);
+  EXPECT_TRUE(matcher.reads_server_names());
+  EXPECT_TRUE(matcher.NeedsServerName(std::nullopt, 15443));
+
+  const std::string reviews = "9080.reviews.default.meshlet.internal";
+  CaptureDecision d = matcher.Match(std::nullopt, 15443, &reviews);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "reviews");
+  EXPECT_EQ(d.authorization_port, 15443u);
+  const std::string cart = "80.cart.shop.meshlet.internal";
+  d = matcher.Match(std::nullopt, 15443, &cart);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "shop");
+  EXPECT_EQ(d.authorization_port, 8443u);
+  // Another name, no name (not TLS): the listener's own fields.
+  const std::string other = "9080.ratings.default.meshlet.internal";
+  EXPECT_EQ(matcher.Match(std::nullopt, 15443, &other).action, Action::kListener);
+  EXPECT_EQ(matcher.Match(std::nullopt, 15443, nullptr).action, Action::kListener);
+  // An original destination means nothing here.
+  EXPECT_EQ(matcher.Match(Addr("10.0.0.1:9080"), 15443, &reviews).action, Action::kDestination);
+}
+
+TEST(DestinationMatcherTest, CaptureDestinationsWithServerNamesNeedTheName) {
+  config::ListenerConfig listener = Outbound();
+  // Before "any-9080": TLS to 192.0.2.0/24:443 named api.example.com, else passed through.
+  auto named = Destination("api", {"192.0.2.0/24"}, 443);
+  named.server_names = {"api.example.com"};
+  named.protocol = config::ListenerProtocol::kTcp;
+  listener.destinations.insert(listener.destinations.begin(), named);
+  auto wildcard = Destination("any-tls", {}, 8443);
+  wildcard.server_names = {"*.example.com"};
+  listener.destinations.insert(listener.destinations.begin() + 1, wildcard);
+  DestinationMatcher matcher(listener);
+
+  EXPECT_TRUE(matcher.NeedsServerName(Addr("192.0.2.1:443"), 15001));
+  EXPECT_TRUE(matcher.NeedsServerName(Addr("198.18.0.1:8443"), 15001));
+  // The first candidate has no names (db), or there is none: no need to read anything.
+  EXPECT_FALSE(matcher.NeedsServerName(Addr("10.96.0.20:3306"), 15001));
+  EXPECT_FALSE(matcher.NeedsServerName(Addr("198.18.0.1:5432"), 15001));
+  EXPECT_FALSE(matcher.NeedsServerName(std::nullopt, 15001));  // not redirected
+
+  const std::string api = "api.example.com";
+  const std::string other = "www.example.org";
+  CaptureDecision d = matcher.Match(Addr("192.0.2.1:443"), 15001, &api);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "api");
+  EXPECT_EQ(matcher.Match(Addr("192.0.2.1:443"), 15001, &other).action, Action::kPassthrough);
+  EXPECT_EQ(matcher.Match(Addr("192.0.2.1:443"), 15001, nullptr).action, Action::kPassthrough);
+  d = matcher.Match(Addr("198.18.0.1:8443"), 15001, &api);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "any-tls");
+  // A later destination without names still serves what the named one did not take.
+  auto fallback = Destination("fallback", {"192.0.2.0/24"}, 443);
+  listener.destinations.insert(listener.destinations.begin() + 1, fallback);
+  DestinationMatcher with_fallback(listener);
+  d = with_fallback.Match(Addr("192.0.2.1:443"), 15001, &other);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "fallback");
+}
+
 TEST(DestinationMatcherTest, NoDestinations) {
   config::ListenerConfig listener = Outbound();
   listener.destinations.clear();

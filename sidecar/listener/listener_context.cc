@@ -93,11 +93,30 @@ std::shared_ptr<ListenerContext> ListenerContext::Create(
   context->as_http2 = ProtocolCounter(shard, config.name, "http2");
   context->as_tcp = ProtocolCounter(shard, config.name, "tcp");
   context->tcp = TcpProxyStats::Create(shard, config.name);
-  if (config.use_original_destination) {
+  if (config.use_original_destination || !config.destinations.empty()) {
     context->matcher.emplace(context->config);
-    context->capture = CaptureStats::Create(shard, config.name);
     context->rejected_unmatched_destination =
         RejectedCounter(shard, config.name, "unmatched_destination");
+  }
+  if (context->matcher.has_value() && context->matcher->reads_server_names()) {
+    for (tls::ClientHello::Status status :
+         {tls::ClientHello::Status::kOk, tls::ClientHello::Status::kNeedMoreBytes,
+          tls::ClientHello::Status::kNotTls, tls::ClientHello::Status::kInvalid,
+          tls::ClientHello::Status::kTooLarge}) {
+      context->client_hellos[static_cast<size_t>(status)] = OrDiscard(
+          shard.RegisterCounter(
+              "meshlet_downstream_cx_client_hello_total",
+              "Connections of listeners that route TLS by server name, by what their first "
+              "bytes were: a ClientHello (ok), not a whole one before the end or "
+              "detect_timeout (need_more_bytes), not TLS, an invalid or an over-long "
+              "ClientHello.",
+              {{"listener", config.name},
+               {"result", std::string(tls::ClientHelloStatusName(status))}}),
+          "meshlet_downstream_cx_client_hello_total");
+    }
+  }
+  if (config.use_original_destination) {
+    context->capture = CaptureStats::Create(shard, config.name);
     context->original_destination_errors = OrDiscard(
         shard.RegisterCounter("meshlet_downstream_cx_original_destination_error_total",
                               "Connections of capture listeners whose original destination could "

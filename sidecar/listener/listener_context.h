@@ -12,6 +12,7 @@
 // same one, which `snapshot` keeps alive. Never copied or moved once made: `matcher` refers to
 // `config`.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -21,6 +22,7 @@
 
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
+#include "common/tls/client_hello.h"
 #include "common/tls/tls_context_provider.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/capture_stats.h"
@@ -72,11 +74,15 @@ struct ListenerContext {
   Counter as_tcp;
   TcpProxyStats tcp;
 
-  // Capture listeners (config.use_original_destination) only: what serves each connection, and
-  // the count of its decisions; connections refused for want of a destination (opaque bytes,
-  // or silence) are rejected with reason "unmatched_destination".
+  // Capture listeners (config.use_original_destination), and listeners with destinations by
+  // server name: what serves each connection; connections refused for want of a destination
+  // (opaque bytes, or silence; an unknown server name) are rejected with reason
+  // "unmatched_destination". The count of the decisions: capture listeners only.
   std::optional<DestinationMatcher> matcher;
   CaptureStats capture;
+  // Listeners that route TLS by server name: their connections' first bytes, by
+  // tls::ClientHello::Status (kNeedMoreBytes: ended or timed out before a whole ClientHello).
+  std::array<Counter, 5> client_hellos;
   Counter rejected_unmatched_destination;
   Counter original_destination_errors;  // ReadOriginalDestination failed: served as not redirected
 

@@ -15,6 +15,7 @@
 #include "common/base/logging.h"
 #include "common/base/sync.h"
 #include "common/net/network_namespace_test_util.h"
+#include "common/tls/client_hello_test_util.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
@@ -608,6 +609,86 @@ bool Send(int fd, absl::string_view bytes) {
 }
 
 }  // namespace
+
+// An east-west gateway's listener (ADR 0106): TLS routed by its ClientHello's server name to a
+// TCP cluster, the bytes forwarded unchanged; anything else is closed.
+TEST_F(WorkerTest, RoutesTlsByServerNameWithoutTerminatingIt) {
+  EchoServer a("A");
+  EchoServer b("B");
+  const std::string yaml = absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: gateway
+    address: 127.0.0.1:0
+    protocol: PROTOCOL_TCP
+    detect_timeout: 0.3s
+    destinations:
+    - {name: a, server_names: [a.mesh.internal], protocol: PROTOCOL_TCP, tcp_cluster: a}
+    - {name: b, server_names: ["*.b.mesh.internal"], protocol: PROTOCOL_TCP, tcp_cluster: b}
+  clusters:
+  - name: a
+    load_assignment: {endpoints: [{address: "127.0.0.1:)",
+                                        a.port(), R"("}]}
+  - name: b
+    load_assignment: {endpoints: [{address: "127.0.0.1:)",
+                                        b.port(), R"("}]}
+)");
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(yaml)).ok());
+  const uint16_t port = PortOf(worker, "gateway");
+  ASSERT_NE(port, 0);
+  using tls::testing::HandMadeClientHello;
+  using tls::testing::SniExtension;
+
+  // The backend the name picks answers (its banner), and echoes the ClientHello as sent.
+  const std::string to_a = HandMadeClientHello(SniExtension("a.mesh.internal"));
+  int fd = Connect(port);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(Send(fd, to_a));
+  EXPECT_EQ(Read(fd, 1 + to_a.size()), "A" + to_a);
+  ::close(fd);
+  // Under the wildcard, the ClientHello arriving in two pieces.
+  const std::string to_b = HandMadeClientHello(SniExtension("x.y.b.mesh.internal"));
+  fd = Connect(port);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(Send(fd, to_b.substr(0, 20)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(Send(fd, to_b.substr(20)));
+  EXPECT_EQ(Read(fd, 1 + to_b.size()), "B" + to_b);
+  ::close(fd);
+
+  // Refused (closed without a byte): another name, no name, not TLS, silence.
+  for (const std::string& bytes :
+       {HandMadeClientHello(SniExtension("c.mesh.internal")), HandMadeClientHello(""),
+        std::string("GET / HTTP/1.1\r\nHost: a.mesh.internal\r\n\r\n"), std::string()}) {
+    fd = Connect(port);
+    ASSERT_GE(fd, 0);
+    if (!bytes.empty()) {
+      ASSERT_TRUE(Send(fd, bytes));
+    }
+    EXPECT_EQ(Read(fd, 1), "<eof>") << bytes.size();
+    ::close(fd);
+  }
+  worker.Stop();
+  const StatsSnapshot stats = registry_.Snapshot();
+  auto count = [&](const std::string& name,
+                   const std::vector<std::pair<std::string, std::string>>& labels) {
+    const SeriesSnapshot* series = stats.Find(name, labels);
+    return series == nullptr ? uint64_t{0} : series->counter;
+  };
+  EXPECT_EQ(count("meshlet_downstream_cx_rejected_total",
+                  {{"listener", "gateway"}, {"reason", "unmatched_destination"}}),
+            4u);
+  EXPECT_EQ(count("meshlet_downstream_cx_client_hello_total",
+                  {{"listener", "gateway"}, {"result", "ok"}}),
+            4u);
+  EXPECT_EQ(count("meshlet_downstream_cx_client_hello_total",
+                  {{"listener", "gateway"}, {"result", "not_tls"}}),
+            1u);
+  EXPECT_EQ(count("meshlet_downstream_cx_client_hello_total",
+                  {{"listener", "gateway"}, {"result", "need_more_bytes"}}),
+            1u);
+}
 
 class OnDemandWorkerTest : public WorkerTest {
  protected:

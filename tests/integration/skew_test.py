@@ -57,7 +57,8 @@ BACKEND_CLUSTER = f"outbound|9080||backend.{NAMESPACE}"
 # What a sidecar of the previous release (0.1.0) lacks, as the control plane names it.
 PREVIOUS_LACKS = ["overload", "policy-source", "stream-reset-lifetime", "flood-drain",
                   "large-xds-messages", "service-routes", "on-demand", "jwt", "ca-rotation",
-                  "federation", "gateway", "locality", "backend-tls", "cors"]
+                  "federation", "gateway", "locality", "backend-tls", "cors",
+                  "server-names"]
 
 
 def release(binary):
