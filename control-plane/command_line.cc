@@ -9,6 +9,7 @@
 #include "common/flags/flags.h"
 #include "common/tls/spiffe.h"
 #include "control-plane/inject/revision.h"
+#include "control-plane/multicluster/link_records.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -111,6 +112,21 @@ std::vector<Section> Sections(CommandLine& command_line) {
                "how long one read of a bundle endpoint may take once its name is looked up: "
                "connecting, TLS and the whole answer (default 10s)",
                "10s")}});
+  sections.push_back(
+      {.heading = "Multicluster (docs/multicluster.md):",
+       .flags = {
+           flags::StringFlag("--cluster-name", "NAME", &command_line.multicluster.cluster,
+                             "this cluster's name among linked clusters (a DNS label); unset: "
+                             "no links, no exports"),
+           flags::PositiveDurationFlag(
+               "--multicluster-poll-interval", &command_line.multicluster.poll_interval,
+               "how often each linked cluster's exports are read (default 2s)", "2s"),
+           flags::PositiveDurationFlag(
+               "--multicluster-read-timeout", &command_line.multicluster.timeout,
+               "one read of a linked cluster's exports once its name is looked up: connecting, "
+               "TLS and the whole answer (default 5s)",
+               "5s"),
+       }});
   sections.push_back(
       {.heading = "JWT key sets (RequestAuthentication jwksUri; docs/security.md):",
        .flags = {
@@ -260,6 +276,10 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   ApplyRevision(command_line);
   command_line.xds.translate.gateway_address_ranges = command_line.gateway_addresses;
   command_line.kubernetes_policy.gateway_address_ranges = command_line.gateway_addresses;
+  if (!command_line.multicluster.cluster.empty()) {
+    RETURN_IF_ERROR(Annotate(multicluster::ValidateClusterName(command_line.multicluster.cluster),
+                             "--cluster-name"));
+  }
   RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
   RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
   {

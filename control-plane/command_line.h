@@ -15,6 +15,7 @@
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/federation/federation_service.h"
 #include "control-plane/kubernetes/discovery.h"
+#include "control-plane/multicluster/link_manager.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/server/kubernetes_policy.h"
 #include "control-plane/telemetry/telemetry_service.h"
@@ -58,6 +59,9 @@ struct CommandLine {
   bool gateway_deployments = true;
   // The addresses Gateways' spec.addresses may request (--gateway-addresses; ADR 0105).
   std::vector<net::IpPrefix> gateway_addresses;
+  // Multicluster (ADR 0106): this cluster's name (empty: links and exports off) and the links'
+  // reads.
+  multicluster::LinkManagerOptions multicluster;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -18,6 +18,9 @@
 #include "control-plane/command_line.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/kubernetes/namespace_labels.h"
+#include "control-plane/multicluster/link_manager.h"
+#include "control-plane/multicluster/link_records.h"
+#include "control-plane/multicluster/multicluster_api.h"
 #include "control-plane/policy/validate.h"
 #include "control-plane/server/backend_ca_configmaps.h"
 #include "control-plane/server/control_plane.h"
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
   const bool self_issued = command_line->xds.self_issued();
   const bool plaintext = command_line->xds.plaintext;
   command_line->xds.trust_domain = ca.authority().options().trust_domain;
+  command_line->xds.translate.trust_domain = ca.authority().options().trust_domain;
   meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
   if (!kubernetes_api.api.empty() && command_line->gateway_secrets) {
     xds.ExpectGatewayCertificates();  // read below (GatewaySecrets)
@@ -418,6 +422,58 @@ int main(int argc, char** argv) {
           webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem(), revision_tags.get());
       !status.ok()) {
     return fail(status);
+  }
+  // Multicluster (ADR 0106): the links to other clusters, read into the registry, and what this
+  // cluster exports to those linked to it.
+  std::unique_ptr<meshlet::controlplane::multicluster::LinkManager> links;
+  std::unique_ptr<meshlet::controlplane::multicluster::ExportsSource> exports;
+  std::unique_ptr<meshlet::controlplane::multicluster::MulticlusterApi> multicluster_api;
+  std::unique_ptr<meshlet::controlplane::Store::WatchHandle> links_watch;
+  if (!command_line->multicluster.cluster.empty()) {
+    namespace mc = meshlet::controlplane::multicluster;
+    links = std::make_unique<mc::LinkManager>(control_plane.loop(), control_plane.clock(),
+                                              control_plane.registry(), control_plane.stats(),
+                                              command_line->multicluster);
+    exports = std::make_unique<mc::ExportsSource>(control_plane.registry(),
+                                                  command_line->multicluster.cluster,
+                                                  ca.authority().options().trust_domain);
+    xds.AddPolicyListener(
+        [source = exports.get()](
+            std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> policy) {
+          source->SetPolicy(std::move(policy));
+        });
+    auto keys = [&control_plane] { return control_plane.store_keys(); };
+    multicluster_api = std::make_unique<mc::MulticlusterApi>(control_plane.store(), keys, *links,
+                                                             *exports, control_plane.clock());
+    control_plane.api().SetMulticlusterHandler(
+        [api = multicluster_api.get()](const meshlet::http::ServerRequest& request,
+                                       const meshlet::controlplane::access::Principal& caller) {
+          return api->Handle(request, caller);
+        });
+    // Every change to the links' records from now on, then those stored.
+    links_watch = control_plane.store().Watch([&control_plane, keys, manager = links.get()](
+                                                  const meshlet::controlplane::WatchEvent& event) {
+      if (!mc::IsLinkKey(event.resource.key)) return;
+      const std::string cluster = event.resource.key.name.substr(mc::kLinkRecordPrefix.size());
+      if (event.type == meshlet::controlplane::WatchEvent::Type::kDelete) {
+        control_plane.loop().Post([manager, cluster] { manager->RemoveLink(cluster); });
+        return;
+      }
+      const std::shared_ptr<const meshlet::controlplane::StoreKeys> store_keys = keys();
+      absl::StatusOr<meshlet::multicluster::ClusterLink> link =
+          mc::DecodeLink(event.resource, store_keys.get());
+      if (!link.ok()) {
+        LOG(ERROR) << "multicluster link " << cluster << " not used: " << link.status();
+        return;
+      }
+      control_plane.loop().Post(
+          [manager, link = *std::move(link)]() mutable { manager->PutLink(std::move(link)); });
+    });
+    const std::shared_ptr<const meshlet::controlplane::StoreKeys> store_keys = keys();
+    absl::StatusOr<std::vector<meshlet::multicluster::ClusterLink>> stored =
+        mc::LoadLinks(control_plane.store(), store_keys.get());
+    if (!stored.ok()) return fail(stored.status());
+    links->SetLinks(*std::move(stored));
   }
   return control_plane.Run();
 }

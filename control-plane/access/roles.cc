@@ -4,6 +4,8 @@ namespace meshlet::controlplane::access {
 
 absl::string_view RoleName(Role role) {
   switch (role) {
+    case Role::kPeer:
+      return "peer";
     case Role::kViewer:
       return "viewer";
     case Role::kEditor:
@@ -15,7 +17,7 @@ absl::string_view RoleName(Role role) {
 }
 
 std::optional<Role> ParseRole(absl::string_view name) {
-  for (Role role : {Role::kViewer, Role::kEditor, Role::kAdmin}) {
+  for (Role role : {Role::kPeer, Role::kViewer, Role::kEditor, Role::kAdmin}) {
     if (name == RoleName(role)) return role;
   }
   return std::nullopt;
@@ -23,6 +25,7 @@ std::optional<Role> ParseRole(absl::string_view name) {
 
 absl::string_view KubernetesVerb(Role role) {
   switch (role) {
+    case Role::kPeer:
     case Role::kViewer:
       return "view";
     case Role::kEditor:

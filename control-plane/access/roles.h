@@ -3,6 +3,9 @@
 // Operator roles on the control-plane API (docs/security.md#control-plane-api-authentication).
 // Each role includes the ones below it:
 //
+//   peer    reads what this cluster shares with the clusters linked to it, and nothing else
+//           (GET /api/v1/multicluster/exports): the credential a linked control plane holds
+//           (`meshctl multicluster link`, ADR 0106)
 //   viewer  reads: policy, the registry, proxy status and configuration, traces, golden metrics,
 //           the dashboard; and asking a sidecar for its configuration dump
 //   editor  writes policy (/apis/meshlet.io/v1: create, replace, delete, dry runs)
@@ -19,9 +22,9 @@
 
 namespace meshlet::controlplane::access {
 
-enum class Role { kViewer = 1, kEditor = 2, kAdmin = 3 };
+enum class Role { kPeer = 0, kViewer = 1, kEditor = 2, kAdmin = 3 };
 
-// "viewer", "editor", "admin".
+// "peer", "viewer", "editor", "admin".
 absl::string_view RoleName(Role role);
 // The role named `name` (exactly as RoleName spells it), or nullopt.
 std::optional<Role> ParseRole(absl::string_view name);
@@ -31,7 +34,8 @@ inline bool Grants(Role held, Role needed) {
 }
 
 // The SubjectAccessReview a Kubernetes user needs for `role`: verb "view", "edit" or "admin" on
-// resource kKubernetesResource of group kKubernetesGroup.
+// resource kKubernetesResource of group kKubernetesGroup ("view" for peer: a Kubernetes user who
+// may view may read the exports too).
 inline constexpr char kKubernetesGroup[] = "meshlet.io";
 inline constexpr char kKubernetesResource[] = "meshes";
 absl::string_view KubernetesVerb(Role role);

@@ -210,6 +210,8 @@ std::optional<access::Role> PolicyApi::RequiredRole(const ServerRequest& request
   if (!ResourcePrefixOf(path).empty()) return read ? access::Role::kViewer : access::Role::kEditor;
   if (Under(path, kRegistryPrefix, &rest)) {
     if (Under(rest, "/tokens") || Under(rest, "/operator-tokens")) return access::Role::kAdmin;
+    // What linked clusters read with their peer tokens.
+    if (rest == "/multicluster/exports" && read) return access::Role::kPeer;
     // Asking a sidecar for its view of its configuration reads, like GET .../config.
     if (absl::StartsWith(rest, "/proxies/") && absl::EndsWith(rest, "/config-dump")) {
       return access::Role::kViewer;
@@ -314,7 +316,9 @@ bool PolicyApi::CallsStore(const ServerRequest& request) {
   absl::string_view rest;
   return !ResourcePrefixOf(request.path()).empty() ||
          (Under(request.path(), kRegistryPrefix, &rest) &&
-          (Under(rest, "/tokens") || Under(rest, "/operator-tokens") || rest == "/ca/rotation"));
+          (Under(rest, "/tokens") || Under(rest, "/operator-tokens") || rest == "/ca/rotation" ||
+           (Under(rest, "/multicluster/links") && request.method() != "GET" &&
+            request.method() != "HEAD")));
 }
 
 absl::string_view PolicyApi::Operation(const ServerRequest& request) {
@@ -455,6 +459,14 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
   }
   if (absl::StartsWith(rest, "/proxies/") && absl::EndsWith(rest, "/config-dump")) {
     return RequestSidecarConfig(request, rest);
+  }
+  if (Under(rest, "/multicluster")) {
+    if (!multicluster_) {
+      return Error(503, "ServiceUnavailable",
+                   "multicluster is off: the control plane was started without --cluster-name");
+    }
+    if (caller == nullptr) return Error(401, "Unauthorized", "no caller");
+    return multicluster_(request, *caller);
   }
   if (rest == "/ca/rotation") {
     if (!ca_rotation_) {

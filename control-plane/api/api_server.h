@@ -25,6 +25,11 @@
 //   GET  /api/v1/whoami                                    the caller [viewer]
 //   GET  /api/v1/tap?workload=|service=                    live tap, streamed NDJSON (503
 //                                                          without ADS) [viewer; headers: admin]
+//   GET  /api/v1/multicluster/exports                      what linked clusters read [peer]
+//   GET  /api/v1/multicluster/links                        the links' state [viewer]
+//   POST /api/v1/multicluster/links, DELETE .../{cluster}  link, unlink [admin]
+//                                                          (control-plane/multicluster; 503
+//                                                          without --cluster-name)
 //   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA),
 //                                                          no token
 //   GET  /api/v1/ca                                        the CA's signing material in use and
@@ -148,8 +153,8 @@ class PolicyApi {
   // PermissionDenied 403, Unavailable 503, anything else 500; a Status body with the message.
   http::ServerResponse Refusal(const absl::Status& status);
 
-  // Whether Handle() calls the store for `request`: /apis/..., /api/v1/tokens/... and
-  // /api/v1/operator-tokens/....
+  // Whether Handle() calls the store for `request`: /apis/..., /api/v1/tokens/...,
+  // /api/v1/operator-tokens/... and writes under /api/v1/multicluster/links.
   static bool CallsStore(const http::ServerRequest& request);
   // What `request` does, as meshlet_cp_api_request_seconds labels it: for the policy resources
   // "get", "list", "create" (POST), "put" (PUT: create or replace, what meshctl apply sends) and
@@ -182,6 +187,12 @@ class PolicyApi {
   // Serves what `status` returns (JSON) at /api/v1/jwks (viewer; the jwksUris' fetch state:
   // control-plane/authn/jwks_fetcher.h); unset: 503. Called on the loop thread.
   void SetJwksStatus(std::function<std::string()> status) { jwks_status_ = std::move(status); }
+  // Serves /api/v1/multicluster and below (control-plane/multicluster/multicluster_api.h) once
+  // set, `caller` the authenticated principal; writes of links run on the store worker
+  // (CallsStore), the rest on the loop thread. Unset: 503. Call before serving.
+  using MulticlusterHandler =
+      std::function<http::ServerResponse(const http::ServerRequest&, const access::Principal&)>;
+  void SetMulticlusterHandler(MulticlusterHandler handler) { multicluster_ = std::move(handler); }
   // Serves /api/v1/ca/rotation (GET: viewer; POST starts a rotation, DELETE aborts it: admin),
   // on the store worker (CallsStore). Call on the loop thread, before serving.
   void SetCaRotationHandler(http::RequestHandler handler) { ca_rotation_ = std::move(handler); }
@@ -288,6 +299,7 @@ class PolicyApi {
   std::function<std::string()> ca_status_;
   std::function<std::string()> jwks_status_;
   http::RequestHandler ca_rotation_;
+  MulticlusterHandler multicluster_;
   access::OperatorTokens* operator_tokens_ = nullptr;
   std::string trust_bundle_pem_;
   http::RequestHandler traces_;

@@ -91,6 +91,9 @@ class ApiClient {
   // answered (they must share the API token and CA).
   void Connect(std::string server, std::string token, ServerTrust trust = {});
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  // The transport requests go through (for a client of another control plane: multicluster).
+  ApiTransport& transport() { return transport_; }
   // The replica requests go to first (the one that answered last).
   const std::string& server() const { return servers_[current_]; }
   const std::string& token() const { return token_; }

@@ -8,13 +8,13 @@ namespace meshlet::controlplane::cli {
 
 const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
-      ApplyCommand(),   GetCommand(),           DescribeCommand(),    DeleteCommand(),
-      DiffCommand(),    InjectCommand(),        InstallCommand(),     UninstallCommand(),
-      UpgradeCommand(), TagCommand(),           ProxyStatusCommand(), ProxyConfigCommand(),
-      TokenCommand(),   OperatorTokenCommand(), TrustBundleCommand(), CaCommand(),
-      TracesCommand(),  TraceCommand(),         ExplainCommand(),     StatCommand(),
-      TopCommand(),     TapCommand(),           DashboardCommand(),   ContextCommand(),
-      CheckCommand(),   VersionCommand(),       HelpCommand(),
+      ApplyCommand(),   GetCommand(),           DescribeCommand(),     DeleteCommand(),
+      DiffCommand(),    InjectCommand(),        InstallCommand(),      UninstallCommand(),
+      UpgradeCommand(), TagCommand(),           ProxyStatusCommand(),  ProxyConfigCommand(),
+      TokenCommand(),   OperatorTokenCommand(), MulticlusterCommand(), TrustBundleCommand(),
+      CaCommand(),      TracesCommand(),        TraceCommand(),        ExplainCommand(),
+      StatCommand(),    TopCommand(),           TapCommand(),          DashboardCommand(),
+      ContextCommand(), CheckCommand(),         VersionCommand(),      HelpCommand(),
   };
   return *commands;
 }

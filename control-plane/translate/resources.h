@@ -118,6 +118,9 @@ struct TranslateOptions {
   // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
   // them over xDS. Empty: they verify against the bundle that came with their certificate.
   std::string trust_bundle_pem;
+  // The CA's trust domain (--trust-domain): the mesh's workload ids are in it unless MeshConfig
+  // names another (spec.trustDomain). Empty: cluster.local.
+  std::string trust_domain;
   // Step 4 of a CA rotation (control-plane/ca/rotation.h): the trust-bundle Secret's renewal
   // round (xds::CertificateRenewal). Empty signer: none.
   std::string renewal_signer;

@@ -189,7 +189,8 @@ std::string TranslationContext::MtlsMode(const pb::TrafficPolicySpec* tp) const 
 }
 
 std::string TranslationContext::TrustDomain() const {
-  return mesh.trust_domain().empty() ? "cluster.local" : mesh.trust_domain();
+  if (!mesh.trust_domain().empty()) return mesh.trust_domain();
+  return options.trust_domain.empty() ? "cluster.local" : options.trust_domain;
 }
 
 }  // namespace meshlet::controlplane::translate

@@ -343,7 +343,7 @@ struct TranslationContext {
   pb::Retries EffectiveRetries(const pb::TrafficPolicySpec* tp, const pb::Retries* rule) const;
   // The mTLS mode: the TrafficPolicy's, else MeshConfig's, else PERMISSIVE.
   std::string MtlsMode(const pb::TrafficPolicySpec* tp) const;
-  // MeshConfig's trust domain, else cluster.local.
+  // MeshConfig's trust domain, else the CA's (TranslateOptions::trust_domain), else cluster.local.
   std::string TrustDomain() const;
 
   const PolicySnapshot& policy;
