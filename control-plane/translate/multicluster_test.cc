@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "control-plane/translate/exports.h"
 #include "control-plane/translate/gateway_status.h"
 #include "control-plane/translate/gateway_test_util.h"
 #include "control-plane/translate/translation.h"
@@ -90,6 +91,39 @@ TEST_F(EastWestGatewayTest, ExportedServicesAreRoutedByServerNameToTheirMembersH
   EXPECT_EQ(Addresses(a), std::vector<std::string>{"10.0.1.1:15006"});
   EXPECT_TRUE(a->endpoints(0).identity().empty());
   EXPECT_FALSE(a->endpoints(0).plaintext());
+}
+
+// What a linked cluster reads (exports.h): the exported Services with their members here that
+// answer mTLS, and the gateway's listener port at its proxies' addresses, where they run.
+TEST_F(EastWestGatewayTest, ExportsNameTheServicesMembersAndGateways) {
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.id == "ew-0") {
+      w.locality.set_region("eu");
+      w.locality.set_zone("eu-b");
+    }
+  }
+  MeshExports exports = ComputeExports(policy_, registry_, "east.example");
+  ASSERT_EQ(exports.services.size(), 1u);
+  const ExportedService& echo = exports.services[0];
+  EXPECT_EQ(echo.namespace_, "default");
+  EXPECT_EQ(echo.name, "echo");
+  EXPECT_EQ(echo.ports, (std::vector<uint32_t>{80, 9090}));
+  EXPECT_EQ(echo.members, 1u);  // echo-plain cannot answer mTLS
+  EXPECT_EQ(echo.identities, std::vector<std::string>{"spiffe://east.example/ns/default/sa/echo"});
+  ASSERT_EQ(exports.gateways.size(), 1u);
+  EXPECT_EQ(exports.gateways[0].gateway, "default/east-west");
+  EXPECT_EQ(exports.gateways[0].address, "10.0.7.5");
+  EXPECT_EQ(exports.gateways[0].port, 15443u);
+  EXPECT_EQ(exports.gateways[0].zone, "eu-b");
+  // Static addresses win over the proxies'; a not-ready member is not counted.
+  policy_.gateways.back().mutable_spec()->add_addresses()->set_value("198.18.5.1");
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.id == "echo-0") w.ready = false;
+  }
+  exports = ComputeExports(policy_, registry_, "east.example");
+  ASSERT_EQ(exports.gateways.size(), 1u);
+  EXPECT_EQ(exports.gateways[0].address, "198.18.5.1");
+  EXPECT_EQ(exports.services[0].members, 0u);
 }
 
 TEST_F(EastWestGatewayTest, AProxyThatCannotRouteByServerNameServesNothing) {
