@@ -113,6 +113,9 @@ def main():
                 counters["failed"] += fail
                 counters["slow"] += slow
             me = {"workload": args.workload, "service": args.service, "version": args.version}
+            # Who called, as this workload's sidecar verified it (mTLS): the caller's SPIFFE id.
+            if self.headers.get("x-meshlet-peer-identity"):
+                me["caller"] = self.headers["x-meshlet-peer-identity"]
             if fail:
                 return self.answer(503, dict(me, error="injected failure (--fail-every)"))
             if slow:

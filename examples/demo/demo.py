@@ -201,9 +201,10 @@ def spawn(state, name, argv):
     return proc
 
 
-def check_ports_free(p):
+def check_ports_free(ports, base):
+    """Raises DemoError naming the ports of `ports` something on 127.0.0.1 holds already."""
     taken = []
-    for port in all_ports(p):
+    for port in ports:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -212,8 +213,7 @@ def check_ports_free(p):
                 taken.append(port)
     if taken:
         raise DemoError("ports already in use on 127.0.0.1: %s; choose other ports with "
-                        "MESHLET_DEMO_PORT_BASE (now %d)" % (
-                            " ".join(map(str, taken)), p["xds"] - 12))
+                        "MESHLET_DEMO_PORT_BASE (now %d)" % (" ".join(map(str, taken)), base))
 
 
 def meshctl(state, *args):
@@ -230,9 +230,10 @@ def tail(path, n=15):
         return ""
 
 
-def start(args):
-    state = State(args.state_dir)
-    binaries = [(os.path.join(args.bin_dir, src), dst) for src, dst in (
+def prepare(state, bin_dir, port_list, port_base, info_file, info):
+    """A fresh state directory (a demo running there is stopped first) holding copies of the
+    binaries and the app, once the ports are known to be free; `info` written to `info_file`."""
+    binaries = [(os.path.join(bin_dir, src), dst) for src, dst in (
         ("control-plane/control-plane", "control-plane"), ("sidecar/sidecar", "sidecar"),
         ("control-plane/cli/meshctl", "meshctl.bin"))]
     for path, _ in binaries:
@@ -241,19 +242,24 @@ def start(args):
     if os.path.exists(state.dir):
         log("stopping the demo already running in %s" % state.dir)
         stop(state, quiet=True)
-    p = ports(args.port_base)
-    check_ports_free(p)
+    check_ports_free(port_list, port_base)
     for d in (state.dir, state.run, state.logs, state.bin, state.xds_cache):
         os.makedirs(d, exist_ok=True)
     open(os.path.join(state.dir, MARKER), "w").close()
-    with open(os.path.join(state.dir, "demo.json"), "w") as f:
-        json.dump({"port_base": args.port_base, "ports": p}, f, indent=1)
-
+    with open(os.path.join(state.dir, info_file), "w") as f:
+        json.dump(info, f, indent=1)
     # Copies: the running demo does not change when bazel-bin is rebuilt (or switches
     # configuration) under it.
     for src, dst in binaries:
         shutil.copy(src, os.path.join(state.bin, dst))
     shutil.copy(os.path.join(HERE, "app.py"), os.path.join(state.dir, "app.py"))
+
+
+def start(args):
+    state = State(args.state_dir)
+    p = ports(args.port_base)
+    prepare(state, args.bin_dir, all_ports(p), args.port_base, "demo.json",
+            {"port_base": args.port_base, "ports": p})
     with open(os.path.join(state.bin, "meshctl"), "w") as f:
         f.write("#!/bin/sh\n# meshctl against the demo's control plane.\n"
                 "MESHCTL_CONFIG='%s' exec '%s' \"$@\"\n"

@@ -16,6 +16,8 @@ failed request's explanation, the route rules' figures and a rule's chart; then,
 traffic flowing, the Live tab tapping the frontend's calls through HTTPRoute default/reviews
 (tests/browser/tap_test.js); screenshots in TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or
 chromium that part prints SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it).
+And `./dev demo --clusters 2` (clusters.py): two linked clusters, frontend's calls failing over
+from west's reviews to east's through the east-west gateway and back, then a clean stop.
 """
 
 import json
@@ -121,6 +123,36 @@ class DemoTest(unittest.TestCase):
         for status, ratings_status, ms, took in s["slow"]:
             self.assertEqual((status, ratings_status), (200, 504), s)
             self.assertTrue(250 <= ms < 900, s)
+
+    def test_two_linked_clusters_fail_over_and_stop_clean(self):
+        # `./dev demo --clusters 2`: west's frontend calls reviews, answered in west while its
+        # sidecar runs, in east (through its east-west gateway, mTLS from frontend to east's
+        # reviews) while it is stopped, in west again once it is back.
+        clusters = os.path.join(os.path.dirname(DEMO), "clusters.py")
+        for _ in range(5):
+            base = random.randrange(20000, 30000, 200)
+            p = subprocess.run([sys.executable, clusters, "start", "--bin-dir", BIN_DIR,
+                                "--port-base", str(base), "--state-dir", self.state,
+                                "--summary-json", self.summary],
+                               capture_output=True, text=True, timeout=120)
+            if "ports already in use" not in p.stderr:
+                break
+        self.assertEqual(p.returncode, 0, "stdout:\n%s\nstderr:\n%s" % (p.stdout, p.stderr))
+        with open(self.summary) as f:
+            s = json.load(f)
+        print("two clusters: %s" % s, file=sys.stderr)
+        self.assertEqual(set(s["healthy"]), {"west-reviews"}, s)
+        self.assertEqual(set(s["during"]), {"east-reviews"}, s)
+        self.assertEqual(s["caller"], "spiffe://west.example/ns/default/sa/frontend", s)
+        self.assertIn("default/reviews", p.stdout)
+        self.assertIn("docs/multicluster.md", p.stdout)
+        pids = pids_of(self.state)
+        self.assertEqual(len(pids), 9, pids)
+        stop = subprocess.run([sys.executable, clusters, "stop", "--state-dir", self.state],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        self.assertFalse([pid for pid in pids.values() if alive(pid)], pids)
+        self.assertFalse(os.path.exists(self.state))
 
     def test_gateway_api_routes_act_like_the_meshlet_routes(self):
         # The same routes written as Gateway API HTTPRoutes (examples/gateway-api) attached to
