@@ -108,6 +108,9 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"proxyImage", "the proxy image the webhook injects (meshlet-proxy:<version>)"},
           {"injectMode", "native or classic sidecars (native)"},
           {"trustDomain", "the mesh's SPIFFE trust domain (cluster.local)"},
+          {"clusterName",
+           "this cluster's name among linked clusters, a DNS label (docs/multicluster.md; "
+           "default: none, multicluster off)"},
           {"replicas", "control-plane replicas (1; more need etcd)"},
           {"etcd",
            "https://HOST:PORT[,HOST:PORT...]: keep the store in an existing etcd, shared "
@@ -196,6 +199,10 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
       return bad("must be a trust domain: lowercase, without '/', ':' or '@' (cluster.local)");
     }
     options.trust_domain = value;
+  } else if (key == "clusterName") {
+    if (!config::IsDnsLabel(value))
+      return bad("must be a DNS label (lowercase letters, digits, '-')");
+    options.cluster_name = value;
   } else if (key == "replicas") {
     int n = 0;
     if (!absl::SimpleAtoi(value, &n) || n < 1) return bad("must be a positive integer");
@@ -526,6 +533,9 @@ void SetUpControlPlane(YAML::Node deployment, const InstallOptions& options,
   }
   if (!options.trust_domain.empty()) {
     AddArg(container, absl::StrCat("--trust-domain=", options.trust_domain));
+  }
+  if (!options.cluster_name.empty()) {
+    AddArg(container, absl::StrCat("--cluster-name=", options.cluster_name));
   }
   if (!options.etcd.empty()) UseSharedStore(deployment, container, options);
   container["resources"]["requests"]["cpu"] = StringNode(options.cpu);

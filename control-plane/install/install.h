@@ -45,6 +45,7 @@ struct InstallOptions {
   std::string proxy_image;   // empty: the control plane's default (meshlet-proxy:<version>)
   std::string inject_mode;   // empty, "native" or "classic"
   std::string trust_domain;  // empty: cluster.local
+  std::string cluster_name;  // --cluster-name (multicluster); empty: none
   int replicas = 1;
   // "https://host:port[,...]": the store in an existing etcd, shared by the replicas (no claim;
   // required for replicas > 1); "http://..." only with etcd_insecure_plaintext. kBundledEtcd:

@@ -262,6 +262,20 @@ TEST(InstallTest, SetOptionRefusesWithTheReason) {
   EXPECT_FALSE(SetOption(options, "=x").ok());
   EXPECT_FALSE(SetOption(options, "storeSize=-1Gi").ok());
   EXPECT_FALSE(SetOption(options, "trustDomain=Example.org").ok());
+  EXPECT_FALSE(SetOption(options, "clusterName=West_1").ok());
+  // A cluster name turns multicluster on: the control plane's flag.
+  ASSERT_TRUE(SetOption(options, "clusterName=west").ok());
+  options.namespace_ = "meshlet-system";
+  absl::StatusOr<std::vector<YAML::Node>> rendered = Render(options, "0.1.0");
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  bool flag = false;
+  for (const YAML::Node& o : *rendered) {
+    if (Text(o["kind"]) != "Deployment") continue;
+    for (const YAML::Node& arg : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+      flag |= arg.Scalar() == "--cluster-name=west";
+    }
+  }
+  EXPECT_TRUE(flag);
 }
 
 TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
