@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
+#include "control-plane/translate/exports.h"
 #include "control-plane/translate/translator.h"
 #include "control-plane/translate/translator_test_util.h"
 
@@ -31,6 +32,54 @@ void BM_TranslateOneNode(benchmark::State& state) {
       absl::StrCat(state.range(0), " services, ", registry.workloads.size(), " workloads"));
 }
 BENCHMARK(BM_TranslateOneNode)->Arg(10)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+// What a linked control plane's read of this one costs when the mesh changed since the last
+// (control-plane/multicluster caches the answer per policy snapshot and registry version):
+// every Service exported, 10 members each, all answering mTLS.
+void BM_ComputeExports(benchmark::State& state) {
+  policy::PolicySnapshot policy;
+  registry::RegistrySnapshot registry;
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, policy, registry);
+  for (auto& service : policy.services) {
+    (*service.mutable_metadata()->mutable_labels())["meshlet.io/export"] = "true";
+  }
+  for (registry::Workload& w : registry.workloads) w.workload_certificate = true;
+  for (auto _ : state) {
+    MeshExports exports = ComputeExports(policy, registry, "east.example");
+    benchmark::DoNotOptimize(exports);
+  }
+  state.SetLabel(absl::StrCat(state.range(0), " exported services"));
+}
+BENCHMARK(BM_ComputeExports)->Arg(1000)->Arg(5000)->Unit(benchmark::kMillisecond);
+
+// One node's translation when a linked cluster shares every Service (a gateway endpoint each).
+void BM_TranslateOneNodeWithLinkedCluster(benchmark::State& state) {
+  policy::PolicySnapshot policy;
+  registry::RegistrySnapshot registry;
+  BuildScaleMesh(static_cast<int>(state.range(0)), 10, policy, registry);
+  for (registry::Workload& w : registry.workloads) w.workload_certificate = true;
+  auto remote = std::make_shared<registry::RemoteServices>();
+  for (const auto& service : policy.services) {
+    auto e = std::make_shared<registry::RemoteEndpoint>();
+    e->cluster = "east";
+    e->host = "198.18.1.5";
+    e->port = 15443;
+    e->locality.set_cluster("east");
+    e->identities = {
+        absl::StrCat("spiffe://east.example/ns/default/sa/", service.metadata().name())};
+    e->members = 10;
+    remote->services[{"default", service.metadata().name()}] = {e};
+  }
+  registry.remote = remote;
+  xds::Node node;
+  node.set_id("svc-0-0");
+  for (auto _ : state) {
+    NodeResources resources = Translate(policy, registry, node);
+    benchmark::DoNotOptimize(resources);
+  }
+  state.SetLabel(absl::StrCat(state.range(0), " services, each also in a linked cluster"));
+}
+BENCHMARK(BM_TranslateOneNodeWithLinkedCluster)->Arg(10)->Arg(100)->Unit(benchmark::kMicrosecond);
 
 // One push round with the shared cache: every node after the first reuses the outbound part.
 void BM_TranslateWithCache(benchmark::State& state) {
