@@ -68,8 +68,8 @@ ServerResponse Create(OperatorTokens& tokens, const ServerRequest& request,
   std::optional<Role> parsed = role.ok() ? ParseRole(*role) : std::nullopt;
   if (!parsed.has_value()) {
     return Error(422, "Invalid",
-                 absl::IsNotFound(role.status()) ? "required: viewer, editor or admin"
-                                                 : "must be viewer, editor or admin",
+                 absl::IsNotFound(role.status()) ? "required: peer, viewer, editor or admin"
+                                                 : "must be peer, viewer, editor or admin",
                  "role");
   }
   spec.role = *parsed;

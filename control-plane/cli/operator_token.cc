@@ -15,13 +15,14 @@ class OperatorToken final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
     return {{.name = "--role",
-             .value = "viewer|editor|admin",
-             .help = "create: what the token may do: read (viewer), also write policy (editor), "
-                     "also manage tokens (admin)",
+             .value = "peer|viewer|editor|admin",
+             .help = "create: what the token may do: read this cluster's exports only (peer: "
+                     "for a linked cluster's control plane), read (viewer), also write policy "
+                     "(editor), also manage tokens (admin)",
              .set =
                  [this](absl::string_view v) {
-                   if (v != "viewer" && v != "editor" && v != "admin") {
-                     return absl::InvalidArgumentError("one of viewer, editor, admin");
+                   if (v != "peer" && v != "viewer" && v != "editor" && v != "admin") {
+                     return absl::InvalidArgumentError("one of peer, viewer, editor, admin");
                    }
                    role_ = std::string(v);
                    return absl::OkStatus();
@@ -44,7 +45,8 @@ class OperatorToken final : public Command {
   // The token alone goes to stdout (for `$(...)` or a file), the details to stderr.
   int Create(Session& session, const std::string& name) {
     if (role_.empty()) {
-      return session.Fail({kExitUsage, "operator-token create needs --role viewer|editor|admin"});
+      return session.Fail(
+          {kExitUsage, "operator-token create needs --role peer|viewer|editor|admin"});
     }
     std::string body =
         absl::StrCat(R"({"name":)", JsonQuote(name), R"(,"role":)", JsonQuote(role_));
