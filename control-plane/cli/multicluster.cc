@@ -201,6 +201,29 @@ class Multicluster final : public Command {
     } else {
       session.io().out << FormatTable(rows);
     }
+    // What this cluster shares with those linked to it.
+    std::optional<ApiReply> exports =
+        session.api().Call("GET", "/api/v1/multicluster/exports", "", &exit_code);
+    if (exports.has_value() && exports->http.status == 200) {
+      YAML::Node e = YAML::Load(exports->http.body);
+      std::vector<std::string> services, gateways;
+      for (const YAML::Node& s : e["services"]) {
+        services.push_back(absl::StrCat(Scalar(s["namespace"]), "/", Scalar(s["name"]), " (",
+                                        Scalar(s["members"]), " members)"));
+      }
+      for (const YAML::Node& g : e["gateways"]) {
+        gateways.push_back(absl::StrCat(Scalar(g["address"]), ":", Scalar(g["port"])));
+      }
+      session.io().out << "exports: "
+                       << (services.empty()
+                               ? std::string("nothing (no Service labelled meshlet.io/export=true)")
+                               : absl::StrJoin(services, ", "))
+                       << "\neast-west gateways: "
+                       << (gateways.empty() ? std::string("none (no Gateway listener of protocol "
+                                                          "meshlet.io/east-west with an address)")
+                                            : absl::StrJoin(gateways, ", "))
+                       << "\n";
+    }
     return all_up ? kExitOk : kExitFailed;
   }
 
@@ -224,8 +247,9 @@ CommandSpec MulticlusterCommand() {
               "token in the other cluster (role peer: it reads the exports and nothing else) and "
               "stores it here with that API's CA and identity. unlink removes the link and the "
               "endpoints (and, with --remote-context, revokes the token there). check shows each "
-              "link's state, when it was last read, what it shares and its gateways; it exits 1 "
-              "unless every link is up. Both control planes need --cluster-name.",
+              "link's state, when it was last read, what it shares and its gateways, then what "
+              "this cluster exports and where its east-west gateways listen; it exits 1 unless "
+              "every link is up. Both control planes need --cluster-name.",
           .examples = {{"link west to east (each file an admin's context of that control plane)",
                         "meshctl --context-file west.yaml multicluster link --remote-context "
                         "east.yaml"},

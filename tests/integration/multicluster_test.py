@@ -270,6 +270,11 @@ class MulticlusterTest(unittest.TestCase):
         self.assertIn("default/reviews", out)
         self.assertIn(f"127.0.0.1:{self.ew_port}", out)
         self.assertTrue(wait_for(self.gateway_endpoint_in_frontend, timeout=10))
+        # east links to nobody (exit 1) and says what it exports, and where.
+        code, out = east.meshctl("multicluster", "check")
+        self.assertEqual(code, 1, out)
+        self.assertIn("exports: default/reviews (1 members)", out)
+        self.assertIn(f"east-west gateways: 127.0.0.1:{self.ew_port}", out)
 
         # Healthy here: every call stays in west.
         answers = [self.reviews()[0] for _ in range(30)]
