@@ -250,13 +250,11 @@ CommandSpec MulticlusterCommand() {
               "link's state, when it was last read, what it shares and its gateways, then what "
               "this cluster exports and where its east-west gateways listen; it exits 1 unless "
               "every link is up. Both control planes need --cluster-name.",
-          .examples = {{"link west to east (each file an admin's context of that control plane)",
-                        "meshctl --context-file west.yaml multicluster link --remote-context "
-                        "east.yaml"},
-                       {"", "meshctl --context-file west.yaml multicluster check"},
-                       {"",
-                        "meshctl --context-file west.yaml multicluster unlink east "
-                        "--remote-context east.yaml"}},
+          .examples = {{"link this cluster to east (east.yaml: an admin's context of east's "
+                        "control plane)",
+                        "meshctl multicluster link --remote-context east.yaml"},
+                       {"", "meshctl multicluster check"},
+                       {"", "meshctl multicluster unlink east --remote-context east.yaml"}},
           .make = [] { return std::make_unique<Multicluster>(); }};
 }
 

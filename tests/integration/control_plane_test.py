@@ -492,6 +492,7 @@ COMMAND_FLAGS = {
     "proxy-config": ["-o, --output", "--control-plane-only", "--lookup"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
     "operator-token": ["--role", "--ttl", "-o, --output"],
+    "multicluster": ["--remote-context", "--token-name", "-o, --output"],
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
                "-o, --output"],
     "trace": ["-o, --output"],
