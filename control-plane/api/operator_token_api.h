@@ -11,8 +11,8 @@
 //                                          past expiresAt)
 //   DELETE /api/v1/operator-tokens/{name}  204, or 404 when there is none
 //
-// `role` is peer, viewer, editor or admin; `ttl` a duration ("720h"; absent or "0s": never expires).
-// Errors use the API's Status object: 400 for a body that is not a JSON object, 422 with
+// `role` is peer, viewer, editor or admin; `ttl` a duration ("720h"; absent or "0s": never
+// expires). Errors use the API's Status object: 400 for a body that is not a JSON object, 422 with
 // details.causes[].field for an invalid field, 409 for a name in use, 405 for other methods. The
 // token appears only in the 201 body; it is never logged.
 //

@@ -3,9 +3,9 @@
 // Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
 // with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
 // check --pre's part), upgrade.cc, get.cc (get, describe), proxy.cc (proxy-status,
-// proxy-config), token.cc, operator_token.cc, multicluster.cc, trust_bundle.cc, context_command.cc, traces.cc
-// (traces, trace), explain.cc, stat.cc (stat, top), tap.cc, check.cc (dashboard, check, version),
-// help.cc.
+// proxy-config), token.cc, operator_token.cc, multicluster.cc, trust_bundle.cc, context_command.cc,
+// traces.cc (traces, trace), explain.cc, stat.cc (stat, top), tap.cc, check.cc (dashboard, check,
+// version), help.cc.
 
 #include <string>
 #include <vector>

@@ -186,22 +186,21 @@ void LinkManager::SetLinks(std::vector<ClusterLink> links) {
   Publish();
 }
 
-void LinkManager::PutLink(ClusterLink link) {
+std::vector<ClusterLink> LinkManager::SpecsBut(const std::string& cluster) const {
   std::vector<ClusterLink> links;
-  for (const auto& [name, l] : links_) {
-    if (name != link.cluster()) links.push_back(l->spec);
+  for (const auto& [name, link] : links_) {
+    if (name != cluster) links.push_back(link->spec);
   }
+  return links;
+}
+
+void LinkManager::PutLink(ClusterLink link) {
+  std::vector<ClusterLink> links = SpecsBut(link.cluster());
   links.push_back(std::move(link));
   SetLinks(std::move(links));
 }
 
-void LinkManager::RemoveLink(const std::string& cluster) {
-  std::vector<ClusterLink> links;
-  for (const auto& [name, l] : links_) {
-    if (name != cluster) links.push_back(l->spec);
-  }
-  SetLinks(std::move(links));
-}
+void LinkManager::RemoveLink(const std::string& cluster) { SetLinks(SpecsBut(cluster)); }
 
 void LinkManager::Read(Link& link) {
   link.timer->Enable(options_.poll_interval);

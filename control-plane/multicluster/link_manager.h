@@ -71,6 +71,8 @@ class LinkManager {
 
  private:
   struct Link;
+  // The links' specs but `cluster`'s.
+  std::vector<meshlet::multicluster::ClusterLink> SpecsBut(const std::string& cluster) const;
   void Read(Link& link);
   void Fetch(Link& link, std::vector<net::Address> addresses);
   void Finish(Link& link, http::ClientResult result);

@@ -96,13 +96,24 @@ bool RemoteEndpoint::operator==(const RemoteEndpoint& other) const {
          identities == other.identities && members == other.members && stale == other.stale;
 }
 
+bool SameRemote(const std::shared_ptr<const RemoteEndpoint>& a,
+                const std::shared_ptr<const RemoteEndpoint>& b) {
+  return a == b || (a != nullptr && b != nullptr && *a == *b);
+}
+
+bool SameRemote(const std::vector<std::shared_ptr<const RemoteEndpoint>>& a,
+                const std::vector<std::shared_ptr<const RemoteEndpoint>>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!SameRemote(a[i], b[i])) return false;
+  }
+  return true;
+}
+
 bool RemoteServices::operator==(const RemoteServices& other) const {
   if (services.size() != other.services.size()) return false;
   for (auto a = services.begin(), b = other.services.begin(); a != services.end(); ++a, ++b) {
-    if (a->first != b->first || a->second.size() != b->second.size()) return false;
-    for (size_t i = 0; i < a->second.size(); ++i) {
-      if (a->second[i] != b->second[i] && !(*a->second[i] == *b->second[i])) return false;
-    }
+    if (a->first != b->first || !SameRemote(a->second, b->second)) return false;
   }
   return true;
 }

@@ -69,6 +69,12 @@ struct RemoteEndpoint {
   bool operator==(const RemoteEndpoint& other) const;
 };
 
+// Whether two linked endpoints (or lists of them) are the same: the same objects, or equal ones.
+bool SameRemote(const std::shared_ptr<const RemoteEndpoint>& a,
+                const std::shared_ptr<const RemoteEndpoint>& b);
+bool SameRemote(const std::vector<std::shared_ptr<const RemoteEndpoint>>& a,
+                const std::vector<std::shared_ptr<const RemoteEndpoint>>& b);
+
 // What every link read, merged: each Service's endpoints in the linked clusters.
 struct RemoteServices {
   // By (namespace, name); each list ordered by cluster, then host and port.

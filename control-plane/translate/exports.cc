@@ -26,8 +26,7 @@ MeshExports ComputeExports(const PolicySnapshot& policy, const RegistrySnapshot&
     for (const Workload* w : s->members) {
       if (w->remote != nullptr || !w->ready || !HasCertificate(*w)) continue;
       ++e.members;
-      ids.insert(absl::StrCat("spiffe://", trust_domain, "/ns/", w->namespace_, "/sa/",
-                              w->service_account));
+      ids.insert(SpiffeId(trust_domain, *w));
     }
     e.identities.assign(ids.begin(), ids.end());
   }

@@ -125,16 +125,7 @@ std::set<ServiceKey> ChangedRemote(const RegistrySnapshot& before, const Registr
   const auto& b = (now.remote != nullptr ? *now.remote : kNone).services;
   for (const auto& [key, endpoints] : a) {
     auto it = b.find(key);
-    if (it == b.end() || it->second.size() != endpoints.size()) {
-      changed.insert(key);
-      continue;
-    }
-    for (size_t i = 0; i < endpoints.size(); ++i) {
-      if (endpoints[i] != it->second[i] && !(*endpoints[i] == *it->second[i])) {
-        changed.insert(key);
-        break;
-      }
-    }
+    if (it == b.end() || !registry::SameRemote(endpoints, it->second)) changed.insert(key);
   }
   for (const auto& [key, endpoints] : b) {
     if (!a.contains(key)) changed.insert(key);
@@ -248,8 +239,7 @@ bool SameMember(const Workload& a, const Workload& b) {
          a.outbound_port == b.outbound_port && a.workload_certificate == b.workload_certificate &&
          a.capture == b.capture && a.ready == b.ready &&
          a.locality.SerializeAsString() == b.locality.SerializeAsString() &&
-         (a.remote == b.remote ||
-          (a.remote != nullptr && b.remote != nullptr && *a.remote == *b.remote));
+         registry::SameRemote(a.remote, b.remote);
 }
 
 MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry,

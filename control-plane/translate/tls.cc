@@ -12,9 +12,12 @@ bool HasCertificate(const Workload& w) {
   return w.workload_certificate && !w.service_account.empty();
 }
 
+std::string SpiffeId(absl::string_view trust_domain, const Workload& w) {
+  return absl::StrCat("spiffe://", trust_domain, "/ns/", w.namespace_, "/sa/", w.service_account);
+}
+
 std::string SpiffeId(const TranslationContext& ctx, const Workload& w) {
-  return absl::StrCat("spiffe://", ctx.TrustDomain(), "/ns/", w.namespace_, "/sa/",
-                      w.service_account);
+  return SpiffeId(ctx.TrustDomain(), w);
 }
 
 bool SetUpstreamMtls(const TranslationContext& ctx, const ServiceView& s,

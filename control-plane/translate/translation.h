@@ -445,6 +445,8 @@ xds::Cluster InboundCluster(const TranslationContext& ctx, const std::string& na
 // account.
 bool HasCertificate(const Workload& w);
 std::string SpiffeId(const TranslationContext& ctx, const Workload& w);
+// The same in `trust_domain`.
+std::string SpiffeId(absl::string_view trust_domain, const Workload& w);
 // Mesh mTLS to a service's sidecars, with this node's workload certificate: when the `mode` is
 // not DISABLE and some member (of the subset) has a certificate to answer with, or the mode is
 // STRICT (plaintext would be refused anyway). The upstream must present one of the members'

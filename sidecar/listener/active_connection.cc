@@ -65,10 +65,8 @@ void ActiveConnection::Start() {
 }
 
 void ActiveConnection::ReadClientHello(bool end_stream, bool timed_out) {
-  // Once per connection, and a ClientHello is a few KiB (bounded by the parser's limit): the
-  // copy that makes the bytes contiguous is not a per-request cost.
-  const std::string bytes = pending_.ToString();
-  tls::ClientHello hello = tls::ParseClientHello(bytes);
+  // Contiguous in place (a copy only when they span blocks); the parser keeps nothing of them.
+  tls::ClientHello hello = tls::ParseClientHello(pending_.Linearize(pending_.length()));
   if (hello.status == tls::ClientHello::Status::kNeedMoreBytes && !end_stream && !timed_out) {
     return;
   }
