@@ -234,14 +234,32 @@ class Inject final : public Command {
           }
         }
         documents.push_back({doc.yaml, result->document, result->changed});
-        if (!gateway_class_.empty()) {
-          absl::StatusOr<std::vector<YAML::Node>> proxy = GatewayProxy(result->document, options);
+        if (gateway_class_.empty()) continue;
+        // A Gateway is followed by the objects that run its proxy; the Gateways among a List's
+        // items (kubectl get -o yaml writes Lists) by those objects at the List's end.
+        YAML::Node document = result->document;
+        const bool list = inject::Text(inject::Field(document, "kind")) == "List" &&
+                          inject::Field(document, "items").IsSequence();
+        std::vector<YAML::Node> gateways = {document};
+        if (list) {
+          gateways.clear();
+          for (const YAML::Node& item : document["items"]) gateways.push_back(item);
+        }
+        for (const YAML::Node& gateway : gateways) {
+          absl::StatusOr<std::vector<YAML::Node>> proxy = GatewayProxy(gateway, options);
           if (!proxy.ok()) {
             err << "error: " << where << ": " << proxy.status().message() << "\n";
             ok = false;
             continue;
           }
-          for (YAML::Node& object : *proxy) documents.push_back({"", object, true});
+          for (YAML::Node& made : *proxy) {
+            if (list) {
+              document["items"].push_back(made);
+              documents.back().changed = true;
+            } else {
+              documents.push_back({"", made, true});
+            }
+          }
         }
       }
     }

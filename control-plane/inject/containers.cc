@@ -122,7 +122,20 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   // which Kubernetes 1.35 and later copy onto the pod's labels (empty before: the control plane
   // still gives the pod's endpoints their Node's region, but the proxy then prefers only its
   // node, for internalTrafficPolicy: Local).
-  if (!podman) args.push_back("--node-locality=$(NODE_REGION)/$(NODE_ZONE)/$(NODE_NAME)");
+  // podman has no nodes and no downward API for labels: the pod's own topology labels are
+  // written out (no node).
+  if (!podman) {
+    args.push_back("--node-locality=$(NODE_REGION)/$(NODE_ZONE)/$(NODE_NAME)");
+  } else {
+    std::string region, zone;
+    for (const auto& [key, value] : plan.labels) {
+      if (key == "topology.kubernetes.io/region") region = value;
+      if (key == "topology.kubernetes.io/zone") zone = value;
+    }
+    if (!region.empty() || !zone.empty()) {
+      args.push_back(absl::StrCat("--node-locality=", region, "/", zone));
+    }
+  }
   for (int64_t port : plan.ports) args.push_back(absl::StrCat("--node-port=", port));
   bool revision_labelled = false;
   for (const auto& [key, value] : plan.labels) {

@@ -279,6 +279,21 @@ spec:
   EXPECT_EQ(status, R"({"version":"0.1.0","mode":"classic","podman":true,"rp":1})");
   EXPECT_LE(status.size(), 63u);
   EXPECT_TRUE(CheckPod(pod["metadata"], pod["spec"], "", {}).empty());
+  // No topology labels: no locality (the proxy knows none); with them, written out.
+  for (const std::string& arg : ProxyArgs(pod)) {
+    EXPECT_FALSE(absl::StartsWith(arg, "--node-locality")) << arg;
+  }
+  std::string zoned = kPod;
+  absl::StrReplaceAll({{"labels: {app: reviews}",
+                        "labels: {app: reviews, topology.kubernetes.io/region: eu, "
+                        "topology.kubernetes.io/zone: eu-a}"}},
+                      &zoned);
+  absl::StatusOr<Result> with_zone = InjectText(zoned, podman);
+  ASSERT_TRUE(with_zone.ok()) << with_zone.status();
+  const std::vector<std::string> zoned_args = ProxyArgs(with_zone->document);
+  EXPECT_NE(std::find(zoned_args.begin(), zoned_args.end(), "--node-locality=eu/eu-a"),
+            zoned_args.end())
+      << absl::StrJoin(zoned_args, " ");
 
   // Injected again for podman: the same bytes; without --podman: as if never injected for it,
   // restartPolicy back to the default.

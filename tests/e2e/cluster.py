@@ -424,7 +424,7 @@ class Cluster:
         return name
 
     def apply_services(self, services):
-        """Each Kubernetes Service as the control plane's Service of the same name and ports;
+        """Each Kubernetes Service as the control plane's Service of the same name, labels and ports;
         records the virtual addresses the control plane allocated."""
         mesh = []
         for svc in services:
@@ -435,9 +435,10 @@ class Cluster:
                 if isinstance(p.get("targetPort"), int):
                     port["targetPort"] = p["targetPort"]
                 ports.append(port)
-            mesh.append({"apiVersion": "meshlet.io/v1", "kind": "Service",
-                         "metadata": {"name": svc["metadata"]["name"],
-                                      "namespace": self.namespace},
+            metadata = {"name": svc["metadata"]["name"], "namespace": self.namespace}
+            if svc["metadata"].get("labels"):
+                metadata["labels"] = svc["metadata"]["labels"]  # meshlet.io/export among them
+            mesh.append({"apiVersion": "meshlet.io/v1", "kind": "Service", "metadata": metadata,
                          "spec": {"ports": ports}})
         self.apply(mesh)
         for svc in json.loads(self.meshctl("get", "svc", "-o", "json"))["items"]:

@@ -563,6 +563,28 @@ def free_cni_subnet():
     raise E2EError("no free /24 in 198.19.0.0/16 for a CNI network")
 
 
+def tcp_streams(capture):
+    """What a tshark capture file holds: ({stream: (src, sport, dst, dport, its first payload's
+    first three bytes)}, the payloads that look like plaintext HTTP, described)."""
+    r = subprocess.run(
+        ["tshark", "-r", capture, "-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.stream",
+         "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport",
+         "-e", "tcp.payload"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise E2EError("tshark -r %s: %s" % (capture, r.stderr[-500:]))
+    streams, plaintext = {}, []
+    for line in r.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 6:
+            continue
+        stream, src, sport, dst, dport, payload = parts[:6]
+        data = bytes.fromhex(payload.replace(":", ""))
+        streams.setdefault(stream, (src, int(sport), dst, int(dport), data[:3]))
+        if re.search(rb"HTTP/1\.[01]|PRI \* HTTP/2|^(GET|POST|PUT|HEAD) ", data):
+            plaintext.append("%s:%s -> %s:%s %r" % (src, sport, dst, dport, data[:60]))
+    return streams, plaintext
+
+
 def mac_for(ip):
     """A locally administered MAC address made of the pod's IPv4 address. A pod started again
     (podman pod start) keeps it: with a new random one, peers would keep sending to the old MAC

@@ -531,23 +531,7 @@ class Mesh:
         finally:
             tshark.terminate()
             tshark.wait(timeout=10)
-        fields = subprocess.run(
-            ["tshark", "-r", capture, "-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.stream",
-             "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport",
-             "-e", "tcp.payload"], capture_output=True, text=True, timeout=60)
-        check(fields.returncode == 0, "tshark -r: " + fields.stderr[-500:])
-        streams = {}
-        plaintext = []
-        for line in fields.stdout.splitlines():
-            parts = line.split("\t")
-            if len(parts) < 6:
-                continue
-            stream, src, sport, dst, dport, payload = parts[:6]
-            data = bytes.fromhex(payload.replace(":", ""))
-            if stream not in streams:
-                streams[stream] = (src, int(sport), dst, int(dport), data[:3])
-            if re.search(rb"HTTP/1\.[01]|PRI \* HTTP/2|^(GET|POST|PUT|HEAD) ", data):
-                plaintext.append("%s:%s -> %s:%s %r" % (src, sport, dst, dport, data[:60]))
+        streams, plaintext = harness.tcp_streams(capture)
         check(not plaintext, "plaintext HTTP on the pod network: %s" % plaintext[:5])
         # How a connection starts shows only for those opened while capturing (their SYN is in
         # the capture); a kept one (a sidecar's discovery or span export stream) is mid-way.
@@ -1238,21 +1222,9 @@ class Mesh:
         finally:
             tshark.terminate()
             tshark.wait(timeout=10)
-        fields = subprocess.run(
-            ["tshark", "-r", capture, "-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.stream",
-             "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.dstport", "-e", "tcp.flags.syn",
-             "-e", "tcp.payload"], capture_output=True, text=True, timeout=60)
-        check(fields.returncode == 0, "tshark -r: " + fields.stderr[-500:])
-        firsts, plaintext = {}, []
-        for line in fields.stdout.splitlines():
-            parts = line.split("\t")
-            if len(parts) < 6:
-                continue
-            stream, src, dst, dport, _, payload = parts[:6]
-            data = bytes.fromhex(payload.replace(":", ""))
-            firsts.setdefault(stream, (src, dst, int(dport), data[:3]))
-            if re.search(rb"HTTP/1\.[01]|PRI \* HTTP/2|^(GET|POST|PUT|HEAD) ", data):
-                plaintext.append("%s -> %s:%s %r" % (src, dst, dport, data[:60]))
+        streams, plaintext = harness.tcp_streams(capture)
+        firsts = {k: (src, dst, dport, first) for k, (src, _, dst, dport, first) in
+                  streams.items()}
         check(not plaintext, "plaintext HTTP to or from the gateway: %s" % plaintext[:5])
         upstream = [f for f in firsts.values() if f[:3] == (ip, productpage_ip, 9080)]
         inbound = [f for f in firsts.values() if f[1:3] == (ip, self.GATEWAY_PORT)]

@@ -172,6 +172,16 @@ class InjectedPodsTest(unittest.TestCase):
             proxy = out[2]["spec"]["template"]["spec"]["containers"][0]
             self.assertIn("--gateway=shop/edge", proxy["args"])
             self.assertEqual([p["port"] for p in out[3]["spec"]["ports"]], [80, 443])
+        # The same Gateways in a List (what kubectl get -o yaml writes): the proxy's objects at
+        # the List's end.
+        with open(path) as f:
+            items = [o for o in yaml.safe_load_all(f) if o]
+        with open(path, "w") as f:
+            yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
+        out = inject(path, "--gateway-class", "meshlet")
+        self.assertEqual([(o["kind"], o["metadata"]["name"]) for o in out], [
+            ("Gateway", "edge"), ("Gateway", "other"), ("ServiceAccount", "edge-meshlet"),
+            ("Deployment", "edge-meshlet"), ("Service", "edge-meshlet")])
 
     def test_cni_mode_adds_no_violation_to_the_sample_apps(self):
         before, after = {}, {}
