@@ -76,8 +76,11 @@ enum class Capability {
   // ListenerDestination.server_names (TLS routed by its ClientHello's server name without
   // terminating it: the east-west gateway, ADR 0106).
   kServerNames,
+  // Cluster type DNS and Cluster.dns (endpoints the sidecar resolves itself and follows by TTL:
+  // external services).
+  kDnsClusters,
 };
-inline constexpr size_t kCapabilityCount = 18;
+inline constexpr size_t kCapabilityCount = 19;
 
 // The capability a resource type added since the oldest supported release needs (a node without
 // it is never sent the type); nullopt for the types every supported release reads.

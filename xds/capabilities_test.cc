@@ -88,11 +88,12 @@ TEST(CapabilitiesTest, ANodeSayingNothingReadsWhatTheOldestSupportedReleaseRead)
 TEST(CapabilitiesTest, SetOperations) {
   CapabilitySet all = CapabilitySet::All();
   CapabilitySet old = CapabilitySet::OfRelease(*Release::Parse("0.1.0"));
-  EXPECT_EQ(all.Minus(old).Names(),
-            (std::vector<std::string>{"overload", "policy-source", "stream-reset-lifetime",
-                                      "flood-drain", "large-xds-messages", "service-routes",
-                                      "on-demand", "jwt", "ca-rotation", "federation", "gateway",
-                                      "locality", "backend-tls", "cors", "server-names"}));
+  EXPECT_EQ(
+      all.Minus(old).Names(),
+      (std::vector<std::string>{"overload", "policy-source", "stream-reset-lifetime", "flood-drain",
+                                "large-xds-messages", "service-routes", "on-demand", "jwt",
+                                "ca-rotation", "federation", "gateway", "locality", "backend-tls",
+                                "cors", "server-names", "dns-clusters"}));
   EXPECT_EQ(old.Minus(all).Names(), std::vector<std::string>{});
   EXPECT_NE(all.Key(), old.Key());
   CapabilitySet copy = old;

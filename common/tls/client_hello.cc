@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/byte_reader.h"
 
 namespace meshlet::tls {
 namespace {
@@ -17,34 +18,7 @@ constexpr uint16_t kServerNameExtension = 0;
 constexpr uint16_t kAlpnExtension = 16;
 constexpr uint8_t kHostNameType = 0;
 
-// A bounds-checked reader over one handshake message.
-class Reader {
- public:
-  explicit Reader(absl::string_view data) : data_(data) {}
-  bool empty() const { return data_.empty(); }
-  std::optional<uint32_t> Int(size_t bytes) {
-    if (data_.size() < bytes) return std::nullopt;
-    uint32_t v = 0;
-    for (size_t i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(data_[i]);
-    data_.remove_prefix(bytes);
-    return v;
-  }
-  std::optional<absl::string_view> Bytes(size_t n) {
-    if (data_.size() < n) return std::nullopt;
-    absl::string_view out = data_.substr(0, n);
-    data_.remove_prefix(n);
-    return out;
-  }
-  // A vector with a `length_bytes`-byte length in front.
-  std::optional<absl::string_view> Vector(size_t length_bytes) {
-    std::optional<uint32_t> n = Int(length_bytes);
-    if (!n.has_value()) return std::nullopt;
-    return Bytes(*n);
-  }
-
- private:
-  absl::string_view data_;
-};
+using Reader = ByteReader;  // over one handshake message
 
 ClientHello Fail(ClientHello::Status status, std::string error) {
   ClientHello out;

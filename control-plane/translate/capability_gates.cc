@@ -223,6 +223,13 @@ const std::vector<CapabilityGate>& Gates() {
       // Fails closed: a destination that matches by server name is left out (without the name
       // it would take every connection); an older east-west gateway forwards nothing.
       {C::kServerNames, "meshlet.xds.ListenerDestination.server_names", Fallback::kDropElement},
+      // Fails closed: an older sidecar would read type DNS as unknown and refuse the whole
+      // configuration; without the cluster, calls to that destination fail alone.
+      {C::kDnsClusters, "meshlet.xds.Cluster.dns", Fallback::kDropElement},
+      // Never sent without `dns` (dropped above); should it be, EDS with no assignment: no
+      // endpoint.
+      {C::kDnsClusters, "meshlet.xds.Cluster.type", Fallback::kEnumValue, xds::Cluster::DNS,
+       xds::Cluster::EDS},
   };
   return *kGates;
 }

@@ -133,6 +133,8 @@ TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
     if (info.capability == xds::Capability::kCors) continue;
     // Nor an east-west gateway (ServerNameDestinationsAreDroppedForOlderSidecars has one).
     if (info.capability == xds::Capability::kServerNames) continue;
+    // Nor a DNS cluster (DnsClustersAreDroppedForOlderSidecars has one).
+    if (info.capability == xds::Capability::kDnsClusters) continue;
     EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
   }
   // Listing every capability is the same as a release that has them all.
@@ -445,6 +447,27 @@ TEST_F(CapabilityGatesTest, ServerNameDestinationsAreDroppedForOlderSidecars) {
   const xds::Listener old =
       with_names(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
   EXPECT_EQ(old.destinations_size(), 0);
+}
+
+TEST_F(CapabilityGatesTest, DnsClustersAreDroppedForOlderSidecars) {
+  auto with_dns = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Cluster& c = r.clusters.emplace_back();
+    c.set_name("outbound|443||api.partner.example");
+    c.set_type(xds::Cluster::DNS);
+    c.mutable_dns()->set_hostname("api.partner.example");
+    c.mutable_dns()->set_port(443);
+    const size_t before = r.clusters.size();
+    ApplyCapabilityGates(reads, r);
+    return std::make_pair(before, r.clusters);
+  };
+  auto [before, current] = with_dns(xds::CapabilitySet::All());
+  ASSERT_EQ(current.size(), before);
+  EXPECT_EQ(current.back().dns().hostname(), "api.partner.example");
+  // An older sidecar would refuse the unknown type, and with it the whole update: left out.
+  auto [before_old, old] = with_dns(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_EQ(old.size(), before_old - 1);
+  for (const xds::Cluster& c : old) EXPECT_FALSE(c.has_dns()) << c.name();
 }
 
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {

@@ -83,7 +83,9 @@ std::vector<std::string> Names(const absl::flat_hash_set<std::string>& names) {
 }  // namespace
 
 HeldFacts<xds::Cluster>::HeldFacts(const xds::Cluster& cluster)
-    : eds(cluster.type() == xds::Cluster::EDS), tls(cluster.has_tls()) {
+    : eds(cluster.type() == xds::Cluster::EDS || cluster.type() == xds::Cluster::DNS),
+      dns(cluster.type() == xds::Cluster::DNS),
+      tls(cluster.has_tls()) {
   References names;
   AddReferences(cluster, names);
   secrets = Names(names.secrets);

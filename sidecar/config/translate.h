@@ -65,8 +65,9 @@ struct HeldFacts {
 template <>
 struct HeldFacts<xds::Cluster> {
   explicit HeldFacts(const xds::Cluster& cluster);
-  bool eds = false;                  // type() == EDS
-  bool tls = false;                  // has_tls()
+  bool eds = false;  // endpoints from a load assignment of its name: type EDS, or DNS (resolved)
+  bool dns = false;  // type() == DNS: the sidecar resolves them (DnsClusters)
+  bool tls = false;  // has_tls()
   std::vector<std::string> secrets;  // the Secrets it refers to
 };
 template <>

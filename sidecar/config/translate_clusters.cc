@@ -7,7 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/resilience/retry_budget.h"
 
@@ -176,6 +179,46 @@ void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
   if (in.unhealthy_threshold() != 0) out.unhealthy_threshold = in.unhealthy_threshold();
 }
 
+// A DNS name of letters, digits, '-' and '_' in labels of 1 to 63, 253 at most (a trailing dot
+// allowed: it ends the resolver's search list).
+bool ValidDnsName(absl::string_view name) {
+  if (absl::EndsWith(name, ".")) name.remove_suffix(1);
+  if (name.empty() || name.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+void TranslateDnsResolution(Errors::Scope& scope, const xds::DnsResolution& dns) {
+  if (!ValidDnsName(dns.hostname())) {
+    scope.Add("dns.hostname", absl::StrCat(Quote(dns.hostname()),
+                                           " is not a DNS name (labels of letters, digits, '-' "
+                                           "and '_', 1 to 63 each, 253 in all)"));
+  }
+  if (dns.port() == 0 || dns.port() > 65535) {
+    scope.Add("dns.port", absl::StrCat(dns.port(), " is not a port from 1 to 65535"));
+  }
+  Duration min_refresh = std::chrono::seconds(5), max_refresh = std::chrono::minutes(5),
+           failure_refresh = std::chrono::seconds(2);
+  ReadDuration(scope, "dns.min_refresh", dns.has_min_refresh(), dns.min_refresh(),
+               DurationRule::kPositive, &min_refresh);
+  ReadDuration(scope, "dns.max_refresh", dns.has_max_refresh(), dns.max_refresh(),
+               DurationRule::kPositive, &max_refresh);
+  ReadDuration(scope, "dns.failure_refresh", dns.has_failure_refresh(), dns.failure_refresh(),
+               DurationRule::kPositive, &failure_refresh);
+  if (max_refresh < min_refresh) {
+    scope.Add("dns.max_refresh", "is shorter than dns.min_refresh");
+  }
+}
+
 void TranslateLocalityLb(Errors::Scope& scope, const xds::LocalityLb& in,
                          cluster::LocalityLbConfig& out) {
   out.enabled = in.enabled();
@@ -212,8 +255,15 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
     case xds::Cluster::EDS:
       out.eds = true;
       break;
+    case xds::Cluster::DNS:
+      out.eds = true;  // the sidecar's own load assignment (DnsClusters)
+      TranslateDnsResolution(scope, cluster.dns());
+      break;
     default:
       scope.Add("type", absl::StrCat("unknown value ", cluster.type()));
+  }
+  if (cluster.has_dns() && cluster.type() != xds::Cluster::DNS) {
+    scope.Add("dns", "only with type DNS");
   }
   switch (cluster.lb_policy()) {
     case xds::LEAST_REQUEST:
@@ -253,9 +303,13 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
   const xds::ClusterLoadAssignment& inline_endpoints = cluster.load_assignment();
   if (out.eds) {
     if (cluster.has_load_assignment() && inline_endpoints.endpoints_size() > 0) {
-      scope.Add("load_assignment", absl::StrCat("not used with type EDS (endpoints come from the "
-                                                "ClusterLoadAssignment named ",
-                                                Quote(cluster.name()), ")"));
+      scope.Add("load_assignment",
+                cluster.type() == xds::Cluster::DNS
+                    ? std::string("not used with type DNS (endpoints are what dns.hostname "
+                                  "resolves to)")
+                    : absl::StrCat("not used with type EDS (endpoints come from the "
+                                   "ClusterLoadAssignment named ",
+                                   Quote(cluster.name()), ")"));
     }
   } else {
     if (!inline_endpoints.cluster_name().empty() &&

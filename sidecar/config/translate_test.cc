@@ -181,6 +181,33 @@ std::vector<InvalidCase> InvalidCases() {
              "127.0.0.1:1");
        },
        "cluster \"eds-cluster\": load_assignment: not used with type EDS"},
+      {"dns_cluster_bad_hostname",
+       [](ResourceSet& s) {
+         s.clusters.Mutable(2).set_type(xds::Cluster::DNS);
+         s.clusters.Mutable(2).mutable_dns()->set_hostname("api partner.example");
+         s.clusters.Mutable(2).mutable_dns()->set_port(443);
+       },
+       "cluster \"eds-cluster\": dns.hostname: \"api partner.example\" is not a DNS name"},
+      {"dns_cluster_port_out_of_range",
+       [](ResourceSet& s) {
+         s.clusters.Mutable(2).set_type(xds::Cluster::DNS);
+         s.clusters.Mutable(2).mutable_dns()->set_hostname("api.partner.example.");
+         s.clusters.Mutable(2).mutable_dns()->set_port(70000);
+       },
+       "cluster \"eds-cluster\": dns.port: 70000 is not a port from 1 to 65535"},
+      {"dns_cluster_refresh_bounds_reversed",
+       [](ResourceSet& s) {
+         s.clusters.Mutable(2).set_type(xds::Cluster::DNS);
+         auto* dns = s.clusters.Mutable(2).mutable_dns();
+         dns->set_hostname("api.partner.example");
+         dns->set_port(443);
+         dns->mutable_min_refresh()->set_seconds(60);
+         dns->mutable_max_refresh()->set_seconds(10);
+       },
+       "cluster \"eds-cluster\": dns.max_refresh: is shorter than dns.min_refresh"},
+      {"dns_without_type_dns",
+       [](ResourceSet& s) { s.clusters.Mutable(0).mutable_dns()->set_hostname("a.example"); },
+       "cluster \"backend\": dns: only with type DNS"},
       {"assignment_for_unknown_cluster",
        [](ResourceSet& s) { s.endpoints.Mutable(0).set_cluster_name("ghost"); },
        "cluster_load_assignment \"ghost\": cluster_name \"ghost\" names no Cluster"},

@@ -204,6 +204,18 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.capture_check_auto_port.reset();
              return PodIpPort(&o.capture_check)(v);
            }),
+      flag("--dns-server", "IP:PORT",
+           "The DNS server that DNS clusters (external services resolved by the sidecar) ask, "
+           "an IPv4 address. Default: the servers, search list and ndots of /etc/resolv.conf.",
+           [&o](absl::string_view v) -> absl::Status {
+             absl::StatusOr<net::Address> address = net::Address::Parse(v);
+             if (!address.ok() || address->in4() == nullptr) {
+               return absl::InvalidArgumentError(absl::StrCat(
+                   "\"", v, "\" is not an IPv4 address and port (e.g. 10.96.0.10:53)"));
+             }
+             o.dns_server = *address;
+             return absl::OkStatus();
+           }),
       flag("--log-level", "LEVEL",
            "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
            "with POST /logging?level=...",

@@ -33,6 +33,8 @@ struct ServerOptions {
   // the sidecar dials this address every second until one has (docs/operations.md). Unset: no
   // such condition.
   std::optional<net::Address> capture_check;
+  // DNS clusters' lookups ask only this server (IPv4); unset: /etc/resolv.conf's.
+  std::optional<net::Address> dns_server;
   // --capture-check=auto:PORT: the address is the pod's own, found at start (ResolveAutoValues).
   std::optional<uint16_t> capture_check_auto_port;
   // --app-probe PATH=PORT/TARGET (repeatable): the prometheus listener answers GET PATH by

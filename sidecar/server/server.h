@@ -62,6 +62,7 @@
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/config/dns_clusters.h"
 #include "sidecar/config/on_demand.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/xds_client.h"
@@ -137,13 +138,21 @@ class Server final : public admin::AdminBackend {
   void Quit() override;
 
  private:
-  // Loads the bootstrap file and builds the snapshot and its TLS contexts (not yet published).
-  absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot(TlsContexts::Prepared& tls);
+  // Loads the bootstrap file and builds the snapshot and its TLS contexts (not yet published);
+  // `resources`: what it was built from, without the DNS clusters' endpoints.
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot(
+      TlsContexts::Prepared& tls, config::ResourceSet& resources);
   // The bootstrap file (if any) with the command line's flags applied and the defaults that
   // depend on them derived (config::LoadBootstrap).
   absl::StatusOr<config::BootstrapConfig> LoadBootstrap() const;
-  // Builds, validates and publishes a whole configuration (xDS updates); errors change nothing.
+  // Builds, validates and publishes a whole configuration (xDS updates; a DNS cluster's new
+  // answer), with the DNS clusters' endpoints added; errors change nothing.
   absl::Status ApplyResources(const config::ResourceSet& resources);
+  // After `resources` (without DNS endpoints) were published: the DNS clusters they hold are
+  // followed, and kept to build again from when an answer changes.
+  void FollowDnsClusters(const config::ResourceSet& resources);
+  // A DNS cluster's addresses changed: the last resources built again with them.
+  void OnDnsAnswers();
   // Starts the CertificateManager and waits for the first workload certificate.
   absl::Status InitWorkloadCertificate(const config::BootstrapConfig& bootstrap);
   // A new workload certificate: rebuild the TLS contexts that use it.
@@ -225,6 +234,10 @@ class Server final : public admin::AdminBackend {
   TlsContexts tls_contexts_;
   listener::TlsRefusalLog tls_refusal_log_{RealClock::Get()};
   std::shared_ptr<const config::Snapshot> snapshot_;
+  // DNS clusters (Cluster type DNS): their lookups and resolved endpoints, and the resources last
+  // published when they held any (none: no DNS cluster, nothing to rebuild).
+  std::unique_ptr<config::DnsClusters> dns_clusters_;
+  std::optional<config::ResourceSet> dns_resources_;
   // The bootstrap's tracing section as it started (a reload keeps it) and its collector; each
   // worker exports its own spans. A collector named by host name is resolved here, on the main
   // thread, at start and every kCollectorResolveInterval (kCollectorRetryInterval until it first

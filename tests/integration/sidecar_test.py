@@ -141,7 +141,7 @@ class HttpUpstream:
     (/slow after half a second, /slow/N after N seconds). `paths` lists the GETs as they
     arrive."""
 
-    def __init__(self, name="app"):
+    def __init__(self, name="app", host="127.0.0.1", port=0):
         upstream_name = name
         self.paths = []
         paths = self.paths
@@ -189,7 +189,7 @@ class HttpUpstream:
             request_queue_size = 256
             daemon_threads = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server((host, port), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
