@@ -29,7 +29,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kBackendTls, "backend-tls", "0.2.0"},
     {Capability::kCors, "cors", "0.2.0"},
     {Capability::kServerNames, "server-names", "0.2.0"},
-    {Capability::kDnsClusters, "dns-clusters", "0.2.0"},
+    {Capability::kExternalServices, "external-services", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

@@ -76,9 +76,9 @@ enum class Capability {
   // ListenerDestination.server_names (TLS routed by its ClientHello's server name without
   // terminating it: the east-west gateway, ADR 0106).
   kServerNames,
-  // Cluster type DNS and Cluster.dns (endpoints the sidecar resolves itself and follows by TTL:
-  // external services).
-  kDnsClusters,
+  // Destinations outside the mesh: Cluster type DNS and Cluster.dns (endpoints the sidecar
+  // resolves itself and follows by TTL), ListenerDestination.passthrough.
+  kExternalServices,
 };
 inline constexpr size_t kCapabilityCount = 19;
 

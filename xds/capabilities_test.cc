@@ -93,7 +93,7 @@ TEST(CapabilitiesTest, SetOperations) {
       (std::vector<std::string>{"overload", "policy-source", "stream-reset-lifetime", "flood-drain",
                                 "large-xds-messages", "service-routes", "on-demand", "jwt",
                                 "ca-rotation", "federation", "gateway", "locality", "backend-tls",
-                                "cors", "server-names", "dns-clusters"}));
+                                "cors", "server-names", "external-services"}));
   EXPECT_EQ(old.Minus(all).Names(), std::vector<std::string>{});
   EXPECT_NE(all.Key(), old.Key());
   CapabilitySet copy = old;

@@ -64,6 +64,8 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
     header.insert(header.end(), {"TARGET", "ACTION", "RULES"});
   } else if (kind == "RequestAuthentication") {
     header.insert(header.end(), {"TARGET", "ISSUERS"});
+  } else if (kind == "ExternalService") {
+    header.insert(header.end(), {"HOSTS", "PORTS", "RESOLUTION"});
   } else if (kind == "MeshConfig") {
     header.insert(header.end(), {"MTLS", "TRUST DOMAIN", "SCOPED"});
   } else if (kind == "GatewayHTTPRoute" || kind == "GatewayGRPCRoute") {
@@ -137,6 +139,15 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       std::vector<std::string> issuers;
       for (const auto& rule : spec["jwtRules"]) issuers.push_back(Scalar(rule["issuer"]));
       row.push_back(issuers.empty() ? "-" : absl::StrJoin(issuers, ","));
+    } else if (kind == "ExternalService") {
+      std::vector<std::string> hosts, ports;
+      for (const auto& host : spec["hosts"]) hosts.push_back(Scalar(host));
+      for (const auto& port : spec["ports"]) {
+        ports.push_back(absl::StrCat(Scalar(port["number"]), "/", Scalar(port["protocol"])));
+      }
+      row.push_back(hosts.empty() ? "-" : absl::StrJoin(hosts, ","));
+      row.push_back(ports.empty() ? "-" : absl::StrJoin(ports, ","));
+      row.push_back(spec["resolution"] ? Scalar(spec["resolution"]) : "DNS");
     } else if (kind == "MeshConfig") {
       row.push_back(spec["mtls"] ? Scalar(spec["mtls"]) : "PERMISSIVE");
       row.push_back(spec["trustDomain"] ? Scalar(spec["trustDomain"]) : "cluster.local");

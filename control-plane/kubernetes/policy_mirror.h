@@ -1,7 +1,8 @@
 #pragma once
 
 // PolicyMirror: meshlet's policy kinds kept in Kubernetes as custom resources (meshlet.io/v1:
-// trafficpolicies, httproutes, authorizationpolicies, requestauthentications, meshconfigs,
+// trafficpolicies, httproutes, authorizationpolicies, requestauthentications, externalservices,
+// meshconfigs,
 // services; the CRDs in k8s/base) mirrored into the policy store, through the same API writes
 // `meshctl apply` makes (validated the same way, docs/kubernetes.md "Policy from Kubernetes").
 //

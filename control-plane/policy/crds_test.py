@@ -42,8 +42,8 @@ class CrdsTest(unittest.TestCase):
     def test_kinds_names_scopes_and_schemas(self):
         with open(CRDS) as f:
             crds = {d["spec"]["names"]["kind"]: d for d in yaml.safe_load_all(f)}
-        self.assertEqual(sorted(crds), ["AuthorizationPolicy", "HTTPRoute", "MeshConfig",
-                                        "RequestAuthentication",
+        self.assertEqual(sorted(crds), ["AuthorizationPolicy", "ExternalService", "HTTPRoute",
+                                        "MeshConfig", "RequestAuthentication",
                                         "Service", "TrafficPolicy"])
         route = crds["HTTPRoute"]
         self.assertEqual(route["metadata"]["name"], "httproutes.meshlet.io")

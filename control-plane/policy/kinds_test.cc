@@ -131,7 +131,7 @@ TEST(KindsTest, AWrongApiVersionSaysWhatTheKindTakes) {
             "gateway.networking.k8s.io/v1beta1 or gateway.networking.k8s.io/v1"},
            {"apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\n", "2:7", "kind",
             "unknown kind \"TLSRoute\"; one of Service, TrafficPolicy, HTTPRoute, "
-            "AuthorizationPolicy, RequestAuthentication, MeshConfig, HTTPRoute "
+            "AuthorizationPolicy, RequestAuthentication, ExternalService, MeshConfig, HTTPRoute "
             "(gateway.networking.k8s.io), GRPCRoute, "
             "ReferenceGrant, GatewayClass, Gateway, BackendTLSPolicy"},
        }) {

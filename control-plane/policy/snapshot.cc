@@ -51,6 +51,8 @@ void Update(const KindInfo& info, const ResourceKey& key,
     Update(snapshot.authorization_policies, key, resource);
   } else if (d == pb::RequestAuthentication::descriptor()) {
     Update(snapshot.request_authentications, key, resource);
+  } else if (d == pb::ExternalService::descriptor()) {
+    Update(snapshot.external_services, key, resource);
   } else if (d == pb::MeshConfig::descriptor()) {
     if (key.name != kMeshConfigName) return;
     if (resource != nullptr) {

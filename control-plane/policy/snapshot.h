@@ -29,6 +29,7 @@ struct PolicySnapshot {
   ResourceList<meshlet::policy::HTTPRoute> http_routes;
   ResourceList<meshlet::policy::AuthorizationPolicy> authorization_policies;
   ResourceList<meshlet::policy::RequestAuthentication> request_authentications;
+  ResourceList<meshlet::policy::ExternalService> external_services;
   std::optional<meshlet::policy::MeshConfig> mesh_config;  // the one named "mesh", if stored
   // Gateway API kinds (xds/gateway.proto), likewise ordered by (namespace, name).
   ResourceList<meshlet::gateway::HTTPRoute> gateway_http_routes;

@@ -828,6 +828,84 @@ class Checker {
     }
   }
 
+  // ExternalService: lower-case hosts (wildcards only where nothing is resolved), ports of TLS
+  // (by server name) or TCP (by address, so `addresses` are needed), and endpoints that fit the
+  // resolution.
+  void ExternalService(const pb::ExternalService& es) {
+    const pb::ExternalServiceSpec& spec = es.spec();
+    const std::string resolution = spec.resolution().empty() ? "DNS" : spec.resolution();
+    if (resolution != "DNS" && resolution != "STATIC" && resolution != "NONE") {
+      Error("spec.resolution",
+            absl::StrCat(Quote(spec.resolution()), " is not DNS, STATIC or NONE"));
+    }
+    if (spec.hosts_size() == 0) Error("spec.hosts", "required: at least one host name");
+    std::set<std::string> hosts;
+    for (int i = 0; i < spec.hosts_size(); ++i) {
+      const std::string& host = spec.hosts(i);
+      const std::string path = Index("spec.hosts", i);
+      if (!IsHostName(host) || host != absl::AsciiStrToLower(host)) {
+        Error(path, absl::StrCat(Quote(host), " is not a lower-case host name or *.suffix"));
+      } else if (!hosts.insert(host).second) {
+        Error(path, absl::StrCat(Quote(host), " is listed twice"));
+      } else if (absl::StartsWith(host, "*.") && resolution == "DNS") {
+        Error(path, absl::StrCat(Quote(host),
+                                 ": a wildcard cannot be resolved; use resolution NONE (to the "
+                                 "address the app connected to) or STATIC"));
+      }
+    }
+    if (spec.ports_size() == 0) Error("spec.ports", "required: at least one port");
+    std::set<uint32_t> numbers;
+    bool tcp = false;
+    for (int i = 0; i < spec.ports_size(); ++i) {
+      const pb::ExternalServicePort& port = spec.ports(i);
+      const std::string path = Index("spec.ports", i);
+      Port(Join(path, "number"), port.number(), /*required=*/true);
+      if (port.number() != 0 && !numbers.insert(port.number()).second) {
+        Error(Join(path, "number"), absl::StrCat(port.number(), " is listed twice"));
+      }
+      if (port.protocol() == "TCP") {
+        tcp = true;
+      } else if (port.protocol() == "HTTP" || port.protocol() == "HTTP2" ||
+                 port.protocol() == "GRPC") {
+        Error(Join(path, "protocol"),
+              absl::StrCat(port.protocol(),
+                           " is not supported yet (plain HTTP is not routed by its Host to "
+                           "external services); use TLS (matched by server name) or TCP (by "
+                           "address)"));
+      } else if (port.protocol() != "TLS" && port.protocol() != "HTTPS") {
+        Error(Join(path, "protocol"),
+              absl::StrCat(Quote(port.protocol()), " is not TLS, HTTPS or TCP"));
+      }
+    }
+    for (int i = 0; i < spec.addresses_size(); ++i) {
+      if (absl::StatusOr<net::IpPrefix> range = net::IpPrefix::Parse(spec.addresses(i));
+          !range.ok()) {
+        Error(Index("spec.addresses", i), range.status().message());
+      }
+    }
+    if (tcp && spec.addresses_size() == 0) {
+      Error("spec.addresses",
+            "required with a TCP port: a TCP connection carries no name, so only its address "
+            "tells it is for this service");
+    }
+    if (tcp && resolution == "DNS" && spec.hosts_size() > 1) {
+      Error("spec.hosts",
+            "one host only with a TCP port and resolution DNS (the connection "
+            "does not say which host it is for)");
+    }
+    if (resolution == "STATIC" && spec.endpoints_size() == 0) {
+      Error("spec.endpoints", "required with resolution STATIC");
+    } else if (resolution != "STATIC" && spec.endpoints_size() > 0) {
+      Error("spec.endpoints", absl::StrCat("only with resolution STATIC (not ", resolution, ")"));
+    }
+    for (int i = 0; i < spec.endpoints_size(); ++i) {
+      if (absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(spec.endpoints(i)); !ip.ok()) {
+        Error(Index("spec.endpoints", i),
+              absl::StrCat(Quote(spec.endpoints(i)), " is not an IP address"));
+      }
+    }
+  }
+
   // RequestAuthentication: each rule an issuer named once, its keys from exactly one of an
   // https:// jwksUri and an inline JWKS the sidecar's own parser takes (ADR 0098).
   void RequestAuthentication(const pb::RequestAuthentication& ra) {
@@ -1026,6 +1104,8 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
     checker.AuthorizationPolicy(static_cast<const pb::AuthorizationPolicy&>(resource));
   } else if (d == pb::RequestAuthentication::descriptor()) {
     checker.RequestAuthentication(static_cast<const pb::RequestAuthentication&>(resource));
+  } else if (d == pb::ExternalService::descriptor()) {
+    checker.ExternalService(static_cast<const pb::ExternalService&>(resource));
   } else if (d == pb::MeshConfig::descriptor()) {
     checker.MeshConfig(static_cast<const pb::MeshConfig&>(resource));
   } else if (d == meshlet::gateway::HTTPRoute::descriptor()) {

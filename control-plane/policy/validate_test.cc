@@ -436,6 +436,58 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.jwtRules").find("required: at least one issuer"), std::string::npos);
 }
 
+TEST(ValidateTest, ExternalService) {
+  for (const char* ok : {
+           "{hosts: [api.partner.example], ports: [{number: 443, protocol: TLS}]}",
+           "{hosts: ['*.partner.example'], ports: [{number: 443, protocol: HTTPS}], "
+           "resolution: NONE}",
+           "{hosts: [db.partner.example], ports: [{number: 5432, protocol: TCP}], "
+           "addresses: [203.0.113.0/28]}",
+           "{hosts: ['*.cdn.example'], ports: [{number: 443, protocol: TLS}], resolution: STATIC, "
+           "endpoints: [203.0.113.7, '2001:db8::7']}",
+       }) {
+    ValidationResult r =
+        ValidateYaml(absl::StrCat("kind: ExternalService\nmetadata: {name: ok}\nspec: ", ok, "\n"));
+    EXPECT_TRUE(r.errors.empty()) << ok << ": " << r.errors[0].field << ": " << r.errors[0].message;
+  }
+  ValidationResult r = ValidateYaml(R"(
+kind: ExternalService
+metadata: {name: bad}
+spec:
+  hosts: [Api.Partner.example, "*.partner.example", a.example, a.example]
+  ports:
+  - {number: 443, protocol: TLS}
+  - {number: 443, protocol: TLS}
+  - {number: 80, protocol: HTTP}
+  - {number: 0, protocol: TCP}
+  - {number: 22, protocol: SSH}
+  addresses: [not-an-address]
+  endpoints: [203.0.113.7]
+)");
+  EXPECT_NE(ErrorFor(r, "spec.hosts[0]").find("not a lower-case host name"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.hosts[1]").find("use resolution NONE"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.hosts[3]").find("listed twice"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[1].number").find("listed twice"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[2].protocol").find("not supported yet"), std::string::npos);
+  EXPECT_EQ(ErrorFor(r, "spec.ports[3].number"), "required (1 to 65535)");
+  EXPECT_NE(ErrorFor(r, "spec.ports[4].protocol").find("not TLS, HTTPS or TCP"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.addresses[0]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.hosts").find("one host only with a TCP port"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.endpoints").find("only with resolution STATIC"), std::string::npos);
+  r = ValidateYaml(R"(
+kind: ExternalService
+metadata: {name: bad}
+spec: {hosts: [db.example], ports: [{number: 5432, protocol: TCP}], resolution: STATIC,
+       endpoints: [db.example]}
+)");
+  EXPECT_NE(ErrorFor(r, "spec.addresses").find("required with a TCP port"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.endpoints[0]").find("is not an IP address"), std::string::npos);
+  r = ValidateYaml("kind: ExternalService\nmetadata: {name: e}\nspec: {resolution: MAGIC}\n");
+  EXPECT_NE(ErrorFor(r, "spec.resolution").find("is not DNS, STATIC or NONE"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.hosts").find("required"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports").find("required"), std::string::npos);
+}
+
 TEST(ValidateTest, PolicyTargetRefs) {
   ValidationResult r = ValidateYaml(R"(
 kind: AuthorizationPolicy

@@ -225,11 +225,14 @@ const std::vector<CapabilityGate>& Gates() {
       {C::kServerNames, "meshlet.xds.ListenerDestination.server_names", Fallback::kDropElement},
       // Fails closed: an older sidecar would read type DNS as unknown and refuse the whole
       // configuration; without the cluster, calls to that destination fail alone.
-      {C::kDnsClusters, "meshlet.xds.Cluster.dns", Fallback::kDropElement},
+      {C::kExternalServices, "meshlet.xds.Cluster.dns", Fallback::kDropElement},
       // Never sent without `dns` (dropped above); should it be, EDS with no assignment: no
       // endpoint.
-      {C::kDnsClusters, "meshlet.xds.Cluster.type", Fallback::kEnumValue, xds::Cluster::DNS,
+      {C::kExternalServices, "meshlet.xds.Cluster.type", Fallback::kEnumValue, xds::Cluster::DNS,
        xds::Cluster::EDS},
+      // Fails closed: without the field the destination would send its connections to no
+      // cluster; left out, they are what the listener does with unknown destinations.
+      {C::kExternalServices, "meshlet.xds.ListenerDestination.passthrough", Fallback::kDropElement},
   };
   return *kGates;
 }

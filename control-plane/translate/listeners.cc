@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/net/address.h"
 #include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/translate/translation.h"
@@ -99,6 +101,79 @@ void AddOutboundDestinations(const TranslationContext& ctx, TranslationOutput& o
     *listener.mutable_unmatched_destination_source() = std::move(source);
   } else {
     listener.set_unmatched_destination(xds::PASSTHROUGH);
+  }
+}
+
+// External services (ExternalService, docs/egress.md) on a captured node's outbound listener,
+// after the Services' destinations: a TLS port matches by the ClientHello's server name (any
+// address), a TCP port by the service's addresses. Each goes to a cluster of the node's own
+// ("external|<port>||<host>" resolved by the sidecar for resolution DNS, one per host;
+// "external|<port>||<name>.<namespace>" with the endpoints for STATIC) or, for NONE, on to the
+// address the app connected to. A host and port two ExternalServices both claim goes to the
+// first in (namespace, name) order, with a warning.
+void AddExternalDestinations(const TranslationContext& ctx, TranslationOutput& out,
+                             xds::Listener& listener) {
+  std::set<std::string> names;
+  for (const pb::ExternalService& es : ctx.policy.external_services) {
+    const pb::ExternalServiceSpec& spec = es.spec();
+    const std::string resolution = spec.resolution().empty() ? "DNS" : spec.resolution();
+    const std::string object = absl::StrCat(
+        "ExternalService ", NamespaceOr(es.metadata().namespace_()), "/", es.metadata().name());
+    for (const pb::ExternalServicePort& port : spec.ports()) {
+      const bool tcp = port.protocol() == "TCP";
+      // Who serves a connection: (cluster name, host it resolves; empty for STATIC and NONE).
+      std::vector<std::pair<std::string, std::string>> targets;
+      if (resolution == "DNS") {
+        for (const std::string& host : spec.hosts()) {
+          targets.emplace_back(absl::StrCat("external|", port.number(), "||", host), host);
+          if (tcp) break;  // one host with a TCP port (validated)
+        }
+      } else {
+        targets.emplace_back(absl::StrCat("external|", port.number(), "||", es.metadata().name(),
+                                          ".", NamespaceOr(es.metadata().namespace_())),
+                             "");
+      }
+      for (const auto& [name, host] : targets) {
+        if (!names.insert(name).second) {
+          out.Warn(absl::StrCat(object, ": port ", port.number(), " of ",
+                                host.empty() ? name : host,
+                                " is claimed by an earlier ExternalService; left out"));
+          continue;
+        }
+        xds::ListenerDestination* d = listener.add_destinations();
+        d->set_name(name);
+        d->set_port(port.number());
+        d->set_protocol(xds::PROTOCOL_TCP);
+        if (tcp) {
+          *d->mutable_addresses() = spec.addresses();
+        } else if (!host.empty()) {
+          d->add_server_names(host);
+        } else {
+          *d->mutable_server_names() = spec.hosts();
+        }
+        if (resolution == "NONE") {
+          d->set_passthrough(true);
+          continue;
+        }
+        d->set_tcp_cluster(name);
+        xds::Cluster cluster;
+        cluster.set_name(name);
+        if (resolution == "DNS") {
+          cluster.set_type(xds::Cluster::DNS);
+          cluster.mutable_dns()->set_hostname(host);
+          cluster.mutable_dns()->set_port(port.number());
+        } else {
+          cluster.set_type(xds::Cluster::STATIC);
+          for (const std::string& ip : spec.endpoints()) {
+            absl::StatusOr<net::Address> address = net::Address::FromIp(ip, port.number());
+            if (address.ok()) {
+              cluster.mutable_load_assignment()->add_endpoints()->set_address(address->ToString());
+            }
+          }
+        }
+        out.clusters.emplace(name, std::move(cluster));
+      }
+    }
   }
 }
 
@@ -324,6 +399,7 @@ void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out
   if (ctx.self.capture) {
     SetCaptureCommon(ctx, listener, port);
     AddOutboundDestinations(ctx, out, listener);
+    AddExternalDestinations(ctx, out, listener);
   }
   if (ctx.mode == DiscoveryMode::kOnDemand) SetOnDemand(ctx, listener);
   out.resources.listeners.push_back(std::move(listener));

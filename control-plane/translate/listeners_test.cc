@@ -206,6 +206,119 @@ TEST_F(CaptureTest, OnlyReachableServicesWithAddressesAreDestinations) {
                                              "frontend.default:8080"}));
 }
 
+// ExternalServices: after the Services' destinations, TLS ports by server name (one destination
+// and DNS cluster per host), TCP ports by address, STATIC endpoints in a cluster of the object's
+// name, NONE passed through; a host and port claimed twice goes to the first, with a warning;
+// nothing for a node without capture.
+TEST_F(CaptureTest, ExternalServicesAreDestinationsOfTheCapturedOutboundListener) {
+  Capture(registry_.workloads[0]);  // frontend-0
+  for (const char* yaml : {
+           R"(
+kind: ExternalService
+metadata: {name: partner, namespace: shop}
+spec:
+  hosts: [api.partner.example, auth.partner.example]
+  ports: [{number: 443, protocol: TLS}]
+)",
+           R"(
+kind: ExternalService
+metadata: {name: cdn, namespace: shop}
+spec:
+  hosts: ["*.cdn.example"]
+  ports: [{number: 443, protocol: HTTPS}]
+  resolution: STATIC
+  endpoints: [203.0.113.7, "2001:db8::7"]
+)",
+           R"(
+kind: ExternalService
+metadata: {name: ledger, namespace: shop}
+spec:
+  hosts: [db.ledger.example]
+  ports: [{number: 5432, protocol: TCP}]
+  addresses: [203.0.113.64/28]
+)",
+           R"(
+kind: ExternalService
+metadata: {name: wide, namespace: shop}
+spec:
+  hosts: ["*.partner.example"]
+  ports: [{number: 443, protocol: TLS}]
+  resolution: NONE
+)",
+           R"(
+kind: ExternalService
+metadata: {name: twice, namespace: zoo}
+spec:
+  hosts: [api.partner.example]
+  ports: [{number: 443, protocol: TLS}]
+)",
+       }) {
+    policy_.external_services.Upsert(
+        std::make_shared<pb::ExternalService>(Parse<pb::ExternalService>(yaml)));
+  }
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Listener* outbound = Named(r.listeners, "outbound");
+  ASSERT_NE(outbound, nullptr);
+  std::vector<std::string> external;
+  for (const xds::ListenerDestination& d : outbound->destinations()) {
+    if (!absl::StartsWith(d.name(), "external|")) {
+      EXPECT_TRUE(external.empty()) << d.name() << " after an external destination";
+      continue;
+    }
+    external.push_back(absl::StrCat(d.name(), " [", absl::StrJoin(d.addresses(), ","),
+                                    "]:", d.port(), " names=", absl::StrJoin(d.server_names(), ","),
+                                    " ", d.passthrough() ? "passthrough" : d.tcp_cluster()));
+    EXPECT_EQ(d.protocol(), xds::PROTOCOL_TCP) << d.name();
+  }
+  EXPECT_EQ(external,
+            (std::vector<std::string>{
+                "external|443||cdn.shop []:443 names=*.cdn.example external|443||cdn.shop",
+                "external|5432||db.ledger.example [203.0.113.64/28]:5432 names= "
+                "external|5432||db.ledger.example",
+                "external|443||api.partner.example []:443 names=api.partner.example "
+                "external|443||api.partner.example",
+                "external|443||auth.partner.example []:443 names=auth.partner.example "
+                "external|443||auth.partner.example",
+                "external|443||wide.shop []:443 names=*.partner.example passthrough",
+            }));
+  const xds::Cluster* api = Named(r.clusters, "external|443||api.partner.example");
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->type(), xds::Cluster::DNS);
+  EXPECT_EQ(api->dns().hostname(), "api.partner.example");
+  EXPECT_EQ(api->dns().port(), 443u);
+  const xds::Cluster* cdn = Named(r.clusters, "external|443||cdn.shop");
+  ASSERT_NE(cdn, nullptr);
+  EXPECT_EQ(cdn->type(), xds::Cluster::STATIC);
+  ASSERT_EQ(cdn->load_assignment().endpoints_size(), 2);
+  EXPECT_EQ(cdn->load_assignment().endpoints(1).address(), "[2001:db8::7]:443");
+  EXPECT_EQ(Named(r.clusters, "external|443||wide.shop"), nullptr);  // passed through
+  EXPECT_EQ(std::count_if(r.warnings.begin(), r.warnings.end(),
+                          [](const std::string& w) {
+                            return w ==
+                                   "ExternalService zoo/twice: port 443 of "
+                                   "api.partner.example is claimed by an earlier "
+                                   "ExternalService; left out";
+                          }),
+            1)
+      << absl::StrJoin(r.warnings, "\n");
+
+  // A sidecar of an older release gets neither the DNS clusters nor the passthrough destination.
+  xds::Node old = node_;
+  old.clear_capabilities();  // as a 0.1.0 sidecar: it reports none
+  NodeResources older = Translate(policy_, registry_, old);
+  EXPECT_EQ(Named(older.clusters, "external|443||api.partner.example"), nullptr);
+  EXPECT_NE(Named(older.clusters, "external|443||cdn.shop"), nullptr);  // STATIC: read by all
+  for (const xds::ListenerDestination& d : Named(older.listeners, "outbound")->destinations()) {
+    EXPECT_FALSE(d.passthrough()) << d.name();
+  }
+
+  // Without capture: nothing to match them with.
+  registry_.workloads[0].capture = false;
+  registry_.workloads[0].labels.erase(std::string(registry::kCaptureLabel));
+  NodeResources plain = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(plain.clusters, "external|443||api.partner.example"), nullptr);
+}
+
 // Listener.on_demand goes to the outbound listener of a node served OnDemand: configured so,
 // reading capabilities on-demand and service-routes, over a delta stream. Its address ranges are
 // MeshConfig's when set, else derived from the Service address range and Services' addresses.

@@ -122,6 +122,8 @@ struct ListenerDestinationConfig {
   // server name is one of these (lower case; "*.example.com" covers any labels in front of
   // example.com). Empty: any connection, whatever it sends.
   std::vector<std::string> server_names;
+  // Matching connections go to their original destination as opaque TCP (no tcp_cluster).
+  bool passthrough = false;
   // Only on a ServiceRoute's destination: when it was last used (ActiveConnection touches it when
   // a connection it serves opens and closes). Null: not tracked.
   std::shared_ptr<route::UsageCell> usage;

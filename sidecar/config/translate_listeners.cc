@@ -420,6 +420,7 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
       }
       if (d.addresses_size() > 0) scope.Add(Join(path, "addresses"), kOnlyWith);
       if (d.port() != 0) scope.Add(Join(path, "port"), kOnlyWith);
+      if (d.passthrough()) scope.Add(Join(path, "passthrough"), kOnlyWith);
     }
     TranslateDestinations(scope, in, routes, clusters, out);
     if (in.unmatched_destination() != xds::PASSTHROUGH) {
@@ -618,9 +619,21 @@ ListenerDestinationConfig TranslateListenerDestination(
     scope.Add(Join(path, "protocol"), absl::StrCat("unknown value ", d.protocol()));
   } else {
     destination.protocol = *protocol;
-    CheckTargets(scope, path, d.protocol(), d.route_config_name(), d.tcp_cluster(), routes,
-                 clusters);
+    if (d.passthrough()) {
+      if (d.protocol() != xds::PROTOCOL_TCP) {
+        scope.Add(Join(path, "protocol"), "must be PROTOCOL_TCP with passthrough");
+      }
+      if (!d.tcp_cluster().empty() || !d.route_config_name().empty()) {
+        scope.Add(Join(path, "passthrough"),
+                  "excludes tcp_cluster and route_config_name (the connection goes to its "
+                  "original destination)");
+      }
+    } else {
+      CheckTargets(scope, path, d.protocol(), d.route_config_name(), d.tcp_cluster(), routes,
+                   clusters);
+    }
   }
+  destination.passthrough = d.passthrough();
   destination.route_config_name = d.route_config_name();
   destination.tcp_cluster = d.tcp_cluster();
   if (d.destination_port() > 65535) {

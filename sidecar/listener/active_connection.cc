@@ -187,6 +187,8 @@ void ActiveConnection::Decide() {
 bool ActiveConnection::WaitForLookup() {
   using Action = CaptureDecision::Action;
   if (decision_.action != Action::kPassthrough && decision_.action != Action::kRefuse) return false;
+  // A destination that passes connections through is known: nothing to look up.
+  if (decision_.destination != nullptr) return false;
   if (!original_destination_.has_value() ||
       !listener_->matcher->WaitsForLookup(*original_destination_)) {
     return false;

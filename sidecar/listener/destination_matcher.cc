@@ -159,6 +159,12 @@ CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& ori
     }
     decision.action = Action::kDestination;
     decision.destination = &destination;
+    if (destination.passthrough && original.has_value()) {
+      decision.action = Action::kPassthrough;
+      decision.upstream = listener_.passthrough_host.has_value()
+                              ? AddressOf(*listener_.passthrough_host, original->port())
+                              : *original;
+    }
     if (destination.destination_port != 0) {
       decision.authorization_port = destination.destination_port;
     }

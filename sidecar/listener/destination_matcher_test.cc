@@ -276,6 +276,32 @@ TEST(DestinationMatcherTest, CaptureDestinationsWithServerNamesNeedTheName) {
   EXPECT_EQ(*Name(d), "fallback");
 }
 
+TEST(DestinationMatcherTest, PassthroughDestinationsSendToTheOriginalDestination) {
+  // An external service allowed through as addressed (TLS to *.partner.example on 443), under a
+  // listener that refuses what nothing matches.
+  config::ListenerConfig listener = Outbound();
+  listener.unmatched_destination = config::UnmatchedDestination::kRefuse;
+  auto partner = Destination("partner", {}, 443);
+  partner.server_names = {"*.partner.example"};
+  partner.protocol = config::ListenerProtocol::kTcp;
+  partner.passthrough = true;
+  listener.destinations.push_back(partner);
+  DestinationMatcher matcher(listener);
+  const std::string api = "api.partner.example";
+  const std::string other = "api.elsewhere.example";
+  CaptureDecision d = matcher.Match(Addr("203.0.113.7:443"), 15001, &api);
+  ASSERT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(d.upstream, Addr("203.0.113.7:443"));
+  ASSERT_NE(Name(d), nullptr);
+  EXPECT_EQ(*Name(d), "partner");
+  EXPECT_EQ(matcher.Match(Addr("203.0.113.7:443"), 15001, &other).action, Action::kRefuse);
+  EXPECT_EQ(matcher.Match(Addr("203.0.113.7:443"), 15001, nullptr).action, Action::kRefuse);
+  // With a passthrough host: its address, the original port.
+  listener.passthrough_host = *net::IpAddress::Parse("127.0.0.1");
+  DestinationMatcher local(listener);
+  EXPECT_EQ(local.Match(Addr("203.0.113.7:443"), 15001, &api).upstream, Addr("127.0.0.1:443"));
+}
+
 TEST(DestinationMatcherTest, NoDestinations) {
   config::ListenerConfig listener = Outbound();
   listener.destinations.clear();

@@ -35,6 +35,9 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
   j  outside       a destination outside the mesh is passed through under ALLOW_ANY and
                    refused (502, NM) under REGISTRY_ONLY, which `meshctl explain` blames on
                    the MeshConfig and its file
+  z  external      under REGISTRY_ONLY, ExternalServices let through TLS to `outside` by its
+                   server name and TCP by its address and port; no name (an IP literal),
+                   another name and another port are refused
   k  server-first  a TCP protocol whose server speaks first works through capture
   l  webhook       a pod injected by the control plane's webhook (an AdmissionReview to its
                    pod's port 15017, the JSONPatch applied with python3-jsonpatch) runs and
@@ -969,6 +972,92 @@ class Mesh:
                     url, refused.stdout.strip()[:80], verdict,
                     json.loads(again.stdout)["service"]))
 
+    def external(self):
+        """Under REGISTRY_ONLY, what an ExternalService registers passes and nothing else: TLS to
+        `outside` (openssl s_server in its network namespace, on 8443) by the name
+        api.partner.test, and TCP to its port 8080 by its address; the same TLS without a name
+        (an IP literal) or with another name, and TCP to another port, are refused."""
+        sys.path.insert(0, cluster_lib.INTEGRATION_DIR)
+        import mesh_util
+        ip = self.cluster.pods["outside"]["ip"]
+        d = os.path.join(self.run.dir, "external")
+        os.makedirs(d)
+        ca = mesh_util.make_ca(d, "partner-ca")
+        cert, key = mesh_util.make_server_cert(d, "partner", ca, "DNS:api.partner.test")
+        server = self.run.start_in_pod_network("outside", [
+            "openssl", "s_server", "-quiet", "-www", "-accept", "8443", "-cert", cert,
+            "-key", key], os.path.join(d, "s_server.log"))
+        self.run.wait_until(lambda: self.run.in_pod_network("outside", [
+            "curl", "-sk", "-m", "2", "-o", "/dev/null", "https://127.0.0.1:8443/"],
+            check=False).returncode == 0, 10, "openssl s_server to answer")
+
+        def tls(name, address=None):
+            """curl's exit status for HTTPS from client-0 to outside:8443 naming `name` (None:
+            the IP literal, no server name)."""
+            url = "https://%s:8443/" % (name or ip)
+            args = ["curl", "-s", "-m", "3", "--cacert", ca[0], "-o", "/dev/null",
+                    "-w", "%{http_code}", url]
+            if name:
+                args[1:1] = ["--resolve", "%s:8443:%s" % (name, ip)]
+            else:
+                args[1:1] = ["-k"]
+            r = self.run.in_pod_network("client-0", args, check=False)
+            return r.returncode, r.stdout
+
+        def tcp(port):
+            r = self.run.in_pod_network("client-0", [
+                "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                "http://%s:%d/hello" % (ip, port)], check=False)
+            return r.returncode, r.stdout
+
+        mesh_config = {"apiVersion": "meshlet.io/v1", "kind": "MeshConfig",
+                       "metadata": {"name": "mesh"},
+                       "spec": {"outboundTrafficPolicy": "REGISTRY_ONLY"}}
+        externals = [
+            {"apiVersion": "meshlet.io/v1", "kind": "ExternalService",
+             "metadata": {"name": "partner", "namespace": "default"},
+             "spec": {"hosts": ["api.partner.test"], "ports": [{"number": 8443,
+                                                                "protocol": "TLS"}],
+                      "resolution": "STATIC", "endpoints": [ip]}},
+            {"apiVersion": "meshlet.io/v1", "kind": "ExternalService",
+             "metadata": {"name": "ledger", "namespace": "default"},
+             "spec": {"hosts": ["ledger.partner.test"], "ports": [{"number": 8080,
+                                                                   "protocol": "TCP"}],
+                      "addresses": ["%s/32" % ip], "resolution": "NONE"}}]
+        self.cluster.apply([mesh_config])
+        self.wait_acked()
+        try:
+            before = tls("api.partner.test")
+            check(before[0] != 0, "registered nothing yet, REGISTRY_ONLY: %s" % (before,))
+            self.cluster.apply(externals)
+            self.wait_acked()
+            named = self.run.wait_until(lambda: (lambda r: r if r == (0, "200") else None)(
+                tls("api.partner.test")), 10, "TLS to api.partner.test to pass",
+                lambda: tls("api.partner.test"))
+            refused = {"other name": tls("other.partner.test"), "IP literal": tls(None),
+                       "TCP to another port": tcp(9090)}
+            passed_tcp = tcp(8080)
+            opened = self.proxy_stat_sum("client-0", "meshlet_upstream_cx_total",
+                                         'cluster="external|8443||partner.default"')
+        finally:
+            for name in ("partner", "ledger"):
+                self.cluster.meshctl("delete", "externalservice", name, check=False)
+            mesh_config["spec"]["outboundTrafficPolicy"] = "ALLOW_ANY"
+            self.cluster.apply([mesh_config])
+            self.wait_acked()
+            server.kill()
+        check(passed_tcp == (0, "200"), "TCP to the registered address and port: %s" % (
+            passed_tcp,))
+        # TLS and TCP are closed; plain HTTP gets the sidecar's local 502.
+        for what, result in refused.items():
+            check(result[0] != 0 or result[1] == "502", "%s passed: %s" % (what, result))
+        check(opened > 0, "client-0 opened no connection of cluster external|8443||partner.default")
+        return ("REGISTRY_ONLY: TLS naming api.partner.test %s and TCP to %s:8080 %s passed "
+                "through the ExternalServices (%d connections of their cluster); refused: %s" % (
+                    named[1], ip, passed_tcp[1], opened,
+                    ", ".join("%s (curl exit %d, %s)" % (k, v[0], v[1] or "no answer")
+                              for k, v in refused.items())))
+
     def server_first(self):
         r = self.cluster.exec("client-0", ["testapp", "tcp", "ledger:3306", "--send", "hello",
                                            "--send", "bye"], check=False)
@@ -1433,6 +1522,7 @@ SCENARIOS = [
     ("g", "control plane", Mesh.control_plane_down),
     ("i", "trace", Mesh.trace),
     ("j", "outside", Mesh.outside),
+    ("z", "external", Mesh.external),
     ("k", "server-first", Mesh.server_first),
     ("l", "webhook", Mesh.webhook),
     ("m", "job", Mesh.job),

@@ -58,7 +58,7 @@ BACKEND_CLUSTER = f"outbound|9080||backend.{NAMESPACE}"
 PREVIOUS_LACKS = ["overload", "policy-source", "stream-reset-lifetime", "flood-drain",
                   "large-xds-messages", "service-routes", "on-demand", "jwt", "ca-rotation",
                   "federation", "gateway", "locality", "backend-tls", "cors",
-                  "server-names", "dns-clusters"]
+                  "server-names", "external-services"]
 
 
 def release(binary):

@@ -43,7 +43,8 @@ LEAST_PRIVILEGE = [
     # The revision tags (meshlet-revision-tag-*, labelled meshlet.io/tag): read only.
     (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("list",), None),
     (("meshlet.io",), ("services", "trafficpolicies", "httproutes", "authorizationpolicies",
-                       "requestauthentications", "meshconfigs"), ("get", "list", "watch"), None),
+                       "requestauthentications", "externalservices", "meshconfigs"),
+     ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes", "grpcroutes", "referencegrants", "gateways",
                                       "gatewayclasses", "backendtlspolicies"),
      ("get", "list", "watch"), None),
@@ -203,7 +204,8 @@ class ManifestsTest(unittest.TestCase):
         ok, report = CHECKER.validate(objects)
         self.assertTrue(ok, report)
         self.assertEqual(sorted(o["metadata"]["name"] for o in objects),
-                         ["authorizationpolicies.meshlet.io", "httproutes.meshlet.io",
+                         ["authorizationpolicies.meshlet.io", "externalservices.meshlet.io",
+                          "httproutes.meshlet.io",
                           "meshconfigs.meshlet.io", "requestauthentications.meshlet.io",
                           "services.meshlet.io", "trafficpolicies.meshlet.io"])
         for o in objects:
