@@ -36,8 +36,9 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
                    refused (502, NM) under REGISTRY_ONLY, which `meshctl explain` blames on
                    the MeshConfig and its file
   z  external      under REGISTRY_ONLY, ExternalServices let through TLS to `outside` by its
-                   server name and TCP by its address and port; no name (an IP literal),
-                   another name and another port are refused
+                   server name (to its registered endpoint, whatever address the client used)
+                   and TCP by its address and port; no name (an IP literal), another name and
+                   another port are refused
   k  server-first  a TCP protocol whose server speaks first works through capture
   l  webhook       a pod injected by the control plane's webhook (an AdmissionReview to its
                    pod's port 15017, the JSONPatch applied with python3-jsonpatch) runs and
@@ -992,13 +993,13 @@ class Mesh:
             check=False).returncode == 0, 10, "openssl s_server to answer")
 
         def tls(name, address=None):
-            """curl's exit status for HTTPS from client-0 to outside:8443 naming `name` (None:
-            the IP literal, no server name)."""
+            """curl's exit status and HTTP status for HTTPS from client-0 to `address` (default
+            outside's):8443 naming `name` (None: the IP literal, no server name)."""
             url = "https://%s:8443/" % (name or ip)
             args = ["curl", "-s", "-m", "3", "--cacert", ca[0], "-o", "/dev/null",
                     "-w", "%{http_code}", url]
             if name:
-                args[1:1] = ["--resolve", "%s:8443:%s" % (name, ip)]
+                args[1:1] = ["--resolve", "%s:8443:%s" % (name, address or ip)]
             else:
                 args[1:1] = ["-k"]
             r = self.run.in_pod_network("client-0", args, check=False)
@@ -1036,6 +1037,10 @@ class Mesh:
                 lambda: tls("api.partner.test"))
             refused = {"other name": tls("other.partner.test"), "IP literal": tls(None),
                        "TCP to another port": tcp(9090)}
+            # The registered name towards another address (productpage's, where nothing listens
+            # on 8443): the sidecar connects to the service's own endpoint, not there.
+            elsewhere = self.cluster.pods["productpage-v1-0"]["ip"]
+            redirected = tls("api.partner.test", elsewhere)
             passed_tcp = tcp(8080)
             opened = self.proxy_stat_sum("client-0", "meshlet_upstream_cx_total",
                                          'cluster="external|8443||partner.default"')
@@ -1048,13 +1053,16 @@ class Mesh:
             server.kill()
         check(passed_tcp == (0, "200"), "TCP to the registered address and port: %s" % (
             passed_tcp,))
+        check(redirected == (0, "200"), "api.partner.test named towards %s: %s (the registered "
+              "endpoint should have answered)" % (elsewhere, redirected))
         # TLS and TCP are closed; plain HTTP gets the sidecar's local 502.
         for what, result in refused.items():
             check(result[0] != 0 or result[1] == "502", "%s passed: %s" % (what, result))
         check(opened > 0, "client-0 opened no connection of cluster external|8443||partner.default")
         return ("REGISTRY_ONLY: TLS naming api.partner.test %s and TCP to %s:8080 %s passed "
-                "through the ExternalServices (%d connections of their cluster); refused: %s" % (
-                    named[1], ip, passed_tcp[1], opened,
+                "through the ExternalServices (%d connections of their cluster); the name sent "
+                "towards %s reached the registered endpoint; refused: %s" % (
+                    named[1], ip, passed_tcp[1], opened, elsewhere,
                     ", ".join("%s (curl exit %d, %s)" % (k, v[0], v[1] or "no answer")
                               for k, v in refused.items())))
 
