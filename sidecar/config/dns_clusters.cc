@@ -14,10 +14,6 @@ namespace meshlet::sidecar::config {
 
 namespace {
 
-constexpr Duration kDefaultMinRefresh = std::chrono::seconds(5);
-constexpr Duration kDefaultMaxRefresh = std::chrono::minutes(5);
-constexpr Duration kDefaultFailureRefresh = std::chrono::seconds(2);
-
 Duration Or(bool has, const google::protobuf::Duration& d, Duration fallback) {
   if (!has) return fallback;
   return std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos());
@@ -80,10 +76,10 @@ void DnsClusters::Follow(const ResourceList<xds::Cluster>& clusters) {
       target->failure = counter("failure");
       target->timer.Enable(Duration::zero());  // resolved on the next turn, never from here
     }
-    target->min_refresh = Or(dns.has_min_refresh(), dns.min_refresh(), kDefaultMinRefresh);
-    target->max_refresh = Or(dns.has_max_refresh(), dns.max_refresh(), kDefaultMaxRefresh);
+    target->min_refresh = Or(dns.has_min_refresh(), dns.min_refresh(), kDnsMinRefresh);
+    target->max_refresh = Or(dns.has_max_refresh(), dns.max_refresh(), kDnsMaxRefresh);
     target->failure_refresh =
-        Or(dns.has_failure_refresh(), dns.failure_refresh(), kDefaultFailureRefresh);
+        Or(dns.has_failure_refresh(), dns.failure_refresh(), kDnsFailureRefresh);
     next[cluster->name()] = std::move(target);
   }
   // What is left in targets_ is gone: its timer and lookup go with it.
@@ -152,6 +148,14 @@ void DnsClusters::AddEndpoints(ResourceSet& set) const {
     }
     set.endpoints.Insert(low, target->assignment);
   }
+}
+
+const ResourceSet& DnsClusters::WithEndpoints(const ResourceSet& resources,
+                                              ResourceSet& scratch) const {
+  if (!Any(resources.clusters)) return resources;
+  scratch = resources;
+  AddEndpoints(scratch);
+  return scratch;
 }
 
 std::vector<std::string> DnsClusters::Addresses(const std::string& cluster) const {

@@ -49,6 +49,9 @@ class DnsClusters {
   // name order among set.endpoints (the same shared message until its addresses change, so a
   // build from the previous snapshot translates only what changed).
   void AddEndpoints(ResourceSet& set) const;
+  // What to build from `resources`: itself when it holds no DNS cluster (nothing copied), else
+  // `scratch` made a copy of it with AddEndpoints().
+  const ResourceSet& WithEndpoints(const ResourceSet& resources, ResourceSet& scratch) const;
 
   // The clusters followed, and the addresses of one ("" when not followed or unresolved).
   size_t size() const { return targets_.size(); }

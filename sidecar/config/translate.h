@@ -34,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/base/clock.h"
 #include "common/base/logging.h"
 #include "google/protobuf/message.h"
 #include "sidecar/config/held_bytes.h"
@@ -76,6 +77,11 @@ struct HeldFacts<xds::ServiceRoute> {
   std::string route_config_name;
   std::vector<std::string> clusters;  // the Clusters it refers to
 };
+
+// DnsResolution's defaults: when a DNS cluster's name is resolved again (DnsClusters).
+inline constexpr Duration kDnsMinRefresh = std::chrono::seconds(5);
+inline constexpr Duration kDnsMaxRefresh = std::chrono::minutes(5);
+inline constexpr Duration kDnsFailureRefresh = std::chrono::seconds(2);
 
 // One resource as a ResourceList holds it, of any kind. Either a message, or the bytes it was
 // received as (the xDS client holds load assignments, clusters and ServiceRoutes so, ADR 0086

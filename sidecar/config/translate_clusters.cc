@@ -206,8 +206,8 @@ void TranslateDnsResolution(Errors::Scope& scope, const xds::DnsResolution& dns)
   if (dns.port() == 0 || dns.port() > 65535) {
     scope.Add("dns.port", absl::StrCat(dns.port(), " is not a port from 1 to 65535"));
   }
-  Duration min_refresh = std::chrono::seconds(5), max_refresh = std::chrono::minutes(5),
-           failure_refresh = std::chrono::seconds(2);
+  Duration min_refresh = kDnsMinRefresh, max_refresh = kDnsMaxRefresh,
+           failure_refresh = kDnsFailureRefresh;
   ReadDuration(scope, "dns.min_refresh", dns.has_min_refresh(), dns.min_refresh(),
                DurationRule::kPositive, &min_refresh);
   ReadDuration(scope, "dns.max_refresh", dns.has_max_refresh(), dns.max_refresh(),

@@ -122,10 +122,9 @@ absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot(
       config::LoadBootstrapFile(options_.config_path);
   if (!bootstrap.ok()) return bootstrap.status();
   resources = bootstrap->resources;
-  config::ResourceSet with_dns = resources;
-  dns_clusters_->AddEndpoints(with_dns);
-  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot =
-      config::BuildSnapshot(with_dns, nullptr, &node_locality_);
+  config::ResourceSet scratch;
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot = config::BuildSnapshot(
+      dns_clusters_->WithEndpoints(resources, scratch), nullptr, &node_locality_);
   if (!snapshot.ok()) return Annotate(snapshot.status(), options_.config_path);
   // Certificates and keys that do not load refuse the configuration like any other error.
   absl::StatusOr<TlsContexts::Prepared> prepared = tls_contexts_.Prepare(**snapshot);
@@ -224,15 +223,10 @@ bool Server::ready() const {
 
 absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   // Without a DNS cluster (the usual case) nothing is copied.
-  const bool dns = config::DnsClusters::Any(resources.clusters);
-  config::ResourceSet with_dns;
-  if (dns) {
-    with_dns = resources;
-    dns_clusters_->AddEndpoints(with_dns);
-  }
-  ASSIGN_OR_RETURN(
-      std::shared_ptr<const config::Snapshot> snapshot,
-      config::BuildSnapshot(dns ? with_dns : resources, snapshot_.get(), &node_locality_));
+  config::ResourceSet scratch;
+  const config::ResourceSet& built = dns_clusters_->WithEndpoints(resources, scratch);
+  ASSIGN_OR_RETURN(std::shared_ptr<const config::Snapshot> snapshot,
+                   config::BuildSnapshot(built, snapshot_.get(), &node_locality_));
   // By the clusters that changed when built from snapshot_, which tls_contexts_ last committed.
   ASSIGN_OR_RETURN(TlsContexts::Prepared tls,
                    tls_contexts_.Prepare(*snapshot, config::ChangedClusters(*snapshot)));
@@ -244,32 +238,12 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   UpdateCertificateFacts();
   ApplyOnDemandTimes();
   memory_releaser_.Notify();
-  FollowDnsClusters(resources);
+  FollowDnsClusters(resources, /*any=*/&built != &resources);
   // Readiness may change with it (a first complete configuration, a capture listener): asked
   // again on the next loop turn, outside the xDS client's callback, once the workers have had
   // a moment to apply it.
   if (xds_client_ != nullptr && ready_ && !draining_) readiness_check_->Enable(Duration::zero());
   return absl::OkStatus();
-}
-
-void Server::FollowDnsClusters(const config::ResourceSet& resources) {
-  if (!config::DnsClusters::Any(resources.clusters)) {
-    dns_resources_.reset();
-    if (dns_clusters_->size() > 0) dns_clusters_->Follow(resources.clusters);
-    return;
-  }
-  if (!dns_resources_.has_value() || &*dns_resources_ != &resources) dns_resources_ = resources;
-  dns_clusters_->Follow(resources.clusters);
-}
-
-void Server::OnDnsAnswers() {
-  if (!dns_resources_.has_value() || shut_down_) return;
-  // A copy: ApplyResources replaces dns_resources_ with what it applied.
-  const config::ResourceSet resources = *dns_resources_;
-  if (absl::Status status = ApplyResources(resources); !status.ok()) {
-    LOG(ERROR) << "DNS clusters' new endpoints refused, keeping " << snapshot_->version << ": "
-               << status.message();
-  }
 }
 
 absl::Status Server::Init() {
@@ -308,7 +282,7 @@ absl::Status Server::Init() {
     config::ResourceSet resources;
     ASSIGN_OR_RETURN(snapshot_, LoadSnapshot(tls, resources));
     tls_contexts_.Commit(std::move(tls));
-    FollowDnsClusters(resources);
+    FollowDnsClusters(resources, config::DnsClusters::Any(resources.clusters));
   }
   InitOnDemand();
   if (!options_.access_log_path.empty()) {
@@ -509,7 +483,7 @@ absl::Status Server::Reload() {
   ++snapshots_sent_;
   UpdateSharedClusters();
   memory_releaser_.Notify();
-  FollowDnsClusters(resources);
+  FollowDnsClusters(resources, config::DnsClusters::Any(resources.clusters));
   reload_success_.Inc();
   LOG(INFO) << "configuration reloaded: " << snapshot_->version;
   return absl::OkStatus();

@@ -148,9 +148,9 @@ class Server final : public admin::AdminBackend {
   // Builds, validates and publishes a whole configuration (xDS updates; a DNS cluster's new
   // answer), with the DNS clusters' endpoints added; errors change nothing.
   absl::Status ApplyResources(const config::ResourceSet& resources);
-  // After `resources` (without DNS endpoints) were published: the DNS clusters they hold are
-  // followed, and kept to build again from when an answer changes.
-  void FollowDnsClusters(const config::ResourceSet& resources);
+  // After `resources` (without DNS endpoints) were published: the DNS clusters they hold (`any`:
+  // some) are followed, and the resources kept to build again from when an answer changes.
+  void FollowDnsClusters(const config::ResourceSet& resources, bool any);
   // A DNS cluster's addresses changed: the last resources built again with them.
   void OnDnsAnswers();
   // Starts the CertificateManager and waits for the first workload certificate.
