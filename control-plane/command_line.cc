@@ -188,8 +188,9 @@ std::vector<Section> Sections(CommandLine& command_line) {
                            "reached)"),
            flags::StringFlag("--system-ca-file", "FILE", &command_line.system_ca_file,
                              "the system's CA certificates (PEM), read once at start, which "
-                             "BackendTLSPolicies' wellKnownCACertificates: System verify "
-                             "backends with, sent to the proxies inline (default "
+                             "BackendTLSPolicies' wellKnownCACertificates: System, and "
+                             "ExternalServices' TLS origination without CA certificates of its "
+                             "own, verify servers with, sent to the proxies inline (default "
                              "/etc/ssl/certs/ca-certificates.crt; empty: System is not "
                              "supported)"),
            flags::BoolFlag("--gateway-namespaces", &command_line.gateway_namespaces,

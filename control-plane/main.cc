@@ -389,6 +389,19 @@ int main(int argc, char** argv) {
               meshlet::controlplane::translate::BackendCaConfigMapRefs(*policy));
         });
   }
+  if (backend_ca == nullptr && !command_line->system_ca_file.empty()) {
+    // Without ConfigMaps to read, the system's CA certificates still verify what asks for
+    // them (ExternalServices' TLS origination without CA certificates of its own).
+    meshlet::controlplane::translate::BackendCaBundle system_ca =
+        meshlet::controlplane::SystemCaBundle(command_line->system_ca_file);
+    if (!system_ca.error.empty()) {
+      LOG(INFO) << "system CA certificates unavailable (" << system_ca.error
+                << "): ExternalServices originating TLS without CA certificates of their own "
+                   "answer 503";
+    }
+    xds.SetBackendCaBundles(meshlet::controlplane::translate::BackendCaBundles{
+        {meshlet::controlplane::translate::kSystemCaBundle, std::move(system_ca)}});
+  }
   // Namespaces' labels, for Gateways' allowedRoutes from: Selector.
   std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesApi> namespaces_api;
   std::unique_ptr<meshlet::controlplane::kubernetes::NamespaceLabels> namespace_labels;

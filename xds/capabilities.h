@@ -77,7 +77,7 @@ enum class Capability {
   // terminating it: the east-west gateway, ADR 0106).
   kServerNames,
   // Destinations outside the mesh: Cluster type DNS and Cluster.dns (endpoints the sidecar
-  // resolves itself and follows by TTL), ListenerDestination.passthrough.
+  // resolves itself and follows by TTL), ListenerDestination.passthrough and http_hosts.
   kExternalServices,
 };
 inline constexpr size_t kCapabilityCount = 19;

@@ -21,6 +21,7 @@
 #include "common/http/https_get.h"
 #include "common/jwt/jwt_verifier.h"
 #include "common/net/ip_prefix.h"
+#include "common/tls/certificate.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/validate_gateway.h"
 
@@ -816,6 +817,13 @@ class Checker {
                   absl::StrCat(Quote(to.methods(k)), " is not an HTTP method"));
           }
         }
+        for (int k = 0; k < to.hosts_size(); ++k) {
+          const std::string& h = to.hosts(k);
+          if (h != "*" && (!IsHostName(h) || h != absl::AsciiStrToLower(h))) {
+            Error(Index(Join(tp, "hosts"), k),
+                  absl::StrCat(Quote(h), " is not a lower-case host name, *.suffix or \"*\""));
+          }
+        }
         for (int k = 0; k < to.paths_size(); ++k) {
           const std::string& p = to.paths(k);
           if (p != "*" && (p.empty() || p[0] != '/')) {
@@ -865,17 +873,24 @@ class Checker {
       }
       if (port.protocol() == "TCP") {
         tcp = true;
-      } else if (port.protocol() == "HTTP" || port.protocol() == "HTTP2" ||
-                 port.protocol() == "GRPC") {
+      } else if (port.protocol() == "HTTP2" || port.protocol() == "GRPC") {
         Error(Join(path, "protocol"),
               absl::StrCat(port.protocol(),
-                           " is not supported yet (plain HTTP is not routed by its Host to "
-                           "external services); use TLS (matched by server name) or TCP (by "
-                           "address)"));
-      } else if (port.protocol() != "TLS" && port.protocol() != "HTTPS") {
+                           " is not supported (plain HTTP is matched by the Host of an HTTP/1 "
+                           "request); use HTTP, or TLS (matched by server name)"));
+      } else if (port.protocol() != "TLS" && port.protocol() != "HTTPS" &&
+                 port.protocol() != "HTTP") {
         Error(Join(path, "protocol"),
-              absl::StrCat(Quote(port.protocol()), " is not TLS, HTTPS or TCP"));
+              absl::StrCat(Quote(port.protocol()), " is not HTTP, TLS, HTTPS or TCP"));
       }
+      if (port.target_port() != 0) {
+        Port(Join(path, "targetPort"), port.target_port(), /*required=*/false);
+        if (resolution == "NONE") {
+          Error(Join(path, "targetPort"),
+                "not with resolution NONE (the connection goes to the port the app addressed)");
+        }
+      }
+      if (port.has_tls()) ExternalServiceTls(Join(path, "tls"), port, resolution, spec);
     }
     for (int i = 0; i < spec.addresses_size(); ++i) {
       if (absl::StatusOr<net::IpPrefix> range = net::IpPrefix::Parse(spec.addresses(i));
@@ -893,6 +908,25 @@ class Checker {
             "one host only with a TCP port and resolution DNS (the connection "
             "does not say which host it is for)");
     }
+    if (const std::string& gateway = spec.egress_gateway(); !gateway.empty()) {
+      const std::vector<std::string> parts = absl::StrSplit(gateway, absl::MaxSplits('/', 1));
+      if (parts.size() != 2 || !IsDnsLabel(parts[0]) || !IsDnsSubdomain(parts[1])) {
+        Error("spec.egressGateway",
+              absl::StrCat(Quote(gateway), " is not NAMESPACE/NAME of a Gateway"));
+      }
+      if (resolution == "NONE") {
+        Error("spec.egressGateway",
+              "not with resolution NONE (the gateway must know where the service is)");
+      }
+      for (int i = 0; i < spec.ports_size(); ++i) {
+        if (spec.ports(i).protocol() != "HTTP") {
+          Error(Join(Index("spec.ports", i), "protocol"),
+                absl::StrCat(spec.ports(i).protocol().empty() ? "a port without protocol"
+                                                              : spec.ports(i).protocol(),
+                             " does not go through an egress gateway yet: only HTTP ports do"));
+        }
+      }
+    }
     if (resolution == "STATIC" && spec.endpoints_size() == 0) {
       Error("spec.endpoints", "required with resolution STATIC");
     } else if (resolution != "STATIC" && spec.endpoints_size() > 0) {
@@ -903,6 +937,50 @@ class Checker {
         Error(Index("spec.endpoints", i),
               absl::StrCat(Quote(spec.endpoints(i)), " is not an IP address"));
       }
+    }
+  }
+
+  // An ExternalService port's TLS origination: on HTTP ports whose endpoints the sidecar knows
+  // (DNS or STATIC), for exact hosts (each is the server name sent and verified), with CA
+  // certificates that parse and references that name objects.
+  void ExternalServiceTls(const std::string& path, const pb::ExternalServicePort& port,
+                          const std::string& resolution, const pb::ExternalServiceSpec& spec) {
+    const pb::ExternalServiceTls& tls = port.tls();
+    if (port.protocol() != "HTTP") {
+      Error(path, absl::StrCat("only on HTTP ports (the app speaks plain HTTP and the sidecar "
+                               "TLS); a ",
+                               port.protocol().empty() ? "port without protocol" : port.protocol(),
+                               " port carries the app's own bytes"));
+    }
+    if (resolution == "NONE") {
+      Error(path,
+            "not with resolution NONE (the connection is passed through as addressed); use DNS "
+            "or STATIC");
+    }
+    for (const std::string& host : spec.hosts()) {
+      if (absl::StartsWith(host, "*.")) {
+        Error(path, absl::StrCat("not with the wildcard host ", Quote(host),
+                                 " (the server name sent and verified is the host)"));
+        break;
+      }
+    }
+    if (!tls.ca_certificates().empty()) {
+      if (absl::StatusOr<tls::CertificateChain> certificates =
+              tls::ParsePemCertificates(tls.ca_certificates());
+          !certificates.ok()) {
+        Error(Join(path, "caCertificates"),
+              absl::StrCat("not PEM certificates: ", certificates.status().message()));
+      }
+    }
+    for (int i = 0; i < tls.ca_certificate_refs_size(); ++i) {
+      if (!IsDnsSubdomain(tls.ca_certificate_refs(i))) {
+        Error(Index(Join(path, "caCertificateRefs"), i),
+              absl::StrCat(Quote(tls.ca_certificate_refs(i)), " is not a ConfigMap name"));
+      }
+    }
+    if (!tls.client_certificate_ref().empty() && !IsDnsSubdomain(tls.client_certificate_ref())) {
+      Error(Join(path, "clientCertificateRef"),
+            absl::StrCat(Quote(tls.client_certificate_ref()), " is not a Secret name"));
     }
   }
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/tls/test_certificates.h"
 #include "control-plane/policy/codec.h"
 
 namespace meshlet::controlplane::policy {
@@ -363,7 +365,8 @@ spec:
   action: MAYBE
   rules:
   - from: [{principals: ["alice", "spiffe://td/*/x"], namespaces: ["Bad"]}]
-    to: [{ports: [0], methods: [get], paths: [api]}]
+    to: [{ports: [0], methods: [get], paths: [api], hosts: [Api.Example, "*.ok.example", "*",
+          "a*b"]}]
 )");
   EXPECT_NE(ErrorFor(r, "spec.action"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].from[0].principals[0]"), "");
@@ -372,6 +375,11 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.rules[0].to[0].ports[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].to[0].methods[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.rules[0].to[0].paths[0]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].to[0].hosts[0]").find("not a lower-case host name"),
+            std::string::npos);
+  EXPECT_EQ(ErrorFor(r, "spec.rules[0].to[0].hosts[1]"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.rules[0].to[0].hosts[2]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.rules[0].to[0].hosts[3]"), "");
 }
 
 TEST(ValidateTest, RequestAuthentication) {
@@ -468,9 +476,10 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.hosts[1]").find("use resolution NONE"), std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.hosts[3]").find("listed twice"), std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.ports[1].number").find("listed twice"), std::string::npos);
-  EXPECT_NE(ErrorFor(r, "spec.ports[2].protocol").find("not supported yet"), std::string::npos);
+  EXPECT_EQ(ErrorFor(r, "spec.ports[2].protocol"), "");  // HTTP, matched by Host
   EXPECT_EQ(ErrorFor(r, "spec.ports[3].number"), "required (1 to 65535)");
-  EXPECT_NE(ErrorFor(r, "spec.ports[4].protocol").find("not TLS, HTTPS or TCP"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[4].protocol").find("not HTTP, TLS, HTTPS or TCP"),
+            std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.addresses[0]"), "");
   EXPECT_NE(ErrorFor(r, "spec.hosts").find("one host only with a TCP port"), std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.endpoints").find("only with resolution STATIC"), std::string::npos);
@@ -486,6 +495,57 @@ spec: {hosts: [db.example], ports: [{number: 5432, protocol: TCP}], resolution: 
   EXPECT_NE(ErrorFor(r, "spec.resolution").find("is not DNS, STATIC or NONE"), std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.hosts").find("required"), std::string::npos);
   EXPECT_NE(ErrorFor(r, "spec.ports").find("required"), std::string::npos);
+}
+
+TEST(ValidateTest, ExternalServiceTlsOrigination) {
+  const std::string ca = tls::testing::ValueOrDie(tls::testing::TestCa::Create()).cert_pem();
+  // The PEM as a YAML block scalar, indented under its key.
+  const std::string block = absl::StrReplaceAll(ca, {{"\n", "\n        "}});
+  for (const std::string& ok : {
+           absl::StrCat("\n  hosts: [api.partner.example]\n  ports:\n  - number: 80\n"
+                        "    protocol: HTTP\n    targetPort: 443\n    tls:\n"
+                        "      caCertificates: |\n        ",
+                        block),
+           std::string("{hosts: [api.partner.example], ports: [{number: 80, protocol: HTTP, "
+                       "targetPort: 443, tls: {caCertificateRefs: [partner-ca], "
+                       "clientCertificateRef: partner-client}}]}"),
+           std::string("{hosts: [a.example, b.example], ports: [{number: 8080, protocol: HTTP, "
+                       "tls: {}}], resolution: STATIC, endpoints: [203.0.113.9]}"),
+       }) {
+    ValidationResult r =
+        ValidateYaml(absl::StrCat("kind: ExternalService\nmetadata: {name: ok}\nspec: ", ok, "\n"));
+    EXPECT_TRUE(r.errors.empty()) << ok << ": " << r.errors[0].field << ": " << r.errors[0].message;
+  }
+  ValidationResult r = ValidateYaml(R"(
+kind: ExternalService
+metadata: {name: bad}
+spec:
+  hosts: ["*.partner.example"]
+  resolution: NONE
+  ports:
+  - {number: 443, protocol: TLS, tls: {}}
+  - number: 80
+    protocol: HTTP
+    targetPort: 70000
+    tls: {caCertificates: "not a certificate", caCertificateRefs: [Bad_Name], clientCertificateRef: "no/slashes"}
+  - {number: 81, protocol: HTTP2}
+)");
+  EXPECT_NE(ErrorFor(r, "spec.ports[0].tls").find("only on HTTP ports"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[1].targetPort"), "");
+  EXPECT_NE(ErrorFor(r, "spec.ports[1].tls").find("not with resolution NONE"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[1].tls.caCertificates").find("not PEM certificates"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[1].tls.caCertificateRefs[0]").find("not a ConfigMap name"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[1].tls.clientCertificateRef").find("not a Secret name"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.ports[2].protocol").find("HTTP2 is not supported"),
+            std::string::npos);
+  bool wildcard = false;
+  for (const auto& e : r.errors) {
+    wildcard |= e.message.find("not with the wildcard host") != std::string::npos;
+  }
+  EXPECT_TRUE(wildcard);
 }
 
 TEST(ValidateTest, PolicyTargetRefs) {

@@ -147,6 +147,7 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
           for (uint32_t port : app_ports) r->add_ports(port);
           *r->mutable_methods() = to.methods();
           *r->mutable_paths() = to.paths();
+          *r->mutable_hosts() = to.hosts();
           *r->mutable_request_principals() = from.request_principals();
           *r->mutable_not_request_principals() = from.not_request_principals();
           for (const pb::AuthorizationRule::Condition& c : rule.when()) {

@@ -140,6 +140,14 @@ std::set<Key> BackendCaConfigMapRefs(const policy::PolicySnapshot& policy) {
       }
     }
   }
+  // ExternalServices' TLS origination (docs/egress.md) names ConfigMaps the same way.
+  for (const ::meshlet::policy::ExternalService& es : policy.external_services) {
+    for (const ::meshlet::policy::ExternalServicePort& port : es.spec().ports()) {
+      for (const std::string& ref : port.tls().ca_certificate_refs()) {
+        if (!ref.empty()) out.emplace(NamespaceOr(es.metadata().namespace_()), ref);
+      }
+    }
+  }
   return out;
 }
 

@@ -233,6 +233,12 @@ const std::vector<CapabilityGate>& Gates() {
       // Fails closed: without the field the destination would send its connections to no
       // cluster; left out, they are what the listener does with unknown destinations.
       {C::kExternalServices, "meshlet.xds.ListenerDestination.passthrough", Fallback::kDropElement},
+      // Fails closed: without the field the destination would take every connection to its port,
+      // whatever Host it names; left out, they are what the listener does with unknown ones.
+      {C::kExternalServices, "meshlet.xds.ListenerDestination.http_hosts", Fallback::kDropElement},
+      // Fails closed: an ALLOW rule naming hosts is left out (it would allow every host); a DENY
+      // one is first rewritten to deny whatever host (RewriteHostRules).
+      {C::kExternalServices, "meshlet.xds.AuthorizationRule.hosts", Fallback::kDropElement},
   };
   return *kGates;
 }
@@ -275,12 +281,26 @@ void RewriteEndUserRules(std::vector<xds::Listener>& listeners) {
   }
 }
 
+// For a sidecar that reads no AuthorizationRule.hosts (no capability external-services): a DENY
+// rule naming hosts denies whatever host (cleared), rather than being left out with the ALLOW
+// ones (the gate table's kDropElement), which would let through what it denies.
+void RewriteHostRules(std::vector<xds::Listener>& listeners) {
+  for (xds::Listener& listener : listeners) {
+    if (!listener.has_authorization()) continue;
+    for (xds::AuthorizationPolicy& policy : *listener.mutable_authorization()->mutable_policies()) {
+      if (policy.action() != xds::AuthorizationPolicy::DENY) continue;
+      for (xds::AuthorizationRule& rule : *policy.mutable_rules()) rule.clear_hosts();
+    }
+  }
+}
+
 }  // namespace
 
 void ApplyCapabilityGates(const xds::CapabilitySet& node_reads, NodeResources& resources) {
   const xds::CapabilitySet missing = xds::CapabilitySet::All().Minus(node_reads);
   if (missing == xds::CapabilitySet()) return;
   if (missing.Has(xds::Capability::kJwt)) RewriteEndUserRules(resources.listeners);
+  if (missing.Has(xds::Capability::kExternalServices)) RewriteHostRules(resources.listeners);
   const GatePlan& plan = PlanFor(missing);
   ApplyToAll(plan, resources.listeners);
   ApplyToAll(plan, resources.routes);

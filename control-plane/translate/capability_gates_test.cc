@@ -470,6 +470,61 @@ TEST_F(CapabilityGatesTest, DnsClustersAreDroppedForOlderSidecars) {
   for (const xds::Cluster& c : old) EXPECT_FALSE(c.has_dns()) << c.name();
 }
 
+TEST_F(CapabilityGatesTest, HttpHostDestinationsAreDroppedForOlderSidecars) {
+  auto with_hosts = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::ListenerDestination* d = r.listeners.front().add_destinations();
+    d->set_name("external|80||api.partner.example");
+    d->set_port(80);
+    d->set_protocol(xds::PROTOCOL_HTTP1);
+    d->set_route_config_name("external|80");
+    d->add_http_hosts("api.partner.example");
+    ApplyCapabilityGates(reads, r);
+    return r.listeners.front();
+  };
+  const xds::Listener current = with_hosts(xds::CapabilitySet::All());
+  ASSERT_GT(current.destinations_size(), 0);
+  EXPECT_EQ(current.destinations(current.destinations_size() - 1).http_hosts(0),
+            "api.partner.example");
+  // Without the field the destination would take every connection to port 80: left out.
+  const xds::Listener old =
+      with_hosts(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  EXPECT_EQ(old.destinations_size(), current.destinations_size() - 1);
+  for (const xds::ListenerDestination& d : old.destinations()) {
+    EXPECT_EQ(d.http_hosts_size(), 0) << d.name();
+  }
+}
+
+// An older sidecar would ignore the hosts: an ALLOW rule naming them is left out, a DENY one
+// denies every host.
+TEST_F(CapabilityGatesTest, HostRulesFailClosedForOlderSidecars) {
+  auto with_rules = [&](const xds::CapabilitySet& reads) {
+    NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+    xds::Authorization* authorization = r.listeners.front().mutable_authorization();
+    authorization->clear_policies();
+    xds::AuthorizationPolicy* deny = authorization->add_policies();
+    deny->set_action(xds::AuthorizationPolicy::DENY);
+    xds::AuthorizationRule* denied = deny->add_rules();
+    denied->add_principals("spiffe://cluster.local/ns/shop/sa/web");
+    denied->add_hosts("evil.example");
+    xds::AuthorizationPolicy* allow = authorization->add_policies();
+    allow->add_rules()->add_hosts("api.partner.example");
+    allow->add_rules()->add_principals("*");
+    ApplyCapabilityGates(reads, r);
+    return r.listeners.front().authorization();
+  };
+  const xds::Authorization current = with_rules(xds::CapabilitySet::All());
+  EXPECT_EQ(current.policies(0).rules(0).hosts(0), "evil.example");
+  EXPECT_EQ(current.policies(1).rules_size(), 2);
+  const xds::Authorization old =
+      with_rules(xds::CapabilitySet::OfRelease(*xds::Release::Parse("0.1.0")));
+  ASSERT_EQ(old.policies(0).rules_size(), 1);
+  EXPECT_EQ(old.policies(0).rules(0).hosts_size(), 0);  // denies web whatever the host
+  EXPECT_EQ(old.policies(0).rules(0).principals(0), "spiffe://cluster.local/ns/shop/sa/web");
+  ASSERT_EQ(old.policies(1).rules_size(), 1);  // the ALLOW rule on a host is left out
+  EXPECT_EQ(old.policies(1).rules(0).principals(0), "*");
+}
+
 TEST_F(CapabilityGatesTest, GatedHttpOptionsAreClearedForOlderSidecars) {
   auto with_options = [&](const xds::CapabilitySet& reads) {
     NodeResources r = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());

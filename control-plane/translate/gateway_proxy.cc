@@ -215,6 +215,23 @@ xds::Listener EastWestListener(const TranslationContext& ctx, uint32_t port,
   return listener;
 }
 
+// An egress gateway's listener on `port` (docs/egress.md): mesh mTLS only (the callers are
+// sidecars, authorized by the policies naming the Gateway), HTTP routed by host to the
+// ExternalServices whose egressGateway is this Gateway.
+xds::Listener EgressListener(const TranslationContext& ctx, const gw::Gateway& gateway,
+                             uint32_t port, TranslationOutput& out) {
+  xds::Listener listener;
+  listener.set_name(absl::StrCat("gateway|", port));
+  listener.set_address(FormatAddress(ctx.options.listen_host, port));
+  listener.set_direction(xds::OUTBOUND);
+  listener.set_protocol(xds::PROTOCOL_HTTP);
+  listener.set_route_config_name(listener.name());
+  SetDownstreamTls(ctx, "STRICT", listener);
+  BuildAuthorization(ctx, /*ports=*/{}, /*registered=*/{}, listener);
+  out.resources.routes.push_back(EgressGatewayRoutes(ctx, out, gateway, listener.name()));
+  return listener;
+}
+
 void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out) {
   if (ctx.gateway == nullptr) {
     out.Warn(absl::StrCat(
@@ -233,7 +250,7 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
       absl::StrCat(NamespaceOr(gateway.metadata().namespace_()), "/", gateway.metadata().name());
   const std::vector<bool> usable = UsableListeners(ctx.policy, env, gateway);
   std::map<uint32_t, GatewayPort> ports;
-  std::set<uint32_t> east_west;
+  std::set<uint32_t> east_west, egress;
   for (int i = 0; i < gateway.spec().listeners_size(); ++i) {
     const gw::Listener& listener = gateway.spec().listeners(i);
     if (!usable[i]) {
@@ -248,6 +265,20 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
                               "(capability server-names); not served"));
       } else {
         east_west.insert(listener.port());
+      }
+      continue;
+    }
+    if (listener.protocol() == kEgressProtocol) {
+      if (!ctx.capabilities.Has(xds::Capability::kExternalServices)) {
+        out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
+                              "\": this proxy's release cannot serve an egress gateway "
+                              "(capability external-services); not served"));
+      } else if (!ctx.self.workload_certificate) {
+        out.Warn(absl::StrCat("Gateway ", gateway_name, " listener \"", listener.name(),
+                              "\": an egress gateway's proxy needs a workload certificate (its "
+                              "callers are authenticated by mesh mTLS); not served"));
+      } else {
+        egress.insert(listener.port());
       }
       continue;
     }
@@ -304,6 +335,9 @@ void BuildGatewayListeners(const TranslationContext& ctx, TranslationOutput& out
   }
   for (uint32_t port : east_west) {
     out.resources.listeners.push_back(EastWestListener(ctx, port, out));
+  }
+  for (uint32_t port : egress) {
+    out.resources.listeners.push_back(EgressListener(ctx, gateway, port, out));
   }
 }
 

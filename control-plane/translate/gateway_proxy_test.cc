@@ -174,6 +174,94 @@ TEST_F(GatewayProxyTest, PoliciesNamingTheGatewayInTargetRefsAreItsListeners) {
   EXPECT_FALSE(Named(without.listeners, "gateway|80")->has_authorization());
 }
 
+// An egress gateway (docs/egress.md): its listener takes mesh mTLS only, authorizes with the
+// policies naming the Gateway, and routes by host to the ExternalServices that name it, whose
+// clusters (and TLS origination) are the gateway's; a captured sidecar with a certificate sends
+// those services' HTTP calls to the gateway's proxies over mTLS, expecting their identity, and
+// has no cluster of the service itself.
+TEST_F(GatewayProxyTest, EgressGatewayCarriesTheHttpCallsOfItsExternalServices) {
+  AddMeshletGateway(R"(
+kind: Gateway
+metadata: {name: egress}
+spec:
+  gatewayClassName: meshlet
+  listeners: [{name: out, port: 15443, protocol: meshlet.io/egress}]
+)");
+  registry::Workload proxy =
+      MakeWorkload("egress-gw-0", "", "10.0.7.9", {{"meshlet.io/gateway", "default/egress"}});
+  proxy.ports.clear();
+  proxy.service_account = "egress-meshlet";
+  proxy.ready = true;
+  proxy.workload_certificate = true;
+  Register(std::move(proxy));
+  policy_.external_services.Upsert(
+      std::make_shared<pb::ExternalService>(Parse<pb::ExternalService>(R"(
+kind: ExternalService
+metadata: {name: partner}
+spec:
+  hosts: [api.partner.example]
+  ports: [{number: 80, protocol: HTTP, targetPort: 443, tls: {caCertificates: "PARTNER CA"}}]
+  egressGateway: default/egress
+)")));
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(
+      "{kind: AuthorizationPolicy, metadata: {name: egress-callers}, spec: {targetRefs: [{kind: "
+      "Gateway, group: gateway.networking.k8s.io, name: egress}], rules: [{from: "
+      "[{principals: ['spiffe://cluster.local/ns/default/sa/client']}]}]}}"));
+
+  const NodeResources& gateway = For("egress-gw-0");
+  const xds::Listener* listener = Named(gateway.listeners, "gateway|15443");
+  ASSERT_NE(listener, nullptr);
+  EXPECT_EQ(listener->tls().mode(), xds::DownstreamTls::STRICT);
+  EXPECT_TRUE(listener->tls().require_client_certificate());
+  EXPECT_TRUE(listener->tls().workload_certificate());
+  ASSERT_EQ(listener->authorization().policies_size(), 1);
+  EXPECT_EQ(listener->authorization().policies(0).name(), "default/egress-callers");
+  const xds::RouteConfiguration* routes = Named(gateway.routes, "gateway|15443");
+  ASSERT_NE(routes, nullptr);
+  ASSERT_EQ(routes->virtual_hosts_size(), 2);
+  EXPECT_EQ(routes->virtual_hosts(0).domains(0), "api.partner.example");
+  EXPECT_EQ(routes->virtual_hosts(0).routes(0).route().cluster(),
+            "external|80||api.partner.example");
+  EXPECT_EQ(routes->virtual_hosts(1).routes(0).direct_response().status(), 404u);
+  const xds::Cluster* service = Named(gateway.clusters, "external|80||api.partner.example");
+  ASSERT_NE(service, nullptr);
+  EXPECT_EQ(service->dns().port(), 443u);
+  EXPECT_EQ(service->tls().sni(), "api.partner.example");
+  EXPECT_NE(Named(gateway.secrets, "external-tls/default/partner:80"), nullptr);
+
+  registry::Workload* client = nullptr;
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.id == "client-0") client = &w;
+  }
+  ASSERT_NE(client, nullptr);
+  client->labels[registry::kCaptureLabel] = registry::kCaptureIptables;
+  client->capture = true;
+  client->workload_certificate = true;
+  const NodeResources& sidecar = For("client-0");
+  const xds::RouteConfiguration* port80 = Named(sidecar.routes, "external|80");
+  ASSERT_NE(port80, nullptr);
+  EXPECT_EQ(port80->virtual_hosts(0).routes(0).route().cluster(), "egress|default/egress");
+  const xds::Cluster* egress = Named(sidecar.clusters, "egress|default/egress");
+  ASSERT_NE(egress, nullptr);
+  ASSERT_EQ(egress->load_assignment().endpoints_size(), 1);
+  EXPECT_EQ(egress->load_assignment().endpoints(0).address(), "10.0.7.9:15443");
+  EXPECT_TRUE(egress->tls().workload_certificate());
+  ASSERT_EQ(egress->tls().expected_peer_ids_size(), 1);
+  EXPECT_EQ(egress->tls().expected_peer_ids(0),
+            "spiffe://cluster.local/ns/default/sa/egress-meshlet");
+  EXPECT_EQ(egress->protocol(), xds::UPSTREAM_MESH_HTTP2);
+  EXPECT_EQ(Named(sidecar.clusters, "external|80||api.partner.example"), nullptr);
+  EXPECT_EQ(Named(sidecar.secrets, "external-tls/default/partner:80"), nullptr);
+
+  // Without a certificate the sidecar cannot be let in: 503, saying so.
+  client->workload_certificate = false;
+  const NodeResources& plain = For("client-0");
+  EXPECT_EQ(
+      Named(plain.routes, "external|80")->virtual_hosts(0).routes(0).direct_response().status(),
+      503u);
+  EXPECT_TRUE(HasWarning(plain, "no workload certificate to call the egress gateway"));
+}
+
 TEST_F(GatewayProxyTest, ARouteOfAnotherListenerOrHostnameIsNotServed) {
   AddHttp(R"(
 kind: HTTPRoute

@@ -137,11 +137,12 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
     ListenerState& s = out[i];
     const bool http = l.protocol() == "HTTP", https = l.protocol() == "HTTPS";
     const bool east_west = l.protocol() == kEastWestProtocol;
-    if (!http && !https && !east_west) {
+    const bool egress = l.protocol() == kEgressProtocol;
+    if (!http && !https && !east_west && !egress) {
       s.accepted_reason = "UnsupportedProtocol";
       s.accepted_message =
           absl::StrCat("protocol \"", l.protocol(), "\" is not supported (HTTP, HTTPS, ",
-                       kEastWestProtocol, ")");
+                       kEastWestProtocol, ", ", kEgressProtocol, ")");
     } else if (l.port() < 1 || l.port() > 65535) {
       s.accepted_reason = "PortUnavailable";
       s.accepted_message = absl::StrCat("port ", l.port(), " is out of range");
@@ -150,12 +151,13 @@ std::vector<ListenerState> Listeners(const policy::PolicySnapshot& policy,
       s.accepted_message =
           absl::StrCat("tls.mode \"", l.tls().mode(), "\" is not supported (Terminate)");
     }
-    if (east_west) {
-      // Mesh traffic of the exported Services, routed by its server name: no route attaches.
+    if (east_west || egress) {
+      // Mesh traffic of the exported Services, routed by its server name, or of the external
+      // services leaving through the gateway, routed by host: no route attaches.
       if (!l.allowed_routes().kinds().empty()) {
         s.resolved_reason = "InvalidRouteKinds";
         s.resolved_message =
-            absl::StrCat("allowedRoutes.kinds: a ", kEastWestProtocol, " listener takes no routes");
+            absl::StrCat("allowedRoutes.kinds: a ", l.protocol(), " listener takes no routes");
       }
     } else if (l.allowed_routes().kinds().empty()) {
       s.kinds = {"HTTPRoute", "GRPCRoute"};
@@ -366,6 +368,14 @@ std::set<GatewayEnvironment::Key> GatewaySecretRefs(const policy::PolicySnapshot
         const std::string ns = Or(ref.namespace_(), gateway_ns);
         if (ns != gateway_ns && !SecretGranted(policy, gateway_ns, ns, ref.name())) continue;
         out.emplace(ns, ref.name());
+      }
+    }
+  }
+  // The client certificates ExternalServices' TLS origination presents (docs/egress.md).
+  for (const ::meshlet::policy::ExternalService& es : policy.external_services) {
+    for (const ::meshlet::policy::ExternalServicePort& port : es.spec().ports()) {
+      if (const std::string& ref = port.tls().client_certificate_ref(); !ref.empty()) {
+        out.emplace(Or(es.metadata().namespace_(), "default"), ref);
       }
     }
   }

@@ -77,6 +77,10 @@ GatewayAddresses JudgeGatewayAddresses(const policy::PolicySnapshot& policy,
 // from linked clusters, routed by its server name (EastWestServerName) to their members without
 // being terminated. Such a listener takes no routes.
 inline constexpr absl::string_view kEastWestProtocol = "meshlet.io/east-west";
+// The listener protocol of an egress gateway (docs/egress.md): the HTTP calls sidecars send over
+// mesh mTLS to the ExternalServices whose egressGateway names the Gateway, routed by host to the
+// services themselves. Such a listener takes no routes.
+inline constexpr absl::string_view kEgressProtocol = "meshlet.io/egress";
 
 // The node label a gateway proxy carries (`sidecar --gateway NAMESPACE/NAME`): the Gateway it
 // serves. Such a node gets no sidecar listeners, only the Gateway's.

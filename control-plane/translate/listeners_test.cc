@@ -272,13 +272,14 @@ spec:
   }
   EXPECT_EQ(external,
             (std::vector<std::string>{
-                "external|443||cdn.shop []:443 names=*.cdn.example external|443||cdn.shop",
                 "external|5432||db.ledger.example [203.0.113.64/28]:5432 names= "
                 "external|5432||db.ledger.example",
                 "external|443||api.partner.example []:443 names=api.partner.example "
                 "external|443||api.partner.example",
                 "external|443||auth.partner.example []:443 names=auth.partner.example "
                 "external|443||auth.partner.example",
+                // Wildcards after exact hosts.
+                "external|443||cdn.shop []:443 names=*.cdn.example external|443||cdn.shop",
                 "external|443||wide.shop []:443 names=*.partner.example passthrough",
             }));
   const xds::Cluster* api = Named(r.clusters, "external|443||api.partner.example");
@@ -317,6 +318,167 @@ spec:
   registry_.workloads[0].labels.erase(std::string(registry::kCaptureLabel));
   NodeResources plain = Translate(policy_, registry_, node_);
   EXPECT_EQ(Named(plain.clusters, "external|443||api.partner.example"), nullptr);
+}
+
+// ExternalServices' HTTP ports: a destination per host matched by the Host of the first request
+// (http_hosts), routed by the route configuration "external|<port>" to a cluster per host (DNS,
+// or STATIC), which originates TLS to the target port when the port asks, verified by the CA
+// certificates given (else the system's) and presenting the client certificate named; TLS that
+// cannot be originated answers 503; NONE passes through by Host; other hosts on a matched
+// connection get 502.
+TEST_F(CaptureTest, ExternalServiceHttpPortsAreRoutedByHost) {
+  Capture(registry_.workloads[0]);  // frontend-0
+  for (const char* yaml : {
+           R"(
+kind: ExternalService
+metadata: {name: partner, namespace: shop}
+spec:
+  hosts: [api.partner.example]
+  ports:
+  - number: 80
+    protocol: HTTP
+    targetPort: 443
+    tls: {caCertificates: "PARTNER CA", clientCertificateRef: partner-client}
+)",
+           R"(
+kind: ExternalService
+metadata: {name: mirrors, namespace: shop}
+spec:
+  hosts: [a.mirror.example, b.mirror.example]
+  ports: [{number: 8080, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [203.0.113.9]
+)",
+           R"(
+kind: ExternalService
+metadata: {name: system, namespace: shop}
+spec:
+  hosts: [public.example]
+  ports: [{number: 80, protocol: HTTP, targetPort: 443, tls: {}}]
+)",
+           R"(
+kind: ExternalService
+metadata: {name: unverifiable, namespace: shop}
+spec:
+  hosts: [unverifiable.example]
+  ports: [{number: 80, protocol: HTTP, targetPort: 443, tls: {caCertificateRefs: [missing]}}]
+)",
+           R"(
+kind: ExternalService
+metadata: {name: anything, namespace: shop}
+spec:
+  hosts: ["*.any.example"]
+  ports: [{number: 80, protocol: HTTP}]
+  resolution: NONE
+)",
+       }) {
+    policy_.external_services.Upsert(
+        std::make_shared<pb::ExternalService>(Parse<pb::ExternalService>(yaml)));
+  }
+  TranslateOptions options;
+  options.backend_ca_bundles = BackendCaBundles{{kSystemCaBundle, {.pem = "SYSTEM CA"}}};
+  options.gateway_certificates =
+      GatewayCertificates{{{"shop", "partner-client"},
+                           {.type = "kubernetes.io/tls", .chain_pem = "CHAIN", .key_pem = "KEY"}}};
+  NodeResources r = Translate(policy_, registry_, node_, options);
+  const xds::Listener* outbound = Named(r.listeners, "outbound");
+  ASSERT_NE(outbound, nullptr);
+  std::vector<std::string> external;
+  for (const xds::ListenerDestination& d : outbound->destinations()) {
+    if (!absl::StartsWith(d.name(), "external|")) continue;
+    EXPECT_EQ(d.server_names_size(), 0) << d.name();
+    EXPECT_EQ(d.addresses_size(), 0) << d.name();
+    external.push_back(absl::StrCat(d.name(), ":", d.port(),
+                                    " hosts=", absl::StrJoin(d.http_hosts(), ","), " ",
+                                    xds::ListenerProtocol_Name(d.protocol()), " ",
+                                    d.passthrough() ? "passthrough" : d.route_config_name()));
+  }
+  EXPECT_EQ(external, (std::vector<std::string>{
+                          "external|8080||a.mirror.example:8080 hosts=a.mirror.example "
+                          "PROTOCOL_HTTP1 external|8080",
+                          "external|8080||b.mirror.example:8080 hosts=b.mirror.example "
+                          "PROTOCOL_HTTP1 external|8080",
+                          "external|80||api.partner.example:80 hosts=api.partner.example "
+                          "PROTOCOL_HTTP1 external|80",
+                          "external|80||public.example:80 hosts=public.example "
+                          "PROTOCOL_HTTP1 external|80",
+                          "external|80||unverifiable.example:80 hosts=unverifiable.example "
+                          "PROTOCOL_HTTP1 external|80",
+                          "external|80||anything.shop:80 hosts=*.any.example PROTOCOL_TCP "
+                          "passthrough",
+                      }));
+
+  const xds::RouteConfiguration* port80 = Named(r.routes, "external|80");
+  ASSERT_NE(port80, nullptr);
+  std::vector<std::string> hosts;
+  for (const xds::VirtualHost& vh : port80->virtual_hosts()) {
+    ASSERT_EQ(vh.routes_size(), 1) << vh.name();
+    const xds::Route& route = vh.routes(0);
+    hosts.push_back(absl::StrCat(
+        absl::StrJoin(vh.domains(), ","), " -> ",
+        route.has_route()
+            ? route.route().cluster()
+            : absl::StrCat(route.direct_response().status(), " ", route.direct_response().body())));
+  }
+  EXPECT_EQ(hosts,
+            (std::vector<std::string>{
+                "api.partner.example,api.partner.example:80 -> external|80||api.partner.example",
+                "public.example,public.example:80 -> external|80||public.example",
+                "unverifiable.example,unverifiable.example:80 -> 503 ExternalService "
+                "shop/unverifiable: TLS to unverifiable.example cannot be originated: "
+                "caCertificateRefs: ConfigMap shop/missing not found",
+                "* -> 502 no external service on port 80 has this host (this connection "
+                "was matched by the Host of its first request)",
+            }));
+  EXPECT_EQ(port80->virtual_hosts(0).routes(0).source().kind(), "ExternalService");
+  EXPECT_NE(Named(r.routes, "external|8080"), nullptr);
+
+  const xds::Cluster* api = Named(r.clusters, "external|80||api.partner.example");
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->type(), xds::Cluster::DNS);
+  EXPECT_EQ(api->dns().port(), 443u);  // targetPort
+  EXPECT_TRUE(api->tls().enabled());
+  EXPECT_EQ(api->tls().sni(), "api.partner.example");
+  EXPECT_EQ(api->tls().secret_name(), "external-tls/shop/partner:80");
+  const xds::Secret* secret = Named(r.secrets, "external-tls/shop/partner:80");
+  ASSERT_NE(secret, nullptr);
+  EXPECT_EQ(secret->trust_bundle_pem(), "PARTNER CA");
+  EXPECT_EQ(secret->certificate_chain_pem(), "CHAIN");
+  EXPECT_EQ(secret->private_key_pem(), "KEY");
+  const xds::Secret* system = Named(r.secrets, "external-tls/shop/system:80");
+  ASSERT_NE(system, nullptr);
+  EXPECT_EQ(system->trust_bundle_pem(), "SYSTEM CA");
+  EXPECT_TRUE(system->certificate_chain_pem().empty());
+  EXPECT_EQ(Named(r.clusters, "external|80||unverifiable.example"), nullptr);
+  EXPECT_EQ(Named(r.secrets, "external-tls/shop/unverifiable:80"), nullptr);
+  const xds::Cluster* mirror = Named(r.clusters, "external|8080||b.mirror.example");
+  ASSERT_NE(mirror, nullptr);
+  EXPECT_EQ(mirror->type(), xds::Cluster::STATIC);
+  ASSERT_EQ(mirror->load_assignment().endpoints_size(), 1);
+  EXPECT_EQ(mirror->load_assignment().endpoints(0).address(), "203.0.113.9:8080");
+  EXPECT_FALSE(mirror->has_tls());
+  EXPECT_EQ(std::count_if(r.warnings.begin(), r.warnings.end(),
+                          [](const std::string& w) {
+                            return absl::StartsWith(w,
+                                                    "ExternalService shop/unverifiable: port 80: "
+                                                    "TLS cannot be originated");
+                          }),
+            1)
+      << absl::StrJoin(r.warnings, "\n");
+
+  // Without a system bundle, TLS without CA certificates of its own cannot be verified.
+  options.backend_ca_bundles.reset();
+  NodeResources without = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(without.clusters, "external|80||public.example"), nullptr);
+  EXPECT_EQ(Named(without.secrets, "external-tls/shop/system:80"), nullptr);
+
+  // An older sidecar gets none of the destinations by Host.
+  xds::Node old = node_;
+  old.clear_capabilities();
+  NodeResources older = Translate(policy_, registry_, old, options);
+  for (const xds::ListenerDestination& d : Named(older.listeners, "outbound")->destinations()) {
+    EXPECT_EQ(d.http_hosts_size(), 0) << d.name();
+  }
 }
 
 // Listener.on_demand goes to the outbound listener of a node served OnDemand: configured so,

@@ -288,17 +288,6 @@ std::string PortName(const ServiceView& service, uint32_t port) {
   return absl::StrCat(service.Fqdn(), ":", port);
 }
 
-// A virtual host that answers everything with `status` and `body` (direct response).
-void AnswerEverything(xds::VirtualHost& vhost, absl::string_view route_name, uint32_t status,
-                      absl::string_view body) {
-  vhost.clear_routes();
-  xds::Route* route = vhost.add_routes();
-  route->set_name(std::string(route_name));
-  route->mutable_match()->set_prefix("/");
-  route->mutable_direct_response()->set_status(status);
-  route->mutable_direct_response()->set_body(std::string(body));
-}
-
 // The host-name owners of the mesh for a node of this variant (OwnHostNames).
 HostOwners BuildHostOwners(const TranslationContext& ctx) {
   HostOwners owners;
@@ -317,6 +306,16 @@ HostOwners BuildHostOwners(const TranslationContext& ctx) {
 }
 
 }  // namespace
+
+void AnswerEverything(xds::VirtualHost& vhost, absl::string_view route_name, uint32_t status,
+                      absl::string_view body) {
+  vhost.clear_routes();
+  xds::Route* route = vhost.add_routes();
+  route->set_name(std::string(route_name));
+  route->mutable_match()->set_prefix("/");
+  route->mutable_direct_response()->set_status(status);
+  route->mutable_direct_response()->set_body(std::string(body));
+}
 
 const HostOwners& HostOwnersCache::Get(bool capture, const std::string& cluster_domain,
                                        const std::function<HostOwners()>& build) {

@@ -22,6 +22,8 @@
 //   lookup.cc         discovery modes; lookup keys resolved to the Service port answering them
 //   listeners.cc      the outbound and inbound listeners, capture destinations, the inbound
 //                     route configurations and clusters of the app's ports
+//   external_services.cc  ExternalServices: their capture destinations, clusters and route
+//                     configurations, and the routes of the egress gateways they leave through
 //   authorization.cc  the AuthorizationPolicies that select the workload, as the inbound
 //                     listener's authorization
 //
@@ -475,6 +477,27 @@ void AddBackendTlsSecrets(const TranslationContext& ctx, NodeResources& resource
 std::string MeshTlsKey(const TranslationContext& ctx);
 
 // ---------------------------------------------------------------------------------------------
+// External services (external_services.cc; docs/egress.md)
+
+// The destinations of the ExternalServices on a captured node's outbound `listener`, after the
+// Services' (those of exact hosts before those of wildcards): a TLS port by the ClientHello's
+// server name, an HTTP port by the Host of the first request, a TCP port by the addresses. Each
+// goes to a cluster of the node's own ("external|<port>||<host>", resolved by the sidecar for
+// resolution DNS, and for every host of an HTTP port; "external|<port>||<name>.<namespace>" with
+// the endpoints for STATIC), or for NONE on to the address the app connected to. An HTTP port's
+// hosts are virtual hosts of the route configuration "external|<port>", to the service's cluster
+// (TLS originated when the port asks) or, with an egress gateway, to "egress|<ns>/<name>". A host
+// and port two ExternalServices both claim goes to the first in (namespace, name) order, with a
+// warning.
+void AddExternalDestinations(const TranslationContext& ctx, TranslationOutput& out,
+                             xds::Listener& listener);
+// The route configuration `name` of an egress gateway's listener: a virtual host per host and
+// HTTP port of the ExternalServices whose egressGateway is `gateway`, to the service's cluster
+// (added to `out`, TLS originated when the port asks); other hosts are answered 404.
+xds::RouteConfiguration EgressGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
+                                            const gw::Gateway& gateway, const std::string& name);
+
+// ---------------------------------------------------------------------------------------------
 // Routes (routes.cc)
 
 // Whether the node gets its outbound route table split into ServiceRoutes (capability
@@ -531,6 +554,9 @@ std::vector<std::string> Domains(const TranslationContext& ctx, const ServiceVie
 // route).
 void ApplyRouteDefaults(const TranslationContext& ctx, const ServiceView& s,
                         xds::RouteAction& action, const pb::HTTPRouteRule* rule);
+// Makes `vhost` answer everything with `status` and `body` (one route, a direct response).
+void AnswerEverything(xds::VirtualHost& vhost, absl::string_view route_name, uint32_t status,
+                      absl::string_view body);
 // Merged retries and timeouts as the sidecar's retry policy.
 xds::RetryPolicy ToRetryPolicy(const pb::Retries& r, const pb::Timeouts& t);
 // The inbound route to the local app's `cluster`.

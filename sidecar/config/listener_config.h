@@ -124,6 +124,12 @@ struct ListenerDestinationConfig {
   std::vector<std::string> server_names;
   // Matching connections go to their original destination as opaque TCP (no tcp_cluster).
   bool passthrough = false;
+  // Plain HTTP routed by Host (ADR 0108): the connection's first request must be HTTP/1 and name
+  // one of these by its Host, port left out (lower case; "*.example.com" as in server_names);
+  // the listener reads that request's head first (listener/http1_host.h). Empty: any connection.
+  // Never with server_names; protocol kHttp1 or kHttp (route_config_name), or kTcp with
+  // passthrough; capture listeners without TLS only.
+  std::vector<std::string> http_hosts;
   // Only on a ServiceRoute's destination: when it was last used (ActiveConnection touches it when
   // a connection it serves opens and closes). Null: not tracked.
   std::shared_ptr<route::UsageCell> usage;

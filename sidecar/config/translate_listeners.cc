@@ -329,6 +329,15 @@ void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
                     absl::StrCat(Quote(value), " must start with '/' (or be \"*\")"));
         }
       }
+      for (int i = 0; i < rule_in.hosts_size(); ++i) {
+        const std::string& value = rule_in.hosts(i);
+        if (value != "*" && !ValidServerName(value)) {
+          scope.Add(
+              Index(Join(rule_path, "hosts"), i),
+              absl::StrCat(Quote(value), " is not a lower-case host name, *.suffix or \"*\""));
+        }
+        rule.hosts.push_back(value);
+      }
       policy.rules.push_back(std::move(rule));
     }
     out.policies.push_back(std::move(policy));
@@ -379,7 +388,8 @@ void CheckTargets(Errors::Scope& scope, const std::string& parent, xds::Listener
 }
 
 // Listener.destinations, each name once. Destinations that match by server name read the
-// ClientHello of TLS the listener passes through: not on a listener that terminates TLS.
+// ClientHello of TLS the listener passes through, and those that match by HTTP host read plain
+// HTTP: neither on a listener that terminates TLS.
 void TranslateDestinations(Errors::Scope& scope, const xds::Listener& in,
                            const absl::flat_hash_set<std::string>& routes,
                            const ClusterNames& clusters, ListenerConfig& out) {
@@ -396,6 +406,10 @@ void TranslateDestinations(Errors::Scope& scope, const xds::Listener& in,
     if (d.server_names_size() > 0 && in.has_tls()) {
       scope.Add(Join(path, "server_names"),
                 "not with Listener.tls (the listener would terminate the TLS it routes by name)");
+    }
+    if (d.http_hosts_size() > 0 && in.has_tls()) {
+      scope.Add(Join(path, "http_hosts"),
+                "not with Listener.tls (the Host is read from plain HTTP before anything else)");
     }
     out.destinations.push_back(TranslateListenerDestination(scope, path, d, routes, clusters));
   }
@@ -421,6 +435,7 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
       if (d.addresses_size() > 0) scope.Add(Join(path, "addresses"), kOnlyWith);
       if (d.port() != 0) scope.Add(Join(path, "port"), kOnlyWith);
       if (d.passthrough()) scope.Add(Join(path, "passthrough"), kOnlyWith);
+      if (d.http_hosts_size() > 0) scope.Add(Join(path, "http_hosts"), kOnlyWith);
     }
     TranslateDestinations(scope, in, routes, clusters, out);
     if (in.unmatched_destination() != xds::PASSTHROUGH) {
@@ -648,6 +663,33 @@ ListenerDestinationConfig TranslateListenerDestination(
       continue;
     }
     destination.server_names.push_back(name);
+  }
+  for (int n = 0; n < d.http_hosts_size(); ++n) {
+    const std::string& name = d.http_hosts(n);
+    if (!ValidServerName(name)) {
+      scope.Add(Index(Join(path, "http_hosts"), n),
+                absl::StrCat(Quote(name), " is not a lower-case host name or *.suffix"));
+      continue;
+    }
+    destination.http_hosts.push_back(name);
+  }
+  if (d.http_hosts_size() > 0) {
+    // The Host is read from the first request, which must be HTTP/1: served as HTTP/1 by a route
+    // table, or passed through as it came.
+    if (d.server_names_size() > 0) {
+      scope.Add(Join(path, "http_hosts"),
+                "not with server_names (a connection opens with a TLS ClientHello or an HTTP/1 "
+                "request, not both)");
+    }
+    const bool http1 = d.protocol() == xds::PROTOCOL_HTTP1 || d.protocol() == xds::PROTOCOL_HTTP;
+    const bool passthrough = d.protocol() == xds::PROTOCOL_TCP && d.passthrough();
+    if (protocol.has_value() && !http1 && !passthrough) {
+      scope.Add(Join(path, "http_hosts"),
+                absl::StrCat("not with protocol ", ProtocolName(d.protocol()),
+                             d.protocol() == xds::PROTOCOL_TCP ? " without passthrough" : "",
+                             ": needs protocol HTTP1 or HTTP (with route_config_name), or TCP "
+                             "with passthrough"));
+    }
   }
   return destination;
 }

@@ -17,6 +17,7 @@ namespace {
 
 using namespace ::meshlet::sidecar::config::translate_testing;  // NOLINT: the fixtures
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 TEST(TranslateTest, RequestIdGenerationCanBeTurnedOff) {
@@ -237,6 +238,27 @@ TEST(TranslateTest, ListenerAuthorization) {
   request.peer_identity = "spiffe://cluster.local/ns/ops/sa/web";
   EXPECT_FALSE(listener.authorizer->Decide(request).allowed);
 
+  // Hosts: the request's authority, read only when a rule names some.
+  ResourceSet with_hosts = set;
+  with_hosts.listeners.Mutable(0)
+      .mutable_authorization()
+      ->mutable_policies(0)
+      ->mutable_rules(0)
+      ->add_hosts("*.partner.example");
+  snapshot = BuildSnapshot(with_hosts);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const filters::Authorizer& by_host = *(*snapshot)->listeners[0].authorizer;
+  EXPECT_TRUE(by_host.reads_hosts());
+  filters::AuthorizationRequest to_host{.peer_identity = "spiffe://cluster.local/ns/shop/sa/web",
+                                        .port = 8080,
+                                        .method = "GET",
+                                        .path = "/api/items",
+                                        .host = "api.partner.example:80"};
+  EXPECT_TRUE(by_host.Decide(to_host).allowed);
+  to_host.host = "api.other.example";
+  EXPECT_FALSE(by_host.Decide(to_host).allowed);
+  EXPECT_FALSE(listener.authorizer->reads_hosts());
+
   // PROTOCOL_AUTO's TCP fallback is authorized per connection, on the destination port.
   ResourceSet with_fallback = set;
   with_fallback.listeners.Mutable(0).set_protocol(xds::PROTOCOL_AUTO);
@@ -257,6 +279,7 @@ TEST(TranslateTest, ListenerAuthorization) {
   rule->add_ports(0);
   rule->add_methods("");
   rule->add_paths("api");
+  rule->add_hosts("API.example");
   allow->set_action(static_cast<xds::AuthorizationPolicy::Action>(9));
   snapshot = BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
@@ -270,6 +293,7 @@ TEST(TranslateTest, ListenerAuthorization) {
   EXPECT_THAT(message, HasSubstr(rule_path + "ports[1]: must be 1 to 65535"));
   EXPECT_THAT(message, HasSubstr(rule_path + "methods[1]: \"\" is not an HTTP method"));
   EXPECT_THAT(message, HasSubstr(rule_path + "paths[1]: \"api\" must start with '/'"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "hosts[0]: \"API.example\" is not a lower-case"));
 }
 
 // The capture fields as the control plane sends them (docs/xds.md, "Capture listeners").
@@ -617,6 +641,85 @@ destinations:
   EXPECT_THAT(message, HasSubstr(at + "[0].server_names: not with Listener.tls"));
   EXPECT_THAT(message, HasSubstr(at + "[1].server_names: required without "
                                       "use_original_destination"));
+}
+
+// Plain HTTP to external services routed by the Host of the first request (ADR 0108).
+TEST(TranslateTest, CaptureDestinationsByHttpHost) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  *listener.add_destinations() = Parse<xds::ListenerDestination>(R"yaml(
+{name: partner, port: 80, http_hosts: [api.partner.example, "*.cdn.example"],
+ protocol: PROTOCOL_HTTP1, route_config_name: local}
+)yaml");
+  *listener.add_destinations() = Parse<xds::ListenerDestination>(R"yaml(
+{name: partner-http, port: 8080, http_hosts: [b.example], protocol: PROTOCOL_HTTP,
+ route_config_name: local}
+)yaml");
+  *listener.add_destinations() = Parse<xds::ListenerDestination>(R"yaml(
+{name: partner-as-is, port: 80, http_hosts: [c.example], protocol: PROTOCOL_TCP, passthrough: true}
+)yaml");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ListenerConfig& out = (*snapshot)->listeners[0];
+  ASSERT_EQ(out.destinations.size(), 6u);
+  EXPECT_TRUE(out.destinations[0].http_hosts.empty());
+  EXPECT_EQ(out.destinations[3].http_hosts,
+            (std::vector<std::string>{"api.partner.example", "*.cdn.example"}));
+  EXPECT_EQ(out.destinations[3].protocol, ListenerProtocol::kHttp1);
+  EXPECT_EQ(out.destinations[3].route_config_name, "local");
+  EXPECT_EQ(out.destinations[4].http_hosts, std::vector<std::string>{"b.example"});
+  EXPECT_EQ(out.destinations[4].protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(out.destinations[5].http_hosts, std::vector<std::string>{"c.example"});
+  EXPECT_TRUE(out.destinations[5].passthrough);
+
+  // Names as for server_names; never with server_names; protocols that read HTTP/1 (or pass it
+  // through); no listener TLS.
+  xds::ListenerDestination* partner = listener.mutable_destinations(3);
+  partner->add_http_hosts("Upper.example");
+  partner->add_http_hosts("a.*.example");
+  partner->add_http_hosts("a.example:80");
+  partner->add_server_names("tls.example");
+  partner->set_protocol(xds::PROTOCOL_HTTP2);
+  listener.mutable_destinations(4)->set_protocol(xds::PROTOCOL_AUTO);
+  xds::ListenerDestination* to_cluster = listener.add_destinations();
+  *to_cluster = Parse<xds::ListenerDestination>(R"yaml(
+{name: to-cluster, port: 80, http_hosts: [d.example], protocol: PROTOCOL_TCP, tcp_cluster: other}
+)yaml");
+  listener.mutable_tls()->set_secret_name("cert");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  const std::string at = "listener \"outbound\": destinations";
+  EXPECT_THAT(message, HasSubstr(at + "[3].http_hosts[2]: \"Upper.example\" is not a "
+                                      "lower-case host name or *.suffix"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].http_hosts[3]: \"a.*.example\" is not"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].http_hosts[4]: \"a.example:80\" is not"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].http_hosts: not with server_names"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].http_hosts: not with protocol HTTP2: needs protocol "
+                                      "HTTP1 or HTTP (with route_config_name), or TCP with "
+                                      "passthrough"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].http_hosts: not with Listener.tls"));
+  EXPECT_THAT(message, HasSubstr(at + "[4].http_hosts: not with protocol AUTO: needs"));
+  EXPECT_THAT(message, HasSubstr(at + "[6].http_hosts: not with protocol TCP without passthrough: "
+                                      "needs"));
+  EXPECT_THAT(message, Not(HasSubstr(at + "[5].http_hosts: not with protocol")));
+
+  // Only on capture listeners.
+  set = Base();
+  xds::Listener& plain = set.listeners.Mutable(0);
+  plain = Parse<xds::Listener>(R"yaml(
+name: gateway
+address: 0.0.0.0:15443
+protocol: PROTOCOL_TCP
+destinations:
+- {name: a, server_names: [a.example], http_hosts: [a.example], protocol: PROTOCOL_TCP,
+   tcp_cluster: other}
+)yaml");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("listener \"gateway\": destinations[0].http_hosts: only with "
+                        "use_original_destination: true"));
 }
 
 TEST(TranslateTest, CaptureDestinationErrorsNameTheField) {

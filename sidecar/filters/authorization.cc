@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "common/jwt/jwt_json.h"
 
@@ -63,6 +64,36 @@ bool AnyMatches(const Patterns& patterns, absl::string_view candidate) {
 absl::string_view Text(absl::string_view raw) {
   thread_local std::string buffer;
   return json::StringText(raw, &buffer);
+}
+
+// `authority` (Host, :authority) without its port: "host:80" and "[::1]:80" give "host" and
+// "[::1]".
+absl::string_view WithoutPort(absl::string_view authority) {
+  const size_t colon = authority.rfind(':');
+  if (colon == absl::string_view::npos) return authority;
+  const size_t bracket = authority.rfind(']');
+  if (bracket != absl::string_view::npos ? colon < bracket : authority.find(':') != colon) {
+    return authority;  // an IPv6 literal's own colons, bare
+  }
+  return authority.substr(0, colon);
+}
+
+// Whether the request's `authority` matches one of `hosts` (lower case): "*" any, "*.suffix" a
+// name with one or more labels before ".suffix", else equal; in any case. Empty `hosts`: yes.
+bool HostMatches(const std::vector<std::string>& hosts, absl::string_view authority) {
+  if (hosts.empty()) return true;
+  const absl::string_view host = WithoutPort(authority);
+  if (host.empty()) return false;
+  for (const std::string& pattern : hosts) {
+    if (pattern == "*") return true;
+    if (absl::StartsWith(pattern, "*.")) {
+      const absl::string_view suffix = absl::string_view(pattern).substr(1);  // ".example.com"
+      if (host.size() > suffix.size() && absl::EndsWithIgnoreCase(host, suffix)) return true;
+    } else if (absl::EqualsIgnoreCase(host, pattern)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -149,7 +180,9 @@ bool Authorizer::Rule::Matches(const AuthorizationRequest& request,
   if (request.connection) {
     // Methods, paths and tokens are unknown on a connection: towards denial either way (header
     // comment).
-    if (!deny && (!methods.empty() || !paths.empty() || ReadsToken())) return false;
+    if (!deny && (!methods.empty() || !paths.empty() || !hosts.empty() || ReadsToken())) {
+      return false;
+    }
     return AnyMatches(principals, request.peer_identity) && AnyMatches(namespaces, peer_namespace);
   }
   if (ReadsToken() && !TokenMatches(*this, request)) return false;
@@ -158,7 +191,7 @@ bool Authorizer::Rule::Matches(const AuthorizationRequest& request,
     return false;
   }
   return AnyMatches(principals, request.peer_identity) && AnyMatches(namespaces, peer_namespace) &&
-         AnyMatches(paths, path);
+         AnyMatches(paths, path) && HostMatches(hosts, request.host);
 }
 
 bool Authorizer::Policy::Matches(const AuthorizationRequest& request,
@@ -192,6 +225,8 @@ Authorizer::Authorizer(const AuthorizationConfig& config) {
       }
       reads_token_ |= rule.ReadsToken();
       rule.methods = rule_in.methods;
+      for (const std::string& h : rule_in.hosts) rule.hosts.push_back(absl::AsciiStrToLower(h));
+      reads_hosts_ |= !rule.hosts.empty();
       rule.ports = rule_in.ports;
       policy.rules.push_back(std::move(rule));
     }

@@ -17,6 +17,8 @@
 //   "abc"        exactly "abc"
 // The peer's namespace comes from its SPIFFE id (spiffe://<trust-domain>/ns/<namespace>/...);
 // a peer without one matches no namespace. Paths are compared without their query string.
+// Hosts are the request's Host (:authority) without its port, compared in any case, against
+// "*" (any), "*.suffix" (one or more labels in front of the suffix) or an exact name.
 //
 // End users (RequestAuthentication, jwt_filter.h): a rule's request principals match
 // "<iss>/<sub>" of the request's valid token and its claims the token's payload (a string claim,
@@ -27,11 +29,10 @@
 // listeners whose rules read it (Authorizer::reads_token).
 //
 // Connections (opaque TCP) are decided once, with only the peer identity, its namespace and the
-// destination port known (DecideConnection). A rule that also names methods, paths, request
-// principals or claims cannot be
-// checked there; each action resolves that towards denial, as Istio does: in a DENY policy such a
-// rule matches on its other fields alone (the HTTP fields are ignored), in an ALLOW policy it
-// never matches. DENY is still evaluated first.
+// destination port known (DecideConnection). A rule that also names methods, paths, hosts,
+// request principals or claims cannot be checked there; each action resolves that towards denial,
+// as Istio does: in a DENY policy such a rule matches on its other fields alone (the HTTP fields
+// are ignored), in an ALLOW policy it never matches. DENY is still evaluated first.
 //
 // The configuration is compiled once (Authorizer, shared read-only by every worker); Decide()
 // allocates nothing and takes no lock.
@@ -50,6 +51,7 @@ struct AuthorizationRuleConfig {
   std::vector<uint32_t> ports;                  // destination port (AuthorizationRequest::port)
   std::vector<std::string> methods;             // :method, exact
   std::vector<std::string> paths;               // :path without the query
+  std::vector<std::string> hosts;               // :authority without the port
   std::vector<std::string> request_principals;  // "<iss>/<sub>" of the valid JWT
   // Matches when the valid JWT's "<iss>/<sub>" matches none of these, or there is no valid JWT.
   std::vector<std::string> not_request_principals;
@@ -80,6 +82,7 @@ struct AuthorizationRequest {
   uint32_t port = 0;                // the destination port (see xds Listener.destination_port)
   absl::string_view method;
   absl::string_view path;  // :path, query included (stripped here)
+  absl::string_view host;  // :authority (Host), port included (stripped here)
   // The request's valid JWT (jwt_filter.h): its issuer and its payload (JSON); empty: none.
   absl::string_view jwt_issuer;
   absl::string_view jwt_payload;
@@ -116,6 +119,8 @@ class Authorizer {
   // Whether a rule names request principals or claims: only then does the JWT filter keep the
   // token's payload for Decide().
   bool reads_token() const { return reads_token_; }
+  // Whether a rule names hosts: only then is the request's host looked up for Decide().
+  bool reads_hosts() const { return reads_hosts_; }
 
  private:
   struct Pattern {
@@ -133,6 +138,7 @@ class Authorizer {
     std::vector<Pattern> principals, namespaces, paths, request_principals, not_request_principals;
     std::vector<Claim> claims;
     std::vector<std::string> methods;
+    std::vector<std::string> hosts;  // lower case: "*", "*.suffix" or a name
     std::vector<uint32_t> ports;
     bool ReadsToken() const {
       return !request_principals.empty() || !not_request_principals.empty() || !claims.empty();
@@ -156,6 +162,7 @@ class Authorizer {
   std::vector<Policy> deny_;
   std::vector<Policy> allow_;
   bool reads_token_ = false;
+  bool reads_hosts_ = false;
 };
 
 }  // namespace meshlet::sidecar::filters

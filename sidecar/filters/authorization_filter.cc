@@ -3,6 +3,15 @@
 #include "sidecar/route/route_config.h"
 
 namespace meshlet::sidecar::filters {
+namespace {
+
+// The host the request names: :authority, or an HTTP/1 request's Host.
+absl::string_view Authority(const http::HeaderMap& headers) {
+  if (std::optional<absl::string_view> authority = headers.Get(":authority")) return *authority;
+  return headers.Get("host").value_or("");
+}
+
+}  // namespace
 
 stream::FilterStatus AuthorizationFilter::Decide(const http::HeaderMap& headers) {
   const route::VirtualHostConfig* vhost = callbacks_.route().virtual_host;
@@ -12,6 +21,7 @@ stream::FilterStatus AuthorizationFilter::Decide(const http::HeaderMap& headers)
                                                                : policy_.destination_port,
       .method = headers.Get(":method").value_or(""),
       .path = headers.Get(":path").value_or(""),
+      .host = policy_.authorizer->reads_hosts() ? Authority(headers) : absl::string_view(),
       .jwt_issuer = callbacks_.stream_info().jwt_issuer,
       .jwt_payload = callbacks_.stream_info().jwt_payload,
   });

@@ -109,6 +109,38 @@ TEST(AuthorizerTest, RuleFieldsAreAndedValuesAreOred) {
   EXPECT_FALSE(authorizer.Decide(Request(kOpsAdmin, "/api/x", "GET", 8080)).allowed);
 }
 
+// Hosts (an egress gateway's destinations): the request's :authority without its port, in any
+// case; "*.suffix" needs a label in front; unknown on a connection (towards denial).
+TEST(AuthorizerTest, HostsMatchTheAuthorityWithoutItsPort) {
+  AuthorizationRuleConfig partner;
+  partner.principals = {std::string(kShopWeb)};
+  partner.hosts = {"api.partner.example", "*.cdn.example"};
+  Authorizer authorizer({{Policy(Action::kAllow, {partner})}});
+  EXPECT_TRUE(authorizer.reads_hosts());
+  auto decide = [&](absl::string_view peer, absl::string_view host) {
+    AuthorizationRequest request = Request(peer);
+    request.host = host;
+    return authorizer.Decide(request).allowed;
+  };
+  EXPECT_TRUE(decide(kShopWeb, "api.partner.example"));
+  EXPECT_TRUE(decide(kShopWeb, "API.Partner.Example:80"));
+  EXPECT_TRUE(decide(kShopWeb, "img.eu.cdn.example:8443"));
+  EXPECT_FALSE(decide(kShopWeb, "cdn.example"));
+  EXPECT_FALSE(decide(kShopWeb, "api.partner.example.evil"));
+  EXPECT_FALSE(decide(kShopWeb, "other.example"));
+  EXPECT_FALSE(decide(kShopWeb, ""));
+  EXPECT_FALSE(decide(kShopCart, "api.partner.example"));  // another caller
+  EXPECT_FALSE(authorizer.DecideConnection(kShopWeb, 8080).allowed);
+
+  AuthorizationRuleConfig literal;
+  literal.hosts = {"*"};
+  Authorizer any({{Policy(Action::kAllow, {literal})}});
+  AuthorizationRequest v6 = Request(kShopWeb);
+  v6.host = "[2001:db8::1]:80";
+  EXPECT_TRUE(any.Decide(v6).allowed);
+  EXPECT_FALSE(Authorizer({{Policy(Action::kAllow, {AuthorizationRuleConfig{}})}}).reads_hosts());
+}
+
 // A nested claim (request.auth.claims[realm_access][roles]): the member names below the top
 // level; a level that is not an object, or a missing member, matches nothing.
 TEST(AuthorizerTest, NestedClaims) {

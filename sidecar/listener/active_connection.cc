@@ -49,19 +49,39 @@ ActiveConnection::~ActiveConnection() {
 void ActiveConnection::Start() {
   if (listener_->matcher.has_value()) {
     if (listener_->config.use_original_destination) ReadOriginalDestination();
-    if (listener_->matcher->NeedsServerName(original_destination_,
-                                            connection_->local_address().port())) {
-      // The ClientHello first: its server name picks the destination.
-      reading_hello_ = true;
-      accepted_at_ = owner_.loop().Now();
-      detect_timer_ = std::make_unique<event::Timer>(owner_.loop(), [this] { OnDetectTimeout(); });
-      ArmDetectTimer(listener_->config.detect_timeout);
-      return;
+    using NameSource = DestinationMatcher::NameSource;
+    switch (listener_->matcher->NameNeeded(original_destination_,
+                                           connection_->local_address().port())) {
+      case NameSource::kNone:
+        break;
+      case NameSource::kClientHello:
+        // The ClientHello first: its server name picks the destination.
+        reading_hello_ = true;
+        StartReadingName();
+        return;
+      case NameSource::kHttpHost:
+        // The first request's head first: its Host picks the destination.
+        host_reader_.emplace(MaxRequestHeadBytes());
+        StartReadingName();
+        return;
     }
     Decide();
     if (WaitForLookup()) return;
   }
   Serve();
+}
+
+void ActiveConnection::StartReadingName() {
+  accepted_at_ = owner_.loop().Now();
+  detect_timer_ = std::make_unique<event::Timer>(owner_.loop(), [this] { OnDetectTimeout(); });
+  ArmDetectTimer(listener_->config.detect_timeout);
+}
+
+size_t ActiveConnection::MaxRequestHeadBytes() const {
+  // The longest head the HTTP/1 codec takes on this listener: its request line limit plus its
+  // header section limit (empty lines before the request line count too).
+  const config::HttpOptionsConfig& http = listener_->config.http;
+  return size_t{http.max_request_line_bytes} + size_t{http.max_request_headers_kb} * 1024;
 }
 
 void ActiveConnection::ReadClientHello(bool end_stream, bool timed_out) {
@@ -76,6 +96,23 @@ void ActiveConnection::ReadClientHello(bool end_stream, bool timed_out) {
   if (hello.status == tls::ClientHello::Status::kOk && !hello.server_name.empty()) {
     server_name_ = std::move(hello.server_name);
   }
+  NameRead(end_stream);
+}
+
+void ActiveConnection::ReadHttpHost(bool end_stream, bool timed_out) {
+  if (!host_reader_->decided() && !end_stream && !timed_out) return;
+  // The reader already scanned every byte; only a decided head is read again, in one piece.
+  Http1Host host = host_reader_->decided()
+                       ? host_reader_->Result(pending_.Linearize(host_reader_->bytes_read()))
+                       : Http1Host();
+  host_reader_.reset();
+  detect_timer_.reset();
+  listener_->http_hosts[static_cast<size_t>(host.status)].Inc();
+  if (host.status == Http1Host::Status::kOk) http_host_ = std::move(host.host);
+  NameRead(end_stream);
+}
+
+void ActiveConnection::NameRead(bool end_stream) {
   if (end_stream && pending_.empty()) {
     listener_->closed_before_detect.Inc();
     connection_->Close(net::CloseMode::kNoFlush);
@@ -165,7 +202,8 @@ void ActiveConnection::Decide() {
   route_config_name_ = &listener_->config.route_config_name;
   tcp_cluster_ = &listener_->config.tcp_cluster;
   decision_ = listener_->matcher->Match(original_destination_, connection_->local_address().port(),
-                                        server_name_.has_value() ? &*server_name_ : nullptr);
+                                        server_name_.has_value() ? &*server_name_ : nullptr,
+                                        http_host_.has_value() ? &*http_host_ : nullptr);
   switch (decision_.action) {
     case Action::kListener:
       break;
@@ -229,9 +267,17 @@ void ActiveConnection::StartDrain(bool keep_idle_http1) {
 }
 
 void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
+  if (host_reader_.has_value()) {
+    // Each byte is scanned once, however the head arrives.
+    data.ForEachSlice([this](absl::string_view slice) { host_reader_->Feed(slice); });
+  }
   pending_.Move(data);
   if (reading_hello_) {
     ReadClientHello(end_stream, /*timed_out=*/false);
+    return;
+  }
+  if (host_reader_.has_value()) {
+    ReadHttpHost(end_stream, /*timed_out=*/false);
     return;
   }
   if (lookup_.waiting()) {
@@ -334,6 +380,11 @@ void ActiveConnection::OnDetectTimeout() {
   if (reading_hello_) {
     // Silent, or not a whole ClientHello in time: matched without a server name.
     ReadClientHello(/*end_stream=*/false, /*timed_out=*/true);
+    return;
+  }
+  if (host_reader_.has_value()) {
+    // Silent, or not a whole request head in time: matched without a host.
+    ReadHttpHost(/*end_stream=*/false, /*timed_out=*/true);
     return;
   }
   if (connection_ != nullptr && connection_->transport().HandshakeInProgress()) {

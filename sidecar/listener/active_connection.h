@@ -26,10 +26,17 @@
 // first decision is served, exactly as without on_demand. Closing while waiting cancels the wait.
 //
 // On a listener with destinations by server name (ADR 0106), a connection whose decision depends
-// on it (DestinationMatcher::NeedsServerName) first reads its TLS ClientHello, without consuming
-// it, up to the listener's detect_timeout: the name it carries (none when the bytes are not TLS,
-// not a whole ClientHello in time, or name nothing) is matched with the original destination,
-// and everything read is then served as above, the ClientHello forwarded unchanged.
+// on it (DestinationMatcher::NameNeeded) first reads its TLS ClientHello, without consuming it,
+// up to the listener's detect_timeout: the name it carries (none when the bytes are not TLS, not
+// a whole ClientHello in time, or name nothing) is matched with the original destination, and
+// everything read is then served as above, the ClientHello forwarded unchanged. Counted in
+// meshlet_downstream_cx_client_hello_total. A capture listener's connection whose decision
+// depends on the Host of its first HTTP/1 request (destinations with http_hosts, ADR 0108) reads
+// that request's head the same way (http1_host.h; at most MaxRequestHeadBytes(), up to
+// detect_timeout): the host it names (none when the bytes are not such a head, not a whole one in
+// time, or name no single host) is matched, and every byte read goes on to what the match chose
+// (the HTTP connection manager, a passthrough, a refusal) as it came. Counted in
+// meshlet_downstream_cx_http_host_total.
 //
 // Ownership and threading: the ConnectionOwner (the worker) owns it and its loop thread is the
 // only one it runs on. While the protocol is being detected it is the connection's callbacks
@@ -37,6 +44,7 @@
 // ends it calls ConnectionOwner::OnConnectionDone, from a loop callback, once; the owner then
 // deletes it later (Loop::DeferDelete), never inline.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -49,6 +57,7 @@
 #include "common/net/buffer.h"
 #include "common/net/connection.h"
 #include "common/stats/stats.h"
+#include "sidecar/listener/http1_host.h"
 #include "sidecar/listener/http_connection_manager.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/listener_context.h"
@@ -115,11 +124,21 @@ class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
   // Capture listeners: reads the original destination into original_destination_.
   void ReadOriginalDestination();
   // Listeners with a matcher: sets decision_ and what follows from it from
-  // original_destination_ and server_name_.
+  // original_destination_, server_name_ and http_host_.
   void Decide();
+  // Reading a name first (Start): arms the detect timer, which bounds the wait.
+  void StartReadingName();
   // While reading_hello_: parses what arrived; once it is a whole ClientHello, something else,
-  // or the connection ended or timed out (`timed_out`), decides and serves.
+  // or the connection ended or timed out (`timed_out`), decides and serves (NameRead).
   void ReadClientHello(bool end_stream, bool timed_out);
+  // While host_reader_ is set: once it decided, or the connection ended or timed out, reads the
+  // host and decides and serves (NameRead).
+  void ReadHttpHost(bool end_stream, bool timed_out);
+  // The name (server name or host) was read, or not: decides with it, then waits for a lookup
+  // or serves, handing on what was read.
+  void NameRead(bool end_stream);
+  // The most bytes of a first request head read for its Host.
+  size_t MaxRequestHeadBytes() const;
   // Capture listeners: starts waiting for a lookup of the original destination if decision_ and
   // the listener's on_demand ask for one; false when the connection does not wait.
   bool WaitForLookup();
@@ -168,6 +187,8 @@ class ActiveConnection final : public net::ConnectionCallbacks, private Waiter {
   std::optional<net::Address> original_destination_;  // capture listeners, when redirected
   bool reading_hello_ = false;                        // waiting for the ClientHello (Start)
   std::optional<std::string> server_name_;            // the ClientHello's, when it named one
+  std::optional<Http1HostReader> host_reader_;        // reading the first request head (Start)
+  std::optional<std::string> http_host_;              // the first request's, when it named one
   std::unique_ptr<net::Connection> connection_;       // until a handler takes it
   GaugeGuard active_;
   std::unique_ptr<event::Timer> detect_timer_;

@@ -83,6 +83,7 @@ DestinationMatcher::DestinationMatcher(const config::ListenerConfig& listener)
   CHECK(listener.destinations.size() < std::numeric_limits<uint32_t>::max());
   for (uint32_t i = 0; i < listener.destinations.size(); ++i) {
     reads_server_names_ |= !listener.destinations[i].server_names.empty();
+    reads_http_hosts_ |= !listener.destinations[i].http_hosts.empty();
     const uint16_t port = listener.destinations[i].port;
     if (port == 0) {
       any_port_.push_back(i);
@@ -133,28 +134,39 @@ bool DestinationMatcher::Redirected(const std::optional<net::Address>& original,
   return original.has_value() && original->is_ip() && original->port() != local_port;
 }
 
-bool DestinationMatcher::NeedsServerName(const std::optional<net::Address>& original,
-                                         uint16_t local_port) const {
-  if (!reads_server_names_) return false;
-  if (!listener_.use_original_destination) return true;
-  if (!Redirected(original, local_port)) return false;
-  // The first candidate decides: one with names needs the name, one without serves any.
-  bool needs = false;
+DestinationMatcher::NameSource DestinationMatcher::NameNeeded(
+    const std::optional<net::Address>& original, uint16_t local_port) const {
+  if (!reads_server_names_ && !reads_http_hosts_) return NameSource::kNone;
+  if (!listener_.use_original_destination) {
+    return reads_server_names_ ? NameSource::kClientHello : NameSource::kNone;
+  }
+  if (!Redirected(original, local_port)) return NameSource::kNone;
+  // The first candidate decides: one with names needs its kind of name, one without serves any.
+  NameSource needs = NameSource::kNone;
   ForEachCandidate(*original, [&](uint32_t index) {
-    needs = !listener_.destinations[index].server_names.empty();
+    const config::ListenerDestinationConfig& destination = listener_.destinations[index];
+    if (!destination.server_names.empty()) {
+      needs = NameSource::kClientHello;
+    } else if (!destination.http_hosts.empty()) {
+      needs = NameSource::kHttpHost;
+    }
     return true;
   });
   return needs;
 }
 
 CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& original,
-                                          uint16_t local_port,
-                                          const std::string* server_name) const {
+                                          uint16_t local_port, const std::string* server_name,
+                                          const std::string* http_host) const {
   CaptureDecision decision;
   const absl::string_view name = server_name != nullptr ? *server_name : absl::string_view();
+  const absl::string_view host = http_host != nullptr ? *http_host : absl::string_view();
   auto take = [&](uint32_t index) {
     const config::ListenerDestinationConfig& destination = listener_.destinations[index];
     if (!destination.server_names.empty() && !ServerNameMatches(destination.server_names, name)) {
+      return false;
+    }
+    if (!destination.http_hosts.empty() && !ServerNameMatches(destination.http_hosts, host)) {
       return false;
     }
     decision.action = Action::kDestination;

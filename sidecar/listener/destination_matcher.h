@@ -13,9 +13,14 @@
 //                                    destination, or passthrough_host on its port) or kRefuse
 //
 // A destination with server_names (ADR 0106) also needs the connection's TLS ClientHello to name
-// one of them (common/tls/client_hello.h): the connection reads it first when NeedsServerName()
-// says the decision depends on it. On a listener without use_original_destination the
-// destinations are matched by server name alone (they all have some):
+// one of them (common/tls/client_hello.h); one with http_hosts (ADR 0108) needs the Host of the
+// connection's first HTTP/1 request to name one of those (http1_host.h). A destination with
+// neither serves any connection its addresses and port cover. The connection reads the name first
+// when NameNeeded() says the decision depends on it: the first destination that covers the
+// original destination decides what is read (the ClientHello, the first request's head, or
+// nothing), and every later one that needs the other kind of name is passed over. On a listener
+// without use_original_destination the destinations are matched by server name alone (they all
+// have some):
 //
 //   the first of `destinations` one of whose server_names is the ClientHello's
 //                                  → kDestination
@@ -65,20 +70,34 @@ class DestinationMatcher {
  public:
   explicit DestinationMatcher(const config::ListenerConfig& listener);
 
+  // What a connection reads before it is matched (NameNeeded).
+  enum class NameSource {
+    kNone,         // nothing: matched at once
+    kClientHello,  // its TLS ClientHello's server name
+    kHttpHost,     // the Host of its first HTTP/1 request
+  };
+
   // `original`: what ReadOriginalDestination returned for the connection (nullopt: not
   // redirected); `local_port`: the port the connection was accepted on (the listener's bound
   // port, which differs from the configured one when that is 0). A listener without
   // use_original_destination always gets kListener.
   // `server_name`: the ClientHello's server name when the connection read one (null: not read,
-  // not TLS, or none sent), which destinations with server_names need.
+  // not TLS, or none sent), which destinations with server_names need; `http_host`: the Host of
+  // its first HTTP/1 request when it read one (Http1Host::Status::kOk; null otherwise), which
+  // destinations with http_hosts need. Each kind of destination matches only its own kind of
+  // name, under ServerNameMatches.
   CaptureDecision Match(const std::optional<net::Address>& original, uint16_t local_port,
-                        const std::string* server_name = nullptr) const;
-  // Whether Match() for this connection may depend on its server name: some destination that
-  // could serve it (before any that serves it without a name) has server_names. The connection
-  // then reads its ClientHello before it is matched.
-  bool NeedsServerName(const std::optional<net::Address>& original, uint16_t local_port) const;
+                        const std::string* server_name = nullptr,
+                        const std::string* http_host = nullptr) const;
+  // What Match() for this connection may depend on: the first destination that could serve it
+  // has server_names (kClientHello) or http_hosts (kHttpHost); kNone when it has neither, there
+  // is none, or the connection was not redirected. On a listener without
+  // use_original_destination: kClientHello when it has destinations (all by server name).
+  NameSource NameNeeded(const std::optional<net::Address>& original, uint16_t local_port) const;
   // Whether any destination has server_names.
   bool reads_server_names() const { return reads_server_names_; }
+  // Whether any destination has http_hosts.
+  bool reads_http_hosts() const { return reads_http_hosts_; }
   // Whether a connection to `original` that no destination serves (kPassthrough, kRefuse) waits
   // for a lookup of its address first: the listener has on_demand and `original` is inside its
   // address_ranges (ADR 0086).
@@ -100,6 +119,7 @@ class DestinationMatcher {
   absl::flat_hash_map<uint16_t, std::vector<uint32_t>> by_port_;
   std::vector<uint32_t> any_port_;
   bool reads_server_names_ = false;
+  bool reads_http_hosts_ = false;
 };
 
 // Whether `server_name` (lower case) is one of `names`: equal to one, or under one's "*.suffix"

@@ -12,6 +12,7 @@ namespace meshlet::sidecar::listener {
 namespace {
 
 using Action = CaptureDecision::Action;
+using NameSource = DestinationMatcher::NameSource;
 
 net::Address Addr(const std::string& text) {
   absl::StatusOr<net::Address> address = net::Address::Parse(text);
@@ -218,7 +219,8 @@ TEST(DestinationMatcherTest, WithoutCaptureDestinationsMatchByServerNameAlone) {
   listener.destinations.back().destination_port = 8443;
   DestinationMatcher matcher(listener);
   EXPECT_TRUE(matcher.reads_server_names());
-  EXPECT_TRUE(matcher.NeedsServerName(std::nullopt, 15443));
+  EXPECT_FALSE(matcher.reads_http_hosts());
+  EXPECT_EQ(matcher.NameNeeded(std::nullopt, 15443), NameSource::kClientHello);
 
   const std::string reviews = "9080.reviews.default.meshlet.internal";
   CaptureDecision d = matcher.Match(std::nullopt, 15443, &reviews);
@@ -250,12 +252,12 @@ TEST(DestinationMatcherTest, CaptureDestinationsWithServerNamesNeedTheName) {
   listener.destinations.insert(listener.destinations.begin() + 1, wildcard);
   DestinationMatcher matcher(listener);
 
-  EXPECT_TRUE(matcher.NeedsServerName(Addr("192.0.2.1:443"), 15001));
-  EXPECT_TRUE(matcher.NeedsServerName(Addr("198.18.0.1:8443"), 15001));
+  EXPECT_EQ(matcher.NameNeeded(Addr("192.0.2.1:443"), 15001), NameSource::kClientHello);
+  EXPECT_EQ(matcher.NameNeeded(Addr("198.18.0.1:8443"), 15001), NameSource::kClientHello);
   // The first candidate has no names (db), or there is none: no need to read anything.
-  EXPECT_FALSE(matcher.NeedsServerName(Addr("10.96.0.20:3306"), 15001));
-  EXPECT_FALSE(matcher.NeedsServerName(Addr("198.18.0.1:5432"), 15001));
-  EXPECT_FALSE(matcher.NeedsServerName(std::nullopt, 15001));  // not redirected
+  EXPECT_EQ(matcher.NameNeeded(Addr("10.96.0.20:3306"), 15001), NameSource::kNone);
+  EXPECT_EQ(matcher.NameNeeded(Addr("198.18.0.1:5432"), 15001), NameSource::kNone);
+  EXPECT_EQ(matcher.NameNeeded(std::nullopt, 15001), NameSource::kNone);  // not redirected
 
   const std::string api = "api.example.com";
   const std::string other = "www.example.org";
@@ -274,6 +276,92 @@ TEST(DestinationMatcherTest, CaptureDestinationsWithServerNamesNeedTheName) {
   d = with_fallback.Match(Addr("192.0.2.1:443"), 15001, &other);
   ASSERT_EQ(d.action, Action::kDestination);
   EXPECT_EQ(*Name(d), "fallback");
+}
+
+// Plain HTTP to external services (ADR 0108): port 80 of any address, by the Host of the first
+// request; TLS on 443 by server name; the rest refused.
+config::ListenerConfig ExternalServices() {
+  config::ListenerConfig listener = Outbound();
+  listener.unmatched_destination = config::UnmatchedDestination::kRefuse;
+  auto partner = Destination("partner", {}, 80);
+  partner.http_hosts = {"api.partner.example", "*.cdn.example"};
+  partner.protocol = config::ListenerProtocol::kHttp1;
+  partner.route_config_name = "partner";
+  listener.destinations.push_back(partner);
+  auto as_is = Destination("as-is", {}, 80);
+  as_is.http_hosts = {"c.example"};
+  as_is.protocol = config::ListenerProtocol::kTcp;
+  as_is.passthrough = true;
+  listener.destinations.push_back(as_is);
+  auto tls = Destination("partner-tls", {}, 443);
+  tls.server_names = {"api.partner.example"};
+  tls.protocol = config::ListenerProtocol::kTcp;
+  tls.passthrough = true;
+  listener.destinations.push_back(tls);
+  return listener;
+}
+
+TEST(DestinationMatcherTest, CaptureDestinationsWithHttpHostsNeedTheHost) {
+  const config::ListenerConfig listener = ExternalServices();
+  DestinationMatcher matcher(listener);
+  EXPECT_TRUE(matcher.reads_http_hosts());
+  EXPECT_TRUE(matcher.reads_server_names());
+
+  const auto original = Addr("203.0.113.7:80");
+  EXPECT_EQ(matcher.NameNeeded(original, 15001), NameSource::kHttpHost);
+  EXPECT_EQ(matcher.NameNeeded(Addr("203.0.113.7:443"), 15001), NameSource::kClientHello);
+  EXPECT_EQ(matcher.NameNeeded(Addr("10.96.0.20:3306"), 15001), NameSource::kNone);
+  EXPECT_EQ(matcher.NameNeeded(Addr("203.0.113.7:8080"), 15001), NameSource::kNone);
+  EXPECT_EQ(matcher.NameNeeded(std::nullopt, 15001), NameSource::kNone);
+  EXPECT_EQ(matcher.NameNeeded(Addr("203.0.113.7:15001"), 15001), NameSource::kNone);
+
+  const std::string api = "api.partner.example";
+  const std::string cdn = "img.eu.cdn.example";
+  const std::string c = "c.example";
+  const std::string other = "api.elsewhere.example";
+  CaptureDecision d = matcher.Match(original, 15001, nullptr, &api);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "partner");
+  EXPECT_EQ(d.authorization_port, 80u);
+  d = matcher.Match(original, 15001, nullptr, &cdn);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "partner");
+  // A passthrough destination by host: on to the original destination, whatever the policy.
+  d = matcher.Match(original, 15001, nullptr, &c);
+  ASSERT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(*Name(d), "as-is");
+  EXPECT_EQ(d.upstream, original);
+  // Another host, no host: the listener's policy.
+  EXPECT_EQ(matcher.Match(original, 15001, nullptr, &other).action, Action::kRefuse);
+  EXPECT_EQ(matcher.Match(original, 15001).action, Action::kRefuse);
+  // Each kind of destination takes only its own kind of name.
+  EXPECT_EQ(matcher.Match(original, 15001, &api, nullptr).action, Action::kRefuse);
+  EXPECT_EQ(matcher.Match(Addr("203.0.113.7:443"), 15001, nullptr, &api).action, Action::kRefuse);
+  d = matcher.Match(Addr("203.0.113.7:443"), 15001, &api, nullptr);
+  ASSERT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(*Name(d), "partner-tls");
+
+  // A later destination without names still serves what the named ones did not take; a later
+  // one with server names never takes a connection that read its Host.
+  config::ListenerConfig with_fallback = ExternalServices();
+  auto tls_80 = Destination("tls-80", {}, 80);
+  tls_80.server_names = {"api.elsewhere.example"};
+  with_fallback.destinations.push_back(tls_80);
+  with_fallback.destinations.push_back(Destination("fallback", {"203.0.113.0/24"}, 80));
+  DestinationMatcher fallback(with_fallback);
+  EXPECT_EQ(fallback.NameNeeded(original, 15001), NameSource::kHttpHost);
+  d = fallback.Match(original, 15001, nullptr, &other);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "fallback");
+  EXPECT_EQ(fallback.Match(Addr("198.51.100.1:80"), 15001, nullptr, &other).action,
+            Action::kRefuse);
+  // A destination with neither kind of name before them: nothing to read.
+  config::ListenerConfig first_plain = ExternalServices();
+  first_plain.destinations.insert(first_plain.destinations.begin(),
+                                  Destination("plain", {"203.0.113.0/24"}, 0));
+  DestinationMatcher plain(first_plain);
+  EXPECT_EQ(plain.NameNeeded(original, 15001), NameSource::kNone);
+  EXPECT_EQ(plain.NameNeeded(Addr("198.51.100.1:80"), 15001), NameSource::kHttpHost);
 }
 
 TEST(DestinationMatcherTest, PassthroughDestinationsSendToTheOriginalDestination) {
@@ -323,6 +411,23 @@ TEST(DestinationMatcherTest, LookupsAllocateNothing) {
   }
   EXPECT_EQ(allocations.count(), 0u);
   EXPECT_EQ(matched, 3);
+  // By name.
+  const config::ListenerConfig external = ExternalServices();
+  DestinationMatcher by_name(external);
+  const std::string cdn = "img.eu.cdn.example";
+  const std::string other = "api.elsewhere.example";
+  const std::optional<net::Address> http = Addr("203.0.113.7:80");
+  const std::optional<net::Address> tls = Addr("203.0.113.7:443");
+  AllocationScope named;
+  const bool reads_host = by_name.NameNeeded(http, 15001) == NameSource::kHttpHost;
+  const Action to_cdn = by_name.Match(http, 15001, nullptr, &cdn).action;
+  const Action to_other = by_name.Match(http, 15001, nullptr, &other).action;
+  const Action tls_to_other = by_name.Match(tls, 15001, &other).action;
+  EXPECT_EQ(named.count(), 0u);
+  EXPECT_TRUE(reads_host);
+  EXPECT_EQ(to_cdn, Action::kDestination);
+  EXPECT_EQ(to_other, Action::kRefuse);
+  EXPECT_EQ(tls_to_other, Action::kRefuse);
 }
 
 TEST(DestinationMatcherTest, ActionNames) {

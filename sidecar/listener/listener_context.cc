@@ -115,6 +115,20 @@ std::shared_ptr<ListenerContext> ListenerContext::Create(
           "meshlet_downstream_cx_client_hello_total");
     }
   }
+  if (context->matcher.has_value() && context->matcher->reads_http_hosts()) {
+    for (size_t i = 0; i < kHttp1HostStatusCount; ++i) {
+      const auto status = static_cast<Http1Host::Status>(i);
+      context->http_hosts[i] = OrDiscard(
+          shard.RegisterCounter(
+              "meshlet_downstream_cx_http_host_total",
+              "Connections of capture listeners that route plain HTTP by Host, by what their "
+              "first request's head was: one naming a host (ok), not a whole one before the end "
+              "or detect_timeout (need_more_bytes), not HTTP/1, without a usable Host, with an "
+              "ambiguous one, or an over-long head.",
+              {{"listener", config.name}, {"result", std::string(Http1HostStatusName(status))}}),
+          "meshlet_downstream_cx_http_host_total");
+    }
+  }
   if (config.use_original_destination) {
     context->capture = CaptureStats::Create(shard, config.name);
     context->original_destination_errors = OrDiscard(

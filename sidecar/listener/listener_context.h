@@ -28,6 +28,7 @@
 #include "sidecar/listener/capture_stats.h"
 #include "sidecar/listener/destination_matcher.h"
 #include "sidecar/listener/downstream_tls.h"
+#include "sidecar/listener/http1_host.h"
 #include "sidecar/listener/tcp_proxy.h"
 #include "sidecar/listener/worker_context.h"
 
@@ -76,13 +77,16 @@ struct ListenerContext {
 
   // Capture listeners (config.use_original_destination), and listeners with destinations by
   // server name: what serves each connection; connections refused for want of a destination
-  // (opaque bytes, or silence; an unknown server name) are rejected with reason
+  // (opaque bytes, or silence; an unknown server name or host) are rejected with reason
   // "unmatched_destination". The count of the decisions: capture listeners only.
   std::optional<DestinationMatcher> matcher;
   CaptureStats capture;
   // Listeners that route TLS by server name: their connections' first bytes, by
   // tls::ClientHello::Status (kNeedMoreBytes: ended or timed out before a whole ClientHello).
   std::array<Counter, 5> client_hellos;
+  // Capture listeners that route plain HTTP by Host: their connections' first request heads, by
+  // Http1Host::Status (kNeedMoreBytes: ended or timed out before a whole head).
+  std::array<Counter, kHttp1HostStatusCount> http_hosts;
   Counter rejected_unmatched_destination;
   Counter original_destination_errors;  // ReadOriginalDestination failed: served as not redirected
 

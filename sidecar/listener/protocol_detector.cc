@@ -8,27 +8,7 @@
 #include "common/net/buffer.h"
 
 namespace meshlet::sidecar::listener {
-namespace {
 
-constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-// Methods a proxy will meet (RFC 9110 plus WebDAV and PATCH); an unknown token that happens to
-// look like a method still has to be followed by a space within kMaxMethodLength bytes.
-constexpr std::array<absl::string_view, 16> kMethods = {
-    "GET",   "HEAD",     "POST",      "PUT",   "DELETE", "CONNECT", "OPTIONS", "TRACE",
-    "PATCH", "PROPFIND", "PROPPATCH", "MKCOL", "COPY",   "MOVE",    "LOCK",    "UNLOCK"};
-
-// TLS record: content type 22 (handshake), version major 3, then a ClientHello (type 1).
-constexpr unsigned char kTlsHandshake = 0x16;
-constexpr unsigned char kTlsMajorVersion = 0x03;
-constexpr unsigned char kClientHello = 0x01;
-
-bool IsPrefixOf(absl::string_view bytes, absl::string_view full) {
-  size_t n = std::min(bytes.size(), full.size());
-  return bytes.substr(0, n) == full.substr(0, n);
-}
-
-// tchar (RFC 9110 5.6.2): what a method is made of.
 bool IsTokenChar(unsigned char c) {
   if (absl::ascii_isalnum(c)) return true;
   switch (c) {
@@ -51,6 +31,25 @@ bool IsTokenChar(unsigned char c) {
     default:
       return false;
   }
+}
+namespace {
+
+constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// Methods a proxy will meet (RFC 9110 plus WebDAV and PATCH); an unknown token that happens to
+// look like a method still has to be followed by a space within kMaxMethodLength bytes.
+constexpr std::array<absl::string_view, 16> kMethods = {
+    "GET",   "HEAD",     "POST",      "PUT",   "DELETE", "CONNECT", "OPTIONS", "TRACE",
+    "PATCH", "PROPFIND", "PROPPATCH", "MKCOL", "COPY",   "MOVE",    "LOCK",    "UNLOCK"};
+
+// TLS record: content type 22 (handshake), version major 3, then a ClientHello (type 1).
+constexpr unsigned char kTlsHandshake = 0x16;
+constexpr unsigned char kTlsMajorVersion = 0x03;
+constexpr unsigned char kClientHello = 0x01;
+
+bool IsPrefixOf(absl::string_view bytes, absl::string_view full) {
+  size_t n = std::min(bytes.size(), full.size());
+  return bytes.substr(0, n) == full.substr(0, n);
 }
 
 // SP or HTAB: what an attempt at a request line separates its fields with. RFC 9112 3 wants SP;

@@ -34,6 +34,9 @@ enum class DetectedProtocol {
 
 absl::string_view DetectedProtocolName(DetectedProtocol protocol);
 
+// tchar (RFC 9110 5.6.2): what methods and header field names are made of.
+bool IsTokenChar(unsigned char c);
+
 // Looks at the first bytes of a connection.
 DetectedProtocol DetectProtocol(absl::string_view first_bytes);
 // Same, over the front of a Buffer (copies at most the few bytes it needs).

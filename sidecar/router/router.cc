@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/route/cors.h"
@@ -697,7 +698,8 @@ void Router::OnResponseComplete() {
   Finish();
 }
 
-void Router::OnUpstreamReset(http::StreamResetReason reason, bool tls_failure) {
+void Router::OnUpstreamReset(http::StreamResetReason reason, bool tls_failure,
+                             absl::string_view details) {
   if (done_) return;
   if (!response_started_) {
     AttemptResult result;
@@ -717,7 +719,18 @@ void Router::OnUpstreamReset(http::StreamResetReason reason, bool tls_failure) {
   if (reason == http::StreamResetReason::kConnectionFailure) {
     // The connection died before it could carry the request (e.g. a failed TLS handshake).
     stats_->rq_connect_fail.Inc();
-    Fail(ResponseFlag::kUpstreamConnectFailure, tls_failure ? kTlsFailure : kConnectFailure);
+    if (!tls_failure) {
+      Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
+      return;
+    }
+    // The pool's details: "transport_error: transport: <what the handshake refused>".
+    absl::ConsumePrefix(&details, net::CloseReasonName(net::CloseReason::kTransportError));
+    absl::ConsumePrefix(&details, ": ");
+    absl::ConsumePrefix(&details, "transport: ");
+    tls_failure_detail_.assign(details.data(), details.size());
+    LocalReply reply = kTlsFailure;
+    reply.detail = tls_failure_detail_;
+    Fail(ResponseFlag::kUpstreamConnectFailure, reply);
     return;
   }
   stats_->rq_reset.Inc();

@@ -142,8 +142,10 @@ class Router final : public stream::Filter {
   void OnUpstreamData(net::Buffer& data, bool end_stream);
   void OnUpstreamTrailers(http::HeaderMapPtr trailers);
   // `tls_failure`: a kConnectionFailure because the TLS handshake failed (the upstream's
-  // certificate or identity refused, or it does not speak TLS).
-  void OnUpstreamReset(http::StreamResetReason reason, bool tls_failure = false);
+  // certificate or identity refused, or it does not speak TLS); `details`: the pool's account of
+  // the connection's end (the refused certificate and why), shown in the local reply's body.
+  void OnUpstreamReset(http::StreamResetReason reason, bool tls_failure = false,
+                       absl::string_view details = {});
   void OnUpstreamAboveWriteBufferHighWatermark();
   void OnUpstreamBelowWriteBufferLowWatermark();
   // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.
@@ -245,6 +247,8 @@ class Router final : public stream::Filter {
   bool pending_body_over_limit_ = false;
   bool upstream_above_high_watermark_ = false;
   bool downstream_above_high_watermark_ = false;
+  // Why the last attempt's TLS handshake failed, for the local reply (set on that failure only).
+  std::string tls_failure_detail_;
 };
 
 }  // namespace meshlet::sidecar::router

@@ -149,7 +149,8 @@ void UpstreamRequest::OnResetStream(http::StreamResetReason reason, absl::string
   router_.OnUpstreamReset(
       reason,
       reason == http::StreamResetReason::kConnectionFailure &&
-          absl::StartsWith(details, net::CloseReasonName(net::CloseReason::kTransportError)));
+          absl::StartsWith(details, net::CloseReasonName(net::CloseReason::kTransportError)),
+      details);
 }
 
 void UpstreamRequest::OnAboveWriteBufferHighWatermark() {

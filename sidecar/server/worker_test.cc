@@ -10,6 +10,9 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/logging.h"
@@ -883,6 +886,276 @@ TEST_F(OnDemandWorkerTest, NoRequestLookupMeansNoWait) {
       },
       /*lookups=*/false));
   EXPECT_EQ(Waits("disconnected"), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain HTTP to external services routed by Host (ListenerDestination.http_hosts, ADR 0108). As
+// root, in a network namespace of the test's own where iptables redirects 127.30.0.0/16 to the
+// capture listener; skipped otherwise. The app's connections go to kExternal on direct_'s port:
+// a registered Host is routed to cluster "partner" (an HTTP server naming itself in its answers);
+// PASSTHROUGH sends anything else to 127.0.0.1 on that port (passthrough_host), where direct_
+// greets with "direct:" and echoes.
+
+namespace {
+
+constexpr char kExternal[] = "127.30.0.5";
+
+// A blocking HTTP/1.1 server on its own thread: answers each request (no body) with 200 and the
+// body "<name> <request line> host=<Host>".
+class HttpServer {
+ public:
+  explicit HttpServer(std::string name) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    CHECK(::listen(fd_, 64) == 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, name = std::move(name)] {
+      while (true) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        std::thread([c, name] {
+          std::string in;
+          char buf[4096];
+          while (true) {
+            size_t end;
+            while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+              const ssize_t n = ::read(c, buf, sizeof(buf));
+              if (n <= 0) {
+                ::close(c);
+                return;
+              }
+              in.append(buf, n);
+            }
+            const std::string head = in.substr(0, end + 2);
+            in.erase(0, end + 4);
+            const std::string lower = absl::AsciiStrToLower(head);
+            std::string host;
+            if (size_t at = lower.find("\r\nhost:"); at != std::string::npos) {
+              at += 7;
+              host = std::string(absl::StripAsciiWhitespace(
+                  absl::string_view(head).substr(at, head.find("\r\n", at) - at)));
+            }
+            const std::string body =
+                absl::StrCat(name, " ", head.substr(0, head.find("\r\n")), " host=", host);
+            const std::string response =
+                absl::StrCat("HTTP/1.1 200 OK\r\ncontent-length: ", body.size(), "\r\n\r\n", body);
+            if (::write(c, response.data(), response.size()) !=
+                static_cast<ssize_t>(response.size())) {
+              break;
+            }
+          }
+          ::close(c);
+        }).detach();
+      }
+    });
+  }
+  ~HttpServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_;
+  uint16_t port_;
+  std::thread thread_;
+};
+
+// One HTTP/1.1 response (its head and a content-length body); what came, then "<eof>", if the
+// connection ended first.
+std::string ReadResponse(int fd) {
+  std::string out;
+  char buf[256];
+  size_t body_at = std::string::npos;
+  size_t length = 0;
+  while (body_at == std::string::npos || out.size() < body_at + length) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) return out + "<eof>";
+    out.append(buf, n);
+    if (body_at != std::string::npos) continue;
+    const size_t end = out.find("\r\n\r\n");
+    if (end == std::string::npos) continue;
+    body_at = end + 4;
+    const std::string head = absl::AsciiStrToLower(out.substr(0, end + 2));
+    if (size_t at = head.find("\r\ncontent-length:"); at != std::string::npos) {
+      CHECK(absl::SimpleAtoi(
+          absl::StripAsciiWhitespace(head.substr(at + 17, head.find("\r\n", at + 17) - at - 17)),
+          &length));
+    }
+  }
+  return out;
+}
+
+// The response's body.
+std::string BodyOf(const std::string& response) {
+  const size_t end = response.find("\r\n\r\n");
+  return end == std::string::npos ? "<no head>" : response.substr(end + 4);
+}
+
+}  // namespace
+
+class HttpHostWorkerTest : public WorkerTest {
+ protected:
+  // The capture listener's configuration: destination "partner" for the partner's hosts on
+  // direct_'s port, routed by route configuration "partner" to partner_.
+  std::string Config(const std::string& unmatched) {
+    std::string yaml = absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: capture
+    address: 127.0.0.1:0
+    protocol: PROTOCOL_TCP
+    tcp_cluster: partner
+    detect_timeout: 0.3s
+    use_original_destination: true
+    unmatched_destination: )",
+                                    unmatched, "\n");
+    if (unmatched == "PASSTHROUGH") absl::StrAppend(&yaml, "    passthrough_host: 127.0.0.1\n");
+    absl::StrAppend(&yaml, "    destinations:\n    - {name: partner, port: ", direct_->port(),
+                    R"(, http_hosts: [api.partner.example, "*.cdn.example"],
+       protocol: PROTOCOL_HTTP1, route_config_name: partner}
+  routes:
+  - name: partner
+    virtual_hosts:
+    - name: partner
+      domains: [api.partner.example, "*.cdn.example"]
+      routes:
+      - match: {prefix: /}
+        route: {cluster: partner}
+  clusters:
+  - name: partner
+    load_assignment:
+      endpoints:
+      - address: 127.0.0.1:)",
+                    partner_->port(), "\n");
+    return yaml;
+  }
+  // Runs `body` in a network namespace of its own with a worker whose capture listener has
+  // `unmatched` (then stopped); "" or why it could not.
+  std::string Captured(const std::string& unmatched, const std::function<void()>& body) {
+    return net::testing::InNewNetworkNamespace([&]() -> std::string {
+      direct_ = std::make_unique<EchoServer>("direct:");
+      partner_ = std::make_unique<HttpServer>("partner");
+      worker_ = std::make_unique<Worker>(0, Shared());
+      if (absl::Status started = worker_->Start(SnapshotFrom(Config(unmatched))); !started.ok()) {
+        return std::string(started.message());
+      }
+      const uint16_t port = PortOf(*worker_, "capture");
+      if (port == 0) return "no capture listener";
+      if (std::string why = RedirectRange("127.30.0.0/16", port); !why.empty()) return why;
+      body();
+      worker_->Stop();
+      worker_.reset();
+      partner_.reset();
+      direct_.reset();
+      return "";
+    });
+  }
+  // A connection the app makes to the external address on direct_'s port (captured).
+  int ConnectToExternal() {
+    const int fd = Connect(direct_->port(), kExternal);
+    EXPECT_GE(fd, 0);
+    return fd;
+  }
+  uint64_t HttpHosts(const char* result) {
+    const StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* series = stats.Find("meshlet_downstream_cx_http_host_total",
+                                              {{"listener", "capture"}, {"result", result}});
+    return series == nullptr ? 0 : series->counter;
+  }
+
+  std::unique_ptr<EchoServer> direct_;   // the original destination, for passthrough
+  std::unique_ptr<HttpServer> partner_;  // the endpoint of cluster "partner"
+  std::unique_ptr<Worker> worker_;
+};
+
+// A registered Host is routed by the destination's route table, also when its request arrives in
+// pieces; any other Host, bytes that are not HTTP/1 and silence go on to the original destination
+// (PASSTHROUGH) with every byte the client sent.
+TEST_F(HttpHostWorkerTest, RoutesPlainHttpByHostAndPassesTheRestThrough) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("PASSTHROUGH", [&] {
+    int fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, "GET /a HTTP/1.1\r\nHost: api.partner.example\r\n\r\n"));
+    std::string response = ReadResponse(fd);
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 200")) << response;
+    EXPECT_EQ(BodyOf(response), "partner GET /a HTTP/1.1 host=api.partner.example");
+    // A later request on the connection is the route table's: it knows only the partner's hosts.
+    ASSERT_TRUE(Send(fd, "GET /b HTTP/1.1\r\nHost: other.example\r\n\r\n"));
+    response = ReadResponse(fd);
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 404")) << response;
+    ::close(fd);
+
+    // Under the wildcard, in any case, with a port, the head arriving in three pieces.
+    fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, "GET /c HT"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(Send(fd, "TP/1.1\r\nHost: IMG.cdn.example:80\r\n"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(Send(fd, "\r\n"));
+    response = ReadResponse(fd);
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 200")) << response;
+    EXPECT_TRUE(absl::StartsWith(BodyOf(response), "partner GET /c HTTP/1.1 host=")) << response;
+    ::close(fd);
+
+    // Another host: to the original destination, the request as sent.
+    const std::string other = "GET /d HTTP/1.1\r\nHost: api.elsewhere.example\r\nX-A: 1\r\n\r\n";
+    fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, other));
+    EXPECT_EQ(Read(fd, 7 + other.size()), "direct:" + other);
+    ::close(fd);
+
+    // Not HTTP/1: at once, as sent.
+    fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, "SSH-2.0-x\r\n"));
+    EXPECT_EQ(Read(fd, 18), "direct:SSH-2.0-x\r\n");
+    ::close(fd);
+
+    // Silence (a server-first protocol): decided after detect_timeout.
+    const auto start = std::chrono::steady_clock::now();
+    fd = ConnectToExternal();
+    EXPECT_EQ(Read(fd, 7), "direct:");
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+    EXPECT_EQ(Echo(fd, "hello"), "hello");
+    ::close(fd);
+    EXPECT_TRUE(WaitFor([&] { return worker_->active_connections() == 0; }));
+  }));
+  EXPECT_EQ(HttpHosts("ok"), 3u);
+  EXPECT_EQ(HttpHosts("not_http1"), 1u);
+  EXPECT_EQ(HttpHosts("need_more_bytes"), 1u);
+  EXPECT_EQ(HttpHosts("no_host"), 0u);
+}
+
+// Under REFUSE another Host gets the local 502, per request; a registered one is still routed.
+TEST_F(HttpHostWorkerTest, RefusesPlainHttpToAnUnregisteredHost) {
+  MESHLET_SKIP_UNLESS_EMPTY(Captured("REFUSE", [&] {
+    int fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, "GET / HTTP/1.1\r\nHost: api.elsewhere.example\r\n\r\n"));
+    std::string response = ReadResponse(fd);
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 502")) << response;
+    ::close(fd);
+    // Without a Host (HTTP/1.0) too.
+    fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, "GET / HTTP/1.0\r\n\r\n"));
+    response = ReadResponse(fd);
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 502") ||
+                absl::StartsWith(response, "HTTP/1.0 502"))
+        << response;
+    ::close(fd);
+
+    fd = ConnectToExternal();
+    ASSERT_TRUE(Send(fd, "GET /a HTTP/1.1\r\nHost: api.partner.example\r\n\r\n"));
+    response = ReadResponse(fd);
+    EXPECT_EQ(BodyOf(response), "partner GET /a HTTP/1.1 host=api.partner.example") << response;
+    ::close(fd);
+  }));
+  EXPECT_EQ(HttpHosts("ok"), 2u);
+  EXPECT_EQ(HttpHosts("no_host"), 1u);
 }
 
 }  // namespace meshlet::sidecar::server

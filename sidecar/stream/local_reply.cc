@@ -12,9 +12,16 @@ bool BuildLocalReply(const LocalReply& reply, bool grpc, http::HeaderMap& header
                      net::Buffer& body) {
   const bool grpc_reply = grpc && reply.grpc_status != http::grpc::StatusCode::kOk;
   if (grpc_reply) {
-    headers = http::grpc::LocalReplyHeaders(reply.grpc_status, reply.message);
+    headers = reply.detail.empty()
+                  ? http::grpc::LocalReplyHeaders(reply.grpc_status, reply.message)
+                  : http::grpc::LocalReplyHeaders(reply.grpc_status,
+                                                  absl::StrCat(reply.message, ": ", reply.detail));
   } else {
     body.Append(reply.message);
+    if (!reply.detail.empty()) {
+      body.Append(": ");
+      body.Append(reply.detail);
+    }
     body.Append("\n");
     headers.Add(":status", absl::StrCat(reply.http_status));
     headers.Add("content-type", "text/plain");

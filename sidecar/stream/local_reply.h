@@ -32,6 +32,10 @@ struct LocalReply {
   bool overloaded = false;
   // A refused bearer token (RFC 6750 §3): adds `www-authenticate: Bearer error="invalid_token"`.
   bool invalid_bearer_token = false;
+  // What exactly went wrong (a refused certificate, and why), after `message` and ": " in the
+  // body or grpc-message only: the reason logged and in x-meshlet-error stays `message`. Must
+  // outlive the call, like `message`.
+  absl::string_view detail;
 };
 
 // Fills `headers` (and `body`, for an HTTP reply) for `reply` to a request that is gRPC or not.

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "sidecar/stream/stream_info.h"
 
@@ -85,6 +87,19 @@ TEST(LocalReplyTest, OverloadHeaderOnBothKinds) {
   Built grpc = Build(reply, true);
   EXPECT_EQ(grpc.headers.Get("grpc-status"), "14");
   EXPECT_EQ(grpc.headers.Get("x-meshlet-overloaded"), "true");
+}
+
+TEST(LocalReplyTest, DetailFollowsTheMessageInTheBodyAndGrpcMessageOnly) {
+  const LocalReply reply{.http_status = 503,
+                         .message = "upstream TLS handshake failed",
+                         .detail = "peer certificate \"CN=x\" expired at 2026-01-01T00:00:00Z"};
+  Built http = Build(reply, false);
+  EXPECT_EQ(http.body.ToString(),
+            "upstream TLS handshake failed: peer certificate \"CN=x\" expired at "
+            "2026-01-01T00:00:00Z\n");
+  EXPECT_EQ(http.headers.Get("content-length"), absl::StrCat(http.body.length()));
+  Built grpc = Build(reply, true);
+  EXPECT_TRUE(absl::StrContains(grpc.headers.Get("grpc-message").value_or(""), "expired at"));
 }
 
 TEST(LocalReplyTest, ErrorAttributionNamesNodeFlagsAndReason) {

@@ -36,9 +36,12 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
                    refused (502, NM) under REGISTRY_ONLY, which `meshctl explain` blames on
                    the MeshConfig and its file
   z  external      under REGISTRY_ONLY, ExternalServices let through TLS to `outside` by its
-                   server name (to its registered endpoint, whatever address the client used)
-                   and TCP by its address and port; no name (an IP literal), another name and
-                   another port are refused
+                   server name (to its registered endpoint, whatever address the client used),
+                   TCP by its address and port, and plain HTTP by its Host; no name (an IP
+                   literal), another name, another Host, a Host against the absolute URI,
+                   CONNECT and another port are refused; plain HTTP to a TLS port gets TLS
+                   originated, and an expired certificate, one for another name and one of
+                   another CA each a 503 saying why
   k  server-first  a TCP protocol whose server speaks first works through capture
   l  webhook       a pod injected by the control plane's webhook (an AdmissionReview to its
                    pod's port 15017, the JSONPatch applied with python3-jsonpatch) runs and
@@ -52,6 +55,10 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
   o  attacks       a pod without a sidecar attacks the discovery port under load (streams as
                    another workload's node, with and without a certificate of its own, forged
                    golden-metrics reports): each refused, no request fails
+  t  egress        an egress gateway, the only pod that reaches an outside network of its
+                   own, carries client-0's plain HTTP to an ExternalService over mesh mTLS and
+                   originates TLS to it; another identity and another host are refused (403) by
+                   an AuthorizationPolicy on the Gateway; its access log names each call
   y  gateway       a client outside the mesh calls a Gateway's proxy pod over HTTPS (its
                    certificate a Secret in the API server): productpage answers through mTLS
                    under the gateway's identity, the Gateway is Programmed with the pod's
@@ -88,6 +95,8 @@ MESHLET_REQUIRE_E2E=1 (./dev test as root sets it).
 import argparse
 import base64
 import datetime
+import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -1034,7 +1043,7 @@ class Mesh:
             self.wait_acked()
             named = self.run.wait_until(lambda: (lambda r: r if r == (0, "200") else None)(
                 tls("api.partner.test")), 10, "TLS to api.partner.test to pass",
-                lambda: tls("api.partner.test"))
+                lambda: str(tls("api.partner.test")))
             refused = {"other name": tls("other.partner.test"), "IP literal": tls(None),
                        "TCP to another port": tcp(9090)}
             # The registered name towards another address (productpage's, where nothing listens
@@ -1044,6 +1053,7 @@ class Mesh:
             passed_tcp = tcp(8080)
             opened = self.proxy_stat_sum("client-0", "meshlet_upstream_cx_total",
                                          'cluster="external|8443||partner.default"')
+            http_summary = self.external_http(ip, ca, d)
         finally:
             for name in ("partner", "ledger"):
                 self.cluster.meshctl("delete", "externalservice", name, check=False)
@@ -1061,10 +1071,118 @@ class Mesh:
         check(opened > 0, "client-0 opened no connection of cluster external|8443||partner.default")
         return ("REGISTRY_ONLY: TLS naming api.partner.test %s and TCP to %s:8080 %s passed "
                 "through the ExternalServices (%d connections of their cluster); the name sent "
-                "towards %s reached the registered endpoint; refused: %s" % (
+                "towards %s reached the registered endpoint; refused: %s; %s" % (
                     named[1], ip, passed_tcp[1], opened, elsewhere,
                     ", ".join("%s (curl exit %d, %s)" % (k, v[0], v[1] or "no answer")
-                              for k, v in refused.items())))
+                              for k, v in refused.items()), http_summary))
+
+    def external_http(self, ip, ca, d):
+        """Under REGISTRY_ONLY (external's), plain HTTP by Host and TLS origination: `outside`
+        serves HTTP on 8081 (python3 http.server) and TLS on 9443-9446 (openssl s_server with a
+        good certificate of `ca`, an expired one, one for another name, one of another CA).
+        ExternalServices register web.partner.test on 8081 and, on 8082-8085, the four TLS hosts
+        with `tls` (CA `ca`, inline). The registered Host passes; another Host, a Host that
+        contradicts the absolute URI, and CONNECT are refused; the plain request to the good
+        TLS host is answered over TLS; the three others get 503 saying why."""
+        import mesh_util
+        with open(os.path.join(d, "hello.txt"), "w") as f:
+            f.write("hello external\n")
+        web = self.run.start_in_pod_network("outside", [
+            "python3", "-m", "http.server", "8081", "--bind", "0.0.0.0", "--directory", d],
+            os.path.join(d, "http_server.log"))
+        other_ca = mesh_util.make_ca(d, "other-ca")
+        certificates = {
+            "secure": mesh_util.make_server_cert(d, "secure", ca, "DNS:secure.partner.test"),
+            "expired": mesh_util.make_expired_server_cert(d, "expired", ca,
+                                                          "DNS:expired.partner.test"),
+            "wrongname": mesh_util.make_server_cert(d, "wrongname", ca,
+                                                    "DNS:other.partner.test"),
+            "untrusted": mesh_util.make_server_cert(d, "untrusted", other_ca,
+                                                    "DNS:untrusted.partner.test"),
+        }
+        servers = [web]
+        for i, (name, (cert, key)) in enumerate(certificates.items()):
+            servers.append(self.run.start_in_pod_network("outside", [
+                "openssl", "s_server", "-quiet", "-www", "-accept", str(9443 + i), "-cert", cert,
+                "-key", key], os.path.join(d, "s_server-%s.log" % name)))
+        with open(ca[0]) as f:
+            ca_pem = f.read()
+        externals = [{"apiVersion": "meshlet.io/v1", "kind": "ExternalService",
+                      "metadata": {"name": "web", "namespace": "default"},
+                      "spec": {"hosts": ["web.partner.test"],
+                               "ports": [{"number": 8081, "protocol": "HTTP"}],
+                               "resolution": "STATIC", "endpoints": [ip]}}]
+        for i, name in enumerate(certificates):
+            externals.append({
+                "apiVersion": "meshlet.io/v1", "kind": "ExternalService",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"hosts": ["%s.partner.test" % name],
+                         "ports": [{"number": 8082 + i, "protocol": "HTTP",
+                                    "targetPort": 9443 + i,
+                                    "tls": {"caCertificates": ca_pem}}],
+                         "resolution": "STATIC", "endpoints": [ip]}})
+
+        def curl(url, *args, resolve=None):
+            """(curl exit, HTTP status, body, x-meshlet-error) of `url` from client-0."""
+            cmd = ["curl", "-s", "-m", "5", "-D", "-", "-w", "\n%{http_code}", url] + list(args)
+            if resolve:
+                cmd[1:1] = ["--resolve", resolve]
+            r = self.run.in_pod_network("client-0", cmd, check=False)
+            # text mode: the head's CRLFs read as newlines.
+            head, _, rest = r.stdout.partition("\n\n")
+            body, _, status = rest.rpartition("\n")
+            error = re.search(r"(?im)^x-meshlet-error: (.*?)\r?$", head)
+            return r.returncode, status.strip(), body, error.group(1) if error else None
+
+        try:
+            self.cluster.apply(externals)
+            self.wait_acked()
+            host = "web.partner.test:8081:%s" % ip
+            registered = self.run.wait_until(
+                lambda: (lambda r: r if r[1] == "200" else None)(
+                    curl("http://web.partner.test:8081/hello.txt", resolve=host)),
+                10, "plain HTTP to web.partner.test to pass",
+                lambda: str(curl("http://web.partner.test:8081/hello.txt", resolve=host)))
+            other_host = curl("http://%s:8081/hello.txt" % ip, "-H", "Host: other.partner.test")
+            mismatch = curl("http://%s:8081" % ip, "--request-target",
+                            "http://other.partner.test/hello.txt", "-H", "Host: web.partner.test")
+            connect = self.run.in_pod_network("client-0", [
+                "curl", "-s", "-m", "5", "-p", "-x", "http://%s:8081" % ip, "-o", "/dev/null",
+                "-w", "%{http_connect} %{http_code}", "http://web.partner.test:8081/hello.txt"],
+                check=False)
+            originated = {name: curl("http://%s.partner.test:%d/" % (name, 8082 + i),
+                                     resolve="%s.partner.test:%d:%s" % (name, 8082 + i, ip))
+                          for i, name in enumerate(certificates)}
+        finally:
+            for e in externals:
+                self.cluster.meshctl("delete", "externalservice", e["metadata"]["name"],
+                                     check=False)
+            for server in servers:
+                server.kill()
+        check(registered[2] == "hello external\n", "registered Host: %s" % (registered,))
+        check(other_host[1] == "502" and "flag=NM" in (other_host[3] or ""),
+              "another Host under REGISTRY_ONLY: %s" % (other_host,))
+        check(mismatch[1] != "200", "absolute URI naming another host than Host: %s" % (
+            mismatch,))
+        check(connect.stdout.split()[:1] != ["200"] and "hello" not in connect.stdout,
+              "CONNECT through the external port: exit %d %s" % (connect.returncode,
+                                                                   connect.stdout))
+        good = originated.pop("secure")
+        check(good[1] == "200" and "s_server" in good[2], "TLS originated to secure: %s" % (
+            good[:2],))
+        reasons = {"expired": r"peer certificate \S+ expired at ",
+                   "wrongname": r'is not for "wrongname\.partner\.test"',
+                   "untrusted": r"is not issued by a trusted CA"}
+        for name, result in originated.items():
+            check(result[1] == "503" and result[2].startswith("upstream TLS handshake failed: ")
+                  and re.search(reasons[name], result[2]),
+                  "TLS originated to %s: %s" % (name, result))
+        return ("plain HTTP: Host web.partner.test %s, another Host %s (%s), Host against the "
+                "absolute URI %s, CONNECT %s; TLS originated: secure %s, %s" % (
+                    registered[1], other_host[1], other_host[3], mismatch[1],
+                    connect.stdout.strip(), good[1],
+                    "; ".join("%s %s \"%s\"" % (k, v[1], v[2].strip())
+                              for k, v in originated.items())))
 
     def server_first(self):
         r = self.cluster.exec("client-0", ["testapp", "tcp", "ledger:3306", "--send", "hello",
@@ -1178,6 +1296,182 @@ class Mesh:
         return "Job pod once-0 completed in %.1f s: %s" % (
             time.monotonic() - started, ", ".join("%s %s" % kv for kv in sorted(states.items())))
 
+
+    # --- the egress gateway -------------------------------------------------------------------
+
+    # The "outside network": a network namespace of its own joined by a veth to the egress
+    # gateway's pod only: a /30 at the top of the benchmarking range, where pods' subnets (the
+    # lowest free /24s of 198.18/16 and 198.19/16) come last, and never the run's own.
+    EGRESS_LINKS = (("198.19.255.253", "198.19.255.254", 30),  # gateway end, server end, prefix
+                    ("198.18.255.253", "198.18.255.254", 30))
+
+    def egress_link(self):
+        for link in self.EGRESS_LINKS:
+            if ipaddress.ip_address(link[0]) not in self.run.subnet:
+                return link
+        raise harness.E2EError("no egress link address outside %s" % self.run.subnet)
+
+    def egress(self):
+        """An egress gateway (a Gateway of class meshlet with a meshlet.io/egress listener, its
+        proxy a pod of the Deployment `meshctl inject --gateway-class` writes, logging every
+        call) is the only pod that reaches the "outside network" (a network namespace of its
+        own, joined to that pod alone, serving HTTPS with openssl s_server). The ExternalService
+        egress.partner.test (HTTP on 80, TLS to 9443 originated by the gateway, egressGateway
+        set) and an AuthorizationPolicy on the Gateway letting client's identity call that host:
+        client-0's plain HTTP call reaches the server through its sidecar, mTLS to the gateway
+        (which sees client's SPIFFE id) and TLS from the gateway; productpage's identity is
+        refused (403), as is client-0 for another host the gateway carries; neither client-0 nor
+        `outside` reaches the server directly; the gateway's access log names who, where and how
+        much."""
+        sys.path.insert(0, cluster_lib.INTEGRATION_DIR)
+        import mesh_util
+        ns = self.cluster.namespace
+        d = os.path.join(self.run.dir, "egress")
+        os.makedirs(d)
+        gateway_end, server_end, prefix = self.egress_link()
+        ca = mesh_util.make_ca(d, "egress-partner-ca")
+        cert, key = mesh_util.make_server_cert(d, "egress-partner", ca,
+                                               "DNS:egress.partner.test,DNS:denied.partner.test")
+        with open(ca[0]) as f:
+            ca_pem = f.read()
+
+        def gateway_api(kind, name, spec, namespaced=True):
+            metadata = {"name": name, "namespace": ns} if namespaced else {"name": name}
+            return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind,
+                    "metadata": metadata, "spec": spec}
+
+        self.cluster.kube_put("gatewayclasses", gateway_api(
+            "GatewayClass", "meshlet", {"controllerName": "meshlet.io/gateway-controller"},
+            namespaced=False))
+        egress = gateway_api("Gateway", "egress", {
+            "gatewayClassName": "meshlet",
+            "listeners": [{"name": "out", "port": 15443, "protocol": "meshlet.io/egress"}]})
+        self.cluster.kube_put("gateways", egress)
+        manifest = os.path.join(self.run.dir, "gateway-egress.json")
+        with open(manifest, "w") as f:
+            json.dump(egress, f)
+        deployment = [x for x in self.cluster.inject([manifest], ("--gateway-class", "meshlet"))
+                      if x["kind"] == "Deployment"][0]
+        template = deployment["spec"]["template"]
+        for c in template["spec"]["containers"]:
+            if c["name"] == "meshlet-proxy":  # the audit trail: one JSON line per call
+                c["args"] = c.get("args", []) + ["--access-log=/dev/stdout"]
+        self.cluster.create_join_token("egress-meshlet")
+        netns = "mle%s" % hashlib.sha1(self.run.dir.encode()).hexdigest()[:10]
+        veth = "mlx" + netns[3:]
+        servers = []
+        externals = [{"apiVersion": "meshlet.io/v1", "kind": "ExternalService",
+                      "metadata": {"name": name, "namespace": ns},
+                      "spec": {"hosts": ["%s.partner.test" % name],
+                               "ports": [{"number": 80, "protocol": "HTTP", "targetPort": 9443,
+                                          "tls": {"caCertificates": ca_pem}}],
+                               "resolution": "STATIC", "endpoints": [server_end],
+                               "egressGateway": "%s/egress" % ns}}
+                     for name in ("egress", "denied")]
+        policy = {"apiVersion": "meshlet.io/v1", "kind": "AuthorizationPolicy",
+                  "metadata": {"name": "egress-callers", "namespace": ns},
+                  "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io",
+                                           "kind": "Gateway", "name": "egress"}],
+                           "rules": [{"from": [{"principals": [
+                               "spiffe://cluster.local/ns/%s/sa/client" % ns]}],
+                               "to": [{"hosts": ["egress.partner.test"]}]}]}}
+        pod = None
+        try:
+            pod = self.cluster.play_pod("egress-meshlet-0", template)
+            self.cluster.wait_ready([pod])
+            pid = str(self.run.pod_pid(pod))
+            for cmd in (["ip", "netns", "add", netns],
+                        ["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
+                        ["ip", "link", "set", veth, "netns", pid],
+                        ["nsenter", "--target", pid, "--net", "ip", "addr", "add",
+                         "%s/%d" % (gateway_end, prefix), "dev", veth],
+                        ["nsenter", "--target", pid, "--net", "ip", "link", "set", veth, "up"],
+                        ["ip", "link", "set", veth + "p", "netns", netns],
+                        ["ip", "netns", "exec", netns, "ip", "addr", "add",
+                         "%s/%d" % (server_end, prefix), "dev", veth + "p"],
+                        ["ip", "netns", "exec", netns, "ip", "link", "set", veth + "p", "up"],
+                        ["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"]):
+                subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+            with open(os.path.join(d, "s_server.log"), "w") as log:
+                servers.append(subprocess.Popen(
+                    ["ip", "netns", "exec", netns, "openssl", "s_server", "-quiet", "-www",
+                     "-accept", "9443", "-cert", cert, "-key", key],
+                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT))
+            self.cluster.apply(externals + [policy])
+            self.wait_acked()
+            return self.egress_checks(pod, ca, server_end)
+        finally:
+            for server in servers:
+                server.kill()
+                server.wait()
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+            for e in externals + [policy]:
+                self.cluster.meshctl("delete", e["kind"].lower(), e["metadata"]["name"],
+                                     check=False)
+            if pod is not None:
+                self.cluster.delete_pod(pod, grace=5)
+            self.cluster.kube_delete("gateways", "egress")
+
+    def egress_checks(self, pod, ca, server_end):
+        outside_ip = self.cluster.pods["outside"]["ip"]
+
+        def call(from_pod, host):
+            """(HTTP status, body, x-meshlet-error) of plain HTTP to `host` from `from_pod`'s
+            network (through its sidecar); the name resolves to outside's address, as any
+            address of the app's DNS would do: the sidecar matches the Host."""
+            r = self.run.in_pod_network(from_pod, [
+                "curl", "-s", "-m", "5", "-D", "-", "-w", "\n%{http_code}", "--resolve",
+                "%s:80:%s" % (host, outside_ip), "http://%s/" % host], check=False)
+            # text mode: the head's CRLFs read as newlines.
+            head, _, rest = r.stdout.partition("\n\n")
+            body, _, status = rest.rpartition("\n")
+            error = re.search(r"(?im)^x-meshlet-error: (.*?)\r?$", head)
+            return status.strip(), body, error.group(1) if error else None
+
+        allowed = self.run.wait_until(
+            lambda: (lambda r: r if r[0] == "200" else None)(call("client-0", "egress.partner.test")),
+            20, "client-0's call through the egress gateway to pass",
+            lambda: str(call("client-0", "egress.partner.test")))
+        check("s_server" in allowed[1], "the outside server's page: %r" % allowed[1][:200])
+        other_caller = call("productpage-v1-0", "egress.partner.test")
+        other_host = call("client-0", "denied.partner.test")
+        # Nobody but the gateway reaches the outside network.
+        direct = {p: self.run.in_pod_network(p, [
+            "curl", "-sk", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+            "https://%s:9443/" % server_end], check=False) for p in ("client-0", "outside")}
+        # The gateway's audit trail: its access log's lines (JSON) of these calls.
+        def lines():
+            out = []
+            for text in self.run.logs(pod + "-meshlet-proxy").splitlines():
+                if text.startswith("{") and '"upstream_cluster"' in text:
+                    out.append(json.loads(text))
+            return out
+        logged = self.run.wait_until(
+            lambda: [l for l in lines() if l.get("response_code") == 200], 10,
+            "the gateway's access log line of the call")
+        check(other_caller[0] == "403" and "flag=AZ" in (other_caller[2] or ""),
+              "productpage's identity through the egress gateway: %s" % (other_caller,))
+        check(other_host[0] == "403", "client-0 to a host its policy does not name: %s" % (
+            other_host,))
+        for p, r in direct.items():
+            check(r.returncode != 0 and r.stdout.strip() in ("", "000"),
+                  "%s reached the outside network directly: exit %d %s" % (
+                      p, r.returncode, r.stdout))
+        line = logged[-1]
+        check(line["downstream_peer_identity"] ==
+              "spiffe://cluster.local/ns/%s/sa/client" % self.cluster.namespace and
+              line["upstream_cluster"] == "external|80||egress.partner.test" and
+              line["upstream_host"] == "%s:9443" % server_end and line["bytes_sent"] > 0,
+              "the gateway's access log line: %s" % line)
+        opened = self.proxy_stat_sum(pod, "meshlet_upstream_cx_total",
+                                     'cluster="external|80||egress.partner.test"')
+        return ("client-0 -> egress.partner.test through egress-meshlet-0: %s (TLS originated "
+                "to %s:9443, %d connections from the gateway); productpage: %s %s; client-0 to "
+                "denied.partner.test: %s; direct from client-0 and outside: %s; logged: %s -> "
+                "%s, %s bytes" % (
+                    allowed[0], server_end, opened, other_caller[0], other_caller[2],
+                    other_host[0], ", ".join("exit %d" % r.returncode for r in direct.values()),
+                    line["downstream_peer_identity"], line["upstream_host"], line["bytes_sent"]))
 
     # --- the gateway --------------------------------------------------------------------------
 
@@ -1537,6 +1831,7 @@ SCENARIOS = [
     ("n", "discovery", Mesh.discovery),
     ("o", "attacks", Mesh.attacks),
     ("y", "gateway", Mesh.gateway),
+    ("t", "egress", Mesh.egress),
     # After the others that read the CA's generated root: it moves the mesh to a new one.
     ("w", "ca rotate", Mesh.ca_rotate),
     # Last: it removes a pod the others use.

@@ -70,6 +70,33 @@ def make_server_cert(directory, name, ca, san="IP:127.0.0.1,DNS:kubernetes.defau
                      "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
 
 
+def make_expired_server_cert(directory, name, ca, san):
+    """A serverAuth certificate for `san` signed by `ca` (cert, key) that was valid for a day and
+    expired yesterday: (certificate path, key path). `openssl x509` issues from now on only;
+    `openssl ca` takes explicit dates."""
+    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")
+    csr, conf = os.path.join(directory, name + ".csr"), os.path.join(directory, name + ".cnf")
+    database = os.path.join(directory, name + "-index.txt")
+    open(database, "w").close()
+    with open(os.path.join(directory, name + "-serial.txt"), "w") as f:
+        f.write("1000\n")
+    with open(conf, "w") as f:
+        f.write(f"[ca]\ndefault_ca = expired\n[expired]\ndatabase = {database}\n"
+                f"new_certs_dir = {directory}\nserial = {directory}/{name}-serial.txt\n"
+                "default_md = sha256\npolicy = any\nunique_subject = no\n"
+                "[any]\ncommonName = supplied\n"
+                f"[leaf]\nsubjectAltName={san}\nextendedKeyUsage=serverAuth\n"
+                "basicConstraints=critical,CA:FALSE\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+    day = 24 * 3600
+    start, end = (time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() - n * day))
+                  for n in (2, 1))
+    openssl("ca", "-batch", "-config", conf, "-extensions", "leaf", "-cert", ca[0], "-keyfile",
+            ca[1], "-in", csr, "-out", cert, "-notext", "-startdate", start, "-enddate", end)
+    return cert, key
+
+
 def start_fake_kubernetes(directory, token):
     """A fake Kubernetes API server (fake_kubernetes_api.py, which the test's data must hold)
     serving a certificate of a new cluster CA and accepting `token`, and the control plane's

@@ -662,11 +662,11 @@ class UpstreamTlsTest(TlsTestCase):
         fails = {c["name"]: c["hosts"][0]["cx_connect_fail"] for c in clusters["clusters"]}
         self.assertGreaterEqual(fails["mesh-h1"], 1)
 
-    def https_upstream(self):
+    def https_upstream(self, cert=None, key=None):
         """Python's ssl module serving HTTPS with the server certificate (no client
-        certificate): its SANs are DNS localhost and URI SERVER_ID."""
+        certificate): its SANs are DNS localhost and URI SERVER_ID; or `cert` and `key`."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.server_cert, self.server_key)
+        context.load_cert_chain(cert or self.server_cert, key or self.server_key)
         template = HttpUpstream("tls-app")
         handler = template.server.RequestHandlerClass
         template.close()
@@ -699,12 +699,32 @@ class UpstreamTlsTest(TlsTestCase):
         # The same trusted certificate for another host name: refused before any request byte
         # is sent (a connect failure, 503 UF).
         wrong, out_port, log = sidecar_for("api.example.com")
-        code, status, _, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
+        code, status, body, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
         self.assertEqual((code, status), (0, 503))
+        # The body says which certificate was refused, and why.
+        self.assertRegex(body, r'^upstream TLS handshake failed: peer certificate \S+ is not for '
+                               r'"api\.example\.com" \(subjectAltName\)\n$')
         with open(log) as f:
-            self.assertIn("UF", json.loads(f.readline())["response_flags"])
+            line = json.loads(f.readline())
+        self.assertIn("UF", line["response_flags"])
+        self.assertEqual(line["error_reason"], "upstream TLS handshake failed")
         clusters = json.loads(wrong.get("/clusters")[1])
         self.assertGreaterEqual(clusters["clusters"][0]["hosts"][0]["cx_connect_fail"], 1)
+
+    def test_an_expired_upstream_certificate_is_refused_saying_so(self):
+        cert, key = self.pki.leaf("expired-server", SERVER_ID, expired=True)
+        server = self.https_upstream(cert, key)
+        out_port = free_port()
+        self.start(config(
+            plain_listener("outbound", out_port),
+            static_cluster("app", server.server_address[1],
+                           extra=f"    tls: {{enabled: true, ca_file: {self.pki.ca}, "
+                                 f"sni: localhost}}\n"),
+            app_routes()))
+        code, status, body, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
+        self.assertEqual((code, status), (0, 503), body)
+        self.assertRegex(body, r'^upstream TLS handshake failed: peer certificate \S+ expired at '
+                               r'\d{4}-\d\d-\d\dT')
 
     def test_non_mesh_upstream_verified_by_subject_alt_names_and_an_inline_ca(self):
         # As a BackendTLSPolicy is sent: the CA inline in a Secret (no file on the proxy's
@@ -753,8 +773,9 @@ class UpstreamTlsTest(TlsTestCase):
         )
         for name, ca, sans, reason in refusals:
             sidecar, out_port, log = sidecar_for(name, ca, sans)
-            status, _ = request(out_port)
+            status, body = request(out_port)
             self.assertEqual(status, 503, name)
+            self.assertIn(reason, body, name)
             with open(log) as f:
                 self.assertIn("UF", json.loads(f.readline())["response_flags"], name)
             self.assertTrue(wait_for(
