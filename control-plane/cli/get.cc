@@ -105,7 +105,11 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       row.push_back(addresses.list.empty() ? "<none>" : absl::StrJoin(addresses.list, ","));
       row.push_back(selector.empty() ? "<none>" : absl::StrJoin(selector, ","));
     } else if (kind == "TrafficPolicy") {
-      row.push_back(Scalar(spec["target"]));
+      std::vector<std::string> targets;
+      for (const auto& ref : spec["targetRefs"]) {
+        targets.push_back(absl::StrCat(Scalar(ref["kind"]), "/", Scalar(ref["name"])));
+      }
+      row.push_back(targets.empty() ? Scalar(spec["target"]) : absl::StrJoin(targets, ","));
       row.push_back(spec["loadBalancer"] ? Scalar(spec["loadBalancer"]) : "LEAST_REQUEST");
       row.push_back(spec["retries"] && spec["retries"]["attempts"]
                         ? Scalar(spec["retries"]["attempts"])

@@ -516,7 +516,31 @@ class Checker {
 
   void TrafficPolicy(const pb::TrafficPolicy& tp) {
     const pb::TrafficPolicySpec& spec = tp.spec();
-    ServiceRef("spec.target", spec.target());
+    if (spec.target_refs_size() == 0) {
+      ServiceRef("spec.target", spec.target());
+    } else {
+      if (!spec.target().empty()) {
+        Error("spec.target", "not with targetRefs (one or the other)");
+      }
+      for (int i = 0; i < spec.target_refs_size(); ++i) {
+        const pb::PolicyTargetReference& ref = spec.target_refs(i);
+        const std::string path = Index("spec.targetRefs", i);
+        if (ref.group() != "meshlet.io" || ref.kind() != "ExternalService") {
+          Error(path, absl::StrCat(ref.group().empty() ? "" : ref.group() + "/", ref.kind(),
+                                   " is not a target of a TrafficPolicy's targetRefs: only "
+                                   "meshlet.io/ExternalService (a Service is named by target)"));
+        }
+        if (!IsDnsSubdomain(ref.name())) {
+          Error(Join(path, "name"), absl::StrCat(Quote(ref.name()), " is not a name"));
+        }
+      }
+      // What only a mesh Service's sidecars or endpoints can do.
+      for (const auto& [set, field] : {std::pair{spec.has_rate_limit(), "spec.rateLimit"},
+                                       std::pair{!spec.mtls().empty(), "spec.mtls"},
+                                       std::pair{spec.has_locality(), "spec.locality"}}) {
+        if (set) Error(field, "not for an ExternalService (targetRefs)");
+      }
+    }
     LoadBalancer("spec.loadBalancer", spec.load_balancer());
     if (spec.has_timeouts()) Timeouts("spec.timeouts", spec.timeouts());
     if (spec.has_retries()) Retries("spec.retries", spec.retries());

@@ -548,6 +548,33 @@ spec:
   EXPECT_TRUE(wildcard);
 }
 
+TEST(ValidateTest, TrafficPolicyOnExternalServices) {
+  ValidationResult ok = ValidateYaml(R"(
+kind: TrafficPolicy
+metadata: {name: partner}
+spec:
+  targetRefs: [{group: meshlet.io, kind: ExternalService, name: partner}]
+  timeouts: {request: 3s}
+  circuitBreaker: {maxConnections: 10}
+)");
+  EXPECT_TRUE(ok.errors.empty()) << ok.errors[0].field << ": " << ok.errors[0].message;
+  ValidationResult r = ValidateYaml(R"(
+kind: TrafficPolicy
+metadata: {name: bad}
+spec:
+  target: reviews
+  targetRefs: [{kind: Service, name: reviews}, {group: meshlet.io, kind: ExternalService, name: "A B"}]
+  mtls: STRICT
+  rateLimit: {requestsPerSecond: 10}
+)");
+  EXPECT_NE(ErrorFor(r, "spec.target").find("not with targetRefs"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.targetRefs[0]").find("only meshlet.io/ExternalService"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.targetRefs[1].name"), "");
+  EXPECT_NE(ErrorFor(r, "spec.mtls").find("not for an ExternalService"), std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.rateLimit").find("not for an ExternalService"), std::string::npos);
+}
+
 TEST(ValidateTest, PolicyTargetRefs) {
   ValidationResult r = ValidateYaml(R"(
 kind: AuthorizationPolicy

@@ -24,15 +24,36 @@ std::string ObjectName(const pb::ExternalService& es) {
                       es.metadata().name());
 }
 
+// The TrafficPolicy whose targetRefs name `es` (of its namespace; several: the greatest name, as
+// for a Service), or null.
+const pb::TrafficPolicySpec* TrafficPolicyOf(const TranslationContext& ctx,
+                                             const pb::ExternalService& es) {
+  const pb::TrafficPolicy* found = nullptr;
+  const std::string ns = NamespaceOr(es.metadata().namespace_());
+  for (const pb::TrafficPolicy& tp : ctx.policy.traffic_policies) {
+    if (tp.spec().target_refs_size() == 0 || NamespaceOr(tp.metadata().namespace_()) != ns) {
+      continue;
+    }
+    for (const pb::PolicyTargetReference& ref : tp.spec().target_refs()) {
+      if (ref.kind() == "ExternalService" && ref.name() == es.metadata().name() &&
+          (found == nullptr || found->metadata().name() < tp.metadata().name())) {
+        found = &tp;
+      }
+    }
+  }
+  return found != nullptr ? &found->spec() : nullptr;
+}
+
 // An external service's cluster "external|<port>||<host or name.namespace>": type DNS resolving
 // `host` (non-empty) on `target`, else STATIC with the spec's endpoints on `target`; the
 // MeshConfig's cluster defaults.
 xds::Cluster ExternalCluster(const TranslationContext& ctx, const std::string& name,
                              const std::string& host, uint32_t target,
-                             const pb::ExternalServiceSpec& spec) {
+                             const pb::ExternalService& es) {
+  const pb::ExternalServiceSpec& spec = es.spec();
   xds::Cluster cluster;
   cluster.set_name(name);
-  ApplyTrafficPolicy(ctx, nullptr, cluster);
+  ApplyTrafficPolicy(ctx, TrafficPolicyOf(ctx, es), cluster);
   if (!host.empty()) {
     cluster.set_type(xds::Cluster::DNS);
     cluster.mutable_dns()->set_hostname(host);
@@ -115,19 +136,20 @@ xds::VirtualHost& AddHost(xds::RouteConfiguration& routes, const std::string& ho
   return *vhost;
 }
 
-// `vhost` routes everything to `cluster` with the MeshConfig's default timeouts and retries, its
-// decision records naming `es`.
+// `vhost` routes everything to `cluster` with the timeouts and retries of `es`'s TrafficPolicy
+// (else the MeshConfig's defaults), its decision records naming `es`.
 void RouteTo(const TranslationContext& ctx, const pb::ExternalService& es,
              const std::string& cluster, xds::VirtualHost& vhost) {
   xds::Route* route = vhost.add_routes();
   route->set_name("external");
   route->mutable_match()->set_prefix("/");
   route->mutable_route()->set_cluster(cluster);
-  const pb::Timeouts timeouts = ctx.EffectiveTimeouts(nullptr);
+  const pb::TrafficPolicySpec* tp = TrafficPolicyOf(ctx, es);
+  const pb::Timeouts timeouts = ctx.EffectiveTimeouts(tp);
   if (timeouts.has_request()) {
     SetDuration(route->mutable_route()->mutable_timeout(), timeouts.request());
   }
-  const pb::Retries retries = ctx.EffectiveRetries(nullptr, nullptr);
+  const pb::Retries retries = ctx.EffectiveRetries(tp, nullptr);
   if (retries.ByteSizeLong() > 0 || timeouts.has_per_try()) {
     *route->mutable_route()->mutable_retry_policy() = ToRetryPolicy(retries, timeouts);
   }
@@ -165,7 +187,7 @@ void RouteToService(const TranslationContext& ctx, TranslationOutput& out,
   RouteTo(ctx, es, name, vhost);
   const uint32_t target = port.target_port() != 0 ? port.target_port() : port.number();
   const std::string resolved = spec.resolution().empty() || spec.resolution() == "DNS" ? host : "";
-  xds::Cluster cluster = ExternalCluster(ctx, name, resolved, target, spec);
+  xds::Cluster cluster = ExternalCluster(ctx, name, resolved, target, es);
   if (!secret_name.empty()) {
     xds::UpstreamTls* tls = cluster.mutable_tls();
     tls->set_enabled(true);
@@ -312,7 +334,7 @@ void AddExternalDestinations(const TranslationContext& ctx, TranslationOutput& o
         if (!http) {
           d.set_tcp_cluster(name);
           out.clusters.emplace(
-              name, ExternalCluster(ctx, name, resolution == "DNS" ? host : "", target, spec));
+              name, ExternalCluster(ctx, name, resolution == "DNS" ? host : "", target, es));
           continue;
         }
         // Plain HTTP: routed by the request's Host, to the service or its egress gateway.

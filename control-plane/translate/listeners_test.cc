@@ -466,6 +466,30 @@ spec:
             1)
       << absl::StrJoin(r.warnings, "\n");
 
+  // A TrafficPolicy naming the ExternalService: its clusters' limits and its routes' timeouts.
+  policy_.traffic_policies.Upsert(std::make_shared<pb::TrafficPolicy>(Parse<pb::TrafficPolicy>(R"(
+kind: TrafficPolicy
+metadata: {name: partner-limits, namespace: shop}
+spec:
+  targetRefs: [{group: meshlet.io, kind: ExternalService, name: partner}]
+  timeouts: {request: 3s}
+  retries: {attempts: 4}
+  circuitBreaker: {maxConnections: 7}
+  outlierDetection: {consecutive5xx: 2}
+)")));
+  NodeResources limited = Translate(policy_, registry_, node_, options);
+  const xds::Cluster* partner = Named(limited.clusters, "external|80||api.partner.example");
+  ASSERT_NE(partner, nullptr);
+  EXPECT_EQ(partner->circuit_breakers().max_connections().value(), 7u);
+  EXPECT_TRUE(partner->has_outlier_detection());
+  const xds::Route& partner_route =
+      Named(limited.routes, "external|80")->virtual_hosts(0).routes(0);
+  EXPECT_EQ(partner_route.route().timeout().seconds(), 3);
+  EXPECT_EQ(partner_route.route().retry_policy().num_retries().value(), 4u);
+  // Not another ExternalService's.
+  EXPECT_FALSE(Named(limited.clusters, "external|80||public.example")->has_circuit_breakers());
+  policy_.traffic_policies.Erase("shop", "partner-limits");
+
   // Without a system bundle, TLS without CA certificates of its own cannot be verified.
   options.backend_ca_bundles.reset();
   NodeResources without = Translate(policy_, registry_, node_, options);

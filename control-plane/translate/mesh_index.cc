@@ -164,6 +164,7 @@ std::shared_ptr<const PolicyTargets> IndexTargets(const PolicySnapshot& policy) 
   // Several TrafficPolicies for one Service: the one with the greatest name wins (documented),
   // whatever order the snapshot lists them in.
   for (const pb::TrafficPolicy& tp : policy.traffic_policies) {
+    if (tp.spec().target_refs_size() > 0) continue;  // ExternalServices' (external_services.cc)
     const ServiceKey key{
         tp.metadata().namespace_().empty() ? "default" : tp.metadata().namespace_(),
         tp.spec().target()};
