@@ -441,11 +441,26 @@ void Connection::OnReadDone(ssize_t nread) {
   }
   if (!AfterWriteProgress(/*defer=*/false)) return;
   Handle* h = handle_;
-  if (!read_buffer_.empty() && callbacks_ != nullptr) {
-    WriteBatch batch(loop_);
-    callbacks_->OnData(read_buffer_, /*end_stream=*/false);
+  // The peer's close_notify: its end of stream, as its FIN would be (nothing after it counts).
+  const bool peer_closed = transport_->PeerClosed();
+  if (peer_closed) {
+    remote_eof_ = true;
+    reading_ = false;
+    uv_read_stop(stream());
   }
-  if (h->owner != nullptr) ChargeRead(static_cast<size_t>(nread));
+  if ((!read_buffer_.empty() || peer_closed) && callbacks_ != nullptr) {
+    WriteBatch batch(loop_);
+    callbacks_->OnData(read_buffer_, /*end_stream=*/peer_closed);
+  }
+  if (h->owner == nullptr) return;
+  if (!peer_closed) {
+    ChargeRead(static_cast<size_t>(nread));
+    return;
+  }
+  if (state_ == State::kOpen && shutdown_done_) {
+    CloseSocket(/*reset=*/false);
+    NotifyClose(CloseReason::kEndOfStream, absl::OkStatus());
+  }
 }
 
 void Connection::ChargeRead(size_t n) {

@@ -588,6 +588,66 @@ TEST(ConnectionTest, TransportFailureSendsItsLastWordsBeforeClosing) {
   }
 }
 
+// A transport whose peer ends its side with a message of the transport itself, as TLS does with
+// close_notify: "BYE" here; what follows it is discarded.
+class ClosingTransport final : public Transport {
+ public:
+  absl::Status Start(const Address&, Buffer&) override { return absl::OkStatus(); }
+  absl::Status OnReceived(Buffer& wire_in, Buffer& app_in, Buffer&) override {
+    std::string text = wire_in.ToString();
+    wire_in.Clear();
+    if (closed_) return absl::OkStatus();
+    if (const size_t bye = text.find("BYE"); bye != std::string::npos) {
+      text.resize(bye);
+      closed_ = true;
+    }
+    app_in.Append(text);
+    return absl::OkStatus();
+  }
+  absl::Status Send(Buffer& app_out, Buffer& out) override {
+    out.Move(app_out);
+    return absl::OkStatus();
+  }
+  void Shutdown(Buffer&) override {}
+  bool HandshakeComplete() const override { return true; }
+  bool PeerClosed() const override { return closed_; }
+  const PeerInfo& peer() const override { return peer_; }
+
+ private:
+  bool closed_ = false;
+  PeerInfo peer_;
+};
+
+// The peer's close in the transport (TLS close_notify) is the end of its stream, although its
+// socket stays open: the owner answers and closes, and the peer sees everything, then EOF.
+TEST(ConnectionTest, APeerClosingInTheTransportEndsItsStream) {
+  event::Loop loop;
+  ListenerOptions options;
+  options.transport_factory = [] { return std::make_unique<ClosingTransport>(); };
+  Server server(loop, "127.0.0.1:0", std::move(options));
+  ASSERT_TRUE(server.status.ok());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(connect(fd, server.listener->address().as_sockaddr(),
+                    server.listener->address().sockaddr_len()),
+            0);
+  ASSERT_TRUE(loop.RunUntil([&] { return !server.conns.empty(); }, kWait));
+  const std::string bytes = "request BYE ignored";
+  ASSERT_EQ(send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->end_stream; }, kWait));
+  EXPECT_EQ(server.callbacks[0]->received, "request ");
+  server.conns[0]->Write("answer");
+  server.conns[0]->Close(CloseMode::kFlush);
+  ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes > 0; }, kWait));
+  std::string received;
+  char buf[64];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) received.append(buf, static_cast<size_t>(n));
+  EXPECT_EQ(received, "answer");
+  EXPECT_EQ(n, 0) << strerror(errno);
+  close(fd);
+}
+
 TEST(ConnectionTest, ReadDisableCounts) {
   event::Loop loop;
   Server server(loop, "127.0.0.1:0");

@@ -77,6 +77,11 @@ class Transport {
   // neither completed nor failed; always false for transports without one. Lets an owner tell a
   // peer that is still handshaking from one that is silent.
   virtual bool HandshakeInProgress() const { return false; }
+  // True once the peer ended its side within the transport (TLS close_notify): no application
+  // byte follows, as at the socket's end of stream, which a peer that waits for ours before
+  // closing its socket (openssl s_server) would never send. Always false for transports
+  // without such a message.
+  virtual bool PeerClosed() const { return false; }
   // Sets the callback that runs once when the handshake completes; it replaces any earlier one.
   // It runs on the loop thread, inline from the OnReceived() call that completed the handshake
   // (so peer() is already filled, and the application bytes of that same read are delivered

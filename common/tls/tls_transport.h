@@ -52,6 +52,7 @@ class TlsTransport final : public net::Transport {
   void Shutdown(net::Buffer& out) override;
   bool HandshakeComplete() const override { return session_ != nullptr && peer_ready_; }
   bool HandshakeInProgress() const override;
+  bool PeerClosed() const override { return session_ != nullptr && session_->peer_closed(); }
   void SetHandshakeCompleteCallback(absl::AnyInvocable<void()> callback) override {
     on_handshake_complete_ = std::move(callback);
   }

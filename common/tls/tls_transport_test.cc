@@ -152,6 +152,8 @@ TEST_F(TlsTransportTest, MutualTlsHandshakeAndData) {
   Pump(client, server);
   const auto* session = static_cast<TlsTransport*>(server.transport.get())->session();
   EXPECT_TRUE(session->peer_closed());
+  EXPECT_TRUE(server.transport->PeerClosed());  // the connection's end of stream
+  EXPECT_FALSE(client.transport->PeerClosed());
   EXPECT_TRUE(server.status.ok()) << server.status;
 }
 

@@ -33,6 +33,7 @@ stop: removes every pod, image and the network, and the state directory.
 
 import argparse
 import collections
+import hashlib
 import ipaddress
 import json
 import os
@@ -59,6 +60,11 @@ MANIFESTS = [os.path.join(CHECKOUT, "examples", "pods"),
 GATEWAY = os.path.join(HERE, "gateway.yaml")
 GATEWAY_POD = "bookinfo-meshlet-0"
 GATEWAY_PORT = 8080
+# The way out: the egress Gateway (examples/demo/egress.yaml), its proxy the only pod on an
+# "outside network" where api.partner.example answers HTTPS, and the ExternalService for it.
+EGRESS = os.path.join(HERE, "egress.yaml")
+EGRESS_POD = "egress-meshlet-0"
+PARTNER = "api.partner.example"
 MARKER = ".meshlet-demo"  # only a directory holding this file is ever removed
 PODS_BASE = "/var/tmp/meshlet-demo"
 
@@ -89,6 +95,7 @@ def stop(state_dir, quiet=False):
     with open(path) as f:
         state = json.load(f)
     stop_node_agent(state)
+    stop_outside(state)
     harness.remove_run(state["run_dir"], state["network"])
     if os.path.exists(os.path.join(state_dir, MARKER)):
         shutil.rmtree(state_dir)
@@ -106,6 +113,51 @@ def stop_node_agent(state):
         pid, start_time = state.get(key + "_pid"), state.get(key + "_start")
         if pid is not None and harness._process_start(pid) == start_time:
             os.kill(pid, signal.SIGKILL)  # else gone, or the pid is another process's by now
+
+
+def stop_outside(state):
+    """Ends the outside network's server and removes the network."""
+    pid, start_time = state.get("outside_pid"), state.get("outside_start")
+    if pid is not None and harness._process_start(pid) == start_time:
+        os.kill(pid, signal.SIGKILL)
+    if state.get("outside_netns"):
+        cluster_lib.Cluster.remove_outside_network(state["outside_netns"])
+
+
+def start_outside(run, cluster, state_dir):
+    """The outside network (cluster.join_outside_network) joined to the egress gateway's pod:
+    openssl s_server answering HTTPS as api.partner.example there, with a certificate of a CA
+    made here, and the ExternalService api.partner.example through the gateway, verifying it
+    with that CA. Returns what stop() needs to end it."""
+    sys.path.insert(0, cluster_lib.INTEGRATION_DIR)
+    import mesh_util
+    d = os.path.join(state_dir, "outside")
+    os.makedirs(d)
+    ca = mesh_util.make_ca(d, "partner-ca")
+    cert, key = mesh_util.make_server_cert(d, "partner", ca, "DNS:" + PARTNER)
+    netns = "mle%s" % hashlib.sha1(run.dir.encode()).hexdigest()[:10]
+    link = cluster.outside_link()
+    cluster.join_outside_network(EGRESS_POD, netns, link)
+    with open(os.path.join(d, "s_server.log"), "w") as out:
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "openssl", "s_server", "-quiet", "-www", "-accept",
+             "443", "-cert", cert, "-key", key],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    with open(ca[0]) as f:
+        ca_pem = f.read()
+    external = {"apiVersion": "meshlet.io/v1", "kind": "ExternalService",
+                "metadata": {"name": "partner", "namespace": cluster.namespace},
+                "spec": {"hosts": [PARTNER],
+                         "ports": [{"name": "http", "number": 80, "protocol": "HTTP",
+                                    "targetPort": 443, "tls": {"caCertificates": ca_pem}}],
+                         "resolution": "STATIC", "endpoints": [link[1]],
+                         "egressGateway": "%s/egress" % cluster.namespace}}
+    log("meshctl apply: ExternalService partner (%s, TLS to %s:443 originated by the egress "
+        "gateway, the only pod on that network)" % (PARTNER, link[1]))
+    cluster.meshctl("apply", "-f", "-", input=json.dumps(external))
+    return {"outside_netns": netns, "outside_pid": server.pid,
+            "outside_start": harness._process_start(server.pid)}
 
 
 def policies(routes):
@@ -163,11 +215,21 @@ def start(args):
         log("meshctl apply -f examples/demo/gateway.yaml (the Gateway bookinfo and its route)")
         with open(GATEWAY) as f:
             cluster.meshctl("apply", "-f", "-", input=f.read())
+        log("meshctl apply -f examples/demo/egress.yaml (the egress Gateway and who may call out)")
+        with open(EGRESS) as f:
+            cluster.meshctl("apply", "-f", "-", input=f.read())
         log("meshctl inject%s --gateway-class meshlet -f examples/pods/ -f "
-            "examples/demo/gateway.yaml | podman kube play (and a client pod)" % (
-                " --cni" if args.cni else ""))
-        cluster.deploy(MANIFESTS + [GATEWAY], extra=("--gateway-class", "meshlet"))
+            "examples/demo/gateway.yaml -f examples/demo/egress.yaml | podman kube play (and a "
+            "client pod)" % (" --cni" if args.cni else ""))
+        # The app resolves the partner's name to any address: its sidecar matches the Host.
+        cluster.extra_host_aliases = [{"ip": str(run.subnet.network_address + 1),
+                                       "hostnames": [PARTNER]}]
+        cluster.deploy(MANIFESTS + [GATEWAY, EGRESS], extra=("--gateway-class", "meshlet"))
         cluster.wait_ready()
+        node.update(start_outside(run, cluster, state_dir))
+        with open(state_file(state_dir), "w") as f:  # for stop(), should what follows fail
+            json.dump(dict({"run_dir": run.dir, "network": run.network,
+                            "subnet": str(run.subnet), "bridge": run.bridge}, **node), f)
         # The host reaches the pods (dashboard, meshctl) through the network's gateway address.
         gateway = str(run.subnet.network_address + 1)
         subprocess.run(["ip", "addr", "replace", "%s/%d" % (gateway, run.subnet.prefixlen),
@@ -268,6 +330,7 @@ def traffic(run, cluster, seconds, cni=False):
                                    "-H", "x-canary: always"))
     slow = client_get(run, cluster, "http://ratings:9080/slow", "--timeout", "3s")
     way_in = through_gateway(cluster, 20)
+    way_out = summary_of(client_get(run, cluster, "http://%s/" % PARTNER, "--count", "10"))
     failed = cluster_app_failed(cluster) - failed_before
     retried = {p: retries_by(cluster, p) - before for p, before in retried_before.items()}
     pods = collections.Counter(split.get("pods", {}))
@@ -291,10 +354,13 @@ def traffic(run, cluster, seconds, cni=False):
         "  way in:  %d requests from this host (outside the mesh) to %s through the Gateway "
         "bookinfo's proxy, mutual TLS on to productpage: %d answered 200" % (
             way_in["requests"], way_in["url"], way_in["ok"]),
+        "  way out: %d requests from client-0 to http://%s (ExternalService partner) through "
+        "the egress gateway's proxy, the only pod that reaches it, which originates TLS: %d "
+        "answered 200" % (way_out["requests"], PARTNER, way_out["statuses"].get("200", 0)),
     ]
     return {"requests": main["requests"], "ok": ok, "split": dict(pods), "canary":
             canary.get("pods", {}), "ratings_failed": failed, "retried": retried,
-            "gateway": way_in, "text": "\n".join(lines)}
+            "gateway": way_in, "egress": way_out, "text": "\n".join(lines)}
 
 
 def gateway_url(cluster, path="/products"):
@@ -354,6 +420,8 @@ def guide(state_dir, cluster):
         "                     (the pod's address; the host reaches the demo's network)",
         "  the way in         curl %s     (Gateway bookinfo: %s/bin/meshctl get gateways)"
         % (gateway_url(cluster), d),
+        "  the way out        %s/bin/meshctl get externalservices   (through the egress gateway: "
+        "%s/bin/meshctl proxy-config %s.default)" % (d, d, EGRESS_POD),
         "  more traffic       python3 examples/demo/pods.py traffic --seconds 10",
         "  inside a pod       %spodman --root %s/storage --runroot %s/run ps" % (
             "CONTAINERS_CONF=%s/containers.conf " % cluster.run.dir if cluster.cni else "",

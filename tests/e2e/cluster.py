@@ -58,6 +58,7 @@ the order played.
 """
 
 import concurrent.futures
+import ipaddress
 import json
 import os
 import re
@@ -138,6 +139,8 @@ class Cluster:
         self.next_host = 20
         self.trust_pem = None
         self.service_addresses = {}  # service name -> virtual address
+        # More hostAliases for the pods played from now on ({"ip", "hostnames"}).
+        self.extra_host_aliases = []
         self.secrets = {}            # (namespace, Secret name) -> {key: value}
         self.pods = {}               # pod name -> {"ip", "labels", "service_account", ...}
         self.kube_api = None         # start_kubernetes_api(): its process, address and files
@@ -447,9 +450,50 @@ class Cluster:
             if addresses:
                 self.service_addresses[svc["metadata"]["name"]] = addresses[0]
 
+    # An "outside network" (join_outside_network): a /30 at the top of the benchmarking range,
+    # where pods' subnets (the lowest free /24s of 198.18/16 and 198.19/16) come last.
+    OUTSIDE_LINKS = (("198.19.255.253", "198.19.255.254", 30),  # pod end, far end, prefix
+                     ("198.18.255.253", "198.18.255.254", 30))
+
+    def outside_link(self):
+        """(the pod's address, the outside end's, prefix length): not in the run's subnet."""
+        for link in self.OUTSIDE_LINKS:
+            if ipaddress.ip_address(link[0]) not in self.run.subnet:
+                return link
+        raise harness.E2EError("no outside link address apart from %s" % self.run.subnet)
+
+    def join_outside_network(self, pod, netns, link):
+        """Makes network namespace `netns`, an "outside network" that `pod` alone reaches: a veth
+        pair with `link`'s pod end in the pod and its far end in `netns` (whose programs, run
+        with `ip netns exec`, listen there). remove_outside_network(netns) undoes it; the pod's
+        end goes with the pod."""
+        pod_end, far_end, prefix = link
+        pid = str(self.run.pod_pid(pod))
+        veth = "mlx" + netns[-10:]
+        for cmd in (["ip", "netns", "add", netns],
+                    ["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
+                    ["ip", "link", "set", veth, "netns", pid],
+                    ["nsenter", "--target", pid, "--net", "ip", "addr", "add",
+                     "%s/%d" % (pod_end, prefix), "dev", veth],
+                    ["nsenter", "--target", pid, "--net", "ip", "link", "set", veth, "up"],
+                    ["ip", "link", "set", veth + "p", "netns", netns],
+                    ["ip", "netns", "exec", netns, "ip", "addr", "add",
+                     "%s/%d" % (far_end, prefix), "dev", veth + "p"],
+                    ["ip", "netns", "exec", netns, "ip", "link", "set", veth + "p", "up"],
+                    ["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"]):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            self.run.transcript.append((cmd, r.returncode, r.stdout + r.stderr))
+            if r.returncode != 0:
+                raise harness.E2EError("%s: %s" % (" ".join(cmd), r.stderr.strip()))
+
+    @staticmethod
+    def remove_outside_network(netns):
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+
     def host_aliases(self):
         aliases = [{"ip": self.control_plane_ip, "hostnames": [
             CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE + "." + CLUSTER_DOMAIN]}]
+        aliases += self.extra_host_aliases
         for name, address in sorted(self.service_addresses.items()):
             ns = self.namespace
             aliases.append({"ip": address, "hostnames": [

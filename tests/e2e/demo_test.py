@@ -10,7 +10,9 @@ checks what the demo tells its user to look at, one line each:
                  reached both reviews versions, the canary header only v2, ratings' failures
                  were all retried by reviews-v2's proxy, the timeout answered, and requests
                  from the host (outside the mesh) through the Gateway bookinfo's proxy pod
-                 (examples/demo/gateway.yaml) all reached productpage
+                 (examples/demo/gateway.yaml) all reached productpage, and the client's calls
+                 to the ExternalService api.partner.example through the egress gateway
+                 (examples/demo/egress.yaml) were all answered
   proxy-status   the state directory's `bin/meshctl proxy-status`: every proxy ACKed all four
                  resource types
   app config     no app container of the injected pods carries meshlet configuration: no
@@ -33,7 +35,7 @@ With --cni, `pods.py start --cni` (`./dev demo --cni`): start, proxy-status, the
 
   cni capture    every pod of the demo but the control plane's and the gateway's was captured
                  by meshlet-cni (a `captured` line in its log), has no meshlet-init and a proxy
-                 with no capabilities; the gateway's pod was skipped; meshlet-cni-agent and its
+                 with no capabilities; the gateways' pods were skipped; meshlet-cni-agent and its
                  API server run
   stop           as above, the agent and its API server ended too
 
@@ -142,9 +144,13 @@ class Demo:
         check(way_in["requests"] > 0 and way_in["ok"] == way_in["requests"] and
               set(way_in["pods"]) == {"productpage-v1-0"},
               "through the Gateway bookinfo from the host: %s" % way_in)
+        way_out = s["egress"]
+        check(way_out["requests"] > 0 and way_out["statuses"] == {"200": way_out["requests"]},
+              "from client-0 to the ExternalService through the egress gateway: %s" % way_out)
         return ("%d requests, all 200; split %s; %d failures of ratings, all retried; %d through "
-                "the Gateway, all 200" % (s["requests"], s["split"], s["ratings_failed"],
-                                          way_in["requests"]))
+                "the Gateway, all 200; %d out through the egress gateway, all 200" % (
+                    s["requests"], s["split"], s["ratings_failed"], way_in["requests"],
+                    way_out["requests"]))
 
     def gateway_routes(self):
         """The demo's routes swapped for their Gateway API form (examples/gateway-api), as
@@ -263,12 +269,15 @@ class Demo:
     def cni_capture(self):
         with open(os.path.join(self.state["run_dir"], "cni-node", "state", "cni.log")) as f:
             log = f.read().splitlines()
-        # The Gateway's proxy pod serves its own ports: nothing of it is captured.
-        gateway = "bookinfo-meshlet-0"
-        check(any(" ADD pod=default/%s " % gateway in l and "outcome=skipped" in l for l in log),
-              "meshlet-cni did not leave %s alone: %s" % (gateway, [
-                  l for l in log if gateway in l][-3:]))
-        pods = sorted(p for p in self.state["pods"] if p != gateway)
+        # The Gateways' proxy pods (the way in, the way out) serve their own ports: nothing of
+        # them is captured.
+        gateways = ("bookinfo-meshlet-0", "egress-meshlet-0")
+        for gateway in gateways:
+            check(any(" ADD pod=default/%s " % gateway in l and "outcome=skipped" in l
+                      for l in log),
+                  "meshlet-cni did not leave %s alone: %s" % (gateway, [
+                      l for l in log if gateway in l][-3:]))
+        pods = sorted(p for p in self.state["pods"] if p not in gateways)
         for pod in pods:
             check(any(" ADD pod=default/%s " % pod in l and "outcome=captured" in l for l in log),
                   "meshlet-cni did not capture %s: %s" % (pod, log[-10:]))
@@ -289,7 +298,7 @@ class Demo:
         check(not alive("api"), "the node's fake API server still runs 10 s after start")
         check(alive("agent"), "meshlet-cni-agent is not running after start")
         return "%d pods captured by meshlet-cni (%s): no meshlet-init, proxies with no " \
-               "capabilities; the gateway's pod not captured" % (len(pods), ", ".join(pods))
+               "capabilities; the gateways' pods not captured" % (len(pods), ", ".join(pods))
 
     def stop(self):
         r = self.pods_py("stop")

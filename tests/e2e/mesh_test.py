@@ -96,7 +96,6 @@ import argparse
 import base64
 import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -1168,8 +1167,9 @@ class Mesh:
               "CONNECT through the external port: exit %d %s" % (connect.returncode,
                                                                    connect.stdout))
         good = originated.pop("secure")
-        check(good[1] == "200" and "s_server" in good[2], "TLS originated to secure: %s" % (
-            good[:2],))
+        # curl exit 0: the response ended (the server's close_notify is its end of stream).
+        check(good[0] == 0 and good[1] == "200" and "s_server" in good[2],
+              "TLS originated to secure: %s" % (good[:2],))
         reasons = {"expired": r"peer certificate \S+ expired at ",
                    "wrongname": r'is not for "wrongname\.partner\.test"',
                    "untrusted": r"is not issued by a trusted CA"}
@@ -1299,18 +1299,6 @@ class Mesh:
 
     # --- the egress gateway -------------------------------------------------------------------
 
-    # The "outside network": a network namespace of its own joined by a veth to the egress
-    # gateway's pod only: a /30 at the top of the benchmarking range, where pods' subnets (the
-    # lowest free /24s of 198.18/16 and 198.19/16) come last, and never the run's own.
-    EGRESS_LINKS = (("198.19.255.253", "198.19.255.254", 30),  # gateway end, server end, prefix
-                    ("198.18.255.253", "198.18.255.254", 30))
-
-    def egress_link(self):
-        for link in self.EGRESS_LINKS:
-            if ipaddress.ip_address(link[0]) not in self.run.subnet:
-                return link
-        raise harness.E2EError("no egress link address outside %s" % self.run.subnet)
-
     def egress(self):
         """An egress gateway (a Gateway of class meshlet with a meshlet.io/egress listener, its
         proxy a pod of the Deployment `meshctl inject --gateway-class` writes, logging every
@@ -1328,7 +1316,8 @@ class Mesh:
         ns = self.cluster.namespace
         d = os.path.join(self.run.dir, "egress")
         os.makedirs(d)
-        gateway_end, server_end, prefix = self.egress_link()
+        link = self.cluster.outside_link()
+        server_end = link[1]
         ca = mesh_util.make_ca(d, "egress-partner-ca")
         cert, key = mesh_util.make_server_cert(d, "egress-partner", ca,
                                                "DNS:egress.partner.test,DNS:denied.partner.test")
@@ -1358,7 +1347,6 @@ class Mesh:
                 c["args"] = c.get("args", []) + ["--access-log=/dev/stdout"]
         self.cluster.create_join_token("egress-meshlet")
         netns = "mle%s" % hashlib.sha1(self.run.dir.encode()).hexdigest()[:10]
-        veth = "mlx" + netns[3:]
         servers = []
         externals = [{"apiVersion": "meshlet.io/v1", "kind": "ExternalService",
                       "metadata": {"name": name, "namespace": ns},
@@ -1379,19 +1367,7 @@ class Mesh:
         try:
             pod = self.cluster.play_pod("egress-meshlet-0", template)
             self.cluster.wait_ready([pod])
-            pid = str(self.run.pod_pid(pod))
-            for cmd in (["ip", "netns", "add", netns],
-                        ["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
-                        ["ip", "link", "set", veth, "netns", pid],
-                        ["nsenter", "--target", pid, "--net", "ip", "addr", "add",
-                         "%s/%d" % (gateway_end, prefix), "dev", veth],
-                        ["nsenter", "--target", pid, "--net", "ip", "link", "set", veth, "up"],
-                        ["ip", "link", "set", veth + "p", "netns", netns],
-                        ["ip", "netns", "exec", netns, "ip", "addr", "add",
-                         "%s/%d" % (server_end, prefix), "dev", veth + "p"],
-                        ["ip", "netns", "exec", netns, "ip", "link", "set", veth + "p", "up"],
-                        ["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"]):
-                subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+            self.cluster.join_outside_network(pod, netns, link)
             with open(os.path.join(d, "s_server.log"), "w") as log:
                 servers.append(subprocess.Popen(
                     ["ip", "netns", "exec", netns, "openssl", "s_server", "-quiet", "-www",
@@ -1404,7 +1380,7 @@ class Mesh:
             for server in servers:
                 server.kill()
                 server.wait()
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+            self.cluster.remove_outside_network(netns)
             for e in externals + [policy]:
                 self.cluster.meshctl("delete", e["kind"].lower(), e["metadata"]["name"],
                                      check=False)
@@ -1426,13 +1402,14 @@ class Mesh:
             head, _, rest = r.stdout.partition("\n\n")
             body, _, status = rest.rpartition("\n")
             error = re.search(r"(?im)^x-meshlet-error: (.*?)\r?$", head)
-            return status.strip(), body, error.group(1) if error else None
+            return status.strip(), body, error.group(1) if error else None, r.returncode
 
         allowed = self.run.wait_until(
             lambda: (lambda r: r if r[0] == "200" else None)(call("client-0", "egress.partner.test")),
             20, "client-0's call through the egress gateway to pass",
             lambda: str(call("client-0", "egress.partner.test")))
-        check("s_server" in allowed[1], "the outside server's page: %r" % allowed[1][:200])
+        check("s_server" in allowed[1] and allowed[3] == 0,
+              "the outside server's page (curl exit %d): %r" % (allowed[3], allowed[1][:200]))
         other_caller = call("productpage-v1-0", "egress.partner.test")
         other_host = call("client-0", "denied.partner.test")
         # Nobody but the gateway reaches the outside network.
