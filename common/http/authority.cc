@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 
 namespace meshlet::http {
 namespace {
@@ -112,6 +113,20 @@ std::optional<HostPort> ParseHostPort(absl::string_view value) {
     if (!ValidPort(parts.port)) return std::nullopt;
   }
   return parts;
+}
+
+std::optional<HostPort> AbsoluteFormAuthority(absl::string_view target) {
+  absl::string_view rest = target;
+  if (absl::StartsWithIgnoreCase(rest, "http://")) {
+    rest.remove_prefix(7);
+  } else if (absl::StartsWithIgnoreCase(rest, "https://")) {
+    rest.remove_prefix(8);
+  } else {
+    return std::nullopt;
+  }
+  std::optional<HostPort> authority = ParseHostPort(rest.substr(0, rest.find_first_of("/?")));
+  if (!authority.has_value() || authority->host.empty()) return std::nullopt;
+  return authority;
 }
 
 }  // namespace meshlet::http

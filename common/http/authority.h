@@ -36,4 +36,9 @@ struct HostPort {
 // Other sub-delims and percent-encoded bytes stay allowed in a reg-name, as RFC 3986 says.
 std::optional<HostPort> ParseHostPort(absl::string_view value);
 
+// The authority of an absolute-form request-target (RFC 9112 3.2.2) with an http or https URI
+// (the scheme in any case, RFC 3986 3.1), as ParseHostPort reads it; nullopt for another scheme,
+// another form, or an empty host (RFC 9110 4.2.1).
+std::optional<HostPort> AbsoluteFormAuthority(absl::string_view target);
+
 }  // namespace meshlet::http

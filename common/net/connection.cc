@@ -1,3 +1,6 @@
+// Connection (connection.h): one state machine per socket (connecting, open, flushing, closing)
+// whose read, write, shutdown and close handlers share its fields, so it stays one file.
+
 #include "common/net/connection.h"
 
 #include <poll.h>

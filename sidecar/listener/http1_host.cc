@@ -217,17 +217,8 @@ Http1Host Http1HostReader::Result(absl::string_view head) const {
       return out;
     }
   } else if (target[0] != '/') {
-    absl::string_view rest = target;
-    if (absl::StartsWithIgnoreCase(rest, "http://")) {
-      rest.remove_prefix(7);
-    } else if (absl::StartsWithIgnoreCase(rest, "https://")) {
-      rest.remove_prefix(8);
-    } else {
-      out.status = Status::kNotHttp1;
-      return out;
-    }
-    authority = http::ParseHostPort(rest.substr(0, rest.find_first_of("/?")));
-    if (!authority.has_value() || authority->host.empty()) {
+    authority = http::AbsoluteFormAuthority(target);
+    if (!authority.has_value()) {
       out.status = Status::kNotHttp1;
       return out;
     }

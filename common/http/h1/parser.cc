@@ -153,16 +153,7 @@ bool ValidTargetForm(absl::string_view method, absl::string_view target) {
   // a path. An http(s) URI with an empty host must be rejected (RFC 9110 4.2.1), and userinfo is
   // refused (RFC 9110 4.2.4) like everywhere else an authority is checked.
   // Schemes are case-insensitive (RFC 3986 3.1).
-  absl::string_view rest = target;
-  if (absl::StartsWithIgnoreCase(rest, "http://")) {
-    rest.remove_prefix(7);
-  } else if (absl::StartsWithIgnoreCase(rest, "https://")) {
-    rest.remove_prefix(8);
-  } else {
-    return false;
-  }
-  std::optional<HostPort> authority = ParseHostPort(rest.substr(0, rest.find_first_of("/?")));
-  return authority.has_value() && !authority->host.empty();
+  return AbsoluteFormAuthority(target).has_value();
 }
 
 // A chunk-size line is the hex size (leading zeros allowed), optional extensions and CRLF; this
